@@ -1,0 +1,158 @@
+//! wharf-oci: image references, registry credentials resolved exactly as GitLab's runner resolves
+//! them, and the registry login client.
+//!
+//! PUBLIC API CONTRACT (wharf-run and the `wharf` binary are written against these names; keep
+//! them, add freely). Bodies below are placeholders to be replaced by the real implementation.
+
+use std::ffi::OsString;
+use std::fmt;
+use std::path::PathBuf;
+
+/// A parsed image reference, normalised the way Docker and GitLab's runner do it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    /// `docker.io` for Docker Hub, else `host[:port]` lowercased.
+    pub registry: String,
+    /// Repository path, e.g. `library/busybox` on Docker Hub, `node` on `r.example.com:5000`.
+    pub repository: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReferenceError {
+    #[error("invalid image reference `{reference}`: {reason}")]
+    Invalid { reference: String, reason: String },
+}
+
+impl ImageRef {
+    pub fn parse(reference: &str) -> Result<Self, ReferenceError> {
+        Err(ReferenceError::Invalid {
+            reference: reference.into(),
+            reason: "not implemented".into(),
+        })
+    }
+    /// `registry/repository` without tag or digest: what credential keys are matched against.
+    pub fn registry_path(&self) -> String {
+        format!("{}/{}", self.registry, self.repository)
+    }
+}
+
+/// One set of credentials for one registry. Debug and Display never print secrets.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct RegistryAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// OAuth2 refresh token (`identitytoken`), as `docker login` stores for token registries.
+    pub identity_token: Option<String>,
+    /// A bearer token to use as is (`registrytoken`).
+    pub registry_token: Option<String>,
+    /// The key the entry was found under (e.g. `registry.example.com:5000`).
+    pub server_address: String,
+}
+
+impl RegistryAuth {
+    /// Every secret value in this entry (for the log masker).
+    pub fn secrets(&self) -> Vec<String> {
+        [&self.password, &self.identity_token, &self.registry_token]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+}
+
+impl fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("username", &self.username)
+            .field("server_address", &self.server_address)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "identity_token",
+                &self.identity_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "registry_token",
+                &self.registry_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Where credentials may come from, highest priority first.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialSources {
+    /// `DOCKER_AUTH_CONFIG` from the pipeline/job/CLI variables (the contents, also for file-type
+    /// variables). Replaces `runner_auth_config` whole when set.
+    pub job_auth_config: Option<Secret>,
+    /// `DOCKER_AUTH_CONFIG` from wharf's own environment (runner level).
+    pub runner_auth_config: Option<Secret>,
+    /// `$DOCKER_CONFIG`: when set, `$DOCKER_CONFIG/config.json` replaces `~/.docker/config.json`.
+    pub docker_config_dir: Option<PathBuf>,
+    /// `$HOME`, for `~/.docker/config.json` and `~/.dockercfg`.
+    pub home_dir: Option<PathBuf>,
+    /// `$PATH`, to find `docker-credential-<name>` helpers.
+    pub path: Option<OsString>,
+}
+
+/// A string whose Debug/Display never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// The outcome of resolving credentials for one image: what was found and every source looked at.
+#[derive(Debug, Clone, Default)]
+pub struct Resolution {
+    pub found: Option<Found>,
+    /// Every source looked at, in priority order, with what it held for this registry.
+    pub tried: Vec<SourceReport>,
+    /// Non-fatal problems (a failing helper, an unreadable file), for the job log. No secrets.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Found {
+    /// As printed in `Authenticating with credentials from <source>`: `$DOCKER_AUTH_CONFIG`,
+    /// `/root/.docker/config.json`, ...
+    pub source: String,
+    /// The key that matched (e.g. `registry.example.com:5000/team`).
+    pub key: String,
+    pub auth: RegistryAuth,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceReport {
+    /// `$DOCKER_AUTH_CONFIG`, a file path, `docker-credential-<name> (credsStore in <file>)`...
+    pub source: String,
+    /// Human-readable, no secrets: "not set", "file not found", "no entry for r:5000 (has: a, b)",
+    /// "invalid JSON at line 1 column 5: ...", "used (key r:5000)".
+    pub outcome: String,
+}
+
+impl Resolution {
+    /// A multi-line explanation for when no credentials were found: the registry, every source
+    /// tried, and how to fix it (DOCKER_AUTH_CONFIG example with placeholders, `wharf login`).
+    pub fn explain_missing(&self, image: &ImageRef) -> String {
+        let _ = image;
+        String::new()
+    }
+}
+
+/// Resolve credentials for `image` from `sources`, as GitLab's runner does.
+pub fn resolve(image: &ImageRef, sources: &CredentialSources) -> Resolution {
+    let _ = (image, sources);
+    Resolution::default()
+}
+
+/// Every secret in a DOCKER_AUTH_CONFIG document (base64 `auth` values, decoded passwords,
+/// identity and registry tokens), for the log masker. Never fails: invalid JSON yields nothing.
+pub fn secrets_in_auth_config(json: &str) -> Vec<String> {
+    let _ = json;
+    Vec::new()
+}
