@@ -1,8 +1,18 @@
 //! wharf-ci: GitLab CI YAML -> [`Pipeline`]. No IO of its own: files arrive through [`Loader`].
 //! Returns every diagnostic it finds instead of stopping at the first.
 
+//!
+//! Code map: `yaml` parses text into a span-carrying tree and applies merge keys; `pipeline`
+//! resolves `extends` and `default:` per job and checks cross-job references; `convert` turns
+//! a resolved job tree into the typed [`model`].
+
+mod convert;
 mod diagnostic;
 pub mod model;
+mod pipeline;
+mod suggest;
+mod variables_file;
+mod yaml;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::*;
@@ -22,19 +32,42 @@ pub struct Loaded {
 
 /// Load and validate the pipeline whose main file is `path`.
 pub fn load_pipeline(path: &str, loader: &dyn Loader) -> Result<Loaded, Diagnostics> {
-    let _ = (path, loader);
-    Err(Diagnostics(vec![Diagnostic::error(
-        None,
-        "not implemented yet",
-    )]))
+    let text = loader.load(path).map_err(|e| {
+        Diagnostics(vec![Diagnostic::error(
+            None,
+            format!("cannot read {path}: {e}"),
+        )])
+    })?;
+    let mut d = diagnostic::Diags::default();
+    let pipeline = pipeline::load(path, &text, &mut d);
+    match pipeline {
+        Some(pipeline) if !d.has_errors() => Ok(Loaded {
+            pipeline,
+            warnings: d.0,
+        }),
+        _ => Err(errors_first(d)),
+    }
+}
+
+/// Errors first (each group in file order as found), then the warnings that came with them.
+fn errors_first(d: diagnostic::Diags) -> Diagnostics {
+    let (mut errors, warnings): (Vec<_>, Vec<_>) = d.0.into_iter().partition(Diagnostic::is_error);
+    if errors.is_empty() {
+        // Not expected (a failure always reports why), but never return an empty error.
+        errors.push(Diagnostic::error(None, "the pipeline could not be loaded"));
+    }
+    errors.extend(warnings);
+    Diagnostics(errors)
 }
 
 /// Parse a `--variables-file` written as YAML (`KEY: value` or `KEY: {value, masked, type: file}`).
 /// `name` is used in diagnostics.
 pub fn parse_variables_yaml(name: &str, text: &str) -> Result<Vec<FileVariable>, Diagnostics> {
-    let _ = (name, text);
-    Err(Diagnostics(vec![Diagnostic::error(
-        None,
-        "not implemented yet",
-    )]))
+    let mut d = diagnostic::Diags::default();
+    let vars = variables_file::parse(name, text, &mut d);
+    if d.has_errors() {
+        Err(errors_first(d))
+    } else {
+        Ok(vars)
+    }
 }

@@ -1,0 +1,342 @@
+//! Stage 1: YAML text -> [`Node`] tree with spans, merge keys (`<<`) applied.
+//!
+//! saphyr resolves anchors/aliases (with an expansion budget against alias bombs) and keeps tags,
+//! but leaves `<<` as an ordinary key; GitLab (Ruby's Psych) applies it, so we do it here, once,
+//! before anything else looks at the tree. Scalars are kept as written (`early_parse(false)`) so
+//! that `1.10` stays `1.10` and YAML 1.1 words like `yes` can be read the way GitLab reads them.
+
+use crate::diagnostic::{Diagnostic, Diags};
+use crate::model::Span;
+use indexmap::IndexMap;
+use saphyr::{MarkedYaml, ScalarStyle, YamlData, YamlLoader};
+
+/// Budget (in nodes) for alias expansion during loading: generous for real pipelines (which
+/// alias a few hundred nodes at most) and small enough that a "billion laughs" file fails fast.
+const ALIAS_NODE_LIMIT: usize = 200_000;
+
+/// Nesting depth we accept; deeper input is certainly not a CI file and would risk the stack.
+const MAX_DEPTH: usize = 200;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Node {
+    pub span: Span,
+    pub value: Value,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Value {
+    Null,
+    Scalar(Scalar),
+    Seq(Vec<Node>),
+    Map(Map),
+    /// A non-core tag such as `!reference`, with the tagged node.
+    Tagged(String, Box<Node>),
+}
+
+/// A scalar as written. `plain` is false for quoted, block and `!!str` scalars: those are always
+/// strings, while plain ones may read as booleans or numbers depending on the field.
+#[derive(Debug, Clone)]
+pub(crate) struct Scalar {
+    pub text: String,
+    pub plain: bool,
+}
+
+impl Scalar {
+    /// YAML 1.1 booleans as Psych (GitLab) reads them: case-insensitive yes/no/true/false/on/off.
+    pub fn as_bool(&self) -> Option<bool> {
+        if !self.plain {
+            return None;
+        }
+        match self.text.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "on" => Some(true),
+            "false" | "no" | "off" => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// A mapping with string keys, in file order.
+pub(crate) type Map = IndexMap<String, Entry>;
+
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub key_span: Span,
+    pub value: Node,
+}
+
+impl Node {
+    pub fn as_map(&self) -> Option<&Map> {
+        match &self.value {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+    pub fn is_null(&self) -> bool {
+        matches!(self.value, Value::Null)
+    }
+    /// How the value is described in "expected X, found Y" messages.
+    pub fn kind(&self) -> String {
+        match &self.value {
+            Value::Null => "null".into(),
+            Value::Scalar(s) if s.as_bool().is_some() => "a boolean".into(),
+            Value::Scalar(_) => "a scalar".into(),
+            Value::Seq(_) => "a list".into(),
+            Value::Map(_) => "a map".into(),
+            Value::Tagged(t, _) => format!("a `{t}` tag"),
+        }
+    }
+    /// Number of nodes in this tree (used to bound the size of `extends` results).
+    pub fn count(&self) -> usize {
+        1 + match &self.value {
+            Value::Seq(v) => v.iter().map(Node::count).sum(),
+            Value::Map(m) => m.values().map(|e| e.value.count()).sum(),
+            Value::Tagged(_, n) => n.count(),
+            Value::Null | Value::Scalar(_) => 0,
+        }
+    }
+}
+
+/// Converts saphyr's character-based markers to our spans (which also carry byte offsets).
+pub(crate) struct SourceMap<'a> {
+    file: &'a str,
+    text: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> SourceMap<'a> {
+    pub fn new(file: &'a str, text: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self {
+            file,
+            text,
+            line_starts,
+        }
+    }
+
+    fn byte_offset(&self, m: &saphyr::Marker) -> usize {
+        let Some(&start) = self.line_starts.get(m.line().saturating_sub(1)) else {
+            return self.text.len();
+        };
+        let line = &self.text[start..];
+        start
+            + line
+                .char_indices()
+                .nth(m.col())
+                .map_or(line.len(), |(i, _)| i)
+    }
+
+    pub fn marker(&self, m: &saphyr::Marker) -> Span {
+        Span {
+            file: self.file.to_string(),
+            line: m.line().max(1),
+            column: m.col() + 1,
+            offset: self.byte_offset(m),
+            len: 0,
+        }
+    }
+
+    pub fn span(&self, s: &saphyr_parser::Span) -> Span {
+        let mut span = self.marker(&s.start);
+        span.len = self.byte_offset(&s.end).saturating_sub(span.offset);
+        span
+    }
+}
+
+/// Parse `text` into its YAML documents. On a syntax error, pushes one diagnostic and returns
+/// `None`; structural problems (bad merge keys, non-string keys) are pushed and parsing goes on.
+pub(crate) fn parse(file: &str, text: &str, diags: &mut Diags) -> Option<Vec<Node>> {
+    let map = SourceMap::new(file, text);
+    let mut loader: YamlLoader<MarkedYaml> = YamlLoader::default();
+    loader.early_parse(false);
+    loader.alias_limit(ALIAS_NODE_LIMIT);
+    let mut parser = saphyr_parser::Parser::new_from_str(text);
+    let result = parser.load(&mut loader, true);
+    if let Some(e) = result.err().or_else(|| loader.error().cloned()) {
+        diags.push(Diagnostic::error(
+            Some(map.marker(e.marker())),
+            format!("invalid YAML: {}", e.info()),
+        ));
+        return None;
+    }
+    let mut builder = Builder { map: &map, diags };
+    Some(
+        loader
+            .into_documents()
+            .iter()
+            .map(|d| builder.build(d, 0))
+            .collect(),
+    )
+}
+
+struct Builder<'m, 'd> {
+    map: &'m SourceMap<'m>,
+    diags: &'d mut Diags,
+}
+
+impl Builder<'_, '_> {
+    fn build(&mut self, y: &MarkedYaml, depth: usize) -> Node {
+        let span = self.map.span(&y.span);
+        if depth > MAX_DEPTH {
+            self.diags.push(Diagnostic::error(
+                Some(span.clone()),
+                format!("YAML nested more than {MAX_DEPTH} levels deep"),
+            ));
+            return Node {
+                span,
+                value: Value::Null,
+            };
+        }
+        let value = match &y.data {
+            YamlData::Representation(text, style, tag) => {
+                let scalar = Scalar {
+                    text: text.to_string(),
+                    plain: *style == ScalarStyle::Plain,
+                };
+                match tag {
+                    Some(tag) if tag.is_yaml_core_schema() => match tag.suffix.as_str() {
+                        "str" => Value::Scalar(Scalar {
+                            plain: false,
+                            ..scalar
+                        }),
+                        "null" => Value::Null,
+                        _ => Value::Scalar(scalar),
+                    },
+                    Some(tag) => Value::Tagged(
+                        tag.to_string(),
+                        Box::new(Node {
+                            span: span.clone(),
+                            value: scalar_value(scalar),
+                        }),
+                    ),
+                    None => scalar_value(scalar),
+                }
+            }
+            // Only reachable with early parsing, which we turn off; kept total for safety.
+            YamlData::Value(v) => Value::Scalar(Scalar {
+                text: format!("{v:?}"),
+                plain: true,
+            }),
+            YamlData::Sequence(items) => {
+                Value::Seq(items.iter().map(|i| self.build(i, depth + 1)).collect())
+            }
+            YamlData::Mapping(m) => Value::Map(self.build_map(m, depth)),
+            YamlData::Tagged(tag, inner) => {
+                Value::Tagged(tag.to_string(), Box::new(self.build(inner, depth + 1)))
+            }
+            YamlData::Alias(_) | YamlData::BadValue => {
+                self.diags.push(Diagnostic::error(
+                    Some(span.clone()),
+                    "invalid YAML value (unknown alias?)",
+                ));
+                Value::Null
+            }
+        };
+        Node { span, value }
+    }
+
+    fn build_map(&mut self, m: &saphyr::AnnotatedMapping<MarkedYaml>, depth: usize) -> Map {
+        // Explicit keys win over merged ones wherever they appear in the mapping, so collect
+        // them first.
+        let explicit: Vec<Option<String>> = m.keys().map(key_text).collect();
+        let mut out = Map::new();
+        let mut seen_explicit = std::collections::HashSet::new();
+        for ((k, v), text) in m.iter().zip(&explicit) {
+            let key_span = self.map.span(&k.span);
+            let Some(text) = text else {
+                self.diags.push(Diagnostic::error(
+                    Some(key_span),
+                    "mapping keys must be strings",
+                ));
+                continue;
+            };
+            if is_merge_key(k) {
+                let merged = self.build(v, depth + 1);
+                for source in self.merge_sources(merged) {
+                    for (mk, me) in source {
+                        let overridden = explicit.iter().flatten().any(|e| *e == mk);
+                        // First source wins among merged maps (YAML merge-key spec).
+                        if !overridden && !out.contains_key(&mk) {
+                            out.insert(mk, me);
+                        }
+                    }
+                }
+                continue;
+            }
+            if !seen_explicit.insert(text.clone()) {
+                // saphyr only catches exact duplicates; `a` and `"a"` collide here.
+                self.diags.push(Diagnostic::error(
+                    Some(key_span),
+                    format!("duplicate key `{text}` in mapping"),
+                ));
+                continue;
+            }
+            let value = self.build(v, depth + 1);
+            out.insert(text.clone(), Entry { key_span, value });
+        }
+        out
+    }
+
+    /// The maps a `<<` value contributes: one mapping, or a list of mappings in order.
+    fn merge_sources(&mut self, merged: Node) -> Vec<Map> {
+        match merged.value {
+            Value::Map(m) => vec![m],
+            Value::Seq(items) => {
+                let mut out = Vec::new();
+                for item in items {
+                    let kind = item.kind();
+                    match item.value {
+                        Value::Map(m) => out.push(m),
+                        _ => {
+                            self.diags.push(Diagnostic::error(
+                                Some(item.span),
+                                format!("merge key `<<` needs mappings, found {kind} in the list"),
+                            ));
+                        }
+                    }
+                }
+                out
+            }
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        Some(merged.span.clone()),
+                        format!(
+                            "merge key `<<` needs a mapping or a list of mappings, found {}",
+                            merged.kind()
+                        ),
+                    )
+                    .with_help("write `<<: *anchor` or `<<: [*a, *b]`"),
+                );
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn scalar_value(s: Scalar) -> Value {
+    if s.plain && matches!(s.text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+        Value::Null
+    } else {
+        Value::Scalar(s)
+    }
+}
+
+fn key_text(k: &MarkedYaml) -> Option<String> {
+    match &k.data {
+        YamlData::Representation(text, _, _) => Some(text.to_string()),
+        YamlData::Tagged(_, inner) => key_text(inner),
+        _ => None,
+    }
+}
+
+fn is_merge_key(k: &MarkedYaml) -> bool {
+    match &k.data {
+        YamlData::Representation(text, style, tag) => {
+            text == "<<"
+                && *style == ScalarStyle::Plain
+                && tag.as_ref().is_none_or(|t| t.is_yaml_core_schema())
+        }
+        _ => false,
+    }
+}
