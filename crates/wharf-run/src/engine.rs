@@ -1,0 +1,460 @@
+//! The Docker Engine API, through bollard, plus our own image-pull call.
+//!
+//! Why our own pull: bollard 0.21 encodes `X-Registry-Auth` with *standard* base64, while dockerd
+//! decodes it as base64url and, for a pull, silently falls back to *no credentials* when decoding
+//! fails. Passwords whose JSON encodes to `+` or `/` would then fail with "no basic auth
+//! credentials" at random. The Docker CLI, docker-py and podman all send base64url.
+
+use base64::Engine as _;
+use bollard::Docker;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use std::collections::HashMap;
+use tokio::sync::watch;
+use wharf_oci::RegistryAuth;
+
+const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(
+        "cannot reach the Docker daemon at {host}: {reason}\n  fix: start dockerd (or set DOCKER_HOST), or run jobs without `image:` through `--executor shell`"
+    )]
+    Unreachable { host: String, reason: String },
+    #[error("Docker daemon error: {0}")]
+    Api(String),
+    #[error("canceled")]
+    Canceled,
+}
+
+/// Why a pull failed, as GitLab's runner classifies it: only `Network` is worth a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullFailure {
+    /// The registry wants credentials and none were sent.
+    NoCredentials(String),
+    /// Credentials were sent and the registry refused them.
+    Denied(String),
+    /// The image or tag does not exist.
+    NotFound(String),
+    /// Connection problems; retried.
+    Network(String),
+    Other(String),
+}
+
+impl PullFailure {
+    pub fn classify(message: &str) -> Self {
+        let m = message.to_ascii_lowercase();
+        let msg = message.to_string();
+        if m.contains("no basic auth credentials") || m.contains("authentication required") {
+            Self::NoCredentials(msg)
+        } else if m.contains("unauthorized")
+            || m.contains("denied")
+            || m.contains("incorrect username or password")
+            || m.contains("forbidden")
+        {
+            Self::Denied(msg)
+        } else if m.contains("manifest unknown")
+            || m.contains("not found")
+            || m.contains("does not exist")
+            || m.contains("name unknown")
+        {
+            Self::NotFound(msg)
+        } else if m.contains("connection refused")
+            || m.contains("timeout")
+            || m.contains("no such host")
+            || m.contains("connection reset")
+            || m.contains("eof")
+            || m.contains("network is unreachable")
+            || m.contains("temporary failure")
+            || m.contains("tls handshake")
+        {
+            Self::Network(msg)
+        } else {
+            Self::Other(msg)
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Self::NoCredentials(m)
+            | Self::Denied(m)
+            | Self::NotFound(m)
+            | Self::Network(m)
+            | Self::Other(m) => m,
+        }
+    }
+}
+
+/// What happened to a pull's progress stream, for the job log.
+pub enum PullEvent {
+    /// A status worth keeping in the log ("Pulling from node", "Digest: ...", "Status: ...").
+    Status(String),
+    /// Transient progress ("a1b2: Downloading 3.1MB/10MB"): terminal only.
+    Progress(String),
+}
+
+pub struct Engine {
+    docker: Docker,
+    host: String,
+    api_version: String,
+}
+
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub binds: Vec<String>,
+    pub working_dir: String,
+    pub labels: HashMap<String, String>,
+    pub user: Option<String>,
+}
+
+pub struct ImageInfo {
+    pub id: String,
+    pub repo_digests: Vec<String>,
+}
+
+impl Engine {
+    /// Connect to `DOCKER_HOST` (or the default socket) and agree on an API version.
+    pub async fn connect(docker_host: Option<&str>) -> Result<Self, EngineError> {
+        let host = docker_host
+            .filter(|h| !h.is_empty())
+            .unwrap_or(DEFAULT_HOST)
+            .to_string();
+        let unreachable = |reason: String| EngineError::Unreachable {
+            host: host.clone(),
+            reason,
+        };
+        let docker = Docker::connect_with_host(&host).map_err(|e| unreachable(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let v = docker.client_version();
+        let api_version = format!("{}.{}", v.major_version, v.minor_version);
+        Ok(Self {
+            docker,
+            host,
+            api_version,
+        })
+    }
+
+    pub async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, EngineError> {
+        match self.docker.inspect_image(image).await {
+            Ok(info) => Ok(Some(ImageInfo {
+                id: info.id.unwrap_or_default(),
+                repo_digests: info.repo_digests.unwrap_or_default(),
+            })),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(None),
+            Err(e) => Err(EngineError::Api(e.to_string())),
+        }
+    }
+
+    /// `POST /images/create` with base64url `X-Registry-Auth`; calls `on_event` for progress.
+    pub async fn pull(
+        &self,
+        image: &str,
+        auth: Option<&RegistryAuth>,
+        on_event: &mut dyn FnMut(PullEvent),
+    ) -> Result<(), PullFailure> {
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("fromImage", image)
+            .finish();
+        let uri = format!("/v{}/images/create?{query}", self.api_version);
+        let mut req = hyper::Request::post(uri).header(hyper::header::HOST, "docker");
+        if let Some(auth) = auth {
+            req = req.header("X-Registry-Auth", registry_auth_header(auth));
+        }
+        let req = req
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| PullFailure::Other(e.to_string()))?;
+        let response = self.send(req).await.map_err(PullFailure::Network)?;
+        let status = response.status();
+        let mut body = response.into_body();
+        let mut buf: Vec<u8> = Vec::new();
+        let mut error: Option<String> = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| PullFailure::Network(e.to_string()))?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            buf.extend_from_slice(&data);
+            while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                if let Some(e) = handle_pull_line(&line, on_event) {
+                    error = Some(e);
+                }
+            }
+        }
+        if !buf.is_empty() {
+            if let Some(e) = handle_pull_line(&buf, on_event) {
+                error = Some(e);
+            }
+        }
+        if let Some(e) = error {
+            return Err(PullFailure::classify(&e));
+        }
+        if !status.is_success() {
+            return Err(PullFailure::classify(&format!("HTTP {status}")));
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        req: hyper::Request<Empty<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, String> {
+        if let Some(path) = self.host.strip_prefix("unix://") {
+            let stream = tokio::net::UnixStream::connect(path)
+                .await
+                .map_err(|e| e.to_string())?;
+            send_over(stream, req).await
+        } else if let Some(addr) = self
+            .host
+            .strip_prefix("tcp://")
+            .or_else(|| self.host.strip_prefix("http://"))
+        {
+            let stream = tokio::net::TcpStream::connect(addr)
+                .await
+                .map_err(|e| e.to_string())?;
+            send_over(stream, req).await
+        } else {
+            Err(format!(
+                "unsupported DOCKER_HOST `{}` (use unix:// or tcp://)",
+                self.host
+            ))
+        }
+    }
+
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<String, EngineError> {
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: Some(spec.cmd.clone()),
+            env: Some(spec.env.clone()),
+            working_dir: Some(spec.working_dir.clone()),
+            labels: Some(spec.labels.clone()),
+            user: spec.user.clone(),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            host_config: Some(HostConfig {
+                binds: Some(spec.binds.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = CreateContainerOptionsBuilder::default()
+            .name(&spec.name)
+            .build();
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(|e| EngineError::Api(e.to_string()))?;
+        Ok(created.id)
+    }
+
+    /// Start `id`, stream its output to `on_output`, and return its exit code. On cancel the
+    /// caller removes the container.
+    pub async fn run(
+        &self,
+        id: &str,
+        on_output: &mut dyn FnMut(&[u8]),
+        cancel: &mut watch::Receiver<bool>,
+    ) -> Result<i64, EngineError> {
+        let attach_opts = AttachContainerOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .logs(true)
+            .build();
+        let mut attached = self
+            .docker
+            .attach_container(id, Some(attach_opts))
+            .await
+            .map_err(|e| EngineError::Api(e.to_string()))?;
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| EngineError::Api(e.to_string()))?;
+        loop {
+            tokio::select! {
+                item = attached.output.next() => match item {
+                    Some(Ok(chunk)) => on_output(&chunk.into_bytes()),
+                    Some(Err(e)) => return Err(EngineError::Api(e.to_string())),
+                    None => break,
+                },
+                _ = cancel.changed() => return Err(EngineError::Canceled),
+            }
+        }
+        let wait_opts = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
+        let mut wait = self.docker.wait_container(id, Some(wait_opts));
+        tokio::select! {
+            status = wait.next() => match status {
+                Some(Ok(s)) => Ok(s.status_code),
+                // bollard turns a non-zero exit into an error; it is still just an exit code.
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+                Some(Err(e)) => Err(EngineError::Api(e.to_string())),
+                None => Err(EngineError::Api("wait returned nothing".into())),
+            },
+            _ = cancel.changed() => Err(EngineError::Canceled),
+        }
+    }
+
+    /// Remove a container and its anonymous volumes; a container already gone is fine.
+    pub async fn remove(&self, id: &str) {
+        let opts = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        let _ = self.docker.remove_container(id, Some(opts)).await;
+    }
+}
+
+async fn send_over<S>(
+    stream: S,
+    req: hyper::Request<Empty<Bytes>>,
+) -> Result<hyper::Response<hyper::body::Incoming>, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    sender.send_request(req).await.map_err(|e| e.to_string())
+}
+
+/// dockerd's `X-Registry-Auth`: base64url of the auth entry's JSON.
+pub fn registry_auth_header(auth: &RegistryAuth) -> String {
+    let mut map = serde_json::Map::new();
+    let mut put = |k: &str, v: &Option<String>| {
+        if let Some(v) = v {
+            map.insert(k.to_string(), serde_json::Value::String(v.clone()));
+        }
+    };
+    put("username", &auth.username);
+    put("password", &auth.password);
+    put("identitytoken", &auth.identity_token);
+    put("registrytoken", &auth.registry_token);
+    map.insert(
+        "serveraddress".into(),
+        serde_json::Value::String(auth.server_address.clone()),
+    );
+    let json = serde_json::Value::Object(map).to_string();
+    base64::engine::general_purpose::URL_SAFE.encode(json)
+}
+
+/// Returns the error message if the line carries one.
+fn handle_pull_line(line: &[u8], on_event: &mut dyn FnMut(PullEvent)) -> Option<String> {
+    let trimmed = line.trim_ascii();
+    if trimmed.is_empty() {
+        return None;
+    }
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(trimmed) else {
+        return Some(String::from_utf8_lossy(trimmed).into_owned());
+    };
+    if let Some(e) = v
+        .get("error")
+        .and_then(|e| e.as_str())
+        .or_else(|| v.get("message").and_then(|e| e.as_str()))
+    {
+        return Some(e.to_string());
+    }
+    let status = v.get("status").and_then(|s| s.as_str()).unwrap_or_default();
+    let id = v.get("id").and_then(|s| s.as_str());
+    let progress = v.get("progress").and_then(|s| s.as_str());
+    let text = match id {
+        Some(id) => format!("{id}: {status}"),
+        None => status.to_string(),
+    };
+    match (status, progress) {
+        ("Downloading" | "Extracting" | "Waiting" | "Verifying Checksum", p) => on_event(
+            PullEvent::Progress(format!("{text} {}", p.unwrap_or_default())),
+        ),
+        _ if id.is_some() && !status.starts_with("Pulling from") => {
+            on_event(PullEvent::Progress(text))
+        }
+        _ => on_event(PullEvent::Status(text)),
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_daemon_messages() {
+        let cases = [
+            (
+                "Get \"https://r.example.com/v2/node/manifests/10\": no basic auth credentials",
+                "nocreds",
+            ),
+            (
+                "Head \"http://127.0.0.1:5000/v2/node/manifests/10\": unauthorized: authentication required",
+                "nocreds",
+            ),
+            ("unauthorized: incorrect username or password", "denied"),
+            (
+                "denied: requested access to the resource is denied",
+                "denied",
+            ),
+            (
+                "manifest for 127.0.0.1:5000/node:11 not found: manifest unknown: manifest unknown",
+                "notfound",
+            ),
+            (
+                "Get \"http://127.0.0.1:1/v2/\": dial tcp 127.0.0.1:1: connect: connection refused",
+                "network",
+            ),
+            ("something odd", "other"),
+        ];
+        for (msg, want) in cases {
+            let got = match PullFailure::classify(msg) {
+                PullFailure::NoCredentials(_) => "nocreds",
+                PullFailure::Denied(_) => "denied",
+                PullFailure::NotFound(_) => "notfound",
+                PullFailure::Network(_) => "network",
+                PullFailure::Other(_) => "other",
+            };
+            assert_eq!(got, want, "{msg}");
+        }
+    }
+
+    #[test]
+    fn auth_header_is_base64url_and_round_trips() {
+        // This password's JSON encodes to '+' and '/' in standard base64 (the bollard bug).
+        let auth = RegistryAuth {
+            username: Some("ci".into()),
+            password: Some("'I(Bx}yr}~Dk>?>?".into()),
+            server_address: "127.0.0.1:5000".into(),
+            ..Default::default()
+        };
+        let header = registry_auth_header(&auth);
+        assert!(!header.contains('+') && !header.contains('/'), "{header}");
+        let json = base64::engine::general_purpose::URL_SAFE
+            .decode(&header)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["password"], "'I(Bx}yr}~Dk>?>?");
+        assert_eq!(v["serveraddress"], "127.0.0.1:5000");
+        assert!(v.get("identitytoken").is_none());
+    }
+}

@@ -1,0 +1,349 @@
+//! Moving files between the user's project, job build folders, caches and artifacts.
+//! Nothing here writes outside `.wharf/` of the project, and published folders (cache,
+//! artifacts) are written to a temporary sibling first and renamed into place, so an interrupted
+//! job never leaves a half-written cache or artifact set.
+
+use globset::{GlobBuilder, GlobMatcher};
+use std::io;
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FilesError {
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("invalid pattern `{pattern}`: {reason}")]
+    Pattern { pattern: String, reason: String },
+}
+
+fn io_err<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> FilesError + 'p {
+    move |source| FilesError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The project's files as a job sees them: in a git work tree, tracked plus untracked files that
+/// are not ignored (uncommitted edits included); elsewhere every file. `.git/` and `.wharf/` are
+/// never part of it. Paths are relative to the project folder.
+pub fn snapshot(project: &Path) -> Result<Vec<PathBuf>, FilesError> {
+    let git = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(project)
+        .stderr(std::process::Stdio::null())
+        .output();
+    let mut files: Vec<PathBuf> = match git {
+        Ok(out) if out.status.success() => out
+            .stdout
+            .split(|&b| b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
+            // Deleted-but-tracked files are listed by --cached; a job must not see them.
+            .filter(|p| project.join(p).symlink_metadata().is_ok())
+            .collect(),
+        _ => walkdir::WalkDir::new(project)
+            .min_depth(1)
+            .into_iter()
+            .filter_entry(|e| {
+                !(e.depth() == 1 && (e.file_name() == ".git" || e.file_name() == ".wharf"))
+            })
+            .filter_map(Result::ok)
+            .filter(|e| !e.file_type().is_dir())
+            .filter_map(|e| e.path().strip_prefix(project).ok().map(Path::to_path_buf))
+            .collect(),
+    };
+    files.retain(|p| !p.starts_with(".wharf") && !p.starts_with(".git"));
+    files.sort();
+    Ok(files)
+}
+
+/// Copy `files` (relative to `from`) into `to`, keeping modes and symlinks.
+pub fn copy_files(from: &Path, files: &[PathBuf], to: &Path) -> Result<(), FilesError> {
+    for rel in files {
+        copy_entry(&from.join(rel), &to.join(rel))?;
+    }
+    Ok(())
+}
+
+fn copy_entry(src: &Path, dst: &Path) -> Result<(), FilesError> {
+    let meta = src.symlink_metadata().map_err(io_err("reading", src))?;
+    if let Some(parent) = dst.parent() {
+        std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+    }
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(src).map_err(io_err("reading link", src))?;
+        let _ = std::fs::remove_file(dst);
+        std::os::unix::fs::symlink(&target, dst).map_err(io_err("creating link", dst))?;
+    } else if meta.is_dir() {
+        copy_tree(src, dst)?;
+    } else {
+        std::fs::copy(src, dst).map_err(io_err("copying to", dst))?;
+    }
+    Ok(())
+}
+
+/// Copy a whole folder tree (for caches and artifacts).
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), FilesError> {
+    std::fs::create_dir_all(dst).map_err(io_err("creating", dst))?;
+    for entry in walkdir::WalkDir::new(src).min_depth(1) {
+        let entry = entry.map_err(|e| FilesError::Io {
+            action: "walking",
+            path: src.to_path_buf(),
+            source: e.into(),
+        })?;
+        let rel = entry.path().strip_prefix(src).unwrap_or(entry.path());
+        let target = dst.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).map_err(io_err("creating", &target))?;
+        } else {
+            copy_entry(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove a folder tree if it exists.
+pub fn remove_tree(path: &Path) -> Result<(), FilesError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(FilesError::Io {
+            action: "removing",
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+/// Result of matching artifact or cache `paths:` in a build folder.
+#[derive(Debug, Default)]
+pub struct Matched {
+    /// Relative paths of files, symlinks and folders to copy.
+    pub entries: Vec<PathBuf>,
+    /// Patterns that matched nothing (GitLab warns "no matching files").
+    pub unmatched: Vec<String>,
+    /// Patterns refused because they leave the build folder.
+    pub outside: Vec<String>,
+}
+
+/// Match GitLab `paths:` patterns (plain paths, folders, `*`, `**` globs) inside `root`, minus
+/// `exclude` patterns.
+pub fn match_paths(
+    root: &Path,
+    patterns: &[String],
+    exclude: &[String],
+) -> Result<Matched, FilesError> {
+    let mut out = Matched::default();
+    let excludes = exclude
+        .iter()
+        .map(|p| glob(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let excluded = |rel: &Path| excludes.iter().any(|g| g.is_match(rel));
+    let mut all_files: Option<Vec<PathBuf>> = None;
+    for raw in patterns {
+        let pattern = raw.trim_start_matches("./").trim_end_matches('/');
+        let rel = Path::new(pattern);
+        if pattern.is_empty()
+            || rel.is_absolute()
+            || rel.components().any(|c| matches!(c, Component::ParentDir))
+        {
+            out.outside.push(raw.clone());
+            continue;
+        }
+        let before = out.entries.len();
+        if pattern.contains(['*', '?', '[', '{']) {
+            let matcher = glob(pattern)?;
+            let files = all_files.get_or_insert_with(|| {
+                walkdir::WalkDir::new(root)
+                    .min_depth(1)
+                    .into_iter()
+                    .filter_map(Result::ok)
+                    .filter_map(|e| e.path().strip_prefix(root).ok().map(Path::to_path_buf))
+                    .collect()
+            });
+            for f in files.iter() {
+                if matcher.is_match(f) && !excluded(f) {
+                    out.entries.push(f.clone());
+                }
+            }
+        } else if root.join(rel).symlink_metadata().is_ok() && !excluded(rel) {
+            if excludes.is_empty() || !root.join(rel).is_dir() {
+                out.entries.push(rel.to_path_buf());
+            } else {
+                // A folder with excludes: list its files one by one.
+                for e in walkdir::WalkDir::new(root.join(rel))
+                    .into_iter()
+                    .filter_map(Result::ok)
+                {
+                    if let Ok(r) = e.path().strip_prefix(root) {
+                        if !e.file_type().is_dir() && !excluded(r) {
+                            out.entries.push(r.to_path_buf());
+                        }
+                    }
+                }
+            }
+        }
+        if out.entries.len() == before {
+            out.unmatched.push(raw.clone());
+        }
+    }
+    // A folder already listed covers everything below it.
+    out.entries.sort();
+    out.entries.dedup();
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for e in std::mem::take(&mut out.entries) {
+        if !kept.iter().any(|k| e.starts_with(k)) {
+            kept.push(e);
+        }
+    }
+    out.entries = kept;
+    Ok(out)
+}
+
+fn glob(pattern: &str) -> Result<GlobMatcher, FilesError> {
+    GlobBuilder::new(pattern.trim_start_matches("./"))
+        .literal_separator(true)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| FilesError::Pattern {
+            pattern: pattern.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+/// Copy `entries` from `root` into a fresh folder that replaces `dest` atomically.
+pub fn publish(root: &Path, entries: &[PathBuf], dest: &Path) -> Result<(), FilesError> {
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
+    let staging = tempfile::Builder::new()
+        .prefix(".staging-")
+        .tempdir_in(parent)
+        .map_err(io_err("creating a staging folder in", parent))?;
+    for rel in entries {
+        copy_entry(&root.join(rel), &staging.path().join(rel))?;
+    }
+    let staged = staging.keep();
+    let old = parent.join(format!(
+        ".old-{}",
+        dest.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    remove_tree(&old)?;
+    if dest.exists() {
+        std::fs::rename(dest, &old).map_err(io_err("replacing", dest))?;
+    }
+    std::fs::rename(&staged, dest).map_err(io_err("publishing", dest))?;
+    remove_tree(&old)
+}
+
+/// A job name as a folder name: GitLab job names may hold spaces, `/` and `:` (`job 1/3`).
+pub fn slug(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.starts_with('.') {
+        format!("_{s}")
+    } else {
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(root: &Path, rel: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, rel).unwrap();
+    }
+
+    #[test]
+    fn matches_plain_folders_globs_and_refuses_escapes() {
+        let d = tempfile::tempdir().unwrap();
+        for f in [
+            "dist/index.html",
+            "dist/a/b.js",
+            "out-1.tar",
+            "out-2.tar",
+            "src/x.rs",
+        ] {
+            touch(d.path(), f);
+        }
+        let pats: Vec<String> = ["dist/", "out-*.tar", "missing.txt", "../etc/passwd", "/etc"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let m = match_paths(d.path(), &pats, &[]).unwrap();
+        let names: Vec<_> = m
+            .entries
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, ["dist", "out-1.tar", "out-2.tar"]);
+        assert_eq!(m.unmatched, ["missing.txt"]);
+        assert_eq!(m.outside, ["../etc/passwd", "/etc"]);
+    }
+
+    #[test]
+    fn double_star_and_exclude() {
+        let d = tempfile::tempdir().unwrap();
+        for f in ["a/x.log", "a/b/y.log", "a/b/keep.txt", "z.log"] {
+            touch(d.path(), f);
+        }
+        let m = match_paths(d.path(), &["a/**/*.log".into()], &[]).unwrap();
+        assert_eq!(
+            m.entries,
+            [PathBuf::from("a/b/y.log"), PathBuf::from("a/x.log")]
+        );
+        let m = match_paths(
+            d.path(),
+            &["a".into()],
+            &["a/**/*.log".into(), "a/*.log".into()],
+        )
+        .unwrap();
+        assert_eq!(m.entries, [PathBuf::from("a/b/keep.txt")]);
+    }
+
+    #[test]
+    fn publish_replaces_atomically() {
+        let d = tempfile::tempdir().unwrap();
+        let build = d.path().join("build");
+        touch(&build, "dist/new.txt");
+        let dest = d.path().join("artifacts/job");
+        touch(&dest, "stale.txt");
+        publish(&build, &[PathBuf::from("dist")], &dest).unwrap();
+        assert!(dest.join("dist/new.txt").exists());
+        assert!(!dest.join("stale.txt").exists());
+        let leftovers: Vec<_> = std::fs::read_dir(d.path().join("artifacts"))
+            .unwrap()
+            .collect();
+        assert_eq!(leftovers.len(), 1);
+    }
+
+    #[test]
+    fn slugs() {
+        assert_eq!(slug("build-staging"), "build-staging");
+        assert_eq!(slug("job 1/3"), "job_1_3");
+        assert_eq!(slug(".hidden"), "_.hidden");
+    }
+}

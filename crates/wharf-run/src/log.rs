@@ -1,0 +1,254 @@
+//! Job logs: every byte goes through the job's [`Masker`] first, then to the console (coloured on
+//! a terminal, plain when piped) and to `.wharf/logs/<job>.log` (always plain).
+
+use crate::mask::Masker;
+use std::fs::File;
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+const BOLD_CYAN: &str = "\x1b[36;1m";
+const BOLD_GREEN: &str = "\x1b[32;1m";
+const BOLD_RED: &str = "\x1b[31;1m";
+const BOLD_YELLOW: &str = "\x1b[0;33m";
+const RESET: &str = "\x1b[0;m";
+
+/// The terminal (or pipe) all jobs write to.
+pub struct Console {
+    pub color: bool,
+    out: Mutex<Box<dyn Write + Send>>,
+}
+
+impl Console {
+    pub fn new(color: bool, out: Box<dyn Write + Send>) -> Arc<Self> {
+        Arc::new(Self {
+            color,
+            out: Mutex::new(out),
+        })
+    }
+
+    pub fn stdout(color: bool) -> Arc<Self> {
+        Self::new(color, Box::new(io::stdout()))
+    }
+
+    pub fn write(&self, bytes: &[u8]) {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        // A closed stdout (e.g. `| head`) must not abort the pipeline or leave containers.
+        let _ = out.write_all(bytes);
+        let _ = out.flush();
+    }
+
+    pub fn line(&self, text: &str) {
+        self.write(format!("{text}\n").as_bytes());
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Level {
+    Section,
+    Info,
+    Success,
+    Warning,
+    Error,
+}
+
+pub struct JobLog {
+    console: Arc<Console>,
+    file: Option<File>,
+    masker: Masker,
+    console_strip: AnsiStripper,
+    file_strip: AnsiStripper,
+}
+
+impl JobLog {
+    pub fn create(console: Arc<Console>, path: &Path, masker: Masker) -> io::Result<Self> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = File::create(path)?;
+        Ok(Self {
+            console,
+            file: Some(file),
+            masker,
+            console_strip: AnsiStripper::default(),
+            file_strip: AnsiStripper::default(),
+        })
+    }
+
+    /// Register a secret learnt after the log was opened (e.g. from a credential helper).
+    pub fn add_secret(&mut self, secret: &str) {
+        self.masker.add(secret);
+    }
+
+    /// One line written by wharf itself.
+    pub fn message(&mut self, level: Level, text: &str) {
+        let text = self.masker.mask_str(text);
+        let (color, prefix) = match level {
+            Level::Section => (BOLD_CYAN, ""),
+            Level::Info => ("", ""),
+            Level::Success => (BOLD_GREEN, ""),
+            Level::Warning => (BOLD_YELLOW, "WARNING: "),
+            Level::Error => (BOLD_RED, "ERROR: "),
+        };
+        for line in text.lines() {
+            let plain = format!("{prefix}{line}\n");
+            if self.console.color && !color.is_empty() {
+                self.console
+                    .write(format!("{color}{prefix}{line}{RESET}\n").as_bytes());
+            } else {
+                self.console.write(plain.as_bytes());
+            }
+            self.write_file(plain.as_bytes());
+        }
+    }
+
+    pub fn section(&mut self, text: &str) {
+        self.message(Level::Section, text);
+    }
+    pub fn info(&mut self, text: &str) {
+        self.message(Level::Info, text);
+    }
+    pub fn warn(&mut self, text: &str) {
+        self.message(Level::Warning, text);
+    }
+    pub fn error(&mut self, text: &str) {
+        self.message(Level::Error, text);
+    }
+
+    /// Raw output of the job's processes.
+    pub fn output(&mut self, bytes: &[u8]) {
+        let masked = self.masker.push(bytes);
+        self.emit(&masked);
+    }
+
+    /// End of a process's output: release what the masker held back.
+    pub fn flush_output(&mut self) {
+        let rest = self.masker.finish();
+        self.emit(&rest);
+    }
+
+    fn emit(&mut self, masked: &[u8]) {
+        if masked.is_empty() {
+            return;
+        }
+        if self.console.color {
+            self.console.write(masked);
+        } else {
+            let plain = self.console_strip.strip(masked);
+            self.console.write(&plain);
+        }
+        let plain = self.file_strip.strip(masked);
+        self.write_file(&plain);
+    }
+
+    fn write_file(&mut self, bytes: &[u8]) {
+        if let Some(f) = &mut self.file {
+            if f.write_all(bytes).is_err() {
+                // A full disk must not kill the job; the console still has the log.
+                self.file = None;
+            }
+        }
+    }
+}
+
+/// Removes ANSI escape sequences from a byte stream, also when one is split across chunks.
+#[derive(Default, Clone, Copy)]
+struct AnsiStripper {
+    state: StripState,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum StripState {
+    #[default]
+    Text,
+    Escape,
+    Csi,
+    Osc,
+}
+
+impl AnsiStripper {
+    fn strip(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(input.len());
+        for &b in input {
+            self.state = match (self.state, b) {
+                (StripState::Text, 0x1b) => StripState::Escape,
+                (StripState::Text, _) => {
+                    out.push(b);
+                    StripState::Text
+                }
+                (StripState::Escape, b'[') => StripState::Csi,
+                (StripState::Escape, b']') => StripState::Osc,
+                (StripState::Escape, _) => StripState::Text,
+                (StripState::Csi, 0x40..=0x7e) => StripState::Text,
+                (StripState::Csi, _) => StripState::Csi,
+                (StripState::Osc, 0x07) => StripState::Text,
+                (StripState::Osc, 0x1b) => StripState::Escape,
+                (StripState::Osc, _) => StripState::Osc,
+            };
+        }
+        out
+    }
+}
+
+/// Console-only colouring helper for summary lines written outside a job.
+pub fn paint(color: bool, level: Level, text: &str) -> String {
+    let c = match level {
+        Level::Section => BOLD_CYAN,
+        Level::Info => "",
+        Level::Success => BOLD_GREEN,
+        Level::Warning => BOLD_YELLOW,
+        Level::Error => BOLD_RED,
+    };
+    if color && !c.is_empty() {
+        format!("{c}{text}{RESET}")
+    } else {
+        text.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_split_escape_sequences() {
+        let mut s = AnsiStripper::default();
+        let mut out = s.strip(b"a\x1b[3");
+        out.extend(s.strip(b"2;1mb\x1b[0;m c"));
+        assert_eq!(out, b"ab c");
+    }
+
+    #[derive(Clone, Default)]
+    struct Shared(Arc<Mutex<Vec<u8>>>);
+    impl Write for Shared {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn masks_console_and_file_and_strips_colour_when_piped() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Shared::default();
+        let console = Console::new(false, Box::new(sink.clone()));
+        let path = dir.path().join("logs/j.log");
+        let mut log = JobLog::create(console, &path, Masker::new(["topsecret"])).unwrap();
+        log.warn("value topsecret here");
+        log.output(b"\x1b[32;1m$ echo topse");
+        log.output(b"cret\x1b[0;m\n");
+        log.flush_output();
+        drop(log);
+        let console_text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let file_text = std::fs::read_to_string(&path).unwrap();
+        for text in [&console_text, &file_text] {
+            assert!(!text.contains("topsecret"), "{text}");
+            assert!(text.contains("WARNING: value [MASKED] here"), "{text}");
+            assert!(text.contains("$ echo [MASKED]\n"), "{text}");
+            assert!(!text.contains('\x1b'), "{text:?}");
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Streaming secret masker: every occurrence of a secret becomes `[MASKED]`, also when the secret
+//! is split across writes (the tail that could start a secret is held back until it can't).
+
+pub const MASK: &[u8] = b"[MASKED]";
+
+/// Secrets shorter than this are not masked: masking one- or two-character values would destroy
+/// the log and protect nothing. GitLab itself refuses to mask values under 8 characters.
+pub const MIN_SECRET_LEN: usize = 3;
+
+#[derive(Clone, Default)]
+pub struct Masker {
+    /// Longest first, so the longest overlapping secret wins.
+    secrets: Vec<Vec<u8>>,
+    pending: Vec<u8>,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Masker({} secrets)", self.secrets.len())
+    }
+}
+
+impl Masker {
+    pub fn new<I, S>(secrets: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let mut m = Self::default();
+        for s in secrets {
+            m.add(s.as_ref());
+        }
+        m
+    }
+
+    pub fn add(&mut self, secret: &str) {
+        if secret.len() < MIN_SECRET_LEN {
+            return;
+        }
+        // A secret that spans lines is also registered line by line: a program may print it
+        // with different line endings or only partly.
+        let mut parts = vec![secret.as_bytes().to_vec()];
+        if secret.contains('\n') {
+            parts.extend(
+                secret
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| l.len() >= 8)
+                    .map(|l| l.as_bytes().to_vec()),
+            );
+        }
+        for p in parts {
+            if !self.secrets.contains(&p) {
+                self.secrets.push(p);
+            }
+        }
+        self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.secrets.is_empty()
+    }
+
+    /// Mask a whole string at once (for error messages and other one-shot text).
+    pub fn mask_str(&self, text: &str) -> String {
+        let mut m = Masker {
+            secrets: self.secrets.clone(),
+            pending: Vec::new(),
+        };
+        let mut out = m.push(text.as_bytes());
+        out.extend(m.finish());
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Feed bytes; returns the bytes that are safe to emit now.
+    pub fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        if self.secrets.is_empty() {
+            return data.to_vec();
+        }
+        self.pending.extend_from_slice(data);
+        let mut out = Vec::with_capacity(self.pending.len());
+        let buf = std::mem::take(&mut self.pending);
+        let mut i = 0;
+        'scan: while i < buf.len() {
+            for s in &self.secrets {
+                if buf[i..].starts_with(s) {
+                    out.extend_from_slice(MASK);
+                    i += s.len();
+                    continue 'scan;
+                }
+            }
+            // Could a secret start here but continue past what we have? Hold the rest back.
+            let rest = &buf[i..];
+            if self
+                .secrets
+                .iter()
+                .any(|s| s.len() > rest.len() && s.starts_with(rest))
+            {
+                self.pending = rest.to_vec();
+                return out;
+            }
+            out.push(buf[i]);
+            i += 1;
+        }
+        out
+    }
+
+    /// End of stream: emit what was held back.
+    pub fn finish(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_whole_and_split_secrets() {
+        let mut m = Masker::new(["s3cr3t-pass"]);
+        let mut out = m.push(b"login s3cr");
+        out.extend(m.push(b"3t-pass ok s3cr3t-pass"));
+        out.extend(m.push(b" s3c"));
+        out.extend(m.finish());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "login [MASKED] ok [MASKED] s3c"
+        );
+    }
+
+    #[test]
+    fn byte_by_byte_is_masked() {
+        let mut m = Masker::new(["abcdef", "abcxyz"]);
+        let mut out = Vec::new();
+        for b in b"1abcxyz2abcdef3abc" {
+            out.extend(m.push(&[*b]));
+        }
+        out.extend(m.finish());
+        assert_eq!(String::from_utf8(out).unwrap(), "1[MASKED]2[MASKED]3abc");
+    }
+
+    #[test]
+    fn longest_secret_wins_and_short_ones_are_ignored() {
+        let m = Masker::new(["pass", "password123", "ab"]);
+        assert_eq!(m.mask_str("password123 pass ab"), "[MASKED] [MASKED] ab");
+    }
+
+    #[test]
+    fn multiline_secret_lines_are_masked_too() {
+        let m = Masker::new(["{\n  \"auths\": {\"r.example.com\": {}}\n}"]);
+        let out = m.mask_str("value was   \"auths\": {\"r.example.com\": {}} here");
+        assert!(!out.contains("r.example.com"), "{out}");
+    }
+
+    #[test]
+    fn debug_does_not_print_secrets() {
+        let m = Masker::new(["hunter22"]);
+        assert!(!format!("{m:?}").contains("hunter22"));
+    }
+}

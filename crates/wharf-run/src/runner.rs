@@ -1,0 +1,1302 @@
+//! Runs a pipeline: stages in order, jobs' variables, caches, artifacts, and the executor per job.
+
+use crate::engine::{ContainerSpec, Engine, EngineError, PullEvent, PullFailure};
+use crate::files::{self, slug};
+use crate::log::{Console, JobLog};
+use crate::mask::Masker;
+use crate::report::{FailureReason, JobReport, JobStatus, PipelineReport};
+use crate::script;
+use crate::vars::{JobVariable, VarSet};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::sync::{OnceCell, mpsc, watch};
+use wharf_ci::{CacheWhen, FileVariable, Job, Pipeline, PullPolicy, When};
+use wharf_oci::{CredentialSources, ImageRef, Secret};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorChoice {
+    /// Jobs with `image:` use Docker, the others the shell.
+    Auto,
+    Docker,
+    Shell,
+}
+
+/// What wharf takes from its own environment (the runner level).
+#[derive(Clone, Default)]
+pub struct RunnerEnv {
+    pub docker_auth_config: Option<String>,
+    pub docker_config: Option<PathBuf>,
+    pub home: Option<PathBuf>,
+    pub path: Option<OsString>,
+    pub docker_host: Option<String>,
+}
+
+impl std::fmt::Debug for RunnerEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerEnv")
+            .field(
+                "docker_auth_config",
+                &self.docker_auth_config.as_ref().map(|_| "<redacted>"),
+            )
+            .field("docker_config", &self.docker_config)
+            .field("home", &self.home)
+            .field("docker_host", &self.docker_host)
+            .finish()
+    }
+}
+
+pub struct RunOptions {
+    /// Absolute path of the project folder.
+    pub project_dir: PathBuf,
+    /// Jobs named on the command line; empty = every job.
+    pub select: Vec<String>,
+    pub cli_variables: Vec<(String, String)>,
+    pub file_variables: Vec<FileVariable>,
+    pub executor: ExecutorChoice,
+    /// `--pull-policy`: replaces the pipeline's `image:pull_policy`.
+    pub pull_policy: Option<PullPolicy>,
+    pub env: RunnerEnv,
+    pub console: Arc<Console>,
+    /// Becomes `true` on Ctrl-C.
+    pub cancel: watch::Receiver<bool>,
+    /// Waits between pull attempts after network errors (GitLab: jittered 2-10 s).
+    pub pull_retry_delays: Vec<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("no job named `{name}` in the pipeline{hint}")]
+    UnknownJob { name: String, hint: String },
+    #[error(transparent)]
+    Files(#[from] files::FilesError),
+}
+
+struct Ctx<'a> {
+    opts: &'a RunOptions,
+    pipeline: &'a Pipeline,
+    wharf_dir: PathBuf,
+    project_name: String,
+    snapshot: Vec<PathBuf>,
+    pipeline_id: u64,
+    git: GitInfo,
+    engine: OnceCell<Result<Engine, String>>,
+}
+
+#[derive(Default, Clone)]
+struct GitInfo {
+    sha: Option<String>,
+    branch: Option<String>,
+}
+
+pub async fn run_pipeline(
+    pipeline: &Pipeline,
+    opts: &RunOptions,
+) -> Result<PipelineReport, RunError> {
+    for name in &opts.select {
+        if !pipeline.jobs.iter().any(|j| &j.name == name) {
+            let names: Vec<&str> = pipeline.jobs.iter().map(|j| j.name.as_str()).collect();
+            let hint = closest(name, &names)
+                .map(|c| format!("; did you mean `{c}`?"))
+                .unwrap_or_else(|| format!(" (jobs: {})", names.join(", ")));
+            return Err(RunError::UnknownJob {
+                name: name.clone(),
+                hint,
+            });
+        }
+    }
+    let wharf_dir = opts.project_dir.join(".wharf");
+    std::fs::create_dir_all(&wharf_dir).map_err(|e| files::FilesError::Io {
+        action: "creating",
+        path: wharf_dir.clone(),
+        source: e,
+    })?;
+    let ctx = Ctx {
+        opts,
+        pipeline,
+        project_name: opts
+            .project_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "project".into()),
+        snapshot: files::snapshot(&opts.project_dir)?,
+        pipeline_id: next_id(&wharf_dir.join("pipeline-id")),
+        git: git_info(&opts.project_dir),
+        wharf_dir,
+        engine: OnceCell::new(),
+    };
+
+    let mut report = PipelineReport::default();
+    let mut earlier_failed = false;
+    let mut job_index = 0u64;
+    for stage in &pipeline.stages {
+        let mut stage_failed = false;
+        for job in pipeline.jobs.iter().filter(|j| &j.stage == stage) {
+            let selected = opts.select.is_empty() || opts.select.contains(&job.name);
+            if !selected {
+                continue;
+            }
+            let explicitly = opts.select.contains(&job.name);
+            let skip = match job.when {
+                When::Never => Some("when: never".to_string()),
+                When::Manual if !explicitly => {
+                    Some(format!("manual job: run it with `wharf run {}`", job.name))
+                }
+                When::OnSuccess | When::Delayed | When::Manual if earlier_failed => {
+                    Some("an earlier stage failed".to_string())
+                }
+                When::OnFailure if !earlier_failed => {
+                    Some("when: on_failure and nothing failed".to_string())
+                }
+                _ => None,
+            };
+            if *ctx.opts.cancel.borrow() {
+                report.canceled = true;
+            }
+            if report.canceled {
+                report.jobs.push(skipped(job, "pipeline canceled"));
+                continue;
+            }
+            if let Some(why) = skip {
+                report.jobs.push(skipped(job, &why));
+                continue;
+            }
+            job_index += 1;
+            let r = run_job(&ctx, job, ctx.pipeline_id * 1000 + job_index).await;
+            if matches!(r.status, JobStatus::Canceled) {
+                report.canceled = true;
+            }
+            stage_failed |= r.blocks();
+            report.jobs.push(r);
+        }
+        earlier_failed |= stage_failed;
+    }
+    Ok(report)
+}
+
+fn skipped(job: &Job, why: &str) -> JobReport {
+    JobReport {
+        name: job.name.clone(),
+        stage: job.stage.clone(),
+        status: JobStatus::Skipped(why.to_string()),
+        allow_failure: job.allow_failure,
+        duration: Duration::ZERO,
+    }
+}
+
+/// Where a job runs and how paths look from inside it.
+struct Layout {
+    build_dir: PathBuf,
+    tmp_dir: PathBuf,
+    /// `CI_PROJECT_DIR` as the job sees it.
+    project_dir_in_job: String,
+    tmp_dir_in_job: String,
+}
+
+async fn run_job(ctx: &Ctx<'_>, job: &Job, job_id: u64) -> JobReport {
+    let started = Instant::now();
+    let slug = slug(&job.name);
+    let use_docker = match ctx.opts.executor {
+        ExecutorChoice::Docker => true,
+        ExecutorChoice::Shell => false,
+        ExecutorChoice::Auto => job.image.is_some(),
+    };
+    let build_dir = ctx.wharf_dir.join("builds").join(&slug);
+    let tmp_dir = ctx.wharf_dir.join("tmp").join(&slug);
+    let layout = if use_docker {
+        let p = format!("/builds/{}", ctx.project_name);
+        Layout {
+            build_dir,
+            tmp_dir,
+            tmp_dir_in_job: format!("{p}.tmp"),
+            project_dir_in_job: p,
+        }
+    } else {
+        Layout {
+            project_dir_in_job: build_dir.to_string_lossy().into_owned(),
+            tmp_dir_in_job: tmp_dir.to_string_lossy().into_owned(),
+            build_dir,
+            tmp_dir,
+        }
+    };
+
+    let vars = job_variables(ctx, job, job_id, &layout, use_docker);
+    let job_auth_config = vars.get("DOCKER_AUTH_CONFIG").map(|v| {
+        if v.expand {
+            vars.resolved("DOCKER_AUTH_CONFIG").unwrap_or_default()
+        } else {
+            v.value.clone()
+        }
+    });
+    let mut masker = Masker::new(vars.secrets());
+    for doc in job_auth_config
+        .iter()
+        .chain(ctx.opts.env.docker_auth_config.iter())
+    {
+        masker.add(doc);
+        for s in wharf_oci::secrets_in_auth_config(doc) {
+            masker.add(&s);
+        }
+    }
+    let log_path = ctx.wharf_dir.join("logs").join(format!("{slug}.log"));
+    let mut log = match JobLog::create(ctx.opts.console.clone(), &log_path, masker) {
+        Ok(l) => l,
+        Err(e) => {
+            ctx.opts.console.line(&format!(
+                "ERROR: cannot write the log {}: {e}",
+                log_path.display()
+            ));
+            return finish(
+                job,
+                started,
+                JobStatus::Failed {
+                    reason: FailureReason::RunnerSystemFailure,
+                    exit_code: None,
+                },
+            );
+        }
+    };
+    log.section(&format!(
+        "Running job \"{}\" (stage {})",
+        job.name, job.stage
+    ));
+    for (keyword, span) in &job.unsupported {
+        log.warn(&format!(
+            "`{keyword}` ({span}) is not supported by wharf yet and was ignored"
+        ));
+    }
+
+    let mut outcome = if use_docker {
+        run_in_docker(ctx, job, &vars, job_auth_config, &layout, &mut log).await
+    } else {
+        log.section("Preparing the \"shell\" executor");
+        if let Some(image) = &job.image {
+            log.warn(&format!(
+                "`image: {}` ignored by the shell executor",
+                image.name
+            ));
+        }
+        match prepare(ctx, job, &vars, &layout, &mut log) {
+            Err(o) => o,
+            Ok(env) => run_in_shell(ctx, job, env, &layout, &mut log).await,
+        }
+    };
+
+    // Caches and artifacts: both honour `when` against the script's outcome.
+    if !matches!(outcome, JobStatus::Canceled) && layout.build_dir.exists() {
+        let ok = matches!(outcome, JobStatus::Passed);
+        save_caches(ctx, job, &vars, &layout, ok, &mut log);
+        if let Err(failure) = upload_artifacts(ctx, job, &vars, &layout, ok, &mut log) {
+            if ok {
+                outcome = failure;
+            }
+        }
+    }
+    log.section("Cleaning up project directory and file based variables");
+    // File-type variables may hold secrets: never leave them behind.
+    if let Err(e) = files::remove_tree(&layout.tmp_dir) {
+        log.warn(&e.to_string());
+    }
+    match &outcome {
+        JobStatus::Passed => log.message(crate::log::Level::Success, "Job succeeded"),
+        JobStatus::Failed {
+            reason: FailureReason::ScriptFailure,
+            exit_code: Some(code),
+        } => log.error(&format!("Job failed: exit code {code}")),
+        JobStatus::Failed { reason, .. } => log.error(&format!("Job failed ({reason})")),
+        JobStatus::Canceled => log.error("Job canceled"),
+        JobStatus::Skipped(_) => {}
+    }
+    log.info("");
+    finish(job, started, outcome)
+}
+
+fn finish(job: &Job, started: Instant, status: JobStatus) -> JobReport {
+    JobReport {
+        name: job.name.clone(),
+        stage: job.stage.clone(),
+        status,
+        allow_failure: job.allow_failure,
+        duration: started.elapsed(),
+    }
+}
+
+fn config_error() -> JobStatus {
+    JobStatus::Failed {
+        reason: FailureReason::RunnerConfigurationError,
+        exit_code: None,
+    }
+}
+
+fn system_failure() -> JobStatus {
+    JobStatus::Failed {
+        reason: FailureReason::RunnerSystemFailure,
+        exit_code: None,
+    }
+}
+
+fn job_variables(ctx: &Ctx<'_>, job: &Job, job_id: u64, layout: &Layout, docker: bool) -> VarSet {
+    let mut v = VarSet::default();
+    let builds_dir = if docker {
+        "/builds".to_string()
+    } else {
+        ctx.wharf_dir.join("builds").to_string_lossy().into_owned()
+    };
+    let predefined: Vec<(&str, String)> = vec![
+        ("CI", "true".into()),
+        ("GITLAB_CI", "true".into()),
+        ("CI_SERVER", "yes".into()),
+        ("CI_BUILDS_DIR", builds_dir),
+        ("CI_PROJECT_DIR", layout.project_dir_in_job.clone()),
+        ("CI_PROJECT_NAME", ctx.project_name.clone()),
+        ("CI_PROJECT_PATH", ctx.project_name.clone()),
+        ("CI_JOB_NAME", job.name.clone()),
+        ("CI_JOB_NAME_SLUG", slug(&job.name).to_lowercase()),
+        ("CI_JOB_STAGE", job.stage.clone()),
+        ("CI_JOB_ID", job_id.to_string()),
+        ("CI_PIPELINE_ID", ctx.pipeline_id.to_string()),
+        ("CI_PIPELINE_IID", ctx.pipeline_id.to_string()),
+        ("CI_PIPELINE_SOURCE", "push".into()),
+        (
+            "CI_RUNNER_EXECUTABLE_ARCH",
+            format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+        ),
+    ];
+    for (k, val) in predefined {
+        v.set_plain(k, val);
+    }
+    if let Some(sha) = &ctx.git.sha {
+        v.set_plain("CI_COMMIT_SHA", sha.clone());
+        v.set_plain(
+            "CI_COMMIT_SHORT_SHA",
+            sha.chars().take(8).collect::<String>(),
+        );
+    }
+    if let Some(branch) = &ctx.git.branch {
+        v.set_plain("CI_COMMIT_REF_NAME", branch.clone());
+        v.set_plain("CI_COMMIT_BRANCH", branch.clone());
+        v.set_plain("CI_COMMIT_REF_SLUG", ref_slug(branch));
+    }
+    if let Some(image) = &job.image {
+        v.set_plain("CI_JOB_IMAGE", image.name.clone());
+    }
+    let yaml_var = |var: &wharf_ci::Variable| JobVariable {
+        name: var.name.clone(),
+        value: var.value.clone(),
+        masked: false,
+        file: false,
+        expand: var.expand,
+    };
+    for var in &ctx.pipeline.variables {
+        v.set(yaml_var(var));
+    }
+    for var in &job.variables {
+        v.set(yaml_var(var));
+    }
+    for fv in &ctx.opts.file_variables {
+        v.set(JobVariable {
+            name: fv.name.clone(),
+            value: fv.value.clone(),
+            masked: fv.masked || fv.name == "DOCKER_AUTH_CONFIG",
+            file: fv.file,
+            expand: true,
+        });
+    }
+    for (k, val) in &ctx.opts.cli_variables {
+        v.set(JobVariable {
+            name: k.clone(),
+            value: val.clone(),
+            masked: k == "DOCKER_AUTH_CONFIG",
+            file: false,
+            expand: true,
+        });
+    }
+    if let Some(var) = v.get("DOCKER_AUTH_CONFIG").cloned() {
+        v.set(JobVariable {
+            masked: true,
+            ..var
+        });
+    }
+    v
+}
+
+fn ref_slug(s: &str) -> String {
+    let lowered: String = s
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(63)
+        .collect();
+    lowered.trim_matches('-').to_string()
+}
+
+/// Fresh build folder with the project's files, the job's caches and its dependencies' artifacts;
+/// file-type variables written. Returns the environment for the job.
+fn prepare(
+    ctx: &Ctx<'_>,
+    job: &Job,
+    vars: &VarSet,
+    layout: &Layout,
+    log: &mut JobLog,
+) -> Result<Vec<(String, String)>, JobStatus> {
+    log.section("Preparing environment");
+    let fail = |log: &mut JobLog, e: files::FilesError| {
+        log.error(&e.to_string());
+        system_failure()
+    };
+    files::remove_tree(&layout.build_dir).map_err(|e| fail(log, e))?;
+    files::remove_tree(&layout.tmp_dir).map_err(|e| fail(log, e))?;
+    for d in [&layout.build_dir, &layout.tmp_dir] {
+        std::fs::create_dir_all(d).map_err(|e| {
+            fail(
+                log,
+                files::FilesError::Io {
+                    action: "creating",
+                    path: d.to_path_buf(),
+                    source: e,
+                },
+            )
+        })?;
+    }
+    log.section("Getting source from the project folder");
+    files::copy_files(&ctx.opts.project_dir, &ctx.snapshot, &layout.build_dir)
+        .map_err(|e| fail(log, e))?;
+    log.info(&format!(
+        "Copied {} files into {}",
+        ctx.snapshot.len(),
+        layout.project_dir_in_job
+    ));
+
+    if !job.cache.is_empty() {
+        log.section("Restoring cache");
+    }
+    for cache in &job.cache {
+        if cache.policy == wharf_ci::CachePolicy::Push {
+            continue;
+        }
+        let Some(key) = cache_key(vars, &cache.key, log) else {
+            continue;
+        };
+        let dir = ctx.wharf_dir.join("cache").join(&key);
+        if dir.is_dir() {
+            log.info(&format!(
+                "Restoring cache \"{key}\" from {}",
+                relative(ctx, &dir)
+            ));
+            files::copy_tree(&dir, &layout.build_dir).map_err(|e| fail(log, e))?;
+        } else {
+            log.info(&format!("No cache \"{key}\" yet: nothing to restore"));
+        }
+    }
+
+    let deps: Vec<&Job> = dependency_jobs(ctx, job);
+    let with_artifacts: Vec<(&Job, PathBuf)> = deps
+        .into_iter()
+        .map(|d| (d, ctx.wharf_dir.join("artifacts").join(slug(&d.name))))
+        .filter(|(_, p)| p.is_dir())
+        .collect();
+    if !with_artifacts.is_empty() {
+        log.section("Downloading artifacts");
+        for (dep, dir) in with_artifacts {
+            log.info(&format!("Downloading artifacts for {}", dep.name));
+            files::copy_tree(&dir, &layout.build_dir).map_err(|e| fail(log, e))?;
+        }
+    }
+
+    let mut env = Vec::new();
+    for var in vars.iter() {
+        let value = if var.expand {
+            vars.resolved(&var.name).unwrap_or_default()
+        } else {
+            var.value.clone()
+        };
+        if var.file {
+            let path = layout.tmp_dir.join(&var.name);
+            if let Err(e) = write_private(&path, &value) {
+                return Err(fail(
+                    log,
+                    files::FilesError::Io {
+                        action: "writing",
+                        path,
+                        source: e,
+                    },
+                ));
+            }
+            env.push((
+                var.name.clone(),
+                format!("{}/{}", layout.tmp_dir_in_job, var.name),
+            ));
+        } else {
+            env.push((var.name.clone(), value));
+        }
+    }
+    Ok(env)
+}
+
+fn write_private(path: &Path, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(value.as_bytes())
+}
+
+fn relative(ctx: &Ctx<'_>, p: &Path) -> String {
+    p.strip_prefix(&ctx.opts.project_dir)
+        .unwrap_or(p)
+        .display()
+        .to_string()
+}
+
+/// GitLab: artifacts of every job in earlier stages, or only those named in `dependencies`
+/// (or `needs`).
+fn dependency_jobs<'p>(ctx: &Ctx<'p>, job: &Job) -> Vec<&'p Job> {
+    let stage_pos = |s: &str| {
+        ctx.pipeline
+            .stages
+            .iter()
+            .position(|x| x == s)
+            .unwrap_or(usize::MAX)
+    };
+    let mine = stage_pos(&job.stage);
+    let named = job.dependencies.as_ref().or(job.needs.as_ref());
+    ctx.pipeline
+        .jobs
+        .iter()
+        .filter(|d| match named {
+            Some(names) => names.contains(&d.name),
+            None => stage_pos(&d.stage) < mine,
+        })
+        .collect()
+}
+
+fn cache_key(vars: &VarSet, raw: &str, log: &mut JobLog) -> Option<String> {
+    let key = vars.expand(raw);
+    let key = key.trim();
+    if key.is_empty() || key == "." || key == ".." || key.contains('/') || key.contains('\\') {
+        log.warn(&format!(
+            "cache key \"{key}\" is not usable (empty, `.`/`..`, or contains `/`): cache skipped"
+        ));
+        return None;
+    }
+    Some(key.to_string())
+}
+
+fn when_matches(when: CacheWhen, ok: bool) -> bool {
+    match when {
+        CacheWhen::OnSuccess => ok,
+        CacheWhen::OnFailure => !ok,
+        CacheWhen::Always => true,
+    }
+}
+
+fn save_caches(
+    ctx: &Ctx<'_>,
+    job: &Job,
+    vars: &VarSet,
+    layout: &Layout,
+    ok: bool,
+    log: &mut JobLog,
+) {
+    for cache in &job.cache {
+        if cache.policy == wharf_ci::CachePolicy::Pull || !when_matches(cache.when, ok) {
+            continue;
+        }
+        log.section(if ok {
+            "Saving cache for successful job"
+        } else {
+            "Saving cache for failed job"
+        });
+        let Some(key) = cache_key(vars, &cache.key, log) else {
+            continue;
+        };
+        let paths: Vec<String> = cache.paths.iter().map(|p| vars.expand(p)).collect();
+        match files::match_paths(&layout.build_dir, &paths, &[]) {
+            Ok(m) => {
+                for p in &m.unmatched {
+                    log.warn(&format!("{p}: no matching files"));
+                }
+                for p in &m.outside {
+                    log.warn(&format!("{p}: outside the build folder, not cached"));
+                }
+                let dest = ctx.wharf_dir.join("cache").join(&key);
+                match files::publish(&layout.build_dir, &m.entries, &dest) {
+                    Ok(()) => log.info(&format!(
+                        "Created cache \"{key}\" ({} paths) in {}",
+                        m.entries.len(),
+                        relative(ctx, &dest)
+                    )),
+                    Err(e) => log.warn(&format!("cache not saved: {e}")),
+                }
+            }
+            Err(e) => log.warn(&format!("cache not saved: {e}")),
+        }
+    }
+}
+
+fn upload_artifacts(
+    ctx: &Ctx<'_>,
+    job: &Job,
+    vars: &VarSet,
+    layout: &Layout,
+    ok: bool,
+    log: &mut JobLog,
+) -> Result<(), JobStatus> {
+    let Some(art) = &job.artifacts else {
+        return Ok(());
+    };
+    if !when_matches(art.when, ok) {
+        return Ok(());
+    }
+    log.section(if ok {
+        "Uploading artifacts for successful job"
+    } else {
+        "Uploading artifacts for failed job"
+    });
+    let paths: Vec<String> = art.paths.iter().map(|p| vars.expand(p)).collect();
+    let exclude: Vec<String> = art.exclude.iter().map(|p| vars.expand(p)).collect();
+    let m = match files::match_paths(&layout.build_dir, &paths, &exclude) {
+        Ok(m) => m,
+        Err(e) => {
+            log.error(&format!("artifacts: {e}"));
+            return Err(config_error());
+        }
+    };
+    for p in &m.unmatched {
+        log.warn(&format!("{p}: no matching files. Ensure that the artifact path is relative to the working directory"));
+    }
+    for p in &m.outside {
+        log.warn(&format!("{p}: outside the build folder, not uploaded"));
+    }
+    let dest = ctx.wharf_dir.join("artifacts").join(slug(&job.name));
+    if m.entries.is_empty() {
+        log.error("No files to upload");
+        let _ = files::remove_tree(&dest);
+        return Ok(());
+    }
+    match files::publish(&layout.build_dir, &m.entries, &dest) {
+        Ok(()) => {
+            for e in &m.entries {
+                log.info(&format!(
+                    "{}: found, saved to {}",
+                    e.display(),
+                    relative(ctx, &dest.join(e))
+                ));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            log.error(&format!("artifacts not saved: {e}"));
+            Err(system_failure())
+        }
+    }
+}
+
+// ---------------------------------------------------------------- shell executor
+
+async fn run_in_shell(
+    ctx: &Ctx<'_>,
+    job: &Job,
+    env: Vec<(String, String)>,
+    layout: &Layout,
+    log: &mut JobLog,
+) -> JobStatus {
+    let shell = ["/bin/bash", "/usr/bin/bash", "/bin/sh"]
+        .into_iter()
+        .find(|s| Path::new(s).exists())
+        .unwrap_or("sh");
+    let mut commands = job.before_script.clone();
+    commands.extend(job.script.iter().cloned());
+    log.section("Executing \"step_script\" stage of the job script");
+    let step = script::build(&commands, &layout.project_dir_in_job, None);
+    let mut status = match shell_script(ctx, shell, &step, "step_script", &env, layout, log).await {
+        Ok(0) => JobStatus::Passed,
+        Ok(code) => JobStatus::Failed {
+            reason: FailureReason::ScriptFailure,
+            exit_code: Some(code),
+        },
+        Err(s) => s,
+    };
+    if !job.after_script.is_empty() && !matches!(status, JobStatus::Canceled) {
+        log.section("Running after_script");
+        let after = script::build(&job.after_script, &layout.project_dir_in_job, None);
+        let mut env = env;
+        env.push(("CI_JOB_STATUS".into(), job_status_word(&status).into()));
+        match shell_script(ctx, shell, &after, "after_script", &env, layout, log).await {
+            Ok(0) => {}
+            Ok(code) => log.warn(&format!("after_script failed: exit code {code}")),
+            Err(JobStatus::Canceled) => status = JobStatus::Canceled,
+            Err(_) => {}
+        }
+    }
+    status
+}
+
+fn job_status_word(status: &JobStatus) -> &'static str {
+    match status {
+        JobStatus::Passed => "success",
+        JobStatus::Canceled => "canceled",
+        _ => "failed",
+    }
+}
+
+async fn shell_script(
+    ctx: &Ctx<'_>,
+    shell: &str,
+    text: &str,
+    name: &str,
+    env: &[(String, String)],
+    layout: &Layout,
+    log: &mut JobLog,
+) -> Result<i64, JobStatus> {
+    let path = layout.tmp_dir.join(format!("{name}.sh"));
+    if let Err(e) = write_private(&path, text) {
+        log.error(&format!("writing {}: {e}", path.display()));
+        return Err(system_failure());
+    }
+    let mut cmd = tokio::process::Command::new(shell);
+    cmd.arg(&path)
+        .current_dir(&layout.build_dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            log.error(&format!("cannot start {shell}: {e}"));
+            return Err(system_failure());
+        }
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    if let Some(out) = child.stdout.take() {
+        pump(out, tx.clone());
+    }
+    if let Some(err) = child.stderr.take() {
+        pump(err, tx.clone());
+    }
+    drop(tx);
+    let mut cancel = ctx.opts.cancel.clone();
+    loop {
+        tokio::select! {
+            chunk = rx.recv() => match chunk {
+                Some(c) => log.output(&c),
+                None => break,
+            },
+            _ = cancel.changed() => {
+                kill_group(&child);
+                let _ = child.wait().await;
+                log.flush_output();
+                return Err(JobStatus::Canceled);
+            }
+        }
+    }
+    log.flush_output();
+    match child.wait().await {
+        Ok(status) => Ok(status.code().map(i64::from).unwrap_or(128 + 9)),
+        Err(e) => {
+            log.error(&format!("waiting for {shell}: {e}"));
+            Err(system_failure())
+        }
+    }
+}
+
+/// Forward a pipe's bytes to the log channel until EOF.
+fn pump<R>(mut reader: R, tx: mpsc::UnboundedSender<Vec<u8>>)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = reader.read(&mut buf).await {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+}
+
+fn kill_group(child: &tokio::process::Child) {
+    if let Some(pid) = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::TERM);
+    }
+}
+
+// ---------------------------------------------------------------- docker executor
+
+async fn run_in_docker(
+    ctx: &Ctx<'_>,
+    job: &Job,
+    vars: &VarSet,
+    job_auth_config: Option<String>,
+    layout: &Layout,
+    log: &mut JobLog,
+) -> JobStatus {
+    log.section("Preparing the \"docker\" executor");
+    let Some(image_spec) = &job.image else {
+        log.error(&format!(
+            "job `{}` ({}) has no `image:` but --executor docker was asked for\n  fix: add `image: <name>` to the job or to `default:`, or use `--executor auto`",
+            job.name, job.span
+        ));
+        return config_error();
+    };
+    let image_name = vars.expand(&image_spec.name);
+    let image_ref = match ImageRef::parse(&image_name) {
+        Ok(r) => r,
+        Err(e) => {
+            log.error(&format!("{}: {e}", image_spec.span));
+            return config_error();
+        }
+    };
+    let engine = match ctx
+        .engine
+        .get_or_init(|| async {
+            Engine::connect(ctx.opts.env.docker_host.as_deref())
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => {
+            log.error(e);
+            return config_error();
+        }
+    };
+    log.info(&format!(
+        "Using Docker executor with image {image_name} ..."
+    ));
+
+    let sources = CredentialSources {
+        job_auth_config: job_auth_config.map(Secret),
+        runner_auth_config: ctx.opts.env.docker_auth_config.clone().map(Secret),
+        docker_config_dir: ctx.opts.env.docker_config.clone(),
+        home_dir: ctx.opts.env.home.clone(),
+        path: ctx.opts.env.path.clone(),
+    };
+    let resolution = wharf_oci::resolve(&image_ref, &sources);
+    for w in &resolution.warnings {
+        log.warn(w);
+    }
+    let auth = resolution.found.as_ref().map(|f| f.auth.clone());
+    if let Some(found) = &resolution.found {
+        // Secrets from helpers are only known now: register them before anything else is logged.
+        for s in found.auth.secrets() {
+            log.add_secret(&s);
+        }
+        log.info(&format!(
+            "Authenticating with credentials from {}",
+            found.source
+        ));
+    }
+
+    let policies: Vec<PullPolicy> = match (ctx.opts.pull_policy, image_spec.pull_policy.is_empty())
+    {
+        (Some(p), _) => vec![p],
+        (None, false) => image_spec.pull_policy.clone(),
+        (None, true) => vec![PullPolicy::Always],
+    };
+    if let Err(status) = ensure_image(
+        ctx,
+        engine,
+        &image_name,
+        &image_ref,
+        &policies,
+        auth.as_ref(),
+        &resolution,
+        log,
+    )
+    .await
+    {
+        return status;
+    }
+    match engine.inspect_image(&image_name).await {
+        Ok(Some(info)) => {
+            let digest = info
+                .repo_digests
+                .first()
+                .map(|d| format!(" with digest {d}"))
+                .unwrap_or_default();
+            log.info(&format!(
+                "Using docker image {} for {image_name}{digest} ...",
+                info.id
+            ));
+        }
+        Ok(None) => {}
+        Err(e) => log.warn(&e.to_string()),
+    }
+
+    let env = match prepare(ctx, job, vars, layout, log) {
+        Ok(env) => env,
+        Err(s) => return s,
+    };
+    let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let owner = host_owner();
+    let dirs = [
+        layout.project_dir_in_job.as_str(),
+        layout.tmp_dir_in_job.as_str(),
+    ];
+    let chown = owner.as_deref().map(|o| (o, &dirs[..]));
+
+    let mut commands = job.before_script.clone();
+    commands.extend(job.script.iter().cloned());
+    log.section("Executing \"step_script\" stage of the job script");
+    let step = script::build(&commands, &layout.project_dir_in_job, chown);
+    let mut status = match container_script(
+        ctx,
+        engine,
+        job,
+        &image_name,
+        image_spec,
+        &step,
+        "step_script",
+        &env,
+        layout,
+        log,
+    )
+    .await
+    {
+        Ok(0) => JobStatus::Passed,
+        Ok(code) => JobStatus::Failed {
+            reason: FailureReason::ScriptFailure,
+            exit_code: Some(code),
+        },
+        Err(s) => s,
+    };
+    if !job.after_script.is_empty() && !matches!(status, JobStatus::Canceled) {
+        log.section("Running after_script");
+        let after = script::build(&job.after_script, &layout.project_dir_in_job, chown);
+        let mut env = env;
+        env.push(format!("CI_JOB_STATUS={}", job_status_word(&status)));
+        match container_script(
+            ctx,
+            engine,
+            job,
+            &image_name,
+            image_spec,
+            &after,
+            "after_script",
+            &env,
+            layout,
+            log,
+        )
+        .await
+        {
+            Ok(0) => {}
+            Ok(code) => log.warn(&format!("after_script failed: exit code {code}")),
+            Err(JobStatus::Canceled) => status = JobStatus::Canceled,
+            Err(_) => {}
+        }
+    }
+    status
+}
+
+/// `uid:gid` to give files back to when wharf does not run as root.
+fn host_owner() -> Option<String> {
+    let uid = rustix::process::geteuid();
+    if uid.is_root() {
+        return None;
+    }
+    Some(format!(
+        "{}:{}",
+        uid.as_raw(),
+        rustix::process::getegid().as_raw()
+    ))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn ensure_image(
+    ctx: &Ctx<'_>,
+    engine: &Engine,
+    image_name: &str,
+    image_ref: &ImageRef,
+    policies: &[PullPolicy],
+    auth: Option<&wharf_oci::RegistryAuth>,
+    resolution: &wharf_oci::Resolution,
+    log: &mut JobLog,
+) -> Result<(), JobStatus> {
+    let mut last: Option<JobStatus> = None;
+    for (attempt, policy) in policies.iter().enumerate() {
+        if attempt > 0 {
+            log.info(&format!(
+                "Attempt #{}: Trying \"{}\" pull policy",
+                attempt + 1,
+                policy.as_str()
+            ));
+        }
+        let present = matches!(engine.inspect_image(image_name).await, Ok(Some(_)));
+        let result = match policy {
+            PullPolicy::IfNotPresent if present => {
+                log.info(&format!(
+                    "Using locally found image version due to \"if-not-present\" pull policy"
+                ));
+                Ok(())
+            }
+            PullPolicy::Never if present => Ok(()),
+            PullPolicy::Never => {
+                log.error(&format!(
+                    "image {image_name} is not present locally and the pull policy is \"never\"\n  fix: pull it first (`docker pull {image_name}`) or allow pulling with `--pull-policy if-not-present`"
+                ));
+                Err(config_error())
+            }
+            _ => pull_with_retries(ctx, engine, image_name, image_ref, auth, resolution, log).await,
+        };
+        match result {
+            Ok(()) => return Ok(()),
+            Err(s) => {
+                if attempt + 1 < policies.len() {
+                    log.warn(&format!(
+                        "Failed to pull image with policy \"{}\"",
+                        policy.as_str()
+                    ));
+                }
+                last = Some(s);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(config_error))
+}
+
+async fn pull_with_retries(
+    ctx: &Ctx<'_>,
+    engine: &Engine,
+    image_name: &str,
+    image_ref: &ImageRef,
+    auth: Option<&wharf_oci::RegistryAuth>,
+    resolution: &wharf_oci::Resolution,
+    log: &mut JobLog,
+) -> Result<(), JobStatus> {
+    let tries = ctx.opts.pull_retry_delays.len() + 1;
+    for attempt in 0..tries {
+        log.info(&format!("Pulling docker image {image_name} ..."));
+        let color = ctx.opts.console.color;
+        let console = ctx.opts.console.clone();
+        let mut statuses = Vec::new();
+        let result = {
+            let mut on_event = |ev: PullEvent| match ev {
+                PullEvent::Status(s) => statuses.push(s),
+                PullEvent::Progress(p) if color => {
+                    console.write(format!("\r\x1b[2K{p}").as_bytes())
+                }
+                PullEvent::Progress(_) => {}
+            };
+            let mut cancel = ctx.opts.cancel.clone();
+            tokio::select! {
+                r = engine.pull(image_name, auth, &mut on_event) => r,
+                _ = cancel.changed() => return Err(JobStatus::Canceled),
+            }
+        };
+        if color {
+            console.write(b"\r\x1b[2K");
+        }
+        for s in statuses {
+            log.info(&s);
+        }
+        let failure = match result {
+            Ok(()) => return Ok(()),
+            Err(f) => f,
+        };
+        let registry = &image_ref.registry;
+        match failure {
+            PullFailure::Network(msg) if attempt + 1 < tries => {
+                let delay = ctx.opts.pull_retry_delays[attempt];
+                log.warn(&format!(
+                    "Failed to pull image {image_name}: cannot reach registry {registry}: {msg}\nWill be retried in {:.0?} ...",
+                    delay
+                ));
+                tokio::time::sleep(delay).await;
+            }
+            PullFailure::Network(msg) => {
+                log.error(&format!(
+                    "Failed to pull image {image_name}: cannot reach registry {registry} after {tries} attempts: {msg}\n  fix: check that the registry is up and reachable from the Docker daemon"
+                ));
+                return Err(JobStatus::Failed {
+                    reason: FailureReason::ExternalDependencyFailure,
+                    exit_code: None,
+                });
+            }
+            PullFailure::NoCredentials(msg) if resolution.found.is_none() => {
+                log.error(&format!("Failed to pull image {image_name}: registry {registry} requires credentials ({msg})"));
+                log.error(&resolution.explain_missing(image_ref));
+                return Err(config_error());
+            }
+            PullFailure::NoCredentials(msg) | PullFailure::Denied(msg) => {
+                let source = resolution
+                    .found
+                    .as_ref()
+                    .map(|f| f.source.as_str())
+                    .unwrap_or("none");
+                let key = resolution
+                    .found
+                    .as_ref()
+                    .map(|f| f.key.as_str())
+                    .unwrap_or(registry);
+                log.error(&format!(
+                    "Failed to pull image {image_name}: registry {registry} rejected the credentials from {source} (entry \"{key}\"): {msg}\n  fix: check the username and password of that entry (run `wharf login {registry} -u <user> --password-stdin` to test and store new ones), and that the user may pull {}",
+                    image_ref.repository
+                ));
+                return Err(config_error());
+            }
+            PullFailure::NotFound(msg) => {
+                log.error(&format!(
+                    "Failed to pull image {image_name}: not found on registry {registry}: {msg}\n  fix: check the image name and tag in `image:`"
+                ));
+                return Err(config_error());
+            }
+            PullFailure::Other(msg) => {
+                log.error(&format!("Failed to pull image {image_name}: {msg}"));
+                return Err(JobStatus::Failed {
+                    reason: FailureReason::ImagePullFailure,
+                    exit_code: None,
+                });
+            }
+        }
+    }
+    Err(config_error())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn container_script(
+    ctx: &Ctx<'_>,
+    engine: &Engine,
+    job: &Job,
+    image_name: &str,
+    image_spec: &wharf_ci::Image,
+    text: &str,
+    name: &str,
+    env: &[String],
+    layout: &Layout,
+    log: &mut JobLog,
+) -> Result<i64, JobStatus> {
+    let path = layout.tmp_dir.join(format!("{name}.sh"));
+    if let Err(e) = write_private(&path, text) {
+        log.error(&format!("writing {}: {e}", path.display()));
+        return Err(system_failure());
+    }
+    let mut labels = HashMap::new();
+    labels.insert("wharf.job".to_string(), job.name.clone());
+    labels.insert("wharf.pipeline".to_string(), ctx.pipeline_id.to_string());
+    let spec = ContainerSpec {
+        name: format!(
+            "wharf-{}-{}-{}-{name}",
+            ctx.project_name
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect::<String>(),
+            ctx.pipeline_id,
+            slug(&job.name)
+        ),
+        image: image_name.to_string(),
+        entrypoint: image_spec.entrypoint.clone(),
+        cmd: vec![
+            "sh".into(),
+            "-c".into(),
+            script::DETECT_SHELL.into(),
+            "sh".into(),
+            format!("{}/{name}.sh", layout.tmp_dir_in_job),
+        ],
+        env: env.to_vec(),
+        binds: vec![
+            format!(
+                "{}:{}",
+                layout.build_dir.display(),
+                layout.project_dir_in_job
+            ),
+            format!("{}:{}", layout.tmp_dir.display(), layout.tmp_dir_in_job),
+        ],
+        working_dir: layout.project_dir_in_job.clone(),
+        labels,
+        user: None,
+    };
+    let id = match engine.create(&spec).await {
+        Ok(id) => id,
+        Err(e) => {
+            log.error(&format!(
+                "creating the job container from {image_name}: {e}"
+            ));
+            return Err(system_failure());
+        }
+    };
+    let mut cancel = ctx.opts.cancel.clone();
+    let result = engine
+        .run(&id, &mut |bytes| log.output(bytes), &mut cancel)
+        .await;
+    log.flush_output();
+    // Always removed, whatever happened above.
+    engine.remove(&id).await;
+    match result {
+        Ok(code) => Ok(code),
+        Err(EngineError::Canceled) => Err(JobStatus::Canceled),
+        Err(e) => {
+            log.error(&e.to_string());
+            Err(system_failure())
+        }
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn next_id(path: &Path) -> u64 {
+    let n = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    let _ = std::fs::write(path, n.to_string());
+    n
+}
+
+fn git_info(dir: &Path) -> GitInfo {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    GitInfo {
+        sha: git(&["rev-parse", "HEAD"]),
+        branch: git(&["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| b != "HEAD"),
+    }
+}
+
+/// The closest name by edit distance, if close enough to be a plausible typo.
+pub fn closest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (levenshtein(name, c), *c))
+        .filter(|(d, c)| *d <= (c.len().max(name.len()) / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != *cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
