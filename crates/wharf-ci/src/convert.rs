@@ -257,7 +257,8 @@ pub(crate) fn variables(n: &Node, scope: &str, d: &mut Diags) -> Vec<Variable> {
                 (value, expand)
             }
             Value::Null => {
-                d.error(&v.span, format!("{what} has no value"))
+                // An empty value has no useful position of its own: point at the name.
+                d.error(&e.key_span, format!("{what} has no value"))
                     .help(format!("write `{name}: \"\"` for an empty value"));
                 (None, None)
             }

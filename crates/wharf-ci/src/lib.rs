@@ -49,9 +49,12 @@ pub fn load_pipeline(path: &str, loader: &dyn Loader) -> Result<Loaded, Diagnost
     }
 }
 
-/// Errors first (each group in file order as found), then the warnings that came with them.
+/// Errors first, then the warnings that came with them; each group in file order.
 fn errors_first(d: diagnostic::Diags) -> Diagnostics {
-    let (mut errors, warnings): (Vec<_>, Vec<_>) = d.0.into_iter().partition(Diagnostic::is_error);
+    let mut all = d.0;
+    // Stable: diagnostics at the same place keep the order they were found in.
+    all.sort_by_key(|d| d.span.as_ref().map(|s| (s.file.clone(), s.offset)));
+    let (mut errors, warnings): (Vec<_>, Vec<_>) = all.into_iter().partition(Diagnostic::is_error);
     if errors.is_empty() {
         // Not expected (a failure always reports why), but never return an empty error.
         errors.push(Diagnostic::error(None, "the pipeline could not be loaded"));

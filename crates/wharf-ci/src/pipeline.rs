@@ -311,7 +311,8 @@ impl Resolver<'_, '_> {
                 ok = false;
                 continue;
             }
-            if chain.len() >= MAX_EXTENDS_DEPTH {
+            // `chain` holds the job itself plus one entry per level already followed.
+            if chain.len() > MAX_EXTENDS_DEPTH {
                 self.d.error(
                     &span,
                     format!(

@@ -1,4 +1,5 @@
 //! wharf-ci behaviour through its public API, with an in-memory loader.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::HashMap;
 use wharf_ci::*;
@@ -127,4 +128,602 @@ fn seed_pipeline() {
     assert!(!j.allow_failure);
     assert_eq!(j.needs, None);
     assert!(j.unsupported.is_empty());
+}
+
+#[test]
+fn merge_key_explicit_keys_win_wherever_written() {
+    let p = ok("
+.base: &base
+  stage: build
+  script: [from-base]
+  variables: {A: base}
+before:
+  script: [mine]
+  <<: *base
+after:
+  <<: *base
+  variables: {B: mine}
+");
+    let before = job(&p, "before");
+    assert_eq!(before.script, ["mine"]);
+    assert_eq!(before.stage, "build");
+    let after = job(&p, "after");
+    assert_eq!(after.script, ["from-base"]);
+    // Merge keys replace whole values (no deep merge, unlike extends).
+    assert_eq!(vars(&after.variables), [("B", "mine")]);
+}
+
+#[test]
+fn merge_key_list_of_aliases_earlier_wins() {
+    let p = ok("
+.a: &a {stage: build, script: [a]}
+.b: &b {stage: deploy, script: [b], when: manual}
+j:
+  <<: [*a, *b]
+k:
+  <<: [*b, *a]
+  when: always
+");
+    let j = job(&p, "j");
+    assert_eq!(
+        (j.stage.as_str(), j.script.clone(), j.when),
+        ("build", vec!["a".to_string()], When::Manual)
+    );
+    assert!(j.allow_failure, "manual jobs may fail by default");
+    let k = job(&p, "k");
+    assert_eq!((k.stage.as_str(), k.when), ("deploy", When::Always));
+    assert!(!k.allow_failure);
+}
+
+#[test]
+fn merge_key_nested_and_inside_sub_maps() {
+    let p = ok("
+.vars: &vars {A: '1', B: '2'}
+.inner: &inner
+  <<: {script: [inner]}
+  stage: build
+j:
+  <<: *inner
+  variables:
+    <<: *vars
+    B: override
+");
+    let j = job(&p, "j");
+    assert_eq!(j.script, ["inner"]);
+    assert_eq!(vars(&j.variables), [("A", "1"), ("B", "override")]);
+}
+
+#[test]
+fn merge_key_wrong_type_is_an_error() {
+    assert_eq!(
+        brief("j:\n  <<: nope\n  script: [x]\n"),
+        ["2:7: merge key `<<` needs a mapping or a list of mappings, found a scalar"]
+    );
+}
+
+#[test]
+fn alias_bomb_is_rejected() {
+    let mut yaml = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for i in 1..10 {
+        let p = i - 1;
+        yaml.push_str(&format!(
+            "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+        ));
+    }
+    let errs = brief(&yaml);
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].contains("alias expansion"), "{errs:?}");
+}
+
+#[test]
+fn extends_multi_level_deep_merges_maps_and_replaces_lists() {
+    let p = ok("
+.base:
+  image: alpine
+  variables: {A: base, B: base}
+  script: [base]
+  cache: {paths: [a], key: k}
+.middle:
+  extends: .base
+  variables: {B: middle, C: middle}
+  before_script: [mid]
+other:
+  script: [other]
+  tags: [x]
+job:
+  extends: [.middle, other]
+  variables: {C: job}
+  cache: {paths: [b]}
+");
+    let j = job(&p, "job");
+    assert_eq!(j.image.as_ref().unwrap().name, "alpine");
+    assert_eq!(
+        vars(&j.variables),
+        [("A", "base"), ("B", "middle"), ("C", "job")]
+    );
+    assert_eq!(j.script, ["other"], "later extends win, lists replaced");
+    assert_eq!(j.before_script, ["mid"]);
+    assert_eq!(j.cache[0].paths, ["b"]);
+    assert_eq!(j.cache[0].key, "k", "maps merge deeply");
+    assert_eq!(
+        j.unsupported
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>(),
+        ["tags"]
+    );
+    assert_eq!(
+        p.jobs.iter().map(|j| j.name.as_str()).collect::<Vec<_>>(),
+        ["other", "job"]
+    );
+}
+
+#[test]
+fn extends_cycle_unknown_and_depth() {
+    let errs = brief(
+        "
+a:
+  extends: b
+  script: [x]
+b:
+  extends: a
+c:
+  extends: .tempalte
+  script: [x]
+.template: {}
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "6:12: circular `extends`: a -> b -> a",
+            "8:12: `c` extends unknown job `.tempalte`",
+        ]
+    );
+    let e = errors("c:\n  extends: .tempalte\n.template: {}\n");
+    assert_eq!(e[0].help.as_deref(), Some("did you mean `.template`?"));
+
+    let mut deep = String::from(".t0: {script: [x]}\n");
+    for i in 1..=12 {
+        deep.push_str(&format!(".t{i}: {{extends: .t{}}}\n", i - 1));
+    }
+    deep.push_str("j: {extends: .t12}\n");
+    let errs = brief(&deep);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("nested too deeply"), "{errs:?}");
+    // 11 levels are fine.
+    let ok_depth = deep.replace("j: {extends: .t12}", "j: {extends: .t10}");
+    assert_eq!(job(&ok(&ok_depth), "j").script, ["x"]);
+}
+
+#[test]
+fn default_is_inherited_unless_set() {
+    let p = ok("
+image: legacy-global
+default:
+  image: ruby:3
+  before_script: [setup]
+  cache: {paths: [vendor/]}
+  retry: 2
+a:
+  script: [a]
+b:
+  image: python
+  before_script: []
+  cache: []
+  script: [b]
+");
+    let a = job(&p, "a");
+    assert_eq!(a.image.as_ref().unwrap().name, "ruby:3");
+    assert_eq!(a.before_script, ["setup"]);
+    assert_eq!(a.cache[0].paths, ["vendor/"]);
+    assert_eq!(a.unsupported[0].0, "retry");
+    let b = job(&p, "b");
+    assert_eq!(b.image.as_ref().unwrap().name, "python");
+    assert!(b.before_script.is_empty());
+    assert!(b.cache.is_empty());
+    // Deprecated top-level keywords still act as defaults.
+    let p = ok("image: node\nbefore_script: [npm ci]\nt:\n  script: [npm test]\n");
+    assert_eq!(p.jobs[0].image.as_ref().unwrap().name, "node");
+    assert_eq!(p.jobs[0].before_script, ["npm ci"]);
+}
+
+#[test]
+fn default_rejects_job_only_keys() {
+    let e = errors("default:\n  befor_script: [x]\n  stage: build\nj: {script: [x]}\n");
+    assert_eq!(e.len(), 2);
+    assert_eq!(e[0].message, "`default` cannot set `befor_script`");
+    assert_eq!(e[0].help.as_deref(), Some("did you mean `before_script`?"));
+    assert_eq!(e[1].message, "`default` cannot set `stage`");
+    assert!(
+        e[1].help
+            .as_deref()
+            .unwrap()
+            .starts_with("`default` can set: after_script")
+    );
+}
+
+#[test]
+fn hidden_jobs_are_not_run_and_stages_default() {
+    let p = ok(".hidden:\n  script: [x]\n.list: &l [a, b]\nvisible:\n  script: *l\n");
+    assert_eq!(p.jobs.len(), 1);
+    assert_eq!(p.jobs[0].name, "visible");
+    assert_eq!(p.jobs[0].stage, "test");
+    assert_eq!(p.stages, [".pre", "build", "test", "deploy", ".post"]);
+    assert_eq!(p.jobs[0].script, ["a", "b"]);
+}
+
+#[test]
+fn no_visible_jobs_is_an_error() {
+    assert_eq!(
+        brief(".only-hidden: {script: [x]}\n"),
+        ["1:1: the pipeline has no visible jobs (names starting with `.` are hidden templates)"]
+    );
+}
+
+#[test]
+fn stage_errors_name_the_stage_and_list_stages() {
+    let e =
+        errors("stages: [build, deploy]\na:\n  stage: deplyo\n  script: [x]\nb:\n  script: [x]\n");
+    assert_eq!(e.len(), 2);
+    assert_eq!(e[0].message, "stage `deplyo` of job `a` is not in `stages`");
+    let s = e[0].span.as_ref().unwrap();
+    assert_eq!((s.line, s.column), (3, 10));
+    assert_eq!(
+        e[0].help.as_deref(),
+        Some("did you mean `deploy`? (stages: .pre, build, deploy, .post)")
+    );
+    assert_eq!(
+        e[1].message,
+        "job `b` has no `stage:` and the default stage `test` is not in `stages`"
+    );
+    assert_eq!(
+        job(&ok("stages: [a]\nj: {stage: .post, script: [x]}\n"), "j").stage,
+        ".post"
+    );
+}
+
+#[test]
+fn unknown_keyword_did_you_mean_and_unsupported_keywords() {
+    let e = errors("build:\n  scirpt: make\n");
+    assert_eq!(e.len(), 2, "{e:?}");
+    assert_eq!(e[0].message, "job `build` has no script");
+    assert_eq!(e[1].message, "unknown keyword `scirpt` in job `build`");
+    assert_eq!(e[1].help.as_deref(), Some("did you mean `script`?"));
+    let s = e[1].span.as_ref().unwrap();
+    assert_eq!((s.line, s.column, s.offset, s.len), (2, 3, 9, 6));
+
+    let p = ok(
+        "j:\n  script: [x]\n  rules: [{if: $A}]\n  services: [db]\n  tags: [t]\n  timeout: 1h\n",
+    );
+    let un: Vec<_> = p.jobs[0]
+        .unsupported
+        .iter()
+        .map(|(k, s)| (k.as_str(), s.line))
+        .collect();
+    assert_eq!(
+        un,
+        [("rules", 3), ("services", 4), ("tags", 5), ("timeout", 6)]
+    );
+    // Trigger jobs need no script.
+    let p = ok("t:\n  trigger: other/project\n");
+    assert_eq!(p.jobs[0].unsupported[0].0, "trigger");
+}
+
+#[test]
+fn many_errors_at_once_with_positions() {
+    let yaml = "stages: [build]
+include: other.yml
+a:
+  stage: build
+  script: {x: 1}
+  when: sometimes
+b:
+  stage: nope
+  script: echo
+  allow_failure: maybe
+c: just a string
+";
+    assert_eq!(
+        brief(yaml),
+        [
+            "2:1: `include` is not supported yet",
+            "5:11: `script` of job `a` must be a string or a list of strings, found a map",
+            "6:9: `when` of job `a` must be one of on_success, on_failure, always, manual, delayed, never, found `sometimes`",
+            "8:10: stage `nope` of job `b` is not in `stages`",
+            "10:18: `allow_failure` of job `b` must be true or false, found `maybe`",
+            "11:1: `c` is not a keyword, so it is a job, and a job must be a map, found a scalar",
+        ]
+    );
+}
+
+#[test]
+fn yaml_syntax_error_has_position() {
+    let e = errors("a:\n  script: [x\nb: 1\n");
+    assert_eq!(e.len(), 1);
+    let s = e[0].span.as_ref().unwrap();
+    assert_eq!(s.file, FILE);
+    assert!(e[0].message.starts_with("invalid YAML"), "{}", e[0].message);
+    assert!(s.line >= 2, "{s:?}");
+}
+
+#[test]
+fn variables_forms_keep_written_text() {
+    let p = ok("
+variables:
+  VERSION: 1.10
+  COUNT: 010
+  FLAG: yes
+  QUOTED: 'it''s'
+  RAW:
+    value: $HOME/x
+    expand: false
+  CHOICE:
+    value: a
+    description: pick one
+    options: [a, b]
+j:
+  script: [x]
+  variables:
+    NUM: 3
+");
+    assert_eq!(
+        vars(&p.variables),
+        [
+            ("VERSION", "1.10"),
+            ("COUNT", "010"),
+            ("FLAG", "yes"),
+            ("QUOTED", "it's"),
+            ("RAW", "$HOME/x"),
+            ("CHOICE", "a"),
+        ]
+    );
+    assert!(p.variables[0].expand);
+    assert!(!p.variables[4].expand);
+    assert_eq!(p.variables[0].span.as_ref().unwrap().line, 3);
+    assert_eq!(vars(&p.jobs[0].variables), [("NUM", "3")]);
+
+    let errs =
+        brief("variables:\n  A: [1]\n  B:\n  C: {value: x, expnd: false}\nj: {script: [x]}\n");
+    assert_eq!(
+        errs,
+        [
+            "2:6: variable `A` must be a string, a number or a map with `value`, found a list",
+            "3:3: variable `B` has no value",
+            "4:17: unknown key `expnd` in variable `C`",
+        ]
+    );
+}
+
+#[test]
+fn scripts_string_list_nested_and_multiline() {
+    let p = ok("
+.setup: &setup [apt update, apt install -y curl]
+j:
+  before_script: echo one
+  script:
+    - *setup
+    - |
+      if true; then
+        echo yes
+      fi
+    - yes
+    - 'quoted: colon'
+  after_script: [[a, b], c]
+");
+    let j = job(&p, "j");
+    assert_eq!(j.before_script, ["echo one"]);
+    assert_eq!(
+        j.script,
+        [
+            "apt update",
+            "apt install -y curl",
+            "if true; then\n  echo yes\nfi\n",
+            "yes",
+            "quoted: colon",
+        ]
+    );
+    assert_eq!(j.after_script, ["a", "b", "c"]);
+    let e = errors("j:\n  script:\n    - echo a: b\n");
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(
+        e[0].help.as_deref(),
+        Some("a line containing `: ` is read as a map; quote the whole line")
+    );
+}
+
+#[test]
+fn image_cache_artifacts_needs_forms() {
+    let p = ok("
+stages: [build, test]
+b:
+  stage: build
+  script: [x]
+  image:
+    name: alpine:3
+    entrypoint: ['']
+    pull_policy: [always, if-not-present]
+  cache:
+    - key: {files: [Cargo.lock]}
+      paths: [target/]
+      policy: pull
+      when: always
+    - key: second
+      untracked: true
+  artifacts:
+    paths: [out/]
+    exclude: [out/tmp]
+    when: on_failure
+    name: build-$CI_JOB_NAME
+    expire_in: 1 week
+    reports: {junit: r.xml}
+  allow_failure:
+    exit_codes: [3]
+t:
+  script: [x]
+  needs: [b, {job: b, artifacts: true}, {job: gone, optional: true}]
+  dependencies: [b]
+u:
+  stage: build
+  script: [x]
+  needs: []
+");
+    let b = job(&p, "b");
+    let image = b.image.as_ref().unwrap();
+    assert_eq!(image.name, "alpine:3");
+    assert_eq!(image.entrypoint.as_deref(), Some(&[String::new()][..]));
+    assert_eq!(
+        image.pull_policy,
+        [PullPolicy::Always, PullPolicy::IfNotPresent]
+    );
+    assert_eq!(b.cache.len(), 2);
+    assert_eq!(b.cache[0].key, "default");
+    assert_eq!(b.cache[0].policy, CachePolicy::Pull);
+    assert_eq!(b.cache[0].when, CacheWhen::Always);
+    assert_eq!(b.cache[1].key, "second");
+    assert!(b.cache[1].untracked);
+    let a = b.artifacts.as_ref().unwrap();
+    assert_eq!(a.exclude, ["out/tmp"]);
+    assert_eq!(a.when, CacheWhen::OnFailure);
+    assert_eq!(a.name.as_deref(), Some("build-$CI_JOB_NAME"));
+    assert_eq!(a.expire_in.as_deref(), Some("1 week"));
+    assert!(b.allow_failure);
+    let un: Vec<_> = b.unsupported.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        un,
+        [
+            "cache:key:files",
+            "artifacts:reports",
+            "allow_failure:exit_codes"
+        ]
+    );
+    let t = job(&p, "t");
+    assert_eq!(
+        t.needs.as_deref(),
+        Some(&["b".to_string(), "b".to_string()][..])
+    );
+    assert_eq!(t.dependencies.as_deref(), Some(&["b".to_string()][..]));
+    assert_eq!(job(&p, "u").needs, Some(vec![]));
+}
+
+#[test]
+fn needs_and_dependencies_must_exist_and_come_earlier() {
+    let errs = brief(
+        "
+stages: [build, test]
+a:
+  stage: build
+  script: [x]
+  needs: [b]
+c:
+  stage: build
+  script: [x]
+  dependencies: [b]
+b:
+  stage: test
+  script: [x]
+  needs: [zzz]
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "6:11: job `a` needs `b`, which is in a later stage (`test`)",
+            "10:18: job `c` depends on `b`, which is not in an earlier stage",
+            "14:11: job `b` needs `zzz`, which is not a job",
+        ]
+    );
+}
+
+#[test]
+fn image_and_cache_type_errors() {
+    let errs = brief(
+        "
+j:
+  script: [x]
+  image: {nme: alpine}
+  cache: {paths: [a], policy: sometimes}
+  artifacts: [a]
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "4:10: `image` of job `j` has no `name`",
+            "4:11: unknown key `nme` in `image` of job `j`",
+            "5:31: `cache` of job `j` `policy` must be one of pull-push, pull, push, found `sometimes`",
+            "6:14: `artifacts` of job `j` must be a map, found a list",
+        ]
+    );
+}
+
+#[test]
+fn missing_file_is_reported() {
+    let mem = Mem(HashMap::new());
+    let e = load_pipeline("nope.yml", &mem).unwrap_err();
+    assert!(e.0[0].message.starts_with("cannot read nope.yml"));
+}
+
+#[test]
+fn workflow_is_a_warning() {
+    let l = load("workflow:\n  rules: [{when: always}]\nj: {script: [x]}\n").unwrap();
+    assert_eq!(l.warnings.len(), 1);
+    assert_eq!(l.warnings[0].severity, Severity::Warning);
+}
+
+#[test]
+fn render_points_at_the_column() {
+    let yaml = "build:\n  scirpt: make\n  script: [x]\n";
+    let e = errors(yaml);
+    assert_eq!(
+        e[0].render(yaml),
+        ".gitlab-ci.yml:2:3: error: unknown keyword `scirpt` in job `build`
+  |
+2 |   scirpt: make
+  |   ^^^^^^
+  = help: did you mean `script`?"
+    );
+    let no_span = Diagnostic::error(None, "boom");
+    assert_eq!(no_span.render(""), "error: boom");
+}
+
+#[test]
+fn variables_file() {
+    let vars = parse_variables_yaml(
+        "vars.yml",
+        "TOKEN: abc\nNUM: 1.10\nKEY:\n  value: secret\n  masked: true\nCERT: {value: pem, type: file}\n",
+    )
+    .unwrap();
+    let got: Vec<_> = vars
+        .iter()
+        .map(|v| (v.name.as_str(), v.value.as_str(), v.masked, v.file))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("TOKEN", "abc", false, false),
+            ("NUM", "1.10", false, false),
+            ("KEY", "secret", true, false),
+            ("CERT", "pem", false, true),
+        ]
+    );
+    assert!(parse_variables_yaml("v", "").unwrap().is_empty());
+    let e = parse_variables_yaml("v.yml", "A: [1]\nB: {value: x, type: dir, maskd: true}\n")
+        .unwrap_err();
+    let got: Vec<_> =
+        e.0.iter()
+            .map(|d| {
+                let s = d.span.as_ref().unwrap();
+                format!("{}:{}:{}: {}", s.file, s.line, s.column, d.message)
+            })
+            .collect();
+    assert_eq!(
+        got,
+        [
+            "v.yml:1:4: variable `A` must be a string, a number or a map with `value`, found a list",
+            "v.yml:2:21: variable `B` `type` must be `file` or `env_var`, found `dir`",
+            "v.yml:2:26: unknown key `maskd` in variable `B`",
+        ]
+    );
+    assert!(format!("{:?}", vars[2]).contains("redacted"));
 }
