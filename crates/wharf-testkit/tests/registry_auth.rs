@@ -375,6 +375,49 @@ fn docker_login_and_pull_through_token_registry() {
 
 #[test]
 #[ignore = "needs docker-registry and skopeo: run by .ci/run"]
+fn load_into_docker_runs_the_npm_stand_in() {
+    if !docker_answers() {
+        eprintln!("docker does not answer: skipping");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = fixture(dir.path());
+    let tag = format!("wharf-testkit-load:{}", std::process::id());
+    image.load_into_docker(&tag).expect("load into docker");
+    let script = "cd /tmp && npm install && npm run build:prod && cat dist/index.html \
+                  && npm run clean && test ! -e dist && ! npm run lint";
+    let run = docker(
+        &dir.path().join("cfg"),
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-e",
+            "API_URL=http://api.test",
+            &tag,
+            "sh",
+            "-c",
+            script,
+        ],
+        None,
+    );
+    let rmi = docker(&dir.path().join("cfg"), &["rmi", "-f", &tag], None);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        stdout.contains("<h1>built for prod</h1>") && stdout.contains("http://api.test"),
+        "{stdout}"
+    );
+    assert!(rmi.status.success());
+}
+
+#[test]
+#[ignore = "needs docker-registry and skopeo: run by .ci/run"]
 fn open_registry_and_cleanup() {
     let registry = Registry::start_open().expect("start open registry");
     let dir = registry.dir().to_path_buf();
