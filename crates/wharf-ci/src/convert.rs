@@ -343,6 +343,15 @@ pub(crate) fn job(
         if v.is_null() {
             continue;
         }
+        if let Some(span) = find_reference(v) {
+            // Without this, the value would be reported as having the wrong type.
+            d.error(span, "`!reference` tags are not supported yet")
+                .help(
+                    "copy the referenced lines in, or use an anchor and alias (`&name` / `*name`)",
+                );
+            script_invalid |= key == "script";
+            continue;
+        }
         let what = format!("`{key}` of job `{name}`");
         match key.as_str() {
             "script" => match script(v, &what, d) {
@@ -392,6 +401,17 @@ pub(crate) fn job(
     }
     check_stage(&job, &refs, stages, d);
     (count_errors(d) == errors_before).then_some((job, refs))
+}
+
+/// Where the first `!reference` tag inside `n` is, if any.
+fn find_reference(n: &Node) -> Option<&Span> {
+    match &n.value {
+        Value::Tagged(tag, _) if tag == "!reference" => Some(&n.span),
+        Value::Tagged(_, inner) => find_reference(inner),
+        Value::Seq(items) => items.iter().find_map(find_reference),
+        Value::Map(m) => m.values().find_map(|e| find_reference(&e.value)),
+        Value::Null | Value::Scalar(_) => None,
+    }
 }
 
 fn count_errors(d: &Diags) -> usize {

@@ -71,12 +71,13 @@ pub(crate) fn load(file: &str, text: &str, d: &mut Diags) -> Option<Pipeline> {
         [] => None,
         [doc] => Some(doc),
         [header, ..] => {
-            let what = if header.as_map().is_some_and(|m| m.contains_key("spec")) {
-                "a `spec:` header (inputs) is not supported yet"
-            } else {
-                "the file has more than one YAML document"
+            match header.as_map().and_then(|m| m.get("spec")) {
+                Some(spec) => d.error(
+                    &spec.key_span,
+                    "a `spec:` header (inputs) is not supported yet",
+                ),
+                None => d.error(&docs[1].span, "the file has more than one YAML document"),
             };
-            d.error(&docs[1].span, what);
             return None;
         }
     };

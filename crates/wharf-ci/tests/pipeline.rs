@@ -727,3 +727,45 @@ fn variables_file() {
     );
     assert!(format!("{:?}", vars[2]).contains("redacted"));
 }
+
+#[test]
+fn reference_tags_and_headers_are_reported_as_unsupported() {
+    assert_eq!(
+        brief(".s: {script: [a]}\nj:\n  script:\n    - !reference [.s, script]\n    - b\n"),
+        ["4:7: `!reference` tags are not supported yet"]
+    );
+    // In a keyword that is ignored anyway, a `!reference` is no reason to fail.
+    ok(".r: {rules: [{when: always}]}\nj:\n  script: [x]\n  rules: !reference [.r, rules]\n");
+    assert_eq!(
+        brief("spec:\n  inputs: {}\n---\nj: {script: [x]}\n"),
+        ["1:1: a `spec:` header (inputs) is not supported yet"]
+    );
+    assert_eq!(
+        brief(""),
+        ["1:1: a pipeline must be a map of keywords and jobs, found nothing"]
+    );
+    assert_eq!(
+        brief("- a\n"),
+        ["1:1: a pipeline must be a map of keywords and jobs, found a list"]
+    );
+}
+
+#[test]
+fn diagnostics_render_all_with_sources() {
+    let yaml = "a:\n  script: [x]\n  stage: nope\nb:\n  when: later\n  script: [x]\n";
+    let e = load(yaml).unwrap_err();
+    let out = e.render(&|f| (f == FILE).then(|| yaml.to_string()));
+    assert_eq!(
+        out,
+        ".gitlab-ci.yml:3:10: error: stage `nope` of job `a` is not in `stages`
+  |
+3 |   stage: nope
+  |          ^^^^
+  = help: add it to `stages:` (stages: .pre, build, test, deploy, .post)
+
+.gitlab-ci.yml:5:9: error: `when` of job `b` must be one of on_success, on_failure, always, manual, delayed, never, found `later`
+  |
+5 |   when: later
+  |         ^^^^^"
+    );
+}
