@@ -239,6 +239,8 @@ impl Builder<'_, '_> {
         // Explicit keys win over merged ones wherever they appear in the mapping, so collect
         // them first.
         let explicit: Vec<Option<String>> = m.keys().map(key_text).collect();
+        let explicit_set: std::collections::HashSet<&str> =
+            explicit.iter().flatten().map(String::as_str).collect();
         let mut out = Map::new();
         let mut seen_explicit = std::collections::HashSet::new();
         for ((k, v), text) in m.iter().zip(&explicit) {
@@ -254,7 +256,7 @@ impl Builder<'_, '_> {
                 let merged = self.build(v, depth + 1);
                 for source in self.merge_sources(merged) {
                     for (mk, me) in source {
-                        let overridden = explicit.iter().flatten().any(|e| *e == mk);
+                        let overridden = explicit_set.contains(mk.as_str());
                         // First source wins among merged maps (YAML merge-key spec).
                         if !overridden && !out.contains_key(&mk) {
                             out.insert(mk, me);

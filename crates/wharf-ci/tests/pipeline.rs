@@ -769,3 +769,72 @@ fn diagnostics_render_all_with_sources() {
   |         ^^^^^"
     );
 }
+
+#[test]
+fn realistic_pipeline_with_unsupported_keywords_loads() {
+    let p = ok("
+stages: [lint, build, deploy]
+variables:
+  DOCKER_DRIVER: overlay2
+  GIT_DEPTH: 10
+workflow:
+  rules:
+    - if: $CI_COMMIT_BRANCH
+default:
+  image: rust:1.85
+  interruptible: true
+  tags: [docker]
+.rust: &rust
+  before_script: [rustc --version]
+  cache:
+    key: $CI_COMMIT_REF_SLUG
+    paths: [target/]
+lint:
+  <<: *rust
+  stage: lint
+  script: cargo clippy
+  only: [merge_requests]
+  except: {variables: [$SKIP]}
+build:
+  extends: .rust
+  stage: build
+  script: [cargo build --release]
+  artifacts: {paths: [target/release/app], expire_in: 1 day}
+  parallel: 2
+  retry: {max: 2, when: runner_system_failure}
+  coverage: '/\\d+%/'
+deploy:
+  stage: deploy
+  image: {name: alpine, entrypoint: ['']}
+  script: [./deploy.sh]
+  environment: {name: production, url: https://example.com}
+  when: manual
+  resource_group: prod
+  needs: [build]
+  release: {tag_name: v1, description: x}
+  id_tokens: {T: {aud: x}}
+  secrets: {S: {vault: a/b@c}}
+  inherit: {default: false}
+");
+    assert_eq!(p.jobs.len(), 3);
+    assert_eq!(p.stages, [".pre", "lint", "build", "deploy", ".post"]);
+    let build = job(&p, "build");
+    assert_eq!(build.cache[0].key, "$CI_COMMIT_REF_SLUG");
+    let un: Vec<_> = build.unsupported.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        un,
+        ["parallel", "retry", "coverage", "interruptible", "tags"]
+    );
+    let deploy = job(&p, "deploy");
+    assert!(deploy.allow_failure);
+    assert_eq!(deploy.image.as_ref().unwrap().name, "alpine");
+}
+
+#[test]
+fn duplicate_keys_and_crlf() {
+    let e = brief("j:\n  script: [a]\n  script: [b]\n");
+    assert_eq!(e.len(), 1);
+    assert!(e[0].contains("duplicate"), "{e:?}");
+    let e = brief("j:\r\n  script: [a]\r\n  stage: nope\r\n");
+    assert_eq!(e, ["3:10: stage `nope` of job `j` is not in `stages`"]);
+}
