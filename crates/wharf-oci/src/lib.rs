@@ -2,7 +2,30 @@
 //! them, and the registry login client.
 //!
 //! PUBLIC API CONTRACT (wharf-run and the `wharf` binary are written against these names; keep
-//! them, add freely). Bodies below are placeholders to be replaced by the real implementation.
+//! them, add freely).
+//!
+//! Modules: [`reference`] (image references), [`authconfig`] (DOCKER_AUTH_CONFIG / config.json
+//! documents and key normalisation), [`helper`] (docker-credential-* helpers), [`resolve`]
+//! (precedence and matching), [`login`] (the registry login client), [`store`] (writing
+//! config.json like `docker login`).
+
+pub mod authconfig;
+pub mod helper;
+pub mod login;
+pub mod reference;
+pub mod resolve;
+pub mod store;
+
+pub use authconfig::{
+    AuthConfig, AuthConfigError, AuthEntry, DOCKER_HUB_KEY, HelperEntry, normalize_key,
+};
+pub use helper::{CredentialHelper, HelperError};
+pub use login::{AuthScheme, Challenge, LoginError, LoginOutcome, LoginRequest, login};
+pub use reference::DOCKER_HUB;
+pub use resolve::{JOB_AUTH_CONFIG_SOURCE, RUNNER_AUTH_CONFIG_SOURCE, config_key_for_registry};
+pub use store::{
+    StoreError, auth_config_json, default_docker_config_dir, encode_auth, store_login,
+};
 
 use std::ffi::OsString;
 use std::fmt;
@@ -26,11 +49,9 @@ pub enum ReferenceError {
 }
 
 impl ImageRef {
+    /// Parse with Docker's grammar and normalisation (`busybox` -> `docker.io/library/busybox`).
     pub fn parse(reference: &str) -> Result<Self, ReferenceError> {
-        Err(ReferenceError::Invalid {
-            reference: reference.into(),
-            reason: "not implemented".into(),
-        })
+        Self::parse_impl(reference)
     }
     /// `registry/repository` without tag or digest: what credential keys are matched against.
     pub fn registry_path(&self) -> String {
@@ -59,6 +80,19 @@ impl RegistryAuth {
             .flatten()
             .cloned()
             .collect()
+    }
+
+    /// Whether the entry holds anything to authenticate with (`{}` does not).
+    pub fn has_credentials(&self) -> bool {
+        [
+            &self.username,
+            &self.password,
+            &self.identity_token,
+            &self.registry_token,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|v| !v.is_empty())
     }
 }
 
@@ -139,20 +173,21 @@ impl Resolution {
     /// A multi-line explanation for when no credentials were found: the registry, every source
     /// tried, and how to fix it (DOCKER_AUTH_CONFIG example with placeholders, `wharf login`).
     pub fn explain_missing(&self, image: &ImageRef) -> String {
-        let _ = image;
-        String::new()
+        resolve::explain_missing_impl(self, image)
     }
 }
 
 /// Resolve credentials for `image` from `sources`, as GitLab's runner does.
+///
+/// Runs credential helpers (blocking, up to 30 s each): call it from a blocking context.
 pub fn resolve(image: &ImageRef, sources: &CredentialSources) -> Resolution {
-    let _ = (image, sources);
-    Resolution::default()
+    resolve::resolve_impl(image, sources)
 }
 
 /// Every secret in a DOCKER_AUTH_CONFIG document (base64 `auth` values, decoded passwords,
-/// identity and registry tokens), for the log masker. Never fails: invalid JSON yields nothing.
+/// identity and registry tokens), for the log masker. Never fails. For invalid JSON it falls back
+/// to a textual scan for `"auth"`/`"password"`/token fields, since a malformed value still has to
+/// be masked.
 pub fn secrets_in_auth_config(json: &str) -> Vec<String> {
-    let _ = json;
-    Vec::new()
+    resolve::secrets_in_auth_config_impl(json)
 }
