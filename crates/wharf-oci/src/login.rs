@@ -566,7 +566,8 @@ mod tests {
 
     #[test]
     fn parses_www_authenticate() {
-        let cases: Vec<(&str, Vec<(&str, Vec<(&str, &str)>)>)> = vec![
+        type Expected<'a> = Vec<(&'a str, Vec<(&'a str, &'a str)>)>;
+        let cases: Vec<(&str, Expected)> = vec![
             (
                 r#"Bearer realm="https://auth.example.com/token",service="registry.example.com""#,
                 vec![(
@@ -622,7 +623,7 @@ mod tests {
         ];
         for (header, want) in cases {
             let got = parse_www_authenticate(header);
-            let got: Vec<(&str, Vec<(&str, &str)>)> = got
+            let got: Expected = got
                 .iter()
                 .map(|c| {
                     (

@@ -341,7 +341,9 @@ mod tests {
     fn parses_and_normalises() {
         let digest_ref = format!("busybox@{D}");
         let both = format!("r.example.com:5000/a/b:1.0@{D}");
-        let cases: Vec<(&str, &str, &str, Option<&str>, Option<&str>)> = vec![
+        // (input, registry, repository, tag, digest)
+        type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
             ("busybox", "docker.io", "library/busybox", None, None),
             (
                 "busybox:1.36",

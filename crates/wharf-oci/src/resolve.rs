@@ -92,7 +92,7 @@ impl Doc {
                 Ok(None) => self.report(&label, format!("no credentials for {key}")),
                 Err(e) => {
                     self.report(&label, format!("failed: {e}"));
-                    return Lookup::Failed(format!("{label}: {e}"));
+                    return Lookup::Failed(format!("{e} (credHelpers)"));
                 }
             }
         }
@@ -107,7 +107,7 @@ impl Doc {
                 Ok(h) => h,
                 Err(e) => {
                     self.report(&label, format!("failed: {e}"));
-                    return Lookup::Failed(format!("{label}: {e}"));
+                    return Lookup::Failed(format!("{e} (credsStore)"));
                 }
             };
             if self.store_list.is_none() {
@@ -121,7 +121,7 @@ impl Doc {
                     }
                     Err(e) => {
                         self.report(&label, format!("failed: {e}"));
-                        return Lookup::Failed(format!("{label}: {e}"));
+                        return Lookup::Failed(format!("{e} (credsStore)"));
                     }
                 }
             }
@@ -143,7 +143,7 @@ impl Doc {
                     Ok(None) => self.report(&label, format!("no credentials for {url}")),
                     Err(e) => {
                         self.report(&label, format!("failed: {e}"));
-                        return Lookup::Failed(format!("{label}: {e}"));
+                        return Lookup::Failed(format!("{e} (credsStore)"));
                     }
                 }
             }
@@ -238,9 +238,11 @@ impl Doc {
                 None => format!("has an entry for {raw}, but no usable credentials in it"),
             };
         }
-        let empty = self.config.auths.iter().find(|e| {
-            !e.auth.has_credentials() && candidates.iter().any(|c| *c == e.normalized_key)
-        });
+        let empty = self
+            .config
+            .auths
+            .iter()
+            .find(|e| !e.auth.has_credentials() && candidates.contains(&e.normalized_key));
         let mut outcome = if let Some(e) = empty {
             format!("the entry for {} has no credentials in it", e.key)
         } else if keys.is_empty() && self.config.creds_store.is_none() {
@@ -366,12 +368,14 @@ pub(crate) fn resolve_impl(image: &ImageRef, sources: &CredentialSources) -> Res
                 &mut slots,
                 &mut warnings,
             );
-            if runner.is_some() {
-                slots.push(fixed(
-                    RUNNER_AUTH_CONFIG_SOURCE,
-                    "ignored: the job's $DOCKER_AUTH_CONFIG replaces it whole (they are never merged)",
-                ));
-            }
+            slots.push(fixed(
+                RUNNER_AUTH_CONFIG_SOURCE,
+                if runner.is_some() {
+                    "ignored: the job's $DOCKER_AUTH_CONFIG replaces it whole (they are never merged)"
+                } else {
+                    "not set"
+                },
+            ));
         }
         (None, Some(runner)) => {
             slots.push(fixed(JOB_AUTH_CONFIG_SOURCE, "not set"));
@@ -438,7 +442,8 @@ pub(crate) fn resolve_impl(image: &ImageRef, sources: &CredentialSources) -> Res
 
     // 3. Match: most specific path first, then source priority.
     let path = sources.path.as_deref();
-    let mut found: Option<(usize, String, Found, String)> = None;
+    // (index of the winning document, the found credentials)
+    let mut found: Option<(usize, Found)> = None;
     'candidates: for candidate in image.credential_candidates() {
         for (index, doc) in docs.iter_mut().enumerate() {
             if doc.failed.is_some() {
@@ -446,23 +451,21 @@ pub(crate) fn resolve_impl(image: &ImageRef, sources: &CredentialSources) -> Res
             }
             match doc.lookup(&candidate, path) {
                 Lookup::Hit { auth, via } => {
-                    let source = via.clone().unwrap_or_else(|| doc.label.clone());
+                    let source = via.unwrap_or_else(|| doc.label.clone());
                     found = Some((
                         index,
-                        candidate.clone(),
                         Found {
                             source,
                             key: candidate.clone(),
                             auth,
                         },
-                        via.unwrap_or_default(),
                     ));
                     break 'candidates;
                 }
                 Lookup::Miss => {}
                 Lookup::Failed(message) => {
                     warnings.push(format!(
-                        "{message}; ignoring all credentials in {}",
+                        "{}: {message}; ignoring all credentials in it",
                         doc.label
                     ));
                     doc.failed = Some(message);
@@ -473,7 +476,7 @@ pub(crate) fn resolve_impl(image: &ImageRef, sources: &CredentialSources) -> Res
 
     let winner = found
         .as_ref()
-        .map(|(index, key, f, _)| (*index, key.as_str(), f.source.as_str()));
+        .map(|(index, f)| (*index, f.key.as_str(), f.source.as_str()));
     let mut tried = Vec::new();
     for slot in slots {
         match slot {
@@ -489,7 +492,7 @@ pub(crate) fn resolve_impl(image: &ImageRef, sources: &CredentialSources) -> Res
         }
     }
     Resolution {
-        found: found.map(|(_, _, f, _)| f),
+        found: found.map(|(_, f)| f),
         tried,
         warnings,
     }
@@ -629,3 +632,7 @@ fn scan_secrets(text: &str, out: &mut Vec<String>) {
         }
     }
 }
+
+#[cfg(all(test, unix))]
+#[path = "resolve_tests.rs"]
+mod tests;
