@@ -545,10 +545,11 @@ fn server_message(body: &str, password: &str) -> Option<String> {
     Some(message)
 }
 
-/// reqwest's Display omits the cause ("error sending request"); the chain says what failed
-/// (connection refused, certificate not trusted, ...). No credentials are in any of it.
+/// reqwest's Display says only "error sending request for url (..)"; the cause chain says what
+/// failed (connection refused, certificate not trusted, ...). The URL is named by the caller, so
+/// the top level is dropped when there is a cause. No credentials are in any of it.
 fn error_chain(e: &reqwest::Error) -> String {
-    let mut parts = vec![e.to_string()];
+    let mut parts: Vec<String> = Vec::new();
     let mut source = e.source();
     while let Some(s) = source {
         let text = s.to_string();
@@ -557,7 +558,11 @@ fn error_chain(e: &reqwest::Error) -> String {
         }
         source = s.source();
     }
-    parts.join(": ")
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }
 
 #[cfg(test)]
