@@ -250,11 +250,14 @@ fn mask_line(line: &str, mask: &[String]) -> String {
     for secret in mask.iter().filter(|s| s.len() >= 3) {
         out = out.replace(secret.as_str(), "[MASKED]");
     }
-    // Long unbroken base64/hex-like words are most likely tokens.
+    // Long unbroken base64/hex-like words with letters and digits are most likely tokens (paths
+    // and words rarely have digits, so they stay readable).
     let out: Vec<String> = out
         .split(' ')
         .map(|word| {
             let tokenish = word.len() >= 24
+                && word.chars().any(|c| c.is_ascii_digit())
+                && word.chars().any(|c| c.is_ascii_alphabetic())
                 && word
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || "+/=_-.".contains(c));

@@ -82,6 +82,32 @@ impl RegistryAuth {
             .collect()
     }
 
+    /// The value of the `X-Registry-Auth` header the Docker Engine API expects for a pull:
+    /// base64url of the entry's JSON (`username`, `password`, `serveraddress`, `identitytoken`,
+    /// `registrytoken`; empty fields omitted). Contains secrets: never log it.
+    pub fn x_registry_auth(&self) -> String {
+        use base64::Engine as _;
+        let mut map = serde_json::Map::new();
+        let fields = [
+            ("username", &self.username),
+            ("password", &self.password),
+            ("identitytoken", &self.identity_token),
+            ("registrytoken", &self.registry_token),
+        ];
+        for (name, value) in fields {
+            if let Some(v) = value.as_ref().filter(|v| !v.is_empty()) {
+                map.insert(name.into(), serde_json::Value::String(v.clone()));
+            }
+        }
+        if !self.server_address.is_empty() {
+            map.insert(
+                "serveraddress".into(),
+                serde_json::Value::String(self.server_address.clone()),
+            );
+        }
+        base64::engine::general_purpose::URL_SAFE.encode(serde_json::Value::Object(map).to_string())
+    }
+
     /// Whether the entry holds anything to authenticate with (`{}` does not).
     pub fn has_credentials(&self) -> bool {
         [
@@ -190,4 +216,31 @@ pub fn resolve(image: &ImageRef, sources: &CredentialSources) -> Resolution {
 /// be masked.
 pub fn secrets_in_auth_config(json: &str) -> Vec<String> {
     resolve::secrets_in_auth_config_impl(json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    #[test]
+    fn x_registry_auth_is_base64url_json_of_the_entry() {
+        let auth = RegistryAuth {
+            username: Some("u".into()),
+            password: Some("p?>".into()),
+            identity_token: None,
+            registry_token: Some(String::new()),
+            server_address: "r.io:5000".into(),
+        };
+        let header = auth.x_registry_auth();
+        let json = base64::engine::general_purpose::URL_SAFE
+            .decode(&header)
+            .expect("base64url");
+        let v: serde_json::Value = serde_json::from_slice(&json).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"username": "u", "password": "p?>", "serveraddress": "r.io:5000"})
+        );
+        assert!(!format!("{auth:?}").contains("p?>"));
+    }
 }

@@ -92,7 +92,7 @@ impl Doc {
                 Ok(None) => self.report(&label, format!("no credentials for {key}")),
                 Err(e) => {
                     self.report(&label, format!("failed: {e}"));
-                    return Lookup::Failed(format!("{e} (credHelpers)"));
+                    return Lookup::Failed(helper_failure(&e, "credHelpers"));
                 }
             }
         }
@@ -107,7 +107,7 @@ impl Doc {
                 Ok(h) => h,
                 Err(e) => {
                     self.report(&label, format!("failed: {e}"));
-                    return Lookup::Failed(format!("{e} (credsStore)"));
+                    return Lookup::Failed(helper_failure(&e, "credsStore"));
                 }
             };
             if self.store_list.is_none() {
@@ -121,7 +121,7 @@ impl Doc {
                     }
                     Err(e) => {
                         self.report(&label, format!("failed: {e}"));
-                        return Lookup::Failed(format!("{e} (credsStore)"));
+                        return Lookup::Failed(helper_failure(&e, "credsStore"));
                     }
                 }
             }
@@ -143,7 +143,7 @@ impl Doc {
                     Ok(None) => self.report(&label, format!("no credentials for {url}")),
                     Err(e) => {
                         self.report(&label, format!("failed: {e}"));
-                        return Lookup::Failed(format!("{e} (credsStore)"));
+                        return Lookup::Failed(helper_failure(&e, "credsStore"));
                     }
                 }
             }
@@ -275,6 +275,17 @@ impl Doc {
             ));
         }
         outcome
+    }
+}
+
+/// Why a source is dropped, with what to do about a missing helper (the classic "helper
+/// installed on the wrong host" problem).
+fn helper_failure(e: &crate::HelperError, section: &str) -> String {
+    match e {
+        crate::HelperError::NotFound { .. } => format!(
+            "{e} (named by `{section}`): install it on this machine or remove it from `{section}`"
+        ),
+        _ => format!("{e} (named by `{section}`)"),
     }
 }
 

@@ -362,7 +362,7 @@ fn failing_or_missing_helper_drops_that_source_with_a_warning() {
     assert!(w.contains("keychain locked"), "{w}");
     assert!(w.starts_with("$DOCKER_AUTH_CONFIG: "), "{w}");
     assert!(
-        w.contains("keychain locked for [MASKED] (credHelpers)"),
+        w.contains("keychain locked for [MASKED] (named by `credHelpers`)"),
         "{w}"
     );
     assert!(w.ends_with("ignoring all credentials in it"), "{w}");
