@@ -90,7 +90,9 @@ impl JobLog {
             Level::Warning => (BOLD_YELLOW, "WARNING: "),
             Level::Error => (BOLD_RED, "ERROR: "),
         };
-        for line in text.lines() {
+        for (i, line) in text.lines().enumerate() {
+            // Only the first line carries the prefix; continuation lines (fix hints) stay aligned.
+            let prefix = if i == 0 { prefix } else { "" };
             let plain = format!("{prefix}{line}\n");
             if self.console.color && !color.is_empty() {
                 self.console

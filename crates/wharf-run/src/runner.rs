@@ -1127,7 +1127,8 @@ async fn pull_with_retries(
                     exit_code: None,
                 });
             }
-            PullFailure::NoCredentials(msg) if resolution.found.is_none() => {
+            // Without credentials, a registry's "denied" also means "tell me who you are".
+            PullFailure::NoCredentials(msg) | PullFailure::Denied(msg) if resolution.found.is_none() => {
                 log.error(&format!("Failed to pull image {image_name}: registry {registry} requires credentials ({msg})"));
                 log.error(&resolution.explain_missing(image_ref));
                 return Err(config_error());

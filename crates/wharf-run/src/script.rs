@@ -10,6 +10,9 @@ pub const DETECT_SHELL: &str = "for s in /usr/local/bin/bash /usr/bin/bash /bin/
 /// container running as root leaves nothing the user cannot delete).
 pub fn build(commands: &[String], workdir: &str, chown_to: Option<(&str, &[&str])>) -> String {
     let mut s = String::new();
+    // One stream: stdout and stderr reach the log in the order they were written (the Engine
+    // API delivers two pipes, whose relative order is otherwise lost).
+    s.push_str("exec 2>&1\n");
     // pipefail where the shell has it (bash, busybox ash); dash lacks it.
     s.push_str("if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi\n");
     s.push_str("set -e\n");

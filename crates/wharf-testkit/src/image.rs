@@ -21,55 +21,8 @@ pub const LAYOUT_TAG: &str = "latest";
 /// Modification time of every tar entry, for reproducible layers.
 const MTIME: u64 = 0;
 
-const NPM_STAND_IN: &str = r#"#!/bin/sh
-# npm stand-in for wharf tests (wharf-testkit): fakes the commands the seed pipeline runs.
-#   npm install           -> node_modules/.package-lock.json, counts runs in node_modules/.install-count
-#   npm run clean         -> rm -rf dist
-#   npm run build:<env>   -> dist/index.html with "<h1>built for <env></h1>" and $API_URL if set
-set -e
-case "$1" in
-  install)
-    mkdir -p node_modules
-    count=0
-    if [ -f node_modules/.install-count ]; then
-      count=$(cat node_modules/.install-count)
-    fi
-    count=$((count + 1))
-    echo "$count" > node_modules/.install-count
-    printf '{\n  "name": "wharf-fixture",\n  "lockfileVersion": 3,\n  "packages": {}\n}\n' \
-      > node_modules/.package-lock.json
-    echo "added 3 packages in 0.1s"
-    ;;
-  run)
-    script="$2"
-    case "$script" in
-      clean)
-        echo "> rm -rf dist"
-        rm -rf dist
-        ;;
-      build:?*)
-        env="${script#build:}"
-        echo "> build for $env"
-        mkdir -p dist
-        {
-          echo "<h1>built for $env</h1>"
-          if [ -n "${API_URL:-}" ]; then
-            echo "<p>API_URL=$API_URL</p>"
-          fi
-        } > dist/index.html
-        ;;
-      *)
-        echo "npm ERR! Missing script: \"$script\"" >&2
-        exit 1
-        ;;
-    esac
-    ;;
-  *)
-    echo "npm stand-in: unsupported command: npm $*" >&2
-    exit 1
-    ;;
-esac
-"#;
+/// One stand-in for npm, shared with the seed example so both run the same script.
+const NPM_STAND_IN: &str = include_str!("../../../examples/seed/bin/npm");
 
 /// A POSIX sh script to install as `/usr/local/bin/npm` (mode 0755) in fixture images:
 /// `npm install`, `npm run clean`, `npm run build:<env>`; anything else exits 1.
@@ -97,7 +50,12 @@ enum Entry {
 /// `busybox --list` (so `/bin/sh`), `/tmp` (1777), `/etc/passwd` and `/etc/group` with root,
 /// plus `extra_files` as `(absolute path in image, contents, mode)`; extra files replace
 /// base entries of the same path and get their parent directories created (0755).
-/// Config: `Env=[PATH=/usr/local/bin:/usr/bin:/bin]`, `Cmd=["sh"]`, linux/amd64.
+/// Config: `Env=[PATH=/usr/local/bin:/usr/bin:/bin:.]`, `Cmd=["sh"]`, linux/amd64.
+///
+/// Why `.` in PATH: the seed pipeline runs `source build-vars.sh`, which needs a shell that finds
+/// sourced files in the current directory (bash does; busybox ash only when built with
+/// ASH_BASH_SOURCE_CURDIR). Debian's busybox-static is built without it, and POSIX `.` searches
+/// PATH only, so the fixture stands in for such a shell this way.
 /// The layer is a gzip tar with fixed timestamps and owners, so output is reproducible.
 pub fn build_busybox_image(
     dir: &Path,
@@ -182,7 +140,7 @@ pub fn build_busybox_image(
         "architecture": "amd64",
         "os": "linux",
         "config": {
-            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
+            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin:."],
             "Cmd": ["sh"],
         },
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },

@@ -1,1 +1,292 @@
-fn main() {}
+//! The `wharf` command line: parse flags, resolve them into validated options, call the libraries.
+//! `anyhow` lives here only.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::{IsTerminal, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use wharf_ci::{FileVariable, PullPolicy};
+use wharf_run::{Console, ExecutorChoice, RunOptions, RunnerEnv};
+
+#[derive(Parser)]
+#[command(
+    name = "wharf",
+    version,
+    about = "Run GitLab CI pipelines locally, with registry credentials resolved exactly as GitLab's runner does",
+    long_about = "Run GitLab CI pipelines (.gitlab-ci.yml) on this machine with a shell or Docker executor.\n\
+Job images are pulled with credentials resolved exactly as GitLab's runner resolves them \
+(DOCKER_AUTH_CONFIG, docker config files, credential helpers), and when they are missing or \
+rejected wharf says which registry, which sources it looked at, and how to fix it.\n\n\
+Everything wharf writes goes under .wharf/ in the project: builds/, logs/<job>.log, \
+artifacts/<job>/, cache/<key>/."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the pipeline's jobs (all of them, or those named), stage by stage.
+    ///
+    /// Exit status: 0 when every job passed (allowed failures count as passed), 1 when a job
+    /// failed, 2 for usage or pipeline errors, 130 when interrupted.
+    Run(RunArgs),
+    /// Check credentials against a registry, then store them like `docker login` (or print a
+    /// DOCKER_AUTH_CONFIG value for GitLab).
+    Login(LoginArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Jobs to run; default: every job of the pipeline. Naming a `when: manual` job runs it.
+    #[arg(value_name = "JOB")]
+    jobs: Vec<String>,
+    /// Project folder (where the pipeline file and the sources are).
+    #[arg(short = 'C', long = "directory", value_name = "DIR", default_value = ".")]
+    directory: PathBuf,
+    /// Pipeline file, relative to the project folder.
+    #[arg(short = 'f', long = "file", value_name = "FILE", default_value = ".gitlab-ci.yml")]
+    file: String,
+    /// A pipeline variable (like GitLab's Settings > CI/CD > Variables); beats every variable
+    /// of the pipeline file. Repeatable. `--variable DOCKER_AUTH_CONFIG=<json>` gives
+    /// registry credentials.
+    #[arg(long = "variable", value_name = "KEY=VALUE")]
+    variables: Vec<String>,
+    /// A file of variables: YAML (`.yml`/`.yaml`: `KEY: value` or
+    /// `KEY: {value: ..., masked: true, type: file}`) or dotenv (any other name: `KEY=value`).
+    /// Repeatable; later files win; `--variable` beats them.
+    #[arg(long = "variables-file", value_name = "FILE")]
+    variables_files: Vec<PathBuf>,
+    /// auto: jobs with `image:` run in Docker (DOCKER_HOST or /var/run/docker.sock), jobs
+    /// without run in the shell.
+    #[arg(long, value_enum, default_value_t = Executor::Auto)]
+    executor: Executor,
+    /// When to pull job images (GitLab's runner defaults to always). Replaces the pipeline's
+    /// `image: pull_policy`.
+    #[arg(long = "pull-policy", value_enum, value_name = "POLICY")]
+    pull_policy: Option<Pull>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Executor {
+    Auto,
+    Docker,
+    Shell,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Pull {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+#[derive(Args)]
+struct LoginArgs {
+    /// Registry host[:port] (e.g. registry.example.com, 127.0.0.1:5000).
+    registry: String,
+    /// User name.
+    #[arg(short = 'u', long = "username")]
+    username: String,
+    /// Read the password (or access token) from standard input.
+    #[arg(long = "password-stdin")]
+    password_stdin: bool,
+    /// Do not store anything: print a DOCKER_AUTH_CONFIG value to paste into GitLab's
+    /// Settings > CI/CD > Variables (or to pass with `wharf run --variable`).
+    #[arg(long = "print-auth-config")]
+    print_auth_config: bool,
+    /// Allow plain HTTP for a registry that is not on loopback.
+    #[arg(long)]
+    insecure: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Login(args) => login(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> Result<ExitCode> {
+    let project_dir = std::fs::canonicalize(&args.directory)
+        .with_context(|| format!("project folder {}", args.directory.display()))?;
+    let loader = ProjectLoader { root: project_dir.clone() };
+    let loaded = match wharf_ci::load_pipeline(&args.file, &loader) {
+        Ok(l) => l,
+        Err(diags) => {
+            eprintln!("{}", diags.render(&|f| loader.read(f).ok()));
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    for w in &loaded.warnings {
+        eprintln!("{}", w.render(&loader.read(&w.span.as_ref().map(|s| s.file.clone()).unwrap_or_default()).unwrap_or_default()));
+    }
+
+    let cli_variables = args
+        .variables
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if is_variable_name(k) => Ok((k.to_string(), v.to_string())),
+            // Never echo the value: it may be a secret. The name alone is safe to show.
+            Some((k, _)) => bail!("--variable {k}=...: a variable name is made of letters, digits and `_`"),
+            None => bail!("--variable expects KEY=VALUE (the argument has no `=`)"),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut file_variables = Vec::new();
+    for path in &args.variables_files {
+        file_variables.extend(read_variables_file(path)?);
+    }
+
+    let env = RunnerEnv {
+        docker_auth_config: std::env::var("DOCKER_AUTH_CONFIG").ok().filter(|v| !v.is_empty()),
+        docker_config: std::env::var_os("DOCKER_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from),
+        home: std::env::var_os("HOME").map(PathBuf::from),
+        path: std::env::var_os("PATH"),
+        docker_host: std::env::var("DOCKER_HOST").ok(),
+    };
+    let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("\nInterrupted: stopping the running job and removing its containers...");
+            let _ = cancel_tx.send(true);
+        }
+    });
+    let console = Console::stdout(color);
+    let opts = RunOptions {
+        project_dir,
+        select: args.jobs,
+        cli_variables,
+        file_variables,
+        executor: match args.executor {
+            Executor::Auto => ExecutorChoice::Auto,
+            Executor::Docker => ExecutorChoice::Docker,
+            Executor::Shell => ExecutorChoice::Shell,
+        },
+        pull_policy: args.pull_policy.map(|p| match p {
+            Pull::Always => PullPolicy::Always,
+            Pull::IfNotPresent => PullPolicy::IfNotPresent,
+            Pull::Never => PullPolicy::Never,
+        }),
+        env,
+        console: console.clone(),
+        cancel: cancel_rx,
+        pull_retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
+    };
+    let report = match wharf_run::run_pipeline(&loaded.pipeline, &opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    console.write(report.summary(color).as_bytes());
+    Ok(if report.canceled {
+        ExitCode::from(130)
+    } else if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn is_variable_name(k: &str) -> bool {
+    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn read_variables_file(path: &Path) -> Result<Vec<FileVariable>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading --variables-file {}", path.display()))?;
+    let name = path.display().to_string();
+    let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"));
+    if yaml {
+        wharf_ci::parse_variables_yaml(&name, &text).map_err(|d| anyhow::anyhow!("{}", d.render(&|_| Some(text.clone()))))
+    } else {
+        let pairs = wharf_run::parse_dotenv(&name, &text).map_err(anyhow::Error::msg)?;
+        Ok(pairs
+            .into_iter()
+            .map(|(name, value)| FileVariable { name, value, masked: false, file: false })
+            .collect())
+    }
+}
+
+struct ProjectLoader {
+    root: PathBuf,
+}
+
+impl ProjectLoader {
+    fn read(&self, path: &str) -> std::io::Result<String> {
+        std::fs::read_to_string(self.root.join(path))
+    }
+}
+
+impl wharf_ci::Loader for ProjectLoader {
+    fn load(&self, path: &str) -> Result<String, std::io::Error> {
+        self.read(path)
+    }
+}
+
+async fn login(args: LoginArgs) -> Result<ExitCode> {
+    if !args.password_stdin {
+        bail!(
+            "give the password on standard input: `printf '%s' \"$PASSWORD\" | wharf login {} -u {} --password-stdin` (a password on the command line would end up in your shell history)",
+            args.registry,
+            args.username
+        );
+    }
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
+    let password = password.trim_end_matches(['\n', '\r']).to_string();
+    if password.is_empty() {
+        bail!("the password read from standard input is empty");
+    }
+    let request = wharf_oci::login::LoginRequest {
+        registry: args.registry.clone(),
+        username: args.username.clone(),
+        password: wharf_oci::Secret(password.clone()),
+        insecure: args.insecure,
+    };
+    let outcome = match wharf_oci::login::login(&request).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    if args.print_auth_config {
+        println!("{}", wharf_oci::auth_config_json(&outcome.key, &args.username, &password));
+        eprintln!(
+            "Credentials checked against {}. Paste the JSON above as the value of a variable named DOCKER_AUTH_CONFIG \
+(GitLab: Settings > CI/CD > Variables), or pass it with `wharf run --variable DOCKER_AUTH_CONFIG=...`.",
+            args.registry
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = wharf_oci::default_docker_config_dir(
+        std::env::var_os("DOCKER_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from),
+        std::env::var_os("HOME").map(PathBuf::from),
+    )
+    .context("neither DOCKER_CONFIG nor HOME is set: cannot tell where to store the credentials")?;
+    let path = wharf_oci::store_login(&dir, &outcome)?;
+    println!("Login Succeeded (credentials for {} stored in {})", outcome.key, path.display());
+    Ok(ExitCode::SUCCESS)
+}

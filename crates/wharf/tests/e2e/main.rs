@@ -1,0 +1,9 @@
+//! End-to-end tests of the `wharf` binary.
+//! - `shell`: the shell executor and everything around it; no daemon needed (fast tier).
+//! - `docker`: the Docker executor against a real dockerd, Debian's docker-registry (htpasswd and
+//!   token auth) and skopeo. Marked `#[ignore]`; `scripts/test-all.sh` runs them with
+//!   `--include-ignored` after starting what they need.
+
+mod docker;
+mod shell;
+mod support;

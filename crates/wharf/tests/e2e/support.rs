@@ -1,0 +1,162 @@
+//! Shared helpers: temp projects, running the binary with a clean environment, tree snapshots.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const SEED_PIPELINE: &str = include_str!("../../../../examples/seed/.gitlab-ci.yml");
+pub const SEED_BUILD_VARS: &str = include_str!("../../../../examples/seed/build-vars.sh");
+pub const NPM_STAND_IN: &str = include_str!("../../../../examples/seed/bin/npm");
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    /// A HOME of its own, so the host's ~/.docker never leaks into a test.
+    pub home: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::Builder::new().prefix("wharf-e2e-").tempdir().unwrap();
+        for (path, text) in files {
+            write(&dir.path().join(path), text);
+        }
+        Self { dir, home: tempfile::tempdir().unwrap() }
+    }
+
+    /// The seed pipeline with its image replaced by `image` (None: keep the original).
+    pub fn seed(image: Option<&str>) -> Self {
+        let pipeline = match image {
+            Some(img) => SEED_PIPELINE.replace("docker-registry.samchu.com/node:10-alpine", img),
+            None => SEED_PIPELINE.to_string(),
+        };
+        let p = Self::new(&[
+            (".gitlab-ci.yml", &pipeline),
+            ("build-vars.sh", SEED_BUILD_VARS),
+            ("src/app.css", "body {}\n"),
+        ]);
+        if image.is_none() {
+            // The shell executor needs the stand-in npm on the host; in images it is built in.
+            write(&p.path().join("bin/npm"), NPM_STAND_IN);
+            make_executable(&p.path().join("bin/npm"));
+        }
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn wharf(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.current_dir(self.path())
+            .env_remove("DOCKER_AUTH_CONFIG")
+            .env_remove("DOCKER_CONFIG")
+            .env_remove("NO_COLOR")
+            .env("HOME", self.home.path());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        Run::from(self.wharf().args(args).output().unwrap())
+    }
+
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.path().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    /// Every file outside `.wharf/` with its content: what the user owns.
+    pub fn user_tree(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        walkdir::WalkDir::new(self.path())
+            .into_iter()
+            .filter_entry(|e| e.file_name() != ".wharf")
+            .filter_map(Result::ok)
+            .map(|e| {
+                let rel = e.path().strip_prefix(self.path()).unwrap().to_path_buf();
+                let content = if e.file_type().is_file() { std::fs::read(e.path()).unwrap() } else { Vec::new() };
+                (rel, content)
+            })
+            .collect()
+    }
+
+    /// All text under `.wharf/` (logs, artifacts, caches, builds), for secret checks.
+    pub fn wharf_dir_bytes(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        walkdir::WalkDir::new(self.path().join(".wharf"))
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(|e| (e.path().to_path_buf(), std::fs::read(e.path()).unwrap()))
+            .collect()
+    }
+
+    /// Panics if any of `secrets` appears in the run's output or anywhere under `.wharf/`.
+    pub fn assert_no_secrets(&self, run: &Run, secrets: &[&str]) {
+        for s in secrets {
+            assert!(!run.stdout.contains(s), "secret {s:?} in stdout:\n{}", run.stdout);
+            assert!(!run.stderr.contains(s), "secret {s:?} in stderr:\n{}", run.stderr);
+            for (path, bytes) in self.wharf_dir_bytes() {
+                assert!(
+                    !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                    "secret {s:?} in {}",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+pub fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+pub fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code; output:\n{}", self.all());
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_contains(&self, needle: &str) -> &Self {
+        assert!(self.all().contains(needle), "expected {needle:?} in:\n{}", self.all());
+        self
+    }
+
+    #[track_caller]
+    pub fn assert_lacks(&self, needle: &str) -> &Self {
+        assert!(!self.all().contains(needle), "unexpected {needle:?} in:\n{}", self.all());
+        self
+    }
+}
+
+/// List the entries of a tar file (with the system `tar`).
+pub fn tar_list(path: &Path) -> Vec<String> {
+    let out = Command::new("tar").arg("tf").arg(path).output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}

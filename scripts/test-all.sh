@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sets up every real component the tests need on a fresh Debian machine, then runs the whole
+# suite: unit tests, and the tiers that need a Docker daemon, Debian's docker-registry and skopeo
+# (marked #[ignore] so plain `cargo test` stays fast; run here with --include-ignored).
+# Needs root (apt-get, dockerd). Network use: apt and crates.io only; tests talk to loopback.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+for pkg in docker.io docker-registry skopeo busybox-static apache2-utils git curl ca-certificates; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
+done
+if [ "${#need_pkgs[@]}" -gt 0 ]; then
+  echo "== installing: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+fi
+
+started_dockerd=""
+cleanup() {
+  if [ -n "$started_dockerd" ]; then
+    kill "$started_dockerd" 2>/dev/null || true
+    wait "$started_dockerd" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+
+if ! docker version >/dev/null 2>&1; then
+  echo "== starting dockerd (--bridge=none --iptables=false: no networks, nothing but loopback)"
+  dockerd --bridge=none --iptables=false --ip6tables=false >/tmp/wharf-dockerd.log 2>&1 &
+  started_dockerd=$!
+  for _ in $(seq 1 60); do
+    docker version >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  docker version >/dev/null 2>&1 || { echo "dockerd did not start:"; tail -20 /tmp/wharf-dockerd.log; exit 1; }
+fi
+
+echo "== cargo test (all tiers)"
+cargo test --workspace --all-targets -- --include-ignored
