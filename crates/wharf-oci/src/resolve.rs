@@ -24,6 +24,9 @@ use crate::{CredentialSources, Found, ImageRef, RegistryAuth, Resolution, Source
 pub const JOB_AUTH_CONFIG_SOURCE: &str = "$DOCKER_AUTH_CONFIG";
 /// Label of the runner-level `DOCKER_AUTH_CONFIG` (wharf's own environment).
 pub const RUNNER_AUTH_CONFIG_SOURCE: &str = "$DOCKER_AUTH_CONFIG (wharf's environment)";
+/// Says where a pipeline-level value would have come from, so users know where to put one.
+const JOB_NOT_SET: &str =
+    "not set in the pipeline's variables (.gitlab-ci.yml, --variable, --variables-file)";
 
 /// How many keys an outcome lists before eliding the rest.
 const MAX_KEYS_SHOWN: usize = 8;
@@ -389,7 +392,7 @@ pub(crate) fn resolve_impl(image: &ImageRef, sources: &CredentialSources) -> Res
             ));
         }
         (None, Some(runner)) => {
-            slots.push(fixed(JOB_AUTH_CONFIG_SOURCE, "not set"));
+            slots.push(fixed(JOB_AUTH_CONFIG_SOURCE, JOB_NOT_SET));
             load(
                 RUNNER_AUTH_CONFIG_SOURCE.into(),
                 runner,
@@ -400,7 +403,7 @@ pub(crate) fn resolve_impl(image: &ImageRef, sources: &CredentialSources) -> Res
             );
         }
         (None, None) => {
-            slots.push(fixed(JOB_AUTH_CONFIG_SOURCE, "not set"));
+            slots.push(fixed(JOB_AUTH_CONFIG_SOURCE, JOB_NOT_SET));
             slots.push(fixed(RUNNER_AUTH_CONFIG_SOURCE, "not set"));
         }
     }
@@ -544,7 +547,7 @@ pub(crate) fn explain_missing_impl(resolution: &Resolution, image: &ImageRef) ->
     ));
     out.push_str(&format!(
         "To fix it, set the variable DOCKER_AUTH_CONFIG (GitLab: Settings -> CI/CD -> Variables; \
-         locally: in wharf's environment) to:\n  {{\"auths\": {{\"{key}\": {{\"auth\": \"<base64 of \
+         wharf: --variable DOCKER_AUTH_CONFIG='...', a --variables-file, or wharf's environment) to:\n  {{\"auths\": {{\"{key}\": {{\"auth\": \"<base64 of \
          username:password>\"}}}}}}\n"
     ));
     out.push_str(

@@ -886,7 +886,8 @@ async fn run_in_docker(
         home_dir: ctx.opts.env.home.clone(),
         path: ctx.opts.env.path.clone(),
     };
-    let resolution = wharf_oci::resolve(&image_ref, &sources);
+    // Credential helpers are programs: run them off the async workers.
+    let resolution = tokio::task::block_in_place(|| wharf_oci::resolve(&image_ref, &sources));
     for w in &resolution.warnings {
         log.warn(w);
     }
@@ -1039,9 +1040,7 @@ async fn ensure_image(
         let present = matches!(engine.inspect_image(image_name).await, Ok(Some(_)));
         let result = match policy {
             PullPolicy::IfNotPresent if present => {
-                log.info(&format!(
-                    "Using locally found image version due to \"if-not-present\" pull policy"
-                ));
+                log.info("Using locally found image version due to \"if-not-present\" pull policy");
                 Ok(())
             }
             PullPolicy::Never if present => Ok(()),
@@ -1128,7 +1127,9 @@ async fn pull_with_retries(
                 });
             }
             // Without credentials, a registry's "denied" also means "tell me who you are".
-            PullFailure::NoCredentials(msg) | PullFailure::Denied(msg) if resolution.found.is_none() => {
+            PullFailure::NoCredentials(msg) | PullFailure::Denied(msg)
+                if resolution.found.is_none() =>
+            {
                 log.error(&format!("Failed to pull image {image_name}: registry {registry} requires credentials ({msg})"));
                 log.error(&resolution.explain_missing(image_ref));
                 return Err(config_error());

@@ -296,7 +296,10 @@ fn docker(config: &Path, args: &[&str], stdin: Option<&str>) -> std::process::Ou
 fn docker_login_and_pull_through_token_registry() {
     // This tier runs only where scripts/test-all.sh started dockerd: a missing daemon is a
     // failure, not a skip.
-    assert!(docker_answers(), "dockerd does not answer: run through scripts/test-all.sh");
+    assert!(
+        docker_answers(),
+        "dockerd does not answer: run through scripts/test-all.sh"
+    );
     let registry = Registry::start_token(&[ALICE]).expect("start token registry");
     let dir = tempfile::tempdir().expect("tempdir");
     let image = fixture(&dir.path().join("layout"));
@@ -377,7 +380,10 @@ fn docker_login_and_pull_through_token_registry() {
 fn load_into_docker_runs_the_npm_stand_in() {
     // This tier runs only where scripts/test-all.sh started dockerd: a missing daemon is a
     // failure, not a skip.
-    assert!(docker_answers(), "dockerd does not answer: run through scripts/test-all.sh");
+    assert!(
+        docker_answers(),
+        "dockerd does not answer: run through scripts/test-all.sh"
+    );
     let dir = tempfile::tempdir().expect("tempdir");
     let image = fixture(dir.path());
     let tag = format!("wharf-testkit-load:{}", std::process::id());

@@ -45,10 +45,20 @@ struct RunArgs {
     #[arg(value_name = "JOB")]
     jobs: Vec<String>,
     /// Project folder (where the pipeline file and the sources are).
-    #[arg(short = 'C', long = "directory", value_name = "DIR", default_value = ".")]
+    #[arg(
+        short = 'C',
+        long = "directory",
+        value_name = "DIR",
+        default_value = "."
+    )]
     directory: PathBuf,
     /// Pipeline file, relative to the project folder.
-    #[arg(short = 'f', long = "file", value_name = "FILE", default_value = ".gitlab-ci.yml")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        default_value = ".gitlab-ci.yml"
+    )]
     file: String,
     /// A pipeline variable (like GitLab's Settings > CI/CD > Variables); beats every variable
     /// of the pipeline file. Repeatable. `--variable DOCKER_AUTH_CONFIG=<json>` gives
@@ -105,7 +115,10 @@ struct LoginArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -130,7 +143,9 @@ fn main() -> ExitCode {
 async fn run(args: RunArgs) -> Result<ExitCode> {
     let project_dir = std::fs::canonicalize(&args.directory)
         .with_context(|| format!("project folder {}", args.directory.display()))?;
-    let loader = ProjectLoader { root: project_dir.clone() };
+    let loader = ProjectLoader {
+        root: project_dir.clone(),
+    };
     let loaded = match wharf_ci::load_pipeline(&args.file, &loader) {
         Ok(l) => l,
         Err(diags) => {
@@ -140,7 +155,14 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     };
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     for w in &loaded.warnings {
-        eprintln!("{}", w.render(&loader.read(&w.span.as_ref().map(|s| s.file.clone()).unwrap_or_default()).unwrap_or_default()));
+        eprintln!(
+            "{}",
+            w.render(
+                &loader
+                    .read(&w.span.as_ref().map(|s| s.file.clone()).unwrap_or_default())
+                    .unwrap_or_default()
+            )
+        );
     }
 
     let cli_variables = args
@@ -149,7 +171,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         .map(|kv| match kv.split_once('=') {
             Some((k, v)) if is_variable_name(k) => Ok((k.to_string(), v.to_string())),
             // Never echo the value: it may be a secret. The name alone is safe to show.
-            Some((k, _)) => bail!("--variable {k}=...: a variable name is made of letters, digits and `_`"),
+            Some((k, _)) => {
+                bail!("--variable {k}=...: a variable name is made of letters, digits and `_`")
+            }
             None => bail!("--variable expects KEY=VALUE (the argument has no `=`)"),
         })
         .collect::<Result<Vec<_>>>()?;
@@ -159,8 +183,12 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     }
 
     let env = RunnerEnv {
-        docker_auth_config: std::env::var("DOCKER_AUTH_CONFIG").ok().filter(|v| !v.is_empty()),
-        docker_config: std::env::var_os("DOCKER_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from),
+        docker_auth_config: std::env::var("DOCKER_AUTH_CONFIG")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        docker_config: std::env::var_os("DOCKER_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
         home: std::env::var_os("HOME").map(PathBuf::from),
         path: std::env::var_os("PATH"),
         docker_host: std::env::var("DOCKER_HOST").ok(),
@@ -215,16 +243,26 @@ fn is_variable_name(k: &str) -> bool {
 }
 
 fn read_variables_file(path: &Path) -> Result<Vec<FileVariable>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading --variables-file {}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --variables-file {}", path.display()))?;
     let name = path.display().to_string();
-    let yaml = matches!(path.extension().and_then(|e| e.to_str()), Some("yml" | "yaml"));
+    let yaml = matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yml" | "yaml")
+    );
     if yaml {
-        wharf_ci::parse_variables_yaml(&name, &text).map_err(|d| anyhow::anyhow!("{}", d.render(&|_| Some(text.clone()))))
+        wharf_ci::parse_variables_yaml(&name, &text)
+            .map_err(|d| anyhow::anyhow!("{}", d.render(&|_| Some(text.clone()))))
     } else {
         let pairs = wharf_run::parse_dotenv(&name, &text).map_err(anyhow::Error::msg)?;
         Ok(pairs
             .into_iter()
-            .map(|(name, value)| FileVariable { name, value, masked: false, file: false })
+            .map(|(name, value)| FileVariable {
+                name,
+                value,
+                masked: false,
+                file: false,
+            })
             .collect())
     }
 }
@@ -254,7 +292,9 @@ async fn login(args: LoginArgs) -> Result<ExitCode> {
         );
     }
     let mut password = String::new();
-    std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("reading the password from standard input")?;
     let password = password.trim_end_matches(['\n', '\r']).to_string();
     if password.is_empty() {
         bail!("the password read from standard input is empty");
@@ -273,7 +313,10 @@ async fn login(args: LoginArgs) -> Result<ExitCode> {
         }
     };
     if args.print_auth_config {
-        println!("{}", wharf_oci::auth_config_json(&outcome.key, &args.username, &password));
+        println!(
+            "{}",
+            wharf_oci::auth_config_json(&outcome.key, &args.username, &password)
+        );
         eprintln!(
             "Credentials checked against {}. Paste the JSON above as the value of a variable named DOCKER_AUTH_CONFIG \
 (GitLab: Settings > CI/CD > Variables), or pass it with `wharf run --variable DOCKER_AUTH_CONFIG=...`.",
@@ -282,11 +325,17 @@ async fn login(args: LoginArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let dir = wharf_oci::default_docker_config_dir(
-        std::env::var_os("DOCKER_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from),
+        std::env::var_os("DOCKER_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
         std::env::var_os("HOME").map(PathBuf::from),
     )
     .context("neither DOCKER_CONFIG nor HOME is set: cannot tell where to store the credentials")?;
     let path = wharf_oci::store_login(&dir, &outcome)?;
-    println!("Login Succeeded (credentials for {} stored in {})", outcome.key, path.display());
+    println!(
+        "Login Succeeded (credentials for {} stored in {})",
+        outcome.key,
+        path.display()
+    );
     Ok(ExitCode::SUCCESS)
 }

@@ -20,8 +20,13 @@ fn layout() -> &'static OciLayout {
     static LAYOUT: OnceLock<(tempfile::TempDir, OciLayout)> = OnceLock::new();
     &LAYOUT
         .get_or_init(|| {
-            let dir = tempfile::Builder::new().prefix("wharf-fixture-").tempdir().unwrap();
-            let layout = build_busybox_image(dir.path(), &[("/usr/local/bin/npm", npm_stand_in(), 0o755)]).unwrap();
+            let dir = tempfile::Builder::new()
+                .prefix("wharf-fixture-")
+                .tempdir()
+                .unwrap();
+            let layout =
+                build_busybox_image(dir.path(), &[("/usr/local/bin/npm", npm_stand_in(), 0o755)])
+                    .unwrap();
             (dir, layout)
         })
         .1
@@ -41,7 +46,10 @@ impl Env {
         Self::with(Registry::start_token(&[(USER, PASS)]).unwrap())
     }
     fn with(reg: Registry) -> Self {
-        assert!(docker_answers(), "dockerd does not answer: run through scripts/test-all.sh");
+        assert!(
+            docker_answers(),
+            "dockerd does not answer: run through scripts/test-all.sh"
+        );
         let image = format!("{}/{REPO}", reg.host());
         layout().push(&image, Some((USER, PASS))).unwrap();
         Self { reg, image }
@@ -56,12 +64,17 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let _ = Command::new("docker").args(["rmi", "-f", &self.image]).output();
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &self.image])
+            .output();
     }
 }
 
 fn docker_answers() -> bool {
-    Command::new("docker").arg("version").output().is_ok_and(|o| o.status.success())
+    Command::new("docker")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn b64(s: &str) -> String {
@@ -79,14 +92,28 @@ fn secrets() -> Vec<String> {
 
 /// The job ran, its artifact and cache were saved, the user's tree is untouched, no container is
 /// left, and no secret leaked.
-fn assert_seed_succeeded(p: &Project, run: &Run, before: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>, extra_secrets: &[&str]) {
+fn assert_seed_succeeded(
+    p: &Project,
+    run: &Run,
+    before: &std::collections::BTreeMap<std::path::PathBuf, Vec<u8>>,
+    extra_secrets: &[&str],
+) {
     run.assert_code(0)
         .assert_contains("<h1>built for staging</h1>")
         .assert_contains("Job succeeded");
-    let tar = p.path().join(".wharf/artifacts/build-staging/dist-staging.tar");
+    let tar = p
+        .path()
+        .join(".wharf/artifacts/build-staging/dist-staging.tar");
     assert!(tar_list(&tar).contains(&"dist/index.html".to_string()));
-    assert!(p.path().join(".wharf/cache/default/node_modules/.install-count").exists());
-    assert!(p.read(".wharf/logs/build-staging.log").contains("Job succeeded"));
+    assert!(
+        p.path()
+            .join(".wharf/cache/default/node_modules/.install-count")
+            .exists()
+    );
+    assert!(
+        p.read(".wharf/logs/build-staging.log")
+            .contains("Job succeeded")
+    );
     assert_eq!(before, &p.user_tree(), "the user's files changed");
     assert_no_containers(p);
     let mut all: Vec<String> = secrets();
@@ -97,12 +124,24 @@ fn assert_seed_succeeded(p: &Project, run: &Run, before: &std::collections::BTre
 
 fn container_prefix(p: &Project) -> String {
     let name = p.path().file_name().unwrap().to_string_lossy();
-    format!("wharf-{}-", name.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>())
+    format!(
+        "wharf-{}-",
+        name.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+    )
 }
 
 fn containers_of(p: &Project) -> String {
     let out = Command::new("docker")
-        .args(["ps", "-a", "--format", "{{.Names}}", "--filter", &format!("name={}", container_prefix(p))])
+        .args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("name={}", container_prefix(p)),
+        ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -128,14 +167,25 @@ fn without_credentials_the_job_fails_fast_and_explains_the_fix() {
         run.assert_code(1)
             .assert_contains(&format!("registry {host} requires credentials"))
             .assert_contains("$DOCKER_AUTH_CONFIG")
-            .assert_contains(&p.home.path().join(".docker/config.json").display().to_string())
+            .assert_contains(
+                &p.home
+                    .path()
+                    .join(".docker/config.json")
+                    .display()
+                    .to_string(),
+            )
             .assert_contains(&format!("\"{host}\""))
             .assert_contains(&format!("wharf login {host}"))
             .assert_contains("runner_configuration_error")
             .assert_lacks("Will be retried")
             .assert_lacks("system failure");
         // Not retried: one pull attempt only.
-        assert_eq!(run.stdout.matches("Pulling docker image").count(), 1, "{}", run.stdout);
+        assert_eq!(
+            run.stdout.matches("Pulling docker image").count(),
+            1,
+            "{}",
+            run.stdout
+        );
         assert!(started.elapsed() < Duration::from_secs(60));
         assert_no_containers(&p);
     }
@@ -181,7 +231,13 @@ fn runner_environment_value_is_used_and_replaced_whole_by_a_pipeline_value() {
     let json = env.auth_config(USER, PASS);
     let p = Project::seed(Some(&env.image));
     let before = p.user_tree();
-    let run = Run::from(p.wharf().arg("run").env("DOCKER_AUTH_CONFIG", &json).output().unwrap());
+    let run = Run::from(
+        p.wharf()
+            .arg("run")
+            .env("DOCKER_AUTH_CONFIG", &json)
+            .output()
+            .unwrap(),
+    );
     run.assert_contains("Authenticating with credentials from $DOCKER_AUTH_CONFIG");
     assert_seed_succeeded(&p, &run, &before, &[&json]);
 
@@ -195,7 +251,8 @@ fn runner_environment_value_is_used_and_replaced_whole_by_a_pipeline_value() {
             .output()
             .unwrap(),
     );
-    run.assert_code(1).assert_contains(&format!("registry {} requires credentials", env.host()));
+    run.assert_code(1)
+        .assert_contains(&format!("registry {} requires credentials", env.host()));
 }
 
 #[test]
@@ -207,16 +264,31 @@ fn docker_config_files_and_entry_fields() {
     let p = Project::seed(Some(&env.image));
     let before = p.user_tree();
     let cfg = p.home.path().join("docker-config");
-    write_config(&cfg, &serde_json::json!({"auths": {host.clone(): {"username": USER, "password": PASS}}}));
-    let run = Run::from(p.wharf().arg("run").env("DOCKER_CONFIG", &cfg).output().unwrap());
-    run.assert_contains(&format!("Authenticating with credentials from {}", cfg.join("config.json").display()));
+    write_config(
+        &cfg,
+        &serde_json::json!({"auths": {host.clone(): {"username": USER, "password": PASS}}}),
+    );
+    let run = Run::from(
+        p.wharf()
+            .arg("run")
+            .env("DOCKER_CONFIG", &cfg)
+            .output()
+            .unwrap(),
+    );
+    run.assert_contains(&format!(
+        "Authenticating with credentials from {}",
+        cfg.join("config.json").display()
+    ));
     assert_seed_succeeded(&p, &run, &before, &[]);
 
     // ~/.docker/config.json with a registrytoken (a bearer token used as is).
     let p = Project::seed(Some(&env.image));
     let before = p.user_tree();
     let token = env.reg.issue_token(USER, "repository:node:pull").unwrap();
-    write_config(&p.home.path().join(".docker"), &serde_json::json!({"auths": {host.clone(): {"registrytoken": token}}}));
+    write_config(
+        &p.home.path().join(".docker"),
+        &serde_json::json!({"auths": {host.clone(): {"registrytoken": token}}}),
+    );
     let run = p.run(&["run"]);
     run.assert_contains(&format!(
         "Authenticating with credentials from {}",
@@ -242,7 +314,10 @@ fn credential_helpers_cred_helpers_and_creds_store() {
     let env = Env::basic();
     let host = env.host();
     for (label, config) in [
-        ("credHelpers", serde_json::json!({"credHelpers": {host.clone(): "wharftest"}})),
+        (
+            "credHelpers",
+            serde_json::json!({"credHelpers": {host.clone(): "wharftest"}}),
+        ),
         ("credsStore", serde_json::json!({"credsStore": "wharftest"})),
     ] {
         let p = Project::seed(Some(&env.image));
@@ -250,7 +325,11 @@ fn credential_helpers_cred_helpers_and_creds_store() {
         let bin = p.home.path().join("bin");
         install_helper(&bin, "wharftest", &host);
         write_config(&p.home.path().join(".docker"), &config);
-        let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         let run = Run::from(p.wharf().arg("run").env("PATH", path).output().unwrap());
         run.assert_contains("Authenticating with credentials from docker-credential-wharftest");
         assert!(run.stdout.contains(label), "{label}: {}", run.stdout);
@@ -266,7 +345,10 @@ fn rejected_credentials_name_the_source_and_are_not_retried() {
     let bad = env.auth_config(USER, "wrong-password-123");
     let run = p.run(&["run", "--variable", &format!("DOCKER_AUTH_CONFIG={bad}")]);
     run.assert_code(1)
-        .assert_contains(&format!("registry {} rejected the credentials from $DOCKER_AUTH_CONFIG", env.host()))
+        .assert_contains(&format!(
+            "registry {} rejected the credentials from $DOCKER_AUTH_CONFIG",
+            env.host()
+        ))
         .assert_contains("runner_configuration_error")
         .assert_lacks("Will be retried");
     p.assert_no_secrets(&run, &["wrong-password-123", &bad]);
@@ -278,8 +360,14 @@ fn rejected_credentials_name_the_source_and_are_not_retried() {
 fn unknown_image_is_a_configuration_error() {
     let env = Env::basic();
     let p = Project::seed(Some(&format!("{}/node:does-not-exist", env.host())));
-    let run = p.run(&["run", "--variable", &format!("DOCKER_AUTH_CONFIG={}", env.auth_config(USER, PASS))]);
-    run.assert_code(1).assert_contains("not found on registry").assert_lacks("Will be retried");
+    let run = p.run(&[
+        "run",
+        "--variable",
+        &format!("DOCKER_AUTH_CONFIG={}", env.auth_config(USER, PASS)),
+    ]);
+    run.assert_code(1)
+        .assert_contains("not found on registry")
+        .assert_lacks("Will be retried");
 }
 
 #[test]
@@ -301,20 +389,36 @@ fn login_checks_and_stores_like_docker_login() {
         let host = env.host();
         let p = Project::seed(Some(&env.image));
         let cfg = p.home.path().join(".docker");
-        write_config(&cfg, &serde_json::json!({"auths": {"keep.example.com": {"auth": b64("a:b")}}, "psFormat": "x"}));
+        write_config(
+            &cfg,
+            &serde_json::json!({"auths": {"keep.example.com": {"auth": b64("a:b")}}, "psFormat": "x"}),
+        );
         let login = |pass: &str, extra: &[&str]| {
             let mut cmd = p.wharf();
-            cmd.args(["login", &host, "-u", USER, "--password-stdin"]).args(extra).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+            cmd.args(["login", &host, "-u", USER, "--password-stdin"])
+                .args(extra)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
             let mut child = cmd.spawn().unwrap();
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(format!("{pass}\n").as_bytes()).unwrap();
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(format!("{pass}\n").as_bytes())
+                .unwrap();
             Run::from(child.wait_with_output().unwrap())
         };
         // Wrong password: refused, nothing stored.
         let run = login("not-the-password", &[]);
         run.assert_code(1).assert_contains(&host);
         p.assert_no_secrets(&run, &["not-the-password"]);
-        assert!(!std::fs::read_to_string(cfg.join("config.json")).unwrap().contains(&host));
+        assert!(
+            !std::fs::read_to_string(cfg.join("config.json"))
+                .unwrap()
+                .contains(&host)
+        );
 
         let run = login(PASS, &[]);
         run.assert_code(0).assert_contains("Login Succeeded");
@@ -326,13 +430,25 @@ fn login_checks_and_stores_like_docker_login() {
         let entry = &stored["auths"][host.as_str()];
         if env.reg.token_url().is_some() {
             // Token registry: a refresh token, like `docker login`.
-            assert!(entry["identitytoken"].as_str().is_some_and(|t| !t.is_empty()), "{entry}");
+            assert!(
+                entry["identitytoken"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty()),
+                "{entry}"
+            );
             assert!(!text.contains(PASS));
         } else {
             assert_eq!(entry["auth"], b64(&format!("{USER}:{PASS}")));
         }
         use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(cfg.join("config.json")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(cfg.join("config.json"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
 
         // And the stored entry makes the seed pipeline work.
         let before = p.user_tree();
@@ -340,7 +456,10 @@ fn login_checks_and_stores_like_docker_login() {
         assert_seed_succeeded(&p, &run, &before, &[]);
         if env.reg.token_url().is_some() {
             assert!(
-                env.reg.token_requests().iter().any(|r| r.grant_type.as_deref() == Some("refresh_token") && r.status == 200),
+                env.reg
+                    .token_requests()
+                    .iter()
+                    .any(|r| r.grant_type.as_deref() == Some("refresh_token") && r.status == 200),
                 "dockerd did not use the identity token"
             );
         }
@@ -349,10 +468,17 @@ fn login_checks_and_stores_like_docker_login() {
         let run = login(PASS, &["--print-auth-config"]);
         run.assert_code(0);
         let printed: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
-        assert_eq!(printed["auths"][host.as_str()]["auth"], b64(&format!("{USER}:{PASS}")));
+        assert_eq!(
+            printed["auths"][host.as_str()]["auth"],
+            b64(&format!("{USER}:{PASS}"))
+        );
         let p2 = Project::seed(Some(&env.image));
         let before = p2.user_tree();
-        let run = p2.run(&["run", "--variable", &format!("DOCKER_AUTH_CONFIG={}", run.stdout.trim())]);
+        let run = p2.run(&[
+            "run",
+            "--variable",
+            &format!("DOCKER_AUTH_CONFIG={}", run.stdout.trim()),
+        ]);
         assert_seed_succeeded(&p2, &run, &before, &[]);
     }
 }
@@ -363,22 +489,35 @@ fn ctrl_c_removes_the_job_container_and_exits_130() {
     let env = Env::basic();
     let p = Project::new(&[(
         ".gitlab-ci.yml",
-        &format!("job:\n  image: {}\n  script:\n    - echo started\n    - sleep 60\n", env.image),
+        &format!(
+            "job:\n  image: {}\n  script:\n    - echo started\n    - sleep 60\n",
+            env.image
+        ),
     )]);
-    let mut child = p
+    let child = p
         .wharf()
-        .args(["run", "--variable", &format!("DOCKER_AUTH_CONFIG={}", env.auth_config(USER, PASS))])
+        .args([
+            "run",
+            "--variable",
+            &format!("DOCKER_AUTH_CONFIG={}", env.auth_config(USER, PASS)),
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while containers_of(&p).is_empty() {
-        assert!(Instant::now() < deadline, "the job container never appeared");
+        assert!(
+            Instant::now() < deadline,
+            "the job container never appeared"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(Duration::from_millis(500));
-    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let run = Run::from(out);
     run.assert_code(130).assert_contains("canceled");
@@ -401,13 +540,23 @@ fn entrypoint_is_respected_and_can_be_cleared() {
     assert!(status.success());
     let p = Project::new(&[(
         ".gitlab-ci.yml",
-        &format!("kept:\n  image: {tag}\n  script: [echo job-ran]\ncleared:\n  image:\n    name: {tag}\n    entrypoint: [\"\"]\n  script: [echo job-ran]\n"),
+        &format!(
+            "kept:\n  image: {tag}\n  script: [echo job-ran]\ncleared:\n  image:\n    name: {tag}\n    entrypoint: [\"\"]\n  script: [echo job-ran]\n"
+        ),
     )]);
     let run = p.run(&["run", "--pull-policy", "never"]);
     run.assert_code(0);
     let kept = p.read(".wharf/logs/kept.log");
     let cleared = p.read(".wharf/logs/cleared.log");
-    assert!(kept.contains("from-entrypoint") && kept.contains("job-ran"), "{kept}");
-    assert!(!cleared.contains("from-entrypoint") && cleared.contains("job-ran"), "{cleared}");
-    let _ = Command::new("docker").args(["rmi", "-f", &tag, &format!("{tag}-base")]).output();
+    assert!(
+        kept.contains("from-entrypoint") && kept.contains("job-ran"),
+        "{kept}"
+    );
+    assert!(
+        !cleared.contains("from-entrypoint") && cleared.contains("job-ran"),
+        "{cleared}"
+    );
+    let _ = Command::new("docker")
+        .args(["rmi", "-f", &tag, &format!("{tag}-base")])
+        .output();
 }

@@ -4,6 +4,9 @@
 //!   token auth) and skopeo. Marked `#[ignore]`; `scripts/test-all.sh` runs them with
 //!   `--include-ignored` after starting what they need.
 
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod docker;
 mod shell;
 mod support;

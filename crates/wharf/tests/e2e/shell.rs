@@ -16,16 +16,30 @@ fn seed_pipeline_runs_with_shell_executor_and_keeps_the_source_tree() {
         .assert_contains("Job succeeded")
         .assert_contains("pipeline passed");
     // Artifact with its relative path, containing what the script put in it.
-    let tar = p.path().join(".wharf/artifacts/build-staging/dist-staging.tar");
+    let tar = p
+        .path()
+        .join(".wharf/artifacts/build-staging/dist-staging.tar");
     let entries = tar_list(&tar);
-    assert!(entries.contains(&"dist/index.html".to_string()), "{entries:?}");
+    assert!(
+        entries.contains(&"dist/index.html".to_string()),
+        "{entries:?}"
+    );
     // Full log, plain text.
     let log = p.read(".wharf/logs/build-staging.log");
-    assert!(log.contains("$ npm install") && log.contains("Job succeeded"), "{log}");
+    assert!(
+        log.contains("$ npm install") && log.contains("Job succeeded"),
+        "{log}"
+    );
     assert!(!log.contains('\x1b'), "log has colour codes");
     // Cache saved, and restored by the next run.
-    assert_eq!(p.read(".wharf/cache/default/node_modules/.install-count").trim(), "1");
-    p.run(&["run", "--executor", "shell"]).assert_code(0).assert_contains("cache hit, install #2");
+    assert_eq!(
+        p.read(".wharf/cache/default/node_modules/.install-count")
+            .trim(),
+        "1"
+    );
+    p.run(&["run", "--executor", "shell"])
+        .assert_code(0)
+        .assert_contains("cache hit, install #2");
     // The user's files are exactly as before: no dist/, no tar, no node_modules.
     assert_eq!(before, p.user_tree());
 }
@@ -33,7 +47,10 @@ fn seed_pipeline_runs_with_shell_executor_and_keeps_the_source_tree() {
 #[test]
 fn git_work_tree_gives_tracked_untracked_and_edited_files_but_not_ignored_ones() {
     let p = Project::new(&[
-        (".gitlab-ci.yml", "job:\n  script:\n    - ls -a > listing.txt\n    - cat tracked.txt >> listing.txt\n  artifacts:\n    paths: [listing.txt]\n"),
+        (
+            ".gitlab-ci.yml",
+            "job:\n  script:\n    - ls -a > listing.txt\n    - cat tracked.txt >> listing.txt\n  artifacts:\n    paths: [listing.txt]\n",
+        ),
         ("tracked.txt", "committed\n"),
         (".gitignore", "ignored.txt\n"),
     ]);
@@ -84,7 +101,10 @@ fn allowed_failure_passes_and_later_stage_runs() {
         ".gitlab-ci.yml",
         "flaky:\n  stage: build\n  allow_failure: true\n  script: [\"false\"]\nnext:\n  stage: test\n  script: [echo next-ran]\n",
     )]);
-    p.run(&["run"]).assert_code(0).assert_contains("next-ran").assert_contains("(allowed to fail)");
+    p.run(&["run"])
+        .assert_code(0)
+        .assert_contains("next-ran")
+        .assert_contains("(allowed to fail)");
 }
 
 #[test]
@@ -127,26 +147,36 @@ fn variable_precedence_cli_over_file_over_job_over_global() {
 #[test]
 fn dotenv_variables_file_and_nested_expansion() {
     let p = Project::new(&[
-        (".gitlab-ci.yml", "variables:\n  URL: https://${ENV_NAME}.example.com\njob:\n  script: [echo \"url=$URL\"]\n"),
+        (
+            ".gitlab-ci.yml",
+            "variables:\n  URL: https://${ENV_NAME}.example.com\njob:\n  script: [echo \"url=$URL\"]\n",
+        ),
         ("ci.env", "# comment\nENV_NAME=staging\n"),
     ]);
-    p.run(&["run", "--variables-file", "ci.env"]).assert_code(0).assert_contains("url=https://staging.example.com");
+    p.run(&["run", "--variables-file", "ci.env"])
+        .assert_code(0)
+        .assert_contains("url=https://staging.example.com");
 }
 
 #[test]
 fn masked_and_file_variables_never_reach_logs() {
     let secret = "pa55-w0rd-XYZZY";
-    let p = Project::new(&[
-        (
-            ".gitlab-ci.yml",
-            "job:\n  script:\n    - echo \"token is $TOKEN\"\n    - echo \"file holds $(cat $KEYFILE)\"\n    - test -f \"$KEYFILE\"\n",
-        ),
-    ]);
+    let p = Project::new(&[(
+        ".gitlab-ci.yml",
+        "job:\n  script:\n    - echo \"token is $TOKEN\"\n    - echo \"file holds $(cat $KEYFILE)\"\n    - test -f \"$KEYFILE\"\n",
+    )]);
     // Kept outside the project, as users keep such files.
     let secrets = p.home.path().join("secrets.yml");
-    write(&secrets, &format!("TOKEN: {{value: {secret}, masked: true}}\nKEYFILE: {{value: key-{secret}, type: file, masked: true}}\n"));
+    write(
+        &secrets,
+        &format!(
+            "TOKEN: {{value: {secret}, masked: true}}\nKEYFILE: {{value: key-{secret}, type: file, masked: true}}\n"
+        ),
+    );
     let run = p.run(&["run", "--variables-file", secrets.to_str().unwrap()]);
-    run.assert_code(0).assert_contains("token is [MASKED]").assert_contains("file holds [MASKED]");
+    run.assert_code(0)
+        .assert_contains("token is [MASKED]")
+        .assert_contains("file holds [MASKED]");
     p.assert_no_secrets(&run, &[secret]);
     // File-type variables are deleted with the job's temp folder.
     assert!(!p.path().join(".wharf/tmp/job/KEYFILE").exists());
@@ -155,22 +185,36 @@ fn masked_and_file_variables_never_reach_logs() {
 #[test]
 fn docker_auth_config_given_as_variable_is_masked_even_if_echoed() {
     let auth = r#"{"auths":{"r.example.com":{"auth":"dXNlcjpzM2NyZXQtcGFzc3dvcmQ="}}}"#;
-    let p = Project::new(&[(".gitlab-ci.yml", "job:\n  script:\n    - echo \"$DOCKER_AUTH_CONFIG\"\n    - printf 'user:s3cret-pass%s\\n' word\n")]);
+    let p = Project::new(&[(
+        ".gitlab-ci.yml",
+        "job:\n  script:\n    - echo \"$DOCKER_AUTH_CONFIG\"\n    - printf 'user:s3cret-pass%s\\n' word\n",
+    )]);
     let run = p.run(&["run", "--variable", &format!("DOCKER_AUTH_CONFIG={auth}")]);
     run.assert_code(0).assert_contains("[MASKED]");
-    p.assert_no_secrets(&run, &[auth, "dXNlcjpzM2NyZXQtcGFzc3dvcmQ=", "s3cret-password"]);
+    p.assert_no_secrets(
+        &run,
+        &[auth, "dXNlcjpzM2NyZXQtcGFzc3dvcmQ=", "s3cret-password"],
+    );
 }
 
 #[test]
 fn yaml_errors_exit_2_with_file_line_column() {
-    let p = Project::new(&[(".gitlab-ci.yml", "job:\n  stage: build\n  scirpt:\n    - echo hi\n")]);
-    p.run(&["run"]).assert_code(2).assert_contains(".gitlab-ci.yml:3:3").assert_contains("script");
+    let p = Project::new(&[(
+        ".gitlab-ci.yml",
+        "job:\n  stage: build\n  scirpt:\n    - echo hi\n",
+    )]);
+    p.run(&["run"])
+        .assert_code(2)
+        .assert_contains(".gitlab-ci.yml:3:3")
+        .assert_contains("script");
 }
 
 #[test]
 fn unknown_job_name_is_a_usage_error() {
     let p = Project::new(&[(".gitlab-ci.yml", "build-app:\n  script: [echo]\n")]);
-    p.run(&["run", "build-ap"]).assert_code(2).assert_contains("did you mean `build-app`");
+    p.run(&["run", "build-ap"])
+        .assert_code(2)
+        .assert_contains("did you mean `build-app`");
 }
 
 #[test]
@@ -183,9 +227,16 @@ fn bad_variable_flag_does_not_echo_the_value() {
 
 #[test]
 fn docker_jobs_without_a_daemon_fail_clearly() {
-    let p = Project::new(&[(".gitlab-ci.yml", "job:\n  image: busybox\n  script: [echo hi]\n")]);
+    let p = Project::new(&[(
+        ".gitlab-ci.yml",
+        "job:\n  image: busybox\n  script: [echo hi]\n",
+    )]);
     let run = Run::from(
-        p.wharf().args(["run"]).env("DOCKER_HOST", "unix:///nonexistent/docker.sock").output().unwrap(),
+        p.wharf()
+            .args(["run"])
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .unwrap(),
     );
     run.assert_code(1)
         .assert_contains("cannot reach the Docker daemon at unix:///nonexistent/docker.sock")
@@ -195,16 +246,31 @@ fn docker_jobs_without_a_daemon_fail_clearly() {
 
 #[test]
 fn manual_jobs_are_skipped_unless_named() {
-    let p = Project::new(&[(".gitlab-ci.yml", "deploy:\n  when: manual\n  script: [echo deployed]\n")]);
-    p.run(&["run"]).assert_code(0).assert_lacks("deployed").assert_contains("manual job");
-    p.run(&["run", "deploy"]).assert_code(0).assert_contains("deployed");
+    let p = Project::new(&[(
+        ".gitlab-ci.yml",
+        "deploy:\n  when: manual\n  script: [echo deployed]\n",
+    )]);
+    p.run(&["run"])
+        .assert_code(0)
+        .assert_lacks("deployed")
+        .assert_contains("manual job");
+    p.run(&["run", "deploy"])
+        .assert_code(0)
+        .assert_contains("deployed");
 }
 
 #[test]
 fn help_lists_the_contract() {
     let p = Project::new(&[]);
     let run = p.run(&["run", "--help"]);
-    for flag in ["--directory", "--file", "--variable", "--variables-file", "--executor", "--pull-policy"] {
+    for flag in [
+        "--directory",
+        "--file",
+        "--variable",
+        "--variables-file",
+        "--executor",
+        "--pull-policy",
+    ] {
         run.assert_contains(flag);
     }
     let run = p.run(&["login", "--help"]);

@@ -16,11 +16,17 @@ pub struct Project {
 
 impl Project {
     pub fn new(files: &[(&str, &str)]) -> Self {
-        let dir = tempfile::Builder::new().prefix("wharf-e2e-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("wharf-e2e-")
+            .tempdir()
+            .unwrap();
         for (path, text) in files {
             write(&dir.path().join(path), text);
         }
-        Self { dir, home: tempfile::tempdir().unwrap() }
+        Self {
+            dir,
+            home: tempfile::tempdir().unwrap(),
+        }
     }
 
     /// The seed pipeline with its image replaced by `image` (None: keep the original).
@@ -72,7 +78,11 @@ impl Project {
             .filter_map(Result::ok)
             .map(|e| {
                 let rel = e.path().strip_prefix(self.path()).unwrap().to_path_buf();
-                let content = if e.file_type().is_file() { std::fs::read(e.path()).unwrap() } else { Vec::new() };
+                let content = if e.file_type().is_file() {
+                    std::fs::read(e.path()).unwrap()
+                } else {
+                    Vec::new()
+                };
                 (rel, content)
             })
             .collect()
@@ -91,8 +101,16 @@ impl Project {
     /// Panics if any of `secrets` appears in the run's output or anywhere under `.wharf/`.
     pub fn assert_no_secrets(&self, run: &Run, secrets: &[&str]) {
         for s in secrets {
-            assert!(!run.stdout.contains(s), "secret {s:?} in stdout:\n{}", run.stdout);
-            assert!(!run.stderr.contains(s), "secret {s:?} in stderr:\n{}", run.stderr);
+            assert!(
+                !run.stdout.contains(s),
+                "secret {s:?} in stdout:\n{}",
+                run.stdout
+            );
+            assert!(
+                !run.stderr.contains(s),
+                "secret {s:?} in stderr:\n{}",
+                run.stderr
+            );
             for (path, bytes) in self.wharf_dir_bytes() {
                 assert!(
                     !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
@@ -143,13 +161,21 @@ impl Run {
 
     #[track_caller]
     pub fn assert_contains(&self, needle: &str) -> &Self {
-        assert!(self.all().contains(needle), "expected {needle:?} in:\n{}", self.all());
+        assert!(
+            self.all().contains(needle),
+            "expected {needle:?} in:\n{}",
+            self.all()
+        );
         self
     }
 
     #[track_caller]
     pub fn assert_lacks(&self, needle: &str) -> &Self {
-        assert!(!self.all().contains(needle), "unexpected {needle:?} in:\n{}", self.all());
+        assert!(
+            !self.all().contains(needle),
+            "unexpected {needle:?} in:\n{}",
+            self.all()
+        );
         self
     }
 }
@@ -158,5 +184,8 @@ impl Run {
 pub fn tar_list(path: &Path) -> Vec<String> {
     let out = Command::new("tar").arg("tf").arg(path).output().unwrap();
     assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
