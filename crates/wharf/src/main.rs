@@ -251,8 +251,8 @@ fn read_variables_file(path: &Path) -> Result<Vec<FileVariable>> {
         Some("yml" | "yaml")
     );
     if yaml {
-        wharf_ci::parse_variables_yaml(&name, &text)
-            .map_err(|d| anyhow::anyhow!("{}", d.render(&|_| Some(text.clone()))))
+        // No source excerpt: the offending line may hold a secret value.
+        wharf_ci::parse_variables_yaml(&name, &text).map_err(|d| anyhow::anyhow!("{d}"))
     } else {
         let pairs = wharf_run::parse_dotenv(&name, &text).map_err(anyhow::Error::msg)?;
         Ok(pairs

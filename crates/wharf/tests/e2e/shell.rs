@@ -278,3 +278,18 @@ fn help_lists_the_contract() {
         run.assert_contains(flag);
     }
 }
+
+#[test]
+fn malformed_variables_files_are_reported_without_their_values() {
+    let p = Project::new(&[(".gitlab-ci.yml", "job:\n  script: [echo]\n")]);
+    let file = p.home.path().join("bad.yml");
+    write(
+        &file,
+        "TOKEN: {value: hunter2-s3cret, masked: tru, bogus: 1}\nOTHER: [a, b]\n",
+    );
+    let run = p.run(&["run", "--variables-file", file.to_str().unwrap()]);
+    run.assert_code(2)
+        .assert_contains("bad.yml:1:")
+        .assert_contains("bad.yml:2:");
+    assert!(!run.all().contains("hunter2-s3cret"), "{}", run.all());
+}
