@@ -3,7 +3,8 @@
 
 use crate::diagnostic::Diags;
 use crate::model::{
-    Artifacts, Cache, CachePolicy, CacheWhen, Image, Job, PullPolicy, Span, Variable, When,
+    Artifacts, Cache, CachePolicy, CacheWhen, Image, Job, Need, PullPolicy, Retry, Span, Variable,
+    When,
 };
 use crate::suggest::did_you_mean;
 use crate::yaml::{Map, Node, Value};
@@ -320,6 +321,21 @@ pub(crate) fn job(
         needs: None,
         dependencies: None,
         unsupported: Vec::new(),
+        services: Vec::new(),
+        rules: Vec::new(),
+        only: None,
+        except: None,
+        allow_failure_exit_codes: Vec::new(),
+        start_in: None,
+        retry: Retry::default(),
+        timeout: None,
+        interruptible: false,
+        tags: Vec::new(),
+        coverage: None,
+        environment: None,
+        resource_group: None,
+        parallel: None,
+        trigger: None,
     };
     let mut refs = JobRefs::default();
     let mut allow_failure_set = false;
@@ -485,6 +501,8 @@ fn image(
             name: s.text.clone(),
             entrypoint: None,
             pull_policy: Vec::new(),
+            docker_user: None,
+            docker_platform: None,
             span: n.span.clone(),
         });
     }
@@ -543,6 +561,8 @@ fn image(
         name,
         entrypoint,
         pull_policy,
+        docker_user: None,
+        docker_platform: None,
         span: n.span.clone(),
     })
 }
@@ -594,6 +614,8 @@ fn cache(
     );
     let mut c = Cache {
         key: "default".to_string(),
+        key_files: Vec::new(),
+        fallback_keys: Vec::new(),
         paths: Vec::new(),
         untracked: false,
         policy: CachePolicy::PullPush,
@@ -676,6 +698,8 @@ fn artifacts(
         when: CacheWhen::OnSuccess,
         name: None,
         expire_in: None,
+        reports_dotenv: Vec::new(),
+        reports_other: Vec::new(),
         span: n.span.clone(),
     };
     for (k, e) in m {
@@ -727,7 +751,7 @@ fn needs(
     refs: &mut JobRefs,
     unsupported: &mut Vec<(String, Span)>,
     d: &mut Diags,
-) -> Option<Vec<String>> {
+) -> Option<Vec<Need>> {
     let items: Vec<&Node> = match &n.value {
         Value::Seq(items) => items.iter().collect(),
         // A single string is accepted by GitLab too.
@@ -748,7 +772,12 @@ fn needs(
         match &item.value {
             Value::Scalar(s) => {
                 refs.needs.push((s.text.clone(), item.span.clone(), false));
-                out.push(s.text.clone());
+                out.push(Need {
+                    job: s.text.clone(),
+                    artifacts: true,
+                    optional: false,
+                    span: item.span.clone(),
+                });
             }
             Value::Map(m) => {
                 check_keys(
@@ -770,11 +799,10 @@ fn needs(
                         unsupported.push((format!("needs:{key}"), e.key_span.clone()));
                     }
                 }
-                if let Some(e) = m.get("artifacts") {
-                    if boolean(&e.value, &format!("{what} `artifacts`"), d) == Some(false) {
-                        unsupported.push(("needs:artifacts".into(), e.key_span.clone()));
-                    }
-                }
+                let artifacts = match m.get("artifacts") {
+                    Some(e) => boolean(&e.value, &format!("{what} `artifacts`"), d).unwrap_or(true),
+                    None => true,
+                };
                 let optional = match m.get("optional") {
                     Some(e) => boolean(&e.value, &format!("{what} `optional`"), d).unwrap_or(false),
                     None => false,
@@ -788,7 +816,12 @@ fn needs(
                         if let Some(job) = string(&e.value, &format!("{what} `job`"), d) {
                             refs.needs
                                 .push((job.clone(), e.value.span.clone(), optional));
-                            out.push(job);
+                            out.push(Need {
+                                job,
+                                artifacts,
+                                optional,
+                                span: e.value.span.clone(),
+                            });
                         }
                     }
                     None => {

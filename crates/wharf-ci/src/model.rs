@@ -31,6 +31,14 @@ pub struct Pipeline {
     pub variables: Vec<Variable>,
     /// Visible jobs (hidden `.name` jobs removed), in file order.
     pub jobs: Vec<Job>,
+    /// `workflow:` (`None` when absent).
+    pub workflow: Option<Workflow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Workflow {
+    pub name: Option<String>,
+    pub rules: Vec<Rule>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,12 +67,113 @@ pub struct Job {
     pub when: When,
     pub allow_failure: bool,
     /// `needs:`; `None` when absent (stage ordering applies), `Some(vec![])` for `needs: []`.
-    pub needs: Option<Vec<String>>,
+    pub needs: Option<Vec<Need>>,
     /// `dependencies:`; `None` when absent (all artifacts of earlier stages).
     pub dependencies: Option<Vec<String>>,
     /// Keywords that are valid GitLab but not acted on yet, with where they are written, so the
     /// runner can say so instead of silently ignoring them.
     pub unsupported: Vec<(String, Span)>,
+    /// `services:` in order.
+    pub services: Vec<Service>,
+    /// `rules:` in order; empty when the job has none.
+    pub rules: Vec<Rule>,
+    /// `only:` / `except:` (`None` when absent). GitLab's default for a job with neither and no
+    /// rules is `only: [branches, tags]`, which is always true locally.
+    pub only: Option<OnlyExcept>,
+    pub except: Option<OnlyExcept>,
+    /// `allow_failure: {exit_codes: [...]}`: only these exit codes are allowed to fail.
+    pub allow_failure_exit_codes: Vec<i64>,
+    /// `when: delayed` + `start_in`.
+    pub start_in: Option<std::time::Duration>,
+    /// `retry:` (max 0-2, `when` failure reasons; empty `when` = always).
+    pub retry: Retry,
+    /// `timeout:`; `None` = the runner default (GitLab: 1 h).
+    pub timeout: Option<std::time::Duration>,
+    pub interruptible: bool,
+    pub tags: Vec<String>,
+    /// `coverage:` regex (without the slashes).
+    pub coverage: Option<String>,
+    /// `environment:` name (recorded only).
+    pub environment: Option<String>,
+    /// Jobs of one resource group never run at once.
+    pub resource_group: Option<String>,
+    /// `parallel:`: set on each expanded instance (`job 1/3`, `job: [a, b]`).
+    pub parallel: Option<ParallelInstance>,
+    /// `trigger:` with local includes: a child pipeline.
+    pub trigger: Option<Trigger>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    pub job: String,
+    /// `artifacts: false` turns off downloading its artifacts.
+    pub artifacts: bool,
+    /// `optional: true`: fine if the job is not in the pipeline.
+    pub optional: bool,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub name: String,
+    pub alias: Vec<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub command: Option<Vec<String>>,
+    /// Visible to this service only.
+    pub variables: Vec<Variable>,
+    pub pull_policy: Vec<PullPolicy>,
+    pub span: Span,
+}
+
+/// One entry of `rules:` (job or `workflow:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The `if:` expression source, unparsed here (see `expr`); evaluated at run time, when the
+    /// variables are known.
+    pub if_expr: Option<String>,
+    pub changes: Option<Vec<String>>,
+    pub exists: Option<Vec<String>>,
+    pub when: Option<When>,
+    pub allow_failure: Option<bool>,
+    pub variables: Vec<Variable>,
+    pub needs: Option<Vec<Need>>,
+    pub start_in: Option<std::time::Duration>,
+    pub span: Span,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct OnlyExcept {
+    /// Branch/tag names, `/regex/`, or keywords (`branches`, `tags`, `merge_requests`...).
+    pub refs: Vec<String>,
+    /// Expressions, all of which must hold (for `only`).
+    pub variables: Vec<String>,
+    pub changes: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Retry {
+    pub max: u32,
+    /// Failure reasons (`script_failure`, `runner_system_failure`, `always`...).
+    pub when: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParallelInstance {
+    /// The job's name as written (what `needs:` of other jobs refers to).
+    pub base_name: String,
+    /// 1-based, for `CI_NODE_INDEX`.
+    pub index: u32,
+    /// `CI_NODE_TOTAL`.
+    pub total: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// `include:` local files of the child pipeline.
+    pub include: Vec<String>,
+    /// `strategy: depend`: the trigger job mirrors the child pipeline's status.
+    pub depend: bool,
+    pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +184,10 @@ pub struct Image {
     pub entrypoint: Option<Vec<String>>,
     /// `pull_policy:` (one or a list), in order.
     pub pull_policy: Vec<PullPolicy>,
+    /// `docker: {user}`.
+    pub docker_user: Option<String>,
+    /// `docker: {platform}`.
+    pub docker_platform: Option<String>,
     pub span: Span,
 }
 
@@ -107,6 +220,10 @@ impl PullPolicy {
 pub struct Cache {
     /// Unexpanded key; GitLab's default is `default`.
     pub key: String,
+    /// `key: {files: [...]}`: the key is a hash of these files' contents (with `key` as prefix
+    /// when `prefix:` is given).
+    pub key_files: Vec<String>,
+    pub fallback_keys: Vec<String>,
     pub paths: Vec<String>,
     pub untracked: bool,
     pub policy: CachePolicy,
@@ -136,6 +253,10 @@ pub struct Artifacts {
     pub when: CacheWhen,
     pub name: Option<String>,
     pub expire_in: Option<String>,
+    /// `reports: dotenv` files: their variables feed later jobs.
+    pub reports_dotenv: Vec<String>,
+    /// Other `reports:` (junit, coverage_report...): kept as files with the artifacts.
+    pub reports_other: Vec<String>,
     pub span: Span,
 }
 

@@ -166,6 +166,7 @@ pub(crate) fn load(file: &str, text: &str, d: &mut Diags) -> Option<Pipeline> {
         stages,
         variables,
         jobs: converted.into_iter().map(|(j, _)| j).collect(),
+        workflow: None,
     })
 }
 
@@ -420,7 +421,7 @@ fn check_references(jobs: &mut [(Job, JobRefs)], stages: &[String], d: &mut Diag
             }
         }
         if let Some(needs) = &mut job.needs {
-            needs.retain(|n| !dropped.contains(n));
+            needs.retain(|n| !dropped.contains(&n.job));
         }
         for (dep, span) in &refs.dependencies {
             match stage_of.get(dep) {
@@ -432,7 +433,11 @@ fn check_references(jobs: &mut [(Job, JobRefs)], stages: &[String], d: &mut Diag
                     .help_opt(did_you_mean(dep, names.iter().map(String::as_str)));
                 }
                 Some(&s)
-                    if s >= my_stage && job.needs.as_ref().is_none_or(|n| !n.contains(dep)) =>
+                    if s >= my_stage
+                        && job
+                            .needs
+                            .as_ref()
+                            .is_none_or(|n| !n.iter().any(|x| &x.job == dep)) =>
                 {
                     d.error(
                         span,

@@ -566,12 +566,23 @@ fn dependency_jobs<'p>(ctx: &Ctx<'p>, job: &Job) -> Vec<&'p Job> {
             .unwrap_or(usize::MAX)
     };
     let mine = stage_pos(&job.stage);
-    let named = job.dependencies.as_ref().or(job.needs.as_ref());
+    // `dependencies` wins over `needs`; a need with `artifacts: false` brings none.
+    let named: Option<Vec<&str>> = match (&job.dependencies, &job.needs) {
+        (Some(deps), _) => Some(deps.iter().map(String::as_str).collect()),
+        (None, Some(needs)) => Some(
+            needs
+                .iter()
+                .filter(|n| n.artifacts)
+                .map(|n| n.job.as_str())
+                .collect(),
+        ),
+        (None, None) => None,
+    };
     ctx.pipeline
         .jobs
         .iter()
-        .filter(|d| match named {
-            Some(names) => names.contains(&d.name),
+        .filter(|d| match &named {
+            Some(names) => names.contains(&d.name.as_str()),
             None => stage_pos(&d.stage) < mine,
         })
         .collect()
