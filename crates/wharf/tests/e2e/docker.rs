@@ -560,3 +560,96 @@ fn entrypoint_is_respected_and_can_be_cleared() {
         .args(["rmi", "-f", &tag, &format!("{tag}-base")])
         .output();
 }
+
+/// A user that may talk to dockerd but is not root (created once; the docker tier runs as root).
+fn docker_user() -> (u32, u32) {
+    const NAME: &str = "wharf-e2e";
+    let id = |flag: &str| {
+        Command::new("id")
+            .args([flag, NAME])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .unwrap()
+            })
+    };
+    if id("-u").is_none() {
+        let out = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                "-G",
+                "docker",
+                NAME,
+            ])
+            .output()
+            .unwrap();
+        // Another test process may have created it meanwhile.
+        assert!(
+            out.status.success() || id("-u").is_some(),
+            "useradd: {out:?}"
+        );
+    }
+    (id("-u").unwrap(), id("-g").unwrap())
+}
+
+#[test]
+#[ignore = "needs dockerd, docker-registry and root: run by scripts/test-all.sh"]
+fn a_non_root_user_gets_back_every_file_the_container_created() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::basic();
+    let (uid, gid) = docker_user();
+    let p = Project::seed(Some(&env.image));
+    for dir in [p.path(), p.home.path()] {
+        let ok = Command::new("chown")
+            .arg("-R")
+            .arg(format!("{uid}:{gid}"))
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    let before = p.user_tree();
+    let json = env.auth_config(USER, PASS);
+    let run = Run::from(
+        Command::new("setpriv")
+            .args([
+                "--reuid",
+                &uid.to_string(),
+                "--regid",
+                &gid.to_string(),
+                "--init-groups",
+                "--",
+            ])
+            .arg(env!("CARGO_BIN_EXE_wharf"))
+            .args(["run", "--variable", &format!("DOCKER_AUTH_CONFIG={json}")])
+            .current_dir(p.path())
+            .env("HOME", p.home.path())
+            .env_remove("DOCKER_CONFIG")
+            .output()
+            .unwrap(),
+    );
+    assert_seed_succeeded(&p, &run, &before, &[&json]);
+    // node_modules/, dist/ and the tar were made by root inside the container.
+    let root_owned: Vec<String> = walkdir::WalkDir::new(p.path())
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.metadata().is_ok_and(|m| m.uid() != uid))
+        .map(|e| e.path().display().to_string())
+        .collect();
+    assert!(
+        root_owned.is_empty(),
+        "files not owned by the user: {root_owned:?}"
+    );
+    assert!(
+        p.path()
+            .join(".wharf/builds/build-staging/node_modules/.install-count")
+            .exists()
+    );
+}
