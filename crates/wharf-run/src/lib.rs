@@ -7,6 +7,7 @@ pub mod log;
 pub mod mask;
 pub mod report;
 mod runner;
+pub mod scheduler;
 pub mod script;
 pub mod vars;
 
