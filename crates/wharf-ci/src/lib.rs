@@ -8,6 +8,7 @@
 
 mod convert;
 mod diagnostic;
+pub mod expr;
 pub mod model;
 mod pipeline;
 mod suggest;
