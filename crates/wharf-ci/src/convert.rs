@@ -2,12 +2,13 @@
 //! value's own location and carries on, so one run shows every problem.
 
 use crate::diagnostic::Diags;
+use crate::keywords;
 use crate::model::{
-    Artifacts, Cache, CachePolicy, CacheWhen, Image, Job, Need, PullPolicy, Retry, Span, Variable,
-    When,
+    Artifacts, Cache, CachePolicy, CacheWhen, Image, Job, Need, Retry, Span, Variable, When,
 };
+use crate::parallel;
 use crate::suggest::did_you_mean;
-use crate::yaml::{Map, Node, Value};
+use crate::yaml::{Map, Node, Psych, Value};
 
 /// Every keyword GitLab accepts in a job.
 pub(crate) const JOB_KEYWORDS: &[&str] = &[
@@ -58,12 +59,24 @@ const SUPPORTED_JOB_KEYWORDS: &[&str] = &[
     "artifacts",
     "before_script",
     "cache",
+    "coverage",
     "dependencies",
+    "environment",
     "extends",
     "image",
+    "inherit",
+    "interruptible",
     "needs",
+    "parallel",
+    "resource_group",
+    "retry",
     "script",
+    "services",
     "stage",
+    "start_in",
+    "tags",
+    "timeout",
+    "trigger",
     "variables",
     "when",
 ];
@@ -207,7 +220,7 @@ fn describe(n: &Node) -> String {
     }
 }
 
-fn map<'a>(n: &'a Node, what: &str, d: &mut Diags) -> Option<&'a Map> {
+pub(crate) fn map<'a>(n: &'a Node, what: &str, d: &mut Diags) -> Option<&'a Map> {
     let m = n.as_map();
     if m.is_none() {
         d.error(&n.span, format!("{what} must be a map, found {}", n.kind()));
@@ -216,7 +229,7 @@ fn map<'a>(n: &'a Node, what: &str, d: &mut Diags) -> Option<&'a Map> {
 }
 
 /// Report keys of `m` outside `known`, with a did-you-mean.
-fn check_keys(m: &Map, what: &str, known: &[&str], d: &mut Diags) {
+pub(crate) fn check_keys(m: &Map, what: &str, known: &[&str], d: &mut Diags) {
     for (k, e) in m {
         if !known.contains(&k.as_str()) {
             d.error(&e.key_span, format!("unknown key `{k}` in {what}"))
@@ -238,13 +251,15 @@ pub(crate) fn variables(n: &Node, scope: &str, d: &mut Diags) -> Vec<Variable> {
         let what = format!("variable `{name}`");
         let v = &e.value;
         let (value, expand) = match &v.value {
-            // Numbers and booleans keep their written text ("1.10" stays "1.10").
-            Value::Scalar(s) => (Some(s.text.clone()), Some(true)),
+            Value::Scalar(s) => (variable_value(s, &e.value, &what, d), Some(true)),
             Value::Map(vm) => {
                 check_keys(vm, &what, &["value", "description", "expand", "options"], d);
                 let value = match vm.get("value") {
                     Some(ve) if ve.value.is_null() => Some(String::new()),
-                    Some(ve) => string(&ve.value, &format!("{what} value"), d),
+                    Some(ve) => match &ve.value.value {
+                        Value::Scalar(s) => variable_value(s, &ve.value, &what, d),
+                        _ => string(&ve.value, &format!("{what} value"), d),
+                    },
                     // `{description: ...}` alone declares a variable with an empty default.
                     None => Some(String::new()),
                 };
@@ -286,14 +301,47 @@ pub(crate) fn variables(n: &Node, scope: &str, d: &mut Diags) -> Vec<Variable> {
     out
 }
 
+/// A variable's value as GitLab reads it: Psych's YAML 1.1 types turned into text with Ruby's
+/// `to_s` (`1.10` -> "1.1", `010` -> "8"), with a warning when that differs from what is written.
+/// Booleans are not variable values in GitLab.
+fn variable_value(s: &crate::yaml::Scalar, n: &Node, what: &str, d: &mut Diags) -> Option<String> {
+    match s.psych() {
+        Psych::Bool(_) => {
+            d.error(
+                &n.span,
+                format!("{what} must be a string or a number, found the boolean `{}`", s.text),
+            )
+            .help(format!(
+                "GitLab reads an unquoted `{}` as a boolean (YAML 1.1): write \"{}\"",
+                s.text, s.text
+            ));
+            None
+        }
+        Psych::Str => Some(s.text.clone()),
+        Psych::Int(_) | Psych::Float(_) => {
+            let text = s.ruby_text();
+            if text != s.text {
+                d.warning(
+                    &n.span,
+                    format!("GitLab reads `{}` as the number {text}, so {what} is \"{text}\"", s.text),
+                )
+                .help(format!("quote it to keep the text: \"{}\"", s.text));
+            }
+            Some(text)
+        }
+    }
+}
+
 /// Cross-job references kept with their spans until every job is known.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct JobRefs {
     /// (job, where, optional)
     pub needs: Vec<(String, Span, bool)>,
     pub dependencies: Vec<(String, Span)>,
     /// Where `stage:` is written, for stage errors.
     pub stage_span: Option<Span>,
+    /// `parallel:`, expanded once every job is converted ([`parallel::expand`]).
+    pub parallel: Option<parallel::Spec>,
 }
 
 /// Convert one resolved (extends + default applied) job.
@@ -336,9 +384,11 @@ pub(crate) fn job(
         resource_group: None,
         parallel: None,
         trigger: None,
+        inherit_variables: None,
     };
     let mut refs = JobRefs::default();
     let mut allow_failure_set = false;
+    let mut start_in_span: Option<Span> = None;
     // A script that is there but wrong is reported as such, not also as missing.
     let mut script_invalid = false;
     for (key, e) in m {
@@ -357,15 +407,6 @@ pub(crate) fn job(
         }
         // `key: null` (or empty) means "not set"; it also blocks inheriting from `default:`.
         if v.is_null() {
-            continue;
-        }
-        if let Some(span) = find_reference(v) {
-            // Without this, the value would be reported as having the wrong type.
-            d.error(span, "`!reference` tags are not supported yet")
-                .help(
-                    "copy the referenced lines in, or use an anchor and alias (`&name` / `*name`)",
-                );
-            script_invalid |= key == "script";
             continue;
         }
         let what = format!("`{key}` of job `{name}`");
@@ -391,8 +432,28 @@ pub(crate) fn job(
             }
             "allow_failure" => {
                 allow_failure_set = true;
-                job.allow_failure = allow_failure(v, &what, &mut job.unsupported, d);
+                match &v.value {
+                    Value::Map(m) => {
+                        job.allow_failure = false;
+                        job.allow_failure_exit_codes = keywords::exit_codes(v, m, &what, d);
+                    }
+                    _ => job.allow_failure = boolean(v, &what, d).unwrap_or(false),
+                }
             }
+            "services" => job.services = keywords::services(v, &what, &mut job.unsupported, d),
+            "retry" => job.retry = keywords::retry(v, &what, &mut job.unsupported, d),
+            "timeout" => job.timeout = keywords::timeout(v, &what, d),
+            "start_in" => {
+                start_in_span = Some(v.span.clone());
+                job.start_in = keywords::start_in(v, &what, d);
+            }
+            "interruptible" => job.interruptible = boolean(v, &what, d).unwrap_or(false),
+            "tags" => job.tags = keywords::tags(v, &what, d),
+            "coverage" => job.coverage = keywords::coverage(v, &what, d),
+            "environment" => job.environment = keywords::environment(v, &what, d),
+            "resource_group" => job.resource_group = string(v, &what, d),
+            "trigger" => job.trigger = keywords::trigger(v, &what, &mut job.unsupported, d),
+            "parallel" => refs.parallel = parallel::parse(v, &what, d),
             "needs" => job.needs = needs(v, &what, &mut refs, &mut job.unsupported, d),
             "dependencies" => {
                 let list = string_list(v, &what, d).unwrap_or_default();
@@ -404,6 +465,16 @@ pub(crate) fn job(
             // "extends" is consumed by the resolver.
             _ => {}
         }
+    }
+    match (&start_in_span, job.when) {
+        (None, When::Delayed) => {
+            d.error(span, format!("job `{name}` is `when: delayed` but has no `start_in`"))
+                .help("add `start_in: 30 minutes` (at most one week)");
+        }
+        (Some(s), w) if w != When::Delayed => {
+            d.error(s, format!("`start_in` of job `{name}` needs `when: delayed`"));
+        }
+        _ => {}
     }
     // GitLab: manual jobs (without rules) may fail without failing the pipeline.
     if !allow_failure_set && job.when == When::Manual {
@@ -417,17 +488,6 @@ pub(crate) fn job(
     }
     check_stage(&job, &refs, stages, d);
     (count_errors(d) == errors_before).then_some((job, refs))
-}
-
-/// Where the first `!reference` tag inside `n` is, if any.
-fn find_reference(n: &Node) -> Option<&Span> {
-    match &n.value {
-        Value::Tagged(tag, _) if tag == "!reference" => Some(&n.span),
-        Value::Tagged(_, inner) => find_reference(inner),
-        Value::Seq(items) => items.iter().find_map(find_reference),
-        Value::Map(m) => m.values().find_map(|e| find_reference(&e.value)),
-        Value::Null | Value::Scalar(_) => None,
-    }
 }
 
 fn count_errors(d: &Diags) -> usize {
@@ -483,7 +543,7 @@ const CACHE_WHEN_CHOICES: &[(&str, CacheWhen)] = &[
 ];
 
 /// Spans of the items of a list (or of the scalar itself), aligned with `string_list` output.
-fn item_spans(n: &Node) -> Vec<Span> {
+pub(crate) fn item_spans(n: &Node) -> Vec<Span> {
     match &n.value {
         Value::Seq(items) => items.iter().map(|i| i.span.clone()).collect(),
         _ => vec![n.span.clone()],
@@ -522,9 +582,20 @@ fn image(
         &["name", "entrypoint", "pull_policy", "docker", "kubernetes"],
         d,
     );
-    for key in ["docker", "kubernetes"] {
-        if let Some(e) = m.get(key) {
-            unsupported.push((format!("image:{key}"), e.key_span.clone()));
+    if let Some(e) = m.get("kubernetes") {
+        unsupported.push(("image:kubernetes".into(), e.key_span.clone()));
+    }
+    let (mut docker_user, mut docker_platform) = (None, None);
+    if let Some(e) = m.get("docker").filter(|e| !e.value.is_null()) {
+        let what = format!("{what} `docker`");
+        if let Some(dm) = map(&e.value, &what, d) {
+            check_keys(dm, &what, &["user", "platform"], d);
+            docker_user = dm
+                .get("user")
+                .and_then(|u| string(&u.value, &format!("{what} `user`"), d));
+            docker_platform = dm
+                .get("platform")
+                .and_then(|p| string(&p.value, &format!("{what} `platform`"), d));
         }
     }
     let name = match m.get("name") {
@@ -540,29 +611,17 @@ fn image(
         }
         _ => None,
     };
-    let mut pull_policy = Vec::new();
-    if let Some(e) = m.get("pull_policy").filter(|e| !e.value.is_null()) {
-        let list = string_list(&e.value, &format!("{what} `pull_policy`"), d)?;
-        for (p, span) in list.iter().zip(item_spans(&e.value)) {
-            match PullPolicy::parse(p) {
-                Some(p) => pull_policy.push(p),
-                None => {
-                    d.error(
-                        &span,
-                        format!(
-                            "{what} `pull_policy` must be always, if-not-present or never, found `{p}`"
-                        ),
-                    );
-                }
-            }
-        }
-    }
+    let pull_policy = m
+        .get("pull_policy")
+        .filter(|e| !e.value.is_null())
+        .map(|e| keywords::pull_policies(&e.value, &format!("{what} `pull_policy`"), d))
+        .unwrap_or_default();
     Some(Image {
         name,
         entrypoint,
         pull_policy,
-        docker_user: None,
-        docker_platform: None,
+        docker_user,
+        docker_platform,
         span: n.span.clone(),
     })
 }
@@ -630,8 +689,30 @@ fn cache(
         let what = format!("{what} `{k}`");
         match k.as_str() {
             "key" => match &v.value {
-                // `key: {files: [...]}` hashes files: not done yet, so use GitLab's default key.
-                Value::Map(_) => unsupported.push(("cache:key:files".into(), e.key_span.clone())),
+                Value::Map(km) => {
+                    check_keys(km, &what, &["files", "prefix"], d);
+                    c.key = km
+                        .get("prefix")
+                        .filter(|p| !p.value.is_null())
+                        .and_then(|p| string(&p.value, &format!("{what} `prefix`"), d))
+                        .unwrap_or_default();
+                    match km.get("files") {
+                        Some(f) => {
+                            let files =
+                                string_list(&f.value, &format!("{what} `files`"), d).unwrap_or_default();
+                            if files.is_empty() || files.len() > 2 {
+                                d.error(
+                                    &f.value.span,
+                                    format!("{what} `files` must list one or two files, found {}", files.len()),
+                                );
+                            }
+                            c.key_files = files;
+                        }
+                        None => {
+                            d.error(&v.span, format!("{what} as a map needs `files`"));
+                        }
+                    }
+                }
                 _ => c.key = string(v, &what, d).unwrap_or(c.key),
             },
             "paths" => c.paths = string_list(v, &what, d).unwrap_or_default(),
@@ -658,7 +739,13 @@ fn cache(
             "when" => {
                 c.when = one_of(v, &what, CACHE_WHEN_CHOICES, d).unwrap_or(CacheWhen::OnSuccess);
             }
-            "fallback_keys" | "unprotect" => {
+            "fallback_keys" => {
+                c.fallback_keys = string_list(v, &what, d).unwrap_or_default();
+                if c.fallback_keys.len() > 5 {
+                    d.error(&v.span, format!("{what} lists more than 5 keys (GitLab's limit)"));
+                }
+            }
+            "unprotect" => {
                 unsupported.push((format!("cache:{k}"), e.key_span.clone()));
             }
             _ => {}
@@ -717,7 +804,8 @@ fn artifacts(
             }
             "name" => a.name = string(v, &what, d),
             "expire_in" => a.expire_in = string(v, &what, d),
-            "expose_as" | "reports" | "public" | "access" => {
+            "reports" => reports(v, &what, &mut a, d),
+            "expose_as" | "public" | "access" => {
                 unsupported.push((format!("artifacts:{k}"), e.key_span.clone()));
             }
             _ => {}
@@ -726,22 +814,35 @@ fn artifacts(
     Some(a)
 }
 
-fn allow_failure(
-    n: &Node,
-    what: &str,
-    unsupported: &mut Vec<(String, Span)>,
-    d: &mut Diags,
-) -> bool {
-    match &n.value {
-        Value::Map(m) => {
-            check_keys(m, what, &["exit_codes"], d);
-            if let Some(e) = m.get("exit_codes") {
-                // Only some exit codes may fail; until that is supported, any failure may.
-                unsupported.push(("allow_failure:exit_codes".into(), e.key_span.clone()));
-            }
-            true
+/// `artifacts: reports:`: `dotenv` files feed later jobs; the other reports' paths are kept with
+/// the artifacts.
+fn reports(n: &Node, what: &str, a: &mut Artifacts, d: &mut Diags) {
+    let Some(m) = map(n, what, d) else {
+        return;
+    };
+    for (k, e) in m {
+        let what = format!("{what} `{k}`");
+        let v = &e.value;
+        if v.is_null() {
+            continue;
         }
-        _ => boolean(n, what, d).unwrap_or(false),
+        match (k.as_str(), &v.value) {
+            ("dotenv", _) => a
+                .reports_dotenv
+                .extend(string_list(v, &what, d).unwrap_or_default()),
+            // `coverage_report: {coverage_format, path}`.
+            (_, Value::Map(rm)) => match rm.get("path") {
+                Some(p) => a
+                    .reports_other
+                    .extend(string_list(&p.value, &format!("{what} `path`"), d).unwrap_or_default()),
+                None => {
+                    d.error(&v.span, format!("{what} needs `path`"));
+                }
+            },
+            _ => a
+                .reports_other
+                .extend(string_list(v, &what, d).unwrap_or_default()),
+        }
     }
 }
 

@@ -8,9 +8,14 @@
 
 mod convert;
 mod diagnostic;
-pub mod expr;
+mod duration;
+mod emit;
+mod include;
+mod keywords;
 pub mod model;
+mod parallel;
 mod pipeline;
+mod reference;
 mod suggest;
 mod variables_file;
 mod yaml;
@@ -18,10 +23,30 @@ mod yaml;
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::*;
 
-/// Where wharf-ci gets file contents from. Paths are as written in the pipeline (`include:local`
-/// later) or as given for the main file.
+/// Where wharf-ci gets file contents from. Paths are project-relative: as given for the main file,
+/// or as written in `include:local` (without its leading `/`).
 pub trait Loader {
     fn load(&self, path: &str) -> Result<String, std::io::Error>;
+
+    /// Every file of the project, as project-relative paths with `/` separators. Needed for
+    /// `include:local` wildcards and `include` `rules:exists`; loaders that cannot list files
+    /// keep this default, and those features then report that they are unavailable.
+    fn list_files(&self) -> Result<Vec<String>, std::io::Error> {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::Unsupported,
+            "this loader cannot list project files",
+        ))
+    }
+}
+
+/// What loading may depend on besides the files.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Variables known before the pipeline is read (CLI `--variable`s, the variables file,
+    /// predefined `CI_*`); of two entries with one name, the later wins. `include`
+    /// `rules:if` and `$VAR`s in include paths see these, as GitLab's includes see project and
+    /// predefined variables (not the pipeline's own `variables:`).
+    pub variables: Vec<(String, String)>,
 }
 
 /// A parsed pipeline with its warnings (errors make it an `Err`).
@@ -31,20 +56,44 @@ pub struct Loaded {
     pub warnings: Vec<Diagnostic>,
 }
 
-/// Load and validate the pipeline whose main file is `path`.
+/// Load and validate the pipeline whose main file is `path`, with no variables known up front.
 pub fn load_pipeline(path: &str, loader: &dyn Loader) -> Result<Loaded, Diagnostics> {
-    let text = loader.load(path).map_err(|e| {
-        Diagnostics(vec![Diagnostic::error(
-            None,
-            format!("cannot read {path}: {e}"),
-        )])
-    })?;
+    load_pipeline_with(path, loader, &LoadOptions::default())
+}
+
+/// Load and validate the pipeline whose main file is `path`.
+pub fn load_pipeline_with(
+    path: &str,
+    loader: &dyn Loader,
+    options: &LoadOptions,
+) -> Result<Loaded, Diagnostics> {
     let mut d = diagnostic::Diags::default();
-    let pipeline = pipeline::load(path, &text, &mut d);
+    let pipeline = pipeline::load(path, loader, options, &mut d);
     match pipeline {
         Some(pipeline) if !d.has_errors() => Ok(Loaded {
             pipeline,
             warnings: d.0,
+        }),
+        _ => Err(errors_first(d)),
+    }
+}
+
+/// The fully merged configuration, as GitLab's "merged YAML" view shows it: includes merged,
+/// anchors and merge keys applied, `extends` and `!reference` resolved; hidden jobs are kept and
+/// `default:` is not copied into jobs. Ends with a newline.
+pub fn merged_yaml(
+    path: &str,
+    loader: &dyn Loader,
+    options: &LoadOptions,
+) -> Result<String, Diagnostics> {
+    let mut d = diagnostic::Diags::default();
+    let config = pipeline::config(path, loader, options, &mut d);
+    match config {
+        Some(config) if !d.has_errors() => emit::to_yaml(&config.root).map_err(|e| {
+            Diagnostics(vec![Diagnostic::error(
+                None,
+                format!("cannot write the merged YAML: {e}"),
+            )])
         }),
         _ => Err(errors_first(d)),
     }

@@ -67,8 +67,11 @@ pub struct Job {
     pub when: When,
     pub allow_failure: bool,
     /// `needs:`; `None` when absent (stage ordering applies), `Some(vec![])` for `needs: []`.
+    /// A need of a `parallel:` job is already replaced by one need per instance (`test 1/2`,
+    /// `test 2/2`), so every name here is the name of a job in [`Pipeline::jobs`].
     pub needs: Option<Vec<Need>>,
-    /// `dependencies:`; `None` when absent (all artifacts of earlier stages).
+    /// `dependencies:`; `None` when absent (all artifacts of earlier stages). Like `needs`,
+    /// names of `parallel:` jobs are replaced by their instances' names.
     pub dependencies: Option<Vec<String>>,
     /// Keywords that are valid GitLab but not acted on yet, with where they are written, so the
     /// runner can say so instead of silently ignoring them.
@@ -81,7 +84,8 @@ pub struct Job {
     /// rules is `only: [branches, tags]`, which is always true locally.
     pub only: Option<OnlyExcept>,
     pub except: Option<OnlyExcept>,
-    /// `allow_failure: {exit_codes: [...]}`: only these exit codes are allowed to fail.
+    /// `allow_failure: {exit_codes: [...]}`: only these exit codes are allowed to fail
+    /// (`allow_failure` is then `false`: any other failure fails the pipeline).
     pub allow_failure_exit_codes: Vec<i64>,
     /// `when: delayed` + `start_in`.
     pub start_in: Option<std::time::Duration>,
@@ -101,6 +105,10 @@ pub struct Job {
     pub parallel: Option<ParallelInstance>,
     /// `trigger:` with local includes: a child pipeline.
     pub trigger: Option<Trigger>,
+    /// `inherit: variables:`: which global `variables:` the job sees. `None` = all of them
+    /// (GitLab's default), `Some(names)` = only those (`inherit: variables: false` gives an empty
+    /// list). `inherit: default:` is already applied to the job's fields.
+    pub inherit_variables: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,7 +167,9 @@ pub struct Retry {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParallelInstance {
-    /// The job's name as written (what `needs:` of other jobs refers to).
+    /// The job's name as written (what `needs:` of other jobs named; those needs are already
+    /// expanded to every instance). `needs: {job, parallel: {matrix}}` (one instance) is not
+    /// supported yet: it is recorded in `Job::unsupported` and needs every instance.
     pub base_name: String,
     /// 1-based, for `CI_NODE_INDEX`.
     pub index: u32,
@@ -218,11 +228,14 @@ impl PullPolicy {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cache {
-    /// Unexpanded key; GitLab's default is `default`.
+    /// Unexpanded key; GitLab's default is `default`. With `key: {files, prefix}` this is the
+    /// prefix (empty without `prefix:`).
     pub key: String,
-    /// `key: {files: [...]}`: the key is a hash of these files' contents (with `key` as prefix
-    /// when `prefix:` is given).
+    /// `key: {files: [...]}` (one or two files): the key is a hash of these files' contents,
+    /// after `key` (the prefix) and a `-` when there is a prefix. GitLab uses `default` (with
+    /// the prefix) when none of the files exists.
     pub key_files: Vec<String>,
+    /// `fallback_keys:` (at most 5), tried in order when `key` has no cache.
     pub fallback_keys: Vec<String>,
     pub paths: Vec<String>,
     pub untracked: bool,

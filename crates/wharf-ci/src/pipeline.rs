@@ -1,11 +1,13 @@
-//! Stage 2: the top-level document -> resolved job trees (`extends`, then `default:`), then
-//! stage 3 ([`crate::convert`]) per job and the checks that need every job (`needs`,
-//! `dependencies`). Later GitLab features (`include`, `!reference`, `rules`) slot in here as
-//! further passes over the resolved trees.
+//! Stage 2: the main file -> [`Config`]: `include` merged (see [`crate::include`]), `extends`
+//! resolved per job (deep merge, depth 11, cycles), `!reference` resolved (see
+//! [`crate::reference`]). Then per visible job `default:` (filtered by `inherit:`), stage 3
+//! ([`crate::convert`]), `parallel:` expansion, and the checks that need every job (`needs`,
+//! `dependencies`).
 
 use crate::convert::{self, JobRefs};
 use crate::diagnostic::{Diagnostic, Diags};
 use crate::model::{Job, Pipeline, Span};
+use crate::{LoadOptions, Loader, include, keywords, parallel, reference};
 use crate::suggest::did_you_mean;
 use crate::yaml::{self, Entry, Map, Node, Value};
 use std::collections::HashMap;
@@ -26,21 +28,7 @@ const GLOBAL_KEYWORDS: &[&str] = &[
 ];
 
 /// Keys `default:` may set; each is inherited whole by jobs that do not set it.
-const DEFAULT_KEYWORDS: &[&str] = &[
-    "after_script",
-    "artifacts",
-    "before_script",
-    "cache",
-    "hooks",
-    "id_tokens",
-    "identity",
-    "image",
-    "interruptible",
-    "retry",
-    "services",
-    "tags",
-    "timeout",
-];
+use crate::keywords::DEFAULT_KEYWORDS;
 
 /// Top-level keys GitLab still reads as defaults (deprecated in favour of `default:`).
 const LEGACY_DEFAULT_KEYWORDS: &[&str] = &[
@@ -58,8 +46,21 @@ const MAX_EXTENDS_DEPTH: usize = 11;
 /// template multiply it, like aliases do.
 const MAX_RESOLVED_NODES: usize = 2_000_000;
 
-pub(crate) fn load(file: &str, text: &str, d: &mut Diags) -> Option<Pipeline> {
-    let docs = yaml::parse(file, text, d)?;
+/// The whole configuration after `include`, `extends` and `!reference`, as GitLab has it before
+/// building jobs: every top-level key in order, hidden jobs included, `extends` applied and
+/// removed, `default:` not yet copied into jobs.
+pub(crate) struct Config {
+    pub root: Map,
+    /// The start of the main file (for diagnostics about the whole pipeline).
+    pub start: Span,
+}
+
+pub(crate) fn config(
+    file: &str,
+    loader: &dyn Loader,
+    options: &LoadOptions,
+    d: &mut Diags,
+) -> Option<Config> {
     let start = Span {
         file: file.to_string(),
         line: 1,
@@ -67,6 +68,67 @@ pub(crate) fn load(file: &str, text: &str, d: &mut Diags) -> Option<Pipeline> {
         offset: 0,
         len: 0,
     };
+    let text = match loader.load(file) {
+        Ok(text) => text,
+        Err(e) => {
+            d.push(Diagnostic::error(None, format!("cannot read {file}: {e}")));
+            return None;
+        }
+    };
+    let root = document_map(file, &text, &start, d)?;
+    let root = include::Includer::new(loader, &options.variables, d).expand(root, file);
+
+    let mut resolver = Resolver {
+        root: &root,
+        memo: HashMap::new(),
+        d,
+    };
+    let mut resolved = Map::new();
+    let mut total_nodes = 0usize;
+    for (name, e) in &root {
+        if !is_job_key(name) || e.value.as_map().is_none() {
+            resolved.insert(name.clone(), e.clone());
+            continue;
+        }
+        // A job whose `extends` failed is left out; the failure is already reported.
+        let Some(job) = resolver.resolve(name, &mut Vec::new()) else {
+            continue;
+        };
+        total_nodes += job.values().map(|e| e.value.count() + 1).sum::<usize>();
+        if total_nodes > MAX_RESOLVED_NODES {
+            resolver.d.error(
+                &e.key_span,
+                format!("the pipeline expands to more than {MAX_RESOLVED_NODES} YAML nodes"),
+            );
+            return None;
+        }
+        let value = Node {
+            span: e.value.span.clone(),
+            value: Value::Map(job),
+        };
+        resolved.insert(
+            name.clone(),
+            Entry {
+                key_span: e.key_span.clone(),
+                value,
+            },
+        );
+    }
+    reference::resolve(&mut resolved, d);
+    Some(Config {
+        root: resolved,
+        start,
+    })
+}
+
+/// Top-level keys that name jobs (visible or hidden).
+fn is_job_key(name: &str) -> bool {
+    !GLOBAL_KEYWORDS.contains(&name)
+}
+
+/// The main file's single document, which must be a map.
+fn document_map(file: &str, text: &str, start: &Span, d: &mut Diags) -> Option<Map> {
+    let docs = yaml::parse(file, text, d)?;
     let root = match docs.as_slice() {
         [] => None,
         [doc] => Some(doc),
@@ -90,12 +152,18 @@ pub(crate) fn load(file: &str, text: &str, d: &mut Diags) -> Option<Pipeline> {
         );
         return None;
     };
+    Some(root.clone())
+}
 
-    if let Some(e) = root.get("include") {
-        d.error(&e.key_span, "`include` is not supported yet").help(
-            "wharf would run a different pipeline without the included files; inline them for now",
-        );
-    }
+pub(crate) fn load(
+    file: &str,
+    loader: &dyn Loader,
+    options: &LoadOptions,
+    d: &mut Diags,
+) -> Option<Pipeline> {
+    let Config { root, start } = config(file, loader, options, d)?;
+    let root = &root;
+
     if let Some(e) = root.get("workflow") {
         d.warning(
             &e.key_span,
@@ -110,19 +178,13 @@ pub(crate) fn load(file: &str, text: &str, d: &mut Diags) -> Option<Pipeline> {
         .unwrap_or_default();
     let default = default_map(root, d);
 
-    let mut resolver = Resolver {
-        root,
-        memo: HashMap::new(),
-        d,
-    };
     let mut converted: Vec<(Job, JobRefs)> = Vec::new();
-    let mut total_nodes = 0usize;
     for (name, e) in root {
         if GLOBAL_KEYWORDS.contains(&name.as_str()) || name.starts_with('.') {
             continue;
         }
-        if e.value.as_map().is_none() {
-            let err = resolver.d.error(
+        let Some(own) = e.value.as_map() else {
+            let err = d.error(
                 &e.key_span,
                 format!(
                     "`{name}` is not a keyword, so it is a job, and a job must be a map, found {}",
@@ -131,27 +193,20 @@ pub(crate) fn load(file: &str, text: &str, d: &mut Diags) -> Option<Pipeline> {
             );
             err.help_opt(did_you_mean(name, GLOBAL_KEYWORDS.iter().copied()));
             continue;
-        }
-        let Some(mut job) = resolver.resolve(name, &mut Vec::new()) else {
-            continue;
         };
+        let inherit = keywords::inherit(own.get("inherit"), name, d);
+        let mut job = own.clone();
         for (k, v) in &default {
-            if !job.contains_key(k) {
+            if inherit.default.allows(k) && !job.contains_key(k) {
                 job.insert(k.clone(), v.clone());
             }
         }
-        total_nodes += job.values().map(|e| e.value.count() + 1).sum::<usize>();
-        if total_nodes > MAX_RESOLVED_NODES {
-            resolver.d.error(
-                &e.key_span,
-                format!("the pipeline expands to more than {MAX_RESOLVED_NODES} YAML nodes"),
-            );
-            return None;
-        }
-        if let Some(j) = convert::job(name, &e.key_span, &job, &stages, resolver.d) {
-            converted.push(j);
+        if let Some((mut j, refs)) = convert::job(name, &e.key_span, &job, &stages, d) {
+            j.inherit_variables = inherit.variables.into_option();
+            converted.push((j, refs));
         }
     }
+    let mut converted = parallel::expand(converted, d);
     check_references(&mut converted, &stages, d);
     if converted.is_empty() && !d.has_errors() {
         d.push(Diagnostic::error(
@@ -246,14 +301,23 @@ fn default_map(root: &Map, d: &mut Diags) -> Map {
 /// Resolves `extends` with memoisation, so each template is merged once.
 struct Resolver<'a, 'd> {
     root: &'a Map,
-    /// `None` when resolving failed (already reported).
-    memo: HashMap<String, Option<Map>>,
+    /// `None` when resolving failed (already reported); else the merged job and its longest
+    /// `extends` chain (the job first), for the depth limit.
+    memo: HashMap<String, Option<(Map, Vec<String>)>>,
     d: &'d mut Diags,
 }
 
 impl Resolver<'_, '_> {
     /// The job `name` with everything it extends merged in (its own keys win), without `extends`.
     fn resolve(&mut self, name: &str, chain: &mut Vec<String>) -> Option<Map> {
+        self.resolve_with_depth(name, chain).map(|(m, _)| m)
+    }
+
+    fn resolve_with_depth(
+        &mut self,
+        name: &str,
+        chain: &mut Vec<String>,
+    ) -> Option<(Map, Vec<String>)> {
         if let Some(done) = self.memo.get(name) {
             return done.clone();
         }
@@ -266,9 +330,14 @@ impl Resolver<'_, '_> {
         result
     }
 
-    fn resolve_uncached(&mut self, name: &str, own: &Map, chain: &mut Vec<String>) -> Option<Map> {
+    fn resolve_uncached(
+        &mut self,
+        name: &str,
+        own: &Map,
+        chain: &mut Vec<String>,
+    ) -> Option<(Map, Vec<String>)> {
         let Some(ext) = own.get("extends").filter(|e| !e.value.is_null()) else {
-            return Some(own.clone());
+            return Some((own.clone(), vec![name.to_string()]));
         };
         let targets: Vec<(String, Span)> = match &ext.value.value {
             Value::Scalar(s) => vec![(s.text.clone(), ext.value.span.clone())],
@@ -303,6 +372,7 @@ impl Resolver<'_, '_> {
             }
         };
         let mut merged = Map::new();
+        let mut longest = vec![name.to_string()];
         let mut ok = true;
         for (target, span) in targets {
             if chain.contains(&target) {
@@ -310,18 +380,6 @@ impl Resolver<'_, '_> {
                 cycle.push(target.clone());
                 self.d
                     .error(&span, format!("circular `extends`: {}", cycle.join(" -> ")));
-                ok = false;
-                continue;
-            }
-            // `chain` holds the job itself plus one entry per level already followed.
-            if chain.len() > MAX_EXTENDS_DEPTH {
-                self.d.error(
-                    &span,
-                    format!(
-                        "`extends` is nested too deeply (more than {MAX_EXTENDS_DEPTH} levels): {} -> {target}",
-                        chain.join(" -> ")
-                    ),
-                );
                 ok = false;
                 continue;
             }
@@ -347,8 +405,24 @@ impl Resolver<'_, '_> {
                     );
                     ok = false;
                 }
-                Some(_) => match self.resolve(&target, chain) {
-                    Some(base) => merged = deep_merge(&merged, &base),
+                Some(_) => match self.resolve_with_depth(&target, chain) {
+                    // A chain of N names is N - 1 levels of `extends`.
+                    Some((_, path)) if path.len() > MAX_EXTENDS_DEPTH => {
+                        self.d.error(
+                            &span,
+                            format!(
+                                "`extends` is nested too deeply (more than {MAX_EXTENDS_DEPTH} levels): {name} -> {}",
+                                path.join(" -> ")
+                            ),
+                        );
+                        ok = false;
+                    }
+                    Some((base, path)) => {
+                        if path.len() + 1 > longest.len() {
+                            longest = std::iter::once(name.to_string()).chain(path).collect();
+                        }
+                        merged = deep_merge(&merged, &base);
+                    }
                     None => ok = false,
                 },
             }
@@ -358,13 +432,13 @@ impl Resolver<'_, '_> {
         }
         let mut own = own.clone();
         own.shift_remove("extends");
-        Some(deep_merge(&merged, &own))
+        Some((deep_merge(&merged, &own), longest))
     }
 }
 
 /// GitLab's `extends` merge: maps merge recursively with `over` winning; anything else
 /// (including lists) is replaced by `over`'s value.
-fn deep_merge(base: &Map, over: &Map) -> Map {
+pub(crate) fn deep_merge(base: &Map, over: &Map) -> Map {
     let mut out = base.clone();
     for (k, e) in over {
         let merged = match (out.get(k).map(|b| &b.value.value), &e.value.value) {

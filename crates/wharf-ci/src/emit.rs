@@ -1,0 +1,62 @@
+//! The resolved configuration tree back to YAML text (for `wharf config`), with saphyr's emitter.
+
+use crate::yaml::{Map, Node, Value};
+use saphyr::{Scalar as YScalar, ScalarStyle, Yaml};
+use std::borrow::Cow;
+
+pub(crate) fn to_yaml(root: &Map) -> Result<String, saphyr::EmitError> {
+    let doc = map(root);
+    let mut out = String::new();
+    let mut emitter = saphyr::YamlEmitter::new(&mut out);
+    emitter.multiline(true);
+    emitter.dump(&doc)?;
+    // The emitter writes a `---` header and no final newline.
+    let body = out.strip_prefix("---\n").unwrap_or(&out).to_string();
+    Ok(if body.ends_with('\n') { body } else { body + "\n" })
+}
+
+fn map(m: &Map) -> Yaml<'static> {
+    let mut out = saphyr::Mapping::new();
+    for (k, e) in m {
+        out.insert(Yaml::Value(YScalar::String(Cow::Owned(k.clone()))), node(&e.value));
+    }
+    Yaml::Mapping(out)
+}
+
+fn node(n: &Node) -> Yaml<'static> {
+    match &n.value {
+        Value::Null => Yaml::Value(YScalar::Null),
+        // Plain scalars are written as they were (so `1.10`, `yes` and `on` keep the meaning
+        // GitLab gives them); their text cannot need quoting, since it was valid plain YAML.
+        // Multi-line or indicator-leading text (possible only from flow context) is quoted.
+        Value::Scalar(s) if s.plain && plain_safe(&s.text) => {
+            Yaml::Representation(Cow::Owned(s.text.clone()), ScalarStyle::Plain, None)
+        }
+        Value::Scalar(s) => Yaml::Value(YScalar::String(Cow::Owned(s.text.clone()))),
+        Value::Seq(items) => Yaml::Sequence(items.iter().map(node).collect()),
+        Value::Map(m) => map(m),
+        Value::Tagged(tag, inner) => {
+            let (handle, suffix) = match tag.strip_prefix('!') {
+                Some(rest) => ("!".to_string(), rest.to_string()),
+                None => (String::new(), tag.clone()),
+            };
+            Yaml::Tagged(
+                Cow::Owned(saphyr::Tag { handle, suffix }),
+                Box::new(node(inner)),
+            )
+        }
+    }
+}
+
+/// Whether `text`, read as a plain scalar in block context, is `text` again.
+fn plain_safe(text: &str) -> bool {
+    !text.is_empty()
+        && !text.contains(['\n', '#'])
+        && !text.contains(": ")
+        && !text.ends_with(':')
+        && !text.starts_with([
+            '-', '?', ':', ',', '[', ']', '{', '}', '&', '*', '!', '|', '>', '\'', '"', '%', '@',
+            '`', ' ',
+        ])
+        && !text.ends_with(' ')
+}

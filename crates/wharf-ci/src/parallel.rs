@@ -1,0 +1,222 @@
+//! `parallel: N` and `parallel: matrix`, expanded into one job per instance, named as GitLab
+//! names them (`test 1/3`, `deploy: [aws, app1]`). `needs:` and `dependencies:` of other jobs that
+//! name the job as written are rewritten to every instance, so the runner only ever sees real
+//! job names.
+
+use crate::convert::JobRefs;
+use crate::diagnostic::Diags;
+use crate::model::{Job, Need, ParallelInstance, Span, Variable};
+use crate::yaml::{Node, Value};
+use std::collections::HashMap;
+
+/// GitLab's bounds: `parallel: N` is 2..=200 and a matrix makes at most 200 jobs.
+const MIN_PARALLEL: u32 = 2;
+const MAX_PARALLEL: u32 = 200;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Spec {
+    Count(u32),
+    /// Each instance's variables, in order (name, value, where the value is written).
+    Matrix(Vec<Vec<(String, String, Span)>>),
+}
+
+pub(crate) fn parse(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
+    match &n.value {
+        Value::Scalar(_) => {
+            let v = crate::keywords::integer(n, what, d)?;
+            match u32::try_from(v) {
+                Ok(v) if (MIN_PARALLEL..=MAX_PARALLEL).contains(&v) => Some(Spec::Count(v)),
+                _ => {
+                    d.error(
+                        &n.span,
+                        format!("{what} must be between {MIN_PARALLEL} and {MAX_PARALLEL}, found {v}"),
+                    );
+                    None
+                }
+            }
+        }
+        Value::Map(m) => {
+            crate::convert::check_keys(m, what, &["matrix"], d);
+            let e = m.get("matrix")?;
+            matrix(&e.value, &format!("{what} `matrix`"), d)
+        }
+        _ => {
+            d.error(
+                &n.span,
+                format!("{what} must be a number or `matrix:`, found {}", n.kind()),
+            );
+            None
+        }
+    }
+}
+
+fn matrix(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
+    let Value::Seq(entries) = &n.value else {
+        d.error(&n.span, format!("{what} must be a list of maps, found {}", n.kind()));
+        return None;
+    };
+    let mut instances: Vec<Vec<(String, String, Span)>> = Vec::new();
+    let mut ok = true;
+    for entry in entries {
+        let Some(m) = entry.as_map() else {
+            d.error(&entry.span, format!("{what} entries must be maps of variables, found {}", entry.kind()));
+            ok = false;
+            continue;
+        };
+        // The cartesian product of this entry, the first variable varying slowest.
+        let mut product: Vec<Vec<(String, String, Span)>> = vec![Vec::new()];
+        for (name, e) in m {
+            let values: Vec<(String, Span)> = match &e.value.value {
+                Value::Scalar(s) => vec![(s.ruby_text(), e.value.span.clone())],
+                Value::Seq(items) => {
+                    let mut vals = Vec::new();
+                    for i in items {
+                        match &i.value {
+                            Value::Scalar(s) => vals.push((s.ruby_text(), i.span.clone())),
+                            _ => {
+                                d.error(&i.span, format!("{what} values must be strings, found {}", i.kind()));
+                                ok = false;
+                            }
+                        }
+                    }
+                    vals
+                }
+                _ => {
+                    d.error(
+                        &e.value.span,
+                        format!("{what} `{name}` must be a string or a list of strings, found {}", e.value.kind()),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            product = product
+                .into_iter()
+                .flat_map(|prefix| {
+                    values.iter().map(move |(v, span)| {
+                        let mut next = prefix.clone();
+                        next.push((name.clone(), v.clone(), span.clone()));
+                        next
+                    })
+                })
+                .collect();
+            if product.len() > MAX_PARALLEL as usize {
+                break;
+            }
+        }
+        instances.extend(product.into_iter().filter(|p| !p.is_empty()));
+        if instances.len() > MAX_PARALLEL as usize {
+            d.error(&n.span, format!("{what} makes more than {MAX_PARALLEL} jobs (GitLab's limit)"));
+            return None;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    if instances.is_empty() {
+        d.error(&n.span, format!("{what} makes no jobs"));
+        return None;
+    }
+    Some(Spec::Matrix(instances))
+}
+
+/// Replace each parallel job by its instances, then point `needs`/`dependencies` at them.
+pub(crate) fn expand(jobs: Vec<(Job, JobRefs)>, d: &mut Diags) -> Vec<(Job, JobRefs)> {
+    let mut out = Vec::with_capacity(jobs.len());
+    let mut instances_of: HashMap<String, Vec<String>> = HashMap::new();
+    for (job, mut refs) in jobs {
+        let Some(spec) = refs.parallel.take() else {
+            out.push((job, refs));
+            continue;
+        };
+        let named: Vec<(String, Vec<Variable>)> = match spec {
+            Spec::Count(n) => (1..=n)
+                .map(|i| (format!("{} {i}/{n}", job.name), Vec::new()))
+                .collect(),
+            Spec::Matrix(list) => list
+                .into_iter()
+                .map(|vars| {
+                    let values: Vec<&str> = vars.iter().map(|(_, v, _)| v.as_str()).collect();
+                    let name = format!("{}: [{}]", job.name, values.join(", "));
+                    let vars = vars
+                        .into_iter()
+                        .map(|(name, value, span)| Variable {
+                            name,
+                            value,
+                            expand: true,
+                            span: Some(span),
+                        })
+                        .collect();
+                    (name, vars)
+                })
+                .collect(),
+        };
+        let total = u32::try_from(named.len()).unwrap_or(u32::MAX);
+        let mut names = Vec::new();
+        for (i, (name, vars)) in named.into_iter().enumerate() {
+            if names.contains(&name) {
+                d.error(&job.span, format!("`parallel: matrix` of `{}` makes the job `{name}` twice", job.name));
+                continue;
+            }
+            let mut instance = job.clone();
+            instance.name = name.clone();
+            // Matrix variables win over the job's own, as in GitLab.
+            instance.variables.retain(|v| !vars.iter().any(|m| m.name == v.name));
+            instance.variables.extend(vars);
+            instance.parallel = Some(ParallelInstance {
+                base_name: job.name.clone(),
+                index: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                total,
+            });
+            names.push(name);
+            out.push((instance, refs.clone()));
+        }
+        instances_of.insert(job.name.clone(), names);
+    }
+    if instances_of.is_empty() {
+        return out;
+    }
+    for (job, refs) in &mut out {
+        if let Some(needs) = &mut job.needs {
+            *needs = needs
+                .drain(..)
+                .flat_map(|n| match instances_of.get(&n.job) {
+                    Some(names) => names
+                        .iter()
+                        .map(|name| Need {
+                            job: name.clone(),
+                            ..n.clone()
+                        })
+                        .collect(),
+                    None => vec![n],
+                })
+                .collect();
+        }
+        if let Some(deps) = &mut job.dependencies {
+            *deps = deps
+                .drain(..)
+                .flat_map(|dep| match instances_of.get(&dep) {
+                    Some(names) => names.clone(),
+                    None => vec![dep],
+                })
+                .collect();
+        }
+        refs.needs = refs
+            .needs
+            .drain(..)
+            .flat_map(|(name, span, optional)| match instances_of.get(&name) {
+                Some(names) => names.iter().map(|n| (n.clone(), span.clone(), optional)).collect(),
+                None => vec![(name, span, optional)],
+            })
+            .collect();
+        refs.dependencies = refs
+            .dependencies
+            .drain(..)
+            .flat_map(|(name, span)| match instances_of.get(&name) {
+                Some(names) => names.iter().map(|n| (n.clone(), span.clone())).collect(),
+                None => vec![(name, span)],
+            })
+            .collect();
+    }
+    out
+}
