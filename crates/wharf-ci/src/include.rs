@@ -488,9 +488,16 @@ impl<'a, 'd> Includer<'a, 'd> {
 }
 
 /// Evaluate a rules `if:` against the load-time variables (later entries win).
-// Switches to `crate::expr` (parse + evaluate) once that module is committed.
-fn eval_if(_src: &str, _variables: &[(String, String)]) -> Result<bool, String> {
-    Err("`if:` in `include` rules is not supported yet".to_string())
+fn eval_if(src: &str, variables: &[(String, String)]) -> Result<bool, String> {
+    let expr = crate::expr::parse(src).map_err(|e| e.to_string())?;
+    let lookup = |name: &str| {
+        variables
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    Ok(expr.evaluate(&lookup))
 }
 
 /// Rules may splice in lists from `!reference`: flatten one level.

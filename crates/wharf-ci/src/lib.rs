@@ -10,6 +10,7 @@ mod convert;
 mod diagnostic;
 mod duration;
 mod emit;
+pub mod expr;
 mod include;
 mod keywords;
 pub mod model;
