@@ -13,6 +13,54 @@ impl Loader for Mem {
             .cloned()
             .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, path.to_string()))
     }
+    fn list_files(&self) -> Result<Vec<String>, std::io::Error> {
+        Ok(self.0.keys().cloned().collect())
+    }
+}
+
+fn mem(files: &[(&str, &str)]) -> Mem {
+    Mem(files
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+/// Load `files` (the first is the main file) with `vars` known up front.
+fn load_files(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Result<Loaded, Diagnostics> {
+    let options = LoadOptions {
+        variables: vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    load_pipeline_with(files[0].0, &mem(files), &options)
+}
+
+fn ok_files(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Pipeline {
+    match load_files(files, vars) {
+        Ok(l) => l.pipeline,
+        Err(e) => panic!("expected success, got:\n{e}"),
+    }
+}
+
+/// `file:line:col: message` of each error.
+fn brief_files(files: &[(&str, &str)]) -> Vec<String> {
+    match load_files(files, &[]) {
+        Ok(l) => panic!("expected errors, got {:#?}", l.pipeline),
+        Err(e) => e
+            .0
+            .iter()
+            .filter(|d| d.is_error())
+            .map(|d| match &d.span {
+                Some(s) => format!("{s}: {}", d.message),
+                None => d.message.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn names(p: &Pipeline) -> Vec<&str> {
+    p.jobs.iter().map(|j| j.name.as_str()).collect()
 }
 
 const FILE: &str = ".gitlab-ci.yml";
@@ -832,4 +880,446 @@ fn duplicate_keys_and_crlf() {
     assert!(e[0].contains("duplicate"), "{e:?}");
     let e = brief("j:\r\n  script: [a]\r\n  stage: nope\r\n");
     assert_eq!(e, ["3:10: stage `nope` of job `j` is not in `stages`"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// include
+
+#[test]
+fn include_forms_and_merge_order() {
+    // Bare string, `local:` map (leading `/` allowed), list; a later include wins over an earlier
+    // one; the including file wins over both; maps deep-merge, lists are replaced.
+    let p = ok_files(
+        &[
+            (
+                FILE,
+                "include:\n  - a.yml\n  - local: /b.yml\nvariables: {MAIN: m, SHARED: main}\nshared:\n  script: [main]\n",
+            ),
+            (
+                "a.yml",
+                "variables: {A: a, SHARED: a}\nshared:\n  stage: build\n  script: [a]\n  variables: {X: a, Y: a}\nfrom_a:\n  script: [a]\n",
+            ),
+            (
+                "b.yml",
+                "shared:\n  variables: {Y: b}\n  script: [b]\n",
+            ),
+        ],
+        &[],
+    );
+    assert_eq!(
+        vars(&p.variables),
+        [("A", "a"), ("SHARED", "main"), ("MAIN", "m")]
+    );
+    let shared = job(&p, "shared");
+    assert_eq!(shared.script, ["main"]);
+    assert_eq!(shared.stage, "build");
+    assert_eq!(vars(&shared.variables), [("X", "a"), ("Y", "b")]);
+    // Included jobs come first, as in GitLab's merged hash.
+    assert_eq!(names(&p), ["shared", "from_a"]);
+    // Spans of included content carry the included file's path.
+    let from_a = job(&p, "from_a");
+    assert_eq!(from_a.span.to_string(), "a.yml:6:1");
+    assert_eq!(shared.variables[0].span.as_ref().unwrap().file, "a.yml");
+}
+
+#[test]
+fn include_wildcards_follow_gitlab() {
+    let files = [
+        (FILE, ""),
+        ("configs/a.yml", "ja: {script: [a]}\n"),
+        ("configs/b.yml", "jb: {script: [b]}\n"),
+        ("configs/sub/c.yml", "jc: {script: [c]}\n"),
+        ("configs/d.yaml", "jd: {script: [d]}\n"),
+    ];
+    let cases: &[(&str, &[&str])] = &[
+        ("include: 'configs/*.yml'\n", &["ja", "jb"]),
+        ("include: 'configs/**.yml'\n", &["ja", "jb", "jc"]),
+        ("include: 'configs/**/*.yml'\n", &["jc"]),
+        ("include: {local: 'configs/*.yaml'}\n", &["jd"]),
+    ];
+    for (main, want) in cases {
+        let mut f = files;
+        f[0].1 = main;
+        assert_eq!(names(&ok_files(&f, &[])), *want, "{main}");
+    }
+    // No match is a warning (GitLab silently includes nothing).
+    let mut f = files;
+    f[0].1 = "include: 'none/*.yml'\nj: {script: [x]}\n";
+    let loaded = load_files(&f, &[]).unwrap();
+    assert_eq!(loaded.warnings.len(), 1);
+    assert!(loaded.warnings[0].message.contains("matches no files"));
+}
+
+#[test]
+fn include_rules_if_exists_when() {
+    let inc = ("inc.yml", "inc: {script: [x]}\n");
+    let cases: &[(&str, &[(&str, &str)], bool)] = &[
+        ("[{if: '$FLAG == \"yes\"'}]", &[("FLAG", "yes")], true),
+        ("[{if: '$FLAG == \"yes\"'}]", &[("FLAG", "no")], false),
+        ("[{if: '$FLAG'}]", &[], false),
+        ("[{if: '$FLAG', when: never}, {when: always}]", &[("FLAG", "1")], false),
+        ("[{if: '$FLAG', when: never}, {when: always}]", &[], true),
+        ("[{exists: [inc.yml]}]", &[], true),
+        ("[{exists: ['**/*.md']}]", &[], false),
+        ("[{exists: {paths: ['*.yml']}}]", &[], true),
+        ("[{if: '$A', exists: [inc.yml]}]", &[("A", "1")], true),
+        ("[{if: '$A', exists: [nope.yml]}]", &[("A", "1")], false),
+    ];
+    for (rules, vars, included) in cases {
+        let main = format!("include:\n  - local: inc.yml\n    rules: {rules}\nmain: {{script: [x]}}\n");
+        let p = ok_files(&[(FILE, &main), inc], vars);
+        assert_eq!(
+            names(&p).contains(&"inc"),
+            *included,
+            "{rules} with {vars:?}"
+        );
+    }
+    // `$VAR` in include paths comes from the load-time variables.
+    let p = ok_files(
+        &[(FILE, "include: 'ci/$KIND.yml'\n"), ("ci/fast.yml", "fast: {script: [x]}\n")],
+        &[("KIND", "fast")],
+    );
+    assert_eq!(names(&p), ["fast"]);
+    assert_eq!(
+        brief_files(&[(
+            FILE,
+            "include:\n  - local: a.yml\n    rules: [{when: manual}]\nj: {script: [x]}\n"
+        )]),
+        [".gitlab-ci.yml:3:20: `when` in an `include` rule must be `always` or `never`"]
+    );
+}
+
+#[test]
+fn include_nesting_duplicates_cycles_and_limits() {
+    // Nested includes; a file included twice (diamond) is merged once.
+    let p = ok_files(
+        &[
+            (FILE, "include: [b.yml, c.yml]\n"),
+            ("b.yml", "include: d.yml\nb: {script: [b]}\n"),
+            ("c.yml", "include: d.yml\nc: {script: [c]}\n"),
+            ("d.yml", "d: {script: [d]}\n"),
+        ],
+        &[],
+    );
+    assert_eq!(names(&p), ["d", "b", "c"]);
+
+    assert_eq!(
+        brief_files(&[
+            (FILE, "include: a.yml\nj: {script: [x]}\n"),
+            ("a.yml", "include: b.yml\n"),
+            ("b.yml", "include: a.yml\n"),
+        ]),
+        ["b.yml:1:10: circular `include`: a.yml -> b.yml -> a.yml"]
+    );
+    assert_eq!(
+        brief_files(&[(FILE, "include: .gitlab-ci.yml\nj: {script: [x]}\n")]),
+        [".gitlab-ci.yml:1:10: circular `include`: .gitlab-ci.yml -> .gitlab-ci.yml"]
+    );
+
+    // Depth: a chain of 101 nested files is one too many.
+    let mut files: Vec<(String, String)> = vec![(FILE.into(), "include: f1.yml\n".into())];
+    for i in 1..=101 {
+        files.push((format!("f{i}.yml"), format!("include: f{}.yml\nj{i}: {{script: [x]}}\n", i + 1)));
+    }
+    files.push(("f102.yml".into(), "last: {script: [x]}\n".into()));
+    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let errs = brief_files(&refs);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].starts_with("f100.yml:1:10: includes are nested more than 100 levels deep"), "{errs:?}");
+    // 100 levels are fine.
+    let mut ok100 = refs.clone();
+    ok100.truncate(101);
+    ok100[100].1 = "j100: {script: [x]}\n";
+    assert_eq!(ok_files(&ok100, &[]).jobs.len(), 100);
+
+    // Total: 151 includes (repeats count) is over GitLab's 150.
+    let many: String = (0..151).map(|_| "  - x.yml\n").collect();
+    let main = format!("include:\n{many}");
+    let errs = brief_files(&[(FILE, &main), ("x.yml", "x: {script: [x]}\n")]);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].contains("more than 150 files are included"), "{errs:?}");
+}
+
+#[test]
+fn include_offline_kinds_and_bad_files_are_errors_at_their_place() {
+    let main = "include:
+  - remote: https://example.com/ci.yml
+  - project: group/project
+    file: /ci.yml
+  - template: Auto-DevOps.gitlab-ci.yml
+  - component: gitlab.com/org/comp@1.0
+  - https://example.com/other.yml
+  - local: missing.yml
+  - local: notes.txt
+  - local: empty.yml
+  - local: list.yml
+  - locl: x.yml
+j: {script: [x]}
+";
+    let errs = brief_files(&[(FILE, main), ("empty.yml", "# nothing\n"), ("list.yml", "- a\n")]);
+    assert_eq!(
+        errs,
+        [
+            ".gitlab-ci.yml:2:5: `include:remote` `https://example.com/ci.yml` is not available offline",
+            ".gitlab-ci.yml:3:5: `include:project` `group/project` is not available offline",
+            ".gitlab-ci.yml:5:5: `include:template` `Auto-DevOps.gitlab-ci.yml` is not available offline",
+            ".gitlab-ci.yml:6:5: `include:component` `gitlab.com/org/comp@1.0` is not available offline",
+            ".gitlab-ci.yml:7:5: `include:remote` `https://example.com/other.yml` is not available offline",
+            ".gitlab-ci.yml:8:12: included file `missing.yml` does not exist",
+            ".gitlab-ci.yml:9:12: included file `notes.txt` does not have a YAML extension (.yml or .yaml)",
+            ".gitlab-ci.yml:10:12: included file `empty.yml` is empty",
+            ".gitlab-ci.yml:12:5: unknown key `locl` in `include`",
+            ".gitlab-ci.yml:12:5: `include` needs one of `local`, `remote`, `project`, `template` or `component`",
+            "list.yml:1:1: included file `list.yml` must be a map of keywords and jobs, found a list",
+        ]
+    );
+    // Errors inside an included file point into it, and render with its source.
+    let files = [(FILE, "include: a.yml\n"), ("a.yml", "j:\n  scirpt: [x]\n  script: [x]\n")];
+    let e = load_files(&files, &[]).unwrap_err();
+    let out = e.render(&|f| files.iter().find(|(n, _)| *n == f).map(|(_, t)| t.to_string()));
+    assert!(out.starts_with("a.yml:2:3: error: unknown keyword `scirpt` in job `j`\n  |\n2 |   scirpt: [x]"), "{out}");
+    // A loader that cannot list files makes wildcards an error, not a silent no-op.
+    let plain = Mem(HashMap::from([(FILE.to_string(), "include: '*.yml'\nj: {script: [x]}\n".to_string())]));
+    struct NoList(Mem);
+    impl Loader for NoList {
+        fn load(&self, path: &str) -> Result<String, std::io::Error> {
+            self.0.load(path)
+        }
+    }
+    let e = load_pipeline(FILE, &NoList(plain)).unwrap_err();
+    assert!(e.0[0].message.contains("wildcards need the list of project files"), "{e}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// !reference
+
+#[test]
+fn references_at_any_depth_after_extends() {
+    let p = ok("
+.setup:
+  before_script: [setup-1, setup-2]
+  variables: {URL: http://x, PORT: '80'}
+.rules:
+  rules:
+    - if: $A
+.base:
+  script: [base]
+.ext:
+  extends: .base
+j:
+  before_script:
+    - !reference [.setup, before_script]
+    - own
+  script:
+    - !reference [.ext, script]
+  variables:
+    URL: !reference [.setup, variables, URL]
+    ALL_PORT: !reference [.setup, variables, PORT]
+  rules:
+    - !reference [.rules, rules]
+    - when: manual
+k:
+  variables: !reference [.setup, variables]
+  script: !reference [j, before_script]
+");
+    let j = job(&p, "j");
+    // A referenced list inside a script list is flattened.
+    assert_eq!(j.before_script, ["setup-1", "setup-2", "own"]);
+    // `.ext` is looked up with its `extends` applied.
+    assert_eq!(j.script, ["base"]);
+    assert_eq!(vars(&j.variables), [("URL", "http://x"), ("ALL_PORT", "80")]);
+    let k = job(&p, "k");
+    assert_eq!(vars(&k.variables), [("URL", "http://x"), ("PORT", "80")]);
+    // A reference to a value that holds references resolves them too.
+    assert_eq!(k.script, ["setup-1", "setup-2", "own"]);
+    // References in `rules` are spliced into the list (checked through the merged YAML).
+    let merged = merged_yaml(FILE, &mem(&[(FILE, "
+.r: {rules: [{if: $A}, {if: $B}]}
+j:
+  script: [x]
+  rules:
+    - !reference [.r, rules]
+    - when: manual
+")]), &LoadOptions::default())
+    .unwrap();
+    assert!(
+        merged.contains("  rules:\n    - if: $A\n    - if: $B\n    - when: manual\n"),
+        "{merged}"
+    );
+}
+
+#[test]
+fn reference_errors() {
+    let cases: &[(&str, &str)] = &[
+        (
+            ".a: {script: [x]}\nj:\n  script: !reference [.b, script]\n",
+            "3:11: `!reference [.b, script]`: there is no job or keyword `.b`",
+        ),
+        (
+            ".a: {script: [x]}\nj:\n  script: !reference [.a, scirpt]\n",
+            "3:11: `!reference [.a, scirpt]`: `.a` has no `scirpt`",
+        ),
+        (
+            ".a: {script: x}\nj:\n  script: !reference [.a, script, deeper]\n",
+            "3:11: `!reference [.a, script, deeper]`: `.a.script` is a string, not a map with `deeper`",
+        ),
+        (
+            "j:\n  script: !reference .a\n",
+            "2:11: `!reference` needs a list of keys, found a string",
+        ),
+        (
+            ".a: {script: !reference [.b, script]}\n.b: {script: !reference [.a, script]}\nj:\n  script: !reference [.a, script]\n",
+            "2:14: circular `!reference`: [.a, script] -> [.b, script] -> [.a, script]",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let errs = brief(yaml);
+        assert!(errs.iter().any(|e| e == want), "{yaml}\n{errs:#?}");
+    }
+    let e = errors(".a: {script: [x]}\nj:\n  script: !reference [.a, scirpt]\n");
+    let e = e.iter().find(|e| e.message.contains("scirpt")).unwrap();
+    assert_eq!(e.help.as_deref(), Some("did you mean `script`?"));
+
+    // Nesting: 10 references deep are fine, 11 are not.
+    let chain = |n: usize| {
+        let mut y = String::from(".r0: {script: [deep]}\n");
+        for i in 1..=n {
+            y.push_str(&format!(".r{i}: {{script: !reference [.r{}, script]}}\n", i - 1));
+        }
+        y.push_str(&format!("j:\n  script: !reference [.r{n}, script]\n"));
+        y
+    };
+    assert_eq!(job(&ok(&chain(9)), "j").script, ["deep"]);
+    let errs = brief(&chain(10));
+    assert!(errs.iter().any(|e| e.contains("nested more than 10 references deep")), "{errs:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// inherit
+
+#[test]
+fn inherit_default_and_variables() {
+    let head = "
+variables: {G1: a, G2: b}
+default:
+  image: ruby
+  before_script: [setup]
+  tags: [t]
+";
+    let cases: &[(&str, bool, bool, Option<&[&str]>)] = &[
+        // (inherit, has image, has before_script, inherit_variables)
+        ("", true, true, None),
+        ("inherit: {default: false}", false, false, None),
+        ("inherit: {default: true, variables: false}", true, true, Some(&[])),
+        ("inherit: {default: [image], variables: [G2]}", true, false, Some(&["G2"])),
+    ];
+    for (inherit, image, before, inherited) in cases {
+        let p = ok(&format!("{head}j:\n  script: [x]\n  {inherit}\n"));
+        let j = &p.jobs[0];
+        assert_eq!(j.image.is_some(), *image, "{inherit}");
+        assert_eq!(!j.before_script.is_empty(), *before, "{inherit}");
+        assert_eq!(
+            j.inherit_variables,
+            inherited.map(|v| v.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
+            "{inherit}"
+        );
+    }
+    assert_eq!(
+        brief("j:\n  script: [x]\n  inherit: {default: [imag], variabels: false}\n"),
+        [
+            "3:23: `inherit` of job `j` `default`: `imag` cannot be set by `default`",
+            "3:30: unknown key `variabels` in `inherit` of job `j`",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// parallel
+
+#[test]
+fn parallel_count_and_matrix_names_variables_and_needs() {
+    let p = ok("
+stages: [build, test]
+t:
+  stage: build
+  script: [x]
+  parallel: 3
+m:
+  stage: build
+  script: [x]
+  variables: {PROVIDER: own, KEEP: k}
+  parallel:
+    matrix:
+      - PROVIDER: aws
+        STACK: [monitoring, app1]
+      - PROVIDER: [gcp, vultr]
+        STACK: [data, processing]
+      - VERSION: 3.10
+after:
+  stage: test
+  script: [x]
+  needs: [t, {job: m, artifacts: false}]
+  dependencies: [t]
+");
+    assert_eq!(
+        names(&p),
+        [
+            "t 1/3",
+            "t 2/3",
+            "t 3/3",
+            "m: [aws, monitoring]",
+            "m: [aws, app1]",
+            "m: [gcp, data]",
+            "m: [gcp, processing]",
+            "m: [vultr, data]",
+            "m: [vultr, processing]",
+            "m: [3.1]",
+            "after",
+        ]
+    );
+    let t2 = job(&p, "t 2/3");
+    assert_eq!(
+        t2.parallel,
+        Some(ParallelInstance { base_name: "t".into(), index: 2, total: 3 })
+    );
+    let m = job(&p, "m: [gcp, processing]");
+    assert_eq!(m.parallel.as_ref().unwrap().index, 4);
+    assert_eq!(m.parallel.as_ref().unwrap().total, 7);
+    assert_eq!(
+        vars(&m.variables),
+        [("KEEP", "k"), ("PROVIDER", "gcp"), ("STACK", "processing")]
+    );
+    let after = job(&p, "after");
+    let needs: Vec<(&str, bool)> = after
+        .needs
+        .iter()
+        .flatten()
+        .map(|n| (n.job.as_str(), n.artifacts))
+        .collect();
+    assert_eq!(needs.len(), 10);
+    assert_eq!(needs[0], ("t 1/3", true));
+    assert_eq!(needs[3], ("m: [aws, monitoring]", false));
+    assert_eq!(
+        after.dependencies.as_deref().unwrap(),
+        ["t 1/3", "t 2/3", "t 3/3"]
+    );
+
+    let cases: &[(&str, &str)] = &[
+        ("parallel: 1", "must be between 2 and 200, found 1"),
+        ("parallel: 201", "must be between 2 and 200, found 201"),
+        ("parallel: many", "must be an integer, found `many`"),
+        ("parallel: {matrix: [{A: [{x: 1}]}]}", "values must be strings, found a map"),
+        ("parallel: {matrix: []}", "makes no jobs"),
+    ];
+    for (yaml, want) in cases {
+        let errs = brief(&format!("j:\n  script: [x]\n  {yaml}\n"));
+        assert!(errs.iter().any(|e| e.contains(want)), "{yaml}: {errs:?}");
+    }
+    let big: Vec<String> = (0..15).map(|i| i.to_string()).collect();
+    let yaml = format!(
+        "j:\n  script: [x]\n  parallel:\n    matrix:\n      - A: [{0}]\n        B: [{0}]\n",
+        big.join(", ")
+    );
+    let errs = brief(&yaml);
+    assert!(errs[0].contains("makes more than 200 jobs"), "{errs:?}");
 }
