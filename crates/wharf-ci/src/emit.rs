@@ -1,6 +1,6 @@
 //! The resolved configuration tree back to YAML text (for `wharf config`), with saphyr's emitter.
 
-use crate::yaml::{Map, Node, Value};
+use crate::yaml::{Map, Node, Psych, Scalar, Value};
 use saphyr::{Scalar as YScalar, ScalarStyle, Yaml};
 use std::borrow::Cow;
 
@@ -18,9 +18,24 @@ pub(crate) fn to_yaml(root: &Map) -> Result<String, saphyr::EmitError> {
 fn map(m: &Map) -> Yaml<'static> {
     let mut out = saphyr::Mapping::new();
     for (k, e) in m {
-        out.insert(Yaml::Value(YScalar::String(Cow::Owned(k.clone()))), node(&e.value));
+        out.insert(key(k), node(&e.value));
     }
     Yaml::Mapping(out)
+}
+
+/// Keys are written plain when that reads back as the same string (`.base`, `job 1/3`).
+fn key(k: &str) -> Yaml<'static> {
+    let scalar = Scalar {
+        text: k.to_string(),
+        plain: true,
+    };
+    let reads_as_string = matches!(scalar.psych(), Psych::Str)
+        && !matches!(k, "~" | "null" | "Null" | "NULL" | "<<");
+    if reads_as_string && plain_safe(k) {
+        Yaml::Representation(Cow::Owned(k.to_string()), ScalarStyle::Plain, None)
+    } else {
+        Yaml::Value(YScalar::String(Cow::Owned(k.to_string())))
+    }
 }
 
 fn node(n: &Node) -> Yaml<'static> {
@@ -55,8 +70,10 @@ fn plain_safe(text: &str) -> bool {
         && !text.contains(": ")
         && !text.ends_with(':')
         && !text.starts_with([
-            '-', '?', ':', ',', '[', ']', '{', '}', '&', '*', '!', '|', '>', '\'', '"', '%', '@',
-            '`', ' ',
+            ',', '[', ']', '{', '}', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`', ' ',
         ])
+        // `-`, `?` and `:` start a plain scalar only when a non-space follows (`-1`, `-rf`).
+        && !(text.starts_with(['-', '?', ':'])
+            && text.chars().nth(1).is_none_or(char::is_whitespace))
         && !text.ends_with(' ')
 }

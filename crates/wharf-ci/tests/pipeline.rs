@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::HashMap;
+use std::time::Duration;
 use wharf_ci::*;
 
 struct Mem(HashMap<String, String>);
@@ -703,10 +704,11 @@ fn missing_file_is_reported() {
 }
 
 #[test]
-fn workflow_is_a_warning() {
+fn workflow_is_loaded() {
     let l = load("workflow:\n  rules: [{when: always}]\nj: {script: [x]}\n").unwrap();
-    assert_eq!(l.warnings.len(), 1);
-    assert_eq!(l.warnings[0].severity, Severity::Warning);
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    let w = l.pipeline.workflow.unwrap();
+    assert_eq!(w.rules[0].when, Some(When::Always));
 }
 
 #[test]
@@ -1322,4 +1324,282 @@ after:
     );
     let errs = brief(&yaml);
     assert!(errs[0].contains("makes more than 200 jobs"), "{errs:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// typed keywords
+
+#[test]
+fn services_image_docker_and_pull_policies() {
+    let p = ok("
+j:
+  script: [x]
+  image:
+    name: alpine
+    docker: {user: '1000', platform: linux/arm64}
+  services:
+    - redis:7
+    - name: postgres:16
+      alias: db, pg  primary
+      entrypoint: [docker-entrypoint.sh]
+      command: [postgres, -c, fsync=off]
+      variables: {POSTGRES_PASSWORD: x}
+      pull_policy: if-not-present
+");
+    let j = &p.jobs[0];
+    let img = j.image.as_ref().unwrap();
+    assert_eq!(img.docker_user.as_deref(), Some("1000"));
+    assert_eq!(img.docker_platform.as_deref(), Some("linux/arm64"));
+    assert_eq!(j.services.len(), 2);
+    assert_eq!(j.services[0].name, "redis:7");
+    let pg = &j.services[1];
+    assert_eq!(pg.alias, ["db", "pg", "primary"]);
+    assert_eq!(pg.entrypoint.as_deref().unwrap(), ["docker-entrypoint.sh"]);
+    assert_eq!(pg.command.as_deref().unwrap(), ["postgres", "-c", "fsync=off"]);
+    assert_eq!(vars(&pg.variables), [("POSTGRES_PASSWORD", "x")]);
+    assert_eq!(pg.pull_policy, [PullPolicy::IfNotPresent]);
+    assert_eq!((pg.span.line, pg.span.column), (9, 7));
+}
+
+#[test]
+fn keyword_values_table() {
+    // (job body, check)
+    type Check = fn(&Job);
+    let cases: &[(&str, Check)] = &[
+        ("when: delayed\n  start_in: 30 seconds", |j| {
+            assert_eq!(j.start_in, Some(Duration::from_secs(30)))
+        }),
+        ("when: delayed\n  start_in: 1 hour and 30 minutes", |j| {
+            assert_eq!(j.start_in, Some(Duration::from_secs(5400)))
+        }),
+        ("when: delayed\n  start_in: 1 day", |j| {
+            assert_eq!(j.start_in, Some(Duration::from_secs(86400)))
+        }),
+        ("timeout: 1h 30m", |j| assert_eq!(j.timeout, Some(Duration::from_secs(5400)))),
+        ("timeout: 3 hours", |j| assert_eq!(j.timeout, Some(Duration::from_secs(10800)))),
+        ("timeout: 90 minutes", |j| assert_eq!(j.timeout, Some(Duration::from_secs(5400)))),
+        ("retry: 2", |j| assert_eq!(j.retry, Retry { max: 2, when: vec![] })),
+        ("retry: {max: 1, when: [script_failure, api_failure]}", |j| {
+            assert_eq!(j.retry.max, 1);
+            assert_eq!(j.retry.when, ["script_failure", "api_failure"]);
+        }),
+        ("retry: {max: 2, when: always}", |j| assert_eq!(j.retry.when, ["always"])),
+        ("allow_failure: {exit_codes: 137}", |j| {
+            assert!(!j.allow_failure);
+            assert_eq!(j.allow_failure_exit_codes, [137]);
+        }),
+        ("allow_failure: yes", |j| assert!(j.allow_failure)),
+        ("allow_failure: off", |j| assert!(!j.allow_failure)),
+        ("interruptible: on", |j| assert!(j.interruptible)),
+        ("tags: [docker, linux]", |j| assert_eq!(j.tags, ["docker", "linux"])),
+        ("coverage: '/Total: (\\d+\\.\\d+)%/'", |j| {
+            assert_eq!(j.coverage.as_deref(), Some("Total: (\\d+\\.\\d+)%"))
+        }),
+        ("environment: staging", |j| assert_eq!(j.environment.as_deref(), Some("staging"))),
+        ("environment: {name: review/$CI_COMMIT_REF_SLUG, url: https://x, action: start}", |j| {
+            assert_eq!(j.environment.as_deref(), Some("review/$CI_COMMIT_REF_SLUG"))
+        }),
+        ("resource_group: production", |j| {
+            assert_eq!(j.resource_group.as_deref(), Some("production"))
+        }),
+        ("cache: {key: {files: [Gemfile.lock, package.json], prefix: $CI_JOB_NAME}, fallback_keys: [a, b]}", |j| {
+            assert_eq!(j.cache[0].key, "$CI_JOB_NAME");
+            assert_eq!(j.cache[0].key_files, ["Gemfile.lock", "package.json"]);
+            assert_eq!(j.cache[0].fallback_keys, ["a", "b"]);
+        }),
+        ("artifacts: {reports: {dotenv: build.env, junit: [a.xml, b.xml], coverage_report: {coverage_format: cobertura, path: cov.xml}}}", |j| {
+            let a = j.artifacts.as_ref().unwrap();
+            assert_eq!(a.reports_dotenv, ["build.env"]);
+            assert_eq!(a.reports_other, ["a.xml", "b.xml", "cov.xml"]);
+        }),
+        ("release: {tag_name: v1}\n  pages: true\n  secrets: {}\n  id_tokens: {}\n  hooks: {}\n  identity: google_cloud\n  dast_configuration: {}\n  manual_confirmation: sure?", |j| {
+            let un: Vec<&str> = j.unsupported.iter().map(|(k, _)| k.as_str()).collect();
+            assert_eq!(un, ["release", "pages", "secrets", "id_tokens", "hooks", "identity", "dast_configuration", "manual_confirmation"]);
+        }),
+    ];
+    for (body, check) in cases {
+        let p = ok(&format!("j:\n  script: [x]\n  {body}\n"));
+        check(&p.jobs[0]);
+    }
+}
+
+#[test]
+fn trigger_child_pipelines() {
+    let p = ok("
+child:
+  trigger:
+    include:
+      - local: /ci/child.yml
+      - ci/other.yml
+      - artifact: generated.yml
+        job: gen
+    strategy: depend
+simple:
+  trigger:
+    include: ci/child.yml
+");
+    let c = job(&p, "child");
+    let t = c.trigger.as_ref().unwrap();
+    assert_eq!(t.include, ["ci/child.yml", "ci/other.yml"]);
+    assert!(t.depend);
+    assert_eq!(c.unsupported[0].0, "trigger:include:artifact");
+    let s = job(&p, "simple").trigger.as_ref().unwrap();
+    assert!(!s.depend);
+    assert_eq!(s.include, ["ci/child.yml"]);
+}
+
+#[test]
+fn keyword_errors_table() {
+    let cases: &[(&str, &str)] = &[
+        ("when: delayed", "job `j` is `when: delayed` but has no `start_in`"),
+        ("start_in: 5 minutes", "`start_in` of job `j` needs `when: delayed`"),
+        ("when: delayed\n  start_in: 8 days", "must be at most 7 days (GitLab's limit)"),
+        ("when: delayed\n  start_in: soon", "`start_in` of job `j` is not a duration: `soon` is not a unit of time"),
+        ("timeout: 2 months", "must be at most"),
+        ("retry: 3", "`retry` of job `j` must be 0, 1 or 2 (GitLab's limit), found 3"),
+        ("retry: {max: 1, when: [script_failur]}", "`script_failur` is not a failure reason"),
+        ("retry: {max: 1, wen: always}", "unknown key `wen` in `retry` of job `j`"),
+        ("allow_failure: {exit_codes: [one]}", "`exit_codes` must be an integer, found `one`"),
+        ("coverage: 'Total: \\d+%'", "must be a regular expression between slashes"),
+        ("coverage: '/(unclosed/'", "is not a valid regular expression"),
+        ("tags: docker", "`tags` of job `j` must be a list of strings, found a string"),
+        ("interruptible: maybe", "`interruptible` of job `j` must be true or false, found `maybe`"),
+        ("environment: {url: https://x}", "`environment` of job `j` needs `name`"),
+        ("services: [{alias: db}]", "a service needs `name`"),
+        ("services: [{name: db, pull_policy: sometimes}]", "must be always, if-not-present or never, found `sometimes`"),
+        ("cache: {key: {files: [a, b, c]}}", "`files` must list one or two files, found 3"),
+        ("cache: {key: {prefix: p}}", "as a map needs `files`"),
+        ("cache: {fallback_keys: [a, b, c, d, e, f]}", "lists more than 5 keys"),
+        ("image: {name: a, docker: {usr: x}}", "unknown key `usr`"),
+        ("trigger: {strategy: wait, include: a.yml}", "`strategy` must be `depend` or `mirror`, found `wait`"),
+    ];
+    for (body, want) in cases {
+        let errs = brief(&format!("j:\n  script: [x]\n  {body}\n"));
+        assert!(errs.iter().any(|e| e.contains(want)), "{body}: {errs:#?}");
+    }
+    // The did-you-mean on retry reasons.
+    let e = errors("j:\n  script: [x]\n  retry: {max: 1, when: [script_failur]}\n");
+    assert_eq!(e[0].help.as_deref(), Some("did you mean `script_failure`?"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// YAML 1.1 scalars
+
+#[test]
+fn yaml_1_1_scalars_as_gitlab_reads_them() {
+    let loaded = load("
+variables:
+  VERSION: 1.10
+  OCTAL: 010
+  BIG: 1_000
+  TIME: 1:30
+  HEX: 0x1F
+  PLAIN: 1.10.2
+  QUOTED: '1.10'
+  NUMBER: 42
+j:
+  script: [x]
+")
+    .unwrap();
+    assert_eq!(
+        vars(&loaded.pipeline.variables),
+        [
+            ("VERSION", "1.1"),
+            ("OCTAL", "8"),
+            ("BIG", "1000"),
+            ("TIME", "90"),
+            ("HEX", "31"),
+            ("PLAIN", "1.10.2"),
+            ("QUOTED", "1.10"),
+            ("NUMBER", "42"),
+        ]
+    );
+    // Every value GitLab changes gets a warning that says how to keep the text.
+    let warned: Vec<usize> = loaded.warnings.iter().map(|w| w.span.as_ref().unwrap().line).collect();
+    assert_eq!(warned, [3, 4, 5, 6, 7]);
+    assert_eq!(loaded.warnings[0].help.as_deref(), Some("quote it to keep the text: \"1.10\""));
+    // Booleans are not variable values in GitLab.
+    for word in ["yes", "No", "on", "OFF", "true"] {
+        let errs = brief(&format!("variables:\n  A: {word}\nj: {{script: [x]}}\n"));
+        assert_eq!(
+            errs,
+            [format!("2:6: variable `A` must be a string or a number, found the boolean `{word}`")]
+        );
+    }
+    // Numbers are text in string fields; stages keep their written text.
+    let p = ok("stages: [1.0, build]\nj:\n  stage: 1.0\n  script: [echo 1]\n  image: python:3.10\n");
+    assert_eq!(p.stages, [".pre", "1.0", "build", ".post"]);
+    assert_eq!(p.jobs[0].stage, "1.0");
+    // Matrix values are variables too.
+    let p = ok("j:\n  script: [x]\n  parallel:\n    matrix:\n      - PY: [3.9, 3.10, '3.10']\n");
+    assert_eq!(names(&p), ["j: [3.9]", "j: [3.1]", "j: [3.10]"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// merged YAML
+
+#[test]
+fn merged_yaml_resolves_everything_and_keeps_hidden_jobs() {
+    let files = [
+        (
+            FILE,
+            "include: ci/base.yml
+variables:
+  V: 1.10
+.tpl: &tpl
+  image: alpine
+build:
+  <<: *tpl
+  extends: .base
+  script:
+    - !reference [.base, before_script]
+    - make
+  when: manual
+  interruptible: yes
+",
+        ),
+        (
+            "ci/base.yml",
+            ".base:\n  before_script: [setup]\n  variables: {A: 'x: y', B: \"multi\\nline\\n\"}\n",
+        ),
+    ];
+    let out = merged_yaml(FILE, &mem(&files), &LoadOptions::default()).unwrap();
+    assert_eq!(
+        out,
+        ".base:
+  before_script:
+    - setup
+  variables:
+    A: \"x: y\"
+    B: |
+      multi
+      line
+variables:
+  V: 1.10
+.tpl:
+  image: alpine
+build:
+  before_script:
+    - setup
+  variables:
+    A: \"x: y\"
+    B: |
+      multi
+      line
+  image: alpine
+  script:
+    - - setup
+    - make
+  when: manual
+  interruptible: yes
+"
+    );
+    // The output is itself a valid pipeline that loads to the same jobs.
+    let again = ok(&out);
+    let orig = ok_files(&files, &[]);
+    assert_eq!(again.jobs[0].script, orig.jobs[0].script);
+    assert_eq!(vars(&again.jobs[0].variables), vars(&orig.jobs[0].variables));
+    // Errors come back as diagnostics.
+    let e = merged_yaml(FILE, &mem(&[(FILE, "include: nope.yml\n")]), &LoadOptions::default()).unwrap_err();
+    assert_eq!(e.0[0].message, "included file `nope.yml` does not exist");
 }
