@@ -1603,3 +1603,127 @@ build:
     let e = merged_yaml(FILE, &mem(&[(FILE, "include: nope.yml\n")]), &LoadOptions::default()).unwrap_err();
     assert_eq!(e.0[0].message, "included file `nope.yml` does not exist");
 }
+
+// ---------------------------------------------------------------------------------------------
+// extends / merge laws (property tests, compared through the merged YAML)
+
+mod merge_laws {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A YAML value with string scalars only (so no YAML 1.1 typing gets in the way).
+    #[derive(Debug, Clone)]
+    enum T {
+        S(String),
+        L(Vec<T>),
+        M(Vec<(String, T)>),
+    }
+
+    fn flow(t: &T) -> String {
+        match t {
+            T::S(s) => s.clone(),
+            T::L(items) => format!("[{}]", items.iter().map(flow).collect::<Vec<_>>().join(", ")),
+            T::M(entries) => format!(
+                "{{{}}}",
+                entries
+                    .iter()
+                    .map(|(k, v)| format!("{k}: {}", flow(v)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
+    }
+
+    /// GitLab's `extends` merge, written independently of the crate: maps merge recursively
+    /// (`over` wins, its new keys appended), everything else is replaced.
+    fn merge(base: &[(String, T)], over: &[(String, T)]) -> Vec<(String, T)> {
+        let mut out = base.to_vec();
+        for (k, v) in over {
+            match out.iter_mut().find(|(bk, _)| bk == k) {
+                Some((_, existing)) => {
+                    *existing = match (&*existing, v) {
+                        (T::M(b), T::M(o)) => T::M(merge(b, o)),
+                        _ => v.clone(),
+                    }
+                }
+                None => out.push((k.clone(), v.clone())),
+            }
+        }
+        out
+    }
+
+    fn scalar() -> impl Strategy<Value = T> {
+        prop::sample::select(vec!["x", "y", "z", "w"]).prop_map(|s| T::S(s.to_string()))
+    }
+
+    fn value() -> impl Strategy<Value = T> {
+        scalar().prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(T::L),
+                map_of(inner).prop_map(T::M),
+            ]
+        })
+    }
+
+    /// Maps with unique keys from a small set, so that merges overlap often.
+    fn map_of(v: impl Strategy<Value = T>) -> impl Strategy<Value = Vec<(String, T)>> {
+        prop::collection::vec((prop::sample::select(vec!["a", "b", "c", "d"]), v), 0..4).prop_map(
+            |entries| {
+                let mut out: Vec<(String, T)> = Vec::new();
+                for (k, v) in entries {
+                    if !out.iter().any(|(ok, _)| ok == k) {
+                        out.push((k.to_string(), v));
+                    }
+                }
+                out
+            },
+        )
+    }
+
+    fn body() -> impl Strategy<Value = Vec<(String, T)>> {
+        map_of(value())
+    }
+
+    /// A job map in flow style, with `extends` first when given.
+    fn job(extends: Option<&str>, body: &[(String, T)]) -> String {
+        let mut entries: Vec<String> = extends.map(|e| format!("extends: {e}")).into_iter().collect();
+        entries.extend(body.iter().map(|(k, v)| format!("{k}: {}", flow(v))));
+        format!("{{{}}}", entries.join(", "))
+    }
+
+    fn merged(yaml: &str) -> String {
+        merged_yaml(FILE, &mem(&[(FILE, yaml)]), &LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{yaml}\n{e}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn extending_an_empty_template_is_identity(b in body()) {
+            let extended = merged(&format!(".e: {{}}\n.j: {}\n", job(Some(".e"), &b)));
+            let plain = merged(&format!(".e: {{}}\n.j: {}\n", job(None, &b)));
+            prop_assert_eq!(extended, plain);
+        }
+
+        #[test]
+        fn own_keys_win_maps_deep_merge_lists_are_replaced(base in body(), own in body()) {
+            let extended = merged(&format!(".b: {}\n.j: {}\n", job(None, &base), job(Some(".b"), &own)));
+            let expected = merged(&format!(".b: {}\n.j: {}\n", job(None, &base), job(None, &merge(&base, &own))));
+            prop_assert_eq!(extended, expected);
+        }
+
+        #[test]
+        fn merging_along_a_chain_is_associative(a in body(), b in body(), c in body()) {
+            let chain = merged(&format!(
+                ".c: {}\n.b: {}\n.a: {}\n",
+                job(None, &c), job(Some(".c"), &b), job(Some(".b"), &a)
+            ));
+            let flattened = merged(&format!(
+                ".c: {}\n.b: {}\n.a: {}\n",
+                job(None, &c), job(None, &merge(&c, &b)), job(Some(".b"), &a)
+            ));
+            prop_assert_eq!(chain, flattened);
+        }
+    }
+}
