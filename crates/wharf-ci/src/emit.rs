@@ -12,7 +12,11 @@ pub(crate) fn to_yaml(root: &Map) -> Result<String, saphyr::EmitError> {
     emitter.dump(&doc)?;
     // The emitter writes a `---` header and no final newline.
     let body = out.strip_prefix("---\n").unwrap_or(&out).to_string();
-    Ok(if body.ends_with('\n') { body } else { body + "\n" })
+    Ok(if body.ends_with('\n') {
+        body
+    } else {
+        body + "\n"
+    })
 }
 
 fn map(m: &Map) -> Yaml<'static> {
@@ -29,8 +33,8 @@ fn key(k: &str) -> Yaml<'static> {
         text: k.to_string(),
         plain: true,
     };
-    let reads_as_string = matches!(scalar.psych(), Psych::Str)
-        && !matches!(k, "~" | "null" | "Null" | "NULL" | "<<");
+    let reads_as_string =
+        matches!(scalar.psych(), Psych::Str) && !matches!(k, "~" | "null" | "Null" | "NULL" | "<<");
     if reads_as_string && plain_safe(k) {
         Yaml::Representation(Cow::Owned(k.to_string()), ScalarStyle::Plain, None)
     } else {
@@ -65,15 +69,13 @@ fn node(n: &Node) -> Yaml<'static> {
 
 /// Whether `text`, read as a plain scalar in block context, is `text` again.
 fn plain_safe(text: &str) -> bool {
-    !text.is_empty()
-        && !text.contains(['\n', '#'])
-        && !text.contains(": ")
-        && !text.ends_with(':')
-        && !text.starts_with([
-            ',', '[', ']', '{', '}', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`', ' ',
-        ])
-        // `-`, `?` and `:` start a plain scalar only when a non-space follows (`-1`, `-rf`).
-        && !(text.starts_with(['-', '?', ':'])
-            && text.chars().nth(1).is_none_or(char::is_whitespace))
-        && !text.ends_with(' ')
+    const INDICATORS: &[char] = &[
+        ',', '[', ']', '{', '}', '&', '*', '!', '|', '>', '\'', '"', '%', '@', '`', ' ', '\t',
+    ];
+    // `-`, `?` and `:` start a plain scalar only when a non-space follows (`-1`, `-rf`).
+    let dash_like =
+        text.starts_with(['-', '?', ':']) && text.chars().nth(1).is_none_or(char::is_whitespace);
+    let breaks = text.contains(['\n', '\r', '#', '\t']) || text.contains(": ");
+    let bad_end = text.ends_with([':', ' ']);
+    !text.is_empty() && !text.starts_with(INDICATORS) && !dash_like && !breaks && !bad_end
 }

@@ -59,7 +59,11 @@ struct Target {
 }
 
 impl<'a, 'd> Includer<'a, 'd> {
-    pub fn new(loader: &'a dyn Loader, variables: &'a [(String, String)], d: &'d mut Diags) -> Self {
+    pub fn new(
+        loader: &'a dyn Loader,
+        variables: &'a [(String, String)],
+        d: &'d mut Diags,
+    ) -> Self {
         Self {
             loader,
             variables,
@@ -332,15 +336,12 @@ impl<'a, 'd> Includer<'a, 'd> {
     fn files(&mut self, span: &Span, feature: &str) -> Option<Vec<String>> {
         let loader = self.loader;
         let listed = self.files.get_or_insert_with(|| {
-            loader
-                .list_files()
-                .map_err(|e| e.to_string())
-                .map(|files| {
-                    files
-                        .into_iter()
-                        .map(|f| f.trim_start_matches("./").to_string())
-                        .collect()
-                })
+            loader.list_files().map_err(|e| e.to_string()).map(|files| {
+                files
+                    .into_iter()
+                    .map(|f| f.trim_start_matches("./").to_string())
+                    .collect()
+            })
         });
         match listed {
             Ok(files) => Some(files.clone()),
@@ -358,7 +359,10 @@ impl<'a, 'd> Includer<'a, 'd> {
         let Value::Seq(rules) = &n.value else {
             self.d.error(
                 &n.span,
-                format!("`include` `rules` must be a list of rules, found {}", n.kind()),
+                format!(
+                    "`include` `rules` must be a list of rules, found {}",
+                    n.kind()
+                ),
             );
             return None;
         };
@@ -376,7 +380,10 @@ impl<'a, 'd> Includer<'a, 'd> {
             for (k, e) in m {
                 if !INCLUDE_RULE_KEYS.contains(&k.as_str()) {
                     self.d
-                        .error(&e.key_span, format!("unknown key `{k}` in an `include` rule"))
+                        .error(
+                            &e.key_span,
+                            format!("unknown key `{k}` in an `include` rule"),
+                        )
                         .help_opt(did_you_mean(k, INCLUDE_RULE_KEYS.iter().copied()));
                     valid = false;
                 }
@@ -423,8 +430,10 @@ impl<'a, 'd> Includer<'a, 'd> {
         match eval_if(&src, self.variables) {
             Ok(b) => Some(b),
             Err(e) => {
-                self.d
-                    .error(&n.span, format!("invalid `if` expression in an `include` rule: {e}"));
+                self.d.error(
+                    &n.span,
+                    format!("invalid `if` expression in an `include` rule: {e}"),
+                );
                 None
             }
         }
@@ -462,8 +471,10 @@ impl<'a, 'd> Includer<'a, 'd> {
                     builder.add(g);
                 }
                 Err(e) => {
-                    self.d
-                        .error(&paths_node.span, format!("invalid `exists` pattern `{p}`: {e}"));
+                    self.d.error(
+                        &paths_node.span,
+                        format!("invalid `exists` pattern `{p}`: {e}"),
+                    );
                     return None;
                 }
             }

@@ -93,13 +93,21 @@ pub(crate) fn inherit(e: Option<&Entry>, job: &str, d: &mut Diags) -> InheritSpe
     let Some(m) = e.value.as_map() else {
         d.error(
             &e.value.span,
-            format!("{what} must be a map with `default` and/or `variables`, found {}", e.value.kind()),
+            format!(
+                "{what} must be a map with `default` and/or `variables`, found {}",
+                e.value.kind()
+            ),
         );
         return spec;
     };
     check_keys(m, &what, &["default", "variables"], d);
     if let Some(x) = m.get("default") {
-        spec.default = inherit_half(&x.value, &format!("{what} `default`"), Some(DEFAULT_KEYWORDS), d);
+        spec.default = inherit_half(
+            &x.value,
+            &format!("{what} `default`"),
+            Some(DEFAULT_KEYWORDS),
+            d,
+        );
     }
     if let Some(x) = m.get("variables") {
         spec.variables = inherit_half(&x.value, &format!("{what} `variables`"), None, d);
@@ -114,8 +122,11 @@ fn inherit_half(n: &Node, what: &str, allowed: Option<&[&str]>, d: &mut Diags) -
             if let Some(allowed) = allowed {
                 for (name, span) in names.iter().zip(item_spans(n)) {
                     if !allowed.contains(&name.as_str()) {
-                        d.error(&span, format!("{what}: `{name}` cannot be set by `default`"))
-                            .help_opt(did_you_mean(name, allowed.iter().copied()));
+                        d.error(
+                            &span,
+                            format!("{what}: `{name}` cannot be set by `default`"),
+                        )
+                        .help_opt(did_you_mean(name, allowed.iter().copied()));
                     }
                 }
             }
@@ -135,7 +146,10 @@ pub(crate) fn integer(n: &Node, what: &str, d: &mut Diags) -> Option<i128> {
             return Some(i);
         }
     }
-    d.error(&n.span, format!("{what} must be an integer, found {}", describe(n)));
+    d.error(
+        &n.span,
+        format!("{what} must be an integer, found {}", describe(n)),
+    );
     None
 }
 
@@ -153,7 +167,10 @@ pub(crate) fn duration(n: &Node, what: &str, max: Duration, d: &mut Diags) -> Op
         Ok(v) if v > max => {
             d.error(
                 &n.span,
-                format!("{what} must be at most {} (GitLab's limit), found `{text}`", human(max)),
+                format!(
+                    "{what} must be at most {} (GitLab's limit), found `{text}`",
+                    human(max)
+                ),
             );
             None
         }
@@ -200,8 +217,11 @@ pub(crate) fn retry(
                 let whens = string_list(&e.value, &format!("{what} `when`"), d).unwrap_or_default();
                 for (w, span) in whens.iter().zip(item_spans(&e.value)) {
                     if !RETRY_REASONS.contains(&w.as_str()) {
-                        d.error(&span, format!("{what} `when`: `{w}` is not a failure reason"))
-                            .help_opt(did_you_mean(w, RETRY_REASONS.iter().copied()));
+                        d.error(
+                            &span,
+                            format!("{what} `when`: `{w}` is not a failure reason"),
+                        )
+                        .help_opt(did_you_mean(w, RETRY_REASONS.iter().copied()));
                     }
                 }
                 r.when = whens;
@@ -215,7 +235,10 @@ pub(crate) fn retry(
             match u32::try_from(v) {
                 Ok(v) if v <= 2 => r.max = v,
                 _ => {
-                    d.error(&max.span, format!("{what} must be 0, 1 or 2 (GitLab's limit), found {v}"));
+                    d.error(
+                        &max.span,
+                        format!("{what} must be 0, 1 or 2 (GitLab's limit), found {v}"),
+                    );
                 }
             }
         }
@@ -244,8 +267,11 @@ pub(crate) fn exit_codes(n: &Node, m: &crate::yaml::Map, what: &str, d: &mut Dia
 /// `tags:` must be a list of strings in GitLab.
 pub(crate) fn tags(n: &Node, what: &str, d: &mut Diags) -> Vec<String> {
     if !matches!(n.value, Value::Seq(_)) {
-        d.error(&n.span, format!("{what} must be a list of strings, found {}", n.kind()))
-            .help("write `tags: [name]`");
+        d.error(
+            &n.span,
+            format!("{what} must be a list of strings, found {}", n.kind()),
+        )
+        .help("write `tags: [name]`");
         return Vec::new();
     }
     string_list(n, what, d).unwrap_or_default()
@@ -259,12 +285,18 @@ pub(crate) fn coverage(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
         .and_then(|t| t.strip_suffix('/'))
         .filter(|p| !p.is_empty())
     else {
-        d.error(&n.span, format!("{what} must be a regular expression between slashes, found `{text}`"))
-            .help("write it like `coverage: '/Total: \\d+\\.\\d+%/'`");
+        d.error(
+            &n.span,
+            format!("{what} must be a regular expression between slashes, found `{text}`"),
+        )
+        .help("write it like `coverage: '/Total: \\d+\\.\\d+%/'`");
         return None;
     };
     if let Err(e) = regex::Regex::new(pattern) {
-        d.error(&n.span, format!("{what} is not a valid regular expression: {e}"));
+        d.error(
+            &n.span,
+            format!("{what} is not a valid regular expression: {e}"),
+        );
         return None;
     }
     Some(pattern.to_string())
@@ -277,7 +309,15 @@ pub(crate) fn environment(n: &Node, what: &str, d: &mut Diags) -> Option<String>
             check_keys(
                 m,
                 what,
-                &["name", "url", "on_stop", "action", "auto_stop_in", "kubernetes", "deployment_tier"],
+                &[
+                    "name",
+                    "url",
+                    "on_stop",
+                    "action",
+                    "auto_stop_in",
+                    "kubernetes",
+                    "deployment_tier",
+                ],
                 d,
             );
             match m.get("name") {
@@ -300,7 +340,10 @@ pub(crate) fn services(
     d: &mut Diags,
 ) -> Vec<Service> {
     let Value::Seq(items) = &n.value else {
-        d.error(&n.span, format!("{what} must be a list, found {}", n.kind()));
+        d.error(
+            &n.span,
+            format!("{what} must be a list, found {}", n.kind()),
+        );
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -320,14 +363,26 @@ pub(crate) fn services(
         let Some(m) = item.as_map() else {
             d.error(
                 &item.span,
-                format!("{what} entries must be an image name or a map with `name`, found {}", item.kind()),
+                format!(
+                    "{what} entries must be an image name or a map with `name`, found {}",
+                    item.kind()
+                ),
             );
             continue;
         };
         check_keys(
             m,
             what,
-            &["name", "alias", "entrypoint", "command", "variables", "pull_policy", "docker", "kubernetes"],
+            &[
+                "name",
+                "alias",
+                "entrypoint",
+                "command",
+                "variables",
+                "pull_policy",
+                "docker",
+                "kubernetes",
+            ],
             d,
         );
         for key in ["docker", "kubernetes"] {
@@ -335,7 +390,10 @@ pub(crate) fn services(
                 unsupported.push((format!("services:{key}"), e.key_span.clone()));
             }
         }
-        let Some(name) = m.get("name").and_then(|e| string(&e.value, &format!("{what} `name`"), d)) else {
+        let Some(name) = m
+            .get("name")
+            .and_then(|e| string(&e.value, &format!("{what} `name`"), d))
+        else {
             if !m.contains_key("name") {
                 d.error(&item.span, format!("{what}: a service needs `name`"));
             }
@@ -416,18 +474,31 @@ pub(crate) fn trigger(
         }
         Value::Map(m) => m,
         _ => {
-            d.error(&n.span, format!("{what} must be a project path or a map, found {}", n.kind()));
+            d.error(
+                &n.span,
+                format!("{what} must be a project path or a map, found {}", n.kind()),
+            );
             return None;
         }
     };
-    check_keys(m, what, &["include", "project", "branch", "strategy", "forward", "inputs"], d);
+    check_keys(
+        m,
+        what,
+        &[
+            "include", "project", "branch", "strategy", "forward", "inputs",
+        ],
+        d,
+    );
     let mut depend = false;
     if let Some(e) = m.get("strategy").filter(|e| !e.value.is_null()) {
         match string(&e.value, &format!("{what} `strategy`"), d).as_deref() {
             Some("depend") => depend = true,
             Some("mirror") => depend = true,
             Some(other) => {
-                d.error(&e.value.span, format!("{what} `strategy` must be `depend` or `mirror`, found `{other}`"));
+                d.error(
+                    &e.value.span,
+                    format!("{what} `strategy` must be `depend` or `mirror`, found `{other}`"),
+                );
             }
             None => {}
         }
@@ -442,7 +513,10 @@ pub(crate) fn trigger(
         return None;
     }
     let Some(inc) = m.get("include") else {
-        d.error(&n.span, format!("{what} needs `include` (a child pipeline) or `project`"));
+        d.error(
+            &n.span,
+            format!("{what} needs `include` (a child pipeline) or `project`"),
+        );
         return None;
     };
     let items: Vec<&Node> = match &inc.value.value {
@@ -466,7 +540,13 @@ pub(crate) fn trigger(
                 }
             },
             _ => {
-                d.error(&item.span, format!("{what} `include` entries must be paths or maps, found {}", item.kind()));
+                d.error(
+                    &item.span,
+                    format!(
+                        "{what} `include` entries must be paths or maps, found {}",
+                        item.kind()
+                    ),
+                );
             }
         }
     }

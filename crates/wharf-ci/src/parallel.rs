@@ -29,7 +29,9 @@ pub(crate) fn parse(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
                 _ => {
                     d.error(
                         &n.span,
-                        format!("{what} must be between {MIN_PARALLEL} and {MAX_PARALLEL}, found {v}"),
+                        format!(
+                            "{what} must be between {MIN_PARALLEL} and {MAX_PARALLEL}, found {v}"
+                        ),
                     );
                     None
                 }
@@ -52,14 +54,23 @@ pub(crate) fn parse(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
 
 fn matrix(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
     let Value::Seq(entries) = &n.value else {
-        d.error(&n.span, format!("{what} must be a list of maps, found {}", n.kind()));
+        d.error(
+            &n.span,
+            format!("{what} must be a list of maps, found {}", n.kind()),
+        );
         return None;
     };
     let mut instances: Vec<Vec<(String, String, Span)>> = Vec::new();
     let mut ok = true;
     for entry in entries {
         let Some(m) = entry.as_map() else {
-            d.error(&entry.span, format!("{what} entries must be maps of variables, found {}", entry.kind()));
+            d.error(
+                &entry.span,
+                format!(
+                    "{what} entries must be maps of variables, found {}",
+                    entry.kind()
+                ),
+            );
             ok = false;
             continue;
         };
@@ -74,7 +85,10 @@ fn matrix(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
                         match &i.value {
                             Value::Scalar(s) => vals.push((s.ruby_text(), i.span.clone())),
                             _ => {
-                                d.error(&i.span, format!("{what} values must be strings, found {}", i.kind()));
+                                d.error(
+                                    &i.span,
+                                    format!("{what} values must be strings, found {}", i.kind()),
+                                );
                                 ok = false;
                             }
                         }
@@ -84,7 +98,10 @@ fn matrix(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
                 _ => {
                     d.error(
                         &e.value.span,
-                        format!("{what} `{name}` must be a string or a list of strings, found {}", e.value.kind()),
+                        format!(
+                            "{what} `{name}` must be a string or a list of strings, found {}",
+                            e.value.kind()
+                        ),
                     );
                     ok = false;
                     continue;
@@ -106,7 +123,10 @@ fn matrix(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
         }
         instances.extend(product.into_iter().filter(|p| !p.is_empty()));
         if instances.len() > MAX_PARALLEL as usize {
-            d.error(&n.span, format!("{what} makes more than {MAX_PARALLEL} jobs (GitLab's limit)"));
+            d.error(
+                &n.span,
+                format!("{what} makes more than {MAX_PARALLEL} jobs (GitLab's limit)"),
+            );
             return None;
         }
     }
@@ -155,13 +175,21 @@ pub(crate) fn expand(jobs: Vec<(Job, JobRefs)>, d: &mut Diags) -> Vec<(Job, JobR
         let mut names = Vec::new();
         for (i, (name, vars)) in named.into_iter().enumerate() {
             if names.contains(&name) {
-                d.error(&job.span, format!("`parallel: matrix` of `{}` makes the job `{name}` twice", job.name));
+                d.error(
+                    &job.span,
+                    format!(
+                        "`parallel: matrix` of `{}` makes the job `{name}` twice",
+                        job.name
+                    ),
+                );
                 continue;
             }
             let mut instance = job.clone();
             instance.name = name.clone();
             // Matrix variables win over the job's own, as in GitLab.
-            instance.variables.retain(|v| !vars.iter().any(|m| m.name == v.name));
+            instance
+                .variables
+                .retain(|v| !vars.iter().any(|m| m.name == v.name));
             instance.variables.extend(vars);
             instance.parallel = Some(ParallelInstance {
                 base_name: job.name.clone(),
@@ -205,7 +233,10 @@ pub(crate) fn expand(jobs: Vec<(Job, JobRefs)>, d: &mut Diags) -> Vec<(Job, JobR
             .needs
             .drain(..)
             .flat_map(|(name, span, optional)| match instances_of.get(&name) {
-                Some(names) => names.iter().map(|n| (n.clone(), span.clone(), optional)).collect(),
+                Some(names) => names
+                    .iter()
+                    .map(|n| (n.clone(), span.clone(), optional))
+                    .collect(),
                 None => vec![(name, span, optional)],
             })
             .collect();

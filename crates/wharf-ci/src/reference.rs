@@ -57,7 +57,9 @@ impl Resolver<'_, '_> {
     fn walk(&mut self, n: &Node, splice: bool) -> Node {
         let value = match &n.value {
             Value::Tagged(tag, inner) if tag == TAG => return self.reference(n, inner),
-            Value::Tagged(tag, inner) => Value::Tagged(tag.clone(), Box::new(self.walk(inner, false))),
+            Value::Tagged(tag, inner) => {
+                Value::Tagged(tag.clone(), Box::new(self.walk(inner, false)))
+            }
             Value::Seq(items) => {
                 let mut out = Vec::with_capacity(items.len());
                 for item in items {

@@ -152,14 +152,21 @@ fn psych_number(text: &str) -> Option<Psych> {
         return None;
     }
     if let Some(hex) = body.strip_prefix("0x") {
-        if !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit() || b == b'_' || b == b',') {
+        if !hex.is_empty()
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b'_' || b == b',')
+        {
             return i128::from_str_radix(&digits[2..], 16)
                 .ok()
                 .map(|v| Psych::Int(sign(v)));
         }
         return None;
     }
-    if body.bytes().all(|b| b.is_ascii_digit() || b == b'_' || b == b',') {
+    if body
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'_' || b == b',')
+    {
         if body.len() > 1 && body.starts_with('0') {
             // YAML 1.1 octal.
             if body.bytes().all(|b| matches!(b, b'0'..=b'7' | b'_' | b',')) {
@@ -183,15 +190,22 @@ fn psych_number(text: &str) -> Option<Psych> {
     let (int_part, frac_part) = mantissa.split_once('.')?;
     let int_ok = int_part.is_empty()
         || (int_part.as_bytes()[0].is_ascii_digit()
-            && int_part.bytes().all(|b| b.is_ascii_digit() || b == b'_' || b == b','));
+            && int_part
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b == b'_' || b == b','));
     let frac_ok = frac_part.bytes().all(|b| b.is_ascii_digit());
     let exp_ok = exponent.is_none_or(|e| {
-        e.len() > 1 && (e.starts_with('+') || e.starts_with('-')) && e[1..].bytes().all(|b| b.is_ascii_digit())
+        e.len() > 1
+            && (e.starts_with('+') || e.starts_with('-'))
+            && e[1..].bytes().all(|b| b.is_ascii_digit())
     });
     if !(int_ok && frac_ok && exp_ok) || (int_part.is_empty() && frac_part.is_empty()) {
         return None;
     }
-    let clean: String = mantissa.chars().filter(|c| *c != '_' && *c != ',').collect();
+    let clean: String = mantissa
+        .chars()
+        .filter(|c| *c != '_' && *c != ',')
+        .collect();
     let mut f: f64 = format!("0{clean}0").parse().ok()?;
     if let Some(e) = exponent {
         let e: i32 = e.parse().ok()?;

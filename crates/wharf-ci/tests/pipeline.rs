@@ -48,15 +48,15 @@ fn ok_files(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Pipeline {
 fn brief_files(files: &[(&str, &str)]) -> Vec<String> {
     match load_files(files, &[]) {
         Ok(l) => panic!("expected errors, got {:#?}", l.pipeline),
-        Err(e) => e
-            .0
-            .iter()
-            .filter(|d| d.is_error())
-            .map(|d| match &d.span {
-                Some(s) => format!("{s}: {}", d.message),
-                None => d.message.clone(),
-            })
-            .collect(),
+        Err(e) => {
+            e.0.iter()
+                .filter(|d| d.is_error())
+                .map(|d| match &d.span {
+                    Some(s) => format!("{s}: {}", d.message),
+                    None => d.message.clone(),
+                })
+                .collect()
+        }
     }
 }
 
@@ -866,7 +866,12 @@ deploy:
     assert!(!deploy.interruptible, "inherit: default: false");
     assert!(deploy.tags.is_empty());
     assert_eq!(
-        deploy.needs.iter().flatten().map(|n| n.job.as_str()).collect::<Vec<_>>(),
+        deploy
+            .needs
+            .iter()
+            .flatten()
+            .map(|n| n.job.as_str())
+            .collect::<Vec<_>>(),
         ["build 1/2", "build 2/2"]
     );
     let un: Vec<_> = deploy.unsupported.iter().map(|(k, _)| k.as_str()).collect();
@@ -901,10 +906,7 @@ fn include_forms_and_merge_order() {
                 "a.yml",
                 "variables: {A: a, SHARED: a}\nshared:\n  stage: build\n  script: [a]\n  variables: {X: a, Y: a}\nfrom_a:\n  script: [a]\n",
             ),
-            (
-                "b.yml",
-                "shared:\n  variables: {Y: b}\n  script: [b]\n",
-            ),
+            ("b.yml", "shared:\n  variables: {Y: b}\n  script: [b]\n"),
         ],
         &[],
     );
@@ -955,11 +957,16 @@ fn include_wildcards_follow_gitlab() {
 #[test]
 fn include_rules_if_exists_when() {
     let inc = ("inc.yml", "inc: {script: [x]}\n");
-    let cases: &[(&str, &[(&str, &str)], bool)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+    let cases: &[Case] = &[
         ("[{if: '$FLAG == \"yes\"'}]", &[("FLAG", "yes")], true),
         ("[{if: '$FLAG == \"yes\"'}]", &[("FLAG", "no")], false),
         ("[{if: '$FLAG'}]", &[], false),
-        ("[{if: '$FLAG', when: never}, {when: always}]", &[("FLAG", "1")], false),
+        (
+            "[{if: '$FLAG', when: never}, {when: always}]",
+            &[("FLAG", "1")],
+            false,
+        ),
         ("[{if: '$FLAG', when: never}, {when: always}]", &[], true),
         ("[{exists: [inc.yml]}]", &[], true),
         ("[{exists: ['**/*.md']}]", &[], false),
@@ -968,7 +975,8 @@ fn include_rules_if_exists_when() {
         ("[{if: '$A', exists: [nope.yml]}]", &[("A", "1")], false),
     ];
     for (rules, vars, included) in cases {
-        let main = format!("include:\n  - local: inc.yml\n    rules: {rules}\nmain: {{script: [x]}}\n");
+        let main =
+            format!("include:\n  - local: inc.yml\n    rules: {rules}\nmain: {{script: [x]}}\n");
         let p = ok_files(&[(FILE, &main), inc], vars);
         assert_eq!(
             names(&p).contains(&"inc"),
@@ -978,7 +986,10 @@ fn include_rules_if_exists_when() {
     }
     // `$VAR` in include paths comes from the load-time variables.
     let p = ok_files(
-        &[(FILE, "include: 'ci/$KIND.yml'\n"), ("ci/fast.yml", "fast: {script: [x]}\n")],
+        &[
+            (FILE, "include: 'ci/$KIND.yml'\n"),
+            ("ci/fast.yml", "fast: {script: [x]}\n"),
+        ],
         &[("KIND", "fast")],
     );
     assert_eq!(names(&p), ["fast"]);
@@ -1021,13 +1032,22 @@ fn include_nesting_duplicates_cycles_and_limits() {
     // Depth: a chain of 101 nested files is one too many.
     let mut files: Vec<(String, String)> = vec![(FILE.into(), "include: f1.yml\n".into())];
     for i in 1..=101 {
-        files.push((format!("f{i}.yml"), format!("include: f{}.yml\nj{i}: {{script: [x]}}\n", i + 1)));
+        files.push((
+            format!("f{i}.yml"),
+            format!("include: f{}.yml\nj{i}: {{script: [x]}}\n", i + 1),
+        ));
     }
     files.push(("f102.yml".into(), "last: {script: [x]}\n".into()));
-    let refs: Vec<(&str, &str)> = files.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
     let errs = brief_files(&refs);
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].starts_with("f100.yml:1:10: includes are nested more than 100 levels deep"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("f100.yml:1:10: includes are nested more than 100 levels deep"),
+        "{errs:?}"
+    );
     // 100 levels are fine.
     let mut ok100 = refs.clone();
     ok100.truncate(101);
@@ -1039,7 +1059,10 @@ fn include_nesting_duplicates_cycles_and_limits() {
     let main = format!("include:\n{many}");
     let errs = brief_files(&[(FILE, &main), ("x.yml", "x: {script: [x]}\n")]);
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].contains("more than 150 files are included"), "{errs:?}");
+    assert!(
+        errs[0].contains("more than 150 files are included"),
+        "{errs:?}"
+    );
 }
 
 #[test]
@@ -1058,7 +1081,11 @@ fn include_offline_kinds_and_bad_files_are_errors_at_their_place() {
   - locl: x.yml
 j: {script: [x]}
 ";
-    let errs = brief_files(&[(FILE, main), ("empty.yml", "# nothing\n"), ("list.yml", "- a\n")]);
+    let errs = brief_files(&[
+        (FILE, main),
+        ("empty.yml", "# nothing\n"),
+        ("list.yml", "- a\n"),
+    ]);
     assert_eq!(
         errs,
         [
@@ -1076,12 +1103,28 @@ j: {script: [x]}
         ]
     );
     // Errors inside an included file point into it, and render with its source.
-    let files = [(FILE, "include: a.yml\n"), ("a.yml", "j:\n  scirpt: [x]\n  script: [x]\n")];
+    let files = [
+        (FILE, "include: a.yml\n"),
+        ("a.yml", "j:\n  scirpt: [x]\n  script: [x]\n"),
+    ];
     let e = load_files(&files, &[]).unwrap_err();
-    let out = e.render(&|f| files.iter().find(|(n, _)| *n == f).map(|(_, t)| t.to_string()));
-    assert!(out.starts_with("a.yml:2:3: error: unknown keyword `scirpt` in job `j`\n  |\n2 |   scirpt: [x]"), "{out}");
+    let out = e.render(&|f| {
+        files
+            .iter()
+            .find(|(n, _)| *n == f)
+            .map(|(_, t)| t.to_string())
+    });
+    assert!(
+        out.starts_with(
+            "a.yml:2:3: error: unknown keyword `scirpt` in job `j`\n  |\n2 |   scirpt: [x]"
+        ),
+        "{out}"
+    );
     // A loader that cannot list files makes wildcards an error, not a silent no-op.
-    let plain = Mem(HashMap::from([(FILE.to_string(), "include: '*.yml'\nj: {script: [x]}\n".to_string())]));
+    let plain = Mem(HashMap::from([(
+        FILE.to_string(),
+        "include: '*.yml'\nj: {script: [x]}\n".to_string(),
+    )]));
     struct NoList(Mem);
     impl Loader for NoList {
         fn load(&self, path: &str) -> Result<String, std::io::Error> {
@@ -1089,7 +1132,12 @@ j: {script: [x]}
         }
     }
     let e = load_pipeline(FILE, &NoList(plain)).unwrap_err();
-    assert!(e.0[0].message.contains("wildcards need the list of project files"), "{e}");
+    assert!(
+        e.0[0]
+            .message
+            .contains("wildcards need the list of project files"),
+        "{e}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1129,20 +1177,30 @@ k:
     assert_eq!(j.before_script, ["setup-1", "setup-2", "own"]);
     // `.ext` is looked up with its `extends` applied.
     assert_eq!(j.script, ["base"]);
-    assert_eq!(vars(&j.variables), [("URL", "http://x"), ("ALL_PORT", "80")]);
+    assert_eq!(
+        vars(&j.variables),
+        [("URL", "http://x"), ("ALL_PORT", "80")]
+    );
     let k = job(&p, "k");
     assert_eq!(vars(&k.variables), [("URL", "http://x"), ("PORT", "80")]);
     // A reference to a value that holds references resolves them too.
     assert_eq!(k.script, ["setup-1", "setup-2", "own"]);
     // References in `rules` are spliced into the list (checked through the merged YAML).
-    let merged = merged_yaml(FILE, &mem(&[(FILE, "
+    let merged = merged_yaml(
+        FILE,
+        &mem(&[(
+            FILE,
+            "
 .r: {rules: [{if: $A}, {if: $B}]}
 j:
   script: [x]
   rules:
     - !reference [.r, rules]
     - when: manual
-")]), &LoadOptions::default())
+",
+        )]),
+        &LoadOptions::default(),
+    )
     .unwrap();
     assert!(
         merged.contains("  rules:\n    - if: $A\n    - if: $B\n    - when: manual\n"),
@@ -1186,14 +1244,21 @@ fn reference_errors() {
     let chain = |n: usize| {
         let mut y = String::from(".r0: {script: [deep]}\n");
         for i in 1..=n {
-            y.push_str(&format!(".r{i}: {{script: !reference [.r{}, script]}}\n", i - 1));
+            y.push_str(&format!(
+                ".r{i}: {{script: !reference [.r{}, script]}}\n",
+                i - 1
+            ));
         }
         y.push_str(&format!("j:\n  script: !reference [.r{n}, script]\n"));
         y
     };
     assert_eq!(job(&ok(&chain(9)), "j").script, ["deep"]);
     let errs = brief(&chain(10));
-    assert!(errs.iter().any(|e| e.contains("nested more than 10 references deep")), "{errs:#?}");
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("nested more than 10 references deep")),
+        "{errs:#?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1212,8 +1277,18 @@ default:
         // (inherit, has image, has before_script, inherit_variables)
         ("", true, true, None),
         ("inherit: {default: false}", false, false, None),
-        ("inherit: {default: true, variables: false}", true, true, Some(&[])),
-        ("inherit: {default: [image], variables: [G2]}", true, false, Some(&["G2"])),
+        (
+            "inherit: {default: true, variables: false}",
+            true,
+            true,
+            Some(&[]),
+        ),
+        (
+            "inherit: {default: [image], variables: [G2]}",
+            true,
+            false,
+            Some(&["G2"]),
+        ),
     ];
     for (inherit, image, before, inherited) in cases {
         let p = ok(&format!("{head}j:\n  script: [x]\n  {inherit}\n"));
@@ -1282,7 +1357,11 @@ after:
     let t2 = job(&p, "t 2/3");
     assert_eq!(
         t2.parallel,
-        Some(ParallelInstance { base_name: "t".into(), index: 2, total: 3 })
+        Some(ParallelInstance {
+            base_name: "t".into(),
+            index: 2,
+            total: 3
+        })
     );
     let m = job(&p, "m: [gcp, processing]");
     assert_eq!(m.parallel.as_ref().unwrap().index, 4);
@@ -1310,7 +1389,10 @@ after:
         ("parallel: 1", "must be between 2 and 200, found 1"),
         ("parallel: 201", "must be between 2 and 200, found 201"),
         ("parallel: many", "must be an integer, found `many`"),
-        ("parallel: {matrix: [{A: [{x: 1}]}]}", "values must be strings, found a map"),
+        (
+            "parallel: {matrix: [{A: [{x: 1}]}]}",
+            "values must be strings, found a map",
+        ),
         ("parallel: {matrix: []}", "makes no jobs"),
     ];
     for (yaml, want) in cases {
@@ -1355,7 +1437,10 @@ j:
     let pg = &j.services[1];
     assert_eq!(pg.alias, ["db", "pg", "primary"]);
     assert_eq!(pg.entrypoint.as_deref().unwrap(), ["docker-entrypoint.sh"]);
-    assert_eq!(pg.command.as_deref().unwrap(), ["postgres", "-c", "fsync=off"]);
+    assert_eq!(
+        pg.command.as_deref().unwrap(),
+        ["postgres", "-c", "fsync=off"]
+    );
     assert_eq!(vars(&pg.variables), [("POSTGRES_PASSWORD", "x")]);
     assert_eq!(pg.pull_policy, [PullPolicy::IfNotPresent]);
     assert_eq!((pg.span.line, pg.span.column), (9, 7));
@@ -1375,15 +1460,34 @@ fn keyword_values_table() {
         ("when: delayed\n  start_in: 1 day", |j| {
             assert_eq!(j.start_in, Some(Duration::from_secs(86400)))
         }),
-        ("timeout: 1h 30m", |j| assert_eq!(j.timeout, Some(Duration::from_secs(5400)))),
-        ("timeout: 3 hours", |j| assert_eq!(j.timeout, Some(Duration::from_secs(10800)))),
-        ("timeout: 90 minutes", |j| assert_eq!(j.timeout, Some(Duration::from_secs(5400)))),
-        ("retry: 2", |j| assert_eq!(j.retry, Retry { max: 2, when: vec![] })),
-        ("retry: {max: 1, when: [script_failure, api_failure]}", |j| {
-            assert_eq!(j.retry.max, 1);
-            assert_eq!(j.retry.when, ["script_failure", "api_failure"]);
+        ("timeout: 1h 30m", |j| {
+            assert_eq!(j.timeout, Some(Duration::from_secs(5400)))
         }),
-        ("retry: {max: 2, when: always}", |j| assert_eq!(j.retry.when, ["always"])),
+        ("timeout: 3 hours", |j| {
+            assert_eq!(j.timeout, Some(Duration::from_secs(10800)))
+        }),
+        ("timeout: 90 minutes", |j| {
+            assert_eq!(j.timeout, Some(Duration::from_secs(5400)))
+        }),
+        ("retry: 2", |j| {
+            assert_eq!(
+                j.retry,
+                Retry {
+                    max: 2,
+                    when: vec![]
+                }
+            )
+        }),
+        (
+            "retry: {max: 1, when: [script_failure, api_failure]}",
+            |j| {
+                assert_eq!(j.retry.max, 1);
+                assert_eq!(j.retry.when, ["script_failure", "api_failure"]);
+            },
+        ),
+        ("retry: {max: 2, when: always}", |j| {
+            assert_eq!(j.retry.when, ["always"])
+        }),
         ("allow_failure: {exit_codes: 137}", |j| {
             assert!(!j.allow_failure);
             assert_eq!(j.allow_failure_exit_codes, [137]);
@@ -1391,31 +1495,57 @@ fn keyword_values_table() {
         ("allow_failure: yes", |j| assert!(j.allow_failure)),
         ("allow_failure: off", |j| assert!(!j.allow_failure)),
         ("interruptible: on", |j| assert!(j.interruptible)),
-        ("tags: [docker, linux]", |j| assert_eq!(j.tags, ["docker", "linux"])),
+        ("tags: [docker, linux]", |j| {
+            assert_eq!(j.tags, ["docker", "linux"])
+        }),
         ("coverage: '/Total: (\\d+\\.\\d+)%/'", |j| {
             assert_eq!(j.coverage.as_deref(), Some("Total: (\\d+\\.\\d+)%"))
         }),
-        ("environment: staging", |j| assert_eq!(j.environment.as_deref(), Some("staging"))),
-        ("environment: {name: review/$CI_COMMIT_REF_SLUG, url: https://x, action: start}", |j| {
-            assert_eq!(j.environment.as_deref(), Some("review/$CI_COMMIT_REF_SLUG"))
+        ("environment: staging", |j| {
+            assert_eq!(j.environment.as_deref(), Some("staging"))
         }),
+        (
+            "environment: {name: review/$CI_COMMIT_REF_SLUG, url: https://x, action: start}",
+            |j| assert_eq!(j.environment.as_deref(), Some("review/$CI_COMMIT_REF_SLUG")),
+        ),
         ("resource_group: production", |j| {
             assert_eq!(j.resource_group.as_deref(), Some("production"))
         }),
-        ("cache: {key: {files: [Gemfile.lock, package.json], prefix: $CI_JOB_NAME}, fallback_keys: [a, b]}", |j| {
-            assert_eq!(j.cache[0].key, "$CI_JOB_NAME");
-            assert_eq!(j.cache[0].key_files, ["Gemfile.lock", "package.json"]);
-            assert_eq!(j.cache[0].fallback_keys, ["a", "b"]);
-        }),
-        ("artifacts: {reports: {dotenv: build.env, junit: [a.xml, b.xml], coverage_report: {coverage_format: cobertura, path: cov.xml}}}", |j| {
-            let a = j.artifacts.as_ref().unwrap();
-            assert_eq!(a.reports_dotenv, ["build.env"]);
-            assert_eq!(a.reports_other, ["a.xml", "b.xml", "cov.xml"]);
-        }),
-        ("release: {tag_name: v1}\n  pages: true\n  secrets: {}\n  id_tokens: {}\n  hooks: {}\n  identity: google_cloud\n  dast_configuration: {}\n  manual_confirmation: sure?", |j| {
-            let un: Vec<&str> = j.unsupported.iter().map(|(k, _)| k.as_str()).collect();
-            assert_eq!(un, ["release", "pages", "secrets", "id_tokens", "hooks", "identity", "dast_configuration", "manual_confirmation"]);
-        }),
+        (
+            "cache: {key: {files: [Gemfile.lock, package.json], prefix: $CI_JOB_NAME}, fallback_keys: [a, b]}",
+            |j| {
+                assert_eq!(j.cache[0].key, "$CI_JOB_NAME");
+                assert_eq!(j.cache[0].key_files, ["Gemfile.lock", "package.json"]);
+                assert_eq!(j.cache[0].fallback_keys, ["a", "b"]);
+            },
+        ),
+        (
+            "artifacts: {reports: {dotenv: build.env, junit: [a.xml, b.xml], coverage_report: {coverage_format: cobertura, path: cov.xml}}}",
+            |j| {
+                let a = j.artifacts.as_ref().unwrap();
+                assert_eq!(a.reports_dotenv, ["build.env"]);
+                assert_eq!(a.reports_other, ["a.xml", "b.xml", "cov.xml"]);
+            },
+        ),
+        (
+            "release: {tag_name: v1}\n  pages: true\n  secrets: {}\n  id_tokens: {}\n  hooks: {}\n  identity: google_cloud\n  dast_configuration: {}\n  manual_confirmation: sure?",
+            |j| {
+                let un: Vec<&str> = j.unsupported.iter().map(|(k, _)| k.as_str()).collect();
+                assert_eq!(
+                    un,
+                    [
+                        "release",
+                        "pages",
+                        "secrets",
+                        "id_tokens",
+                        "hooks",
+                        "identity",
+                        "dast_configuration",
+                        "manual_confirmation"
+                    ]
+                );
+            },
+        ),
     ];
     for (body, check) in cases {
         let p = ok(&format!("j:\n  script: [x]\n  {body}\n"));
@@ -1451,27 +1581,78 @@ simple:
 #[test]
 fn keyword_errors_table() {
     let cases: &[(&str, &str)] = &[
-        ("when: delayed", "job `j` is `when: delayed` but has no `start_in`"),
-        ("start_in: 5 minutes", "`start_in` of job `j` needs `when: delayed`"),
-        ("when: delayed\n  start_in: 8 days", "must be at most 7 days (GitLab's limit)"),
-        ("when: delayed\n  start_in: soon", "`start_in` of job `j` is not a duration: `soon` is not a unit of time"),
+        (
+            "when: delayed",
+            "job `j` is `when: delayed` but has no `start_in`",
+        ),
+        (
+            "start_in: 5 minutes",
+            "`start_in` of job `j` needs `when: delayed`",
+        ),
+        (
+            "when: delayed\n  start_in: 8 days",
+            "must be at most 7 days (GitLab's limit)",
+        ),
+        (
+            "when: delayed\n  start_in: soon",
+            "`start_in` of job `j` is not a duration: `soon` is not a unit of time",
+        ),
         ("timeout: 2 months", "must be at most"),
-        ("retry: 3", "`retry` of job `j` must be 0, 1 or 2 (GitLab's limit), found 3"),
-        ("retry: {max: 1, when: [script_failur]}", "`script_failur` is not a failure reason"),
-        ("retry: {max: 1, wen: always}", "unknown key `wen` in `retry` of job `j`"),
-        ("allow_failure: {exit_codes: [one]}", "`exit_codes` must be an integer, found `one`"),
-        ("coverage: 'Total: \\d+%'", "must be a regular expression between slashes"),
-        ("coverage: '/(unclosed/'", "is not a valid regular expression"),
-        ("tags: docker", "`tags` of job `j` must be a list of strings, found a string"),
-        ("interruptible: maybe", "`interruptible` of job `j` must be true or false, found `maybe`"),
-        ("environment: {url: https://x}", "`environment` of job `j` needs `name`"),
+        (
+            "retry: 3",
+            "`retry` of job `j` must be 0, 1 or 2 (GitLab's limit), found 3",
+        ),
+        (
+            "retry: {max: 1, when: [script_failur]}",
+            "`script_failur` is not a failure reason",
+        ),
+        (
+            "retry: {max: 1, wen: always}",
+            "unknown key `wen` in `retry` of job `j`",
+        ),
+        (
+            "allow_failure: {exit_codes: [one]}",
+            "`exit_codes` must be an integer, found `one`",
+        ),
+        (
+            "coverage: 'Total: \\d+%'",
+            "must be a regular expression between slashes",
+        ),
+        (
+            "coverage: '/(unclosed/'",
+            "is not a valid regular expression",
+        ),
+        (
+            "tags: docker",
+            "`tags` of job `j` must be a list of strings, found a string",
+        ),
+        (
+            "interruptible: maybe",
+            "`interruptible` of job `j` must be true or false, found `maybe`",
+        ),
+        (
+            "environment: {url: https://x}",
+            "`environment` of job `j` needs `name`",
+        ),
         ("services: [{alias: db}]", "a service needs `name`"),
-        ("services: [{name: db, pull_policy: sometimes}]", "must be always, if-not-present or never, found `sometimes`"),
-        ("cache: {key: {files: [a, b, c]}}", "`files` must list one or two files, found 3"),
+        (
+            "services: [{name: db, pull_policy: sometimes}]",
+            "must be always, if-not-present or never, found `sometimes`",
+        ),
+        (
+            "cache: {key: {files: [a, b, c]}}",
+            "`files` must list one or two files, found 3",
+        ),
         ("cache: {key: {prefix: p}}", "as a map needs `files`"),
-        ("cache: {fallback_keys: [a, b, c, d, e, f]}", "lists more than 5 keys"),
+        (
+            "cache: {fallback_keys: [a, b, c, d, e, f]}",
+            "lists more than 5 keys",
+        ),
         ("image: {name: a, docker: {usr: x}}", "unknown key `usr`"),
-        ("trigger: {strategy: wait, include: a.yml}", "`strategy` must be `depend` or `mirror`, found `wait`"),
+        (
+            "trigger: {strategy: wait, include: a.yml}",
+            "`strategy` must be `depend` or `mirror`, found `wait`",
+        ),
     ];
     for (body, want) in cases {
         let errs = brief(&format!("j:\n  script: [x]\n  {body}\n"));
@@ -1487,7 +1668,8 @@ fn keyword_errors_table() {
 
 #[test]
 fn yaml_1_1_scalars_as_gitlab_reads_them() {
-    let loaded = load("
+    let loaded = load(
+        "
 variables:
   VERSION: 1.10
   OCTAL: 010
@@ -1499,7 +1681,8 @@ variables:
   NUMBER: 42
 j:
   script: [x]
-")
+",
+    )
     .unwrap();
     assert_eq!(
         vars(&loaded.pipeline.variables),
@@ -1515,19 +1698,29 @@ j:
         ]
     );
     // Every value GitLab changes gets a warning that says how to keep the text.
-    let warned: Vec<usize> = loaded.warnings.iter().map(|w| w.span.as_ref().unwrap().line).collect();
+    let warned: Vec<usize> = loaded
+        .warnings
+        .iter()
+        .map(|w| w.span.as_ref().unwrap().line)
+        .collect();
     assert_eq!(warned, [3, 4, 5, 6, 7]);
-    assert_eq!(loaded.warnings[0].help.as_deref(), Some("quote it to keep the text: \"1.10\""));
+    assert_eq!(
+        loaded.warnings[0].help.as_deref(),
+        Some("quote it to keep the text: \"1.10\"")
+    );
     // Booleans are not variable values in GitLab.
     for word in ["yes", "No", "on", "OFF", "true"] {
         let errs = brief(&format!("variables:\n  A: {word}\nj: {{script: [x]}}\n"));
         assert_eq!(
             errs,
-            [format!("2:6: variable `A` must be a string or a number, found the boolean `{word}`")]
+            [format!(
+                "2:6: variable `A` must be a string or a number, found the boolean `{word}`"
+            )]
         );
     }
     // Numbers are text in string fields; stages keep their written text.
-    let p = ok("stages: [1.0, build]\nj:\n  stage: 1.0\n  script: [echo 1]\n  image: python:3.10\n");
+    let p =
+        ok("stages: [1.0, build]\nj:\n  stage: 1.0\n  script: [echo 1]\n  image: python:3.10\n");
     assert_eq!(p.stages, [".pre", "1.0", "build", ".post"]);
     assert_eq!(p.jobs[0].stage, "1.0");
     // Matrix values are variables too.
@@ -1598,9 +1791,17 @@ build:
     let again = ok(&out);
     let orig = ok_files(&files, &[]);
     assert_eq!(again.jobs[0].script, orig.jobs[0].script);
-    assert_eq!(vars(&again.jobs[0].variables), vars(&orig.jobs[0].variables));
+    assert_eq!(
+        vars(&again.jobs[0].variables),
+        vars(&orig.jobs[0].variables)
+    );
     // Errors come back as diagnostics.
-    let e = merged_yaml(FILE, &mem(&[(FILE, "include: nope.yml\n")]), &LoadOptions::default()).unwrap_err();
+    let e = merged_yaml(
+        FILE,
+        &mem(&[(FILE, "include: nope.yml\n")]),
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
     assert_eq!(e.0[0].message, "included file `nope.yml` does not exist");
 }
 
@@ -1622,7 +1823,10 @@ mod merge_laws {
     fn flow(t: &T) -> String {
         match t {
             T::S(s) => s.clone(),
-            T::L(items) => format!("[{}]", items.iter().map(flow).collect::<Vec<_>>().join(", ")),
+            T::L(items) => format!(
+                "[{}]",
+                items.iter().map(flow).collect::<Vec<_>>().join(", ")
+            ),
             T::M(entries) => format!(
                 "{{{}}}",
                 entries
@@ -1686,7 +1890,10 @@ mod merge_laws {
 
     /// A job map in flow style, with `extends` first when given.
     fn job(extends: Option<&str>, body: &[(String, T)]) -> String {
-        let mut entries: Vec<String> = extends.map(|e| format!("extends: {e}")).into_iter().collect();
+        let mut entries: Vec<String> = extends
+            .map(|e| format!("extends: {e}"))
+            .into_iter()
+            .collect();
         entries.extend(body.iter().map(|(k, v)| format!("{k}: {}", flow(v))));
         format!("{{{}}}", entries.join(", "))
     }
