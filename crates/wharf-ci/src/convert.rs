@@ -7,6 +7,7 @@ use crate::model::{
     Artifacts, Cache, CachePolicy, CacheWhen, Image, Job, Need, Retry, Span, Variable, When,
 };
 use crate::parallel;
+use crate::rules;
 use crate::suggest::did_you_mean;
 use crate::yaml::{Map, Node, Psych, Value};
 
@@ -62,14 +63,17 @@ const SUPPORTED_JOB_KEYWORDS: &[&str] = &[
     "coverage",
     "dependencies",
     "environment",
+    "except",
     "extends",
     "image",
     "inherit",
     "interruptible",
     "needs",
+    "only",
     "parallel",
     "resource_group",
     "retry",
+    "rules",
     "script",
     "services",
     "stage",
@@ -455,6 +459,9 @@ pub(crate) fn job(
             "trigger" => job.trigger = keywords::trigger(v, &what, &mut job.unsupported, d),
             "parallel" => refs.parallel = parallel::parse(v, &what, d),
             "needs" => job.needs = needs(v, &what, &mut refs, &mut job.unsupported, d),
+            "rules" => job.rules = rules::job_rules(v, name, &mut job.unsupported, d),
+            "only" => job.only = rules::only_except(v, key, name, &mut job.unsupported, d),
+            "except" => job.except = rules::only_except(v, key, name, &mut job.unsupported, d),
             "dependencies" => {
                 let list = string_list(v, &what, d).unwrap_or_default();
                 for (dep, span) in list.iter().zip(item_spans(v)) {
@@ -466,6 +473,7 @@ pub(crate) fn job(
             _ => {}
         }
     }
+    rules::check_job_conflicts(name, m, d);
     match (&start_in_span, job.when) {
         (None, When::Delayed) => {
             d.error(span, format!("job `{name}` is `when: delayed` but has no `start_in`"))

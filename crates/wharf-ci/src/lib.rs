@@ -17,12 +17,17 @@ pub mod model;
 mod parallel;
 mod pipeline;
 mod reference;
+mod rules;
 mod suggest;
 mod variables_file;
 mod yaml;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
 pub use model::*;
+pub use rules::{
+    RefContext, RuleContext, RulesOutcome, WorkflowOutcome, evaluate_only_except, evaluate_rules,
+    evaluate_workflow, rule_holds,
+};
 
 /// Where wharf-ci gets file contents from. Paths are project-relative: as given for the main file,
 /// or as written in `include:local` (without its leading `/`).

@@ -140,6 +140,8 @@ pub struct Rule {
     /// variables are known.
     pub if_expr: Option<String>,
     pub changes: Option<Vec<String>>,
+    /// `changes: {compare_to: ref}`: compare with this ref instead of the pipeline's default.
+    pub changes_compare_to: Option<String>,
     pub exists: Option<Vec<String>>,
     pub when: Option<When>,
     pub allow_failure: Option<bool>,

@@ -164,12 +164,9 @@ pub(crate) fn load(
     let Config { root, start } = config(file, loader, options, d)?;
     let root = &root;
 
-    if let Some(e) = root.get("workflow") {
-        d.warning(
-            &e.key_span,
-            "`workflow` is not supported yet: it is ignored",
-        );
-    }
+    let workflow = root
+        .get("workflow")
+        .and_then(|e| crate::rules::workflow(&e.value, d));
 
     let stages = stages(root, d);
     let variables = root
@@ -221,7 +218,7 @@ pub(crate) fn load(
         stages,
         variables,
         jobs: converted.into_iter().map(|(j, _)| j).collect(),
-        workflow: None,
+        workflow,
     })
 }
 

@@ -1,0 +1,455 @@
+//! `rules:`, `only`/`except` and `workflow:`: loading (with exact error positions) and GitLab's
+//! evaluation semantics.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::HashMap;
+use std::time::Duration;
+use wharf_ci::*;
+
+struct Mem(HashMap<String, String>);
+
+impl Loader for Mem {
+    fn load(&self, path: &str) -> Result<String, std::io::Error> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, path.to_string()))
+    }
+}
+
+const FILE: &str = ".gitlab-ci.yml";
+
+fn load(yaml: &str) -> Result<Loaded, Diagnostics> {
+    let mem = Mem(HashMap::from([(FILE.to_string(), yaml.to_string())]));
+    load_pipeline(FILE, &mem)
+}
+
+fn ok(yaml: &str) -> Pipeline {
+    match load(yaml) {
+        Ok(l) => l.pipeline,
+        Err(e) => panic!(
+            "expected success, got:\n{}",
+            e.render(&|_| Some(yaml.to_string()))
+        ),
+    }
+}
+
+/// `line:col: message` of each error.
+fn brief(yaml: &str) -> Vec<String> {
+    match load(yaml) {
+        Ok(l) => panic!("expected errors, got {:#?}", l.pipeline),
+        Err(e) => {
+            e.0.iter()
+                .filter(|d| d.is_error())
+                .map(|d| match &d.span {
+                    Some(s) => format!("{}:{}: {}", s.line, s.column, d.message),
+                    None => d.message.clone(),
+                })
+                .collect()
+        }
+    }
+}
+
+fn job<'a>(p: &'a Pipeline, name: &str) -> &'a Job {
+    p.jobs.iter().find(|j| j.name == name).unwrap()
+}
+
+struct Env {
+    vars: HashMap<String, String>,
+    changed: Option<Vec<String>>,
+    files: Vec<String>,
+}
+
+impl Env {
+    fn new(vars: &[(&str, &str)]) -> Self {
+        Self {
+            vars: vars
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            changed: None,
+            files: Vec::new(),
+        }
+    }
+
+    fn rules(&self, j: &Job) -> RulesOutcome {
+        let lookup = |n: &str| self.vars.get(n).cloned();
+        let changed = |_: Option<&str>| self.changed.clone();
+        let ctx = RuleContext {
+            variables: &lookup,
+            changed_files: &changed,
+            project_files: &self.files,
+            default_when: j.when,
+        };
+        evaluate_rules(&j.rules, &ctx)
+    }
+
+    fn workflow(&self, p: &Pipeline) -> WorkflowOutcome {
+        let lookup = |n: &str| self.vars.get(n).cloned();
+        let changed = |_: Option<&str>| self.changed.clone();
+        let ctx = RuleContext {
+            variables: &lookup,
+            changed_files: &changed,
+            project_files: &self.files,
+            default_when: When::OnSuccess,
+        };
+        evaluate_workflow(p.workflow.as_ref(), &ctx)
+    }
+}
+
+#[test]
+fn documented_rules_example() {
+    // ci/jobs/job_rules.md, "rules examples".
+    let p = ok(r#"
+job:
+  script: echo "Hello, Rules!"
+  rules:
+    - if: $CI_PIPELINE_SOURCE == "merge_request_event"
+      when: manual
+      allow_failure: true
+    - if: $CI_PIPELINE_SOURCE == "schedule"
+"#);
+    let j = job(&p, "job");
+    assert_eq!(j.rules.len(), 2);
+    let mr = Env::new(&[("CI_PIPELINE_SOURCE", "merge_request_event")]).rules(j);
+    assert_eq!(
+        (mr.matched, mr.when, mr.allow_failure),
+        (Some(0), When::Manual, Some(true))
+    );
+    let sched = Env::new(&[("CI_PIPELINE_SOURCE", "schedule")]).rules(j);
+    assert_eq!(
+        (sched.matched, sched.when, sched.allow_failure),
+        (Some(1), When::OnSuccess, None)
+    );
+    let push = Env::new(&[("CI_PIPELINE_SOURCE", "push")]).rules(j);
+    assert_eq!((push.matched, push.when), (None, When::Never));
+    assert!(!push.included());
+}
+
+#[test]
+fn rule_attributes_and_defaults() {
+    let p = ok(r#"
+stages: [build, test]
+a:
+  stage: build
+  script: [x]
+b:
+  script: [x]
+  when: manual
+  rules:
+    - if: $DELAY
+      when: delayed
+      start_in: 30 minutes
+    - if: $MANUAL
+      when: manual
+    - if: $VARS
+      variables: {DEPLOY: "yes", N: 3}
+      needs: [a, {job: a, artifacts: false, optional: true}]
+    - when: never
+"#);
+    let b = job(&p, "b");
+    let out = Env::new(&[("DELAY", "1")]).rules(b);
+    assert_eq!(out.when, When::Delayed);
+    assert_eq!(out.start_in, Some(Duration::from_secs(1800)));
+    // `when: manual` in a rule: allow_failure is not turned on (GitLab's documented default).
+    let out = Env::new(&[("MANUAL", "1")]).rules(b);
+    assert_eq!((out.when, out.allow_failure), (When::Manual, None));
+    let out = Env::new(&[("VARS", "1")]).rules(b);
+    // No `when` in the rule: the job's own `when`.
+    assert_eq!(out.when, When::Manual);
+    let vars: Vec<_> = out
+        .variables
+        .iter()
+        .map(|v| (v.name.as_str(), v.value.as_str()))
+        .collect();
+    assert_eq!(vars, [("DEPLOY", "yes"), ("N", "3")]);
+    let needs = out.needs.unwrap();
+    assert_eq!(needs.len(), 2);
+    assert!(needs[0].artifacts && !needs[0].optional);
+    assert!(!needs[1].artifacts && needs[1].optional);
+    let out = Env::new(&[]).rules(b);
+    assert_eq!((out.matched, out.when), (Some(3), When::Never));
+    // Without rules: the job's `when`, no rule matched.
+    let out = Env::new(&[]).rules(job(&p, "a"));
+    assert_eq!((out.matched, out.when), (None, When::OnSuccess));
+}
+
+#[test]
+fn changes_and_exists() {
+    let p = ok(r#"
+j:
+  script: [x]
+  rules:
+    - changes: ["docker/**/*", Dockerfile]
+      when: manual
+    - exists:
+        paths: ["$DIR/*.md"]
+    - changes:
+        paths: ["*.c"]
+        compare_to: refs/heads/main
+      when: always
+"#);
+    let j = job(&p, "j");
+    assert_eq!(
+        j.rules[2].changes_compare_to.as_deref(),
+        Some("refs/heads/main")
+    );
+    let mut env = Env::new(&[("DIR", "docs")]);
+    // Nothing to compare with: `changes` holds (GitLab: new branches, tags, schedules).
+    assert_eq!(env.rules(j).matched, Some(0));
+    env.changed = Some(vec!["docker/build/x.sh".into()]);
+    assert_eq!(env.rules(j).matched, Some(0));
+    // `*` stays in its folder; dot files match.
+    env.changed = Some(vec!["src/a.c".into()]);
+    assert_eq!(env.rules(j).matched, None);
+    env.changed = Some(vec![".c".into()]);
+    assert_eq!(env.rules(j).matched, Some(2));
+    env.changed = Some(vec![]);
+    env.files = vec!["docs/readme.md".into()];
+    assert_eq!(env.rules(j).matched, Some(1));
+    env.files = vec!["docs/sub/readme.md".into()];
+    assert_eq!(env.rules(j).when, When::Never);
+}
+
+#[test]
+fn if_errors_point_at_the_column_inside_the_scalar() {
+    let yaml = "j:\n  script: [x]\n  rules:\n    - if: $A == \n    - if: '$B =~ /x/'\n    - if: \"$C && \"\n";
+    let e = brief(yaml);
+    assert_eq!(
+        e,
+        [
+            "4:16: invalid expression in `if` in a rule of `rules` of job `j`: expected a value after `==`, found the end of the expression",
+            "5:18: invalid expression in `if` in a rule of `rules` of job `j`: one-character regular expressions like `/./` are not supported by GitLab: write for example `/^.$/` or `/(.)/`",
+            "6:18: invalid expression in `if` in a rule of `rules` of job `j`: expected an expression after `&&`",
+        ]
+    );
+    // With escapes inside the quotes the column is not known: the scalar's start.
+    let e = brief("j:\n  script: [x]\n  rules:\n    - if: \"$A == \\\"x\"\n");
+    assert!(e[0].starts_with("4:11: invalid expression"), "{e:?}");
+    // only:variables are checked the same way.
+    let e = brief("j:\n  script: [x]\n  only:\n    variables: [$A = 'x']\n");
+    assert!(e[0].starts_with("4:20: invalid expression"), "{e:?}");
+}
+
+#[test]
+fn wrong_types_and_unknown_keys() {
+    let e = brief(
+        "j:\n  script: [x]\n  rules:\n    - iff: $A\n      when: sometimes\n      alow_failure: true\n",
+    );
+    assert_eq!(
+        e,
+        [
+            "4:7: unknown key `iff` in a rule of `rules` of job `j`",
+            "5:13: `when` in a rule of `rules` of job `j` must be one of on_success, on_failure, always, manual, delayed, never, found `sometimes`",
+            "6:7: unknown key `alow_failure` in a rule of `rules` of job `j`",
+        ]
+    );
+    let l = load("j:\n  script: [x]\n  rules:\n    - iff: $A\n").unwrap_err();
+    assert_eq!(l.0[0].help.as_deref(), Some("did you mean `if`?"));
+    let e = brief("j:\n  script: [x]\n  rules:\n    if: $A\n");
+    assert_eq!(
+        e,
+        ["4:5: `rules` of job `j` must be a list of rules, found a map"]
+    );
+    let e = brief("j:\n  script: [x]\n  rules: [$A]\n");
+    assert_eq!(
+        e,
+        ["3:11: each rule in `rules` of job `j` must be a map, found a string"]
+    );
+    let e = brief("j:\n  script: [x]\n  rules:\n    - start_in: 1 hour\n");
+    assert_eq!(
+        e,
+        ["4:17: `start_in` in a rule of `rules` of job `j` needs `when: delayed`"]
+    );
+    let e = brief("j:\n  script: [x]\n  rules: [{if: $A}]\n  only: [main]\n");
+    assert_eq!(
+        e,
+        ["4:3: job `j` uses `only` and `rules`: GitLab does not allow both"]
+    );
+    let e = brief("j:\n  script: [x]\n  only: {refs: [main], varables: [$A]}\n");
+    assert_eq!(e, ["3:24: unknown key `varables` in `only` of job `j`"]);
+    let e = brief("workflow:\n  rules:\n    - when: manual\nj: {script: [x]}\n");
+    assert_eq!(
+        e,
+        ["3:13: `when` in a rule of `workflow` must be one of always, never, found `manual`"]
+    );
+    let e = brief("workflow:\n  rule: []\nj: {script: [x]}\n");
+    assert_eq!(e, ["2:3: unknown key `rule` in `workflow`"]);
+}
+
+#[test]
+fn rules_spliced_from_references_are_flattened() {
+    let p = ok(r#"
+.default_rules:
+  rules:
+    - if: $CI_PIPELINE_SOURCE == "schedule"
+      when: never
+    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH
+job2:
+  rules:
+    - !reference [.default_rules, rules]
+    - if: $CI_PIPELINE_SOURCE == "merge_request_event"
+  script: [x]
+"#);
+    let j = job(&p, "job2");
+    assert_eq!(j.rules.len(), 3);
+    let env = Env::new(&[
+        ("CI_PIPELINE_SOURCE", "merge_request_event"),
+        ("CI_DEFAULT_BRANCH", "main"),
+    ]);
+    assert_eq!(env.rules(j).matched, Some(2));
+    // Both sides undefined are equal (`null == null`), as on GitLab.
+    let env = Env::new(&[("CI_PIPELINE_SOURCE", "merge_request_event")]);
+    assert_eq!(env.rules(j).matched, Some(1));
+}
+
+#[test]
+fn workflow_rules_name_and_variables() {
+    let p = ok(r#"
+workflow:
+  name: "Pipeline for $CI_COMMIT_BRANCH"
+  rules:
+    - if: $CI_COMMIT_TAG
+      when: never
+    - if: $CI_COMMIT_BRANCH == "main"
+      variables: {DEPLOY: "true"}
+    - if: $CI_COMMIT_BRANCH
+j: {script: [x]}
+"#);
+    let w = Env::new(&[("CI_COMMIT_BRANCH", "main")]).workflow(&p);
+    assert!(w.create);
+    assert_eq!(w.name.as_deref(), Some("Pipeline for $CI_COMMIT_BRANCH"));
+    assert_eq!(w.variables[0].name, "DEPLOY");
+    let w = Env::new(&[("CI_COMMIT_BRANCH", "dev"), ("CI_COMMIT_TAG", "v1")]).workflow(&p);
+    assert_eq!((w.create, w.matched), (false, Some(0)));
+    let w = Env::new(&[]).workflow(&p);
+    assert_eq!((w.create, w.matched), (false, None));
+    // No workflow at all: the pipeline is created.
+    let p = ok("j: {script: [x]}\n");
+    assert!(Env::new(&[]).workflow(&p).create);
+}
+
+fn refs(only: Option<&OnlyExcept>, except: Option<&OnlyExcept>, ctx: &RefContext<'_>) -> bool {
+    evaluate_only_except(only, except, ctx)
+}
+
+#[test]
+fn only_except_refs_keywords_regexes_variables_changes() {
+    let p = ok(r#"
+default_job: {script: [x]}
+main_only:
+  script: [x]
+  only: [main, /^release-\d+$/i]
+no_schedules:
+  script: [x]
+  except: [schedules, tags]
+mrs:
+  script: [x]
+  only: [merge_requests]
+vars:
+  script: [x]
+  only:
+    refs: [branches]
+    variables: [$DEPLOY == "yes", $FORCE]
+  except:
+    changes: ["*.md"]
+scoped:
+  script: [x]
+  only: [main@group/project]
+"#);
+    let no_vars = |_: &str| None;
+    let deploy = |n: &str| (n == "DEPLOY").then(|| "yes".to_string());
+    let ctx = |ref_name, is_tag, source| RefContext {
+        variables: &no_vars,
+        ref_name,
+        is_tag,
+        source,
+        project_path: None,
+        changed_files: None,
+    };
+    let eval = |name: &str, c: &RefContext<'_>| {
+        let j = job(&p, name);
+        refs(j.only.as_ref(), j.except.as_ref(), c)
+    };
+    // GitLab's default `only: [branches, tags]`: not in merge request pipelines.
+    assert!(eval("default_job", &ctx("main", false, "push")));
+    assert!(eval("default_job", &ctx("v1", true, "push")));
+    assert!(!eval(
+        "default_job",
+        &ctx("main", false, "merge_request_event")
+    ));
+    assert!(eval("main_only", &ctx("main", false, "push")));
+    assert!(eval("main_only", &ctx("RELEASE-12", false, "push")));
+    assert!(!eval("main_only", &ctx("release-12x", false, "push")));
+    assert!(!eval("main_only", &ctx("feature", false, "push")));
+    assert!(eval("no_schedules", &ctx("main", false, "push")));
+    assert!(!eval("no_schedules", &ctx("main", false, "schedule")));
+    assert!(!eval("no_schedules", &ctx("v1", true, "push")));
+    assert!(eval("mrs", &ctx("feature", false, "merge_request_event")));
+    assert!(!eval("mrs", &ctx("feature", false, "push")));
+    // Keywords match the pipeline source, as is or pluralised.
+    for (kw, source) in [
+        ("pushes", "push"),
+        ("web", "web"),
+        ("api", "api"),
+        ("triggers", "trigger"),
+        ("external", "external"),
+    ] {
+        let o = OnlyExcept {
+            refs: vec![kw.into()],
+            ..OnlyExcept::default()
+        };
+        assert!(refs(Some(&o), None, &ctx("x", false, source)), "{kw}");
+        assert!(!refs(Some(&o), None, &ctx("x", false, "schedule")), "{kw}");
+    }
+    // variables: any expression; refs and variables must both hold.
+    let none: Vec<String> = Vec::new();
+    let no_changes = RefContext {
+        changed_files: Some(&none),
+        ..ctx("main", false, "push")
+    };
+    assert!(!eval("vars", &no_changes));
+    let with_deploy = RefContext {
+        variables: &deploy,
+        ..no_changes
+    };
+    assert!(eval("vars", &with_deploy));
+    // Nothing to compare with: `except: changes` holds, so the job is left out (GitLab).
+    let no_diff = RefContext {
+        variables: &deploy,
+        ..ctx("main", false, "push")
+    };
+    assert!(!eval("vars", &no_diff));
+    // except: any of its keys excludes (only `changes` here).
+    let md = vec!["README.md".to_string()];
+    let changed_md = RefContext {
+        changed_files: Some(&md),
+        ..with_deploy
+    };
+    assert!(!eval("vars", &changed_md));
+    let rs = vec!["src/main.rs".to_string()];
+    let changed_rs = RefContext {
+        changed_files: Some(&rs),
+        variables: &deploy,
+        ..ctx("main", false, "push")
+    };
+    assert!(eval("vars", &changed_rs));
+    // `ref@project` needs the project path.
+    assert!(!eval("scoped", &ctx("main", false, "push")));
+    let in_project = RefContext {
+        project_path: Some("group/project"),
+        ..ctx("main", false, "push")
+    };
+    assert!(eval("scoped", &in_project));
+}
+
+#[test]
+fn only_kubernetes_is_recorded_as_unsupported() {
+    let p = ok("j:\n  script: [x]\n  only:\n    kubernetes: active\n");
+    let un: Vec<_> = job(&p, "j")
+        .unsupported
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(un, ["only:kubernetes"]);
+}
