@@ -165,7 +165,7 @@ impl Engine {
         &self,
         image: &str,
         auth: Option<&RegistryAuth>,
-        on_event: &mut dyn FnMut(PullEvent),
+        on_event: &mut (dyn FnMut(PullEvent) + Send),
     ) -> Result<(), PullFailure> {
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("fromImage", image)
@@ -270,7 +270,7 @@ impl Engine {
     pub async fn run(
         &self,
         id: &str,
-        on_output: &mut dyn FnMut(&[u8]),
+        on_output: &mut (dyn FnMut(&[u8]) + Send),
         cancel: &mut watch::Receiver<bool>,
     ) -> Result<i64, EngineError> {
         let attach_opts = AttachContainerOptionsBuilder::default()
@@ -362,7 +362,7 @@ pub fn registry_auth_header(auth: &RegistryAuth) -> String {
 }
 
 /// Returns the error message if the line carries one.
-fn handle_pull_line(line: &[u8], on_event: &mut dyn FnMut(PullEvent)) -> Option<String> {
+fn handle_pull_line(line: &[u8], on_event: &mut (dyn FnMut(PullEvent) + Send)) -> Option<String> {
     let trimmed = line.trim_ascii();
     if trimmed.is_empty() {
         return None;

@@ -1,19 +1,25 @@
 //! wharf-run: runs a [`wharf_ci::Pipeline`]: stage scheduling, variables, masking, logs, caches,
 //! artifacts, and the shell and Docker executors.
 
+mod dag;
 pub mod engine;
 pub mod files;
+pub mod git;
 pub mod log;
 pub mod mask;
+pub mod plan;
 pub mod report;
+mod rules_eval;
 mod runner;
 pub mod scheduler;
 pub mod script;
 pub mod vars;
 
+pub use dag::{DEFAULT_TIMEOUT, plan_pipeline, predefined_variables, run_pipeline};
 pub use log::Console;
+pub use plan::Selection;
 pub use report::{FailureReason, JobReport, JobStatus, PipelineReport};
-pub use runner::{ExecutorChoice, RunError, RunOptions, RunnerEnv, closest, run_pipeline};
+pub use runner::{ExecutorChoice, RunError, RunOptions, RunnerEnv, closest};
 
 /// Parse a dotenv `--variables-file` (`KEY=value`, quotes, `export`, comments).
 pub fn parse_dotenv(name: &str, text: &str) -> Result<Vec<(String, String)>, String> {

@@ -58,21 +58,90 @@ pub struct JobLog {
     masker: Masker,
     console_strip: AnsiStripper,
     file_strip: AnsiStripper,
+    /// `job-name | ` before every console line when several jobs run at once (the log file
+    /// stays unprefixed).
+    prefix: Option<String>,
+    /// Console bytes of an unfinished line, held until its newline so that jobs running at
+    /// once interleave whole lines only.
+    pending: Vec<u8>,
 }
+
+/// Colours for job-name prefixes, picked by the name so a job keeps its colour.
+const PREFIX_COLOURS: [&str; 6] = [
+    "\x1b[34m", "\x1b[35m", "\x1b[36m", "\x1b[32m", "\x1b[33m", "\x1b[94m",
+];
 
 impl JobLog {
     pub fn create(console: Arc<Console>, path: &Path, masker: Masker) -> io::Result<Self> {
+        Self::open(console, path, masker, false)
+    }
+
+    /// Like [`JobLog::create`], but keeps what the file holds (a retried job's earlier attempts).
+    pub fn append(console: Arc<Console>, path: &Path, masker: Masker) -> io::Result<Self> {
+        Self::open(console, path, masker, true)
+    }
+
+    fn open(console: Arc<Console>, path: &Path, masker: Masker, append: bool) -> io::Result<Self> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = File::create(path)?;
+        let file = if append {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)?
+        } else {
+            File::create(path)?
+        };
         Ok(Self {
             console,
             file: Some(file),
             masker,
             console_strip: AnsiStripper::default(),
             file_strip: AnsiStripper::default(),
+            prefix: None,
+            pending: Vec::new(),
         })
+    }
+
+    /// Prefix console lines with this (already padded) job name.
+    pub fn with_prefix(mut self, prefix: Option<String>) -> Self {
+        self.prefix = prefix.map(|p| {
+            if self.console.color {
+                let pick = p.bytes().map(usize::from).sum::<usize>() % PREFIX_COLOURS.len();
+                format!("{}{p}{RESET} | ", PREFIX_COLOURS[pick])
+            } else {
+                format!("{p} | ")
+            }
+        });
+        self
+    }
+
+    /// Write to the console, line by line with the prefix when there is one.
+    fn to_console(&mut self, bytes: &[u8]) {
+        let Some(prefix) = &self.prefix else {
+            self.console.write(bytes);
+            return;
+        };
+        self.pending.extend_from_slice(bytes);
+        let Some(last_newline) = self.pending.iter().rposition(|&b| b == b'\n') else {
+            return;
+        };
+        let complete: Vec<u8> = self.pending.drain(..=last_newline).collect();
+        let mut out = Vec::with_capacity(complete.len() + prefix.len() * 4);
+        for line in complete.split_inclusive(|&b| b == b'\n') {
+            out.extend_from_slice(prefix.as_bytes());
+            out.extend_from_slice(line);
+        }
+        self.console.write(&out);
+    }
+
+    /// Console output of an unfinished line is written out (end of a process's output).
+    fn flush_console_line(&mut self) {
+        if self.prefix.is_some() && !self.pending.is_empty() {
+            self.pending.push(b'\n');
+            self.to_console(&[]);
+        }
     }
 
     /// Register a secret learnt after the log was opened (e.g. from a credential helper).
@@ -95,10 +164,9 @@ impl JobLog {
             let prefix = if i == 0 { prefix } else { "" };
             let plain = format!("{prefix}{line}\n");
             if self.console.color && !color.is_empty() {
-                self.console
-                    .write(format!("{color}{prefix}{line}{RESET}\n").as_bytes());
+                self.to_console(format!("{color}{prefix}{line}{RESET}\n").as_bytes());
             } else {
-                self.console.write(plain.as_bytes());
+                self.to_console(plain.as_bytes());
             }
             self.write_file(plain.as_bytes());
         }
@@ -127,6 +195,12 @@ impl JobLog {
     pub fn flush_output(&mut self) {
         let rest = self.masker.finish();
         self.emit(&rest);
+        self.flush_console_line();
+    }
+
+    /// The console prefix is in use (several jobs run at once): no progress bars then.
+    pub fn is_prefixed(&self) -> bool {
+        self.prefix.is_some()
     }
 
     fn emit(&mut self, masked: &[u8]) {
@@ -134,10 +208,10 @@ impl JobLog {
             return;
         }
         if self.console.color {
-            self.console.write(masked);
+            self.to_console(masked);
         } else {
             let plain = self.console_strip.strip(masked);
-            self.console.write(&plain);
+            self.to_console(&plain);
         }
         let plain = self.file_strip.strip(masked);
         self.write_file(&plain);
@@ -230,6 +304,36 @@ mod tests {
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
         }
+    }
+
+    #[test]
+    fn prefixed_console_lines_and_plain_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Shared::default();
+        let console = Console::new(false, Box::new(sink.clone()));
+        let path = dir.path().join("logs/j.log");
+        let mut log = JobLog::create(console, &path, Masker::new(Vec::<String>::new()))
+            .unwrap()
+            .with_prefix(Some("build ".into()));
+        log.info("Running");
+        log.output(b"one\ntw");
+        assert!(
+            !String::from_utf8(sink.0.lock().unwrap().clone())
+                .unwrap()
+                .contains("tw")
+        );
+        log.output(b"o\nthree");
+        log.flush_output();
+        drop(log);
+        let console_text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            console_text,
+            "build  | Running\nbuild  | one\nbuild  | two\nbuild  | three\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "Running\none\ntwo\nthree"
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@ use crate::engine::{ContainerSpec, Engine, EngineError, PullEvent, PullFailure};
 use crate::files::{self, slug};
 use crate::log::{Console, JobLog};
 use crate::mask::Masker;
-use crate::report::{FailureReason, JobReport, JobStatus, PipelineReport};
+use crate::report::{FailureReason, JobReport, JobStatus};
 use crate::script;
-use crate::vars::{JobVariable, VarSet};
+use crate::vars::VarSet;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{OnceCell, mpsc, watch};
-use wharf_ci::{CacheWhen, FileVariable, Job, Pipeline, PullPolicy, When};
+use wharf_ci::{CacheWhen, FileVariable, Job, Pipeline, PullPolicy};
 use wharf_oci::{CredentialSources, ImageRef, Secret};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,11 +49,18 @@ impl std::fmt::Debug for RunnerEnv {
     }
 }
 
+#[derive(Clone)]
 pub struct RunOptions {
     /// Absolute path of the project folder.
     pub project_dir: PathBuf,
-    /// Jobs named on the command line; empty = every job.
-    pub select: Vec<String>,
+    /// Which jobs to run (names, `--stage`, `--needs`, `--manual`).
+    pub selection: crate::plan::Selection,
+    /// How many jobs may run at once (`--concurrency`, default: the number of cores).
+    pub concurrency: usize,
+    /// `--json`: newline-delimited JSON events go here (the human output goes to `console`).
+    pub events: Option<Arc<Console>>,
+    /// Reads pipeline files (the child pipelines of `trigger:`), as the main file was read.
+    pub loader: Option<Arc<dyn wharf_ci::Loader + Send + Sync>>,
     pub cli_variables: Vec<(String, String)>,
     pub file_variables: Vec<FileVariable>,
     pub executor: ExecutorChoice,
@@ -69,122 +76,45 @@ pub struct RunOptions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("no job named `{name}` in the pipeline{hint}")]
-    UnknownJob { name: String, hint: String },
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
     #[error(transparent)]
     Files(#[from] files::FilesError),
 }
 
-struct Ctx<'a> {
-    opts: &'a RunOptions,
-    pipeline: &'a Pipeline,
-    wharf_dir: PathBuf,
-    project_name: String,
-    snapshot: Vec<PathBuf>,
-    pipeline_id: u64,
-    git: GitInfo,
-    engine: OnceCell<Result<Engine, String>>,
+/// Everything a job needs from its pipeline run, borrowed from the pipeline's shared state
+/// (see `dag.rs`); built per job run.
+pub(crate) struct Ctx<'a> {
+    pub(crate) opts: &'a RunOptions,
+    pub(crate) pipeline: &'a Pipeline,
+    pub(crate) wharf_dir: PathBuf,
+    pub(crate) project_name: String,
+    pub(crate) snapshot: &'a [PathBuf],
+    pub(crate) pipeline_id: u64,
+    pub(crate) engine: &'a OnceCell<Result<Engine, String>>,
+    pub(crate) sources: &'a crate::vars::VarSources,
+    pub(crate) run: JobRun,
 }
 
-#[derive(Default, Clone)]
-struct GitInfo {
-    sha: Option<String>,
-    branch: Option<String>,
+/// This run (attempt) of one job.
+pub(crate) struct JobRun {
+    /// `CI_JOB_ID`: unique per job run.
+    pub(crate) job_id: u64,
+    /// `artifacts: reports: dotenv` variables of the jobs it takes artifacts from.
+    pub(crate) dotenv: Vec<(String, String)>,
+    /// Console prefix when several jobs run at once.
+    pub(crate) prefix: Option<String>,
+    /// 1-based; later attempts append to the job's log.
+    pub(crate) attempt: u32,
+    /// `retry: max` + 1.
+    pub(crate) max_attempts: u32,
+    /// Set when the job's `timeout` ended it (its cancel signal then means "timed out").
+    pub(crate) timed_out: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) timeout: Duration,
 }
 
-pub async fn run_pipeline(
-    pipeline: &Pipeline,
-    opts: &RunOptions,
-) -> Result<PipelineReport, RunError> {
-    for name in &opts.select {
-        if !pipeline.jobs.iter().any(|j| &j.name == name) {
-            let names: Vec<&str> = pipeline.jobs.iter().map(|j| j.name.as_str()).collect();
-            let hint = closest(name, &names)
-                .map(|c| format!("; did you mean `{c}`?"))
-                .unwrap_or_else(|| format!(" (jobs: {})", names.join(", ")));
-            return Err(RunError::UnknownJob {
-                name: name.clone(),
-                hint,
-            });
-        }
-    }
-    let wharf_dir = opts.project_dir.join(".wharf");
-    std::fs::create_dir_all(&wharf_dir).map_err(|e| files::FilesError::Io {
-        action: "creating",
-        path: wharf_dir.clone(),
-        source: e,
-    })?;
-    let ctx = Ctx {
-        opts,
-        pipeline,
-        project_name: opts
-            .project_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "project".into()),
-        snapshot: files::snapshot(&opts.project_dir)?,
-        pipeline_id: next_id(&wharf_dir.join("pipeline-id")),
-        git: git_info(&opts.project_dir),
-        wharf_dir,
-        engine: OnceCell::new(),
-    };
-
-    let mut report = PipelineReport::default();
-    let mut earlier_failed = false;
-    let mut job_index = 0u64;
-    for stage in &pipeline.stages {
-        let mut stage_failed = false;
-        for job in pipeline.jobs.iter().filter(|j| &j.stage == stage) {
-            let selected = opts.select.is_empty() || opts.select.contains(&job.name);
-            if !selected {
-                continue;
-            }
-            let explicitly = opts.select.contains(&job.name);
-            let skip = match job.when {
-                When::Never => Some("when: never".to_string()),
-                When::Manual if !explicitly => {
-                    Some(format!("manual job: run it with `wharf run {}`", job.name))
-                }
-                When::OnSuccess | When::Delayed | When::Manual if earlier_failed => {
-                    Some("an earlier stage failed".to_string())
-                }
-                When::OnFailure if !earlier_failed => {
-                    Some("when: on_failure and nothing failed".to_string())
-                }
-                _ => None,
-            };
-            if *ctx.opts.cancel.borrow() {
-                report.canceled = true;
-            }
-            if report.canceled {
-                report.jobs.push(skipped(job, "pipeline canceled"));
-                continue;
-            }
-            if let Some(why) = skip {
-                report.jobs.push(skipped(job, &why));
-                continue;
-            }
-            job_index += 1;
-            let r = run_job(&ctx, job, ctx.pipeline_id * 1000 + job_index).await;
-            if matches!(r.status, JobStatus::Canceled) {
-                report.canceled = true;
-            }
-            stage_failed |= r.blocks();
-            report.jobs.push(r);
-        }
-        earlier_failed |= stage_failed;
-    }
-    Ok(report)
-}
-
-fn skipped(job: &Job, why: &str) -> JobReport {
-    JobReport {
-        name: job.name.clone(),
-        stage: job.stage.clone(),
-        status: JobStatus::Skipped(why.to_string()),
-        allow_failure: job.allow_failure,
-        duration: Duration::ZERO,
-    }
+pub(crate) fn skipped(job: &Job, why: &str) -> JobReport {
+    JobReport::new(job, JobStatus::Skipped(why.to_string()), Duration::ZERO)
 }
 
 /// Where a job runs and how paths look from inside it.
@@ -196,7 +126,8 @@ struct Layout {
     tmp_dir_in_job: String,
 }
 
-async fn run_job(ctx: &Ctx<'_>, job: &Job, job_id: u64) -> JobReport {
+pub(crate) async fn run_job(ctx: &Ctx<'_>, job: &Job) -> JobReport {
+    let job_id = ctx.run.job_id;
     let started = Instant::now();
     let slug = slug(&job.name);
     let use_docker = match ctx.opts.executor {
@@ -242,7 +173,12 @@ async fn run_job(ctx: &Ctx<'_>, job: &Job, job_id: u64) -> JobReport {
         }
     }
     let log_path = ctx.wharf_dir.join("logs").join(format!("{slug}.log"));
-    let mut log = match JobLog::create(ctx.opts.console.clone(), &log_path, masker) {
+    let created = if ctx.run.attempt > 1 {
+        JobLog::append(ctx.opts.console.clone(), &log_path, masker)
+    } else {
+        JobLog::create(ctx.opts.console.clone(), &log_path, masker)
+    };
+    let mut log = match created.map(|l| l.with_prefix(ctx.run.prefix.clone())) {
         Ok(l) => l,
         Err(e) => {
             ctx.opts.console.line(&format!(
@@ -259,6 +195,12 @@ async fn run_job(ctx: &Ctx<'_>, job: &Job, job_id: u64) -> JobReport {
             );
         }
     };
+    if ctx.run.attempt > 1 {
+        log.warn(&format!(
+            "Retrying job (attempt {} of {})",
+            ctx.run.attempt, ctx.run.max_attempts
+        ));
+    }
     log.section(&format!(
         "Running job \"{}\" (stage {})",
         job.name, job.stage
@@ -279,21 +221,39 @@ async fn run_job(ctx: &Ctx<'_>, job: &Job, job_id: u64) -> JobReport {
                 image.name
             ));
         }
-        match prepare(ctx, job, &vars, &layout, &mut log) {
+        match tokio::task::block_in_place(|| prepare(ctx, job, &vars, &layout, &mut log)) {
             Err(o) => o,
             Ok(env) => run_in_shell(ctx, job, env, &layout, &mut log).await,
         }
     };
 
+    if matches!(outcome, JobStatus::Canceled)
+        && ctx.run.timed_out.load(std::sync::atomic::Ordering::SeqCst)
+    {
+        log.error(&format!(
+            "Job failed: execution took longer than {} (timeout)",
+            crate::report::human_duration(ctx.run.timeout)
+        ));
+        outcome = JobStatus::Failed {
+            reason: FailureReason::JobExecutionTimeout,
+            exit_code: None,
+        };
+    }
     // Caches and artifacts: both honour `when` against the script's outcome.
     if !matches!(outcome, JobStatus::Canceled) && layout.build_dir.exists() {
         let ok = matches!(outcome, JobStatus::Passed);
-        save_caches(ctx, job, &vars, &layout, ok, &mut log);
-        if let Err(failure) = upload_artifacts(ctx, job, &vars, &layout, ok, &mut log) {
+        // File copies are blocking: keep the other jobs' output flowing meanwhile.
+        let uploaded = tokio::task::block_in_place(|| {
+            save_caches(ctx, job, &vars, &layout, ok, &mut log);
+            upload_artifacts(ctx, job, &vars, &layout, ok, &mut log)
+        });
+        if let Err(failure) = uploaded {
             if ok {
                 outcome = failure;
             }
         }
+        // GitLab collects reports whatever the job's result.
+        save_dotenv_reports(ctx, job, &layout, &mut log);
     }
     log.section("Cleaning up project directory and file based variables");
     // File-type variables may hold secrets: never leave them behind.
@@ -311,17 +271,82 @@ async fn run_job(ctx: &Ctx<'_>, job: &Job, job_id: u64) -> JobReport {
         JobStatus::Skipped(_) => {}
     }
     log.info("");
-    finish(job, started, outcome)
+    drop(log);
+    let mut report = finish(job, started, outcome);
+    report.coverage = coverage_of(job, &log_path);
+    report
 }
 
 fn finish(job: &Job, started: Instant, status: JobStatus) -> JobReport {
-    JobReport {
-        name: job.name.clone(),
-        stage: job.stage.clone(),
-        status,
-        allow_failure: job.allow_failure,
-        duration: started.elapsed(),
+    JobReport::new(job, status, started.elapsed())
+}
+
+/// `coverage:`: the last match of the job's regex in its log, as a percentage.
+fn coverage_of(job: &Job, log_path: &Path) -> Option<String> {
+    let pattern = job.coverage.as_ref()?;
+    let re = regex::Regex::new(pattern).ok()?;
+    let text = std::fs::read_to_string(log_path).ok()?;
+    let matched = re.find_iter(&text).last()?;
+    let number = regex::Regex::new(r"\d+(?:\.\d+)?").ok()?;
+    number
+        .find(matched.as_str())
+        .map(|n| n.as_str().to_string())
+}
+
+/// Where a job's `artifacts: reports: dotenv` variables are kept for later jobs.
+pub(crate) fn dotenv_path(wharf_dir: &Path, job_name: &str) -> PathBuf {
+    wharf_dir
+        .join("dotenv")
+        .join(format!("{}.json", slug(job_name)))
+}
+
+/// Read the job's dotenv reports from its build folder and keep their variables.
+fn save_dotenv_reports(ctx: &Ctx<'_>, job: &Job, layout: &Layout, log: &mut JobLog) {
+    let Some(art) = &job.artifacts else { return };
+    if art.reports_dotenv.is_empty() {
+        return;
     }
+    let mut vars: Vec<(String, String)> = Vec::new();
+    for file in &art.reports_dotenv {
+        let path = layout.build_dir.join(file);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                log.warn(&format!("artifacts: reports: dotenv: {file}: {e}"));
+                continue;
+            }
+        };
+        match crate::parse_dotenv(file, &text) {
+            Ok(pairs) => vars.extend(pairs),
+            Err(e) => log.warn(&format!("artifacts: reports: dotenv: {e}")),
+        }
+    }
+    let dest = dotenv_path(&ctx.wharf_dir, &job.name);
+    let written = dest
+        .parent()
+        .map(std::fs::create_dir_all)
+        .unwrap_or(Ok(()))
+        .and_then(|()| {
+            let json = serde_json::to_string(&vars).map_err(std::io::Error::other)?;
+            write_private(&dest, &json)
+        });
+    match written {
+        Ok(()) => log.info(&format!(
+            "Saved {} dotenv report variables for later jobs",
+            vars.len()
+        )),
+        Err(e) => log.warn(&format!("dotenv report not saved: {e}")),
+    }
+}
+
+/// The dotenv report variables of the jobs whose artifacts `job` takes, later jobs winning.
+pub(crate) fn dotenv_for(ctx: &Ctx<'_>, job: &Job) -> Vec<(String, String)> {
+    dependency_jobs(ctx, job)
+        .into_iter()
+        .filter_map(|d| std::fs::read_to_string(dotenv_path(&ctx.wharf_dir, &d.name)).ok())
+        .filter_map(|text| serde_json::from_str::<Vec<(String, String)>>(&text).ok())
+        .flatten()
+        .collect()
 }
 
 fn config_error() -> JobStatus {
@@ -339,86 +364,75 @@ fn system_failure() -> JobStatus {
 }
 
 fn job_variables(ctx: &Ctx<'_>, job: &Job, job_id: u64, layout: &Layout, docker: bool) -> VarSet {
-    let mut v = VarSet::default();
     let builds_dir = if docker {
         "/builds".to_string()
     } else {
         ctx.wharf_dir.join("builds").to_string_lossy().into_owned()
     };
-    let predefined: Vec<(&str, String)> = vec![
-        ("CI", "true".into()),
-        ("GITLAB_CI", "true".into()),
-        ("CI_SERVER", "yes".into()),
-        ("CI_BUILDS_DIR", builds_dir),
-        ("CI_PROJECT_DIR", layout.project_dir_in_job.clone()),
-        ("CI_PROJECT_NAME", ctx.project_name.clone()),
-        ("CI_PROJECT_PATH", ctx.project_name.clone()),
-        ("CI_JOB_NAME", job.name.clone()),
-        ("CI_JOB_NAME_SLUG", slug(&job.name).to_lowercase()),
-        ("CI_JOB_STAGE", job.stage.clone()),
-        ("CI_JOB_ID", job_id.to_string()),
-        ("CI_PIPELINE_ID", ctx.pipeline_id.to_string()),
-        ("CI_PIPELINE_IID", ctx.pipeline_id.to_string()),
-        ("CI_PIPELINE_SOURCE", "push".into()),
+    let mut predefined = crate::plan::job_predefined(job);
+    predefined.extend([
+        ("CI_BUILDS_DIR".to_string(), builds_dir),
         (
-            "CI_RUNNER_EXECUTABLE_ARCH",
+            "CI_PROJECT_DIR".to_string(),
+            layout.project_dir_in_job.clone(),
+        ),
+        ("CI_JOB_ID".to_string(), job_id.to_string()),
+    ]);
+    if let Some(image) = &job.image {
+        predefined.push(("CI_JOB_IMAGE".into(), image.name.clone()));
+    }
+    ctx.sources
+        .build(&predefined, &job.variables, &ctx.run.dotenv)
+}
+
+/// The pipeline-level predefined variables (the job-level ones are added per job).
+pub(crate) fn pipeline_predefined(
+    project_name: &str,
+    pipeline_id: u64,
+    git: &crate::git::GitInfo,
+) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = [
+        ("CI", "true"),
+        ("GITLAB_CI", "true"),
+        ("CI_SERVER", "yes"),
+        ("CI_PIPELINE_SOURCE", "push"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    v.extend([
+        ("CI_PROJECT_NAME".to_string(), project_name.to_string()),
+        ("CI_PROJECT_PATH".to_string(), project_name.to_string()),
+        ("CI_PIPELINE_ID".to_string(), pipeline_id.to_string()),
+        ("CI_PIPELINE_IID".to_string(), pipeline_id.to_string()),
+        (
+            "CI_RUNNER_EXECUTABLE_ARCH".to_string(),
             format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
         ),
-    ];
-    for (k, val) in predefined {
-        v.set_plain(k, val);
+    ]);
+    if let Some(sha) = &git.sha {
+        v.push(("CI_COMMIT_SHA".into(), sha.clone()));
+        v.push(("CI_COMMIT_SHORT_SHA".into(), sha.chars().take(8).collect()));
     }
-    if let Some(sha) = &ctx.git.sha {
-        v.set_plain("CI_COMMIT_SHA", sha.clone());
-        v.set_plain(
-            "CI_COMMIT_SHORT_SHA",
-            sha.chars().take(8).collect::<String>(),
-        );
+    if let Some(name) = git.ref_name() {
+        v.push(("CI_COMMIT_REF_NAME".into(), name.to_string()));
+        v.push(("CI_COMMIT_REF_SLUG".into(), ref_slug(name)));
     }
-    if let Some(branch) = &ctx.git.branch {
-        v.set_plain("CI_COMMIT_REF_NAME", branch.clone());
-        v.set_plain("CI_COMMIT_BRANCH", branch.clone());
-        v.set_plain("CI_COMMIT_REF_SLUG", ref_slug(branch));
+    if let Some(branch) = &git.branch {
+        v.push(("CI_COMMIT_BRANCH".into(), branch.clone()));
     }
-    if let Some(image) = &job.image {
-        v.set_plain("CI_JOB_IMAGE", image.name.clone());
+    if let Some(tag) = &git.tag {
+        v.push(("CI_COMMIT_TAG".into(), tag.clone()));
     }
-    let yaml_var = |var: &wharf_ci::Variable| JobVariable {
-        name: var.name.clone(),
-        value: var.value.clone(),
-        masked: false,
-        file: false,
-        expand: var.expand,
-    };
-    for var in &ctx.pipeline.variables {
-        v.set(yaml_var(var));
+    if let Some(default) = &git.default_branch {
+        v.push(("CI_DEFAULT_BRANCH".into(), default.clone()));
     }
-    for var in &job.variables {
-        v.set(yaml_var(var));
-    }
-    for fv in &ctx.opts.file_variables {
-        v.set(JobVariable {
-            name: fv.name.clone(),
-            value: fv.value.clone(),
-            masked: fv.masked || fv.name == "DOCKER_AUTH_CONFIG",
-            file: fv.file,
-            expand: true,
-        });
-    }
-    for (k, val) in &ctx.opts.cli_variables {
-        v.set(JobVariable {
-            name: k.clone(),
-            value: val.clone(),
-            masked: k == "DOCKER_AUTH_CONFIG",
-            file: false,
-            expand: true,
-        });
-    }
-    if let Some(var) = v.get("DOCKER_AUTH_CONFIG").cloned() {
-        v.set(JobVariable {
-            masked: true,
-            ..var
-        });
+    if let Some(msg) = &git.commit_message {
+        v.push(("CI_COMMIT_MESSAGE".into(), msg.clone()));
+        v.push((
+            "CI_COMMIT_TITLE".into(),
+            msg.lines().next().unwrap_or_default().to_string(),
+        ));
     }
     v
 }
@@ -1261,7 +1275,7 @@ async fn container_script(
 
 // ---------------------------------------------------------------- helpers
 
-fn next_id(path: &Path) -> u64 {
+pub(crate) fn next_id(path: &Path) -> u64 {
     let n = std::fs::read_to_string(path)
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
@@ -1269,24 +1283,6 @@ fn next_id(path: &Path) -> u64 {
         + 1;
     let _ = std::fs::write(path, n.to_string());
     n
-}
-
-fn git_info(dir: &Path) -> GitInfo {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .stderr(std::process::Stdio::null())
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .filter(|s| !s.is_empty())
-    };
-    GitInfo {
-        sha: git(&["rev-parse", "HEAD"]),
-        branch: git(&["rev-parse", "--abbrev-ref", "HEAD"]).filter(|b| b != "HEAD"),
-    }
 }
 
 /// The closest name by edit distance, if close enough to be a plausible typo.

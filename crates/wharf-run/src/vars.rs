@@ -98,6 +98,90 @@ impl VarSet {
     }
 }
 
+/// Where a job's variables come from, lowest precedence first as GitLab documents: predefined,
+/// global `variables:`, `workflow: rules: variables`, the job's (and its matching rule's)
+/// `variables:`, `artifacts: reports: dotenv` of the jobs it takes artifacts from, then the
+/// variables files and `--variable` (GitLab's project and pipeline variables).
+#[derive(Clone, Default)]
+pub struct VarSources {
+    pub predefined: Vec<(String, String)>,
+    pub global: Vec<wharf_ci::Variable>,
+    pub workflow: Vec<wharf_ci::Variable>,
+    pub file: Vec<wharf_ci::FileVariable>,
+    pub cli: Vec<(String, String)>,
+}
+
+impl fmt::Debug for VarSources {
+    // File and CLI values may be secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VarSources")
+            .field("predefined", &self.predefined)
+            .field("global", &self.global.len())
+            .field("file", &self.file)
+            .field("cli", &self.cli.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl VarSources {
+    /// The variables a job sees. `job_predefined` (CI_JOB_NAME...) sit with the predefined ones.
+    pub fn build(
+        &self,
+        job_predefined: &[(String, String)],
+        job: &[wharf_ci::Variable],
+        dotenv: &[(String, String)],
+    ) -> VarSet {
+        let mut v = VarSet::default();
+        for (k, val) in self.predefined.iter().chain(job_predefined) {
+            v.set_plain(k, val.clone());
+        }
+        for var in self.global.iter().chain(&self.workflow).chain(job) {
+            v.set(JobVariable {
+                name: var.name.clone(),
+                value: var.value.clone(),
+                masked: false,
+                file: false,
+                expand: var.expand,
+            });
+        }
+        for (k, val) in dotenv {
+            // Values from a file a job wrote: literal, as GitLab keeps them.
+            v.set(JobVariable {
+                name: k.clone(),
+                value: val.clone(),
+                masked: false,
+                file: false,
+                expand: false,
+            });
+        }
+        for fv in &self.file {
+            v.set(JobVariable {
+                name: fv.name.clone(),
+                value: fv.value.clone(),
+                masked: fv.masked || fv.name == "DOCKER_AUTH_CONFIG",
+                file: fv.file,
+                expand: true,
+            });
+        }
+        for (k, val) in &self.cli {
+            v.set(JobVariable {
+                name: k.clone(),
+                value: val.clone(),
+                masked: k == "DOCKER_AUTH_CONFIG",
+                file: false,
+                expand: true,
+            });
+        }
+        if let Some(var) = v.get("DOCKER_AUTH_CONFIG").cloned() {
+            v.set(JobVariable {
+                masked: true,
+                ..var
+            });
+        }
+        v
+    }
+}
+
 const MAX_DEPTH: usize = 10;
 
 /// GitLab's expansion: `$NAME`, `${NAME}`, `$$` -> `$`. A `$` not followed by a name is kept.
@@ -191,6 +275,46 @@ mod tests {
             expand: false,
         });
         assert_eq!(v.resolved("RAW").unwrap(), "$ENV");
+    }
+
+    #[test]
+    fn sources_follow_gitlab_precedence() {
+        let var = |name: &str, value: &str| wharf_ci::Variable {
+            name: name.into(),
+            value: value.into(),
+            expand: true,
+            span: None,
+        };
+        let sources = VarSources {
+            predefined: vec![("CI_X".into(), "pre".into()), ("A".into(), "pre".into())],
+            global: vec![var("A", "global"), var("B", "global"), var("D", "global")],
+            workflow: vec![var("B", "workflow")],
+            file: vec![wharf_ci::FileVariable {
+                name: "E".into(),
+                value: "file".into(),
+                masked: false,
+                file: false,
+            }],
+            cli: vec![("E".into(), "cli".into()), ("F".into(), "cli".into())],
+        };
+        let v = sources.build(
+            &[("CI_JOB_NAME".into(), "j".into())],
+            &[var("C", "job"), var("D", "job"), var("F", "job")],
+            &[
+                ("D".into(), "dotenv$X".into()),
+                ("F".into(), "dotenv".into()),
+            ],
+        );
+        let got = |n: &str| v.resolved(n).unwrap();
+        assert_eq!(got("CI_X"), "pre");
+        assert_eq!(got("CI_JOB_NAME"), "j");
+        assert_eq!(got("A"), "global");
+        assert_eq!(got("B"), "workflow");
+        assert_eq!(got("C"), "job");
+        // dotenv beats the job's variables and stays literal; CLI beats dotenv.
+        assert_eq!(got("D"), "dotenv$X");
+        assert_eq!(got("E"), "cli");
+        assert_eq!(got("F"), "cli");
     }
 
     #[test]

@@ -6,9 +6,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use wharf_ci::{FileVariable, PullPolicy};
-use wharf_run::{Console, ExecutorChoice, RunOptions, RunnerEnv};
+use wharf_run::{Console, ExecutorChoice, RunOptions, RunnerEnv, Selection};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +35,12 @@ enum Command {
     /// Exit status: 0 when every job passed (allowed failures count as passed), 1 when a job
     /// failed, 2 for usage or pipeline errors, 130 when interrupted.
     Run(RunArgs),
+    /// List the pipeline's jobs: stage, job, when, what the rules decided, needs.
+    List(ListArgs),
+    /// Validate the pipeline. Exit status 0 when valid, 2 with every problem listed.
+    Lint(PipelineArgs),
+    /// Print the fully merged configuration (includes, anchors, extends and !reference resolved).
+    Config(PipelineArgs),
     /// Check credentials against a registry, then store them like `docker login` (or print a
     /// DOCKER_AUTH_CONFIG value for GitLab).
     Login(LoginArgs),
@@ -44,6 +51,46 @@ struct RunArgs {
     /// Jobs to run; default: every job of the pipeline. Naming a `when: manual` job runs it.
     #[arg(value_name = "JOB")]
     jobs: Vec<String>,
+    /// Also run what the named jobs `need`, transitively.
+    #[arg(long)]
+    needs: bool,
+    /// Run every job of this stage (repeatable).
+    #[arg(long = "stage", value_name = "STAGE")]
+    stages: Vec<String>,
+    /// Play this manual job in this run (repeatable).
+    #[arg(long = "manual", value_name = "JOB")]
+    manual: Vec<String>,
+    /// How many jobs may run at once (default: the number of CPU cores).
+    #[arg(long, value_name = "N")]
+    concurrency: Option<usize>,
+    /// Print newline-delimited JSON events on standard output (pipeline_started, job_started,
+    /// job_finished, pipeline_finished); the human output goes to standard error.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// auto: jobs with `image:` run in Docker (DOCKER_HOST or /var/run/docker.sock), jobs
+    /// without run in the shell.
+    #[arg(long, value_enum, default_value_t = Executor::Auto)]
+    executor: Executor,
+    /// When to pull job images (GitLab's runner defaults to always). Replaces the pipeline's
+    /// `image: pull_policy`.
+    #[arg(long = "pull-policy", value_enum, value_name = "POLICY")]
+    pull_policy: Option<Pull>,
+}
+
+#[derive(Args)]
+struct ListArgs {
+    /// Print one JSON object per job instead of the table.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+}
+
+/// Where the pipeline is, and the variables it is read with.
+#[derive(Args)]
+struct PipelineArgs {
     /// Project folder (where the pipeline file and the sources are).
     #[arg(
         short = 'C',
@@ -70,14 +117,6 @@ struct RunArgs {
     /// Repeatable; later files win; `--variable` beats them.
     #[arg(long = "variables-file", value_name = "FILE")]
     variables_files: Vec<PathBuf>,
-    /// auto: jobs with `image:` run in Docker (DOCKER_HOST or /var/run/docker.sock), jobs
-    /// without run in the shell.
-    #[arg(long, value_enum, default_value_t = Executor::Auto)]
-    executor: Executor,
-    /// When to pull job images (GitLab's runner defaults to always). Replaces the pipeline's
-    /// `image: pull_policy`.
-    #[arg(long = "pull-policy", value_enum, value_name = "POLICY")]
-    pull_policy: Option<Pull>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -128,6 +167,9 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(args).await,
+            Command::List(args) => list(args),
+            Command::Lint(args) => lint(args),
+            Command::Config(args) => config(args),
             Command::Login(args) => login(args).await,
         }
     });
@@ -140,31 +182,20 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: RunArgs) -> Result<ExitCode> {
+/// A pipeline read from disk with the variables it was read with.
+struct Opened {
+    project_dir: PathBuf,
+    loader: Arc<ProjectLoader>,
+    loaded: wharf_ci::Loaded,
+    cli_variables: Vec<(String, String)>,
+    file_variables: Vec<FileVariable>,
+}
+
+/// Read the flags' variables and load the pipeline; `Err(code)` when it does not load (the
+/// diagnostics are printed).
+fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
     let project_dir = std::fs::canonicalize(&args.directory)
         .with_context(|| format!("project folder {}", args.directory.display()))?;
-    let loader = ProjectLoader {
-        root: project_dir.clone(),
-    };
-    let loaded = match wharf_ci::load_pipeline(&args.file, &loader) {
-        Ok(l) => l,
-        Err(diags) => {
-            eprintln!("{}", diags.render(&|f| loader.read(f).ok()));
-            return Ok(ExitCode::from(2));
-        }
-    };
-    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    for w in &loaded.warnings {
-        eprintln!(
-            "{}",
-            w.render(
-                &loader
-                    .read(&w.span.as_ref().map(|s| s.file.clone()).unwrap_or_default())
-                    .unwrap_or_default()
-            )
-        );
-    }
-
     let cli_variables = args
         .variables
         .iter()
@@ -181,6 +212,71 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     for path in &args.variables_files {
         file_variables.extend(read_variables_file(path)?);
     }
+    let loader = Arc::new(ProjectLoader {
+        root: project_dir.clone(),
+    });
+    let options = load_options(&project_dir, &cli_variables, &file_variables);
+    let loaded = match wharf_ci::load_pipeline_with(&args.file, loader.as_ref(), &options) {
+        Ok(l) => l,
+        Err(diags) => {
+            eprintln!("{}", diags.render(&|f| loader.read(f).ok()));
+            return Ok(Err(ExitCode::from(2)));
+        }
+    };
+    for w in &loaded.warnings {
+        eprintln!(
+            "{}",
+            w.render(
+                &loader
+                    .read(&w.span.as_ref().map(|s| s.file.clone()).unwrap_or_default())
+                    .unwrap_or_default()
+            )
+        );
+    }
+    Ok(Ok(Opened {
+        project_dir,
+        loader,
+        loaded,
+        cli_variables,
+        file_variables,
+    }))
+}
+
+/// What `include: rules` and include paths may use: predefined variables, then the variables
+/// file, then `--variable` (later wins).
+fn load_options(
+    project_dir: &Path,
+    cli: &[(String, String)],
+    file: &[FileVariable],
+) -> wharf_ci::LoadOptions {
+    let mut variables = wharf_run::predefined_variables(project_dir);
+    variables.extend(file.iter().map(|v| (v.name.clone(), v.value.clone())));
+    variables.extend(cli.iter().cloned());
+    wharf_ci::LoadOptions { variables }
+}
+
+async fn run(args: RunArgs) -> Result<ExitCode> {
+    let opened = match open(&args.pipeline)? {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
+    };
+    // With --json, stdout carries only events; the human output moves to stderr.
+    let (console, events, color) = if args.json {
+        let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        (
+            Console::new(color, Box::new(std::io::stderr())),
+            Some(Console::stdout(false)),
+            color,
+        )
+    } else {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        (Console::stdout(color), None, color)
+    };
+    let concurrency = match args.concurrency {
+        Some(0) => bail!("--concurrency must be at least 1"),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
 
     let env = RunnerEnv {
         docker_auth_config: std::env::var("DOCKER_AUTH_CONFIG")
@@ -196,16 +292,23 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("\nInterrupted: stopping the running job and removing its containers...");
+            eprintln!("\nInterrupted: stopping the running jobs and removing their containers...");
             let _ = cancel_tx.send(true);
         }
     });
-    let console = Console::stdout(color);
     let opts = RunOptions {
-        project_dir,
-        select: args.jobs,
-        cli_variables,
-        file_variables,
+        project_dir: opened.project_dir,
+        selection: Selection {
+            jobs: args.jobs,
+            stages: args.stages,
+            with_needs: args.needs,
+            manual: args.manual,
+        },
+        concurrency,
+        events,
+        loader: Some(opened.loader.clone()),
+        cli_variables: opened.cli_variables,
+        file_variables: opened.file_variables,
         executor: match args.executor {
             Executor::Auto => ExecutorChoice::Auto,
             Executor::Docker => ExecutorChoice::Docker,
@@ -221,7 +324,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         cancel: cancel_rx,
         pull_retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
     };
-    let report = match wharf_run::run_pipeline(&loaded.pipeline, &opts).await {
+    let report = match wharf_run::run_pipeline(&opened.loaded.pipeline, &opts).await {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: {e}");
@@ -236,6 +339,160 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn list(args: ListArgs) -> Result<ExitCode> {
+    let opened = match open(&args.pipeline)? {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
+    };
+    let plan = match wharf_run::plan_pipeline(
+        &opened.loaded.pipeline,
+        &opened.project_dir,
+        &opened.cli_variables,
+        &opened.file_variables,
+    ) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let created = plan.workflow.is_ok();
+    if let Err(why) = &plan.workflow {
+        eprintln!("Pipeline not created: workflow: rules: {why}");
+    }
+    let rows: Vec<[String; 5]> = plan
+        .jobs
+        .iter()
+        .map(|pj| {
+            let when = if pj.outcome.included && created {
+                when_word(pj.job.when).to_string()
+            } else {
+                "-".to_string()
+            };
+            let needs = match &pj.job.needs {
+                None => "(stage order)".to_string(),
+                Some(n) if n.is_empty() => "[]".to_string(),
+                Some(n) => n
+                    .iter()
+                    .map(|n| n.job.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            let outcome = if pj.outcome.included {
+                format!("runs ({})", pj.outcome.why)
+            } else {
+                format!("not in pipeline ({})", pj.outcome.why)
+            };
+            [
+                pj.job.stage.clone(),
+                pj.job.name.clone(),
+                when,
+                outcome,
+                needs,
+            ]
+        })
+        .collect();
+    if args.json {
+        for (pj, row) in plan.jobs.iter().zip(&rows) {
+            let needs: Option<Vec<&str>> = pj
+                .job
+                .needs
+                .as_ref()
+                .map(|n| n.iter().map(|n| n.job.as_str()).collect());
+            println!(
+                "{}",
+                serde_json::json!({
+                    "stage": row[0],
+                    "job": row[1],
+                    "when": when_word(pj.job.when),
+                    "included": pj.outcome.included && created,
+                    "rules": pj.outcome.why,
+                    "allow_failure": pj.job.allow_failure,
+                    "needs": needs,
+                })
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let header = [
+        "stage".to_string(),
+        "job".to_string(),
+        "when".to_string(),
+        "rules".to_string(),
+        "needs".to_string(),
+    ];
+    let mut widths = [0usize; 5];
+    for row in std::iter::once(&header).chain(&rows) {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in std::iter::once(&header).chain(&rows) {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn when_word(w: wharf_ci::When) -> &'static str {
+    match w {
+        wharf_ci::When::OnSuccess => "on_success",
+        wharf_ci::When::OnFailure => "on_failure",
+        wharf_ci::When::Always => "always",
+        wharf_ci::When::Manual => "manual",
+        wharf_ci::When::Delayed => "delayed",
+        wharf_ci::When::Never => "never",
+    }
+}
+
+fn lint(args: PipelineArgs) -> Result<ExitCode> {
+    match open(&args)? {
+        Ok(o) => {
+            let jobs = o.loaded.pipeline.jobs.len();
+            println!(
+                "{}: valid ({jobs} job{})",
+                args.file,
+                if jobs == 1 { "" } else { "s" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(code) => Ok(code),
+    }
+}
+
+fn config(args: PipelineArgs) -> Result<ExitCode> {
+    let project_dir = std::fs::canonicalize(&args.directory)
+        .with_context(|| format!("project folder {}", args.directory.display()))?;
+    let loader = ProjectLoader {
+        root: project_dir.clone(),
+    };
+    let mut cli = Vec::new();
+    for kv in &args.variables {
+        if let Some((k, v)) = kv.split_once('=') {
+            cli.push((k.to_string(), v.to_string()));
+        }
+    }
+    let mut file = Vec::new();
+    for path in &args.variables_files {
+        file.extend(read_variables_file(path)?);
+    }
+    let options = load_options(&project_dir, &cli, &file);
+    match wharf_ci::merged_yaml(&args.file, &loader, &options) {
+        Ok(yaml) => {
+            print!("{yaml}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(diags) => {
+            eprintln!("{}", diags.render(&|f| loader.read(f).ok()));
+            Ok(ExitCode::from(2))
+        }
+    }
 }
 
 fn is_variable_name(k: &str) -> bool {
@@ -280,6 +537,14 @@ impl ProjectLoader {
 impl wharf_ci::Loader for ProjectLoader {
     fn load(&self, path: &str) -> Result<String, std::io::Error> {
         self.read(path)
+    }
+
+    fn list_files(&self) -> Result<Vec<String>, std::io::Error> {
+        let files = wharf_run::files::snapshot(&self.root).map_err(std::io::Error::other)?;
+        Ok(files
+            .iter()
+            .map(|p| p.to_string_lossy().replace('\\', "/"))
+            .collect())
     }
 }
 
