@@ -510,7 +510,7 @@ impl TrustDomain {
                 ],
                 P::OctetKeyPair(_) => vec![Algorithm::EdDSA],
                 // A shared secret in a public key set would let anyone who reads it sign.
-                P::OctetKey(_) | P::Other(_) => {
+                _ => {
                     return Err(trust_err(format!("key {kid}: only public keys (EC, RSA, OKP) are accepted")));
                 }
             };
@@ -622,8 +622,11 @@ mod tests {
         let groups: Vec<&str> = kid.split(':').collect();
         assert_eq!(groups.len(), 12);
         assert!(groups.iter().all(|g| g.len() == 4));
-        // sha256("abc") = ba7816bf...; base32 of its first bytes starts with XKAB.
-        assert!(libtrust_key_id(b"abc").starts_with("XKAB"));
+        // Python: base64.b32encode(sha256(b"abc").digest()[:30]), grouped by 4.
+        assert_eq!(
+            libtrust_key_id(b"abc"),
+            "XJ4B:NP4P:AHH6:UQKB:IDPF:3LRC:EOYA:GYND:SYLX:VHFU:CD7W:D4QA"
+        );
     }
 
     #[test]
