@@ -79,3 +79,32 @@ impl GitInfo {
         self.branch.as_deref().or(self.tag.as_deref())
     }
 }
+
+/// Files changed between `base` (`changes: compare_to`) and the work tree, untracked ones
+/// included; `None` when git cannot compare (unknown ref, not a repository).
+pub fn changed_since(dir: &Path, base: &str) -> Option<Vec<String>> {
+    let run = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let mut files: Vec<String> = run(&["diff", "--name-only", base, "--"])?
+        .lines()
+        .chain(
+            run(&["ls-files", "--others", "--exclude-standard"])
+                .unwrap_or_default()
+                .lines(),
+        )
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    files.sort();
+    files.dedup();
+    Some(files)
+}

@@ -8,5 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod docker;
+mod pipeline;
+mod services;
 mod shell;
 mod support;
