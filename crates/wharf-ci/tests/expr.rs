@@ -408,3 +408,106 @@ proptest! {
         );
     }
 }
+
+// ---- the loader never panics (the fuzz target's property, in the normal test suite) ----
+
+struct OneFile(String);
+
+impl wharf_ci::Loader for OneFile {
+    fn load(&self, path: &str) -> Result<String, std::io::Error> {
+        match path {
+            ".gitlab-ci.yml" | "other.yml" => Ok(self.0.clone()),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                path.to_string(),
+            )),
+        }
+    }
+}
+
+fn load_any(text: &str) {
+    let mem = OneFile(text.to_string());
+    if let Err(e) = wharf_ci::load_pipeline(".gitlab-ci.yml", &mem) {
+        let _ = e.render(&|_| Some(text.to_string()));
+    }
+}
+
+/// YAML-ish lines built from GitLab's keywords, values and expressions.
+fn yamlish() -> impl Strategy<Value = String> {
+    let key = proptest::sample::select(vec![
+        "stages",
+        "variables",
+        "workflow",
+        "rules",
+        "if",
+        "when",
+        "only",
+        "except",
+        "refs",
+        "changes",
+        "exists",
+        "paths",
+        "compare_to",
+        "script",
+        "image",
+        "extends",
+        "needs",
+        "include",
+        "local",
+        "default",
+        "start_in",
+        "allow_failure",
+        "name",
+        "job",
+        ".tpl",
+        "<<",
+        "parallel",
+        "matrix",
+        "services",
+        "cache",
+        "artifacts",
+        "inherit",
+    ]);
+    let value = prop_oneof![
+        Just("".to_string()),
+        Just("[]".to_string()),
+        Just("{}".to_string()),
+        Just("never".to_string()),
+        Just("delayed".to_string()),
+        Just("'$A == \"x\"'".to_string()),
+        Just("$A =~ /^v\\d/i".to_string()),
+        Just("[main, /^rel-/]".to_string()),
+        Just("*a".to_string()),
+        Just("&a {script: [x]}".to_string()),
+        Just("!reference [.tpl, script]".to_string()),
+        Just("other.yml".to_string()),
+        Just("1 hour".to_string()),
+        "[a-z$ =~/'\"(){}\\[\\],:*&!-]{0,12}",
+    ];
+    let line = (0usize..4, key, value, any::<bool>()).prop_map(|(indent, k, v, dash)| {
+        format!(
+            "{}{}{k}: {v}",
+            "  ".repeat(indent),
+            if dash { "- " } else { "" }
+        )
+    });
+    proptest::collection::vec(line, 0..14).prop_map(|lines| lines.join("\n"))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn load_pipeline_never_panics_on_arbitrary_text(text in "\\PC{0,200}") {
+        load_any(&text);
+    }
+
+    #[test]
+    fn load_pipeline_never_panics_on_yaml_like_text(text in yamlish()) {
+        load_any(&text);
+    }
+}
