@@ -1,0 +1,249 @@
+//! Repository names, tags and digests, validated by the spec's grammar before anything touches
+//! storage: a valid name or tag can never form `..`, an absolute path or an empty path segment.
+
+use std::fmt;
+
+use sha2::{Digest as _, Sha256};
+
+use crate::error::RegistryError;
+
+/// Longest repository name accepted (distribution's limit).
+const MAX_NAME_LEN: usize = 255;
+
+/// A repository name matching
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RepoName(String);
+
+impl RepoName {
+    pub fn parse(name: &str) -> Result<RepoName, RegistryError> {
+        let invalid = |reason| RegistryError::NameInvalid {
+            name: name.to_string(),
+            reason,
+        };
+        if name.is_empty() {
+            return Err(invalid("empty"));
+        }
+        if name.len() > MAX_NAME_LEN {
+            return Err(invalid("longer than 255 characters"));
+        }
+        for component in name.split('/') {
+            if !valid_component(component) {
+                return Err(invalid(
+                    "each /-separated component must be lowercase letters and digits, \
+                     separated by '.', '_', '__' or dashes",
+                ));
+            }
+        }
+        Ok(RepoName(name.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RepoName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn valid_component(c: &str) -> bool {
+    let b = c.as_bytes();
+    let mut i = 0;
+    let run = |i: &mut usize| {
+        let start = *i;
+        while *i < b.len() && is_alnum(b[*i]) {
+            *i += 1;
+        }
+        *i > start
+    };
+    if !run(&mut i) {
+        return false;
+    }
+    while i < b.len() {
+        let sep_start = i;
+        match b[i] {
+            b'.' => i += 1,
+            b'_' => {
+                i += 1;
+                if i < b.len() && b[i] == b'_' {
+                    i += 1;
+                }
+            }
+            b'-' => {
+                while i < b.len() && b[i] == b'-' {
+                    i += 1;
+                }
+            }
+            _ => return false,
+        }
+        debug_assert!(i > sep_start);
+        if !run(&mut i) {
+            return false;
+        }
+    }
+    true
+}
+
+/// A tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`. Never starts with `.`, so safe as a file name.
+pub fn validate_tag(tag: &str) -> Result<(), RegistryError> {
+    let b = tag.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 128
+        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
+        && b[1..]
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(RegistryError::TagInvalid {
+            tag: tag.to_string(),
+        })
+    }
+}
+
+/// A content digest. Only `sha256` is stored (the only algorithm clients push in practice); other
+/// well-formed algorithms are refused as unsupported rather than mis-stored.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Digest {
+    hex: String,
+}
+
+impl Digest {
+    pub fn parse(s: &str) -> Result<Digest, RegistryError> {
+        let Some((algorithm, encoded)) = s.split_once(':') else {
+            return Err(RegistryError::DigestInvalid(format!(
+                "{s:?} is not algorithm:hex"
+            )));
+        };
+        if algorithm != "sha256" {
+            return Err(RegistryError::DigestInvalid(format!(
+                "unsupported digest algorithm {algorithm:?} (only sha256)"
+            )));
+        }
+        if encoded.len() != 64
+            || !encoded
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(RegistryError::DigestInvalid(format!(
+                "{s:?}: a sha256 digest is 64 lowercase hex characters"
+            )));
+        }
+        Ok(Digest {
+            hex: encoded.to_string(),
+        })
+    }
+
+    pub fn of(data: &[u8]) -> Digest {
+        Digest::from_hasher(Sha256::new_with_prefix(data))
+    }
+
+    pub fn from_hasher(hasher: Sha256) -> Digest {
+        Digest {
+            hex: hex::encode(hasher.finalize()),
+        }
+    }
+
+    /// The 64 hex characters.
+    pub fn hex(&self) -> &str {
+        &self.hex
+    }
+}
+
+impl fmt::Display for Digest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sha256:{}", self.hex)
+    }
+}
+
+/// A manifest reference: a tag or a digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    Tag(String),
+    Digest(Digest),
+}
+
+impl Reference {
+    pub fn parse(s: &str) -> Result<Reference, RegistryError> {
+        if s.contains(':') {
+            Digest::parse(s).map(Reference::Digest)
+        } else {
+            validate_tag(s)?;
+            Ok(Reference::Tag(s.to_string()))
+        }
+    }
+}
+
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reference::Tag(t) => f.write_str(t),
+            Reference::Digest(d) => d.fmt(f),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_spec_grammar() {
+        for ok in [
+            "a",
+            "library/busybox",
+            "a.b_c__d---e/f0",
+            "team/sub/app",
+            "x-1",
+        ] {
+            assert!(RepoName::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "A",
+            "a/",
+            "/a",
+            "a//b",
+            "..",
+            "a/../b",
+            "a/./b",
+            "_a",
+            "a_",
+            "a___b",
+            "a.-b",
+            "a%2fb",
+            "a b",
+            "a/_layers",
+        ] {
+            assert!(RepoName::parse(bad).is_err(), "{bad}");
+        }
+        assert!(RepoName::parse(&"a".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn tags_and_digests() {
+        assert!(validate_tag("v1.0_rc-2").is_ok());
+        assert!(validate_tag("_x").is_ok());
+        for bad in ["", ".hidden", "-x", "a/b", "..", &"a".repeat(129)] {
+            assert!(validate_tag(bad).is_err(), "{bad}");
+        }
+        let d = Digest::of(b"");
+        assert_eq!(
+            d.to_string(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(Digest::parse(&d.to_string()).ok(), Some(d));
+        assert!(Digest::parse("sha256:ABC").is_err());
+        assert!(Digest::parse("sha512:00").is_err());
+        assert!(Digest::parse("sha256:../../etc/passwd").is_err());
+    }
+}

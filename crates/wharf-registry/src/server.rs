@@ -1,0 +1,232 @@
+//! Serving: TCP or TLS (rustls), HTTP/1.1 and HTTP/2, graceful shutdown, background upkeep.
+//!
+//! Blob downloads are streamed from a blocking reader thread in 512 KiB chunks. Zero-copy
+//! `sendfile(2)` is not possible through hyper: a response body is a stream of in-memory
+//! buffers written by hyper to its IO object, with no path to hand it a file descriptor (and TLS
+//! needs the bytes in user space anyway).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+
+use crate::auth::Authorizer;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::routes::{AppState, router};
+use crate::services::{Limits, Registry};
+use crate::storage::StorageError;
+use crate::storage::fs::FsStorage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("opening the storage root: {0}")]
+    Storage(#[from] StorageError),
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error(
+        "refusing plain HTTP on {0}, which is not a loopback address: configure [tls] cert and key, or set allow_plain_http = true"
+    )]
+    PlainHttpNotLoopback(SocketAddr),
+}
+
+/// Everything a running registry shares between requests.
+pub fn app_state(config: &Config, authorizer: Arc<dyn Authorizer>) -> Result<AppState, ServeError> {
+    let storage = FsStorage::open(&config.root)?;
+    let limits = Limits {
+        upload_expiry: config.upload_expiry,
+        ..Limits::default()
+    };
+    Ok(AppState {
+        registry: Arc::new(Registry::new(Arc::new(storage), limits)),
+        authorizer,
+        metrics: Arc::new(Metrics::default()),
+    })
+}
+
+fn tls_acceptor(config: &Config) -> Result<Option<TlsAcceptor>, ServeError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let Some(tls) = &config.tls else {
+        return Ok(None);
+    };
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ServeError::Tls(format!("certificate {}: {e}", tls.cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(&tls.key)
+        .map_err(|e| ServeError::Tls(format!("private key {}: {e}", tls.key.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
+
+/// Serves the registry until `shutdown` completes, then stops accepting and lets in-flight
+/// requests (uploads included) finish for up to `config.shutdown_timeout`.
+pub async fn serve(
+    config: Config,
+    authorizer: Arc<dyn Authorizer>,
+    extra: Router,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let state = app_state(&config, authorizer)?;
+    let listener = TcpListener::bind(config.addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: config.addr,
+            source,
+        })?;
+    serve_on(listener, config, state, extra, shutdown).await
+}
+
+/// [`serve`] on an already bound listener (tests bind port 0).
+pub async fn serve_on(
+    listener: TcpListener,
+    config: Config,
+    state: AppState,
+    extra: Router,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServeError> {
+    let local = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.addr,
+        source,
+    })?;
+    let tls = tls_acceptor(&config)?;
+    if tls.is_none() && !local.ip().is_loopback() && !config.allow_plain_http {
+        return Err(ServeError::PlainHttpNotLoopback(local));
+    }
+    let registry = state.registry.clone();
+    let app = if config.metrics {
+        router(state, extra)
+    } else {
+        router(state, extra).route(
+            "/metrics",
+            axum::routing::get(|| async { http::StatusCode::NOT_FOUND }),
+        )
+    };
+
+    // Upkeep: expire idle upload sessions and old temporary files.
+    let upkeep = {
+        let registry = registry.clone();
+        let expiry = config.upload_expiry;
+        let every = (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(300));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let now = SystemTime::now();
+                if let Err(e) = registry.expire_uploads(now).await {
+                    tracing::warn!(error = %e, "expiring upload sessions");
+                }
+                let stale = now.checked_sub(expiry).unwrap_or(SystemTime::UNIX_EPOCH);
+                if let Err(e) = registry.storage().clean_temporary(stale).await {
+                    tracing::warn!(error = %e, "cleaning temporary files");
+                }
+            }
+        })
+    };
+
+    tracing::info!(addr = %local, tls = tls.is_some(), root = %config.root.display(), "registry listening");
+    let graceful = GracefulShutdown::new();
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let builder = builder.clone();
+        let tls = tls.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let result = match tls {
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(stream) => {
+                        watcher
+                            .watch(
+                                builder
+                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                    .into_owned(),
+                            )
+                            .await
+                    }
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+                None => {
+                    watcher
+                        .watch(
+                            builder
+                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                                .into_owned(),
+                        )
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!("shutting down: waiting for in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(config.shutdown_timeout) => tracing::warn!("shutdown timeout: closing remaining connections"),
+    }
+    upkeep.abort();
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,123 @@
+//! Blobs of a repository: stat, read, delete, and cross-repository mount.
+
+use crate::error::RegistryError;
+use crate::names::{Digest, RepoName};
+use crate::services::{Registry, keys};
+use crate::storage::{ByteStream, ObjectInfo, StorageError};
+
+impl Registry {
+    /// Whether `repo` may serve `digest`: pushed or mounted there, or one of its manifests.
+    async fn linked(&self, repo: &RepoName, digest: &Digest) -> Result<bool, RegistryError> {
+        Ok(self
+            .storage
+            .meta_info(&keys::layer_link(repo, digest))
+            .await?
+            .is_some()
+            || self
+                .storage
+                .meta_info(&keys::revision(repo, digest))
+                .await?
+                .is_some())
+    }
+
+    pub async fn stat_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<ObjectInfo, RegistryError> {
+        let unknown = || RegistryError::BlobUnknown {
+            digest: digest.to_string(),
+        };
+        if !self.linked(repo, digest).await? {
+            return Err(unknown());
+        }
+        self.storage.blob_info(digest).await?.ok_or_else(unknown)
+    }
+
+    /// Streams `len` bytes from `offset` (checked by the caller against [`Self::stat_blob`]).
+    pub async fn read_blob(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream, RegistryError> {
+        match self.storage.blob_read(digest, offset, len).await {
+            Ok(s) => Ok(s),
+            Err(StorageError::BlobUnknown(_)) => Err(RegistryError::BlobUnknown {
+                digest: digest.to_string(),
+            }),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes the blob from `repo` (the content goes at the next gc if nothing else uses it).
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<(), RegistryError> {
+        if !self
+            .storage
+            .meta_delete(&keys::layer_link(repo, digest))
+            .await?
+        {
+            return Err(RegistryError::BlobUnknown {
+                digest: digest.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Links `digest` from `from` into `target` if `from` has it. Returns whether it did.
+    pub async fn mount_blob(
+        &self,
+        target: &RepoName,
+        digest: &Digest,
+        from: &RepoName,
+    ) -> Result<bool, RegistryError> {
+        if self
+            .storage
+            .meta_info(&keys::layer_link(from, digest))
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        // Touch first so a concurrent gc keeps the content we are about to link.
+        match self.storage.blob_touch(digest).await {
+            Ok(()) => {}
+            Err(StorageError::BlobUnknown(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+        self.link_blob(target, digest).await?;
+        Ok(true)
+    }
+
+    /// Whether `repo` already has the blob (mount requests for a blob already present succeed).
+    pub async fn has_blob(&self, repo: &RepoName, digest: &Digest) -> Result<bool, RegistryError> {
+        Ok(self
+            .storage
+            .meta_info(&keys::layer_link(repo, digest))
+            .await?
+            .is_some()
+            && self.storage.blob_info(digest).await?.is_some())
+    }
+
+    /// Repositories holding `digest` as a blob: the candidates for a mount without `from`.
+    pub async fn repos_with_blob(&self, digest: &Digest) -> Result<Vec<RepoName>, RegistryError> {
+        if self.storage.blob_info(digest).await?.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for name in self.catalog().await? {
+            let Ok(repo) = RepoName::parse(&name) else {
+                continue;
+            };
+            if self
+                .storage
+                .meta_info(&keys::layer_link(&repo, digest))
+                .await?
+                .is_some()
+            {
+                out.push(repo);
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,238 @@
+//! Garbage collection: mark and sweep, safe while the server runs.
+//!
+//! Mark: every manifest a tag points to, every manifest younger than the grace period, and
+//! (repeatedly) every manifest whose `subject` is marked; then everything those reference
+//! (config, layers, index children). Sweep: unmarked manifest revisions older than the grace
+//! period leave their repository, and unmarked blobs older than the grace period are deleted,
+//! with their repository links. Expired uploads and stale temporary files go too.
+//!
+//! Safety with concurrent pushes: a blob's modification time is refreshed whenever something
+//! starts to depend on it (upload commit writes it, manifest push and mount "touch" it before
+//! checking it exists), and the sweep re-reads that time just before deleting. So a push either
+//! sees the blob gone (and fails cleanly with `MANIFEST_BLOB_UNKNOWN`) or gc sees it as young.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::error::RegistryError;
+use crate::names::{Digest, RepoName};
+use crate::services::{Limits, Registry, digests_of, keys};
+use crate::storage::Storage;
+use crate::storage::fs::FsStorage;
+
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Report what would be removed, remove nothing.
+    pub dry_run: bool,
+    /// Nothing written or used more recently than this is removed.
+    pub grace: Duration,
+    /// Upload sessions idle longer than this are removed.
+    pub upload_expiry: Duration,
+}
+
+impl Default for GcOptions {
+    fn default() -> Self {
+        GcOptions {
+            dry_run: false,
+            grace: Duration::from_secs(3600),
+            upload_expiry: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub dry_run: bool,
+    pub blobs_kept: usize,
+    /// Blobs (layers, configs and manifests) deleted, or that would be.
+    pub blobs_removed: Vec<Digest>,
+    pub bytes_freed: u64,
+    /// Manifests removed from repositories, as `repo@digest`.
+    pub manifests_removed: Vec<String>,
+    pub uploads_removed: usize,
+    pub temporary_files_removed: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GcError {
+    #[error("garbage collection of {root}: {source}")]
+    Registry { root: String, source: RegistryError },
+    #[error("garbage collection could not start its runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// Collects garbage in the filesystem registry at `root`. Runs on its own thread and runtime, so
+/// it may be called from anywhere, including from inside a tokio runtime.
+pub fn gc(root: &Path, opts: &GcOptions) -> Result<GcReport, GcError> {
+    let root = root.to_path_buf();
+    let opts = opts.clone();
+    let wrap = {
+        let root = root.display().to_string();
+        move |source| GcError::Registry {
+            root: root.clone(),
+            source,
+        }
+    };
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(GcError::Runtime)?;
+        runtime.block_on(async {
+            let storage = FsStorage::open(&root).map_err(|e| wrap(e.into()))?;
+            let limits = Limits {
+                upload_expiry: opts.upload_expiry,
+                ..Limits::default()
+            };
+            let registry = Registry::new(Arc::new(storage), limits);
+            registry
+                .collect_garbage(&opts, SystemTime::now())
+                .await
+                .map_err(wrap)
+        })
+    });
+    thread.join().unwrap_or_else(|_| {
+        Err(GcError::Runtime(std::io::Error::other(
+            "gc thread panicked",
+        )))
+    })
+}
+
+fn older_than(t: SystemTime, now: SystemTime, grace: Duration) -> bool {
+    now.duration_since(t)
+        .map(|age| age >= grace)
+        .unwrap_or(false)
+}
+
+impl Registry {
+    /// Mark and sweep over this registry's storage (see the module docs).
+    pub async fn collect_garbage(
+        &self,
+        opts: &GcOptions,
+        now: SystemTime,
+    ) -> Result<GcReport, RegistryError> {
+        let storage: &dyn Storage = self.storage.as_ref();
+        let mut report = GcReport {
+            dry_run: opts.dry_run,
+            ..GcReport::default()
+        };
+        let repos: Vec<RepoName> = self
+            .catalog()
+            .await?
+            .iter()
+            .filter_map(|n| RepoName::parse(n).ok())
+            .collect();
+
+        // Roots per repository: tagged manifests and young revisions.
+        let mut revisions: HashMap<RepoName, Vec<Digest>> = HashMap::new();
+        let mut marked_manifests: BTreeSet<(RepoName, Digest)> = BTreeSet::new();
+        for repo in &repos {
+            let revs = digests_of(storage.meta_list(&keys::revisions(repo)).await?);
+            for rev in &revs {
+                let young = match storage.meta_info(&keys::revision(repo, rev)).await? {
+                    Some(info) => !older_than(info.modified, now, opts.grace),
+                    None => false,
+                };
+                if young {
+                    marked_manifests.insert((repo.clone(), rev.clone()));
+                }
+            }
+            for tag in storage.meta_list(&keys::tags(repo)).await? {
+                if let Some(d) = self.tag_target(repo, &tag).await? {
+                    marked_manifests.insert((repo.clone(), d));
+                }
+            }
+            revisions.insert(repo.clone(), revs);
+        }
+
+        // Closure: index children, then referrers of anything marked, until nothing changes.
+        let mut marked_blobs: BTreeSet<Digest> = BTreeSet::new();
+        let mut queue: Vec<(RepoName, Digest)> = marked_manifests.iter().cloned().collect();
+        // Each (repository, manifest) enters the queue once: only when first inserted.
+        while let Some((repo, manifest)) = queue.pop() {
+            marked_blobs.insert(manifest.clone());
+            let body = match storage
+                .blob_read_small(&manifest, self.limits.manifest_max_bytes as u64)
+                .await
+            {
+                Ok(b) => b,
+                Err(_) => continue,
+            };
+            for child in Registry::manifest_children(&body) {
+                if marked_manifests.insert((repo.clone(), child.clone())) {
+                    queue.push((repo.clone(), child));
+                }
+            }
+            marked_blobs.extend(Registry::manifest_references(&body));
+            for referrer in digests_of(
+                storage
+                    .meta_list(&keys::referrers(&repo, &manifest))
+                    .await?,
+            ) {
+                if marked_manifests.insert((repo.clone(), referrer.clone())) {
+                    queue.push((repo.clone(), referrer));
+                }
+            }
+        }
+
+        // Sweep manifests out of repositories.
+        for repo in &repos {
+            for rev in revisions.get(repo).into_iter().flatten() {
+                if marked_manifests.contains(&(repo.clone(), rev.clone())) {
+                    continue;
+                }
+                report.manifests_removed.push(format!("{repo}@{rev}"));
+                if !opts.dry_run {
+                    self.delete_manifest(repo, &crate::names::Reference::Digest(rev.clone()))
+                        .await?;
+                }
+            }
+        }
+
+        // Sweep blobs, re-checking each one's time just before deleting it.
+        for (digest, info) in storage.blob_list().await? {
+            if marked_blobs.contains(&digest) || !older_than(info.modified, now, opts.grace) {
+                report.blobs_kept += 1;
+                continue;
+            }
+            if !opts.dry_run {
+                match storage.blob_info(&digest).await? {
+                    Some(fresh) if older_than(fresh.modified, SystemTime::now(), opts.grace) => {}
+                    _ => {
+                        report.blobs_kept += 1;
+                        continue;
+                    }
+                }
+                storage.blob_delete(&digest).await?;
+                for repo in &repos {
+                    storage
+                        .meta_delete(&keys::layer_link(repo, &digest))
+                        .await?;
+                }
+            }
+            report.bytes_freed += info.size;
+            report.blobs_removed.push(digest);
+        }
+
+        // Expired uploads and leftovers of interrupted writes.
+        if opts.dry_run {
+            report.uploads_removed = storage
+                .upload_list()
+                .await?
+                .iter()
+                .filter(|(_, info)| older_than(info.modified, now, opts.upload_expiry))
+                .count();
+        } else {
+            report.uploads_removed = self.expire_uploads(now).await?;
+            report.temporary_files_removed = storage
+                .clean_temporary(
+                    now.checked_sub(opts.grace)
+                        .unwrap_or(SystemTime::UNIX_EPOCH),
+                )
+                .await?;
+        }
+        Ok(report)
+    }
+}

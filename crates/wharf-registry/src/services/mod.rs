@@ -1,0 +1,115 @@
+//! The registry's operations, independent of HTTP: manifests, blobs, uploads, tags, catalog,
+//! referrers and garbage collection, all over the [`Storage`] trait.
+//!
+//! Repository links (as in Docker's registry): a blob is served from a repository only if it was
+//! pushed to it, mounted into it, or is a manifest of it. Blobs themselves are stored once,
+//! content-addressed, and shared.
+
+pub mod blobs;
+pub mod gc;
+pub mod manifests;
+pub mod tags;
+pub mod uploads;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::names::{Digest, RepoName};
+use crate::storage::Storage;
+
+pub use uploads::UploadSession;
+
+/// Limits and timings the services enforce.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Manifests larger than this are refused (the spec suggests at least 4 MiB).
+    pub manifest_max_bytes: usize,
+    /// Upload sessions idle longer than this are removed.
+    pub upload_expiry: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            manifest_max_bytes: 4 * 1024 * 1024,
+            upload_expiry: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// The registry: storage plus the in-memory state of open upload sessions.
+pub struct Registry {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) limits: Limits,
+    /// Open upload sessions, each behind its own lock so chunks of one upload are serialized
+    /// while different uploads run in parallel. Sessions not in memory (after a restart) are
+    /// reloaded from storage on first use.
+    pub(crate) sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
+}
+
+impl Registry {
+    pub fn new(storage: Arc<dyn Storage>, limits: Limits) -> Registry {
+        Registry {
+            storage,
+            limits,
+            sessions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+/// Storage keys. Built only from validated names, tags and digests.
+pub(crate) mod keys {
+    use super::*;
+
+    pub fn repo(repo: &RepoName) -> String {
+        format!("repositories/{repo}")
+    }
+    pub fn layer_link(repo: &RepoName, digest: &Digest) -> String {
+        format!("repositories/{repo}/_layers/sha256/{}", digest.hex())
+    }
+    pub fn revision(repo: &RepoName, digest: &Digest) -> String {
+        format!(
+            "repositories/{repo}/_manifests/revisions/sha256/{}",
+            digest.hex()
+        )
+    }
+    pub fn revisions(repo: &RepoName) -> String {
+        format!("repositories/{repo}/_manifests/revisions/sha256")
+    }
+    pub fn tag(repo: &RepoName, tag: &str) -> String {
+        format!("repositories/{repo}/_manifests/tags/{tag}")
+    }
+    pub fn tags(repo: &RepoName) -> String {
+        format!("repositories/{repo}/_manifests/tags")
+    }
+    pub fn referrers(repo: &RepoName, subject: &Digest) -> String {
+        format!(
+            "repositories/{repo}/_referrers/sha256/{}/sha256",
+            subject.hex()
+        )
+    }
+    pub fn referrer(repo: &RepoName, subject: &Digest, referrer: &Digest) -> String {
+        format!(
+            "repositories/{repo}/_referrers/sha256/{}/sha256/{}",
+            subject.hex(),
+            referrer.hex()
+        )
+    }
+}
+
+/// Parses the hex file names of a `sha256` link folder into digests, skipping anything else.
+pub(crate) fn digests_of(names: Vec<String>) -> Vec<Digest> {
+    names
+        .into_iter()
+        .filter_map(|n| Digest::parse(&format!("sha256:{n}")).ok())
+        .collect()
+}

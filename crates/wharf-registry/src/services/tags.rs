@@ -1,0 +1,130 @@
+//! Tags list and catalog, with `n`/`last` pagination.
+
+use crate::error::RegistryError;
+use crate::names::{Digest, RepoName};
+use crate::services::{Registry, keys};
+
+/// One page of a sorted listing; `more` says whether a next page exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    pub items: Vec<String>,
+    pub more: bool,
+}
+
+/// Sorted `all` after `last`, at most `n` of them.
+pub fn paginate(mut all: Vec<String>, n: Option<usize>, last: Option<&str>) -> Page {
+    all.sort();
+    let start = match last {
+        Some(last) => all.partition_point(|t| t.as_str() <= last),
+        None => 0,
+    };
+    let rest = &all[start..];
+    match n {
+        // n=0 asks for nothing; no "next" link, or a client following links would loop.
+        Some(0) => Page {
+            items: Vec::new(),
+            more: false,
+        },
+        Some(n) if n < rest.len() => Page {
+            items: rest[..n].to_vec(),
+            more: true,
+        },
+        _ => Page {
+            items: rest.to_vec(),
+            more: false,
+        },
+    }
+}
+
+impl Registry {
+    /// Whether the repository exists (has anything pushed to it).
+    pub async fn repo_exists(&self, repo: &RepoName) -> Result<bool, RegistryError> {
+        Ok(!self.storage.meta_list(&keys::repo(repo)).await?.is_empty())
+    }
+
+    pub async fn tags(&self, repo: &RepoName) -> Result<Vec<String>, RegistryError> {
+        let tags = self.storage.meta_list(&keys::tags(repo)).await?;
+        if tags.is_empty() && !self.repo_exists(repo).await? {
+            return Err(RegistryError::NameUnknown {
+                name: repo.to_string(),
+            });
+        }
+        Ok(tags)
+    }
+
+    pub async fn tag_target(
+        &self,
+        repo: &RepoName,
+        tag: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let Some(data) = self.storage.meta_get(&keys::tag(repo, tag)).await? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&data);
+        Ok(Digest::parse(text.trim()).ok())
+    }
+
+    /// Every repository name, sorted. A folder is a repository when it holds `_manifests` or
+    /// `_layers`; names never contain components starting with `_`, so the two cannot collide.
+    pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
+        let mut out = Vec::new();
+        let mut stack = vec![String::new()];
+        while let Some(prefix) = stack.pop() {
+            let key = if prefix.is_empty() {
+                "repositories".to_string()
+            } else {
+                format!("repositories/{prefix}")
+            };
+            let children = self.storage.meta_list(&key).await?;
+            if !prefix.is_empty() && children.iter().any(|c| c == "_manifests" || c == "_layers") {
+                out.push(prefix.clone());
+            }
+            for child in children.into_iter().filter(|c| !c.starts_with('_')) {
+                let name = if prefix.is_empty() {
+                    child
+                } else {
+                    format!("{prefix}/{child}")
+                };
+                // Only descend into names that could be repositories (never `..` or odd files).
+                if RepoName::parse(&name).is_ok() {
+                    stack.push(name);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pagination() {
+        let all = || vec!["c".to_string(), "a".to_string(), "b".to_string()];
+        assert_eq!(paginate(all(), None, None).items, ["a", "b", "c"]);
+        assert_eq!(
+            paginate(all(), Some(2), None),
+            Page {
+                items: vec!["a".into(), "b".into()],
+                more: true
+            }
+        );
+        assert_eq!(
+            paginate(all(), Some(2), Some("b")),
+            Page {
+                items: vec!["c".into()],
+                more: false
+            }
+        );
+        assert_eq!(
+            paginate(all(), Some(0), None),
+            Page {
+                items: vec![],
+                more: false
+            }
+        );
+        assert_eq!(paginate(all(), None, Some("bb")).items, ["c"]);
+    }
+}

@@ -1,0 +1,297 @@
+//! Upload sessions: monolithic, POST+PUT and chunked (PATCH with `Content-Range`) uploads.
+//!
+//! Bytes are hashed as they stream into storage, so finishing an upload needs no second read;
+//! after a restart the hash state is gone and the upload is re-read once at commit instead.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::RegistryError;
+use crate::names::{Digest, RepoName};
+use crate::services::{Registry, keys};
+use crate::storage::{ByteStream, StorageError};
+
+/// The in-memory state of one upload session.
+#[derive(Debug)]
+pub struct UploadSession {
+    pub id: String,
+    pub repo: RepoName,
+    pub size: u64,
+    /// Hash of the first `size` bytes; `None` when unknown (after a restart or a failed chunk).
+    hasher: Option<Sha256>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionInfo {
+    repo: String,
+    started_unix: u64,
+}
+
+type SharedHasher = Arc<Mutex<Option<Sha256>>>;
+
+/// Feeds every chunk of `stream` to the hasher as it passes.
+fn hashing(stream: ByteStream, hasher: SharedHasher) -> ByteStream {
+    Box::pin(stream.map(move |item| {
+        if let Ok(chunk) = &item {
+            if let Some(h) = hasher
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_mut()
+            {
+                h.update(chunk);
+            }
+        }
+        item
+    }))
+}
+
+impl Registry {
+    /// Opens a new upload session in `repo`; returns its id.
+    pub async fn start_upload(&self, repo: &RepoName) -> Result<String, RegistryError> {
+        let id = format!("{:032x}", rand::random::<u128>());
+        let started_unix = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let info = serde_json::to_vec(&SessionInfo {
+            repo: repo.to_string(),
+            started_unix,
+        })
+        .map_err(|e| RegistryError::BlobUploadInvalid(e.to_string()))?;
+        self.storage.upload_create(&id, Bytes::from(info)).await?;
+        let session = UploadSession {
+            id: id.clone(),
+            repo: repo.clone(),
+            size: 0,
+            hasher: Some(Sha256::new()),
+        };
+        self.sessions_map()
+            .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
+        Ok(id)
+    }
+
+    fn sessions_map(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>,
+    > {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The session `id` of `repo`, from memory or (after a restart) from storage.
+    async fn session(
+        &self,
+        repo: &RepoName,
+        id: &str,
+    ) -> Result<Arc<tokio::sync::Mutex<UploadSession>>, RegistryError> {
+        let unknown = || RegistryError::BlobUploadUnknown { id: id.to_string() };
+        let cached = self.sessions_map().get(id).cloned();
+        let session = match cached {
+            Some(s) => s,
+            None => {
+                let (info, object) = self.storage.upload_info(id).await?.ok_or_else(unknown)?;
+                let info: SessionInfo = serde_json::from_slice(&info).map_err(|_| unknown())?;
+                let repo = RepoName::parse(&info.repo).map_err(|_| unknown())?;
+                let session = UploadSession {
+                    id: id.to_string(),
+                    repo,
+                    size: object.size,
+                    hasher: None,
+                };
+                self.sessions_map()
+                    .entry(id.to_string())
+                    .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(session)))
+                    .clone()
+            }
+        };
+        // A session belongs to one repository: its id is no key to another.
+        if session.lock().await.repo != *repo {
+            return Err(unknown());
+        }
+        Ok(session)
+    }
+
+    /// Bytes received so far.
+    pub async fn upload_size(&self, repo: &RepoName, id: &str) -> Result<u64, RegistryError> {
+        let session = self.session(repo, id).await?;
+        let size = session.lock().await.size;
+        // A session removed by expiry or cancel while we waited is gone.
+        if self.storage.upload_info(id).await?.is_none() {
+            return Err(RegistryError::BlobUploadUnknown { id: id.to_string() });
+        }
+        Ok(size)
+    }
+
+    /// Appends a chunk. `range` is the client's `Content-Range` (first and last byte offsets);
+    /// it must start where the upload ends.
+    pub async fn append_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        range: Option<(u64, u64)>,
+        body: ByteStream,
+    ) -> Result<u64, RegistryError> {
+        let session = self.session(repo, id).await?;
+        let mut session = session.lock().await;
+        append_locked(self, &mut session, range, body).await
+    }
+
+    /// Finishes an upload with an optional last chunk: verifies the digest and makes the blob
+    /// visible in `repo`. A digest mismatch cancels the upload.
+    pub async fn finish_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        range: Option<(u64, u64)>,
+        last_chunk: Option<ByteStream>,
+    ) -> Result<(), RegistryError> {
+        let session = self.session(repo, id).await?;
+        let mut session = session.lock().await;
+        if let Some(body) = last_chunk {
+            append_locked(self, &mut session, range, body).await?;
+        }
+        let actual = match session.hasher.take() {
+            Some(h) => Digest::from_hasher(h),
+            None => {
+                let mut h = Sha256::new();
+                let mut stream = self.storage.upload_read(id).await?;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| StorageError::Io {
+                        op: "read upload",
+                        path: id.to_string(),
+                        source: e,
+                    })?;
+                    h.update(&chunk);
+                }
+                Digest::from_hasher(h)
+            }
+        };
+        if actual != *digest {
+            self.storage.upload_delete(id).await?;
+            self.sessions_map().remove(id);
+            return Err(RegistryError::DigestInvalid(format!(
+                "upload has digest {actual}, not {digest}"
+            )));
+        }
+        self.storage.upload_commit(id, digest).await?;
+        self.sessions_map().remove(id);
+        self.link_blob(repo, digest).await
+    }
+
+    /// Pushes a whole blob in one request (POST with `digest`).
+    pub async fn upload_monolithic(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<(), RegistryError> {
+        let id = self.start_upload(repo).await?;
+        let result = self
+            .finish_upload(repo, &id, digest, None, Some(body))
+            .await;
+        if result.is_err() {
+            let _ = self.storage.upload_delete(&id).await;
+            self.sessions_map().remove(&id);
+        }
+        result
+    }
+
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &str) -> Result<(), RegistryError> {
+        let session = self.session(repo, id).await?;
+        let _guard = session.lock().await;
+        self.storage.upload_delete(id).await?;
+        self.sessions_map().remove(id);
+        Ok(())
+    }
+
+    /// Removes sessions idle for longer than the expiry; returns how many. Sessions receiving
+    /// data right now are left alone.
+    pub async fn expire_uploads(&self, now: SystemTime) -> Result<usize, RegistryError> {
+        let mut removed = 0;
+        for (id, info) in self.storage.upload_list().await? {
+            let idle = now.duration_since(info.modified).unwrap_or(Duration::ZERO);
+            if idle < self.limits.upload_expiry {
+                continue;
+            }
+            let cached = self.sessions_map().get(&id).cloned();
+            let _guard = match &cached {
+                Some(s) => match s.try_lock() {
+                    Ok(g) => Some(g),
+                    Err(_) => continue,
+                },
+                None => None,
+            };
+            self.storage.upload_delete(&id).await?;
+            self.sessions_map().remove(&id);
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+async fn append_locked(
+    registry: &Registry,
+    session: &mut UploadSession,
+    range: Option<(u64, u64)>,
+    body: ByteStream,
+) -> Result<u64, RegistryError> {
+    if let Some((start, end)) = range {
+        if start != session.size || end < start {
+            return Err(RegistryError::RangeInvalid {
+                message: format!(
+                    "chunk {start}-{end} does not continue the upload at {}",
+                    session.size
+                ),
+                size: session.size,
+                upload: true,
+            });
+        }
+    }
+    let hasher: SharedHasher = Arc::new(Mutex::new(session.hasher.take()));
+    let result = registry
+        .storage
+        .upload_append(&session.id, session.size, hashing(body, hasher.clone()))
+        .await;
+    match result {
+        Ok(size) => {
+            session.size = size;
+            session.hasher = hasher.lock().unwrap_or_else(PoisonError::into_inner).take();
+            Ok(size)
+        }
+        Err(StorageError::UploadUnknown(_)) => Err(RegistryError::BlobUploadUnknown {
+            id: session.id.clone(),
+        }),
+        Err(e) => {
+            // Part of the chunk may be on disk: learn the real size, re-hash at commit.
+            if let Ok(Some((_, info))) = registry.storage.upload_info(&session.id).await {
+                session.size = info.size;
+            }
+            session.hasher = None;
+            Err(e.into())
+        }
+    }
+}
+
+impl Registry {
+    /// Makes `digest` (already stored) part of `repo`.
+    pub(crate) async fn link_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        self.storage
+            .meta_put(
+                &keys::layer_link(repo, digest),
+                Bytes::from(digest.to_string()),
+            )
+            .await?;
+        Ok(())
+    }
+}

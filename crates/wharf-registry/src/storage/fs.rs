@@ -1,0 +1,565 @@
+//! Filesystem storage.
+//!
+//! ```text
+//! <root>/blobs/sha256/<first two hex>/<hex>     content, written once by rename
+//! <root>/uploads/<id>/data, info                upload sessions
+//! <root>/repositories/...                       metadata documents (keys map to paths)
+//! <root>/tmp/                                   temporary files, renamed into place
+//! ```
+//!
+//! Every visible file appears by `rename(2)` from `tmp/` (or from an upload's `data`) after an
+//! fsync, so a crash (even `kill -9`) leaves either the old state or the new one, never a partial
+//! blob or tag. Blocking file IO runs on tokio's blocking pool; big streams are moved through a
+//! bounded channel to a blocking thread so hashing/network and disk IO overlap without copies.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
+use tokio::sync::mpsc;
+
+use super::{ByteStream, ObjectInfo, Storage, StorageError};
+use crate::names::Digest;
+
+/// Read size for streaming blobs out: large enough that per-chunk overhead is negligible.
+const READ_CHUNK: usize = 512 * 1024;
+/// Chunks in flight between the network side and the disk thread.
+const CHANNEL_DEPTH: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct FsStorage {
+    root: PathBuf,
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StorageError + 'a {
+    move |source| StorageError::Io {
+        op,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn info_of(meta: &fs::Metadata) -> ObjectInfo {
+    ObjectInfo {
+        size: meta.len(),
+        modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+    }
+}
+
+/// Runs blocking filesystem work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(join) => Err(StorageError::Io {
+            op: "run blocking task",
+            path: String::new(),
+            source: io::Error::other(join.to_string()),
+        }),
+    }
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync", dir))
+}
+
+/// Renames `from` to `to`, creating `to`'s folder, and makes the rename durable.
+fn rename_into_place(from: &Path, to: &Path) -> Result<(), StorageError> {
+    let parent = to.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(parent).map_err(io_err("create folder", parent))?;
+    fs::rename(from, to).map_err(io_err("rename into", to))?;
+    fsync_dir(parent)
+}
+
+fn not_found_is_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Streams `len` bytes of `file` from its current position through a blocking thread.
+fn stream_file(mut file: File, mut len: u64) -> ByteStream {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        while len > 0 {
+            let want = len.min(READ_CHUNK as u64) as usize;
+            let mut buf = BytesMut::zeroed(want);
+            let result = match file.read(&mut buf) {
+                Ok(0) => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "blob shorter than expected",
+                )),
+                Ok(n) => {
+                    buf.truncate(n);
+                    len -= n as u64;
+                    Ok(buf.freeze())
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => Err(e),
+            };
+            let failed = result.is_err();
+            // The receiver is gone when the client went away: stop reading.
+            if tx.blocking_send(result).is_err() || failed {
+                return;
+            }
+        }
+    });
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+impl FsStorage {
+    /// Opens (creating if needed) a storage root.
+    pub fn open(root: impl Into<PathBuf>) -> Result<FsStorage, StorageError> {
+        let root = root.into();
+        for sub in ["blobs/sha256", "uploads", "repositories", "tmp"] {
+            let dir = root.join(sub);
+            fs::create_dir_all(&dir).map_err(io_err("create folder", &dir))?;
+        }
+        Ok(FsStorage { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.root.join("blobs/sha256").join(&hex[..2]).join(hex)
+    }
+
+    fn upload_dir(&self, id: &str) -> Result<PathBuf, StorageError> {
+        // Ids are made by the services from random hex; anything else never names a path.
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        if !ok {
+            return Err(StorageError::UploadUnknown(id.to_string()));
+        }
+        Ok(self.root.join("uploads").join(id))
+    }
+
+    fn meta_path(&self, key: &str) -> Result<PathBuf, StorageError> {
+        // Defense in depth: keys come from validated names, but never let one leave the root.
+        let ok = key
+            .split('/')
+            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains(['\\', '\0']))
+            && (key == "repositories" || key.starts_with("repositories/"));
+        if !ok {
+            return Err(StorageError::InvalidKey(key.to_string()));
+        }
+        Ok(self.root.join(key))
+    }
+
+    fn temp_path(&self) -> PathBuf {
+        self.root
+            .join("tmp")
+            .join(format!("{:032x}", rand::random::<u128>()))
+    }
+
+    /// Writes `data` to a temporary file, fsyncs it, and renames it to `to`.
+    fn write_atomically(&self, to: &Path, data: &[u8]) -> Result<(), StorageError> {
+        let tmp = self.temp_path();
+        let result = (|| {
+            let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+            f.write_all(data).map_err(io_err("write", &tmp))?;
+            f.sync_all().map_err(io_err("fsync", &tmp))?;
+            rename_into_place(&tmp, to)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for FsStorage {
+    async fn blob_info(&self, digest: &Digest) -> Result<Option<ObjectInfo>, StorageError> {
+        let path = self.blob_path(digest);
+        blocking(move || {
+            let meta = not_found_is_none(fs::metadata(&path)).map_err(io_err("stat", &path))?;
+            Ok(meta.map(|m| info_of(&m)))
+        })
+        .await
+    }
+
+    async fn blob_read(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream, StorageError> {
+        let path = self.blob_path(digest);
+        let digest = digest.clone();
+        let file = blocking(move || {
+            let Some(mut file) =
+                not_found_is_none(File::open(&path)).map_err(io_err("open", &path))?
+            else {
+                return Err(StorageError::BlobUnknown(digest));
+            };
+            if offset > 0 {
+                file.seek(SeekFrom::Start(offset))
+                    .map_err(io_err("seek", &path))?;
+            }
+            Ok(file)
+        })
+        .await?;
+        Ok(stream_file(file, len))
+    }
+
+    async fn blob_read_small(&self, digest: &Digest, limit: u64) -> Result<Bytes, StorageError> {
+        let path = self.blob_path(digest);
+        let digest = digest.clone();
+        blocking(move || {
+            let Some(file) = not_found_is_none(File::open(&path)).map_err(io_err("open", &path))?
+            else {
+                return Err(StorageError::BlobUnknown(digest));
+            };
+            let mut data = Vec::new();
+            file.take(limit)
+                .read_to_end(&mut data)
+                .map_err(io_err("read", &path))?;
+            Ok(Bytes::from(data))
+        })
+        .await
+    }
+
+    async fn blob_put(&self, digest: &Digest, data: Bytes) -> Result<(), StorageError> {
+        let this = self.clone();
+        let path = self.blob_path(digest);
+        blocking(move || this.write_atomically(&path, &data)).await
+    }
+
+    async fn blob_touch(&self, digest: &Digest) -> Result<(), StorageError> {
+        let path = self.blob_path(digest);
+        let digest = digest.clone();
+        blocking(move || {
+            let Some(file) = not_found_is_none(OpenOptions::new().write(true).open(&path))
+                .map_err(io_err("open", &path))?
+            else {
+                return Err(StorageError::BlobUnknown(digest));
+            };
+            file.set_modified(SystemTime::now())
+                .map_err(io_err("touch", &path))
+        })
+        .await
+    }
+
+    async fn blob_delete(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let path = self.blob_path(digest);
+        blocking(move || {
+            Ok(not_found_is_none(fs::remove_file(&path))
+                .map_err(io_err("remove", &path))?
+                .is_some())
+        })
+        .await
+    }
+
+    async fn blob_list(&self) -> Result<Vec<(Digest, ObjectInfo)>, StorageError> {
+        let dir = self.root.join("blobs/sha256");
+        blocking(move || {
+            let mut out = Vec::new();
+            for shard in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
+                let shard = shard.map_err(io_err("list", &dir))?.path();
+                if !shard.is_dir() {
+                    continue;
+                }
+                for entry in fs::read_dir(&shard).map_err(io_err("list", &shard))? {
+                    let entry = entry.map_err(io_err("list", &shard))?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    // Skip anything that is not a blob name (never produced by us).
+                    let Ok(digest) = Digest::parse(&format!("sha256:{name}")) else {
+                        continue;
+                    };
+                    if let Some(meta) = not_found_is_none(entry.metadata())
+                        .map_err(io_err("stat", &entry.path()))?
+                    {
+                        out.push((digest, info_of(&meta)));
+                    }
+                }
+            }
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError> {
+        let dir = self.upload_dir(id)?;
+        blocking(move || {
+            fs::create_dir_all(&dir).map_err(io_err("create folder", &dir))?;
+            let data = dir.join("data");
+            File::create(&data).map_err(io_err("create", &data))?;
+            let info_path = dir.join("info");
+            fs::write(&info_path, &info).map_err(io_err("write", &info_path))
+        })
+        .await
+    }
+
+    async fn upload_info(&self, id: &str) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
+        let dir = match self.upload_dir(id) {
+            Ok(dir) => dir,
+            Err(_) => return Ok(None),
+        };
+        blocking(move || {
+            let data = dir.join("data");
+            let Some(meta) =
+                not_found_is_none(fs::metadata(&data)).map_err(io_err("stat", &data))?
+            else {
+                return Ok(None);
+            };
+            let info_path = dir.join("info");
+            let Some(info) =
+                not_found_is_none(fs::read(&info_path)).map_err(io_err("read", &info_path))?
+            else {
+                return Ok(None);
+            };
+            Ok(Some((Bytes::from(info), info_of(&meta))))
+        })
+        .await
+    }
+
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        mut data: ByteStream,
+    ) -> Result<u64, StorageError> {
+        let path = self.upload_dir(id)?.join("data");
+        let id_owned = id.to_string();
+        let open_path = path.clone();
+        let file = blocking(move || {
+            let Some(file) = not_found_is_none(OpenOptions::new().append(true).open(&open_path))
+                .map_err(io_err("open", &open_path))?
+            else {
+                return Err(StorageError::UploadUnknown(id_owned));
+            };
+            let actual = file.metadata().map_err(io_err("stat", &open_path))?.len();
+            if actual != offset {
+                return Err(StorageError::OffsetMismatch {
+                    id: id_owned,
+                    expected: offset,
+                    actual,
+                });
+            }
+            Ok(file)
+        })
+        .await?;
+
+        let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+        let write_path = path.clone();
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let mut written = 0u64;
+            while let Some(chunk) = rx.blocking_recv() {
+                file.write_all(&chunk)?;
+                written += chunk.len() as u64;
+            }
+            Ok::<u64, io::Error>(written)
+        });
+        let mut stream_error = None;
+        while let Some(item) = data.next().await {
+            match item {
+                Ok(chunk) if chunk.is_empty() => {}
+                Ok(chunk) => {
+                    if tx.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    stream_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let written = match writer.await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => return Err(io_err("write", &write_path)(e)),
+            Err(join) => {
+                return Err(io_err("write", &write_path)(io::Error::other(
+                    join.to_string(),
+                )));
+            }
+        };
+        match stream_error {
+            Some(e) => Err(StorageError::Stream(e)),
+            None => Ok(offset + written),
+        }
+    }
+
+    async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {
+        let path = self.upload_dir(id)?.join("data");
+        let id = id.to_string();
+        let (file, len) = blocking(move || {
+            let Some(file) = not_found_is_none(File::open(&path)).map_err(io_err("open", &path))?
+            else {
+                return Err(StorageError::UploadUnknown(id));
+            };
+            let len = file.metadata().map_err(io_err("stat", &path))?.len();
+            Ok((file, len))
+        })
+        .await?;
+        Ok(stream_file(file, len))
+    }
+
+    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError> {
+        let dir = self.upload_dir(id)?;
+        let target = self.blob_path(digest);
+        let id = id.to_string();
+        blocking(move || {
+            let data = dir.join("data");
+            let Some(file) = not_found_is_none(OpenOptions::new().write(true).open(&data))
+                .map_err(io_err("open", &data))?
+            else {
+                return Err(StorageError::UploadUnknown(id));
+            };
+            file.sync_all().map_err(io_err("fsync", &data))?;
+            drop(file);
+            // Renaming over an existing blob (a concurrent push of the same content) is atomic
+            // and harmless: both files hold the same verified bytes.
+            rename_into_place(&data, &target)?;
+            let _ = fs::remove_dir_all(&dir);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_delete(&self, id: &str) -> Result<(), StorageError> {
+        let dir = self.upload_dir(id)?;
+        blocking(move || {
+            not_found_is_none(fs::remove_dir_all(&dir)).map_err(io_err("remove", &dir))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn upload_list(&self) -> Result<Vec<(String, ObjectInfo)>, StorageError> {
+        let dir = self.root.join("uploads");
+        blocking(move || {
+            let mut out = Vec::new();
+            for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
+                let entry = entry.map_err(io_err("list", &dir))?;
+                let id = entry.file_name().to_string_lossy().into_owned();
+                let data = entry.path().join("data");
+                // A session whose data file is gone is a leftover: report it with its folder's time.
+                let meta =
+                    match not_found_is_none(fs::metadata(&data)).map_err(io_err("stat", &data))? {
+                        Some(m) => m,
+                        None => entry.metadata().map_err(io_err("stat", &entry.path()))?,
+                    };
+                out.push((id, info_of(&meta)));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn meta_put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        let path = self.meta_path(key)?;
+        let this = self.clone();
+        blocking(move || this.write_atomically(&path, &data)).await
+    }
+
+    async fn meta_get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+        let path = self.meta_path(key)?;
+        blocking(move || {
+            match fs::read(&path) {
+                Ok(data) => Ok(Some(Bytes::from(data))),
+                // A folder at a document's key (or a missing one) is "no document".
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound
+                            | io::ErrorKind::IsADirectory
+                            | io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(io_err("read", &path)(e)),
+            }
+        })
+        .await
+    }
+
+    async fn meta_info(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        let path = self.meta_path(key)?;
+        blocking(move || {
+            let meta = not_found_is_none(fs::metadata(&path)).map_err(io_err("stat", &path))?;
+            Ok(meta.filter(|m| m.is_file()).map(|m| info_of(&m)))
+        })
+        .await
+    }
+
+    async fn meta_delete(&self, key: &str) -> Result<bool, StorageError> {
+        let path = self.meta_path(key)?;
+        blocking(move || {
+            let removed = not_found_is_none(fs::remove_file(&path))
+                .map_err(io_err("remove", &path))?
+                .is_some();
+            if removed {
+                // Empty folders left behind are harmless; remove the nearest one to keep lists short.
+                if let Some(parent) = path.parent() {
+                    let _ = fs::remove_dir(parent);
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
+    async fn meta_list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let path = self.meta_path(prefix.trim_end_matches('/'))?;
+        blocking(move || {
+            let entries = match fs::read_dir(&path) {
+                Ok(entries) => entries,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    return Ok(Vec::new());
+                }
+                Err(e) => return Err(io_err("list", &path)(e)),
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(io_err("list", &path))?;
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
+            names.sort();
+            Ok(names)
+        })
+        .await
+    }
+
+    async fn clean_temporary(&self, older_than: SystemTime) -> Result<usize, StorageError> {
+        let dir = self.root.join("tmp");
+        blocking(move || {
+            let mut removed = 0;
+            for entry in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
+                let entry = entry.map_err(io_err("list", &dir))?;
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.modified().map(|m| m < older_than).unwrap_or(false)
+                    && fs::remove_file(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+}

@@ -1,0 +1,112 @@
+//! The storage trait: everything the services need from a backend, and nothing HTTP.
+//!
+//! Three kinds of data, chosen so an object store (S3 via `object_store`) maps onto them without
+//! touching the services or routes:
+//! - content-addressed blobs (`blob_*`), shared by every repository, written only by
+//!   [`Storage::blob_put`] (small, already verified) or [`Storage::upload_commit`] (the atomic
+//!   "this upload is now blob D" step: rename here, multipart-complete + copy on S3);
+//! - upload sessions (`upload_*`): append-only byte streams with a small info document;
+//! - small metadata documents (`meta_*`: tags, repository links, referrer descriptors) under
+//!   `/`-separated keys that the services build from validated names only.
+//!
+//! Digests are verified by the services (hashing on the fly), never trusted from the backend.
+
+pub mod fs;
+
+use std::io;
+use std::pin::Pin;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures_util::Stream;
+
+use crate::names::Digest;
+
+/// A stream of bytes in or out of storage.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<Bytes, io::Error>> + Send>>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: String,
+        source: io::Error,
+    },
+    /// The incoming stream (the client's request body) failed: a client problem, not ours.
+    #[error("reading the request body: {0}")]
+    Stream(io::Error),
+    #[error("upload {id} is at offset {actual}, not {expected}")]
+    OffsetMismatch {
+        id: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("no such upload: {0}")]
+    UploadUnknown(String),
+    #[error("no such blob: {0}")]
+    BlobUnknown(Digest),
+    #[error("invalid storage key {0:?}")]
+    InvalidKey(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    /// Last write (or touch): the garbage collector's grace period is measured from here.
+    pub modified: SystemTime,
+}
+
+#[async_trait::async_trait]
+pub trait Storage: Send + Sync + 'static {
+    // --- blobs ---
+    async fn blob_info(&self, digest: &Digest) -> Result<Option<ObjectInfo>, StorageError>;
+    /// `len` bytes starting at `offset` (the caller has checked the range against the size).
+    async fn blob_read(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream, StorageError>;
+    /// Reads a whole blob known to be small (manifests), up to `limit` bytes.
+    async fn blob_read_small(&self, digest: &Digest, limit: u64) -> Result<Bytes, StorageError>;
+    /// Stores a small blob whose digest the caller has computed; atomic, idempotent.
+    async fn blob_put(&self, digest: &Digest, data: Bytes) -> Result<(), StorageError>;
+    /// Marks a blob as recently used, so a concurrent gc keeps it (see `services::gc`).
+    async fn blob_touch(&self, digest: &Digest) -> Result<(), StorageError>;
+    async fn blob_delete(&self, digest: &Digest) -> Result<bool, StorageError>;
+    async fn blob_list(&self) -> Result<Vec<(Digest, ObjectInfo)>, StorageError>;
+
+    // --- upload sessions ---
+    async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError>;
+    /// The session's info document and current size, if the session exists.
+    async fn upload_info(&self, id: &str) -> Result<Option<(Bytes, ObjectInfo)>, StorageError>;
+    /// Appends `data` if the upload is exactly `offset` bytes long; returns the new size. On a
+    /// stream error, what was received stays appended (the size tells the client where to resume).
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+    ) -> Result<u64, StorageError>;
+    async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError>;
+    /// Atomically makes the upload's content visible as blob `digest` (verified by the caller)
+    /// and removes the session. Concurrent commits of the same digest are safe.
+    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError>;
+    async fn upload_delete(&self, id: &str) -> Result<(), StorageError>;
+    /// Every session with its last write time.
+    async fn upload_list(&self) -> Result<Vec<(String, ObjectInfo)>, StorageError>;
+
+    // --- small metadata documents ---
+    /// Atomically replaces the document at `key`.
+    async fn meta_put(&self, key: &str, data: Bytes) -> Result<(), StorageError>;
+    async fn meta_get(&self, key: &str) -> Result<Option<Bytes>, StorageError>;
+    async fn meta_info(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError>;
+    async fn meta_delete(&self, key: &str) -> Result<bool, StorageError>;
+    /// Names directly below `prefix` (documents and "folders"), sorted; empty if none.
+    async fn meta_list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
+    // --- housekeeping ---
+    /// Removes leftovers of interrupted writes older than `older_than`; returns how many.
+    async fn clean_temporary(&self, older_than: SystemTime) -> Result<usize, StorageError>;
+}

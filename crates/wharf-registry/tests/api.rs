@@ -1,0 +1,1510 @@
+//! In-process tests of every endpoint and error path (tower `oneshot` against the router), plus
+//! crash-safety, concurrency, gc, a real socket server with graceful shutdown, and (ignored) a
+//! skopeo round trip.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use sha2::{Digest as _, Sha256};
+use tower::ServiceExt;
+use wharf_registry::auth::{
+    Access, Action, AllowAll, AuthErrorCode, AuthOutcome, Authorizer, Identity, ResourceKind,
+};
+use wharf_registry::{Config, GcOptions, app_state, router};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+fn digest_of(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+struct Reg {
+    app: Router,
+    dir: tempfile::TempDir,
+}
+
+struct Resp {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Resp {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+    fn code(&self) -> String {
+        self.json()["errors"][0]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+fn config(root: &Path) -> Config {
+    Config {
+        root: root.to_path_buf(),
+        ..Config::default()
+    }
+}
+
+fn app_at(root: &Path, auth: Arc<dyn Authorizer>) -> Router {
+    router(
+        app_state(&config(root), auth).expect("state"),
+        Router::new(),
+    )
+}
+
+fn registry() -> Reg {
+    registry_with(Arc::new(AllowAll))
+}
+
+fn registry_with(auth: Arc<dyn Authorizer>) -> Reg {
+    let dir = tempfile::tempdir().expect("tempdir");
+    Reg {
+        app: app_at(dir.path(), auth),
+        dir,
+    }
+}
+
+impl Reg {
+    fn root(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    async fn send(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: Body) -> Resp {
+        send(&self.app, method, uri, headers, body).await
+    }
+
+    async fn call(&self, method: Method, uri: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        self.send(method, uri, headers, Body::from(body.to_vec()))
+            .await
+    }
+
+    async fn get(&self, uri: &str) -> Resp {
+        self.call(Method::GET, uri, &[], b"").await
+    }
+
+    /// Monolithic push; returns the digest.
+    async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
+        let digest = digest_of(data);
+        let r = self
+            .call(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+                &[],
+                data,
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        digest
+    }
+
+    async fn push_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        media_type: &str,
+        body: &[u8],
+    ) -> Resp {
+        self.call(
+            Method::PUT,
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("content-type", media_type)],
+            body,
+        )
+        .await
+    }
+
+    /// Pushes a config and one layer, then an image manifest tagged `tag`; returns its bytes.
+    async fn push_image(&self, repo: &str, tag: &str, layer: &[u8]) -> Vec<u8> {
+        let config = br#"{"architecture":"amd64","os":"linux"}"#;
+        let c = self.push_blob(repo, config).await;
+        let l = self.push_blob(repo, layer).await;
+        let manifest = image_manifest(&c, config.len(), &l, layer.len(), None);
+        let r = self.push_manifest(repo, tag, OCI_MANIFEST, &manifest).await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        manifest
+    }
+}
+
+async fn send(
+    app: &Router,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> Resp {
+    let mut req = Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let response = app
+        .clone()
+        .oneshot(req.body(body).expect("request"))
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    Resp {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn image_manifest(
+    config: &str,
+    config_size: usize,
+    layer: &str,
+    layer_size: usize,
+    subject: Option<(&str, usize)>,
+) -> Vec<u8> {
+    let mut m = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}],
+    });
+    if let Some((digest, size)) = subject {
+        m["subject"] =
+            serde_json::json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": size});
+        m["artifactType"] = serde_json::json!("application/vnd.example.sig");
+        m["annotations"] = serde_json::json!({"org.example": "yes"});
+    }
+    serde_json::to_vec(&m).expect("json")
+}
+
+#[tokio::test]
+async fn ping_answers_with_the_api_version() {
+    let reg = registry();
+    for path in ["/v2/", "/v2"] {
+        let r = reg.get(path).await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.header("docker-distribution-api-version"), "registry/2.0");
+    }
+    let r = reg.get("/v2/nothing/here").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.header("docker-distribution-api-version"), "registry/2.0");
+    assert_eq!(reg.get("/elsewhere").await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn monolithic_blob_push_then_head_get_and_ranges() {
+    let reg = registry();
+    let data = b"hello blob world";
+    let digest = reg.push_blob("team/app", data).await;
+
+    let head = reg
+        .call(
+            Method::HEAD,
+            &format!("/v2/team/app/blobs/{digest}"),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.header("content-length"), data.len().to_string());
+    assert_eq!(head.header("docker-content-digest"), digest);
+    assert!(head.body.is_empty());
+
+    let get = reg.get(&format!("/v2/team/app/blobs/{digest}")).await;
+    assert_eq!(get.status, StatusCode::OK);
+    assert_eq!(&get.body[..], data);
+
+    let part = reg
+        .call(
+            Method::GET,
+            &format!("/v2/team/app/blobs/{digest}"),
+            &[("range", "bytes=6-9")],
+            b"",
+        )
+        .await;
+    assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&part.body[..], b"blob");
+    assert_eq!(
+        part.header("content-range"),
+        format!("bytes 6-9/{}", data.len())
+    );
+
+    let bad = reg
+        .call(
+            Method::GET,
+            &format!("/v2/team/app/blobs/{digest}"),
+            &[("range", "bytes=100-200")],
+            b"",
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(bad.code(), "RANGE_INVALID");
+    assert_eq!(
+        bad.header("content-range"),
+        format!("bytes */{}", data.len())
+    );
+
+    // Blobs are per repository: another repository does not serve it.
+    let other = reg.get(&format!("/v2/other/blobs/{digest}")).await;
+    assert_eq!(other.status, StatusCode::NOT_FOUND);
+    assert_eq!(other.code(), "BLOB_UNKNOWN");
+
+    // Layout: content-addressed, sharded by the first two hex characters.
+    let hex = &digest[7..];
+    assert!(
+        reg.root()
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .is_file()
+    );
+}
+
+#[tokio::test]
+async fn blob_errors_are_4xx_with_oci_codes() {
+    let reg = registry();
+    let unknown = digest_of(b"nope");
+    let r = reg.get(&format!("/v2/a/blobs/{unknown}")).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "BLOB_UNKNOWN")
+    );
+    assert_eq!(r.header("content-type"), "application/json");
+
+    let r = reg.get("/v2/a/blobs/sha256:xyz").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
+    );
+
+    // Wrong digest for the content: refused, nothing visible.
+    let r = reg
+        .call(
+            Method::POST,
+            &format!("/v2/a/blobs/uploads/?digest={unknown}"),
+            &[],
+            b"other content",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
+    );
+    assert_eq!(
+        reg.get(&format!("/v2/a/blobs/{}", digest_of(b"other content")))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    let r = reg
+        .call(Method::DELETE, &format!("/v2/a/blobs/{unknown}"), &[], b"")
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "BLOB_UNKNOWN")
+    );
+
+    let r = reg
+        .call(Method::POST, &format!("/v2/a/blobs/{unknown}"), &[], b"")
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED")
+    );
+}
+
+#[tokio::test]
+async fn repository_names_are_validated() {
+    let reg = registry();
+    for path in [
+        "/v2/UPPER/tags/list",
+        "/v2/a/../b/tags/list",
+        "/v2/a%2F..%2F..%2Fetc/tags/list",
+        "/v2/_x/manifests/latest",
+        "/v2/a//b/blobs/uploads/",
+    ] {
+        let r = reg.call(Method::GET, path, &[], b"").await;
+        assert_eq!(
+            (r.status, r.code().as_str()),
+            (StatusCode::BAD_REQUEST, "NAME_INVALID"),
+            "{path}"
+        );
+    }
+    let r = reg.get("/v2/never/pushed/tags/list").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "NAME_UNKNOWN")
+    );
+}
+
+#[tokio::test]
+async fn post_put_and_chunked_uploads() {
+    let reg = registry();
+    // POST then PUT with the whole body.
+    let start = reg
+        .call(Method::POST, "/v2/r/blobs/uploads/", &[], b"")
+        .await;
+    assert_eq!(start.status, StatusCode::ACCEPTED);
+    let location = start.header("location").to_string();
+    assert!(location.starts_with("/v2/r/blobs/uploads/"), "{location}");
+    assert!(!start.header("docker-upload-uuid").is_empty());
+    let data = b"post then put";
+    let digest = digest_of(data);
+    let done = reg
+        .call(
+            Method::PUT,
+            &format!("{location}?digest={digest}"),
+            &[],
+            data,
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::CREATED);
+    assert_eq!(done.header("location"), format!("/v2/r/blobs/{digest}"));
+    assert_eq!(done.header("docker-content-digest"), digest);
+
+    // Chunked: two PATCHes with Content-Range, status, an out-of-order chunk, then PUT.
+    let location = reg
+        .call(Method::POST, "/v2/r/blobs/uploads/", &[], b"")
+        .await
+        .header("location")
+        .to_string();
+    let r = reg
+        .call(
+            Method::PATCH,
+            &location,
+            &[("content-range", "0-4"), ("content-length", "5")],
+            b"chunk",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.header("range"), "0-4");
+    let location = r.header("location").to_string();
+    let out_of_order = reg
+        .call(
+            Method::PATCH,
+            &location,
+            &[("content-range", "10-14")],
+            b"later",
+        )
+        .await;
+    assert_eq!(out_of_order.status, StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(out_of_order.header("range"), "0-4");
+    let r = reg
+        .call(
+            Method::PATCH,
+            &location,
+            &[("content-range", "5-10")],
+            b"-two-!",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert_eq!(r.header("range"), "0-10");
+    let status = reg.get(&location).await;
+    assert_eq!(status.status, StatusCode::NO_CONTENT);
+    assert_eq!(status.header("range"), "0-10");
+    // A chunk without Content-Range is a streamed append.
+    let r = reg.call(Method::PATCH, &location, &[], b"+tail").await;
+    assert_eq!(r.header("range"), "0-15");
+    let whole = b"chunk-two-!+tail";
+    let digest = digest_of(whole);
+    let r = reg
+        .call(
+            Method::PUT,
+            &format!("{location}?digest={digest}"),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        &reg.get(&format!("/v2/r/blobs/{digest}")).await.body[..],
+        whole
+    );
+    // The session is gone once committed.
+    let r = reg.get(&location).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN")
+    );
+
+    // PUT without a digest, and with a wrong one.
+    let location = reg
+        .call(Method::POST, "/v2/r/blobs/uploads/", &[], b"")
+        .await
+        .header("location")
+        .to_string();
+    let r = reg.call(Method::PUT, &location, &[], b"x").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
+    );
+    let r = reg
+        .call(
+            Method::PUT,
+            &format!("{location}?digest={}", digest_of(b"y")),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
+    );
+
+    // Cancel.
+    let location = reg
+        .call(Method::POST, "/v2/r/blobs/uploads/", &[], b"")
+        .await
+        .header("location")
+        .to_string();
+    assert_eq!(
+        reg.call(Method::DELETE, &location, &[], b"").await.status,
+        StatusCode::NO_CONTENT
+    );
+    let r = reg.call(Method::PATCH, &location, &[], b"x").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "BLOB_UPLOAD_UNKNOWN")
+    );
+
+    // A session id is no key to another repository, nor to the file system.
+    let location = reg
+        .call(Method::POST, "/v2/r/blobs/uploads/", &[], b"")
+        .await
+        .header("location")
+        .to_string();
+    let id = location.rsplit('/').next().unwrap_or("");
+    let r = reg.get(&format!("/v2/other/blobs/uploads/{id}")).await;
+    assert_eq!(r.code(), "BLOB_UPLOAD_UNKNOWN");
+    let r = reg.get("/v2/r/blobs/uploads/..").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn manifests_by_tag_and_digest() {
+    let reg = registry();
+    let manifest = reg.push_image("team/app", "v1", b"layer-1").await;
+    let digest = digest_of(&manifest);
+
+    for reference in ["v1", digest.as_str()] {
+        let r = reg
+            .get(&format!("/v2/team/app/manifests/{reference}"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(&r.body[..], &manifest[..]);
+        assert_eq!(r.header("content-type"), OCI_MANIFEST);
+        assert_eq!(r.header("docker-content-digest"), digest);
+        let h = reg
+            .call(
+                Method::HEAD,
+                &format!("/v2/team/app/manifests/{reference}"),
+                &[],
+                b"",
+            )
+            .await;
+        assert_eq!(h.status, StatusCode::OK);
+        assert_eq!(h.header("content-length"), manifest.len().to_string());
+        assert!(h.body.is_empty());
+    }
+    let r = reg.get("/v2/team/app/manifests/v2").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN")
+    );
+    let r = reg.get("/v2/team/app/manifests/bad..tag?").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "an unknown tag");
+    let r = reg.get("/v2/team/app/manifests/.hidden").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "MANIFEST_INVALID")
+    );
+
+    // Push by digest: must match.
+    let r = reg
+        .push_manifest("team/app", &digest, OCI_MANIFEST, &manifest)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(
+        r.header("location"),
+        format!("/v2/team/app/manifests/{digest}")
+    );
+    let r = reg
+        .push_manifest("team/app", &digest_of(b"x"), OCI_MANIFEST, &manifest)
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
+    );
+
+    // An index over the image.
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest, "size": manifest.len(),
+                       "platform": {"architecture": "amd64", "os": "linux"}}]
+    }))
+    .expect("json");
+    let r = reg
+        .push_manifest("team/app", "multi", OCI_INDEX, &index)
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(
+        reg.get("/v2/team/app/manifests/multi")
+            .await
+            .header("content-type"),
+        OCI_INDEX
+    );
+
+    // Docker schema 2 media types are accepted too.
+    let docker = String::from_utf8(manifest.clone()).expect("utf8").replace(
+        OCI_MANIFEST,
+        "application/vnd.docker.distribution.manifest.v2+json",
+    );
+    let r = reg
+        .push_manifest(
+            "team/app",
+            "docker",
+            "application/vnd.docker.distribution.manifest.v2+json",
+            docker.as_bytes(),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+}
+
+#[tokio::test]
+async fn invalid_manifests_are_refused_with_the_right_code() {
+    let reg = registry();
+    let config = reg.push_blob("r", b"{}").await;
+    let missing = digest_of(b"never pushed");
+
+    let m = image_manifest(&config, 2, &missing, 12, None);
+    let r = reg.push_manifest("r", "t", OCI_MANIFEST, &m).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "MANIFEST_BLOB_UNKNOWN")
+    );
+
+    // A blob of another repository is not usable without a mount.
+    let elsewhere = reg.push_blob("other", b"layer elsewhere").await;
+    let m = image_manifest(&config, 2, &elsewhere, 15, None);
+    let r = reg.push_manifest("r", "t", OCI_MANIFEST, &m).await;
+    assert_eq!(r.code(), "MANIFEST_BLOB_UNKNOWN");
+
+    let schema1 = br#"{"schemaVersion":1,"name":"r","tag":"t","fsLayers":[],"history":[]}"#;
+    let r = reg
+        .push_manifest(
+            "r",
+            "t",
+            "application/vnd.docker.distribution.manifest.v1+prettyjws",
+            schema1,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "MANIFEST_INVALID")
+    );
+    assert!(
+        r.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("schema 1")
+    );
+
+    let r = reg.push_manifest("r", "t", OCI_MANIFEST, b"not json").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "MANIFEST_INVALID")
+    );
+
+    let r = reg
+        .push_manifest(
+            "r",
+            "t",
+            "application/vnd.example+json",
+            br#"{"schemaVersion":2}"#,
+        )
+        .await;
+    assert_eq!(r.code(), "MANIFEST_INVALID");
+
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX,
+        "manifests": [{"mediaType": OCI_MANIFEST, "digest": missing, "size": 10}]
+    }))
+    .expect("json");
+    let r = reg.push_manifest("r", "t", OCI_INDEX, &index).await;
+    assert_eq!(r.code(), "MANIFEST_BLOB_UNKNOWN");
+
+    let big = vec![b' '; 4 * 1024 * 1024 + 1];
+    let r = reg.push_manifest("r", "t", OCI_MANIFEST, &big).await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, "SIZE_INVALID")
+    );
+
+    let r = reg.push_manifest("r", "bad/tag", OCI_MANIFEST, b"{}").await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "bad/tag is no manifest path"
+    );
+    // Nothing of the above was tagged.
+    assert_eq!(
+        reg.get("/v2/r/manifests/t").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn tags_and_catalog_paginate_with_link_headers() {
+    let reg = registry();
+    let manifest = reg.push_image("app", "c", b"l").await;
+    for tag in ["a", "b", "d"] {
+        assert_eq!(
+            reg.push_manifest("app", tag, OCI_MANIFEST, &manifest)
+                .await
+                .status,
+            StatusCode::CREATED
+        );
+    }
+    let all = reg.get("/v2/app/tags/list").await;
+    assert_eq!(
+        all.json(),
+        serde_json::json!({"name": "app", "tags": ["a", "b", "c", "d"]})
+    );
+    let page = reg.get("/v2/app/tags/list?n=2").await;
+    assert_eq!(page.json()["tags"], serde_json::json!(["a", "b"]));
+    assert_eq!(
+        page.header("link"),
+        "</v2/app/tags/list?n=2&last=b>; rel=\"next\""
+    );
+    let page = reg.get("/v2/app/tags/list?n=2&last=b").await;
+    assert_eq!(page.json()["tags"], serde_json::json!(["c", "d"]));
+    assert_eq!(page.header("link"), "");
+    let r = reg.get("/v2/app/tags/list?n=lots").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+
+    reg.push_blob("zeta/one", b"x").await;
+    reg.push_blob("beta", b"x").await;
+    let cat = reg.get("/v2/_catalog").await;
+    assert_eq!(
+        cat.json(),
+        serde_json::json!({"repositories": ["app", "beta", "zeta/one"]})
+    );
+    let page = reg.get("/v2/_catalog?n=1&last=app").await;
+    assert_eq!(page.json()["repositories"], serde_json::json!(["beta"]));
+    assert_eq!(
+        page.header("link"),
+        "</v2/_catalog?n=1&last=beta>; rel=\"next\""
+    );
+}
+
+#[tokio::test]
+async fn deletes_of_tags_manifests_and_blobs() {
+    let reg = registry();
+    let manifest = reg.push_image("app", "v1", b"layer").await;
+    let digest = digest_of(&manifest);
+    reg.push_manifest("app", "v2", OCI_MANIFEST, &manifest)
+        .await;
+
+    // Deleting a tag leaves the manifest and other tags.
+    assert_eq!(
+        reg.call(Method::DELETE, "/v2/app/manifests/v1", &[], b"")
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        reg.get("/v2/app/manifests/v1").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(reg.get("/v2/app/manifests/v2").await.status, StatusCode::OK);
+    assert_eq!(
+        reg.call(Method::DELETE, "/v2/app/manifests/v1", &[], b"")
+            .await
+            .code(),
+        "MANIFEST_UNKNOWN"
+    );
+
+    // Deleting by digest removes it and its tags.
+    assert_eq!(
+        reg.call(
+            Method::DELETE,
+            &format!("/v2/app/manifests/{digest}"),
+            &[],
+            b""
+        )
+        .await
+        .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        reg.get(&format!("/v2/app/manifests/{digest}")).await.code(),
+        "MANIFEST_UNKNOWN"
+    );
+    assert_eq!(
+        reg.get("/v2/app/tags/list").await.json()["tags"],
+        serde_json::json!([])
+    );
+
+    let layer = digest_of(b"layer");
+    assert_eq!(
+        reg.call(Method::DELETE, &format!("/v2/app/blobs/{layer}"), &[], b"")
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{layer}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn referrers_with_subject_and_artifact_type_filter() {
+    let reg = registry();
+    let image = reg.push_image("app", "v1", b"layer").await;
+    let image_digest = digest_of(&image);
+
+    // Empty list (not 404) before any referrer, even for unknown subjects.
+    let r = reg.get(&format!("/v2/app/referrers/{image_digest}")).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-type"), OCI_INDEX);
+    assert_eq!(r.json()["manifests"], serde_json::json!([]));
+
+    let config = reg.push_blob("app", b"{}").await;
+    let sig_layer = reg.push_blob("app", b"signature").await;
+    let sig = image_manifest(
+        &config,
+        2,
+        &sig_layer,
+        9,
+        Some((&image_digest, image.len())),
+    );
+    let r = reg
+        .push_manifest("app", &digest_of(&sig), OCI_MANIFEST, &sig)
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.header("oci-subject"), image_digest);
+
+    let r = reg.get(&format!("/v2/app/referrers/{image_digest}")).await;
+    let list = r.json();
+    assert_eq!(list["manifests"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        list["manifests"][0]["digest"],
+        serde_json::json!(digest_of(&sig))
+    );
+    assert_eq!(
+        list["manifests"][0]["artifactType"],
+        serde_json::json!("application/vnd.example.sig")
+    );
+    assert_eq!(
+        list["manifests"][0]["annotations"]["org.example"],
+        serde_json::json!("yes")
+    );
+    assert_eq!(r.header("oci-filters-applied"), "");
+
+    let r = reg
+        .get(&format!(
+            "/v2/app/referrers/{image_digest}?artifactType=application/vnd.example.sig"
+        ))
+        .await;
+    assert_eq!(r.json()["manifests"].as_array().map(Vec::len), Some(1));
+    assert_eq!(r.header("oci-filters-applied"), "artifactType");
+    let r = reg
+        .get(&format!(
+            "/v2/app/referrers/{image_digest}?artifactType=other"
+        ))
+        .await;
+    assert_eq!(r.json()["manifests"], serde_json::json!([]));
+
+    let r = reg.get("/v2/app/referrers/sha256:nothex").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::BAD_REQUEST, "DIGEST_INVALID")
+    );
+
+    // Deleting the referrer removes it from the list.
+    reg.call(
+        Method::DELETE,
+        &format!("/v2/app/manifests/{}", digest_of(&sig)),
+        &[],
+        b"",
+    )
+    .await;
+    let r = reg.get(&format!("/v2/app/referrers/{image_digest}")).await;
+    assert_eq!(r.json()["manifests"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn cross_repository_mount() {
+    let reg = registry();
+    let digest = reg.push_blob("src", b"shared layer").await;
+
+    let r = reg
+        .call(
+            Method::POST,
+            &format!("/v2/dst/blobs/uploads/?mount={digest}&from=src"),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.header("location"), format!("/v2/dst/blobs/{digest}"));
+    assert_eq!(r.header("docker-content-digest"), digest);
+    assert_eq!(
+        reg.get(&format!("/v2/dst/blobs/{digest}")).await.status,
+        StatusCode::OK
+    );
+
+    // Automatic mount without `from`.
+    let r = reg
+        .call(
+            Method::POST,
+            &format!("/v2/auto/blobs/uploads/?mount={digest}"),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+
+    // Unknown blob: falls back to an upload session.
+    let r = reg
+        .call(
+            Method::POST,
+            &format!("/v2/dst/blobs/uploads/?mount={}&from=src", digest_of(b"?")),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    assert!(r.header("location").starts_with("/v2/dst/blobs/uploads/"));
+
+    let r = reg
+        .call(
+            Method::POST,
+            &format!("/v2/dst/blobs/uploads/?mount={digest}&from=Bad"),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(r.code(), "NAME_INVALID");
+}
+
+/// Records what was asked, refuses anything touching `secret/` and anonymous requests.
+#[derive(Default)]
+struct Recorder {
+    asked: Mutex<Vec<Vec<Access>>>,
+}
+
+impl Authorizer for Recorder {
+    fn authorize<'a>(
+        &'a self,
+        headers: &'a HeaderMap,
+        wanted: &'a [Access],
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = AuthOutcome> + Send + 'a>> {
+        self.asked.lock().expect("lock").push(wanted.to_vec());
+        let outcome = if !headers.contains_key("authorization") {
+            AuthOutcome::Challenge {
+                www_authenticate: "Basic realm=\"test\"".to_string(),
+                error: AuthErrorCode::Unauthorized,
+            }
+        } else if wanted.iter().any(|a| a.name.starts_with("secret")) {
+            AuthOutcome::Challenge {
+                www_authenticate: String::new(),
+                error: AuthErrorCode::Denied,
+            }
+        } else {
+            AuthOutcome::Allowed(Identity {
+                subject: Some("alice".to_string()),
+            })
+        };
+        Box::pin(std::future::ready(outcome))
+    }
+}
+
+#[tokio::test]
+async fn every_request_is_authorized_with_the_scopes_it_implies() {
+    let recorder = Arc::new(Recorder::default());
+    let reg = registry_with(recorder.clone());
+    let auth = [("authorization", "Basic YWxpY2U6eA==")];
+
+    let r = reg.get("/v2/").await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::UNAUTHORIZED, "UNAUTHORIZED")
+    );
+    assert_eq!(r.header("www-authenticate"), "Basic realm=\"test\"");
+    let r = reg.get("/v2/secret/app/tags/list").await;
+    assert_eq!(
+        r.status,
+        StatusCode::UNAUTHORIZED,
+        "anonymous gets a challenge, not a 404"
+    );
+    let r = reg
+        .call(Method::GET, "/v2/secret/app/tags/list", &auth, b"")
+        .await;
+    assert_eq!(
+        (r.status, r.code().as_str()),
+        (StatusCode::FORBIDDEN, "DENIED")
+    );
+    assert_eq!(r.header("www-authenticate"), "");
+
+    recorder.asked.lock().expect("lock").clear();
+    let digest = digest_of(b"x");
+    let repo = |name: &str, actions: &[Action]| Access {
+        kind: ResourceKind::Repository,
+        name: name.into(),
+        actions: actions.to_vec(),
+    };
+    let cases: Vec<(Method, String, Vec<Vec<Access>>)> = vec![
+        (Method::GET, "/v2/".into(), vec![vec![]]),
+        (
+            Method::GET,
+            "/v2/_catalog".into(),
+            vec![vec![Access {
+                kind: ResourceKind::Registry,
+                name: "catalog".into(),
+                actions: vec![Action::All],
+            }]],
+        ),
+        (
+            Method::GET,
+            "/v2/a/b/tags/list".into(),
+            vec![vec![repo("a/b", &[Action::Pull])]],
+        ),
+        (
+            Method::HEAD,
+            "/v2/a/manifests/t".into(),
+            vec![vec![repo("a", &[Action::Pull])]],
+        ),
+        (
+            Method::PUT,
+            "/v2/a/manifests/t".into(),
+            vec![vec![repo("a", &[Action::Pull, Action::Push])]],
+        ),
+        (
+            Method::DELETE,
+            "/v2/a/manifests/t".into(),
+            vec![vec![repo("a", &[Action::Delete])]],
+        ),
+        (
+            Method::GET,
+            format!("/v2/a/blobs/{digest}"),
+            vec![vec![repo("a", &[Action::Pull])]],
+        ),
+        (
+            Method::DELETE,
+            format!("/v2/a/blobs/{digest}"),
+            vec![vec![repo("a", &[Action::Delete])]],
+        ),
+        (
+            Method::POST,
+            "/v2/a/blobs/uploads/".into(),
+            vec![vec![repo("a", &[Action::Pull, Action::Push])]],
+        ),
+        (
+            Method::GET,
+            format!("/v2/a/referrers/{digest}"),
+            vec![vec![repo("a", &[Action::Pull])]],
+        ),
+        (
+            Method::POST,
+            format!("/v2/a/blobs/uploads/?mount={digest}&from=b"),
+            vec![
+                vec![repo("a", &[Action::Pull, Action::Push])],
+                vec![repo("b", &[Action::Pull])],
+            ],
+        ),
+    ];
+    // Set up content behind the authorizer's back.
+    let open = app_at(&reg.root(), Arc::new(AllowAll));
+    for repo in ["b", "secretsrc"] {
+        let r = send(
+            &open,
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/?digest={digest}"),
+            &[],
+            Body::from("x"),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    recorder.asked.lock().expect("lock").clear();
+    for (method, path, expected) in cases {
+        let r = reg.call(method.clone(), &path, &auth, b"").await;
+        assert_ne!(r.status, StatusCode::UNAUTHORIZED, "{method} {path}");
+        let asked = std::mem::take(&mut *recorder.asked.lock().expect("lock"));
+        assert_eq!(asked, expected, "{method} {path}");
+    }
+
+    // A mount from a repository the caller may not pull from is a plain upload.
+    let r = reg
+        .call(
+            Method::POST,
+            &format!("/v2/c/blobs/uploads/?mount={digest}&from=secretsrc"),
+            &auth,
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+}
+
+/// A request body that delivers some bytes and then fails, like a client killed mid-push.
+fn failing_body(prefix: &'static [u8]) -> Body {
+    let chunks: Vec<Result<Bytes, io::Error>> = vec![
+        Ok(Bytes::from_static(prefix)),
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "client went away",
+        )),
+    ];
+    Body::from_stream(futures_util::stream::iter(chunks))
+}
+
+#[tokio::test]
+async fn interrupted_pushes_never_make_a_partial_blob_visible() {
+    let reg = registry();
+    let full = b"the complete layer content";
+    let digest = digest_of(full);
+
+    // Monolithic push cut off mid-body.
+    let r = reg
+        .send(
+            Method::POST,
+            &format!("/v2/app/blobs/uploads/?digest={digest}"),
+            &[],
+            failing_body(b"the compl"),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{digest}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let hex = &digest[7..];
+    assert!(
+        !reg.root()
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .exists()
+    );
+
+    // Chunked push cut off: the received part stays in the session, the client resumes from it.
+    let location = reg
+        .call(Method::POST, "/v2/app/blobs/uploads/", &[], b"")
+        .await
+        .header("location")
+        .to_string();
+    let r = reg
+        .send(Method::PATCH, &location, &[], failing_body(b"the comp"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let status = reg.get(&location).await;
+    assert_eq!(status.header("range"), "0-7");
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{digest}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // A "restart" (new router on the same root, sessions only on disk): the upload resumes and
+    // the digest is verified by re-reading what was stored.
+    let app = app_at(&reg.root(), Arc::new(AllowAll));
+    let r = send(
+        &app,
+        Method::PATCH,
+        &location,
+        &[("content-range", "8-25")],
+        Body::from(&full[8..]),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = send(
+        &app,
+        Method::PUT,
+        &format!("{location}?digest={digest}"),
+        &[],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        &send(
+            &app,
+            Method::GET,
+            &format!("/v2/app/blobs/{digest}"),
+            &[],
+            Body::empty()
+        )
+        .await
+        .body[..],
+        full
+    );
+
+    // What a kill -9 leaves: a temporary file and an upload folder. Neither is ever served, and
+    // gc removes them once stale.
+    let stray = digest_of(b"stray");
+    std::fs::write(reg.root().join("tmp/0123abcd"), b"stray").expect("write");
+    std::fs::create_dir_all(reg.root().join("uploads/deadbeef")).expect("mkdir");
+    std::fs::write(reg.root().join("uploads/deadbeef/data"), b"stray").expect("write");
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{stray}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let report = wharf_registry::gc(
+        &reg.root(),
+        &GcOptions {
+            dry_run: false,
+            grace: Duration::ZERO,
+            upload_expiry: Duration::ZERO,
+        },
+    )
+    .expect("gc");
+    assert!(report.uploads_removed >= 1);
+    assert!(report.temporary_files_removed >= 1);
+    assert!(!reg.root().join("uploads/deadbeef").exists());
+    assert!(!reg.root().join("tmp/0123abcd").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_of_the_same_blob_and_tag_are_safe() {
+    let reg = Arc::new(registry());
+    let layer: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = digest_of(&layer);
+    let config = reg.push_blob("app", b"{}").await;
+
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let reg = reg.clone();
+        let layer = layer.clone();
+        let digest = digest.clone();
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            // Half chunked, half monolithic.
+            if i % 2 == 0 {
+                let r = reg
+                    .call(
+                        Method::POST,
+                        &format!("/v2/app/blobs/uploads/?digest={digest}"),
+                        &[],
+                        &layer,
+                    )
+                    .await;
+                assert_eq!(r.status, StatusCode::CREATED);
+            } else {
+                let loc = reg
+                    .call(Method::POST, "/v2/app/blobs/uploads/", &[], b"")
+                    .await
+                    .header("location")
+                    .to_string();
+                let (a, b) = layer.split_at(70_000);
+                reg.call(Method::PATCH, &loc, &[], a).await;
+                let r = reg
+                    .call(Method::PUT, &format!("{loc}?digest={digest}"), &[], b)
+                    .await;
+                assert_eq!(r.status, StatusCode::CREATED);
+            }
+            // Each pushes a distinct manifest (annotation) to the same tag.
+            let mut m: serde_json::Value =
+                serde_json::from_slice(&image_manifest(&config, 2, &digest, layer.len(), None))
+                    .expect("json");
+            m["annotations"] = serde_json::json!({"writer": i.to_string()});
+            let m = serde_json::to_vec(&m).expect("json");
+            let r = reg.push_manifest("app", "latest", OCI_MANIFEST, &m).await;
+            assert_eq!(r.status, StatusCode::CREATED);
+            m
+        }));
+    }
+    let mut pushed = Vec::new();
+    for t in tasks {
+        pushed.push(t.await.expect("task"));
+    }
+    let got = reg.get(&format!("/v2/app/blobs/{digest}")).await;
+    assert_eq!(got.body.len(), layer.len());
+    assert_eq!(digest_of(&got.body), digest);
+    let latest = reg.get("/v2/app/manifests/latest").await;
+    assert_eq!(latest.status, StatusCode::OK);
+    assert!(
+        pushed.iter().any(|m| m[..] == latest.body[..]),
+        "the tag names one complete manifest"
+    );
+    assert_eq!(
+        std::fs::read_dir(reg.root().join("uploads"))
+            .expect("dir")
+            .count(),
+        0,
+        "no session left behind"
+    );
+}
+
+#[tokio::test]
+async fn gc_keeps_the_tagged_closure_and_removes_the_rest() {
+    let reg = registry();
+    let kept = reg.push_image("app", "v1", b"kept layer").await;
+    let orphan = reg.push_blob("app", b"orphan layer").await;
+    // An untagged manifest (and its own layer) and a referrer of the tagged one.
+    let config = digest_of(br#"{"architecture":"amd64","os":"linux"}"#);
+    let untagged_layer = reg.push_blob("app", b"untagged layer").await;
+    let untagged = image_manifest(&config, 37, &untagged_layer, 14, None);
+    assert_eq!(
+        reg.push_manifest("app", &digest_of(&untagged), OCI_MANIFEST, &untagged)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let sig_layer = reg.push_blob("app", b"sig").await;
+    let sig = image_manifest(
+        &config,
+        37,
+        &sig_layer,
+        3,
+        Some((&digest_of(&kept), kept.len())),
+    );
+    assert_eq!(
+        reg.push_manifest("app", &digest_of(&sig), OCI_MANIFEST, &sig)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+
+    // Within the grace period nothing goes.
+    let young = wharf_registry::gc(&reg.root(), &GcOptions::default()).expect("gc");
+    assert!(
+        young.blobs_removed.is_empty() && young.manifests_removed.is_empty(),
+        "{young:?}"
+    );
+
+    let dry = GcOptions {
+        dry_run: true,
+        grace: Duration::ZERO,
+        upload_expiry: Duration::from_secs(3600),
+    };
+    let report = wharf_registry::gc(&reg.root(), &dry).expect("gc");
+    let mut removed: Vec<String> = report.blobs_removed.iter().map(|d| d.to_string()).collect();
+    removed.sort();
+    let mut expected = vec![orphan.clone(), untagged_layer.clone(), digest_of(&untagged)];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert_eq!(
+        report.manifests_removed,
+        vec![format!("app@{}", digest_of(&untagged))]
+    );
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{orphan}")).await.status,
+        StatusCode::OK,
+        "dry run removes nothing"
+    );
+
+    let real = GcOptions {
+        dry_run: false,
+        ..dry
+    };
+    let report = wharf_registry::gc(&reg.root(), &real).expect("gc");
+    assert_eq!(report.blobs_removed.len(), 3);
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{orphan}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        reg.get(&format!("/v2/app/manifests/{}", digest_of(&untagged)))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(reg.get("/v2/app/manifests/v1").await.body[..], kept[..]);
+    assert_eq!(
+        reg.get(&format!("/v2/app/manifests/{}", digest_of(&sig)))
+            .await
+            .status,
+        StatusCode::OK,
+        "referrers of kept manifests stay"
+    );
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{}", digest_of(b"kept layer")))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_requests() {
+    let reg = registry();
+    reg.get("/v2/").await;
+    reg.get("/v2/x/tags/list").await;
+    let m = reg.get("/metrics").await;
+    let text = String::from_utf8_lossy(&m.body);
+    assert!(
+        text.contains("wharf_registry_http_requests_total{method=\"GET\",status=\"200\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wharf_registry_http_requests_total{method=\"GET\",status=\"404\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("wharf_registry_http_request_duration_seconds_count 2"),
+        "{text}"
+    );
+}
+
+/// A real server on a loopback port: HEAD keeps Content-Length through hyper, and graceful
+/// shutdown lets an upload that is in flight finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_server_serves_and_shuts_down_gracefully() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    let state = app_state(&config, Arc::new(AllowAll)).expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(wharf_registry::serve_on(
+        listener,
+        config,
+        state,
+        Router::new(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+
+    let data = b"sent slowly";
+    let digest = digest_of(data);
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /v2/app/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        data.len()
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    conn.write_all(&data[..4]).await.expect("write");
+    conn.flush().await.expect("flush");
+    // Let the request reach the handler, then ask the server to stop mid-upload.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop_tx.send(());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    conn.write_all(&data[4..]).await.expect("write rest");
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .expect("join")
+        .expect("serve");
+
+    let hex = &digest[7..];
+    assert_eq!(
+        std::fs::read(dir.path().join("blobs/sha256").join(&hex[..2]).join(hex)).expect("blob"),
+        data
+    );
+    let _ = SystemTime::now();
+}
+
+/// skopeo pushes an image to `serve` on loopback and copies it back.
+#[test]
+#[ignore = "needs skopeo and busybox-static: run by scripts/test-all.sh"]
+fn skopeo_round_trip_against_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let config = config(&dir.path().join("data"));
+    let state = app_state(&config, Arc::new(AllowAll)).expect("state");
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = runtime.spawn(wharf_registry::serve_on(
+        listener,
+        config,
+        state,
+        Router::new(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+
+    let image = wharf_testkit::build_busybox_image(&dir.path().join("image"), &[]).expect("image");
+    let reference = format!("{addr}/team/busybox:1");
+    image.push(&reference, None).expect("skopeo push");
+    let raw = wharf_testkit::inspect_raw(&reference, None).expect("skopeo inspect");
+    assert!(raw.contains("\"layers\""), "{raw}");
+    let out = dir.path().join("pulled");
+    let status = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{reference}"),
+            &format!("oci:{}:t", out.display()),
+        ])
+        .status()
+        .expect("skopeo runs");
+    assert!(status.success());
+    // Re-push: every blob is already there.
+    image.push(&reference, None).expect("skopeo re-push");
+
+    let _ = stop_tx.send(());
+    runtime.block_on(server).expect("join").expect("serve");
+}
