@@ -11,6 +11,8 @@ use std::time::Duration;
 use wharf_ci::{FileVariable, PullPolicy};
 use wharf_run::{Console, ExecutorChoice, RunOptions, RunnerEnv, Selection};
 
+mod registry_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "wharf",
@@ -44,6 +46,8 @@ enum Command {
     /// Check credentials against a registry, then store them like `docker login` (or print a
     /// DOCKER_AUTH_CONFIG value for GitLab).
     Login(LoginArgs),
+    /// Serve an access-controlled OCI registry, collect its garbage, manage its users.
+    Registry(registry_cmd::RegistryArgs),
 }
 
 #[derive(Args)]
@@ -171,6 +175,7 @@ fn main() -> ExitCode {
             Command::Lint(args) => lint(args),
             Command::Config(args) => config(args),
             Command::Login(args) => login(args).await,
+            Command::Registry(args) => registry_cmd::run(args).await,
         }
     });
     match result {

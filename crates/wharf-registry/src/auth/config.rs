@@ -162,6 +162,16 @@ impl AllowRule {
 }
 
 impl AuthConfig {
+    /// Read the `[auth]` table of the registry configuration (kept raw by the server's config)
+    /// and resolve its relative paths against `base`, the configuration file's folder.
+    pub fn from_table(table: &toml::Table, base: &Path) -> Result<AuthConfig, super::AuthError> {
+        let mut cfg: AuthConfig = toml::Value::Table(table.clone())
+            .try_into()
+            .map_err(|e: toml::de::Error| super::AuthError::Config(format!("[auth]: {}", e.message())))?;
+        cfg.resolve_paths(base);
+        Ok(cfg)
+    }
+
     /// Resolve relative paths against `base` (the configuration file's folder).
     pub fn resolve_paths(&mut self, base: &Path) {
         let fix = |p: &mut PathBuf| {
@@ -253,6 +263,18 @@ rootcertbundle = "token-ca.pem"
             ext.rootcertbundle.as_deref(),
             Some(Path::new("/etc/wharf/token-ca.pem"))
         );
+    }
+
+    #[test]
+    fn from_the_servers_raw_table() {
+        let table: toml::Table = toml::from_str("mode = \"basic\"\nhtpasswd = \"h\"\n").unwrap();
+        let cfg = AuthConfig::from_table(&table, Path::new("/etc/w")).unwrap();
+        assert_eq!(cfg.mode, Some(AuthMode::Basic));
+        assert_eq!(cfg.htpasswd.as_deref(), Some(Path::new("/etc/w/h")));
+        let bad: toml::Table = toml::from_str("mode = \"kerberos\"\n").unwrap();
+        let e = AuthConfig::from_table(&bad, Path::new("/")).unwrap_err().to_string();
+        assert!(e.contains("[auth]"), "{e}");
+        assert!(AuthConfig::from_table(&toml::Table::new(), Path::new("/")).unwrap().mode.is_none());
     }
 
     #[test]

@@ -1,0 +1,397 @@
+//! `wharf registry ...`: serve the access-controlled OCI registry, collect its garbage, and
+//! manage its htpasswd file.
+
+use std::io::{IsTerminal as _, Read as _, Write as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use wharf_registry::auth::htpasswd::{self, Edit, HtpasswdEditor};
+use wharf_registry::auth::{AuthConfig, AuthMode, ServerFacts};
+use wharf_registry::{Config, GcOptions};
+
+#[derive(Args)]
+#[command(
+    about = "Serve an access-controlled OCI registry, collect its garbage, manage its users",
+    long_about = "An OCI Distribution Spec v1.1 registry with access control.\n\n\
+Authentication: htpasswd Basic (bcrypt, files made by `htpasswd -B` work as is), or Docker token \
+auth with a built-in token service at /token on the same server. A policy in the config file \
+([auth] table) gives users, groups and anonymous pull/push/delete on repository patterns; \
+without one, every user of the htpasswd file may do everything and anonymous nothing."
+)]
+pub struct RegistryArgs {
+    #[command(subcommand)]
+    command: RegistryCommand,
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Serve the registry (in this process, in the foreground) until SIGTERM or Ctrl-C.
+    ///
+    /// Ready as soon as GET /v2/ answers. Refuses to start without authentication unless
+    /// `--auth none` is given. Command-line flags override the config file.
+    Serve(ServeArgs),
+    /// Remove blobs no manifest references (mark and sweep), and expired upload sessions.
+    ///
+    /// Nothing written or used within the grace period (`gc_grace` in the config file) is
+    /// removed, so it is safe while pushes run.
+    Gc(GcArgs),
+    /// Add, remove or change users of an htpasswd file (bcrypt).
+    ///
+    /// The file is rewritten atomically with mode 0600, other lines kept as they are. A running
+    /// server notices the change by itself.
+    User(UserArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuthFlag {
+    /// No authentication at all: everyone may pull, push and delete everything.
+    None,
+    /// HTTP Basic against the htpasswd file.
+    Basic,
+    /// Docker token auth; the token service is served at /token on the same server.
+    Token,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML config file (addr, root, tls, upload_expiry, gc_grace, [auth] with the policy).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000]. Plain HTTP only on loopback unless the
+    /// config file says `allow_plain_http = true`.
+    #[arg(long, value_name = "HOST:PORT")]
+    addr: Option<SocketAddr>,
+    /// Storage folder [default: /var/lib/wharf-registry]. The token signing key is kept in
+    /// <root>/auth/.
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// Authentication mode (overrides `[auth] mode`).
+    #[arg(long, value_enum, value_name = "MODE")]
+    auth: Option<AuthFlag>,
+    /// htpasswd file (bcrypt entries; overrides `[auth] htpasswd`). Without a policy in the
+    /// config file, every user listed may pull, push and delete, and anonymous nothing.
+    #[arg(long, value_name = "FILE")]
+    htpasswd: Option<PathBuf>,
+}
+
+#[derive(Args)]
+#[group(multiple = false)]
+struct GcTarget {
+    /// Config file giving the root folder and the grace period.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Storage folder (grace period: 1h).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct GcArgs {
+    #[command(flatten)]
+    target: GcTarget,
+    /// Report what would be removed, remove nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(Args)]
+struct UserArgs {
+    #[command(subcommand)]
+    action: UserAction,
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user (fails if it exists: use `passwd`).
+    Add(UserEdit),
+    /// Remove a user.
+    Remove(UserFile),
+    /// Change a user's password (fails if it does not exist: use `add`).
+    Passwd(UserEdit),
+}
+
+#[derive(Args)]
+struct UserFile {
+    /// User name (no `:` or spaces).
+    user: String,
+    /// The htpasswd file [default: `[auth] htpasswd` of --config].
+    #[arg(long, value_name = "FILE")]
+    htpasswd: Option<PathBuf>,
+    /// Take the htpasswd file from this registry config file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct UserEdit {
+    #[command(flatten)]
+    file: UserFile,
+    /// bcrypt cost, 4 to 31: each step doubles the time of a check (10: ~60 ms here).
+    #[arg(long, value_name = "N", default_value_t = htpasswd::DEFAULT_COST)]
+    cost: u32,
+    /// Read the password from standard input (first line) instead of prompting.
+    #[arg(long)]
+    password_stdin: bool,
+}
+
+pub async fn run(args: RegistryArgs) -> Result<ExitCode> {
+    match args.command {
+        RegistryCommand::Serve(a) => serve(a).await,
+        RegistryCommand::Gc(a) => gc(a).await,
+        RegistryCommand::User(a) => user(a),
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<(Config, PathBuf)> {
+    match path {
+        Some(p) => {
+            let config = Config::load(p)?;
+            let base = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."));
+            Ok((config, base))
+        }
+        None => Ok((Config::default(), PathBuf::from("."))),
+    }
+}
+
+fn absolute(p: PathBuf) -> Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p);
+    }
+    Ok(std::env::current_dir()
+        .context("finding the current folder")?
+        .join(p))
+}
+
+fn init_logging() {
+    // WHARF_LOG takes tracing's filter syntax (e.g. `info`, `wharf_registry=debug`).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+async fn serve(args: ServeArgs) -> Result<ExitCode> {
+    init_logging();
+    let (mut config, base) = load_config(args.config.as_deref())?;
+    if let Some(addr) = args.addr {
+        config.addr = addr;
+    }
+    if let Some(root) = args.root {
+        config.root = absolute(root)?;
+    }
+    let mut auth = AuthConfig::from_table(&config.auth, &absolute(base)?)?;
+    if let Some(mode) = args.auth {
+        auth.mode = Some(match mode {
+            AuthFlag::None => AuthMode::None,
+            AuthFlag::Basic => AuthMode::Basic,
+            AuthFlag::Token => AuthMode::Token,
+        });
+    }
+    if let Some(h) = args.htpasswd {
+        auth.htpasswd = Some(absolute(h)?);
+    }
+    if auth.mode.is_none() {
+        eprintln!(
+            "error: refusing to start without authentication.\n  \
+- Basic:  wharf registry serve --auth basic --htpasswd FILE\n  \
+- Tokens: wharf registry serve --auth token --htpasswd FILE\n  \
+- Open:   wharf registry serve --auth none   (anyone may pull, push and delete)\n\
+Create the file with: wharf registry user add USER --htpasswd FILE"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    std::fs::create_dir_all(&config.root)
+        .with_context(|| format!("creating the root folder {}", config.root.display()))?;
+    let facts = ServerFacts {
+        root: config.root.clone(),
+        tls: config.tls.is_some(),
+        default_host: config.addr.to_string(),
+    };
+    let setup = wharf_registry::auth::build(&auth, &facts)?;
+    tracing::info!("{}", setup.summary);
+    let extra = setup.routes.unwrap_or_default();
+    wharf_registry::serve(
+        config,
+        setup.authorizer,
+        extra,
+        wharf_registry::shutdown_signal(),
+    )
+    .await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn gc(args: GcArgs) -> Result<ExitCode> {
+    init_logging();
+    let (mut config, _) = load_config(args.target.config.as_deref())?;
+    if let Some(root) = args.target.root {
+        config.root = absolute(root)?;
+    } else if args.target.config.is_none() {
+        bail!("say which registry: --root DIR or --config FILE");
+    }
+    let opts = GcOptions {
+        dry_run: args.dry_run,
+        grace: config.gc_grace,
+        upload_expiry: config.upload_expiry,
+    };
+    let root = config.root.clone();
+    let report = tokio::task::spawn_blocking(move || wharf_registry::gc(&root, &opts))
+        .await
+        .context("the gc task failed")??;
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    println!(
+        "{}: {verb} {} blobs ({} bytes), {} manifests, {} upload sessions, {} temporary files; kept {} blobs",
+        config.root.display(),
+        report.blobs_removed.len(),
+        report.bytes_freed,
+        report.manifests_removed.len(),
+        report.uploads_removed,
+        report.temporary_files_removed,
+        report.blobs_kept
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn htpasswd_path(file: &UserFile) -> Result<PathBuf> {
+    if let Some(p) = &file.htpasswd {
+        return Ok(p.clone());
+    }
+    if let Some(c) = &file.config {
+        let (config, base) = load_config(Some(c))?;
+        let auth = AuthConfig::from_table(&config.auth, &base)?;
+        if let Some(p) = auth.htpasswd {
+            return Ok(p);
+        }
+        bail!("{} has no [auth] htpasswd: give --htpasswd FILE", c.display());
+    }
+    bail!("say which file: --htpasswd FILE (or --config FILE with [auth] htpasswd)")
+}
+
+/// Holds an exclusive lock on the htpasswd file's folder, so two edits never lose each other's
+/// change (the file itself is replaced by rename, so it cannot carry the lock).
+struct FolderLock(#[allow(dead_code)] std::fs::File);
+
+fn lock_folder(path: &Path) -> Result<FolderLock> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let f = std::fs::File::open(&dir).with_context(|| format!("opening {}", dir.display()))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("locking {}", dir.display()))?;
+    Ok(FolderLock(f))
+}
+
+fn read_password(user: &str, from_stdin: bool) -> Result<String> {
+    let password = if from_stdin {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the password from standard input")?;
+        text.lines().next().unwrap_or_default().to_string()
+    } else if std::io::stdin().is_terminal() {
+        let first = prompt_hidden(&format!("New password for {user}: "))?;
+        let second = prompt_hidden("Again: ")?;
+        if first != second {
+            bail!("the two passwords differ");
+        }
+        first
+    } else {
+        bail!(
+            "give the password with --password-stdin: `printf '%s' \"$PASSWORD\" | wharf registry user add {user} --htpasswd FILE --password-stdin`"
+        );
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    Ok(password)
+}
+
+/// Read one line from the terminal without echoing it.
+fn prompt_hidden(prompt: &str) -> Result<String> {
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
+    let stdin = std::io::stdin();
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let saved = tcgetattr(&stdin).context("reading the terminal settings")?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    tcsetattr(&stdin, OptionalActions::Now, &quiet).context("turning off the echo")?;
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    let _ = tcsetattr(&stdin, OptionalActions::Now, &saved);
+    eprintln!();
+    read.context("reading the password")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+fn user(args: UserArgs) -> Result<ExitCode> {
+    let (file, edit) = match &args.action {
+        UserAction::Add(e) | UserAction::Passwd(e) => (&e.file, Some(e)),
+        UserAction::Remove(f) => (f, None),
+    };
+    htpasswd::validate_user(&file.user).map_err(anyhow::Error::msg)?;
+    let path = htpasswd_path(file)?;
+    let hash = match edit {
+        Some(e) => {
+            let password = read_password(&file.user, e.password_stdin)?;
+            Some(htpasswd::hash_password(&password, e.cost)?)
+        }
+        None => None,
+    };
+    let _lock = lock_folder(&path)?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && matches!(args.action, UserAction::Add(_)) => {
+            String::new()
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut editor = HtpasswdEditor::new(&text);
+    let user = &file.user;
+    let message = match (&args.action, hash) {
+        (UserAction::Add(_), Some(h)) => {
+            if editor.contains(user) {
+                bail!(
+                    "user {user} already exists in {}: use `wharf registry user passwd {user}`",
+                    path.display()
+                );
+            }
+            editor.set(user, &h);
+            format!("added user {user} to {}", path.display())
+        }
+        (UserAction::Passwd(_), Some(h)) => {
+            if !editor.contains(user) {
+                bail!(
+                    "no user {user} in {}: use `wharf registry user add {user}`",
+                    path.display()
+                );
+            }
+            let edit = editor.set(user, &h);
+            debug_assert_eq!(edit, Edit::Replaced);
+            format!("changed the password of {user} in {}", path.display())
+        }
+        _ => {
+            if !editor.remove(user) {
+                bail!("no user {user} in {}", path.display());
+            }
+            format!("removed user {user} from {}", path.display())
+        }
+    };
+    htpasswd::write_atomically(&path, &editor.text())?;
+    eprintln!("{message}");
+    Ok(ExitCode::SUCCESS)
+}
