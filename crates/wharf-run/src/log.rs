@@ -118,7 +118,7 @@ impl JobLog {
     }
 
     /// Write to the console, line by line with the prefix when there is one.
-    fn to_console(&mut self, bytes: &[u8]) {
+    fn write_console(&mut self, bytes: &[u8]) {
         let Some(prefix) = &self.prefix else {
             self.console.write(bytes);
             return;
@@ -140,7 +140,7 @@ impl JobLog {
     fn flush_console_line(&mut self) {
         if self.prefix.is_some() && !self.pending.is_empty() {
             self.pending.push(b'\n');
-            self.to_console(&[]);
+            self.write_console(&[]);
         }
     }
 
@@ -164,9 +164,9 @@ impl JobLog {
             let prefix = if i == 0 { prefix } else { "" };
             let plain = format!("{prefix}{line}\n");
             if self.console.color && !color.is_empty() {
-                self.to_console(format!("{color}{prefix}{line}{RESET}\n").as_bytes());
+                self.write_console(format!("{color}{prefix}{line}{RESET}\n").as_bytes());
             } else {
-                self.to_console(plain.as_bytes());
+                self.write_console(plain.as_bytes());
             }
             self.write_file(plain.as_bytes());
         }
@@ -208,10 +208,10 @@ impl JobLog {
             return;
         }
         if self.console.color {
-            self.to_console(masked);
+            self.write_console(masked);
         } else {
             let plain = self.console_strip.strip(masked);
-            self.to_console(&plain);
+            self.write_console(&plain);
         }
         let plain = self.file_strip.strip(masked);
         self.write_file(&plain);

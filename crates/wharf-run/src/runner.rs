@@ -476,7 +476,7 @@ fn prepare(
         })?;
     }
     log.section("Getting source from the project folder");
-    files::copy_files(&ctx.opts.project_dir, &ctx.snapshot, &layout.build_dir)
+    files::copy_files(&ctx.opts.project_dir, ctx.snapshot, &layout.build_dir)
         .map_err(|e| fail(log, e))?;
     log.info(&format!(
         "Copied {} files into {}",
@@ -1111,7 +1111,8 @@ async fn pull_with_retries(
         let result = {
             let mut on_event = |ev: PullEvent| match ev {
                 PullEvent::Status(s) => statuses.push(s),
-                PullEvent::Progress(p) if color => {
+                // Progress bars redraw one line: only when this job has the console to itself.
+                PullEvent::Progress(p) if color && !prefixed => {
                     console.write(format!("\r\x1b[2K{p}").as_bytes())
                 }
                 PullEvent::Progress(_) => {}
@@ -1122,7 +1123,7 @@ async fn pull_with_retries(
                 _ = cancel.changed() => return Err(JobStatus::Canceled),
             }
         };
-        if color {
+        if color && !prefixed {
             console.write(b"\r\x1b[2K");
         }
         for s in statuses {
@@ -1166,6 +1167,7 @@ async fn pull_with_retries(
                     .map(|f| f.source.as_str())
                     .unwrap_or("none");
                 let key = resolution
+        let prefixed = log.is_prefixed();
                     .found
                     .as_ref()
                     .map(|f| f.key.as_str())

@@ -231,9 +231,8 @@ impl Scheduler {
                 }
             }
         }
-        Some(if dag && any_skipped {
-            Composite::Skipped
-        } else if any_skipped && all_skipped {
+        // GitLab: for `needs`, one need that did not run makes the whole "skipped".
+        Some(if any_skipped && (dag || all_skipped) {
             Composite::Skipped
         } else if let Some(m) = blocked {
             Composite::Blocked(m)
