@@ -5,7 +5,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -1459,7 +1459,6 @@ async fn real_server_serves_and_shuts_down_gracefully() {
         std::fs::read(dir.path().join("blobs/sha256").join(&hex[..2]).join(hex)).expect("blob"),
         data
     );
-    let _ = SystemTime::now();
 }
 
 /// skopeo pushes an image to `serve` on loopback and copies it back.
@@ -1507,4 +1506,50 @@ fn skopeo_round_trip_against_serve() {
 
     let _ = stop_tx.send(());
     runtime.block_on(server).expect("join").expect("serve");
+}
+
+/// Through hyper, a HEAD keeps the real Content-Length (clients read blob sizes from it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_server_head_reports_the_blob_size() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    let state = app_state(&config, Arc::new(AllowAll)).expect("state");
+    let data = b"twelve bytes";
+    let digest = digest_of(data);
+    let r = send(
+        &router(state.clone(), Router::new()),
+        Method::POST,
+        &format!("/v2/app/blobs/uploads/?digest={digest}"),
+        &[],
+        Body::from(&data[..]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(wharf_registry::serve_on(
+        listener,
+        config,
+        state,
+        Router::new(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request =
+        format!("HEAD /v2/app/blobs/{digest} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    conn.read_to_end(&mut response).await.expect("read");
+    let response = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    assert!(response.starts_with("http/1.1 200"), "{response}");
+    assert!(response.contains("content-length: 12\r\n"), "{response}");
+    assert!(response.ends_with("\r\n\r\n"), "no body: {response}");
+    let _ = stop_tx.send(());
+    server.await.expect("join").expect("serve");
 }
