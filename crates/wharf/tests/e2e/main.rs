@@ -10,5 +10,6 @@
 mod docker;
 mod pipeline;
 mod services;
+mod registry;
 mod shell;
 mod support;

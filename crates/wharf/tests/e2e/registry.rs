@@ -1,0 +1,454 @@
+//! `wharf registry`: the CLI (fast tier: serve refuses without auth, user add/passwd/remove,
+//! htpasswd checks, a served Basic and token registry probed over loopback), and real clients
+//! against a running `wharf registry serve` (ignored tier: docker login/push/pull through
+//! dockerd, skopeo both ways, `wharf login`, a `wharf run` pulling its image from it, podman).
+
+use crate::support::*;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use wharf_testkit::{OciLayout, build_busybox_image, http, npm_stand_in};
+
+const USER: &str = "ci-bot";
+/// Needs quoting and base64 `+`/`/`, like the docker tier's.
+const PASS: &str = "'I(Bx}yr}~Dk>?>?s3cr3t";
+
+fn wharf() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    c.env_remove("WHARF_LOG");
+    c
+}
+
+fn with_stdin(mut cmd: Command, input: &str) -> Run {
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    Run::from(child.wait_with_output().unwrap())
+}
+
+fn add_user(htpasswd: &Path, user: &str, pass: &str) -> Run {
+    let mut cmd = wharf();
+    cmd.args(["registry", "user", "add", user, "--cost", "5", "--password-stdin", "--htpasswd"])
+        .arg(htpasswd);
+    with_stdin(cmd, &format!("{pass}\n"))
+}
+
+/// A `wharf registry serve` child on a free loopback port; killed when dropped.
+struct Served {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Served {
+    fn start(auth: &str) -> Served {
+        let dir = tempfile::Builder::new()
+            .prefix("wharf-served-")
+            .tempdir()
+            .unwrap();
+        let htpasswd = dir.path().join("htpasswd");
+        add_user(&htpasswd, USER, PASS).assert_code(0);
+        let port = wharf_testkit::free_port().unwrap();
+        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
+        let child = wharf()
+            .args(["registry", "serve", "--auth", auth, "--addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--htpasswd")
+            .arg(&htpasswd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut s = Served { child, port, dir };
+        s.wait_ready();
+        s
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let url = format!("{}/v2/", self.url());
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("wharf registry serve exited: {status}\n{}", self.log());
+            }
+            if http::get(&url, &[]).is_ok_and(|r| r.status == 401) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "not ready:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.host())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The server log must never hold the password or the Basic value.
+    fn assert_log_has_no_secrets(&self) {
+        let log = self.log();
+        for s in [PASS.to_string(), b64(&format!("{USER}:{PASS}"))] {
+            assert!(!log.contains(&s), "secret in the server log:\n{log}");
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+// ---------------------------------------------------------------- fast tier (no daemon)
+
+#[test]
+fn serve_refuses_to_start_without_auth() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = Run::from(
+        wharf()
+            .args(["registry", "serve", "--addr", "127.0.0.1:1", "--root"])
+            .arg(dir.path())
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2)
+        .assert_contains("refusing to start without authentication")
+        .assert_contains("--auth none");
+}
+
+#[test]
+fn serve_rejects_non_bcrypt_htpasswd_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = dir.path().join("htpasswd");
+    // `htpasswd -nbm` (MD5) output: not accepted.
+    std::fs::write(&h, "# team\nbob:$apr1$Jd3k2k1l$abcdefghijklmnopqrstuv\n").unwrap();
+    let run = Run::from(
+        wharf()
+            .args(["registry", "serve", "--auth", "basic", "--addr", "127.0.0.1:1", "--htpasswd"])
+            .arg(&h)
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(2)
+        .assert_contains(&format!("{}:2", h.display()))
+        .assert_contains("MD5")
+        .assert_lacks("Jd3k2k1l");
+}
+
+#[test]
+fn user_add_passwd_remove_keep_other_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let h = dir.path().join("htpasswd");
+    std::fs::write(&h, "# managed by hand\nlegacy:$apr1$x$y\n").unwrap();
+    add_user(&h, "alice", "first").assert_code(0).assert_contains("added user alice");
+    add_user(&h, "alice", "again").assert_code(2).assert_contains("already exists");
+    let text = std::fs::read_to_string(&h).unwrap();
+    assert!(text.starts_with("# managed by hand\nlegacy:$apr1$x$y\nalice:$2y$05$"), "{text}");
+    // Apache's tool reads what we wrote.
+    let check = |pw: &str| {
+        Command::new("htpasswd")
+            .args(["-vb"])
+            .arg(&h)
+            .args(["alice", pw])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(check("first"));
+    let mut cmd = wharf();
+    cmd.args(["registry", "user", "passwd", "alice", "--password-stdin", "--cost", "4", "--htpasswd"])
+        .arg(&h);
+    with_stdin(cmd, "second\n").assert_code(0);
+    assert!(check("second") && !check("first"));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&h).unwrap().permissions().mode() & 0o777, 0o600);
+    let remove = |u: &str| {
+        Run::from(
+            wharf()
+                .args(["registry", "user", "remove", u, "--htpasswd"])
+                .arg(&h)
+                .output()
+                .unwrap(),
+        )
+    };
+    remove("alice").assert_code(0);
+    remove("alice").assert_code(2).assert_contains("no user alice");
+    assert_eq!(
+        std::fs::read_to_string(&h).unwrap(),
+        "# managed by hand\nlegacy:$apr1$x$y\n"
+    );
+    // Without a terminal and without --password-stdin: refused, with the way to do it.
+    Run::from(
+        wharf()
+            .args(["registry", "user", "add", "bob", "--htpasswd"])
+            .arg(&h)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+    )
+    .assert_code(2)
+    .assert_contains("--password-stdin");
+}
+
+#[test]
+fn served_basic_and_token_registries_answer_over_loopback() {
+    let basic = Served::start("basic");
+    let r = http::get(&format!("{}/v2/", basic.url()), &[]).unwrap();
+    assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"wharf-registry\""));
+    let auth = format!("Basic {}", b64(&format!("{USER}:{PASS}")));
+    let r = http::get(&format!("{}/v2/", basic.url()), &[("Authorization", &auth)]).unwrap();
+    assert_eq!(r.status, 200);
+    let r = http::get(&format!("{}/v2/", basic.url()), &[("Authorization", "Basic eDp5")]).unwrap();
+    assert_eq!(r.status, 401);
+    basic.assert_log_has_no_secrets();
+    assert!(basic.log().contains("wrong user name or password"), "{}", basic.log());
+
+    let token = Served::start("token");
+    let r = http::get(&format!("{}/v2/", token.url()), &[]).unwrap();
+    assert_eq!(
+        r.header("www-authenticate").unwrap(),
+        format!("Bearer realm=\"{}/token\",service=\"wharf-registry\"", token.url())
+    );
+    let r = http::get(
+        &format!("{}/token?service=wharf-registry&offline_token=true&client_id=docker", token.url()),
+        &[("Authorization", &auth)],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let j = r.json().unwrap();
+    assert!(j["refresh_token"].as_str().is_some());
+    token.assert_log_has_no_secrets();
+    let key = token.dir.path().join("root/auth/token-signing-key.pem");
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+}
+
+// ---------------------------------------------------------------- real clients (ignored tier)
+
+fn docker_answers() -> bool {
+    Command::new("docker")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn layout() -> &'static OciLayout {
+    static LAYOUT: OnceLock<(tempfile::TempDir, OciLayout)> = OnceLock::new();
+    &LAYOUT
+        .get_or_init(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("wharf-fixture-")
+                .tempdir()
+                .unwrap();
+            let layout =
+                build_busybox_image(dir.path(), &[("/usr/local/bin/npm", npm_stand_in(), 0o755)])
+                    .unwrap();
+            (dir, layout)
+        })
+        .1
+}
+
+fn docker(config: &Path, args: &[&str]) -> Run {
+    let mut cmd = Command::new("docker");
+    cmd.arg("--config").arg(config).args(args);
+    Run::from(cmd.output().unwrap())
+}
+
+#[test]
+#[ignore = "needs dockerd: run by scripts/test-all.sh"]
+fn docker_login_push_pull_in_basic_and_token_modes() {
+    assert!(docker_answers(), "dockerd does not answer: run through scripts/test-all.sh");
+    for mode in ["basic", "token"] {
+        let served = Served::start(mode);
+        let host = served.host();
+        let cfg = tempfile::tempdir().unwrap();
+        let mut login = Command::new("docker");
+        login
+            .arg("--config")
+            .arg(cfg.path())
+            .args(["login", &host, "-u", USER, "--password-stdin"]);
+        with_stdin(login, PASS).assert_code(0).assert_contains("Login Succeeded");
+        let stored: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(cfg.path().join("config.json")).unwrap())
+                .unwrap();
+        let entry = &stored["auths"][host.as_str()];
+        if mode == "token" {
+            assert!(
+                entry["identitytoken"].as_str().is_some_and(|t| !t.is_empty()),
+                "docker stores a refresh token in token mode: {entry}"
+            );
+        } else {
+            assert_eq!(entry["auth"], b64(&format!("{USER}:{PASS}")), "{entry}");
+        }
+
+        let local = format!("wharf-e2e-registry-src:{mode}");
+        layout().load_into_docker(&local).unwrap();
+        let image = format!("{host}/team/busybox:{mode}");
+        docker(cfg.path(), &["tag", &local, &image]).assert_code(0);
+        docker(cfg.path(), &["push", &image]).assert_code(0);
+        docker(cfg.path(), &["rmi", &image, &local]).assert_code(0);
+        docker(cfg.path(), &["pull", &image]).assert_code(0);
+        let out = docker(cfg.path(), &["run", "--rm", "--network", "none", &image, "busybox", "echo", "pulled-ok"]);
+        out.assert_code(0).assert_contains("pulled-ok");
+        docker(cfg.path(), &["rmi", &image]).assert_code(0);
+
+        // Without credentials the daemon is refused.
+        let anon = tempfile::tempdir().unwrap();
+        docker(anon.path(), &["pull", &image]).assert_code(1);
+        served.assert_log_has_no_secrets();
+        if mode == "token" {
+            // dockerd used the identitytoken through the OAuth2 refresh grant.
+            assert!(served.log().contains("path=/token status=200"), "{}", served.log());
+        }
+    }
+}
+
+fn skopeo(args: &[&str]) -> Run {
+    Run::from(
+        Command::new("skopeo")
+            .arg("--insecure-policy")
+            .args(args)
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+#[ignore = "needs skopeo: run by scripts/test-all.sh"]
+fn skopeo_copies_both_ways() {
+    for mode in ["basic", "token"] {
+        let served = Served::start(mode);
+        let reference = format!("{}/team/skopeo:{mode}", served.host());
+        layout().push(&reference, Some((USER, PASS))).unwrap();
+        let back = tempfile::tempdir().unwrap();
+        let dest = format!("oci:{}:copy", back.path().display());
+        let creds = format!("{USER}:{PASS}");
+        skopeo(&[
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--src-creds",
+            &creds,
+            &format!("docker://{reference}"),
+            &dest,
+        ])
+        .assert_code(0);
+        let index: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(back.path().join("index.json")).unwrap())
+                .unwrap();
+        assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+        // Wrong password: refused.
+        skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            &format!("{USER}:wrong"),
+            &format!("docker://{reference}"),
+        ])
+        .assert_code(1);
+        served.assert_log_has_no_secrets();
+    }
+}
+
+#[test]
+fn wharf_login_in_both_modes() {
+    for mode in ["basic", "token"] {
+        let served = Served::start(mode);
+        let host = served.host();
+        let home = tempfile::tempdir().unwrap();
+        let mut cmd = wharf();
+        cmd.env("HOME", home.path())
+            .env_remove("DOCKER_CONFIG")
+            .args(["login", &host, "-u", USER, "--password-stdin"]);
+        with_stdin(cmd, PASS).assert_code(0).assert_contains("Login Succeeded");
+        let text = std::fs::read_to_string(home.path().join(".docker/config.json")).unwrap();
+        let stored: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let entry = &stored["auths"][host.as_str()];
+        if mode == "token" {
+            assert!(entry["identitytoken"].as_str().is_some_and(|t| !t.is_empty()), "{entry}");
+            assert!(!text.contains(PASS));
+        } else {
+            assert_eq!(entry["auth"], b64(&format!("{USER}:{PASS}")));
+        }
+        let mut bad = wharf();
+        bad.env("HOME", home.path())
+            .args(["login", &host, "-u", USER, "--password-stdin"]);
+        with_stdin(bad, "wrong-password").assert_code(1);
+    }
+}
+
+#[test]
+#[ignore = "needs dockerd: run by scripts/test-all.sh"]
+fn wharf_run_pulls_the_job_image_from_our_registry() {
+    assert!(docker_answers(), "dockerd does not answer: run through scripts/test-all.sh");
+    for mode in ["token", "basic"] {
+        let served = Served::start(mode);
+        let image = format!("{}/team/node:10-alpine", served.host());
+        layout().push(&image, Some((USER, PASS))).unwrap();
+        let p = Project::seed(Some(&image));
+        let auth = serde_json::json!({"auths": {served.host(): {"auth": b64(&format!("{USER}:{PASS}"))}}})
+            .to_string();
+        let run = p.run(&["run", "--variable", &format!("DOCKER_AUTH_CONFIG={auth}")]);
+        run.assert_code(0)
+            .assert_contains("<h1>built for staging</h1>")
+            .assert_contains("Job succeeded");
+        p.assert_no_secrets(&run, &[PASS, &auth]);
+        served.assert_log_has_no_secrets();
+        let _ = Command::new("docker").args(["rmi", "-f", &image]).output();
+    }
+}
+
+#[test]
+#[ignore = "needs podman: run by scripts/test-all.sh"]
+fn podman_pulls_from_our_registry() {
+    let served = Served::start("token");
+    let image = format!("{}/team/podman:1", served.host());
+    layout().push(&image, Some((USER, PASS))).unwrap();
+    let auth_dir = tempfile::tempdir().unwrap();
+    let auth_file: PathBuf = auth_dir.path().join("auth.json");
+    std::fs::write(
+        &auth_file,
+        serde_json::json!({"auths": {served.host(): {"auth": b64(&format!("{USER}:{PASS}"))}}}).to_string(),
+    )
+    .unwrap();
+    let run = Run::from(
+        Command::new("podman")
+            .args(["pull", "--tls-verify=false", "--authfile"])
+            .arg(&auth_file)
+            .arg(&image)
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(0);
+    let _ = Command::new("podman").args(["rmi", "-f", &image]).output();
+    served.assert_log_has_no_secrets();
+}
