@@ -90,7 +90,13 @@ fn registry(auth_toml: &str, users: &[(&str, &str)]) -> Reg {
 }
 
 impl Reg {
-    async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Resp {
         let mut req = Request::builder()
             .method(method)
             .uri(path)
@@ -167,21 +173,36 @@ async fn basic_mode_challenges_checks_and_denies() {
     let reg = registry(BASIC, &[("alice", "pw")]);
     let r = reg.get("/v2/", None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(r.header("www-authenticate"), "Basic realm=\"wharf-registry\"");
+    assert_eq!(
+        r.header("www-authenticate"),
+        "Basic realm=\"wharf-registry\""
+    );
     assert_eq!(r.code(), "UNAUTHORIZED");
 
     let good = basic("alice", "pw");
     assert_eq!(reg.get("/v2/", Some(&good)).await.status, StatusCode::OK);
     let r = reg.get("/v2/", Some(&basic("alice", "nope"))).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(reg.get("/v2/", Some(&basic("eve", "pw"))).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(reg.get("/v2/", Some("Basic %%%")).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(reg.get("/v2/", Some("Bearer abc")).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        reg.get("/v2/", Some(&basic("eve", "pw"))).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        reg.get("/v2/", Some("Basic %%%")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        reg.get("/v2/", Some("Bearer abc")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
 
     // Without a policy every user may do everything, the catalog included.
     let r = reg.get("/v2/team/app/tags/list", Some(&good)).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{:?}", r.json());
-    assert_eq!(reg.get("/v2/_catalog", Some(&good)).await.status, StatusCode::OK);
+    assert_eq!(
+        reg.get("/v2/_catalog", Some(&good)).await.status,
+        StatusCode::OK
+    );
     // ...and anonymous nothing.
     assert_eq!(
         reg.get("/v2/team/app/tags/list", None).await.status,
@@ -293,7 +314,10 @@ actions = [\"pull\"]
 
     // Anonymous: a token with an empty grant.
     let r = reg
-        .token("service=wharf-registry&scope=repository%3Ateam%2Fapp%3Apull", None)
+        .token(
+            "service=wharf-registry&scope=repository%3Ateam%2Fapp%3Apull",
+            None,
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let c = claims(r.json()["token"].as_str().unwrap());
@@ -306,7 +330,9 @@ actions = [\"pull\"]
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(!String::from_utf8_lossy(&r.body).contains("bad"));
-    let r = reg.token("service=elsewhere", Some(&basic("alice", "pw"))).await;
+    let r = reg
+        .token("service=elsewhere", Some(&basic("alice", "pw")))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
@@ -317,7 +343,11 @@ async fn tokens_open_exactly_their_scope() {
     let pull = reg.bearer(alice, &["repository:team/app:pull"]).await;
     assert_eq!(reg.get("/v2/", Some(&pull)).await.status, StatusCode::OK);
     let r = reg.get("/v2/team/app/tags/list", Some(&pull)).await;
-    assert_eq!(r.status, StatusCode::NOT_FOUND, "allowed, but nothing there yet");
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "allowed, but nothing there yet"
+    );
 
     // Valid token, missing scope: 401 (not 403), error="insufficient_scope", scope to ask for.
     let r = reg
@@ -330,8 +360,14 @@ async fn tokens_open_exactly_their_scope() {
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     let challenge = r.header("www-authenticate");
-    assert!(challenge.contains("scope=\"repository:team/app:pull,push\""), "{challenge}");
-    assert!(challenge.ends_with("error=\"insufficient_scope\""), "{challenge}");
+    assert!(
+        challenge.contains("scope=\"repository:team/app:pull,push\""),
+        "{challenge}"
+    );
+    assert!(
+        challenge.ends_with("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
     let r = reg.get("/v2/team/other/tags/list", Some(&pull)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
@@ -351,7 +387,10 @@ async fn tokens_open_exactly_their_scope() {
     forged.push('x');
     let r = reg.get("/v2/", Some(&forged)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    assert!(r.header("www-authenticate").ends_with("error=\"invalid_token\""));
+    assert!(
+        r.header("www-authenticate")
+            .ends_with("error=\"invalid_token\"")
+    );
 }
 
 #[tokio::test]
@@ -397,11 +436,17 @@ async fn oauth2_password_and_refresh_grants() {
 
     // Wrong password, unknown grant, missing fields.
     let r = reg
-        .post_token(&[("grant_type", "password"), ("username", "alice"), ("password", "x")])
+        .post_token(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "x"),
+        ])
         .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(r.json()["error"], "invalid_grant");
-    let r = reg.post_token(&[("grant_type", "client_credentials")]).await;
+    let r = reg
+        .post_token(&[("grant_type", "client_credentials")])
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.json()["error"], "unsupported_grant_type");
     let r = reg.post_token(&[("grant_type", "password")]).await;
@@ -453,10 +498,15 @@ async fn signing_key_survives_restarts() {
         }
     };
     let first = make(&root);
-    let token = first.bearer(Some(("alice", "pw")), &["repository:a:pull"]).await;
+    let token = first
+        .bearer(Some(("alice", "pw")), &["repository:a:pull"])
+        .await;
     drop(first);
     let second = make(&root);
-    assert_eq!(second.get("/v2/a/tags/list", Some(&token)).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        second.get("/v2/a/tags/list", Some(&token)).await.status,
+        StatusCode::NOT_FOUND
+    );
     use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(root.join("auth/token-signing-key.pem"))
         .unwrap()
@@ -483,7 +533,9 @@ async fn external_token_server_is_trusted_by_certificate() {
         ),
         &[("alice", "pw")],
     );
-    let kid = wharf_registry::auth::jwt::libtrust_key_id(&rcgen::PublicKeyData::subject_public_key_info(&pair));
+    let kid = wharf_registry::auth::jwt::libtrust_key_id(
+        &rcgen::PublicKeyData::subject_public_key_info(&pair),
+    );
     let sign = |iss: &str, aud: &str, exp_offset: i64| {
         let now = wharf_registry::auth::jwt::unix_now() as i64;
         let claims = serde_json::json!({
@@ -494,7 +546,10 @@ async fn external_token_server_is_trusted_by_certificate() {
         let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
         header.kid = Some(kid.clone());
         let key = jsonwebtoken::EncodingKey::from_ec_der(pair.serialized_der());
-        format!("Bearer {}", jsonwebtoken::encode(&header, &claims, &key).unwrap())
+        format!(
+            "Bearer {}",
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        )
     };
     let ok = sign("auth.example", "wharf-registry", 300);
     assert_eq!(
@@ -508,7 +563,10 @@ async fn external_token_server_is_trusted_by_certificate() {
     ] {
         let r = reg.get("/v2/team/app/tags/list", Some(&bad)).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-        assert!(r.header("www-authenticate").ends_with("error=\"invalid_token\""));
+        assert!(
+            r.header("www-authenticate")
+                .ends_with("error=\"invalid_token\"")
+        );
     }
 }
 
@@ -561,7 +619,12 @@ enum Op {
     Catalog,
 }
 
-const USERS: &[(&str, &str)] = &[("alice", "a-pw"), ("bob", "b-pw"), ("olga", "o-pw"), ("mallory", "m-pw")];
+const USERS: &[(&str, &str)] = &[
+    ("alice", "a-pw"),
+    ("bob", "b-pw"),
+    ("olga", "o-pw"),
+    ("mallory", "m-pw"),
+];
 
 /// (who, operation, repository, allowed?)
 fn matrix() -> Vec<(&'static str, Op, &'static str, bool)> {
@@ -619,21 +682,33 @@ const DIGEST: &str = "sha256:000000000000000000000000000000000000000000000000000
 async fn attempt(reg: &Reg, auth: Option<&str>, op: Op, repo: &str) -> bool {
     let h: Vec<(&str, &str)> = auth.map(|a| ("authorization", a)).into_iter().collect();
     let r = match op {
-        Op::Pull => reg.send(Method::GET, &format!("/v2/{repo}/tags/list"), &h, b"").await,
+        Op::Pull => {
+            reg.send(Method::GET, &format!("/v2/{repo}/tags/list"), &h, b"")
+                .await
+        }
         Op::Push => {
             reg.send(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), &h, b"")
                 .await
         }
         Op::Delete => {
-            reg.send(Method::DELETE, &format!("/v2/{repo}/manifests/{DIGEST}"), &h, b"")
-                .await
+            reg.send(
+                Method::DELETE,
+                &format!("/v2/{repo}/manifests/{DIGEST}"),
+                &h,
+                b"",
+            )
+            .await
         }
         Op::Catalog => reg.send(Method::GET, "/v2/_catalog", &h, b"").await,
     };
     match r.status {
         StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => false,
         s => {
-            assert!(s.is_success() || s == StatusCode::NOT_FOUND, "{op:?} {repo}: {s} {:?}", r.json());
+            assert!(
+                s.is_success() || s == StatusCode::NOT_FOUND,
+                "{op:?} {repo}: {s} {:?}",
+                r.json()
+            );
             true
         }
     }
@@ -691,8 +766,15 @@ async fn robots_rotate_without_touching_people() {
     std::fs::rename(&tmp, &secret).unwrap();
     let ci_new = basic("ci", "robot-secret-2");
     assert_eq!(reg.get("/v2/", Some(&ci_new)).await.status, StatusCode::OK);
-    assert_eq!(reg.get("/v2/", Some(&ci_old)).await.status, StatusCode::UNAUTHORIZED, "the old secret is void once the new one was seen");
-    assert_eq!(reg.get("/v2/", Some(&basic("bob", "b-pw"))).await.status, StatusCode::OK);
+    assert_eq!(
+        reg.get("/v2/", Some(&ci_old)).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the old secret is void once the new one was seen"
+    );
+    assert_eq!(
+        reg.get("/v2/", Some(&basic("bob", "b-pw"))).await.status,
+        StatusCode::OK
+    );
 }
 
 #[test]
@@ -709,17 +791,23 @@ fn setup_mistakes_stop_the_server() {
         let table: toml::Table = toml::from_str(toml).unwrap();
         AuthConfig::from_table(&table, dir.path()).and_then(|c| build(&c, &facts).map(|_| ()))
     };
-    let e = attempt("mode = \"basic\"\nhtpasswd = \"md5\"\n").unwrap_err().to_string();
+    let e = attempt("mode = \"basic\"\nhtpasswd = \"md5\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("md5:1") && e.contains("MD5"), "{e}");
     let e = attempt("htpasswd = \"empty\"\n").unwrap_err().to_string();
     assert!(e.contains("--auth none"), "{e}");
-    let e = attempt("mode = \"basic\"\nhtpasswd = \"empty\"\n").unwrap_err().to_string();
+    let e = attempt("mode = \"basic\"\nhtpasswd = \"empty\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no users"), "{e}");
     let e = attempt("mode = \"token\"\nhtpasswd = \"empty\"\n[token]\nexpires_in = 30\n")
         .unwrap_err()
         .to_string();
     assert!(e.contains("at least 60"), "{e}");
-    let e = attempt("mode = \"basic\"\nhtpasswd = \"nope\"\n").unwrap_err().to_string();
+    let e = attempt("mode = \"basic\"\nhtpasswd = \"nope\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("nope"), "{e}");
     assert!(attempt("mode = \"none\"\n").is_ok());
 }

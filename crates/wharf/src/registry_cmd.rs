@@ -275,7 +275,10 @@ fn htpasswd_path(file: &UserFile) -> Result<PathBuf> {
         if let Some(p) = auth.htpasswd {
             return Ok(p);
         }
-        bail!("{} has no [auth] htpasswd: give --htpasswd FILE", c.display());
+        bail!(
+            "{} has no [auth] htpasswd: give --htpasswd FILE",
+            c.display()
+        );
     }
     bail!("say which file: --htpasswd FILE (or --config FILE with [auth] htpasswd)")
 }
@@ -355,7 +358,10 @@ fn user(args: UserArgs) -> Result<ExitCode> {
     let _lock = lock_folder(&path)?;
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && matches!(args.action, UserAction::Add(_)) => {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && matches!(args.action, UserAction::Add(_)) =>
+        {
             String::new()
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),

@@ -184,7 +184,10 @@ mod tests {
         for t in tasks {
             assert_eq!(t.await.unwrap().as_deref(), Some("bob"));
         }
-        assert_eq!(c.get_or_verify(k, 0, || async { None }).await.as_deref(), Some("bob"));
+        assert_eq!(
+            c.get_or_verify(k, 0, || async { None }).await.as_deref(),
+            Some("bob")
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
@@ -195,7 +198,10 @@ mod tests {
         assert_eq!(c.get_or_verify(k, 0, || async { None }).await, None);
         let again = c
             .get_or_verify(k, 0, || async {
-                Some(("now-ok".to_string(), Instant::now() + Duration::from_secs(5)))
+                Some((
+                    "now-ok".to_string(),
+                    Instant::now() + Duration::from_secs(5),
+                ))
             })
             .await;
         assert_eq!(again.as_deref(), Some("now-ok"));

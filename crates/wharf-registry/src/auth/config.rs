@@ -60,7 +60,9 @@ impl std::str::FromStr for AuthMode {
             "none" => Ok(AuthMode::None),
             "basic" => Ok(AuthMode::Basic),
             "token" => Ok(AuthMode::Token),
-            other => Err(format!("unknown auth mode {other:?} (none, basic or token)")),
+            other => Err(format!(
+                "unknown auth mode {other:?} (none, basic or token)"
+            )),
         }
     }
 }
@@ -165,9 +167,12 @@ impl AuthConfig {
     /// Read the `[auth]` table of the registry configuration (kept raw by the server's config)
     /// and resolve its relative paths against `base`, the configuration file's folder.
     pub fn from_table(table: &toml::Table, base: &Path) -> Result<AuthConfig, super::AuthError> {
-        let mut cfg: AuthConfig = toml::Value::Table(table.clone())
-            .try_into()
-            .map_err(|e: toml::de::Error| super::AuthError::Config(format!("[auth]: {}", e.message())))?;
+        let mut cfg: AuthConfig =
+            toml::Value::Table(table.clone())
+                .try_into()
+                .map_err(|e: toml::de::Error| {
+                    super::AuthError::Config(format!("[auth]: {}", e.message()))
+                })?;
         cfg.resolve_paths(base);
         Ok(cfg)
     }
@@ -250,7 +255,10 @@ rootcertbundle = "token-ca.pem"
         let mut cfg = toml::from_str::<File>(text).unwrap().auth;
         cfg.resolve_paths(Path::new("/etc/wharf"));
         assert_eq!(cfg.mode, Some(AuthMode::Token));
-        assert_eq!(cfg.htpasswd.as_deref(), Some(Path::new("/etc/wharf/htpasswd")));
+        assert_eq!(
+            cfg.htpasswd.as_deref(),
+            Some(Path::new("/etc/wharf/htpasswd"))
+        );
         assert_eq!(cfg.allow.len(), 2);
         assert_eq!(cfg.allow[1].groups, vec!["devs"]);
         assert_eq!(
@@ -272,9 +280,16 @@ rootcertbundle = "token-ca.pem"
         assert_eq!(cfg.mode, Some(AuthMode::Basic));
         assert_eq!(cfg.htpasswd.as_deref(), Some(Path::new("/etc/w/h")));
         let bad: toml::Table = toml::from_str("mode = \"kerberos\"\n").unwrap();
-        let e = AuthConfig::from_table(&bad, Path::new("/")).unwrap_err().to_string();
+        let e = AuthConfig::from_table(&bad, Path::new("/"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[auth]"), "{e}");
-        assert!(AuthConfig::from_table(&toml::Table::new(), Path::new("/")).unwrap().mode.is_none());
+        assert!(
+            AuthConfig::from_table(&toml::Table::new(), Path::new("/"))
+                .unwrap()
+                .mode
+                .is_none()
+        );
     }
 
     #[test]

@@ -201,7 +201,11 @@ impl Credentials {
                 // Spend the time a real check takes, so response times do not tell which user
                 // names exist.
                 let dummy = c.dummy.get_or_init(|| {
-                    bcrypt::hash("wharf-dummy-password", c.people.max_cost().unwrap_or(htpasswd::DEFAULT_COST)).ok()
+                    bcrypt::hash(
+                        "wharf-dummy-password",
+                        c.people.max_cost().unwrap_or(htpasswd::DEFAULT_COST),
+                    )
+                    .ok()
                 });
                 if let Some(d) = dummy {
                     let _ = bcrypt::verify(password, d);
@@ -248,7 +252,10 @@ mod tests {
         let robot = dir.path().join("ci.secret");
         write(
             &ht,
-            &format!("alice:{}\n", htpasswd::hash_password("alice-pw", 4).unwrap()),
+            &format!(
+                "alice:{}\n",
+                htpasswd::hash_password("alice-pw", 4).unwrap()
+            ),
         );
         write(&robot, "robot-secret-1\n");
         (dir, ht, robot)

@@ -199,7 +199,10 @@ impl HtpasswdEditor {
                 // A user listed twice would be ambiguous: keep only the first entry.
                 let mut j = i + 1;
                 while j < self.lines.len() {
-                    if self.lines[j].split_once(':').is_some_and(|(u, _)| u == user) {
+                    if self.lines[j]
+                        .split_once(':')
+                        .is_some_and(|(u, _)| u == user)
+                    {
                         self.lines.remove(j);
                     } else {
                         j += 1;
@@ -218,7 +221,7 @@ impl HtpasswdEditor {
     pub fn remove(&mut self, user: &str) -> bool {
         let before = self.lines.len();
         self.lines
-            .retain(|l| !l.split_once(':').is_some_and(|(u, _)| u == user));
+            .retain(|l| l.split_once(':').is_none_or(|(u, _)| u != user));
         before != self.lines.len()
     }
 
@@ -358,6 +361,10 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "new\n");
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temp file left");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "temp file left"
+        );
     }
 }

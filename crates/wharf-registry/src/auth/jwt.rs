@@ -42,7 +42,11 @@ impl ClaimAccess {
         ClaimAccess {
             kind: kind_name(a.kind).to_string(),
             name: a.name.clone(),
-            actions: a.actions.iter().map(|x| action_name(*x).to_string()).collect(),
+            actions: a
+                .actions
+                .iter()
+                .map(|x| action_name(*x).to_string())
+                .collect(),
         }
     }
 
@@ -306,7 +310,12 @@ impl Issuer {
 
     /// A refresh token (docker's `identitytoken`) for `subject`, bound to its credential
     /// fingerprint.
-    pub fn refresh_token(&self, subject: &str, fingerprint: &str, now: u64) -> Result<String, AuthError> {
+    pub fn refresh_token(
+        &self,
+        subject: &str,
+        fingerprint: &str,
+        now: u64,
+    ) -> Result<String, AuthError> {
         let claims = RefreshClaims {
             iss: self.issuer.clone(),
             sub: subject.to_string(),
@@ -459,7 +468,11 @@ impl TrustDomain {
                         Algorithm::PS512,
                     ],
                 ),
-                _ => return Err(trust_err("only EC and RSA certificate keys are supported".into())),
+                _ => {
+                    return Err(trust_err(
+                        "only EC and RSA certificate keys are supported".into(),
+                    ));
+                }
             };
             self.keys.insert(
                 libtrust_key_id(spki.raw),
@@ -511,10 +524,13 @@ impl TrustDomain {
                 P::OctetKeyPair(_) => vec![Algorithm::EdDSA],
                 // A shared secret in a public key set would let anyone who reads it sign.
                 _ => {
-                    return Err(trust_err(format!("key {kid}: only public keys (EC, RSA, OKP) are accepted")));
+                    return Err(trust_err(format!(
+                        "key {kid}: only public keys (EC, RSA, OKP) are accepted"
+                    )));
                 }
             };
-            let key = DecodingKey::from_jwk(jwk).map_err(|e| trust_err(format!("key {kid}: {e}")))?;
+            let key =
+                DecodingKey::from_jwk(jwk).map_err(|e| trust_err(format!("key {kid}: {e}")))?;
             self.keys.insert(
                 kid,
                 TrustedKey {
@@ -680,7 +696,9 @@ mod tests {
         let t = wrong_iss.access_token(Some("a"), &[], now).unwrap();
         assert_eq!(v.verify(&t).unwrap_err(), TokenError::WrongIssuer);
 
-        let t = i.access_token(Some("a"), &[], now - 300 - LEEWAY_SECONDS - 5).unwrap();
+        let t = i
+            .access_token(Some("a"), &[], now - 300 - LEEWAY_SECONDS - 5)
+            .unwrap();
         assert_eq!(v.verify(&t).unwrap_err(), TokenError::Expired);
 
         let t = i.access_token(Some("a"), &[], now + 3600).unwrap();
@@ -702,7 +720,10 @@ mod tests {
             i.check_refresh_token(&r).unwrap(),
             ("alice".to_string(), "fp1".to_string())
         );
-        assert_eq!(own_verifier(&i).verify(&r).unwrap_err(), TokenError::WrongAudience);
+        assert_eq!(
+            own_verifier(&i).verify(&r).unwrap_err(),
+            TokenError::WrongAudience
+        );
         let a = i.access_token(Some("alice"), &[], unix_now()).unwrap();
         assert!(i.check_refresh_token(&a).is_err());
     }
@@ -744,7 +765,9 @@ mod tests {
             expires_in: 300,
             refresh_expires_in: 0,
         };
-        let t = ext.access_token(Some("bob"), &[pull("a")], unix_now()).unwrap();
+        let t = ext
+            .access_token(Some("bob"), &[pull("a")], unix_now())
+            .unwrap();
 
         let mut d = TrustDomain::new("auth.example.com", "svc");
         assert_eq!(d.add_cert_bundle(&bundle).unwrap(), 1);
@@ -767,7 +790,10 @@ mod tests {
         // Right key, wrong issuer for this domain.
         let mut d = TrustDomain::new("other-issuer", "svc");
         d.add_jwks(&jwks_path).unwrap();
-        assert_eq!(Verifier::new(vec![d]).verify(&t).unwrap_err(), TokenError::WrongIssuer);
+        assert_eq!(
+            Verifier::new(vec![d]).verify(&t).unwrap_err(),
+            TokenError::WrongIssuer
+        );
 
         // A shared secret in a JWKS is refused.
         std::fs::write(
@@ -777,7 +803,11 @@ mod tests {
         .unwrap();
         assert!(TrustDomain::new("x", "svc").add_jwks(&jwks_path).is_err());
         std::fs::write(&bundle, "nothing here").unwrap();
-        assert!(TrustDomain::new("x", "svc").add_cert_bundle(&bundle).is_err());
+        assert!(
+            TrustDomain::new("x", "svc")
+                .add_cert_bundle(&bundle)
+                .is_err()
+        );
     }
 
     impl SigningKey {

@@ -105,7 +105,9 @@ impl Authorizer for AllowAll {
         _headers: &'a http::HeaderMap,
         _wanted: &'a [Access],
     ) -> Pin<Box<dyn Future<Output = AuthOutcome> + Send + 'a>> {
-        Box::pin(std::future::ready(AuthOutcome::Allowed(Identity::default())))
+        Box::pin(std::future::ready(
+            AuthOutcome::Allowed(Identity::default()),
+        ))
     }
 }
 
@@ -164,7 +166,9 @@ pub fn build(cfg: &AuthConfig, facts: &ServerFacts) -> Result<AuthSetup, AuthErr
         )
     })?;
     if mode == AuthMode::None {
-        tracing::warn!("authentication is OFF (--auth none): anyone who reaches this server may pull, push and delete anything");
+        tracing::warn!(
+            "authentication is OFF (--auth none): anyone who reaches this server may pull, push and delete anything"
+        );
         return Ok(AuthSetup {
             authorizer: Arc::new(AllowAll),
             routes: None,
@@ -240,15 +244,24 @@ pub fn build(cfg: &AuthConfig, facts: &ServerFacts) -> Result<AuthSetup, AuthErr
     if users == 0 && cfg.external.is_none() && !anonymous_rules {
         return Err(AuthError::Config(format!(
             "{} auth with no users: give --htpasswd FILE (create it with `wharf registry user add USER --htpasswd FILE`), robots, or anonymous rules",
-            if mode == AuthMode::Basic { "basic" } else { "token" }
+            if mode == AuthMode::Basic {
+                "basic"
+            } else {
+                "token"
+            }
         )));
     }
     let policy = Arc::new(policy);
     let cache_ttl = Duration::from_secs(cfg.cache_seconds.unwrap_or(DEFAULT_CACHE_SECONDS));
     let passwords = credentials.map(|c| Arc::new(passwords::Passwords::new(c, cache_ttl)));
-    let realm = cfg.realm.clone().unwrap_or_else(|| DEFAULT_REALM.to_string());
+    let realm = cfg
+        .realm
+        .clone()
+        .unwrap_or_else(|| DEFAULT_REALM.to_string());
     if realm.contains('"') {
-        return Err(AuthError::Config("auth.realm must not contain `\"`".to_string()));
+        return Err(AuthError::Config(
+            "auth.realm must not contain `\"`".to_string(),
+        ));
     }
     let policy_text = if cfg.has_policy() {
         format!("{} allow rules", cfg.allow.len())
@@ -258,7 +271,9 @@ pub fn build(cfg: &AuthConfig, facts: &ServerFacts) -> Result<AuthSetup, AuthErr
 
     let Some(key) = key else {
         let authorizer = service::AccessControl::new(
-            service::Mode::Basic { realm: realm.clone() },
+            service::Mode::Basic {
+                realm: realm.clone(),
+            },
             passwords,
             policy,
             None,

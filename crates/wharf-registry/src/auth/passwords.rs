@@ -20,7 +20,9 @@ const RELOAD_CHECK_EVERY_SECONDS: u64 = 1;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Checked {
     Valid(String),
-    Invalid { user: String },
+    Invalid {
+        user: String,
+    },
     /// Not `Basic base64(user:password)`.
     Malformed,
 }
@@ -140,7 +142,10 @@ mod tests {
         )
         .unwrap();
         let creds = Credentials::load(Some(ht), vec![], [0; 32]).unwrap();
-        (dir, Passwords::new(Arc::new(creds), Duration::from_secs(60)))
+        (
+            dir,
+            Passwords::new(Arc::new(creds), Duration::from_secs(60)),
+        )
     }
 
     #[test]

@@ -75,9 +75,8 @@ impl Pattern {
                     "repository pattern {text:?}: `**` must be a whole segment (`team/**`)"
                 ));
             }
-            let allowed = |c: char| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || "._-*?".contains(c)
-            };
+            let allowed =
+                |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-*?".contains(c);
             if !s.chars().all(allowed) {
                 return Err(format!(
                     "repository pattern {text:?}: only a-z 0-9 . _ - and the wildcards * ? ** are allowed"
@@ -111,7 +110,9 @@ fn match_segments(pattern: &[&str], name: &[&str]) -> bool {
         None => name.is_empty(),
         Some((&"**", rest)) => (0..=name.len()).any(|skip| match_segments(rest, &name[skip..])),
         Some((first, rest)) => match name.split_first() {
-            Some((n, name_rest)) => match_glob(first.as_bytes(), n.as_bytes()) && match_segments(rest, name_rest),
+            Some((n, name_rest)) => {
+                match_glob(first.as_bytes(), n.as_bytes()) && match_segments(rest, name_rest)
+            }
             None => false,
         },
     }
@@ -418,7 +419,9 @@ mod tests {
         .unwrap();
         let all = [Action::Pull, Action::Push, Action::Delete];
         assert_eq!(
-            p.grant(Some("bob"), &repo("team/app", &all)).unwrap().actions,
+            p.grant(Some("bob"), &repo("team/app", &all))
+                .unwrap()
+                .actions,
             vec![Action::Pull, Action::Push]
         );
         assert_eq!(p.grant(Some("bob"), &repo("team/app/x", &all)), None);
@@ -428,7 +431,10 @@ mod tests {
         );
         // Anonymous rules are for anonymous requests only; users get only what they are given.
         assert_eq!(p.grant(Some("bob"), &repo("public/x", &all)), None);
-        assert_eq!(p.grant(Some("alice"), &repo("x", &all)).unwrap().actions, all);
+        assert_eq!(
+            p.grant(Some("alice"), &repo("x", &all)).unwrap().actions,
+            all
+        );
         let catalog = Access {
             kind: ResourceKind::Registry,
             name: "catalog".into(),
@@ -437,8 +443,14 @@ mod tests {
         assert!(p.grant(Some("alice"), &catalog).is_some());
         assert!(p.grant(Some("bob"), &catalog).is_none());
         assert!(p.grant(None, &catalog).is_none());
-        assert!(p.permits(Some("bob"), &[repo("team/a", &[Action::Pull, Action::Push])]));
-        assert!(!p.permits(Some("bob"), &[repo("team/a", &[Action::Pull, Action::Delete])]));
+        assert!(p.permits(
+            Some("bob"),
+            &[repo("team/a", &[Action::Pull, Action::Push])]
+        ));
+        assert!(!p.permits(
+            Some("bob"),
+            &[repo("team/a", &[Action::Pull, Action::Delete])]
+        ));
         assert!(!p.permits(Some("carol"), &[repo("team/a", &[Action::Pull])]));
     }
 
@@ -457,7 +469,10 @@ mod tests {
         let none = SubjectsConfig::default();
         let g = BTreeMap::new();
         for (rules, admins) in [
-            (vec![rule(&[], &["nogroup"], &["**"], &["pull"])], none.clone()),
+            (
+                vec![rule(&[], &["nogroup"], &["**"], &["pull"])],
+                none.clone(),
+            ),
             (vec![rule(&["a"], &[], &["**"], &["fly"])], none.clone()),
             (vec![rule(&["a"], &[], &[], &["pull"])], none.clone()),
             (vec![rule(&[], &[], &["**"], &["pull"])], none.clone()),

@@ -117,7 +117,9 @@ impl Scope {
 
 /// Every scope of a token request: `scope` may repeat, and one value may hold several scopes
 /// separated by spaces. Unparseable scopes are returned apart so they can be logged and skipped.
-pub fn parse_scopes<'a>(values: impl IntoIterator<Item = &'a str>) -> (Vec<Scope>, Vec<ScopeError>) {
+pub fn parse_scopes<'a>(
+    values: impl IntoIterator<Item = &'a str>,
+) -> (Vec<Scope>, Vec<ScopeError>) {
     let mut scopes = Vec::new();
     let mut errors = Vec::new();
     for value in values {
@@ -254,7 +256,10 @@ mod tests {
             .unwrap()
             .to_access()
             .unwrap();
-        assert_eq!(star.actions, vec![Action::Pull, Action::Push, Action::Delete]);
+        assert_eq!(
+            star.actions,
+            vec![Action::Pull, Action::Push, Action::Delete]
+        );
         let catalog = Scope::parse("registry:catalog:*")
             .unwrap()
             .to_access()
@@ -296,8 +301,7 @@ mod tests {
             assert!(is_repository_name(ok), "{ok}");
         }
         for bad in [
-            "", "/a", "a/", "a//b", "..", "a/../b", "A", "a_", "a___b", "a..b", "-a", "a:b",
-            "a/.b",
+            "", "/a", "a/", "a//b", "..", "a/../b", "A", "a_", "a___b", "a..b", "-a", "a:b", "a/.b",
         ] {
             assert!(!is_repository_name(bad), "{bad}");
         }

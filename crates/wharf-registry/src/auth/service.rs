@@ -57,8 +57,7 @@ impl TokenChallenge {
 fn is_host(h: &str) -> bool {
     !h.is_empty()
         && h.len() <= 255
-        && h
-            .bytes()
+        && h.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-.:[]_".contains(&b))
 }
 
@@ -109,7 +108,12 @@ impl AccessControl {
     }
 
     /// The `WWW-Authenticate` value of a 401.
-    fn challenge(&self, headers: &http::HeaderMap, wanted: &[Access], error: Option<&str>) -> String {
+    fn challenge(
+        &self,
+        headers: &http::HeaderMap,
+        wanted: &[Access],
+        error: Option<&str>,
+    ) -> String {
         match &self.mode {
             Mode::Basic { realm } => format!("Basic realm=\"{realm}\""),
             Mode::Token(t) => {
@@ -129,7 +133,12 @@ impl AccessControl {
         }
     }
 
-    fn unauthorized(&self, headers: &http::HeaderMap, wanted: &[Access], error: Option<&str>) -> AuthOutcome {
+    fn unauthorized(
+        &self,
+        headers: &http::HeaderMap,
+        wanted: &[Access],
+        error: Option<&str>,
+    ) -> AuthOutcome {
         AuthOutcome::Challenge {
             www_authenticate: self.challenge(headers, wanted, error),
             error: AuthErrorCode::Unauthorized,

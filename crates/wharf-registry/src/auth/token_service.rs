@@ -75,8 +75,10 @@ impl IntoResponse for Answer {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, c);
         }
         // Tokens must not end up in shared caches.
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            http::HeaderValue::from_static("no-store"),
+        );
         r
     }
 }
@@ -138,10 +140,18 @@ impl TokenService {
     }
 
     fn bad_credentials(&self, user: &str, how: &str) -> Answer {
-        tracing::warn!(user, how, "token request with wrong user name or password refused");
+        tracing::warn!(
+            user,
+            how,
+            "token request with wrong user name or password refused"
+        );
         let mut a = Answer::error(
             StatusCode::UNAUTHORIZED,
-            if how == "basic" { "unauthorized" } else { "invalid_grant" },
+            if how == "basic" {
+                "unauthorized"
+            } else {
+                "invalid_grant"
+            },
             "invalid user name or password",
         );
         a.challenge = Some(format!("Basic realm=\"{}\"", self.basic_realm));
@@ -164,12 +174,7 @@ impl TokenService {
     }
 
     /// Grant what was asked and is permitted, and sign it.
-    fn issue(
-        &self,
-        user: Option<&str>,
-        params: &[(String, String)],
-        offline: bool,
-    ) -> Answer {
+    fn issue(&self, user: Option<&str>, params: &[(String, String)], offline: bool) -> Answer {
         let scope_values = params
             .iter()
             .filter(|(k, _)| k == "scope")
@@ -182,7 +187,12 @@ impl TokenService {
         let mut refused: Vec<String> = Vec::new();
         for scope in &scopes {
             let Some(wanted) = scope.to_access() else {
-                refused.push(format!("{}:{}:{}", scope.kind, scope.name, scope.actions.join(",")));
+                refused.push(format!(
+                    "{}:{}:{}",
+                    scope.kind,
+                    scope.name,
+                    scope.actions.join(",")
+                ));
                 continue;
             };
             match self.policy.grant(user, &wanted) {
@@ -219,7 +229,11 @@ impl TokenService {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "cannot sign a token");
-                return Answer::error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "cannot sign the token");
+                return Answer::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    "cannot sign the token",
+                );
             }
         };
         let scope: Vec<String> = granted.iter().map(format_access).collect();
@@ -310,10 +324,13 @@ impl TokenService {
                     }
                 };
                 let current = self.credentials().and_then(|c| c.fingerprint(&user));
-                let still_valid = current
-                    .is_some_and(|c| bool::from(c.as_bytes().ct_eq(fingerprint.as_bytes())));
+                let still_valid =
+                    current.is_some_and(|c| bool::from(c.as_bytes().ct_eq(fingerprint.as_bytes())));
                 if !still_valid {
-                    tracing::warn!(user, "refused a refresh token issued before a password change (or for a removed user)");
+                    tracing::warn!(
+                        user,
+                        "refused a refresh token issued before a password change (or for a removed user)"
+                    );
                     return Answer::error(
                         StatusCode::UNAUTHORIZED,
                         "invalid_grant",
@@ -334,11 +351,7 @@ impl TokenService {
     }
 }
 
-async fn get_token(
-    State(svc): State<Arc<TokenService>>,
-    headers: HeaderMap,
-    uri: Uri,
-) -> Response {
+async fn get_token(State(svc): State<Arc<TokenService>>, headers: HeaderMap, uri: Uri) -> Response {
     svc.get(&headers, &uri).await.into_response()
 }
 

@@ -37,8 +37,17 @@ fn with_stdin(mut cmd: Command, input: &str) -> Run {
 
 fn add_user(htpasswd: &Path, user: &str, pass: &str) -> Run {
     let mut cmd = wharf();
-    cmd.args(["registry", "user", "add", user, "--cost", "5", "--password-stdin", "--htpasswd"])
-        .arg(htpasswd);
+    cmd.args([
+        "registry",
+        "user",
+        "add",
+        user,
+        "--cost",
+        "5",
+        "--password-stdin",
+        "--htpasswd",
+    ])
+    .arg(htpasswd);
     with_stdin(cmd, &format!("{pass}\n"))
 }
 
@@ -149,7 +158,15 @@ fn serve_rejects_non_bcrypt_htpasswd_naming_the_line() {
     std::fs::write(&h, "# team\nbob:$apr1$Jd3k2k1l$abcdefghijklmnopqrstuv\n").unwrap();
     let run = Run::from(
         wharf()
-            .args(["registry", "serve", "--auth", "basic", "--addr", "127.0.0.1:1", "--htpasswd"])
+            .args([
+                "registry",
+                "serve",
+                "--auth",
+                "basic",
+                "--addr",
+                "127.0.0.1:1",
+                "--htpasswd",
+            ])
             .arg(&h)
             .arg("--root")
             .arg(dir.path().join("root"))
@@ -167,10 +184,17 @@ fn user_add_passwd_remove_keep_other_lines() {
     let dir = tempfile::tempdir().unwrap();
     let h = dir.path().join("htpasswd");
     std::fs::write(&h, "# managed by hand\nlegacy:$apr1$x$y\n").unwrap();
-    add_user(&h, "alice", "first").assert_code(0).assert_contains("added user alice");
-    add_user(&h, "alice", "again").assert_code(2).assert_contains("already exists");
+    add_user(&h, "alice", "first")
+        .assert_code(0)
+        .assert_contains("added user alice");
+    add_user(&h, "alice", "again")
+        .assert_code(2)
+        .assert_contains("already exists");
     let text = std::fs::read_to_string(&h).unwrap();
-    assert!(text.starts_with("# managed by hand\nlegacy:$apr1$x$y\nalice:$2y$05$"), "{text}");
+    assert!(
+        text.starts_with("# managed by hand\nlegacy:$apr1$x$y\nalice:$2y$05$"),
+        "{text}"
+    );
     // Apache's tool reads what we wrote.
     let check = |pw: &str| {
         Command::new("htpasswd")
@@ -184,12 +208,24 @@ fn user_add_passwd_remove_keep_other_lines() {
     };
     assert!(check("first"));
     let mut cmd = wharf();
-    cmd.args(["registry", "user", "passwd", "alice", "--password-stdin", "--cost", "4", "--htpasswd"])
-        .arg(&h);
+    cmd.args([
+        "registry",
+        "user",
+        "passwd",
+        "alice",
+        "--password-stdin",
+        "--cost",
+        "4",
+        "--htpasswd",
+    ])
+    .arg(&h);
     with_stdin(cmd, "second\n").assert_code(0);
     assert!(check("second") && !check("first"));
     use std::os::unix::fs::PermissionsExt as _;
-    assert_eq!(std::fs::metadata(&h).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&h).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     let remove = |u: &str| {
         Run::from(
             wharf()
@@ -200,7 +236,9 @@ fn user_add_passwd_remove_keep_other_lines() {
         )
     };
     remove("alice").assert_code(0);
-    remove("alice").assert_code(2).assert_contains("no user alice");
+    remove("alice")
+        .assert_code(2)
+        .assert_contains("no user alice");
     assert_eq!(
         std::fs::read_to_string(&h).unwrap(),
         "# managed by hand\nlegacy:$apr1$x$y\n"
@@ -222,23 +260,40 @@ fn user_add_passwd_remove_keep_other_lines() {
 fn served_basic_and_token_registries_answer_over_loopback() {
     let basic = Served::start("basic");
     let r = http::get(&format!("{}/v2/", basic.url()), &[]).unwrap();
-    assert_eq!(r.header("www-authenticate"), Some("Basic realm=\"wharf-registry\""));
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Basic realm=\"wharf-registry\"")
+    );
     let auth = format!("Basic {}", b64(&format!("{USER}:{PASS}")));
     let r = http::get(&format!("{}/v2/", basic.url()), &[("Authorization", &auth)]).unwrap();
     assert_eq!(r.status, 200);
-    let r = http::get(&format!("{}/v2/", basic.url()), &[("Authorization", "Basic eDp5")]).unwrap();
+    let r = http::get(
+        &format!("{}/v2/", basic.url()),
+        &[("Authorization", "Basic eDp5")],
+    )
+    .unwrap();
     assert_eq!(r.status, 401);
     basic.assert_log_has_no_secrets();
-    assert!(basic.log().contains("wrong user name or password"), "{}", basic.log());
+    assert!(
+        basic.log().contains("wrong user name or password"),
+        "{}",
+        basic.log()
+    );
 
     let token = Served::start("token");
     let r = http::get(&format!("{}/v2/", token.url()), &[]).unwrap();
     assert_eq!(
         r.header("www-authenticate").unwrap(),
-        format!("Bearer realm=\"{}/token\",service=\"wharf-registry\"", token.url())
+        format!(
+            "Bearer realm=\"{}/token\",service=\"wharf-registry\"",
+            token.url()
+        )
     );
     let r = http::get(
-        &format!("{}/token?service=wharf-registry&offline_token=true&client_id=docker", token.url()),
+        &format!(
+            "{}/token?service=wharf-registry&offline_token=true&client_id=docker",
+            token.url()
+        ),
         &[("Authorization", &auth)],
     )
     .unwrap();
@@ -248,7 +303,10 @@ fn served_basic_and_token_registries_answer_over_loopback() {
     token.assert_log_has_no_secrets();
     let key = token.dir.path().join("root/auth/token-signing-key.pem");
     use std::os::unix::fs::PermissionsExt as _;
-    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
 }
 
 // ---------------------------------------------------------------- real clients (ignored tier)
@@ -285,24 +343,34 @@ fn docker(config: &Path, args: &[&str]) -> Run {
 #[test]
 #[ignore = "needs dockerd: run by scripts/test-all.sh"]
 fn docker_login_push_pull_in_basic_and_token_modes() {
-    assert!(docker_answers(), "dockerd does not answer: run through scripts/test-all.sh");
+    assert!(
+        docker_answers(),
+        "dockerd does not answer: run through scripts/test-all.sh"
+    );
     for mode in ["basic", "token"] {
         let served = Served::start(mode);
         let host = served.host();
         let cfg = tempfile::tempdir().unwrap();
         let mut login = Command::new("docker");
-        login
-            .arg("--config")
-            .arg(cfg.path())
-            .args(["login", &host, "-u", USER, "--password-stdin"]);
-        with_stdin(login, PASS).assert_code(0).assert_contains("Login Succeeded");
+        login.arg("--config").arg(cfg.path()).args([
+            "login",
+            &host,
+            "-u",
+            USER,
+            "--password-stdin",
+        ]);
+        with_stdin(login, PASS)
+            .assert_code(0)
+            .assert_contains("Login Succeeded");
         let stored: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(cfg.path().join("config.json")).unwrap())
                 .unwrap();
         let entry = &stored["auths"][host.as_str()];
         if mode == "token" {
             assert!(
-                entry["identitytoken"].as_str().is_some_and(|t| !t.is_empty()),
+                entry["identitytoken"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty()),
                 "docker stores a refresh token in token mode: {entry}"
             );
         } else {
@@ -316,7 +384,19 @@ fn docker_login_push_pull_in_basic_and_token_modes() {
         docker(cfg.path(), &["push", &image]).assert_code(0);
         docker(cfg.path(), &["rmi", &image, &local]).assert_code(0);
         docker(cfg.path(), &["pull", &image]).assert_code(0);
-        let out = docker(cfg.path(), &["run", "--rm", "--network", "none", &image, "busybox", "echo", "pulled-ok"]);
+        let out = docker(
+            cfg.path(),
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                &image,
+                "busybox",
+                "echo",
+                "pulled-ok",
+            ],
+        );
         out.assert_code(0).assert_contains("pulled-ok");
         docker(cfg.path(), &["rmi", &image]).assert_code(0);
 
@@ -326,7 +406,11 @@ fn docker_login_push_pull_in_basic_and_token_modes() {
         served.assert_log_has_no_secrets();
         if mode == "token" {
             // dockerd used the identitytoken through the OAuth2 refresh grant.
-            assert!(served.log().contains("path=/token status=200"), "{}", served.log());
+            assert!(
+                served.log().contains("path=/token status=200"),
+                "{}",
+                served.log()
+            );
         }
     }
 }
@@ -389,12 +473,19 @@ fn wharf_login_in_both_modes() {
         cmd.env("HOME", home.path())
             .env_remove("DOCKER_CONFIG")
             .args(["login", &host, "-u", USER, "--password-stdin"]);
-        with_stdin(cmd, PASS).assert_code(0).assert_contains("Login Succeeded");
+        with_stdin(cmd, PASS)
+            .assert_code(0)
+            .assert_contains("Login Succeeded");
         let text = std::fs::read_to_string(home.path().join(".docker/config.json")).unwrap();
         let stored: serde_json::Value = serde_json::from_str(&text).unwrap();
         let entry = &stored["auths"][host.as_str()];
         if mode == "token" {
-            assert!(entry["identitytoken"].as_str().is_some_and(|t| !t.is_empty()), "{entry}");
+            assert!(
+                entry["identitytoken"]
+                    .as_str()
+                    .is_some_and(|t| !t.is_empty()),
+                "{entry}"
+            );
             assert!(!text.contains(PASS));
         } else {
             assert_eq!(entry["auth"], b64(&format!("{USER}:{PASS}")));
@@ -409,14 +500,18 @@ fn wharf_login_in_both_modes() {
 #[test]
 #[ignore = "needs dockerd: run by scripts/test-all.sh"]
 fn wharf_run_pulls_the_job_image_from_our_registry() {
-    assert!(docker_answers(), "dockerd does not answer: run through scripts/test-all.sh");
+    assert!(
+        docker_answers(),
+        "dockerd does not answer: run through scripts/test-all.sh"
+    );
     for mode in ["token", "basic"] {
         let served = Served::start(mode);
         let image = format!("{}/team/node:10-alpine", served.host());
         layout().push(&image, Some((USER, PASS))).unwrap();
         let p = Project::seed(Some(&image));
-        let auth = serde_json::json!({"auths": {served.host(): {"auth": b64(&format!("{USER}:{PASS}"))}}})
-            .to_string();
+        let auth =
+            serde_json::json!({"auths": {served.host(): {"auth": b64(&format!("{USER}:{PASS}"))}}})
+                .to_string();
         let run = p.run(&["run", "--variable", &format!("DOCKER_AUTH_CONFIG={auth}")]);
         run.assert_code(0)
             .assert_contains("<h1>built for staging</h1>")
@@ -437,7 +532,8 @@ fn podman_pulls_from_our_registry() {
     let auth_file: PathBuf = auth_dir.path().join("auth.json");
     std::fs::write(
         &auth_file,
-        serde_json::json!({"auths": {served.host(): {"auth": b64(&format!("{USER}:{PASS}"))}}}).to_string(),
+        serde_json::json!({"auths": {served.host(): {"auth": b64(&format!("{USER}:{PASS}"))}}})
+            .to_string(),
     )
     .unwrap();
     let run = Run::from(
