@@ -194,6 +194,15 @@ impl AccessControl {
                 return self.bearer(headers, verifier, value, wanted);
             }
         }
+        // Only a word-like scheme is logged: a header without a scheme may be a bare secret.
+        let scheme = if !scheme.is_empty()
+            && scheme.len() <= 16
+            && scheme.bytes().all(|b| b.is_ascii_alphabetic())
+        {
+            scheme
+        } else {
+            "(unrecognised)"
+        };
         tracing::warn!(scheme, "refused an unsupported Authorization scheme");
         self.unauthorized(headers, wanted, None)
     }

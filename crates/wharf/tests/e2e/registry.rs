@@ -273,11 +273,16 @@ fn served_basic_and_token_registries_answer_over_loopback() {
     )
     .unwrap();
     assert_eq!(r.status, 401);
+    // A bare secret without a scheme must not reach the log either.
+    let bare = "bare-secret-value-0123456789";
+    let r = http::get(&format!("{}/v2/", basic.url()), &[("Authorization", bare)]).unwrap();
+    assert_eq!(r.status, 401);
     basic.assert_log_has_no_secrets();
+    let log = basic.log();
+    assert!(log.contains("wrong user name or password"), "{log}");
     assert!(
-        basic.log().contains("wrong user name or password"),
-        "{}",
-        basic.log()
+        log.contains("unsupported Authorization scheme") && !log.contains(bare),
+        "{log}"
     );
 
     let token = Served::start("token");
