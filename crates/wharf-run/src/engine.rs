@@ -9,8 +9,8 @@ use base64::Engine as _;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
@@ -105,21 +105,43 @@ pub struct Engine {
     api_version: String,
 }
 
+#[derive(Default)]
 pub struct ContainerSpec {
     pub name: String,
     pub image: String,
     pub entrypoint: Option<Vec<String>>,
+    /// Empty: the image's own `CMD`.
     pub cmd: Vec<String>,
     pub env: Vec<String>,
     pub binds: Vec<String>,
+    /// Empty: the image's own `WORKDIR`.
     pub working_dir: String,
     pub labels: HashMap<String, String>,
     pub user: Option<String>,
+    /// `container:<id>` to join another container's network namespace (services); `None`: the
+    /// daemon's default. wharf never creates Docker networks.
+    pub network_mode: Option<String>,
+    /// `/etc/hosts` entries (`name:ip`). Only allowed on the container that owns the namespace:
+    /// the ones joining it share its `/etc/hosts`.
+    pub extra_hosts: Vec<String>,
 }
 
 pub struct ImageInfo {
     pub id: String,
     pub repo_digests: Vec<String>,
+    /// `EXPOSE`d ports as the image config lists them (`"5432/tcp"`, `"53/udp"`).
+    pub exposed_ports: Vec<String>,
+}
+
+/// What a container is doing now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerState {
+    pub running: bool,
+    /// The container's init process as dockerd's PID namespace sees it (0 when not running).
+    pub pid: i64,
+    pub exit_code: Option<i64>,
+    /// dockerd's word for it: `created`, `running`, `exited`...
+    pub status: String,
 }
 
 impl Engine {
@@ -152,6 +174,10 @@ impl Engine {
             Ok(info) => Ok(Some(ImageInfo {
                 id: info.id.unwrap_or_default(),
                 repo_digests: info.repo_digests.unwrap_or_default(),
+                exposed_ports: info
+                    .config
+                    .and_then(|c| c.exposed_ports)
+                    .unwrap_or_default(),
             })),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
@@ -240,9 +266,9 @@ impl Engine {
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
             entrypoint: spec.entrypoint.clone(),
-            cmd: Some(spec.cmd.clone()),
+            cmd: (!spec.cmd.is_empty()).then(|| spec.cmd.clone()),
             env: Some(spec.env.clone()),
-            working_dir: Some(spec.working_dir.clone()),
+            working_dir: (!spec.working_dir.is_empty()).then(|| spec.working_dir.clone()),
             labels: Some(spec.labels.clone()),
             user: spec.user.clone(),
             attach_stdout: Some(true),
@@ -250,6 +276,8 @@ impl Engine {
             tty: Some(false),
             host_config: Some(HostConfig {
                 binds: Some(spec.binds.clone()),
+                network_mode: spec.network_mode.clone(),
+                extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
                 ..Default::default()
             }),
             ..Default::default()
@@ -312,6 +340,53 @@ impl Engine {
             },
             _ = cancel.changed() => Err(EngineError::Canceled),
         }
+    }
+
+    /// Start a created container without attaching to it (service containers: their output
+    /// stays out of the job log).
+    pub async fn start(&self, id: &str) -> Result<(), EngineError> {
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(|e| EngineError::Api(e.to_string()))
+    }
+
+    pub async fn container_state(&self, id: &str) -> Result<ContainerState, EngineError> {
+        let info = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| EngineError::Api(e.to_string()))?;
+        let state = info.state.unwrap_or_default();
+        Ok(ContainerState {
+            running: state.running.unwrap_or(false),
+            pid: state.pid.unwrap_or(0),
+            exit_code: state.exit_code,
+            status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+        })
+    }
+
+    /// The last `lines` lines of a container's output (stdout and stderr), for warnings.
+    pub async fn logs_tail(&self, id: &str, lines: usize) -> Result<String, EngineError> {
+        let opts = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .tail(&lines.to_string())
+            .build();
+        let mut stream = self.docker.logs(id, Some(opts));
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(chunk) => out.extend_from_slice(&chunk.into_bytes()),
+                Err(e) => return Err(EngineError::Api(e.to_string())),
+            }
+        }
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    }
+
+    /// `DOCKER_HOST` as connected to, so a cleanup can reconnect from another thread.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// Remove a container and its anonymous volumes; a container already gone is fine.

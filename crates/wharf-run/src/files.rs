@@ -137,6 +137,143 @@ pub struct Matched {
     pub outside: Vec<String>,
 }
 
+impl Matched {
+    /// Add more entries (e.g. untracked files), keeping the list sorted, without duplicates and
+    /// without entries already covered by a listed folder.
+    pub fn add_entries(&mut self, more: Vec<PathBuf>) {
+        self.entries.extend(more);
+        self.entries.sort();
+        self.entries.dedup();
+        let mut kept: Vec<PathBuf> = Vec::new();
+        for e in std::mem::take(&mut self.entries) {
+            if !kept.iter().any(|k| e.starts_with(k)) {
+                kept.push(e);
+            }
+        }
+        self.entries = kept;
+    }
+}
+
+/// The project's files that git tracks (`git ls-files --cached`), or `None` outside a git work
+/// tree.
+pub fn tracked(project: &Path) -> Option<Vec<PathBuf>> {
+    let out = Command::new("git")
+        .args(["ls-files", "-z", "--cached"])
+        .current_dir(project)
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())?;
+    Some(
+        out.stdout
+            .split(|&b| b == 0)
+            .filter(|p| !p.is_empty())
+            .map(|p| PathBuf::from(String::from_utf8_lossy(p).into_owned()))
+            .collect(),
+    )
+}
+
+/// GitLab's `untracked: true`: the files in the build folder that git does not track (ignored
+/// ones included, as `git ls-files --others` without excludes lists them), minus `exclude`
+/// patterns. Tracked means tracked in the project's repository; outside a git work tree, every
+/// file that was not part of the source `snapshot` (what the job created) counts as untracked.
+pub fn untracked(
+    build_dir: &Path,
+    project: &Path,
+    snapshot: &[PathBuf],
+    exclude: &[String],
+) -> Result<Vec<PathBuf>, FilesError> {
+    let known: std::collections::HashSet<PathBuf> = tracked(project)
+        .unwrap_or_else(|| snapshot.to_vec())
+        .into_iter()
+        .collect();
+    let excludes = exclude
+        .iter()
+        .map(|p| glob(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Vec::new();
+    for entry in walkdir::WalkDir::new(build_dir)
+        .min_depth(1)
+        .into_iter()
+        .filter_entry(|e| !(e.depth() == 1 && e.file_name() == ".git"))
+    {
+        let entry = entry.map_err(|e| FilesError::Io {
+            action: "walking",
+            path: build_dir.to_path_buf(),
+            source: e.into(),
+        })?;
+        if entry.file_type().is_dir() {
+            continue;
+        }
+        let Ok(rel) = entry.path().strip_prefix(build_dir) else {
+            continue;
+        };
+        if !known.contains(rel) && !excludes.iter().any(|g| g.is_match(rel)) {
+            out.push(rel.to_path_buf());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// What `.wharf/artifacts/<job>.json` records about a job's artifacts.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ArtifactsMeta {
+    pub job: String,
+    /// `artifacts:name` expanded; GitLab's default is `artifacts`.
+    pub name: String,
+    /// `artifacts:expire_in` as written: recorded only, wharf never deletes artifacts.
+    pub expire_in: Option<String>,
+    /// The saved paths, relative to the artifacts folder.
+    pub paths: Vec<String>,
+    /// `reports:` files other than dotenv that were kept (relative paths).
+    pub reports: Vec<String>,
+    /// RFC 3339, UTC.
+    pub created: String,
+}
+
+/// Write `meta` next to the artifacts folder as `<slug>.json`, atomically.
+pub fn write_artifacts_meta(
+    artifacts_root: &Path,
+    slug: &str,
+    meta: &ArtifactsMeta,
+) -> Result<PathBuf, FilesError> {
+    std::fs::create_dir_all(artifacts_root).map_err(io_err("creating", artifacts_root))?;
+    let path = artifacts_root.join(format!("{slug}.json"));
+    let mut text = serde_json::to_string_pretty(meta).unwrap_or_default();
+    text.push('\n');
+    let tmp = artifacts_root.join(format!(".{slug}.json.tmp"));
+    std::fs::write(&tmp, text).map_err(io_err("writing", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io_err("publishing", &path))?;
+    Ok(path)
+}
+
+/// `time` as RFC 3339 in UTC (`2024-05-01T12:00:00Z`), without a date library.
+pub fn rfc3339_utc(time: std::time::SystemTime) -> String {
+    let secs = time
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's days-to-civil algorithm.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60
+    )
+}
+
 /// Match GitLab `paths:` patterns (plain paths, folders, `*`, `**` globs) inside `root`, minus
 /// `exclude` patterns.
 pub fn match_paths(
@@ -338,6 +475,73 @@ mod tests {
             .unwrap()
             .collect();
         assert_eq!(leftovers.len(), 1);
+    }
+
+    #[test]
+    fn untracked_lists_what_git_does_not_track() {
+        let d = tempfile::tempdir().unwrap();
+        let project = d.path().join("project");
+        touch(&project, "src/a.c");
+        touch(&project, "notes.txt");
+        let git = |args: &[&str]| {
+            assert!(
+                Command::new("git")
+                    .args(args)
+                    .current_dir(&project)
+                    .output()
+                    .unwrap()
+                    .status
+                    .success()
+            );
+        };
+        git(&["init", "-q"]);
+        git(&["add", "src/a.c"]);
+        let build = d.path().join("build");
+        for f in ["src/a.c", "notes.txt", "out/bin", "out/x.log", ".git/HEAD"] {
+            touch(&build, f);
+        }
+        let snapshot = vec![PathBuf::from("notes.txt"), PathBuf::from("src/a.c")];
+        let got = untracked(&build, &project, &snapshot, &["out/*.log".into()]).unwrap();
+        // notes.txt is untracked in git (not added), so it counts, as in GitLab.
+        assert_eq!(got, [PathBuf::from("notes.txt"), PathBuf::from("out/bin")]);
+        // Outside git: whatever the snapshot did not hold.
+        let plain = d.path().join("plain");
+        std::fs::create_dir_all(&plain).unwrap();
+        let got = untracked(&build, &plain, &snapshot, &[]).unwrap();
+        assert_eq!(got, [PathBuf::from("out/bin"), PathBuf::from("out/x.log")]);
+    }
+
+    #[test]
+    fn add_entries_keeps_folders_covering_files() {
+        let mut m = Matched {
+            entries: vec![PathBuf::from("dist")],
+            ..Default::default()
+        };
+        m.add_entries(vec![PathBuf::from("dist/a.js"), PathBuf::from("b.txt")]);
+        assert_eq!(m.entries, [PathBuf::from("b.txt"), PathBuf::from("dist")]);
+    }
+
+    #[test]
+    fn artifacts_meta_round_trips_and_dates_format() {
+        let d = tempfile::tempdir().unwrap();
+        let meta = ArtifactsMeta {
+            job: "build 1/2".into(),
+            name: "build-main".into(),
+            expire_in: Some("1 week".into()),
+            paths: vec!["dist".into()],
+            reports: vec!["junit.xml".into()],
+            created: rfc3339_utc(std::time::UNIX_EPOCH),
+        };
+        let path = write_artifacts_meta(d.path(), "build_1_2", &meta).unwrap();
+        assert_eq!(path, d.path().join("build_1_2.json"));
+        let back: ArtifactsMeta =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(back, meta);
+        assert_eq!(back.created, "1970-01-01T00:00:00Z");
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(951_827_696);
+        assert_eq!(rfc3339_utc(t), "2000-02-29T12:34:56Z");
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_735_689_599);
+        assert_eq!(rfc3339_utc(t), "2024-12-31T23:59:59Z");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! artifacts, and the shell and Docker executors.
 
 mod dag;
+pub mod cache;
 pub mod engine;
 pub mod files;
 pub mod git;
@@ -13,6 +14,7 @@ mod rules_eval;
 mod runner;
 pub mod scheduler;
 pub mod script;
+pub mod services;
 pub mod vars;
 
 pub use dag::{DEFAULT_TIMEOUT, plan_pipeline, predefined_variables, run_pipeline};

@@ -6,6 +6,7 @@ use crate::log::{Console, JobLog};
 use crate::mask::Masker;
 use crate::report::{FailureReason, JobReport, JobStatus};
 use crate::script;
+use crate::services;
 use crate::vars::VarSet;
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -484,27 +485,9 @@ fn prepare(
         layout.project_dir_in_job
     ));
 
-    if !job.cache.is_empty() {
-        log.section("Restoring cache");
-    }
-    for cache in &job.cache {
-        if cache.policy == wharf_ci::CachePolicy::Push {
-            continue;
-        }
-        let Some(key) = cache_key(vars, &cache.key, log) else {
-            continue;
-        };
-        let dir = ctx.wharf_dir.join("cache").join(&key);
-        if dir.is_dir() {
-            log.info(&format!(
-                "Restoring cache \"{key}\" from {}",
-                relative(ctx, &dir)
-            ));
-            files::copy_tree(&dir, &layout.build_dir).map_err(|e| fail(log, e))?;
-        } else {
-            log.info(&format!("No cache \"{key}\" yet: nothing to restore"));
-        }
-    }
+    // Caches (crate::cache): keys, fallback keys, per-key locks.
+    crate::cache::restore(&job.cache, vars, &cache_dirs(ctx, layout), log)
+        .map_err(|e| fail(log, e))?;
 
     let deps: Vec<&Job> = dependency_jobs(ctx, job);
     let with_artifacts: Vec<(&Job, PathBuf)> = deps
@@ -602,16 +585,14 @@ fn dependency_jobs<'p>(ctx: &Ctx<'p>, job: &Job) -> Vec<&'p Job> {
         .collect()
 }
 
-fn cache_key(vars: &VarSet, raw: &str, log: &mut JobLog) -> Option<String> {
-    let key = vars.expand(raw);
-    let key = key.trim();
-    if key.is_empty() || key == "." || key == ".." || key.contains('/') || key.contains('\\') {
-        log.warn(&format!(
-            "cache key \"{key}\" is not usable (empty, `.`/`..`, or contains `/`): cache skipped"
-        ));
-        return None;
+/// Where `crate::cache` finds the caches, the key files and the job's build folder.
+fn cache_dirs<'c>(ctx: &'c Ctx<'_>, layout: &'c Layout) -> crate::cache::CacheDirs<'c> {
+    crate::cache::CacheDirs {
+        wharf_dir: &ctx.wharf_dir,
+        project_dir: &ctx.opts.project_dir,
+        snapshot: ctx.snapshot,
+        build_dir: &layout.build_dir,
     }
-    Some(key.to_string())
 }
 
 fn when_matches(when: CacheWhen, ok: bool) -> bool {
@@ -630,40 +611,7 @@ fn save_caches(
     ok: bool,
     log: &mut JobLog,
 ) {
-    for cache in &job.cache {
-        if cache.policy == wharf_ci::CachePolicy::Pull || !when_matches(cache.when, ok) {
-            continue;
-        }
-        log.section(if ok {
-            "Saving cache for successful job"
-        } else {
-            "Saving cache for failed job"
-        });
-        let Some(key) = cache_key(vars, &cache.key, log) else {
-            continue;
-        };
-        let paths: Vec<String> = cache.paths.iter().map(|p| vars.expand(p)).collect();
-        match files::match_paths(&layout.build_dir, &paths, &[]) {
-            Ok(m) => {
-                for p in &m.unmatched {
-                    log.warn(&format!("{p}: no matching files"));
-                }
-                for p in &m.outside {
-                    log.warn(&format!("{p}: outside the build folder, not cached"));
-                }
-                let dest = ctx.wharf_dir.join("cache").join(&key);
-                match files::publish(&layout.build_dir, &m.entries, &dest) {
-                    Ok(()) => log.info(&format!(
-                        "Created cache \"{key}\" ({} paths) in {}",
-                        m.entries.len(),
-                        relative(ctx, &dest)
-                    )),
-                    Err(e) => log.warn(&format!("cache not saved: {e}")),
-                }
-            }
-            Err(e) => log.warn(&format!("cache not saved: {e}")),
-        }
-    }
+    crate::cache::save(&job.cache, vars, &cache_dirs(ctx, layout), ok, log);
 }
 
 fn upload_artifacts(
@@ -685,15 +633,32 @@ fn upload_artifacts(
     } else {
         "Uploading artifacts for failed job"
     });
-    let paths: Vec<String> = art.paths.iter().map(|p| vars.expand(p)).collect();
+    let mut paths: Vec<String> = art.paths.iter().map(|p| vars.expand(p)).collect();
+    // `reports:` other than dotenv are kept as files with the artifacts.
+    let reports: Vec<String> = art.reports_other.iter().map(|p| vars.expand(p)).collect();
+    paths.extend(reports.iter().cloned());
     let exclude: Vec<String> = art.exclude.iter().map(|p| vars.expand(p)).collect();
-    let m = match files::match_paths(&layout.build_dir, &paths, &exclude) {
+    let mut m = match files::match_paths(&layout.build_dir, &paths, &exclude) {
         Ok(m) => m,
         Err(e) => {
             log.error(&format!("artifacts: {e}"));
             return Err(config_error());
         }
     };
+    if art.untracked {
+        match files::untracked(
+            &layout.build_dir,
+            &ctx.opts.project_dir,
+            ctx.snapshot,
+            &exclude,
+        ) {
+            Ok(u) => m.add_entries(u),
+            Err(e) => {
+                log.error(&format!("artifacts: untracked files: {e}"));
+                return Err(system_failure());
+            }
+        }
+    }
     for p in &m.unmatched {
         log.warn(&format!("{p}: no matching files. Ensure that the artifact path is relative to the working directory"));
     }
@@ -701,9 +666,11 @@ fn upload_artifacts(
         log.warn(&format!("{p}: outside the build folder, not uploaded"));
     }
     let dest = ctx.wharf_dir.join("artifacts").join(slug(&job.name));
+    let meta_root = ctx.wharf_dir.join("artifacts");
     if m.entries.is_empty() {
         log.error("No files to upload");
         let _ = files::remove_tree(&dest);
+        let _ = std::fs::remove_file(meta_root.join(format!("{}.json", slug(&job.name))));
         return Ok(());
     }
     match files::publish(&layout.build_dir, &m.entries, &dest) {
@@ -714,6 +681,22 @@ fn upload_artifacts(
                     e.display(),
                     relative(ctx, &dest.join(e))
                 ));
+            }
+            // `name` and `expire_in` are recorded, not acted on (wharf never expires artifacts).
+            let meta = files::ArtifactsMeta {
+                job: job.name.clone(),
+                name: art
+                    .name
+                    .as_ref()
+                    .map(|n| vars.expand(n))
+                    .unwrap_or_else(|| "artifacts".to_string()),
+                expire_in: art.expire_in.clone(),
+                paths: m.entries.iter().map(|e| e.display().to_string()).collect(),
+                reports,
+                created: files::rfc3339_utc(std::time::SystemTime::now()),
+            };
+            if let Err(e) = files::write_artifacts_meta(&meta_root, &slug(&job.name), &meta) {
+                log.warn(&format!("artifacts metadata not saved: {e}"));
             }
             Ok(())
         }
@@ -904,70 +887,74 @@ async fn run_in_docker(
         "Using Docker executor with image {image_name} ..."
     ));
 
-    let sources = CredentialSources {
-        job_auth_config: job_auth_config.map(Secret),
-        runner_auth_config: ctx.opts.env.docker_auth_config.clone().map(Secret),
-        docker_config_dir: ctx.opts.env.docker_config.clone(),
-        home_dir: ctx.opts.env.home.clone(),
-        path: ctx.opts.env.path.clone(),
-    };
-    // Credential helpers are programs: run them off the async workers.
-    let resolution = tokio::task::block_in_place(|| wharf_oci::resolve(&image_ref, &sources));
-    for w in &resolution.warnings {
-        log.warn(w);
-    }
-    let auth = resolution.found.as_ref().map(|f| f.auth.clone());
-    if let Some(found) = &resolution.found {
-        // Secrets from helpers are only known now: register them before anything else is logged.
-        for s in found.auth.secrets() {
-            log.add_secret(&s);
-        }
-        log.info(&format!(
-            "Authenticating with credentials from {}",
-            found.source
-        ));
-    }
-
-    let policies: Vec<PullPolicy> = match (ctx.opts.pull_policy, image_spec.pull_policy.is_empty())
-    {
-        (Some(p), _) => vec![p],
-        (None, false) => image_spec.pull_policy.clone(),
-        (None, true) => vec![PullPolicy::Always],
-    };
-    if let Err(status) = ensure_image(
+    if let Err(status) = pull_image(
         ctx,
         engine,
         &image_name,
         &image_ref,
-        &policies,
-        auth.as_ref(),
-        &resolution,
+        &image_spec.pull_policy,
+        job_auth_config.as_deref(),
         log,
     )
     .await
     {
         return status;
     }
-    match engine.inspect_image(&image_name).await {
-        Ok(Some(info)) => {
-            let digest = info
-                .repo_digests
-                .first()
-                .map(|d| format!(" with digest {d}"))
-                .unwrap_or_default();
-            log.info(&format!(
-                "Using docker image {} for {image_name}{digest} ...",
-                info.id
-            ));
+
+    // ---- services (crate::services): pulled like the job image, started before the job.
+    let planned = match services::plan(job, vars, log) {
+        Ok(p) => p,
+        Err(s) => return s,
+    };
+    for svc in &planned {
+        log.info(&format!("Starting service {} ...", svc.image));
+        if let Err(status) = pull_image(
+            ctx,
+            engine,
+            &svc.image,
+            &svc.image_ref,
+            &svc.pull_policy,
+            job_auth_config.as_deref(),
+            log,
+        )
+        .await
+        {
+            return status;
         }
-        Ok(None) => {}
-        Err(e) => log.warn(&e.to_string()),
     }
+    let container_prefix = format!(
+        "wharf-{}-{}-{}",
+        ctx.project_name
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>(),
+        ctx.pipeline_id,
+        slug(&job.name)
+    );
+    let labels = HashMap::from([
+        ("wharf.job".to_string(), job.name.clone()),
+        ("wharf.pipeline".to_string(), ctx.pipeline_id.to_string()),
+    ]);
+    let start = services::StartOptions {
+        name_prefix: &container_prefix,
+        labels: &labels,
+        timeout: services::DEFAULT_TIMEOUT,
+        cancel: ctx.opts.cancel.clone(),
+    };
+    let services = match services::start(engine, &planned, start, log).await {
+        Ok(s) => s,
+        Err(s) => return s,
+    };
+    // ---- end services
 
     let env = match prepare(ctx, job, vars, layout, log) {
         Ok(env) => env,
-        Err(s) => return s,
+        Err(s) => {
+            services.remove(engine).await;
+            return s;
+        }
     };
+    let net = services.job_network(engine, log).await;
     let env: Vec<String> = env.into_iter().map(|(k, v)| format!("{k}={v}")).collect();
     let owner = host_owner();
     let dirs = [
@@ -990,6 +977,7 @@ async fn run_in_docker(
         "step_script",
         &env,
         layout,
+        &net,
         log,
     )
     .await
@@ -1016,6 +1004,7 @@ async fn run_in_docker(
             "after_script",
             &env,
             layout,
+            &net,
             log,
         )
         .await
@@ -1026,7 +1015,78 @@ async fn run_in_docker(
             Err(_) => {}
         }
     }
+    services.remove(engine).await;
     status
+}
+
+/// Resolve credentials for `image_name` (GitLab's sources and rules), then make sure dockerd has
+/// the image under the pull policies (`--pull-policy` wins over the pipeline's). Used for the job
+/// image and for every service image.
+async fn pull_image(
+    ctx: &Ctx<'_>,
+    engine: &Engine,
+    image_name: &str,
+    image_ref: &ImageRef,
+    pull_policy: &[PullPolicy],
+    job_auth_config: Option<&str>,
+    log: &mut JobLog,
+) -> Result<(), JobStatus> {
+    let sources = CredentialSources {
+        job_auth_config: job_auth_config.map(|c| Secret(c.to_string())),
+        runner_auth_config: ctx.opts.env.docker_auth_config.clone().map(Secret),
+        docker_config_dir: ctx.opts.env.docker_config.clone(),
+        home_dir: ctx.opts.env.home.clone(),
+        path: ctx.opts.env.path.clone(),
+    };
+    // Credential helpers are programs: run them off the async workers.
+    let resolution = tokio::task::block_in_place(|| wharf_oci::resolve(image_ref, &sources));
+    for w in &resolution.warnings {
+        log.warn(w);
+    }
+    let auth = resolution.found.as_ref().map(|f| f.auth.clone());
+    if let Some(found) = &resolution.found {
+        // Secrets from helpers are only known now: register them before anything else is logged.
+        for s in found.auth.secrets() {
+            log.add_secret(&s);
+        }
+        log.info(&format!(
+            "Authenticating with credentials from {}",
+            found.source
+        ));
+    }
+
+    let policies: Vec<PullPolicy> = match (ctx.opts.pull_policy, pull_policy.is_empty()) {
+        (Some(p), _) => vec![p],
+        (None, false) => pull_policy.to_vec(),
+        (None, true) => vec![PullPolicy::Always],
+    };
+    ensure_image(
+        ctx,
+        engine,
+        image_name,
+        image_ref,
+        &policies,
+        auth.as_ref(),
+        &resolution,
+        log,
+    )
+    .await?;
+    match engine.inspect_image(image_name).await {
+        Ok(Some(info)) => {
+            let digest = info
+                .repo_digests
+                .first()
+                .map(|d| format!(" with digest {d}"))
+                .unwrap_or_default();
+            log.info(&format!(
+                "Using docker image {} for {image_name}{digest} ...",
+                info.id
+            ));
+        }
+        Ok(None) => {}
+        Err(e) => log.warn(&e.to_string()),
+    }
+    Ok(())
 }
 
 /// `uid:gid` to give files back to when wharf does not run as root.
@@ -1106,6 +1166,7 @@ async fn pull_with_retries(
     for attempt in 0..tries {
         log.info(&format!("Pulling docker image {image_name} ..."));
         let color = ctx.opts.console.color;
+        let prefixed = log.is_prefixed();
         let console = ctx.opts.console.clone();
         let mut statuses = Vec::new();
         let result = {
@@ -1167,7 +1228,6 @@ async fn pull_with_retries(
                     .map(|f| f.source.as_str())
                     .unwrap_or("none");
                 let key = resolution
-        let prefixed = log.is_prefixed();
                     .found
                     .as_ref()
                     .map(|f| f.key.as_str())
@@ -1207,6 +1267,7 @@ async fn container_script(
     name: &str,
     env: &[String],
     layout: &Layout,
+    net: &services::JobNetwork,
     log: &mut JobLog,
 ) -> Result<i64, JobStatus> {
     let path = layout.tmp_dir.join(format!("{name}.sh"));
@@ -1248,6 +1309,8 @@ async fn container_script(
         working_dir: layout.project_dir_in_job.clone(),
         labels,
         user: None,
+        network_mode: net.network_mode.clone(),
+        extra_hosts: net.extra_hosts.clone(),
     };
     let id = match engine.create(&spec).await {
         Ok(id) => id,

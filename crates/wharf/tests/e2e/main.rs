@@ -10,7 +10,7 @@
 mod corpus;
 mod docker;
 mod pipeline;
-mod services;
 mod registry;
+mod services;
 mod shell;
 mod support;
