@@ -7,9 +7,9 @@
 use crate::convert::{self, JobRefs};
 use crate::diagnostic::{Diagnostic, Diags};
 use crate::model::{Job, Pipeline, Span};
-use crate::{LoadOptions, Loader, include, keywords, parallel, reference};
 use crate::suggest::did_you_mean;
 use crate::yaml::{self, Entry, Map, Node, Value};
+use crate::{LoadOptions, Loader, include, keywords, parallel, reference};
 use std::collections::HashMap;
 
 /// Top-level keys that are not jobs.
@@ -519,6 +519,78 @@ fn check_references(jobs: &mut [(Job, JobRefs)], stages: &[String], d: &mut Diag
                     );
                 }
                 Some(_) => {}
+            }
+        }
+    }
+    check_needs_cycles(jobs, d);
+}
+
+/// GitLab rejects circular `needs:`; without this check the scheduler would wait forever.
+fn check_needs_cycles(jobs: &[(Job, JobRefs)], d: &mut Diags) {
+    let index: HashMap<&str, usize> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, (j, _))| (j.name.as_str(), i))
+        .collect();
+    let edges: Vec<Vec<(usize, &Span)>> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, (j, _))| {
+            j.needs
+                .iter()
+                .flatten()
+                .filter_map(|n| index.get(n.job.as_str()).map(|&t| (t, &n.span)))
+                // A job needing itself is reported on its own.
+                .filter(|&(t, _)| t != i)
+                .collect()
+        })
+        .collect();
+    // 0 = unvisited, 1 = on the current path, 2 = done.
+    let mut state = vec![0u8; jobs.len()];
+    for start in 0..jobs.len() {
+        if state[start] != 0 {
+            continue;
+        }
+        let mut path: Vec<usize> = vec![start];
+        let mut next_edge: Vec<usize> = vec![0];
+        state[start] = 1;
+        while let Some(&node) = path.last() {
+            let at = next_edge.last().copied().unwrap_or(0);
+            match edges[node].get(at) {
+                Some(&(target, span)) => {
+                    if let Some(e) = next_edge.last_mut() {
+                        *e += 1;
+                    }
+                    match state[target] {
+                        0 => {
+                            state[target] = 1;
+                            path.push(target);
+                            next_edge.push(0);
+                        }
+                        1 => {
+                            let from = path.iter().position(|&n| n == target).unwrap_or(0);
+                            let mut chain: Vec<&str> = path[from..]
+                                .iter()
+                                .map(|&n| jobs[n].0.name.as_str())
+                                .collect();
+                            chain.push(jobs[target].0.name.as_str());
+                            d.error(
+                                span,
+                                format!("circular needs: {}", chain.join(" -> ")),
+                            )
+                            .help_opt(Some(
+                                "remove one of these needs: GitLab rejects a pipeline whose needs form a cycle"
+                                    .to_string(),
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+                None => {
+                    state[node] = 2;
+                    path.pop();
+                    next_edge.pop();
+                }
             }
         }
     }

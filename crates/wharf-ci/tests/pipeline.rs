@@ -1934,3 +1934,12 @@ mod merge_laws {
         }
     }
 }
+
+#[test]
+fn circular_needs_are_rejected_with_the_chain() {
+    let src = "a:\n  needs: [c]\n  script: [x]\nb:\n  needs: [a]\n  script: [x]\nc:\n  needs: [b]\n  script: [x]\nd:\n  needs: [a]\n  script: [x]\n";
+    let err = load_files(&[(".gitlab-ci.yml", src)], &[]).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("circular needs: a -> c -> b -> a"), "{text}");
+    assert_eq!(text.matches("circular needs").count(), 1, "{text}");
+}

@@ -40,10 +40,6 @@ const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
         "CI_ENVIRONMENT_NAME and CI_ENVIRONMENT_URL are not set for a job with `environment:`",
     ),
     (
-        "needs-cycle",
-        "a `needs` cycle is not reported by lint (and `wharf run` waits forever)",
-    ),
-    (
         "trigger-passes-variables",
         "the parent's global variables do not reach the child pipeline (only the trigger job's own)",
     ),
