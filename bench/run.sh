@@ -160,7 +160,7 @@ SUMMARY="$RESULTS/summary.txt"
 {
   echo "date: $STAMP"
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -sr), dockerd $(docker version --format '{{.Server.Version}}')"
-  echo "wharf: $(git -C "$ROOT" rev-parse --short HEAD); gitlab-ci-local $GCL_VERSION; node $("$NODE" --version)"
+  echo "wharf: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- crates Cargo.toml Cargo.lock || echo ' + uncommitted changes'); gitlab-ci-local $GCL_VERSION; node $("$NODE" --version)"
   echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >"$SUMMARY"
 
