@@ -1,8 +1,8 @@
 //! wharf-run: runs a [`wharf_ci::Pipeline`]: stage scheduling, variables, masking, logs, caches,
 //! artifacts, and the shell and Docker executors.
 
-mod dag;
 pub mod cache;
+mod dag;
 pub mod engine;
 pub mod files;
 pub mod git;
