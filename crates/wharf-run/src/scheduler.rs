@@ -143,6 +143,23 @@ impl Scheduler {
             self.state[i] = State::Running;
             actions.push(Action::Start(i));
         }
+        // Nothing runs, waits or can start, yet jobs are pending: they wait on each other (a
+        // `needs` cycle the loader did not catch). Skip them rather than wait forever.
+        let stuck = !self
+            .state
+            .iter()
+            .any(|s| matches!(s, State::Running | State::Delaying | State::Ready));
+        if actions.is_empty() && stuck {
+            for i in 0..self.nodes.len() {
+                if self.state[i] == State::Pending {
+                    self.state[i] = State::Done(Done::Skipped);
+                    actions.push(Action::Skip(
+                        i,
+                        "its needs wait on each other (a cycle)".into(),
+                    ));
+                }
+            }
+        }
         actions
     }
 
@@ -569,6 +586,21 @@ mod tests {
         s.finished(0, Outcome::Canceled);
         assert!(s.next_actions().is_empty());
         assert!(s.is_finished() && s.is_canceled());
+    }
+
+    #[test]
+    fn a_needs_cycle_is_skipped_instead_of_waiting_forever() {
+        let mut s = Scheduler::new(
+            vec![
+                needs(job("x", 0), &[1]),
+                needs(job("y", 0), &[0]),
+                job("z", 0),
+            ],
+            4,
+        );
+        let (started, skipped) = drive(&mut s, |_| Outcome::Success);
+        assert_eq!(started, vec![2]);
+        assert_eq!(skipped, vec![0, 1]);
     }
 
     #[test]
