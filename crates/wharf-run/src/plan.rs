@@ -122,7 +122,7 @@ pub fn plan(
     selection: &Selection,
 ) -> Result<Plan, PlanError> {
     check_selection(pipeline, selection)?;
-    let vars = sources.build(&[], &[], &[]);
+    let vars = sources.build(&[], &[], None, &[]);
     let files = std::sync::OnceLock::new();
     let env = RulesEnv {
         vars: &vars,
@@ -137,7 +137,12 @@ pub fn plan(
     }
     let mut jobs = Vec::with_capacity(pipeline.jobs.len());
     for job in &pipeline.jobs {
-        let job_vars = sources.build(&job_predefined(job), &job.variables, &[]);
+        let job_vars = sources.build(
+            &job_predefined(job),
+            &job.variables,
+            job.inherit_variables.as_deref(),
+            &[],
+        );
         let job_env = RulesEnv {
             vars: &job_vars,
             git,

@@ -382,8 +382,12 @@ fn job_variables(ctx: &Ctx<'_>, job: &Job, job_id: u64, layout: &Layout, docker:
     if let Some(image) = &job.image {
         predefined.push(("CI_JOB_IMAGE".into(), image.name.clone()));
     }
-    ctx.sources
-        .build(&predefined, &job.variables, &ctx.run.dotenv)
+    ctx.sources.build(
+        &predefined,
+        &job.variables,
+        job.inherit_variables.as_deref(),
+        &ctx.run.dotenv,
+    )
 }
 
 /// The pipeline-level predefined variables (the job-level ones are added per job).
@@ -1060,7 +1064,7 @@ async fn pull_image(
         (None, false) => pull_policy.to_vec(),
         (None, true) => vec![PullPolicy::Always],
     };
-    ensure_image(
+    let known = ensure_image(
         ctx,
         engine,
         image_name,
@@ -1071,7 +1075,11 @@ async fn pull_image(
         log,
     )
     .await?;
-    match engine.inspect_image(image_name).await {
+    let info = match known {
+        Some(info) => Ok(Some(info)),
+        None => engine.inspect_image(image_name).await,
+    };
+    match info {
         Ok(Some(info)) => {
             let digest = info
                 .repo_digests
@@ -1112,7 +1120,7 @@ async fn ensure_image(
     auth: Option<&wharf_oci::RegistryAuth>,
     resolution: &wharf_oci::Resolution,
     log: &mut JobLog,
-) -> Result<(), JobStatus> {
+) -> Result<Option<crate::engine::ImageInfo>, JobStatus> {
     let mut last: Option<JobStatus> = None;
     for (attempt, policy) in policies.iter().enumerate() {
         if attempt > 0 {
@@ -1122,23 +1130,29 @@ async fn ensure_image(
                 policy.as_str()
             ));
         }
-        let present = matches!(engine.inspect_image(image_name).await, Ok(Some(_)));
+        // `always` pulls whatever is there: asking the daemon first would be a wasted round trip.
+        let local = match policy {
+            PullPolicy::Always => None,
+            _ => engine.inspect_image(image_name).await.ok().flatten(),
+        };
         let result = match policy {
-            PullPolicy::IfNotPresent if present => {
+            PullPolicy::IfNotPresent if local.is_some() => {
                 log.info("Using locally found image version due to \"if-not-present\" pull policy");
-                Ok(())
+                Ok(local)
             }
-            PullPolicy::Never if present => Ok(()),
+            PullPolicy::Never if local.is_some() => Ok(local),
             PullPolicy::Never => {
                 log.error(&format!(
                     "image {image_name} is not present locally and the pull policy is \"never\"\n  fix: pull it first (`docker pull {image_name}`) or allow pulling with `--pull-policy if-not-present`"
                 ));
                 Err(config_error())
             }
-            _ => pull_with_retries(ctx, engine, image_name, image_ref, auth, resolution, log).await,
+            _ => pull_with_retries(ctx, engine, image_name, image_ref, auth, resolution, log)
+                .await
+                .map(|()| None),
         };
         match result {
-            Ok(()) => return Ok(()),
+            Ok(info) => return Ok(info),
             Err(s) => {
                 if attempt + 1 < policies.len() {
                     log.warn(&format!(

@@ -125,17 +125,24 @@ impl fmt::Debug for VarSources {
 
 impl VarSources {
     /// The variables a job sees. `job_predefined` (CI_JOB_NAME...) sit with the predefined ones.
+    /// `inherit` is the job's `inherit: variables:` (`None`: every global variable; a list: only
+    /// those; empty: none).
     pub fn build(
         &self,
         job_predefined: &[(String, String)],
         job: &[wharf_ci::Variable],
+        inherit: Option<&[String]>,
         dotenv: &[(String, String)],
     ) -> VarSet {
         let mut v = VarSet::default();
         for (k, val) in self.predefined.iter().chain(job_predefined) {
             v.set_plain(k, val.clone());
         }
-        for var in self.global.iter().chain(&self.workflow).chain(job) {
+        let inherited = self
+            .global
+            .iter()
+            .filter(|g| inherit.is_none_or(|names| names.contains(&g.name)));
+        for var in inherited.chain(&self.workflow).chain(job) {
             v.set(JobVariable {
                 name: var.name.clone(),
                 value: var.value.clone(),
@@ -300,6 +307,7 @@ mod tests {
         let v = sources.build(
             &[("CI_JOB_NAME".into(), "j".into())],
             &[var("C", "job"), var("D", "job"), var("F", "job")],
+            None,
             &[
                 ("D".into(), "dotenv$X".into()),
                 ("F".into(), "dotenv".into()),
@@ -311,6 +319,14 @@ mod tests {
         assert_eq!(got("A"), "global");
         assert_eq!(got("B"), "workflow");
         assert_eq!(got("C"), "job");
+        // `inherit: variables: [D]` keeps only that global one.
+        let only_d = sources.build(&[], &[], Some(&["D".to_string()]), &[]);
+        assert_eq!(
+            only_d.resolved("A").unwrap(),
+            "pre",
+            "global A not inherited"
+        );
+        assert_eq!(only_d.resolved("D").unwrap(), "global");
         // dotenv beats the job's variables and stays literal; CLI beats dotenv.
         assert_eq!(got("D"), "dotenv$X");
         assert_eq!(got("E"), "cli");

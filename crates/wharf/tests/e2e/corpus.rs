@@ -28,14 +28,6 @@ const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
         "`environment: name` is recorded without expanding its variables",
     ),
     (
-        "inherit-variables-false",
-        "`inherit: variables: false` is parsed but the runner still gives the job the global variables",
-    ),
-    (
-        "inherit-variables-list",
-        "`inherit: variables: [..]` is parsed but the runner still gives the job every global variable",
-    ),
-    (
         "environment-predefined-variables",
         "CI_ENVIRONMENT_NAME and CI_ENVIRONMENT_URL are not set for a job with `environment:`",
     ),
