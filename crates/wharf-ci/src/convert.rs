@@ -313,7 +313,10 @@ fn variable_value(s: &crate::yaml::Scalar, n: &Node, what: &str, d: &mut Diags) 
         Psych::Bool(_) => {
             d.error(
                 &n.span,
-                format!("{what} must be a string or a number, found the boolean `{}`", s.text),
+                format!(
+                    "{what} must be a string or a number, found the boolean `{}`",
+                    s.text
+                ),
             )
             .help(format!(
                 "GitLab reads an unquoted `{}` as a boolean (YAML 1.1): write \"{}\"",
@@ -327,7 +330,10 @@ fn variable_value(s: &crate::yaml::Scalar, n: &Node, what: &str, d: &mut Diags) 
             if text != s.text {
                 d.warning(
                     &n.span,
-                    format!("GitLab reads `{}` as the number {text}, so {what} is \"{text}\"", s.text),
+                    format!(
+                        "GitLab reads `{}` as the number {text}, so {what} is \"{text}\"",
+                        s.text
+                    ),
                 )
                 .help(format!("quote it to keep the text: \"{}\"", s.text));
             }
@@ -476,11 +482,17 @@ pub(crate) fn job(
     rules::check_job_conflicts(name, m, d);
     match (&start_in_span, job.when) {
         (None, When::Delayed) => {
-            d.error(span, format!("job `{name}` is `when: delayed` but has no `start_in`"))
-                .help("add `start_in: 30 minutes` (at most one week)");
+            d.error(
+                span,
+                format!("job `{name}` is `when: delayed` but has no `start_in`"),
+            )
+            .help("add `start_in: 30 minutes` (at most one week)");
         }
         (Some(s), w) if w != When::Delayed => {
-            d.error(s, format!("`start_in` of job `{name}` needs `when: delayed`"));
+            d.error(
+                s,
+                format!("`start_in` of job `{name}` needs `when: delayed`"),
+            );
         }
         _ => {}
     }
@@ -706,12 +718,15 @@ fn cache(
                         .unwrap_or_default();
                     match km.get("files") {
                         Some(f) => {
-                            let files =
-                                string_list(&f.value, &format!("{what} `files`"), d).unwrap_or_default();
+                            let files = string_list(&f.value, &format!("{what} `files`"), d)
+                                .unwrap_or_default();
                             if files.is_empty() || files.len() > 2 {
                                 d.error(
                                     &f.value.span,
-                                    format!("{what} `files` must list one or two files, found {}", files.len()),
+                                    format!(
+                                        "{what} `files` must list one or two files, found {}",
+                                        files.len()
+                                    ),
                                 );
                             }
                             c.key_files = files;
@@ -750,7 +765,10 @@ fn cache(
             "fallback_keys" => {
                 c.fallback_keys = string_list(v, &what, d).unwrap_or_default();
                 if c.fallback_keys.len() > 5 {
-                    d.error(&v.span, format!("{what} lists more than 5 keys (GitLab's limit)"));
+                    d.error(
+                        &v.span,
+                        format!("{what} lists more than 5 keys (GitLab's limit)"),
+                    );
                 }
             }
             "unprotect" => {
@@ -840,9 +858,9 @@ fn reports(n: &Node, what: &str, a: &mut Artifacts, d: &mut Diags) {
                 .extend(string_list(v, &what, d).unwrap_or_default()),
             // `coverage_report: {coverage_format, path}`.
             (_, Value::Map(rm)) => match rm.get("path") {
-                Some(p) => a
-                    .reports_other
-                    .extend(string_list(&p.value, &format!("{what} `path`"), d).unwrap_or_default()),
+                Some(p) => a.reports_other.extend(
+                    string_list(&p.value, &format!("{what} `path`"), d).unwrap_or_default(),
+                ),
                 None => {
                     d.error(&v.span, format!("{what} needs `path`"));
                 }
