@@ -145,14 +145,13 @@ impl AccessControl {
         }
     }
 
-    fn by_policy(&self, headers: &http::HeaderMap, user: &str, wanted: &[Access]) -> AuthOutcome {
+    fn by_policy(&self, user: &str, wanted: &[Access]) -> AuthOutcome {
         if self.policy.permits(Some(user), wanted) {
             return AuthOutcome::Allowed(Identity {
                 subject: Some(user.to_string()),
             });
         }
         tracing::warn!(user, scopes = %scopes_text(wanted), "access denied by policy");
-        let _ = headers;
         AuthOutcome::Challenge {
             www_authenticate: String::new(),
             error: AuthErrorCode::Denied,
@@ -178,7 +177,7 @@ impl AccessControl {
                 return self.unauthorized(headers, wanted, None);
             };
             return match passwords.check_header(value).await {
-                Checked::Valid(user) => self.by_policy(headers, &user, wanted),
+                Checked::Valid(user) => self.by_policy(&user, wanted),
                 Checked::Invalid { user } => {
                     tracing::warn!(user, scopes = %scopes_text(wanted), "wrong user name or password");
                     self.unauthorized(headers, wanted, None)
