@@ -391,6 +391,7 @@ pub(crate) fn job(
         tags: Vec::new(),
         coverage: None,
         environment: None,
+        environment_url: None,
         resource_group: None,
         parallel: None,
         trigger: None,
@@ -438,7 +439,17 @@ pub(crate) fn job(
             "cache" => job.cache = caches(v, &what, &mut job.unsupported, d),
             "artifacts" => job.artifacts = artifacts(v, &what, &mut job.unsupported, d),
             "when" => {
-                job.when = one_of(v, &what, WHEN_CHOICES, d).unwrap_or(When::OnSuccess);
+                // GitLab's job entry accepts only these (`ALLOWED_WHEN` in
+                // lib/gitlab/ci/config/entry/job.rb); `never` exists only in rules.
+                if matches!(&v.value, Value::Scalar(s) if s.text == "never") {
+                    d.error(
+                        &v.span,
+                        format!("{what} cannot be `never`: GitLab allows `when: never` only in `rules:` and `workflow: rules:`"),
+                    )
+                    .help("to keep the job out of the pipeline, use `rules: [{when: never}]` (or delete the job)");
+                } else {
+                    job.when = one_of(v, &what, WHEN_CHOICES, d).unwrap_or(When::OnSuccess);
+                }
             }
             "allow_failure" => {
                 allow_failure_set = true;
@@ -460,7 +471,9 @@ pub(crate) fn job(
             "interruptible" => job.interruptible = boolean(v, &what, d).unwrap_or(false),
             "tags" => job.tags = keywords::tags(v, &what, d),
             "coverage" => job.coverage = keywords::coverage(v, &what, d),
-            "environment" => job.environment = keywords::environment(v, &what, d),
+            "environment" => {
+                (job.environment, job.environment_url) = keywords::environment(v, &what, d);
+            }
             "resource_group" => job.resource_group = string(v, &what, d),
             "trigger" => job.trigger = keywords::trigger(v, &what, &mut job.unsupported, d),
             "parallel" => refs.parallel = parallel::parse(v, &what, d),
@@ -553,7 +566,6 @@ const WHEN_CHOICES: &[(&str, When)] = &[
     ("always", When::Always),
     ("manual", When::Manual),
     ("delayed", When::Delayed),
-    ("never", When::Never),
 ];
 
 const CACHE_WHEN_CHOICES: &[(&str, CacheWhen)] = &[

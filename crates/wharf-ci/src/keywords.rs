@@ -302,8 +302,9 @@ pub(crate) fn coverage(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
     Some(pattern.to_string())
 }
 
-/// `environment: name` or `{name, url, action, ...}` -> the name (recorded only).
-pub(crate) fn environment(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
+/// `environment: name` or `{name, url, action, ...}` -> `(name, url)`. Both are recorded as
+/// written; the runner expands them with the job's variables, as GitLab does.
+pub(crate) fn environment(n: &Node, what: &str, d: &mut Diags) -> (Option<String>, Option<String>) {
     match &n.value {
         Value::Map(m) => {
             check_keys(
@@ -320,15 +321,19 @@ pub(crate) fn environment(n: &Node, what: &str, d: &mut Diags) -> Option<String>
                 ],
                 d,
             );
-            match m.get("name") {
+            let url = m
+                .get("url")
+                .and_then(|e| string(&e.value, &format!("{what} `url`"), d));
+            let name = match m.get("name") {
                 Some(e) => string(&e.value, &format!("{what} `name`"), d),
                 None => {
                     d.error(&n.span, format!("{what} needs `name`"));
                     None
                 }
-            }
+            };
+            (name, url)
         }
-        _ => string(n, what, d),
+        _ => (string(n, what, d), None),
     }
 }
 

@@ -99,6 +99,8 @@ pub struct Job {
     pub coverage: Option<String>,
     /// `environment:` name (recorded only).
     pub environment: Option<String>,
+    /// `environment: url` (sets `CI_ENVIRONMENT_URL`).
+    pub environment_url: Option<String>,
     /// Jobs of one resource group never run at once.
     pub resource_group: Option<String>,
     /// `parallel:`: set on each expanded instance (`job 1/3`, `job: [a, b]`).

@@ -475,7 +475,7 @@ c: just a string
         [
             "2:10: included file `other.yml` does not exist",
             "5:11: `script` of job `a` must be a string or a list of strings, found a map",
-            "6:9: `when` of job `a` must be one of on_success, on_failure, always, manual, delayed, never, found `sometimes`",
+            "6:9: `when` of job `a` must be one of on_success, on_failure, always, manual, delayed, found `sometimes`",
             "8:10: stage `nope` of job `b` is not in `stages`",
             "10:18: `allow_failure` of job `b` must be true or false, found `maybe`",
             "11:1: `c` is not a keyword, so it is a job, and a job must be a map, found a string",
@@ -797,7 +797,7 @@ fn diagnostics_render_all_with_sources() {
   |          ^^^^
   = help: add it to `stages:` (stages: .pre, build, test, deploy, .post)
 
-.gitlab-ci.yml:5:9: error: `when` of job `b` must be one of on_success, on_failure, always, manual, delayed, never, found `later`
+.gitlab-ci.yml:5:9: error: `when` of job `b` must be one of on_success, on_failure, always, manual, delayed, found `later`
   |
 5 |   when: later
   |         ^^^^^"

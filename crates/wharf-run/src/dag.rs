@@ -432,8 +432,16 @@ async fn run_trigger(shared: Arc<Shared>, job: Job, i: usize, tx: mpsc::Unbounde
     }
     sources.global = child.variables.clone();
     sources.workflow = Vec::new();
-    // The trigger job's variables reach the child as pipeline variables.
-    let trigger_vars = job.variables.iter().map(|v| FileVariable {
+    // The trigger job's variables reach the child as pipeline variables: its own and, like any
+    // job, the parent's global ones it inherits (GitLab: "all jobs in a pipeline, including
+    // trigger jobs, inherit global variables"; `inherit: variables` narrows them). The job's own
+    // come later so they win.
+    let inherited = shared.sources.global.iter().filter(|v| {
+        job.inherit_variables
+            .as_deref()
+            .is_none_or(|names| names.contains(&v.name))
+    });
+    let trigger_vars = inherited.chain(&job.variables).map(|v| FileVariable {
         name: v.name.clone(),
         value: v.value.clone(),
         masked: false,

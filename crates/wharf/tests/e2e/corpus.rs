@@ -22,24 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Fixtures whose expectations follow GitLab's documentation and where wharf does not (yet):
 /// `(fixture, what differs)`. Each must fail its expectations; when one starts passing, remove it.
-const KNOWN_DEVIATIONS: &[(&str, &str)] = &[
-    (
-        "environment-name-expanded",
-        "`environment: name` is recorded without expanding its variables",
-    ),
-    (
-        "environment-predefined-variables",
-        "CI_ENVIRONMENT_NAME and CI_ENVIRONMENT_URL are not set for a job with `environment:`",
-    ),
-    (
-        "trigger-passes-variables",
-        "the parent's global variables do not reach the child pipeline (only the trigger job's own)",
-    ),
-    (
-        "when-never-only-in-rules",
-        "a job-level `when: never` is accepted (GitLab allows `never` only in rules and workflow:rules)",
-    ),
-];
+const KNOWN_DEVIATIONS: &[(&str, &str)] = &[];
 
 /// The image fixtures name in `image:`; the Docker tier loads the busybox test image as it.
 const CORPUS_IMAGE: &str = "wharf-corpus-busybox:1";
