@@ -346,18 +346,31 @@ async fn run_once(
     prefix: Option<String>,
 ) -> JobReport {
     let (job_cancel_tx, job_cancel_rx) = watch::channel(false);
+    let (after_cancel_tx, after_cancel_rx) = watch::channel(false);
     let timed_out = Arc::new(AtomicBool::new(false));
     let timeout = job.timeout.unwrap_or(DEFAULT_TIMEOUT);
     let mut global = shared.opts.cancel.clone();
     let flag = timed_out.clone();
     let watcher = tokio::spawn(async move {
-        // `false` when nobody can cancel any more: only the timeout remains then.
-        let canceled = async move { global.wait_for(|c| *c).await.is_ok() };
-        tokio::select! {
-            true = canceled => {}
-            _ = tokio::time::sleep(timeout) => flag.store(true, Ordering::SeqCst),
+        // `false` when nobody can cancel any more: only the timeouts remain then.
+        let mut canceled = Box::pin(async move { global.wait_for(|c| *c).await.is_ok() });
+        let by_timeout = tokio::select! {
+            true = &mut canceled => false,
+            _ = tokio::time::sleep(timeout) => true,
+        };
+        if by_timeout {
+            flag.store(true, Ordering::SeqCst);
+            let _ = job_cancel_tx.send(true);
+            // As GitLab's runner does, after_script still runs after a timeout, under its own
+            // timeout; Ctrl-C still stops it.
+            tokio::select! {
+                true = &mut canceled => {}
+                _ = tokio::time::sleep(runner::AFTER_SCRIPT_TIMEOUT) => {}
+            }
+        } else {
+            let _ = job_cancel_tx.send(true);
         }
-        let _ = job_cancel_tx.send(true);
+        let _ = after_cancel_tx.send(true);
     });
     let mut opts = shared.opts.clone();
     opts.cancel = job_cancel_rx;
@@ -379,6 +392,7 @@ async fn run_once(
             max_attempts,
             timed_out,
             timeout,
+            after_script_cancel: after_cancel_rx,
         },
     };
     ctx.run.dotenv = runner::dotenv_for(&ctx, job);

@@ -112,6 +112,33 @@ pub(crate) struct JobRun {
     /// Set when the job's `timeout` ended it (its cancel signal then means "timed out").
     pub(crate) timed_out: Arc<std::sync::atomic::AtomicBool>,
     pub(crate) timeout: Duration,
+    /// Stops `after_script`: Ctrl-C, or `AFTER_SCRIPT_TIMEOUT` after the job's timeout ended
+    /// the script (GitLab runs after_script after a timeout too).
+    pub(crate) after_script_cancel: watch::Receiver<bool>,
+}
+
+/// GitLab runner's default `after_script` timeout (5 minutes).
+pub(crate) const AFTER_SCRIPT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+impl JobRun {
+    fn timed_out(&self) -> bool {
+        self.timed_out.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Whether `after_script` runs: after anything but a cancel; a timeout (which ends the script
+/// through the cancel signal) is not a cancel.
+fn after_script_runs(job: &Job, status: &JobStatus, run: &JobRun) -> bool {
+    !job.after_script.is_empty() && (!matches!(status, JobStatus::Canceled) || run.timed_out())
+}
+
+/// `CI_JOB_STATUS` for after_script: a timed-out job is failing, not canceled.
+fn after_script_status_word(status: &JobStatus, run: &JobRun) -> &'static str {
+    if run.timed_out() {
+        "failed"
+    } else {
+        job_status_word(status)
+    }
 }
 
 pub(crate) fn skipped(job: &Job, why: &str) -> JobReport {
@@ -728,7 +755,17 @@ async fn run_in_shell(
     commands.extend(job.script.iter().cloned());
     log.section("Executing \"step_script\" stage of the job script");
     let step = script::build(&commands, &layout.project_dir_in_job, None);
-    let mut status = match shell_script(ctx, shell, &step, "step_script", &env, layout, log).await {
+    let mut status = match shell_script(
+        shell,
+        &step,
+        "step_script",
+        &env,
+        layout,
+        &ctx.opts.cancel,
+        log,
+    )
+    .await
+    {
         Ok(0) => JobStatus::Passed,
         Ok(code) => JobStatus::Failed {
             reason: FailureReason::ScriptFailure,
@@ -736,12 +773,16 @@ async fn run_in_shell(
         },
         Err(s) => s,
     };
-    if !job.after_script.is_empty() && !matches!(status, JobStatus::Canceled) {
+    if after_script_runs(job, &status, &ctx.run) {
         log.section("Running after_script");
         let after = script::build(&job.after_script, &layout.project_dir_in_job, None);
         let mut env = env;
-        env.push(("CI_JOB_STATUS".into(), job_status_word(&status).into()));
-        match shell_script(ctx, shell, &after, "after_script", &env, layout, log).await {
+        env.push((
+            "CI_JOB_STATUS".into(),
+            after_script_status_word(&status, &ctx.run).into(),
+        ));
+        let cancel = &ctx.run.after_script_cancel;
+        match shell_script(shell, &after, "after_script", &env, layout, cancel, log).await {
             Ok(0) => {}
             Ok(code) => log.warn(&format!("after_script failed: exit code {code}")),
             Err(JobStatus::Canceled) => status = JobStatus::Canceled,
@@ -760,12 +801,12 @@ fn job_status_word(status: &JobStatus) -> &'static str {
 }
 
 async fn shell_script(
-    ctx: &Ctx<'_>,
     shell: &str,
     text: &str,
     name: &str,
     env: &[(String, String)],
     layout: &Layout,
+    cancel: &watch::Receiver<bool>,
     log: &mut JobLog,
 ) -> Result<i64, JobStatus> {
     let path = layout.tmp_dir.join(format!("{name}.sh"));
@@ -797,7 +838,7 @@ async fn shell_script(
         pump(err, tx.clone());
     }
     drop(tx);
-    let mut cancel = ctx.opts.cancel.clone();
+    let mut cancel = cancel.clone();
     loop {
         tokio::select! {
             chunk = rx.recv() => match chunk {
@@ -982,6 +1023,7 @@ async fn run_in_docker(
         &env,
         layout,
         &net,
+        &ctx.opts.cancel,
         log,
     )
     .await
@@ -993,11 +1035,14 @@ async fn run_in_docker(
         },
         Err(s) => s,
     };
-    if !job.after_script.is_empty() && !matches!(status, JobStatus::Canceled) {
+    if after_script_runs(job, &status, &ctx.run) {
         log.section("Running after_script");
         let after = script::build(&job.after_script, &layout.project_dir_in_job, chown);
         let mut env = env;
-        env.push(format!("CI_JOB_STATUS={}", job_status_word(&status)));
+        env.push(format!(
+            "CI_JOB_STATUS={}",
+            after_script_status_word(&status, &ctx.run)
+        ));
         match container_script(
             ctx,
             engine,
@@ -1009,6 +1054,7 @@ async fn run_in_docker(
             &env,
             layout,
             &net,
+            &ctx.run.after_script_cancel,
             log,
         )
         .await
@@ -1282,6 +1328,7 @@ async fn container_script(
     env: &[String],
     layout: &Layout,
     net: &services::JobNetwork,
+    cancel: &watch::Receiver<bool>,
     log: &mut JobLog,
 ) -> Result<i64, JobStatus> {
     let path = layout.tmp_dir.join(format!("{name}.sh"));
@@ -1335,7 +1382,7 @@ async fn container_script(
             return Err(system_failure());
         }
     };
-    let mut cancel = ctx.opts.cancel.clone();
+    let mut cancel = cancel.clone();
     let result = engine
         .run(&id, &mut |bytes| log.output(bytes), &mut cancel)
         .await;
