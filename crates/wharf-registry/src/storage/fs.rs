@@ -28,6 +28,57 @@ use crate::names::Digest;
 const READ_CHUNK: usize = 512 * 1024;
 /// Chunks in flight between the network side and the disk thread.
 const CHANNEL_DEPTH: usize = 16;
+/// Upload bytes written between background flushes. The commit must fsync the whole upload
+/// before the rename; flushing as the data arrives overlaps that disk work with the network
+/// instead of paying all of it at the end (a 256 MiB upload spent half its time in that fsync).
+const EARLY_FLUSH_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Flushes a file's data to disk on its own thread, on request, while writes go on. Only a speed
+/// aid: durability still comes from the fsync at commit, so a failed flush here is ignored.
+struct BackgroundFlusher {
+    request: Option<std::sync::mpsc::SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundFlusher {
+    fn new(file: &File) -> BackgroundFlusher {
+        let Ok(file) = file.try_clone() else {
+            return BackgroundFlusher {
+                request: None,
+                thread: None,
+            };
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("upload-flush".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    let _ = file.sync_data();
+                }
+            })
+            .ok();
+        BackgroundFlusher {
+            request: thread.as_ref().map(|_| tx),
+            thread,
+        }
+    }
+
+    /// Asks for a flush; dropped when one is already pending (it will cover these bytes too).
+    fn flush_soon(&self) {
+        if let Some(tx) = &self.request {
+            let _ = tx.try_send(());
+        }
+    }
+}
+
+impl Drop for BackgroundFlusher {
+    fn drop(&mut self) {
+        self.request = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct FsStorage {
@@ -360,10 +411,17 @@ impl Storage for FsStorage {
         let write_path = path.clone();
         let writer = tokio::task::spawn_blocking(move || {
             let mut file = file;
+            let flusher = BackgroundFlusher::new(&file);
             let mut written = 0u64;
+            let mut unflushed = 0u64;
             while let Some(chunk) = rx.blocking_recv() {
                 file.write_all(&chunk)?;
                 written += chunk.len() as u64;
+                unflushed += chunk.len() as u64;
+                if unflushed >= EARLY_FLUSH_BYTES {
+                    flusher.flush_soon();
+                    unflushed = 0;
+                }
             }
             Ok::<u64, io::Error>(written)
         });
