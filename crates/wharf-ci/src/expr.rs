@@ -134,6 +134,19 @@ impl Pattern {
         } else {
             format!("(?{flags}){body}")
         };
+        // A pipeline repeats its patterns (rules copied by `extends`, anchors, `!reference`),
+        // and compiling one costs far more than parsing the rest of a job: compile each
+        // distinct source once per thread (a `Regex` clone shares the compiled program).
+        thread_local! {
+            static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Regex>> =
+                std::cell::RefCell::default();
+        }
+        if let Some(regex) = COMPILED.with(|c| c.borrow().get(&source).cloned()) {
+            return Ok(Self {
+                written: written.to_string(),
+                regex,
+            });
+        }
         let regex = Regex::new(&source).map_err(|e| {
             // The regex crate's messages span several lines with a caret diagram; the last
             // line says what is wrong.
@@ -142,6 +155,7 @@ impl Pattern {
             let why = why.strip_prefix("error: ").unwrap_or(why);
             format!("invalid regular expression {written}: {why}")
         })?;
+        COMPILED.with(|c| c.borrow_mut().insert(source, regex.clone()));
         Ok(Self {
             written: written.to_string(),
             regex,
