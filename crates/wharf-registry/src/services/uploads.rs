@@ -3,7 +3,7 @@
 //! Bytes are hashed as they stream into storage, so finishing an upload needs no second read;
 //! after a restart the hash state is gone and the upload is re-read once at commit instead.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -32,22 +32,38 @@ struct SessionInfo {
     started_unix: u64,
 }
 
-type SharedHasher = Arc<Mutex<Option<Sha256>>>;
+/// Chunks queued between the request body and the hashing thread.
+const HASH_QUEUE_DEPTH: usize = 16;
 
-/// Feeds every chunk of `stream` to the hasher as it passes.
-fn hashing(stream: ByteStream, hasher: SharedHasher) -> ByteStream {
-    Box::pin(stream.map(move |item| {
-        if let Ok(chunk) = &item {
-            if let Some(h) = hasher
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .as_mut()
-            {
-                h.update(chunk);
-            }
+/// Passes every chunk of `stream` on unchanged and feeds it, in order, to `hasher` on a
+/// blocking thread; the task returns the hasher once the stream is dropped. sha256 was half the
+/// server's CPU on a large upload: done inline it ran in turn with reading the socket on one
+/// task, on its own thread it overlaps with it. With no hasher the stream is returned as is.
+fn hash_in_background(
+    stream: ByteStream,
+    hasher: Option<Sha256>,
+) -> (ByteStream, tokio::task::JoinHandle<Option<Sha256>>) {
+    let Some(mut hasher) = hasher else {
+        return (stream, tokio::task::spawn(async { None }));
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE_DEPTH);
+    let task = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = rx.blocking_recv() {
+            hasher.update(&chunk);
         }
-        item
-    }))
+        Some(hasher)
+    });
+    let stream = stream.then(move |item| {
+        let tx = tx.clone();
+        async move {
+            if let Ok(chunk) = &item {
+                // Fails only if the hashing thread died; its join error then drops the hash.
+                let _ = tx.send(chunk.clone()).await;
+            }
+            item
+        }
+    });
+    (Box::pin(stream), task)
 }
 
 impl Registry {
@@ -254,15 +270,17 @@ async fn append_locked(
             });
         }
     }
-    let hasher: SharedHasher = Arc::new(Mutex::new(session.hasher.take()));
+    let (body, hashed) = hash_in_background(body, session.hasher.take());
     let result = registry
         .storage
-        .upload_append(&session.id, session.size, hashing(body, hasher.clone()))
+        .upload_append(&session.id, session.size, body)
         .await;
+    // The body stream is dropped by now, so the hashing thread has seen every chunk and ends.
+    let hasher = hashed.await.ok().flatten();
     match result {
         Ok(size) => {
             session.size = size;
-            session.hasher = hasher.lock().unwrap_or_else(PoisonError::into_inner).take();
+            session.hasher = hasher;
             Ok(size)
         }
         Err(StorageError::UploadUnknown(_)) => Err(RegistryError::BlobUploadUnknown {
