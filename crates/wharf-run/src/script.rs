@@ -13,8 +13,10 @@ pub fn build(commands: &[String], workdir: &str, chown_to: Option<(&str, &[&str]
     // One stream: stdout and stderr reach the log in the order they were written (the Engine
     // API delivers two pipes, whose relative order is otherwise lost).
     s.push_str("exec 2>&1\n");
-    // pipefail where the shell has it (bash, busybox ash); dash lacks it.
-    s.push_str("if (set -o pipefail) 2>/dev/null; then set -o pipefail; fi\n");
+    // pipefail where the shell has it (bash, busybox ash); dash lacks it. `command` keeps a
+    // special builtin's error from exiting the shell, so no subshell is forked to probe for it
+    // (a fork here delayed every job's first command by a millisecond or more).
+    s.push_str("command set -o pipefail 2>/dev/null || true\n");
     s.push_str("set -e\n");
     if let Some((owner, dirs)) = chown_to {
         let dirs: Vec<String> = dirs.iter().map(|d| quote(d)).collect();
