@@ -9,8 +9,8 @@ use base64::Engine as _;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
@@ -301,26 +301,29 @@ impl Engine {
         on_output: &mut (dyn FnMut(&[u8]) + Send),
         cancel: &mut watch::Receiver<bool>,
     ) -> Result<i64, EngineError> {
-        let attach_opts = AttachContainerOptionsBuilder::default()
-            .stdout(true)
-            .stderr(true)
-            .stream(true)
-            .logs(true)
-            .build();
-        let mut attached = self
-            .docker
-            .attach_container(id, Some(attach_opts))
-            .await
-            .map_err(|e| EngineError::Api(e.to_string()))?;
+        // Output comes from the container's log, followed from the start, not from an attach:
+        // dockerd subscribes an attach to the live stream and then replays the log, so a job
+        // that runs during the replay (a loaded machine) had its whole output twice; and an
+        // attach without the replay can miss the first lines. The log is one ordered source.
         self.docker
             .start_container(id, None)
             .await
             .map_err(|e| EngineError::Api(e.to_string()))?;
+        let logs_opts = LogsOptionsBuilder::default()
+            .stdout(true)
+            .stderr(true)
+            .follow(true)
+            .build();
+        let mut output = self.docker.logs(id, Some(logs_opts));
         loop {
             tokio::select! {
-                item = attached.output.next() => match item {
+                item = output.next() => match item {
                     Some(Ok(chunk)) => on_output(&chunk.into_bytes()),
-                    Some(Err(e)) => return Err(EngineError::Api(e.to_string())),
+                    Some(Err(e)) => {
+                        return Err(EngineError::Api(format!(
+                            "reading the job container's output: {e}\n  fix: use a log driver dockerd can read back (json-file or local, the default)"
+                        )));
+                    }
                     None => break,
                 },
                 _ = cancel.changed() => return Err(EngineError::Canceled),
