@@ -114,7 +114,11 @@ fn assert_seed_succeeded(
     assert!(log.contains("Job succeeded"));
     // Each line of output exactly once (an attach-based reader duplicated it under load).
     assert_eq!(log.matches("$ npm install").count(), 1, "{log}");
-    assert_eq!(log.matches("<h1>built for staging</h1>").count(), 1, "{log}");
+    assert_eq!(
+        log.matches("<h1>built for staging</h1>").count(),
+        1,
+        "{log}"
+    );
     assert_eq!(before, &p.user_tree(), "the user's files changed");
     assert_no_containers(p);
     let mut all: Vec<String> = secrets();
