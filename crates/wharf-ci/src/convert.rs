@@ -884,7 +884,7 @@ fn reports(n: &Node, what: &str, a: &mut Artifacts, d: &mut Diags) {
     }
 }
 
-fn needs(
+pub(crate) fn needs(
     n: &Node,
     what: &str,
     refs: &mut JobRefs,

@@ -311,84 +311,16 @@ fn exists(
     }
 }
 
-/// `needs:` of a rule: job names or `{job, artifacts, optional}`.
+/// `needs:` of a rule: the same forms as a job's `needs:` (job names or `{job, artifacts,
+/// optional}`), parsed by the same code.
 fn needs(
     n: &Node,
     what: &str,
     unsupported: &mut Vec<(String, Span)>,
     d: &mut Diags,
 ) -> Option<Vec<Need>> {
-    let items: Vec<&Node> = match &n.value {
-        Value::Seq(items) => items.iter().collect(),
-        Value::Scalar(_) => vec![n],
-        _ => {
-            d.error(
-                &n.span,
-                format!(
-                    "{what} must be a list of job names or maps, found {}",
-                    n.kind()
-                ),
-            );
-            return None;
-        }
-    };
-    let mut out = Vec::new();
-    for item in items {
-        match &item.value {
-            Value::Scalar(s) => out.push(Need {
-                job: s.text.clone(),
-                artifacts: true,
-                optional: false,
-                span: item.span.clone(),
-            }),
-            Value::Map(m) => {
-                check_keys(
-                    m,
-                    what,
-                    &["job", "artifacts", "optional", "pipeline", "project", "ref"],
-                    d,
-                );
-                if let Some((k, e)) = ["pipeline", "project", "ref"]
-                    .iter()
-                    .find_map(|k| m.get(*k).map(|e| (k, e)))
-                {
-                    unsupported.push((format!("rules:needs:{k}"), e.key_span.clone()));
-                    continue;
-                }
-                let flag = |key: &str, default: bool, d: &mut Diags| match m.get(key) {
-                    Some(e) => boolean(&e.value, &format!("{what} `{key}`"), d).unwrap_or(default),
-                    None => default,
-                };
-                let artifacts = flag("artifacts", true, d);
-                let optional = flag("optional", false, d);
-                match m.get("job") {
-                    Some(e) => {
-                        if let Some(job) = string(&e.value, &format!("{what} `job`"), d) {
-                            out.push(Need {
-                                job,
-                                artifacts,
-                                optional,
-                                span: e.value.span.clone(),
-                            });
-                        }
-                    }
-                    None => {
-                        d.error(&item.span, format!("{what}: a map entry needs `job:`"));
-                    }
-                }
-            }
-            _ => {
-                d.error(
-                    &item.span,
-                    format!(
-                        "{what} must be a list of job names or maps, found {} in the list",
-                        item.kind()
-                    ),
-                );
-            }
-        }
-    }
-    Some(out)
+    let mut refs = crate::convert::JobRefs::default();
+    crate::convert::needs(n, what, &mut refs, unsupported, d)
 }
 
 /// `only:` or `except:` (`key` says which) of job `job`.
