@@ -751,20 +751,41 @@ async fn run_in_shell(
         .into_iter()
         .find(|s| Path::new(s).exists())
         .unwrap_or("sh");
+    let runner = ShellScripts { shell, env, layout };
+    run_job_scripts(ctx, job, layout, None, &runner, log).await
+}
+
+/// Where a job's scripts run: the host's shell or a container of the job's image.
+trait ScriptRunner {
+    /// Run one script named `name` (`step_script`, `after_script`); `job_status` is
+    /// `CI_JOB_STATUS` for after_script.
+    async fn run(
+        &self,
+        text: &str,
+        name: &str,
+        job_status: Option<&str>,
+        cancel: &watch::Receiver<bool>,
+        log: &mut JobLog,
+    ) -> Result<i64, JobStatus>;
+}
+
+/// GitLab's script flow, the same for every executor: `before_script` + `script` in one shell,
+/// then `after_script` in its own (also after a failure), which cannot fail the job.
+async fn run_job_scripts(
+    ctx: &Ctx<'_>,
+    job: &Job,
+    layout: &Layout,
+    chown: Option<(&str, &[&str])>,
+    runner: &impl ScriptRunner,
+    log: &mut JobLog,
+) -> JobStatus {
     let mut commands = job.before_script.clone();
     commands.extend(job.script.iter().cloned());
     log.section("Executing \"step_script\" stage of the job script");
-    let step = script::build(&commands, &layout.project_dir_in_job, None);
-    let mut status = match shell_script(
-        shell,
-        &step,
-        "step_script",
-        &env,
-        layout,
-        &ctx.opts.cancel,
-        log,
-    )
-    .await
+    let step = script::build(&commands, &layout.project_dir_in_job, chown);
+    let mut status = match runner
+        .run(&step, "step_script", None, &ctx.opts.cancel, log)
+        .await
     {
         Ok(0) => JobStatus::Passed,
         Ok(code) => JobStatus::Failed {
@@ -775,14 +796,13 @@ async fn run_in_shell(
     };
     if after_script_runs(job, &status, &ctx.run) {
         log.section("Running after_script");
-        let after = script::build(&job.after_script, &layout.project_dir_in_job, None);
-        let mut env = env;
-        env.push((
-            "CI_JOB_STATUS".into(),
-            after_script_status_word(&status, &ctx.run).into(),
-        ));
+        let after = script::build(&job.after_script, &layout.project_dir_in_job, chown);
+        let word = after_script_status_word(&status, &ctx.run);
         let cancel = &ctx.run.after_script_cancel;
-        match shell_script(shell, &after, "after_script", &env, layout, cancel, log).await {
+        match runner
+            .run(&after, "after_script", Some(word), cancel, log)
+            .await
+        {
             Ok(0) => {}
             Ok(code) => log.warn(&format!("after_script failed: exit code {code}")),
             Err(JobStatus::Canceled) => status = JobStatus::Canceled,
@@ -790,6 +810,29 @@ async fn run_in_shell(
         }
     }
     status
+}
+
+struct ShellScripts<'a> {
+    shell: &'a str,
+    env: Vec<(String, String)>,
+    layout: &'a Layout,
+}
+
+impl ScriptRunner for ShellScripts<'_> {
+    async fn run(
+        &self,
+        text: &str,
+        name: &str,
+        job_status: Option<&str>,
+        cancel: &watch::Receiver<bool>,
+        log: &mut JobLog,
+    ) -> Result<i64, JobStatus> {
+        let mut env = self.env.clone();
+        if let Some(word) = job_status {
+            env.push(("CI_JOB_STATUS".into(), word.into()));
+        }
+        shell_script(self.shell, text, name, &env, self.layout, cancel, log).await
+    }
 }
 
 fn job_status_word(status: &JobStatus) -> &'static str {
@@ -1008,63 +1051,17 @@ async fn run_in_docker(
     ];
     let chown = owner.as_deref().map(|o| (o, &dirs[..]));
 
-    let mut commands = job.before_script.clone();
-    commands.extend(job.script.iter().cloned());
-    log.section("Executing \"step_script\" stage of the job script");
-    let step = script::build(&commands, &layout.project_dir_in_job, chown);
-    let mut status = match container_script(
+    let runner = ContainerScripts {
         ctx,
         engine,
         job,
-        &image_name,
+        image_name: &image_name,
         image_spec,
-        &step,
-        "step_script",
-        &env,
+        env,
         layout,
-        &net,
-        &ctx.opts.cancel,
-        log,
-    )
-    .await
-    {
-        Ok(0) => JobStatus::Passed,
-        Ok(code) => JobStatus::Failed {
-            reason: FailureReason::ScriptFailure,
-            exit_code: Some(code),
-        },
-        Err(s) => s,
+        net: &net,
     };
-    if after_script_runs(job, &status, &ctx.run) {
-        log.section("Running after_script");
-        let after = script::build(&job.after_script, &layout.project_dir_in_job, chown);
-        let mut env = env;
-        env.push(format!(
-            "CI_JOB_STATUS={}",
-            after_script_status_word(&status, &ctx.run)
-        ));
-        match container_script(
-            ctx,
-            engine,
-            job,
-            &image_name,
-            image_spec,
-            &after,
-            "after_script",
-            &env,
-            layout,
-            &net,
-            &ctx.run.after_script_cancel,
-            log,
-        )
-        .await
-        {
-            Ok(0) => {}
-            Ok(code) => log.warn(&format!("after_script failed: exit code {code}")),
-            Err(JobStatus::Canceled) => status = JobStatus::Canceled,
-            Err(_) => {}
-        }
-    }
+    let status = run_job_scripts(ctx, job, layout, chown, &runner, log).await;
     services.remove(engine).await;
     status
 }
@@ -1314,6 +1311,48 @@ async fn pull_with_retries(
         }
     }
     Err(config_error())
+}
+
+struct ContainerScripts<'a, 'c> {
+    ctx: &'a Ctx<'c>,
+    engine: &'a Engine,
+    job: &'a Job,
+    image_name: &'a str,
+    image_spec: &'a wharf_ci::Image,
+    env: Vec<String>,
+    layout: &'a Layout,
+    net: &'a services::JobNetwork,
+}
+
+impl ScriptRunner for ContainerScripts<'_, '_> {
+    async fn run(
+        &self,
+        text: &str,
+        name: &str,
+        job_status: Option<&str>,
+        cancel: &watch::Receiver<bool>,
+        log: &mut JobLog,
+    ) -> Result<i64, JobStatus> {
+        let mut env = self.env.clone();
+        if let Some(word) = job_status {
+            env.push(format!("CI_JOB_STATUS={word}"));
+        }
+        container_script(
+            self.ctx,
+            self.engine,
+            self.job,
+            self.image_name,
+            self.image_spec,
+            text,
+            name,
+            &env,
+            self.layout,
+            self.net,
+            cancel,
+            log,
+        )
+        .await
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
