@@ -447,7 +447,13 @@ struct Pending<'a> {
     svc: &'a PlannedService,
     id: &'a str,
     ports: Vec<u16>,
+    /// Rounds in a row its sockets could not be read.
+    probe_misses: u8,
 }
+
+/// A process that is exiting loses its /proc before dockerd marks it stopped: only after this
+/// many unreadable rounds does wharf conclude it cannot see the sockets at all.
+const PROBE_MISSES_BEFORE_GIVING_UP: u8 = 3;
 
 async fn wait_ready(
     engine: &Engine,
@@ -471,7 +477,12 @@ async fn wait_ready(
                 _ => Vec::new(),
             },
         };
-        pending.push(Pending { svc, id, ports });
+        pending.push(Pending {
+            svc,
+            id,
+            ports,
+            probe_misses: 0,
+        });
     }
     let deadline = Instant::now() + timeout;
     let mut said_no_probe = false;
@@ -506,6 +517,14 @@ async fn wait_ready(
                     if !p.ports.iter().all(|port| listening.contains(port)) {
                         still.push(p);
                     }
+                }
+                // The process may be exiting, its /proc already gone: look again next round,
+                // where an early exit is reported.
+                None if p.probe_misses < PROBE_MISSES_BEFORE_GIVING_UP => {
+                    still.push(Pending {
+                        probe_misses: p.probe_misses + 1,
+                        ..p
+                    });
                 }
                 None => {
                     if !said_no_probe {
