@@ -6,31 +6,14 @@ use crate::support::*;
 use base64::Engine as _;
 use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use wharf_testkit::{OciLayout, Registry, build_busybox_image, npm_stand_in};
+use wharf_testkit::Registry;
 
 const USER: &str = "ci-bot";
 /// Its DOCKER_AUTH_CONFIG entry encodes to `+` and `/` in standard base64: the regression test
 /// for dockerd silently dropping X-Registry-Auth that is not base64url.
 const PASS: &str = "'I(Bx}yr}~Dk>?>?s3cr3t";
 const REPO: &str = "node:10-alpine";
-
-fn layout() -> &'static OciLayout {
-    static LAYOUT: OnceLock<(tempfile::TempDir, OciLayout)> = OnceLock::new();
-    &LAYOUT
-        .get_or_init(|| {
-            let dir = tempfile::Builder::new()
-                .prefix("wharf-fixture-")
-                .tempdir()
-                .unwrap();
-            let layout =
-                build_busybox_image(dir.path(), &[("/usr/local/bin/npm", npm_stand_in(), 0o755)])
-                    .unwrap();
-            (dir, layout)
-        })
-        .1
-}
 
 /// A registry holding the seed image; removes the image from dockerd when dropped.
 struct Env {
@@ -51,7 +34,7 @@ impl Env {
             "dockerd does not answer: run through scripts/test-all.sh"
         );
         let image = format!("{}/{REPO}", reg.host());
-        layout().push(&image, Some((USER, PASS))).unwrap();
+        seed_layout().push(&image, Some((USER, PASS))).unwrap();
         Self { reg, image }
     }
     fn host(&self) -> String {
@@ -68,13 +51,6 @@ impl Drop for Env {
             .args(["rmi", "-f", &self.image])
             .output();
     }
-}
-
-fn docker_answers() -> bool {
-    Command::new("docker")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 fn b64(s: &str) -> String {
@@ -534,7 +510,9 @@ fn ctrl_c_removes_the_job_container_and_exits_130() {
 fn entrypoint_is_respected_and_can_be_cleared() {
     // An image whose ENTRYPOINT prints a marker before running the command it is given.
     let tag = format!("wharf-e2e-entrypoint:{}", std::process::id());
-    layout().load_into_docker(&format!("{tag}-base")).unwrap();
+    seed_layout()
+        .load_into_docker(&format!("{tag}-base"))
+        .unwrap();
     let status = Command::new("sh")
         .arg("-c")
         .arg(format!(

@@ -7,9 +7,8 @@ use crate::support::*;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use wharf_testkit::{OciLayout, build_busybox_image, http, npm_stand_in};
+use wharf_testkit::http;
 
 const USER: &str = "ci-bot";
 /// Needs quoting and base64 `+`/`/`, like the docker tier's.
@@ -316,29 +315,6 @@ fn served_basic_and_token_registries_answer_over_loopback() {
 
 // ---------------------------------------------------------------- real clients (ignored tier)
 
-fn docker_answers() -> bool {
-    Command::new("docker")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn layout() -> &'static OciLayout {
-    static LAYOUT: OnceLock<(tempfile::TempDir, OciLayout)> = OnceLock::new();
-    &LAYOUT
-        .get_or_init(|| {
-            let dir = tempfile::Builder::new()
-                .prefix("wharf-fixture-")
-                .tempdir()
-                .unwrap();
-            let layout =
-                build_busybox_image(dir.path(), &[("/usr/local/bin/npm", npm_stand_in(), 0o755)])
-                    .unwrap();
-            (dir, layout)
-        })
-        .1
-}
-
 fn docker(config: &Path, args: &[&str]) -> Run {
     let mut cmd = Command::new("docker");
     cmd.arg("--config").arg(config).args(args);
@@ -383,7 +359,7 @@ fn docker_login_push_pull_in_basic_and_token_modes() {
         }
 
         let local = format!("wharf-e2e-registry-src:{mode}");
-        layout().load_into_docker(&local).unwrap();
+        seed_layout().load_into_docker(&local).unwrap();
         let image = format!("{host}/team/busybox:{mode}");
         docker(cfg.path(), &["tag", &local, &image]).assert_code(0);
         docker(cfg.path(), &["push", &image]).assert_code(0);
@@ -436,7 +412,7 @@ fn skopeo_copies_both_ways() {
     for mode in ["basic", "token"] {
         let served = Served::start(mode);
         let reference = format!("{}/team/skopeo:{mode}", served.host());
-        layout().push(&reference, Some((USER, PASS))).unwrap();
+        seed_layout().push(&reference, Some((USER, PASS))).unwrap();
         let back = tempfile::tempdir().unwrap();
         let dest = format!("oci:{}:copy", back.path().display());
         let creds = format!("{USER}:{PASS}");
@@ -512,7 +488,7 @@ fn wharf_run_pulls_the_job_image_from_our_registry() {
     for mode in ["token", "basic"] {
         let served = Served::start(mode);
         let image = format!("{}/team/node:10-alpine", served.host());
-        layout().push(&image, Some((USER, PASS))).unwrap();
+        seed_layout().push(&image, Some((USER, PASS))).unwrap();
         let p = Project::seed(Some(&image));
         let auth =
             serde_json::json!({"auths": {served.host(): {"auth": b64(&format!("{USER}:{PASS}"))}}})
@@ -532,7 +508,7 @@ fn wharf_run_pulls_the_job_image_from_our_registry() {
 fn podman_pulls_from_our_registry() {
     let served = Served::start("token");
     let image = format!("{}/team/podman:1", served.host());
-    layout().push(&image, Some((USER, PASS))).unwrap();
+    seed_layout().push(&image, Some((USER, PASS))).unwrap();
     let auth_dir = tempfile::tempdir().unwrap();
     let auth_file: PathBuf = auth_dir.path().join("auth.json");
     std::fs::write(

@@ -9,7 +9,16 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use wharf_testkit::{OciLayout, Registry, build_busybox_image};
 
-fn layout() -> &'static OciLayout {
+/// Local images for one test: `base` (the busybox fixture) and `web` (the same with
+/// `EXPOSE 8080`, so wharf waits for that port). Removed from dockerd when dropped.
+struct Images {
+    base: String,
+    web: String,
+}
+
+/// The busybox fixture without npm: an image of its own, so loading and removing it never races
+/// with the other Docker tests' tags of the seed image.
+fn services_layout() -> &'static OciLayout {
     static LAYOUT: OnceLock<(tempfile::TempDir, OciLayout)> = OnceLock::new();
     &LAYOUT
         .get_or_init(|| {
@@ -21,13 +30,6 @@ fn layout() -> &'static OciLayout {
             (dir, layout)
         })
         .1
-}
-
-/// Local images for one test: `base` (the busybox fixture) and `web` (the same with
-/// `EXPOSE 8080`, so wharf waits for that port). Removed from dockerd when dropped.
-struct Images {
-    base: String,
-    web: String,
 }
 
 impl Images {
@@ -42,11 +44,11 @@ impl Images {
         let id = std::process::id();
         let base = format!("wharf-e2e-{name}-base:{id}");
         let web = format!("wharf-e2e-{name}-web:{id}");
-        layout().load_into_docker(&base).unwrap();
+        services_layout().load_into_docker(&base).unwrap();
         let status = Command::new("sh")
             .arg("-c")
             .arg(format!(
-                "cid=$(docker create {base}) && docker export $cid | docker import -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' -c 'EXPOSE 8080' -c 'CMD [\"sh\"]' - {web} >/dev/null && docker rm $cid >/dev/null"
+                "cid=$(docker create --pull never {base}) && docker export $cid | docker import -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' -c 'EXPOSE 8080' -c 'CMD [\"sh\"]' - {web} >/dev/null && docker rm $cid >/dev/null"
             ))
             .status()
             .unwrap();
@@ -151,11 +153,12 @@ fn two_services_share_the_namespace_and_healthcheck_port_is_waited_for() {
       alias: db
       variables:
         HEALTHCHECK_TCP_PORT: "5432"
-      command: ["sh", "-c", "sleep 1; exec nc -ll -p 5432 -e echo pong-from-db"]
+      command: ["sh", "-c", "sleep 1; mkdir -p /db && echo pong-from-db > /db/index.html && exec httpd -f -p 5432 -h /db"]
   script:
     - wget -q -O- http://web:8080/
-    - echo | nc db 5432
-    - echo | nc 127.0.0.1 5432
+    # HTTP rather than `echo | nc`: busybox nc may close on stdin's EOF before the reply.
+    - wget -q -O- http://db:5432/
+    - wget -q -O- http://127.0.0.1:5432/
 "#,
             base = img.base,
             web = img.web,
@@ -331,8 +334,12 @@ fn service_image_from_a_protected_registry_uses_the_jobs_docker_auth_config() {
     let host = reg.host();
     let job_image = format!("{host}/job:1");
     let svc_image = format!("{host}/team/svc:1");
-    layout().push(&job_image, Some((USER, PASS))).unwrap();
-    layout().push(&svc_image, Some((USER, PASS))).unwrap();
+    services_layout()
+        .push(&job_image, Some((USER, PASS)))
+        .unwrap();
+    services_layout()
+        .push(&svc_image, Some((USER, PASS)))
+        .unwrap();
     // host is 127.0.0.1:<port>: the default aliases drop the port.
     let alias = "127.0.0.1-team-svc";
     let p = Project::new(&[(

@@ -189,3 +189,28 @@ pub fn tar_list(path: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// The seed image (busybox with the stand-in npm) as an OCI layout, built once per test binary.
+pub fn seed_layout() -> &'static wharf_testkit::OciLayout {
+    static LAYOUT: std::sync::OnceLock<(tempfile::TempDir, wharf_testkit::OciLayout)> =
+        std::sync::OnceLock::new();
+    &LAYOUT
+        .get_or_init(|| {
+            let dir = tempfile::Builder::new()
+                .prefix("wharf-fixture-")
+                .tempdir()
+                .unwrap();
+            let npm = ("/usr/local/bin/npm", wharf_testkit::npm_stand_in(), 0o755);
+            let layout = wharf_testkit::build_busybox_image(dir.path(), &[npm]).unwrap();
+            (dir, layout)
+        })
+        .1
+}
+
+/// Whether dockerd answers; the Docker tiers fail (not skip) without it.
+pub fn docker_answers() -> bool {
+    Command::new("docker")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
