@@ -170,7 +170,7 @@ impl CredentialHelper {
         if let Some(path) = &self.search_path {
             command.env("PATH", path);
         }
-        let mut child = command.spawn().map_err(|e| HelperError::Spawn {
+        let mut child = spawn_unless_busy(&mut command).map_err(|e| HelperError::Spawn {
             program: program.clone(),
             detail: e.to_string(),
         })?;
@@ -282,6 +282,23 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// Spawn `command`, retrying briefly on ETXTBSY. A helper that was just written (by an
+/// installer, or by a test) can still be open for writing in a child forked by another thread
+/// that has not reached `exec` yet; the kernel then refuses to execute it for a moment.
+fn spawn_unless_busy(command: &mut Command) -> std::io::Result<std::process::Child> {
+    let mut delay = Duration::from_millis(5);
+    for _ in 0..6 {
+        match command.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    command.spawn()
+}
+
 #[cfg(not(unix))]
 fn is_executable(path: &Path) -> bool {
     path.is_file() || path.with_extension("exe").is_file()
@@ -323,6 +340,32 @@ esac"#,
         assert_eq!(t.username, None);
         assert!(h.get("other.io", &[]).expect("ok").is_none());
         assert_eq!(h.list(&[]).expect("ok").len(), 2);
+    }
+
+    /// Regression (CI, Text file busy): a helper still open for writing somewhere (a sibling
+    /// test thread's fork that has not exec'd yet) is retried, not reported as unspawnable.
+    #[test]
+    fn helper_busy_for_a_moment_is_retried() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        write_helper(
+            dir.path(),
+            "busy",
+            r#"echo '{"ServerURL":"r.io","Username":"u","Secret":"s"}'"#,
+        );
+        let program = dir.path().join(CredentialHelper::program_name("busy"));
+        let writer = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&program)
+            .expect("open for writing");
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            drop(writer);
+        });
+        let path = OsString::from(dir.path());
+        let h = CredentialHelper::find("busy", Some(&path)).expect("found");
+        let a = h.get("r.io", &[]).expect("retried past ETXTBSY");
+        assert_eq!(a.and_then(|a| a.username).as_deref(), Some("u"));
+        release.join().expect("join");
     }
 
     #[test]
