@@ -38,4 +38,4 @@ if ! docker version >/dev/null 2>&1; then
 fi
 
 echo "== cargo test (all tiers)"
-cargo test --workspace --all-targets -- --include-ignored
+cargo test --workspace --all-targets --no-fail-fast -- --include-ignored
