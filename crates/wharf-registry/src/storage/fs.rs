@@ -31,7 +31,7 @@ const CHANNEL_DEPTH: usize = 16;
 /// Upload bytes written between background flushes. The commit must fsync the whole upload
 /// before the rename; flushing as the data arrives overlaps that disk work with the network
 /// instead of paying all of it at the end (a 256 MiB upload spent half its time in that fsync).
-const EARLY_FLUSH_BYTES: u64 = 32 * 1024 * 1024;
+const EARLY_FLUSH_BYTES: u64 = 8 * 1024 * 1024;
 
 /// Flushes a file's data to disk on its own thread, on request, while writes go on. Only a speed
 /// aid: durability still comes from the fsync at commit, so a failed flush here is ignored.
