@@ -398,6 +398,8 @@ pub struct TrustDomain {
     pub issuer: String,
     pub audience: String,
     keys: HashMap<String, TrustedKey>,
+    /// The bundle's certificates (DER), as roots for `x5c` chains.
+    anchors: Vec<rustls_pki_types::CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for TrustDomain {
@@ -418,6 +420,7 @@ impl TrustDomain {
             issuer: issuer.into(),
             audience: audience.into(),
             keys: HashMap::new(),
+            anchors: Vec::new(),
         }
     }
 
@@ -446,42 +449,11 @@ impl TrustDomain {
             let cert = pem
                 .parse_x509()
                 .map_err(|e| trust_err(format!("bad certificate: {e}")))?;
-            let spki = cert.public_key();
-            let bits = spki.subject_public_key.data.to_vec();
-            let (key, algorithms) = match spki.parsed() {
-                Ok(x509_parser::public_key::PublicKey::EC(point)) => {
-                    let algs = match point.key_size() {
-                        256 => vec![Algorithm::ES256],
-                        384 => vec![Algorithm::ES384],
-                        n => return Err(trust_err(format!("unsupported EC key size {n}"))),
-                    };
-                    (DecodingKey::from_ec_der(&bits), algs)
-                }
-                Ok(x509_parser::public_key::PublicKey::RSA(_)) => (
-                    DecodingKey::from_rsa_der(&bits),
-                    vec![
-                        Algorithm::RS256,
-                        Algorithm::RS384,
-                        Algorithm::RS512,
-                        Algorithm::PS256,
-                        Algorithm::PS384,
-                        Algorithm::PS512,
-                    ],
-                ),
-                _ => {
-                    return Err(trust_err(
-                        "only EC and RSA certificate keys are supported".into(),
-                    ));
-                }
-            };
-            self.keys.insert(
-                libtrust_key_id(spki.raw),
-                TrustedKey {
-                    key,
-                    algorithms,
-                    cert_der: Some(pem.contents.clone()),
-                },
-            );
+            let key = trusted_key_of(&cert, &pem.contents).map_err(trust_err)?;
+            self.keys
+                .insert(libtrust_key_id(cert.public_key().raw), key);
+            self.anchors
+                .push(rustls_pki_types::CertificateDer::from(pem.contents.clone()));
             added += 1;
         }
         if added == 0 {
@@ -547,16 +519,97 @@ impl TrustDomain {
         Ok(added)
     }
 
-    fn find(&self, header: &Header) -> Option<&TrustedKey> {
+    /// The key that signed a token with this header: by `kid`, or by an `x5c` chain whose leaf
+    /// is a trusted certificate itself or chains up to one (through the intermediates it
+    /// carries), as Docker's registry verifies `x5c` against its `rootcertbundle`.
+    fn find(&self, header: &Header) -> Option<TrustedKey> {
         if let Some(kid) = &header.kid {
-            return self.keys.get(kid);
+            return self.keys.get(kid).cloned();
         }
-        // No kid: accept an `x5c` whose leaf is one of the trusted certificates itself.
-        let leaf = header.x5c_der().ok().flatten()?.into_iter().next()?;
-        self.keys
+        let chain = header.x5c_der().ok().flatten()?;
+        let (leaf, intermediates) = chain.split_first()?;
+        if let Some(key) = self
+            .keys
             .values()
             .find(|k| k.cert_der.as_deref() == Some(leaf.as_slice()))
+        {
+            return Some(key.clone());
+        }
+        self.verify_chain(leaf, intermediates).ok()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
+        trusted_key_of(&cert, leaf).ok()
     }
+
+    fn verify_chain(&self, leaf: &[u8], intermediates: &[Vec<u8>]) -> Result<(), webpki::Error> {
+        let anchors = self
+            .anchors
+            .iter()
+            .map(webpki::anchor_from_trusted_cert)
+            .collect::<Result<Vec<_>, _>>()?;
+        let leaf = rustls_pki_types::CertificateDer::from(leaf);
+        let leaf = webpki::EndEntityCert::try_from(&leaf)?;
+        let intermediates: Vec<_> = intermediates
+            .iter()
+            .map(|der| rustls_pki_types::CertificateDer::from(der.as_slice()))
+            .collect();
+        let now = rustls_pki_types::UnixTime::now();
+        leaf.verify_for_usage(
+            webpki::ALL_VERIFICATION_ALGS,
+            &anchors,
+            &intermediates,
+            now,
+            AnyKeyUsage,
+            None,
+            None,
+        )?;
+        Ok(())
+    }
+}
+
+/// Token signing certificates carry no particular extended key usage: any is accepted, as Go's
+/// `x509.ExtKeyUsageAny` does in Docker's registry.
+struct AnyKeyUsage;
+
+impl webpki::ExtendedKeyUsageValidator for AnyKeyUsage {
+    fn validate(&self, _: webpki::KeyPurposeIdIter<'_, '_>) -> Result<(), webpki::Error> {
+        Ok(())
+    }
+}
+
+/// The token-verification key of a certificate, with the algorithms its key type allows.
+fn trusted_key_of(
+    cert: &x509_parser::certificate::X509Certificate<'_>,
+    der: &[u8],
+) -> Result<TrustedKey, String> {
+    let spki = cert.public_key();
+    let bits = &spki.subject_public_key.data;
+    let (key, algorithms) = match spki.parsed() {
+        Ok(x509_parser::public_key::PublicKey::EC(point)) => {
+            let algs = match point.key_size() {
+                256 => vec![Algorithm::ES256],
+                384 => vec![Algorithm::ES384],
+                n => return Err(format!("unsupported EC key size {n}")),
+            };
+            (DecodingKey::from_ec_der(bits), algs)
+        }
+        Ok(x509_parser::public_key::PublicKey::RSA(_)) => (
+            DecodingKey::from_rsa_der(bits),
+            vec![
+                Algorithm::RS256,
+                Algorithm::RS384,
+                Algorithm::RS512,
+                Algorithm::PS256,
+                Algorithm::PS384,
+                Algorithm::PS512,
+            ],
+        ),
+        _ => return Err("only EC and RSA certificate keys are supported".into()),
+    };
+    Ok(TrustedKey {
+        key,
+        algorithms,
+        cert_der: Some(der.to_vec()),
+    })
 }
 
 /// Verifies access tokens against every trusted issuer.
@@ -807,6 +860,104 @@ mod tests {
             TrustDomain::new("x", "svc")
                 .add_cert_bundle(&bundle)
                 .is_err()
+        );
+    }
+
+    /// A certificate for `pair`, signed by `issuer` (CA when `ca`).
+    fn issued_cert(
+        pair: &rcgen::KeyPair,
+        ca: bool,
+        issuer: &rcgen::Issuer<'_, rcgen::KeyPair>,
+    ) -> rcgen::Certificate {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        if ca {
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        }
+        params.signed_by(pair, issuer).unwrap()
+    }
+
+    /// A token signed by `leaf_pair` whose header carries `chain` as `x5c` and no `kid`, the way
+    /// Docker's token library (and `docker/distribution`'s tests) sign with a certificate chain.
+    fn x5c_token(leaf_pair: &rcgen::KeyPair, chain: &[&rcgen::Certificate]) -> String {
+        use base64::Engine as _;
+        let mut header = Header::new(Algorithm::ES256);
+        header.x5c = Some(
+            chain
+                .iter()
+                .map(|c| base64::engine::general_purpose::STANDARD.encode(c.der()))
+                .collect(),
+        );
+        let now = unix_now();
+        let claims = serde_json::json!({
+            "iss": "auth.example.com", "sub": "carol", "aud": "svc",
+            "exp": now + 300, "nbf": now - 1, "iat": now, "jti": "x",
+            "access": [{"type": "repository", "name": "a", "actions": ["pull"]}],
+        });
+        let key = EncodingKey::from_ec_der(&leaf_pair.serialize_der());
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+
+    #[test]
+    fn x5c_chains_are_verified_up_to_the_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let root_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut root_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        root_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        root_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "token root");
+        let root_cert = root_params.clone().self_signed(&root_pair).unwrap();
+        let root = rcgen::Issuer::new(root_params, root_pair);
+
+        let mid_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut mid_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        mid_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        mid_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "token intermediate");
+        let mid_cert = mid_params.clone().signed_by(&mid_pair, &root).unwrap();
+        let mid = rcgen::Issuer::new(mid_params, mid_pair);
+
+        let leaf_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let leaf_cert = issued_cert(&leaf_pair, false, &mid);
+
+        let bundle = dir.path().join("root.pem");
+        std::fs::write(&bundle, root_cert.pem()).unwrap();
+        let verifier = || {
+            let mut d = TrustDomain::new("auth.example.com", "svc");
+            d.add_cert_bundle(&bundle).unwrap();
+            Verifier::new(vec![d])
+        };
+
+        // leaf + intermediate, rooted in the bundle: accepted, with the leaf's key.
+        let good = x5c_token(&leaf_pair, &[&leaf_cert, &mid_cert]);
+        assert_eq!(verifier().verify(&good).unwrap().subject(), Some("carol"));
+
+        // Without the intermediate the chain does not reach the root.
+        let broken = x5c_token(&leaf_pair, &[&leaf_cert]);
+        assert_eq!(
+            verifier().verify(&broken).unwrap_err(),
+            TokenError::UnknownKey
+        );
+
+        // A chain to another root is refused, even with a valid signature.
+        let other_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut other_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        other_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let other_root = rcgen::Issuer::new(other_params, other_pair);
+        let rogue_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let rogue_cert = issued_cert(&rogue_pair, false, &other_root);
+        let rogue = x5c_token(&rogue_pair, &[&rogue_cert]);
+        assert_eq!(
+            verifier().verify(&rogue).unwrap_err(),
+            TokenError::UnknownKey
+        );
+
+        // A good chain whose token was signed by another key fails the signature check.
+        let forged = x5c_token(&rogue_pair, &[&leaf_cert, &mid_cert]);
+        assert_eq!(
+            verifier().verify(&forged).unwrap_err(),
+            TokenError::BadSignature
         );
     }
 
