@@ -464,7 +464,16 @@ async fn handle(
                 ref m => return Err(method_not_allowed(m)),
             };
             *identity = Some(authorize(state, &headers, &[repo_access(&repo, actions)]).await?);
-            let reference = Reference::parse(&reference)?;
+            let reference = match Reference::parse(&reference) {
+                Ok(reference) => reference,
+                // No manifest can carry a tag outside the grammar, so reading or deleting one
+                // finds nothing (404, as the conformance suite expects for
+                // `.INVALID_MANIFEST_NAME`); only pushing one is the client's mistake (400).
+                Err(RegistryError::TagInvalid { tag }) if method != Method::PUT => {
+                    return Err(RegistryError::ManifestUnknown { reference: tag });
+                }
+                Err(e) => return Err(e),
+            };
             match method {
                 Method::GET | Method::HEAD => {
                     let (stored, body) = if is_head {
