@@ -462,7 +462,7 @@ pub(crate) fn job(
                 }
             }
             "services" => job.services = keywords::services(v, &what, &mut job.unsupported, d),
-            "retry" => job.retry = keywords::retry(v, &what, &mut job.unsupported, d),
+            "retry" => job.retry = keywords::retry(v, &what, d),
             "timeout" => job.timeout = keywords::timeout(v, &what, d),
             "start_in" => {
                 start_in_span = Some(v.span.clone());
@@ -933,7 +933,7 @@ pub(crate) fn needs(
                     ],
                     d,
                 );
-                for key in ["pipeline", "project", "ref", "parallel"] {
+                for key in ["pipeline", "project", "ref"] {
                     if let Some(e) = m.get(key) {
                         unsupported.push((format!("needs:{key}"), e.key_span.clone()));
                     }
@@ -952,7 +952,27 @@ pub(crate) fn needs(
                 }
                 match m.get("job") {
                     Some(e) => {
-                        if let Some(job) = string(&e.value, &format!("{what} `job`"), d) {
+                        let Some(job) = string(&e.value, &format!("{what} `job`"), d) else {
+                            continue;
+                        };
+                        // `parallel: matrix`: specific instances of a matrix job, by the names
+                        // GitLab gives them; an unknown combination is then "not a job".
+                        let names = match m.get("parallel").filter(|p| !p.value.is_null()) {
+                            None => vec![job],
+                            Some(p) => {
+                                if optional {
+                                    d.error(
+                                        &p.key_span,
+                                        format!("{what}: `optional` cannot be used with `parallel: matrix` (GitLab rejects it)"),
+                                    );
+                                }
+                                match need_instances(&job, &p.value, what, d) {
+                                    Some(names) => names,
+                                    None => continue,
+                                }
+                            }
+                        };
+                        for job in names {
                             refs.needs
                                 .push((job.clone(), e.value.span.clone(), optional));
                             out.push(Need {
@@ -980,4 +1000,27 @@ pub(crate) fn needs(
         }
     }
     Some(out)
+}
+
+/// `needs: [{job, parallel: {matrix: [...]}}]` -> the names of the instances it names, built as
+/// GitLab builds them: the values in the order the need writes them (GitLab documents that this
+/// order must match the matrix job's).
+fn need_instances(job: &str, n: &Node, what: &str, d: &mut Diags) -> Option<Vec<String>> {
+    let what = format!("{what} `parallel`");
+    if !matches!(n.value, Value::Map(_)) {
+        d.error(
+            &n.span,
+            format!("{what} must be a map with `matrix:`, found {}", n.kind()),
+        );
+        return None;
+    }
+    match parallel::parse(n, &what, d)? {
+        parallel::Spec::Matrix(list) => Some(
+            list.iter()
+                .map(|vars| parallel::instance_name(job, vars.iter().map(|(_, v, _)| v.as_str())))
+                .collect(),
+        ),
+        // Unreachable for a map, which parses only as `matrix`.
+        parallel::Spec::Count(_) => None,
+    }
 }

@@ -200,18 +200,13 @@ pub(crate) fn start_in(n: &Node, what: &str, d: &mut Diags) -> Option<Duration> 
 }
 
 /// `retry: 0..2` or `retry: {max, when, exit_codes}`.
-pub(crate) fn retry(
-    n: &Node,
-    what: &str,
-    unsupported: &mut Vec<(String, Span)>,
-    d: &mut Diags,
-) -> Retry {
+pub(crate) fn retry(n: &Node, what: &str, d: &mut Diags) -> Retry {
     let mut r = Retry::default();
     let max_node = match &n.value {
         Value::Map(m) => {
             check_keys(m, what, &["max", "when", "exit_codes"], d);
-            if let Some(e) = m.get("exit_codes") {
-                unsupported.push(("retry:exit_codes".into(), e.key_span.clone()));
+            if let Some(e) = m.get("exit_codes").filter(|e| !e.value.is_null()) {
+                r.exit_codes = Some(exit_code_list(&e.value, &format!("{what} `exit_codes`"), d));
             }
             if let Some(e) = m.get("when").filter(|e| !e.value.is_null()) {
                 let whens = string_list(&e.value, &format!("{what} `when`"), d).unwrap_or_default();
@@ -253,14 +248,18 @@ pub(crate) fn exit_codes(n: &Node, m: &crate::yaml::Map, what: &str, d: &mut Dia
         d.error(&n.span, format!("{what} as a map needs `exit_codes`"));
         return Vec::new();
     };
-    let items: Vec<&Node> = match &e.value.value {
+    exit_code_list(&e.value, &format!("{what} `exit_codes`"), d)
+}
+
+/// `exit_codes: 137` or `exit_codes: [137, 255]` (of `allow_failure` and `retry`).
+fn exit_code_list(n: &Node, what: &str, d: &mut Diags) -> Vec<i64> {
+    let items: Vec<&Node> = match &n.value {
         Value::Seq(items) => items.iter().collect(),
-        _ => vec![&e.value],
+        _ => vec![n],
     };
-    let what = format!("{what} `exit_codes`");
     items
         .into_iter()
-        .filter_map(|i| integer(i, &what, d).and_then(|v| i64::try_from(v).ok()))
+        .filter_map(|i| integer(i, what, d).and_then(|v| i64::try_from(v).ok()))
         .collect()
 }
 

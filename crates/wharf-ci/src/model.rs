@@ -89,7 +89,7 @@ pub struct Job {
     pub allow_failure_exit_codes: Vec<i64>,
     /// `when: delayed` + `start_in`.
     pub start_in: Option<std::time::Duration>,
-    /// `retry:` (max 0-2, `when` failure reasons; empty `when` = always).
+    /// `retry:` (max 0-2, `when` failure reasons, `exit_codes`; see [`Retry`]).
     pub retry: Retry,
     /// `timeout:`; `None` = the runner default (GitLab: 1 h).
     pub timeout: Option<std::time::Duration>,
@@ -167,13 +167,17 @@ pub struct Retry {
     pub max: u32,
     /// Failure reasons (`script_failure`, `runner_system_failure`, `always`...).
     pub when: Vec<String>,
+    /// `exit_codes:` (GitLab 16.10+): a failure whose script exit code is listed is retried too.
+    /// `None` when absent. GitLab's rule: without both `when` and `exit_codes` every failure is
+    /// retried; with either, a failure is retried when its reason is in `when` OR its exit code
+    /// is in `exit_codes` (`exit_codes` alone means `when` is empty, not `always`).
+    pub exit_codes: Option<Vec<i64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ParallelInstance {
     /// The job's name as written (what `needs:` of other jobs named; those needs are already
-    /// expanded to every instance). `needs: {job, parallel: {matrix}}` (one instance) is not
-    /// supported yet: it is recorded in `Job::unsupported` and needs every instance.
+    /// expanded to every instance, or with `needs: {job, parallel: {matrix}}` to the named ones).
     pub base_name: String,
     /// 1-based, for `CI_NODE_INDEX`.
     pub index: u32,

@@ -1,7 +1,8 @@
 //! `parallel: N` and `parallel: matrix`, expanded into one job per instance, named as GitLab
 //! names them (`test 1/3`, `deploy: [aws, app1]`). `needs:` and `dependencies:` of other jobs that
 //! name the job as written are rewritten to every instance, so the runner only ever sees real
-//! job names.
+//! job names. A need with `parallel: matrix` names its instances already (see
+//! `convert::needs`) and is left as it is.
 
 use crate::convert::JobRefs;
 use crate::diagnostic::Diags;
@@ -140,6 +141,11 @@ fn matrix(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
     Some(Spec::Matrix(instances))
 }
 
+/// GitLab's name for one `parallel: matrix` instance: `deploy: [aws, app1]`.
+pub(crate) fn instance_name<'a>(base: &str, values: impl Iterator<Item = &'a str>) -> String {
+    format!("{base}: [{}]", values.collect::<Vec<_>>().join(", "))
+}
+
 /// Replace each parallel job by its instances, then point `needs`/`dependencies` at them.
 pub(crate) fn expand(jobs: Vec<(Job, JobRefs)>, d: &mut Diags) -> Vec<(Job, JobRefs)> {
     let mut out = Vec::with_capacity(jobs.len());
@@ -156,8 +162,7 @@ pub(crate) fn expand(jobs: Vec<(Job, JobRefs)>, d: &mut Diags) -> Vec<(Job, JobR
             Spec::Matrix(list) => list
                 .into_iter()
                 .map(|vars| {
-                    let values: Vec<&str> = vars.iter().map(|(_, v, _)| v.as_str()).collect();
-                    let name = format!("{}: [{}]", job.name, values.join(", "));
+                    let name = instance_name(&job.name, vars.iter().map(|(_, v, _)| v.as_str()));
                     let vars = vars
                         .into_iter()
                         .map(|(name, value, span)| Variable {

@@ -1408,6 +1408,87 @@ after:
     assert!(errs[0].contains("makes more than 200 jobs"), "{errs:?}");
 }
 
+#[test]
+fn needs_parallel_matrix_names_specific_instances() {
+    let p = ok("
+stages: [build, test]
+linux:build:
+  stage: build
+  script: [x]
+  parallel:
+    matrix:
+      - PROVIDER: aws
+        STACK: [monitoring, app1, app2]
+linux:rspec:
+  stage: test
+  script: [x]
+  needs:
+    - job: linux:build
+      artifacts: false
+      parallel:
+        matrix:
+          - PROVIDER: aws
+            STACK: [app1, app2]
+other:
+  stage: test
+  script: [x]
+  rules:
+    - needs:
+        - job: linux:build
+          parallel: {matrix: [{PROVIDER: aws, STACK: monitoring}]}
+");
+    let rspec = job(&p, "linux:rspec");
+    assert!(rspec.unsupported.is_empty(), "{:?}", rspec.unsupported);
+    let needs: Vec<(&str, bool)> = rspec
+        .needs
+        .iter()
+        .flatten()
+        .map(|n| (n.job.as_str(), n.artifacts))
+        .collect();
+    assert_eq!(
+        needs,
+        [
+            ("linux:build: [aws, app1]", false),
+            ("linux:build: [aws, app2]", false)
+        ]
+    );
+    let rule_needs: Vec<&str> = job(&p, "other").rules[0]
+        .needs
+        .iter()
+        .flatten()
+        .map(|n| n.job.as_str())
+        .collect();
+    assert_eq!(rule_needs, ["linux:build: [aws, monitoring]"]);
+
+    // GitLab builds the name from the need's own order, so a reversed order (or a value the
+    // matrix does not have) names no job.
+    let head = "stages: [build, test]\nb:\n  stage: build\n  script: [x]\n  parallel:\n    matrix:\n      - P: aws\n        S: [one, two]\nt:\n  stage: test\n  script: [x]\n  needs:\n    - job: b\n";
+    let errs = brief(&format!(
+        "{head}      parallel: {{matrix: [{{S: one, P: aws}}]}}\n"
+    ));
+    assert_eq!(
+        errs,
+        ["13:12: job `t` needs `b: [one, aws]`, which is not a job"],
+        "{errs:?}"
+    );
+    let errs = brief(&format!(
+        "{head}      parallel: {{matrix: [{{P: aws, S: three}}]}}\n"
+    ));
+    assert!(
+        errs[0].contains("needs `b: [aws, three]`, which is not a job"),
+        "{errs:?}"
+    );
+    let errs = brief(&format!(
+        "{head}      optional: true\n      parallel: {{matrix: [{{P: aws, S: one}}]}}\n"
+    ));
+    assert!(
+        errs[0].contains("`optional` cannot be used with `parallel: matrix`"),
+        "{errs:?}"
+    );
+    let errs = brief(&format!("{head}      parallel: 2\n"));
+    assert!(errs[0].contains("must be a map with `matrix:`"), "{errs:?}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // typed keywords
 
@@ -1474,7 +1555,8 @@ fn keyword_values_table() {
                 j.retry,
                 Retry {
                     max: 2,
-                    when: vec![]
+                    when: vec![],
+                    exit_codes: None,
                 }
             )
         }),
@@ -1488,6 +1570,18 @@ fn keyword_values_table() {
         ("retry: {max: 2, when: always}", |j| {
             assert_eq!(j.retry.when, ["always"])
         }),
+        ("retry: {max: 2, exit_codes: 137}", |j| {
+            assert_eq!(j.retry.exit_codes, Some(vec![137]));
+            assert!(j.retry.when.is_empty());
+            assert!(j.unsupported.is_empty(), "{:?}", j.unsupported);
+        }),
+        (
+            "retry: {max: 1, when: runner_system_failure, exit_codes: [137, 255]}",
+            |j| {
+                assert_eq!(j.retry.exit_codes, Some(vec![137, 255]));
+                assert_eq!(j.retry.when, ["runner_system_failure"]);
+            },
+        ),
         ("allow_failure: {exit_codes: 137}", |j| {
             assert!(!j.allow_failure);
             assert_eq!(j.allow_failure_exit_codes, [137]);
@@ -1613,6 +1707,10 @@ fn keyword_errors_table() {
         (
             "allow_failure: {exit_codes: [one]}",
             "`exit_codes` must be an integer, found `one`",
+        ),
+        (
+            "retry: {max: 1, exit_codes: [137, oom]}",
+            "`retry` of job `j` `exit_codes` must be an integer, found `oom`",
         ),
         (
             "coverage: 'Total: \\d+%'",

@@ -324,8 +324,8 @@ async fn run_with_retries(shared: &Shared, job: &Job, prefix: Option<String>) ->
         report.attempts = attempt;
         report.name = format!("{}{}", shared.name_prefix, report.name);
         let retry = match &report.status {
-            JobStatus::Failed { reason, .. } => {
-                attempt < max_attempts && reason.retried_by(&job.retry.when)
+            JobStatus::Failed { reason, exit_code } => {
+                attempt < max_attempts && reason.retried_by(&job.retry, *exit_code)
             }
             _ => false,
         };

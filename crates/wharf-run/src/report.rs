@@ -3,6 +3,7 @@
 use crate::log::{Level, paint};
 use std::fmt;
 use std::time::Duration;
+use wharf_ci::Retry;
 
 /// GitLab's failure reasons, so users see the same words as in GitLab.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,21 +37,31 @@ impl FailureReason {
         }
     }
 
-    /// Whether `retry: when: [...]` (GitLab's reason names; empty = `always`) retries this.
-    /// Configuration errors are never retried: the same configuration fails the same way.
-    pub fn retried_by(self, when: &[String]) -> bool {
+    /// Whether `retry:` retries a failure for this reason with this script exit code, by
+    /// GitLab's rule (`Gitlab::Ci::Build::AutoRetry`): without `when` and `exit_codes` every
+    /// failure is retried; otherwise a failure whose reason is in `when` (or `when` has
+    /// `always`) or whose exit code is in `exit_codes`. Configuration errors are never retried:
+    /// the same configuration fails the same way.
+    pub fn retried_by(self, retry: &Retry, exit_code: Option<i64>) -> bool {
         if self == Self::RunnerConfigurationError || self == Self::JobCanceled {
             return false;
         }
-        if when.is_empty() {
+        if retry.when.is_empty() && retry.exit_codes.is_none() {
             return true;
         }
-        when.iter().any(|w| {
+        let by_reason = retry.when.iter().any(|w| {
             w == "always"
                 || w == self.as_str()
                 || (w == "stuck_or_timeout_failure" && self == Self::JobExecutionTimeout)
                 || (w == "unknown_failure" && self == Self::DownstreamPipelineFailure)
-        })
+        });
+        let by_exit_code = exit_code.is_some_and(|code| {
+            retry
+                .exit_codes
+                .as_ref()
+                .is_some_and(|codes| codes.contains(&code))
+        });
+        by_reason || by_exit_code
     }
 }
 
@@ -301,14 +312,46 @@ mod tests {
 
     #[test]
     fn retry_reasons_use_gitlab_names() {
-        let when = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert!(FailureReason::ScriptFailure.retried_by(&[]));
-        assert!(FailureReason::ScriptFailure.retried_by(&when(&["script_failure"])));
-        assert!(!FailureReason::ScriptFailure.retried_by(&when(&["runner_system_failure"])));
+        let when = |w: &[&str]| Retry {
+            max: 2,
+            when: w.iter().map(|s| s.to_string()).collect(),
+            exit_codes: None,
+        };
+        let script = FailureReason::ScriptFailure;
+        assert!(script.retried_by(&when(&[]), Some(1)));
+        assert!(script.retried_by(&when(&["script_failure"]), Some(1)));
+        assert!(!script.retried_by(&when(&["runner_system_failure"]), Some(1)));
         assert!(
-            FailureReason::JobExecutionTimeout.retried_by(&when(&["stuck_or_timeout_failure"]))
+            FailureReason::JobExecutionTimeout
+                .retried_by(&when(&["stuck_or_timeout_failure"]), None)
         );
-        assert!(!FailureReason::RunnerConfigurationError.retried_by(&when(&["always"])));
+        assert!(!FailureReason::RunnerConfigurationError.retried_by(&when(&["always"]), None));
+    }
+
+    #[test]
+    fn retry_exit_codes_follow_gitlab() {
+        let retry = |w: &[&str], codes: &[i64]| Retry {
+            max: 2,
+            when: w.iter().map(|s| s.to_string()).collect(),
+            exit_codes: Some(codes.to_vec()),
+        };
+        let script = FailureReason::ScriptFailure;
+        // `exit_codes` alone: only the listed codes, not every failure.
+        assert!(script.retried_by(&retry(&[], &[137, 255]), Some(137)));
+        assert!(!script.retried_by(&retry(&[], &[137, 255]), Some(1)));
+        // A failure without an exit code (a timeout) is not matched by `exit_codes`.
+        assert!(!FailureReason::JobExecutionTimeout.retried_by(&retry(&[], &[137]), None));
+        // With `when`: the reason OR the exit code.
+        let both = retry(&["runner_system_failure"], &[137]);
+        assert!(script.retried_by(&both, Some(137)));
+        assert!(!script.retried_by(&both, Some(1)));
+        assert!(FailureReason::RunnerSystemFailure.retried_by(&both, None));
+        // `exit_codes: []` retries nothing (GitLab's `when` default is then empty).
+        assert!(!script.retried_by(&retry(&[], &[]), Some(1)));
+        // Configuration errors never, whatever the codes say.
+        assert!(
+            !FailureReason::RunnerConfigurationError.retried_by(&retry(&["always"], &[1]), Some(1))
+        );
     }
 
     #[test]
