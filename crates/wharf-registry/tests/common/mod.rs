@@ -4,6 +4,7 @@
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,6 +28,14 @@ pub fn digest_of(data: &[u8]) -> String {
 pub struct Reg {
     pub app: Router,
     pub dir: tempfile::TempDir,
+    /// Set by [`registry_on_socket`]: requests then go over a loopback socket to the real server.
+    pub socket: Option<Socket>,
+}
+
+/// A real server on 127.0.0.1; dropping this stops it.
+pub struct Socket {
+    pub addr: SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 pub struct Resp {
@@ -76,7 +85,33 @@ pub fn registry_with(auth: Arc<dyn Authorizer>) -> Reg {
     Reg {
         app: app_at(dir.path(), auth),
         dir,
+        socket: None,
     }
+}
+
+/// A registry served by `serve_on` on 127.0.0.1 (no auth), for what only the wire shows:
+/// hyper's framing of HEAD and 204 answers, query escaping, connection handling.
+pub async fn registry_on_socket() -> Reg {
+    let mut reg = registry();
+    let config = config(&reg.root());
+    let state = app_state(&config, Arc::new(AllowAll)).expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(wharf_registry::serve_on(
+        listener,
+        config,
+        state,
+        Router::new(),
+        async {
+            // Resolves when the sender is dropped with the `Reg`.
+            let _ = stopped.await;
+        },
+    ));
+    reg.socket = Some(Socket { addr, _stop: stop });
+    reg
 }
 
 impl Reg {
@@ -91,7 +126,10 @@ impl Reg {
         headers: &[(&str, &str)],
         body: Body,
     ) -> Resp {
-        send(&self.app, method, uri, headers, body).await
+        match &self.socket {
+            Some(socket) => send_over_socket(socket.addr, method, uri, headers, body).await,
+            None => send(&self.app, method, uri, headers, body).await,
+        }
     }
 
     pub async fn call(
@@ -213,4 +251,98 @@ pub fn image_manifest(
         m["annotations"] = serde_json::json!({"org.example": "yes"});
     }
     serde_json::to_vec(&m).expect("json")
+}
+
+/// One HTTP/1.1 request on a fresh connection (`Connection: close`, so the answer ends at EOF).
+/// Like Go's client, the body's own length is sent and a caller's `Content-Length` is ignored.
+pub async fn send_over_socket(
+    addr: SocketAddr,
+    method: Method,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Body,
+) -> Resp {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let body = body.collect().await.expect("request body").to_bytes();
+    let mut request = format!("{method} {uri} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        if !k.eq_ignore_ascii_case("content-length") {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    if !body.is_empty() || matches!(method, Method::POST | Method::PUT | Method::PATCH) {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    request.push_str("\r\n");
+    let exchange = async {
+        let mut conn = tokio::net::TcpStream::connect(addr).await?;
+        conn.write_all(request.as_bytes()).await?;
+        conn.write_all(&body).await?;
+        let mut response = Vec::new();
+        conn.read_to_end(&mut response).await?;
+        Ok::<_, std::io::Error>(response)
+    };
+    // A guard against a hung server, not a timing assertion.
+    let response = tokio::time::timeout(std::time::Duration::from_secs(30), exchange)
+        .await
+        .expect("the server answers")
+        .expect("exchange");
+    parse_response(&response)
+}
+
+fn parse_response(raw: &[u8]) -> Resp {
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("end of the response head");
+    let head = std::str::from_utf8(&raw[..split]).expect("ASCII head");
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().expect("status line");
+    let code: u16 = status_line
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let mut headers = HeaderMap::new();
+    for line in lines {
+        let (k, v) = line.split_once(':').expect("header line");
+        headers.append(
+            http::HeaderName::from_bytes(k.trim().as_bytes()).expect("header name"),
+            http::HeaderValue::from_str(v.trim()).expect("header value"),
+        );
+    }
+    let rest = &raw[split + 4..];
+    let chunked = headers
+        .get(http::header::TRANSFER_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_vec()
+    };
+    Resp {
+        status: StatusCode::from_u16(code).expect("status"),
+        headers,
+        body: Bytes::from(body),
+    }
+}
+
+/// Decodes a `Transfer-Encoding: chunked` body.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = raw
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .expect("chunk size line");
+        let size_field = std::str::from_utf8(&raw[..eol]).expect("ASCII chunk size");
+        let size = usize::from_str_radix(size_field.split(';').next().unwrap_or("").trim(), 16)
+            .expect("hex chunk size");
+        if size == 0 {
+            return out;
+        }
+        let start = eol + 2;
+        out.extend_from_slice(&raw[start..start + size]);
+        raw = &raw[start + size + 2..];
+    }
 }
