@@ -126,6 +126,34 @@ pub fn remove_tree(path: &Path) -> Result<(), FilesError> {
     }
 }
 
+/// Empties `path` (creating it if missing) but keeps the folder itself: it may be bind-mounted
+/// into running containers (a job's services), which would keep seeing a removed folder.
+pub fn clear_dir(path: &Path) -> Result<(), FilesError> {
+    let io_error = |action: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| FilesError::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    std::fs::create_dir_all(path).map_err(io_error("creating", path))?;
+    for entry in std::fs::read_dir(path).map_err(io_error("reading", path))? {
+        let entry = entry.map_err(io_error("reading", path))?;
+        let child = entry.path();
+        let is_dir = entry
+            .file_type()
+            .map_err(io_error("reading", &child))?
+            .is_dir();
+        if is_dir {
+            remove_tree(&child)?;
+        } else {
+            std::fs::remove_file(&child).map_err(io_error("removing", &child))?;
+        }
+    }
+    Ok(())
+}
+
 /// Result of matching artifact or cache `paths:` in a build folder.
 #[derive(Debug, Default)]
 pub struct Matched {
@@ -407,6 +435,24 @@ pub fn slug(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clear_dir_empties_in_place_without_following_links() {
+        use std::os::unix::fs::MetadataExt;
+        let outside = tempfile::tempdir().unwrap();
+        touch(outside.path(), "keep.txt");
+        let dir = tempfile::tempdir().unwrap();
+        let build = dir.path().join("build");
+        clear_dir(&build).unwrap();
+        let inode = std::fs::metadata(&build).unwrap().ino();
+        touch(&build, "a/b/c.txt");
+        touch(&build, ".hidden");
+        std::os::unix::fs::symlink(outside.path(), build.join("link")).unwrap();
+        clear_dir(&build).unwrap();
+        assert_eq!(std::fs::read_dir(&build).unwrap().count(), 0);
+        assert_eq!(std::fs::metadata(&build).unwrap().ino(), inode);
+        assert!(outside.path().join("keep.txt").exists());
+    }
 
     fn touch(root: &Path, rel: &str) {
         let p = root.join(rel);

@@ -493,20 +493,19 @@ fn prepare(
         log.error(&e.to_string());
         system_failure()
     };
-    files::remove_tree(&layout.build_dir).map_err(|e| fail(log, e))?;
+    // Emptied, not recreated: the job's services may already have the build folder mounted.
+    files::clear_dir(&layout.build_dir).map_err(|e| fail(log, e))?;
     files::remove_tree(&layout.tmp_dir).map_err(|e| fail(log, e))?;
-    for d in [&layout.build_dir, &layout.tmp_dir] {
-        std::fs::create_dir_all(d).map_err(|e| {
-            fail(
-                log,
-                files::FilesError::Io {
-                    action: "creating",
-                    path: d.to_path_buf(),
-                    source: e,
-                },
-            )
-        })?;
-    }
+    std::fs::create_dir_all(&layout.tmp_dir).map_err(|e| {
+        fail(
+            log,
+            files::FilesError::Io {
+                action: "creating",
+                path: layout.tmp_dir.clone(),
+                source: e,
+            },
+        )
+    })?;
     log.section("Getting source from the project folder");
     files::copy_files(&ctx.opts.project_dir, ctx.snapshot, &layout.build_dir)
         .map_err(|e| fail(log, e))?;
@@ -1023,9 +1022,26 @@ async fn run_in_docker(
         ("wharf.job".to_string(), job.name.clone()),
         ("wharf.pipeline".to_string(), ctx.pipeline_id.to_string()),
     ]);
+    // GitLab mounts the builds volume into every service too (a service sees the job's files
+    // at the same path, e.g. for `docker run -v $CI_PROJECT_DIR:...` against a dind service).
+    // The folder exists before the services start and is filled in place afterwards.
+    let builds_bind = if planned.is_empty() {
+        Vec::new()
+    } else {
+        if let Err(e) = files::clear_dir(&layout.build_dir) {
+            log.error(&e.to_string());
+            return system_failure();
+        }
+        vec![format!(
+            "{}:{}",
+            layout.build_dir.display(),
+            layout.project_dir_in_job
+        )]
+    };
     let start = services::StartOptions {
         name_prefix: &container_prefix,
         labels: &labels,
+        binds: &builds_bind,
         timeout: services::DEFAULT_TIMEOUT,
         cancel: ctx.opts.cancel.clone(),
     };

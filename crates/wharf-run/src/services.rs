@@ -11,10 +11,11 @@
 //! Differences from GitLab, on purpose or by construction:
 //! - Two services cannot listen on the same port (they share one loopback); in GitLab each has
 //!   its own address. Such a service fails to bind, which the readiness warning shows.
-//! - Services do not get the build folder mounted (GitLab mounts the builds volume into them):
-//!   the folder is recreated after they start.
 //! - If the first service exits early, the namespace is gone: the job then runs in a namespace of
 //!   its own (with the aliases still in its `/etc/hosts`), after a warning.
+//!
+//! Like GitLab, every service gets the job's build folder mounted at the job's project path; it
+//! is empty when the service starts and filled (sources, caches, artifacts) before the script.
 //!
 //! Readiness: for every `EXPOSE`d TCP port of a service's image (or `HEALTHCHECK_TCP_PORT` from
 //! its variables, as GitLab), wharf waits (bounded) until a socket in the shared namespace
@@ -258,6 +259,9 @@ pub struct StartOptions<'a> {
     pub name_prefix: &'a str,
     /// The job containers' labels (`wharf.job`, `wharf.pipeline`); `wharf.service` is added.
     pub labels: &'a HashMap<String, String>,
+    /// Bind mounts every service gets: the job's build folder, as GitLab mounts the builds
+    /// volume into services.
+    pub binds: &'a [String],
     pub timeout: Duration,
     pub cancel: watch::Receiver<bool>,
 }
@@ -391,6 +395,7 @@ pub async fn start(
             cmd: svc.command.clone(),
             env: svc.env.clone(),
             labels,
+            binds: opts.binds.to_vec(),
             network_mode: owner.as_ref().map(|o| format!("container:{o}")),
             extra_hosts: if owner.is_none() {
                 hosts_entries(&all_aliases)

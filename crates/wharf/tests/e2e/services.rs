@@ -137,6 +137,41 @@ fn service_is_reached_by_alias_default_alias_and_loopback_then_removed() {
 
 #[test]
 #[ignore = "needs dockerd and docker-registry: run by scripts/test-all.sh"]
+fn services_see_the_jobs_build_folder_at_the_same_path() {
+    // GitLab mounts the builds volume into services: a service serving /builds over HTTP sees
+    // the project's files and what the script writes, at $CI_PROJECT_DIR.
+    let img = Images::new("buildsvol");
+    let p = Project::new(&[
+        ("hello.txt", "from-the-project\n"),
+        (
+            ".gitlab-ci.yml",
+            &format!(
+                r#"job:
+  image: {base}
+  services:
+    - name: {web}
+      alias: web
+      command: ["sh", "-c", "exec httpd -f -p 8080 -h /builds"]
+  script:
+    - echo "made-by-$CI_JOB_NAME" > made.txt
+    - wget -q -O- "http://web:8080/${{CI_PROJECT_DIR#/builds/}}/hello.txt"
+    - wget -q -O- "http://web:8080/${{CI_PROJECT_DIR#/builds/}}/made.txt"
+"#,
+                base = img.base,
+                web = img.web,
+            ),
+        ),
+    ]);
+    let run = p.run(&["run", "--pull-policy", "never"]);
+    run.assert_code(0)
+        .assert_contains("from-the-project")
+        .assert_contains("made-by-job")
+        .assert_contains("Job succeeded");
+    assert_no_containers(&p);
+}
+
+#[test]
+#[ignore = "needs dockerd and docker-registry: run by scripts/test-all.sh"]
 fn two_services_share_the_namespace_and_healthcheck_port_is_waited_for() {
     let img = Images::new("two");
     let p = Project::new(&[(
