@@ -384,6 +384,16 @@ impl TokenError {
     }
 }
 
+/// What an RSA key may sign tokens with (PKCS#1 v1.5 and PSS).
+const RSA_ALGORITHMS: [Algorithm; 6] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+];
+
 /// A public key trusted to sign tokens.
 #[derive(Clone)]
 pub struct TrustedKey {
@@ -485,14 +495,7 @@ impl TrustDomain {
                     jsonwebtoken::jwk::EllipticCurve::P384 => vec![Algorithm::ES384],
                     _ => return Err(trust_err(format!("key {kid}: unsupported curve"))),
                 },
-                P::RSA(_) => vec![
-                    Algorithm::RS256,
-                    Algorithm::RS384,
-                    Algorithm::RS512,
-                    Algorithm::PS256,
-                    Algorithm::PS384,
-                    Algorithm::PS512,
-                ],
+                P::RSA(_) => RSA_ALGORITHMS.to_vec(),
                 P::OctetKeyPair(_) => vec![Algorithm::EdDSA],
                 // A shared secret in a public key set would let anyone who reads it sign.
                 _ => {
@@ -592,17 +595,9 @@ fn trusted_key_of(
             };
             (DecodingKey::from_ec_der(bits), algs)
         }
-        Ok(x509_parser::public_key::PublicKey::RSA(_)) => (
-            DecodingKey::from_rsa_der(bits),
-            vec![
-                Algorithm::RS256,
-                Algorithm::RS384,
-                Algorithm::RS512,
-                Algorithm::PS256,
-                Algorithm::PS384,
-                Algorithm::PS512,
-            ],
-        ),
+        Ok(x509_parser::public_key::PublicKey::RSA(_)) => {
+            (DecodingKey::from_rsa_der(bits), RSA_ALGORITHMS.to_vec())
+        }
         _ => return Err("only EC and RSA certificate keys are supported".into()),
     };
     Ok(TrustedKey {
