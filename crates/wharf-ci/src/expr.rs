@@ -335,7 +335,9 @@ fn dollar_error(after: &str) -> String {
         }
     }
     if after.starts_with("[[") {
-        return "`$[[ inputs ]]` interpolation is not supported in expressions here".into();
+        // Interpolation runs before expressions are read; a block still here was in a file
+        // without a `spec: inputs:` header, which GitLab leaves as written too.
+        return "`$[[ ... ]]` is left as written: only a file with a `spec: inputs:` header (before `---`) interpolates its inputs".into();
     }
     "`$` must be followed by a variable name (letters, digits, `_`)".into()
 }

@@ -5,15 +5,16 @@
 //!
 //! Merging is GitLab's: the included files are deep-merged in order (a later file wins over an
 //! earlier one), then the including file is deep-merged over the result (its own keys win).
-//! A file that was already included elsewhere is skipped, as GitLab skips duplicates; it still
-//! counts towards the total.
+//! A file that was already included elsewhere (with the same `inputs`) is skipped, as GitLab
+//! skips duplicates; it still counts towards the total. `inputs` and `spec:` headers: see
+//! [`crate::inputs`].
 
 use crate::diagnostic::Diags;
 use crate::model::Span;
 use crate::pipeline::deep_merge;
 use crate::suggest::did_you_mean;
-use crate::yaml::{self, Map, Node, Value};
-use crate::{Loader, convert};
+use crate::yaml::{self, Entry, Map, Node, Value};
+use crate::{Loader, convert, inputs};
 use std::collections::HashSet;
 
 /// GitLab's limit on the number of included files in one pipeline (nested and duplicate ones
@@ -52,10 +53,43 @@ pub(crate) struct Includer<'a, 'd> {
     d: &'d mut Diags,
 }
 
-/// One file to include, with where the include that named it is written.
+/// One file to include, with where the include that named it is written and the `inputs:` it
+/// passes.
 struct Target {
     path: String,
     span: Span,
+    inputs: Option<Entry>,
+}
+
+impl Target {
+    /// What makes two includes the same for GitLab's duplicate skipping: the file, and the
+    /// inputs it gets (one file included with different inputs is two configurations).
+    fn identity(&self) -> String {
+        match &self.inputs {
+            None => self.path.clone(),
+            Some(e) => format!("{} {}", self.path, canonical(&e.value)),
+        }
+    }
+}
+
+/// A node as text that is equal for equal values (spans left out).
+fn canonical(n: &Node) -> String {
+    match &n.value {
+        Value::Null => "~".into(),
+        Value::Scalar(s) => format!("{:?}{}", s.text, if s.plain { "p" } else { "q" }),
+        Value::Seq(items) => format!(
+            "[{}]",
+            items.iter().map(canonical).collect::<Vec<_>>().join(",")
+        ),
+        Value::Map(m) => format!(
+            "{{{}}}",
+            m.iter()
+                .map(|(k, e)| format!("{k:?}:{}", canonical(&e.value)))
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        Value::Tagged(t, inner) => format!("!{t} {}", canonical(inner)),
+    }
 }
 
 impl<'a, 'd> Includer<'a, 'd> {
@@ -122,7 +156,7 @@ impl<'a, 'd> Includer<'a, 'd> {
                 }
                 continue;
             }
-            if !self.seen.insert(target.path.clone()) {
+            if !self.seen.insert(target.identity()) {
                 continue;
             }
             let Some(content) = self.load(&target) else {
@@ -157,40 +191,27 @@ impl<'a, 'd> Includer<'a, 'd> {
             }
         };
         let docs = yaml::parse(path, &text, self.d)?;
-        match docs.as_slice() {
-            [] => {
-                self.d
-                    .error(&target.span, format!("included file `{path}` is empty"));
-                None
-            }
-            [doc] => match &doc.value {
-                Value::Map(m) => Some(m.clone()),
-                Value::Null => {
-                    self.d
-                        .error(&target.span, format!("included file `{path}` is empty"));
-                    None
-                }
-                _ => {
-                    self.d.error(
-                        &doc.span,
-                        format!(
-                            "included file `{path}` must be a map of keywords and jobs, found {}",
-                            doc.kind()
-                        ),
-                    );
-                    None
-                }
-            },
-            [header, ..] => {
-                match header.as_map().and_then(|m| m.get("spec")) {
-                    Some(spec) => self.d.error(
-                        &spec.key_span,
-                        "a `spec:` header (inputs) is not supported yet",
+        let given = inputs::Given::Include {
+            file: path,
+            at: &target.span,
+            inputs: target.inputs.as_ref(),
+        };
+        let content = inputs::content(docs, &given, self.variables, self.d)?;
+        let Some(doc) = content.filter(|doc| !doc.is_null()) else {
+            self.d
+                .error(&target.span, format!("included file `{path}` is empty"));
+            return None;
+        };
+        match doc.value {
+            Value::Map(m) => Some(m),
+            _ => {
+                self.d.error(
+                    &doc.span,
+                    format!(
+                        "included file `{path}` must be a map of keywords and jobs, found {}",
+                        doc.kind()
                     ),
-                    None => self
-                        .d
-                        .error(&docs[1].span, "the file has more than one YAML document"),
-                };
+                );
                 None
             }
         }
@@ -211,7 +232,7 @@ impl<'a, 'd> Includer<'a, 'd> {
                     if location.starts_with("http://") || location.starts_with("https://") {
                         self.offline(item, "remote", &location);
                     } else {
-                        self.local(&location, &item.span, &mut out);
+                        self.local(&location, &item.span, None, &mut out);
                     }
                 }
                 Value::Map(m) => self.include_map(item, m, &mut out),
@@ -238,12 +259,6 @@ impl<'a, 'd> Includer<'a, 'd> {
                     .help_opt(did_you_mean(k, INCLUDE_KEYS.iter().copied()));
             }
         }
-        if let Some(e) = m.get("inputs") {
-            self.d
-                .error(&e.key_span, "`include` `inputs` are not supported yet")
-                .help("inputs need a `spec:` header in the included file, which wharf cannot read yet");
-            return;
-        }
         if let Some(rules) = m.get("rules") {
             match self.rules_include(&rules.value) {
                 Some(true) => {}
@@ -265,7 +280,7 @@ impl<'a, 'd> Includer<'a, 'd> {
             Some(e) => {
                 if let Some(path) = convert::string(&e.value, "`include` `local`", self.d) {
                     let path = self.expand_vars(&path);
-                    self.local(&path, &e.value.span, out);
+                    self.local(&path, &e.value.span, m.get("inputs"), out);
                 }
             }
             None => {
@@ -291,8 +306,8 @@ impl<'a, 'd> Includer<'a, 'd> {
             .help("wharf reads only files of the project: copy the file into the project and use `include: local`");
     }
 
-    /// A local path (maybe a wildcard) -> the files it names.
-    fn local(&mut self, path: &str, span: &Span, out: &mut Vec<Target>) {
+    /// A local path (maybe a wildcard) -> the files it names, each given `inputs`.
+    fn local(&mut self, path: &str, span: &Span, inputs: Option<&Entry>, out: &mut Vec<Target>) {
         let path = path.trim_start_matches('/').to_string();
         if !(path.ends_with(".yml") || path.ends_with(".yaml")) {
             self.d.error(
@@ -305,6 +320,7 @@ impl<'a, 'd> Includer<'a, 'd> {
             out.push(Target {
                 path,
                 span: span.clone(),
+                inputs: inputs.cloned(),
             });
             return;
         }
@@ -329,6 +345,7 @@ impl<'a, 'd> Includer<'a, 'd> {
         out.extend(matched.into_iter().map(|path| Target {
             path,
             span: span.clone(),
+            inputs: inputs.cloned(),
         }));
     }
 

@@ -12,6 +12,7 @@ mod duration;
 mod emit;
 pub mod expr;
 mod include;
+mod inputs;
 mod keywords;
 pub mod model;
 mod parallel;

@@ -9,7 +9,7 @@ use crate::diagnostic::{Diagnostic, Diags};
 use crate::model::{Job, Pipeline, Span};
 use crate::suggest::did_you_mean;
 use crate::yaml::{self, Entry, Map, Node, Value};
-use crate::{LoadOptions, Loader, include, keywords, parallel, reference};
+use crate::{LoadOptions, Loader, include, inputs, keywords, parallel, reference};
 use std::collections::HashMap;
 
 /// Top-level keys that are not jobs.
@@ -75,7 +75,7 @@ pub(crate) fn config(
             return None;
         }
     };
-    let root = document_map(file, &text, &start, d)?;
+    let root = document_map(file, &text, &start, &options.variables, d)?;
     let root = include::Includer::new(loader, &options.variables, d).expand(root, file);
 
     let mut resolver = Resolver {
@@ -126,33 +126,27 @@ fn is_job_key(name: &str) -> bool {
     !GLOBAL_KEYWORDS.contains(&name)
 }
 
-/// The main file's single document, which must be a map.
-fn document_map(file: &str, text: &str, start: &Span, d: &mut Diags) -> Option<Map> {
+/// The main file's configuration document, which must be a map. A `spec: inputs:` header is
+/// applied with every input at its default (see [`crate::inputs`]).
+fn document_map(
+    file: &str,
+    text: &str,
+    start: &Span,
+    variables: &[(String, String)],
+    d: &mut Diags,
+) -> Option<Map> {
     let docs = yaml::parse(file, text, d)?;
-    let root = match docs.as_slice() {
-        [] => None,
-        [doc] => Some(doc),
-        [header, ..] => {
-            match header.as_map().and_then(|m| m.get("spec")) {
-                Some(spec) => d.error(
-                    &spec.key_span,
-                    "a `spec:` header (inputs) is not supported yet",
-                ),
-                None => d.error(&docs[1].span, "the file has more than one YAML document"),
-            };
-            return None;
-        }
-    };
-    let Some(root) = root.and_then(Node::as_map) else {
-        let span = root.map_or(start.clone(), |r| r.span.clone());
-        let found = root.map_or("nothing".to_string(), Node::kind);
+    let root = inputs::content(docs, &inputs::Given::Pipeline, variables, d)?;
+    let Some(root_map) = root.as_ref().and_then(Node::as_map) else {
+        let span = root.as_ref().map_or(start.clone(), |r| r.span.clone());
+        let found = root.as_ref().map_or("nothing".to_string(), Node::kind);
         d.error(
             &span,
             format!("a pipeline must be a map of keywords and jobs, found {found}"),
         );
         return None;
     };
-    Some(root.clone())
+    Some(root_map.clone())
 }
 
 pub(crate) fn load(

@@ -771,8 +771,12 @@ fn variables_file() {
 #[test]
 fn headers_and_non_map_documents_are_errors() {
     assert_eq!(
-        brief("spec:\n  inputs: {}\n---\nj: {script: [x]}\n"),
-        ["1:1: a `spec:` header (inputs) is not supported yet"]
+        brief("spec:\n  inputs:\n    x:\n---\nj: {script: [x]}\n"),
+        ["3:5: input `x` of the pipeline has no `default`, and wharf passes no pipeline inputs"]
+    );
+    assert_eq!(
+        brief("a: 1\n---\nj: {script: [x]}\n"),
+        ["3:1: the file has more than one YAML document"]
     );
     assert_eq!(
         brief(""),

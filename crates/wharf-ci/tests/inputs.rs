@@ -1,0 +1,438 @@
+//! CI/CD inputs: `spec: inputs:` headers, `include` `inputs`, `$[[ inputs.X ]]` interpolation.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::collections::HashMap;
+use wharf_ci::*;
+
+struct Mem(HashMap<String, String>);
+
+impl Loader for Mem {
+    fn load(&self, path: &str) -> Result<String, std::io::Error> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, path.to_string()))
+    }
+    fn list_files(&self) -> Result<Vec<String>, std::io::Error> {
+        Ok(self.0.keys().cloned().collect())
+    }
+}
+
+const MAIN: &str = ".gitlab-ci.yml";
+
+fn mem(files: &[(&str, &str)]) -> Mem {
+    Mem(files
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
+
+fn options(vars: &[(&str, &str)]) -> LoadOptions {
+    LoadOptions {
+        variables: vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    }
+}
+
+fn ok(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Pipeline {
+    match load_pipeline_with(MAIN, &mem(files), &options(vars)) {
+        Ok(l) => l.pipeline,
+        Err(e) => panic!("expected success, got:\n{e}"),
+    }
+}
+
+/// `file:line:col: message` of each error.
+fn errors(files: &[(&str, &str)]) -> Vec<String> {
+    match load_pipeline_with(MAIN, &mem(files), &options(&[])) {
+        Ok(l) => panic!("expected errors, got {:#?}", l.pipeline.jobs),
+        Err(e) => {
+            e.0.iter()
+                .filter(|d| d.is_error())
+                .map(|d| match &d.span {
+                    Some(s) => format!("{s}: {}", d.message),
+                    None => d.message.clone(),
+                })
+                .collect()
+        }
+    }
+}
+
+fn job<'a>(p: &'a Pipeline, name: &str) -> &'a Job {
+    p.jobs
+        .iter()
+        .find(|j| j.name == name)
+        .unwrap_or_else(|| panic!("no job {name} in {:?}", names(p)))
+}
+
+fn names(p: &Pipeline) -> Vec<&str> {
+    p.jobs.iter().map(|j| j.name.as_str()).collect()
+}
+
+const TEMPLATE: &str = "spec:
+  inputs:
+    job-prefix:
+      description: a prefix for the job name
+    stage:
+      default: test
+    environment:
+      options: [test, staging, production]
+    concurrency:
+      type: number
+      default: 2
+    version:
+      type: string
+      regex: ^v\\d\\.\\d+(\\.\\d+)?$
+    export:
+      type: boolean
+      default: true
+    needs-list:
+      type: array
+      default: []
+---
+\"$[[ inputs.job-prefix ]]-scan\":
+  stage: $[[ inputs.stage ]]
+  parallel: $[[ inputs.concurrency ]]
+  allow_failure: $[[ inputs.export ]]
+  needs: $[[ inputs.needs-list ]]
+  script:
+    - echo -e $[[ inputs.environment ]] -c $[[ inputs.concurrency ]] -v $[[ inputs.version ]]
+    - if $[[ inputs.export ]]; then echo export; fi
+";
+
+#[test]
+fn include_inputs_are_typed_and_interpolated() {
+    let p = ok(
+        &[
+            (
+                MAIN,
+                "stages: [build, deploy]
+include:
+  - local: scan.yml
+    inputs:
+      job-prefix: web
+      stage: deploy
+      environment: staging
+      concurrency: 3
+      version: v1.3.2
+      export: false
+      needs-list: [build]
+build:
+  stage: build
+  script: [make]
+",
+            ),
+            ("scan.yml", TEMPLATE),
+        ],
+        &[],
+    );
+    assert_eq!(
+        names(&p),
+        ["web-scan 1/3", "web-scan 2/3", "web-scan 3/3", "build"]
+    );
+    let scan = job(&p, "web-scan 1/3");
+    assert_eq!(scan.stage, "deploy");
+    // Whole-value blocks keep their type: a number makes `parallel: 2`, a boolean
+    // `allow_failure: false`, an array a list of needs.
+    assert!(!scan.allow_failure);
+    let needs: Vec<&str> = scan
+        .needs
+        .iter()
+        .flatten()
+        .map(|n| n.job.as_str())
+        .collect();
+    assert_eq!(needs, ["build"]);
+    // Inside a longer string, the value's text.
+    assert_eq!(
+        scan.script,
+        [
+            "echo -e staging -c 3 -v v1.3.2",
+            "if false; then echo export; fi"
+        ]
+    );
+}
+
+#[test]
+fn defaults_fill_missing_inputs_and_the_main_file_uses_its_defaults() {
+    let p = ok(
+        &[
+            (
+                MAIN,
+                "spec:
+  inputs:
+    suffix:
+      default: main
+    count:
+      type: number
+      default: 1.10
+---
+include:
+  - local: scan.yml
+    inputs:
+      job-prefix: $[[ inputs.suffix ]]
+      environment: test
+      version: v2.0
+job-$[[ inputs.suffix ]]:
+  script:
+    - echo $[[ inputs.count ]]
+",
+            ),
+            ("scan.yml", TEMPLATE),
+        ],
+        &[],
+    );
+    // The main file's own inputs are interpolated first, so they reach the include's inputs.
+    assert_eq!(names(&p), ["main-scan 1/2", "main-scan 2/2", "job-main"]);
+    let scan = job(&p, "main-scan 2/2");
+    assert_eq!(scan.stage, "test");
+    assert!(scan.allow_failure);
+    assert_eq!(scan.needs.as_deref(), Some(&[][..]));
+    // `1.10` is the number 1.1 to GitLab, as text too.
+    assert_eq!(job(&p, "job-main").script, ["echo 1.1"]);
+}
+
+#[test]
+fn interpolation_functions() {
+    let p = ok(
+        &[
+            (
+                MAIN,
+                "include:
+  - local: f.yml
+    inputs:
+      name: '0123456789'
+      msg: \"it's $NAME\"
+",
+            ),
+            (
+                "f.yml",
+                "spec:
+  inputs:
+    name:
+    msg:
+      default: x
+---
+job:
+  variables:
+    CUT: $[[ inputs.name | truncate(3,5) ]]
+    PAST: $[[ inputs.name | truncate(20,5) ]]
+    EXPANDED: $[[ inputs.msg | expand_vars ]]
+    RAW: $[[ inputs.msg ]]
+    ESCAPED: $[[ inputs.msg | expand_vars | posix_escape ]]
+    CHAINED: $[[inputs.msg|expand_vars|truncate(0,4)|posix_escape]]
+    MATRIX: $[[ matrix.OS ]]
+  script: [x]
+",
+            ),
+        ],
+        &[("NAME", "wharf"), ("OTHER", "no")],
+    );
+    let vars: HashMap<&str, &str> = job(&p, "job")
+        .variables
+        .iter()
+        .map(|v| (v.name.as_str(), v.value.as_str()))
+        .collect();
+    assert_eq!(vars["CUT"], "34567");
+    assert_eq!(vars["PAST"], "");
+    assert_eq!(vars["EXPANDED"], "it's wharf");
+    assert_eq!(vars["RAW"], "it's $NAME");
+    assert_eq!(vars["ESCAPED"], "it\\'s\\ wharf");
+    assert_eq!(vars["CHAINED"], "it\\'s");
+    // Matrix expressions are not inputs: left as written.
+    assert_eq!(vars["MATRIX"], "$[[ matrix.OS ]]");
+}
+
+#[test]
+fn one_file_included_twice_with_different_inputs_makes_both() {
+    let p = ok(
+        &[
+            (
+                MAIN,
+                "include:
+  - local: t.yml
+    inputs: {env: staging}
+  - local: t.yml
+    inputs: {env: production}
+  - local: t.yml
+    inputs: {env: staging}
+",
+            ),
+            (
+                "t.yml",
+                "spec:\n  inputs:\n    env:\n---\ndeploy-$[[ inputs.env ]]:\n  script:\n    - deploy $[[ inputs.env ]]\n",
+            ),
+        ],
+        &[],
+    );
+    assert_eq!(names(&p), ["deploy-staging", "deploy-production"]);
+}
+
+#[test]
+fn merged_yaml_shows_inputs_resolved() {
+    let files = mem(&[
+        (
+            MAIN,
+            "include:\n  - local: t.yml\n    inputs: {n: 3, list: [a, b]}\n",
+        ),
+        (
+            "t.yml",
+            "spec:\n  inputs:\n    n: {type: number}\n    list: {type: array}\n---\njob:\n  parallel: $[[ inputs.n ]]\n  tags: $[[ inputs.list ]]\n  script:\n    - echo $[[ inputs.list ]]\n",
+        ),
+    ]);
+    let yaml = merged_yaml(MAIN, &files, &LoadOptions::default()).unwrap();
+    assert_eq!(
+        yaml,
+        "job:\n  parallel: 3\n  tags:\n    - a\n    - b\n  script:\n    - echo [\"a\", \"b\"]\n"
+    );
+}
+
+fn scan_errors(inputs: &str) -> Vec<String> {
+    errors(&[
+        (
+            MAIN,
+            &format!("include:\n  - local: scan.yml\n    inputs: {inputs}\n"),
+        ),
+        ("scan.yml", TEMPLATE),
+    ])
+}
+
+#[test]
+fn each_input_error_names_the_include_and_the_input() {
+    let good = "job-prefix: a, environment: test, version: v1.0";
+    // Required input not given: reported at the include.
+    assert_eq!(
+        scan_errors("{environment: test, version: v1.0}"),
+        [
+            ".gitlab-ci.yml:2:12: `include` of `scan.yml`: input `job-prefix` is required (it has no `default`) and not given"
+        ]
+    );
+    // Unknown input: at its name, with a suggestion.
+    assert_eq!(
+        scan_errors(&format!("{{{good}, enviroment: x}}")),
+        [
+            ".gitlab-ci.yml:3:63: `include` of `scan.yml`: unknown input `enviroment` (`scan.yml` does not define it)"
+        ]
+    );
+    // Type, options and regex: at the value.
+    assert_eq!(
+        scan_errors(&format!("{{{good}, concurrency: two}}")),
+        [
+            ".gitlab-ci.yml:3:76: `include` of `scan.yml`: input `concurrency` must be a number, found a string `two`"
+        ]
+    );
+    assert_eq!(
+        scan_errors(&format!("{{{good}, export: 'yes'}}")),
+        [
+            ".gitlab-ci.yml:3:71: `include` of `scan.yml`: input `export` must be a boolean, found a string `yes`"
+        ]
+    );
+    assert_eq!(
+        scan_errors(&format!("{{{good}, needs-list: a}}")),
+        [
+            ".gitlab-ci.yml:3:75: `include` of `scan.yml`: input `needs-list` must be a array, found a string `a`"
+        ]
+    );
+    assert_eq!(
+        scan_errors("{job-prefix: a, environment: prod, version: v1.0}"),
+        [
+            ".gitlab-ci.yml:3:42: `include` of `scan.yml`: input `environment` is `prod`, which is not one of the allowed options (test, staging, production)"
+        ]
+    );
+    assert_eq!(
+        scan_errors("{job-prefix: a, environment: test, version: 1.0.0}"),
+        [
+            ".gitlab-ci.yml:3:57: `include` of `scan.yml`: input `version` is `1.0.0`, which does not match the input's `regex` `^v\\d\\.\\d+(\\.\\d+)?$`"
+        ]
+    );
+    // A string input given a number is a type error, as in GitLab.
+    assert_eq!(
+        scan_errors("{job-prefix: 7, environment: test, version: v1.0}"),
+        [
+            ".gitlab-ci.yml:3:26: `include` of `scan.yml`: input `job-prefix` must be a string, found a number `7`"
+        ]
+    );
+}
+
+#[test]
+fn header_and_interpolation_errors() {
+    let with = |template: &str| {
+        errors(&[
+            (MAIN, "include:\n  - local: t.yml\n    inputs: {a: x}\n"),
+            ("t.yml", template),
+        ])
+    };
+    assert_eq!(
+        with("spec:\n  inputs:\n    a:\n---\nj:\n  script: [\"$[[ inputs.b ]]\"]\n"),
+        [
+            "t.yml:6:12: in `$[[ inputs.b ]]`: unknown interpolation key: `b` (the header defines no such input)"
+        ]
+    );
+    assert_eq!(
+        with("spec:\n  inputs:\n    a:\n---\nj:\n  script: [\"$[[ inputs.a | upcase ]]\"]\n"),
+        [
+            "t.yml:6:12: in `$[[ inputs.a | upcase ]]`: no function matching `upcase`: the functions are `expand_vars`, `truncate(offset,length)` and `posix_escape`"
+        ]
+    );
+    assert_eq!(
+        with(
+            "spec:\n  inputs:\n    a:\n    n: {type: number, default: 1}\n---\nj:\n  script: [\"$[[ inputs.n | truncate(0,1) ]]\"]\n"
+        ),
+        [
+            "t.yml:7:12: in `$[[ inputs.n | truncate(0,1) ]]`: invalid input type: `truncate` can only be used with string inputs"
+        ]
+    );
+    assert_eq!(
+        with(
+            "spec:\n  inputs:\n    a:\n---\nj:\n  script: [\"$[[ inputs.a | posix_escape | posix_escape | posix_escape | posix_escape ]]\"]\n"
+        ),
+        [
+            "t.yml:6:12: in `$[[ inputs.a | posix_escape | posix_escape | posix_escape | posix_escape ]]`: too many functions in interpolation block (at most 3)"
+        ]
+    );
+    assert_eq!(
+        with("spec:\n  inputs:\n    a: {type: text}\n---\nj: {script: [x]}\n"),
+        [
+            "t.yml:3:15: `type` of input `a` must be one of string, number, boolean, array, found a string `text`"
+        ]
+    );
+    assert_eq!(
+        with("spec:\n  inputs:\n    a: {type: boolean, options: [true]}\n---\nj: {script: [x]}\n"),
+        ["t.yml:3:24: `options` of input `a` can only be used with string and number inputs"]
+    );
+    assert_eq!(
+        with(
+            "spec:\n  inputs:\n    a:\n    n: {type: number, default: many}\n---\nj: {script: [x]}\n"
+        ),
+        ["t.yml:4:32: the default of input `n` must be a number, found a string `many`"]
+    );
+    assert_eq!(
+        with("spec:\n  inputs:\n    a:\n    s: {default: x, regex: '('}\n---\nj: {script: [x]}\n"),
+        [
+            "t.yml:4:28: `regex` of input `s` is not a valid regular expression: regex parse error:\n    (\n    ^\nerror: unclosed group"
+        ]
+    );
+    // Inputs for a file without a header; a header without `---`.
+    assert_eq!(
+        with("j: {script: [x]}\n"),
+        [
+            ".gitlab-ci.yml:3:5: `include` passes `inputs` to `t.yml`, which has no `spec: inputs:` header"
+        ]
+    );
+    assert_eq!(
+        with("spec:\n  inputs:\n    a:\n"),
+        ["t.yml:1:1: a `spec:` header must be followed by `---` and the configuration"]
+    );
+}
+
+#[test]
+fn files_without_a_header_are_not_interpolated() {
+    let p = ok(
+        &[
+            (MAIN, "include: t.yml\n"),
+            ("t.yml", "j:\n  script:\n    - echo $[[ inputs.a ]]\n"),
+        ],
+        &[],
+    );
+    assert_eq!(job(&p, "j").script, ["echo $[[ inputs.a ]]"]);
+}
