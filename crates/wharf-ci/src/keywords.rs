@@ -533,6 +533,12 @@ pub(crate) fn trigger(
             Value::Scalar(s) => include.push(s.text.trim_start_matches('/').to_string()),
             Value::Map(im) => match im.get("local") {
                 Some(e) => {
+                    // Child pipelines are loaded like a main file, so their `spec:inputs` take
+                    // their defaults; inputs passed here would be ignored, so say so.
+                    if let Some(inputs) = im.get("inputs") {
+                        unsupported
+                            .push(("trigger:include:inputs".into(), inputs.key_span.clone()));
+                    }
                     if let Some(p) = string(&e.value, &format!("{what} `include` `local`"), d) {
                         include.push(p.trim_start_matches('/').to_string());
                     }

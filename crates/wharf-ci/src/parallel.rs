@@ -2,13 +2,16 @@
 //! names them (`test 1/3`, `deploy: [aws, app1]`). `needs:` and `dependencies:` of other jobs that
 //! name the job as written are rewritten to every instance, so the runner only ever sees real
 //! job names. A need with `parallel: matrix` names its instances already (see
-//! `convert::needs`) and is left as it is.
+//! `convert::needs`) and is left as it is, except for matrix expressions (`$[[ matrix.X ]]`),
+//! which take each instance's own values.
 
 use crate::convert::JobRefs;
 use crate::diagnostic::Diags;
 use crate::model::{Job, Need, ParallelInstance, Span, Variable};
 use crate::yaml::{Node, Value};
+use regex::Regex;
 use std::collections::HashMap;
+use std::sync::LazyLock;
 
 /// GitLab's bounds: `parallel: N` is 2..=200 and a matrix makes at most 200 jobs.
 const MIN_PARALLEL: u32 = 2;
@@ -146,6 +149,22 @@ pub(crate) fn instance_name<'a>(base: &str, values: impl Iterator<Item = &'a str
     format!("{base}: [{}]", values.collect::<Vec<_>>().join(", "))
 }
 
+/// `$[[ matrix.NAME ]]` in `text` replaced by the instance's value of `NAME` (GitLab 18.6);
+/// names the matrix does not have stay as written, so the need names no job and says so.
+fn matrix_expressions(text: &str, vars: &[Variable]) -> String {
+    static EXPR: LazyLock<Option<Regex>> =
+        LazyLock::new(|| Regex::new(r"\$\[\[\s*matrix\.([A-Za-z0-9_]+)\s*\]\]").ok());
+    let Some(re) = EXPR.as_ref() else {
+        return text.to_string();
+    };
+    re.replace_all(text, |c: &regex::Captures<'_>| {
+        vars.iter()
+            .find(|v| v.name == c[1])
+            .map_or_else(|| c[0].to_string(), |v| v.value.clone())
+    })
+    .into_owned()
+}
+
 /// Replace each parallel job by its instances, then point `needs`/`dependencies` at them.
 pub(crate) fn expand(jobs: Vec<(Job, JobRefs)>, d: &mut Diags) -> Vec<(Job, JobRefs)> {
     let mut out = Vec::with_capacity(jobs.len());
@@ -190,6 +209,17 @@ pub(crate) fn expand(jobs: Vec<(Job, JobRefs)>, d: &mut Diags) -> Vec<(Job, JobR
                 continue;
             }
             let mut instance = job.clone();
+            let mut instance_refs = refs.clone();
+            if !vars.is_empty() {
+                // Matrix expressions (`$[[ matrix.OS ]]` in `needs:parallel:matrix`) take this
+                // instance's values: 1:1 needs between two matrix jobs.
+                for need in instance.needs.iter_mut().flatten() {
+                    need.job = matrix_expressions(&need.job, &vars);
+                }
+                for (need, _, _) in &mut instance_refs.needs {
+                    *need = matrix_expressions(need, &vars);
+                }
+            }
             instance.name = name.clone();
             // Matrix variables win over the job's own, as in GitLab.
             instance
@@ -202,7 +232,7 @@ pub(crate) fn expand(jobs: Vec<(Job, JobRefs)>, d: &mut Diags) -> Vec<(Job, JobR
                 total,
             });
             names.push(name);
-            out.push((instance, refs.clone()));
+            out.push((instance, instance_refs));
         }
         instances_of.insert(job.name.clone(), names);
     }

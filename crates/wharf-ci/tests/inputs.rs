@@ -436,3 +436,20 @@ fn files_without_a_header_are_not_interpolated() {
     );
     assert_eq!(job(&p, "j").script, ["echo $[[ inputs.a ]]"]);
 }
+
+#[test]
+fn trigger_include_inputs_are_reported_as_unsupported() {
+    let p = ok(
+        &[(
+            MAIN,
+            "child:\n  trigger:\n    include:\n      - local: child.yml\n        inputs: {env: x}\n",
+        )],
+        &[],
+    );
+    let unsupported: Vec<&str> = job(&p, "child")
+        .unsupported
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(unsupported, ["trigger:include:inputs"]);
+}

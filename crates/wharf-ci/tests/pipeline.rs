@@ -1493,6 +1493,50 @@ other:
     assert!(errs[0].contains("must be a map with `matrix:`"), "{errs:?}");
 }
 
+#[test]
+fn needs_parallel_matrix_expressions_map_instances_one_to_one() {
+    let p = ok("
+stages: [build, test]
+build:
+  stage: build
+  script: [x]
+  parallel:
+    matrix:
+      - OS: [linux, mac]
+        ARCH: [arm, x86]
+test:
+  stage: test
+  script: [x]
+  parallel:
+    matrix:
+      - OS: [linux, mac]
+  needs:
+    - job: build
+      parallel:
+        matrix:
+          - OS: ['$[[ matrix.OS ]]']
+            ARCH: [x86]
+");
+    let needs = |name: &str| -> Vec<String> {
+        job(&p, name)
+            .needs
+            .iter()
+            .flatten()
+            .map(|n| n.job.clone())
+            .collect()
+    };
+    assert_eq!(needs("test: [linux]"), ["build: [linux, x86]"]);
+    assert_eq!(needs("test: [mac]"), ["build: [mac, x86]"]);
+    // An identifier the needing job's matrix lacks stays as written: no such job.
+    let errs = brief(
+        "b:\n  script: [x]\n  parallel: {matrix: [{OS: [a, b]}]}\nt:\n  script: [x]\n  parallel: {matrix: [{OS: [a, b]}]}\n  needs: [{job: b, parallel: {matrix: [{OS: ['$[[ matrix.ARCH ]]']}]}}]\n",
+    );
+    assert!(
+        errs[0].contains("needs `b: [$[[ matrix.ARCH ]]]`, which is not a job"),
+        "{errs:?}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // typed keywords
 
