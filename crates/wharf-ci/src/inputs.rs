@@ -128,11 +128,14 @@ pub(crate) fn content(
                 .help("GitLab reads `spec:` as a header only in a file's first YAML document; end the header with a line `---`");
             return None;
         }
+        // GitLab objects only to inputs actually given (`inputs: {}` is fine).
         if let Given::Include {
             file,
             inputs: Some(e),
             ..
         } = given
+            && e.value.as_map().is_none_or(|m| !m.is_empty())
+            && !e.value.is_null()
         {
             d.error(
                 &e.key_span,
@@ -160,9 +163,6 @@ pub(crate) fn content(
     }
     let inputs = spec_inputs(&spec.value, d)?;
     let values = resolve(&inputs, given, d)?;
-    if values.is_empty() {
-        return Some(Some(content));
-    }
     let errors_before = d.0.len();
     let content = Interpolator {
         values: &values,

@@ -426,6 +426,30 @@ fn header_and_interpolation_errors() {
 }
 
 #[test]
+fn empty_inputs_need_no_header_and_a_header_without_inputs_still_interpolates() {
+    let p = ok(
+        &[
+            (MAIN, "include:\n  - local: t.yml\n    inputs: {}\n"),
+            ("t.yml", "j:\n  script: [x]\n"),
+        ],
+        &[],
+    );
+    assert_eq!(names(&p), ["j"]);
+    assert_eq!(
+        errors(&[
+            (MAIN, "include: t.yml\n"),
+            (
+                "t.yml",
+                "spec:\n---\nj:\n  script:\n    - $[[ inputs.a ]]\n"
+            ),
+        ]),
+        [
+            "t.yml:5:7: in `$[[ inputs.a ]]`: unknown interpolation key: `a` (the header defines no such input)"
+        ]
+    );
+}
+
+#[test]
 fn files_without_a_header_are_not_interpolated() {
     let p = ok(
         &[
