@@ -43,6 +43,7 @@ const INCLUDE_RULE_KEYS: &[&str] = &["if", "exists", "changes", "when"];
 pub(crate) struct Includer<'a, 'd> {
     loader: &'a dyn Loader,
     variables: &'a [(String, String)],
+    masked: &'a [String],
     /// The project's files, listed once on first need (`Err` holds why they cannot be listed).
     files: Option<Result<Vec<String>, String>>,
     /// Includes counted so far (towards [`MAX_INCLUDES`]).
@@ -96,11 +97,13 @@ impl<'a, 'd> Includer<'a, 'd> {
     pub fn new(
         loader: &'a dyn Loader,
         variables: &'a [(String, String)],
+        masked: &'a [String],
         d: &'d mut Diags,
     ) -> Self {
         Self {
             loader,
             variables,
+            masked,
             files: None,
             total: 0,
             limit_reported: false,
@@ -196,7 +199,7 @@ impl<'a, 'd> Includer<'a, 'd> {
             at: &target.span,
             inputs: target.inputs.as_ref(),
         };
-        let content = inputs::content(docs, &given, self.variables, self.d)?;
+        let content = inputs::content(docs, &given, self.variables, self.masked, self.d)?;
         let Some(doc) = content.filter(|doc| !doc.is_null()) else {
             self.d
                 .error(&target.span, format!("included file `{path}` is empty"));

@@ -108,6 +108,7 @@ pub(crate) fn content(
     docs: Vec<Node>,
     given: &Given<'_>,
     variables: &[(String, String)],
+    masked: &[String],
     d: &mut Diags,
 ) -> Option<Option<Node>> {
     let mut docs = docs.into_iter();
@@ -167,6 +168,7 @@ pub(crate) fn content(
     let content = Interpolator {
         values: &values,
         variables,
+        masked,
         d,
     }
     .node(content);
@@ -556,9 +558,18 @@ fn posix_escape(s: &str) -> String {
     out
 }
 
+/// Whether `text` uses the variable `name` as `$name` or `${name}`.
+fn references(text: &str, name: &str) -> bool {
+    text.contains(&format!("${{{name}}}"))
+        || text.match_indices(&format!("${name}")).any(|(i, m)| {
+            !text[i + m.len()..].starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        })
+}
+
 struct Interpolator<'a, 'd> {
     values: &'a IndexMap<String, Node>,
     variables: &'a [(String, String)],
+    masked: &'a [String],
     d: &'d mut Diags,
 }
 
@@ -722,6 +733,14 @@ impl Interpolator<'_, '_> {
                 }
             };
             let result = if f == "expand_vars" {
+                if let Some(secret) = self.masked.iter().find(|name| references(&text, name)) {
+                    return fail(
+                        self.d,
+                        format!(
+                            "`expand_vars` cannot expand the masked variable `{secret}`: its value would end up in the configuration"
+                        ),
+                    );
+                }
                 crate::include::expand_vars(&text, self.variables)
             } else if f == "posix_escape" {
                 posix_escape(&text)
@@ -752,6 +771,16 @@ impl Interpolator<'_, '_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn masked_references_are_found_by_whole_name() {
+        assert!(references("a-$TOKEN-b", "TOKEN"));
+        assert!(references("${TOKEN}x", "TOKEN"));
+        assert!(references("$TOKEN", "TOKEN"));
+        assert!(!references("$TOKENS", "TOKEN"));
+        assert!(!references("$MY_TOKEN", "TOKEN"));
+        assert!(references("$TOKENS $TOKEN", "TOKEN"));
+    }
 
     #[test]
     fn posix_escape_is_rubys_shellwords_escape() {

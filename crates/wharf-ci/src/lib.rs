@@ -54,6 +54,9 @@ pub struct LoadOptions {
     /// `rules:if` and `$VAR`s in include paths see these, as GitLab's includes see project and
     /// predefined variables (not the pipeline's own `variables:`).
     pub variables: Vec<(String, String)>,
+    /// Names among `variables` whose values are secret: `expand_vars` in an input refuses
+    /// them, as GitLab does, so a secret never lands in job names or scripts.
+    pub masked: Vec<String>,
 }
 
 /// A parsed pipeline with its warnings (errors make it an `Err`).

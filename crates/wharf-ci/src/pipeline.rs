@@ -75,8 +75,9 @@ pub(crate) fn config(
             return None;
         }
     };
-    let root = document_map(file, &text, &start, &options.variables, d)?;
-    let root = include::Includer::new(loader, &options.variables, d).expand(root, file);
+    let root = document_map(file, &text, &start, options, d)?;
+    let root =
+        include::Includer::new(loader, &options.variables, &options.masked, d).expand(root, file);
 
     let mut resolver = Resolver {
         root: &root,
@@ -132,11 +133,17 @@ fn document_map(
     file: &str,
     text: &str,
     start: &Span,
-    variables: &[(String, String)],
+    options: &LoadOptions,
     d: &mut Diags,
 ) -> Option<Map> {
     let docs = yaml::parse(file, text, d)?;
-    let root = inputs::content(docs, &inputs::Given::Pipeline, variables, d)?;
+    let root = inputs::content(
+        docs,
+        &inputs::Given::Pipeline,
+        &options.variables,
+        &options.masked,
+        d,
+    )?;
     let Some(root_map) = root.as_ref().and_then(Node::as_map) else {
         let span = root.as_ref().map_or(start.clone(), |r| r.span.clone());
         let found = root.as_ref().map_or("nothing".to_string(), Node::kind);

@@ -33,6 +33,7 @@ fn options(vars: &[(&str, &str)]) -> LoadOptions {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        ..LoadOptions::default()
     }
 }
 
@@ -476,4 +477,43 @@ fn trigger_include_inputs_are_reported_as_unsupported() {
         .map(|(k, _)| k.as_str())
         .collect();
     assert_eq!(unsupported, ["trigger:include:inputs"]);
+}
+
+#[test]
+fn expand_vars_refuses_masked_variables() {
+    let files = [
+        (
+            MAIN,
+            "include:\n  - local: t.yml\n    inputs:\n      greeting: \"hi $NAME and $TOKEN\"\n",
+        ),
+        (
+            "t.yml",
+            "spec:\n  inputs:\n    greeting:\n---\njob:\n  script: echo \"$[[ inputs.greeting | expand_vars ]]\"\n",
+        ),
+    ];
+    let options = LoadOptions {
+        variables: vec![
+            ("NAME".into(), "world".into()),
+            ("TOKEN".into(), "s3cr3t-value".into()),
+        ],
+        masked: vec!["TOKEN".into()],
+    };
+    let e = load_pipeline_with(MAIN, &mem(&files), &options).unwrap_err();
+    let text = e.to_string();
+    assert!(text.contains("masked variable `TOKEN`"), "{text}");
+    assert!(!text.contains("s3cr3t-value"), "{text}");
+
+    // Unmasked, the same value expands.
+    let options = LoadOptions {
+        masked: Vec::new(),
+        ..options
+    };
+    let p = load_pipeline_with(MAIN, &mem(&files), &options)
+        .unwrap()
+        .pipeline;
+    assert!(
+        format!("{:?}", job(&p, "job").script).contains("hi world and s3cr3t-value"),
+        "{:?}",
+        job(&p, "job").script
+    );
 }

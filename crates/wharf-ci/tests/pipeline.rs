@@ -33,6 +33,7 @@ fn load_files(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Result<Loaded, D
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        ..LoadOptions::default()
     };
     load_pipeline_with(files[0].0, &mem(files), &options)
 }

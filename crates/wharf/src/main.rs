@@ -257,7 +257,14 @@ fn load_options(
     let mut variables = wharf_run::predefined_variables(project_dir);
     variables.extend(file.iter().map(|v| (v.name.clone(), v.value.clone())));
     variables.extend(cli.iter().cloned());
-    wharf_ci::LoadOptions { variables }
+    // The same secrets the job log masks: masked file variables and DOCKER_AUTH_CONFIG.
+    let mut masked: Vec<String> = file
+        .iter()
+        .filter(|v| v.masked)
+        .map(|v| v.name.clone())
+        .collect();
+    masked.push("DOCKER_AUTH_CONFIG".to_string());
+    wharf_ci::LoadOptions { variables, masked }
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
