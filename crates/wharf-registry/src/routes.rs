@@ -576,14 +576,27 @@ async fn handle(
             if method != Method::POST {
                 return Err(method_not_allowed(&method));
             }
-            *identity = Some(
-                authorize(
-                    state,
-                    &headers,
-                    &[repo_access(&repo, &[Action::Pull, Action::Push])],
-                )
-                .await?,
-            );
+            let target = repo_access(&repo, &[Action::Pull, Action::Push]);
+            match authorize(state, &headers, std::slice::from_ref(&target)).await {
+                Ok(who) => *identity = Some(who),
+                Err(RegistryError::Unauthorized { www_authenticate }) => {
+                    // A mount also reads `from`: name its pull scope in the challenge too, so a
+                    // client that asks for the scopes the challenge lists gets a token good for
+                    // the mount (as Docker's registry does). Not required: without it the
+                    // mount falls back to an upload.
+                    let source = query(&pairs, "mount")
+                        .and(query(&pairs, "from"))
+                        .and_then(|f| RepoName::parse(f).ok())
+                        .filter(|from| *from != repo);
+                    let Some(source) = source else {
+                        return Err(RegistryError::Unauthorized { www_authenticate });
+                    };
+                    let both = [target, repo_access(&source, &[Action::Pull])];
+                    authorize(state, &headers, &both).await?;
+                    return Err(RegistryError::Unauthorized { www_authenticate });
+                }
+                Err(e) => return Err(e),
+            }
             if let Some(mount) = query(&pairs, "mount") {
                 let digest = Digest::parse(mount)?;
                 if try_mount(state, &headers, &repo, &digest, query(&pairs, "from")).await? {

@@ -248,6 +248,23 @@ async fn token_mode_challenge_names_realm_service_and_scope() {
             "Bearer realm=\"http://{HOST}/token\",service=\"wharf-registry\",scope=\"repository:team/app:pull,push\""
         )
     );
+    // A mount names the source's pull scope too, so a token asked for from the challenge
+    // covers the mount.
+    let r = reg
+        .send(
+            Method::POST,
+            "/v2/team/app/blobs/uploads/?mount=sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa&from=team/base",
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.header("www-authenticate"),
+        format!(
+            "Bearer realm=\"http://{HOST}/token\",service=\"wharf-registry\",scope=\"repository:team/app:pull,push repository:team/base:pull\""
+        )
+    );
     let r = reg.get("/v2/_catalog", None).await;
     assert!(
         r.header("www-authenticate")
@@ -334,6 +351,63 @@ actions = [\"pull\"]
         .token("service=elsewhere", Some(&basic("alice", "pw")))
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn mount_works_with_a_token_for_the_scopes_its_challenge_names() {
+    use sha2::Digest as _;
+    let reg = registry(TOKEN, &[("alice", "pw")]);
+    let alice = Some(("alice", "pw"));
+    let blob = b"a layer both repositories share";
+    let digest = format!("sha256:{:x}", sha2::Sha256::digest(blob));
+    let base = reg.bearer(alice, &["repository:team/base:pull,push"]).await;
+    let r = reg
+        .send(
+            Method::POST,
+            &format!("/v2/team/base/blobs/uploads/?digest={digest}"),
+            &[("authorization", &base)],
+            blob,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+
+    let mount = format!("/v2/team/app/blobs/uploads/?mount={digest}&from=team/base");
+    let r = reg.send(Method::POST, &mount, &[], b"").await;
+    let challenge = r.header("www-authenticate");
+    let scopes = challenge
+        .split("scope=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap();
+    // A token for exactly what the challenge lists mounts (201).
+    let both = reg
+        .bearer(alice, &scopes.split(' ').collect::<Vec<_>>())
+        .await;
+    let r = reg
+        .send(Method::POST, &mount, &[("authorization", &both)], b"")
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.header("docker-content-digest"), digest);
+
+    // A token for the target alone may still push: the mount falls back to an upload (202).
+    let reg2 = registry(TOKEN, &[("alice", "pw")]);
+    let base = reg2
+        .bearer(alice, &["repository:team/base:pull,push"])
+        .await;
+    let r = reg2
+        .send(
+            Method::POST,
+            &format!("/v2/team/base/blobs/uploads/?digest={digest}"),
+            &[("authorization", &base)],
+            blob,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let app_only = reg2.bearer(alice, &["repository:team/app:pull,push"]).await;
+    let r = reg2
+        .send(Method::POST, &mount, &[("authorization", &app_only)], b"")
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
 }
 
 #[tokio::test]
