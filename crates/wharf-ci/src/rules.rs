@@ -87,6 +87,16 @@ pub(crate) fn job_rules(
     unsupported: &mut Vec<(String, Span)>,
     d: &mut Diags,
 ) -> Vec<Rule> {
+    if matches!(&n.value, Value::Seq(items) if items.is_empty()) {
+        // GitLab refuses the whole pipeline here ("jobs:<job>:rules config can't be blank"),
+        // rather than reading it as "no rules" or as "never".
+        d.error(
+            &n.span,
+            format!("`rules` of job `{job}` can't be blank: GitLab refuses the pipeline"),
+        )
+        .help("remove `rules:` to always add the job, or write `- when: never` to never add it");
+        return Vec::new();
+    }
     rule_list(n, &format!("`rules` of job `{job}`"), false, unsupported, d)
 }
 
