@@ -51,6 +51,8 @@ pub(crate) struct Includer<'a, 'd> {
     limit_reported: bool,
     /// Files already merged somewhere, by path.
     seen: HashSet<String>,
+    /// The root is a child pipeline's `trigger: include:` list, not a file.
+    trigger: bool,
     d: &'d mut Diags,
 }
 
@@ -74,7 +76,7 @@ impl Target {
 }
 
 /// A node as text that is equal for equal values (spans left out).
-fn canonical(n: &Node) -> String {
+pub(crate) fn canonical(n: &Node) -> String {
     match &n.value {
         Value::Null => "~".into(),
         Value::Scalar(s) => format!("{:?}{}", s.text, if s.plain { "p" } else { "q" }),
@@ -108,8 +110,16 @@ impl<'a, 'd> Includer<'a, 'd> {
             total: 0,
             limit_reported: false,
             seen: HashSet::new(),
+            trigger: false,
             d,
         }
+    }
+
+    /// The root to expand is a child pipeline's `trigger: include:` list, so messages about its
+    /// entries name `trigger:include`.
+    pub fn for_trigger(mut self) -> Self {
+        self.trigger = true;
+        self
     }
 
     /// `root` (the content of `file`) with everything it includes merged in, without `include`.
@@ -162,7 +172,8 @@ impl<'a, 'd> Includer<'a, 'd> {
             if !self.seen.insert(target.identity()) {
                 continue;
             }
-            let Some(content) = self.load(&target) else {
+            let via_trigger = self.trigger && chain.len() == 1;
+            let Some(content) = self.load(&target, via_trigger) else {
                 continue;
             };
             chain.push(target.path.clone());
@@ -174,7 +185,8 @@ impl<'a, 'd> Includer<'a, 'd> {
     }
 
     /// Read and parse an included file, which must be one YAML document holding a map.
-    fn load(&mut self, target: &Target) -> Option<Map> {
+    /// `via_trigger`: named by a child pipeline's `trigger: include:`.
+    fn load(&mut self, target: &Target, via_trigger: bool) -> Option<Map> {
         let path = &target.path;
         let text = match self.loader.load(path) {
             Ok(text) => text,
@@ -198,6 +210,7 @@ impl<'a, 'd> Includer<'a, 'd> {
             file: path,
             at: &target.span,
             inputs: target.inputs.as_ref(),
+            via_trigger,
         };
         let content = inputs::content(docs, &given, self.variables, self.masked, self.d)?;
         let Some(doc) = content.filter(|doc| !doc.is_null()) else {

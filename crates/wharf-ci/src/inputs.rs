@@ -16,7 +16,9 @@
 //!
 //! The main `.gitlab-ci.yml` may have a header too. GitLab takes its values from whoever starts
 //! the pipeline (UI, API, schedules); wharf starts pipelines with none, so every input takes its
-//! default, and an input without one is an error.
+//! default, and an input without one is an error. A child pipeline's files get theirs from the
+//! `inputs:` of their `trigger: include:` entry: GitLab builds a child pipeline as a file that
+//! includes those entries, so they are checked exactly as an `include`'s.
 
 use crate::convert::check_keys;
 use crate::diagnostic::Diags;
@@ -91,14 +93,29 @@ struct Input {
 
 /// Where a file's input values come from.
 pub(crate) enum Given<'a> {
-    /// The main file (or a child pipeline's): no values, every input takes its default.
+    /// The main file: no values, every input takes its default.
     Pipeline,
     /// An `include` of `file`, written at `at`, with its `inputs:` entry when it has one.
+    /// `via_trigger`: a child pipeline's `trigger: include:` entry (in the parent file), which
+    /// GitLab handles exactly like an `include` of the child's own configuration.
     Include {
         file: &'a str,
         at: &'a Span,
         inputs: Option<&'a Entry>,
+        via_trigger: bool,
     },
+}
+
+impl Given<'_> {
+    /// The keyword that passes the values, as messages name it.
+    fn keyword(&self) -> &'static str {
+        match self {
+            Given::Include {
+                via_trigger: true, ..
+            } => "`trigger:include`",
+            _ => "`include`",
+        }
+    }
 }
 
 /// The content document of a parsed file: with a `spec:` header, the header's inputs resolved
@@ -140,7 +157,10 @@ pub(crate) fn content(
         {
             d.error(
                 &e.key_span,
-                format!("`include` passes `inputs` to `{file}`, which has no `spec: inputs:` header"),
+                format!(
+                    "{} passes `inputs` to `{file}`, which has no `spec: inputs:` header",
+                    given.keyword()
+                ),
             )
             .help("declare the inputs in a header: `spec: {inputs: {NAME: {default: ...}}}`, then a line `---`");
             return None;
@@ -358,7 +378,8 @@ fn resolve(inputs: &[Input], given: &Given<'_>, d: &mut Diags) -> Option<IndexMa
                 d.error(
                     &e.value.span,
                     format!(
-                        "`include` `inputs` must be a map of input names to values, found {}",
+                        "{} `inputs` must be a map of input names to values, found {}",
+                        given.keyword(),
                         e.value.kind()
                     ),
                 );
@@ -369,7 +390,7 @@ fn resolve(inputs: &[Input], given: &Given<'_>, d: &mut Diags) -> Option<IndexMa
     };
     // What the messages call the place the values come from.
     let source = match given {
-        Given::Include { file, .. } => format!("`include` of `{file}`"),
+        Given::Include { file, .. } => format!("{} of `{file}`", given.keyword()),
         Given::Pipeline => "the pipeline".to_string(),
     };
     if let (Some(provided), Given::Include { file, .. }) = (provided, given) {
@@ -416,7 +437,8 @@ fn resolve(inputs: &[Input], given: &Given<'_>, d: &mut Diags) -> Option<IndexMa
                     ),
                 )
                 .help(format!(
-                    "{defined}; pass it under `inputs:` of this `include`"
+                    "{defined}; pass it under `inputs:` of this {}",
+                    given.keyword()
                 ));
                 ok = false;
             }

@@ -5,7 +5,7 @@
 use crate::convert::{boolean, check_keys, item_spans, string, string_list, variables};
 use crate::diagnostic::Diags;
 use crate::duration;
-use crate::model::{PullPolicy, Retry, Service, Span, Trigger};
+use crate::model::{PullPolicy, Retry, Service, Span, Trigger, TriggerInclude, TriggerInputs};
 use crate::suggest::did_you_mean;
 use crate::yaml::{Entry, Node, Psych, Value};
 use std::time::Duration;
@@ -462,6 +462,9 @@ pub(crate) fn pull_policies(n: &Node, what: &str, d: &mut Diags) -> Vec<PullPoli
     out
 }
 
+/// Keys of a `trigger: include:` entry that names a local file.
+const TRIGGER_INCLUDE_KEYS: &[&str] = &["local", "inputs"];
+
 /// `trigger:` -> a child pipeline from local files. Other projects and generated
 /// configurations are recorded as unsupported.
 pub(crate) fn trigger(
@@ -507,14 +510,24 @@ pub(crate) fn trigger(
             None => {}
         }
     }
-    for key in ["forward", "inputs"] {
-        if let Some(e) = m.get(key) {
-            unsupported.push((format!("trigger:{key}"), e.key_span.clone()));
-        }
+    if let Some(e) = m.get("forward") {
+        unsupported.push(("trigger:forward".into(), e.key_span.clone()));
     }
     if let Some(e) = m.get("project") {
         unsupported.push(("trigger:project".into(), e.key_span.clone()));
+        if let Some(e) = m.get("inputs") {
+            unsupported.push(("trigger:inputs".into(), e.key_span.clone()));
+        }
         return None;
+    }
+    // `trigger:inputs` belongs to multi-project pipelines; GitLab refuses it next to `include`
+    // (unknown key), since a child pipeline takes inputs per file.
+    if let Some(e) = m.get("inputs") {
+        d.error(
+            &e.key_span,
+            format!("`inputs` in {what} is only for multi-project pipelines (`trigger: project`)"),
+        )
+        .help("a child pipeline takes inputs per file: `include: [{local: child.yml, inputs: {NAME: value}}]`");
     }
     let Some(inc) = m.get("include") else {
         d.error(
@@ -530,17 +543,43 @@ pub(crate) fn trigger(
     let mut include = Vec::new();
     for item in items {
         match &item.value {
-            Value::Scalar(s) => include.push(s.text.trim_start_matches('/').to_string()),
+            Value::Scalar(s) => include.push(TriggerInclude {
+                path: s.text.trim_start_matches('/').to_string(),
+                span: item.span.clone(),
+                inputs: None,
+            }),
             Value::Map(im) => match im.get("local") {
                 Some(e) => {
-                    // Child pipelines are loaded like a main file, so their `spec:inputs` take
-                    // their defaults; inputs passed here would be ignored, so say so.
-                    if let Some(inputs) = im.get("inputs") {
-                        unsupported
-                            .push(("trigger:include:inputs".into(), inputs.key_span.clone()));
-                    }
-                    if let Some(p) = string(&e.value, &format!("{what} `include` `local`"), d) {
-                        include.push(p.trim_start_matches('/').to_string());
+                    check_keys(
+                        im,
+                        &format!("an `include` entry in {what}"),
+                        TRIGGER_INCLUDE_KEYS,
+                        d,
+                    );
+                    let inputs = im.get("inputs").filter(|i| !i.value.is_null());
+                    // The values are checked against the child's header when the child is
+                    // loaded; their shape can be checked now, as GitLab does.
+                    let inputs_ok = match inputs {
+                        Some(i) if i.value.as_map().is_none() => {
+                            d.error(
+                                &i.value.span,
+                                format!(
+                                    "`inputs` of an `include` entry in {what} must be a map of input names to values, found {}",
+                                    i.value.kind()
+                                ),
+                            );
+                            false
+                        }
+                        _ => true,
+                    };
+                    if let Some(p) = string(&e.value, &format!("{what} `include` `local`"), d)
+                        && inputs_ok
+                    {
+                        include.push(TriggerInclude {
+                            path: p.trim_start_matches('/').to_string(),
+                            span: e.value.span.clone(),
+                            inputs: inputs.cloned().map(TriggerInputs),
+                        });
                     }
                 }
                 // `artifact:` (generated child pipelines), `template:`, `project:`, `remote:`.

@@ -88,6 +88,27 @@ pub fn load_pipeline_with(
     }
 }
 
+/// Load and validate the child pipeline of a `trigger:` job: its `include` files merged as the
+/// includes of one pipeline, as GitLab builds it, each file's `spec: inputs:` header given that
+/// entry's `inputs:` (checked like `include: inputs`; errors name the trigger's place in the
+/// parent file and the child file). `options` are the child's load-time variables.
+pub fn load_child_pipeline(
+    trigger: &Trigger,
+    loader: &dyn Loader,
+    options: &LoadOptions,
+) -> Result<Loaded, Diagnostics> {
+    let mut d = diagnostic::Diags::default();
+    let pipeline = pipeline::child_config(trigger, loader, options, &mut d)
+        .and_then(|c| pipeline::build(c, &mut d));
+    match pipeline {
+        Some(pipeline) if !d.has_errors() => Ok(Loaded {
+            pipeline,
+            warnings: d.0,
+        }),
+        _ => Err(errors_first(d)),
+    }
+}
+
 /// The fully merged configuration, as GitLab's "merged YAML" view shows it: includes merged,
 /// anchors and merge keys applied, `extends` and `!reference` resolved; hidden jobs are kept and
 /// `default:` is not copied into jobs. Ends with a newline.

@@ -187,12 +187,53 @@ pub struct ParallelInstance {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trigger {
-    /// `include:` local files of the child pipeline.
-    pub include: Vec<String>,
+    /// `include:` local files of the child pipeline, in order.
+    pub include: Vec<TriggerInclude>,
     /// `strategy: depend`: the trigger job mirrors the child pipeline's status.
     pub depend: bool,
     pub span: Span,
 }
+
+impl Trigger {
+    /// The child pipeline's files, in order.
+    pub fn files(&self) -> Vec<&str> {
+        self.include.iter().map(|i| i.path.as_str()).collect()
+    }
+}
+
+/// One `trigger: include:` file of a child pipeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TriggerInclude {
+    /// Project-relative, without a leading `/`.
+    pub path: String,
+    /// Where the path is written in the parent pipeline.
+    pub span: Span,
+    /// The entry's `inputs:`, for the child file's `spec: inputs:` header.
+    pub inputs: Option<TriggerInputs>,
+}
+
+/// The `inputs:` of a `trigger: include:` entry, as written (with the parent's own
+/// `$[[ inputs.X ]]` already interpolated). Kept as YAML with its spans, because the values are
+/// checked only when the child pipeline is loaded ([`crate::load_child_pipeline`]), against the
+/// child file's header, and errors point at the parent file.
+#[derive(Debug, Clone)]
+pub struct TriggerInputs(pub(crate) crate::yaml::Entry);
+
+impl TriggerInputs {
+    /// Where `inputs:` is written.
+    pub fn span(&self) -> &Span {
+        &self.0.key_span
+    }
+}
+
+impl PartialEq for TriggerInputs {
+    /// Equal values (spans aside), as for GitLab's duplicate include detection.
+    fn eq(&self, other: &Self) -> bool {
+        crate::include::canonical(&self.0.value) == crate::include::canonical(&other.0.value)
+    }
+}
+
+impl Eq for TriggerInputs {}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {

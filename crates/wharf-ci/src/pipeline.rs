@@ -6,9 +6,9 @@
 
 use crate::convert::{self, JobRefs};
 use crate::diagnostic::{Diagnostic, Diags};
-use crate::model::{Job, Pipeline, Span};
+use crate::model::{Job, Pipeline, Span, Trigger};
 use crate::suggest::did_you_mean;
-use crate::yaml::{self, Entry, Map, Node, Value};
+use crate::yaml::{self, Entry, Map, Node, Scalar, Value};
 use crate::{LoadOptions, Loader, include, inputs, keywords, parallel, reference};
 use std::collections::HashMap;
 
@@ -78,7 +78,70 @@ pub(crate) fn config(
     let root = document_map(file, &text, &start, options, d)?;
     let root =
         include::Includer::new(loader, &options.variables, &options.masked, d).expand(root, file);
+    resolve(root, start, d)
+}
 
+/// What a child pipeline's configuration is called in `include` chains: not a file, so no
+/// real file can be mistaken for it.
+const CHILD_ROOT: &str = "(trigger:include)";
+
+/// A child pipeline's configuration: its `trigger: include:` files, merged as the includes of an
+/// otherwise empty file, as GitLab builds a child pipeline. Each file's `spec: inputs:` header
+/// gets that entry's `inputs:`, checked like an `include`'s (errors point at the trigger).
+pub(crate) fn child_config(
+    trigger: &Trigger,
+    loader: &dyn Loader,
+    options: &LoadOptions,
+    d: &mut Diags,
+) -> Option<Config> {
+    let entries = trigger
+        .include
+        .iter()
+        .map(|inc| {
+            let mut m = Map::new();
+            let local = Node {
+                span: inc.span.clone(),
+                // Quoted: a path is text however it reads.
+                value: Value::Scalar(Scalar {
+                    text: inc.path.clone(),
+                    plain: false,
+                }),
+            };
+            m.insert(
+                "local".into(),
+                Entry {
+                    key_span: inc.span.clone(),
+                    value: local,
+                },
+            );
+            if let Some(inputs) = &inc.inputs {
+                m.insert("inputs".into(), inputs.0.clone());
+            }
+            Node {
+                span: inc.span.clone(),
+                value: Value::Map(m),
+            }
+        })
+        .collect();
+    let mut root = Map::new();
+    root.insert(
+        "include".into(),
+        Entry {
+            key_span: trigger.span.clone(),
+            value: Node {
+                span: trigger.span.clone(),
+                value: Value::Seq(entries),
+            },
+        },
+    );
+    let root = include::Includer::new(loader, &options.variables, &options.masked, d)
+        .for_trigger()
+        .expand(root, CHILD_ROOT);
+    resolve(root, trigger.span.clone(), d)
+}
+
+/// `extends` and `!reference` resolved in the merged configuration.
+fn resolve(root: Map, start: Span, d: &mut Diags) -> Option<Config> {
     let mut resolver = Resolver {
         root: &root,
         memo: HashMap::new(),
@@ -162,7 +225,13 @@ pub(crate) fn load(
     options: &LoadOptions,
     d: &mut Diags,
 ) -> Option<Pipeline> {
-    let Config { root, start } = config(file, loader, options, d)?;
+    let config = config(file, loader, options, d)?;
+    build(config, d)
+}
+
+/// The jobs and pipeline-wide keywords of a merged configuration, checked across jobs.
+pub(crate) fn build(config: Config, d: &mut Diags) -> Option<Pipeline> {
+    let Config { root, start } = config;
     let root = &root;
 
     let workflow = root

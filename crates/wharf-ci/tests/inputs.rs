@@ -462,21 +462,249 @@ fn files_without_a_header_are_not_interpolated() {
     assert_eq!(job(&p, "j").script, ["echo $[[ inputs.a ]]"]);
 }
 
+/// The child pipeline of the first `trigger:` job of the parent in `files`.
+fn child(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Result<Pipeline, Diagnostics> {
+    let loader = mem(files);
+    let parent = match load_pipeline_with(MAIN, &loader, &options(vars)) {
+        Ok(l) => l.pipeline,
+        Err(e) => panic!("expected the parent to load, got:\n{e}"),
+    };
+    let trigger = parent
+        .jobs
+        .iter()
+        .find_map(|j| j.trigger.as_ref())
+        .unwrap_or_else(|| panic!("no trigger job in {:?}", names(&parent)));
+    load_child_pipeline(trigger, &loader, &options(vars)).map(|l| l.pipeline)
+}
+
+fn child_ok(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Pipeline {
+    child(files, vars).unwrap_or_else(|e| panic!("expected the child to load, got:\n{e}"))
+}
+
+/// `file:line:col: message` (and `help`) of each error loading the child.
+fn child_errors(files: &[(&str, &str)]) -> Vec<String> {
+    match child(files, &[]) {
+        Ok(p) => panic!("expected errors, got {:?}", names(&p)),
+        Err(e) => {
+            e.0.iter()
+                .filter(|d| d.is_error())
+                .map(|d| {
+                    let at = d
+                        .span
+                        .as_ref()
+                        .map(|s| format!("{s}: "))
+                        .unwrap_or_default();
+                    match &d.help {
+                        Some(h) => format!("{at}{} [{h}]", d.message),
+                        None => format!("{at}{}", d.message),
+                    }
+                })
+                .collect()
+        }
+    }
+}
+
+const CHILD: &str = "spec:
+  inputs:
+    env:
+      options: [staging, production]
+    replicas:
+      type: number
+      default: 1
+    debug:
+      type: boolean
+      default: false
+    tags:
+      type: array
+      default: []
+    suffix:
+      regex: ^[a-z]+$
+      default: x
+---
+deploy-$[[ inputs.env ]]:
+  tags: $[[ inputs.tags ]]
+  script:
+    - echo env=$[[ inputs.env ]] replicas=$[[ inputs.replicas ]] debug=$[[ inputs.debug ]] suffix=$[[ inputs.suffix ]]
+";
+
 #[test]
-fn trigger_include_inputs_are_reported_as_unsupported() {
-    let p = ok(
-        &[(
-            MAIN,
-            "child:\n  trigger:\n    include:\n      - local: child.yml\n        inputs: {env: x}\n",
-        )],
+fn trigger_include_inputs_reach_the_child_typed() {
+    let p = child_ok(
+        &[
+            (
+                MAIN,
+                "up:
+  trigger:
+    include:
+      - local: /child.yml
+        inputs:
+          env: production
+          replicas: 3
+          debug: true
+          tags: [fast, linux]
+",
+            ),
+            ("child.yml", CHILD),
+        ],
         &[],
     );
-    let unsupported: Vec<&str> = job(&p, "child")
-        .unsupported
-        .iter()
-        .map(|(k, _)| k.as_str())
-        .collect();
-    assert_eq!(unsupported, ["trigger:include:inputs"]);
+    assert_eq!(names(&p), ["deploy-production"]);
+    let j = job(&p, "deploy-production");
+    assert_eq!(
+        j.script,
+        ["echo env=production replicas=3 debug=true suffix=x"]
+    );
+    // A whole-value block keeps the array an array.
+    assert_eq!(j.tags, ["fast", "linux"]);
+}
+
+#[test]
+fn a_trigger_without_inputs_gives_the_child_its_defaults_and_requires_the_rest() {
+    let child_defaults = "spec:\n  inputs:\n    env:\n      default: dev\n---\nj-$[[ inputs.env ]]:\n  script: [x]\n";
+    let p = child_ok(
+        &[
+            (MAIN, "up:\n  trigger:\n    include: child.yml\n"),
+            ("child.yml", child_defaults),
+        ],
+        &[],
+    );
+    assert_eq!(names(&p), ["j-dev"]);
+    assert_eq!(
+        child_errors(&[
+            (
+                MAIN,
+                "up:\n  trigger:\n    include:\n      - local: child.yml\n"
+            ),
+            ("child.yml", CHILD),
+        ]),
+        ["\
+.gitlab-ci.yml:4:16: `trigger:include` of `child.yml`: input `env` is required (it has no `default`) and not given \
+[`env` is defined at child.yml:3:5; pass it under `inputs:` of this `trigger:include`]"]
+    );
+}
+
+#[test]
+fn trigger_include_input_errors_name_the_parent_and_the_child() {
+    let parent = "up:
+  trigger:
+    include:
+      - local: child.yml
+        inputs:
+          env: prod
+          replicas: three
+          debug: 'true'
+          suffix: Upper
+          replica: 2
+";
+    assert_eq!(
+        child_errors(&[(MAIN, parent), ("child.yml", CHILD)]),
+        [
+            ".gitlab-ci.yml:6:16: `trigger:include` of `child.yml`: input `env` is `prod`, which is not one of the allowed options (staging, production) [`env` is defined at child.yml:3:5]",
+            ".gitlab-ci.yml:7:21: `trigger:include` of `child.yml`: input `replicas` must be a number, found a string `three` [`replicas` is defined at child.yml:5:5]",
+            ".gitlab-ci.yml:8:18: `trigger:include` of `child.yml`: input `debug` must be a boolean, found a string `true` [`debug` is defined at child.yml:8:5]",
+            ".gitlab-ci.yml:9:19: `trigger:include` of `child.yml`: input `suffix` is `Upper`, which does not match the input's `regex` `^[a-z]+$` [`suffix` is defined at child.yml:14:5]",
+            ".gitlab-ci.yml:10:11: `trigger:include` of `child.yml`: unknown input `replica` (`child.yml` does not define it) [did you mean `replicas`?]",
+        ]
+    );
+}
+
+#[test]
+fn trigger_include_inputs_need_a_header_in_the_child() {
+    assert_eq!(
+        child_errors(&[
+            (
+                MAIN,
+                "up:\n  trigger:\n    include:\n      - local: child.yml\n        inputs: {env: x}\n"
+            ),
+            ("child.yml", "j:\n  script: [x]\n"),
+        ]),
+        ["\
+.gitlab-ci.yml:5:9: `trigger:include` passes `inputs` to `child.yml`, which has no `spec: inputs:` header \
+[declare the inputs in a header: `spec: {inputs: {NAME: {default: ...}}}`, then a line `---`]"]
+    );
+}
+
+#[test]
+fn each_trigger_include_file_gets_its_own_inputs() {
+    let t = "spec:\n  inputs:\n    name:\n---\n$[[ inputs.name ]]:\n  script:\n    - echo $[[ inputs.name ]]\n";
+    let p = child_ok(
+        &[
+            (
+                MAIN,
+                "up:
+  trigger:
+    include:
+      - local: t.yml
+        inputs: {name: one}
+      - local: t.yml
+        inputs: {name: two}
+      - local: u.yml
+",
+            ),
+            ("t.yml", t),
+            ("u.yml", "three:\n  script: [x]\n"),
+        ],
+        &[],
+    );
+    assert_eq!(names(&p), ["one", "two", "three"]);
+}
+
+#[test]
+fn trigger_inputs_take_the_parents_inputs_and_keep_variables_as_text() {
+    let parent = "spec:
+  inputs:
+    env:
+      default: staging
+---
+up:
+  trigger:
+    include:
+      - local: child.yml
+        inputs:
+          env: $[[ inputs.env ]]
+          suffix: $CI_COMMIT_REF_SLUG
+";
+    let child_file = "spec:\n  inputs:\n    env:\n    suffix:\n---\nj:\n  script:\n    - echo $[[ inputs.env ]] $[[ inputs.suffix ]]\n";
+    let p = child_ok(
+        &[(MAIN, parent), ("child.yml", child_file)],
+        &[("CI_COMMIT_REF_SLUG", "main")],
+    );
+    assert_eq!(job(&p, "j").script, ["echo staging $CI_COMMIT_REF_SLUG"]);
+
+    // Without a header in the parent, its blocks stay as written (GitLab interpolates only
+    // files with a header) and reach the child as text, not interpolated again there.
+    let parent = "up:\n  trigger:\n    include:\n      - local: child.yml\n        inputs: {env: '$[[ inputs.env ]]', suffix: s}\n";
+    let p = child_ok(&[(MAIN, parent), ("child.yml", child_file)], &[]);
+    assert_eq!(job(&p, "j").script, ["echo $[[ inputs.env ]] s"]);
+}
+
+#[test]
+fn trigger_inputs_are_checked_for_shape_in_the_parent() {
+    assert_eq!(
+        errors(&[(
+            MAIN,
+            "up:\n  trigger:\n    include:\n      - local: child.yml\n        inputs: [a]\n"
+        )]),
+        [
+            ".gitlab-ci.yml:5:17: `inputs` of an `include` entry in `trigger` of job `up` must be a map of input names to values, found a list"
+        ]
+    );
+    assert_eq!(
+        errors(&[(
+            MAIN,
+            "up:\n  trigger:\n    include: child.yml\n    inputs: {a: 1}\n"
+        )]),
+        [
+            ".gitlab-ci.yml:4:5: `inputs` in `trigger` of job `up` is only for multi-project pipelines (`trigger: project`)"
+        ]
+    );
+    assert_eq!(
+        errors(&[(
+            MAIN,
+            "up:\n  trigger:\n    include:\n      - local: child.yml\n        input: {a: 1}\n"
+        )]),
+        [".gitlab-ci.yml:5:9: unknown key `input` in an `include` entry in `trigger` of job `up`"]
+    );
 }
 
 #[test]

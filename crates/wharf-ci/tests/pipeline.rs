@@ -1713,12 +1713,12 @@ simple:
 ");
     let c = job(&p, "child");
     let t = c.trigger.as_ref().unwrap();
-    assert_eq!(t.include, ["ci/child.yml", "ci/other.yml"]);
+    assert_eq!(t.files(), ["ci/child.yml", "ci/other.yml"]);
     assert!(t.depend);
     assert_eq!(c.unsupported[0].0, "trigger:include:artifact");
     let s = job(&p, "simple").trigger.as_ref().unwrap();
     assert!(!s.depend);
-    assert_eq!(s.include, ["ci/child.yml"]);
+    assert_eq!(s.files(), ["ci/child.yml"]);
 }
 
 #[test]

@@ -428,24 +428,6 @@ async fn run_trigger(shared: Arc<Shared>, job: Job, i: usize, tx: mpsc::Unbounde
         r.name = name.clone();
         r
     };
-    let child = match load_child(&shared, &trigger.include) {
-        Ok(p) => p,
-        Err(why) => {
-            let r = fail(why);
-            job_finished_event(&shared, &r);
-            let _ = tx.send(Msg::Finished(i, r));
-            let _ = tx.send(Msg::ChildDone);
-            return;
-        }
-    };
-    let mut sources = shared.sources.clone();
-    for (k, v) in sources.predefined.iter_mut() {
-        if k == "CI_PIPELINE_SOURCE" {
-            *v = "parent_pipeline".into();
-        }
-    }
-    sources.global = child.variables.clone();
-    sources.workflow = Vec::new();
     // The trigger job's variables reach the child as pipeline variables: its own and, like any
     // job, the parent's global ones it inherits (GitLab: "all jobs in a pipeline, including
     // trigger jobs, inherit global variables"; `inherit: variables` narrows them). The job's own
@@ -462,8 +444,26 @@ async fn run_trigger(shared: Arc<Shared>, job: Job, i: usize, tx: mpsc::Unbounde
         file: false,
     });
     let mut file = trigger_vars.collect::<Vec<_>>();
-    file.extend(sources.file.iter().cloned());
+    file.extend(shared.sources.file.iter().cloned());
+    let mut sources = shared.sources.clone();
+    for (k, v) in sources.predefined.iter_mut() {
+        if k == "CI_PIPELINE_SOURCE" {
+            *v = "parent_pipeline".into();
+        }
+    }
     sources.file = file;
+    let child = match load_child(&shared, &trigger, &child_load_options(&sources)) {
+        Ok(p) => p,
+        Err(why) => {
+            let r = fail(why);
+            job_finished_event(&shared, &r);
+            let _ = tx.send(Msg::Finished(i, r));
+            let _ = tx.send(Msg::ChildDone);
+            return;
+        }
+    };
+    sources.global = child.variables.clone();
+    sources.workflow = Vec::new();
     let child_plan = match plan::plan(
         &child,
         &sources,
@@ -494,7 +494,7 @@ async fn run_trigger(shared: Arc<Shared>, job: Job, i: usize, tx: mpsc::Unbounde
     }
     console.line(&format!(
         "{name}: triggered a child pipeline from {}{}",
-        trigger.include.join(", "),
+        trigger.files().join(", "),
         if trigger.depend {
             " (strategy: depend: waiting for it)"
         } else {
@@ -547,57 +547,45 @@ async fn run_trigger(shared: Arc<Shared>, job: Job, i: usize, tx: mpsc::Unbounde
     let _ = tx.send(Msg::ChildDone);
 }
 
-/// The child pipeline of a trigger: its include files, read through the same loader as the
-/// main file.
-fn load_child(shared: &Shared, include: &[String]) -> Result<Pipeline, String> {
+/// The child pipeline of a trigger: its include files (with their `inputs:`), read through
+/// the same loader as the main file.
+fn load_child(
+    shared: &Shared,
+    trigger: &wharf_ci::Trigger,
+    options: &wharf_ci::LoadOptions,
+) -> Result<Pipeline, String> {
     let Some(loader) = shared.opts.loader.clone() else {
         return Err("child pipelines need a pipeline loader".into());
     };
     let render = |d: wharf_ci::Diagnostics| d.render(&|f: &str| loader.load(f).ok());
-    match include {
-        [] => Err("`trigger:` names no file to include".into()),
-        [one] => wharf_ci::load_pipeline(one, loader.as_ref())
-            .map(|l| l.pipeline)
-            .map_err(render),
-        many => {
-            // Several files: load them as GitLab does, as the includes of one pipeline.
-            let text: String = std::iter::once("include:\n".to_string())
-                .chain(
-                    many.iter()
-                        .map(|f| format!("  - local: {}\n", yaml_quote(f))),
-                )
-                .collect();
-            let synthetic = Synthetic {
-                name: "(trigger include)".into(),
-                text,
-                inner: loader.clone(),
-            };
-            wharf_ci::load_pipeline(&synthetic.name, &synthetic)
-                .map(|l| l.pipeline)
-                .map_err(render)
-        }
+    if trigger.include.is_empty() {
+        return Err("`trigger:` names no file to include".into());
     }
+    wharf_ci::load_child_pipeline(trigger, loader.as_ref(), options)
+        .map(|l| l.pipeline)
+        .map_err(render)
 }
 
-fn yaml_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-/// A loader that also serves one generated file.
-struct Synthetic {
-    name: String,
-    text: String,
-    inner: Arc<dyn wharf_ci::Loader + Send + Sync>,
-}
-
-impl wharf_ci::Loader for Synthetic {
-    fn load(&self, path: &str) -> Result<String, std::io::Error> {
-        if path == self.name {
-            Ok(self.text.clone())
-        } else {
-            self.inner.load(path)
-        }
-    }
+/// What the child's includes and inputs (`expand_vars`) may use, as for the main pipeline
+/// (predefined, then the variables passed down and the variables files, then `--variable`);
+/// masked ones and `DOCKER_AUTH_CONFIG` stay out of `expand_vars`.
+fn child_load_options(sources: &VarSources) -> wharf_ci::LoadOptions {
+    let mut variables = sources.predefined.clone();
+    variables.extend(
+        sources
+            .file
+            .iter()
+            .map(|v| (v.name.clone(), v.value.clone())),
+    );
+    variables.extend(sources.cli.iter().cloned());
+    let mut masked: Vec<String> = sources
+        .file
+        .iter()
+        .filter(|v| v.masked)
+        .map(|v| v.name.clone())
+        .collect();
+    masked.push("DOCKER_AUTH_CONFIG".to_string());
+    wharf_ci::LoadOptions { variables, masked }
 }
 
 /// The pipeline-level predefined variables for this project (`CI_COMMIT_*` from git...), as
