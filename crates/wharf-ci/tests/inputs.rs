@@ -679,6 +679,32 @@ up:
 }
 
 #[test]
+fn a_child_file_includes_others_and_missing_child_files_are_reported_at_the_trigger() {
+    let p = child_ok(
+        &[
+            (
+                MAIN,
+                "up:\n  trigger:\n    include:\n      - local: child.yml\n        inputs: {env: prod}\n",
+            ),
+            (
+                "child.yml",
+                "spec:\n  inputs:\n    env:\n---\ninclude:\n  - local: t.yml\n    inputs: {name: '$[[ inputs.env ]]-job'}\n",
+            ),
+            (
+                "t.yml",
+                "spec:\n  inputs:\n    name:\n---\n$[[ inputs.name ]]:\n  script: [x]\n",
+            ),
+        ],
+        &[],
+    );
+    assert_eq!(names(&p), ["prod-job"]);
+    assert_eq!(
+        child_errors(&[(MAIN, "up:\n  trigger:\n    include: gone.yml\n")]),
+        [".gitlab-ci.yml:3:14: included file `gone.yml` does not exist"]
+    );
+}
+
+#[test]
 fn trigger_inputs_are_checked_for_shape_in_the_parent() {
     assert_eq!(
         errors(&[(
