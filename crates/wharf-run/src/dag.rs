@@ -420,7 +420,7 @@ async fn run_trigger(shared: Arc<Shared>, job: Job, i: usize, tx: mpsc::Unbounde
         let mut r = JobReport::new(
             &job,
             JobStatus::Failed {
-                reason: FailureReason::DownstreamPipelineFailure,
+                reason: FailureReason::DownstreamPipelineCreationFailed,
                 exit_code: None,
             },
             started.elapsed(),

@@ -21,6 +21,9 @@ pub enum FailureReason {
     JobExecutionTimeout,
     /// A `trigger: strategy: depend` job whose child pipeline failed.
     DownstreamPipelineFailure,
+    /// A `trigger:` job whose child pipeline could not be created (a bad child file, its
+    /// inputs, or `workflow: rules` keeping nothing), GitLab's reason for that.
+    DownstreamPipelineCreationFailed,
 }
 
 impl FailureReason {
@@ -34,6 +37,7 @@ impl FailureReason {
             Self::JobCanceled => "job_canceled",
             Self::JobExecutionTimeout => "job_execution_timeout",
             Self::DownstreamPipelineFailure => "downstream_pipeline_failure",
+            Self::DownstreamPipelineCreationFailed => "downstream_pipeline_creation_failed",
         }
     }
 
