@@ -353,6 +353,22 @@ actions = [\"pull\"]
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
 
+/// Pushes `blob` to `team/base` as alice (monolithic upload).
+async fn push_base_blob(reg: &Reg, blob: &[u8], digest: &str) {
+    let token = reg
+        .bearer(Some(("alice", "pw")), &["repository:team/base:pull,push"])
+        .await;
+    let r = reg
+        .send(
+            Method::POST,
+            &format!("/v2/team/base/blobs/uploads/?digest={digest}"),
+            &[("authorization", &token)],
+            blob,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+}
+
 #[tokio::test]
 async fn mount_works_with_a_token_for_the_scopes_its_challenge_names() {
     use sha2::Digest as _;
@@ -360,16 +376,7 @@ async fn mount_works_with_a_token_for_the_scopes_its_challenge_names() {
     let alice = Some(("alice", "pw"));
     let blob = b"a layer both repositories share";
     let digest = format!("sha256:{:x}", sha2::Sha256::digest(blob));
-    let base = reg.bearer(alice, &["repository:team/base:pull,push"]).await;
-    let r = reg
-        .send(
-            Method::POST,
-            &format!("/v2/team/base/blobs/uploads/?digest={digest}"),
-            &[("authorization", &base)],
-            blob,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED);
+    push_base_blob(&reg, blob, &digest).await;
 
     let mount = format!("/v2/team/app/blobs/uploads/?mount={digest}&from=team/base");
     let r = reg.send(Method::POST, &mount, &[], b"").await;
@@ -391,18 +398,7 @@ async fn mount_works_with_a_token_for_the_scopes_its_challenge_names() {
 
     // A token for the target alone may still push: the mount falls back to an upload (202).
     let reg2 = registry(TOKEN, &[("alice", "pw")]);
-    let base = reg2
-        .bearer(alice, &["repository:team/base:pull,push"])
-        .await;
-    let r = reg2
-        .send(
-            Method::POST,
-            &format!("/v2/team/base/blobs/uploads/?digest={digest}"),
-            &[("authorization", &base)],
-            blob,
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED);
+    push_base_blob(&reg2, blob, &digest).await;
     let app_only = reg2.bearer(alice, &["repository:team/app:pull,push"]).await;
     let r = reg2
         .send(Method::POST, &mount, &[("authorization", &app_only)], b"")

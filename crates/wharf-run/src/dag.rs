@@ -452,7 +452,11 @@ async fn run_trigger(shared: Arc<Shared>, job: Job, i: usize, tx: mpsc::Unbounde
         }
     }
     sources.file = file;
-    let child = match load_child(&shared, &trigger, &child_load_options(&sources)) {
+    let child = match load_child(
+        &shared,
+        &trigger,
+        &load_options(sources.predefined.clone(), &sources.file, &sources.cli),
+    ) {
         Ok(p) => p,
         Err(why) => {
             let r = fail(why);
@@ -566,20 +570,19 @@ fn load_child(
         .map_err(render)
 }
 
-/// What the child's includes and inputs (`expand_vars`) may use, as for the main pipeline
-/// (predefined, then the variables passed down and the variables files, then `--variable`);
-/// masked ones and `DOCKER_AUTH_CONFIG` stay out of `expand_vars`.
-fn child_load_options(sources: &VarSources) -> wharf_ci::LoadOptions {
-    let mut variables = sources.predefined.clone();
-    variables.extend(
-        sources
-            .file
-            .iter()
-            .map(|v| (v.name.clone(), v.value.clone())),
-    );
-    variables.extend(sources.cli.iter().cloned());
-    let mut masked: Vec<String> = sources
-        .file
+/// What a pipeline's loading may depend on (`include: rules`, include paths, `expand_vars` in
+/// inputs): predefined variables, then the variables files, then `--variable` (later wins).
+/// Masked file variables and `DOCKER_AUTH_CONFIG` stay out of `expand_vars`: the same secrets
+/// the job log masks.
+pub fn load_options(
+    predefined: Vec<(String, String)>,
+    file: &[wharf_ci::FileVariable],
+    cli: &[(String, String)],
+) -> wharf_ci::LoadOptions {
+    let mut variables = predefined;
+    variables.extend(file.iter().map(|v| (v.name.clone(), v.value.clone())));
+    variables.extend(cli.iter().cloned());
+    let mut masked: Vec<String> = file
         .iter()
         .filter(|v| v.masked)
         .map(|v| v.name.clone())

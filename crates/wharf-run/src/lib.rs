@@ -17,7 +17,7 @@ pub mod script;
 pub mod services;
 pub mod vars;
 
-pub use dag::{DEFAULT_TIMEOUT, plan_pipeline, predefined_variables, run_pipeline};
+pub use dag::{DEFAULT_TIMEOUT, load_options, plan_pipeline, predefined_variables, run_pipeline};
 pub use log::Console;
 pub use plan::Selection;
 pub use report::{FailureReason, JobReport, JobStatus, PipelineReport};

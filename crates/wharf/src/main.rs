@@ -220,7 +220,11 @@ fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
     let loader = Arc::new(ProjectLoader {
         root: project_dir.clone(),
     });
-    let options = load_options(&project_dir, &cli_variables, &file_variables);
+    let options = wharf_run::load_options(
+        wharf_run::predefined_variables(&project_dir),
+        &file_variables,
+        &cli_variables,
+    );
     let loaded = match wharf_ci::load_pipeline_with(&args.file, loader.as_ref(), &options) {
         Ok(l) => l,
         Err(diags) => {
@@ -245,26 +249,6 @@ fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
         cli_variables,
         file_variables,
     }))
-}
-
-/// What `include: rules` and include paths may use: predefined variables, then the variables
-/// file, then `--variable` (later wins).
-fn load_options(
-    project_dir: &Path,
-    cli: &[(String, String)],
-    file: &[FileVariable],
-) -> wharf_ci::LoadOptions {
-    let mut variables = wharf_run::predefined_variables(project_dir);
-    variables.extend(file.iter().map(|v| (v.name.clone(), v.value.clone())));
-    variables.extend(cli.iter().cloned());
-    // The same secrets the job log masks: masked file variables and DOCKER_AUTH_CONFIG.
-    let mut masked: Vec<String> = file
-        .iter()
-        .filter(|v| v.masked)
-        .map(|v| v.name.clone())
-        .collect();
-    masked.push("DOCKER_AUTH_CONFIG".to_string());
-    wharf_ci::LoadOptions { variables, masked }
 }
 
 async fn run(args: RunArgs) -> Result<ExitCode> {
@@ -494,7 +478,8 @@ fn config(args: PipelineArgs) -> Result<ExitCode> {
     for path in &args.variables_files {
         file.extend(read_variables_file(path)?);
     }
-    let options = load_options(&project_dir, &cli, &file);
+    let options =
+        wharf_run::load_options(wharf_run::predefined_variables(&project_dir), &file, &cli);
     match wharf_ci::merged_yaml(&args.file, &loader, &options) {
         Ok(yaml) => {
             print!("{yaml}");
