@@ -14,7 +14,7 @@ use crate::model::Span;
 use crate::pipeline::deep_merge;
 use crate::suggest::did_you_mean;
 use crate::yaml::{self, Entry, Map, Node, Value};
-use crate::{Loader, convert, inputs};
+use crate::{LoadOptions, Loader, convert, inputs};
 use std::collections::HashSet;
 
 /// GitLab's limit on the number of included files in one pipeline (nested and duplicate ones
@@ -42,8 +42,8 @@ const INCLUDE_RULE_KEYS: &[&str] = &["if", "exists", "changes", "when"];
 
 pub(crate) struct Includer<'a, 'd> {
     loader: &'a dyn Loader,
-    variables: &'a [(String, String)],
-    masked: &'a [String],
+    /// Load-time variables (`include: rules`, paths, inputs' `expand_vars`).
+    options: &'a LoadOptions,
     /// The project's files, listed once on first need (`Err` holds why they cannot be listed).
     files: Option<Result<Vec<String>, String>>,
     /// Includes counted so far (towards [`MAX_INCLUDES`]).
@@ -96,16 +96,10 @@ pub(crate) fn canonical(n: &Node) -> String {
 }
 
 impl<'a, 'd> Includer<'a, 'd> {
-    pub fn new(
-        loader: &'a dyn Loader,
-        variables: &'a [(String, String)],
-        masked: &'a [String],
-        d: &'d mut Diags,
-    ) -> Self {
+    pub fn new(loader: &'a dyn Loader, options: &'a LoadOptions, d: &'d mut Diags) -> Self {
         Self {
             loader,
-            variables,
-            masked,
+            options,
             files: None,
             total: 0,
             limit_reported: false,
@@ -212,7 +206,7 @@ impl<'a, 'd> Includer<'a, 'd> {
             inputs: target.inputs.as_ref(),
             via_trigger,
         };
-        let content = inputs::content(docs, &given, self.variables, self.masked, self.d)?;
+        let content = inputs::content(docs, &given, self.options, self.d)?;
         let Some(doc) = content.filter(|doc| !doc.is_null()) else {
             self.d
                 .error(&target.span, format!("included file `{path}` is empty"));
@@ -460,7 +454,7 @@ impl<'a, 'd> Includer<'a, 'd> {
 
     fn rule_if(&mut self, n: &Node) -> Option<bool> {
         let src = convert::string(n, "`if` in an `include` rule", self.d)?;
-        match eval_if(&src, self.variables) {
+        match eval_if(&src, &self.options.variables) {
             Ok(b) => Some(b),
             Err(e) => {
                 self.d.error(
@@ -527,7 +521,7 @@ impl<'a, 'd> Includer<'a, 'd> {
     /// `$NAME` and `${NAME}` replaced by the load-time variables; unknown names stay as written,
     /// so that the error about the resulting path shows them.
     fn expand_vars(&self, s: &str) -> String {
-        expand_vars(s, self.variables)
+        expand_vars(s, &self.options.variables)
     }
 }
 

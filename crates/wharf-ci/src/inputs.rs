@@ -20,6 +20,7 @@
 //! `inputs:` of their `trigger: include:` entry: GitLab builds a child pipeline as a file that
 //! includes those entries, so they are checked exactly as an `include`'s.
 
+use crate::LoadOptions;
 use crate::convert::check_keys;
 use crate::diagnostic::Diags;
 use crate::model::Span;
@@ -124,8 +125,7 @@ impl Given<'_> {
 pub(crate) fn content(
     docs: Vec<Node>,
     given: &Given<'_>,
-    variables: &[(String, String)],
-    masked: &[String],
+    options: &LoadOptions,
     d: &mut Diags,
 ) -> Option<Option<Node>> {
     let mut docs = docs.into_iter();
@@ -187,8 +187,7 @@ pub(crate) fn content(
     let errors_before = d.0.len();
     let content = Interpolator {
         values: &values,
-        variables,
-        masked,
+        options,
         d,
     }
     .node(content);
@@ -590,8 +589,7 @@ fn references(text: &str, name: &str) -> bool {
 
 struct Interpolator<'a, 'd> {
     values: &'a IndexMap<String, Node>,
-    variables: &'a [(String, String)],
-    masked: &'a [String],
+    options: &'a LoadOptions,
     d: &'d mut Diags,
 }
 
@@ -755,7 +753,12 @@ impl Interpolator<'_, '_> {
                 }
             };
             let result = if f == "expand_vars" {
-                if let Some(secret) = self.masked.iter().find(|name| references(&text, name)) {
+                if let Some(secret) = self
+                    .options
+                    .masked
+                    .iter()
+                    .find(|name| references(&text, name))
+                {
                     return fail(
                         self.d,
                         format!(
@@ -763,7 +766,7 @@ impl Interpolator<'_, '_> {
                         ),
                     );
                 }
-                crate::include::expand_vars(&text, self.variables)
+                crate::include::expand_vars(&text, &self.options.variables)
             } else if f == "posix_escape" {
                 posix_escape(&text)
             } else if let Some(c) = TRUNCATE.as_ref().and_then(|re| re.captures(f)) {

@@ -79,6 +79,11 @@ pub fn load_pipeline_with(
 ) -> Result<Loaded, Diagnostics> {
     let mut d = diagnostic::Diags::default();
     let pipeline = pipeline::load(path, loader, options, &mut d);
+    loaded(pipeline, d)
+}
+
+/// The pipeline with its warnings, or every diagnostic (errors first) if any is an error.
+fn loaded(pipeline: Option<Pipeline>, d: diagnostic::Diags) -> Result<Loaded, Diagnostics> {
     match pipeline {
         Some(pipeline) if !d.has_errors() => Ok(Loaded {
             pipeline,
@@ -100,13 +105,7 @@ pub fn load_child_pipeline(
     let mut d = diagnostic::Diags::default();
     let pipeline = pipeline::child_config(trigger, loader, options, &mut d)
         .and_then(|c| pipeline::build(c, &mut d));
-    match pipeline {
-        Some(pipeline) if !d.has_errors() => Ok(Loaded {
-            pipeline,
-            warnings: d.0,
-        }),
-        _ => Err(errors_first(d)),
-    }
+    loaded(pipeline, d)
 }
 
 /// The fully merged configuration, as GitLab's "merged YAML" view shows it: includes merged,

@@ -76,8 +76,7 @@ pub(crate) fn config(
         }
     };
     let root = document_map(file, &text, &start, options, d)?;
-    let root =
-        include::Includer::new(loader, &options.variables, &options.masked, d).expand(root, file);
+    let root = include::Includer::new(loader, options, d).expand(root, file);
     resolve(root, start, d)
 }
 
@@ -134,7 +133,7 @@ pub(crate) fn child_config(
             },
         },
     );
-    let root = include::Includer::new(loader, &options.variables, &options.masked, d)
+    let root = include::Includer::new(loader, options, d)
         .for_trigger()
         .expand(root, CHILD_ROOT);
     resolve(root, trigger.span.clone(), d)
@@ -200,13 +199,7 @@ fn document_map(
     d: &mut Diags,
 ) -> Option<Map> {
     let docs = yaml::parse(file, text, d)?;
-    let root = inputs::content(
-        docs,
-        &inputs::Given::Pipeline,
-        &options.variables,
-        &options.masked,
-        d,
-    )?;
+    let root = inputs::content(docs, &inputs::Given::Pipeline, options, d)?;
     let Some(root_map) = root.as_ref().and_then(Node::as_map) else {
         let span = root.as_ref().map_or(start.clone(), |r| r.span.clone());
         let found = root.as_ref().map_or("nothing".to_string(), Node::kind);
