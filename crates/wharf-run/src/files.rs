@@ -129,26 +129,18 @@ pub fn remove_tree(path: &Path) -> Result<(), FilesError> {
 /// Empties `path` (creating it if missing) but keeps the folder itself: it may be bind-mounted
 /// into running containers (a job's services), which would keep seeing a removed folder.
 pub fn clear_dir(path: &Path) -> Result<(), FilesError> {
-    let io_error = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| FilesError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    std::fs::create_dir_all(path).map_err(io_error("creating", path))?;
-    for entry in std::fs::read_dir(path).map_err(io_error("reading", path))? {
-        let entry = entry.map_err(io_error("reading", path))?;
+    std::fs::create_dir_all(path).map_err(io_err("creating", path))?;
+    for entry in std::fs::read_dir(path).map_err(io_err("reading", path))? {
+        let entry = entry.map_err(io_err("reading", path))?;
         let child = entry.path();
         let is_dir = entry
             .file_type()
-            .map_err(io_error("reading", &child))?
+            .map_err(io_err("reading", &child))?
             .is_dir();
         if is_dir {
             remove_tree(&child)?;
         } else {
-            std::fs::remove_file(&child).map_err(io_error("removing", &child))?;
+            std::fs::remove_file(&child).map_err(io_err("removing", &child))?;
         }
     }
     Ok(())

@@ -495,17 +495,7 @@ fn prepare(
     };
     // Emptied, not recreated: the job's services may already have the build folder mounted.
     files::clear_dir(&layout.build_dir).map_err(|e| fail(log, e))?;
-    files::remove_tree(&layout.tmp_dir).map_err(|e| fail(log, e))?;
-    std::fs::create_dir_all(&layout.tmp_dir).map_err(|e| {
-        fail(
-            log,
-            files::FilesError::Io {
-                action: "creating",
-                path: layout.tmp_dir.clone(),
-                source: e,
-            },
-        )
-    })?;
+    files::clear_dir(&layout.tmp_dir).map_err(|e| fail(log, e))?;
     log.section("Getting source from the project folder");
     files::copy_files(&ctx.opts.project_dir, ctx.snapshot, &layout.build_dir)
         .map_err(|e| fail(log, e))?;
