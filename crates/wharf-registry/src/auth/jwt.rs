@@ -2,6 +2,7 @@
 //! (0600) in its root folder, and verification of those and of an external token server's
 //! (trusted certificate bundle or JWKS), as Docker's registry does.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -525,9 +526,9 @@ impl TrustDomain {
     /// The key that signed a token with this header: by `kid`, or by an `x5c` chain whose leaf
     /// is a trusted certificate itself or chains up to one (through the intermediates it
     /// carries), as Docker's registry verifies `x5c` against its `rootcertbundle`.
-    fn find(&self, header: &Header) -> Option<TrustedKey> {
+    fn find(&self, header: &Header) -> Option<Cow<'_, TrustedKey>> {
         if let Some(kid) = &header.kid {
-            return self.keys.get(kid).cloned();
+            return self.keys.get(kid).map(Cow::Borrowed);
         }
         let chain = header.x5c_der().ok().flatten()?;
         let (leaf, intermediates) = chain.split_first()?;
@@ -536,11 +537,11 @@ impl TrustDomain {
             .values()
             .find(|k| k.cert_der.as_deref() == Some(leaf.as_slice()))
         {
-            return Some(key.clone());
+            return Some(Cow::Borrowed(key));
         }
         self.verify_chain(leaf, intermediates).ok()?;
         let (_, cert) = x509_parser::parse_x509_certificate(leaf).ok()?;
-        trusted_key_of(&cert, leaf).ok()
+        trusted_key_of(&cert, leaf).ok().map(Cow::Owned)
     }
 
     fn verify_chain(&self, leaf: &[u8], intermediates: &[Vec<u8>]) -> Result<(), webpki::Error> {
