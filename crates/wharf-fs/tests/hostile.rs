@@ -291,11 +291,14 @@ fn a_symlink_swapped_for_a_folder_mid_operation_never_leads_out() {
             })
         };
         let r = f.open(Resolve::Beneath, walk);
+        // A few names over and over: fresh names each round would let `d` grow faster than
+        // the swapper can empty it, and the test would never end.
         let mut i = 0u32;
         while !done.load(std::sync::atomic::Ordering::Relaxed) {
-            let _ = r.create_new(format!("d/f{i}"), 0o644);
-            let _ = r.replace_file(format!("d/g{i}"), 0o644, b"x");
-            let _ = r.create_dir_all(format!("d/h{i}/deep"), 0o755);
+            let n = i % 4;
+            let _ = r.create_new(format!("d/f{n}"), 0o644);
+            let _ = r.replace_file(format!("d/g{n}"), 0o644, b"x");
+            let _ = r.create_dir_all(format!("d/h{n}/deep"), 0o755);
             let _ = r.set_permissions("d", 0o777);
             i += 1;
         }
