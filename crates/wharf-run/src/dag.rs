@@ -6,7 +6,9 @@ use crate::engine::Engine;
 use crate::files::{self, slug};
 use crate::git::GitInfo;
 use crate::log::Console;
+use crate::mask::Masker;
 use crate::plan::{self, Plan, Selection};
+use crate::predefined;
 use crate::report::{FailureReason, JobReport, JobStatus, PipelineReport};
 use crate::runner::{self, Ctx, JobRun, RunError, RunOptions};
 use crate::scheduler::{Action, Node, Outcome, Scheduler};
@@ -39,6 +41,9 @@ struct Shared {
     next_job: Arc<AtomicU64>,
     /// `trigger-job > ` for the jobs of a child pipeline.
     name_prefix: String,
+    /// Masks the JSON events: a value there (an `environment: name`, a skip reason) may come
+    /// from a masked variable.
+    masker: Masker,
 }
 
 enum Msg {
@@ -64,23 +69,21 @@ pub async fn run_pipeline(
         source: e,
     })?;
     let git = Arc::new(GitInfo::read(&opts.project_dir));
-    let project_name = opts
-        .project_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "project".into());
+    let project_name = predefined::project_name(&opts.project_dir);
     let pipeline_id = runner::next_id(&wharf_dir.join("pipeline-id"));
     let mut sources = VarSources {
-        predefined: runner::pipeline_predefined(&project_name, pipeline_id, &git),
+        predefined: predefined::pipeline(&project_name, pipeline_id, &git),
         global: pipeline.variables.clone(),
         workflow: Vec::new(),
         file: opts.file_variables.clone(),
         cli: opts.cli_variables.clone(),
     };
     let plan = plan::plan(pipeline, &sources, &git, &opts.project_dir, &opts.selection)?;
+    let masker = event_masker(pipeline, &sources, opts);
     let names: Vec<&str> = plan.selected().map(|(_, j)| j.job.name.as_str()).collect();
     emit(
         &opts.events,
+        &masker,
         json!({"type": "pipeline_started", "pipeline_id": pipeline_id, "jobs": names}),
     );
     let workflow = match &plan.workflow {
@@ -94,6 +97,7 @@ pub async fn run_pipeline(
             };
             emit(
                 &opts.events,
+                &masker,
                 json!({"type": "pipeline_finished", "status": "not_created", "reason": why,
                        "duration_ms": started.elapsed().as_millis() as u64}),
             );
@@ -101,6 +105,7 @@ pub async fn run_pipeline(
         }
     };
     sources.workflow = workflow.variables;
+    let masker = event_masker(pipeline, &sources, opts);
     let shared = Arc::new(Shared {
         snapshot: files::snapshot(&opts.project_dir)?,
         opts: opts.clone(),
@@ -113,6 +118,7 @@ pub async fn run_pipeline(
         git,
         next_job: Arc::new(AtomicU64::new(0)),
         name_prefix: String::new(),
+        masker: masker.clone(),
     });
     let report = run_plan(shared, plan).await;
     let status = if report.canceled {
@@ -124,16 +130,51 @@ pub async fn run_pipeline(
     };
     emit(
         &opts.events,
+        &masker,
         json!({"type": "pipeline_finished", "status": status,
                "duration_ms": started.elapsed().as_millis() as u64}),
     );
     Ok(report)
 }
 
-fn emit(sink: &Option<Arc<Console>>, event: serde_json::Value) {
+fn emit(sink: &Option<Arc<Console>>, masker: &Masker, mut event: serde_json::Value) {
     if let Some(sink) = sink {
+        mask_strings(masker, &mut event);
         sink.line(&event.to_string());
     }
+}
+
+/// Masks each string of an event before it is encoded: a secret holding `"` or `\\` would no
+/// longer match once JSON-escaped.
+fn mask_strings(masker: &Masker, value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => *s = masker.mask_str(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| mask_strings(masker, v)),
+        serde_json::Value::Object(fields) => {
+            fields.values_mut().for_each(|v| mask_strings(masker, v))
+        }
+        _ => {}
+    }
+}
+
+/// Every secret an event could carry: the pipeline's masked variables (variables files,
+/// DOCKER_AUTH_CONFIG anywhere, the runner's own) and those a job's own variables expand to.
+fn event_masker(pipeline: &Pipeline, sources: &VarSources, opts: &RunOptions) -> Masker {
+    let runner_auth_config = opts.env.docker_auth_config.as_deref();
+    let pipeline_vars = sources.build(&[], &[], None, &[]);
+    let mut masker = Masker::for_variables(&pipeline_vars, runner_auth_config);
+    for job in pipeline.jobs.iter().filter(|j| !j.variables.is_empty()) {
+        let job_vars = sources.build(
+            &predefined::job(job),
+            &job.variables,
+            job.inherit_variables.as_deref(),
+            &[],
+        );
+        for secret in Masker::for_variables(&job_vars, None).secrets() {
+            masker.add(secret);
+        }
+    }
+    masker
 }
 
 type BoxedReport = Pin<Box<dyn Future<Output = PipelineReport> + Send>>;
@@ -299,6 +340,7 @@ fn job_finished_event(shared: &Shared, r: &JobReport) {
     };
     emit(
         &shared.opts.events,
+        &shared.masker,
         json!({
             "type": "job_finished",
             "job": r.name,
@@ -398,6 +440,7 @@ async fn run_once(
     ctx.run.dotenv = runner::dotenv_for(&ctx, job);
     emit(
         &shared.opts.events,
+        &shared.masker,
         json!({"type": "job_started", "job": format!("{}{}", shared.name_prefix, job.name),
                "stage": job.stage, "attempt": attempt, "job_id": ctx.run.job_id}),
     );
@@ -507,6 +550,7 @@ async fn run_trigger(shared: Arc<Shared>, job: Job, i: usize, tx: mpsc::Unbounde
     ));
     let mut opts = shared.opts.clone();
     opts.selection = Selection::default();
+    let child_masker = event_masker(&child, &sources, &shared.opts);
     let child_shared = Arc::new(Shared {
         opts,
         pipeline: child,
@@ -519,6 +563,7 @@ async fn run_trigger(shared: Arc<Shared>, job: Job, i: usize, tx: mpsc::Unbounde
         git: shared.git.clone(),
         next_job: shared.next_job.clone(),
         name_prefix: format!("{name} > "),
+        masker: child_masker,
     });
     let mut own = JobReport::new(&job, JobStatus::Passed, Duration::ZERO);
     own.name = name.clone();
@@ -591,17 +636,6 @@ pub fn load_options(
     wharf_ci::LoadOptions { variables, masked }
 }
 
-/// The pipeline-level predefined variables for this project (`CI_COMMIT_*` from git...), as
-/// includes and rules see them.
-pub fn predefined_variables(project_dir: &std::path::Path) -> Vec<(String, String)> {
-    let git = GitInfo::read(project_dir);
-    let name = project_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "project".into());
-    runner::pipeline_predefined(&name, 0, &git)
-}
-
 /// Evaluate workflow and job rules without running anything (`wharf list`).
 pub fn plan_pipeline(
     pipeline: &Pipeline,
@@ -610,12 +644,8 @@ pub fn plan_pipeline(
     file: &[FileVariable],
 ) -> Result<Plan, plan::PlanError> {
     let git = GitInfo::read(project_dir);
-    let name = project_dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "project".into());
     let sources = VarSources {
-        predefined: runner::pipeline_predefined(&name, 0, &git),
+        predefined: predefined::pipeline(&predefined::project_name(project_dir), 0, &git),
         global: pipeline.variables.clone(),
         workflow: Vec::new(),
         file: file.to_vec(),

@@ -9,6 +9,7 @@ pub mod git;
 pub mod log;
 pub mod mask;
 pub mod plan;
+pub mod predefined;
 pub mod report;
 mod rules_eval;
 mod runner;
@@ -17,7 +18,7 @@ pub mod script;
 pub mod services;
 pub mod vars;
 
-pub use dag::{DEFAULT_TIMEOUT, load_options, plan_pipeline, predefined_variables, run_pipeline};
+pub use dag::{DEFAULT_TIMEOUT, load_options, plan_pipeline, run_pipeline};
 pub use log::Console;
 pub use plan::Selection;
 pub use report::{FailureReason, JobReport, JobStatus, PipelineReport};

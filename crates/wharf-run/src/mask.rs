@@ -57,6 +57,32 @@ impl Masker {
         self.secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
 
+    /// Every secret of a job's variables: masked values (and their expansions), and the
+    /// credentials inside a `DOCKER_AUTH_CONFIG` (the job's, then the runner's own).
+    pub fn for_variables(vars: &crate::vars::VarSet, runner_auth_config: Option<&str>) -> Self {
+        let mut masker = Self::new(vars.secrets());
+        let job_auth_config = vars.docker_auth_config();
+        for doc in job_auth_config
+            .iter()
+            .map(String::as_str)
+            .chain(runner_auth_config)
+        {
+            masker.add(doc);
+            for s in wharf_oci::secrets_in_auth_config(doc) {
+                masker.add(&s);
+            }
+        }
+        masker
+    }
+
+    /// The secrets, longest first.
+    pub fn secrets(&self) -> impl Iterator<Item = &str> {
+        // Only whole strings were ever added, and their lines split at '\n' stay valid UTF-8.
+        self.secrets
+            .iter()
+            .filter_map(|s| std::str::from_utf8(s).ok())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.secrets.is_empty()
     }

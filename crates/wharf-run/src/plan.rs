@@ -138,7 +138,7 @@ pub fn plan(
     let mut jobs = Vec::with_capacity(pipeline.jobs.len());
     for job in &pipeline.jobs {
         let job_vars = sources.build(
-            &job_predefined(job),
+            &crate::predefined::job(job),
             &job.variables,
             job.inherit_variables.as_deref(),
             &[],
@@ -179,30 +179,6 @@ pub fn plan(
     Ok(plan)
 }
 
-/// The job-level predefined variables rules can test (`$CI_JOB_NAME`...).
-pub fn job_predefined(job: &Job) -> Vec<(String, String)> {
-    let mut v = vec![
-        ("CI_JOB_NAME".to_string(), job.name.clone()),
-        (
-            "CI_JOB_NAME_SLUG".to_string(),
-            crate::files::slug(&job.name).to_lowercase(),
-        ),
-        ("CI_JOB_STAGE".to_string(), job.stage.clone()),
-    ];
-    if let Some(p) = &job.parallel {
-        v.push(("CI_NODE_INDEX".into(), p.index.to_string()));
-        v.push(("CI_NODE_TOTAL".into(), p.total.to_string()));
-    }
-    if let Some(name) = &job.environment {
-        v.push(("CI_ENVIRONMENT_NAME".into(), name.clone()));
-        v.push(("CI_ENVIRONMENT_SLUG".into(), environment_slug(name)));
-    }
-    if let Some(url) = &job.environment_url {
-        v.push(("CI_ENVIRONMENT_URL".into(), url.clone()));
-    }
-    v
-}
-
 /// GitLab expands `environment: name` and then `url` with the job's variables; the url may use
 /// the environment's own `CI_ENVIRONMENT_NAME`/`CI_ENVIRONMENT_SLUG` (a common review-app idiom).
 fn expand_environment(job: &mut Job, vars: &crate::vars::VarSet) {
@@ -211,68 +187,15 @@ fn expand_environment(job: &mut Job, vars: &crate::vars::VarSet) {
     };
     let name = vars.expand(name);
     if let Some(url) = &job.environment_url {
-        let slug = environment_slug(&name);
+        let slug = crate::predefined::environment_slug(&name);
         let lookup = |n: &str| match n {
-            "CI_ENVIRONMENT_NAME" => Some(name.clone()),
-            "CI_ENVIRONMENT_SLUG" => Some(slug.clone()),
+            crate::predefined::CI_ENVIRONMENT_NAME => Some(name.clone()),
+            crate::predefined::CI_ENVIRONMENT_SLUG => Some(slug.clone()),
             _ => vars.resolved(n),
         };
         job.environment_url = Some(crate::vars::expand_with(url, &lookup));
     }
     job.environment = Some(name);
-}
-
-/// `CI_ENVIRONMENT_SLUG` as GitLab computes it (`Gitlab::Slug::Environment`): lowercase
-/// letters, digits and `-`, starting with a letter, at most 24 bytes; when the slug differs from
-/// the name (or is too long) it is cut to 17 bytes and given a 6-character suffix derived from
-/// the SHA-256 of the name, so distinct names keep distinct slugs.
-pub fn environment_slug(name: &str) -> String {
-    let mut slug: String = name
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_lowercase() || c.is_ascii_digit() {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    if !slug.starts_with(|c: char| c.is_ascii_lowercase()) {
-        slug.insert_str(0, "env-");
-    }
-    let mut squeezed = String::with_capacity(slug.len());
-    for c in slug.chars() {
-        if !(c == '-' && squeezed.ends_with('-')) {
-            squeezed.push(c);
-        }
-    }
-    if squeezed.len() <= 24 && squeezed == name {
-        return squeezed.trim_end_matches('-').to_string();
-    }
-    let mut short: String = squeezed.chars().take(17).collect();
-    if !short.ends_with('-') {
-        short.push('-');
-    }
-    short.push_str(&slug_suffix(name));
-    short
-}
-
-/// Ruby's `Digest::SHA2.hexdigest(name).to_i(16).to_s(36).last(6)`: the last six base-36
-/// digits of the digest read as one big number, i.e. the digest modulo 36^6.
-fn slug_suffix(name: &str) -> String {
-    use sha2::Digest as _;
-    const MODULUS: u64 = 36u64.pow(6);
-    let digest = sha2::Sha256::digest(name.as_bytes());
-    let mut rest = digest
-        .iter()
-        .fold(0u64, |acc, b| (acc * 256 + u64::from(*b)) % MODULUS);
-    let mut digits = [b'0'; 6];
-    for d in digits.iter_mut().rev() {
-        *d = b"0123456789abcdefghijklmnopqrstuvwxyz"[(rest % 36) as usize];
-        rest /= 36;
-    }
-    String::from_utf8_lossy(&digits).into_owned()
 }
 
 fn matches_name(job: &Job, name: &str) -> bool {
@@ -432,25 +355,4 @@ pub fn evaluate_job(job: &Job, env: &RulesEnv<'_>) -> Result<RuleOutcome, String
         });
     }
     Ok(default)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::environment_slug;
-
-    #[test]
-    fn environment_slug_follows_gitlab() {
-        // Expected suffixes computed independently (Python: base-36 of the SHA-256, last 6).
-        assert_eq!(environment_slug("production"), "production");
-        assert_eq!(environment_slug("review/1-foo"), "review-1-foo-9tdj0u");
-        assert_eq!(environment_slug("PRODUCTION"), "production-vl4voz");
-        assert_eq!(
-            environment_slug("staging-12345678901234567"),
-            "staging-123456789-s729ne"
-        );
-        assert_eq!(
-            environment_slug("staging-1234567890123456"),
-            "staging-1234567890123456"
-        );
-    }
 }

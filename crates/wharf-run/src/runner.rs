@@ -183,23 +183,8 @@ pub(crate) async fn run_job(ctx: &Ctx<'_>, job: &Job) -> JobReport {
     };
 
     let vars = job_variables(ctx, job, job_id, &layout, use_docker);
-    let job_auth_config = vars.get("DOCKER_AUTH_CONFIG").map(|v| {
-        if v.expand {
-            vars.resolved("DOCKER_AUTH_CONFIG").unwrap_or_default()
-        } else {
-            v.value.clone()
-        }
-    });
-    let mut masker = Masker::new(vars.secrets());
-    for doc in job_auth_config
-        .iter()
-        .chain(ctx.opts.env.docker_auth_config.iter())
-    {
-        masker.add(doc);
-        for s in wharf_oci::secrets_in_auth_config(doc) {
-            masker.add(&s);
-        }
-    }
+    let job_auth_config = vars.docker_auth_config();
+    let masker = Masker::for_variables(&vars, ctx.opts.env.docker_auth_config.as_deref());
     let log_path = ctx.wharf_dir.join("logs").join(format!("{slug}.log"));
     let created = if ctx.run.attempt > 1 {
         JobLog::append(ctx.opts.console.clone(), &log_path, masker)
@@ -397,86 +382,14 @@ fn job_variables(ctx: &Ctx<'_>, job: &Job, job_id: u64, layout: &Layout, docker:
     } else {
         ctx.wharf_dir.join("builds").to_string_lossy().into_owned()
     };
-    let mut predefined = crate::plan::job_predefined(job);
-    predefined.extend([
-        ("CI_BUILDS_DIR".to_string(), builds_dir),
-        (
-            "CI_PROJECT_DIR".to_string(),
-            layout.project_dir_in_job.clone(),
-        ),
-        ("CI_JOB_ID".to_string(), job_id.to_string()),
-    ]);
-    if let Some(image) = &job.image {
-        predefined.push(("CI_JOB_IMAGE".into(), image.name.clone()));
-    }
+    let predefined =
+        crate::predefined::job_runtime(job, job_id, builds_dir, layout.project_dir_in_job.clone());
     ctx.sources.build(
         &predefined,
         &job.variables,
         job.inherit_variables.as_deref(),
         &ctx.run.dotenv,
     )
-}
-
-/// The pipeline-level predefined variables (the job-level ones are added per job).
-pub(crate) fn pipeline_predefined(
-    project_name: &str,
-    pipeline_id: u64,
-    git: &crate::git::GitInfo,
-) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = [
-        ("CI", "true"),
-        ("GITLAB_CI", "true"),
-        ("CI_SERVER", "yes"),
-        ("CI_PIPELINE_SOURCE", "push"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    v.extend([
-        ("CI_PROJECT_NAME".to_string(), project_name.to_string()),
-        ("CI_PROJECT_PATH".to_string(), project_name.to_string()),
-        ("CI_PIPELINE_ID".to_string(), pipeline_id.to_string()),
-        ("CI_PIPELINE_IID".to_string(), pipeline_id.to_string()),
-        (
-            "CI_RUNNER_EXECUTABLE_ARCH".to_string(),
-            format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
-        ),
-    ]);
-    if let Some(sha) = &git.sha {
-        v.push(("CI_COMMIT_SHA".into(), sha.clone()));
-        v.push(("CI_COMMIT_SHORT_SHA".into(), sha.chars().take(8).collect()));
-    }
-    if let Some(name) = git.ref_name() {
-        v.push(("CI_COMMIT_REF_NAME".into(), name.to_string()));
-        v.push(("CI_COMMIT_REF_SLUG".into(), ref_slug(name)));
-    }
-    if let Some(branch) = &git.branch {
-        v.push(("CI_COMMIT_BRANCH".into(), branch.clone()));
-    }
-    if let Some(tag) = &git.tag {
-        v.push(("CI_COMMIT_TAG".into(), tag.clone()));
-    }
-    if let Some(default) = &git.default_branch {
-        v.push(("CI_DEFAULT_BRANCH".into(), default.clone()));
-    }
-    if let Some(msg) = &git.commit_message {
-        v.push(("CI_COMMIT_MESSAGE".into(), msg.clone()));
-        v.push((
-            "CI_COMMIT_TITLE".into(),
-            msg.lines().next().unwrap_or_default().to_string(),
-        ));
-    }
-    v
-}
-
-fn ref_slug(s: &str) -> String {
-    let lowered: String = s
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .take(63)
-        .collect();
-    lowered.trim_matches('-').to_string()
 }
 
 /// Fresh build folder with the project's files, the job's caches and its dependencies' artifacts;
@@ -818,7 +731,7 @@ impl ScriptRunner for ShellScripts<'_> {
     ) -> Result<i64, JobStatus> {
         let mut env = self.env.clone();
         if let Some(word) = job_status {
-            env.push(("CI_JOB_STATUS".into(), word.into()));
+            env.push((crate::predefined::CI_JOB_STATUS.into(), word.into()));
         }
         shell_script(self.shell, text, name, &env, self.layout, cancel, log).await
     }
@@ -1341,7 +1254,7 @@ impl ScriptRunner for ContainerScripts<'_, '_> {
     ) -> Result<i64, JobStatus> {
         let mut env = self.env.clone();
         if let Some(word) = job_status {
-            env.push(format!("CI_JOB_STATUS={word}"));
+            env.push(format!("{}={word}", crate::predefined::CI_JOB_STATUS));
         }
         container_script(
             self.ctx,

@@ -88,6 +88,16 @@ impl VarSet {
         expand_with(text, &|n| self.resolved(n))
     }
 
+    /// The job's `DOCKER_AUTH_CONFIG` as the runner reads it (expanded unless `expand: false`).
+    pub fn docker_auth_config(&self) -> Option<String> {
+        let v = self.vars.get("DOCKER_AUTH_CONFIG")?;
+        Some(if v.expand {
+            self.resolve_value(v, 0)
+        } else {
+            v.value.clone()
+        })
+    }
+
     /// Every value that must never appear in a log: masked variables, with their expansions.
     pub fn secrets(&self) -> Vec<String> {
         self.vars

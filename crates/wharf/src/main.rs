@@ -221,7 +221,7 @@ fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
         root: project_dir.clone(),
     });
     let options = wharf_run::load_options(
-        wharf_run::predefined_variables(&project_dir),
+        wharf_run::predefined::for_loading(&project_dir),
         &file_variables,
         &cli_variables,
     );
@@ -478,8 +478,11 @@ fn config(args: PipelineArgs) -> Result<ExitCode> {
     for path in &args.variables_files {
         file.extend(read_variables_file(path)?);
     }
-    let options =
-        wharf_run::load_options(wharf_run::predefined_variables(&project_dir), &file, &cli);
+    let options = wharf_run::load_options(
+        wharf_run::predefined::for_loading(&project_dir),
+        &file,
+        &cli,
+    );
     match wharf_ci::merged_yaml(&args.file, &loader, &options) {
         Ok(yaml) => {
             print!("{yaml}");

@@ -340,6 +340,18 @@ cli:\n  stage: test\n  script: [echo \"cli=$OTHER\"]\n",
 }
 
 #[test]
+fn a_job_without_parallel_has_node_total_one_and_no_node_index() {
+    // GitLab sets CI_NODE_TOTAL=1 for every job; only CI_NODE_INDEX is absent.
+    let p = Project::new(&[(
+        ".gitlab-ci.yml",
+        "test:\n  script:\n    - 'echo \"total=$CI_NODE_TOTAL index=${CI_NODE_INDEX-unset}\"'\n",
+    )]);
+    p.run(&["run"])
+        .assert_code(0)
+        .assert_contains("total=1 index=unset");
+}
+
+#[test]
 fn parallel_instances_get_their_node_index() {
     let p = Project::new(&[(
         ".gitlab-ci.yml",

@@ -183,6 +183,38 @@ fn masked_and_file_variables_never_reach_logs() {
 }
 
 #[test]
+fn masked_values_are_masked_in_json_events_too() {
+    // Regression: `environment: name` expanded a masked variable into the job_finished event.
+    // The secret holds a quote, which JSON escapes: masking must happen before encoding.
+    let secret = r#"env-s3cr3t"quoted"#;
+    let p = Project::new(&[(
+        ".gitlab-ci.yml",
+        "deploy:\n  environment:\n    name: review/$TOKEN\n  script: [echo \"to $CI_ENVIRONMENT_NAME\"]\n",
+    )]);
+    let secrets = p.home.path().join("secrets.yml");
+    write(
+        &secrets,
+        &format!("TOKEN: {{value: '{secret}', masked: true}}\n"),
+    );
+    let run = p.run(&[
+        "run",
+        "--json",
+        "--variables-file",
+        secrets.to_str().unwrap(),
+    ]);
+    run.assert_code(0);
+    let finished: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .filter(|e: &serde_json::Value| e["type"] == "job_finished")
+        .collect();
+    assert_eq!(finished.len(), 1, "{}", run.stdout);
+    assert_eq!(finished[0]["environment"], "review/[MASKED]");
+    p.assert_no_secrets(&run, &[secret, r#"env-s3cr3t\"quoted"#]);
+}
+
+#[test]
 fn docker_auth_config_given_as_variable_is_masked_even_if_echoed() {
     let auth = r#"{"auths":{"r.example.com":{"auth":"dXNlcjpzM2NyZXQtcGFzc3dvcmQ="}}}"#;
     let p = Project::new(&[(
