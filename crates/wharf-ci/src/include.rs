@@ -10,16 +10,13 @@
 //! [`crate::inputs`].
 
 use crate::diagnostic::Diags;
+use crate::limits::raise_with;
 use crate::model::Span;
 use crate::pipeline::deep_merge;
 use crate::suggest::did_you_mean;
 use crate::yaml::{self, Entry, Map, Node, Value};
 use crate::{LoadOptions, Loader, convert, inputs};
 use std::collections::HashSet;
-
-/// GitLab's limit on the number of included files in one pipeline (nested and duplicate ones
-/// count too).
-pub(crate) const MAX_INCLUDES: usize = 150;
 
 /// GitLab's limit on include nesting (the main file includes a file: depth 1).
 pub(crate) const MAX_INCLUDE_DEPTH: usize = 100;
@@ -46,8 +43,11 @@ pub(crate) struct Includer<'a, 'd> {
     options: &'a LoadOptions,
     /// The project's files, listed once on first need (`Err` holds why they cannot be listed).
     files: Option<Result<Vec<String>, String>>,
-    /// Includes counted so far (towards [`MAX_INCLUDES`]).
+    /// Includes counted so far (towards `Limits::max_includes`).
     total: usize,
+    /// Bytes of YAML read so far, the main file's included (towards
+    /// `Limits::max_total_yaml_bytes`).
+    bytes: usize,
     limit_reported: bool,
     /// Files already merged somewhere, by path.
     seen: HashSet<String>,
@@ -102,6 +102,7 @@ impl<'a, 'd> Includer<'a, 'd> {
             options,
             files: None,
             total: 0,
+            bytes: 0,
             limit_reported: false,
             seen: HashSet::new(),
             trigger: false,
@@ -113,6 +114,12 @@ impl<'a, 'd> Includer<'a, 'd> {
     /// entries name `trigger:include`.
     pub fn for_trigger(mut self) -> Self {
         self.trigger = true;
+        self
+    }
+
+    /// The main file's bytes, which count towards the total YAML size.
+    pub fn with_main_bytes(mut self, bytes: usize) -> Self {
+        self.bytes = bytes;
         self
     }
 
@@ -151,15 +158,20 @@ impl<'a, 'd> Includer<'a, 'd> {
                 continue;
             }
             self.total += 1;
-            if self.total > MAX_INCLUDES {
+            let max = self.options.limits.max_includes;
+            if self.total > max {
                 if !self.limit_reported {
                     self.limit_reported = true;
-                    self.d.error(
-                        &target.span,
-                        format!(
-                            "more than {MAX_INCLUDES} files are included (GitLab's limit; nested and repeated includes count too)"
-                        ),
-                    );
+                    self.d
+                        .error(
+                            &target.span,
+                            format!(
+                                "`{}` includes `{}`, one more than {max} included files (GitLab's `ci_max_includes`; nested and repeated includes count too)",
+                                chain.last().map_or("", String::as_str),
+                                target.path
+                            ),
+                        )
+                        .help(raise_with("--max-includes N"));
                 }
                 continue;
             }
@@ -199,7 +211,24 @@ impl<'a, 'd> Includer<'a, 'd> {
                 return None;
             }
         };
-        let docs = yaml::parse(path, &text, self.d)?;
+        self.bytes = self.bytes.saturating_add(text.len());
+        let max_total = self.options.limits.max_total_yaml_bytes;
+        if self.bytes > max_total {
+            if !self.limit_reported {
+                self.limit_reported = true;
+                self.d
+                    .error(
+                        &target.span,
+                        format!(
+                            "with `{path}`, the pipeline's YAML files add up to {} bytes, more than {max_total} (GitLab's `ci_max_total_yaml_size_bytes`)",
+                            self.bytes
+                        ),
+                    )
+                    .help(raise_with("--max-total-yaml-size BYTES"));
+            }
+            return None;
+        }
+        let docs = yaml::parse(path, &text, &self.options.limits, self.d)?;
         let given = inputs::Given::Include {
             file: path,
             at: &target.span,

@@ -14,6 +14,7 @@ pub mod expr;
 mod include;
 mod inputs;
 mod keywords;
+mod limits;
 pub mod model;
 mod parallel;
 mod pipeline;
@@ -24,6 +25,7 @@ mod variables_file;
 mod yaml;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
+pub use limits::Limits;
 pub use model::*;
 pub use rules::{
     RefContext, RuleContext, RulesOutcome, WorkflowOutcome, evaluate_only_except, evaluate_rules,
@@ -57,6 +59,9 @@ pub struct LoadOptions {
     /// Names among `variables` whose values are secret: `expand_vars` in an input refuses
     /// them, as GitLab does, so a secret never lands in job names or scripts.
     pub masked: Vec<String>,
+    /// GitLab's bounds on the configuration ([`Limits::default`]); a pipeline beyond them is
+    /// refused with an error that names the limit.
+    pub limits: Limits,
 }
 
 /// A parsed pipeline with its warnings (errors make it an `Err`).
@@ -104,7 +109,7 @@ pub fn load_child_pipeline(
 ) -> Result<Loaded, Diagnostics> {
     let mut d = diagnostic::Diags::default();
     let pipeline = pipeline::child_config(trigger, loader, options, &mut d)
-        .and_then(|c| pipeline::build(c, &mut d));
+        .and_then(|c| pipeline::build(c, &options.limits, &mut d));
     loaded(pipeline, d)
 }
 

@@ -6,6 +6,7 @@
 
 use crate::convert::{self, JobRefs};
 use crate::diagnostic::{Diagnostic, Diags};
+use crate::limits::{Limits, raise_with};
 use crate::model::{Job, Pipeline, Span, Trigger};
 use crate::suggest::did_you_mean;
 use crate::yaml::{self, Entry, Map, Node, Scalar, Value};
@@ -76,7 +77,9 @@ pub(crate) fn config(
         }
     };
     let root = document_map(file, &text, &start, options, d)?;
-    let root = include::Includer::new(loader, options, d).expand(root, file);
+    let root = include::Includer::new(loader, options, d)
+        .with_main_bytes(text.len())
+        .expand(root, file);
     resolve(root, start, d)
 }
 
@@ -198,7 +201,7 @@ fn document_map(
     options: &LoadOptions,
     d: &mut Diags,
 ) -> Option<Map> {
-    let docs = yaml::parse(file, text, d)?;
+    let docs = yaml::parse(file, text, &options.limits, d)?;
     let root = inputs::content(docs, &inputs::Given::Pipeline, options, d)?;
     let Some(root_map) = root.as_ref().and_then(Node::as_map) else {
         let span = root.as_ref().map_or(start.clone(), |r| r.span.clone());
@@ -219,13 +222,19 @@ pub(crate) fn load(
     d: &mut Diags,
 ) -> Option<Pipeline> {
     let config = config(file, loader, options, d)?;
-    build(config, d)
+    build(config, &options.limits, d)
 }
 
 /// The jobs and pipeline-wide keywords of a merged configuration, checked across jobs.
-pub(crate) fn build(config: Config, d: &mut Diags) -> Option<Pipeline> {
+pub(crate) fn build(config: Config, limits: &Limits, d: &mut Diags) -> Option<Pipeline> {
     let Config { root, start } = config;
     let root = &root;
+    // Counted before converting anything, so a pipeline of a million jobs costs nothing more.
+    let visible = root.keys().filter(|k| is_visible_job(k)).count();
+    if visible > limits.max_jobs {
+        too_many_jobs(visible, &start, limits, d);
+        return None;
+    }
 
     let workflow = root
         .get("workflow")
@@ -240,7 +249,7 @@ pub(crate) fn build(config: Config, d: &mut Diags) -> Option<Pipeline> {
 
     let mut converted: Vec<(Job, JobRefs)> = Vec::new();
     for (name, e) in root {
-        if GLOBAL_KEYWORDS.contains(&name.as_str()) || name.starts_with('.') {
+        if !is_visible_job(name) {
             continue;
         }
         let Some(own) = e.value.as_map() else {
@@ -267,6 +276,10 @@ pub(crate) fn build(config: Config, d: &mut Diags) -> Option<Pipeline> {
         }
     }
     let mut converted = parallel::expand(converted, d);
+    if converted.len() > limits.max_jobs {
+        too_many_jobs(converted.len(), &start, limits, d);
+        return None;
+    }
     check_references(&mut converted, &stages, d);
     if converted.is_empty() && !d.has_errors() {
         d.push(Diagnostic::error(
@@ -283,6 +296,21 @@ pub(crate) fn build(config: Config, d: &mut Diags) -> Option<Pipeline> {
         jobs: converted.into_iter().map(|(j, _)| j).collect(),
         workflow,
     })
+}
+
+fn is_visible_job(name: &str) -> bool {
+    is_job_key(name) && !name.starts_with('.')
+}
+
+fn too_many_jobs(count: usize, start: &Span, limits: &Limits, d: &mut Diags) {
+    d.error(
+        start,
+        format!(
+            "the pipeline has {count} jobs (`parallel:` instances counted), more than {} (GitLab's `ci_pipeline_size`)",
+            limits.max_jobs
+        ),
+    )
+    .help(raise_with("--max-jobs N"));
 }
 
 /// `stages:` with GitLab's `.pre` first and `.post` last.

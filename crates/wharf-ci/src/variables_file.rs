@@ -9,7 +9,7 @@ use crate::yaml::{self, Value};
 const KEYS: &[&str] = &["value", "masked", "type", "description"];
 
 pub(crate) fn parse(name: &str, text: &str, d: &mut Diags) -> Vec<FileVariable> {
-    let Some(docs) = yaml::parse(name, text, d) else {
+    let Some(docs) = yaml::parse(name, text, &crate::limits::Limits::default(), d) else {
         return Vec::new();
     };
     let mut out = Vec::new();

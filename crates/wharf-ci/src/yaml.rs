@@ -6,16 +6,15 @@
 //! that `1.10` stays `1.10` and YAML 1.1 words like `yes` can be read the way GitLab reads them.
 
 use crate::diagnostic::{Diagnostic, Diags};
+use crate::limits::{Limits, raise_with};
 use crate::model::Span;
 use indexmap::IndexMap;
 use saphyr::{MarkedYaml, ScalarStyle, YamlData, YamlLoader};
+use saphyr_parser::{Event, SpannedEventReceiver};
 
 /// Budget (in nodes) for alias expansion during loading: generous for real pipelines (which
 /// alias a few hundred nodes at most) and small enough that a "billion laughs" file fails fast.
 const ALIAS_NODE_LIMIT: usize = 200_000;
-
-/// Nesting depth we accept; deeper input is certainly not a CI file and would risk the stack.
-const MAX_DEPTH: usize = 200;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Node {
@@ -346,13 +345,47 @@ impl<'a> SourceMap<'a> {
 
 /// Parse `text` into its YAML documents. On a syntax error, pushes one diagnostic and returns
 /// `None`; structural problems (bad merge keys, non-string keys) are pushed and parsing goes on.
-pub(crate) fn parse(file: &str, text: &str, diags: &mut Diags) -> Option<Vec<Node>> {
+/// A file over `limits` (size, nesting) is refused before any tree is built.
+pub(crate) fn parse(
+    file: &str,
+    text: &str,
+    limits: &Limits,
+    diags: &mut Diags,
+) -> Option<Vec<Node>> {
     let map = SourceMap::new(file, text);
+    let start = map.marker(&saphyr::Marker::new(0, 1, 0));
+    if text.len() > limits.max_yaml_bytes {
+        diags
+            .push(Diagnostic::error(
+                Some(start),
+                format!(
+                    "`{file}` is {} bytes, more than the limit of {} bytes for one YAML file (GitLab's `max_yaml_size_bytes`)",
+                    text.len(),
+                    limits.max_yaml_bytes
+                ),
+            ))
+            .help(raise_with("--max-yaml-size BYTES"));
+        return None;
+    }
     let mut loader: YamlLoader<MarkedYaml> = YamlLoader::default();
     loader.early_parse(false);
     loader.alias_limit(ALIAS_NODE_LIMIT);
+    let mut guard = DepthGuard {
+        inner: loader,
+        depth: 0,
+        max: limits.depth(),
+        skipping: 0,
+        too_deep: None,
+    };
     let mut parser = saphyr_parser::Parser::new_from_str(text);
-    let result = parser.load(&mut loader, true);
+    let result = parser.load(&mut guard, true);
+    if let Some(at) = guard.too_deep {
+        diags
+            .push(depth_error(file, map.span(&at), limits))
+            .help(raise_with("--max-yaml-depth N"));
+        return None;
+    }
+    let loader = guard.inner;
     if let Some(e) = result.err().or_else(|| loader.error().cloned()) {
         diags.push(Diagnostic::error(
             Some(map.marker(e.marker())),
@@ -360,7 +393,11 @@ pub(crate) fn parse(file: &str, text: &str, diags: &mut Diags) -> Option<Vec<Nod
         ));
         return None;
     }
-    let mut builder = Builder { map: &map, diags };
+    let mut builder = Builder {
+        map: &map,
+        max_depth: limits.depth(),
+        diags,
+    };
     Some(
         loader
             .into_documents()
@@ -370,19 +407,85 @@ pub(crate) fn parse(file: &str, text: &str, diags: &mut Diags) -> Option<Vec<Nod
     )
 }
 
+fn depth_error(file: &str, at: Span, limits: &Limits) -> Diagnostic {
+    let max = limits.depth();
+    let which = if max < limits.max_yaml_depth {
+        "wharf's own limit, which protects its stack".to_string()
+    } else {
+        "GitLab's `max_yaml_depth`".to_string()
+    };
+    Diagnostic::error(
+        Some(at),
+        format!("`{file}` nests maps and lists more than {max} levels deep ({which})"),
+    )
+}
+
+/// Sits between the parser and saphyr's loader and stops the nesting at the depth limit, before
+/// saphyr builds (and later drops, recursively) a tree deep enough to exhaust the stack: a
+/// collection too deep reaches the loader as a null, and everything inside it is dropped.
+struct DepthGuard<'input> {
+    inner: YamlLoader<'input, MarkedYaml<'input>>,
+    /// Collections open around the current event.
+    depth: usize,
+    max: usize,
+    /// Collections open inside the one that was cut (0: not cutting).
+    skipping: usize,
+    /// Where the first collection too deep starts.
+    too_deep: Option<saphyr_parser::Span>,
+}
+
+impl<'input> SpannedEventReceiver<'input> for DepthGuard<'input> {
+    fn on_event(&mut self, ev: Event<'input>, span: saphyr_parser::Span) {
+        let opens = matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..));
+        let closes = matches!(ev, Event::SequenceEnd | Event::MappingEnd);
+        if self.skipping > 0 {
+            if opens {
+                self.skipping += 1;
+            } else if closes {
+                self.skipping -= 1;
+            }
+            return;
+        }
+        if opens {
+            if self.depth >= self.max {
+                self.too_deep.get_or_insert(span);
+                self.skipping = 1;
+                let null = Event::Scalar("~".into(), saphyr_parser::ScalarStyle::Plain, 0, None);
+                self.inner.on_event(null, span);
+                return;
+            }
+            self.depth += 1;
+        } else if closes {
+            self.depth = self.depth.saturating_sub(1);
+        }
+        self.inner.on_event(ev, span);
+    }
+}
+
 struct Builder<'m, 'd> {
     map: &'m SourceMap<'m>,
+    /// Aliases can nest what the [`DepthGuard`] let through; this bounds the result too.
+    max_depth: usize,
     diags: &'d mut Diags,
 }
 
 impl Builder<'_, '_> {
     fn build(&mut self, y: &MarkedYaml, depth: usize) -> Node {
         let span = self.map.span(&y.span);
-        if depth > MAX_DEPTH {
-            self.diags.push(Diagnostic::error(
+        // `depth` counts the collections around `y`, as the DepthGuard does.
+        let collection = matches!(y.data, YamlData::Sequence(_) | YamlData::Mapping(_));
+        if collection && depth >= self.max_depth {
+            let file = span.file.clone();
+            let error = Diagnostic::error(
                 Some(span.clone()),
-                format!("YAML nested more than {MAX_DEPTH} levels deep"),
-            ));
+                format!(
+                    "`{file}` nests maps and lists more than {} levels deep (through aliases)",
+                    self.max_depth
+                ),
+            );
+            self.diags
+                .push(error)
+                .help(raise_with("--max-yaml-depth N"));
             return Node {
                 span,
                 value: Value::Null,
@@ -423,7 +526,7 @@ impl Builder<'_, '_> {
             }
             YamlData::Mapping(m) => Value::Map(self.build_map(m, depth)),
             YamlData::Tagged(tag, inner) => {
-                Value::Tagged(tag.to_string(), Box::new(self.build(inner, depth + 1)))
+                Value::Tagged(tag.to_string(), Box::new(self.build(inner, depth)))
             }
             YamlData::Alias(_) | YamlData::BadValue => {
                 self.diags.push(Diagnostic::error(
