@@ -37,7 +37,7 @@ impl Limits {
     pub const GITLAB_MAX_JOBS: usize = 2_000;
     /// Nesting wharf never goes beyond, whatever is asked: the tree is walked recursively, and
     /// deeper input would exhaust the stack.
-    pub const HARD_MAX_DEPTH: usize = 1_000;
+    pub const HARD_MAX_DEPTH: usize = 500;
 
     /// No limit beyond what protects wharf itself ([`Limits::HARD_MAX_DEPTH`], the alias
     /// expansion budget).

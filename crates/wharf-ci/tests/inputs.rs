@@ -733,6 +733,7 @@ fn expand_vars_refuses_masked_variables() {
             ("TOKEN".into(), "s3cr3t-value".into()),
         ],
         masked: vec!["TOKEN".into()],
+        ..LoadOptions::default()
     };
     let e = load_pipeline_with(MAIN, &mem(&files), &options).unwrap_err();
     let text = e.to_string();

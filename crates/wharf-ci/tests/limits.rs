@@ -93,17 +93,23 @@ fn the_total_size_of_all_files_is_bounded() {
 
 #[test]
 fn depth_over_the_limit_is_refused_and_deep_nesting_does_not_overflow_the_stack() {
-    // 100,000 nested lists: GitLab refuses this at depth 100; wharf must neither overflow its
-    // stack in the parser nor while building or dropping the tree.
+    // 100,000 nested lists, in block style (`- - - x`) and in flow style (`[[[x]]]`): GitLab
+    // refuses both at depth 100; wharf must neither overflow its stack in the parser nor while
+    // building or dropping the tree.
     let n = 100_000;
-    let deep = format!("job:\n  script: {}x{}\n", "[".repeat(n), "]".repeat(n));
-    let e = refusal(&[(MAIN, &deep)], Limits::default());
-    assert!(e.contains("more than 100 levels deep"), "{e}");
-    assert!(e.contains("max_yaml_depth"), "{e}");
-    assert!(e.contains("--max-yaml-depth"), "{e}");
-    // Without GitLab's limit, wharf's own still holds.
-    let e = refusal(&[(MAIN, &deep)], Limits::none());
-    assert!(e.contains("more than 1000 levels deep"), "{e}");
+    let block = format!("job:\n  script:\n    {}x\n", "- ".repeat(n));
+    let flow = format!("job:\n  script: {}x{}\n", "[".repeat(n), "]".repeat(n));
+    for deep in [&block, &flow] {
+        let e = refusal(&[(MAIN, deep)], Limits::default());
+        assert!(e.contains("more than 100 levels deep"), "{e}");
+        assert!(e.contains("max_yaml_depth"), "{e}");
+        assert!(e.contains("--max-yaml-depth"), "{e}");
+    }
+    // Without GitLab's limit, wharf's own still holds, and the parser's for flow nesting.
+    let e = refusal(&[(MAIN, &block)], Limits::none());
+    assert!(e.contains("more than 500 levels deep"), "{e}");
+    let e = refusal(&[(MAIN, &flow)], Limits::none());
+    assert!(e.contains("more than 255 levels deep"), "{e}");
 }
 
 #[test]

@@ -132,7 +132,7 @@ struct LimitArgs {
     /// `max_yaml_size_bytes`, default 2MiB.
     #[arg(long = "max-yaml-size", value_name = "BYTES", value_parser = parse_bytes)]
     max_yaml_size: Option<usize>,
-    /// Deepest nesting of maps and lists in a YAML file (at most 1000); GitLab's
+    /// Deepest nesting of maps and lists in a YAML file (at most 500); GitLab's
     /// `max_yaml_depth`, default 100.
     #[arg(long = "max-yaml-depth", value_name = "N")]
     max_yaml_depth: Option<usize>,

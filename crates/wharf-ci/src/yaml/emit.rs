@@ -1,6 +1,6 @@
 //! The resolved configuration tree back to YAML text (for `wharf config`), with saphyr's emitter.
 
-use crate::yaml::{Map, Node, Psych, Scalar, Value};
+use super::node::{Map, Node, Psych, Scalar, Value};
 use saphyr::{Scalar as YScalar, ScalarStyle, Yaml};
 use std::borrow::Cow;
 

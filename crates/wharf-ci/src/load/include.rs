@@ -7,15 +7,16 @@
 //! earlier one), then the including file is deep-merged over the result (its own keys win).
 //! A file that was already included elsewhere (with the same `inputs`) is skipped, as GitLab
 //! skips duplicates; it still counts towards the total. `inputs` and `spec:` headers: see
-//! [`crate::inputs`].
+//! `load::inputs`.
 
+use super::variables::{eval_if, expand_vars};
+use super::{LoadOptions, Loader, inputs};
 use crate::diagnostic::Diags;
 use crate::limits::raise_with;
-use crate::model::Span;
-use crate::pipeline::deep_merge;
+use crate::read;
+use crate::span::Span;
 use crate::suggest::did_you_mean;
-use crate::yaml::{self, Entry, Map, Node, Value};
-use crate::{LoadOptions, Loader, convert, inputs};
+use crate::yaml::{self, Entry, Map, Node, Value, canonical, deep_merge};
 use std::collections::HashSet;
 
 /// GitLab's limit on include nesting (the main file includes a file: depth 1).
@@ -72,26 +73,6 @@ impl Target {
             None => self.path.clone(),
             Some(e) => format!("{} {}", self.path, canonical(&e.value)),
         }
-    }
-}
-
-/// A node as text that is equal for equal values (spans left out).
-pub(crate) fn canonical(n: &Node) -> String {
-    match &n.value {
-        Value::Null => "~".into(),
-        Value::Scalar(s) => format!("{:?}{}", s.text, if s.plain { "p" } else { "q" }),
-        Value::Seq(items) => format!(
-            "[{}]",
-            items.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
-        Value::Map(m) => format!(
-            "{{{}}}",
-            m.iter()
-                .map(|(k, e)| format!("{k:?}:{}", canonical(&e.value)))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        Value::Tagged(t, inner) => format!("!{t} {}", canonical(inner)),
     }
 }
 
@@ -166,7 +147,7 @@ impl<'a, 'd> Includer<'a, 'd> {
                         .error(
                             &target.span,
                             format!(
-                                "`{}` includes `{}`, one more than {max} included files (GitLab's `ci_max_includes`; nested and repeated includes count too)",
+                                "more than {max} files are included (GitLab's `ci_max_includes`; nested and repeated includes count too): `{}` includes `{}`",
                                 chain.last().map_or("", String::as_str),
                                 target.path
                             ),
@@ -317,7 +298,7 @@ impl<'a, 'd> Includer<'a, 'd> {
         }
         match m.get("local") {
             Some(e) => {
-                if let Some(path) = convert::string(&e.value, "`include` `local`", self.d) {
+                if let Some(path) = read::string(&e.value, "`include` `local`", self.d) {
                     let path = self.expand_vars(&path);
                     self.local(&path, &e.value.span, m.get("inputs"), out);
                 }
@@ -482,7 +463,7 @@ impl<'a, 'd> Includer<'a, 'd> {
     }
 
     fn rule_if(&mut self, n: &Node) -> Option<bool> {
-        let src = convert::string(n, "`if` in an `include` rule", self.d)?;
+        let src = read::string(n, "`if` in an `include` rule", self.d)?;
         match eval_if(&src, &self.options.variables) {
             Ok(b) => Some(b),
             Err(e) => {
@@ -515,7 +496,7 @@ impl<'a, 'd> Includer<'a, 'd> {
             }
             _ => n,
         };
-        let patterns = convert::string_list(paths_node, "`exists` in an `include` rule", self.d)?;
+        let patterns = read::string_list(paths_node, "`exists` in an `include` rule", self.d)?;
         let mut builder = globset::GlobSetBuilder::new();
         for p in &patterns {
             let p = self.expand_vars(p);
@@ -554,19 +535,6 @@ impl<'a, 'd> Includer<'a, 'd> {
     }
 }
 
-/// Evaluate a rules `if:` against the load-time variables (later entries win).
-fn eval_if(src: &str, variables: &[(String, String)]) -> Result<bool, String> {
-    let expr = crate::expr::parse(src).map_err(|e| e.to_string())?;
-    let lookup = |name: &str| {
-        variables
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    Ok(expr.evaluate(&lookup))
-}
-
 /// Rules may splice in lists from `!reference`: flatten one level.
 fn flatten(items: &[Node]) -> Vec<&Node> {
     let mut out = Vec::new();
@@ -576,40 +544,6 @@ fn flatten(items: &[Node]) -> Vec<&Node> {
             _ => out.push(i),
         }
     }
-    out
-}
-
-pub(crate) fn expand_vars(s: &str, variables: &[(String, String)]) -> String {
-    let lookup = |name: &str| {
-        variables
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let (name, len) = if let Some(braced) = after.strip_prefix('{') {
-            match braced.find('}') {
-                Some(end) => (&braced[..end], end + 2),
-                None => ("", 0),
-            }
-        } else {
-            let end = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            (&after[..end], end)
-        };
-        match lookup(name).filter(|_| !name.is_empty()) {
-            Some(v) => out.push_str(v),
-            None => out.push_str(&rest[i..i + 1 + len]),
-        }
-        rest = &after[len..];
-    }
-    out.push_str(rest);
     out
 }
 
@@ -651,13 +585,5 @@ mod tests {
         assert!(!sub.is_match("configs/a.yml"));
         assert!(sub.is_match("configs/sub/a.yml"));
         assert!(!wildcard_regex("c.yml").unwrap().is_match("cxyml"));
-    }
-
-    #[test]
-    fn variables_expand_in_paths() {
-        let vars = vec![("A".to_string(), "x".to_string())];
-        assert_eq!(expand_vars("$A/${A}.yml", &vars), "x/x.yml");
-        assert_eq!(expand_vars("$B/a.yml", &vars), "$B/a.yml");
-        assert_eq!(expand_vars("a$", &vars), "a$");
     }
 }

@@ -1,8 +1,8 @@
 //! `--variables-file` in YAML form: `KEY: value` or `KEY: {value, masked, type: file|env_var}`.
 
-use crate::convert::{boolean, string};
 use crate::diagnostic::Diags;
 use crate::model::FileVariable;
+use crate::read::{boolean, string};
 use crate::suggest::did_you_mean;
 use crate::yaml::{self, Value};
 
