@@ -9,8 +9,9 @@
 //! skips duplicates; it still counts towards the total. `inputs` and `spec:` headers: see
 //! `load::inputs`.
 
+use super::inputs;
+use super::options::{LoadOptions, Loader};
 use super::variables::{eval_if, expand_vars};
-use super::{LoadOptions, Loader, inputs};
 use crate::diagnostic::Diags;
 use crate::limits::raise_with;
 use crate::read;

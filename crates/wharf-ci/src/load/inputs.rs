@@ -20,8 +20,8 @@
 //! `inputs:` of their `trigger: include:` entry: GitLab builds a child pipeline as a file that
 //! includes those entries, so they are checked exactly as an `include`'s.
 
-use super::LoadOptions;
 use super::interpolate::{Interpolator, to_text};
+use super::options::LoadOptions;
 use crate::diagnostic::Diags;
 use crate::read::check_keys;
 use crate::span::Span;

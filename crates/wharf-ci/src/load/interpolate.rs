@@ -2,7 +2,7 @@
 //! declares inputs (see `load::inputs`): a value that is exactly one block takes the input's
 //! typed value; a block inside a longer string is replaced by the value's text.
 
-use super::LoadOptions;
+use super::options::LoadOptions;
 use crate::diagnostic::Diags;
 use crate::span::Span;
 use crate::suggest::did_you_mean;

@@ -4,7 +4,8 @@
 //! expansion, and the checks that need every job (`load::checks`).
 
 use super::extends::Resolver;
-use super::{LoadOptions, Loader, checks, include, inputs, parallel, reference};
+use super::options::{LoadOptions, Loader};
+use super::{checks, include, inputs, parallel, reference};
 use crate::diagnostic::{Diagnostic, Diags};
 use crate::keywords::{self, JobRefs};
 use crate::limits::{Limits, raise_with};

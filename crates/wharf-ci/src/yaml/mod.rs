@@ -15,5 +15,6 @@ mod parser;
 
 pub(crate) use emit::to_yaml;
 pub(crate) use merge::deep_merge;
-pub(crate) use node::{Entry, Map, Node, Psych, Scalar, Value, canonical};
+pub(crate) use node::{Entry, Map, Node, Scalar, Value, canonical};
+pub(crate) use number::Psych;
 pub(crate) use parser::parse;

@@ -1,6 +1,6 @@
 //! The span-carrying YAML tree, and how Psych (GitLab) types its scalars.
 
-use super::number::{psych_number, ruby_float};
+use super::number::{Psych, psych_number, ruby_float};
 use crate::model::{Written, WrittenValue};
 use crate::span::Span;
 use indexmap::IndexMap;
@@ -41,16 +41,6 @@ impl Scalar {
             _ => None,
         }
     }
-}
-
-/// A plain scalar as Ruby's Psych (which GitLab uses, YAML 1.1) types it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Psych {
-    Bool(bool),
-    Int(i128),
-    Float(f64),
-    /// A string (also every quoted or block scalar).
-    Str,
 }
 
 impl Scalar {

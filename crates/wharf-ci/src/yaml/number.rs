@@ -1,6 +1,14 @@
 //! YAML 1.1 numbers as Ruby's Psych (GitLab) reads them, and Ruby's float formatting.
 
-use super::node::Psych;
+/// A plain scalar as Ruby's Psych (which GitLab uses, YAML 1.1) types it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Psych {
+    Bool(bool),
+    Int(i128),
+    Float(f64),
+    /// A string (also every quoted or block scalar).
+    Str,
+}
 
 pub(super) fn psych_number(text: &str) -> Option<Psych> {
     let (neg, body) = match text.as_bytes().first()? {
