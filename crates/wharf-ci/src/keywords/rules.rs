@@ -172,8 +172,8 @@ fn rule(
                 r.changes_compare_to = compare_to;
             }
             "exists" => r.exists = exists(v, &field, unsupported, d),
-            "when" if workflow => r.when = choice(v, &field, WORKFLOW_WHEN, d),
-            "when" => r.when = choice(v, &field, RULE_WHEN, d),
+            "when" if workflow => r.when = one_of(v, &field, WORKFLOW_WHEN, d),
+            "when" => r.when = one_of(v, &field, RULE_WHEN, d),
             "allow_failure" => r.allow_failure = boolean(v, &field, d),
             "variables" => {
                 r.variables = super::variables::variables(v, &format!("rule ({what})"), d)
@@ -206,21 +206,6 @@ fn rule(
         _ => {}
     }
     Some(r)
-}
-
-/// One of `choices`, by name.
-fn choice(n: &Node, what: &str, choices: &[(&str, When)], d: &mut Diags) -> Option<When> {
-    let text = string(n, what, d)?;
-    if let Some((_, w)) = choices.iter().find(|(c, _)| *c == text) {
-        return Some(*w);
-    }
-    let names: Vec<&str> = choices.iter().map(|(c, _)| *c).collect();
-    d.error(
-        &n.span,
-        format!("{what} must be one of {}, found `{text}`", names.join(", ")),
-    )
-    .help_opt(did_you_mean(&text, names.iter().copied()));
-    None
 }
 
 /// An `if:` expression, parsed now so that a syntax error is reported where it is written.

@@ -27,32 +27,16 @@ pub(crate) struct Places {
     pub top: bool,
 }
 
-const JOB: Places = Places {
-    job: true,
-    default: false,
-    top: false,
-};
-const JOB_DEFAULT: Places = Places {
-    job: true,
-    default: true,
-    top: false,
-};
+const fn places(job: bool, default: bool, top: bool) -> Places {
+    Places { job, default, top }
+}
+
+const JOB: Places = places(true, false, false);
+const JOB_DEFAULT: Places = places(true, true, false);
 /// Job keywords GitLab still reads at the top level as defaults (deprecated for `default:`).
-const JOB_DEFAULT_TOP: Places = Places {
-    job: true,
-    default: true,
-    top: true,
-};
-const JOB_TOP: Places = Places {
-    job: true,
-    default: false,
-    top: true,
-};
-const TOP: Places = Places {
-    job: false,
-    default: false,
-    top: true,
-};
+const JOB_DEFAULT_TOP: Places = places(true, true, true);
+const JOB_TOP: Places = places(true, false, true);
+const TOP: Places = places(false, false, true);
 
 /// What reads a keyword in a job.
 #[derive(Clone, Copy)]

@@ -50,6 +50,7 @@ pub(crate) struct Includer<'a, 'd> {
     /// Bytes of YAML read so far, the main file's included (towards
     /// `Limits::max_total_yaml_bytes`).
     bytes: usize,
+    /// A limit was reported (once is enough).
     limit_reported: bool,
     /// Files already merged somewhere, by path.
     seen: HashSet<String>,
@@ -99,6 +100,15 @@ impl<'a, 'd> Includer<'a, 'd> {
         self
     }
 
+    /// Report the first limit the includes go over (the rest follow from it), with the flag
+    /// that raises it.
+    fn over_limit(&mut self, span: &Span, message: String, flag: &str) {
+        if !self.limit_reported {
+            self.limit_reported = true;
+            self.d.error(span, message).help(raise_with(flag));
+        }
+    }
+
     /// The main file's bytes, which count towards the total YAML size.
     pub fn with_main_bytes(mut self, bytes: usize) -> Self {
         self.bytes = bytes;
@@ -142,19 +152,12 @@ impl<'a, 'd> Includer<'a, 'd> {
             self.total += 1;
             let max = self.options.limits.max_includes;
             if self.total > max {
-                if !self.limit_reported {
-                    self.limit_reported = true;
-                    self.d
-                        .error(
-                            &target.span,
-                            format!(
-                                "more than {max} files are included (GitLab's `ci_max_includes`; nested and repeated includes count too): `{}` includes `{}`",
-                                chain.last().map_or("", String::as_str),
-                                target.path
-                            ),
-                        )
-                        .help(raise_with("--max-includes N"));
-                }
+                let message = format!(
+                    "more than {max} files are included (GitLab's `ci_max_includes`; nested and repeated includes count too): `{}` includes `{}`",
+                    chain.last().map_or("", String::as_str),
+                    target.path
+                );
+                self.over_limit(&target.span, message, "--max-includes N");
                 continue;
             }
             if !self.seen.insert(target.identity()) {
@@ -196,18 +199,11 @@ impl<'a, 'd> Includer<'a, 'd> {
         self.bytes = self.bytes.saturating_add(text.len());
         let max_total = self.options.limits.max_total_yaml_bytes;
         if self.bytes > max_total {
-            if !self.limit_reported {
-                self.limit_reported = true;
-                self.d
-                    .error(
-                        &target.span,
-                        format!(
-                            "with `{path}`, the pipeline's YAML files add up to {} bytes, more than {max_total} (GitLab's `ci_max_total_yaml_size_bytes`)",
-                            self.bytes
-                        ),
-                    )
-                    .help(raise_with("--max-total-yaml-size BYTES"));
-            }
+            let message = format!(
+                "with `{path}`, the pipeline's YAML files add up to {} bytes, more than {max_total} (GitLab's `ci_max_total_yaml_size_bytes`)",
+                self.bytes
+            );
+            self.over_limit(&target.span, message, "--max-total-yaml-size BYTES");
             return None;
         }
         let docs = yaml::parse(path, &text, &self.options.limits, self.d)?;

@@ -175,7 +175,6 @@ pub(crate) fn ruby_float(f: f64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::yaml::node::Scalar;
 
     fn plain(text: &str) -> Scalar {
