@@ -29,7 +29,6 @@ use crate::expr;
 use crate::model::*;
 use crate::read::*;
 use crate::span::Span;
-use crate::suggest::did_you_mean;
 use crate::yaml::{Map, Node, Value};
 
 const JOB_RULE_KEYS: &[&str] = &[
