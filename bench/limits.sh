@@ -6,7 +6,7 @@
 #   BEFORE=/path/to/old/wharf bash bench/limits.sh    # and an older binary, side by side
 #
 # Cases:
-#   big      a 10 MB file with 289,000 jobs (`jN: {script: [x]}`)
+#   big      an 11 MB file with 289,000 jobs (`job-NNNNNN: {script: [echo job N]}`)
 #   big-raised  the same with the limits raised (--max-yaml-size 20M --max-jobs 300000)
 #   includes 150 included files of 10 jobs each (within GitLab's limits: must still load)
 #   bomb     a "billion laughs" alias bomb (9 levels of 9 aliases)
@@ -38,7 +38,7 @@ python3 - "$P_BIG/.gitlab-ci.yml" <<'EOF'
 import sys
 with open(sys.argv[1], "w") as f:
     for i in range(289_000):
-        f.write(f"j{i}: {{script: [x]}}\n")
+        f.write(f"job-{i:06d}: {{script: [echo job {i}]}}\n")
 EOF
 
 P_INC="$(project includes)"
