@@ -684,3 +684,59 @@ async fn login(args: LoginArgs) -> Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+    use super::*;
+
+    #[test]
+    fn byte_sizes_take_decimal_and_binary_units() {
+        assert_eq!(parse_bytes("123").unwrap(), 123);
+        assert_eq!(parse_bytes("4k").unwrap(), 4_000);
+        assert_eq!(parse_bytes("2M").unwrap(), 2_000_000);
+        assert_eq!(parse_bytes("2MiB").unwrap(), 2 * 1024 * 1024);
+        assert_eq!(parse_bytes("1GiB").unwrap(), 1 << 30);
+        assert!(
+            parse_bytes("2XB")
+                .unwrap_err()
+                .contains("unknown unit `XB`")
+        );
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn limit_flags_override_gitlabs_defaults() {
+        let cli = Cli::try_parse_from([
+            "wharf",
+            "lint",
+            "--max-yaml-size",
+            "4MiB",
+            "--max-jobs",
+            "300000",
+        ])
+        .unwrap();
+        let Command::Lint(args) = cli.command else {
+            panic!("expected lint");
+        };
+        let limits = args.limits.limits().unwrap();
+        assert_eq!(limits.max_yaml_bytes, 4 * 1024 * 1024);
+        assert_eq!(limits.max_jobs, 300_000);
+        assert_eq!(limits.max_includes, wharf_ci::Limits::GITLAB_MAX_INCLUDES);
+        let too_deep = LimitArgs {
+            max_yaml_size: None,
+            max_yaml_depth: Some(501),
+            max_includes: None,
+            max_total_yaml_size: None,
+            max_jobs: None,
+        };
+        assert!(
+            too_deep
+                .limits()
+                .unwrap_err()
+                .to_string()
+                .contains("at most 500")
+        );
+    }
+}
