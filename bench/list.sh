@@ -5,6 +5,7 @@
 #
 #   bash bench/list.sh            # needs bench/run.sh to have installed gitlab-ci-local once
 #   RUNS=10 bash bench/list.sh
+#   WHARF=/tmp/wharf-old bash bench/list.sh   # time another wharf binary
 set -euo pipefail
 
 BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -20,8 +21,11 @@ GCL_PKG="$TOOLS/node_modules/gitlab-ci-local"
 GCL_ENTRY="$GCL_PKG/$("$NODE" -p 'const b=require(process.argv[1]).bin; typeof b==="string"?b:Object.values(b)[0]' "$GCL_PKG/package.json")"
 GCL_VERSION="$("$NODE" -p 'require(process.argv[1]).version' "$GCL_PKG/package.json")"
 
-(cd "$ROOT" && cargo build --release -q -p wharf)
-WHARF="$ROOT/target/release/wharf"
+# WHARF=/path/to/wharf times that binary instead (e.g. an older build, to compare).
+if [[ -z "${WHARF:-}" ]]; then
+  (cd "$ROOT" && cargo build --release -q -p wharf)
+  WHARF="$ROOT/target/release/wharf"
+fi
 
 WORK="$(mktemp -d /tmp/wharf-bench-list.XXXXXX)"
 trap '[[ -n "${KEEP:-}" ]] || rm -rf "$WORK"' EXIT

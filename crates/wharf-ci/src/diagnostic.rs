@@ -1,6 +1,6 @@
 //! Diagnostics as data; rendering (with a source excerpt) happens in one place: [`Diagnostic::render`].
 
-use crate::model::Span;
+use crate::span::Span;
 use std::fmt;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

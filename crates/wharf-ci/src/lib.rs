@@ -2,62 +2,34 @@
 //! Returns every diagnostic it finds instead of stopping at the first.
 
 //!
-//! Code map: `yaml` parses text into a span-carrying tree and applies merge keys; `pipeline`
-//! resolves `extends` and `default:` per job and checks cross-job references; `convert` turns
-//! a resolved job tree into the typed [`model`].
+//! A one-way stack; each layer uses only the ones below it (ARCHITECTURE.md has the map, and
+//! tests/architecture.rs holds the line):
+//! basics (`span`, `diagnostic`, `suggest`, `duration`, `expr`, `limits`) -> `model` and
+//! `evaluate` -> `yaml` (tree, parser, deep merge, writer) -> `read` (generic node readers) ->
+//! `keywords` (one converter per keyword family, declared once in `keywords::table`) -> `load`
+//! (include, inputs, extends, reference, parallel, pipeline, checks) -> this file.
 
-mod convert;
 mod diagnostic;
 mod duration;
-mod emit;
+mod evaluate;
 pub mod expr;
-mod include;
-mod inputs;
 mod keywords;
+mod limits;
+mod load;
 pub mod model;
-mod parallel;
-mod pipeline;
-mod reference;
-mod rules;
-mod suggest;
-mod variables_file;
+mod read;
+mod span;
+pub mod suggest;
 mod yaml;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Severity};
-pub use model::*;
-pub use rules::{
+pub use evaluate::{
     RefContext, RuleContext, RulesOutcome, WorkflowOutcome, evaluate_only_except, evaluate_rules,
     evaluate_workflow, rule_holds,
 };
-
-/// Where wharf-ci gets file contents from. Paths are project-relative: as given for the main file,
-/// or as written in `include:local` (without its leading `/`).
-pub trait Loader {
-    fn load(&self, path: &str) -> Result<String, std::io::Error>;
-
-    /// Every file of the project, as project-relative paths with `/` separators. Needed for
-    /// `include:local` wildcards and `include` `rules:exists`; loaders that cannot list files
-    /// keep this default, and those features then report that they are unavailable.
-    fn list_files(&self) -> Result<Vec<String>, std::io::Error> {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::Unsupported,
-            "this loader cannot list project files",
-        ))
-    }
-}
-
-/// What loading may depend on besides the files.
-#[derive(Debug, Clone, Default)]
-pub struct LoadOptions {
-    /// Variables known before the pipeline is read (CLI `--variable`s, the variables file,
-    /// predefined `CI_*`); of two entries with one name, the later wins. `include`
-    /// `rules:if` and `$VAR`s in include paths see these, as GitLab's includes see project and
-    /// predefined variables (not the pipeline's own `variables:`).
-    pub variables: Vec<(String, String)>,
-    /// Names among `variables` whose values are secret: `expand_vars` in an input refuses
-    /// them, as GitLab does, so a secret never lands in job names or scripts.
-    pub masked: Vec<String>,
-}
+pub use limits::Limits;
+pub use load::{LoadOptions, Loader};
+pub use model::*;
 
 /// A parsed pipeline with its warnings (errors make it an `Err`).
 #[derive(Debug)]
@@ -78,7 +50,7 @@ pub fn load_pipeline_with(
     options: &LoadOptions,
 ) -> Result<Loaded, Diagnostics> {
     let mut d = diagnostic::Diags::default();
-    let pipeline = pipeline::load(path, loader, options, &mut d);
+    let pipeline = load::load(path, loader, options, &mut d);
     loaded(pipeline, d)
 }
 
@@ -103,8 +75,8 @@ pub fn load_child_pipeline(
     options: &LoadOptions,
 ) -> Result<Loaded, Diagnostics> {
     let mut d = diagnostic::Diags::default();
-    let pipeline = pipeline::child_config(trigger, loader, options, &mut d)
-        .and_then(|c| pipeline::build(c, &mut d));
+    let pipeline = load::child_config(trigger, loader, options, &mut d)
+        .and_then(|c| load::build(c, &options.limits, &mut d));
     loaded(pipeline, d)
 }
 
@@ -117,9 +89,9 @@ pub fn merged_yaml(
     options: &LoadOptions,
 ) -> Result<String, Diagnostics> {
     let mut d = diagnostic::Diags::default();
-    let config = pipeline::config(path, loader, options, &mut d);
+    let config = load::config(path, loader, options, &mut d);
     match config {
-        Some(config) if !d.has_errors() => emit::to_yaml(&config.root).map_err(|e| {
+        Some(config) if !d.has_errors() => yaml::to_yaml(&config.root).map_err(|e| {
             Diagnostics(vec![Diagnostic::error(
                 None,
                 format!("cannot write the merged YAML: {e}"),
@@ -147,7 +119,7 @@ fn errors_first(d: diagnostic::Diags) -> Diagnostics {
 /// `name` is used in diagnostics.
 pub fn parse_variables_yaml(name: &str, text: &str) -> Result<Vec<FileVariable>, Diagnostics> {
     let mut d = diagnostic::Diags::default();
-    let vars = variables_file::parse(name, text, &mut d);
+    let vars = keywords::variables_file(name, text, &mut d);
     if d.has_errors() {
         Err(errors_first(d))
     } else {

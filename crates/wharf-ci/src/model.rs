@@ -2,26 +2,8 @@
 //! keys, `extends`, `default:`) and validated; variable *values* are still unexpanded, because
 //! expansion depends on the runtime (CLI variables, predefined variables).
 
+pub use crate::span::Span;
 use std::fmt;
-
-/// A place in a source file. `line` and `column` are 1-based; `column` counts characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Span {
-    /// The path as given to the loader (relative to the project folder when it came from there).
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    /// Byte offset of the start in the file's text.
-    pub offset: usize,
-    /// Length in bytes (0 when unknown).
-    pub len: usize,
-}
-
-impl fmt::Display for Span {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}", self.file, self.line, self.column)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pipeline {
@@ -213,27 +195,74 @@ pub struct TriggerInclude {
 }
 
 /// The `inputs:` of a `trigger: include:` entry, as written (with the parent's own
-/// `$[[ inputs.X ]]` already interpolated). Kept as YAML with its spans, because the values are
-/// checked only when the child pipeline is loaded ([`crate::load_child_pipeline`]), against the
-/// child file's header, and errors point at the parent file.
+/// `$[[ inputs.X ]]` already interpolated). Kept as written YAML with its places, because the
+/// values are checked only when the child pipeline is loaded ([`crate::load_child_pipeline`]),
+/// against the child file's header, and errors point at the parent file.
 #[derive(Debug, Clone)]
-pub struct TriggerInputs(pub(crate) crate::yaml::Entry);
+pub struct TriggerInputs {
+    /// Where `inputs:` is written.
+    pub(crate) key_span: Span,
+    pub(crate) value: Written,
+}
 
 impl TriggerInputs {
     /// Where `inputs:` is written.
     pub fn span(&self) -> &Span {
-        &self.0.key_span
+        &self.key_span
+    }
+
+    /// The values as written.
+    pub fn value(&self) -> &Written {
+        &self.value
     }
 }
 
 impl PartialEq for TriggerInputs {
-    /// Equal values (spans aside), as for GitLab's duplicate include detection.
+    /// Equal values (places aside), as for GitLab's duplicate include detection.
     fn eq(&self, other: &Self) -> bool {
-        crate::include::canonical(&self.0.value) == crate::include::canonical(&other.0.value)
+        self.value == other.value
     }
 }
 
 impl Eq for TriggerInputs {}
+
+/// A YAML value as written in the pipeline, with its place: what the model keeps of YAML that
+/// is interpreted later (a child pipeline's `inputs:`).
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub span: Span,
+    pub value: WrittenValue,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum WrittenValue {
+    Null,
+    /// A scalar as written; `plain` is false for quoted and block scalars (always strings).
+    Scalar {
+        text: String,
+        plain: bool,
+    },
+    Seq(Vec<Written>),
+    /// Keys in file order, each with where it is written.
+    Map(Vec<(String, Span, Written)>),
+    /// A non-core tag such as `!reference`, with the tagged value.
+    Tagged(String, Box<Written>),
+}
+
+impl PartialEq for Written {
+    /// Equal values, places aside (also the places of map keys).
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.value, &other.value) {
+            (WrittenValue::Map(a), WrittenValue::Map(b)) => {
+                a.len() == b.len()
+                    && a.iter()
+                        .zip(b)
+                        .all(|((ka, _, va), (kb, _, vb))| ka == kb && va == vb)
+            }
+            (a, b) => a == b,
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Image {

@@ -17,10 +17,7 @@ fn distance(a: &str, b: &str) -> usize {
 }
 
 /// The closest candidate, if it is close enough to be a plausible typo of `word`.
-pub(crate) fn closest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     // A third of the length (at least 1) keeps `scirpt`->`script` and rejects `foo`->`tags`.
     let limit = (word.chars().count() / 3).max(1);
     candidates
@@ -32,7 +29,7 @@ pub(crate) fn closest<'a>(
 }
 
 /// `did you mean `x`?` help text, if there is a close candidate.
-pub(crate) fn did_you_mean<'a>(
+pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {

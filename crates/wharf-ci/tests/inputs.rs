@@ -4,28 +4,10 @@
 use std::collections::HashMap;
 use wharf_ci::*;
 
-struct Mem(HashMap<String, String>);
-
-impl Loader for Mem {
-    fn load(&self, path: &str) -> Result<String, std::io::Error> {
-        self.0
-            .get(path)
-            .cloned()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, path.to_string()))
-    }
-    fn list_files(&self) -> Result<Vec<String>, std::io::Error> {
-        Ok(self.0.keys().cloned().collect())
-    }
-}
+mod common;
+use common::mem;
 
 const MAIN: &str = ".gitlab-ci.yml";
-
-fn mem(files: &[(&str, &str)]) -> Mem {
-    Mem(files
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect())
-}
 
 fn options(vars: &[(&str, &str)]) -> LoadOptions {
     LoadOptions {
@@ -751,6 +733,7 @@ fn expand_vars_refuses_masked_variables() {
             ("TOKEN".into(), "s3cr3t-value".into()),
         ],
         masked: vec!["TOKEN".into()],
+        ..LoadOptions::default()
     };
     let e = load_pipeline_with(MAIN, &mem(&files), &options).unwrap_err();
     let text = e.to_string();

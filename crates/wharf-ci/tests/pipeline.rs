@@ -5,26 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 use wharf_ci::*;
 
-struct Mem(HashMap<String, String>);
-
-impl Loader for Mem {
-    fn load(&self, path: &str) -> Result<String, std::io::Error> {
-        self.0
-            .get(path)
-            .cloned()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, path.to_string()))
-    }
-    fn list_files(&self) -> Result<Vec<String>, std::io::Error> {
-        Ok(self.0.keys().cloned().collect())
-    }
-}
-
-fn mem(files: &[(&str, &str)]) -> Mem {
-    Mem(files
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect())
-}
+mod common;
+use common::{Mem, mem};
 
 /// Load `files` (the first is the main file) with `vars` known up front.
 fn load_files(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Result<Loaded, Diagnostics> {

@@ -6,22 +6,13 @@ use std::collections::HashMap;
 use std::time::Duration;
 use wharf_ci::*;
 
-struct Mem(HashMap<String, String>);
-
-impl Loader for Mem {
-    fn load(&self, path: &str) -> Result<String, std::io::Error> {
-        self.0
-            .get(path)
-            .cloned()
-            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, path.to_string()))
-    }
-}
+mod common;
+use common::mem;
 
 const FILE: &str = ".gitlab-ci.yml";
 
 fn load(yaml: &str) -> Result<Loaded, Diagnostics> {
-    let mem = Mem(HashMap::from([(FILE.to_string(), yaml.to_string())]));
-    load_pipeline(FILE, &mem)
+    load_pipeline(FILE, &mem(&[(FILE, yaml)]))
 }
 
 fn ok(yaml: &str) -> Pipeline {

@@ -610,6 +610,10 @@ fn load_child(
     if trigger.include.is_empty() {
         return Err("`trigger:` names no file to include".into());
     }
+    let options = &wharf_ci::LoadOptions {
+        limits: shared.opts.load_limits.clone(),
+        ..options.clone()
+    };
     wharf_ci::load_child_pipeline(trigger, loader.as_ref(), options)
         .map(|l| l.pipeline)
         .map_err(render)
@@ -633,7 +637,11 @@ pub fn load_options(
         .map(|v| v.name.clone())
         .collect();
     masked.push("DOCKER_AUTH_CONFIG".to_string());
-    wharf_ci::LoadOptions { variables, masked }
+    wharf_ci::LoadOptions {
+        variables,
+        masked,
+        ..Default::default()
+    }
 }
 
 /// Evaluate workflow and job rules without running anything (`wharf list`).

@@ -62,6 +62,8 @@ pub struct RunOptions {
     pub events: Option<Arc<Console>>,
     /// Reads pipeline files (the child pipelines of `trigger:`), as the main file was read.
     pub loader: Option<Arc<dyn wharf_ci::Loader + Send + Sync>>,
+    /// Bounds on child pipelines' configuration, as on the main file's.
+    pub load_limits: wharf_ci::Limits,
     pub cli_variables: Vec<(String, String)>,
     pub file_variables: Vec<FileVariable>,
     pub executor: ExecutorChoice,

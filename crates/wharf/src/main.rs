@@ -121,6 +121,83 @@ struct PipelineArgs {
     /// Repeatable; later files win; `--variable` beats them.
     #[arg(long = "variables-file", value_name = "FILE")]
     variables_files: Vec<PathBuf>,
+    #[command(flatten)]
+    limits: LimitArgs,
+}
+
+/// GitLab's limits on the configuration, which wharf applies too (defaults: GitLab's).
+#[derive(Args)]
+struct LimitArgs {
+    /// Largest YAML file, in bytes (suffixes k, M, G, KiB, MiB, GiB); GitLab's
+    /// `max_yaml_size_bytes`, default 2MiB.
+    #[arg(long = "max-yaml-size", value_name = "BYTES", value_parser = parse_bytes)]
+    max_yaml_size: Option<usize>,
+    /// Deepest nesting of maps and lists in a YAML file (at most 500); GitLab's
+    /// `max_yaml_depth`, default 100.
+    #[arg(long = "max-yaml-depth", value_name = "N")]
+    max_yaml_depth: Option<usize>,
+    /// Most included files, nested and repeated ones too; GitLab's `ci_max_includes`,
+    /// default 150.
+    #[arg(long = "max-includes", value_name = "N")]
+    max_includes: Option<usize>,
+    /// Largest total of all the pipeline's YAML files, in bytes; GitLab's
+    /// `ci_max_total_yaml_size_bytes`, default 300MiB.
+    #[arg(long = "max-total-yaml-size", value_name = "BYTES", value_parser = parse_bytes)]
+    max_total_yaml_size: Option<usize>,
+    /// Most jobs in the pipeline, `parallel:` instances counted; GitLab's `ci_pipeline_size`,
+    /// default 2000.
+    #[arg(long = "max-jobs", value_name = "N")]
+    max_jobs: Option<usize>,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> Result<wharf_ci::Limits> {
+        let mut limits = wharf_ci::Limits::default();
+        if let Some(depth) = self.max_yaml_depth {
+            if depth > wharf_ci::Limits::HARD_MAX_DEPTH {
+                bail!(
+                    "--max-yaml-depth {depth}: wharf reads at most {} levels (deeper YAML would exhaust its stack)",
+                    wharf_ci::Limits::HARD_MAX_DEPTH
+                );
+            }
+            limits.max_yaml_depth = depth;
+        }
+        let set = |flag: Option<usize>, field: &mut usize| {
+            if let Some(v) = flag {
+                *field = v;
+            }
+        };
+        set(self.max_yaml_size, &mut limits.max_yaml_bytes);
+        set(self.max_includes, &mut limits.max_includes);
+        set(self.max_total_yaml_size, &mut limits.max_total_yaml_bytes);
+        set(self.max_jobs, &mut limits.max_jobs);
+        Ok(limits)
+    }
+}
+
+/// `123`, `4k`, `2M`, `1G` (powers of 1000) or `4KiB`, `2MiB`, `1GiB` (powers of 1024).
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let factor: usize = match unit {
+        "" | "B" => 1,
+        "k" | "K" | "kB" | "KB" => 1_000,
+        "M" | "MB" => 1_000_000,
+        "G" | "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` (use k, M, G, KiB, MiB or GiB)"
+            ));
+        }
+    };
+    let n: usize = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of bytes"))?;
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -194,6 +271,7 @@ struct Opened {
     loaded: wharf_ci::Loaded,
     cli_variables: Vec<(String, String)>,
     file_variables: Vec<FileVariable>,
+    limits: wharf_ci::Limits,
 }
 
 /// Read the flags' variables and load the pipeline; `Err(code)` when it does not load (the
@@ -220,11 +298,13 @@ fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
     let loader = Arc::new(ProjectLoader {
         root: project_dir.clone(),
     });
-    let options = wharf_run::load_options(
+    let limits = args.limits.limits()?;
+    let mut options = wharf_run::load_options(
         wharf_run::predefined::for_loading(&project_dir),
         &file_variables,
         &cli_variables,
     );
+    options.limits = limits.clone();
     let loaded = match wharf_ci::load_pipeline_with(&args.file, loader.as_ref(), &options) {
         Ok(l) => l,
         Err(diags) => {
@@ -248,6 +328,7 @@ fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
         loaded,
         cli_variables,
         file_variables,
+        limits,
     }))
 }
 
@@ -303,6 +384,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         concurrency,
         events,
         loader: Some(opened.loader.clone()),
+        load_limits: opened.limits,
         cli_variables: opened.cli_variables,
         file_variables: opened.file_variables,
         executor: match args.executor {
@@ -478,11 +560,12 @@ fn config(args: PipelineArgs) -> Result<ExitCode> {
     for path in &args.variables_files {
         file.extend(read_variables_file(path)?);
     }
-    let options = wharf_run::load_options(
+    let mut options = wharf_run::load_options(
         wharf_run::predefined::for_loading(&project_dir),
         &file,
         &cli,
     );
+    options.limits = args.limits.limits()?;
     match wharf_ci::merged_yaml(&args.file, &loader, &options) {
         Ok(yaml) => {
             print!("{yaml}");
@@ -603,4 +686,60 @@ async fn login(args: LoginArgs) -> Result<ExitCode> {
         path.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+    use super::*;
+
+    #[test]
+    fn byte_sizes_take_decimal_and_binary_units() {
+        assert_eq!(parse_bytes("123").unwrap(), 123);
+        assert_eq!(parse_bytes("4k").unwrap(), 4_000);
+        assert_eq!(parse_bytes("2M").unwrap(), 2_000_000);
+        assert_eq!(parse_bytes("2MiB").unwrap(), 2 * 1024 * 1024);
+        assert_eq!(parse_bytes("1GiB").unwrap(), 1 << 30);
+        assert!(
+            parse_bytes("2XB")
+                .unwrap_err()
+                .contains("unknown unit `XB`")
+        );
+        assert!(parse_bytes("MiB").is_err());
+        assert!(parse_bytes("99999999999999999999GiB").is_err());
+    }
+
+    #[test]
+    fn limit_flags_override_gitlabs_defaults() {
+        let cli = Cli::try_parse_from([
+            "wharf",
+            "lint",
+            "--max-yaml-size",
+            "4MiB",
+            "--max-jobs",
+            "300000",
+        ])
+        .unwrap();
+        let Command::Lint(args) = cli.command else {
+            panic!("expected lint");
+        };
+        let limits = args.limits.limits().unwrap();
+        assert_eq!(limits.max_yaml_bytes, 4 * 1024 * 1024);
+        assert_eq!(limits.max_jobs, 300_000);
+        assert_eq!(limits.max_includes, wharf_ci::Limits::GITLAB_MAX_INCLUDES);
+        let too_deep = LimitArgs {
+            max_yaml_size: None,
+            max_yaml_depth: Some(501),
+            max_includes: None,
+            max_total_yaml_size: None,
+            max_jobs: None,
+        };
+        assert!(
+            too_deep
+                .limits()
+                .unwrap_err()
+                .to_string()
+                .contains("at most 500")
+        );
+    }
 }

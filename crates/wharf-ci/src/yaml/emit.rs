@@ -1,6 +1,7 @@
 //! The resolved configuration tree back to YAML text (for `wharf config`), with saphyr's emitter.
 
-use crate::yaml::{Map, Node, Psych, Scalar, Value};
+use super::node::{Map, Node, Scalar, Value};
+use super::number::Psych;
 use saphyr::{Scalar as YScalar, ScalarStyle, Yaml};
 use std::borrow::Cow;
 

@@ -7,19 +7,18 @@
 //! earlier one), then the including file is deep-merged over the result (its own keys win).
 //! A file that was already included elsewhere (with the same `inputs`) is skipped, as GitLab
 //! skips duplicates; it still counts towards the total. `inputs` and `spec:` headers: see
-//! [`crate::inputs`].
+//! `load::inputs`.
 
+use super::inputs;
+use super::options::{LoadOptions, Loader};
+use super::variables::{eval_if, expand_vars};
 use crate::diagnostic::Diags;
-use crate::model::Span;
-use crate::pipeline::deep_merge;
+use crate::limits::raise_with;
+use crate::read;
+use crate::span::Span;
 use crate::suggest::did_you_mean;
-use crate::yaml::{self, Entry, Map, Node, Value};
-use crate::{LoadOptions, Loader, convert, inputs};
+use crate::yaml::{self, Entry, Map, Node, Value, canonical, deep_merge};
 use std::collections::HashSet;
-
-/// GitLab's limit on the number of included files in one pipeline (nested and duplicate ones
-/// count too).
-pub(crate) const MAX_INCLUDES: usize = 150;
 
 /// GitLab's limit on include nesting (the main file includes a file: depth 1).
 pub(crate) const MAX_INCLUDE_DEPTH: usize = 100;
@@ -46,8 +45,12 @@ pub(crate) struct Includer<'a, 'd> {
     options: &'a LoadOptions,
     /// The project's files, listed once on first need (`Err` holds why they cannot be listed).
     files: Option<Result<Vec<String>, String>>,
-    /// Includes counted so far (towards [`MAX_INCLUDES`]).
+    /// Includes counted so far (towards `Limits::max_includes`).
     total: usize,
+    /// Bytes of YAML read so far, the main file's included (towards
+    /// `Limits::max_total_yaml_bytes`).
+    bytes: usize,
+    /// A limit was reported (once is enough).
     limit_reported: bool,
     /// Files already merged somewhere, by path.
     seen: HashSet<String>,
@@ -75,26 +78,6 @@ impl Target {
     }
 }
 
-/// A node as text that is equal for equal values (spans left out).
-pub(crate) fn canonical(n: &Node) -> String {
-    match &n.value {
-        Value::Null => "~".into(),
-        Value::Scalar(s) => format!("{:?}{}", s.text, if s.plain { "p" } else { "q" }),
-        Value::Seq(items) => format!(
-            "[{}]",
-            items.iter().map(canonical).collect::<Vec<_>>().join(",")
-        ),
-        Value::Map(m) => format!(
-            "{{{}}}",
-            m.iter()
-                .map(|(k, e)| format!("{k:?}:{}", canonical(&e.value)))
-                .collect::<Vec<_>>()
-                .join(",")
-        ),
-        Value::Tagged(t, inner) => format!("!{t} {}", canonical(inner)),
-    }
-}
-
 impl<'a, 'd> Includer<'a, 'd> {
     pub fn new(loader: &'a dyn Loader, options: &'a LoadOptions, d: &'d mut Diags) -> Self {
         Self {
@@ -102,6 +85,7 @@ impl<'a, 'd> Includer<'a, 'd> {
             options,
             files: None,
             total: 0,
+            bytes: 0,
             limit_reported: false,
             seen: HashSet::new(),
             trigger: false,
@@ -113,6 +97,21 @@ impl<'a, 'd> Includer<'a, 'd> {
     /// entries name `trigger:include`.
     pub fn for_trigger(mut self) -> Self {
         self.trigger = true;
+        self
+    }
+
+    /// Report the first limit the includes go over (the rest follow from it), with the flag
+    /// that raises it.
+    fn over_limit(&mut self, span: &Span, message: String, flag: &str) {
+        if !self.limit_reported {
+            self.limit_reported = true;
+            self.d.error(span, message).help(raise_with(flag));
+        }
+    }
+
+    /// The main file's bytes, which count towards the total YAML size.
+    pub fn with_main_bytes(mut self, bytes: usize) -> Self {
+        self.bytes = bytes;
         self
     }
 
@@ -151,16 +150,14 @@ impl<'a, 'd> Includer<'a, 'd> {
                 continue;
             }
             self.total += 1;
-            if self.total > MAX_INCLUDES {
-                if !self.limit_reported {
-                    self.limit_reported = true;
-                    self.d.error(
-                        &target.span,
-                        format!(
-                            "more than {MAX_INCLUDES} files are included (GitLab's limit; nested and repeated includes count too)"
-                        ),
-                    );
-                }
+            let max = self.options.limits.max_includes;
+            if self.total > max {
+                let message = format!(
+                    "more than {max} files are included (GitLab's `ci_max_includes`; nested and repeated includes count too): `{}` includes `{}`",
+                    chain.last().map_or("", String::as_str),
+                    target.path
+                );
+                self.over_limit(&target.span, message, "--max-includes N");
                 continue;
             }
             if !self.seen.insert(target.identity()) {
@@ -199,7 +196,17 @@ impl<'a, 'd> Includer<'a, 'd> {
                 return None;
             }
         };
-        let docs = yaml::parse(path, &text, self.d)?;
+        self.bytes = self.bytes.saturating_add(text.len());
+        let max_total = self.options.limits.max_total_yaml_bytes;
+        if self.bytes > max_total {
+            let message = format!(
+                "with `{path}`, the pipeline's YAML files add up to {} bytes, more than {max_total} (GitLab's `ci_max_total_yaml_size_bytes`)",
+                self.bytes
+            );
+            self.over_limit(&target.span, message, "--max-total-yaml-size BYTES");
+            return None;
+        }
+        let docs = yaml::parse(path, &text, &self.options.limits, self.d)?;
         let given = inputs::Given::Include {
             file: path,
             at: &target.span,
@@ -288,7 +295,7 @@ impl<'a, 'd> Includer<'a, 'd> {
         }
         match m.get("local") {
             Some(e) => {
-                if let Some(path) = convert::string(&e.value, "`include` `local`", self.d) {
+                if let Some(path) = read::string(&e.value, "`include` `local`", self.d) {
                     let path = self.expand_vars(&path);
                     self.local(&path, &e.value.span, m.get("inputs"), out);
                 }
@@ -453,7 +460,7 @@ impl<'a, 'd> Includer<'a, 'd> {
     }
 
     fn rule_if(&mut self, n: &Node) -> Option<bool> {
-        let src = convert::string(n, "`if` in an `include` rule", self.d)?;
+        let src = read::string(n, "`if` in an `include` rule", self.d)?;
         match eval_if(&src, &self.options.variables) {
             Ok(b) => Some(b),
             Err(e) => {
@@ -486,7 +493,7 @@ impl<'a, 'd> Includer<'a, 'd> {
             }
             _ => n,
         };
-        let patterns = convert::string_list(paths_node, "`exists` in an `include` rule", self.d)?;
+        let patterns = read::string_list(paths_node, "`exists` in an `include` rule", self.d)?;
         let mut builder = globset::GlobSetBuilder::new();
         for p in &patterns {
             let p = self.expand_vars(p);
@@ -525,19 +532,6 @@ impl<'a, 'd> Includer<'a, 'd> {
     }
 }
 
-/// Evaluate a rules `if:` against the load-time variables (later entries win).
-fn eval_if(src: &str, variables: &[(String, String)]) -> Result<bool, String> {
-    let expr = crate::expr::parse(src).map_err(|e| e.to_string())?;
-    let lookup = |name: &str| {
-        variables
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    Ok(expr.evaluate(&lookup))
-}
-
 /// Rules may splice in lists from `!reference`: flatten one level.
 fn flatten(items: &[Node]) -> Vec<&Node> {
     let mut out = Vec::new();
@@ -547,40 +541,6 @@ fn flatten(items: &[Node]) -> Vec<&Node> {
             _ => out.push(i),
         }
     }
-    out
-}
-
-pub(crate) fn expand_vars(s: &str, variables: &[(String, String)]) -> String {
-    let lookup = |name: &str| {
-        variables
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        let (name, len) = if let Some(braced) = after.strip_prefix('{') {
-            match braced.find('}') {
-                Some(end) => (&braced[..end], end + 2),
-                None => ("", 0),
-            }
-        } else {
-            let end = after
-                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                .unwrap_or(after.len());
-            (&after[..end], end)
-        };
-        match lookup(name).filter(|_| !name.is_empty()) {
-            Some(v) => out.push_str(v),
-            None => out.push_str(&rest[i..i + 1 + len]),
-        }
-        rest = &after[len..];
-    }
-    out.push_str(rest);
     out
 }
 
@@ -622,13 +582,5 @@ mod tests {
         assert!(!sub.is_match("configs/a.yml"));
         assert!(sub.is_match("configs/sub/a.yml"));
         assert!(!wildcard_regex("c.yml").unwrap().is_match("cxyml"));
-    }
-
-    #[test]
-    fn variables_expand_in_paths() {
-        let vars = vec![("A".to_string(), "x".to_string())];
-        assert_eq!(expand_vars("$A/${A}.yml", &vars), "x/x.yml");
-        assert_eq!(expand_vars("$B/a.yml", &vars), "$B/a.yml");
-        assert_eq!(expand_vars("a$", &vars), "a$");
     }
 }

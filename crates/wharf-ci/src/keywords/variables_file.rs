@@ -1,15 +1,15 @@
 //! `--variables-file` in YAML form: `KEY: value` or `KEY: {value, masked, type: file|env_var}`.
 
-use crate::convert::{boolean, string};
 use crate::diagnostic::Diags;
 use crate::model::FileVariable;
+use crate::read::{boolean, string};
 use crate::suggest::did_you_mean;
 use crate::yaml::{self, Value};
 
 const KEYS: &[&str] = &["value", "masked", "type", "description"];
 
 pub(crate) fn parse(name: &str, text: &str, d: &mut Diags) -> Vec<FileVariable> {
-    let Some(docs) = yaml::parse(name, text, d) else {
+    let Some(docs) = yaml::parse(name, text, &crate::limits::Limits::default(), d) else {
         return Vec::new();
     };
     let mut out = Vec::new();

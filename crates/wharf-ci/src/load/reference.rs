@@ -1,7 +1,7 @@
 //! `!reference [key, key, ...]`, resolved as GitLab does: after `include` and `extends`, by
 //! looking the path up in the whole configuration (any top-level key, hidden jobs included, with
 //! their `extends` applied). A referenced value may itself hold references, up to
-//! [`MAX_NESTING`] levels; cycles are errors that show the chain.
+//! `MAX_NESTING` levels; cycles are errors that show the chain.
 //!
 //! A reference stands for its value where it is written, so a list referenced inside a list
 //! stays nested; `script`-like keywords flatten nested lists anyway (as GitLab does), and lists

@@ -1,0 +1,239 @@
+//! `cache:` and `artifacts:` (with `reports:`).
+
+use crate::diagnostic::Diags;
+use crate::model::*;
+use crate::read::*;
+use crate::span::Span;
+use crate::yaml::{Node, Value};
+
+const CACHE_WHEN_CHOICES: &[(&str, CacheWhen)] = &[
+    ("on_success", CacheWhen::OnSuccess),
+    ("on_failure", CacheWhen::OnFailure),
+    ("always", CacheWhen::Always),
+];
+
+pub(crate) fn caches(
+    n: &Node,
+    what: &str,
+    unsupported: &mut Vec<(String, Span)>,
+    d: &mut Diags,
+) -> Vec<Cache> {
+    match &n.value {
+        Value::Seq(items) => items
+            .iter()
+            .filter_map(|i| cache(i, what, unsupported, d))
+            .collect(),
+        _ => cache(n, what, unsupported, d).into_iter().collect(),
+    }
+}
+
+fn cache(
+    n: &Node,
+    what: &str,
+    unsupported: &mut Vec<(String, Span)>,
+    d: &mut Diags,
+) -> Option<Cache> {
+    let m = match &n.value {
+        Value::Map(m) => m,
+        _ => {
+            d.error(
+                &n.span,
+                format!("{what} must be a map or a list of maps, found {}", n.kind()),
+            );
+            return None;
+        }
+    };
+    check_keys(
+        m,
+        what,
+        &[
+            "key",
+            "paths",
+            "untracked",
+            "policy",
+            "when",
+            "fallback_keys",
+            "unprotect",
+        ],
+        d,
+    );
+    let mut c = Cache {
+        key: "default".to_string(),
+        key_files: Vec::new(),
+        fallback_keys: Vec::new(),
+        paths: Vec::new(),
+        untracked: false,
+        policy: CachePolicy::PullPush,
+        when: CacheWhen::OnSuccess,
+        span: n.span.clone(),
+    };
+    for (k, e) in m {
+        let v = &e.value;
+        if v.is_null() {
+            continue;
+        }
+        let what = format!("{what} `{k}`");
+        match k.as_str() {
+            "key" => match &v.value {
+                Value::Map(km) => {
+                    check_keys(km, &what, &["files", "prefix"], d);
+                    c.key = km
+                        .get("prefix")
+                        .filter(|p| !p.value.is_null())
+                        .and_then(|p| string(&p.value, &format!("{what} `prefix`"), d))
+                        .unwrap_or_default();
+                    match km.get("files") {
+                        Some(f) => {
+                            let files = string_list(&f.value, &format!("{what} `files`"), d)
+                                .unwrap_or_default();
+                            if files.is_empty() || files.len() > 2 {
+                                d.error(
+                                    &f.value.span,
+                                    format!(
+                                        "{what} `files` must list one or two files, found {}",
+                                        files.len()
+                                    ),
+                                );
+                            }
+                            c.key_files = files;
+                        }
+                        None => {
+                            d.error(&v.span, format!("{what} as a map needs `files`"));
+                        }
+                    }
+                }
+                _ => c.key = string(v, &what, d).unwrap_or(c.key),
+            },
+            "paths" => c.paths = string_list(v, &what, d).unwrap_or_default(),
+            "untracked" => c.untracked = boolean(v, &what, d).unwrap_or(false),
+            "policy" => match &v.value {
+                // `policy: $VAR` is expanded at run time by GitLab: not done yet.
+                Value::Scalar(s) if s.text.starts_with('$') => {
+                    unsupported.push(("cache:policy:variable".into(), e.key_span.clone()));
+                }
+                _ => {
+                    c.policy = one_of(
+                        v,
+                        &what,
+                        &[
+                            ("pull-push", CachePolicy::PullPush),
+                            ("pull", CachePolicy::Pull),
+                            ("push", CachePolicy::Push),
+                        ],
+                        d,
+                    )
+                    .unwrap_or(CachePolicy::PullPush);
+                }
+            },
+            "when" => {
+                c.when = one_of(v, &what, CACHE_WHEN_CHOICES, d).unwrap_or(CacheWhen::OnSuccess);
+            }
+            "fallback_keys" => {
+                c.fallback_keys = string_list(v, &what, d).unwrap_or_default();
+                if c.fallback_keys.len() > 5 {
+                    d.error(
+                        &v.span,
+                        format!("{what} lists more than 5 keys (GitLab's limit)"),
+                    );
+                }
+            }
+            "unprotect" => {
+                unsupported.push((format!("cache:{k}"), e.key_span.clone()));
+            }
+            _ => {}
+        }
+    }
+    Some(c)
+}
+
+pub(crate) fn artifacts(
+    n: &Node,
+    what: &str,
+    unsupported: &mut Vec<(String, Span)>,
+    d: &mut Diags,
+) -> Option<Artifacts> {
+    let m = map(n, what, d)?;
+    check_keys(
+        m,
+        what,
+        &[
+            "paths",
+            "exclude",
+            "untracked",
+            "when",
+            "name",
+            "expire_in",
+            "expose_as",
+            "reports",
+            "public",
+            "access",
+        ],
+        d,
+    );
+    let mut a = Artifacts {
+        paths: Vec::new(),
+        exclude: Vec::new(),
+        untracked: false,
+        when: CacheWhen::OnSuccess,
+        name: None,
+        expire_in: None,
+        reports_dotenv: Vec::new(),
+        reports_other: Vec::new(),
+        span: n.span.clone(),
+    };
+    for (k, e) in m {
+        let v = &e.value;
+        if v.is_null() {
+            continue;
+        }
+        let what = format!("{what} `{k}`");
+        match k.as_str() {
+            "paths" => a.paths = string_list(v, &what, d).unwrap_or_default(),
+            "exclude" => a.exclude = string_list(v, &what, d).unwrap_or_default(),
+            "untracked" => a.untracked = boolean(v, &what, d).unwrap_or(false),
+            "when" => {
+                a.when = one_of(v, &what, CACHE_WHEN_CHOICES, d).unwrap_or(CacheWhen::OnSuccess);
+            }
+            "name" => a.name = string(v, &what, d),
+            "expire_in" => a.expire_in = string(v, &what, d),
+            "reports" => reports(v, &what, &mut a, d),
+            "expose_as" | "public" | "access" => {
+                unsupported.push((format!("artifacts:{k}"), e.key_span.clone()));
+            }
+            _ => {}
+        }
+    }
+    Some(a)
+}
+
+/// `artifacts: reports:`: `dotenv` files feed later jobs; the other reports' paths are kept with
+/// the artifacts.
+fn reports(n: &Node, what: &str, a: &mut Artifacts, d: &mut Diags) {
+    let Some(m) = map(n, what, d) else {
+        return;
+    };
+    for (k, e) in m {
+        let what = format!("{what} `{k}`");
+        let v = &e.value;
+        if v.is_null() {
+            continue;
+        }
+        match (k.as_str(), &v.value) {
+            ("dotenv", _) => a
+                .reports_dotenv
+                .extend(string_list(v, &what, d).unwrap_or_default()),
+            // `coverage_report: {coverage_format, path}`.
+            (_, Value::Map(rm)) => match rm.get("path") {
+                Some(p) => a.reports_other.extend(
+                    string_list(&p.value, &format!("{what} `path`"), d).unwrap_or_default(),
+                ),
+                None => {
+                    d.error(&v.span, format!("{what} needs `path`"));
+                }
+            },
+            _ => a
+                .reports_other
+                .extend(string_list(v, &what, d).unwrap_or_default()),
+        }
+    }
+}

@@ -1,0 +1,162 @@
+//! `needs:` (also `needs: parallel: matrix`), and the cross-job references every job keeps
+//! until all jobs are known.
+
+use super::parallel;
+use crate::diagnostic::Diags;
+use crate::model::*;
+use crate::read::*;
+use crate::span::Span;
+use crate::yaml::{Node, Value};
+
+/// Cross-job references kept with their spans until every job is known.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct JobRefs {
+    /// (job, where, optional)
+    pub needs: Vec<(String, Span, bool)>,
+    pub dependencies: Vec<(String, Span)>,
+    /// Where `stage:` is written, for stage errors.
+    pub stage_span: Option<Span>,
+    /// `parallel:`, expanded once every job is converted ([`parallel::expand`]).
+    pub parallel: Option<parallel::Spec>,
+}
+
+pub(crate) fn needs(
+    n: &Node,
+    what: &str,
+    refs: &mut JobRefs,
+    unsupported: &mut Vec<(String, Span)>,
+    d: &mut Diags,
+) -> Option<Vec<Need>> {
+    let items: Vec<&Node> = match &n.value {
+        Value::Seq(items) => items.iter().collect(),
+        // A single string is accepted by GitLab too.
+        Value::Scalar(_) => vec![n],
+        _ => {
+            d.error(
+                &n.span,
+                format!(
+                    "{what} must be a list of job names or maps, found {}",
+                    n.kind()
+                ),
+            );
+            return None;
+        }
+    };
+    let mut out = Vec::new();
+    for item in items {
+        match &item.value {
+            Value::Scalar(s) => {
+                refs.needs.push((s.text.clone(), item.span.clone(), false));
+                out.push(Need {
+                    job: s.text.clone(),
+                    artifacts: true,
+                    optional: false,
+                    span: item.span.clone(),
+                });
+            }
+            Value::Map(m) => {
+                check_keys(
+                    m,
+                    what,
+                    &[
+                        "job",
+                        "artifacts",
+                        "optional",
+                        "pipeline",
+                        "project",
+                        "ref",
+                        "parallel",
+                    ],
+                    d,
+                );
+                for key in ["pipeline", "project", "ref"] {
+                    if let Some(e) = m.get(key) {
+                        unsupported.push((format!("needs:{key}"), e.key_span.clone()));
+                    }
+                }
+                let artifacts = match m.get("artifacts") {
+                    Some(e) => boolean(&e.value, &format!("{what} `artifacts`"), d).unwrap_or(true),
+                    None => true,
+                };
+                let optional = match m.get("optional") {
+                    Some(e) => boolean(&e.value, &format!("{what} `optional`"), d).unwrap_or(false),
+                    None => false,
+                };
+                // Cross-project/pipeline needs have no `job` we could run here.
+                if m.contains_key("project") || m.contains_key("pipeline") {
+                    continue;
+                }
+                match m.get("job") {
+                    Some(e) => {
+                        let Some(job) = string(&e.value, &format!("{what} `job`"), d) else {
+                            continue;
+                        };
+                        // `parallel: matrix`: specific instances of a matrix job, by the names
+                        // GitLab gives them; an unknown combination is then "not a job".
+                        let names = match m.get("parallel").filter(|p| !p.value.is_null()) {
+                            None => vec![job],
+                            Some(p) => {
+                                if optional {
+                                    d.error(
+                                        &p.key_span,
+                                        format!("{what}: `optional` cannot be used with `parallel: matrix` (GitLab rejects it)"),
+                                    );
+                                }
+                                match need_instances(&job, &p.value, what, d) {
+                                    Some(names) => names,
+                                    None => continue,
+                                }
+                            }
+                        };
+                        for job in names {
+                            refs.needs
+                                .push((job.clone(), e.value.span.clone(), optional));
+                            out.push(Need {
+                                job,
+                                artifacts,
+                                optional,
+                                span: e.value.span.clone(),
+                            });
+                        }
+                    }
+                    None => {
+                        d.error(&item.span, format!("{what}: a map entry needs `job:`"));
+                    }
+                }
+            }
+            _ => {
+                d.error(
+                    &item.span,
+                    format!(
+                        "{what} must be a list of job names or maps, found {} in the list",
+                        item.kind()
+                    ),
+                );
+            }
+        }
+    }
+    Some(out)
+}
+
+/// `needs: [{job, parallel: {matrix: [...]}}]` -> the names of the instances it names, built as
+/// GitLab builds them: the values in the order the need writes them (GitLab documents that this
+/// order must match the matrix job's).
+fn need_instances(job: &str, n: &Node, what: &str, d: &mut Diags) -> Option<Vec<String>> {
+    let what = format!("{what} `parallel`");
+    if !matches!(n.value, Value::Map(_)) {
+        d.error(
+            &n.span,
+            format!("{what} must be a map with `matrix:`, found {}", n.kind()),
+        );
+        return None;
+    }
+    match parallel::parse(n, &what, d)? {
+        parallel::Spec::Matrix(list) => Some(
+            list.iter()
+                .map(|vars| parallel::instance_name(job, vars.iter().map(|(_, v, _)| v.as_str())))
+                .collect(),
+        ),
+        // Unreachable for a map, which parses only as `matrix`.
+        parallel::Spec::Count(_) => None,
+    }
+}

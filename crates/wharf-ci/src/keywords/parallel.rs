@@ -1,0 +1,143 @@
+//! `parallel: N` and `parallel: matrix` read into a [`Spec`]; expanded into jobs by
+//! `load::parallel` once every job is known.
+
+use crate::diagnostic::Diags;
+use crate::read::*;
+use crate::span::Span;
+use crate::yaml::{Node, Value};
+
+/// GitLab's bounds: `parallel: N` is 2..=200 and a matrix makes at most 200 jobs.
+const MIN_PARALLEL: u32 = 2;
+const MAX_PARALLEL: u32 = 200;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Spec {
+    Count(u32),
+    /// Each instance's variables, in order (name, value, where the value is written).
+    Matrix(Vec<Vec<(String, String, Span)>>),
+}
+
+pub(crate) fn parse(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
+    match &n.value {
+        Value::Scalar(_) => {
+            let v = integer(n, what, d)?;
+            match u32::try_from(v) {
+                Ok(v) if (MIN_PARALLEL..=MAX_PARALLEL).contains(&v) => Some(Spec::Count(v)),
+                _ => {
+                    d.error(
+                        &n.span,
+                        format!(
+                            "{what} must be between {MIN_PARALLEL} and {MAX_PARALLEL}, found {v}"
+                        ),
+                    );
+                    None
+                }
+            }
+        }
+        Value::Map(m) => {
+            check_keys(m, what, &["matrix"], d);
+            let e = m.get("matrix")?;
+            matrix(&e.value, &format!("{what} `matrix`"), d)
+        }
+        _ => {
+            d.error(
+                &n.span,
+                format!("{what} must be a number or `matrix:`, found {}", n.kind()),
+            );
+            None
+        }
+    }
+}
+
+fn matrix(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
+    let Value::Seq(entries) = &n.value else {
+        d.error(
+            &n.span,
+            format!("{what} must be a list of maps, found {}", n.kind()),
+        );
+        return None;
+    };
+    let mut instances: Vec<Vec<(String, String, Span)>> = Vec::new();
+    let mut ok = true;
+    for entry in entries {
+        let Some(m) = entry.as_map() else {
+            d.error(
+                &entry.span,
+                format!(
+                    "{what} entries must be maps of variables, found {}",
+                    entry.kind()
+                ),
+            );
+            ok = false;
+            continue;
+        };
+        // The cartesian product of this entry, the first variable varying slowest.
+        let mut product: Vec<Vec<(String, String, Span)>> = vec![Vec::new()];
+        for (name, e) in m {
+            let values: Vec<(String, Span)> = match &e.value.value {
+                Value::Scalar(s) => vec![(s.ruby_text(), e.value.span.clone())],
+                Value::Seq(items) => {
+                    let mut vals = Vec::new();
+                    for i in items {
+                        match &i.value {
+                            Value::Scalar(s) => vals.push((s.ruby_text(), i.span.clone())),
+                            _ => {
+                                d.error(
+                                    &i.span,
+                                    format!("{what} values must be strings, found {}", i.kind()),
+                                );
+                                ok = false;
+                            }
+                        }
+                    }
+                    vals
+                }
+                _ => {
+                    d.error(
+                        &e.value.span,
+                        format!(
+                            "{what} `{name}` must be a string or a list of strings, found {}",
+                            e.value.kind()
+                        ),
+                    );
+                    ok = false;
+                    continue;
+                }
+            };
+            product = product
+                .into_iter()
+                .flat_map(|prefix| {
+                    values.iter().map(move |(v, span)| {
+                        let mut next = prefix.clone();
+                        next.push((name.clone(), v.clone(), span.clone()));
+                        next
+                    })
+                })
+                .collect();
+            if product.len() > MAX_PARALLEL as usize {
+                break;
+            }
+        }
+        instances.extend(product.into_iter().filter(|p| !p.is_empty()));
+        if instances.len() > MAX_PARALLEL as usize {
+            d.error(
+                &n.span,
+                format!("{what} makes more than {MAX_PARALLEL} jobs (GitLab's limit)"),
+            );
+            return None;
+        }
+    }
+    if !ok {
+        return None;
+    }
+    if instances.is_empty() {
+        d.error(&n.span, format!("{what} makes no jobs"));
+        return None;
+    }
+    Some(Spec::Matrix(instances))
+}
+
+/// GitLab's name for one `parallel: matrix` instance: `deploy: [aws, app1]`.
+pub(crate) fn instance_name<'a>(base: &str, values: impl Iterator<Item = &'a str>) -> String {
+    format!("{base}: [{}]", values.collect::<Vec<_>>().join(", "))
+}

@@ -1,0 +1,208 @@
+//! Converters of single job settings: `retry`, `timeout`/`start_in`, `allow_failure:
+//! {exit_codes}`, `tags`, `coverage`, `environment`.
+
+use crate::diagnostic::Diags;
+use crate::duration;
+use crate::model::*;
+use crate::read::*;
+use crate::suggest::did_you_mean;
+use crate::yaml::{Node, Value};
+use std::time::Duration;
+
+/// GitLab's failure reasons for `retry: when`.
+pub(crate) const RETRY_REASONS: &[&str] = &[
+    "always",
+    "unknown_failure",
+    "script_failure",
+    "api_failure",
+    "stuck_or_timeout_failure",
+    "runner_system_failure",
+    "runner_unsupported",
+    "stale_schedule",
+    "job_execution_timeout",
+    "archived_failure",
+    "unmet_prerequisites",
+    "scheduler_failure",
+    "data_integrity_failure",
+];
+
+/// GitLab's cap on `start_in`.
+const MAX_START_IN: Duration = Duration::from_secs(7 * 24 * 3600);
+/// GitLab's cap on a job `timeout` (one month as Rails counts it).
+const MAX_TIMEOUT: Duration = Duration::from_secs(2_629_746);
+
+/// A GitLab duration ("1 hour and 30 minutes", "90m", "3600").
+pub(crate) fn duration(n: &Node, what: &str, max: Duration, d: &mut Diags) -> Option<Duration> {
+    let text = string(n, what, d)?;
+    match duration::parse(&text) {
+        Ok(v) if v > max => {
+            d.error(
+                &n.span,
+                format!(
+                    "{what} must be at most {} (GitLab's limit), found `{text}`",
+                    human(max)
+                ),
+            );
+            None
+        }
+        Ok(v) => Some(v),
+        Err(e) => {
+            d.error(&n.span, format!("{what} is not a duration: {e}"))
+                .help("write it like `30 minutes`, `1 hour and 30 minutes`, `1h 30m` or `2 days`");
+            None
+        }
+    }
+}
+
+fn human(v: Duration) -> String {
+    match v.as_secs() {
+        s if s % (24 * 3600) == 0 => format!("{} days", s / (24 * 3600)),
+        s if s % 3600 == 0 => format!("{} hours", s / 3600),
+        s => format!("{s} seconds"),
+    }
+}
+
+pub(crate) fn timeout(n: &Node, what: &str, d: &mut Diags) -> Option<Duration> {
+    duration(n, what, MAX_TIMEOUT, d)
+}
+
+pub(crate) fn start_in(n: &Node, what: &str, d: &mut Diags) -> Option<Duration> {
+    duration(n, what, MAX_START_IN, d)
+}
+
+/// `retry: 0..2` or `retry: {max, when, exit_codes}`.
+pub(crate) fn retry(n: &Node, what: &str, d: &mut Diags) -> Retry {
+    let mut r = Retry::default();
+    let max_node = match &n.value {
+        Value::Map(m) => {
+            check_keys(m, what, &["max", "when", "exit_codes"], d);
+            if let Some(e) = m.get("exit_codes").filter(|e| !e.value.is_null()) {
+                r.exit_codes = Some(exit_code_list(&e.value, &format!("{what} `exit_codes`"), d));
+            }
+            if let Some(e) = m.get("when").filter(|e| !e.value.is_null()) {
+                let whens = string_list(&e.value, &format!("{what} `when`"), d).unwrap_or_default();
+                for (w, span) in whens.iter().zip(item_spans(&e.value)) {
+                    if !RETRY_REASONS.contains(&w.as_str()) {
+                        d.error(
+                            &span,
+                            format!("{what} `when`: `{w}` is not a failure reason"),
+                        )
+                        .help_opt(did_you_mean(w, RETRY_REASONS.iter().copied()));
+                    }
+                }
+                r.when = whens;
+            }
+            m.get("max").map(|e| &e.value)
+        }
+        _ => Some(n),
+    };
+    if let Some(max) = max_node.filter(|m| !m.is_null()) {
+        if let Some(v) = integer(max, &format!("{what} `max`"), d) {
+            match u32::try_from(v) {
+                Ok(v) if v <= 2 => r.max = v,
+                _ => {
+                    d.error(
+                        &max.span,
+                        format!("{what} must be 0, 1 or 2 (GitLab's limit), found {v}"),
+                    );
+                }
+            }
+        }
+    }
+    r
+}
+
+/// `allow_failure: {exit_codes: 1 | [1, 2]}`.
+pub(crate) fn exit_codes(n: &Node, m: &crate::yaml::Map, what: &str, d: &mut Diags) -> Vec<i64> {
+    check_keys(m, what, &["exit_codes"], d);
+    let Some(e) = m.get("exit_codes") else {
+        d.error(&n.span, format!("{what} as a map needs `exit_codes`"));
+        return Vec::new();
+    };
+    exit_code_list(&e.value, &format!("{what} `exit_codes`"), d)
+}
+
+/// `exit_codes: 137` or `exit_codes: [137, 255]` (of `allow_failure` and `retry`).
+fn exit_code_list(n: &Node, what: &str, d: &mut Diags) -> Vec<i64> {
+    let items: Vec<&Node> = match &n.value {
+        Value::Seq(items) => items.iter().collect(),
+        _ => vec![n],
+    };
+    items
+        .into_iter()
+        .filter_map(|i| integer(i, what, d).and_then(|v| i64::try_from(v).ok()))
+        .collect()
+}
+
+/// `tags:` must be a list of strings in GitLab.
+pub(crate) fn tags(n: &Node, what: &str, d: &mut Diags) -> Vec<String> {
+    if !matches!(n.value, Value::Seq(_)) {
+        d.error(
+            &n.span,
+            format!("{what} must be a list of strings, found {}", n.kind()),
+        )
+        .help("write `tags: [name]`");
+        return Vec::new();
+    }
+    string_list(n, what, d).unwrap_or_default()
+}
+
+/// `coverage: /regex/` -> the regex without its slashes, checked.
+pub(crate) fn coverage(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
+    let text = string(n, what, d)?;
+    let Some(pattern) = text
+        .strip_prefix('/')
+        .and_then(|t| t.strip_suffix('/'))
+        .filter(|p| !p.is_empty())
+    else {
+        d.error(
+            &n.span,
+            format!("{what} must be a regular expression between slashes, found `{text}`"),
+        )
+        .help("write it like `coverage: '/Total: \\d+\\.\\d+%/'`");
+        return None;
+    };
+    if let Err(e) = regex::Regex::new(pattern) {
+        d.error(
+            &n.span,
+            format!("{what} is not a valid regular expression: {e}"),
+        );
+        return None;
+    }
+    Some(pattern.to_string())
+}
+
+/// `environment: name` or `{name, url, action, ...}` -> `(name, url)`. Both are recorded as
+/// written; the runner expands them with the job's variables, as GitLab does.
+pub(crate) fn environment(n: &Node, what: &str, d: &mut Diags) -> (Option<String>, Option<String>) {
+    match &n.value {
+        Value::Map(m) => {
+            check_keys(
+                m,
+                what,
+                &[
+                    "name",
+                    "url",
+                    "on_stop",
+                    "action",
+                    "auto_stop_in",
+                    "kubernetes",
+                    "deployment_tier",
+                ],
+                d,
+            );
+            let url = m
+                .get("url")
+                .and_then(|e| string(&e.value, &format!("{what} `url`"), d));
+            let name = match m.get("name") {
+                Some(e) => string(&e.value, &format!("{what} `name`"), d),
+                None => {
+                    d.error(&n.span, format!("{what} needs `name`"));
+                    None
+                }
+            };
+            (name, url)
+        }
+        _ => (string(n, what, d), None),
+    }
+}

@@ -1,0 +1,358 @@
+//! The main file -> [`Config`]: `include` merged (see `load::include`), `extends` resolved per
+//! job (`load::extends`), `!reference` resolved (`load::reference`). Then per visible job
+//! `default:` (filtered by `inherit:`), the keyword converters (`keywords`), `parallel:`
+//! expansion, and the checks that need every job (`load::checks`).
+
+use super::extends::Resolver;
+use super::options::{LoadOptions, Loader};
+use super::{checks, include, inputs, parallel, reference};
+use crate::diagnostic::{Diagnostic, Diags};
+use crate::keywords::{self, JobRefs};
+use crate::limits::{Limits, raise_with};
+use crate::model::{Job, Pipeline, Span, Trigger};
+use crate::read;
+use crate::suggest::did_you_mean;
+use crate::yaml::{self, Entry, Map, Node, Scalar, Value};
+
+/// Bound on the total size of resolved jobs: `extends` copies trees, so many jobs extending a big
+/// template multiply it, like aliases do.
+const MAX_RESOLVED_NODES: usize = 2_000_000;
+
+/// The whole configuration after `include`, `extends` and `!reference`, as GitLab has it before
+/// building jobs: every top-level key in order, hidden jobs included, `extends` applied and
+/// removed, `default:` not yet copied into jobs.
+pub(crate) struct Config {
+    pub root: Map,
+    /// The start of the main file (for diagnostics about the whole pipeline).
+    pub start: Span,
+}
+
+pub(crate) fn config(
+    file: &str,
+    loader: &dyn Loader,
+    options: &LoadOptions,
+    d: &mut Diags,
+) -> Option<Config> {
+    let start = Span {
+        file: file.to_string(),
+        line: 1,
+        column: 1,
+        offset: 0,
+        len: 0,
+    };
+    let text = match loader.load(file) {
+        Ok(text) => text,
+        Err(e) => {
+            d.push(Diagnostic::error(None, format!("cannot read {file}: {e}")));
+            return None;
+        }
+    };
+    let root = document_map(file, &text, &start, options, d)?;
+    let root = include::Includer::new(loader, options, d)
+        .with_main_bytes(text.len())
+        .expand(root, file);
+    resolve(root, start, d)
+}
+
+/// What a child pipeline's configuration is called in `include` chains: not a file, so no
+/// real file can be mistaken for it.
+const CHILD_ROOT: &str = "(trigger:include)";
+
+/// A child pipeline's configuration: its `trigger: include:` files, merged as the includes of an
+/// otherwise empty file, as GitLab builds a child pipeline. Each file's `spec: inputs:` header
+/// gets that entry's `inputs:`, checked like an `include`'s (errors point at the trigger).
+pub(crate) fn child_config(
+    trigger: &Trigger,
+    loader: &dyn Loader,
+    options: &LoadOptions,
+    d: &mut Diags,
+) -> Option<Config> {
+    let entries = trigger
+        .include
+        .iter()
+        .map(|inc| {
+            let mut m = Map::new();
+            let local = Node {
+                span: inc.span.clone(),
+                // Quoted: a path is text however it reads.
+                value: Value::Scalar(Scalar {
+                    text: inc.path.clone(),
+                    plain: false,
+                }),
+            };
+            m.insert(
+                "local".into(),
+                Entry {
+                    key_span: inc.span.clone(),
+                    value: local,
+                },
+            );
+            if let Some(inputs) = &inc.inputs {
+                let entry = Entry {
+                    key_span: inputs.key_span.clone(),
+                    value: Node::from_written(&inputs.value),
+                };
+                m.insert("inputs".into(), entry);
+            }
+            Node {
+                span: inc.span.clone(),
+                value: Value::Map(m),
+            }
+        })
+        .collect();
+    let mut root = Map::new();
+    root.insert(
+        "include".into(),
+        Entry {
+            key_span: trigger.span.clone(),
+            value: Node {
+                span: trigger.span.clone(),
+                value: Value::Seq(entries),
+            },
+        },
+    );
+    let root = include::Includer::new(loader, options, d)
+        .for_trigger()
+        .expand(root, CHILD_ROOT);
+    resolve(root, trigger.span.clone(), d)
+}
+
+/// `extends` and `!reference` resolved in the merged configuration.
+fn resolve(root: Map, start: Span, d: &mut Diags) -> Option<Config> {
+    let mut resolver = Resolver::new(&root, d);
+    let mut resolved = Map::new();
+    let mut total_nodes = 0usize;
+    for (name, e) in &root {
+        if !is_job_key(name) || e.value.as_map().is_none() {
+            resolved.insert(name.clone(), e.clone());
+            continue;
+        }
+        // A job whose `extends` failed is left out; the failure is already reported.
+        let Some(job) = resolver.resolve(name, &mut Vec::new()) else {
+            continue;
+        };
+        total_nodes += job.values().map(|e| e.value.count() + 1).sum::<usize>();
+        if total_nodes > MAX_RESOLVED_NODES {
+            resolver.d.error(
+                &e.key_span,
+                format!("the pipeline expands to more than {MAX_RESOLVED_NODES} YAML nodes"),
+            );
+            return None;
+        }
+        let value = Node {
+            span: e.value.span.clone(),
+            value: Value::Map(job),
+        };
+        resolved.insert(
+            name.clone(),
+            Entry {
+                key_span: e.key_span.clone(),
+                value,
+            },
+        );
+    }
+    reference::resolve(&mut resolved, d);
+    Some(Config {
+        root: resolved,
+        start,
+    })
+}
+
+/// Top-level keys that name jobs (visible or hidden).
+pub(super) fn is_job_key(name: &str) -> bool {
+    !keywords::is_top_level(name)
+}
+
+/// The main file's configuration document, which must be a map. A `spec: inputs:` header is
+/// applied with every input at its default (see [`crate::inputs`]).
+fn document_map(
+    file: &str,
+    text: &str,
+    start: &Span,
+    options: &LoadOptions,
+    d: &mut Diags,
+) -> Option<Map> {
+    let docs = yaml::parse(file, text, &options.limits, d)?;
+    let root = inputs::content(docs, &inputs::Given::Pipeline, options, d)?;
+    let Some(root_map) = root.as_ref().and_then(Node::as_map) else {
+        let span = root.as_ref().map_or(start.clone(), |r| r.span.clone());
+        let found = root.as_ref().map_or("nothing".to_string(), Node::kind);
+        d.error(
+            &span,
+            format!("a pipeline must be a map of keywords and jobs, found {found}"),
+        );
+        return None;
+    };
+    Some(root_map.clone())
+}
+
+pub(crate) fn load(
+    file: &str,
+    loader: &dyn Loader,
+    options: &LoadOptions,
+    d: &mut Diags,
+) -> Option<Pipeline> {
+    let config = config(file, loader, options, d)?;
+    build(config, &options.limits, d)
+}
+
+/// The jobs and pipeline-wide keywords of a merged configuration, checked across jobs.
+pub(crate) fn build(config: Config, limits: &Limits, d: &mut Diags) -> Option<Pipeline> {
+    let Config { root, start } = config;
+    let root = &root;
+    // Counted before converting anything, so a pipeline of a million jobs costs nothing more.
+    let visible = root.keys().filter(|k| is_visible_job(k)).count();
+    if visible > limits.max_jobs {
+        too_many_jobs(visible, &start, limits, d);
+        return None;
+    }
+
+    let workflow = root
+        .get("workflow")
+        .and_then(|e| keywords::workflow(&e.value, d));
+
+    let stages = stages(root, d);
+    let variables = root
+        .get("variables")
+        .map(|e| keywords::variables(&e.value, "global", d))
+        .unwrap_or_default();
+    let default = default_map(root, d);
+
+    let mut converted: Vec<(Job, JobRefs)> = Vec::new();
+    for (name, e) in root {
+        if !is_visible_job(name) {
+            continue;
+        }
+        let Some(own) = e.value.as_map() else {
+            let err = d.error(
+                &e.key_span,
+                format!(
+                    "`{name}` is not a keyword, so it is a job, and a job must be a map, found {}",
+                    e.value.kind()
+                ),
+            );
+            err.help_opt(did_you_mean(name, keywords::top_level()));
+            continue;
+        };
+        let inherit = keywords::inherit(own.get("inherit"), name, d);
+        let mut job = own.clone();
+        for (k, v) in &default {
+            if inherit.default.allows(k) && !job.contains_key(k) {
+                job.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some((mut j, refs)) = keywords::job(name, &e.key_span, &job, &stages, d) {
+            j.inherit_variables = inherit.variables.into_option();
+            converted.push((j, refs));
+        }
+    }
+    let mut converted = parallel::expand(converted, d);
+    if converted.len() > limits.max_jobs {
+        too_many_jobs(converted.len(), &start, limits, d);
+        return None;
+    }
+    checks::check_references(&mut converted, &stages, d);
+    if converted.is_empty() && !d.has_errors() {
+        d.push(Diagnostic::error(
+            Some(start),
+            "the pipeline has no visible jobs (names starting with `.` are hidden templates)",
+        ));
+    }
+    if d.has_errors() {
+        return None;
+    }
+    Some(Pipeline {
+        stages,
+        variables,
+        jobs: converted.into_iter().map(|(j, _)| j).collect(),
+        workflow,
+    })
+}
+
+fn is_visible_job(name: &str) -> bool {
+    is_job_key(name) && !name.starts_with('.')
+}
+
+fn too_many_jobs(count: usize, start: &Span, limits: &Limits, d: &mut Diags) {
+    d.error(
+        start,
+        format!(
+            "the pipeline has {count} jobs (`parallel:` instances counted), more than {} (GitLab's `ci_pipeline_size`)",
+            limits.max_jobs
+        ),
+    )
+    .help(raise_with("--max-jobs N"));
+}
+
+/// `stages:` with GitLab's `.pre` first and `.post` last.
+fn stages(root: &Map, d: &mut Diags) -> Vec<String> {
+    let entry = match (root.get("stages"), root.get("types")) {
+        (Some(e), _) => Some(e),
+        (None, Some(e)) => {
+            d.warning(&e.key_span, "`types` is deprecated: use `stages`");
+            Some(e)
+        }
+        (None, None) => None,
+    };
+    let listed: Vec<String> = match entry {
+        Some(e) if !e.value.is_null() => {
+            // Lists of stages may be spliced in from anchors: flatten like scripts.
+            read::script(&e.value, "`stages`", d).unwrap_or_default()
+        }
+        _ => vec!["build".into(), "test".into(), "deploy".into()],
+    };
+    let mut out = vec![".pre".to_string()];
+    for s in listed {
+        if s != ".pre" && s != ".post" && !out.contains(&s) {
+            out.push(s);
+        }
+    }
+    out.push(".post".into());
+    out
+}
+
+/// The map each job inherits from: `default:` plus the deprecated top-level keywords.
+fn default_map(root: &Map, d: &mut Diags) -> Map {
+    let mut out = Map::new();
+    if let Some(e) = root.get("default") {
+        match &e.value.value {
+            Value::Map(m) => {
+                for (k, v) in m {
+                    if keywords::is_default_keyword(k) {
+                        out.insert(k.clone(), v.clone());
+                    } else {
+                        let hint = did_you_mean(k, keywords::default_keywords());
+                        let err = d.error(&v.key_span, format!("`default` cannot set `{k}`"));
+                        match hint {
+                            Some(h) => err.help(h),
+                            None => err.help(format!(
+                                "`default` can set: {}",
+                                keywords::default_keywords().collect::<Vec<_>>().join(", ")
+                            )),
+                        };
+                    }
+                }
+            }
+            Value::Null => {}
+            _ => {
+                d.error(
+                    &e.value.span,
+                    format!("`default` must be a map, found {}", e.value.kind()),
+                );
+            }
+        }
+    }
+    for k in keywords::legacy_default_keywords() {
+        if let Some(v) = root.get(k) {
+            if out.contains_key(k) {
+                d.warning(
+                    &v.key_span,
+                    format!("top-level `{k}` is ignored because `default:` sets it"),
+                );
+            } else {
+                out.insert(k.to_string(), v.clone());
+            }
+        }
+    }
+    out
+}

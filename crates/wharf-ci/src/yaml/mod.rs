@@ -1,0 +1,20 @@
+//! The YAML layer: the span-carrying tree ([`Node`]) every later layer reads, how Psych (GitLab)
+//! types its scalars, the parser ([`parse`]: text -> tree, merge keys applied), GitLab's deep
+//! merge and the writer back to YAML.
+//!
+//! saphyr resolves anchors/aliases (with an expansion budget against alias bombs) and keeps tags,
+//! but leaves `<<` as an ordinary key; GitLab (Ruby's Psych) applies it, so we do it here, once,
+//! before anything else looks at the tree. Scalars are kept as written (`early_parse(false)`) so
+//! that `1.10` stays `1.10` and YAML 1.1 words like `yes` can be read the way GitLab reads them.
+
+mod emit;
+mod merge;
+mod node;
+mod number;
+mod parser;
+
+pub(crate) use emit::to_yaml;
+pub(crate) use merge::deep_merge;
+pub(crate) use node::{Entry, Map, Node, Scalar, Value, canonical};
+pub(crate) use number::Psych;
+pub(crate) use parser::parse;

@@ -1,0 +1,409 @@
+//! YAML text -> [`Node`] tree with spans, merge keys (`<<`) applied.
+//!
+//! saphyr resolves anchors/aliases (with an expansion budget against alias bombs) and keeps tags,
+//! but leaves `<<` as an ordinary key; GitLab (Ruby's Psych) applies it, so we do it here, once,
+//! before anything else looks at the tree. Scalars are kept as written (`early_parse(false)`) so
+//! that `1.10` stays `1.10` and YAML 1.1 words like `yes` can be read the way GitLab reads them.
+
+use super::node::{Entry, Map, Node, Scalar, Value};
+use crate::diagnostic::{Diagnostic, Diags};
+use crate::limits::{Limits, raise_with};
+use crate::span::Span;
+use saphyr::{MarkedYaml, ScalarStyle, YamlData, YamlLoader};
+use saphyr_parser::{Event, SpannedEventReceiver};
+
+/// Budget (in nodes) for alias expansion during loading: generous for real pipelines (which
+/// alias a few hundred nodes at most) and small enough that a "billion laughs" file fails fast.
+const ALIAS_NODE_LIMIT: usize = 200_000;
+
+/// Converts saphyr's character-based markers to our spans (which also carry byte offsets).
+pub(crate) struct SourceMap<'a> {
+    file: &'a str,
+    text: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> SourceMap<'a> {
+    pub fn new(file: &'a str, text: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self {
+            file,
+            text,
+            line_starts,
+        }
+    }
+
+    fn byte_offset(&self, m: &saphyr::Marker) -> usize {
+        let Some(&start) = self.line_starts.get(m.line().saturating_sub(1)) else {
+            return self.text.len();
+        };
+        let line = &self.text[start..];
+        start
+            + line
+                .char_indices()
+                .nth(m.col())
+                .map_or(line.len(), |(i, _)| i)
+    }
+
+    pub fn marker(&self, m: &saphyr::Marker) -> Span {
+        Span {
+            file: self.file.to_string(),
+            line: m.line().max(1),
+            column: m.col() + 1,
+            offset: self.byte_offset(m),
+            len: 0,
+        }
+    }
+
+    pub fn span(&self, s: &saphyr_parser::Span) -> Span {
+        let mut span = self.marker(&s.start);
+        span.len = self.byte_offset(&s.end).saturating_sub(span.offset);
+        span
+    }
+}
+
+/// Parse `text` into its YAML documents. On a syntax error, pushes one diagnostic and returns
+/// `None`; structural problems (bad merge keys, non-string keys) are pushed and parsing goes on.
+/// A file over `limits` (size, nesting) is refused before any tree is built.
+pub(crate) fn parse(
+    file: &str,
+    text: &str,
+    limits: &Limits,
+    diags: &mut Diags,
+) -> Option<Vec<Node>> {
+    let map = SourceMap::new(file, text);
+    let start = map.marker(&saphyr::Marker::new(0, 1, 0));
+    if text.len() > limits.max_yaml_bytes {
+        diags
+            .push(Diagnostic::error(
+                Some(start),
+                format!(
+                    "`{file}` is {} bytes, more than the limit of {} bytes for one YAML file (GitLab's `max_yaml_size_bytes`)",
+                    text.len(),
+                    limits.max_yaml_bytes
+                ),
+            ))
+            .help(raise_with("--max-yaml-size BYTES"));
+        return None;
+    }
+    let mut loader: YamlLoader<MarkedYaml> = YamlLoader::default();
+    loader.early_parse(false);
+    loader.alias_limit(ALIAS_NODE_LIMIT);
+    let mut guard = DepthGuard {
+        inner: loader,
+        depth: 0,
+        max: limits.depth(),
+        skipping: 0,
+        too_deep: None,
+    };
+    let mut parser = saphyr_parser::Parser::new_from_str(text);
+    // Events are pulled here rather than with `Parser::load`, which recurses once per nesting
+    // level and so would exhaust the stack on deep input before the guard could stop it.
+    let mut result = Ok(());
+    while let Some(next) = parser.next_event() {
+        match next {
+            Ok((event, span)) => {
+                let end = event == Event::StreamEnd;
+                guard.on_event(event, span);
+                if end || guard.too_deep.is_some() {
+                    break;
+                }
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if let Some(at) = guard.too_deep {
+        diags
+            .push(depth_error(file, map.span(&at), limits))
+            .help(raise_with("--max-yaml-depth N"));
+        return None;
+    }
+    let loader = guard.inner;
+    if let Some(e) = result.as_ref().err() {
+        // saphyr counts flow nesting (`[[[`) in a byte and scans ahead, so this can come before
+        // the guard sees the depth limit.
+        if e.info() == "recursion limit exceeded" {
+            let at = map.marker(e.marker());
+            let error = if limits.depth() < FLOW_NESTING_LIMIT {
+                depth_error(file, at, limits)
+                    .help(raise_with("--max-yaml-depth N"))
+                    .clone()
+            } else {
+                Diagnostic::error(
+                    Some(at),
+                    format!(
+                        "`{file}` nests flow lists or maps (`[`, `{{`) more than {FLOW_NESTING_LIMIT} levels deep, the YAML parser's own limit"
+                    ),
+                )
+            };
+            diags.push(error);
+            return None;
+        }
+    }
+    if let Some(e) = result.err().or_else(|| loader.error().cloned()) {
+        diags.push(Diagnostic::error(
+            Some(map.marker(e.marker())),
+            format!("invalid YAML: {}", e.info()),
+        ));
+        return None;
+    }
+    let mut builder = Builder {
+        map: &map,
+        max_depth: limits.depth(),
+        diags,
+    };
+    Some(
+        loader
+            .into_documents()
+            .iter()
+            .map(|d| builder.build(d, 0))
+            .collect(),
+    )
+}
+
+/// How deep saphyr's scanner lets flow collections (`[`, `{`) nest.
+const FLOW_NESTING_LIMIT: usize = 255;
+
+fn depth_error(file: &str, at: Span, limits: &Limits) -> Diagnostic {
+    let max = limits.depth();
+    let which = if max < limits.max_yaml_depth {
+        "wharf's own limit, which protects its stack".to_string()
+    } else {
+        "GitLab's `max_yaml_depth`".to_string()
+    };
+    Diagnostic::error(
+        Some(at),
+        format!("`{file}` nests maps and lists more than {max} levels deep ({which})"),
+    )
+}
+
+/// Sits between the parser and saphyr's loader and stops the nesting at the depth limit, before
+/// saphyr builds (and later drops, recursively) a tree deep enough to exhaust the stack: a
+/// collection too deep reaches the loader as a null, and everything inside it is dropped.
+struct DepthGuard<'input> {
+    inner: YamlLoader<'input, MarkedYaml<'input>>,
+    /// Collections open around the current event.
+    depth: usize,
+    max: usize,
+    /// Collections open inside the one that was cut (0: not cutting).
+    skipping: usize,
+    /// Where the first collection too deep starts.
+    too_deep: Option<saphyr_parser::Span>,
+}
+
+impl<'input> SpannedEventReceiver<'input> for DepthGuard<'input> {
+    fn on_event(&mut self, ev: Event<'input>, span: saphyr_parser::Span) {
+        let opens = matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..));
+        let closes = matches!(ev, Event::SequenceEnd | Event::MappingEnd);
+        if self.skipping > 0 {
+            if opens {
+                self.skipping += 1;
+            } else if closes {
+                self.skipping -= 1;
+            }
+            return;
+        }
+        if opens {
+            if self.depth >= self.max {
+                self.too_deep.get_or_insert(span);
+                self.skipping = 1;
+                let null = Event::Scalar("~".into(), saphyr_parser::ScalarStyle::Plain, 0, None);
+                self.inner.on_event(null, span);
+                return;
+            }
+            self.depth += 1;
+        } else if closes {
+            self.depth = self.depth.saturating_sub(1);
+        }
+        self.inner.on_event(ev, span);
+    }
+}
+
+struct Builder<'m, 'd> {
+    map: &'m SourceMap<'m>,
+    /// Aliases can nest what the [`DepthGuard`] let through; this bounds the result too.
+    max_depth: usize,
+    diags: &'d mut Diags,
+}
+
+impl Builder<'_, '_> {
+    fn build(&mut self, y: &MarkedYaml, depth: usize) -> Node {
+        let span = self.map.span(&y.span);
+        // `depth` counts the collections around `y`, as the DepthGuard does.
+        let collection = matches!(y.data, YamlData::Sequence(_) | YamlData::Mapping(_));
+        if collection && depth >= self.max_depth {
+            let file = span.file.clone();
+            let error = Diagnostic::error(
+                Some(span.clone()),
+                format!(
+                    "`{file}` nests maps and lists more than {} levels deep (through aliases)",
+                    self.max_depth
+                ),
+            );
+            self.diags
+                .push(error)
+                .help(raise_with("--max-yaml-depth N"));
+            return Node {
+                span,
+                value: Value::Null,
+            };
+        }
+        let value = match &y.data {
+            YamlData::Representation(text, style, tag) => {
+                let scalar = Scalar {
+                    text: text.to_string(),
+                    plain: *style == ScalarStyle::Plain,
+                };
+                match tag {
+                    Some(tag) if tag.is_yaml_core_schema() => match tag.suffix.as_str() {
+                        "str" => Value::Scalar(Scalar {
+                            plain: false,
+                            ..scalar
+                        }),
+                        "null" => Value::Null,
+                        _ => Value::Scalar(scalar),
+                    },
+                    Some(tag) => Value::Tagged(
+                        tag.to_string(),
+                        Box::new(Node {
+                            span: span.clone(),
+                            value: scalar_value(scalar),
+                        }),
+                    ),
+                    None => scalar_value(scalar),
+                }
+            }
+            // Only reachable with early parsing, which we turn off; kept total for safety.
+            YamlData::Value(v) => Value::Scalar(Scalar {
+                text: format!("{v:?}"),
+                plain: true,
+            }),
+            YamlData::Sequence(items) => {
+                Value::Seq(items.iter().map(|i| self.build(i, depth + 1)).collect())
+            }
+            YamlData::Mapping(m) => Value::Map(self.build_map(m, depth)),
+            YamlData::Tagged(tag, inner) => {
+                Value::Tagged(tag.to_string(), Box::new(self.build(inner, depth)))
+            }
+            YamlData::Alias(_) | YamlData::BadValue => {
+                self.diags.push(Diagnostic::error(
+                    Some(span.clone()),
+                    "invalid YAML value (unknown alias?)",
+                ));
+                Value::Null
+            }
+        };
+        Node { span, value }
+    }
+
+    fn build_map(&mut self, m: &saphyr::AnnotatedMapping<MarkedYaml>, depth: usize) -> Map {
+        // Explicit keys win over merged ones wherever they appear in the mapping, so collect
+        // them first.
+        let explicit: Vec<Option<String>> = m.keys().map(key_text).collect();
+        let explicit_set: std::collections::HashSet<&str> =
+            explicit.iter().flatten().map(String::as_str).collect();
+        let mut out = Map::new();
+        let mut seen_explicit = std::collections::HashSet::new();
+        for ((k, v), text) in m.iter().zip(&explicit) {
+            let key_span = self.map.span(&k.span);
+            let Some(text) = text else {
+                self.diags.push(Diagnostic::error(
+                    Some(key_span),
+                    "mapping keys must be strings",
+                ));
+                continue;
+            };
+            if is_merge_key(k) {
+                let merged = self.build(v, depth + 1);
+                for source in self.merge_sources(merged) {
+                    for (mk, me) in source {
+                        let overridden = explicit_set.contains(mk.as_str());
+                        // First source wins among merged maps (YAML merge-key spec).
+                        if !overridden && !out.contains_key(&mk) {
+                            out.insert(mk, me);
+                        }
+                    }
+                }
+                continue;
+            }
+            if !seen_explicit.insert(text.clone()) {
+                // saphyr only catches exact duplicates; `a` and `"a"` collide here.
+                self.diags.push(Diagnostic::error(
+                    Some(key_span),
+                    format!("duplicate key `{text}` in mapping"),
+                ));
+                continue;
+            }
+            let value = self.build(v, depth + 1);
+            out.insert(text.clone(), Entry { key_span, value });
+        }
+        out
+    }
+
+    /// The maps a `<<` value contributes: one mapping, or a list of mappings in order.
+    fn merge_sources(&mut self, merged: Node) -> Vec<Map> {
+        match merged.value {
+            Value::Map(m) => vec![m],
+            Value::Seq(items) => {
+                let mut out = Vec::new();
+                for item in items {
+                    let kind = item.kind();
+                    match item.value {
+                        Value::Map(m) => out.push(m),
+                        _ => {
+                            self.diags.push(Diagnostic::error(
+                                Some(item.span),
+                                format!("merge key `<<` needs mappings, found {kind} in the list"),
+                            ));
+                        }
+                    }
+                }
+                out
+            }
+            _ => {
+                self.diags.push(
+                    Diagnostic::error(
+                        Some(merged.span.clone()),
+                        format!(
+                            "merge key `<<` needs a mapping or a list of mappings, found {}",
+                            merged.kind()
+                        ),
+                    )
+                    .with_help("write `<<: *anchor` or `<<: [*a, *b]`"),
+                );
+                Vec::new()
+            }
+        }
+    }
+}
+
+fn scalar_value(s: Scalar) -> Value {
+    if s.plain && matches!(s.text.as_str(), "" | "~" | "null" | "Null" | "NULL") {
+        Value::Null
+    } else {
+        Value::Scalar(s)
+    }
+}
+
+fn key_text(k: &MarkedYaml) -> Option<String> {
+    match &k.data {
+        YamlData::Representation(text, _, _) => Some(text.to_string()),
+        YamlData::Tagged(_, inner) => key_text(inner),
+        _ => None,
+    }
+}
+
+fn is_merge_key(k: &MarkedYaml) -> bool {
+    match &k.data {
+        YamlData::Representation(text, style, tag) => {
+            text == "<<"
+                && *style == ScalarStyle::Plain
+                && tag.as_ref().is_none_or(|t| t.is_yaml_core_schema())
+        }
+        _ => false,
+    }
+}
