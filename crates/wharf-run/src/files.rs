@@ -7,6 +7,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
+use wharf_fs::{FileKind, Resolve, Root};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -18,6 +19,9 @@ pub enum FilesError {
     },
     #[error("invalid pattern `{pattern}`: {reason}")]
     Pattern { pattern: String, reason: String },
+    /// Refused or failed inside a confined folder (the error names the folder and the path).
+    #[error(transparent)]
+    Confined(#[from] wharf_fs::Error),
 }
 
 fn io_err<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> FilesError + 'p {
@@ -68,49 +72,43 @@ pub fn snapshot(project: &Path) -> Result<Vec<PathBuf>, FilesError> {
     Ok(files)
 }
 
-/// Copy `files` (relative to `from`) into `to`, keeping modes and symlinks.
+/// Copy `files` (relative to `from`) into `to`, keeping modes and symlinks (as links: never
+/// followed). Both sides are confined: a path leading out of either folder is refused.
 pub fn copy_files(from: &Path, files: &[PathBuf], to: &Path) -> Result<(), FilesError> {
+    let source = Root::open(from, Resolve::Beneath)?;
+    let dest = Root::open(to, Resolve::Beneath)?;
     for rel in files {
-        copy_entry(&from.join(rel), &to.join(rel))?;
-    }
-    Ok(())
-}
-
-fn copy_entry(src: &Path, dst: &Path) -> Result<(), FilesError> {
-    let meta = src.symlink_metadata().map_err(io_err("reading", src))?;
-    if let Some(parent) = dst.parent() {
-        std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
-    }
-    if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(src).map_err(io_err("reading link", src))?;
-        let _ = std::fs::remove_file(dst);
-        std::os::unix::fs::symlink(&target, dst).map_err(io_err("creating link", dst))?;
-    } else if meta.is_dir() {
-        copy_tree(src, dst)?;
-    } else {
-        std::fs::copy(src, dst).map_err(io_err("copying to", dst))?;
-    }
-    Ok(())
-}
-
-/// Copy a whole folder tree (for caches and artifacts).
-pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), FilesError> {
-    std::fs::create_dir_all(dst).map_err(io_err("creating", dst))?;
-    for entry in walkdir::WalkDir::new(src).min_depth(1) {
-        let entry = entry.map_err(|e| FilesError::Io {
-            action: "walking",
-            path: src.to_path_buf(),
-            source: e.into(),
-        })?;
-        let rel = entry.path().strip_prefix(src).unwrap_or(entry.path());
-        let target = dst.join(rel);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).map_err(io_err("creating", &target))?;
-        } else {
-            copy_entry(entry.path(), &target)?;
+        if let Some(parent) = non_empty_parent(rel) {
+            dest.create_dir_all(parent, 0o777)?;
         }
+        source.copy_tree(rel, &dest, rel)?;
     }
     Ok(())
+}
+
+fn non_empty_parent(rel: &Path) -> Option<&Path> {
+    rel.parent().filter(|p| !p.as_os_str().is_empty())
+}
+
+/// A folder a job controls (its build folder), opened so that nothing in it (a symbolic link,
+/// `..`) can lead an operation outside it.
+pub fn job_tree(path: &Path) -> Result<Root, FilesError> {
+    Ok(Root::open(path, Resolve::Beneath)?)
+}
+
+/// Copy everything in the folder `src` (a saved cache or artifact set) into the job tree `dest`,
+/// merging with what is there. Symbolic links are copied as links and never followed on either
+/// side; a folder replaces a link in its way (nothing is written through a link); FIFOs and
+/// devices are skipped and returned.
+pub fn restore_tree(src: &Path, dest: &Root) -> Result<Vec<(PathBuf, FileKind)>, FilesError> {
+    let source = Root::open(src, Resolve::Beneath)?;
+    let mut skipped = Vec::new();
+    // Entry by entry: the folder `src` itself (0700, made by wharf) must not give its mode to
+    // the build folder.
+    for e in source.read_dir("")? {
+        skipped.extend(source.copy_tree(&e.name, dest, &e.name)?.skipped);
+    }
+    Ok(skipped)
 }
 
 /// Remove a folder tree if it exists.
@@ -127,22 +125,11 @@ pub fn remove_tree(path: &Path) -> Result<(), FilesError> {
 }
 
 /// Empties `path` (creating it if missing) but keeps the folder itself: it may be bind-mounted
-/// into running containers (a job's services), which would keep seeing a removed folder.
+/// into running containers (a job's services), which would keep seeing a removed folder. Never
+/// follows a link in it; folders a job made unreadable (0000) are emptied too.
 pub fn clear_dir(path: &Path) -> Result<(), FilesError> {
     std::fs::create_dir_all(path).map_err(io_err("creating", path))?;
-    for entry in std::fs::read_dir(path).map_err(io_err("reading", path))? {
-        let entry = entry.map_err(io_err("reading", path))?;
-        let child = entry.path();
-        let is_dir = entry
-            .file_type()
-            .map_err(io_err("reading", &child))?
-            .is_dir();
-        if is_dir {
-            remove_tree(&child)?;
-        } else {
-            std::fs::remove_file(&child).map_err(io_err("removing", &child))?;
-        }
-    }
+    Root::open(path, Resolve::NoSymlinks)?.clear_dir("")?;
     Ok(())
 }
 
@@ -153,8 +140,8 @@ pub struct Matched {
     pub entries: Vec<PathBuf>,
     /// Patterns that matched nothing (GitLab warns "no matching files").
     pub unmatched: Vec<String>,
-    /// Patterns refused because they leave the build folder.
-    pub outside: Vec<String>,
+    /// Patterns refused because they lead outside the build folder, with the reason.
+    pub outside: Vec<(String, String)>,
 }
 
 impl Matched {
@@ -198,7 +185,7 @@ pub fn tracked(project: &Path) -> Option<Vec<PathBuf>> {
 /// patterns. Tracked means tracked in the project's repository; outside a git work tree, every
 /// file that was not part of the source `snapshot` (what the job created) counts as untracked.
 pub fn untracked(
-    build_dir: &Path,
+    build: &Root,
     project: &Path,
     snapshot: &[PathBuf],
     exclude: &[String],
@@ -211,29 +198,37 @@ pub fn untracked(
         .iter()
         .map(|p| glob(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(build_dir)
-        .min_depth(1)
+    let git = Path::new(".git");
+    let mut out: Vec<PathBuf> = walk(build, Path::new(""))
         .into_iter()
-        .filter_entry(|e| !(e.depth() == 1 && e.file_name() == ".git"))
-    {
-        let entry = entry.map_err(|e| FilesError::Io {
-            action: "walking",
-            path: build_dir.to_path_buf(),
-            source: e.into(),
-        })?;
-        if entry.file_type().is_dir() {
-            continue;
-        }
-        let Ok(rel) = entry.path().strip_prefix(build_dir) else {
-            continue;
-        };
-        if !known.contains(rel) && !excludes.iter().any(|g| g.is_match(rel)) {
-            out.push(rel.to_path_buf());
-        }
-    }
+        .filter(|(rel, kind)| *kind != FileKind::Dir && !rel.starts_with(git))
+        .map(|(rel, _)| rel)
+        .filter(|rel| !known.contains(rel) && !excludes.iter().any(|g| g.is_match(rel)))
+        .collect();
     out.sort();
     Ok(out)
+}
+
+/// Every entry below the folder `dir` of `root` (paths relative to the root), sorted; symbolic
+/// links are listed, never followed. A folder that cannot be read (a job made it 0000) is listed
+/// but not entered.
+fn walk(root: &Root, dir: &Path) -> Vec<(PathBuf, FileKind)> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = root.read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let child = d.join(&e.name);
+            if e.kind == FileKind::Dir {
+                pending.push(child.clone());
+            }
+            out.push((child, e.kind));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// What `.wharf/artifacts/<job>.json` records about a job's artifacts.
@@ -294,10 +289,12 @@ pub fn rfc3339_utc(time: std::time::SystemTime) -> String {
     )
 }
 
-/// Match GitLab `paths:` patterns (plain paths, folders, `*`, `**` globs) inside `root`, minus
-/// `exclude` patterns.
+/// Match GitLab `paths:` patterns (plain paths, folders, `*`, `**` globs) inside the job tree
+/// `root`, minus `exclude` patterns. As GitLab's runner, a path leading outside the tree (absolute,
+/// `..` above it, or through a symbolic link pointing out) is skipped with its reason; symbolic
+/// links are matched as links and never followed out.
 pub fn match_paths(
-    root: &Path,
+    root: &Root,
     patterns: &[String],
     exclude: &[String],
 ) -> Result<Matched, FilesError> {
@@ -307,48 +304,50 @@ pub fn match_paths(
         .map(|p| glob(p))
         .collect::<Result<Vec<_>, _>>()?;
     let excluded = |rel: &Path| excludes.iter().any(|g| g.is_match(rel));
-    let mut all_files: Option<Vec<PathBuf>> = None;
+    let mut all_entries: Option<Vec<PathBuf>> = None;
     for raw in patterns {
-        let pattern = raw.trim_start_matches("./").trim_end_matches('/');
-        let rel = Path::new(pattern);
-        if pattern.is_empty()
-            || rel.is_absolute()
-            || rel.components().any(|c| matches!(c, Component::ParentDir))
-        {
-            out.outside.push(raw.clone());
-            continue;
-        }
+        let rel = match inside_path(raw) {
+            Ok(rel) => rel,
+            Err(reason) => {
+                out.outside.push((raw.clone(), reason.to_string()));
+                continue;
+            }
+        };
+        let pattern = rel.to_string_lossy();
         let before = out.entries.len();
         if pattern.contains(['*', '?', '[', '{']) {
-            let matcher = glob(pattern)?;
-            let files = all_files.get_or_insert_with(|| {
-                walkdir::WalkDir::new(root)
-                    .min_depth(1)
+            let matcher = glob(&pattern)?;
+            let entries = all_entries.get_or_insert_with(|| {
+                walk(root, Path::new(""))
                     .into_iter()
-                    .filter_map(Result::ok)
-                    .filter_map(|e| e.path().strip_prefix(root).ok().map(Path::to_path_buf))
+                    .map(|(p, _)| p)
                     .collect()
             });
-            for f in files.iter() {
+            for f in entries.iter() {
                 if matcher.is_match(f) && !excluded(f) {
                     out.entries.push(f.clone());
                 }
             }
-        } else if root.join(rel).symlink_metadata().is_ok() && !excluded(rel) {
-            if excludes.is_empty() || !root.join(rel).is_dir() {
-                out.entries.push(rel.to_path_buf());
-            } else {
-                // A folder with excludes: list its files one by one.
-                for e in walkdir::WalkDir::new(root.join(rel))
-                    .into_iter()
-                    .filter_map(Result::ok)
-                {
-                    if let Ok(r) = e.path().strip_prefix(root) {
-                        if !e.file_type().is_dir() && !excluded(r) {
-                            out.entries.push(r.to_path_buf());
-                        }
-                    }
+        } else {
+            let meta = match root.try_metadata(&rel) {
+                Ok(m) => m,
+                Err(e) if e.is_confinement() => {
+                    out.outside.push((raw.clone(), e.to_string()));
+                    continue;
                 }
+                Err(e) => return Err(e.into()),
+            };
+            match meta {
+                Some(_) if excluded(&rel) => {}
+                Some(m) if excludes.is_empty() || !m.is_dir() => out.entries.push(rel),
+                // A folder with excludes: list its files one by one.
+                Some(_) => out.entries.extend(
+                    walk(root, &rel)
+                        .into_iter()
+                        .filter(|(p, kind)| *kind != FileKind::Dir && !excluded(p))
+                        .map(|(p, _)| p),
+                ),
+                None => {}
             }
         }
         if out.entries.len() == before {
@@ -356,15 +355,31 @@ pub fn match_paths(
         }
     }
     // A folder already listed covers everything below it.
-    out.entries.sort();
-    out.entries.dedup();
-    let mut kept: Vec<PathBuf> = Vec::new();
-    for e in std::mem::take(&mut out.entries) {
-        if !kept.iter().any(|k| e.starts_with(k)) {
-            kept.push(e);
+    out.add_entries(Vec::new());
+    Ok(out)
+}
+
+/// `raw` as a path inside the build folder (`./` and `a/..` folded away), or why it is not one.
+fn inside_path(raw: &str) -> Result<PathBuf, &'static str> {
+    let trimmed = raw.trim_end_matches('/');
+    let mut out = PathBuf::new();
+    for c in Path::new(trimmed).components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("an absolute path: paths are relative to the project folder ($CI_PROJECT_DIR), not uploaded");
+            }
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return Err("`..` leads outside the project folder ($CI_PROJECT_DIR)");
+                }
+            }
+            Component::Normal(n) => out.push(n),
         }
     }
-    out.entries = kept;
+    if out.as_os_str().is_empty() {
+        return Err("names no file (an empty path or the project folder itself)");
+    }
     Ok(out)
 }
 
@@ -379,16 +394,26 @@ fn glob(pattern: &str) -> Result<GlobMatcher, FilesError> {
         })
 }
 
-/// Copy `entries` from `root` into a fresh folder that replaces `dest` atomically.
-pub fn publish(root: &Path, entries: &[PathBuf], dest: &Path) -> Result<(), FilesError> {
+/// Copy `entries` from the job tree `root` into a fresh folder that replaces `dest` atomically.
+/// Links are copied as links, never followed; FIFOs and devices are skipped and returned.
+pub fn publish(
+    root: &Root,
+    entries: &[PathBuf],
+    dest: &Path,
+) -> Result<Vec<(PathBuf, FileKind)>, FilesError> {
     let parent = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
     let staging = tempfile::Builder::new()
         .prefix(".staging-")
         .tempdir_in(parent)
         .map_err(io_err("creating a staging folder in", parent))?;
+    let stage = Root::open(staging.path(), Resolve::NoSymlinks)?;
+    let mut skipped = Vec::new();
     for rel in entries {
-        copy_entry(&root.join(rel), &staging.path().join(rel))?;
+        if let Some(dir) = non_empty_parent(rel) {
+            stage.create_dir_all(dir, 0o755)?;
+        }
+        skipped.extend(root.copy_tree(rel, &stage, rel)?.skipped);
     }
     let staged = staging.keep();
     let old = parent.join(format!(
@@ -402,7 +427,8 @@ pub fn publish(root: &Path, entries: &[PathBuf], dest: &Path) -> Result<(), File
         std::fs::rename(dest, &old).map_err(io_err("replacing", dest))?;
     }
     std::fs::rename(&staged, dest).map_err(io_err("publishing", dest))?;
-    remove_tree(&old)
+    remove_tree(&old)?;
+    Ok(skipped)
 }
 
 /// A job name as a folder name: GitLab job names may hold spaces, `/` and `:` (`job 1/3`).
@@ -468,7 +494,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let m = match_paths(d.path(), &pats, &[]).unwrap();
+        let m = match_paths(&job_tree(d.path()).unwrap(), &pats, &[]).unwrap();
         let names: Vec<_> = m
             .entries
             .iter()
@@ -476,7 +502,8 @@ mod tests {
             .collect();
         assert_eq!(names, ["dist", "out-1.tar", "out-2.tar"]);
         assert_eq!(m.unmatched, ["missing.txt"]);
-        assert_eq!(m.outside, ["../etc/passwd", "/etc"]);
+        let outside: Vec<&str> = m.outside.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(outside, ["../etc/passwd", "/etc"]);
     }
 
     #[test]
@@ -485,13 +512,14 @@ mod tests {
         for f in ["a/x.log", "a/b/y.log", "a/b/keep.txt", "z.log"] {
             touch(d.path(), f);
         }
-        let m = match_paths(d.path(), &["a/**/*.log".into()], &[]).unwrap();
+        let tree = job_tree(d.path()).unwrap();
+        let m = match_paths(&tree, &["a/**/*.log".into()], &[]).unwrap();
         assert_eq!(
             m.entries,
             [PathBuf::from("a/b/y.log"), PathBuf::from("a/x.log")]
         );
         let m = match_paths(
-            d.path(),
+            &tree,
             &["a".into()],
             &["a/**/*.log".into(), "a/*.log".into()],
         )
@@ -506,7 +534,7 @@ mod tests {
         touch(&build, "dist/new.txt");
         let dest = d.path().join("artifacts/job");
         touch(&dest, "stale.txt");
-        publish(&build, &[PathBuf::from("dist")], &dest).unwrap();
+        publish(&job_tree(&build).unwrap(), &[PathBuf::from("dist")], &dest).unwrap();
         assert!(dest.join("dist/new.txt").exists());
         assert!(!dest.join("stale.txt").exists());
         let leftovers: Vec<_> = std::fs::read_dir(d.path().join("artifacts"))
@@ -539,13 +567,14 @@ mod tests {
             touch(&build, f);
         }
         let snapshot = vec![PathBuf::from("notes.txt"), PathBuf::from("src/a.c")];
-        let got = untracked(&build, &project, &snapshot, &["out/*.log".into()]).unwrap();
+        let tree = job_tree(&build).unwrap();
+        let got = untracked(&tree, &project, &snapshot, &["out/*.log".into()]).unwrap();
         // notes.txt is untracked in git (not added), so it counts, as in GitLab.
         assert_eq!(got, [PathBuf::from("notes.txt"), PathBuf::from("out/bin")]);
         // Outside git: whatever the snapshot did not hold.
         let plain = d.path().join("plain");
         std::fs::create_dir_all(&plain).unwrap();
-        let got = untracked(&build, &plain, &snapshot, &[]).unwrap();
+        let got = untracked(&tree, &plain, &snapshot, &[]).unwrap();
         assert_eq!(got, [PathBuf::from("out/bin"), PathBuf::from("out/x.log")]);
     }
 

@@ -281,7 +281,11 @@ pub(crate) async fn run_job(ctx: &Ctx<'_>, job: &Job) -> JobReport {
             }
         }
         // GitLab collects reports whatever the job's result.
-        save_dotenv_reports(ctx, job, &layout, &mut log);
+        if let Err(failure) = save_dotenv_reports(ctx, job, &layout, &mut log) {
+            if matches!(outcome, JobStatus::Passed) {
+                outcome = failure;
+            }
+        }
     }
     log.section("Cleaning up project directory and file based variables");
     // File-type variables may hold secrets: never leave them behind.
@@ -312,13 +316,21 @@ fn finish(job: &Job, started: Instant, status: JobStatus) -> JobReport {
 /// `coverage:`: the last match of the job's regex in its log, as a percentage.
 fn coverage_of(job: &Job, log_path: &Path) -> Option<String> {
     let pattern = job.coverage.as_ref()?;
+    use std::io::BufRead as _;
     let re = regex::Regex::new(pattern).ok()?;
-    let text = std::fs::read_to_string(log_path).ok()?;
-    let matched = re.find_iter(&text).last()?;
     let number = regex::Regex::new(r"\d+(?:\.\d+)?").ok()?;
-    number
-        .find(matched.as_str())
-        .map(|n| n.as_str().to_string())
+    // Line by line: a job's log can be far larger than memory should hold.
+    let mut reader = std::io::BufReader::new(std::fs::File::open(log_path).ok()?);
+    let mut line = Vec::new();
+    let mut last = None;
+    while reader.read_until(b'\n', &mut line).ok()? > 0 {
+        let text = String::from_utf8_lossy(&line);
+        if let Some(m) = re.find_iter(&text).last() {
+            last = number.find(m.as_str()).map(|n| n.as_str().to_string());
+        }
+        line.clear();
+    }
+    last
 }
 
 /// Where a job's `artifacts: reports: dotenv` variables are kept for later jobs.
@@ -328,28 +340,38 @@ pub(crate) fn dotenv_path(wharf_dir: &Path, job_name: &str) -> PathBuf {
         .join(format!("{}.json", slug(job_name)))
 }
 
-/// Read the job's dotenv reports from its build folder and keep their variables.
-fn save_dotenv_reports(ctx: &Ctx<'_>, job: &Job, layout: &Layout, log: &mut JobLog) {
-    let Some(art) = &job.artifacts else { return };
+/// GitLab's default limits on `artifacts: reports: dotenv` (its plan limits `dotenv_size` and
+/// `dotenv_variables`): the files of one job together hold less than 5 KiB and at most 20
+/// variables.
+pub const DOTENV_MAX_BYTES: u64 = 5 * 1024;
+pub const DOTENV_MAX_VARIABLES: usize = 20;
+
+/// Read the job's dotenv reports from its build folder and keep their variables for later jobs.
+/// The files are read confined to the build folder (an absolute path, `..` or a symbolic link is
+/// refused), within GitLab's limits; names follow GitLab's grammar. Any of that wrong: nothing is
+/// kept and the job fails, as GitLab refuses such an artifact.
+fn save_dotenv_reports(
+    ctx: &Ctx<'_>,
+    job: &Job,
+    layout: &Layout,
+    log: &mut JobLog,
+) -> Result<(), JobStatus> {
+    let Some(art) = &job.artifacts else {
+        return Ok(());
+    };
     if art.reports_dotenv.is_empty() {
-        return;
-    }
-    let mut vars: Vec<(String, String)> = Vec::new();
-    for file in &art.reports_dotenv {
-        let path = layout.build_dir.join(file);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                log.warn(&format!("artifacts: reports: dotenv: {file}: {e}"));
-                continue;
-            }
-        };
-        match crate::parse_dotenv(file, &text) {
-            Ok(pairs) => vars.extend(pairs),
-            Err(e) => log.warn(&format!("artifacts: reports: dotenv: {e}")),
-        }
+        return Ok(());
     }
     let dest = dotenv_path(&ctx.wharf_dir, &job.name);
+    let vars = match read_dotenv_reports(&layout.build_dir, &art.reports_dotenv) {
+        Ok(vars) => vars,
+        Err(e) => {
+            log.error(&format!("artifacts: reports: dotenv ({}): {e}", art.span));
+            // Later jobs must not see a previous run's variables instead.
+            let _ = std::fs::remove_file(&dest);
+            return Err(config_error());
+        }
+    };
     let written = dest
         .parent()
         .map(std::fs::create_dir_all)
@@ -365,6 +387,54 @@ fn save_dotenv_reports(ctx: &Ctx<'_>, job: &Job, layout: &Layout, log: &mut JobL
         )),
         Err(e) => log.warn(&format!("dotenv report not saved: {e}")),
     }
+    Ok(())
+}
+
+/// The variables of the dotenv `files` in `build_dir`, later ones winning (see
+/// [`save_dotenv_reports`] for the rules).
+fn read_dotenv_reports(build_dir: &Path, files: &[String]) -> Result<Vec<(String, String)>, String> {
+    use std::io::Read as _;
+    let build = files::job_tree(build_dir).map_err(|e| e.to_string())?;
+    let mut total: u64 = 0;
+    let mut vars: indexmap::IndexMap<String, String> = indexmap::IndexMap::new();
+    for file in files {
+        let opened = build.open_read(file).map_err(|e| match e {
+            wharf_fs::Error::WrongKind { found, .. } => format!(
+                "{file} is {found}: a dotenv report must be a regular file inside the project folder"
+            ),
+            other => other.to_string(),
+        })?;
+        // Never read more than the limit, whatever the file's size claims.
+        let mut bytes = Vec::new();
+        opened
+            .take(DOTENV_MAX_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("reading {file}: {e}"))?;
+        total += bytes.len() as u64;
+        if total >= DOTENV_MAX_BYTES {
+            return Err(format!(
+                "the dotenv reports reach {DOTENV_MAX_BYTES} bytes: GitLab takes less than 5 KiB\n  fix: write fewer or shorter variables (pass the rest in an artifact file)"
+            ));
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        for (name, value) in crate::parse_dotenv(file, &text)? {
+            if !crate::vars::is_variable_name(&name) {
+                return Err(format!(
+                    "{file}: `{}` is not a valid variable name: letters, digits and `_` only, at most {} characters",
+                    name.chars().take(64).collect::<String>(),
+                    crate::vars::MAX_NAME_LEN
+                ));
+            }
+            vars.insert(name, value);
+        }
+    }
+    if vars.len() > DOTENV_MAX_VARIABLES {
+        return Err(format!(
+            "{} variables: GitLab takes at most {DOTENV_MAX_VARIABLES} from a job's dotenv reports\n  fix: write fewer variables (pass the rest in an artifact file)",
+            vars.len()
+        ));
+    }
+    Ok(vars.into_iter().collect())
 }
 
 /// The dotenv report variables of the jobs whose artifacts `job` takes, later jobs winning.
@@ -517,9 +587,11 @@ fn prepare(
         .collect();
     if !with_artifacts.is_empty() {
         log.section("Downloading artifacts");
+        let build = files::job_tree(&layout.build_dir).map_err(|e| fail(log, e))?;
         for (dep, dir) in with_artifacts {
             log.info(&format!("Downloading artifacts for {}", dep.name));
-            files::copy_tree(&dir, &layout.build_dir).map_err(|e| fail(log, e))?;
+            let skipped = files::restore_tree(&dir, &build).map_err(|e| fail(log, e))?;
+            crate::cache::warn_skipped(&skipped, log);
         }
     }
 
@@ -531,16 +603,18 @@ fn prepare(
             var.value.clone()
         };
         if var.file {
-            let path = layout.tmp_dir.join(&var.name);
-            if let Err(e) = write_private(&path, &value) {
-                return Err(fail(
-                    log,
-                    files::FilesError::Io {
-                        action: "writing",
-                        path,
-                        source: e,
-                    },
+            // Names are checked when the variables file is read; this guards every other way
+            // in. The file is written confined to the temporary folder in any case.
+            if !crate::vars::is_variable_name(&var.name) {
+                log.error(&format!(
+                    "file variable `{}`: a variable name is made of letters, digits and `_`, at most {} characters",
+                    var.name.chars().take(64).collect::<String>(),
+                    crate::vars::MAX_NAME_LEN
                 ));
+                return Err(config_error());
+            }
+            if let Err(e) = write_job_tmp(layout, &var.name, &value) {
+                return Err(fail(log, e.into()));
             }
             env.push((
                 var.name.clone(),
@@ -551,6 +625,17 @@ fn prepare(
         }
     }
     Ok(env)
+}
+
+/// Write `name` (a script, a file variable) in the job's temporary folder. That folder is
+/// mounted into the job's container, so the job may have left a link or anything else under that
+/// name: the file is written under a temporary name and renamed over it, never through it.
+fn write_job_tmp(layout: &Layout, name: &str, value: &str) -> Result<(), wharf_fs::Error> {
+    wharf_fs::Root::open(&layout.tmp_dir, wharf_fs::Resolve::NoSymlinks)?.replace_file(
+        name,
+        0o600,
+        value.as_bytes(),
+    )
 }
 
 fn write_private(path: &Path, value: &str) -> std::io::Result<()> {
@@ -658,7 +743,14 @@ fn upload_artifacts(
     let reports: Vec<String> = art.reports_other.iter().map(|p| vars.expand(p)).collect();
     paths.extend(reports.iter().cloned());
     let exclude: Vec<String> = art.exclude.iter().map(|p| vars.expand(p)).collect();
-    let mut m = match files::match_paths(&layout.build_dir, &paths, &exclude) {
+    let build = match files::job_tree(&layout.build_dir) {
+        Ok(b) => b,
+        Err(e) => {
+            log.error(&format!("artifacts: {e}"));
+            return Err(system_failure());
+        }
+    };
+    let mut m = match files::match_paths(&build, &paths, &exclude) {
         Ok(m) => m,
         Err(e) => {
             log.error(&format!("artifacts: {e}"));
@@ -667,7 +759,7 @@ fn upload_artifacts(
     };
     if art.untracked {
         match files::untracked(
-            &layout.build_dir,
+            &build,
             &ctx.opts.project_dir,
             ctx.snapshot,
             &exclude,
@@ -682,8 +774,8 @@ fn upload_artifacts(
     for p in &m.unmatched {
         log.warn(&format!("{p}: no matching files. Ensure that the artifact path is relative to the working directory"));
     }
-    for p in &m.outside {
-        log.warn(&format!("{p}: outside the build folder, not uploaded"));
+    for (p, why) in &m.outside {
+        log.warn(&format!("{p}: not uploaded: {why}"));
     }
     let dest = ctx.wharf_dir.join("artifacts").join(slug(&job.name));
     let meta_root = ctx.wharf_dir.join("artifacts");
@@ -693,8 +785,9 @@ fn upload_artifacts(
         let _ = std::fs::remove_file(meta_root.join(format!("{}.json", slug(&job.name))));
         return Ok(());
     }
-    match files::publish(&layout.build_dir, &m.entries, &dest) {
-        Ok(()) => {
+    match files::publish(&build, &m.entries, &dest) {
+        Ok(skipped) => {
+            crate::cache::warn_skipped(&skipped, log);
             for e in &m.entries {
                 log.info(&format!(
                     "{}: found, saved to {}",
@@ -842,7 +935,7 @@ async fn shell_script(
     log: &mut JobLog,
 ) -> Result<i64, JobStatus> {
     let path = layout.tmp_dir.join(format!("{name}.sh"));
-    if let Err(e) = write_private(&path, text) {
+    if let Err(e) = write_job_tmp(layout, &format!("{name}.sh"), text) {
         log.error(&format!("writing {}: {e}", path.display()));
         return Err(system_failure());
     }
@@ -862,7 +955,9 @@ async fn shell_script(
             return Err(system_failure());
         }
     };
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    // Bounded: a job printing faster than the log is written waits for it (its pipe fills)
+    // instead of piling its output up in memory.
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUTPUT_CHUNKS_IN_FLIGHT);
     if let Some(out) = child.stdout.take() {
         pump(out, tx.clone());
     }
@@ -896,19 +991,22 @@ async fn shell_script(
 }
 
 /// Forward a pipe's bytes to the log channel until EOF.
-fn pump<R>(mut reader: R, tx: mpsc::UnboundedSender<Vec<u8>>)
+fn pump<R>(mut reader: R, tx: mpsc::Sender<Vec<u8>>)
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
         while let Ok(n) = reader.read(&mut buf).await {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+            if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
                 break;
             }
         }
     });
 }
+
+/// Chunks (of at most 16 KiB) of a job's output waiting to be logged: at most 1 MiB held.
+const OUTPUT_CHUNKS_IN_FLIGHT: usize = 64;
 
 fn kill_group(child: &tokio::process::Child) {
     if let Some(pid) = child
@@ -1377,7 +1475,7 @@ async fn container_script(
     log: &mut JobLog,
 ) -> Result<i64, JobStatus> {
     let path = layout.tmp_dir.join(format!("{name}.sh"));
-    if let Err(e) = write_private(&path, text) {
+    if let Err(e) = write_job_tmp(layout, &format!("{name}.sh"), text) {
         log.error(&format!("writing {}: {e}", path.display()));
         return Err(system_failure());
     }
