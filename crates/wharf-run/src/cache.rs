@@ -466,6 +466,51 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_sanitised_as_gitlab_runner_does_and_stay_one_folder() {
+        let cases = [
+            ("plain", Some("plain")),
+            ("feature/x", Some("feature/x")),
+            ("../../../etc/cron.d", Some("etc/cron.d")),
+            ("a/../../b", Some("b")),
+            ("%2e%2e%2F%2E%2E%2fx", Some("x")),
+            ("a\\..\\..\\y", Some("y")),
+            ("key   ", Some("key")),
+            ("a/b/  ", Some("a/b")),
+            ("..", None),
+            ("/", None),
+            ("../..", None),
+            ("   ", None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(sanitize_key(raw).as_deref(), want, "{raw}");
+        }
+        // One flat folder per key, never a path: `a` and `a/b` do not nest.
+        assert_eq!(key_folder("a/b"), "a%2Fb");
+        assert_ne!(key_folder("a/b"), key_folder("a%2Fb"));
+        assert_eq!(key_folder(&"k".repeat(300)).len(), 4 + 64);
+        let d = tempfile::tempdir().unwrap();
+        let vars = VarSet::default();
+        let dirs = CacheDirs {
+            wharf_dir: &d.path().join(".wharf"),
+            project_dir: d.path(),
+            snapshot: &[],
+            build_dir: d.path(),
+        };
+        assert!(
+            !dirs
+                .cache_dir("../../x")
+                .starts_with(d.path().join(".wharf/x"))
+        );
+        let mut log = test_log(d.path());
+        let key = key_of(&cache("../../../outside"), &vars, &dirs, &mut log).unwrap();
+        assert_eq!(key, "outside");
+        assert!(key_of(&cache(".."), &vars, &dirs, &mut log).is_none());
+        let text = std::fs::read_to_string(d.path().join("job.log")).unwrap();
+        assert!(text.contains("sanitized to \"outside\""), "{text}");
+        assert!(text.contains("could not be sanitized"), "{text}");
+    }
+
+    #[test]
     fn fallback_keys_in_order_then_cache_fallback_key() {
         let mut vars = VarSet::default();
         vars.set_plain("CI_DEFAULT_BRANCH", "main");

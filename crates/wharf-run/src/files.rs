@@ -366,7 +366,9 @@ fn inside_path(raw: &str) -> Result<PathBuf, &'static str> {
     for c in Path::new(trimmed).components() {
         match c {
             Component::RootDir | Component::Prefix(_) => {
-                return Err("an absolute path: paths are relative to the project folder ($CI_PROJECT_DIR), not uploaded");
+                return Err(
+                    "an absolute path: paths are relative to the project folder ($CI_PROJECT_DIR), not uploaded",
+                );
             }
             Component::CurDir => {}
             Component::ParentDir => {
@@ -504,6 +506,94 @@ mod tests {
         assert_eq!(m.unmatched, ["missing.txt"]);
         let outside: Vec<&str> = m.outside.iter().map(|(p, _)| p.as_str()).collect();
         assert_eq!(outside, ["../etc/passwd", "/etc"]);
+    }
+
+    #[test]
+    fn paths_through_links_out_of_the_tree_are_refused_and_links_kept_as_links() {
+        let outside = tempfile::tempdir().unwrap();
+        touch(outside.path(), "secret.txt");
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/", d.path().join("hostroot")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("out")).unwrap();
+        touch(d.path(), "real/ok.txt");
+        std::os::unix::fs::symlink("real", d.path().join("inlink")).unwrap();
+        let secret = format!("hostroot{}/secret.txt", outside.path().display());
+        let pats: Vec<String> = [
+            secret.as_str(),
+            "out/secret.txt",
+            "out",
+            "inlink/ok.txt",
+            "a/../real",
+            "real/../../x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let tree = job_tree(d.path()).unwrap();
+        let m = match_paths(&tree, &pats, &[]).unwrap();
+        assert_eq!(
+            m.entries,
+            [
+                PathBuf::from("inlink/ok.txt"),
+                PathBuf::from("out"),
+                PathBuf::from("real")
+            ]
+        );
+        let refused: Vec<&str> = m.outside.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(refused, [secret.as_str(), "out/secret.txt", "real/../../x"]);
+        assert!(m.outside[0].1.contains("leads outside"), "{:?}", m.outside);
+        // Globs never go down a link.
+        let m = match_paths(&tree, &["out/*".into(), "hostroot/**".into()], &[]).unwrap();
+        assert!(m.entries.is_empty(), "{:?}", m.entries);
+
+        let dest = d.path().join("published");
+        publish(&tree, &m.entries, &dest).unwrap();
+        let all = match_paths(&tree, &["out".into(), "inlink/ok.txt".into()], &[]).unwrap();
+        publish(&tree, &all.entries, &dest).unwrap();
+        assert!(
+            dest.join("out")
+                .symlink_metadata()
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read_to_string(dest.join("inlink/ok.txt")).unwrap(),
+            "real/ok.txt"
+        );
+    }
+
+    #[test]
+    fn restore_never_writes_through_a_link_in_the_build_folder() {
+        let outside = tempfile::tempdir().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let saved = d.path().join("saved");
+        touch(&saved, "out/pwned");
+        let build = d.path().join("build");
+        std::fs::create_dir_all(&build).unwrap();
+        // A link a first artifact set (or the job's services) left where a folder is restored.
+        std::os::unix::fs::symlink(outside.path(), build.join("out")).unwrap();
+        restore_tree(&saved, &job_tree(&build).unwrap()).unwrap();
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        assert!(build.join("out").symlink_metadata().unwrap().is_dir());
+        assert_eq!(
+            std::fs::read_to_string(build.join("out/pwned")).unwrap(),
+            "out/pwned"
+        );
+        // And the other way round: a saved link replaces a folder, and is not followed.
+        let saved_link = d.path().join("saved-link");
+        std::fs::create_dir_all(&saved_link).unwrap();
+        std::os::unix::fs::symlink(outside.path(), saved_link.join("out")).unwrap();
+        restore_tree(&saved_link, &job_tree(&build).unwrap()).unwrap();
+        assert!(
+            build
+                .join("out")
+                .symlink_metadata()
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
     #[test]

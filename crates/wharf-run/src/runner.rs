@@ -392,7 +392,10 @@ fn save_dotenv_reports(
 
 /// The variables of the dotenv `files` in `build_dir`, later ones winning (see
 /// [`save_dotenv_reports`] for the rules).
-fn read_dotenv_reports(build_dir: &Path, files: &[String]) -> Result<Vec<(String, String)>, String> {
+fn read_dotenv_reports(
+    build_dir: &Path,
+    files: &[String],
+) -> Result<Vec<(String, String)>, String> {
     use std::io::Read as _;
     let build = files::job_tree(build_dir).map_err(|e| e.to_string())?;
     let mut total: u64 = 0;
@@ -758,12 +761,7 @@ fn upload_artifacts(
         }
     };
     if art.untracked {
-        match files::untracked(
-            &build,
-            &ctx.opts.project_dir,
-            ctx.snapshot,
-            &exclude,
-        ) {
+        match files::untracked(&build, &ctx.opts.project_dir, ctx.snapshot, &exclude) {
             Ok(u) => m.add_entries(u),
             Err(e) => {
                 log.error(&format!("artifacts: untracked files: {e}"));
@@ -1577,4 +1575,96 @@ fn levenshtein(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dotenv(build: &Path, files: &[&str]) -> Result<Vec<(String, String)>, String> {
+        let files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        read_dotenv_reports(build, &files)
+    }
+
+    #[test]
+    fn dotenv_reports_are_confined_limited_and_named_as_gitlab_wants() {
+        let outside = tempfile::tempdir().unwrap();
+        let host_file = outside.path().join("hostname");
+        std::fs::write(&host_file, "LEAK=host\n").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let build = d.path();
+        std::fs::write(build.join("ok.env"), "A=1\nB=two\n").unwrap();
+        std::fs::write(build.join("later.env"), "A=3\n").unwrap();
+        assert_eq!(
+            dotenv(build, &["ok.env", "later.env"]).unwrap(),
+            [("A".into(), "3".into()), ("B".into(), "two".into())]
+        );
+
+        std::os::unix::fs::symlink(&host_file, build.join("link.env")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), build.join("dir")).unwrap();
+        let absolute = host_file.to_str().unwrap().to_string();
+        let dotdot = format!("{}{}", "../".repeat(30), absolute.trim_start_matches('/'));
+        for bad in [
+            "link.env",
+            "dir/hostname",
+            absolute.as_str(),
+            dotdot.as_str(),
+        ] {
+            let e = dotenv(build, &[bad]).unwrap_err();
+            assert!(!e.contains("LEAK"), "{e}");
+            assert!(
+                e.contains("symbolic link") || e.contains("outside") || e.contains("absolute"),
+                "{bad}: {e}"
+            );
+        }
+
+        let many: String = (0..21).map(|i| format!("V{i}={i}\n")).collect();
+        std::fs::write(build.join("many.env"), many).unwrap();
+        assert!(
+            dotenv(build, &["many.env"])
+                .unwrap_err()
+                .contains("at most 20")
+        );
+        let twenty: String = (0..20).map(|i| format!("V{i}={i}\n")).collect();
+        std::fs::write(build.join("twenty.env"), twenty).unwrap();
+        assert_eq!(dotenv(build, &["twenty.env"]).unwrap().len(), 20);
+
+        let big = format!("BIG={}\n", "x".repeat(5200));
+        std::fs::write(build.join("big.env"), big).unwrap();
+        assert!(
+            dotenv(build, &["big.env"])
+                .unwrap_err()
+                .contains("less than 5 KiB")
+        );
+
+        std::fs::write(build.join("name.env"), "BAD.NAME=1\n").unwrap();
+        assert!(
+            dotenv(build, &["name.env"])
+                .unwrap_err()
+                .contains("`BAD.NAME` is not a valid variable name")
+        );
+    }
+
+    #[test]
+    fn files_in_the_tmp_folder_replace_a_link_left_there_never_write_through_it() {
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("after-target");
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            build_dir: d.path().join("build"),
+            tmp_dir: d.path().join("tmp"),
+            project_dir_in_job: String::new(),
+            tmp_dir_in_job: String::new(),
+        };
+        std::fs::create_dir_all(&layout.tmp_dir).unwrap();
+        std::os::unix::fs::symlink(&target, layout.tmp_dir.join("after_script.sh")).unwrap();
+        write_job_tmp(&layout, "after_script.sh", "echo after").unwrap();
+        assert!(!target.exists());
+        assert_eq!(
+            std::fs::read_to_string(layout.tmp_dir.join("after_script.sh")).unwrap(),
+            "echo after"
+        );
+        assert!(write_job_tmp(&layout, "../escape", "x").is_err());
+        assert!(!d.path().join("escape").exists());
+    }
 }

@@ -494,7 +494,6 @@ fn config(args: PipelineArgs) -> Result<ExitCode> {
     }
 }
 
-
 fn read_variables_file(path: &Path) -> Result<Vec<FileVariable>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading --variables-file {}", path.display()))?;

@@ -314,7 +314,10 @@ fn run_hostile_suite(executor: Executor, output_bytes: u64) {
             &hostile_pipeline(&s, executor, output_bytes),
         ),
         ("src/main.c", "int main(void) { return 0; }\n"),
-        ("vars.yml", "FILEVAR: {value: file-variable-content, type: file}\n"),
+        (
+            "vars.yml",
+            "FILEVAR: {value: file-variable-content, type: file}\n",
+        ),
     ]);
     let before = sentinel.snapshot();
     let user_before = p.user_tree();
@@ -385,13 +388,18 @@ fn run_hostile_suite(executor: Executor, output_bytes: u64) {
         "dotenv-parent-link",
     ] {
         let log = job_log(&p, job, &all);
-        assert!(log.contains("ERROR: artifacts: reports: dotenv"), "{job}: {log}");
+        assert!(
+            log.contains("ERROR: artifacts: reports: dotenv"),
+            "{job}: {log}"
+        );
         assert!(!p.path().join(format!(".wharf/dotenv/{job}.json")).exists());
     }
     assert!(job_log(&p, "dotenv-link", &all).contains("is a symbolic link"));
     assert!(job_log(&p, "dotenv-too-many", &all).contains("at most 20"));
     assert!(job_log(&p, "dotenv-too-big", &all).contains("less than 5 KiB"));
-    assert!(job_log(&p, "dotenv-bad-name", &all).contains("`BAD.NAME` is not a valid variable name"));
+    assert!(
+        job_log(&p, "dotenv-bad-name", &all).contains("`BAD.NAME` is not a valid variable name")
+    );
     // Cache keys are sanitised as GitLab's runner does, and stay under .wharf/cache.
     let keys = job_log(&p, "cache-keys", &all);
     assert!(keys.contains("sanitized to"), "{keys}");
@@ -476,8 +484,17 @@ consume: {{stage: three, needs: [read, write-a, write-b], script: ["cat hostroot
     let cron = Path::new("/etc/cron.d/pwned");
     assert!(!cron.exists(), "{} exists before the test", cron.display());
     let run = p.run(&["run", "--executor", "docker", "--pull-policy", "never"]);
-    assert!(!cron.exists(), "wharf wrote {}:\n{}", cron.display(), run.all());
-    assert!(!p.path().join(".wharf/artifacts/read/hostroot/etc/shadow").exists());
+    assert!(
+        !cron.exists(),
+        "wharf wrote {}:\n{}",
+        cron.display(),
+        run.all()
+    );
+    assert!(
+        !p.path()
+            .join(".wharf/artifacts/read/hostroot/etc/shadow")
+            .exists()
+    );
     let shadow = std::fs::read("/etc/shadow").unwrap_or_default();
     for (path, bytes) in wharf_files(&p) {
         if shadow.len() > 16 {
