@@ -329,7 +329,12 @@ fn save_one(
     dirs: &CacheDirs<'_>,
     log: &mut JobLog,
 ) -> Result<(), FilesError> {
-    let paths: Vec<String> = cache.paths.iter().map(|p| vars.expand(p)).collect();
+    let project_dir = vars.resolved("CI_PROJECT_DIR");
+    let paths: Vec<String> = cache
+        .paths
+        .iter()
+        .map(|p| files::relative_to_project(&vars.expand(p), project_dir.as_deref()))
+        .collect();
     let build = files::job_tree(dirs.build_dir)?;
     let mut m = files::match_paths(&build, &paths, &[])?;
     for p in &m.unmatched {

@@ -111,16 +111,22 @@ pub fn restore_tree(src: &Path, dest: &Root) -> Result<Vec<(PathBuf, FileKind)>,
     Ok(skipped)
 }
 
-/// Remove a folder tree if it exists.
+/// Remove a folder tree if it exists, never following a link in it. Folders a job made
+/// unwritable or unreadable (0000) are removed too: the job's temporary folder holds file
+/// variables, which must never be left behind.
 pub fn remove_tree(path: &Path) -> Result<(), FilesError> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
+    match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(FilesError::Io {
             action: "removing",
             path: path.to_path_buf(),
             source: e,
         }),
+        Ok(m) if m.is_dir() => {
+            Root::open(path, Resolve::NoSymlinks)?.clear_dir("")?;
+            std::fs::remove_dir(path).map_err(io_err("removing", path))
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(io_err("removing", path)),
     }
 }
 
@@ -359,6 +365,18 @@ pub fn match_paths(
     Ok(out)
 }
 
+/// GitLab's runner takes an absolute path inside the project folder (`$CI_PROJECT_DIR/dist`) as
+/// the relative path it names (`dist`); any other pattern is returned as it is (and refused by
+/// [`match_paths`] if it leads out). `project_dir` is `CI_PROJECT_DIR` as the job sees it.
+pub fn relative_to_project(pattern: &str, project_dir: Option<&str>) -> String {
+    let inside = project_dir
+        .map(|d| d.trim_end_matches('/'))
+        .filter(|d| !d.is_empty())
+        .and_then(|d| pattern.strip_prefix(d))
+        .and_then(|rest| rest.strip_prefix('/'));
+    inside.unwrap_or(pattern).to_string()
+}
+
 /// `raw` as a path inside the build folder (`./` and `a/..` folded away), or why it is not one.
 fn inside_path(raw: &str) -> Result<PathBuf, &'static str> {
     let trimmed = raw.trim_end_matches('/');
@@ -594,6 +612,19 @@ mod tests {
                 .is_symlink()
         );
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn absolute_paths_inside_the_project_are_relative_ones() {
+        let dir = Some("/builds/app");
+        assert_eq!(relative_to_project("/builds/app/dist", dir), "dist");
+        assert_eq!(relative_to_project("/builds/app/", dir), "");
+        assert_eq!(
+            relative_to_project("/builds/application/x", dir),
+            "/builds/application/x"
+        );
+        assert_eq!(relative_to_project("/etc/passwd", dir), "/etc/passwd");
+        assert_eq!(relative_to_project("dist", None), "dist");
     }
 
     #[test]

@@ -741,11 +741,13 @@ fn upload_artifacts(
     } else {
         "Uploading artifacts for failed job"
     });
-    let mut paths: Vec<String> = art.paths.iter().map(|p| vars.expand(p)).collect();
+    let project_dir = Some(layout.project_dir_in_job.as_str());
+    let expand = |p: &String| files::relative_to_project(&vars.expand(p), project_dir);
+    let mut paths: Vec<String> = art.paths.iter().map(expand).collect();
     // `reports:` other than dotenv are kept as files with the artifacts.
-    let reports: Vec<String> = art.reports_other.iter().map(|p| vars.expand(p)).collect();
+    let reports: Vec<String> = art.reports_other.iter().map(expand).collect();
     paths.extend(reports.iter().cloned());
-    let exclude: Vec<String> = art.exclude.iter().map(|p| vars.expand(p)).collect();
+    let exclude: Vec<String> = art.exclude.iter().map(expand).collect();
     let build = match files::job_tree(&layout.build_dir) {
         Ok(b) => b,
         Err(e) => {

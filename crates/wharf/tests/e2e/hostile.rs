@@ -120,6 +120,7 @@ read:
       - {s}/secret.txt
       - {up}{rel}/secret.txt
       - inlink/ok.txt
+      - $CI_PROJECT_DIR/inside/ok.txt
       - hard.txt
       - hostroot{s}/*
 
@@ -381,6 +382,8 @@ fn run_hostile_suite(executor: Executor, output_bytes: u64) {
         std::fs::read_to_string(artifacts.join("inlink/ok.txt")).unwrap(),
         "inside\n"
     );
+    // An absolute path inside the project is the relative path it names, as in GitLab.
+    assert!(artifacts.join("inside/ok.txt").is_file(), "{read}");
     for job in [
         "dotenv-link",
         "dotenv-absolute",
