@@ -363,7 +363,7 @@ fn save_dotenv_reports(
         return Ok(());
     }
     let dest = dotenv_path(&ctx.wharf_dir, &job.name);
-    let vars = match read_dotenv_reports(&layout.build_dir, &art.reports_dotenv) {
+    let vars = match read_dotenv_reports(&layout.build_dir, &art.reports_dotenv, log) {
         Ok(vars) => vars,
         Err(e) => {
             log.error(&format!("artifacts: reports: dotenv ({}): {e}", art.span));
@@ -395,18 +395,29 @@ fn save_dotenv_reports(
 fn read_dotenv_reports(
     build_dir: &Path,
     files: &[String],
+    log: &mut JobLog,
 ) -> Result<Vec<(String, String)>, String> {
     use std::io::Read as _;
     let build = files::job_tree(build_dir).map_err(|e| e.to_string())?;
     let mut total: u64 = 0;
     let mut vars: indexmap::IndexMap<String, String> = indexmap::IndexMap::new();
     for file in files {
-        let opened = build.open_read(file).map_err(|e| match e {
-            wharf_fs::Error::WrongKind { found, .. } => format!(
-                "{file} is {found}: a dotenv report must be a regular file inside the project folder"
-            ),
-            other => other.to_string(),
-        })?;
+        let opened = match build.open_read(file) {
+            Ok(f) => f,
+            // As GitLab: a report the job did not write is a warning, not a failure.
+            Err(e) if e.is_not_found() => {
+                log.warn(&format!(
+                    "artifacts: reports: dotenv: {file}: no matching files"
+                ));
+                continue;
+            }
+            Err(wharf_fs::Error::WrongKind { found, .. }) => {
+                return Err(format!(
+                    "{file} is {found}: a dotenv report must be a regular file inside the project folder"
+                ));
+            }
+            Err(other) => return Err(other.to_string()),
+        };
         // Never read more than the limit, whatever the file's size claims.
         let mut bytes = Vec::new();
         opened
@@ -1585,7 +1596,14 @@ mod tests {
 
     fn dotenv(build: &Path, files: &[&str]) -> Result<Vec<(String, String)>, String> {
         let files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
-        read_dotenv_reports(build, &files)
+        let console = Console::new(false, Box::new(std::io::sink()));
+        let mut log = JobLog::create(
+            console,
+            &build.join("job.log"),
+            Masker::new(Vec::<String>::new()),
+        )
+        .unwrap();
+        read_dotenv_reports(build, &files, &mut log)
     }
 
     #[test]
@@ -1598,8 +1616,13 @@ mod tests {
         std::fs::write(build.join("ok.env"), "A=1\nB=two\n").unwrap();
         std::fs::write(build.join("later.env"), "A=3\n").unwrap();
         assert_eq!(
-            dotenv(build, &["ok.env", "later.env"]).unwrap(),
+            dotenv(build, &["ok.env", "missing.env", "later.env"]).unwrap(),
             [("A".into(), "3".into()), ("B".into(), "two".into())]
+        );
+        let warned = std::fs::read_to_string(build.join("job.log")).unwrap();
+        assert!(
+            warned.contains("missing.env: no matching files"),
+            "{warned}"
         );
 
         std::os::unix::fs::symlink(&host_file, build.join("link.env")).unwrap();
