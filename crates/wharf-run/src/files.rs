@@ -134,6 +134,11 @@ pub fn remove_tree(path: &Path) -> Result<(), FilesError> {
 /// into running containers (a job's services), which would keep seeing a removed folder. Never
 /// follows a link in it; folders a job made unreadable (0000) are emptied too.
 pub fn clear_dir(path: &Path) -> Result<(), FilesError> {
+    // A shell job can reach `.wharf/` and leave a link where another job's folder goes: the
+    // link goes, never what it points to.
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir()) {
+        std::fs::remove_file(path).map_err(io_err("removing", path))?;
+    }
     std::fs::create_dir_all(path).map_err(io_err("creating", path))?;
     Root::open(path, Resolve::NoSymlinks)?.clear_dir("")?;
     Ok(())
@@ -490,6 +495,12 @@ mod tests {
         assert_eq!(std::fs::read_dir(&build).unwrap().count(), 0);
         assert_eq!(std::fs::metadata(&build).unwrap().ino(), inode);
         assert!(outside.path().join("keep.txt").exists());
+        // The folder itself replaced by a link (a shell job can reach .wharf/): the link goes.
+        std::fs::remove_dir(&build).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &build).unwrap();
+        clear_dir(&build).unwrap();
+        assert!(outside.path().join("keep.txt").exists());
+        assert!(build.symlink_metadata().unwrap().is_dir());
     }
 
     fn touch(root: &Path, rel: &str) {
