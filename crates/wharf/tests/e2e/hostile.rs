@@ -244,12 +244,13 @@ struct Outcome {
 
 /// Run `wharf run` in `p` with `args`, output to a file (never into this process's memory),
 /// sampling wharf's peak memory until it exits.
-fn run_measured(p: &Project, args: &[&str]) -> Outcome {
+fn run_measured(p: &Project, args: &[&str], env: &[(&str, &str)]) -> Outcome {
     let out_path = p.home.path().join("wharf-output.txt");
     let out = std::fs::File::create(&out_path).unwrap();
     let mut child = p
         .wharf()
         .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::from(out.try_clone().unwrap()))
         .stderr(Stdio::from(out))
         .spawn()
@@ -306,7 +307,7 @@ fn wharf_files(p: &Project) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
-fn run_hostile_suite(executor: Executor, output_bytes: u64) {
+fn run_hostile_suite(executor: Executor, output_bytes: u64, env: &[(&str, &str)]) {
     let sentinel = Sentinel::new();
     let s = sentinel.path_str();
     let p = Project::new(&[
@@ -338,7 +339,7 @@ fn run_hostile_suite(executor: Executor, output_bytes: u64) {
     if executor == Executor::Docker {
         args.extend(["--pull-policy", "never"]);
     }
-    let outcome = run_measured(&p, &args);
+    let outcome = run_measured(&p, &args, env);
     let all = outcome.run.all();
     eprintln!(
         "wharf's peak memory (VmHWM) with {output_bytes} bytes of job output: {} KiB",
@@ -450,7 +451,13 @@ fn run_hostile_suite(executor: Executor, output_bytes: u64) {
 
 #[test]
 fn hostile_jobs_cannot_reach_outside_with_the_shell_executor() {
-    run_hostile_suite(Executor::Shell, 100_000_000);
+    run_hostile_suite(Executor::Shell, 100_000_000, &[]);
+}
+
+/// The same with wharf-fs's checked walk, as on kernels without `openat2` (before 5.6).
+#[test]
+fn hostile_jobs_cannot_reach_outside_without_openat2() {
+    run_hostile_suite(Executor::Shell, 1_000_000, &[("WHARF_FS_RESOLVER", "walk")]);
 }
 
 #[test]
@@ -465,7 +472,7 @@ fn hostile_jobs_cannot_reach_outside_with_the_docker_executor() {
         .unwrap()
         .load_into_docker(IMAGE)
         .unwrap();
-    run_hostile_suite(Executor::Docker, 100_000_000);
+    run_hostile_suite(Executor::Docker, 100_000_000, &[]);
     issue_pipeline_leaves_the_host_untouched();
     let _ = Command::new("docker").args(["rmi", IMAGE]).output();
 }
