@@ -38,7 +38,7 @@ pub struct CacheDirs<'a> {
 
 impl CacheDirs<'_> {
     fn cache_dir(&self, key: &str) -> PathBuf {
-        self.wharf_dir.join("cache").join(key)
+        self.wharf_dir.join("cache").join(key_folder(key))
     }
 
     fn relative(&self, p: &Path) -> String {
@@ -63,7 +63,7 @@ pub fn lock_key(wharf_dir: &Path, key: &str, exclusive: bool) -> Result<KeyLock,
         path: dir.clone(),
         source: e,
     })?;
-    let path = dir.join(format!("{key}.lock"));
+    let path = dir.join(format!("{}.lock", key_folder(key)));
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -87,24 +87,64 @@ pub fn lock_key(wharf_dir: &Path, key: &str, exclusive: bool) -> Result<KeyLock,
     Ok(KeyLock { _file: file })
 }
 
-/// A key usable as a folder name: GitLab refuses `/` (and its escaped form) and `.`/`..`.
-fn usable_key(key: &str) -> bool {
-    !(key.is_empty()
-        || key == "."
-        || key == ".."
-        || key.contains('/')
-        || key.contains('\\')
-        || key.to_ascii_lowercase().contains("%2f"))
+/// GitLab runner's sanitising of a cache key (`sanitizeCacheKey` in its shells): `%2F` and `%2E`
+/// decoded, `\\` read as `/`, the key cleaned as a path rooted at `/` (so `..` never climbs out),
+/// trailing white space of the last element and empty last elements dropped. The result may hold
+/// `/` (`feature/x` from a branch name); `None` when nothing is left.
+pub fn sanitize_key(key: &str) -> Option<String> {
+    let decoded = ["%2f", "%2F"]
+        .iter()
+        .fold(key.to_string(), |k, enc| k.replace(enc, "/"));
+    let decoded = ["%2e", "%2E"]
+        .iter()
+        .fold(decoded, |k, enc| k.replace(enc, "."))
+        .replace('\\', "/");
+    let mut parts: Vec<&str> = Vec::new();
+    for part in decoded.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    while let Some(last) = parts.pop() {
+        match last.trim_end() {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            trimmed => {
+                parts.push(trimmed);
+                return Some(parts.join("/"));
+            }
+        }
+    }
+    None
 }
 
-/// The cache's key, variables expanded; `None` (after a warning) when it is not usable.
+/// The folder (and lock file) name of a sanitised key: one flat name, so that the keys `a` and
+/// `a/b` never share a folder. `%` and `/` are percent-encoded (a one-to-one mapping); a name too
+/// long for the filesystem becomes `key-<sha256>`.
+fn key_folder(key: &str) -> String {
+    let name = key.replace('%', "%25").replace('/', "%2F");
+    if name.len() > 200 {
+        format!("key-{}", hex::encode(Sha256::digest(key.as_bytes())))
+    } else {
+        name
+    }
+}
+
+/// The cache's key, variables expanded and sanitised as GitLab's runner does (with its warning);
+/// `None` (after a warning) when nothing usable is left.
 pub fn key_of(
     cache: &Cache,
     vars: &VarSet,
     dirs: &CacheDirs<'_>,
     log: &mut JobLog,
 ) -> Option<String> {
-    let key = if cache.key_files.is_empty() {
+    let raw = if cache.key_files.is_empty() {
         vars.expand(&cache.key).trim().to_string()
     } else {
         let files: Vec<String> = cache.key_files.iter().map(|f| vars.expand(f)).collect();
@@ -112,13 +152,20 @@ pub fn key_of(
         let digest = files_digest(dirs.project_dir, dirs.snapshot, &files);
         join_key(prefix.trim(), &digest)
     };
-    if !usable_key(&key) {
-        log.warn(&format!(
-            "cache key \"{key}\" is not usable (empty, `.`/`..`, or contains `/`): cache skipped"
-        ));
-        return None;
+    match sanitize_key(&raw) {
+        Some(key) => {
+            if key != raw {
+                log.warn(&format!("cache key \"{raw}\" sanitized to \"{key}\""));
+            }
+            Some(key)
+        }
+        None => {
+            log.warn(&format!(
+                "cache key \"{raw}\" could not be sanitized (nothing is left once `..`, `/` and spaces are cleaned): cache skipped"
+            ));
+            None
+        }
     }
-    Some(key)
 }
 
 fn join_key(prefix: &str, digest: &str) -> String {
@@ -174,7 +221,7 @@ pub fn files_digest(project_dir: &Path, snapshot: &[PathBuf], patterns: &[String
 }
 
 /// The keys to try when restoring, in order: the key, `fallback_keys`, then the runner-wide
-/// `CACHE_FALLBACK_KEY` variable. Unusable and repeated ones are dropped.
+/// `CACHE_FALLBACK_KEY` variable, sanitised as the key; empty and repeated ones are dropped.
 pub fn restore_candidates(key: &str, cache: &Cache, vars: &VarSet) -> Vec<String> {
     let mut out = vec![key.to_string()];
     let fallbacks = cache
@@ -185,8 +232,8 @@ pub fn restore_candidates(key: &str, cache: &Cache, vars: &VarSet) -> Vec<String
             vars.resolved("CACHE_FALLBACK_KEY")
                 .map(|k| k.trim().to_string()),
         );
-    for k in fallbacks {
-        if usable_key(&k) && !out.contains(&k) {
+    for k in fallbacks.filter_map(|k| sanitize_key(&k)) {
+        if !out.contains(&k) {
             out.push(k);
         }
     }
@@ -227,7 +274,8 @@ pub fn restore(
                 "Restoring cache \"{candidate}\" from {}",
                 dirs.relative(&dir)
             ));
-            files::copy_tree(&dir, dirs.build_dir)?;
+            let skipped = files::restore_tree(&dir, &files::job_tree(dirs.build_dir)?)?;
+            warn_skipped(&skipped, log);
             restored = true;
             break;
         }
@@ -236,6 +284,13 @@ pub fn restore(
         }
     }
     Ok(())
+}
+
+/// FIFOs, sockets and devices a job left are never opened nor copied: say so.
+pub(crate) fn warn_skipped(skipped: &[(PathBuf, wharf_fs::FileKind)], log: &mut JobLog) {
+    for (path, kind) in skipped {
+        log.warn(&format!("{}: {kind}, not copied", path.display()));
+    }
 }
 
 fn when_matches(when: CacheWhen, ok: bool) -> bool {
@@ -274,21 +329,28 @@ fn save_one(
     dirs: &CacheDirs<'_>,
     log: &mut JobLog,
 ) -> Result<(), FilesError> {
-    let paths: Vec<String> = cache.paths.iter().map(|p| vars.expand(p)).collect();
-    let mut m = files::match_paths(dirs.build_dir, &paths, &[])?;
+    let project_dir = vars.resolved("CI_PROJECT_DIR");
+    let paths: Vec<String> = cache
+        .paths
+        .iter()
+        .map(|p| files::relative_to_project(&vars.expand(p), project_dir.as_deref()))
+        .collect();
+    let build = files::job_tree(dirs.build_dir)?;
+    let mut m = files::match_paths(&build, &paths, &[])?;
     for p in &m.unmatched {
         log.warn(&format!("{p}: no matching files"));
     }
-    for p in &m.outside {
-        log.warn(&format!("{p}: outside the build folder, not cached"));
+    for (p, why) in &m.outside {
+        log.warn(&format!("{p}: not cached: {why}"));
     }
     if cache.untracked {
-        let untracked = files::untracked(dirs.build_dir, dirs.project_dir, dirs.snapshot, &[])?;
+        let untracked = files::untracked(&build, dirs.project_dir, dirs.snapshot, &[])?;
         m.add_entries(untracked);
     }
     let dest = dirs.cache_dir(key);
     let _lock = lock_key(dirs.wharf_dir, key, true)?;
-    files::publish(dirs.build_dir, &m.entries, &dest)?;
+    let skipped = files::publish(&build, &m.entries, &dest)?;
+    warn_skipped(&skipped, log);
     log.info(&format!(
         "Created cache \"{key}\" ({} paths) in {}",
         m.entries.len(),
@@ -409,6 +471,51 @@ mod tests {
     }
 
     #[test]
+    fn keys_are_sanitised_as_gitlab_runner_does_and_stay_one_folder() {
+        let cases = [
+            ("plain", Some("plain")),
+            ("feature/x", Some("feature/x")),
+            ("../../../etc/cron.d", Some("etc/cron.d")),
+            ("a/../../b", Some("b")),
+            ("%2e%2e%2F%2E%2E%2fx", Some("x")),
+            ("a\\..\\..\\y", Some("y")),
+            ("key   ", Some("key")),
+            ("a/b/  ", Some("a/b")),
+            ("..", None),
+            ("/", None),
+            ("../..", None),
+            ("   ", None),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(sanitize_key(raw).as_deref(), want, "{raw}");
+        }
+        // One flat folder per key, never a path: `a` and `a/b` do not nest.
+        assert_eq!(key_folder("a/b"), "a%2Fb");
+        assert_ne!(key_folder("a/b"), key_folder("a%2Fb"));
+        assert_eq!(key_folder(&"k".repeat(300)).len(), 4 + 64);
+        let d = tempfile::tempdir().unwrap();
+        let vars = VarSet::default();
+        let dirs = CacheDirs {
+            wharf_dir: &d.path().join(".wharf"),
+            project_dir: d.path(),
+            snapshot: &[],
+            build_dir: d.path(),
+        };
+        assert!(
+            !dirs
+                .cache_dir("../../x")
+                .starts_with(d.path().join(".wharf/x"))
+        );
+        let mut log = test_log(d.path());
+        let key = key_of(&cache("../../../outside"), &vars, &dirs, &mut log).unwrap();
+        assert_eq!(key, "outside");
+        assert!(key_of(&cache(".."), &vars, &dirs, &mut log).is_none());
+        let text = std::fs::read_to_string(d.path().join("job.log")).unwrap();
+        assert!(text.contains("sanitized to \"outside\""), "{text}");
+        assert!(text.contains("could not be sanitized"), "{text}");
+    }
+
+    #[test]
     fn fallback_keys_in_order_then_cache_fallback_key() {
         let mut vars = VarSet::default();
         vars.set_plain("CI_DEFAULT_BRANCH", "main");
@@ -416,7 +523,7 @@ mod tests {
         let mut c = cache("feature-x");
         c.fallback_keys = vec![
             "cache-$CI_DEFAULT_BRANCH".into(),
-            "bad/key".into(),
+            "../..".into(),
             "feature-x".into(),
             "cache-default".into(),
         ];

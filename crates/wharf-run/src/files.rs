@@ -7,6 +7,7 @@ use globset::{GlobBuilder, GlobMatcher};
 use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
+use wharf_fs::{FileKind, Resolve, Root};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FilesError {
@@ -18,6 +19,9 @@ pub enum FilesError {
     },
     #[error("invalid pattern `{pattern}`: {reason}")]
     Pattern { pattern: String, reason: String },
+    /// Refused or failed inside a confined folder (the error names the folder and the path).
+    #[error(transparent)]
+    Confined(#[from] wharf_fs::Error),
 }
 
 fn io_err<'p>(action: &'static str, path: &'p Path) -> impl FnOnce(io::Error) -> FilesError + 'p {
@@ -68,81 +72,75 @@ pub fn snapshot(project: &Path) -> Result<Vec<PathBuf>, FilesError> {
     Ok(files)
 }
 
-/// Copy `files` (relative to `from`) into `to`, keeping modes and symlinks.
+/// Copy `files` (relative to `from`) into `to`, keeping modes and symlinks (as links: never
+/// followed). Both sides are confined: a path leading out of either folder is refused.
 pub fn copy_files(from: &Path, files: &[PathBuf], to: &Path) -> Result<(), FilesError> {
+    let source = Root::open(from, Resolve::Beneath)?;
+    let dest = Root::open(to, Resolve::Beneath)?;
     for rel in files {
-        copy_entry(&from.join(rel), &to.join(rel))?;
-    }
-    Ok(())
-}
-
-fn copy_entry(src: &Path, dst: &Path) -> Result<(), FilesError> {
-    let meta = src.symlink_metadata().map_err(io_err("reading", src))?;
-    if let Some(parent) = dst.parent() {
-        std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
-    }
-    if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(src).map_err(io_err("reading link", src))?;
-        let _ = std::fs::remove_file(dst);
-        std::os::unix::fs::symlink(&target, dst).map_err(io_err("creating link", dst))?;
-    } else if meta.is_dir() {
-        copy_tree(src, dst)?;
-    } else {
-        std::fs::copy(src, dst).map_err(io_err("copying to", dst))?;
-    }
-    Ok(())
-}
-
-/// Copy a whole folder tree (for caches and artifacts).
-pub fn copy_tree(src: &Path, dst: &Path) -> Result<(), FilesError> {
-    std::fs::create_dir_all(dst).map_err(io_err("creating", dst))?;
-    for entry in walkdir::WalkDir::new(src).min_depth(1) {
-        let entry = entry.map_err(|e| FilesError::Io {
-            action: "walking",
-            path: src.to_path_buf(),
-            source: e.into(),
-        })?;
-        let rel = entry.path().strip_prefix(src).unwrap_or(entry.path());
-        let target = dst.join(rel);
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).map_err(io_err("creating", &target))?;
-        } else {
-            copy_entry(entry.path(), &target)?;
+        if let Some(parent) = non_empty_parent(rel) {
+            dest.create_dir_all(parent, 0o777)?;
         }
+        source.copy_tree(rel, &dest, rel)?;
     }
     Ok(())
 }
 
-/// Remove a folder tree if it exists.
+fn non_empty_parent(rel: &Path) -> Option<&Path> {
+    rel.parent().filter(|p| !p.as_os_str().is_empty())
+}
+
+/// A folder a job controls (its build folder), opened so that nothing in it (a symbolic link,
+/// `..`) can lead an operation outside it.
+pub fn job_tree(path: &Path) -> Result<Root, FilesError> {
+    Ok(Root::open(path, Resolve::Beneath)?)
+}
+
+/// Copy everything in the folder `src` (a saved cache or artifact set) into the job tree `dest`,
+/// merging with what is there. Symbolic links are copied as links and never followed on either
+/// side; a folder replaces a link in its way (nothing is written through a link); FIFOs and
+/// devices are skipped and returned.
+pub fn restore_tree(src: &Path, dest: &Root) -> Result<Vec<(PathBuf, FileKind)>, FilesError> {
+    let source = Root::open(src, Resolve::Beneath)?;
+    let mut skipped = Vec::new();
+    // Entry by entry: the folder `src` itself (0700, made by wharf) must not give its mode to
+    // the build folder.
+    for e in source.read_dir("")? {
+        skipped.extend(source.copy_tree(&e.name, dest, &e.name)?.skipped);
+    }
+    Ok(skipped)
+}
+
+/// Remove a folder tree if it exists, never following a link in it. Folders a job made
+/// unwritable or unreadable (0000) are removed too: the job's temporary folder holds file
+/// variables, which must never be left behind.
 pub fn remove_tree(path: &Path) -> Result<(), FilesError> {
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
+    match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(FilesError::Io {
             action: "removing",
             path: path.to_path_buf(),
             source: e,
         }),
+        Ok(m) if m.is_dir() => {
+            Root::open(path, Resolve::NoSymlinks)?.clear_dir("")?;
+            std::fs::remove_dir(path).map_err(io_err("removing", path))
+        }
+        Ok(_) => std::fs::remove_file(path).map_err(io_err("removing", path)),
     }
 }
 
 /// Empties `path` (creating it if missing) but keeps the folder itself: it may be bind-mounted
-/// into running containers (a job's services), which would keep seeing a removed folder.
+/// into running containers (a job's services), which would keep seeing a removed folder. Never
+/// follows a link in it; folders a job made unreadable (0000) are emptied too.
 pub fn clear_dir(path: &Path) -> Result<(), FilesError> {
-    std::fs::create_dir_all(path).map_err(io_err("creating", path))?;
-    for entry in std::fs::read_dir(path).map_err(io_err("reading", path))? {
-        let entry = entry.map_err(io_err("reading", path))?;
-        let child = entry.path();
-        let is_dir = entry
-            .file_type()
-            .map_err(io_err("reading", &child))?
-            .is_dir();
-        if is_dir {
-            remove_tree(&child)?;
-        } else {
-            std::fs::remove_file(&child).map_err(io_err("removing", &child))?;
-        }
+    // A shell job can reach `.wharf/` and leave a link where another job's folder goes: the
+    // link goes, never what it points to.
+    if std::fs::symlink_metadata(path).is_ok_and(|m| !m.is_dir()) {
+        std::fs::remove_file(path).map_err(io_err("removing", path))?;
     }
+    std::fs::create_dir_all(path).map_err(io_err("creating", path))?;
+    Root::open(path, Resolve::NoSymlinks)?.clear_dir("")?;
     Ok(())
 }
 
@@ -153,8 +151,8 @@ pub struct Matched {
     pub entries: Vec<PathBuf>,
     /// Patterns that matched nothing (GitLab warns "no matching files").
     pub unmatched: Vec<String>,
-    /// Patterns refused because they leave the build folder.
-    pub outside: Vec<String>,
+    /// Patterns refused because they lead outside the build folder, with the reason.
+    pub outside: Vec<(String, String)>,
 }
 
 impl Matched {
@@ -198,7 +196,7 @@ pub fn tracked(project: &Path) -> Option<Vec<PathBuf>> {
 /// patterns. Tracked means tracked in the project's repository; outside a git work tree, every
 /// file that was not part of the source `snapshot` (what the job created) counts as untracked.
 pub fn untracked(
-    build_dir: &Path,
+    build: &Root,
     project: &Path,
     snapshot: &[PathBuf],
     exclude: &[String],
@@ -211,29 +209,37 @@ pub fn untracked(
         .iter()
         .map(|p| glob(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(build_dir)
-        .min_depth(1)
+    let git = Path::new(".git");
+    let mut out: Vec<PathBuf> = walk(build, Path::new(""))
         .into_iter()
-        .filter_entry(|e| !(e.depth() == 1 && e.file_name() == ".git"))
-    {
-        let entry = entry.map_err(|e| FilesError::Io {
-            action: "walking",
-            path: build_dir.to_path_buf(),
-            source: e.into(),
-        })?;
-        if entry.file_type().is_dir() {
-            continue;
-        }
-        let Ok(rel) = entry.path().strip_prefix(build_dir) else {
-            continue;
-        };
-        if !known.contains(rel) && !excludes.iter().any(|g| g.is_match(rel)) {
-            out.push(rel.to_path_buf());
-        }
-    }
+        .filter(|(rel, kind)| *kind != FileKind::Dir && !rel.starts_with(git))
+        .map(|(rel, _)| rel)
+        .filter(|rel| !known.contains(rel) && !excludes.iter().any(|g| g.is_match(rel)))
+        .collect();
     out.sort();
     Ok(out)
+}
+
+/// Every entry below the folder `dir` of `root` (paths relative to the root), sorted; symbolic
+/// links are listed, never followed. A folder that cannot be read (a job made it 0000) is listed
+/// but not entered.
+fn walk(root: &Root, dir: &Path) -> Vec<(PathBuf, FileKind)> {
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = root.read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let child = d.join(&e.name);
+            if e.kind == FileKind::Dir {
+                pending.push(child.clone());
+            }
+            out.push((child, e.kind));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
 }
 
 /// What `.wharf/artifacts/<job>.json` records about a job's artifacts.
@@ -273,10 +279,12 @@ pub fn rfc3339_utc(time: std::time::SystemTime) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-/// Match GitLab `paths:` patterns (plain paths, folders, `*`, `**` globs) inside `root`, minus
-/// `exclude` patterns.
+/// Match GitLab `paths:` patterns (plain paths, folders, `*`, `**` globs) inside the job tree
+/// `root`, minus `exclude` patterns. As GitLab's runner, a path leading outside the tree (absolute,
+/// `..` above it, or through a symbolic link pointing out) is skipped with its reason; symbolic
+/// links are matched as links and never followed out.
 pub fn match_paths(
-    root: &Path,
+    root: &Root,
     patterns: &[String],
     exclude: &[String],
 ) -> Result<Matched, FilesError> {
@@ -286,48 +294,50 @@ pub fn match_paths(
         .map(|p| glob(p))
         .collect::<Result<Vec<_>, _>>()?;
     let excluded = |rel: &Path| excludes.iter().any(|g| g.is_match(rel));
-    let mut all_files: Option<Vec<PathBuf>> = None;
+    let mut all_entries: Option<Vec<PathBuf>> = None;
     for raw in patterns {
-        let pattern = raw.trim_start_matches("./").trim_end_matches('/');
-        let rel = Path::new(pattern);
-        if pattern.is_empty()
-            || rel.is_absolute()
-            || rel.components().any(|c| matches!(c, Component::ParentDir))
-        {
-            out.outside.push(raw.clone());
-            continue;
-        }
+        let rel = match inside_path(raw) {
+            Ok(rel) => rel,
+            Err(reason) => {
+                out.outside.push((raw.clone(), reason.to_string()));
+                continue;
+            }
+        };
+        let pattern = rel.to_string_lossy();
         let before = out.entries.len();
         if pattern.contains(['*', '?', '[', '{']) {
-            let matcher = glob(pattern)?;
-            let files = all_files.get_or_insert_with(|| {
-                walkdir::WalkDir::new(root)
-                    .min_depth(1)
+            let matcher = glob(&pattern)?;
+            let entries = all_entries.get_or_insert_with(|| {
+                walk(root, Path::new(""))
                     .into_iter()
-                    .filter_map(Result::ok)
-                    .filter_map(|e| e.path().strip_prefix(root).ok().map(Path::to_path_buf))
+                    .map(|(p, _)| p)
                     .collect()
             });
-            for f in files.iter() {
+            for f in entries.iter() {
                 if matcher.is_match(f) && !excluded(f) {
                     out.entries.push(f.clone());
                 }
             }
-        } else if root.join(rel).symlink_metadata().is_ok() && !excluded(rel) {
-            if excludes.is_empty() || !root.join(rel).is_dir() {
-                out.entries.push(rel.to_path_buf());
-            } else {
-                // A folder with excludes: list its files one by one.
-                for e in walkdir::WalkDir::new(root.join(rel))
-                    .into_iter()
-                    .filter_map(Result::ok)
-                {
-                    if let Ok(r) = e.path().strip_prefix(root) {
-                        if !e.file_type().is_dir() && !excluded(r) {
-                            out.entries.push(r.to_path_buf());
-                        }
-                    }
+        } else {
+            let meta = match root.try_metadata(&rel) {
+                Ok(m) => m,
+                Err(e) if e.is_confinement() => {
+                    out.outside.push((raw.clone(), e.to_string()));
+                    continue;
                 }
+                Err(e) => return Err(e.into()),
+            };
+            match meta {
+                Some(_) if excluded(&rel) => {}
+                Some(m) if excludes.is_empty() || !m.is_dir() => out.entries.push(rel),
+                // A folder with excludes: list its files one by one.
+                Some(_) => out.entries.extend(
+                    walk(root, &rel)
+                        .into_iter()
+                        .filter(|(p, kind)| *kind != FileKind::Dir && !excluded(p))
+                        .map(|(p, _)| p),
+                ),
+                None => {}
             }
         }
         if out.entries.len() == before {
@@ -335,15 +345,45 @@ pub fn match_paths(
         }
     }
     // A folder already listed covers everything below it.
-    out.entries.sort();
-    out.entries.dedup();
-    let mut kept: Vec<PathBuf> = Vec::new();
-    for e in std::mem::take(&mut out.entries) {
-        if !kept.iter().any(|k| e.starts_with(k)) {
-            kept.push(e);
+    out.add_entries(Vec::new());
+    Ok(out)
+}
+
+/// GitLab's runner takes an absolute path inside the project folder (`$CI_PROJECT_DIR/dist`) as
+/// the relative path it names (`dist`); any other pattern is returned as it is (and refused by
+/// [`match_paths`] if it leads out). `project_dir` is `CI_PROJECT_DIR` as the job sees it.
+pub fn relative_to_project(pattern: &str, project_dir: Option<&str>) -> String {
+    let inside = project_dir
+        .map(|d| d.trim_end_matches('/'))
+        .filter(|d| !d.is_empty())
+        .and_then(|d| pattern.strip_prefix(d))
+        .and_then(|rest| rest.strip_prefix('/'));
+    inside.unwrap_or(pattern).to_string()
+}
+
+/// `raw` as a path inside the build folder (`./` and `a/..` folded away), or why it is not one.
+fn inside_path(raw: &str) -> Result<PathBuf, &'static str> {
+    let trimmed = raw.trim_end_matches('/');
+    let mut out = PathBuf::new();
+    for c in Path::new(trimmed).components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(
+                    "an absolute path: paths are relative to the project folder ($CI_PROJECT_DIR), not uploaded",
+                );
+            }
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return Err("`..` leads outside the project folder ($CI_PROJECT_DIR)");
+                }
+            }
+            Component::Normal(n) => out.push(n),
         }
     }
-    out.entries = kept;
+    if out.as_os_str().is_empty() {
+        return Err("names no file (an empty path or the project folder itself)");
+    }
     Ok(out)
 }
 
@@ -358,16 +398,26 @@ fn glob(pattern: &str) -> Result<GlobMatcher, FilesError> {
         })
 }
 
-/// Copy `entries` from `root` into a fresh folder that replaces `dest` atomically.
-pub fn publish(root: &Path, entries: &[PathBuf], dest: &Path) -> Result<(), FilesError> {
+/// Copy `entries` from the job tree `root` into a fresh folder that replaces `dest` atomically.
+/// Links are copied as links, never followed; FIFOs and devices are skipped and returned.
+pub fn publish(
+    root: &Root,
+    entries: &[PathBuf],
+    dest: &Path,
+) -> Result<Vec<(PathBuf, FileKind)>, FilesError> {
     let parent = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io_err("creating", parent))?;
     let staging = tempfile::Builder::new()
         .prefix(".staging-")
         .tempdir_in(parent)
         .map_err(io_err("creating a staging folder in", parent))?;
+    let stage = Root::open(staging.path(), Resolve::NoSymlinks)?;
+    let mut skipped = Vec::new();
     for rel in entries {
-        copy_entry(&root.join(rel), &staging.path().join(rel))?;
+        if let Some(dir) = non_empty_parent(rel) {
+            stage.create_dir_all(dir, 0o755)?;
+        }
+        skipped.extend(root.copy_tree(rel, &stage, rel)?.skipped);
     }
     let staged = staging.keep();
     let old = parent.join(format!(
@@ -381,7 +431,8 @@ pub fn publish(root: &Path, entries: &[PathBuf], dest: &Path) -> Result<(), File
         std::fs::rename(dest, &old).map_err(io_err("replacing", dest))?;
     }
     std::fs::rename(&staged, dest).map_err(io_err("publishing", dest))?;
-    remove_tree(&old)
+    remove_tree(&old)?;
+    Ok(skipped)
 }
 
 /// A job name as a folder name: GitLab job names may hold spaces, `/` and `:` (`job 1/3`).
@@ -423,6 +474,12 @@ mod tests {
         assert_eq!(std::fs::read_dir(&build).unwrap().count(), 0);
         assert_eq!(std::fs::metadata(&build).unwrap().ino(), inode);
         assert!(outside.path().join("keep.txt").exists());
+        // The folder itself replaced by a link (a shell job can reach .wharf/): the link goes.
+        std::fs::remove_dir(&build).unwrap();
+        std::os::unix::fs::symlink(outside.path(), &build).unwrap();
+        clear_dir(&build).unwrap();
+        assert!(outside.path().join("keep.txt").exists());
+        assert!(build.symlink_metadata().unwrap().is_dir());
     }
 
     fn touch(root: &Path, rel: &str) {
@@ -447,7 +504,7 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let m = match_paths(d.path(), &pats, &[]).unwrap();
+        let m = match_paths(&job_tree(d.path()).unwrap(), &pats, &[]).unwrap();
         let names: Vec<_> = m
             .entries
             .iter()
@@ -455,7 +512,109 @@ mod tests {
             .collect();
         assert_eq!(names, ["dist", "out-1.tar", "out-2.tar"]);
         assert_eq!(m.unmatched, ["missing.txt"]);
-        assert_eq!(m.outside, ["../etc/passwd", "/etc"]);
+        let outside: Vec<&str> = m.outside.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(outside, ["../etc/passwd", "/etc"]);
+    }
+
+    #[test]
+    fn paths_through_links_out_of_the_tree_are_refused_and_links_kept_as_links() {
+        let outside = tempfile::tempdir().unwrap();
+        touch(outside.path(), "secret.txt");
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/", d.path().join("hostroot")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("out")).unwrap();
+        touch(d.path(), "real/ok.txt");
+        std::os::unix::fs::symlink("real", d.path().join("inlink")).unwrap();
+        let secret = format!("hostroot{}/secret.txt", outside.path().display());
+        let pats: Vec<String> = [
+            secret.as_str(),
+            "out/secret.txt",
+            "out",
+            "inlink/ok.txt",
+            "a/../real",
+            "real/../../x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let tree = job_tree(d.path()).unwrap();
+        let m = match_paths(&tree, &pats, &[]).unwrap();
+        assert_eq!(
+            m.entries,
+            [
+                PathBuf::from("inlink/ok.txt"),
+                PathBuf::from("out"),
+                PathBuf::from("real")
+            ]
+        );
+        let refused: Vec<&str> = m.outside.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(refused, [secret.as_str(), "out/secret.txt", "real/../../x"]);
+        assert!(m.outside[0].1.contains("leads outside"), "{:?}", m.outside);
+        // Globs never go down a link.
+        let m = match_paths(&tree, &["out/*".into(), "hostroot/**".into()], &[]).unwrap();
+        assert!(m.entries.is_empty(), "{:?}", m.entries);
+
+        let dest = d.path().join("published");
+        publish(&tree, &m.entries, &dest).unwrap();
+        let all = match_paths(&tree, &["out".into(), "inlink/ok.txt".into()], &[]).unwrap();
+        publish(&tree, &all.entries, &dest).unwrap();
+        assert!(
+            dest.join("out")
+                .symlink_metadata()
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(
+            std::fs::read_to_string(dest.join("inlink/ok.txt")).unwrap(),
+            "real/ok.txt"
+        );
+    }
+
+    #[test]
+    fn restore_never_writes_through_a_link_in_the_build_folder() {
+        let outside = tempfile::tempdir().unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let saved = d.path().join("saved");
+        touch(&saved, "out/pwned");
+        let build = d.path().join("build");
+        std::fs::create_dir_all(&build).unwrap();
+        // A link a first artifact set (or the job's services) left where a folder is restored.
+        std::os::unix::fs::symlink(outside.path(), build.join("out")).unwrap();
+        restore_tree(&saved, &job_tree(&build).unwrap()).unwrap();
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+        assert!(build.join("out").symlink_metadata().unwrap().is_dir());
+        assert_eq!(
+            std::fs::read_to_string(build.join("out/pwned")).unwrap(),
+            "out/pwned"
+        );
+        // And the other way round: a saved link replaces a folder, and is not followed.
+        let saved_link = d.path().join("saved-link");
+        std::fs::create_dir_all(&saved_link).unwrap();
+        std::os::unix::fs::symlink(outside.path(), saved_link.join("out")).unwrap();
+        restore_tree(&saved_link, &job_tree(&build).unwrap()).unwrap();
+        assert!(
+            build
+                .join("out")
+                .symlink_metadata()
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn absolute_paths_inside_the_project_are_relative_ones() {
+        let dir = Some("/builds/app");
+        assert_eq!(relative_to_project("/builds/app/dist", dir), "dist");
+        assert_eq!(relative_to_project("/builds/app/", dir), "");
+        assert_eq!(
+            relative_to_project("/builds/application/x", dir),
+            "/builds/application/x"
+        );
+        assert_eq!(relative_to_project("/etc/passwd", dir), "/etc/passwd");
+        assert_eq!(relative_to_project("dist", None), "dist");
     }
 
     #[test]
@@ -464,13 +623,14 @@ mod tests {
         for f in ["a/x.log", "a/b/y.log", "a/b/keep.txt", "z.log"] {
             touch(d.path(), f);
         }
-        let m = match_paths(d.path(), &["a/**/*.log".into()], &[]).unwrap();
+        let tree = job_tree(d.path()).unwrap();
+        let m = match_paths(&tree, &["a/**/*.log".into()], &[]).unwrap();
         assert_eq!(
             m.entries,
             [PathBuf::from("a/b/y.log"), PathBuf::from("a/x.log")]
         );
         let m = match_paths(
-            d.path(),
+            &tree,
             &["a".into()],
             &["a/**/*.log".into(), "a/*.log".into()],
         )
@@ -485,7 +645,7 @@ mod tests {
         touch(&build, "dist/new.txt");
         let dest = d.path().join("artifacts/job");
         touch(&dest, "stale.txt");
-        publish(&build, &[PathBuf::from("dist")], &dest).unwrap();
+        publish(&job_tree(&build).unwrap(), &[PathBuf::from("dist")], &dest).unwrap();
         assert!(dest.join("dist/new.txt").exists());
         assert!(!dest.join("stale.txt").exists());
         let leftovers: Vec<_> = std::fs::read_dir(d.path().join("artifacts"))
@@ -518,13 +678,14 @@ mod tests {
             touch(&build, f);
         }
         let snapshot = vec![PathBuf::from("notes.txt"), PathBuf::from("src/a.c")];
-        let got = untracked(&build, &project, &snapshot, &["out/*.log".into()]).unwrap();
+        let tree = job_tree(&build).unwrap();
+        let got = untracked(&tree, &project, &snapshot, &["out/*.log".into()]).unwrap();
         // notes.txt is untracked in git (not added), so it counts, as in GitLab.
         assert_eq!(got, [PathBuf::from("notes.txt"), PathBuf::from("out/bin")]);
         // Outside git: whatever the snapshot did not hold.
         let plain = d.path().join("plain");
         std::fs::create_dir_all(&plain).unwrap();
-        let got = untracked(&build, &plain, &snapshot, &[]).unwrap();
+        let got = untracked(&tree, &plain, &snapshot, &[]).unwrap();
         assert_eq!(got, [PathBuf::from("out/bin"), PathBuf::from("out/x.log")]);
     }
 

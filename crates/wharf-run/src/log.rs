@@ -66,6 +66,10 @@ pub struct JobLog {
     pending: Vec<u8>,
 }
 
+/// The longest unfinished console line held back for its newline (prefixed consoles only);
+/// longer lines are cut.
+const MAX_PENDING_LINE: usize = 64 * 1024;
+
 /// Colours for job-name prefixes, picked by the name so a job keeps its colour.
 const PREFIX_COLOURS: [&str; 6] = [
     "\x1b[34m", "\x1b[35m", "\x1b[36m", "\x1b[32m", "\x1b[33m", "\x1b[94m",
@@ -124,6 +128,10 @@ impl JobLog {
             return;
         };
         self.pending.extend_from_slice(bytes);
+        if self.pending.len() > MAX_PENDING_LINE && !self.pending.contains(&b'\n') {
+            // One endless line (100 MB without a newline): cut it rather than hold it all.
+            self.pending.push(b'\n');
+        }
         let Some(last_newline) = self.pending.iter().rposition(|&b| b == b'\n') else {
             return;
         };
@@ -334,6 +342,28 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "Running\none\ntwo\nthree"
         );
+    }
+
+    #[test]
+    fn an_endless_line_is_cut_not_held_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Shared::default();
+        let console = Console::new(false, Box::new(sink.clone()));
+        let mut log = JobLog::create(
+            console,
+            &dir.path().join("j.log"),
+            Masker::new(Vec::<String>::new()),
+        )
+        .unwrap()
+        .with_prefix(Some("noisy".into()));
+        let chunk = vec![b'y'; 16 * 1024];
+        for _ in 0..640 {
+            log.output(&chunk);
+            assert!(log.pending.len() <= MAX_PENDING_LINE + chunk.len());
+        }
+        log.flush_output();
+        let console_text = sink.0.lock().unwrap().len();
+        assert!(console_text >= 640 * chunk.len(), "{console_text}");
     }
 
     #[test]

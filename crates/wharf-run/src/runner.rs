@@ -268,7 +268,11 @@ pub(crate) async fn run_job(ctx: &Ctx<'_>, job: &Job) -> JobReport {
             }
         }
         // GitLab collects reports whatever the job's result.
-        save_dotenv_reports(ctx, job, &layout, &mut log);
+        if let Err(failure) = save_dotenv_reports(ctx, job, &layout, &mut log) {
+            if matches!(outcome, JobStatus::Passed) {
+                outcome = failure;
+            }
+        }
     }
     log.section("Cleaning up project directory and file based variables");
     // File-type variables may hold secrets: never leave them behind.
@@ -299,13 +303,21 @@ fn finish(job: &Job, started: Instant, status: JobStatus) -> JobReport {
 /// `coverage:`: the last match of the job's regex in its log, as a percentage.
 fn coverage_of(job: &Job, log_path: &Path) -> Option<String> {
     let pattern = job.coverage.as_ref()?;
+    use std::io::BufRead as _;
     let re = regex::Regex::new(pattern).ok()?;
-    let text = std::fs::read_to_string(log_path).ok()?;
-    let matched = re.find_iter(&text).last()?;
     let number = regex::Regex::new(r"\d+(?:\.\d+)?").ok()?;
-    number
-        .find(matched.as_str())
-        .map(|n| n.as_str().to_string())
+    // Line by line: a job's log can be far larger than memory should hold.
+    let mut reader = std::io::BufReader::new(std::fs::File::open(log_path).ok()?);
+    let mut line = Vec::new();
+    let mut last = None;
+    while reader.read_until(b'\n', &mut line).ok()? > 0 {
+        let text = String::from_utf8_lossy(&line);
+        if let Some(m) = re.find_iter(&text).last() {
+            last = number.find(m.as_str()).map(|n| n.as_str().to_string());
+        }
+        line.clear();
+    }
+    last
 }
 
 /// Where a job's `artifacts: reports: dotenv` variables are kept for later jobs.
@@ -315,28 +327,38 @@ pub(crate) fn dotenv_path(wharf_dir: &Path, job_name: &str) -> PathBuf {
         .join(format!("{}.json", slug(job_name)))
 }
 
-/// Read the job's dotenv reports from its build folder and keep their variables.
-fn save_dotenv_reports(ctx: &Ctx<'_>, job: &Job, layout: &Layout, log: &mut JobLog) {
-    let Some(art) = &job.artifacts else { return };
+/// GitLab's default limits on `artifacts: reports: dotenv` (its plan limits `dotenv_size` and
+/// `dotenv_variables`): the files of one job together hold less than 5 KiB and at most 20
+/// variables.
+pub const DOTENV_MAX_BYTES: u64 = 5 * 1024;
+pub const DOTENV_MAX_VARIABLES: usize = 20;
+
+/// Read the job's dotenv reports from its build folder and keep their variables for later jobs.
+/// The files are read confined to the build folder (an absolute path, `..` or a symbolic link is
+/// refused), within GitLab's limits; names follow GitLab's grammar. Any of that wrong: nothing is
+/// kept and the job fails, as GitLab refuses such an artifact.
+fn save_dotenv_reports(
+    ctx: &Ctx<'_>,
+    job: &Job,
+    layout: &Layout,
+    log: &mut JobLog,
+) -> Result<(), JobStatus> {
+    let Some(art) = &job.artifacts else {
+        return Ok(());
+    };
     if art.reports_dotenv.is_empty() {
-        return;
-    }
-    let mut vars: Vec<(String, String)> = Vec::new();
-    for file in &art.reports_dotenv {
-        let path = layout.build_dir.join(file);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) => {
-                log.warn(&format!("artifacts: reports: dotenv: {file}: {e}"));
-                continue;
-            }
-        };
-        match crate::parse_dotenv(file, &text) {
-            Ok(pairs) => vars.extend(pairs),
-            Err(e) => log.warn(&format!("artifacts: reports: dotenv: {e}")),
-        }
+        return Ok(());
     }
     let dest = dotenv_path(&ctx.wharf_dir, &job.name);
+    let vars = match read_dotenv_reports(&layout.build_dir, &art.reports_dotenv, log) {
+        Ok(vars) => vars,
+        Err(e) => {
+            log.error(&format!("artifacts: reports: dotenv ({}): {e}", art.span));
+            // Later jobs must not see a previous run's variables instead.
+            let _ = std::fs::remove_file(&dest);
+            return Err(config_error());
+        }
+    };
     let written = dest
         .parent()
         .map(std::fs::create_dir_all)
@@ -352,6 +374,68 @@ fn save_dotenv_reports(ctx: &Ctx<'_>, job: &Job, layout: &Layout, log: &mut JobL
         )),
         Err(e) => log.warn(&format!("dotenv report not saved: {e}")),
     }
+    Ok(())
+}
+
+/// The variables of the dotenv `files` in `build_dir`, later ones winning (see
+/// [`save_dotenv_reports`] for the rules).
+fn read_dotenv_reports(
+    build_dir: &Path,
+    files: &[String],
+    log: &mut JobLog,
+) -> Result<Vec<(String, String)>, String> {
+    use std::io::Read as _;
+    let build = files::job_tree(build_dir).map_err(|e| e.to_string())?;
+    let mut total: u64 = 0;
+    let mut vars: indexmap::IndexMap<String, String> = indexmap::IndexMap::new();
+    for file in files {
+        let opened = match build.open_read(file) {
+            Ok(f) => f,
+            // As GitLab: a report the job did not write is a warning, not a failure.
+            Err(e) if e.is_not_found() => {
+                log.warn(&format!(
+                    "artifacts: reports: dotenv: {file}: no matching files"
+                ));
+                continue;
+            }
+            Err(wharf_fs::Error::WrongKind { found, .. }) => {
+                return Err(format!(
+                    "{file} is {found}: a dotenv report must be a regular file inside the project folder"
+                ));
+            }
+            Err(other) => return Err(other.to_string()),
+        };
+        // Never read more than the limit, whatever the file's size claims.
+        let mut bytes = Vec::new();
+        opened
+            .take(DOTENV_MAX_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("reading {file}: {e}"))?;
+        total += bytes.len() as u64;
+        if total >= DOTENV_MAX_BYTES {
+            return Err(format!(
+                "the dotenv reports reach {DOTENV_MAX_BYTES} bytes: GitLab takes less than 5 KiB\n  fix: write fewer or shorter variables (pass the rest in an artifact file)"
+            ));
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        for (name, value) in crate::parse_dotenv(file, &text)? {
+            if !crate::vars::is_variable_name(&name) {
+                return Err(format!(
+                    "{file}: `{}` is not a valid variable name: letters, digits and `_` only, at most {} characters",
+                    name.chars().take(64).collect::<String>(),
+                    crate::vars::MAX_NAME_LEN
+                ));
+            }
+            vars.insert(name, value);
+        }
+    }
+    if vars.len() > DOTENV_MAX_VARIABLES {
+        return Err(format!(
+            "{} variables: GitLab takes at most {DOTENV_MAX_VARIABLES} from a job's dotenv reports\n  fix: write fewer variables (pass the rest in an artifact file)",
+            vars.len()
+        ));
+    }
+    Ok(vars.into_iter().collect())
 }
 
 /// The dotenv report variables of the jobs whose artifacts `job` takes, later jobs winning.
@@ -432,9 +516,11 @@ fn prepare(
         .collect();
     if !with_artifacts.is_empty() {
         log.section("Downloading artifacts");
+        let build = files::job_tree(&layout.build_dir).map_err(|e| fail(log, e))?;
         for (dep, dir) in with_artifacts {
             log.info(&format!("Downloading artifacts for {}", dep.name));
-            files::copy_tree(&dir, &layout.build_dir).map_err(|e| fail(log, e))?;
+            let skipped = files::restore_tree(&dir, &build).map_err(|e| fail(log, e))?;
+            crate::cache::warn_skipped(&skipped, log);
         }
     }
 
@@ -446,16 +532,18 @@ fn prepare(
             var.value.clone()
         };
         if var.file {
-            let path = layout.tmp_dir.join(&var.name);
-            if let Err(e) = write_private(&path, &value) {
-                return Err(fail(
-                    log,
-                    files::FilesError::Io {
-                        action: "writing",
-                        path,
-                        source: e,
-                    },
+            // Names are checked when the variables file is read; this guards every other way
+            // in. The file is written confined to the temporary folder in any case.
+            if !crate::vars::is_variable_name(&var.name) {
+                log.error(&format!(
+                    "file variable `{}`: a variable name is made of letters, digits and `_`, at most {} characters",
+                    var.name.chars().take(64).collect::<String>(),
+                    crate::vars::MAX_NAME_LEN
                 ));
+                return Err(config_error());
+            }
+            if let Err(e) = write_job_tmp(layout, &var.name, &value) {
+                return Err(fail(log, e.into()));
             }
             env.push((
                 var.name.clone(),
@@ -466,6 +554,17 @@ fn prepare(
         }
     }
     Ok(env)
+}
+
+/// Write `name` (a script, a file variable) in the job's temporary folder. That folder is
+/// mounted into the job's container, so the job may have left a link or anything else under that
+/// name: the file is written under a temporary name and renamed over it, never through it.
+fn write_job_tmp(layout: &Layout, name: &str, value: &str) -> Result<(), wharf_fs::Error> {
+    wharf_fs::Root::open(&layout.tmp_dir, wharf_fs::Resolve::NoSymlinks)?.replace_file(
+        name,
+        0o600,
+        value.as_bytes(),
+    )
 }
 
 fn write_private(path: &Path, value: &str) -> std::io::Result<()> {
@@ -568,12 +667,21 @@ fn upload_artifacts(
     } else {
         "Uploading artifacts for failed job"
     });
-    let mut paths: Vec<String> = art.paths.iter().map(|p| vars.expand(p)).collect();
+    let project_dir = Some(layout.project_dir_in_job.as_str());
+    let expand = |p: &String| files::relative_to_project(&vars.expand(p), project_dir);
+    let mut paths: Vec<String> = art.paths.iter().map(expand).collect();
     // `reports:` other than dotenv are kept as files with the artifacts.
-    let reports: Vec<String> = art.reports_other.iter().map(|p| vars.expand(p)).collect();
+    let reports: Vec<String> = art.reports_other.iter().map(expand).collect();
     paths.extend(reports.iter().cloned());
-    let exclude: Vec<String> = art.exclude.iter().map(|p| vars.expand(p)).collect();
-    let mut m = match files::match_paths(&layout.build_dir, &paths, &exclude) {
+    let exclude: Vec<String> = art.exclude.iter().map(expand).collect();
+    let build = match files::job_tree(&layout.build_dir) {
+        Ok(b) => b,
+        Err(e) => {
+            log.error(&format!("artifacts: {e}"));
+            return Err(system_failure());
+        }
+    };
+    let mut m = match files::match_paths(&build, &paths, &exclude) {
         Ok(m) => m,
         Err(e) => {
             log.error(&format!("artifacts: {e}"));
@@ -581,12 +689,7 @@ fn upload_artifacts(
         }
     };
     if art.untracked {
-        match files::untracked(
-            &layout.build_dir,
-            &ctx.opts.project_dir,
-            ctx.snapshot,
-            &exclude,
-        ) {
+        match files::untracked(&build, &ctx.opts.project_dir, ctx.snapshot, &exclude) {
             Ok(u) => m.add_entries(u),
             Err(e) => {
                 log.error(&format!("artifacts: untracked files: {e}"));
@@ -597,8 +700,8 @@ fn upload_artifacts(
     for p in &m.unmatched {
         log.warn(&format!("{p}: no matching files. Ensure that the artifact path is relative to the working directory"));
     }
-    for p in &m.outside {
-        log.warn(&format!("{p}: outside the build folder, not uploaded"));
+    for (p, why) in &m.outside {
+        log.warn(&format!("{p}: not uploaded: {why}"));
     }
     let dest = ctx.wharf_dir.join("artifacts").join(slug(&job.name));
     let meta_root = ctx.wharf_dir.join("artifacts");
@@ -608,8 +711,9 @@ fn upload_artifacts(
         let _ = std::fs::remove_file(meta_root.join(format!("{}.json", slug(&job.name))));
         return Ok(());
     }
-    match files::publish(&layout.build_dir, &m.entries, &dest) {
-        Ok(()) => {
+    match files::publish(&build, &m.entries, &dest) {
+        Ok(skipped) => {
+            crate::cache::warn_skipped(&skipped, log);
             for e in &m.entries {
                 log.info(&format!(
                     "{}: found, saved to {}",
@@ -757,7 +861,7 @@ async fn shell_script(
     log: &mut JobLog,
 ) -> Result<i64, JobStatus> {
     let path = layout.tmp_dir.join(format!("{name}.sh"));
-    if let Err(e) = write_private(&path, text) {
+    if let Err(e) = write_job_tmp(layout, &format!("{name}.sh"), text) {
         log.error(&format!("writing {}: {e}", path.display()));
         return Err(system_failure());
     }
@@ -777,7 +881,9 @@ async fn shell_script(
             return Err(system_failure());
         }
     };
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    // Bounded: a job printing faster than the log is written waits for it (its pipe fills)
+    // instead of piling its output up in memory.
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUTPUT_CHUNKS_IN_FLIGHT);
     if let Some(out) = child.stdout.take() {
         pump(out, tx.clone());
     }
@@ -811,19 +917,22 @@ async fn shell_script(
 }
 
 /// Forward a pipe's bytes to the log channel until EOF.
-fn pump<R>(mut reader: R, tx: mpsc::UnboundedSender<Vec<u8>>)
+fn pump<R>(mut reader: R, tx: mpsc::Sender<Vec<u8>>)
 where
     R: tokio::io::AsyncRead + Unpin + Send + 'static,
 {
     tokio::spawn(async move {
         let mut buf = vec![0u8; 16 * 1024];
         while let Ok(n) = reader.read(&mut buf).await {
-            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+            if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
                 break;
             }
         }
     });
 }
+
+/// Chunks (of at most 16 KiB) of a job's output waiting to be logged: at most 1 MiB held.
+const OUTPUT_CHUNKS_IN_FLIGHT: usize = 64;
 
 fn kill_group(child: &tokio::process::Child) {
     if let Some(pid) = child
@@ -1292,7 +1401,7 @@ async fn container_script(
     log: &mut JobLog,
 ) -> Result<i64, JobStatus> {
     let path = layout.tmp_dir.join(format!("{name}.sh"));
-    if let Err(e) = write_private(&path, text) {
+    if let Err(e) = write_job_tmp(layout, &format!("{name}.sh"), text) {
         log.error(&format!("writing {}: {e}", path.display()));
         return Err(system_failure());
     }
@@ -1394,4 +1503,108 @@ fn levenshtein(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dotenv(build: &Path, files: &[&str]) -> Result<Vec<(String, String)>, String> {
+        let files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        let console = Console::new(false, Box::new(std::io::sink()));
+        let mut log = JobLog::create(
+            console,
+            &build.join("job.log"),
+            Masker::new(Vec::<String>::new()),
+        )
+        .unwrap();
+        read_dotenv_reports(build, &files, &mut log)
+    }
+
+    #[test]
+    fn dotenv_reports_are_confined_limited_and_named_as_gitlab_wants() {
+        let outside = tempfile::tempdir().unwrap();
+        let host_file = outside.path().join("hostname");
+        std::fs::write(&host_file, "LEAK=host\n").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let build = d.path();
+        std::fs::write(build.join("ok.env"), "A=1\nB=two\n").unwrap();
+        std::fs::write(build.join("later.env"), "A=3\n").unwrap();
+        assert_eq!(
+            dotenv(build, &["ok.env", "missing.env", "later.env"]).unwrap(),
+            [("A".into(), "3".into()), ("B".into(), "two".into())]
+        );
+        let warned = std::fs::read_to_string(build.join("job.log")).unwrap();
+        assert!(
+            warned.contains("missing.env: no matching files"),
+            "{warned}"
+        );
+
+        std::os::unix::fs::symlink(&host_file, build.join("link.env")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), build.join("dir")).unwrap();
+        let absolute = host_file.to_str().unwrap().to_string();
+        let dotdot = format!("{}{}", "../".repeat(30), absolute.trim_start_matches('/'));
+        for bad in [
+            "link.env",
+            "dir/hostname",
+            absolute.as_str(),
+            dotdot.as_str(),
+        ] {
+            let e = dotenv(build, &[bad]).unwrap_err();
+            assert!(!e.contains("LEAK"), "{e}");
+            assert!(
+                e.contains("symbolic link") || e.contains("outside") || e.contains("absolute"),
+                "{bad}: {e}"
+            );
+        }
+
+        let many: String = (0..21).map(|i| format!("V{i}={i}\n")).collect();
+        std::fs::write(build.join("many.env"), many).unwrap();
+        assert!(
+            dotenv(build, &["many.env"])
+                .unwrap_err()
+                .contains("at most 20")
+        );
+        let twenty: String = (0..20).map(|i| format!("V{i}={i}\n")).collect();
+        std::fs::write(build.join("twenty.env"), twenty).unwrap();
+        assert_eq!(dotenv(build, &["twenty.env"]).unwrap().len(), 20);
+
+        let big = format!("BIG={}\n", "x".repeat(5200));
+        std::fs::write(build.join("big.env"), big).unwrap();
+        assert!(
+            dotenv(build, &["big.env"])
+                .unwrap_err()
+                .contains("less than 5 KiB")
+        );
+
+        std::fs::write(build.join("name.env"), "BAD.NAME=1\n").unwrap();
+        assert!(
+            dotenv(build, &["name.env"])
+                .unwrap_err()
+                .contains("`BAD.NAME` is not a valid variable name")
+        );
+    }
+
+    #[test]
+    fn files_in_the_tmp_folder_replace_a_link_left_there_never_write_through_it() {
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("after-target");
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            build_dir: d.path().join("build"),
+            tmp_dir: d.path().join("tmp"),
+            project_dir_in_job: String::new(),
+            tmp_dir_in_job: String::new(),
+        };
+        std::fs::create_dir_all(&layout.tmp_dir).unwrap();
+        std::os::unix::fs::symlink(&target, layout.tmp_dir.join("after_script.sh")).unwrap();
+        write_job_tmp(&layout, "after_script.sh", "echo after").unwrap();
+        assert!(!target.exists());
+        assert_eq!(
+            std::fs::read_to_string(layout.tmp_dir.join("after_script.sh")).unwrap(),
+            "echo after"
+        );
+        assert!(write_job_tmp(&layout, "../escape", "x").is_err());
+        assert!(!d.path().join("escape").exists());
+    }
 }

@@ -283,10 +283,12 @@ fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
         .variables
         .iter()
         .map(|kv| match kv.split_once('=') {
-            Some((k, v)) if is_variable_name(k) => Ok((k.to_string(), v.to_string())),
+            Some((k, v)) if wharf_run::vars::is_variable_name(k) => {
+                Ok((k.to_string(), v.to_string()))
+            }
             // Never echo the value: it may be a secret. The name alone is safe to show.
             Some((k, _)) => {
-                bail!("--variable {k}=...: a variable name is made of letters, digits and `_`")
+                bail!("--variable {k}=...: a variable name is made of letters, digits and `_`, at most {} characters", wharf_run::vars::MAX_NAME_LEN)
             }
             None => bail!("--variable expects KEY=VALUE (the argument has no `=`)"),
         })
@@ -578,10 +580,6 @@ fn config(args: PipelineArgs) -> Result<ExitCode> {
     }
 }
 
-fn is_variable_name(k: &str) -> bool {
-    !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 fn read_variables_file(path: &Path) -> Result<Vec<FileVariable>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading --variables-file {}", path.display()))?;
@@ -595,6 +593,16 @@ fn read_variables_file(path: &Path) -> Result<Vec<FileVariable>> {
         wharf_ci::parse_variables_yaml(&name, &text).map_err(|d| anyhow::anyhow!("{d}"))
     } else {
         let pairs = wharf_run::parse_dotenv(&name, &text).map_err(anyhow::Error::msg)?;
+        if let Some((bad, _)) = pairs
+            .iter()
+            .find(|(k, _)| !wharf_run::vars::is_variable_name(k))
+        {
+            bail!(
+                "{name}: `{}` is not a valid variable name: letters, digits and `_` only, at most {} characters",
+                bad.chars().take(64).collect::<String>(),
+                wharf_run::vars::MAX_NAME_LEN
+            );
+        }
         Ok(pairs
             .into_iter()
             .map(|(name, value)| FileVariable {

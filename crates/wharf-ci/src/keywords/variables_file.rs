@@ -8,6 +8,16 @@ use crate::yaml::{self, Value};
 
 const KEYS: &[&str] = &["value", "masked", "type", "description"];
 
+/// GitLab's longest variable name.
+const MAX_NAME_LEN: usize = 255;
+
+/// GitLab's variable-name grammar: ASCII letters, digits and `_`, 1 to 255 of them.
+fn is_variable_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 pub(crate) fn parse(name: &str, text: &str, d: &mut Diags) -> Vec<FileVariable> {
     let Some(docs) = yaml::parse(name, text, &crate::limits::Limits::default(), d) else {
         return Vec::new();
@@ -30,6 +40,17 @@ pub(crate) fn parse(name: &str, text: &str, d: &mut Diags) -> Vec<FileVariable> 
             }
         };
         for (var, e) in m {
+            if !is_variable_name(var) {
+                // A file variable's name becomes a file name: `../x` must never get that far.
+                d.error(
+                    &e.key_span,
+                    format!(
+                        "`{}` is not a valid variable name: GitLab allows letters, digits and `_` only, at most {MAX_NAME_LEN} characters",
+                        var.chars().take(64).collect::<String>()
+                    ),
+                );
+                continue;
+            }
             let what = format!("variable `{var}`");
             let v = &e.value;
             match &v.value {
@@ -96,4 +117,33 @@ pub(crate) fn parse(name: &str, text: &str, d: &mut Diags) -> Vec<FileVariable> 
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_outside_gitlab_grammar_are_refused_at_their_key() {
+        let long = "A".repeat(256);
+        let text = format!(
+            "GOOD: {{value: v, type: file}}\n\"../../x\": {{value: v, type: file}}\n\"a/b\": v\n{long}: v\n\"\": v\n"
+        );
+        let e = crate::parse_variables_yaml("v.yml", &text).unwrap_err();
+        let got: Vec<String> =
+            e.0.iter()
+                .map(|d| {
+                    let s = d.span.as_ref().unwrap();
+                    format!("{}:{}:{}", s.file, s.line, s.column)
+                })
+                .collect();
+        assert_eq!(got, ["v.yml:2:1", "v.yml:3:1", "v.yml:4:1", "v.yml:5:1"]);
+        assert!(
+            e.0[0]
+                .message
+                .contains("`../../x` is not a valid variable name"),
+            "{}",
+            e.0[0].message
+        );
+        let ok = crate::parse_variables_yaml("v.yml", &format!("{}: v\n", &long[1..])).unwrap();
+        assert_eq!(ok.len(), 1);
+    }
 }

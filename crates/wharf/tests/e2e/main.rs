@@ -9,6 +9,7 @@
 
 mod corpus;
 mod docker;
+mod hostile;
 mod pipeline;
 mod registry;
 mod services;
