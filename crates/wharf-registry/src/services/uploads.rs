@@ -3,6 +3,7 @@
 //! Bytes are hashed as they stream into storage, so finishing an upload needs no second read;
 //! after a restart the hash state is gone and the upload is re-read once at commit instead.
 
+use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
-use crate::services::{Registry, keys};
+use crate::services::{Limits, Registry, keys};
 use crate::storage::{ByteStream, StorageError};
 
 /// The in-memory state of one upload session.
@@ -30,6 +31,107 @@ pub struct UploadSession {
 struct SessionInfo {
     repo: String,
     started_unix: u64,
+    /// Who opened it (user, or client address when anonymous); absent in older sessions.
+    #[serde(default)]
+    subject: String,
+}
+
+/// Open upload sessions, and how many each repository and subject holds (a client must not
+/// fill the disk with sessions: see [`crate::limits`]).
+#[derive(Default)]
+pub(crate) struct Sessions {
+    open: HashMap<String, OpenSession>,
+    per_repository: HashMap<String, usize>,
+    per_subject: HashMap<String, usize>,
+}
+
+struct OpenSession {
+    session: Arc<tokio::sync::Mutex<UploadSession>>,
+    repo: String,
+    subject: String,
+}
+
+impl Sessions {
+    fn get(&self, id: &str) -> Option<Arc<tokio::sync::Mutex<UploadSession>>> {
+        self.open.get(id).map(|o| o.session.clone())
+    }
+
+    /// Refuses a new session of `subject` in `repo` when a limit is reached.
+    fn check(&self, limits: &Limits, repo: &str, subject: &str) -> Result<(), RegistryError> {
+        let full = |what: String, limit: usize, key: &str| {
+            Err(RegistryError::TooManyRequests {
+                message: format!(
+                    "{what} has {limit} open upload sessions, the limit ([limits] {key}): finish or cancel one (DELETE its location), or wait for idle ones to expire"
+                ),
+                retry_after: Some(60),
+            })
+        };
+        let count = |map: &HashMap<String, usize>, k: &str| map.get(k).copied().unwrap_or(0);
+        if count(&self.per_subject, subject) >= limits.upload_sessions_per_subject {
+            return full(
+                format!("{subject:?}"),
+                limits.upload_sessions_per_subject,
+                "upload_sessions_per_subject",
+            );
+        }
+        if count(&self.per_repository, repo) >= limits.upload_sessions_per_repository {
+            return full(
+                format!("repository {repo}"),
+                limits.upload_sessions_per_repository,
+                "upload_sessions_per_repository",
+            );
+        }
+        if self.open.len() >= limits.upload_sessions_total {
+            return full(
+                "the registry".to_string(),
+                limits.upload_sessions_total,
+                "upload_sessions_total",
+            );
+        }
+        Ok(())
+    }
+
+    /// Adds a session unless one with this id is already open; returns the open one.
+    fn insert(
+        &mut self,
+        id: &str,
+        session: UploadSession,
+        subject: &str,
+    ) -> Arc<tokio::sync::Mutex<UploadSession>> {
+        if let Some(open) = self.open.get(id) {
+            return open.session.clone();
+        }
+        let repo = session.repo.to_string();
+        *self.per_repository.entry(repo.clone()).or_default() += 1;
+        *self.per_subject.entry(subject.to_string()).or_default() += 1;
+        let session = Arc::new(tokio::sync::Mutex::new(session));
+        self.open.insert(
+            id.to_string(),
+            OpenSession {
+                session: session.clone(),
+                repo,
+                subject: subject.to_string(),
+            },
+        );
+        session
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some(gone) = self.open.remove(id) else {
+            return;
+        };
+        for (map, key) in [
+            (&mut self.per_repository, gone.repo),
+            (&mut self.per_subject, gone.subject),
+        ] {
+            if let Some(n) = map.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 /// Chunks queued between the request body and the hashing thread.
@@ -67,8 +169,14 @@ fn hash_in_background(
 }
 
 impl Registry {
-    /// Opens a new upload session in `repo`; returns its id.
-    pub async fn start_upload(&self, repo: &RepoName) -> Result<String, RegistryError> {
+    /// Opens a new upload session in `repo` for `subject` (the user, or the client address
+    /// when anonymous); returns its id. Refused with `TOOMANYREQUESTS` when the subject, the
+    /// repository or the registry has as many open sessions as its limit allows.
+    pub async fn start_upload(
+        &self,
+        repo: &RepoName,
+        subject: &str,
+    ) -> Result<String, RegistryError> {
         let id = format!("{:032x}", rand::random::<u128>());
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -77,26 +185,29 @@ impl Registry {
         let info = serde_json::to_vec(&SessionInfo {
             repo: repo.to_string(),
             started_unix,
+            subject: subject.to_string(),
         })
         .map_err(|e| RegistryError::BlobUploadInvalid(e.to_string()))?;
-        self.storage.upload_create(&id, Bytes::from(info)).await?;
         let session = UploadSession {
             id: id.clone(),
             repo: repo.clone(),
             size: 0,
             hasher: Some(Sha256::new()),
         };
-        self.sessions_map()
-            .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
+        {
+            // Counted before it exists on disk, so parallel starts cannot overshoot the limits.
+            let mut sessions = self.sessions_map();
+            sessions.check(&self.limits, repo.as_str(), subject)?;
+            sessions.insert(&id, session, subject);
+        }
+        if let Err(e) = self.storage.upload_create(&id, Bytes::from(info)).await {
+            self.sessions_map().remove(&id);
+            return Err(e.into());
+        }
         Ok(id)
     }
 
-    fn sessions_map(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>,
-    > {
+    fn sessions_map(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -107,7 +218,7 @@ impl Registry {
         id: &str,
     ) -> Result<Arc<tokio::sync::Mutex<UploadSession>>, RegistryError> {
         let unknown = || RegistryError::BlobUploadUnknown { id: id.to_string() };
-        let cached = self.sessions_map().get(id).cloned();
+        let cached = self.sessions_map().get(id);
         let session = match cached {
             Some(s) => s,
             None => {
@@ -120,10 +231,7 @@ impl Registry {
                     size: object.size,
                     hasher: None,
                 };
-                self.sessions_map()
-                    .entry(id.to_string())
-                    .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(session)))
-                    .clone()
+                self.sessions_map().insert(id, session, &info.subject)
             }
         };
         // A session belongs to one repository: its id is no key to another.
@@ -205,10 +313,11 @@ impl Registry {
     pub async fn upload_monolithic(
         &self,
         repo: &RepoName,
+        subject: &str,
         digest: &Digest,
         body: ByteStream,
     ) -> Result<(), RegistryError> {
-        let id = self.start_upload(repo).await?;
+        let id = self.start_upload(repo, subject).await?;
         let result = self
             .finish_upload(repo, &id, digest, None, Some(body))
             .await;
@@ -236,7 +345,7 @@ impl Registry {
             if idle < self.limits.upload_expiry {
                 continue;
             }
-            let cached = self.sessions_map().get(&id).cloned();
+            let cached = self.sessions_map().get(&id);
             let _guard = match &cached {
                 Some(s) => match s.try_lock() {
                     Ok(g) => Some(g),
