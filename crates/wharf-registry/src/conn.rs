@@ -11,6 +11,7 @@
 //!   are logged once, then at most every 10 s with a count, instead of spinning and flooding.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -274,16 +275,35 @@ impl ConnectionTable {
     }
 }
 
-/// Reads and writes of a connection, reported to its [`Connection`] for the timeouts.
+/// After the server's last answer on a connection, the client's unread bytes (the rest of an
+/// upload it is still sending) are read and dropped for at most this long and this much, so
+/// closing does not reset the connection before the client has read the answer.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads and writes of a connection, reported to its [`Connection`] for the timeouts. Shutting
+/// it down lingers (as Apache's and Go's servers do): the write side is closed first, then what
+/// the client still sends is read and dropped until it closes too, for a bounded time.
 #[derive(Debug)]
 pub struct TrackedIo<T> {
     inner: T,
     conn: Arc<Connection>,
+    linger: Option<Linger>,
+}
+
+#[derive(Debug)]
+struct Linger {
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    discarded: usize,
 }
 
 impl<T> TrackedIo<T> {
     pub fn new(inner: T, conn: Arc<Connection>) -> TrackedIo<T> {
-        TrackedIo { inner, conn }
+        TrackedIo {
+            inner,
+            conn,
+            linger: None,
+        }
     }
 }
 
@@ -302,7 +322,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -336,7 +356,37 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        let this = &mut *self;
+        if this.linger.is_none() {
+            std::task::ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            this.linger = Some(Linger {
+                deadline: Box::pin(tokio::time::sleep(LINGER_TIME)),
+                discarded: 0,
+            });
+        }
+        let Some(linger) = this.linger.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        let mut scratch = [0u8; 8192];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => {
+                    linger.discarded += buf.filled().len();
+                    if linger.discarded > LINGER_BYTES {
+                        return Poll::Ready(Ok(()));
+                    }
+                }
+                // The client closed too (or failed): done.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    return match linger.deadline.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Ok(())),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
     }
 }
 
