@@ -143,6 +143,13 @@ impl Config {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
+        config
+            .limits
+            .check()
+            .map_err(|message| ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            })?;
         if let Some(base) = path.parent() {
             config.resolve_paths(base);
         }
@@ -195,6 +202,9 @@ mod tests {
         assert!(Config::parse("gc_grace = \"1w\"", Path::new("r.toml")).is_err());
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172800)));
         assert!(Config::parse("[limits]\nmax_conections = 5", Path::new("r.toml")).is_err());
+        let e = Config::parse("[limits]\nidle_timeout = 0", Path::new("r.toml"))
+            .expect_err("zero idle timeout");
+        assert!(e.to_string().contains("at least 1s"), "{e}");
     }
 
     #[test]

@@ -58,6 +58,35 @@ impl Default for LimitsConfig {
 }
 
 impl LimitsConfig {
+    /// Refuses values that would make the server useless.
+    pub fn check(&self) -> Result<(), String> {
+        if self.header_timeout.is_zero() || self.idle_timeout.is_zero() {
+            return Err("limits: header_timeout and idle_timeout must be at least 1s".to_string());
+        }
+        let sessions = [
+            (
+                "upload_sessions_per_subject",
+                self.upload_sessions_per_subject,
+            ),
+            (
+                "upload_sessions_per_repository",
+                self.upload_sessions_per_repository,
+            ),
+            ("upload_sessions_total", self.upload_sessions_total),
+        ];
+        for (name, n) in sessions {
+            if n == 0 {
+                return Err(format!(
+                    "limits: {name} = 0 would refuse every upload: give at least 1"
+                ));
+            }
+        }
+        if self.login_failures_per_address == 0 {
+            return Err("limits: login_failures_per_address must be at least 1".to_string());
+        }
+        Ok(())
+    }
+
     /// The connection cap in force: the configured one, else 3/4 of the soft `RLIMIT_NOFILE`
     /// (the rest is headroom for storage files, the listener and logs).
     pub fn connection_cap(&self) -> usize {

@@ -131,10 +131,9 @@ impl LoginThrottle {
         }
         if ledger.addresses.len() >= MAX_ENTRIES {
             let budget_full = f64::from(self.budget);
-            let me = &*self;
             ledger
                 .addresses
-                .retain(|_, b| me.refilled(*b, now).tokens < budget_full);
+                .retain(|_, b| self.refilled(*b, now).tokens < budget_full);
         }
         ledger.addresses.insert(
             ip,

@@ -9,7 +9,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use axum::Router;
 use base64::Engine as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
@@ -67,7 +66,7 @@ async fn server(mode: &str, limits: LimitsConfig) -> Server {
         listener,
         config,
         state,
-        setup.routes.unwrap_or_else(Router::new),
+        setup.routes.unwrap_or_default(),
         async {
             let _ = stopped.await;
         },
