@@ -49,7 +49,12 @@ struct OpenSession {
     session: Arc<tokio::sync::Mutex<UploadSession>>,
     repo: String,
     subject: String,
+    opened: std::time::Instant,
 }
+
+/// A session in memory but not on disk is forgotten only once it is older than this (it may be
+/// being created right now).
+const VANISHED_GRACE: Duration = Duration::from_secs(60);
 
 impl Sessions {
     fn get(&self, id: &str) -> Option<Arc<tokio::sync::Mutex<UploadSession>>> {
@@ -111,9 +116,32 @@ impl Sessions {
                 session: session.clone(),
                 repo,
                 subject: subject.to_string(),
+                opened: std::time::Instant::now(),
             },
         );
         session
+    }
+
+    /// Forgets sessions opened more than `grace` ago that are neither in `on_disk` nor in use.
+    fn forget_vanished(
+        &mut self,
+        on_disk: &std::collections::HashSet<&str>,
+        now: std::time::Instant,
+        grace: Duration,
+    ) {
+        let vanished: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(id, o)| {
+                !on_disk.contains(id.as_str())
+                    && now.duration_since(o.opened) > grace
+                    && o.session.try_lock().is_ok()
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in vanished {
+            self.remove(&id);
+        }
     }
 
     fn remove(&mut self, id: &str) {
@@ -340,7 +368,14 @@ impl Registry {
     /// data right now are left alone.
     pub async fn expire_uploads(&self, now: SystemTime) -> Result<usize, RegistryError> {
         let mut removed = 0;
-        for (id, info) in self.storage.upload_list().await? {
+        let listed = self.storage.upload_list().await?;
+        // Sessions removed behind the server's back (`wharf registry gc`) must not count
+        // against their subject's limit forever. Younger ones may still be being created.
+        let on_disk: std::collections::HashSet<&str> =
+            listed.iter().map(|(id, _)| id.as_str()).collect();
+        self.sessions_map()
+            .forget_vanished(&on_disk, std::time::Instant::now(), VANISHED_GRACE);
+        for (id, info) in listed {
             let idle = now.duration_since(info.modified).unwrap_or(Duration::ZERO);
             if idle < self.limits.upload_expiry {
                 continue;
@@ -420,5 +455,48 @@ impl Registry {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str, repo: &str) -> UploadSession {
+        UploadSession {
+            id: id.to_string(),
+            repo: RepoName::parse(repo).expect("valid name"),
+            size: 0,
+            hasher: None,
+        }
+    }
+
+    #[test]
+    fn sessions_gone_from_disk_stop_counting_unless_in_use() {
+        let limits = Limits {
+            upload_sessions_per_subject: 2,
+            ..Limits::default()
+        };
+        let mut sessions = Sessions::default();
+        sessions.insert("a", session("a", "team/app"), "user alice");
+        let busy = sessions.insert("b", session("b", "team/app"), "user alice");
+        assert!(sessions.check(&limits, "team/app", "user alice").is_err());
+        let _in_use = busy.try_lock().expect("unlocked");
+        let later = std::time::Instant::now() + Duration::from_secs(120);
+        sessions.forget_vanished(&std::collections::HashSet::new(), later, VANISHED_GRACE);
+        assert!(
+            sessions.get("a").is_none(),
+            "removed behind our back: forgotten"
+        );
+        assert!(sessions.get("b").is_some(), "in use: kept");
+        assert!(sessions.check(&limits, "team/app", "user alice").is_ok());
+        // Young sessions may still be being created: kept.
+        sessions.insert("c", session("c", "team/app"), "user alice");
+        sessions.forget_vanished(
+            &std::collections::HashSet::new(),
+            std::time::Instant::now(),
+            VANISHED_GRACE,
+        );
+        assert!(sessions.get("c").is_some());
     }
 }
