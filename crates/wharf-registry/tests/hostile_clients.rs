@@ -199,6 +199,59 @@ async fn a_request_head_that_never_ends_is_cut_at_the_header_timeout() {
 }
 
 #[tokio::test]
+async fn a_head_dripped_a_byte_at_a_time_is_cut_at_the_header_timeout() {
+    let s = server("basic", quick_timeouts()).await;
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    let drip = async {
+        for byte in b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle() {
+            if conn.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let cut = tokio::time::timeout(GUARD, drip).await;
+    assert!(cut.is_ok(), "a head sent a byte every 200 ms was never cut");
+}
+
+#[tokio::test]
+async fn a_request_body_that_stalls_ends_at_the_idle_timeout() {
+    let s = server("basic", quick_timeouts()).await;
+    let alice = basic("alice", ALICE_PW);
+    let (status, body) = request(
+        s.addr,
+        "POST",
+        "/v2/team/a/blobs/uploads/",
+        Some(&alice),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    // Promise 1,000 bytes, send 10, then nothing.
+    conn.write_all(
+        format!(
+            "POST /v2/team/a/blobs/uploads/?digest=sha256:{} HTTP/1.1\r\nHost: x\r\nAuthorization: {alice}\r\nContent-Length: 1000\r\n\r\n0123456789",
+            "0".repeat(64)
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    let answered = tokio::time::timeout(GUARD, conn.read_to_end(&mut raw)).await;
+    assert!(
+        answered.is_ok(),
+        "a stalled upload body held its connection"
+    );
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 400"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn idle_keep_alive_connections_are_closed_but_not_before_the_idle_timeout() {
     let s = server(
         "basic",
