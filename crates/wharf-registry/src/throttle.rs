@@ -1,11 +1,11 @@
 //! Failed-login throttling, per client address and per (address, user).
 //!
-//! - Every password attempt (HTTP Basic on any route, the token service's password grant)
-//!   spends one unit of its address's budget (`login_failures_per_address`, refilling one unit
-//!   every [`REFILL_EVERY`]); a successful login gives it back. An address out of budget gets
-//!   429 `TOOMANYREQUESTS` without a bcrypt check, so a flood of wrong passwords neither burns
-//!   the CPU nor slows other logins down. Spending on the attempt, not on its failure, also
-//!   bounds parallel floods.
+//! - Every wrong password (HTTP Basic on any route, the token service's password grant) spends
+//!   one unit of its address's budget (`login_failures_per_address`, refilling one unit every
+//!   [`REFILL_EVERY`]). An address out of budget gets 429 `TOOMANYREQUESTS` for every password
+//!   attempt, without a bcrypt check, so a flood of wrong passwords neither burns the CPU nor
+//!   slows other logins down (a parallel flood gets one wave through, then nothing). Right
+//!   passwords spend nothing, however many requests carry them at once.
 //! - After `login_failures_before_backoff` failures in a row for one user from one address,
 //!   that pair waits 1 s, doubling to [`MAX_BACKOFF`], before its next attempt is checked.
 //!
@@ -106,15 +106,40 @@ impl LoginThrottle {
         }
     }
 
-    /// Before a password check: spends one unit of the address's budget, or says how long to
-    /// wait.
+    /// Before a password check: whether it may go ahead, or how long to wait.
     pub fn attempt(&self, ip: IpAddr, user: &str, now: Instant) -> Verdict {
         let ip = address_key(ip);
-        let mut ledger = self.ledger();
+        let ledger = self.ledger();
         if let Some(b) = ledger.pairs.get(&(ip, user.to_string())) {
             if b.until > now {
                 return Verdict::Wait(b.until - now);
             }
+        }
+        let Some(budget) = ledger.addresses.get(&ip).map(|b| self.refilled(*b, now)) else {
+            return Verdict::Go;
+        };
+        if budget.tokens < 1.0 {
+            let wait = REFILL_EVERY.mul_f64(1.0 - budget.tokens);
+            return Verdict::Wait(wait.max(Duration::from_secs(1)));
+        }
+        Verdict::Go
+    }
+
+    /// After a successful login: the pair's failures are forgotten.
+    pub fn succeeded(&self, ip: IpAddr, user: &str) {
+        let ip = address_key(ip);
+        self.ledger().pairs.remove(&(ip, user.to_string()));
+    }
+
+    /// After a wrong password.
+    pub fn failed(&self, ip: IpAddr, user: &str, now: Instant) {
+        let ip = address_key(ip);
+        let mut ledger = self.ledger();
+        if ledger.addresses.len() >= MAX_ENTRIES {
+            let full = f64::from(self.budget);
+            ledger
+                .addresses
+                .retain(|_, b| self.refilled(*b, now).tokens < full);
         }
         let full = Budget {
             tokens: f64::from(self.budget),
@@ -124,43 +149,13 @@ impl LoginThrottle {
             .addresses
             .get(&ip)
             .map_or(full, |b| self.refilled(*b, now));
-        if budget.tokens < 1.0 {
-            let wait = REFILL_EVERY.mul_f64(1.0 - budget.tokens);
-            ledger.addresses.insert(ip, budget);
-            return Verdict::Wait(wait.max(Duration::from_secs(1)));
-        }
-        if ledger.addresses.len() >= MAX_ENTRIES {
-            let budget_full = f64::from(self.budget);
-            ledger
-                .addresses
-                .retain(|_, b| self.refilled(*b, now).tokens < budget_full);
-        }
         ledger.addresses.insert(
             ip,
             Budget {
-                tokens: budget.tokens - 1.0,
+                tokens: (budget.tokens - 1.0).max(0.0),
                 updated: now,
             },
         );
-        Verdict::Go
-    }
-
-    /// After a successful login: the unit comes back and the pair's failures are forgotten.
-    pub fn succeeded(&self, ip: IpAddr, user: &str, now: Instant) {
-        let ip = address_key(ip);
-        let mut ledger = self.ledger();
-        ledger.pairs.remove(&(ip, user.to_string()));
-        if let Some(b) = ledger.addresses.get(&ip).copied() {
-            let mut b = self.refilled(b, now);
-            b.tokens = (b.tokens + 1.0).min(f64::from(self.budget));
-            ledger.addresses.insert(ip, b);
-        }
-    }
-
-    /// After a wrong password.
-    pub fn failed(&self, ip: IpAddr, user: &str, now: Instant) {
-        let ip = address_key(ip);
-        let mut ledger = self.ledger();
         if ledger.pairs.len() >= MAX_ENTRIES {
             ledger.pairs.retain(|_, b| b.until > now);
         }
@@ -262,7 +257,7 @@ pub async fn throttle_logins(
     if response.status() == StatusCode::UNAUTHORIZED {
         throttle.failed(ip, &user, Instant::now());
     } else {
-        throttle.succeeded(ip, &user, Instant::now());
+        throttle.succeeded(ip, &user);
     }
     response
 }
@@ -280,19 +275,24 @@ mod tests {
         let now = Instant::now();
         for _ in 0..3 {
             assert_eq!(t.attempt(ATTACKER, "x", now), Verdict::Go);
+            t.failed(ATTACKER, "x", now);
         }
         assert!(matches!(t.attempt(ATTACKER, "y", now), Verdict::Wait(_)));
         assert_eq!(t.attempt(ATTACKER, "y", now + REFILL_EVERY), Verdict::Go);
+        assert_eq!(t.attempt(ALICE_HOST, "y", now), Verdict::Go);
     }
 
     #[test]
-    fn successes_give_the_unit_back() {
+    fn right_passwords_spend_nothing() {
         let t = LoginThrottle::new(2, 100);
         let now = Instant::now();
         for _ in 0..50 {
             assert_eq!(t.attempt(ALICE_HOST, "alice", now), Verdict::Go);
-            t.succeeded(ALICE_HOST, "alice", now);
         }
+        for _ in 0..50 {
+            t.succeeded(ALICE_HOST, "alice");
+        }
+        assert_eq!(t.attempt(ALICE_HOST, "alice", now), Verdict::Go);
     }
 
     #[test]
