@@ -289,6 +289,7 @@ pub struct TrackedIo<T> {
     inner: T,
     conn: Arc<Connection>,
     linger: Option<Linger>,
+    seen_first_bytes: bool,
 }
 
 #[derive(Debug)]
@@ -303,6 +304,7 @@ impl<T> TrackedIo<T> {
             inner,
             conn,
             linger: None,
+            seen_first_bytes: false,
         }
     }
 }
@@ -316,6 +318,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for TrackedIo<T> {
         let before = buf.filled().len();
         let result = Pin::new(&mut self.inner).poll_read(cx, buf);
         if matches!(result, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            if !self.seen_first_bytes {
+                self.seen_first_bytes = true;
+                // HTTP/2 with prior knowledge (h2c): its control frames are no request head.
+                if buf.filled()[before..].starts_with(b"PRI * HTTP/2.0") {
+                    self.conn.set_http2();
+                }
+            }
             self.conn.on_read();
         }
         result
