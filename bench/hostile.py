@@ -1,7 +1,9 @@
 """Floods a running wharf registry the way issue 7 did and measures what a legitimate client
 gets meanwhile. Driven by bench/hostile.sh (which starts the server); loopback only.
 
-usage: hostile.py HOST:PORT SERVER_PID SECONDS
+usage: hostile.py HOST:PORT SERVER_PID SECONDS [all|fresh]
+"fresh": only the baseline and the wrong-password flood (run against a server whose
+credential cache is off, so every legitimate request is a fresh bcrypt login).
 Prints one Markdown table row per flood: legitimate requests answered / sent, their median and
 worst latency, and the server's peak RSS and open fds during the flood.
 """
@@ -15,6 +17,7 @@ import threading
 import time
 
 addr, pid, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+which = sys.argv[4] if len(sys.argv) > 4 else "all"
 host, port = addr.rsplit(":", 1)
 port = int(port)
 ALICE = "Basic " + base64.b64encode(b"alice:alice-pw").decode()
@@ -159,6 +162,10 @@ def wrong_passwords(stop):
 
 print("| flood | legitimate requests answered | median | worst | server RSS peak | server fds peak |")
 print("| ----- | ---------------------------- | ------ | ----- | --------------- | --------------- |")
+if which == "fresh":
+    measure("none, every request a fresh bcrypt login (cost 10)", [])
+    measure("wrong passwords (30 parallel connections), every legitimate request a fresh login", [wrong_passwords] * 30)
+    sys.exit(0)
 measure("none (baseline)", [])
 measure("1,100 silent sockets (half-sent head, reopened when closed)", [silent_sockets(1100, True)])
 measure("1,100 idle keep-alive connections", [idle_keep_alive(1100)])

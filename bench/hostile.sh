@@ -26,21 +26,40 @@ cleanup() {
 }
 trap cleanup EXIT
 
-printf 'alice-pw\n' | "$wharf" registry user add alice --cost 5 --password-stdin --htpasswd "$work/htpasswd" 2>/dev/null
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-(
-  ulimit -n 1024
-  exec "$wharf" registry serve --addr "127.0.0.1:$port" --root "$work/root" --auth basic \
-    --htpasswd "$work/htpasswd"
-) 2>"$work/server.log" &
-server=$!
-for _ in $(seq 1 100); do
-  curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break
-  sleep 0.1
-done
+printf 'alice-pw\n' | "$wharf" registry user add alice --cost 10 --password-stdin --htpasswd "$work/htpasswd" 2>/dev/null
+
+# Starts the server (config file $1) on a free port; sets $server and $port.
+start() {
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  (
+    ulimit -n 1024
+    exec "$wharf" registry serve --config "$1" --addr "127.0.0.1:$port" --root "$work/root" \
+      --auth basic --htpasswd "$work/htpasswd"
+  ) 2>>"$work/server.log" &
+  server=$!
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break
+    sleep 0.1
+  done
+}
+stop() {
+  kill "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+  server=""
+}
 
 echo "wharf $("$wharf" --version 2>/dev/null || echo '?'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), ${seconds} s per flood"
+: >"$work/default.toml"
+start "$work/default.toml"
 python3 bench/hostile.py "127.0.0.1:$port" "$server" "$seconds"
+stop
 echo
 echo "upload sessions on disk after the flood: $(find "$work/root/uploads" -mindepth 1 -maxdepth 1 -type d 2>/dev/null | wc -l)"
 echo "server log lines: $(wc -l <"$work/server.log"), accept errors logged: $(grep -c 'accept failed' "$work/server.log" || true)"
+
+echo
+echo "Fresh logins (credential cache off: [auth] cache_seconds = 0):"
+printf '[auth]\ncache_seconds = 0\n' >"$work/nocache.toml"
+start "$work/nocache.toml"
+python3 bench/hostile.py "127.0.0.1:$port" "$server" "$seconds" fresh
+stop
