@@ -149,10 +149,18 @@ impl LoginThrottle {
             .addresses
             .get(&ip)
             .map_or(full, |b| self.refilled(*b, now));
+        let left = (budget.tokens - 1.0).max(0.0);
+        if budget.tokens >= 1.0 && left < 1.0 {
+            // Once per exhaustion, not per refused attempt: a flood must not flood the log.
+            tracing::warn!(
+                address = %ip,
+                "failed logins: this address is out of attempts; its password attempts get 429 until the budget refills ([limits] login_failures_per_address)"
+            );
+        }
         ledger.addresses.insert(
             ip,
             Budget {
-                tokens: (budget.tokens - 1.0).max(0.0),
+                tokens: left,
                 updated: now,
             },
         );
