@@ -541,6 +541,38 @@ async fn a_wrong_password_flood_is_throttled_without_locking_the_user_out() {
     );
 }
 
+#[tokio::test]
+async fn token_requests_are_bounded() {
+    let s = server("token", LimitsConfig::default()).await;
+    let alice = basic("alice", ALICE_PW);
+    let scopes = |n: usize| {
+        (0..n)
+            .map(|i| format!("&scope=repository:team/r{i}:pull"))
+            .collect::<String>()
+    };
+    let path = |n| format!("/token?service=wharf-registry{}", scopes(n));
+    assert_eq!(
+        request(s.addr, "GET", &path(64), Some(&alice), b"").await.0,
+        200
+    );
+    let (status, body) = request(s.addr, "GET", &path(65), Some(&alice), b"").await;
+    assert_eq!(status, 400, "{}", &body[..body.len().min(300)]);
+    assert!(body.contains("at most 64 scope"), "{body}");
+    // A password-grant form is a few hundred bytes: 100 KiB is refused before it is parsed.
+    let mut form = b"grant_type=password&username=alice&password=".to_vec();
+    form.resize(100 * 1024, b'x');
+    let (status, _) = request_from(
+        s.addr,
+        Ipv4Addr::LOCALHOST,
+        "POST",
+        "/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &form,
+    )
+    .await;
+    assert_eq!(status, 413);
+}
+
 fn python() -> PathBuf {
     let found = std::process::Command::new("python3")
         .arg("--version")
