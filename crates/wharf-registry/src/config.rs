@@ -14,6 +14,8 @@
 //! key = "key.pem"            # PEM private key
 //!
 //! [auth]                     # access control: parsed by the auth module
+//!
+//! [limits]                   # what one client may hold: see `crate::limits`
 //! ```
 //!
 //! Durations are `<number><unit>` with unit `s`, `m`, `h` or `d`, or a plain number of seconds.
@@ -24,6 +26,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+
+use crate::limits::LimitsConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -58,6 +62,8 @@ pub struct Config {
     /// The `[auth]` table, kept raw: the auth module owns its schema.
     #[serde(default)]
     pub auth: toml::Table,
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -95,6 +101,7 @@ impl Default for Config {
             allow_plain_http: false,
             tls: None,
             auth: toml::Table::new(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -117,7 +124,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+pub(crate) fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -136,6 +143,13 @@ impl Config {
             path: path.display().to_string(),
             message: e.to_string(),
         })?;
+        config
+            .limits
+            .check()
+            .map_err(|message| ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            })?;
         if let Some(base) = path.parent() {
             config.resolve_paths(base);
         }
@@ -187,5 +201,22 @@ mod tests {
         assert!(Config::parse("adr = \"x\"", Path::new("r.toml")).is_err());
         assert!(Config::parse("gc_grace = \"1w\"", Path::new("r.toml")).is_err());
         assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172800)));
+        assert!(Config::parse("[limits]\nmax_conections = 5", Path::new("r.toml")).is_err());
+        let e = Config::parse("[limits]\nidle_timeout = 0", Path::new("r.toml"))
+            .expect_err("zero idle timeout");
+        assert!(e.to_string().contains("at least 1s"), "{e}");
+    }
+
+    #[test]
+    fn limits_table_overrides_defaults() {
+        let c = Config::parse(
+            "[limits]\nmax_connections = 50\nheader_timeout = \"3s\"\nupload_sessions_per_subject = 7\n",
+            Path::new("r.toml"),
+        )
+        .expect("valid");
+        assert_eq!(c.limits.max_connections, 50);
+        assert_eq!(c.limits.header_timeout, Duration::from_secs(3));
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.limits.upload_sessions_per_subject, 7);
     }
 }

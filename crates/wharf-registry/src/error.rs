@@ -48,8 +48,12 @@ pub enum RegistryError {
     MethodNotAllowed { method: String },
     #[error("no such endpoint: {path}")]
     RouteUnknown { path: String },
-    #[error("too many requests")]
-    TooManyRequests,
+    #[error("too many requests: {message}")]
+    TooManyRequests {
+        message: String,
+        /// Seconds for the `Retry-After` header.
+        retry_after: Option<u64>,
+    },
     #[error("requested range not satisfiable: {message}")]
     RangeInvalid {
         message: String,
@@ -88,7 +92,7 @@ impl RegistryError {
             E::Unsupported(_) => ("UNSUPPORTED", StatusCode::BAD_REQUEST),
             E::MethodNotAllowed { .. } => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
             E::RouteUnknown { .. } => ("UNSUPPORTED", StatusCode::NOT_FOUND),
-            E::TooManyRequests => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS),
+            E::TooManyRequests { .. } => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS),
             E::RangeInvalid { .. } => ("RANGE_INVALID", StatusCode::RANGE_NOT_SATISFIABLE),
             E::BodyRead(_) => ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST),
             E::Storage(StorageError::OffsetMismatch { .. }) => {
@@ -128,6 +132,12 @@ impl IntoResponse for RegistryError {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
         match &self {
+            RegistryError::TooManyRequests {
+                retry_after: Some(seconds),
+                ..
+            } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*seconds));
+            }
             RegistryError::RangeInvalid {
                 size,
                 upload: false,

@@ -8,13 +8,17 @@
 
 pub mod auth;
 pub mod config;
+pub mod conn;
+mod drain;
 pub mod error;
+pub mod limits;
 pub mod metrics;
 pub mod names;
 pub mod routes;
 pub mod server;
 pub mod services;
 pub mod storage;
+pub mod throttle;
 
 pub use config::{Config, ConfigError};
 pub use routes::{AppState, router};

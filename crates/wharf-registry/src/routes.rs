@@ -597,23 +597,24 @@ async fn handle(
                 }
                 Err(e) => return Err(e),
             }
+            let subject = upload_subject(&req, identity.as_ref());
             if let Some(mount) = query(&pairs, "mount") {
                 let digest = Digest::parse(mount)?;
                 if try_mount(state, &headers, &repo, &digest, query(&pairs, "from")).await? {
                     return Ok(blob_created(&repo, &digest));
                 }
                 // Not mountable: the spec's fallback is an ordinary upload session.
-                let id = registry.start_upload(&repo).await?;
+                let id = registry.start_upload(&repo, &subject).await?;
                 return Ok(upload_accepted(StatusCode::ACCEPTED, &repo, &id, 0));
             }
             if let Some(digest) = query(&pairs, "digest") {
                 let digest = Digest::parse(digest)?;
                 registry
-                    .upload_monolithic(&repo, &digest, body_stream(req.into_body()))
+                    .upload_monolithic(&repo, &subject, &digest, body_stream(req.into_body()))
                     .await?;
                 return Ok(blob_created(&repo, &digest));
             }
-            let id = registry.start_upload(&repo).await?;
+            let id = registry.start_upload(&repo, &subject).await?;
             Ok(upload_accepted(StatusCode::ACCEPTED, &repo, &id, 0))
         }
         Endpoint::Upload(repo, id) => {
@@ -731,6 +732,20 @@ async fn try_mount(
         }
     }
     Ok(false)
+}
+
+/// Whom an upload session is counted against: the user, else the client's address.
+fn upload_subject(req: &Request, identity: Option<&Identity>) -> String {
+    if let Some(user) = identity.and_then(|i| i.subject.as_deref()) {
+        return format!("user {user}");
+    }
+    match req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        Some(peer) => format!("address {}", crate::throttle::address_key(peer.0.ip())),
+        None => "anonymous".to_string(),
+    }
 }
 
 fn pagination(pairs: &[(String, String)]) -> Result<(Option<usize>, Option<&str>), RegistryError> {

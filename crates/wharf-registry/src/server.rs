@@ -13,19 +13,22 @@ use std::time::{Duration, SystemTime};
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
+use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authorizer;
 use crate::config::Config;
+use crate::conn::{AcceptBackoff, Admission, Connection, ConnectionTable, GuardedBody, TrackedIo};
+use crate::drain::call_keeping_connection;
 use crate::metrics::Metrics;
 use crate::routes::{AppState, router};
 use crate::services::{Limits, Registry};
 use crate::storage::StorageError;
 use crate::storage::fs::FsStorage;
+use crate::throttle::{LoginThrottle, throttle_logins};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -49,6 +52,9 @@ pub fn app_state(config: &Config, authorizer: Arc<dyn Authorizer>) -> Result<App
     let storage = FsStorage::open(&config.root)?;
     let limits = Limits {
         upload_expiry: config.upload_expiry,
+        upload_sessions_per_subject: config.limits.upload_sessions_per_subject,
+        upload_sessions_per_repository: config.limits.upload_sessions_per_repository,
+        upload_sessions_total: config.limits.upload_sessions_total,
         ..Limits::default()
     };
     Ok(AppState {
@@ -88,6 +94,8 @@ pub async fn serve(
     extra: Router,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
+    // Before the connection cap is derived from it.
+    crate::limits::raise_fd_limit();
     let state = app_state(&config, authorizer)?;
     let listener = TcpListener::bind(config.addr)
         .await
@@ -123,6 +131,15 @@ pub async fn serve_on(
             axum::routing::get(|| async { http::StatusCode::NOT_FOUND }),
         )
     };
+    let limits = &config.limits;
+    let throttle = Arc::new(LoginThrottle::new(
+        limits.login_failures_per_address,
+        limits.login_failures_before_backoff,
+    ));
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        throttle,
+        throttle_logins,
+    ));
 
     // Upkeep: expire idle upload sessions and old temporary files.
     let upkeep = {
@@ -145,68 +162,175 @@ pub async fn serve_on(
         })
     };
 
-    tracing::info!(addr = %local, tls = tls.is_some(), root = %config.root.display(), "registry listening");
-    let graceful = GracefulShutdown::new();
+    let table = Arc::new(ConnectionTable::new(
+        limits.connection_cap(),
+        limits.header_timeout,
+        limits.idle_timeout,
+    ));
+    let reaper = {
+        let table = table.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(table.reap_every());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                table.reap();
+            }
+        })
+    };
+    let timing = Timing {
+        header: limits.header_timeout,
+        idle: limits.idle_timeout,
+    };
+
+    tracing::info!(
+        addr = %local,
+        tls = tls.is_some(),
+        root = %config.root.display(),
+        max_connections = table.cap(),
+        header_timeout_s = timing.header.as_secs(),
+        idle_timeout_s = timing.idle.as_secs(),
+        "registry listening"
+    );
+    let stopping = CancellationToken::new();
     let builder = auto::Builder::new(TokioExecutor::new());
+    let mut backoff = AcceptBackoff::default();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
+                Ok(conn) => {
+                    backoff.on_success();
+                    conn
+                }
                 Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    let wait = backoff.on_error(&e, std::time::Instant::now());
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => continue,
+                        () = &mut shutdown => break,
+                    }
                 }
             },
             () = &mut shutdown => break,
         };
+        let (id, conn) = match table.admit(peer) {
+            Admission::Admitted { id, conn } => (id, conn),
+            Admission::Refused => continue,
+        };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
-        let builder = builder.clone();
+        let task = ConnectionTask {
+            app: app.clone(),
+            builder: builder.clone(),
+            conn,
+            timing,
+            stopping: stopping.clone(),
+        };
+        let table = table.clone();
         let tls = tls.clone();
-        let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let result = match tls {
-                Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(stream) => {
-                        watcher
-                            .watch(
-                                builder
-                                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                                    .into_owned(),
-                            )
-                            .await
+            let io = TrackedIo::new(stream, task.conn.clone());
+            match tls {
+                Some(acceptor) => {
+                    let handshake = tokio::time::timeout(timing.header, acceptor.accept(io));
+                    let stream = tokio::select! {
+                        done = handshake => match done {
+                            Ok(Ok(stream)) => Some(stream),
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                None
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake not done within the header timeout");
+                                None
+                            }
+                        },
+                        () = task.conn.closed().cancelled() => None,
+                    };
+                    if let Some(stream) = stream {
+                        if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                            task.conn.set_http2();
+                        }
+                        task.run(stream).await;
                     }
-                    Err(e) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                },
-                None => {
-                    watcher
-                        .watch(
-                            builder
-                                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                                .into_owned(),
-                        )
-                        .await
                 }
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                None => task.run(io).await,
             }
+            table.remove(id);
         });
     }
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
+    stopping.cancel();
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = table.wait_empty() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(config.shutdown_timeout) => tracing::warn!("shutdown timeout: closing remaining connections"),
     }
+    reaper.abort();
     upkeep.abort();
     Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    header: Duration,
+    idle: Duration,
+}
+
+/// One accepted connection and what serving it needs.
+struct ConnectionTask {
+    app: Router,
+    builder: auto::Builder<TokioExecutor>,
+    conn: Arc<Connection>,
+    timing: Timing,
+    stopping: CancellationToken,
+}
+
+impl ConnectionTask {
+    /// Serves HTTP/1 or HTTP/2 on `io` until the client leaves, the table closes the
+    /// connection (timeouts, eviction), or the server stops (gracefully: requests finish).
+    async fn run<I>(self, io: I)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        let app = self.app.clone();
+        let timing = self.timing;
+        let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let app = app.clone();
+            let conn = conn.clone();
+            async move {
+                let handling = conn.begin_request();
+                let mut req = req.map(axum::body::Body::new);
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(conn.peer));
+                let response = call_keeping_connection(app, req, timing.idle, timing.header).await;
+                let streaming = conn.begin_response();
+                drop(handling);
+                Ok::<_, std::convert::Infallible>(
+                    response.map(|body| axum::body::Body::new(GuardedBody::new(body, streaming))),
+                )
+            }
+        });
+        let connection = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(service));
+        let mut connection = std::pin::pin!(connection);
+        let peer = self.conn.peer;
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            () = self.conn.closed().cancelled() => return,
+            () = self.stopping.cancelled() => {
+                connection.as_mut().graceful_shutdown();
+                tokio::select! {
+                    result = connection.as_mut() => result,
+                    () = self.conn.closed().cancelled() => return,
+                }
+            }
+        };
+        if let Err(e) = result {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    }
 }
 
 /// Completes on SIGTERM or SIGINT (Ctrl-C).

@@ -5,6 +5,7 @@ use std::io::{IsTerminal as _, Read as _, Write as _};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
@@ -57,7 +58,8 @@ enum AuthFlag {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// TOML config file (addr, root, tls, upload_expiry, gc_grace, [auth] with the policy).
+    /// TOML config file (addr, root, tls, upload_expiry, gc_grace, [auth] with the policy,
+    /// [limits] on connections, upload sessions and failed logins).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Address to listen on [default: 127.0.0.1:5000]. Plain HTTP only on loopback unless the
@@ -75,6 +77,26 @@ struct ServeArgs {
     /// config file, every user listed may pull, push and delete, and anonymous nothing.
     #[arg(long, value_name = "FILE")]
     htpasswd: Option<PathBuf>,
+    /// Open connections at most (overrides `[limits] max_connections`) [default: 3/4 of the
+    /// open-files limit, at most 16384]. At the cap the longest idle connection makes room.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
+    /// Time a client has to send a request's head, like 10s (overrides `[limits]
+    /// header_timeout`) [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = wharf_registry::config::parse_duration)]
+    header_timeout: Option<Duration>,
+    /// Connections without traffic and without a request in progress are closed after this,
+    /// like 60s (overrides `[limits] idle_timeout`) [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = wharf_registry::config::parse_duration)]
+    idle_timeout: Option<Duration>,
+    /// Open upload sessions per user, or per client address when anonymous (overrides
+    /// `[limits] upload_sessions_per_subject`) [default: 100].
+    #[arg(long, value_name = "N")]
+    upload_sessions_per_subject: Option<usize>,
+    /// Open upload sessions per repository (overrides `[limits]
+    /// upload_sessions_per_repository`) [default: 1000].
+    #[arg(long, value_name = "N")]
+    upload_sessions_per_repository: Option<usize>,
 }
 
 #[derive(Args)]
@@ -189,6 +211,23 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     if let Some(root) = args.root {
         config.root = absolute(root)?;
     }
+    let limits = &mut config.limits;
+    if let Some(n) = args.max_connections {
+        limits.max_connections = n;
+    }
+    if let Some(d) = args.header_timeout {
+        limits.header_timeout = d;
+    }
+    if let Some(d) = args.idle_timeout {
+        limits.idle_timeout = d;
+    }
+    if let Some(n) = args.upload_sessions_per_subject {
+        limits.upload_sessions_per_subject = n;
+    }
+    if let Some(n) = args.upload_sessions_per_repository {
+        limits.upload_sessions_per_repository = n;
+    }
+    limits.check().map_err(anyhow::Error::msg)?;
     let mut auth = AuthConfig::from_table(&config.auth, &absolute(base)?)?;
     if let Some(mode) = args.auth {
         auth.mode = Some(match mode {

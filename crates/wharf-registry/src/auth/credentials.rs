@@ -196,6 +196,15 @@ impl Credentials {
             return bool::from(given.ct_eq(digest));
         }
         match c.people.hash_of(user) {
+            // bcrypt looks at the first 72 bytes only: a longer password would log in with any
+            // tail. Compared in full, it can never match.
+            Some(_) if password.len() > htpasswd::BCRYPT_MAX_PASSWORD_BYTES => {
+                tracing::warn!(
+                    user,
+                    "refused a password longer than 72 bytes (bcrypt would ignore the rest)"
+                );
+                false
+            }
             Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
             None => {
                 // Spend the time a real check takes, so response times do not tell which user
@@ -259,6 +268,22 @@ mod tests {
         );
         write(&robot, "robot-secret-1\n");
         (dir, ht, robot)
+    }
+
+    #[test]
+    fn passwords_past_72_bytes_never_match() {
+        // bcrypt reads 72 bytes: the first 72 plus any tail would pass for the 72-byte password.
+        let dir = tempfile::tempdir().unwrap();
+        let ht = dir.path().join("htpasswd");
+        let long = "p".repeat(72);
+        write(
+            &ht,
+            &format!("alice:{}\n", htpasswd::hash_password(&long, 4).unwrap()),
+        );
+        let c = Credentials::load(Some(ht), vec![], [7; 32]).unwrap();
+        assert!(c.verify("alice", &long));
+        assert!(!c.verify("alice", &format!("{long}junk")));
+        assert!(!c.verify("alice", &format!("{long}p")));
     }
 
     #[test]

@@ -13,6 +13,9 @@ use super::AuthError;
 /// bcrypt's usual default, ~60 ms per check here, which the credential cache hides).
 pub const DEFAULT_COST: u32 = 10;
 
+/// bcrypt reads at most this many bytes of a password.
+pub const BCRYPT_MAX_PASSWORD_BYTES: usize = 72;
+
 /// Users and their bcrypt hashes, as served.
 #[derive(Clone, Default)]
 pub struct Htpasswd {
@@ -146,11 +149,12 @@ pub fn hash_password(password: &str, cost: u32) -> Result<String, AuthError> {
             "bcrypt cost {cost} is out of range (4 to 31)"
         )));
     }
-    if password.len() > 72 {
+    if password.len() > BCRYPT_MAX_PASSWORD_BYTES {
         // bcrypt silently ignores everything past 72 bytes: refuse rather than mislead.
-        return Err(AuthError::Hash(
-            "passwords longer than 72 bytes are not supported by bcrypt".to_string(),
-        ));
+        return Err(AuthError::Hash(format!(
+            "the password is {} bytes long; bcrypt uses only the first {BCRYPT_MAX_PASSWORD_BYTES}, so longer ones are refused: choose one of at most {BCRYPT_MAX_PASSWORD_BYTES} bytes",
+            password.len()
+        )));
     }
     bcrypt::hash_with_result(password, cost)
         .map(|parts| parts.format_for_version(bcrypt::Version::TwoY))
@@ -333,7 +337,12 @@ mod tests {
         assert!(h.starts_with("$2y$04$"), "{h}");
         assert!(bcrypt::verify("pw", &h).unwrap());
         assert!(hash_password("pw", 3).is_err());
-        assert!(hash_password(&"x".repeat(73), 4).is_err());
+        assert!(hash_password(&"x".repeat(72), 4).is_ok());
+        let e = hash_password(&"x".repeat(73), 4).unwrap_err().to_string();
+        assert!(
+            e.contains("73 bytes") && e.contains("at most 72 bytes"),
+            "{e}"
+        );
     }
 
     #[test]

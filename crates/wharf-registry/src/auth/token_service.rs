@@ -27,6 +27,10 @@ use super::scope::{format_access, parse_scopes};
 /// The path of the token service.
 pub const TOKEN_PATH: &str = "/token";
 
+/// `scope` parameters accepted in one token request (clients send one per repository of an
+/// operation: a handful).
+pub const MAX_SCOPES: usize = 64;
+
 pub struct TokenService {
     pub(super) issuer: Issuer,
     pub(super) passwords: Option<Arc<Passwords>>,
@@ -179,6 +183,14 @@ impl TokenService {
             .iter()
             .filter(|(k, _)| k == "scope")
             .map(|(_, v)| v.as_str());
+        if scope_values.clone().count() > MAX_SCOPES {
+            // Each scope is checked against the policy and signed into the token: bound both.
+            return Answer::error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                &format!("at most {MAX_SCOPES} scope parameters per token request"),
+            );
+        }
         let (scopes, bad) = parse_scopes(scope_values);
         for e in &bad {
             tracing::info!(user = user.unwrap_or("anonymous"), error = %e, "ignored a scope");

@@ -11,7 +11,6 @@ pub mod manifests;
 pub mod tags;
 pub mod uploads;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,13 +26,23 @@ pub struct Limits {
     pub manifest_max_bytes: usize,
     /// Upload sessions idle longer than this are removed.
     pub upload_expiry: Duration,
+    /// Open upload sessions of one subject (user, or client address when anonymous).
+    pub upload_sessions_per_subject: usize,
+    /// Open upload sessions of one repository.
+    pub upload_sessions_per_repository: usize,
+    /// Open upload sessions in all.
+    pub upload_sessions_total: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
+        let defaults = crate::limits::LimitsConfig::default();
         Limits {
             manifest_max_bytes: 4 * 1024 * 1024,
             upload_expiry: Duration::from_secs(3600),
+            upload_sessions_per_subject: defaults.upload_sessions_per_subject,
+            upload_sessions_per_repository: defaults.upload_sessions_per_repository,
+            upload_sessions_total: defaults.upload_sessions_total,
         }
     }
 }
@@ -45,7 +54,7 @@ pub struct Registry {
     /// Open upload sessions, each behind its own lock so chunks of one upload are serialized
     /// while different uploads run in parallel. Sessions not in memory (after a restart) are
     /// reloaded from storage on first use.
-    pub(crate) sessions: Mutex<HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>>,
+    pub(crate) sessions: Mutex<uploads::Sessions>,
 }
 
 impl Registry {
@@ -53,7 +62,7 @@ impl Registry {
         Registry {
             storage,
             limits,
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(uploads::Sessions::default()),
         }
     }
 

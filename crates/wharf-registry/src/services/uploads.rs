@@ -3,6 +3,7 @@
 //! Bytes are hashed as they stream into storage, so finishing an upload needs no second read;
 //! after a restart the hash state is gone and the upload is re-read once at commit instead.
 
+use std::collections::HashMap;
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +14,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
-use crate::services::{Registry, keys};
+use crate::services::{Limits, Registry, keys};
 use crate::storage::{ByteStream, StorageError};
 
 /// The in-memory state of one upload session.
@@ -30,6 +31,135 @@ pub struct UploadSession {
 struct SessionInfo {
     repo: String,
     started_unix: u64,
+    /// Who opened it (user, or client address when anonymous); absent in older sessions.
+    #[serde(default)]
+    subject: String,
+}
+
+/// Open upload sessions, and how many each repository and subject holds (a client must not
+/// fill the disk with sessions: see [`crate::limits`]).
+#[derive(Default)]
+pub(crate) struct Sessions {
+    open: HashMap<String, OpenSession>,
+    per_repository: HashMap<String, usize>,
+    per_subject: HashMap<String, usize>,
+}
+
+struct OpenSession {
+    session: Arc<tokio::sync::Mutex<UploadSession>>,
+    repo: String,
+    subject: String,
+    opened: std::time::Instant,
+}
+
+/// A session in memory but not on disk is forgotten only once it is older than this (it may be
+/// being created right now).
+const VANISHED_GRACE: Duration = Duration::from_secs(60);
+
+impl Sessions {
+    fn get(&self, id: &str) -> Option<Arc<tokio::sync::Mutex<UploadSession>>> {
+        self.open.get(id).map(|o| o.session.clone())
+    }
+
+    /// Refuses a new session of `subject` in `repo` when a limit is reached.
+    fn check(&self, limits: &Limits, repo: &str, subject: &str) -> Result<(), RegistryError> {
+        let full = |what: String, limit: usize, key: &str| {
+            Err(RegistryError::TooManyRequests {
+                message: format!(
+                    "{what} has {limit} open upload sessions, the limit ([limits] {key}): finish or cancel one (DELETE its location), or wait for idle ones to expire"
+                ),
+                retry_after: Some(60),
+            })
+        };
+        let count = |map: &HashMap<String, usize>, k: &str| map.get(k).copied().unwrap_or(0);
+        if count(&self.per_subject, subject) >= limits.upload_sessions_per_subject {
+            return full(
+                format!("{subject:?}"),
+                limits.upload_sessions_per_subject,
+                "upload_sessions_per_subject",
+            );
+        }
+        if count(&self.per_repository, repo) >= limits.upload_sessions_per_repository {
+            return full(
+                format!("repository {repo}"),
+                limits.upload_sessions_per_repository,
+                "upload_sessions_per_repository",
+            );
+        }
+        if self.open.len() >= limits.upload_sessions_total {
+            return full(
+                "the registry".to_string(),
+                limits.upload_sessions_total,
+                "upload_sessions_total",
+            );
+        }
+        Ok(())
+    }
+
+    /// Adds a session unless one with this id is already open; returns the open one.
+    fn insert(
+        &mut self,
+        id: &str,
+        session: UploadSession,
+        subject: &str,
+    ) -> Arc<tokio::sync::Mutex<UploadSession>> {
+        if let Some(open) = self.open.get(id) {
+            return open.session.clone();
+        }
+        let repo = session.repo.to_string();
+        *self.per_repository.entry(repo.clone()).or_default() += 1;
+        *self.per_subject.entry(subject.to_string()).or_default() += 1;
+        let session = Arc::new(tokio::sync::Mutex::new(session));
+        self.open.insert(
+            id.to_string(),
+            OpenSession {
+                session: session.clone(),
+                repo,
+                subject: subject.to_string(),
+                opened: std::time::Instant::now(),
+            },
+        );
+        session
+    }
+
+    /// Forgets sessions opened more than `grace` ago that are neither in `on_disk` nor in use.
+    fn forget_vanished(
+        &mut self,
+        on_disk: &std::collections::HashSet<&str>,
+        now: std::time::Instant,
+        grace: Duration,
+    ) {
+        let vanished: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(id, o)| {
+                !on_disk.contains(id.as_str())
+                    && now.duration_since(o.opened) > grace
+                    && o.session.try_lock().is_ok()
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in vanished {
+            self.remove(&id);
+        }
+    }
+
+    fn remove(&mut self, id: &str) {
+        let Some(gone) = self.open.remove(id) else {
+            return;
+        };
+        for (map, key) in [
+            (&mut self.per_repository, gone.repo),
+            (&mut self.per_subject, gone.subject),
+        ] {
+            if let Some(n) = map.get_mut(&key) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+    }
 }
 
 /// Chunks queued between the request body and the hashing thread.
@@ -67,8 +197,14 @@ fn hash_in_background(
 }
 
 impl Registry {
-    /// Opens a new upload session in `repo`; returns its id.
-    pub async fn start_upload(&self, repo: &RepoName) -> Result<String, RegistryError> {
+    /// Opens a new upload session in `repo` for `subject` (the user, or the client address
+    /// when anonymous); returns its id. Refused with `TOOMANYREQUESTS` when the subject, the
+    /// repository or the registry has as many open sessions as its limit allows.
+    pub async fn start_upload(
+        &self,
+        repo: &RepoName,
+        subject: &str,
+    ) -> Result<String, RegistryError> {
         let id = format!("{:032x}", rand::random::<u128>());
         let started_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -77,26 +213,29 @@ impl Registry {
         let info = serde_json::to_vec(&SessionInfo {
             repo: repo.to_string(),
             started_unix,
+            subject: subject.to_string(),
         })
         .map_err(|e| RegistryError::BlobUploadInvalid(e.to_string()))?;
-        self.storage.upload_create(&id, Bytes::from(info)).await?;
         let session = UploadSession {
             id: id.clone(),
             repo: repo.clone(),
             size: 0,
             hasher: Some(Sha256::new()),
         };
-        self.sessions_map()
-            .insert(id.clone(), Arc::new(tokio::sync::Mutex::new(session)));
+        {
+            // Counted before it exists on disk, so parallel starts cannot overshoot the limits.
+            let mut sessions = self.sessions_map();
+            sessions.check(&self.limits, repo.as_str(), subject)?;
+            sessions.insert(&id, session, subject);
+        }
+        if let Err(e) = self.storage.upload_create(&id, Bytes::from(info)).await {
+            self.sessions_map().remove(&id);
+            return Err(e.into());
+        }
         Ok(id)
     }
 
-    fn sessions_map(
-        &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<String, Arc<tokio::sync::Mutex<UploadSession>>>,
-    > {
+    fn sessions_map(&self) -> std::sync::MutexGuard<'_, Sessions> {
         self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -107,7 +246,7 @@ impl Registry {
         id: &str,
     ) -> Result<Arc<tokio::sync::Mutex<UploadSession>>, RegistryError> {
         let unknown = || RegistryError::BlobUploadUnknown { id: id.to_string() };
-        let cached = self.sessions_map().get(id).cloned();
+        let cached = self.sessions_map().get(id);
         let session = match cached {
             Some(s) => s,
             None => {
@@ -120,10 +259,7 @@ impl Registry {
                     size: object.size,
                     hasher: None,
                 };
-                self.sessions_map()
-                    .entry(id.to_string())
-                    .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(session)))
-                    .clone()
+                self.sessions_map().insert(id, session, &info.subject)
             }
         };
         // A session belongs to one repository: its id is no key to another.
@@ -205,10 +341,11 @@ impl Registry {
     pub async fn upload_monolithic(
         &self,
         repo: &RepoName,
+        subject: &str,
         digest: &Digest,
         body: ByteStream,
     ) -> Result<(), RegistryError> {
-        let id = self.start_upload(repo).await?;
+        let id = self.start_upload(repo, subject).await?;
         let result = self
             .finish_upload(repo, &id, digest, None, Some(body))
             .await;
@@ -231,12 +368,19 @@ impl Registry {
     /// data right now are left alone.
     pub async fn expire_uploads(&self, now: SystemTime) -> Result<usize, RegistryError> {
         let mut removed = 0;
-        for (id, info) in self.storage.upload_list().await? {
+        let listed = self.storage.upload_list().await?;
+        // Sessions removed behind the server's back (`wharf registry gc`) must not count
+        // against their subject's limit forever. Younger ones may still be being created.
+        let on_disk: std::collections::HashSet<&str> =
+            listed.iter().map(|(id, _)| id.as_str()).collect();
+        self.sessions_map()
+            .forget_vanished(&on_disk, std::time::Instant::now(), VANISHED_GRACE);
+        for (id, info) in listed {
             let idle = now.duration_since(info.modified).unwrap_or(Duration::ZERO);
             if idle < self.limits.upload_expiry {
                 continue;
             }
-            let cached = self.sessions_map().get(&id).cloned();
+            let cached = self.sessions_map().get(&id);
             let _guard = match &cached {
                 Some(s) => match s.try_lock() {
                     Ok(g) => Some(g),
@@ -311,5 +455,48 @@ impl Registry {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str, repo: &str) -> UploadSession {
+        UploadSession {
+            id: id.to_string(),
+            repo: RepoName::parse(repo).expect("valid name"),
+            size: 0,
+            hasher: None,
+        }
+    }
+
+    #[test]
+    fn sessions_gone_from_disk_stop_counting_unless_in_use() {
+        let limits = Limits {
+            upload_sessions_per_subject: 2,
+            ..Limits::default()
+        };
+        let mut sessions = Sessions::default();
+        sessions.insert("a", session("a", "team/app"), "user alice");
+        let busy = sessions.insert("b", session("b", "team/app"), "user alice");
+        assert!(sessions.check(&limits, "team/app", "user alice").is_err());
+        let _in_use = busy.try_lock().expect("unlocked");
+        let later = std::time::Instant::now() + Duration::from_secs(120);
+        sessions.forget_vanished(&std::collections::HashSet::new(), later, VANISHED_GRACE);
+        assert!(
+            sessions.get("a").is_none(),
+            "removed behind our back: forgotten"
+        );
+        assert!(sessions.get("b").is_some(), "in use: kept");
+        assert!(sessions.check(&limits, "team/app", "user alice").is_ok());
+        // Young sessions may still be being created: kept.
+        sessions.insert("c", session("c", "team/app"), "user alice");
+        sessions.forget_vanished(
+            &std::collections::HashSet::new(),
+            std::time::Instant::now(),
+            VANISHED_GRACE,
+        );
+        assert!(sessions.get("c").is_some());
     }
 }

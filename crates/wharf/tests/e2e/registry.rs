@@ -189,6 +189,11 @@ fn user_add_passwd_remove_keep_other_lines() {
     add_user(&h, "alice", "again")
         .assert_code(2)
         .assert_contains("already exists");
+    // bcrypt reads 72 bytes: a longer password is refused, not silently truncated.
+    add_user(&h, "carol", &"x".repeat(73))
+        .assert_code(2)
+        .assert_contains("at most 72 bytes");
+    assert!(!std::fs::read_to_string(&h).unwrap().contains("carol:"));
     let text = std::fs::read_to_string(&h).unwrap();
     assert!(
         text.starts_with("# managed by hand\nlegacy:$apr1$x$y\nalice:$2y$05$"),

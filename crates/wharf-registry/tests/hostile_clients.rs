@@ -1,0 +1,609 @@
+//! The registry under hostile clients, over real loopback sockets: silent and slow sockets,
+//! idle keep-alive connections, floods of upload sessions and wrong passwords, passwords past
+//! bcrypt's 72 bytes, and keep-alive clients after an early 401 (Python's `http.client`, a
+//! client nobody here wrote). Every wait is bounded (no test waits longer than ~30 s).
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use base64::Engine as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpSocket, TcpStream};
+use wharf_registry::auth::htpasswd::hash_password;
+use wharf_registry::auth::{AuthConfig, ServerFacts, build};
+use wharf_registry::limits::LimitsConfig;
+use wharf_registry::{Config, app_state};
+
+/// A guard against a hung server, not a timing assertion.
+const GUARD: Duration = Duration::from_secs(30);
+
+const ALICE_PW: &str = "alice-pw";
+/// Exactly bcrypt's 72 bytes.
+const LONG_PW: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef01234567";
+
+struct Server {
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A registry with users `alice`, `bob` and `long` (72-byte password) in `mode` (basic or
+/// token), serving on 127.0.0.1 with `limits`.
+async fn server(mode: &str, limits: LimitsConfig) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let users = [("alice", ALICE_PW), ("bob", "bob-pw"), ("long", LONG_PW)];
+    let lines: String = users
+        .iter()
+        .map(|(u, p)| format!("{u}:{}\n", hash_password(p, 4).unwrap()))
+        .collect();
+    std::fs::write(dir.path().join("htpasswd"), lines).unwrap();
+    let table: toml::Table =
+        toml::from_str(&format!("mode = \"{mode}\"\nhtpasswd = \"htpasswd\"\n")).unwrap();
+    let auth = AuthConfig::from_table(&table, dir.path()).unwrap();
+    let root = dir.path().join("root");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let setup = build(
+        &auth,
+        &ServerFacts {
+            root: root.clone(),
+            tls: false,
+            default_host: addr.to_string(),
+        },
+    )
+    .unwrap();
+    let config = Config {
+        root,
+        limits,
+        ..Config::default()
+    };
+    let state = app_state(&config, setup.authorizer).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(wharf_registry::serve_on(
+        listener,
+        config,
+        state,
+        setup.routes.unwrap_or_default(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    Server {
+        addr,
+        _dir: dir,
+        _stop: stop,
+    }
+}
+
+fn basic(user: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+    )
+}
+
+/// Connects from `from` (any 127.0.0.0/8 address: distinct client addresses on loopback).
+async fn connect_from(addr: SocketAddr, from: Ipv4Addr) -> TcpStream {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+/// One request on its own connection (`Connection: close`); returns status and body.
+async fn request_from(
+    addr: SocketAddr,
+    from: Ipv4Addr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let exchange = async {
+        let mut conn = connect_from(addr, from).await;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        conn.write_all(head.as_bytes()).await.unwrap();
+        conn.write_all(body).await.unwrap();
+        let mut raw = Vec::new();
+        conn.read_to_end(&mut raw).await.unwrap();
+        raw
+    };
+    let raw = tokio::time::timeout(GUARD, exchange)
+        .await
+        .expect("the server answers");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    auth: Option<&str>,
+    body: &[u8],
+) -> (u16, String) {
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+    request_from(addr, Ipv4Addr::LOCALHOST, method, path, &headers, body).await
+}
+
+/// Waits until the server closes `conn` (EOF or reset); panics if it stays open past `GUARD`.
+async fn assert_closed_by_server(conn: &mut TcpStream, what: &str) {
+    let mut buf = [0u8; 4096];
+    let closed = tokio::time::timeout(GUARD, async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "{what}: the server kept the connection open"
+    );
+}
+
+/// The test process holds both ends of every socket: give it room for the floods (the
+/// registry's own cap is set explicitly in those tests).
+fn raise_fd_limit_to(n: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let want = limit.maximum.map_or(n, |max| max.min(n));
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(want),
+            maximum: limit.maximum,
+        },
+    );
+}
+
+fn quick_timeouts() -> LimitsConfig {
+    LimitsConfig {
+        header_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(2),
+        ..LimitsConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn a_request_head_that_never_ends_is_cut_at_the_header_timeout() {
+    let s = server("basic", quick_timeouts()).await;
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert_closed_by_server(&mut conn, "a silent half-sent head").await;
+    // A socket that sends nothing at all is closed too (by the idle timeout).
+    let mut silent = TcpStream::connect(s.addr).await.unwrap();
+    assert_closed_by_server(&mut silent, "a silent socket").await;
+}
+
+#[tokio::test]
+async fn a_head_dripped_a_byte_at_a_time_is_cut_at_the_header_timeout() {
+    let s = server("basic", quick_timeouts()).await;
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    let drip = async {
+        for byte in b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle() {
+            if conn.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let cut = tokio::time::timeout(GUARD, drip).await;
+    assert!(cut.is_ok(), "a head sent a byte every 200 ms was never cut");
+}
+
+#[tokio::test]
+async fn a_request_body_that_stalls_ends_at_the_idle_timeout() {
+    let s = server("basic", quick_timeouts()).await;
+    let alice = basic("alice", ALICE_PW);
+    let (status, body) = request(
+        s.addr,
+        "POST",
+        "/v2/team/a/blobs/uploads/",
+        Some(&alice),
+        b"",
+    )
+    .await;
+    assert_eq!(status, 202, "{body}");
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    // Promise 1,000 bytes, send 10, then nothing.
+    conn.write_all(
+        format!(
+            "POST /v2/team/a/blobs/uploads/?digest=sha256:{} HTTP/1.1\r\nHost: x\r\nAuthorization: {alice}\r\nContent-Length: 1000\r\n\r\n0123456789",
+            "0".repeat(64)
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    let answered = tokio::time::timeout(GUARD, conn.read_to_end(&mut raw)).await;
+    assert!(
+        answered.is_ok(),
+        "a stalled upload body held its connection"
+    );
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 400"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed_but_not_before_the_idle_timeout() {
+    let s = server(
+        "basic",
+        LimitsConfig {
+            header_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(4),
+            ..LimitsConfig::default()
+        },
+    )
+    .await;
+    let auth = basic("alice", ALICE_PW);
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    let ping = format!("GET /v2/ HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n");
+    let mut buf = vec![0u8; 4096];
+    for round in 0..2 {
+        conn.write_all(ping.as_bytes()).await.unwrap();
+        let n = tokio::time::timeout(GUARD, conn.read(&mut buf))
+            .await
+            .expect("answer")
+            .unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 200"), "round {round}: {head}");
+        // Longer than the header timeout: an idle keep-alive connection is not a slow head.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    assert_closed_by_server(&mut conn, "an idle keep-alive connection").await;
+}
+
+#[tokio::test]
+async fn a_flood_of_silent_sockets_does_not_lock_legitimate_clients_out() {
+    // Without a cap, 1,100 accepted sockets plus the test's own 1,100 ends run the process out
+    // of its 2,048 descriptors and nothing is served any more.
+    raise_fd_limit_to(2048);
+    let s = server(
+        "basic",
+        LimitsConfig {
+            max_connections: 300,
+            ..LimitsConfig::default()
+        },
+    )
+    .await;
+    let mut flood = Vec::new();
+    for _ in 0..1100 {
+        let Ok(Ok(mut conn)) =
+            tokio::time::timeout(Duration::from_secs(5), TcpStream::connect(s.addr)).await
+        else {
+            continue;
+        };
+        let _ = conn.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n").await;
+        flood.push(conn);
+    }
+    assert!(flood.len() >= 1000, "opened only {} sockets", flood.len());
+    let auth = basic("alice", ALICE_PW);
+    for i in 0..20 {
+        let (status, body) = request(s.addr, "GET", "/v2/", Some(&auth), b"").await;
+        assert_eq!(
+            status, 200,
+            "legitimate request {i} during the flood: {body}"
+        );
+    }
+    drop(flood);
+}
+
+#[tokio::test]
+async fn upload_sessions_are_capped_per_subject_and_per_repository() {
+    let s = server(
+        "basic",
+        LimitsConfig {
+            upload_sessions_per_subject: 5,
+            upload_sessions_per_repository: 8,
+            ..LimitsConfig::default()
+        },
+    )
+    .await;
+    let alice = basic("alice", ALICE_PW);
+    let bob = basic("bob", "bob-pw");
+    let start = |auth: String, repo: &'static str| {
+        let addr = s.addr;
+        async move {
+            let (status, body) = request(
+                addr,
+                "POST",
+                &format!("/v2/{repo}/blobs/uploads/"),
+                Some(&auth),
+                b"",
+            )
+            .await;
+            (status, body)
+        }
+    };
+    for _ in 0..5 {
+        assert_eq!(start(alice.clone(), "team/a").await.0, 202);
+    }
+    let (status, body) = start(alice.clone(), "team/b").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("TOOMANYREQUESTS"), "{body}");
+    assert!(
+        body.contains("user alice") && body.contains("upload_sessions_per_subject"),
+        "{body}"
+    );
+    for _ in 0..3 {
+        assert_eq!(start(bob.clone(), "team/a").await.0, 202);
+    }
+    let (status, body) = start(bob.clone(), "team/a").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("upload_sessions_per_repository"), "{body}");
+    // Another repository is still open to bob.
+    assert_eq!(start(bob.clone(), "team/b").await.0, 202);
+}
+
+#[tokio::test]
+async fn finished_and_cancelled_sessions_make_room_again() {
+    let s = server(
+        "basic",
+        LimitsConfig {
+            upload_sessions_per_subject: 1,
+            ..LimitsConfig::default()
+        },
+    )
+    .await;
+    let alice = basic("alice", ALICE_PW);
+    for round in 0..3 {
+        let exchange = async {
+            let mut conn = TcpStream::connect(s.addr).await.unwrap();
+            conn.write_all(
+                format!(
+                    "POST /v2/team/a/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nAuthorization: {alice}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+            let mut raw = String::new();
+            conn.read_to_string(&mut raw).await.unwrap();
+            raw
+        };
+        let raw = tokio::time::timeout(GUARD, exchange).await.unwrap();
+        assert!(raw.starts_with("HTTP/1.1 202"), "round {round}: {raw}");
+        let location = raw
+            .lines()
+            .find_map(|l| l.strip_prefix("location: "))
+            .unwrap()
+            .trim()
+            .to_string();
+        let (status, body) = request(s.addr, "DELETE", &location, Some(&alice), b"").await;
+        assert_eq!(status, 204, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn passwords_past_72_bytes_never_log_in_on_any_path() {
+    for mode in ["basic", "token"] {
+        let s = server(mode, LimitsConfig::default()).await;
+        let good = basic("long", LONG_PW);
+        let padded = basic("long", &format!("{LONG_PW}anything"));
+        assert_eq!(
+            request(s.addr, "GET", "/v2/", Some(&good), b"").await.0,
+            200
+        );
+        assert_eq!(
+            request(s.addr, "GET", "/v2/", Some(&padded), b"").await.0,
+            401,
+            "{mode}: Basic on /v2/"
+        );
+        if mode == "token" {
+            let path = "/token?service=wharf-registry&scope=repository:team/a:pull";
+            assert_eq!(request(s.addr, "GET", path, Some(&good), b"").await.0, 200);
+            assert_eq!(
+                request(s.addr, "GET", path, Some(&padded), b"").await.0,
+                401,
+                "token GET"
+            );
+            for (password, want) in [(LONG_PW.to_string(), 200), (format!("{LONG_PW}x"), 401)] {
+                let form = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs([
+                        ("grant_type", "password"),
+                        ("service", "wharf-registry"),
+                        ("username", "long"),
+                        ("password", password.as_str()),
+                    ])
+                    .finish();
+                let (status, body) = request_from(
+                    s.addr,
+                    Ipv4Addr::LOCALHOST,
+                    "POST",
+                    "/token",
+                    &[("Content-Type", "application/x-www-form-urlencoded")],
+                    form.as_bytes(),
+                )
+                .await;
+                assert_eq!(status, want, "token POST password grant: {body}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_wrong_password_flood_is_throttled_without_locking_the_user_out() {
+    let s = server(
+        "token",
+        LimitsConfig {
+            login_failures_per_address: 20,
+            login_failures_before_backoff: 5,
+            ..LimitsConfig::default()
+        },
+    )
+    .await;
+    // Right passwords spend nothing: a busy CI host with many parallel requests is never
+    // throttled.
+    let busy_host = Ipv4Addr::new(127, 0, 0, 9);
+    let good = basic("bob", "bob-pw");
+    let good = [("Authorization", good.as_str())];
+    let parallel = (0..60).map(|_| request_from(s.addr, busy_host, "GET", "/v2/", &good, b""));
+    for (status, body) in futures_util::future::join_all(parallel).await {
+        assert_eq!(status, 200, "{body}");
+    }
+    let attacker = Ipv4Addr::new(127, 0, 0, 66);
+    let wrong = basic("alice", "guess");
+    let auth = [("Authorization", wrong.as_str())];
+    // 30 parallel wrong-password connections, three times over.
+    let mut throttled = 0;
+    for _ in 0..3 {
+        let attempts = (0..30).map(|_| request_from(s.addr, attacker, "GET", "/v2/", &auth, b""));
+        for (status, body) in futures_util::future::join_all(attempts).await {
+            match status {
+                401 => {}
+                429 => {
+                    assert!(body.contains("TOOMANYREQUESTS"), "{body}");
+                    throttled += 1;
+                }
+                other => panic!("unexpected {other}: {body}"),
+            }
+        }
+    }
+    assert!(
+        throttled >= 60,
+        "only {throttled} of 90 wrong attempts were throttled"
+    );
+    // The token service's password grant from the same address is throttled too.
+    let form = "grant_type=password&service=wharf-registry&username=alice&password=guess";
+    let (status, _) = request_from(
+        s.addr,
+        attacker,
+        "POST",
+        "/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        form.as_bytes(),
+    )
+    .await;
+    assert_eq!(status, 429);
+    // Meanwhile alice, from her own address, logs in at once, on every path.
+    let alice_host = Ipv4Addr::new(127, 0, 0, 5);
+    let good = basic("alice", ALICE_PW);
+    let good = [("Authorization", good.as_str())];
+    assert_eq!(
+        request_from(s.addr, alice_host, "GET", "/v2/", &good, b"")
+            .await
+            .0,
+        200
+    );
+    let path = "/token?service=wharf-registry&scope=repository:team/a:pull";
+    assert_eq!(
+        request_from(s.addr, alice_host, "GET", path, &good, b"")
+            .await
+            .0,
+        200
+    );
+    // A few typos of her own do not lock her out either.
+    let typo = basic("alice", "alice-pq");
+    for _ in 0..3 {
+        let (status, _) = request_from(
+            s.addr,
+            alice_host,
+            "GET",
+            "/v2/",
+            &[("Authorization", &typo)],
+            b"",
+        )
+        .await;
+        assert_eq!(status, 401);
+    }
+    assert_eq!(
+        request_from(s.addr, alice_host, "GET", "/v2/", &good, b"")
+            .await
+            .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn token_requests_are_bounded() {
+    let s = server("token", LimitsConfig::default()).await;
+    let alice = basic("alice", ALICE_PW);
+    let scopes = |n: usize| {
+        (0..n)
+            .map(|i| format!("&scope=repository:team/r{i}:pull"))
+            .collect::<String>()
+    };
+    let path = |n| format!("/token?service=wharf-registry{}", scopes(n));
+    assert_eq!(
+        request(s.addr, "GET", &path(64), Some(&alice), b"").await.0,
+        200
+    );
+    let (status, body) = request(s.addr, "GET", &path(65), Some(&alice), b"").await;
+    assert_eq!(status, 400, "{}", &body[..body.len().min(300)]);
+    assert!(body.contains("at most 64 scope"), "{body}");
+    // A password-grant form is a few hundred bytes: 100 KiB is refused before it is parsed.
+    let mut form = b"grant_type=password&username=alice&password=".to_vec();
+    form.resize(100 * 1024, b'x');
+    let (status, _) = request_from(
+        s.addr,
+        Ipv4Addr::LOCALHOST,
+        "POST",
+        "/token",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        &form,
+    )
+    .await;
+    assert_eq!(status, 413);
+}
+
+fn python() -> PathBuf {
+    let found = std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(found, "these tests need python3 (apt-get install python3)");
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/keepalive_after_401.py")
+}
+
+#[tokio::test]
+async fn python_keep_alive_client_survives_early_answers_in_both_auth_modes() {
+    let script = python();
+    for mode in ["basic", "token"] {
+        let s = server(mode, LimitsConfig::default()).await;
+        let run = tokio::process::Command::new("python3")
+            .arg(&script)
+            .arg(s.addr.to_string())
+            .arg(mode)
+            .arg("alice")
+            .arg(ALICE_PW)
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(GUARD, run)
+            .await
+            .expect("the python client finishes")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("all ok"),
+            "{mode} mode:\n{stdout}\n{stderr}"
+        );
+    }
+}
