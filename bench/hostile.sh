@@ -81,7 +81,7 @@ YML
     ulimit -n 1024
     # It crashes at start when AWS_CA_BUNDLE is set (this machine sets it); it needs no AWS.
     exec env -u AWS_CA_BUNDLE docker-registry serve "$work/peer.yml"
-  ) 2>>"$work/peer.log" &
+  ) >>"$work/peer.log" 2>&1 &
   server=$!
   for _ in $(seq 1 100); do
     curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break
