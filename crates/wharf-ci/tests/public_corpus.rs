@@ -2,6 +2,7 @@
 //! its manifest.json), all accepted by GitLab. Each one that needs nothing from the network must
 //! load, with its job set kept as an insta snapshot. Those that include templates, other
 //! projects, components or remote URLs are listed in the manifest only (issue 8 part 2).
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -79,7 +80,10 @@ fn every_offline_pipeline_of_the_public_corpus_loads() {
     let mut refused = Vec::new();
     let mut loaded = 0;
     for (repo, folder) in offline_entries() {
-        assert!(folder.join(".gitlab-ci.yml").exists(), "{repo}: files missing");
+        assert!(
+            folder.join(".gitlab-ci.yml").exists(),
+            "{repo}: files missing"
+        );
         match load_pipeline(".gitlab-ci.yml", &Folder(folder)) {
             Ok(result) => {
                 loaded += 1;
