@@ -40,7 +40,7 @@ enum Command {
     /// List the pipeline's jobs: stage, job, when, what the rules decided, needs.
     List(ListArgs),
     /// Validate the pipeline. Exit status 0 when valid, 2 with every problem listed.
-    Lint(PipelineArgs),
+    Lint(LintArgs),
     /// Print the fully merged configuration (includes, anchors, extends and !reference resolved).
     Config(PipelineArgs),
     /// Check credentials against a registry, then store them like `docker login` (or print a
@@ -93,6 +93,16 @@ struct ListArgs {
 }
 
 /// Where the pipeline is, and the variables it is read with.
+#[derive(Args)]
+struct LintArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// Make warnings errors: what GitLab accepts but reads in a way that may surprise
+    /// (a duplicate key, `yes` read as "true", a `<<` that replaces a key written before it).
+    #[arg(long)]
+    strict: bool,
+}
+
 #[derive(Args)]
 struct PipelineArgs {
     /// Project folder (where the pipeline file and the sources are).
@@ -531,9 +541,19 @@ fn when_word(w: wharf_ci::When) -> &'static str {
     }
 }
 
-fn lint(args: PipelineArgs) -> Result<ExitCode> {
+fn lint(lint: LintArgs) -> Result<ExitCode> {
+    let args = lint.pipeline;
     match open(&args)? {
         Ok(o) => {
+            let warnings = o.loaded.warnings.len();
+            if lint.strict && warnings > 0 {
+                eprintln!(
+                    "{}: {warnings} warning{}, which --strict makes errors",
+                    args.file,
+                    if warnings == 1 { "" } else { "s" }
+                );
+                return Ok(ExitCode::from(2));
+            }
             let jobs = o.loaded.pipeline.jobs.len();
             println!(
                 "{}: valid ({jobs} job{})",
@@ -731,7 +751,7 @@ mod tests {
         let Command::Lint(args) = cli.command else {
             panic!("expected lint");
         };
-        let limits = args.limits.limits().unwrap();
+        let limits = args.pipeline.limits.limits().unwrap();
         assert_eq!(limits.max_yaml_bytes, 4 * 1024 * 1024);
         assert_eq!(limits.max_jobs, 300_000);
         assert_eq!(limits.max_includes, wharf_ci::Limits::GITLAB_MAX_INCLUDES);
