@@ -324,16 +324,7 @@ fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
             return Ok(Err(ExitCode::from(2)));
         }
     };
-    for w in &loaded.warnings {
-        eprintln!(
-            "{}",
-            w.render(
-                &loader
-                    .read(&w.span.as_ref().map(|s| s.file.clone()).unwrap_or_default())
-                    .unwrap_or_default()
-            )
-        );
-    }
+    print_warnings(&loaded.warnings, loader.as_ref());
     Ok(Ok(Opened {
         project_dir,
         loader,
@@ -588,8 +579,9 @@ fn config(args: PipelineArgs) -> Result<ExitCode> {
         &cli,
     );
     options.limits = args.limits.limits()?;
-    match wharf_ci::merged_yaml(&args.file, &loader, &options) {
-        Ok(yaml) => {
+    match wharf_ci::merged_yaml_with_warnings(&args.file, &loader, &options) {
+        Ok((yaml, warnings)) => {
+            print_warnings(&warnings, &loader);
             print!("{yaml}");
             Ok(ExitCode::SUCCESS)
         }
@@ -597,6 +589,14 @@ fn config(args: PipelineArgs) -> Result<ExitCode> {
             eprintln!("{}", diags.render(&|f| loader.read(f).ok()));
             Ok(ExitCode::from(2))
         }
+    }
+}
+
+/// Each warning on stderr with its source excerpt.
+fn print_warnings(warnings: &[wharf_ci::Diagnostic], loader: &ProjectLoader) {
+    for w in warnings {
+        let file = w.span.as_ref().map(|s| s.file.clone()).unwrap_or_default();
+        eprintln!("{}", w.render(&loader.read(&file).unwrap_or_default()));
     }
 }
 
