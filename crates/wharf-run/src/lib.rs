@@ -2,12 +2,13 @@
 //! artifacts, and the shell and Docker executors.
 
 pub mod cache;
-mod dag;
 pub mod engine;
 pub mod files;
 pub mod git;
 pub mod log;
 pub mod mask;
+mod options;
+mod pipeline;
 pub mod plan;
 pub mod predefined;
 pub mod report;
@@ -18,11 +19,12 @@ pub mod script;
 pub mod services;
 pub mod vars;
 
-pub use dag::{DEFAULT_TIMEOUT, load_options, plan_pipeline, run_pipeline};
 pub use log::Console;
+pub use options::{ExecutorChoice, RunError, RunOptions, RunnerEnv};
+pub use pipeline::{DEFAULT_TIMEOUT, load_options, plan_pipeline, run_pipeline};
 pub use plan::Selection;
 pub use report::{FailureReason, JobReport, JobStatus, PipelineReport};
-pub use runner::{ExecutorChoice, RunError, RunOptions, RunnerEnv, closest};
+pub use runner::closest;
 
 /// Parse a dotenv `--variables-file` (`KEY=value`, quotes, `export`, comments).
 pub fn parse_dotenv(name: &str, text: &str) -> Result<Vec<(String, String)>, String> {

@@ -2,93 +2,25 @@
 
 use crate::engine::{ContainerSpec, Engine, EngineError, PullEvent, PullFailure};
 use crate::files::{self, slug};
-use crate::log::{Console, JobLog};
+use crate::log::JobLog;
 use crate::mask::Masker;
 use crate::report::{FailureReason, JobReport, JobStatus};
 use crate::script;
 use crate::services;
 use crate::vars::VarSet;
 use std::collections::HashMap;
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{OnceCell, mpsc, watch};
-use wharf_ci::{CacheWhen, FileVariable, Job, Pipeline, PullPolicy};
+use wharf_ci::{CacheWhen, Job, Pipeline, PullPolicy};
 use wharf_oci::{CredentialSources, ImageRef, Secret};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExecutorChoice {
-    /// Jobs with `image:` use Docker, the others the shell.
-    Auto,
-    Docker,
-    Shell,
-}
-
-/// What wharf takes from its own environment (the runner level).
-#[derive(Clone, Default)]
-pub struct RunnerEnv {
-    pub docker_auth_config: Option<String>,
-    pub docker_config: Option<PathBuf>,
-    pub home: Option<PathBuf>,
-    pub path: Option<OsString>,
-    pub docker_host: Option<String>,
-}
-
-impl std::fmt::Debug for RunnerEnv {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunnerEnv")
-            .field(
-                "docker_auth_config",
-                &self.docker_auth_config.as_ref().map(|_| "<redacted>"),
-            )
-            .field("docker_config", &self.docker_config)
-            .field("home", &self.home)
-            .field("docker_host", &self.docker_host)
-            .finish()
-    }
-}
-
-#[derive(Clone)]
-pub struct RunOptions {
-    /// Absolute path of the project folder.
-    pub project_dir: PathBuf,
-    /// Which jobs to run (names, `--stage`, `--needs`, `--manual`).
-    pub selection: crate::plan::Selection,
-    /// How many jobs may run at once (`--concurrency`, default: the number of cores).
-    pub concurrency: usize,
-    /// `--json`: newline-delimited JSON events go here (the human output goes to `console`).
-    pub events: Option<Arc<Console>>,
-    /// Reads pipeline files (the child pipelines of `trigger:`), as the main file was read.
-    pub loader: Option<Arc<dyn wharf_ci::Loader + Send + Sync>>,
-    /// Bounds on child pipelines' configuration, as on the main file's.
-    pub load_limits: wharf_ci::Limits,
-    pub cli_variables: Vec<(String, String)>,
-    pub file_variables: Vec<FileVariable>,
-    pub executor: ExecutorChoice,
-    /// `--pull-policy`: replaces the pipeline's `image:pull_policy`.
-    pub pull_policy: Option<PullPolicy>,
-    pub env: RunnerEnv,
-    pub console: Arc<Console>,
-    /// Becomes `true` on Ctrl-C.
-    pub cancel: watch::Receiver<bool>,
-    /// Waits between pull attempts after network errors (GitLab: jittered 2-10 s).
-    pub pull_retry_delays: Vec<Duration>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Plan(#[from] crate::plan::PlanError),
-    #[error(transparent)]
-    Files(#[from] files::FilesError),
-}
 
 /// Everything a job needs from its pipeline run, borrowed from the pipeline's shared state
 /// (see `dag.rs`); built per job run.
 pub(crate) struct Ctx<'a> {
-    pub(crate) opts: &'a RunOptions,
+    pub(crate) opts: &'a crate::options::RunOptions,
     pub(crate) pipeline: &'a Pipeline,
     pub(crate) wharf_dir: PathBuf,
     pub(crate) project_name: String,
@@ -161,9 +93,9 @@ pub(crate) async fn run_job(ctx: &Ctx<'_>, job: &Job) -> JobReport {
     let started = Instant::now();
     let slug = slug(&job.name);
     let use_docker = match ctx.opts.executor {
-        ExecutorChoice::Docker => true,
-        ExecutorChoice::Shell => false,
-        ExecutorChoice::Auto => job.image.is_some(),
+        crate::options::ExecutorChoice::Docker => true,
+        crate::options::ExecutorChoice::Shell => false,
+        crate::options::ExecutorChoice::Auto => job.image.is_some(),
     };
     let build_dir = ctx.wharf_dir.join("builds").join(&slug);
     let tmp_dir = ctx.wharf_dir.join("tmp").join(&slug);
@@ -1508,6 +1440,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::Console;
 
     fn dotenv(build: &Path, files: &[&str]) -> Result<Vec<(String, String)>, String> {
         let files: Vec<String> = files.iter().map(|f| f.to_string()).collect();

@@ -1,5 +1,5 @@
-//! Runs a pipeline as a DAG: plans it (rules, selection), then drives the [`Scheduler`] with
-//! real jobs: each job runs in its own task the moment the scheduler lets it, with its retries,
+//! Drives a pipeline's jobs as a DAG: plans it (rules, selection), then drives the [`Scheduler`]
+//! with real jobs: each job runs in its own task the moment the scheduler lets it, with its retries,
 //! its timeout, and child pipelines for `trigger:` jobs.
 
 use crate::engine::Engine;
@@ -7,10 +7,11 @@ use crate::files::{self, slug};
 use crate::git::GitInfo;
 use crate::log::Console;
 use crate::mask::Masker;
+use crate::options::{RunError, RunOptions};
 use crate::plan::{self, Plan, Selection};
 use crate::predefined;
 use crate::report::{FailureReason, JobReport, JobStatus, PipelineReport};
-use crate::runner::{self, Ctx, JobRun, RunError, RunOptions};
+use crate::runner::{self, Ctx, JobRun};
 use crate::scheduler::{Action, Node, Outcome, Scheduler};
 use crate::vars::VarSources;
 use serde_json::json;
