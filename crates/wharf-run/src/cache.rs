@@ -293,7 +293,7 @@ pub(crate) fn warn_skipped(skipped: &[(PathBuf, wharf_fs::FileKind)], log: &mut 
     }
 }
 
-fn when_matches(when: CacheWhen, ok: bool) -> bool {
+pub(crate) fn when_matches(when: CacheWhen, ok: bool) -> bool {
     match when {
         CacheWhen::OnSuccess => ok,
         CacheWhen::OnFailure => !ok,

@@ -1,0 +1,781 @@
+//! Runs one job through its phases: prepare (the executor's), sources, cache restore,
+//! dependencies' artifacts, steps (`before_script` + `script`, then `after_script`), cache save,
+//! artifacts, cleanup. Where the scripts run is the [`Executor`]'s business; every failure of a
+//! phase comes back as a [`JobFailure`] or a [`Stop`], logged here once.
+
+use crate::executor::docker::DockerExecutor;
+use crate::executor::shell::ShellExecutor;
+use crate::executor::{Executor, ExecutorContext, Layout, ScriptRun};
+use crate::failure::{JobFailure, Stop};
+use crate::files::{self, slug};
+use crate::log::JobLog;
+use crate::mask::Masker;
+use crate::options::{ExecutorChoice, RunOptions};
+use crate::report::{FailureReason, JobReport, JobStatus};
+use crate::script;
+use crate::vars::VarSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{OnceCell, watch};
+use wharf_ci::{Job, Pipeline};
+
+/// Everything a job needs from its pipeline run, borrowed from the pipeline's shared state
+/// (see `pipeline.rs`); built per job run.
+pub(crate) struct Ctx<'a> {
+    pub(crate) opts: &'a RunOptions,
+    pub(crate) pipeline: &'a Pipeline,
+    pub(crate) wharf_dir: PathBuf,
+    pub(crate) project_name: String,
+    pub(crate) snapshot: &'a [PathBuf],
+    pub(crate) pipeline_id: u64,
+    pub(crate) engine: &'a OnceCell<Result<crate::engine::Engine, String>>,
+    pub(crate) sources: &'a crate::vars::VarSources,
+    pub(crate) run: JobRun,
+}
+
+/// This run (attempt) of one job.
+pub(crate) struct JobRun {
+    /// `CI_JOB_ID`: unique per job run.
+    pub(crate) job_id: u64,
+    /// `artifacts: reports: dotenv` variables of the jobs it takes artifacts from.
+    pub(crate) dotenv: Vec<(String, String)>,
+    /// Console prefix when several jobs run at once.
+    pub(crate) prefix: Option<String>,
+    /// 1-based; later attempts append to the job's log.
+    pub(crate) attempt: u32,
+    /// `retry: max` + 1.
+    pub(crate) max_attempts: u32,
+    /// Set when the job's `timeout` ended it (its cancel signal then means "timed out").
+    pub(crate) timed_out: Arc<std::sync::atomic::AtomicBool>,
+    pub(crate) timeout: Duration,
+    /// Stops `after_script`: Ctrl-C, or `AFTER_SCRIPT_TIMEOUT` after the job's timeout ended
+    /// the script (GitLab runs after_script after a timeout too).
+    pub(crate) after_script_cancel: watch::Receiver<bool>,
+}
+
+/// GitLab runner's default `after_script` timeout (5 minutes).
+pub(crate) const AFTER_SCRIPT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+impl JobRun {
+    fn timed_out(&self) -> bool {
+        self.timed_out.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Whether `after_script` runs: after anything but a cancel; a timeout (which ends the script
+/// through the cancel signal) is not a cancel.
+fn after_script_runs(job: &Job, status: &JobStatus, run: &JobRun) -> bool {
+    !job.after_script.is_empty() && (!matches!(status, JobStatus::Canceled) || run.timed_out())
+}
+
+/// `CI_JOB_STATUS` for after_script: a timed-out job is failing, not canceled.
+fn after_script_status_word(status: &JobStatus, run: &JobRun) -> &'static str {
+    if run.timed_out() {
+        "failed"
+    } else {
+        job_status_word(status)
+    }
+}
+
+pub(crate) fn skipped(job: &Job, why: &str) -> JobReport {
+    JobReport::new(job, JobStatus::Skipped(why.to_string()), Duration::ZERO)
+}
+
+impl Ctx<'_> {
+    fn executor_context(&self) -> ExecutorContext<'_> {
+        ExecutorContext {
+            opts: self.opts,
+            wharf_dir: &self.wharf_dir,
+            project_name: &self.project_name,
+            pipeline_id: self.pipeline_id,
+            engine: self.engine,
+        }
+    }
+}
+
+/// Run one job with the executor `--executor` (and the job's `image:`) choose.
+pub(crate) async fn run_job(ctx: &Ctx<'_>, job: &Job) -> JobReport {
+    let context = ctx.executor_context();
+    let use_docker = match ctx.opts.executor {
+        ExecutorChoice::Docker => true,
+        ExecutorChoice::Shell => false,
+        ExecutorChoice::Auto => job.image.is_some(),
+    };
+    if use_docker {
+        run_with(ctx, job, DockerExecutor::new(&context, job)).await
+    } else {
+        run_with(ctx, job, ShellExecutor::new(&context, job)).await
+    }
+}
+
+async fn run_with(ctx: &Ctx<'_>, job: &Job, mut executor: impl Executor) -> JobReport {
+    let started = Instant::now();
+    let slug = slug(&job.name);
+    let layout = executor.layout().clone();
+    let vars = job_variables(ctx, job, &layout);
+    let masker = Masker::for_variables(&vars, ctx.opts.env.docker_auth_config.as_deref());
+    let log_path = ctx.wharf_dir.join("logs").join(format!("{slug}.log"));
+    let created = if ctx.run.attempt > 1 {
+        JobLog::append(ctx.opts.console.clone(), &log_path, masker)
+    } else {
+        JobLog::create(ctx.opts.console.clone(), &log_path, masker)
+    };
+    let mut log = match created.map(|l| l.with_prefix(ctx.run.prefix.clone())) {
+        Ok(l) => l,
+        Err(e) => {
+            ctx.opts.console.line(&format!(
+                "ERROR: cannot write the log {}: {e}",
+                log_path.display()
+            ));
+            return finish(
+                job,
+                started,
+                JobStatus::Failed {
+                    reason: FailureReason::RunnerSystemFailure,
+                    exit_code: None,
+                },
+            );
+        }
+    };
+    if ctx.run.attempt > 1 {
+        log.warn(&format!(
+            "Retrying job (attempt {} of {})",
+            ctx.run.attempt, ctx.run.max_attempts
+        ));
+    }
+    log.section(&format!(
+        "Running job \"{}\" (stage {})",
+        job.name, job.stage
+    ));
+    for (keyword, span) in &job.unsupported {
+        log.warn(&format!(
+            "`{keyword}` ({span}) is not supported by wharf yet and was ignored"
+        ));
+    }
+
+    let mut outcome = match prepare_and_run(ctx, job, &vars, &mut executor, &mut log).await {
+        Ok(status) => status,
+        Err(stop) => settle(stop, &mut log),
+    };
+
+    if matches!(outcome, JobStatus::Canceled) && ctx.run.timed_out() {
+        log.error(&format!(
+            "Job failed: execution took longer than {} (timeout)",
+            crate::report::human_duration(ctx.run.timeout)
+        ));
+        outcome = JobStatus::Failed {
+            reason: FailureReason::JobExecutionTimeout,
+            exit_code: None,
+        };
+    }
+    // Caches and artifacts: both honour `when` against the script's outcome.
+    if !matches!(outcome, JobStatus::Canceled) && layout.build_dir.exists() {
+        let ok = matches!(outcome, JobStatus::Passed);
+        // File copies are blocking: keep the other jobs' output flowing meanwhile.
+        let uploaded = tokio::task::block_in_place(|| {
+            crate::cache::save(&job.cache, &vars, &cache_dirs(ctx, &layout), ok, &mut log);
+            upload_artifacts(ctx, job, &vars, &layout, ok, &mut log)
+        });
+        if let Err(failure) = uploaded {
+            failure.log(&mut log);
+            if ok {
+                outcome = failure.status();
+            }
+        }
+        // GitLab collects reports whatever the job's result.
+        if let Err(failure) = save_dotenv_reports(ctx, job, &layout, &mut log) {
+            failure.log(&mut log);
+            if matches!(outcome, JobStatus::Passed) {
+                outcome = failure.status();
+            }
+        }
+    }
+    log.section("Cleaning up project directory and file based variables");
+    // File-type variables may hold secrets: never leave them behind.
+    if let Err(e) = files::remove_tree(&layout.tmp_dir) {
+        log.warn(&e.to_string());
+    }
+    match &outcome {
+        JobStatus::Passed => log.message(crate::log::Level::Success, "Job succeeded"),
+        JobStatus::Failed {
+            reason: FailureReason::ScriptFailure,
+            exit_code: Some(code),
+        } => log.error(&format!("Job failed: exit code {code}")),
+        JobStatus::Failed { reason, .. } => log.error(&format!("Job failed ({reason})")),
+        JobStatus::Canceled => log.error("Job canceled"),
+        JobStatus::Skipped(_) => {}
+    }
+    log.info("");
+    drop(log);
+    let mut report = finish(job, started, outcome);
+    report.coverage = coverage_of(job, &log_path);
+    report
+}
+
+/// The one place a phase's failure is logged: it becomes the job's status.
+fn settle(stop: Stop, log: &mut JobLog) -> JobStatus {
+    match stop {
+        Stop::Failed(failure) => {
+            failure.log(log);
+            failure.status()
+        }
+        Stop::Canceled => JobStatus::Canceled,
+    }
+}
+
+/// The executor's preparation, the build folder, then the scripts; the executor cleans up
+/// whatever happened after its preparation.
+async fn prepare_and_run(
+    ctx: &Ctx<'_>,
+    job: &Job,
+    vars: &VarSet,
+    executor: &mut impl Executor,
+    log: &mut JobLog,
+) -> Result<JobStatus, Stop> {
+    executor.prepare(job, vars, log).await?;
+    let layout = executor.layout().clone();
+    let env = match tokio::task::block_in_place(|| prepare_build(ctx, job, vars, &layout, log)) {
+        Ok(env) => env,
+        Err(stop) => {
+            executor.cleanup().await;
+            return Err(stop);
+        }
+    };
+    let status = run_job_scripts(ctx, job, &env, executor, log).await;
+    executor.cleanup().await;
+    Ok(status)
+}
+
+fn finish(job: &Job, started: Instant, status: JobStatus) -> JobReport {
+    JobReport::new(job, status, started.elapsed())
+}
+
+/// `coverage:`: the last match of the job's regex in its log, as a percentage.
+fn coverage_of(job: &Job, log_path: &Path) -> Option<String> {
+    let pattern = job.coverage.as_ref()?;
+    use std::io::BufRead as _;
+    let re = regex::Regex::new(pattern).ok()?;
+    let number = regex::Regex::new(r"\d+(?:\.\d+)?").ok()?;
+    // Line by line: a job's log can be far larger than memory should hold.
+    let mut reader = std::io::BufReader::new(std::fs::File::open(log_path).ok()?);
+    let mut line = Vec::new();
+    let mut last = None;
+    while reader.read_until(b'\n', &mut line).ok()? > 0 {
+        let text = String::from_utf8_lossy(&line);
+        if let Some(m) = re.find_iter(&text).last() {
+            last = number.find(m.as_str()).map(|n| n.as_str().to_string());
+        }
+        line.clear();
+    }
+    last
+}
+
+/// Where a job's `artifacts: reports: dotenv` variables are kept for later jobs.
+pub(crate) fn dotenv_path(wharf_dir: &Path, job_name: &str) -> PathBuf {
+    wharf_dir
+        .join("dotenv")
+        .join(format!("{}.json", slug(job_name)))
+}
+
+/// GitLab's default limits on `artifacts: reports: dotenv` (its plan limits `dotenv_size` and
+/// `dotenv_variables`): the files of one job together hold less than 5 KiB and at most 20
+/// variables.
+pub const DOTENV_MAX_BYTES: u64 = 5 * 1024;
+pub const DOTENV_MAX_VARIABLES: usize = 20;
+
+/// Read the job's dotenv reports from its build folder and keep their variables for later jobs.
+/// The files are read confined to the build folder (an absolute path, `..` or a symbolic link is
+/// refused), within GitLab's limits; names follow GitLab's grammar. Any of that wrong: nothing is
+/// kept and the job fails, as GitLab refuses such an artifact.
+fn save_dotenv_reports(
+    ctx: &Ctx<'_>,
+    job: &Job,
+    layout: &Layout,
+    log: &mut JobLog,
+) -> Result<(), JobFailure> {
+    let Some(art) = &job.artifacts else {
+        return Ok(());
+    };
+    if art.reports_dotenv.is_empty() {
+        return Ok(());
+    }
+    let dest = dotenv_path(&ctx.wharf_dir, &job.name);
+    let vars = match read_dotenv_reports(&layout.build_dir, &art.reports_dotenv, log) {
+        Ok(vars) => vars,
+        Err(e) => {
+            // Later jobs must not see a previous run's variables instead.
+            let _ = std::fs::remove_file(&dest);
+            return Err(JobFailure::configuration(format!(
+                "artifacts: reports: dotenv ({}): {e}",
+                art.span
+            )));
+        }
+    };
+    let written = dest
+        .parent()
+        .map(std::fs::create_dir_all)
+        .unwrap_or(Ok(()))
+        .and_then(|()| {
+            let json = serde_json::to_string(&vars).map_err(std::io::Error::other)?;
+            write_private(&dest, &json)
+        });
+    match written {
+        Ok(()) => log.info(&format!(
+            "Saved {} dotenv report variables for later jobs",
+            vars.len()
+        )),
+        Err(e) => log.warn(&format!("dotenv report not saved: {e}")),
+    }
+    Ok(())
+}
+
+/// The variables of the dotenv `files` in `build_dir`, later ones winning (see
+/// [`save_dotenv_reports`] for the rules).
+fn read_dotenv_reports(
+    build_dir: &Path,
+    files: &[String],
+    log: &mut JobLog,
+) -> Result<Vec<(String, String)>, String> {
+    use std::io::Read as _;
+    let build = files::job_tree(build_dir).map_err(|e| e.to_string())?;
+    let mut total: u64 = 0;
+    let mut vars: indexmap::IndexMap<String, String> = indexmap::IndexMap::new();
+    for file in files {
+        let opened = match build.open_read(file) {
+            Ok(f) => f,
+            // As GitLab: a report the job did not write is a warning, not a failure.
+            Err(e) if e.is_not_found() => {
+                log.warn(&format!(
+                    "artifacts: reports: dotenv: {file}: no matching files"
+                ));
+                continue;
+            }
+            Err(wharf_fs::Error::WrongKind { found, .. }) => {
+                return Err(format!(
+                    "{file} is {found}: a dotenv report must be a regular file inside the project folder"
+                ));
+            }
+            Err(other) => return Err(other.to_string()),
+        };
+        // Never read more than the limit, whatever the file's size claims.
+        let mut bytes = Vec::new();
+        opened
+            .take(DOTENV_MAX_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("reading {file}: {e}"))?;
+        total += bytes.len() as u64;
+        if total >= DOTENV_MAX_BYTES {
+            return Err(format!(
+                "the dotenv reports reach {DOTENV_MAX_BYTES} bytes: GitLab takes less than 5 KiB\n  fix: write fewer or shorter variables (pass the rest in an artifact file)"
+            ));
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        for (name, value) in crate::vars::parse_dotenv(file, &text)? {
+            if !crate::vars::is_variable_name(&name) {
+                return Err(format!(
+                    "{file}: `{}` is not a valid variable name: letters, digits and `_` only, at most {} characters",
+                    name.chars().take(64).collect::<String>(),
+                    crate::vars::MAX_NAME_LEN
+                ));
+            }
+            vars.insert(name, value);
+        }
+    }
+    if vars.len() > DOTENV_MAX_VARIABLES {
+        return Err(format!(
+            "{} variables: GitLab takes at most {DOTENV_MAX_VARIABLES} from a job's dotenv reports\n  fix: write fewer variables (pass the rest in an artifact file)",
+            vars.len()
+        ));
+    }
+    Ok(vars.into_iter().collect())
+}
+
+/// The dotenv report variables of the jobs whose artifacts `job` takes, later jobs winning.
+pub(crate) fn dotenv_for(ctx: &Ctx<'_>, job: &Job) -> Vec<(String, String)> {
+    dependency_jobs(ctx, job)
+        .into_iter()
+        .filter_map(|d| std::fs::read_to_string(dotenv_path(&ctx.wharf_dir, &d.name)).ok())
+        .filter_map(|text| serde_json::from_str::<Vec<(String, String)>>(&text).ok())
+        .flatten()
+        .collect()
+}
+
+fn job_variables(ctx: &Ctx<'_>, job: &Job, layout: &Layout) -> VarSet {
+    let predefined = crate::predefined::job_runtime(
+        job,
+        ctx.run.job_id,
+        layout.builds_dir_in_job.clone(),
+        layout.project_dir_in_job.clone(),
+    );
+    ctx.sources.build(
+        &predefined,
+        &job.variables,
+        job.inherit_variables.as_deref(),
+        &ctx.run.dotenv,
+    )
+}
+
+/// Fresh build folder with the project's files, the job's caches and its dependencies' artifacts;
+/// file-type variables written. Returns the environment for the job.
+fn prepare_build(
+    ctx: &Ctx<'_>,
+    job: &Job,
+    vars: &VarSet,
+    layout: &Layout,
+    log: &mut JobLog,
+) -> Result<Vec<(String, String)>, Stop> {
+    log.section("Preparing environment");
+    let fail = |e: files::FilesError| Stop::from(JobFailure::system(e.to_string()));
+    // Emptied, not recreated: the job's services may already have the build folder mounted.
+    files::clear_dir(&layout.build_dir).map_err(fail)?;
+    files::clear_dir(&layout.tmp_dir).map_err(fail)?;
+    log.section("Getting source from the project folder");
+    files::copy_files(&ctx.opts.project_dir, ctx.snapshot, &layout.build_dir).map_err(fail)?;
+    log.info(&format!(
+        "Copied {} files into {}",
+        ctx.snapshot.len(),
+        layout.project_dir_in_job
+    ));
+
+    // Caches (crate::cache): keys, fallback keys, per-key locks.
+    crate::cache::restore(&job.cache, vars, &cache_dirs(ctx, layout), log).map_err(fail)?;
+
+    let deps: Vec<&Job> = dependency_jobs(ctx, job);
+    let with_artifacts: Vec<(&Job, PathBuf)> = deps
+        .into_iter()
+        .map(|d| (d, ctx.wharf_dir.join("artifacts").join(slug(&d.name))))
+        .filter(|(_, p)| p.is_dir())
+        .collect();
+    if !with_artifacts.is_empty() {
+        log.section("Downloading artifacts");
+        let build = files::job_tree(&layout.build_dir).map_err(fail)?;
+        for (dep, dir) in with_artifacts {
+            log.info(&format!("Downloading artifacts for {}", dep.name));
+            let skipped = files::restore_tree(&dir, &build).map_err(fail)?;
+            crate::cache::warn_skipped(&skipped, log);
+        }
+    }
+
+    let mut env = Vec::new();
+    for var in vars.iter() {
+        let value = if var.expand {
+            vars.resolved(&var.name).unwrap_or_default()
+        } else {
+            var.value.clone()
+        };
+        if var.file {
+            // Names are checked when the variables file is read; this guards every other way
+            // in. The file is written confined to the temporary folder in any case.
+            if !crate::vars::is_variable_name(&var.name) {
+                return Err(JobFailure::configuration(format!(
+                    "file variable `{}`: a variable name is made of letters, digits and `_`, at most {} characters",
+                    var.name.chars().take(64).collect::<String>(),
+                    crate::vars::MAX_NAME_LEN
+                ))
+                .into());
+            }
+            layout
+                .write_tmp(&var.name, &value)
+                .map_err(|e| fail(e.into()))?;
+            env.push((
+                var.name.clone(),
+                format!("{}/{}", layout.tmp_dir_in_job, var.name),
+            ));
+        } else {
+            env.push((var.name.clone(), value));
+        }
+    }
+    Ok(env)
+}
+
+fn write_private(path: &Path, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(value.as_bytes())
+}
+
+fn relative(ctx: &Ctx<'_>, p: &Path) -> String {
+    p.strip_prefix(&ctx.opts.project_dir)
+        .unwrap_or(p)
+        .display()
+        .to_string()
+}
+
+/// GitLab: artifacts of every job in earlier stages, or only those named in `dependencies`
+/// (or `needs`).
+fn dependency_jobs<'p>(ctx: &Ctx<'p>, job: &Job) -> Vec<&'p Job> {
+    let stage_pos = |s: &str| {
+        ctx.pipeline
+            .stages
+            .iter()
+            .position(|x| x == s)
+            .unwrap_or(usize::MAX)
+    };
+    let mine = stage_pos(&job.stage);
+    // `dependencies` wins over `needs`; a need with `artifacts: false` brings none.
+    let named: Option<Vec<&str>> = match (&job.dependencies, &job.needs) {
+        (Some(deps), _) => Some(deps.iter().map(String::as_str).collect()),
+        (None, Some(needs)) => Some(
+            needs
+                .iter()
+                .filter(|n| n.artifacts)
+                .map(|n| n.job.as_str())
+                .collect(),
+        ),
+        (None, None) => None,
+    };
+    ctx.pipeline
+        .jobs
+        .iter()
+        .filter(|d| match &named {
+            Some(names) => names.contains(&d.name.as_str()),
+            None => stage_pos(&d.stage) < mine,
+        })
+        .collect()
+}
+
+/// Where `crate::cache` finds the caches, the key files and the job's build folder.
+fn cache_dirs<'c>(ctx: &'c Ctx<'_>, layout: &'c Layout) -> crate::cache::CacheDirs<'c> {
+    crate::cache::CacheDirs {
+        wharf_dir: &ctx.wharf_dir,
+        project_dir: &ctx.opts.project_dir,
+        snapshot: ctx.snapshot,
+        build_dir: &layout.build_dir,
+    }
+}
+
+fn upload_artifacts(
+    ctx: &Ctx<'_>,
+    job: &Job,
+    vars: &VarSet,
+    layout: &Layout,
+    ok: bool,
+    log: &mut JobLog,
+) -> Result<(), JobFailure> {
+    let Some(art) = &job.artifacts else {
+        return Ok(());
+    };
+    if !crate::cache::when_matches(art.when, ok) {
+        return Ok(());
+    }
+    log.section(if ok {
+        "Uploading artifacts for successful job"
+    } else {
+        "Uploading artifacts for failed job"
+    });
+    let project_dir = Some(layout.project_dir_in_job.as_str());
+    let expand = |p: &String| files::relative_to_project(&vars.expand(p), project_dir);
+    let mut paths: Vec<String> = art.paths.iter().map(expand).collect();
+    // `reports:` other than dotenv are kept as files with the artifacts.
+    let reports: Vec<String> = art.reports_other.iter().map(expand).collect();
+    paths.extend(reports.iter().cloned());
+    let exclude: Vec<String> = art.exclude.iter().map(expand).collect();
+    let build = files::job_tree(&layout.build_dir)
+        .map_err(|e| JobFailure::system(format!("artifacts: {e}")))?;
+    let mut m = files::match_paths(&build, &paths, &exclude)
+        .map_err(|e| JobFailure::configuration(format!("artifacts: {e}")))?;
+    if art.untracked {
+        let untracked = files::untracked(&build, &ctx.opts.project_dir, ctx.snapshot, &exclude)
+            .map_err(|e| JobFailure::system(format!("artifacts: untracked files: {e}")))?;
+        m.add_entries(untracked);
+    }
+    for p in &m.unmatched {
+        log.warn(&format!("{p}: no matching files. Ensure that the artifact path is relative to the working directory"));
+    }
+    for (p, why) in &m.outside {
+        log.warn(&format!("{p}: not uploaded: {why}"));
+    }
+    let dest = ctx.wharf_dir.join("artifacts").join(slug(&job.name));
+    let meta_root = ctx.wharf_dir.join("artifacts");
+    if m.entries.is_empty() {
+        log.error("No files to upload");
+        let _ = files::remove_tree(&dest);
+        let _ = std::fs::remove_file(meta_root.join(format!("{}.json", slug(&job.name))));
+        return Ok(());
+    }
+    match files::publish(&build, &m.entries, &dest) {
+        Ok(skipped) => {
+            crate::cache::warn_skipped(&skipped, log);
+            for e in &m.entries {
+                log.info(&format!(
+                    "{}: found, saved to {}",
+                    e.display(),
+                    relative(ctx, &dest.join(e))
+                ));
+            }
+            // `name` and `expire_in` are recorded, not acted on (wharf never expires artifacts).
+            let meta = files::ArtifactsMeta {
+                job: job.name.clone(),
+                name: art
+                    .name
+                    .as_ref()
+                    .map(|n| vars.expand(n))
+                    .unwrap_or_else(|| "artifacts".to_string()),
+                expire_in: art.expire_in.clone(),
+                paths: m.entries.iter().map(|e| e.display().to_string()).collect(),
+                reports,
+                created: files::rfc3339_utc(std::time::SystemTime::now()),
+            };
+            if let Err(e) = files::write_artifacts_meta(&meta_root, &slug(&job.name), &meta) {
+                log.warn(&format!("artifacts metadata not saved: {e}"));
+            }
+            Ok(())
+        }
+        Err(e) => Err(JobFailure::system(format!("artifacts not saved: {e}"))),
+    }
+}
+
+/// GitLab's script flow, the same for every executor: `before_script` + `script` in one shell,
+/// then `after_script` in its own (also after a failure), which cannot fail the job.
+async fn run_job_scripts(
+    ctx: &Ctx<'_>,
+    job: &Job,
+    env: &[(String, String)],
+    executor: &mut impl Executor,
+    log: &mut JobLog,
+) -> JobStatus {
+    let project_dir = executor.layout().project_dir_in_job.clone();
+    let hand_back = executor.hand_back();
+    let hand_back_dirs: Option<(&str, Vec<&str>)> = hand_back
+        .as_ref()
+        .map(|(owner, dirs)| (owner.as_str(), dirs.iter().map(String::as_str).collect()));
+    let chown = hand_back_dirs
+        .as_ref()
+        .map(|(owner, dirs)| (*owner, dirs.as_slice()));
+    let mut commands = job.before_script.clone();
+    commands.extend(job.script.iter().cloned());
+    log.section("Executing \"step_script\" stage of the job script");
+    let step = script::build(&commands, &project_dir, chown);
+    let run = ScriptRun {
+        text: &step,
+        name: "step_script",
+        env,
+        cancel: &ctx.opts.cancel,
+    };
+    let mut status = match executor.run_script(run, log).await {
+        Ok(0) => JobStatus::Passed,
+        Ok(code) => JobStatus::Failed {
+            reason: FailureReason::ScriptFailure,
+            exit_code: Some(code),
+        },
+        Err(stop) => settle(stop, log),
+    };
+    if after_script_runs(job, &status, &ctx.run) {
+        log.section("Running after_script");
+        let after = script::build(&job.after_script, &project_dir, chown);
+        let word = after_script_status_word(&status, &ctx.run);
+        let mut after_env = env.to_vec();
+        after_env.push((crate::predefined::CI_JOB_STATUS.into(), word.into()));
+        let run = ScriptRun {
+            text: &after,
+            name: "after_script",
+            env: &after_env,
+            cancel: &ctx.run.after_script_cancel,
+        };
+        match executor.run_script(run, log).await {
+            Ok(0) => {}
+            Ok(code) => log.warn(&format!("after_script failed: exit code {code}")),
+            Err(Stop::Canceled) => status = JobStatus::Canceled,
+            // after_script cannot fail the job: its failure is only reported.
+            Err(Stop::Failed(failure)) => failure.log(log),
+        }
+    }
+    status
+}
+
+fn job_status_word(status: &JobStatus) -> &'static str {
+    match status {
+        JobStatus::Passed => "success",
+        JobStatus::Canceled => "canceled",
+        _ => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Console;
+
+    fn dotenv(build: &Path, files: &[&str]) -> Result<Vec<(String, String)>, String> {
+        let files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+        let console = Console::new(false, Box::new(std::io::sink()));
+        let mut log = JobLog::create(
+            console,
+            &build.join("job.log"),
+            Masker::new(Vec::<String>::new()),
+        )
+        .unwrap();
+        read_dotenv_reports(build, &files, &mut log)
+    }
+
+    #[test]
+    fn dotenv_reports_are_confined_limited_and_named_as_gitlab_wants() {
+        let outside = tempfile::tempdir().unwrap();
+        let host_file = outside.path().join("hostname");
+        std::fs::write(&host_file, "LEAK=host\n").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let build = d.path();
+        std::fs::write(build.join("ok.env"), "A=1\nB=two\n").unwrap();
+        std::fs::write(build.join("later.env"), "A=3\n").unwrap();
+        assert_eq!(
+            dotenv(build, &["ok.env", "missing.env", "later.env"]).unwrap(),
+            [("A".into(), "3".into()), ("B".into(), "two".into())]
+        );
+        let warned = std::fs::read_to_string(build.join("job.log")).unwrap();
+        assert!(
+            warned.contains("missing.env: no matching files"),
+            "{warned}"
+        );
+
+        std::os::unix::fs::symlink(&host_file, build.join("link.env")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), build.join("dir")).unwrap();
+        let absolute = host_file.to_str().unwrap().to_string();
+        let dotdot = format!("{}{}", "../".repeat(30), absolute.trim_start_matches('/'));
+        for bad in [
+            "link.env",
+            "dir/hostname",
+            absolute.as_str(),
+            dotdot.as_str(),
+        ] {
+            let e = dotenv(build, &[bad]).unwrap_err();
+            assert!(!e.contains("LEAK"), "{e}");
+            assert!(
+                e.contains("symbolic link") || e.contains("outside") || e.contains("absolute"),
+                "{bad}: {e}"
+            );
+        }
+
+        let many: String = (0..21).map(|i| format!("V{i}={i}\n")).collect();
+        std::fs::write(build.join("many.env"), many).unwrap();
+        assert!(
+            dotenv(build, &["many.env"])
+                .unwrap_err()
+                .contains("at most 20")
+        );
+        let twenty: String = (0..20).map(|i| format!("V{i}={i}\n")).collect();
+        std::fs::write(build.join("twenty.env"), twenty).unwrap();
+        assert_eq!(dotenv(build, &["twenty.env"]).unwrap().len(), 20);
+
+        let big = format!("BIG={}\n", "x".repeat(5200));
+        std::fs::write(build.join("big.env"), big).unwrap();
+        assert!(
+            dotenv(build, &["big.env"])
+                .unwrap_err()
+                .contains("less than 5 KiB")
+        );
+
+        std::fs::write(build.join("name.env"), "BAD.NAME=1\n").unwrap();
+        assert!(
+            dotenv(build, &["name.env"])
+                .unwrap_err()
+                .contains("`BAD.NAME` is not a valid variable name")
+        );
+    }
+}
