@@ -1,6 +1,7 @@
 //! wharf-run: runs a [`wharf_ci::Pipeline`]: stage scheduling, variables, masking, logs, caches,
 //! artifacts, and the shell and Docker executors.
 
+mod artifacts;
 pub mod cache;
 pub mod engine;
 mod executor;

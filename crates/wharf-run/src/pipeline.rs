@@ -438,7 +438,7 @@ async fn run_once(
             after_script_cancel: after_cancel_rx,
         },
     };
-    ctx.run.dotenv = job::dotenv_for(&ctx, job);
+    ctx.run.dotenv = crate::artifacts::dotenv_for(&ctx.wharf_dir, ctx.pipeline, job);
     emit(
         &shared.opts.events,
         &shared.masker,

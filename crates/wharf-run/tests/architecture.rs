@@ -25,6 +25,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("options", 3),
     ("failure", 4),
     ("services", 5),
+    ("artifacts", 5),
     ("executor", 6),
     ("job", 7),
     ("pipeline", 8),
