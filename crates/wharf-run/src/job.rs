@@ -436,3 +436,174 @@ fn job_status_word(status: &JobStatus) -> &'static str {
         _ => "failed",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Console;
+
+    /// Stands in for a real executor: records what the job flow asks of it.
+    struct FakeExecutor {
+        layout: Layout,
+        calls: Arc<std::sync::Mutex<Vec<String>>>,
+        prepare_fails: bool,
+        step_exit: i64,
+    }
+
+    impl Executor for FakeExecutor {
+        fn layout(&self) -> &Layout {
+            &self.layout
+        }
+
+        async fn prepare(&mut self, _: &Job, vars: &VarSet, _: &mut JobLog) -> Result<(), Stop> {
+            let project_dir = vars.resolved("CI_PROJECT_DIR").unwrap_or_default();
+            self.record(format!("prepare CI_PROJECT_DIR={project_dir}"));
+            if self.prepare_fails {
+                return Err(JobFailure::configuration("image `nope` is not here")
+                    .with_hint("pull it")
+                    .into());
+            }
+            Ok(())
+        }
+
+        fn hand_back(&self) -> Option<(String, Vec<String>)> {
+            None
+        }
+
+        async fn run_script(&mut self, script: ScriptRun<'_>, _: &mut JobLog) -> Result<i64, Stop> {
+            let status = script
+                .env
+                .iter()
+                .find(|(k, _)| k == crate::predefined::CI_JOB_STATUS)
+                .map(|(_, v)| v.as_str())
+                .unwrap_or("-");
+            self.record(format!("{} CI_JOB_STATUS={status}", script.name));
+            Ok(if script.name == "step_script" {
+                self.step_exit
+            } else {
+                0
+            })
+        }
+
+        async fn cleanup(&mut self) {
+            self.record("cleanup".to_string());
+        }
+    }
+
+    impl FakeExecutor {
+        fn record(&self, call: String) {
+            self.calls.lock().unwrap().push(call);
+        }
+    }
+
+    /// Runs the one job of a pipeline with `executor`; its report and its log.
+    async fn run_fake(prepare_fails: bool, step_exit: i64) -> (JobReport, Vec<String>, String) {
+        struct OneFile;
+        impl wharf_ci::Loader for OneFile {
+            fn load(&self, _: &str) -> Result<String, std::io::Error> {
+                Ok("build:\n  script: [make]\n  after_script: [tidy]\n".into())
+            }
+        }
+        let pipeline = wharf_ci::load_pipeline(".gitlab-ci.yml", &OneFile)
+            .unwrap()
+            .pipeline;
+        let project = tempfile::tempdir().unwrap();
+        let wharf_dir = project.path().join(".wharf");
+        std::fs::create_dir_all(wharf_dir.join("logs")).unwrap();
+        let (_cancel_tx, cancel) = watch::channel(false);
+        let opts = RunOptions {
+            project_dir: project.path().to_path_buf(),
+            selection: Default::default(),
+            concurrency: 1,
+            events: None,
+            loader: None,
+            load_limits: wharf_ci::Limits::default(),
+            cli_variables: Vec::new(),
+            file_variables: Vec::new(),
+            executor: ExecutorChoice::Shell,
+            pull_policy: None,
+            env: crate::options::RunnerEnv::default(),
+            console: Console::new(false, Box::new(std::io::sink())),
+            cancel: cancel.clone(),
+            pull_retry_delays: Vec::new(),
+        };
+        let engine = OnceCell::new();
+        let sources = crate::vars::VarSources::default();
+        let ctx = Ctx {
+            opts: &opts,
+            pipeline: &pipeline,
+            wharf_dir: wharf_dir.clone(),
+            project_name: "p".into(),
+            snapshot: &[],
+            pipeline_id: 1,
+            engine: &engine,
+            sources: &sources,
+            run: JobRun {
+                job_id: 1001,
+                dotenv: Vec::new(),
+                prefix: None,
+                attempt: 1,
+                max_attempts: 1,
+                timed_out: Arc::default(),
+                timeout: Duration::from_secs(60),
+                after_script_cancel: cancel,
+            },
+        };
+        let calls = Arc::default();
+        let executor = FakeExecutor {
+            layout: Layout {
+                build_dir: wharf_dir.join("builds/build"),
+                tmp_dir: wharf_dir.join("tmp/build"),
+                builds_dir_in_job: "/in-job".into(),
+                project_dir_in_job: "/in-job/p".into(),
+                tmp_dir_in_job: "/in-job/p.tmp".into(),
+            },
+            calls: Arc::clone(&calls),
+            prepare_fails,
+            step_exit,
+        };
+        let report = run_with(&ctx, &pipeline.jobs[0], executor).await;
+        let log = std::fs::read_to_string(wharf_dir.join("logs/build.log")).unwrap();
+        let calls = calls.lock().unwrap().clone();
+        (report, calls, log)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_job_runs_its_phases_against_the_executor_with_the_executors_paths() {
+        let (report, calls, _) = run_fake(false, 3).await;
+        assert_eq!(
+            calls,
+            [
+                "prepare CI_PROJECT_DIR=/in-job/p",
+                "step_script CI_JOB_STATUS=-",
+                "after_script CI_JOB_STATUS=failed",
+                "cleanup",
+            ]
+        );
+        assert_eq!(
+            report.status,
+            JobStatus::Failed {
+                reason: FailureReason::ScriptFailure,
+                exit_code: Some(3)
+            }
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_failed_preparation_is_logged_once_with_its_fix_and_is_the_jobs_status() {
+        let (report, calls, log) = run_fake(true, 0).await;
+        assert_eq!(calls, ["prepare CI_PROJECT_DIR=/in-job/p"]);
+        assert_eq!(log.matches("image `nope` is not here").count(), 1, "{log}");
+        assert!(
+            log.contains("ERROR: image `nope` is not here\n  fix: pull it\n"),
+            "{log}"
+        );
+        assert_eq!(
+            report.status,
+            JobStatus::Failed {
+                reason: FailureReason::RunnerConfigurationError,
+                exit_code: None
+            }
+        );
+    }
+}

@@ -251,7 +251,8 @@ pub struct JobNetwork {
     pub extra_hosts: Vec<String>,
 }
 
-/// Naming and labelling for the service containers, from the runner.
+/// Naming and labelling for the service containers, from the Docker executor (the same names and
+/// labels as the job's script containers).
 pub struct StartOptions<'a> {
     /// `wharf-<project>-<pipeline>-<job>`: the service containers get `-service-<n>-<alias>`.
     pub name_prefix: &'a str,
