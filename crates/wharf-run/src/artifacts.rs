@@ -4,6 +4,7 @@
 use crate::failure::JobFailure;
 use crate::files::{self, JobDirs, slug};
 use crate::log::JobLog;
+use crate::options::DotenvLimits;
 use crate::vars::VarSet;
 use std::path::{Path, PathBuf};
 use wharf_ci::{Job, Pipeline};
@@ -137,12 +138,6 @@ pub(crate) fn dotenv_path(wharf_dir: &Path, job_name: &str) -> PathBuf {
         .join(format!("{}.json", slug(job_name)))
 }
 
-/// GitLab's default limits on `artifacts: reports: dotenv` (its plan limits `dotenv_size` and
-/// `dotenv_variables`): the files of one job together hold less than 5 KiB and at most 20
-/// variables.
-pub const DOTENV_MAX_BYTES: u64 = 5 * 1024;
-pub const DOTENV_MAX_VARIABLES: usize = 20;
-
 /// Read the job's dotenv reports from its build folder and keep their variables for later jobs.
 /// The files are read confined to the build folder (an absolute path, `..` or a symbolic link is
 /// refused), within GitLab's limits; names follow GitLab's grammar. Any of that wrong: nothing is
@@ -150,6 +145,7 @@ pub const DOTENV_MAX_VARIABLES: usize = 20;
 pub(crate) fn save_dotenv_reports(
     job: &Job,
     dirs: &JobDirs<'_>,
+    limits: DotenvLimits,
     log: &mut JobLog,
 ) -> Result<(), JobFailure> {
     let Some(art) = &job.artifacts else {
@@ -159,7 +155,7 @@ pub(crate) fn save_dotenv_reports(
         return Ok(());
     }
     let dest = dotenv_path(dirs.wharf_dir, &job.name);
-    let vars = match read_dotenv_reports(dirs.build_dir, &art.reports_dotenv, log) {
+    let vars = match read_dotenv_reports(dirs.build_dir, &art.reports_dotenv, limits, log) {
         Ok(vars) => vars,
         Err(e) => {
             // Later jobs must not see a previous run's variables instead.
@@ -193,6 +189,7 @@ pub(crate) fn save_dotenv_reports(
 fn read_dotenv_reports(
     build_dir: &Path,
     files: &[String],
+    limits: DotenvLimits,
     log: &mut JobLog,
 ) -> Result<Vec<(String, String)>, String> {
     use std::io::Read as _;
@@ -219,13 +216,14 @@ fn read_dotenv_reports(
         // Never read more than the limit, whatever the file's size claims.
         let mut bytes = Vec::new();
         opened
-            .take(DOTENV_MAX_BYTES)
+            .take(limits.max_bytes)
             .read_to_end(&mut bytes)
             .map_err(|e| format!("reading {file}: {e}"))?;
         total += bytes.len() as u64;
-        if total >= DOTENV_MAX_BYTES {
+        if total >= limits.max_bytes {
             return Err(format!(
-                "the dotenv reports reach {DOTENV_MAX_BYTES} bytes: GitLab takes less than 5 KiB\n  fix: write fewer or shorter variables (pass the rest in an artifact file)"
+                "the dotenv reports reach {} bytes: they must hold less (GitLab's default limit: less than 5 KiB)\n  fix: write fewer or shorter variables (pass the rest in an artifact file), or raise the limit with `wharf run --max-dotenv-size`",
+                limits.max_bytes
             ));
         }
         let text = String::from_utf8_lossy(&bytes);
@@ -240,10 +238,11 @@ fn read_dotenv_reports(
             vars.insert(name, value);
         }
     }
-    if vars.len() > DOTENV_MAX_VARIABLES {
+    if vars.len() > limits.max_variables {
         return Err(format!(
-            "{} variables: GitLab takes at most {DOTENV_MAX_VARIABLES} from a job's dotenv reports\n  fix: write fewer variables (pass the rest in an artifact file)",
-            vars.len()
+            "{} variables: at most {} are taken from a job's dotenv reports (GitLab's default: 20)\n  fix: write fewer variables (pass the rest in an artifact file), or raise the limit with `wharf run --max-dotenv-variables`",
+            vars.len(),
+            limits.max_variables
         ));
     }
     Ok(vars.into_iter().collect())
@@ -282,6 +281,14 @@ mod tests {
     use crate::mask::Masker;
 
     fn dotenv(build: &Path, files: &[&str]) -> Result<Vec<(String, String)>, String> {
+        dotenv_within(build, files, DotenvLimits::default())
+    }
+
+    fn dotenv_within(
+        build: &Path,
+        files: &[&str],
+        limits: DotenvLimits,
+    ) -> Result<Vec<(String, String)>, String> {
         let files: Vec<String> = files.iter().map(|f| f.to_string()).collect();
         let console = Console::new(false, Box::new(std::io::sink()));
         let mut log = JobLog::create(
@@ -290,7 +297,7 @@ mod tests {
             Masker::new(Vec::<String>::new()),
         )
         .unwrap();
-        read_dotenv_reports(build, &files, &mut log)
+        read_dotenv_reports(build, &files, limits, &mut log)
     }
 
     #[test]
@@ -354,6 +361,37 @@ mod tests {
             dotenv(build, &["name.env"])
                 .unwrap_err()
                 .contains("`BAD.NAME` is not a valid variable name")
+        );
+    }
+
+    #[test]
+    fn dotenv_limits_can_be_raised_and_lowered() {
+        let dir = tempfile::tempdir().unwrap();
+        let build = dir.path();
+        let many: String = (0..21).map(|i| format!("V{i}={i}\n")).collect();
+        std::fs::write(build.join("many.env"), many).unwrap();
+        let raised = DotenvLimits {
+            max_bytes: 64 * 1024,
+            max_variables: 30,
+        };
+        assert_eq!(
+            dotenv_within(build, &["many.env"], raised).unwrap().len(),
+            21
+        );
+        let lowered = DotenvLimits {
+            max_bytes: 10,
+            max_variables: 20,
+        };
+        let e = dotenv_within(build, &["many.env"], lowered).unwrap_err();
+        assert!(e.contains("--max-dotenv-size"), "{e}");
+        let few = DotenvLimits {
+            max_bytes: 5 * 1024,
+            max_variables: 2,
+        };
+        let e = dotenv_within(build, &["many.env"], few).unwrap_err();
+        assert!(
+            e.contains("at most 2 ") && e.contains("--max-dotenv-variables"),
+            "{e}"
         );
     }
 }

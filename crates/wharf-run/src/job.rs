@@ -186,7 +186,9 @@ async fn run_with(ctx: &Ctx<'_>, job: &Job, mut executor: impl Executor) -> JobR
             }
         }
         // GitLab collects reports whatever the job's result.
-        if let Err(failure) = artifacts::save_dotenv_reports(job, &dirs, &mut log) {
+        if let Err(failure) =
+            artifacts::save_dotenv_reports(job, &dirs, ctx.opts.dotenv_limits, &mut log)
+        {
             failure.log(&mut log);
             if matches!(outcome, JobStatus::Passed) {
                 outcome = failure.status();
@@ -518,6 +520,7 @@ mod tests {
             events: None,
             loader: None,
             load_limits: wharf_ci::Limits::default(),
+            dotenv_limits: Default::default(),
             cli_variables: Vec::new(),
             file_variables: Vec::new(),
             executor: ExecutorChoice::Shell,

@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub loader: Option<Arc<dyn wharf_ci::Loader + Send + Sync>>,
     /// Bounds on child pipelines' configuration, as on the main file's.
     pub load_limits: wharf_ci::Limits,
+    /// Bounds on what a job's `artifacts: reports: dotenv` may pass on.
+    pub dotenv_limits: DotenvLimits,
     pub cli_variables: Vec<(String, String)>,
     pub file_variables: Vec<FileVariable>,
     pub executor: ExecutorChoice,
@@ -74,4 +76,23 @@ pub enum RunError {
     Plan(#[from] crate::plan::PlanError),
     #[error(transparent)]
     Files(#[from] crate::files::FilesError),
+}
+
+/// Limits on `artifacts: reports: dotenv`: GitLab's plan limits `dotenv_size` and
+/// `dotenv_variables`. By default GitLab's: the files of one job together hold less than 5 KiB
+/// and at most 20 variables (`wharf run --max-dotenv-size/--max-dotenv-variables` change them,
+/// as a GitLab admin changes the plan limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DotenvLimits {
+    pub max_bytes: u64,
+    pub max_variables: usize,
+}
+
+impl Default for DotenvLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 5 * 1024,
+            max_variables: 20,
+        }
+    }
 }

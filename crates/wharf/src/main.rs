@@ -81,6 +81,14 @@ struct RunArgs {
     /// `image: pull_policy`.
     #[arg(long = "pull-policy", value_enum, value_name = "POLICY")]
     pull_policy: Option<Pull>,
+    /// Largest total of a job's `artifacts: reports: dotenv` files, in bytes (suffixes as
+    /// --max-yaml-size); GitLab's plan limit `dotenv_size`, default 5KiB.
+    #[arg(long = "max-dotenv-size", value_name = "BYTES", value_parser = parse_bytes, default_value = "5KiB")]
+    max_dotenv_size: usize,
+    /// Most variables a job's dotenv reports may pass on; GitLab's plan limit
+    /// `dotenv_variables`, default 20.
+    #[arg(long = "max-dotenv-variables", value_name = "N", default_value_t = 20)]
+    max_dotenv_variables: usize,
 }
 
 #[derive(Args)]
@@ -388,6 +396,10 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         events,
         loader: Some(opened.loader.clone()),
         load_limits: opened.limits,
+        dotenv_limits: wharf_run::DotenvLimits {
+            max_bytes: args.max_dotenv_size as u64,
+            max_variables: args.max_dotenv_variables,
+        },
         cli_variables: opened.cli_variables,
         file_variables: opened.file_variables,
         executor: match args.executor {
