@@ -5,7 +5,17 @@ use std::fmt;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::error::RegistryError;
+/// Why a name, tag or digest from a client is refused. It imports nothing of the crate, so every
+/// layer can use names; `error.rs` turns it into the OCI error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("invalid repository name {name:?}: {reason}")]
+    Repository { name: String, reason: &'static str },
+    #[error("invalid tag {tag:?}")]
+    Tag { tag: String },
+    #[error("invalid digest: {0}")]
+    Digest(String),
+}
 
 /// Longest repository name accepted (distribution's limit).
 const MAX_NAME_LEN: usize = 255;
@@ -16,8 +26,8 @@ const MAX_NAME_LEN: usize = 255;
 pub struct RepoName(String);
 
 impl RepoName {
-    pub fn parse(name: &str) -> Result<RepoName, RegistryError> {
-        let invalid = |reason| RegistryError::NameInvalid {
+    pub fn parse(name: &str) -> Result<RepoName, NameError> {
+        let invalid = |reason| NameError::Repository {
             name: name.to_string(),
             reason,
         };
@@ -93,7 +103,7 @@ fn valid_component(c: &str) -> bool {
 }
 
 /// A tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`. Never starts with `.`, so safe as a file name.
-pub fn validate_tag(tag: &str) -> Result<(), RegistryError> {
+pub fn validate_tag(tag: &str) -> Result<(), NameError> {
     let b = tag.as_bytes();
     let ok = !b.is_empty()
         && b.len() <= 128
@@ -104,7 +114,7 @@ pub fn validate_tag(tag: &str) -> Result<(), RegistryError> {
     if ok {
         Ok(())
     } else {
-        Err(RegistryError::TagInvalid {
+        Err(NameError::Tag {
             tag: tag.to_string(),
         })
     }
@@ -118,14 +128,14 @@ pub struct Digest {
 }
 
 impl Digest {
-    pub fn parse(s: &str) -> Result<Digest, RegistryError> {
+    pub fn parse(s: &str) -> Result<Digest, NameError> {
         let Some((algorithm, encoded)) = s.split_once(':') else {
-            return Err(RegistryError::DigestInvalid(format!(
+            return Err(NameError::Digest(format!(
                 "{s:?} is not algorithm:hex"
             )));
         };
         if algorithm != "sha256" {
-            return Err(RegistryError::DigestInvalid(format!(
+            return Err(NameError::Digest(format!(
                 "unsupported digest algorithm {algorithm:?} (only sha256)"
             )));
         }
@@ -134,7 +144,7 @@ impl Digest {
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
-            return Err(RegistryError::DigestInvalid(format!(
+            return Err(NameError::Digest(format!(
                 "{s:?}: a sha256 digest is 64 lowercase hex characters"
             )));
         }
@@ -173,7 +183,7 @@ pub enum Reference {
 }
 
 impl Reference {
-    pub fn parse(s: &str) -> Result<Reference, RegistryError> {
+    pub fn parse(s: &str) -> Result<Reference, NameError> {
         if s.contains(':') {
             Digest::parse(s).map(Reference::Digest)
         } else {

@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use crate::auth::{Access, Action, AuthErrorCode, AuthOutcome, Authorizer, Identity, ResourceKind};
 use crate::error::RegistryError;
 use crate::metrics::Metrics;
-use crate::names::{Digest, Reference, RepoName};
+use crate::names::{Digest, NameError, Reference, RepoName};
 use crate::services::Registry;
 use crate::services::manifests::OCI_INDEX;
 use crate::services::tags::paginate;
@@ -469,10 +469,10 @@ async fn handle(
                 // No manifest can carry a tag outside the grammar, so reading or deleting one
                 // finds nothing (404, as the conformance suite expects for
                 // `.INVALID_MANIFEST_NAME`); only pushing one is the client's mistake (400).
-                Err(RegistryError::TagInvalid { tag }) if method != Method::PUT => {
+                Err(NameError::Tag { tag }) if method != Method::PUT => {
                     return Err(RegistryError::ManifestUnknown { reference: tag });
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(e.into()),
             };
             match method {
                 Method::GET | Method::HEAD => {
