@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 mod drain;
+mod duration;
 pub mod error;
 pub mod limits;
 pub mod metrics;

@@ -130,9 +130,7 @@ pub struct Digest {
 impl Digest {
     pub fn parse(s: &str) -> Result<Digest, NameError> {
         let Some((algorithm, encoded)) = s.split_once(':') else {
-            return Err(NameError::Digest(format!(
-                "{s:?} is not algorithm:hex"
-            )));
+            return Err(NameError::Digest(format!("{s:?} is not algorithm:hex")));
         };
         if algorithm != "sha256" {
             return Err(NameError::Digest(format!(
