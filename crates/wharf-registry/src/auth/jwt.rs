@@ -13,8 +13,9 @@ use rcgen::PublicKeyData as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::error::AuthError;
 use super::scope::{action_name, kind_name};
-use super::{Access, Action, AuthError, ResourceKind};
+use super::seam::{Access, Action, ResourceKind};
 
 /// Leeway on `exp`/`nbf`, as Docker's registry allows for clock skew.
 pub const LEEWAY_SECONDS: u64 = 60;

@@ -20,7 +20,7 @@ use super::jwt::{AccessClaims, Verifier, unix_now};
 use super::passwords::{Checked, Passwords};
 use super::policy::Policy;
 use super::scope::format_access;
-use super::{Access, AuthErrorCode, AuthOutcome, Authorizer, Identity};
+use super::seam::{Access, AuthErrorCode, AuthOutcome, Authorizer, Identity};
 
 /// How long a verified bearer token is kept (never past its `exp`).
 const BEARER_CACHE_SECONDS: u64 = 60;

@@ -4,7 +4,8 @@
 use axum::response::{IntoResponse, Response};
 use http::Method;
 
-use super::{Call, Json};
+use super::call::Call;
+use super::reply::Json;
 use crate::error::RegistryError;
 
 pub(super) async fn ping(call: &mut Call<'_>) -> Result<Response, RegistryError> {

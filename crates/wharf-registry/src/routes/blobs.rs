@@ -4,7 +4,8 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
 
-use super::{Call, DOCKER_CONTENT_DIGEST, Empty, hv};
+use super::call::Call;
+use super::reply::{DOCKER_CONTENT_DIGEST, Empty, hv};
 use crate::auth::Action;
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};

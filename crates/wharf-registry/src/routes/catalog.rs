@@ -3,7 +3,8 @@
 use axum::response::Response;
 use http::Method;
 
-use super::{Call, Pagination};
+use super::call::Call;
+use super::reply::Pagination;
 use crate::auth::{Access, Action, ResourceKind};
 use crate::error::RegistryError;
 

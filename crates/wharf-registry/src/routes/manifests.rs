@@ -7,7 +7,8 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use http::{HeaderName, Method, StatusCode, header};
 
-use super::{Call, DOCKER_CONTENT_DIGEST, Empty, content_length, hv};
+use super::call::{Call, content_length};
+use super::reply::{DOCKER_CONTENT_DIGEST, Empty, hv};
 use crate::auth::Action;
 use crate::error::RegistryError;
 use crate::names::{NameError, Reference, RepoName};

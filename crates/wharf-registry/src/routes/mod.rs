@@ -1,17 +1,19 @@
 //! HTTP: one catch-all `/v2/{*rest}` route parsed by hand (repository names contain `/`), a small
 //! dispatcher, and one file per endpoint family (`base`, `catalog`, `tags`, `manifests`, `blobs`,
 //! `uploads`, `referrers`). Each family asks for the scopes its operations imply, calls the
-//! services and answers with a typed reply. No storage logic here.
+//! services and answers with a typed reply. The families share `call` (the request on its way)
+//! and `reply` (answers, pagination) and never import this file. No storage logic here.
 
 mod base;
 mod blobs;
+mod call;
 mod catalog;
 mod manifests;
 mod referrers;
+mod reply;
 mod tags;
 mod uploads;
 
-use std::io;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,28 +23,16 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use futures_util::StreamExt;
-use http::request::Parts;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use http::{HeaderName, HeaderValue};
 
-use crate::auth::{Access, Action, AuthErrorCode, AuthOutcome, Authorizer, Identity, ResourceKind};
+pub use self::call::AppState;
+use self::call::{Call, content_length, query_pairs};
+use crate::auth::Identity;
 use crate::error::RegistryError;
 use crate::metrics::Metrics;
 use crate::names::RepoName;
-use crate::services::Registry;
-use crate::services::tags::{Page, paginate};
-use crate::storage::ByteStream;
 
-const DOCKER_CONTENT_DIGEST: HeaderName = HeaderName::from_static("docker-content-digest");
 const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api-version");
-
-/// What the routes need: the registry, who may do what, and the metrics.
-#[derive(Clone)]
-pub struct AppState {
-    pub registry: Arc<Registry>,
-    pub authorizer: Arc<dyn Authorizer>,
-    pub metrics: Arc<Metrics>,
-}
 
 /// The registry's router. `extra` adds routes outside `/v2/` (the token service's realm);
 /// every request, those included, goes through the access log and metrics.
@@ -103,15 +93,6 @@ async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) 
         response_bytes,
     );
     response
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 /// The endpoint a `/v2/...` path names.
@@ -222,189 +203,6 @@ async fn route(call: &mut Call<'_>, body: Body) -> Result<Response, RegistryErro
         Endpoint::UploadStart(repo) => uploads::start(call, &repo, body).await,
         Endpoint::Upload(repo, id) => uploads::session(call, &repo, &id, body).await,
         Endpoint::Referrers(repo, digest) => referrers::list(call, &repo, &digest).await,
-    }
-}
-
-/// One request on its way through an endpoint: its head (the body goes separately to the
-/// endpoints that read one), its query, and who the authorizer said the caller is (kept for the
-/// access log even when the operation fails).
-struct Call<'a> {
-    state: &'a AppState,
-    parts: Parts,
-    query: Vec<(String, String)>,
-    identity: Option<Identity>,
-}
-
-impl Call<'_> {
-    fn registry(&self) -> &Registry {
-        &self.state.registry
-    }
-
-    fn method(&self) -> &Method {
-        &self.parts.method
-    }
-
-    fn headers(&self) -> &HeaderMap {
-        &self.parts.headers
-    }
-
-    fn query(&self, key: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Asks the authorizer for `wanted`; remembers the identity when allowed.
-    async fn authorize(&mut self, wanted: &[Access]) -> Result<(), RegistryError> {
-        let identity = authorize(self.state, &self.parts.headers, wanted).await?;
-        self.identity = Some(identity);
-        Ok(())
-    }
-
-    /// Asks for `actions` on `repo`.
-    async fn authorize_repo(
-        &mut self,
-        repo: &RepoName,
-        actions: &[Action],
-    ) -> Result<(), RegistryError> {
-        self.authorize(&[repo_access(repo, actions)]).await
-    }
-
-    fn method_not_allowed(&self) -> RegistryError {
-        RegistryError::MethodNotAllowed {
-            method: self.method().to_string(),
-        }
-    }
-}
-
-/// A request body as a stream into storage.
-fn body_stream(body: Body) -> ByteStream {
-    Box::pin(body.into_data_stream().map(|r| r.map_err(io::Error::other)))
-}
-
-fn query_pairs(parts: &Parts) -> Vec<(String, String)> {
-    parts
-        .uri
-        .query()
-        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
-        .unwrap_or_default()
-}
-
-fn repo_access(repo: &RepoName, actions: &[Action]) -> Access {
-    Access {
-        kind: ResourceKind::Repository,
-        name: repo.to_string(),
-        actions: actions.to_vec(),
-    }
-}
-
-async fn authorize(
-    state: &AppState,
-    headers: &HeaderMap,
-    wanted: &[Access],
-) -> Result<Identity, RegistryError> {
-    match state.authorizer.authorize(headers, wanted).await {
-        AuthOutcome::Allowed(identity) => Ok(identity),
-        AuthOutcome::Challenge {
-            www_authenticate,
-            error: AuthErrorCode::Unauthorized,
-        } => Err(RegistryError::Unauthorized { www_authenticate }),
-        AuthOutcome::Challenge {
-            www_authenticate,
-            error: AuthErrorCode::Denied,
-        } => Err(RegistryError::Denied {
-            www_authenticate: Some(www_authenticate),
-        }),
-    }
-}
-
-fn hv(s: &str) -> HeaderValue {
-    // Every value passed here is built from validated names, digests and numbers.
-    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// An answer without a body.
-struct Empty(StatusCode);
-
-impl IntoResponse for Empty {
-    fn into_response(self) -> Response {
-        let mut r = Response::new(Body::empty());
-        *r.status_mut() = self.0;
-        r.headers_mut()
-            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
-        r
-    }
-}
-
-/// A JSON document with its media type.
-struct Json {
-    content_type: &'static str,
-    value: serde_json::Value,
-}
-
-impl IntoResponse for Json {
-    fn into_response(self) -> Response {
-        let body = self.value.to_string();
-        let length = hv(&body.len().to_string());
-        let mut r = Response::new(Body::from(body));
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(self.content_type),
-        );
-        r.headers_mut().insert(header::CONTENT_LENGTH, length);
-        r
-    }
-}
-
-/// The `n`/`last` parameters of a listing (catalog, tags) and the `Link` to its next page.
-struct Pagination {
-    n: Option<usize>,
-    last: Option<String>,
-}
-
-impl Pagination {
-    fn of(call: &Call<'_>) -> Result<Pagination, RegistryError> {
-        let n = match call.query("n") {
-            Some(n) => Some(
-                n.parse::<usize>()
-                    .map_err(|_| RegistryError::PaginationInvalid(format!("n={n:?}")))?,
-            ),
-            None => None,
-        };
-        Ok(Pagination {
-            n,
-            last: call.query("last").map(str::to_string),
-        })
-    }
-
-    /// The page of `all` asked for, as `{"<key>": [...], ...extra}` with a `Link` header to the
-    /// next page of `path` when there is one.
-    fn reply(
-        &self,
-        all: Vec<String>,
-        path: &str,
-        key: &str,
-        mut document: serde_json::Map<String, serde_json::Value>,
-    ) -> Response {
-        let Page { items, more } = paginate(all, self.n, self.last.as_deref());
-        let next = match (more, self.n, items.last()) {
-            (true, Some(n), Some(last)) => Some(hv(&format!(
-                "<{path}?n={n}&last={}>; rel=\"next\"",
-                form_urlencoded::byte_serialize(last.as_bytes()).collect::<String>()
-            ))),
-            _ => None,
-        };
-        document.insert(key.to_string(), serde_json::json!(items));
-        let mut r = Json {
-            content_type: "application/json",
-            value: serde_json::Value::Object(document),
-        }
-        .into_response();
-        if let Some(link) = next {
-            r.headers_mut().insert(header::LINK, link);
-        }
-        r
     }
 }
 

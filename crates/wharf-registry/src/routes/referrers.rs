@@ -4,7 +4,8 @@
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, Method};
 
-use super::{Call, Json};
+use super::call::Call;
+use super::reply::Json;
 use crate::auth::Action;
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};

@@ -3,7 +3,8 @@
 use axum::response::Response;
 use http::Method;
 
-use super::{Call, Pagination};
+use super::call::Call;
+use super::reply::Pagination;
 use crate::auth::Action;
 use crate::error::RegistryError;
 use crate::names::RepoName;

@@ -6,7 +6,8 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, Method, StatusCode, header};
 
-use super::{Call, DOCKER_CONTENT_DIGEST, Empty, body_stream, content_length, hv, repo_access};
+use super::call::{Call, body_stream, content_length, repo_access};
+use super::reply::{DOCKER_CONTENT_DIGEST, Empty, hv};
 use crate::auth::{Action, AuthOutcome, Identity};
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
