@@ -149,37 +149,25 @@ impl fmt::Display for Reference {
 mod tests {
     use super::*;
 
+    /// The grammar itself is tested in `wharf-names`; here, what the server adds: the length
+    /// limit, its wording, and that nothing able to leave the storage root gets through.
     #[test]
-    fn names_follow_the_spec_grammar() {
-        for ok in [
-            "a",
-            "library/busybox",
-            "a.b_c__d---e/f0",
-            "team/sub/app",
-            "x-1",
-        ] {
-            assert!(RepoName::parse(ok).is_ok(), "{ok}");
+    fn names_that_could_escape_storage_are_refused() {
+        assert!(RepoName::parse("team/sub/app").is_ok());
+        for bad in ["", "..", "a/../b", "/a", "a/", "a%2fb", "a/_layers"] {
+            let error = RepoName::parse(bad).expect_err(bad);
+            assert!(
+                error.to_string().starts_with("invalid repository name"),
+                "{error}"
+            );
         }
-        for bad in [
-            "",
-            "A",
-            "a/",
-            "/a",
-            "a//b",
-            "..",
-            "a/../b",
-            "a/./b",
-            "_a",
-            "a_",
-            "a___b",
-            "a.-b",
-            "a%2fb",
-            "a b",
-            "a/_layers",
-        ] {
-            assert!(RepoName::parse(bad).is_err(), "{bad}");
-        }
-        assert!(RepoName::parse(&"a".repeat(256)).is_err());
+        let long = "a".repeat(256);
+        assert!(
+            RepoName::parse(&long)
+                .expect_err("long")
+                .to_string()
+                .contains("255")
+        );
     }
 
     #[test]
