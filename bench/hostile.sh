@@ -63,3 +63,33 @@ printf '[auth]\ncache_seconds = 0\n' >"$work/nocache.toml"
 start "$work/nocache.toml"
 python3 bench/hostile.py "127.0.0.1:$port" "$server" "$seconds" fresh
 stop
+
+# The peer, side by side: Debian's docker-registry (Docker's distribution) with the same htpasswd
+# user, the same fd limit and the same floods. Skipped when it is not installed.
+if command -v docker-registry >/dev/null; then
+  echo
+  echo "Peer: Debian's docker-registry ($(docker-registry --version 2>/dev/null | head -1)), same floods:"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  cat >"$work/peer.yml" <<YML
+version: 0.1
+log: {level: error}
+storage: {filesystem: {rootdirectory: $work/peer-root}}
+http: {addr: 127.0.0.1:$port}
+auth: {htpasswd: {realm: bench, path: $work/htpasswd}}
+YML
+  (
+    ulimit -n 1024
+    # It crashes at start when AWS_CA_BUNDLE is set (this machine sets it); it needs no AWS.
+    exec env -u AWS_CA_BUNDLE docker-registry serve "$work/peer.yml"
+  ) >>"$work/peer.log" 2>&1 &
+  server=$!
+  for _ in $(seq 1 100); do
+    curl -s -o /dev/null "http://127.0.0.1:$port/v2/" && break
+    sleep 0.1
+  done
+  python3 bench/hostile.py "127.0.0.1:$port" "$server" "$seconds"
+  stop
+  echo "peer upload sessions on disk after the flood: $(find "$work/peer-root" -path '*/_uploads/*' -mindepth 1 -maxdepth 8 -type d -name '*-*' 2>/dev/null | wc -l)"
+  echo "peer log lines: $(wc -l <"$work/peer.log"), accept errors logged: $(grep -ci 'too many open files' "$work/peer.log" || true)"
+fi
+

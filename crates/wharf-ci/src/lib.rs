@@ -88,15 +88,27 @@ pub fn merged_yaml(
     loader: &dyn Loader,
     options: &LoadOptions,
 ) -> Result<String, Diagnostics> {
+    merged_yaml_with_warnings(path, loader, options).map(|(yaml, _)| yaml)
+}
+
+/// [`merged_yaml`], with the warnings found on the way (a duplicate key, a value whose text
+/// GitLab changes): the merged view shows GitLab's reading, the warnings say where it may
+/// surprise.
+pub fn merged_yaml_with_warnings(
+    path: &str,
+    loader: &dyn Loader,
+    options: &LoadOptions,
+) -> Result<(String, Vec<Diagnostic>), Diagnostics> {
     let mut d = diagnostic::Diags::default();
     let config = load::config(path, loader, options, &mut d);
     match config {
-        Some(config) if !d.has_errors() => yaml::to_yaml(&config.root).map_err(|e| {
-            Diagnostics(vec![Diagnostic::error(
+        Some(config) if !d.has_errors() => match yaml::to_yaml(&config.root) {
+            Ok(yaml) => Ok((yaml, d.0)),
+            Err(e) => Err(Diagnostics(vec![Diagnostic::error(
                 None,
                 format!("cannot write the merged YAML: {e}"),
-            )])
-        }),
+            )])),
+        },
         _ => Err(errors_first(d)),
     }
 }

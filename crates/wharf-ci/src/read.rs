@@ -192,3 +192,18 @@ pub(crate) fn integer(n: &Node, what: &str, d: &mut Diags) -> Option<i128> {
     );
     None
 }
+
+/// The items of a list with nested lists spliced in, as Ruby's `[config].flatten` gives them
+/// (GitLab's `needs:` and `cache:`): a list built from an alias that is itself a list
+/// (`needs: [*common, build]`) reads as one flat list. A value that is not a list is one item.
+pub(crate) fn flattened(n: &Node) -> Vec<&Node> {
+    let mut out = Vec::new();
+    let mut stack = vec![n];
+    while let Some(node) = stack.pop() {
+        match &node.value {
+            Value::Seq(items) => stack.extend(items.iter().rev()),
+            _ => out.push(node),
+        }
+    }
+    out
+}

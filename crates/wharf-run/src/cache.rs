@@ -16,7 +16,7 @@
 //! project folder and may be globs (matched against the project's files). The same files give
 //! the same key on every run and machine; any edit to them gives a new key.
 
-use crate::files::{self, FilesError};
+use crate::files::{self, FilesError, JobDirs};
 use crate::log::JobLog;
 use crate::vars::VarSet;
 use globset::GlobBuilder;
@@ -25,27 +25,9 @@ use std::fs::File;
 use std::path::{Component, Path, PathBuf};
 use wharf_ci::{Cache, CachePolicy, CacheWhen};
 
-/// Where caches live and what the job's build folder holds.
-pub struct CacheDirs<'a> {
-    /// `.wharf/` of the project.
-    pub wharf_dir: &'a Path,
-    /// The user's project folder (key files are read from here: the job cannot change them).
-    pub project_dir: &'a Path,
-    /// The project's files (relative), as copied into the build folder.
-    pub snapshot: &'a [PathBuf],
-    pub build_dir: &'a Path,
-}
-
-impl CacheDirs<'_> {
+impl JobDirs<'_> {
     fn cache_dir(&self, key: &str) -> PathBuf {
         self.wharf_dir.join("cache").join(key_folder(key))
-    }
-
-    fn relative(&self, p: &Path) -> String {
-        p.strip_prefix(self.project_dir)
-            .unwrap_or(p)
-            .display()
-            .to_string()
     }
 }
 
@@ -141,7 +123,7 @@ fn key_folder(key: &str) -> String {
 pub fn key_of(
     cache: &Cache,
     vars: &VarSet,
-    dirs: &CacheDirs<'_>,
+    dirs: &JobDirs<'_>,
     log: &mut JobLog,
 ) -> Option<String> {
     let raw = if cache.key_files.is_empty() {
@@ -244,7 +226,7 @@ pub fn restore_candidates(key: &str, cache: &Cache, vars: &VarSet) -> Vec<String
 pub fn restore(
     caches: &[Cache],
     vars: &VarSet,
-    dirs: &CacheDirs<'_>,
+    dirs: &JobDirs<'_>,
     log: &mut JobLog,
 ) -> Result<(), FilesError> {
     if caches.is_empty() {
@@ -293,7 +275,7 @@ pub(crate) fn warn_skipped(skipped: &[(PathBuf, wharf_fs::FileKind)], log: &mut 
     }
 }
 
-fn when_matches(when: CacheWhen, ok: bool) -> bool {
+pub(crate) fn when_matches(when: CacheWhen, ok: bool) -> bool {
     match when {
         CacheWhen::OnSuccess => ok,
         CacheWhen::OnFailure => !ok,
@@ -303,7 +285,7 @@ fn when_matches(when: CacheWhen, ok: bool) -> bool {
 
 /// Save every cache whose policy pushes and whose `when` matches the job's outcome. Problems are
 /// warnings: a cache never fails a job.
-pub fn save(caches: &[Cache], vars: &VarSet, dirs: &CacheDirs<'_>, ok: bool, log: &mut JobLog) {
+pub fn save(caches: &[Cache], vars: &VarSet, dirs: &JobDirs<'_>, ok: bool, log: &mut JobLog) {
     for cache in caches {
         if cache.policy == CachePolicy::Pull || !when_matches(cache.when, ok) {
             continue;
@@ -326,7 +308,7 @@ fn save_one(
     cache: &Cache,
     key: &str,
     vars: &VarSet,
-    dirs: &CacheDirs<'_>,
+    dirs: &JobDirs<'_>,
     log: &mut JobLog,
 ) -> Result<(), FilesError> {
     let project_dir = vars.resolved("CI_PROJECT_DIR");
@@ -450,7 +432,7 @@ mod tests {
         vars.set_plain("ENV", "staging");
         let mut c = cache("$ENV");
         c.key_files = vec!["yarn.lock".into()];
-        let dirs = CacheDirs {
+        let dirs = JobDirs {
             wharf_dir: &d.path().join(".wharf"),
             project_dir: d.path(),
             snapshot: &snap,
@@ -495,7 +477,7 @@ mod tests {
         assert_eq!(key_folder(&"k".repeat(300)).len(), 4 + 64);
         let d = tempfile::tempdir().unwrap();
         let vars = VarSet::default();
-        let dirs = CacheDirs {
+        let dirs = JobDirs {
             wharf_dir: &d.path().join(".wharf"),
             project_dir: d.path(),
             snapshot: &[],
@@ -543,7 +525,7 @@ mod tests {
         std::fs::create_dir_all(&build).unwrap();
         let mut c = cache("missing");
         c.fallback_keys = vec!["first".into(), "second".into(), "third".into()];
-        let dirs = CacheDirs {
+        let dirs = JobDirs {
             wharf_dir: &wharf,
             project_dir: d.path(),
             snapshot: &[],
@@ -577,7 +559,7 @@ mod tests {
         write(&build, "deps/lib.a", "lib");
         write(&build, "out/app", "bin");
         let wharf = d.path().join(".wharf");
-        let dirs = CacheDirs {
+        let dirs = JobDirs {
             wharf_dir: &wharf,
             project_dir: &project,
             snapshot: &snap,
@@ -647,7 +629,7 @@ mod tests {
                 for f in 0..20 {
                     write(&build, &format!("deps/f{f}.txt"), &n.to_string());
                 }
-                let dirs = CacheDirs {
+                let dirs = JobDirs {
                     wharf_dir: &wharf,
                     project_dir: &root,
                     snapshot: &[],

@@ -454,6 +454,28 @@ pub fn slug(name: &str) -> String {
     }
 }
 
+/// The folders of one job's run: where caches and artifacts live (`.wharf/`), the project the
+/// job's files come from, and its build folder.
+pub struct JobDirs<'a> {
+    /// `.wharf/` of the project.
+    pub wharf_dir: &'a Path,
+    /// The user's project folder (key files are read from here: the job cannot change them).
+    pub project_dir: &'a Path,
+    /// The project's files (relative), as copied into the build folder.
+    pub snapshot: &'a [PathBuf],
+    pub build_dir: &'a Path,
+}
+
+impl JobDirs<'_> {
+    /// `p` relative to the project folder, for messages.
+    pub(crate) fn relative(&self, p: &Path) -> String {
+        p.strip_prefix(self.project_dir)
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,10 +2,10 @@
 //! `only` / `except`, and the user's selection (job names, `--needs`, `--stage`, `--manual`).
 
 use crate::git::GitInfo;
+pub use crate::rules_eval::{RuleOutcome, RulesEnv, WorkflowOutcome};
 use crate::vars::{VarSet, VarSources};
 use std::path::Path;
-use std::time::Duration;
-use wharf_ci::{Job, Need, Pipeline, Variable, When};
+use wharf_ci::{Job, Pipeline, When};
 
 /// What the user asked to run.
 #[derive(Debug, Clone, Default)]
@@ -37,52 +37,6 @@ pub enum PlanError {
         need: String,
         why: String,
     },
-}
-
-/// The result of a job's `rules` or `only`/`except`.
-#[derive(Debug, Clone)]
-pub struct RuleOutcome {
-    /// `false`: the job is not added to the pipeline.
-    pub included: bool,
-    pub when: When,
-    pub allow_failure: bool,
-    /// `rules: variables` of the matching rule.
-    pub variables: Vec<Variable>,
-    pub needs: Option<Vec<Need>>,
-    pub start_in: Option<Duration>,
-    /// Human words for `wharf list` ("rule 2 matched", "except: refs matched"...).
-    pub why: String,
-}
-
-/// `workflow: rules`: `Err(why)` when the pipeline is not created.
-#[derive(Debug, Clone, Default)]
-pub struct WorkflowOutcome {
-    pub variables: Vec<Variable>,
-    pub why: String,
-}
-
-/// What rules see: variables (expanded), the work tree's changes, the project files.
-pub struct RulesEnv<'a> {
-    pub vars: &'a VarSet,
-    pub git: &'a GitInfo,
-    pub project_dir: &'a Path,
-    /// The project's files, listed the first time `exists` asks.
-    pub files: &'a std::sync::OnceLock<Vec<String>>,
-}
-
-impl RulesEnv<'_> {
-    pub fn project_files(&self) -> &[String] {
-        self.files.get_or_init(|| {
-            crate::files::snapshot(self.project_dir)
-                .map(|files| {
-                    files
-                        .iter()
-                        .map(|p| p.to_string_lossy().into_owned())
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-    }
 }
 
 /// One job of the pipeline with the decision about it.
@@ -181,7 +135,7 @@ pub fn plan(
 
 /// GitLab expands `environment: name` and then `url` with the job's variables; the url may use
 /// the environment's own `CI_ENVIRONMENT_NAME`/`CI_ENVIRONMENT_SLUG` (a common review-app idiom).
-fn expand_environment(job: &mut Job, vars: &crate::vars::VarSet) {
+fn expand_environment(job: &mut Job, vars: &VarSet) {
     let Some(name) = &job.environment else {
         return;
     };
@@ -206,7 +160,7 @@ fn check_selection(pipeline: &Pipeline, selection: &Selection) -> Result<(), Pla
     for name in selection.jobs.iter().chain(&selection.manual) {
         if !pipeline.jobs.iter().any(|j| matches_name(j, name)) {
             let names: Vec<&str> = pipeline.jobs.iter().map(|j| j.name.as_str()).collect();
-            let hint = crate::runner::closest(name, &names)
+            let hint = wharf_ci::suggest::closest(name, names.iter().copied())
                 .map(|c| format!("; did you mean `{c}`?"))
                 .unwrap_or_else(|| format!(" (jobs: {})", names.join(", ")));
             return Err(PlanError::UnknownJob {

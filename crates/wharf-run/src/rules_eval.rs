@@ -2,8 +2,57 @@
 //! evaluators (`wharf_ci::evaluate_*`, GitLab's semantics) fed with what this machine knows (the
 //! variables, the work tree's changes, the project's files, the checked-out ref).
 
-use crate::plan::{RuleOutcome, RulesEnv, WorkflowOutcome};
-use wharf_ci::{Job, Rule, RuleContext, When, Workflow};
+use crate::git::GitInfo;
+use crate::vars::VarSet;
+use std::path::Path;
+use std::time::Duration;
+use wharf_ci::{Job, Need, Rule, RuleContext, Variable, When, Workflow};
+
+/// The result of a job's `rules` or `only`/`except`.
+#[derive(Debug, Clone)]
+pub struct RuleOutcome {
+    /// `false`: the job is not added to the pipeline.
+    pub included: bool,
+    pub when: When,
+    pub allow_failure: bool,
+    /// `rules: variables` of the matching rule.
+    pub variables: Vec<Variable>,
+    pub needs: Option<Vec<Need>>,
+    pub start_in: Option<Duration>,
+    /// Human words for `wharf list` ("rule 2 matched", "except: refs matched"...).
+    pub why: String,
+}
+
+/// `workflow: rules`: `Err(why)` when the pipeline is not created.
+#[derive(Debug, Clone, Default)]
+pub struct WorkflowOutcome {
+    pub variables: Vec<Variable>,
+    pub why: String,
+}
+
+/// What rules see: variables (expanded), the work tree's changes, the project files.
+pub struct RulesEnv<'a> {
+    pub vars: &'a VarSet,
+    pub git: &'a GitInfo,
+    pub project_dir: &'a Path,
+    /// The project's files, listed the first time `exists` asks.
+    pub files: &'a std::sync::OnceLock<Vec<String>>,
+}
+
+impl RulesEnv<'_> {
+    pub fn project_files(&self) -> &[String] {
+        self.files.get_or_init(|| {
+            crate::files::snapshot(self.project_dir)
+                .map(|files| {
+                    files
+                        .iter()
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+    }
+}
 
 /// Call `f` with the [`RuleContext`] for `env`.
 fn with_context<T>(

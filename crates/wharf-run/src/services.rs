@@ -27,8 +27,8 @@
 //! otherwise it only waits until the service runs, and says so.
 
 use crate::engine::{ContainerSpec, Engine};
+use crate::failure::{JobFailure, Stop};
 use crate::log::JobLog;
-use crate::report::{FailureReason, JobStatus};
 use crate::vars::{JobVariable, VarSet};
 use std::collections::HashMap;
 use std::path::Path;
@@ -63,27 +63,25 @@ pub struct PlannedService {
 }
 
 /// Resolve the job's `services:`: names, aliases, variables. Errors are configuration errors,
-/// logged with the entry's position.
-pub fn plan(job: &Job, vars: &VarSet, log: &mut JobLog) -> Result<Vec<PlannedService>, JobStatus> {
+/// naming the entry's position.
+pub(crate) fn plan(job: &Job, vars: &VarSet) -> Result<Vec<PlannedService>, JobFailure> {
     let mut out = Vec::new();
     for svc in &job.services {
         let image = vars.expand(&svc.name);
-        let image_ref = match ImageRef::parse(&image) {
-            Ok(r) => r,
-            Err(e) => {
-                log.error(&format!("{}: service image `{image}`: {e}", svc.span));
-                return Err(config_error());
-            }
-        };
+        let image_ref = ImageRef::parse(&image).map_err(|e| {
+            JobFailure::configuration(format!("{}: service image `{image}`: {e}", svc.span))
+        })?;
         let mut aliases = Vec::new();
         for alias in split_aliases(&svc.alias) {
             let alias = vars.expand(&alias);
             if !valid_alias(&alias) {
-                log.error(&format!(
-                    "{}: service alias `{alias}` is not a valid host name\n  fix: use letters, digits, `-`, `_` and `.`, starting with a letter or digit",
+                return Err(JobFailure::configuration(format!(
+                    "{}: service alias `{alias}` is not a valid host name",
                     svc.span
+                ))
+                .with_hint(
+                    "use letters, digits, `-`, `_` and `.`, starting with a letter or digit",
                 ));
-                return Err(config_error());
             }
             aliases.push(alias);
         }
@@ -253,7 +251,8 @@ pub struct JobNetwork {
     pub extra_hosts: Vec<String>,
 }
 
-/// Naming and labelling for the service containers, from the runner.
+/// Naming and labelling for the service containers, from the Docker executor (the same names and
+/// labels as the job's script containers).
 pub struct StartOptions<'a> {
     /// `wharf-<project>-<pipeline>-<job>`: the service containers get `-service-<n>-<alias>`.
     pub name_prefix: &'a str,
@@ -345,29 +344,15 @@ fn hosts_entries(aliases: &[String]) -> Vec<String> {
     aliases.iter().map(|a| format!("{a}:127.0.0.1")).collect()
 }
 
-fn config_error() -> JobStatus {
-    JobStatus::Failed {
-        reason: FailureReason::RunnerConfigurationError,
-        exit_code: None,
-    }
-}
-
-fn system_failure() -> JobStatus {
-    JobStatus::Failed {
-        reason: FailureReason::RunnerSystemFailure,
-        exit_code: None,
-    }
-}
-
 /// Create and start the (already pulled) services in one shared network namespace, then wait
 /// until they are ready. A service that does not come up is a warning, as in GitLab; Docker API
 /// errors are system failures, and every container created so far is removed.
-pub async fn start(
+pub(crate) async fn start(
     engine: &Engine,
     planned: &[PlannedService],
     opts: StartOptions<'_>,
     log: &mut JobLog,
-) -> Result<Services, JobStatus> {
+) -> Result<Services, Stop> {
     let mut all_aliases: Vec<String> = planned.iter().flat_map(|s| s.aliases.clone()).collect();
     dedup(&mut all_aliases);
     let mut services = Services {
@@ -407,12 +392,12 @@ pub async fn start(
         let id = match engine.create(&spec).await {
             Ok(id) => id,
             Err(e) => {
-                log.error(&format!(
+                services.remove(engine).await;
+                return Err(JobFailure::system(format!(
                     "creating the service container for {}: {e}",
                     svc.image
-                ));
-                services.remove(engine).await;
-                return Err(system_failure());
+                ))
+                .into());
             }
         };
         services.containers.push(id.clone());
@@ -429,12 +414,12 @@ pub async fn start(
                 ));
                 continue;
             }
-            log.error(&format!(
+            services.remove(engine).await;
+            return Err(JobFailure::system(format!(
                 "starting the service container for {}: {e}",
                 svc.image
-            ));
-            services.remove(engine).await;
-            return Err(system_failure());
+            ))
+            .into());
         }
         started.push((i, id));
     }
@@ -467,7 +452,7 @@ async fn wait_ready(
     timeout: Duration,
     mut cancel: watch::Receiver<bool>,
     log: &mut JobLog,
-) -> Result<(), JobStatus> {
+) -> Result<(), Stop> {
     log.info(&format!(
         "Waiting for services to be up and running (timeout {} seconds)...",
         timeout.as_secs()
@@ -561,7 +546,7 @@ async fn wait_ready(
         }
         tokio::select! {
             _ = tokio::time::sleep(POLL) => {}
-            _ = cancel.changed() => return Err(JobStatus::Canceled),
+            _ = cancel.changed() => return Err(Stop::Canceled),
         }
     }
 }

@@ -256,6 +256,24 @@ fn is_name(s: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
+/// Parse a dotenv `--variables-file` (`KEY=value`, quotes, `export`, comments).
+pub fn parse_dotenv(name: &str, text: &str) -> Result<Vec<(String, String)>, String> {
+    dotenvy::from_read_iter(text.as_bytes())
+        .map(|item| item.map_err(|e| format!("{name}: {}", redact_dotenv_error(&e))))
+        .collect()
+}
+
+/// dotenvy's parse errors quote the offending line, which may hold a secret: keep only the
+/// position.
+fn redact_dotenv_error(e: &dotenvy::Error) -> String {
+    match e {
+        dotenvy::Error::LineParse(_, index) => {
+            format!("cannot parse the line at byte {index} (expected KEY=value)")
+        }
+        other => other.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,5 +387,21 @@ mod tests {
         assert_eq!(v.resolved("T").unwrap(), "override-secret");
         assert!(v.secrets().contains(&"override-secret".to_string()));
         assert!(!format!("{v:?}").contains("override-secret"));
+    }
+
+    #[test]
+    fn dotenv_parses_and_errors_hide_values() {
+        let vars = parse_dotenv("v.env", "# c\nA=1\nexport B=\"two words\"\nC='x$y'\n").unwrap();
+        assert_eq!(
+            vars,
+            vec![
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x$y".into())
+            ]
+        );
+        let err = parse_dotenv("v.env", "GOOD=1\nthis is-not valid hunter2secret\n").unwrap_err();
+        assert!(err.starts_with("v.env:"), "{err}");
+        assert!(!err.contains("hunter2secret"), "{err}");
     }
 }

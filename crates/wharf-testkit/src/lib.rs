@@ -9,16 +9,15 @@
 //!   libtrust key id distribution resolves against it.
 //! - [`build_busybox_image`]: a reproducible single-layer OCI image layout built from
 //!   busybox-static, pushed with `skopeo` ([`OciLayout::push`]) or loaded into Docker.
-//! - [`architecture`]: the import-layer and cycle checker behind each crate's
-//!   `tests/architecture.rs`.
 //! - [`http`]: a minimal loopback-only HTTP client for probing the registry.
+//! - [`layers`]: a crate's modules checked as a one-way stack (its `tests/architecture.rs`).
 //!
 //! Everything is synchronous and listens on, or talks to, 127.0.0.1 only.
 
-pub mod architecture;
 mod error;
 pub mod http;
 mod image;
+pub mod layers;
 mod registry;
 mod token;
 

@@ -40,7 +40,7 @@ enum Command {
     /// List the pipeline's jobs: stage, job, when, what the rules decided, needs.
     List(ListArgs),
     /// Validate the pipeline. Exit status 0 when valid, 2 with every problem listed.
-    Lint(PipelineArgs),
+    Lint(LintArgs),
     /// Print the fully merged configuration (includes, anchors, extends and !reference resolved).
     Config(PipelineArgs),
     /// Check credentials against a registry, then store them like `docker login` (or print a
@@ -93,6 +93,16 @@ struct ListArgs {
 }
 
 /// Where the pipeline is, and the variables it is read with.
+#[derive(Args)]
+struct LintArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// Make warnings errors: what GitLab accepts but reads in a way that may surprise
+    /// (a duplicate key, `yes` read as "true", a `<<` that replaces a key written before it).
+    #[arg(long)]
+    strict: bool,
+}
+
 #[derive(Args)]
 struct PipelineArgs {
     /// Project folder (where the pipeline file and the sources are).
@@ -314,16 +324,7 @@ fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
             return Ok(Err(ExitCode::from(2)));
         }
     };
-    for w in &loaded.warnings {
-        eprintln!(
-            "{}",
-            w.render(
-                &loader
-                    .read(&w.span.as_ref().map(|s| s.file.clone()).unwrap_or_default())
-                    .unwrap_or_default()
-            )
-        );
-    }
+    print_warnings(&loaded.warnings, loader.as_ref());
     Ok(Ok(Opened {
         project_dir,
         loader,
@@ -531,9 +532,19 @@ fn when_word(w: wharf_ci::When) -> &'static str {
     }
 }
 
-fn lint(args: PipelineArgs) -> Result<ExitCode> {
+fn lint(lint: LintArgs) -> Result<ExitCode> {
+    let args = lint.pipeline;
     match open(&args)? {
         Ok(o) => {
+            let warnings = o.loaded.warnings.len();
+            if lint.strict && warnings > 0 {
+                eprintln!(
+                    "{}: {warnings} warning{}, which --strict makes errors",
+                    args.file,
+                    if warnings == 1 { "" } else { "s" }
+                );
+                return Ok(ExitCode::from(2));
+            }
             let jobs = o.loaded.pipeline.jobs.len();
             println!(
                 "{}: valid ({jobs} job{})",
@@ -568,8 +579,9 @@ fn config(args: PipelineArgs) -> Result<ExitCode> {
         &cli,
     );
     options.limits = args.limits.limits()?;
-    match wharf_ci::merged_yaml(&args.file, &loader, &options) {
-        Ok(yaml) => {
+    match wharf_ci::merged_yaml_with_warnings(&args.file, &loader, &options) {
+        Ok((yaml, warnings)) => {
+            print_warnings(&warnings, &loader);
             print!("{yaml}");
             Ok(ExitCode::SUCCESS)
         }
@@ -577,6 +589,14 @@ fn config(args: PipelineArgs) -> Result<ExitCode> {
             eprintln!("{}", diags.render(&|f| loader.read(f).ok()));
             Ok(ExitCode::from(2))
         }
+    }
+}
+
+/// Each warning on stderr with its source excerpt.
+fn print_warnings(warnings: &[wharf_ci::Diagnostic], loader: &ProjectLoader) {
+    for w in warnings {
+        let file = w.span.as_ref().map(|s| s.file.clone()).unwrap_or_default();
+        eprintln!("{}", w.render(&loader.read(&file).unwrap_or_default()));
     }
 }
 
@@ -731,7 +751,7 @@ mod tests {
         let Command::Lint(args) = cli.command else {
             panic!("expected lint");
         };
-        let limits = args.limits.limits().unwrap();
+        let limits = args.pipeline.limits.limits().unwrap();
         assert_eq!(limits.max_yaml_bytes, 4 * 1024 * 1024);
         assert_eq!(limits.max_jobs, 300_000);
         assert_eq!(limits.max_includes, wharf_ci::Limits::GITLAB_MAX_INCLUDES);

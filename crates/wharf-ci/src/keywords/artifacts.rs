@@ -19,8 +19,10 @@ pub(crate) fn caches(
     d: &mut Diags,
 ) -> Vec<Cache> {
     match &n.value {
-        Value::Seq(items) => items
-            .iter()
+        // `[@config].flatten`, as GitLab reads it: `cache: [*cached_go]` where the alias is a
+        // list of caches is that list.
+        Value::Seq(_) => flattened(n)
+            .into_iter()
             .filter_map(|i| cache(i, what, unsupported, d))
             .collect(),
         _ => cache(n, what, unsupported, d).into_iter().collect(),

@@ -28,7 +28,9 @@ pub(crate) fn needs(
     d: &mut Diags,
 ) -> Option<Vec<Need>> {
     let items: Vec<&Node> = match &n.value {
-        Value::Seq(items) => items.iter().collect(),
+        // GitLab reads `[@config].flatten` and drops nulls: nested lists from aliases
+        // (`needs: [*common, build]`) are spliced in, and an empty entry is no need.
+        Value::Seq(_) => flattened(n).into_iter().filter(|i| !i.is_null()).collect(),
         // A single string is accepted by GitLab too.
         Value::Scalar(_) => vec![n],
         _ => {

@@ -6,8 +6,9 @@ use crate::read::*;
 use crate::span::Span;
 use crate::yaml::{Node, Value};
 
-/// GitLab's bounds: `parallel: N` is 2..=200 and a matrix makes at most 200 jobs.
-const MIN_PARALLEL: u32 = 2;
+/// GitLab's bounds: `parallel: N` is 1..=200 (its `Parallel` entry's numericality check) and
+/// a matrix makes at most 200 jobs.
+const MIN_PARALLEL: u32 = 1;
 const MAX_PARALLEL: u32 = 200;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

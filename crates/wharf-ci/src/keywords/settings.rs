@@ -9,7 +9,10 @@ use crate::suggest::did_you_mean;
 use crate::yaml::{Node, Value};
 use std::time::Duration;
 
-/// GitLab's failure reasons for `retry: when`.
+/// `retry: when` values: `always` and every failure reason GitLab knows, the keys of
+/// `Gitlab::Ci::Status::Build::Failed::REASONS` (its `Retry` entry's `possible_retry_when_values`),
+/// in that file's order, plus `runner_interrupted`, which newer GitLab versions added. The one
+/// list wharf checks `retry: when` against.
 pub(crate) const RETRY_REASONS: &[&str] = &[
     "always",
     "unknown_failure",
@@ -17,6 +20,7 @@ pub(crate) const RETRY_REASONS: &[&str] = &[
     "api_failure",
     "stuck_or_timeout_failure",
     "runner_system_failure",
+    "missing_dependency_failure",
     "runner_unsupported",
     "stale_schedule",
     "job_execution_timeout",
@@ -24,6 +28,31 @@ pub(crate) const RETRY_REASONS: &[&str] = &[
     "unmet_prerequisites",
     "scheduler_failure",
     "data_integrity_failure",
+    "forward_deployment_failure",
+    "protected_environment_failure",
+    "pipeline_loop_detected",
+    "invalid_bridge_trigger",
+    "downstream_bridge_project_not_found",
+    "upstream_bridge_project_not_found",
+    "insufficient_bridge_permissions",
+    "insufficient_upstream_permissions",
+    "bridge_pipeline_is_child_pipeline",
+    "downstream_pipeline_creation_failed",
+    "secrets_provider_not_found",
+    "reached_max_descendant_pipelines_depth",
+    "reached_max_pipeline_hierarchy_size",
+    "project_deleted",
+    "user_blocked",
+    "ci_quota_exceeded",
+    "no_matching_runner",
+    "trace_size_exceeded",
+    "builds_disabled",
+    "environment_creation_failure",
+    "deployment_rejected",
+    "ip_restriction_failure",
+    "failed_outdated_deployment_job",
+    "reached_downstream_pipeline_trigger_rate_limit",
+    "runner_interrupted",
 ];
 
 /// GitLab's cap on `start_in`.

@@ -40,10 +40,16 @@ pub(crate) fn variables(n: &Node, scope: &str, d: &mut Diags) -> Vec<Variable> {
                 (value, expand)
             }
             Value::Null => {
-                // An empty value has no useful position of its own: point at the name.
-                d.error(&e.key_span, format!("{what} has no value"))
-                    .help(format!("write `{name}: \"\"` for an empty value"));
-                (None, None)
+                // GitLab turns nil into "" (Ruby's `nil.to_s`). A written `null` or `~` reads as
+                // an empty value, which may not be what was meant.
+                if v.span.len > 0 {
+                    d.warning(
+                        &v.span,
+                        format!("GitLab reads this null as the empty string, so {what} is \"\""),
+                    )
+                    .help("write `\"\"` for an empty value, or quote the text");
+                }
+                (Some(String::new()), Some(true))
             }
             _ => {
                 d.error(
@@ -69,23 +75,23 @@ pub(crate) fn variables(n: &Node, scope: &str, d: &mut Diags) -> Vec<Variable> {
 }
 
 /// A variable's value as GitLab reads it: Psych's YAML 1.1 types turned into text with Ruby's
-/// `to_s` (`1.10` -> "1.1", `010` -> "8"), with a warning when that differs from what is written.
-/// Booleans are not variable values in GitLab.
+/// `to_s` (`1.10` -> "1.1", `010` -> "8", `yes` -> "true"), with a warning when that differs from
+/// what is written.
 fn variable_value(s: &crate::yaml::Scalar, n: &Node, what: &str, d: &mut Diags) -> Option<String> {
     match s.psych() {
         Psych::Bool(_) => {
-            d.error(
-                &n.span,
-                format!(
-                    "{what} must be a string or a number, found the boolean `{}`",
-                    s.text
-                ),
-            )
-            .help(format!(
-                "GitLab reads an unquoted `{}` as a boolean (YAML 1.1): write \"{}\"",
-                s.text, s.text
-            ));
-            None
+            let text = s.ruby_text();
+            if text != s.text {
+                d.warning(
+                    &n.span,
+                    format!(
+                        "GitLab reads `{}` as the boolean {text}, so {what} is \"{text}\"",
+                        s.text
+                    ),
+                )
+                .help(format!("quote it to keep the text: \"{}\"", s.text));
+            }
+            Some(text)
         }
         Psych::Str => Some(s.text.clone()),
         Psych::Int(_) | Psych::Float(_) => {

@@ -58,20 +58,16 @@ pub(super) fn check_references(jobs: &mut [(Job, JobRefs)], stages: &[String], d
                     )
                     .help_opt(did_you_mean(dep, names.iter().map(String::as_str)));
                 }
-                Some(&s)
-                    if s >= my_stage
-                        && job
-                            .needs
-                            .as_ref()
-                            .is_none_or(|n| !n.iter().any(|x| &x.job == dep)) =>
-                {
+                // GitLab's check is "current or prior stages" (`validate_job_dependency!`).
+                Some(&s) if s > my_stage => {
                     d.error(
                         span,
                         format!(
-                            "job `{}` depends on `{dep}`, which is not in an earlier stage",
-                            job.name
+                            "job `{}` depends on `{dep}`, which is in a later stage (`{}`)",
+                            job.name, stages[s]
                         ),
-                    );
+                    )
+                    .help("GitLab allows `dependencies:` on jobs of the current or earlier stages");
                 }
                 Some(_) => {}
             }

@@ -2,12 +2,14 @@
 //! types its scalars, the parser ([`parse`]: text -> tree, merge keys applied), GitLab's deep
 //! merge and the writer back to YAML.
 //!
-//! saphyr resolves anchors/aliases (with an expansion budget against alias bombs) and keeps tags,
-//! but leaves `<<` as an ordinary key; GitLab (Ruby's Psych) applies it, so we do it here, once,
-//! before anything else looks at the tree. Scalars are kept as written (`early_parse(false)`) so
+//! saphyr's parser gives the events; `events.rs` builds a raw tree from them that keeps every
+//! mapping entry in order (duplicates included) and resolves aliases with an expansion budget.
+//! The parser then builds hashes the way GitLab's Psych does: entries in document order, the last
+//! of a repeated key wins, each `<<` merged at its place. Scalars are kept as written (`early_parse(false)`) so
 //! that `1.10` stays `1.10` and YAML 1.1 words like `yes` can be read the way GitLab reads them.
 
 mod emit;
+mod events;
 mod merge;
 mod node;
 mod number;

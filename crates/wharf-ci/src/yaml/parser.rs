@@ -1,16 +1,18 @@
 //! YAML text -> [`Node`] tree with spans, merge keys (`<<`) applied.
 //!
-//! saphyr resolves anchors/aliases (with an expansion budget against alias bombs) and keeps tags,
-//! but leaves `<<` as an ordinary key; GitLab (Ruby's Psych) applies it, so we do it here, once,
+//! saphyr's parser gives the events, [`TreeLoader`] keeps every mapping entry in order (aliases
+//! resolved, with a budget against alias bombs), and the [`Builder`] makes hashes the way GitLab's
+//! Psych does (`revive_hash`): entries in document order, a repeated key replaces the earlier
+//! value (with a warning naming both places), and each `<<` is a `Hash#merge!` at its place, once,
 //! before anything else looks at the tree. Scalars are kept as written (`early_parse(false)`) so
 //! that `1.10` stays `1.10` and YAML 1.1 words like `yes` can be read the way GitLab reads them.
 
+use super::events::{Raw, RawData, TreeLoader};
 use super::node::{Entry, Map, Node, Scalar, Value};
 use crate::diagnostic::{Diagnostic, Diags};
 use crate::limits::{Limits, raise_with};
 use crate::span::Span;
-use saphyr::{MarkedYaml, ScalarStyle, YamlData, YamlLoader};
-use saphyr_parser::{Event, SpannedEventReceiver};
+use saphyr_parser::{Event, ScalarStyle, SpannedEventReceiver};
 
 /// Budget (in nodes) for alias expansion during loading: generous for real pipelines (which
 /// alias a few hundred nodes at most) and small enough that a "billion laughs" file fails fast.
@@ -34,7 +36,7 @@ impl<'a> SourceMap<'a> {
         }
     }
 
-    fn byte_offset(&self, m: &saphyr::Marker) -> usize {
+    fn byte_offset(&self, m: &saphyr_parser::Marker) -> usize {
         let Some(&start) = self.line_starts.get(m.line().saturating_sub(1)) else {
             return self.text.len();
         };
@@ -46,7 +48,7 @@ impl<'a> SourceMap<'a> {
                 .map_or(line.len(), |(i, _)| i)
     }
 
-    pub fn marker(&self, m: &saphyr::Marker) -> Span {
+    pub fn marker(&self, m: &saphyr_parser::Marker) -> Span {
         Span {
             file: self.file.to_string(),
             line: m.line().max(1),
@@ -73,7 +75,7 @@ pub(crate) fn parse(
     diags: &mut Diags,
 ) -> Option<Vec<Node>> {
     let map = SourceMap::new(file, text);
-    let start = map.marker(&saphyr::Marker::new(0, 1, 0));
+    let start = map.marker(&saphyr_parser::Marker::new(0, 1, 0));
     if text.len() > limits.max_yaml_bytes {
         diags
             .push(Diagnostic::error(
@@ -87,11 +89,8 @@ pub(crate) fn parse(
             .help(raise_with("--max-yaml-size BYTES"));
         return None;
     }
-    let mut loader: YamlLoader<MarkedYaml> = YamlLoader::default();
-    loader.early_parse(false);
-    loader.alias_limit(ALIAS_NODE_LIMIT);
     let mut guard = DepthGuard {
-        inner: loader,
+        inner: TreeLoader::new(ALIAS_NODE_LIMIT),
         depth: 0,
         max: limits.depth(),
         skipping: 0,
@@ -144,10 +143,14 @@ pub(crate) fn parse(
             return None;
         }
     }
-    if let Some(e) = result.err().or_else(|| loader.error().cloned()) {
+    let error = match result {
+        Err(e) => Some((*e.marker(), e.info().to_string())),
+        Ok(()) => loader.error.clone(),
+    };
+    if let Some((at, info)) = error {
         diags.push(Diagnostic::error(
-            Some(map.marker(e.marker())),
-            format!("invalid YAML: {}", e.info()),
+            Some(map.marker(&at)),
+            format!("invalid YAML: {info}"),
         ));
         return None;
     }
@@ -156,13 +159,7 @@ pub(crate) fn parse(
         max_depth: limits.depth(),
         diags,
     };
-    Some(
-        loader
-            .into_documents()
-            .iter()
-            .map(|d| builder.build(d, 0))
-            .collect(),
-    )
+    Some(loader.docs.iter().map(|d| builder.build(d, 0)).collect())
 }
 
 /// How deep saphyr's scanner lets flow collections (`[`, `{`) nest.
@@ -184,8 +181,8 @@ fn depth_error(file: &str, at: Span, limits: &Limits) -> Diagnostic {
 /// Sits between the parser and saphyr's loader and stops the nesting at the depth limit, before
 /// saphyr builds (and later drops, recursively) a tree deep enough to exhaust the stack: a
 /// collection too deep reaches the loader as a null, and everything inside it is dropped.
-struct DepthGuard<'input> {
-    inner: YamlLoader<'input, MarkedYaml<'input>>,
+struct DepthGuard {
+    inner: TreeLoader,
     /// Collections open around the current event.
     depth: usize,
     max: usize,
@@ -195,7 +192,7 @@ struct DepthGuard<'input> {
     too_deep: Option<saphyr_parser::Span>,
 }
 
-impl<'input> SpannedEventReceiver<'input> for DepthGuard<'input> {
+impl<'input> SpannedEventReceiver<'input> for DepthGuard {
     fn on_event(&mut self, ev: Event<'input>, span: saphyr_parser::Span) {
         let opens = matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..));
         let closes = matches!(ev, Event::SequenceEnd | Event::MappingEnd);
@@ -231,10 +228,10 @@ struct Builder<'m, 'd> {
 }
 
 impl Builder<'_, '_> {
-    fn build(&mut self, y: &MarkedYaml, depth: usize) -> Node {
+    fn build(&mut self, y: &Raw, depth: usize) -> Node {
         let span = self.map.span(&y.span);
         // `depth` counts the collections around `y`, as the DepthGuard does.
-        let collection = matches!(y.data, YamlData::Sequence(_) | YamlData::Mapping(_));
+        let collection = matches!(y.data, RawData::Seq(..) | RawData::Map(..));
         if collection && depth >= self.max_depth {
             let file = span.file.clone();
             let error = Diagnostic::error(
@@ -252,13 +249,13 @@ impl Builder<'_, '_> {
                 value: Value::Null,
             };
         }
-        let value = match &y.data {
-            YamlData::Representation(text, style, tag) => {
+        let (value, tag) = match &y.data {
+            RawData::Scalar { text, style, tag } => {
                 let scalar = Scalar {
-                    text: text.to_string(),
+                    text: text.clone(),
                     plain: *style == ScalarStyle::Plain,
                 };
-                match tag {
+                let value = match tag {
                     Some(tag) if tag.is_yaml_core_schema() => match tag.suffix.as_str() {
                         "str" => Value::Scalar(Scalar {
                             plain: false,
@@ -275,42 +272,36 @@ impl Builder<'_, '_> {
                         }),
                     ),
                     None => scalar_value(scalar),
-                }
+                };
+                (value, None)
             }
-            // Only reachable with early parsing, which we turn off; kept total for safety.
-            YamlData::Value(v) => Value::Scalar(Scalar {
-                text: format!("{v:?}"),
-                plain: true,
-            }),
-            YamlData::Sequence(items) => {
-                Value::Seq(items.iter().map(|i| self.build(i, depth + 1)).collect())
-            }
-            YamlData::Mapping(m) => Value::Map(self.build_map(m, depth)),
-            YamlData::Tagged(tag, inner) => {
-                Value::Tagged(tag.to_string(), Box::new(self.build(inner, depth)))
-            }
-            YamlData::Alias(_) | YamlData::BadValue => {
-                self.diags.push(Diagnostic::error(
-                    Some(span.clone()),
-                    "invalid YAML value (unknown alias?)",
-                ));
-                Value::Null
-            }
+            RawData::Seq(items, tag) => (
+                Value::Seq(items.iter().map(|i| self.build(i, depth + 1)).collect()),
+                tag.as_ref(),
+            ),
+            RawData::Map(pairs, tag) => (Value::Map(self.build_map(pairs, depth)), tag.as_ref()),
+            RawData::Empty => (Value::Null, None),
         };
-        Node { span, value }
+        match tag {
+            Some(tag) => Node {
+                span: span.clone(),
+                value: Value::Tagged(tag.to_string(), Box::new(Node { span, value })),
+            },
+            None => Node { span, value },
+        }
     }
 
-    fn build_map(&mut self, m: &saphyr::AnnotatedMapping<MarkedYaml>, depth: usize) -> Map {
-        // Explicit keys win over merged ones wherever they appear in the mapping, so collect
-        // them first.
-        let explicit: Vec<Option<String>> = m.keys().map(key_text).collect();
-        let explicit_set: std::collections::HashSet<&str> =
-            explicit.iter().flatten().map(String::as_str).collect();
+    /// A mapping as Psych's `revive_hash` builds it: entries in document order, a repeated key
+    /// replaces the earlier value where the earlier key stands (Ruby keeps a hash key's first
+    /// position), and each `<<` is a `Hash#merge!` at its place, so it replaces keys written
+    /// before it and keys written after it replace its keys.
+    fn build_map(&mut self, pairs: &[(Raw, Raw)], depth: usize) -> Map {
         let mut out = Map::new();
-        let mut seen_explicit = std::collections::HashSet::new();
-        for ((k, v), text) in m.iter().zip(&explicit) {
+        // Keys written in this mapping (not merged), with where: to warn when one is replaced.
+        let mut written: std::collections::HashMap<String, Span> = Default::default();
+        for (k, v) in pairs {
             let key_span = self.map.span(&k.span);
-            let Some(text) = text else {
+            let Some(text) = key_text(k) else {
                 self.diags.push(Diagnostic::error(
                     Some(key_span),
                     "mapping keys must be strings",
@@ -319,33 +310,55 @@ impl Builder<'_, '_> {
             };
             if is_merge_key(k) {
                 let merged = self.build(v, depth + 1);
-                for source in self.merge_sources(merged) {
-                    for (mk, me) in source {
-                        let overridden = explicit_set.contains(mk.as_str());
-                        // First source wins among merged maps (YAML merge-key spec).
-                        if !overridden && !out.contains_key(&mk) {
-                            out.insert(mk, me);
-                        }
+                for (mk, me) in self.merge_sources(merged) {
+                    if let Some(first) = written.remove(&mk) {
+                        self.diags.push(
+                            Diagnostic::warning(
+                                Some(key_span.clone()),
+                                format!(
+                                    "this merge key `<<` replaces `{mk}` written before it at {first}: GitLab applies `<<` at its place in the mapping, so keys written before it lose"
+                                ),
+                            )
+                            .with_help(format!("write `{mk}` after the `<<` line to keep it")),
+                        );
                     }
+                    out.insert(mk, me);
                 }
                 continue;
             }
-            if !seen_explicit.insert(text.clone()) {
-                // saphyr only catches exact duplicates; `a` and `"a"` collide here.
-                self.diags.push(Diagnostic::error(
-                    Some(key_span),
-                    format!("duplicate key `{text}` in mapping"),
-                ));
-                continue;
+            if let Some(first) = written.get(&text) {
+                self.diags.push(
+                    Diagnostic::warning(
+                        Some(key_span.clone()),
+                        format!(
+                            "duplicate key `{text}`: this one replaces the one at {first}, as GitLab does (the last one wins)"
+                        ),
+                    )
+                    .with_help(format!("remove one of the two `{text}` keys")),
+                );
             }
+            written.insert(text.clone(), key_span.clone());
             let value = self.build(v, depth + 1);
-            out.insert(text.clone(), Entry { key_span, value });
+            out.insert(text, Entry { key_span, value });
         }
         out
     }
 
-    /// The maps a `<<` value contributes: one mapping, or a list of mappings in order.
-    fn merge_sources(&mut self, merged: Node) -> Vec<Map> {
+    /// The entries a `<<` value contributes, in the order `Hash#merge!` applies them: one
+    /// mapping's, or for a list of mappings Psych's `reverse_each` merge (the first mapping wins
+    /// among them).
+    fn merge_sources(&mut self, merged: Node) -> Map {
+        let mut out = Map::new();
+        for source in self.merge_maps(merged).into_iter().rev() {
+            for (k, e) in source {
+                out.insert(k, e);
+            }
+        }
+        out
+    }
+
+    /// The maps a `<<` value names: one mapping, or a list of mappings in order.
+    fn merge_maps(&mut self, merged: Node) -> Vec<Map> {
         match merged.value {
             Value::Map(m) => vec![m],
             Value::Seq(items) => {
@@ -389,17 +402,16 @@ fn scalar_value(s: Scalar) -> Value {
     }
 }
 
-fn key_text(k: &MarkedYaml) -> Option<String> {
+fn key_text(k: &Raw) -> Option<String> {
     match &k.data {
-        YamlData::Representation(text, _, _) => Some(text.to_string()),
-        YamlData::Tagged(_, inner) => key_text(inner),
+        RawData::Scalar { text, .. } => Some(text.clone()),
         _ => None,
     }
 }
 
-fn is_merge_key(k: &MarkedYaml) -> bool {
+fn is_merge_key(k: &Raw) -> bool {
     match &k.data {
-        YamlData::Representation(text, style, tag) => {
+        RawData::Scalar { text, style, tag } => {
             text == "<<"
                 && *style == ScalarStyle::Plain
                 && tag.as_ref().is_none_or(|t| t.is_yaml_core_schema())

@@ -1,21 +1,23 @@
 //! A crate's modules as a one-way stack of layers: reads every source file's `use crate::...` /
-//! `use super::...` imports (and inline `crate::a::b` paths) and reports any import from a higher
-//! layer and any import cycle between files. Each crate's `tests/architecture.rs` holds its
-//! layer table (the rule) and asserts that nothing is reported.
+//! `use super::...` imports (and inline `crate::a::b` paths) and reports any import from a
+//! higher layer and any import cycle between files. A crate's `tests/architecture.rs` holds its
+//! layer table and asserts [`layer_violations`] is empty.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Module path (`keywords::table`) -> source text, for every file under `src`. Panics on an
-/// unreadable file: this is a test's input.
-pub fn sources(src: &Path) -> BTreeMap<String, String> {
+/// Every rule broken by the crate whose sources are under `src`, against `layers`.
+pub fn layer_violations(src: &Path, layers: &[(&str, usize)]) -> Vec<String> {
+    violations(&sources(src), layers)
+}
+
+/// Module path (`keywords::table`) -> source text, for every file under `src`.
+fn sources(src: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![src.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        for entry in
-            std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
-        {
-            let path = entry.expect("a directory entry").path();
+        for entry in std::fs::read_dir(&dir).expect("the source folder is readable") {
+            let path = entry.expect("the source folder is readable").path();
             if path.is_dir() {
                 stack.push(path);
                 continue;
@@ -36,8 +38,7 @@ pub fn sources(src: &Path) -> BTreeMap<String, String> {
             }
             out.insert(
                 parts.join("::"),
-                std::fs::read_to_string(&path)
-                    .unwrap_or_else(|e| panic!("reading {}: {e}", path.display())),
+                std::fs::read_to_string(&path).expect("a source file is readable"),
             );
         }
     }
@@ -78,7 +79,8 @@ fn expand_braces(tree: &str) -> Vec<String> {
         return vec![tree.split(" as ").next().unwrap_or(tree).trim().to_string()];
     };
     let prefix = &tree[..open];
-    let inner = &tree[open + 1..tree.rfind('}').expect("a brace group closes")];
+    let close = tree.rfind('}').unwrap_or(tree.len());
+    let inner = &tree[open + 1..close];
     let mut parts = Vec::new();
     let (mut depth, mut start) = (0, 0);
     for (i, c) in inner.char_indices() {
@@ -213,9 +215,9 @@ fn layer(module: &str, layers: &[(&str, usize)]) -> Option<usize> {
         .map(|(_, l)| *l)
 }
 
-/// Every rule broken by the import graph of `sources` (module path -> source text, as
-/// [`sources`] reads them): an import from a higher layer of `layers`, a module without a layer,
-/// and any import cycle between files.
+/// Every rule broken by the import graph of `sources` (module path -> text): an import from a
+/// higher layer of `layers` (each module's first path segment and its layer; "" is the crate
+/// root), a module without a layer, or an import cycle between files.
 pub fn violations(sources: &BTreeMap<String, String>, layers: &[(&str, usize)]) -> Vec<String> {
     let modules: BTreeSet<String> = sources.keys().cloned().collect();
     let graph: BTreeMap<String, BTreeSet<String>> = sources
@@ -225,7 +227,7 @@ pub fn violations(sources: &BTreeMap<String, String>, layers: &[(&str, usize)]) 
     let mut problems = Vec::new();
     for (from, targets) in &graph {
         let Some(from_layer) = layer(from, layers) else {
-            problems.push(format!("module `{from}` has no layer in the layer table"));
+            problems.push(format!("module `{from}` has no layer in the table"));
             continue;
         };
         for to in targets {
@@ -273,9 +275,11 @@ pub fn violations(sources: &BTreeMap<String, String>, layers: &[(&str, usize)]) 
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
-    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
     use super::*;
+
+    const LAYERS: &[(&str, usize)] = &[("span", 0), ("keywords", 4), ("load", 5), ("", 6)];
 
     #[test]
     fn the_checker_sees_upward_imports_and_cycles() {
@@ -284,7 +288,6 @@ mod tests {
                 .map(|(m, t)| (m.to_string(), t.to_string()))
                 .collect()
         };
-        const LAYERS: &[(&str, usize)] = &[("span", 0), ("keywords", 4), ("load", 5), ("", 6)];
         // A basic module importing the load layer (through a brace list over two lines).
         let up = files(&[
             ("", "mod span;\nmod load;\n"),
@@ -318,17 +321,13 @@ mod tests {
         );
         // A parent calling into its child, which imports the parent back.
         let calls_down = files(&[
-            ("", "mod routes;\n"),
-            ("routes", "mod base;\nfn route() { base::ping() }\n"),
-            ("routes::base", "use super::Call;\n"),
+            ("", "mod keywords;\n"),
+            ("keywords", "mod table;\nfn find() { table::lookup() }\n"),
+            ("keywords::table", "use super::Entry;\n"),
         ]);
         assert_eq!(
             violations(&calls_down, LAYERS),
-            [
-                "module `routes` has no layer in the layer table",
-                "module `routes::base` has no layer in the layer table",
-                "import cycle: routes -> routes::base -> routes"
-            ],
+            ["import cycle: keywords -> keywords::table -> keywords"],
         );
         // Comments and strings do not count.
         let quiet = files(&[

@@ -1,21 +1,22 @@
-//! Runs a pipeline as a DAG: plans it (rules, selection), then drives the [`Scheduler`] with
-//! real jobs: each job runs in its own task the moment the scheduler lets it, with its retries,
+//! Drives a pipeline's jobs as a DAG: plans it (rules, selection), then drives the [`Scheduler`]
+//! with real jobs: each job runs in its own task the moment the scheduler lets it, with its retries,
 //! its timeout, and child pipelines for `trigger:` jobs.
 
 use crate::engine::Engine;
 use crate::files::{self, slug};
 use crate::git::GitInfo;
+use crate::job::{self, Ctx, JobRun};
 use crate::log::Console;
 use crate::mask::Masker;
+use crate::options::{RunError, RunOptions};
 use crate::plan::{self, Plan, Selection};
 use crate::predefined;
 use crate::report::{FailureReason, JobReport, JobStatus, PipelineReport};
-use crate::runner::{self, Ctx, JobRun, RunError, RunOptions};
 use crate::scheduler::{Action, Node, Outcome, Scheduler};
 use crate::vars::VarSources;
 use serde_json::json;
 use std::future::Future;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -70,7 +71,7 @@ pub async fn run_pipeline(
     })?;
     let git = Arc::new(GitInfo::read(&opts.project_dir));
     let project_name = predefined::project_name(&opts.project_dir);
-    let pipeline_id = runner::next_id(&wharf_dir.join("pipeline-id"));
+    let pipeline_id = next_id(&wharf_dir.join("pipeline-id"));
     let mut sources = VarSources {
         predefined: predefined::pipeline(&project_name, pipeline_id, &git),
         global: pipeline.variables.clone(),
@@ -261,7 +262,7 @@ fn run_plan(shared: Arc<Shared>, plan: Plan) -> BoxedReport {
                     }
                     Action::Skip(i, why) => {
                         let why = why_excluded[i].clone().unwrap_or(why);
-                        let mut report = runner::skipped(&jobs[i], &why);
+                        let mut report = job::skipped(&jobs[i], &why);
                         report.name = format!("{}{}", shared.name_prefix, report.name);
                         job_finished_event(&shared, &report);
                         reports[i] = Some(report);
@@ -312,7 +313,7 @@ fn run_plan(shared: Arc<Shared>, plan: Plan) -> BoxedReport {
                         canceled = true;
                         for action in scheduler.cancel() {
                             if let Action::Skip(i, why) = action {
-                                reports[i] = Some(runner::skipped(&jobs[i], &why));
+                                reports[i] = Some(job::skipped(&jobs[i], &why));
                             }
                         }
                     }
@@ -407,7 +408,7 @@ async fn run_once(
             // timeout; Ctrl-C still stops it.
             tokio::select! {
                 true = &mut canceled => {}
-                _ = tokio::time::sleep(runner::AFTER_SCRIPT_TIMEOUT) => {}
+                _ = tokio::time::sleep(job::AFTER_SCRIPT_TIMEOUT) => {}
             }
         } else {
             let _ = job_cancel_tx.send(true);
@@ -437,14 +438,14 @@ async fn run_once(
             after_script_cancel: after_cancel_rx,
         },
     };
-    ctx.run.dotenv = runner::dotenv_for(&ctx, job);
+    ctx.run.dotenv = crate::artifacts::dotenv_for(&ctx.wharf_dir, ctx.pipeline, job);
     emit(
         &shared.opts.events,
         &shared.masker,
         json!({"type": "job_started", "job": format!("{}{}", shared.name_prefix, job.name),
                "stage": job.stage, "attempt": attempt, "job_id": ctx.run.job_id}),
     );
-    let report = runner::run_job(&ctx, job).await;
+    let report = job::run_job(&ctx, job).await;
     watcher.abort();
     report
 }
@@ -660,4 +661,15 @@ pub fn plan_pipeline(
         cli: cli.to_vec(),
     };
     plan::plan(pipeline, &sources, &git, project_dir, &Selection::default())
+}
+
+/// The next number in the counter file `path` (pipeline ids), from 1.
+pub(crate) fn next_id(path: &Path) -> u64 {
+    let n = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0)
+        + 1;
+    let _ = std::fs::write(path, n.to_string());
+    n
 }

@@ -1,0 +1,277 @@
+//! GitLab's leniencies (issue 8 part 1), each with the minimal YAML that shows it: what GitLab
+//! accepts loads, and where the meaning may surprise, a warning says so instead of an error.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+mod common;
+
+use common::mem;
+use wharf_ci::{Diagnostic, Job, Loaded, Pipeline, load_pipeline};
+
+const FILE: &str = ".gitlab-ci.yml";
+
+fn load(yaml: &str) -> Loaded {
+    match load_pipeline(FILE, &mem(&[(FILE, yaml)])) {
+        Ok(loaded) => loaded,
+        Err(e) => panic!(
+            "GitLab accepts this, wharf refused it:\n{}",
+            e.render(&|_| Some(yaml.to_string()))
+        ),
+    }
+}
+
+fn job<'a>(p: &'a Pipeline, name: &str) -> &'a Job {
+    p.jobs.iter().find(|j| j.name == name).unwrap()
+}
+
+/// `line:column: message` of each warning.
+fn warnings(loaded: &Loaded) -> Vec<String> {
+    loaded
+        .warnings
+        .iter()
+        .map(|w: &Diagnostic| {
+            let s = w.span.as_ref().unwrap();
+            format!("{}:{}: {}", s.line, s.column, w.message)
+        })
+        .collect()
+}
+
+fn vars(j: &[wharf_ci::Variable]) -> Vec<(&str, &str)> {
+    j.iter()
+        .map(|v| (v.name.as_str(), v.value.as_str()))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// duplicate mapping keys: Psych builds hashes entry by entry, the last one wins
+
+#[test]
+fn a_repeated_key_keeps_the_last_value_with_a_warning_naming_both_places() {
+    let loaded = load("j:\n  script: [a]\n  script: [b]\n");
+    assert_eq!(job(&loaded.pipeline, "j").script, ["b"]);
+    assert_eq!(
+        warnings(&loaded),
+        [
+            "3:3: duplicate key `script`: this one replaces the one at .gitlab-ci.yml:2:3, as GitLab does (the last one wins)"
+        ]
+    );
+}
+
+#[test]
+fn a_job_defined_twice_is_the_second_definition_at_the_first_place() {
+    let loaded = load("a:\n  script: [first]\nb:\n  script: [b]\na:\n  script: [second]\n");
+    let p = &loaded.pipeline;
+    // Ruby keeps a hash key where it was first written.
+    let names: Vec<&str> = p.jobs.iter().map(|j| j.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert_eq!(job(p, "a").script, ["second"]);
+    assert_eq!(warnings(&loaded).len(), 1);
+}
+
+#[test]
+fn keys_repeated_inside_artifacts_and_only_keep_the_last() {
+    let loaded = load(
+        "j:\n  script: [x]\n  artifacts:\n    paths: [a]\n    paths: [b]\n  only:\n    refs: [main]\n    refs: [tags]\n",
+    );
+    let j = job(&loaded.pipeline, "j");
+    assert_eq!(j.artifacts.as_ref().unwrap().paths, ["b"]);
+    assert_eq!(j.only.as_ref().unwrap().refs, ["tags"]);
+    assert_eq!(
+        warnings(&loaded),
+        [
+            "5:5: duplicate key `paths`: this one replaces the one at .gitlab-ci.yml:4:5, as GitLab does (the last one wins)",
+            "8:5: duplicate key `refs`: this one replaces the one at .gitlab-ci.yml:7:5, as GitLab does (the last one wins)",
+        ]
+    );
+}
+
+#[test]
+fn two_merge_keys_in_one_mapping_are_each_merged_at_their_place() {
+    let loaded = load(
+        "
+.a: &a
+  stage: build
+  tags: [from-a]
+.b: &b
+  tags: [from-b]
+  script: [from-b]
+j:
+  <<: *a
+  <<: *b
+",
+    );
+    let j = job(&loaded.pipeline, "j");
+    assert_eq!(j.stage, "build");
+    // The second `Hash#merge!` replaces what the first one brought: no warning, that is the idiom.
+    assert_eq!(j.tags, ["from-b"]);
+    assert_eq!(j.script, ["from-b"]);
+    assert!(loaded.warnings.is_empty(), "{:?}", warnings(&loaded));
+}
+
+#[test]
+fn a_merge_key_replaces_keys_written_before_it_and_says_so() {
+    let loaded = load(
+        "
+.base: &base
+  script: [from-base]
+j:
+  script: [mine]
+  <<: *base
+  stage: test
+",
+    );
+    let j = job(&loaded.pipeline, "j");
+    assert_eq!(j.script, ["from-base"]);
+    assert_eq!(
+        warnings(&loaded),
+        [
+            "6:3: this merge key `<<` replaces `script` written before it at .gitlab-ci.yml:5:3: GitLab applies `<<` at its place in the mapping, so keys written before it lose"
+        ]
+    );
+}
+
+#[test]
+fn a_list_of_merges_lets_the_first_map_win_and_later_keys_win_over_it() {
+    let loaded = load(
+        "
+.a: &a {script: [a], stage: build}
+.b: &b {script: [b], tags: [b]}
+j:
+  <<: [*a, *b]
+  tags: [mine]
+",
+    );
+    let j = job(&loaded.pipeline, "j");
+    assert_eq!(j.script, ["a"]);
+    assert_eq!(j.stage, "build");
+    assert_eq!(j.tags, ["mine"]);
+    assert!(loaded.warnings.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// variable values: every scalar is text through Ruby's `to_s`, null is ""
+
+#[test]
+fn boolean_variable_values_are_ruby_text_with_a_warning_where_the_spelling_changes() {
+    let loaded = load(
+        "variables:\n  FF_TIMESTAMPS: true\n  A: no\n  B: off\n  C: Yes\n  D: {value: false}\nj: {script: [x]}\n",
+    );
+    assert_eq!(
+        vars(&loaded.pipeline.variables),
+        [
+            ("FF_TIMESTAMPS", "true"),
+            ("A", "false"),
+            ("B", "false"),
+            ("C", "true"),
+            ("D", "false"),
+        ]
+    );
+    assert_eq!(
+        warnings(&loaded),
+        [
+            "3:6: GitLab reads `no` as the boolean false, so variable `A` is \"false\"",
+            "4:6: GitLab reads `off` as the boolean false, so variable `B` is \"false\"",
+            "5:6: GitLab reads `Yes` as the boolean true, so variable `C` is \"true\"",
+        ]
+    );
+}
+
+#[test]
+fn a_null_variable_is_the_empty_string() {
+    let loaded = load("variables:\n  X: null\n  Y:\nj:\n  script: [x]\n  variables: {Z: ~}\n");
+    assert_eq!(vars(&loaded.pipeline.variables), [("X", ""), ("Y", "")]);
+    assert_eq!(vars(&job(&loaded.pipeline, "j").variables), [("Z", "")]);
+    // `Y:` is written empty: nothing to warn about. `null` and `~` read as empty text.
+    let lines: Vec<String> = warnings(&loaded);
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("2:6: GitLab reads this null as the empty string"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// needs and cache: `[@config].flatten`
+
+#[test]
+fn needs_from_an_alias_list_are_flattened_and_nulls_dropped() {
+    let loaded = load(
+        "
+.common-needs: &common-needs [a, b]
+a: {stage: build, script: [x]}
+b: {stage: build, script: [x]}
+c: {stage: build, script: [x]}
+t:
+  stage: test
+  script: [x]
+  needs: [*common-needs, c, null]
+",
+    );
+    let needs: Vec<&str> = job(&loaded.pipeline, "t")
+        .needs
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|n| n.job.as_str())
+        .collect();
+    assert_eq!(needs, ["a", "b", "c"]);
+}
+
+#[test]
+fn cache_from_an_alias_list_is_flattened() {
+    let loaded = load(
+        "
+.cached_go: &cached_go
+  - key: go
+    paths: [.go]
+  - key: build
+    paths: [target]
+j:
+  script: [x]
+  cache: [*cached_go]
+",
+    );
+    let keys: Vec<&str> = job(&loaded.pipeline, "j")
+        .cache
+        .iter()
+        .map(|c| c.key.as_str())
+        .collect();
+    assert_eq!(keys, ["go", "build"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// retry, parallel, dependencies
+
+#[test]
+fn retry_when_accepts_every_failure_reason_gitlab_knows() {
+    let loaded = load(
+        "j:\n  script: [x]\n  retry:\n    max: 2\n    when: [runner_interrupted, protected_environment_failure, deployment_rejected]\n",
+    );
+    assert_eq!(
+        job(&loaded.pipeline, "j").retry.when,
+        [
+            "runner_interrupted",
+            "protected_environment_failure",
+            "deployment_rejected"
+        ]
+    );
+}
+
+#[test]
+fn parallel_one_makes_one_numbered_job() {
+    let loaded = load("j:\n  script: [x]\n  parallel: 1\n");
+    let names: Vec<&str> = loaded
+        .pipeline
+        .jobs
+        .iter()
+        .map(|j| j.name.as_str())
+        .collect();
+    assert_eq!(names, ["j 1/1"]);
+}
+
+#[test]
+fn dependencies_may_name_a_job_of_the_same_stage() {
+    let loaded = load(
+        "a:\n  stage: test\n  script: [x]\nb:\n  stage: test\n  script: [x]\n  dependencies: [a]\n",
+    );
+    assert_eq!(
+        job(&loaded.pipeline, "b").dependencies.as_deref(),
+        Some(&["a".to_string()][..])
+    );
+}

@@ -1,0 +1,130 @@
+//! The seam between a job's flow (`job.rs`) and where its scripts run. An executor decides where
+//! the job's files are seen from inside the job ([`Layout`]), gets ready for the job (an image,
+//! services), runs one script at a time, and cleans up after itself. The job module does the rest
+//! (sources, caches, artifacts), the same for every executor.
+//!
+//! A new executor is one file here implementing [`Executor`], plus one arm where `job.rs` chooses
+//! the executor.
+
+pub(crate) mod docker;
+pub(crate) mod shell;
+
+use crate::engine::Engine;
+use crate::failure::Stop;
+use crate::files::slug;
+use crate::log::JobLog;
+use crate::options::RunOptions;
+use crate::vars::VarSet;
+use std::path::{Path, PathBuf};
+use tokio::sync::{OnceCell, watch};
+use wharf_ci::Job;
+
+/// What an executor takes from its pipeline run.
+#[derive(Clone, Copy)]
+pub(crate) struct ExecutorContext<'a> {
+    pub(crate) opts: &'a RunOptions,
+    /// The `.wharf` folder of the project.
+    pub(crate) wharf_dir: &'a Path,
+    pub(crate) project_name: &'a str,
+    pub(crate) pipeline_id: u64,
+    /// One Docker connection per pipeline run, made by the first job that needs it.
+    pub(crate) engine: &'a OnceCell<Result<Engine, String>>,
+}
+
+/// Where a job runs and how paths look from inside it.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub(crate) build_dir: PathBuf,
+    pub(crate) tmp_dir: PathBuf,
+    /// `CI_BUILDS_DIR` as the job sees it.
+    pub(crate) builds_dir_in_job: String,
+    /// `CI_PROJECT_DIR` as the job sees it.
+    pub(crate) project_dir_in_job: String,
+    pub(crate) tmp_dir_in_job: String,
+}
+
+impl Layout {
+    /// The job's folders on this host: `.wharf/builds/<job>` and `.wharf/tmp/<job>`.
+    fn host_dirs(context: &ExecutorContext<'_>, job: &Job) -> (PathBuf, PathBuf) {
+        let slug = slug(&job.name);
+        (
+            context.wharf_dir.join("builds").join(&slug),
+            context.wharf_dir.join("tmp").join(&slug),
+        )
+    }
+
+    /// Write `name` (a script, a file variable) in the job's temporary folder. That folder is
+    /// mounted into the job's container, so the job may have left a link or anything else under
+    /// that name: the file is written under a temporary name and renamed over it, never through
+    /// it.
+    pub(crate) fn write_tmp(&self, name: &str, value: &str) -> Result<(), wharf_fs::Error> {
+        wharf_fs::Root::open(&self.tmp_dir, wharf_fs::Resolve::NoSymlinks)?.replace_file(
+            name,
+            0o600,
+            value.as_bytes(),
+        )
+    }
+}
+
+/// One script to run: `step_script` (before_script + script) or `after_script`.
+pub(crate) struct ScriptRun<'a> {
+    /// The shell script (see `crate::script::build`).
+    pub(crate) text: &'a str,
+    /// `step_script` or `after_script`: names the script file and the container.
+    pub(crate) name: &'a str,
+    /// The job's environment, file variables already written (`NAME=<path>`).
+    pub(crate) env: &'a [(String, String)],
+    /// Ends the script: Ctrl-C, the job's timeout, or after_script's own timeout.
+    pub(crate) cancel: &'a watch::Receiver<bool>,
+}
+
+/// Where a job's scripts run.
+pub(crate) trait Executor {
+    /// Where the job's files are, and how the job sees them. Fixed from creation: the job's
+    /// variables (`CI_PROJECT_DIR`, `CI_BUILDS_DIR`) are built from it.
+    fn layout(&self) -> &Layout;
+
+    /// Get ready for the job, before its sources are copied: says which executor runs it, and
+    /// for Docker pulls the image and starts the services.
+    async fn prepare(&mut self, job: &Job, vars: &VarSet, log: &mut JobLog) -> Result<(), Stop>;
+
+    /// Who gets the job's files back after each script, and which folders (`uid:gid`, paths in
+    /// the job): when the scripts run as another user than wharf.
+    fn hand_back(&self) -> Option<(String, Vec<String>)>;
+
+    /// Run one script to its end; its exit code, or why it could not run.
+    async fn run_script(&mut self, script: ScriptRun<'_>, log: &mut JobLog) -> Result<i64, Stop>;
+
+    /// Remove what `prepare` started (services). Runs after the scripts, or after a failed
+    /// preparation.
+    async fn cleanup(&mut self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_in_the_tmp_folder_replace_a_link_left_there_never_write_through_it() {
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("after-target");
+        let d = tempfile::tempdir().unwrap();
+        let layout = Layout {
+            build_dir: d.path().join("build"),
+            tmp_dir: d.path().join("tmp"),
+            builds_dir_in_job: String::new(),
+            project_dir_in_job: String::new(),
+            tmp_dir_in_job: String::new(),
+        };
+        std::fs::create_dir_all(&layout.tmp_dir).unwrap();
+        std::os::unix::fs::symlink(&target, layout.tmp_dir.join("after_script.sh")).unwrap();
+        layout.write_tmp("after_script.sh", "echo after").unwrap();
+        assert!(!target.exists());
+        assert_eq!(
+            std::fs::read_to_string(layout.tmp_dir.join("after_script.sh")).unwrap(),
+            "echo after"
+        );
+        assert!(layout.write_tmp("../escape", "x").is_err());
+        assert!(!d.path().join("escape").exists());
+    }
+}

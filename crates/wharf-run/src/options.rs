@@ -1,0 +1,77 @@
+//! The public options of a pipeline run (what the command line decides) and its error type,
+//! apart from the job flow that reads them.
+
+use crate::log::Console;
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use wharf_ci::{FileVariable, PullPolicy};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorChoice {
+    /// Jobs with `image:` use Docker, the others the shell.
+    Auto,
+    Docker,
+    Shell,
+}
+
+/// What wharf takes from its own environment (the runner level).
+#[derive(Clone, Default)]
+pub struct RunnerEnv {
+    pub docker_auth_config: Option<String>,
+    pub docker_config: Option<PathBuf>,
+    pub home: Option<PathBuf>,
+    pub path: Option<OsString>,
+    pub docker_host: Option<String>,
+}
+
+impl std::fmt::Debug for RunnerEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunnerEnv")
+            .field(
+                "docker_auth_config",
+                &self.docker_auth_config.as_ref().map(|_| "<redacted>"),
+            )
+            .field("docker_config", &self.docker_config)
+            .field("home", &self.home)
+            .field("docker_host", &self.docker_host)
+            .finish()
+    }
+}
+
+#[derive(Clone)]
+pub struct RunOptions {
+    /// Absolute path of the project folder.
+    pub project_dir: PathBuf,
+    /// Which jobs to run (names, `--stage`, `--needs`, `--manual`).
+    pub selection: crate::plan::Selection,
+    /// How many jobs may run at once (`--concurrency`, default: the number of cores).
+    pub concurrency: usize,
+    /// `--json`: newline-delimited JSON events go here (the human output goes to `console`).
+    pub events: Option<Arc<Console>>,
+    /// Reads pipeline files (the child pipelines of `trigger:`), as the main file was read.
+    pub loader: Option<Arc<dyn wharf_ci::Loader + Send + Sync>>,
+    /// Bounds on child pipelines' configuration, as on the main file's.
+    pub load_limits: wharf_ci::Limits,
+    pub cli_variables: Vec<(String, String)>,
+    pub file_variables: Vec<FileVariable>,
+    pub executor: ExecutorChoice,
+    /// `--pull-policy`: replaces the pipeline's `image:pull_policy`.
+    pub pull_policy: Option<PullPolicy>,
+    pub env: RunnerEnv,
+    pub console: Arc<Console>,
+    /// Becomes `true` on Ctrl-C.
+    pub cancel: watch::Receiver<bool>,
+    /// Waits between pull attempts after network errors (GitLab: jittered 2-10 s).
+    pub pull_retry_delays: Vec<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    #[error(transparent)]
+    Files(#[from] crate::files::FilesError),
+}
