@@ -311,14 +311,16 @@ async fn gc_keeps_the_tagged_closure_and_removes_the_rest() {
     );
 }
 
-/// A real server on a loopback port: HEAD keeps Content-Length through hyper, and graceful
-/// shutdown lets an upload that is in flight finish.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_server_serves_and_shuts_down_gracefully() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path());
-    let state = app_state(&config, Arc::new(AllowAll)).expect("state");
+/// Serves `state` with `serve_on` on a free loopback port, as `wharf registry serve` would, until
+/// the returned sender is used (or dropped).
+async fn serve_on_loopback(
+    config: wharf_registry::Config,
+    state: wharf_registry::AppState,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), wharf_registry::ServeError>>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -333,6 +335,18 @@ async fn real_server_serves_and_shuts_down_gracefully() {
             let _ = stop_rx.await;
         },
     ));
+    (addr, stop_tx, server)
+}
+
+/// A real server on a loopback port: HEAD keeps Content-Length through hyper, and graceful
+/// shutdown lets an upload that is in flight finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_server_serves_and_shuts_down_gracefully() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    let state = app_state(&config, Arc::new(AllowAll)).expect("state");
+    let (addr, stop_tx, server) = serve_on_loopback(config, state).await;
 
     let data = b"sent slowly";
     let digest = digest_of(data);
@@ -374,20 +388,7 @@ fn skopeo_round_trip_against_serve() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let config = config(&dir.path().join("data"));
     let state = app_state(&config, Arc::new(AllowAll)).expect("state");
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = runtime.spawn(wharf_registry::serve_on(
-        listener,
-        config,
-        state,
-        Router::new(),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let (addr, stop_tx, server) = runtime.block_on(serve_on_loopback(config, state));
 
     let image = wharf_testkit::build_busybox_image(&dir.path().join("image"), &[]).expect("image");
     let reference = format!("{addr}/team/busybox:1");
@@ -431,20 +432,7 @@ async fn real_server_head_reports_the_blob_size() {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(wharf_registry::serve_on(
-        listener,
-        config,
-        state,
-        Router::new(),
-        async {
-            let _ = stop_rx.await;
-        },
-    ));
+    let (addr, stop_tx, server) = serve_on_loopback(config, state).await;
     let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let request =
         format!("HEAD /v2/app/blobs/{digest} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
