@@ -33,7 +33,7 @@ pub struct TokenChallenge {
     pub service: String,
     /// `http` or `https`.
     pub scheme: &'static str,
-    /// The host[:port] used when a request carries no usable `Host` header.
+    /// The `host[:port]` used when a request carries no usable `Host` header.
     pub default_host: String,
     /// The path of the built-in token service.
     pub path: &'static str,
