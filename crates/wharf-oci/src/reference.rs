@@ -4,9 +4,12 @@
 //! `[registry/]path[/path...][:tag][@algorithm:hex]`, where the first segment is a registry only if
 //! it contains `.` or `:` or is `localhost` (otherwise the image is on Docker Hub), path components
 //! are lowercase `[a-z0-9]+` joined by `.`, `_`, `__` or runs of `-`, tags are
-//! `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+//! `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`. The path, tag and digest grammar is `wharf-names`, the
+//! one the registry checks too; this file adds the registry host and Docker Hub's defaults.
 
 use std::fmt;
+
+use wharf_names::{MAX_NAME_LEN, NameError, check_digest, check_repository_path, check_tag};
 
 use crate::{ImageRef, ReferenceError};
 
@@ -14,9 +17,6 @@ use crate::{ImageRef, ReferenceError};
 pub const DOCKER_HUB: &str = "docker.io";
 /// Docker's historic name for Docker Hub; normalised to [`DOCKER_HUB`].
 const DOCKER_HUB_LEGACY: &str = "index.docker.io";
-/// Docker rejects names longer than this (registry and path, without tag and digest).
-const MAX_NAME_LEN: usize = 255;
-const MAX_TAG_LEN: usize = 128;
 
 fn invalid(reference: &str, reason: impl Into<String>) -> ReferenceError {
     ReferenceError::Invalid {
@@ -53,10 +53,10 @@ impl ImageRef {
             return Err(invalid(reference, "the image name is empty"));
         }
         if let Some(tag) = tag {
-            validate_tag(reference, tag)?;
+            checked(reference, check_tag(tag))?;
         }
         if let Some(digest) = digest {
-            validate_digest(reference, digest)?;
+            checked(reference, check_digest(digest))?;
         }
 
         let (registry, path) = split_registry(name);
@@ -72,7 +72,7 @@ impl ImageRef {
             }
             None => DOCKER_HUB.to_owned(),
         };
-        validate_path(reference, path)?;
+        checked(reference, check_repository_path(path))?;
         // Official images live under `library/` on Docker Hub (`busybox` is `library/busybox`).
         let repository = if registry == DOCKER_HUB && !path.contains('/') {
             format!("library/{path}")
@@ -211,124 +211,9 @@ fn validate_registry(reference: &str, registry: &str) -> Result<(), ReferenceErr
     Ok(())
 }
 
-fn validate_path(reference: &str, path: &str) -> Result<(), ReferenceError> {
-    if path.is_empty() {
-        return Err(invalid(reference, "the repository name is empty"));
-    }
-    for component in path.split('/') {
-        if component.is_empty() {
-            return Err(invalid(
-                reference,
-                "the repository path has an empty component (`//` or a trailing `/`)",
-            ));
-        }
-        if component.chars().any(|c| c.is_ascii_uppercase()) {
-            return Err(invalid(
-                reference,
-                format!("repository name must be lowercase (`{component}`)"),
-            ));
-        }
-        if !path_component_ok(component) {
-            return Err(invalid(
-                reference,
-                format!(
-                    "invalid repository path component `{component}`: use lowercase letters and \
-                     digits separated by `.`, `_`, `__` or `-`"
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `[a-z0-9]+ (( [._] | __ | -+ ) [a-z0-9]+)*`
-fn path_component_ok(component: &str) -> bool {
-    let bytes = component.as_bytes();
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let mut i = 0;
-    let mut expect_alnum = true;
-    while i < bytes.len() {
-        if alnum(bytes[i]) {
-            while i < bytes.len() && alnum(bytes[i]) {
-                i += 1;
-            }
-            expect_alnum = false;
-            continue;
-        }
-        if expect_alnum {
-            return false;
-        }
-        // A separator: `.`, `_`, `__` or one or more `-`.
-        match bytes[i] {
-            b'.' => i += 1,
-            b'_' => {
-                i += 1;
-                if i < bytes.len() && bytes[i] == b'_' {
-                    i += 1;
-                }
-            }
-            b'-' => {
-                while i < bytes.len() && bytes[i] == b'-' {
-                    i += 1;
-                }
-            }
-            _ => return false,
-        }
-        expect_alnum = true;
-    }
-    !expect_alnum
-}
-
-fn validate_tag(reference: &str, tag: &str) -> Result<(), ReferenceError> {
-    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let ok = !tag.is_empty()
-        && tag.len() <= MAX_TAG_LEN
-        && tag.chars().next().is_some_and(word)
-        && tag.chars().all(|c| word(c) || c == '.' || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            reference,
-            format!(
-                "invalid tag `{tag}`: a tag is 1 to {MAX_TAG_LEN} letters, digits, `_`, `.` and \
-                 `-`, not starting with `.` or `-`"
-            ),
-        ))
-    }
-}
-
-fn validate_digest(reference: &str, digest: &str) -> Result<(), ReferenceError> {
-    let bad = |why: String| invalid(reference, format!("invalid digest `{digest}`: {why}"));
-    let (algorithm, hex) = digest
-        .split_once(':')
-        .ok_or_else(|| bad("expected `algorithm:hex`, e.g. `sha256:<64 hex digits>`".into()))?;
-    let algo_ok = !algorithm.is_empty()
-        && algorithm.split(['+', '.', '_', '-']).all(|c| {
-            !c.is_empty()
-                && c.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        });
-    if !algo_ok {
-        return Err(bad(format!("invalid algorithm `{algorithm}`")));
-    }
-    let hex_ok = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
-    if hex.len() < 32 || !hex.chars().all(hex_ok) {
-        return Err(bad(
-            "the hash must be at least 32 lowercase hex digits".into()
-        ));
-    }
-    let expected = match algorithm {
-        "sha256" => Some(64),
-        "sha512" => Some(128),
-        _ => None,
-    };
-    if let Some(len) = expected {
-        if hex.len() != len {
-            return Err(bad(format!("{algorithm} needs exactly {len} hex digits")));
-        }
-    }
-    Ok(())
+/// The shared grammar's verdict on a part of `reference`, worded for the reference.
+fn checked<T>(reference: &str, result: Result<T, NameError>) -> Result<T, ReferenceError> {
+    result.map_err(|e| invalid(reference, e.to_string()))
 }
 
 #[cfg(test)]

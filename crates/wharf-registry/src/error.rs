@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
+use crate::names::NameError;
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,17 @@ pub enum RegistryError {
     BodyRead(String),
     #[error("storage error: {0}")]
     Storage(#[from] StorageError),
+}
+
+/// A refused name keeps the message clients have always seen, under its own OCI code.
+impl From<NameError> for RegistryError {
+    fn from(error: NameError) -> Self {
+        match error {
+            NameError::Repository { name, reason } => RegistryError::NameInvalid { name, reason },
+            NameError::Tag { tag } => RegistryError::TagInvalid { tag },
+            NameError::Digest(detail) => RegistryError::DigestInvalid(detail),
+        }
+    }
 }
 
 impl RegistryError {

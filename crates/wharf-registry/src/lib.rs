@@ -1,15 +1,18 @@
 //! wharf's OCI registry: an OCI Distribution Spec v1.1 server.
 //!
-//! Layers, each knowing only the one below: [`routes`] (HTTP, one catch-all `/v2/{*rest}` parsed
-//! by hand because repository names contain `/`) -> [`services`] (manifests, blobs, uploads,
-//! tags, catalog, referrers, gc) -> [`storage`] (a trait; filesystem implementation). OCI error
-//! codes are mapped to HTTP statuses in [`error`] only. Access control is behind the
-//! [`auth::Authorizer`] seam.
+//! A one-way stack, each layer importing only those below it (`tests/architecture.rs` holds the
+//! table): [`server`] -> [`routes`] (HTTP, one catch-all `/v2/{*rest}` parsed by hand because
+//! repository names contain `/`, one file per endpoint family) -> [`services`] (manifests,
+//! blobs, uploads, tags, catalog, referrers, gc) -> [`error`] (every OCI error code and its HTTP
+//! status) -> [`storage`] (a trait; filesystem implementation), [`config`] and [`auth`] (access
+//! control behind the [`auth::Authorizer`] seam) -> [`limits`], [`metrics`] -> [`names`] (over
+//! the `wharf-names` grammar the client shares).
 
 pub mod auth;
 pub mod config;
 pub mod conn;
 mod drain;
+mod duration;
 pub mod error;
 pub mod limits;
 pub mod metrics;

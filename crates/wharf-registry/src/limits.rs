@@ -31,9 +31,9 @@ pub struct LimitsConfig {
     /// Open connections at most; 0 derives it from the file descriptor limit. At the cap, the
     /// connection idle the longest (or still sending its request head) makes room.
     pub max_connections: usize,
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::duration::duration")]
     pub header_timeout: Duration,
-    #[serde(deserialize_with = "crate::config::duration")]
+    #[serde(deserialize_with = "crate::duration::duration")]
     pub idle_timeout: Duration,
     pub upload_sessions_per_subject: usize,
     pub upload_sessions_per_repository: usize,
@@ -124,6 +124,34 @@ pub fn raise_fd_limit() -> u64 {
         }
     }
     fd_limit()
+}
+
+/// Limits and timings the services enforce.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Manifests larger than this are refused (the spec suggests at least 4 MiB).
+    pub manifest_max_bytes: usize,
+    /// Upload sessions idle longer than this are removed.
+    pub upload_expiry: Duration,
+    /// Open upload sessions of one subject (user, or client address when anonymous).
+    pub upload_sessions_per_subject: usize,
+    /// Open upload sessions of one repository.
+    pub upload_sessions_per_repository: usize,
+    /// Open upload sessions in all.
+    pub upload_sessions_total: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        let defaults = LimitsConfig::default();
+        Limits {
+            manifest_max_bytes: 4 * 1024 * 1024,
+            upload_expiry: Duration::from_secs(3600),
+            upload_sessions_per_subject: defaults.upload_sessions_per_subject,
+            upload_sessions_per_repository: defaults.upload_sessions_per_repository,
+            upload_sessions_total: defaults.upload_sessions_total,
+        }
+    }
 }
 
 #[cfg(test)]

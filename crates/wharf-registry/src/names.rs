@@ -1,14 +1,23 @@
-//! Repository names, tags and digests, validated by the spec's grammar before anything touches
-//! storage: a valid name or tag can never form `..`, an absolute path or an empty path segment.
+//! Repository names, tags and digests, validated by the spec's grammar (`wharf-names`, shared
+//! with the client) before anything touches storage: a valid name or tag can never form `..`, an
+//! absolute path or an empty path segment. The server's wording of each refusal is here.
 
 use std::fmt;
 
 use sha2::{Digest as _, Sha256};
+use wharf_names::{MAX_NAME_LEN, NameError as GrammarError};
 
-use crate::error::RegistryError;
-
-/// Longest repository name accepted (distribution's limit).
-const MAX_NAME_LEN: usize = 255;
+/// Why a name, tag or digest from a client is refused. It imports nothing of the crate, so every
+/// layer can use names; `error.rs` turns it into the OCI error code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("invalid repository name {name:?}: {reason}")]
+    Repository { name: String, reason: &'static str },
+    #[error("invalid tag {tag:?}")]
+    Tag { tag: String },
+    #[error("invalid digest: {0}")]
+    Digest(String),
+}
 
 /// A repository name matching
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*(\/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*`.
@@ -16,8 +25,8 @@ const MAX_NAME_LEN: usize = 255;
 pub struct RepoName(String);
 
 impl RepoName {
-    pub fn parse(name: &str) -> Result<RepoName, RegistryError> {
-        let invalid = |reason| RegistryError::NameInvalid {
+    pub fn parse(name: &str) -> Result<RepoName, NameError> {
+        let invalid = |reason| NameError::Repository {
             name: name.to_string(),
             reason,
         };
@@ -27,14 +36,12 @@ impl RepoName {
         if name.len() > MAX_NAME_LEN {
             return Err(invalid("longer than 255 characters"));
         }
-        for component in name.split('/') {
-            if !valid_component(component) {
-                return Err(invalid(
-                    "each /-separated component must be lowercase letters and digits, \
-                     separated by '.', '_', '__' or dashes",
-                ));
-            }
-        }
+        wharf_names::check_repository_path(name).map_err(|_| {
+            invalid(
+                "each /-separated component must be lowercase letters and digits, \
+                 separated by '.', '_', '__' or dashes",
+            )
+        })?;
         Ok(RepoName(name.to_string()))
     }
 
@@ -49,65 +56,11 @@ impl fmt::Display for RepoName {
     }
 }
 
-fn is_alnum(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
-}
-
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
-fn valid_component(c: &str) -> bool {
-    let b = c.as_bytes();
-    let mut i = 0;
-    let run = |i: &mut usize| {
-        let start = *i;
-        while *i < b.len() && is_alnum(b[*i]) {
-            *i += 1;
-        }
-        *i > start
-    };
-    if !run(&mut i) {
-        return false;
-    }
-    while i < b.len() {
-        let sep_start = i;
-        match b[i] {
-            b'.' => i += 1,
-            b'_' => {
-                i += 1;
-                if i < b.len() && b[i] == b'_' {
-                    i += 1;
-                }
-            }
-            b'-' => {
-                while i < b.len() && b[i] == b'-' {
-                    i += 1;
-                }
-            }
-            _ => return false,
-        }
-        debug_assert!(i > sep_start);
-        if !run(&mut i) {
-            return false;
-        }
-    }
-    true
-}
-
 /// A tag: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`. Never starts with `.`, so safe as a file name.
-pub fn validate_tag(tag: &str) -> Result<(), RegistryError> {
-    let b = tag.as_bytes();
-    let ok = !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b[1..]
-            .iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(RegistryError::TagInvalid {
-            tag: tag.to_string(),
-        })
-    }
+pub fn validate_tag(tag: &str) -> Result<(), NameError> {
+    wharf_names::check_tag(tag).map_err(|_| NameError::Tag {
+        tag: tag.to_string(),
+    })
 }
 
 /// A content digest. Only `sha256` is stored (the only algorithm clients push in practice); other
@@ -118,29 +71,29 @@ pub struct Digest {
 }
 
 impl Digest {
-    pub fn parse(s: &str) -> Result<Digest, RegistryError> {
-        let Some((algorithm, encoded)) = s.split_once(':') else {
-            return Err(RegistryError::DigestInvalid(format!(
-                "{s:?} is not algorithm:hex"
-            )));
-        };
-        if algorithm != "sha256" {
-            return Err(RegistryError::DigestInvalid(format!(
+    pub fn parse(s: &str) -> Result<Digest, NameError> {
+        let unsupported = |algorithm: &str| {
+            NameError::Digest(format!(
                 "unsupported digest algorithm {algorithm:?} (only sha256)"
-            )));
-        }
-        if encoded.len() != 64
-            || !encoded
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(RegistryError::DigestInvalid(format!(
+            ))
+        };
+        match wharf_names::check_digest(s) {
+            Ok(("sha256", hex)) => Ok(Digest {
+                hex: hex.to_string(),
+            }),
+            Ok((algorithm, _)) => Err(unsupported(algorithm)),
+            Err(GrammarError::NotAlgorithmHex { .. }) => {
+                Err(NameError::Digest(format!("{s:?} is not algorithm:hex")))
+            }
+            Err(
+                GrammarError::InvalidAlgorithm { algorithm, .. }
+                | GrammarError::InvalidHex { algorithm, .. }
+                | GrammarError::WrongHexLength { algorithm, .. },
+            ) if algorithm != "sha256" => Err(unsupported(&algorithm)),
+            Err(_) => Err(NameError::Digest(format!(
                 "{s:?}: a sha256 digest is 64 lowercase hex characters"
-            )));
+            ))),
         }
-        Ok(Digest {
-            hex: encoded.to_string(),
-        })
     }
 
     pub fn of(data: &[u8]) -> Digest {
@@ -173,7 +126,7 @@ pub enum Reference {
 }
 
 impl Reference {
-    pub fn parse(s: &str) -> Result<Reference, RegistryError> {
+    pub fn parse(s: &str) -> Result<Reference, NameError> {
         if s.contains(':') {
             Digest::parse(s).map(Reference::Digest)
         } else {
@@ -196,37 +149,25 @@ impl fmt::Display for Reference {
 mod tests {
     use super::*;
 
+    /// The grammar itself is tested in `wharf-names`; here, what the server adds: the length
+    /// limit, its wording, and that nothing able to leave the storage root gets through.
     #[test]
-    fn names_follow_the_spec_grammar() {
-        for ok in [
-            "a",
-            "library/busybox",
-            "a.b_c__d---e/f0",
-            "team/sub/app",
-            "x-1",
-        ] {
-            assert!(RepoName::parse(ok).is_ok(), "{ok}");
+    fn names_that_could_escape_storage_are_refused() {
+        assert!(RepoName::parse("team/sub/app").is_ok());
+        for bad in ["", "..", "a/../b", "/a", "a/", "a%2fb", "a/_layers"] {
+            let error = RepoName::parse(bad).expect_err(bad);
+            assert!(
+                error.to_string().starts_with("invalid repository name"),
+                "{error}"
+            );
         }
-        for bad in [
-            "",
-            "A",
-            "a/",
-            "/a",
-            "a//b",
-            "..",
-            "a/../b",
-            "a/./b",
-            "_a",
-            "a_",
-            "a___b",
-            "a.-b",
-            "a%2fb",
-            "a b",
-            "a/_layers",
-        ] {
-            assert!(RepoName::parse(bad).is_err(), "{bad}");
-        }
-        assert!(RepoName::parse(&"a".repeat(256)).is_err());
+        let long = "a".repeat(256);
+        assert!(
+            RepoName::parse(&long)
+                .expect_err("long")
+                .to_string()
+                .contains("255")
+        );
     }
 
     #[test]
@@ -242,8 +183,11 @@ mod tests {
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
         assert_eq!(Digest::parse(&d.to_string()).ok(), Some(d));
-        assert!(Digest::parse("sha256:ABC").is_err());
-        assert!(Digest::parse("sha512:00").is_err());
+        let message = |s: &str| Digest::parse(s).expect_err(s).to_string();
+        assert!(message("sha256:ABC").contains("64 lowercase hex"));
+        assert!(message("sha512:00").contains("unsupported digest algorithm \"sha512\""));
+        assert!(message(&format!("sha512:{}", "a".repeat(128))).contains("unsupported"));
+        assert!(message("sha256").contains("is not algorithm:hex"));
         assert!(Digest::parse("sha256:../../etc/passwd").is_err());
     }
 }

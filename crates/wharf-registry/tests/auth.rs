@@ -1,6 +1,7 @@
 //! Access control through the real router, in process: Basic and token flows, the token
 //! service (GET and OAuth2 POST, refresh tokens), challenges, external tokens, and the
-//! access-control matrix (who may pull, push, delete what), asserted case by case.
+//! access-control matrix (who may pull, push, delete what), asserted case by case. One concern
+//! (access control seen from clients); the matrix alone is a quarter of the file.
 
 #![allow(clippy::unwrap_used)]
 

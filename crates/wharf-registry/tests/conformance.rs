@@ -1,5 +1,6 @@
 //! The OCI distribution-spec conformance suite, v1.1.1, re-expressed in Rust against the
-//! in-process router.
+//! in-process router. One concern, long because the official suite is: its cases stay together
+//! and in its order, so the two can be compared side by side.
 //!
 //! The official suite (`conformance/` in opencontainers/distribution-spec: `01_pull_test.go`,
 //! `02_push_test.go`, `03_discovery_test.go`, `04_management_test.go`, fixtures in `setup.go`) is

@@ -122,12 +122,26 @@ fn imports(module: &str, text: &str, modules: &BTreeSet<String>) -> BTreeSet<Str
         }
         rest = &after[end..];
     }
-    // Inline paths such as `crate::yaml::parse(...)` or `super::table::KEYWORDS`.
-    for anchor in ["crate::", "super::"] {
-        for (i, _) in code.match_indices(anchor) {
+    // Inline paths such as `crate::yaml::parse(...)` or `super::table::KEYWORDS`, and calls
+    // into a child module (`table::lookup(...)` in the module that declares `mod table`).
+    let child_prefix = if module.is_empty() {
+        String::new()
+    } else {
+        format!("{module}::")
+    };
+    let children = modules.iter().filter_map(|m| {
+        let child = m.strip_prefix(&child_prefix)?;
+        (!child.is_empty() && !child.contains("::")).then(|| format!("{child}::"))
+    });
+    let anchors: Vec<String> = ["crate::".to_string(), "super::".to_string()]
+        .into_iter()
+        .chain(children)
+        .collect();
+    for anchor in &anchors {
+        for (i, _) in code.match_indices(anchor.as_str()) {
             if i > 0
                 && (code.as_bytes()[i - 1].is_ascii_alphanumeric()
-                    || code.as_bytes()[i - 1] == b':')
+                    || matches!(code.as_bytes()[i - 1], b':' | b'_'))
             {
                 continue;
             }
@@ -303,6 +317,16 @@ mod tests {
         let problems = violations(&facade, LAYERS);
         assert_eq!(
             problems,
+            ["import cycle: keywords -> keywords::table -> keywords"],
+        );
+        // A parent calling into its child, which imports the parent back.
+        let calls_down = files(&[
+            ("", "mod keywords;\n"),
+            ("keywords", "mod table;\nfn find() { table::lookup() }\n"),
+            ("keywords::table", "use super::Entry;\n"),
+        ]);
+        assert_eq!(
+            violations(&calls_down, LAYERS),
             ["import cycle: keywords -> keywords::table -> keywords"],
         );
         // Comments and strings do not count.

@@ -166,12 +166,15 @@ impl AllowRule {
 impl AuthConfig {
     /// Read the `[auth]` table of the registry configuration (kept raw by the server's config)
     /// and resolve its relative paths against `base`, the configuration file's folder.
-    pub fn from_table(table: &toml::Table, base: &Path) -> Result<AuthConfig, super::AuthError> {
+    pub fn from_table(
+        table: &toml::Table,
+        base: &Path,
+    ) -> Result<AuthConfig, super::error::AuthError> {
         let mut cfg: AuthConfig =
             toml::Value::Table(table.clone())
                 .try_into()
                 .map_err(|e: toml::de::Error| {
-                    super::AuthError::Config(format!("[auth]: {}", e.message()))
+                    super::error::AuthError::Config(format!("[auth]: {}", e.message()))
                 })?;
         cfg.resolve_paths(base);
         Ok(cfg)

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::AuthError;
+use super::error::AuthError;
 use super::htpasswd::{self, Htpasswd};
 
 /// Identifies one version of a file, to notice rewrites (atomic renames change the inode).

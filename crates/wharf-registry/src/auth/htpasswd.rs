@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::AuthError;
+use super::error::AuthError;
 
 /// Default bcrypt cost of `wharf registry user add` (Apache's `htpasswd -B` uses 5; 10 is
 /// bcrypt's usual default, ~60 ms per check here, which the credential cache hides).

@@ -6,14 +6,13 @@
 //!
 //! - [`build`] turns the `[auth]` configuration into an [`Authorizer`] and, in token mode, the
 //!   token service's routes to serve next to `/v2/`.
+//! - `seam`: the vocabulary above (re-exported here), which every file below imports.
 //! - `htpasswd` (bcrypt files), `credentials` (people and robots, reloaded on change),
 //!   `passwords` (Basic checks behind a cache keyed by the header's SHA-256), `policy` (who may
 //!   do what), `scope` (Docker scopes), `jwt` (signing key, tokens, external trust),
 //!   `service` (the [`Authorizer`]), `token_service` (the realm).
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,90 +25,15 @@ pub mod jwt;
 pub mod passwords;
 pub mod policy;
 pub mod scope;
+mod seam;
 pub mod service;
 pub mod token_service;
 
 pub use config::{AuthConfig, AuthMode};
 pub use error::AuthError;
-
-/// The kind of resource a scope names (`repository:...` or `registry:catalog:*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ResourceKind {
-    Repository,
-    Registry,
-}
-
-/// An action in a Docker token scope. `All` is the `*` action (`registry:catalog:*`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Action {
-    Pull,
-    Push,
-    Delete,
-    All,
-}
-
-/// What a request wants, in Docker token-scope terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Access {
-    pub kind: ResourceKind,
-    /// Repository name (`team/app`), or `catalog` for [`ResourceKind::Registry`].
-    pub name: String,
-    pub actions: Vec<Action>,
-}
-
-/// Who made the request, once authenticated.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Identity {
-    /// `None` for an anonymous request.
-    pub subject: Option<String>,
-}
-
-/// Which OCI error code a refusal is reported with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthErrorCode {
-    /// 401 `UNAUTHORIZED`: no or bad credentials, or a token without the needed scope.
-    Unauthorized,
-    /// 403 `DENIED`: authenticated, but policy refuses.
-    Denied,
-}
-
-/// The verdict on one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuthOutcome {
-    Allowed(Identity),
-    /// Refused: answer with the OCI error `error`, carrying this `WWW-Authenticate` header value
-    /// (may be empty for `Denied`, in which case no header is sent).
-    Challenge {
-        www_authenticate: String,
-        error: AuthErrorCode,
-    },
-}
-
-/// Decides whether a request may have every [`Access`] in `wanted`. An empty `wanted` (the `/v2/`
-/// ping) still requires authentication.
-pub trait Authorizer: Send + Sync + 'static {
-    fn authorize<'a>(
-        &'a self,
-        headers: &'a http::HeaderMap,
-        wanted: &'a [Access],
-    ) -> Pin<Box<dyn Future<Output = AuthOutcome> + Send + 'a>>;
-}
-
-/// `--auth none`: everyone may do everything, as an anonymous identity.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AllowAll;
-
-impl Authorizer for AllowAll {
-    fn authorize<'a>(
-        &'a self,
-        _headers: &'a http::HeaderMap,
-        _wanted: &'a [Access],
-    ) -> Pin<Box<dyn Future<Output = AuthOutcome> + Send + 'a>> {
-        Box::pin(std::future::ready(
-            AuthOutcome::Allowed(Identity::default()),
-        ))
-    }
-}
+pub use seam::{
+    Access, Action, AllowAll, AuthErrorCode, AuthOutcome, Authorizer, Identity, ResourceKind,
+};
 
 /// Default `service` (JWT audience) and issuer of the built-in token service.
 pub const DEFAULT_SERVICE: &str = "wharf-registry";

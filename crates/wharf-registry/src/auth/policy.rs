@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::config::{AllowRule, SubjectsConfig};
-use super::{Access, Action, AuthError, ResourceKind};
+use super::error::AuthError;
+use super::seam::{Access, Action, ResourceKind};
 
 /// The user name that stands for a request without credentials.
 pub const ANONYMOUS: &str = "anonymous";

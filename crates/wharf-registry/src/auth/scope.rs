@@ -3,7 +3,7 @@
 //! The name may itself contain `:` (`repository:127.0.0.1:5000/team/app:pull`), so a scope is
 //! split at its first `:` (types never hold one) and its last `:` (actions never hold one).
 
-use super::{Access, Action, ResourceKind};
+use super::seam::{Access, Action, ResourceKind};
 
 /// One parsed scope, before it is narrowed to what wharf knows ([`Access`]).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -20,7 +20,7 @@ use super::jwt::{AccessClaims, Verifier, unix_now};
 use super::passwords::{Checked, Passwords};
 use super::policy::Policy;
 use super::scope::format_access;
-use super::{Access, AuthErrorCode, AuthOutcome, Authorizer, Identity};
+use super::seam::{Access, AuthErrorCode, AuthOutcome, Authorizer, Identity};
 
 /// How long a verified bearer token is kept (never past its `exp`).
 const BEARER_CACHE_SECONDS: u64 = 60;
@@ -33,7 +33,7 @@ pub struct TokenChallenge {
     pub service: String,
     /// `http` or `https`.
     pub scheme: &'static str,
-    /// The host[:port] used when a request carries no usable `Host` header.
+    /// The `host[:port]` used when a request carries no usable `Host` header.
     pub default_host: String,
     /// The path of the built-in token service.
     pub path: &'static str,

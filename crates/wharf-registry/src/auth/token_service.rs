@@ -17,12 +17,12 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
 
-use super::Access;
 use super::credentials::Credentials;
 use super::jwt::{Issuer, unix_now};
 use super::passwords::{Checked, Passwords};
 use super::policy::Policy;
 use super::scope::{format_access, parse_scopes};
+use super::seam::Access;
 
 /// The path of the token service.
 pub const TOKEN_PATH: &str = "/token";

@@ -8,44 +8,16 @@
 pub mod blobs;
 pub mod gc;
 pub mod manifests;
+mod sessions;
 pub mod tags;
 pub mod uploads;
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
-use crate::names::{Digest, RepoName};
+pub use crate::limits::Limits;
+use crate::names::Digest;
 use crate::storage::Storage;
+use std::sync::{Arc, Mutex};
 
-pub use uploads::UploadSession;
-
-/// Limits and timings the services enforce.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Manifests larger than this are refused (the spec suggests at least 4 MiB).
-    pub manifest_max_bytes: usize,
-    /// Upload sessions idle longer than this are removed.
-    pub upload_expiry: Duration,
-    /// Open upload sessions of one subject (user, or client address when anonymous).
-    pub upload_sessions_per_subject: usize,
-    /// Open upload sessions of one repository.
-    pub upload_sessions_per_repository: usize,
-    /// Open upload sessions in all.
-    pub upload_sessions_total: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        let defaults = crate::limits::LimitsConfig::default();
-        Limits {
-            manifest_max_bytes: 4 * 1024 * 1024,
-            upload_expiry: Duration::from_secs(3600),
-            upload_sessions_per_subject: defaults.upload_sessions_per_subject,
-            upload_sessions_per_repository: defaults.upload_sessions_per_repository,
-            upload_sessions_total: defaults.upload_sessions_total,
-        }
-    }
-}
+pub use sessions::UploadSession;
 
 /// The registry: storage plus the in-memory state of open upload sessions.
 pub struct Registry {
@@ -54,7 +26,7 @@ pub struct Registry {
     /// Open upload sessions, each behind its own lock so chunks of one upload are serialized
     /// while different uploads run in parallel. Sessions not in memory (after a restart) are
     /// reloaded from storage on first use.
-    pub(crate) sessions: Mutex<uploads::Sessions>,
+    pub(crate) sessions: Mutex<sessions::Sessions>,
 }
 
 impl Registry {
@@ -62,7 +34,7 @@ impl Registry {
         Registry {
             storage,
             limits,
-            sessions: Mutex::new(uploads::Sessions::default()),
+            sessions: Mutex::new(sessions::Sessions::default()),
         }
     }
 
@@ -77,7 +49,7 @@ impl Registry {
 
 /// Storage keys. Built only from validated names, tags and digests.
 pub(crate) mod keys {
-    use super::*;
+    use crate::names::{Digest, RepoName};
 
     pub fn repo(repo: &RepoName) -> String {
         format!("repositories/{repo}")

@@ -1,0 +1,249 @@
+//! `/v2/<name>/blobs/uploads/`: POST starts an upload (or mounts a blob from another repository,
+//! or takes it whole with `?digest=`); `/v2/<name>/blobs/uploads/<id>`: GET its progress, PATCH a
+//! chunk, PUT the last one with the digest, DELETE to cancel.
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderName, Method, StatusCode, header};
+
+use super::call::{Call, body_stream, content_length, repo_access};
+use super::reply::{DOCKER_CONTENT_DIGEST, Empty, hv};
+use crate::auth::{Action, AuthOutcome, Identity};
+use crate::error::RegistryError;
+use crate::names::{Digest, RepoName};
+
+const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
+
+/// `POST /v2/<name>/blobs/uploads/`, with `?mount=&from=` or `?digest=` or neither.
+pub(super) async fn start(
+    call: &mut Call<'_>,
+    repo: &RepoName,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    if *call.method() != Method::POST {
+        return Err(call.method_not_allowed());
+    }
+    let target = repo_access(repo, &[Action::Pull, Action::Push]);
+    match call.authorize(std::slice::from_ref(&target)).await {
+        Ok(()) => {}
+        Err(RegistryError::Unauthorized { www_authenticate }) => {
+            // A mount also reads `from`: name its pull scope in the challenge too, so a client
+            // that asks for the scopes the challenge lists gets a token good for the mount (as
+            // Docker's registry does). Not required: without it the mount falls back to an
+            // upload.
+            let source = call
+                .query("mount")
+                .and(call.query("from"))
+                .and_then(|f| RepoName::parse(f).ok())
+                .filter(|from| from != repo);
+            let Some(source) = source else {
+                return Err(RegistryError::Unauthorized { www_authenticate });
+            };
+            call.authorize(&[target, repo_access(&source, &[Action::Pull])])
+                .await?;
+            return Err(RegistryError::Unauthorized { www_authenticate });
+        }
+        Err(e) => return Err(e),
+    }
+    let subject = upload_subject(call);
+    if let Some(mount) = call.query("mount") {
+        let digest = Digest::parse(mount)?;
+        if try_mount(call, repo, &digest).await? {
+            return Ok(BlobCreated { repo, digest }.into_response());
+        }
+        // Not mountable: the spec's fallback is an ordinary upload session.
+        let id = call.registry().start_upload(repo, &subject).await?;
+        return Ok(UploadAccepted::new(StatusCode::ACCEPTED, repo, &id, 0).into_response());
+    }
+    if let Some(digest) = call.query("digest") {
+        let digest = Digest::parse(digest)?;
+        call.registry()
+            .upload_monolithic(repo, &subject, &digest, body_stream(body))
+            .await?;
+        return Ok(BlobCreated { repo, digest }.into_response());
+    }
+    let id = call.registry().start_upload(repo, &subject).await?;
+    Ok(UploadAccepted::new(StatusCode::ACCEPTED, repo, &id, 0).into_response())
+}
+
+/// `/v2/<name>/blobs/uploads/<id>`: GET, PATCH, PUT, DELETE.
+pub(super) async fn session(
+    call: &mut Call<'_>,
+    repo: &RepoName,
+    id: &str,
+    body: Body,
+) -> Result<Response, RegistryError> {
+    if !matches!(
+        *call.method(),
+        Method::GET | Method::PATCH | Method::PUT | Method::DELETE
+    ) {
+        return Err(call.method_not_allowed());
+    }
+    call.authorize_repo(repo, &[Action::Pull, Action::Push])
+        .await?;
+    match call.method().clone() {
+        Method::GET => {
+            let size = call.registry().upload_size(repo, id).await?;
+            Ok(UploadAccepted::new(StatusCode::NO_CONTENT, repo, id, size).into_response())
+        }
+        Method::PATCH => {
+            let range = parse_content_range(call.headers())?;
+            if let (Some((start, end)), Some(len)) = (range, content_length(call.headers())) {
+                if end.checked_sub(start).map(|d| d + 1) != Some(len) {
+                    return Err(RegistryError::SizeInvalid(format!(
+                        "Content-Range {start}-{end} does not match Content-Length {len}"
+                    )));
+                }
+            }
+            let size = call
+                .registry()
+                .append_upload(repo, id, range, body_stream(body))
+                .await?;
+            Ok(UploadAccepted::new(StatusCode::ACCEPTED, repo, id, size).into_response())
+        }
+        Method::PUT => {
+            let digest = call.query("digest").ok_or_else(|| {
+                RegistryError::DigestInvalid("the digest query parameter is required".to_string())
+            })?;
+            let digest = Digest::parse(digest)?;
+            let range = parse_content_range(call.headers())?;
+            call.registry()
+                .finish_upload(repo, id, &digest, range, Some(body_stream(body)))
+                .await?;
+            Ok(BlobCreated { repo, digest }.into_response())
+        }
+        _ => {
+            call.registry().cancel_upload(repo, id).await?;
+            Ok(Empty(StatusCode::NO_CONTENT).into_response())
+        }
+    }
+}
+
+/// Cross-repository mount. With `from`, the caller must be allowed to pull from it; without,
+/// any repository holding the blob that the caller may pull from will do.
+async fn try_mount(
+    call: &Call<'_>,
+    target: &RepoName,
+    digest: &Digest,
+) -> Result<bool, RegistryError> {
+    let registry = call.registry();
+    let from = call.query("from").map(RepoName::parse).transpose()?;
+    if registry.has_blob(target, digest).await? {
+        return Ok(true);
+    }
+    let candidates = match from {
+        Some(from) => vec![from],
+        None => registry.repos_with_blob(digest).await?,
+    };
+    for source in candidates {
+        if source == *target {
+            continue;
+        }
+        let allowed = matches!(
+            call.state
+                .authorizer
+                .authorize(call.headers(), &[repo_access(&source, &[Action::Pull])])
+                .await,
+            AuthOutcome::Allowed(_)
+        );
+        if allowed && registry.mount_blob(target, digest, &source).await? {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Whom an upload session is counted against: the user, else the client's address.
+fn upload_subject(call: &Call<'_>) -> String {
+    if let Some(user) = call
+        .identity
+        .as_ref()
+        .and_then(|i: &Identity| i.subject.as_deref())
+    {
+        return format!("user {user}");
+    }
+    match call
+        .parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+    {
+        Some(peer) => format!("address {}", crate::throttle::address_key(peer.0.ip())),
+        None => "anonymous".to_string(),
+    }
+}
+
+/// `Content-Range` of a chunk: `<start>-<end>`, also accepting `bytes ` / `bytes=` prefixes and
+/// a `/<total>` suffix.
+fn parse_content_range(headers: &HeaderMap) -> Result<Option<(u64, u64)>, RegistryError> {
+    let Some(value) = headers.get(header::CONTENT_RANGE) else {
+        return Ok(None);
+    };
+    let bad = || RegistryError::RangeInvalid {
+        message: "Content-Range must be <start>-<end>".to_string(),
+        size: 0,
+        upload: true,
+    };
+    let s = value.to_str().map_err(|_| bad())?.trim();
+    let s = s
+        .strip_prefix("bytes")
+        .map(|r| r.trim_start_matches([' ', '=']))
+        .unwrap_or(s);
+    let s = s.split('/').next().unwrap_or(s);
+    let (a, b) = s.split_once('-').ok_or_else(bad)?;
+    let start: u64 = a.trim().parse().map_err(|_| bad())?;
+    let end: u64 = b.trim().parse().map_err(|_| bad())?;
+    Ok(Some((start, end)))
+}
+
+/// An open upload session: where to send the next chunk and how much has arrived, as
+/// `Range: 0-<last byte>` (`0-0` when empty, as the spec reports it).
+struct UploadAccepted {
+    status: StatusCode,
+    location: String,
+    id: String,
+    size: u64,
+}
+
+impl UploadAccepted {
+    fn new(status: StatusCode, repo: &RepoName, id: &str, size: u64) -> UploadAccepted {
+        UploadAccepted {
+            status,
+            location: format!("/v2/{repo}/blobs/uploads/{id}"),
+            id: id.to_string(),
+            size,
+        }
+    }
+}
+
+impl IntoResponse for UploadAccepted {
+    fn into_response(self) -> Response {
+        let mut r = Empty(self.status).into_response();
+        let h = r.headers_mut();
+        h.insert(header::LOCATION, hv(&self.location));
+        h.insert(
+            header::RANGE,
+            hv(&format!("0-{}", self.size.saturating_sub(1))),
+        );
+        h.insert(DOCKER_UPLOAD_UUID, hv(&self.id));
+        r
+    }
+}
+
+/// 201 for a blob now in the repository (uploaded or mounted).
+struct BlobCreated<'a> {
+    repo: &'a RepoName,
+    digest: Digest,
+}
+
+impl IntoResponse for BlobCreated<'_> {
+    fn into_response(self) -> Response {
+        let mut r = Empty(StatusCode::CREATED).into_response();
+        r.headers_mut().insert(
+            header::LOCATION,
+            hv(&format!("/v2/{}/blobs/{}", self.repo, self.digest)),
+        );
+        r.headers_mut()
+            .insert(DOCKER_CONTENT_DIGEST, hv(&self.digest.to_string()));
+        r
+    }
+}

@@ -1,0 +1,448 @@
+//! The registry under failure and load, in process and over a real socket: pushes interrupted
+//! mid-body never expose a partial blob, concurrent pushes of one blob and tag are safe, gc keeps
+//! exactly the tagged closure, the socket server shuts down gracefully, and (ignored) a skopeo
+//! round trip. The endpoints one by one are in `api.rs`.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use wharf_registry::auth::AllowAll;
+use wharf_registry::{GcOptions, app_state, router};
+
+mod common;
+
+use common::*;
+
+/// A request body that delivers some bytes and then fails, like a client killed mid-push.
+fn failing_body(prefix: &'static [u8]) -> Body {
+    let chunks: Vec<Result<Bytes, io::Error>> = vec![
+        Ok(Bytes::from_static(prefix)),
+        Err(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "client went away",
+        )),
+    ];
+    Body::from_stream(futures_util::stream::iter(chunks))
+}
+
+#[tokio::test]
+async fn interrupted_pushes_never_make_a_partial_blob_visible() {
+    let reg = registry();
+    let full = b"the complete layer content";
+    let digest = digest_of(full);
+
+    // Monolithic push cut off mid-body.
+    let r = reg
+        .send(
+            Method::POST,
+            &format!("/v2/app/blobs/uploads/?digest={digest}"),
+            &[],
+            failing_body(b"the compl"),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{digest}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let hex = &digest[7..];
+    assert!(
+        !reg.root()
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .exists()
+    );
+
+    // Chunked push cut off: the received part stays in the session, the client resumes from it.
+    let location = reg
+        .call(Method::POST, "/v2/app/blobs/uploads/", &[], b"")
+        .await
+        .header("location")
+        .to_string();
+    let r = reg
+        .send(Method::PATCH, &location, &[], failing_body(b"the comp"))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let status = reg.get(&location).await;
+    assert_eq!(status.header("range"), "0-7");
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{digest}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+
+    // A "restart" (new router on the same root, sessions only on disk): the upload resumes and
+    // the digest is verified by re-reading what was stored.
+    let app = app_at(&reg.root(), Arc::new(AllowAll));
+    let r = send(
+        &app,
+        Method::PATCH,
+        &location,
+        &[("content-range", "8-25")],
+        Body::from(&full[8..]),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = send(
+        &app,
+        Method::PUT,
+        &format!("{location}?digest={digest}"),
+        &[],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        &send(
+            &app,
+            Method::GET,
+            &format!("/v2/app/blobs/{digest}"),
+            &[],
+            Body::empty()
+        )
+        .await
+        .body[..],
+        full
+    );
+
+    // What a kill -9 leaves: a temporary file and an upload folder. Neither is ever served, and
+    // gc removes them once stale.
+    let stray = digest_of(b"stray");
+    std::fs::write(reg.root().join("tmp/0123abcd"), b"stray").expect("write");
+    std::fs::create_dir_all(reg.root().join("uploads/deadbeef")).expect("mkdir");
+    std::fs::write(reg.root().join("uploads/deadbeef/data"), b"stray").expect("write");
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{stray}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let report = wharf_registry::gc(
+        &reg.root(),
+        &GcOptions {
+            dry_run: false,
+            grace: Duration::ZERO,
+            upload_expiry: Duration::ZERO,
+        },
+    )
+    .expect("gc");
+    assert!(report.uploads_removed >= 1);
+    assert!(report.temporary_files_removed >= 1);
+    assert!(!reg.root().join("uploads/deadbeef").exists());
+    assert!(!reg.root().join("tmp/0123abcd").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_of_the_same_blob_and_tag_are_safe() {
+    let reg = Arc::new(registry());
+    let layer: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = digest_of(&layer);
+    let config = reg.push_blob("app", b"{}").await;
+
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let reg = reg.clone();
+        let layer = layer.clone();
+        let digest = digest.clone();
+        let config = config.clone();
+        tasks.push(tokio::spawn(async move {
+            // Half chunked, half monolithic.
+            if i % 2 == 0 {
+                let r = reg
+                    .call(
+                        Method::POST,
+                        &format!("/v2/app/blobs/uploads/?digest={digest}"),
+                        &[],
+                        &layer,
+                    )
+                    .await;
+                assert_eq!(r.status, StatusCode::CREATED);
+            } else {
+                let loc = reg
+                    .call(Method::POST, "/v2/app/blobs/uploads/", &[], b"")
+                    .await
+                    .header("location")
+                    .to_string();
+                let (a, b) = layer.split_at(70_000);
+                reg.call(Method::PATCH, &loc, &[], a).await;
+                let r = reg
+                    .call(Method::PUT, &format!("{loc}?digest={digest}"), &[], b)
+                    .await;
+                assert_eq!(r.status, StatusCode::CREATED);
+            }
+            // Each pushes a distinct manifest (annotation) to the same tag.
+            let mut m: serde_json::Value =
+                serde_json::from_slice(&image_manifest(&config, 2, &digest, layer.len(), None))
+                    .expect("json");
+            m["annotations"] = serde_json::json!({"writer": i.to_string()});
+            let m = serde_json::to_vec(&m).expect("json");
+            let r = reg.push_manifest("app", "latest", OCI_MANIFEST, &m).await;
+            assert_eq!(r.status, StatusCode::CREATED);
+            m
+        }));
+    }
+    let mut pushed = Vec::new();
+    for t in tasks {
+        pushed.push(t.await.expect("task"));
+    }
+    let got = reg.get(&format!("/v2/app/blobs/{digest}")).await;
+    assert_eq!(got.body.len(), layer.len());
+    assert_eq!(digest_of(&got.body), digest);
+    let latest = reg.get("/v2/app/manifests/latest").await;
+    assert_eq!(latest.status, StatusCode::OK);
+    assert!(
+        pushed.iter().any(|m| m[..] == latest.body[..]),
+        "the tag names one complete manifest"
+    );
+    assert_eq!(
+        std::fs::read_dir(reg.root().join("uploads"))
+            .expect("dir")
+            .count(),
+        0,
+        "no session left behind"
+    );
+}
+
+#[tokio::test]
+async fn gc_keeps_the_tagged_closure_and_removes_the_rest() {
+    let reg = registry();
+    let kept = reg.push_image("app", "v1", b"kept layer").await;
+    let orphan = reg.push_blob("app", b"orphan layer").await;
+    // An untagged manifest (and its own layer) and a referrer of the tagged one.
+    let config = digest_of(br#"{"architecture":"amd64","os":"linux"}"#);
+    let untagged_layer = reg.push_blob("app", b"untagged layer").await;
+    let untagged = image_manifest(&config, 37, &untagged_layer, 14, None);
+    assert_eq!(
+        reg.push_manifest("app", &digest_of(&untagged), OCI_MANIFEST, &untagged)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let sig_layer = reg.push_blob("app", b"sig").await;
+    let sig = image_manifest(
+        &config,
+        37,
+        &sig_layer,
+        3,
+        Some((&digest_of(&kept), kept.len())),
+    );
+    assert_eq!(
+        reg.push_manifest("app", &digest_of(&sig), OCI_MANIFEST, &sig)
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+
+    // Within the grace period nothing goes.
+    let young = wharf_registry::gc(&reg.root(), &GcOptions::default()).expect("gc");
+    assert!(
+        young.blobs_removed.is_empty() && young.manifests_removed.is_empty(),
+        "{young:?}"
+    );
+
+    let dry = GcOptions {
+        dry_run: true,
+        grace: Duration::ZERO,
+        upload_expiry: Duration::from_secs(3600),
+    };
+    let report = wharf_registry::gc(&reg.root(), &dry).expect("gc");
+    let mut removed: Vec<String> = report.blobs_removed.iter().map(|d| d.to_string()).collect();
+    removed.sort();
+    let mut expected = vec![orphan.clone(), untagged_layer.clone(), digest_of(&untagged)];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert_eq!(
+        report.manifests_removed,
+        vec![format!("app@{}", digest_of(&untagged))]
+    );
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{orphan}")).await.status,
+        StatusCode::OK,
+        "dry run removes nothing"
+    );
+
+    let real = GcOptions {
+        dry_run: false,
+        ..dry
+    };
+    let report = wharf_registry::gc(&reg.root(), &real).expect("gc");
+    assert_eq!(report.blobs_removed.len(), 3);
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{orphan}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        reg.get(&format!("/v2/app/manifests/{}", digest_of(&untagged)))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(reg.get("/v2/app/manifests/v1").await.body[..], kept[..]);
+    assert_eq!(
+        reg.get(&format!("/v2/app/manifests/{}", digest_of(&sig)))
+            .await
+            .status,
+        StatusCode::OK,
+        "referrers of kept manifests stay"
+    );
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{}", digest_of(b"kept layer")))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
+
+/// Serves `state` with `serve_on` on a free loopback port, as `wharf registry serve` would, until
+/// the returned sender is used (or dropped).
+async fn serve_on_loopback(
+    config: wharf_registry::Config,
+    state: wharf_registry::AppState,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), wharf_registry::ServeError>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(wharf_registry::serve_on(
+        listener,
+        config,
+        state,
+        Router::new(),
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
+    (addr, stop_tx, server)
+}
+
+/// A real server on a loopback port: HEAD keeps Content-Length through hyper, and graceful
+/// shutdown lets an upload that is in flight finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_server_serves_and_shuts_down_gracefully() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    let state = app_state(&config, Arc::new(AllowAll)).expect("state");
+    let (addr, stop_tx, server) = serve_on_loopback(config, state).await;
+
+    let data = b"sent slowly";
+    let digest = digest_of(data);
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "POST /v2/app/blobs/uploads/?digest={digest} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        data.len()
+    );
+    conn.write_all(head.as_bytes()).await.expect("write");
+    conn.write_all(&data[..4]).await.expect("write");
+    conn.flush().await.expect("flush");
+    // Let the request reach the handler, then ask the server to stop mid-upload.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = stop_tx.send(());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    conn.write_all(&data[4..]).await.expect("write rest");
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut response)).await;
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("server stops")
+        .expect("join")
+        .expect("serve");
+
+    let hex = &digest[7..];
+    assert_eq!(
+        std::fs::read(dir.path().join("blobs/sha256").join(&hex[..2]).join(hex)).expect("blob"),
+        data
+    );
+}
+
+/// skopeo pushes an image to `serve` on loopback and copies it back.
+#[test]
+#[ignore = "needs skopeo and busybox-static: run by scripts/test-all.sh"]
+fn skopeo_round_trip_against_serve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let config = config(&dir.path().join("data"));
+    let state = app_state(&config, Arc::new(AllowAll)).expect("state");
+    let (addr, stop_tx, server) = runtime.block_on(serve_on_loopback(config, state));
+
+    let image = wharf_testkit::build_busybox_image(&dir.path().join("image"), &[]).expect("image");
+    let reference = format!("{addr}/team/busybox:1");
+    image.push(&reference, None).expect("skopeo push");
+    let raw = wharf_testkit::inspect_raw(&reference, None).expect("skopeo inspect");
+    assert!(raw.contains("\"layers\""), "{raw}");
+    let out = dir.path().join("pulled");
+    let status = std::process::Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{reference}"),
+            &format!("oci:{}:t", out.display()),
+        ])
+        .status()
+        .expect("skopeo runs");
+    assert!(status.success());
+    // Re-push: every blob is already there.
+    image.push(&reference, None).expect("skopeo re-push");
+
+    let _ = stop_tx.send(());
+    runtime.block_on(server).expect("join").expect("serve");
+}
+
+/// Through hyper, a HEAD keeps the real Content-Length (clients read blob sizes from it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_server_head_reports_the_blob_size() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    let state = app_state(&config, Arc::new(AllowAll)).expect("state");
+    let data = b"twelve bytes";
+    let digest = digest_of(data);
+    let r = send(
+        &router(state.clone(), Router::new()),
+        Method::POST,
+        &format!("/v2/app/blobs/uploads/?digest={digest}"),
+        &[],
+        Body::from(&data[..]),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let (addr, stop_tx, server) = serve_on_loopback(config, state).await;
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let request =
+        format!("HEAD /v2/app/blobs/{digest} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.expect("write");
+    let mut response = Vec::new();
+    conn.read_to_end(&mut response).await.expect("read");
+    let response = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    assert!(response.starts_with("http/1.1 200"), "{response}");
+    assert!(response.contains("content-length: 12\r\n"), "{response}");
+    assert!(response.ends_with("\r\n\r\n"), "no body: {response}");
+    let _ = stop_tx.send(());
+    server.await.expect("join").expect("serve");
+}
