@@ -4,8 +4,8 @@
 
 mod common;
 
-use common::mem;
-use wharf_ci::{Diagnostic, Job, Loaded, Pipeline, load_pipeline};
+use common::{job, mem, name_values as vars};
+use wharf_ci::{Diagnostic, Loaded, load_pipeline};
 
 const FILE: &str = ".gitlab-ci.yml";
 
@@ -19,10 +19,6 @@ fn load(yaml: &str) -> Loaded {
     }
 }
 
-fn job<'a>(p: &'a Pipeline, name: &str) -> &'a Job {
-    p.jobs.iter().find(|j| j.name == name).unwrap()
-}
-
 /// `line:column: message` of each warning.
 fn warnings(loaded: &Loaded) -> Vec<String> {
     loaded
@@ -32,12 +28,6 @@ fn warnings(loaded: &Loaded) -> Vec<String> {
             let s = w.span.as_ref().unwrap();
             format!("{}:{}: {}", s.line, s.column, w.message)
         })
-        .collect()
-}
-
-fn vars(j: &[wharf_ci::Variable]) -> Vec<(&str, &str)> {
-    j.iter()
-        .map(|v| (v.name.as_str(), v.value.as_str()))
         .collect()
 }
 

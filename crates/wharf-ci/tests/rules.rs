@@ -7,7 +7,7 @@ use std::time::Duration;
 use wharf_ci::*;
 
 mod common;
-use common::mem;
+use common::{errors_at, job, mem};
 
 const FILE: &str = ".gitlab-ci.yml";
 
@@ -29,20 +29,8 @@ fn ok(yaml: &str) -> Pipeline {
 fn brief(yaml: &str) -> Vec<String> {
     match load(yaml) {
         Ok(l) => panic!("expected errors, got {:#?}", l.pipeline),
-        Err(e) => {
-            e.0.iter()
-                .filter(|d| d.is_error())
-                .map(|d| match &d.span {
-                    Some(s) => format!("{}:{}: {}", s.line, s.column, d.message),
-                    None => d.message.clone(),
-                })
-                .collect()
-        }
+        Err(e) => errors_at(&e),
     }
-}
-
-fn job<'a>(p: &'a Pipeline, name: &str) -> &'a Job {
-    p.jobs.iter().find(|j| j.name == name).unwrap()
 }
 
 struct Env {
