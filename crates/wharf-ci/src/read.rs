@@ -25,6 +25,16 @@ pub(crate) fn string(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
     }
 }
 
+fn not_a_string_list(n: &Node, what: &str, d: &mut Diags) {
+    d.error(
+        &n.span,
+        format!(
+            "{what} must be a string or a list of strings, found {}",
+            n.kind()
+        ),
+    );
+}
+
 /// A string or a list of strings.
 pub(crate) fn string_list(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<String>> {
     match &n.value {
@@ -50,13 +60,7 @@ pub(crate) fn string_list(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<Str
             ok.then_some(out)
         }
         _ => {
-            d.error(
-                &n.span,
-                format!(
-                    "{what} must be a string or a list of strings, found {}",
-                    n.kind()
-                ),
-            );
+            not_a_string_list(n, what, d);
             None
         }
     }
@@ -97,13 +101,7 @@ pub(crate) fn script(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<String>>
                 false
             }
             _ => {
-                d.error(
-                    &n.span,
-                    format!(
-                        "{what} must be a string or a list of strings, found {}",
-                        n.kind()
-                    ),
-                );
+                not_a_string_list(n, what, d);
                 false
             }
         }
