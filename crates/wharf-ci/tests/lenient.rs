@@ -4,10 +4,8 @@
 
 mod common;
 
-use common::{job, mem, name_values as vars};
+use common::{FILE, job, mem, name_values as vars};
 use wharf_ci::{Diagnostic, Loaded, load_pipeline};
-
-const FILE: &str = ".gitlab-ci.yml";
 
 fn load(yaml: &str) -> Loaded {
     match load_pipeline(FILE, &mem(&[(FILE, yaml)])) {

@@ -7,8 +7,8 @@ use wharf_ci::*;
 
 mod common;
 use common::{
-    Mem, errors_at, errors_with_file, job, job_names as names, mem, name_values as vars,
-    options_with,
+    FILE, Mem, brief, errors_with_file, job, job_names as names, load, mem, name_values as vars,
+    ok, options_with,
 };
 
 /// Load `files` (the first is the main file) with `vars` known up front.
@@ -31,22 +31,6 @@ fn brief_files(files: &[(&str, &str)]) -> Vec<String> {
     }
 }
 
-const FILE: &str = ".gitlab-ci.yml";
-
-fn load(yaml: &str) -> Result<Loaded, Diagnostics> {
-    load_pipeline(FILE, &mem(&[(FILE, yaml)]))
-}
-
-fn ok(yaml: &str) -> Pipeline {
-    match load(yaml) {
-        Ok(l) => l.pipeline,
-        Err(e) => panic!(
-            "expected success, got:\n{}",
-            e.render(&|_| Some(yaml.to_string()))
-        ),
-    }
-}
-
 fn errors(yaml: &str) -> Vec<Diagnostic> {
     match load(yaml) {
         Ok(l) => panic!("expected errors, got {:#?}", l.pipeline),
@@ -55,14 +39,6 @@ fn errors(yaml: &str) -> Vec<Diagnostic> {
                 .filter(|d| d.severity == Severity::Error)
                 .collect()
         }
-    }
-}
-
-/// `line:col: message` of each error, for compact assertions.
-fn brief(yaml: &str) -> Vec<String> {
-    match load(yaml) {
-        Ok(l) => panic!("expected errors, got {:#?}", l.pipeline),
-        Err(e) => errors_at(&e),
     }
 }
 

@@ -7,31 +7,7 @@ use std::time::Duration;
 use wharf_ci::*;
 
 mod common;
-use common::{errors_at, job, mem};
-
-const FILE: &str = ".gitlab-ci.yml";
-
-fn load(yaml: &str) -> Result<Loaded, Diagnostics> {
-    load_pipeline(FILE, &mem(&[(FILE, yaml)]))
-}
-
-fn ok(yaml: &str) -> Pipeline {
-    match load(yaml) {
-        Ok(l) => l.pipeline,
-        Err(e) => panic!(
-            "expected success, got:\n{}",
-            e.render(&|_| Some(yaml.to_string()))
-        ),
-    }
-}
-
-/// `line:col: message` of each error.
-fn brief(yaml: &str) -> Vec<String> {
-    match load(yaml) {
-        Ok(l) => panic!("expected errors, got {:#?}", l.pipeline),
-        Err(e) => errors_at(&e),
-    }
-}
+use common::{brief, job, load, ok};
 
 struct Env {
     vars: HashMap<String, String>,

@@ -2,7 +2,9 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::collections::HashMap;
-use wharf_ci::{Diagnostics, Job, LoadOptions, Loader, Pipeline, Span, Variable};
+use wharf_ci::{
+    Diagnostics, Job, LoadOptions, Loaded, Loader, Pipeline, Span, Variable, load_pipeline,
+};
 
 /// A project held in memory: path -> content. It can list its files (for `include` wildcards
 /// and `rules:exists`).
@@ -80,4 +82,31 @@ pub fn name_values(variables: &[Variable]) -> Vec<(&str, &str)> {
         .iter()
         .map(|v| (v.name.as_str(), v.value.as_str()))
         .collect()
+}
+
+/// The main file of a single-file project.
+pub const FILE: &str = ".gitlab-ci.yml";
+
+/// Load a project whose only file is `FILE` with text `yaml`.
+pub fn load(yaml: &str) -> Result<Loaded, Diagnostics> {
+    load_pipeline(FILE, &mem(&[(FILE, yaml)]))
+}
+
+/// The pipeline `yaml` loads to; the panic shows the rendered errors.
+pub fn ok(yaml: &str) -> Pipeline {
+    match load(yaml) {
+        Ok(l) => l.pipeline,
+        Err(e) => panic!(
+            "expected success, got:\n{}",
+            e.render(&|_| Some(yaml.to_string()))
+        ),
+    }
+}
+
+/// `line:col: message` of each error `yaml` loads with.
+pub fn brief(yaml: &str) -> Vec<String> {
+    match load(yaml) {
+        Ok(l) => panic!("expected errors, got {:#?}", l.pipeline),
+        Err(e) => errors_at(&e),
+    }
 }
