@@ -6,7 +6,7 @@
 use crate::diagnostic::Diags;
 use crate::span::Span;
 use crate::suggest::did_you_mean;
-use crate::yaml::{Map, Node, Psych, Value};
+use crate::yaml::{Entry, Map, Node, Psych, Value};
 
 /// GitLab allows script arrays nested this deep (they come from anchors of lists).
 const MAX_SCRIPT_NESTING: usize = 10;
@@ -23,6 +23,11 @@ pub(crate) fn string(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
             None
         }
     }
+}
+
+/// The entries of `m` that are set: GitLab reads `key:` (null) as if the key were not written.
+pub(crate) fn set_entries(m: &Map) -> impl Iterator<Item = (&String, &Entry)> {
+    m.iter().filter(|(_, e)| !e.value.is_null())
 }
 
 fn not_a_string_list(n: &Node, what: &str, d: &mut Diags) {
