@@ -78,7 +78,17 @@ LOAD_BEFORE="$(uptime)"
 htpasswd -Bbn -C "$HTPASSWD_COST" "$USER_NAME" "$USER_PASS" >"$WORK/htpasswd"
 CREDS="$USER_NAME:$USER_PASS"
 
-# start_wharf NAME AUTH(basic|none) -> sets PORT_<NAME>, PID_<NAME>, STORE_<NAME>
+# remember_server NAME PORT PID BLOBS_DIR: what wait_ready, the figures and the cleanup trap
+# read back as PORT_<NAME>, PID_<NAME>, BLOBS_<NAME> (and PIDS).
+remember_server() {
+  local name=$1
+  PIDS+=("$3")
+  printf -v "PORT_$name" '%s' "$2"
+  printf -v "PID_$name" '%s' "$3"
+  printf -v "BLOBS_$name" '%s' "$4"
+}
+
+# start_wharf NAME AUTH(basic|none) -> sets PORT_<NAME>, PID_<NAME>, BLOBS_<NAME>
 start_wharf() {
   local name=$1 auth=$2 port
   port="$(free_port)"
@@ -86,11 +96,7 @@ start_wharf() {
   local args=(registry serve --addr "127.0.0.1:$port" --root "$WORK/$name/root" --auth "$auth")
   [[ "$auth" == basic ]] && args+=(--htpasswd "$WORK/htpasswd")
   "$WHARF" "${args[@]}" >"$WORK/$name.log" 2>&1 &
-  local pid=$!
-  PIDS+=("$pid")
-  printf -v "PORT_$name" '%s' "$port"
-  printf -v "PID_$name" '%s' "$pid"
-  printf -v "BLOBS_$name" '%s' "$WORK/$name/root/blobs/sha256"
+  remember_server "$name" "$port" $! "$WORK/$name/root/blobs/sha256"
 }
 
 # start_dr NAME AUTH(basic|none)
@@ -106,11 +112,7 @@ start_dr() {
     [[ "$auth" == basic ]] && echo "auth: {htpasswd: {realm: r, path: $WORK/htpasswd}}"
   } >"$WORK/$name.yml"
   docker-registry serve "$WORK/$name.yml" >"$WORK/$name.log" 2>&1 &
-  local pid=$!
-  PIDS+=("$pid")
-  printf -v "PORT_$name" '%s' "$port"
-  printf -v "PID_$name" '%s' "$pid"
-  printf -v "BLOBS_$name" '%s' "$WORK/$name/root/docker/registry/v2/blobs/sha256"
+  remember_server "$name" "$port" $! "$WORK/$name/root/docker/registry/v2/blobs/sha256"
 }
 
 wait_ready() {

@@ -6,7 +6,7 @@
 use crate::diagnostic::Diags;
 use crate::span::Span;
 use crate::suggest::did_you_mean;
-use crate::yaml::{Map, Node, Psych, Value};
+use crate::yaml::{Entry, Map, Node, Psych, Value};
 
 /// GitLab allows script arrays nested this deep (they come from anchors of lists).
 const MAX_SCRIPT_NESTING: usize = 10;
@@ -23,6 +23,21 @@ pub(crate) fn string(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
             None
         }
     }
+}
+
+/// The entries of `m` that are set: GitLab reads `key:` (null) as if the key were not written.
+pub(crate) fn set_entries(m: &Map) -> impl Iterator<Item = (&String, &Entry)> {
+    m.iter().filter(|(_, e)| !e.value.is_null())
+}
+
+fn not_a_string_list(n: &Node, what: &str, d: &mut Diags) {
+    d.error(
+        &n.span,
+        format!(
+            "{what} must be a string or a list of strings, found {}",
+            n.kind()
+        ),
+    );
 }
 
 /// A string or a list of strings.
@@ -50,13 +65,7 @@ pub(crate) fn string_list(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<Str
             ok.then_some(out)
         }
         _ => {
-            d.error(
-                &n.span,
-                format!(
-                    "{what} must be a string or a list of strings, found {}",
-                    n.kind()
-                ),
-            );
+            not_a_string_list(n, what, d);
             None
         }
     }
@@ -97,13 +106,7 @@ pub(crate) fn script(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<String>>
                 false
             }
             _ => {
-                d.error(
-                    &n.span,
-                    format!(
-                        "{what} must be a string or a list of strings, found {}",
-                        n.kind()
-                    ),
-                );
+                not_a_string_list(n, what, d);
                 false
             }
         }

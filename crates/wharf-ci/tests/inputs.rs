@@ -5,19 +5,9 @@ use std::collections::HashMap;
 use wharf_ci::*;
 
 mod common;
-use common::mem;
+use common::{errors_with_file, job, job_names as names, mem, options_with as options};
 
 const MAIN: &str = ".gitlab-ci.yml";
-
-fn options(vars: &[(&str, &str)]) -> LoadOptions {
-    LoadOptions {
-        variables: vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..LoadOptions::default()
-    }
-}
 
 fn ok(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Pipeline {
     match load_pipeline_with(MAIN, &mem(files), &options(vars)) {
@@ -30,27 +20,8 @@ fn ok(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Pipeline {
 fn errors(files: &[(&str, &str)]) -> Vec<String> {
     match load_pipeline_with(MAIN, &mem(files), &options(&[])) {
         Ok(l) => panic!("expected errors, got {:#?}", l.pipeline.jobs),
-        Err(e) => {
-            e.0.iter()
-                .filter(|d| d.is_error())
-                .map(|d| match &d.span {
-                    Some(s) => format!("{s}: {}", d.message),
-                    None => d.message.clone(),
-                })
-                .collect()
-        }
+        Err(e) => errors_with_file(&e),
     }
-}
-
-fn job<'a>(p: &'a Pipeline, name: &str) -> &'a Job {
-    p.jobs
-        .iter()
-        .find(|j| j.name == name)
-        .unwrap_or_else(|| panic!("no job {name} in {:?}", names(p)))
-}
-
-fn names(p: &Pipeline) -> Vec<&str> {
-    p.jobs.iter().map(|j| j.name.as_str()).collect()
 }
 
 const TEMPLATE: &str = "spec:

@@ -4,10 +4,8 @@
 
 mod common;
 
-use common::mem;
-use wharf_ci::{Diagnostic, Job, Loaded, Pipeline, load_pipeline};
-
-const FILE: &str = ".gitlab-ci.yml";
+use common::{FILE, job, mem, name_values as vars};
+use wharf_ci::{Diagnostic, Loaded, load_pipeline};
 
 fn load(yaml: &str) -> Loaded {
     match load_pipeline(FILE, &mem(&[(FILE, yaml)])) {
@@ -19,10 +17,6 @@ fn load(yaml: &str) -> Loaded {
     }
 }
 
-fn job<'a>(p: &'a Pipeline, name: &str) -> &'a Job {
-    p.jobs.iter().find(|j| j.name == name).unwrap()
-}
-
 /// `line:column: message` of each warning.
 fn warnings(loaded: &Loaded) -> Vec<String> {
     loaded
@@ -32,12 +26,6 @@ fn warnings(loaded: &Loaded) -> Vec<String> {
             let s = w.span.as_ref().unwrap();
             format!("{}:{}: {}", s.line, s.column, w.message)
         })
-        .collect()
-}
-
-fn vars(j: &[wharf_ci::Variable]) -> Vec<(&str, &str)> {
-    j.iter()
-        .map(|v| (v.name.as_str(), v.value.as_str()))
         .collect()
 }
 

@@ -6,18 +6,14 @@ use std::time::Duration;
 use wharf_ci::*;
 
 mod common;
-use common::{Mem, mem};
+use common::{
+    FILE, Mem, brief, errors_with_file, job, job_names as names, load, mem, name_values as vars,
+    ok, options_with,
+};
 
 /// Load `files` (the first is the main file) with `vars` known up front.
 fn load_files(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Result<Loaded, Diagnostics> {
-    let options = LoadOptions {
-        variables: vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        ..LoadOptions::default()
-    };
-    load_pipeline_with(files[0].0, &mem(files), &options)
+    load_pipeline_with(files[0].0, &mem(files), &options_with(vars))
 }
 
 fn ok_files(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Pipeline {
@@ -31,36 +27,7 @@ fn ok_files(files: &[(&str, &str)], vars: &[(&str, &str)]) -> Pipeline {
 fn brief_files(files: &[(&str, &str)]) -> Vec<String> {
     match load_files(files, &[]) {
         Ok(l) => panic!("expected errors, got {:#?}", l.pipeline),
-        Err(e) => {
-            e.0.iter()
-                .filter(|d| d.is_error())
-                .map(|d| match &d.span {
-                    Some(s) => format!("{s}: {}", d.message),
-                    None => d.message.clone(),
-                })
-                .collect()
-        }
-    }
-}
-
-fn names(p: &Pipeline) -> Vec<&str> {
-    p.jobs.iter().map(|j| j.name.as_str()).collect()
-}
-
-const FILE: &str = ".gitlab-ci.yml";
-
-fn load(yaml: &str) -> Result<Loaded, Diagnostics> {
-    let mem = Mem(HashMap::from([(FILE.to_string(), yaml.to_string())]));
-    load_pipeline(FILE, &mem)
-}
-
-fn ok(yaml: &str) -> Pipeline {
-    match load(yaml) {
-        Ok(l) => l.pipeline,
-        Err(e) => panic!(
-            "expected success, got:\n{}",
-            e.render(&|_| Some(yaml.to_string()))
-        ),
+        Err(e) => errors_with_file(&e),
     }
 }
 
@@ -73,30 +40,6 @@ fn errors(yaml: &str) -> Vec<Diagnostic> {
                 .collect()
         }
     }
-}
-
-/// `line:col: message` of each error, for compact assertions.
-fn brief(yaml: &str) -> Vec<String> {
-    errors(yaml)
-        .iter()
-        .map(|d| match &d.span {
-            Some(s) => format!("{}:{}: {}", s.line, s.column, d.message),
-            None => d.message.clone(),
-        })
-        .collect()
-}
-
-fn job<'a>(p: &'a Pipeline, name: &str) -> &'a Job {
-    p.jobs
-        .iter()
-        .find(|j| j.name == name)
-        .unwrap_or_else(|| panic!("no job {name}"))
-}
-
-fn vars(v: &[Variable]) -> Vec<(&str, &str)> {
-    v.iter()
-        .map(|v| (v.name.as_str(), v.value.as_str()))
-        .collect()
 }
 
 const SEED: &str = "stages:

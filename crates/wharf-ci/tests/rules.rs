@@ -7,43 +7,7 @@ use std::time::Duration;
 use wharf_ci::*;
 
 mod common;
-use common::mem;
-
-const FILE: &str = ".gitlab-ci.yml";
-
-fn load(yaml: &str) -> Result<Loaded, Diagnostics> {
-    load_pipeline(FILE, &mem(&[(FILE, yaml)]))
-}
-
-fn ok(yaml: &str) -> Pipeline {
-    match load(yaml) {
-        Ok(l) => l.pipeline,
-        Err(e) => panic!(
-            "expected success, got:\n{}",
-            e.render(&|_| Some(yaml.to_string()))
-        ),
-    }
-}
-
-/// `line:col: message` of each error.
-fn brief(yaml: &str) -> Vec<String> {
-    match load(yaml) {
-        Ok(l) => panic!("expected errors, got {:#?}", l.pipeline),
-        Err(e) => {
-            e.0.iter()
-                .filter(|d| d.is_error())
-                .map(|d| match &d.span {
-                    Some(s) => format!("{}:{}: {}", s.line, s.column, d.message),
-                    None => d.message.clone(),
-                })
-                .collect()
-        }
-    }
-}
-
-fn job<'a>(p: &'a Pipeline, name: &str) -> &'a Job {
-    p.jobs.iter().find(|j| j.name == name).unwrap()
-}
+use common::{brief, job, load, ok};
 
 struct Env {
     vars: HashMap<String, String>,

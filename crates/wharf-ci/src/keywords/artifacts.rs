@@ -69,11 +69,8 @@ fn cache(
         when: CacheWhen::OnSuccess,
         span: n.span.clone(),
     };
-    for (k, e) in m {
+    for (k, e) in set_entries(m) {
         let v = &e.value;
-        if v.is_null() {
-            continue;
-        }
         let what = format!("{what} `{k}`");
         match k.as_str() {
             "key" => match &v.value {
@@ -183,11 +180,8 @@ pub(crate) fn artifacts(
         reports_other: Vec::new(),
         span: n.span.clone(),
     };
-    for (k, e) in m {
+    for (k, e) in set_entries(m) {
         let v = &e.value;
-        if v.is_null() {
-            continue;
-        }
         let what = format!("{what} `{k}`");
         match k.as_str() {
             "paths" => a.paths = string_list(v, &what, d).unwrap_or_default(),
@@ -214,12 +208,9 @@ fn reports(n: &Node, what: &str, a: &mut Artifacts, d: &mut Diags) {
     let Some(m) = map(n, what, d) else {
         return;
     };
-    for (k, e) in m {
-        let what = format!("{what} `{k}`");
+    for (k, e) in set_entries(m) {
         let v = &e.value;
-        if v.is_null() {
-            continue;
-        }
+        let what = format!("{what} `{k}`");
         match (k.as_str(), &v.value) {
             ("dotenv", _) => a
                 .reports_dotenv

@@ -157,11 +157,8 @@ fn rule(
         span: n.span.clone(),
     };
     let mut start_in_span = None;
-    for (k, e) in m {
+    for (k, e) in set_entries(m) {
         let v = &e.value;
-        if v.is_null() {
-            continue;
-        }
         let field = format!("`{k}` in a rule of {what}");
         match k.as_str() {
             "if" => r.if_expr = if_expression(v, &field, d),
@@ -338,11 +335,8 @@ pub(crate) fn only_except(
         Value::Map(m) => {
             check_keys(m, &what, ONLY_EXCEPT_KEYS, d);
             let mut out = OnlyExcept::default();
-            for (k, e) in m {
+            for (k, e) in set_entries(m) {
                 let v = &e.value;
-                if v.is_null() {
-                    continue;
-                }
                 let field = format!("{what} `{k}`");
                 match k.as_str() {
                     "refs" => out.refs = string_list(v, &field, d).unwrap_or_default(),
@@ -408,11 +402,8 @@ pub(crate) fn workflow(n: &Node, d: &mut Diags) -> Option<Workflow> {
     check_keys(m, "`workflow`", WORKFLOW_KEYS, d);
     let mut out = Workflow::default();
     let mut unsupported = Vec::new();
-    for (k, e) in m {
+    for (k, e) in set_entries(m) {
         let v = &e.value;
-        if v.is_null() {
-            continue;
-        }
         match k.as_str() {
             "name" => out.name = string(v, "`workflow` `name`", d),
             "rules" => {

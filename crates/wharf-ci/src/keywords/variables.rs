@@ -52,13 +52,7 @@ pub(crate) fn variables(n: &Node, scope: &str, d: &mut Diags) -> Vec<Variable> {
                 (Some(String::new()), Some(true))
             }
             _ => {
-                d.error(
-                    &v.span,
-                    format!(
-                        "{what} must be a string, a number or a map with `value`, found {}",
-                        v.kind()
-                    ),
-                );
+                not_a_variable_value(v, &what, d);
                 (None, None)
             }
         };
@@ -77,6 +71,18 @@ pub(crate) fn variables(n: &Node, scope: &str, d: &mut Diags) -> Vec<Variable> {
 /// A variable's value as GitLab reads it: Psych's YAML 1.1 types turned into text with Ruby's
 /// `to_s` (`1.10` -> "1.1", `010` -> "8", `yes` -> "true"), with a warning when that differs from
 /// what is written.
+/// The error for a variable whose value has a shape GitLab does not take; `variables:` and a
+/// variables file (variables_file.rs) word it alike.
+pub(super) fn not_a_variable_value(v: &Node, what: &str, d: &mut Diags) {
+    d.error(
+        &v.span,
+        format!(
+            "{what} must be a string, a number or a map with `value`, found {}",
+            v.kind()
+        ),
+    );
+}
+
 fn variable_value(s: &crate::yaml::Scalar, n: &Node, what: &str, d: &mut Diags) -> Option<String> {
     match s.psych() {
         Psych::Bool(_) => {

@@ -1,5 +1,6 @@
 //! `--variables-file` in YAML form: `KEY: value` or `KEY: {value, masked, type: file|env_var}`.
 
+use super::variables::not_a_variable_value;
 use crate::diagnostic::Diags;
 use crate::model::FileVariable;
 use crate::read::{boolean, string};
@@ -105,13 +106,7 @@ pub(crate) fn parse(name: &str, text: &str, d: &mut Diags) -> Vec<FileVariable> 
                     }
                 }
                 _ => {
-                    d.error(
-                        &v.span,
-                        format!(
-                            "{what} must be a string, a number or a map with `value`, found {}",
-                            v.kind()
-                        ),
-                    );
+                    not_a_variable_value(v, &what, d);
                 }
             }
         }

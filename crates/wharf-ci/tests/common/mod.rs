@@ -2,7 +2,9 @@
 #![allow(dead_code)] // each test binary uses its own part of this module
 
 use std::collections::HashMap;
-use wharf_ci::Loader;
+use wharf_ci::{
+    Diagnostics, Job, LoadOptions, Loaded, Loader, Pipeline, Span, Variable, load_pipeline,
+};
 
 /// A project held in memory: path -> content. It can list its files (for `include` wildcards
 /// and `rules:exists`).
@@ -26,4 +28,85 @@ pub fn mem(files: &[(&str, &str)]) -> Mem {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect())
+}
+
+/// Load options with `vars` known up front (as a runner passes them).
+pub fn options_with(vars: &[(&str, &str)]) -> LoadOptions {
+    LoadOptions {
+        variables: vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..LoadOptions::default()
+    }
+}
+
+/// `file:line:col: message` of each error, for assertions that name the file.
+pub fn errors_with_file(diagnostics: &Diagnostics) -> Vec<String> {
+    error_lines(diagnostics, |s| s.to_string())
+}
+
+/// `line:col: message` of each error, for compact assertions on a single file.
+pub fn errors_at(diagnostics: &Diagnostics) -> Vec<String> {
+    error_lines(diagnostics, |s| format!("{}:{}", s.line, s.column))
+}
+
+fn error_lines(diagnostics: &Diagnostics, place: impl Fn(&Span) -> String) -> Vec<String> {
+    diagnostics
+        .0
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| match &d.span {
+            Some(s) => format!("{}: {}", place(s), d.message),
+            None => d.message.clone(),
+        })
+        .collect()
+}
+
+/// The job called `name`; the panic lists the jobs there are.
+pub fn job<'a>(pipeline: &'a Pipeline, name: &str) -> &'a Job {
+    pipeline
+        .jobs
+        .iter()
+        .find(|j| j.name == name)
+        .unwrap_or_else(|| panic!("no job {name} in {:?}", job_names(pipeline)))
+}
+
+pub fn job_names(pipeline: &Pipeline) -> Vec<&str> {
+    pipeline.jobs.iter().map(|j| j.name.as_str()).collect()
+}
+
+/// `(name, value)` of each variable, in order.
+pub fn name_values(variables: &[Variable]) -> Vec<(&str, &str)> {
+    variables
+        .iter()
+        .map(|v| (v.name.as_str(), v.value.as_str()))
+        .collect()
+}
+
+/// The main file of a single-file project.
+pub const FILE: &str = ".gitlab-ci.yml";
+
+/// Load a project whose only file is `FILE` with text `yaml`.
+pub fn load(yaml: &str) -> Result<Loaded, Diagnostics> {
+    load_pipeline(FILE, &mem(&[(FILE, yaml)]))
+}
+
+/// The pipeline `yaml` loads to; the panic shows the rendered errors.
+pub fn ok(yaml: &str) -> Pipeline {
+    match load(yaml) {
+        Ok(l) => l.pipeline,
+        Err(e) => panic!(
+            "expected success, got:\n{}",
+            e.render(&|_| Some(yaml.to_string()))
+        ),
+    }
+}
+
+/// `line:col: message` of each error `yaml` loads with.
+pub fn brief(yaml: &str) -> Vec<String> {
+    match load(yaml) {
+        Ok(l) => panic!("expected errors, got {:#?}", l.pipeline),
+        Err(e) => errors_at(&e),
+    }
 }

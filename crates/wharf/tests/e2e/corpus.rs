@@ -12,6 +12,7 @@
 //! expectations must still FAIL (and they get no snapshot), so fixing wharf forces an update of
 //! the list. `WHARF_CORPUS=<substring>` runs only the fixtures whose name contains it.
 
+use crate::support::{git, load_busybox_into_docker};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -126,17 +127,6 @@ fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &dest).unwrap();
         }
     }
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
-        .args(["-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {out:?}");
 }
 
 fn setup_git(dir: &Path, g: &Git) {
@@ -677,19 +667,7 @@ fn corpus_shell_executor() {
 #[test]
 #[ignore = "needs dockerd: run by scripts/test-all.sh"]
 fn corpus_docker_executor() {
-    let docker_up = Command::new("docker")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(
-        docker_up,
-        "dockerd does not answer: run through scripts/test-all.sh"
-    );
-    let image_dir = tempfile::tempdir().unwrap();
-    wharf_testkit::build_busybox_image(image_dir.path(), &[])
-        .unwrap()
-        .load_into_docker(CORPUS_IMAGE)
-        .unwrap();
+    load_busybox_into_docker(CORPUS_IMAGE);
     let fixtures: Vec<Fixture> = load_fixtures()
         .into_iter()
         .filter(|f| f.expect.docker)

@@ -3,7 +3,6 @@
 //! Run by `scripts/test-all.sh` (`cargo test -- --include-ignored`), which starts dockerd.
 
 use crate::support::*;
-use base64::Engine as _;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -53,10 +52,6 @@ impl Drop for Env {
     }
 }
 
-fn b64(s: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
 fn auth_json(host: &str, user: &str, pass: &str) -> String {
     serde_json::json!({"auths": {host: {"auth": b64(&format!("{user}:{pass}"))}}}).to_string()
 }
@@ -101,36 +96,6 @@ fn assert_seed_succeeded(
     all.extend(extra_secrets.iter().map(|s| s.to_string()));
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
     p.assert_no_secrets(run, &refs);
-}
-
-fn container_prefix(p: &Project) -> String {
-    let name = p.path().file_name().unwrap().to_string_lossy();
-    format!(
-        "wharf-{}-",
-        name.chars()
-            .filter(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-    )
-}
-
-fn containers_of(p: &Project) -> String {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--format",
-            "{{.Names}}",
-            "--filter",
-            &format!("name={}", container_prefix(p)),
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-#[track_caller]
-fn assert_no_containers(p: &Project) {
-    assert_eq!(containers_of(p), "", "containers left behind");
 }
 
 fn write_config(dir: &Path, json: &serde_json::Value) {
@@ -408,19 +373,7 @@ fn login_checks_and_stores_like_docker_login() {
         let stored: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(stored["psFormat"], "x");
         assert!(stored["auths"]["keep.example.com"].is_object());
-        let entry = &stored["auths"][host.as_str()];
-        if env.reg.token_url().is_some() {
-            // Token registry: a refresh token, like `docker login`.
-            assert!(
-                entry["identitytoken"]
-                    .as_str()
-                    .is_some_and(|t| !t.is_empty()),
-                "{entry}"
-            );
-            assert!(!text.contains(PASS));
-        } else {
-            assert_eq!(entry["auth"], b64(&format!("{USER}:{PASS}")));
-        }
+        assert_login_stored(&text, &host, env.reg.token_url().is_some(), USER, PASS);
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(cfg.join("config.json"))
@@ -468,13 +421,10 @@ fn login_checks_and_stores_like_docker_login() {
 #[ignore = "needs dockerd and docker-registry: run by scripts/test-all.sh"]
 fn ctrl_c_removes_the_job_container_and_exits_130() {
     let env = Env::basic();
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
-        &format!(
-            "job:\n  image: {}\n  script:\n    - echo started\n    - sleep 60\n",
-            env.image
-        ),
-    )]);
+    let p = Project::pipeline(&format!(
+        "job:\n  image: {}\n  script:\n    - echo started\n    - sleep 60\n",
+        env.image
+    ));
     let child = p
         .wharf()
         .args([
@@ -521,12 +471,9 @@ fn entrypoint_is_respected_and_can_be_cleared() {
         .status()
         .unwrap();
     assert!(status.success());
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
-        &format!(
-            "kept:\n  image: {tag}\n  script: [echo job-ran]\ncleared:\n  image:\n    name: {tag}\n    entrypoint: [\"\"]\n  script: [echo job-ran]\n"
-        ),
-    )]);
+    let p = Project::pipeline(&format!(
+        "kept:\n  image: {tag}\n  script: [echo job-ran]\ncleared:\n  image:\n    name: {tag}\n    entrypoint: [\"\"]\n  script: [echo job-ran]\n"
+    ));
     let run = p.run(&["run", "--pull-policy", "never"]);
     run.assert_code(0);
     let kept = p.read(".wharf/logs/kept.log");

@@ -463,15 +463,7 @@ fn hostile_jobs_cannot_reach_outside_without_openat2() {
 #[test]
 #[ignore = "needs dockerd: run by scripts/test-all.sh"]
 fn hostile_jobs_cannot_reach_outside_with_the_docker_executor() {
-    assert!(
-        docker_answers(),
-        "dockerd does not answer: run through scripts/test-all.sh"
-    );
-    let image_dir = tempfile::tempdir().unwrap();
-    wharf_testkit::build_busybox_image(image_dir.path(), &[])
-        .unwrap()
-        .load_into_docker(IMAGE)
-        .unwrap();
+    load_busybox_into_docker(IMAGE);
     run_hostile_suite(Executor::Docker, 100_000_000, &[]);
     issue_pipeline_leaves_the_host_untouched();
     let _ = Command::new("docker").args(["rmi", IMAGE]).output();

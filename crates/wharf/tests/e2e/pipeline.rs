@@ -4,8 +4,7 @@
 //! themselves, never with wall-clock assertions in the test.
 
 use crate::support::*;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 /// A folder outside the project where jobs leave markers (`$MARKERS`).
 struct Markers(tempfile::TempDir);
@@ -33,19 +32,6 @@ impl Markers {
 
 fn stamp(name: &str) -> String {
     format!("date +%s%N > $MARKERS/{name}")
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
 }
 
 #[test]
@@ -89,10 +75,9 @@ fn concurrency_one_runs_jobs_one_after_the_other_without_prefixes() {
 
 #[test]
 fn several_jobs_at_once_get_prefixed_lines_and_plain_logs() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "first:\n  script: [echo from-first]\nsecond:\n  script: [echo from-second]\n",
-    )]);
+    );
     let run = p.run(&["run", "--concurrency", "2"]);
     run.assert_code(0)
         .assert_contains("first  | from-first")
@@ -104,15 +89,14 @@ fn several_jobs_at_once_get_prefixed_lines_and_plain_logs() {
 
 #[test]
 fn a_failed_need_skips_its_dependants_but_not_unrelated_jobs() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "stages: [build, test, deploy]\n\
 a:\n  stage: build\n  script: [exit 3]\n\
 b:\n  stage: test\n  needs: [a]\n  script: [echo b-ran]\n\
 c:\n  stage: deploy\n  needs: [b]\n  script: [echo c-ran]\n\
 free:\n  stage: deploy\n  needs: []\n  script: [echo free-ran]\n\
 rescue:\n  stage: deploy\n  needs: [a]\n  when: on_failure\n  script: [echo rescue-ran]\n",
-    )]);
+    );
     p.run(&["run", "--concurrency", "4"])
         .assert_code(1)
         .assert_lacks("b-ran")
@@ -126,10 +110,9 @@ rescue:\n  stage: deploy\n  needs: [a]\n  when: on_failure\n  script: [echo resc
 #[test]
 fn retry_runs_a_failing_job_again_and_says_so() {
     let m = Markers::new();
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "flaky:\n  retry: 2\n  script:\n    - n=$(cat $MARKERS/count 2>/dev/null || echo 0); n=$((n+1)); echo $n > $MARKERS/count\n    - test $n -ge 3\n",
-    )]);
+    );
     p.run(&["run", "--variable", &m.arg()])
         .assert_code(0)
         .assert_contains("Retrying job (attempt 2 of 3)")
@@ -147,10 +130,9 @@ fn retry_runs_a_failing_job_again_and_says_so() {
 #[test]
 fn retry_when_limits_the_reasons() {
     let m = Markers::new();
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "job:\n  retry:\n    max: 2\n    when: [runner_system_failure]\n  script: [\"echo x >> $MARKERS/runs\", exit 1]\n",
-    )]);
+    );
     p.run(&["run", "--variable", &m.arg()])
         .assert_code(1)
         .assert_lacks("Retrying job");
@@ -160,10 +142,9 @@ fn retry_when_limits_the_reasons() {
 #[test]
 fn timeout_kills_the_job_and_fails_it_as_job_execution_timeout() {
     let m = Markers::new();
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "slow:\n  timeout: 2 seconds\n  script: [\"sleep 30 && touch $MARKERS/not-killed\"]\nafter:\n  stage: deploy\n  when: always\n  script: [echo after-ran]\n",
-    )]);
+    );
     p.run(&["run", "--variable", &m.arg()])
         .assert_code(1)
         .assert_contains("job_execution_timeout")
@@ -217,13 +198,12 @@ fn allow_failure_exit_codes_allow_only_those_codes() {
 
 #[test]
 fn rules_decide_which_jobs_run_with_their_variables_and_when() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "variables:\n  TARGET: staging\n\
 deploy:\n  rules:\n    - if: $TARGET == \"production\"\n      variables: {WHERE: prod}\n    - if: $TARGET =~ /^stag/\n      variables: {WHERE: stage}\n  script: [echo \"deploy to $WHERE\"]\n\
 never:\n  rules:\n    - if: $TARGET\n      when: never\n    - when: always\n  script: [echo never-ran]\n\
 nomatch:\n  rules:\n    - if: $UNSET_VAR\n  script: [echo nomatch-ran]\n",
-    )]);
+    );
     p.run(&["run"])
         .assert_code(0)
         .assert_contains("deploy to stage")
@@ -264,14 +244,13 @@ docker:\n  rules:\n    - exists: [Dockerfile]\n  script: [echo docker-ran]\n",
 
 #[test]
 fn only_except_use_the_checked_out_branch_and_tag() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "on-main:\n  only: [main]\n  script: [echo main-ran]\n\
 on-feature:\n  only: [/^feature-/]\n  script: [echo feature-ran]\n\
 not-tags:\n  except: [tags]\n  script: [echo branch-ran]\n\
 tags-only:\n  only: [tags]\n  script: [echo \"tag-ran $CI_COMMIT_TAG\"]\n\
 vars:\n  only:\n    variables: [$RELEASE == \"yes\"]\n  script: [echo vars-ran]\n",
-    )]);
+    );
     git(p.path(), &["init", "-q", "-b", "main"]);
     git(p.path(), &["add", "."]);
     git(p.path(), &["commit", "-qm", "init"]);
@@ -298,10 +277,9 @@ vars:\n  only:\n    variables: [$RELEASE == \"yes\"]\n  script: [echo vars-ran]\
 
 #[test]
 fn workflow_rules_can_decline_the_pipeline() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "workflow:\n  rules:\n    - if: $CI_PIPELINE_SOURCE == \"schedule\"\n      when: never\n    - if: $GO\n      variables: {FROM_WORKFLOW: wf}\njob:\n  script: [echo \"job-ran $FROM_WORKFLOW\"]\n",
-    )]);
+    );
     p.run(&["run"])
         .assert_code(0)
         .assert_contains("Pipeline not created")
@@ -324,13 +302,12 @@ fn workflow_rules_can_decline_the_pipeline() {
 
 #[test]
 fn dotenv_reports_feed_the_jobs_that_take_the_artifacts() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "build:\n  stage: build\n  variables: {VERSION: from-yaml}\n  script: [echo VERSION=1.2.3 > build.env]\n  artifacts:\n    reports:\n      dotenv: build.env\n\
 use:\n  stage: test\n  needs: [build]\n  variables: {VERSION: job-level}\n  script: [echo \"version=$VERSION\"]\n\
 no-artifacts:\n  stage: test\n  needs: [{job: build, artifacts: false}]\n  script:\n    - echo \"none=${VERSION:-unset}\"\n\
 cli:\n  stage: test\n  script: [echo \"cli=$OTHER\"]\n",
-    )]);
+    );
     p.run(&["run", "--variable", "OTHER=x"])
         .assert_code(0)
         // dotenv beats the job's own variables (GitLab's precedence).
@@ -342,10 +319,9 @@ cli:\n  stage: test\n  script: [echo \"cli=$OTHER\"]\n",
 #[test]
 fn a_job_without_parallel_has_node_total_one_and_no_node_index() {
     // GitLab sets CI_NODE_TOTAL=1 for every job; only CI_NODE_INDEX is absent.
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "test:\n  script:\n    - 'echo \"total=$CI_NODE_TOTAL index=${CI_NODE_INDEX-unset}\"'\n",
-    )]);
+    );
     p.run(&["run"])
         .assert_code(0)
         .assert_contains("total=1 index=unset");
@@ -353,10 +329,9 @@ fn a_job_without_parallel_has_node_total_one_and_no_node_index() {
 
 #[test]
 fn parallel_instances_get_their_node_index() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "test:\n  parallel: 3\n  script: [echo \"node $CI_NODE_INDEX of $CI_NODE_TOTAL id=$CI_JOB_ID\"]\n",
-    )]);
+    );
     let run = p.run(&["run", "--concurrency", "1"]);
     run.assert_code(0)
         .assert_contains("node 1 of 3")
@@ -417,14 +392,13 @@ fn trigger_without_depend_passes_once_the_child_is_created() {
 
 #[test]
 fn run_selects_by_stage_needs_and_manual() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "stages: [build, test, deploy]\n\
 compile:\n  stage: build\n  script: [echo compile-ran]\n\
 unit:\n  stage: test\n  needs: [compile]\n  script: [echo unit-ran]\n\
 lint:\n  stage: test\n  script: [echo lint-ran]\n\
 ship:\n  stage: deploy\n  when: manual\n  script: [echo ship-ran]\n",
-    )]);
+    );
     p.run(&["run", "unit"])
         .assert_code(0)
         .assert_contains("unit-ran")
@@ -451,10 +425,9 @@ ship:\n  stage: deploy\n  when: manual\n  script: [echo ship-ran]\n",
 
 #[test]
 fn coverage_is_read_from_the_log_and_shown_in_the_summary() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "test:\n  coverage: '/Total coverage: \\d+\\.\\d+%/'\n  script:\n    - 'echo \"Total coverage: 12.0%\"'\n    - 'echo \"Total coverage: 87.5%\"'\n",
-    )]);
+    );
     p.run(&["run"])
         .assert_code(0)
         .assert_contains("coverage")
@@ -463,10 +436,8 @@ fn coverage_is_read_from_the_log_and_shown_in_the_summary() {
 
 #[test]
 fn json_events_go_to_stdout_and_human_output_to_stderr() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
-        "ok:\n  script: [echo fine]\nbad:\n  needs: []\n  script: [exit 4]\n",
-    )]);
+    let p =
+        Project::pipeline("ok:\n  script: [echo fine]\nbad:\n  needs: []\n  script: [exit 4]\n");
     let run = p.run(&["run", "--json"]);
     run.assert_code(1);
     let events: Vec<serde_json::Value> = run
@@ -492,11 +463,10 @@ fn json_events_go_to_stdout_and_human_output_to_stderr() {
 
 #[test]
 fn list_shows_stage_job_when_rules_and_needs() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "build:\n  stage: build\n  script: [x]\n\
 deploy:\n  stage: deploy\n  needs: [build]\n  rules:\n    - if: $DEPLOY\n      when: manual\n  script: [x]\n",
-    )]);
+    );
     let run = p.run(&["list"]);
     run.assert_code(0)
         .assert_contains("stage")
@@ -522,10 +492,7 @@ fn lint_reports_every_problem_or_says_valid() {
     p.run(&["lint"])
         .assert_code(0)
         .assert_contains("valid (2 jobs)");
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
-        "a:\n  scirpt: [x]\nb:\n  script: [y]\n  needs: [nope]\n",
-    )]);
+    let p = Project::pipeline("a:\n  scirpt: [x]\nb:\n  script: [y]\n  needs: [nope]\n");
     p.run(&["lint"])
         .assert_code(2)
         .assert_contains(".gitlab-ci.yml:2:3")

@@ -127,11 +127,6 @@ impl Drop for Served {
     }
 }
 
-fn b64(s: &str) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(s)
-}
-
 // ---------------------------------------------------------------- fast tier (no daemon)
 
 #[test]
@@ -463,19 +458,7 @@ fn wharf_login_in_both_modes() {
             .assert_code(0)
             .assert_contains("Login Succeeded");
         let text = std::fs::read_to_string(home.path().join(".docker/config.json")).unwrap();
-        let stored: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let entry = &stored["auths"][host.as_str()];
-        if mode == "token" {
-            assert!(
-                entry["identitytoken"]
-                    .as_str()
-                    .is_some_and(|t| !t.is_empty()),
-                "{entry}"
-            );
-            assert!(!text.contains(PASS));
-        } else {
-            assert_eq!(entry["auth"], b64(&format!("{USER}:{PASS}")));
-        }
+        assert_login_stored(&text, &host, mode == "token", USER, PASS);
         let mut bad = wharf();
         bad.env("HOME", home.path())
             .args(["login", &host, "-u", USER, "--password-stdin"]);

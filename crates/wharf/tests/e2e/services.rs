@@ -72,38 +72,14 @@ fn serve(port: u16, text: &str) -> String {
     )
 }
 
-fn containers_of(p: &Project) -> String {
-    let name = p.path().file_name().unwrap().to_string_lossy();
-    let prefix: String = name.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--format",
-            "{{.Names}}",
-            "--filter",
-            &format!("name=wharf-{prefix}-"),
-        ])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-#[track_caller]
-fn assert_no_containers(p: &Project) {
-    assert_eq!(containers_of(p), "", "containers left behind");
-}
-
 #[test]
 #[ignore = "needs dockerd and docker-registry: run by scripts/test-all.sh"]
 fn service_is_reached_by_alias_default_alias_and_loopback_then_removed() {
     let img = Images::new("alias");
     // The default aliases of `wharf-e2e-alias-web:<pid>`: the name without the tag.
     let default_alias = img.web.split(':').next().unwrap().to_string();
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
-        &format!(
-            r#"job:
+    let p = Project::pipeline(&format!(
+        r#"job:
   image: {base}
   services:
     - name: {web}
@@ -115,11 +91,10 @@ fn service_is_reached_by_alias_default_alias_and_loopback_then_removed() {
     - wget -q -O- http://{default_alias}:8080/
     - wget -q -O- http://127.0.0.1:8080/
 "#,
-            base = img.base,
-            web = img.web,
-            cmd = serve(8080, "echo hello-from-service"),
-        ),
-    )]);
+        base = img.base,
+        web = img.web,
+        cmd = serve(8080, "echo hello-from-service"),
+    ));
     let run = p.run(&["run", "--pull-policy", "never"]);
     run.assert_code(0)
         .assert_contains(&format!("Starting service {} ...", img.web))
@@ -174,10 +149,8 @@ fn services_see_the_jobs_build_folder_at_the_same_path() {
 #[ignore = "needs dockerd and docker-registry: run by scripts/test-all.sh"]
 fn two_services_share_the_namespace_and_healthcheck_port_is_waited_for() {
     let img = Images::new("two");
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
-        &format!(
-            r#"job:
+    let p = Project::pipeline(&format!(
+        r#"job:
   image: {base}
   services:
     - name: {web}
@@ -195,11 +168,10 @@ fn two_services_share_the_namespace_and_healthcheck_port_is_waited_for() {
     - wget -q -O- http://db:5432/
     - wget -q -O- http://127.0.0.1:5432/
 "#,
-            base = img.base,
-            web = img.web,
-            cmd = serve(8080, "echo hello-from-web"),
-        ),
-    )]);
+        base = img.base,
+        web = img.web,
+        cmd = serve(8080, "echo hello-from-web"),
+    ));
     let run = p.run(&["run", "--pull-policy", "never"]);
     run.assert_code(0)
         .assert_contains("hello-from-web")
@@ -218,10 +190,8 @@ fn two_services_share_the_namespace_and_healthcheck_port_is_waited_for() {
 fn service_variables_stay_with_the_service_and_secrets_never_reach_it() {
     let img = Images::new("vars");
     let secret = "svc-s3cret-value-42";
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
-        &format!(
-            r#"variables:
+    let p = Project::pipeline(&format!(
+        r#"variables:
   PUBLIC_NAME: visible
 job:
   image: {base}
@@ -239,11 +209,10 @@ job:
     - grep -q DOCKER_AUTH_CONFIG /tmp/env || echo service-lacks-auth
     - test -z "$GREETING" && echo job-lacks-service-variable
 "#,
-            base = img.base,
-            web = img.web,
-            cmd = serve(8080, "env"),
-        ),
-    )]);
+        base = img.base,
+        web = img.web,
+        cmd = serve(8080, "env"),
+    ));
     let vars = p.home.path().join("vars.yml");
     write(
         &vars,
@@ -273,10 +242,8 @@ job:
 #[ignore = "needs dockerd and docker-registry: run by scripts/test-all.sh"]
 fn services_are_removed_after_a_failed_job_and_an_early_exit_is_a_warning() {
     let img = Images::new("fail");
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
-        &format!(
-            r#"crashing-service:
+    let p = Project::pipeline(&format!(
+        r#"crashing-service:
   image: {base}
   services:
     - name: {web}
@@ -294,11 +261,10 @@ failing-job:
     - wget -q -O- http://web:8080/
     - exit 3
 "#,
-            base = img.base,
-            web = img.web,
-            cmd = serve(8080, "echo up"),
-        ),
-    )]);
+        base = img.base,
+        web = img.web,
+        cmd = serve(8080, "echo up"),
+    ));
     let run = p.run(&["run", "--pull-policy", "never"]);
     run.assert_code(1).assert_contains("exit code 3");
     let crashing = p.read(".wharf/logs/crashing-service.log");
@@ -320,15 +286,12 @@ failing-job:
 #[ignore = "needs dockerd and docker-registry: run by scripts/test-all.sh"]
 fn ctrl_c_removes_the_service_containers() {
     let img = Images::new("cancel");
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
-        &format!(
-            "job:\n  image: {base}\n  services:\n    - name: {web}\n      alias: web\n      command: {cmd}\n  script:\n    - echo started\n    - sleep 60\n",
-            base = img.base,
-            web = img.web,
-            cmd = serve(8080, "echo up"),
-        ),
-    )]);
+    let p = Project::pipeline(&format!(
+        "job:\n  image: {base}\n  services:\n    - name: {web}\n      alias: web\n      command: {cmd}\n  script:\n    - echo started\n    - sleep 60\n",
+        base = img.base,
+        web = img.web,
+        cmd = serve(8080, "echo up"),
+    ));
     let child = p
         .wharf()
         .args(["run", "--pull-policy", "never"])
@@ -377,10 +340,8 @@ fn service_image_from_a_protected_registry_uses_the_jobs_docker_auth_config() {
         .unwrap();
     // host is 127.0.0.1:<port>: the default aliases drop the port.
     let alias = "127.0.0.1-team-svc";
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
-        &format!(
-            r#"job:
+    let p = Project::pipeline(&format!(
+        r#"job:
   image: {job_image}
   services:
     - name: {svc_image}
@@ -391,9 +352,8 @@ fn service_image_from_a_protected_registry_uses_the_jobs_docker_auth_config() {
     - wget -q -O- http://{alias}:8080/
     - wget -q -O- http://127.0.0.1__team__svc:8080/
 "#,
-            cmd = serve(8080, "echo served-from-private-image"),
-        ),
-    )]);
+        cmd = serve(8080, "echo served-from-private-image"),
+    ));
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASS}"));
     let auth = serde_json::json!({"auths": {host.clone(): {"auth": b64}}}).to_string();
     let run = p.run(&["run", "--variable", &format!("DOCKER_AUTH_CONFIG={auth}")]);
@@ -418,10 +378,9 @@ fn service_image_from_a_protected_registry_uses_the_jobs_docker_auth_config() {
     assert_no_containers(&p);
 
     // Without credentials the service image is refused like a job image: a configuration error.
-    let p2 = Project::new(&[(
-        ".gitlab-ci.yml",
-        &format!("job:\n  image: {job_image}\n  services: [{svc_image}]\n  script: [echo never]\n"),
-    )]);
+    let p2 = Project::pipeline(&format!(
+        "job:\n  image: {job_image}\n  services: [{svc_image}]\n  script: [echo never]\n"
+    ));
     let only_job = serde_json::json!({"auths": {format!("{host}/job"): {"auth": base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASS}"))}}}).to_string();
     let run = p2.run(&[
         "run",

@@ -1,7 +1,6 @@
 //! Fast tier: the shell executor, variables, masking, files, exit codes, diagnostics.
 
 use crate::support::*;
-use std::process::Command;
 
 #[test]
 fn seed_pipeline_runs_with_shell_executor_and_keeps_the_source_tree() {
@@ -54,18 +53,7 @@ fn git_work_tree_gives_tracked_untracked_and_edited_files_but_not_ignored_ones()
         ("tracked.txt", "committed\n"),
         (".gitignore", "ignored.txt\n"),
     ]);
-    let git = |args: &[&str]| {
-        let ok = Command::new("git")
-            .args(args)
-            .current_dir(p.path())
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .output()
-            .unwrap();
-        assert!(ok.status.success(), "{ok:?}");
-    };
+    let git = |args: &[&str]| git(p.path(), args);
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "."]);
     git(&["commit", "-qm", "init"]);
@@ -82,10 +70,9 @@ fn git_work_tree_gives_tracked_untracked_and_edited_files_but_not_ignored_ones()
 
 #[test]
 fn failing_command_stops_the_script_runs_after_script_and_exits_1() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "job:\n  script:\n    - echo before\n    - exit 7\n    - echo never-printed\n  after_script:\n    - echo \"after status=$CI_JOB_STATUS\"\n",
-    )]);
+    );
     p.run(&["run"])
         .assert_code(1)
         .assert_contains("before")
@@ -97,10 +84,9 @@ fn failing_command_stops_the_script_runs_after_script_and_exits_1() {
 
 #[test]
 fn allowed_failure_passes_and_later_stage_runs() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "flaky:\n  stage: build\n  allow_failure: true\n  script: [\"false\"]\nnext:\n  stage: test\n  script: [echo next-ran]\n",
-    )]);
+    );
     p.run(&["run"])
         .assert_code(0)
         .assert_contains("next-ran")
@@ -109,10 +95,9 @@ fn allowed_failure_passes_and_later_stage_runs() {
 
 #[test]
 fn a_failed_stage_skips_later_stages_but_runs_on_failure_jobs() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "b:\n  stage: build\n  script: [\"false\"]\nt:\n  stage: test\n  script: [echo t-ran]\ncleanup:\n  stage: deploy\n  when: on_failure\n  script: [echo cleanup-ran]\n",
-    )]);
+    );
     p.run(&["run"])
         .assert_code(1)
         .assert_lacks("t-ran")
@@ -122,10 +107,9 @@ fn a_failed_stage_skips_later_stages_but_runs_on_failure_jobs() {
 
 #[test]
 fn artifacts_of_earlier_stages_reach_later_jobs() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "make:\n  stage: build\n  script: [mkdir -p out, echo hello > out/a.txt]\n  artifacts:\n    paths: [out/]\nuse:\n  stage: test\n  script: [cat out/a.txt]\n",
-    )]);
+    );
     p.run(&["run"]).assert_code(0).assert_contains("hello");
     assert_eq!(p.read(".wharf/artifacts/make/out/a.txt"), "hello\n");
 }
@@ -161,10 +145,9 @@ fn dotenv_variables_file_and_nested_expansion() {
 #[test]
 fn masked_and_file_variables_never_reach_logs() {
     let secret = "pa55-w0rd-XYZZY";
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "job:\n  script:\n    - echo \"token is $TOKEN\"\n    - echo \"file holds $(cat $KEYFILE)\"\n    - test -f \"$KEYFILE\"\n",
-    )]);
+    );
     // Kept outside the project, as users keep such files.
     let secrets = p.home.path().join("secrets.yml");
     write(
@@ -187,10 +170,9 @@ fn masked_values_are_masked_in_json_events_too() {
     // Regression: `environment: name` expanded a masked variable into the job_finished event.
     // The secret holds a quote, which JSON escapes: masking must happen before encoding.
     let secret = r#"env-s3cr3t"quoted"#;
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "deploy:\n  environment:\n    name: review/$TOKEN\n  script: [echo \"to $CI_ENVIRONMENT_NAME\"]\n",
-    )]);
+    );
     let secrets = p.home.path().join("secrets.yml");
     write(
         &secrets,
@@ -217,10 +199,9 @@ fn masked_values_are_masked_in_json_events_too() {
 #[test]
 fn docker_auth_config_given_as_variable_is_masked_even_if_echoed() {
     let auth = r#"{"auths":{"r.example.com":{"auth":"dXNlcjpzM2NyZXQtcGFzc3dvcmQ="}}}"#;
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
+    let p = Project::pipeline(
         "job:\n  script:\n    - echo \"$DOCKER_AUTH_CONFIG\"\n    - printf 'user:s3cret-pass%s\\n' word\n",
-    )]);
+    );
     let run = p.run(&["run", "--variable", &format!("DOCKER_AUTH_CONFIG={auth}")]);
     run.assert_code(0).assert_contains("[MASKED]");
     p.assert_no_secrets(
@@ -231,10 +212,7 @@ fn docker_auth_config_given_as_variable_is_masked_even_if_echoed() {
 
 #[test]
 fn yaml_errors_exit_2_with_file_line_column() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
-        "job:\n  stage: build\n  scirpt:\n    - echo hi\n",
-    )]);
+    let p = Project::pipeline("job:\n  stage: build\n  scirpt:\n    - echo hi\n");
     p.run(&["run"])
         .assert_code(2)
         .assert_contains(".gitlab-ci.yml:3:3")
@@ -259,10 +237,7 @@ fn bad_variable_flag_does_not_echo_the_value() {
 
 #[test]
 fn docker_jobs_without_a_daemon_fail_clearly() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
-        "job:\n  image: busybox\n  script: [echo hi]\n",
-    )]);
+    let p = Project::pipeline("job:\n  image: busybox\n  script: [echo hi]\n");
     let run = Run::from(
         p.wharf()
             .args(["run"])
@@ -278,10 +253,7 @@ fn docker_jobs_without_a_daemon_fail_clearly() {
 
 #[test]
 fn manual_jobs_are_skipped_unless_named() {
-    let p = Project::new(&[(
-        ".gitlab-ci.yml",
-        "deploy:\n  when: manual\n  script: [echo deployed]\n",
-    )]);
+    let p = Project::pipeline("deploy:\n  when: manual\n  script: [echo deployed]\n");
     p.run(&["run"])
         .assert_code(0)
         .assert_lacks("deployed")

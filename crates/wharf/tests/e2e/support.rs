@@ -29,6 +29,11 @@ impl Project {
         }
     }
 
+    /// A project holding only `.gitlab-ci.yml`, with `pipeline` as its text.
+    pub fn pipeline(pipeline: &str) -> Self {
+        Self::new(&[(".gitlab-ci.yml", pipeline)])
+    }
+
     /// The seed pipeline with its image replaced by `image` (None: keep the original).
     pub fn seed(image: Option<&str>) -> Self {
         let pipeline = match image {
@@ -207,10 +212,100 @@ pub fn seed_layout() -> &'static wharf_testkit::OciLayout {
         .1
 }
 
+/// Builds the busybox test image and loads it into dockerd as `tag`; fails (not skips) the
+/// test when dockerd does not answer.
+pub fn load_busybox_into_docker(tag: &str) {
+    assert!(
+        docker_answers(),
+        "dockerd does not answer: run through scripts/test-all.sh"
+    );
+    let image_dir = tempfile::tempdir().unwrap();
+    wharf_testkit::build_busybox_image(image_dir.path(), &[])
+        .unwrap()
+        .load_into_docker(tag)
+        .unwrap();
+}
+
 /// Whether dockerd answers; the Docker tiers fail (not skip) without it.
 pub fn docker_answers() -> bool {
     Command::new("docker")
         .arg("version")
         .output()
         .is_ok_and(|o| o.status.success())
+}
+
+/// Runs git in `dir` as a throwaway identity with signing off; a failure fails the test.
+pub fn git(dir: &Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+        .args(["-c", "commit.gpgsign=false", "-c", "tag.gpgsign=false"])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {out:?}");
+}
+
+pub fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The name prefix of the containers wharf starts for the project at `p`: `wharf-`, the
+/// alphanumerics of the project's directory name, `-`.
+pub fn container_prefix(p: &Project) -> String {
+    let name = p.path().file_name().unwrap().to_string_lossy();
+    format!(
+        "wharf-{}-",
+        name.chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect::<String>()
+    )
+}
+
+/// The names of the project's containers, running or not, one a line.
+pub fn containers_of(p: &Project) -> String {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("name={}", container_prefix(p)),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[track_caller]
+pub fn assert_no_containers(p: &Project) {
+    assert_eq!(containers_of(p), "", "containers left behind");
+}
+
+/// What `login` stored for `host` in the Docker config `text`: for a token registry a refresh
+/// token and never the password (like `docker login`), otherwise the basic `auth` of
+/// `user:password`.
+#[track_caller]
+pub fn assert_login_stored(
+    text: &str,
+    host: &str,
+    token_registry: bool,
+    user: &str,
+    password: &str,
+) {
+    let stored: serde_json::Value = serde_json::from_str(text).unwrap();
+    let entry = &stored["auths"][host];
+    if token_registry {
+        assert!(
+            entry["identitytoken"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty()),
+            "{entry}"
+        );
+        assert!(!text.contains(password));
+    } else {
+        assert_eq!(entry["auth"], b64(&format!("{user}:{password}")), "{entry}");
+    }
 }
