@@ -14,10 +14,12 @@ const USER: &str = "ci-bot";
 const PASS: &str = "'I(Bx}yr}~Dk>?>?s3cr3t";
 const REPO: &str = "node:10-alpine";
 
-/// A registry holding the seed image; removes the image from dockerd when dropped.
+/// A registry holding the seed image (one of its own: see `unique_seed_layout`); removes the
+/// image from dockerd when dropped.
 struct Env {
     reg: Registry,
     image: String,
+    _layout_dir: tempfile::TempDir,
 }
 
 impl Env {
@@ -33,8 +35,15 @@ impl Env {
             "dockerd does not answer: run through scripts/test-all.sh"
         );
         let image = format!("{}/{REPO}", reg.host());
-        seed_layout().push(&image, Some((USER, PASS))).unwrap();
-        Self { reg, image }
+        let layout_dir = tempfile::tempdir().unwrap();
+        unique_seed_layout(layout_dir.path())
+            .push(&image, Some((USER, PASS)))
+            .unwrap();
+        Self {
+            reg,
+            image,
+            _layout_dir: layout_dir,
+        }
     }
     fn host(&self) -> String {
         self.reg.host()
@@ -460,7 +469,8 @@ fn ctrl_c_removes_the_job_container_and_exits_130() {
 fn entrypoint_is_respected_and_can_be_cleared() {
     // An image whose ENTRYPOINT prints a marker before running the command it is given.
     let tag = format!("wharf-e2e-entrypoint:{}", std::process::id());
-    seed_layout()
+    let layout_dir = tempfile::tempdir().unwrap();
+    unique_seed_layout(layout_dir.path())
         .load_into_docker(&format!("{tag}-base"))
         .unwrap();
     let status = Command::new("sh")

@@ -196,6 +196,18 @@ pub fn tar_list(path: &Path) -> Vec<String> {
 }
 
 /// The seed image (busybox with the stand-in npm) as an OCI layout, built once per test binary.
+/// The seed image with a file no other image has: its own layer and image id, so a test that
+/// removes it from dockerd when done cannot race another test's pull of a shared image (dockerd
+/// deletes an image whose last tag goes, even while another tag of it is being pulled).
+pub fn unique_seed_layout(dir: &std::path::Path) -> wharf_testkit::OciLayout {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mark = format!("{}-{n}\n", std::process::id());
+    let npm = ("/usr/local/bin/npm", wharf_testkit::npm_stand_in(), 0o755);
+    let id = ("/etc/wharf-test-image", mark.as_bytes(), 0o644);
+    wharf_testkit::build_busybox_image(dir, &[npm, id]).unwrap()
+}
+
 pub fn seed_layout() -> &'static wharf_testkit::OciLayout {
     static LAYOUT: std::sync::OnceLock<(tempfile::TempDir, wharf_testkit::OciLayout)> =
         std::sync::OnceLock::new();
