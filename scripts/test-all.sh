@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for pkg in docker.io docker-registry skopeo podman busybox-static apache2-utils python3 git curl ca-certificates; do
+for pkg in docker.io docker-registry skopeo podman busybox-static apache2-utils python3 golang-go git curl ca-certificates; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

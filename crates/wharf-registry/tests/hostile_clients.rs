@@ -607,3 +607,45 @@ async fn python_keep_alive_client_survives_early_answers_in_both_auth_modes() {
         );
     }
 }
+
+/// Go's net/http, the client of containerd, ORAS, crane and the OCI conformance suite: the
+/// client the issue saw break after a 401 (`go` from Debian's golang-go, run with `go run`).
+#[tokio::test]
+async fn go_keep_alive_client_survives_early_answers_in_both_auth_modes() {
+    let found = std::process::Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(found, "this test needs Go (apt-get install golang-go)");
+    let program =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/keepalive_after_401.go");
+    // Go's build cache in a folder of the test's own: no $HOME needed, nothing left behind.
+    let cache = tempfile::tempdir().unwrap();
+    for mode in ["basic", "token"] {
+        let s = server(mode, LimitsConfig::default()).await;
+        let run = tokio::process::Command::new("go")
+            .arg("run")
+            .arg(&program)
+            .arg(s.addr.to_string())
+            .arg(mode)
+            .arg("alice")
+            .arg(ALICE_PW)
+            .env("GOCACHE", cache.path().join("build"))
+            .env("GOPATH", cache.path().join("path"))
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "")
+            .kill_on_drop(true)
+            .output();
+        // The first `go run` compiles net/http: allow for it on a loaded machine.
+        let out = tokio::time::timeout(GUARD * 4, run)
+            .await
+            .expect("the Go client finishes")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("all ok"),
+            "{mode} mode:\n{stdout}\n{stderr}"
+        );
+    }
+}
