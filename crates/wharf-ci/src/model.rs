@@ -361,6 +361,18 @@ pub enum When {
     Never,
 }
 
+/// GitLab's longest variable name.
+pub const MAX_VARIABLE_NAME_LEN: usize = 255;
+
+/// GitLab's variable-name grammar (`Ci::HasVariable`): ASCII letters, digits and `_`, 1 to 255
+/// of them. File-type variables become file names, so this is also what keeps them in their
+/// folder.
+pub fn is_variable_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_VARIABLE_NAME_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// One entry of a `--variables-file`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct FileVariable {

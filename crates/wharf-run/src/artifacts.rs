@@ -232,7 +232,7 @@ fn read_dotenv_reports(
                 return Err(format!(
                     "{file}: `{}` is not a valid variable name: letters, digits and `_` only, at most {} characters",
                     name.chars().take(64).collect::<String>(),
-                    crate::vars::MAX_NAME_LEN
+                    crate::vars::MAX_VARIABLE_NAME_LEN
                 ));
             }
             vars.insert(name, value);

@@ -345,7 +345,7 @@ fn prepare_build(
                 return Err(JobFailure::configuration(format!(
                     "file variable `{}`: a variable name is made of letters, digits and `_`, at most {} characters",
                     var.name.chars().take(64).collect::<String>(),
-                    crate::vars::MAX_NAME_LEN
+                    crate::vars::MAX_VARIABLE_NAME_LEN
                 ))
                 .into());
             }

@@ -201,17 +201,9 @@ impl VarSources {
 
 const MAX_DEPTH: usize = 10;
 
-/// GitLab's longest variable name.
-pub const MAX_NAME_LEN: usize = 255;
-
-/// GitLab's variable-name grammar (`Ci::HasVariable`): ASCII letters, digits and `_`, 1 to 255
-/// of them. File-type variables become file names, so this is also what keeps them in their
-/// folder.
-pub fn is_variable_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
+/// The variable-name grammar is wharf-ci's (the variables file is checked there at load); the
+/// job side checks names again before they become file names and dotenv variables.
+pub use wharf_ci::{MAX_VARIABLE_NAME_LEN, is_variable_name};
 
 /// GitLab's expansion: `$NAME`, `${NAME}`, `$$` -> `$`. A `$` not followed by a name is kept.
 pub fn expand_with(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {

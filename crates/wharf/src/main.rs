@@ -306,7 +306,7 @@ fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
             }
             // Never echo the value: it may be a secret. The name alone is safe to show.
             Some((k, _)) => {
-                bail!("--variable {k}=...: a variable name is made of letters, digits and `_`, at most {} characters", wharf_run::vars::MAX_NAME_LEN)
+                bail!("--variable {k}=...: a variable name is made of letters, digits and `_`, at most {} characters", wharf_run::vars::MAX_VARIABLE_NAME_LEN)
             }
             None => bail!("--variable expects KEY=VALUE (the argument has no `=`)"),
         })
@@ -632,7 +632,7 @@ fn read_variables_file(path: &Path) -> Result<Vec<FileVariable>> {
             bail!(
                 "{name}: `{}` is not a valid variable name: letters, digits and `_` only, at most {} characters",
                 bad.chars().take(64).collect::<String>(),
-                wharf_run::vars::MAX_NAME_LEN
+                wharf_run::vars::MAX_VARIABLE_NAME_LEN
             );
         }
         Ok(pairs

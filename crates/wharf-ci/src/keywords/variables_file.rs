@@ -2,22 +2,12 @@
 
 use super::variables::not_a_variable_value;
 use crate::diagnostic::Diags;
-use crate::model::FileVariable;
+use crate::model::{FileVariable, MAX_VARIABLE_NAME_LEN, is_variable_name};
 use crate::read::{boolean, string};
 use crate::suggest::did_you_mean;
 use crate::yaml::{self, Value};
 
 const KEYS: &[&str] = &["value", "masked", "type", "description"];
-
-/// GitLab's longest variable name.
-const MAX_NAME_LEN: usize = 255;
-
-/// GitLab's variable-name grammar: ASCII letters, digits and `_`, 1 to 255 of them.
-fn is_variable_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
 
 pub(crate) fn parse(name: &str, text: &str, d: &mut Diags) -> Vec<FileVariable> {
     let Some(docs) = yaml::parse(name, text, &crate::limits::Limits::default(), d) else {
@@ -46,7 +36,7 @@ pub(crate) fn parse(name: &str, text: &str, d: &mut Diags) -> Vec<FileVariable> 
                 d.error(
                     &e.key_span,
                     format!(
-                        "`{}` is not a valid variable name: GitLab allows letters, digits and `_` only, at most {MAX_NAME_LEN} characters",
+                        "`{}` is not a valid variable name: GitLab allows letters, digits and `_` only, at most {MAX_VARIABLE_NAME_LEN} characters",
                         var.chars().take(64).collect::<String>()
                     ),
                 );
