@@ -83,12 +83,12 @@ struct RunArgs {
     pull_policy: Option<Pull>,
     /// Largest total of a job's `artifacts: reports: dotenv` files, in bytes (suffixes as
     /// --max-yaml-size); GitLab's plan limit `dotenv_size`, default 5KiB.
-    #[arg(long = "max-dotenv-size", value_name = "BYTES", value_parser = parse_bytes, default_value = "5KiB")]
-    max_dotenv_size: usize,
+    #[arg(long = "max-dotenv-size", value_name = "BYTES", value_parser = parse_bytes)]
+    max_dotenv_size: Option<usize>,
     /// Most variables a job's dotenv reports may pass on; GitLab's plan limit
     /// `dotenv_variables`, default 20.
-    #[arg(long = "max-dotenv-variables", value_name = "N", default_value_t = 20)]
-    max_dotenv_variables: usize,
+    #[arg(long = "max-dotenv-variables", value_name = "N")]
+    max_dotenv_variables: Option<usize>,
 }
 
 #[derive(Args)]
@@ -396,9 +396,15 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         events,
         loader: Some(opened.loader.clone()),
         load_limits: opened.limits,
-        dotenv_limits: wharf_run::DotenvLimits {
-            max_bytes: args.max_dotenv_size as u64,
-            max_variables: args.max_dotenv_variables,
+        dotenv_limits: {
+            // GitLab's defaults live in DotenvLimits::default(); a flag replaces one of them.
+            let defaults = wharf_run::DotenvLimits::default();
+            wharf_run::DotenvLimits {
+                max_bytes: args
+                    .max_dotenv_size
+                    .map_or(defaults.max_bytes, |bytes| bytes as u64),
+                max_variables: args.max_dotenv_variables.unwrap_or(defaults.max_variables),
+            }
         },
         cli_variables: opened.cli_variables,
         file_variables: opened.file_variables,

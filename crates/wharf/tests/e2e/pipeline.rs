@@ -514,3 +514,17 @@ fn config_prints_the_merged_yaml() {
         .assert_contains("image: alpine")
         .assert_lacks("extends");
 }
+
+#[test]
+fn dotenv_limit_flags_replace_gitlabs_defaults() {
+    let p = Project::pipeline(
+        "build:\n  script: ['printf \"A=1\\nB=2\\nC=3\\n\" > vars.env']\n  artifacts:\n    reports:\n      dotenv: vars.env\n",
+    );
+    p.run(&["run"]).assert_code(0);
+    p.run(&["run", "--max-dotenv-variables", "2"])
+        .assert_code(1)
+        .assert_contains("--max-dotenv-variables");
+    p.run(&["run", "--max-dotenv-size", "4"])
+        .assert_code(1)
+        .assert_contains("--max-dotenv-size");
+}
