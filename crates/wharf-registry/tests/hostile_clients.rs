@@ -573,79 +573,83 @@ async fn token_requests_are_bounded() {
     assert_eq!(status, 413);
 }
 
-fn python() -> PathBuf {
-    let found = std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(found, "these tests need python3 (apt-get install python3)");
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/keepalive_after_401.py")
-}
-
-#[tokio::test]
-async fn python_keep_alive_client_survives_early_answers_in_both_auth_modes() {
-    let script = python();
+/// A client that is not ours (`program` with its arguments before ours), run against a fresh
+/// server in each auth mode: it must print "all ok". `deadline` allows for a client that
+/// compiles itself first.
+async fn outside_client_passes_in_both_auth_modes(
+    program: &str,
+    args: &[&std::ffi::OsStr],
+    envs: &[(&str, PathBuf)],
+    deadline: Duration,
+) {
     for mode in ["basic", "token"] {
         let s = server(mode, LimitsConfig::default()).await;
-        let run = tokio::process::Command::new("python3")
-            .arg(&script)
+        let run = tokio::process::Command::new(program)
+            .args(args)
             .arg(s.addr.to_string())
             .arg(mode)
             .arg("alice")
             .arg(ALICE_PW)
+            .envs(envs.iter().map(|(k, v)| (k, v)))
             .kill_on_drop(true)
             .output();
-        let out = tokio::time::timeout(GUARD, run)
+        let out = tokio::time::timeout(deadline, run)
             .await
-            .expect("the python client finishes")
+            .unwrap_or_else(|_| panic!("the {program} client finishes"))
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
             out.status.success() && stdout.contains("all ok"),
-            "{mode} mode:\n{stdout}\n{stderr}"
+            "{program}, {mode} mode:\n{stdout}\n{stderr}"
         );
     }
+}
+
+fn client(file: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(file)
+}
+
+fn installed(program: &str, package: &str) {
+    let found = std::process::Command::new(program)
+        .arg(if program == "go" {
+            "version"
+        } else {
+            "--version"
+        })
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        found,
+        "this test needs {program} (apt-get install {package})"
+    );
+}
+
+#[tokio::test]
+async fn python_keep_alive_client_survives_early_answers_in_both_auth_modes() {
+    installed("python3", "python3");
+    let script = client("keepalive_after_401.py");
+    outside_client_passes_in_both_auth_modes("python3", &[script.as_os_str()], &[], GUARD).await;
 }
 
 /// Go's net/http, the client of containerd, ORAS, crane and the OCI conformance suite: the
 /// client the issue saw break after a 401 (`go` from Debian's golang-go, run with `go run`).
 #[tokio::test]
 async fn go_keep_alive_client_survives_early_answers_in_both_auth_modes() {
-    let found = std::process::Command::new("go")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    assert!(found, "this test needs Go (apt-get install golang-go)");
-    let program =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/clients/keepalive_after_401.go");
+    installed("go", "golang-go");
+    let program = client("keepalive_after_401.go");
     // Go's build cache in a folder of the test's own: no $HOME needed, nothing left behind.
     let cache = tempfile::tempdir().unwrap();
-    for mode in ["basic", "token"] {
-        let s = server(mode, LimitsConfig::default()).await;
-        let run = tokio::process::Command::new("go")
-            .arg("run")
-            .arg(&program)
-            .arg(s.addr.to_string())
-            .arg(mode)
-            .arg("alice")
-            .arg(ALICE_PW)
-            .env("GOCACHE", cache.path().join("build"))
-            .env("GOPATH", cache.path().join("path"))
-            .env("GO111MODULE", "off")
-            .env("GOFLAGS", "")
-            .kill_on_drop(true)
-            .output();
-        // The first `go run` compiles net/http: allow for it on a loaded machine.
-        let out = tokio::time::timeout(GUARD * 4, run)
-            .await
-            .expect("the Go client finishes")
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stdout.contains("all ok"),
-            "{mode} mode:\n{stdout}\n{stderr}"
-        );
-    }
+    let envs = [
+        ("GOCACHE", cache.path().join("build")),
+        ("GOPATH", cache.path().join("path")),
+        ("GO111MODULE", PathBuf::from("off")),
+        ("GOFLAGS", PathBuf::new()),
+    ];
+    let run = std::ffi::OsStr::new("run");
+    // The first `go run` compiles net/http: allow for it on a loaded machine.
+    outside_client_passes_in_both_auth_modes("go", &[run, program.as_os_str()], &envs, GUARD * 4)
+        .await;
 }
