@@ -28,7 +28,7 @@ pub use evaluate::{
     evaluate_workflow, rule_holds,
 };
 pub use limits::Limits;
-pub use load::{LoadOptions, Loader};
+pub use load::{External, FetchFailure, Fetched, LoadOptions, Loader};
 pub use model::*;
 
 /// A parsed pipeline with its warnings (errors make it an `Err`).

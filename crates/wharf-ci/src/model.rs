@@ -15,6 +15,24 @@ pub struct Pipeline {
     pub jobs: Vec<Job>,
     /// `workflow:` (`None` when absent).
     pub workflow: Option<Workflow>,
+    /// Every file `include:` merged in (nested ones too), in the order they were read.
+    pub includes: Vec<IncludedFile>,
+}
+
+/// A file merged into the pipeline by `include:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncludedFile {
+    /// Its name as spans carry it: a project path, a URL, or `<project>@<ref>:<file>`.
+    pub name: String,
+    /// The files that led to it, from the main file to the one whose `include:` names it.
+    pub via: Vec<String>,
+}
+
+impl Pipeline {
+    /// How `file` came into the pipeline (`None`: the main file, or a file not included).
+    pub fn included(&self, file: &str) -> Option<&IncludedFile> {
+        self.includes.iter().find(|i| i.name == file)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

@@ -1017,10 +1017,10 @@ j: {script: [x]}
     assert_eq!(
         errs,
         [
-            ".gitlab-ci.yml:2:5: `include:remote` `https://example.com/ci.yml` is not available offline",
-            ".gitlab-ci.yml:3:5: `include:project` `group/project` is not available offline",
-            ".gitlab-ci.yml:5:5: `include:template` `Auto-DevOps.gitlab-ci.yml` is not available offline",
-            ".gitlab-ci.yml:6:5: `include:component` `gitlab.com/org/comp@1.0` is not available offline",
+            ".gitlab-ci.yml:2:13: `include:remote` `https://example.com/ci.yml` is not available offline",
+            ".gitlab-ci.yml:4:11: `include:project` `group/project` file `ci.yml` is not available offline",
+            ".gitlab-ci.yml:5:15: `include:template` `Auto-DevOps.gitlab-ci.yml` is not available offline",
+            ".gitlab-ci.yml:6:16: `include:component` `gitlab.com/org/comp@1.0` is not available offline",
             ".gitlab-ci.yml:7:5: `include:remote` `https://example.com/other.yml` is not available offline",
             ".gitlab-ci.yml:8:12: included file `missing.yml` does not exist",
             ".gitlab-ci.yml:9:12: included file `notes.txt` does not have a YAML extension (.yml or .yaml)",

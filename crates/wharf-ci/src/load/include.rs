@@ -1,19 +1,21 @@
-//! `include:` with GitLab's semantics, offline: `local` files (also as bare strings, lists and
-//! `*`/`**` wildcards), `rules` on includes, nesting with GitLab's limits, cycles. `remote`,
-//! `project`, `template` and `component` need a GitLab server or the network, so they are errors
-//! that name the include.
+//! `include:` with GitLab's semantics: `local` files (also as bare strings, lists and `*`/`**`
+//! wildcards), `remote`, `template`, `project` and `component` files (fetched through
+//! [`Loader::fetch`]), `rules` on includes, nesting with GitLab's limits, cycles.
 //!
 //! Merging is GitLab's: the included files are deep-merged in order (a later file wins over an
 //! earlier one), then the including file is deep-merged over the result (its own keys win).
 //! A file that was already included elsewhere (with the same `inputs`) is skipped, as GitLab
 //! skips duplicates; it still counts towards the total. `inputs` and `spec:` headers: see
-//! `load::inputs`.
+//! `load::inputs`. A `local` include inside a file of another project (a `project` or
+//! `component` file) reads that project at the same commit, as GitLab's include context does;
+//! inside a `remote` or `template` file it reads the pipeline's own project.
 
 use super::inputs;
-use super::options::{LoadOptions, Loader};
+use super::options::{External, LoadOptions, Loader};
 use super::variables::{eval_if, expand_vars};
 use crate::diagnostic::Diags;
 use crate::limits::raise_with;
+use crate::model::IncludedFile;
 use crate::read;
 use crate::span::Span;
 use crate::suggest::did_you_mean;
@@ -52,17 +54,37 @@ pub(crate) struct Includer<'a, 'd> {
     bytes: usize,
     /// A limit was reported (once is enough).
     limit_reported: bool,
-    /// Files already merged somewhere, by path.
+    /// Files already merged somewhere, by [`Target::identity`].
     seen: HashSet<String>,
     /// The root is a child pipeline's `trigger: include:` list, not a file.
     trigger: bool,
+    /// Every file merged in, with the chain that led to it.
+    included: Vec<IncludedFile>,
     d: &'d mut Diags,
+}
+
+/// Where a file to include lives.
+#[derive(Debug, Clone)]
+enum Source {
+    /// A file of the project being loaded, project-relative.
+    Local(String),
+    External(External),
+}
+
+impl Source {
+    /// What names it before it is read (cycle and duplicate checks).
+    fn key(&self) -> String {
+        match self {
+            Source::Local(path) => path.clone(),
+            Source::External(e) => format!("{e:?}"),
+        }
+    }
 }
 
 /// One file to include, with where the include that named it is written and the `inputs:` it
 /// passes.
 struct Target {
-    path: String,
+    source: Source,
     span: Span,
     inputs: Option<Entry>,
 }
@@ -72,10 +94,23 @@ impl Target {
     /// inputs it gets (one file included with different inputs is two configurations).
     fn identity(&self) -> String {
         match &self.inputs {
-            None => self.path.clone(),
-            Some(e) => format!("{} {}", self.path, canonical(&e.value)),
+            None => self.source.key(),
+            Some(e) => format!("{} {}", self.source.key(), canonical(&e.value)),
         }
     }
+}
+
+/// A file read: its content, its name, and the project its `local` includes point into.
+struct Read {
+    map: Map,
+    name: String,
+    project: Option<(String, String)>,
+}
+
+/// One level of the include chain: the file's key (cycles) and its name (messages).
+struct Link {
+    key: String,
+    name: String,
 }
 
 impl<'a, 'd> Includer<'a, 'd> {
@@ -89,6 +124,7 @@ impl<'a, 'd> Includer<'a, 'd> {
             limit_reported: false,
             seen: HashSet::new(),
             trigger: false,
+            included: Vec::new(),
             d,
         }
     }
@@ -115,38 +151,46 @@ impl<'a, 'd> Includer<'a, 'd> {
         self
     }
 
-    /// `root` (the content of `file`) with everything it includes merged in, without `include`.
-    pub fn expand(&mut self, root: Map, file: &str) -> Map {
+    /// `root` (the content of `file`) with everything it includes merged in, without `include`,
+    /// and the files merged in.
+    pub fn expand(mut self, root: Map, file: &str) -> (Map, Vec<IncludedFile>) {
         self.seen.insert(file.to_string());
-        self.expand_in(root, &mut vec![file.to_string()])
+        let mut chain = vec![Link {
+            key: file.to_string(),
+            name: file.to_string(),
+        }];
+        let map = self.expand_in(root, None, &mut chain);
+        (map, self.included)
     }
 
-    /// `chain` is the path of files from the main file to the one `root` came from.
-    fn expand_in(&mut self, mut root: Map, chain: &mut Vec<String>) -> Map {
+    /// `chain` is the path of files from the main file to the one `root` came from; `project`
+    /// is where that file's `local` includes point (`None`: the pipeline's project).
+    fn expand_in(
+        &mut self,
+        mut root: Map,
+        project: Option<&(String, String)>,
+        chain: &mut Vec<Link>,
+    ) -> Map {
         let Some(include) = root.shift_remove("include") else {
             return root;
         };
         let mut merged = Map::new();
-        for target in self.targets(&include.value) {
-            if let Some(pos) = chain.iter().position(|c| *c == target.path) {
-                let mut cycle: Vec<&str> = chain[pos..].iter().map(String::as_str).collect();
-                cycle.push(&target.path);
-                self.d.error(
-                    &target.span,
-                    format!("circular `include`: {}", cycle.join(" -> ")),
-                );
+        for target in self.targets(&include.value, project) {
+            let key = target.source.key();
+            if chain.iter().any(|c| c.key == key) {
+                self.cycle(&target, chain, &key);
                 continue;
             }
             if chain.len() > MAX_INCLUDE_DEPTH {
-                self.d
-                    .error(
-                        &target.span,
-                        format!(
-                            "includes are nested more than {MAX_INCLUDE_DEPTH} levels deep (GitLab's limit): {} -> {}",
-                            chain.join(" -> "),
-                            target.path
-                        ),
-                    );
+                let names: Vec<&str> = chain.iter().map(|c| c.name.as_str()).collect();
+                self.d.error(
+                    &target.span,
+                    format!(
+                        "includes are nested more than {MAX_INCLUDE_DEPTH} levels deep (GitLab's limit): {} -> {}",
+                        names.join(" -> "),
+                        display(&target.source)
+                    ),
+                );
                 continue;
             }
             self.total += 1;
@@ -154,8 +198,8 @@ impl<'a, 'd> Includer<'a, 'd> {
             if self.total > max {
                 let message = format!(
                     "more than {max} files are included (GitLab's `ci_max_includes`; nested and repeated includes count too): `{}` includes `{}`",
-                    chain.last().map_or("", String::as_str),
-                    target.path
+                    chain.last().map_or("", |c| c.name.as_str()),
+                    display(&target.source)
                 );
                 self.over_limit(&target.span, message, "--max-includes N");
                 continue;
@@ -164,38 +208,76 @@ impl<'a, 'd> Includer<'a, 'd> {
                 continue;
             }
             let via_trigger = self.trigger && chain.len() == 1;
-            let Some(content) = self.load(&target, via_trigger) else {
+            let Some(read) = self.load(&target, via_trigger) else {
                 continue;
             };
-            chain.push(target.path.clone());
-            let content = self.expand_in(content, chain);
+            // A fetched file may turn out to be one already on the chain under another
+            // spelling (a branch and its commit, say).
+            if chain.iter().any(|c| c.name == read.name) {
+                self.cycle(&target, chain, &read.name);
+                continue;
+            }
+            self.included.push(IncludedFile {
+                name: read.name.clone(),
+                via: chain.iter().map(|c| c.name.clone()).collect(),
+            });
+            chain.push(Link {
+                key,
+                name: read.name,
+            });
+            let content = self.expand_in(read.map, read.project.as_ref(), chain);
             chain.pop();
             merged = deep_merge(&merged, &content);
         }
         deep_merge(&merged, &root)
     }
 
-    /// Read and parse an included file, which must be one YAML document holding a map.
-    /// `via_trigger`: named by a child pipeline's `trigger: include:`.
-    fn load(&mut self, target: &Target, via_trigger: bool) -> Option<Map> {
-        let path = &target.path;
-        let text = match self.loader.load(path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.d.error(
-                    &target.span,
-                    format!("included file `{path}` does not exist"),
-                );
-                return None;
-            }
-            Err(e) => {
-                self.d.error(
-                    &target.span,
-                    format!("cannot read included file `{path}`: {e}"),
-                );
-                return None;
-            }
+    fn cycle(&mut self, target: &Target, chain: &[Link], again: &str) {
+        let pos = chain
+            .iter()
+            .position(|c| c.key == again || c.name == again)
+            .unwrap_or(0);
+        let mut cycle: Vec<&str> = chain[pos..].iter().map(|c| c.name.as_str()).collect();
+        let shown = display(&target.source);
+        cycle.push(&shown);
+        self.d.error(
+            &target.span,
+            format!("circular `include`: {}", cycle.join(" -> ")),
+        );
+    }
+
+    /// Read (or fetch) and parse an included file, which must be one YAML document holding a
+    /// map. `via_trigger`: named by a child pipeline's `trigger: include:`.
+    fn load(&mut self, target: &Target, via_trigger: bool) -> Option<Read> {
+        let (text, name, project) = match &target.source {
+            Source::Local(path) => match self.loader.load(path) {
+                Ok(text) => (text, path.clone(), None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    self.d.error(
+                        &target.span,
+                        format!("included file `{path}` does not exist"),
+                    );
+                    return None;
+                }
+                Err(e) => {
+                    self.d.error(
+                        &target.span,
+                        format!("cannot read included file `{path}`: {e}"),
+                    );
+                    return None;
+                }
+            },
+            Source::External(external) => match self.loader.fetch(external) {
+                Ok(f) => (f.text, f.name, f.project),
+                Err(failure) => {
+                    self.d
+                        .error(&target.span, failure.message)
+                        .help_opt(failure.help);
+                    return None;
+                }
+            },
         };
+        let path = &name;
         self.bytes = self.bytes.saturating_add(text.len());
         let max_total = self.options.limits.max_total_yaml_bytes;
         if self.bytes > max_total {
@@ -220,7 +302,7 @@ impl<'a, 'd> Includer<'a, 'd> {
             return None;
         };
         match doc.value {
-            Value::Map(m) => Some(m),
+            Value::Map(map) => Some(Read { map, name, project }),
             _ => {
                 self.d.error(
                     &doc.span,
@@ -234,8 +316,9 @@ impl<'a, 'd> Includer<'a, 'd> {
         }
     }
 
-    /// The files an `include:` value names, in order, after rules and wildcards.
-    fn targets(&mut self, n: &Node) -> Vec<Target> {
+    /// The files an `include:` value names, in order, after rules and wildcards. `project`:
+    /// where `local` paths point (`None`: the pipeline's project).
+    fn targets(&mut self, n: &Node, project: Option<&(String, String)>) -> Vec<Target> {
         let items: Vec<&Node> = match &n.value {
             Value::Null => Vec::new(),
             Value::Seq(items) => items.iter().collect(),
@@ -246,13 +329,13 @@ impl<'a, 'd> Includer<'a, 'd> {
             match &item.value {
                 Value::Scalar(s) => {
                     let location = self.expand_vars(&s.text);
-                    if location.starts_with("http://") || location.starts_with("https://") {
-                        self.offline(item, "remote", &location);
+                    if is_url(&location) {
+                        self.remote(location, &item.span, None, &mut out);
                     } else {
-                        self.local(&location, &item.span, None, &mut out);
+                        self.local(&location, &item.span, None, project, &mut out);
                     }
                 }
-                Value::Map(m) => self.include_map(item, m, &mut out),
+                Value::Map(m) => self.include_map(item, m, project, &mut out),
                 Value::Null => {}
                 _ => {
                     self.d.error(
@@ -268,7 +351,13 @@ impl<'a, 'd> Includer<'a, 'd> {
         out
     }
 
-    fn include_map(&mut self, item: &Node, m: &Map, out: &mut Vec<Target>) {
+    fn include_map(
+        &mut self,
+        item: &Node,
+        m: &Map,
+        project: Option<&(String, String)>,
+        out: &mut Vec<Target>,
+    ) {
         for (k, e) in m {
             if !INCLUDE_KEYS.contains(&k.as_str()) {
                 self.d
@@ -283,59 +372,160 @@ impl<'a, 'd> Includer<'a, 'd> {
                 _ => return,
             }
         }
-        for kind in ["remote", "project", "template", "component"] {
-            if let Some(e) = m.get(kind) {
-                let what = match &e.value.value {
-                    Value::Scalar(s) => self.expand_vars(&s.text),
-                    _ => String::new(),
-                };
-                self.offline(item, kind, &what);
-                return;
-            }
+        let inputs = m.get("inputs");
+        let kinds: Vec<&str> = ["local", "remote", "project", "template", "component"]
+            .into_iter()
+            .filter(|k| m.contains_key(*k))
+            .collect();
+        if kinds.len() > 1 {
+            self.d.error(
+                &item.span,
+                format!(
+                    "an `include` names one file source, this one has {}",
+                    kinds
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                ),
+            );
+            return;
         }
-        match m.get("local") {
-            Some(e) => {
-                if let Some(path) = read::string(&e.value, "`include` `local`", self.d) {
-                    let path = self.expand_vars(&path);
-                    self.local(&path, &e.value.span, m.get("inputs"), out);
+        let Some(kind) = kinds.first() else {
+            self.d.error(
+                &item.span,
+                "`include` needs one of `local`, `remote`, `project`, `template` or `component`",
+            );
+            return;
+        };
+        let e = &m[*kind];
+        let what = format!("`include` `{kind}`");
+        let Some(value) = read::string(&e.value, &what, self.d) else {
+            return;
+        };
+        let value = self.expand_vars(&value);
+        let span = &e.value.span;
+        match *kind {
+            "local" => self.local(&value, span, inputs, project, out),
+            "remote" => {
+                if is_url(&value) {
+                    self.remote(value, span, inputs, out);
+                } else {
+                    self.d.error(
+                        span,
+                        format!("`include` `remote` must be an http(s) URL, found `{value}`"),
+                    );
                 }
             }
-            None => {
-                self.d.error(
-                    &item.span,
-                    "`include` needs one of `local`, `remote`, `project`, `template` or `component`",
-                );
+            "template" => {
+                if has_yaml_extension(&value, span, self.d) {
+                    out.push(Target {
+                        source: Source::External(External::Template { name: value }),
+                        span: span.clone(),
+                        inputs: inputs.cloned(),
+                    });
+                }
             }
+            "component" => out.push(Target {
+                source: Source::External(External::Component { address: value }),
+                span: span.clone(),
+                inputs: inputs.cloned(),
+            }),
+            _ => self.project(value, m, item, inputs, out),
         }
     }
 
-    fn offline(&mut self, item: &Node, kind: &str, what: &str) {
-        let named = if what.is_empty() {
-            String::new()
-        } else {
-            format!(" `{what}`")
-        };
-        self.d
-            .error(
+    /// `include: project:` with its `file:` (one path or a list) and `ref:`.
+    fn project(
+        &mut self,
+        project: String,
+        m: &Map,
+        item: &Node,
+        inputs: Option<&Entry>,
+        out: &mut Vec<Target>,
+    ) {
+        let project = project.trim_matches('/').to_string();
+        let Some(file) = m.get("file") else {
+            self.d.error(
                 &item.span,
-                format!("`include:{kind}`{named} is not available offline"),
-            )
-            .help("wharf reads only files of the project: copy the file into the project and use `include: local`");
+                format!("`include` `project: {project}` needs `file:` (a path or a list of paths)"),
+            );
+            return;
+        };
+        let reference = match m.get("ref") {
+            None => None,
+            Some(e) => match read::string(&e.value, "`include` `ref`", self.d) {
+                Some(r) => Some(self.expand_vars(&r)),
+                None => return,
+            },
+        };
+        let Some(files) = read::string_list(&file.value, "`include` `file`", self.d) else {
+            return;
+        };
+        for path in files {
+            let path = self.expand_vars(&path).trim_start_matches('/').to_string();
+            if !has_yaml_extension(&path, &file.value.span, self.d) {
+                continue;
+            }
+            out.push(Target {
+                source: Source::External(External::Project {
+                    project: project.clone(),
+                    reference: reference.clone(),
+                    file: path,
+                }),
+                span: file.value.span.clone(),
+                inputs: inputs.cloned(),
+            });
+        }
     }
 
-    /// A local path (maybe a wildcard) -> the files it names, each given `inputs`.
-    fn local(&mut self, path: &str, span: &Span, inputs: Option<&Entry>, out: &mut Vec<Target>) {
+    fn remote(&mut self, url: String, span: &Span, inputs: Option<&Entry>, out: &mut Vec<Target>) {
+        if has_yaml_extension(url.split(['?', '#']).next().unwrap_or(&url), span, self.d) {
+            out.push(Target {
+                source: Source::External(External::Remote { url }),
+                span: span.clone(),
+                inputs: inputs.cloned(),
+            });
+        }
+    }
+
+    /// A local path (maybe a wildcard) -> the files it names, each given `inputs`. Inside a
+    /// file of another project (`project`), the path names a file of that project at the same
+    /// commit.
+    fn local(
+        &mut self,
+        path: &str,
+        span: &Span,
+        inputs: Option<&Entry>,
+        project: Option<&(String, String)>,
+        out: &mut Vec<Target>,
+    ) {
         let path = path.trim_start_matches('/').to_string();
-        if !(path.ends_with(".yml") || path.ends_with(".yaml")) {
-            self.d.error(
-                span,
-                format!("included file `{path}` does not have a YAML extension (.yml or .yaml)"),
-            );
+        if !has_yaml_extension(&path, span, self.d) {
+            return;
+        }
+        if let Some((project, commit)) = project {
+            if path.contains('*') {
+                self.d.error(
+                    span,
+                    format!("`include` wildcard `{path}` in a file of project `{project}`: wharf cannot list another project's files; name the files"),
+                );
+                return;
+            }
+            out.push(Target {
+                source: Source::External(External::Project {
+                    project: project.clone(),
+                    reference: Some(commit.clone()),
+                    file: path,
+                }),
+                span: span.clone(),
+                inputs: inputs.cloned(),
+            });
             return;
         }
         if !path.contains('*') {
             out.push(Target {
-                path,
+                source: Source::Local(path),
                 span: span.clone(),
                 inputs: inputs.cloned(),
             });
@@ -360,7 +550,7 @@ impl<'a, 'd> Includer<'a, 'd> {
                 .warning(span, format!("`include` `{path}` matches no files"));
         }
         out.extend(matched.into_iter().map(|path| Target {
-            path,
+            source: Source::Local(path),
             span: span.clone(),
             inputs: inputs.cloned(),
         }));
@@ -479,7 +669,7 @@ impl<'a, 'd> Includer<'a, 'd> {
                 if let Some(e) = m.get("project") {
                     self.d.error(
                         &e.key_span,
-                        "`exists` in another project is not available offline",
+                        "`exists` in another project: wharf cannot list another project's files",
                     );
                     return None;
                 }
@@ -529,6 +719,40 @@ impl<'a, 'd> Includer<'a, 'd> {
     /// so that the error about the resulting path shows them.
     fn expand_vars(&self, s: &str) -> String {
         expand_vars(s, &self.options.variables)
+    }
+}
+
+fn is_url(s: &str) -> bool {
+    s.starts_with("http://") || s.starts_with("https://")
+}
+
+/// GitLab includes only `.yml`/`.yaml` files (components excepted); `false` after reporting.
+fn has_yaml_extension(path: &str, span: &Span, d: &mut Diags) -> bool {
+    let ok = path.ends_with(".yml") || path.ends_with(".yaml");
+    if !ok {
+        d.error(
+            span,
+            format!("included file `{path}` does not have a YAML extension (.yml or .yaml)"),
+        );
+    }
+    ok
+}
+
+/// How a file to include is named before it is read.
+fn display(source: &Source) -> String {
+    match source {
+        Source::Local(path) => path.clone(),
+        Source::External(External::Remote { url }) => url.clone(),
+        Source::External(External::Template { name }) => format!("template {name}"),
+        Source::External(External::Project {
+            project,
+            reference,
+            file,
+        }) => match reference {
+            Some(r) => format!("{project}@{r}:{file}"),
+            None => format!("{project}:{file}"),
+        },
+        Source::External(External::Component { address }) => address.clone(),
     }
 }
 

@@ -14,5 +14,5 @@ mod pipeline;
 mod reference;
 mod variables;
 
-pub use options::{LoadOptions, Loader};
+pub use options::{External, FetchFailure, Fetched, LoadOptions, Loader};
 pub(crate) use pipeline::{build, child_config, config, load};

@@ -16,6 +16,86 @@ pub trait Loader {
             "this loader cannot list project files",
         ))
     }
+
+    /// A file outside the project (`include: remote/template/project/component`, and `local`
+    /// includes inside a file of another project). Loaders without a GitLab instance or network
+    /// keep this default, which refuses it.
+    fn fetch(&self, file: &External) -> Result<Fetched, FetchFailure> {
+        Err(FetchFailure {
+            message: format!("{} is not available offline", file.describe()),
+            help: Some(
+                "wharf reads only files of the project here: copy the file into the project and use `include: local`"
+                    .into(),
+            ),
+        })
+    }
+
+    /// The text of a file this loader returned before, by the name it gave it (a project path,
+    /// or [`Fetched::name`]), so diagnostics can quote it. `None` when unknown.
+    fn source_text(&self, name: &str) -> Option<String> {
+        self.load(name).ok()
+    }
+}
+
+/// A file an `include:` names outside the project being loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum External {
+    /// `include: remote:` (or a bare URL): an `http(s)://` URL, variables expanded.
+    Remote { url: String },
+    /// `include: template:`: one of GitLab's templates by file name, e.g.
+    /// `Jobs/Build.gitlab-ci.yml`.
+    Template { name: String },
+    /// `include: project:` (one per `file:`), and an `include: local` written inside a file of
+    /// another project (GitLab reads it from that project at the same commit). `reference`:
+    /// `ref:` (`None`: the project's default branch). `file` has no leading `/`.
+    Project {
+        project: String,
+        reference: Option<String>,
+        file: String,
+    },
+    /// `include: component:` as written, variables expanded:
+    /// `<host>/<project path>/<component name>@<version>`.
+    Component { address: String },
+}
+
+impl External {
+    /// How messages name it: `` `include:project` `group/p` `ci/a.yml` at `v1` ``...
+    pub fn describe(&self) -> String {
+        match self {
+            External::Remote { url } => format!("`include:remote` `{url}`"),
+            External::Template { name } => format!("`include:template` `{name}`"),
+            External::Project {
+                project,
+                reference,
+                file,
+            } => match reference {
+                Some(r) => format!("`include:project` `{project}` file `{file}` at ref `{r}`"),
+                None => format!("`include:project` `{project}` file `{file}`"),
+            },
+            External::Component { address } => format!("`include:component` `{address}`"),
+        }
+    }
+}
+
+/// A fetched file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetched {
+    pub text: String,
+    /// How diagnostics, include chains and `wharf list` name the file: a URL, or
+    /// `<project>@<ref>:<file>`. Two fetches of the same content give the same name.
+    pub name: String,
+    /// Where `include: local` written inside this file points. `None`: the pipeline's own
+    /// project (remote and template files, as in GitLab); `Some((project, commit))`: that
+    /// project at that commit (project and component files).
+    pub project: Option<(String, String)>,
+}
+
+/// Why a file could not be fetched: the message names the URL tried and the HTTP status; wharf-ci
+/// puts it at the include's position.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchFailure {
+    pub message: String,
+    pub help: Option<String>,
 }
 
 /// What loading may depend on besides the files.

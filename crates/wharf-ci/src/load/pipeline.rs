@@ -9,7 +9,7 @@ use super::{checks, include, inputs, parallel, reference};
 use crate::diagnostic::{Diagnostic, Diags};
 use crate::keywords::{self, JobRefs};
 use crate::limits::{Limits, raise_with};
-use crate::model::{Job, Pipeline, Span, Trigger};
+use crate::model::{IncludedFile, Job, Pipeline, Span, Trigger};
 use crate::read;
 use crate::suggest::did_you_mean;
 use crate::yaml::{self, Entry, Map, Node, Scalar, Value};
@@ -25,6 +25,8 @@ pub(crate) struct Config {
     pub root: Map,
     /// The start of the main file (for diagnostics about the whole pipeline).
     pub start: Span,
+    /// Every file `include:` merged in.
+    pub includes: Vec<IncludedFile>,
 }
 
 pub(crate) fn config(
@@ -48,10 +50,10 @@ pub(crate) fn config(
         }
     };
     let root = document_map(file, &text, &start, options, d)?;
-    let root = include::Includer::new(loader, options, d)
+    let (root, includes) = include::Includer::new(loader, options, d)
         .with_main_bytes(text.len())
         .expand(root, file);
-    resolve(root, start, d)
+    resolve(root, start, includes, d)
 }
 
 /// What a child pipeline's configuration is called in `include` chains: not a file, so no
@@ -111,14 +113,14 @@ pub(crate) fn child_config(
             },
         },
     );
-    let root = include::Includer::new(loader, options, d)
+    let (root, includes) = include::Includer::new(loader, options, d)
         .for_trigger()
         .expand(root, CHILD_ROOT);
-    resolve(root, trigger.span.clone(), d)
+    resolve(root, trigger.span.clone(), includes, d)
 }
 
 /// `extends` and `!reference` resolved in the merged configuration.
-fn resolve(root: Map, start: Span, d: &mut Diags) -> Option<Config> {
+fn resolve(root: Map, start: Span, includes: Vec<IncludedFile>, d: &mut Diags) -> Option<Config> {
     let mut resolver = Resolver::new(&root, d);
     let mut resolved = Map::new();
     let mut total_nodes = 0usize;
@@ -155,6 +157,7 @@ fn resolve(root: Map, start: Span, d: &mut Diags) -> Option<Config> {
     Some(Config {
         root: resolved,
         start,
+        includes,
     })
 }
 
@@ -198,7 +201,11 @@ pub(crate) fn load(
 
 /// The jobs and pipeline-wide keywords of a merged configuration, checked across jobs.
 pub(crate) fn build(config: Config, limits: &Limits, d: &mut Diags) -> Option<Pipeline> {
-    let Config { root, start } = config;
+    let Config {
+        root,
+        start,
+        includes,
+    } = config;
     let root = &root;
     // Counted before converting anything, so a pipeline of a million jobs costs nothing more.
     let visible = root.keys().filter(|k| is_visible_job(k)).count();
@@ -266,6 +273,7 @@ pub(crate) fn build(config: Config, limits: &Limits, d: &mut Diags) -> Option<Pi
         variables,
         jobs: converted.into_iter().map(|(j, _)| j).collect(),
         workflow,
+        includes,
     })
 }
 
