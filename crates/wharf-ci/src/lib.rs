@@ -82,7 +82,8 @@ pub fn load_child_pipeline(
 
 /// The fully merged configuration, as GitLab's "merged YAML" view shows it: includes merged,
 /// anchors and merge keys applied, `extends` and `!reference` resolved; hidden jobs are kept and
-/// `default:` is not copied into jobs. Ends with a newline.
+/// `default:` is not copied into jobs. A top-level key written in an included file has a
+/// `# from <file>, included by <chain>` comment line above it. Ends with a newline.
 pub fn merged_yaml(
     path: &str,
     loader: &dyn Loader,
@@ -102,7 +103,10 @@ pub fn merged_yaml_with_warnings(
     let mut d = diagnostic::Diags::default();
     let config = load::config(path, loader, options, &mut d);
     match config {
-        Some(config) if !d.has_errors() => match yaml::to_yaml(&config.root) {
+        Some(config) if !d.has_errors() => match yaml::to_yaml_annotated(&config.root, &|file| {
+            let included = config.includes.iter().find(|i| i.name == file)?;
+            Some(format!("from {}", included.describe()))
+        }) {
             Ok(yaml) => Ok((yaml, d.0)),
             Err(e) => Err(Diagnostics(vec![Diagnostic::error(
                 None,

@@ -35,6 +35,13 @@ impl Pipeline {
     }
 }
 
+impl IncludedFile {
+    /// `<name>, included by <main> -> ... -> <includer>`: where a job of this file came from.
+    pub fn describe(&self) -> String {
+        format!("{}, included by {}", self.name, self.via.join(" -> "))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Workflow {
     pub name: Option<String>,

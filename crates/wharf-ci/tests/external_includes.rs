@@ -221,3 +221,35 @@ j: {script: [x]}
         ]
     );
 }
+
+#[test]
+fn the_merged_yaml_says_where_each_included_key_came_from() {
+    let main = "include:\n  - project: g/p\n    file: a.yml\nmain_job: {script: [m]}\n";
+    let n = net(
+        main,
+        vec![(
+            project("g/p", None, "a.yml"),
+            fetched(
+                "g/p@main:a.yml",
+                "include: mine.yml\nfrom_p: {script: [p]}\n",
+                None,
+            ),
+        )],
+    );
+    let yaml = merged_yaml(".gitlab-ci.yml", &n, &LoadOptions::default()).unwrap();
+    assert_eq!(
+        yaml,
+        "# from mine.yml, included by .gitlab-ci.yml -> g/p@main:a.yml
+mine:
+  script:
+    - m
+# from g/p@main:a.yml, included by .gitlab-ci.yml
+from_p:
+  script:
+    - p
+main_job:
+  script:
+    - m
+"
+    );
+}

@@ -237,7 +237,7 @@ fn merged_yaml_shows_inputs_resolved() {
     let yaml = merged_yaml(MAIN, &files, &LoadOptions::default()).unwrap();
     assert_eq!(
         yaml,
-        "job:\n  parallel: 3\n  tags:\n    - a\n    - b\n  script:\n    - echo [\"a\", \"b\"]\n"
+        "# from t.yml, included by .gitlab-ci.yml\njob:\n  parallel: 3\n  tags:\n    - a\n    - b\n  script:\n    - echo [\"a\", \"b\"]\n"
     );
 }
 

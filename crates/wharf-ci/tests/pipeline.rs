@@ -1820,7 +1820,8 @@ build:
     let out = merged_yaml(FILE, &mem(&files), &LoadOptions::default()).unwrap();
     assert_eq!(
         out,
-        ".base:
+        "# from ci/base.yml, included by .gitlab-ci.yml
+.base:
   before_script:
     - setup
   variables:

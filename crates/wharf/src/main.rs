@@ -461,7 +461,8 @@ fn list(args: ListArgs) -> Result<ExitCode> {
     if let Err(why) = &plan.workflow {
         eprintln!("Pipeline not created: workflow: rules: {why}");
     }
-    let rows: Vec<[String; 5]> = plan
+    let pipeline = &opened.loaded.pipeline;
+    let rows: Vec<[String; 6]> = plan
         .jobs
         .iter()
         .map(|pj| {
@@ -484,12 +485,14 @@ fn list(args: ListArgs) -> Result<ExitCode> {
             } else {
                 format!("not in pipeline ({})", pj.outcome.why)
             };
+            let from = format!("{}:{}", pj.job.span.file, pj.job.span.line);
             [
                 pj.job.stage.clone(),
                 pj.job.name.clone(),
                 when,
                 outcome,
                 needs,
+                from,
             ]
         })
         .collect();
@@ -510,6 +513,11 @@ fn list(args: ListArgs) -> Result<ExitCode> {
                     "rules": pj.outcome.why,
                     "allow_failure": pj.job.allow_failure,
                     "needs": needs,
+                    "from": {
+                        "file": pj.job.span.file,
+                        "line": pj.job.span.line,
+                        "included_by": pipeline.included(&pj.job.span.file).map(|i| &i.via),
+                    },
                 })
             );
         }
@@ -521,8 +529,9 @@ fn list(args: ListArgs) -> Result<ExitCode> {
         "when".to_string(),
         "rules".to_string(),
         "needs".to_string(),
+        "from".to_string(),
     ];
-    let mut widths = [0usize; 5];
+    let mut widths = [0usize; 6];
     for row in std::iter::once(&header).chain(&rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
@@ -535,6 +544,12 @@ fn list(args: ListArgs) -> Result<ExitCode> {
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
         println!("{}", line.join("  ").trim_end());
+    }
+    if !pipeline.includes.is_empty() {
+        println!("\nincluded files:");
+        for file in &pipeline.includes {
+            println!("  {}", file.describe());
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

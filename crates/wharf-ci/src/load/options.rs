@@ -24,7 +24,7 @@ pub trait Loader {
         Err(FetchFailure {
             message: format!("{} is not available offline", file.describe()),
             help: Some(
-                "wharf reads only files of the project here: copy the file into the project and use `include: local`"
+                "wharf reads only files of the project: copy the file into the project and use `include: local`"
                     .into(),
             ),
         })

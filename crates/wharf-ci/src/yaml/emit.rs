@@ -5,7 +5,41 @@ use super::number::Psych;
 use saphyr::{Scalar as YScalar, ScalarStyle, Yaml};
 use std::borrow::Cow;
 
-pub(crate) fn to_yaml(root: &Map) -> Result<String, saphyr::EmitError> {
+/// The tree as block-style YAML, with a `# ...` comment line above each top-level key for which `note` (given the
+/// file the key is written in) has something to say: where an included job came from.
+pub(crate) fn to_yaml_annotated(
+    root: &Map,
+    note: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, saphyr::EmitError> {
+    if root.is_empty() {
+        return emit(root);
+    }
+    let mut out = String::new();
+    let mut plain = Map::new();
+    for (k, e) in root {
+        match note(&e.key_span.file) {
+            None => {
+                plain.insert(k.clone(), e.clone());
+            }
+            Some(comment) => {
+                // Keys emitted one by one read back as the same map: the top level is block style.
+                if !plain.is_empty() {
+                    out.push_str(&emit(&std::mem::take(&mut plain))?);
+                }
+                out.push_str(&format!("# {comment}\n"));
+                let mut one = Map::new();
+                one.insert(k.clone(), e.clone());
+                out.push_str(&emit(&one)?);
+            }
+        }
+    }
+    if !plain.is_empty() {
+        out.push_str(&emit(&plain)?);
+    }
+    Ok(out)
+}
+
+fn emit(root: &Map) -> Result<String, saphyr::EmitError> {
     let doc = map(root);
     let mut out = String::new();
     let mut emitter = saphyr::YamlEmitter::new(&mut out);

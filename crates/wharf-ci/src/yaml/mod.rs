@@ -15,7 +15,7 @@ mod node;
 mod number;
 mod parser;
 
-pub(crate) use emit::to_yaml;
+pub(crate) use emit::to_yaml_annotated;
 pub(crate) use merge::deep_merge;
 pub(crate) use node::{Entry, Map, Node, Scalar, Value, canonical};
 pub(crate) use number::Psych;

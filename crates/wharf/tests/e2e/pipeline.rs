@@ -487,6 +487,40 @@ deploy:\n  stage: deploy\n  needs: [build]\n  rules:\n    - if: $DEPLOY\n      w
 }
 
 #[test]
+fn list_and_config_say_where_each_job_came_from() {
+    let p = Project::new(&[
+        (
+            ".gitlab-ci.yml",
+            "include: ci/a.yml\nmain:\n  script: [x]\n",
+        ),
+        ("ci/a.yml", "include: ci/b.yml\nfrom_a:\n  script: [x]\n"),
+        ("ci/b.yml", "\nfrom_b:\n  script: [x]\n"),
+    ]);
+    let run = p.run(&["list"]);
+    run.assert_code(0)
+        .assert_contains("included files:")
+        .assert_contains("ci/b.yml, included by .gitlab-ci.yml -> ci/a.yml");
+    let line = run.stdout.lines().find(|l| l.contains("from_b")).unwrap();
+    assert!(line.ends_with("ci/b.yml:2"), "{line}");
+    let run = p.run(&["list", "--json"]);
+    let from_b: serde_json::Value = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|v| v["job"] == "from_b")
+        .unwrap();
+    assert_eq!(from_b["from"]["file"], "ci/b.yml");
+    assert_eq!(from_b["from"]["line"], 2);
+    assert_eq!(
+        from_b["from"]["included_by"],
+        serde_json::json!([".gitlab-ci.yml", "ci/a.yml"])
+    );
+    p.run(&["config"])
+        .assert_code(0)
+        .assert_contains("# from ci/b.yml, included by .gitlab-ci.yml -> ci/a.yml\nfrom_b:");
+}
+
+#[test]
 fn lint_reports_every_problem_or_says_valid() {
     let p = Project::new(&[(".gitlab-ci.yml", "a:\n  script: [x]\nb:\n  script: [y]\n")]);
     p.run(&["lint"])
