@@ -725,3 +725,46 @@ fn expand_vars_refuses_masked_variables() {
         job(&p, "job").script
     );
 }
+
+/// GNOME's `gnomeos-basic-ci` component declares optional inputs with `default: null`, of any
+/// type; GitLab accepts them: an optional input with no value, `null` where it is the whole value
+/// and empty text inside a string.
+#[test]
+fn a_null_default_makes_an_input_optional_with_no_value() {
+    let p = ok(
+        &[
+            (
+                MAIN,
+                "include:\n  - local: t.yml\n    inputs: {given: [echo given]}\n",
+            ),
+            (
+                "t.yml",
+                "spec:
+  inputs:
+    options:
+      default: null
+    before:
+      type: array
+      default: null
+    given:
+      type: array
+      default: null
+---
+build:
+  before_script: $[[ inputs.before ]]
+  script:
+    - meson setup build $[[ inputs.options ]]
+other:
+  before_script: $[[ inputs.given ]]
+  script: [x]
+",
+            ),
+        ],
+        &[],
+    );
+    let build = p.jobs.iter().find(|j| j.name == "build").unwrap();
+    assert_eq!(build.script, ["meson setup build "]);
+    assert!(build.before_script.is_empty(), "{:?}", build.before_script);
+    let other = p.jobs.iter().find(|j| j.name == "other").unwrap();
+    assert_eq!(other.before_script, ["echo given"]);
+}

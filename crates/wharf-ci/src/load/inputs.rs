@@ -294,8 +294,9 @@ fn input(name: &str, e: &Entry, d: &mut Diags) -> Option<Input> {
             }
         };
     }
-    // `default: null` is a default of nothing, which no type accepts (GitLab: "default value
-    // is not a string"); a missing `default` makes the input required.
+    // A missing `default` makes the input required. `default: null` makes it optional with no
+    // value: GitLab's docs say so and GitLab accepts it for every type (GNOME's CI components
+    // rely on it daily), although one version of `BaseInput` type-checked the null.
     input.default = m.get("default").map(|e| e.value.clone());
     if let Some(o) = m.get("options") {
         if !matches!(input.kind, Type::String | Type::Number) {
@@ -396,7 +397,7 @@ fn resolve(inputs: &[Input], given: &Given<'_>, d: &mut Diags) -> Option<IndexMa
     let mut values = IndexMap::new();
     for input in inputs {
         let defined = format!("`{}` is defined at {}", input.name, input.span);
-        if let Some(default) = &input.default {
+        if let Some(default) = input.default.as_ref().filter(|v| !v.is_null()) {
             let what = format!("the default of input `{}`", input.name);
             ok &= check(input, default, &what, None, d);
         }
