@@ -284,7 +284,7 @@ fn each_input_error_names_the_include_and_the_input() {
     assert_eq!(
         scan_errors(&format!("{{{good}, needs-list: a}}")),
         [
-            ".gitlab-ci.yml:3:75: `include` of `scan.yml`: input `needs-list` must be a array, found a string `a`"
+            ".gitlab-ci.yml:3:75: `include` of `scan.yml`: input `needs-list` must be an array, found a string `a`"
         ]
     );
     assert_eq!(

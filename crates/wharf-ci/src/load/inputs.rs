@@ -462,7 +462,8 @@ fn check(input: &Input, v: &Node, what: &str, help: Option<&str>, d: &mut Diags)
 fn problem(input: &Input, v: &Node) -> Option<String> {
     if !input.kind.accepts(v) {
         return Some(format!(
-            "must be a {}, found {}",
+            "must be {} {}, found {}",
+            if input.kind == Type::Array { "an" } else { "a" },
             input.kind.name(),
             describe(v)
         ));
