@@ -207,7 +207,7 @@ def spec_inputs(text):
     body_start = next(
         i for i in range(start + 1, len(lines)) if re.match(r"^\s+inputs\s*:", lines[i])
     )
-    body = [x for x in block_lines(lines, body_start + 1, indent_of(lines[body_start]) + 1)]
+    body = block_lines(lines, body_start + 1, indent_of(lines[body_start]) + 1)
     body = [strip_comment(x) for x in body if strip_comment(x).strip()]
     name_indent = indent_of(body[0]) if body else 0
     current = None
@@ -463,7 +463,7 @@ def check_mirror_files():
         for key in ("repo", "commit", "path"):
             if not src.get(key):
                 problems.append(f"SOURCES.json: _gitlab/{rel} has no {key}")
-    for (host, _), (folder, refs) in Mirror().projects.items():
+    for folder, refs in Mirror().projects.values():
         name = os.path.relpath(folder, GITLAB)
         kinds = refs.get("refs", {})
         if refs.get("default_branch") not in kinds:
