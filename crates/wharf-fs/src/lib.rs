@@ -694,3 +694,11 @@ fn timespec(t: Option<SystemTime>) -> rustix::fs::Timespec {
         }
     }
 }
+
+/// The directory's descriptor (`O_PATH`), e.g. to mount onto `/proc/self/fd/N`: a mount there
+/// lands on exactly the directory this root resolved, never on where a path would lead later.
+impl AsFd for Root {
+    fn as_fd(&self) -> rustix::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

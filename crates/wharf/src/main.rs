@@ -252,6 +252,12 @@ struct LoginArgs {
 }
 
 fn main() -> ExitCode {
+    // The sandbox executor re-executes wharf as the init of a job's namespaces. This comes before
+    // anything else: entering a user namespace needs a process without threads.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = wharf_sandbox::dispatch(&args) {
+        return ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX));
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,0 +1,307 @@
+//! The sandbox end to end: real namespaces, overlayfs and mounts (root tier), on a busybox-static
+//! root folder built by the test.
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use wharf_sandbox::{Bind, IdMapping, Network, RootFs, SETUP_ERROR_PREFIX, SETUP_FAILED, Spec};
+
+const INIT: &str = env!("CARGO_BIN_EXE_wharf-sandbox-init");
+const BUSYBOX: &str = "/usr/bin/busybox";
+
+/// A root folder with busybox and its applets in /bin.
+fn busybox_root(dir: &Path) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    let out = std::process::Command::new(BUSYBOX)
+        .arg("--list")
+        .output()
+        .unwrap();
+    for applet in String::from_utf8(out.stdout).unwrap().lines() {
+        if applet != "busybox" {
+            std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+        }
+    }
+}
+
+struct Layers {
+    _tmp: tempfile::TempDir,
+    lower: PathBuf,
+    upper: PathBuf,
+    work: PathBuf,
+    merged: PathBuf,
+}
+
+fn layers() -> Layers {
+    let tmp = tempfile::tempdir().unwrap();
+    let [lower, upper, work, merged] =
+        ["lower", "upper", "work", "merged"].map(|d| tmp.path().join(d));
+    for d in [&lower, &upper, &work, &merged] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    busybox_root(&lower);
+    Layers {
+        _tmp: tmp,
+        lower,
+        upper,
+        work,
+        merged,
+    }
+}
+
+fn spec(l: &Layers, script: &str) -> Spec {
+    Spec {
+        root: RootFs::Overlay {
+            lower: vec![l.lower.clone()],
+            upper: l.upper.clone(),
+            work: l.work.clone(),
+            merged: l.merged.clone(),
+            options: vec![],
+        },
+        binds: vec![],
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        env: vec![
+            ("PATH".into(), "/bin".into()),
+            ("GREETING".into(), "hello from the sandbox".into()),
+        ],
+        cwd: "/builds/project".into(),
+        user: None,
+        hostname: "job-host".into(),
+        ids: IdMapping::Host,
+        network: Network::Host,
+    }
+}
+
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run(spec: &Spec) -> Ran {
+    let child = wharf_sandbox::spawn(spec, Path::new(INIT)).await.unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Host processes whose command line is exactly `cmdline` (NUL-separated words).
+fn host_processes(cmdline: &[&str]) -> usize {
+    let wanted = cmdline.join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted.as_bytes()))
+        .count()
+}
+
+async fn wait_until(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+#[tokio::test]
+#[ignore = "needs root: namespaces, overlayfs and mounts"]
+async fn the_command_runs_as_the_only_process_of_its_own_namespaces() {
+    let l = layers();
+    let ran = run(&spec(
+        &l,
+        "echo pid=$$; hostname; echo \"$GREETING\"; pwd; id -u; ls /proc | grep -c '^[0-9]'; exit 7",
+    ))
+    .await;
+    assert_eq!(ran.code, 7, "{}", ran.stderr);
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    // PID 1 is the init; the command is its first child.
+    assert_eq!(
+        lines,
+        [
+            "pid=2",
+            "job-host",
+            "hello from the sandbox",
+            "/builds/project",
+            "0",
+            // init, sh, and the `ls` of the pipeline (grep reads its output)... processes
+            // visible: only the sandbox's own.
+            lines[5]
+        ]
+    );
+    let visible: usize = lines[5].parse().unwrap();
+    assert!(
+        visible <= 4,
+        "the sandbox sees {visible} processes: {}",
+        ran.stdout
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs root: namespaces, overlayfs and mounts"]
+async fn writes_land_in_the_upper_folder_and_the_layer_is_untouched() {
+    let l = layers();
+    let ran = run(&spec(
+        &l,
+        "echo data > /new-file && rm /bin/true && ls /bin/true",
+    ))
+    .await;
+    assert_ne!(ran.code, 0);
+    assert!(l.lower.join("bin/true").symlink_metadata().is_ok());
+    assert_eq!(
+        std::fs::read_to_string(l.upper.join("new-file")).unwrap(),
+        "data\n"
+    );
+    assert!(!l.lower.join("new-file").exists());
+}
+
+#[tokio::test]
+#[ignore = "needs root: namespaces, overlayfs and mounts"]
+async fn processes_left_behind_die_with_the_command() {
+    let l = layers();
+    let ran = run(&spec(&l, "sleep 31337 & echo started")).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert!(
+        wait_until(|| host_processes(&["sleep", "31337"]) == 0).await,
+        "a background process outlived the sandbox"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs root: namespaces, overlayfs and mounts"]
+async fn killing_the_sandbox_kills_its_whole_tree() {
+    let l = layers();
+    let mut child = wharf_sandbox::spawn(&spec(&l, "sleep 31338 & sleep 31339"), Path::new(INIT))
+        .await
+        .unwrap();
+    assert!(wait_until(|| host_processes(&["sleep", "31339"]) == 1).await);
+    // As `kill -9` of wharf or a timeout does: only the first stage gets the signal.
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    assert!(
+        wait_until(
+            || host_processes(&["sleep", "31338"]) + host_processes(&["sleep", "31339"]) == 0
+        )
+        .await,
+        "processes of a killed sandbox survived"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs root: namespaces, overlayfs and mounts"]
+async fn a_link_in_the_image_cannot_redirect_a_bind_onto_the_host() {
+    let l = layers();
+    let host = tempfile::tempdir().unwrap();
+    let sentinel = host.path().join("sentinel");
+    std::fs::create_dir(&sentinel).unwrap();
+    std::fs::write(sentinel.join("keep"), "host data").unwrap();
+    // The image says /builds is the host's sentinel folder.
+    std::os::unix::fs::symlink(&sentinel, l.lower.join("builds")).unwrap();
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(project.path().join("source.txt"), "project file").unwrap();
+    let mut s = spec(
+        &l,
+        "cat /builds/project/source.txt; echo; echo overwrite > /builds/project/keep",
+    );
+    s.binds.push(Bind {
+        source: project.path().to_path_buf(),
+        target: "/builds/project".into(),
+        read_only: false,
+    });
+    let ran = run(&s).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.stdout, "project file\n");
+    // The bind landed inside the root, where the link leads *in the root*.
+    assert_eq!(
+        std::fs::read_to_string(sentinel.join("keep")).unwrap(),
+        "host data"
+    );
+    assert_eq!(std::fs::read_dir(&sentinel).unwrap().count(), 1);
+    assert_eq!(
+        std::fs::read_to_string(project.path().join("keep")).unwrap(),
+        "overwrite\n"
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs root: namespaces, overlayfs and mounts"]
+async fn read_only_binds_refuse_writes() {
+    let l = layers();
+    let cache = tempfile::tempdir().unwrap();
+    let mut s = spec(&l, "echo x > /cache/file");
+    s.binds.push(Bind {
+        source: cache.path().to_path_buf(),
+        target: "/cache".into(),
+        read_only: true,
+    });
+    let ran = run(&s).await;
+    assert_ne!(ran.code, 0);
+    assert!(ran.stderr.contains("Read-only"), "{}", ran.stderr);
+    assert!(!cache.path().join("file").exists());
+}
+
+#[tokio::test]
+#[ignore = "needs root: namespaces, overlayfs and mounts"]
+async fn a_loopback_network_has_only_lo_and_it_is_up() {
+    let l = layers();
+    let mut s = spec(
+        &l,
+        "ip -o link | cut -d: -f2; ping -c1 -W2 127.0.0.1 >/dev/null && echo ping",
+    );
+    s.network = Network::Loopback;
+    let ran = run(&s).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    assert_eq!(ran.stdout, " lo\nping\n");
+}
+
+#[tokio::test]
+#[ignore = "needs root: namespaces, overlayfs and mounts"]
+async fn a_user_namespace_maps_root_to_the_caller() {
+    let l = layers();
+    let mut s = spec(&l, "id -u; cat /proc/self/uid_map");
+    s.ids = IdMapping::SingleId { uid: 0, gid: 0 };
+    let ran = run(&s).await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let words: Vec<&str> = ran.stdout.split_whitespace().collect();
+    assert_eq!(words, ["0", "0", "0", "1"]);
+}
+
+#[tokio::test]
+#[ignore = "needs root: namespaces, overlayfs and mounts"]
+async fn a_setup_failure_says_why_and_runs_nothing() {
+    let l = layers();
+    let mut s = spec(&l, "echo ran");
+    s.binds.push(Bind {
+        source: "/nonexistent/wharf-source".into(),
+        target: "/x".into(),
+        read_only: false,
+    });
+    let ran = run(&s).await;
+    assert_eq!(ran.code, SETUP_FAILED);
+    assert_eq!(ran.stdout, "");
+    assert!(
+        ran.stderr.starts_with(&format!(
+            "{SETUP_ERROR_PREFIX}bind source /nonexistent/wharf-source"
+        )),
+        "{}",
+        ran.stderr
+    );
+}
+
+#[test]
+fn debug_output_never_shows_environment_values() {
+    let l = layers();
+    let mut s = spec(&l, "true");
+    s.env.push(("TOKEN".into(), "s3cr3t-value".into()));
+    let shown = format!("{s:?}");
+    assert!(shown.contains("TOKEN"));
+    assert!(!shown.contains("s3cr3t-value"));
+}
