@@ -305,3 +305,53 @@ fn debug_output_never_shows_environment_values() {
     assert!(shown.contains("TOKEN"));
     assert!(!shown.contains("s3cr3t-value"));
 }
+
+/// Rootless: an unprivileged user (nobody, through util-linux's `setpriv`) runs the init; root
+/// inside is that user outside, the overlay is mounted inside the user namespace (`userxattr`),
+/// the network is loopback only.
+#[tokio::test]
+#[ignore = "needs root: to become an unprivileged user with setpriv"]
+async fn an_unprivileged_user_runs_a_sandbox_in_a_user_namespace() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let l = layers();
+    let nobody = 65534;
+    std::fs::set_permissions(l._tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for d in [&l.upper, &l.work, &l.merged] {
+        chown(d, Some(nobody), Some(nobody)).unwrap();
+    }
+    let mut s = spec(&l, "id -u; echo made > /made-here; cat /proc/self/uid_map");
+    s.ids = IdMapping::SingleId {
+        uid: nobody,
+        gid: nobody,
+    };
+    s.network = Network::Loopback;
+    if let RootFs::Overlay { options, .. } = &mut s.root {
+        options.push("userxattr".into());
+    }
+    let mut child = tokio::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", INIT])
+        .arg(wharf_sandbox::INIT_ARG)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let json = serde_json::to_vec(&s).unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stdin, &json)
+        .await
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let words: Vec<&str> = stdout.split_whitespace().collect();
+    assert_eq!(words, ["0", "0", "65534", "1"]);
+    let made = std::fs::metadata(l.upper.join("made-here")).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(made.uid(), nobody, "root inside is nobody outside");
+}
