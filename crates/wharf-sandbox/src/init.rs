@@ -20,6 +20,9 @@ use wharf_fs::{Resolve, Root};
 pub const INIT_ARG: &str = "__sandbox-init";
 /// First argument of the second stage (PID 1 of the sandbox).
 pub const PID1_ARG: &str = "__sandbox-pid1";
+/// First argument that makes the init executable exit 0 at once: the command `wharf doctor`'s
+/// test sandbox runs (wharf itself, bound into an empty root).
+pub const NOOP_ARG: &str = "__sandbox-noop";
 
 /// Run the stage `args` names (the process's arguments after the program name), if it names
 /// one: `Some(exit code)`. Call it first thing in `main`, before any thread exists: entering a
@@ -28,6 +31,7 @@ pub fn dispatch(args: &[String]) -> Option<i32> {
     let stage = match args.first().map(String::as_str) {
         Some(INIT_ARG) => enter_namespaces,
         Some(PID1_ARG) => pid1,
+        Some(NOOP_ARG) => return Some(0),
         _ => return None,
     };
     Some(match read_spec().and_then(stage) {

@@ -17,8 +17,9 @@
 //!   itself) takes the whole tree down.
 
 mod init;
+pub mod probe;
 
-pub use init::{INIT_ARG, PID1_ARG, dispatch};
+pub use init::{INIT_ARG, NOOP_ARG, PID1_ARG, dispatch};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use wharf_ci::{FileVariable, PullPolicy};
 use wharf_run::{Console, ExecutorChoice, RunOptions, RunnerEnv, Selection};
 
+mod doctor;
 mod registry_cmd;
 
 #[derive(Parser)]
@@ -48,6 +49,9 @@ enum Command {
     Login(LoginArgs),
     /// Serve an access-controlled OCI registry, collect its garbage, manage its users.
     Registry(registry_cmd::RegistryArgs),
+    /// What this machine can do for wharf's executors (Docker, user namespaces, overlayfs,
+    /// cgroups...), each problem with the command that fixes it. Exit status 1 when a check fails.
+    Doctor(doctor::DoctorArgs),
 }
 
 #[derive(Args)]
@@ -277,6 +281,7 @@ fn main() -> ExitCode {
             Command::Config(args) => config(args),
             Command::Login(args) => login(args).await,
             Command::Registry(args) => registry_cmd::run(args).await,
+            Command::Doctor(args) => doctor::run(args).await,
         }
     });
     match result {

@@ -9,6 +9,7 @@
 
 mod corpus;
 mod docker;
+mod doctor;
 mod hostile;
 mod pipeline;
 mod registry;

@@ -1,0 +1,344 @@
+//! What this machine lets the sandbox do, each finding with the command that fixes a problem:
+//! for `wharf doctor` and for choosing an executor. The decisive check runs a real sandbox (user
+//! namespace when not root, overlayfs, pivot_root) on an empty layer.
+
+use crate::{Bind, IdMapping, Network, RootFs, Spec};
+use std::path::{Path, PathBuf};
+
+/// How a finding counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Ok,
+    /// Works, with a limit worth knowing.
+    Warn,
+    /// Stops the sandbox (or the feature named) from working.
+    Fail,
+}
+
+/// One thing checked.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// What was checked, e.g. "user namespaces".
+    pub check: &'static str,
+    pub verdict: Verdict,
+    /// What was found.
+    pub detail: String,
+    /// The exact command (or step) that fixes it, when something needs fixing.
+    pub fix: Option<String>,
+}
+
+impl Finding {
+    fn ok(check: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            check,
+            verdict: Verdict::Ok,
+            detail: detail.into(),
+            fix: None,
+        }
+    }
+    fn problem(
+        check: &'static str,
+        verdict: Verdict,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Self {
+        Self {
+            check,
+            verdict,
+            detail: detail.into(),
+            fix: Some(fix.into()),
+        }
+    }
+}
+
+/// The calling user's ids (the sandbox maps root inside to them).
+pub fn caller_ids() -> (u32, u32) {
+    (
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    )
+}
+
+/// The id mapping a sandbox started by this process uses: none as root, else the caller alone.
+pub fn id_mapping() -> IdMapping {
+    match caller_ids() {
+        (0, _) => IdMapping::Host,
+        (uid, gid) => IdMapping::SingleId { uid, gid },
+    }
+}
+
+/// The kernel's switches for user namespaces.
+pub fn user_namespaces() -> Finding {
+    const CHECK: &str = "user namespaces";
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return Finding::problem(
+            CHECK,
+            Verdict::Fail,
+            "user.max_user_namespaces is 0",
+            "sudo sysctl -w user.max_user_namespaces=15000",
+        );
+    }
+    let rootless = caller_ids().0 != 0;
+    if rootless && read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return Finding::problem(
+            CHECK,
+            Verdict::Fail,
+            "kernel.unprivileged_userns_clone is 0: users without root cannot create them",
+            "sudo sysctl -w kernel.unprivileged_userns_clone=1",
+        );
+    }
+    if rootless
+        && read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1")
+    {
+        return Finding::problem(
+            CHECK,
+            Verdict::Fail,
+            "AppArmor restricts unprivileged user namespaces",
+            "sudo sysctl -w kernel.apparmor_restrict_unprivileged_userns=0",
+        );
+    }
+    Finding::ok(CHECK, "enabled")
+}
+
+/// Subordinate id ranges (`/etc/subuid`, `newuidmap`): without them a rootless sandbox maps only
+/// the caller, so files of other owners in an image show as `nobody`.
+pub fn subordinate_ids() -> Finding {
+    const CHECK: &str = "subordinate ids";
+    let (uid, _) = caller_ids();
+    if uid == 0 {
+        return Finding::ok(CHECK, "not needed as root");
+    }
+    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string());
+    let has_range = std::fs::read_to_string("/etc/subuid").is_ok_and(|t| {
+        t.lines().any(|l| {
+            l.split(':')
+                .next()
+                .is_some_and(|n| n == user || n == uid.to_string())
+        })
+    });
+    let tools = ["/usr/bin/newuidmap", "/usr/bin/newgidmap"]
+        .iter()
+        .all(|p| Path::new(p).exists());
+    let detail = format!(
+        "{} for {user} in /etc/subuid; newuidmap/newgidmap {}; wharf maps only {user} for now (ownership squashed)",
+        if has_range { "a range" } else { "no range" },
+        if tools { "installed" } else { "missing" }
+    );
+    Finding::problem(
+        CHECK,
+        Verdict::Warn,
+        detail,
+        format!(
+            "sudo apt install uidmap && sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"
+        ),
+    )
+}
+
+/// cgroup version and whether this process may create child groups (for `memory`/`pids`).
+pub fn cgroups() -> Finding {
+    const CHECK: &str = "cgroups";
+    let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let hybrid = Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists();
+    if !unified {
+        let detail = if hybrid {
+            "hybrid hierarchy (v1 controllers): memory and pids limits cannot be applied"
+        } else {
+            "cgroup v1: memory and pids limits cannot be applied"
+        };
+        return Finding::problem(
+            CHECK,
+            Verdict::Warn,
+            detail,
+            "boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2)",
+        );
+    }
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        })
+        .unwrap_or_default();
+    let dir = PathBuf::from("/sys/fs/cgroup").join(own.trim_start_matches('/'));
+    let writable = nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_ok();
+    if writable {
+        Finding::ok(CHECK, format!("v2, {} is delegated", dir.display()))
+    } else {
+        Finding::problem(
+            CHECK,
+            Verdict::Warn,
+            format!(
+                "v2, but {} is not writable: no memory or pids limits",
+                dir.display()
+            ),
+            "run wharf under `systemd-run --user --scope -p Delegate=yes wharf ...`",
+        )
+    }
+}
+
+/// `/dev/net/tun` (for a user-mode network such as pasta).
+pub fn tun() -> Finding {
+    const CHECK: &str = "/dev/net/tun";
+    match nix::unistd::access(
+        "/dev/net/tun",
+        nix::unistd::AccessFlags::R_OK | nix::unistd::AccessFlags::W_OK,
+    ) {
+        Ok(()) => Finding::ok(CHECK, "usable"),
+        Err(_) if Path::new("/dev/net/tun").exists() => Finding::problem(
+            CHECK,
+            Verdict::Warn,
+            "present but not usable by this user: jobs use the host network",
+            "sudo chmod 0666 /dev/net/tun",
+        ),
+        Err(_) => Finding::problem(
+            CHECK,
+            Verdict::Warn,
+            "missing: jobs use the host network",
+            "sudo modprobe tun",
+        ),
+    }
+}
+
+/// Open files and processes this user may have.
+pub fn rlimits() -> Finding {
+    use nix::sys::resource::{Resource, getrlimit};
+    const CHECK: &str = "resource limits";
+    let files = getrlimit(Resource::RLIMIT_NOFILE).ok();
+    let procs = getrlimit(Resource::RLIMIT_NPROC).ok();
+    let show = |l: Option<(u64, u64)>| match l {
+        Some((soft, hard)) => format!("{soft}/{hard}"),
+        None => "unknown".into(),
+    };
+    let detail = format!(
+        "open files {}, processes {} (soft/hard)",
+        show(files),
+        show(procs)
+    );
+    match files {
+        Some((soft, _)) if soft < 1024 => Finding::problem(
+            CHECK,
+            Verdict::Warn,
+            detail,
+            "ulimit -n 4096 (or LimitNOFILE= in the service unit)",
+        ),
+        _ => Finding::ok(CHECK, detail),
+    }
+}
+
+/// The decisive check: run a real sandbox (the same way jobs run) on an empty layer with the
+/// host's `/usr` and libraries bound in read-only, the init executable running `true`... as
+/// itself: `init_exe __sandbox-noop` is bound at `/wharf-probe`.
+pub async fn sandbox_runs(init_exe: &Path, scratch: &Path) -> Finding {
+    const CHECK: &str = "sandbox (namespaces + overlayfs)";
+    let dirs = ["lower", "upper", "work", "merged"].map(|d| scratch.join(d));
+    for d in &dirs {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            return Finding::problem(
+                CHECK,
+                Verdict::Fail,
+                format!("cannot create {}: {e}", d.display()),
+                format!("make {} writable", scratch.display()),
+            );
+        }
+    }
+    let [lower, upper, work, merged] = dirs;
+    let ids = id_mapping();
+    // The host's libraries for wharf itself: real folders are bound read-only; merged-usr links
+    // (`/lib64 -> usr/lib64`) are recreated in the empty layer.
+    let mut binds = Vec::new();
+    for p in ["/usr", "/lib", "/lib64", "/bin", "/lib32"] {
+        let Ok(meta) = Path::new(p).symlink_metadata() else {
+            continue;
+        };
+        if meta.is_dir() {
+            binds.push(Bind {
+                source: PathBuf::from(p),
+                target: p.into(),
+                read_only: true,
+            });
+        } else if meta.is_symlink() {
+            if let Ok(target) = std::fs::read_link(p) {
+                let _ = std::os::unix::fs::symlink(target, lower.join(&p[1..]));
+            }
+        }
+    }
+    binds.push(Bind {
+        source: init_exe.to_path_buf(),
+        target: "/wharf-probe".into(),
+        read_only: true,
+    });
+    let spec = Spec {
+        root: RootFs::Overlay {
+            lower: vec![lower],
+            upper,
+            work,
+            merged,
+            options: if ids == IdMapping::Host {
+                vec![]
+            } else {
+                vec!["userxattr".into()]
+            },
+        },
+        binds,
+        argv: vec!["/wharf-probe".into(), crate::NOOP_ARG.into()],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cwd: "/".into(),
+        user: None,
+        hostname: "wharf-probe".into(),
+        ids,
+        network: Network::Host,
+    };
+    let outcome = match crate::spawn(&spec, init_exe).await {
+        Ok(child) => child.wait_with_output().await.map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let _ = std::fs::remove_dir_all(scratch);
+    match outcome {
+        Ok(out) if out.status.success() => {
+            let how = match ids {
+                IdMapping::Host => "as root, no user namespace".to_string(),
+                IdMapping::SingleId { uid, .. } => {
+                    format!("rootless, in a user namespace mapping uid {uid} to root")
+                }
+            };
+            Finding::ok(CHECK, format!("a test sandbox ran ({how})"))
+        }
+        Ok(out) => {
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            Finding::problem(
+                CHECK,
+                Verdict::Fail,
+                format!("a test sandbox failed: {why}"),
+                fix_for(&why),
+            )
+        }
+        Err(why) => Finding::problem(
+            CHECK,
+            Verdict::Fail,
+            format!("a test sandbox could not start: {why}"),
+            fix_for(&why),
+        ),
+    }
+}
+
+/// The likely fix for a failed test sandbox, from its message.
+fn fix_for(why: &str) -> String {
+    if why.contains("user namespace") {
+        "enable user namespaces (see the check above), or run wharf as root".into()
+    } else if why.contains("overlay") {
+        "use a kernel with overlayfs in user namespaces (Linux 5.11 or later), or run wharf as root"
+            .into()
+    } else {
+        "run `wharf doctor` as root to see whether the kernel or the user's rights are the cause"
+            .into()
+    }
+}
