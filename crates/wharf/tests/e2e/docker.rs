@@ -502,7 +502,7 @@ fn entrypoint_is_respected_and_can_be_cleared() {
 }
 
 /// A user that may talk to dockerd but is not root (created once; the docker tier runs as root).
-fn docker_user() -> (u32, u32) {
+pub(crate) fn docker_user() -> (u32, u32) {
     const NAME: &str = "wharf-e2e";
     let id = |flag: &str| {
         Command::new("id")

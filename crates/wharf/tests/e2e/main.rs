@@ -9,6 +9,7 @@
 
 mod corpus;
 mod docker;
+mod docker_user;
 mod hostile;
 mod pipeline;
 mod registry;
