@@ -9,8 +9,8 @@ use base64::Engine as _;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
@@ -131,6 +131,8 @@ pub struct ImageInfo {
     pub repo_digests: Vec<String>,
     /// `EXPOSE`d ports as the image config lists them (`"5432/tcp"`, `"53/udp"`).
     pub exposed_ports: Vec<String>,
+    /// The config's `User` (`name`, `uid`, `uid:gid`...); empty: root.
+    pub user: String,
 }
 
 /// What a container is doing now.
@@ -171,14 +173,15 @@ impl Engine {
 
     pub async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, EngineError> {
         match self.docker.inspect_image(image).await {
-            Ok(info) => Ok(Some(ImageInfo {
-                id: info.id.unwrap_or_default(),
-                repo_digests: info.repo_digests.unwrap_or_default(),
-                exposed_ports: info
-                    .config
-                    .and_then(|c| c.exposed_ports)
-                    .unwrap_or_default(),
-            })),
+            Ok(info) => {
+                let config = info.config.unwrap_or_default();
+                Ok(Some(ImageInfo {
+                    id: info.id.unwrap_or_default(),
+                    repo_digests: info.repo_digests.unwrap_or_default(),
+                    exposed_ports: config.exposed_ports.unwrap_or_default(),
+                    user: config.user.unwrap_or_default(),
+                }))
+            }
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),
@@ -392,6 +395,82 @@ impl Engine {
         &self.host
     }
 
+    /// Read files of `image` (absolute paths) from a container created from it and never
+    /// started: dockerd resolves each path inside the image's own root, so nothing in the image
+    /// can lead the read elsewhere, and nothing of the image runs. A missing file, or one that
+    /// is not a regular file, is `None`; a file over `limit` bytes is an error. The container
+    /// carries `labels` and is removed before this returns.
+    pub async fn read_image_files(
+        &self,
+        image: &str,
+        paths: &[&str],
+        limit: u64,
+        labels: &HashMap<String, String>,
+    ) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            // Never run: a command only because dockerd refuses to create a container of an
+            // image that has neither `Cmd` nor `Entrypoint`.
+            cmd: Some(vec!["true".to_string()]),
+            labels: Some(labels.clone()),
+            network_disabled: Some(true),
+            ..Default::default()
+        };
+        let id = self
+            .docker
+            .create_container(None, body)
+            .await
+            .map_err(|e| EngineError::Api(e.to_string()))?
+            .id;
+        let mut files = Vec::new();
+        let mut result = Ok(());
+        for path in paths {
+            match self.archived_file(&id, path, limit).await {
+                Ok(file) => files.push(file),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.remove(&id).await;
+        result.map(|()| files)
+    }
+
+    /// `GET /containers/{id}/archive?path=...`: the tar dockerd makes of one file, unpacked.
+    async fn archived_file(
+        &self,
+        id: &str,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, EngineError> {
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(path)
+            .build();
+        let mut stream = self.docker.download_from_container(id, Some(options));
+        let mut tar = Vec::new();
+        // The tar's own headers and padding come on top of the file.
+        let tar_limit = limit.saturating_add(64 * 1024);
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    tar.extend_from_slice(&bytes);
+                    if tar.len() as u64 > tar_limit {
+                        return Err(EngineError::Api(format!(
+                            "{path} in the image is larger than {limit} bytes"
+                        )));
+                    }
+                }
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(None),
+                Err(e) => return Err(EngineError::Api(format!("reading {path}: {e}"))),
+            }
+        }
+        single_file_of_tar(&tar, limit)
+            .map_err(|e| EngineError::Api(format!("reading {path} from the image: {e}")))
+    }
+
     /// Remove a container and its anonymous volumes; a container already gone is fine.
     pub async fn remove(&self, id: &str) {
         let opts = RemoveContainerOptionsBuilder::default()
@@ -400,6 +479,25 @@ impl Engine {
             .build();
         let _ = self.docker.remove_container(id, Some(opts)).await;
     }
+}
+
+/// The content of the first entry of `tar` when it is a regular file of at most `limit` bytes.
+fn single_file_of_tar(tar: &[u8], limit: u64) -> Result<Option<Vec<u8>>, std::io::Error> {
+    use std::io::Read as _;
+    let mut archive = tar::Archive::new(tar);
+    let Some(entry) = archive.entries()?.next() else {
+        return Ok(None);
+    };
+    let entry = entry?;
+    if entry.header().entry_type() != tar::EntryType::Regular {
+        return Ok(None);
+    }
+    if entry.size() > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
+    }
+    let mut content = Vec::new();
+    entry.take(limit).read_to_end(&mut content)?;
+    Ok(Some(content))
 }
 
 async fn send_over<S>(

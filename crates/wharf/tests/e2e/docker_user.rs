@@ -45,11 +45,7 @@ impl UserImages {
             let script = format!(
                 "cid=$(docker create {base}) && docker export $cid | docker import -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' -c 'USER {user}' - {tag} >/dev/null; status=$?; docker rm $cid >/dev/null; exit $status"
             );
-            let ok = Command::new("sh")
-                .arg("-c")
-                .arg(&script)
-                .status()
-                .unwrap();
+            let ok = Command::new("sh").arg("-c").arg(&script).status().unwrap();
             assert!(ok.success(), "building {tag} with USER {user}");
             tags.push(tag);
         }
@@ -103,10 +99,7 @@ fn pipeline(images: &UserImages) -> String {
 
 fn variables_file(p: &Project) -> String {
     let file = p.home.path().join("variables.yml");
-    write(
-        &file,
-        "SECRET_FILE:\n  value: file-content\n  type: file\n",
-    );
+    write(&file, "SECRET_FILE:\n  value: file-content\n  type: file\n");
     file.to_string_lossy().into_owned()
 }
 
