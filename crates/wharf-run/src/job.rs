@@ -1,6 +1,6 @@
 //! Runs one job through its phases: prepare (the executor's), sources, cache restore,
-//! dependencies' artifacts, hand over (to the user the scripts run as), steps (`before_script`
-//! + `script`, then `after_script`), cache save, artifacts, cleanup. Where the scripts run is the [`Executor`]'s business; every failure of a
+//! dependencies' artifacts, hand over (to the user the scripts run as), steps
+//! (`before_script` and `script`, then `after_script`), cache save, artifacts, cleanup. Where the scripts run is the [`Executor`]'s business; every failure of a
 //! phase comes back as a [`JobFailure`] or a [`Stop`], logged here once.
 
 use crate::artifacts;

@@ -103,6 +103,38 @@ fn variables_file(p: &Project) -> String {
     file.to_string_lossy().into_owned()
 }
 
+/// A file outside the project, and a link to it in the project: handing the job's folders
+/// over to its user must change neither the file's owner nor its mode.
+struct LinkOut {
+    _dir: tempfile::TempDir,
+    target: std::path::PathBuf,
+    owner_and_mode: (u32, u32),
+}
+
+impl LinkOut {
+    fn plant(p: &Project) -> Self {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("host-secret");
+        write(&target, "host secret\n");
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(&target, p.path().join("link-out")).unwrap();
+        let meta = std::fs::metadata(&target).unwrap();
+        Self {
+            _dir: dir,
+            owner_and_mode: (meta.uid(), meta.mode()),
+            target,
+        }
+    }
+
+    #[track_caller]
+    fn assert_untouched(&self) {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&self.target).unwrap();
+        assert_eq!((meta.uid(), meta.mode()), self.owner_and_mode);
+    }
+}
+
 /// What every run of [`pipeline`] must show, whoever runs wharf.
 fn assert_every_user_ran(p: &Project, run: &Run) {
     run.assert_code(0);
@@ -132,6 +164,7 @@ fn assert_every_user_ran(p: &Project, run: &Run) {
 fn images_running_as_a_non_root_user_can_use_their_build_and_script_folders() {
     let images = UserImages::build(&["1001", "builder", "1001:2002"]);
     let p = Project::pipeline(&pipeline(&images));
+    let link_out = LinkOut::plant(&p);
     let vars = variables_file(&p);
     let run = p.run(&["run", "--pull-policy", "never", "--variables-file", &vars]);
     assert_every_user_ran(&p, &run);
@@ -144,6 +177,7 @@ fn images_running_as_a_non_root_user_can_use_their_build_and_script_folders() {
         "{}",
         p.read(".wharf/logs/by-name.log")
     );
+    link_out.assert_untouched();
     assert_no_containers(&p);
 }
 
@@ -184,7 +218,10 @@ fn a_non_root_wharf_runs_images_of_another_non_root_user_and_gets_their_files_ba
                 .unwrap(),
         )
     };
+    // Planted after the chown above: the file stays root's, 0600.
+    let link_out = LinkOut::plant(&p);
     assert_every_user_ran(&p, &as_user());
+    link_out.assert_untouched();
     // The second run clears the build folders the first one's jobs wrote in.
     assert_every_user_ran(&p, &as_user());
     // Other users of this host cannot reach the folders opened to the job's user.
