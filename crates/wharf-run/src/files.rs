@@ -186,11 +186,27 @@ fn open_mode(mode: u32, is_dir: bool) -> u32 {
     mode | 0o666 | if runnable { 0o111 } else { 0 }
 }
 
-/// Close the folder `name` of `parent` (wharf's own `builds`, `tmp`) to everyone but wharf's
-/// user: the job folders in it are opened up for a job's user ([`HandOver::OpenModes`]), who
-/// reaches them through its container's mounts, never through this folder.
-pub fn fence(parent: &Path, name: &str) -> Result<(), FilesError> {
-    Root::open(parent, Resolve::NoSymlinks)?.set_permissions(name, 0o700)?;
+/// Close the folder holding the job folder `job_dir` (wharf's own `builds`, `tmp`) to everyone
+/// but wharf's user: the job folder is opened up for a job's user ([`HandOver::OpenModes`]), who
+/// reaches it through its container's mounts, never through the folder around it.
+pub fn fence(job_dir: &Path) -> Result<(), FilesError> {
+    let Some(holder) = job_dir.parent() else {
+        return Ok(());
+    };
+    let (Some(around), Some(name)) = (holder.parent(), holder.file_name()) else {
+        return Ok(());
+    };
+    // Never through a link: one where wharf's folder goes (a shell job can reach `.wharf/`)
+    // is refused, and the job's folders are not opened up behind it.
+    let around = Root::open(around, Resolve::NoSymlinks)?;
+    if !around.metadata(name)?.is_dir() {
+        return Err(FilesError::Io {
+            action: "closing to other users",
+            path: holder.to_path_buf(),
+            source: io::Error::other("not a folder"),
+        });
+    }
+    around.set_permissions(name, 0o700)?;
     Ok(())
 }
 
@@ -629,13 +645,14 @@ mod tests {
     #[test]
     fn a_fence_closes_wharfs_folder_and_refuses_a_link_in_its_place() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("builds")).unwrap();
-        fence(dir.path(), "builds").unwrap();
+        std::fs::create_dir_all(dir.path().join("builds/job")).unwrap();
+        fence(&dir.path().join("builds/job")).unwrap();
         assert_eq!(mode_of(&dir.path().join("builds")), 0o700);
+        assert_ne!(mode_of(&dir.path().join("builds/job")), 0o700);
         let outside = tempfile::tempdir().unwrap();
         std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("tmp")).unwrap();
-        let _ = fence(dir.path(), "tmp");
+        assert!(fence(&dir.path().join("tmp/job")).is_err());
         assert_eq!(mode_of(outside.path()), 0o755);
     }
 

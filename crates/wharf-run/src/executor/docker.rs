@@ -312,13 +312,13 @@ impl Executor for DockerExecutor<'_> {
             return Ok(());
         };
         let fail = |e: files::FilesError| JobFailure::system(e.to_string());
-        if how == HandOver::OpenModes {
-            for parent in ["builds", "tmp"] {
-                files::fence(self.context.wharf_dir, parent).map_err(fail)?;
+        for dir in [&self.layout.build_dir, &self.layout.tmp_dir] {
+            if how == HandOver::OpenModes {
+                files::fence(dir).map_err(fail)?;
             }
+            files::hand_over(dir, how).map_err(fail)?;
         }
-        files::hand_over(&self.layout.build_dir, how).map_err(fail)?;
-        files::hand_over(&self.layout.tmp_dir, how).map_err(fail)
+        Ok(())
     }
 
     fn hand_back(&self) -> Option<HandBack> {
