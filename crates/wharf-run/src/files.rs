@@ -5,7 +5,7 @@
 
 use globset::{GlobBuilder, GlobMatcher};
 use std::io;
-use std::os::unix::fs::PermissionsExt as _;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use wharf_fs::{FileKind, Resolve, Root};
@@ -162,6 +162,7 @@ pub enum HandOver {
 /// decide who may replace them), special files too.
 pub fn hand_over(path: &Path, how: HandOver) -> Result<(), FilesError> {
     let root = Root::open(path, Resolve::Beneath)?;
+    let wharf_uid = rustix::process::geteuid().as_raw();
     let mut entries = vec![(PathBuf::new(), FileKind::Dir)];
     entries.extend(root.walk("")?);
     for (rel, kind) in entries {
@@ -171,8 +172,14 @@ pub fn hand_over(path: &Path, how: HandOver) -> Result<(), FilesError> {
         match how {
             HandOver::Chown { uid, gid } => root.set_owner(&rel, Some(uid), Some(gid))?,
             HandOver::OpenModes => {
-                let mode = root.metadata(&rel)?.permissions().mode() & 0o7777;
-                root.set_permissions(&rel, open_mode(mode, kind == FileKind::Dir))?;
+                let meta = root.metadata(&rel)?;
+                let mode = meta.permissions().mode() & 0o7777;
+                let open = open_mode(mode, kind == FileKind::Dir);
+                // What the job's user made (in the script folder, between two scripts) is its
+                // own to open, which its scripts do on exit; wharf may not change it.
+                if open != mode && meta.uid() == wharf_uid {
+                    root.set_permissions(&rel, open)?;
+                }
             }
         }
     }
@@ -640,6 +647,26 @@ mod tests {
             assert_eq!(std::fs::metadata(&outside).unwrap().uid(), 0);
         }
         assert_eq!(mode_of(&build.join("src/main.c")), 0o600);
+    }
+
+    #[test]
+    fn open_modes_leave_what_the_jobs_user_made_to_it() {
+        if !rustix::process::geteuid().is_root() {
+            // Files of another user need root to make.
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), "step_script.sh");
+        touch(dir.path(), "made-by-job");
+        std::os::unix::fs::chown(dir.path().join("made-by-job"), Some(4242), None).unwrap();
+        for rel in ["step_script.sh", "made-by-job"] {
+            std::fs::set_permissions(dir.path().join(rel), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
+        hand_over(dir.path(), HandOver::OpenModes).unwrap();
+        assert_eq!(mode_of(&dir.path().join("step_script.sh")), 0o666);
+        // Not wharf's: a chmod would fail for a non-root wharf, and the job opens it itself.
+        assert_eq!(mode_of(&dir.path().join("made-by-job")), 0o600);
     }
 
     #[test]

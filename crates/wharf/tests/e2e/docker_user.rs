@@ -79,6 +79,10 @@ fn pipeline(images: &UserImages) -> String {
     - if [ -f out/result ]; then echo cache-restored; fi
     - mkdir -p out && echo "$CI_JOB_NAME" > out/result
     - echo FROM_DOTENV=yes > build.env
+    # The job's own file in its script folder, which wharf writes in again before after_script.
+    - echo note > "$CI_PROJECT_DIR.tmp/note"
+  after_script:
+    - echo "after-script-ran-as=$(id -u)"
   cache:
     key: "$CI_JOB_NAME"
     paths: [out/]
@@ -148,6 +152,11 @@ fn assert_every_user_ran(p: &Project, run: &Run) {
         let log = p.read(&format!(".wharf/logs/{job}.log"));
         assert!(log.contains(&format!("whoami={who}")), "{job}: {log}");
         assert!(log.contains("file-variable-readable"), "{job}: {log}");
+        let uid = who.split(':').next().unwrap_or_default();
+        assert!(
+            log.contains(&format!("after-script-ran-as={uid}")),
+            "{job}: {log}"
+        );
         assert_eq!(
             p.read(&format!(".wharf/artifacts/{job}/out/result")),
             format!("{job}\n"),
