@@ -425,7 +425,7 @@ impl Engine {
         let mut files = Vec::new();
         let mut result = Ok(());
         for path in paths {
-            match self.archived_file(&id, path, limit).await {
+            match self.archived_file_following_links(&id, path, limit).await {
                 Ok(file) => files.push(file),
                 Err(e) => {
                     result = Err(e);
@@ -437,13 +437,35 @@ impl Engine {
         result.map(|()| files)
     }
 
-    /// `GET /containers/{id}/archive?path=...`: the tar dockerd makes of one file, unpacked.
-    async fn archived_file(
+    /// [`Engine::archived_file`], following a link there as the container would (dockerd
+    /// archives the link itself), at most [`MAX_LINKS_FOLLOWED`] of them.
+    async fn archived_file_following_links(
         &self,
         id: &str,
         path: &str,
         limit: u64,
     ) -> Result<Option<Vec<u8>>, EngineError> {
+        let mut path = path.to_string();
+        for _ in 0..=MAX_LINKS_FOLLOWED {
+            match self.archived_file(id, &path, limit).await? {
+                Some(ArchivedFile::Content(content)) => return Ok(Some(content)),
+                Some(ArchivedFile::Link(target)) => path = link_target_path(&path, &target),
+                None => return Ok(None),
+            }
+        }
+        Err(EngineError::Api(format!(
+            "{path} in the image: more than {MAX_LINKS_FOLLOWED} links in a row"
+        )))
+    }
+
+    /// `GET /containers/{id}/archive?path=...`: the tar dockerd makes of one file, unpacked.
+    /// dockerd resolves the path inside the container's root.
+    async fn archived_file(
+        &self,
+        id: &str,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<ArchivedFile>, EngineError> {
         let options = DownloadFromContainerOptionsBuilder::new()
             .path(path)
             .build();
@@ -481,23 +503,51 @@ impl Engine {
     }
 }
 
-/// The content of the first entry of `tar` when it is a regular file of at most `limit` bytes.
-fn single_file_of_tar(tar: &[u8], limit: u64) -> Result<Option<Vec<u8>>, std::io::Error> {
+/// Links followed when reading a file of an image, as the kernel's own limit for a path.
+const MAX_LINKS_FOLLOWED: usize = 40;
+
+/// One file of a container, as dockerd archives it.
+#[derive(Debug, PartialEq, Eq)]
+enum ArchivedFile {
+    Content(Vec<u8>),
+    /// A symbolic link, with its target as written.
+    Link(String),
+}
+
+/// Where the link at `path` (absolute) leads: an absolute target as it is, a relative one from
+/// the link's folder. dockerd resolves the result inside the container's root, `..` included.
+fn link_target_path(path: &str, target: &str) -> String {
+    if target.starts_with('/') {
+        return target.to_string();
+    }
+    let folder = path.rsplit_once('/').map_or("", |(folder, _)| folder);
+    format!("{folder}/{target}")
+}
+
+/// The first entry of `tar`: a regular file's content (at most `limit` bytes) or a link's
+/// target; `None` for anything else.
+fn single_file_of_tar(tar: &[u8], limit: u64) -> Result<Option<ArchivedFile>, std::io::Error> {
     use std::io::Read as _;
     let mut archive = tar::Archive::new(tar);
     let Some(entry) = archive.entries()?.next() else {
         return Ok(None);
     };
     let entry = entry?;
-    if entry.header().entry_type() != tar::EntryType::Regular {
-        return Ok(None);
+    match entry.header().entry_type() {
+        tar::EntryType::Regular => {}
+        tar::EntryType::Symlink => {
+            return Ok(entry
+                .link_name()?
+                .map(|target| ArchivedFile::Link(target.to_string_lossy().into_owned())));
+        }
+        _ => return Ok(None),
     }
     if entry.size() > limit {
         return Err(std::io::Error::other(format!("larger than {limit} bytes")));
     }
     let mut content = Vec::new();
     entry.take(limit).read_to_end(&mut content)?;
-    Ok(Some(content))
+    Ok(Some(ArchivedFile::Content(content)))
 }
 
 async fn send_over<S>(
@@ -575,6 +625,53 @@ fn handle_pull_line(line: &[u8], on_event: &mut (dyn FnMut(PullEvent) + Send)) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_in_an_image_lead_where_the_container_would_find_them() {
+        assert_eq!(
+            link_target_path("/etc/passwd", "/var/lib/passwd"),
+            "/var/lib/passwd"
+        );
+        assert_eq!(
+            link_target_path("/etc/passwd", "../usr/etc/passwd"),
+            "/etc/../usr/etc/passwd"
+        );
+        assert_eq!(
+            link_target_path("/etc/passwd", "passwd.real"),
+            "/etc/passwd.real"
+        );
+    }
+
+    #[test]
+    fn one_file_of_a_tar_its_content_or_its_link() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder
+            .append_data(&mut header, "passwd", &b"root\n"[..])
+            .unwrap();
+        let file = builder.into_inner().unwrap();
+        assert_eq!(
+            single_file_of_tar(&file, 5).unwrap(),
+            Some(ArchivedFile::Content(b"root\n".to_vec()))
+        );
+        assert!(single_file_of_tar(&file, 4).is_err());
+
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        builder
+            .append_link(&mut header, "passwd", "../usr/etc/passwd")
+            .unwrap();
+        let link = builder.into_inner().unwrap();
+        assert_eq!(
+            single_file_of_tar(&link, 5).unwrap(),
+            Some(ArchivedFile::Link("../usr/etc/passwd".into()))
+        );
+        assert_eq!(single_file_of_tar(&[], 5).unwrap(), None);
+    }
 
     #[test]
     fn classifies_daemon_messages() {

@@ -269,3 +269,25 @@ fn a_user_the_image_does_not_have_fails_the_job_naming_the_image_and_the_user() 
     );
     assert_no_containers(&p);
 }
+
+#[test]
+#[ignore = "needs dockerd: run by scripts/test-all.sh"]
+fn a_named_user_is_found_through_a_linked_etc_passwd() {
+    let mut images = UserImages::build(&["builder"]);
+    // The same image with /etc/passwd a relative link to the real file: dockerd archives the
+    // link itself, which wharf follows as the container would.
+    let linked = format!("{}-linked", images.tag(0));
+    let script = format!(
+        "cid=$(docker create --network none --user 0 {image} sh -c 'mv /etc/passwd /etc/passwd.real && ln -s passwd.real /etc/passwd') && docker start -a $cid && docker export $cid | docker import -c 'ENV PATH=/usr/local/bin:/usr/bin:/bin' -c 'USER builder' - {linked} >/dev/null; status=$?; docker rm $cid >/dev/null; exit $status",
+        image = images.tag(0)
+    );
+    let ok = Command::new("sh").arg("-c").arg(&script).status().unwrap();
+    images.tags.push(linked.clone());
+    assert!(ok.success(), "building {linked}");
+    let p = Project::pipeline(&format!(
+        "linked:\n  image: {linked}\n  script:\n    - test -L /etc/passwd\n    - echo \"whoami=$(id -u):$(id -g)\" > made-by-job.txt\n    - cat made-by-job.txt\n"
+    ));
+    p.run(&["run", "--pull-policy", "never"])
+        .assert_code(0)
+        .assert_contains("whoami=1001:1001");
+}

@@ -69,15 +69,17 @@ impl<'a> UserSpec<'a> {
         passwd: Option<&str>,
         group_file: Option<&str>,
     ) -> Result<JobUser, UnknownName> {
+        // No user before the `:` is root, as with no `User` at all.
+        let user = if self.user.is_empty() { "0" } else { self.user };
         let entry = passwd
             .into_iter()
             .flat_map(str::lines)
             .filter_map(passwd_entry)
-            .find(|(name, uid, _)| *name == self.user || Some(*uid) == number(self.user));
-        let (uid, primary_gid) = match (entry, number(self.user)) {
+            .find(|(name, uid, _)| *name == user || Some(*uid) == number(user));
+        let (uid, primary_gid) = match (entry, number(user)) {
             (Some((_, uid, gid)), _) => (uid, gid),
             (None, Some(uid)) => (uid, 0),
-            (None, None) => return Err(UnknownName::User(self.user.to_string())),
+            (None, None) => return Err(UnknownName::User(user.to_string())),
         };
         let gid = match self.group.filter(|g| !g.is_empty()) {
             None => primary_gid,
@@ -144,6 +146,7 @@ mod tests {
         // A uid with no entry: Docker gives it the group 0.
         assert_eq!(resolve("1234"), user(1234, 0));
         assert_eq!(resolve("1234:"), user(1234, 0));
+        assert_eq!(resolve(":staff"), user(0, 50));
         assert_eq!(UserSpec::parse("1234").resolve(None, None), user(1234, 0));
     }
 
