@@ -103,6 +103,8 @@ pub struct Engine {
     docker: Docker,
     host: String,
     api_version: String,
+    /// The daemon maps container users to other host users (`userns-remap`, rootless).
+    remaps_users: bool,
 }
 
 #[derive(Default)]
@@ -164,10 +166,18 @@ impl Engine {
             .map_err(|e| unreachable(e.to_string()))?;
         let v = docker.client_version();
         let api_version = format!("{}.{}", v.major_version, v.minor_version);
+        // A daemon that does not say is taken as mapping no users, as most do.
+        let security_options = docker
+            .info()
+            .await
+            .ok()
+            .and_then(|info| info.security_options)
+            .unwrap_or_default();
         Ok(Self {
             docker,
             host,
             api_version,
+            remaps_users: remaps_users(&security_options),
         })
     }
 
@@ -390,6 +400,12 @@ impl Engine {
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
+    /// Whether a container's uid is another uid on this host (`userns-remap`, rootless
+    /// dockerd): then wharf cannot know which host user a job's user is.
+    pub fn remaps_users(&self) -> bool {
+        self.remaps_users
+    }
+
     /// `DOCKER_HOST` as connected to, so a cleanup can reconnect from another thread.
     pub fn host(&self) -> &str {
         &self.host
@@ -501,6 +517,16 @@ impl Engine {
             .build();
         let _ = self.docker.remove_container(id, Some(opts)).await;
     }
+}
+
+/// dockerd's `SecurityOptions` (`name=seccomp,profile=builtin`, `name=userns`, `name=rootless`)
+/// say it runs containers in a user namespace of their own.
+fn remaps_users(security_options: &[String]) -> bool {
+    security_options.iter().any(|option| {
+        option
+            .split(',')
+            .any(|field| matches!(field, "name=userns" | "name=rootless"))
+    })
 }
 
 /// Links followed when reading a file of an image, as the kernel's own limit for a path.
@@ -625,6 +651,21 @@ fn handle_pull_line(line: &[u8], on_event: &mut (dyn FnMut(PullEvent) + Send)) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_namespaces_are_read_from_the_daemons_security_options() {
+        let options = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!remaps_users(&options(&[
+            "name=apparmor",
+            "name=seccomp,profile=builtin",
+            "name=cgroupns"
+        ])));
+        assert!(remaps_users(&options(&[
+            "name=seccomp,profile=builtin",
+            "name=userns"
+        ])));
+        assert!(remaps_users(&options(&["name=rootless"])));
+    }
 
     #[test]
     fn links_in_an_image_lead_where_the_container_would_find_them() {

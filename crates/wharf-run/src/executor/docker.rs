@@ -75,8 +75,13 @@ struct Access {
 }
 
 impl Access {
-    /// `dirs`: the job's folders as the job sees them.
-    fn between(job: JobUser, wharf: JobUser, dirs: Vec<String>) -> Self {
+    /// `dirs`: the job's folders as the job sees them. `remapped`: the daemon maps container
+    /// users to host users wharf does not know (`userns-remap`, rootless), so no uid can be
+    /// matched or given: the folders are opened both ways, whoever the job runs as.
+    fn between(job: JobUser, wharf: JobUser, remapped: bool, dirs: Vec<String>) -> Self {
+        if remapped {
+            return Self::open_both_ways(dirs);
+        }
         if job.uid == wharf.uid {
             return Self::default();
         }
@@ -100,7 +105,12 @@ impl Access {
                 hand_back: None,
             };
         }
-        // Neither can give files to the other: open them up, as gitlab-runner's umask 0000.
+        // Neither can give files to the other.
+        Self::open_both_ways(dirs)
+    }
+
+    /// Open the folders up, as gitlab-runner's umask 0000, and what the job made on its way out.
+    fn open_both_ways(dirs: Vec<String>) -> Self {
         Self {
             hand_over: Some(HandOver::OpenModes),
             hand_back: Some(HandBack::OpenModes { dirs }),
@@ -255,6 +265,7 @@ impl Executor for DockerExecutor<'_> {
         self.access = Access::between(
             job_user,
             wharf,
+            engine.remaps_users(),
             vec![
                 self.layout.project_dir_in_job.clone(),
                 self.layout.tmp_dir_in_job.clone(),
@@ -423,14 +434,17 @@ mod tests {
         let user = |uid, gid| JobUser { uid, gid };
         let (root, wharf, job) = (JobUser::ROOT, user(1000, 1000), user(1001, 2002));
         // Same user on both sides, root ones included: nothing to do.
-        assert_eq!(Access::between(root, root, dirs()), Access::default());
         assert_eq!(
-            Access::between(wharf, user(1000, 5), dirs()),
+            Access::between(root, root, false, dirs()),
+            Access::default()
+        );
+        assert_eq!(
+            Access::between(wharf, user(1000, 5), false, dirs()),
             Access::default()
         );
         // A root job gives its files back to a non-root wharf.
         assert_eq!(
-            Access::between(root, wharf, dirs()),
+            Access::between(root, wharf, false, dirs()),
             Access {
                 hand_over: None,
                 hand_back: Some(HandBack::Chown {
@@ -441,7 +455,7 @@ mod tests {
         );
         // A root wharf gives the folders to the job's user and needs nothing back.
         assert_eq!(
-            Access::between(job, root, dirs()),
+            Access::between(job, root, false, dirs()),
             Access {
                 hand_over: Some(HandOver::Chown {
                     uid: 1001,
@@ -451,12 +465,14 @@ mod tests {
             }
         );
         // Two non-root users: open modes both ways.
-        assert_eq!(
-            Access::between(job, wharf, dirs()),
-            Access {
-                hand_over: Some(HandOver::OpenModes),
-                hand_back: Some(HandBack::OpenModes { dirs: dirs() }),
-            }
-        );
+        let open = Access {
+            hand_over: Some(HandOver::OpenModes),
+            hand_back: Some(HandBack::OpenModes { dirs: dirs() }),
+        };
+        assert_eq!(Access::between(job, wharf, false, dirs()), open);
+        // A daemon remapping users: no uid means the same on both sides, root's included.
+        for (job, wharf) in [(root, root), (job, root), (root, wharf), (wharf, wharf)] {
+            assert_eq!(Access::between(job, wharf, true, dirs()), open);
+        }
     }
 }
