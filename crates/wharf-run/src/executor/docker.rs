@@ -272,8 +272,13 @@ impl Executor for DockerExecutor<'_> {
             ],
         );
         if self.access.hand_over.is_some() {
+            let namespace = if engine.remaps_users() {
+                " in dockerd's user namespace"
+            } else {
+                ""
+            };
             log.info(&format!(
-                "The job runs as {job_user}: its folders are handed over to that user"
+                "The job runs as {job_user}{namespace}: its folders are handed over to that user"
             ));
         }
 
