@@ -3,7 +3,7 @@
 //! Every job must read its scripts and file variables, write in its build folder (sources,
 //! restored caches and artifacts included), and wharf must still collect what it made.
 
-use crate::docker::docker_user;
+use crate::docker::{give_to_docker_user, wharf_as_docker_user};
 use crate::support::*;
 use std::process::Command;
 
@@ -195,36 +195,13 @@ fn images_running_as_a_non_root_user_can_use_their_build_and_script_folders() {
 fn a_non_root_wharf_runs_images_of_another_non_root_user_and_gets_their_files_back() {
     use std::os::unix::fs::MetadataExt;
     let images = UserImages::build(&["1001", "builder", "1001:2002"]);
-    let (uid, gid) = docker_user();
     let p = Project::pipeline(&pipeline(&images));
     let vars = variables_file(&p);
-    for dir in [p.path(), p.home.path()] {
-        let ok = Command::new("chown")
-            .arg("-R")
-            .arg(format!("{uid}:{gid}"))
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
+    let (uid, _) = give_to_docker_user(&p);
     let as_user = || {
-        Run::from(
-            Command::new("setpriv")
-                .args([
-                    "--reuid",
-                    &uid.to_string(),
-                    "--regid",
-                    &gid.to_string(),
-                    "--init-groups",
-                    "--",
-                ])
-                .arg(env!("CARGO_BIN_EXE_wharf"))
-                .args(["run", "--pull-policy", "never", "--variables-file", &vars])
-                .current_dir(p.path())
-                .env("HOME", p.home.path())
-                .env_remove("DOCKER_CONFIG")
-                .output()
-                .unwrap(),
+        wharf_as_docker_user(
+            &p,
+            &["run", "--pull-policy", "never", "--variables-file", &vars],
         )
     };
     // Planted after the chown above: the file stays root's, 0600.
