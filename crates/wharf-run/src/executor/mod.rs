@@ -1,6 +1,7 @@
 //! The seam between a job's flow (`job.rs`) and where its scripts run. An executor decides where
 //! the job's files are seen from inside the job ([`Layout`]), gets ready for the job (an image,
-//! services), runs one script at a time, and cleans up after itself. The job module does the rest
+//! services), passes the job's folders to the user its scripts run as and back, runs one script
+//! at a time, and cleans up after itself. The job module does the rest
 //! (sources, caches, artifacts), the same for every executor.
 //!
 //! A new executor is one file here implementing [`Executor`], plus one arm where `job.rs` chooses
