@@ -67,11 +67,17 @@ impl Error {
         }
     }
 
-    /// No answer from the server at all (worth a retry from the cache or git).
+    /// No answer from the server at all (worth a retry from the cache or git): also the API
+    /// unreachable and then the git fallback failing.
     pub fn is_unreachable(&self) -> bool {
         match self {
             Error::Unreachable { .. } => true,
-            Error::AllFailed(all) => all.iter().all(Error::is_unreachable),
+            Error::AllFailed(all) => {
+                all.iter().any(Error::is_unreachable)
+                    && all
+                        .iter()
+                        .all(|e| e.is_unreachable() || matches!(e, Error::Git { .. }))
+            }
             _ => false,
         }
     }

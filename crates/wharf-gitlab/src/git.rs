@@ -99,6 +99,11 @@ fn git(
     for option in git_options(settings) {
         command.arg("-c").arg(option);
     }
+    if let Some(ca) = &settings.ca_file {
+        // The environment variable, not `-c http.sslCAInfo`: an inherited GIT_SSL_CAINFO
+        // would beat the option.
+        command.env("GIT_SSL_CAINFO", absolute(ca));
+    }
     let output = command
         .args(args)
         .env("GIT_TERMINAL_PROMPT", "0")
@@ -123,13 +128,10 @@ fn git(
     })
 }
 
-/// `--gitlab-ca-file` and `--resolve` in git's terms. curl's resolve cannot change the port,
-/// so an override applies to git only when its port is the instance URL's.
+/// `--resolve` in git's terms. curl's resolve cannot change the port, so an override applies
+/// to git only when its port is the instance URL's.
 fn git_options(settings: &Settings) -> Vec<String> {
     let mut options = Vec::new();
-    if let Some(ca) = &settings.ca_file {
-        options.push(format!("http.sslCAInfo={}", absolute(ca).display()));
-    }
     let port = settings.url.port_or_known_default().unwrap_or(443);
     for entry in &settings.resolve {
         if entry.addr.port() == port {
