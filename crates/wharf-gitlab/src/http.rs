@@ -25,7 +25,8 @@ pub(crate) struct Body {
 }
 
 pub(crate) struct Http {
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    runtime: Option<tokio::runtime::Runtime>,
     client: reqwest::Client,
     instance_host: String,
     token: Option<Token>,
@@ -64,7 +65,7 @@ impl Http {
             .build()
             .map_err(|e| SettingsError::Client(e.to_string()))?;
         Ok(Http {
-            runtime,
+            runtime: Some(runtime),
             client,
             instance_host: settings.host(),
             token: settings.token.clone(),
@@ -75,9 +76,16 @@ impl Http {
     /// GET `url`, following https redirects; the token goes only to the instance's host.
     pub fn get(&self, url: &Url, if_none_match: Option<&str>) -> Result<Answer, Error> {
         let work = self.get_async(url.clone(), if_none_match.map(str::to_string));
+        let Some(runtime) = &self.runtime else {
+            return Err(Error::Unreachable {
+                url: url.to_string(),
+                reason: "the HTTP client was shut down".into(),
+            });
+        };
+        // On a thread of its own: `block_on` panics on a thread that already runs a runtime.
         std::thread::scope(|scope| {
             scope
-                .spawn(|| self.runtime.block_on(work))
+                .spawn(|| runtime.block_on(work))
                 .join()
                 .unwrap_or_else(|_| {
                     Err(Error::Unreachable {
@@ -195,6 +203,16 @@ impl Http {
                 });
             }
             bytes.extend_from_slice(&chunk);
+        }
+    }
+}
+
+impl Drop for Http {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which panics inside the caller's async context (wharf
+        // drops its loader there); shutting down in the background does not.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }

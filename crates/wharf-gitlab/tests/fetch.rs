@@ -385,3 +385,20 @@ fn template_errors_list_every_url_tried() {
         err.message
     );
 }
+
+#[test]
+fn an_instance_is_used_and_dropped_inside_the_callers_async_runtime() {
+    let server = GitLab::start(&fixture()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let settings = settings(&server, cache.path());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let instance = Instance::new(settings).unwrap();
+        let got = instance.fetch_include(&project("group/tools", None, "ci/a.yml"));
+        assert_eq!(got.unwrap().name, "group/tools@master:ci/a.yml");
+        drop(instance);
+    });
+}
