@@ -37,20 +37,7 @@ pub(crate) fn fetch_file(
     file: &str,
 ) -> Result<GitFile, Error> {
     let url = project_url(settings, project);
-    let repo = settings
-        .cache_dir
-        .join("git")
-        .join(format!("{}.git", &sha256_hex(url.as_bytes())[..24]));
-    if !repo.join("HEAD").exists() {
-        std::fs::create_dir_all(&repo).map_err(|e| Error::cache(&repo, e))?;
-        git(
-            settings,
-            &repo,
-            &["init", "--bare", "--quiet"],
-            "init",
-            &url,
-        )?;
-    }
+    let repo = cached_repo(settings, &url)?;
     let reference = reference.unwrap_or("HEAD");
     git(
         settings,
@@ -85,6 +72,39 @@ pub(crate) fn fetch_file(
         text,
         commit: commit.trim().to_string(),
     })
+}
+
+/// The tag names of `project` (`git ls-remote --tags`), for component versions.
+pub(crate) fn tags(settings: &Settings, project: &str) -> Result<Vec<String>, Error> {
+    let url = project_url(settings, project);
+    let repo = cached_repo(settings, &url)?;
+    let listing = git(
+        settings,
+        &repo,
+        &["ls-remote", "--tags", "--refs", &url],
+        "ls-remote --tags",
+        &url,
+    )?;
+    Ok(listing
+        .lines()
+        .filter_map(|line| {
+            line.split_once("refs/tags/")
+                .map(|(_, tag)| tag.to_string())
+        })
+        .collect())
+}
+
+/// The cache's bare repository for `url`, created on first use.
+fn cached_repo(settings: &Settings, url: &str) -> Result<PathBuf, Error> {
+    let repo = settings
+        .cache_dir
+        .join("git")
+        .join(format!("{}.git", &sha256_hex(url.as_bytes())[..24]));
+    if !repo.join("HEAD").exists() {
+        std::fs::create_dir_all(&repo).map_err(|e| Error::cache(&repo, e))?;
+        git(settings, &repo, &["init", "--bare", "--quiet"], "init", url)?;
+    }
+    Ok(repo)
 }
 
 fn git(

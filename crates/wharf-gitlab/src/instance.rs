@@ -426,18 +426,28 @@ impl Instance {
     }
 
     fn resolve_component(&self, address: &ComponentAddress) -> Result<Fresh, Error> {
-        let (project, name) = self.find_component_project(&address.path)?;
         let spec = VersionSpec::parse(&address.version);
-        let version = match &spec {
-            VersionSpec::Exact(v) => v.clone(),
-            VersionSpec::Latest => {
-                let releases = self.release_tags(&project)?;
-                match pick(&spec, releases.iter().map(String::as_str)) {
-                    Some(v) => v.to_string(),
-                    None => self.pick_tag(&project, &spec, &address.version)?,
-                }
+        let (project, name, version) = match self.find_component_project(&address.path) {
+            Ok((project, name)) => {
+                let version = self.component_version(&project, &spec, &address.version)?;
+                (project, name, version)
             }
-            VersionSpec::Partial { .. } => self.pick_tag(&project, &spec, &address.version)?,
+            // No API: the project is what is before the last `/`, versions are its git tags.
+            Err(api) if falls_back_to_git(&api) => {
+                let (project, name) = address.path.rsplit_once('/').unwrap_or_default();
+                let version = match &spec {
+                    VersionSpec::Exact(v) => v.clone(),
+                    _ => {
+                        let tags = git::tags(&self.settings, project)
+                            .map_err(|git| Error::AllFailed(vec![api, git]))?;
+                        pick(&spec, tags.iter().map(String::as_str))
+                            .map(str::to_string)
+                            .ok_or_else(|| no_version(project, &address.version, &tags))?
+                    }
+                };
+                (project.to_string(), name.to_string(), version)
+            }
+            Err(other) => return Err(other),
         };
         let mut tried = Vec::new();
         for file in [
@@ -454,7 +464,9 @@ impl Instance {
                         immutable: immutable && matches!(spec, VersionSpec::Exact(_)),
                     });
                 }
-                Err(e) if e.status() == Some(404) => tried.push(e),
+                Err(e) if e.status() == Some(404) || matches!(e, Error::AllFailed(_)) => {
+                    tried.push(e)
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -469,40 +481,47 @@ impl Instance {
         Err(Error::AllFailed(tried))
     }
 
+    /// The ref a component version names, from the releases and tags APIs.
+    fn component_version(
+        &self,
+        project: &str,
+        spec: &VersionSpec,
+        asked: &str,
+    ) -> Result<String, Error> {
+        Ok(match spec {
+            VersionSpec::Exact(v) => v.clone(),
+            VersionSpec::Latest => {
+                let releases = self.release_tags(project)?;
+                match pick(spec, releases.iter().map(String::as_str)) {
+                    Some(v) => v.to_string(),
+                    None => self.pick_tag(project, spec, asked)?,
+                }
+            }
+            VersionSpec::Partial { .. } => self.pick_tag(project, spec, asked)?,
+        })
+    }
+
     fn pick_tag(&self, project: &str, spec: &VersionSpec, asked: &str) -> Result<String, Error> {
         let tags = self.tags(project)?;
         pick(spec, tags.iter().map(String::as_str))
             .map(str::to_string)
-            .ok_or_else(|| {
-                Error::Resolve(format!(
-                    "no released version of `{project}` matches `{asked}`; its tags: {}",
-                    list_or_none(&tags)
-                ))
-            })
+            .ok_or_else(|| no_version(project, asked, &tags))
     }
 
-    /// The longest prefix of `path` that is a project (as GitLab's `InstancePath`), and the
-    /// component name after it.
+    /// The project and component name of `path`: as GitLab's `InstancePath`, the last `/`
+    /// separates them (`group/sub/project/name`).
     fn find_component_project(&self, path: &str) -> Result<(String, String), Error> {
-        let segments: Vec<&str> = path.split('/').collect();
-        let mut tried = Vec::new();
-        for split in (1..segments.len()).rev() {
-            let candidate = segments[..split].join("/");
-            match self.project_info(&candidate) {
-                Ok(info) => {
-                    let project = info.path_with_namespace.unwrap_or(candidate);
-                    return Ok((project, segments[split..].join("/")));
-                }
-                Err(e) if e.status() == Some(404) => tried.push(e),
-                Err(e) => return Err(e),
-            }
-        }
-        if tried.is_empty() {
+        let Some((project, name)) = path.rsplit_once('/') else {
             return Err(Error::Resolve(format!(
                 "`{path}` names no project and component: expected <host>/<project path>/<component name>@<version>"
             )));
-        }
-        Err(Error::AllFailed(tried))
+        };
+        let info = self.project_info(project)?;
+        Ok((
+            info.path_with_namespace
+                .unwrap_or_else(|| project.to_string()),
+            name.to_string(),
+        ))
     }
 }
 
@@ -527,7 +546,8 @@ impl ComponentAddress {
                 "`{address}` is not a component address: expected <host>/<project path>/<component name>@<version>"
             ))
         };
-        let (path, version) = address.rsplit_once('@').ok_or_else(bad)?;
+        // GitLab splits at the first `@`.
+        let (path, version) = address.split_once('@').ok_or_else(bad)?;
         let (host, path) = path.split_once('/').ok_or_else(bad)?;
         if host.is_empty() || version.is_empty() || !path.contains('/') {
             return Err(bad());
@@ -589,6 +609,13 @@ pub(crate) fn encode(text: &str) -> String {
         }
     }
     out
+}
+
+fn no_version(project: &str, asked: &str, tags: &[String]) -> Error {
+    Error::Resolve(format!(
+        "no released version of `{project}` matches `{asked}`; its tags: {}",
+        list_or_none(tags)
+    ))
 }
 
 fn list_or_none(items: &[String]) -> String {

@@ -352,6 +352,16 @@ fn git_fallback_reads_project_files_when_the_api_is_missing() {
     assert_eq!(inner.text, "tools-inner-v1:\n  script: [echo inner v1]\n");
     assert!(server.count("/group/tools.git/") >= 2);
 
+    // Components too: the project is before the last `/`, versions are the git tags.
+    let address = format!("gitlab.test:{}/group/comps/lint@1.2", server.port());
+    let lint = instance
+        .fetch_include(&component(&address))
+        .unwrap_or_else(|e| panic!("{}", e.message));
+    assert_eq!(
+        lint.name,
+        format!("gitlab.test:{}/group/comps/lint@1.2.3", server.port())
+    );
+
     let missing = instance
         .fetch_include(&project("group/tools", Some("v1"), "ci/none.yml"))
         .unwrap_err();
