@@ -373,36 +373,26 @@ impl Instance {
     }
 
     fn tags(&self, project: &str) -> Result<Vec<String>, Error> {
-        #[derive(serde::Deserialize)]
-        struct Tag {
-            name: String,
-        }
-        let url = self.api(&format!(
-            "projects/{}/repository/tags?per_page=100",
-            encode(project)
-        ));
-        Ok(self
-            .http
-            .get_json::<Vec<Tag>>(&url)?
-            .into_iter()
-            .map(|t| t.name)
-            .collect())
+        self.names(
+            &format!("projects/{}/repository/tags?per_page=100", encode(project)),
+            "name",
+        )
     }
 
     fn release_tags(&self, project: &str) -> Result<Vec<String>, Error> {
-        #[derive(serde::Deserialize)]
-        struct Release {
-            tag_name: String,
-        }
-        let url = self.api(&format!(
-            "projects/{}/releases?per_page=100",
-            encode(project)
-        ));
-        Ok(self
-            .http
-            .get_json::<Vec<Release>>(&url)?
-            .into_iter()
-            .map(|r| r.tag_name)
+        self.names(
+            &format!("projects/{}/releases?per_page=100", encode(project)),
+            "tag_name",
+        )
+    }
+
+    /// The `field` of each object of an API list (tags, releases).
+    fn names(&self, path: &str, field: &str) -> Result<Vec<String>, Error> {
+        let items: Vec<serde_json::Map<String, serde_json::Value>> =
+            self.http.get_json(&self.api(path))?;
+        Ok(items
+            .iter()
+            .filter_map(|item| item.get(field)?.as_str().map(str::to_string))
             .collect())
     }
 

@@ -110,6 +110,12 @@ fn every_include_kind_loads_through_wharf_ci() {
     );
 }
 
+/// The failure's message contains `needle` (the message is the report when not).
+#[track_caller]
+fn says(failure: &FetchFailure, needle: &str) {
+    assert!(failure.message.contains(needle), "{}", failure.message);
+}
+
 fn fetch_name(instance: &Instance, file: &External) -> String {
     match instance.fetch_include(file) {
         Ok(f) => f.name,
@@ -152,33 +158,20 @@ fn component_versions_resolve_as_gitlab_does() {
     let missing = instance
         .fetch_include(&component("gitlab.test/group/comps/lint@3"))
         .unwrap_err();
-    assert!(
-        missing
-            .message
-            .contains("matches `3`; its tags: 1.0.0, 1.2.0, 1.2.3, 2.0.0, 2.1.0-rc.1"),
-        "{}",
-        missing.message
+    says(
+        &missing,
+        "matches `3`; its tags: 1.0.0, 1.2.0, 1.2.3, 2.0.0, 2.1.0-rc.1",
     );
     let missing = instance
         .fetch_include(&component("gitlab.test/group/comps/lint@9.9.9"))
         .unwrap_err();
-    assert!(
-        missing.message.contains("its tags: 1.0.0"),
-        "{}",
-        missing.message
-    );
-    assert!(missing.message.contains("404"), "{}", missing.message);
+    says(&missing, "its tags: 1.0.0");
+    says(&missing, "404");
 
     let elsewhere = instance
         .fetch_include(&component("gitlab.example.com/group/comps/lint@1"))
         .unwrap_err();
-    assert!(
-        elsewhere
-            .message
-            .contains("the GitLab instance is `gitlab.test`"),
-        "{}",
-        elsewhere.message
-    );
+    says(&elsewhere, "the GitLab instance is `gitlab.test`");
 }
 
 #[test]
@@ -189,11 +182,7 @@ fn a_private_project_needs_a_token_which_never_shows_and_stays_on_the_instance()
 
     let anonymous = Instance::new(settings(&server, cache.path())).unwrap();
     let refused = anonymous.fetch_include(&private).unwrap_err();
-    assert!(
-        refused.message.contains("404 (404 Project Not Found)"),
-        "{}",
-        refused.message
-    );
+    says(&refused, "404 (404 Project Not Found)");
     assert!(refused.message.contains(
         "https://gitlab.test/api/v4/projects/group%2Fprivate/repository/files/ci.yml/raw"
     ));
@@ -297,17 +286,8 @@ fn tags_and_shas_come_from_the_cache_branches_are_rechecked_and_offline_uses_the
     let miss = instance
         .fetch_include(&project("group/tools", Some("master"), "ci/other.yml"))
         .unwrap_err();
-    assert!(
-        miss.message.contains("--offline and the include cache"),
-        "{}",
-        miss.message
-    );
-    assert!(
-        miss.message
-            .contains("group/tools file ci/other.yml at master"),
-        "{}",
-        miss.message
-    );
+    says(&miss, "--offline and the include cache");
+    says(&miss, "group/tools file ci/other.yml at master");
     assert!(miss.help.unwrap().contains("run once without --offline"));
 
     // Online but unreachable: the cached copy of the branch is used, with a warning.
@@ -365,12 +345,8 @@ fn git_fallback_reads_project_files_when_the_api_is_missing() {
     let missing = instance
         .fetch_include(&project("group/tools", Some("v1"), "ci/none.yml"))
         .unwrap_err();
-    assert!(missing.message.contains("404"), "{}", missing.message);
-    assert!(
-        missing.message.contains("; then git show ci/none.yml"),
-        "{}",
-        missing.message
-    );
+    says(&missing, "404");
+    says(&missing, "; then git show ci/none.yml");
 }
 
 #[test]
@@ -383,16 +359,10 @@ fn template_errors_list_every_url_tried() {
             name: "Nope.gitlab-ci.yml".into(),
         })
         .unwrap_err();
-    assert!(
-        err.message
-            .contains("/api/v4/templates/gitlab_ci_ymls/Nope: 404"),
-        "{}",
-        err.message
-    );
-    assert!(
-        err.message.contains("/api/v4/projects/gitlab-org%2Fgitlab/repository/files/lib%2Fgitlab%2Fci%2Ftemplates%2FNope.gitlab-ci.yml/raw: 404"),
-        "{}",
-        err.message
+    says(&err, "/api/v4/templates/gitlab_ci_ymls/Nope: 404");
+    says(
+        &err,
+        "/api/v4/projects/gitlab-org%2Fgitlab/repository/files/lib%2Fgitlab%2Fci%2Ftemplates%2FNope.gitlab-ci.yml/raw: 404",
     );
 }
 

@@ -10,18 +10,8 @@ fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../wharf-gitlab/tests/fixtures/gitlab")
 }
 
-const EVERY_KIND: &str = "include:
-  - remote: https://example.test/ci/remote.yml
-  - template: Bash.gitlab-ci.yml
-  - template: Jobs/Build.gitlab-ci.yml
-  - project: group/tools
-    ref: v1
-    file: /ci/a.yml
-  - component: gitlab.test/group/comps/lint@~latest
-    inputs: {stage: deploy}
-local-job:
-  script: [echo local]
-";
+const EVERY_KIND: &str =
+    include_str!("../../../wharf-gitlab/tests/fixtures/every-include.gitlab-ci.yml");
 
 /// `wharf <command>` reaching the stand-in as https://gitlab.test, with its own cache.
 fn wharf(p: &Project, server: Option<&GitLab>, cache: &Path, args: &[&str]) -> Run {
@@ -54,7 +44,12 @@ fn every_include_kind_lists_and_merges_then_works_offline_from_the_cache() {
         "build-template",
         "tools-a",
         "tools-inner-v1",
+        "tools-inner ",
+        "lint-1.0.0",
+        "lint-1.2.3",
         "lint-2.0.0",
+        "build-2.0.0",
+        "build-main",
         "local-job",
     ] {
         listed.assert_contains(job);
@@ -64,7 +59,7 @@ fn every_include_kind_lists_and_merges_then_works_offline_from_the_cache() {
     config.assert_contains("lint-2.0.0:\n  stage: deploy");
     wharf(&p, Some(&server), cache.path(), &["lint"])
         .assert_code(0)
-        .assert_contains("valid (7 jobs)");
+        .assert_contains("valid (12 jobs)");
     drop(server);
 
     let offline = wharf(&p, None, cache.path(), &["list", "--offline"]);
