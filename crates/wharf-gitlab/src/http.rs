@@ -49,17 +49,7 @@ impl Http {
             builder = builder.resolve(&entry.host, entry.addr);
         }
         if let Some(path) = &settings.ca_file {
-            let bad = |reason: String| SettingsError::CaFile {
-                path: path.display().to_string(),
-                reason,
-            };
-            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
-            if certs.is_empty() {
-                return Err(bad("no PEM certificate in the file".into()));
-            }
-            builder = builder.tls_certs_merge(certs);
+            builder = builder.tls_certs_merge(Http::read_ca_file(path)?);
         }
         let client = builder
             .build()
@@ -71,6 +61,22 @@ impl Http {
             token: settings.token.clone(),
             max_bytes: settings.max_file_bytes,
         })
+    }
+
+    /// The certificates of a `--gitlab-ca-file`.
+    pub fn read_ca_file(
+        path: &std::path::Path,
+    ) -> Result<Vec<reqwest::Certificate>, SettingsError> {
+        let bad = |reason: String| SettingsError::CaFile {
+            path: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(bad("no PEM certificate in the file".into()));
+        }
+        Ok(certs)
     }
 
     /// GET `url`, following https redirects; the token goes only to the instance's host.

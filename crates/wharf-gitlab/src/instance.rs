@@ -8,7 +8,7 @@ use crate::http::{Answer, Http};
 use crate::settings::Settings;
 use crate::version::{VersionSpec, pick};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use url::Url;
 use wharf_ci::{External, FetchFailure, Fetched};
 
@@ -21,7 +21,9 @@ const TEMPLATES_FOLDER: &str = "lib/gitlab/ci/templates";
 /// its methods block (callers may be on an async runtime's thread).
 pub struct Instance {
     settings: Settings,
-    http: Http,
+    /// Built on the first request: a run served wholly from the cache never pays for loading
+    /// the system's trusted roots.
+    http: OnceLock<Result<Http, String>>,
     cache: Cache,
     /// Each include fetched once per process (a pipeline may name a file many times).
     fetched: Mutex<HashMap<External, Fetched>>,
@@ -42,13 +44,24 @@ enum Fresh {
 
 impl Instance {
     pub fn new(settings: Settings) -> Result<Instance, SettingsError> {
+        if let Some(path) = &settings.ca_file {
+            // Checked now, so a wrong --gitlab-ca-file fails at once, not at the first request.
+            Http::read_ca_file(path)?;
+        }
         Ok(Instance {
-            http: Http::new(&settings)?,
+            http: OnceLock::new(),
             cache: Cache::new(settings.cache_dir.clone()),
             settings,
             fetched: Mutex::new(HashMap::new()),
             warnings: Mutex::new(Vec::new()),
         })
+    }
+
+    fn http(&self) -> Result<&Http, Error> {
+        self.http
+            .get_or_init(|| Http::new(&self.settings).map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|e| Error::Resolve(e.clone()))
     }
 
     pub fn settings(&self) -> &Settings {
@@ -193,7 +206,7 @@ impl Instance {
             &format!("remote file {url}"),
             is_immutable_raw_url(&parsed),
             |etag| {
-                Ok(match self.http.get(&parsed, etag)? {
+                Ok(match self.http()?.get(&parsed, etag)? {
                     Answer::NotModified => Fresh::NotModified,
                     Answer::Body(body) => Fresh::New {
                         text: body.text,
@@ -228,7 +241,7 @@ impl Instance {
                     struct Template {
                         content: String,
                     }
-                    match self.http.get_json::<Template>(&url) {
+                    match self.http()?.get_json::<Template>(&url) {
                         Ok(template) => {
                             return Ok(Fresh::New {
                                 text: template.content,
@@ -247,7 +260,7 @@ impl Instance {
                     &format!("{TEMPLATES_FOLDER}/{name}"),
                     None,
                 );
-                match self.http.get(&url, etag) {
+                match self.http()?.get(&url, etag) {
                     Ok(Answer::NotModified) => Ok(Fresh::NotModified),
                     Ok(Answer::Body(body)) => Ok(Fresh::New {
                         text: body.text,
@@ -329,7 +342,7 @@ impl Instance {
         etag: Option<&str>,
     ) -> Result<Fresh, Error> {
         let url = self.files_url(project, file, reference);
-        let body = match self.http.get(&url, etag)? {
+        let body = match self.http()?.get(&url, etag)? {
             Answer::NotModified => return Ok(Fresh::NotModified),
             Answer::Body(body) => body,
         };
@@ -360,7 +373,7 @@ impl Instance {
             encode(project),
             encode(reference)
         ));
-        match self.http.get(&url, None) {
+        match self.http()?.get(&url, None) {
             Ok(_) => Ok(true),
             Err(e) if e.status() == Some(404) => Ok(false),
             Err(e) => Err(e),
@@ -368,7 +381,7 @@ impl Instance {
     }
 
     fn project_info(&self, project: &str) -> Result<ProjectInfo, Error> {
-        self.http
+        self.http()?
             .get_json(&self.api(&format!("projects/{}", encode(project))))
     }
 
@@ -389,7 +402,7 @@ impl Instance {
     /// The `field` of each object of an API list (tags, releases).
     fn names(&self, path: &str, field: &str) -> Result<Vec<String>, Error> {
         let items: Vec<serde_json::Map<String, serde_json::Value>> =
-            self.http.get_json(&self.api(path))?;
+            self.http()?.get_json(&self.api(path))?;
         Ok(items
             .iter()
             .filter_map(|item| item.get(field)?.as_str().map(str::to_string))

@@ -382,3 +382,18 @@ fn an_instance_is_used_and_dropped_inside_the_callers_async_runtime() {
         drop(instance);
     });
 }
+
+#[test]
+fn a_ca_file_without_certificates_is_refused_before_any_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let mut settings = Settings::new(
+        wharf_gitlab::instance_url(None, None).unwrap(),
+        dir.path().join("cache"),
+    );
+    settings.ca_file = Some(ca);
+    let error = Instance::new(settings).err().unwrap().to_string();
+    assert!(error.starts_with("--gitlab-ca-file "), "{error}");
+    assert!(error.ends_with("no PEM certificate in the file"), "{error}");
+}
