@@ -397,3 +397,37 @@ fn a_ca_file_without_certificates_is_refused_before_any_request() {
     assert!(error.starts_with("--gitlab-ca-file "), "{error}");
     assert!(error.ends_with("no PEM certificate in the file"), "{error}");
 }
+
+#[test]
+fn redirects_are_followed_to_https_only_and_the_token_stays_on_the_instance() {
+    let server = GitLab::start(&fixture()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut with_token = settings(&server, cache.path());
+    with_token.token = Some(Token::new(TokenKind::Job, TOKEN));
+    let instance = Instance::new(with_token).unwrap();
+    let remote = |url: &str| External::Remote { url: url.into() };
+
+    let got = instance
+        .fetch_include(&remote("https://gitlab.test/r/to-example"))
+        .unwrap();
+    assert_eq!(got.text, "remote-job:\n  script: [echo remote]\n");
+    let requests = server.requests();
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    assert_eq!(
+        (requests[0].host.as_str(), requests[0].token.as_deref()),
+        (HOST, Some(TOKEN))
+    );
+    assert_eq!(
+        (requests[1].host.as_str(), requests[1].token.as_deref()),
+        ("example.test", None)
+    );
+
+    let refused = instance
+        .fetch_include(&remote("https://gitlab.test/r/to-http"))
+        .unwrap_err();
+    says(
+        &refused,
+        "302 Found to http://example.test/ci/remote.yml: wharf follows redirects to https only",
+    );
+    assert_eq!(server.requests().len(), 3, "nothing was asked over http");
+}

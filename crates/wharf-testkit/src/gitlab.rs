@@ -9,6 +9,7 @@
 //!                                           "releases": ["25.5"]}         (optional: releases API)
 //! <root>/<host>/<project path>/<ref>/<file path>   (a ref containing `/` is stored with `%2F`)
 //! <root>/<host>/_templates/<template name>          (e.g. Security/SAST.gitlab-ci.yml)
+//! <root>/<host>/_redirects/<url path>               (a 302 to the URL the file holds)
 //! <root>/_remote/<host>/<url path>                  (raw files of non-GitLab hosts)
 //! ```
 //!
@@ -407,6 +408,19 @@ impl Shared {
                 None => plain(StatusCode::NOT_FOUND, "no git here"),
             };
         }
+        // A redirect: the file's text is the Location.
+        let redirect = self
+            .root
+            .join(&host)
+            .join("_redirects")
+            .join(decode(path.trim_start_matches('/')));
+        if let Ok(location) = std::fs::read_to_string(redirect) {
+            return Response::builder()
+                .status(StatusCode::FOUND)
+                .header("location", location.trim())
+                .body(Body::empty())
+                .unwrap_or_default();
+        }
         let remote = self.root.join("_remote").join(&host);
         if remote.is_dir() {
             return file(
@@ -766,7 +780,11 @@ fn walk_refs(root: &Path) -> Result<Vec<PathBuf>, Error> {
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name();
-            if path.is_dir() && name != "_remote" && name != "_templates" {
+            if path.is_dir()
+                && !["_remote", "_templates", "_redirects"]
+                    .iter()
+                    .any(|n| name == *n)
+            {
                 if path.join("refs.json").is_file() {
                     found.push(path.join("refs.json"));
                 } else {
