@@ -431,3 +431,31 @@ fn redirects_are_followed_to_https_only_and_the_token_stays_on_the_instance() {
     );
     assert_eq!(server.requests().len(), 3, "nothing was asked over http");
 }
+
+#[test]
+fn a_file_over_the_size_limit_and_a_bad_template_name_are_refused() {
+    let server = GitLab::start(&fixture()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let mut small = settings(&server, cache.path());
+    small.max_file_bytes = 10;
+    let instance = Instance::new(small).unwrap();
+    let too_large = instance
+        .fetch_include(&External::Remote {
+            url: "https://example.test/ci/remote.yml".into(),
+        })
+        .unwrap_err();
+    says(
+        &too_large,
+        "https://example.test/ci/remote.yml: the file is larger than 10 bytes (--max-yaml-size)",
+    );
+    let not_a_template = instance
+        .fetch_include(&External::Template {
+            name: "Bash.yml".into(),
+        })
+        .unwrap_err();
+    says(
+        &not_a_template,
+        "a template name ends with `.gitlab-ci.yml`",
+    );
+    assert_eq!(server.count("Bash"), 0);
+}
