@@ -807,7 +807,7 @@ fn run_git(
     if let Some(tree) = work_tree {
         command.arg("--work-tree").arg(tree).current_dir(tree);
     }
-    let output = command
+    command
         .args(args)
         .env("GIT_INDEX_FILE", index)
         .env("GIT_AUTHOR_NAME", "stand-in")
@@ -815,15 +815,6 @@ fn run_git(
         .env("GIT_COMMITTER_NAME", "stand-in")
         .env("GIT_COMMITTER_EMAIL", "stand-in@gitlab.test")
         .env("GIT_AUTHOR_DATE", "2025-01-01T00:00:00Z")
-        .env("GIT_COMMITTER_DATE", "2025-01-01T00:00:00Z")
-        .output()
-        .ctx(|| "running git".into())?;
-    if !output.status.success() {
-        return Err(Error::Command {
-            command: format!("git {}", args.join(" ")),
-            status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        .env("GIT_COMMITTER_DATE", "2025-01-01T00:00:00Z");
+    crate::error::command_output(&mut command, || format!("git {}", args.join(" ")))
 }
