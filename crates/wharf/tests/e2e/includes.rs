@@ -151,3 +151,19 @@ fn a_fetched_file_with_an_error_is_quoted_by_its_name() {
         .assert_contains("group/broken@main:ci.yml:3:9")
         .assert_contains("when: sometimes");
 }
+
+#[test]
+fn wharf_run_runs_a_job_from_a_component() {
+    let p = Project::pipeline(EVERY_KIND);
+    let cache = tempfile::tempdir().unwrap();
+    let server = GitLab::start(&fixture()).unwrap();
+    wharf(
+        &p,
+        Some(&server),
+        cache.path(),
+        &["run", "lint-1.2.3", "remote-job", "--executor", "shell"],
+    )
+    .assert_code(0)
+    .assert_contains("lint 1.2.3")
+    .assert_contains("remote");
+}
