@@ -60,3 +60,27 @@ impl<T> IoContext<T> for Result<T, io::Error> {
         })
     }
 }
+
+/// Run `command` to completion: its standard output, or [`Error::Command`] naming it as `shown`
+/// (which must hold no secret) with its standard error.
+pub(crate) fn command_output(
+    command: &mut std::process::Command,
+    shown: impl FnOnce() -> String,
+) -> Result<String, Error> {
+    let out = command.output().map_err(|source| Error::Io {
+        context: format!("running {}", shown_program(command)),
+        source,
+    })?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            command: shown(),
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn shown_program(command: &std::process::Command) -> String {
+    command.get_program().to_string_lossy().into_owned()
+}

@@ -297,20 +297,13 @@ fn authfile(registry: &str, creds: Option<(&str, &str)>) -> Result<tempfile::Nam
 
 /// Run skopeo; errors quote the arguments (which never hold secrets) and stderr.
 fn skopeo(args: &[&str]) -> Result<String, Error> {
-    let out = Command::new("skopeo")
-        .arg("--insecure-policy")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .ctx(|| "running skopeo".to_string())?;
-    if !out.status.success() {
-        return Err(Error::Command {
-            command: format!("skopeo --insecure-policy {}", args.join(" ")),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::error::command_output(
+        Command::new("skopeo")
+            .arg("--insecure-policy")
+            .args(args)
+            .stdin(Stdio::null()),
+        || format!("skopeo --insecure-policy {}", args.join(" ")),
+    )
 }
 
 impl OciLayout {

@@ -10,11 +10,14 @@
 //! - [`build_busybox_image`]: a reproducible single-layer OCI image layout built from
 //!   busybox-static, pushed with `skopeo` ([`OciLayout::push`]) or loaded into Docker.
 //! - [`http`]: a minimal loopback-only HTTP client for probing the registry.
+//! - [`gitlab`]: a stand-in GitLab (files, projects, tags, releases and templates APIs, raw
+//!   URLs, `git http-backend`) over TLS on loopback, for include-fetching tests.
 //! - [`layers`]: a crate's modules checked as a one-way stack (its `tests/architecture.rs`).
 //!
 //! Everything is synchronous and listens on, or talks to, 127.0.0.1 only.
 
 mod error;
+pub mod gitlab;
 pub mod http;
 mod image;
 pub mod layers;

@@ -12,6 +12,7 @@ use wharf_ci::{FileVariable, PullPolicy};
 use wharf_run::{Console, ExecutorChoice, RunOptions, RunnerEnv, Selection};
 
 mod doctor;
+mod includes;
 mod registry_cmd;
 
 #[derive(Parser)]
@@ -145,6 +146,8 @@ struct PipelineArgs {
     variables_files: Vec<PathBuf>,
     #[command(flatten)]
     limits: LimitArgs,
+    #[command(flatten)]
+    includes: includes::IncludeArgs,
 }
 
 /// GitLab's limits on the configuration, which wharf applies too (defaults: GitLab's).
@@ -326,10 +329,11 @@ fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
     for path in &args.variables_files {
         file_variables.extend(read_variables_file(path)?);
     }
+    let limits = args.limits.limits()?;
     let loader = Arc::new(ProjectLoader {
         root: project_dir.clone(),
+        network: args.includes.network(limits.max_yaml_bytes)?,
     });
-    let limits = args.limits.limits()?;
     let mut options = wharf_run::load_options(
         wharf_run::predefined::for_loading(&project_dir),
         &file_variables,
@@ -339,7 +343,7 @@ fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
     let loaded = match wharf_ci::load_pipeline_with(&args.file, loader.as_ref(), &options) {
         Ok(l) => l,
         Err(diags) => {
-            eprintln!("{}", diags.render(&|f| loader.read(f).ok()));
+            eprintln!("{}", diags.render(&|f| loader.text(f)));
             return Ok(Err(ExitCode::from(2)));
         }
     };
@@ -604,8 +608,10 @@ fn lint(lint: LintArgs) -> Result<ExitCode> {
 fn config(args: PipelineArgs) -> Result<ExitCode> {
     let project_dir = std::fs::canonicalize(&args.directory)
         .with_context(|| format!("project folder {}", args.directory.display()))?;
+    let limits = args.limits.limits()?;
     let loader = ProjectLoader {
         root: project_dir.clone(),
+        network: args.includes.network(limits.max_yaml_bytes)?,
     };
     let mut cli = Vec::new();
     for kv in &args.variables {
@@ -622,7 +628,7 @@ fn config(args: PipelineArgs) -> Result<ExitCode> {
         &file,
         &cli,
     );
-    options.limits = args.limits.limits()?;
+    options.limits = limits;
     match wharf_ci::merged_yaml_with_warnings(&args.file, &loader, &options) {
         Ok((yaml, warnings)) => {
             print_warnings(&warnings, &loader);
@@ -630,7 +636,7 @@ fn config(args: PipelineArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(diags) => {
-            eprintln!("{}", diags.render(&|f| loader.read(f).ok()));
+            eprintln!("{}", diags.render(&|f| loader.text(f)));
             Ok(ExitCode::from(2))
         }
     }
@@ -640,7 +646,7 @@ fn config(args: PipelineArgs) -> Result<ExitCode> {
 fn print_warnings(warnings: &[wharf_ci::Diagnostic], loader: &ProjectLoader) {
     for w in warnings {
         let file = w.span.as_ref().map(|s| s.file.clone()).unwrap_or_default();
-        eprintln!("{}", w.render(&loader.read(&file).unwrap_or_default()));
+        eprintln!("{}", w.render(&loader.text(&file).unwrap_or_default()));
     }
 }
 
@@ -681,11 +687,20 @@ fn read_variables_file(path: &Path) -> Result<Vec<FileVariable>> {
 
 struct ProjectLoader {
     root: PathBuf,
+    /// Files from outside the project.
+    network: includes::Network,
 }
 
 impl ProjectLoader {
     fn read(&self, path: &str) -> std::io::Result<String> {
         std::fs::read_to_string(self.root.join(path))
+    }
+
+    /// A file's text for diagnostics: fetched from outside the project, or a project file.
+    fn text(&self, name: &str) -> Option<String> {
+        self.network
+            .fetched_text(name)
+            .or_else(|| self.read(name).ok())
     }
 }
 
@@ -700,6 +715,17 @@ impl wharf_ci::Loader for ProjectLoader {
             .iter()
             .map(|p| p.to_string_lossy().replace('\\', "/"))
             .collect())
+    }
+
+    fn fetch(
+        &self,
+        file: &wharf_ci::External,
+    ) -> Result<wharf_ci::Fetched, wharf_ci::FetchFailure> {
+        self.network.fetch(file)
+    }
+
+    fn source_text(&self, name: &str) -> Option<String> {
+        self.text(name)
     }
 }
 

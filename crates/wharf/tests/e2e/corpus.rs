@@ -159,20 +159,24 @@ fn slug(name: &str) -> String {
         .collect()
 }
 
-/// The options of `args` that shape the plan too (variables, pipeline file), for `wharf list`.
+/// The options of `args` that shape the plan too (variables, pipeline file, where includes come
+/// from), for `wharf list`.
 fn plan_args(args: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if matches!(
             a.as_str(),
-            "--variable" | "--variables-file" | "-f" | "--file"
+            "--variable" | "--variables-file" | "-f" | "--file" | "--include-cache"
         ) {
             out.push(a.clone());
             if let Some(v) = it.next() {
                 out.push(v.clone());
             }
-        } else if a.starts_with("--variable=") || a.starts_with("--variables-file=") {
+        } else if a == "--offline"
+            || a.starts_with("--variable=")
+            || a.starts_with("--variables-file=")
+        {
             out.push(a.clone());
         }
     }

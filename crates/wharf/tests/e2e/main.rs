@@ -1,5 +1,6 @@
 //! End-to-end tests of the `wharf` binary.
 //! - `shell`: the shell executor and everything around it; no daemon needed (fast tier).
+//! - `includes`: includes from a stand-in GitLab on loopback (TLS; no daemon needed).
 //! - `docker`: the Docker executor against a real dockerd, Debian's docker-registry (htpasswd and
 //!   token auth) and skopeo. Marked `#[ignore]`; `scripts/test-all.sh` runs them with
 //!   `--include-ignored` after starting what they need.
@@ -12,6 +13,7 @@ mod docker;
 mod docker_user;
 mod doctor;
 mod hostile;
+mod includes;
 mod pipeline;
 mod registry;
 mod services;
