@@ -14,6 +14,7 @@ mod docker_user;
 mod doctor;
 mod hostile;
 mod includes;
+mod network_corpus;
 mod pipeline;
 mod registry;
 mod services;
