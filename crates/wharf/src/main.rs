@@ -11,6 +11,7 @@ use std::time::Duration;
 use wharf_ci::{FileVariable, PullPolicy};
 use wharf_run::{Console, ExecutorChoice, RunOptions, RunnerEnv, Selection};
 
+mod image_cmd;
 mod registry_cmd;
 
 #[derive(Parser)]
@@ -48,6 +49,11 @@ enum Command {
     Login(LoginArgs),
     /// Serve an access-controlled OCI registry, collect its garbage, manage its users.
     Registry(registry_cmd::RegistryArgs),
+    /// Pull an image into wharf's own store (no Docker needed): credentials as for jobs,
+    /// layers verified and unpacked once, shared by all jobs.
+    Pull(image_cmd::PullArgs),
+    /// List the images of wharf's store with their sizes; `rm` and `prune` them.
+    Images(image_cmd::ImagesArgs),
 }
 
 #[derive(Args)]
@@ -271,6 +277,8 @@ fn main() -> ExitCode {
             Command::Config(args) => config(args),
             Command::Login(args) => login(args).await,
             Command::Registry(args) => registry_cmd::run(args).await,
+            Command::Pull(args) => image_cmd::pull(args).await,
+            Command::Images(args) => image_cmd::images(args),
         }
     });
     match result {
