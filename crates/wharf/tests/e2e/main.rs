@@ -10,6 +10,7 @@
 mod corpus;
 mod docker;
 mod hostile;
+mod images;
 mod pipeline;
 mod registry;
 mod services;
