@@ -86,6 +86,10 @@ pub fn apply_layer(
     for entry in archive.entries()? {
         let mut entry = entry?;
         report.entries += 1;
+        // A PAX global header (`git archive` writes one) describes the archive, not a file.
+        if entry.header().entry_type() == tar::EntryType::XGlobalHeader {
+            continue;
+        }
         let raw_path = entry.path()?.into_owned();
         let Some(path) = clean(&raw_path) else {
             continue; // the root itself: its metadata is the image's business, not a layer's

@@ -298,3 +298,23 @@ fn later_entries_of_a_layer_replace_earlier_ones() {
     assert!(tree["g"].starts_with("link -> f "), "{}", tree["g"]);
     assert!(!tree.contains_key("g/inner"));
 }
+
+#[test]
+fn a_pax_global_header_is_not_a_file() {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut global = tar::Header::new_ustar();
+    let record = b"52 comment=0123456789012345678901234567890123456789\n";
+    global.set_entry_type(tar::EntryType::XGlobalHeader);
+    global.set_path("pax_global_header").expect("path");
+    global.set_size(record.len() as u64);
+    global.set_cksum();
+    builder.append(&global, &record[..]).expect("global");
+    let mut file = tar::Header::new_gnu();
+    file.set_path("f").expect("path");
+    file.set_size(1);
+    file.set_mode(0o644);
+    file.set_cksum();
+    builder.append(&file, &b"x"[..]).expect("file");
+    let (_dir, tree) = merged(&[builder.into_inner().expect("tar")]);
+    assert_eq!(paths(&tree), vec!["f"]);
+}
