@@ -27,10 +27,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# 1. The image: three layers of Debian's own files (perl and zoneinfo), gzip -6 as Docker does.
+# 1. The image: five layers of Debian's own files (perl, zoneinfo, python, libexec), gzip -6 as
+#    Docker does.
 layout="$work/layout"
 mkdir -p "$layout/blobs/sha256"
-layer_dirs=(/usr/share/perl /usr/lib/x86_64-linux-gnu/perl /usr/share/zoneinfo)
+layer_dirs=(/usr/share/perl /usr/lib/x86_64-linux-gnu/perl /usr/share/zoneinfo /usr/lib/python3.11 /usr/libexec)
 for i in "${!layer_dirs[@]}"; do
   tar --numeric-owner -C / -cf "$work/layer$i.tar" "${layer_dirs[$i]#/}"
 done

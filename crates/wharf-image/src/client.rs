@@ -282,15 +282,7 @@ impl RegistryClient {
 /// The registry's own error message (`{"errors":[{"message":..}]}`), shortened, as `: <msg>`.
 async fn registry_message(response: reqwest::Response) -> String {
     let body = response.text().await.unwrap_or_default();
-    let value: Option<serde_json::Value> = serde_json::from_str(&body).ok();
-    let message = value.as_ref().and_then(|v| {
-        v.get("errors")
-            .and_then(|e| e.get(0))
-            .and_then(|e| e.get("message"))
-            .and_then(|m| m.as_str())
-    });
-    match message {
-        Some(m) => format!(": {}", m.chars().take(200).collect::<String>()),
-        None => String::new(),
-    }
+    wharf_oci::login::server_message(&body, "")
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default()
 }

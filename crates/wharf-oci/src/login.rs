@@ -683,7 +683,7 @@ pub fn describe_http_error(e: &reqwest::Error) -> String {
 
 /// The registry's own error message (`{"errors": [{"message": ...}]}` or `{"details": ...}`),
 /// shortened and with the password masked in case a server echoes it.
-fn server_message(body: &str, password: &str) -> Option<String> {
+pub fn server_message(body: &str, password: &str) -> Option<String> {
     let value: serde_json::Value = serde_json::from_str(body).ok()?;
     let message = value
         .get("errors")

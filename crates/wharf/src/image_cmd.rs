@@ -12,8 +12,9 @@ use wharf_image::{ImageError, PullEvent, PullOptions, PullPolicy, Store};
 
 #[derive(Args)]
 pub struct StoreArgs {
-    /// The image store folder [default: $XDG_DATA_HOME/wharf, i.e. ~/.local/share/wharf].
-    #[arg(long, env = "WHARF_HOME", value_name = "DIR")]
+    /// The image store folder [default: $WHARF_HOME, else $XDG_DATA_HOME/wharf, i.e.
+    /// ~/.local/share/wharf].
+    #[arg(long, value_name = "DIR")]
     home: Option<PathBuf>,
 }
 
@@ -137,6 +138,11 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
 }
 
 pub fn images(args: ImagesArgs) -> Result<ExitCode> {
+    // `--home` may come before the subcommand (`wharf images --home D prune`) or after it.
+    let outer_home = args.store.home.clone();
+    let with_outer = |store: StoreArgs| StoreArgs {
+        home: store.home.or_else(|| outer_home.clone()),
+    };
     match args.command {
         None => {
             let store = open_store(&args.store)?;
@@ -163,7 +169,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
             println!("store: {}", store.home().display());
         }
         Some(ImagesCommand::Rm { reference, store }) => {
-            let store = open_store(&store)?;
+            let store = open_store(&with_outer(store))?;
             let key = wharf_oci::ImageRef::parse(&reference)
                 .map(|r| wharf_image::record_key(&r))
                 .unwrap_or(reference);
@@ -171,7 +177,7 @@ pub fn images(args: ImagesArgs) -> Result<ExitCode> {
             println!("Removed {key} (run `wharf images prune` to free its layers)");
         }
         Some(ImagesCommand::Prune { store }) => {
-            let store = open_store(&store)?;
+            let store = open_store(&with_outer(store))?;
             let report = store.prune().map_err(explained)?;
             println!(
                 "Removed {} blobs ({}) and {} unpacked layers",

@@ -85,7 +85,10 @@ fn pull_cycle(auth_mode: &str) {
     .assert_contains("wharf login")
     .assert_lacks("not-the-password");
 
-    images(home.path(), &["rm", &image]).assert_code(0);
+    // `--home` before the subcommand (WHARF_HOME points elsewhere).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let home_flag = home.path().to_str().unwrap();
+    images(elsewhere.path(), &["--home", home_flag, "rm", &image]).assert_code(0);
     images(home.path(), &["rm", &image])
         .assert_code(2)
         .assert_contains("no image");
