@@ -24,9 +24,12 @@ enum Blobs {
     Corrupt,
 }
 
+/// Manifests by tag or digest: (content type, body).
+type Manifests = Arc<Mutex<HashMap<String, (String, Vec<u8>)>>>;
+
 struct Fake {
     host: String,
-    manifests: Arc<Mutex<HashMap<String, (String, Vec<u8>)>>>,
+    manifests: Manifests,
     blobs: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     range_requests: Arc<AtomicUsize>,
 }
@@ -39,7 +42,7 @@ impl Fake {
     fn start(mode: Blobs) -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let host = listener.local_addr().expect("addr").to_string();
-        let manifests: Arc<Mutex<HashMap<String, (String, Vec<u8>)>>> = Arc::default();
+        let manifests: Manifests = Arc::default();
         let blobs: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
         let range_requests = Arc::new(AtomicUsize::new(0));
         let cut: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
