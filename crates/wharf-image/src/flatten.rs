@@ -64,6 +64,7 @@ fn apply_dir(
             continue;
         }
         if entry.kind == FileKind::Dir {
+            let restore = grant_owner_access(layer, &path, &meta, 0o500, as_root)?;
             let opaque = layer
                 .xattr(&path, OsStr::new(USER_OPAQUE_XATTR))?
                 .as_deref()
@@ -82,7 +83,11 @@ fn apply_dir(
                 None => dest.create_dir(&path, 0o700)?,
             }
             dir_meta.insert(path.clone(), meta);
-            apply_dir(layer, dest, &path, as_root, copied, dir_meta)?;
+            let applied = apply_dir(layer, dest, &path, as_root, copied, dir_meta);
+            if let Some(mode) = restore {
+                layer.set_permissions(&path, mode)?;
+            }
+            applied?;
             continue;
         }
         match existing {
@@ -99,7 +104,12 @@ fn apply_dir(
                     dest.hard_link(first, &path)?;
                     continue;
                 }
-                let mut from = layer.open_read(&path)?;
+                let restore = grant_owner_access(layer, &path, &meta, 0o400, as_root)?;
+                let opened = layer.open_read(&path);
+                if let Some(mode) = restore {
+                    layer.set_permissions(&path, mode)?;
+                }
+                let mut from = opened?;
                 let mut to = dest.create_new(&path, 0o600)?;
                 io::copy(&mut from, &mut to)?;
                 drop(to);
@@ -131,6 +141,23 @@ fn apply_dir(
         }
     }
     Ok(())
+}
+
+/// Without root, a layer's 0000 folder or file cannot be read even by its owner: give the owner
+/// `bits` for the moment (the caller restores the returned mode). Root reads anything.
+fn grant_owner_access(
+    layer: &Root,
+    path: &Path,
+    meta: &std::fs::Metadata,
+    bits: u32,
+    as_root: bool,
+) -> Result<Option<u32>, wharf_fs::Error> {
+    let mode = meta.mode() & 0o7777;
+    if as_root || mode & bits == bits {
+        return Ok(None);
+    }
+    layer.set_permissions(path, mode | bits)?;
+    Ok(Some(mode))
 }
 
 fn set_meta(

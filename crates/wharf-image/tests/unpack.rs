@@ -318,3 +318,26 @@ fn a_pax_global_header_is_not_a_file() {
     let (_dir, tree) = merged(&[builder.into_inner().expect("tar")]);
     assert_eq!(paths(&tree), vec!["f"]);
 }
+
+/// The whole corpus again as an unprivileged user (owners not set, devices skipped, 0000 folders
+/// still filled and flattened): this test binary re-run under `setpriv` as nobody.
+#[test]
+#[ignore = "needs root (drops to nobody with setpriv): run by scripts/test-all.sh"]
+fn the_corpus_unpacks_without_root() {
+    assert!(
+        wharf_image::is_root(),
+        "run as root: it drops to nobody itself"
+    );
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["--skip", "the_corpus_unpacks_without_root"])
+        .env("TMPDIR", std::env::temp_dir())
+        .output()
+        .expect("setpriv");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("test result: ok. 10 passed"), "{text}");
+}

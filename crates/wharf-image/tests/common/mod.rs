@@ -219,6 +219,19 @@ pub fn fingerprint(root: &Path, skip: &[&str]) -> BTreeMap<String, String> {
 }
 
 fn walk(root: &Path, dir: &Path, skip: &[&str], out: &mut BTreeMap<String, String>) {
+    use std::os::unix::fs::PermissionsExt;
+    // Without root, a 0000 folder is unreadable even to its owner: open it up while walking it.
+    let restore = match fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            let mode = fs::symlink_metadata(dir)
+                .expect("lstat")
+                .permissions()
+                .mode();
+            fs::set_permissions(dir, fs::Permissions::from_mode(mode | 0o500)).expect("chmod");
+            Some(mode)
+        }
+        _ => None,
+    };
     let mut entries: Vec<_> = fs::read_dir(dir)
         .expect("read_dir")
         .map(|e| e.expect("entry"))
@@ -265,6 +278,9 @@ fn walk(root: &Path, dir: &Path, skip: &[&str], out: &mut BTreeMap<String, Strin
         if ft.is_dir() {
             walk(root, &path, skip, out);
         }
+    }
+    if let Some(mode) = restore {
+        fs::set_permissions(dir, fs::Permissions::from_mode(mode)).expect("chmod back");
     }
 }
 
