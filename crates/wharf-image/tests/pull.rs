@@ -303,9 +303,39 @@ fn pulls_from_a_token_auth_registry() {
     check_corpus_tree(&store, &record);
     let requests = registry.token_requests();
     assert!(
-        requests.iter().any(|r| r.user.as_deref() == Some(USER)),
+        requests.iter().any(|r| r.user.as_deref() == Some(USER)
+            && r.scopes.iter().any(|s| s == "repository:team/tok:pull")),
         "{requests:?}"
     );
+    // An identity token, as `docker login` / `wharf login` store for a token registry: used
+    // with the OAuth2 refresh-token grant, never the password.
+    let login = rt
+        .block_on(wharf_oci::login(&wharf_oci::LoginRequest {
+            registry: registry.host(),
+            username: USER.into(),
+            password: Secret(PASSWORD.into()),
+            insecure: false,
+        }))
+        .expect("login");
+    let identity = login.identity_token.expect("a refresh token").0;
+    let by_identity = serde_json::json!({"auths": {registry.host(): {"identitytoken": identity}}});
+    let before = registry.token_requests().len();
+    let other_home = tempfile::tempdir().expect("store");
+    rt.block_on(wharf_image::pull(
+        &Store::open(other_home.path()).expect("store"),
+        &reference,
+        &options(Some(by_identity.to_string())),
+        &|_e| {},
+    ))
+    .expect("pull with an identity token");
+    let refreshed = &registry.token_requests()[before..];
+    assert!(
+        refreshed
+            .iter()
+            .any(|r| r.grant_type.as_deref() == Some("refresh_token") && r.had_refresh_token),
+        "{refreshed:?}"
+    );
+
     let err = rt
         .block_on(wharf_image::pull(
             &Store::open(home.path().join("other")).expect("store"),
