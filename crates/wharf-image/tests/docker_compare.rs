@@ -24,7 +24,10 @@ fn corpus() -> Vec<Vec<u8>> {
             .dir(&format!("{d}/sub"), 0o755)
             .file(&format!("{d}/sub/older"), b"older", 0o644);
     }
-    base.dir("w", 0o755)
+    base.dir("private", 0o700)
+        .file("private/x", b"x", 0o644)
+        .file("private/y", b"y", 0o644)
+        .dir("w", 0o755)
         .file("w/x", b"x", 0o644)
         .file("w/y", b"y", 0o644)
         .dir("w/gone", 0o755)
@@ -56,6 +59,9 @@ fn corpus() -> Vec<Vec<u8>> {
         .opaque("o3")
         .opaque("o4")
         .dir("o4", 0o750)
+        // A whiteout (and a file) whose folder has no entry in this layer: its implied folder.
+        .whiteout("private", "x")
+        .file("locked/added", b"a", 0o644)
         .whiteout("w", "x")
         .whiteout("w", "gone")
         .whiteout("w", "never-existed")
