@@ -11,7 +11,7 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use common::{Layer, write_layout};
+use common::{Layer, fingerprint, write_layout, write_layout_compressed};
 use sha2::{Digest as _, Sha256};
 use wharf_image::{ImageError, Platform, PullEvent, PullOptions, Store};
 
@@ -336,4 +336,30 @@ fn an_index_gives_the_asked_platform_and_schema1_is_refused() {
     .expect_err("schema 1");
     assert!(matches!(err, ImageError::Schema1 { .. }), "{err}");
     assert!(store_is_empty(home.path()));
+}
+
+#[test]
+fn zstd_layers_of_several_frames_unpack_like_gzip_ones() {
+    let fake = Fake::start(Blobs::AsStored);
+    let layers = big_layers();
+    let mut trees = Vec::new();
+    for (tag, zstd) in [("gzip", false), ("zstd", true)] {
+        let layout_dir = tempfile::tempdir().expect("tempdir");
+        let layout = write_layout_compressed(layout_dir.path(), &layers, zstd);
+        fake.serve_layout(&layout, tag);
+        let home = tempfile::tempdir().expect("home");
+        let store = Store::open(home.path()).expect("store");
+        let record = pull(
+            &store,
+            &format!("{}/z/app:{tag}", fake.host),
+            &PullOptions::default(),
+        )
+        .0
+        .expect("pull");
+        let merged = home.path().join("merged");
+        store.flatten(&record, &merged).expect("flatten");
+        trees.push(fingerprint(&merged, &[]));
+    }
+    assert_eq!(trees[0], trees[1]);
+    assert!(trees[1].contains_key("data/noise"));
 }

@@ -148,6 +148,25 @@ fn sha(data: &[u8]) -> String {
 
 /// Write an OCI image layout with these (uncompressed) layers, gzip-compressed, into `dir`.
 pub fn write_layout(dir: &Path, layers: &[Vec<u8>]) -> wharf_testkit::OciLayout {
+    write_layout_compressed(dir, layers, false)
+}
+
+/// zstd as some builders write it: each layer split in two frames, a skippable frame between.
+pub fn zstd_frames(layer: &[u8]) -> Vec<u8> {
+    use ruzstd::encoding::{CompressionLevel, compress_to_vec};
+    let (a, b) = layer.split_at(layer.len() / 2);
+    let mut out = compress_to_vec(a, CompressionLevel::Fastest);
+    out.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, b'w', b'h', b'f']);
+    out.extend_from_slice(&compress_to_vec(b, CompressionLevel::Fastest));
+    out
+}
+
+/// [`write_layout`] with zstd layers (`tar+zstd`, [`zstd_frames`]) when `zstd`.
+pub fn write_layout_compressed(
+    dir: &Path,
+    layers: &[Vec<u8>],
+    zstd: bool,
+) -> wharf_testkit::OciLayout {
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).expect("blobs dir");
     let put = |data: &[u8]| {
@@ -159,12 +178,22 @@ pub fn write_layout(dir: &Path, layers: &[Vec<u8>]) -> wharf_testkit::OciLayout 
     let mut descriptors = Vec::new();
     for layer in layers {
         diff_ids.push(sha(layer));
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(layer).expect("gzip");
-        let compressed = gz.finish().expect("gzip");
+        let (compressed, media_type) = if zstd {
+            (
+                zstd_frames(layer),
+                "application/vnd.oci.image.layer.v1.tar+zstd",
+            )
+        } else {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            gz.write_all(layer).expect("gzip");
+            (
+                gz.finish().expect("gzip"),
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            )
+        };
         let digest = put(&compressed);
         descriptors.push(serde_json::json!({
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "mediaType": media_type,
             "digest": digest,
             "size": compressed.len(),
         }));
