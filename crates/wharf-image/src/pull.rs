@@ -238,13 +238,16 @@ async fn pull_from_registry(
         return Ok(record.clone());
     }
 
-    let _shared = store.lock_shared()?;
-    let _image_lock = {
+    // Both may wait (for a prune, for another pull of this image): off the async workers.
+    let (_shared, _image_lock) = {
         let store = store.clone();
         let digest = manifest_digest.clone();
-        tokio::task::spawn_blocking(move || store.lock_image(&digest))
-            .await
-            .map_err(|e| join_error(image, e))??
+        tokio::task::spawn_blocking(move || {
+            let shared = store.lock_shared()?;
+            Ok::<_, ImageError>((shared, store.lock_image(&digest)?))
+        })
+        .await
+        .map_err(|e| join_error(image, e))??
     };
     if !store.has_blob(&manifest_digest) {
         store.write_blob(&manifest_digest, &body)?;
