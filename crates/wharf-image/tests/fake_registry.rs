@@ -22,6 +22,9 @@ enum Blobs {
     CutOnce,
     /// One byte of every layer is changed.
     Corrupt,
+    /// Bearer auth: the token server at `/token` numbers its tokens; manifests take any, blobs
+    /// only the second and later ones (the first has "expired" by then).
+    ExpiringTokens,
 }
 
 /// Manifests by tag or digest: (content type, body).
@@ -32,6 +35,7 @@ struct Fake {
     manifests: Manifests,
     blobs: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     range_requests: Arc<AtomicUsize>,
+    tokens_issued: Arc<AtomicUsize>,
 }
 
 fn sha(data: &[u8]) -> String {
@@ -45,6 +49,9 @@ impl Fake {
         let manifests: Manifests = Arc::default();
         let blobs: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
         let range_requests = Arc::new(AtomicUsize::new(0));
+        let tokens_issued = Arc::new(AtomicUsize::new(0));
+        let tokens = tokens_issued.clone();
+        let realm = format!("http://{host}/token");
         let cut: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
         let (m, b, r) = (manifests.clone(), blobs.clone(), range_requests.clone());
         std::thread::spawn(move || {
@@ -56,10 +63,14 @@ impl Fake {
                     continue;
                 }
                 let mut range = None;
+                let mut bearer: Option<usize> = None;
                 loop {
                     let mut line = String::new();
                     if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
                         break;
+                    }
+                    if let Some(v) = line.strip_prefix("authorization: Bearer t") {
+                        bearer = v.trim().parse().ok();
                     }
                     if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
                         range = v.trim().trim_end_matches('-').parse::<usize>().ok();
@@ -78,6 +89,26 @@ impl Fake {
                     let _ = stream.write_all(head.as_bytes());
                     let _ = stream.write_all(&body[..send]);
                 };
+                if path.starts_with("/token") {
+                    let n = tokens.fetch_add(1, Ordering::SeqCst) + 1;
+                    let body = format!(r#"{{"token":"t{n}"}}"#);
+                    reply(&mut stream, "200 OK", "", body.as_bytes(), body.len());
+                    continue;
+                }
+                if mode == Blobs::ExpiringTokens && path != "/v2/" {
+                    let is_blob = path.contains("/blobs/");
+                    let accepted = match bearer {
+                        Some(n) => !is_blob || n >= 2,
+                        None => false,
+                    };
+                    if !accepted {
+                        let challenge = format!(
+                            "WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\"\r\n"
+                        );
+                        reply(&mut stream, "401 Unauthorized", &challenge, b"{}", 2);
+                        continue;
+                    }
+                }
                 if path == "/v2/" {
                     reply(&mut stream, "200 OK", "", b"{}", 2);
                 } else if let Some(reference) = path.split("/manifests/").nth(1) {
@@ -137,6 +168,7 @@ impl Fake {
             manifests,
             blobs,
             range_requests,
+            tokens_issued,
         }
     }
 
@@ -362,4 +394,21 @@ fn zstd_layers_of_several_frames_unpack_like_gzip_ones() {
     }
     assert_eq!(trees[0], trees[1]);
     assert!(trees[1].contains_key("data/noise"));
+}
+
+#[test]
+fn an_expired_bearer_token_is_refreshed_once() {
+    let fake = Fake::start(Blobs::ExpiringTokens);
+    let layout_dir = tempfile::tempdir().expect("tempdir");
+    let layout = write_layout(layout_dir.path(), &big_layers());
+    fake.serve_layout(&layout, "1");
+    let home = tempfile::tempdir().expect("home");
+    let store = Store::open(home.path()).expect("store");
+    let (result, _) = pull(
+        &store,
+        &format!("{}/tok/app:1", fake.host),
+        &PullOptions::default(),
+    );
+    result.expect("pull with a refreshed token");
+    assert_eq!(fake.tokens_issued.load(Ordering::SeqCst), 2);
 }
