@@ -330,8 +330,7 @@ impl Store {
                 keep_layers.insert(self.hex(&layer.chain_id)?.to_owned());
             }
         }
-        // An index's digest is the manifest digest of a record only for single-platform
-        // images; keep the index blobs recorded alongside too.
+        // (An index is never stored: only the manifest chosen from it.)
         let mut report = PruneReport::default();
         let blobs = self.home.join("blobs/sha256");
         for entry in fs::read_dir(&blobs).map_err(store_err(&blobs, "listing"))? {
