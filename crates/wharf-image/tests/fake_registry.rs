@@ -25,6 +25,8 @@ enum Blobs {
     /// Bearer auth: the token server at `/token` numbers its tokens; manifests take any, blobs
     /// only the second and later ones (the first has "expired" by then).
     ExpiringTokens,
+    /// The first layer GET (of any layer) sends half, then stalls for a minute.
+    StallOnce,
 }
 
 /// Manifests by tag or digest: (content type, body).
@@ -155,6 +157,19 @@ impl Fake {
                         {
                             let half = body.len() / 2;
                             reply(&mut stream, "200 OK", "", &body, half);
+                        }
+                        None if mode == Blobs::StallOnce
+                            && is_layer
+                            && cut.lock().expect("lock").insert("stalled".into()) =>
+                        {
+                            let half = body.len() / 2;
+                            reply(&mut stream, "200 OK", "", &body, half);
+                            // Keep the connection open without a byte more (in its own thread:
+                            // other requests are answered meanwhile).
+                            std::thread::spawn(move || {
+                                std::thread::sleep(std::time::Duration::from_secs(60));
+                                drop(stream);
+                            });
                         }
                         None => reply(&mut stream, "200 OK", "", &body, body.len()),
                     }
@@ -411,4 +426,80 @@ fn an_expired_bearer_token_is_refreshed_once() {
     );
     result.expect("pull with a refreshed token");
     assert_eq!(fake.tokens_issued.load(Ordering::SeqCst), 2);
+}
+
+/// The child side of `a_killed_pull_leaves_nothing_half_done`: pulls `WHARF_TEST_PULL_REF` into
+/// `WHARF_TEST_PULL_HOME` when set; does nothing otherwise.
+#[test]
+fn child_pull_when_asked() {
+    let (Ok(reference), Ok(home)) = (
+        std::env::var("WHARF_TEST_PULL_REF"),
+        std::env::var("WHARF_TEST_PULL_HOME"),
+    ) else {
+        return;
+    };
+    let store = Store::open(&home).expect("store");
+    let _ = pull(&store, &reference, &PullOptions::default());
+}
+
+#[test]
+fn a_killed_pull_leaves_nothing_half_done() {
+    let fake = Fake::start(Blobs::StallOnce);
+    let layout_dir = tempfile::tempdir().expect("tempdir");
+    let layout = write_layout(layout_dir.path(), &big_layers());
+    fake.serve_layout(&layout, "1");
+    let reference = format!("{}/stall/app:1", fake.host);
+    let home = tempfile::tempdir().expect("home");
+    let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "child_pull_when_asked"])
+        .env("WHARF_TEST_PULL_REF", &reference)
+        .env("WHARF_TEST_PULL_HOME", home.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until it is mid-layer: a layer folder in tmp/ with something unpacked in it.
+    let mid_layer = || {
+        std::fs::read_dir(home.path().join("tmp")).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                e.file_name().to_string_lossy().starts_with("layer-")
+                    && std::fs::read_dir(e.path()).is_ok_and(|mut d| d.next().is_some())
+            })
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !mid_layer() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the child never got mid-layer"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+
+    let store = Store::open(home.path()).expect("store");
+    let visible = |dir: &str| {
+        std::fs::read_dir(home.path().join(dir))
+            .expect("dir")
+            .count()
+    };
+    assert_eq!(visible("layers"), 0, "no half layer published");
+    assert_eq!(visible("images"), 0);
+    assert!(store.images().expect("images").is_empty());
+
+    // The next pull (the registry answers normally now) completes; prune clears the debris.
+    let record = pull(&store, &reference, &PullOptions::default())
+        .0
+        .expect("pull again");
+    assert!(store.is_complete(&record));
+    store.prune().expect("prune");
+    assert_eq!(visible("tmp"), 0);
+    let merged = home.path().join("merged");
+    store.flatten(&record, &merged).expect("flatten");
+    assert_eq!(
+        std::fs::metadata(merged.join("data/noise"))
+            .expect("noise")
+            .len(),
+        300_000
+    );
 }
