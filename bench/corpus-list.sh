@@ -69,3 +69,20 @@ while read -r bytes folder; do
     --export-json "$RESULTS/corpus-list-$name.json" \
     -n wharf "$WHARF list" "${peer[@]}") | tee -a "$OUT"
 done <<< "$largest"
+
+# The largest pipeline that includes from GitLab (GNOME/glib: components from gitlab.gnome.org),
+# through the stand-in GitLab serving the corpus mirror under its real host name: warm (include
+# cache filled; branch refs re-checked with If-None-Match) and --offline.
+(cd "$ROOT" && cargo build --release -q -p wharf-testkit --example gitlab_stand_in)
+STAND_IN="$ROOT/target/release/examples/gitlab_stand_in"
+exec 3> >("$STAND_IN" "$CORPUS/_gitlab" >"$WORK/server" 2>"$WORK/server.log")
+for _ in $(seq 1 50); do [ -s "$WORK/server" ] && break; sleep 0.1; done
+read -r PORT CA <"$WORK/server"
+G="$CORPUS/GNOME__glib"
+FLAGS="-C $G --gitlab-url https://gitlab.gnome.org --gitlab-ca-file $CA --resolve gitlab.gnome.org=127.0.0.1:$PORT --include-cache $WORK/include-cache"
+jobs=$("$WHARF" list --json $FLAGS | wc -l)
+echo "== GNOME__glib (includes from gitlab.gnome.org via the stand-in): $jobs jobs" | tee -a "$OUT"
+hyperfine --warmup 3 --runs "$RUNS" -N --export-json "$RESULTS/corpus-list-glib.json" \
+  -n "wharf list (warm cache)" "$WHARF list $FLAGS" \
+  -n "wharf list --offline" "$WHARF list $FLAGS --offline" | tee -a "$OUT"
+exec 3>&-

@@ -13,6 +13,7 @@ use wharf_run::{Console, ExecutorChoice, RunOptions, RunnerEnv, Selection};
 
 mod doctor;
 mod includes;
+mod image_cmd;
 mod registry_cmd;
 
 #[derive(Parser)]
@@ -53,6 +54,11 @@ enum Command {
     /// What this machine can do for wharf's executors (Docker, user namespaces, overlayfs,
     /// cgroups...), each problem with the command that fixes it. Exit status 1 when a check fails.
     Doctor(doctor::DoctorArgs),
+    /// Pull an image into wharf's own store (no Docker needed): credentials as for jobs,
+    /// layers verified and unpacked once, shared by all jobs.
+    Pull(image_cmd::PullArgs),
+    /// List the images of wharf's store with their sizes; `rm` and `prune` them.
+    Images(image_cmd::ImagesArgs),
 }
 
 #[derive(Args)]
@@ -285,6 +291,8 @@ fn main() -> ExitCode {
             Command::Login(args) => login(args).await,
             Command::Registry(args) => registry_cmd::run(args).await,
             Command::Doctor(args) => doctor::run(args).await,
+            Command::Pull(args) => image_cmd::pull(args).await,
+            Command::Images(args) => image_cmd::images(args),
         }
     });
     match result {

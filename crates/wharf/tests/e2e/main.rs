@@ -13,6 +13,7 @@ mod docker;
 mod docker_user;
 mod doctor;
 mod hostile;
+mod images;
 mod includes;
 mod network_corpus;
 mod pipeline;

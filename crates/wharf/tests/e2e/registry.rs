@@ -10,11 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use wharf_testkit::http;
 
-const USER: &str = "ci-bot";
+pub(crate) const USER: &str = "ci-bot";
 /// Needs quoting and base64 `+`/`/`, like the docker tier's.
-const PASS: &str = "'I(Bx}yr}~Dk>?>?s3cr3t";
+pub(crate) const PASS: &str = "'I(Bx}yr}~Dk>?>?s3cr3t";
 
-fn wharf() -> Command {
+pub(crate) fn wharf() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_wharf"));
     c.env_remove("WHARF_LOG");
     c
@@ -51,14 +51,14 @@ fn add_user(htpasswd: &Path, user: &str, pass: &str) -> Run {
 }
 
 /// A `wharf registry serve` child on a free loopback port; killed when dropped.
-struct Served {
+pub(crate) struct Served {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
 }
 
 impl Served {
-    fn start(auth: &str) -> Served {
+    pub(crate) fn start(auth: &str) -> Served {
         let dir = tempfile::Builder::new()
             .prefix("wharf-served-")
             .tempdir()
@@ -99,7 +99,7 @@ impl Served {
         }
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
@@ -112,7 +112,7 @@ impl Served {
     }
 
     /// The server log must never hold the password or the Basic value.
-    fn assert_log_has_no_secrets(&self) {
+    pub(crate) fn assert_log_has_no_secrets(&self) {
         let log = self.log();
         for s in [PASS.to_string(), b64(&format!("{USER}:{PASS}"))] {
             assert!(!log.contains(&s), "secret in the server log:\n{log}");

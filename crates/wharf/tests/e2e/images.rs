@@ -1,0 +1,117 @@
+//! `wharf pull` and `wharf images` against `wharf registry serve` (Basic and token auth): the
+//! store, re-pulls, refusals explained as for the Docker executor, rm and prune. No daemon.
+
+use crate::registry::{PASS, Served, USER, wharf};
+use crate::support::*;
+use std::path::Path;
+
+fn auth_config(host: &str, user: &str, pass: &str) -> String {
+    format!(
+        r#"{{"auths":{{"{host}":{{"auth":"{}"}}}}}}"#,
+        b64(&format!("{user}:{pass}"))
+    )
+}
+
+fn pull(home: &Path, image: &str, auth: Option<&str>) -> Run {
+    let mut cmd = wharf();
+    cmd.args(["pull", image, "--home"])
+        .arg(home)
+        .env("HOME", home.join("no-home"))
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("WHARF_HOME");
+    match auth {
+        Some(a) => cmd.env("DOCKER_AUTH_CONFIG", a),
+        None => cmd.env_remove("DOCKER_AUTH_CONFIG"),
+    };
+    Run::from(cmd.output().unwrap())
+}
+
+fn images(home: &Path, args: &[&str]) -> Run {
+    let mut cmd = wharf();
+    cmd.arg("images").args(args).env("WHARF_HOME", home);
+    Run::from(cmd.output().unwrap())
+}
+
+fn pull_cycle(auth_mode: &str) {
+    let served = Served::start(auth_mode);
+    let host = served.host();
+    let layout_dir = tempfile::tempdir().unwrap();
+    let layout = unique_seed_layout(layout_dir.path());
+    let image = format!("{host}/team/seed:1");
+    layout.push(&image, Some((USER, PASS))).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let auth = auth_config(&host, USER, PASS);
+
+    let first = pull(home.path(), &image, Some(&auth));
+    first
+        .assert_code(0)
+        .assert_contains("Authenticating with credentials from $DOCKER_AUTH_CONFIG")
+        .assert_contains(&format!("Pulled {image}"))
+        .assert_lacks(PASS);
+    let layers = std::fs::read_dir(home.path().join("layers"))
+        .unwrap()
+        .count();
+    assert!(layers >= 2, "a layer folder and its .json");
+    let unpacked: Vec<_> = std::fs::read_dir(home.path().join("layers"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert!(unpacked[0].join("bin/busybox").is_file());
+    assert!(unpacked[0].join("usr/local/bin/npm").is_file());
+
+    pull(home.path(), &image, Some(&auth))
+        .assert_code(0)
+        .assert_lacks("downloading");
+
+    images(home.path(), &[])
+        .assert_code(0)
+        .assert_contains(&image)
+        .assert_contains("MB");
+
+    // Refusals: no credentials, then a wrong password; the password never shows.
+    let fresh = tempfile::tempdir().unwrap();
+    pull(fresh.path(), &image, None)
+        .assert_code(2)
+        .assert_contains(&format!("registry {host} requires credentials"))
+        .assert_contains("DOCKER_AUTH_CONFIG");
+    pull(
+        fresh.path(),
+        &image,
+        Some(&auth_config(&host, USER, "not-the-password")),
+    )
+    .assert_code(2)
+    .assert_contains("rejected the credentials from $DOCKER_AUTH_CONFIG")
+    .assert_contains("wharf login")
+    .assert_lacks("not-the-password");
+
+    // `--home` before the subcommand (WHARF_HOME points elsewhere).
+    let elsewhere = tempfile::tempdir().unwrap();
+    let home_flag = home.path().to_str().unwrap();
+    images(elsewhere.path(), &["--home", home_flag, "rm", &image]).assert_code(0);
+    images(home.path(), &["rm", &image])
+        .assert_code(2)
+        .assert_contains("no image");
+    images(home.path(), &["prune"])
+        .assert_code(0)
+        .assert_contains("1 unpacked layers");
+    assert_eq!(
+        std::fs::read_dir(home.path().join("layers"))
+            .unwrap()
+            .count(),
+        0
+    );
+    served.assert_log_has_no_secrets();
+}
+
+#[test]
+#[ignore = "needs skopeo and busybox-static: run by scripts/test-all.sh"]
+fn pull_from_wharf_registry_with_basic_auth() {
+    pull_cycle("basic");
+}
+
+#[test]
+#[ignore = "needs skopeo and busybox-static: run by scripts/test-all.sh"]
+fn pull_from_wharf_registry_with_token_auth() {
+    pull_cycle("token");
+}
