@@ -28,9 +28,11 @@
 
 mod error;
 mod resolve;
+mod special;
 mod tree;
 
 pub use error::{Error, FileKind, Result};
+pub use special::is_whiteout;
 pub use tree::CopyReport;
 
 use rustix::fd::{AsFd, AsRawFd, OwnedFd};

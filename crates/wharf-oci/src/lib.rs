@@ -20,7 +20,10 @@ pub use authconfig::{
     AuthConfig, AuthConfigError, AuthEntry, DOCKER_HUB_KEY, HelperEntry, normalize_key,
 };
 pub use helper::{CredentialHelper, HelperError};
-pub use login::{AuthScheme, Challenge, LoginError, LoginOutcome, LoginRequest, login};
+pub use login::{
+    AuthScheme, Challenge, Endpoint, LoginError, LoginOutcome, LoginRequest, bearer_token,
+    describe_http_error, endpoint, login, parse_www_authenticate,
+};
 pub use reference::DOCKER_HUB;
 pub use resolve::{JOB_AUTH_CONFIG_SOURCE, RUNNER_AUTH_CONFIG_SOURCE, config_key_for_registry};
 pub use store::{
@@ -200,6 +203,38 @@ impl Resolution {
     /// tried, and how to fix it (DOCKER_AUTH_CONFIG example with placeholders, `wharf login`).
     pub fn explain_missing(&self, image: &ImageRef) -> String {
         resolve::explain_missing_impl(self, image)
+    }
+
+    /// The explanation for a registry that refused a pull (HTTP 401/403, `detail` its message):
+    /// `(message, hint)`. Without credentials: the refusal followed by where wharf looked and
+    /// how to fix it; with credentials: which source and entry were rejected and how to test new
+    /// ones. The same wording for every puller (the Docker executor's pull says the same).
+    pub fn explain_refusal(
+        &self,
+        image_name: &str,
+        image: &ImageRef,
+        detail: &str,
+    ) -> (String, String) {
+        let registry = &image.registry;
+        match &self.found {
+            None => (
+                format!(
+                    "Failed to pull image {image_name}: registry {registry} requires credentials ({detail})\n{}",
+                    self.explain_missing(image)
+                ),
+                String::new(),
+            ),
+            Some(found) => (
+                format!(
+                    "Failed to pull image {image_name}: registry {registry} rejected the credentials from {} (entry \"{}\"): {detail}",
+                    found.source, found.key
+                ),
+                format!(
+                    "check the username and password of that entry (run `wharf login {registry} -u <user> --password-stdin` to test and store new ones), and that the user may pull {}",
+                    image.repository
+                ),
+            ),
+        }
     }
 }
 

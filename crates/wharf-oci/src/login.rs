@@ -423,39 +423,7 @@ async fn fetch_token(
     challenge: &Challenge,
     req: &LoginRequest,
 ) -> Result<Option<Secret>, LoginError> {
-    let realm = challenge
-        .param("realm")
-        .filter(|r| !r.is_empty())
-        .ok_or_else(|| LoginError::BadChallenge {
-            url: ping_url.to_owned(),
-            detail: "Bearer challenge without a realm".into(),
-        })?;
-    let mut url = url::Url::parse(realm).map_err(|e| LoginError::BadChallenge {
-        url: ping_url.to_owned(),
-        detail: format!("token realm `{realm}` is not a URL ({e})"),
-    })?;
-    match url.scheme() {
-        "https" => {}
-        "http" => {
-            let loopback = match url.host() {
-                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                None => false,
-            };
-            if !loopback && !req.insecure {
-                return Err(LoginError::InsecureRealm {
-                    realm: realm.to_owned(),
-                });
-            }
-        }
-        other => {
-            return Err(LoginError::BadChallenge {
-                url: ping_url.to_owned(),
-                detail: format!("token realm uses unsupported scheme `{other}`"),
-            });
-        }
-    }
+    let mut url = token_realm(challenge, ping_url, req.insecure)?;
     {
         let mut query = url.query_pairs_mut();
         if let Some(service) = challenge.param("service") {
@@ -521,6 +489,196 @@ async fn fetch_token(
         });
     }
     Ok(parsed.refresh_token.filter(|t| !t.is_empty()).map(Secret))
+}
+
+/// The token server URL of a Bearer challenge, checked: https, or plain http only to a loopback
+/// host or when `insecure` (credentials go there).
+fn token_realm(
+    challenge: &Challenge,
+    ping_url: &str,
+    insecure: bool,
+) -> Result<url::Url, LoginError> {
+    let realm = challenge
+        .param("realm")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| LoginError::BadChallenge {
+            url: ping_url.to_owned(),
+            detail: "Bearer challenge without a realm".into(),
+        })?;
+    let url = url::Url::parse(realm).map_err(|e| LoginError::BadChallenge {
+        url: ping_url.to_owned(),
+        detail: format!("token realm `{realm}` is not a URL ({e})"),
+    })?;
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            };
+            if !loopback && !insecure {
+                return Err(LoginError::InsecureRealm {
+                    realm: realm.to_owned(),
+                });
+            }
+            Ok(url)
+        }
+        other => Err(LoginError::BadChallenge {
+            url: ping_url.to_owned(),
+            detail: format!("token realm uses unsupported scheme `{other}`"),
+        }),
+    }
+}
+
+/// Where requests for a registry go, as `docker pull` and `docker login` derive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    /// `host[:port]` as shown in messages (`docker.io` for Docker Hub).
+    pub display: String,
+    /// `host[:port]` requests go to (`registry-1.docker.io` for Docker Hub).
+    pub host: String,
+    /// Try https first (false only for an explicit `http://`).
+    pub try_https: bool,
+    /// Plain http is allowed (a loopback registry, or `insecure`).
+    pub allow_http: bool,
+}
+
+/// The endpoint for `registry` (`host[:port]`, optionally with a scheme); see [`login`] for the
+/// rules on plain http.
+pub fn endpoint(registry: &str, insecure: bool) -> Result<Endpoint, LoginError> {
+    let target = Target::parse(registry, insecure)?;
+    Ok(Endpoint {
+        display: target.display,
+        host: target.endpoint,
+        try_https: target.try_https,
+        allow_http: target.allow_http,
+    })
+}
+
+/// Get a bearer token for `scope` (e.g. `repository:team/app:pull`) from the token server of a
+/// registry's `Bearer` challenge, as `docker pull` does: a stored `registrytoken` is used as is;
+/// an `identitytoken` is exchanged with the OAuth2 refresh-token grant (POST); a username and
+/// password go as HTTP Basic on a GET; no credentials ask for an anonymous token. Errors never
+/// contain a secret.
+pub async fn bearer_token(
+    client: &reqwest::Client,
+    ping_url: &str,
+    challenge: &Challenge,
+    scope: &str,
+    auth: Option<&crate::RegistryAuth>,
+    insecure: bool,
+) -> Result<Secret, LoginError> {
+    if let Some(token) = auth
+        .and_then(|a| a.registry_token.as_ref())
+        .filter(|t| !t.is_empty())
+    {
+        return Ok(Secret(token.clone()));
+    }
+    let mut url = token_realm(challenge, ping_url, insecure)?;
+    let service = challenge.param("service").unwrap_or_default().to_owned();
+    let display = url.host_str().unwrap_or_default().to_owned();
+    let identity_token = auth
+        .and_then(|a| a.identity_token.as_ref())
+        .filter(|t| !t.is_empty());
+    let secret: &str;
+    let request = if let Some(refresh) = identity_token {
+        secret = refresh;
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh.as_str()),
+            ("service", service.as_str()),
+            ("scope", scope),
+            ("client_id", CLIENT_ID),
+        ];
+        client.post(url.clone()).form(&form)
+    } else {
+        {
+            let mut query = url.query_pairs_mut();
+            if !service.is_empty() {
+                query.append_pair("service", &service);
+            }
+            if !scope.is_empty() {
+                query.append_pair("scope", scope);
+            }
+            query.append_pair("client_id", CLIENT_ID);
+        }
+        let request = client.get(url.clone());
+        match auth.and_then(|a| a.username.as_ref().map(|u| (u, a.password.as_deref()))) {
+            Some((user, password)) if !user.is_empty() => {
+                secret = password.unwrap_or_default();
+                request.basic_auth(user, password)
+            }
+            _ => {
+                secret = "";
+                request
+            }
+        }
+    };
+    let token_url = {
+        let mut shown = url.clone();
+        shown.set_query(None);
+        shown.to_string()
+    };
+    let response = request.send().await.map_err(|e| LoginError::Connect {
+        url: token_url.clone(),
+        detail: error_chain(&e),
+        hint: String::new(),
+    })?;
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap_or_default();
+    match status {
+        200..=299 => {}
+        401 | 403 => {
+            let mut detail = format!("HTTP {status} from the token server {token_url}");
+            if let Some(message) = server_message(&body, secret) {
+                detail.push_str(&format!(": {message}"));
+            }
+            return Err(LoginError::Unauthorized {
+                registry: display,
+                detail,
+            });
+        }
+        _ => {
+            return Err(LoginError::UnexpectedStatus {
+                url: token_url,
+                status,
+                detail: server_message(&body, secret)
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default(),
+            });
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct TokenResponse {
+        token: Option<String>,
+        access_token: Option<String>,
+    }
+    let parsed: TokenResponse =
+        serde_json::from_str(&body).map_err(|e| LoginError::TokenResponse {
+            url: token_url.clone(),
+            detail: format!(
+                "not the expected JSON (line {} column {})",
+                e.line(),
+                e.column()
+            ),
+        })?;
+    [parsed.token, parsed.access_token]
+        .into_iter()
+        .flatten()
+        .find(|t| !t.is_empty())
+        .map(Secret)
+        .ok_or_else(|| LoginError::TokenResponse {
+            url: token_url,
+            detail: "no `token` or `access_token` in it".into(),
+        })
+}
+
+/// reqwest's error with its causes (connection refused, certificate not trusted, ...), without
+/// the URL (callers name it). No credentials are in any of it.
+pub fn describe_http_error(e: &reqwest::Error) -> String {
+    error_chain(e)
 }
 
 /// The registry's own error message (`{"errors": [{"message": ...}]}` or `{"details": ...}`),
