@@ -9,8 +9,8 @@ use base64::Engine as _;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    WaitContainerOptionsBuilder,
+    CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, WaitContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use http_body_util::{BodyExt, Empty};
@@ -103,6 +103,8 @@ pub struct Engine {
     docker: Docker,
     host: String,
     api_version: String,
+    /// The daemon maps container users to other host users (`userns-remap`, rootless).
+    remaps_users: bool,
 }
 
 #[derive(Default)]
@@ -131,6 +133,8 @@ pub struct ImageInfo {
     pub repo_digests: Vec<String>,
     /// `EXPOSE`d ports as the image config lists them (`"5432/tcp"`, `"53/udp"`).
     pub exposed_ports: Vec<String>,
+    /// The config's `User` (`name`, `uid`, `uid:gid`...); empty: root.
+    pub user: String,
 }
 
 /// What a container is doing now.
@@ -162,23 +166,32 @@ impl Engine {
             .map_err(|e| unreachable(e.to_string()))?;
         let v = docker.client_version();
         let api_version = format!("{}.{}", v.major_version, v.minor_version);
+        // A daemon that does not say is taken as mapping no users, as most do.
+        let security_options = docker
+            .info()
+            .await
+            .ok()
+            .and_then(|info| info.security_options)
+            .unwrap_or_default();
         Ok(Self {
             docker,
             host,
             api_version,
+            remaps_users: remaps_users(&security_options),
         })
     }
 
     pub async fn inspect_image(&self, image: &str) -> Result<Option<ImageInfo>, EngineError> {
         match self.docker.inspect_image(image).await {
-            Ok(info) => Ok(Some(ImageInfo {
-                id: info.id.unwrap_or_default(),
-                repo_digests: info.repo_digests.unwrap_or_default(),
-                exposed_ports: info
-                    .config
-                    .and_then(|c| c.exposed_ports)
-                    .unwrap_or_default(),
-            })),
+            Ok(info) => {
+                let config = info.config.unwrap_or_default();
+                Ok(Some(ImageInfo {
+                    id: info.id.unwrap_or_default(),
+                    repo_digests: info.repo_digests.unwrap_or_default(),
+                    exposed_ports: config.exposed_ports.unwrap_or_default(),
+                    user: config.user.unwrap_or_default(),
+                }))
+            }
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => Ok(None),
@@ -387,9 +400,113 @@ impl Engine {
         Ok(String::from_utf8_lossy(&out).into_owned())
     }
 
+    /// Whether a container's uid is another uid on this host (`userns-remap`, rootless
+    /// dockerd): then wharf cannot know which host user a job's user is.
+    pub fn remaps_users(&self) -> bool {
+        self.remaps_users
+    }
+
     /// `DOCKER_HOST` as connected to, so a cleanup can reconnect from another thread.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Read files of `image` (absolute paths) from a container created from it and never
+    /// started: dockerd resolves each path inside the image's own root, so nothing in the image
+    /// can lead the read elsewhere, and nothing of the image runs. A missing file, or one that
+    /// is not a regular file, is `None`; a file over `limit` bytes is an error. The container
+    /// carries `labels` and is removed before this returns.
+    pub async fn read_image_files(
+        &self,
+        image: &str,
+        paths: &[&str],
+        limit: u64,
+        labels: &HashMap<String, String>,
+    ) -> Result<Vec<Option<Vec<u8>>>, EngineError> {
+        let body = ContainerCreateBody {
+            image: Some(image.to_string()),
+            // Never run: a command only because dockerd refuses to create a container of an
+            // image that has neither `Cmd` nor `Entrypoint`.
+            cmd: Some(vec!["true".to_string()]),
+            labels: Some(labels.clone()),
+            network_disabled: Some(true),
+            ..Default::default()
+        };
+        let id = self
+            .docker
+            .create_container(None, body)
+            .await
+            .map_err(|e| EngineError::Api(e.to_string()))?
+            .id;
+        let mut files = Vec::new();
+        let mut result = Ok(());
+        for path in paths {
+            match self.archived_file_following_links(&id, path, limit).await {
+                Ok(file) => files.push(file),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.remove(&id).await;
+        result.map(|()| files)
+    }
+
+    /// [`Engine::archived_file`], following a link there as the container would (dockerd
+    /// archives the link itself), at most [`MAX_LINKS_FOLLOWED`] of them.
+    async fn archived_file_following_links(
+        &self,
+        id: &str,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, EngineError> {
+        let mut path = path.to_string();
+        for _ in 0..=MAX_LINKS_FOLLOWED {
+            match self.archived_file(id, &path, limit).await? {
+                Some(ArchivedFile::Content(content)) => return Ok(Some(content)),
+                Some(ArchivedFile::Link(target)) => path = link_target_path(&path, &target),
+                None => return Ok(None),
+            }
+        }
+        Err(EngineError::Api(format!(
+            "{path} in the image: more than {MAX_LINKS_FOLLOWED} links in a row"
+        )))
+    }
+
+    /// `GET /containers/{id}/archive?path=...`: the tar dockerd makes of one file, unpacked.
+    /// dockerd resolves the path inside the container's root.
+    async fn archived_file(
+        &self,
+        id: &str,
+        path: &str,
+        limit: u64,
+    ) -> Result<Option<ArchivedFile>, EngineError> {
+        let options = DownloadFromContainerOptionsBuilder::new()
+            .path(path)
+            .build();
+        let mut stream = self.docker.download_from_container(id, Some(options));
+        let mut tar = Vec::new();
+        // The tar's own headers and padding come on top of the file.
+        let tar_limit = limit.saturating_add(64 * 1024);
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    tar.extend_from_slice(&bytes);
+                    if tar.len() as u64 > tar_limit {
+                        return Err(EngineError::Api(format!(
+                            "{path} in the image is larger than {limit} bytes"
+                        )));
+                    }
+                }
+                Err(bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404, ..
+                }) => return Ok(None),
+                Err(e) => return Err(EngineError::Api(format!("reading {path}: {e}"))),
+            }
+        }
+        single_file_of_tar(&tar, limit)
+            .map_err(|e| EngineError::Api(format!("reading {path} from the image: {e}")))
     }
 
     /// Remove a container and its anonymous volumes; a container already gone is fine.
@@ -400,6 +517,63 @@ impl Engine {
             .build();
         let _ = self.docker.remove_container(id, Some(opts)).await;
     }
+}
+
+/// dockerd's `SecurityOptions` (`name=seccomp,profile=builtin`, `name=userns`, `name=rootless`)
+/// say it runs containers in a user namespace of their own.
+fn remaps_users(security_options: &[String]) -> bool {
+    security_options.iter().any(|option| {
+        option
+            .split(',')
+            .any(|field| matches!(field, "name=userns" | "name=rootless"))
+    })
+}
+
+/// Links followed when reading a file of an image, as the kernel's own limit for a path.
+const MAX_LINKS_FOLLOWED: usize = 40;
+
+/// One file of a container, as dockerd archives it.
+#[derive(Debug, PartialEq, Eq)]
+enum ArchivedFile {
+    Content(Vec<u8>),
+    /// A symbolic link, with its target as written.
+    Link(String),
+}
+
+/// Where the link at `path` (absolute) leads: an absolute target as it is, a relative one from
+/// the link's folder. dockerd resolves the result inside the container's root, `..` included.
+fn link_target_path(path: &str, target: &str) -> String {
+    if target.starts_with('/') {
+        return target.to_string();
+    }
+    let folder = path.rsplit_once('/').map_or("", |(folder, _)| folder);
+    format!("{folder}/{target}")
+}
+
+/// The first entry of `tar`: a regular file's content (at most `limit` bytes) or a link's
+/// target; `None` for anything else.
+fn single_file_of_tar(tar: &[u8], limit: u64) -> Result<Option<ArchivedFile>, std::io::Error> {
+    use std::io::Read as _;
+    let mut archive = tar::Archive::new(tar);
+    let Some(entry) = archive.entries()?.next() else {
+        return Ok(None);
+    };
+    let entry = entry?;
+    match entry.header().entry_type() {
+        tar::EntryType::Regular => {}
+        tar::EntryType::Symlink => {
+            return Ok(entry
+                .link_name()?
+                .map(|target| ArchivedFile::Link(target.to_string_lossy().into_owned())));
+        }
+        _ => return Ok(None),
+    }
+    if entry.size() > limit {
+        return Err(std::io::Error::other(format!("larger than {limit} bytes")));
+    }
+    let mut content = Vec::new();
+    entry.take(limit).read_to_end(&mut content)?;
+    Ok(Some(ArchivedFile::Content(content)))
 }
 
 async fn send_over<S>(
@@ -477,6 +651,68 @@ fn handle_pull_line(line: &[u8], on_event: &mut (dyn FnMut(PullEvent) + Send)) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_namespaces_are_read_from_the_daemons_security_options() {
+        let options = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!remaps_users(&options(&[
+            "name=apparmor",
+            "name=seccomp,profile=builtin",
+            "name=cgroupns"
+        ])));
+        assert!(remaps_users(&options(&[
+            "name=seccomp,profile=builtin",
+            "name=userns"
+        ])));
+        assert!(remaps_users(&options(&["name=rootless"])));
+    }
+
+    #[test]
+    fn links_in_an_image_lead_where_the_container_would_find_them() {
+        assert_eq!(
+            link_target_path("/etc/passwd", "/var/lib/passwd"),
+            "/var/lib/passwd"
+        );
+        assert_eq!(
+            link_target_path("/etc/passwd", "../usr/etc/passwd"),
+            "/etc/../usr/etc/passwd"
+        );
+        assert_eq!(
+            link_target_path("/etc/passwd", "passwd.real"),
+            "/etc/passwd.real"
+        );
+    }
+
+    #[test]
+    fn one_file_of_a_tar_its_content_or_its_link() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder
+            .append_data(&mut header, "passwd", &b"root\n"[..])
+            .unwrap();
+        let file = builder.into_inner().unwrap();
+        assert_eq!(
+            single_file_of_tar(&file, 5).unwrap(),
+            Some(ArchivedFile::Content(b"root\n".to_vec()))
+        );
+        assert!(single_file_of_tar(&file, 4).is_err());
+
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        builder
+            .append_link(&mut header, "passwd", "../usr/etc/passwd")
+            .unwrap();
+        let link = builder.into_inner().unwrap();
+        assert_eq!(
+            single_file_of_tar(&link, 5).unwrap(),
+            Some(ArchivedFile::Link("../usr/etc/passwd".into()))
+        );
+        assert_eq!(single_file_of_tar(&[], 5).unwrap(), None);
+    }
 
     #[test]
     fn classifies_daemon_messages() {

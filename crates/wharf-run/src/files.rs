@@ -5,6 +5,7 @@
 
 use globset::{GlobBuilder, GlobMatcher};
 use std::io;
+use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use wharf_fs::{FileKind, Resolve, Root};
@@ -141,6 +142,78 @@ pub fn clear_dir(path: &Path) -> Result<(), FilesError> {
     }
     std::fs::create_dir_all(path).map_err(io_err("creating", path))?;
     Root::open(path, Resolve::NoSymlinks)?.clear_dir("")?;
+    Ok(())
+}
+
+/// How the files wharf prepared for a job (sources, caches, artifacts, scripts, file
+/// variables) become usable by a job whose scripts run as another user than wharf's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandOver {
+    /// wharf runs as root: the files become the job user's (gitlab-runner's
+    /// `FF_DISABLE_UMASK_FOR_DOCKER_EXECUTOR` way).
+    Chown { uid: u32, gid: u32 },
+    /// wharf cannot chown: everyone may read and write them (gitlab-runner's default, its
+    /// `umask 0000`), inside folders only wharf's user can enter on this host (see [`fence`]).
+    OpenModes,
+}
+
+/// Hand the folder `path` and everything in it over to a job's user, never following a link:
+/// links themselves are left as they are (Linux gives them no mode, and their owner does not
+/// decide who may replace them), special files too.
+pub fn hand_over(path: &Path, how: HandOver) -> Result<(), FilesError> {
+    let root = Root::open(path, Resolve::Beneath)?;
+    let wharf_uid = rustix::process::geteuid().as_raw();
+    let mut entries = vec![(PathBuf::new(), FileKind::Dir)];
+    entries.extend(root.walk("")?);
+    for (rel, kind) in entries {
+        if !matches!(kind, FileKind::Dir | FileKind::File) {
+            continue;
+        }
+        match how {
+            HandOver::Chown { uid, gid } => root.set_owner(&rel, Some(uid), Some(gid))?,
+            HandOver::OpenModes => {
+                let meta = root.metadata(&rel)?;
+                let mode = meta.permissions().mode() & 0o7777;
+                let open = open_mode(mode, kind == FileKind::Dir);
+                // What the job's user made (in the script folder, between two scripts) is its
+                // own to open, which its scripts do on exit; wharf may not change it.
+                if open != mode && meta.uid() == wharf_uid {
+                    root.set_permissions(&rel, open)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Readable and writable by all; searchable (folders) or runnable (files already runnable by
+/// someone) by all: `chmod a+rwX`.
+fn open_mode(mode: u32, is_dir: bool) -> u32 {
+    let runnable = is_dir || mode & 0o111 != 0;
+    mode | 0o666 | if runnable { 0o111 } else { 0 }
+}
+
+/// Close the folder holding the job folder `job_dir` (wharf's own `builds`, `tmp`) to everyone
+/// but wharf's user: the job folder is opened up for a job's user ([`HandOver::OpenModes`]), who
+/// reaches it through its container's mounts, never through the folder around it.
+pub fn fence(job_dir: &Path) -> Result<(), FilesError> {
+    let Some(holder) = job_dir.parent() else {
+        return Ok(());
+    };
+    let (Some(around), Some(name)) = (holder.parent(), holder.file_name()) else {
+        return Ok(());
+    };
+    // Never through a link: one where wharf's folder goes (a shell job can reach `.wharf/`)
+    // is refused, and the job's folders are not opened up behind it.
+    let around = Root::open(around, Resolve::NoSymlinks)?;
+    if !around.metadata(name)?.is_dir() {
+        return Err(FilesError::Io {
+            action: "closing to other users",
+            path: holder.to_path_buf(),
+            source: io::Error::other("not a folder"),
+        });
+    }
+    around.set_permissions(name, 0o700)?;
     Ok(())
 }
 
@@ -502,6 +575,112 @@ mod tests {
         clear_dir(&build).unwrap();
         assert!(outside.path().join("keep.txt").exists());
         assert!(build.symlink_metadata().unwrap().is_dir());
+    }
+
+    /// A build folder with a file, a script, a folder, and links out of it to a file and a
+    /// folder outside, whose modes and owners must not change.
+    fn tree_with_links_out() -> (tempfile::TempDir, tempfile::TempDir, PathBuf) {
+        use std::os::unix::fs::symlink;
+        let outside = tempfile::tempdir().unwrap();
+        touch(outside.path(), "secret");
+        std::fs::set_permissions(
+            outside.path().join("secret"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let build = dir.path().join("build");
+        touch(&build, "src/main.c");
+        touch(&build, "run.sh");
+        let set = |rel: &str, mode| {
+            std::fs::set_permissions(build.join(rel), std::fs::Permissions::from_mode(mode))
+                .unwrap()
+        };
+        set("src/main.c", 0o600);
+        set("run.sh", 0o700);
+        set("src", 0o700);
+        set("", 0o700);
+        symlink(outside.path().join("secret"), build.join("to-file")).unwrap();
+        symlink(outside.path(), build.join("to-dir")).unwrap();
+        (outside, dir, build)
+    }
+
+    fn mode_of(path: &Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    #[test]
+    fn open_modes_open_the_tree_to_all_and_never_what_links_lead_to() {
+        let (outside, _dir, build) = tree_with_links_out();
+        let outside_mode = mode_of(outside.path());
+        hand_over(&build, HandOver::OpenModes).unwrap();
+        assert_eq!(mode_of(&build), 0o777);
+        assert_eq!(mode_of(&build.join("src")), 0o777);
+        assert_eq!(mode_of(&build.join("src/main.c")), 0o666);
+        assert_eq!(mode_of(&build.join("run.sh")), 0o777);
+        assert_eq!(mode_of(&outside.path().join("secret")), 0o600);
+        assert_eq!(mode_of(outside.path()), outside_mode);
+    }
+
+    #[test]
+    fn chown_gives_the_tree_to_the_user_and_never_what_links_lead_to() {
+        use std::os::unix::fs::MetadataExt;
+        if !rustix::process::geteuid().is_root() {
+            // Giving files away needs root; the Docker tier covers it as root too.
+            return;
+        }
+        let (outside, _dir, build) = tree_with_links_out();
+        let job_user = HandOver::Chown {
+            uid: 4242,
+            gid: 4343,
+        };
+        hand_over(&build, job_user).unwrap();
+        for rel in ["", "src", "src/main.c", "run.sh"] {
+            let meta = std::fs::symlink_metadata(build.join(rel)).unwrap();
+            assert_eq!((meta.uid(), meta.gid()), (4242, 4343), "{rel}");
+        }
+        for outside in [outside.path().to_path_buf(), outside.path().join("secret")] {
+            assert_eq!(std::fs::metadata(&outside).unwrap().uid(), 0);
+        }
+        assert_eq!(mode_of(&build.join("src/main.c")), 0o600);
+    }
+
+    #[test]
+    fn open_modes_leave_what_the_jobs_user_made_to_it() {
+        if !rustix::process::geteuid().is_root() {
+            // Files of another user need root to make.
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), "step_script.sh");
+        touch(dir.path(), "made-by-job");
+        std::os::unix::fs::chown(dir.path().join("made-by-job"), Some(4242), None).unwrap();
+        for rel in ["step_script.sh", "made-by-job"] {
+            std::fs::set_permissions(dir.path().join(rel), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
+        hand_over(dir.path(), HandOver::OpenModes).unwrap();
+        assert_eq!(mode_of(&dir.path().join("step_script.sh")), 0o666);
+        // Not wharf's: a chmod would fail for a non-root wharf, and the job opens it itself.
+        assert_eq!(mode_of(&dir.path().join("made-by-job")), 0o600);
+    }
+
+    #[test]
+    fn a_fence_closes_wharfs_folder_and_refuses_a_link_in_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("builds/job")).unwrap();
+        fence(&dir.path().join("builds/job")).unwrap();
+        assert_eq!(mode_of(&dir.path().join("builds")), 0o700);
+        assert_ne!(mode_of(&dir.path().join("builds/job")), 0o700);
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(outside.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("tmp")).unwrap();
+        assert!(fence(&dir.path().join("tmp/job")).is_err());
+        assert_eq!(mode_of(outside.path()), 0o755);
     }
 
     fn touch(root: &Path, rel: &str) {

@@ -1,6 +1,6 @@
 //! Runs one job through its phases: prepare (the executor's), sources, cache restore,
-//! dependencies' artifacts, steps (`before_script` + `script`, then `after_script`), cache save,
-//! artifacts, cleanup. Where the scripts run is the [`Executor`]'s business; every failure of a
+//! dependencies' artifacts, hand over (to the user the scripts run as), steps
+//! (`before_script` and `script`, then `after_script`), cache save, artifacts, cleanup. Where the scripts run is the [`Executor`]'s business; every failure of a
 //! phase comes back as a [`JobFailure`] or a [`Stop`], logged here once.
 
 use crate::artifacts;
@@ -228,8 +228,8 @@ fn settle(stop: Stop, log: &mut JobLog) -> JobStatus {
     }
 }
 
-/// The executor's preparation, the build folder, then the scripts; the executor cleans up
-/// whatever happened after its preparation.
+/// The executor's preparation, the build folder (handed over to the job's user), then the
+/// scripts; the executor cleans up whatever happened after its preparation.
 async fn prepare_and_run(
     ctx: &Ctx<'_>,
     job: &Job,
@@ -246,6 +246,10 @@ async fn prepare_and_run(
             return Err(stop);
         }
     };
+    if let Err(failure) = tokio::task::block_in_place(|| executor.hand_over()) {
+        executor.cleanup().await;
+        return Err(failure.into());
+    }
     let status = run_job_scripts(ctx, job, &env, executor, log).await;
     executor.cleanup().await;
     Ok(status)
@@ -384,16 +388,10 @@ async fn run_job_scripts(
 ) -> JobStatus {
     let project_dir = executor.layout().project_dir_in_job.clone();
     let hand_back = executor.hand_back();
-    let hand_back_dirs: Option<(&str, Vec<&str>)> = hand_back
-        .as_ref()
-        .map(|(owner, dirs)| (owner.as_str(), dirs.iter().map(String::as_str).collect()));
-    let chown = hand_back_dirs
-        .as_ref()
-        .map(|(owner, dirs)| (*owner, dirs.as_slice()));
     let mut commands = job.before_script.clone();
     commands.extend(job.script.iter().cloned());
     log.section("Executing \"step_script\" stage of the job script");
-    let step = script::build(&commands, &project_dir, chown);
+    let step = script::build(&commands, &project_dir, hand_back.as_ref());
     let run = ScriptRun {
         text: &step,
         name: "step_script",
@@ -410,7 +408,7 @@ async fn run_job_scripts(
     };
     if after_script_runs(job, &status, &ctx.run) {
         log.section("Running after_script");
-        let after = script::build(&job.after_script, &project_dir, chown);
+        let after = script::build(&job.after_script, &project_dir, hand_back.as_ref());
         let word = after_script_status_word(&status, &ctx.run);
         let mut after_env = env.to_vec();
         after_env.push((crate::predefined::CI_JOB_STATUS.into(), word.into()));
@@ -468,7 +466,12 @@ mod tests {
             Ok(())
         }
 
-        fn hand_back(&self) -> Option<(String, Vec<String>)> {
+        fn hand_over(&self) -> Result<(), JobFailure> {
+            self.record("hand_over".to_string());
+            Ok(())
+        }
+
+        fn hand_back(&self) -> Option<script::HandBack> {
             None
         }
 
@@ -578,6 +581,7 @@ mod tests {
             calls,
             [
                 "prepare CI_PROJECT_DIR=/in-job/p",
+                "hand_over",
                 "step_script CI_JOB_STATUS=-",
                 "after_script CI_JOB_STATUS=failed",
                 "cleanup",

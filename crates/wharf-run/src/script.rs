@@ -5,10 +5,35 @@
 /// path is the first argument.
 pub const DETECT_SHELL: &str = "for s in /usr/local/bin/bash /usr/bin/bash /bin/bash /usr/local/bin/sh /usr/bin/sh /bin/sh /busybox/sh; do if [ -x \"$s\" ]; then exec \"$s\" \"$@\"; fi; done; echo 'ERROR: no shell found in the image (looked for bash and sh in /usr/local/bin, /usr/bin, /bin, /busybox)' >&2; exit 127";
 
-/// Build a script for `commands`, run in `workdir`.
-/// `chown_to`: give files created in the build folder back to this `uid:gid` on exit (so a
-/// container running as root leaves nothing the user cannot delete).
-pub fn build(commands: &[String], workdir: &str, chown_to: Option<(&str, &[&str])>) -> String {
+/// How the files a job's scripts make in its folders get back to wharf's user, when the scripts
+/// run as another user: run on the script's exit, so wharf can collect and delete them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HandBack {
+    /// The scripts run as root: `chown -R` to wharf's `uid:gid`.
+    Chown { owner: String, dirs: Vec<String> },
+    /// The scripts run as a user that cannot give files away: `chmod a+rwX` what it made
+    /// (wharf's folders around them are closed to other users of the host).
+    OpenModes { dirs: Vec<String> },
+}
+
+impl HandBack {
+    fn command(&self) -> String {
+        let quoted = |dirs: &[String]| dirs.iter().map(|d| quote(d)).collect::<Vec<_>>().join(" ");
+        match self {
+            Self::Chown { owner, dirs } => format!("chown -R {} {}", quote(owner), quoted(dirs)),
+            // Not `chmod -R`: busybox's stops going down at the first folder it may not
+            // change (the build folder itself is wharf's), so one chmod per entry. Links are
+            // left alone: chmod would follow them.
+            Self::OpenModes { dirs } => {
+                format!("find {} ! -type l -exec chmod a+rwX {{}} +", quoted(dirs))
+            }
+        }
+    }
+}
+
+/// Build a script for `commands`, run in `workdir`; `hand_back` runs on its exit, whatever
+/// the exit.
+pub fn build(commands: &[String], workdir: &str, hand_back: Option<&HandBack>) -> String {
     let mut s = String::new();
     // One stream: stdout and stderr reach the log in the order they were written (the Engine
     // API delivers two pipes, whose relative order is otherwise lost).
@@ -18,12 +43,10 @@ pub fn build(commands: &[String], workdir: &str, chown_to: Option<(&str, &[&str]
     // (a fork here delayed every job's first command by a millisecond or more).
     s.push_str("command set -o pipefail 2>/dev/null || true\n");
     s.push_str("set -e\n");
-    if let Some((owner, dirs)) = chown_to {
-        let dirs: Vec<String> = dirs.iter().map(|d| quote(d)).collect();
+    if let Some(hand_back) = hand_back {
         s.push_str(&format!(
-            "trap 'chown -R {} {} 2>/dev/null || true' EXIT\n",
-            quote(owner),
-            dirs.join(" ")
+            "trap {} EXIT\n",
+            quote(&format!("{} 2>/dev/null || true", hand_back.command()))
         ));
     }
     s.push_str(&format!("cd {}\n", quote(workdir)));
@@ -93,6 +116,34 @@ mod tests {
         assert_eq!(code, 3);
         assert!(out.contains("$ if true; then # collapsed multi-line command"));
         assert!(out.contains("inside"));
+    }
+
+    #[test]
+    fn the_hand_back_runs_on_exit_keeps_the_exit_code_and_survives_quotes_in_paths() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let odd = dir.path().join("it's a dir");
+        std::fs::create_dir(&odd).unwrap();
+        let odd_path = odd.to_str().unwrap().to_string();
+        let hand_back = HandBack::OpenModes {
+            dirs: vec![odd_path.clone()],
+        };
+        let commands = vec![
+            "umask 077".to_string(),
+            "mkdir made && echo x > made/file".into(),
+            "exit 3".into(),
+        ];
+        let (code, _) = run(&build(&commands, &odd_path, Some(&hand_back)));
+        assert_eq!(code, 3);
+        let mode = |rel: &str| {
+            std::fs::metadata(odd.join(rel))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode("made"), 0o777);
+        assert_eq!(mode("made/file"), 0o666);
     }
 
     #[test]

@@ -2,18 +2,24 @@
 //! build folder mounted at `/builds/<project>`, next to the job's services (`crate::services`).
 
 pub(crate) mod pull;
+pub(crate) mod user;
 
 use super::{Executor, ExecutorContext, Layout, ScriptRun};
 use crate::engine::{ContainerSpec, Engine, EngineError};
 use crate::failure::{JobFailure, Stop};
 use crate::files::{self, slug};
 use crate::log::JobLog;
-use crate::script;
+use crate::script::{self, HandBack};
 use crate::services::{self, JobNetwork, Services};
 use crate::vars::VarSet;
+use files::HandOver;
 use std::collections::HashMap;
-use wharf_ci::Job;
+use user::{JobUser, UnknownName, UserSpec};
+use wharf_ci::{Image, Job};
 use wharf_oci::ImageRef;
+
+/// The most of an image's `/etc/passwd` or `/etc/group` wharf reads to find the job's user.
+const ACCOUNT_FILE_LIMIT: u64 = 1024 * 1024;
 
 /// How the containers of one job are named and labelled: the job's script containers and its
 /// service containers alike (and so found and removed together).
@@ -57,14 +63,67 @@ struct Prepared<'a> {
     services: Services,
     /// Where the script containers join the services; looked at before the first script.
     network: Option<JobNetwork>,
+    /// `image: docker: user:`, expanded: the script containers' user instead of the image's.
+    container_user: Option<String>,
+}
+
+/// How the job's folders pass between wharf's user and the user the job's scripts run as.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Access {
+    hand_over: Option<HandOver>,
+    hand_back: Option<HandBack>,
+}
+
+impl Access {
+    /// `dirs`: the job's folders as the job sees them. `remapped`: the daemon maps container
+    /// users to host users wharf does not know (`userns-remap`, rootless), so no uid can be
+    /// matched or given: the folders are opened both ways, whoever the job runs as.
+    fn between(job: JobUser, wharf: JobUser, remapped: bool, dirs: Vec<String>) -> Self {
+        if remapped {
+            return Self::open_both_ways(dirs);
+        }
+        if job.uid == wharf.uid {
+            return Self::default();
+        }
+        if job.uid == 0 {
+            // Root in the container reads everything; what it makes is given back.
+            return Self {
+                hand_over: None,
+                hand_back: Some(HandBack::Chown {
+                    owner: wharf.to_string(),
+                    dirs,
+                }),
+            };
+        }
+        if wharf.uid == 0 {
+            // wharf reads and removes whatever the job makes.
+            return Self {
+                hand_over: Some(HandOver::Chown {
+                    uid: job.uid,
+                    gid: job.gid,
+                }),
+                hand_back: None,
+            };
+        }
+        // Neither can give files to the other.
+        Self::open_both_ways(dirs)
+    }
+
+    /// Open the folders up, as gitlab-runner's umask 0000, and what the job made on its way out.
+    fn open_both_ways(dirs: Vec<String>) -> Self {
+        Self {
+            hand_over: Some(HandOver::OpenModes),
+            hand_back: Some(HandBack::OpenModes { dirs }),
+        }
+    }
 }
 
 pub(crate) struct DockerExecutor<'a> {
     context: ExecutorContext<'a>,
     layout: Layout,
     names: ContainerNames,
-    /// `uid:gid` to give the files back to when wharf does not run as root, and the folders.
-    hand_back: Option<(String, Vec<String>)>,
+    /// Known once the image is: who its scripts run as decides it.
+    access: Access,
     prepared: Option<Prepared<'a>>,
 }
 
@@ -79,22 +138,77 @@ impl<'a> DockerExecutor<'a> {
             tmp_dir_in_job: format!("{project_dir_in_job}.tmp"),
             project_dir_in_job,
         };
-        let hand_back = host_owner().map(|owner| {
-            (
-                owner,
-                vec![
-                    layout.project_dir_in_job.clone(),
-                    layout.tmp_dir_in_job.clone(),
-                ],
-            )
-        });
         Self {
             context: *context,
             names: ContainerNames::new(context, job),
             layout,
-            hand_back,
+            access: Access::default(),
             prepared: None,
         }
+    }
+
+    /// Who the job's scripts run as: `image: docker: user:` (expanded), else the image's
+    /// `User`, resolved against the image's own `/etc/passwd` and `/etc/group` as Docker will.
+    /// Also the user to ask Docker for (`None`: the image's).
+    async fn job_user(
+        &self,
+        engine: &Engine,
+        image_spec: &Image,
+        image_name: &str,
+        image_user: &str,
+        vars: &VarSet,
+    ) -> Result<(Option<String>, JobUser), JobFailure> {
+        let container_user = image_spec
+            .docker_user
+            .as_ref()
+            .map(|u| vars.expand(u))
+            .filter(|u| !u.is_empty());
+        let spec = UserSpec::parse(container_user.as_deref().unwrap_or(image_user));
+        if spec.is_plainly_root() {
+            return Ok((container_user, JobUser::ROOT));
+        }
+        let (passwd, group) = if spec.needs_lookup() {
+            let files = engine
+                .read_image_files(
+                    image_name,
+                    &["/etc/passwd", "/etc/group"],
+                    ACCOUNT_FILE_LIMIT,
+                    &self.names.labels,
+                )
+                .await
+                .map_err(|e| {
+                    JobFailure::system(format!("reading the users of image {image_name}: {e}"))
+                })?;
+            let text = |n: usize| {
+                files
+                    .get(n)
+                    .cloned()
+                    .flatten()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+            };
+            (text(0), text(1))
+        } else {
+            (None, None)
+        };
+        let job_user = spec
+            .resolve(passwd.as_deref(), group.as_deref())
+            .map_err(|unknown| {
+                let from = match &container_user {
+                    Some(_) => format!("`image: docker: user:` ({})", image_spec.span),
+                    None => "the image's config `User`".to_string(),
+                };
+                let (kind, name, file) = match unknown {
+                    UnknownName::User(name) => ("user", name, "/etc/passwd"),
+                    UnknownName::Group(name) => ("group", name, "/etc/group"),
+                };
+                JobFailure::configuration(format!(
+                    "image {image_name} has no {kind} `{name}` in its {file} (the {kind} comes from {from})"
+                ))
+                .with_hint(
+                    "name a user the image has, or give numbers (`docker: user: \"1001:1001\"`), or add the user to the image",
+                )
+            })?;
+        Ok((container_user, job_user))
     }
 
     async fn engine(&self) -> Result<&'a Engine, JobFailure> {
@@ -140,9 +254,33 @@ impl Executor for DockerExecutor<'_> {
             engine,
             job_auth_config: job_auth_config.as_deref(),
         };
-        puller
+        let image_info = puller
             .pull(&image_name, &image_ref, &image_spec.pull_policy, log)
             .await?;
+        let image_user = image_info.map(|i| i.user).unwrap_or_default();
+        let (container_user, job_user) = self
+            .job_user(engine, image_spec, &image_name, &image_user, vars)
+            .await?;
+        let wharf = wharf_user();
+        self.access = Access::between(
+            job_user,
+            wharf,
+            engine.remaps_users(),
+            vec![
+                self.layout.project_dir_in_job.clone(),
+                self.layout.tmp_dir_in_job.clone(),
+            ],
+        );
+        if self.access.hand_over.is_some() {
+            let namespace = if engine.remaps_users() {
+                " in dockerd's user namespace"
+            } else {
+                ""
+            };
+            log.info(&format!(
+                "The job runs as {job_user}{namespace}: its folders are handed over to that user"
+            ));
+        }
 
         // Services: pulled like the job image, started before the job.
         let planned = services::plan(job, vars)?;
@@ -180,12 +318,27 @@ impl Executor for DockerExecutor<'_> {
             entrypoint: image_spec.entrypoint.clone(),
             services,
             network: None,
+            container_user,
         });
         Ok(())
     }
 
-    fn hand_back(&self) -> Option<(String, Vec<String>)> {
-        self.hand_back.clone()
+    fn hand_over(&self) -> Result<(), JobFailure> {
+        let Some(how) = self.access.hand_over else {
+            return Ok(());
+        };
+        let fail = |e: files::FilesError| JobFailure::system(e.to_string());
+        for dir in [&self.layout.build_dir, &self.layout.tmp_dir] {
+            if how == HandOver::OpenModes {
+                files::fence(dir).map_err(fail)?;
+            }
+            files::hand_over(dir, how).map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    fn hand_back(&self) -> Option<HandBack> {
+        self.access.hand_back.clone()
     }
 
     async fn run_script(&mut self, script: ScriptRun<'_>, log: &mut JobLog) -> Result<i64, Stop> {
@@ -208,6 +361,10 @@ impl Executor for DockerExecutor<'_> {
                 layout.tmp_dir.join(&file_name).display()
             ))
         })?;
+        if let Some(how) = self.access.hand_over {
+            tokio::task::block_in_place(|| files::hand_over(&layout.tmp_dir, how))
+                .map_err(|e| JobFailure::system(e.to_string()))?;
+        }
         let spec = ContainerSpec {
             name: format!("{}-{}", self.names.prefix, script.name),
             image: prepared.image_name.clone(),
@@ -230,7 +387,7 @@ impl Executor for DockerExecutor<'_> {
             ],
             working_dir: layout.project_dir_in_job.clone(),
             labels: self.names.labels.clone(),
-            user: None,
+            user: prepared.container_user.clone(),
             network_mode: network.network_mode,
             extra_hosts: network.extra_hosts,
         };
@@ -261,15 +418,66 @@ impl Executor for DockerExecutor<'_> {
     }
 }
 
-/// `uid:gid` to give files back to when wharf does not run as root.
-fn host_owner() -> Option<String> {
-    let uid = rustix::process::geteuid();
-    if uid.is_root() {
-        return None;
+/// The user wharf runs as.
+fn wharf_user() -> JobUser {
+    JobUser {
+        uid: rustix::process::geteuid().as_raw(),
+        gid: rustix::process::getegid().as_raw(),
     }
-    Some(format!(
-        "{}:{}",
-        uid.as_raw(),
-        rustix::process::getegid().as_raw()
-    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs() -> Vec<String> {
+        vec!["/builds/p".into(), "/builds/p.tmp".into()]
+    }
+
+    #[test]
+    fn access_follows_who_can_give_files_to_whom() {
+        let user = |uid, gid| JobUser { uid, gid };
+        let (root, wharf, job) = (JobUser::ROOT, user(1000, 1000), user(1001, 2002));
+        // Same user on both sides, root ones included: nothing to do.
+        assert_eq!(
+            Access::between(root, root, false, dirs()),
+            Access::default()
+        );
+        assert_eq!(
+            Access::between(wharf, user(1000, 5), false, dirs()),
+            Access::default()
+        );
+        // A root job gives its files back to a non-root wharf.
+        assert_eq!(
+            Access::between(root, wharf, false, dirs()),
+            Access {
+                hand_over: None,
+                hand_back: Some(HandBack::Chown {
+                    owner: "1000:1000".into(),
+                    dirs: dirs()
+                }),
+            }
+        );
+        // A root wharf gives the folders to the job's user and needs nothing back.
+        assert_eq!(
+            Access::between(job, root, false, dirs()),
+            Access {
+                hand_over: Some(HandOver::Chown {
+                    uid: 1001,
+                    gid: 2002
+                }),
+                hand_back: None,
+            }
+        );
+        // Two non-root users: open modes both ways.
+        let open = Access {
+            hand_over: Some(HandOver::OpenModes),
+            hand_back: Some(HandBack::OpenModes { dirs: dirs() }),
+        };
+        assert_eq!(Access::between(job, wharf, false, dirs()), open);
+        // A daemon remapping users: no uid means the same on both sides, root's included.
+        for (job, wharf) in [(root, root), (job, root), (root, wharf), (wharf, wharf)] {
+            assert_eq!(Access::between(job, wharf, true, dirs()), open);
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The seam between a job's flow (`job.rs`) and where its scripts run. An executor decides where
 //! the job's files are seen from inside the job ([`Layout`]), gets ready for the job (an image,
-//! services), runs one script at a time, and cleans up after itself. The job module does the rest
+//! services), passes the job's folders to the user its scripts run as and back, runs one script
+//! at a time, and cleans up after itself. The job module does the rest
 //! (sources, caches, artifacts), the same for every executor.
 //!
 //! A new executor is one file here implementing [`Executor`], plus one arm where `job.rs` chooses
@@ -10,10 +11,11 @@ pub(crate) mod docker;
 pub(crate) mod shell;
 
 use crate::engine::Engine;
-use crate::failure::Stop;
+use crate::failure::{JobFailure, Stop};
 use crate::files::slug;
 use crate::log::JobLog;
 use crate::options::RunOptions;
+use crate::script::HandBack;
 use crate::vars::VarSet;
 use std::path::{Path, PathBuf};
 use tokio::sync::{OnceCell, watch};
@@ -88,9 +90,13 @@ pub(crate) trait Executor {
     /// for Docker pulls the image and starts the services.
     async fn prepare(&mut self, job: &Job, vars: &VarSet, log: &mut JobLog) -> Result<(), Stop>;
 
-    /// Who gets the job's files back after each script, and which folders (`uid:gid`, paths in
-    /// the job): when the scripts run as another user than wharf.
-    fn hand_back(&self) -> Option<(String, Vec<String>)>;
+    /// Make the job's folders, once prepared (sources, caches, artifacts, file variables),
+    /// usable by the user its scripts run as, when that is not wharf's user. Blocking file work.
+    fn hand_over(&self) -> Result<(), JobFailure>;
+
+    /// How the files the scripts make get back to wharf's user after each script, when the
+    /// scripts run as another user than wharf.
+    fn hand_back(&self) -> Option<HandBack>;
 
     /// Run one script to its end; its exit code, or why it could not run.
     async fn run_script(&mut self, script: ScriptRun<'_>, log: &mut JobLog) -> Result<i64, Stop>;

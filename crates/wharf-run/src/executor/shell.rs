@@ -3,6 +3,7 @@
 use super::{Executor, ExecutorContext, Layout, ScriptRun};
 use crate::failure::{JobFailure, Stop};
 use crate::log::JobLog;
+use crate::script::HandBack;
 use crate::vars::VarSet;
 use std::path::Path;
 use tokio::io::AsyncReadExt;
@@ -54,7 +55,12 @@ impl Executor for ShellExecutor {
         Ok(())
     }
 
-    fn hand_back(&self) -> Option<(String, Vec<String>)> {
+    /// The scripts run as wharf's own user: the files are theirs already.
+    fn hand_over(&self) -> Result<(), JobFailure> {
+        Ok(())
+    }
+
+    fn hand_back(&self) -> Option<HandBack> {
         None
     }
 

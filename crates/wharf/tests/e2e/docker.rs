@@ -539,13 +539,9 @@ fn docker_user() -> (u32, u32) {
     (id("-u").unwrap(), id("-g").unwrap())
 }
 
-#[test]
-#[ignore = "needs dockerd, docker-registry and root: run by scripts/test-all.sh"]
-fn a_non_root_user_gets_back_every_file_the_container_created() {
-    use std::os::unix::fs::MetadataExt;
-    let env = Env::basic();
+/// Give the project and its HOME to the user of [`docker_user`]; its uid and gid.
+pub(crate) fn give_to_docker_user(p: &Project) -> (u32, u32) {
     let (uid, gid) = docker_user();
-    let p = Project::seed(Some(&env.image));
     for dir in [p.path(), p.home.path()] {
         let ok = Command::new("chown")
             .arg("-R")
@@ -555,9 +551,13 @@ fn a_non_root_user_gets_back_every_file_the_container_created() {
             .unwrap();
         assert!(ok.success());
     }
-    let before = p.user_tree();
-    let json = env.auth_config(USER, PASS);
-    let run = Run::from(
+    (uid, gid)
+}
+
+/// `wharf <args>` in the project, run as the user of [`docker_user`] with the project's HOME.
+pub(crate) fn wharf_as_docker_user(p: &Project, args: &[&str]) -> Run {
+    let (uid, gid) = docker_user();
+    Run::from(
         Command::new("setpriv")
             .args([
                 "--reuid",
@@ -568,12 +568,27 @@ fn a_non_root_user_gets_back_every_file_the_container_created() {
                 "--",
             ])
             .arg(env!("CARGO_BIN_EXE_wharf"))
-            .args(["run", "--variable", &format!("DOCKER_AUTH_CONFIG={json}")])
+            .args(args)
             .current_dir(p.path())
             .env("HOME", p.home.path())
             .env_remove("DOCKER_CONFIG")
             .output()
             .unwrap(),
+    )
+}
+
+#[test]
+#[ignore = "needs dockerd, docker-registry and root: run by scripts/test-all.sh"]
+fn a_non_root_user_gets_back_every_file_the_container_created() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::basic();
+    let p = Project::seed(Some(&env.image));
+    let (uid, _) = give_to_docker_user(&p);
+    let before = p.user_tree();
+    let json = env.auth_config(USER, PASS);
+    let run = wharf_as_docker_user(
+        &p,
+        &["run", "--variable", &format!("DOCKER_AUTH_CONFIG={json}")],
     );
     assert_seed_succeeded(&p, &run, &before, &[&json]);
     // node_modules/, dist/ and the tar were made by root inside the container.

@@ -9,6 +9,7 @@
 
 mod corpus;
 mod docker;
+mod docker_user;
 mod doctor;
 mod hostile;
 mod pipeline;

@@ -28,14 +28,14 @@ struct Target<'a> {
 
 impl ImagePuller<'_> {
     /// Resolve credentials for `image_name`, then make sure dockerd has the image under the pull
-    /// policies.
+    /// policies. What dockerd says of the image then (`None` if it could not say).
     pub(crate) async fn pull(
         &self,
         image_name: &str,
         image_ref: &ImageRef,
         pull_policy: &[PullPolicy],
         log: &mut JobLog,
-    ) -> Result<(), Stop> {
+    ) -> Result<Option<ImageInfo>, Stop> {
         let env = &self.context.opts.env;
         let sources = CredentialSources {
             job_auth_config: self.job_auth_config.map(|c| Secret(c.to_string())),
@@ -88,11 +88,14 @@ impl ImagePuller<'_> {
                     "Using docker image {} for {image_name}{digest} ...",
                     info.id
                 ));
+                Ok(Some(info))
             }
-            Ok(None) => {}
-            Err(e) => log.warn(&e.to_string()),
+            Ok(None) => Ok(None),
+            Err(e) => {
+                log.warn(&e.to_string());
+                Ok(None)
+            }
         }
-        Ok(())
     }
 
     /// Try the policies in order (GitLab's fallback); the last failure is the job's.
