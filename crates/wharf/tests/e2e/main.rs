@@ -14,6 +14,7 @@ mod doctor;
 mod hostile;
 mod pipeline;
 mod registry;
+mod sandbox;
 mod services;
 mod shell;
 mod support;
