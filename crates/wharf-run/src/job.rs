@@ -5,6 +5,7 @@
 
 use crate::artifacts;
 use crate::executor::docker::DockerExecutor;
+use crate::executor::sandbox::SandboxExecutor;
 use crate::executor::shell::ShellExecutor;
 use crate::executor::{Executor, ExecutorContext, Layout, ScriptRun};
 use crate::failure::{JobFailure, Stop};
@@ -98,15 +99,46 @@ impl Ctx<'_> {
 /// Run one job with the executor `--executor` (and the job's `image:`) choose.
 pub(crate) async fn run_job(ctx: &Ctx<'_>, job: &Job) -> JobReport {
     let context = ctx.executor_context();
-    let use_docker = match ctx.opts.executor {
-        ExecutorChoice::Docker => true,
-        ExecutorChoice::Shell => false,
-        ExecutorChoice::Auto => job.image.is_some(),
-    };
-    if use_docker {
-        run_with(ctx, job, DockerExecutor::new(&context, job)).await
-    } else {
-        run_with(ctx, job, ShellExecutor::new(&context, job)).await
+    match choose_executor(&context, job).await {
+        Chosen::Docker => run_with(ctx, job, DockerExecutor::new(&context, job)).await,
+        Chosen::Sandbox(why) => run_with(ctx, job, SandboxExecutor::new(&context, job, why)).await,
+        Chosen::Shell(warning) => {
+            run_with(ctx, job, ShellExecutor::new(&context, job, warning)).await
+        }
+    }
+}
+
+enum Chosen {
+    Docker,
+    /// With why `auto` chose it.
+    Sandbox(Option<String>),
+    /// With the warning that says why an image job runs in the shell.
+    Shell(Option<String>),
+}
+
+/// `auto`: a job with `image:` runs in Docker when a daemon answers, else in the sandbox when
+/// this machine can run one (a test sandbox, once per pipeline run), else in the shell with a
+/// warning that says why.
+async fn choose_executor(context: &ExecutorContext<'_>, job: &Job) -> Chosen {
+    match context.opts.executor {
+        ExecutorChoice::Docker => Chosen::Docker,
+        ExecutorChoice::Sandbox => Chosen::Sandbox(None),
+        ExecutorChoice::Shell => Chosen::Shell(None),
+        ExecutorChoice::Auto if job.image.is_none() => Chosen::Shell(None),
+        ExecutorChoice::Auto => {
+            let docker = crate::executor::docker::connect(context).await;
+            let Err(docker_error) = docker else {
+                return Chosen::Docker;
+            };
+            match crate::executor::sandbox::usable(context).await {
+                Ok(()) => Chosen::Sandbox(Some(format!(
+                    "No Docker daemon ({docker_error}): the job runs in wharf's sandbox"
+                ))),
+                Err(why) => Chosen::Shell(Some(format!(
+                    "the job's image is ignored: no Docker daemon ({docker_error}), and the sandbox cannot run here ({why}; `wharf doctor` says how to fix it)"
+                ))),
+            }
+        }
     }
 }
 

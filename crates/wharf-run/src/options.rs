@@ -11,9 +11,12 @@ use wharf_ci::{FileVariable, PullPolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutorChoice {
-    /// Jobs with `image:` use Docker, the others the shell.
+    /// Jobs with `image:` use Docker when a daemon answers, else the sandbox when this machine
+    /// can run it, else the shell (with a warning saying why); jobs without `image:` the shell.
     Auto,
     Docker,
+    /// wharf's own daemonless executor (namespaces + overlayfs, images from wharf's store).
+    Sandbox,
     Shell,
 }
 
@@ -25,6 +28,9 @@ pub struct RunnerEnv {
     pub home: Option<PathBuf>,
     pub path: Option<OsString>,
     pub docker_host: Option<String>,
+    /// `$WHARF_HOME`: the image store of the sandbox executor (default
+    /// `$XDG_DATA_HOME/wharf`).
+    pub wharf_home: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for RunnerEnv {

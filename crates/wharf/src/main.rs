@@ -84,8 +84,10 @@ struct RunArgs {
     json: bool,
     #[command(flatten)]
     pipeline: PipelineArgs,
-    /// auto: jobs with `image:` run in Docker (DOCKER_HOST or /var/run/docker.sock), jobs
-    /// without run in the shell.
+    /// auto: jobs with `image:` run in Docker when a daemon answers (DOCKER_HOST or
+    /// /var/run/docker.sock), else in wharf's daemonless sandbox when this machine can run it
+    /// (`wharf doctor`), else in the shell with a warning; jobs without `image:` run in the shell.
+    /// sandbox: the job's image from wharf's store ($WHARF_HOME), in namespaces, no daemon.
     #[arg(long, value_enum, default_value_t = Executor::Auto)]
     executor: Executor,
     /// When to pull job images (GitLab's runner defaults to always). Replaces the pipeline's
@@ -235,6 +237,7 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
 enum Executor {
     Auto,
     Docker,
+    Sandbox,
     Shell,
 }
 
@@ -399,6 +402,9 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         home: std::env::var_os("HOME").map(PathBuf::from),
         path: std::env::var_os("PATH"),
         docker_host: std::env::var("DOCKER_HOST").ok(),
+        wharf_home: std::env::var_os("WHARF_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
     };
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -434,6 +440,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         executor: match args.executor {
             Executor::Auto => ExecutorChoice::Auto,
             Executor::Docker => ExecutorChoice::Docker,
+            Executor::Sandbox => ExecutorChoice::Sandbox,
             Executor::Shell => ExecutorChoice::Shell,
         },
         pull_policy: args.pull_policy.map(|p| match p {

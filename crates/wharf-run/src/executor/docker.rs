@@ -212,18 +212,25 @@ impl<'a> DockerExecutor<'a> {
     }
 
     async fn engine(&self) -> Result<&'a Engine, JobFailure> {
-        let context = self.context;
-        context
-            .engine
-            .get_or_init(|| async {
-                Engine::connect(context.opts.env.docker_host.as_deref())
-                    .await
-                    .map_err(|e| e.to_string())
-            })
+        connect(&self.context)
             .await
-            .as_ref()
-            .map_err(|e| JobFailure::configuration(e.clone()))
+            .map_err(|e| JobFailure::configuration(e.to_string()))
     }
+}
+
+/// The pipeline run's Docker connection, made by the first job that asks.
+pub(crate) async fn connect<'a>(context: &ExecutorContext<'a>) -> Result<&'a Engine, &'a str> {
+    let context = *context;
+    context
+        .engine
+        .get_or_init(|| async {
+            Engine::connect(context.opts.env.docker_host.as_deref())
+                .await
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .as_ref()
+        .map_err(String::as_str)
 }
 
 impl Executor for DockerExecutor<'_> {

@@ -8,6 +8,7 @@
 //! the executor.
 
 pub(crate) mod docker;
+pub(crate) mod sandbox;
 pub(crate) mod shell;
 
 use crate::engine::Engine;

@@ -13,10 +13,16 @@ use wharf_ci::Job;
 pub(crate) struct ShellExecutor {
     layout: Layout,
     shell: &'static str,
+    /// Why a job with `image:` runs here (from `auto`), said instead of the plain notice.
+    image_warning: Option<String>,
 }
 
 impl ShellExecutor {
-    pub(crate) fn new(context: &ExecutorContext<'_>, job: &Job) -> Self {
+    pub(crate) fn new(
+        context: &ExecutorContext<'_>,
+        job: &Job,
+        image_warning: Option<String>,
+    ) -> Self {
         let (build_dir, tmp_dir) = Layout::host_dirs(context, job);
         let shell = ["/bin/bash", "/usr/bin/bash", "/bin/sh"]
             .into_iter()
@@ -35,6 +41,7 @@ impl ShellExecutor {
                 tmp_dir,
             },
             shell,
+            image_warning,
         }
     }
 }
@@ -47,10 +54,13 @@ impl Executor for ShellExecutor {
     async fn prepare(&mut self, job: &Job, _vars: &VarSet, log: &mut JobLog) -> Result<(), Stop> {
         log.section("Preparing the \"shell\" executor");
         if let Some(image) = &job.image {
-            log.warn(&format!(
-                "`image: {}` ignored by the shell executor",
-                image.name
-            ));
+            match &self.image_warning {
+                Some(why) => log.warn(&format!("`image: {}`: {why}", image.name)),
+                None => log.warn(&format!(
+                    "`image: {}` ignored by the shell executor",
+                    image.name
+                )),
+            }
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ mod includes;
 mod network_corpus;
 mod pipeline;
 mod registry;
+mod sandbox;
 mod services;
 mod shell;
 mod support;

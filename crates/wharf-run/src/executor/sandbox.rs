@@ -1,0 +1,421 @@
+//! The sandbox executor: each script runs in the job's image with no Docker daemon. The image
+//! comes from wharf's own store (`wharf-image`: pulled with the same credentials and rules as the
+//! Docker executor), and each script gets a fresh overlay of the image's layers in its own
+//! namespaces (`wharf-sandbox`), with the build and script folders bound at the paths Docker
+//! uses (`/builds/<project>`, `/builds/<project>.tmp`).
+
+use super::{Executor, ExecutorContext, Layout, ScriptRun};
+use crate::failure::{JobFailure, Stop};
+use crate::files::slug;
+use crate::log::JobLog;
+use crate::script::{self, HandBack};
+use crate::vars::VarSet;
+use serde::Deserialize;
+use std::path::PathBuf;
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use wharf_ci::{Job, PullPolicy};
+use wharf_oci::{CredentialSources, Secret};
+use wharf_sandbox::{Bind, IdMapping, Network, RootFs, SETUP_ERROR_PREFIX, SETUP_FAILED, Spec};
+
+/// The parts of an image's config a job's process takes (Docker's `config` object).
+#[derive(Debug, Default, Deserialize)]
+struct ImageConfigFile {
+    #[serde(default)]
+    config: RuntimeConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RuntimeConfig {
+    #[serde(rename = "Env", default)]
+    env: Option<Vec<String>>,
+    #[serde(rename = "Entrypoint", default)]
+    entrypoint: Option<Vec<String>>,
+    #[serde(rename = "User", default)]
+    user: Option<String>,
+}
+
+/// What `prepare` made ready for the scripts.
+struct Prepared {
+    image_name: String,
+    /// The image's layer folders, top first.
+    lower: Vec<PathBuf>,
+    /// `KEY=value` from the image, as Docker gives them to its containers.
+    image_env: Vec<(String, String)>,
+    entrypoint: Vec<String>,
+    user: Option<String>,
+}
+
+pub(crate) struct SandboxExecutor<'a> {
+    context: ExecutorContext<'a>,
+    layout: Layout,
+    /// Per-script overlay folders (upper, work, mount point), under `.wharf/sandbox/<job>`.
+    state_dir: PathBuf,
+    hostname: String,
+    prepared: Option<Prepared>,
+    /// Why `auto` chose this executor, said in the log.
+    why: Option<String>,
+}
+
+impl<'a> SandboxExecutor<'a> {
+    pub(crate) fn new(context: &ExecutorContext<'a>, job: &Job, why: Option<String>) -> Self {
+        let (build_dir, tmp_dir) = Layout::host_dirs(context, job);
+        let project_dir_in_job = format!("/builds/{}", context.project_name);
+        let job_slug = slug(&job.name);
+        Self {
+            context: *context,
+            layout: Layout {
+                build_dir,
+                tmp_dir,
+                builds_dir_in_job: "/builds".to_string(),
+                tmp_dir_in_job: format!("{project_dir_in_job}.tmp"),
+                project_dir_in_job,
+            },
+            state_dir: context.wharf_dir.join("sandbox").join(&job_slug),
+            hostname: format!("runner-wharf-{job_slug}")
+                .chars()
+                .take(63)
+                .collect(),
+            prepared: None,
+            why,
+        }
+    }
+
+    fn sources(&self, vars: &VarSet) -> CredentialSources {
+        let env = &self.context.opts.env;
+        CredentialSources {
+            job_auth_config: vars.docker_auth_config().map(Secret),
+            runner_auth_config: env.docker_auth_config.clone().map(Secret),
+            docker_config_dir: env.docker_config.clone(),
+            home_dir: env.home.clone(),
+            path: env.path.clone(),
+        }
+    }
+}
+
+impl Executor for SandboxExecutor<'_> {
+    fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    async fn prepare(&mut self, job: &Job, vars: &VarSet, log: &mut JobLog) -> Result<(), Stop> {
+        log.section("Preparing the \"sandbox\" executor");
+        if let Some(why) = &self.why {
+            log.info(why);
+        }
+        let Some(image_spec) = &job.image else {
+            return Err(JobFailure::configuration(format!(
+                "job `{}` ({}) has no `image:` but --executor sandbox was asked for",
+                job.name, job.span
+            ))
+            .with_hint("add `image: <name>` to the job or to `default:`, or use `--executor auto`")
+            .into());
+        };
+        if !job.services.is_empty() {
+            return Err(JobFailure::configuration(format!(
+                "job `{}` ({}) has `services:`, which the sandbox executor does not run yet",
+                job.name, job.span
+            ))
+            .with_hint("run it with `--executor docker`")
+            .into());
+        }
+        let image_name = vars.expand(&image_spec.name);
+        log.info(&format!(
+            "Using sandbox executor with image {image_name} ..."
+        ));
+        let home = self
+            .context
+            .opts
+            .env
+            .wharf_home
+            .clone()
+            .or_else(wharf_image::Store::default_home)
+            .ok_or_else(|| {
+                JobFailure::configuration("no image store: set WHARF_HOME (or HOME)".to_string())
+            })?;
+        let store = wharf_image::Store::open(&home)
+            .map_err(|e| JobFailure::system(format!("image store {}: {e}", home.display())))?;
+        let policies = match self.context.opts.pull_policy {
+            Some(p) => vec![p],
+            None => image_spec.pull_policy.clone(),
+        };
+        let options = wharf_image::PullOptions {
+            policies: policies.iter().map(|p| pull_policy(*p)).collect(),
+            sources: self.sources(vars),
+            ..wharf_image::PullOptions::default()
+        };
+        let (events, mut received) = mpsc::unbounded_channel();
+        let on_event = move |e: wharf_image::PullEvent| {
+            let _ = events.send(e);
+        };
+        let pulled = wharf_image::pull(&store, &image_name, &options, &on_event).await;
+        while let Ok(event) = received.try_recv() {
+            log_pull_event(event, log);
+        }
+        let record = pulled.map_err(|e| {
+            let hint = e.hint().map(str::to_string);
+            let failure = JobFailure::configuration(format!("pulling {image_name}: {e}"));
+            match hint {
+                Some(h) => failure.with_hint(&h),
+                None => failure,
+            }
+        })?;
+        let config: ImageConfigFile = store
+            .read_blob(&record.config_digest)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let mut lower = Vec::new();
+        for layer in record.layers.iter().rev() {
+            lower.push(
+                store
+                    .layer_dir(&layer.chain_id)
+                    .map_err(|e| JobFailure::system(e.to_string()))?,
+            );
+        }
+        let entrypoint = match &image_spec.entrypoint {
+            Some(e) => e.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            None => config.config.entrypoint.clone().unwrap_or_default(),
+        };
+        let user = image_spec
+            .docker_user
+            .as_ref()
+            .map(|u| vars.expand(u))
+            .or(config.config.user.clone())
+            .filter(|u| !u.is_empty());
+        let image_env = config
+            .config
+            .env
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.prepared = Some(Prepared {
+            image_name,
+            lower,
+            image_env,
+            entrypoint,
+            user,
+        });
+        Ok(())
+    }
+
+    /// Root inside is wharf's user outside (no user namespace as root, a single-id one
+    /// otherwise); a non-root image user needs wharf as root, and then gets the folders
+    /// through the sandbox's bind mounts as they are (the job's own files).
+    fn hand_over(&self) -> Result<(), JobFailure> {
+        Ok(())
+    }
+
+    fn hand_back(&self) -> Option<HandBack> {
+        None
+    }
+
+    async fn run_script(&mut self, script: ScriptRun<'_>, log: &mut JobLog) -> Result<i64, Stop> {
+        let Some(prepared) = self.prepared.as_ref() else {
+            return Err(JobFailure::system(
+                "the sandbox executor ran a script before it was prepared",
+            )
+            .into());
+        };
+        let layout = &self.layout;
+        let file_name = format!("{}.sh", script.name);
+        layout.write_tmp(&file_name, script.text).map_err(|e| {
+            JobFailure::system(format!(
+                "writing {}: {e}",
+                layout.tmp_dir.join(&file_name).display()
+            ))
+        })?;
+        // A fresh container per script, as Docker's executor makes: its own upper folder.
+        let state = self.state_dir.join(script.name);
+        let _ = std::fs::remove_dir_all(&state);
+        let [upper, work, merged] = ["upper", "work", "merged"].map(|d| state.join(d));
+        for d in [&upper, &work, &merged] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| JobFailure::system(format!("creating {}: {e}", d.display())))?;
+        }
+        let ids = wharf_sandbox::probe::id_mapping();
+        let mut argv = prepared.entrypoint.clone();
+        argv.extend([
+            "sh".to_string(),
+            "-c".to_string(),
+            script::DETECT_SHELL.to_string(),
+            "sh".to_string(),
+            format!("{}/{file_name}", layout.tmp_dir_in_job),
+        ]);
+        // The image's variables first; the job's win (as `docker run -e` over `ENV`).
+        let mut env = prepared.image_env.clone();
+        env.retain(|(k, _)| !script.env.iter().any(|(j, _)| j == k));
+        env.extend(script.env.iter().cloned());
+        let mut binds = vec![
+            Bind {
+                source: layout.build_dir.clone(),
+                target: layout.project_dir_in_job.clone(),
+                read_only: false,
+            },
+            Bind {
+                source: layout.tmp_dir.clone(),
+                target: layout.tmp_dir_in_job.clone(),
+                read_only: false,
+            },
+        ];
+        // The host's name resolution, so the job reaches what the host reaches.
+        for file in ["/etc/resolv.conf", "/etc/hosts"] {
+            if std::path::Path::new(file).exists() {
+                binds.push(Bind {
+                    source: file.into(),
+                    target: file.into(),
+                    read_only: true,
+                });
+            }
+        }
+        let spec = Spec {
+            root: RootFs::Overlay {
+                lower: prepared.lower.clone(),
+                upper,
+                work,
+                merged,
+                options: if ids == IdMapping::Host {
+                    Vec::new()
+                } else {
+                    vec!["userxattr".into()]
+                },
+            },
+            binds,
+            argv,
+            env,
+            cwd: layout.project_dir_in_job.clone(),
+            user: prepared.user.clone(),
+            hostname: self.hostname.clone(),
+            ids,
+            network: Network::Host,
+        };
+        let init = std::env::current_exe()
+            .map_err(|e| JobFailure::system(format!("finding wharf's own executable: {e}")))?;
+        let mut child = wharf_sandbox::spawn(&spec, &init)
+            .await
+            .map_err(|e| JobFailure::system(format!("sandbox for {}: {e}", prepared.image_name)))?;
+        let (tx, mut rx) = mpsc::channel::<Chunk>(64);
+        if let Some(out) = child.stdout.take() {
+            pump(out, tx.clone(), false);
+        }
+        if let Some(err) = child.stderr.take() {
+            pump(err, tx.clone(), true);
+        }
+        drop(tx);
+        // The first stderr bytes, to tell a setup failure (exit 125 with its line) from a
+        // script that exits 125.
+        let mut stderr_start = Vec::new();
+        let mut cancel = script.cancel.clone();
+        let outcome = loop {
+            tokio::select! {
+                chunk = rx.recv() => match chunk {
+                    Some(c) => {
+                        if c.stderr && stderr_start.len() < 4096 {
+                            stderr_start.extend_from_slice(&c.bytes);
+                        }
+                        log.output(&c.bytes);
+                    }
+                    None => break None,
+                },
+                _ = cancel.changed() => {
+                    // Killing the first stage takes the whole sandbox down (PR_SET_PDEATHSIG).
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                    break Some(Stop::Canceled);
+                }
+            }
+        };
+        log.flush_output();
+        let status = child.wait().await;
+        let _ = std::fs::remove_dir_all(&state);
+        if let Some(stop) = outcome {
+            return Err(stop);
+        }
+        let code = match status {
+            Ok(s) => s.code().unwrap_or(128 + 9),
+            Err(e) => {
+                return Err(JobFailure::system(format!("waiting for the sandbox: {e}")).into());
+            }
+        };
+        let stderr = String::from_utf8_lossy(&stderr_start);
+        if code == SETUP_FAILED {
+            if let Some(line) = stderr.lines().find(|l| l.starts_with(SETUP_ERROR_PREFIX)) {
+                return Err(
+                    JobFailure::system(format!("{line} (image {})", prepared.image_name))
+                        .with_hint("`wharf doctor` checks what this machine lets the sandbox do")
+                        .into(),
+                );
+            }
+        }
+        Ok(i64::from(code))
+    }
+
+    async fn cleanup(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
+}
+
+/// Whether a sandbox runs on this machine: a test sandbox, once per process (the machine does not
+/// change under a run); `Err` says why not.
+pub(crate) async fn usable(context: &ExecutorContext<'_>) -> Result<(), String> {
+    static PROBE: tokio::sync::OnceCell<Result<(), String>> = tokio::sync::OnceCell::const_new();
+    let scratch = context.wharf_dir.join("sandbox").join(".probe");
+    PROBE
+        .get_or_init(|| async move {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let finding = wharf_sandbox::probe::sandbox_runs(&exe, &scratch).await;
+            match finding.verdict {
+                wharf_sandbox::probe::Verdict::Fail => Err(finding.detail),
+                _ => Ok(()),
+            }
+        })
+        .await
+        .clone()
+}
+
+fn pull_policy(p: PullPolicy) -> wharf_image::PullPolicy {
+    match p {
+        PullPolicy::Always => wharf_image::PullPolicy::Always,
+        PullPolicy::IfNotPresent => wharf_image::PullPolicy::IfNotPresent,
+        PullPolicy::Never => wharf_image::PullPolicy::Never,
+    }
+}
+
+fn log_pull_event(event: wharf_image::PullEvent, log: &mut JobLog) {
+    use wharf_image::PullEvent as E;
+    match event {
+        E::Credentials(source) => {
+            log.info(&format!("Authenticating with credentials from {source}"));
+        }
+        E::Warning(w) => log.warn(&w),
+        E::Info(i) => log.info(&i),
+        E::Manifest(digest) => log.info(&format!("Using image {digest}")),
+        E::LayerDone { digest, .. } => log.info(&format!("Pulled layer {digest}")),
+        E::LayerStart { .. } | E::LayerProgress { .. } | E::LayerPresent { .. } => {}
+    }
+}
+
+struct Chunk {
+    bytes: Vec<u8>,
+    stderr: bool,
+}
+
+fn pump<R>(mut reader: R, tx: mpsc::Sender<Chunk>, stderr: bool)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = reader.read(&mut buf).await {
+            let chunk = Chunk {
+                bytes: buf[..n].to_vec(),
+                stderr,
+            };
+            if n == 0 || tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+}

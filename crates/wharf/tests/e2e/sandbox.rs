@@ -1,0 +1,94 @@
+//! Sandbox tier: the seed pipeline in its image with no Docker daemon (DOCKER_HOST points
+//! nowhere), the image pulled by wharf itself from Debian's docker-registry with htpasswd and
+//! with token auth, credentials from DOCKER_AUTH_CONFIG.
+
+use crate::support::*;
+use wharf_testkit::Registry;
+
+const USER: &str = "ci-bot";
+const PASS: &str = "'I(Bx}yr}~Dk>?>?s3cr3t";
+
+fn seed_in_registry(reg: &Registry) -> (String, tempfile::TempDir) {
+    let image = format!("{}/node:10-alpine", reg.host());
+    let layout = tempfile::tempdir().unwrap();
+    unique_seed_layout(layout.path())
+        .push(&image, Some((USER, PASS)))
+        .unwrap();
+    (image, layout)
+}
+
+fn auth_json(host: &str) -> String {
+    serde_json::json!({"auths": {host: {"auth": b64(&format!("{USER}:{PASS}"))}}}).to_string()
+}
+
+/// `wharf run` with no Docker daemon reachable and its own image store.
+fn run_without_docker(p: &Project, home: &std::path::Path, args: &[&str]) -> Run {
+    Run::from(
+        p.wharf()
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env("WHARF_HOME", home)
+            .args(args)
+            .output()
+            .unwrap(),
+    )
+}
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn the_seed_pipeline_runs_in_its_image_without_docker() {
+    for reg in [
+        Registry::start_basic(&[(USER, PASS)]).unwrap(),
+        Registry::start_token(&[(USER, PASS)]).unwrap(),
+    ] {
+        let (image, _layout) = seed_in_registry(&reg);
+        let p = Project::seed(Some(&image));
+        let before = p.user_tree();
+        let home = tempfile::tempdir().unwrap();
+        let json = auth_json(&reg.host());
+        let var = format!("DOCKER_AUTH_CONFIG={json}");
+        let run = run_without_docker(
+            &p,
+            home.path(),
+            &["run", "--executor", "sandbox", "--variable", &var],
+        );
+        if std::env::var_os("SHOW").is_some() {
+            eprintln!("{}", run.all());
+        }
+        run.assert_code(0)
+            .assert_contains("Using sandbox executor with image")
+            .assert_contains("Authenticating with credentials from $DOCKER_AUTH_CONFIG")
+            .assert_contains("<h1>built for staging</h1>")
+            .assert_contains("Job succeeded");
+        let tar = p
+            .path()
+            .join(".wharf/artifacts/build-staging/dist-staging.tar");
+        assert!(tar_list(&tar).contains(&"dist/index.html".to_string()));
+        assert_eq!(before, p.user_tree(), "the user's files changed");
+        p.assert_no_secrets(&run, &[PASS, &b64(&format!("{USER}:{PASS}")), &json]);
+        // `auto` with no daemon picks the sandbox and says why; the image is already local.
+        let run = run_without_docker(
+            &p,
+            home.path(),
+            &["run", "--pull-policy", "never", "--variable", &var],
+        );
+        run.assert_code(0)
+            .assert_contains("No Docker daemon")
+            .assert_contains("runs in wharf's sandbox")
+            .assert_contains("Job succeeded");
+        // Nothing of the sandboxes is left.
+        assert!(!p.path().join(".wharf/sandbox/build-staging").exists());
+    }
+}
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn without_credentials_the_sandbox_pull_explains_the_fix() {
+    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let (image, _layout) = seed_in_registry(&reg);
+    let p = Project::seed(Some(&image));
+    let home = tempfile::tempdir().unwrap();
+    let run = run_without_docker(&p, home.path(), &["run", "--executor", "sandbox"]);
+    run.assert_code(1)
+        .assert_contains(&reg.host())
+        .assert_contains("DOCKER_AUTH_CONFIG");
+}
