@@ -12,8 +12,8 @@ use wharf_ci::{FileVariable, PullPolicy};
 use wharf_run::{Console, ExecutorChoice, RunOptions, RunnerEnv, Selection};
 
 mod doctor;
-mod includes;
 mod image_cmd;
+mod includes;
 mod registry_cmd;
 
 #[derive(Parser)]

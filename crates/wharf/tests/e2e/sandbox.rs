@@ -92,3 +92,54 @@ fn without_credentials_the_sandbox_pull_explains_the_fix() {
         .assert_contains(&reg.host())
         .assert_contains("DOCKER_AUTH_CONFIG");
 }
+
+/// Host processes whose command line is exactly `words`.
+fn processes(words: &[&str]) -> usize {
+    let wanted = words.join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| c == wanted.as_bytes()))
+        .count()
+}
+
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    for _ in 0..100 {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    done()
+}
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn kill_9_of_wharf_kills_every_process_of_the_job() {
+    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let (image, _layout) = seed_in_registry(&reg);
+    let p = Project::pipeline(&format!(
+        "hang:\n  image: {image}\n  script:\n    - sleep 31341 &\n    - sleep 31342\n"
+    ));
+    let home = tempfile::tempdir().unwrap();
+    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
+    let mut wharf = p
+        .wharf()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("WHARF_HOME", home.path())
+        .args(["run", "--executor", "sandbox", "--variable", &var])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(|| processes(&["sleep", "31342"]) == 1),
+        "the job did not start"
+    );
+    wharf.kill().unwrap(); // SIGKILL: no cleanup code of wharf runs
+    wharf.wait().unwrap();
+    assert!(
+        eventually(|| processes(&["sleep", "31341"]) + processes(&["sleep", "31342"]) == 0),
+        "processes of the job outlived wharf"
+    );
+}
