@@ -388,52 +388,6 @@ fn resolve_in_root(root: &Root, path: &str) -> Result<String, Setup> {
     Ok(done.join("/"))
 }
 
-/// `user` as Docker (runc) reads it, against the root's `/etc/passwd` and `/etc/group` (we are
-/// inside the root: these are the image's files): `uid`, `uid:gid`, `name`, `name:group`, `:gid`.
-/// A user given by number need not exist; its group is then the user's own or 0.
-fn resolve_user(user: &str) -> Result<(u32, u32), Setup> {
-    let (who, group) = match user.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (user, None),
-    };
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    // name:x:uid:gid:...
-    let entry = passwd.lines().find_map(|l| {
-        let f: Vec<&str> = l.split(':').collect();
-        let matches = f.first() == Some(&who) || f.get(2) == Some(&who);
-        (f.len() >= 4 && matches).then(|| (f[2].parse::<u32>().ok(), f[3].parse::<u32>().ok()))
-    });
-    let uid = match (who.parse::<u32>(), entry) {
-        _ if who.is_empty() => 0,
-        (Ok(n), _) => n,
-        (Err(_), Some((Some(n), _))) => n,
-        (Err(_), _) => {
-            return Err(Setup(format!(
-                "user `{who}` does not exist in the image's /etc/passwd (set the image's USER, or `image: docker: user:`, to a user it has or to a number)"
-            )));
-        }
-    };
-    let gid = match group.filter(|g| !g.is_empty()) {
-        None => entry.and_then(|(_, g)| g).unwrap_or(0),
-        Some(g) => match g.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => std::fs::read_to_string("/etc/group")
-                .unwrap_or_default()
-                .lines()
-                .find_map(|l| {
-                    let f: Vec<&str> = l.split(':').collect();
-                    (f.len() >= 3 && f[0] == g).then(|| f[2].parse::<u32>().ok()).flatten()
-                })
-                .ok_or_else(|| {
-                    Setup(format!(
-                        "group `{g}` does not exist in the image's /etc/group (use a group it has, or a number)"
-                    ))
-                })?,
-        },
-    };
-    Ok((uid, gid))
-}
-
 fn fd_path(fd: &dyn AsFd) -> String {
     use std::os::fd::AsRawFd;
     format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())
@@ -451,11 +405,10 @@ fn run(spec: &Spec) -> Result<i32, Setup> {
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.cwd)
         .stdin(Stdio::null());
-    if let Some(user) = spec.user.as_deref().filter(|u| !u.is_empty()) {
-        let (uid, gid) = resolve_user(user)?;
+    if let Some((uid, gid)) = spec.user {
         if matches!(spec.ids, IdMapping::SingleId { .. }) && (uid, gid) != (0, 0) {
             return Err(Setup(format!(
-                "cannot run as user `{user}` ({uid}:{gid}): this sandbox maps only root (no subordinate ids)"
+                "cannot run as {uid}:{gid}: this sandbox maps only root (no subordinate ids)"
             )));
         }
         command.uid(uid).gid(gid);

@@ -45,10 +45,9 @@ pub struct Spec {
     pub env: Vec<(String, String)>,
     /// Working folder inside the root (created if missing).
     pub cwd: String,
-    /// Who the command runs as, as Docker reads an image's `User`: `uid`, `uid:gid`, `name`,
-    /// `name:group` (names looked up in the root's own `/etc/passwd` and `/etc/group`, from
-    /// inside it); `None` or empty: root.
-    pub user: Option<String>,
+    /// `uid:gid` the command runs as inside the sandbox (the caller resolves an image's `User`
+    /// names); `None`: root.
+    pub user: Option<(u32, u32)>,
     pub hostname: String,
     pub ids: IdMapping,
     pub network: Network,

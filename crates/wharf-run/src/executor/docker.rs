@@ -69,7 +69,7 @@ struct Prepared<'a> {
 
 /// How the job's folders pass between wharf's user and the user the job's scripts run as.
 #[derive(Debug, Default, PartialEq, Eq)]
-struct Access {
+pub(crate) struct Access {
     hand_over: Option<HandOver>,
     hand_back: Option<HandBack>,
 }
@@ -78,7 +78,7 @@ impl Access {
     /// `dirs`: the job's folders as the job sees them. `remapped`: the daemon maps container
     /// users to host users wharf does not know (`userns-remap`, rootless), so no uid can be
     /// matched or given: the folders are opened both ways, whoever the job runs as.
-    fn between(job: JobUser, wharf: JobUser, remapped: bool, dirs: Vec<String>) -> Self {
+    pub(crate) fn between(job: JobUser, wharf: JobUser, remapped: bool, dirs: Vec<String>) -> Self {
         if remapped {
             return Self::open_both_ways(dirs);
         }
@@ -107,6 +107,34 @@ impl Access {
         }
         // Neither can give files to the other.
         Self::open_both_ways(dirs)
+    }
+
+    /// Give the job's build and script folders to the job's user (see [`Access::between`]).
+    pub(crate) fn hand_over_folders(&self, layout: &Layout) -> Result<(), JobFailure> {
+        let Some(how) = self.hand_over else {
+            return Ok(());
+        };
+        let fail = |e: files::FilesError| JobFailure::system(e.to_string());
+        for dir in [&layout.build_dir, &layout.tmp_dir] {
+            if how == HandOver::OpenModes {
+                files::fence(dir).map_err(fail)?;
+            }
+            files::hand_over(dir, how).map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// Again for the script folder, after wharf wrote a script into it.
+    pub(crate) fn hand_over_script_folder(&self, layout: &Layout) -> Result<(), JobFailure> {
+        match self.hand_over {
+            Some(how) => files::hand_over(&layout.tmp_dir, how)
+                .map_err(|e| JobFailure::system(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn hand_back(&self) -> Option<HandBack> {
+        self.hand_back.clone()
     }
 
     /// Open the folders up, as gitlab-runner's umask 0000, and what the job made on its way out.
@@ -158,11 +186,7 @@ impl<'a> DockerExecutor<'a> {
         image_user: &str,
         vars: &VarSet,
     ) -> Result<(Option<String>, JobUser), JobFailure> {
-        let container_user = image_spec
-            .docker_user
-            .as_ref()
-            .map(|u| vars.expand(u))
-            .filter(|u| !u.is_empty());
+        let container_user = requested_user(image_spec, vars);
         let spec = UserSpec::parse(container_user.as_deref().unwrap_or(image_user));
         if spec.is_plainly_root() {
             return Ok((container_user, JobUser::ROOT));
@@ -190,24 +214,14 @@ impl<'a> DockerExecutor<'a> {
         } else {
             (None, None)
         };
-        let job_user = spec
-            .resolve(passwd.as_deref(), group.as_deref())
-            .map_err(|unknown| {
-                let from = match &container_user {
-                    Some(_) => format!("`image: docker: user:` ({})", image_spec.span),
-                    None => "the image's config `User`".to_string(),
-                };
-                let (kind, name, file) = match unknown {
-                    UnknownName::User(name) => ("user", name, "/etc/passwd"),
-                    UnknownName::Group(name) => ("group", name, "/etc/group"),
-                };
-                JobFailure::configuration(format!(
-                    "image {image_name} has no {kind} `{name}` in its {file} (the {kind} comes from {from})"
-                ))
-                .with_hint(
-                    "name a user the image has, or give numbers (`docker: user: \"1001:1001\"`), or add the user to the image",
-                )
-            })?;
+        let given = container_user.is_some().then_some(image_spec);
+        let job_user = resolve_job_user(
+            &spec,
+            passwd.as_deref(),
+            group.as_deref(),
+            image_name,
+            given,
+        )?;
         Ok((container_user, job_user))
     }
 
@@ -331,21 +345,11 @@ impl Executor for DockerExecutor<'_> {
     }
 
     fn hand_over(&self) -> Result<(), JobFailure> {
-        let Some(how) = self.access.hand_over else {
-            return Ok(());
-        };
-        let fail = |e: files::FilesError| JobFailure::system(e.to_string());
-        for dir in [&self.layout.build_dir, &self.layout.tmp_dir] {
-            if how == HandOver::OpenModes {
-                files::fence(dir).map_err(fail)?;
-            }
-            files::hand_over(dir, how).map_err(fail)?;
-        }
-        Ok(())
+        self.access.hand_over_folders(&self.layout)
     }
 
     fn hand_back(&self) -> Option<HandBack> {
-        self.access.hand_back.clone()
+        self.access.hand_back()
     }
 
     async fn run_script(&mut self, script: ScriptRun<'_>, log: &mut JobLog) -> Result<i64, Stop> {
@@ -368,10 +372,7 @@ impl Executor for DockerExecutor<'_> {
                 layout.tmp_dir.join(&file_name).display()
             ))
         })?;
-        if let Some(how) = self.access.hand_over {
-            tokio::task::block_in_place(|| files::hand_over(&layout.tmp_dir, how))
-                .map_err(|e| JobFailure::system(e.to_string()))?;
-        }
+        tokio::task::block_in_place(|| self.access.hand_over_script_folder(layout))?;
         let spec = ContainerSpec {
             name: format!("{}-{}", self.names.prefix, script.name),
             image: prepared.image_name.clone(),
@@ -425,8 +426,45 @@ impl Executor for DockerExecutor<'_> {
     }
 }
 
+/// `image: docker: user:`, expanded: it replaces the image's `User` (`None`: not given).
+pub(crate) fn requested_user(image_spec: &Image, vars: &VarSet) -> Option<String> {
+    image_spec
+        .docker_user
+        .as_ref()
+        .map(|u| vars.expand(u))
+        .filter(|u| !u.is_empty())
+}
+
+/// `spec` against the image's account files; an unknown name is a configuration error naming
+/// the image, the name, the file and where the user came from (`given`: the job's
+/// `image: docker: user:`, else the image's config).
+pub(crate) fn resolve_job_user(
+    spec: &UserSpec<'_>,
+    passwd: Option<&str>,
+    group: Option<&str>,
+    image_name: &str,
+    given: Option<&Image>,
+) -> Result<JobUser, JobFailure> {
+    spec.resolve(passwd, group).map_err(|unknown| {
+        let from = match given {
+            Some(image_spec) => format!("`image: docker: user:` ({})", image_spec.span),
+            None => "the image's config `User`".to_string(),
+        };
+        let (kind, name, file) = match unknown {
+            UnknownName::User(name) => ("user", name, "/etc/passwd"),
+            UnknownName::Group(name) => ("group", name, "/etc/group"),
+        };
+        JobFailure::configuration(format!(
+            "image {image_name} has no {kind} `{name}` in its {file} (the {kind} comes from {from})"
+        ))
+        .with_hint(
+            "name a user the image has, or give numbers (`docker: user: \"1001:1001\"`), or add the user to the image",
+        )
+    })
+}
+
 /// The user wharf runs as.
-fn wharf_user() -> JobUser {
+pub(crate) fn wharf_user() -> JobUser {
     JobUser {
         uid: rustix::process::geteuid().as_raw(),
         gid: rustix::process::getegid().as_raw(),

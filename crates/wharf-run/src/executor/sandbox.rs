@@ -4,6 +4,8 @@
 //! namespaces (`wharf-sandbox`), with the build and script folders bound at the paths Docker
 //! uses (`/builds/<project>`, `/builds/<project>.tmp`).
 
+use super::docker::user::{JobUser, UserSpec};
+use super::docker::{Access, requested_user, resolve_job_user, wharf_user};
 use super::{Executor, ExecutorContext, Layout, ScriptRun};
 use crate::failure::{JobFailure, Stop};
 use crate::files::slug;
@@ -43,7 +45,8 @@ struct Prepared {
     /// `KEY=value` from the image, as Docker gives them to its containers.
     image_env: Vec<(String, String)>,
     entrypoint: Vec<String>,
-    user: Option<String>,
+    /// Who the scripts run as inside the sandbox.
+    user: JobUser,
 }
 
 pub(crate) struct SandboxExecutor<'a> {
@@ -55,6 +58,8 @@ pub(crate) struct SandboxExecutor<'a> {
     prepared: Option<Prepared>,
     /// Why `auto` chose this executor, said in the log.
     why: Option<String>,
+    /// Known once the image is: who its scripts run as decides it.
+    access: Access,
 }
 
 impl<'a> SandboxExecutor<'a> {
@@ -78,6 +83,7 @@ impl<'a> SandboxExecutor<'a> {
                 .collect(),
             prepared: None,
             why,
+            access: Access::default(),
         }
     }
 
@@ -177,12 +183,56 @@ impl Executor for SandboxExecutor<'_> {
             Some(e) => e.iter().filter(|s| !s.is_empty()).cloned().collect(),
             None => config.config.entrypoint.clone().unwrap_or_default(),
         };
-        let user = image_spec
-            .docker_user
-            .as_ref()
-            .map(|u| vars.expand(u))
-            .or(config.config.user.clone())
-            .filter(|u| !u.is_empty());
+        let requested = requested_user(image_spec, vars);
+        let spec = UserSpec::parse(
+            requested
+                .as_deref()
+                .or(config.config.user.as_deref())
+                .unwrap_or(""),
+        );
+        let user = if spec.is_plainly_root() {
+            JobUser::ROOT
+        } else {
+            let (passwd, group) = if spec.needs_lookup() {
+                (
+                    read_from_layers(&lower, "etc/passwd"),
+                    read_from_layers(&lower, "etc/group"),
+                )
+            } else {
+                (None, None)
+            };
+            let given = requested.is_some().then_some(image_spec);
+            resolve_job_user(
+                &spec,
+                passwd.as_deref(),
+                group.as_deref(),
+                &image_name,
+                given,
+            )?
+        };
+        let ids = wharf_sandbox::probe::id_mapping();
+        if ids != IdMapping::Host && user != JobUser::ROOT {
+            return Err(JobFailure::configuration(format!(
+                "image {image_name} runs as {user}, and a sandbox started without root maps only root (wharf's own user)"
+            ))
+            .with_hint("run wharf as root, or `image: docker: user: \"0\"`, or use `--executor docker`")
+            .into());
+        }
+        // Root inside a user namespace is wharf's own user: nothing to hand over then.
+        let wharf = if ids == IdMapping::Host {
+            wharf_user()
+        } else {
+            JobUser::ROOT
+        };
+        self.access = Access::between(
+            user,
+            wharf,
+            false,
+            vec![
+                self.layout.project_dir_in_job.clone(),
+                self.layout.tmp_dir_in_job.clone(),
+            ],
+        );
         let image_env = config
             .config
             .env
@@ -201,15 +251,14 @@ impl Executor for SandboxExecutor<'_> {
         Ok(())
     }
 
-    /// Root inside is wharf's user outside (no user namespace as root, a single-id one
-    /// otherwise); a non-root image user needs wharf as root, and then gets the folders
-    /// through the sandbox's bind mounts as they are (the job's own files).
+    /// As the Docker executor: a non-root image user gets the job's folders (wharf is root
+    /// then); root inside a user namespace is wharf's own user.
     fn hand_over(&self) -> Result<(), JobFailure> {
-        Ok(())
+        self.access.hand_over_folders(&self.layout)
     }
 
     fn hand_back(&self) -> Option<HandBack> {
-        None
+        self.access.hand_back()
     }
 
     async fn run_script(&mut self, script: ScriptRun<'_>, log: &mut JobLog) -> Result<i64, Stop> {
@@ -227,6 +276,7 @@ impl Executor for SandboxExecutor<'_> {
                 layout.tmp_dir.join(&file_name).display()
             ))
         })?;
+        tokio::task::block_in_place(|| self.access.hand_over_script_folder(layout))?;
         // A fresh container per script, as Docker's executor makes: its own upper folder.
         let state = self.state_dir.join(script.name);
         let _ = std::fs::remove_dir_all(&state);
@@ -286,7 +336,7 @@ impl Executor for SandboxExecutor<'_> {
             argv,
             env,
             cwd: layout.project_dir_in_job.clone(),
-            user: prepared.user.clone(),
+            user: Some((prepared.user.uid, prepared.user.gid)),
             hostname: self.hostname.clone(),
             ids,
             network: Network::Host,
@@ -355,6 +405,33 @@ impl Executor for SandboxExecutor<'_> {
     async fn cleanup(&mut self) {
         let _ = std::fs::remove_dir_all(&self.state_dir);
     }
+}
+
+/// `path` (e.g. `etc/passwd`) as the image shows it: from the topmost layer that has it, read
+/// inside that layer (`InRoot`: a link cannot lead out of it). At most 1 MiB.
+fn read_from_layers(layers_top_first: &[PathBuf], path: &str) -> Option<String> {
+    use std::io::Read;
+    for layer in layers_top_first {
+        let root = wharf_fs::Root::open(layer, wharf_fs::Resolve::InRoot).ok()?;
+        match root.try_metadata(path) {
+            Ok(Some(meta)) => {
+                // A whiteout (character device 0/0) hides the file of the layers below.
+                if meta.file_type().is_file() || meta.file_type().is_symlink() {
+                    let mut text = String::new();
+                    root.open_read(path)
+                        .ok()?
+                        .take(1 << 20)
+                        .read_to_string(&mut text)
+                        .ok()?;
+                    return Some(text);
+                }
+                return None;
+            }
+            Ok(None) => continue,
+            Err(_) => return None,
+        }
+    }
+    None
 }
 
 /// Whether a sandbox runs on this machine: a test sandbox, once per process (the machine does not

@@ -143,3 +143,58 @@ fn kill_9_of_wharf_kills_every_process_of_the_job() {
         "processes of the job outlived wharf"
     );
 }
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn a_non_root_image_user_gets_the_job_folders_and_its_results_are_collected() {
+    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let image = format!("{}/users:1", reg.host());
+    let layout = tempfile::tempdir().unwrap();
+    let files: [(&str, &[u8], u32); 2] = [
+        (
+            "/etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nbuilder:x:1001:1002:b:/home/b:/bin/sh\n",
+            0o644,
+        ),
+        ("/etc/group", b"root:x:0:\nbuilders:x:1002:\n", 0o644),
+    ];
+    wharf_testkit::build_busybox_image(layout.path(), &files)
+        .unwrap()
+        .push(&image, Some((USER, PASS)))
+        .unwrap();
+    let p = Project::pipeline(&format!(
+        "build:
+  image:
+    name: {image}
+    docker:
+      user: builder
+  script:
+    - echo \"whoami=$(id -u):$(id -g)\"
+    - mkdir -p out && echo made > out/result
+  artifacts:
+    paths: [out/]
+ghost:
+  image:
+    name: {image}
+    docker:
+      user: ghost
+  script: [true]
+"
+    ));
+    let home = tempfile::tempdir().unwrap();
+    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
+    let run = run_without_docker(
+        &p,
+        home.path(),
+        &["run", "--executor", "sandbox", "--variable", &var],
+    );
+    run.assert_code(1)
+        .assert_contains("whoami=1001:1002")
+        .assert_contains("has no user `ghost` in its /etc/passwd");
+    let log = p.read(".wharf/logs/build.log");
+    assert!(log.contains("Job succeeded"), "{log}");
+    assert!(
+        p.path().join(".wharf/artifacts/build").exists(),
+        "the artifact of the non-root job was not collected"
+    );
+}
