@@ -255,12 +255,7 @@ impl Executor for DockerExecutor<'_> {
     async fn prepare(&mut self, job: &Job, vars: &VarSet, log: &mut JobLog) -> Result<(), Stop> {
         log.section("Preparing the \"docker\" executor");
         let Some(image_spec) = &job.image else {
-            return Err(JobFailure::configuration(format!(
-                "job `{}` ({}) has no `image:` but --executor docker was asked for",
-                job.name, job.span
-            ))
-            .with_hint("add `image: <name>` to the job or to `default:`, or use `--executor auto`")
-            .into());
+            return Err(super::no_image(job, "docker"));
         };
         let image_name = vars.expand(&image_spec.name);
         let image_ref = ImageRef::parse(&image_name)
@@ -365,13 +360,7 @@ impl Executor for DockerExecutor<'_> {
         }
         let network = prepared.network.clone().unwrap_or_default();
         let layout = &self.layout;
-        let file_name = format!("{}.sh", script.name);
-        layout.write_tmp(&file_name, script.text).map_err(|e| {
-            JobFailure::system(format!(
-                "writing {}: {e}",
-                layout.tmp_dir.join(&file_name).display()
-            ))
-        })?;
+        let file_name = layout.write_script(&script)?;
         tokio::task::block_in_place(|| self.access.hand_over_script_folder(layout))?;
         let spec = ContainerSpec {
             name: format!("{}-{}", self.names.prefix, script.name),

@@ -19,7 +19,7 @@ use crate::options::RunOptions;
 use crate::script::HandBack;
 use crate::vars::VarSet;
 use std::path::{Path, PathBuf};
-use tokio::sync::{OnceCell, watch};
+use tokio::sync::{OnceCell, mpsc, watch};
 use wharf_ci::Job;
 
 /// What an executor takes from its pipeline run.
@@ -67,6 +67,74 @@ impl Layout {
             value.as_bytes(),
         )
     }
+}
+
+impl Layout {
+    /// Write `script` into the job's temporary folder as `<name>.sh` (see [`Layout::write_tmp`]);
+    /// its file name.
+    pub(crate) fn write_script(&self, script: &ScriptRun<'_>) -> Result<String, JobFailure> {
+        let file_name = format!("{}.sh", script.name);
+        self.write_tmp(&file_name, script.text).map_err(|e| {
+            JobFailure::system(format!(
+                "writing {}: {e}",
+                self.tmp_dir.join(&file_name).display()
+            ))
+        })?;
+        Ok(file_name)
+    }
+}
+
+/// A piece (at most 16 KiB) of a script's output, and whether it came from stderr.
+pub(crate) struct OutputChunk {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) stderr: bool,
+}
+
+/// Chunks of a job's output waiting to be logged: at most 1 MiB held.
+const OUTPUT_CHUNKS_IN_FLIGHT: usize = 64;
+
+/// The child's stdout and stderr (taken from it) as one stream of chunks, ending when both close.
+/// Bounded: a job printing faster than the log is written waits for it (its pipe fills) instead
+/// of piling its output up in memory.
+pub(crate) fn output_of(child: &mut tokio::process::Child) -> mpsc::Receiver<OutputChunk> {
+    let (tx, rx) = mpsc::channel(OUTPUT_CHUNKS_IN_FLIGHT);
+    if let Some(out) = child.stdout.take() {
+        pump(out, tx.clone(), false);
+    }
+    if let Some(err) = child.stderr.take() {
+        pump(err, tx, true);
+    }
+    rx
+}
+
+/// Forward a pipe's bytes to the channel until EOF.
+fn pump<R>(mut reader: R, tx: mpsc::Sender<OutputChunk>, stderr: bool)
+where
+    R: tokio::io::AsyncRead + Unpin + Send + 'static,
+{
+    use tokio::io::AsyncReadExt;
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = reader.read(&mut buf).await {
+            let chunk = OutputChunk {
+                bytes: buf[..n].to_vec(),
+                stderr,
+            };
+            if n == 0 || tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// The failure of an image executor asked to run a job without `image:`.
+pub(crate) fn no_image(job: &Job, executor: &str) -> Stop {
+    JobFailure::configuration(format!(
+        "job `{}` ({}) has no `image:` but --executor {executor} was asked for",
+        job.name, job.span
+    ))
+    .with_hint("add `image: <name>` to the job or to `default:`, or use `--executor auto`")
+    .into()
 }
 
 /// One script to run: `step_script` (before_script + script) or `after_script`.

@@ -6,7 +6,7 @@
 
 use super::docker::user::{JobUser, UserSpec};
 use super::docker::{Access, requested_user, resolve_job_user, wharf_user};
-use super::{Executor, ExecutorContext, Layout, ScriptRun};
+use super::{Executor, ExecutorContext, Layout, ScriptRun, output_of};
 use crate::failure::{JobFailure, Stop};
 use crate::files::slug;
 use crate::log::JobLog;
@@ -14,7 +14,6 @@ use crate::script::{self, HandBack};
 use crate::vars::VarSet;
 use serde::Deserialize;
 use std::path::PathBuf;
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use wharf_ci::{Job, PullPolicy};
 use wharf_oci::{CredentialSources, Secret};
@@ -110,12 +109,7 @@ impl Executor for SandboxExecutor<'_> {
             log.info(why);
         }
         let Some(image_spec) = &job.image else {
-            return Err(JobFailure::configuration(format!(
-                "job `{}` ({}) has no `image:` but --executor sandbox was asked for",
-                job.name, job.span
-            ))
-            .with_hint("add `image: <name>` to the job or to `default:`, or use `--executor auto`")
-            .into());
+            return Err(super::no_image(job, "sandbox"));
         };
         if !job.services.is_empty() {
             return Err(JobFailure::configuration(format!(
@@ -269,13 +263,7 @@ impl Executor for SandboxExecutor<'_> {
             .into());
         };
         let layout = &self.layout;
-        let file_name = format!("{}.sh", script.name);
-        layout.write_tmp(&file_name, script.text).map_err(|e| {
-            JobFailure::system(format!(
-                "writing {}: {e}",
-                layout.tmp_dir.join(&file_name).display()
-            ))
-        })?;
+        let file_name = layout.write_script(&script)?;
         tokio::task::block_in_place(|| self.access.hand_over_script_folder(layout))?;
         // A fresh container per script, as Docker's executor makes: its own upper folder.
         let state = self.state_dir.join(script.name);
@@ -346,14 +334,7 @@ impl Executor for SandboxExecutor<'_> {
         let mut child = wharf_sandbox::spawn(&spec, &init)
             .await
             .map_err(|e| JobFailure::system(format!("sandbox for {}: {e}", prepared.image_name)))?;
-        let (tx, mut rx) = mpsc::channel::<Chunk>(64);
-        if let Some(out) = child.stdout.take() {
-            pump(out, tx.clone(), false);
-        }
-        if let Some(err) = child.stderr.take() {
-            pump(err, tx.clone(), true);
-        }
-        drop(tx);
+        let mut rx = output_of(&mut child);
         // The first stderr bytes, to tell a setup failure (exit 125 with its line) from a
         // script that exits 125.
         let mut stderr_start = Vec::new();
@@ -472,27 +453,4 @@ fn log_pull_event(event: wharf_image::PullEvent, log: &mut JobLog) {
         E::LayerDone { digest, .. } => log.info(&format!("Pulled layer {digest}")),
         E::LayerStart { .. } | E::LayerProgress { .. } | E::LayerPresent { .. } => {}
     }
-}
-
-struct Chunk {
-    bytes: Vec<u8>,
-    stderr: bool,
-}
-
-fn pump<R>(mut reader: R, tx: mpsc::Sender<Chunk>, stderr: bool)
-where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n) = reader.read(&mut buf).await {
-            let chunk = Chunk {
-                bytes: buf[..n].to_vec(),
-                stderr,
-            };
-            if n == 0 || tx.send(chunk).await.is_err() {
-                break;
-            }
-        }
-    });
 }

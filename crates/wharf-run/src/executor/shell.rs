@@ -1,13 +1,11 @@
 //! The shell executor: scripts run on this host, in the job's build folder, as wharf's user.
 
-use super::{Executor, ExecutorContext, Layout, ScriptRun};
+use super::{Executor, ExecutorContext, Layout, ScriptRun, output_of};
 use crate::failure::{JobFailure, Stop};
 use crate::log::JobLog;
 use crate::script::HandBack;
 use crate::vars::VarSet;
 use std::path::Path;
-use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
 use wharf_ci::Job;
 
 pub(crate) struct ShellExecutor {
@@ -76,11 +74,7 @@ impl Executor for ShellExecutor {
 
     async fn run_script(&mut self, script: ScriptRun<'_>, log: &mut JobLog) -> Result<i64, Stop> {
         let shell = self.shell;
-        let file_name = format!("{}.sh", script.name);
-        let path = self.layout.tmp_dir.join(&file_name);
-        self.layout
-            .write_tmp(&file_name, script.text)
-            .map_err(|e| JobFailure::system(format!("writing {}: {e}", path.display())))?;
+        let path = self.layout.tmp_dir.join(self.layout.write_script(&script)?);
         let mut cmd = tokio::process::Command::new(shell);
         cmd.arg(&path)
             .current_dir(&self.layout.build_dir)
@@ -93,21 +87,12 @@ impl Executor for ShellExecutor {
         let mut child = cmd
             .spawn()
             .map_err(|e| JobFailure::system(format!("cannot start {shell}: {e}")))?;
-        // Bounded: a job printing faster than the log is written waits for it (its pipe fills)
-        // instead of piling its output up in memory.
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUTPUT_CHUNKS_IN_FLIGHT);
-        if let Some(out) = child.stdout.take() {
-            pump(out, tx.clone());
-        }
-        if let Some(err) = child.stderr.take() {
-            pump(err, tx.clone());
-        }
-        drop(tx);
+        let mut rx = output_of(&mut child);
         let mut cancel = script.cancel.clone();
         loop {
             tokio::select! {
                 chunk = rx.recv() => match chunk {
-                    Some(c) => log.output(&c),
+                    Some(c) => log.output(&c.bytes),
                     None => break,
                 },
                 _ = cancel.changed() => {
@@ -127,24 +112,6 @@ impl Executor for ShellExecutor {
 
     async fn cleanup(&mut self) {}
 }
-
-/// Forward a pipe's bytes to the log channel until EOF.
-fn pump<R>(mut reader: R, tx: mpsc::Sender<Vec<u8>>)
-where
-    R: tokio::io::AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 16 * 1024];
-        while let Ok(n) = reader.read(&mut buf).await {
-            if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
-                break;
-            }
-        }
-    });
-}
-
-/// Chunks (of at most 16 KiB) of a job's output waiting to be logged: at most 1 MiB held.
-const OUTPUT_CHUNKS_IN_FLIGHT: usize = 64;
 
 fn kill_group(child: &tokio::process::Child) {
     if let Some(pid) = child
