@@ -39,6 +39,25 @@ pub fn flatten_layers(layers: &[Root], dest: &Root, as_root: bool) -> Result<(),
     Ok(())
 }
 
+/// What a higher layer replaces (or whites out) at `path`: a whole folder (and the modes kept
+/// for its folders), or one entry.
+fn remove_existing(
+    dest: &Root,
+    path: &Path,
+    existing: Option<&std::fs::Metadata>,
+    dir_meta: &mut HashMap<PathBuf, std::fs::Metadata>,
+) -> Result<(), UnpackError> {
+    match existing {
+        Some(m) if m.is_dir() => {
+            dest.remove_all(path)?;
+            dir_meta.retain(|p, _| !p.starts_with(path));
+        }
+        Some(_) => dest.remove_file(path)?,
+        None => {}
+    }
+    Ok(())
+}
+
 fn apply_dir(
     layer: &Root,
     dest: &Root,
@@ -53,14 +72,7 @@ fn apply_dir(
         let existing = dest.try_metadata(&path)?;
         if meta.file_type().is_char_device() && meta.rdev() == 0 {
             // A whiteout: what is below goes.
-            match existing {
-                Some(m) if m.is_dir() => {
-                    dest.remove_all(&path)?;
-                    dir_meta.retain(|p, _| !p.starts_with(&path));
-                }
-                Some(_) => dest.remove_file(&path)?,
-                None => {}
-            }
+            remove_existing(dest, &path, existing.as_ref(), dir_meta)?;
             continue;
         }
         if entry.kind == FileKind::Dir {
@@ -90,14 +102,7 @@ fn apply_dir(
             applied?;
             continue;
         }
-        match existing {
-            Some(m) if m.is_dir() => {
-                dest.remove_all(&path)?;
-                dir_meta.retain(|p, _| !p.starts_with(&path));
-            }
-            Some(_) => dest.remove_file(&path)?,
-            None => {}
-        }
+        remove_existing(dest, &path, existing.as_ref(), dir_meta)?;
         match entry.kind {
             FileKind::File => {
                 if let Some(first) = copied.get(&(meta.dev(), meta.ino())) {

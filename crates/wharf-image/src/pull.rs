@@ -356,15 +356,7 @@ async fn fetch_manifest(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let body = fetch
-        .response
-        .bytes()
-        .await
-        .map_err(|e| ImageError::Network {
-            image: client.image().to_owned(),
-            registry: client.registry().to_owned(),
-            detail: format!("{}: {}", fetch.url, wharf_oci::describe_http_error(&e)),
-        })?;
+    let body = read_body(client, fetch).await?;
     let digest = manifest::sha256_digest(&body);
     if let Some(expected) = expected
         && expected != digest
@@ -377,20 +369,29 @@ async fn fetch_manifest(
             actual: digest,
         });
     }
-    Ok((digest, body.to_vec(), content_type))
+    Ok((digest, body, content_type))
 }
 
-async fn fetch_small_blob(client: &RegistryClient, digest: &str) -> Result<Vec<u8>, ImageError> {
-    let fetch = client.get(&format!("blobs/{digest}"), &[]).await?;
-    let body = fetch
+/// A whole (small) response body; a broken transfer is a network error naming the URL.
+async fn read_body(
+    client: &RegistryClient,
+    fetch: crate::client::Fetch,
+) -> Result<Vec<u8>, ImageError> {
+    fetch
         .response
         .bytes()
         .await
+        .map(|b| b.to_vec())
         .map_err(|e| ImageError::Network {
             image: client.image().to_owned(),
             registry: client.registry().to_owned(),
             detail: format!("{}: {}", fetch.url, wharf_oci::describe_http_error(&e)),
-        })?;
+        })
+}
+
+async fn fetch_small_blob(client: &RegistryClient, digest: &str) -> Result<Vec<u8>, ImageError> {
+    let fetch = client.get(&format!("blobs/{digest}"), &[]).await?;
+    let body = read_body(client, fetch).await?;
     let actual = manifest::sha256_digest(&body);
     if actual != digest {
         return Err(ImageError::DigestMismatch {
@@ -401,7 +402,7 @@ async fn fetch_small_blob(client: &RegistryClient, digest: &str) -> Result<Vec<u
             actual,
         });
     }
-    Ok(body.to_vec())
+    Ok(body)
 }
 
 /// One layer unpacked into a temporary folder, not yet published.

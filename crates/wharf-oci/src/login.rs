@@ -463,32 +463,45 @@ async fn fetch_token(
             });
         }
     }
-    #[derive(serde::Deserialize)]
-    struct TokenResponse {
-        token: Option<String>,
-        access_token: Option<String>,
-        refresh_token: Option<String>,
-    }
-    let parsed: TokenResponse =
-        serde_json::from_str(&body).map_err(|e| LoginError::TokenResponse {
-            url: token_url.clone(),
+    let parsed = TokenResponse::parse(&body, &token_url)?;
+    parsed.token(&token_url)?;
+    Ok(parsed.refresh_token.filter(|t| !t.is_empty()).map(Secret))
+}
+
+/// A token server's answer (distribution's token spec: `token` or its OAuth2 alias
+/// `access_token`, and a `refresh_token` when one was asked for).
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    refresh_token: Option<String>,
+}
+
+impl TokenResponse {
+    fn parse(body: &str, token_url: &str) -> Result<Self, LoginError> {
+        serde_json::from_str(body).map_err(|e| LoginError::TokenResponse {
+            url: token_url.to_owned(),
             detail: format!(
                 "not the expected JSON (line {} column {})",
                 e.line(),
                 e.column()
             ),
-        })?;
-    let has_token = [&parsed.token, &parsed.access_token]
-        .into_iter()
-        .flatten()
-        .any(|t| !t.is_empty());
-    if !has_token {
-        return Err(LoginError::TokenResponse {
-            url: token_url,
-            detail: "no `token` or `access_token` in it".into(),
-        });
+        })
     }
-    Ok(parsed.refresh_token.filter(|t| !t.is_empty()).map(Secret))
+
+    /// The token: `token`, else `access_token` (an empty one counts as missing).
+    fn token(&self, token_url: &str) -> Result<Secret, LoginError> {
+        [&self.token, &self.access_token]
+            .into_iter()
+            .flatten()
+            .find(|t| !t.is_empty())
+            .cloned()
+            .map(Secret)
+            .ok_or_else(|| LoginError::TokenResponse {
+                url: token_url.to_owned(),
+                detail: "no `token` or `access_token` in it".into(),
+            })
+    }
 }
 
 /// The token server URL of a Bearer challenge, checked: https, or plain http only to a loopback
@@ -650,29 +663,7 @@ pub async fn bearer_token(
             });
         }
     }
-    #[derive(serde::Deserialize)]
-    struct TokenResponse {
-        token: Option<String>,
-        access_token: Option<String>,
-    }
-    let parsed: TokenResponse =
-        serde_json::from_str(&body).map_err(|e| LoginError::TokenResponse {
-            url: token_url.clone(),
-            detail: format!(
-                "not the expected JSON (line {} column {})",
-                e.line(),
-                e.column()
-            ),
-        })?;
-    [parsed.token, parsed.access_token]
-        .into_iter()
-        .flatten()
-        .find(|t| !t.is_empty())
-        .map(Secret)
-        .ok_or_else(|| LoginError::TokenResponse {
-            url: token_url,
-            detail: "no `token` or `access_token` in it".into(),
-        })
+    TokenResponse::parse(&body, &token_url)?.token(&token_url)
 }
 
 /// reqwest's error with its causes (connection refused, certificate not trusted, ...), without
