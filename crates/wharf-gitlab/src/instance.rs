@@ -12,6 +12,11 @@ use std::sync::{Mutex, OnceLock};
 use url::Url;
 use wharf_ci::{External, FetchFailure, Fetched};
 
+/// Items asked for per page of an API list (GitLab's maximum).
+const LIST_PAGE_SIZE: usize = 100;
+/// Pages read at most for one list (10,000 tags or releases).
+const MAX_LIST_PAGES: usize = 100;
+
 /// Where GitLab keeps its CI templates; nested ones (`Jobs/Build.gitlab-ci.yml`) are read from
 /// here because the templates API serves only top-level names.
 const TEMPLATES_PROJECT: &str = "gitlab-org/gitlab";
@@ -387,26 +392,37 @@ impl Instance {
 
     fn tags(&self, project: &str) -> Result<Vec<String>, Error> {
         self.names(
-            &format!("projects/{}/repository/tags?per_page=100", encode(project)),
+            &format!("projects/{}/repository/tags", encode(project)),
             "name",
         )
     }
 
     fn release_tags(&self, project: &str) -> Result<Vec<String>, Error> {
         self.names(
-            &format!("projects/{}/releases?per_page=100", encode(project)),
+            &format!("projects/{}/releases", encode(project)),
             "tag_name",
         )
     }
 
-    /// The `field` of each object of an API list (tags, releases).
+    /// The `field` of each object of an API list (tags, releases), page after page (GitLab's
+    /// lists are paginated: a page shorter than asked for is the last).
     fn names(&self, path: &str, field: &str) -> Result<Vec<String>, Error> {
-        let items: Vec<serde_json::Map<String, serde_json::Value>> =
-            self.http()?.get_json(&self.api(path))?;
-        Ok(items
-            .iter()
-            .filter_map(|item| item.get(field)?.as_str().map(str::to_string))
-            .collect())
+        let mut names = Vec::new();
+        for page in 1..=MAX_LIST_PAGES {
+            let items: Vec<serde_json::Map<String, serde_json::Value>> = self
+                .http()?
+                .get_json(&self.api(&format!("{path}?per_page={LIST_PAGE_SIZE}&page={page}")))?;
+            let last = items.len() < LIST_PAGE_SIZE;
+            names.extend(
+                items
+                    .iter()
+                    .filter_map(|item| item.get(field)?.as_str().map(str::to_string)),
+            );
+            if last {
+                break;
+            }
+        }
+        Ok(names)
     }
 
     fn component(&self, address: &str) -> Result<Fetched, Error> {

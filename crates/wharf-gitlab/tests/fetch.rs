@@ -459,3 +459,38 @@ fn a_file_over_the_size_limit_and_a_bad_template_name_are_refused() {
     );
     assert_eq!(server.count("Bash"), 0);
 }
+
+/// GitLab's lists are paginated (at most 100 a page): a component's versions are read page
+/// after page, so `~latest` and partial versions see every tag.
+#[test]
+fn component_versions_come_from_every_page_of_the_tags() {
+    let root = tempfile::tempdir().unwrap();
+    let project = root.path().join(HOST).join("group/many");
+    let mut refs = serde_json::Map::new();
+    for minor in 0..130 {
+        let tag = format!("1.{minor}.0");
+        let file = project.join(&tag).join("templates/lint.yml");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, format!("lint-{tag}:\n  script: [x]\n")).unwrap();
+        refs.insert(tag, "tag".into());
+    }
+    std::fs::write(
+        project.join("refs.json"),
+        serde_json::json!({"default_branch": "1.0.0", "refs": refs}).to_string(),
+    )
+    .unwrap();
+    let server = GitLab::start(root.path()).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let instance = Instance::new(settings(&server, cache.path())).unwrap();
+    for version in ["~latest", "1"] {
+        assert_eq!(
+            fetch_name(
+                &instance,
+                &component(&format!("gitlab.test/group/many/lint@{version}"))
+            ),
+            "gitlab.test/group/many/lint@1.129.0",
+            "{version}"
+        );
+    }
+    assert!(server.count("page=2") >= 1, "the second page was read");
+}

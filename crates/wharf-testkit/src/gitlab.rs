@@ -566,14 +566,20 @@ impl Shared {
             ),
             "repository/tags" => json(
                 StatusCode::OK,
-                tags()
-                    .iter()
-                    .map(|t| serde_json::json!({"name": t, "commit": {"id": GitLab::commit_id(host, &project.path, t)}}))
-                    .collect(),
+                page_of(
+                    tags()
+                        .iter()
+                        .map(|t| serde_json::json!({"name": t, "commit": {"id": GitLab::commit_id(host, &project.path, t)}}))
+                        .collect(),
+                    &query,
+                ),
             ),
             "releases" => json(
                 StatusCode::OK,
-                project.refs.releases.iter().map(|t| serde_json::json!({"tag_name": t})).collect(),
+                page_of(
+                    project.refs.releases.iter().map(|t| serde_json::json!({"tag_name": t})).collect(),
+                    &query,
+                ),
             ),
             _ => {
                 if let Some(tag) = tail.strip_prefix("repository/tags/") {
@@ -817,4 +823,26 @@ fn run_git(
         .env("GIT_AUTHOR_DATE", "2025-01-01T00:00:00Z")
         .env("GIT_COMMITTER_DATE", "2025-01-01T00:00:00Z");
     crate::error::command_output(&mut command, || format!("git {}", args.join(" ")))
+}
+
+/// One page of an API list, as GitLab paginates (`per_page` default 20, at most 100; `page`
+/// from 1).
+fn page_of(items: Vec<serde_json::Value>, query: &BTreeMap<String, String>) -> serde_json::Value {
+    let per_page = query
+        .get("per_page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(20)
+        .clamp(1, 100);
+    let page = query
+        .get("page")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
+        .max(1);
+    serde_json::Value::Array(
+        items
+            .into_iter()
+            .skip((page - 1) * per_page)
+            .take(per_page)
+            .collect(),
+    )
 }
