@@ -319,7 +319,17 @@ struct Opened {
 
 /// Read the flags' variables and load the pipeline; `Err(code)` when it does not load (the
 /// diagnostics are printed).
-fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
+/// What loading a pipeline takes, read once from the arguments for every command.
+struct Loading {
+    project_dir: PathBuf,
+    loader: Arc<ProjectLoader>,
+    options: wharf_ci::LoadOptions,
+    cli_variables: Vec<(String, String)>,
+    file_variables: Vec<FileVariable>,
+    limits: wharf_ci::Limits,
+}
+
+fn loading(args: &PipelineArgs) -> Result<Loading> {
     let project_dir = std::fs::canonicalize(&args.directory)
         .with_context(|| format!("project folder {}", args.directory.display()))?;
     let cli_variables = args
@@ -351,6 +361,25 @@ fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
         &cli_variables,
     );
     options.limits = limits.clone();
+    Ok(Loading {
+        project_dir,
+        loader,
+        options,
+        cli_variables,
+        file_variables,
+        limits,
+    })
+}
+
+fn open(args: &PipelineArgs) -> Result<Result<Opened, ExitCode>> {
+    let Loading {
+        project_dir,
+        loader,
+        options,
+        cli_variables,
+        file_variables,
+        limits,
+    } = loading(args)?;
     let loaded = match wharf_ci::load_pipeline_with(&args.file, loader.as_ref(), &options) {
         Ok(l) => l,
         Err(diags) => {
@@ -621,30 +650,11 @@ fn lint(lint: LintArgs) -> Result<ExitCode> {
 }
 
 fn config(args: PipelineArgs) -> Result<ExitCode> {
-    let project_dir = std::fs::canonicalize(&args.directory)
-        .with_context(|| format!("project folder {}", args.directory.display()))?;
-    let limits = args.limits.limits()?;
-    let loader = ProjectLoader {
-        root: project_dir.clone(),
-        network: args.includes.network(limits.max_yaml_bytes)?,
-    };
-    let mut cli = Vec::new();
-    for kv in &args.variables {
-        if let Some((k, v)) = kv.split_once('=') {
-            cli.push((k.to_string(), v.to_string()));
-        }
-    }
-    let mut file = Vec::new();
-    for path in &args.variables_files {
-        file.extend(read_variables_file(path)?);
-    }
-    let mut options = wharf_run::load_options(
-        wharf_run::predefined::for_loading(&project_dir),
-        &file,
-        &cli,
-    );
-    options.limits = limits;
-    match wharf_ci::merged_yaml_with_warnings(&args.file, &loader, &options) {
+    // The same variables, checks and loader as every other command.
+    let Loading {
+        loader, options, ..
+    } = loading(&args)?;
+    match wharf_ci::merged_yaml_with_warnings(&args.file, loader.as_ref(), &options) {
         Ok((yaml, warnings)) => {
             print_warnings(&warnings, &loader);
             print!("{yaml}");

@@ -520,6 +520,26 @@ fn list_and_config_say_where_each_job_came_from() {
         .assert_contains("# from ci/b.yml, included by .gitlab-ci.yml -> ci/a.yml\nfrom_b:");
 }
 
+/// `wharf config` reads variables like every other command: a bad name is refused (without
+/// its value), and a good one reaches the load (`include` rules see it).
+#[test]
+fn config_checks_and_uses_variables_like_the_other_commands() {
+    let p = Project::new(&[
+        (
+            ".gitlab-ci.yml",
+            "include:\n  - local: extra.yml\n    rules:\n      - if: $WITH_EXTRA\nmain:\n  script: [x]\n",
+        ),
+        ("extra.yml", "extra:\n  script: [y]\n"),
+    ]);
+    let run = p.run(&["config", "--variable", "BAD-NAME=s3cr3t"]);
+    run.assert_code(2)
+        .assert_contains("--variable BAD-NAME=...");
+    assert!(!run.all().contains("s3cr3t"));
+    p.run(&["config", "--variable", "WITH_EXTRA=1"])
+        .assert_code(0)
+        .assert_contains("extra:");
+}
+
 #[test]
 fn lint_reports_every_problem_or_says_valid() {
     let p = Project::new(&[(".gitlab-ci.yml", "a:\n  script: [x]\nb:\n  script: [y]\n")]);
