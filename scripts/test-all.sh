@@ -40,3 +40,9 @@ fi
 
 echo "== cargo test (all tiers)"
 cargo test --workspace --all-targets --no-fail-fast -- --include-ignored
+
+# README's first command, end to end (with the debug build the tests just made, to spare a
+# release build): the seed pipeline in its image from a local access-controlled registry, with no
+# Docker daemon involved.
+echo "== examples/seed-in-image.sh"
+WHARF="$PWD/target/debug/wharf" DOCKER_HOST=unix:///nonexistent ./examples/seed-in-image.sh

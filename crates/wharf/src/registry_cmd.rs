@@ -44,6 +44,20 @@ enum RegistryCommand {
     /// The file is rewritten atomically with mode 0600, other lines kept as they are. A running
     /// server notices the change by itself.
     User(UserArgs),
+    /// Import an OCI image layout (a folder with `index.json` and `blobs/`, as `skopeo copy
+    /// oci:` or `docker buildx --output type=oci` write) into the registry's storage as NAME:TAG,
+    /// without a running server or a push client. Digests are checked.
+    Import(ImportArgs),
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    target: GcTarget,
+    /// The OCI image layout folder.
+    layout: PathBuf,
+    /// Where it goes: `repository/name:tag`.
+    name: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -164,6 +178,7 @@ pub async fn run(args: RegistryArgs) -> Result<ExitCode> {
         RegistryCommand::Serve(a) => serve(a).await,
         RegistryCommand::Gc(a) => gc(a).await,
         RegistryCommand::User(a) => user(a),
+        RegistryCommand::Import(a) => import(a).await,
     }
 }
 
@@ -300,6 +315,84 @@ async fn gc(args: GcArgs) -> Result<ExitCode> {
         report.uploads_removed,
         report.temporary_files_removed,
         report.blobs_kept
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn import(args: ImportArgs) -> Result<ExitCode> {
+    use wharf_registry::names::{Reference, RepoName};
+    let (mut config, _) = load_config(args.target.config.as_deref())?;
+    if let Some(root) = args.target.root {
+        config.root = absolute(root)?;
+    } else if args.target.config.is_none() {
+        bail!("say which registry: --root DIR or --config FILE");
+    }
+    let (repo, tag) = args
+        .name
+        .rsplit_once(':')
+        .filter(|(r, _)| !r.is_empty())
+        .with_context(|| format!("`{}`: give the name as repository:tag", args.name))?;
+    let repo = RepoName::parse(repo).with_context(|| format!("repository `{repo}`"))?;
+    let reference = Reference::parse(tag).with_context(|| format!("tag `{tag}`"))?;
+    let layout = &args.layout;
+    let blob = |digest: &str| -> Result<Vec<u8>> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .with_context(|| format!("{}: unsupported digest `{digest}`", layout.display()))?;
+        let path = layout.join("blobs/sha256").join(hex);
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let index_path = layout.join("index.json");
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&index_path).with_context(|| format!("reading {}", index_path.display()))?,
+    )
+    .with_context(|| format!("{}: not JSON", index_path.display()))?;
+    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+    let [entry] = manifests.as_slice() else {
+        bail!(
+            "{}: expected one manifest, found {}",
+            index_path.display(),
+            manifests.len()
+        );
+    };
+    let manifest_digest = entry["digest"].as_str().unwrap_or_default();
+    let manifest = blob(manifest_digest)?;
+    let doc: serde_json::Value = serde_json::from_slice(&manifest)
+        .with_context(|| format!("manifest {manifest_digest}: not JSON"))?;
+    let storage = wharf_registry::storage::fs::FsStorage::open(&config.root)
+        .with_context(|| format!("registry storage {}", config.root.display()))?;
+    let registry = wharf_registry::services::Registry::new(
+        std::sync::Arc::new(storage),
+        wharf_registry::services::Limits::default(),
+    );
+    let mut wanted: Vec<String> = doc["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| l["digest"].as_str().map(str::to_string))
+        .collect();
+    wanted.extend(doc["config"]["digest"].as_str().map(str::to_string));
+    for digest in &wanted {
+        let stored = registry.import_blob(&repo, blob(digest)?.into()).await?;
+        if stored.to_string() != *digest {
+            bail!("{}: blob {digest} has digest {stored}", layout.display());
+        }
+    }
+    let media_type = doc["mediaType"]
+        .as_str()
+        .or(entry["mediaType"].as_str())
+        .map(str::to_string);
+    let pushed = registry
+        .put_manifest(&repo, &reference, media_type.as_deref(), manifest.into())
+        .await?;
+    println!(
+        "{}: imported {} as {}:{tag} ({} blobs, manifest {})",
+        config.root.display(),
+        layout.display(),
+        repo,
+        wanted.len(),
+        pushed.digest
     );
     Ok(ExitCode::SUCCESS)
 }

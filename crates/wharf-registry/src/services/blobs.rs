@@ -121,3 +121,20 @@ impl Registry {
         Ok(out)
     }
 }
+
+impl Registry {
+    /// Store `data` as a blob of `repo` without an upload session (an offline import, e.g. of an
+    /// OCI layout): its digest, computed here.
+    pub async fn import_blob(
+        &self,
+        repo: &RepoName,
+        data: bytes::Bytes,
+    ) -> Result<Digest, RegistryError> {
+        let digest = Digest::of(&data);
+        if self.storage.blob_info(&digest).await?.is_none() {
+            self.storage.blob_put(&digest, data).await?;
+        }
+        self.link_blob(repo, &digest).await?;
+        Ok(digest)
+    }
+}
