@@ -373,11 +373,18 @@ async fn import(args: ImportArgs) -> Result<ExitCode> {
         .filter_map(|l| l["digest"].as_str().map(str::to_string))
         .collect();
     wanted.extend(doc["config"]["digest"].as_str().map(str::to_string));
+    // Every blob is read and checked before anything is written: a bad layout imports nothing.
+    let mut blobs = Vec::new();
     for digest in &wanted {
-        let stored = registry.import_blob(&repo, blob(digest)?.into()).await?;
-        if stored.to_string() != *digest {
-            bail!("{}: blob {digest} has digest {stored}", layout.display());
+        let data = blob(digest)?;
+        let actual = wharf_registry::names::Digest::of(&data);
+        if actual.to_string() != *digest {
+            bail!("{}: blob {digest} has digest {actual}", layout.display());
         }
+        blobs.push(data);
+    }
+    for data in blobs {
+        registry.import_blob(&repo, data.into()).await?;
     }
     let media_type = doc["mediaType"]
         .as_str()

@@ -115,3 +115,61 @@ fn pull_from_wharf_registry_with_basic_auth() {
 fn pull_from_wharf_registry_with_token_auth() {
     pull_cycle("token");
 }
+
+/// `wharf registry import` puts an OCI layout into a registry's storage (here while the server
+/// runs, as an air-gapped seeding would before it starts): the image then pulls with
+/// credentials; a layout whose blob does not match its digest is refused and imports nothing.
+#[test]
+fn an_imported_oci_layout_is_served_and_a_corrupt_one_is_refused() {
+    let served = Served::start("basic");
+    let layout_dir = tempfile::tempdir().unwrap();
+    let layout = unique_seed_layout(layout_dir.path());
+    let import = |name: &str| {
+        Run::from(
+            wharf()
+                .args(["registry", "import", "--root"])
+                .arg(served.root())
+                .arg(&layout.path)
+                .arg(name)
+                .output()
+                .unwrap(),
+        )
+    };
+    import("team/imported:1")
+        .assert_code(0)
+        .assert_contains("imported")
+        .assert_contains(&layout.manifest_digest);
+    let home = tempfile::tempdir().unwrap();
+    let image = format!("{}/team/imported:1", served.host());
+    pull(
+        home.path(),
+        &image,
+        Some(&auth_config(&served.host(), USER, PASS)),
+    )
+    .assert_code(0)
+    .assert_contains(&format!("Pulled {image}"));
+
+    // Corrupt the (gzip) layer blob: its content no longer has the digest the manifest names.
+    let blobs = layout.path.join("blobs/sha256");
+    let biggest = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&biggest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&biggest, bytes).unwrap();
+    import("team/corrupt:1")
+        .assert_code(2)
+        .assert_contains("has digest");
+    let home = tempfile::tempdir().unwrap();
+    let corrupt = format!("{}/team/corrupt:1", served.host());
+    pull(
+        home.path(),
+        &corrupt,
+        Some(&auth_config(&served.host(), USER, PASS)),
+    )
+    .assert_code(2)
+    .assert_contains("not found");
+}

@@ -99,6 +99,11 @@ impl Served {
         }
     }
 
+    /// The storage folder the server serves.
+    pub(crate) fn root(&self) -> std::path::PathBuf {
+        self.dir.path().join("root")
+    }
+
     pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
