@@ -95,13 +95,25 @@ D24="seq 24 | xargs -P4 -I{} docker run --rm $REG_IMAGE sh -c 'echo hello; ls'"
 hyperfine --warmup 1 --runs "$((RUNS / 4 + 2))" --export-json "$RESULTS/sandbox-24x4.json" \
   -n "wharf (sandbox) 24 at -P4" "$S24" -n "docker run 24 at -P4" "$D24" | tee -a "$OUT"
 
-# Rootless: the same one-job pipeline as nobody (its own store and project copy).
+# Rootless: the same one-job pipeline as an unprivileged user, beside rootless podman (runc, host
+# network as the sandbox uses; Debian's crun cannot start containers on this machine's hybrid
+# cgroups). BENCH_USER (default wharfbench) is created with a subordinate id range if missing
+# (podman needs one; wharf does not); needs podman and uidmap.
+BENCH_USER="${BENCH_USER:-wharfbench}"
+id "$BENCH_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$BENCH_USER"
+grep -q "^$BENCH_USER:" /etc/subuid || echo "$BENCH_USER:300000:65536" >>/etc/subuid
+grep -q "^$BENCH_USER:" /etc/subgid || echo "$BENCH_USER:300000:65536" >>/etc/subgid
+UHOME="$(getent passwd "$BENCH_USER" | cut -d: -f6)"
 RP="$WORK/rootless"
 cp -r "$P" "$RP"
-mkdir -p "$WORK/home-nobody"
-chown -R 65534:65534 "$RP" "$WORK/home-nobody"
+chown -R "$BENCH_USER:" "$RP"
 cp "$WHARF" "$WORK/wharf" && chmod 755 "$WORK/wharf"
-NB="setpriv --reuid=65534 --regid=65534 --clear-groups env HOME=$WORK/home-nobody WHARF_HOME=$WORK/home-nobody DOCKER_HOST=unix:///nonexistent"
-$NB "$WORK/wharf" run -C "$RP" --executor sandbox --pull-policy always >/dev/null
+AS=(setpriv --reuid="$BENCH_USER" --regid="$(id -g "$BENCH_USER")" --init-groups env HOME="$UHOME" WHARF_HOME="$UHOME/.wharf-bench" DOCKER_HOST=unix:///nonexistent)
+"${AS[@]}" "$WORK/wharf" run -C "$RP" --executor sandbox --pull-policy always >/dev/null
+docker save "$IMAGE" -o "$WORK/image.tar" && chmod 644 "$WORK/image.tar"
+chmod 755 "$WORK"
+su - "$BENCH_USER" -c "podman load -q -i $WORK/image.tar" >/dev/null
+PODMAN="su - $BENCH_USER -c \"podman --runtime runc run --rm --network host $IMAGE sh -c 'echo hello; ls'\""
 hyperfine --warmup 2 --runs "$RUNS" --export-json "$RESULTS/sandbox-rootless.json" \
-  -n "wharf (sandbox, rootless)" "$NB $WORK/wharf run -C $RP --executor sandbox --pull-policy never" | tee -a "$OUT"
+  -n "wharf (sandbox, rootless)" "${AS[*]} $WORK/wharf run -C $RP --executor sandbox --pull-policy never" \
+  -n "podman run --rm (rootless, runc)" "$PODMAN" | tee -a "$OUT"
