@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 # iproute2: the sandbox brings up loopback in a job's network namespace; util-linux (setpriv) is essential.
-for pkg in docker.io docker-registry skopeo podman busybox-static apache2-utils python3 golang-go git curl ca-certificates iproute2; do
+for pkg in docker.io docker-registry skopeo podman busybox-static apache2-utils python3 golang-go git curl ca-certificates iproute2 uidmap; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

@@ -62,12 +62,55 @@ fn read_spec() -> Result<Spec, Setup> {
 
 /// Stage 1: user namespace (when asked), then mount/pid/uts/ipc(/net); start PID 1.
 fn enter_namespaces(spec: Spec) -> Result<i32, Setup> {
-    if let IdMapping::SingleId { uid, gid } = spec.ids {
-        unshare(CloneFlags::CLONE_NEWUSER).map_err(setup("entering a user namespace"))?;
-        // An unprivileged process may map only its own ids, and only with setgroups denied.
-        write_proc("/proc/self/setgroups", "deny")?;
-        write_proc("/proc/self/uid_map", &format!("0 {uid} 1"))?;
-        write_proc("/proc/self/gid_map", &format!("0 {gid} 1"))?;
+    match spec.ids {
+        IdMapping::Host => {}
+        IdMapping::SingleId { uid, gid } => {
+            unshare(CloneFlags::CLONE_NEWUSER).map_err(setup("entering a user namespace"))?;
+            // An unprivileged process may map only its own ids, and only with setgroups denied.
+            write_proc("/proc/self/setgroups", "deny")?;
+            write_proc("/proc/self/uid_map", &format!("0 {uid} 1"))?;
+            write_proc("/proc/self/gid_map", &format!("0 {gid} 1"))?;
+        }
+        IdMapping::Subordinate {
+            uid,
+            gid,
+            uid_start,
+            gid_start,
+            count,
+        } => {
+            // The setuid newuidmap/newgidmap must run outside the new namespace: a helper is
+            // started before it exists and maps this process once told it has entered it.
+            let me = std::process::id().to_string();
+            let mut mapper = Command::new("/bin/sh")
+                .args([
+                    "-c",
+                    "read _ && newuidmap \"$1\" 0 \"$2\" 1 1 \"$3\" \"$4\" && newgidmap \"$1\" 0 \"$5\" 1 1 \"$6\" \"$4\"",
+                    "sh",
+                    &me,
+                    &uid.to_string(),
+                    &uid_start.to_string(),
+                    &count.to_string(),
+                    &gid.to_string(),
+                    &gid_start.to_string(),
+                ])
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .spawn()
+                .map_err(setup("starting newuidmap (install the uidmap package)"))?;
+            unshare(CloneFlags::CLONE_NEWUSER).map_err(setup("entering a user namespace"))?;
+            if let Some(mut go) = mapper.stdin.take() {
+                go.write_all(b"\n")
+                    .map_err(setup("telling newuidmap to map the ids"))?;
+            }
+            let status = mapper.wait().map_err(setup("waiting for newuidmap"))?;
+            if !status.success() {
+                return Err(Setup(format!(
+                    "newuidmap/newgidmap could not map {uid_start}..+{count} ({status}): check /etc/subuid and /etc/subgid"
+                )));
+            }
+        }
     }
     if spec.network == Network::Loopback {
         // Before the pid namespace: its first child becomes its PID 1, and `ip` exiting would
@@ -406,9 +449,9 @@ fn run(spec: &Spec) -> Result<i32, Setup> {
         .current_dir(&spec.cwd)
         .stdin(Stdio::null());
     if let Some((uid, gid)) = spec.user {
-        if matches!(spec.ids, IdMapping::SingleId { .. }) && (uid, gid) != (0, 0) {
+        if !spec.ids.maps(uid, gid) {
             return Err(Setup(format!(
-                "cannot run as {uid}:{gid}: this sandbox maps only root (no subordinate ids)"
+                "cannot run as {uid}:{gid}: this sandbox's user namespace does not map it"
             )));
         }
         command.uid(uid).gid(gid);

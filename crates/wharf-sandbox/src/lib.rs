@@ -109,6 +109,33 @@ pub enum IdMapping {
     /// A user namespace where root is the calling user and no other id exists: files the image
     /// owns by other users show as `nobody`, and the command runs as root inside.
     SingleId { uid: u32, gid: u32 },
+    /// A user namespace where root is the calling user and ids 1..=count are the user's
+    /// subordinate range (`/etc/subuid`, `/etc/subgid`), mapped by the setuid `newuidmap` and
+    /// `newgidmap`: the command may run as an image's non-root user.
+    Subordinate {
+        uid: u32,
+        gid: u32,
+        /// First host id of the ranges, and how many ids each has.
+        uid_start: u32,
+        gid_start: u32,
+        count: u32,
+    },
+}
+
+impl IdMapping {
+    /// Whether the sandbox has a user namespace.
+    pub fn in_user_namespace(self) -> bool {
+        self != IdMapping::Host
+    }
+
+    /// Whether `uid:gid` exists inside the sandbox.
+    pub fn maps(self, uid: u32, gid: u32) -> bool {
+        match self {
+            IdMapping::Host => true,
+            IdMapping::SingleId { .. } => (uid, gid) == (0, 0),
+            IdMapping::Subordinate { count, .. } => uid <= count && gid <= count,
+        }
+    }
 }
 
 /// The network the command sees.

@@ -59,12 +59,53 @@ pub fn caller_ids() -> (u32, u32) {
     )
 }
 
-/// The id mapping a sandbox started by this process uses: none as root, else the caller alone.
+/// The id mapping a sandbox started by this process uses: none as root; else the caller and
+/// their subordinate ids when `/etc/subuid` and `/etc/subgid` give them a range and `newuidmap`
+/// and `newgidmap` are installed; else the caller alone.
 pub fn id_mapping() -> IdMapping {
     match caller_ids() {
         (0, _) => IdMapping::Host,
-        (uid, gid) => IdMapping::SingleId { uid, gid },
+        (uid, gid) => match subordinate_ranges(uid) {
+            Some((uid_start, gid_start, count)) => IdMapping::Subordinate {
+                uid,
+                gid,
+                uid_start,
+                gid_start,
+                count,
+            },
+            None => IdMapping::SingleId { uid, gid },
+        },
     }
+}
+
+/// `(first subordinate uid, first subordinate gid, ids in both)` for `uid`, when usable.
+fn subordinate_ranges(uid: u32) -> Option<(u32, u32, u32)> {
+    let tools = ["/usr/bin/newuidmap", "/usr/bin/newgidmap"]
+        .iter()
+        .all(|p| Path::new(p).exists());
+    if !tools {
+        return None;
+    }
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name);
+    let range = |file: &str| -> Option<(u32, u32)> {
+        std::fs::read_to_string(file)
+            .ok()?
+            .lines()
+            .find_map(|line| {
+                let mut f = line.split(':');
+                let who = f.next()?;
+                let start = f.next()?.trim().parse().ok()?;
+                let count = f.next()?.trim().parse().ok()?;
+                (Some(who) == name.as_deref() || who == uid.to_string()).then_some((start, count))
+            })
+    };
+    let (uid_start, uid_count) = range("/etc/subuid")?;
+    let (gid_start, gid_count) = range("/etc/subgid")?;
+    let count = uid_count.min(gid_count);
+    (count > 0).then_some((uid_start, gid_start, count))
 }
 
 /// The kernel's switches for user namespaces.
@@ -118,29 +159,22 @@ pub fn subordinate_ids() -> Finding {
         .flatten()
         .map(|u| u.name)
         .unwrap_or_else(|| uid.to_string());
-    let has_range = std::fs::read_to_string("/etc/subuid").is_ok_and(|t| {
-        t.lines().any(|l| {
-            l.split(':')
-                .next()
-                .is_some_and(|n| n == user || n == uid.to_string())
-        })
-    });
-    let tools = ["/usr/bin/newuidmap", "/usr/bin/newgidmap"]
-        .iter()
-        .all(|p| Path::new(p).exists());
-    let detail = format!(
-        "{} for {user} in /etc/subuid; newuidmap/newgidmap {}; wharf maps only {user} for now (ownership squashed)",
-        if has_range { "a range" } else { "no range" },
-        if tools { "installed" } else { "missing" }
-    );
-    Finding::problem(
-        CHECK,
-        Verdict::Warn,
-        detail,
-        format!(
-            "sudo apt install uidmap && sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"
+    match subordinate_ranges(uid) {
+        Some((start, _, count)) => Finding::ok(
+            CHECK,
+            format!("{user} has {start}..+{count}: images may run as their own non-root users"),
         ),
-    )
+        None => Finding::problem(
+            CHECK,
+            Verdict::Warn,
+            format!(
+                "no range for {user} in /etc/subuid and /etc/subgid, or newuidmap/newgidmap missing: the sandbox maps only {user}, so files of other owners show as nobody and images whose user is not root are refused"
+            ),
+            format!(
+                "sudo apt install uidmap && sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {user}"
+            ),
+        ),
+    }
 }
 
 /// cgroup version and whether this process may create child groups (for `memory`/`pids`).
@@ -309,6 +343,14 @@ pub async fn sandbox_runs(init_exe: &Path, scratch: &Path) -> Finding {
                 IdMapping::SingleId { uid, .. } => {
                     format!("rootless, in a user namespace mapping uid {uid} to root")
                 }
+                IdMapping::Subordinate {
+                    uid,
+                    uid_start,
+                    count,
+                    ..
+                } => format!(
+                    "rootless, in a user namespace mapping uid {uid} to root and {uid_start}..+{count} to 1..{count}"
+                ),
             };
             Finding::ok(CHECK, format!("a test sandbox ran ({how})"))
         }

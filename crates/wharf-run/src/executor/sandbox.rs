@@ -86,6 +86,14 @@ impl<'a> SandboxExecutor<'a> {
         }
     }
 
+    /// The job's folders as the job sees them.
+    fn job_dirs(&self) -> Vec<String> {
+        vec![
+            self.layout.project_dir_in_job.clone(),
+            self.layout.tmp_dir_in_job.clone(),
+        ]
+    }
+
     fn sources(&self, vars: &VarSet) -> CredentialSources {
         let env = &self.context.opts.env;
         CredentialSources {
@@ -205,28 +213,23 @@ impl Executor for SandboxExecutor<'_> {
             )?
         };
         let ids = wharf_sandbox::probe::id_mapping();
-        if ids != IdMapping::Host && user != JobUser::ROOT {
+        if !ids.maps(user.uid, user.gid) {
             return Err(JobFailure::configuration(format!(
-                "image {image_name} runs as {user}, and a sandbox started without root maps only root (wharf's own user)"
+                "image {image_name} runs as {user}, and a sandbox started without root maps only root (wharf's own user): this user has no subordinate ids"
             ))
-            .with_hint("run wharf as root, or `image: docker: user: \"0\"`, or use `--executor docker`")
+            .with_hint("give the user a range (`wharf doctor` says how), run wharf as root, set `image: docker: user: \"0\"`, or use `--executor docker`")
             .into());
         }
-        // Root inside a user namespace is wharf's own user: nothing to hand over then.
-        let wharf = if ids == IdMapping::Host {
-            wharf_user()
-        } else {
-            JobUser::ROOT
+        self.access = match ids {
+            IdMapping::Host => Access::between(user, wharf_user(), false, self.job_dirs()),
+            // Root inside is wharf's own user: nothing to hand over for a root job.
+            IdMapping::SingleId { .. } => Access::default(),
+            // Inside ids are subordinate host ids wharf cannot chown to: open the folders both
+            // ways, as for a Docker daemon that remaps users.
+            IdMapping::Subordinate { .. } => {
+                Access::between(user, JobUser::ROOT, true, self.job_dirs())
+            }
         };
-        self.access = Access::between(
-            user,
-            wharf,
-            false,
-            vec![
-                self.layout.project_dir_in_job.clone(),
-                self.layout.tmp_dir_in_job.clone(),
-            ],
-        );
         let image_env = config
             .config
             .env
@@ -314,10 +317,10 @@ impl Executor for SandboxExecutor<'_> {
                 upper,
                 work,
                 merged,
-                options: if ids == IdMapping::Host {
-                    Vec::new()
-                } else {
+                options: if ids.in_user_namespace() {
                     vec!["userxattr".into()]
+                } else {
+                    Vec::new()
                 },
             },
             binds,

@@ -198,3 +198,122 @@ ghost:
         "the artifact of the non-root job was not collected"
     );
 }
+
+/// A system user with a subordinate id range (created once), for rootless runs that map more
+/// than the user itself.
+fn user_with_subordinate_ids() -> (u32, u32) {
+    const NAME: &str = "wharf-e2e-sub";
+    let id = |flag: &str| {
+        std::process::Command::new("id")
+            .args([flag, NAME])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .unwrap()
+            })
+    };
+    if id("-u").is_none() {
+        let ok = std::process::Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                NAME,
+            ])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "useradd {NAME}");
+    }
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if !text.lines().any(|l| l.starts_with(&format!("{NAME}:"))) {
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(file)
+                .unwrap();
+            std::io::Write::write_all(&mut f, format!("{NAME}:400000:65536\n").as_bytes()).unwrap();
+        }
+    }
+    (id("-u").unwrap(), id("-g").unwrap())
+}
+
+#[test]
+#[ignore = "needs root (to create a user with subordinate ids), uidmap and docker-registry: run by scripts/test-all.sh"]
+fn rootless_with_subordinate_ids_an_image_user_runs_as_itself() {
+    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let image = format!("{}/users:1", reg.host());
+    let layout = tempfile::tempdir().unwrap();
+    let files: [(&str, &[u8], u32); 2] = [
+        (
+            "/etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nbuilder:x:1001:1002:b:/home/b:/bin/sh\n",
+            0o644,
+        ),
+        ("/etc/group", b"root:x:0:\nbuilders:x:1002:\n", 0o644),
+    ];
+    wharf_testkit::build_busybox_image(layout.path(), &files)
+        .unwrap()
+        .push(&image, Some((USER, PASS)))
+        .unwrap();
+    let p = Project::pipeline(&format!(
+        "build:
+  image:
+    name: {image}
+    docker:
+      user: builder
+  script:
+    - echo \"whoami=$(id -u):$(id -g)\"
+    - mkdir -p out && echo made > out/result
+  artifacts:
+    paths: [out/]
+"
+    ));
+    let (uid, gid) = user_with_subordinate_ids();
+    let home = tempfile::tempdir().unwrap();
+    for dir in [p.path(), home.path()] {
+        let ok = std::process::Command::new("chown")
+            .args(["-R", &format!("{uid}:{gid}")])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    std::fs::set_permissions(
+        home.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
+    let run = Run::from(
+        std::process::Command::new("setpriv")
+            .args([
+                "--reuid",
+                &uid.to_string(),
+                "--regid",
+                &gid.to_string(),
+                "--init-groups",
+                "--",
+            ])
+            .arg(env!("CARGO_BIN_EXE_wharf"))
+            .args(["run", "--executor", "sandbox", "--variable", &var])
+            .current_dir(p.path())
+            .env("HOME", home.path())
+            .env("WHARF_HOME", home.path().join("store"))
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .env_remove("DOCKER_CONFIG")
+            .output()
+            .unwrap(),
+    );
+    run.assert_code(0).assert_contains("whoami=1001:1002");
+    assert!(
+        p.path().join(".wharf/artifacts/build").exists(),
+        "{}",
+        run.all()
+    );
+}
