@@ -503,40 +503,7 @@ fn entrypoint_is_respected_and_can_be_cleared() {
 
 /// A user that may talk to dockerd but is not root (created once; the docker tier runs as root).
 fn docker_user() -> (u32, u32) {
-    const NAME: &str = "wharf-e2e";
-    let id = |flag: &str| {
-        Command::new("id")
-            .args([flag, NAME])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .trim()
-                    .parse::<u32>()
-                    .unwrap()
-            })
-    };
-    if id("-u").is_none() {
-        let out = Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                "-G",
-                "docker",
-                NAME,
-            ])
-            .output()
-            .unwrap();
-        // Another test process may have created it meanwhile.
-        assert!(
-            out.status.success() || id("-u").is_some(),
-            "useradd: {out:?}"
-        );
-    }
-    (id("-u").unwrap(), id("-g").unwrap())
+    system_user("wharf-e2e", Some("docker"))
 }
 
 /// Give the project and its HOME to the user of [`docker_user`]; its uid and gid.

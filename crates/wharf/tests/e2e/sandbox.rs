@@ -33,6 +33,25 @@ fn run_without_docker(p: &Project, home: &std::path::Path, args: &[&str]) -> Run
     )
 }
 
+/// A busybox image whose /etc/passwd has `builder` (1001:1002), pushed to `reg` as `users:1`.
+fn image_with_builder_user(reg: &Registry) -> String {
+    let image = format!("{}/users:1", reg.host());
+    let layout = tempfile::tempdir().unwrap();
+    let files: [(&str, &[u8], u32); 2] = [
+        (
+            "/etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nbuilder:x:1001:1002:b:/home/b:/bin/sh\n",
+            0o644,
+        ),
+        ("/etc/group", b"root:x:0:\nbuilders:x:1002:\n", 0o644),
+    ];
+    wharf_testkit::build_busybox_image(layout.path(), &files)
+        .unwrap()
+        .push(&image, Some((USER, PASS)))
+        .unwrap();
+    image
+}
+
 #[test]
 #[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
 fn the_seed_pipeline_runs_in_its_image_without_docker() {
@@ -148,20 +167,7 @@ fn kill_9_of_wharf_kills_every_process_of_the_job() {
 #[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
 fn a_non_root_image_user_gets_the_job_folders_and_its_results_are_collected() {
     let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let image = format!("{}/users:1", reg.host());
-    let layout = tempfile::tempdir().unwrap();
-    let files: [(&str, &[u8], u32); 2] = [
-        (
-            "/etc/passwd",
-            b"root:x:0:0:root:/root:/bin/sh\nbuilder:x:1001:1002:b:/home/b:/bin/sh\n",
-            0o644,
-        ),
-        ("/etc/group", b"root:x:0:\nbuilders:x:1002:\n", 0o644),
-    ];
-    wharf_testkit::build_busybox_image(layout.path(), &files)
-        .unwrap()
-        .push(&image, Some((USER, PASS)))
-        .unwrap();
+    let image = image_with_builder_user(&reg);
     let p = Project::pipeline(&format!(
         "build:
   image:
@@ -203,32 +209,7 @@ ghost:
 /// than the user itself.
 fn user_with_subordinate_ids() -> (u32, u32) {
     const NAME: &str = "wharf-e2e-sub";
-    let id = |flag: &str| {
-        std::process::Command::new("id")
-            .args([flag, NAME])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| {
-                String::from_utf8_lossy(&o.stdout)
-                    .trim()
-                    .parse::<u32>()
-                    .unwrap()
-            })
-    };
-    if id("-u").is_none() {
-        let ok = std::process::Command::new("useradd")
-            .args([
-                "--system",
-                "--no-create-home",
-                "--shell",
-                "/usr/sbin/nologin",
-                NAME,
-            ])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "useradd {NAME}");
-    }
+    let ids = system_user(NAME, None);
     for file in ["/etc/subuid", "/etc/subgid"] {
         let text = std::fs::read_to_string(file).unwrap_or_default();
         if !text.lines().any(|l| l.starts_with(&format!("{NAME}:"))) {
@@ -240,27 +221,14 @@ fn user_with_subordinate_ids() -> (u32, u32) {
             std::io::Write::write_all(&mut f, format!("{NAME}:400000:65536\n").as_bytes()).unwrap();
         }
     }
-    (id("-u").unwrap(), id("-g").unwrap())
+    ids
 }
 
 #[test]
 #[ignore = "needs root (to create a user with subordinate ids), uidmap and docker-registry: run by scripts/test-all.sh"]
 fn rootless_with_subordinate_ids_an_image_user_runs_as_itself() {
     let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let image = format!("{}/users:1", reg.host());
-    let layout = tempfile::tempdir().unwrap();
-    let files: [(&str, &[u8], u32); 2] = [
-        (
-            "/etc/passwd",
-            b"root:x:0:0:root:/root:/bin/sh\nbuilder:x:1001:1002:b:/home/b:/bin/sh\n",
-            0o644,
-        ),
-        ("/etc/group", b"root:x:0:\nbuilders:x:1002:\n", 0o644),
-    ];
-    wharf_testkit::build_busybox_image(layout.path(), &files)
-        .unwrap()
-        .push(&image, Some((USER, PASS)))
-        .unwrap();
+    let image = image_with_builder_user(&reg);
     let p = Project::pipeline(&format!(
         "build:
   image:

@@ -321,3 +321,40 @@ pub fn assert_login_stored(
         assert_eq!(entry["auth"], b64(&format!("{user}:{password}")), "{entry}");
     }
 }
+
+/// A system user `name` (created once, in `groups` when given; the root tiers create it): its uid
+/// and gid.
+pub fn system_user(name: &str, groups: Option<&str>) -> (u32, u32) {
+    let id = |flag: &str| {
+        Command::new("id")
+            .args([flag, name])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| {
+                String::from_utf8_lossy(&o.stdout)
+                    .trim()
+                    .parse::<u32>()
+                    .unwrap()
+            })
+    };
+    if id("-u").is_none() {
+        let mut add = Command::new("useradd");
+        add.args([
+            "--system",
+            "--no-create-home",
+            "--shell",
+            "/usr/sbin/nologin",
+        ]);
+        if let Some(groups) = groups {
+            add.args(["-G", groups]);
+        }
+        let out = add.arg(name).output().unwrap();
+        // Another test process may have created it meanwhile.
+        assert!(
+            out.status.success() || id("-u").is_some(),
+            "useradd: {out:?}"
+        );
+    }
+    (id("-u").unwrap(), id("-g").unwrap())
+}
