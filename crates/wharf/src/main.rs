@@ -748,10 +748,6 @@ impl wharf_ci::Loader for ProjectLoader {
     ) -> Result<wharf_ci::Fetched, wharf_ci::FetchFailure> {
         self.network.fetch(file)
     }
-
-    fn source_text(&self, name: &str) -> Option<String> {
-        self.text(name)
-    }
 }
 
 async fn login(args: LoginArgs) -> Result<ExitCode> {

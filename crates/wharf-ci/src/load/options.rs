@@ -29,12 +29,6 @@ pub trait Loader {
             ),
         })
     }
-
-    /// The text of a file this loader returned before, by the name it gave it (a project path,
-    /// or [`Fetched::name`]), so diagnostics can quote it. `None` when unknown.
-    fn source_text(&self, name: &str) -> Option<String> {
-        self.load(name).ok()
-    }
 }
 
 /// A file an `include:` names outside the project being loaded.
