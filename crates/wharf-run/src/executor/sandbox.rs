@@ -46,6 +46,8 @@ struct Prepared {
     entrypoint: Vec<String>,
     /// Who the scripts run as inside the sandbox.
     user: JobUser,
+    /// How ids inside map to the host (read once: it reads /etc/subuid and /etc/subgid).
+    ids: IdMapping,
 }
 
 pub(crate) struct SandboxExecutor<'a> {
@@ -244,6 +246,7 @@ impl Executor for SandboxExecutor<'_> {
             image_env,
             entrypoint,
             user,
+            ids,
         });
         Ok(())
     }
@@ -276,7 +279,7 @@ impl Executor for SandboxExecutor<'_> {
             std::fs::create_dir_all(d)
                 .map_err(|e| JobFailure::system(format!("creating {}: {e}", d.display())))?;
         }
-        let ids = wharf_sandbox::probe::id_mapping();
+        let ids = prepared.ids;
         let mut argv = prepared.entrypoint.clone();
         argv.extend([
             "sh".to_string(),
