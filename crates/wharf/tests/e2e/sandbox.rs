@@ -33,6 +33,23 @@ fn run_without_docker(p: &Project, home: &std::path::Path, args: &[&str]) -> Run
     )
 }
 
+/// A job in `image` as its `builder` user that says who it runs as and keeps `out/` as artifact.
+fn builder_job(image: &str) -> String {
+    format!(
+        "build:
+  image:
+    name: {image}
+    docker:
+      user: builder
+  script:
+    - echo \"whoami=$(id -u):$(id -g)\"
+    - mkdir -p out && echo made > out/result
+  artifacts:
+    paths: [out/]
+"
+    )
+}
+
 /// A busybox image whose /etc/passwd has `builder` (1001:1002), pushed to `reg` as `users:1`.
 fn image_with_builder_user(reg: &Registry) -> String {
     let image = format!("{}/users:1", reg.host());
@@ -169,23 +186,8 @@ fn a_non_root_image_user_gets_the_job_folders_and_its_results_are_collected() {
     let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
     let image = image_with_builder_user(&reg);
     let p = Project::pipeline(&format!(
-        "build:
-  image:
-    name: {image}
-    docker:
-      user: builder
-  script:
-    - echo \"whoami=$(id -u):$(id -g)\"
-    - mkdir -p out && echo made > out/result
-  artifacts:
-    paths: [out/]
-ghost:
-  image:
-    name: {image}
-    docker:
-      user: ghost
-  script: [true]
-"
+        "{}ghost:\n  image:\n    name: {image}\n    docker:\n      user: ghost\n  script: [true]\n",
+        builder_job(&image)
     ));
     let home = tempfile::tempdir().unwrap();
     let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
@@ -229,19 +231,7 @@ fn user_with_subordinate_ids() -> (u32, u32) {
 fn rootless_with_subordinate_ids_an_image_user_runs_as_itself() {
     let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
     let image = image_with_builder_user(&reg);
-    let p = Project::pipeline(&format!(
-        "build:
-  image:
-    name: {image}
-    docker:
-      user: builder
-  script:
-    - echo \"whoami=$(id -u):$(id -g)\"
-    - mkdir -p out && echo made > out/result
-  artifacts:
-    paths: [out/]
-"
-    ));
+    let p = Project::pipeline(&builder_job(&image));
     let (uid, gid) = user_with_subordinate_ids();
     let home = tempfile::tempdir().unwrap();
     for dir in [p.path(), home.path()] {
