@@ -78,6 +78,14 @@ pub fn id_mapping() -> IdMapping {
     }
 }
 
+/// The login name of `uid` (from the passwd database), when it has one.
+fn user_name(uid: u32) -> Option<String> {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+}
+
 /// `(first subordinate uid, first subordinate gid, ids in both)` for `uid`, when usable.
 fn subordinate_ranges(uid: u32) -> Option<(u32, u32, u32)> {
     let tools = ["/usr/bin/newuidmap", "/usr/bin/newgidmap"]
@@ -86,10 +94,7 @@ fn subordinate_ranges(uid: u32) -> Option<(u32, u32, u32)> {
     if !tools {
         return None;
     }
-    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name);
+    let name = user_name(uid);
     let range = |file: &str| -> Option<(u32, u32)> {
         std::fs::read_to_string(file)
             .ok()?
@@ -154,11 +159,7 @@ pub fn subordinate_ids() -> Finding {
     if uid == 0 {
         return Finding::ok(CHECK, "not needed as root");
     }
-    let user = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
-        .ok()
-        .flatten()
-        .map(|u| u.name)
-        .unwrap_or_else(|| uid.to_string());
+    let user = user_name(uid).unwrap_or_else(|| uid.to_string());
     match subordinate_ranges(uid) {
         Some((start, _, count)) => Finding::ok(
             CHECK,
