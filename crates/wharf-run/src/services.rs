@@ -40,9 +40,9 @@ use wharf_oci::ImageRef;
 /// GitLab's `wait_for_services_timeout` default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often readiness is checked while waiting.
-const POLL: Duration = Duration::from_millis(100);
+pub(crate) const POLL: Duration = Duration::from_millis(100);
 /// Lines of a service's own output shown when it did not start properly.
-const LOG_LINES: usize = 20;
+pub(crate) const LOG_LINES: usize = 20;
 
 /// One `services:` entry, resolved against the job's variables, ready to pull and start.
 #[derive(Debug, Clone)]
@@ -208,27 +208,7 @@ fn env_list(vars: &VarSet) -> Vec<String> {
         .collect()
 }
 
-/// Ports in state LISTEN in a `/proc/<pid>/net/tcp` or `tcp6` table.
-pub fn listening_ports(table: &str) -> Vec<u16> {
-    const LISTEN: &str = "0A";
-    let mut ports: Vec<u16> = table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let local = fields.nth(1)?;
-            let state = fields.nth(1)?;
-            if state != LISTEN {
-                return None;
-            }
-            let (_, port) = local.rsplit_once(':')?;
-            u16::from_str_radix(port, 16).ok()
-        })
-        .collect();
-    ports.sort_unstable();
-    ports.dedup();
-    ports
-}
+pub use wharf_sandbox::listening_ports;
 
 /// TCP ports from an image's `ExposedPorts` (`"5432/tcp"`, `"8080"`); UDP/SCTP ones are skipped.
 pub fn exposed_tcp_ports(exposed: &[String]) -> Vec<u16> {
@@ -552,7 +532,7 @@ async fn wait_ready(
 }
 
 /// GitLab's warning shape for a service that did not come up, with its last output lines.
-fn not_started(svc: &PlannedService, why: &str, logs: &str) -> String {
+pub(crate) fn not_started(svc: &PlannedService, why: &str, logs: &str) -> String {
     let alias = svc.aliases.first().map(String::as_str).unwrap_or("");
     let mut text = format!(
         "Service {} (alias {alias}) probably didn't start properly.\n\nHealth check error:\n{why}\n\nService container logs:\n",
@@ -694,15 +674,6 @@ mod tests {
             assert!(!e.starts_with("DOCKER_AUTH_CONFIG="), "{env:?}");
             assert!(!e.starts_with("KUBECONFIG="), "{env:?}");
         }
-    }
-
-    #[test]
-    fn listening_ports_from_proc_tables() {
-        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n   1: 0100007F:1F90 0100007F:A000 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n";
-        assert_eq!(listening_ports(tcp), [5432]);
-        let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 131265 1 00000000caff96cc 100 0 0 10 0\n";
-        assert_eq!(listening_ports(tcp6), [8080]);
-        assert!(listening_ports("header only\n").is_empty());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use crate::{IdMapping, Network, RootFs, SETUP_ERROR_PREFIX, SETUP_FAILED, Spec};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
-use nix::sched::{CloneFlags, unshare};
+use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{Pid, chdir, pivot_root, sethostname};
@@ -20,6 +20,9 @@ use wharf_fs::{Resolve, Root};
 pub const INIT_ARG: &str = "__sandbox-init";
 /// First argument of the second stage (PID 1 of the sandbox).
 pub const PID1_ARG: &str = "__sandbox-pid1";
+/// First argument of the network holder: a process that only keeps a network namespace (and its
+/// user namespace) alive for a job and its services to join ([`crate::NetworkHolder`]).
+pub const NET_ARG: &str = "__sandbox-net";
 /// First argument that makes the init executable exit 0 at once: the command `wharf doctor`'s
 /// test sandbox runs (wharf itself, bound into an empty root).
 pub const NOOP_ARG: &str = "__sandbox-noop";
@@ -28,13 +31,14 @@ pub const NOOP_ARG: &str = "__sandbox-noop";
 /// one: `Some(exit code)`. Call it first thing in `main`, before any thread exists: entering a
 /// user namespace needs a single-threaded process.
 pub fn dispatch(args: &[String]) -> Option<i32> {
-    let stage = match args.first().map(String::as_str) {
-        Some(INIT_ARG) => enter_namespaces,
-        Some(PID1_ARG) => pid1,
+    let outcome = match args.first().map(String::as_str) {
+        Some(INIT_ARG) => read_spec().and_then(enter_namespaces),
+        Some(PID1_ARG) => read_spec().and_then(pid1),
+        Some(NET_ARG) => hold_network(),
         Some(NOOP_ARG) => return Some(0),
         _ => return None,
     };
-    Some(match read_spec().and_then(stage) {
+    Some(match outcome {
         Ok(code) => code,
         Err(Setup(why)) => {
             let _ = writeln!(std::io::stderr(), "{SETUP_ERROR_PREFIX}{why}");
@@ -50,9 +54,13 @@ fn setup<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -
     move |e| Setup(format!("{what}: {e}"))
 }
 
+/// Die with the parent: a killed wharf (or a killed first stage) takes the sandbox down.
+fn die_with_parent() -> Result<(), Setup> {
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup("PR_SET_PDEATHSIG"))
+}
+
 fn read_spec() -> Result<Spec, Setup> {
-    // Die with the parent: a killed wharf (or a killed first stage) takes the sandbox down.
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup("PR_SET_PDEATHSIG"))?;
+    die_with_parent()?;
     let mut json = Vec::new();
     std::io::stdin()
         .read_to_end(&mut json)
@@ -60,9 +68,92 @@ fn read_spec() -> Result<Spec, Setup> {
     serde_json::from_slice(&json).map_err(setup("the sandbox specification"))
 }
 
+/// The network holder: its id mapping as one JSON line on stdin; enters a user namespace (when
+/// the mapping has one) and a network namespace with loopback up, says `ready` on stdout, then
+/// keeps both alive until its stdin closes (or its parent dies).
+fn hold_network() -> Result<i32, Setup> {
+    use std::io::BufRead;
+    die_with_parent()?;
+    let mut stdin = std::io::stdin().lock();
+    let mut line = String::new();
+    stdin
+        .read_line(&mut line)
+        .map_err(setup("reading the network holder's id mapping"))?;
+    let ids: IdMapping =
+        serde_json::from_str(&line).map_err(setup("the network holder's id mapping"))?;
+    enter_user_namespace(ids)?;
+    enter_loopback_network()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", crate::HOLDER_READY)
+        .and_then(|()| out.flush())
+        .map_err(setup("saying the network is ready"))?;
+    let mut rest = Vec::new();
+    let _ = stdin.read_to_end(&mut rest);
+    Ok(0)
+}
+
+/// Join the user namespace (when the mapping has one: the holder made it with the same mapping)
+/// and the network namespace of the holder process `holder`. The user namespace comes first:
+/// joining a network namespace needs CAP_SYS_ADMIN in the namespace that owns it, which this
+/// process has once inside (and, rootless, only then).
+fn join_network(holder: u32, ids: IdMapping) -> Result<(), Setup> {
+    let open = |kind: &str| {
+        let path = format!("/proc/{holder}/ns/{kind}");
+        std::fs::File::open(&path).map_err(setup(format!(
+            "opening {path} (the services' network holder ended?)"
+        )))
+    };
+    let net = open("net")?;
+    if ids.in_user_namespace() {
+        let user = open("user")?;
+        setns(&user, CloneFlags::CLONE_NEWUSER)
+            .map_err(setup("joining the services' user namespace"))?;
+    }
+    setns(&net, CloneFlags::CLONE_NEWNET).map_err(setup("joining the services' network"))
+}
+
+/// A network namespace of this process's own with only loopback, up.
+fn enter_loopback_network() -> Result<(), Setup> {
+    unshare(CloneFlags::CLONE_NEWNET).map_err(setup("entering a network namespace"))?;
+    bring_up_loopback()
+}
+
 /// Stage 1: user namespace (when asked), then mount/pid/uts/ipc(/net); start PID 1.
 fn enter_namespaces(spec: Spec) -> Result<i32, Setup> {
-    match spec.ids {
+    match spec.network {
+        Network::Host => enter_user_namespace(spec.ids)?,
+        // Before the pid namespace: its first child becomes its PID 1, and `ip` exiting would
+        // end the namespace before the real PID 1 starts.
+        Network::Loopback => {
+            enter_user_namespace(spec.ids)?;
+            enter_loopback_network()?;
+        }
+        Network::Join { holder } => join_network(holder, spec.ids)?,
+    }
+    let flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC;
+    unshare(flags).map_err(setup("entering new namespaces"))?;
+    let json = serde_json::to_vec(&spec).map_err(setup("the sandbox specification"))?;
+    let mut pid1 = Command::new("/proc/self/exe")
+        .arg(PID1_ARG)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(setup("starting the sandbox's PID 1"))?;
+    if let Some(mut stdin) = pid1.stdin.take() {
+        stdin
+            .write_all(&json)
+            .map_err(setup("handing PID 1 the specification"))?;
+    }
+    let status = pid1.wait().map_err(setup("waiting for the sandbox"))?;
+    Ok(exit_code(status))
+}
+
+/// Enter a new user namespace with the mapping `ids` (nothing for [`IdMapping::Host`]).
+fn enter_user_namespace(ids: IdMapping) -> Result<(), Setup> {
+    match ids {
         IdMapping::Host => {}
         IdMapping::SingleId { uid, gid } => {
             unshare(CloneFlags::CLONE_NEWUSER).map_err(setup("entering a user namespace"))?;
@@ -112,31 +203,7 @@ fn enter_namespaces(spec: Spec) -> Result<i32, Setup> {
             }
         }
     }
-    if spec.network == Network::Loopback {
-        // Before the pid namespace: its first child becomes its PID 1, and `ip` exiting would
-        // end the namespace before the real PID 1 starts.
-        unshare(CloneFlags::CLONE_NEWNET).map_err(setup("entering a network namespace"))?;
-        bring_up_loopback()?;
-    }
-    let flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC;
-    unshare(flags).map_err(setup("entering new namespaces"))?;
-    let json = serde_json::to_vec(&spec).map_err(setup("the sandbox specification"))?;
-    let mut pid1 = Command::new("/proc/self/exe")
-        .arg(PID1_ARG)
-        .env_clear()
-        .stdin(Stdio::piped())
-        .spawn()
-        .map_err(setup("starting the sandbox's PID 1"))?;
-    if let Some(mut stdin) = pid1.stdin.take() {
-        stdin
-            .write_all(&json)
-            .map_err(setup("handing PID 1 the specification"))?;
-    }
-    let status = pid1.wait().map_err(setup("waiting for the sandbox"))?;
-    Ok(exit_code(status))
+    Ok(())
 }
 
 fn write_proc(path: &str, text: &str) -> Result<(), Setup> {

@@ -19,7 +19,7 @@
 mod init;
 pub mod probe;
 
-pub use init::{INIT_ARG, NOOP_ARG, PID1_ARG, dispatch};
+pub use init::{INIT_ARG, NET_ARG, NOOP_ARG, PID1_ARG, dispatch};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -145,6 +145,10 @@ pub enum Network {
     Host,
     /// A network namespace of its own with only loopback, up.
     Loopback,
+    /// The network namespace of a [`NetworkHolder`] (process id `holder`), shared with other
+    /// sandboxes: a job and its services. With a user namespace, the holder's is joined too (it
+    /// has the same mapping), as joining its network needs privileges in that namespace.
+    Join { holder: u32 },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,6 +160,118 @@ pub enum SandboxError {
     },
     #[error("cannot hand the sandbox its specification: {0}")]
     Handoff(std::io::Error),
+    #[error("the network for the services could not be set up: {0}")]
+    Network(String),
+}
+
+/// The line the network holder prints once its namespaces exist.
+pub(crate) const HOLDER_READY: &str = "ready";
+
+/// A process holding a network namespace (loopback only) and, with a user namespace mapping,
+/// its user namespace, for sandboxes started with [`Network::Join`]. The namespaces live as long
+/// as this value (dropping it kills the holder; a killed wharf takes it down too).
+pub struct NetworkHolder {
+    child: tokio::process::Child,
+    pid: u32,
+}
+
+impl NetworkHolder {
+    /// Start the holder through `init_exe` (`init_exe __sandbox-net`) with the mapping `ids`,
+    /// and wait until its namespaces exist.
+    pub async fn start(ids: IdMapping, init_exe: &Path) -> Result<Self, SandboxError> {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt};
+        let mut child = tokio::process::Command::new(init_exe)
+            .arg(NET_ARG)
+            .env_clear()
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|source| SandboxError::Start {
+                exe: init_exe.to_path_buf(),
+                source,
+            })?;
+        let pid = child.id().unwrap_or(0);
+        let mut line = serde_json::to_string(&ids).map_err(|e| SandboxError::Handoff(e.into()))?;
+        line.push('\n');
+        let Some(stdin) = child.stdin.as_mut() else {
+            return Err(SandboxError::Network("no stdin to the holder".into()));
+        };
+        stdin
+            .write_all(line.as_bytes())
+            .await
+            .map_err(SandboxError::Handoff)?;
+        let mut said = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            let _ = tokio::io::BufReader::new(stdout).read_line(&mut said).await;
+        }
+        if said.trim_end() != HOLDER_READY {
+            let mut why = String::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = stderr.read_to_string(&mut why).await;
+            }
+            let _ = child.kill().await;
+            let why = why.trim();
+            let why = why.strip_prefix(SETUP_ERROR_PREFIX).unwrap_or(why);
+            return Err(SandboxError::Network(if why.is_empty() {
+                "the holder ended before its namespaces existed".into()
+            } else {
+                why.to_string()
+            }));
+        }
+        Ok(Self { child, pid })
+    }
+
+    /// What sandboxes that share this network are started with.
+    pub fn network(&self) -> Network {
+        Network::Join { holder: self.pid }
+    }
+
+    /// TCP ports something listens on in this network (IPv4 and IPv6), from the holder's
+    /// `/proc/<pid>/net/tcp{,6}`; `None` when the holder is gone.
+    pub fn listening_ports(&self) -> Option<Vec<u16>> {
+        let mut ports = Vec::new();
+        let mut read_any = false;
+        for table in ["tcp", "tcp6"] {
+            if let Ok(text) = std::fs::read_to_string(format!("/proc/{}/net/{table}", self.pid)) {
+                read_any = true;
+                ports.extend(listening_ports(&text));
+            }
+        }
+        ports.sort_unstable();
+        ports.dedup();
+        read_any.then_some(ports)
+    }
+
+    /// End the holder (its namespaces go when the last sandbox in them ends).
+    pub async fn stop(mut self) {
+        // Closing stdin ends it; kill in case it is stuck.
+        drop(self.child.stdin.take());
+        let _ = self.child.kill().await;
+    }
+}
+
+/// Ports in state LISTEN in a `/proc/<pid>/net/tcp` or `tcp6` table.
+pub fn listening_ports(table: &str) -> Vec<u16> {
+    const LISTEN: &str = "0A";
+    let mut ports: Vec<u16> = table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let local = fields.nth(1)?;
+            let state = fields.nth(1)?;
+            if state != LISTEN {
+                return None;
+            }
+            let (_, port) = local.rsplit_once(':')?;
+            u16::from_str_radix(port, 16).ok()
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    ports
 }
 
 /// Start `spec` through the init executable `init_exe` (run as `init_exe __sandbox-init`).
@@ -184,4 +300,18 @@ pub async fn spawn(spec: &Spec, init_exe: &Path) -> Result<tokio::process::Child
         // Dropping stdin closes it: the init reads to the end.
     }
     Ok(child)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_ports_from_proc_tables() {
+        let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1538 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1 0 100 0 0 10 0\n   1: 0100007F:1F90 0100007F:A000 01 00000000:00000000 00:00000000 00000000     0        0 2 1 0 100 0 0 10 0\n";
+        assert_eq!(listening_ports(tcp), [5432]);
+        let tcp6 = "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 00000000000000000000000000000000:1F90 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 131265 1 00000000caff96cc 100 0 0 10 0\n";
+        assert_eq!(listening_ports(tcp6), [8080]);
+        assert!(listening_ports("header only\n").is_empty());
+    }
 }

@@ -61,6 +61,20 @@ pub fn build_busybox_image(
     dir: &Path,
     extra_files: &[(&str, &[u8], u32)],
 ) -> Result<OciLayout, Error> {
+    build_busybox_image_with_config(dir, extra_files, serde_json::Map::new())
+}
+
+/// [`build_busybox_image`] with `config` merged over the image config's `config` object (e.g.
+/// `ExposedPorts`, `Cmd`, `User`: what a service image declares).
+pub fn build_busybox_image_with_config(
+    dir: &Path,
+    extra_files: &[(&str, &[u8], u32)],
+    config: serde_json::Map<String, serde_json::Value>,
+) -> Result<OciLayout, Error> {
+    let mut runtime = serde_json::Map::new();
+    runtime.insert("Env".into(), json!(["PATH=/usr/local/bin:/usr/bin:/bin:."]));
+    runtime.insert("Cmd".into(), json!(["sh"]));
+    runtime.extend(config);
     let busybox =
         fs::read(BUSYBOX).ctx(|| format!("reading {BUSYBOX} (Debian package busybox-static)"))?;
     let applets = busybox_applets()?;
@@ -139,10 +153,7 @@ pub fn build_busybox_image(
         "created": "1970-01-01T00:00:00Z",
         "architecture": "amd64",
         "os": "linux",
-        "config": {
-            "Env": ["PATH=/usr/local/bin:/usr/bin:/bin:."],
-            "Cmd": ["sh"],
-        },
+        "config": runtime,
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },
         "history": [{ "created": "1970-01-01T00:00:00Z", "created_by": "wharf-testkit build_busybox_image" }],
     });

@@ -4,37 +4,25 @@
 //! namespaces (`wharf-sandbox`), with the build and script folders bound at the paths Docker
 //! uses (`/builds/<project>`, `/builds/<project>.tmp`).
 
-use super::docker::user::{JobUser, UserSpec};
-use super::docker::{Access, requested_user, resolve_job_user, wharf_user};
+use super::docker::user::JobUser;
+use super::docker::{Access, requested_user, wharf_user};
 use super::{Executor, ExecutorContext, Layout, ScriptRun, output_of};
 use crate::failure::{JobFailure, Stop};
 use crate::files::slug;
 use crate::log::JobLog;
 use crate::script::{self, HandBack};
 use crate::vars::VarSet;
-use serde::Deserialize;
 use std::path::PathBuf;
-use tokio::sync::mpsc;
-use wharf_ci::{Job, PullPolicy};
+use wharf_ci::Job;
 use wharf_oci::{CredentialSources, Secret};
-use wharf_sandbox::{Bind, IdMapping, Network, RootFs, SETUP_ERROR_PREFIX, SETUP_FAILED, Spec};
+use wharf_sandbox::{Bind, IdMapping, Network, SETUP_ERROR_PREFIX, SETUP_FAILED, Spec};
 
-/// The parts of an image's config a job's process takes (Docker's `config` object).
-#[derive(Debug, Default, Deserialize)]
-struct ImageConfigFile {
-    #[serde(default)]
-    config: RuntimeConfig,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct RuntimeConfig {
-    #[serde(rename = "Env", default)]
-    env: Option<Vec<String>>,
-    #[serde(rename = "Entrypoint", default)]
-    entrypoint: Option<Vec<String>>,
-    #[serde(rename = "User", default)]
-    user: Option<String>,
-}
+mod image;
+mod root;
+mod services;
+use image::{image_user, pull};
+use root::{name_binds, overlay_root, remove_state};
+use services::SandboxServices;
 
 /// What `prepare` made ready for the scripts.
 struct Prepared {
@@ -48,6 +36,8 @@ struct Prepared {
     user: JobUser,
     /// How ids inside map to the host (read once: it reads /etc/subuid and /etc/subgid).
     ids: IdMapping,
+    /// The job's services and the network the scripts share with them.
+    services: Option<SandboxServices>,
 }
 
 pub(crate) struct SandboxExecutor<'a> {
@@ -121,99 +111,30 @@ impl Executor for SandboxExecutor<'_> {
         let Some(image_spec) = &job.image else {
             return Err(super::no_image(job, "sandbox"));
         };
-        if !job.services.is_empty() {
-            return Err(JobFailure::configuration(format!(
-                "job `{}` ({}) has `services:`, which the sandbox executor does not run yet",
-                job.name, job.span
-            ))
-            .with_hint("run it with `--executor docker`")
-            .into());
-        }
         let image_name = vars.expand(&image_spec.name);
         log.info(&format!(
             "Using sandbox executor with image {image_name} ..."
         ));
-        let home = self
-            .context
-            .opts
-            .env
-            .wharf_home
-            .clone()
-            .or_else(wharf_image::Store::default_home)
-            .ok_or_else(|| {
-                JobFailure::configuration("no image store: set WHARF_HOME (or HOME)".to_string())
-            })?;
-        let store = wharf_image::Store::open(&home)
-            .map_err(|e| JobFailure::system(format!("image store {}: {e}", home.display())))?;
+        let store = self.store()?;
         let policies = match self.context.opts.pull_policy {
             Some(p) => vec![p],
             None => image_spec.pull_policy.clone(),
         };
-        let options = wharf_image::PullOptions {
-            policies: policies.iter().map(|p| pull_policy(*p)).collect(),
-            sources: self.sources(vars),
-            ..wharf_image::PullOptions::default()
-        };
-        let (events, mut received) = mpsc::unbounded_channel();
-        let on_event = move |e: wharf_image::PullEvent| {
-            let _ = events.send(e);
-        };
-        let pulled = wharf_image::pull(&store, &image_name, &options, &on_event).await;
-        while let Ok(event) = received.try_recv() {
-            log_pull_event(event, log);
-        }
-        let record = pulled.map_err(|e| {
-            let hint = e.hint().map(str::to_string);
-            let failure = JobFailure::configuration(format!("pulling {image_name}: {e}"));
-            match hint {
-                Some(h) => failure.with_hint(&h),
-                None => failure,
-            }
-        })?;
-        let config: ImageConfigFile = store
-            .read_blob(&record.config_digest)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default();
-        let mut lower = Vec::new();
-        for layer in record.layers.iter().rev() {
-            lower.push(
-                store
-                    .layer_dir(&layer.chain_id)
-                    .map_err(|e| JobFailure::system(e.to_string()))?,
-            );
-        }
+        let image = pull(&store, &image_name, &policies, self.sources(vars), log).await?;
+        let lower = image.lower;
+        let config = image.config;
         let entrypoint = match &image_spec.entrypoint {
             Some(e) => e.iter().filter(|s| !s.is_empty()).cloned().collect(),
-            None => config.config.entrypoint.clone().unwrap_or_default(),
+            None => config.entrypoint.clone().unwrap_or_default(),
         };
         let requested = requested_user(image_spec, vars);
-        let spec = UserSpec::parse(
-            requested
-                .as_deref()
-                .or(config.config.user.as_deref())
-                .unwrap_or(""),
-        );
-        let user = if spec.is_plainly_root() {
-            JobUser::ROOT
-        } else {
-            let (passwd, group) = if spec.needs_lookup() {
-                (
-                    read_from_layers(&lower, "etc/passwd"),
-                    read_from_layers(&lower, "etc/group"),
-                )
-            } else {
-                (None, None)
-            };
-            let given = requested.is_some().then_some(image_spec);
-            resolve_job_user(
-                &spec,
-                passwd.as_deref(),
-                group.as_deref(),
-                &image_name,
-                given,
-            )?
-        };
+        let given = requested.is_some().then_some(image_spec);
+        let user = image_user(
+            &image_name,
+            &lower,
+            requested.as_deref().or(config.user.as_deref()),
+            given,
+        )?;
         let ids = wharf_sandbox::probe::id_mapping();
         if !ids.maps(user.uid, user.gid) {
             return Err(JobFailure::configuration(format!(
@@ -232,14 +153,8 @@ impl Executor for SandboxExecutor<'_> {
                 Access::between(user, JobUser::ROOT, true, self.job_dirs())
             }
         };
-        let image_env = config
-            .config
-            .env
-            .unwrap_or_default()
-            .iter()
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let image_env = config.env_pairs();
+        let services = self.start_services(job, vars, &store, ids, log).await?;
         self.prepared = Some(Prepared {
             image_name,
             lower,
@@ -247,6 +162,7 @@ impl Executor for SandboxExecutor<'_> {
             entrypoint,
             user,
             ids,
+            services,
         });
         Ok(())
     }
@@ -273,13 +189,8 @@ impl Executor for SandboxExecutor<'_> {
         tokio::task::block_in_place(|| self.access.hand_over_script_folder(layout))?;
         // A fresh container per script, as Docker's executor makes: its own upper folder.
         let state = self.state_dir.join(script.name);
-        let _ = std::fs::remove_dir_all(&state);
-        let [upper, work, merged] = ["upper", "work", "merged"].map(|d| state.join(d));
-        for d in [&upper, &work, &merged] {
-            std::fs::create_dir_all(d)
-                .map_err(|e| JobFailure::system(format!("creating {}: {e}", d.display())))?;
-        }
         let ids = prepared.ids;
+        let root = overlay_root(&state, &prepared.lower, ids)?;
         let mut argv = prepared.entrypoint.clone();
         argv.extend([
             "sh".to_string(),
@@ -304,28 +215,20 @@ impl Executor for SandboxExecutor<'_> {
                 read_only: false,
             },
         ];
-        // The host's name resolution, so the job reaches what the host reaches.
-        for file in ["/etc/resolv.conf", "/etc/hosts"] {
-            if std::path::Path::new(file).exists() {
-                binds.push(Bind {
-                    source: file.into(),
-                    target: file.into(),
-                    read_only: true,
-                });
+        let network = match &prepared.services {
+            // With services: their network and their names.
+            Some(services) => {
+                binds.extend(services.name_binds());
+                services.network()
             }
-        }
+            // The host's network and name resolution: the job reaches what the host reaches.
+            None => {
+                binds.extend(name_binds(std::path::Path::new("/etc/hosts")));
+                Network::Host
+            }
+        };
         let spec = Spec {
-            root: RootFs::Overlay {
-                lower: prepared.lower.clone(),
-                upper,
-                work,
-                merged,
-                options: if ids.in_user_namespace() {
-                    vec!["userxattr".into()]
-                } else {
-                    Vec::new()
-                },
-            },
+            root,
             binds,
             argv,
             env,
@@ -333,7 +236,7 @@ impl Executor for SandboxExecutor<'_> {
             user: Some((prepared.user.uid, prepared.user.gid)),
             hostname: self.hostname.clone(),
             ids,
-            network: Network::Host,
+            network,
         };
         let init = std::env::current_exe()
             .map_err(|e| JobFailure::system(format!("finding wharf's own executable: {e}")))?;
@@ -366,7 +269,7 @@ impl Executor for SandboxExecutor<'_> {
         };
         log.flush_output();
         let status = child.wait().await;
-        let _ = std::fs::remove_dir_all(&state);
+        remove_state(&state);
         if let Some(stop) = outcome {
             return Err(stop);
         }
@@ -390,35 +293,11 @@ impl Executor for SandboxExecutor<'_> {
     }
 
     async fn cleanup(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.state_dir);
-    }
-}
-
-/// `path` (e.g. `etc/passwd`) as the image shows it: from the topmost layer that has it, read
-/// inside that layer (`InRoot`: a link cannot lead out of it). At most 1 MiB.
-fn read_from_layers(layers_top_first: &[PathBuf], path: &str) -> Option<String> {
-    use std::io::Read;
-    for layer in layers_top_first {
-        let root = wharf_fs::Root::open(layer, wharf_fs::Resolve::InRoot).ok()?;
-        match root.try_metadata(path) {
-            Ok(Some(meta)) => {
-                // A whiteout (character device 0/0) hides the file of the layers below.
-                if meta.file_type().is_file() || meta.file_type().is_symlink() {
-                    let mut text = String::new();
-                    root.open_read(path)
-                        .ok()?
-                        .take(1 << 20)
-                        .read_to_string(&mut text)
-                        .ok()?;
-                    return Some(text);
-                }
-                return None;
-            }
-            Ok(None) => continue,
-            Err(_) => return None,
+        if let Some(services) = self.prepared.as_mut().and_then(|p| p.services.take()) {
+            services.stop().await;
         }
+        remove_state(&self.state_dir);
     }
-    None
 }
 
 /// Whether a sandbox runs on this machine: a test sandbox, once per process (the machine does not
@@ -439,24 +318,57 @@ pub(crate) async fn usable(context: &ExecutorContext<'_>) -> Result<(), String> 
         .clone()
 }
 
-fn pull_policy(p: PullPolicy) -> wharf_image::PullPolicy {
-    match p {
-        PullPolicy::Always => wharf_image::PullPolicy::Always,
-        PullPolicy::IfNotPresent => wharf_image::PullPolicy::IfNotPresent,
-        PullPolicy::Never => wharf_image::PullPolicy::Never,
-    }
-}
-
-fn log_pull_event(event: wharf_image::PullEvent, log: &mut JobLog) {
-    use wharf_image::PullEvent as E;
-    match event {
-        E::Credentials(source) => {
-            log.info(&format!("Authenticating with credentials from {source}"));
+impl SandboxExecutor<'_> {
+    /// Pull and start the job's services (`None` for a job without any).
+    async fn start_services(
+        &self,
+        job: &Job,
+        vars: &VarSet,
+        store: &wharf_image::Store,
+        ids: IdMapping,
+        log: &mut JobLog,
+    ) -> Result<Option<SandboxServices>, Stop> {
+        let planned = crate::services::plan(job, vars)?;
+        if planned.is_empty() {
+            return Ok(None);
         }
-        E::Warning(w) => log.warn(&w),
-        E::Info(i) => log.info(&i),
-        E::Manifest(digest) => log.info(&format!("Using image {digest}")),
-        E::LayerDone { digest, .. } => log.info(&format!("Pulled layer {digest}")),
-        E::LayerStart { .. } | E::LayerProgress { .. } | E::LayerPresent { .. } => {}
+        let mut images = Vec::new();
+        for svc in &planned {
+            log.info(&format!("Starting service {} ...", svc.image));
+            let policies = match self.context.opts.pull_policy {
+                Some(p) => vec![p],
+                None => svc.pull_policy.clone(),
+            };
+            images.push(pull(store, &svc.image, &policies, self.sources(vars), log).await?);
+        }
+        // GitLab mounts the builds volume into every service: the folder exists before the
+        // services start and is filled in place afterwards (so it is emptied, not replaced).
+        crate::files::clear_dir(&self.layout.build_dir)
+            .map_err(|e| JobFailure::system(e.to_string()))?;
+        let setup = services::Setup {
+            ids,
+            state_dir: &self.state_dir,
+            hostname: &self.hostname,
+            build_dir: &self.layout.build_dir,
+            project_dir_in_job: &self.layout.project_dir_in_job,
+            cancel: self.context.opts.cancel.clone(),
+        };
+        services::start(planned, images, setup, log).await.map(Some)
+    }
+
+    /// wharf's image store (`$WHARF_HOME`).
+    fn store(&self) -> Result<wharf_image::Store, JobFailure> {
+        let home = self
+            .context
+            .opts
+            .env
+            .wharf_home
+            .clone()
+            .or_else(wharf_image::Store::default_home)
+            .ok_or_else(|| {
+                JobFailure::configuration("no image store: set WHARF_HOME (or HOME)".to_string())
+            })?;
+        wharf_image::Store::open(&home)
+            .map_err(|e| JobFailure::system(format!("image store {}: {e}", home.display())))
     }
 }

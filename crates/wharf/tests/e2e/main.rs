@@ -19,6 +19,7 @@ mod network_corpus;
 mod pipeline;
 mod registry;
 mod sandbox;
+mod sandbox_services;
 mod services;
 mod shell;
 mod support;

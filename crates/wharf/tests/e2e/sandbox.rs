@@ -5,10 +5,10 @@
 use crate::support::*;
 use wharf_testkit::Registry;
 
-const USER: &str = "ci-bot";
-const PASS: &str = "'I(Bx}yr}~Dk>?>?s3cr3t";
+pub(crate) const USER: &str = "ci-bot";
+pub(crate) const PASS: &str = "'I(Bx}yr}~Dk>?>?s3cr3t";
 
-fn seed_in_registry(reg: &Registry) -> (String, tempfile::TempDir) {
+pub(crate) fn seed_in_registry(reg: &Registry) -> (String, tempfile::TempDir) {
     let image = format!("{}/node:10-alpine", reg.host());
     let layout = tempfile::tempdir().unwrap();
     unique_seed_layout(layout.path())
@@ -17,12 +17,12 @@ fn seed_in_registry(reg: &Registry) -> (String, tempfile::TempDir) {
     (image, layout)
 }
 
-fn auth_json(host: &str) -> String {
+pub(crate) fn auth_json(host: &str) -> String {
     serde_json::json!({"auths": {host: {"auth": b64(&format!("{USER}:{PASS}"))}}}).to_string()
 }
 
 /// `wharf run` with no Docker daemon reachable and its own image store.
-fn run_without_docker(p: &Project, home: &std::path::Path, args: &[&str]) -> Run {
+pub(crate) fn run_without_docker(p: &Project, home: &std::path::Path, args: &[&str]) -> Run {
     Run::from(
         p.wharf()
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
@@ -130,7 +130,7 @@ fn without_credentials_the_sandbox_pull_explains_the_fix() {
 }
 
 /// Host processes whose command line is exactly `words`.
-fn processes(words: &[&str]) -> usize {
+pub(crate) fn processes(words: &[&str]) -> usize {
     let wanted = words.join("\0") + "\0";
     std::fs::read_dir("/proc")
         .unwrap()
@@ -139,7 +139,7 @@ fn processes(words: &[&str]) -> usize {
         .count()
 }
 
-fn eventually(mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn eventually(mut done: impl FnMut() -> bool) -> bool {
     for _ in 0..100 {
         if done() {
             return true;
@@ -209,7 +209,7 @@ fn a_non_root_image_user_gets_the_job_folders_and_its_results_are_collected() {
 
 /// A system user with a subordinate id range (created once), for rootless runs that map more
 /// than the user itself.
-fn user_with_subordinate_ids() -> (u32, u32) {
+pub(crate) fn user_with_subordinate_ids() -> (u32, u32) {
     const NAME: &str = "wharf-e2e-sub";
     let ids = system_user(NAME, None);
     for file in ["/etc/subuid", "/etc/subgid"] {
@@ -234,7 +234,30 @@ fn rootless_with_subordinate_ids_an_image_user_runs_as_itself() {
     let p = Project::pipeline(&builder_job(&image));
     let (uid, gid) = user_with_subordinate_ids();
     let home = tempfile::tempdir().unwrap();
-    for dir in [p.path(), home.path()] {
+    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
+    let run = run_rootless(
+        &p,
+        home.path(),
+        (uid, gid),
+        &["run", "--executor", "sandbox", "--variable", &var],
+    );
+    run.assert_code(0).assert_contains("whoami=1001:1002");
+    assert!(
+        p.path().join(".wharf/artifacts/build").exists(),
+        "{}",
+        run.all()
+    );
+}
+
+/// `wharf args` as the user `uid:gid` (made owner of the project and of `home`), with no Docker
+/// daemon reachable and its image store in `home`.
+pub(crate) fn run_rootless(
+    p: &Project,
+    home: &std::path::Path,
+    (uid, gid): (u32, u32),
+    args: &[&str],
+) -> Run {
+    for dir in [p.path(), home] {
         let ok = std::process::Command::new("chown")
             .args(["-R", &format!("{uid}:{gid}")])
             .arg(dir)
@@ -242,13 +265,8 @@ fn rootless_with_subordinate_ids_an_image_user_runs_as_itself() {
             .unwrap();
         assert!(ok.success());
     }
-    std::fs::set_permissions(
-        home.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
-    let run = Run::from(
+    std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    Run::from(
         std::process::Command::new("setpriv")
             .args([
                 "--reuid",
@@ -259,19 +277,13 @@ fn rootless_with_subordinate_ids_an_image_user_runs_as_itself() {
                 "--",
             ])
             .arg(env!("CARGO_BIN_EXE_wharf"))
-            .args(["run", "--executor", "sandbox", "--variable", &var])
+            .args(args)
             .current_dir(p.path())
-            .env("HOME", home.path())
-            .env("WHARF_HOME", home.path().join("store"))
+            .env("HOME", home)
+            .env("WHARF_HOME", home.join("store"))
             .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
             .env_remove("DOCKER_CONFIG")
             .output()
             .unwrap(),
-    );
-    run.assert_code(0).assert_contains("whoami=1001:1002");
-    assert!(
-        p.path().join(".wharf/artifacts/build").exists(),
-        "{}",
-        run.all()
-    );
+    )
 }

@@ -1,0 +1,335 @@
+//! `services:` for the sandbox executor, with the Docker executor's semantics
+//! (`crate::services`: aliases, variables, readiness, warnings) and no daemon.
+//!
+//! A job and its services share one network namespace, held by a small process of its own
+//! ([`NetworkHolder`]) rather than by the first service as with Docker: a service that exits
+//! early takes nothing with it. The namespace has only loopback: each service is reached on
+//! 127.0.0.1 and by its aliases (an `/etc/hosts` every sandbox of the job gets). The host's
+//! network is not reachable from such a job (wharf has no user-mode network yet; a job without
+//! services runs in the host's network).
+//!
+//! Readiness as with Docker: every `EXPOSE`d TCP port of a service's image (or its
+//! `HEALTHCHECK_TCP_PORT`) is waited for, bounded, reading the holder's `/proc/<pid>/net/tcp`.
+
+use super::image::{StoredImage, image_user};
+use super::root::{name_binds, overlay_root};
+use crate::failure::{JobFailure, Stop};
+use crate::log::JobLog;
+use crate::services::{self as common, PlannedService};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+use wharf_sandbox::{Bind, IdMapping, Network, NetworkHolder, Spec};
+
+/// Bytes of a service's own output kept for the "didn't start properly" warning.
+const OUTPUT_KEPT: usize = 16 * 1024;
+
+/// The running services of one job, and the network the job's scripts join.
+pub(super) struct SandboxServices {
+    holder: NetworkHolder,
+    running: Vec<RunningService>,
+    /// `/etc/hosts` of the job and its services: localhost and every alias on 127.0.0.1.
+    hosts_file: PathBuf,
+}
+
+struct RunningService {
+    planned: PlannedService,
+    child: tokio::process::Child,
+    /// The end of its output (stdout and stderr).
+    output: Arc<Mutex<VecDeque<u8>>>,
+    /// Ports waited for.
+    ports: Vec<u16>,
+}
+
+impl SandboxServices {
+    pub(super) fn network(&self) -> Network {
+        self.holder.network()
+    }
+
+    /// `/etc/hosts` with the services' aliases, and the host's `/etc/resolv.conf`.
+    pub(super) fn name_binds(&self) -> Vec<Bind> {
+        name_binds(&self.hosts_file)
+    }
+
+    /// Kill every service, then the network holder.
+    pub(super) async fn stop(mut self) {
+        for service in self.running.iter_mut().rev() {
+            let _ = service.child.kill().await;
+        }
+        self.holder.stop().await;
+    }
+}
+
+impl RunningService {
+    fn last_lines(&self) -> String {
+        let bytes: Vec<u8> = self
+            .output
+            .lock()
+            .map(|o| o.iter().copied().collect())
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(common::LOG_LINES)..].join("\n")
+    }
+}
+
+/// What the services of one job share with it.
+pub(super) struct Setup<'a> {
+    pub(super) ids: IdMapping,
+    /// The job's sandbox state folder: each service's overlay goes under it.
+    pub(super) state_dir: &'a Path,
+    /// The job's host name (in `/etc/hosts` with the aliases).
+    pub(super) hostname: &'a str,
+    /// Mounted into every service at the job's project path, as GitLab does.
+    pub(super) build_dir: &'a Path,
+    pub(super) project_dir_in_job: &'a str,
+    pub(super) cancel: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Start the (pulled) services in a network of their own, then wait until they are ready. A
+/// service that does not come up is a warning, as in GitLab; a network that cannot be set up is
+/// a system failure.
+pub(super) async fn start(
+    planned: Vec<PlannedService>,
+    images: Vec<StoredImage>,
+    setup: Setup<'_>,
+    log: &mut JobLog,
+) -> Result<SandboxServices, Stop> {
+    let init = std::env::current_exe()
+        .map_err(|e| JobFailure::system(format!("finding wharf's own executable: {e}")))?;
+    let holder = NetworkHolder::start(setup.ids, &init)
+        .await
+        .map_err(|e| JobFailure::system(e.to_string()))?;
+    log.info(
+        "The job and its services share a network of their own with only loopback: services answer on 127.0.0.1 and by alias; the host's network is not reachable from this job",
+    );
+    let services_dir = setup.state_dir.join("services");
+    std::fs::create_dir_all(&services_dir)
+        .map_err(|e| JobFailure::system(format!("creating {}: {e}", services_dir.display())))?;
+    let mut all_aliases: Vec<String> = planned.iter().flat_map(|s| s.aliases.clone()).collect();
+    all_aliases.dedup();
+    let hosts_file = services_dir.join("hosts");
+    std::fs::write(&hosts_file, hosts_text(setup.hostname, &all_aliases))
+        .map_err(|e| JobFailure::system(format!("writing {}: {e}", hosts_file.display())))?;
+    let mut services = SandboxServices {
+        holder,
+        running: Vec::new(),
+        hosts_file,
+    };
+    for (i, (svc, image)) in planned.into_iter().zip(images).enumerate() {
+        match start_one(&setup, &services, i, &svc, &image, &init).await {
+            Ok(child) => services.running.push(child),
+            Err(why) => log.warn(&common::not_started(&svc, &why, "")),
+        }
+    }
+    match wait_ready(&mut services, setup.cancel.clone(), log).await {
+        Ok(()) => Ok(services),
+        Err(stop) => {
+            services.stop().await;
+            Err(stop)
+        }
+    }
+}
+
+/// Start service `i` in its own overlay of `image`, in the shared network.
+async fn start_one(
+    setup: &Setup<'_>,
+    services: &SandboxServices,
+    i: usize,
+    svc: &PlannedService,
+    image: &StoredImage,
+    init: &Path,
+) -> Result<RunningService, String> {
+    let ids = setup.ids;
+    let config = &image.config;
+    let user = image_user(&svc.image, &image.lower, config.user.as_deref(), None)
+        .map_err(|e| e.to_string())?;
+    if !ids.maps(user.uid, user.gid) {
+        return Err(format!(
+            "it runs as {user}, which this sandbox does not map (no subordinate ids for wharf's user)"
+        ));
+    }
+    // Docker's rule: an entrypoint given for the service drops the image's `Cmd` too.
+    let (entrypoint, cmd) = match &svc.entrypoint {
+        Some(e) => (e.clone(), svc.command.clone()),
+        None => (
+            config.entrypoint.clone().unwrap_or_default(),
+            if svc.command.is_empty() {
+                config.cmd.clone().unwrap_or_default()
+            } else {
+                svc.command.clone()
+            },
+        ),
+    };
+    let argv: Vec<String> = entrypoint
+        .into_iter()
+        .chain(cmd)
+        .filter(|a| !a.is_empty())
+        .collect();
+    if argv.is_empty() {
+        return Err("its image has no command and the service gives none".into());
+    }
+    // The image's variables, then the service's (which win, as `docker run -e`).
+    let mut env = config.env_pairs();
+    for kv in &svc.env {
+        if let Some((k, v)) = kv.split_once('=') {
+            env.retain(|(name, _)| name != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+    }
+    let root = overlay_root(
+        &setup.state_dir.join(format!("service-{i}")),
+        &image.lower,
+        ids,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut binds = vec![Bind {
+        source: setup.build_dir.to_path_buf(),
+        target: setup.project_dir_in_job.to_string(),
+        read_only: false,
+    }];
+    binds.extend(services.name_binds());
+    let spec = Spec {
+        root,
+        binds,
+        argv,
+        env,
+        cwd: config
+            .working_dir
+            .clone()
+            .filter(|d| d.starts_with('/'))
+            .unwrap_or_else(|| "/".into()),
+        user: Some((user.uid, user.gid)),
+        hostname: svc
+            .aliases
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "service".into()),
+        ids,
+        network: services.network(),
+    };
+    let mut child = wharf_sandbox::spawn(&spec, init)
+        .await
+        .map_err(|e| e.to_string())?;
+    let output = Arc::new(Mutex::new(VecDeque::new()));
+    let mut chunks = crate::executor::output_of(&mut child);
+    let kept = output.clone();
+    tokio::spawn(async move {
+        while let Some(chunk) = chunks.recv().await {
+            if let Ok(mut out) = kept.lock() {
+                out.extend(chunk.bytes);
+                let excess = out.len().saturating_sub(OUTPUT_KEPT);
+                out.drain(..excess);
+            }
+        }
+    });
+    let ports = match svc.healthcheck_port {
+        Some(p) => vec![p],
+        None => {
+            let exposed: Vec<String> = config
+                .exposed_ports
+                .iter()
+                .flat_map(|m| m.keys().cloned())
+                .collect();
+            common::exposed_tcp_ports(&exposed)
+        }
+    };
+    Ok(RunningService {
+        planned: svc.clone(),
+        child,
+        output,
+        ports,
+    })
+}
+
+/// `/etc/hosts` for the job's sandboxes: the usual localhost lines, then the job's host name and
+/// every alias on 127.0.0.1 (they all share one loopback).
+fn hosts_text(hostname: &str, aliases: &[String]) -> String {
+    let mut text =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    text.push_str("127.0.0.1\t");
+    text.push_str(hostname);
+    for alias in aliases {
+        text.push(' ');
+        text.push_str(alias);
+    }
+    text.push('\n');
+    text
+}
+
+/// Wait (bounded) until every started service listens on its ports; one that exits or stays
+/// silent is a warning with its last output lines.
+async fn wait_ready(
+    services: &mut SandboxServices,
+    mut cancel: tokio::sync::watch::Receiver<bool>,
+    log: &mut JobLog,
+) -> Result<(), Stop> {
+    let timeout = common::DEFAULT_TIMEOUT;
+    log.info(&format!(
+        "Waiting for services to be up and running (timeout {} seconds)...",
+        timeout.as_secs()
+    ));
+    let deadline = Instant::now() + timeout;
+    let mut pending: Vec<usize> = (0..services.running.len()).collect();
+    loop {
+        let listening = services.holder.listening_ports().unwrap_or_default();
+        let mut still = Vec::new();
+        for i in pending {
+            let service = &mut services.running[i];
+            if let Ok(Some(status)) = service.child.try_wait() {
+                log.warn(&common::not_started(
+                    &service.planned,
+                    &format!(
+                        "the service exited early (exit code {})",
+                        status.code().unwrap_or(-1)
+                    ),
+                    &service.last_lines(),
+                ));
+                continue;
+            }
+            if !service.ports.iter().all(|p| listening.contains(p)) {
+                still.push(i);
+            }
+        }
+        pending = still;
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            for &i in &pending {
+                let service = &services.running[i];
+                let ports: Vec<String> = service.ports.iter().map(|x| format!("{x}/tcp")).collect();
+                log.warn(&common::not_started(
+                    &service.planned,
+                    &format!(
+                        "nothing listens on {} after {} seconds",
+                        ports.join(", "),
+                        timeout.as_secs()
+                    ),
+                    &service.last_lines(),
+                ));
+            }
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(common::POLL) => {}
+            _ = cancel.changed() => return Err(Stop::Canceled),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_put_every_alias_on_loopback() {
+        let text = hosts_text("runner-wharf-test", &["db".into(), "my-web".into()]);
+        assert!(text.starts_with("127.0.0.1\tlocalhost\n"), "{text}");
+        assert!(
+            text.contains("\n127.0.0.1\trunner-wharf-test db my-web\n"),
+            "{text}"
+        );
+    }
+}
