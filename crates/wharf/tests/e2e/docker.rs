@@ -107,7 +107,7 @@ fn assert_seed_succeeded(
     p.assert_no_secrets(run, &refs);
 }
 
-fn write_config(dir: &Path, json: &serde_json::Value) {
+pub(crate) fn write_config(dir: &Path, json: &serde_json::Value) {
     write(&dir.join("config.json"), &json.to_string());
 }
 
@@ -253,7 +253,7 @@ fn docker_config_files_and_entry_fields() {
 }
 
 /// A credential helper as docker-credential-<name>: `get` answers for `host`, `list` lists it.
-fn install_helper(dir: &Path, name: &str, host: &str) {
+pub(crate) fn install_helper(dir: &Path, name: &str, host: &str) {
     let script = format!(
         "#!/bin/sh\ncase \"$1\" in\n  get) read url; if [ \"$url\" = '{host}' ]; then printf '%s' '{{\"ServerURL\":\"{host}\",\"Username\":\"{USER}\",\"Secret\":\"{secret}\"}}'; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n  list) printf '%s' '{{\"{host}\":\"{USER}\"}}' ;;\n  *) exit 1 ;;\nesac\n",
         secret = PASS.replace('\'', "'\\''"),

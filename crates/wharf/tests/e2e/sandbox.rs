@@ -118,6 +118,69 @@ fn the_seed_pipeline_runs_in_its_image_without_docker() {
 
 #[test]
 #[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn every_credential_source_pulls_for_the_sandbox_with_basic_and_token_auth() {
+    use crate::docker::{install_helper, write_config};
+    for reg in [
+        Registry::start_basic(&[(USER, PASS)]).unwrap(),
+        Registry::start_token(&[(USER, PASS)]).unwrap(),
+    ] {
+        let (image, _layout) = seed_in_registry(&reg);
+        let host = reg.host();
+        let json = auth_json(&host);
+        // (what the log names, how the source is set up on the project)
+        type Setup = Box<dyn Fn(&Project, &mut std::process::Command)>;
+        let sources: Vec<(String, Setup)> = vec![
+            (
+                "$DOCKER_AUTH_CONFIG".into(),
+                Box::new(move |_, cmd| {
+                    cmd.env("DOCKER_AUTH_CONFIG", &json);
+                }),
+            ),
+            ("config.json".into(), {
+                let host = host.clone();
+                Box::new(move |p, cmd| {
+                    let dir = p.home.path().join("docker-config");
+                    write_config(
+                        &dir,
+                        &serde_json::json!({"auths": {host.clone(): {"username": USER, "password": PASS}}}),
+                    );
+                    cmd.env("DOCKER_CONFIG", dir);
+                })
+            }),
+            ("docker-credential-wharftest".into(), {
+                let host = host.clone();
+                Box::new(move |p, cmd| {
+                    let bin = p.home.path().join("bin");
+                    install_helper(&bin, "wharftest", &host);
+                    write_config(
+                        &p.home.path().join(".docker"),
+                        &serde_json::json!({"credHelpers": {host.clone(): "wharftest"}}),
+                    );
+                    let path = std::env::var("PATH").unwrap_or_default();
+                    cmd.env("PATH", format!("{}:{path}", bin.display()));
+                })
+            }),
+        ];
+        for (named, setup) in &sources {
+            let p = Project::seed(Some(&image));
+            let home = tempfile::tempdir().unwrap();
+            let mut cmd = p.wharf();
+            cmd.env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+                .env("WHARF_HOME", home.path())
+                .args(["run", "--executor", "sandbox"]);
+            setup(&p, &mut cmd);
+            let run = Run::from(cmd.output().unwrap());
+            run.assert_code(0)
+                .assert_contains("Authenticating with credentials from")
+                .assert_contains(named.as_str())
+                .assert_contains("<h1>built for staging</h1>");
+            p.assert_no_secrets(&run, &[PASS, &b64(&format!("{USER}:{PASS}"))]);
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
 fn without_credentials_the_sandbox_pull_explains_the_fix() {
     let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
     let (image, _layout) = seed_in_registry(&reg);
