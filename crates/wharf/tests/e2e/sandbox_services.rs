@@ -280,3 +280,38 @@ fn kill_9_of_wharf_takes_the_services_down_too() {
         "processes of the job or its service outlived wharf"
     );
 }
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn ctrl_c_cancels_the_job_and_ends_its_services() {
+    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let (job_image, service, _layout) = images(&reg);
+    let p = Project::pipeline(&format!(
+        "check:\n  image: {job_image}\n  services: [{service}]\n  script:\n    - sleep 31354\n"
+    ));
+    let home = tempfile::tempdir().unwrap();
+    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
+    let child = p
+        .wharf()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("WHARF_HOME", home.path())
+        .args(["run", "--executor", "sandbox", "--variable", &var])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(|| processes(&["sleep", "31354"]) == 1),
+        "the job did not start"
+    );
+    assert_eq!(registry_services_of(&p), 1);
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let run = Run::from(child.wait_with_output().unwrap());
+    run.assert_code(130).assert_contains("canceled");
+    assert_eq!(processes(&["sleep", "31354"]), 0);
+    assert_nothing_left(&p);
+}
