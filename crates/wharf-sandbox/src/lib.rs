@@ -180,18 +180,7 @@ impl NetworkHolder {
     /// and wait until its namespaces exist.
     pub async fn start(ids: IdMapping, init_exe: &Path) -> Result<Self, SandboxError> {
         use tokio::io::{AsyncBufReadExt, AsyncReadExt};
-        let mut child = tokio::process::Command::new(init_exe)
-            .arg(NET_ARG)
-            .env_clear()
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|source| SandboxError::Start {
-                exe: init_exe.to_path_buf(),
-                source,
-            })?;
+        let mut child = start_stage(init_exe, NET_ARG)?;
         let pid = child.id().unwrap_or(0);
         let mut line = serde_json::to_string(&ids).map_err(|e| SandboxError::Handoff(e.into()))?;
         line.push('\n');
@@ -274,13 +263,10 @@ pub fn listening_ports(table: &str) -> Vec<u16> {
     ports
 }
 
-/// Start `spec` through the init executable `init_exe` (run as `init_exe __sandbox-init`).
-/// The child's stdout and stderr are piped (the command's output, plus setup errors prefixed
-/// with [`SETUP_ERROR_PREFIX`] and exit code [`SETUP_FAILED`]); killing the child kills
-/// everything in the sandbox, and so does dropping it.
-pub async fn spawn(spec: &Spec, init_exe: &Path) -> Result<tokio::process::Child, SandboxError> {
-    let mut child = tokio::process::Command::new(init_exe)
-        .arg(INIT_ARG)
+/// `init_exe stage` with a clean environment and piped stdio; killed when dropped.
+fn start_stage(init_exe: &Path, stage: &str) -> Result<tokio::process::Child, SandboxError> {
+    tokio::process::Command::new(init_exe)
+        .arg(stage)
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -290,7 +276,15 @@ pub async fn spawn(spec: &Spec, init_exe: &Path) -> Result<tokio::process::Child
         .map_err(|source| SandboxError::Start {
             exe: init_exe.to_path_buf(),
             source,
-        })?;
+        })
+}
+
+/// Start `spec` through the init executable `init_exe` (run as `init_exe __sandbox-init`).
+/// The child's stdout and stderr are piped (the command's output, plus setup errors prefixed
+/// with [`SETUP_ERROR_PREFIX`] and exit code [`SETUP_FAILED`]); killing the child kills
+/// everything in the sandbox, and so does dropping it.
+pub async fn spawn(spec: &Spec, init_exe: &Path) -> Result<tokio::process::Child, SandboxError> {
+    let mut child = start_stage(init_exe, INIT_ARG)?;
     let json = serde_json::to_vec(spec).map_err(|e| SandboxError::Handoff(e.into()))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin

@@ -243,23 +243,21 @@ fn a_timeout_ends_the_job_and_its_services() {
     assert_nothing_left(&p);
 }
 
-#[test]
-#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
-fn kill_9_of_wharf_takes_the_services_down_too() {
-    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let (job_image, service, _layout) = images(&reg);
+/// A job sleeping `sleep 31352` next to the registry service, started by a `wharf run` whose
+/// output is piped; returns once the job and its service run.
+fn start_hanging_job(reg: &Registry, home: &std::path::Path) -> (Project, std::process::Child) {
+    let (job_image, service, _layout) = images(reg);
     let p = Project::pipeline(&format!(
         "check:\n  image: {job_image}\n  services: [{service}]\n  script:\n    - sleep 31352\n"
     ));
-    let home = tempfile::tempdir().unwrap();
     let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
-    let mut wharf = p
+    let child = p
         .wharf()
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .env("WHARF_HOME", home.path())
+        .env("WHARF_HOME", home)
         .args(["run", "--executor", "sandbox", "--variable", &var])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     assert!(
@@ -267,16 +265,19 @@ fn kill_9_of_wharf_takes_the_services_down_too() {
         "the job did not start"
     );
     assert_eq!(registry_services_of(&p), 1);
+    (p, child)
+}
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn kill_9_of_wharf_takes_the_services_down_too() {
+    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let (p, mut wharf) = start_hanging_job(&reg, home.path());
     wharf.kill().unwrap(); // SIGKILL: no cleanup code of wharf runs
     wharf.wait().unwrap();
     assert!(
-        eventually(|| processes(&["sleep", "31352"])
-            + processes(&[
-                "docker-registry",
-                "serve",
-                "/etc/docker/registry/config.yml"
-            ])
-            == 0),
+        eventually(|| processes(&["sleep", "31352"]) + registry_services_of(&p) == 0),
         "processes of the job or its service outlived wharf"
     );
 }
@@ -285,26 +286,8 @@ fn kill_9_of_wharf_takes_the_services_down_too() {
 #[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
 fn ctrl_c_cancels_the_job_and_ends_its_services() {
     let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let (job_image, service, _layout) = images(&reg);
-    let p = Project::pipeline(&format!(
-        "check:\n  image: {job_image}\n  services: [{service}]\n  script:\n    - sleep 31354\n"
-    ));
     let home = tempfile::tempdir().unwrap();
-    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
-    let child = p
-        .wharf()
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .env("WHARF_HOME", home.path())
-        .args(["run", "--executor", "sandbox", "--variable", &var])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(
-        eventually(|| processes(&["sleep", "31354"]) == 1),
-        "the job did not start"
-    );
-    assert_eq!(registry_services_of(&p), 1);
+    let (p, child) = start_hanging_job(&reg, home.path());
     let sent = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -312,6 +295,6 @@ fn ctrl_c_cancels_the_job_and_ends_its_services() {
     assert!(sent.success());
     let run = Run::from(child.wait_with_output().unwrap());
     run.assert_code(130).assert_contains("canceled");
-    assert_eq!(processes(&["sleep", "31354"]), 0);
+    assert_eq!(processes(&["sleep", "31352"]), 0);
     assert_nothing_left(&p);
 }
