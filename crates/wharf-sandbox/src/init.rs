@@ -3,6 +3,7 @@
 //! [`Spec`] as JSON from stdin. Errors end the stage with [`SETUP_FAILED`] and one line on
 //! stderr prefixed with [`SETUP_ERROR_PREFIX`].
 
+use crate::state::RemoveRequest;
 use crate::{IdMapping, Network, RootFs, SETUP_ERROR_PREFIX, SETUP_FAILED, Spec};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
@@ -23,18 +24,22 @@ pub const PID1_ARG: &str = "__sandbox-pid1";
 /// First argument that makes the init executable exit 0 at once: the command `wharf doctor`'s
 /// test sandbox runs (wharf itself, bound into an empty root).
 pub const NOOP_ARG: &str = "__sandbox-noop";
+/// First argument of the stage that removes a state folder from inside a user namespace
+/// ([`crate::state::remove_tree`]).
+pub const REMOVE_ARG: &str = "__sandbox-remove";
 
 /// Run the stage `args` names (the process's arguments after the program name), if it names
 /// one: `Some(exit code)`. Call it first thing in `main`, before any thread exists: entering a
 /// user namespace needs a single-threaded process.
 pub fn dispatch(args: &[String]) -> Option<i32> {
-    let stage = match args.first().map(String::as_str) {
-        Some(INIT_ARG) => enter_namespaces,
-        Some(PID1_ARG) => pid1,
+    let outcome = match args.first().map(String::as_str) {
+        Some(INIT_ARG) => read_input().and_then(enter_namespaces),
+        Some(PID1_ARG) => read_input().and_then(pid1),
+        Some(REMOVE_ARG) => read_input().and_then(remove_in_user_namespace),
         Some(NOOP_ARG) => return Some(0),
         _ => return None,
     };
-    Some(match read_spec().and_then(stage) {
+    Some(match outcome {
         Ok(code) => code,
         Err(Setup(why)) => {
             let _ = writeln!(std::io::stderr(), "{SETUP_ERROR_PREFIX}{why}");
@@ -50,7 +55,8 @@ fn setup<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -
     move |e| Setup(format!("{what}: {e}"))
 }
 
-fn read_spec() -> Result<Spec, Setup> {
+/// The stage's JSON input from stdin.
+fn read_input<T: serde::de::DeserializeOwned>() -> Result<T, Setup> {
     // Die with the parent: a killed wharf (or a killed first stage) takes the sandbox down.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup("PR_SET_PDEATHSIG"))?;
     let mut json = Vec::new();
@@ -60,9 +66,49 @@ fn read_spec() -> Result<Spec, Setup> {
     serde_json::from_slice(&json).map_err(setup("the sandbox specification"))
 }
 
+/// The `__sandbox-remove` stage: in a user namespace mapped as the sandboxes were, the
+/// namespace's root may remove every file a job made (any mapped owner, any mode).
+fn remove_in_user_namespace(request: RemoveRequest) -> Result<i32, Setup> {
+    enter_user_namespace(request.ids)?;
+    std::fs::remove_dir_all(&request.path)
+        .map_err(setup(format!("removing {}", request.path.display())))?;
+    Ok(0)
+}
+
 /// Stage 1: user namespace (when asked), then mount/pid/uts/ipc(/net); start PID 1.
 fn enter_namespaces(spec: Spec) -> Result<i32, Setup> {
-    match spec.ids {
+    enter_user_namespace(spec.ids)?;
+    if spec.network == Network::Loopback {
+        // Before the pid namespace: its first child becomes its PID 1, and `ip` exiting would
+        // end the namespace before the real PID 1 starts.
+        unshare(CloneFlags::CLONE_NEWNET).map_err(setup("entering a network namespace"))?;
+        bring_up_loopback()?;
+    }
+    let flags = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC;
+    unshare(flags).map_err(setup("entering new namespaces"))?;
+    let json = serde_json::to_vec(&spec).map_err(setup("the sandbox specification"))?;
+    let mut pid1 = Command::new("/proc/self/exe")
+        .arg(PID1_ARG)
+        .env_clear()
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(setup("starting the sandbox's PID 1"))?;
+    if let Some(mut stdin) = pid1.stdin.take() {
+        stdin
+            .write_all(&json)
+            .map_err(setup("handing PID 1 the specification"))?;
+    }
+    let status = pid1.wait().map_err(setup("waiting for the sandbox"))?;
+    Ok(exit_code(status))
+}
+
+/// A user namespace mapped as `ids` says (none for [`IdMapping::Host`]), entered by this
+/// single-threaded process.
+fn enter_user_namespace(ids: IdMapping) -> Result<(), Setup> {
+    match ids {
         IdMapping::Host => {}
         IdMapping::SingleId { uid, gid } => {
             unshare(CloneFlags::CLONE_NEWUSER).map_err(setup("entering a user namespace"))?;
@@ -112,31 +158,7 @@ fn enter_namespaces(spec: Spec) -> Result<i32, Setup> {
             }
         }
     }
-    if spec.network == Network::Loopback {
-        // Before the pid namespace: its first child becomes its PID 1, and `ip` exiting would
-        // end the namespace before the real PID 1 starts.
-        unshare(CloneFlags::CLONE_NEWNET).map_err(setup("entering a network namespace"))?;
-        bring_up_loopback()?;
-    }
-    let flags = CloneFlags::CLONE_NEWNS
-        | CloneFlags::CLONE_NEWPID
-        | CloneFlags::CLONE_NEWUTS
-        | CloneFlags::CLONE_NEWIPC;
-    unshare(flags).map_err(setup("entering new namespaces"))?;
-    let json = serde_json::to_vec(&spec).map_err(setup("the sandbox specification"))?;
-    let mut pid1 = Command::new("/proc/self/exe")
-        .arg(PID1_ARG)
-        .env_clear()
-        .stdin(Stdio::piped())
-        .spawn()
-        .map_err(setup("starting the sandbox's PID 1"))?;
-    if let Some(mut stdin) = pid1.stdin.take() {
-        stdin
-            .write_all(&json)
-            .map_err(setup("handing PID 1 the specification"))?;
-    }
-    let status = pid1.wait().map_err(setup("waiting for the sandbox"))?;
-    Ok(exit_code(status))
+    Ok(())
 }
 
 fn write_proc(path: &str, text: &str) -> Result<(), Setup> {
