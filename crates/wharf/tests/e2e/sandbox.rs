@@ -33,7 +33,8 @@ fn run_without_docker(p: &Project, home: &std::path::Path, args: &[&str]) -> Run
     )
 }
 
-/// A job in `image` as its `builder` user that says who it runs as and keeps `out/` as artifact.
+/// A job in `image` as its `builder` user that says who it runs as, keeps `out/` as artifact and
+/// leaves files of its own outside the build folder (in its upper folder).
 fn builder_job(image: &str) -> String {
     format!(
         "build:
@@ -44,6 +45,7 @@ fn builder_job(image: &str) -> String {
   script:
     - echo \"whoami=$(id -u):$(id -g)\"
     - mkdir -p out && echo made > out/result
+    - mkdir -p /tmp/x/d && touch /tmp/x/d/f && chmod 755 /tmp/x/d
   artifacts:
     paths: [out/]
 "
@@ -149,13 +151,39 @@ fn eventually(mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// What `.wharf/sandbox` holds besides its own lock file: sandbox state folders.
+fn sandbox_state_folders(p: &Project) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(p.path().join(".wharf/sandbox")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
+        .collect();
+    names.sort();
+    names
+}
+
+/// Mounts of this (the host's) mount namespace under `path`.
+fn host_mounts_under(path: &std::path::Path) -> Vec<String> {
+    let path = path.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&path))
+        .map(str::to_string)
+        .collect()
+}
+
 #[test]
 #[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
-fn kill_9_of_wharf_kills_every_process_of_the_job() {
+fn kill_9_of_wharf_kills_every_process_of_the_job_and_the_next_run_reaps_its_folders() {
     let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
     let (image, _layout) = seed_in_registry(&reg);
     let p = Project::pipeline(&format!(
-        "hang:\n  image: {image}\n  script:\n    - sleep 31341 &\n    - sleep 31342\n"
+        "hang:\n  image: {image}\n  script:\n    - sleep 31341 &\n    - sleep 31342\n\
+         quick:\n  image: {image}\n  script: [true]\n"
     ));
     let home = tempfile::tempdir().unwrap();
     let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
@@ -163,7 +191,7 @@ fn kill_9_of_wharf_kills_every_process_of_the_job() {
         .wharf()
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .env("WHARF_HOME", home.path())
-        .args(["run", "--executor", "sandbox", "--variable", &var])
+        .args(["run", "hang", "--executor", "sandbox", "--variable", &var])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -178,6 +206,82 @@ fn kill_9_of_wharf_kills_every_process_of_the_job() {
         eventually(|| processes(&["sleep", "31341"]) + processes(&["sleep", "31342"]) == 0),
         "processes of the job outlived wharf"
     );
+    let left = sandbox_state_folders(&p);
+    assert_eq!(left.len(), 1, "the killed wharf's state folder: {left:?}");
+    let run = run_without_docker(
+        &p,
+        home.path(),
+        &[
+            "run",
+            "quick",
+            "--executor",
+            "sandbox",
+            "--pull-policy",
+            "never",
+        ],
+    );
+    run.assert_code(0)
+        .assert_contains(&format!(
+            "Removed {}",
+            p.path().join(".wharf/sandbox").join(&left[0]).display()
+        ))
+        .assert_contains("left by a wharf that was killed");
+    assert_eq!(sandbox_state_folders(&p), Vec::<String>::new());
+    assert_eq!(host_mounts_under(p.path()), Vec::<String>::new());
+}
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn concurrent_runs_in_one_project_never_reap_each_other() {
+    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let (image, _layout) = seed_in_registry(&reg);
+    // `hold` writes to its upper folder, says it started, and waits for the test's go.
+    let p = Project::pipeline(&format!(
+        "hold:\n  image: {image}\n  script:\n    - echo mine > /tmp/mine\n    - touch started\n    - while [ ! -e go ]; do sleep 1; done\n    - cat /tmp/mine\n\
+         quick:\n  image: {image}\n  script: [true]\n"
+    ));
+    let home = tempfile::tempdir().unwrap();
+    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
+    let hold = p
+        .wharf()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("WHARF_HOME", home.path())
+        .args(["run", "hold", "--executor", "sandbox", "--variable", &var])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let build = p.path().join(".wharf/builds/hold");
+    // The image is pulled first: up to ten rounds of waiting.
+    let started = (0..10).any(|_| eventually(|| build.join("started").exists()));
+    assert!(started, "the holding job did not start");
+    let held = sandbox_state_folders(&p);
+    assert_eq!(held.len(), 1, "{held:?}");
+    let quick = run_without_docker(
+        &p,
+        home.path(),
+        &[
+            "run",
+            "quick",
+            "--executor",
+            "sandbox",
+            "--pull-policy",
+            "never",
+        ],
+    );
+    quick.assert_code(0).assert_contains("Job succeeded");
+    assert!(!quick.all().contains("Removed"), "{}", quick.all());
+    assert_eq!(
+        sandbox_state_folders(&p),
+        held,
+        "the second run touched the first's folder"
+    );
+    std::fs::write(build.join("go"), "").unwrap();
+    let hold = Run::from(hold.wait_with_output().unwrap());
+    hold.assert_code(0)
+        .assert_contains("mine")
+        .assert_contains("Job succeeded");
+    assert_eq!(sandbox_state_folders(&p), Vec::<String>::new());
 }
 
 #[test]
@@ -274,4 +378,13 @@ fn rootless_with_subordinate_ids_an_image_user_runs_as_itself() {
         "{}",
         run.all()
     );
+    // The job's files in its upper folder belong to subordinate ids wharf's user cannot remove
+    // as itself; they go all the same.
+    assert_eq!(
+        sandbox_state_folders(&p),
+        Vec::<String>::new(),
+        "{}",
+        run.all()
+    );
+    assert!(!run.all().contains("cannot remove"), "{}", run.all());
 }
