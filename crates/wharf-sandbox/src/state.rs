@@ -60,9 +60,11 @@ pub struct StateDir {
 }
 
 impl StateDir {
-    /// A new folder `<prefix>-<pid>-<n>` under `parent` (created if missing), locked.
+    /// A new folder `<prefix>-<pid>-<n>` under `parent` (created if missing), locked. The
+    /// prefix (a job's name) is cut to 64 characters: a file name has at most 255 bytes.
     pub fn claim(parent: &Path, prefix: &str) -> Result<StateDir, StateError> {
         let _parent_lock = lock_parent(parent)?;
+        let prefix: String = prefix.chars().take(64).collect();
         let pid = std::process::id();
         for n in 0u32.. {
             let path = parent.join(format!("{prefix}-{pid}-{n}"));
@@ -262,6 +264,14 @@ mod tests {
         let reaped = reap(parent.path(), IdMapping::Host, Path::new(NO_INIT)).unwrap();
         assert_eq!(reaped.len(), 1);
         assert!(!parent.path().join("build").exists());
+    }
+
+    #[test]
+    fn a_long_job_name_still_makes_a_valid_folder_name() {
+        let parent = tempfile::tempdir().unwrap();
+        let name = "j".repeat(255);
+        let state = StateDir::claim(parent.path(), &name).unwrap();
+        assert!(state.path().join(LOCK).exists());
     }
 
     #[test]
