@@ -151,6 +151,63 @@ fn eventually(mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
+/// A job started in the sandbox beside a `quick` one (which does nothing), and what it needs to
+/// go on (its registry, project and image store).
+struct StartedJob {
+    _registry: Registry,
+    _layout: tempfile::TempDir,
+    project: Project,
+    home: tempfile::TempDir,
+    wharf: std::process::Child,
+}
+
+/// A project with the job `name` running `script` and a job `quick`, both in the seed image
+/// from a registry; `wharf run <name>` in the sandbox started, not waited for.
+fn start_beside_quick(name: &str, script: &[&str]) -> StartedJob {
+    let registry = Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let (image, layout) = seed_in_registry(&registry);
+    let mut pipeline = format!("{name}:\n  image: {image}\n  script:\n");
+    for line in script {
+        pipeline += &format!("    - {line}\n");
+    }
+    pipeline += &format!("quick:\n  image: {image}\n  script: [true]\n");
+    let project = Project::pipeline(&pipeline);
+    let home = tempfile::tempdir().unwrap();
+    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&registry.host()));
+    let wharf = project
+        .wharf()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("WHARF_HOME", home.path())
+        .args(["run", name, "--executor", "sandbox", "--variable", &var])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    StartedJob {
+        _registry: registry,
+        _layout: layout,
+        project,
+        home,
+        wharf,
+    }
+}
+
+/// `wharf run quick` in the sandbox, its image already in the store.
+fn run_quick(p: &Project, home: &std::path::Path) -> Run {
+    run_without_docker(
+        p,
+        home,
+        &[
+            "run",
+            "quick",
+            "--executor",
+            "sandbox",
+            "--pull-policy",
+            "never",
+        ],
+    )
+}
+
 /// What `.wharf/sandbox` holds besides its own lock file: sandbox state folders.
 fn sandbox_state_folders(p: &Project) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(p.path().join(".wharf/sandbox")) else {
@@ -179,23 +236,8 @@ fn host_mounts_under(path: &std::path::Path) -> Vec<String> {
 #[test]
 #[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
 fn kill_9_of_wharf_kills_every_process_of_the_job_and_the_next_run_reaps_its_folders() {
-    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let (image, _layout) = seed_in_registry(&reg);
-    let p = Project::pipeline(&format!(
-        "hang:\n  image: {image}\n  script:\n    - sleep 31341 &\n    - sleep 31342\n\
-         quick:\n  image: {image}\n  script: [true]\n"
-    ));
-    let home = tempfile::tempdir().unwrap();
-    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
-    let mut wharf = p
-        .wharf()
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .env("WHARF_HOME", home.path())
-        .args(["run", "hang", "--executor", "sandbox", "--variable", &var])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let started = start_beside_quick("hang", &["sleep 31341 &", "sleep 31342"]);
+    let (p, home, mut wharf) = (&started.project, &started.home, started.wharf);
     assert!(
         eventually(|| processes(&["sleep", "31342"]) == 1),
         "the job did not start"
@@ -208,18 +250,7 @@ fn kill_9_of_wharf_kills_every_process_of_the_job_and_the_next_run_reaps_its_fol
     );
     let left = sandbox_state_folders(&p);
     assert_eq!(left.len(), 1, "the killed wharf's state folder: {left:?}");
-    let run = run_without_docker(
-        &p,
-        home.path(),
-        &[
-            "run",
-            "quick",
-            "--executor",
-            "sandbox",
-            "--pull-policy",
-            "never",
-        ],
-    );
+    let run = run_quick(&p, home.path());
     run.assert_code(0)
         .assert_contains(&format!(
             "Removed {}",
@@ -233,42 +264,24 @@ fn kill_9_of_wharf_kills_every_process_of_the_job_and_the_next_run_reaps_its_fol
 #[test]
 #[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
 fn concurrent_runs_in_one_project_never_reap_each_other() {
-    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let (image, _layout) = seed_in_registry(&reg);
     // `hold` writes to its upper folder, says it started, and waits for the test's go.
-    let p = Project::pipeline(&format!(
-        "hold:\n  image: {image}\n  script:\n    - echo mine > /tmp/mine\n    - touch started\n    - while [ ! -e go ]; do sleep 1; done\n    - cat /tmp/mine\n\
-         quick:\n  image: {image}\n  script: [true]\n"
-    ));
-    let home = tempfile::tempdir().unwrap();
-    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
-    let hold = p
-        .wharf()
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .env("WHARF_HOME", home.path())
-        .args(["run", "hold", "--executor", "sandbox", "--variable", &var])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let started = start_beside_quick(
+        "hold",
+        &[
+            "echo mine > /tmp/mine",
+            "touch started",
+            "while [ ! -e go ]; do sleep 1; done",
+            "cat /tmp/mine",
+        ],
+    );
+    let (p, home, hold) = (&started.project, &started.home, started.wharf);
     let build = p.path().join(".wharf/builds/hold");
     // The image is pulled first: up to ten rounds of waiting.
     let started = (0..10).any(|_| eventually(|| build.join("started").exists()));
     assert!(started, "the holding job did not start");
     let held = sandbox_state_folders(&p);
     assert_eq!(held.len(), 1, "{held:?}");
-    let quick = run_without_docker(
-        &p,
-        home.path(),
-        &[
-            "run",
-            "quick",
-            "--executor",
-            "sandbox",
-            "--pull-policy",
-            "never",
-        ],
-    );
+    let quick = run_quick(&p, home.path());
     quick.assert_code(0).assert_contains("Job succeeded");
     assert!(!quick.all().contains("Removed"), "{}", quick.all());
     assert_eq!(
