@@ -248,16 +248,16 @@ fn kill_9_of_wharf_kills_every_process_of_the_job_and_the_next_run_reaps_its_fol
         eventually(|| processes(&["sleep", "31341"]) + processes(&["sleep", "31342"]) == 0),
         "processes of the job outlived wharf"
     );
-    let left = sandbox_state_folders(&p);
+    let left = sandbox_state_folders(p);
     assert_eq!(left.len(), 1, "the killed wharf's state folder: {left:?}");
-    let run = run_quick(&p, home.path());
+    let run = run_quick(p, home.path());
     run.assert_code(0)
         .assert_contains(&format!(
             "Removed {}",
             p.path().join(".wharf/sandbox").join(&left[0]).display()
         ))
         .assert_contains("left by a wharf that was killed");
-    assert_eq!(sandbox_state_folders(&p), Vec::<String>::new());
+    assert_eq!(sandbox_state_folders(p), Vec::<String>::new());
     assert_eq!(host_mounts_under(p.path()), Vec::<String>::new());
 }
 
@@ -279,13 +279,13 @@ fn concurrent_runs_in_one_project_never_reap_each_other() {
     // The image is pulled first: up to ten rounds of waiting.
     let started = (0..10).any(|_| eventually(|| build.join("started").exists()));
     assert!(started, "the holding job did not start");
-    let held = sandbox_state_folders(&p);
+    let held = sandbox_state_folders(p);
     assert_eq!(held.len(), 1, "{held:?}");
-    let quick = run_quick(&p, home.path());
+    let quick = run_quick(p, home.path());
     quick.assert_code(0).assert_contains("Job succeeded");
     assert!(!quick.all().contains("Removed"), "{}", quick.all());
     assert_eq!(
-        sandbox_state_folders(&p),
+        sandbox_state_folders(p),
         held,
         "the second run touched the first's folder"
     );
@@ -294,7 +294,7 @@ fn concurrent_runs_in_one_project_never_reap_each_other() {
     hold.assert_code(0)
         .assert_contains("mine")
         .assert_contains("Job succeeded");
-    assert_eq!(sandbox_state_folders(&p), Vec::<String>::new());
+    assert_eq!(sandbox_state_folders(p), Vec::<String>::new());
 }
 
 #[test]
