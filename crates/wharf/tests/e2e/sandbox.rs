@@ -263,6 +263,31 @@ fn kill_9_of_wharf_kills_every_process_of_the_job_and_the_next_run_reaps_its_fol
 
 #[test]
 #[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn ctrl_c_of_wharf_mid_job_leaves_no_process_nor_folder() {
+    let started = start_beside_quick("hang", &["sleep 31343"]);
+    let (p, wharf) = (&started.project, started.wharf);
+    assert!(
+        (0..10).any(|_| eventually(|| processes(&["sleep", "31343"]) == 1)),
+        "the job did not start"
+    );
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &wharf.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let run = Run::from(wharf.wait_with_output().unwrap());
+    run.assert_contains("Interrupted");
+    assert_eq!(processes(&["sleep", "31343"]), 0, "{}", run.all());
+    assert_eq!(
+        sandbox_state_folders(p),
+        Vec::<String>::new(),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
 fn concurrent_runs_in_one_project_never_reap_each_other() {
     // `hold` writes to its upper folder, says it started, and waits for the test's go.
     let started = start_beside_quick(
