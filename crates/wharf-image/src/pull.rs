@@ -239,16 +239,24 @@ async fn pull_from_registry(
     }
 
     // Both may wait (for a prune, for another pull of this image): off the async workers.
-    let (_shared, _image_lock) = {
+    let (reaped, _shared, _image_lock) = {
         let store = store.clone();
         let digest = manifest_digest.clone();
         tokio::task::spawn_blocking(move || {
+            // Work starts: what killed pulls left goes first (unless a pull runs now).
+            let reaped = store.reap_tmp()?;
             let shared = store.lock_shared()?;
-            Ok::<_, ImageError>((shared, store.lock_image(&digest)?))
+            Ok::<_, ImageError>((reaped, shared, store.lock_image(&digest)?))
         })
         .await
         .map_err(|e| join_error(image, e))??
     };
+    if let Some(n @ 1..) = reaped {
+        on_event(PullEvent::Info(format!(
+            "Removed {n} leftover(s) of interrupted pulls from {}",
+            store.home().join("tmp").display()
+        )));
+    }
     if !store.has_blob(&manifest_digest) {
         store.write_blob(&manifest_digest, &body)?;
     }

@@ -7,11 +7,14 @@
 //! layers/<chain id hex>/     one unpacked layer (renamed in once complete)
 //! layers/<chain id hex>.json what it held (LayerMeta), written before the folder is renamed in
 //! images/<sha256 of ref>.json  ImageRecord
-//! tmp/                       work in progress (emptied by prune)
+//! tmp/                       work in progress (emptied by prune, and by a pull when no other
+//!                            pull runs)
 //! ```
 //!
 //! Every publish is a rename of a finished file or folder, so a crash leaves only `tmp/` debris,
-//! and two processes doing the same work end with the same result.
+//! and two processes doing the same work end with the same result. A `Range` resume happens
+//! within one download, so a killed pull's partial files are never picked up again: the next
+//! pull that finds no other pull running ([`Store::reap_tmp`]) removes them.
 
 use std::fs::{self, File};
 use std::io::Write as _;
@@ -130,6 +133,41 @@ impl Store {
     /// Held while pulling: prune and rm wait for it.
     pub fn lock_shared(&self) -> Result<StoreLock, ImageError> {
         self.lock(self.home.join("lock"), FlockOperation::LockShared)
+    }
+
+    /// Remove everything in `tmp/` when no pull runs (none holds the shared lock): what is
+    /// there was left by a killed pull. `None` when a pull runs (its work is there); else how
+    /// many entries were removed.
+    pub fn reap_tmp(&self) -> Result<Option<u64>, ImageError> {
+        let _lock = match self.lock(
+            self.home.join("lock"),
+            FlockOperation::NonBlockingLockExclusive,
+        ) {
+            Ok(lock) => lock,
+            Err(ImageError::Store { source, .. })
+                if source.kind() == std::io::ErrorKind::WouldBlock =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        self.clear_tmp().map(Some)
+    }
+
+    /// Remove everything in `tmp/` (the caller holds the exclusive lock); how many entries.
+    fn clear_tmp(&self) -> Result<u64, ImageError> {
+        let tmp = self.home.join("tmp");
+        let mut removed = 0;
+        for entry in fs::read_dir(&tmp).map_err(store_err(&tmp, "listing"))? {
+            let entry = entry.map_err(store_err(&tmp, "listing"))?;
+            if entry.path().is_dir() {
+                remove_tree(&entry.path())?;
+            } else {
+                fs::remove_file(entry.path()).map_err(store_err(entry.path(), "removing"))?;
+            }
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// Held by rm and prune.
@@ -357,15 +395,7 @@ impl Store {
                 fs::remove_file(entry.path()).map_err(store_err(entry.path(), "removing"))?;
             }
         }
-        let tmp = self.home.join("tmp");
-        for entry in fs::read_dir(&tmp).map_err(store_err(&tmp, "listing"))? {
-            let entry = entry.map_err(store_err(&tmp, "listing"))?;
-            if entry.path().is_dir() {
-                remove_tree(&entry.path())?;
-            } else {
-                fs::remove_file(entry.path()).map_err(store_err(entry.path(), "removing"))?;
-            }
-        }
+        self.clear_tmp()?;
         Ok(report)
     }
 
@@ -412,4 +442,26 @@ fn make_writable(root: &wharf_fs::Root, dir: &Path) -> Result<(), ImageError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tmp_is_reaped_only_when_no_pull_holds_the_store() {
+        let home = tempfile::tempdir().expect("home");
+        let store = Store::open(home.path()).expect("store");
+        let (partial, _) = store.temp_file().expect("temp file");
+        fs::create_dir_all(store.temp_path("layer").join("usr/bin")).expect("layer dir");
+        let pulling = store.lock_shared().expect("shared");
+        assert_eq!(store.reap_tmp().expect("reap"), None, "a pull runs");
+        assert!(partial.exists(), "a running pull's file was removed");
+        drop(pulling);
+        assert_eq!(store.reap_tmp().expect("reap"), Some(2));
+        assert_eq!(
+            fs::read_dir(home.path().join("tmp")).expect("tmp").count(),
+            0
+        );
+    }
 }

@@ -487,13 +487,20 @@ fn a_killed_pull_leaves_nothing_half_done() {
     assert_eq!(visible("images"), 0);
     assert!(store.images().expect("images").is_empty());
 
-    // The next pull (the registry answers normally now) completes; prune clears the debris.
-    let record = pull(&store, &reference, &PullOptions::default())
-        .0
-        .expect("pull again");
+    assert!(visible("tmp") > 0, "the killed pull left its partial files");
+
+    // The next pull (the registry answers normally now) completes, and removes the killed
+    // pull's debris first: nobody would ever resume or remove it otherwise.
+    let (record, events) = pull(&store, &reference, &PullOptions::default());
+    let record = record.expect("pull again");
     assert!(store.is_complete(&record));
-    store.prune().expect("prune");
     assert_eq!(visible("tmp"), 0);
+    assert!(
+        events.iter().any(
+            |e| matches!(e, PullEvent::Info(i) if i.contains("leftover(s) of interrupted pulls"))
+        ),
+        "{events:?}"
+    );
     let merged = home.path().join("merged");
     store.flatten(&record, &merged).expect("flatten");
     assert_eq!(

@@ -261,7 +261,7 @@ fn settle(stop: Stop, log: &mut JobLog) -> JobStatus {
 }
 
 /// The executor's preparation, the build folder (handed over to the job's user), then the
-/// scripts; the executor cleans up whatever happened after its preparation.
+/// scripts; the executor cleans up whatever happened, a failed preparation included.
 async fn prepare_and_run(
     ctx: &Ctx<'_>,
     job: &Job,
@@ -269,21 +269,25 @@ async fn prepare_and_run(
     executor: &mut impl Executor,
     log: &mut JobLog,
 ) -> Result<JobStatus, Stop> {
-    executor.prepare(job, vars, log).await?;
+    if let Err(stop) = executor.prepare(job, vars, log).await {
+        // What a preparation got as far as making (a sandbox's state folder) goes too.
+        executor.cleanup(log).await;
+        return Err(stop);
+    }
     let layout = executor.layout().clone();
     let env = match tokio::task::block_in_place(|| prepare_build(ctx, job, vars, &layout, log)) {
         Ok(env) => env,
         Err(stop) => {
-            executor.cleanup().await;
+            executor.cleanup(log).await;
             return Err(stop);
         }
     };
     if let Err(failure) = tokio::task::block_in_place(|| executor.hand_over()) {
-        executor.cleanup().await;
+        executor.cleanup(log).await;
         return Err(failure.into());
     }
     let status = run_job_scripts(ctx, job, &env, executor, log).await;
-    executor.cleanup().await;
+    executor.cleanup(log).await;
     Ok(status)
 }
 
@@ -522,7 +526,7 @@ mod tests {
             })
         }
 
-        async fn cleanup(&mut self) {
+        async fn cleanup(&mut self, _log: &mut JobLog) {
             self.record("cleanup".to_string());
         }
     }
@@ -631,7 +635,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn a_failed_preparation_is_logged_once_with_its_fix_and_is_the_jobs_status() {
         let (report, calls, log) = run_fake(true, 0).await;
-        assert_eq!(calls, ["prepare CI_PROJECT_DIR=/in-job/p"]);
+        // Cleaned up all the same: a preparation may have made something (a sandbox's state
+        // folder) before it failed.
+        assert_eq!(calls, ["prepare CI_PROJECT_DIR=/in-job/p", "cleanup"]);
         assert_eq!(log.matches("image `nope` is not here").count(), 1, "{log}");
         assert!(
             log.contains("ERROR: image `nope` is not here\n  fix: pull it\n"),

@@ -3,6 +3,7 @@
 //! [`Spec`] as JSON from stdin. Errors end the stage with [`SETUP_FAILED`] and one line on
 //! stderr prefixed with [`SETUP_ERROR_PREFIX`].
 
+use crate::state::RemoveRequest;
 use crate::{IdMapping, Network, RootFs, SETUP_ERROR_PREFIX, SETUP_FAILED, Spec};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, setns, unshare};
@@ -26,15 +27,19 @@ pub const NET_ARG: &str = "__sandbox-net";
 /// First argument that makes the init executable exit 0 at once: the command `wharf doctor`'s
 /// test sandbox runs (wharf itself, bound into an empty root).
 pub const NOOP_ARG: &str = "__sandbox-noop";
+/// First argument of the stage that removes a state folder from inside a user namespace
+/// ([`crate::state::remove_tree`]).
+pub const REMOVE_ARG: &str = "__sandbox-remove";
 
 /// Run the stage `args` names (the process's arguments after the program name), if it names
 /// one: `Some(exit code)`. Call it first thing in `main`, before any thread exists: entering a
 /// user namespace needs a single-threaded process.
 pub fn dispatch(args: &[String]) -> Option<i32> {
     let outcome = match args.first().map(String::as_str) {
-        Some(INIT_ARG) => read_spec().and_then(enter_namespaces),
-        Some(PID1_ARG) => read_spec().and_then(pid1),
+        Some(INIT_ARG) => read_input().and_then(enter_namespaces),
+        Some(PID1_ARG) => read_input().and_then(pid1),
         Some(NET_ARG) => hold_network(),
+        Some(REMOVE_ARG) => read_input().and_then(remove_in_user_namespace),
         Some(NOOP_ARG) => return Some(0),
         _ => return None,
     };
@@ -59,7 +64,8 @@ fn die_with_parent() -> Result<(), Setup> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(setup("PR_SET_PDEATHSIG"))
 }
 
-fn read_spec() -> Result<Spec, Setup> {
+/// The stage's JSON input from stdin.
+fn read_input<T: serde::de::DeserializeOwned>() -> Result<T, Setup> {
     die_with_parent()?;
     let mut json = Vec::new();
     std::io::stdin()
@@ -118,6 +124,15 @@ fn enter_loopback_network() -> Result<(), Setup> {
     bring_up_loopback()
 }
 
+/// The `__sandbox-remove` stage: in a user namespace mapped as the sandboxes were, the
+/// namespace's root may remove every file a job made (any mapped owner, any mode).
+fn remove_in_user_namespace(request: RemoveRequest) -> Result<i32, Setup> {
+    enter_user_namespace(request.ids)?;
+    std::fs::remove_dir_all(&request.path)
+        .map_err(setup(format!("removing {}", request.path.display())))?;
+    Ok(0)
+}
+
 /// Stage 1: user namespace (when asked), then mount/pid/uts/ipc(/net); start PID 1.
 fn enter_namespaces(spec: Spec) -> Result<i32, Setup> {
     match spec.network {
@@ -151,7 +166,8 @@ fn enter_namespaces(spec: Spec) -> Result<i32, Setup> {
     Ok(exit_code(status))
 }
 
-/// Enter a new user namespace with the mapping `ids` (nothing for [`IdMapping::Host`]).
+/// A user namespace mapped as `ids` says (none for [`IdMapping::Host`]), entered by this
+/// single-threaded process.
 fn enter_user_namespace(ids: IdMapping) -> Result<(), Setup> {
     match ids {
         IdMapping::Host => {}

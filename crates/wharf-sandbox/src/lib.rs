@@ -15,11 +15,16 @@
 //!   and its mounts go with its last process. Each stage dies with its parent
 //!   (`PR_SET_PDEATHSIG`), so killing the first stage (timeout, cancel, or `kill -9` of wharf
 //!   itself) takes the whole tree down.
+//! - What stays on disk (each script's overlay upper, work and mount point folders) lives in a
+//!   state folder locked for the life of its owner ([`state`]): the next wharf removes the
+//!   folders of a killed one, from inside a user namespace when a job's files belong to
+//!   subordinate ids.
 
 mod init;
 pub mod probe;
+pub mod state;
 
-pub use init::{INIT_ARG, NET_ARG, NOOP_ARG, PID1_ARG, dispatch};
+pub use init::{INIT_ARG, NET_ARG, NOOP_ARG, PID1_ARG, REMOVE_ARG, dispatch};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

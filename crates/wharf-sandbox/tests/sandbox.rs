@@ -374,3 +374,56 @@ async fn the_command_runs_as_the_given_ids() {
         ran.stderr
     );
 }
+
+/// A tree its owner cannot remove as itself (a 0000 folder with a file in it, as a job may leave
+/// in its upper folder) is removed by `__sandbox-remove` from inside a user namespace, where the
+/// owner is root.
+#[test]
+#[ignore = "needs root: to become an unprivileged user with setpriv"]
+fn the_remove_stage_removes_what_its_user_cannot_remove_as_itself() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let nobody = 65534;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(state.join("upper/locked")).unwrap();
+    std::fs::write(state.join("upper/locked/f"), "f").unwrap();
+    for p in ["", "upper", "upper/locked", "upper/locked/f"] {
+        chown(state.join(p), Some(nobody), Some(nobody)).unwrap();
+    }
+    std::fs::set_permissions(
+        state.join("upper/locked"),
+        std::fs::Permissions::from_mode(0o000),
+    )
+    .unwrap();
+    let as_nobody = |program: &str| {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", program]);
+        c
+    };
+    let plain = as_nobody("rm").arg("-rf").arg(&state).output().unwrap();
+    assert!(!plain.status.success(), "nobody removed it as itself");
+    let mut child = as_nobody(INIT)
+        .arg(wharf_sandbox::REMOVE_ARG)
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ids = IdMapping::SingleId {
+        uid: nobody,
+        gid: nobody,
+    };
+    let request = serde_json::json!({"ids": ids, "path": state});
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        &serde_json::to_vec(&request).unwrap(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!state.exists());
+}

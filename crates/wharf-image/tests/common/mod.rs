@@ -148,7 +148,7 @@ fn sha(data: &[u8]) -> String {
 
 /// Write an OCI image layout with these (uncompressed) layers, gzip-compressed, into `dir`.
 pub fn write_layout(dir: &Path, layers: &[Vec<u8>]) -> wharf_testkit::OciLayout {
-    write_layout_compressed(dir, layers, false)
+    write_layout_mixed(dir, layers, &vec![false; layers.len()])
 }
 
 /// zstd as some builders write it: each layer split in two frames, a skippable frame between.
@@ -162,11 +162,22 @@ pub fn zstd_frames(layer: &[u8]) -> Vec<u8> {
 }
 
 /// [`write_layout`] with zstd layers (`tar+zstd`, [`zstd_frames`]) when `zstd`.
+#[allow(dead_code)] // not every test file uses every helper
 pub fn write_layout_compressed(
     dir: &Path,
     layers: &[Vec<u8>],
     zstd: bool,
 ) -> wharf_testkit::OciLayout {
+    write_layout_mixed(dir, layers, &vec![zstd; layers.len()])
+}
+
+/// [`write_layout`] with the layer `i` compressed with zstd when `zstd[i]`, else gzip.
+pub fn write_layout_mixed(
+    dir: &Path,
+    layers: &[Vec<u8>],
+    zstd: &[bool],
+) -> wharf_testkit::OciLayout {
+    assert_eq!(layers.len(), zstd.len(), "one compression per layer");
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).expect("blobs dir");
     let put = |data: &[u8]| {
@@ -176,7 +187,7 @@ pub fn write_layout_compressed(
     };
     let mut diff_ids = Vec::new();
     let mut descriptors = Vec::new();
-    for layer in layers {
+    for (layer, &zstd) in layers.iter().zip(zstd) {
         diff_ids.push(sha(layer));
         let (compressed, media_type) = if zstd {
             (

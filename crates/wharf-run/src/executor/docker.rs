@@ -408,7 +408,7 @@ impl Executor for DockerExecutor<'_> {
         }
     }
 
-    async fn cleanup(&mut self) {
+    async fn cleanup(&mut self, _log: &mut JobLog) {
         if let Some(prepared) = self.prepared.take() {
             prepared.services.remove(prepared.engine).await;
         }

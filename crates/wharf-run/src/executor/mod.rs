@@ -170,9 +170,9 @@ pub(crate) trait Executor {
     /// Run one script to its end; its exit code, or why it could not run.
     async fn run_script(&mut self, script: ScriptRun<'_>, log: &mut JobLog) -> Result<i64, Stop>;
 
-    /// Remove what `prepare` started (services). Runs after the scripts, or after a failed
-    /// preparation.
-    async fn cleanup(&mut self);
+    /// Remove what `prepare` started (services, the sandbox's state folder); what cannot be
+    /// removed is a warning in `log`. Runs after the scripts, or after a failed preparation.
+    async fn cleanup(&mut self, log: &mut JobLog);
 }
 
 #[cfg(test)]

@@ -15,13 +15,14 @@ use crate::vars::VarSet;
 use std::path::PathBuf;
 use wharf_ci::Job;
 use wharf_oci::{CredentialSources, Secret};
+use wharf_sandbox::state::{StateDir, remove_tree};
 use wharf_sandbox::{Bind, IdMapping, Network, SETUP_ERROR_PREFIX, SETUP_FAILED, Spec};
 
 mod image;
 mod root;
 mod services;
 use image::{image_user, pull};
-use root::{name_binds, overlay_root, remove_state};
+use root::{name_binds, overlay_root};
 use services::SandboxServices;
 
 /// What `prepare` made ready for the scripts.
@@ -43,8 +44,12 @@ struct Prepared {
 pub(crate) struct SandboxExecutor<'a> {
     context: ExecutorContext<'a>,
     layout: Layout,
-    /// Per-script overlay folders (upper, work, mount point), under `.wharf/sandbox/<job>`.
-    state_dir: PathBuf,
+    /// Where sandboxes keep their state folders (`.wharf/sandbox`).
+    sandbox_dir: PathBuf,
+    job_slug: String,
+    /// This job's state folder, claimed in `prepare`: per-script overlay folders (upper, work,
+    /// mount point) under `.wharf/sandbox/<job>-<pid>-<n>`.
+    state: Option<ClaimedState>,
     hostname: String,
     prepared: Option<Prepared>,
     /// Why `auto` chose this executor, said in the log.
@@ -67,11 +72,13 @@ impl<'a> SandboxExecutor<'a> {
                 tmp_dir_in_job: format!("{project_dir_in_job}.tmp"),
                 project_dir_in_job,
             },
-            state_dir: context.wharf_dir.join("sandbox").join(&job_slug),
+            sandbox_dir: context.wharf_dir.join("sandbox"),
             hostname: format!("runner-wharf-{job_slug}")
                 .chars()
                 .take(63)
                 .collect(),
+            job_slug,
+            state: None,
             prepared: None,
             why,
             access: Access::default(),
@@ -108,6 +115,7 @@ impl Executor for SandboxExecutor<'_> {
         if let Some(why) = &self.why {
             log.info(why);
         }
+        let ids = self.claim_state(log)?;
         let Some(image_spec) = &job.image else {
             return Err(super::no_image(job, "sandbox"));
         };
@@ -135,7 +143,6 @@ impl Executor for SandboxExecutor<'_> {
             requested.as_deref().or(config.user.as_deref()),
             given,
         )?;
-        let ids = wharf_sandbox::probe::id_mapping();
         if !ids.maps(user.uid, user.gid) {
             return Err(JobFailure::configuration(format!(
                 "image {image_name} runs as {user}, and a sandbox started without root maps only root (wharf's own user): this user has no subordinate ids"
@@ -188,7 +195,13 @@ impl Executor for SandboxExecutor<'_> {
         let file_name = layout.write_script(&script)?;
         tokio::task::block_in_place(|| self.access.hand_over_script_folder(layout))?;
         // A fresh container per script, as Docker's executor makes: its own upper folder.
-        let state = self.state_dir.join(script.name);
+        let Some(claimed) = self.state.as_ref() else {
+            return Err(
+                JobFailure::system("the sandbox ran a script without a state folder").into(),
+            );
+        };
+        let state = claimed.dir.path().join(script.name);
+        claimed.remove(&state, log);
         let ids = prepared.ids;
         let root = overlay_root(&state, &prepared.lower, ids)?;
         let mut argv = prepared.entrypoint.clone();
@@ -269,7 +282,7 @@ impl Executor for SandboxExecutor<'_> {
         };
         log.flush_output();
         let status = child.wait().await;
-        remove_state(&state);
+        claimed.remove(&state, log);
         if let Some(stop) = outcome {
             return Err(stop);
         }
@@ -292,11 +305,74 @@ impl Executor for SandboxExecutor<'_> {
         Ok(i64::from(code))
     }
 
-    async fn cleanup(&mut self) {
+    async fn cleanup(&mut self, log: &mut JobLog) {
         if let Some(services) = self.prepared.as_mut().and_then(|p| p.services.take()) {
             services.stop().await;
         }
-        remove_state(&self.state_dir);
+        if let Some(claimed) = self.state.take() {
+            if let Err(e) = claimed.dir.remove(claimed.ids, &claimed.init) {
+                log.warn(&e.to_string());
+            }
+        }
+    }
+}
+
+/// The job's state folder, and what removing what its scripts left there takes.
+struct ClaimedState {
+    dir: StateDir,
+    ids: IdMapping,
+    /// wharf itself, which removes from inside a user namespace what a job's subordinate ids own.
+    init: PathBuf,
+}
+
+impl ClaimedState {
+    /// Remove `path` (a script's folder); a failure is a warning naming it.
+    fn remove(&self, path: &std::path::Path, log: &mut JobLog) {
+        if let Err(e) = remove_tree(path, self.ids, &self.init) {
+            log.warn(&e.to_string());
+        }
+    }
+}
+
+impl SandboxExecutor<'_> {
+    /// Remove the state folders a killed wharf left (one line each), then claim this job's own;
+    /// how ids map into this job's sandboxes.
+    fn claim_state(&mut self, log: &mut JobLog) -> Result<IdMapping, Stop> {
+        let ids = wharf_sandbox::probe::id_mapping();
+        let init = std::env::current_exe()
+            .map_err(|e| JobFailure::system(format!("finding wharf's own executable: {e}")))?;
+        for line in reap(&self.sandbox_dir, ids, &init) {
+            match line {
+                Ok(done) => log.info(&done),
+                Err(problem) => log.warn(&problem),
+            }
+        }
+        let dir = StateDir::claim(&self.sandbox_dir, &self.job_slug)
+            .map_err(|e| JobFailure::system(e.to_string()))?;
+        self.state = Some(ClaimedState { dir, ids, init });
+        Ok(ids)
+    }
+}
+
+/// Reap the state folders under `sandbox_dir` that no live wharf owns: one line per folder,
+/// `Ok` when it was removed, `Err` (a warning) when it could not be.
+fn reap(
+    sandbox_dir: &std::path::Path,
+    ids: IdMapping,
+    init: &std::path::Path,
+) -> Vec<Result<String, String>> {
+    match wharf_sandbox::state::reap(sandbox_dir, ids, init) {
+        Ok(reaped) => reaped
+            .into_iter()
+            .map(|r| match r.removed {
+                Ok(()) => Ok(format!(
+                    "Removed {}, left by a wharf that was killed",
+                    r.path.display()
+                )),
+                Err(e) => Err(e.to_string()),
+            })
+            .collect(),
+        Err(e) => vec![Err(e.to_string())],
     }
 }
 
@@ -304,11 +380,25 @@ impl Executor for SandboxExecutor<'_> {
 /// change under a run); `Err` says why not.
 pub(crate) async fn usable(context: &ExecutorContext<'_>) -> Result<(), String> {
     static PROBE: tokio::sync::OnceCell<Result<(), String>> = tokio::sync::OnceCell::const_new();
-    let scratch = context.wharf_dir.join("sandbox").join(".probe");
+    let sandbox_dir = context.wharf_dir.join("sandbox");
+    let console = &context.opts.console;
     PROBE
         .get_or_init(|| async move {
             let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-            let finding = wharf_sandbox::probe::sandbox_runs(&exe, &scratch).await;
+            let ids = wharf_sandbox::probe::id_mapping();
+            let warn = |line: &str| console.line(&format!("WARNING: {line}"));
+            for line in reap(&sandbox_dir, ids, &exe) {
+                match line {
+                    Ok(done) => console.line(&done),
+                    Err(problem) => warn(&problem),
+                }
+            }
+            let state = StateDir::claim(&sandbox_dir, "probe").map_err(|e| e.to_string())?;
+            let finding =
+                wharf_sandbox::probe::sandbox_runs(&exe, &state.path().join("probe")).await;
+            if let Err(e) = state.remove(ids, &exe) {
+                warn(&e.to_string());
+            }
             match finding.verdict {
                 wharf_sandbox::probe::Verdict::Fail => Err(finding.detail),
                 _ => Ok(()),
@@ -345,9 +435,14 @@ impl SandboxExecutor<'_> {
         // services start and is filled in place afterwards (so it is emptied, not replaced).
         crate::files::clear_dir(&self.layout.build_dir)
             .map_err(|e| JobFailure::system(e.to_string()))?;
+        let Some(claimed) = self.state.as_ref() else {
+            return Err(
+                JobFailure::system("the sandbox started services without a state folder").into(),
+            );
+        };
         let setup = services::Setup {
             ids,
-            state_dir: &self.state_dir,
+            state_dir: claimed.dir.path(),
             hostname: &self.hostname,
             build_dir: &self.layout.build_dir,
             project_dir_in_job: &self.layout.project_dir_in_job,

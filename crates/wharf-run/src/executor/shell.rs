@@ -110,7 +110,7 @@ impl Executor for ShellExecutor {
         }
     }
 
-    async fn cleanup(&mut self) {}
+    async fn cleanup(&mut self, _log: &mut JobLog) {}
 }
 
 fn kill_group(child: &tokio::process::Child) {

@@ -33,7 +33,8 @@ pub(crate) fn run_without_docker(p: &Project, home: &std::path::Path, args: &[&s
     )
 }
 
-/// A job in `image` as its `builder` user that says who it runs as and keeps `out/` as artifact.
+/// A job in `image` as its `builder` user that says who it runs as, keeps `out/` as artifact and
+/// leaves files of its own outside the build folder (in its upper folder).
 fn builder_job(image: &str) -> String {
     format!(
         "build:
@@ -44,6 +45,7 @@ fn builder_job(image: &str) -> String {
   script:
     - echo \"whoami=$(id -u):$(id -g)\"
     - mkdir -p out && echo made > out/result
+    - mkdir -p /tmp/x/d && touch /tmp/x/d/f && chmod 755 /tmp/x/d
   artifacts:
     paths: [out/]
 "
@@ -112,7 +114,7 @@ fn the_seed_pipeline_runs_in_its_image_without_docker() {
             .assert_contains("runs in wharf's sandbox")
             .assert_contains("Job succeeded");
         // Nothing of the sandboxes is left.
-        assert!(!p.path().join(".wharf/sandbox/build-staging").exists());
+        assert_eq!(sandbox_state_folders(&p), Vec::<String>::new());
     }
 }
 
@@ -212,25 +214,93 @@ pub(crate) fn eventually(mut done: impl FnMut() -> bool) -> bool {
     done()
 }
 
-#[test]
-#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
-fn kill_9_of_wharf_kills_every_process_of_the_job() {
-    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let (image, _layout) = seed_in_registry(&reg);
-    let p = Project::pipeline(&format!(
-        "hang:\n  image: {image}\n  script:\n    - sleep 31341 &\n    - sleep 31342\n"
-    ));
+/// A job started in the sandbox beside a `quick` one (which does nothing), and what it needs to
+/// go on (its registry, project and image store).
+struct StartedJob {
+    _registry: Registry,
+    _layout: tempfile::TempDir,
+    project: Project,
+    home: tempfile::TempDir,
+    wharf: std::process::Child,
+}
+
+/// A project with the job `name` running `script` and a job `quick`, both in the seed image
+/// from a registry; `wharf run <name>` in the sandbox started, not waited for.
+fn start_beside_quick(name: &str, script: &[&str]) -> StartedJob {
+    let registry = Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let (image, layout) = seed_in_registry(&registry);
+    let mut pipeline = format!("{name}:\n  image: {image}\n  script:\n");
+    for line in script {
+        pipeline += &format!("    - {line}\n");
+    }
+    pipeline += &format!("quick:\n  image: {image}\n  script: [true]\n");
+    let project = Project::pipeline(&pipeline);
     let home = tempfile::tempdir().unwrap();
-    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
-    let mut wharf = p
+    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&registry.host()));
+    let wharf = project
         .wharf()
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .env("WHARF_HOME", home.path())
-        .args(["run", "--executor", "sandbox", "--variable", &var])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .args(["run", name, "--executor", "sandbox", "--variable", &var])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    StartedJob {
+        _registry: registry,
+        _layout: layout,
+        project,
+        home,
+        wharf,
+    }
+}
+
+/// `wharf run quick` in the sandbox, its image already in the store.
+fn run_quick(p: &Project, home: &std::path::Path) -> Run {
+    run_without_docker(
+        p,
+        home,
+        &[
+            "run",
+            "quick",
+            "--executor",
+            "sandbox",
+            "--pull-policy",
+            "never",
+        ],
+    )
+}
+
+/// What `.wharf/sandbox` holds besides its own lock file: sandbox state folders.
+pub(crate) fn sandbox_state_folders(p: &Project) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(p.path().join(".wharf/sandbox")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != ".lock")
+        .collect();
+    names.sort();
+    names
+}
+
+/// Mounts of this (the host's) mount namespace under `path`.
+fn host_mounts_under(path: &std::path::Path) -> Vec<String> {
+    let path = path.to_string_lossy().into_owned();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&path))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn kill_9_of_wharf_kills_every_process_of_the_job_and_the_next_run_reaps_its_folders() {
+    let started = start_beside_quick("hang", &["sleep 31341 &", "sleep 31342"]);
+    let (p, home, mut wharf) = (&started.project, &started.home, started.wharf);
     assert!(
         eventually(|| processes(&["sleep", "31342"]) == 1),
         "the job did not start"
@@ -241,6 +311,78 @@ fn kill_9_of_wharf_kills_every_process_of_the_job() {
         eventually(|| processes(&["sleep", "31341"]) + processes(&["sleep", "31342"]) == 0),
         "processes of the job outlived wharf"
     );
+    let left = sandbox_state_folders(p);
+    assert_eq!(left.len(), 1, "the killed wharf's state folder: {left:?}");
+    let run = run_quick(p, home.path());
+    run.assert_code(0)
+        .assert_contains(&format!(
+            "Removed {}",
+            p.path().join(".wharf/sandbox").join(&left[0]).display()
+        ))
+        .assert_contains("left by a wharf that was killed");
+    assert_eq!(sandbox_state_folders(p), Vec::<String>::new());
+    assert_eq!(host_mounts_under(p.path()), Vec::<String>::new());
+}
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn ctrl_c_of_wharf_mid_job_leaves_no_process_nor_folder() {
+    let started = start_beside_quick("hang", &["sleep 31343"]);
+    let (p, wharf) = (&started.project, started.wharf);
+    assert!(
+        (0..10).any(|_| eventually(|| processes(&["sleep", "31343"]) == 1)),
+        "the job did not start"
+    );
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &wharf.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let run = Run::from(wharf.wait_with_output().unwrap());
+    run.assert_contains("Interrupted");
+    assert_eq!(processes(&["sleep", "31343"]), 0, "{}", run.all());
+    assert_eq!(
+        sandbox_state_folders(p),
+        Vec::<String>::new(),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn concurrent_runs_in_one_project_never_reap_each_other() {
+    // `hold` writes to its upper folder, says it started, and waits for the test's go.
+    let started = start_beside_quick(
+        "hold",
+        &[
+            "echo mine > /tmp/mine",
+            "touch started",
+            "while [ ! -e go ]; do sleep 1; done",
+            "cat /tmp/mine",
+        ],
+    );
+    let (p, home, hold) = (&started.project, &started.home, started.wharf);
+    let build = p.path().join(".wharf/builds/hold");
+    // The image is pulled first: up to ten rounds of waiting.
+    let started = (0..10).any(|_| eventually(|| build.join("started").exists()));
+    assert!(started, "the holding job did not start");
+    let held = sandbox_state_folders(p);
+    assert_eq!(held.len(), 1, "{held:?}");
+    let quick = run_quick(p, home.path());
+    quick.assert_code(0).assert_contains("Job succeeded");
+    assert!(!quick.all().contains("Removed"), "{}", quick.all());
+    assert_eq!(
+        sandbox_state_folders(p),
+        held,
+        "the second run touched the first's folder"
+    );
+    std::fs::write(build.join("go"), "").unwrap();
+    let hold = Run::from(hold.wait_with_output().unwrap());
+    hold.assert_code(0)
+        .assert_contains("mine")
+        .assert_contains("Job succeeded");
+    assert_eq!(sandbox_state_folders(p), Vec::<String>::new());
 }
 
 #[test]
@@ -310,6 +452,15 @@ fn rootless_with_subordinate_ids_an_image_user_runs_as_itself() {
         "{}",
         run.all()
     );
+    // The job's files in its upper folder belong to subordinate ids wharf's user cannot remove
+    // as itself; they go all the same.
+    assert_eq!(
+        sandbox_state_folders(&p),
+        Vec::<String>::new(),
+        "{}",
+        run.all()
+    );
+    assert!(!run.all().contains("cannot remove"), "{}", run.all());
 }
 
 /// `wharf args` as the user `uid:gid` (made owner of the project and of `home`), with no Docker

@@ -132,16 +132,17 @@ fn assert_nothing_left(p: &Project) {
         eventually(|| registry_services_of(p) == 0),
         "the service outlived its job"
     );
-    let state = p.path().join(".wharf/sandbox/check");
+    let sandbox = p.path().join(".wharf/sandbox");
     let left = std::process::Command::new("find")
-        .arg(&state)
+        .arg(&sandbox)
         .args(["-maxdepth", "4", "-printf", "%M %u %p\n"])
         .output()
         .unwrap();
-    assert!(
-        !state.exists(),
-        "{} is left:\n{}",
-        state.display(),
+    assert_eq!(
+        sandbox_state_folders(p),
+        Vec::<String>::new(),
+        "left in {}:\n{}",
+        sandbox.display(),
         String::from_utf8_lossy(&left.stdout)
     );
 }
