@@ -16,6 +16,7 @@
 //!   (`PR_SET_PDEATHSIG`), so killing the first stage (timeout, cancel, or `kill -9` of wharf
 //!   itself) takes the whole tree down.
 
+pub mod cgroup;
 mod init;
 pub mod probe;
 
@@ -51,6 +52,11 @@ pub struct Spec {
     pub hostname: String,
     pub ids: IdMapping,
     pub network: Network,
+    /// Cgroup folders (made and limited by the caller: [`cgroup::JobCgroup`]) the first stage
+    /// moves itself into before anything else, so every process of the command is under their
+    /// limits. Empty: no limits.
+    #[serde(default)]
+    pub cgroups: Vec<PathBuf>,
 }
 
 /// Secrets live in `env`: only its names are shown.
@@ -69,6 +75,7 @@ impl fmt::Debug for Spec {
             .field("hostname", &self.hostname)
             .field("ids", &self.ids)
             .field("network", &self.network)
+            .field("cgroups", &self.cgroups)
             .finish()
     }
 }
