@@ -511,8 +511,8 @@ fn kill_members(dir: &Path) {
     }
 }
 
-/// Remove the empty groups a wharf killed with `kill -9` left under `parent`: `wharf-<pid>-<n>`
-/// whose process is gone (a group still holding processes is not empty and stays).
+/// Remove the groups a wharf killed with `kill -9` left under `parent`: `wharf-<pid>-<n>` whose
+/// process is gone, what is left in them killed.
 fn reap_abandoned(parent: &Path) {
     let Ok(entries) = std::fs::read_dir(parent) else {
         return;
@@ -528,7 +528,9 @@ fn reap_abandoned(parent: &Path) {
             continue;
         };
         if !Path::new("/proc").join(pid.to_string()).exists() {
-            let _ = std::fs::remove_dir(entry.path());
+            // Its job may still be dying (killed with its wharf a moment ago), or be an orphan:
+            // either way it belongs to no running wharf.
+            let _ = remove_group(&entry.path());
         }
     }
 }

@@ -166,6 +166,56 @@ fn a_rootless_sandbox_says_which_limits_it_cannot_apply_and_still_runs_the_job()
 }
 
 #[test]
+#[ignore = "needs root (namespaces, cgroups) and docker-registry: run by scripts/test-all.sh"]
+fn the_groups_of_a_wharf_killed_with_kill_9_are_removed_by_the_next_run() {
+    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let image = image_in(&reg);
+    let p = Project::pipeline(&format!(
+        "hang:\n  image: {image}\n  script: [sleep 31352]\n"
+    ));
+    let home = tempfile::tempdir().unwrap();
+    let var = auth_var(&reg);
+    let mut killed = p
+        .wharf()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env("WHARF_HOME", home.path())
+        .args(["run", "--executor", "sandbox", "--pids-limit", "50"])
+        .args(["--variable", &var])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = killed.id();
+    let mut left = Vec::new();
+    for _ in 0..200 {
+        left = cgroups_of(pid);
+        let running = left.iter().any(|g| {
+            std::fs::read_to_string(g.join("cgroup.procs")).is_ok_and(|t| t.lines().count() > 1)
+        });
+        if running {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!left.is_empty(), "the job never ran in its group");
+    killed.kill().unwrap(); // SIGKILL: none of wharf's cleanup runs
+    killed.wait().unwrap();
+    // The job dies with wharf (PR_SET_PDEATHSIG); its empty group stays until the next run.
+    let p2 = Project::pipeline(&format!("quick:\n  image: {image}\n  script: [true]\n"));
+    sandbox_run(
+        &p2,
+        home.path(),
+        &["--pids-limit", "50", "--pull-policy", "never"],
+    )
+    .assert_code(0);
+    assert_eq!(
+        cgroups_of(pid),
+        Vec::<PathBuf>::new(),
+        "the killed run's groups are left"
+    );
+}
+
+#[test]
 fn the_shell_executor_says_it_cannot_limit() {
     let p = Project::pipeline("plain:\n  script: [echo ran]\n");
     p.run(&[
