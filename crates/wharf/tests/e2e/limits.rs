@@ -31,6 +31,15 @@ fn auth_var(reg: &Registry) -> String {
     format!("DOCKER_AUTH_CONFIG={json}")
 }
 
+/// A registry holding the test image, a project whose pipeline is `job` (`IMAGE` replaced by
+/// it), an empty image store, and the `--variable` with the registry's credentials.
+fn sandbox_job(job: &str) -> (Registry, Project, tempfile::TempDir, String) {
+    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let p = Project::pipeline(&job.replace("IMAGE", &image_in(&reg)));
+    let var = auth_var(&reg);
+    (reg, p, tempfile::tempdir().unwrap(), var)
+}
+
 /// Folders named `wharf-<pid>-*` (the groups wharf process `pid` makes) anywhere in the
 /// cgroup hierarchies.
 fn cgroups_of(pid: u32) -> Vec<PathBuf> {
@@ -64,12 +73,18 @@ fn cgroups_of(pid: u32) -> Vec<PathBuf> {
 /// `wharf run --executor sandbox` (no Docker daemon) with `args`; asserts that no cgroup of that
 /// wharf is left afterwards.
 fn sandbox_run(p: &Project, home: &Path, args: &[&str]) -> Run {
-    let child = p
-        .wharf()
+    let mut command = p.wharf();
+    command
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .env("WHARF_HOME", home)
         .args(["run", "--executor", "sandbox"])
-        .args(args)
+        .args(args);
+    run_leaving_no_cgroup(command)
+}
+
+/// Run `command` (wharf) to its end; asserts that no cgroup of that wharf is left afterwards.
+fn run_leaving_no_cgroup(mut command: std::process::Command) -> Run {
+    let child = command
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -87,11 +102,7 @@ fn sandbox_run(p: &Project, home: &Path, args: &[&str]) -> Run {
 #[test]
 #[ignore = "needs root (namespaces, cgroups) and docker-registry: run by scripts/test-all.sh"]
 fn the_sandbox_kills_a_job_over_its_memory_limit_and_says_so() {
-    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let image = image_in(&reg);
-    let p = Project::pipeline(&MEMORY_HOG.replace("IMAGE", &image));
-    let home = tempfile::tempdir().unwrap();
-    let var = auth_var(&reg);
+    let (_reg, p, home, var) = sandbox_job(MEMORY_HOG);
     let run = sandbox_run(&p, home.path(), &["--memory", "64m", "--variable", &var]);
     run.assert_code(1)
         .assert_contains("Limits: --memory 64 MiB (cgroup")
@@ -109,11 +120,7 @@ fn the_sandbox_kills_a_job_over_its_memory_limit_and_says_so() {
 #[test]
 #[ignore = "needs root (namespaces, cgroups) and docker-registry: run by scripts/test-all.sh"]
 fn the_sandbox_stops_a_fork_loop_at_its_pids_limit() {
-    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let image = image_in(&reg);
-    let p = Project::pipeline(&FORK_LOOP.replace("IMAGE", &image));
-    let home = tempfile::tempdir().unwrap();
-    let var = auth_var(&reg);
+    let (_reg, p, home, var) = sandbox_job(FORK_LOOP);
     let run = sandbox_run(&p, home.path(), &["--pids-limit", "20", "--variable", &var]);
     run.assert_code(1)
         .assert_contains("Limits: --pids-limit 20 (cgroup")
@@ -124,45 +131,19 @@ fn the_sandbox_stops_a_fork_loop_at_its_pids_limit() {
 #[test]
 #[ignore = "needs root (to become a user without root with setpriv) and docker-registry: run by scripts/test-all.sh"]
 fn a_rootless_sandbox_says_which_limits_it_cannot_apply_and_still_runs_the_job() {
-    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let image = image_in(&reg);
-    let p = Project::pipeline(&format!(
-        "small:\n  image: {image}\n  script: [echo ran-unlimited]\n"
-    ));
+    let (_reg, p, home, var) =
+        sandbox_job("small:\n  image: IMAGE\n  script: [echo ran-unlimited]\n");
     let (uid, gid) = system_user("wharf-e2e-limits", None);
-    let home = tempfile::tempdir().unwrap();
-    for dir in [p.path(), home.path()] {
-        let ok = std::process::Command::new("chown")
-            .args(["-R", &format!("{uid}:{gid}")])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    let var = auth_var(&reg);
-    let child = std::process::Command::new("setpriv")
-        .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string()])
-        .args(["--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_wharf"))
+    let mut command = wharf_as(uid, gid, &p, home.path());
+    command
         .args(["run", "--executor", "sandbox", "--memory", "64m"])
-        .args(["--pids-limit", "20", "--variable", &var])
-        .current_dir(p.path())
-        .env("HOME", home.path())
-        .env("WHARF_HOME", home.path().join("store"))
-        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-        .env_remove("DOCKER_CONFIG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pid = child.id();
-    let run = Run::from(child.wait_with_output().unwrap());
+        .args(["--pids-limit", "20", "--variable", &var]);
+    let run = run_leaving_no_cgroup(command);
     run.assert_code(0)
         .assert_contains("--memory 64 MiB and --pids-limit 20 not applied: ")
         .assert_contains("Delegate=yes")
         .assert_contains("ran-unlimited");
     assert_eq!(run.all().matches("not applied").count(), 1, "{}", run.all());
-    assert_eq!(cgroups_of(pid), Vec::<PathBuf>::new());
 }
 
 #[test]

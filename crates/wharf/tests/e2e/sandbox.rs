@@ -234,37 +234,10 @@ fn rootless_with_subordinate_ids_an_image_user_runs_as_itself() {
     let p = Project::pipeline(&builder_job(&image));
     let (uid, gid) = user_with_subordinate_ids();
     let home = tempfile::tempdir().unwrap();
-    for dir in [p.path(), home.path()] {
-        let ok = std::process::Command::new("chown")
-            .args(["-R", &format!("{uid}:{gid}")])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    std::fs::set_permissions(
-        home.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
     let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
     let run = Run::from(
-        std::process::Command::new("setpriv")
-            .args([
-                "--reuid",
-                &uid.to_string(),
-                "--regid",
-                &gid.to_string(),
-                "--init-groups",
-                "--",
-            ])
-            .arg(env!("CARGO_BIN_EXE_wharf"))
+        wharf_as(uid, gid, &p, home.path())
             .args(["run", "--executor", "sandbox", "--variable", &var])
-            .current_dir(p.path())
-            .env("HOME", home.path())
-            .env("WHARF_HOME", home.path().join("store"))
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-            .env_remove("DOCKER_CONFIG")
             .output()
             .unwrap(),
     );
