@@ -2,8 +2,9 @@
 //!
 //! The caller finds out once what this machine allows ([`Support::detect`]), then makes one
 //! group per sandbox ([`JobCgroup::create`]: `wharf-<pid>-<n>` under its own group, limits
-//! written), hands its folders to the sandbox in [`crate::Spec::cgroups`] (the first init stage
-//! moves itself in before anything else, so every process of the job is counted), asks after
+//! written), hands its folders to the sandbox in [`crate::Spec::cgroups`] ([`crate::spawn`]
+//! moves the first init stage in before handing it its spec, so every process of the job is
+//! counted), asks after
 //! the job whether the memory limit was reached, and removes the group (dropping it does).
 //!
 //! - cgroup v2, where the caller's own group is delegated to it (writable, with `memory` and
@@ -297,7 +298,7 @@ pub struct JobCgroup {
 
 impl JobCgroup {
     /// A new group with `limits` written; `None` when there is nothing to limit or `support`
-    /// is [`Support::Unavailable`]. Empty groups a killed wharf left there are removed first.
+    /// is [`Support::Unavailable`]. Groups a killed wharf left there are removed first.
     pub fn create(support: &Support, limits: Limits) -> Result<Option<Self>, CgroupError> {
         if limits.is_empty() {
             return Ok(None);
@@ -432,12 +433,11 @@ impl Drop for JobCgroup {
     }
 }
 
-/// Move the calling process into each group of `dirs` (the first init stage, before it starts
-/// anything: its children are born inside).
-pub(crate) fn join(dirs: &[PathBuf]) -> Result<(), CgroupError> {
-    let me = std::process::id().to_string();
+/// Move process `pid` into each group of `dirs` ([`crate::spawn`]: the first init stage, before
+/// it has its spec, so before it starts anything: every process of the job is born inside).
+pub(crate) fn move_into(dirs: &[PathBuf], pid: u32) -> Result<(), CgroupError> {
     for dir in dirs {
-        write(&dir.join("cgroup.procs"), &me)?;
+        write(&dir.join("cgroup.procs"), &pid.to_string())?;
     }
     Ok(())
 }

@@ -62,8 +62,6 @@ fn read_spec() -> Result<Spec, Setup> {
 
 /// Stage 1: user namespace (when asked), then mount/pid/uts/ipc(/net); start PID 1.
 fn enter_namespaces(spec: Spec) -> Result<i32, Setup> {
-    // First: every process started from here on is born inside the limits.
-    crate::cgroup::join(&spec.cgroups).map_err(setup("joining the job's cgroup"))?;
     match spec.ids {
         IdMapping::Host => {}
         IdMapping::SingleId { uid, gid } => {

