@@ -6,7 +6,7 @@
 #   3. rootless (as nobody through setpriv): sandbox vs rootless podman is not installed here;
 #      the rootless sandbox time is reported on its own.
 #
-#   bash bench/sandbox.sh        # RUNS=10 for a quick check
+#   bash bench/sandbox.sh        # RUNS=10 for a quick check, FIRST_ONLY=1 for figure 1 alone
 # Offline: the image is built from /usr/bin/busybox, pushed to Debian's docker-registry on
 # 127.0.0.1, pulled into a scratch WHARF_HOME once.
 set -euo pipefail
@@ -84,8 +84,13 @@ echo "[sandbox] $(date -u +%FT%TZ) wharf $(git -C "$ROOT" rev-parse --short HEAD
 S1="$WHARF run -C $P --executor sandbox --pull-policy never"
 D1="docker run --rm $REG_IMAGE sh -c 'echo hello; ls'"
 W1="$WHARF run -C $P --executor docker --pull-policy if-not-present"
+# With limits (issue 10 "Limits"): what making, limiting and removing a cgroup per script costs.
+SL="$S1 --memory 512m --pids-limit 1000"
 hyperfine --warmup 2 --runs "$RUNS" --export-json "$RESULTS/sandbox-one-job.json" \
-  -n "wharf (sandbox)" "$S1" -n "docker run --rm" "$D1" -n "wharf (docker)" "$W1" | tee -a "$OUT"
+  -n "wharf (sandbox)" "$S1" -n "wharf (sandbox, --memory --pids-limit)" "$SL" \
+  -n "docker run --rm" "$D1" -n "wharf (docker)" "$W1" | tee -a "$OUT"
+# FIRST_ONLY=1: figure 1 alone.
+[[ "${FIRST_ONLY:-}" == 1 ]] && exit 0
 
 # 24 pipelines at concurrency 4: 24 project copies so no two runs share a .wharf folder.
 for i in $(seq 24); do cp -r "$P" "$WORK/p$i"; done

@@ -126,6 +126,11 @@ pub struct ContainerSpec {
     /// `/etc/hosts` entries (`name:ip`). Only allowed on the container that owns the namespace:
     /// the ones joining it share its `/etc/hosts`.
     pub extra_hosts: Vec<String>,
+    /// `HostConfig.Memory` in bytes, with `MemorySwap` the same (no swap on top: the limit is
+    /// real). `None`: unlimited.
+    pub memory: Option<u64>,
+    /// `HostConfig.PidsLimit`. `None`: unlimited.
+    pub pids_limit: Option<u64>,
 }
 
 pub struct ImageInfo {
@@ -146,6 +151,8 @@ pub struct ContainerState {
     pub exit_code: Option<i64>,
     /// dockerd's word for it: `created`, `running`, `exited`...
     pub status: String,
+    /// The kernel killed a process of the container for reaching its memory limit.
+    pub oom_killed: bool,
 }
 
 impl Engine {
@@ -291,6 +298,9 @@ impl Engine {
                 binds: Some(spec.binds.clone()),
                 network_mode: spec.network_mode.clone(),
                 extra_hosts: (!spec.extra_hosts.is_empty()).then(|| spec.extra_hosts.clone()),
+                memory: spec.memory.map(saturating_i64),
+                memory_swap: spec.memory.map(saturating_i64),
+                pids_limit: spec.pids_limit.map(saturating_i64),
                 ..Default::default()
             }),
             ..Default::default()
@@ -379,6 +389,7 @@ impl Engine {
             pid: state.pid.unwrap_or(0),
             exit_code: state.exit_code,
             status: state.status.map(|s| s.to_string()).unwrap_or_default(),
+            oom_killed: state.oom_killed.unwrap_or(false),
         })
     }
 
@@ -517,6 +528,11 @@ impl Engine {
             .build();
         let _ = self.docker.remove_container(id, Some(opts)).await;
     }
+}
+
+/// The Engine API's integers are signed; a limit beyond `i64::MAX` is as good as none.
+fn saturating_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// dockerd's `SecurityOptions` (`name=seccomp,profile=builtin`, `name=userns`, `name=rootless`)

@@ -568,6 +568,7 @@ mod tests {
             console: Console::new(false, Box::new(std::io::sink())),
             cancel: cancel.clone(),
             pull_retry_delays: Vec::new(),
+            limits: Default::default(),
         };
         let engine = OnceCell::new();
         let sources = crate::vars::VarSources::default();

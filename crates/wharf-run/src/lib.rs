@@ -23,7 +23,9 @@ pub mod services;
 pub mod vars;
 
 pub use log::Console;
-pub use options::{DotenvLimits, ExecutorChoice, RunError, RunOptions, RunnerEnv};
+pub use options::{
+    DotenvLimits, ExecutorChoice, Limits, RunError, RunOptions, RunnerEnv, parse_memory_size,
+};
 pub use pipeline::{DEFAULT_TIMEOUT, load_options, plan_pipeline, run_pipeline};
 pub use plan::Selection;
 pub use report::{FailureReason, JobReport, JobStatus, PipelineReport};

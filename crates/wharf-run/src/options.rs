@@ -8,6 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use wharf_ci::{FileVariable, PullPolicy};
+/// Every job's memory and pids limits (`wharf run --memory/--pids-limit`, GitLab runner's
+/// `[runners.docker] memory` and `pids_limit`): the Docker executor gives them to dockerd, the
+/// sandbox applies them through cgroups, the shell executor cannot (it says so).
+pub use wharf_sandbox::cgroup::Limits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExecutorChoice {
@@ -74,6 +78,8 @@ pub struct RunOptions {
     pub cancel: watch::Receiver<bool>,
     /// Waits between pull attempts after network errors (GitLab: jittered 2-10 s).
     pub pull_retry_delays: Vec<Duration>,
+    /// Memory and pids limits of every job.
+    pub limits: Limits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +105,66 @@ impl Default for DotenvLimits {
         Self {
             max_bytes: 5 * 1024,
             max_variables: 20,
+        }
+    }
+}
+
+/// A memory size as Docker and GitLab's runner read `memory`: bytes, or a number (decimals
+/// allowed) with `b`, `k`, `m`, `g`, `t` or `p` in any case, optionally followed by `i` and/or
+/// `b` (`512m`, `1g`, `1.5GiB`, `300MB`), every unit a power of 1024.
+pub fn parse_memory_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let number_end = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(number_end);
+    let unit = unit.trim_start().to_ascii_lowercase();
+    let unit = unit.strip_suffix('b').unwrap_or(&unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let shift = match unit {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => {
+            return Err(format!(
+                "`{text}` is not a memory size: use bytes or a number with k, m, g or t (e.g. 512m, 1g)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a memory size: it needs a number (e.g. 512m, 1g)"))?;
+    let bytes = (value * (1u64 << shift) as f64).floor();
+    if !(1.0..1.8e19).contains(&bytes) {
+        return Err(format!("`{text}` is not a memory size a job can have"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_read_as_docker_reads_them() {
+        for (text, bytes) in [
+            ("1024", 1024),
+            ("512m", 512 << 20),
+            ("512M", 512 << 20),
+            ("1g", 1 << 30),
+            ("1GiB", 1 << 30),
+            ("300MB", 300 << 20),
+            ("1.5g", 3 << 29),
+            ("64 k", 64 << 10),
+            ("10b", 10),
+        ] {
+            assert_eq!(parse_memory_size(text), Ok(bytes), "{text}");
+        }
+        for bad in ["", "m", "12x", "1..2g", "0", "-1g", "99999999999p"] {
+            assert!(parse_memory_size(bad).is_err(), "{bad}");
         }
     }
 }

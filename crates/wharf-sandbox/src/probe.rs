@@ -178,45 +178,18 @@ pub fn subordinate_ids() -> Finding {
     }
 }
 
-/// cgroup version and whether this process may create child groups (for `memory`/`pids`).
-pub fn cgroups() -> Finding {
-    const CHECK: &str = "cgroups";
-    let unified = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    let hybrid = Path::new("/sys/fs/cgroup/unified/cgroup.controllers").exists();
-    if !unified {
-        let detail = if hybrid {
-            "hybrid hierarchy (v1 controllers): memory and pids limits cannot be applied"
-        } else {
-            "cgroup v1: memory and pids limits cannot be applied"
-        };
-        return Finding::problem(
+/// Whether the sandbox can apply `--memory` and `--pids-limit`: exactly what the executor will
+/// do ([`crate::cgroup::Support::detect`]), cgroup v2 delegated or v1 as root.
+pub fn limits() -> Finding {
+    const CHECK: &str = "limits (--memory, --pids-limit)";
+    match crate::cgroup::Support::detect() {
+        crate::cgroup::Support::Unavailable { why, fix } => Finding::problem(
             CHECK,
             Verdict::Warn,
-            detail,
-            "boot with systemd.unified_cgroup_hierarchy=1 (cgroup v2)",
-        );
-    }
-    let own = std::fs::read_to_string("/proc/self/cgroup")
-        .ok()
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
-        })
-        .unwrap_or_default();
-    let dir = PathBuf::from("/sys/fs/cgroup").join(own.trim_start_matches('/'));
-    let writable = nix::unistd::access(&dir, nix::unistd::AccessFlags::W_OK).is_ok();
-    if writable {
-        Finding::ok(CHECK, format!("v2, {} is delegated", dir.display()))
-    } else {
-        Finding::problem(
-            CHECK,
-            Verdict::Warn,
-            format!(
-                "v2, but {} is not writable: no memory or pids limits",
-                dir.display()
-            ),
-            "run wharf under `systemd-run --user --scope -p Delegate=yes wharf ...`",
-        )
+            format!("{why}: sandbox jobs run without them (the job log says so)"),
+            fix,
+        ),
+        support => Finding::ok(CHECK, format!("applied through {}", support.describe())),
     }
 }
 
@@ -331,6 +304,7 @@ pub async fn sandbox_runs(init_exe: &Path, scratch: &Path) -> Finding {
         hostname: "wharf-probe".into(),
         ids,
         network: Network::Host,
+        cgroups: Vec::new(),
     };
     let outcome = match crate::spawn(&spec, init_exe).await {
         Ok(child) => child.wait_with_output().await.map_err(|e| e.to_string()),

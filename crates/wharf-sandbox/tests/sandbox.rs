@@ -70,6 +70,7 @@ fn spec(l: &Layers, script: &str) -> Spec {
         hostname: "job-host".into(),
         ids: IdMapping::Host,
         network: Network::Host,
+        cgroups: Vec::new(),
     }
 }
 

@@ -19,7 +19,7 @@ pub async fn run(args: DoctorArgs) -> Result<ExitCode> {
     let exe = std::env::current_exe()?;
     let scratch = tempfile::Builder::new().prefix("wharf-doctor-").tempdir()?;
     findings.push(probe::sandbox_runs(&exe, &scratch.path().join("probe")).await);
-    findings.push(probe::cgroups());
+    findings.push(probe::limits());
     findings.push(probe::tun());
     findings.push(probe::rlimits());
     for f in &findings {

@@ -102,6 +102,17 @@ struct RunArgs {
     /// `dotenv_variables`, default 20.
     #[arg(long = "max-dotenv-variables", value_name = "N")]
     max_dotenv_variables: Option<usize>,
+    /// Memory limit of every job, swap included (GitLab runner's `[runners.docker] memory`):
+    /// bytes or a number with k, m, g (powers of 1024), e.g. `512m`, `1g`. A job that goes over
+    /// has a process killed (exit code 137) and its log says the limit was reached. Docker and
+    /// sandbox executors (the sandbox through cgroups: v2 delegated, or v1 as root; where it
+    /// cannot, the job log says why); the shell executor cannot limit and says so.
+    #[arg(long, value_name = "SIZE", value_parser = wharf_run::parse_memory_size)]
+    memory: Option<u64>,
+    /// Most processes and threads a job may have at once (GitLab runner's `pids_limit`): a fork
+    /// beyond it fails. Same executors as --memory.
+    #[arg(long = "pids-limit", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pids_limit: Option<u64>,
 }
 
 #[derive(Args)]
@@ -481,6 +492,10 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         console: console.clone(),
         cancel: cancel_rx,
         pull_retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
+        limits: wharf_run::Limits {
+            memory: args.memory,
+            pids: args.pids_limit,
+        },
     };
     let report = match wharf_run::run_pipeline(&opened.loaded.pipeline, &opts).await {
         Ok(r) => r,

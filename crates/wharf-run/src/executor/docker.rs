@@ -4,7 +4,7 @@
 pub(crate) mod pull;
 pub(crate) mod user;
 
-use super::{Executor, ExecutorContext, Layout, ScriptRun};
+use super::{Executor, ExecutorContext, Layout, ScriptRun, memory_limit_reached};
 use crate::engine::{ContainerSpec, Engine, EngineError};
 use crate::failure::{JobFailure, Stop};
 use crate::files::{self, slug};
@@ -264,6 +264,13 @@ impl Executor for DockerExecutor<'_> {
         log.info(&format!(
             "Using Docker executor with image {image_name} ..."
         ));
+        let limits = self.context.opts.limits;
+        if !limits.is_empty() {
+            log.info(&format!(
+                "Limits of every job container: {}",
+                limits.describe()
+            ));
+        }
         let job_auth_config = vars.docker_auth_config();
         let puller = pull::ImagePuller {
             context: &self.context,
@@ -387,6 +394,8 @@ impl Executor for DockerExecutor<'_> {
             user: prepared.container_user.clone(),
             network_mode: network.network_mode,
             extra_hosts: network.extra_hosts,
+            memory: self.context.opts.limits.memory,
+            pids_limit: self.context.opts.limits.pids,
         };
         let id = engine.create(&spec).await.map_err(|e| {
             JobFailure::system(format!(
@@ -399,6 +408,15 @@ impl Executor for DockerExecutor<'_> {
             .run(&id, &mut |bytes| log.output(bytes), &mut cancel)
             .await;
         log.flush_output();
+        if let (Ok(_), Some(memory)) = (&result, spec.memory) {
+            if engine
+                .container_state(&id)
+                .await
+                .is_ok_and(|s| s.oom_killed)
+            {
+                log.warn(&memory_limit_reached(memory));
+            }
+        }
         // Always removed, whatever happened above.
         engine.remove(&id).await;
         match result {

@@ -137,6 +137,15 @@ pub(crate) fn no_image(job: &Job, executor: &str) -> Stop {
     .into()
 }
 
+/// The job log's line when the kernel killed a process of a job for its memory limit (that
+/// process ends with 137: SIGKILL).
+pub(crate) fn memory_limit_reached(memory: u64) -> String {
+    format!(
+        "the job's memory limit ({}) was reached: the kernel killed a process of the job (exit code 137); raise --memory or make the job use less",
+        wharf_sandbox::cgroup::human_bytes(memory)
+    )
+}
+
 /// One script to run: `step_script` (before_script + script) or `after_script`.
 pub(crate) struct ScriptRun<'a> {
     /// The shell script (see `crate::script::build`).

@@ -15,6 +15,7 @@ use crate::vars::VarSet;
 use std::path::PathBuf;
 use wharf_ci::Job;
 use wharf_oci::{CredentialSources, Secret};
+use wharf_sandbox::cgroup::{JobCgroup, Limits, Support};
 use wharf_sandbox::state::{StateDir, remove_tree};
 use wharf_sandbox::{Bind, IdMapping, Network, SETUP_ERROR_PREFIX, SETUP_FAILED, Spec};
 
@@ -56,6 +57,9 @@ pub(crate) struct SandboxExecutor<'a> {
     why: Option<String>,
     /// Known once the image is: who its scripts run as decides it.
     access: Access,
+    /// How each script's sandbox gets the run's limits; `None`: no limits asked for, or none
+    /// possible here (`prepare` said so).
+    limits: Option<Support>,
 }
 
 impl<'a> SandboxExecutor<'a> {
@@ -82,6 +86,7 @@ impl<'a> SandboxExecutor<'a> {
             prepared: None,
             why,
             access: Access::default(),
+            limits: None,
         }
     }
 
@@ -123,6 +128,7 @@ impl Executor for SandboxExecutor<'_> {
         log.info(&format!(
             "Using sandbox executor with image {image_name} ..."
         ));
+        self.limits = limits_support(self.context.opts.limits, log);
         let store = self.store()?;
         let policies = match self.context.opts.pull_policy {
             Some(p) => vec![p],
@@ -240,6 +246,7 @@ impl Executor for SandboxExecutor<'_> {
                 Network::Host
             }
         };
+        let cgroup = self.job_cgroup(log);
         let spec = Spec {
             root,
             binds,
@@ -250,6 +257,7 @@ impl Executor for SandboxExecutor<'_> {
             hostname: self.hostname.clone(),
             ids,
             network,
+            cgroups: cgroup.as_ref().map_or_else(Vec::new, |c| c.dirs().to_vec()),
         };
         let init = std::env::current_exe()
             .map_err(|e| JobFailure::system(format!("finding wharf's own executable: {e}")))?;
@@ -283,6 +291,14 @@ impl Executor for SandboxExecutor<'_> {
         log.flush_output();
         let status = child.wait().await;
         claimed.remove(&state, log);
+        if let Some(cgroup) = cgroup {
+            if let (true, Some(memory)) = (cgroup.memory_limit_reached(), cgroup.limits().memory) {
+                log.warn(&super::memory_limit_reached(memory));
+            }
+            if let Err(e) = tokio::task::block_in_place(|| cgroup.remove()) {
+                log.warn(&format!("{e}: remove it with `rmdir`"));
+            }
+        }
         if let Some(stop) = outcome {
             return Err(stop);
         }
@@ -330,6 +346,50 @@ impl ClaimedState {
     fn remove(&self, path: &std::path::Path, log: &mut JobLog) {
         if let Err(e) = remove_tree(path, self.ids, &self.init) {
             log.warn(&e.to_string());
+        }
+    }
+}
+
+impl SandboxExecutor<'_> {
+    /// A cgroup with the run's limits for one script's sandbox; `None` when there are none to
+    /// apply, or it could not be made (said in the log: the script runs without limits).
+    fn job_cgroup(&self, log: &mut JobLog) -> Option<JobCgroup> {
+        let support = self.limits.as_ref()?;
+        let limits = self.context.opts.limits;
+        match JobCgroup::create(support, limits) {
+            Ok(cgroup) => cgroup,
+            Err(e) => {
+                log.warn(&format!(
+                    "{} not applied: {e}; `wharf doctor` checks what this machine allows",
+                    limits.describe()
+                ));
+                None
+            }
+        }
+    }
+}
+
+/// Whether and how the sandboxes get `limits`, said once in the job log: how they apply, or
+/// which are not applied, why, and the fix.
+fn limits_support(limits: Limits, log: &mut JobLog) -> Option<Support> {
+    if limits.is_empty() {
+        return None;
+    }
+    match Support::detect() {
+        Support::Unavailable { why, fix } => {
+            log.warn(&format!(
+                "{} not applied: {why}; the job runs without them. Fix: {fix}",
+                limits.describe()
+            ));
+            None
+        }
+        support => {
+            log.info(&format!(
+                "Limits: {} ({})",
+                limits.describe(),
+                support.describe()
+            ));
+            Some(support)
         }
     }
 }

@@ -13,6 +13,8 @@ pub(crate) struct ShellExecutor {
     shell: &'static str,
     /// Why a job with `image:` runs here (from `auto`), said instead of the plain notice.
     image_warning: Option<String>,
+    /// Asked for, and not applied: said in the job log.
+    limits: crate::options::Limits,
 }
 
 impl ShellExecutor {
@@ -40,6 +42,7 @@ impl ShellExecutor {
             },
             shell,
             image_warning,
+            limits: context.opts.limits,
         }
     }
 }
@@ -51,6 +54,12 @@ impl Executor for ShellExecutor {
 
     async fn prepare(&mut self, job: &Job, _vars: &VarSet, log: &mut JobLog) -> Result<(), Stop> {
         log.section("Preparing the \"shell\" executor");
+        if !self.limits.is_empty() {
+            log.warn(&format!(
+                "{} not applied: the shell executor runs scripts as host processes, outside any limit; use --executor sandbox or docker to limit them",
+                self.limits.describe()
+            ));
+        }
         if let Some(image) = &job.image {
             match &self.image_warning {
                 Some(why) => log.warn(&format!("`image: {}`: {why}", image.name)),

@@ -34,6 +34,11 @@ fn doctor_runs_a_test_sandbox_as_root() {
         "{out}"
     );
     assert!(out.contains("user namespaces: enabled"), "{out}");
+    // As the sandbox executor will: v1 hierarchies as root count (this machine is hybrid).
+    assert!(
+        out.contains("ok    limits (--memory, --pids-limit): applied through cgroup"),
+        "{out}"
+    );
     // Every problem found comes with its fix.
     for (i, line) in out.lines().enumerate() {
         if line.starts_with("warn") || line.starts_with("FAIL") {
@@ -60,4 +65,8 @@ fn doctor_runs_a_test_sandbox_rootless() {
         "{out}"
     );
     assert!(out.contains("subordinate ids"), "{out}");
+    assert!(
+        out.contains("warn  limits (--memory, --pids-limit): ") && out.contains("Delegate=yes"),
+        "{out}"
+    );
 }

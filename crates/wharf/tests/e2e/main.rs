@@ -15,6 +15,7 @@ mod doctor;
 mod hostile;
 mod images;
 mod includes;
+mod limits;
 mod network_corpus;
 mod pipeline;
 mod registry;

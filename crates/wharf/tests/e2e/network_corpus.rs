@@ -102,7 +102,11 @@ fn every_network_pipeline_of_the_public_corpus_loads_through_the_stand_in_gitlab
             .env("HOME", cache.path());
         // The corpus sits in wharf's own repository: without these, the pipelines' rules would
         // see the branch this checkout is on (a feature branch creates fewer jobs than main).
-        for pinned in ["CI_COMMIT_BRANCH", "CI_COMMIT_REF_NAME", "CI_DEFAULT_BRANCH"] {
+        for pinned in [
+            "CI_COMMIT_BRANCH",
+            "CI_COMMIT_REF_NAME",
+            "CI_DEFAULT_BRANCH",
+        ] {
             cmd.args(["--variable", &format!("{pinned}=main")]);
         }
         for host in &hosts {

@@ -471,33 +471,5 @@ pub(crate) fn run_rootless(
     (uid, gid): (u32, u32),
     args: &[&str],
 ) -> Run {
-    for dir in [p.path(), home] {
-        let ok = std::process::Command::new("chown")
-            .args(["-R", &format!("{uid}:{gid}")])
-            .arg(dir)
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-    std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    Run::from(
-        std::process::Command::new("setpriv")
-            .args([
-                "--reuid",
-                &uid.to_string(),
-                "--regid",
-                &gid.to_string(),
-                "--init-groups",
-                "--",
-            ])
-            .arg(env!("CARGO_BIN_EXE_wharf"))
-            .args(args)
-            .current_dir(p.path())
-            .env("HOME", home)
-            .env("WHARF_HOME", home.join("store"))
-            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
-            .env_remove("DOCKER_CONFIG")
-            .output()
-            .unwrap(),
-    )
+    Run::from(wharf_as(uid, gid, p, home).args(args).output().unwrap())
 }

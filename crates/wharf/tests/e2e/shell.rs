@@ -274,6 +274,8 @@ fn help_lists_the_contract() {
         "--variables-file",
         "--executor",
         "--pull-policy",
+        "--memory",
+        "--pids-limit",
     ] {
         run.assert_contains(flag);
     }

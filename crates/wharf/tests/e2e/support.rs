@@ -358,3 +358,28 @@ pub fn system_user(name: &str, groups: Option<&str>) -> (u32, u32) {
     }
     (id("-u").unwrap(), id("-g").unwrap())
 }
+
+/// `wharf` as `uid:gid` (util-linux's `setpriv`, with the user's groups) in project `p`, after
+/// `p` and `home` are given to that user: HOME is `home`, the image store `home/store`, and no
+/// Docker daemon answers. The caller adds the arguments.
+pub fn wharf_as(uid: u32, gid: u32, p: &Project, home: &Path) -> Command {
+    for dir in [p.path(), home] {
+        let ok = Command::new("chown")
+            .args(["-R", &format!("{uid}:{gid}")])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+    std::fs::set_permissions(home, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid", &uid.to_string(), "--regid", &gid.to_string()])
+        .args(["--init-groups", "--", env!("CARGO_BIN_EXE_wharf")])
+        .current_dir(p.path())
+        .env("HOME", home)
+        .env("WHARF_HOME", home.join("store"))
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env_remove("DOCKER_CONFIG");
+    command
+}

@@ -208,6 +208,8 @@ async fn start_one(
             .unwrap_or_else(|| "service".into()),
         ids,
         network: services.network(),
+        // Services get no limits, as in GitLab (a service's are its own settings).
+        cgroups: Vec::new(),
     };
     let mut child = wharf_sandbox::spawn(&spec, init)
         .await
