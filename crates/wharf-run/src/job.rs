@@ -569,6 +569,7 @@ mod tests {
             cancel: cancel.clone(),
             pull_retry_delays: Vec::new(),
             limits: Default::default(),
+            sandbox_network: Default::default(),
         };
         let engine = OnceCell::new();
         let sources = crate::vars::VarSources::default();

@@ -24,7 +24,8 @@ pub mod vars;
 
 pub use log::Console;
 pub use options::{
-    DotenvLimits, ExecutorChoice, Limits, RunError, RunOptions, RunnerEnv, parse_memory_size,
+    DotenvLimits, ExecutorChoice, Limits, RunError, RunOptions, RunnerEnv, SandboxNetwork,
+    parse_memory_size,
 };
 pub use pipeline::{DEFAULT_TIMEOUT, load_options, plan_pipeline, run_pipeline};
 pub use plan::Selection;

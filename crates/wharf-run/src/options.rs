@@ -80,6 +80,21 @@ pub struct RunOptions {
     pub pull_retry_delays: Vec<Duration>,
     /// Memory and pids limits of every job.
     pub limits: Limits,
+    /// The network of sandbox jobs that have services.
+    pub sandbox_network: SandboxNetwork,
+}
+
+/// The network a sandbox job with `services:` and its services share (jobs without services
+/// always use the host's network).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SandboxNetwork {
+    /// A network namespace of the job's own with only loopback: services are isolated from the
+    /// host and from other jobs, and the job does not reach the host's network.
+    #[default]
+    Isolated,
+    /// The host's network: the job reaches what the host reaches, and its services listen on
+    /// the host's loopback (two jobs, or a job and the host, may collide on a port).
+    Host,
 }
 
 #[derive(Debug, thiserror::Error)]

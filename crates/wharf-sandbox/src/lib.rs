@@ -234,17 +234,7 @@ impl NetworkHolder {
     /// TCP ports something listens on in this network (IPv4 and IPv6), from the holder's
     /// `/proc/<pid>/net/tcp{,6}`; `None` when the holder is gone.
     pub fn listening_ports(&self) -> Option<Vec<u16>> {
-        let mut ports = Vec::new();
-        let mut read_any = false;
-        for table in ["tcp", "tcp6"] {
-            if let Ok(text) = std::fs::read_to_string(format!("/proc/{}/net/{table}", self.pid)) {
-                read_any = true;
-                ports.extend(listening_ports(&text));
-            }
-        }
-        ports.sort_unstable();
-        ports.dedup();
-        read_any.then_some(ports)
+        listening_ports_of(&format!("/proc/{}", self.pid))
     }
 
     /// End the holder (its namespaces go when the last sandbox in them ends).
@@ -253,6 +243,22 @@ impl NetworkHolder {
         drop(self.child.stdin.take());
         let _ = self.child.kill().await;
     }
+}
+
+/// TCP ports something listens on in the network of the process whose `/proc` folder is
+/// `proc_dir` (`/proc/self`: this process's network); `None` when it cannot be read.
+pub fn listening_ports_of(proc_dir: &str) -> Option<Vec<u16>> {
+    let mut ports = Vec::new();
+    let mut read_any = false;
+    for table in ["tcp", "tcp6"] {
+        if let Ok(text) = std::fs::read_to_string(format!("{proc_dir}/net/{table}")) {
+            read_any = true;
+            ports.extend(listening_ports(&text));
+        }
+    }
+    ports.sort_unstable();
+    ports.dedup();
+    read_any.then_some(ports)
 }
 
 /// Ports in state LISTEN in a `/proc/<pid>/net/tcp` or `tcp6` table.

@@ -113,6 +113,18 @@ struct RunArgs {
     /// beyond it fails. Same executors as --memory.
     #[arg(long = "pids-limit", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pids_limit: Option<u64>,
+    /// The network a sandbox job with `services:` shares with them. isolated: a network of
+    /// their own with only loopback (services on 127.0.0.1 and by alias; the host's network is
+    /// not reachable). host: the host's network (the job reaches what the host reaches; the
+    /// services listen on the host's loopback, where ports may collide).
+    #[arg(long = "sandbox-network", value_enum, default_value_t = SandboxNet::Isolated)]
+    sandbox_network: SandboxNet,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SandboxNet {
+    Isolated,
+    Host,
 }
 
 #[derive(Args)]
@@ -495,6 +507,10 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         limits: wharf_run::Limits {
             memory: args.memory,
             pids: args.pids_limit,
+        },
+        sandbox_network: match args.sandbox_network {
+            SandboxNet::Isolated => wharf_run::SandboxNetwork::Isolated,
+            SandboxNet::Host => wharf_run::SandboxNetwork::Host,
         },
     };
     let report = match wharf_run::run_pipeline(&opened.loaded.pipeline, &opts).await {

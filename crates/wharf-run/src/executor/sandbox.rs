@@ -502,6 +502,7 @@ impl SandboxExecutor<'_> {
         };
         let setup = services::Setup {
             ids,
+            network: self.context.opts.sandbox_network,
             state_dir: claimed.dir.path(),
             hostname: &self.hostname,
             build_dir: &self.layout.build_dir,

@@ -72,7 +72,9 @@ fn images(reg: &Registry) -> (String, String, tempfile::TempDir) {
 }
 
 /// A job whose service is the registry: reached by alias, by GitLab's default alias and on
-/// loopback; it pushes nothing, it asks the registry's API.
+/// loopback; it pushes nothing, it asks the registry's API. Its last line tries the image's own
+/// registry, which listens on the host's loopback: `401` when the job shares the host's network,
+/// refused when the network is the job's own.
 fn pipeline(job_image: &str, service: &str) -> String {
     format!(
         r#"check:
@@ -85,8 +87,10 @@ fn pipeline(job_image: &str, service: &str) -> String {
     - wget -q -O- http://{default_alias}:5000/v2/ && echo " <- by default alias"
     - wget -q -O- http://127.0.0.1:5000/v2/ && echo " <- on loopback"
     - wget -q -O- http://registry:5000/v2/_catalog
+    - wget -q -O- http://{host_registry}/v2/ 2>&1 | head -n 1 | sed 's/^/host-says /' || true
 "#,
         default_alias = default_alias(service),
+        host_registry = service.split('/').next().unwrap(),
     )
 }
 
@@ -164,7 +168,37 @@ fn a_real_server_as_a_service_is_reached_by_alias_and_on_loopback() {
         eprintln!("{}", run.all());
     }
     assert_served(&run);
-    run.assert_contains("share a network of their own with only loopback");
+    run.assert_contains("share a network of their own with only loopback")
+        .assert_contains(
+            "host-says wget: can't connect to remote host (127.0.0.1): Connection refused",
+        );
+    assert_nothing_left(&p);
+}
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn with_the_hosts_network_the_job_reaches_the_host_and_its_services() {
+    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let (job_image, service, _layout) = images(&reg);
+    let p = Project::pipeline(&pipeline(&job_image, &service));
+    let home = tempfile::tempdir().unwrap();
+    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
+    let run = run_without_docker(
+        &p,
+        home.path(),
+        &[
+            "run",
+            "--executor",
+            "sandbox",
+            "--sandbox-network",
+            "host",
+            "--variable",
+            &var,
+        ],
+    );
+    assert_served(&run);
+    run.assert_contains("share the host's network")
+        .assert_contains("host-says wget: server returned error: HTTP/1.1 401 Unauthorized");
     assert_nothing_left(&p);
 }
 

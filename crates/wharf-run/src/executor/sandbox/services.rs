@@ -15,6 +15,7 @@ use super::image::{StoredImage, image_user};
 use super::root::{name_binds, overlay_root};
 use crate::failure::{JobFailure, Stop};
 use crate::log::JobLog;
+use crate::options::SandboxNetwork;
 use crate::services::{self as common, PlannedService};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,8 @@ const OUTPUT_KEPT: usize = 16 * 1024;
 
 /// The running services of one job, and the network the job's scripts join.
 pub(super) struct SandboxServices {
-    holder: NetworkHolder,
+    /// The network of their own (`--sandbox-network isolated`); `None`: the host's.
+    holder: Option<NetworkHolder>,
     running: Vec<RunningService>,
     /// `/etc/hosts` of the job and its services: localhost and every alias on 127.0.0.1.
     hosts_file: PathBuf,
@@ -44,7 +46,18 @@ struct RunningService {
 
 impl SandboxServices {
     pub(super) fn network(&self) -> Network {
-        self.holder.network()
+        self.holder
+            .as_ref()
+            .map_or(Network::Host, NetworkHolder::network)
+    }
+
+    /// TCP ports listening in the services' network.
+    fn listening_ports(&self) -> Vec<u16> {
+        match &self.holder {
+            Some(holder) => holder.listening_ports(),
+            None => wharf_sandbox::listening_ports_of("/proc/self"),
+        }
+        .unwrap_or_default()
     }
 
     /// `/etc/hosts` with the services' aliases, and the host's `/etc/resolv.conf`.
@@ -57,7 +70,9 @@ impl SandboxServices {
         for service in self.running.iter_mut().rev() {
             let _ = service.child.kill().await;
         }
-        self.holder.stop().await;
+        if let Some(holder) = self.holder {
+            holder.stop().await;
+        }
     }
 }
 
@@ -77,6 +92,7 @@ impl RunningService {
 /// What the services of one job share with it.
 pub(super) struct Setup<'a> {
     pub(super) ids: IdMapping,
+    pub(super) network: SandboxNetwork,
     /// The job's sandbox state folder: each service's overlay goes under it.
     pub(super) state_dir: &'a Path,
     /// The job's host name (in `/etc/hosts` with the aliases).
@@ -98,20 +114,39 @@ pub(super) async fn start(
 ) -> Result<SandboxServices, Stop> {
     let init = std::env::current_exe()
         .map_err(|e| JobFailure::system(format!("finding wharf's own executable: {e}")))?;
-    let holder = NetworkHolder::start(setup.ids, &init)
-        .await
-        .map_err(|e| JobFailure::system(e.to_string()))?;
-    log.info(
-        "The job and its services share a network of their own with only loopback: services answer on 127.0.0.1 and by alias; the host's network is not reachable from this job",
-    );
+    let holder = match setup.network {
+        SandboxNetwork::Isolated => {
+            let holder = NetworkHolder::start(setup.ids, &init)
+                .await
+                .map_err(|e| JobFailure::system(e.to_string()))?;
+            log.info(
+                "The job and its services share a network of their own with only loopback: services answer on 127.0.0.1 and by alias; the host's network is not reachable from this job (`--sandbox-network host` shares the host's)",
+            );
+            Some(holder)
+        }
+        SandboxNetwork::Host => {
+            log.info(
+                "The job and its services share the host's network (--sandbox-network host): services listen on the host's loopback and answer by alias; the job reaches what the host reaches",
+            );
+            None
+        }
+    };
+    // With the host's network, the host's own names stay (the aliases are added to them).
+    let host_names = match setup.network {
+        SandboxNetwork::Host => std::fs::read_to_string("/etc/hosts").ok(),
+        SandboxNetwork::Isolated => None,
+    };
     let services_dir = setup.state_dir.join("services");
     std::fs::create_dir_all(&services_dir)
         .map_err(|e| JobFailure::system(format!("creating {}: {e}", services_dir.display())))?;
     let mut all_aliases: Vec<String> = planned.iter().flat_map(|s| s.aliases.clone()).collect();
     all_aliases.dedup();
     let hosts_file = services_dir.join("hosts");
-    std::fs::write(&hosts_file, hosts_text(setup.hostname, &all_aliases))
-        .map_err(|e| JobFailure::system(format!("writing {}: {e}", hosts_file.display())))?;
+    std::fs::write(
+        &hosts_file,
+        hosts_text(host_names.as_deref(), setup.hostname, &all_aliases),
+    )
+    .map_err(|e| JobFailure::system(format!("writing {}: {e}", hosts_file.display())))?;
     let mut services = SandboxServices {
         holder,
         running: Vec::new(),
@@ -245,11 +280,14 @@ async fn start_one(
     })
 }
 
-/// `/etc/hosts` for the job's sandboxes: the usual localhost lines, then the job's host name and
-/// every alias on 127.0.0.1 (they all share one loopback).
-fn hosts_text(hostname: &str, aliases: &[String]) -> String {
-    let mut text =
-        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+/// `/etc/hosts` for the job's sandboxes: `base` (the host's file) or the usual localhost lines,
+/// then the job's host name and every alias on 127.0.0.1 (they all share one loopback).
+fn hosts_text(base: Option<&str>, hostname: &str, aliases: &[String]) -> String {
+    let mut text = match base {
+        Some(base) if base.ends_with('\n') || base.is_empty() => base.to_string(),
+        Some(base) => format!("{base}\n"),
+        None => String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"),
+    };
     text.push_str("127.0.0.1\t");
     text.push_str(hostname);
     for alias in aliases {
@@ -275,7 +313,7 @@ async fn wait_ready(
     let deadline = Instant::now() + timeout;
     let mut pending: Vec<usize> = (0..services.running.len()).collect();
     loop {
-        let listening = services.holder.listening_ports().unwrap_or_default();
+        let listening = services.listening_ports();
         let mut still = Vec::new();
         for i in pending {
             let service = &mut services.running[i];
@@ -327,11 +365,13 @@ mod tests {
 
     #[test]
     fn hosts_put_every_alias_on_loopback() {
-        let text = hosts_text("runner-wharf-test", &["db".into(), "my-web".into()]);
+        let text = hosts_text(None, "runner-wharf-test", &["db".into(), "my-web".into()]);
         assert!(text.starts_with("127.0.0.1\tlocalhost\n"), "{text}");
         assert!(
             text.contains("\n127.0.0.1\trunner-wharf-test db my-web\n"),
             "{text}"
         );
+        let text = hosts_text(Some("10.1.2.3\tbuildcache"), "job", &["db".into()]);
+        assert_eq!(text, "10.1.2.3\tbuildcache\n127.0.0.1\tjob db\n");
     }
 }
