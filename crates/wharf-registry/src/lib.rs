@@ -25,5 +25,5 @@ pub mod throttle;
 
 pub use config::{Config, ConfigError};
 pub use routes::{AppState, router};
-pub use server::{ServeError, app_state, serve, serve_on, shutdown_signal};
-pub use services::gc::{GcError, GcOptions, GcReport, gc};
+pub use server::{ServeError, app_state, open_storage, serve, serve_on, shutdown_signal};
+pub use services::gc::{GcError, GcOptions, GcReport, gc, gc_with_config};

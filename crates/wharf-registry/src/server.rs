@@ -20,20 +20,23 @@ use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authorizer;
-use crate::config::Config;
+use crate::config::{Config, StorageLocation};
 use crate::conn::{AcceptBackoff, Admission, Connection, ConnectionTable, GuardedBody, TrackedIo};
 use crate::drain::call_keeping_connection;
 use crate::metrics::Metrics;
 use crate::routes::{AppState, router};
 use crate::services::{Limits, Registry};
-use crate::storage::StorageError;
 use crate::storage::fs::FsStorage;
+use crate::storage::s3::{S3Settings, S3Storage};
+use crate::storage::{Storage, StorageError};
 use crate::throttle::{LoginThrottle, throttle_logins};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("opening the storage root: {0}")]
+    #[error("opening the storage: {0}")]
     Storage(#[from] StorageError),
+    #[error("{0}")]
+    StorageConfig(String),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -47,9 +50,28 @@ pub enum ServeError {
     PlainHttpNotLoopback(SocketAddr),
 }
 
+/// The configured backend. S3 credentials the config lacks come from the three standard
+/// variables `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` (and no other).
+pub fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, ServeError> {
+    Ok(
+        match config
+            .storage_location()
+            .map_err(ServeError::StorageConfig)?
+        {
+            StorageLocation::File(root) => Arc::new(FsStorage::open(root)?),
+            StorageLocation::S3 { bucket, prefix } => {
+                let settings = S3Settings::from_config(bucket, prefix, &config.storage, |k| {
+                    std::env::var(k).ok()
+                });
+                Arc::new(S3Storage::open(&settings)?)
+            }
+        },
+    )
+}
+
 /// Everything a running registry shares between requests.
 pub fn app_state(config: &Config, authorizer: Arc<dyn Authorizer>) -> Result<AppState, ServeError> {
-    let storage = FsStorage::open(&config.root)?;
+    let storage = open_storage(config)?;
     let limits = Limits {
         upload_expiry: config.upload_expiry,
         upload_sessions_per_subject: config.limits.upload_sessions_per_subject,
@@ -58,7 +80,7 @@ pub fn app_state(config: &Config, authorizer: Arc<dyn Authorizer>) -> Result<App
         ..Limits::default()
     };
     Ok(AppState {
-        registry: Arc::new(Registry::new(Arc::new(storage), limits)),
+        registry: Arc::new(Registry::new(storage, limits)),
         authorizer,
         metrics: Arc::new(Metrics::default()),
     })
@@ -186,7 +208,7 @@ pub async fn serve_on(
     tracing::info!(
         addr = %local,
         tls = tls.is_some(),
-        root = %config.root.display(),
+        storage = %config.storage_location().unwrap_or(StorageLocation::File(config.root.clone())),
         max_connections = table.cap(),
         header_timeout_s = timing.header.as_secs(),
         idle_timeout_s = timing.idle.as_secs(),

@@ -12,6 +12,7 @@
 //! Digests are verified by the services (hashing on the fly), never trusted from the backend.
 
 pub mod fs;
+pub mod s3;
 
 use std::io;
 use std::pin::Pin;
@@ -76,6 +77,15 @@ pub trait Storage: Send + Sync + 'static {
     async fn blob_touch(&self, digest: &Digest) -> Result<(), StorageError>;
     async fn blob_delete(&self, digest: &Digest) -> Result<bool, StorageError>;
     async fn blob_list(&self) -> Result<Vec<(Digest, ObjectInfo)>, StorageError>;
+    /// A URL the client may fetch the blob from itself with `method` (GET or HEAD), instead of
+    /// through the registry (S3's presigned URLs); `None` streams it (the default).
+    async fn blob_redirect(
+        &self,
+        _digest: &Digest,
+        _method: &http::Method,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
 
     // --- upload sessions ---
     async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError>;
@@ -109,4 +119,18 @@ pub trait Storage: Send + Sync + 'static {
     // --- housekeeping ---
     /// Removes leftovers of interrupted writes older than `older_than`; returns how many.
     async fn clean_temporary(&self, older_than: SystemTime) -> Result<usize, StorageError>;
+}
+
+/// Defense in depth for metadata keys: they come from validated names, but never let one leave
+/// the `repositories/` tree or carry an empty, `.` or `..` component.
+pub(crate) fn valid_meta_key(key: &str) -> Result<(), StorageError> {
+    let ok = key
+        .split('/')
+        .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains(['\\', '\0']))
+        && (key == "repositories" || key.starts_with("repositories/"));
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidKey(key.to_string()))
+    }
 }
