@@ -112,6 +112,22 @@ impl Registry {
         let unknown = || RegistryError::BlobUploadUnknown { id: id.to_string() };
         let cached = self.sessions_map().get(id);
         let session = match cached {
+            Some(s) if self.storage.shared_between_servers() => {
+                // Another replica may have appended since this one last saw the session: the
+                // stored size is the truth, and a hash that missed bytes is useless.
+                let Some((_, object)) = self.storage.upload_info(id).await? else {
+                    self.sessions_map().remove(id);
+                    return Err(unknown());
+                };
+                {
+                    let mut session = s.lock().await;
+                    if session.size != object.size {
+                        session.size = object.size;
+                        session.hasher = None;
+                    }
+                }
+                s
+            }
             Some(s) => s,
             None => {
                 let (info, object) = self.storage.upload_info(id).await?.ok_or_else(unknown)?;

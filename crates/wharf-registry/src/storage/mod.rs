@@ -88,6 +88,11 @@ pub trait Storage: Send + Sync + 'static {
     }
 
     // --- upload sessions ---
+    /// Whether other servers (replicas) write to the same storage: sessions cached in memory
+    /// are then re-checked against storage on every request.
+    fn shared_between_servers(&self) -> bool {
+        false
+    }
     async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError>;
     /// The session's info document and current size, if the session exists.
     async fn upload_info(&self, id: &str) -> Result<Option<(Bytes, ObjectInfo)>, StorageError>;

@@ -653,6 +653,10 @@ impl Storage for S3Storage {
         Ok(Some(url.to_string()))
     }
 
+    fn shared_between_servers(&self) -> bool {
+        true
+    }
+
     async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError> {
         self.put_bytes(&self.upload_path(id, "info")?, info).await
     }

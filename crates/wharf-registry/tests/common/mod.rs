@@ -167,9 +167,18 @@ pub fn registry_with(auth: Arc<dyn Authorizer>) -> Reg {
 /// A registry served by `serve_on` on 127.0.0.1 (no auth), for what only the wire shows:
 /// hyper's framing of HEAD and 204 answers, query escaping, connection handling.
 pub async fn registry_on_socket() -> Reg {
-    let mut reg = registry();
-    let config = reg.config.clone();
-    let state = app_state(&config, Arc::new(AllowAll)).expect("state");
+    let reg = registry();
+    let mut served = replica_on_socket(&reg.config).await;
+    served.dir = reg.dir;
+    served
+}
+
+/// A server started with `config`, as `wharf registry serve` would, on its own loopback port:
+/// with S3 storage, a replica of every other server on the same bucket (its own upload sessions
+/// in memory, nothing else shared).
+pub async fn replica_on_socket(config: &Config) -> Reg {
+    let state = app_state(config, Arc::new(AllowAll)).expect("state");
+    let storage = state.registry.storage().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -177,7 +186,7 @@ pub async fn registry_on_socket() -> Reg {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(wharf_registry::serve_on(
         listener,
-        config,
+        config.clone(),
         state,
         Router::new(),
         async {
@@ -185,8 +194,13 @@ pub async fn registry_on_socket() -> Reg {
             let _ = stopped.await;
         },
     ));
-    reg.socket = Some(Socket { addr, _stop: stop });
-    reg
+    Reg {
+        app: Router::new(),
+        dir: tempfile::tempdir().expect("tempdir"),
+        config: config.clone(),
+        storage,
+        socket: Some(Socket { addr, _stop: stop }),
+    }
 }
 
 impl Reg {
