@@ -41,6 +41,9 @@ osd pool default pg autoscale mode = off
 mon allow pool size one = true
 mon max pg per osd = 1000
 mon warn on pool no redundancy = false
+# The monitor's data is a few MiB; a nearly full disk (CI machines) must not stop it.
+mon data avail crit = 0
+mon data avail warn = 0
 osd crush chooseleaf type = 0
 osd memory target = 268435456
 [osd]

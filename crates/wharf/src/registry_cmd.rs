@@ -83,7 +83,8 @@ struct ServeArgs {
     addr: Option<SocketAddr>,
     /// Storage folder [default: /var/lib/wharf-registry]. The token signing key is kept in
     /// <root>/auth/.
-    #[arg(long, value_name = "DIR", conflicts_with = "storage")]
+    /// With S3 storage it still holds local files (the copy of the shared token signing key).
+    #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
     /// Where blobs, manifests and upload sessions live: `s3://BUCKET[/PREFIX]`, or
     /// `file:///path` (the same as --root). Overrides `[storage] url`. S3 credentials come from
@@ -285,6 +286,11 @@ Create the file with: wharf registry user add USER --htpasswd FILE"
     }
     std::fs::create_dir_all(&config.root)
         .with_context(|| format!("creating the root folder {}", config.root.display()))?;
+    if auth.mode == Some(AuthMode::Token) && auth.token.key_file.is_none() {
+        if let Some(path) = shared_signing_key(&config).await? {
+            auth.token.key_file = Some(path);
+        }
+    }
     let facts = ServerFacts {
         root: config.root.clone(),
         tls: config.tls.is_some(),
@@ -303,11 +309,52 @@ Create the file with: wharf registry user add USER --htpasswd FILE"
     Ok(ExitCode::SUCCESS)
 }
 
+/// With storage shared by replicas (S3), the token signing key they must all sign with: kept in
+/// the storage (the first replica to start makes it), copied to `<root>/auth/` for the token
+/// service to load. `None` for the filesystem, whose key stays in `<root>/auth/` as before.
+async fn shared_signing_key(config: &Config) -> Result<Option<PathBuf>> {
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let storage = wharf_registry::open_storage(config)?;
+    let fresh = wharf_registry::auth::jwt::SigningKey::generate_pem()?;
+    let Some(pem) = storage
+        .shared_document("token-signing-key.pem", fresh.into())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let dir = config.root.join("auth");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("shared-token-signing-key.pem");
+    let tmp = dir.join(format!(".shared-token-signing-key.{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(&pem)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(path))
+}
+
 /// `--storage` and the `--s3-*` flags over the config file's `[storage]`.
 fn apply_storage_flags(config: &mut Config, args: &ServeArgs) -> Result<()> {
     if let Some(url) = &args.storage {
         match StorageLocation::parse(url).map_err(anyhow::Error::msg)? {
             StorageLocation::File(root) => {
+                if args.root.is_some() && config.root != root {
+                    bail!(
+                        "--root {} and --storage {url} name two folders: give one",
+                        config.root.display()
+                    );
+                }
                 config.root = root;
                 config.storage.url = None;
             }

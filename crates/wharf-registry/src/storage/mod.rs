@@ -121,6 +121,17 @@ pub trait Storage: Send + Sync + 'static {
     /// Names directly below `prefix` (documents and "folders"), sorted; empty if none.
     async fn meta_list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
 
+    /// A small document every server on this storage must agree on (the token signing key),
+    /// created from `initial` by whichever server asks first; the stored one is returned.
+    /// `None` when the storage is not shared between servers (keep such things locally).
+    async fn shared_document(
+        &self,
+        _name: &str,
+        _initial: Bytes,
+    ) -> Result<Option<Bytes>, StorageError> {
+        Ok(None)
+    }
+
     // --- housekeeping ---
     /// Removes leftovers of interrupted writes older than `older_than`; returns how many.
     async fn clean_temporary(&self, older_than: SystemTime) -> Result<usize, StorageError>;

@@ -857,6 +857,56 @@ impl Storage for S3Storage {
         Ok(names)
     }
 
+    async fn shared_document(
+        &self,
+        name: &str,
+        initial: Bytes,
+    ) -> Result<Option<Bytes>, StorageError> {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(StorageError::InvalidKey(name.to_string()));
+        }
+        let path = self.path(&format!("shared/{name}"))?;
+        let read = || async {
+            match self.store.get(&path).await {
+                Ok(got) => got
+                    .bytes()
+                    .await
+                    .map(Some)
+                    .map_err(|e| os_error("GET", &self.name(&path), e)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(os_error("GET", &self.name(&path), e)),
+            }
+        };
+        if let Some(existing) = read().await? {
+            return Ok(Some(existing));
+        }
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(initial.clone()), opts)
+            .await
+        {
+            Ok(_) => Ok(Some(initial)),
+            // Another replica created it first: theirs is the one.
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => read().await?.map(Some).ok_or_else(|| StorageError::Io {
+                op: "GET",
+                path: self.name(&path),
+                source: io::Error::other("created by another server, then gone"),
+            }),
+            Err(e) => Err(os_error("PUT", &self.name(&path), e)),
+        }
+    }
+
     async fn clean_temporary(&self, older_than: SystemTime) -> Result<usize, StorageError> {
         let mut aborted = 0;
         for meta in self.list_all(&self.path("multipart")?).await? {

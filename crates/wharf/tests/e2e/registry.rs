@@ -59,6 +59,11 @@ pub(crate) struct Served {
 
 impl Served {
     pub(crate) fn start(auth: &str) -> Served {
+        Served::start_with(auth, &[], &[])
+    }
+
+    /// Like [`Served::start`], with more `serve` arguments and environment variables.
+    pub(crate) fn start_with(auth: &str, args: &[String], env: &[(&str, &str)]) -> Served {
         let dir = tempfile::Builder::new()
             .prefix("wharf-served-")
             .tempdir()
@@ -74,6 +79,8 @@ impl Served {
             .arg(dir.path().join("root"))
             .arg("--htpasswd")
             .arg(&htpasswd)
+            .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -521,4 +528,62 @@ fn podman_pulls_from_our_registry() {
     run.assert_code(0);
     let _ = Command::new("podman").args(["rmi", "-f", &image]).output();
     served.assert_log_has_no_secrets();
+}
+
+/// Two `wharf registry serve` replicas on one S3 bucket (Ceph RGW): a token of one is good on
+/// the other (the signing key lives in the bucket), an image pushed through one is pulled
+/// through the other (blobs by 307 to presigned URLs), and only the three credential variables
+/// are read: a bogus `AWS_CA_BUNDLE` and `AWS_ENDPOINT_URL` change nothing.
+#[test]
+#[ignore = "needs Ceph RGW and skopeo: run by scripts/test-all.sh"]
+fn replicas_on_one_s3_bucket_share_tokens_and_images() {
+    let rgw = wharf_testkit::rgw::Rgw::shared().unwrap();
+    let bucket = rgw.bucket().unwrap();
+    let args = [
+        "--storage".to_string(),
+        format!("s3://{bucket}/registry"),
+        "--s3-endpoint".to_string(),
+        rgw.endpoint().to_string(),
+    ];
+    let env = [
+        ("AWS_ACCESS_KEY_ID", rgw.access_key()),
+        ("AWS_SECRET_ACCESS_KEY", rgw.secret_key()),
+        ("AWS_CA_BUNDLE", "/nonexistent/ca-bundle.pem"),
+        ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+    ];
+    let one = Served::start_with("token", &args, &env);
+    let two = Served::start_with("token", &args, &env);
+
+    let basic = format!("Basic {}", b64(&format!("{USER}:{PASS}")));
+    let r = http::get(
+        &format!(
+            "{}/token?service=wharf-registry&scope=repository:team/s3:pull,push",
+            one.url()
+        ),
+        &[("Authorization", &basic)],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let token = r.json().unwrap()["token"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {token}");
+    let r = http::get(&format!("{}/v2/", two.url()), &[("Authorization", &bearer)]).unwrap();
+    assert_eq!(r.status, 200, "a token of one replica is good on the other");
+
+    let reference = format!("{}/team/s3:v1", one.host());
+    seed_layout().push(&reference, Some((USER, PASS))).unwrap();
+    let back = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &format!("{USER}:{PASS}"),
+        &format!("docker://{}/team/s3:v1", two.host()),
+        &format!("oci:{}:copy", back.path().display()),
+    ])
+    .assert_code(0);
+    for served in [&one, &two] {
+        served.assert_log_has_no_secrets();
+        assert!(!served.log().contains(rgw.secret_key()));
+    }
 }
