@@ -9,6 +9,7 @@
 //! the `wharf-names` grammar the client shares).
 
 pub mod auth;
+pub mod backend;
 pub mod config;
 pub mod conn;
 mod drain;
@@ -23,7 +24,8 @@ pub mod services;
 pub mod storage;
 pub mod throttle;
 
+pub use backend::open_storage;
 pub use config::{Config, ConfigError};
 pub use routes::{AppState, router};
-pub use server::{ServeError, app_state, open_storage, serve, serve_on, shutdown_signal};
+pub use server::{ServeError, app_state, serve, serve_on, shutdown_signal};
 pub use services::gc::{GcError, GcOptions, GcReport, gc, gc_with_config};

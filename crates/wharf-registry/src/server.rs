@@ -20,23 +20,20 @@ use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authorizer;
+use crate::backend::open_storage;
 use crate::config::{Config, StorageLocation};
 use crate::conn::{AcceptBackoff, Admission, Connection, ConnectionTable, GuardedBody, TrackedIo};
 use crate::drain::call_keeping_connection;
 use crate::metrics::Metrics;
 use crate::routes::{AppState, router};
 use crate::services::{Limits, Registry};
-use crate::storage::fs::FsStorage;
-use crate::storage::s3::{S3Settings, S3Storage};
-use crate::storage::{Storage, StorageError};
+use crate::storage::StorageError;
 use crate::throttle::{LoginThrottle, throttle_logins};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error("opening the storage: {0}")]
     Storage(#[from] StorageError),
-    #[error("{0}")]
-    StorageConfig(String),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -48,25 +45,6 @@ pub enum ServeError {
         "refusing plain HTTP on {0}, which is not a loopback address: configure [tls] cert and key, or set allow_plain_http = true"
     )]
     PlainHttpNotLoopback(SocketAddr),
-}
-
-/// The configured backend. S3 credentials the config lacks come from the three standard
-/// variables `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` (and no other).
-pub fn open_storage(config: &Config) -> Result<Arc<dyn Storage>, ServeError> {
-    Ok(
-        match config
-            .storage_location()
-            .map_err(ServeError::StorageConfig)?
-        {
-            StorageLocation::File(root) => Arc::new(FsStorage::open(root)?),
-            StorageLocation::S3 { bucket, prefix } => {
-                let settings = S3Settings::from_config(bucket, prefix, &config.storage, |k| {
-                    std::env::var(k).ok()
-                });
-                Arc::new(S3Storage::open(&settings)?)
-            }
-        },
-    )
 }
 
 /// Everything a running registry shares between requests.

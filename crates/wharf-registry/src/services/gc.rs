@@ -81,15 +81,8 @@ pub fn gc_with_config(config: &Config, opts: &GcOptions) -> Result<GcReport, GcE
         .map(|l| l.to_string())
         .unwrap_or_else(|_| config.root.display().to_string());
     let config = config.clone();
-    let location = name.clone();
     gc_on(name, opts, move || {
-        crate::server::open_storage(&config).map_err(|e| {
-            RegistryError::Storage(crate::storage::StorageError::Io {
-                op: "open",
-                path: location,
-                source: std::io::Error::other(e.to_string()),
-            })
-        })
+        Ok(crate::backend::open_storage(&config)?)
     })
 }
 

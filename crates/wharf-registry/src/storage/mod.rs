@@ -49,6 +49,9 @@ pub enum StorageError {
     BlobUnknown(Digest),
     #[error("invalid storage key {0:?}")]
     InvalidKey(String),
+    /// The configured location or client settings are unusable; the message says the fix.
+    #[error("{0}")]
+    Config(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
