@@ -125,6 +125,9 @@ impl Registry {
                         session.size = object.size;
                         session.hasher = None;
                     }
+                    if session.size == 0 && session.hasher.is_none() {
+                        session.hasher = Some(Sha256::new());
+                    }
                 }
                 s
             }
@@ -137,7 +140,9 @@ impl Registry {
                     id: id.to_string(),
                     repo,
                     size: object.size,
-                    hasher: None,
+                    // Nothing received yet (a POST served by another replica, or before a
+                    // restart): hash on the fly instead of re-reading at commit.
+                    hasher: (object.size == 0).then(Sha256::new),
                 };
                 self.sessions_map().insert(id, session, &info.subject)
             }
