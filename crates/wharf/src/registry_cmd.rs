@@ -313,7 +313,7 @@ Create the file with: wharf registry user add USER --htpasswd FILE"
 /// the storage (the first replica to start makes it), copied to `<root>/auth/` for the token
 /// service to load. `None` for the filesystem, whose key stays in `<root>/auth/` as before.
 async fn shared_signing_key(config: &Config) -> Result<Option<PathBuf>> {
-    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    use std::os::unix::fs::DirBuilderExt as _;
     let storage = wharf_registry::open_storage(config)?;
     let fresh = wharf_registry::auth::jwt::SigningKey::generate_pem()?;
     let Some(pem) = storage
@@ -329,18 +329,8 @@ async fn shared_signing_key(config: &Config) -> Result<Option<PathBuf>> {
         .create(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
     let path = dir.join("shared-token-signing-key.pem");
-    let tmp = dir.join(format!(".shared-token-signing-key.{}", std::process::id()));
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    file.write_all(&pem)
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+    let pem = std::str::from_utf8(&pem).context("the shared token signing key is not PEM text")?;
+    htpasswd::write_atomically(&path, pem)?;
     Ok(Some(path))
 }
 
