@@ -305,3 +305,65 @@ async fn upkeep_aborts_multipart_uploads_of_a_writer_that_died() {
     })
     .await
 }
+
+/// A chunk cut off mid-body on one replica (the client or the replica went away): what arrived is
+/// stored, the other replica reports it, and the client resumes there; no partial blob is ever
+/// visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn an_interrupted_chunk_resumes_on_another_replica() {
+    on_s3(async {
+        let one = registry();
+        let two = replica_on_socket(&one.config).await;
+        let full = pattern(300_000, 11);
+        let digest = digest_of(&full);
+        let location = one
+            .call(Method::POST, "/v2/app/blobs/uploads/", &[], b"")
+            .await
+            .header("location")
+            .to_string();
+        let cut = axum::body::Body::from_stream(futures_util::stream::iter(vec![
+            Ok::<_, std::io::Error>(Bytes::from(full[..123_456].to_vec())),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "client went away",
+            )),
+        ]));
+        let r = one.send(Method::PATCH, &location, &[], cut).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            two.get(&format!("/v2/app/blobs/{digest}")).await.status,
+            StatusCode::NOT_FOUND
+        );
+        let status = two.get(&location).await;
+        assert_eq!(status.status, StatusCode::NO_CONTENT);
+        assert_eq!(status.header("range"), "0-123455");
+        let r = two
+            .call(
+                Method::PATCH,
+                &location,
+                &[("content-range", "123456-299999")],
+                &full[123_456..],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        let sep = if location.contains('?') { '&' } else { '?' };
+        let r = one
+            .call(
+                Method::PUT,
+                &format!("{location}{sep}digest={digest}"),
+                &[],
+                b"",
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let got = two.get(&format!("/v2/app/blobs/{digest}")).await;
+        assert_eq!(digest_of(&got.body), digest);
+    })
+    .await
+}
