@@ -149,11 +149,8 @@ fn valid_upload_id(id: &str) -> bool {
 impl S3Storage {
     pub fn open(settings: &S3Settings) -> Result<S3Storage, StorageError> {
         let location = settings.location();
-        let fail = |message: String| StorageError::Io {
-            op: "configure S3 client for",
-            path: location.clone(),
-            source: io::Error::other(message),
-        };
+        let fail =
+            |message: String| StorageError::Config(format!("S3 storage {location}: {message}"));
         // new(), never from_env(): see the module docs.
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(&settings.bucket)
