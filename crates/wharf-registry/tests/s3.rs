@@ -30,6 +30,65 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// Multipart uploads open in the bucket of `reg` (S3's ListMultipartUploads, signed by curl).
+fn open_multipart_uploads(reg: &Reg) -> usize {
+    let rgw = wharf_testkit::rgw::Rgw::shared().expect("rgw");
+    let bucket = reg
+        .config
+        .storage
+        .url
+        .as_deref()
+        .and_then(|u| u.strip_prefix("s3://"))
+        .and_then(|u| u.split('/').next())
+        .expect("bucket");
+    rgw.s3_request("GET", &format!("/{bucket}?uploads="))
+        .expect("ListMultipartUploads")
+        .matches("<UploadId>")
+        .count()
+}
+
+/// An upload sent whole in its closing request goes straight to its blob (no copy), and only if
+/// the digest matches: a wrong one leaves no object and no open multipart upload.
+#[tokio::test]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn a_whole_upload_in_one_request_is_verified_before_it_appears() {
+    on_s3(async {
+        let reg = registry();
+        let blob = pattern(20 * 1024 * 1024 + 5, 21);
+        let digest = digest_of(&blob);
+        let wrong = digest_of(b"not this");
+        for (claimed, status) in [
+            (&wrong, StatusCode::BAD_REQUEST),
+            (&digest, StatusCode::CREATED),
+        ] {
+            let location = reg
+                .call(Method::POST, "/v2/app/blobs/uploads/", &[], b"")
+                .await
+                .header("location")
+                .to_string();
+            let sep = if location.contains('?') { '&' } else { '?' };
+            let r = reg
+                .call(
+                    Method::PUT,
+                    &format!("{location}{sep}digest={claimed}"),
+                    &[],
+                    &blob,
+                )
+                .await;
+            assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+            assert_eq!(open_multipart_uploads(&reg), 0);
+        }
+        assert_eq!(
+            reg.get(&format!("/v2/app/blobs/{wrong}")).await.status,
+            StatusCode::NOT_FOUND
+        );
+        let got = reg.get(&format!("/v2/app/blobs/{digest}")).await;
+        assert_eq!(digest_of(&got.body), digest);
+        assert!(reg.storage.upload_list().await.expect("list").is_empty());
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn chunked_upload_hops_between_replicas_on_one_bucket() {
@@ -259,22 +318,7 @@ async fn upkeep_aborts_multipart_uploads_of_a_writer_that_died() {
                 .await
                 .expect("the writer takes data");
         }
-        let rgw = wharf_testkit::rgw::Rgw::shared().expect("rgw");
-        let bucket = reg
-            .config
-            .storage
-            .url
-            .as_deref()
-            .and_then(|u| u.strip_prefix("s3://"))
-            .and_then(|u| u.split('/').next())
-            .expect("bucket")
-            .to_string();
-        let open_uploads = || {
-            let listing = rgw
-                .s3_request("GET", &format!("/{bucket}?uploads="))
-                .expect("ListMultipartUploads");
-            listing.matches("<UploadId>").count()
-        };
+        let open_uploads = || open_multipart_uploads(&reg);
         let mut waited = 0;
         while open_uploads() == 0 {
             waited += 1;

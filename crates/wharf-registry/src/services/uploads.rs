@@ -191,7 +191,11 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let session = self.session(repo, id).await?;
         let mut session = session.lock().await;
+        let whole_in_this_request = session.size == 0 && range.is_none_or(|(start, _)| start == 0);
         if let Some(body) = last_chunk {
+            if whole_in_this_request && self.storage.puts_verified_blobs() {
+                return self.put_whole_upload(repo, id, digest, body).await;
+            }
             append_locked(self, &mut session, range, body).await?;
         }
         let actual = match session.hasher.take() {
@@ -220,6 +224,31 @@ impl Registry {
         self.storage.upload_commit(id, digest).await?;
         self.sessions_map().remove(id);
         self.link_blob(repo, digest).await
+    }
+
+    /// The whole upload arrived in its closing request: straight to the blob, verified before it
+    /// becomes visible (see [`crate::storage::Storage::blob_put_verified`]). The session, still
+    /// empty, goes either way: a digest mismatch cancels the upload as below, and a cut-off body
+    /// leaves nothing to resume from.
+    async fn put_whole_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<(), RegistryError> {
+        let result = self.storage.blob_put_verified(digest, body).await;
+        if !matches!(result, Err(StorageError::Stream(_))) {
+            self.storage.upload_delete(id).await?;
+            self.sessions_map().remove(id);
+        }
+        match result {
+            Ok(_) => self.link_blob(repo, digest).await,
+            Err(StorageError::DigestMismatch { actual, .. }) => Err(RegistryError::DigestInvalid(
+                format!("upload has digest {actual}, not {digest}"),
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Pushes a whole blob in one request (POST with `digest`).

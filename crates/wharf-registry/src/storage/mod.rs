@@ -49,6 +49,10 @@ pub enum StorageError {
     BlobUnknown(Digest),
     #[error("invalid storage key {0:?}")]
     InvalidKey(String),
+    /// What [`Storage::blob_put_verified`] received does not have the expected digest; nothing
+    /// was stored.
+    #[error("the content has digest {actual}, not {expected}")]
+    DigestMismatch { expected: Digest, actual: Digest },
     /// The configured location or client settings are unusable; the message says the fix.
     #[error("{0}")]
     Config(String),
@@ -76,6 +80,22 @@ pub trait Storage: Send + Sync + 'static {
     async fn blob_read_small(&self, digest: &Digest, limit: u64) -> Result<Bytes, StorageError>;
     /// Stores a small blob whose digest the caller has computed; atomic, idempotent.
     async fn blob_put(&self, digest: &Digest, data: Bytes) -> Result<(), StorageError>;
+    /// Whether [`Storage::blob_put_verified`] is worth using: an upload sent in one request then
+    /// goes straight to its blob, skipping the session's copy (S3, where that copy is a second
+    /// write of every byte).
+    fn puts_verified_blobs(&self) -> bool {
+        false
+    }
+    /// Streams `data` into blob `digest`, hashing it on the way: it becomes visible only if the
+    /// digest matches (else [`StorageError::DigestMismatch`], nothing stored), and a stream error
+    /// stores nothing either. Atomic and idempotent like [`Storage::upload_commit`].
+    async fn blob_put_verified(
+        &self,
+        digest: &Digest,
+        _data: ByteStream,
+    ) -> Result<u64, StorageError> {
+        Err(StorageError::BlobUnknown(digest.clone()))
+    }
     /// Marks a blob as recently used, so a concurrent gc keeps it (see `services::gc`).
     async fn blob_touch(&self, digest: &Digest) -> Result<(), StorageError>;
     async fn blob_delete(&self, digest: &Digest) -> Result<bool, StorageError>;

@@ -315,6 +315,7 @@ impl S3Storage {
         mut data: ByteStream,
         create_only: bool,
         mut hasher: Option<&mut Sha256>,
+        verify: Option<&Digest>,
     ) -> Result<(u64, Option<io::Error>), StorageError> {
         let mut pending: Vec<Bytes> = Vec::new();
         let mut pending_len = 0usize;
@@ -351,6 +352,28 @@ impl S3Storage {
                     break;
                 }
                 None => break,
+            }
+        }
+        if let Some(expected) = verify {
+            // Checked before anything becomes visible: on a mismatch or a cut-off stream the
+            // multipart upload is aborted and no object appears.
+            let actual = hasher
+                .as_deref()
+                .map(|h| Digest::from_hasher(h.clone()))
+                .unwrap_or_else(|| Digest::of(b""));
+            let problem = match stream_error.take() {
+                Some(e) => Some(StorageError::Stream(e)),
+                None if actual != *expected => Some(StorageError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                }),
+                None => None,
+            };
+            if let Some(problem) = problem {
+                if let Some(writer) = multipart {
+                    writer.abort().await;
+                }
+                return Err(problem);
             }
         }
         match multipart {
@@ -593,6 +616,23 @@ impl Storage for S3Storage {
         self.put_bytes(&self.blob_path(digest)?, data).await
     }
 
+    fn puts_verified_blobs(&self) -> bool {
+        true
+    }
+
+    async fn blob_put_verified(
+        &self,
+        digest: &Digest,
+        data: ByteStream,
+    ) -> Result<u64, StorageError> {
+        let target = self.blob_path(digest)?;
+        let mut hasher = Sha256::new();
+        let (written, _) = self
+            .write_stream(&target, data, false, Some(&mut hasher), Some(digest))
+            .await?;
+        Ok(written)
+    }
+
     async fn blob_touch(&self, digest: &Digest) -> Result<(), StorageError> {
         if self.head(&self.blob_path(digest)?).await?.is_none() {
             return Err(StorageError::BlobUnknown(digest.clone()));
@@ -701,7 +741,7 @@ impl Storage for S3Storage {
             });
         }
         let path = self.chunk_path(id, offset)?;
-        let (written, stream_error) = self.write_stream(&path, data, true, None).await?;
+        let (written, stream_error) = self.write_stream(&path, data, true, None, None).await?;
         match stream_error {
             Some(e) => Err(StorageError::Stream(e)),
             None => Ok(offset + written),
@@ -736,7 +776,7 @@ impl Storage for S3Storage {
             let mut hasher = Sha256::new();
             let stream = self.chunks_stream(chunks);
             let (_, stream_error) = self
-                .write_stream(&target, stream, false, Some(&mut hasher))
+                .write_stream(&target, stream, false, Some(&mut hasher), None)
                 .await?;
             let written_digest = Digest::from_hasher(hasher);
             if let Some(e) = stream_error {
