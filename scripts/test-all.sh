@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 # iproute2: the sandbox brings up loopback in a job's network namespace; util-linux (setpriv) is essential.
 # ceph-mon ceph-osd radosgw ceph-common: a real S3 (Ceph's RADOS gateway on a memstore cluster on
-# loopback) for the registry's S3 storage tier (crates/wharf-testkit/src/rgw.rs).
-for pkg in docker.io docker-registry skopeo podman busybox-static apache2-utils python3 golang-go git curl ca-certificates iproute2 uidmap ceph-mon ceph-osd radosgw ceph-common; do
+# loopback) for the registry's S3 storage tier (crates/wharf-testkit/src/rgw.rs); haproxy: replicas
+# behind a round-robin load balancer.
+for pkg in docker.io docker-registry skopeo podman busybox-static apache2-utils python3 golang-go git curl ca-certificates iproute2 uidmap ceph-mon ceph-osd radosgw ceph-common haproxy; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

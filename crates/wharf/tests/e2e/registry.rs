@@ -587,3 +587,99 @@ fn replicas_on_one_s3_bucket_share_tokens_and_images() {
         assert!(!served.log().contains(rgw.secret_key()));
     }
 }
+
+/// `haproxy -db` (foreground) on a free loopback port, balancing requests round-robin over
+/// `backends` with no affinity; killed when dropped.
+struct RoundRobin {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RoundRobin {
+    fn start(backends: &[&Served]) -> RoundRobin {
+        let dir = tempfile::tempdir().unwrap();
+        let port = wharf_testkit::free_port().unwrap();
+        let mut cfg = format!(
+            "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+             frontend registry\n  bind 127.0.0.1:{port}\n  default_backend replicas\n\
+             backend replicas\n  balance roundrobin\n"
+        );
+        for (i, b) in backends.iter().enumerate() {
+            cfg.push_str(&format!("  server replica{i} {}\n", b.host()));
+        }
+        let file = dir.path().join("haproxy.cfg");
+        std::fs::write(&file, cfg).unwrap();
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy (Debian package haproxy)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "haproxy did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RoundRobin {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for RoundRobin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 11, section 2: two replicas on one bucket behind haproxy round-robin, no session
+/// affinity: skopeo pushes (its chunked upload's requests land on both) and pulls through it.
+#[test]
+#[ignore = "needs Ceph RGW, haproxy and skopeo: run by scripts/test-all.sh"]
+fn skopeo_through_haproxy_round_robin_over_two_s3_replicas() {
+    let rgw = wharf_testkit::rgw::Rgw::shared().unwrap();
+    let bucket = rgw.bucket().unwrap();
+    let args = [
+        "--storage".to_string(),
+        format!("s3://{bucket}"),
+        "--s3-endpoint".to_string(),
+        rgw.endpoint().to_string(),
+    ];
+    let env = [
+        ("AWS_ACCESS_KEY_ID", rgw.access_key()),
+        ("AWS_SECRET_ACCESS_KEY", rgw.secret_key()),
+        ("WHARF_LOG", "info"),
+    ];
+    let one = Served::start_with("token", &args, &env);
+    let two = Served::start_with("token", &args, &env);
+    let lb = RoundRobin::start(&[&one, &two]);
+    let host = format!("127.0.0.1:{}", lb.port);
+    let reference = format!("{host}/team/balanced:v1");
+    seed_layout().push(&reference, Some((USER, PASS))).unwrap();
+    let back = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &format!("{USER}:{PASS}"),
+        &format!("docker://{reference}"),
+        &format!("oci:{}:copy", back.path().display()),
+    ])
+    .assert_code(0);
+    for served in [&one, &two] {
+        let log = served.log();
+        assert!(
+            log.contains("/blobs/uploads/"),
+            "every replica took part of the uploads:\n{log}"
+        );
+        served.assert_log_has_no_secrets();
+    }
+}
