@@ -4,7 +4,7 @@
 //! table): [`server`] -> [`routes`] (HTTP, one catch-all `/v2/{*rest}` parsed by hand because
 //! repository names contain `/`, one file per endpoint family) -> [`services`] (manifests,
 //! blobs, uploads, tags, catalog, referrers, gc) -> [`error`] (every OCI error code and its HTTP
-//! status) -> [`storage`] (a trait; filesystem implementation), [`config`] and [`auth`] (access
+//! status) -> [`storage`] (a trait; filesystem and S3 implementations, opened by [`backend`]), [`config`] and [`auth`] (access
 //! control behind the [`auth::Authorizer`] seam) -> [`limits`], [`metrics`] -> [`names`] (over
 //! the `wharf-names` grammar the client shares).
 

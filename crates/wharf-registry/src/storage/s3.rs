@@ -15,7 +15,7 @@
 //! of an upload may land on any of them. Chunks are their own objects because S3 refuses
 //! multipart parts under 5 MiB (and `object_store` has no UploadPartCopy to stitch them): the
 //! commit reads them back in order into the final blob, a single PUT when small, else a multipart
-//! upload with parts of at least [`PART_SIZE`]. A chunk is written with `If-None-Match: *` when
+//! upload with parts of at least `PART_SIZE` (8 MiB). A chunk is written with `If-None-Match: *` when
 //! small (most are), so two replicas appending at the same offset cannot both win.
 //!
 //! The client is configured explicitly, never from the environment: a machine's unrelated

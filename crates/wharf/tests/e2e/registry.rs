@@ -1,7 +1,8 @@
 //! `wharf registry`: the CLI (fast tier: serve refuses without auth, user add/passwd/remove,
 //! htpasswd checks, a served Basic and token registry probed over loopback), and real clients
 //! against a running `wharf registry serve` (ignored tier: docker login/push/pull through
-//! dockerd, skopeo both ways, `wharf login`, a `wharf run` pulling its image from it, podman).
+//! dockerd, skopeo both ways, `wharf login`, a `wharf run` pulling its image from it, podman;
+//! replicas on one S3 bucket of a Ceph RGW, alone and behind haproxy).
 
 use crate::support::*;
 use std::io::Write as _;
