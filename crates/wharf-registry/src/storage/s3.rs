@@ -15,8 +15,10 @@
 //! of an upload may land on any of them. Chunks are their own objects because S3 refuses
 //! multipart parts under 5 MiB (and `object_store` has no UploadPartCopy to stitch them): the
 //! commit reads them back in order into the final blob, a single PUT when small, else a multipart
-//! upload with parts of at least `PART_SIZE` (8 MiB). A chunk is written with `If-None-Match: *` when
-//! small (most are), so two replicas appending at the same offset cannot both win.
+//! upload with parts of `PART_SIZE` (8 MiB). An upload sent whole in its closing request skips
+//! the chunk and goes straight to the blob, completed only once its digest matches. A chunk is
+//! written with `If-None-Match: *` when small (most are), so two replicas appending at the same
+//! offset cannot both win.
 //!
 //! The client is configured explicitly, never from the environment: a machine's unrelated
 //! `AWS_*` variables (`AWS_CA_BUNDLE`...) must not change how the registry talks to S3.
