@@ -30,6 +30,26 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
+/// `location` (an upload URL, which may carry its own query) with `digest=` appended.
+fn with_digest(location: &str, digest: &str) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
+}
+
+/// Opens an upload session in `repo` on `reg`; returns its location.
+async fn start_upload(reg: &Reg, repo: &str) -> String {
+    let r = reg
+        .call(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    r.header("location").to_string()
+}
+
 /// Multipart uploads open in the bucket of `reg` (S3's ListMultipartUploads, signed by curl).
 fn open_multipart_uploads(reg: &Reg) -> usize {
     let rgw = wharf_testkit::rgw::Rgw::shared().expect("rgw");
@@ -61,19 +81,9 @@ async fn a_whole_upload_in_one_request_is_verified_before_it_appears() {
             (&wrong, StatusCode::BAD_REQUEST),
             (&digest, StatusCode::CREATED),
         ] {
-            let location = reg
-                .call(Method::POST, "/v2/app/blobs/uploads/", &[], b"")
-                .await
-                .header("location")
-                .to_string();
-            let sep = if location.contains('?') { '&' } else { '?' };
+            let location = start_upload(&reg, "app").await;
             let r = reg
-                .call(
-                    Method::PUT,
-                    &format!("{location}{sep}digest={claimed}"),
-                    &[],
-                    &blob,
-                )
+                .call(Method::PUT, &with_digest(&location, claimed), &[], &blob)
                 .await;
             assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
             assert_eq!(open_multipart_uploads(&reg), 0);
@@ -109,11 +119,7 @@ async fn chunked_upload_hops_between_replicas_on_one_bucket() {
         let blob = pattern(total + 4096, 7);
         let digest = digest_of(&blob);
 
-        let r = one
-            .call(Method::POST, "/v2/team/app/blobs/uploads/", &[], b"")
-            .await;
-        assert_eq!(r.status, StatusCode::ACCEPTED);
-        let mut location = r.header("location").to_string();
+        let mut location = start_upload(&one, "team/app").await;
         let mut offset = 0;
         for (i, size) in sizes.iter().enumerate() {
             // Every request on the other replica than the one before.
@@ -157,11 +163,10 @@ async fn chunked_upload_hops_between_replicas_on_one_bucket() {
 
         // The last bytes with the closing PUT, on the replica that did not take the last chunk.
         let finisher = replicas[sizes.len() % 2];
-        let sep = if location.contains('?') { '&' } else { '?' };
         let r = finisher
             .call(
                 Method::PUT,
-                &format!("{location}{sep}digest={digest}"),
+                &with_digest(&location, &digest),
                 &[],
                 &blob[offset..],
             )
@@ -195,21 +200,12 @@ async fn chunked_upload_hops_between_replicas_on_one_bucket() {
 
         // A wrong digest is refused by the replica that did not see the chunks, and nothing
         // appears under either name.
-        let r = two
-            .call(Method::POST, "/v2/team/app/blobs/uploads/", &[], b"")
-            .await;
-        let location = r.header("location").to_string();
+        let location = start_upload(&two, "team/app").await;
         let r = one.call(Method::PATCH, &location, &[], b"12345").await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
         let wrong = digest_of(b"something else");
-        let sep = if location.contains('?') { '&' } else { '?' };
         let r = two
-            .call(
-                Method::PUT,
-                &format!("{location}{sep}digest={wrong}"),
-                &[],
-                b"",
-            )
+            .call(Method::PUT, &with_digest(&location, &wrong), &[], b"")
             .await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST);
         assert_eq!(r.code(), "DIGEST_INVALID");
@@ -361,11 +357,7 @@ async fn an_interrupted_chunk_resumes_on_another_replica() {
         let two = replica_on_socket(&one.config).await;
         let full = pattern(300_000, 11);
         let digest = digest_of(&full);
-        let location = one
-            .call(Method::POST, "/v2/app/blobs/uploads/", &[], b"")
-            .await
-            .header("location")
-            .to_string();
+        let location = start_upload(&one, "app").await;
         let cut = axum::body::Body::from_stream(futures_util::stream::iter(vec![
             Ok::<_, std::io::Error>(Bytes::from(full[..123_456].to_vec())),
             Err(std::io::Error::new(
@@ -391,14 +383,8 @@ async fn an_interrupted_chunk_resumes_on_another_replica() {
             )
             .await;
         assert_eq!(r.status, StatusCode::ACCEPTED);
-        let sep = if location.contains('?') { '&' } else { '?' };
         let r = one
-            .call(
-                Method::PUT,
-                &format!("{location}{sep}digest={digest}"),
-                &[],
-                b"",
-            )
+            .call(Method::PUT, &with_digest(&location, &digest), &[], b"")
             .await;
         assert_eq!(
             r.status,

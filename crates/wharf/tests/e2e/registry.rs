@@ -531,6 +531,43 @@ fn podman_pulls_from_our_registry() {
     served.assert_log_has_no_secrets();
 }
 
+/// Two token-auth `wharf registry serve` replicas on a fresh bucket of the test binary's Ceph
+/// RGW (under `prefix`, "" or "/p"), credentials in the environment with `extra_env`.
+fn s3_replicas(prefix: &str, extra_env: &[(&str, &str)]) -> [Served; 2] {
+    let rgw = wharf_testkit::rgw::Rgw::shared().unwrap();
+    let bucket = rgw.bucket().unwrap();
+    let args = [
+        "--storage".to_string(),
+        format!("s3://{bucket}{prefix}"),
+        "--s3-endpoint".to_string(),
+        rgw.endpoint().to_string(),
+    ];
+    let mut env = vec![
+        ("AWS_ACCESS_KEY_ID", rgw.access_key()),
+        ("AWS_SECRET_ACCESS_KEY", rgw.secret_key()),
+    ];
+    env.extend_from_slice(extra_env);
+    [
+        Served::start_with("token", &args, &env),
+        Served::start_with("token", &args, &env),
+    ]
+}
+
+/// `skopeo copy` of `reference` (with the test user's credentials) into a throwaway OCI layout.
+fn pull_to_layout(reference: &str) {
+    let back = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &format!("{USER}:{PASS}"),
+        &format!("docker://{reference}"),
+        &format!("oci:{}:copy", back.path().display()),
+    ])
+    .assert_code(0);
+}
+
 /// Two `wharf registry serve` replicas on one S3 bucket (Ceph RGW): a token of one is good on
 /// the other (the signing key lives in the bucket), an image pushed through one is pulled
 /// through the other (blobs by 307 to presigned URLs), and only the three credential variables
@@ -539,21 +576,13 @@ fn podman_pulls_from_our_registry() {
 #[ignore = "needs Ceph RGW and skopeo: run by scripts/test-all.sh"]
 fn replicas_on_one_s3_bucket_share_tokens_and_images() {
     let rgw = wharf_testkit::rgw::Rgw::shared().unwrap();
-    let bucket = rgw.bucket().unwrap();
-    let args = [
-        "--storage".to_string(),
-        format!("s3://{bucket}/registry"),
-        "--s3-endpoint".to_string(),
-        rgw.endpoint().to_string(),
-    ];
-    let env = [
-        ("AWS_ACCESS_KEY_ID", rgw.access_key()),
-        ("AWS_SECRET_ACCESS_KEY", rgw.secret_key()),
-        ("AWS_CA_BUNDLE", "/nonexistent/ca-bundle.pem"),
-        ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
-    ];
-    let one = Served::start_with("token", &args, &env);
-    let two = Served::start_with("token", &args, &env);
+    let [one, two] = s3_replicas(
+        "/registry",
+        &[
+            ("AWS_CA_BUNDLE", "/nonexistent/ca-bundle.pem"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+        ],
+    );
 
     let basic = format!("Basic {}", b64(&format!("{USER}:{PASS}")));
     let r = http::get(
@@ -572,17 +601,7 @@ fn replicas_on_one_s3_bucket_share_tokens_and_images() {
 
     let reference = format!("{}/team/s3:v1", one.host());
     seed_layout().push(&reference, Some((USER, PASS))).unwrap();
-    let back = tempfile::tempdir().unwrap();
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        "--src-creds",
-        &format!("{USER}:{PASS}"),
-        &format!("docker://{}/team/s3:v1", two.host()),
-        &format!("oci:{}:copy", back.path().display()),
-    ])
-    .assert_code(0);
+    pull_to_layout(&format!("{}/team/s3:v1", two.host()));
     for served in [&one, &two] {
         served.assert_log_has_no_secrets();
         assert!(!served.log().contains(rgw.secret_key()));
@@ -645,36 +664,12 @@ impl Drop for RoundRobin {
 #[test]
 #[ignore = "needs Ceph RGW, haproxy and skopeo: run by scripts/test-all.sh"]
 fn skopeo_through_haproxy_round_robin_over_two_s3_replicas() {
-    let rgw = wharf_testkit::rgw::Rgw::shared().unwrap();
-    let bucket = rgw.bucket().unwrap();
-    let args = [
-        "--storage".to_string(),
-        format!("s3://{bucket}"),
-        "--s3-endpoint".to_string(),
-        rgw.endpoint().to_string(),
-    ];
-    let env = [
-        ("AWS_ACCESS_KEY_ID", rgw.access_key()),
-        ("AWS_SECRET_ACCESS_KEY", rgw.secret_key()),
-        ("WHARF_LOG", "info"),
-    ];
-    let one = Served::start_with("token", &args, &env);
-    let two = Served::start_with("token", &args, &env);
+    let [one, two] = s3_replicas("", &[("WHARF_LOG", "info")]);
     let lb = RoundRobin::start(&[&one, &two]);
     let host = format!("127.0.0.1:{}", lb.port);
     let reference = format!("{host}/team/balanced:v1");
     seed_layout().push(&reference, Some((USER, PASS))).unwrap();
-    let back = tempfile::tempdir().unwrap();
-    skopeo(&[
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        "--src-creds",
-        &format!("{USER}:{PASS}"),
-        &format!("docker://{reference}"),
-        &format!("oci:{}:copy", back.path().display()),
-    ])
-    .assert_code(0);
+    pull_to_layout(&reference);
     for served in [&one, &two] {
         let log = served.log();
         assert!(
