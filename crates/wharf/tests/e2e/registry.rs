@@ -679,3 +679,89 @@ fn skopeo_through_haproxy_round_robin_over_two_s3_replicas() {
         served.assert_log_has_no_secrets();
     }
 }
+
+/// Issue 11, section 2: a replica killed (`kill -9`) in the middle of a chunk bigger than a
+/// multipart part; the client asks the other replica where the upload stands, resumes there and
+/// finishes. Nothing of the cut-off chunk is visible, the finished blob is whole.
+#[test]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+fn a_replica_killed_mid_chunk_the_upload_resumes_on_another() {
+    let [mut one, two] = s3_replicas("", &[]);
+    let basic = format!("Basic {}", b64(&format!("{USER}:{PASS}")));
+    let r = http::get(
+        &format!(
+            "{}/token?service=wharf-registry&scope=repository:team/killed:pull,push",
+            two.url()
+        ),
+        &[("Authorization", &basic)],
+    )
+    .unwrap();
+    let bearer = format!("Bearer {}", r.json().unwrap()["token"].as_str().unwrap());
+    let auth = [("Authorization", bearer.as_str())];
+    let blob: Vec<u8> = (0..24 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let digest = wharf_registry::names::Digest::of(&blob).to_string();
+
+    let r = http::request(
+        "POST",
+        &format!("{}/v2/team/killed/blobs/uploads/", one.url()),
+        &auth,
+        Some(b""),
+    )
+    .unwrap();
+    assert_eq!(r.status, 202);
+    let location = r.header("location").unwrap().to_string();
+    // A first chunk that completes.
+    let r = http::request(
+        "PATCH",
+        &format!("{}{location}", one.url()),
+        &[auth[0], ("Content-Range", "0-999")],
+        Some(&blob[..1000]),
+    )
+    .unwrap();
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    // The second chunk: 23 MiB announced, 12 MiB sent, then the replica dies.
+    let mut conn = std::net::TcpStream::connect(one.host()).unwrap();
+    write!(
+        conn,
+        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nAuthorization: {bearer}\r\n\
+         Content-Range: 1000-{}\r\nContent-Length: {}\r\n\r\n",
+        one.host(),
+        blob.len() - 1,
+        blob.len() - 1000
+    )
+    .unwrap();
+    conn.write_all(&blob[1000..12 * 1024 * 1024]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = one.child.kill();
+    let _ = one.child.wait();
+    drop(conn);
+
+    let status = http::get(&format!("{}{location}", two.url()), &auth).unwrap();
+    assert_eq!(status.status, 204);
+    assert_eq!(
+        status.header("range"),
+        Some("0-999"),
+        "only the whole first chunk"
+    );
+    let r = http::request(
+        "PUT",
+        &format!("{}{location}?digest={digest}", two.url()),
+        &[
+            auth[0],
+            ("Content-Range", &format!("1000-{}", blob.len() - 1)),
+        ],
+        Some(&blob[1000..]),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = http::request(
+        "HEAD",
+        &format!("{}/v2/team/killed/blobs/{digest}", two.url()),
+        &auth,
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 307, "redirected to the bucket");
+}
