@@ -397,3 +397,58 @@ async fn an_interrupted_chunk_resumes_on_another_replica() {
     })
     .await
 }
+
+/// Two requests appending at the same offset at once (on two replicas): the chunk object is
+/// created with `If-None-Match: *`, so one wins and the other is told the upload moved on
+/// (416 to the client), never a silent overwrite or a 500.
+#[tokio::test]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn concurrent_appends_at_one_offset_cannot_both_win() {
+    on_s3(async {
+        let reg = registry();
+        let id = "00112233445566778899aabbccddeeff";
+        reg.storage
+            .upload_create(id, Bytes::from_static(b"{}"))
+            .await
+            .expect("create");
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let slow: wharf_registry::storage::ByteStream =
+            Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            }));
+        let storage = reg.storage.clone();
+        // The first request has checked the offset and is receiving its body...
+        let first = tokio::spawn(async move { storage.upload_append(id, 0, slow).await });
+        tx.send(Ok(Bytes::from_static(b"first")))
+            .await
+            .expect("send");
+        // ...while the second appends at the same offset and finishes.
+        let quick: wharf_registry::storage::ByteStream = Box::pin(futures_util::stream::iter(
+            vec![Ok(Bytes::from_static(b"second!"))],
+        ));
+        assert_eq!(
+            reg.storage
+                .upload_append(id, 0, quick)
+                .await
+                .expect("append"),
+            7
+        );
+        drop(tx);
+        match first.await.expect("task") {
+            Err(wharf_registry::storage::StorageError::OffsetMismatch {
+                expected: 0,
+                actual: 7,
+                ..
+            }) => {}
+            other => panic!("expected an offset mismatch, got {other:?}"),
+        }
+        let (_, info) = reg
+            .storage
+            .upload_info(id)
+            .await
+            .expect("info")
+            .expect("session");
+        assert_eq!(info.size, 7, "the winner's chunk only");
+    })
+    .await
+}

@@ -743,7 +743,25 @@ impl Storage for S3Storage {
             });
         }
         let path = self.chunk_path(id, offset)?;
-        let (written, stream_error) = self.write_stream(&path, data, true, None, None).await?;
+        let (written, stream_error) = match self.write_stream(&path, data, true, None, None).await {
+            Ok(done) => done,
+            // Another request (on another replica) appended at this offset meanwhile: to the
+            // client, the same as a chunk that does not continue the upload.
+            Err(StorageError::Io { source, .. })
+                if source.kind() == io::ErrorKind::AlreadyExists =>
+            {
+                let actual = match self.upload_state(id).await? {
+                    Some((_, chunks)) => chunks.iter().map(|(_, c)| c.size).sum(),
+                    None => return Err(StorageError::UploadUnknown(id.to_string())),
+                };
+                return Err(StorageError::OffsetMismatch {
+                    id: id.to_string(),
+                    expected: offset,
+                    actual,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         match stream_error {
             Some(e) => Err(StorageError::Stream(e)),
             None => Ok(offset + written),
