@@ -227,9 +227,8 @@ impl Registry {
     }
 
     /// The whole upload arrived in its closing request: straight to the blob, verified before it
-    /// becomes visible (see [`crate::storage::Storage::blob_put_verified`]). The session, still
-    /// empty, goes either way: a digest mismatch cancels the upload as below, and a cut-off body
-    /// leaves nothing to resume from.
+    /// becomes visible (see [`crate::storage::Storage::blob_put_verified`]). A digest mismatch
+    /// cancels the upload as below.
     async fn put_whole_upload(
         &self,
         repo: &RepoName,
@@ -238,7 +237,9 @@ impl Registry {
         body: ByteStream,
     ) -> Result<(), RegistryError> {
         let result = self.storage.blob_put_verified(digest, body).await;
-        if !matches!(result, Err(StorageError::Stream(_))) {
+        // Done with the session on success and on a wrong digest (as below); after a cut-off
+        // body or a storage failure it stays, empty, for the client to try again.
+        if matches!(result, Ok(_) | Err(StorageError::DigestMismatch { .. })) {
             self.storage.upload_delete(id).await?;
             self.sessions_map().remove(id);
         }
