@@ -288,6 +288,31 @@ async fn blobs_stream_through_the_registry_when_redirects_are_off() {
     .await
 }
 
+/// A new upload session `id` and an append at offset 0 running in a task, its body whatever is
+/// sent on the returned channel until the channel is dropped.
+async fn append_fed_by_hand(
+    reg: &Reg,
+    id: &'static str,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    tokio::task::JoinHandle<Result<u64, wharf_registry::storage::StorageError>>,
+) {
+    reg.storage
+        .upload_create(id, Bytes::from_static(b"{}"))
+        .await
+        .expect("create");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let body: wharf_registry::storage::ByteStream =
+        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
+    let storage = reg.storage.clone();
+    (
+        tx,
+        tokio::spawn(async move { storage.upload_append(id, 0, body).await }),
+    )
+}
+
 /// A chunk bigger than a part is sent as a multipart upload; if its writer dies (here: the
 /// request is dropped mid-body, as a killed replica would leave it), the multipart upload stays
 /// open in S3, costing storage, until upkeep aborts it.
@@ -296,18 +321,7 @@ async fn blobs_stream_through_the_registry_when_redirects_are_off() {
 async fn upkeep_aborts_multipart_uploads_of_a_writer_that_died() {
     on_s3(async {
         let reg = registry();
-        let id = "0123456789abcdef0123456789abcdef";
-        reg.storage
-            .upload_create(id, Bytes::from_static(b"{}"))
-            .await
-            .expect("create");
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-        let body: wharf_registry::storage::ByteStream =
-            Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|item| (item, rx))
-            }));
-        let storage = reg.storage.clone();
-        let writer = tokio::spawn(async move { storage.upload_append(id, 0, body).await });
+        let (tx, writer) = append_fed_by_hand(&reg, "0123456789abcdef0123456789abcdef").await;
         // Two parts' worth: the first part is on its way, the upload and its record exist.
         for i in 0..18 {
             tx.send(Ok(Bytes::from(pattern(1024 * 1024, i))))
@@ -407,18 +421,8 @@ async fn concurrent_appends_at_one_offset_cannot_both_win() {
     on_s3(async {
         let reg = registry();
         let id = "00112233445566778899aabbccddeeff";
-        reg.storage
-            .upload_create(id, Bytes::from_static(b"{}"))
-            .await
-            .expect("create");
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-        let slow: wharf_registry::storage::ByteStream =
-            Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|item| (item, rx))
-            }));
-        let storage = reg.storage.clone();
         // The first request has checked the offset and is receiving its body...
-        let first = tokio::spawn(async move { storage.upload_append(id, 0, slow).await });
+        let (tx, first) = append_fed_by_hand(&reg, id).await;
         tx.send(Ok(Bytes::from_static(b"first")))
             .await
             .expect("send");
