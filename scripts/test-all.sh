@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up every real component the tests need on a fresh Debian machine, then runs the whole
-# suite: unit tests, and the tiers that need a Docker daemon, Debian's docker-registry and skopeo
+# suite: unit tests, and the tiers that need a Docker daemon, Debian's docker-registry, skopeo and
+# Ceph's RADOS gateway
 # (marked #[ignore] so plain `cargo test` stays fast; run here with --include-ignored).
 # Needs root (apt-get, dockerd). Network use: apt and crates.io only; tests talk to loopback.
 set -euo pipefail
@@ -8,7 +9,10 @@ cd "$(dirname "$0")/.."
 
 need_pkgs=()
 # iproute2: the sandbox brings up loopback in a job's network namespace; util-linux (setpriv) is essential.
-for pkg in docker.io docker-registry skopeo podman busybox-static apache2-utils python3 golang-go git curl ca-certificates iproute2 uidmap; do
+# ceph-mon ceph-osd radosgw ceph-common: a real S3 (Ceph's RADOS gateway on a memstore cluster on
+# loopback) for the registry's S3 storage tier (crates/wharf-testkit/src/rgw.rs); haproxy: replicas
+# behind a round-robin load balancer.
+for pkg in docker.io docker-registry skopeo podman busybox-static apache2-utils python3 golang-go git curl ca-certificates iproute2 uidmap ceph-mon ceph-osd radosgw ceph-common haproxy; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

@@ -16,6 +16,15 @@
 //! [auth]                     # access control: parsed by the auth module
 //!
 //! [limits]                   # what one client may hold: see `crate::limits`
+//!
+//! [storage]                  # where blobs, manifests and upload sessions live
+//! url = "s3://bucket/prefix" # or "file:///var/lib/wharf-registry" (the same as `root`)
+//! endpoint = "http://127.0.0.1:7480"  # S3-compatible server (path-style; http allowed)
+//! region = "us-east-1"
+//! access_key_id = "..."      # else AWS_ACCESS_KEY_ID (likewise the secret and session token)
+//! secret_access_key = "..."
+//! redirect = true            # blob GET/HEAD answer 307 to a presigned URL (false: stream)
+//! redirect_expiry = "20m"
 //! ```
 //!
 //! Durations are `<number><unit>` with unit `s`, `m`, `h` or `d`, or a plain number of seconds.
@@ -66,6 +75,131 @@ pub struct Config {
     pub auth: toml::Table,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+/// The `[storage]` table: the backend, and for S3 how to reach it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// `s3://BUCKET[/PREFIX]` or `file:///path`; absent means the filesystem at `root`.
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub access_key_id: Option<Secret>,
+    #[serde(default)]
+    pub secret_access_key: Option<Secret>,
+    #[serde(default)]
+    pub session_token: Option<Secret>,
+    #[serde(default = "yes")]
+    pub redirect: bool,
+    #[serde(default = "twenty_minutes", deserialize_with = "duration")]
+    pub redirect_expiry: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            url: None,
+            endpoint: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            redirect: true,
+            redirect_expiry: twenty_minutes(),
+        }
+    }
+}
+
+/// A credential: never printed (Debug shows its length only).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Secret(<{} bytes>)", self.0.len())
+    }
+}
+
+/// Where the registry keeps its data, from `[storage] url` (or `root`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageLocation {
+    File(PathBuf),
+    /// `prefix` has no leading or trailing `/` and may be empty.
+    S3 {
+        bucket: String,
+        prefix: String,
+    },
+}
+
+impl StorageLocation {
+    /// Parses `s3://BUCKET[/PREFIX]` or `file:///path`.
+    pub fn parse(url: &str) -> Result<StorageLocation, String> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "storage `{url}`: a file URL needs an absolute path (file:///var/lib/wharf-registry)"
+                ));
+            }
+            return Ok(StorageLocation::File(PathBuf::from(path)));
+        }
+        let Some(rest) = url.strip_prefix("s3://") else {
+            return Err(format!(
+                "storage `{url}`: expected s3://BUCKET[/PREFIX] or file:///path"
+            ));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let bucket_ok = (3..=63).contains(&bucket.len())
+            && bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        if !bucket_ok {
+            return Err(format!(
+                "storage `{url}`: `{bucket}` is not a bucket name (3-63 lowercase letters, digits, `-`, `.`)"
+            ));
+        }
+        let prefix = prefix.trim_matches('/');
+        if prefix
+            .split('/')
+            .any(|c| c == "." || c == ".." || (c.is_empty() && !prefix.is_empty()))
+        {
+            return Err(format!(
+                "storage `{url}`: the prefix `{prefix}` has an empty, `.` or `..` component"
+            ));
+        }
+        Ok(StorageLocation::S3 {
+            bucket: bucket.to_string(),
+            prefix: prefix.to_string(),
+        })
+    }
+}
+
+impl std::fmt::Display for StorageLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageLocation::File(path) => write!(f, "{}", path.display()),
+            StorageLocation::S3 { bucket, prefix } if prefix.is_empty() => {
+                write!(f, "s3://{bucket}")
+            }
+            StorageLocation::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -87,6 +221,9 @@ fn one_hour() -> Duration {
 fn one_minute() -> Duration {
     Duration::from_secs(60)
 }
+fn twenty_minutes() -> Duration {
+    Duration::from_secs(20 * 60)
+}
 fn yes() -> bool {
     true
 }
@@ -104,6 +241,7 @@ impl Default for Config {
             tls: None,
             auth: toml::Table::new(),
             limits: LimitsConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -124,6 +262,13 @@ impl Config {
         if let Some(base) = path.parent() {
             config.resolve_paths(base);
         }
+        // Checked now so a typo fails at start with the file's name, not at the first request.
+        config
+            .storage_location()
+            .map_err(|message| ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            })?;
         Ok(config)
     }
 
@@ -133,6 +278,14 @@ impl Config {
             source,
         })?;
         Config::parse(&text, path)
+    }
+
+    /// The backend: `[storage] url` if set, else the filesystem at `root`.
+    pub fn storage_location(&self) -> Result<StorageLocation, String> {
+        match &self.storage.url {
+            Some(url) => StorageLocation::parse(url),
+            None => Ok(StorageLocation::File(self.root.clone())),
+        }
     }
 
     fn resolve_paths(&mut self, base: &Path) {
@@ -176,6 +329,66 @@ mod tests {
         let e = Config::parse("[limits]\nidle_timeout = 0", Path::new("r.toml"))
             .expect_err("zero idle timeout");
         assert!(e.to_string().contains("at least 1s"), "{e}");
+    }
+
+    #[test]
+    fn storage_urls() {
+        assert_eq!(
+            StorageLocation::parse("s3://my-bucket/a/b/"),
+            Ok(StorageLocation::S3 {
+                bucket: "my-bucket".into(),
+                prefix: "a/b".into()
+            })
+        );
+        assert_eq!(
+            StorageLocation::parse("s3://my-bucket"),
+            Ok(StorageLocation::S3 {
+                bucket: "my-bucket".into(),
+                prefix: String::new()
+            })
+        );
+        assert_eq!(
+            StorageLocation::parse("file:///srv/reg"),
+            Ok(StorageLocation::File(PathBuf::from("/srv/reg")))
+        );
+        for bad in [
+            "s3://B",
+            "s3://ab",
+            "file://rel",
+            "http://x",
+            "s3://bucket/a//b",
+            "s3://bucket/../x",
+        ] {
+            assert!(StorageLocation::parse(bad).is_err(), "{bad}");
+        }
+        let c = Config::parse("root = \"data\"", Path::new("/etc/r.toml")).expect("valid");
+        assert_eq!(
+            c.storage_location(),
+            Ok(StorageLocation::File(PathBuf::from("/etc/data")))
+        );
+    }
+
+    #[test]
+    fn storage_table_and_secrets_stay_out_of_debug() {
+        let c = Config::parse(
+            "[storage]\nurl = \"s3://reg/prod\"\nendpoint = \"http://127.0.0.1:7480\"\nsecret_access_key = \"hunter2-very-secret\"\nredirect_expiry = \"5m\"\n",
+            Path::new("r.toml"),
+        )
+        .expect("valid");
+        assert_eq!(c.storage.redirect_expiry, Duration::from_secs(300));
+        assert!(c.storage.redirect);
+        assert_eq!(
+            c.storage.secret_access_key.as_ref().map(Secret::expose),
+            Some("hunter2-very-secret")
+        );
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        let e = Config::parse("[storage]\nurl = \"s4://x\"", Path::new("r.toml"))
+            .expect_err("bad scheme");
+        assert!(
+            e.to_string().contains("r.toml") && e.to_string().contains("s3://"),
+            "{e}"
+        );
     }
 
     #[test]

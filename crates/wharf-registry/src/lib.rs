@@ -4,11 +4,12 @@
 //! table): [`server`] -> [`routes`] (HTTP, one catch-all `/v2/{*rest}` parsed by hand because
 //! repository names contain `/`, one file per endpoint family) -> [`services`] (manifests,
 //! blobs, uploads, tags, catalog, referrers, gc) -> [`error`] (every OCI error code and its HTTP
-//! status) -> [`storage`] (a trait; filesystem implementation), [`config`] and [`auth`] (access
+//! status) -> [`storage`] (a trait; filesystem and S3 implementations, opened by [`backend`]), [`config`] and [`auth`] (access
 //! control behind the [`auth::Authorizer`] seam) -> [`limits`], [`metrics`] -> [`names`] (over
 //! the `wharf-names` grammar the client shares).
 
 pub mod auth;
+pub mod backend;
 pub mod config;
 pub mod conn;
 mod drain;
@@ -23,7 +24,8 @@ pub mod services;
 pub mod storage;
 pub mod throttle;
 
+pub use backend::open_storage;
 pub use config::{Config, ConfigError};
 pub use routes::{AppState, router};
 pub use server::{ServeError, app_state, serve, serve_on, shutdown_signal};
-pub use services::gc::{GcError, GcOptions, GcReport, gc};
+pub use services::gc::{GcError, GcOptions, GcReport, gc, gc_with_config};

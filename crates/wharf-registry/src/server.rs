@@ -20,19 +20,19 @@ use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authorizer;
-use crate::config::Config;
+use crate::backend::open_storage;
+use crate::config::{Config, StorageLocation};
 use crate::conn::{AcceptBackoff, Admission, Connection, ConnectionTable, GuardedBody, TrackedIo};
 use crate::drain::call_keeping_connection;
 use crate::metrics::Metrics;
 use crate::routes::{AppState, router};
 use crate::services::{Limits, Registry};
 use crate::storage::StorageError;
-use crate::storage::fs::FsStorage;
 use crate::throttle::{LoginThrottle, throttle_logins};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    #[error("opening the storage root: {0}")]
+    #[error("opening the storage: {0}")]
     Storage(#[from] StorageError),
     #[error("listening on {addr}: {source}")]
     Bind {
@@ -49,7 +49,7 @@ pub enum ServeError {
 
 /// Everything a running registry shares between requests.
 pub fn app_state(config: &Config, authorizer: Arc<dyn Authorizer>) -> Result<AppState, ServeError> {
-    let storage = FsStorage::open(&config.root)?;
+    let storage = open_storage(config)?;
     let limits = Limits {
         upload_expiry: config.upload_expiry,
         upload_sessions_per_subject: config.limits.upload_sessions_per_subject,
@@ -58,7 +58,7 @@ pub fn app_state(config: &Config, authorizer: Arc<dyn Authorizer>) -> Result<App
         ..Limits::default()
     };
     Ok(AppState {
-        registry: Arc::new(Registry::new(Arc::new(storage), limits)),
+        registry: Arc::new(Registry::new(storage, limits)),
         authorizer,
         metrics: Arc::new(Metrics::default()),
     })
@@ -186,7 +186,7 @@ pub async fn serve_on(
     tracing::info!(
         addr = %local,
         tls = tls.is_some(),
-        root = %config.root.display(),
+        storage = %config.storage_location().unwrap_or(StorageLocation::File(config.root.clone())),
         max_connections = table.cap(),
         header_timeout_s = timing.header.as_secs(),
         idle_timeout_s = timing.idle.as_secs(),

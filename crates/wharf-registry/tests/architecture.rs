@@ -15,6 +15,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("config", 2),
     ("storage", 2),
     ("auth", 2),
+    ("backend", 2),
     ("error", 3),
     ("services", 4),
     ("throttle", 4),

@@ -12,6 +12,7 @@
 //! - [`http`]: a minimal loopback-only HTTP client for probing the registry.
 //! - [`gitlab`]: a stand-in GitLab (files, projects, tags, releases and templates APIs, raw
 //!   URLs, `git http-backend`) over TLS on loopback, for include-fetching tests.
+//! - [`rgw`]: Ceph's RADOS gateway (a real S3) on a single-node memstore cluster on loopback.
 //! - [`layers`]: a crate's modules checked as a one-way stack (its `tests/architecture.rs`).
 //!
 //! Everything is synchronous and listens on, or talks to, 127.0.0.1 only.
@@ -22,6 +23,7 @@ pub mod http;
 mod image;
 pub mod layers;
 mod registry;
+pub mod rgw;
 mod token;
 
 pub use error::Error;

@@ -11,6 +11,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use wharf_registry::auth::htpasswd::{self, Edit, HtpasswdEditor};
 use wharf_registry::auth::{AuthConfig, AuthMode, ServerFacts};
+use wharf_registry::config::StorageLocation;
 use wharf_registry::{Config, GcOptions};
 
 #[derive(Args)]
@@ -82,8 +83,26 @@ struct ServeArgs {
     addr: Option<SocketAddr>,
     /// Storage folder [default: /var/lib/wharf-registry]. The token signing key is kept in
     /// <root>/auth/.
+    /// With S3 storage it still holds local files (the copy of the shared token signing key).
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
+    /// Where blobs, manifests and upload sessions live: `s3://BUCKET[/PREFIX]`, or
+    /// `file:///path` (the same as --root). Overrides `[storage] url`. S3 credentials come from
+    /// `[storage]` or AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (no other
+    /// AWS_* variable is read).
+    #[arg(long, value_name = "URL")]
+    storage: Option<String>,
+    /// S3-compatible server, like http://127.0.0.1:7480 (path-style requests; plain http only
+    /// when given here). Overrides `[storage] endpoint`.
+    #[arg(long, value_name = "URL")]
+    s3_endpoint: Option<String>,
+    /// S3 region (overrides `[storage] region`) [default: us-east-1].
+    #[arg(long, value_name = "REGION")]
+    s3_region: Option<String>,
+    /// Stream blobs through the registry instead of answering GET/HEAD with a 307 to a
+    /// presigned S3 URL (overrides `[storage] redirect`).
+    #[arg(long)]
+    s3_stream_blobs: bool,
     /// Authentication mode (overrides `[auth] mode`).
     #[arg(long, value_enum, value_name = "MODE")]
     auth: Option<AuthFlag>,
@@ -116,7 +135,7 @@ struct ServeArgs {
 #[derive(Args)]
 #[group(multiple = false)]
 struct GcTarget {
-    /// Config file giving the root folder and the grace period.
+    /// Config file giving the storage (root folder or `[storage]`) and the grace period.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Storage folder (grace period: 1h).
@@ -223,9 +242,10 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     if let Some(addr) = args.addr {
         config.addr = addr;
     }
-    if let Some(root) = args.root {
-        config.root = absolute(root)?;
+    if let Some(root) = &args.root {
+        config.root = absolute(root.clone())?;
     }
+    apply_storage_flags(&mut config, &args)?;
     let limits = &mut config.limits;
     if let Some(n) = args.max_connections {
         limits.max_connections = n;
@@ -266,6 +286,11 @@ Create the file with: wharf registry user add USER --htpasswd FILE"
     }
     std::fs::create_dir_all(&config.root)
         .with_context(|| format!("creating the root folder {}", config.root.display()))?;
+    if auth.mode == Some(AuthMode::Token) && auth.token.key_file.is_none() {
+        if let Some(path) = shared_signing_key(&config).await? {
+            auth.token.key_file = Some(path);
+        }
+    }
     let facts = ServerFacts {
         root: config.root.clone(),
         tls: config.tls.is_some(),
@@ -284,6 +309,61 @@ Create the file with: wharf registry user add USER --htpasswd FILE"
     Ok(ExitCode::SUCCESS)
 }
 
+/// With storage shared by replicas (S3), the token signing key they must all sign with: kept in
+/// the storage (the first replica to start makes it), copied to `<root>/auth/` for the token
+/// service to load. `None` for the filesystem, whose key stays in `<root>/auth/` as before.
+async fn shared_signing_key(config: &Config) -> Result<Option<PathBuf>> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    let storage = wharf_registry::open_storage(config)?;
+    let fresh = wharf_registry::auth::jwt::SigningKey::generate_pem()?;
+    let Some(pem) = storage
+        .shared_document("token-signing-key.pem", fresh.into())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let dir = config.root.join("auth");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join("shared-token-signing-key.pem");
+    let pem = std::str::from_utf8(&pem).context("the shared token signing key is not PEM text")?;
+    htpasswd::write_atomically(&path, pem)?;
+    Ok(Some(path))
+}
+
+/// `--storage` and the `--s3-*` flags over the config file's `[storage]`.
+fn apply_storage_flags(config: &mut Config, args: &ServeArgs) -> Result<()> {
+    if let Some(url) = &args.storage {
+        match StorageLocation::parse(url).map_err(anyhow::Error::msg)? {
+            StorageLocation::File(root) => {
+                if args.root.is_some() && config.root != root {
+                    bail!(
+                        "--root {} and --storage {url} name two folders: give one",
+                        config.root.display()
+                    );
+                }
+                config.root = root;
+                config.storage.url = None;
+            }
+            StorageLocation::S3 { .. } => config.storage.url = Some(url.clone()),
+        }
+    }
+    if let Some(endpoint) = &args.s3_endpoint {
+        config.storage.endpoint = Some(endpoint.clone());
+    }
+    if let Some(region) = &args.s3_region {
+        config.storage.region = Some(region.clone());
+    }
+    if args.s3_stream_blobs {
+        config.storage.redirect = false;
+    }
+    config.storage_location().map_err(anyhow::Error::msg)?;
+    Ok(())
+}
+
 async fn gc(args: GcArgs) -> Result<ExitCode> {
     init_logging();
     let (mut config, _) = load_config(args.target.config.as_deref())?;
@@ -297,18 +377,23 @@ async fn gc(args: GcArgs) -> Result<ExitCode> {
         grace: config.gc_grace,
         upload_expiry: config.upload_expiry,
     };
-    let root = config.root.clone();
-    let report = tokio::task::spawn_blocking(move || wharf_registry::gc(&root, &opts))
-        .await
-        .context("the gc task failed")??;
+    let location = config
+        .storage_location()
+        .map_err(anyhow::Error::msg)?
+        .to_string();
+    let report = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || wharf_registry::gc_with_config(&config, &opts))
+            .await
+            .context("the gc task failed")??
+    };
     let verb = if report.dry_run {
         "would remove"
     } else {
         "removed"
     };
     println!(
-        "{}: {verb} {} blobs ({} bytes), {} manifests, {} upload sessions, {} temporary files; kept {} blobs",
-        config.root.display(),
+        "{location}: {verb} {} blobs ({} bytes), {} manifests, {} upload sessions, {} temporary files; kept {} blobs",
         report.blobs_removed.len(),
         report.bytes_freed,
         report.manifests_removed.len(),
@@ -360,10 +445,14 @@ async fn import(args: ImportArgs) -> Result<ExitCode> {
     let manifest = blob(manifest_digest)?;
     let doc: serde_json::Value = serde_json::from_slice(&manifest)
         .with_context(|| format!("manifest {manifest_digest}: not JSON"))?;
-    let storage = wharf_registry::storage::fs::FsStorage::open(&config.root)
-        .with_context(|| format!("registry storage {}", config.root.display()))?;
+    let location = config
+        .storage_location()
+        .map_err(anyhow::Error::msg)?
+        .to_string();
+    let storage = wharf_registry::open_storage(&config)
+        .with_context(|| format!("registry storage {location}"))?;
     let registry = wharf_registry::services::Registry::new(
-        std::sync::Arc::new(storage),
+        storage,
         wharf_registry::services::Limits::default(),
     );
     let mut wanted: Vec<String> = doc["layers"]
@@ -394,8 +483,7 @@ async fn import(args: ImportArgs) -> Result<ExitCode> {
         .put_manifest(&repo, &reference, media_type.as_deref(), manifest.into())
         .await?;
     println!(
-        "{}: imported {} as {}:{tag} ({} blobs, manifest {})",
-        config.root.display(),
+        "{location}: imported {} as {}:{tag} ({} blobs, manifest {})",
         layout.display(),
         repo,
         wanted.len(),

@@ -192,6 +192,18 @@ impl SigningKey {
         Ok(Self::from_key_pair(&pair))
     }
 
+    /// A fresh key as PEM (PKCS#8, P-256), for a signing key kept elsewhere than in a file
+    /// (the shared storage of replicas).
+    pub fn generate_pem() -> Result<String, AuthError> {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(|e| {
+            AuthError::Key {
+                path: PathBuf::new(),
+                message: e.to_string(),
+            }
+        })?;
+        Ok(pair.serialize_pem())
+    }
+
     /// Load the PEM (PKCS#8, P-256) key at `path`, or create it (mode 0600, folder 0700) when
     /// it does not exist yet.
     pub fn load_or_create(path: &Path) -> Result<SigningKey, AuthError> {

@@ -32,6 +32,19 @@ pub(super) async fn handle(
         Some(range) => Some(parse_range(range, info.size)?),
         None => None,
     };
+    // After the access, link and range checks: the URL lets anyone holding it read the blob until it
+    // expires. A `Range` header is re-sent by the client to the URL (S3 answers 206 itself).
+    if let Some(url) = registry
+        .storage()
+        .blob_redirect(&digest, call.method())
+        .await?
+    {
+        let mut r = Empty(StatusCode::TEMPORARY_REDIRECT).into_response();
+        let h = r.headers_mut();
+        h.insert(header::LOCATION, hv(&url));
+        h.insert(DOCKER_CONTENT_DIGEST, hv(&digest.to_string()));
+        return Ok(r);
+    }
     let (offset, len) = range.unwrap_or((0, info.size));
     let body = if *call.method() == Method::HEAD {
         Body::empty()

@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::config::Config;
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
 use crate::services::{Limits, Registry, digests_of, keys};
@@ -67,13 +68,33 @@ pub enum GcError {
 /// it may be called from anywhere, including from inside a tokio runtime.
 pub fn gc(root: &Path, opts: &GcOptions) -> Result<GcReport, GcError> {
     let root = root.to_path_buf();
+    let name = root.display().to_string();
+    gc_on(name, opts, move || {
+        Ok(Arc::new(FsStorage::open(&root).map_err(RegistryError::from)?) as Arc<dyn Storage>)
+    })
+}
+
+/// Collects garbage in the registry `config` describes (filesystem or S3), like [`gc`].
+pub fn gc_with_config(config: &Config, opts: &GcOptions) -> Result<GcReport, GcError> {
+    let name = config
+        .storage_location()
+        .map(|l| l.to_string())
+        .unwrap_or_else(|_| config.root.display().to_string());
+    let config = config.clone();
+    gc_on(name, opts, move || {
+        Ok(crate::backend::open_storage(&config)?)
+    })
+}
+
+fn gc_on(
+    name: String,
+    opts: &GcOptions,
+    open: impl FnOnce() -> Result<Arc<dyn Storage>, RegistryError> + Send + 'static,
+) -> Result<GcReport, GcError> {
     let opts = opts.clone();
-    let wrap = {
-        let root = root.display().to_string();
-        move |source| GcError::Registry {
-            root: root.clone(),
-            source,
-        }
+    let wrap = move |source| GcError::Registry {
+        root: name.clone(),
+        source,
     };
     let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -81,12 +102,12 @@ pub fn gc(root: &Path, opts: &GcOptions) -> Result<GcReport, GcError> {
             .build()
             .map_err(GcError::Runtime)?;
         runtime.block_on(async {
-            let storage = FsStorage::open(&root).map_err(|e| wrap(e.into()))?;
+            let storage = open().map_err(&wrap)?;
             let limits = Limits {
                 upload_expiry: opts.upload_expiry,
                 ..Limits::default()
             };
-            let registry = Registry::new(Arc::new(storage), limits);
+            let registry = Registry::new(storage, limits);
             registry
                 .collect_garbage(&opts, SystemTime::now())
                 .await

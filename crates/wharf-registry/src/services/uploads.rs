@@ -112,6 +112,25 @@ impl Registry {
         let unknown = || RegistryError::BlobUploadUnknown { id: id.to_string() };
         let cached = self.sessions_map().get(id);
         let session = match cached {
+            Some(s) if self.storage.shared_between_servers() => {
+                // Another replica may have appended since this one last saw the session: the
+                // stored size is the truth, and a hash that missed bytes is useless.
+                let Some((_, object)) = self.storage.upload_info(id).await? else {
+                    self.sessions_map().remove(id);
+                    return Err(unknown());
+                };
+                {
+                    let mut session = s.lock().await;
+                    if session.size != object.size {
+                        session.size = object.size;
+                        session.hasher = None;
+                    }
+                    if session.size == 0 && session.hasher.is_none() {
+                        session.hasher = Some(Sha256::new());
+                    }
+                }
+                s
+            }
             Some(s) => s,
             None => {
                 let (info, object) = self.storage.upload_info(id).await?.ok_or_else(unknown)?;
@@ -121,7 +140,9 @@ impl Registry {
                     id: id.to_string(),
                     repo,
                     size: object.size,
-                    hasher: None,
+                    // Nothing received yet (a POST served by another replica, or before a
+                    // restart): hash on the fly instead of re-reading at commit.
+                    hasher: (object.size == 0).then(Sha256::new),
                 };
                 self.sessions_map().insert(id, session, &info.subject)
             }
@@ -170,7 +191,11 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let session = self.session(repo, id).await?;
         let mut session = session.lock().await;
+        let whole_in_this_request = session.size == 0 && range.is_none_or(|(start, _)| start == 0);
         if let Some(body) = last_chunk {
+            if whole_in_this_request && self.storage.puts_verified_blobs() {
+                return self.put_whole_upload(repo, id, digest, body).await;
+            }
             append_locked(self, &mut session, range, body).await?;
         }
         let actual = match session.hasher.take() {
@@ -199,6 +224,32 @@ impl Registry {
         self.storage.upload_commit(id, digest).await?;
         self.sessions_map().remove(id);
         self.link_blob(repo, digest).await
+    }
+
+    /// The whole upload arrived in its closing request: straight to the blob, verified before it
+    /// becomes visible (see [`crate::storage::Storage::blob_put_verified`]). A digest mismatch
+    /// cancels the upload as below.
+    async fn put_whole_upload(
+        &self,
+        repo: &RepoName,
+        id: &str,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<(), RegistryError> {
+        let result = self.storage.blob_put_verified(digest, body).await;
+        // Done with the session on success and on a wrong digest (as below); after a cut-off
+        // body or a storage failure it stays, empty, for the client to try again.
+        if matches!(result, Ok(_) | Err(StorageError::DigestMismatch { .. })) {
+            self.storage.upload_delete(id).await?;
+            self.sessions_map().remove(id);
+        }
+        match result {
+            Ok(_) => self.link_blob(repo, digest).await,
+            Err(StorageError::DigestMismatch { actual, .. }) => Err(RegistryError::DigestInvalid(
+                format!("upload has digest {actual}, not {digest}"),
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Pushes a whole blob in one request (POST with `digest`).

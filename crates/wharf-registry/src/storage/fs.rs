@@ -21,7 +21,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use super::{ByteStream, ObjectInfo, Storage, StorageError};
+use super::{ByteStream, ObjectInfo, Storage, StorageError, valid_meta_key};
 use crate::names::Digest;
 
 /// Read size for streaming blobs out: large enough that per-chunk overhead is negligible.
@@ -200,14 +200,7 @@ impl FsStorage {
     }
 
     fn meta_path(&self, key: &str) -> Result<PathBuf, StorageError> {
-        // Defense in depth: keys come from validated names, but never let one leave the root.
-        let ok = key
-            .split('/')
-            .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains(['\\', '\0']))
-            && (key == "repositories" || key.starts_with("repositories/"));
-        if !ok {
-            return Err(StorageError::InvalidKey(key.to_string()));
-        }
+        valid_meta_key(key)?;
         Ok(self.root.join(key))
     }
 

@@ -12,6 +12,7 @@
 //! Digests are verified by the services (hashing on the fly), never trusted from the backend.
 
 pub mod fs;
+pub mod s3;
 
 use std::io;
 use std::pin::Pin;
@@ -48,6 +49,13 @@ pub enum StorageError {
     BlobUnknown(Digest),
     #[error("invalid storage key {0:?}")]
     InvalidKey(String),
+    /// What [`Storage::blob_put_verified`] received does not have the expected digest; nothing
+    /// was stored.
+    #[error("the content has digest {actual}, not {expected}")]
+    DigestMismatch { expected: Digest, actual: Digest },
+    /// The configured location or client settings are unusable; the message says the fix.
+    #[error("{0}")]
+    Config(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,12 +80,42 @@ pub trait Storage: Send + Sync + 'static {
     async fn blob_read_small(&self, digest: &Digest, limit: u64) -> Result<Bytes, StorageError>;
     /// Stores a small blob whose digest the caller has computed; atomic, idempotent.
     async fn blob_put(&self, digest: &Digest, data: Bytes) -> Result<(), StorageError>;
+    /// Whether [`Storage::blob_put_verified`] is worth using: an upload sent in one request then
+    /// goes straight to its blob, skipping the session's copy (S3, where that copy is a second
+    /// write of every byte).
+    fn puts_verified_blobs(&self) -> bool {
+        false
+    }
+    /// Streams `data` into blob `digest`, hashing it on the way: it becomes visible only if the
+    /// digest matches (else [`StorageError::DigestMismatch`], nothing stored), and a stream error
+    /// stores nothing either. Atomic and idempotent like [`Storage::upload_commit`].
+    async fn blob_put_verified(
+        &self,
+        digest: &Digest,
+        _data: ByteStream,
+    ) -> Result<u64, StorageError> {
+        Err(StorageError::BlobUnknown(digest.clone()))
+    }
     /// Marks a blob as recently used, so a concurrent gc keeps it (see `services::gc`).
     async fn blob_touch(&self, digest: &Digest) -> Result<(), StorageError>;
     async fn blob_delete(&self, digest: &Digest) -> Result<bool, StorageError>;
     async fn blob_list(&self) -> Result<Vec<(Digest, ObjectInfo)>, StorageError>;
+    /// A URL the client may fetch the blob from itself with `method` (GET or HEAD), instead of
+    /// through the registry (S3's presigned URLs); `None` streams it (the default).
+    async fn blob_redirect(
+        &self,
+        _digest: &Digest,
+        _method: &http::Method,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(None)
+    }
 
     // --- upload sessions ---
+    /// Whether other servers (replicas) write to the same storage: sessions cached in memory
+    /// are then re-checked against storage on every request.
+    fn shared_between_servers(&self) -> bool {
+        false
+    }
     async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError>;
     /// The session's info document and current size, if the session exists.
     async fn upload_info(&self, id: &str) -> Result<Option<(Bytes, ObjectInfo)>, StorageError>;
@@ -106,7 +144,32 @@ pub trait Storage: Send + Sync + 'static {
     /// Names directly below `prefix` (documents and "folders"), sorted; empty if none.
     async fn meta_list(&self, prefix: &str) -> Result<Vec<String>, StorageError>;
 
+    /// A small document every server on this storage must agree on (the token signing key),
+    /// created from `initial` by whichever server asks first; the stored one is returned.
+    /// `None` when the storage is not shared between servers (keep such things locally).
+    async fn shared_document(
+        &self,
+        _name: &str,
+        _initial: Bytes,
+    ) -> Result<Option<Bytes>, StorageError> {
+        Ok(None)
+    }
+
     // --- housekeeping ---
     /// Removes leftovers of interrupted writes older than `older_than`; returns how many.
     async fn clean_temporary(&self, older_than: SystemTime) -> Result<usize, StorageError>;
+}
+
+/// Defense in depth for metadata keys: they come from validated names, but never let one leave
+/// the `repositories/` tree or carry an empty, `.` or `..` component.
+pub(crate) fn valid_meta_key(key: &str) -> Result<(), StorageError> {
+    let ok = key
+        .split('/')
+        .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains(['\\', '\0']))
+        && (key == "repositories" || key.starts_with("repositories/"));
+    if ok {
+        Ok(())
+    } else {
+        Err(StorageError::InvalidKey(key.to_string()))
+    }
 }

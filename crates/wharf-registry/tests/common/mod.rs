@@ -1,5 +1,9 @@
 //! Helpers shared by the in-process test binaries (`api.rs`, `conformance.rs`): a registry on a
 //! temp dir driven through the router with tower's `oneshot`, and small request/response helpers.
+//!
+//! Tests listed in [`on_each_backend!`] run once per storage backend: `fs::<name>` on the
+//! filesystem, `s3::<name>` on a fresh bucket of a real Ceph RGW (an `#[ignore]`d tier, run by
+//! `scripts/test-all.sh`), with blob GET/HEAD redirected to presigned URLs as in production.
 
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
@@ -16,7 +20,9 @@ use http_body_util::BodyExt;
 use sha2::{Digest as _, Sha256};
 use tower::ServiceExt;
 use wharf_registry::auth::{AllowAll, Authorizer};
-use wharf_registry::{Config, app_state, router};
+use wharf_registry::config::{Secret, StorageConfig};
+use wharf_registry::storage::Storage;
+use wharf_registry::{AppState, Config, app_state, router};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -25,9 +31,58 @@ pub fn digest_of(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
+/// Where a test's registry keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Fs,
+    S3,
+}
+
+tokio::task_local! {
+    static BACKEND: Backend;
+}
+
+/// The backend of the running test (set by [`on_each_backend!`]; the filesystem otherwise).
+pub fn backend() -> Backend {
+    BACKEND.try_with(|b| *b).unwrap_or(Backend::Fs)
+}
+
+/// Runs `test` with registries on S3.
+pub async fn on_s3<F: std::future::Future>(test: F) -> F::Output {
+    BACKEND.scope(Backend::S3, test).await
+}
+
+/// Declares the `fs::` and `s3::` variants of plain `async fn` tests of this file.
+#[macro_export]
+macro_rules! on_each_backend {
+    ($($name:ident),* $(,)?) => {
+        mod fs {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name().await
+                }
+            )*
+        }
+        mod s3 {
+            $(
+                #[tokio::test]
+                #[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+                async fn $name() {
+                    super::common::on_s3(super::$name()).await
+                }
+            )*
+        }
+    };
+}
+
 pub struct Reg {
     pub app: Router,
     pub dir: tempfile::TempDir,
+    /// The configuration the server was started with (its storage: a temp dir or a bucket).
+    pub config: Config,
+    /// The server's storage, to change things behind its back.
+    pub storage: Arc<dyn Storage>,
     /// Set by [`registry_on_socket`]: requests then go over a loopback socket to the real server.
     pub socket: Option<Socket>,
 }
@@ -62,18 +117,34 @@ impl Resp {
     }
 }
 
+/// A configuration for the current [`backend`]: `root` for the filesystem, a fresh bucket on
+/// the test binary's RGW for S3 (with `root` still holding local files such as auth keys).
 pub fn config(root: &Path) -> Config {
-    Config {
+    let mut config = Config {
         root: root.to_path_buf(),
         ..Config::default()
+    };
+    if backend() == Backend::S3 {
+        let rgw = wharf_testkit::rgw::Rgw::shared().expect("Ceph RGW (ceph-mon ceph-osd radosgw)");
+        let bucket = rgw.bucket().expect("a fresh bucket");
+        config.storage = StorageConfig {
+            url: Some(format!("s3://{bucket}/registry")),
+            endpoint: Some(rgw.endpoint().to_string()),
+            region: Some(wharf_testkit::rgw::REGION.to_string()),
+            access_key_id: Some(Secret::new(rgw.access_key())),
+            secret_access_key: Some(Secret::new(rgw.secret_key())),
+            ..StorageConfig::default()
+        };
     }
+    config
+}
+
+pub fn app_with(config: &Config, auth: Arc<dyn Authorizer>) -> Router {
+    router(app_state(config, auth).expect("state"), Router::new())
 }
 
 pub fn app_at(root: &Path, auth: Arc<dyn Authorizer>) -> Router {
-    router(
-        app_state(&config(root), auth).expect("state"),
-        Router::new(),
-    )
+    app_with(&config(root), auth)
 }
 
 pub fn registry() -> Reg {
@@ -82,9 +153,13 @@ pub fn registry() -> Reg {
 
 pub fn registry_with(auth: Arc<dyn Authorizer>) -> Reg {
     let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    let state: AppState = app_state(&config, auth).expect("state");
     Reg {
-        app: app_at(dir.path(), auth),
+        storage: state.registry.storage().clone(),
+        app: router(state, Router::new()),
         dir,
+        config,
         socket: None,
     }
 }
@@ -92,9 +167,18 @@ pub fn registry_with(auth: Arc<dyn Authorizer>) -> Reg {
 /// A registry served by `serve_on` on 127.0.0.1 (no auth), for what only the wire shows:
 /// hyper's framing of HEAD and 204 answers, query escaping, connection handling.
 pub async fn registry_on_socket() -> Reg {
-    let mut reg = registry();
-    let config = config(&reg.root());
-    let state = app_state(&config, Arc::new(AllowAll)).expect("state");
+    let reg = registry();
+    let mut served = replica_on_socket(&reg.config).await;
+    served.dir = reg.dir;
+    served
+}
+
+/// A server started with `config`, as `wharf registry serve` would, on its own loopback port:
+/// with S3 storage, a replica of every other server on the same bucket (its own upload sessions
+/// in memory, nothing else shared).
+pub async fn replica_on_socket(config: &Config) -> Reg {
+    let state = app_state(config, Arc::new(AllowAll)).expect("state");
+    let storage = state.registry.storage().clone();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -102,7 +186,7 @@ pub async fn registry_on_socket() -> Reg {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(wharf_registry::serve_on(
         listener,
-        config,
+        config.clone(),
         state,
         Router::new(),
         async {
@@ -110,8 +194,13 @@ pub async fn registry_on_socket() -> Reg {
             let _ = stopped.await;
         },
     ));
-    reg.socket = Some(Socket { addr, _stop: stop });
-    reg
+    Reg {
+        app: Router::new(),
+        dir: tempfile::tempdir().expect("tempdir"),
+        config: config.clone(),
+        storage,
+        socket: Some(Socket { addr, _stop: stop }),
+    }
 }
 
 impl Reg {
@@ -126,10 +215,11 @@ impl Reg {
         headers: &[(&str, &str)],
         body: Body,
     ) -> Resp {
-        match &self.socket {
-            Some(socket) => send_over_socket(socket.addr, method, uri, headers, body).await,
-            None => send(&self.app, method, uri, headers, body).await,
-        }
+        let r = match &self.socket {
+            Some(socket) => send_over_socket(socket.addr, method.clone(), uri, headers, body).await,
+            None => send(&self.app, method.clone(), uri, headers, body).await,
+        };
+        follow_blob_redirect(r, method, headers).await
     }
 
     pub async fn call(
@@ -198,6 +288,41 @@ impl Reg {
         );
         manifest
     }
+}
+
+/// Follows a `307` to storage (S3's presigned blob URLs) as clients do: same method, the same
+/// headers (`Range`...) but no credentials. The registry's `Docker-Content-Digest` was on the
+/// redirect, which the client saw too: kept when storage's answer has none.
+async fn follow_blob_redirect(r: Resp, method: Method, headers: &[(&str, &str)]) -> Resp {
+    if r.status != StatusCode::TEMPORARY_REDIRECT {
+        return r;
+    }
+    let location = url::Url::parse(r.header("location")).expect("an absolute redirect");
+    let addr: SocketAddr = format!(
+        "{}:{}",
+        location.host_str().expect("host"),
+        location.port_or_known_default().expect("port")
+    )
+    .parse()
+    .expect("a loopback address");
+    let target = match location.query() {
+        Some(q) => format!("{}?{q}", location.path()),
+        None => location.path().to_string(),
+    };
+    let kept: Vec<(&str, &str)> = headers
+        .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("authorization"))
+        .copied()
+        .collect();
+    let mut followed = send_over_socket(addr, method, &target, &kept, Body::empty()).await;
+    if !followed.headers.contains_key("docker-content-digest")
+        && let Some(digest) = r.headers.get("docker-content-digest")
+    {
+        followed
+            .headers
+            .insert("docker-content-digest", digest.clone());
+    }
+    followed
 }
 
 pub async fn send(

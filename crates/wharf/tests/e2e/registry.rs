@@ -1,7 +1,8 @@
 //! `wharf registry`: the CLI (fast tier: serve refuses without auth, user add/passwd/remove,
 //! htpasswd checks, a served Basic and token registry probed over loopback), and real clients
 //! against a running `wharf registry serve` (ignored tier: docker login/push/pull through
-//! dockerd, skopeo both ways, `wharf login`, a `wharf run` pulling its image from it, podman).
+//! dockerd, skopeo both ways, `wharf login`, a `wharf run` pulling its image from it, podman;
+//! replicas on one S3 bucket of a Ceph RGW, alone and behind haproxy).
 
 use crate::support::*;
 use std::io::Write as _;
@@ -59,6 +60,11 @@ pub(crate) struct Served {
 
 impl Served {
     pub(crate) fn start(auth: &str) -> Served {
+        Served::start_with(auth, &[], &[])
+    }
+
+    /// Like [`Served::start`], with more `serve` arguments and environment variables.
+    pub(crate) fn start_with(auth: &str, args: &[String], env: &[(&str, &str)]) -> Served {
         let dir = tempfile::Builder::new()
             .prefix("wharf-served-")
             .tempdir()
@@ -74,6 +80,8 @@ impl Served {
             .arg(dir.path().join("root"))
             .arg("--htpasswd")
             .arg(&htpasswd)
+            .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -521,4 +529,239 @@ fn podman_pulls_from_our_registry() {
     run.assert_code(0);
     let _ = Command::new("podman").args(["rmi", "-f", &image]).output();
     served.assert_log_has_no_secrets();
+}
+
+/// Two token-auth `wharf registry serve` replicas on a fresh bucket of the test binary's Ceph
+/// RGW (under `prefix`, "" or "/p"), credentials in the environment with `extra_env`.
+fn s3_replicas(prefix: &str, extra_env: &[(&str, &str)]) -> [Served; 2] {
+    let rgw = wharf_testkit::rgw::Rgw::shared().unwrap();
+    let bucket = rgw.bucket().unwrap();
+    let args = [
+        "--storage".to_string(),
+        format!("s3://{bucket}{prefix}"),
+        "--s3-endpoint".to_string(),
+        rgw.endpoint().to_string(),
+    ];
+    let mut env = vec![
+        ("AWS_ACCESS_KEY_ID", rgw.access_key()),
+        ("AWS_SECRET_ACCESS_KEY", rgw.secret_key()),
+    ];
+    env.extend_from_slice(extra_env);
+    [
+        Served::start_with("token", &args, &env),
+        Served::start_with("token", &args, &env),
+    ]
+}
+
+/// `skopeo copy` of `reference` (with the test user's credentials) into a throwaway OCI layout.
+fn pull_to_layout(reference: &str) {
+    let back = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--src-creds",
+        &format!("{USER}:{PASS}"),
+        &format!("docker://{reference}"),
+        &format!("oci:{}:copy", back.path().display()),
+    ])
+    .assert_code(0);
+}
+
+/// Two `wharf registry serve` replicas on one S3 bucket (Ceph RGW): a token of one is good on
+/// the other (the signing key lives in the bucket), an image pushed through one is pulled
+/// through the other (blobs by 307 to presigned URLs), and only the three credential variables
+/// are read: a bogus `AWS_CA_BUNDLE` and `AWS_ENDPOINT_URL` change nothing.
+#[test]
+#[ignore = "needs Ceph RGW and skopeo: run by scripts/test-all.sh"]
+fn replicas_on_one_s3_bucket_share_tokens_and_images() {
+    let rgw = wharf_testkit::rgw::Rgw::shared().unwrap();
+    let [one, two] = s3_replicas(
+        "/registry",
+        &[
+            ("AWS_CA_BUNDLE", "/nonexistent/ca-bundle.pem"),
+            ("AWS_ENDPOINT_URL", "http://127.0.0.1:1"),
+        ],
+    );
+
+    let basic = format!("Basic {}", b64(&format!("{USER}:{PASS}")));
+    let r = http::get(
+        &format!(
+            "{}/token?service=wharf-registry&scope=repository:team/s3:pull,push",
+            one.url()
+        ),
+        &[("Authorization", &basic)],
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let token = r.json().unwrap()["token"].as_str().unwrap().to_string();
+    let bearer = format!("Bearer {token}");
+    let r = http::get(&format!("{}/v2/", two.url()), &[("Authorization", &bearer)]).unwrap();
+    assert_eq!(r.status, 200, "a token of one replica is good on the other");
+
+    let reference = format!("{}/team/s3:v1", one.host());
+    seed_layout().push(&reference, Some((USER, PASS))).unwrap();
+    pull_to_layout(&format!("{}/team/s3:v1", two.host()));
+    for served in [&one, &two] {
+        served.assert_log_has_no_secrets();
+        assert!(!served.log().contains(rgw.secret_key()));
+    }
+}
+
+/// `haproxy -db` (foreground) on a free loopback port, balancing requests round-robin over
+/// `backends` with no affinity; killed when dropped.
+struct RoundRobin {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl RoundRobin {
+    fn start(backends: &[&Served]) -> RoundRobin {
+        let dir = tempfile::tempdir().unwrap();
+        let port = wharf_testkit::free_port().unwrap();
+        let mut cfg = format!(
+            "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+             frontend registry\n  bind 127.0.0.1:{port}\n  default_backend replicas\n\
+             backend replicas\n  balance roundrobin\n"
+        );
+        for (i, b) in backends.iter().enumerate() {
+            cfg.push_str(&format!("  server replica{i} {}\n", b.host()));
+        }
+        let file = dir.path().join("haproxy.cfg");
+        std::fs::write(&file, cfg).unwrap();
+        let child = Command::new("haproxy")
+            .arg("-db")
+            .arg("-f")
+            .arg(&file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("haproxy (Debian package haproxy)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "haproxy did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        RoundRobin {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for RoundRobin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Issue 11, section 2: two replicas on one bucket behind haproxy round-robin, no session
+/// affinity: skopeo pushes (its chunked upload's requests land on both) and pulls through it.
+#[test]
+#[ignore = "needs Ceph RGW, haproxy and skopeo: run by scripts/test-all.sh"]
+fn skopeo_through_haproxy_round_robin_over_two_s3_replicas() {
+    let [one, two] = s3_replicas("", &[("WHARF_LOG", "info")]);
+    let lb = RoundRobin::start(&[&one, &two]);
+    let host = format!("127.0.0.1:{}", lb.port);
+    let reference = format!("{host}/team/balanced:v1");
+    seed_layout().push(&reference, Some((USER, PASS))).unwrap();
+    pull_to_layout(&reference);
+    for served in [&one, &two] {
+        let log = served.log();
+        assert!(
+            log.contains("/blobs/uploads/"),
+            "every replica took part of the uploads:\n{log}"
+        );
+        served.assert_log_has_no_secrets();
+    }
+}
+
+/// Issue 11, section 2: a replica killed (`kill -9`) in the middle of a chunk bigger than a
+/// multipart part; the client asks the other replica where the upload stands, resumes there and
+/// finishes. Nothing of the cut-off chunk is visible, the finished blob is whole.
+#[test]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+fn a_replica_killed_mid_chunk_the_upload_resumes_on_another() {
+    let [mut one, two] = s3_replicas("", &[]);
+    let basic = format!("Basic {}", b64(&format!("{USER}:{PASS}")));
+    let r = http::get(
+        &format!(
+            "{}/token?service=wharf-registry&scope=repository:team/killed:pull,push",
+            two.url()
+        ),
+        &[("Authorization", &basic)],
+    )
+    .unwrap();
+    let bearer = format!("Bearer {}", r.json().unwrap()["token"].as_str().unwrap());
+    let auth = [("Authorization", bearer.as_str())];
+    let blob: Vec<u8> = (0..24 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let digest = wharf_registry::names::Digest::of(&blob).to_string();
+
+    let r = http::request(
+        "POST",
+        &format!("{}/v2/team/killed/blobs/uploads/", one.url()),
+        &auth,
+        Some(b""),
+    )
+    .unwrap();
+    assert_eq!(r.status, 202);
+    let location = r.header("location").unwrap().to_string();
+    // A first chunk that completes.
+    let r = http::request(
+        "PATCH",
+        &format!("{}{location}", one.url()),
+        &[auth[0], ("Content-Range", "0-999")],
+        Some(&blob[..1000]),
+    )
+    .unwrap();
+    assert_eq!(r.status, 202, "{}", String::from_utf8_lossy(&r.body));
+    // The second chunk: 23 MiB announced, 12 MiB sent, then the replica dies.
+    let mut conn = std::net::TcpStream::connect(one.host()).unwrap();
+    write!(
+        conn,
+        "PATCH {location} HTTP/1.1\r\nHost: {}\r\nAuthorization: {bearer}\r\n\
+         Content-Range: 1000-{}\r\nContent-Length: {}\r\n\r\n",
+        one.host(),
+        blob.len() - 1,
+        blob.len() - 1000
+    )
+    .unwrap();
+    conn.write_all(&blob[1000..12 * 1024 * 1024]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = one.child.kill();
+    let _ = one.child.wait();
+    drop(conn);
+
+    let status = http::get(&format!("{}{location}", two.url()), &auth).unwrap();
+    assert_eq!(status.status, 204);
+    assert_eq!(
+        status.header("range"),
+        Some("0-999"),
+        "only the whole first chunk"
+    );
+    let r = http::request(
+        "PUT",
+        &format!("{}{location}?digest={digest}", two.url()),
+        &[
+            auth[0],
+            ("Content-Range", &format!("1000-{}", blob.len() - 1)),
+        ],
+        Some(&blob[1000..]),
+    )
+    .unwrap();
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = http::request(
+        "HEAD",
+        &format!("{}/v2/team/killed/blobs/{digest}", two.url()),
+        &auth,
+        None,
+    )
+    .unwrap();
+    assert_eq!(r.status, 307, "redirected to the bucket");
 }

@@ -1,0 +1,1060 @@
+//! S3 storage (AWS, Ceph RGW, MinIO, Garage...) through `object_store`.
+//!
+//! ```text
+//! <prefix>/blobs/sha256/<hex>              content, appears whole (PUT, copy or multipart complete)
+//! <prefix>/touch/sha256/<hex>              empty; its time is the blob's last use (S3 objects
+//!                                          cannot be touched), gc takes the later of the two
+//! <prefix>/uploads/<id>/info               an upload session's info document
+//! <prefix>/uploads/<id>/chunks/<offset>    its chunks, one object each, named by start offset
+//! <prefix>/multipart/<random>              a multipart upload in progress (key and id), so
+//!                                          upkeep can abort one whose writer died
+//! <prefix>/repositories/...                metadata documents (keys map to object names)
+//! ```
+//!
+//! Everything lives in the bucket, so any number of replicas can serve one registry: any request
+//! of an upload may land on any of them. Chunks are their own objects because S3 refuses
+//! multipart parts under 5 MiB (and `object_store` has no UploadPartCopy to stitch them): the
+//! commit reads them back in order into the final blob, a single PUT when small, else a multipart
+//! upload with parts of `PART_SIZE` (8 MiB). An upload sent whole in its closing request skips
+//! the chunk and goes straight to the blob, completed only once its digest matches. A chunk is
+//! written with `If-None-Match: *` when small (most are), so two replicas appending at the same
+//! offset cannot both win.
+//!
+//! The client is configured explicitly, never from the environment: a machine's unrelated
+//! `AWS_*` variables (`AWS_CA_BUNDLE`...) must not change how the registry talks to S3.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesOrdered, StreamExt, TryStreamExt};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::signer::Signer;
+use object_store::{
+    GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+};
+use sha2::{Digest as _, Sha256};
+
+use super::{ByteStream, ObjectInfo, Storage, StorageError, valid_meta_key};
+use crate::config::{Secret, StorageConfig};
+use crate::names::Digest;
+
+/// Size of a multipart part (S3's minimum is 5 MiB for all but the last). Up to
+/// [`PARTS_IN_FLIGHT`] + 1 of these are buffered per upload request.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts sent concurrently while the next one is received.
+const PARTS_IN_FLIGHT: usize = 2;
+/// CopyObject's limit; bigger single-chunk uploads are re-written part by part.
+const COPY_LIMIT: u64 = 5 * 1024 * 1024 * 1024;
+
+/// How to reach the bucket; credentials are never printed.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// No leading or trailing `/`; may be empty.
+    pub prefix: String,
+    /// An S3-compatible server (`http://127.0.0.1:7480`): path-style requests, plain http allowed.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<Secret>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+    /// Blob GET/HEAD answer 307 to a presigned URL valid this long; `None` streams them.
+    pub redirect: Option<Duration>,
+}
+
+impl S3Settings {
+    /// From the `[storage]` table, with credentials the table lacks taken from `env` (the
+    /// standard `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` and nothing
+    /// else; pass `|k| std::env::var(k).ok()`).
+    pub fn from_config(
+        bucket: String,
+        prefix: String,
+        config: &StorageConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> S3Settings {
+        let secret = |own: &Option<Secret>, var: &str| {
+            own.clone()
+                .or_else(|| env(var).filter(|v| !v.is_empty()).map(Secret::new))
+        };
+        S3Settings {
+            bucket,
+            prefix,
+            endpoint: config.endpoint.clone(),
+            region: config.region.clone(),
+            access_key_id: secret(&config.access_key_id, "AWS_ACCESS_KEY_ID"),
+            secret_access_key: secret(&config.secret_access_key, "AWS_SECRET_ACCESS_KEY"),
+            session_token: secret(&config.session_token, "AWS_SESSION_TOKEN"),
+            redirect: config.redirect.then_some(config.redirect_expiry),
+        }
+    }
+
+    fn location(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}", self.bucket)
+        } else {
+            format!("s3://{}/{}", self.bucket, self.prefix)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct S3Storage {
+    store: Arc<AmazonS3>,
+    /// `""` or `"<prefix>/"`.
+    prefix: String,
+    /// `s3://bucket[/prefix]`, for messages.
+    location: String,
+    redirect: Option<Duration>,
+}
+
+/// A multipart upload recorded in the bucket until it is completed or aborted.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MultipartRecord {
+    key: String,
+    id: String,
+}
+
+fn os_error(op: &'static str, key: &str, e: object_store::Error) -> StorageError {
+    StorageError::Io {
+        op,
+        path: key.to_string(),
+        source: io::Error::other(e),
+    }
+}
+
+fn info_of(meta: &ObjectMeta) -> ObjectInfo {
+    ObjectInfo {
+        size: meta.size,
+        modified: SystemTime::from(meta.last_modified),
+    }
+}
+
+fn later(a: Option<ObjectInfo>, touched: Option<SystemTime>) -> Option<ObjectInfo> {
+    a.map(|mut info| {
+        if let Some(t) = touched {
+            info.modified = info.modified.max(t);
+        }
+        info
+    })
+}
+
+/// Upload ids are made by the services from random hex; anything else names no object.
+fn valid_upload_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+}
+
+impl S3Storage {
+    pub fn open(settings: &S3Settings) -> Result<S3Storage, StorageError> {
+        let location = settings.location();
+        let fail =
+            |message: String| StorageError::Config(format!("S3 storage {location}: {message}"));
+        // new(), never from_env(): see the module docs.
+        let mut builder = AmazonS3Builder::new()
+            .with_bucket_name(&settings.bucket)
+            .with_region(settings.region.as_deref().unwrap_or("us-east-1"));
+        if let Some(endpoint) = &settings.endpoint {
+            let url = url::Url::parse(endpoint).map_err(|e| {
+                fail(format!(
+                    "endpoint `{endpoint}` is not a URL ({e}): give e.g. http://127.0.0.1:7480"
+                ))
+            })?;
+            builder = builder
+                .with_endpoint(endpoint.trim_end_matches('/'))
+                .with_virtual_hosted_style_request(false)
+                .with_allow_http(url.scheme() == "http");
+        }
+        match (&settings.access_key_id, &settings.secret_access_key) {
+            (Some(id), Some(secret)) => {
+                builder = builder
+                    .with_access_key_id(id.expose())
+                    .with_secret_access_key(secret.expose());
+                if let Some(token) = &settings.session_token {
+                    builder = builder.with_token(token.expose());
+                }
+            }
+            (None, None) => {
+                return Err(fail(
+                    "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or access_key_id and secret_access_key in [storage]".to_string(),
+                ));
+            }
+            _ => {
+                return Err(fail(
+                    "only half of the credentials: the access key id and the secret access key go together".to_string(),
+                ));
+            }
+        }
+        // The builder's errors name settings, not their values (checked by a test).
+        let store = builder.build().map_err(|e| fail(e.to_string()))?;
+        Ok(S3Storage {
+            store: Arc::new(store),
+            prefix: if settings.prefix.is_empty() {
+                String::new()
+            } else {
+                format!("{}/", settings.prefix)
+            },
+            location,
+            redirect: settings.redirect,
+        })
+    }
+
+    /// `s3://bucket[/prefix]`.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    fn path(&self, rel: &str) -> Result<Path, StorageError> {
+        Path::parse(format!("{}{rel}", self.prefix))
+            .map_err(|_| StorageError::InvalidKey(rel.to_string()))
+    }
+
+    /// `s3://bucket/<key>` of a path, for messages.
+    fn name(&self, path: &Path) -> String {
+        let bucket = self
+            .location
+            .trim_start_matches("s3://")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        format!("s3://{bucket}/{path}")
+    }
+
+    fn blob_path(&self, digest: &Digest) -> Result<Path, StorageError> {
+        self.path(&format!("blobs/sha256/{}", digest.hex()))
+    }
+
+    fn touch_path(&self, digest: &Digest) -> Result<Path, StorageError> {
+        self.path(&format!("touch/sha256/{}", digest.hex()))
+    }
+
+    fn upload_path(&self, id: &str, rest: &str) -> Result<Path, StorageError> {
+        if !valid_upload_id(id) {
+            return Err(StorageError::UploadUnknown(id.to_string()));
+        }
+        self.path(&format!("uploads/{id}/{rest}"))
+    }
+
+    fn chunk_path(&self, id: &str, offset: u64) -> Result<Path, StorageError> {
+        // Zero-padded so names sort like offsets.
+        self.upload_path(id, &format!("chunks/{offset:020}"))
+    }
+
+    async fn head(&self, path: &Path) -> Result<Option<ObjectMeta>, StorageError> {
+        match self.store.head(path).await {
+            Ok(meta) => Ok(Some(meta)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(os_error("HEAD", &self.name(path), e)),
+        }
+    }
+
+    async fn list_all(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, StorageError> {
+        self.store
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(|e| os_error("LIST", &self.name(prefix), e))
+    }
+
+    async fn delete_quietly(&self, path: &Path) -> Result<(), StorageError> {
+        match self.store.delete(path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(os_error("DELETE", &self.name(path), e)),
+        }
+    }
+
+    /// An upload's info document (if the session exists) and its chunks as (offset, object),
+    /// in order. Chunks must follow each other without gaps.
+    async fn upload_state(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ObjectMeta, Vec<(u64, ObjectMeta)>)>, StorageError> {
+        let dir = self.upload_path(id, "")?;
+        let mut info = None;
+        let mut chunks = BTreeMap::new();
+        for meta in self.list_all(&dir).await? {
+            match meta.location.filename() {
+                Some("info") => info = Some(meta),
+                Some(name) => {
+                    if let Ok(offset) = name.parse::<u64>() {
+                        chunks.insert(offset, meta);
+                    }
+                }
+                None => {}
+            }
+        }
+        let Some(info) = info else {
+            return Ok(None);
+        };
+        let mut expected = 0;
+        let mut ordered = Vec::with_capacity(chunks.len());
+        for (offset, meta) in chunks {
+            if offset != expected {
+                return Err(StorageError::Io {
+                    op: "read upload",
+                    path: self.name(&meta.location),
+                    source: io::Error::other(format!(
+                        "the upload's chunks leave a gap at byte {expected}"
+                    )),
+                });
+            }
+            expected += meta.size;
+            ordered.push((offset, meta));
+        }
+        Ok(Some((info, ordered)))
+    }
+
+    /// Streams `data` into the object at `path`: one PUT if it fits in a part (conditional on
+    /// the object not existing when `create_only`), else a multipart upload. What arrived
+    /// before a stream error is still written. Returns the bytes written and that error.
+    /// With `hasher`, every byte is hashed on the way.
+    async fn write_stream(
+        &self,
+        path: &Path,
+        mut data: ByteStream,
+        create_only: bool,
+        mut hasher: Option<&mut Sha256>,
+        verify: Option<&Digest>,
+    ) -> Result<(u64, Option<io::Error>), StorageError> {
+        let mut pending: Vec<Bytes> = Vec::new();
+        let mut pending_len = 0usize;
+        let mut written = 0u64;
+        let mut multipart: Option<MultipartWriter> = None;
+        let mut stream_error = None;
+        loop {
+            match data.next().await {
+                Some(Ok(chunk)) if chunk.is_empty() => {}
+                Some(Ok(chunk)) => {
+                    if let Some(h) = hasher.as_deref_mut() {
+                        h.update(&chunk);
+                    }
+                    pending_len += chunk.len();
+                    written += chunk.len() as u64;
+                    pending.push(chunk);
+                    if pending_len >= PART_SIZE {
+                        let writer = match multipart.as_mut() {
+                            Some(w) => w,
+                            None => multipart.insert(MultipartWriter::start(self, path).await?),
+                        };
+                        let part = PutPayload::from_iter(std::mem::take(&mut pending));
+                        pending_len = 0;
+                        if let Err(e) = writer.put_part(part).await {
+                            if let Some(w) = multipart.take() {
+                                w.abort().await;
+                            }
+                            return Err(e);
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    stream_error = Some(e);
+                    break;
+                }
+                None => break,
+            }
+        }
+        if let Some(expected) = verify {
+            // Checked before anything becomes visible: on a mismatch or a cut-off stream the
+            // multipart upload is aborted and no object appears.
+            let actual = hasher
+                .as_deref()
+                .map(|h| Digest::from_hasher(h.clone()))
+                .unwrap_or_else(|| Digest::of(b""));
+            let problem = match stream_error.take() {
+                Some(e) => Some(StorageError::Stream(e)),
+                None if actual != *expected => Some(StorageError::DigestMismatch {
+                    expected: expected.clone(),
+                    actual,
+                }),
+                None => None,
+            };
+            if let Some(problem) = problem {
+                if let Some(writer) = multipart {
+                    writer.abort().await;
+                }
+                return Err(problem);
+            }
+        }
+        match multipart {
+            Some(mut writer) => {
+                if pending_len > 0 {
+                    let part = PutPayload::from_iter(pending);
+                    if let Err(e) = writer.put_part(part).await {
+                        writer.abort().await;
+                        return Err(e);
+                    }
+                }
+                writer.complete().await?;
+            }
+            None if pending_len > 0 => {
+                let mode = if create_only {
+                    PutMode::Create
+                } else {
+                    PutMode::Overwrite
+                };
+                let opts = PutOptions {
+                    mode,
+                    ..PutOptions::default()
+                };
+                match self
+                    .store
+                    .put_opts(path, PutPayload::from_iter(pending), opts)
+                    .await
+                {
+                    Ok(_) => {}
+                    Err(object_store::Error::AlreadyExists { .. }) => {
+                        return Err(StorageError::Io {
+                            op: "PUT",
+                            path: self.name(path),
+                            source: io::Error::new(
+                                io::ErrorKind::AlreadyExists,
+                                "written meanwhile by another request (another replica?)",
+                            ),
+                        });
+                    }
+                    Err(e) => return Err(os_error("PUT", &self.name(path), e)),
+                }
+            }
+            None => {}
+        }
+        Ok((written, stream_error))
+    }
+
+    /// The chunks of an upload, read back in order as one stream.
+    fn chunks_stream(&self, chunks: Vec<(u64, ObjectMeta)>) -> ByteStream {
+        let this = self.clone();
+        let stream = futures_util::stream::iter(chunks)
+            .then(move |(_, meta)| {
+                let this = this.clone();
+                async move {
+                    match this.store.get(&meta.location).await {
+                        Ok(got) => Ok(got.into_stream().map_err(io::Error::other)),
+                        Err(e) => Err(io::Error::other(e)),
+                    }
+                }
+            })
+            .try_flatten();
+        Box::pin(stream)
+    }
+
+    async fn put_bytes(&self, path: &Path, data: Bytes) -> Result<(), StorageError> {
+        self.store
+            .put(path, PutPayload::from(data))
+            .await
+            .map(|_| ())
+            .map_err(|e| os_error("PUT", &self.name(path), e))
+    }
+}
+
+/// One multipart upload: parts sent while the next is received, recorded in the bucket so an
+/// upload whose writer died is aborted by upkeep ([`Storage::clean_temporary`]).
+struct MultipartWriter {
+    storage: S3Storage,
+    path: Path,
+    id: String,
+    record: Path,
+    parts: Vec<PartId>,
+    in_flight: FuturesOrdered<
+        std::pin::Pin<Box<dyn Future<Output = object_store::Result<PartId>> + Send>>,
+    >,
+    next_index: usize,
+}
+
+impl MultipartWriter {
+    async fn start(storage: &S3Storage, path: &Path) -> Result<MultipartWriter, StorageError> {
+        let id = storage
+            .store
+            .create_multipart(path)
+            .await
+            .map_err(|e| os_error("create multipart upload", &storage.name(path), e))?;
+        let record = storage.path(&format!("multipart/{:032x}", rand::random::<u128>()))?;
+        let doc = serde_json::to_vec(&MultipartRecord {
+            key: path.to_string(),
+            id: id.clone(),
+        })
+        .unwrap_or_default();
+        if let Err(e) = storage.put_bytes(&record, Bytes::from(doc)).await {
+            let _ = storage.store.abort_multipart(path, &id).await;
+            return Err(e);
+        }
+        Ok(MultipartWriter {
+            storage: storage.clone(),
+            path: path.clone(),
+            id,
+            record,
+            parts: Vec::new(),
+            in_flight: FuturesOrdered::new(),
+            next_index: 0,
+        })
+    }
+
+    async fn put_part(&mut self, data: PutPayload) -> Result<(), StorageError> {
+        while self.in_flight.len() >= PARTS_IN_FLIGHT {
+            self.finish_one().await?;
+        }
+        let store = self.storage.store.clone();
+        let (path, id, index) = (self.path.clone(), self.id.clone(), self.next_index);
+        self.next_index += 1;
+        self.in_flight.push_back(Box::pin(async move {
+            store.put_part(&path, &id, index, data).await
+        }));
+        Ok(())
+    }
+
+    async fn finish_one(&mut self) -> Result<(), StorageError> {
+        if let Some(done) = self.in_flight.next().await {
+            let part =
+                done.map_err(|e| os_error("upload part", &self.storage.name(&self.path), e))?;
+            self.parts.push(part);
+        }
+        Ok(())
+    }
+
+    async fn complete(mut self) -> Result<(), StorageError> {
+        let result = async {
+            while !self.in_flight.is_empty() {
+                self.finish_one().await?;
+            }
+            self.storage
+                .store
+                .complete_multipart(&self.path, &self.id, std::mem::take(&mut self.parts))
+                .await
+                .map_err(|e| {
+                    os_error(
+                        "complete multipart upload",
+                        &self.storage.name(&self.path),
+                        e,
+                    )
+                })
+        }
+        .await;
+        match result {
+            Ok(_) => {
+                let _ = self.storage.delete_quietly(&self.record).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.abort().await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Best effort: what fails here is aborted later by upkeep, from the record.
+    async fn abort(self) {
+        drop(self.in_flight);
+        if self
+            .storage
+            .store
+            .abort_multipart(&self.path, &self.id)
+            .await
+            .is_ok()
+        {
+            let _ = self.storage.delete_quietly(&self.record).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for S3Storage {
+    async fn blob_info(&self, digest: &Digest) -> Result<Option<ObjectInfo>, StorageError> {
+        let (blob, touch) = (self.blob_path(digest)?, self.touch_path(digest)?);
+        let (blob, touch) = tokio::join!(self.head(&blob), self.head(&touch));
+        Ok(later(
+            blob?.as_ref().map(info_of),
+            touch?.map(|t| info_of(&t).modified),
+        ))
+    }
+
+    async fn blob_read(
+        &self,
+        digest: &Digest,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream, StorageError> {
+        let path = self.blob_path(digest)?;
+        if len == 0 {
+            return Ok(Box::pin(futures_util::stream::empty()));
+        }
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(offset..offset + len)),
+            ..GetOptions::default()
+        };
+        match self.store.get_opts(&path, opts).await {
+            Ok(got) => Ok(Box::pin(got.into_stream().map_err(io::Error::other))),
+            Err(object_store::Error::NotFound { .. }) => {
+                Err(StorageError::BlobUnknown(digest.clone()))
+            }
+            Err(e) => Err(os_error("GET", &self.name(&path), e)),
+        }
+    }
+
+    async fn blob_read_small(&self, digest: &Digest, limit: u64) -> Result<Bytes, StorageError> {
+        let path = self.blob_path(digest)?;
+        let got = match self.store.get(&path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StorageError::BlobUnknown(digest.clone()));
+            }
+            Err(e) => return Err(os_error("GET", &self.name(&path), e)),
+        };
+        let mut stream = got.into_stream();
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| os_error("GET", &self.name(&path), e))?;
+            let room = (limit as usize).saturating_sub(out.len());
+            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if out.len() as u64 >= limit {
+                break;
+            }
+        }
+        Ok(Bytes::from(out))
+    }
+
+    async fn blob_put(&self, digest: &Digest, data: Bytes) -> Result<(), StorageError> {
+        self.put_bytes(&self.blob_path(digest)?, data).await
+    }
+
+    fn puts_verified_blobs(&self) -> bool {
+        true
+    }
+
+    async fn blob_put_verified(
+        &self,
+        digest: &Digest,
+        data: ByteStream,
+    ) -> Result<u64, StorageError> {
+        let target = self.blob_path(digest)?;
+        let mut hasher = Sha256::new();
+        let (written, _) = self
+            .write_stream(&target, data, false, Some(&mut hasher), Some(digest))
+            .await?;
+        Ok(written)
+    }
+
+    async fn blob_touch(&self, digest: &Digest) -> Result<(), StorageError> {
+        if self.head(&self.blob_path(digest)?).await?.is_none() {
+            return Err(StorageError::BlobUnknown(digest.clone()));
+        }
+        self.put_bytes(&self.touch_path(digest)?, Bytes::new())
+            .await
+    }
+
+    async fn blob_delete(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let path = self.blob_path(digest)?;
+        let existed = self.head(&path).await?.is_some();
+        self.delete_quietly(&path).await?;
+        self.delete_quietly(&self.touch_path(digest)?).await?;
+        Ok(existed)
+    }
+
+    async fn blob_list(&self) -> Result<Vec<(Digest, ObjectInfo)>, StorageError> {
+        let (blob_dir, touch_dir) = (self.path("blobs/sha256")?, self.path("touch/sha256")?);
+        let (blobs, touches) = tokio::join!(self.list_all(&blob_dir), self.list_all(&touch_dir));
+        let parse = |meta: &ObjectMeta| {
+            meta.location
+                .filename()
+                .and_then(|hex| Digest::parse(&format!("sha256:{hex}")).ok())
+        };
+        let touched: BTreeMap<Digest, SystemTime> = touches?
+            .iter()
+            .filter_map(|m| parse(m).map(|d| (d, info_of(m).modified)))
+            .collect();
+        let mut out: Vec<(Digest, ObjectInfo)> = blobs?
+            .iter()
+            .filter_map(|m| {
+                let digest = parse(m)?;
+                let info = later(Some(info_of(m)), touched.get(&digest).copied())?;
+                Some((digest, info))
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    async fn blob_redirect(
+        &self,
+        digest: &Digest,
+        method: &http::Method,
+    ) -> Result<Option<String>, StorageError> {
+        let Some(expiry) = self.redirect else {
+            return Ok(None);
+        };
+        let path = self.blob_path(digest)?;
+        let url = self
+            .store
+            .signed_url(method.clone(), &path, expiry)
+            .await
+            .map_err(|e| os_error("presign", &self.name(&path), e))?;
+        Ok(Some(url.to_string()))
+    }
+
+    fn shared_between_servers(&self) -> bool {
+        true
+    }
+
+    async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError> {
+        self.put_bytes(&self.upload_path(id, "info")?, info).await
+    }
+
+    async fn upload_info(&self, id: &str) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
+        if !valid_upload_id(id) {
+            return Ok(None);
+        }
+        let Some((info, chunks)) = self.upload_state(id).await? else {
+            return Ok(None);
+        };
+        let doc = match self.store.get(&info.location).await {
+            Ok(got) => got
+                .bytes()
+                .await
+                .map_err(|e| os_error("GET", &self.name(&info.location), e))?,
+            // Deleted between the listing and now: gone.
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(os_error("GET", &self.name(&info.location), e)),
+        };
+        let mut object = info_of(&info);
+        object.size = 0;
+        for (_, chunk) in &chunks {
+            object.size += chunk.size;
+            object.modified = object.modified.max(info_of(chunk).modified);
+        }
+        Ok(Some((doc, object)))
+    }
+
+    async fn upload_append(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+    ) -> Result<u64, StorageError> {
+        let Some((_, chunks)) = self.upload_state(id).await? else {
+            return Err(StorageError::UploadUnknown(id.to_string()));
+        };
+        let actual: u64 = chunks.iter().map(|(_, c)| c.size).sum();
+        if actual != offset {
+            return Err(StorageError::OffsetMismatch {
+                id: id.to_string(),
+                expected: offset,
+                actual,
+            });
+        }
+        let path = self.chunk_path(id, offset)?;
+        let (written, stream_error) = match self.write_stream(&path, data, true, None, None).await {
+            Ok(done) => done,
+            // Another request (on another replica) appended at this offset meanwhile: to the
+            // client, the same as a chunk that does not continue the upload.
+            Err(StorageError::Io { source, .. })
+                if source.kind() == io::ErrorKind::AlreadyExists =>
+            {
+                let actual = match self.upload_state(id).await? {
+                    Some((_, chunks)) => chunks.iter().map(|(_, c)| c.size).sum(),
+                    None => return Err(StorageError::UploadUnknown(id.to_string())),
+                };
+                return Err(StorageError::OffsetMismatch {
+                    id: id.to_string(),
+                    expected: offset,
+                    actual,
+                });
+            }
+            Err(e) => return Err(e),
+        };
+        match stream_error {
+            Some(e) => Err(StorageError::Stream(e)),
+            None => Ok(offset + written),
+        }
+    }
+
+    async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {
+        let Some((_, chunks)) = self.upload_state(id).await? else {
+            return Err(StorageError::UploadUnknown(id.to_string()));
+        };
+        Ok(self.chunks_stream(chunks))
+    }
+
+    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError> {
+        let Some((_, chunks)) = self.upload_state(id).await? else {
+            return Err(StorageError::UploadUnknown(id.to_string()));
+        };
+        let target = self.blob_path(digest)?;
+        if self.head(&target).await?.is_some() {
+            // Pushed before (or by a concurrent commit): the same verified bytes. Mark it used.
+            self.put_bytes(&self.touch_path(digest)?, Bytes::new())
+                .await?;
+        } else if let [(_, only)] = chunks.as_slice()
+            && only.size <= COPY_LIMIT
+        {
+            // One chunk (monolithic and POST+PUT uploads): a server-side copy, atomic for readers.
+            self.store
+                .copy(&only.location, &target)
+                .await
+                .map_err(|e| os_error("COPY", &self.name(&target), e))?;
+        } else {
+            let mut hasher = Sha256::new();
+            let stream = self.chunks_stream(chunks);
+            let (_, stream_error) = self
+                .write_stream(&target, stream, false, Some(&mut hasher), None)
+                .await?;
+            let written_digest = Digest::from_hasher(hasher);
+            if let Some(e) = stream_error {
+                let _ = self.delete_quietly(&target).await;
+                return Err(StorageError::Io {
+                    op: "read upload",
+                    path: self.name(&self.upload_path(id, "chunks")?),
+                    source: e,
+                });
+            }
+            if written_digest != *digest {
+                // The chunks changed under us: never leave a blob under the wrong name.
+                let _ = self.delete_quietly(&target).await;
+                return Err(StorageError::Io {
+                    op: "commit upload",
+                    path: self.name(&target),
+                    source: io::Error::other(format!(
+                        "the stored chunks have digest {written_digest}"
+                    )),
+                });
+            }
+        }
+        self.upload_delete(id).await
+    }
+
+    async fn upload_delete(&self, id: &str) -> Result<(), StorageError> {
+        let dir = self.upload_path(id, "")?;
+        let objects = self.list_all(&dir).await?;
+        // The info document last: a half-deleted session still lists as one and expires.
+        let (info, chunks): (Vec<_>, Vec<_>) = objects
+            .into_iter()
+            .partition(|m| m.location.filename() == Some("info"));
+        for meta in chunks.iter().chain(info.iter()) {
+            self.delete_quietly(&meta.location).await?;
+        }
+        Ok(())
+    }
+
+    async fn upload_list(&self) -> Result<Vec<(String, ObjectInfo)>, StorageError> {
+        let dir = self.path("uploads")?;
+        let mut sessions: BTreeMap<String, ObjectInfo> = BTreeMap::new();
+        for meta in self.list_all(&dir).await? {
+            let Some(id) = meta
+                .location
+                .prefix_match(&dir)
+                .and_then(|mut parts| parts.next())
+                .map(|p| p.as_ref().to_string())
+            else {
+                continue;
+            };
+            let info = info_of(&meta);
+            let entry = sessions.entry(id).or_insert(ObjectInfo {
+                size: 0,
+                modified: info.modified,
+            });
+            if meta.location.filename() != Some("info") {
+                entry.size += info.size;
+            }
+            entry.modified = entry.modified.max(info.modified);
+        }
+        Ok(sessions.into_iter().collect())
+    }
+
+    async fn meta_put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+        valid_meta_key(key)?;
+        self.put_bytes(&self.path(key)?, data).await
+    }
+
+    async fn meta_get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+        valid_meta_key(key)?;
+        let path = self.path(key)?;
+        match self.store.get(&path).await {
+            Ok(got) => Ok(Some(
+                got.bytes()
+                    .await
+                    .map_err(|e| os_error("GET", &self.name(&path), e))?,
+            )),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(os_error("GET", &self.name(&path), e)),
+        }
+    }
+
+    async fn meta_info(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        valid_meta_key(key)?;
+        Ok(self.head(&self.path(key)?).await?.as_ref().map(info_of))
+    }
+
+    async fn meta_delete(&self, key: &str) -> Result<bool, StorageError> {
+        valid_meta_key(key)?;
+        let path = self.path(key)?;
+        let existed = self.head(&path).await?.is_some();
+        if existed {
+            self.delete_quietly(&path).await?;
+        }
+        Ok(existed)
+    }
+
+    async fn meta_list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        let key = prefix.trim_end_matches('/');
+        valid_meta_key(key)?;
+        let path = self.path(key)?;
+        let listed = self
+            .store
+            .list_with_delimiter(Some(&path))
+            .await
+            .map_err(|e| os_error("LIST", &self.name(&path), e))?;
+        let mut names: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .chain(listed.objects.iter().map(|m| &m.location))
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
+    async fn shared_document(
+        &self,
+        name: &str,
+        initial: Bytes,
+    ) -> Result<Option<Bytes>, StorageError> {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(StorageError::InvalidKey(name.to_string()));
+        }
+        let path = self.path(&format!("shared/{name}"))?;
+        let read = || async {
+            match self.store.get(&path).await {
+                Ok(got) => got
+                    .bytes()
+                    .await
+                    .map(Some)
+                    .map_err(|e| os_error("GET", &self.name(&path), e)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(os_error("GET", &self.name(&path), e)),
+            }
+        };
+        if let Some(existing) = read().await? {
+            return Ok(Some(existing));
+        }
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        match self
+            .store
+            .put_opts(&path, PutPayload::from(initial.clone()), opts)
+            .await
+        {
+            Ok(_) => Ok(Some(initial)),
+            // Another replica created it first: theirs is the one.
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => read().await?.map(Some).ok_or_else(|| StorageError::Io {
+                op: "GET",
+                path: self.name(&path),
+                source: io::Error::other("created by another server, then gone"),
+            }),
+            Err(e) => Err(os_error("PUT", &self.name(&path), e)),
+        }
+    }
+
+    async fn clean_temporary(&self, older_than: SystemTime) -> Result<usize, StorageError> {
+        let mut aborted = 0;
+        for meta in self.list_all(&self.path("multipart")?).await? {
+            if info_of(&meta).modified >= older_than {
+                continue;
+            }
+            let Ok(got) = self.store.get(&meta.location).await else {
+                continue;
+            };
+            let Ok(doc) = got.bytes().await else { continue };
+            if let Ok(record) = serde_json::from_slice::<MultipartRecord>(&doc)
+                && let Ok(path) = Path::parse(&record.key)
+            {
+                match self.store.abort_multipart(&path, &record.id).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => {
+                        tracing::warn!(object = %self.name(&path), error = %e, "aborting an abandoned multipart upload");
+                        continue;
+                    }
+                }
+            }
+            self.delete_quietly(&meta.location).await?;
+            aborted += 1;
+        }
+        Ok(aborted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> S3Settings {
+        S3Settings::from_config(
+            "reg".into(),
+            "prod/eu".into(),
+            &StorageConfig {
+                endpoint: Some("http://127.0.0.1:7480".into()),
+                ..StorageConfig::default()
+            },
+            |k| match k {
+                "AWS_ACCESS_KEY_ID" => Some("AKIDEXAMPLE".into()),
+                "AWS_SECRET_ACCESS_KEY" => Some("wJalrXUtnFEMI-very-secret".into()),
+                "AWS_CA_BUNDLE" => panic!("only the three credential variables are read"),
+                _ => None,
+            },
+        )
+    }
+
+    #[test]
+    fn layout_under_the_prefix() {
+        let s = S3Storage::open(&settings()).expect("client");
+        let d = Digest::of(b"x");
+        assert_eq!(
+            s.blob_path(&d).expect("path").to_string(),
+            format!("prod/eu/blobs/sha256/{}", d.hex())
+        );
+        assert_eq!(
+            s.chunk_path("abc123", 7).expect("path").to_string(),
+            "prod/eu/uploads/abc123/chunks/00000000000000000007"
+        );
+        assert!(matches!(
+            s.upload_path("../x", "info"),
+            Err(StorageError::UploadUnknown(_))
+        ));
+        assert_eq!(s.location(), "s3://reg/prod/eu");
+        assert_eq!(
+            s.name(&s.path("repositories/a/_manifests/tags/v1").expect("path")),
+            "s3://reg/prod/eu/repositories/a/_manifests/tags/v1"
+        );
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_errors() {
+        let s = settings();
+        assert!(!format!("{s:?}").contains("very-secret"));
+        let storage = S3Storage::open(&s).expect("client");
+        assert!(!format!("{storage:?}").contains("very-secret"));
+        let half = S3Settings {
+            access_key_id: None,
+            ..s.clone()
+        };
+        let e = S3Storage::open(&half).expect_err("half the credentials");
+        assert!(!e.to_string().contains("very-secret"), "{e}");
+        assert!(e.to_string().contains("s3://reg/prod/eu"), "{e}");
+        let bad = S3Settings {
+            endpoint: Some("not a url".into()),
+            ..s
+        };
+        let e = S3Storage::open(&bad).expect_err("bad endpoint");
+        assert!(e.to_string().contains("not a url"), "{e}");
+        assert!(!e.to_string().contains("very-secret"), "{e}");
+    }
+}

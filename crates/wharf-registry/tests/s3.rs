@@ -1,0 +1,458 @@
+//! What only the S3 backend does, on a real Ceph RGW (an `#[ignore]`d tier run by
+//! `scripts/test-all.sh`): replicas sharing a bucket continue each other's chunked uploads (chunks
+//! from 1 KB to over a multipart part, S3 refusing parts under 5 MiB), blobs stream through the
+//! registry when redirects are off, and upkeep aborts the multipart uploads of a writer that died.
+//! The API and conformance suites also run on S3 (`s3::` tests of `api.rs`, `conformance.rs`).
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use wharf_registry::auth::AllowAll;
+use wharf_registry::{app_state, router};
+
+mod common;
+
+use common::*;
+
+/// Deterministic bytes that do not repeat with a short period.
+fn pattern(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// `location` (an upload URL, which may carry its own query) with `digest=` appended.
+fn with_digest(location: &str, digest: &str) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
+}
+
+/// Opens an upload session in `repo` on `reg`; returns its location.
+async fn start_upload(reg: &Reg, repo: &str) -> String {
+    let r = reg
+        .call(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/"),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    r.header("location").to_string()
+}
+
+/// Multipart uploads open in the bucket of `reg` (S3's ListMultipartUploads, signed by curl).
+fn open_multipart_uploads(reg: &Reg) -> usize {
+    let rgw = wharf_testkit::rgw::Rgw::shared().expect("rgw");
+    let bucket = reg
+        .config
+        .storage
+        .url
+        .as_deref()
+        .and_then(|u| u.strip_prefix("s3://"))
+        .and_then(|u| u.split('/').next())
+        .expect("bucket");
+    rgw.s3_request("GET", &format!("/{bucket}?uploads="))
+        .expect("ListMultipartUploads")
+        .matches("<UploadId>")
+        .count()
+}
+
+/// An upload sent whole in its closing request goes straight to its blob (no copy), and only if
+/// the digest matches: a wrong one leaves no object and no open multipart upload.
+#[tokio::test]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn a_whole_upload_in_one_request_is_verified_before_it_appears() {
+    on_s3(async {
+        let reg = registry();
+        let blob = pattern(20 * 1024 * 1024 + 5, 21);
+        let digest = digest_of(&blob);
+        let wrong = digest_of(b"not this");
+        for (claimed, status) in [
+            (&wrong, StatusCode::BAD_REQUEST),
+            (&digest, StatusCode::CREATED),
+        ] {
+            let location = start_upload(&reg, "app").await;
+            let r = reg
+                .call(Method::PUT, &with_digest(&location, claimed), &[], &blob)
+                .await;
+            assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+            assert_eq!(open_multipart_uploads(&reg), 0);
+        }
+        assert_eq!(
+            reg.get(&format!("/v2/app/blobs/{wrong}")).await.status,
+            StatusCode::NOT_FOUND
+        );
+        let got = reg.get(&format!("/v2/app/blobs/{digest}")).await;
+        assert_eq!(digest_of(&got.body), digest);
+        assert!(reg.storage.upload_list().await.expect("list").is_empty());
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn chunked_upload_hops_between_replicas_on_one_bucket() {
+    on_s3(async {
+        let one = registry_on_socket().await;
+        let two = replica_on_socket(&one.config).await;
+        let replicas = [&one, &two];
+        // Sizes around S3's 5 MiB part minimum and the registry's 8 MiB part size.
+        let sizes = [
+            1024,
+            6_000_000,
+            3 * 1024,
+            20 * 1024 * 1024 + 17,
+            1,
+            5 * 1024 * 1024,
+        ];
+        let total: usize = sizes.iter().sum();
+        let blob = pattern(total + 4096, 7);
+        let digest = digest_of(&blob);
+
+        let mut location = start_upload(&one, "team/app").await;
+        let mut offset = 0;
+        for (i, size) in sizes.iter().enumerate() {
+            // Every request on the other replica than the one before.
+            let reg = replicas[(i + 1) % 2];
+            let range = format!("{}-{}", offset, offset + size - 1);
+            let r = reg
+                .call(
+                    Method::PATCH,
+                    &location,
+                    &[
+                        ("content-range", &range),
+                        ("content-type", "application/octet-stream"),
+                    ],
+                    &blob[offset..offset + size],
+                )
+                .await;
+            assert_eq!(
+                r.status,
+                StatusCode::ACCEPTED,
+                "chunk {i} ({size} bytes): {}",
+                String::from_utf8_lossy(&r.body)
+            );
+            assert_eq!(r.header("range"), format!("0-{}", offset + size - 1));
+            offset += size;
+            location = r.header("location").to_string();
+            // The other replica knows where the upload stands.
+            let status = replicas[i % 2].get(&location).await;
+            assert_eq!(status.status, StatusCode::NO_CONTENT);
+            assert_eq!(status.header("range"), format!("0-{}", offset - 1));
+        }
+        // A chunk that does not continue the upload is refused, whichever replica gets it.
+        let r = one
+            .call(
+                Method::PATCH,
+                &location,
+                &[("content-range", "0-9")],
+                &blob[..10],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::RANGE_NOT_SATISFIABLE);
+
+        // The last bytes with the closing PUT, on the replica that did not take the last chunk.
+        let finisher = replicas[sizes.len() % 2];
+        let r = finisher
+            .call(
+                Method::PUT,
+                &with_digest(&location, &digest),
+                &[],
+                &blob[offset..],
+            )
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        for reg in replicas {
+            let got = reg.get(&format!("/v2/team/app/blobs/{digest}")).await;
+            assert_eq!(got.status, StatusCode::OK);
+            assert_eq!(got.body.len(), blob.len());
+            assert_eq!(digest_of(&got.body), digest);
+            let part = reg
+                .call(
+                    Method::GET,
+                    &format!("/v2/team/app/blobs/{digest}"),
+                    &[("range", "bytes=8388600-8388615")],
+                    b"",
+                )
+                .await;
+            assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+            assert_eq!(&part.body[..], &blob[8_388_600..8_388_616]);
+        }
+        assert!(
+            one.storage.upload_list().await.expect("list").is_empty(),
+            "the session's chunks are gone"
+        );
+
+        // A wrong digest is refused by the replica that did not see the chunks, and nothing
+        // appears under either name.
+        let location = start_upload(&two, "team/app").await;
+        let r = one.call(Method::PATCH, &location, &[], b"12345").await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        let wrong = digest_of(b"something else");
+        let r = two
+            .call(Method::PUT, &with_digest(&location, &wrong), &[], b"")
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(r.code(), "DIGEST_INVALID");
+        for d in [wrong, digest_of(b"12345")] {
+            assert_eq!(
+                one.get(&format!("/v2/team/app/blobs/{d}")).await.status,
+                StatusCode::NOT_FOUND
+            );
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn blobs_stream_through_the_registry_when_redirects_are_off() {
+    on_s3(async {
+        let mut config = config(tempfile::tempdir().expect("tempdir").path());
+        config.storage.redirect = false;
+        let app = router(
+            app_state(&config, Arc::new(AllowAll)).expect("state"),
+            Router::new(),
+        );
+        let data = pattern(100_000, 3);
+        let digest = digest_of(&data);
+        let r = send(
+            &app,
+            Method::POST,
+            &format!("/v2/app/blobs/uploads/?digest={digest}"),
+            &[],
+            axum::body::Body::from(data.clone()),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        let get = |range: Option<&'static str>| {
+            let app = app.clone();
+            let digest = digest.clone();
+            async move {
+                let headers: Vec<(&str, &str)> = range.map(|r| ("range", r)).into_iter().collect();
+                send(
+                    &app,
+                    Method::GET,
+                    &format!("/v2/app/blobs/{digest}"),
+                    &headers,
+                    axum::body::Body::empty(),
+                )
+                .await
+            }
+        };
+        let whole = get(None).await;
+        assert_eq!(whole.status, StatusCode::OK, "no redirect");
+        assert_eq!(&whole.body[..], &data[..]);
+        assert_eq!(whole.header("docker-content-digest"), digest);
+        let part = get(Some("bytes=99990-")).await;
+        assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
+        assert_eq!(&part.body[..], &data[99_990..]);
+        assert_eq!(part.header("content-range"), "bytes 99990-99999/100000");
+
+        // With redirects (the default) the answer is a 307 to a presigned URL that works without
+        // any credential, for GET and HEAD alike.
+        let reg = registry();
+        let digest = reg.push_blob("app", &data).await;
+        let r = send(
+            &reg.app,
+            Method::HEAD,
+            &format!("/v2/app/blobs/{digest}"),
+            &[],
+            axum::body::Body::empty(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT);
+        assert_eq!(r.header("docker-content-digest"), digest);
+        assert!(r.header("location").contains("X-Amz-Signature="));
+        let head = reg
+            .call(Method::HEAD, &format!("/v2/app/blobs/{digest}"), &[], b"")
+            .await;
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(head.header("content-length"), "100000");
+    })
+    .await
+}
+
+/// A new upload session `id` and an append at offset 0 running in a task, its body whatever is
+/// sent on the returned channel until the channel is dropped.
+async fn append_fed_by_hand(
+    reg: &Reg,
+    id: &'static str,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    tokio::task::JoinHandle<Result<u64, wharf_registry::storage::StorageError>>,
+) {
+    reg.storage
+        .upload_create(id, Bytes::from_static(b"{}"))
+        .await
+        .expect("create");
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let body: wharf_registry::storage::ByteStream =
+        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
+    let storage = reg.storage.clone();
+    (
+        tx,
+        tokio::spawn(async move { storage.upload_append(id, 0, body).await }),
+    )
+}
+
+/// A chunk bigger than a part is sent as a multipart upload; if its writer dies (here: the
+/// request is dropped mid-body, as a killed replica would leave it), the multipart upload stays
+/// open in S3, costing storage, until upkeep aborts it.
+#[tokio::test]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn upkeep_aborts_multipart_uploads_of_a_writer_that_died() {
+    on_s3(async {
+        let reg = registry();
+        let (tx, writer) = append_fed_by_hand(&reg, "0123456789abcdef0123456789abcdef").await;
+        // Two parts' worth: the first part is on its way, the upload and its record exist.
+        for i in 0..18 {
+            tx.send(Ok(Bytes::from(pattern(1024 * 1024, i))))
+                .await
+                .expect("the writer takes data");
+        }
+        let open_uploads = || open_multipart_uploads(&reg);
+        let mut waited = 0;
+        while open_uploads() == 0 {
+            waited += 1;
+            assert!(waited < 300, "the multipart upload was never started");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The writer dies.
+        writer.abort();
+        let _ = writer.await;
+        drop(tx);
+        assert_eq!(open_uploads(), 1);
+
+        // Upkeep of a young upload leaves it alone (it may be a live writer on another replica).
+        let young = reg
+            .storage
+            .clean_temporary(SystemTime::now() - Duration::from_secs(3600))
+            .await
+            .expect("upkeep");
+        assert_eq!(young, 0);
+        assert_eq!(open_uploads(), 1);
+        let aborted = reg
+            .storage
+            .clean_temporary(SystemTime::now() + Duration::from_secs(60))
+            .await
+            .expect("upkeep");
+        assert_eq!(aborted, 1);
+        assert_eq!(open_uploads(), 0, "aborted in S3");
+    })
+    .await
+}
+
+/// A chunk cut off mid-body on one replica (the client or the replica went away): what arrived is
+/// stored, the other replica reports it, and the client resumes there; no partial blob is ever
+/// visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn an_interrupted_chunk_resumes_on_another_replica() {
+    on_s3(async {
+        let one = registry();
+        let two = replica_on_socket(&one.config).await;
+        let full = pattern(300_000, 11);
+        let digest = digest_of(&full);
+        let location = start_upload(&one, "app").await;
+        let cut = axum::body::Body::from_stream(futures_util::stream::iter(vec![
+            Ok::<_, std::io::Error>(Bytes::from(full[..123_456].to_vec())),
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "client went away",
+            )),
+        ]));
+        let r = one.send(Method::PATCH, &location, &[], cut).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            two.get(&format!("/v2/app/blobs/{digest}")).await.status,
+            StatusCode::NOT_FOUND
+        );
+        let status = two.get(&location).await;
+        assert_eq!(status.status, StatusCode::NO_CONTENT);
+        assert_eq!(status.header("range"), "0-123455");
+        let r = two
+            .call(
+                Method::PATCH,
+                &location,
+                &[("content-range", "123456-299999")],
+                &full[123_456..],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED);
+        let r = one
+            .call(Method::PUT, &with_digest(&location, &digest), &[], b"")
+            .await;
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let got = two.get(&format!("/v2/app/blobs/{digest}")).await;
+        assert_eq!(digest_of(&got.body), digest);
+    })
+    .await
+}
+
+/// Two requests appending at the same offset at once (on two replicas): the chunk object is
+/// created with `If-None-Match: *`, so one wins and the other is told the upload moved on
+/// (416 to the client), never a silent overwrite or a 500.
+#[tokio::test]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn concurrent_appends_at_one_offset_cannot_both_win() {
+    on_s3(async {
+        let reg = registry();
+        let id = "00112233445566778899aabbccddeeff";
+        // The first request has checked the offset and is receiving its body...
+        let (tx, first) = append_fed_by_hand(&reg, id).await;
+        tx.send(Ok(Bytes::from_static(b"first")))
+            .await
+            .expect("send");
+        // ...while the second appends at the same offset and finishes.
+        let quick: wharf_registry::storage::ByteStream = Box::pin(futures_util::stream::iter(
+            vec![Ok(Bytes::from_static(b"second!"))],
+        ));
+        assert_eq!(
+            reg.storage
+                .upload_append(id, 0, quick)
+                .await
+                .expect("append"),
+            7
+        );
+        drop(tx);
+        match first.await.expect("task") {
+            Err(wharf_registry::storage::StorageError::OffsetMismatch {
+                expected: 0,
+                actual: 7,
+                ..
+            }) => {}
+            other => panic!("expected an offset mismatch, got {other:?}"),
+        }
+        let (_, info) = reg
+            .storage
+            .upload_info(id)
+            .await
+            .expect("info")
+            .expect("session");
+        assert_eq!(info.size, 7, "the winner's chunk only");
+    })
+    .await
+}
