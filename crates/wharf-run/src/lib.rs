@@ -24,7 +24,7 @@ pub mod vars;
 
 pub use log::Console;
 pub use options::{DotenvLimits, ExecutorChoice, RunError, RunOptions, RunnerEnv};
-pub use pipeline::{DEFAULT_TIMEOUT, load_options, plan_pipeline, run_pipeline};
+pub use pipeline::{DEFAULT_TIMEOUT, load_options, plan_pipeline, run_pipeline, run_single_job};
 pub use plan::Selection;
 pub use report::{FailureReason, JobReport, JobStatus, PipelineReport};
 pub use vars::parse_dotenv;

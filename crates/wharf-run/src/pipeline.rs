@@ -138,6 +138,56 @@ pub async fn run_pipeline(
     Ok(report)
 }
 
+/// One job handed over whole instead of planned from a pipeline file: a GitLab runner's job
+/// payload (`wharf runner`). It runs through the same phases, executors, timeout and cancel
+/// signal as a job of [`run_pipeline`], with no rules, scheduler, retries or dependencies
+/// (GitLab did those). `variables` are the job's as GitLab computed them (predefined ones
+/// included): they win over wharf's own predefined variables and are the only others. The
+/// project folder holds the job's sources; `wharf_dir` its logs, caches and build folders.
+pub async fn run_single_job(
+    job: &Job,
+    variables: Vec<FileVariable>,
+    opts: &RunOptions,
+    wharf_dir: PathBuf,
+) -> Result<JobReport, RunError> {
+    std::fs::create_dir_all(&wharf_dir).map_err(|e| files::FilesError::Io {
+        action: "creating",
+        path: wharf_dir.clone(),
+        source: e,
+    })?;
+    let git = Arc::new(GitInfo::read(&opts.project_dir));
+    let project_name = predefined::project_name(&opts.project_dir);
+    let pipeline = Pipeline {
+        stages: vec![job.stage.clone()],
+        variables: Vec::new(),
+        jobs: vec![job.clone()],
+        workflow: None,
+        includes: Vec::new(),
+    };
+    let sources = VarSources {
+        predefined: predefined::pipeline(&project_name, 0, &git),
+        global: Vec::new(),
+        workflow: Vec::new(),
+        file: variables,
+        cli: Vec::new(),
+    };
+    let shared = Shared {
+        masker: event_masker(&pipeline, &sources, opts),
+        snapshot: files::snapshot(&opts.project_dir)?,
+        opts: opts.clone(),
+        pipeline,
+        wharf_dir,
+        project_name,
+        pipeline_id: 0,
+        engine: OnceCell::new(),
+        sources,
+        git,
+        next_job: Arc::new(AtomicU64::new(0)),
+        name_prefix: String::new(),
+    };
+    Ok(run_once(&shared, job, 1, 1, None).await)
+}
+
 fn emit(sink: &Option<Arc<Console>>, masker: &Masker, mut event: serde_json::Value) {
     if let Some(sink) = sink {
         mask_strings(masker, &mut event);

@@ -1,0 +1,325 @@
+//! `wharf runner`: wharf as a GitLab runner. Jobs come from GitLab (wharf-gitlab's runner
+//! protocol), run with wharf-run's job engine (`run_single_job`, the same phases and executors
+//! as `wharf run`), and their log goes back to GitLab as the job's trace.
+
+use crate::{Executor, runner_env};
+use anyhow::Result;
+use clap::{Args, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use wharf_gitlab::runner::{
+    FailureReason, JobOutcome, JobPayload, JobState, RunnerClient, RunnerError, TraceBuffer,
+    job_of, run_with_trace, source, variables_of,
+};
+use wharf_run::{Console, JobStatus, RunOptions, Selection};
+
+#[derive(Subcommand)]
+pub(crate) enum RunnerCommand {
+    /// One runner from flags, no config file: take jobs from GitLab and run them one at a time
+    /// (gitlab-runner's `run-single`). SIGINT/SIGTERM stop the running job, which GitLab then
+    /// shows as failed (runner_interrupted).
+    RunSingle(RunSingleArgs),
+    /// Check a runner authentication token with GitLab (`POST /api/v4/runners/verify`).
+    Verify(ConnectArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ConnectArgs {
+    /// The GitLab instance (e.g. https://gitlab.example.com).
+    #[arg(long, env = "CI_SERVER_URL", value_name = "URL")]
+    url: String,
+    /// The runner authentication token (glrt-...). Prefer the environment variable: a command
+    /// line is visible to every user of the machine.
+    #[arg(
+        long,
+        env = "CI_SERVER_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: String,
+}
+
+#[derive(Args)]
+pub(crate) struct RunSingleArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Where jobs run: `shell` (default), `docker` (the job's image), `sandbox` (wharf's
+    /// daemonless executor) or `auto` (as `wharf run` chooses).
+    #[arg(long, value_enum, default_value = "shell")]
+    executor: Executor,
+    /// Stop after this many jobs (0: never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    max_builds: u64,
+    /// Stop when no job came for this many seconds (0: wait forever).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    wait_timeout: u64,
+    /// The runner's folder: one working copy per project, and wharf's per-project state in
+    /// `.wharf/` (logs, caches, build folders). Default: `builds` in the current folder, as
+    /// gitlab-runner's shell executor.
+    #[arg(long, value_name = "DIR", default_value = "builds")]
+    builds_dir: PathBuf,
+    /// Seconds between job requests when GitLab has none.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3)]
+    check_interval: u64,
+}
+
+pub(crate) async fn run(command: RunnerCommand) -> Result<ExitCode> {
+    match command {
+        RunnerCommand::RunSingle(args) => run_single(args).await,
+        RunnerCommand::Verify(args) => verify(args).await,
+    }
+}
+
+async fn verify(args: ConnectArgs) -> Result<ExitCode> {
+    let client = RunnerClient::new(&args.url, &args.token, "shell")?;
+    let runner = client.verify().await?;
+    println!("Runner {} is valid at {}", runner.id, args.url);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Longest wait between job requests after errors.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+async fn run_single(args: RunSingleArgs) -> Result<ExitCode> {
+    let executor_name = match args.executor {
+        Executor::Docker => "docker",
+        Executor::Sandbox => "sandbox",
+        Executor::Shell | Executor::Auto => "shell",
+    };
+    let mut client = RunnerClient::new(&args.connect.url, &args.connect.token, executor_name)?;
+    let builds_dir = std::path::absolute(&args.builds_dir)?;
+    let interrupted = interrupt_signal();
+    let check_interval = Duration::from_secs(args.check_interval);
+    let mut builds = 0u64;
+    let mut backoff = check_interval;
+    let mut waiting_since = Instant::now();
+    eprintln!(
+        "Runner started at {} (executor {executor_name}, builds in {})",
+        args.connect.url,
+        builds_dir.display()
+    );
+    loop {
+        if *interrupted.borrow() {
+            return Ok(ExitCode::from(130));
+        }
+        if args.max_builds > 0 && builds >= args.max_builds {
+            return Ok(ExitCode::SUCCESS);
+        }
+        if args.wait_timeout > 0
+            && waiting_since.elapsed() >= Duration::from_secs(args.wait_timeout)
+        {
+            eprintln!(
+                "No job came within {} s (--wait-timeout): stopping",
+                args.wait_timeout
+            );
+            return Ok(ExitCode::SUCCESS);
+        }
+        let pause = match client.request_job().await {
+            Ok(Some(payload)) => {
+                builds += 1;
+                run_job(&client, &payload, &args, &builds_dir, &interrupted).await;
+                waiting_since = Instant::now();
+                backoff = check_interval;
+                continue;
+            }
+            Ok(None) => check_interval,
+            Err(e) if e.status() == Some(403) => {
+                eprintln!("ERROR: {e}");
+                return Ok(ExitCode::from(1));
+            }
+            Err(e) => {
+                eprintln!("WARNING: {e} (trying again in {} s)", backoff.as_secs());
+                let pause = backoff;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                pause
+            }
+        };
+        let mut interrupted = interrupted.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = interrupted.wait_for(|i| *i) => {}
+        }
+    }
+}
+
+/// `true` once SIGINT or SIGTERM arrived.
+fn interrupt_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("Interrupted: stopping the running job");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+/// One job from GitLab: its sources, then wharf's job engine, its log streamed to GitLab.
+async fn run_job(
+    client: &RunnerClient,
+    payload: &JobPayload,
+    args: &RunSingleArgs,
+    builds_dir: &Path,
+    interrupted: &watch::Receiver<bool>,
+) {
+    eprintln!(
+        "Job {} ({}) of project {} received",
+        payload.id, payload.job_info.name, payload.job_info.project_id
+    );
+    let trace = TraceBuffer::default();
+    // GitLab renders ANSI colours: the trace is coloured as gitlab-runner's.
+    let console = Console::new(true, Box::new(trace.clone()));
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    // A signal to the runner cancels the job too.
+    let forward = {
+        let mut interrupted = interrupted.clone();
+        let cancel_tx = cancel_tx.clone();
+        tokio::spawn(async move {
+            if interrupted.wait_for(|i| *i).await.is_ok() {
+                let _ = cancel_tx.send(true);
+            }
+        })
+    };
+    let job = run_payload(payload, args, builds_dir, console, cancel_rx, interrupted);
+    let warn = |e: &RunnerError| eprintln!("WARNING: job {}: {e}", payload.id);
+    match run_with_trace(client, payload, trace, &cancel_tx, job, &warn).await {
+        Ok(outcome) => eprintln!(
+            "Job {} finished: {}{}",
+            payload.id,
+            match outcome.state {
+                JobState::Success => "success",
+                JobState::Failed => "failed",
+                JobState::Running => "running",
+            },
+            outcome
+                .failure_reason
+                .map(|r| format!(" ({})", r.as_str()))
+                .unwrap_or_default()
+        ),
+        Err(e) => eprintln!("ERROR: job {}: {e}", payload.id),
+    }
+    forward.abort();
+}
+
+/// The job itself, writing its log to `console`.
+async fn run_payload(
+    payload: &JobPayload,
+    args: &RunSingleArgs,
+    builds_dir: &Path,
+    console: std::sync::Arc<Console>,
+    cancel: watch::Receiver<bool>,
+    interrupted: &watch::Receiver<bool>,
+) -> JobOutcome {
+    console.line(&format!(
+        "Running with wharf {} (GitLab runner mode)",
+        env!("CARGO_PKG_VERSION")
+    ));
+    let project_dir = source::project_dir(builds_dir, payload);
+    let strategy = source::GitStrategy::of(payload);
+    console.line(&wharf_run::log::paint(
+        true,
+        wharf_run::log::Level::Section,
+        "Getting source from Git repository",
+    ));
+    let fetched = {
+        let payload = payload.clone();
+        let project_dir = project_dir.clone();
+        let console = console.clone();
+        tokio::task::spawn_blocking(move || {
+            source::get_sources(&payload, &project_dir, strategy, &mut |line| {
+                console.line(line)
+            })
+        })
+        .await
+    };
+    let failed = |reason, console: &Console, why: String| {
+        console.line(&wharf_run::log::paint(
+            true,
+            wharf_run::log::Level::Error,
+            &format!("ERROR: Job failed: {why}"),
+        ));
+        JobOutcome {
+            state: JobState::Failed,
+            failure_reason: Some(reason),
+            exit_code: None,
+        }
+    };
+    match fetched {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return failed(FailureReason::ScriptFailure, &console, e.to_string()),
+        Err(e) => return failed(FailureReason::RunnerSystemFailure, &console, e.to_string()),
+    }
+    let opts = RunOptions {
+        project_dir: project_dir.clone(),
+        selection: Selection::default(),
+        concurrency: 1,
+        events: None,
+        loader: None,
+        load_limits: wharf_ci::Limits::default(),
+        dotenv_limits: wharf_run::DotenvLimits::default(),
+        cli_variables: Vec::new(),
+        file_variables: Vec::new(),
+        executor: args.executor.choice(),
+        pull_policy: None,
+        env: runner_env(),
+        console: console.clone(),
+        cancel,
+        pull_retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
+    };
+    let wharf_dir = wharf_dir_of(builds_dir, &project_dir);
+    let job = job_of(payload);
+    match wharf_run::run_single_job(&job, variables_of(payload), &opts, wharf_dir).await {
+        Ok(report) => outcome_of(&report.status, *interrupted.borrow()),
+        Err(e) => failed(FailureReason::RunnerSystemFailure, &console, e.to_string()),
+    }
+}
+
+/// wharf's own state for a project's jobs: beside the working copy, never in it (git's clean
+/// would remove it).
+fn wharf_dir_of(builds_dir: &Path, project_dir: &Path) -> PathBuf {
+    let relative = project_dir.strip_prefix(builds_dir).unwrap_or(project_dir);
+    builds_dir.join(".wharf").join(relative)
+}
+
+/// GitLab's words for how the job ended.
+fn outcome_of(status: &JobStatus, interrupted: bool) -> JobOutcome {
+    let failed = |reason, exit_code| JobOutcome {
+        state: JobState::Failed,
+        failure_reason: Some(reason),
+        exit_code,
+    };
+    match status {
+        JobStatus::Passed => JobOutcome {
+            state: JobState::Success,
+            failure_reason: None,
+            exit_code: Some(0),
+        },
+        JobStatus::Failed { reason, exit_code } => {
+            use wharf_run::FailureReason as Wharf;
+            let reason = match reason {
+                Wharf::ScriptFailure => FailureReason::ScriptFailure,
+                Wharf::RunnerConfigurationError => FailureReason::RunnerConfigurationError,
+                Wharf::ImagePullFailure => FailureReason::ImagePullFailure,
+                Wharf::RunnerSystemFailure => FailureReason::RunnerSystemFailure,
+                Wharf::JobExecutionTimeout => FailureReason::JobExecutionTimeout,
+                _ => FailureReason::UnknownFailure,
+            };
+            failed(reason, *exit_code)
+        }
+        // A cancel from GitLab: GitLab already marked the job; the update only closes it.
+        JobStatus::Canceled if !interrupted => failed(FailureReason::UnknownFailure, None),
+        JobStatus::Canceled => failed(FailureReason::RunnerInterrupted, None),
+        JobStatus::Skipped(_) => failed(FailureReason::UnknownFailure, None),
+    }
+}
