@@ -174,3 +174,230 @@ async fn a_job_canceled_in_gitlab_stops_on_the_runner() {
         text(&out.stderr)
     );
 }
+
+/// A stand-in GitLab written here, declared as such: the mock above answers neither 416 with a
+/// `Range` nor 202 to the final update, does not show the update's fields, and names a
+/// repository that does not exist. This one hands out one job whose sources come from a local
+/// bare repository (served as git's "dumb" HTTP, only with the job token as Basic credentials),
+/// answers the first trace patch with 416 and the first final update with 202.
+mod stand_in {
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    pub const JOB_TOKEN: &str = "stand-in-job-token-5150";
+    pub const RUNNER_TOKEN: &str = "glrt-stand-in-runner-token";
+
+    #[derive(Default)]
+    pub struct Seen {
+        pub trace: Vec<u8>,
+        pub patches: usize,
+        pub range_mismatches: usize,
+        pub final_updates: Vec<serde_json::Value>,
+        pub git_requests: usize,
+        pub git_refused: usize,
+        pub job_given: bool,
+    }
+
+    pub struct Coordinator {
+        pub url: String,
+        pub seen: Arc<Mutex<Seen>>,
+    }
+
+    pub fn start(repo: PathBuf, sha: String, script: Vec<String>) -> Coordinator {
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let port = server.server_addr().to_ip().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}");
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let state = seen.clone();
+        let repo_url = format!("{url}/group/project.git");
+        std::thread::spawn(move || {
+            for mut request in server.incoming_requests() {
+                let mut body = Vec::new();
+                let _ = request.as_reader().read_to_end(&mut body);
+                let header = |name: &str| {
+                    request
+                        .headers()
+                        .iter()
+                        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+                        .map(|h| h.value.as_str().to_string())
+                };
+                let path = request.url().split('?').next().unwrap_or("").to_string();
+                let mut seen = state.lock().unwrap();
+                let (status, headers, answer): (u16, Vec<(&str, String)>, Vec<u8>) = match (
+                    request.method().as_str(),
+                    path.as_str(),
+                ) {
+                    ("POST", "/api/v4/jobs/request") if !seen.job_given => {
+                        seen.job_given = true;
+                        let payload = serde_json::json!({
+                            "id": 1, "token": JOB_TOKEN,
+                            "job_info": {"name": "from-git", "stage": "test", "project_id": 9, "project_full_path": "group/project"},
+                            "git_info": {"repo_url": repo_url, "ref": "main", "sha": sha, "ref_type": "branch",
+                                         "refspecs": ["+refs/heads/main:refs/remotes/origin/main"], "depth": 0},
+                            "runner_info": {"timeout": 600},
+                            "variables": [{"key": "CI_JOB_TOKEN", "value": JOB_TOKEN, "masked": true, "public": false}],
+                            "steps": [{"name": "script", "script": script, "timeout": 600, "when": "on_success"}],
+                            "features": {"trace_sections": true, "failure_reasons": ["script_failure", "unknown_failure"]}
+                        });
+                        (201, vec![], payload.to_string().into_bytes())
+                    }
+                    ("POST", "/api/v4/jobs/request") => (204, vec![], vec![]),
+                    ("PATCH", "/api/v4/jobs/1/trace") => {
+                        assert_eq!(header("JOB-TOKEN").as_deref(), Some(JOB_TOKEN));
+                        seen.patches += 1;
+                        let range = header("Content-Range").unwrap_or_default();
+                        let start: usize = range
+                            .split('-')
+                            .next()
+                            .and_then(|s| s.parse().ok())
+                            .unwrap_or(usize::MAX);
+                        if seen.patches == 1 || start != seen.trace.len() {
+                            seen.range_mismatches += 1;
+                            let size = seen.trace.len();
+                            (416, vec![("Range", format!("0-{size}"))], vec![])
+                        } else {
+                            seen.trace.extend_from_slice(&body);
+                            let size = seen.trace.len();
+                            (
+                                202,
+                                vec![
+                                    ("Range", format!("0-{size}")),
+                                    ("X-GitLab-Trace-Update-Interval", "1".into()),
+                                    ("Job-Status", "running".into()),
+                                ],
+                                vec![],
+                            )
+                        }
+                    }
+                    ("PUT", "/api/v4/jobs/1") => {
+                        let update: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        if update.get("output").is_some() {
+                            seen.final_updates.push(update);
+                        }
+                        let status = if seen.final_updates.len() == 1 {
+                            202
+                        } else {
+                            200
+                        };
+                        (
+                            status,
+                            vec![("X-GitLab-Trace-Update-Interval", "1".into())],
+                            vec![],
+                        )
+                    }
+                    ("GET", git_path) if git_path.starts_with("/group/project.git/") => {
+                        seen.git_requests += 1;
+                        let expected = format!(
+                            "Basic {}",
+                            crate::support::b64(&format!("gitlab-ci-token:{JOB_TOKEN}"))
+                        );
+                        let file = repo.join(&git_path["/group/project.git/".len()..]);
+                        if header("Authorization").as_deref() != Some(expected.as_str()) {
+                            seen.git_refused += 1;
+                            (
+                                401,
+                                vec![("WWW-Authenticate", "Basic realm=\"git\"".into())],
+                                vec![],
+                            )
+                        } else {
+                            match std::fs::read(&file) {
+                                Ok(bytes) => (200, vec![], bytes),
+                                Err(_) => (404, vec![], vec![]),
+                            }
+                        }
+                    }
+                    _ => (404, vec![], vec![]),
+                };
+                drop(seen);
+                let mut response = tiny_http::Response::from_data(answer).with_status_code(status);
+                for (name, value) in headers {
+                    response.add_header(
+                        tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap(),
+                    );
+                }
+                let _ = request.respond(response);
+            }
+        });
+        Coordinator { url, seen }
+    }
+}
+
+/// A bare repository holding `hello.txt`, ready for git's dumb HTTP; its commit.
+fn bare_repository(root: &std::path::Path) -> (std::path::PathBuf, String) {
+    use crate::support::git;
+    let work = root.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    std::fs::write(work.join("hello.txt"), "hello from git\n").unwrap();
+    git(&work, &["add", "hello.txt"]);
+    git(&work, &["commit", "-q", "-m", "first"]);
+    let bare = root.join("project.git");
+    git(root, &["clone", "-q", "--bare", "work", "project.git"]);
+    git(&bare, &["update-server-info"]);
+    let sha = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    (bare, text(&sha.stdout).trim().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sources_come_from_git_info_and_the_final_update_survives_416_and_202() {
+    let project = Project::new(&[]);
+    let (repo, sha) = bare_repository(project.home.path());
+    let coordinator = stand_in::start(
+        repo,
+        sha,
+        vec![
+            "cat hello.txt".into(),
+            "echo token $CI_JOB_TOKEN".into(),
+            "exit 4".into(),
+        ],
+    );
+    let mut cmd: tokio::process::Command = project.wharf().into();
+    cmd.args([
+        "runner",
+        "run-single",
+        "--max-builds",
+        "1",
+        "--check-interval",
+        "1",
+    ])
+    .env("CI_SERVER_URL", &coordinator.url)
+    .env("CI_SERVER_TOKEN", stand_in::RUNNER_TOKEN)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .kill_on_drop(true);
+    let out = finished(cmd.spawn().unwrap()).await;
+    let seen = coordinator.seen.lock().unwrap();
+    let trace = text(&seen.trace);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(trace.contains("\nhello from git\n"), "{trace}");
+    assert!(trace.contains("token [MASKED]"), "{trace}");
+    assert!(
+        seen.git_requests > 0 && seen.git_refused == 0,
+        "git requests: {}, refused: {}",
+        seen.git_requests,
+        seen.git_refused
+    );
+    assert!(seen.range_mismatches >= 1);
+    assert_eq!(
+        seen.final_updates.len(),
+        2,
+        "a 202 makes the runner send the final update again"
+    );
+    let last = &seen.final_updates[1];
+    assert_eq!(last["state"], "failed");
+    assert_eq!(last["failure_reason"], "script_failure");
+    assert_eq!(last["exit_code"], 4);
+    assert_eq!(
+        last["output"]["checksum"],
+        format!("crc32:{:08x}", crc32fast::hash(&seen.trace))
+    );
+    assert_eq!(last["output"]["bytesize"], seen.trace.len());
+    for output in [&trace, &text(&out.stdout), &text(&out.stderr)] {
+        assert!(!output.contains(stand_in::JOB_TOKEN), "{output}");
+        assert!(!output.contains(stand_in::RUNNER_TOKEN), "{output}");
+    }
+}
