@@ -237,7 +237,7 @@ mod stand_in {
                             "runner_info": {"timeout": 600},
                             "variables": [{"key": "CI_JOB_TOKEN", "value": JOB_TOKEN, "masked": true, "public": false}],
                             "steps": [{"name": "script", "script": script, "timeout": 600, "when": "on_success"}],
-                            "features": {"trace_sections": true, "failure_reasons": ["script_failure", "unknown_failure"]}
+                            "features": {"trace_sections": true, "failure_reasons": ["script_failure", "unknown_failure", "runner_interrupted"]}
                         });
                         (201, vec![], payload.to_string().into_bytes())
                     }
@@ -400,4 +400,43 @@ async fn sources_come_from_git_info_and_the_final_update_survives_416_and_202() 
         assert!(!output.contains(stand_in::JOB_TOKEN), "{output}");
         assert!(!output.contains(stand_in::RUNNER_TOKEN), "{output}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_running_job_and_gitlab_hears_runner_interrupted() {
+    let project = Project::new(&[]);
+    let (repo, sha) = bare_repository(project.home.path());
+    let coordinator = stand_in::start(
+        repo,
+        sha,
+        vec!["i=0; while [ $i -lt 600 ]; do echo tick $i; i=$((i+1)); sleep 0.2; done".into()],
+    );
+    let mut cmd: tokio::process::Command = project.wharf().into();
+    cmd.args(["runner", "run-single", "--check-interval", "1"])
+        .env("CI_SERVER_URL", &coordinator.url)
+        .env("CI_SERVER_TOKEN", stand_in::RUNNER_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    let ticking = || text(&coordinator.seen.lock().unwrap().trace).contains("tick 1\n");
+    for _ in 0..600 {
+        if ticking() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ticking());
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = finished(child).await;
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let seen = coordinator.seen.lock().unwrap();
+    let last = seen.final_updates.last().expect("a final update");
+    assert_eq!(last["state"], "failed");
+    assert_eq!(last["failure_reason"], "runner_interrupted");
 }
