@@ -179,7 +179,7 @@ async fn run_job(
     );
     let trace = TraceBuffer::default();
     // GitLab renders ANSI colours: the trace is coloured as gitlab-runner's.
-    let console = Console::new(true, Box::new(trace.clone()));
+    let console = Console::gitlab_trace(Box::new(trace.clone()));
     let (cancel_tx, cancel_rx) = watch::channel(false);
     // A signal to the runner cancels the job too.
     let forward = {

@@ -93,6 +93,12 @@ async fn a_shell_job_from_gitlab_runs_and_its_trace_and_success_reach_gitlab() {
     assert_eq!(job.state(), MockJobState::Success, "{trace}");
     assert!(trace.contains("$ echo hello from $GREETING"), "{trace}");
     assert!(trace.contains("hello from wharf\n"), "{trace}");
+    // GitLab's collapsible sections, as gitlab-runner writes them.
+    assert!(
+        trace.contains(":executing_step_script_stage_of_the_job_script\r\x1b[0K"),
+        "{trace:?}"
+    );
+    assert!(trace.contains("section_end:"), "{trace:?}");
     assert!(trace.contains("secret is [MASKED]"), "{trace}");
     assert!(!trace.contains("s3cr3t-value-42"), "{trace}");
     for (what, output) in [
