@@ -16,6 +16,7 @@ mod image_cmd;
 mod includes;
 mod registry_cmd;
 mod runner_cmd;
+mod runner_config;
 
 #[derive(Parser)]
 #[command(

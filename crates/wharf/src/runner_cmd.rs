@@ -23,6 +23,34 @@ pub(crate) enum RunnerCommand {
     RunSingle(RunSingleArgs),
     /// Check a runner authentication token with GitLab (`POST /api/v4/runners/verify`).
     Verify(ConnectArgs),
+    /// Verify a runner authentication token (glrt-...) with GitLab and add the runner to a
+    /// config file in gitlab-runner's `config.toml` format (mode 0600: it holds the token).
+    Register(RegisterArgs),
+    /// Take jobs for every runner of a config file (gitlab-runner's `config.toml` works as it
+    /// is), at most `concurrent` at once, one at a time per runner. SIGINT/SIGTERM stop the
+    /// running jobs (runner_interrupted).
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct RegisterArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The runner's name in the config file (default: this machine's host name).
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, value_enum, default_value = "shell")]
+    executor: Executor,
+    /// Default: $XDG_CONFIG_HOME/wharf/config.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub(crate) struct RunArgs {
+    /// Default: $XDG_CONFIG_HOME/wharf/config.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -69,7 +97,127 @@ pub(crate) async fn run(command: RunnerCommand) -> Result<ExitCode> {
     match command {
         RunnerCommand::RunSingle(args) => run_single(args).await,
         RunnerCommand::Verify(args) => verify(args).await,
+        RunnerCommand::Register(args) => register(args).await,
+        RunnerCommand::Run(args) => run_config(args).await,
     }
+}
+
+fn executor_name(executor: Executor) -> &'static str {
+    match executor {
+        Executor::Docker => "docker",
+        Executor::Sandbox => "sandbox",
+        Executor::Auto => "auto",
+        Executor::Shell => "shell",
+    }
+}
+
+fn executor_of(name: &str) -> Option<Executor> {
+    [
+        Executor::Shell,
+        Executor::Docker,
+        Executor::Sandbox,
+        Executor::Auto,
+    ]
+    .into_iter()
+    .find(|e| executor_name(*e) == name)
+}
+
+async fn register(args: RegisterArgs) -> Result<ExitCode> {
+    let path = match args.config {
+        Some(p) => p,
+        None => crate::runner_config::default_path()?,
+    };
+    let executor = executor_name(args.executor);
+    let client = RunnerClient::new(&args.connect.url, &args.connect.token, executor)?;
+    let verified = client.verify().await?;
+    let mut config = crate::runner_config::Config::load(&path)?;
+    let name = args.name.unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "wharf-runner".into())
+    });
+    config.runners.push(crate::runner_config::RunnerConfig {
+        name: name.clone(),
+        url: args.connect.url.clone(),
+        id: verified.id,
+        token: args.connect.token,
+        token_expires_at: verified.token_expires_at.map(toml::Value::String),
+        executor: executor.to_string(),
+        builds_dir: None,
+        other: Default::default(),
+    });
+    config.save(&path)?;
+    println!(
+        "Runner {name} (id {}) registered at {} in {}",
+        verified.id,
+        args.connect.url,
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_config(args: RunArgs) -> Result<ExitCode> {
+    let path = match args.config {
+        Some(p) => p,
+        None => crate::runner_config::default_path()?,
+    };
+    let config = crate::runner_config::Config::load(&path)?;
+    if config.runners.is_empty() {
+        anyhow::bail!(
+            "{}: no [[runners]]: add one with `wharf runner register`",
+            path.display()
+        );
+    }
+    for key in config.unsupported_keys() {
+        eprintln!(
+            "WARNING: {}: `{key}` is not supported by wharf and has no effect",
+            path.display()
+        );
+    }
+    let interrupted = interrupt_signal();
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(config.concurrent));
+    let check_interval = Duration::from_secs(if config.check_interval == 0 {
+        3
+    } else {
+        config.check_interval
+    });
+    let mut loops = tokio::task::JoinSet::new();
+    for runner in &config.runners {
+        let Some(executor) = executor_of(&runner.executor) else {
+            anyhow::bail!(
+                "{}: runner {}: executor `{}` is not one of wharf's (shell, docker, sandbox, auto)",
+                path.display(),
+                runner.name,
+                runner.executor
+            );
+        };
+        let client = RunnerClient::new(&runner.url, &runner.token, executor_name(executor))?;
+        let settings = RunnerSettings {
+            executor,
+            builds_dir: std::path::absolute(
+                runner
+                    .builds_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("builds")),
+            )?,
+            check_interval,
+            max_builds: 0,
+            wait_timeout: 0,
+        };
+        loops.spawn(take_jobs(
+            client,
+            settings,
+            interrupted.clone(),
+            permits.clone(),
+        ));
+    }
+    let mut code = ExitCode::SUCCESS;
+    while let Some(done) = loops.join_next().await {
+        code = done?;
+    }
+    Ok(code)
 }
 
 async fn verify(args: ConnectArgs) -> Result<ExitCode> {
@@ -82,52 +230,79 @@ async fn verify(args: ConnectArgs) -> Result<ExitCode> {
 /// Longest wait between job requests after errors.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// What one runner's job loop needs besides its client.
+struct RunnerSettings {
+    executor: Executor,
+    builds_dir: PathBuf,
+    check_interval: Duration,
+    max_builds: u64,
+    wait_timeout: u64,
+}
+
 async fn run_single(args: RunSingleArgs) -> Result<ExitCode> {
-    let executor_name = match args.executor {
-        Executor::Docker => "docker",
-        Executor::Sandbox => "sandbox",
-        Executor::Shell | Executor::Auto => "shell",
+    let executor = executor_name(args.executor);
+    let client = RunnerClient::new(&args.connect.url, &args.connect.token, executor)?;
+    let settings = RunnerSettings {
+        executor: args.executor,
+        builds_dir: std::path::absolute(&args.builds_dir)?,
+        check_interval: Duration::from_secs(args.check_interval),
+        max_builds: args.max_builds,
+        wait_timeout: args.wait_timeout,
     };
-    let mut client = RunnerClient::new(&args.connect.url, &args.connect.token, executor_name)?;
-    let builds_dir = std::path::absolute(&args.builds_dir)?;
-    let interrupted = interrupt_signal();
-    let check_interval = Duration::from_secs(args.check_interval);
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+    Ok(take_jobs(client, settings, interrupt_signal(), permits).await)
+}
+
+/// One runner: ask for jobs and run them one at a time, each with one of `permits`
+/// (`concurrent`), until a signal, a 403, `--max-builds` or `--wait-timeout`.
+async fn take_jobs(
+    mut client: RunnerClient,
+    settings: RunnerSettings,
+    interrupted: watch::Receiver<bool>,
+    permits: std::sync::Arc<tokio::sync::Semaphore>,
+) -> ExitCode {
     let mut builds = 0u64;
-    let mut backoff = check_interval;
+    let mut backoff = settings.check_interval;
     let mut waiting_since = Instant::now();
     eprintln!(
-        "Runner started at {} (executor {executor_name}, builds in {})",
-        args.connect.url,
-        builds_dir.display()
+        "Runner started at {} (executor {}, builds in {})",
+        client.url(),
+        executor_name(settings.executor),
+        settings.builds_dir.display()
     );
     loop {
         if *interrupted.borrow() {
-            return Ok(ExitCode::from(130));
+            return ExitCode::from(130);
         }
-        if args.max_builds > 0 && builds >= args.max_builds {
-            return Ok(ExitCode::SUCCESS);
+        if settings.max_builds > 0 && builds >= settings.max_builds {
+            return ExitCode::SUCCESS;
         }
-        if args.wait_timeout > 0
-            && waiting_since.elapsed() >= Duration::from_secs(args.wait_timeout)
+        if settings.wait_timeout > 0
+            && waiting_since.elapsed() >= Duration::from_secs(settings.wait_timeout)
         {
             eprintln!(
                 "No job came within {} s (--wait-timeout): stopping",
-                args.wait_timeout
+                settings.wait_timeout
             );
-            return Ok(ExitCode::SUCCESS);
+            return ExitCode::SUCCESS;
         }
+        // A job is asked for only when one may run now.
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return ExitCode::SUCCESS;
+        };
         let pause = match client.request_job().await {
             Ok(Some(payload)) => {
                 builds += 1;
-                run_job(&client, &payload, &args, &builds_dir, &interrupted).await;
+                run_job(&client, &payload, &settings, &interrupted).await;
+                drop(permit);
                 waiting_since = Instant::now();
-                backoff = check_interval;
+                backoff = settings.check_interval;
                 continue;
             }
-            Ok(None) => check_interval,
+            Ok(None) => settings.check_interval,
             Err(e) if e.status() == Some(403) => {
                 eprintln!("ERROR: {e}");
-                return Ok(ExitCode::from(1));
+                return ExitCode::from(1);
             }
             Err(e) => {
                 eprintln!("WARNING: {e} (trying again in {} s)", backoff.as_secs());
@@ -136,6 +311,7 @@ async fn run_single(args: RunSingleArgs) -> Result<ExitCode> {
                 pause
             }
         };
+        drop(permit);
         let mut interrupted = interrupted.clone();
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -169,8 +345,7 @@ fn interrupt_signal() -> watch::Receiver<bool> {
 async fn run_job(
     client: &RunnerClient,
     payload: &JobPayload,
-    args: &RunSingleArgs,
-    builds_dir: &Path,
+    settings: &RunnerSettings,
     interrupted: &watch::Receiver<bool>,
 ) {
     eprintln!(
@@ -191,7 +366,7 @@ async fn run_job(
             }
         })
     };
-    let job = run_payload(payload, args, builds_dir, console, cancel_rx, interrupted);
+    let job = run_payload(payload, settings, console, cancel_rx, interrupted);
     let warn = |e: &RunnerError| eprintln!("WARNING: job {}: {e}", payload.id);
     match run_with_trace(client, payload, trace, &cancel_tx, job, &warn).await {
         Ok(outcome) => eprintln!(
@@ -215,8 +390,7 @@ async fn run_job(
 /// The job itself, writing its log to `console`.
 async fn run_payload(
     payload: &JobPayload,
-    args: &RunSingleArgs,
-    builds_dir: &Path,
+    settings: &RunnerSettings,
     console: std::sync::Arc<Console>,
     cancel: watch::Receiver<bool>,
     interrupted: &watch::Receiver<bool>,
@@ -225,6 +399,7 @@ async fn run_payload(
         "Running with wharf {} (GitLab runner mode)",
         env!("CARGO_PKG_VERSION")
     ));
+    let builds_dir = settings.builds_dir.as_path();
     let project_dir = source::project_dir(builds_dir, payload);
     let strategy = source::GitStrategy::of(payload);
     console.line(&wharf_run::log::paint(
@@ -270,7 +445,7 @@ async fn run_payload(
         dotenv_limits: wharf_run::DotenvLimits::default(),
         cli_variables: Vec::new(),
         file_variables: Vec::new(),
-        executor: args.executor.choice(),
+        executor: settings.executor.choice(),
         pull_policy: None,
         env: runner_env(),
         console: console.clone(),

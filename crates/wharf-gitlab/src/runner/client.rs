@@ -204,6 +204,11 @@ impl RunnerClient {
         })
     }
 
+    /// The GitLab this runner belongs to (its API root), for messages.
+    pub fn url(&self) -> &str {
+        self.api.as_str()
+    }
+
     /// `s_` + 12 hex characters, as gitlab-runner identifies the machine.
     pub fn system_id(&self) -> &str {
         &self.system_id

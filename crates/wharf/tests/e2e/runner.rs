@@ -248,6 +248,17 @@ mod stand_in {
                         (201, vec![], payload.to_string().into_bytes())
                     }
                     ("POST", "/api/v4/jobs/request") => (204, vec![], vec![]),
+                    ("POST", "/api/v4/runners/verify") => {
+                        let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        if header("RUNNER-TOKEN").as_deref() == Some(RUNNER_TOKEN)
+                            && request["token"] == RUNNER_TOKEN
+                        {
+                            let answer = serde_json::json!({"id": 42, "token": RUNNER_TOKEN, "token_expires_at": null});
+                            (200, vec![], answer.to_string().into_bytes())
+                        } else {
+                            (403, vec![], br#"{"message":"403 Forbidden"}"#.to_vec())
+                        }
+                    }
                     ("PATCH", "/api/v4/jobs/1/trace") => {
                         assert_eq!(header("JOB-TOKEN").as_deref(), Some(JOB_TOKEN));
                         seen.patches += 1;
@@ -445,4 +456,95 @@ async fn sigterm_stops_the_running_job_and_gitlab_hears_runner_interrupted() {
     let last = seen.final_updates.last().expect("a final update");
     assert_eq!(last["state"], "failed");
     assert_eq!(last["failure_reason"], "runner_interrupted");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn register_writes_a_private_config_and_run_takes_jobs_for_its_runners() {
+    let project = Project::new(&[]);
+    let (repo, sha) = bare_repository(project.home.path());
+    let coordinator = stand_in::start(repo, sha, vec!["cat hello.txt".into()]);
+    let config = project.path().join("etc/config.toml");
+    let config_arg = config.to_str().unwrap();
+    let wrong = project
+        .wharf()
+        .args([
+            "runner", "register", "--name", "ci-1", "--config", config_arg,
+        ])
+        .env("CI_SERVER_URL", &coordinator.url)
+        .env("CI_SERVER_TOKEN", "glrt-wrong")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(
+        text(&wrong.stderr).contains("403"),
+        "{}",
+        text(&wrong.stderr)
+    );
+    assert!(!config.exists());
+    let registered = project
+        .wharf()
+        .args([
+            "runner", "register", "--name", "ci-1", "--config", config_arg,
+        ])
+        .env("CI_SERVER_URL", &coordinator.url)
+        .env("CI_SERVER_TOKEN", stand_in::RUNNER_TOKEN)
+        .output()
+        .unwrap();
+    assert!(registered.status.success(), "{}", text(&registered.stderr));
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&config).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let written: toml::Value = toml::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(written["concurrent"].as_integer(), Some(1));
+    assert_eq!(written["runners"][0]["name"].as_str(), Some("ci-1"));
+    assert_eq!(written["runners"][0]["id"].as_integer(), Some(42));
+    assert_eq!(
+        written["runners"][0]["token"].as_str(),
+        Some(stand_in::RUNNER_TOKEN)
+    );
+    // A key gitlab-runner has and wharf does not use is said, not ignored silently.
+    let mut text_config = std::fs::read_to_string(&config).unwrap();
+    text_config.insert_str(0, "log_level = \"debug\"\n");
+    std::fs::write(&config, text_config).unwrap();
+
+    let mut cmd: tokio::process::Command = project.wharf().into();
+    cmd.args(["runner", "run", "--config", config_arg])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    let done = || !coordinator.seen.lock().unwrap().final_updates.is_empty();
+    for _ in 0..600 {
+        if done() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = finished(child).await;
+    let seen = coordinator.seen.lock().unwrap();
+    assert!(
+        text(&seen.trace).contains("\nhello from git\n"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(seen.final_updates.last().unwrap()["state"], "success");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("`log_level` is not supported by wharf"),
+        "{stderr}"
+    );
+    for output in [
+        &stderr,
+        &text(&out.stdout),
+        &text(&registered.stdout),
+        &text(&registered.stderr),
+    ] {
+        assert!(!output.contains(stand_in::RUNNER_TOKEN), "{output}");
+    }
 }
