@@ -25,11 +25,31 @@ const MAX_RANGE_RETRIES: usize = 5;
 /// Final updates GitLab may answer 202 to before the runner gives up on the job.
 const MAX_FINAL_UPDATES: usize = 100;
 
-/// Everything the job has written, in order (the console of its run).
-#[derive(Clone, Default)]
-pub struct TraceBuffer(Arc<Mutex<Vec<u8>>>);
+/// The most of a job's log GitLab gets (gitlab-runner's `output_limit` default, 4096 KiB).
+pub const DEFAULT_OUTPUT_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Everything the job has written, in order (the console of its run), up to the output limit;
+/// past it, gitlab-runner's notice and nothing more (the job goes on).
+#[derive(Clone)]
+pub struct TraceBuffer {
+    log: Arc<Mutex<Vec<u8>>>,
+    limit: usize,
+}
+
+impl Default for TraceBuffer {
+    fn default() -> Self {
+        TraceBuffer::with_limit(DEFAULT_OUTPUT_LIMIT)
+    }
+}
 
 impl TraceBuffer {
+    pub fn with_limit(limit: usize) -> TraceBuffer {
+        TraceBuffer {
+            log: Arc::default(),
+            limit,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.lock().len()
     }
@@ -50,13 +70,30 @@ impl TraceBuffer {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.log.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 impl std::io::Write for TraceBuffer {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.lock().extend_from_slice(bytes);
+        let mut log = self.lock();
+        let room = self.limit.saturating_sub(log.len());
+        if room == 0 {
+            // Already full, notice written: the rest is dropped.
+            return Ok(bytes.len());
+        }
+        if bytes.len() < room {
+            log.extend_from_slice(bytes);
+        } else {
+            log.extend_from_slice(&bytes[..room]);
+            log.extend_from_slice(
+                format!(
+                    "\n\x1b[31;1mJob's log exceeded limit of {} bytes.\nJob execution will continue but no more output will be collected.\x1b[0;m\n",
+                    self.limit
+                )
+                .as_bytes(),
+            );
+        }
         Ok(bytes.len())
     }
 
@@ -204,4 +241,26 @@ where
     };
     sender.finish(&outcome).await?;
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    #[test]
+    fn output_past_the_limit_is_dropped_after_gitlab_runners_notice() {
+        let mut buffer = TraceBuffer::with_limit(10);
+        buffer.write_all(b"12345678").unwrap();
+        buffer.write_all(b"abcdef").unwrap();
+        buffer.write_all(b"zzz").unwrap();
+        let log = String::from_utf8(buffer.contents()).unwrap();
+        assert!(log.starts_with("12345678ab\n"), "{log}");
+        assert!(
+            log.contains("Job's log exceeded limit of 10 bytes."),
+            "{log}"
+        );
+        assert!(!log.contains("cdef") && !log.contains("zzz"), "{log}");
+        assert_eq!(log.matches("exceeded").count(), 1);
+    }
 }
