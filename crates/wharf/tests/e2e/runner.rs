@@ -210,6 +210,18 @@ mod stand_in {
     }
 
     pub fn start(repo: PathBuf, sha: String, script: Vec<String>) -> Coordinator {
+        start_with_image(repo, sha, script, None)
+    }
+
+    /// As [`start`], the job with `image:` (for the Docker executor).
+    pub fn start_with_image(
+        repo: PathBuf,
+        sha: String,
+        script: Vec<String>,
+        image: Option<&str>,
+    ) -> Coordinator {
+        let image =
+            image.map(|name| serde_json::json!({"name": name, "pull_policy": ["if-not-present"]}));
         let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
         let port = server.server_addr().to_ip().unwrap().port();
         let url = format!("http://127.0.0.1:{port}");
@@ -243,6 +255,7 @@ mod stand_in {
                             "runner_info": {"timeout": 600},
                             "variables": [{"key": "CI_JOB_TOKEN", "value": JOB_TOKEN, "masked": true, "public": false}],
                             "steps": [{"name": "script", "script": script, "timeout": 600, "when": "on_success"}],
+                            "image": image,
                             "features": {"trace_sections": true, "failure_reasons": ["script_failure", "unknown_failure", "runner_interrupted"]}
                         });
                         (201, vec![], payload.to_string().into_bytes())
@@ -547,4 +560,46 @@ async fn register_writes_a_private_config_and_run_takes_jobs_for_its_runners() {
     ] {
         assert!(!output.contains(stand_in::RUNNER_TOKEN), "{output}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs dockerd: run by scripts/test-all.sh"]
+async fn a_docker_job_from_gitlab_runs_in_its_image_with_its_sources() {
+    crate::support::load_busybox_into_docker("wharf-runner-busybox:1");
+    let project = Project::new(&[]);
+    let (repo, sha) = bare_repository(project.home.path());
+    let coordinator = stand_in::start_with_image(
+        repo,
+        sha,
+        vec!["cat hello.txt".into(), "echo in $CI_PROJECT_DIR".into()],
+        Some("wharf-runner-busybox:1"),
+    );
+    let mut cmd: tokio::process::Command = project.wharf().into();
+    cmd.args([
+        "runner",
+        "run-single",
+        "--max-builds",
+        "1",
+        "--executor",
+        "docker",
+        "--check-interval",
+        "1",
+    ])
+    .env("CI_SERVER_URL", &coordinator.url)
+    .env("CI_SERVER_TOKEN", stand_in::RUNNER_TOKEN)
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .kill_on_drop(true);
+    let out = finished(cmd.spawn().unwrap()).await;
+    let seen = coordinator.seen.lock().unwrap();
+    let trace = text(&seen.trace);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(trace.contains("\nhello from git\n"), "{trace}");
+    assert!(trace.contains("wharf-runner-busybox:1"), "{trace}");
+    assert_eq!(
+        seen.final_updates.last().unwrap()["state"],
+        "success",
+        "{trace}"
+    );
+    assert!(!trace.contains(stand_in::JOB_TOKEN), "{trace}");
 }
