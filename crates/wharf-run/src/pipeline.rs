@@ -64,11 +64,7 @@ pub async fn run_pipeline(
 ) -> Result<PipelineReport, RunError> {
     let started = Instant::now();
     let wharf_dir = opts.project_dir.join(".wharf");
-    std::fs::create_dir_all(&wharf_dir).map_err(|e| files::FilesError::Io {
-        action: "creating",
-        path: wharf_dir.clone(),
-        source: e,
-    })?;
+    create_dir(&wharf_dir)?;
     let git = Arc::new(GitInfo::read(&opts.project_dir));
     let project_name = predefined::project_name(&opts.project_dir);
     let pipeline_id = next_id(&wharf_dir.join("pipeline-id"));
@@ -150,11 +146,7 @@ pub async fn run_single_job(
     opts: &RunOptions,
     wharf_dir: PathBuf,
 ) -> Result<JobReport, RunError> {
-    std::fs::create_dir_all(&wharf_dir).map_err(|e| files::FilesError::Io {
-        action: "creating",
-        path: wharf_dir.clone(),
-        source: e,
-    })?;
+    create_dir(&wharf_dir)?;
     let git = Arc::new(GitInfo::read(&opts.project_dir));
     let project_name = predefined::project_name(&opts.project_dir);
     let pipeline = Pipeline {
@@ -711,6 +703,17 @@ pub fn plan_pipeline(
         cli: cli.to_vec(),
     };
     plan::plan(pipeline, &sources, &git, project_dir, &Selection::default())
+}
+
+fn create_dir(dir: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        files::FilesError::Io {
+            action: "creating",
+            path: dir.to_path_buf(),
+            source: e,
+        }
+        .into()
+    })
 }
 
 /// The next number in the counter file `path` (pipeline ids), from 1.

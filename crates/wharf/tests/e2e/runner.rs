@@ -34,25 +34,46 @@ fn shell_job(
     job
 }
 
-/// Start `wharf runner run-single --max-builds 1` against the mock (token in the environment).
-fn runner(project: &Project, mock: &GitlabRunnerMock) -> tokio::process::Child {
+/// Start `wharf runner` with `args` against the coordinator at `url` (token in the environment).
+fn spawn_runner(project: &Project, url: &str, token: &str, args: &[&str]) -> tokio::process::Child {
     let mut cmd: tokio::process::Command = project.wharf().into();
-    cmd.args([
-        "runner",
-        "run-single",
-        "--max-builds",
-        "1",
-        "--executor",
-        "shell",
-        "--check-interval",
-        "1",
-    ])
-    .env("CI_SERVER_URL", mock.uri().as_str())
-    .env("CI_SERVER_TOKEN", mock.runner_token())
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .kill_on_drop(true);
+    cmd.arg("runner")
+        .args(args)
+        .env("CI_SERVER_URL", url)
+        .env("CI_SERVER_TOKEN", token)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
     cmd.spawn().unwrap()
+}
+
+/// What most tests run: one job, then stop.
+const ONE_JOB: &[&str] = &["run-single", "--max-builds", "1", "--check-interval", "1"];
+
+/// `wharf runner run-single --max-builds 1` (shell) against the mock.
+fn runner(project: &Project, mock: &GitlabRunnerMock) -> tokio::process::Child {
+    spawn_runner(project, mock.uri().as_str(), mock.runner_token(), ONE_JOB)
+}
+
+/// Polls `ready` until it holds (a guard of one minute against a hung runner, not a timing
+/// assertion: the caller asserts what it waited for).
+async fn wait_until(ready: impl Fn() -> bool) {
+    for _ in 0..600 {
+        if ready() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SIGTERM to the runner we started.
+fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
 }
 
 /// The runner's exit; a guard against a hung runner, not a timing assertion.
@@ -157,12 +178,7 @@ async fn a_job_canceled_in_gitlab_stops_on_the_runner() {
     let project = Project::new(&[]);
     let child = runner(&project, &mock);
     // Wait until the job is running and its output reached GitLab.
-    for _ in 0..600 {
-        if text(&job.log()).contains("tick 1\n") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(|| text(&job.log()).contains("tick 1\n")).await;
     assert!(
         text(&job.log()).contains("tick 1\n"),
         "{}",
@@ -385,21 +401,8 @@ async fn sources_come_from_git_info_and_the_final_update_survives_416_and_202() 
             "exit 4".into(),
         ],
     );
-    let mut cmd: tokio::process::Command = project.wharf().into();
-    cmd.args([
-        "runner",
-        "run-single",
-        "--max-builds",
-        "1",
-        "--check-interval",
-        "1",
-    ])
-    .env("CI_SERVER_URL", &coordinator.url)
-    .env("CI_SERVER_TOKEN", stand_in::RUNNER_TOKEN)
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .kill_on_drop(true);
-    let out = finished(cmd.spawn().unwrap()).await;
+    let runner = spawn_runner(&project, &coordinator.url, stand_in::RUNNER_TOKEN, ONE_JOB);
+    let out = finished(runner).await;
     let seen = coordinator.seen.lock().unwrap();
     let trace = text(&seen.trace);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -441,28 +444,12 @@ async fn sigterm_stops_the_running_job_and_gitlab_hears_runner_interrupted() {
         sha,
         vec!["i=0; while [ $i -lt 600 ]; do echo tick $i; i=$((i+1)); sleep 0.2; done".into()],
     );
-    let mut cmd: tokio::process::Command = project.wharf().into();
-    cmd.args(["runner", "run-single", "--check-interval", "1"])
-        .env("CI_SERVER_URL", &coordinator.url)
-        .env("CI_SERVER_TOKEN", stand_in::RUNNER_TOKEN)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd.spawn().unwrap();
+    let args = ["run-single", "--check-interval", "1"];
+    let child = spawn_runner(&project, &coordinator.url, stand_in::RUNNER_TOKEN, &args);
     let ticking = || text(&coordinator.seen.lock().unwrap().trace).contains("tick 1\n");
-    for _ in 0..600 {
-        if ticking() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until(&ticking).await;
     assert!(ticking());
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    terminate(&child);
     let out = finished(child).await;
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
     let seen = coordinator.seen.lock().unwrap();
@@ -520,25 +507,12 @@ async fn register_writes_a_private_config_and_run_takes_jobs_for_its_runners() {
     text_config.insert_str(0, "log_level = \"debug\"\n");
     std::fs::write(&config, text_config).unwrap();
 
-    let mut cmd: tokio::process::Command = project.wharf().into();
-    cmd.args(["runner", "run", "--config", config_arg])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let child = cmd.spawn().unwrap();
+    // The URL and token come from the config file; these are not used.
+    let args = ["run", "--config", config_arg];
+    let child = spawn_runner(&project, "http://unused.invalid", "unused", &args);
     let done = || !coordinator.seen.lock().unwrap().final_updates.is_empty();
-    for _ in 0..600 {
-        if done() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let pid = child.id().unwrap().to_string();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    wait_until(done).await;
+    terminate(&child);
     let out = finished(child).await;
     let seen = coordinator.seen.lock().unwrap();
     assert!(
@@ -574,23 +548,9 @@ async fn a_docker_job_from_gitlab_runs_in_its_image_with_its_sources() {
         vec!["cat hello.txt".into(), "echo in $CI_PROJECT_DIR".into()],
         Some("wharf-runner-busybox:1"),
     );
-    let mut cmd: tokio::process::Command = project.wharf().into();
-    cmd.args([
-        "runner",
-        "run-single",
-        "--max-builds",
-        "1",
-        "--executor",
-        "docker",
-        "--check-interval",
-        "1",
-    ])
-    .env("CI_SERVER_URL", &coordinator.url)
-    .env("CI_SERVER_TOKEN", stand_in::RUNNER_TOKEN)
-    .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::piped())
-    .kill_on_drop(true);
-    let out = finished(cmd.spawn().unwrap()).await;
+    let args = [ONE_JOB, &["--executor", "docker"]].concat();
+    let runner = spawn_runner(&project, &coordinator.url, stand_in::RUNNER_TOKEN, &args);
+    let out = finished(runner).await;
     let seen = coordinator.seen.lock().unwrap();
     let trace = text(&seen.trace);
     assert!(out.status.success(), "{}", text(&out.stderr));
