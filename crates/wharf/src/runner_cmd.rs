@@ -30,6 +30,8 @@ pub(crate) enum RunnerCommand {
     /// is), at most `concurrent` at once, one at a time per runner. SIGINT/SIGTERM stop the
     /// running jobs (runner_interrupted).
     Run(RunArgs),
+    /// The runners of a config file: name, executor, URL, id (never the token).
+    List(RunArgs),
 }
 
 #[derive(Args)]
@@ -99,6 +101,7 @@ pub(crate) async fn run(command: RunnerCommand) -> Result<ExitCode> {
         RunnerCommand::Verify(args) => verify(args).await,
         RunnerCommand::Register(args) => register(args).await,
         RunnerCommand::Run(args) => run_config(args).await,
+        RunnerCommand::List(args) => list(args),
     }
 }
 
@@ -123,14 +126,10 @@ fn executor_of(name: &str) -> Option<Executor> {
 }
 
 async fn register(args: RegisterArgs) -> Result<ExitCode> {
-    let path = match args.config {
-        Some(p) => p,
-        None => crate::runner_config::default_path()?,
-    };
     let executor = executor_name(args.executor);
     let client = RunnerClient::new(&args.connect.url, &args.connect.token, executor)?;
     let verified = client.verify().await?;
-    let mut config = crate::runner_config::Config::load(&path)?;
+    let (path, mut config) = load_config(args.config)?;
     let name = args.name.unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
@@ -158,12 +157,30 @@ async fn register(args: RegisterArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_config(args: RunArgs) -> Result<ExitCode> {
-    let path = match args.config {
+/// `--config`, else the default file, loaded.
+fn load_config(given: Option<PathBuf>) -> Result<(PathBuf, crate::runner_config::Config)> {
+    let path = match given {
         Some(p) => p,
         None => crate::runner_config::default_path()?,
     };
     let config = crate::runner_config::Config::load(&path)?;
+    Ok((path, config))
+}
+
+fn list(args: RunArgs) -> Result<ExitCode> {
+    let (path, config) = load_config(args.config)?;
+    println!("{} (concurrent = {})", path.display(), config.concurrent);
+    for runner in &config.runners {
+        println!(
+            "{}\texecutor={}\turl={}\tid={}",
+            runner.name, runner.executor, runner.url, runner.id
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_config(args: RunArgs) -> Result<ExitCode> {
+    let (path, config) = load_config(args.config)?;
     if config.runners.is_empty() {
         anyhow::bail!(
             "{}: no [[runners]]: add one with `wharf runner register`",

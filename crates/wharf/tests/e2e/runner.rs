@@ -502,6 +502,13 @@ async fn register_writes_a_private_config_and_run_takes_jobs_for_its_runners() {
         written["runners"][0]["token"].as_str(),
         Some(stand_in::RUNNER_TOKEN)
     );
+    let listed = project
+        .wharf()
+        .args(["runner", "list", "--config", config_arg])
+        .output()
+        .unwrap();
+    assert!(text(&listed.stdout).contains("ci-1\texecutor=shell\turl=http://127.0.0.1:"));
+    assert!(!text(&listed.stdout).contains(stand_in::RUNNER_TOKEN));
     // A key gitlab-runner has and wharf does not use is said, not ignored silently.
     let mut text_config = std::fs::read_to_string(&config).unwrap();
     text_config.insert_str(0, "log_level = \"debug\"\n");
