@@ -74,6 +74,9 @@ pub struct RunOptions {
     pub cancel: watch::Receiver<bool>,
     /// Waits between pull attempts after network errors (GitLab: jittered 2-10 s).
     pub pull_retry_delays: Vec<Duration>,
+    /// GitLab's `token_mask_prefixes` (`glpat-`...): tokens after them are masked in job logs
+    /// (`wharf runner` takes them from the job; empty for `wharf run`).
+    pub token_mask_prefixes: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -499,6 +499,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         console: console.clone(),
         cancel: cancel_rx,
         pull_retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
+        token_mask_prefixes: Vec::new(),
     };
     let report = match wharf_run::run_pipeline(&opened.loaded.pipeline, &opts).await {
         Ok(r) => r,

@@ -468,6 +468,7 @@ async fn run_payload(
         console: console.clone(),
         cancel,
         pull_retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
+        token_mask_prefixes: payload.features.token_mask_prefixes.clone(),
     };
     let wharf_dir = wharf_dir_of(builds_dir, &project_dir);
     let job = job_of(payload);

@@ -272,7 +272,8 @@ mod stand_in {
                             "variables": [{"key": "CI_JOB_TOKEN", "value": JOB_TOKEN, "masked": true, "public": false}],
                             "steps": [{"name": "script", "script": script, "timeout": 600, "when": "on_success"}],
                             "image": image,
-                            "features": {"trace_sections": true, "failure_reasons": ["script_failure", "unknown_failure", "runner_interrupted"]}
+                            "features": {"trace_sections": true, "token_mask_prefixes": ["glpat-"],
+                                         "failure_reasons": ["script_failure", "unknown_failure", "runner_interrupted"]}
                         });
                         (201, vec![], payload.to_string().into_bytes())
                     }
@@ -398,6 +399,7 @@ async fn sources_come_from_git_info_and_the_final_update_survives_416_and_202() 
         vec![
             "cat hello.txt".into(),
             "echo token $CI_JOB_TOKEN".into(),
+            "echo personal glpat-Abc123_def-XYZ end".into(),
             "exit 4".into(),
         ],
     );
@@ -408,6 +410,9 @@ async fn sources_come_from_git_info_and_the_final_update_survives_416_and_202() 
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(trace.contains("\nhello from git\n"), "{trace}");
     assert!(trace.contains("token [MASKED]"), "{trace}");
+    // GitLab's token_mask_prefixes: the token after the prefix is masked.
+    assert!(trace.contains("personal glpat-[MASKED] end"), "{trace}");
+    assert!(!trace.contains("Abc123_def-XYZ"), "{trace}");
     assert!(
         seen.git_requests > 0 && seen.git_refused == 0,
         "git requests: {}, refused: {}",
