@@ -28,7 +28,7 @@ pub(crate) enum RunnerCommand {
     Register(RegisterArgs),
     /// Take jobs for every runner of a config file (gitlab-runner's `config.toml` works as it
     /// is), at most `concurrent` at once, one at a time per runner. SIGINT/SIGTERM stop the
-    /// running jobs (runner_interrupted).
+    /// running jobs (runner_interrupted); SIGQUIT lets them finish and takes no new ones.
     Run(RunArgs),
     /// The runners of a config file: name, executor, URL, id (never the token).
     List(RunArgs),
@@ -193,7 +193,7 @@ async fn run_config(args: RunArgs) -> Result<ExitCode> {
             path.display()
         );
     }
-    let interrupted = interrupt_signal();
+    let signals = Signals::listen();
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(config.concurrent));
     let check_interval = Duration::from_secs(if config.check_interval == 0 {
         3
@@ -226,7 +226,7 @@ async fn run_config(args: RunArgs) -> Result<ExitCode> {
         loops.spawn(take_jobs(
             client,
             settings,
-            interrupted.clone(),
+            signals.clone(),
             permits.clone(),
         ));
     }
@@ -267,7 +267,7 @@ async fn run_single(args: RunSingleArgs) -> Result<ExitCode> {
         wait_timeout: args.wait_timeout,
     };
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
-    Ok(take_jobs(client, settings, interrupt_signal(), permits).await)
+    Ok(take_jobs(client, settings, Signals::listen(), permits).await)
 }
 
 /// One runner: ask for jobs and run them one at a time, each with one of `permits`
@@ -275,9 +275,13 @@ async fn run_single(args: RunSingleArgs) -> Result<ExitCode> {
 async fn take_jobs(
     mut client: RunnerClient,
     settings: RunnerSettings,
-    interrupted: watch::Receiver<bool>,
+    signals: Signals,
     permits: std::sync::Arc<tokio::sync::Semaphore>,
 ) -> ExitCode {
+    let Signals {
+        interrupted,
+        quitting,
+    } = signals;
     let mut builds = 0u64;
     let mut backoff = settings.check_interval;
     let mut waiting_since = Instant::now();
@@ -290,6 +294,9 @@ async fn take_jobs(
     loop {
         if *interrupted.borrow() {
             return ExitCode::from(130);
+        }
+        if *quitting.borrow() {
+            return ExitCode::SUCCESS;
         }
         if settings.max_builds > 0 && builds >= settings.max_builds {
             return ExitCode::SUCCESS;
@@ -329,33 +336,56 @@ async fn take_jobs(
             }
         };
         drop(permit);
-        let mut interrupted = interrupted.clone();
+        let mut quitting = quitting.clone();
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = interrupted.wait_for(|i| *i) => {}
+            _ = quitting.wait_for(|q| *q) => {}
         }
     }
 }
 
-/// `true` once SIGINT or SIGTERM arrived.
-fn interrupt_signal() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+/// The signals a runner obeys: SIGINT/SIGTERM interrupt (the running jobs stop), SIGQUIT quits
+/// (no new jobs; the running ones finish), as gitlab-runner.
+#[derive(Clone)]
+struct Signals {
+    interrupted: watch::Receiver<bool>,
+    quitting: watch::Receiver<bool>,
+}
+
+impl Signals {
+    fn listen() -> Signals {
+        let (interrupt_tx, interrupted) = watch::channel(false);
+        let (quit_tx, quitting) = watch::channel(false);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::quit()),
+            ) else {
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                    _ = quit.recv() => {
+                        eprintln!("SIGQUIT: no new jobs; the running ones finish");
+                        let _ = quit_tx.send(true);
+                        continue;
+                    }
+                }
+                eprintln!("Interrupted: stopping the running jobs");
+                let _ = quit_tx.send(true);
+                let _ = interrupt_tx.send(true);
+                return;
+            }
+        });
+        Signals {
+            interrupted,
+            quitting,
         }
-        eprintln!("Interrupted: stopping the running job");
-        let _ = tx.send(true);
-    });
-    rx
+    }
 }
 
 /// One job from GitLab: its sources, then wharf's job engine, its log streamed to GitLab.

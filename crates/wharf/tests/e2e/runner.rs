@@ -68,9 +68,13 @@ async fn wait_until(ready: impl Fn() -> bool) {
 
 /// SIGTERM to the runner we started.
 fn terminate(child: &tokio::process::Child) {
+    signal(child, "-TERM");
+}
+
+fn signal(child: &tokio::process::Child, which: &str) {
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([which, &pid])
         .status()
         .unwrap();
     assert!(killed.success());
@@ -574,4 +578,33 @@ async fn a_docker_job_from_gitlab_runs_in_its_image_with_its_sources() {
         "{trace}"
     );
     assert!(!trace.contains(stand_in::JOB_TOKEN), "{trace}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigquit_lets_the_running_job_finish_and_takes_no_more() {
+    let project = Project::new(&[]);
+    let (repo, sha) = bare_repository(project.home.path());
+    let coordinator = stand_in::start(
+        repo,
+        sha,
+        vec!["i=0; while [ $i -lt 10 ]; do echo tick $i; i=$((i+1)); sleep 0.2; done".into()],
+    );
+    let args = ["run-single", "--check-interval", "1"];
+    let child = spawn_runner(&project, &coordinator.url, stand_in::RUNNER_TOKEN, &args);
+    let ticking = || text(&coordinator.seen.lock().unwrap().trace).contains("tick 1\n");
+    wait_until(&ticking).await;
+    assert!(ticking());
+    signal(&child, "-QUIT");
+    let out = finished(child).await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let seen = coordinator.seen.lock().unwrap();
+    assert!(
+        text(&seen.trace).contains("tick 9\n"),
+        "{}",
+        text(&seen.trace)
+    );
+    assert_eq!(
+        seen.final_updates.last().expect("a final update")["state"],
+        "success"
+    );
 }
