@@ -442,6 +442,29 @@ async fn sources_come_from_git_info_and_the_final_update_survives_416_and_202() 
         assert!(!output.contains(stand_in::JOB_TOKEN), "{output}");
         assert!(!output.contains(stand_in::RUNNER_TOKEN), "{output}");
     }
+    // Nor in any file the runner wrote: the working copy (git's config, no token in the
+    // remote), wharf's logs and build folders.
+    let builds = project.path().join("builds");
+    assert!(builds.join("group/project/.git/config").is_file());
+    for entry in walkdir::WalkDir::new(&builds)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
+        if entry.file_type().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let content = String::from_utf8_lossy(&bytes);
+            assert!(
+                !content.contains(stand_in::JOB_TOKEN),
+                "{}",
+                entry.path().display()
+            );
+            assert!(
+                !content.contains(stand_in::RUNNER_TOKEN),
+                "{}",
+                entry.path().display()
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
