@@ -467,20 +467,32 @@ async fn sources_come_from_git_info_and_the_final_update_survives_416_and_202() 
     }
 }
 
+/// A runner (no --max-builds) running a job that prints `tick N` every 0.2 s, `ticks` times;
+/// returned once GitLab has its first ticks.
+async fn ticking_job(
+    project: &Project,
+    ticks: u32,
+) -> (stand_in::Coordinator, tokio::process::Child) {
+    let (repo, sha) = bare_repository(project.home.path());
+    let script =
+        format!("i=0; while [ $i -lt {ticks} ]; do echo tick $i; i=$((i+1)); sleep 0.2; done");
+    let coordinator = stand_in::start(repo, sha, vec![script]);
+    let args = ["run-single", "--check-interval", "1"];
+    let child = spawn_runner(project, &coordinator.url, stand_in::RUNNER_TOKEN, &args);
+    let ticking = || text(&coordinator.seen.lock().unwrap().trace).contains("tick 1\n");
+    wait_until(&ticking).await;
+    assert!(
+        ticking(),
+        "{}",
+        text(&coordinator.seen.lock().unwrap().trace)
+    );
+    (coordinator, child)
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_the_running_job_and_gitlab_hears_runner_interrupted() {
     let project = Project::new(&[]);
-    let (repo, sha) = bare_repository(project.home.path());
-    let coordinator = stand_in::start(
-        repo,
-        sha,
-        vec!["i=0; while [ $i -lt 600 ]; do echo tick $i; i=$((i+1)); sleep 0.2; done".into()],
-    );
-    let args = ["run-single", "--check-interval", "1"];
-    let child = spawn_runner(&project, &coordinator.url, stand_in::RUNNER_TOKEN, &args);
-    let ticking = || text(&coordinator.seen.lock().unwrap().trace).contains("tick 1\n");
-    wait_until(&ticking).await;
-    assert!(ticking());
+    let (coordinator, child) = ticking_job(&project, 600).await;
     terminate(&child);
     let out = finished(child).await;
     assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
@@ -606,17 +618,7 @@ async fn a_docker_job_from_gitlab_runs_in_its_image_with_its_sources() {
 #[tokio::test(flavor = "multi_thread")]
 async fn sigquit_lets_the_running_job_finish_and_takes_no_more() {
     let project = Project::new(&[]);
-    let (repo, sha) = bare_repository(project.home.path());
-    let coordinator = stand_in::start(
-        repo,
-        sha,
-        vec!["i=0; while [ $i -lt 10 ]; do echo tick $i; i=$((i+1)); sleep 0.2; done".into()],
-    );
-    let args = ["run-single", "--check-interval", "1"];
-    let child = spawn_runner(&project, &coordinator.url, stand_in::RUNNER_TOKEN, &args);
-    let ticking = || text(&coordinator.seen.lock().unwrap().trace).contains("tick 1\n");
-    wait_until(&ticking).await;
-    assert!(ticking());
+    let (coordinator, child) = ticking_job(&project, 10).await;
     signal(&child, "-QUIT");
     let out = finished(child).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
