@@ -3,12 +3,13 @@
 //! as `wharf run`), and their log goes back to GitLab as the job's trace.
 
 use crate::{Executor, runner_env};
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
+use wharf_ci::FileVariable;
 use wharf_gitlab::runner::{
     FailureReason, JobOutcome, JobPayload, JobState, RunnerClient, RunnerError, TraceBuffer,
     job_of, run_with_trace, source, variables_of,
@@ -93,6 +94,10 @@ pub(crate) struct RunSingleArgs {
     /// Seconds between job requests when GitLab has none.
     #[arg(long, value_name = "SECONDS", default_value_t = 3)]
     check_interval: u64,
+    /// A variable every job gets (repeatable), below the job's own variables, as config.toml's
+    /// `environment`.
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    environment: Vec<String>,
 }
 
 pub(crate) async fn run(command: RunnerCommand) -> Result<ExitCode> {
@@ -145,6 +150,7 @@ async fn register(args: RegisterArgs) -> Result<ExitCode> {
         token_expires_at: verified.token_expires_at.map(toml::Value::String),
         executor: executor.to_string(),
         builds_dir: None,
+        environment: Vec::new(),
         other: Default::default(),
     });
     config.save(&path)?;
@@ -222,6 +228,8 @@ async fn run_config(args: RunArgs) -> Result<ExitCode> {
             check_interval,
             max_builds: 0,
             wait_timeout: 0,
+            environment: environment_of(&runner.environment)
+                .with_context(|| format!("{}: runner {}", path.display(), runner.name))?,
         };
         loops.spawn(take_jobs(
             client,
@@ -254,6 +262,27 @@ struct RunnerSettings {
     check_interval: Duration,
     max_builds: u64,
     wait_timeout: u64,
+    /// `environment` / `--env`: variables every job gets, below its own.
+    environment: Vec<FileVariable>,
+}
+
+/// `KEY=VALUE` entries as job variables.
+fn environment_of(entries: &[String]) -> Result<Vec<FileVariable>> {
+    entries
+        .iter()
+        .map(|entry| match entry.split_once('=') {
+            Some((name, value)) if wharf_ci::is_variable_name(name) => Ok(FileVariable {
+                name: name.to_string(),
+                value: value.to_string(),
+                masked: false,
+                file: false,
+            }),
+            _ => anyhow::bail!(
+                "environment entry `{}`: expected KEY=VALUE with a variable name as KEY",
+                entry.split('=').next().unwrap_or_default()
+            ),
+        })
+        .collect()
 }
 
 async fn run_single(args: RunSingleArgs) -> Result<ExitCode> {
@@ -265,6 +294,7 @@ async fn run_single(args: RunSingleArgs) -> Result<ExitCode> {
         check_interval: Duration::from_secs(args.check_interval),
         max_builds: args.max_builds,
         wait_timeout: args.wait_timeout,
+        environment: environment_of(&args.environment)?,
     };
     let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
     Ok(take_jobs(client, settings, Signals::listen(), permits).await)
@@ -502,7 +532,10 @@ async fn run_payload(
     };
     let wharf_dir = wharf_dir_of(builds_dir, &project_dir);
     let job = job_of(payload);
-    match wharf_run::run_single_job(&job, variables_of(payload), &opts, wharf_dir).await {
+    // The runner's environment first: the job's own variables win (later ones replace).
+    let mut variables = settings.environment.clone();
+    variables.extend(variables_of(payload));
+    match wharf_run::run_single_job(&job, variables, &opts, wharf_dir).await {
         Ok(report) => outcome_of(&report.status, *interrupted.borrow()),
         Err(e) => failed(FailureReason::RunnerSystemFailure, &console, e.to_string()),
     }

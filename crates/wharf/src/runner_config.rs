@@ -1,6 +1,6 @@
 //! gitlab-runner's `config.toml` (`common/config.go`), the part wharf acts on: `concurrent`,
 //! `check_interval` and `[[runners]]` with `name`, `url`, `id`, `token`, `executor`,
-//! `builds_dir`. Every other key is kept when the file is rewritten and reported once when the
+//! `builds_dir`, `environment`. Every other key is kept when the file is rewritten and reported once when the
 //! runners start, never ignored silently. The file holds runner tokens: written with mode 0600.
 
 use anyhow::{Context, Result, bail};
@@ -43,6 +43,9 @@ pub(crate) struct RunnerConfig {
     pub executor: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub builds_dir: Option<PathBuf>,
+    /// `KEY=VALUE` variables every job of this runner gets, below the job's own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environment: Vec<String>,
     #[serde(flatten)]
     pub other: BTreeMap<String, toml::Value>,
 }

@@ -506,7 +506,11 @@ async fn sigterm_stops_the_running_job_and_gitlab_hears_runner_interrupted() {
 async fn register_writes_a_private_config_and_run_takes_jobs_for_its_runners() {
     let project = Project::new(&[]);
     let (repo, sha) = bare_repository(project.home.path());
-    let coordinator = stand_in::start(repo, sha, vec!["cat hello.txt".into()]);
+    let coordinator = stand_in::start(
+        repo,
+        sha,
+        vec!["cat hello.txt".into(), "echo env $FROM_CONFIG".into()],
+    );
     let config = project.path().join("etc/config.toml");
     let config_arg = config.to_str().unwrap();
     let wrong = project
@@ -556,6 +560,8 @@ async fn register_writes_a_private_config_and_run_takes_jobs_for_its_runners() {
     // A key gitlab-runner has and wharf does not use is said, not ignored silently.
     let mut text_config = std::fs::read_to_string(&config).unwrap();
     text_config.insert_str(0, "log_level = \"debug\"\n");
+    // The runner's `environment` (the last table is the [[runners]] entry).
+    text_config.push_str("environment = [\"FROM_CONFIG=runner-level\"]\n");
     std::fs::write(&config, text_config).unwrap();
 
     // The URL and token come from the config file; these are not used.
@@ -572,6 +578,7 @@ async fn register_writes_a_private_config_and_run_takes_jobs_for_its_runners() {
         text(&out.stderr)
     );
     assert_eq!(seen.final_updates.last().unwrap()["state"], "success");
+    assert!(text(&seen.trace).contains("\nenv runner-level\n"));
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("`log_level` is not supported by wharf"),
