@@ -640,3 +640,16 @@ async fn sigquit_lets_the_running_job_finish_and_takes_no_more() {
         "success"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_gitlab_refuses_stops_the_runner_with_the_fix_and_without_the_token() {
+    let mock = GitlabRunnerMock::start().await;
+    let project = Project::new(&[]);
+    let runner = spawn_runner(&project, mock.uri().as_str(), "glrt-not-this-one", ONE_JOB);
+    let out = finished(runner).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("/api/v4/jobs/request: 403"), "{stderr}");
+    assert!(stderr.contains("fix: "), "{stderr}");
+    assert!(!stderr.contains("glrt-not-this-one"), "{stderr}");
+}
