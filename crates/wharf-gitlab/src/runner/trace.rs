@@ -184,28 +184,44 @@ impl<'a> TraceSender<'a> {
     }
 
     /// The final update: the rest of the log, then the job's state with the log's checksum,
-    /// again at the interval while GitLab answers 202.
+    /// again at the interval while GitLab answers 202, or does not answer (the job's result
+    /// must not be lost to one failed request); the last error when GitLab never took it.
     pub async fn finish(&mut self, outcome: &JobOutcome) -> Result<(), RunnerError> {
+        let mut last_error = None;
         for _ in 0..MAX_FINAL_UPDATES {
-            if self.flush().await? == RemoteJobStatus::Aborted {
-                return Ok(());
+            match self.final_update(outcome).await {
+                Ok(Some(interval)) => {
+                    if let Some(interval) = interval {
+                        self.interval = interval;
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => last_error = Some(e),
             }
-            let output = TraceOutput::of(&self.buffer.contents());
+            tokio::time::sleep(self.interval).await;
+        }
+        last_error.map_or(Ok(()), Err)
+    }
+
+    /// One try: `None` when done, `Some(interval)` to try again.
+    async fn final_update(
+        &mut self,
+        outcome: &JobOutcome,
+    ) -> Result<Option<Option<Duration>>, RunnerError> {
+        if self.flush().await? == RemoteJobStatus::Aborted {
+            return Ok(None);
+        }
+        let output = TraceOutput::of(&self.buffer.contents());
+        Ok(
             match self
                 .client
                 .update_job(self.job, outcome, Some(output))
                 .await?
             {
-                UpdateResult::Accepted | UpdateResult::Rejected => return Ok(()),
-                UpdateResult::TryAgain { interval } => {
-                    if let Some(interval) = interval {
-                        self.interval = interval;
-                    }
-                    tokio::time::sleep(self.interval).await;
-                }
-            }
-        }
-        Ok(())
+                UpdateResult::Accepted | UpdateResult::Rejected => None,
+                UpdateResult::TryAgain { interval } => Some(interval),
+            },
+        )
     }
 }
 

@@ -205,7 +205,7 @@ async fn a_job_canceled_in_gitlab_stops_on_the_runner() {
 /// `Range` nor 202 to the final update, does not show the update's fields, and names a
 /// repository that does not exist. This one hands out one job whose sources come from a local
 /// bare repository (served as git's "dumb" HTTP, only with the job token as Basic credentials),
-/// answers the first trace patch with 416 and the first final update with 202.
+/// answers the first trace patch with 416 and the first final updates with 500, then 202.
 mod stand_in {
     use std::path::PathBuf;
     use std::sync::{Arc, Mutex};
@@ -325,10 +325,11 @@ mod stand_in {
                         if update.get("output").is_some() {
                             seen.final_updates.push(update);
                         }
-                        let status = if seen.final_updates.len() == 1 {
-                            202
-                        } else {
-                            200
+                        // One failure, then "not yet", then taken.
+                        let status = match seen.final_updates.len() {
+                            1 => 500,
+                            2 => 202,
+                            _ => 200,
                         };
                         (
                             status,
@@ -394,7 +395,7 @@ fn bare_repository(root: &std::path::Path) -> (std::path::PathBuf, String) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn sources_come_from_git_info_and_the_final_update_survives_416_and_202() {
+async fn sources_come_from_git_info_and_the_final_update_survives_416_500_and_202() {
     let project = Project::new(&[]);
     let (repo, sha) = bare_repository(project.home.path());
     let coordinator = stand_in::start(
@@ -426,10 +427,10 @@ async fn sources_come_from_git_info_and_the_final_update_survives_416_and_202() 
     assert!(seen.range_mismatches >= 1);
     assert_eq!(
         seen.final_updates.len(),
-        2,
-        "a 202 makes the runner send the final update again"
+        3,
+        "a 500, then a 202, make the runner send the final update again"
     );
-    let last = &seen.final_updates[1];
+    let last = &seen.final_updates[2];
     assert_eq!(last["state"], "failed");
     assert_eq!(last["failure_reason"], "script_failure");
     assert_eq!(last["exit_code"], 4);
