@@ -201,7 +201,7 @@ impl JobLog {
         if self.console.sections {
             self.close_section();
             let name = section_name(&self.masker.mask_str(text));
-            self.write_console(format!("section_start:{}:{name}\r\x1b[0K", unix_time()).as_bytes());
+            self.write_console(section_marker("start", &name).as_bytes());
             self.open_section = Some(name);
         }
         self.message(Level::Section, text);
@@ -209,7 +209,7 @@ impl JobLog {
 
     fn close_section(&mut self) {
         if let Some(name) = self.open_section.take() {
-            self.write_console(format!("section_end:{}:{name}\r\x1b[0K", unix_time()).as_bytes());
+            self.write_console(section_marker("end", &name).as_bytes());
         }
     }
     pub fn info(&mut self, text: &str) {
@@ -270,8 +270,13 @@ impl Drop for JobLog {
     }
 }
 
+/// GitLab's section marker: `kind` is `start` or `end`; `name` as [`section_name`] makes it.
+pub fn section_marker(kind: &str, name: &str) -> String {
+    format!("section_{kind}:{}:{name}\r\x1b[0K", unix_time())
+}
+
 /// GitLab's section names: letters, digits, `_`, `.` and `-` (gitlab-runner's `step_script`...).
-fn section_name(text: &str) -> String {
+pub fn section_name(text: &str) -> String {
     let mut name = String::with_capacity(text.len());
     for c in text.chars() {
         if c.is_ascii_alphanumeric() {

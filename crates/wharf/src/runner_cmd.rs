@@ -479,6 +479,9 @@ async fn run_payload(
     let builds_dir = settings.builds_dir.as_path();
     let project_dir = source::project_dir(builds_dir, payload);
     let strategy = source::GitStrategy::of(payload);
+    // A GitLab section of its own, as the job engine's sections that follow.
+    let sources_section = wharf_run::log::section_name("Getting source from Git repository");
+    console.write(wharf_run::log::section_marker("start", &sources_section).as_bytes());
     console.line(&wharf_run::log::paint(
         true,
         wharf_run::log::Level::Section,
@@ -507,6 +510,7 @@ async fn run_payload(
             exit_code: None,
         }
     };
+    console.write(wharf_run::log::section_marker("end", &sources_section).as_bytes());
     match fetched {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return failed(FailureReason::ScriptFailure, &console, e.to_string()),

@@ -124,6 +124,10 @@ async fn a_shell_job_from_gitlab_runs_and_its_trace_and_success_reach_gitlab() {
         "{trace:?}"
     );
     assert!(trace.contains("section_end:"), "{trace:?}");
+    assert!(
+        trace.contains(":getting_source_from_git_repository\r\x1b[0K"),
+        "{trace:?}"
+    );
     assert!(trace.contains("secret is [MASKED]"), "{trace}");
     assert!(!trace.contains("s3cr3t-value-42"), "{trace}");
     for (what, output) in [
