@@ -99,6 +99,8 @@ pub enum TokenKind {
     Private,
     /// A CI job token (`CI_JOB_TOKEN`).
     Job,
+    /// A runner authentication token (`glrt-...`): the runner protocol's job requests.
+    Runner,
 }
 
 /// A GitLab token. Its `Debug` and `Display` never show the secret.
@@ -151,6 +153,7 @@ impl Token {
         match self.kind {
             TokenKind::Private => "PRIVATE-TOKEN",
             TokenKind::Job => "JOB-TOKEN",
+            TokenKind::Runner => "RUNNER-TOKEN",
         }
     }
 

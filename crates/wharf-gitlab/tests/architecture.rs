@@ -1,6 +1,8 @@
 //! wharf-gitlab stays a one-way stack (ARCHITECTURE.md explains the modules): settings and
 //! errors at the bottom, then the cache and versions, then the HTTP and git transports, then the
-//! instance that resolves includes. Checked by `wharf_testkit::layers`.
+//! instance that resolves includes. The runner protocol sits beside them: its bodies on the
+//! settings (tokens), the client, payload conversion and sources on the bodies, the trace on the
+//! client. Checked by `wharf_testkit::layers`.
 
 use std::path::Path;
 
@@ -12,7 +14,13 @@ const LAYERS: &[(&str, usize)] = &[
     ("http", 2),
     ("git", 2),
     ("instance", 3),
-    ("", 4),
+    ("runner::spec", 2),
+    ("runner::client", 3),
+    ("runner::job", 3),
+    ("runner::source", 3),
+    ("runner::trace", 4),
+    ("runner", 5),
+    ("", 6),
 ];
 
 #[test]

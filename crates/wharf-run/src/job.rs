@@ -147,7 +147,8 @@ async fn run_with(ctx: &Ctx<'_>, job: &Job, mut executor: impl Executor) -> JobR
     let slug = slug(&job.name);
     let layout = executor.layout().clone();
     let vars = job_variables(ctx, job, &layout);
-    let masker = Masker::for_variables(&vars, ctx.opts.env.docker_auth_config.as_deref());
+    let mut masker = Masker::for_variables(&vars, ctx.opts.env.docker_auth_config.as_deref());
+    masker.add_token_prefixes(&ctx.opts.token_mask_prefixes);
     let log_path = ctx.wharf_dir.join("logs").join(format!("{slug}.log"));
     let created = if ctx.run.attempt > 1 {
         JobLog::append(ctx.opts.console.clone(), &log_path, masker)
@@ -570,6 +571,7 @@ mod tests {
             pull_retry_delays: Vec::new(),
             limits: Default::default(),
             sandbox_network: Default::default(),
+            token_mask_prefixes: Vec::new(),
         };
         let engine = OnceCell::new();
         let sources = crate::vars::VarSources::default();

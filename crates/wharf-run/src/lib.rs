@@ -27,7 +27,7 @@ pub use options::{
     DotenvLimits, ExecutorChoice, Limits, RunError, RunOptions, RunnerEnv, SandboxNetwork,
     parse_memory_size,
 };
-pub use pipeline::{DEFAULT_TIMEOUT, load_options, plan_pipeline, run_pipeline};
+pub use pipeline::{DEFAULT_TIMEOUT, load_options, plan_pipeline, run_pipeline, run_single_job};
 pub use plan::Selection;
 pub use report::{FailureReason, JobReport, JobStatus, PipelineReport};
 pub use vars::parse_dotenv;

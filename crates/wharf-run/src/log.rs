@@ -16,6 +16,9 @@ const RESET: &str = "\x1b[0;m";
 /// The terminal (or pipe) all jobs write to.
 pub struct Console {
     pub color: bool,
+    /// GitLab's collapsible sections (`section_start:<time>:<name>`...) around each section:
+    /// a job log GitLab shows (`wharf runner`).
+    sections: bool,
     out: Mutex<Box<dyn Write + Send>>,
 }
 
@@ -23,6 +26,17 @@ impl Console {
     pub fn new(color: bool, out: Box<dyn Write + Send>) -> Arc<Self> {
         Arc::new(Self {
             color,
+            sections: false,
+            out: Mutex::new(out),
+        })
+    }
+
+    /// A job's trace for GitLab: coloured, with GitLab's section markers, as gitlab-runner
+    /// writes it.
+    pub fn gitlab_trace(out: Box<dyn Write + Send>) -> Arc<Self> {
+        Arc::new(Self {
+            color: true,
+            sections: true,
             out: Mutex::new(out),
         })
     }
@@ -64,6 +78,8 @@ pub struct JobLog {
     /// Console bytes of an unfinished line, held until its newline so that jobs running at
     /// once interleave whole lines only.
     pending: Vec<u8>,
+    /// The GitLab section open on the console (see [`Console::gitlab_trace`]).
+    open_section: Option<String>,
 }
 
 /// The longest unfinished console line held back for its newline (prefixed consoles only);
@@ -105,6 +121,7 @@ impl JobLog {
             file_strip: AnsiStripper::default(),
             prefix: None,
             pending: Vec::new(),
+            open_section: None,
         })
     }
 
@@ -181,7 +198,19 @@ impl JobLog {
     }
 
     pub fn section(&mut self, text: &str) {
+        if self.console.sections {
+            self.close_section();
+            let name = section_name(&self.masker.mask_str(text));
+            self.write_console(section_marker("start", &name).as_bytes());
+            self.open_section = Some(name);
+        }
         self.message(Level::Section, text);
+    }
+
+    fn close_section(&mut self) {
+        if let Some(name) = self.open_section.take() {
+            self.write_console(section_marker("end", &name).as_bytes());
+        }
     }
     pub fn info(&mut self, text: &str) {
         self.message(Level::Info, text);
@@ -233,6 +262,37 @@ impl JobLog {
             }
         }
     }
+}
+
+impl Drop for JobLog {
+    fn drop(&mut self) {
+        self.close_section();
+    }
+}
+
+/// GitLab's section marker: `kind` is `start` or `end`; `name` as [`section_name`] makes it.
+pub fn section_marker(kind: &str, name: &str) -> String {
+    format!("section_{kind}:{}:{name}\r\x1b[0K", unix_time())
+}
+
+/// GitLab's section names: letters, digits, `_`, `.` and `-` (gitlab-runner's `step_script`...).
+pub fn section_name(text: &str) -> String {
+    let mut name = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            name.push(c.to_ascii_lowercase());
+        } else if !name.ends_with('_') {
+            name.push('_');
+        }
+    }
+    name.trim_matches('_').to_string()
+}
+
+fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// Removes ANSI escape sequences from a byte stream, also when one is split across chunks.
@@ -364,6 +424,40 @@ mod tests {
         log.flush_output();
         let console_text = sink.0.lock().unwrap().len();
         assert!(console_text >= 640 * chunk.len(), "{console_text}");
+    }
+
+    #[test]
+    fn a_gitlab_trace_has_gitlabs_section_markers_and_the_file_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Shared::default();
+        let path = dir.path().join("j.log");
+        let mut log = JobLog::create(
+            Console::gitlab_trace(Box::new(sink.clone())),
+            &path,
+            Masker::new(Vec::<String>::new()),
+        )
+        .unwrap();
+        log.section("Executing \"step_script\" stage");
+        log.output(b"out\n");
+        log.section("Cleaning up");
+        drop(log);
+        let trace = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let marker = regex::Regex::new(r"section_(start|end):\d+:([a-z_]+)\r\x1b\[0K").unwrap();
+        let markers: Vec<String> = marker
+            .captures_iter(&trace)
+            .map(|c| format!("{} {}", &c[1], &c[2]))
+            .collect();
+        assert_eq!(
+            markers,
+            [
+                "start executing_step_script_stage",
+                "end executing_step_script_stage",
+                "start cleaning_up",
+                "end cleaning_up"
+            ],
+            "{trace:?}"
+        );
+        assert!(!std::fs::read_to_string(&path).unwrap().contains("section_"));
     }
 
     #[test]

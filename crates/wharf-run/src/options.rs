@@ -82,6 +82,9 @@ pub struct RunOptions {
     pub limits: Limits,
     /// The network of sandbox jobs that have services.
     pub sandbox_network: SandboxNetwork,
+    /// GitLab's `token_mask_prefixes` (`glpat-`...): tokens after them are masked in job logs
+    /// (`wharf runner` takes them from the job; empty for `wharf run`).
+    pub token_mask_prefixes: Vec<String>,
 }
 
 /// The network a sandbox job with `services:` and its services share (jobs without services

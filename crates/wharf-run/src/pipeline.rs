@@ -64,11 +64,7 @@ pub async fn run_pipeline(
 ) -> Result<PipelineReport, RunError> {
     let started = Instant::now();
     let wharf_dir = opts.project_dir.join(".wharf");
-    std::fs::create_dir_all(&wharf_dir).map_err(|e| files::FilesError::Io {
-        action: "creating",
-        path: wharf_dir.clone(),
-        source: e,
-    })?;
+    create_dir(&wharf_dir)?;
     let git = Arc::new(GitInfo::read(&opts.project_dir));
     let project_name = predefined::project_name(&opts.project_dir);
     let pipeline_id = next_id(&wharf_dir.join("pipeline-id"));
@@ -136,6 +132,52 @@ pub async fn run_pipeline(
                "duration_ms": started.elapsed().as_millis() as u64}),
     );
     Ok(report)
+}
+
+/// One job handed over whole instead of planned from a pipeline file: a GitLab runner's job
+/// payload (`wharf runner`). It runs through the same phases, executors, timeout and cancel
+/// signal as a job of [`run_pipeline`], with no rules, scheduler, retries or dependencies
+/// (GitLab did those). `variables` are the job's as GitLab computed them (predefined ones
+/// included): they win over wharf's own predefined variables and are the only others. The
+/// project folder holds the job's sources; `wharf_dir` its logs, caches and build folders.
+pub async fn run_single_job(
+    job: &Job,
+    variables: Vec<FileVariable>,
+    opts: &RunOptions,
+    wharf_dir: PathBuf,
+) -> Result<JobReport, RunError> {
+    create_dir(&wharf_dir)?;
+    let git = Arc::new(GitInfo::read(&opts.project_dir));
+    let project_name = predefined::project_name(&opts.project_dir);
+    let pipeline = Pipeline {
+        stages: vec![job.stage.clone()],
+        variables: Vec::new(),
+        jobs: vec![job.clone()],
+        workflow: None,
+        includes: Vec::new(),
+    };
+    let sources = VarSources {
+        predefined: predefined::pipeline(&project_name, 0, &git),
+        global: Vec::new(),
+        workflow: Vec::new(),
+        file: variables,
+        cli: Vec::new(),
+    };
+    let shared = Shared {
+        masker: event_masker(&pipeline, &sources, opts),
+        snapshot: files::snapshot(&opts.project_dir)?,
+        opts: opts.clone(),
+        pipeline,
+        wharf_dir,
+        project_name,
+        pipeline_id: 0,
+        engine: OnceCell::new(),
+        sources,
+        git,
+        next_job: Arc::new(AtomicU64::new(0)),
+        name_prefix: String::new(),
+    };
+    Ok(run_once(&shared, job, 1, 1, None).await)
 }
 
 fn emit(sink: &Option<Arc<Console>>, masker: &Masker, mut event: serde_json::Value) {
@@ -661,6 +703,17 @@ pub fn plan_pipeline(
         cli: cli.to_vec(),
     };
     plan::plan(pipeline, &sources, &git, project_dir, &Selection::default())
+}
+
+fn create_dir(dir: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        files::FilesError::Io {
+            action: "creating",
+            path: dir.to_path_buf(),
+            source: e,
+        }
+        .into()
+    })
 }
 
 /// The next number in the counter file `path` (pipeline ids), from 1.

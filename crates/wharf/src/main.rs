@@ -15,6 +15,8 @@ mod doctor;
 mod image_cmd;
 mod includes;
 mod registry_cmd;
+mod runner_cmd;
+mod runner_config;
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +61,10 @@ enum Command {
     Pull(image_cmd::PullArgs),
     /// List the images of wharf's store with their sizes; `rm` and `prune` them.
     Images(image_cmd::ImagesArgs),
+    /// Take jobs from a GitLab instance and run them with wharf's executors, as a GitLab
+    /// runner does.
+    #[command(subcommand)]
+    Runner(runner_cmd::RunnerCommand),
 }
 
 #[derive(Args)]
@@ -264,6 +270,35 @@ enum Executor {
     Shell,
 }
 
+/// What the jobs take from wharf's own environment (the runner level).
+fn runner_env() -> RunnerEnv {
+    RunnerEnv {
+        docker_auth_config: std::env::var("DOCKER_AUTH_CONFIG")
+            .ok()
+            .filter(|v| !v.is_empty()),
+        docker_config: std::env::var_os("DOCKER_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+        home: std::env::var_os("HOME").map(PathBuf::from),
+        path: std::env::var_os("PATH"),
+        docker_host: std::env::var("DOCKER_HOST").ok(),
+        wharf_home: std::env::var_os("WHARF_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from),
+    }
+}
+
+impl Executor {
+    fn choice(self) -> ExecutorChoice {
+        match self {
+            Executor::Auto => ExecutorChoice::Auto,
+            Executor::Docker => ExecutorChoice::Docker,
+            Executor::Sandbox => ExecutorChoice::Sandbox,
+            Executor::Shell => ExecutorChoice::Shell,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Pull {
     Always,
@@ -319,6 +354,7 @@ fn main() -> ExitCode {
             Command::Doctor(args) => doctor::run(args).await,
             Command::Pull(args) => image_cmd::pull(args).await,
             Command::Images(args) => image_cmd::images(args),
+            Command::Runner(command) => runner_cmd::run(command).await,
         }
     });
     match result {
@@ -444,20 +480,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
 
-    let env = RunnerEnv {
-        docker_auth_config: std::env::var("DOCKER_AUTH_CONFIG")
-            .ok()
-            .filter(|v| !v.is_empty()),
-        docker_config: std::env::var_os("DOCKER_CONFIG")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from),
-        home: std::env::var_os("HOME").map(PathBuf::from),
-        path: std::env::var_os("PATH"),
-        docker_host: std::env::var("DOCKER_HOST").ok(),
-        wharf_home: std::env::var_os("WHARF_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from),
-    };
+    let env = runner_env();
     let (cancel_tx, cancel_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -489,12 +512,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         },
         cli_variables: opened.cli_variables,
         file_variables: opened.file_variables,
-        executor: match args.executor {
-            Executor::Auto => ExecutorChoice::Auto,
-            Executor::Docker => ExecutorChoice::Docker,
-            Executor::Sandbox => ExecutorChoice::Sandbox,
-            Executor::Shell => ExecutorChoice::Shell,
-        },
+        executor: args.executor.choice(),
         pull_policy: args.pull_policy.map(|p| match p {
             Pull::Always => PullPolicy::Always,
             Pull::IfNotPresent => PullPolicy::IfNotPresent,
@@ -512,6 +530,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             SandboxNet::Isolated => wharf_run::SandboxNetwork::Isolated,
             SandboxNet::Host => wharf_run::SandboxNetwork::Host,
         },
+        token_mask_prefixes: Vec::new(),
     };
     let report = match wharf_run::run_pipeline(&opened.loaded.pipeline, &opts).await {
         Ok(r) => r,

@@ -4,6 +4,7 @@
 //! - `docker`: the Docker executor against a real dockerd, Debian's docker-registry (htpasswd and
 //!   token auth) and skopeo. Marked `#[ignore]`; `scripts/test-all.sh` runs them with
 //!   `--include-ignored` after starting what they need.
+//! - `runner`: `wharf runner` against a GitLab coordinator we did not write (gitlab-runner-mock).
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
@@ -19,6 +20,7 @@ mod limits;
 mod network_corpus;
 mod pipeline;
 mod registry;
+mod runner;
 mod sandbox;
 mod sandbox_services;
 mod services;
