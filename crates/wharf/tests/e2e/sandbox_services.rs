@@ -151,76 +151,52 @@ fn assert_nothing_left(p: &Project) {
     );
 }
 
-#[test]
-#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
-fn a_real_server_as_a_service_is_reached_by_alias_and_on_loopback() {
+/// The registry-service pipeline run in the sandbox, as root or as `rootless` (a user with
+/// subordinate ids), with `flags` added to `wharf run`: the run, after checking that it was
+/// served and left nothing behind.
+fn served_registry_service_job(rootless: Option<(u32, u32)>, flags: &[&str]) -> Run {
     let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
     let (job_image, service, _layout) = images(&reg);
     let p = Project::pipeline(&pipeline(&job_image, &service));
     let home = tempfile::tempdir().unwrap();
     let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
-    let run = run_without_docker(
-        &p,
-        home.path(),
-        &["run", "--executor", "sandbox", "--variable", &var],
-    );
+    let mut args = vec!["run", "--executor", "sandbox", "--variable", &var];
+    args.extend_from_slice(flags);
+    let run = match rootless {
+        Some(ids) => run_rootless(&p, home.path(), ids, &args),
+        None => run_without_docker(&p, home.path(), &args),
+    };
     if std::env::var_os("SHOW").is_some() {
         eprintln!("{}", run.all());
     }
     assert_served(&run);
-    run.assert_contains("share a network of their own with only loopback")
+    assert_nothing_left(&p);
+    run
+}
+
+#[test]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+fn a_real_server_as_a_service_is_reached_by_alias_and_on_loopback() {
+    served_registry_service_job(None, &[])
+        .assert_contains("share a network of their own with only loopback")
         .assert_contains(
             "host-says wget: can't connect to remote host (127.0.0.1): Connection refused",
         );
-    assert_nothing_left(&p);
 }
 
 #[test]
 #[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
 fn with_the_hosts_network_the_job_reaches_the_host_and_its_services() {
-    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let (job_image, service, _layout) = images(&reg);
-    let p = Project::pipeline(&pipeline(&job_image, &service));
-    let home = tempfile::tempdir().unwrap();
-    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
-    let run = run_without_docker(
-        &p,
-        home.path(),
-        &[
-            "run",
-            "--executor",
-            "sandbox",
-            "--sandbox-network",
-            "host",
-            "--variable",
-            &var,
-        ],
-    );
-    assert_served(&run);
-    run.assert_contains("share the host's network")
+    served_registry_service_job(None, &["--sandbox-network", "host"])
+        .assert_contains("share the host's network")
         .assert_contains("host-says wget: server returned error: HTTP/1.1 401 Unauthorized");
-    assert_nothing_left(&p);
 }
 
 #[test]
 #[ignore = "needs root (to create a user with subordinate ids), uidmap and docker-registry: run by scripts/test-all.sh"]
 fn rootless_services_share_the_jobs_network() {
-    let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let (job_image, service, _layout) = images(&reg);
-    let p = Project::pipeline(&pipeline(&job_image, &service));
-    let home = tempfile::tempdir().unwrap();
-    let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&reg.host()));
-    let run = run_rootless(
-        &p,
-        home.path(),
-        user_with_subordinate_ids(),
-        &["run", "--executor", "sandbox", "--variable", &var],
-    );
-    if std::env::var_os("SHOW").is_some() {
-        eprintln!("{}", run.all());
-    }
-    assert_served(&run);
-    assert_nothing_left(&p);
+    served_registry_service_job(Some(user_with_subordinate_ids()), &[])
+        .assert_contains("share a network of their own with only loopback");
 }
 
 #[test]
