@@ -25,7 +25,10 @@ pub use login::{
     describe_http_error, endpoint, login, parse_www_authenticate,
 };
 pub use reference::DOCKER_HUB;
-pub use resolve::{JOB_AUTH_CONFIG_SOURCE, RUNNER_AUTH_CONFIG_SOURCE, config_key_for_registry};
+pub use resolve::{
+    JOB_AUTH_CONFIG_SOURCE, JOB_CREDENTIALS_SOURCE, RUNNER_AUTH_CONFIG_SOURCE,
+    config_key_for_registry,
+};
 pub use store::{
     StoreError, auth_config_json, default_docker_config_dir, encode_auth, store_login,
 };
@@ -157,6 +160,31 @@ pub struct CredentialSources {
     pub home_dir: Option<PathBuf>,
     /// `$PATH`, to find `docker-credential-<name>` helpers.
     pub path: Option<OsString>,
+    /// The registry credentials GitLab sends with a job (`credentials` entries of type
+    /// `registry`: its own registry with `gitlab-ci-token` and the job token, dependency proxy):
+    /// the last source, after both of the above (gitlab-runner's `helpers/docker/auth`). `None`
+    /// outside a runner job (not listed); `Some(empty)`: a runner job that got none.
+    pub job_credentials: Option<Vec<RegistryCredential>>,
+}
+
+/// One registry credential from a GitLab job payload.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryCredential {
+    /// The registry as GitLab names it (`registry.example.com`, `host:5050`, or a URL).
+    pub url: String,
+    pub username: String,
+    pub password: Secret,
+}
+
+/// The password is a secret: only the registry and user are shown.
+impl fmt::Debug for RegistryCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryCredential")
+            .field("url", &self.url)
+            .field("username", &self.username)
+            .field("password", &self.password)
+            .finish()
+    }
 }
 
 /// A string whose Debug/Display never show it.

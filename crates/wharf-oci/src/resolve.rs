@@ -24,6 +24,8 @@ use crate::{CredentialSources, Found, ImageRef, RegistryAuth, Resolution, Source
 pub const JOB_AUTH_CONFIG_SOURCE: &str = "$DOCKER_AUTH_CONFIG";
 /// Label of the runner-level `DOCKER_AUTH_CONFIG` (wharf's own environment).
 pub const RUNNER_AUTH_CONFIG_SOURCE: &str = "$DOCKER_AUTH_CONFIG (wharf's environment)";
+/// How the registry credentials of a GitLab job payload are named in explanations.
+pub const JOB_CREDENTIALS_SOURCE: &str = "the job's registry credentials from GitLab";
 /// Says where a pipeline-level value would have come from, so users know where to put one.
 const JOB_NOT_SET: &str =
     "not set in the pipeline's variables (.gitlab-ci.yml, --variable, --variables-file)";
@@ -454,7 +456,34 @@ pub(crate) fn resolve_impl(image: &ImageRef, sources: &CredentialSources) -> Res
         }
     }
 
-    // 3. Match: most specific path first, then source priority.
+    // 3. The registry credentials GitLab sent with the job, last (gitlab-runner appends them
+    // after the user's configuration). Read as one more auth document.
+    if let Some(credentials) = &sources.job_credentials {
+        if credentials.is_empty() {
+            slots.push(fixed(JOB_CREDENTIALS_SOURCE, "none in this job"));
+        } else {
+            let auths: serde_json::Map<String, serde_json::Value> = credentials
+                .iter()
+                .map(|c| {
+                    (
+                        c.url.clone(),
+                        serde_json::json!({"username": c.username, "password": c.password.0}),
+                    )
+                })
+                .collect();
+            let text = serde_json::json!({ "auths": auths }).to_string();
+            load(
+                JOB_CREDENTIALS_SOURCE.into(),
+                &text,
+                false,
+                &mut docs,
+                &mut slots,
+                &mut warnings,
+            );
+        }
+    }
+
+    // 4. Match: most specific path first, then source priority.
     let path = sources.path.as_deref();
     // (index of the winning document, the found credentials)
     let mut found: Option<(usize, Found)> = None;

@@ -589,3 +589,80 @@ fn debug_output_never_contains_secrets() {
     }
     assert_eq!(found.auth.secrets().len(), 3);
 }
+
+fn payload(entries: &[(&str, &str)]) -> Option<Vec<crate::RegistryCredential>> {
+    Some(
+        entries
+            .iter()
+            .map(|(url, user)| crate::RegistryCredential {
+                url: (*url).into(),
+                username: (*user).into(),
+                password: Secret(format!("pw-{user}")),
+            })
+            .collect(),
+    )
+}
+
+#[test]
+fn gitlab_job_credentials_come_last_and_are_listed() {
+    // Alone, they are used, and named as their own source.
+    let mut env = Env::new();
+    env.sources.job_credentials = payload(&[("gitlab.example.com:5050", "gitlab-ci-token")]);
+    let r = env.resolve("gitlab.example.com:5050/group/app:1");
+    assert_eq!(
+        found(&r),
+        Some((
+            crate::JOB_CREDENTIALS_SOURCE.to_string(),
+            "gitlab.example.com:5050".to_string(),
+            "gitlab-ci-token".to_string()
+        ))
+    );
+    // DOCKER_AUTH_CONFIG and the user's config file come before them for the same key.
+    let mut env = Env::new().job(&auths(&[("gitlab.example.com:5050", "job")]));
+    env.sources.job_credentials = payload(&[("gitlab.example.com:5050", "gitlab-ci-token")]);
+    assert_eq!(
+        user_of(&env.resolve("gitlab.example.com:5050/app")).as_deref(),
+        Some("job")
+    );
+    let mut env = Env::new().file(&auths(&[("gitlab.example.com:5050", "file")]));
+    env.sources.job_credentials = payload(&[("gitlab.example.com:5050", "gitlab-ci-token")]);
+    let r = env.resolve("gitlab.example.com:5050/app");
+    assert_eq!(user_of(&r).as_deref(), Some("file"));
+    assert!(
+        r.tried
+            .iter()
+            .any(|t| t.source == crate::JOB_CREDENTIALS_SOURCE),
+        "{:?}",
+        r.tried
+    );
+    // For another registry they are not used, and the explanation lists them as tried.
+    let r = env.resolve("other.example.com/app");
+    assert!(r.found.is_none());
+    assert!(
+        r.explain_missing(&image("other.example.com/app"))
+            .contains(crate::JOB_CREDENTIALS_SOURCE)
+    );
+}
+
+#[test]
+fn job_credentials_are_listed_only_for_runner_jobs() {
+    let env = Env::new();
+    let r = env.resolve("r.io/app");
+    assert!(
+        !r.tried
+            .iter()
+            .any(|t| t.source == crate::JOB_CREDENTIALS_SOURCE)
+    );
+    let mut env = Env::new();
+    env.sources.job_credentials = Some(Vec::new());
+    let r = env.resolve("r.io/app");
+    let listed = r
+        .tried
+        .iter()
+        .find(|t| t.source == crate::JOB_CREDENTIALS_SOURCE)
+        .expect("listed");
+    assert_eq!(listed.outcome, "none in this job");
+    // Debug never shows the password.
+    let text = format!("{:?}", payload(&[("r.io", "u")]));
+    assert!(!text.contains("pw-u"), "{text}");
+}

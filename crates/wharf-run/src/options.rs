@@ -35,6 +35,9 @@ pub struct RunnerEnv {
     /// `$WHARF_HOME`: the image store of the sandbox executor (default
     /// `$XDG_DATA_HOME/wharf`).
     pub wharf_home: Option<PathBuf>,
+    /// The registry credentials GitLab sent with the job (`wharf runner`), the last credential
+    /// source; `None` for `wharf run`.
+    pub job_credentials: Option<Vec<wharf_oci::RegistryCredential>>,
 }
 
 impl std::fmt::Debug for RunnerEnv {
@@ -47,6 +50,7 @@ impl std::fmt::Debug for RunnerEnv {
             .field("docker_config", &self.docker_config)
             .field("home", &self.home)
             .field("docker_host", &self.docker_host)
+            .field("job_credentials", &self.job_credentials)
             .finish()
     }
 }

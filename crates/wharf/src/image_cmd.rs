@@ -115,6 +115,7 @@ pub async fn pull(args: PullArgs) -> Result<ExitCode> {
             docker_config_dir: env("DOCKER_CONFIG").map(PathBuf::from),
             home_dir: env("HOME").map(PathBuf::from),
             path: env("PATH"),
+            job_credentials: None,
         },
     };
     let terminal = std::io::stderr().is_terminal();

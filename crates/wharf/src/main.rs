@@ -285,6 +285,7 @@ fn runner_env() -> RunnerEnv {
         wharf_home: std::env::var_os("WHARF_HOME")
             .filter(|v| !v.is_empty())
             .map(PathBuf::from),
+        job_credentials: None,
     }
 }
 

@@ -14,7 +14,7 @@ use wharf_gitlab::runner::{
     FailureReason, JobOutcome, JobPayload, JobState, RunnerClient, RunnerError, TraceBuffer,
     job_of, run_with_trace, source, variables_of,
 };
-use wharf_run::{Console, JobStatus, RunOptions, Selection};
+use wharf_run::{Console, JobStatus, RunOptions, RunnerEnv, Selection};
 
 #[derive(Subcommand)]
 pub(crate) enum RunnerCommand {
@@ -528,7 +528,10 @@ async fn run_payload(
         file_variables: Vec::new(),
         executor: settings.executor.choice(),
         pull_policy: None,
-        env: runner_env(),
+        env: RunnerEnv {
+            job_credentials: Some(registry_credentials(payload)),
+            ..runner_env()
+        },
         console: console.clone(),
         cancel,
         pull_retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
@@ -585,4 +588,19 @@ fn outcome_of(status: &JobStatus, interrupted: bool) -> JobOutcome {
         JobStatus::Canceled => failed(FailureReason::RunnerInterrupted, None),
         JobStatus::Skipped(_) => failed(FailureReason::UnknownFailure, None),
     }
+}
+
+/// The payload's `credentials` of type `registry` (GitLab's own registry with the job token,
+/// the dependency proxy): the last credential source of the job's image pulls.
+fn registry_credentials(payload: &JobPayload) -> Vec<wharf_oci::RegistryCredential> {
+    payload
+        .credentials
+        .iter()
+        .filter(|c| c.kind == "registry" && !c.url.is_empty())
+        .map(|c| wharf_oci::RegistryCredential {
+            url: c.url.clone(),
+            username: c.username.clone(),
+            password: wharf_oci::Secret(c.password.clone()),
+        })
+        .collect()
 }

@@ -106,6 +106,7 @@ impl<'a> SandboxExecutor<'a> {
             docker_config_dir: env.docker_config.clone(),
             home_dir: env.home.clone(),
             path: env.path.clone(),
+            job_credentials: env.job_credentials.clone(),
         }
     }
 }

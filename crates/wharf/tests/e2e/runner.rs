@@ -234,15 +234,17 @@ mod stand_in {
     }
 
     pub fn start(repo: PathBuf, sha: String, script: Vec<String>) -> Coordinator {
-        start_with_image(repo, sha, script, None)
+        start_with_image(repo, sha, script, None, serde_json::json!([]))
     }
 
-    /// As [`start`], the job with `image:` (for the Docker executor).
+    /// As [`start`], the job with `image:` (for the image executors) and the payload's
+    /// `credentials` (a JSON array).
     pub fn start_with_image(
         repo: PathBuf,
         sha: String,
         script: Vec<String>,
         image: Option<&str>,
+        credentials: serde_json::Value,
     ) -> Coordinator {
         let image =
             image.map(|name| serde_json::json!({"name": name, "pull_policy": ["if-not-present"]}));
@@ -280,6 +282,7 @@ mod stand_in {
                             "variables": [{"key": "CI_JOB_TOKEN", "value": JOB_TOKEN, "masked": true, "public": false}],
                             "steps": [{"name": "script", "script": script, "timeout": 600, "when": "on_success"}],
                             "image": image,
+                            "credentials": credentials,
                             "features": {"trace_sections": true, "token_mask_prefixes": ["glpat-"],
                                          "failure_reasons": ["script_failure", "unknown_failure", "runner_interrupted"]}
                         });
@@ -610,6 +613,7 @@ async fn a_docker_job_from_gitlab_runs_in_its_image_with_its_sources() {
         sha,
         vec!["cat hello.txt".into(), "echo in $CI_PROJECT_DIR".into()],
         Some("wharf-runner-busybox:1"),
+        serde_json::json!([]),
     );
     let args = [ONE_JOB, &["--executor", "docker"]].concat();
     let runner = spawn_runner(&project, &coordinator.url, stand_in::RUNNER_TOKEN, &args);
@@ -657,4 +661,60 @@ async fn a_token_gitlab_refuses_stops_the_runner_with_the_fix_and_without_the_to
     assert!(stderr.contains("/api/v4/jobs/request: 403"), "{stderr}");
     assert!(stderr.contains("fix: "), "{stderr}");
     assert!(!stderr.contains("glrt-not-this-one"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs root (namespaces, overlayfs) and docker-registry: run by scripts/test-all.sh"]
+async fn the_payloads_registry_credentials_pull_a_private_image_into_the_sandbox() {
+    const USER: &str = "gitlab-ci-token";
+    const PASS: &str = "job-registry-s3cr3t";
+    let reg = wharf_testkit::Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let image = format!("{}/group/project/ci:1", reg.host());
+    let layout = tempfile::tempdir().unwrap();
+    crate::support::unique_seed_layout(layout.path())
+        .push(&image, Some((USER, PASS)))
+        .unwrap();
+    let project = Project::new(&[]);
+    let (repo, sha) = bare_repository(project.home.path());
+    let credentials = serde_json::json!([
+        {"type": "registry", "url": reg.host(), "username": USER, "password": PASS}
+    ]);
+    let coordinator = stand_in::start_with_image(
+        repo,
+        sha,
+        vec!["cat hello.txt".into(), "cat /etc/wharf-test-image".into()],
+        Some(&image),
+        credentials,
+    );
+    let store = tempfile::tempdir().unwrap();
+    let args = [ONE_JOB, &["--executor", "sandbox"]].concat();
+    let mut cmd: tokio::process::Command = project.wharf().into();
+    cmd.arg("runner")
+        .args(&args)
+        .env("CI_SERVER_URL", &coordinator.url)
+        .env("CI_SERVER_TOKEN", stand_in::RUNNER_TOKEN)
+        .env("WHARF_HOME", store.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let out = finished(cmd.spawn().unwrap()).await;
+    let seen = coordinator.seen.lock().unwrap();
+    let trace = text(&seen.trace);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        trace.contains(
+            "Authenticating with credentials from the job's registry credentials from GitLab"
+        ),
+        "{trace}"
+    );
+    assert!(trace.contains("\nhello from git\n"), "{trace}");
+    assert_eq!(
+        seen.final_updates.last().unwrap()["state"],
+        "success",
+        "{trace}"
+    );
+    for shown in [&trace, &text(&out.stdout), &text(&out.stderr)] {
+        assert!(!shown.contains(PASS), "{shown}");
+    }
 }

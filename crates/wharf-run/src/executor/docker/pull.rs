@@ -43,6 +43,7 @@ impl ImagePuller<'_> {
             docker_config_dir: env.docker_config.clone(),
             home_dir: env.home.clone(),
             path: env.path.clone(),
+            job_credentials: env.job_credentials.clone(),
         };
         // Credential helpers are programs: run them off the async workers.
         let resolution = tokio::task::block_in_place(|| wharf_oci::resolve(image_ref, &sources));
