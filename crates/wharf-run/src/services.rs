@@ -168,6 +168,13 @@ fn valid_alias(alias: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// Every alias of every service, each once: the names the job's `/etc/hosts` maps to loopback.
+pub(crate) fn all_aliases(planned: &[PlannedService]) -> Vec<String> {
+    let mut all: Vec<String> = planned.iter().flat_map(|s| s.aliases.clone()).collect();
+    dedup(&mut all);
+    all
+}
+
 fn dedup(v: &mut Vec<String>) {
     let mut seen = std::collections::HashSet::new();
     v.retain(|a| seen.insert(a.clone()));
@@ -333,8 +340,7 @@ pub(crate) async fn start(
     opts: StartOptions<'_>,
     log: &mut JobLog,
 ) -> Result<Services, Stop> {
-    let mut all_aliases: Vec<String> = planned.iter().flat_map(|s| s.aliases.clone()).collect();
-    dedup(&mut all_aliases);
+    let all_aliases = all_aliases(planned);
     let mut services = Services {
         containers: Vec::new(),
         host: engine.host().to_string(),

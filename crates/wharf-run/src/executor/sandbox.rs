@@ -260,9 +260,7 @@ impl Executor for SandboxExecutor<'_> {
             network,
             cgroups: cgroup.as_ref().map_or_else(Vec::new, |c| c.dirs().to_vec()),
         };
-        let init = std::env::current_exe()
-            .map_err(|e| JobFailure::system(format!("finding wharf's own executable: {e}")))?;
-        let mut child = wharf_sandbox::spawn(&spec, &init)
+        let mut child = wharf_sandbox::spawn(&spec, &claimed.init)
             .await
             .map_err(|e| JobFailure::system(format!("sandbox for {}: {e}", prepared.image_name)))?;
         let mut rx = output_of(&mut child);
@@ -338,7 +336,8 @@ impl Executor for SandboxExecutor<'_> {
 struct ClaimedState {
     dir: StateDir,
     ids: IdMapping,
-    /// wharf itself, which removes from inside a user namespace what a job's subordinate ids own.
+    /// wharf itself: the init of every sandbox of the job, and what removes from inside a user
+    /// namespace what a job's subordinate ids own (found once, in `prepare`).
     init: PathBuf,
 }
 
@@ -509,6 +508,7 @@ impl SandboxExecutor<'_> {
             build_dir: &self.layout.build_dir,
             project_dir_in_job: &self.layout.project_dir_in_job,
             cancel: self.context.opts.cancel.clone(),
+            init: &claimed.init,
         };
         services::start(planned, images, setup, log).await.map(Some)
     }

@@ -101,6 +101,8 @@ pub(super) struct Setup<'a> {
     pub(super) build_dir: &'a Path,
     pub(super) project_dir_in_job: &'a str,
     pub(super) cancel: tokio::sync::watch::Receiver<bool>,
+    /// wharf itself, the init of every sandbox.
+    pub(super) init: &'a Path,
 }
 
 /// Start the (pulled) services in a network of their own, then wait until they are ready. A
@@ -112,11 +114,9 @@ pub(super) async fn start(
     setup: Setup<'_>,
     log: &mut JobLog,
 ) -> Result<SandboxServices, Stop> {
-    let init = std::env::current_exe()
-        .map_err(|e| JobFailure::system(format!("finding wharf's own executable: {e}")))?;
     let holder = match setup.network {
         SandboxNetwork::Isolated => {
-            let holder = NetworkHolder::start(setup.ids, &init)
+            let holder = NetworkHolder::start(setup.ids, setup.init)
                 .await
                 .map_err(|e| JobFailure::system(e.to_string()))?;
             log.info(
@@ -139,8 +139,7 @@ pub(super) async fn start(
     let services_dir = setup.state_dir.join("services");
     std::fs::create_dir_all(&services_dir)
         .map_err(|e| JobFailure::system(format!("creating {}: {e}", services_dir.display())))?;
-    let mut all_aliases: Vec<String> = planned.iter().flat_map(|s| s.aliases.clone()).collect();
-    all_aliases.dedup();
+    let all_aliases = common::all_aliases(&planned);
     let hosts_file = services_dir.join("hosts");
     std::fs::write(
         &hosts_file,
@@ -153,7 +152,7 @@ pub(super) async fn start(
         hosts_file,
     };
     for (i, (svc, image)) in planned.into_iter().zip(images).enumerate() {
-        match start_one(&setup, &services, i, &svc, &image, &init).await {
+        match start_one(&setup, &services, i, &svc, &image).await {
             Ok(child) => services.running.push(child),
             Err(why) => log.warn(&common::not_started(&svc, &why, "")),
         }
@@ -174,7 +173,6 @@ async fn start_one(
     i: usize,
     svc: &PlannedService,
     image: &StoredImage,
-    init: &Path,
 ) -> Result<RunningService, String> {
     let ids = setup.ids;
     let config = &image.config;
@@ -246,7 +244,7 @@ async fn start_one(
         // Services get no limits, as in GitLab (a service's are its own settings).
         cgroups: Vec::new(),
     };
-    let mut child = wharf_sandbox::spawn(&spec, init)
+    let mut child = wharf_sandbox::spawn(&spec, setup.init)
         .await
         .map_err(|e| e.to_string())?;
     let output = Arc::new(Mutex::new(VecDeque::new()));
