@@ -242,6 +242,23 @@ fn pull(
     (result, events.into_inner().expect("lock"))
 }
 
+/// The fake registry answering with `blobs`, serving the big layers' image as tag `1`; the
+/// layout folder lives as long as the guard.
+fn serving_big_layers(blobs: Blobs) -> (Fake, tempfile::TempDir) {
+    let fake = Fake::start(blobs);
+    let layout_dir = tempfile::tempdir().expect("tempdir");
+    let layout = write_layout(layout_dir.path(), &big_layers());
+    fake.serve_layout(&layout, "1");
+    (fake, layout_dir)
+}
+
+/// An empty store in a folder of its own.
+fn fresh_store() -> (tempfile::TempDir, Store) {
+    let home = tempfile::tempdir().expect("home");
+    let store = Store::open(home.path()).expect("store");
+    (home, store)
+}
+
 fn store_is_empty(home: &std::path::Path) -> bool {
     ["layers", "images", "tmp"].iter().all(|d| {
         std::fs::read_dir(home.join(d))
@@ -252,12 +269,8 @@ fn store_is_empty(home: &std::path::Path) -> bool {
 
 #[test]
 fn a_connection_cut_mid_layer_is_resumed_with_range() {
-    let fake = Fake::start(Blobs::CutOnce);
-    let layout_dir = tempfile::tempdir().expect("tempdir");
-    let layout = write_layout(layout_dir.path(), &big_layers());
-    fake.serve_layout(&layout, "1");
-    let home = tempfile::tempdir().expect("home");
-    let store = Store::open(home.path()).expect("store");
+    let (fake, _layout) = serving_big_layers(Blobs::CutOnce);
+    let (home, store) = fresh_store();
     let (result, events) = pull(
         &store,
         &format!("{}/cut/app:1", fake.host),
@@ -286,12 +299,8 @@ fn a_connection_cut_mid_layer_is_resumed_with_range() {
 
 #[test]
 fn a_corrupted_layer_is_refused_and_nothing_is_stored() {
-    let fake = Fake::start(Blobs::Corrupt);
-    let layout_dir = tempfile::tempdir().expect("tempdir");
-    let layout = write_layout(layout_dir.path(), &big_layers());
-    fake.serve_layout(&layout, "1");
-    let home = tempfile::tempdir().expect("home");
-    let store = Store::open(home.path()).expect("store");
+    let (fake, _layout) = serving_big_layers(Blobs::Corrupt);
+    let (home, store) = fresh_store();
     let (result, _) = pull(
         &store,
         &format!("{}/bad/app:1", fake.host),
@@ -356,8 +365,7 @@ fn an_index_gives_the_asked_platform_and_schema1_is_refused() {
         );
     }
 
-    let home = tempfile::tempdir().expect("home");
-    let store = Store::open(home.path()).expect("store");
+    let (home, store) = fresh_store();
     let s390 = PullOptions {
         platform: Platform::parse("linux/s390x").expect("platform"),
         ..PullOptions::default()
@@ -413,12 +421,8 @@ fn zstd_layers_of_several_frames_unpack_like_gzip_ones() {
 
 #[test]
 fn an_expired_bearer_token_is_refreshed_once() {
-    let fake = Fake::start(Blobs::ExpiringTokens);
-    let layout_dir = tempfile::tempdir().expect("tempdir");
-    let layout = write_layout(layout_dir.path(), &big_layers());
-    fake.serve_layout(&layout, "1");
-    let home = tempfile::tempdir().expect("home");
-    let store = Store::open(home.path()).expect("store");
+    let (fake, _layout) = serving_big_layers(Blobs::ExpiringTokens);
+    let (_home, store) = fresh_store();
     let (result, _) = pull(
         &store,
         &format!("{}/tok/app:1", fake.host),
@@ -444,10 +448,7 @@ fn child_pull_when_asked() {
 
 #[test]
 fn a_killed_pull_leaves_nothing_half_done() {
-    let fake = Fake::start(Blobs::StallOnce);
-    let layout_dir = tempfile::tempdir().expect("tempdir");
-    let layout = write_layout(layout_dir.path(), &big_layers());
-    fake.serve_layout(&layout, "1");
+    let (fake, _layout) = serving_big_layers(Blobs::StallOnce);
     let reference = format!("{}/stall/app:1", fake.host);
     let home = tempfile::tempdir().expect("home");
     let mut child = std::process::Command::new(std::env::current_exe().expect("test binary"))

@@ -333,12 +333,7 @@ fn ctrl_c_of_wharf_mid_job_leaves_no_process_nor_folder() {
         (0..10).any(|_| eventually(|| processes(&["sleep", "31343"]) == 1)),
         "the job did not start"
     );
-    let interrupted = std::process::Command::new("kill")
-        .args(["-INT", &wharf.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(interrupted.success());
-    let run = Run::from(wharf.wait_with_output().unwrap());
+    let run = interrupt(wharf);
     run.assert_contains("Interrupted");
     assert_eq!(processes(&["sleep", "31343"]), 0, "{}", run.all());
     assert_eq!(
@@ -472,4 +467,14 @@ pub(crate) fn run_rootless(
     args: &[&str],
 ) -> Run {
     Run::from(wharf_as(uid, gid, p, home).args(args).output().unwrap())
+}
+
+/// Ctrl-C for a running `wharf` (SIGINT), then its output once it has ended.
+pub(crate) fn interrupt(wharf: std::process::Child) -> Run {
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &wharf.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    Run::from(wharf.wait_with_output().unwrap())
 }

@@ -299,12 +299,7 @@ fn ctrl_c_cancels_the_job_and_ends_its_services() {
     let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
     let home = tempfile::tempdir().unwrap();
     let (p, child) = start_hanging_job(&reg, home.path());
-    let sent = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(sent.success());
-    let run = Run::from(child.wait_with_output().unwrap());
+    let run = interrupt(child);
     run.assert_code(130).assert_contains("canceled");
     assert_eq!(processes(&["sleep", "31352"]), 0);
     assert_nothing_left(&p);
