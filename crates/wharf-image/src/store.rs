@@ -2,7 +2,10 @@
 //!
 //! ```text
 //! lock                       flock: shared while pulling, exclusive for rm and prune
-//! locks/<manifest hex>       flock: one pull of an image at a time (others wait, then find it)
+//! locks/<manifest hex>       flock: one pull of an image at a time (others wait, then find it);
+//!                            taken only under the shared `lock`, so removed whenever the
+//!                            exclusive one is held (else one empty file per image ever pulled
+//!                            would stay forever)
 //! blobs/sha256/<hex>         manifests, configs, compressed layers (renamed in once verified)
 //! layers/<chain id hex>/     one unpacked layer (renamed in once complete)
 //! layers/<chain id hex>.json what it held (LayerMeta), written before the folder is renamed in
@@ -151,7 +154,24 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
-        self.clear_tmp().map(Some)
+        let removed = self.clear_tmp()?;
+        self.clear_image_locks()?;
+        Ok(Some(removed))
+    }
+
+    /// Remove every `locks/` file (the caller holds the exclusive lock, so no pull holds one:
+    /// image locks are taken only under the shared lock).
+    fn clear_image_locks(&self) -> Result<(), ImageError> {
+        let locks = self.home.join("locks");
+        for entry in fs::read_dir(&locks).map_err(store_err(&locks, "listing"))? {
+            let entry = entry.map_err(store_err(&locks, "listing"))?;
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(store_err(entry.path(), "removing")(e)),
+            }
+        }
+        Ok(())
     }
 
     /// Remove everything in `tmp/` (the caller holds the exclusive lock); how many entries.
@@ -396,6 +416,7 @@ impl Store {
             }
         }
         self.clear_tmp()?;
+        self.clear_image_locks()?;
         Ok(report)
     }
 
@@ -455,13 +476,37 @@ mod tests {
         let (partial, _) = store.temp_file().expect("temp file");
         fs::create_dir_all(store.temp_path("layer").join("usr/bin")).expect("layer dir");
         let pulling = store.lock_shared().expect("shared");
+        let image_lock = store
+            .lock_image(&format!("sha256:{}", "a".repeat(64)))
+            .expect("image lock");
         assert_eq!(store.reap_tmp().expect("reap"), None, "a pull runs");
         assert!(partial.exists(), "a running pull's file was removed");
-        drop(pulling);
-        assert_eq!(store.reap_tmp().expect("reap"), Some(2));
         assert_eq!(
-            fs::read_dir(home.path().join("tmp")).expect("tmp").count(),
-            0
+            count(&home.path().join("locks")),
+            1,
+            "a held image lock was removed"
         );
+        drop((pulling, image_lock));
+        assert_eq!(store.reap_tmp().expect("reap"), Some(2));
+        assert_eq!(count(&home.path().join("tmp")), 0);
+        assert_eq!(
+            count(&home.path().join("locks")),
+            0,
+            "image locks stay forever"
+        );
+    }
+
+    #[test]
+    fn prune_removes_image_locks() {
+        let home = tempfile::tempdir().expect("home");
+        let store = Store::open(home.path()).expect("store");
+        drop(store.lock_image(&format!("sha256:{}", "b".repeat(64))));
+        assert_eq!(count(&home.path().join("locks")), 1);
+        store.prune().expect("prune");
+        assert_eq!(count(&home.path().join("locks")), 0);
+    }
+
+    fn count(dir: &Path) -> usize {
+        fs::read_dir(dir).expect("list").count()
     }
 }
