@@ -459,7 +459,12 @@ mod tests {
             .expect("the manifest pushed during gc");
         assert_eq!(body, old);
         for blob in [&b"{\"v\":1}"[..], b"layer one"] {
-            assert!(direct.has_blob(&repo, &Digest::of(blob)).await.expect("blob"));
+            assert!(
+                direct
+                    .has_blob(&repo, &Digest::of(blob))
+                    .await
+                    .expect("blob")
+            );
         }
     }
 }

@@ -293,7 +293,7 @@ impl Reg {
 /// Follows a `307` to storage (S3's presigned blob URLs) as clients do: same method, the same
 /// headers (`Range`...) but no credentials. The registry's `Docker-Content-Digest` was on the
 /// redirect, which the client saw too: kept when storage's answer has none.
-async fn follow_blob_redirect(r: Resp, method: Method, headers: &[(&str, &str)]) -> Resp {
+pub async fn follow_blob_redirect(r: Resp, method: Method, headers: &[(&str, &str)]) -> Resp {
     if r.status != StatusCode::TEMPORARY_REDIRECT {
         return r;
     }
