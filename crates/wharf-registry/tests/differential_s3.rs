@@ -62,11 +62,6 @@ fn path_of(location: &str) -> String {
     }
 }
 
-fn with_digest(location: &str, digest: &str) -> String {
-    let sep = if location.contains('?') { '&' } else { '?' };
-    format!("{}{sep}digest={digest}", path_of(location))
-}
-
 const REPO: &str = "diff/app";
 
 /// Runs the whole sequence on the registry at `addr`: (step, what it answered).
@@ -102,7 +97,7 @@ async fn scenario(addr: SocketAddr) -> Vec<(&'static str, Seen)> {
         let r = call(
             addr,
             Method::PUT,
-            &with_digest(r.header("location"), digest),
+            &with_digest(&path_of(r.header("location")), digest),
             &[octets],
             blob,
         )
@@ -137,7 +132,7 @@ async fn scenario(addr: SocketAddr) -> Vec<(&'static str, Seen)> {
     let r = call(
         addr,
         Method::PUT,
-        &with_digest(&location, &digest_of(c)),
+        &with_digest(&path_of(&location), &digest_of(c)),
         &[],
         b"",
     )
@@ -173,7 +168,7 @@ async fn scenario(addr: SocketAddr) -> Vec<(&'static str, Seen)> {
     let r = call(
         addr,
         Method::PUT,
-        &with_digest(r.header("location"), &wrong),
+        &with_digest(&path_of(r.header("location")), &wrong),
         &[octets],
         b"the content",
     )

@@ -30,12 +30,6 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-/// `location` (an upload URL, which may carry its own query) with `digest=` appended.
-fn with_digest(location: &str, digest: &str) -> String {
-    let sep = if location.contains('?') { '&' } else { '?' };
-    format!("{location}{sep}digest={digest}")
-}
-
 /// Opens an upload session in `repo` on `reg`; returns its location.
 async fn start_upload(reg: &Reg, repo: &str) -> String {
     let r = reg
