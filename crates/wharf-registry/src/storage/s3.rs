@@ -6,8 +6,9 @@
 //!                                          cannot be touched), gc takes the later of the two
 //! <prefix>/uploads/<id>/info               an upload session's info document
 //! <prefix>/uploads/<id>/chunks/<offset>    its chunks, one object each, named by start offset
-//! <prefix>/multipart/<random>              a multipart upload in progress (key and id), so
-//!                                          upkeep can abort one whose writer died
+//! <prefix>/multipart/<random>              a multipart upload in progress (key and id),
+//!                                          rewritten with every part, so upkeep can abort one
+//!                                          whose writer died
 //! <prefix>/repositories/...                metadata documents (keys map to object names)
 //! ```
 //!
