@@ -1,7 +1,8 @@
 //! The registry under failure and load, in process and over a real socket: pushes interrupted
 //! mid-body never expose a partial blob, concurrent pushes of one blob and tag are safe, gc keeps
 //! exactly the tagged closure, the socket server shuts down gracefully, and (ignored) a skopeo
-//! round trip. The endpoints one by one are in `api.rs`.
+//! round trip. Each runs on the filesystem and (an ignored tier, on a real Ceph RGW) on S3, but
+//! for the filesystem's own leftovers of a kill -9. The endpoints one by one are in `api.rs`.
 
 use std::io;
 use std::sync::Arc;
@@ -30,7 +31,6 @@ fn failing_body(prefix: &'static [u8]) -> Body {
     Body::from_stream(futures_util::stream::iter(chunks))
 }
 
-#[tokio::test]
 async fn interrupted_pushes_never_make_a_partial_blob_visible() {
     let reg = registry();
     let full = b"the complete layer content";
@@ -55,14 +55,8 @@ async fn interrupted_pushes_never_make_a_partial_blob_visible() {
         reg.get(&format!("/v2/app/blobs/{digest}")).await.status,
         StatusCode::NOT_FOUND
     );
-    let hex = &digest[7..];
-    assert!(
-        !reg.root()
-            .join("blobs/sha256")
-            .join(&hex[..2])
-            .join(hex)
-            .exists()
-    );
+    let parsed = wharf_registry::names::Digest::parse(&digest).expect("digest");
+    assert_eq!(reg.storage.blob_info(&parsed).await.expect("info"), None);
 
     // Chunked push cut off: the received part stays in the session, the client resumes from it.
     let location = reg
@@ -81,9 +75,9 @@ async fn interrupted_pushes_never_make_a_partial_blob_visible() {
         StatusCode::NOT_FOUND
     );
 
-    // A "restart" (new router on the same root, sessions only on disk): the upload resumes and
+    // A "restart" (new router on the same storage, sessions only there): the upload resumes and
     // the digest is verified by re-reading what was stored.
-    let app = app_at(&reg.root(), Arc::new(AllowAll));
+    let app = app_with(&reg.config, Arc::new(AllowAll));
     let r = send(
         &app,
         Method::PATCH,
@@ -112,22 +106,27 @@ async fn interrupted_pushes_never_make_a_partial_blob_visible() {
         "{}",
         String::from_utf8_lossy(&r.body)
     );
+    let got = send(
+        &app,
+        Method::GET,
+        &format!("/v2/app/blobs/{digest}"),
+        &[],
+        Body::empty(),
+    )
+    .await;
     assert_eq!(
-        &send(
-            &app,
-            Method::GET,
-            &format!("/v2/app/blobs/{digest}"),
-            &[],
-            Body::empty()
-        )
-        .await
-        .body[..],
+        &follow_blob_redirect(got, Method::GET, &[]).await.body[..],
         full
     );
+}
 
-    // What a kill -9 leaves: a temporary file and an upload folder. Neither is ever served, and
-    // gc removes them once stale.
+/// What a kill -9 leaves on the filesystem: a temporary file and an upload folder. Neither is
+/// ever served, and gc removes them once stale. (On S3: the multipart uploads of `s3.rs`.)
+#[tokio::test]
+async fn kill_9_leftovers_are_never_served_and_gc_removes_them() {
+    let reg = registry();
     let stray = digest_of(b"stray");
+    std::fs::create_dir_all(reg.root().join("tmp")).expect("mkdir");
     std::fs::write(reg.root().join("tmp/0123abcd"), b"stray").expect("write");
     std::fs::create_dir_all(reg.root().join("uploads/deadbeef")).expect("mkdir");
     std::fs::write(reg.root().join("uploads/deadbeef/data"), b"stray").expect("write");
@@ -349,11 +348,21 @@ async fn serve_on_loopback(
 /// shutdown lets an upload that is in flight finish.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_server_serves_and_shuts_down_gracefully() {
+    graceful_shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn real_server_serves_and_shuts_down_gracefully_on_s3() {
+    on_s3(graceful_shutdown()).await
+}
+
+async fn graceful_shutdown() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path());
     let state = app_state(&config, Arc::new(AllowAll)).expect("state");
-    let (addr, stop_tx, server) = serve_on_loopback(config, state).await;
+    let (addr, stop_tx, server) = serve_on_loopback(config.clone(), state).await;
 
     let data = b"sent slowly";
     let digest = digest_of(data);
@@ -380,9 +389,17 @@ async fn real_server_serves_and_shuts_down_gracefully() {
         .expect("join")
         .expect("serve");
 
-    let hex = &digest[7..];
+    // Stored whole: read back by a new server on the same storage.
+    let got = send(
+        &app_with(&config, Arc::new(AllowAll)),
+        Method::GET,
+        &format!("/v2/app/blobs/{digest}"),
+        &[],
+        Body::empty(),
+    )
+    .await;
     assert_eq!(
-        std::fs::read(dir.path().join("blobs/sha256").join(&hex[..2]).join(hex)).expect("blob"),
+        &follow_blob_redirect(got, Method::GET, &[]).await.body[..],
         data
     );
 }
@@ -391,9 +408,24 @@ async fn real_server_serves_and_shuts_down_gracefully() {
 #[test]
 #[ignore = "needs skopeo and busybox-static: run by scripts/test-all.sh"]
 fn skopeo_round_trip_against_serve() {
+    skopeo_round_trip(Backend::Fs)
+}
+
+/// The same on S3, blobs redirected to presigned URLs: skopeo follows them to the bucket.
+#[test]
+#[ignore = "needs Ceph RGW, skopeo and busybox-static: run by scripts/test-all.sh"]
+fn skopeo_round_trip_against_serve_on_s3() {
+    skopeo_round_trip(Backend::S3)
+}
+
+fn skopeo_round_trip(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let config = config(&dir.path().join("data"));
+    let data = dir.path().join("data");
+    let config = match backend {
+        Backend::Fs => config(&data),
+        Backend::S3 => runtime.block_on(on_s3(async { config(&data) })),
+    };
     let state = app_state(&config, Arc::new(AllowAll)).expect("state");
     let (addr, stop_tx, server) = runtime.block_on(serve_on_loopback(config, state));
 
@@ -424,9 +456,22 @@ fn skopeo_round_trip_against_serve() {
 /// Through hyper, a HEAD keeps the real Content-Length (clients read blob sizes from it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_server_head_reports_the_blob_size() {
+    head_reports_the_blob_size().await
+}
+
+/// On S3 with blobs streamed through the registry (`redirect = false`): the size comes from the
+/// bucket's metadata.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn real_server_head_reports_the_blob_size_on_s3() {
+    on_s3(head_reports_the_blob_size()).await
+}
+
+async fn head_reports_the_blob_size() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config(dir.path());
+    let mut config = config(dir.path());
+    config.storage.redirect = false;
     let state = app_state(&config, Arc::new(AllowAll)).expect("state");
     let data = b"twelve bytes";
     let digest = digest_of(data);
@@ -454,4 +499,7 @@ async fn real_server_head_reports_the_blob_size() {
     server.await.expect("join").expect("serve");
 }
 
-on_each_backend!(gc_keeps_the_tagged_closure_and_removes_the_rest);
+on_each_backend!(
+    interrupted_pushes_never_make_a_partial_blob_visible,
+    gc_keeps_the_tagged_closure_and_removes_the_rest
+);

@@ -1,7 +1,8 @@
 //! The registry under hostile clients, over real loopback sockets: silent and slow sockets,
 //! idle keep-alive connections, floods of upload sessions and wrong passwords, passwords past
 //! bcrypt's 72 bytes, and keep-alive clients after an early 401 (Python's `http.client`, a
-//! client nobody here wrote). Every wait is bounded (no test waits longer than ~30 s).
+//! client nobody here wrote). Every wait is bounded (no test waits longer than ~30 s). Each runs
+//! on the filesystem and (an ignored tier, on a real Ceph RGW) on S3.
 
 #![allow(clippy::unwrap_used)]
 
@@ -12,10 +13,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpSocket, TcpStream};
+use wharf_registry::app_state;
 use wharf_registry::auth::htpasswd::hash_password;
 use wharf_registry::auth::{AuthConfig, ServerFacts, build};
 use wharf_registry::limits::LimitsConfig;
-use wharf_registry::{Config, app_state};
+
+mod common;
 
 /// A guard against a hung server, not a timing assertion.
 const GUARD: Duration = Duration::from_secs(30);
@@ -55,11 +58,9 @@ async fn server(mode: &str, limits: LimitsConfig) -> Server {
         },
     )
     .unwrap();
-    let config = Config {
-        root,
-        limits,
-        ..Config::default()
-    };
+    // The filesystem, or a fresh bucket when the test runs on S3 (see `common`).
+    let mut config = common::config(&root);
+    config.limits = limits;
     let state = app_state(&config, setup.authorizer).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(wharf_registry::serve_on(
@@ -185,7 +186,6 @@ fn quick_timeouts() -> LimitsConfig {
     }
 }
 
-#[tokio::test]
 async fn a_request_head_that_never_ends_is_cut_at_the_header_timeout() {
     let s = server("basic", quick_timeouts()).await;
     let mut conn = TcpStream::connect(s.addr).await.unwrap();
@@ -198,7 +198,6 @@ async fn a_request_head_that_never_ends_is_cut_at_the_header_timeout() {
     assert_closed_by_server(&mut silent, "a silent socket").await;
 }
 
-#[tokio::test]
 async fn a_head_dripped_a_byte_at_a_time_is_cut_at_the_header_timeout() {
     let s = server("basic", quick_timeouts()).await;
     let mut conn = TcpStream::connect(s.addr).await.unwrap();
@@ -214,7 +213,6 @@ async fn a_head_dripped_a_byte_at_a_time_is_cut_at_the_header_timeout() {
     assert!(cut.is_ok(), "a head sent a byte every 200 ms was never cut");
 }
 
-#[tokio::test]
 async fn a_request_body_that_stalls_ends_at_the_idle_timeout() {
     let s = server("basic", quick_timeouts()).await;
     let alice = basic("alice", ALICE_PW);
@@ -251,7 +249,6 @@ async fn a_request_body_that_stalls_ends_at_the_idle_timeout() {
     );
 }
 
-#[tokio::test]
 async fn idle_keep_alive_connections_are_closed_but_not_before_the_idle_timeout() {
     let s = server(
         "basic",
@@ -280,7 +277,6 @@ async fn idle_keep_alive_connections_are_closed_but_not_before_the_idle_timeout(
     assert_closed_by_server(&mut conn, "an idle keep-alive connection").await;
 }
 
-#[tokio::test]
 async fn a_flood_of_silent_sockets_does_not_lock_legitimate_clients_out() {
     // Without a cap, 1,100 accepted sockets plus the test's own 1,100 ends run the process out
     // of its 2,048 descriptors and nothing is served any more.
@@ -315,7 +311,6 @@ async fn a_flood_of_silent_sockets_does_not_lock_legitimate_clients_out() {
     drop(flood);
 }
 
-#[tokio::test]
 async fn upload_sessions_are_capped_per_subject_and_per_repository() {
     let s = server(
         "basic",
@@ -362,7 +357,6 @@ async fn upload_sessions_are_capped_per_subject_and_per_repository() {
     assert_eq!(start(bob.clone(), "team/b").await.0, 202);
 }
 
-#[tokio::test]
 async fn finished_and_cancelled_sessions_make_room_again() {
     let s = server(
         "basic",
@@ -401,7 +395,6 @@ async fn finished_and_cancelled_sessions_make_room_again() {
     }
 }
 
-#[tokio::test]
 async fn passwords_past_72_bytes_never_log_in_on_any_path() {
     for mode in ["basic", "token"] {
         let s = server(mode, LimitsConfig::default()).await;
@@ -448,7 +441,6 @@ async fn passwords_past_72_bytes_never_log_in_on_any_path() {
     }
 }
 
-#[tokio::test]
 async fn a_wrong_password_flood_is_throttled_without_locking_the_user_out() {
     let s = server(
         "token",
@@ -541,7 +533,6 @@ async fn a_wrong_password_flood_is_throttled_without_locking_the_user_out() {
     );
 }
 
-#[tokio::test]
 async fn token_requests_are_bounded() {
     let s = server("token", LimitsConfig::default()).await;
     let alice = basic("alice", ALICE_PW);
@@ -627,7 +618,6 @@ fn installed(program: &str, package: &str) {
     );
 }
 
-#[tokio::test]
 async fn python_keep_alive_client_survives_early_answers_in_both_auth_modes() {
     installed("python3", "python3");
     let script = client("keepalive_after_401.py");
@@ -636,7 +626,6 @@ async fn python_keep_alive_client_survives_early_answers_in_both_auth_modes() {
 
 /// Go's net/http, the client of containerd, ORAS, crane and the OCI conformance suite: the
 /// client the issue saw break after a 401 (`go` from Debian's golang-go, run with `go run`).
-#[tokio::test]
 async fn go_keep_alive_client_survives_early_answers_in_both_auth_modes() {
     installed("go", "golang-go");
     let program = client("keepalive_after_401.go");
@@ -653,3 +642,18 @@ async fn go_keep_alive_client_survives_early_answers_in_both_auth_modes() {
     outside_client_passes_in_both_auth_modes("go", &[run, program.as_os_str()], &envs, GUARD * 4)
         .await;
 }
+
+on_each_backend!(
+    a_request_head_that_never_ends_is_cut_at_the_header_timeout,
+    a_head_dripped_a_byte_at_a_time_is_cut_at_the_header_timeout,
+    a_request_body_that_stalls_ends_at_the_idle_timeout,
+    idle_keep_alive_connections_are_closed_but_not_before_the_idle_timeout,
+    a_flood_of_silent_sockets_does_not_lock_legitimate_clients_out,
+    upload_sessions_are_capped_per_subject_and_per_repository,
+    finished_and_cancelled_sessions_make_room_again,
+    passwords_past_72_bytes_never_log_in_on_any_path,
+    a_wrong_password_flood_is_throttled_without_locking_the_user_out,
+    token_requests_are_bounded,
+    python_keep_alive_client_survives_early_answers_in_both_auth_modes,
+    go_keep_alive_client_survives_early_answers_in_both_auth_modes,
+);

@@ -30,12 +30,6 @@ fn pattern(len: usize, seed: u32) -> Vec<u8> {
         .collect()
 }
 
-/// `location` (an upload URL, which may carry its own query) with `digest=` appended.
-fn with_digest(location: &str, digest: &str) -> String {
-    let sep = if location.contains('?') { '&' } else { '?' };
-    format!("{location}{sep}digest={digest}")
-}
-
 /// Opens an upload session in `repo` on `reg`; returns its location.
 async fn start_upload(reg: &Reg, repo: &str) -> String {
     let r = reg
@@ -356,6 +350,82 @@ async fn upkeep_aborts_multipart_uploads_of_a_writer_that_died() {
             .expect("upkeep");
         assert_eq!(aborted, 1);
         assert_eq!(open_uploads(), 0, "aborted in S3");
+    })
+    .await
+}
+
+/// The times of the multipart records in `reg`'s bucket (S3's ListObjects, signed by curl), as
+/// `LastModified` strings.
+fn multipart_record_times(reg: &Reg) -> Vec<String> {
+    let rgw = wharf_testkit::rgw::Rgw::shared().expect("rgw");
+    let url = reg.config.storage.url.as_deref().expect("an S3 registry");
+    let (bucket, prefix) = url
+        .trim_start_matches("s3://")
+        .split_once('/')
+        .expect("s3://bucket/prefix");
+    let listing = rgw
+        // `/` escaped: curl signs the query as written, S3 checks it canonically escaped.
+        .s3_request("GET", &format!("/{bucket}?prefix={prefix}%2Fmultipart%2F"))
+        .expect("list");
+    listing
+        .split("<LastModified>")
+        .skip(1)
+        .filter_map(|rest| {
+            rest.split_once("</LastModified>")
+                .map(|(t, _)| t.to_string())
+        })
+        .collect()
+}
+
+/// A writer that is alive keeps its multipart upload: every part refreshes the record, so upkeep
+/// (or gc, on any replica) with a threshold between the upload's start and its latest part leaves
+/// it alone and the upload completes. Before, the record kept its first time and an upload
+/// longer than the threshold was aborted under its writer.
+#[tokio::test]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn upkeep_leaves_a_slow_but_live_multipart_upload_alone() {
+    on_s3(async {
+        let reg = registry();
+        let (tx, writer) = append_fed_by_hand(&reg, "00112233445566778899aabbccddeeff").await;
+        let part = |i: u32| Bytes::from(pattern(8 * 1024 * 1024, i));
+        tx.send(Ok(part(1))).await.expect("the writer takes data");
+        let mut waited = 0;
+        let first = loop {
+            if let Some(t) = multipart_record_times(&reg).pop() {
+                break t;
+            }
+            waited += 1;
+            assert!(waited < 300, "the multipart upload was never recorded");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        // Some S3 servers keep times in whole seconds: the next part comes in a later one.
+        let started = SystemTime::now();
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        tx.send(Ok(part(2))).await.expect("the writer takes data");
+        tx.send(Ok(part(3))).await.expect("the writer takes data");
+        let mut waited = 0;
+        while multipart_record_times(&reg).pop().as_ref() == Some(&first) {
+            waited += 1;
+            assert!(
+                waited < 100,
+                "the record keeps its first time ({first}): a live writer looks dead"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Upkeep whose threshold falls after the start but before the latest part.
+        let aborted = reg
+            .storage
+            .clean_temporary(started + Duration::from_secs(1))
+            .await
+            .expect("upkeep");
+        assert_eq!(aborted, 0);
+        tx.send(Ok(Bytes::from_static(b"the end")))
+            .await
+            .expect("data");
+        drop(tx);
+        let size = writer.await.expect("join").expect("the upload completes");
+        assert_eq!(size, 3 * 8 * 1024 * 1024 + 7);
+        assert_eq!(open_multipart_uploads(&reg), 0);
     })
     .await
 }

@@ -31,5 +31,7 @@ pub use image::{
     BUSYBOX, LAYOUT_TAG, OciLayout, build_busybox_image, build_busybox_image_with_config,
     inspect_raw, npm_stand_in,
 };
-pub use registry::{AuthKind, BASIC_REALM, READY_TIMEOUT, REGISTRY_BIN, Registry, free_port};
+pub use registry::{
+    AuthKind, BASIC_REALM, READY_TIMEOUT, REGISTRY_BIN, Registry, S3Bucket, free_port,
+};
 pub use token::{Access, EXPIRES_IN, ISSUER, SERVICE, TokenRequestLog};

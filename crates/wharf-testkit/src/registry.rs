@@ -54,7 +54,26 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// A registry without authentication.
     pub fn start_open() -> Result<Registry, Error> {
-        Self::start(AuthKind::Open, String::new(), None, |_| Ok(()))
+        Self::start(AuthKind::Open, String::new(), None, None, |_| Ok(()))
+    }
+
+    /// A registry without authentication on an S3 bucket (distribution's S3 driver, with its
+    /// default redirects of blob GET/HEAD to presigned URLs), for comparisons with wharf on the
+    /// same S3 server. It runs without `AWS_CA_BUNDLE`, which makes its driver panic at start.
+    pub fn start_open_on_s3(s3: &S3Bucket) -> Result<Registry, Error> {
+        let storage = format!(
+            "storage:\n  s3:\n    accesskey: {}\n    secretkey: {}\n    region: {}\n    \
+             regionendpoint: {}\n    bucket: {}\n    secure: false\n    v4auth: true\n    \
+             rootdirectory: /registry\n",
+            yaml_str(&s3.access_key),
+            yaml_str(&s3.secret_key),
+            yaml_str(&s3.region),
+            yaml_str(&s3.endpoint),
+            yaml_str(&s3.bucket),
+        );
+        Self::start(AuthKind::Open, String::new(), None, Some(storage), |_| {
+            Ok(())
+        })
     }
 
     /// A registry with htpasswd (bcrypt) authentication for `users`, realm `basic-realm`.
@@ -63,11 +82,17 @@ impl Registry {
             .iter()
             .map(|(u, p)| htpasswd_entry(u, p))
             .collect::<Result<Vec<_>, _>>()?;
-        Self::start(AuthKind::Basic, String::new(), None, move |dir: &Path| {
-            let file = dir.join("htpasswd");
-            fs::write(&file, entries.concat()).ctx(|| format!("writing {}", file.display()))?;
-            Ok(())
-        })
+        Self::start(
+            AuthKind::Basic,
+            String::new(),
+            None,
+            None,
+            move |dir: &Path| {
+                let file = dir.join("htpasswd");
+                fs::write(&file, entries.concat()).ctx(|| format!("writing {}", file.display()))?;
+                Ok(())
+            },
+        )
     }
 
     /// A registry with Docker token authentication, backed by an in-process token server
@@ -76,17 +101,24 @@ impl Registry {
         let server = TokenServer::start(users)?;
         let cert = server.state.signer.cert_pem().to_string();
         let realm = server.realm();
-        Self::start(AuthKind::Token, realm, Some(server), move |dir: &Path| {
-            let file = dir.join("token-root.pem");
-            fs::write(&file, &cert).ctx(|| format!("writing {}", file.display()))?;
-            Ok(())
-        })
+        Self::start(
+            AuthKind::Token,
+            realm,
+            Some(server),
+            None,
+            move |dir: &Path| {
+                let file = dir.join("token-root.pem");
+                fs::write(&file, &cert).ctx(|| format!("writing {}", file.display()))?;
+                Ok(())
+            },
+        )
     }
 
     fn start(
         kind: AuthKind,
         realm: String,
         token: Option<TokenServer>,
+        storage: Option<String>,
         prepare: impl FnOnce(&Path) -> Result<(), Error>,
     ) -> Result<Registry, Error> {
         let dir = tempfile::Builder::new()
@@ -95,7 +127,7 @@ impl Registry {
             .ctx(|| "creating the registry temp dir".to_string())?;
         prepare(dir.path())?;
         let port = free_port()?;
-        let config = config_yaml(dir.path(), port, kind, &realm);
+        let config = config_yaml(dir.path(), port, kind, &realm, storage.as_deref());
         let config_path = dir.path().join("config.yml");
         fs::write(&config_path, config).ctx(|| format!("writing {}", config_path.display()))?;
 
@@ -110,7 +142,8 @@ impl Registry {
             .stdout(log("stdout.log")?)
             .stderr(log("stderr.log")?);
         for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("REGISTRY_") {
+            let k_str = k.to_string_lossy();
+            if k_str.starts_with("REGISTRY_") || k_str.starts_with("AWS_") {
                 cmd.env_remove(k);
             }
         }
@@ -282,7 +315,24 @@ fn yaml_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-fn config_yaml(dir: &Path, port: u16, kind: AuthKind, realm: &str) -> String {
+/// An S3 bucket for [`Registry::start_open_on_s3`] (path-style, plain http).
+#[derive(Clone)]
+pub struct S3Bucket {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+/// `storage`: a YAML `storage:` section replacing the filesystem one.
+fn config_yaml(
+    dir: &Path,
+    port: u16,
+    kind: AuthKind,
+    realm: &str,
+    storage: Option<&str>,
+) -> String {
     let p = |name: &str| yaml_str(&dir.join(name).to_string_lossy());
     let auth = match kind {
         AuthKind::Open => String::new(),
@@ -300,15 +350,21 @@ fn config_yaml(dir: &Path, port: u16, kind: AuthKind, realm: &str) -> String {
         ),
     };
     let secret = format!("wharf-testkit-{}-{port}", std::process::id());
+    let storage = match storage {
+        Some(section) => section.to_string(),
+        None => format!(
+            "storage:\n  filesystem:\n    rootdirectory: {}\n",
+            p("storage")
+        ),
+    };
     format!(
         "version: 0.1\n\
          log:\n  level: warn\n  accesslog:\n    disabled: true\n\
-         storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  \
+         {storage}  delete:\n    enabled: true\n  \
          cache:\n    blobdescriptor: inmemory\n  maintenance:\n    uploadpurging:\n      enabled: false\n\
          http:\n  addr: {addr}\n  secret: {secret}\n\
          health:\n  storagedriver:\n    enabled: false\n\
          {auth}",
-        storage = p("storage"),
         addr = yaml_str(&format!("127.0.0.1:{port}")),
         secret = yaml_str(&secret),
     )

@@ -10,6 +10,9 @@
 //! starts to depend on it (upload commit writes it, manifest push and mount "touch" it before
 //! checking it exists), and the sweep re-reads that time just before deleting. So a push either
 //! sees the blob gone (and fails cleanly with `MANIFEST_BLOB_UNKNOWN`) or gc sees it as young.
+//! Likewise a manifest revision is re-read before it leaves its repository, and kept if it was
+//! pushed again since the mark phase or a tag points to it now; the sweep never deletes tags.
+//! All times are the storage's, so this holds across replicas sharing one bucket.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -128,6 +131,30 @@ fn older_than(t: SystemTime, now: SystemTime, grace: Duration) -> bool {
 }
 
 impl Registry {
+    /// Removes manifest `rev` from `repo` unless it was pushed again since the mark phase (by a
+    /// client of this or another replica): its revision is re-read, young ones stay, and so do
+    /// ones a tag points to now. Tags are never deleted here, so a concurrent push's tag is never
+    /// lost. Returns whether it was removed.
+    async fn remove_unused_manifest(
+        &self,
+        repo: &RepoName,
+        rev: &Digest,
+        grace: Duration,
+    ) -> Result<bool, RegistryError> {
+        let storage = self.storage.as_ref();
+        match storage.meta_info(&keys::revision(repo, rev)).await? {
+            Some(fresh) if older_than(fresh.modified, SystemTime::now(), grace) => {}
+            _ => return Ok(false),
+        }
+        for tag in storage.meta_list(&keys::tags(repo)).await? {
+            if self.tag_target(repo, &tag).await?.as_ref() == Some(rev) {
+                return Ok(false);
+            }
+        }
+        self.remove_revision(repo, rev).await?;
+        Ok(true)
+    }
+
     /// Mark and sweep over this registry's storage (see the module docs).
     pub async fn collect_garbage(
         &self,
@@ -204,11 +231,10 @@ impl Registry {
                 if marked_manifests.contains(&(repo.clone(), rev.clone())) {
                     continue;
                 }
-                report.manifests_removed.push(format!("{repo}@{rev}"));
-                if !opts.dry_run {
-                    self.delete_manifest(repo, &crate::names::Reference::Digest(rev.clone()))
-                        .await?;
+                if !opts.dry_run && !self.remove_unused_manifest(repo, rev, opts.grace).await? {
+                    continue;
                 }
+                report.manifests_removed.push(format!("{repo}@{rev}"));
             }
         }
 
@@ -255,5 +281,190 @@ impl Registry {
                 .await?;
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::Reference;
+    use crate::storage::{ByteStream, ObjectInfo, StorageError};
+    use bytes::Bytes;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    type Hook = Box<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
+
+    /// A storage that runs `hook` (another client's push) when gc reads the revision `watched`
+    /// for the second time: after the mark phase, as the sweep is about to remove it.
+    struct PushDuringSweep {
+        inner: Arc<dyn Storage>,
+        watched: String,
+        reads: AtomicUsize,
+        hook: Mutex<Option<Hook>>,
+    }
+
+    #[async_trait::async_trait]
+    impl Storage for PushDuringSweep {
+        async fn blob_info(&self, d: &Digest) -> Result<Option<ObjectInfo>, StorageError> {
+            self.inner.blob_info(d).await
+        }
+        async fn blob_read(&self, d: &Digest, o: u64, l: u64) -> Result<ByteStream, StorageError> {
+            self.inner.blob_read(d, o, l).await
+        }
+        async fn blob_read_small(&self, d: &Digest, limit: u64) -> Result<Bytes, StorageError> {
+            self.inner.blob_read_small(d, limit).await
+        }
+        async fn blob_put(&self, d: &Digest, data: Bytes) -> Result<(), StorageError> {
+            self.inner.blob_put(d, data).await
+        }
+        async fn blob_touch(&self, d: &Digest) -> Result<(), StorageError> {
+            self.inner.blob_touch(d).await
+        }
+        async fn blob_delete(&self, d: &Digest) -> Result<bool, StorageError> {
+            self.inner.blob_delete(d).await
+        }
+        async fn blob_list(&self) -> Result<Vec<(Digest, ObjectInfo)>, StorageError> {
+            self.inner.blob_list().await
+        }
+        async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError> {
+            self.inner.upload_create(id, info).await
+        }
+        async fn upload_info(&self, id: &str) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
+            self.inner.upload_info(id).await
+        }
+        async fn upload_append(
+            &self,
+            id: &str,
+            offset: u64,
+            data: ByteStream,
+        ) -> Result<u64, StorageError> {
+            self.inner.upload_append(id, offset, data).await
+        }
+        async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {
+            self.inner.upload_read(id).await
+        }
+        async fn upload_commit(&self, id: &str, d: &Digest) -> Result<(), StorageError> {
+            self.inner.upload_commit(id, d).await
+        }
+        async fn upload_delete(&self, id: &str) -> Result<(), StorageError> {
+            self.inner.upload_delete(id).await
+        }
+        async fn upload_list(&self) -> Result<Vec<(String, ObjectInfo)>, StorageError> {
+            self.inner.upload_list().await
+        }
+        async fn meta_put(&self, key: &str, data: Bytes) -> Result<(), StorageError> {
+            self.inner.meta_put(key, data).await
+        }
+        async fn meta_get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
+            self.inner.meta_get(key).await
+        }
+        async fn meta_info(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+            if key == self.watched && self.reads.fetch_add(1, Ordering::SeqCst) == 1 {
+                let hook = self.hook.lock().expect("hook").take();
+                if let Some(hook) = hook {
+                    hook().await;
+                }
+            }
+            self.inner.meta_info(key).await
+        }
+        async fn meta_delete(&self, key: &str) -> Result<bool, StorageError> {
+            self.inner.meta_delete(key).await
+        }
+        async fn meta_list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+            self.inner.meta_list(prefix).await
+        }
+        async fn clean_temporary(&self, older_than: SystemTime) -> Result<usize, StorageError> {
+            self.inner.clean_temporary(older_than).await
+        }
+    }
+
+    async fn push(registry: &Registry, repo: &RepoName, config: &[u8], layer: &[u8]) -> Bytes {
+        let mut descriptors = Vec::new();
+        for blob in [config, layer] {
+            let digest = registry
+                .import_blob(repo, Bytes::copy_from_slice(blob))
+                .await
+                .expect("blob");
+            descriptors.push(serde_json::json!({
+                "mediaType": "application/octet-stream",
+                "digest": digest.to_string(),
+                "size": blob.len(),
+            }));
+        }
+        let manifest = Bytes::from(
+            serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": descriptors[0],
+                "layers": [descriptors[1]],
+            }))
+            .expect("json"),
+        );
+        registry
+            .put_manifest(
+                repo,
+                &Reference::Tag("latest".into()),
+                Some("application/vnd.oci.image.manifest.v1+json"),
+                manifest.clone(),
+            )
+            .await
+            .expect("manifest");
+        manifest
+    }
+
+    /// An old untagged manifest pushed again (and tagged) by another client between gc's mark
+    /// and its sweep keeps its tag, its revision and its blobs. Before the fix, the sweep removed
+    /// it like a user's DELETE does, tags included: a successful push lost its image.
+    #[tokio::test]
+    async fn a_manifest_pushed_again_during_the_sweep_keeps_its_tag() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).expect("storage"));
+        let direct = Arc::new(Registry::new(inner.clone(), Limits::default()));
+        let repo = RepoName::parse("team/app").expect("name");
+        let old = push(&direct, &repo, b"{\"v\":1}", b"layer one").await;
+        push(&direct, &repo, b"{\"v\":2}", b"layer two").await;
+        let old_digest = Digest::of(&old);
+
+        let storage = Arc::new(PushDuringSweep {
+            inner,
+            watched: keys::revision(&repo, &old_digest),
+            reads: AtomicUsize::new(0),
+            hook: Mutex::new(None),
+        });
+        let (client, again) = (direct.clone(), repo.clone());
+        *storage.hook.lock().expect("hook") = Some(Box::new(move || {
+            let (client, repo) = (client.clone(), again.clone());
+            Box::pin(async move {
+                push(&client, &repo, b"{\"v\":1}", b"layer one").await;
+            })
+        }));
+        let gc = Registry::new(storage.clone(), Limits::default());
+        let opts = GcOptions {
+            grace: Duration::from_secs(60),
+            ..GcOptions::default()
+        };
+        // Everything looks old to the mark phase.
+        let later = SystemTime::now() + Duration::from_secs(7200);
+        gc.collect_garbage(&opts, later).await.expect("gc");
+        assert_eq!(storage.reads.load(Ordering::SeqCst), 2, "the push ran");
+
+        assert_eq!(
+            direct.tag_target(&repo, "latest").await.expect("tag"),
+            Some(old_digest.clone())
+        );
+        let (_, body) = direct
+            .get_manifest(&repo, &Reference::Digest(old_digest))
+            .await
+            .expect("the manifest pushed during gc");
+        assert_eq!(body, old);
+        for blob in [&b"{\"v\":1}"[..], b"layer one"] {
+            assert!(
+                direct
+                    .has_blob(&repo, &Digest::of(blob))
+                    .await
+                    .expect("blob")
+            );
+        }
     }
 }

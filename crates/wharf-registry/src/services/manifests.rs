@@ -337,25 +337,36 @@ impl Registry {
                         self.storage.meta_delete(&keys::tag(repo, &tag)).await?;
                     }
                 }
-                let body = self
-                    .storage
-                    .blob_read_small(digest, self.limits.manifest_max_bytes as u64)
-                    .await
-                    .ok();
-                let subject = body
-                    .and_then(|b| serde_json::from_slice::<ManifestDoc>(&b).ok())
-                    .and_then(|doc| doc.subject)
-                    .and_then(|s| Digest::parse(&s.digest).ok());
-                if let Some(subject) = subject {
-                    self.storage
-                        .meta_delete(&keys::referrer(repo, &subject, digest))
-                        .await?;
-                }
-                self.storage
-                    .meta_delete(&keys::revision(repo, digest))
-                    .await?;
+                self.remove_revision(repo, digest).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Takes manifest `digest` out of `repo` (its revision and referrer entry), leaving tags
+    /// alone: the caller has dealt with them.
+    pub(crate) async fn remove_revision(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let body = self
+            .storage
+            .blob_read_small(digest, self.limits.manifest_max_bytes as u64)
+            .await
+            .ok();
+        let subject = body
+            .and_then(|b| serde_json::from_slice::<ManifestDoc>(&b).ok())
+            .and_then(|doc| doc.subject)
+            .and_then(|s| Digest::parse(&s.digest).ok());
+        if let Some(subject) = subject {
+            self.storage
+                .meta_delete(&keys::referrer(repo, &subject, digest))
+                .await?;
+        }
+        self.storage
+            .meta_delete(&keys::revision(repo, digest))
+            .await?;
         Ok(())
     }
 

@@ -6,8 +6,9 @@
 //!                                          cannot be touched), gc takes the later of the two
 //! <prefix>/uploads/<id>/info               an upload session's info document
 //! <prefix>/uploads/<id>/chunks/<offset>    its chunks, one object each, named by start offset
-//! <prefix>/multipart/<random>              a multipart upload in progress (key and id), so
-//!                                          upkeep can abort one whose writer died
+//! <prefix>/multipart/<random>              a multipart upload in progress (key and id),
+//!                                          rewritten with every part, so upkeep can abort one
+//!                                          whose writer died
 //! <prefix>/repositories/...                metadata documents (keys map to object names)
 //! ```
 //!
@@ -450,12 +451,15 @@ impl S3Storage {
 }
 
 /// One multipart upload: parts sent while the next is received, recorded in the bucket so an
-/// upload whose writer died is aborted by upkeep ([`Storage::clean_temporary`]).
+/// upload whose writer died is aborted by upkeep ([`Storage::clean_temporary`]). The record is
+/// rewritten with every part, so its time says when the writer was last alive: a long upload
+/// (a slow client, a big layer) is never taken for a dead one by upkeep or gc on any replica.
 struct MultipartWriter {
     storage: S3Storage,
     path: Path,
     id: String,
     record: Path,
+    record_doc: Bytes,
     parts: Vec<PartId>,
     in_flight: FuturesOrdered<
         std::pin::Pin<Box<dyn Future<Output = object_store::Result<PartId>> + Send>>,
@@ -471,12 +475,14 @@ impl MultipartWriter {
             .await
             .map_err(|e| os_error("create multipart upload", &storage.name(path), e))?;
         let record = storage.path(&format!("multipart/{:032x}", rand::random::<u128>()))?;
-        let doc = serde_json::to_vec(&MultipartRecord {
-            key: path.to_string(),
-            id: id.clone(),
-        })
-        .unwrap_or_default();
-        if let Err(e) = storage.put_bytes(&record, Bytes::from(doc)).await {
+        let doc = Bytes::from(
+            serde_json::to_vec(&MultipartRecord {
+                key: path.to_string(),
+                id: id.clone(),
+            })
+            .unwrap_or_default(),
+        );
+        if let Err(e) = storage.put_bytes(&record, doc.clone()).await {
             let _ = storage.store.abort_multipart(path, &id).await;
             return Err(e);
         }
@@ -485,6 +491,7 @@ impl MultipartWriter {
             path: path.clone(),
             id,
             record,
+            record_doc: doc,
             parts: Vec::new(),
             in_flight: FuturesOrdered::new(),
             next_index: 0,
@@ -497,8 +504,17 @@ impl MultipartWriter {
         }
         let store = self.storage.store.clone();
         let (path, id, index) = (self.path.clone(), self.id.clone(), self.next_index);
+        // The first part's record was just written by `start`.
+        let refresh = (index > 0).then(|| (self.record.clone(), self.record_doc.clone()));
         self.next_index += 1;
         self.in_flight.push_back(Box::pin(async move {
+            if let Some((record, doc)) = refresh {
+                // Best effort: a failed refresh only risks what happened before the fix, an
+                // abort by upkeep once the record is older than its threshold.
+                if let Err(e) = store.put(&record, PutPayload::from(doc)).await {
+                    tracing::warn!(record = %record, error = %e, "refreshing a multipart upload's record");
+                }
+            }
             store.put_part(&path, &id, index, data).await
         }));
         Ok(())

@@ -27,6 +27,12 @@ use wharf_registry::{AppState, Config, app_state, router};
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
+/// `location` (an upload URL, which may carry its own query) with `digest=` appended.
+pub fn with_digest(location: &str, digest: &str) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={digest}")
+}
+
 pub fn digest_of(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
@@ -293,7 +299,7 @@ impl Reg {
 /// Follows a `307` to storage (S3's presigned blob URLs) as clients do: same method, the same
 /// headers (`Range`...) but no credentials. The registry's `Docker-Content-Digest` was on the
 /// redirect, which the client saw too: kept when storage's answer has none.
-async fn follow_blob_redirect(r: Resp, method: Method, headers: &[(&str, &str)]) -> Resp {
+pub async fn follow_blob_redirect(r: Resp, method: Method, headers: &[(&str, &str)]) -> Resp {
     if r.status != StatusCode::TEMPORARY_REDIRECT {
         return r;
     }
