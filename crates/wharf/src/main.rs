@@ -532,6 +532,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             SandboxNet::Host => wharf_run::SandboxNetwork::Host,
         },
         token_mask_prefixes: Vec::new(),
+        artifact_transfer: None,
     };
     let report = match wharf_run::run_pipeline(&opened.loaded.pipeline, &opts).await {
         Ok(r) => r,
