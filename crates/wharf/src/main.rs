@@ -15,6 +15,7 @@ mod doctor;
 mod image_cmd;
 mod includes;
 mod registry_cmd;
+mod runner_artifacts;
 mod runner_cmd;
 mod runner_config;
 
