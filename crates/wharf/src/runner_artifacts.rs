@@ -168,7 +168,13 @@ impl GitLabArtifacts {
             return Ok(());
         }
         for entry in &collected.entries {
-            log.info(&format!("{}: found", entry.display()));
+            // gitlab-runner's count: the entry and, for a folder, everything in it.
+            let inside = collected.root.walk(entry).map(|all| all.len()).unwrap_or(0);
+            log.info(&format!(
+                "{}: found {} matching artifact files and directories",
+                entry.display(),
+                1 + inside
+            ));
         }
         let staging = build
             .staging_dir()

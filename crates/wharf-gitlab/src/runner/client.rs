@@ -34,6 +34,10 @@ pub enum RunnerError {
         url: String,
         reason: String,
     },
+    #[error(
+        "job {id}: GitLab no longer gives this job to this runner (canceled, or taken by another runner): not run"
+    )]
+    JobGone { id: u64 },
     #[error("starting the HTTP client: {0}")]
     Client(String),
 }

@@ -379,9 +379,8 @@ impl Default for RunnerFeatures {
             image_executor_opts: true,
             service_executor_opts: false,
             cancel_gracefully: false,
-            // The job is acknowledged by its first `PUT state=running`, which wharf does not
-            // send yet: without the feature GitLab hands the job over `running` at once.
-            two_phase_job_commit: false,
+            // The job is taken with a first `PUT state=running` (`TraceSender::acknowledge`).
+            two_phase_job_commit: true,
         }
     }
 }
