@@ -249,3 +249,413 @@ async fn a_hostile_dependency_archive_writes_nothing_outside_the_build_folder() 
         );
     }
 }
+
+/// A stand-in GitLab written here, declared as such, for what the mock does not do: answer an
+/// upload with 413 or 500, redirect a dependency's download to object storage (another
+/// origin, which must never see a job token), and hand out jobs with `image:`. It hands out
+/// the given payloads in order, keeps each job's uploads, trace and final updates.
+mod stand_in {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Default)]
+    pub struct Seen {
+        pub traces: HashMap<u64, Vec<u8>>,
+        pub final_updates: HashMap<u64, Vec<serde_json::Value>>,
+        /// Per job: (query, archive bytes) of each upload try.
+        pub uploads: HashMap<u64, Vec<(String, Vec<u8>)>>,
+        /// `JOB-TOKEN` headers the object storage received.
+        pub tokens_at_storage: Vec<String>,
+        pub storage_downloads: usize,
+    }
+
+    pub struct Coordinator {
+        pub url: String,
+        pub seen: Arc<Mutex<Seen>>,
+    }
+
+    fn header(request: &tiny_http::Request, name: &str) -> Option<String> {
+        request
+            .headers()
+            .iter()
+            .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
+            .map(|h| h.value.as_str().to_string())
+    }
+
+    /// The multipart part named `file`.
+    fn file_part(content_type: &str, body: &[u8]) -> Vec<u8> {
+        let boundary = format!("--{}", content_type.split("boundary=").nth(1).unwrap());
+        let find = |from: usize, needle: &[u8]| {
+            body[from..]
+                .windows(needle.len())
+                .position(|w| w == needle)
+                .map(|p| p + from)
+                .unwrap()
+        };
+        let named = find(0, b"name=\"file\"");
+        let start = find(named, b"\r\n\r\n") + 4;
+        let end = find(start, format!("\r\n{boundary}").as_bytes());
+        body[start..end].to_vec()
+    }
+
+    /// `jobs`: (id, job token, payload). `upload_statuses`: the answers to the uploads, in
+    /// order (then 201).
+    pub fn start(
+        jobs: Vec<(u64, String, serde_json::Value)>,
+        upload_statuses: Vec<u16>,
+    ) -> Coordinator {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        // Object storage on another origin (`localhost`, not `127.0.0.1`).
+        let storage = tiny_http::Server::http("localhost:0").unwrap();
+        let storage_url = format!(
+            "http://localhost:{}",
+            storage.server_addr().to_ip().unwrap().port()
+        );
+        let state = seen.clone();
+        std::thread::spawn(move || {
+            for request in storage.incoming_requests() {
+                let mut seen = state.lock().unwrap();
+                if let Some(token) = header(&request, "JOB-TOKEN") {
+                    seen.tokens_at_storage.push(token);
+                }
+                seen.storage_downloads += 1;
+                let id: u64 = request
+                    .url()
+                    .trim_start_matches("/bucket/")
+                    .split('.')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let archive = seen
+                    .uploads
+                    .get(&id)
+                    .and_then(|u| u.last())
+                    .map(|(_, b)| b.clone());
+                drop(seen);
+                let response = match archive {
+                    Some(bytes) => tiny_http::Response::from_data(bytes).with_status_code(200),
+                    None => tiny_http::Response::from_data(Vec::new()).with_status_code(404),
+                };
+                let _ = request.respond(response);
+            }
+        });
+        let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://127.0.0.1:{}",
+            server.server_addr().to_ip().unwrap().port()
+        );
+        let state = seen.clone();
+        let tokens: HashMap<u64, String> = jobs
+            .iter()
+            .map(|(id, token, _)| (*id, token.clone()))
+            .collect();
+        let mut pending: std::collections::VecDeque<_> =
+            jobs.into_iter().map(|(_, _, p)| p).collect();
+        let mut upload_statuses: std::collections::VecDeque<u16> = upload_statuses.into();
+        std::thread::spawn(move || {
+            for mut request in server.incoming_requests() {
+                let mut body = Vec::new();
+                let _ = request.as_reader().read_to_end(&mut body);
+                let (path, query) = match request.url().split_once('?') {
+                    Some((p, q)) => (p.to_string(), q.to_string()),
+                    None => (request.url().to_string(), String::new()),
+                };
+                let segments: Vec<&str> = path.trim_start_matches("/api/v4/").split('/').collect();
+                let job_id = segments.get(1).and_then(|s| s.parse::<u64>().ok());
+                let token_ok = job_id
+                    .is_some_and(|id| header(&request, "JOB-TOKEN").as_ref() == tokens.get(&id));
+                let mut seen = state.lock().unwrap();
+                let (status, headers): (u16, Vec<(&str, String)>) =
+                    match (request.method().as_str(), segments.as_slice()) {
+                        ("POST", ["jobs", "request"]) => match pending.pop_front() {
+                            Some(payload) => {
+                                drop(seen);
+                                let _ = request.respond(
+                                    tiny_http::Response::from_data(payload.to_string())
+                                        .with_status_code(201),
+                                );
+                                continue;
+                            }
+                            None => (204, vec![]),
+                        },
+                        (_, ["jobs", _, ..]) if !token_ok => (403, vec![]),
+                        ("PUT", ["jobs", _]) => {
+                            let update: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                            if update.get("output").is_some() {
+                                seen.final_updates
+                                    .entry(job_id.unwrap())
+                                    .or_default()
+                                    .push(update);
+                            }
+                            (200, vec![])
+                        }
+                        ("PATCH", ["jobs", _, "trace"]) => {
+                            let trace = seen.traces.entry(job_id.unwrap()).or_default();
+                            trace.extend_from_slice(&body);
+                            let size = trace.len();
+                            (
+                                202,
+                                vec![
+                                    ("Range", format!("0-{size}")),
+                                    ("X-GitLab-Trace-Update-Interval", "1".into()),
+                                ],
+                            )
+                        }
+                        ("POST", ["jobs", _, "artifacts"]) => {
+                            let content_type = header(&request, "Content-Type").unwrap();
+                            let archive = file_part(&content_type, &body);
+                            seen.uploads
+                                .entry(job_id.unwrap())
+                                .or_default()
+                                .push((query.clone(), archive));
+                            (upload_statuses.pop_front().unwrap_or(201), vec![])
+                        }
+                        // GitLab answers with a presigned object storage URL.
+                        ("GET", ["jobs", id, "artifacts"]) => (
+                            302,
+                            vec![(
+                                "Location",
+                                format!("{storage_url}/bucket/{id}.zip?X-Amz-Signature=presigned"),
+                            )],
+                        ),
+                        _ => (404, vec![]),
+                    };
+                drop(seen);
+                let mut response =
+                    tiny_http::Response::from_data(Vec::new()).with_status_code(status);
+                for (name, value) in headers {
+                    response.add_header(
+                        tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).unwrap(),
+                    );
+                }
+                let _ = request.respond(response);
+            }
+        });
+        Coordinator { url, seen }
+    }
+
+    /// A job's payload: `GIT_STRATEGY: none`, the job token as a masked variable.
+    pub fn payload(
+        id: u64,
+        token: &str,
+        name: &str,
+        script: &[&str],
+        image: Option<&str>,
+        artifacts: serde_json::Value,
+        dependencies: serde_json::Value,
+    ) -> (u64, String, serde_json::Value) {
+        let image =
+            image.map(|name| serde_json::json!({"name": name, "pull_policy": ["if-not-present"]}));
+        let payload = serde_json::json!({
+            "id": id, "token": token,
+            "job_info": {"name": name, "stage": "test", "project_id": 9, "project_full_path": "group/project"},
+            "git_info": {"repo_url": "http://127.0.0.1:9/none.git", "ref": "main", "sha": "0", "ref_type": "branch"},
+            "runner_info": {"timeout": 600},
+            "variables": [
+                {"key": "CI_JOB_TOKEN", "value": token, "masked": true, "public": false},
+                {"key": "GIT_STRATEGY", "value": "none", "public": true}
+            ],
+            "steps": [{"name": "script", "script": script, "timeout": 600, "when": "on_success"}],
+            "image": image,
+            "artifacts": artifacts,
+            "dependencies": dependencies,
+            "features": {"trace_sections": true, "failure_reasons": ["script_failure", "runner_system_failure", "unknown_failure"]}
+        });
+        (id, token.to_string(), payload)
+    }
+}
+
+const PRODUCER_TOKEN: &str = "stand-in-producer-token-777";
+const CONSUMER_TOKEN: &str = "stand-in-consumer-token-888";
+
+/// Job 1 writes `out/result.txt` and uploads it (`artifacts:name` with a variable, `expire_in`);
+/// job 2 depends on it, downloads it through GitLab's redirect to object storage, and cats it.
+fn producer_and_consumer(image: Option<&str>) -> stand_in::Coordinator {
+    let producer = stand_in::payload(
+        1,
+        PRODUCER_TOKEN,
+        "produce",
+        &["mkdir -p out && echo made by produce > out/result.txt"],
+        image,
+        serde_json::json!([{"name": "build-$CI_JOB_NAME", "paths": ["out/"], "when": "on_success",
+                            "artifact_type": "archive", "artifact_format": "zip", "expire_in": "1 week"}]),
+        serde_json::json!([]),
+    );
+    let consumer = stand_in::payload(
+        2,
+        CONSUMER_TOKEN,
+        "consume",
+        &["cat out/result.txt"],
+        image,
+        serde_json::json!([]),
+        serde_json::json!([{"id": 1, "token": PRODUCER_TOKEN, "name": "produce",
+                            "artifacts_file": {"filename": "artifacts.zip", "size": 1}}]),
+    );
+    stand_in::start(vec![producer, consumer], Vec::new())
+}
+
+fn assert_passed_through_object_storage(
+    coordinator: &stand_in::Coordinator,
+    out: &std::process::Output,
+) {
+    let seen = coordinator.seen.lock().unwrap();
+    let consumed = text(&seen.traces[&2]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        seen.final_updates[&1].last().unwrap()["state"],
+        "success",
+        "{}",
+        text(&seen.traces[&1])
+    );
+    assert_eq!(
+        seen.final_updates[&2].last().unwrap()["state"],
+        "success",
+        "{consumed}"
+    );
+    assert!(consumed.contains("\nmade by produce\n"), "{consumed}");
+    let (query, _) = &seen.uploads[&1][0];
+    assert!(query.contains("expire_in=1+week"), "{query}");
+    assert!(
+        query.contains("artifact_type=archive") && query.contains("artifact_format=zip"),
+        "{query}"
+    );
+    assert_eq!(seen.storage_downloads, 1);
+    assert!(
+        seen.tokens_at_storage.is_empty(),
+        "a job token reached object storage"
+    );
+    for trace in seen.traces.values() {
+        let trace = text(trace);
+        for token in [PRODUCER_TOKEN, CONSUMER_TOKEN] {
+            assert!(!trace.contains(token), "{trace}");
+        }
+        assert!(!trace.contains("presigned"), "{trace}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dependency_comes_through_gitlabs_redirect_to_object_storage_without_the_token() {
+    let coordinator = producer_and_consumer(None);
+    let project = Project::new(&[]);
+    let args = ["run-single", "--max-builds", "2", "--check-interval", "1"];
+    let out = finished(spawn_runner(
+        &project,
+        &coordinator.url,
+        "glrt-stand-in",
+        &args,
+    ))
+    .await;
+    assert_passed_through_object_storage(&coordinator, &out);
+    let seen = coordinator.seen.lock().unwrap();
+    // gitlab-runner's count: the folder and what is in it.
+    let produced = text(&seen.traces[&1]);
+    assert!(
+        produced.contains("out: found 2 matching artifact files and directories"),
+        "{produced}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs dockerd: run by scripts/test-all.sh"]
+async fn artifacts_pass_between_two_docker_jobs_through_gitlab() {
+    crate::support::load_busybox_into_docker("wharf-runner-busybox:1");
+    let coordinator = producer_and_consumer(Some("wharf-runner-busybox:1"));
+    let project = Project::new(&[]);
+    let args = [
+        "run-single",
+        "--max-builds",
+        "2",
+        "--check-interval",
+        "1",
+        "--executor",
+        "docker",
+    ];
+    let out = finished(spawn_runner(
+        &project,
+        &coordinator.url,
+        "glrt-stand-in",
+        &args,
+    ))
+    .await;
+    assert_passed_through_object_storage(&coordinator, &out);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archive_gitlab_finds_too_large_fails_the_job_with_the_fix_and_is_not_sent_again() {
+    let job = stand_in::payload(
+        1,
+        PRODUCER_TOKEN,
+        "big",
+        &["echo data > big.bin"],
+        None,
+        serde_json::json!([{"paths": ["big.bin"], "artifact_type": "archive", "artifact_format": "zip"}]),
+        serde_json::json!([]),
+    );
+    let coordinator = stand_in::start(vec![job], vec![413]);
+    let project = Project::new(&[]);
+    let out = finished(spawn_runner(
+        &project,
+        &coordinator.url,
+        "glrt-stand-in",
+        ONE_JOB,
+    ))
+    .await;
+    let seen = coordinator.seen.lock().unwrap();
+    let trace = text(&seen.traces[&1]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let last = seen.final_updates[&1].last().unwrap();
+    assert_eq!(last["state"], "failed", "{trace}");
+    assert_eq!(last["failure_reason"], "script_failure");
+    assert_eq!(last["exit_code"], 1);
+    assert_eq!(seen.uploads[&1].len(), 1, "413 is not worth another try");
+    assert!(trace.contains("413"), "{trace}");
+    assert!(trace.contains("fix: "), "{trace}");
+    assert!(trace.contains("Job failed: exit code 1"), "{trace}");
+    assert!(!trace.contains(PRODUCER_TOKEN), "{trace}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_answered_500_is_sent_again() {
+    let job = stand_in::payload(
+        1,
+        PRODUCER_TOKEN,
+        "flaky",
+        &["echo data > report.xml"],
+        None,
+        serde_json::json!([{"name": "junit", "paths": ["report.xml"], "when": "always",
+                            "artifact_type": "junit", "artifact_format": "gzip"}]),
+        serde_json::json!([]),
+    );
+    let coordinator = stand_in::start(vec![job], vec![500]);
+    let project = Project::new(&[]);
+    let out = finished(spawn_runner(
+        &project,
+        &coordinator.url,
+        "glrt-stand-in",
+        ONE_JOB,
+    ))
+    .await;
+    let seen = coordinator.seen.lock().unwrap();
+    let trace = text(&seen.traces[&1]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        seen.final_updates[&1].last().unwrap()["state"],
+        "success",
+        "{trace}"
+    );
+    assert_eq!(seen.uploads[&1].len(), 2, "{trace}");
+    assert!(
+        trace.contains("Uploading artifacts as \"junit\" to coordinator... 201 Created"),
+        "{trace}"
+    );
+    // A gzip report: one member, named after the file.
+    let mut decoder = flate2::read::GzDecoder::new(&seen.uploads[&1][1].1[..]);
+    let mut contents = String::new();
+    std::io::Read::read_to_string(&mut decoder, &mut contents).unwrap();
+    assert_eq!(contents, "data\n");
+    assert_eq!(
+        decoder.header().unwrap().filename(),
+        Some(&b"report.xml"[..])
+    );
+}
