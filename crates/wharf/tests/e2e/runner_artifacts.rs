@@ -659,3 +659,63 @@ async fn an_upload_answered_500_is_sent_again() {
         Some(&b"report.xml"[..])
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn artifact_paths_never_take_files_from_outside_the_build_folder() {
+    let mock = GitlabRunnerMock::start().await;
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "outside secret\n").unwrap();
+    let secret = outside.path().join("secret.txt");
+    let script = format!(
+        "mkdir -p out && echo mine > out/mine.txt && ln -s {dir} out/door && ln -s {dir} door && ln -s {file} out/secret-link",
+        dir = outside.path().display(),
+        file = secret.display()
+    );
+    let mut job = job_builder(&mock, "hostile-paths", &[&script]);
+    job.add_artifact_paths(vec![
+        "out/".into(),
+        "../".into(),
+        secret.display().to_string(),
+        "door/secret.txt".into(),
+    ]);
+    let job = enqueue(&mock, job);
+    let project = Project::new(&[]);
+    let out = finished(spawn_runner(
+        &project,
+        mock.uri().as_str(),
+        mock.runner_token(),
+        ONE_JOB,
+    ))
+    .await;
+    let trace = text(&job.log());
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(job.state(), MockJobState::Success, "{trace}");
+    let uploaded: Vec<_> = job.uploaded_artifacts().collect();
+    assert_eq!(uploaded.len(), 1, "{trace}");
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(uploaded[0].data.to_vec())).unwrap();
+    let mut names = Vec::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).unwrap();
+        names.push(entry.name().to_string());
+        let mut contents = String::new();
+        std::io::Read::read_to_string(&mut entry, &mut contents).unwrap();
+        // Links are archived as links (their target as content), never followed.
+        assert!(
+            !contents.contains("outside secret"),
+            "{} holds the file outside",
+            entry.name()
+        );
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        ["out/", "out/door", "out/mine.txt", "out/secret-link"],
+        "{trace}"
+    );
+    for refused in ["../", &secret.display().to_string(), "door/secret.txt"] {
+        assert!(
+            trace.contains(&format!("{refused}: not uploaded")),
+            "{refused}: {trace}"
+        );
+    }
+}
