@@ -5,7 +5,7 @@ use crate::failure::JobFailure;
 use crate::files::{self, JobDirs, slug};
 use crate::log::JobLog;
 use crate::options::DotenvLimits;
-use crate::transfer::{Collected, Patterns};
+use crate::transfer::{Collected, Patterns, collect};
 use crate::vars::VarSet;
 use std::path::{Path, PathBuf};
 use wharf_ci::{Job, Pipeline};
@@ -125,41 +125,6 @@ pub(crate) fn upload(
         }
         Err(e) => Err(JobFailure::system(format!("artifacts not saved: {e}"))),
     }
-}
-
-/// The files of the build folder that `patterns` match (variables expanded; absolute paths
-/// under `project_dir_in_job`, `CI_PROJECT_DIR` as the job saw it, taken as relative), with
-/// GitLab's warnings for patterns that match nothing or lead outside the build folder.
-pub(crate) fn collect(
-    patterns: Patterns<'_>,
-    vars: &VarSet,
-    dirs: &JobDirs<'_>,
-    project_dir_in_job: &str,
-    log: &mut JobLog,
-) -> Result<Collected, JobFailure> {
-    let project_dir = Some(project_dir_in_job);
-    let expand = |p: &String| files::relative_to_project(&vars.expand(p), project_dir);
-    let paths: Vec<String> = patterns.paths.iter().map(expand).collect();
-    let exclude: Vec<String> = patterns.exclude.iter().map(expand).collect();
-    let build = files::job_tree(dirs.build_dir)
-        .map_err(|e| JobFailure::system(format!("artifacts: {e}")))?;
-    let mut m = files::match_paths(&build, &paths, &exclude)
-        .map_err(|e| JobFailure::configuration(format!("artifacts: {e}")))?;
-    if patterns.untracked {
-        let untracked = files::untracked(&build, dirs.project_dir, dirs.snapshot, &exclude)
-            .map_err(|e| JobFailure::system(format!("artifacts: untracked files: {e}")))?;
-        m.add_entries(untracked);
-    }
-    for p in &m.unmatched {
-        log.warn(&format!("{p}: no matching files. Ensure that the artifact path is relative to the working directory"));
-    }
-    for (p, why) in &m.outside {
-        log.warn(&format!("{p}: not uploaded: {why}"));
-    }
-    Ok(Collected {
-        root: build,
-        entries: m.entries,
-    })
 }
 
 /// Where a job's `artifacts: reports: dotenv` variables are kept for later jobs.

@@ -6,8 +6,6 @@
 //! files is the engine's (the same matching as `wharf run`: globs, `exclude`, `untracked`,
 //! never outside the build folder); what happens to them is the transfer's.
 
-use crate::artifacts;
-use crate::failure::JobFailure;
 use crate::files::{self, JobDirs};
 use crate::log::JobLog;
 use crate::report::FailureReason;
@@ -45,11 +43,23 @@ pub struct TransferFailure {
     pub hint: Option<String>,
 }
 
-impl From<TransferFailure> for JobFailure {
-    fn from(failure: TransferFailure) -> JobFailure {
-        let mut job_failure = JobFailure::new(failure.reason, failure.message);
-        job_failure.hint = failure.hint;
-        job_failure
+impl TransferFailure {
+    /// The machine failed (a file not written, an archive not made).
+    pub fn system(message: impl Into<String>) -> TransferFailure {
+        TransferFailure {
+            reason: FailureReason::RunnerSystemFailure,
+            exit_code: None,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// The job's configuration is at fault (a bad pattern, a format wharf does not make).
+    pub fn configuration(message: impl Into<String>) -> TransferFailure {
+        TransferFailure {
+            reason: FailureReason::RunnerConfigurationError,
+            ..TransferFailure::system(message)
+        }
     }
 }
 
@@ -93,19 +103,13 @@ impl BuildFolder<'_> {
         patterns: Patterns<'_>,
         log: &mut JobLog,
     ) -> Result<Collected, TransferFailure> {
-        artifacts::collect(
+        collect(
             patterns,
             self.vars,
             &self.dirs,
             self.project_dir_in_job,
             log,
         )
-        .map_err(|failure| TransferFailure {
-            reason: failure.reason,
-            exit_code: None,
-            message: failure.message,
-            hint: failure.hint,
-        })
     }
 
     /// A new empty folder of wharf's (not in the build folder), removed when dropped: where a
@@ -120,15 +124,46 @@ impl BuildFolder<'_> {
     /// dependencies' artifacts: links are copied as links and never followed on either side, a
     /// folder replaces a link in its way, FIFOs and devices are skipped (a warning).
     pub fn restore(&self, staged: &Path, log: &mut JobLog) -> Result<(), TransferFailure> {
-        let system = |e: files::FilesError| TransferFailure {
-            reason: FailureReason::RunnerSystemFailure,
-            exit_code: None,
-            message: format!("artifacts: {e}"),
-            hint: None,
-        };
+        let system = |e: files::FilesError| TransferFailure::system(format!("artifacts: {e}"));
         let build = files::job_tree(self.dirs.build_dir).map_err(system)?;
         let skipped = files::restore_tree(staged, &build).map_err(system)?;
         crate::cache::warn_skipped(&skipped, log);
         Ok(())
     }
+}
+
+/// The files of the build folder that `patterns` match (variables expanded; absolute paths
+/// under `project_dir_in_job`, `CI_PROJECT_DIR` as the job saw it, taken as relative), with
+/// GitLab's warnings for patterns that match nothing or lead outside the build folder. The
+/// one artifact collection: `wharf run`'s (`artifacts.rs`) and a transfer's.
+pub(crate) fn collect(
+    patterns: Patterns<'_>,
+    vars: &VarSet,
+    dirs: &JobDirs<'_>,
+    project_dir_in_job: &str,
+    log: &mut JobLog,
+) -> Result<Collected, TransferFailure> {
+    let project_dir = Some(project_dir_in_job);
+    let expand = |p: &String| files::relative_to_project(&vars.expand(p), project_dir);
+    let paths: Vec<String> = patterns.paths.iter().map(expand).collect();
+    let exclude: Vec<String> = patterns.exclude.iter().map(expand).collect();
+    let build = files::job_tree(dirs.build_dir)
+        .map_err(|e| TransferFailure::system(format!("artifacts: {e}")))?;
+    let mut m = files::match_paths(&build, &paths, &exclude)
+        .map_err(|e| TransferFailure::configuration(format!("artifacts: {e}")))?;
+    if patterns.untracked {
+        let untracked = files::untracked(&build, dirs.project_dir, dirs.snapshot, &exclude)
+            .map_err(|e| TransferFailure::system(format!("artifacts: untracked files: {e}")))?;
+        m.add_entries(untracked);
+    }
+    for p in &m.unmatched {
+        log.warn(&format!("{p}: no matching files. Ensure that the artifact path is relative to the working directory"));
+    }
+    for (p, why) in &m.outside {
+        log.warn(&format!("{p}: not uploaded: {why}"));
+    }
+    Ok(Collected {
+        root: build,
+        entries: m.entries,
+    })
 }

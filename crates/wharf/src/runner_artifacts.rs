@@ -97,7 +97,7 @@ impl GitLabArtifacts {
             dependency.name, dependency.id
         ));
         let staging = build.staging_dir().map_err(|e| {
-            system(format!(
+            TransferFailure::system(format!(
                 "artifacts of {} ({}): a staging folder: {e}",
                 dependency.name, dependency.id
             ))
@@ -132,7 +132,7 @@ impl GitLabArtifacts {
                 unpack_zip(&archive, &dest, MAX_DEPENDENCY_BYTES)
             })
             .await
-            .map_err(|e| system(format!("unpacking artifacts: {e}")))?
+            .map_err(|e| TransferFailure::system(format!("unpacking artifacts: {e}")))?
         };
         let unpacked = unpacked.map_err(|e| {
             script_failure(format!(
@@ -155,7 +155,7 @@ impl GitLabArtifacts {
         let artifact_type = artifact.artifact_type.as_deref().unwrap_or("archive");
         log.info("Uploading artifacts...");
         let format = ArchiveFormat::parse(artifact.artifact_format.as_deref())
-            .map_err(|e| configuration(e.to_string()))?;
+            .map_err(|e| TransferFailure::configuration(e.to_string()))?;
         let patterns = Patterns {
             paths: &artifact.paths,
             exclude: &artifact.exclude,
@@ -178,7 +178,7 @@ impl GitLabArtifacts {
         }
         let staging = build
             .staging_dir()
-            .map_err(|e| system(format!("artifacts: a staging folder: {e}")))?;
+            .map_err(|e| TransferFailure::system(format!("artifacts: a staging folder: {e}")))?;
         let name = build.expand(artifact.name.as_deref().unwrap_or("artifacts"));
         let file_name = format.file_name(&name);
         let archive = staging.path().join("archive");
@@ -200,13 +200,13 @@ impl GitLabArtifacts {
                 )
             })
             .await
-            .map_err(|e| system(format!("archiving artifacts: {e}")))?
+            .map_err(|e| TransferFailure::system(format!("archiving artifacts: {e}")))?
         };
         archived.map_err(|e| match e {
             ArchiveError::RawNeedsOneFile { .. } | ArchiveError::UnknownFormat(_) => {
-                configuration(e.to_string())
+                TransferFailure::configuration(e.to_string())
             }
-            other => system(format!("archiving artifacts: {other}")),
+            other => TransferFailure::system(format!("archiving artifacts: {other}")),
         })?;
         let upload = ArtifactUpload {
             file_name: &file_name,
@@ -233,28 +233,12 @@ impl GitLabArtifacts {
     }
 }
 
-fn failure(reason: FailureReason, message: String) -> TransferFailure {
-    TransferFailure {
-        reason,
-        exit_code: None,
-        message,
-        hint: None,
-    }
-}
-
-fn system(message: String) -> TransferFailure {
-    failure(FailureReason::RunnerSystemFailure, message)
-}
-
-fn configuration(message: String) -> TransferFailure {
-    failure(FailureReason::RunnerConfigurationError, message)
-}
-
 /// What gitlab-runner's helper exiting 1 gives: the job fails with `exit code 1`.
 fn script_failure(message: String) -> TransferFailure {
     TransferFailure {
+        reason: FailureReason::ScriptFailure,
         exit_code: Some(1),
-        ..failure(FailureReason::ScriptFailure, message)
+        ..TransferFailure::system(message)
     }
 }
 
