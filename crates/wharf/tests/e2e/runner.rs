@@ -11,13 +11,14 @@ use gitlab_runner_mock::{
 use std::process::Output;
 use std::time::Duration;
 
-/// A shell job with `script` and the variables given (`(key, value, masked)`).
-pub(crate) fn shell_job(
+/// A shell job (`GIT_STRATEGY: none`: the mock names no real repository) running `script`,
+/// not yet enqueued.
+pub(crate) fn job_builder(
     mock: &GitlabRunnerMock,
+    name: &str,
     script: &[&str],
-    variables: &[(&str, &str, bool)],
-) -> MockJob {
-    let mut builder = mock.job_builder("build".to_string());
+) -> gitlab_runner_mock::MockJobBuilder {
+    let mut builder = mock.job_builder(name.to_string());
     builder.add_step(
         MockJobStepName::Script,
         script.iter().map(|s| s.to_string()).collect(),
@@ -26,6 +27,16 @@ pub(crate) fn shell_job(
         false,
     );
     builder.add_variable("GIT_STRATEGY".into(), "none".into(), true, false);
+    builder
+}
+
+/// A shell job with `script` and the variables given (`(key, value, masked)`), enqueued.
+fn shell_job(
+    mock: &GitlabRunnerMock,
+    script: &[&str],
+    variables: &[(&str, &str, bool)],
+) -> MockJob {
+    let mut builder = job_builder(mock, "build", script);
     for (key, value, masked) in variables {
         builder.add_variable(key.to_string(), value.to_string(), !masked, *masked);
     }

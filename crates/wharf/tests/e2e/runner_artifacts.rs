@@ -4,30 +4,10 @@
 //! it) and, for what the mock does not do (413, 202 to the final update, redirects to object
 //! storage, images), a stand-in written here, declared as such.
 
-use crate::runner::{ONE_JOB, assert_no_token, finished, spawn_runner, text};
+use crate::runner::{ONE_JOB, assert_no_token, finished, job_builder, spawn_runner, text};
 use crate::support::Project;
-use gitlab_runner_mock::{
-    GitlabRunnerMock, MockJob, MockJobState, MockJobStepName, MockJobStepWhen,
-};
+use gitlab_runner_mock::{GitlabRunnerMock, MockJob, MockJobState};
 use std::io::Write as _;
-
-/// A shell job (`GIT_STRATEGY: none`: the mock names no real repository) running `script`.
-fn job_builder(
-    mock: &GitlabRunnerMock,
-    name: &str,
-    script: &[&str],
-) -> gitlab_runner_mock::MockJobBuilder {
-    let mut builder = mock.job_builder(name.to_string());
-    builder.add_step(
-        MockJobStepName::Script,
-        script.iter().map(|s| s.to_string()).collect(),
-        3600,
-        MockJobStepWhen::OnSuccess,
-        false,
-    );
-    builder.add_variable("GIT_STRATEGY".into(), "none".into(), true, false);
-    builder
-}
 
 fn enqueue(mock: &GitlabRunnerMock, builder: gitlab_runner_mock::MockJobBuilder) -> MockJob {
     let job = builder.build();
@@ -581,18 +561,24 @@ async fn artifacts_pass_between_two_docker_jobs_through_gitlab() {
     assert_passed_through_object_storage(&coordinator, &out);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_archive_gitlab_finds_too_large_fails_the_job_with_the_fix_and_is_not_sent_again() {
+/// One shell job (id 1) that writes `file` and uploads it as `artifacts` says, against a
+/// stand-in answering the uploads with `upload_statuses`: the coordinator once the runner is done.
+async fn one_upload(
+    file: &str,
+    artifacts: serde_json::Value,
+    upload_statuses: Vec<u16>,
+) -> stand_in::Coordinator {
+    let script = format!("echo data > {file}");
     let job = stand_in::payload(
         1,
         PRODUCER_TOKEN,
-        "big",
-        &["echo data > big.bin"],
+        "upload",
+        &[&script],
         None,
-        serde_json::json!([{"paths": ["big.bin"], "artifact_type": "archive", "artifact_format": "zip"}]),
+        artifacts,
         serde_json::json!([]),
     );
-    let coordinator = stand_in::start(vec![job], vec![413]);
+    let coordinator = stand_in::start(vec![job], upload_statuses);
     let project = Project::new(&[]);
     let out = finished(spawn_runner(
         &project,
@@ -601,9 +587,16 @@ async fn an_archive_gitlab_finds_too_large_fails_the_job_with_the_fix_and_is_not
         ONE_JOB,
     ))
     .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    coordinator
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_archive_gitlab_finds_too_large_fails_the_job_with_the_fix_and_is_not_sent_again() {
+    let artifacts = serde_json::json!([{"paths": ["big.bin"], "artifact_type": "archive", "artifact_format": "zip"}]);
+    let coordinator = one_upload("big.bin", artifacts, vec![413]).await;
     let seen = coordinator.seen.lock().unwrap();
     let trace = text(&seen.traces[&1]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let last = seen.final_updates[&1].last().unwrap();
     assert_eq!(last["state"], "failed", "{trace}");
     assert_eq!(last["failure_reason"], "script_failure");
@@ -617,28 +610,11 @@ async fn an_archive_gitlab_finds_too_large_fails_the_job_with_the_fix_and_is_not
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_upload_answered_500_is_sent_again() {
-    let job = stand_in::payload(
-        1,
-        PRODUCER_TOKEN,
-        "flaky",
-        &["echo data > report.xml"],
-        None,
-        serde_json::json!([{"name": "junit", "paths": ["report.xml"], "when": "always",
-                            "artifact_type": "junit", "artifact_format": "gzip"}]),
-        serde_json::json!([]),
-    );
-    let coordinator = stand_in::start(vec![job], vec![500]);
-    let project = Project::new(&[]);
-    let out = finished(spawn_runner(
-        &project,
-        &coordinator.url,
-        "glrt-stand-in",
-        ONE_JOB,
-    ))
-    .await;
+    let artifacts = serde_json::json!([{"name": "junit", "paths": ["report.xml"], "when": "always",
+                                        "artifact_type": "junit", "artifact_format": "gzip"}]);
+    let coordinator = one_upload("report.xml", artifacts, vec![500]).await;
     let seen = coordinator.seen.lock().unwrap();
     let trace = text(&seen.traces[&1]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         seen.final_updates[&1].last().unwrap()["state"],
         "success",
