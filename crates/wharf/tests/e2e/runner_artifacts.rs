@@ -232,7 +232,8 @@ async fn a_hostile_dependency_archive_writes_nothing_outside_the_build_folder() 
 
 /// A stand-in GitLab written here, declared as such, for what the mock does not do: answer an
 /// upload with 413 or 500, redirect a dependency's download to object storage (another
-/// origin, which must never see a job token), and hand out jobs with `image:`. It hands out
+/// origin, which must never see a job token), answer each job's final update 202 twice before
+/// 200 (two-phase commit), and hand out jobs with `image:`. It hands out
 /// the given payloads in order, keeps each job's uploads, trace and final updates.
 mod stand_in {
     use std::collections::HashMap;
@@ -362,13 +363,15 @@ mod stand_in {
                         (_, ["jobs", _, ..]) if !token_ok => (403, vec![]),
                         ("PUT", ["jobs", _]) => {
                             let update: serde_json::Value = serde_json::from_slice(&body).unwrap();
-                            if update.get("output").is_some() {
-                                seen.final_updates
-                                    .entry(job_id.unwrap())
-                                    .or_default()
-                                    .push(update);
+                            if update.get("output").is_none() {
+                                (200, vec![])
+                            } else {
+                                // Two-phase commit: "not yet" twice, then taken.
+                                let finals = seen.final_updates.entry(job_id.unwrap()).or_default();
+                                finals.push(update);
+                                let status = if finals.len() <= 2 { 202 } else { 200 };
+                                (status, vec![("X-GitLab-Trace-Update-Interval", "1".into())])
                             }
-                            (200, vec![])
                         }
                         ("PATCH", ["jobs", _, "trace"]) => {
                             let trace = seen.traces.entry(job_id.unwrap()).or_default();
@@ -494,6 +497,9 @@ fn assert_passed_through_object_storage(
         "{consumed}"
     );
     assert!(consumed.contains("\nmade by produce\n"), "{consumed}");
+    // Each final update was sent again after the two 202s, then taken.
+    assert_eq!(seen.final_updates[&1].len(), 3);
+    assert_eq!(seen.final_updates[&2].len(), 3);
     let (query, _) = &seen.uploads[&1][0];
     assert!(query.contains("expire_in=1+week"), "{query}");
     assert!(
