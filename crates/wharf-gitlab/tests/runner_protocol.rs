@@ -553,6 +553,20 @@ async fn dependency_downloads_follow_redirects_without_taking_the_token_along() 
     assert_eq!(fetched.url, "/bucket/artifacts.zip?X-Amz-Signature=s3cr3t");
     assert_eq!(fetched.header("JOB-TOKEN"), None);
 
+    // Past the size limit: refused, and not worth another try.
+    let too_large = client
+        .artifacts_client()
+        .unwrap()
+        .download(&dependency, into.path(), 4)
+        .await
+        .unwrap_err();
+    assert!(!too_large.is_transient(), "{too_large}");
+    assert!(
+        too_large.to_string().contains("larger than 4 bytes"),
+        "{too_large}"
+    );
+    assert!(!too_large.to_string().contains("s3cr3t"), "{too_large}");
+
     // Gone artifacts: the status and what to do, without the token or the signed query.
     let gone = serve("127.0.0.1", vec![(404, vec![], vec![])]);
     let client = RunnerClient::new(&gone.url, "runner-token", "shell").unwrap();

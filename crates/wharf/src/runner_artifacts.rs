@@ -64,11 +64,13 @@ impl GitLabArtifacts {
                 Ok(value) => return Ok(value),
                 Err(e) => e,
             };
-            let limit = match error.status() {
-                Some(503) => TRIES_WHEN_UNAVAILABLE,
-                Some(status) if status >= 500 => TRIES,
-                Some(_) => return Err(error),
-                None => TRIES,
+            if !error.is_transient() {
+                return Err(error);
+            }
+            let limit = if error.status() == Some(503) {
+                TRIES_WHEN_UNAVAILABLE
+            } else {
+                TRIES
             };
             if tries >= limit {
                 return Err(error);

@@ -542,7 +542,7 @@ impl ArtifactsClient {
             })? {
                 written += chunk.len() as u64;
                 if written > max_bytes {
-                    return Err(RunnerError::Unreachable {
+                    return Err(RunnerError::Refused {
                         method: "GET",
                         url: first.to_string(),
                         reason: format!("the archive is larger than {max_bytes} bytes: refused"),

@@ -34,6 +34,13 @@ pub enum RunnerError {
         url: String,
         reason: String,
     },
+    /// Refused on this side, not worth another try (an archive over the size limit).
+    #[error("{method} {url}: {reason}")]
+    Refused {
+        method: &'static str,
+        url: String,
+        reason: String,
+    },
     #[error(
         "job {id}: GitLab no longer gives this job to this runner (canceled, or taken by another runner): not run"
     )]
@@ -47,6 +54,15 @@ impl RunnerError {
         match self {
             RunnerError::Status { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// Whether the same request may succeed later: no answer, or a 5xx.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RunnerError::Unreachable { .. } => true,
+            RunnerError::Status { status, .. } => *status >= 500,
+            _ => false,
         }
     }
 }
