@@ -510,6 +510,48 @@ async fn artifact_uploads_are_what_gitlab_runners_handler_reads() {
     assert_eq!(file.2, b"content");
 }
 
+/// `testArtifactsUploadHandler`'s "redirect" case: a 307 names GitLab's new place; the upload
+/// goes there once, on the same API path.
+#[tokio::test]
+async fn an_upload_answered_307_is_sent_to_gitlabs_new_place() {
+    let moved = serve("localhost", vec![(201, vec![], vec![])]);
+    let gitlab = serve(
+        "127.0.0.1",
+        vec![(
+            307,
+            vec![("Location", format!("{}/new-location", moved.url))],
+            vec![],
+        )],
+    );
+    let client = RunnerClient::new(&gitlab.url, "runner-token", "shell").unwrap();
+    let archive = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(archive.path(), "content").unwrap();
+    let upload = ArtifactUpload {
+        file_name: "artifacts.zip",
+        format: ArchiveFormat::Zip,
+        artifact_type: "archive",
+        expire_in: None,
+    };
+    client
+        .artifacts_client()
+        .unwrap()
+        .upload(&payload(10, "token"), archive.path(), upload)
+        .await
+        .unwrap();
+    let request = &moved.requests()[0];
+    assert!(
+        request.url.starts_with("/api/v4/jobs/10/artifacts?"),
+        "{}",
+        request.url
+    );
+    assert_eq!(request.header("JOB-TOKEN"), Some("token"));
+    let parts = multipart_parts(request);
+    assert_eq!(
+        parts.iter().find(|(n, _, _)| n == "file").unwrap().2,
+        b"content"
+    );
+}
+
 /// A dependency's archive: its own token to GitLab, none to the object storage GitLab
 /// redirects to (another origin), where the archive comes from.
 #[tokio::test]

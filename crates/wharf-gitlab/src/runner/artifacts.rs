@@ -395,13 +395,43 @@ impl ArtifactsClient {
     /// `file`. `artifact_format`, `artifact_type` and `expire_in` go in the query, as
     /// gitlab-runner sends them (`UploadRawArtifacts`); the first two also as form fields,
     /// which GitLab's API reads the same (Grape merges both) and Collabora's mock requires.
+    ///
+    /// A 307 names where GitLab now takes uploads: the upload is sent again once to that
+    /// scheme, host and port (gitlab-runner's `handleRedirect`: it keeps the API path).
     pub async fn upload(
         &self,
         job: &JobPayload,
         archive: &Path,
         upload: ArtifactUpload<'_>,
     ) -> Result<(), RunnerError> {
-        let mut url = self.endpoint(&format!("jobs/{}/artifacts", job.id));
+        let Some(moved) = self.upload_to(&self.api, job, archive, upload).await? else {
+            return Ok(());
+        };
+        let mut api = self.api.clone();
+        let _ = api.set_scheme(moved.scheme());
+        let _ = api.set_host(moved.host_str());
+        let _ = api.set_port(moved.port());
+        match self.upload_to(&api, job, archive, upload).await? {
+            None => Ok(()),
+            Some(again) => Err(RunnerError::Refused {
+                method: "POST",
+                url: redacted(&again),
+                reason: "redirected twice (307): not followed further".to_string(),
+            }),
+        }
+    }
+
+    /// One upload to the API at `api`: `Some(location)` when GitLab answers 307.
+    async fn upload_to(
+        &self,
+        api: &Url,
+        job: &JobPayload,
+        archive: &Path,
+        upload: ArtifactUpload<'_>,
+    ) -> Result<Option<Url>, RunnerError> {
+        let mut url = api
+            .join(&format!("jobs/{}/artifacts", job.id))
+            .unwrap_or_else(|_| api.clone());
         {
             let mut query = url.query_pairs_mut();
             if let Some(expire_in) = upload.expire_in.filter(|e| !e.is_empty()) {
@@ -458,7 +488,16 @@ impl ArtifactsClient {
                 reason: error_chain(&e),
             })?;
         match answer.status().as_u16() {
-            201 => Ok(()),
+            201 => Ok(None),
+            307 => match answer
+                .headers()
+                .get("Location")
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok())
+            {
+                Some(location) => Ok(Some(location)),
+                None => Err(status_error("POST", &url, answer, "").await),
+            },
             413 => Err(status_error(
                 "POST",
                 &url,
