@@ -298,9 +298,17 @@ async fn prepare_and_run(
     };
     if let Some(transfer) = &ctx.opts.artifact_transfer {
         let build = build_folder(ctx, vars, &layout);
-        if let Err(failure) = transfer.download(&build, log).await {
+        // A cancel (or the job's timeout) stops a long download.
+        let mut cancel = ctx.opts.cancel.clone();
+        let downloaded = tokio::select! {
+            result = transfer.download(&build, log) => {
+                result.map_err(|failure| Stop::from(JobFailure::from(failure)))
+            }
+            Ok(_) = cancel.wait_for(|canceled| *canceled) => Err(Stop::Canceled),
+        };
+        if let Err(stop) = downloaded {
             executor.cleanup(log).await;
-            return Err(JobFailure::from(failure).into());
+            return Err(stop);
         }
     }
     if let Err(failure) = tokio::task::block_in_place(|| executor.hand_over()) {

@@ -285,6 +285,16 @@ mod stand_in {
         jobs: Vec<(u64, String, serde_json::Value)>,
         upload_statuses: Vec<u16>,
     ) -> Coordinator {
+        start_stalling(jobs, upload_statuses, false)
+    }
+
+    /// As [`start`]; with `stall`, the object storage never answers and GitLab cancels the job
+    /// (`Job-Status: canceled` in its trace answers).
+    pub fn start_stalling(
+        jobs: Vec<(u64, String, serde_json::Value)>,
+        upload_statuses: Vec<u16>,
+        stall: bool,
+    ) -> Coordinator {
         let seen = Arc::new(Mutex::new(Seen::default()));
         // Object storage on another origin (`localhost`, not `127.0.0.1`).
         let storage = tiny_http::Server::http("localhost:0").unwrap();
@@ -294,7 +304,13 @@ mod stand_in {
         );
         let state = seen.clone();
         std::thread::spawn(move || {
+            let mut stalled = Vec::new();
             for request in storage.incoming_requests() {
+                if stall {
+                    // Held unanswered until the test ends.
+                    stalled.push(request);
+                    continue;
+                }
                 let mut seen = state.lock().unwrap();
                 if let Some(token) = header(&request, "JOB-TOKEN") {
                     seen.tokens_at_storage.push(token);
@@ -377,11 +393,13 @@ mod stand_in {
                             let trace = seen.traces.entry(job_id.unwrap()).or_default();
                             trace.extend_from_slice(&body);
                             let size = trace.len();
+                            let status = if stall { "canceled" } else { "running" };
                             (
                                 202,
                                 vec![
                                     ("Range", format!("0-{size}")),
                                     ("X-GitLab-Trace-Update-Interval", "1".into()),
+                                    ("Job-Status", status.into()),
                                 ],
                             )
                         }
@@ -700,4 +718,50 @@ async fn artifact_paths_never_take_files_from_outside_the_build_folder() {
             "{refused}: {trace}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canceling_the_job_in_gitlab_stops_a_stalled_dependency_download() {
+    let consumer = stand_in::payload(
+        2,
+        CONSUMER_TOKEN,
+        "consume",
+        &["echo the script ran"],
+        None,
+        serde_json::json!([]),
+        serde_json::json!([{"id": 1, "token": PRODUCER_TOKEN, "name": "produce",
+                            "artifacts_file": {"filename": "artifacts.zip", "size": 1}}]),
+    );
+    // The producer is listed for its token only: the runner takes one job, the consumer.
+    let producer = stand_in::payload(
+        1,
+        PRODUCER_TOKEN,
+        "produce",
+        &["true"],
+        None,
+        serde_json::json!([]),
+        serde_json::json!([]),
+    );
+    let coordinator = stand_in::start_stalling(vec![consumer, producer], Vec::new(), true);
+    let project = Project::new(&[]);
+    // Without the cancel, the runner would wait for the storage forever (`finished` guards).
+    let out = finished(spawn_runner(
+        &project,
+        &coordinator.url,
+        "glrt-stand-in",
+        ONE_JOB,
+    ))
+    .await;
+    let seen = coordinator.seen.lock().unwrap();
+    let trace = text(&seen.traces[&2]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        trace.contains("Downloading artifacts for produce (1)..."),
+        "{trace}"
+    );
+    assert!(!trace.contains("the script ran"), "{trace}");
+    assert!(!trace.contains("ERROR: Downloading"), "{trace}");
+    // GitLab already holds the job as canceled: the runner only ends it on its side.
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("Job 2 finished: failed"), "{stderr}");
 }
