@@ -25,6 +25,22 @@ fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
+/// `wharf runner` with `args` against the coordinator at `url` until it stops (successfully):
+/// its project and output.
+async fn run_runner(url: &str, token: &str, args: &[&str]) -> (Project, std::process::Output) {
+    let project = Project::new(&[]);
+    let out = finished(spawn_runner(&project, url, token, args)).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    (project, out)
+}
+
+/// A runner (shell) takes one job from the mock and stops; its project once it has.
+async fn run_one_job(mock: &GitlabRunnerMock) -> Project {
+    run_runner(mock.uri().as_str(), mock.runner_token(), ONE_JOB)
+        .await
+        .0
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn artifacts_pass_from_one_job_to_the_next_through_gitlab() {
     let mock = GitlabRunnerMock::start().await;
@@ -44,15 +60,8 @@ async fn artifacts_pass_from_one_job_to_the_next_through_gitlab() {
     );
     consumer.dependency(producer.clone());
     let consumer = enqueue(&mock, consumer);
-    let project = Project::new(&[]);
     let args = ["run-single", "--max-builds", "2", "--check-interval", "1"];
-    let out = finished(spawn_runner(
-        &project,
-        mock.uri().as_str(),
-        mock.runner_token(),
-        &args,
-    ))
-    .await;
+    let (_project, out) = run_runner(mock.uri().as_str(), mock.runner_token(), &args).await;
     let (produced, consumed) = (text(&producer.log()), text(&consumer.log()));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(producer.state(), MockJobState::Success, "{produced}");
@@ -110,16 +119,8 @@ async fn artifacts_when_on_failure_are_uploaded_for_a_failed_job_only() {
         Some("1 week".into()),
     );
     let failing = enqueue(&mock, failing);
-    let project = Project::new(&[]);
-    let out = finished(spawn_runner(
-        &project,
-        mock.uri().as_str(),
-        mock.runner_token(),
-        ONE_JOB,
-    ))
-    .await;
+    run_one_job(&mock).await;
     let trace = text(&failing.log());
-    assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(failing.state(), MockJobState::Failed, "{trace}");
     assert!(
         trace.contains("Uploading artifacts for failed job"),
@@ -192,16 +193,8 @@ async fn a_hostile_dependency_archive_writes_nothing_outside_the_build_folder() 
     let mut victim = job_builder(&mock, "victim", &["cat honest.txt", "ls -la"]);
     victim.dependency(attacker.clone());
     let victim = enqueue(&mock, victim);
-    let project = Project::new(&[]);
-    let out = finished(spawn_runner(
-        &project,
-        mock.uri().as_str(),
-        mock.runner_token(),
-        ONE_JOB,
-    ))
-    .await;
+    let project = run_one_job(&mock).await;
     let trace = text(&victim.log());
-    assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(victim.state(), MockJobState::Success, "{trace}");
     assert!(trace.contains("\nhonest content\n"), "{trace}");
     assert_eq!(
@@ -541,15 +534,8 @@ fn assert_passed_through_object_storage(
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dependency_comes_through_gitlabs_redirect_to_object_storage_without_the_token() {
     let coordinator = producer_and_consumer(None);
-    let project = Project::new(&[]);
     let args = ["run-single", "--max-builds", "2", "--check-interval", "1"];
-    let out = finished(spawn_runner(
-        &project,
-        &coordinator.url,
-        "glrt-stand-in",
-        &args,
-    ))
-    .await;
+    let (_project, out) = run_runner(&coordinator.url, "glrt-stand-in", &args).await;
     assert_passed_through_object_storage(&coordinator, &out);
     let seen = coordinator.seen.lock().unwrap();
     // gitlab-runner's count: the folder and what is in it.
@@ -565,7 +551,6 @@ async fn a_dependency_comes_through_gitlabs_redirect_to_object_storage_without_t
 async fn artifacts_pass_between_two_docker_jobs_through_gitlab() {
     crate::support::load_busybox_into_docker("wharf-runner-busybox:1");
     let coordinator = producer_and_consumer(Some("wharf-runner-busybox:1"));
-    let project = Project::new(&[]);
     let args = [
         "run-single",
         "--max-builds",
@@ -575,13 +560,7 @@ async fn artifacts_pass_between_two_docker_jobs_through_gitlab() {
         "--executor",
         "docker",
     ];
-    let out = finished(spawn_runner(
-        &project,
-        &coordinator.url,
-        "glrt-stand-in",
-        &args,
-    ))
-    .await;
+    let (_project, out) = run_runner(&coordinator.url, "glrt-stand-in", &args).await;
     assert_passed_through_object_storage(&coordinator, &out);
 }
 
@@ -603,15 +582,7 @@ async fn one_upload(
         serde_json::json!([]),
     );
     let coordinator = stand_in::start(vec![job], upload_statuses);
-    let project = Project::new(&[]);
-    let out = finished(spawn_runner(
-        &project,
-        &coordinator.url,
-        "glrt-stand-in",
-        ONE_JOB,
-    ))
-    .await;
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    run_runner(&coordinator.url, "glrt-stand-in", ONE_JOB).await;
     coordinator
 }
 
@@ -679,16 +650,8 @@ async fn artifact_paths_never_take_files_from_outside_the_build_folder() {
         "door/secret.txt".into(),
     ]);
     let job = enqueue(&mock, job);
-    let project = Project::new(&[]);
-    let out = finished(spawn_runner(
-        &project,
-        mock.uri().as_str(),
-        mock.runner_token(),
-        ONE_JOB,
-    ))
-    .await;
+    run_one_job(&mock).await;
     let trace = text(&job.log());
-    assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(job.state(), MockJobState::Success, "{trace}");
     let uploaded: Vec<_> = job.uploaded_artifacts().collect();
     assert_eq!(uploaded.len(), 1, "{trace}");
