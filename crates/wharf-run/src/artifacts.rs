@@ -5,6 +5,7 @@ use crate::failure::JobFailure;
 use crate::files::{self, JobDirs, slug};
 use crate::log::JobLog;
 use crate::options::DotenvLimits;
+use crate::transfer::{Collected, Patterns, collect};
 use crate::vars::VarSet;
 use std::path::{Path, PathBuf};
 use wharf_ci::{Job, Pipeline};
@@ -69,40 +70,35 @@ pub(crate) fn upload(
     } else {
         "Uploading artifacts for failed job"
     });
-    let project_dir = Some(project_dir_in_job);
-    let expand = |p: &String| files::relative_to_project(&vars.expand(p), project_dir);
-    let mut paths: Vec<String> = art.paths.iter().map(expand).collect();
+    let mut paths = art.paths.clone();
     // `reports:` other than dotenv are kept as files with the artifacts.
-    let reports: Vec<String> = art.reports_other.iter().map(expand).collect();
-    paths.extend(reports.iter().cloned());
-    let exclude: Vec<String> = art.exclude.iter().map(expand).collect();
-    let build = files::job_tree(dirs.build_dir)
-        .map_err(|e| JobFailure::system(format!("artifacts: {e}")))?;
-    let mut m = files::match_paths(&build, &paths, &exclude)
-        .map_err(|e| JobFailure::configuration(format!("artifacts: {e}")))?;
-    if art.untracked {
-        let untracked = files::untracked(&build, dirs.project_dir, dirs.snapshot, &exclude)
-            .map_err(|e| JobFailure::system(format!("artifacts: untracked files: {e}")))?;
-        m.add_entries(untracked);
-    }
-    for p in &m.unmatched {
-        log.warn(&format!("{p}: no matching files. Ensure that the artifact path is relative to the working directory"));
-    }
-    for (p, why) in &m.outside {
-        log.warn(&format!("{p}: not uploaded: {why}"));
-    }
+    paths.extend(art.reports_other.iter().cloned());
+    let patterns = Patterns {
+        paths: &paths,
+        exclude: &art.exclude,
+        untracked: art.untracked,
+    };
+    let Collected {
+        root: build,
+        entries,
+    } = collect(patterns, vars, dirs, project_dir_in_job, log)?;
+    let reports: Vec<String> = art
+        .reports_other
+        .iter()
+        .map(|p| files::relative_to_project(&vars.expand(p), Some(project_dir_in_job)))
+        .collect();
     let dest = artifacts_dir(dirs.wharf_dir, &job.name);
     let meta_root = dirs.wharf_dir.join("artifacts");
-    if m.entries.is_empty() {
+    if entries.is_empty() {
         log.error("No files to upload");
         let _ = files::remove_tree(&dest);
         let _ = std::fs::remove_file(meta_root.join(format!("{}.json", slug(&job.name))));
         return Ok(());
     }
-    match files::publish(&build, &m.entries, &dest) {
+    match files::publish(&build, &entries, &dest) {
         Ok(skipped) => {
             crate::cache::warn_skipped(&skipped, log);
-            for e in &m.entries {
+            for e in &entries {
                 log.info(&format!(
                     "{}: found, saved to {}",
                     e.display(),
@@ -118,7 +114,7 @@ pub(crate) fn upload(
                     .map(|n| vars.expand(n))
                     .unwrap_or_else(|| "artifacts".to_string()),
                 expire_in: art.expire_in.clone(),
-                paths: m.entries.iter().map(|e| e.display().to_string()).collect(),
+                paths: entries.iter().map(|e| e.display().to_string()).collect(),
                 reports,
                 created: files::rfc3339_utc(std::time::SystemTime::now()),
             };

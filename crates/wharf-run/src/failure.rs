@@ -53,6 +53,16 @@ impl JobFailure {
     }
 }
 
+impl From<crate::transfer::TransferFailure> for JobFailure {
+    fn from(failure: crate::transfer::TransferFailure) -> JobFailure {
+        JobFailure {
+            reason: failure.reason,
+            message: failure.message,
+            hint: failure.hint,
+        }
+    }
+}
+
 impl fmt::Display for JobFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;

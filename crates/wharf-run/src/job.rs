@@ -218,6 +218,19 @@ async fn run_with(ctx: &Ctx<'_>, job: &Job, mut executor: impl Executor) -> JobR
                 outcome = failure.status();
             }
         }
+        if let Some(transfer) = &ctx.opts.artifact_transfer {
+            let build = build_folder(ctx, &vars, &layout);
+            if let Err(failure) = transfer.upload(&build, ok, &mut log).await {
+                let status = JobStatus::Failed {
+                    reason: failure.reason,
+                    exit_code: failure.exit_code,
+                };
+                JobFailure::from(failure).log(&mut log);
+                if matches!(outcome, JobStatus::Passed) {
+                    outcome = status;
+                }
+            }
+        }
         // GitLab collects reports whatever the job's result.
         if let Err(failure) =
             artifacts::save_dotenv_reports(job, &dirs, ctx.opts.dotenv_limits, &mut log)
@@ -283,6 +296,21 @@ async fn prepare_and_run(
             return Err(stop);
         }
     };
+    if let Some(transfer) = &ctx.opts.artifact_transfer {
+        let build = build_folder(ctx, vars, &layout);
+        // A cancel (or the job's timeout) stops a long download.
+        let mut cancel = ctx.opts.cancel.clone();
+        let downloaded = tokio::select! {
+            result = transfer.download(&build, log) => {
+                result.map_err(|failure| Stop::from(JobFailure::from(failure)))
+            }
+            Ok(_) = cancel.wait_for(|canceled| *canceled) => Err(Stop::Canceled),
+        };
+        if let Err(stop) = downloaded {
+            executor.cleanup(log).await;
+            return Err(stop);
+        }
+    }
     if let Err(failure) = tokio::task::block_in_place(|| executor.hand_over()) {
         executor.cleanup(log).await;
         return Err(failure.into());
@@ -402,6 +430,19 @@ fn prepare_build(
         }
     }
     Ok(env)
+}
+
+/// The build folder as an artifact transfer (`wharf runner`'s GitLab) sees it.
+fn build_folder<'c>(
+    ctx: &'c Ctx<'_>,
+    vars: &'c VarSet,
+    layout: &'c Layout,
+) -> crate::transfer::BuildFolder<'c> {
+    crate::transfer::BuildFolder {
+        dirs: job_dirs(ctx, layout),
+        vars,
+        project_dir_in_job: &layout.project_dir_in_job,
+    }
 }
 
 /// The folders of this job's run, for caches and artifacts.
@@ -572,6 +613,7 @@ mod tests {
             limits: Default::default(),
             sandbox_network: Default::default(),
             token_mask_prefixes: Vec::new(),
+            artifact_transfer: None,
         };
         let engine = OnceCell::new();
         let sources = crate::vars::VarSources::default();

@@ -20,6 +20,7 @@ mod rules_eval;
 pub mod scheduler;
 pub mod script;
 pub mod services;
+pub mod transfer;
 pub mod vars;
 
 pub use log::Console;

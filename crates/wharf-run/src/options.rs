@@ -89,6 +89,9 @@ pub struct RunOptions {
     /// GitLab's `token_mask_prefixes` (`glpat-`...): tokens after them are masked in job logs
     /// (`wharf runner` takes them from the job; empty for `wharf run`).
     pub token_mask_prefixes: Vec<String>,
+    /// Where dependencies' artifacts come from and the job's own go besides `.wharf/artifacts/`
+    /// (`wharf runner`: GitLab); `None` for `wharf run`.
+    pub artifact_transfer: Option<Arc<dyn crate::transfer::ArtifactTransfer>>,
 }
 
 /// The network a sandbox job with `services:` and its services share (jobs without services

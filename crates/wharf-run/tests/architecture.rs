@@ -23,6 +23,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("report", 3),
     ("cache", 3),
     ("options", 3),
+    ("transfer", 3),
     ("failure", 4),
     ("services", 5),
     ("artifacts", 5),

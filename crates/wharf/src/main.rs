@@ -15,6 +15,7 @@ mod doctor;
 mod image_cmd;
 mod includes;
 mod registry_cmd;
+mod runner_artifacts;
 mod runner_cmd;
 mod runner_config;
 
@@ -532,6 +533,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             SandboxNet::Host => wharf_run::SandboxNetwork::Host,
         },
         token_mask_prefixes: Vec::new(),
+        artifact_transfer: None,
     };
     let report = match wharf_run::run_pipeline(&opened.loaded.pipeline, &opts).await {
         Ok(r) => r,

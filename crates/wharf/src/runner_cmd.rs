@@ -443,7 +443,22 @@ async fn run_job(
             }
         })
     };
-    let job = run_payload(payload, settings, console, cancel_rx, interrupted);
+    let artifacts = match client.artifacts_client() {
+        Ok(artifacts) => artifacts,
+        Err(e) => {
+            eprintln!("ERROR: job {}: {e}", payload.id);
+            forward.abort();
+            return;
+        }
+    };
+    let job = run_payload(
+        payload,
+        settings,
+        console,
+        cancel_rx,
+        interrupted,
+        artifacts,
+    );
     let warn = |e: &RunnerError| eprintln!("WARNING: job {}: {e}", payload.id);
     match run_with_trace(client, payload, trace, &cancel_tx, job, &warn).await {
         Ok(outcome) => eprintln!(
@@ -471,6 +486,7 @@ async fn run_payload(
     console: std::sync::Arc<Console>,
     cancel: watch::Receiver<bool>,
     interrupted: &watch::Receiver<bool>,
+    artifacts: wharf_gitlab::runner::artifacts::ArtifactsClient,
 ) -> JobOutcome {
     console.line(&format!(
         "Running with wharf {} (GitLab runner mode)",
@@ -539,6 +555,10 @@ async fn run_payload(
         // `[runners.docker] memory` / `pids_limit` are not read from the config yet.
         limits: wharf_run::Limits::default(),
         sandbox_network: wharf_run::SandboxNetwork::default(),
+        artifact_transfer: Some(crate::runner_artifacts::GitLabArtifacts::new(
+            artifacts,
+            payload.clone(),
+        )),
     };
     let wharf_dir = wharf_dir_of(builds_dir, &project_dir);
     let job = job_of(payload);

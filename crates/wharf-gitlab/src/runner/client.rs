@@ -34,6 +34,17 @@ pub enum RunnerError {
         url: String,
         reason: String,
     },
+    /// Refused on this side, not worth another try (an archive over the size limit).
+    #[error("{method} {url}: {reason}")]
+    Refused {
+        method: &'static str,
+        url: String,
+        reason: String,
+    },
+    #[error(
+        "job {id}: GitLab no longer gives this job to this runner (canceled, or taken by another runner): not run"
+    )]
+    JobGone { id: u64 },
     #[error("starting the HTTP client: {0}")]
     Client(String),
 }
@@ -43,6 +54,15 @@ impl RunnerError {
         match self {
             RunnerError::Status { status, .. } => Some(*status),
             _ => None,
+        }
+    }
+
+    /// Whether the same request may succeed later: no answer, or a 5xx.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RunnerError::Unreachable { .. } => true,
+            RunnerError::Status { status, .. } => *status >= 500,
+            _ => false,
         }
     }
 }
@@ -105,9 +125,9 @@ pub enum UpdateResult {
 
 /// A runner's identity at one GitLab: its URL and authentication token.
 pub struct RunnerClient {
-    http: reqwest::Client,
+    pub(super) http: reqwest::Client,
     /// `<url>/api/v4/`.
-    api: Url,
+    pub(super) api: Url,
     token: Token,
     system_id: String,
     info: RunnerDescription,
@@ -214,7 +234,7 @@ impl RunnerClient {
         &self.system_id
     }
 
-    fn endpoint(&self, path: &str) -> Url {
+    pub(super) fn endpoint(&self, path: &str) -> Url {
         // `path` is ours and relative: joining cannot fail.
         self.api.join(path).unwrap_or_else(|_| self.api.clone())
     }
@@ -228,7 +248,7 @@ impl RunnerClient {
         }
     }
 
-    async fn send(
+    pub(super) async fn send(
         &self,
         method: &'static str,
         url: &Url,
@@ -399,7 +419,7 @@ fn update_interval(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
         .map(|s| Duration::from_secs(s.min(15 * 60)))
 }
 
-async fn status_error(
+pub(super) async fn status_error(
     method: &'static str,
     url: &Url,
     answer: reqwest::Response,
@@ -420,7 +440,7 @@ async fn status_error(
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
@@ -432,7 +452,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// A correlation id per request (gitlab-runner sends one too): time and a counter, hex.
-fn request_id() -> String {
+pub(super) fn request_id() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()

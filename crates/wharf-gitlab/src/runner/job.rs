@@ -48,15 +48,8 @@ pub fn job_of(payload: &JobPayload) -> Job {
             other => unsupported.push((format!("step `{other}`"), span.clone())),
         }
     }
-    if !payload.artifacts.is_empty() {
-        unsupported.push(("artifacts upload to GitLab".to_string(), span.clone()));
-    }
-    if !payload.dependencies.is_empty() {
-        unsupported.push((
-            "artifacts download from GitLab (dependencies)".to_string(),
-            span.clone(),
-        ));
-    }
+    // `artifacts` and `dependencies` are the runner's (wharf's `runner_artifacts`): they
+    // travel through GitLab, not through `.wharf/artifacts/`.
     Job {
         name: payload.job_info.name.clone(),
         span: span.clone(),

@@ -4,6 +4,7 @@
 //! ([`job_of`], [`variables_of`]) and its sources from git ([`source`]). Running the job is
 //! wharf-run's business; the `wharf runner` command joins the two.
 
+pub mod artifacts;
 mod client;
 mod job;
 pub mod source;

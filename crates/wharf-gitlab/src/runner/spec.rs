@@ -355,18 +355,18 @@ impl Default for RunnerFeatures {
             variables: true,
             image: true,
             services: true,
-            // Artifacts are kept on the runner's machine, not uploaded yet: not claimed.
-            artifacts: false,
+            artifacts: true,
             cache: true,
-            upload_multiple_artifacts: false,
-            upload_raw_artifacts: false,
+            // Each `artifacts` entry (reports included) is its own upload.
+            upload_multiple_artifacts: true,
+            upload_raw_artifacts: true,
             session: false,
             terminal: false,
             refspecs: true,
             masking: true,
             proxy: false,
             raw_variables: true,
-            artifacts_exclude: false,
+            artifacts_exclude: true,
             multi_build_steps: true,
             trace_reset: true,
             trace_checksum: true,
@@ -379,9 +379,8 @@ impl Default for RunnerFeatures {
             image_executor_opts: true,
             service_executor_opts: false,
             cancel_gracefully: false,
-            // The job is acknowledged by its first `PUT state=running`, which wharf does not
-            // send yet: without the feature GitLab hands the job over `running` at once.
-            two_phase_job_commit: false,
+            // The job is taken with a first `PUT state=running` (`TraceSender::acknowledge`).
+            two_phase_job_commit: true,
         }
     }
 }

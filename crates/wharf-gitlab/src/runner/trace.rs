@@ -159,6 +159,31 @@ impl<'a> TraceSender<'a> {
         Ok(status)
     }
 
+    /// Two-phase job commit: wharf advertises `two_phase_job_commit`, so GitLab hands the job
+    /// over `pending` and waits for the runner to take it with `PUT state=running` (GitLab
+    /// `doc/development/cicd/two_phase_job_commit.md`; gitlab-runner `commands/single.go`). A
+    /// job GitLab no longer gives (403/404) is not run; an unanswered acknowledgement is a
+    /// warning (GitLab then refuses the trace and the job is stopped).
+    pub async fn acknowledge(
+        &mut self,
+        warn: &(dyn Fn(&RunnerError) + Sync),
+    ) -> Result<(), RunnerError> {
+        let running = JobOutcome {
+            state: JobState::Running,
+            failure_reason: None,
+            exit_code: None,
+        };
+        self.last_contact = Instant::now();
+        match self.client.update_job(self.job, &running, None).await {
+            Ok(UpdateResult::Rejected) => Err(RunnerError::JobGone { id: self.job.id }),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                warn(&e);
+                Ok(())
+            }
+        }
+    }
+
     /// A tick while the job runs: new output goes out; with none for a while, the job is
     /// touched instead.
     async fn tick(&mut self) -> Result<RemoteJobStatus, RunnerError> {
@@ -240,6 +265,7 @@ where
     F: Future<Output = JobOutcome>,
 {
     let mut sender = TraceSender::new(client, payload, buffer);
+    sender.acknowledge(warn).await?;
     let mut job = std::pin::pin!(job);
     let outcome = loop {
         tokio::select! {

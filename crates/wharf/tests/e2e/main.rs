@@ -21,6 +21,7 @@ mod network_corpus;
 mod pipeline;
 mod registry;
 mod runner;
+mod runner_artifacts;
 mod sandbox;
 mod sandbox_services;
 mod services;

@@ -11,13 +11,14 @@ use gitlab_runner_mock::{
 use std::process::Output;
 use std::time::Duration;
 
-/// A shell job with `script` and the variables given (`(key, value, masked)`).
-fn shell_job(
+/// A shell job (`GIT_STRATEGY: none`: the mock names no real repository) running `script`,
+/// not yet enqueued.
+pub(crate) fn job_builder(
     mock: &GitlabRunnerMock,
+    name: &str,
     script: &[&str],
-    variables: &[(&str, &str, bool)],
-) -> MockJob {
-    let mut builder = mock.job_builder("build".to_string());
+) -> gitlab_runner_mock::MockJobBuilder {
+    let mut builder = mock.job_builder(name.to_string());
     builder.add_step(
         MockJobStepName::Script,
         script.iter().map(|s| s.to_string()).collect(),
@@ -26,6 +27,16 @@ fn shell_job(
         false,
     );
     builder.add_variable("GIT_STRATEGY".into(), "none".into(), true, false);
+    builder
+}
+
+/// A shell job with `script` and the variables given (`(key, value, masked)`), enqueued.
+fn shell_job(
+    mock: &GitlabRunnerMock,
+    script: &[&str],
+    variables: &[(&str, &str, bool)],
+) -> MockJob {
+    let mut builder = job_builder(mock, "build", script);
     for (key, value, masked) in variables {
         builder.add_variable(key.to_string(), value.to_string(), !masked, *masked);
     }
@@ -35,7 +46,12 @@ fn shell_job(
 }
 
 /// Start `wharf runner` with `args` against the coordinator at `url` (token in the environment).
-fn spawn_runner(project: &Project, url: &str, token: &str, args: &[&str]) -> tokio::process::Child {
+pub(crate) fn spawn_runner(
+    project: &Project,
+    url: &str,
+    token: &str,
+    args: &[&str],
+) -> tokio::process::Child {
     let mut cmd: tokio::process::Command = project.wharf().into();
     cmd.arg("runner")
         .args(args)
@@ -48,7 +64,7 @@ fn spawn_runner(project: &Project, url: &str, token: &str, args: &[&str]) -> tok
 }
 
 /// What most tests run: one job, then stop.
-const ONE_JOB: &[&str] = &["run-single", "--max-builds", "1", "--check-interval", "1"];
+pub(crate) const ONE_JOB: &[&str] = &["run-single", "--max-builds", "1", "--check-interval", "1"];
 
 /// `wharf runner run-single --max-builds 1` (shell) against the mock.
 fn runner(project: &Project, mock: &GitlabRunnerMock) -> tokio::process::Child {
@@ -81,18 +97,18 @@ fn signal(child: &tokio::process::Child, which: &str) {
 }
 
 /// The runner's exit; a guard against a hung runner, not a timing assertion.
-async fn finished(child: tokio::process::Child) -> Output {
+pub(crate) async fn finished(child: tokio::process::Child) -> Output {
     tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
         .await
         .expect("the runner did not stop")
         .unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn assert_no_token(what: &str, text: &str, job: &MockJob, mock: &GitlabRunnerMock) {
+pub(crate) fn assert_no_token(what: &str, text: &str, job: &MockJob, mock: &GitlabRunnerMock) {
     assert!(!text.contains(job.token()), "job token in {what}:\n{text}");
     assert!(
         !text.contains(mock.runner_token()),
