@@ -670,3 +670,44 @@ async fn the_final_update_is_sent_again_while_gitlab_answers_202() {
         ]
     );
 }
+
+/// A GitLab call answered with a redirect to another origin is not followed: the request's
+/// `JOB-TOKEN` header (reqwest strips only `Authorization`-like ones) would go to that host.
+/// A redirect within GitLab's origin is followed.
+#[tokio::test]
+async fn job_calls_follow_redirects_only_within_gitlab() {
+    let elsewhere = serve("127.0.0.2", vec![(202, vec![], vec![])]);
+    let gitlab = serve(
+        "127.0.0.1",
+        vec![
+            (
+                307,
+                vec![("Location", format!("{}/api/v4/jobs/1/trace", elsewhere.url))],
+                vec![],
+            ),
+            (
+                307,
+                vec![("Location", "/api/v4/jobs/1/trace-moved".into())],
+                vec![],
+            ),
+            (202, vec![("Job-Status", "running".into())], vec![]),
+        ],
+    );
+    let client = RunnerClient::new(&gitlab.url, "runner-token", "shell").unwrap();
+    let job = payload(1, "secret-job-token");
+    let away = client.patch_trace(&job, 0, b"log").await;
+    assert!(
+        !matches!(&away, Ok(patch) if patch.result == PatchResult::Accepted),
+        "a redirect to another host counted as accepted: {away:?}"
+    );
+    assert!(
+        elsewhere.requests().is_empty(),
+        "the job token went to another host"
+    );
+    let moved = client.patch_trace(&job, 0, b"log").await.unwrap();
+    assert_eq!(moved.result, PatchResult::Accepted);
+    let requests = gitlab.requests();
+    assert_eq!(requests.len(), 3);
+    assert!(requests[2].url.starts_with("/api/v4/jobs/1/trace-moved"));
+    assert_eq!(requests[2].header("JOB-TOKEN"), Some("secret-job-token"));
+}

@@ -212,6 +212,7 @@ impl RunnerClient {
             .connect_timeout(Duration::from_secs(15))
             // GitLab's Workhorse holds job requests up to ~50 s (long polling).
             .timeout(Duration::from_secs(90))
+            .redirect(same_origin_redirects())
             .build()
             .map_err(|e| RunnerError::Client(e.to_string()))?;
         Ok(RunnerClient {
@@ -478,6 +479,27 @@ fn system_id() -> String {
     };
     let digest = hex::encode(sha2::Sha256::digest(seed.trim().as_bytes()));
     format!("{prefix}{}", &digest[..12])
+}
+
+/// Redirects within GitLab's own origin (a moved path) are followed; one to another scheme, host
+/// or port is not, so the `RUNNER-TOKEN`/`JOB-TOKEN` headers of the request (which reqwest, like
+/// Go's client, only strips for `Authorization`) never reach another host. The 3xx then comes
+/// back as the answer and is reported with its status. Artifact transfers follow cross-origin
+/// redirects by hand, without the token (`artifacts.rs`).
+fn same_origin_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let same_origin = attempt
+            .previous()
+            .last()
+            .is_some_and(|from| from.origin() == attempt.url().origin());
+        if !same_origin {
+            attempt.stop()
+        } else if attempt.previous().len() > 10 {
+            attempt.error("more than 10 redirects")
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 #[cfg(test)]
