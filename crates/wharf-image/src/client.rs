@@ -113,12 +113,27 @@ impl RegistryClient {
 
     /// `GET /v2/<repository>/<path>` with `headers`, authenticating when asked to.
     pub async fn get(&self, path: &str, headers: &[(&str, String)]) -> Result<Fetch, ImageError> {
+        self.request(reqwest::Method::GET, path, headers).await
+    }
+
+    /// `HEAD /v2/<repository>/<path>`: what a GET would answer, without the body (a registry
+    /// cache checks whether a tag moved this way).
+    pub async fn head(&self, path: &str, headers: &[(&str, String)]) -> Result<Fetch, ImageError> {
+        self.request(reqwest::Method::HEAD, path, headers).await
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Fetch, ImageError> {
         let base = self.base_url().await?;
         let url = format!("{base}/v2/{}/{path}", self.reference.repository);
         let mut refreshed = false;
         loop {
             let authorization = self.authorization.lock().await.clone();
-            let mut request = self.http.get(&url);
+            let mut request = self.http.request(method.clone(), &url);
             for (name, value) in headers {
                 request = request.header(*name, value);
             }

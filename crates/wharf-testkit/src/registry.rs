@@ -54,20 +54,42 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// A registry without authentication.
     pub fn start_open() -> Result<Registry, Error> {
-        Self::start(AuthKind::Open, String::new(), None, |_| Ok(()))
+        Self::start(false, AuthKind::Open, String::new(), None, |_| Ok(()))
     }
 
     /// A registry with htpasswd (bcrypt) authentication for `users`, realm `basic-realm`.
     pub fn start_basic(users: &[(&str, &str)]) -> Result<Registry, Error> {
+        Self::basic(users, false)
+    }
+
+    fn basic(users: &[(&str, &str)], access_log: bool) -> Result<Registry, Error> {
         let entries = users
             .iter()
             .map(|(u, p)| htpasswd_entry(u, p))
             .collect::<Result<Vec<_>, _>>()?;
-        Self::start(AuthKind::Basic, String::new(), None, move |dir: &Path| {
+        Self::start(access_log, AuthKind::Basic, String::new(), None, move |dir: &Path| {
             let file = dir.join("htpasswd");
             fs::write(&file, entries.concat()).ctx(|| format!("writing {}", file.display()))?;
             Ok(())
         })
+    }
+
+    /// [`Registry::start_basic`] that also writes an access log (one line per request, naming
+    /// the method and URL), read with [`Registry::access_log`]: to count upstream requests.
+    pub fn start_basic_logged(users: &[(&str, &str)]) -> Result<Registry, Error> {
+        Self::basic(users, true)
+    }
+
+    /// The access log of a [`Registry::start_basic_logged`] registry (distribution writes it to
+    /// stdout in the combined log format: `"GET /v2/... HTTP/1.1" 200 ...`).
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    /// Kills the registry process (its storage stays): an upstream that went down.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// A registry with Docker token authentication, backed by an in-process token server
@@ -76,7 +98,7 @@ impl Registry {
         let server = TokenServer::start(users)?;
         let cert = server.state.signer.cert_pem().to_string();
         let realm = server.realm();
-        Self::start(AuthKind::Token, realm, Some(server), move |dir: &Path| {
+        Self::start(false, AuthKind::Token, realm, Some(server), move |dir: &Path| {
             let file = dir.join("token-root.pem");
             fs::write(&file, &cert).ctx(|| format!("writing {}", file.display()))?;
             Ok(())
@@ -84,6 +106,7 @@ impl Registry {
     }
 
     fn start(
+        access_log: bool,
         kind: AuthKind,
         realm: String,
         token: Option<TokenServer>,
@@ -95,7 +118,7 @@ impl Registry {
             .ctx(|| "creating the registry temp dir".to_string())?;
         prepare(dir.path())?;
         let port = free_port()?;
-        let config = config_yaml(dir.path(), port, kind, &realm);
+        let config = config_yaml(dir.path(), port, kind, &realm, access_log);
         let config_path = dir.path().join("config.yml");
         fs::write(&config_path, config).ctx(|| format!("writing {}", config_path.display()))?;
 
@@ -282,7 +305,7 @@ fn yaml_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-fn config_yaml(dir: &Path, port: u16, kind: AuthKind, realm: &str) -> String {
+fn config_yaml(dir: &Path, port: u16, kind: AuthKind, realm: &str, access_log: bool) -> String {
     let p = |name: &str| yaml_str(&dir.join(name).to_string_lossy());
     let auth = match kind {
         AuthKind::Open => String::new(),
@@ -302,7 +325,7 @@ fn config_yaml(dir: &Path, port: u16, kind: AuthKind, realm: &str) -> String {
     let secret = format!("wharf-testkit-{}-{port}", std::process::id());
     format!(
         "version: 0.1\n\
-         log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+         log:\n  level: warn\n  accesslog:\n    disabled: {no_access_log}\n\
          storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n  \
          cache:\n    blobdescriptor: inmemory\n  maintenance:\n    uploadpurging:\n      enabled: false\n\
          http:\n  addr: {addr}\n  secret: {secret}\n\
@@ -311,5 +334,6 @@ fn config_yaml(dir: &Path, port: u16, kind: AuthKind, realm: &str) -> String {
         storage = p("storage"),
         addr = yaml_str(&format!("127.0.0.1:{port}")),
         secret = yaml_str(&secret),
+        no_access_log = !access_log,
     )
 }

@@ -9,6 +9,7 @@ use super::reply::{DOCKER_CONTENT_DIGEST, Empty, hv};
 use crate::auth::Action;
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
+use crate::proxy::BlobAnswer;
 
 pub(super) async fn handle(
     call: &mut Call<'_>,
@@ -24,8 +25,33 @@ pub(super) async fn handle(
     let digest = Digest::parse(digest)?;
     let registry = call.registry();
     if *call.method() == Method::DELETE {
+        call.state.proxy.refuse_write(repo)?;
         registry.delete_blob(repo, &digest).await?;
         return Ok(Empty(StatusCode::ACCEPTED).into_response());
+    }
+    if let Some(target) = call.state.proxy.target(repo) {
+        let head = *call.method() == Method::HEAD;
+        // A range of a blob not stored yet waits for the whole fetch, then is read from storage.
+        let answer = call
+            .state
+            .proxy
+            .blob(registry, repo, &target, &digest, head)
+            .await?;
+        match answer {
+            BlobAnswer::Stored => {}
+            BlobAnswer::Length(length) => return Ok(streamed(digest, length, Body::empty())),
+            BlobAnswer::Streaming { length, body } if call.headers().get(header::RANGE).is_none() => {
+                return Ok(streamed(digest, length, Body::from_stream(body)));
+            }
+            BlobAnswer::Streaming { mut body, .. } => {
+                use futures_util::StreamExt as _;
+                while let Some(chunk) = body.next().await {
+                    chunk.map_err(|e| RegistryError::Upstream {
+                        message: e.to_string(),
+                    })?;
+                }
+            }
+        }
     }
     let info = registry.stat_blob(repo, &digest).await?;
     let range = match call.headers().get(header::RANGE) {
@@ -58,6 +84,23 @@ pub(super) async fn handle(
         body,
     }
     .into_response())
+}
+
+/// A blob of a pull-through cache on its way from the upstream (or a HEAD answered by it):
+/// `Content-Length` only when the upstream sent one.
+fn streamed(digest: Digest, length: Option<u64>, body: Body) -> Response {
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(DOCKER_CONTENT_DIGEST, hv(&digest.to_string()));
+    h.insert(header::ETAG, hv(&format!("\"{digest}\"")));
+    if let Some(length) = length {
+        h.insert(header::CONTENT_LENGTH, hv(&length.to_string()));
+    }
+    r
 }
 
 /// A blob's bytes (or none, for HEAD): all of it, or `range` (offset, length) with 206.

@@ -40,6 +40,25 @@ pub(super) async fn handle(
         Err(e) => return Err(e.into()),
     };
     let registry = call.registry();
+    let proxies = &call.state.proxy;
+    if let Some(target) = proxies.target(repo) {
+        proxies.refuse_write(repo).or_else(|e| {
+            if matches!(*call.method(), Method::GET | Method::HEAD) {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        })?;
+        let (stored, body) = proxies
+            .manifest(registry, repo, &target, &reference)
+            .await?;
+        let body = if *call.method() == Method::HEAD {
+            Bytes::new()
+        } else {
+            body
+        };
+        return Ok(ManifestReply { stored, body }.into_response());
+    }
     match *call.method() {
         Method::GET => {
             let (stored, body) = registry.get_manifest(repo, &reference).await?;

@@ -27,7 +27,7 @@ use http::{HeaderName, HeaderValue};
 
 pub use self::call::AppState;
 use self::call::{Call, content_length, query_pairs};
-use crate::auth::Identity;
+use crate::auth::{Action, Identity};
 use crate::error::RegistryError;
 use crate::metrics::Metrics;
 use crate::names::RepoName;
@@ -193,6 +193,15 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
 /// with it.
 async fn route(call: &mut Call<'_>, body: Body) -> Result<Response, RegistryError> {
     match parse_endpoint(call.parts.uri.path())? {
+        // Pushes to a pull-through cache: refused once the caller is known to be allowed to push.
+        Endpoint::UploadStart(repo) | Endpoint::Upload(repo, _)
+            if call.state.proxy.target(&repo).is_some() =>
+        {
+            call.authorize_repo(&repo, &[Action::Pull, Action::Push])
+                .await?;
+            call.state.proxy.refuse_write(&repo)?;
+            Err(call.method_not_allowed())
+        }
         Endpoint::Ping => base::ping(call).await,
         Endpoint::Catalog => catalog::list(call).await,
         Endpoint::Tags(repo) => tags::list(call, &repo).await,
