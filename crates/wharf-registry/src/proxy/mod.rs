@@ -407,6 +407,11 @@ impl FetchTask {
     }
 
     async fn fetch(&self) -> Result<(), FlightError> {
+        // Stored by the fetch that just ended (its clients can have all the bytes before it
+        // commits): serve it from storage rather than ask the upstream again.
+        if let Ok(Some(info)) = self.storage.blob_info(&self.digest).await {
+            return self.replay_stored(info.size).await;
+        }
         let upstream = &self.target.upstream;
         let digest_text = self.digest.to_string();
         let fetch = upstream
@@ -474,6 +479,25 @@ impl FetchTask {
                 )))
             }
         }
+    }
+}
+
+impl FetchTask {
+    async fn replay_stored(&self, size: u64) -> Result<(), FlightError> {
+        use futures_util::StreamExt as _;
+        let failed = |e: &dyn std::fmt::Display| {
+            FlightError::Failed(format!("reading stored blob {}: {e}", self.digest))
+        };
+        let mut stream = self
+            .storage
+            .blob_read(&self.digest, 0, size)
+            .await
+            .map_err(|e| failed(&e))?;
+        self.flight.started(Some(size));
+        while let Some(chunk) = stream.next().await {
+            self.flight.push(chunk.map_err(|e| failed(&e))?);
+        }
+        Ok(())
     }
 }
 
