@@ -572,7 +572,11 @@ mod tests {
             "start of repository names",
         );
         bad(
-            &format!("{}\n{}", entry("upstream = \"https://x\""), entry("upstream = \"https://y\"")),
+            &format!(
+                "{}\n{}",
+                entry("upstream = \"https://x\""),
+                entry("upstream = \"https://y\"")
+            ),
             "two [[proxy]] entries",
         );
     }

@@ -67,11 +67,17 @@ impl Registry {
             .iter()
             .map(|(u, p)| htpasswd_entry(u, p))
             .collect::<Result<Vec<_>, _>>()?;
-        Self::start(access_log, AuthKind::Basic, String::new(), None, move |dir: &Path| {
-            let file = dir.join("htpasswd");
-            fs::write(&file, entries.concat()).ctx(|| format!("writing {}", file.display()))?;
-            Ok(())
-        })
+        Self::start(
+            access_log,
+            AuthKind::Basic,
+            String::new(),
+            None,
+            move |dir: &Path| {
+                let file = dir.join("htpasswd");
+                fs::write(&file, entries.concat()).ctx(|| format!("writing {}", file.display()))?;
+                Ok(())
+            },
+        )
     }
 
     /// [`Registry::start_basic`] that also writes an access log (one line per request, naming
@@ -98,11 +104,17 @@ impl Registry {
         let server = TokenServer::start(users)?;
         let cert = server.state.signer.cert_pem().to_string();
         let realm = server.realm();
-        Self::start(false, AuthKind::Token, realm, Some(server), move |dir: &Path| {
-            let file = dir.join("token-root.pem");
-            fs::write(&file, &cert).ctx(|| format!("writing {}", file.display()))?;
-            Ok(())
-        })
+        Self::start(
+            false,
+            AuthKind::Token,
+            realm,
+            Some(server),
+            move |dir: &Path| {
+                let file = dir.join("token-root.pem");
+                fs::write(&file, &cert).ctx(|| format!("writing {}", file.display()))?;
+                Ok(())
+            },
+        )
     }
 
     fn start(

@@ -110,7 +110,9 @@ impl Flight {
                         } else {
                             match &s.outcome {
                                 Some(Ok(())) => return None,
-                                Some(Err(e)) => Some(Err(io::Error::other(e.message().to_string()))),
+                                Some(Err(e)) => {
+                                    Some(Err(io::Error::other(e.message().to_string())))
+                                }
                                 None => None,
                             }
                         }

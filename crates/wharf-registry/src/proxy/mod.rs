@@ -25,8 +25,8 @@ use self::upstream::{Upstream, UpstreamError};
 use crate::config::ProxyConfig;
 use crate::error::RegistryError;
 use crate::names::{Digest, Reference, RepoName};
-use crate::services::manifests::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::services::manifests::StoredManifest;
+use crate::services::manifests::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::services::{Registry, keys};
 use crate::storage::{ByteStream, Storage, StorageError};
 
@@ -55,7 +55,10 @@ pub enum BlobAnswer {
     /// Not stored; a HEAD answered from the upstream's length.
     Length(Option<u64>),
     /// Being fetched: these bytes, as they arrive.
-    Streaming { length: Option<u64>, body: ByteStream },
+    Streaming {
+        length: Option<u64>,
+        body: ByteStream,
+    },
 }
 
 impl Proxies {
@@ -124,7 +127,7 @@ impl Proxies {
                         registry.limits().manifest_max_bytes,
                     )
                     .await
-                    .map_err(|e| upstream_error(e, reference))?;
+                    .map_err(|e| upstream_error(e, repo, reference))?;
                 let actual = Digest::of(&fetched.body);
                 if actual != *digest {
                     return Err(RegistryError::Upstream {
@@ -170,7 +173,9 @@ impl Proxies {
                     });
                 }
                 Err(UpstreamError::Unavailable(message)) => {
-                    return Ok(self.serve_stale(registry, repo, target, found, &message).await);
+                    return Ok(self
+                        .serve_stale(registry, repo, target, found, &message)
+                        .await);
                 }
             }
         }
@@ -186,10 +191,10 @@ impl Proxies {
                 self.store_manifest(registry, repo, target, Some(tag), fetched)
                     .await
             }
-            (Err(UpstreamError::Unavailable(message)), Some(found)) => {
-                Ok(self.serve_stale(registry, repo, target, found, &message).await)
-            }
-            (Err(e), _) => Err(upstream_error(e, reference)),
+            (Err(UpstreamError::Unavailable(message)), Some(found)) => Ok(self
+                .serve_stale(registry, repo, target, found, &message)
+                .await),
+            (Err(e), _) => Err(upstream_error(e, repo, reference)),
         }
     }
 
@@ -225,7 +230,9 @@ impl Proxies {
         let digest = Digest::of(&fetched.body);
         let media_type = fetched
             .media_type
-            .filter(|t| [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].contains(&t.as_str()))
+            .filter(|t| {
+                [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].contains(&t.as_str())
+            })
             .or_else(|| {
                 serde_json::from_slice::<serde_json::Value>(&fetched.body)
                     .ok()?
@@ -362,13 +369,20 @@ impl Proxies {
     }
 }
 
-fn upstream_error(e: UpstreamError, reference: &Reference) -> RegistryError {
+fn upstream_error(e: UpstreamError, repo: &RepoName, reference: &Reference) -> RegistryError {
     match e {
         UpstreamError::NotFound(message) => RegistryError::ManifestUnknown {
             reference: format!("{reference} ({message})"),
         },
         UpstreamError::Unavailable(message) => RegistryError::Upstream {
-            message: format!("{message} (and nothing is cached for {reference})"),
+            message: format!(
+                "{message}; nothing cached for {repo}{}{reference} could answer instead",
+                if matches!(reference, Reference::Digest(_)) {
+                    "@"
+                } else {
+                    ":"
+                }
+            ),
         },
     }
 }
@@ -424,7 +438,8 @@ impl FetchTask {
         let mut response = fetch.response;
         self.flight.started(response.content_length());
 
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(STORE_QUEUE_DEPTH);
+        let (tx, rx) =
+            tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(STORE_QUEUE_DEPTH);
         let writer = tokio::spawn(write_blob(self.storage.clone(), self.digest.clone(), rx));
         let mut hasher = Sha256::new();
         let mut failure = None;
@@ -558,5 +573,73 @@ async fn discard(storage: &dyn Storage, session: Option<String>) {
     };
     if let Err(e) = storage.upload_delete(&id).await {
         tracing::warn!(upload = %id, error = %e, "removing a failed pull-through fetch");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(prefix: &str, upstream: &str, upstream_prefix: &str) -> ProxyConfig {
+        let text = format!(
+            "[[proxy]]\nprefix = {prefix:?}\nupstream = {upstream:?}\nupstream_prefix = {upstream_prefix:?}\n"
+        );
+        crate::config::Config::parse(&text, std::path::Path::new("r.toml"))
+            .expect("valid")
+            .proxy
+            .remove(0)
+    }
+
+    fn mapped(proxies: &Proxies, name: &str) -> Option<(String, String)> {
+        let target = proxies.target(&RepoName::parse(name).expect("name"))?;
+        Some((
+            target.upstream.config.upstream.clone(),
+            target.repository.clone(),
+        ))
+    }
+
+    #[test]
+    fn prefixes_map_to_upstream_repositories_longest_first() {
+        let proxies = Proxies::new(&[
+            entry("hub", "https://registry-1.docker.io", ""),
+            entry("hub/team/", "http://127.0.0.1:5001", "mirrored"),
+            entry("quay/", "https://quay.io", ""),
+        ]);
+        let hub = "https://registry-1.docker.io".to_string();
+        // Docker Hub's official images live under library/.
+        assert_eq!(
+            mapped(&proxies, "hub/node"),
+            Some((hub.clone(), "library/node".into()))
+        );
+        assert_eq!(
+            mapped(&proxies, "hub/bitnami/redis"),
+            Some((hub, "bitnami/redis".into()))
+        );
+        assert_eq!(
+            mapped(&proxies, "hub/team/app"),
+            Some(("http://127.0.0.1:5001".into(), "mirrored/app".into()))
+        );
+        // Elsewhere no library/ is added.
+        assert_eq!(
+            mapped(&proxies, "quay/coreos"),
+            Some(("https://quay.io".into(), "coreos".into()))
+        );
+        assert_eq!(mapped(&proxies, "hubx/node"), None);
+        assert_eq!(mapped(&proxies, "hub"), None);
+        assert_eq!(mapped(&proxies, "team/app"), None);
+        let refused = proxies
+            .refuse_write(&RepoName::parse("hub/node").expect("name"))
+            .expect_err("read-only");
+        assert!(
+            refused
+                .to_string()
+                .contains("pull-through cache of https://registry-1.docker.io"),
+            "{refused}"
+        );
+        assert!(
+            proxies
+                .refuse_write(&RepoName::parse("team/app").expect("name"))
+                .is_ok()
+        );
     }
 }

@@ -154,11 +154,10 @@ impl Upstream {
                 };
                 let reference = reference.clone();
                 // Credential helpers are programs: off the async workers.
-                let mut resolution = tokio::task::spawn_blocking(move || {
-                    wharf_oci::resolve(&reference, &sources)
-                })
-                .await
-                .unwrap_or_default();
+                let mut resolution =
+                    tokio::task::spawn_blocking(move || wharf_oci::resolve(&reference, &sources))
+                        .await
+                        .unwrap_or_default();
                 // The document came from the [[proxy]] entry, not from DOCKER_AUTH_CONFIG.
                 let relabel = |source: &mut String| {
                     if source == wharf_oci::RUNNER_AUTH_CONFIG_SOURCE {

@@ -40,7 +40,9 @@ pub(super) async fn handle(
         match answer {
             BlobAnswer::Stored => {}
             BlobAnswer::Length(length) => return Ok(streamed(digest, length, Body::empty())),
-            BlobAnswer::Streaming { length, body } if call.headers().get(header::RANGE).is_none() => {
+            BlobAnswer::Streaming { length, body }
+                if call.headers().get(header::RANGE).is_none() =>
+            {
                 return Ok(streamed(digest, length, Body::from_stream(body)));
             }
             BlobAnswer::Streaming { mut body, .. } => {

@@ -119,10 +119,7 @@ fn gc_on(
                 .expire_unpulled(&expiries, opts.dry_run, now)
                 .await
                 .map_err(&wrap)?;
-            let mut report = registry
-                .collect_garbage(&opts, now)
-                .await
-                .map_err(wrap)?;
+            let mut report = registry.collect_garbage(&opts, now).await.map_err(wrap)?;
             expired.append(&mut report.manifests_removed);
             report.manifests_removed = expired;
             Ok(report)
