@@ -155,7 +155,7 @@ impl ProxyConfig {
         })?;
         if !matches!(url.scheme(), "https" | "http")
             || url.host_str().is_none()
-            || url.path().trim_matches('/') != ""
+            || !url.path().trim_matches('/').is_empty()
             || url.query().is_some()
             || !url.username().is_empty()
         {

@@ -86,16 +86,14 @@ impl Proxies {
         })
     }
 
-    /// Refuses a write (push, delete) to a repository of a pull-through cache.
-    pub fn refuse_write(&self, repo: &RepoName) -> Result<(), RegistryError> {
-        match self.target(repo) {
-            Some(target) => Err(RegistryError::ProxyReadOnly {
-                repo: repo.to_string(),
-                upstream: target.upstream.config.upstream.clone(),
-                prefix: target.upstream.config.prefix.clone(),
-            }),
-            None => Ok(()),
-        }
+    /// The refusal of a write (push, delete) to `repo`, if it is in a pull-through cache.
+    pub fn write_refusal(&self, repo: &RepoName) -> Option<RegistryError> {
+        let target = self.target(repo)?;
+        Some(RegistryError::ProxyReadOnly {
+            repo: repo.to_string(),
+            upstream: target.upstream.config.upstream.clone(),
+            prefix: target.upstream.config.prefix.clone(),
+        })
     }
 
     /// The manifest `reference` of proxied `repo`, from storage or the upstream (see the
@@ -628,8 +626,8 @@ mod tests {
         assert_eq!(mapped(&proxies, "hub"), None);
         assert_eq!(mapped(&proxies, "team/app"), None);
         let refused = proxies
-            .refuse_write(&RepoName::parse("hub/node").expect("name"))
-            .expect_err("read-only");
+            .write_refusal(&RepoName::parse("hub/node").expect("name"))
+            .expect("read-only");
         assert!(
             refused
                 .to_string()
@@ -638,8 +636,8 @@ mod tests {
         );
         assert!(
             proxies
-                .refuse_write(&RepoName::parse("team/app").expect("name"))
-                .is_ok()
+                .write_refusal(&RepoName::parse("team/app").expect("name"))
+                .is_none()
         );
     }
 }

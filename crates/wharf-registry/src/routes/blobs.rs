@@ -25,7 +25,9 @@ pub(super) async fn handle(
     let digest = Digest::parse(digest)?;
     let registry = call.registry();
     if *call.method() == Method::DELETE {
-        call.state.proxy.refuse_write(repo)?;
+        if let Some(refusal) = call.state.proxy.write_refusal(repo) {
+            return Err(refusal);
+        }
         registry.delete_blob(repo, &digest).await?;
         return Ok(Empty(StatusCode::ACCEPTED).into_response());
     }

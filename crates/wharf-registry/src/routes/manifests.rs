@@ -42,13 +42,11 @@ pub(super) async fn handle(
     let registry = call.registry();
     let proxies = &call.state.proxy;
     if let Some(target) = proxies.target(repo) {
-        proxies.refuse_write(repo).or_else(|e| {
-            if matches!(*call.method(), Method::GET | Method::HEAD) {
-                Ok(())
-            } else {
-                Err(e)
-            }
-        })?;
+        if let Some(refusal) = proxies.write_refusal(repo)
+            && !matches!(*call.method(), Method::GET | Method::HEAD)
+        {
+            return Err(refusal);
+        }
         let (stored, body) = proxies
             .manifest(registry, repo, &target, &reference)
             .await?;

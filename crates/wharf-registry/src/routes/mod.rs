@@ -192,16 +192,16 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
 /// anonymous probe learns nothing; but a malformed name is refused before authorizing anything
 /// with it.
 async fn route(call: &mut Call<'_>, body: Body) -> Result<Response, RegistryError> {
-    match parse_endpoint(call.parts.uri.path())? {
-        // Pushes to a pull-through cache: refused once the caller is known to be allowed to push.
-        Endpoint::UploadStart(repo) | Endpoint::Upload(repo, _)
-            if call.state.proxy.target(&repo).is_some() =>
-        {
-            call.authorize_repo(&repo, &[Action::Pull, Action::Push])
-                .await?;
-            call.state.proxy.refuse_write(&repo)?;
-            Err(call.method_not_allowed())
-        }
+    let endpoint = parse_endpoint(call.parts.uri.path())?;
+    // Pushes to a pull-through cache: refused once the caller is known to be allowed to push.
+    if let Endpoint::UploadStart(repo) | Endpoint::Upload(repo, _) = &endpoint
+        && let Some(refusal) = call.state.proxy.write_refusal(repo)
+    {
+        call.authorize_repo(repo, &[Action::Pull, Action::Push])
+            .await?;
+        return Err(refusal);
+    }
+    match endpoint {
         Endpoint::Ping => base::ping(call).await,
         Endpoint::Catalog => catalog::list(call).await,
         Endpoint::Tags(repo) => tags::list(call, &repo).await,
