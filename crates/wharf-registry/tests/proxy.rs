@@ -245,14 +245,10 @@ async fn pull_layer(app: &axum::Router, f: &Fixture) -> (StatusCode, Result<Vec<
     get_through(app, &format!("/v2/hub/team/app/blobs/{}", f.layer_digest)).await
 }
 
-#[tokio::test]
-async fn a_wrong_digest_from_the_upstream_leaves_no_blob_in_storage() {
-    let wrong = Canned {
-        content_type: "application/octet-stream",
-        body: vec![8u8; 300_000],
-        cut_after: None,
-    };
-    let f = fixture(wrong);
+/// Pulls through a stand-in that sends `layer_sent` for the fixture's layer: the client never
+/// gets a whole answer, and neither the blob nor an upload session stays in storage.
+async fn assert_a_bad_upstream_blob_leaves_nothing(layer_sent: Canned) {
+    let f = fixture(layer_sent);
     let upstream = StandIn::start(f.answers.clone());
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_with(dir.path(), vec![proxy_entry("hub/", &upstream.url())]);
@@ -260,12 +256,11 @@ async fn a_wrong_digest_from_the_upstream_leaves_no_blob_in_storage() {
         app_state(&config, Arc::new(AllowAll)).expect("state"),
         axum::Router::new(),
     );
-
     let (status, body) = pull_layer(&app, &f).await;
     // The first bytes may already be on their way: the answer is then cut, never completed.
     assert!(
         status != StatusCode::OK || body.is_err(),
-        "a wrong blob was served whole: {status}"
+        "a bad blob was served whole: {status}"
     );
     let layer_hex = &f.layer_digest[7..];
     assert!(!stored_blob_names(dir.path()).iter().any(|n| n == layer_hex));
@@ -282,33 +277,23 @@ async fn a_wrong_digest_from_the_upstream_leaves_no_blob_in_storage() {
 }
 
 #[tokio::test]
-async fn a_cut_upstream_stream_leaves_no_blob_in_storage() {
-    let layer = vec![7u8; 300_000];
-    let cut = Canned {
+async fn a_wrong_digest_from_the_upstream_leaves_no_blob_in_storage() {
+    assert_a_bad_upstream_blob_leaves_nothing(Canned {
         content_type: "application/octet-stream",
-        body: layer,
-        cut_after: Some(100_000),
-    };
-    let f = fixture(cut);
-    let upstream = StandIn::start(f.answers.clone());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_with(dir.path(), vec![proxy_entry("hub/", &upstream.url())]);
-    let app = router(
-        app_state(&config, Arc::new(AllowAll)).expect("state"),
-        axum::Router::new(),
-    );
+        body: vec![8u8; 300_000],
+        cut_after: None,
+    })
+    .await;
+}
 
-    let (status, body) = pull_layer(&app, &f).await;
-    assert!(
-        status != StatusCode::OK || body.is_err(),
-        "a cut blob was served as whole: {status}"
-    );
-    let layer_hex = &f.layer_digest[7..];
-    assert!(!stored_blob_names(dir.path()).iter().any(|n| n == layer_hex));
-    assert!(
-        walkdir(dir.path().join("uploads")).is_empty(),
-        "no session left"
-    );
+#[tokio::test]
+async fn a_cut_upstream_stream_leaves_no_blob_in_storage() {
+    assert_a_bad_upstream_blob_leaves_nothing(Canned {
+        content_type: "application/octet-stream",
+        body: vec![7u8; 300_000],
+        cut_after: Some(100_000),
+    })
+    .await;
 }
 
 on_each_backend!(a_good_upstream_blob_is_cached_and_served_from_storage);

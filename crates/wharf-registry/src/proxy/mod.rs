@@ -314,33 +314,25 @@ impl Proxies {
         let unknown = |message: String| RegistryError::BlobUnknown {
             digest: format!("{digest} ({message})"),
         };
-        match (stored, linked) {
-            (Some(_), true) => return Ok(BlobAnswer::Stored),
-            (Some(_), false) => {
-                // Stored for another repository: the upstream must say this one has it too.
-                target
-                    .upstream
-                    .blob_length(&target.repository, &digest.to_string())
-                    .await
-                    .map_err(|e| match e {
-                        UpstreamError::NotFound(m) => unknown(m),
-                        UpstreamError::Unavailable(message) => RegistryError::Upstream { message },
-                    })?;
-                registry.link_blob(repo, digest).await?;
-                return Ok(BlobAnswer::Stored);
-            }
-            (None, _) if head => {
-                let length = target
-                    .upstream
-                    .blob_length(&target.repository, &digest.to_string())
-                    .await
-                    .map_err(|e| match e {
-                        UpstreamError::NotFound(m) => unknown(m),
-                        UpstreamError::Unavailable(message) => RegistryError::Upstream { message },
-                    })?;
+        if stored.is_some() && linked {
+            return Ok(BlobAnswer::Stored);
+        }
+        if stored.is_some() || head {
+            // Stored for another repository (the upstream must say this one has it too), or a
+            // HEAD, which need not fetch anything.
+            let length = target
+                .upstream
+                .blob_length(&target.repository, &digest.to_string())
+                .await
+                .map_err(|e| match e {
+                    UpstreamError::NotFound(m) => unknown(m),
+                    UpstreamError::Unavailable(message) => RegistryError::Upstream { message },
+                })?;
+            if stored.is_none() {
                 return Ok(BlobAnswer::Length(length));
             }
-            (None, _) => {}
+            registry.link_blob(repo, digest).await?;
+            return Ok(BlobAnswer::Stored);
         }
         // A link without content is harmless (reads check both), and linking now means whoever
         // finishes the fetch need not know every repository that asked.

@@ -83,7 +83,7 @@ pub(super) async fn handle(
     };
     Ok(BlobReply {
         digest,
-        size: info.size,
+        size: Some(info.size),
         range,
         body,
     }
@@ -93,24 +93,20 @@ pub(super) async fn handle(
 /// A blob of a pull-through cache on its way from the upstream (or a HEAD answered by it):
 /// `Content-Length` only when the upstream sent one.
 fn streamed(digest: Digest, length: Option<u64>, body: Body) -> Response {
-    let mut r = Response::new(body);
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(DOCKER_CONTENT_DIGEST, hv(&digest.to_string()));
-    h.insert(header::ETAG, hv(&format!("\"{digest}\"")));
-    if let Some(length) = length {
-        h.insert(header::CONTENT_LENGTH, hv(&length.to_string()));
+    BlobReply {
+        digest,
+        size: length,
+        range: None,
+        body,
     }
-    r
+    .into_response()
 }
 
-/// A blob's bytes (or none, for HEAD): all of it, or `range` (offset, length) with 206.
+/// A blob's bytes (or none, for HEAD): all of it, or `range` (offset, length) with 206. The
+/// size is unknown only while a pull-through cache streams a blob whose upstream sent none.
 struct BlobReply {
     digest: Digest,
-    size: u64,
+    size: Option<u64>,
     range: Option<(u64, u64)>,
     body: Body,
 }
@@ -137,12 +133,19 @@ impl IntoResponse for BlobReply {
                 h.insert(header::CONTENT_LENGTH, hv(&len.to_string()));
                 h.insert(
                     header::CONTENT_RANGE,
-                    hv(&format!("bytes {}-{}/{}", offset, offset + len - 1, size)),
+                    hv(&format!(
+                        "bytes {}-{}/{}",
+                        offset,
+                        offset + len - 1,
+                        size.unwrap_or_default()
+                    )),
                 );
                 *r.status_mut() = StatusCode::PARTIAL_CONTENT;
             }
             None => {
-                h.insert(header::CONTENT_LENGTH, hv(&size.to_string()));
+                if let Some(size) = size {
+                    h.insert(header::CONTENT_LENGTH, hv(&size.to_string()));
+                }
             }
         }
         r
