@@ -37,6 +37,8 @@ struct Canned {
 struct StandIn {
     port: u16,
     gets: Arc<Mutex<HashMap<String, usize>>>,
+    /// When set, every request is answered `429 Too Many Requests` (Docker Hub's rate limit).
+    rate_limited: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl StandIn {
@@ -45,12 +47,15 @@ impl StandIn {
         let port = listener.local_addr().expect("addr").port();
         let gets = Arc::new(Mutex::new(HashMap::new()));
         let counted = gets.clone();
+        let rate_limited = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let limited = rate_limited.clone();
         let answers = Arc::new(answers);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
                 let answers = answers.clone();
                 let counted = counted.clone();
+                let limited = limited.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
                     let mut request_line = String::new();
@@ -74,6 +79,15 @@ impl StandIn {
                             .or_insert(0) += 1;
                     }
                     let (status, canned) = match answers.get(&path) {
+                        _ if limited.load(std::sync::atomic::Ordering::SeqCst) => (
+                            "429 Too Many Requests",
+                            Canned {
+                                content_type: "application/json",
+                                body: br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit"}]}"#
+                                    .to_vec(),
+                                cut_after: None,
+                            },
+                        ),
                         Some(c) => ("200 OK", c.clone()),
                         None if path == "/v2/" => (
                             "200 OK",
@@ -115,7 +129,11 @@ impl StandIn {
                 });
             }
         });
-        StandIn { port, gets }
+        StandIn {
+            port,
+            gets,
+            rate_limited,
+        }
     }
 
     fn url(&self) -> String {
@@ -432,6 +450,52 @@ async fn an_unreachable_upstream_with_nothing_cached_is_a_clear_error() {
         .to_string();
     assert!(
         message.contains(&upstream) && message.contains("hub/"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limited_upstream_is_stood_in_for_by_the_cache() {
+    let f = fixture(Canned {
+        content_type: "application/octet-stream",
+        body: vec![7u8; 300_000],
+        cut_after: None,
+    });
+    let upstream = StandIn::start(f.answers.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut entry = proxy_entry("hub/", &upstream.url());
+    entry.ttl = Duration::from_secs(1);
+    let config = config_with(dir.path(), vec![entry]);
+    let app = router(
+        app_state(&config, Arc::new(AllowAll)).expect("state"),
+        axum::Router::new(),
+    );
+    let (status, _) = pull_layer(&app, &f).await;
+    assert_eq!(status, StatusCode::OK);
+    upstream
+        .rate_limited
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    // Past the TTL: the refresh gets 429, the cached manifest and blob answer.
+    std::thread::sleep(Duration::from_millis(1200));
+    let (status, body) = pull_layer(&app, &f).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.expect("cached layer").len(), 300_000);
+    // Nothing cached: the client learns the upstream and its answer.
+    let r = common::send(
+        &app,
+        Method::GET,
+        "/v2/hub/team/other/manifests/1",
+        &[],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    let message = r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        message.contains(&upstream.url()) && message.contains("429"),
         "{message}"
     );
 }
