@@ -334,9 +334,6 @@ impl Proxies {
             registry.link_blob(repo, digest).await?;
             return Ok(BlobAnswer::Stored);
         }
-        // A link without content is harmless (reads check both), and linking now means whoever
-        // finishes the fetch need not know every repository that asked.
-        registry.link_blob(repo, digest).await?;
         let (flight, start) = self.flights.join_or_create(digest);
         if start {
             let task = FetchTask {
@@ -348,7 +345,13 @@ impl Proxies {
             };
             tokio::spawn(task.run());
         }
-        match flight.wait_started().await {
+        // A link without content is harmless (reads check both), and linking here means
+        // whoever finishes the fetch need not know every repository that asked. Written while
+        // the upstream is asked, not before: the link's fsync stays off the first byte's path.
+        let (linked, started) =
+            tokio::join!(registry.link_blob(repo, digest), flight.wait_started());
+        linked?;
+        match started {
             Ok(length) => Ok(BlobAnswer::Streaming {
                 length,
                 body: Flight::reader(flight),

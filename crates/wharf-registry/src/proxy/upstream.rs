@@ -35,6 +35,8 @@ pub(crate) struct Upstream {
     /// `scheme://host[:port]` requests go to: the configured scheme, never a fallback.
     base: String,
     insecure: bool,
+    /// One HTTP client (TLS roots loaded once, one connection pool) for every repository.
+    http: Option<reqwest::Client>,
     clients: Mutex<HashMap<String, Arc<RegistryClient>>>,
 }
 
@@ -58,6 +60,8 @@ impl Upstream {
         Upstream {
             is_docker_hub: registry == "docker.io",
             base: format!("{scheme}://{host}"),
+            // Made now, at start, not on a first pull; a failure is reported on each use.
+            http: wharf_image::client::http_client(insecure).ok(),
             registry,
             insecure,
             config,
@@ -181,14 +185,24 @@ impl Upstream {
             }
         };
         let image = format!("{}/{repository}", self.registry);
-        let client = RegistryClient::new(
-            &image,
-            reference,
-            resolution,
-            self.insecure,
-            // Exactly the configured scheme: never a fallback to plain http.
-            Some(self.base.clone()),
-        )
+        let client = match &self.http {
+            Some(http) => RegistryClient::with_http(
+                http.clone(),
+                &image,
+                reference,
+                resolution,
+                self.insecure,
+                // Exactly the configured scheme: never a fallback to plain http.
+                Some(self.base.clone()),
+            ),
+            None => RegistryClient::new(
+                &image,
+                reference,
+                resolution,
+                self.insecure,
+                Some(self.base.clone()),
+            ),
+        }
         .map_err(|e| self.classify(e))?;
         let client = Arc::new(client);
         self.clients
