@@ -164,6 +164,42 @@ impl Flights {
     }
 }
 
+/// The end of a fetch, also when its task panics or is cancelled: the flight is forgotten first
+/// (a request arriving after the end finds the blob in storage, or starts over, never a finished
+/// flight), then its readers learn the outcome. Without an outcome the fetch failed.
+pub(crate) struct Ending {
+    flights: Arc<Flights>,
+    flight: Arc<Flight>,
+    digest: Digest,
+    outcome: Option<Result<(), FlightError>>,
+}
+
+impl Ending {
+    pub(crate) fn new(flights: Arc<Flights>, flight: Arc<Flight>, digest: Digest) -> Ending {
+        Ending {
+            flights,
+            flight,
+            digest,
+            outcome: None,
+        }
+    }
+
+    pub(crate) fn finish(mut self, outcome: Result<(), FlightError>) {
+        self.outcome = Some(outcome);
+    }
+}
+
+impl Drop for Ending {
+    fn drop(&mut self) {
+        self.flights.done(&self.digest);
+        let outcome = self
+            .outcome
+            .take()
+            .unwrap_or_else(|| Err(FlightError::Failed("the upstream fetch stopped".into())));
+        self.flight.finish(outcome);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,6 +228,19 @@ mod tests {
         assert_eq!(flight.wait_started().await, Ok(Some(6)));
         flights.done(&digest);
         assert!(flights.join_or_create(&digest).1, "a new fetch after done");
+    }
+
+    #[tokio::test]
+    async fn a_fetch_dropped_without_an_outcome_fails_its_readers_and_is_forgotten() {
+        let flights = Arc::new(Flights::default());
+        let digest = Digest::of(b"y");
+        let (flight, _) = flights.join_or_create(&digest);
+        drop(Ending::new(flights.clone(), flight.clone(), digest.clone()));
+        assert!(matches!(
+            flight.wait_started().await,
+            Err(FlightError::Failed(_))
+        ));
+        assert!(flights.join_or_create(&digest).1);
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
 
-use self::flight::{Flight, FlightError, Flights};
+use self::flight::{Ending, Flight, FlightError, Flights};
 use self::upstream::{Upstream, UpstreamError};
 use crate::config::ProxyConfig;
 use crate::error::RegistryError;
@@ -398,6 +398,11 @@ struct FetchTask {
 
 impl FetchTask {
     async fn run(self) {
+        let ending = Ending::new(
+            self.flights.clone(),
+            self.flight.clone(),
+            self.digest.clone(),
+        );
         let outcome = self.fetch().await;
         if let Err(e) = &outcome {
             tracing::warn!(
@@ -407,10 +412,7 @@ impl FetchTask {
                 e.message()
             );
         }
-        // Forget the flight first: a request arriving after `finish` must find the blob in
-        // storage (or start over), never a finished flight.
-        self.flights.done(&self.digest);
-        self.flight.finish(outcome);
+        ending.finish(outcome);
     }
 
     async fn fetch(&self) -> Result<(), FlightError> {
