@@ -1,9 +1,12 @@
 //! Single-flight blob fetches: the first request for a blob starts one download from the
 //! upstream; every request for the same blob while it runs (the first included) reads the bytes
-//! as they arrive, from memory, so no one waits for the whole blob before its first byte. The
-//! bytes are kept until the fetch ends (then the blob is in storage, or it failed).
+//! as they arrive, from memory, so no one waits for the whole blob before its first byte.
+//!
+//! Memory: bytes every reader has passed are dropped once more than [`RETAIN_BYTES`] are held,
+//! so a large layer is not held whole. A request that arrives after that cannot start from the
+//! first byte: it waits for the end of the fetch and reads the blob from storage.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -30,12 +33,43 @@ impl FlightError {
     }
 }
 
+/// Up to this much of a blob is kept for readers that may still join from the first byte.
+pub(crate) const RETAIN_BYTES: usize = 64 << 20;
+
 #[derive(Default)]
 struct FlightState {
     /// Set once the upstream answered: `Some(length)` when it sent one.
     started: Option<Option<u64>>,
-    chunks: Vec<Bytes>,
+    /// The chunks from number `first` on (the earlier ones were dropped).
+    chunks: VecDeque<Bytes>,
+    first: usize,
+    held_bytes: usize,
+    /// The next chunk number of every reader, by reader id.
+    readers: HashMap<u64, usize>,
+    next_reader: u64,
     outcome: Option<Result<(), FlightError>>,
+}
+
+impl FlightState {
+    /// Drops the chunks every reader has passed, once more than [`RETAIN_BYTES`] are held.
+    fn trim(&mut self) {
+        if self.held_bytes <= RETAIN_BYTES {
+            return;
+        }
+        let passed = self
+            .readers
+            .values()
+            .copied()
+            .min()
+            .unwrap_or(self.first + self.chunks.len());
+        while self.first < passed {
+            let Some(chunk) = self.chunks.pop_front() else {
+                break;
+            };
+            self.held_bytes -= chunk.len();
+            self.first += 1;
+        }
+    }
 }
 
 /// One blob being fetched; readers follow it through [`Flight::reader`].
@@ -61,7 +95,11 @@ impl Flight {
     }
 
     pub(crate) fn push(&self, chunk: Bytes) {
-        self.update(|s| s.chunks.push(chunk));
+        self.update(|s| {
+            s.held_bytes += chunk.len();
+            s.chunks.push_back(chunk);
+            s.trim();
+        });
     }
 
     /// The end: `Ok` once the blob is verified and stored.
@@ -91,22 +129,39 @@ impl Flight {
         }
     }
 
-    /// Every byte of the blob from the start, as it arrives. Ends with an error (the client's
-    /// connection is then cut, so it never takes a short or wrong blob for a whole one) when
-    /// the fetch fails; ends normally only once the blob is verified.
-    pub(crate) fn reader(self: Arc<Self>) -> ByteStream {
+    /// Every byte of the blob from the start, as it arrives; `None` when the first bytes were
+    /// already dropped (then wait for [`Flight::ended`] and read the blob from storage). Ends
+    /// with an error (the client's connection is then cut, so it never takes a short or wrong
+    /// blob for a whole one) when the fetch fails; ends normally once the blob is verified.
+    pub(crate) fn reader(self: Arc<Self>) -> Option<ByteStream> {
+        let id = {
+            let mut s = self.state();
+            if s.first > 0 {
+                return None;
+            }
+            let id = s.next_reader;
+            s.next_reader += 1;
+            s.readers.insert(id, 0);
+            id
+        };
         let rx = self.changed.subscribe();
-        Box::pin(futures_util::stream::unfold(
-            (self, rx, 0usize, false),
-            |(flight, mut rx, next, done)| async move {
+        let reader = Reader { flight: self, id };
+        Some(Box::pin(futures_util::stream::unfold(
+            (reader, rx, 0usize, false),
+            |(reader, mut rx, next, done)| async move {
                 if done {
                     return None;
                 }
                 loop {
                     let item = {
-                        let s = flight.state();
-                        if let Some(chunk) = s.chunks.get(next) {
-                            Some(Ok(chunk.clone()))
+                        let mut s = reader.flight.state();
+                        if let Some(chunk) = next
+                            .checked_sub(s.first)
+                            .and_then(|i| s.chunks.get(i))
+                            .cloned()
+                        {
+                            s.readers.insert(reader.id, next + 1);
+                            Some(Ok(chunk))
                         } else {
                             match &s.outcome {
                                 Some(Ok(())) => return None,
@@ -118,18 +173,47 @@ impl Flight {
                         }
                     };
                     match item {
-                        Some(Ok(chunk)) => return Some((Ok(chunk), (flight, rx, next + 1, false))),
-                        Some(Err(e)) => return Some((Err(e), (flight, rx, next, true))),
+                        Some(Ok(chunk)) => {
+                            return Some((Ok(chunk), (reader, rx, next + 1, false)));
+                        }
+                        Some(Err(e)) => return Some((Err(e), (reader, rx, next, true))),
                         None => {
                             if rx.changed().await.is_err() {
                                 let e = io::Error::other("the upstream fetch stopped");
-                                return Some((Err(e), (flight, rx, next, true)));
+                                return Some((Err(e), (reader, rx, next, true)));
                             }
                         }
                     }
                 }
             },
-        ))
+        )))
+    }
+
+    /// Waits for the end of the fetch: `Ok` once the blob is in storage.
+    pub(crate) async fn ended(&self) -> Result<(), FlightError> {
+        let mut rx = self.changed.subscribe();
+        loop {
+            if let Some(outcome) = self.state().outcome.clone() {
+                return outcome;
+            }
+            if rx.changed().await.is_err() {
+                return Err(FlightError::Failed("the upstream fetch stopped".into()));
+            }
+        }
+    }
+}
+
+/// A reader's place in a flight; gone readers no longer hold chunks back.
+struct Reader {
+    flight: Arc<Flight>,
+    id: u64,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        let mut s = self.flight.state();
+        s.readers.remove(&self.id);
+        s.trim();
     }
 }
 
@@ -215,11 +299,11 @@ mod tests {
         assert!(!again && Arc::ptr_eq(&flight, &joined));
         flight.started(Some(6));
         flight.push(Bytes::from_static(b"abc"));
-        let mut early = flight.clone().reader();
+        let mut early = flight.clone().reader().expect("from the start");
         // The first chunk is readable before the fetch ends.
         assert_eq!(early.next().await.expect("chunk").expect("ok"), "abc");
         flight.push(Bytes::from_static(b"def"));
-        let late = flight.clone().reader();
+        let late = flight.clone().reader().expect("from the start");
         flight.finish(Ok(()));
         assert_eq!(early.next().await.expect("chunk").expect("ok"), "def");
         assert!(early.next().await.is_none());
@@ -228,6 +312,34 @@ mod tests {
         assert_eq!(flight.wait_started().await, Ok(Some(6)));
         flights.done(&digest);
         assert!(flights.join_or_create(&digest).1, "a new fetch after done");
+    }
+
+    #[tokio::test]
+    async fn passed_bytes_are_dropped_beyond_the_limit_and_late_readers_wait_for_storage() {
+        let flights = Flights::default();
+        let (flight, _) = flights.join_or_create(&Digest::of(b"big"));
+        flight.started(None);
+        let mut reader = flight.clone().reader().expect("from the start");
+        let chunk = Bytes::from(vec![0u8; 1 << 20]);
+        for _ in 0..(RETAIN_BYTES >> 20) + 8 {
+            flight.push(chunk.clone());
+        }
+        // The reader has passed nothing yet: everything is held for it.
+        assert!(flight.clone().reader().is_some());
+        for _ in 0..(RETAIN_BYTES >> 20) + 8 {
+            assert_eq!(
+                reader.next().await.expect("chunk").expect("ok").len(),
+                1 << 20
+            );
+        }
+        flight.push(chunk.clone());
+        assert!(flight.state().held_bytes <= RETAIN_BYTES + (1 << 20));
+        assert!(
+            flight.clone().reader().is_none(),
+            "the first bytes are gone: a late reader reads storage"
+        );
+        flight.finish(Ok(()));
+        assert_eq!(flight.ended().await, Ok(()));
     }
 
     #[tokio::test]
@@ -249,7 +361,7 @@ mod tests {
         let (flight, _) = flights.join_or_create(&Digest::of(b"x"));
         flight.started(None);
         flight.push(Bytes::from_static(b"partial"));
-        let reader = flight.clone().reader();
+        let reader = flight.clone().reader().expect("from the start");
         flight.finish(Err(FlightError::Failed("cut".into())));
         let items: Vec<_> = reader.collect().await;
         assert_eq!(items.len(), 2);

@@ -352,10 +352,15 @@ impl Proxies {
             tokio::join!(registry.link_blob(repo, digest), flight.wait_started());
         linked?;
         match started {
-            Ok(length) => Ok(BlobAnswer::Streaming {
-                length,
-                body: Flight::reader(flight),
-            }),
+            Ok(length) => match Flight::reader(flight.clone()) {
+                Some(body) => Ok(BlobAnswer::Streaming { length, body }),
+                // Joined too late to read from the first byte: from storage once it is there.
+                None => match flight.ended().await {
+                    Ok(()) => Ok(BlobAnswer::Stored),
+                    Err(FlightError::NotFound(m)) => Err(unknown(m)),
+                    Err(FlightError::Failed(message)) => Err(RegistryError::Upstream { message }),
+                },
+            },
             Err(FlightError::NotFound(m)) => Err(unknown(m)),
             Err(FlightError::Failed(message)) => Err(RegistryError::Upstream { message }),
         }
