@@ -239,23 +239,33 @@ impl Proxies {
                     .map(str::to_string)
             })
             .unwrap_or_else(|| OCI_MANIFEST.to_string());
+        // The three writes at once, not one after the other: each is durable (fsync) on the
+        // filesystem, and a first pull waits for them. A crash between them leaves a tag or
+        // revision without content, which reads as not cached and is fetched again.
         let storage = registry.storage();
-        if storage.blob_info(&digest).await?.is_none() {
-            storage.blob_put(&digest, fetched.body.clone()).await?;
-        } else {
-            storage.blob_touch(&digest).await?;
-        }
-        storage
-            .meta_put(
-                &keys::revision(repo, &digest),
-                Bytes::from(media_type.clone()),
-            )
-            .await?;
-        if let Some(tag) = tag {
-            storage
-                .meta_put(&keys::tag(repo, tag), Bytes::from(digest.to_string()))
-                .await?;
-        }
+        let content = async {
+            if storage.blob_info(&digest).await?.is_none() {
+                storage.blob_put(&digest, fetched.body.clone()).await
+            } else {
+                storage.blob_touch(&digest).await
+            }
+        };
+        let revision_key = keys::revision(repo, &digest);
+        let revision = storage.meta_put(&revision_key, Bytes::from(media_type.clone()));
+        let tagged = async {
+            match tag {
+                Some(tag) => {
+                    storage
+                        .meta_put(&keys::tag(repo, tag), Bytes::from(digest.to_string()))
+                        .await
+                }
+                None => Ok(()),
+            }
+        };
+        let (content, revision, tagged) = tokio::join!(content, revision, tagged);
+        content?;
+        revision?;
+        tagged?;
         self.record_pull(registry, repo, target, &digest).await;
         Ok((
             StoredManifest {
@@ -346,12 +356,20 @@ impl Proxies {
             tokio::spawn(task.run());
         }
         // A link without content is harmless (reads check both), and linking here means
-        // whoever finishes the fetch need not know every repository that asked. Written while
-        // the upstream is asked, not before: the link's fsync stays off the first byte's path.
-        let (linked, started) =
-            tokio::join!(registry.link_blob(repo, digest), flight.wait_started());
-        linked?;
-        match started {
+        // whoever finishes the fetch need not know every repository that asked. Written in the
+        // background: its fsync stays off the first byte's path, and a missing link only costs
+        // a later request one HEAD to the upstream (see above).
+        {
+            let storage = storage.clone();
+            let key = keys::layer_link(repo, digest);
+            let value = Bytes::from(digest.to_string());
+            tokio::spawn(async move {
+                if let Err(e) = storage.meta_put(&key, value).await {
+                    tracing::warn!(key, error = %e, "linking a pull-through blob");
+                }
+            });
+        }
+        match flight.wait_started().await {
             Ok(length) => match Flight::reader(flight.clone()) {
                 Some(body) => Ok(BlobAnswer::Streaming { length, body }),
                 // Joined too late to read from the first byte: from storage once it is there.
