@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use sha2::{Digest as _, Sha256};
 
 use self::flight::{Ending, Flight, FlightError, Flights};
@@ -27,6 +28,7 @@ use crate::error::RegistryError;
 use crate::names::{Digest, Reference, RepoName};
 use crate::services::manifests::StoredManifest;
 use crate::services::manifests::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use crate::services::uploads::hash_in_background;
 use crate::services::{Registry, keys};
 use crate::storage::{ByteStream, Storage, StorageError};
 
@@ -453,32 +455,55 @@ impl FetchTask {
                 UpstreamError::NotFound(m) => FlightError::NotFound(m),
                 UpstreamError::Unavailable(m) => FlightError::Failed(m),
             })?;
-        let mut response = fetch.response;
+        let response = fetch.response;
         self.flight.started(response.content_length());
+        let read = (response, upstream.clone(), fetch.url);
+        let body: ByteStream = Box::pin(futures_util::stream::unfold(
+            read,
+            |(mut response, upstream, url)| async move {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => Some((Ok(chunk), (response, upstream, url))),
+                    Ok(None) => None,
+                    Err(e) => {
+                        let message = upstream.read_failed(&url, &e);
+                        Some((
+                            Err(std::io::Error::other(message)),
+                            (response, upstream, url),
+                        ))
+                    }
+                }
+            },
+        ));
+        // Hashed on a blocking thread, as uploads are: inline it would hold an async worker
+        // for every concurrent fetch and delay the first bytes of the other requests.
+        let (mut body, hashing) = hash_in_background(body, Some(Sha256::new()));
 
         let (tx, rx) =
             tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(STORE_QUEUE_DEPTH);
         let writer = tokio::spawn(write_blob(self.storage.clone(), self.digest.clone(), rx));
-        let mut hasher = Sha256::new();
         let mut failure = None;
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    hasher.update(&chunk);
+        while let Some(item) = body.next().await {
+            match item {
+                Ok(chunk) => {
                     self.flight.push(chunk.clone());
                     if tx.send(Ok(chunk)).await.is_err() {
                         break;
                     }
                 }
-                Ok(None) => break,
                 Err(e) => {
-                    let message = upstream.read_failed(&fetch.url, &e);
-                    let _ = tx.send(Err(std::io::Error::other(message.clone()))).await;
+                    let message = e.to_string();
+                    let _ = tx.send(Err(e)).await;
                     failure = Some(message);
                     break;
                 }
             }
         }
+        drop(body);
+        let hasher = hashing
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| FlightError::Failed("the hashing thread failed".into()))?;
         let actual = Digest::parse(&format!("sha256:{}", hex::encode(hasher.finalize())))
             .map_err(|e| FlightError::Failed(e.to_string()))?;
         let verified = failure.is_none() && actual == self.digest;
