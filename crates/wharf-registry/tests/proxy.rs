@@ -808,3 +808,126 @@ fn skopeo_push_to_a_proxied_prefix_is_refused() {
     assert!(err.to_string().contains("pull-through cache"), "{err}");
     let _ = wharf.dir.path();
 }
+
+/// Access control decides before the cache does anything: no upstream request for a caller the
+/// policy refuses, and the push refusal only for callers allowed to push.
+#[tokio::test]
+async fn access_control_applies_to_proxied_repositories() {
+    use wharf_registry::auth::htpasswd::hash_password;
+    use wharf_registry::auth::{AuthConfig, ServerFacts, build};
+    let f = fixture(Canned {
+        content_type: "application/octet-stream",
+        body: vec![7u8; 300_000],
+        cut_after: None,
+    });
+    let upstream = StandIn::start(f.answers.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = [("alice", "a-pw"), ("bob", "b-pw")];
+    let lines: String = users
+        .iter()
+        .map(|(u, p)| format!("{u}:{}\n", hash_password(p, 4).expect("hash")))
+        .collect();
+    std::fs::write(dir.path().join("htpasswd"), lines).expect("htpasswd");
+    let table: toml::Table = toml::from_str(
+        r#"
+mode = "basic"
+htpasswd = "htpasswd"
+[[allow]]
+users = ["alice"]
+repositories = ["hub/**"]
+actions = ["pull", "push"]
+[[allow]]
+users = ["bob"]
+repositories = ["team/**"]
+actions = ["*"]
+"#,
+    )
+    .expect("toml");
+    let auth = AuthConfig::from_table(&table, dir.path()).expect("auth config");
+    let root = dir.path().join("root");
+    let setup = build(
+        &auth,
+        &ServerFacts {
+            root: root.clone(),
+            tls: false,
+            default_host: "127.0.0.1:5000".into(),
+        },
+    )
+    .expect("auth");
+    let config = config_with(&root, vec![proxy_entry("hub/", &upstream.url())]);
+    let app = router(
+        app_state(&config, setup.authorizer).expect("state"),
+        setup.routes.unwrap_or_default(),
+    );
+    let basic = |user: &str, pass: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    };
+    let manifest = "/v2/hub/team/app/manifests/1";
+    let upstream_manifest = "/v2/team/app/manifests/1";
+
+    let anonymous = common::send(&app, Method::GET, manifest, &[], Body::empty()).await;
+    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
+    let bob = basic("bob", "b-pw");
+    let refused = common::send(
+        &app,
+        Method::GET,
+        manifest,
+        &[("authorization", &bob)],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let bob_push = common::send(
+        &app,
+        Method::POST,
+        "/v2/hub/team/app/blobs/uploads/",
+        &[("authorization", &bob)],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(
+        bob_push.status,
+        StatusCode::FORBIDDEN,
+        "denied before refused"
+    );
+    assert_eq!(
+        upstream.gets(upstream_manifest),
+        0,
+        "the upstream was not asked"
+    );
+
+    let alice = basic("alice", "a-pw");
+    let pulled = common::send(
+        &app,
+        Method::GET,
+        manifest,
+        &[("authorization", &alice)],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(pulled.status, StatusCode::OK);
+    assert_eq!(pulled.body.as_ref(), f.manifest.as_slice());
+    let alice_push = common::send(
+        &app,
+        Method::POST,
+        "/v2/hub/team/app/blobs/uploads/",
+        &[("authorization", &alice)],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(alice_push.status, StatusCode::METHOD_NOT_ALLOWED);
+    // Cached now, yet still refused to bob.
+    let refused = common::send(
+        &app,
+        Method::GET,
+        manifest,
+        &[("authorization", &bob)],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+}
