@@ -213,6 +213,54 @@ fn fixture(layer_sent: Canned) -> Fixture {
     }
 }
 
+/// The layer as the stand-in should send it.
+fn good_layer() -> Canned {
+    Canned {
+        content_type: "application/octet-stream",
+        body: vec![7u8; 300_000],
+        cut_after: None,
+    }
+}
+
+/// A registry with `config` and no access control, driven in process.
+fn open_app(config: &Config) -> axum::Router {
+    router(
+        app_state(config, Arc::new(AllowAll)).expect("state"),
+        axum::Router::new(),
+    )
+}
+
+fn error_message(r: &common::Resp) -> String {
+    r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A stand-in upstream sending `layer` for the fixture's layer, and the configuration of a
+/// cache of it under `hub/` (in a fresh folder) with `tweak` applied to its `[[proxy]]` entry.
+struct Cache {
+    f: Fixture,
+    upstream: StandIn,
+    dir: tempfile::TempDir,
+    config: Config,
+}
+
+fn cache_of(layer: Canned, tweak: impl FnOnce(&mut ProxyConfig)) -> Cache {
+    let f = fixture(layer);
+    let upstream = StandIn::start(f.answers.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut entry = proxy_entry("hub/", &upstream.url());
+    tweak(&mut entry);
+    let config = config_with(dir.path(), vec![entry]);
+    Cache {
+        f,
+        upstream,
+        dir,
+        config,
+    }
+}
+
 /// GET through the router, keeping a body error (a cut answer) as `Err`.
 async fn get_through(app: &axum::Router, uri: &str) -> (StatusCode, Result<Vec<u8>, String>) {
     let response = app
@@ -266,14 +314,13 @@ async fn pull_layer(app: &axum::Router, f: &Fixture) -> (StatusCode, Result<Vec<
 /// Pulls through a stand-in that sends `layer_sent` for the fixture's layer: the client never
 /// gets a whole answer, and neither the blob nor an upload session stays in storage.
 async fn assert_a_bad_upstream_blob_leaves_nothing(layer_sent: Canned) {
-    let f = fixture(layer_sent);
-    let upstream = StandIn::start(f.answers.clone());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_with(dir.path(), vec![proxy_entry("hub/", &upstream.url())]);
-    let app = router(
-        app_state(&config, Arc::new(AllowAll)).expect("state"),
-        axum::Router::new(),
-    );
+    let Cache {
+        f,
+        upstream,
+        dir,
+        config,
+    } = cache_of(layer_sent, |_| {});
+    let app = open_app(&config);
     let (status, body) = pull_layer(&app, &f).await;
     // The first bytes may already be on their way: the answer is then cut, never completed.
     assert!(
@@ -367,10 +414,7 @@ async fn writes_to_a_proxied_prefix_are_refused_naming_the_upstream() {
         dir.path(),
         vec![proxy_entry("hub/", "https://registry.invalid")],
     );
-    let app = router(
-        app_state(&config, Arc::new(AllowAll)).expect("state"),
-        axum::Router::new(),
-    );
+    let app = open_app(&config);
     let manifest = image_manifest(&digest_of(b"c"), 1, &digest_of(b"l"), 1, None);
     for (method, uri, body) in [
         (
@@ -431,10 +475,7 @@ async fn an_unreachable_upstream_with_nothing_cached_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let upstream = format!("http://127.0.0.1:{port}");
     let config = config_with(dir.path(), vec![proxy_entry("hub/", &upstream)]);
-    let app = router(
-        app_state(&config, Arc::new(AllowAll)).expect("state"),
-        axum::Router::new(),
-    );
+    let app = open_app(&config);
     let r = common::send(
         &app,
         Method::GET,
@@ -444,10 +485,7 @@ async fn an_unreachable_upstream_with_nothing_cached_is_a_clear_error() {
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
-    let message = r.json()["errors"][0]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let message = error_message(&r);
     assert!(
         message.contains(&upstream) && message.contains("hub/"),
         "{message}"
@@ -456,20 +494,13 @@ async fn an_unreachable_upstream_with_nothing_cached_is_a_clear_error() {
 
 #[tokio::test]
 async fn a_rate_limited_upstream_is_stood_in_for_by_the_cache() {
-    let f = fixture(Canned {
-        content_type: "application/octet-stream",
-        body: vec![7u8; 300_000],
-        cut_after: None,
-    });
-    let upstream = StandIn::start(f.answers.clone());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut entry = proxy_entry("hub/", &upstream.url());
-    entry.ttl = Duration::from_secs(1);
-    let config = config_with(dir.path(), vec![entry]);
-    let app = router(
-        app_state(&config, Arc::new(AllowAll)).expect("state"),
-        axum::Router::new(),
-    );
+    let Cache {
+        f,
+        upstream,
+        config,
+        dir: _dir,
+    } = cache_of(good_layer(), |e| e.ttl = Duration::from_secs(1));
+    let app = open_app(&config);
     let (status, _) = pull_layer(&app, &f).await;
     assert_eq!(status, StatusCode::OK);
     upstream
@@ -490,10 +521,7 @@ async fn a_rate_limited_upstream_is_stood_in_for_by_the_cache() {
     )
     .await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
-    let message = r.json()["errors"][0]["message"]
-        .as_str()
-        .unwrap_or("")
-        .to_string();
+    let message = error_message(&r);
     assert!(
         message.contains(&upstream.url()) && message.contains("429"),
         "{message}"
@@ -502,20 +530,15 @@ async fn a_rate_limited_upstream_is_stood_in_for_by_the_cache() {
 
 #[tokio::test]
 async fn gc_expires_cached_manifests_not_pulled_for_expire_unpulled() {
-    let f = fixture(Canned {
-        content_type: "application/octet-stream",
-        body: vec![7u8; 300_000],
-        cut_after: None,
+    let Cache {
+        f,
+        config,
+        dir: _dir,
+        upstream: _upstream,
+    } = cache_of(good_layer(), |e| {
+        e.expire_unpulled = Some(Duration::from_secs(1))
     });
-    let upstream = StandIn::start(f.answers.clone());
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut entry = proxy_entry("hub/", &upstream.url());
-    entry.expire_unpulled = Some(Duration::from_secs(1));
-    let config = config_with(dir.path(), vec![entry]);
-    let app = router(
-        app_state(&config, Arc::new(AllowAll)).expect("state"),
-        axum::Router::new(),
-    );
+    let app = open_app(&config);
     let (status, body) = pull_layer(&app, &f).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.is_ok());
@@ -815,11 +838,7 @@ fn skopeo_push_to_a_proxied_prefix_is_refused() {
 async fn access_control_applies_to_proxied_repositories() {
     use wharf_registry::auth::htpasswd::hash_password;
     use wharf_registry::auth::{AuthConfig, ServerFacts, build};
-    let f = fixture(Canned {
-        content_type: "application/octet-stream",
-        body: vec![7u8; 300_000],
-        cut_after: None,
-    });
+    let f = fixture(good_layer());
     let upstream = StandIn::start(f.answers.clone());
     let dir = tempfile::tempdir().expect("tempdir");
     let users = [("alice", "a-pw"), ("bob", "b-pw")];
@@ -867,67 +886,49 @@ actions = ["*"]
         )
     };
     let manifest = "/v2/hub/team/app/manifests/1";
-    let upstream_manifest = "/v2/team/app/manifests/1";
+    let uploads = "/v2/hub/team/app/blobs/uploads/";
+    let call = |method: Method, uri: &'static str, user: Option<(&str, &str)>| {
+        let app = app.clone();
+        let authorization = user.map(|(u, p)| basic(u, p));
+        async move {
+            let headers: Vec<(&str, &str)> = authorization
+                .as_deref()
+                .map(|a| vec![("authorization", a)])
+                .unwrap_or_default();
+            common::send(&app, method, uri, &headers, Body::empty()).await
+        }
+    };
+    let (alice, bob) = (Some(("alice", "a-pw")), Some(("bob", "b-pw")));
 
-    let anonymous = common::send(&app, Method::GET, manifest, &[], Body::empty()).await;
-    assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
-    let bob = basic("bob", "b-pw");
-    let refused = common::send(
-        &app,
-        Method::GET,
-        manifest,
-        &[("authorization", &bob)],
-        Body::empty(),
-    )
-    .await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    let bob_push = common::send(
-        &app,
-        Method::POST,
-        "/v2/hub/team/app/blobs/uploads/",
-        &[("authorization", &bob)],
-        Body::empty(),
-    )
-    .await;
     assert_eq!(
-        bob_push.status,
+        call(Method::GET, manifest, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(Method::GET, manifest, bob).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(Method::POST, uploads, bob).await.status,
         StatusCode::FORBIDDEN,
         "denied before refused"
     );
     assert_eq!(
-        upstream.gets(upstream_manifest),
+        upstream.gets("/v2/team/app/manifests/1"),
         0,
         "the upstream was not asked"
     );
 
-    let alice = basic("alice", "a-pw");
-    let pulled = common::send(
-        &app,
-        Method::GET,
-        manifest,
-        &[("authorization", &alice)],
-        Body::empty(),
-    )
-    .await;
+    let pulled = call(Method::GET, manifest, alice).await;
     assert_eq!(pulled.status, StatusCode::OK);
     assert_eq!(pulled.body.as_ref(), f.manifest.as_slice());
-    let alice_push = common::send(
-        &app,
-        Method::POST,
-        "/v2/hub/team/app/blobs/uploads/",
-        &[("authorization", &alice)],
-        Body::empty(),
-    )
-    .await;
-    assert_eq!(alice_push.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        call(Method::POST, uploads, alice).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
     // Cached now, yet still refused to bob.
-    let refused = common::send(
-        &app,
-        Method::GET,
-        manifest,
-        &[("authorization", &bob)],
-        Body::empty(),
-    )
-    .await;
-    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        call(Method::GET, manifest, bob).await.status,
+        StatusCode::FORBIDDEN
+    );
 }
