@@ -237,6 +237,13 @@ fn error_message(r: &common::Resp) -> String {
         .to_string()
 }
 
+/// GET `uri`, expecting `502 Bad Gateway`: its error message.
+async fn bad_gateway(app: &axum::Router, uri: &str) -> String {
+    let r = common::send(app, Method::GET, uri, &[], Body::empty()).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    error_message(&r)
+}
+
 /// A stand-in upstream sending `layer` for the fixture's layer, and the configuration of a
 /// cache of it under `hub/` (in a fresh folder) with `tweak` applied to its `[[proxy]]` entry.
 struct Cache {
@@ -476,16 +483,7 @@ async fn an_unreachable_upstream_with_nothing_cached_is_a_clear_error() {
     let upstream = format!("http://127.0.0.1:{port}");
     let config = config_with(dir.path(), vec![proxy_entry("hub/", &upstream)]);
     let app = open_app(&config);
-    let r = common::send(
-        &app,
-        Method::GET,
-        "/v2/hub/team/app/manifests/1",
-        &[],
-        Body::empty(),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
-    let message = error_message(&r);
+    let message = bad_gateway(&app, "/v2/hub/team/app/manifests/1").await;
     assert!(
         message.contains(&upstream) && message.contains("hub/"),
         "{message}"
@@ -512,16 +510,7 @@ async fn a_rate_limited_upstream_is_stood_in_for_by_the_cache() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body.expect("cached layer").len(), 300_000);
     // Nothing cached: the client learns the upstream and its answer.
-    let r = common::send(
-        &app,
-        Method::GET,
-        "/v2/hub/team/other/manifests/1",
-        &[],
-        Body::empty(),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
-    let message = error_message(&r);
+    let message = bad_gateway(&app, "/v2/hub/team/other/manifests/1").await;
     assert!(
         message.contains(&upstream.url()) && message.contains("429"),
         "{message}"
@@ -660,6 +649,19 @@ fn push_fixture(upstream: &wharf_testkit::Registry, dir: &Path, extra: &[u8]) ->
     image.manifest_digest
 }
 
+/// `docker pull` through the daemon (127.0.0.0/8 registries are plain http to it by default).
+fn docker_pull(reference: &str) {
+    let out = Command::new("docker")
+        .args(["pull", "-q", reference])
+        .output()
+        .expect("docker");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn docker_available() -> bool {
     Command::new("docker")
         .args(["info", "--format", "{{.ID}}"])
@@ -684,15 +686,7 @@ fn pulls_through_then_from_the_cache_with_the_upstream_down() {
     assert_eq!(through, direct, "the manifest is served byte for byte");
     let docker = docker_available();
     if docker {
-        let out = Command::new("docker")
-            .args(["pull", "-q", &reference])
-            .output()
-            .expect("docker");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        docker_pull(&reference);
     }
 
     upstream.stop();
@@ -709,15 +703,7 @@ fn pulls_through_then_from_the_cache_with_the_upstream_down() {
         let _ = Command::new("docker")
             .args(["rmi", "-f", &reference])
             .output();
-        let out = Command::new("docker")
-            .args(["pull", "-q", &reference])
-            .output()
-            .expect("docker");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        docker_pull(&reference);
         let _ = Command::new("docker")
             .args(["rmi", "-f", &reference])
             .output();
