@@ -556,7 +556,7 @@ async fn gc_expires_cached_manifests_not_pulled_for_expire_unpulled() {
 
 // --- real upstream: Debian's docker-registry, pulled through with skopeo (and docker) ---
 
-const NEEDS: &str = "needs docker-registry, skopeo, busybox-static, apache2-utils";
+const NEEDS: &str = "needs docker-registry, skopeo, podman, busybox-static, apache2-utils";
 const UPSTREAM_USER: (&str, &str) = ("mirror", "upstream-pw-not-to-be-printed");
 
 /// A wharf registry on loopback proxying `hub/` to `upstream` with `entry` tweaks, run on its
@@ -662,6 +662,25 @@ fn docker_pull(reference: &str) {
     );
 }
 
+/// `podman pull` (removed first, so every layer is fetched again).
+fn podman_pull(reference: &str) {
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", reference])
+        .output();
+    let out = Command::new("podman")
+        .args(["pull", "-q", "--tls-verify=false", reference])
+        .output()
+        .expect("podman (Debian package podman)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", reference])
+        .output();
+}
+
 fn docker_available() -> bool {
     Command::new("docker")
         .args(["info", "--format", "{{.ID}}"])
@@ -670,7 +689,7 @@ fn docker_available() -> bool {
 }
 
 #[test]
-#[ignore = "needs docker-registry, skopeo, busybox-static, apache2-utils"]
+#[ignore = "needs docker-registry, skopeo, podman, busybox-static, apache2-utils"]
 fn pulls_through_then_from_the_cache_with_the_upstream_down() {
     let _ = NEEDS;
     let (mut upstream, work) = upstream_with_image(b"one");
@@ -688,6 +707,7 @@ fn pulls_through_then_from_the_cache_with_the_upstream_down() {
     if docker {
         docker_pull(&reference);
     }
+    podman_pull(&reference);
 
     upstream.stop();
     // Past the TTL: the refresh fails, the cached manifest answers.
@@ -708,6 +728,7 @@ fn pulls_through_then_from_the_cache_with_the_upstream_down() {
             .args(["rmi", "-f", &reference])
             .output();
     }
+    podman_pull(&reference);
     // Never cached and the upstream down: an error naming the upstream.
     let missing = wharf.get("/v2/hub/team/other/manifests/1");
     assert_eq!(missing.status, StatusCode::BAD_GATEWAY);
