@@ -206,6 +206,14 @@ fn fixture(layer_sent: Canned) -> Fixture {
         blob(config_blob.to_vec()),
     );
     answers.insert(format!("/v2/team/app/blobs/{layer_digest}"), layer_sent);
+    answers.insert(
+        "/v2/team/app/tags/list".to_string(),
+        Canned {
+            content_type: "application/json",
+            body: br#"{"name":"team/app","tags":["1","2-upstream-only"]}"#.to_vec(),
+            cut_after: None,
+        },
+    );
     Fixture {
         answers,
         manifest,
@@ -488,6 +496,46 @@ async fn an_unreachable_upstream_with_nothing_cached_is_a_clear_error() {
         message.contains(&upstream) && message.contains("hub/"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn tag_lists_merge_the_upstream_and_the_cache() {
+    let Cache {
+        f,
+        upstream,
+        config,
+        dir: _dir,
+    } = cache_of(good_layer(), |_| {});
+    let app = open_app(&config);
+    let tags = |r: common::Resp| r.json()["tags"].clone();
+    let listed = common::send(
+        &app,
+        Method::GET,
+        "/v2/hub/team/app/tags/list",
+        &[],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(tags(listed), serde_json::json!(["1", "2-upstream-only"]));
+    let (status, _) = pull_layer(&app, &f).await;
+    assert_eq!(status, StatusCode::OK);
+    // The upstream rate-limits: the cached tags still list.
+    upstream
+        .rate_limited
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let listed = common::send(
+        &app,
+        Method::GET,
+        "/v2/hub/team/app/tags/list",
+        &[],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(tags(listed), serde_json::json!(["1"]));
+    let message = bad_gateway(&app, "/v2/hub/team/other/tags/list").await;
+    assert!(message.contains("429"), "{message}");
 }
 
 #[tokio::test]

@@ -303,6 +303,41 @@ impl Proxies {
         }
     }
 
+    /// The tags of proxied `repo`: the upstream's (its first page) and the cached ones; only the
+    /// cached ones, with a warning, when the upstream is unusable.
+    pub async fn tags(
+        &self,
+        registry: &Registry,
+        repo: &RepoName,
+        target: &Target,
+    ) -> Result<Vec<String>, RegistryError> {
+        let cached = match registry.tags(repo).await {
+            Ok(tags) => tags,
+            Err(RegistryError::NameUnknown { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut tags = match target.upstream.tags(&target.repository).await {
+            Ok(upstream) => upstream,
+            Err(UpstreamError::NotFound(_)) if !cached.is_empty() => Vec::new(),
+            Err(UpstreamError::NotFound(_)) => {
+                return Err(RegistryError::NameUnknown {
+                    name: repo.to_string(),
+                });
+            }
+            Err(UpstreamError::Unavailable(message)) if !cached.is_empty() => {
+                tracing::warn!(repository = %repo, "listing the cached tags only: {message}");
+                Vec::new()
+            }
+            Err(UpstreamError::Unavailable(message)) => {
+                return Err(RegistryError::Upstream { message });
+            }
+        };
+        tags.extend(cached);
+        tags.sort();
+        tags.dedup();
+        Ok(tags)
+    }
+
     /// A blob of proxied `repo`: from storage, or fetched from the upstream (once per process
     /// however many ask; see [`flight`]).
     pub async fn blob(

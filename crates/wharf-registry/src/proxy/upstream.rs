@@ -278,6 +278,29 @@ impl Upstream {
         })
     }
 
+    /// The upstream's tags of `repository` (its first page: what one `GET tags/list` answers).
+    pub(crate) async fn tags(&self, repository: &str) -> Result<Vec<String>, UpstreamError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let client = self.client(repository).await?;
+        let Fetch { response, url } = client
+            .get("tags/list", &[])
+            .await
+            .map_err(|e| self.classify(e))?;
+        let list: TagList = response.json().await.map_err(|e| {
+            UpstreamError::Unavailable(format!(
+                "upstream {} of the pull-through cache {}: {url} is not a tag list: {}",
+                self.config.upstream,
+                self.config.prefix,
+                wharf_oci::describe_http_error(&e)
+            ))
+        })?;
+        Ok(list.tags.unwrap_or_default())
+    }
+
     /// `HEAD` of a blob: its length, if the upstream has it.
     pub(crate) async fn blob_length(
         &self,
