@@ -570,7 +570,7 @@ async fn gc_expires_cached_manifests_not_pulled_for_expire_unpulled() {
     let Cache {
         f,
         config,
-        dir: _dir,
+        dir,
         upstream: _upstream,
     } = cache_of(good_layer(), |e| {
         e.expire_unpulled = Some(Duration::from_secs(1))
@@ -579,6 +579,11 @@ async fn gc_expires_cached_manifests_not_pulled_for_expire_unpulled() {
     let (status, body) = pull_layer(&app, &f).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.is_ok());
+    // A pull record whose manifest went otherwise (deleted, swept untagged) goes too.
+    let pulled = dir
+        .path()
+        .join("repositories/hub/team/app/_proxy/pulled/sha256");
+    std::fs::write(pulled.join(&digest_of(b"gone")[7..]), "").expect("stray record");
 
     let opts = wharf_registry::GcOptions {
         dry_run: false,
@@ -600,6 +605,7 @@ async fn gc_expires_cached_manifests_not_pulled_for_expire_unpulled() {
     let mut expected = vec![digest_of(&f.manifest), f.layer_digest.clone()];
     expected.sort();
     assert_eq!(removed, expected);
+    assert!(walkdir(pulled).is_empty(), "no pull record left");
 }
 
 // --- real upstream: Debian's docker-registry, pulled through with skopeo (and docker) ---

@@ -180,6 +180,21 @@ impl Registry {
                     self.storage.meta_delete(&keys::pulled(&repo, &rev)).await?;
                 }
             }
+            // Pull records of manifests that went another way (deleted, or swept untagged).
+            if !dry_run {
+                for noted in digests_of(self.storage.meta_list(&keys::pulled_all(&repo)).await?) {
+                    if self
+                        .storage
+                        .meta_info(&keys::revision(&repo, &noted))
+                        .await?
+                        .is_none()
+                    {
+                        self.storage
+                            .meta_delete(&keys::pulled(&repo, &noted))
+                            .await?;
+                    }
+                }
+            }
         }
         Ok(removed)
     }

@@ -75,7 +75,10 @@ pub(crate) mod keys {
     /// A cached manifest's last pull (its modification time), for a pull-through cache's
     /// `expire_unpulled`.
     pub fn pulled(repo: &RepoName, digest: &Digest) -> String {
-        format!("repositories/{repo}/_proxy/pulled/sha256/{}", digest.hex())
+        format!("{}/{}", pulled_all(repo), digest.hex())
+    }
+    pub fn pulled_all(repo: &RepoName) -> String {
+        format!("repositories/{repo}/_proxy/pulled/sha256")
     }
     pub fn referrers(repo: &RepoName, subject: &Digest) -> String {
         format!(
