@@ -22,6 +22,17 @@ enum Authorization {
     Bearer(Secret),
 }
 
+/// The HTTP client registry requests go through: connect and read timeouts, wharf's user agent,
+/// and invalid TLS certificates accepted only when `insecure`.
+pub fn http_client(insecure: bool) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .read_timeout(READ_TIMEOUT)
+        .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+        .tls_danger_accept_invalid_certs(insecure)
+        .build()
+}
+
 /// A connection to one repository of one registry.
 pub struct RegistryClient {
     http: reqwest::Client,
@@ -54,6 +65,26 @@ impl RegistryClient {
         insecure: bool,
         preferred_base: Option<String>,
     ) -> Result<RegistryClient, ImageError> {
+        let http = http_client(insecure).map_err(|e| ImageError::Network {
+            image: image.to_owned(),
+            registry: reference.registry.clone(),
+            detail: wharf_oci::describe_http_error(&e),
+        })?;
+        Self::with_http(http, image, reference, resolution, insecure, preferred_base)
+    }
+
+    /// [`RegistryClient::new`] over an HTTP client made by [`http_client`] once and shared
+    /// (its connection pool too) by the clients of many repositories: what a registry cache
+    /// holds, where building a client (loading the TLS roots) per repository would add to a
+    /// first pull.
+    pub fn with_http(
+        http: reqwest::Client,
+        image: &str,
+        reference: ImageRef,
+        resolution: wharf_oci::Resolution,
+        insecure: bool,
+        preferred_base: Option<String>,
+    ) -> Result<RegistryClient, ImageError> {
         let endpoint = wharf_oci::endpoint(&reference.registry, insecure).map_err(|e| {
             ImageError::Protocol {
                 image: image.to_owned(),
@@ -62,17 +93,6 @@ impl RegistryClient {
                 detail: e.to_string(),
             }
         })?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
-            .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
-            .tls_danger_accept_invalid_certs(insecure)
-            .build()
-            .map_err(|e| ImageError::Network {
-                image: image.to_owned(),
-                registry: reference.registry.clone(),
-                detail: wharf_oci::describe_http_error(&e),
-            })?;
         let preferred_base = preferred_base.filter(|b| {
             b == &format!("https://{}", endpoint.host)
                 || (endpoint.allow_http && b == &format!("http://{}", endpoint.host))
@@ -113,12 +133,27 @@ impl RegistryClient {
 
     /// `GET /v2/<repository>/<path>` with `headers`, authenticating when asked to.
     pub async fn get(&self, path: &str, headers: &[(&str, String)]) -> Result<Fetch, ImageError> {
+        self.request(reqwest::Method::GET, path, headers).await
+    }
+
+    /// `HEAD /v2/<repository>/<path>`: what a GET would answer, without the body (a registry
+    /// cache checks whether a tag moved this way).
+    pub async fn head(&self, path: &str, headers: &[(&str, String)]) -> Result<Fetch, ImageError> {
+        self.request(reqwest::Method::HEAD, path, headers).await
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> Result<Fetch, ImageError> {
         let base = self.base_url().await?;
         let url = format!("{base}/v2/{}/{path}", self.reference.repository);
         let mut refreshed = false;
         loop {
             let authorization = self.authorization.lock().await.clone();
-            let mut request = self.http.get(&url);
+            let mut request = self.http.request(method.clone(), &url);
             for (name, value) in headers {
                 request = request.header(*name, value);
             }

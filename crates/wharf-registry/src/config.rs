@@ -25,6 +25,15 @@
 //! secret_access_key = "..."
 //! redirect = true            # blob GET/HEAD answer 307 to a presigned URL (false: stream)
 //! redirect_expiry = "20m"
+//!
+//! [[proxy]]                  # a pull-through cache: repositories under `prefix` mirror `upstream`
+//! prefix = "hub/"            # hub/library/node -> library/node upstream
+//! upstream = "https://registry-1.docker.io"  # http:// only when written so (or insecure = true)
+//! upstream_prefix = ""       # prepended to the upstream repository name
+//! ttl = "5m"                 # a cached tag is checked against the upstream after this
+//! expire_unpulled = "30d"    # gc drops cached manifests not pulled for this long (default: never)
+//! docker_config = "/etc/wharf/hub-config.json"  # credentials: a Docker config.json,
+//! # or credential_helper = "pass" (docker-credential-pass), or username + password inline
 //! ```
 //!
 //! Durations are `<number><unit>` with unit `s`, `m`, `h` or `d`, or a plain number of seconds.
@@ -77,6 +86,105 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub storage: StorageConfig,
+    /// `[[proxy]]` entries: pull-through caches of upstream registries.
+    #[serde(default)]
+    pub proxy: Vec<ProxyConfig>,
+}
+
+/// One `[[proxy]]` entry: repositories under `prefix` are a pull-through cache of `upstream`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Repository-name prefix, normalised to end with `/` (`hub/`).
+    pub prefix: String,
+    /// `https://host[:port]` or `http://host[:port]` (plain http only when written so).
+    pub upstream: String,
+    /// Prepended to the rest of the name upstream (`library/`), normalised to end with `/`.
+    #[serde(default)]
+    pub upstream_prefix: String,
+    /// A tag cached longer than this is checked against the upstream on its next pull.
+    #[serde(default = "five_minutes", deserialize_with = "duration")]
+    pub ttl: Duration,
+    /// Accept an invalid TLS certificate, and plain http, from the upstream.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Cached manifests (and their tags) not pulled for this long are removed by gc.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub expire_unpulled: Option<Duration>,
+    /// Credentials: a Docker `config.json` (its `auths`, `credsStore` or `credHelpers`)...
+    #[serde(default)]
+    pub docker_config: Option<PathBuf>,
+    /// ...or a credential helper (`pass` runs `docker-credential-pass`)...
+    #[serde(default)]
+    pub credential_helper: Option<String>,
+    /// ...or a user and password given here.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+}
+
+impl ProxyConfig {
+    /// Normalises and checks the entry; the message says what to fix.
+    fn check(&mut self) -> Result<(), String> {
+        let name = format!("[[proxy]] prefix = {:?}", self.prefix);
+        let trimmed = self.prefix.trim_matches('/');
+        if trimmed.is_empty() || crate::names::RepoName::parse(trimmed).is_err() {
+            return Err(format!(
+                "{name}: the prefix must be the start of repository names, like \"hub/\""
+            ));
+        }
+        self.prefix = format!("{trimmed}/");
+        let upstream_prefix = self.upstream_prefix.trim_matches('/');
+        if !upstream_prefix.is_empty() && crate::names::RepoName::parse(upstream_prefix).is_err() {
+            return Err(format!(
+                "{name}: upstream_prefix {:?} is not the start of a repository name",
+                self.upstream_prefix
+            ));
+        }
+        self.upstream_prefix = if upstream_prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{upstream_prefix}/")
+        };
+        let url = url::Url::parse(&self.upstream).map_err(|e| {
+            format!(
+                "{name}: upstream {:?} is not a URL ({e}); write it like \"https://registry-1.docker.io\"",
+                self.upstream
+            )
+        })?;
+        if !matches!(url.scheme(), "https" | "http")
+            || url.host_str().is_none()
+            || !url.path().trim_matches('/').is_empty()
+            || url.query().is_some()
+            || !url.username().is_empty()
+        {
+            return Err(format!(
+                "{name}: upstream {:?} must be https://host[:port] or http://host[:port], without a path or credentials",
+                self.upstream
+            ));
+        }
+        self.upstream = self.upstream.trim_end_matches('/').to_string();
+        let sources = [
+            self.docker_config.is_some(),
+            self.credential_helper.is_some(),
+            self.username.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            return Err(format!(
+                "{name}: give one credential source: docker_config, credential_helper, or username and password"
+            ));
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return Err(format!("{name}: a password needs a username"));
+        }
+        if self.ttl.is_zero() {
+            return Err(format!(
+                "{name}: ttl must be at least 1s (a tag is then checked upstream on nearly every pull)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The `[storage]` table: the backend, and for S3 how to reach it.
@@ -221,6 +329,12 @@ fn one_hour() -> Duration {
 fn one_minute() -> Duration {
     Duration::from_secs(60)
 }
+fn five_minutes() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
+}
 fn twenty_minutes() -> Duration {
     Duration::from_secs(20 * 60)
 }
@@ -242,6 +356,7 @@ impl Default for Config {
             auth: toml::Table::new(),
             limits: LimitsConfig::default(),
             storage: StorageConfig::default(),
+            proxy: Vec::new(),
         }
     }
 }
@@ -259,6 +374,20 @@ impl Config {
                 path: path.display().to_string(),
                 message,
             })?;
+        let parse_error = |message: String| ConfigError::Parse {
+            path: path.display().to_string(),
+            message,
+        };
+        let mut prefixes = std::collections::BTreeSet::new();
+        for proxy in &mut config.proxy {
+            proxy.check().map_err(parse_error)?;
+            if !prefixes.insert(proxy.prefix.clone()) {
+                return Err(parse_error(format!(
+                    "two [[proxy]] entries have the prefix {:?}: each prefix maps to one upstream",
+                    proxy.prefix
+                )));
+            }
+        }
         if let Some(base) = path.parent() {
             config.resolve_paths(base);
         }
@@ -298,6 +427,11 @@ impl Config {
         if let Some(tls) = &mut self.tls {
             resolve(&mut tls.cert);
             resolve(&mut tls.key);
+        }
+        for proxy in &mut self.proxy {
+            if let Some(file) = &mut proxy.docker_config {
+                resolve(file);
+            }
         }
     }
 }
@@ -388,6 +522,62 @@ mod tests {
         assert!(
             e.to_string().contains("r.toml") && e.to_string().contains("s3://"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn proxy_entries_are_normalised_and_checked() {
+        let c = Config::parse(
+            "[[proxy]]\nprefix = \"/hub\"\nupstream = \"https://registry-1.docker.io/\"\nupstream_prefix = \"library\"\nttl = \"10m\"\nexpire_unpulled = \"30d\"\ndocker_config = \"hub.json\"\n\n[[proxy]]\nprefix = \"local/\"\nupstream = \"http://127.0.0.1:5001\"\nusername = \"u\"\npassword = \"hunter2-secret\"\n",
+            Path::new("/etc/wharf/r.toml"),
+        )
+        .expect("valid");
+        let hub = &c.proxy[0];
+        assert_eq!(hub.prefix, "hub/");
+        assert_eq!(hub.upstream, "https://registry-1.docker.io");
+        assert_eq!(hub.upstream_prefix, "library/");
+        assert_eq!(hub.ttl, Duration::from_secs(600));
+        assert_eq!(hub.expire_unpulled, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(
+            hub.docker_config.as_deref(),
+            Some(Path::new("/etc/wharf/hub.json"))
+        );
+        let local = &c.proxy[1];
+        assert_eq!(local.ttl, Duration::from_secs(300));
+        assert_eq!(local.expire_unpulled, None);
+        assert!(!format!("{c:?}").contains("hunter2"));
+
+        let bad = |text: &str, needle: &str| {
+            let e = Config::parse(text, Path::new("r.toml")).expect_err(text);
+            assert!(
+                e.to_string().contains(needle) && e.to_string().contains("r.toml"),
+                "{e}"
+            );
+        };
+        let entry = |rest: &str| format!("[[proxy]]\nprefix = \"hub/\"\n{rest}");
+        bad(&entry("upstream = \"ftp://x\""), "https://host");
+        bad(&entry("upstream = \"https://x/v2/\""), "without a path");
+        bad(&entry("upstream = \"registry-1.docker.io\""), "not a URL");
+        bad(
+            &entry("upstream = \"https://x\"\nusername = \"u\"\ncredential_helper = \"pass\""),
+            "one credential source",
+        );
+        bad(
+            &entry("upstream = \"https://x\"\npassword = \"p\""),
+            "needs a username",
+        );
+        bad(&entry("upstream = \"https://x\"\nttl = 0"), "ttl");
+        bad(
+            "[[proxy]]\nprefix = \"UPPER/\"\nupstream = \"https://x\"",
+            "start of repository names",
+        );
+        bad(
+            &format!(
+                "{}\n{}",
+                entry("upstream = \"https://x\""),
+                entry("upstream = \"https://y\"")
+            ),
+            "two [[proxy]] entries",
         );
     }
 

@@ -64,6 +64,19 @@ pub enum RegistryError {
         /// Upload range errors report the upload's progress in `Range` instead.
         upload: bool,
     },
+    /// A write to a repository of a pull-through cache.
+    #[error(
+        "repository {repo} is a pull-through cache of {upstream}: it cannot be pushed to or deleted from; push to a repository outside the prefix {prefix}"
+    )]
+    ProxyReadOnly {
+        repo: String,
+        upstream: String,
+        prefix: String,
+    },
+    /// The upstream of a pull-through cache failed and nothing cached could answer instead;
+    /// `message` names the upstream (and the credential source when it refused them).
+    #[error("{message}")]
+    Upstream { message: String },
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
     #[error("storage error: {0}")]
@@ -106,6 +119,8 @@ impl RegistryError {
             E::RouteUnknown { .. } => ("UNSUPPORTED", StatusCode::NOT_FOUND),
             E::TooManyRequests { .. } => ("TOOMANYREQUESTS", StatusCode::TOO_MANY_REQUESTS),
             E::RangeInvalid { .. } => ("RANGE_INVALID", StatusCode::RANGE_NOT_SATISFIABLE),
+            E::ProxyReadOnly { .. } => ("UNSUPPORTED", StatusCode::METHOD_NOT_ALLOWED),
+            E::Upstream { .. } => ("UNKNOWN", StatusCode::BAD_GATEWAY),
             E::BodyRead(_) => ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST),
             E::Storage(StorageError::OffsetMismatch { .. }) => {
                 ("RANGE_INVALID", StatusCode::RANGE_NOT_SATISFIABLE)

@@ -18,6 +18,7 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod names;
+pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod services;

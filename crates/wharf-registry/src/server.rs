@@ -25,6 +25,7 @@ use crate::config::{Config, StorageLocation};
 use crate::conn::{AcceptBackoff, Admission, Connection, ConnectionTable, GuardedBody, TrackedIo};
 use crate::drain::call_keeping_connection;
 use crate::metrics::Metrics;
+use crate::proxy::Proxies;
 use crate::routes::{AppState, router};
 use crate::services::{Limits, Registry};
 use crate::storage::StorageError;
@@ -61,6 +62,7 @@ pub fn app_state(config: &Config, authorizer: Arc<dyn Authorizer>) -> Result<App
         registry: Arc::new(Registry::new(storage, limits)),
         authorizer,
         metrics: Arc::new(Metrics::default()),
+        proxy: Arc::new(Proxies::new(&config.proxy)),
     })
 }
 

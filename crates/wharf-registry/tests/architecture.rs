@@ -19,6 +19,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("error", 3),
     ("services", 4),
     ("throttle", 4),
+    ("proxy", 4),
     ("routes", 5),
     ("conn", 5),
     ("drain", 5),

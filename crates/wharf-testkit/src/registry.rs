@@ -54,7 +54,7 @@ impl std::fmt::Debug for Registry {
 impl Registry {
     /// A registry without authentication.
     pub fn start_open() -> Result<Registry, Error> {
-        Self::start(AuthKind::Open, String::new(), None, None, |_| Ok(()))
+        Self::start(false, AuthKind::Open, String::new(), None, None, |_| Ok(()))
     }
 
     /// A registry without authentication on an S3 bucket (distribution's S3 driver, with its
@@ -71,18 +71,23 @@ impl Registry {
             yaml_str(&s3.endpoint),
             yaml_str(&s3.bucket),
         );
-        Self::start(AuthKind::Open, String::new(), None, Some(storage), |_| {
+        Self::start(false, AuthKind::Open, String::new(), None, Some(storage), |_| {
             Ok(())
         })
     }
 
     /// A registry with htpasswd (bcrypt) authentication for `users`, realm `basic-realm`.
     pub fn start_basic(users: &[(&str, &str)]) -> Result<Registry, Error> {
+        Self::basic(users, false)
+    }
+
+    fn basic(users: &[(&str, &str)], access_log: bool) -> Result<Registry, Error> {
         let entries = users
             .iter()
             .map(|(u, p)| htpasswd_entry(u, p))
             .collect::<Result<Vec<_>, _>>()?;
         Self::start(
+            access_log,
             AuthKind::Basic,
             String::new(),
             None,
@@ -95,6 +100,24 @@ impl Registry {
         )
     }
 
+    /// [`Registry::start_basic`] that also writes an access log (one line per request, naming
+    /// the method and URL), read with [`Registry::access_log`]: to count upstream requests.
+    pub fn start_basic_logged(users: &[(&str, &str)]) -> Result<Registry, Error> {
+        Self::basic(users, true)
+    }
+
+    /// The access log of a [`Registry::start_basic_logged`] registry (distribution writes it to
+    /// stdout in the combined log format: `"GET /v2/... HTTP/1.1" 200 ...`).
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("stdout.log")).unwrap_or_default()
+    }
+
+    /// Kills the registry process (its storage stays): an upstream that went down.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// A registry with Docker token authentication, backed by an in-process token server
     /// that knows `users` (they get pull and push on every repository; anonymous gets nothing).
     pub fn start_token(users: &[(&str, &str)]) -> Result<Registry, Error> {
@@ -102,6 +125,7 @@ impl Registry {
         let cert = server.state.signer.cert_pem().to_string();
         let realm = server.realm();
         Self::start(
+            false,
             AuthKind::Token,
             realm,
             Some(server),
@@ -115,6 +139,7 @@ impl Registry {
     }
 
     fn start(
+        access_log: bool,
         kind: AuthKind,
         realm: String,
         token: Option<TokenServer>,
@@ -127,7 +152,7 @@ impl Registry {
             .ctx(|| "creating the registry temp dir".to_string())?;
         prepare(dir.path())?;
         let port = free_port()?;
-        let config = config_yaml(dir.path(), port, kind, &realm, storage.as_deref());
+        let config = config_yaml(dir.path(), port, kind, &realm, storage.as_deref(), access_log);
         let config_path = dir.path().join("config.yml");
         fs::write(&config_path, config).ctx(|| format!("writing {}", config_path.display()))?;
 
@@ -332,6 +357,7 @@ fn config_yaml(
     kind: AuthKind,
     realm: &str,
     storage: Option<&str>,
+    access_log: bool,
 ) -> String {
     let p = |name: &str| yaml_str(&dir.join(name).to_string_lossy());
     let auth = match kind {
@@ -359,7 +385,7 @@ fn config_yaml(
     };
     format!(
         "version: 0.1\n\
-         log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+         log:\n  level: warn\n  accesslog:\n    disabled: {no_access_log}\n\
          {storage}  delete:\n    enabled: true\n  \
          cache:\n    blobdescriptor: inmemory\n  maintenance:\n    uploadpurging:\n      enabled: false\n\
          http:\n  addr: {addr}\n  secret: {secret}\n\
@@ -367,5 +393,6 @@ fn config_yaml(
          {auth}",
         addr = yaml_str(&format!("127.0.0.1:{port}")),
         secret = yaml_str(&secret),
+        no_access_log = !access_log,
     )
 }

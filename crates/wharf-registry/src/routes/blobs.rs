@@ -9,6 +9,7 @@ use super::reply::{DOCKER_CONTENT_DIGEST, Empty, hv};
 use crate::auth::Action;
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
+use crate::proxy::BlobAnswer;
 
 pub(super) async fn handle(
     call: &mut Call<'_>,
@@ -24,8 +25,37 @@ pub(super) async fn handle(
     let digest = Digest::parse(digest)?;
     let registry = call.registry();
     if *call.method() == Method::DELETE {
+        if let Some(refusal) = call.state.proxy.write_refusal(repo) {
+            return Err(refusal);
+        }
         registry.delete_blob(repo, &digest).await?;
         return Ok(Empty(StatusCode::ACCEPTED).into_response());
+    }
+    if let Some(target) = call.state.proxy.target(repo) {
+        let head = *call.method() == Method::HEAD;
+        // A range of a blob not stored yet waits for the whole fetch, then is read from storage.
+        let answer = call
+            .state
+            .proxy
+            .blob(registry, repo, &target, &digest, head)
+            .await?;
+        match answer {
+            BlobAnswer::Stored => {}
+            BlobAnswer::Length(length) => return Ok(streamed(digest, length, Body::empty())),
+            BlobAnswer::Streaming { length, body }
+                if call.headers().get(header::RANGE).is_none() =>
+            {
+                return Ok(streamed(digest, length, Body::from_stream(body)));
+            }
+            BlobAnswer::Streaming { mut body, .. } => {
+                use futures_util::StreamExt as _;
+                while let Some(chunk) = body.next().await {
+                    chunk.map_err(|e| RegistryError::Upstream {
+                        message: e.to_string(),
+                    })?;
+                }
+            }
+        }
     }
     let info = registry.stat_blob(repo, &digest).await?;
     let range = match call.headers().get(header::RANGE) {
@@ -53,17 +83,30 @@ pub(super) async fn handle(
     };
     Ok(BlobReply {
         digest,
-        size: info.size,
+        size: Some(info.size),
         range,
         body,
     }
     .into_response())
 }
 
-/// A blob's bytes (or none, for HEAD): all of it, or `range` (offset, length) with 206.
+/// A blob of a pull-through cache on its way from the upstream (or a HEAD answered by it):
+/// `Content-Length` only when the upstream sent one.
+fn streamed(digest: Digest, length: Option<u64>, body: Body) -> Response {
+    BlobReply {
+        digest,
+        size: length,
+        range: None,
+        body,
+    }
+    .into_response()
+}
+
+/// A blob's bytes (or none, for HEAD): all of it, or `range` (offset, length) with 206. The
+/// size is unknown only while a pull-through cache streams a blob whose upstream sent none.
 struct BlobReply {
     digest: Digest,
-    size: u64,
+    size: Option<u64>,
     range: Option<(u64, u64)>,
     body: Body,
 }
@@ -90,12 +133,19 @@ impl IntoResponse for BlobReply {
                 h.insert(header::CONTENT_LENGTH, hv(&len.to_string()));
                 h.insert(
                     header::CONTENT_RANGE,
-                    hv(&format!("bytes {}-{}/{}", offset, offset + len - 1, size)),
+                    hv(&format!(
+                        "bytes {}-{}/{}",
+                        offset,
+                        offset + len - 1,
+                        size.unwrap_or_default()
+                    )),
                 );
                 *r.status_mut() = StatusCode::PARTIAL_CONTENT;
             }
             None => {
-                h.insert(header::CONTENT_LENGTH, hv(&size.to_string()));
+                if let Some(size) = size {
+                    h.insert(header::CONTENT_LENGTH, hv(&size.to_string()));
+                }
             }
         }
         r

@@ -13,6 +13,7 @@ use crate::auth::{Access, Action, AuthErrorCode, AuthOutcome, Authorizer, Identi
 use crate::error::RegistryError;
 use crate::metrics::Metrics;
 use crate::names::RepoName;
+use crate::proxy::Proxies;
 use crate::services::Registry;
 use crate::storage::ByteStream;
 
@@ -22,6 +23,8 @@ pub struct AppState {
     pub registry: Arc<Registry>,
     pub authorizer: Arc<dyn Authorizer>,
     pub metrics: Arc<Metrics>,
+    /// The `[[proxy]]` pull-through caches.
+    pub proxy: Arc<Proxies>,
 }
 
 /// One request on its way through an endpoint: its head (the body goes separately to the

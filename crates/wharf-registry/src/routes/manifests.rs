@@ -40,6 +40,23 @@ pub(super) async fn handle(
         Err(e) => return Err(e.into()),
     };
     let registry = call.registry();
+    let proxies = &call.state.proxy;
+    if let Some(target) = proxies.target(repo) {
+        if let Some(refusal) = proxies.write_refusal(repo)
+            && !matches!(*call.method(), Method::GET | Method::HEAD)
+        {
+            return Err(refusal);
+        }
+        let (stored, body) = proxies
+            .manifest(registry, repo, &target, &reference)
+            .await?;
+        let body = if *call.method() == Method::HEAD {
+            Bytes::new()
+        } else {
+            body
+        };
+        return Ok(ManifestReply { stored, body }.into_response());
+    }
     match *call.method() {
         Method::GET => {
             let (stored, body) = registry.get_manifest(repo, &reference).await?;

@@ -27,7 +27,7 @@ use http::{HeaderName, HeaderValue};
 
 pub use self::call::AppState;
 use self::call::{Call, content_length, query_pairs};
-use crate::auth::Identity;
+use crate::auth::{Action, Identity};
 use crate::error::RegistryError;
 use crate::metrics::Metrics;
 use crate::names::RepoName;
@@ -192,7 +192,16 @@ async fn dispatch(State(state): State<AppState>, req: Request) -> Response {
 /// anonymous probe learns nothing; but a malformed name is refused before authorizing anything
 /// with it.
 async fn route(call: &mut Call<'_>, body: Body) -> Result<Response, RegistryError> {
-    match parse_endpoint(call.parts.uri.path())? {
+    let endpoint = parse_endpoint(call.parts.uri.path())?;
+    // Pushes to a pull-through cache: refused once the caller is known to be allowed to push.
+    if let Endpoint::UploadStart(repo) | Endpoint::Upload(repo, _) = &endpoint
+        && let Some(refusal) = call.state.proxy.write_refusal(repo)
+    {
+        call.authorize_repo(repo, &[Action::Pull, Action::Push])
+            .await?;
+        return Err(refusal);
+    }
+    match endpoint {
         Endpoint::Ping => base::ping(call).await,
         Endpoint::Catalog => catalog::list(call).await,
         Endpoint::Tags(repo) => tags::list(call, &repo).await,

@@ -15,7 +15,15 @@ pub(super) async fn list(call: &mut Call<'_>, repo: &RepoName) -> Result<Respons
         return Err(call.method_not_allowed());
     }
     let pagination = Pagination::of(call)?;
-    let tags = call.registry().tags(repo).await?;
+    let tags = match call.state.proxy.target(repo) {
+        Some(target) => {
+            call.state
+                .proxy
+                .tags(call.registry(), repo, &target)
+                .await?
+        }
+        None => call.registry().tags(repo).await?,
+    };
     let mut document = serde_json::Map::new();
     document.insert("name".to_string(), serde_json::json!(repo.as_str()));
     Ok(pagination.reply(tags, &format!("/v2/{repo}/tags/list"), "tags", document))

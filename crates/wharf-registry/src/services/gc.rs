@@ -72,7 +72,7 @@ pub enum GcError {
 pub fn gc(root: &Path, opts: &GcOptions) -> Result<GcReport, GcError> {
     let root = root.to_path_buf();
     let name = root.display().to_string();
-    gc_on(name, opts, move || {
+    gc_on(name, opts, Vec::new(), move || {
         Ok(Arc::new(FsStorage::open(&root).map_err(RegistryError::from)?) as Arc<dyn Storage>)
     })
 }
@@ -83,8 +83,13 @@ pub fn gc_with_config(config: &Config, opts: &GcOptions) -> Result<GcReport, GcE
         .storage_location()
         .map(|l| l.to_string())
         .unwrap_or_else(|_| config.root.display().to_string());
+    let expiries = config
+        .proxy
+        .iter()
+        .filter_map(|p| Some((p.prefix.clone(), p.expire_unpulled?)))
+        .collect();
     let config = config.clone();
-    gc_on(name, opts, move || {
+    gc_on(name, opts, expiries, move || {
         Ok(crate::backend::open_storage(&config)?)
     })
 }
@@ -92,6 +97,7 @@ pub fn gc_with_config(config: &Config, opts: &GcOptions) -> Result<GcReport, GcE
 fn gc_on(
     name: String,
     opts: &GcOptions,
+    expiries: Vec<(String, Duration)>,
     open: impl FnOnce() -> Result<Arc<dyn Storage>, RegistryError> + Send + 'static,
 ) -> Result<GcReport, GcError> {
     let opts = opts.clone();
@@ -111,10 +117,15 @@ fn gc_on(
                 ..Limits::default()
             };
             let registry = Registry::new(storage, limits);
-            registry
-                .collect_garbage(&opts, SystemTime::now())
+            let now = SystemTime::now();
+            let mut expired = registry
+                .expire_unpulled(&expiries, opts.dry_run, now)
                 .await
-                .map_err(wrap)
+                .map_err(&wrap)?;
+            let mut report = registry.collect_garbage(&opts, now).await.map_err(wrap)?;
+            expired.append(&mut report.manifests_removed);
+            report.manifests_removed = expired;
+            Ok(report)
         })
     });
     thread.join().unwrap_or_else(|_| {
@@ -153,6 +164,66 @@ impl Registry {
         }
         self.remove_revision(repo, rev).await?;
         Ok(true)
+    }
+
+    /// Removes the manifests (and their tags) of pull-through caches not pulled for longer than
+    /// their `(prefix, expire_unpulled)`: the last pull is the `_proxy/pulled` record's time,
+    /// or the manifest's own when it has none. Returns them as `repo@digest`; what they
+    /// referenced goes in the sweep that follows.
+    pub async fn expire_unpulled(
+        &self,
+        expiries: &[(String, Duration)],
+        dry_run: bool,
+        now: SystemTime,
+    ) -> Result<Vec<String>, RegistryError> {
+        let mut removed = Vec::new();
+        if expiries.is_empty() {
+            return Ok(removed);
+        }
+        for name in self.catalog().await? {
+            // The longest prefix decides, as for requests.
+            let Some((_, expiry)) = expiries
+                .iter()
+                .filter(|(prefix, _)| name.starts_with(prefix.as_str()))
+                .max_by_key(|(prefix, _)| prefix.len())
+            else {
+                continue;
+            };
+            let Ok(repo) = RepoName::parse(&name) else {
+                continue;
+            };
+            for rev in digests_of(self.storage.meta_list(&keys::revisions(&repo)).await?) {
+                let pulled = match self.storage.meta_info(&keys::pulled(&repo, &rev)).await? {
+                    Some(info) => Some(info),
+                    None => self.storage.meta_info(&keys::revision(&repo, &rev)).await?,
+                };
+                if pulled.is_none_or(|info| !older_than(info.modified, now, *expiry)) {
+                    continue;
+                }
+                removed.push(format!("{repo}@{rev}"));
+                if !dry_run {
+                    self.delete_manifest(&repo, &crate::names::Reference::Digest(rev.clone()))
+                        .await?;
+                    self.storage.meta_delete(&keys::pulled(&repo, &rev)).await?;
+                }
+            }
+            // Pull records of manifests that went another way (deleted, or swept untagged).
+            if !dry_run {
+                for noted in digests_of(self.storage.meta_list(&keys::pulled_all(&repo)).await?) {
+                    if self
+                        .storage
+                        .meta_info(&keys::revision(&repo, &noted))
+                        .await?
+                        .is_none()
+                    {
+                        self.storage
+                            .meta_delete(&keys::pulled(&repo, &noted))
+                            .await?;
+                    }
+                }
+            }
+        }
+        Ok(removed)
     }
 
     /// Mark and sweep over this registry's storage (see the module docs).

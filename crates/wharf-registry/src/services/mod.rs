@@ -72,6 +72,14 @@ pub(crate) mod keys {
     pub fn tags(repo: &RepoName) -> String {
         format!("repositories/{repo}/_manifests/tags")
     }
+    /// A cached manifest's last pull (its modification time), for a pull-through cache's
+    /// `expire_unpulled`.
+    pub fn pulled(repo: &RepoName, digest: &Digest) -> String {
+        format!("{}/{}", pulled_all(repo), digest.hex())
+    }
+    pub fn pulled_all(repo: &RepoName) -> String {
+        format!("repositories/{repo}/_proxy/pulled/sha256")
+    }
     pub fn referrers(repo: &RepoName, subject: &Digest) -> String {
         format!(
             "repositories/{repo}/_referrers/sha256/{}/sha256",

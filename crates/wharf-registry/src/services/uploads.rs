@@ -33,7 +33,7 @@ const HASH_QUEUE_DEPTH: usize = 16;
 /// blocking thread; the task returns the hasher once the stream is dropped. sha256 was half the
 /// server's CPU on a large upload: done inline it ran in turn with reading the socket on one
 /// task, on its own thread it overlaps with it. With no hasher the stream is returned as is.
-fn hash_in_background(
+pub(crate) fn hash_in_background(
     stream: ByteStream,
     hasher: Option<Sha256>,
 ) -> (ByteStream, tokio::task::JoinHandle<Option<Sha256>>) {

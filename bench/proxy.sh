@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Issue 11 pull-through figures, side by side in one hyperfine run. See "Issue 11: pull-through"
+# in bench/README.md.
+#
+#   bash bench/proxy.sh                 # ~50 MB image of 5 layers, RUNS=10
+#   RUNS=3 MIB=10 bash bench/proxy.sh   # quick check
+#
+# Every pull is `skopeo copy docker://... oci:<fresh dir>` (the target folder is removed before
+# each run, untimed). Compared:
+#   upstream-direct  from the upstream (Debian's docker-registry) itself
+#   cold             through wharf's pull-through cache, its storage wiped and wharf restarted
+#                    before each run (untimed): every blob comes from the upstream
+#   cached           through the cache after one warm-up pull: everything from wharf's storage
+#   wharf-direct     the same image pushed to wharf directly (outside the proxied prefix)
+# Targets: cached >= 0.9x the speed of wharf-direct; cold <= 1.2x the time of upstream-direct.
+# Everything runs on 127.0.0.1; everything started here is killed on exit, by pid.
+set -euo pipefail
+
+BENCH="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$BENCH/.." && pwd)"
+RUNS="${RUNS:-10}"
+MIB="${MIB:-50}"
+WHARF="${WHARF:-$ROOT/target/release/wharf}"
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+for bin in docker-registry skopeo hyperfine curl python3; do
+  command -v "$bin" >/dev/null || {
+    echo "missing $bin: apt-get install docker-registry skopeo hyperfine curl python3" >&2
+    exit 1
+  }
+done
+[[ -x "$WHARF" ]] || (cd "$ROOT" && cargo build --release -p wharf)
+
+WORK="$(mktemp -d /tmp/wharf-proxy-bench.XXXXXX)"
+PIDS=()
+cleanup() {
+  local rc=$?
+  set +e
+  [[ -f "$WORK/cold.pid" ]] && kill "$(cat "$WORK/cold.pid")" 2>/dev/null
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  rm -rf "$WORK"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_ready() { # PORT
+  for _ in $(seq 1 200); do
+    [[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$1/v2/" || true)" == 200 ]] && return 0
+    sleep 0.05
+  done
+  echo "nothing answers on 127.0.0.1:$1" >&2
+  return 1
+}
+
+say "image: $MIB MiB in 5 layers (random bytes, uncompressed tar layers)"
+python3 - "$WORK/image" "$MIB" <<'PY'
+import hashlib, io, json, os, sys, tarfile
+out, mib = sys.argv[1], int(sys.argv[2])
+blobs = os.path.join(out, "blobs", "sha256")
+os.makedirs(blobs)
+def put(data):
+    d = hashlib.sha256(data).hexdigest()
+    open(os.path.join(blobs, d), "wb").write(data)
+    return "sha256:" + d
+layers = []
+for i in range(5):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        payload = os.urandom(mib * 1024 * 1024 // 5)
+        info = tarfile.TarInfo(f"data/layer{i}.bin"); info.size = len(payload); info.mtime = 0
+        t.addfile(info, io.BytesIO(payload))
+    data = buf.getvalue()
+    layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": put(data), "size": len(data)})
+config = json.dumps({"architecture": "amd64", "os": "linux",
+    "rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers]}}).encode()
+manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(config), "size": len(config)},
+    "layers": layers}).encode()
+md = put(manifest)
+json.dump({"imageLayoutVersion": "1.0.0"}, open(os.path.join(out, "oci-layout"), "w"))
+json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "digest": md, "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": "t"}}]},
+    open(os.path.join(out, "index.json"), "w"))
+PY
+
+say "upstream (docker-registry) and wharf"
+UP_PORT="$(free_port)"
+cat >"$WORK/up.yml" <<YML
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $WORK/up-root}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$UP_PORT}
+YML
+docker-registry serve "$WORK/up.yml" >"$WORK/up.log" 2>&1 &
+PIDS+=($!)
+wait_ready "$UP_PORT"
+
+wharf_config() { # PORT ROOT -> config path
+  cat >"$WORK/wharf-$1.toml" <<TOML
+addr = "127.0.0.1:$1"
+root = "$2"
+
+[[proxy]]
+prefix = "hub/"
+upstream = "http://127.0.0.1:$UP_PORT"
+ttl = "1h"
+TOML
+  echo "$WORK/wharf-$1.toml"
+}
+WARM_PORT="$(free_port)"
+"$WHARF" registry serve --config "$(wharf_config "$WARM_PORT" "$WORK/warm-root")" --auth none \
+  >"$WORK/warm.log" 2>&1 &
+PIDS+=($!)
+wait_ready "$WARM_PORT"
+COLD_PORT="$(free_port)"
+COLD_CONFIG="$(wharf_config "$COLD_PORT" "$WORK/cold-root")"
+# Untimed before each cold run: stop the cold wharf, wipe its storage, start it again.
+cat >"$WORK/restart-cold.sh" <<SH
+set -e
+[ -f "$WORK/cold.pid" ] && kill "\$(cat "$WORK/cold.pid")" 2>/dev/null && sleep 0.2 || true
+rm -rf "$WORK/cold-root" "$WORK/out"
+"$WHARF" registry serve --config "$COLD_CONFIG" --auth none >>"$WORK/cold.log" 2>&1 &
+echo \$! >"$WORK/cold.pid"
+for _ in \$(seq 1 200); do
+  [ "\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$COLD_PORT/v2/ || true)" = 200 ] && exit 0
+  sleep 0.05
+done
+exit 1
+SH
+
+push() { skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/image:t" "docker://$1"; }
+push "127.0.0.1:$UP_PORT/bench/img:1"
+push "127.0.0.1:$WARM_PORT/direct/img:1"
+pull() { echo "skopeo copy --quiet --src-tls-verify=false docker://$1 oci:$WORK/out:t"; }
+# Checked once (and the cache warmed) before timing.
+bash "$WORK/restart-cold.sh"
+for ref in "127.0.0.1:$UP_PORT/bench/img:1" "127.0.0.1:$COLD_PORT/hub/bench/img:1" \
+  "127.0.0.1:$WARM_PORT/hub/bench/img:1" "127.0.0.1:$WARM_PORT/direct/img:1"; do
+  rm -rf "$WORK/out"
+  eval "$(pull "$ref")"
+done
+
+say "pulls, $RUNS runs each"
+mkdir -p "$BENCH/results"
+hyperfine --runs "$RUNS" --warmup 1 --export-json "$BENCH/results/proxy.json" \
+  --export-markdown "$BENCH/results/proxy.md" \
+  -n upstream-direct --prepare "rm -rf $WORK/out" "$(pull "127.0.0.1:$UP_PORT/bench/img:1")" \
+  -n cold --prepare "bash $WORK/restart-cold.sh" "$(pull "127.0.0.1:$COLD_PORT/hub/bench/img:1")" \
+  -n cached --prepare "rm -rf $WORK/out" "$(pull "127.0.0.1:$WARM_PORT/hub/bench/img:1")" \
+  -n wharf-direct --prepare "rm -rf $WORK/out" "$(pull "127.0.0.1:$WARM_PORT/direct/img:1")"
+
+python3 - "$BENCH/results/proxy.json" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+m = {k: v["median"] for k, v in r.items()}
+print(f"medians: " + ", ".join(f"{k} {v:.3f} s" for k, v in m.items()))
+speed = m["wharf-direct"] / m["cached"]
+cold = m["cold"] / m["upstream-direct"]
+print(f"cached pull-through vs pushed to wharf: {speed:.2f}x the speed (target >= 0.9x): {'ok' if speed >= 0.9 else 'MISSED'}")
+print(f"cold pull-through vs the upstream directly: {cold:.2f}x the time (target <= 1.2x): {'ok' if cold <= 1.2 else 'MISSED'}")
+PY
+echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"

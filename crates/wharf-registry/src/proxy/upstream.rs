@@ -1,0 +1,344 @@
+//! One upstream registry of a pull-through cache: its clients (wharf-image's registry client,
+//! the one `wharf pull` uses, one per upstream repository so a Bearer token's scope fits), its
+//! credentials resolved with wharf-oci's rules, and its failures worded for the cache's clients.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::{Bytes, BytesMut};
+use wharf_image::ImageError;
+use wharf_image::client::{Fetch, RegistryClient};
+
+use crate::config::ProxyConfig;
+
+/// Why the upstream gave nothing usable.
+#[derive(Debug, Clone)]
+pub(crate) enum UpstreamError {
+    /// The upstream answered 404: it does not have it.
+    NotFound(String),
+    /// Unreachable, 429, 5xx, refused credentials, a broken answer: the cache may stand in.
+    Unavailable(String),
+}
+
+/// A manifest as the upstream sent it.
+pub(crate) struct UpstreamManifest {
+    pub(crate) body: Bytes,
+    pub(crate) media_type: Option<String>,
+}
+
+pub(crate) struct Upstream {
+    pub(crate) config: ProxyConfig,
+    /// `host[:port]` as credentials are keyed (`docker.io` for Docker Hub).
+    registry: String,
+    /// Docker Hub keeps official images under `library/`.
+    is_docker_hub: bool,
+    /// `scheme://host[:port]` requests go to: the configured scheme, never a fallback.
+    base: String,
+    insecure: bool,
+    /// One HTTP client (TLS roots loaded once, one connection pool) for every repository.
+    http: Option<reqwest::Client>,
+    clients: Mutex<HashMap<String, Arc<RegistryClient>>>,
+}
+
+impl Upstream {
+    pub(crate) fn new(config: ProxyConfig) -> Upstream {
+        let insecure = config.insecure || config.upstream.starts_with("http://");
+        let endpoint = wharf_oci::endpoint(&config.upstream, insecure).ok();
+        let registry = endpoint
+            .as_ref()
+            .map(|e| e.display.clone())
+            .unwrap_or_else(|| config.upstream.clone());
+        let scheme = if config.upstream.starts_with("http://") {
+            "http"
+        } else {
+            "https"
+        };
+        let host = endpoint
+            .as_ref()
+            .map(|e| e.host.clone())
+            .unwrap_or_else(|| registry.clone());
+        Upstream {
+            is_docker_hub: registry == "docker.io",
+            base: format!("{scheme}://{host}"),
+            // Made now, at start, not on a first pull; a failure is reported on each use.
+            http: wharf_image::client::http_client(insecure).ok(),
+            registry,
+            insecure,
+            config,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The upstream repository for `rest`, the part of a name after the prefix.
+    pub(crate) fn repository(&self, rest: &str) -> String {
+        let name = format!("{}{rest}", self.config.upstream_prefix);
+        if self.is_docker_hub && !name.contains('/') {
+            format!("library/{name}")
+        } else {
+            name
+        }
+    }
+
+    fn describe(&self, e: &ImageError) -> String {
+        let hint = e.hint().map(|h| format!(" ({h})")).unwrap_or_default();
+        format!(
+            "upstream {} of the pull-through cache {}: {e}{hint}",
+            self.config.upstream, self.config.prefix
+        )
+    }
+
+    fn classify(&self, e: ImageError) -> UpstreamError {
+        let message = self.describe(&e);
+        match e {
+            ImageError::NotFound { .. } => UpstreamError::NotFound(message),
+            _ => UpstreamError::Unavailable(message),
+        }
+    }
+
+    /// The credential document and how to name it, from the entry's one credential source.
+    fn credential_document(&self) -> Result<Option<(String, String)>, UpstreamError> {
+        let c = &self.config;
+        let entry = format!("[[proxy]] prefix {:?}", c.prefix);
+        if let Some(path) = &c.docker_config {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                UpstreamError::Unavailable(format!(
+                    "upstream {} of the pull-through cache {}: cannot read its docker_config {}: {e}",
+                    c.upstream,
+                    c.prefix,
+                    path.display()
+                ))
+            })?;
+            return Ok(Some((text, path.display().to_string())));
+        }
+        if let Some(helper) = &c.credential_helper {
+            let doc = serde_json::json!({ "credHelpers": { self.registry.clone(): helper } });
+            return Ok(Some((
+                doc.to_string(),
+                format!("credential_helper {helper:?} of {entry}"),
+            )));
+        }
+        if let Some(user) = &c.username {
+            let password = c.password.as_ref().map(|p| p.expose()).unwrap_or_default();
+            let doc = serde_json::json!({ "auths": { self.registry.clone():
+                { "username": user, "password": password } } });
+            return Ok(Some((
+                doc.to_string(),
+                format!("username and password of {entry}"),
+            )));
+        }
+        Ok(None)
+    }
+
+    /// The client for `repository`, made (and its credentials resolved) on first use.
+    pub(crate) async fn client(
+        &self,
+        repository: &str,
+    ) -> Result<Arc<RegistryClient>, UpstreamError> {
+        if let Some(client) = self
+            .clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(repository)
+        {
+            return Ok(client.clone());
+        }
+        let reference = wharf_oci::ImageRef {
+            registry: self.registry.clone(),
+            repository: repository.to_string(),
+            tag: None,
+            digest: None,
+        };
+        let resolution = match self.credential_document()? {
+            None => wharf_oci::Resolution::default(),
+            Some((document, label)) => {
+                let sources = wharf_oci::CredentialSources {
+                    runner_auth_config: Some(wharf_oci::Secret(document)),
+                    path: std::env::var_os("PATH"),
+                    ..wharf_oci::CredentialSources::default()
+                };
+                let reference = reference.clone();
+                // Credential helpers are programs: off the async workers.
+                let mut resolution =
+                    tokio::task::spawn_blocking(move || wharf_oci::resolve(&reference, &sources))
+                        .await
+                        .unwrap_or_default();
+                // The document came from the [[proxy]] entry, not from DOCKER_AUTH_CONFIG.
+                let relabel = |source: &mut String| {
+                    if source == wharf_oci::RUNNER_AUTH_CONFIG_SOURCE {
+                        *source = label.clone();
+                    }
+                };
+                if let Some(found) = &mut resolution.found {
+                    relabel(&mut found.source);
+                }
+                resolution.tried.retain(|t| {
+                    t.source != wharf_oci::JOB_AUTH_CONFIG_SOURCE
+                        && !t.source.contains("config.json")
+                });
+                for tried in &mut resolution.tried {
+                    relabel(&mut tried.source);
+                }
+                for warning in &resolution.warnings {
+                    tracing::warn!(upstream = %self.config.upstream, "{warning}");
+                }
+                resolution
+            }
+        };
+        let image = format!("{}/{repository}", self.registry);
+        let client = match &self.http {
+            Some(http) => RegistryClient::with_http(
+                http.clone(),
+                &image,
+                reference,
+                resolution,
+                self.insecure,
+                // Exactly the configured scheme: never a fallback to plain http.
+                Some(self.base.clone()),
+            ),
+            None => RegistryClient::new(
+                &image,
+                reference,
+                resolution,
+                self.insecure,
+                Some(self.base.clone()),
+            ),
+        }
+        .map_err(|e| self.classify(e))?;
+        let client = Arc::new(client);
+        self.clients
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(repository.to_string(), client.clone());
+        Ok(client)
+    }
+
+    /// The digest the upstream gives for `reference` (HEAD: Docker Hub does not count it against
+    /// the pull rate limit); `None` when it sends no `Docker-Content-Digest`.
+    pub(crate) async fn manifest_digest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<String>, UpstreamError> {
+        let client = self.client(repository).await?;
+        let fetch = client
+            .head(&format!("manifests/{reference}"), &accept())
+            .await
+            .map_err(|e| self.classify(e))?;
+        Ok(fetch
+            .response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string))
+    }
+
+    /// The manifest `reference`, at most `limit` bytes.
+    pub(crate) async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+        limit: usize,
+    ) -> Result<UpstreamManifest, UpstreamError> {
+        let client = self.client(repository).await?;
+        let Fetch { mut response, url } = client
+            .get(&format!("manifests/{reference}"), &accept())
+            .await
+            .map_err(|e| self.classify(e))?;
+        let media_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
+        let mut body = BytesMut::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > limit {
+                        return Err(UpstreamError::Unavailable(format!(
+                            "upstream {} of the pull-through cache {}: {url} is larger than the manifest limit of {limit} bytes",
+                            self.config.upstream, self.config.prefix
+                        )));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(UpstreamError::Unavailable(format!(
+                        "upstream {} of the pull-through cache {}: reading {url}: {}",
+                        self.config.upstream,
+                        self.config.prefix,
+                        wharf_oci::describe_http_error(&e)
+                    )));
+                }
+            }
+        }
+        Ok(UpstreamManifest {
+            body: body.freeze(),
+            media_type,
+        })
+    }
+
+    /// The upstream's tags of `repository` (its first page: what one `GET tags/list` answers).
+    pub(crate) async fn tags(&self, repository: &str) -> Result<Vec<String>, UpstreamError> {
+        #[derive(serde::Deserialize)]
+        struct TagList {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let client = self.client(repository).await?;
+        let Fetch { response, url } = client
+            .get("tags/list", &[])
+            .await
+            .map_err(|e| self.classify(e))?;
+        let list: TagList = response.json().await.map_err(|e| {
+            UpstreamError::Unavailable(format!(
+                "upstream {} of the pull-through cache {}: {url} is not a tag list: {}",
+                self.config.upstream,
+                self.config.prefix,
+                wharf_oci::describe_http_error(&e)
+            ))
+        })?;
+        Ok(list.tags.unwrap_or_default())
+    }
+
+    /// `HEAD` of a blob: its length, if the upstream has it.
+    pub(crate) async fn blob_length(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<u64>, UpstreamError> {
+        let client = self.client(repository).await?;
+        let fetch = client
+            .head(&format!("blobs/{digest}"), &[])
+            .await
+            .map_err(|e| self.classify(e))?;
+        Ok(fetch.response.content_length())
+    }
+
+    /// `GET` of a blob: the response to stream from.
+    pub(crate) async fn blob(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Fetch, UpstreamError> {
+        let client = self.client(repository).await?;
+        client
+            .get(&format!("blobs/{digest}"), &[])
+            .await
+            .map_err(|e| self.classify(e))
+    }
+
+    /// A failure while reading a blob's body.
+    pub(crate) fn read_failed(&self, url: &str, e: &reqwest::Error) -> String {
+        format!(
+            "upstream {} of the pull-through cache {}: reading {url}: {}",
+            self.config.upstream,
+            self.config.prefix,
+            wharf_oci::describe_http_error(e)
+        )
+    }
+}
+
+fn accept() -> [(&'static str, String); 1] {
+    [("Accept", wharf_image::manifest::ACCEPT.to_string())]
+}

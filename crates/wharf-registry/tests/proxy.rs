@@ -1,0 +1,995 @@
+//! The pull-through cache (`[[proxy]]`): against a stand-in upstream written here (for what a
+//! real registry never does: truncated or wrong bytes), and, in the ignored tiers, against
+//! Debian's `docker-registry` with htpasswd on loopback, pulled through wharf by skopeo (and
+//! docker when a daemon runs), and on Ceph's RGW.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use http::{Method, Request, StatusCode};
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+use wharf_registry::auth::AllowAll;
+use wharf_registry::config::{ProxyConfig, Secret};
+use wharf_registry::{Config, app_state, router};
+
+use common::{digest_of, image_manifest};
+
+/// One canned answer of the stand-in upstream.
+#[derive(Clone)]
+struct Canned {
+    content_type: &'static str,
+    body: Vec<u8>,
+    /// Announce `body.len()` but send only this many bytes, then close: a cut stream.
+    cut_after: Option<usize>,
+}
+
+/// A stand-in upstream registry (not a registry: a few canned answers over HTTP/1.1 on
+/// loopback), for failures a real registry does not produce. Counts the GETs per path.
+struct StandIn {
+    port: u16,
+    gets: Arc<Mutex<HashMap<String, usize>>>,
+    /// When set, every request is answered `429 Too Many Requests` (Docker Hub's rate limit).
+    rate_limited: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StandIn {
+    fn start(answers: HashMap<String, Canned>) -> StandIn {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let gets = Arc::new(Mutex::new(HashMap::new()));
+        let counted = gets.clone();
+        let rate_limited = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let limited = rate_limited.clone();
+        let answers = Arc::new(answers);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let answers = answers.clone();
+                let counted = counted.clone();
+                let limited = limited.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).is_err() {
+                        return;
+                    }
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut parts = request_line.split_whitespace();
+                    let method = parts.next().unwrap_or("").to_string();
+                    let path = parts.next().unwrap_or("").to_string();
+                    if method == "GET" {
+                        *counted
+                            .lock()
+                            .expect("lock")
+                            .entry(path.clone())
+                            .or_insert(0) += 1;
+                    }
+                    let (status, canned) = match answers.get(&path) {
+                        _ if limited.load(std::sync::atomic::Ordering::SeqCst) => (
+                            "429 Too Many Requests",
+                            Canned {
+                                content_type: "application/json",
+                                body: br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit"}]}"#
+                                    .to_vec(),
+                                cut_after: None,
+                            },
+                        ),
+                        Some(c) => ("200 OK", c.clone()),
+                        None if path == "/v2/" => (
+                            "200 OK",
+                            Canned {
+                                content_type: "application/json",
+                                body: b"{}".to_vec(),
+                                cut_after: None,
+                            },
+                        ),
+                        None => (
+                            "404 Not Found",
+                            Canned {
+                                content_type: "application/json",
+                                body:
+                                    br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"unknown"}]}"#
+                                        .to_vec(),
+                                cut_after: None,
+                            },
+                        ),
+                    };
+                    let mut head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        canned.content_type,
+                        canned.body.len()
+                    );
+                    if path.contains("/manifests/") {
+                        head.push_str(&format!(
+                            "Docker-Content-Digest: {}\r\n",
+                            digest_of(&canned.body)
+                        ));
+                    }
+                    head.push_str("\r\n");
+                    let _ = stream.write_all(head.as_bytes());
+                    if method != "HEAD" {
+                        let end = canned.cut_after.unwrap_or(canned.body.len());
+                        let _ = stream.write_all(&canned.body[..end]);
+                    }
+                    let _ = stream.flush();
+                });
+            }
+        });
+        StandIn {
+            port,
+            gets,
+            rate_limited,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn gets(&self, path: &str) -> usize {
+        self.gets
+            .lock()
+            .expect("lock")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+fn proxy_entry(prefix: &str, upstream: &str) -> ProxyConfig {
+    let text = format!("prefix = {prefix:?}\nupstream = {upstream:?}\n");
+    let mut config = Config::parse(
+        &format!("[[proxy]]\n{text}"),
+        Path::new("/nonexistent/registry.toml"),
+    )
+    .expect("valid proxy entry");
+    config.proxy.remove(0)
+}
+
+/// A config with the current backend (see `common::config`) and `proxy`.
+fn config_with(root: &Path, proxy: Vec<ProxyConfig>) -> Config {
+    let mut config = common::config(root);
+    config.proxy = proxy;
+    config
+}
+
+/// An image whose layer the stand-in serves as `layer` (maybe wrong or cut).
+struct Fixture {
+    answers: HashMap<String, Canned>,
+    manifest: Vec<u8>,
+    layer_digest: String,
+}
+
+fn fixture(layer_sent: Canned) -> Fixture {
+    let config_blob =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let layer = vec![7u8; 300_000];
+    let layer_digest = digest_of(&layer);
+    let config_digest = digest_of(config_blob);
+    let manifest = image_manifest(
+        &config_digest,
+        config_blob.len(),
+        &layer_digest,
+        layer.len(),
+        None,
+    );
+    let blob = |body: Vec<u8>| Canned {
+        content_type: "application/octet-stream",
+        body,
+        cut_after: None,
+    };
+    let mut answers = HashMap::new();
+    answers.insert(
+        "/v2/team/app/manifests/1".to_string(),
+        Canned {
+            content_type: common::OCI_MANIFEST,
+            body: manifest.clone(),
+            cut_after: None,
+        },
+    );
+    answers.insert(
+        format!("/v2/team/app/blobs/{config_digest}"),
+        blob(config_blob.to_vec()),
+    );
+    answers.insert(format!("/v2/team/app/blobs/{layer_digest}"), layer_sent);
+    answers.insert(
+        "/v2/team/app/tags/list".to_string(),
+        Canned {
+            content_type: "application/json",
+            body: br#"{"name":"team/app","tags":["1","2-upstream-only"]}"#.to_vec(),
+            cut_after: None,
+        },
+    );
+    Fixture {
+        answers,
+        manifest,
+        layer_digest,
+    }
+}
+
+/// The layer as the stand-in should send it.
+fn good_layer() -> Canned {
+    Canned {
+        content_type: "application/octet-stream",
+        body: vec![7u8; 300_000],
+        cut_after: None,
+    }
+}
+
+/// A registry with `config` and no access control, driven in process.
+fn open_app(config: &Config) -> axum::Router {
+    router(
+        app_state(config, Arc::new(AllowAll)).expect("state"),
+        axum::Router::new(),
+    )
+}
+
+fn error_message(r: &common::Resp) -> String {
+    r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// GET `uri`, expecting `502 Bad Gateway`: its error message.
+async fn bad_gateway(app: &axum::Router, uri: &str) -> String {
+    let r = common::send(app, Method::GET, uri, &[], Body::empty()).await;
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    error_message(&r)
+}
+
+/// A stand-in upstream sending `layer` for the fixture's layer, and the configuration of a
+/// cache of it under `hub/` (in a fresh folder) with `tweak` applied to its `[[proxy]]` entry.
+struct Cache {
+    f: Fixture,
+    upstream: StandIn,
+    dir: tempfile::TempDir,
+    config: Config,
+}
+
+fn cache_of(layer: Canned, tweak: impl FnOnce(&mut ProxyConfig)) -> Cache {
+    let f = fixture(layer);
+    let upstream = StandIn::start(f.answers.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut entry = proxy_entry("hub/", &upstream.url());
+    tweak(&mut entry);
+    let config = config_with(dir.path(), vec![entry]);
+    Cache {
+        f,
+        upstream,
+        dir,
+        config,
+    }
+}
+
+/// GET through the router, keeping a body error (a cut answer) as `Err`.
+async fn get_through(app: &axum::Router, uri: &str) -> (StatusCode, Result<Vec<u8>, String>) {
+    let response = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    let status = response.status();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .map_err(|e| e.to_string());
+    (status, body)
+}
+
+fn stored_blob_names(root: &Path) -> Vec<String> {
+    walkdir(root.join("blobs/sha256"))
+}
+
+fn walkdir(dir: std::path::PathBuf) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walkdir(path));
+        } else {
+            out.push(
+                path.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+        }
+    }
+    out
+}
+
+/// Pulls the fixture's manifest and its layer through wharf; returns the layer answer.
+async fn pull_layer(app: &axum::Router, f: &Fixture) -> (StatusCode, Result<Vec<u8>, String>) {
+    let (status, manifest) = get_through(app, "/v2/hub/team/app/manifests/1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(manifest.expect("manifest body"), f.manifest);
+    get_through(app, &format!("/v2/hub/team/app/blobs/{}", f.layer_digest)).await
+}
+
+/// Pulls through a stand-in that sends `layer_sent` for the fixture's layer: the client never
+/// gets a whole answer, and neither the blob nor an upload session stays in storage.
+async fn assert_a_bad_upstream_blob_leaves_nothing(layer_sent: Canned) {
+    let Cache {
+        f,
+        upstream,
+        dir,
+        config,
+    } = cache_of(layer_sent, |_| {});
+    let app = open_app(&config);
+    let (status, body) = pull_layer(&app, &f).await;
+    // The first bytes may already be on their way: the answer is then cut, never completed.
+    assert!(
+        status != StatusCode::OK || body.is_err(),
+        "a bad blob was served whole: {status}"
+    );
+    let layer_hex = &f.layer_digest[7..];
+    assert!(!stored_blob_names(dir.path()).iter().any(|n| n == layer_hex));
+    assert!(
+        walkdir(dir.path().join("uploads")).is_empty(),
+        "no session left"
+    );
+    // Nothing cached, so the next pull asks the upstream again.
+    let _ = pull_layer(&app, &f).await;
+    assert_eq!(
+        upstream.gets(&format!("/v2/team/app/blobs/{}", f.layer_digest)),
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_digest_from_the_upstream_leaves_no_blob_in_storage() {
+    assert_a_bad_upstream_blob_leaves_nothing(Canned {
+        content_type: "application/octet-stream",
+        body: vec![8u8; 300_000],
+        cut_after: None,
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cut_upstream_stream_leaves_no_blob_in_storage() {
+    assert_a_bad_upstream_blob_leaves_nothing(Canned {
+        content_type: "application/octet-stream",
+        body: vec![7u8; 300_000],
+        cut_after: Some(100_000),
+    })
+    .await;
+}
+
+on_each_backend!(a_good_upstream_blob_is_cached_and_served_from_storage);
+
+async fn a_good_upstream_blob_is_cached_and_served_from_storage() {
+    let layer = vec![7u8; 300_000];
+    let f = fixture(Canned {
+        content_type: "application/octet-stream",
+        body: layer.clone(),
+        cut_after: None,
+    });
+    let upstream = StandIn::start(f.answers.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_with(dir.path(), vec![proxy_entry("hub/", &upstream.url())]);
+    let reg = common::replica_on_socket(&config).await;
+
+    let manifest = reg.get("/v2/hub/team/app/manifests/1").await;
+    assert_eq!(manifest.status, StatusCode::OK);
+    assert_eq!(manifest.body.as_ref(), f.manifest.as_slice());
+    let uri = format!("/v2/hub/team/app/blobs/{}", f.layer_digest);
+    let first = reg.get(&uri).await;
+    assert_eq!(first.status, StatusCode::OK);
+    assert_eq!(first.body.as_ref(), layer.as_slice());
+    // Second time from storage (a presigned redirect on S3), not from the upstream.
+    let second = reg.get(&uri).await;
+    assert_eq!(second.status, StatusCode::OK);
+    assert_eq!(second.body.as_ref(), layer.as_slice());
+    assert_eq!(
+        upstream.gets(&format!("/v2/team/app/blobs/{}", f.layer_digest)),
+        1
+    );
+    // By digest: the cached manifest, with the upstream never asked for it.
+    let by_digest = reg
+        .get(&format!(
+            "/v2/hub/team/app/manifests/{}",
+            digest_of(&f.manifest)
+        ))
+        .await;
+    assert_eq!(by_digest.status, StatusCode::OK);
+    assert_eq!(
+        upstream.gets(&format!(
+            "/v2/team/app/manifests/{}",
+            digest_of(&f.manifest)
+        )),
+        0
+    );
+}
+
+#[tokio::test]
+async fn writes_to_a_proxied_prefix_are_refused_naming_the_upstream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_with(
+        dir.path(),
+        vec![proxy_entry("hub/", "https://registry.invalid")],
+    );
+    let app = open_app(&config);
+    let manifest = image_manifest(&digest_of(b"c"), 1, &digest_of(b"l"), 1, None);
+    for (method, uri, body) in [
+        (
+            Method::POST,
+            "/v2/hub/team/app/blobs/uploads/".to_string(),
+            Vec::new(),
+        ),
+        (
+            Method::PUT,
+            "/v2/hub/team/app/manifests/1".to_string(),
+            manifest,
+        ),
+        (
+            Method::DELETE,
+            "/v2/hub/team/app/manifests/1".to_string(),
+            Vec::new(),
+        ),
+        (
+            Method::DELETE,
+            format!("/v2/hub/team/app/blobs/{}", digest_of(b"l")),
+            Vec::new(),
+        ),
+    ] {
+        let r = common::send(
+            &app,
+            method.clone(),
+            &uri,
+            &[("content-type", common::OCI_MANIFEST)],
+            Body::from(body),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+        assert_eq!(r.code(), "UNSUPPORTED");
+        let message = r.json()["errors"][0]["message"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            message.contains("pull-through cache of https://registry.invalid"),
+            "{message}"
+        );
+    }
+    // Outside the prefix, pushing works as ever.
+    let r = common::send(
+        &app,
+        Method::POST,
+        "/v2/team/app/blobs/uploads/",
+        &[],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_with_nothing_cached_is_a_clear_error() {
+    let port = wharf_testkit::free_port().expect("port");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let upstream = format!("http://127.0.0.1:{port}");
+    let config = config_with(dir.path(), vec![proxy_entry("hub/", &upstream)]);
+    let app = open_app(&config);
+    let message = bad_gateway(&app, "/v2/hub/team/app/manifests/1").await;
+    assert!(
+        message.contains(&upstream) && message.contains("hub/"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn tag_lists_merge_the_upstream_and_the_cache() {
+    let Cache {
+        f,
+        upstream,
+        config,
+        dir: _dir,
+    } = cache_of(good_layer(), |_| {});
+    let app = open_app(&config);
+    let tags = |r: common::Resp| r.json()["tags"].clone();
+    let listed = common::send(
+        &app,
+        Method::GET,
+        "/v2/hub/team/app/tags/list",
+        &[],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(tags(listed), serde_json::json!(["1", "2-upstream-only"]));
+    let (status, _) = pull_layer(&app, &f).await;
+    assert_eq!(status, StatusCode::OK);
+    // The upstream rate-limits: the cached tags still list.
+    upstream
+        .rate_limited
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let listed = common::send(
+        &app,
+        Method::GET,
+        "/v2/hub/team/app/tags/list",
+        &[],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(tags(listed), serde_json::json!(["1"]));
+    let message = bad_gateway(&app, "/v2/hub/team/other/tags/list").await;
+    assert!(message.contains("429"), "{message}");
+}
+
+#[tokio::test]
+async fn a_rate_limited_upstream_is_stood_in_for_by_the_cache() {
+    let Cache {
+        f,
+        upstream,
+        config,
+        dir: _dir,
+    } = cache_of(good_layer(), |e| e.ttl = Duration::from_secs(1));
+    let app = open_app(&config);
+    let (status, _) = pull_layer(&app, &f).await;
+    assert_eq!(status, StatusCode::OK);
+    upstream
+        .rate_limited
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    // Past the TTL: the refresh gets 429, the cached manifest and blob answer.
+    std::thread::sleep(Duration::from_millis(1200));
+    let (status, body) = pull_layer(&app, &f).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.expect("cached layer").len(), 300_000);
+    // Nothing cached: the client learns the upstream and its answer.
+    let message = bad_gateway(&app, "/v2/hub/team/other/manifests/1").await;
+    assert!(
+        message.contains(&upstream.url()) && message.contains("429"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn gc_expires_cached_manifests_not_pulled_for_expire_unpulled() {
+    let Cache {
+        f,
+        config,
+        dir,
+        upstream: _upstream,
+    } = cache_of(good_layer(), |e| {
+        e.expire_unpulled = Some(Duration::from_secs(1))
+    });
+    let app = open_app(&config);
+    let (status, body) = pull_layer(&app, &f).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.is_ok());
+    // A pull record whose manifest went otherwise (deleted, swept untagged) goes too.
+    let pulled = dir
+        .path()
+        .join("repositories/hub/team/app/_proxy/pulled/sha256");
+    std::fs::write(pulled.join(&digest_of(b"gone")[7..]), "").expect("stray record");
+
+    let opts = wharf_registry::GcOptions {
+        dry_run: false,
+        grace: Duration::ZERO,
+        upload_expiry: Duration::from_secs(3600),
+    };
+    // Just pulled: kept.
+    let report = wharf_registry::gc_with_config(&config, &opts).expect("gc");
+    assert!(report.manifests_removed.is_empty(), "{report:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let report = wharf_registry::gc_with_config(&config, &opts).expect("gc");
+    assert_eq!(
+        report.manifests_removed,
+        vec![format!("hub/team/app@{}", digest_of(&f.manifest))]
+    );
+    // The manifest and the layer (the config was never pulled, so never cached).
+    let mut removed: Vec<String> = report.blobs_removed.iter().map(|d| d.to_string()).collect();
+    removed.sort();
+    let mut expected = vec![digest_of(&f.manifest), f.layer_digest.clone()];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert!(walkdir(pulled).is_empty(), "no pull record left");
+}
+
+// --- real upstream: Debian's docker-registry, pulled through with skopeo (and docker) ---
+
+const NEEDS: &str = "needs docker-registry, skopeo, podman, busybox-static, apache2-utils";
+const UPSTREAM_USER: (&str, &str) = ("mirror", "upstream-pw-not-to-be-printed");
+
+/// A wharf registry on loopback proxying `hub/` to `upstream` with `entry` tweaks, run on its
+/// own runtime thread for blocking clients (skopeo, docker).
+struct Wharf {
+    runtime: tokio::runtime::Runtime,
+    reg: Option<common::Reg>,
+    dir: tempfile::TempDir,
+}
+
+impl Wharf {
+    fn start(upstream: &wharf_testkit::Registry, tweak: impl FnOnce(&mut ProxyConfig)) -> Wharf {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut entry = proxy_entry("hub/", &upstream.url());
+        entry.username = Some(UPSTREAM_USER.0.to_string());
+        entry.password = Some(Secret::new(UPSTREAM_USER.1));
+        tweak(&mut entry);
+        let config = config_with(&dir.path().join("data"), vec![entry]);
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let reg = runtime.block_on(common::replica_on_socket(&config));
+        Wharf {
+            runtime,
+            reg: Some(reg),
+            dir,
+        }
+    }
+
+    fn host(&self) -> String {
+        let addr = self
+            .reg
+            .as_ref()
+            .and_then(|r| r.socket.as_ref())
+            .expect("socket")
+            .addr;
+        addr.to_string()
+    }
+
+    fn get(&self, uri: &str) -> common::Resp {
+        let reg = self.reg.as_ref().expect("reg");
+        self.runtime.block_on(reg.get(uri))
+    }
+}
+
+impl Drop for Wharf {
+    fn drop(&mut self) {
+        let reg = self.reg.take();
+        self.runtime.block_on(async move { drop(reg) });
+    }
+}
+
+/// `skopeo copy docker://<reference> oci:<dir>`; its stderr on failure.
+fn skopeo_pull(reference: &str, into: &Path) -> Result<(), String> {
+    let out = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            &format!("docker://{reference}"),
+            &format!("oci:{}:t", into.display()),
+        ])
+        .output()
+        .expect("skopeo runs");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn upstream_with_image(extra: &[u8]) -> (wharf_testkit::Registry, tempfile::TempDir) {
+    let upstream =
+        wharf_testkit::Registry::start_basic_logged(&[UPSTREAM_USER]).expect("docker-registry");
+    let dir = tempfile::tempdir().expect("tempdir");
+    push_fixture(&upstream, dir.path(), extra);
+    (upstream, dir)
+}
+
+fn push_fixture(upstream: &wharf_testkit::Registry, dir: &Path, extra: &[u8]) -> String {
+    let image = wharf_testkit::build_busybox_image(
+        &dir.join(format!("image-{}", &digest_of(extra)[7..19])),
+        &[("/etc/fixture", extra, 0o644)],
+    )
+    .expect("image");
+    image
+        .push(
+            &format!("{}/team/busybox:1", upstream.host()),
+            Some(UPSTREAM_USER),
+        )
+        .expect("push upstream");
+    image.manifest_digest
+}
+
+/// `docker pull` through the daemon (127.0.0.0/8 registries are plain http to it by default).
+fn docker_pull(reference: &str) {
+    let out = Command::new("docker")
+        .args(["pull", "-q", reference])
+        .output()
+        .expect("docker");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `podman pull` (removed first, so every layer is fetched again).
+fn podman_pull(reference: &str) {
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", reference])
+        .output();
+    let out = Command::new("podman")
+        .args(["pull", "-q", "--tls-verify=false", reference])
+        .output()
+        .expect("podman (Debian package podman)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = Command::new("podman")
+        .args(["rmi", "-f", reference])
+        .output();
+}
+
+fn docker_available() -> bool {
+    Command::new("docker")
+        .args(["info", "--format", "{{.ID}}"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+#[ignore = "needs docker-registry, skopeo, podman, busybox-static, apache2-utils"]
+fn pulls_through_then_from_the_cache_with_the_upstream_down() {
+    let _ = NEEDS;
+    let (mut upstream, work) = upstream_with_image(b"one");
+    let wharf = Wharf::start(&upstream, |e| e.ttl = Duration::from_secs(1));
+    let reference = format!("{}/hub/team/busybox:1", wharf.host());
+    skopeo_pull(&reference, &work.path().join("first")).expect("first pull through wharf");
+    let through = wharf_testkit::inspect_raw(&reference, None).expect("inspect via wharf");
+    let direct = wharf_testkit::inspect_raw(
+        &format!("{}/team/busybox:1", upstream.host()),
+        Some(UPSTREAM_USER),
+    )
+    .expect("inspect upstream");
+    assert_eq!(through, direct, "the manifest is served byte for byte");
+    let docker = docker_available();
+    if docker {
+        docker_pull(&reference);
+    }
+    podman_pull(&reference);
+
+    upstream.stop();
+    // Past the TTL: the refresh fails, the cached manifest answers.
+    std::thread::sleep(Duration::from_millis(1200));
+    skopeo_pull(&reference, &work.path().join("second")).expect("pull with the upstream down");
+    let by_digest = format!(
+        "{}/hub/team/busybox@{}",
+        wharf.host(),
+        digest_of(through.as_bytes())
+    );
+    skopeo_pull(&by_digest, &work.path().join("third")).expect("pull by digest, upstream down");
+    if docker {
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &reference])
+            .output();
+        docker_pull(&reference);
+        let _ = Command::new("docker")
+            .args(["rmi", "-f", &reference])
+            .output();
+    }
+    podman_pull(&reference);
+    // Never cached and the upstream down: an error naming the upstream.
+    let missing = wharf.get("/v2/hub/team/other/manifests/1");
+    assert_eq!(missing.status, StatusCode::BAD_GATEWAY);
+    assert!(String::from_utf8_lossy(&missing.body).contains(&upstream.url()));
+}
+
+#[test]
+#[ignore = "needs docker-registry, skopeo, busybox-static, apache2-utils"]
+fn a_tag_is_refreshed_from_the_upstream_after_its_ttl() {
+    let (upstream, work) = upstream_with_image(b"one");
+    let wharf = Wharf::start(&upstream, |e| e.ttl = Duration::from_secs(2));
+    let reference = format!("{}/hub/team/busybox:1", wharf.host());
+    let first = wharf_testkit::inspect_raw(&reference, None).expect("inspect");
+    let moved = push_fixture(&upstream, work.path(), b"two");
+    assert_ne!(digest_of(first.as_bytes()), moved);
+    // Within the TTL: still the cached one.
+    let cached = wharf_testkit::inspect_raw(&reference, None).expect("inspect");
+    assert_eq!(cached, first);
+    std::thread::sleep(Duration::from_millis(2500));
+    let refreshed = wharf_testkit::inspect_raw(&reference, None).expect("inspect");
+    assert_eq!(digest_of(refreshed.as_bytes()), moved);
+    skopeo_pull(&reference, &work.path().join("pulled")).expect("pull the new image");
+}
+
+#[test]
+#[ignore = "needs docker-registry, skopeo, busybox-static, apache2-utils"]
+fn twenty_concurrent_cold_pulls_fetch_each_blob_once_from_the_upstream() {
+    let (upstream, work) = upstream_with_image(&vec![b'x'; 4 << 20]);
+    let wharf = Wharf::start(&upstream, |_| {});
+    let reference = format!("{}/hub/team/busybox:1", wharf.host());
+    let pulls: Vec<_> = (0..20)
+        .map(|i| {
+            let reference = reference.clone();
+            let into = work.path().join(format!("pull-{i}"));
+            std::thread::spawn(move || skopeo_pull(&reference, &into))
+        })
+        .collect();
+    for pull in pulls {
+        pull.join().expect("thread").expect("pull through wharf");
+    }
+    let manifest = wharf_testkit::inspect_raw(&reference, None).expect("inspect");
+    let doc: serde_json::Value = serde_json::from_str(&manifest).expect("json");
+    let mut blobs = vec![
+        doc["config"]["digest"]
+            .as_str()
+            .expect("config")
+            .to_string(),
+    ];
+    for layer in doc["layers"].as_array().expect("layers") {
+        blobs.push(layer["digest"].as_str().expect("digest").to_string());
+    }
+    let log = upstream.access_log();
+    for blob in &blobs {
+        let gets = log
+            .lines()
+            .filter(|l| l.contains(&format!("\"GET /v2/team/busybox/blobs/{blob} ")))
+            .count();
+        assert_eq!(gets, 1, "{blob} was fetched {gets} times:\n{log}");
+    }
+}
+
+#[test]
+#[ignore = "needs docker-registry, skopeo, busybox-static, apache2-utils"]
+fn wrong_upstream_credentials_name_the_upstream_and_the_source_not_the_secret() {
+    let (upstream, work) = upstream_with_image(b"one");
+    let config_json = work.path().join("upstream-auth.json");
+    let wrong = "wrong-pw-never-printed";
+    std::fs::write(
+        &config_json,
+        wharf_oci::auth_config_json(&upstream.host(), UPSTREAM_USER.0, wrong),
+    )
+    .expect("write auth file");
+    let wharf = Wharf::start(&upstream, |e| {
+        e.username = None;
+        e.password = None;
+        e.docker_config = Some(config_json.clone());
+    });
+    let r = wharf.get("/v2/hub/team/busybox/manifests/1");
+    assert_eq!(r.status, StatusCode::BAD_GATEWAY);
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(text.contains(&upstream.url()), "{text}");
+    assert!(text.contains(&config_json.display().to_string()), "{text}");
+    assert!(
+        !text.contains(wrong) && !text.contains(UPSTREAM_USER.1),
+        "{text}"
+    );
+    let err = skopeo_pull(
+        &format!("{}/hub/team/busybox:1", wharf.host()),
+        &work.path().join("pulled"),
+    )
+    .expect_err("refused upstream");
+    // skopeo shows only the status of a 502, never a secret.
+    assert!(err.contains("502"), "{err}");
+    assert!(!err.contains(wrong), "{err}");
+    eprintln!("{text}");
+}
+
+#[test]
+#[ignore = "needs docker-registry, skopeo, busybox-static, apache2-utils"]
+fn skopeo_push_to_a_proxied_prefix_is_refused() {
+    let (upstream, work) = upstream_with_image(b"one");
+    let wharf = Wharf::start(&upstream, |_| {});
+    let image = wharf_testkit::build_busybox_image(&work.path().join("local"), &[]).expect("image");
+    let err = image
+        .push(&format!("{}/hub/team/mine:1", wharf.host()), None)
+        .expect_err("push refused");
+    assert!(err.to_string().contains("pull-through cache"), "{err}");
+    let _ = wharf.dir.path();
+}
+
+/// Access control decides before the cache does anything: no upstream request for a caller the
+/// policy refuses, and the push refusal only for callers allowed to push.
+#[tokio::test]
+async fn access_control_applies_to_proxied_repositories() {
+    use wharf_registry::auth::htpasswd::hash_password;
+    use wharf_registry::auth::{AuthConfig, ServerFacts, build};
+    let f = fixture(good_layer());
+    let upstream = StandIn::start(f.answers.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = [("alice", "a-pw"), ("bob", "b-pw")];
+    let lines: String = users
+        .iter()
+        .map(|(u, p)| format!("{u}:{}\n", hash_password(p, 4).expect("hash")))
+        .collect();
+    std::fs::write(dir.path().join("htpasswd"), lines).expect("htpasswd");
+    let table: toml::Table = toml::from_str(
+        r#"
+mode = "basic"
+htpasswd = "htpasswd"
+[[allow]]
+users = ["alice"]
+repositories = ["hub/**"]
+actions = ["pull", "push"]
+[[allow]]
+users = ["bob"]
+repositories = ["team/**"]
+actions = ["*"]
+"#,
+    )
+    .expect("toml");
+    let auth = AuthConfig::from_table(&table, dir.path()).expect("auth config");
+    let root = dir.path().join("root");
+    let setup = build(
+        &auth,
+        &ServerFacts {
+            root: root.clone(),
+            tls: false,
+            default_host: "127.0.0.1:5000".into(),
+        },
+    )
+    .expect("auth");
+    let config = config_with(&root, vec![proxy_entry("hub/", &upstream.url())]);
+    let app = router(
+        app_state(&config, setup.authorizer).expect("state"),
+        setup.routes.unwrap_or_default(),
+    );
+    let basic = |user: &str, pass: &str| {
+        use base64::Engine as _;
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    };
+    let manifest = "/v2/hub/team/app/manifests/1";
+    let uploads = "/v2/hub/team/app/blobs/uploads/";
+    let call = |method: Method, uri: &'static str, user: Option<(&str, &str)>| {
+        let app = app.clone();
+        let authorization = user.map(|(u, p)| basic(u, p));
+        async move {
+            let headers: Vec<(&str, &str)> = authorization
+                .as_deref()
+                .map(|a| vec![("authorization", a)])
+                .unwrap_or_default();
+            common::send(&app, method, uri, &headers, Body::empty()).await
+        }
+    };
+    let (alice, bob) = (Some(("alice", "a-pw")), Some(("bob", "b-pw")));
+
+    assert_eq!(
+        call(Method::GET, manifest, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        call(Method::GET, manifest, bob).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        call(Method::POST, uploads, bob).await.status,
+        StatusCode::FORBIDDEN,
+        "denied before refused"
+    );
+    assert_eq!(
+        upstream.gets("/v2/team/app/manifests/1"),
+        0,
+        "the upstream was not asked"
+    );
+
+    let pulled = call(Method::GET, manifest, alice).await;
+    assert_eq!(pulled.status, StatusCode::OK);
+    assert_eq!(pulled.body.as_ref(), f.manifest.as_slice());
+    assert_eq!(
+        call(Method::POST, uploads, alice).await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+    // Cached now, yet still refused to bob.
+    assert_eq!(
+        call(Method::GET, manifest, bob).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
