@@ -17,6 +17,8 @@ mod includes;
 mod registry_cmd;
 mod runner_cmd;
 mod runner_config;
+mod runner_docker;
+mod runner_fleet;
 
 #[derive(Parser)]
 #[command(
