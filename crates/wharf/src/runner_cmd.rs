@@ -667,6 +667,8 @@ async fn run_payload(
         Ok(Err(e)) => return failed(FailureReason::ScriptFailure, &console, e.to_string()),
         Err(e) => return failed(FailureReason::RunnerSystemFailure, &console, e.to_string()),
     }
+    // `[runners.docker]` is about images: the shell executor has none (as gitlab-runner).
+    let uses_images = !matches!(settings.executor, Executor::Shell);
     let opts = RunOptions {
         project_dir: project_dir.clone(),
         selection: Selection::default(),
@@ -687,7 +689,11 @@ async fn run_payload(
         cancel,
         pull_retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
         token_mask_prefixes: payload.features.token_mask_prefixes.clone(),
-        limits: settings.docker.limits,
+        limits: if uses_images {
+            settings.docker.limits
+        } else {
+            wharf_run::Limits::default()
+        },
         sandbox_network: wharf_run::SandboxNetwork::default(),
     };
     let wharf_dir = wharf_dir_of(builds_dir, &project_dir);
@@ -704,8 +710,10 @@ async fn run_payload(
                 .map(|v| v.value.clone())
         })
     };
-    if let Err(refusal) = settings.docker.apply(&mut job, &expand) {
-        return failed(FailureReason::RunnerConfigurationError, &console, refusal.0);
+    if uses_images {
+        if let Err(refusal) = settings.docker.apply(&mut job, &expand) {
+            return failed(FailureReason::RunnerConfigurationError, &console, refusal.0);
+        }
     }
     match wharf_run::run_single_job(&job, variables, &opts, wharf_dir).await {
         Ok(report) => outcome_of(&report.status, *interrupted.borrow()),
