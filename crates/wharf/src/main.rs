@@ -265,7 +265,7 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Executor {
+pub(crate) enum Executor {
     Auto,
     Docker,
     Sandbox,
@@ -529,6 +529,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             memory: args.memory,
             pids: args.pids_limit,
         },
+        volumes: Vec::new(),
         sandbox_network: match args.sandbox_network {
             SandboxNet::Isolated => wharf_run::SandboxNetwork::Isolated,
             SandboxNet::Host => wharf_run::SandboxNetwork::Host,

@@ -694,6 +694,11 @@ async fn run_payload(
         } else {
             wharf_run::Limits::default()
         },
+        volumes: if uses_images {
+            settings.docker.binds(payload.job_info.project_id)
+        } else {
+            Vec::new()
+        },
         sandbox_network: wharf_run::SandboxNetwork::default(),
     };
     let wharf_dir = wharf_dir_of(builds_dir, &project_dir);

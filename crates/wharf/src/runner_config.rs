@@ -1,8 +1,8 @@
 //! gitlab-runner's `config.toml` (`common/config.go`), the part wharf acts on: `concurrent`,
 //! `check_interval` and `[[runners]]` with `name`, `url`, `id`, `token`, `executor`, `limit`,
 //! `builds_dir`, `environment` and `[runners.docker]` (`image`, `pull_policy`,
-//! `allowed_pull_policies`, `allowed_images`, `allowed_services`, `memory`, `pids_limit`,
-//! `privileged`). Every other key is reported once when the runners start, never
+//! `allowed_pull_policies`, `allowed_images`, `allowed_services`, `volumes`, `memory`,
+//! `pids_limit`, `privileged`). Every other key is reported once when the runners start, never
 //! ignored silently. `register` and `unregister` edit the file in place (toml_edit): comments,
 //! order and keys wharf does not know stay as written. The file holds runner tokens: it is
 //! always written with mode 0600.
@@ -76,6 +76,10 @@ pub(crate) struct DockerConfig {
     pub allowed_images: Vec<String>,
     #[serde(default)]
     pub allowed_services: Vec<String>,
+    /// `HOST:CONTAINER[:MODE]` binds, and container paths alone (`/cache`): a Docker volume
+    /// of the runner's, kept across its jobs of a project.
+    #[serde(default)]
+    pub volumes: Vec<String>,
     /// `512m`, `1g`...: Docker's memory size.
     #[serde(default)]
     pub memory: Option<String>,
@@ -347,8 +351,7 @@ log_level = "info"
             [
                 "log_level",
                 "runners[ci-1].token_obtained_at",
-                "runners[ci-1].docker.shm_size",
-                "runners[ci-1].docker.volumes"
+                "runners[ci-1].docker.shm_size"
             ]
         );
     }

@@ -15,6 +15,9 @@ pub(crate) struct DockerSettings {
     allowed_pull_policies: Vec<PullPolicy>,
     allowed_images: Vec<String>,
     allowed_services: Vec<String>,
+    volumes: Vec<String>,
+    /// Names this runner's cache volumes (a hash of its URL and token: never the token).
+    volume_prefix: String,
     pub limits: wharf_run::Limits,
     pub privileged: bool,
 }
@@ -53,7 +56,7 @@ fn glob(pattern: &str) -> Result<globset::GlobMatcher, globset::Error> {
 impl DockerSettings {
     /// `docker` checked: pull policies are GitLab's names, patterns compile, sizes parse.
     /// Errors name the key (the caller adds the file and the runner).
-    pub fn of(docker: &DockerConfig) -> Result<DockerSettings> {
+    pub fn of(docker: &DockerConfig, url: &str, token: &str) -> Result<DockerSettings> {
         let pull_policy = policies(
             "docker.pull_policy",
             &docker
@@ -81,7 +84,17 @@ impl DockerSettings {
             Some(n) if n > 0 => Some(n as u64),
             Some(n) => bail!("docker.pids_limit: {n} is not a number of processes"),
         };
+        for volume in &docker.volumes {
+            check_volume(volume)?;
+        }
+        let runner_hash = {
+            use sha2::Digest as _;
+            let digest = sha2::Sha256::digest(format!("{url}\n{token}").as_bytes());
+            hex::encode(&digest[..6])
+        };
         Ok(DockerSettings {
+            volumes: docker.volumes.clone(),
+            volume_prefix: format!("wharf-runner-{runner_hash}"),
             image: docker.image.clone().filter(|i| !i.is_empty()),
             pull_policy,
             allowed_pull_policies,
@@ -90,6 +103,30 @@ impl DockerSettings {
             limits: wharf_run::Limits { memory, pids },
             privileged: docker.privileged,
         })
+    }
+
+    pub fn has_volumes(&self) -> bool {
+        !self.volumes.is_empty()
+    }
+
+    /// `volumes` as Docker binds for a job of project `project_id`: a container path alone
+    /// becomes a named volume of this runner and project (`/cache` kept across its jobs, as
+    /// gitlab-runner's cache volumes; jobs of the project running at once share it).
+    pub fn binds(&self, project_id: u64) -> Vec<String> {
+        self.volumes
+            .iter()
+            .map(|volume| {
+                if volume.contains(':') {
+                    return volume.clone();
+                }
+                use sha2::Digest as _;
+                let path_hash = hex::encode(&sha2::Sha256::digest(volume.as_bytes())[..6]);
+                format!(
+                    "{}-project-{project_id}-cache-{path_hash}:{volume}",
+                    self.volume_prefix
+                )
+            })
+            .collect()
     }
 
     /// The job as this runner runs it: the runner's image when the job names none, the
@@ -163,6 +200,26 @@ impl DockerSettings {
     }
 }
 
+/// `HOST:CONTAINER[:MODE]`, `NAME:CONTAINER[:MODE]` or `CONTAINER`, container paths absolute.
+fn check_volume(volume: &str) -> Result<()> {
+    let parts: Vec<&str> = volume.split(':').collect();
+    let container = match parts.as_slice() {
+        [container] => container,
+        [_, container] => container,
+        [_, container, mode] => {
+            if mode.is_empty() {
+                bail!("docker.volumes: `{volume}` ends with an empty mode (ro, rw...)");
+            }
+            container
+        }
+        _ => bail!("docker.volumes: `{volume}` is not HOST:CONTAINER[:MODE] nor a container path"),
+    };
+    if !container.starts_with('/') {
+        bail!("docker.volumes: `{volume}`: the container path must be absolute");
+    }
+    Ok(())
+}
+
 /// gitlab-runner's `verifyAllowedImage`: with no list, anything goes.
 fn allowed(name: &str, what: &str, patterns: &[String]) -> Result<(), Refusal> {
     if patterns.is_empty()
@@ -184,7 +241,7 @@ mod tests {
 
     fn settings(toml_text: &str) -> DockerSettings {
         let docker: DockerConfig = toml::from_str(toml_text).unwrap();
-        DockerSettings::of(&docker).unwrap()
+        DockerSettings::of(&docker, "https://gitlab.example.com", "glrt-t").unwrap()
     }
 
     /// A job as GitLab sends it, with `image` and `services` (all with `policy`).
@@ -276,13 +333,37 @@ mod tests {
     fn sizes_and_names_are_checked_when_the_config_loads() {
         let bad = |text: &str| {
             let docker: DockerConfig = toml::from_str(text).unwrap();
-            DockerSettings::of(&docker).unwrap_err().to_string()
+            DockerSettings::of(&docker, "u", "t")
+                .unwrap_err()
+                .to_string()
         };
         assert!(bad("memory = \"lots\"").starts_with("docker.memory: "));
         assert!(bad("pull_policy = \"sometimes\"").contains("`sometimes` is not a pull policy"));
         assert!(bad("pids_limit = -5").starts_with("docker.pids_limit"));
+        assert!(bad("volumes = [\"cache\"]").contains("must be absolute"));
+        assert!(bad("volumes = [\"/a:/b:ro:x\"]").contains("is not HOST:CONTAINER"));
         let s = settings("memory = \"512m\"\npids_limit = 100");
         assert_eq!(s.limits.memory, Some(512 << 20));
         assert_eq!(s.limits.pids, Some(100));
+    }
+
+    #[test]
+    fn volumes_are_docker_binds_and_a_path_alone_is_a_cache_volume_of_the_runner_and_project() {
+        let s = settings("volumes = [\"/srv/data:/data:ro\", \"/cache\"]");
+        let binds = s.binds(42);
+        assert_eq!(binds[0], "/srv/data:/data:ro");
+        let (name, path) = binds[1].split_once(':').unwrap();
+        assert_eq!(path, "/cache");
+        assert!(
+            name.starts_with("wharf-runner-") && name.contains("-project-42-cache-"),
+            "{name}"
+        );
+        assert!(!name.contains("glrt"), "{name}");
+        assert_eq!(
+            s.binds(42),
+            binds,
+            "the same volume for every job of the project"
+        );
+        assert_ne!(s.binds(43)[1], binds[1]);
     }
 }

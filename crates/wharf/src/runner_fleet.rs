@@ -110,7 +110,7 @@ fn settings_of(path: &Path, config: &Config, runner: &RunnerConfig) -> Result<Ru
         );
     };
     let docker = match &runner.docker {
-        Some(docker) => DockerSettings::of(docker).with_context(at)?,
+        Some(docker) => DockerSettings::of(docker, &runner.url, &runner.token).with_context(at)?,
         None => DockerSettings::default(),
     };
     Ok(RunnerSettings {
@@ -171,6 +171,16 @@ impl Fleet {
             ));
         }
         for (_, runner, settings, _) in &wanted {
+            if settings.docker.has_volumes()
+                && !matches!(settings.executor, crate::Executor::Docker)
+            {
+                self.say_once(format!(
+                    "{}: runner {}: `docker.volumes` apply to the Docker executor only (executor `{}`: jobs in the sandbox or the shell do not get them)",
+                    self.path.display(),
+                    runner.name,
+                    executor_name(settings.executor)
+                ));
+            }
             if settings.docker.privileged {
                 self.say_once(format!(
                     "{}: runner {}: `privileged = true`: wharf runs no privileged containers; jobs that need one (docker-in-docker) fail",

@@ -333,3 +333,74 @@ async fn unregister_tells_gitlab_and_removes_only_that_entry_from_the_file() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs dockerd: run by scripts/test-all.sh"]
+async fn docker_settings_give_the_job_container_its_volumes_and_limits() {
+    crate::support::load_busybox_into_docker("wharf-runner-busybox:1");
+    let project = Project::new(&[]);
+    let (repo, sha) = bare_repository(project.home.path());
+    let data = project.home.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("hello"), "hello from the host\n").unwrap();
+    let coordinator = stand_in::start_with_image(
+        repo,
+        sha,
+        vec!["cat /data/hello".into(), "echo run >> /cache/runs".into()],
+        None,
+        serde_json::json!([]),
+    );
+    let config = project.path().join("config.toml");
+    save(
+        &config,
+        &format!(
+            "[[runners]]\nname = \"docker\"\nurl = \"{}\"\ntoken = \"{}\"\nexecutor = \"docker\"\n[runners.docker]\nimage = \"wharf-runner-busybox:1\"\npull_policy = \"if-not-present\"\nvolumes = [\"{}:/data:ro\", \"/cache\"]\nmemory = \"64m\"\npids_limit = 50\n",
+            coordinator.url,
+            stand_in::RUNNER_TOKEN,
+            data.display()
+        ),
+    );
+    let (child, log) = run_config(&project, &config);
+    let done = || !coordinator.seen.lock().unwrap().final_updates.is_empty();
+    wait_until(done).await;
+    signal(&child, "-TERM");
+    finished(child).await;
+    let seen = coordinator.seen.lock().unwrap();
+    let trace = text(&seen.trace);
+    let last = seen.final_updates.last().expect(&read(&log));
+    assert_eq!(last["state"], "success", "{trace}\n{}", read(&log));
+    // The runner's default image ran the job (it names none).
+    assert!(trace.contains("wharf-runner-busybox:1"), "{trace}");
+    assert!(trace.contains("\nhello from the host\n"), "{trace}");
+    // What reaches Docker's HostConfig from these limits is tested in `limits.rs`.
+    assert!(
+        trace.contains("Limits of every job container: --memory 64 MiB and --pids-limit 50"),
+        "{trace}"
+    );
+    // `/cache` is a volume of the runner and project (9), kept after the job.
+    let volumes = std::process::Command::new("docker")
+        .args(["volume", "ls", "-q", "--filter", "name=wharf-runner-"])
+        .output()
+        .unwrap();
+    let names = text(&volumes.stdout);
+    let mut kept = false;
+    for name in names.lines().filter(|n| n.contains("-project-9-cache-")) {
+        let runs = std::process::Command::new("docker")
+            .args([
+                "run",
+                "--rm",
+                "-v",
+                &format!("{name}:/cache"),
+                "wharf-runner-busybox:1",
+                "cat",
+                "/cache/runs",
+            ])
+            .output()
+            .unwrap();
+        kept |= text(&runs.stdout).contains("run\n");
+        let _ = std::process::Command::new("docker")
+            .args(["volume", "rm", name])
+            .output();
+    }
+    assert!(kept, "no cache volume with the job's file among: {names}");
+}
