@@ -15,6 +15,7 @@ mod doctor;
 mod image_cmd;
 mod includes;
 mod registry_cmd;
+mod runner_cache;
 mod runner_cmd;
 mod runner_config;
 mod runner_docker;

@@ -294,6 +294,8 @@ pub(crate) struct RunnerSettings {
     pub environment: Vec<FileVariable>,
     /// `[runners.docker]`.
     pub docker: crate::runner_docker::DockerSettings,
+    /// `[runners.cache]` (S3): the cache shared with other runners.
+    pub shared_cache: Option<Arc<crate::runner_cache::SharedCache>>,
 }
 
 /// `KEY=VALUE` entries as job variables.
@@ -326,6 +328,7 @@ async fn run_single(args: RunSingleArgs) -> Result<ExitCode> {
         wait_timeout: args.wait_timeout,
         environment: environment_of(&args.environment)?,
         docker: Default::default(),
+        shared_cache: None,
     };
     let (_settings_tx, settings) = watch::channel(Arc::new(settings));
     let (_stop_tx, stop) = watch::channel(false);
@@ -720,8 +723,27 @@ async fn run_payload(
             return failed(FailureReason::RunnerConfigurationError, &console, refusal.0);
         }
     }
-    match wharf_run::run_single_job(&job, variables, &opts, wharf_dir).await {
-        Ok(report) => outcome_of(&report.status, *interrupted.borrow()),
+    let cache_keys: Vec<String> = job
+        .cache
+        .iter()
+        .map(|c| wharf_run::cache::sanitize_key(expand(&c.key).trim()).unwrap_or_default())
+        .collect();
+    let project_id = payload.job_info.project_id;
+    if let Some(shared) = &settings.shared_cache {
+        shared
+            .download(&job, &cache_keys, project_id, &wharf_dir, &console)
+            .await;
+    }
+    match wharf_run::run_single_job(&job, variables, &opts, wharf_dir.clone()).await {
+        Ok(report) => {
+            if let Some(shared) = &settings.shared_cache {
+                let passed = matches!(report.status, JobStatus::Passed);
+                shared
+                    .upload(&job, &cache_keys, passed, project_id, &wharf_dir, &console)
+                    .await;
+            }
+            outcome_of(&report.status, *interrupted.borrow())
+        }
         Err(e) => failed(FailureReason::RunnerSystemFailure, &console, e.to_string()),
     }
 }

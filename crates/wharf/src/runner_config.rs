@@ -57,6 +57,8 @@ pub(crate) struct RunnerConfig {
     pub environment: Vec<String>,
     #[serde(default)]
     pub docker: Option<DockerConfig>,
+    #[serde(default)]
+    pub cache: Option<CacheConfig>,
     #[serde(flatten)]
     pub other: BTreeMap<String, toml::Value>,
 }
@@ -87,6 +89,44 @@ pub(crate) struct DockerConfig {
     pub pids_limit: Option<i64>,
     #[serde(default)]
     pub privileged: bool,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, toml::Value>,
+}
+
+/// `[runners.cache]` (gitlab-runner `cache/cacheconfig`): the distributed cache. wharf knows
+/// `Type = "s3"`. No `Debug`: it holds the secret key.
+#[derive(Deserialize, Clone)]
+pub(crate) struct CacheConfig {
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// A prefix of every object name.
+    #[serde(rename = "Path", default)]
+    pub path: String,
+    /// Runners share caches (no per-runner namespace).
+    #[serde(rename = "Shared", default)]
+    pub shared: bool,
+    #[serde(rename = "s3", default)]
+    pub s3: Option<S3CacheConfig>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, toml::Value>,
+}
+
+/// `[runners.cache.s3]`.
+#[derive(Deserialize, Clone)]
+pub(crate) struct S3CacheConfig {
+    /// `host:port`, no scheme (`Insecure` says http).
+    #[serde(rename = "ServerAddress", default)]
+    pub server_address: String,
+    #[serde(rename = "AccessKey", default)]
+    pub access_key: String,
+    #[serde(rename = "SecretKey", default)]
+    pub secret_key: String,
+    #[serde(rename = "BucketName", default)]
+    pub bucket_name: String,
+    #[serde(rename = "BucketLocation", default)]
+    pub bucket_location: String,
+    #[serde(rename = "Insecure", default)]
+    pub insecure: bool,
     #[serde(flatten)]
     pub other: BTreeMap<String, toml::Value>,
 }
@@ -180,6 +220,21 @@ impl Config {
                     .keys()
                     .map(|k| format!("runners[{}].{k}", runner.name)),
             );
+            if let Some(cache) = &runner.cache {
+                keys.extend(
+                    cache
+                        .other
+                        .keys()
+                        .map(|k| format!("runners[{}].cache.{k}", runner.name)),
+                );
+                if let Some(s3) = &cache.s3 {
+                    keys.extend(
+                        s3.other
+                            .keys()
+                            .map(|k| format!("runners[{}].cache.s3.{k}", runner.name)),
+                    );
+                }
+            }
             if let Some(docker) = &runner.docker {
                 keys.extend(
                     docker

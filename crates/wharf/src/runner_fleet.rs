@@ -113,7 +113,14 @@ fn settings_of(path: &Path, config: &Config, runner: &RunnerConfig) -> Result<Ru
         Some(docker) => DockerSettings::of(docker, &runner.url, &runner.token).with_context(at)?,
         None => DockerSettings::default(),
     };
+    let shared_cache = match &runner.cache {
+        Some(cache) => Some(Arc::new(
+            crate::runner_cache::SharedCache::of(cache, &runner.token).with_context(at)?,
+        )),
+        None => None,
+    };
     Ok(RunnerSettings {
+        shared_cache,
         executor,
         builds_dir: std::path::absolute(
             runner

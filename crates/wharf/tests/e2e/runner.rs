@@ -252,6 +252,21 @@ pub(crate) mod stand_in {
     ) -> Coordinator {
         let image =
             image.map(|name| serde_json::json!({"name": name, "pull_policy": ["if-not-present"]}));
+        start_with(
+            repo,
+            sha,
+            script,
+            serde_json::json!({"image": image, "credentials": credentials}),
+        )
+    }
+
+    /// As [`start`], with more fields of the job payload (`image`, `cache`...).
+    pub fn start_with(
+        repo: PathBuf,
+        sha: String,
+        script: Vec<String>,
+        payload_fields: serde_json::Value,
+    ) -> Coordinator {
         let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
         let port = server.server_addr().to_ip().unwrap().port();
         let url = format!("http://127.0.0.1:{port}");
@@ -277,7 +292,7 @@ pub(crate) mod stand_in {
                 ) {
                     ("POST", "/api/v4/jobs/request") if !seen.job_given => {
                         seen.job_given = true;
-                        let payload = serde_json::json!({
+                        let mut payload = serde_json::json!({
                             "id": 1, "token": JOB_TOKEN,
                             "job_info": {"name": "from-git", "stage": "test", "project_id": 9, "project_full_path": "group/project"},
                             "git_info": {"repo_url": repo_url, "ref": "main", "sha": sha, "ref_type": "branch",
@@ -285,11 +300,14 @@ pub(crate) mod stand_in {
                             "runner_info": {"timeout": 600},
                             "variables": [{"key": "CI_JOB_TOKEN", "value": JOB_TOKEN, "masked": true, "public": false}],
                             "steps": [{"name": "script", "script": script, "timeout": 600, "when": "on_success"}],
-                            "image": image,
-                            "credentials": credentials,
                             "features": {"trace_sections": true, "token_mask_prefixes": ["glpat-"],
                                          "failure_reasons": ["script_failure", "unknown_failure", "runner_interrupted"]}
                         });
+                        if let Some(fields) = payload_fields.as_object() {
+                            for (key, value) in fields {
+                                payload[key] = value.clone();
+                            }
+                        }
                         (201, vec![], payload.to_string().into_bytes())
                     }
                     ("POST", "/api/v4/jobs/request") => (204, vec![], vec![]),

@@ -404,3 +404,102 @@ async fn docker_settings_give_the_job_container_its_volumes_and_limits() {
     }
     assert!(kept, "no cache volume with the job's file among: {names}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs Ceph's RADOS gateway (ceph-mon, ceph-osd, radosgw): run by scripts/test-all.sh"]
+async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_through_s3() {
+    assert!(
+        wharf_testkit::rgw::rgw_available(),
+        "Ceph's daemons are not installed"
+    );
+    let rgw = wharf_testkit::rgw::Rgw::shared().expect("rgw");
+    let bucket = rgw.bucket().unwrap();
+    let cache = serde_json::json!([{"key": "deps-$CI_COMMIT_REF_NAME", "paths": ["deps"],
+                                    "policy": "pull-push", "when": "on_success"}]);
+    let project = Project::new(&[]);
+    let (repo, sha) = bare_repository(project.home.path());
+    // The same runner (token) on two machines: each its own builds folder and config.
+    let run_one = |name: &str, script: &str| {
+        let coordinator = stand_in::start_with(
+            repo.clone(),
+            sha.clone(),
+            vec![script.to_string()],
+            serde_json::json!({"cache": cache, "variables": [
+                {"key": "CI_COMMIT_REF_NAME", "value": "main", "public": true},
+            ]}),
+        );
+        let config = project.path().join(format!("{name}.toml"));
+        let endpoint = rgw.endpoint().trim_start_matches("http://");
+        save(
+            &config,
+            &format!(
+                "[[runners]]\nname = \"{name}\"\nurl = \"{}\"\ntoken = \"{}\"\nexecutor = \"shell\"\nbuilds_dir = \"{name}-builds\"\n[runners.cache]\nType = \"s3\"\nPath = \"ci\"\n[runners.cache.s3]\nServerAddress = \"{endpoint}\"\nAccessKey = \"{}\"\nSecretKey = \"{}\"\nBucketName = \"{bucket}\"\nInsecure = true\n",
+                coordinator.url,
+                stand_in::RUNNER_TOKEN,
+                rgw.access_key(),
+                rgw.secret_key()
+            ),
+        );
+        (coordinator, config)
+    };
+    let mut traces = Vec::new();
+    for (name, script) in [
+        (
+            "first",
+            "mkdir -p deps && echo made by the first runner > deps/file",
+        ),
+        ("second", "cat deps/file"),
+    ] {
+        let (coordinator, config) = run_one(name, script);
+        let (child, log) = run_config(&project, &config);
+        let done = || !coordinator.seen.lock().unwrap().final_updates.is_empty();
+        wait_until(done).await;
+        signal(&child, "-TERM");
+        finished(child).await;
+        let seen = coordinator.seen.lock().unwrap();
+        let trace = text(&seen.trace);
+        let last = seen.final_updates.last().expect(&read(&log));
+        assert_eq!(last["state"], "success", "{trace}\n{}", read(&log));
+        for shown in [&trace, &read(&log)] {
+            assert!(!shown.contains(rgw.secret_key()), "{shown}");
+            assert!(!shown.contains("X-Amz-Signature"), "{shown}");
+        }
+        traces.push(trace);
+    }
+    assert!(
+        traces[0].contains("No cache \"deps-main\" in the shared cache"),
+        "{}",
+        traces[0]
+    );
+    assert!(
+        traces[0].contains("Uploaded cache \"deps-main\""),
+        "{}",
+        traces[0]
+    );
+    assert!(
+        traces[1].contains("Downloaded cache \"deps-main\""),
+        "{}",
+        traces[1]
+    );
+    assert!(
+        traces[1].contains("\nmade by the first runner\n"),
+        "{}",
+        traces[1]
+    );
+    assert!(
+        !project
+            .path()
+            .join("second-builds/.wharf")
+            .join("x")
+            .exists()
+    );
+    // gitlab-runner's object name: <Path>/runner/<token after glrt-, 9 characters>/project/<id>/<key>.
+    let listing = rgw
+        .s3_request("GET", &format!("/{bucket}?list-type=2"))
+        .unwrap();
+    let short = &stand_in::RUNNER_TOKEN["glrt-".len().."glrt-".len() + 9];
+    assert!(
+        listing.contains(&format!("<Key>ci/runner/{short}/project/9/deps-main</Key>")),
+        "{listing}"
+    );
+}
