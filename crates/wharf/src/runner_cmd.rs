@@ -294,6 +294,9 @@ pub(crate) struct RunnerSettings {
     pub environment: Vec<FileVariable>,
     /// `[runners.docker]`.
     pub docker: crate::runner_docker::DockerSettings,
+    /// `pre_build_script` / `post_build_script`: around the job's script, as gitlab-runner.
+    pub pre_build_script: Option<String>,
+    pub post_build_script: Option<String>,
     /// `[runners.cache]` (S3): the cache shared with other runners.
     pub shared_cache: Option<Arc<crate::runner_cache::SharedCache>>,
 }
@@ -329,6 +332,8 @@ async fn run_single(args: RunSingleArgs) -> Result<ExitCode> {
         environment: environment_of(&args.environment)?,
         docker: Default::default(),
         shared_cache: None,
+        pre_build_script: None,
+        post_build_script: None,
     };
     let (_settings_tx, settings) = watch::channel(Arc::new(settings));
     let (_stop_tx, stop) = watch::channel(false);
@@ -706,6 +711,14 @@ async fn run_payload(
     };
     let wharf_dir = wharf_dir_of(builds_dir, &project_dir);
     let mut job = job_of(payload);
+    // gitlab-runner runs them in the script's own step: a failing pre_build_script fails the
+    // job, post_build_script runs only when the script succeeded.
+    if let Some(pre) = &settings.pre_build_script {
+        job.script.insert(0, pre.clone());
+    }
+    if let Some(post) = &settings.post_build_script {
+        job.script.push(post.clone());
+    }
     // The runner's environment first: the job's own variables win (later ones replace).
     let mut variables = settings.environment.clone();
     variables.extend(variables_of(payload));

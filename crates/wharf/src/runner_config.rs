@@ -1,6 +1,7 @@
 //! gitlab-runner's `config.toml` (`common/config.go`), the part wharf acts on: `concurrent`,
 //! `check_interval` and `[[runners]]` with `name`, `url`, `id`, `token`, `executor`, `limit`,
-//! `builds_dir`, `environment` and `[runners.docker]` (`image`, `pull_policy`,
+//! `builds_dir`, `environment`, `pre_build_script`, `post_build_script`, `[runners.cache]` (S3)
+//! and `[runners.docker]` (`image`, `pull_policy`,
 //! `allowed_pull_policies`, `allowed_images`, `allowed_services`, `volumes`, `memory`,
 //! `pids_limit`, `privileged`). Every other key is reported once when the runners start, never
 //! ignored silently. `register` and `unregister` edit the file in place (toml_edit): comments,
@@ -55,6 +56,12 @@ pub(crate) struct RunnerConfig {
     /// `KEY=VALUE` variables every job of this runner gets, below the job's own.
     #[serde(default)]
     pub environment: Vec<String>,
+    /// Commands run before the job's script (after its sources), in the same shell.
+    #[serde(default)]
+    pub pre_build_script: Option<String>,
+    /// Commands run after the job's script succeeded, before `after_script`.
+    #[serde(default)]
+    pub post_build_script: Option<String>,
     #[serde(default)]
     pub docker: Option<DockerConfig>,
     #[serde(default)]

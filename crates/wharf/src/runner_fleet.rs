@@ -119,7 +119,10 @@ fn settings_of(path: &Path, config: &Config, runner: &RunnerConfig) -> Result<Ru
         )),
         None => None,
     };
+    let script = |text: &Option<String>| text.clone().filter(|t| !t.trim().is_empty());
     Ok(RunnerSettings {
+        pre_build_script: script(&runner.pre_build_script),
+        post_build_script: script(&runner.post_build_script),
         shared_cache,
         executor,
         builds_dir: std::path::absolute(

@@ -496,3 +496,40 @@ async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_throug
         "{listing}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pre_and_post_build_scripts_surround_the_jobs_script() {
+    let mock = GitlabRunnerMock::start().await;
+    let project = Project::new(&[]);
+    let config = project.path().join("config.toml");
+    let entry = runner_entry(
+        "scripted",
+        &mock,
+        "pre_build_script = \"echo before from the runner\"\npost_build_script = \"echo after from the runner\"",
+    );
+    save(&config, &format!("check_interval = 1\n{entry}"));
+    let (child, log) = run_config(&project, &config);
+    let passing = shell_job(&mock, &["echo the job"], &[]);
+    wait_until(|| passing.finished()).await;
+    let failing = shell_job(&mock, &["echo failing; exit 1"], &[]);
+    wait_until(|| failing.finished()).await;
+    signal(&child, "-TERM");
+    finished(child).await;
+    let trace = text(&passing.log());
+    let order: Vec<usize> = [
+        "\nbefore from the runner\n",
+        "\nthe job\n",
+        "\nafter from the runner\n",
+    ]
+    .iter()
+    .map(|line| {
+        trace
+            .find(line)
+            .unwrap_or_else(|| panic!("{line:?} in {trace}\n{}", read(&log)))
+    })
+    .collect();
+    assert!(order[0] < order[1] && order[1] < order[2], "{trace}");
+    let trace = text(&failing.log());
+    assert!(trace.contains("\nbefore from the runner\n"), "{trace}");
+    assert!(!trace.contains("\nafter from the runner\n"), "{trace}");
+}
