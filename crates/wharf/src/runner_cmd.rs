@@ -294,6 +294,8 @@ pub(crate) struct RunnerSettings {
     pub environment: Vec<FileVariable>,
     /// `[runners.docker]`.
     pub docker: crate::runner_docker::DockerSettings,
+    /// Bytes of a job's log GitLab gets (`output_limit`, KiB in the config).
+    pub output_limit: usize,
     /// `pre_build_script` / `post_build_script`: around the job's script, as gitlab-runner.
     pub pre_build_script: Option<String>,
     pub post_build_script: Option<String>,
@@ -334,6 +336,7 @@ async fn run_single(args: RunSingleArgs) -> Result<ExitCode> {
         shared_cache: None,
         pre_build_script: None,
         post_build_script: None,
+        output_limit: wharf_gitlab::runner::trace::DEFAULT_OUTPUT_LIMIT,
     };
     let (_settings_tx, settings) = watch::channel(Arc::new(settings));
     let (_stop_tx, stop) = watch::channel(false);
@@ -588,7 +591,7 @@ async fn run_job(
         "Job {} ({}) of project {} received",
         payload.id, payload.job_info.name, payload.job_info.project_id
     );
-    let trace = TraceBuffer::default();
+    let trace = TraceBuffer::with_limit(settings.output_limit);
     // GitLab renders ANSI colours: the trace is coloured as gitlab-runner's.
     let console = Console::gitlab_trace(Box::new(trace.clone()));
     let (cancel_tx, cancel_rx) = watch::channel(false);

@@ -1,6 +1,6 @@
 //! gitlab-runner's `config.toml` (`common/config.go`), the part wharf acts on: `concurrent`,
 //! `check_interval` and `[[runners]]` with `name`, `url`, `id`, `token`, `executor`, `limit`,
-//! `builds_dir`, `environment`, `pre_build_script`, `post_build_script`, `[runners.cache]` (S3)
+//! `builds_dir`, `environment`, `output_limit`, `pre_build_script`, `post_build_script`, `[runners.cache]` (S3)
 //! and `[runners.docker]` (`image`, `pull_policy`,
 //! `allowed_pull_policies`, `allowed_images`, `allowed_services`, `volumes`, `memory`,
 //! `pids_limit`, `privileged`). Every other key is reported once when the runners start, never
@@ -56,6 +56,9 @@ pub(crate) struct RunnerConfig {
     /// `KEY=VALUE` variables every job of this runner gets, below the job's own.
     #[serde(default)]
     pub environment: Vec<String>,
+    /// KiB of a job's log GitLab gets (gitlab-runner's default: 4096).
+    #[serde(default)]
+    pub output_limit: Option<usize>,
     /// Commands run before the job's script (after its sources), in the same shell.
     #[serde(default)]
     pub pre_build_script: Option<String>,

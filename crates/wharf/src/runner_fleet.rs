@@ -121,6 +121,10 @@ fn settings_of(path: &Path, config: &Config, runner: &RunnerConfig) -> Result<Ru
     };
     let script = |text: &Option<String>| text.clone().filter(|t| !t.trim().is_empty());
     Ok(RunnerSettings {
+        output_limit: match runner.output_limit {
+            Some(0) | None => wharf_gitlab::runner::trace::DEFAULT_OUTPUT_LIMIT,
+            Some(kib) => kib.saturating_mul(1024),
+        },
         pre_build_script: script(&runner.pre_build_script),
         post_build_script: script(&runner.post_build_script),
         shared_cache,

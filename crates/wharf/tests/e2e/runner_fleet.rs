@@ -498,14 +498,14 @@ async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_throug
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn pre_and_post_build_scripts_surround_the_jobs_script() {
+async fn pre_and_post_build_scripts_surround_the_jobs_script_and_output_limit_cuts_the_log() {
     let mock = GitlabRunnerMock::start().await;
     let project = Project::new(&[]);
     let config = project.path().join("config.toml");
     let entry = runner_entry(
         "scripted",
         &mock,
-        "pre_build_script = \"echo before from the runner\"\npost_build_script = \"echo after from the runner\"",
+        "pre_build_script = \"echo before from the runner\"\npost_build_script = \"echo after from the runner\"\noutput_limit = 8",
     );
     save(&config, &format!("check_interval = 1\n{entry}"));
     let (child, log) = run_config(&project, &config);
@@ -513,6 +513,9 @@ async fn pre_and_post_build_scripts_surround_the_jobs_script() {
     wait_until(|| passing.finished()).await;
     let failing = shell_job(&mock, &["echo failing; exit 1"], &[]);
     wait_until(|| failing.finished()).await;
+    // 8 KiB of log, then gitlab-runner's notice; the job goes on.
+    let long = shell_job(&mock, &["seq 100000 120000", "echo the end"], &[]);
+    wait_until(|| long.finished()).await;
     signal(&child, "-TERM");
     finished(child).await;
     let trace = text(&passing.log());
@@ -532,4 +535,11 @@ async fn pre_and_post_build_scripts_surround_the_jobs_script() {
     let trace = text(&failing.log());
     assert!(trace.contains("\nbefore from the runner\n"), "{trace}");
     assert!(!trace.contains("\nafter from the runner\n"), "{trace}");
+    let trace = text(&long.log());
+    assert_eq!(long.state(), MockJobState::Success);
+    assert!(
+        trace.contains("Job's log exceeded limit of 8192 bytes."),
+        "{trace}"
+    );
+    assert!(trace.len() < 8192 + 1024, "{}", trace.len());
 }
