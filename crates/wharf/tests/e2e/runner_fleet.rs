@@ -228,7 +228,10 @@ async fn an_image_outside_allowed_images_is_refused_as_gitlab_runner_refuses_it(
     finished(child).await;
     let seen = coordinator.seen.lock().unwrap();
     let trace = text(&seen.trace);
-    let last = seen.final_updates.last().expect(&read(&log));
+    let last = seen
+        .final_updates
+        .last()
+        .unwrap_or_else(|| panic!("no final update: {}", read(&log)));
     assert_eq!(last["state"], "failed");
     // runner_configuration_error, which this GitLab does not list: sent as script_failure.
     assert_eq!(last["failure_reason"], "script_failure");
@@ -367,7 +370,10 @@ async fn docker_settings_give_the_job_container_its_volumes_and_limits() {
     finished(child).await;
     let seen = coordinator.seen.lock().unwrap();
     let trace = text(&seen.trace);
-    let last = seen.final_updates.last().expect(&read(&log));
+    let last = seen
+        .final_updates
+        .last()
+        .unwrap_or_else(|| panic!("no final update: {}", read(&log)));
     assert_eq!(last["state"], "success", "{trace}\n{}", read(&log));
     // The runner's default image ran the job (it names none).
     assert!(trace.contains("wharf-runner-busybox:1"), "{trace}");
@@ -458,7 +464,10 @@ async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_throug
         finished(child).await;
         let seen = coordinator.seen.lock().unwrap();
         let trace = text(&seen.trace);
-        let last = seen.final_updates.last().expect(&read(&log));
+        let last = seen
+            .final_updates
+            .last()
+            .unwrap_or_else(|| panic!("no final update: {}", read(&log)));
         assert_eq!(last["state"], "success", "{trace}\n{}", read(&log));
         for shown in [&trace, &read(&log)] {
             assert!(!shown.contains(rgw.secret_key()), "{shown}");
