@@ -25,6 +25,7 @@ durations = []
 next_id = [0]
 running = [0, 0]  # now, most at once
 trace_bytes = [0]
+states = {}
 SCRIPT = os.environ.get("BENCH_SCRIPT", "true")
 
 
@@ -88,12 +89,13 @@ class Handler(BaseHTTPRequestHandler):
             with lock:
                 durations.append((time.monotonic() - given[job_id]) * 1000)
                 running[0] -= 1
+                states[update.get("state")] = states.get(update.get("state"), 0) + 1
                 done = len(durations) == TOTAL
             self.answer(200)
             if done:
                 print(f"jobs={TOTAL} pickup-to-final-update mean={statistics.mean(durations):.1f} ms "
                       f"median={statistics.median(durations):.1f} ms at-once={running[1]} "
-                      f"trace-bytes={trace_bytes[0]}", flush=True)
+                      f"trace-bytes={trace_bytes[0]} states={states}", flush=True)
         else:
             self.answer(200)
 

@@ -639,7 +639,7 @@ async fn run_payload(
         env!("CARGO_PKG_VERSION")
     ));
     let builds_dir = settings.builds_dir.as_path();
-    let project_dir = source::project_dir(builds_dir, payload);
+    let (project_dir, _claim) = claim_project_dir(builds_dir, payload);
     let strategy = source::GitStrategy::of(payload);
     // A GitLab section of its own, as the job engine's sections that follow.
     let sources_section = wharf_run::log::section_name("Getting source from Git repository");
@@ -762,6 +762,43 @@ async fn run_payload(
         }
         Err(e) => failed(FailureReason::RunnerSystemFailure, &console, e.to_string()),
     }
+}
+
+/// Working copies of the jobs running in this process: two jobs of one project at once never
+/// share one (nor wharf's state beside it). As gitlab-runner's `concurrent-N` folders, the
+/// first job of a project uses `<builds>/<project path>`, one running beside it
+/// `<builds>/.concurrent-1/<project path>`, and so on (GitLab paths never start with `.`).
+static RUNNING_IN: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A working copy taken by a running job; free again when dropped.
+struct ProjectDirClaim(PathBuf);
+
+impl Drop for ProjectDirClaim {
+    fn drop(&mut self) {
+        RUNNING_IN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
+}
+
+fn claim_project_dir(builds_dir: &Path, payload: &JobPayload) -> (PathBuf, ProjectDirClaim) {
+    let first = source::project_dir(builds_dir, payload);
+    let relative = first
+        .strip_prefix(builds_dir)
+        .unwrap_or(&first)
+        .to_path_buf();
+    let mut running = RUNNING_IN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut dir = first;
+    let mut next = 1;
+    while !running.insert(dir.clone()) {
+        dir = builds_dir
+            .join(format!(".concurrent-{next}"))
+            .join(&relative);
+        next += 1;
+    }
+    (dir.clone(), ProjectDirClaim(dir))
 }
 
 /// wharf's own state for a project's jobs: beside the working copy, never in it (git's clean

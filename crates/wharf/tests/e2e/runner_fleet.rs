@@ -46,7 +46,7 @@ fn save(path: &Path, text: &str) {
 /// Jobs that mark `marks/started-<n>` and wait for `marks/release`.
 fn waiting_jobs(mock: &GitlabRunnerMock, marks: &Path, count: usize) -> Vec<MockJob> {
     std::fs::create_dir_all(marks).unwrap();
-    let script = "touch \"$MARKS/started-$MARK\"; while [ ! -e \"$MARKS/release\" ]; do sleep 0.1; done; echo released $MARK";
+    let script = "pwd > \"$MARKS/dir-$MARK\"; touch \"$MARKS/started-$MARK\"; while [ ! -e \"$MARKS/release\" ]; do sleep 0.1; done; echo released $MARK";
     (1..=count)
         .map(|n| {
             shell_job(
@@ -96,6 +96,11 @@ async fn a_runners_limit_bounds_its_jobs_and_sigquit_lets_every_running_one_fini
     give_a_wrong_runner_time().await;
     assert_eq!(started(&marks), 2, "{}", read(&log));
     assert_eq!(count_in(&jobs, MockJobState::Pending), 1);
+    // Two jobs of one project at once: each its own working copy.
+    let dirs: std::collections::BTreeSet<String> = (1..=3)
+        .filter_map(|n| std::fs::read_to_string(marks.join(format!("dir-{n}"))).ok())
+        .collect();
+    assert_eq!(dirs.len(), 2, "{dirs:?}");
     signal(&child, "-QUIT");
     std::fs::write(marks.join("release"), "").unwrap();
     let out = finished(child).await;
