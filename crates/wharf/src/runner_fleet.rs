@@ -273,3 +273,53 @@ impl Fleet {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot if one is free now: tokio's timeout polls the future once before looking at
+    /// its (zero) delay, so nothing here depends on time.
+    async fn free(slots: &Arc<Slots>) -> Option<crate::runner_cmd::Slot> {
+        tokio::time::timeout(Duration::ZERO, slots.acquire())
+            .await
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn a_lowered_limit_waits_for_running_jobs_and_a_raised_one_frees_waiters() {
+        let slots = Slots::new(2);
+        let first = free(&slots).await.expect("1 of 2");
+        let second = free(&slots).await.expect("2 of 2");
+        assert!(free(&slots).await.is_none());
+        // A reload lowers the limit to 1: both running jobs keep their slots, and one slot
+        // comes free only when both are done.
+        slots.set_limit(1);
+        drop(first);
+        assert!(free(&slots).await.is_none());
+        drop(second);
+        let only = free(&slots).await.expect("1 of 1");
+        // Raised again: a waiting job starts without anything finishing.
+        let waiting = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.acquire().await }
+        });
+        slots.set_limit(2);
+        let _second = tokio::time::timeout(Duration::from_secs(60), waiting)
+            .await
+            .expect("the waiter was woken")
+            .unwrap();
+        drop(only);
+        // 0: no limit.
+        slots.set_limit(0);
+        let _many: Vec<_> = take_free(&slots, 5).await;
+    }
+
+    async fn take_free(slots: &Arc<Slots>, n: usize) -> Vec<crate::runner_cmd::Slot> {
+        let mut taken = Vec::new();
+        for _ in 0..n {
+            taken.push(free(slots).await.expect("unlimited"));
+        }
+        taken
+    }
+}
