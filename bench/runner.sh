@@ -43,3 +43,63 @@ printf 'bench:\n  script: ["true"]\n' >"$work/project/.gitlab-ci.yml"
 start=$(date +%s%N)
 for _ in $(seq "$JOBS"); do (cd "$work/project" && "$WHARF" run >/dev/null); done
 echo "wharf run of the same job: mean $(( ($(date +%s%N) - start) / JOBS / 1000000 )) ms"
+
+# 3. 20 jobs at once on one runner process (`run --config`, concurrent = limit = JOBS), each
+#    `sleep 1`: pickup to final update per job, against `wharf run` of the same job.
+cat >"$work/config.toml" <<TOML
+concurrent = $JOBS
+check_interval = 1
+TOML
+add_runner() {
+  cat >>"$work/config.toml" <<TOML
+[[runners]]
+name = "bench"
+url = "$url"
+token = "glrt-bench"
+executor = "shell"
+limit = $JOBS
+builds_dir = "$work/builds"
+TOML
+}
+BENCH_SCRIPT="sleep 1" start_coordinator jobs "$JOBS"
+add_runner
+"$WHARF" runner run --config "$work/config.toml" >/dev/null 2>&1 &
+runner=$!; pids="$pids $runner"
+for _ in $(seq 600); do grep -q "pickup" "$work/coordinator.out" && break; sleep 0.1; done
+echo "$JOBS at once, sleep 1: $(cat "$work/coordinator.out")"
+kill "$runner"; wait "$runner" 2>/dev/null || true
+printf 'bench:\n  script: ["sleep 1"]\n' >"$work/project/.gitlab-ci.yml"
+start=$(date +%s%N)
+for _ in 1 2 3 4 5; do (cd "$work/project" && "$WHARF" run >/dev/null); done
+echo "wharf run of the same job (sleep 1): mean $(( ($(date +%s%N) - start) / 5 / 1000000 )) ms"
+
+# 4. A job printing 10 MB (100-byte lines), all of it sent to the coordinator (`output_limit`
+#    16 MiB), RUNS times: CPU (user + system, the process and the children it waited for, from
+#    /proc/<pid>/stat) of the runner process vs `wharf run` of the same job.
+RUNS=${RUNS:-3}
+PRINT='i=0; while [ $i -lt 1000 ]; do seq 100000 100099 | sed "s/$/ xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx/"; i=$((i+1)); done'
+ticks=$(getconf CLK_TCK)
+for _ in $(seq "$RUNS"); do
+  BENCH_SCRIPT="$PRINT" start_coordinator jobs 1
+  cat >"$work/config.toml" <<TOML
+check_interval = 1
+[[runners]]
+name = "bench"
+url = "$url"
+token = "glrt-bench"
+executor = "shell"
+output_limit = 16384
+builds_dir = "$work/builds"
+TOML
+  "$WHARF" runner run --config "$work/config.toml" >/dev/null 2>&1 &
+  runner=$!; pids="$pids $runner"
+  for _ in $(seq 1200); do grep -q "pickup" "$work/coordinator.out" && break; sleep 0.1; done
+  # Fields 14-17: utime stime cutime cstime (the command name has no spaces here).
+  cpu_runner=$(awk -v t="$ticks" '{printf "%.2f", ($14+$15+$16+$17)/t}' "/proc/$runner/stat")
+  echo "10 MB job: $(cat "$work/coordinator.out"); runner CPU ${cpu_runner} s"
+  kill "$runner"; wait "$runner" 2>/dev/null || true
+done
+printf 'bench:\n  script:\n    - %s\n' "'$PRINT'" >"$work/project/.gitlab-ci.yml"
+for _ in $(seq "$RUNS"); do
+  (cd "$work/project" && /usr/bin/time -f "wharf run of the same job: CPU %U s user + %S s system, %e s elapsed" "$WHARF" run >/dev/null)
+done

@@ -4,8 +4,11 @@
 `idle`: every job request gets 204 (no job): the runner's idle footprint.
 `jobs N`: hands out N shell jobs (`script: [true]`, GIT_STRATEGY none), one per request, then
 204; for each job it measures, on its own clock, the time from sending the job (201) to
-receiving its final update (PUT with `output`), and prints the mean and the median in ms.
+receiving its final update (PUT with `output`), and prints the mean and the median in ms, the
+most jobs it saw running at once, and the trace bytes it received.
+$BENCH_SCRIPT replaces the job's script line (`true`).
 """
+import os
 import json
 import statistics
 import sys
@@ -20,6 +23,10 @@ lock = threading.Lock()
 given = {}
 durations = []
 next_id = [0]
+running = [0, 0]  # now, most at once
+trace_bytes = [0]
+states = {}
+SCRIPT = os.environ.get("BENCH_SCRIPT", "true")
 
 
 def payload(job_id):
@@ -30,7 +37,7 @@ def payload(job_id):
         "git_info": {"repo_url": "http://127.0.0.1/none.git", "ref": "main", "sha": "0" * 40, "depth": 0},
         "runner_info": {"timeout": 600},
         "variables": [{"key": "GIT_STRATEGY", "value": "none", "public": True}],
-        "steps": [{"name": "script", "script": ["true"], "timeout": 600, "when": "on_success"}],
+        "steps": [{"name": "script", "script": [SCRIPT], "timeout": 600, "when": "on_success"}],
         "features": {"trace_sections": True},
     }
 
@@ -58,6 +65,8 @@ class Handler(BaseHTTPRequestHandler):
                     next_id[0] += 1
                     job_id = next_id[0]
                     given[job_id] = time.monotonic()
+                    running[0] += 1
+                    running[1] = max(running[1], running[0])
                 else:
                     job_id = None
             if job_id is None:
@@ -68,7 +77,9 @@ class Handler(BaseHTTPRequestHandler):
             self.answer(404)
 
     def do_PATCH(self):
-        self.body()
+        received = len(self.body())
+        with lock:
+            trace_bytes[0] += received
         self.answer(202, headers=[("X-GitLab-Trace-Update-Interval", "3"), ("Job-Status", "running")])
 
     def do_PUT(self):
@@ -77,11 +88,14 @@ class Handler(BaseHTTPRequestHandler):
         if "output" in update:
             with lock:
                 durations.append((time.monotonic() - given[job_id]) * 1000)
+                running[0] -= 1
+                states[update.get("state")] = states.get(update.get("state"), 0) + 1
                 done = len(durations) == TOTAL
             self.answer(200)
             if done:
                 print(f"jobs={TOTAL} pickup-to-final-update mean={statistics.mean(durations):.1f} ms "
-                      f"median={statistics.median(durations):.1f} ms", flush=True)
+                      f"median={statistics.median(durations):.1f} ms at-once={running[1]} "
+                      f"trace-bytes={trace_bytes[0]} states={states}", flush=True)
         else:
             self.answer(200)
 

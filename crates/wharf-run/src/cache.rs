@@ -27,8 +27,14 @@ use wharf_ci::{Cache, CachePolicy, CacheWhen};
 
 impl JobDirs<'_> {
     fn cache_dir(&self, key: &str) -> PathBuf {
-        self.wharf_dir.join("cache").join(key_folder(key))
+        key_dir(self.wharf_dir, key)
     }
+}
+
+/// The folder of the cache `key` (sanitised) under `wharf_dir`: what a restore copies from and
+/// a save replaces (`wharf runner` syncs it with a shared cache).
+pub fn key_dir(wharf_dir: &Path, key: &str) -> PathBuf {
+    wharf_dir.join("cache").join(key_folder(key))
 }
 
 /// A held per-key lock; released when dropped.
@@ -275,7 +281,7 @@ pub(crate) fn warn_skipped(skipped: &[(PathBuf, wharf_fs::FileKind)], log: &mut 
     }
 }
 
-pub(crate) fn when_matches(when: CacheWhen, ok: bool) -> bool {
+pub fn when_matches(when: CacheWhen, ok: bool) -> bool {
     match when {
         CacheWhen::OnSuccess => ok,
         CacheWhen::OnFailure => !ok,

@@ -611,6 +611,7 @@ mod tests {
             cancel: cancel.clone(),
             pull_retry_delays: Vec::new(),
             limits: Default::default(),
+            volumes: Vec::new(),
             sandbox_network: Default::default(),
             token_mask_prefixes: Vec::new(),
             artifact_transfer: None,

@@ -84,6 +84,10 @@ pub struct RunOptions {
     pub pull_retry_delays: Vec<Duration>,
     /// Memory and pids limits of every job.
     pub limits: Limits,
+    /// More binds of every job container of the Docker executor (`[runners.docker] volumes`
+    /// of `wharf runner`): `HOST:CONTAINER[:MODE]` or `VOLUME:CONTAINER[:MODE]`, as Docker
+    /// reads them. Empty for `wharf run`.
+    pub volumes: Vec<String>,
     /// The network of sandbox jobs that have services.
     pub sandbox_network: SandboxNetwork,
     /// GitLab's `token_mask_prefixes` (`glpat-`...): tokens after them are masked in job logs

@@ -16,8 +16,11 @@ mod image_cmd;
 mod includes;
 mod registry_cmd;
 mod runner_artifacts;
+mod runner_cache;
 mod runner_cmd;
 mod runner_config;
+mod runner_docker;
+mod runner_fleet;
 
 #[derive(Parser)]
 #[command(
@@ -264,7 +267,7 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
-enum Executor {
+pub(crate) enum Executor {
     Auto,
     Docker,
     Sandbox,
@@ -528,6 +531,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
             memory: args.memory,
             pids: args.pids_limit,
         },
+        volumes: Vec::new(),
         sandbox_network: match args.sandbox_network {
             SandboxNet::Isolated => wharf_run::SandboxNetwork::Isolated,
             SandboxNet::Host => wharf_run::SandboxNetwork::Host,

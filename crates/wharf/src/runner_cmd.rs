@@ -3,10 +3,11 @@
 //! as `wharf run`), and their log goes back to GitLab as the job's trace.
 
 use crate::{Executor, runner_env};
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use wharf_ci::FileVariable;
@@ -28,11 +29,32 @@ pub(crate) enum RunnerCommand {
     /// config file in gitlab-runner's `config.toml` format (mode 0600: it holds the token).
     Register(RegisterArgs),
     /// Take jobs for every runner of a config file (gitlab-runner's `config.toml` works as it
-    /// is), at most `concurrent` at once, one at a time per runner. SIGINT/SIGTERM stop the
-    /// running jobs (runner_interrupted); SIGQUIT lets them finish and takes no new ones.
+    /// is), at most `concurrent` at once and each runner's `limit` (0: no limit of its own).
+    /// The file is read again when it changes (checked every 3 s) or on SIGHUP: new runners
+    /// start, removed ones take no new jobs, changed settings apply to the next job; a broken
+    /// file is reported and the runners keep the previous one. SIGINT/SIGTERM stop the running
+    /// jobs (runner_interrupted); SIGQUIT lets them finish and takes no new ones.
     Run(RunArgs),
     /// The runners of a config file: name, executor, URL, id (never the token).
     List(RunArgs),
+    /// Remove runners from GitLab and from the config file (the rest of the file stays as it
+    /// is): a glrt- token removes this machine's runner manager (`DELETE
+    /// /api/v4/runners/managers`), a legacy token the runner (`DELETE /api/v4/runners`).
+    Unregister(UnregisterArgs),
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["name", "all_runners"])))]
+pub(crate) struct UnregisterArgs {
+    /// The runner's `name` in the config file.
+    #[arg(long, short = 'n')]
+    name: Option<String>,
+    /// Every runner of the config file.
+    #[arg(long)]
+    all_runners: bool,
+    /// Default: $XDG_CONFIG_HOME/wharf/config.toml.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -107,10 +129,11 @@ pub(crate) async fn run(command: RunnerCommand) -> Result<ExitCode> {
         RunnerCommand::Register(args) => register(args).await,
         RunnerCommand::Run(args) => run_config(args).await,
         RunnerCommand::List(args) => list(args),
+        RunnerCommand::Unregister(args) => unregister(args).await,
     }
 }
 
-fn executor_name(executor: Executor) -> &'static str {
+pub(crate) fn executor_name(executor: Executor) -> &'static str {
     match executor {
         Executor::Docker => "docker",
         Executor::Sandbox => "sandbox",
@@ -119,7 +142,7 @@ fn executor_name(executor: Executor) -> &'static str {
     }
 }
 
-fn executor_of(name: &str) -> Option<Executor> {
+pub(crate) fn executor_of(name: &str) -> Option<Executor> {
     [
         Executor::Shell,
         Executor::Docker,
@@ -134,7 +157,10 @@ async fn register(args: RegisterArgs) -> Result<ExitCode> {
     let executor = executor_name(args.executor);
     let client = RunnerClient::new(&args.connect.url, &args.connect.token, executor)?;
     let verified = client.verify().await?;
-    let (path, mut config) = load_config(args.config)?;
+    let path = match args.config {
+        Some(p) => p,
+        None => crate::runner_config::default_path()?,
+    };
     let name = args.name.unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
@@ -142,18 +168,17 @@ async fn register(args: RegisterArgs) -> Result<ExitCode> {
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "wharf-runner".into())
     });
-    config.runners.push(crate::runner_config::RunnerConfig {
-        name: name.clone(),
-        url: args.connect.url.clone(),
-        id: verified.id,
-        token: args.connect.token,
-        token_expires_at: verified.token_expires_at.map(toml::Value::String),
-        executor: executor.to_string(),
-        builds_dir: None,
-        environment: Vec::new(),
-        other: Default::default(),
-    });
-    config.save(&path)?;
+    crate::runner_config::append_runner(
+        &path,
+        &crate::runner_config::NewRunner {
+            name: &name,
+            url: &args.connect.url,
+            id: verified.id,
+            token: &args.connect.token,
+            token_expires_at: verified.token_expires_at.as_deref(),
+            executor,
+        },
+    )?;
     println!(
         "Runner {name} (id {}) registered at {} in {}",
         verified.id,
@@ -193,56 +218,58 @@ async fn run_config(args: RunArgs) -> Result<ExitCode> {
             path.display()
         );
     }
-    for key in config.unsupported_keys() {
-        eprintln!(
-            "WARNING: {}: `{key}` is not supported by wharf and has no effect",
-            path.display()
-        );
+    crate::runner_fleet::run(path, config, Signals::listen()).await
+}
+
+/// `wharf runner unregister`: GitLab first, then the file; a runner GitLab did not let go of
+/// stays in the file.
+async fn unregister(args: UnregisterArgs) -> Result<ExitCode> {
+    let (path, config) = load_config(args.config)?;
+    let chosen: Vec<_> = match &args.name {
+        Some(name) => {
+            let found: Vec<_> = config.runners.iter().filter(|r| &r.name == name).collect();
+            if found.is_empty() {
+                let names: Vec<&str> = config.runners.iter().map(|r| r.name.as_str()).collect();
+                anyhow::bail!(
+                    "{}: no runner named `{name}` (runners: {})",
+                    path.display(),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                );
+            }
+            found
+        }
+        None => config.runners.iter().collect(),
+    };
+    let mut done = Vec::new();
+    let mut failed = 0;
+    for runner in chosen {
+        let client = RunnerClient::new(&runner.url, &runner.token, &runner.executor)?;
+        match client.unregister().await {
+            Ok(()) => {
+                println!("Runner {} unregistered from {}", runner.name, runner.url);
+                done.push((runner.name.clone(), runner.token.clone()));
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("ERROR: runner {}: {e}", runner.name);
+            }
+        }
     }
-    let signals = Signals::listen();
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(config.concurrent));
-    let check_interval = Duration::from_secs(if config.check_interval == 0 {
-        3
+    if !done.is_empty() {
+        crate::runner_config::remove_runners(&path, |name, token| {
+            done.iter().any(|(n, t)| n == name && t == token)
+        })?;
+        println!("Updated {}", path.display());
+    }
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
     } else {
-        config.check_interval
-    });
-    let mut loops = tokio::task::JoinSet::new();
-    for runner in &config.runners {
-        let Some(executor) = executor_of(&runner.executor) else {
-            anyhow::bail!(
-                "{}: runner {}: executor `{}` is not one of wharf's (shell, docker, sandbox, auto)",
-                path.display(),
-                runner.name,
-                runner.executor
-            );
-        };
-        let client = RunnerClient::new(&runner.url, &runner.token, executor_name(executor))?;
-        let settings = RunnerSettings {
-            executor,
-            builds_dir: std::path::absolute(
-                runner
-                    .builds_dir
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from("builds")),
-            )?,
-            check_interval,
-            max_builds: 0,
-            wait_timeout: 0,
-            environment: environment_of(&runner.environment)
-                .with_context(|| format!("{}: runner {}", path.display(), runner.name))?,
-        };
-        loops.spawn(take_jobs(
-            client,
-            settings,
-            signals.clone(),
-            permits.clone(),
-        ));
-    }
-    let mut code = ExitCode::SUCCESS;
-    while let Some(done) = loops.join_next().await {
-        code = done?;
-    }
-    Ok(code)
+        ExitCode::from(1)
+    })
 }
 
 async fn verify(args: ConnectArgs) -> Result<ExitCode> {
@@ -255,19 +282,29 @@ async fn verify(args: ConnectArgs) -> Result<ExitCode> {
 /// Longest wait between job requests after errors.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
-/// What one runner's job loop needs besides its client.
-struct RunnerSettings {
-    executor: Executor,
-    builds_dir: PathBuf,
-    check_interval: Duration,
-    max_builds: u64,
-    wait_timeout: u64,
+/// What one runner's job loop needs besides its client. A reload replaces it: each job runs
+/// with the settings of when it was taken.
+pub(crate) struct RunnerSettings {
+    pub executor: Executor,
+    pub builds_dir: PathBuf,
+    pub check_interval: Duration,
+    pub max_builds: u64,
+    pub wait_timeout: u64,
     /// `environment` / `--env`: variables every job gets, below its own.
-    environment: Vec<FileVariable>,
+    pub environment: Vec<FileVariable>,
+    /// `[runners.docker]`.
+    pub docker: crate::runner_docker::DockerSettings,
+    /// Bytes of a job's log GitLab gets (`output_limit`, KiB in the config).
+    pub output_limit: usize,
+    /// `pre_build_script` / `post_build_script`: around the job's script, as gitlab-runner.
+    pub pre_build_script: Option<String>,
+    pub post_build_script: Option<String>,
+    /// `[runners.cache]` (S3): the cache shared with other runners.
+    pub shared_cache: Option<Arc<crate::runner_cache::SharedCache>>,
 }
 
 /// `KEY=VALUE` entries as job variables.
-fn environment_of(entries: &[String]) -> Result<Vec<FileVariable>> {
+pub(crate) fn environment_of(entries: &[String]) -> Result<Vec<FileVariable>> {
     entries
         .iter()
         .map(|entry| match entry.split_once('=') {
@@ -295,68 +332,96 @@ async fn run_single(args: RunSingleArgs) -> Result<ExitCode> {
         max_builds: args.max_builds,
         wait_timeout: args.wait_timeout,
         environment: environment_of(&args.environment)?,
+        docker: Default::default(),
+        shared_cache: None,
+        pre_build_script: None,
+        post_build_script: None,
+        output_limit: wharf_gitlab::runner::trace::DEFAULT_OUTPUT_LIMIT,
     };
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
-    Ok(take_jobs(client, settings, Signals::listen(), permits).await)
+    let (_settings_tx, settings) = watch::channel(Arc::new(settings));
+    let (_stop_tx, stop) = watch::channel(false);
+    let slots = JobSlots {
+        own: Slots::new(1),
+        global: Slots::new(1),
+    };
+    Ok(take_jobs(client, settings, Signals::listen(), stop, slots).await)
 }
 
-/// One runner: ask for jobs and run them one at a time, each with one of `permits`
-/// (`concurrent`), until a signal, a 403, `--max-builds` or `--wait-timeout`.
-async fn take_jobs(
+/// One runner: ask for jobs while it has a slot (its `limit` and the global `concurrent`), run
+/// each in a task of its own, until a signal, `stop` (the runner left the config), a 403,
+/// `--max-builds` or `--wait-timeout`; then wait for its running jobs.
+pub(crate) async fn take_jobs(
     mut client: RunnerClient,
-    settings: RunnerSettings,
+    settings: watch::Receiver<Arc<RunnerSettings>>,
     signals: Signals,
-    permits: std::sync::Arc<tokio::sync::Semaphore>,
+    mut stop: watch::Receiver<bool>,
+    slots: JobSlots,
 ) -> ExitCode {
     let Signals {
         interrupted,
-        quitting,
+        mut quitting,
+        ..
     } = signals;
+    let mut jobs = tokio::task::JoinSet::new();
     let mut builds = 0u64;
-    let mut backoff = settings.check_interval;
+    let mut backoff = settings.borrow().check_interval;
     let mut waiting_since = Instant::now();
-    eprintln!(
-        "Runner started at {} (executor {}, builds in {})",
-        client.url(),
-        executor_name(settings.executor),
-        settings.builds_dir.display()
-    );
+    let mut code = ExitCode::SUCCESS;
+    {
+        let current = settings.borrow();
+        eprintln!(
+            "Runner started at {} (executor {}, builds in {})",
+            client.url(),
+            executor_name(current.executor),
+            current.builds_dir.display()
+        );
+    }
     loop {
-        if *interrupted.borrow() {
-            return ExitCode::from(130);
+        while jobs.try_join_next().is_some() {}
+        if *interrupted.borrow() || *quitting.borrow() || *stop.borrow() {
+            break;
         }
-        if *quitting.borrow() {
-            return ExitCode::SUCCESS;
+        let current = settings.borrow().clone();
+        if current.max_builds > 0 && builds >= current.max_builds {
+            break;
         }
-        if settings.max_builds > 0 && builds >= settings.max_builds {
-            return ExitCode::SUCCESS;
-        }
-        if settings.wait_timeout > 0
-            && waiting_since.elapsed() >= Duration::from_secs(settings.wait_timeout)
+        if current.wait_timeout > 0
+            && jobs.is_empty()
+            && waiting_since.elapsed() >= Duration::from_secs(current.wait_timeout)
         {
             eprintln!(
                 "No job came within {} s (--wait-timeout): stopping",
-                settings.wait_timeout
+                current.wait_timeout
             );
-            return ExitCode::SUCCESS;
+            break;
         }
         // A job is asked for only when one may run now.
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return ExitCode::SUCCESS;
+        let busy = !jobs.is_empty();
+        let slot = tokio::select! {
+            slot = slots.acquire() => slot,
+            () = no_more_jobs(&mut quitting, &mut stop) => continue,
         };
+        if busy {
+            waiting_since = Instant::now();
+        }
         let pause = match client.request_job().await {
             Ok(Some(payload)) => {
                 builds += 1;
-                run_job(&client, &payload, &settings, &interrupted).await;
-                drop(permit);
+                backoff = current.check_interval;
+                let client = client.clone();
+                let interrupted = interrupted.clone();
+                jobs.spawn(async move {
+                    run_job(&client, &payload, &current, &interrupted).await;
+                    drop(slot);
+                });
                 waiting_since = Instant::now();
-                backoff = settings.check_interval;
                 continue;
             }
-            Ok(None) => settings.check_interval,
+            Ok(None) => current.check_interval,
             Err(e) if e.status() == Some(403) => {
                 eprintln!("ERROR: {e}");
-                return ExitCode::from(1);
+                code = ExitCode::from(1);
+                break;
             }
             Err(e) => {
                 eprintln!("WARNING: {e} (trying again in {} s)", backoff.as_secs());
@@ -365,33 +430,125 @@ async fn take_jobs(
                 pause
             }
         };
-        drop(permit);
-        let mut quitting = quitting.clone();
+        drop(slot);
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
-            _ = quitting.wait_for(|q| *q) => {}
+            () = no_more_jobs(&mut quitting, &mut stop) => {}
         }
+    }
+    while jobs.join_next().await.is_some() {}
+    if *interrupted.borrow() {
+        ExitCode::from(130)
+    } else {
+        code
+    }
+}
+
+/// Resolves when the runner is to take no new job (SIGQUIT, or `stop`). A channel whose sender
+/// is gone without saying so never resolves.
+async fn no_more_jobs(quitting: &mut watch::Receiver<bool>, stop: &mut watch::Receiver<bool>) {
+    async fn raised(flag: &mut watch::Receiver<bool>) {
+        if flag.wait_for(|set| *set).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+    tokio::select! {
+        () = raised(quitting) => {}
+        () = raised(stop) => {}
+    }
+}
+
+/// The two bounds a runner's next job waits for: its own `limit` and the global `concurrent`.
+pub(crate) struct JobSlots {
+    pub own: Arc<Slots>,
+    pub global: Arc<Slots>,
+}
+
+impl JobSlots {
+    async fn acquire(&self) -> (Slot, Slot) {
+        let own = self.own.acquire().await;
+        let global = self.global.acquire().await;
+        (own, global)
+    }
+}
+
+/// A counting bound whose limit a reload may change (0: unbounded). Unlike a semaphore's
+/// permits, lowering the limit never waits for running jobs: they finish, and no new one
+/// starts until fewer than the new limit run.
+pub(crate) struct Slots {
+    state: std::sync::Mutex<(usize, usize)>,
+    freed: tokio::sync::Notify,
+}
+
+/// One taken slot, given back when dropped.
+pub(crate) struct Slot(Arc<Slots>);
+
+impl Slots {
+    pub fn new(limit: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            state: std::sync::Mutex::new((limit, 0)),
+            freed: tokio::sync::Notify::new(),
+        })
+    }
+
+    pub fn set_limit(&self, limit: usize) {
+        self.lock().0 = limit;
+        self.freed.notify_waiters();
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (usize, usize)> {
+        // The counts stay consistent even if a holder panicked.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) async fn acquire(self: &Arc<Self>) -> Slot {
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut state = self.lock();
+                let (limit, used) = *state;
+                if limit == 0 || used < limit {
+                    state.1 += 1;
+                    return Slot(self.clone());
+                }
+            }
+            freed.await;
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.lock().1 -= 1;
+        self.0.freed.notify_waiters();
     }
 }
 
 /// The signals a runner obeys: SIGINT/SIGTERM interrupt (the running jobs stop), SIGQUIT quits
 /// (no new jobs; the running ones finish), as gitlab-runner.
+/// SIGHUP asks `wharf runner run` to read its config again.
 #[derive(Clone)]
-struct Signals {
-    interrupted: watch::Receiver<bool>,
-    quitting: watch::Receiver<bool>,
+pub(crate) struct Signals {
+    pub interrupted: watch::Receiver<bool>,
+    pub quitting: watch::Receiver<bool>,
+    pub reload: Arc<tokio::sync::Notify>,
 }
 
 impl Signals {
     fn listen() -> Signals {
         let (interrupt_tx, interrupted) = watch::channel(false);
         let (quit_tx, quitting) = watch::channel(false);
+        let reload = Arc::new(tokio::sync::Notify::new());
+        let reload_tx = reload.clone();
         tokio::spawn(async move {
             use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
+            let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut hup)) = (
                 signal(SignalKind::terminate()),
                 signal(SignalKind::interrupt()),
                 signal(SignalKind::quit()),
+                signal(SignalKind::hangup()),
             ) else {
                 return;
             };
@@ -399,6 +556,10 @@ impl Signals {
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
+                    _ = hup.recv() => {
+                        reload_tx.notify_one();
+                        continue;
+                    }
                     _ = quit.recv() => {
                         eprintln!("SIGQUIT: no new jobs; the running ones finish");
                         let _ = quit_tx.send(true);
@@ -414,6 +575,7 @@ impl Signals {
         Signals {
             interrupted,
             quitting,
+            reload,
         }
     }
 }
@@ -429,7 +591,7 @@ async fn run_job(
         "Job {} ({}) of project {} received",
         payload.id, payload.job_info.name, payload.job_info.project_id
     );
-    let trace = TraceBuffer::default();
+    let trace = TraceBuffer::with_limit(settings.output_limit);
     // GitLab renders ANSI colours: the trace is coloured as gitlab-runner's.
     let console = Console::gitlab_trace(Box::new(trace.clone()));
     let (cancel_tx, cancel_rx) = watch::channel(false);
@@ -493,7 +655,7 @@ async fn run_payload(
         env!("CARGO_PKG_VERSION")
     ));
     let builds_dir = settings.builds_dir.as_path();
-    let project_dir = source::project_dir(builds_dir, payload);
+    let (project_dir, _claim) = claim_project_dir(builds_dir, payload);
     let strategy = source::GitStrategy::of(payload);
     // A GitLab section of its own, as the job engine's sections that follow.
     let sources_section = wharf_run::log::section_name("Getting source from Git repository");
@@ -532,6 +694,8 @@ async fn run_payload(
         Ok(Err(e)) => return failed(FailureReason::ScriptFailure, &console, e.to_string()),
         Err(e) => return failed(FailureReason::RunnerSystemFailure, &console, e.to_string()),
     }
+    // `[runners.docker]` is about images: the shell executor has none (as gitlab-runner).
+    let uses_images = !matches!(settings.executor, Executor::Shell);
     let opts = RunOptions {
         project_dir: project_dir.clone(),
         selection: Selection::default(),
@@ -552,8 +716,16 @@ async fn run_payload(
         cancel,
         pull_retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
         token_mask_prefixes: payload.features.token_mask_prefixes.clone(),
-        // `[runners.docker] memory` / `pids_limit` are not read from the config yet.
-        limits: wharf_run::Limits::default(),
+        limits: if uses_images {
+            settings.docker.limits
+        } else {
+            wharf_run::Limits::default()
+        },
+        volumes: if uses_images {
+            settings.docker.binds(payload.job_info.project_id)
+        } else {
+            Vec::new()
+        },
         sandbox_network: wharf_run::SandboxNetwork::default(),
         artifact_transfer: Some(crate::runner_artifacts::GitLabArtifacts::new(
             artifacts,
@@ -561,14 +733,92 @@ async fn run_payload(
         )),
     };
     let wharf_dir = wharf_dir_of(builds_dir, &project_dir);
-    let job = job_of(payload);
+    let mut job = job_of(payload);
+    // gitlab-runner runs them in the script's own step: a failing pre_build_script fails the
+    // job, post_build_script runs only when the script succeeded.
+    if let Some(pre) = &settings.pre_build_script {
+        job.script.insert(0, pre.clone());
+    }
+    if let Some(post) = &settings.post_build_script {
+        job.script.push(post.clone());
+    }
     // The runner's environment first: the job's own variables win (later ones replace).
     let mut variables = settings.environment.clone();
     variables.extend(variables_of(payload));
-    match wharf_run::run_single_job(&job, variables, &opts, wharf_dir).await {
-        Ok(report) => outcome_of(&report.status, *interrupted.borrow()),
+    let expand = |text: &str| {
+        wharf_run::vars::expand_with(text, &|name| {
+            variables
+                .iter()
+                .rev()
+                .find(|v| v.name == name)
+                .map(|v| v.value.clone())
+        })
+    };
+    if uses_images {
+        if let Err(refusal) = settings.docker.apply(&mut job, &expand) {
+            return failed(FailureReason::RunnerConfigurationError, &console, refusal.0);
+        }
+    }
+    let cache_keys: Vec<String> = job
+        .cache
+        .iter()
+        .map(|c| wharf_run::cache::sanitize_key(expand(&c.key).trim()).unwrap_or_default())
+        .collect();
+    let project_id = payload.job_info.project_id;
+    if let Some(shared) = &settings.shared_cache {
+        shared
+            .download(&job, &cache_keys, project_id, &wharf_dir, &console)
+            .await;
+    }
+    match wharf_run::run_single_job(&job, variables, &opts, wharf_dir.clone()).await {
+        Ok(report) => {
+            if let Some(shared) = &settings.shared_cache {
+                let passed = matches!(report.status, JobStatus::Passed);
+                shared
+                    .upload(&job, &cache_keys, passed, project_id, &wharf_dir, &console)
+                    .await;
+            }
+            outcome_of(&report.status, *interrupted.borrow())
+        }
         Err(e) => failed(FailureReason::RunnerSystemFailure, &console, e.to_string()),
     }
+}
+
+/// Working copies of the jobs running in this process: two jobs of one project at once never
+/// share one (nor wharf's state beside it). As gitlab-runner's `concurrent-N` folders, the
+/// first job of a project uses `<builds>/<project path>`, one running beside it
+/// `<builds>/.concurrent-1/<project path>`, and so on (GitLab paths never start with `.`).
+static RUNNING_IN: std::sync::Mutex<std::collections::BTreeSet<PathBuf>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A working copy taken by a running job; free again when dropped.
+struct ProjectDirClaim(PathBuf);
+
+impl Drop for ProjectDirClaim {
+    fn drop(&mut self) {
+        RUNNING_IN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
+}
+
+fn claim_project_dir(builds_dir: &Path, payload: &JobPayload) -> (PathBuf, ProjectDirClaim) {
+    let first = source::project_dir(builds_dir, payload);
+    let relative = first
+        .strip_prefix(builds_dir)
+        .unwrap_or(&first)
+        .to_path_buf();
+    let mut running = RUNNING_IN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut dir = first;
+    let mut next = 1;
+    while !running.insert(dir.clone()) {
+        dir = builds_dir
+            .join(format!(".concurrent-{next}"))
+            .join(&relative);
+        next += 1;
+    }
+    (dir.clone(), ProjectDirClaim(dir))
 }
 
 /// wharf's own state for a project's jobs: beside the working copy, never in it (git's clean

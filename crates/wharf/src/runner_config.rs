@@ -1,14 +1,19 @@
 //! gitlab-runner's `config.toml` (`common/config.go`), the part wharf acts on: `concurrent`,
-//! `check_interval` and `[[runners]]` with `name`, `url`, `id`, `token`, `executor`,
-//! `builds_dir`, `environment`. Every other key is kept when the file is rewritten and reported once when the
-//! runners start, never ignored silently. The file holds runner tokens: written with mode 0600.
+//! `check_interval` and `[[runners]]` with `name`, `url`, `id`, `token`, `executor`, `limit`,
+//! `builds_dir`, `environment`, `output_limit`, `pre_build_script`, `post_build_script`, `[runners.cache]` (S3)
+//! and `[runners.docker]` (`image`, `pull_policy`,
+//! `allowed_pull_policies`, `allowed_images`, `allowed_services`, `volumes`, `memory`,
+//! `pids_limit`, `privileged`). Every other key is reported once when the runners start, never
+//! ignored silently. `register` and `unregister` edit the file in place (toml_edit): comments,
+//! order and keys wharf does not know stay as written. The file holds runner tokens: it is
+//! always written with mode 0600.
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 pub(crate) struct Config {
     #[serde(default = "one")]
     pub concurrent: usize,
@@ -30,33 +35,125 @@ fn shell() -> String {
 }
 
 /// One `[[runners]]` entry. No `Debug`: it holds the token.
-#[derive(Serialize, Deserialize, Clone)]
+#[derive(Deserialize, Clone)]
 pub(crate) struct RunnerConfig {
     pub name: String,
     pub url: String,
     #[serde(default)]
     pub id: u64,
     pub token: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// GitLab's, written by `register`; known so that it is not reported as unsupported.
+    #[serde(default)]
+    #[allow(dead_code)]
     pub token_expires_at: Option<toml::Value>,
     #[serde(default = "shell")]
     pub executor: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Jobs of this runner at once; 0: no limit of its own (only `concurrent`).
+    #[serde(default)]
+    pub limit: usize,
+    #[serde(default)]
     pub builds_dir: Option<PathBuf>,
     /// `KEY=VALUE` variables every job of this runner gets, below the job's own.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     pub environment: Vec<String>,
+    /// KiB of a job's log GitLab gets (gitlab-runner's default: 4096).
+    #[serde(default)]
+    pub output_limit: Option<usize>,
+    /// Commands run before the job's script (after its sources), in the same shell.
+    #[serde(default)]
+    pub pre_build_script: Option<String>,
+    /// Commands run after the job's script succeeded, before `after_script`.
+    #[serde(default)]
+    pub post_build_script: Option<String>,
+    #[serde(default)]
+    pub docker: Option<DockerConfig>,
+    #[serde(default)]
+    pub cache: Option<CacheConfig>,
     #[serde(flatten)]
     pub other: BTreeMap<String, toml::Value>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            concurrent: 1,
-            check_interval: 0,
-            runners: Vec::new(),
-            other: BTreeMap::new(),
+/// `[runners.docker]`: what wharf acts on for the docker, sandbox and auto executors.
+#[derive(Deserialize, Clone, Default, Debug)]
+pub(crate) struct DockerConfig {
+    /// The image of jobs that name none.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// A policy or a list of them (`always`, `if-not-present`, `never`).
+    #[serde(default)]
+    pub pull_policy: Option<OneOrMany>,
+    #[serde(default)]
+    pub allowed_pull_policies: Vec<String>,
+    #[serde(default)]
+    pub allowed_images: Vec<String>,
+    #[serde(default)]
+    pub allowed_services: Vec<String>,
+    /// `HOST:CONTAINER[:MODE]` binds, and container paths alone (`/cache`): a Docker volume
+    /// of the runner's, kept across its jobs of a project.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// `512m`, `1g`...: Docker's memory size.
+    #[serde(default)]
+    pub memory: Option<String>,
+    #[serde(default)]
+    pub pids_limit: Option<i64>,
+    #[serde(default)]
+    pub privileged: bool,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, toml::Value>,
+}
+
+/// `[runners.cache]` (gitlab-runner `cache/cacheconfig`): the distributed cache. wharf knows
+/// `Type = "s3"`. No `Debug`: it holds the secret key.
+#[derive(Deserialize, Clone)]
+pub(crate) struct CacheConfig {
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    /// A prefix of every object name.
+    #[serde(rename = "Path", default)]
+    pub path: String,
+    /// Runners share caches (no per-runner namespace).
+    #[serde(rename = "Shared", default)]
+    pub shared: bool,
+    #[serde(rename = "s3", default)]
+    pub s3: Option<S3CacheConfig>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, toml::Value>,
+}
+
+/// `[runners.cache.s3]`.
+#[derive(Deserialize, Clone)]
+pub(crate) struct S3CacheConfig {
+    /// `host:port`, no scheme (`Insecure` says http).
+    #[serde(rename = "ServerAddress", default)]
+    pub server_address: String,
+    #[serde(rename = "AccessKey", default)]
+    pub access_key: String,
+    #[serde(rename = "SecretKey", default)]
+    pub secret_key: String,
+    #[serde(rename = "BucketName", default)]
+    pub bucket_name: String,
+    #[serde(rename = "BucketLocation", default)]
+    pub bucket_location: String,
+    #[serde(rename = "Insecure", default)]
+    pub insecure: bool,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, toml::Value>,
+}
+
+/// gitlab-runner's `StringOrArray`: `pull_policy = "always"` or `["always", "if-not-present"]`.
+#[derive(Deserialize, Clone, Debug)]
+#[serde(untagged)]
+pub(crate) enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(one) => vec![one.clone()],
+            OneOrMany::Many(many) => many.clone(),
         }
     }
 }
@@ -71,16 +168,49 @@ pub(crate) fn default_path() -> Result<PathBuf> {
     Ok(base.join("wharf").join("config.toml"))
 }
 
+/// `file:line:column` of byte `offset` in `text` (both 1-based, columns in characters).
+fn position(path: &Path, text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0)
+        + 1;
+    format!("{}:{line}:{column}", path.display())
+}
+
 impl Config {
-    /// The file at `path`; an empty configuration when there is none.
+    /// The file at `path`; an empty configuration when there is none. Errors name
+    /// `file:line:column`.
     pub fn load(path: &Path) -> Result<Config> {
         let text = match std::fs::read_to_string(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config {
+                    concurrent: 1,
+                    check_interval: 0,
+                    runners: Vec::new(),
+                    other: BTreeMap::new(),
+                });
+            }
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
-        let config: Config = toml::from_str(&text)
-            .with_context(|| format!("{}: not a runner configuration", path.display()))?;
+        Config::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let at = match e.span() {
+                Some(span) => position(path, text, span.start),
+                None => path.display().to_string(),
+            };
+            anyhow::anyhow!(
+                "{at}: not a runner configuration: {}",
+                e.message().trim_end()
+            )
+        })?;
         if config.concurrent == 0 {
             bail!(
                 "{}: concurrent = 0 would never run a job: set it to 1 or more",
@@ -88,30 +218,6 @@ impl Config {
             );
         }
         Ok(config)
-    }
-
-    /// Write to `path` with mode 0600 (it holds tokens), by rename: never half written.
-    pub fn save(&self, path: &Path) -> Result<()> {
-        use std::io::Write as _;
-        use std::os::unix::fs::OpenOptionsExt as _;
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let text = toml::to_string(self).context("writing the runner configuration")?;
-        let tmp = dir.join(format!(".config.toml.{}", std::process::id()));
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_all())
-            .with_context(|| format!("writing {}", tmp.display()))?;
-        std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-        Ok(())
     }
 
     /// Keys wharf does not act on, as `section.key` (said once at start).
@@ -124,18 +230,144 @@ impl Config {
                     .keys()
                     .map(|k| format!("runners[{}].{k}", runner.name)),
             );
+            if let Some(cache) = &runner.cache {
+                keys.extend(
+                    cache
+                        .other
+                        .keys()
+                        .map(|k| format!("runners[{}].cache.{k}", runner.name)),
+                );
+                if let Some(s3) = &cache.s3 {
+                    keys.extend(
+                        s3.other
+                            .keys()
+                            .map(|k| format!("runners[{}].cache.s3.{k}", runner.name)),
+                    );
+                }
+            }
+            if let Some(docker) = &runner.docker {
+                keys.extend(
+                    docker
+                        .other
+                        .keys()
+                        .map(|k| format!("runners[{}].docker.{k}", runner.name)),
+                );
+            }
         }
         keys
     }
+}
+
+/// A new `[[runners]]` entry, as `register` writes it.
+pub(crate) struct NewRunner<'a> {
+    pub name: &'a str,
+    pub url: &'a str,
+    pub id: u64,
+    pub token: &'a str,
+    pub token_expires_at: Option<&'a str>,
+    pub executor: &'a str,
+}
+
+/// Add a runner to the file at `path` (created with `concurrent = 1` when missing).
+pub(crate) fn append_runner(path: &Path, runner: &NewRunner<'_>) -> Result<()> {
+    edit(path, |doc| {
+        if doc.is_empty() {
+            doc["concurrent"] = toml_edit::value(1);
+            doc["check_interval"] = toml_edit::value(0);
+        }
+        let mut table = toml_edit::Table::new();
+        table["name"] = toml_edit::value(runner.name);
+        table["url"] = toml_edit::value(runner.url);
+        table["id"] = toml_edit::value(i64::try_from(runner.id).unwrap_or(i64::MAX));
+        table["token"] = toml_edit::value(runner.token);
+        if let Some(expires) = runner.token_expires_at {
+            table["token_expires_at"] = toml_edit::value(expires);
+        }
+        table["executor"] = toml_edit::value(runner.executor);
+        let runners = doc
+            .entry("runners")
+            .or_insert_with(|| toml_edit::Item::ArrayOfTables(Default::default()))
+            .as_array_of_tables_mut()
+            .context("`runners` is not an array of [[runners]] tables")?;
+        runners.push(table);
+        Ok(())
+    })
+}
+
+/// Remove the `[[runners]]` entries `remove` says (given each entry's name and token); the
+/// rest of the file stays as written. How many were removed.
+pub(crate) fn remove_runners(path: &Path, remove: impl Fn(&str, &str) -> bool) -> Result<usize> {
+    let mut removed = 0;
+    edit(path, |doc| {
+        let Some(runners) = doc
+            .get_mut("runners")
+            .and_then(|r| r.as_array_of_tables_mut())
+        else {
+            return Ok(());
+        };
+        let before = runners.len();
+        runners.retain(|table| {
+            let field = |key: &str| table.get(key).and_then(|v| v.as_str()).unwrap_or("");
+            !remove(field("name"), field("token"))
+        });
+        removed = before - runners.len();
+        Ok(())
+    })?;
+    Ok(removed)
+}
+
+/// Read `path` (empty when missing), change it, write it back with mode 0600, by rename:
+/// never half written.
+fn edit(path: &Path, change: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<()>) -> Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| {
+        let at = match e.span() {
+            Some(span) => position(path, &text, span.start),
+            None => path.display().to_string(),
+        };
+        anyhow::anyhow!(
+            "{at}: not a runner configuration: {}",
+            e.message().trim_end()
+        )
+    })?;
+    change(&mut doc).with_context(|| path.display().to_string())?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = dir.join(format!(".config.toml.{}", std::process::id()));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    let written = file
+        .write_all(doc.to_string().as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))
+        .and_then(|()| {
+            std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_gitlab_runner_config_reads_and_keeps_what_wharf_does_not_use() {
-        let text = r#"
+    const GITLAB_RUNNER_CONFIG: &str = r#"
+# Written by gitlab-runner; edited by hand.
 concurrent = 4
 check_interval = 0
 log_level = "info"
@@ -147,29 +379,106 @@ log_level = "info"
   token = "glrt-abc"
   token_obtained_at = 2024-01-01T00:00:00Z
   executor = "docker"
+  limit = 2
   [runners.docker]
     image = "alpine"
+    pull_policy = ["always", "if-not-present"]
     volumes = ["/cache"]
+    shm_size = 0
+
+[[runners]]
+  # the old one
+  name = "ci-2"
+  url = "https://gitlab.example.com"
+  token = "legacy-token"
+  executor = "shell"
 "#;
-        let config: Config = toml::from_str(text).unwrap();
+
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_gitlab_runner_config_reads_and_says_what_wharf_does_not_use() {
+        let config = Config::parse(Path::new("config.toml"), GITLAB_RUNNER_CONFIG).unwrap();
         assert_eq!(config.concurrent, 4);
         assert_eq!(config.runners[0].executor, "docker");
+        assert_eq!(config.runners[0].limit, 2);
+        assert_eq!(config.runners[1].limit, 0);
+        let docker = config.runners[0].docker.as_ref().unwrap();
+        assert_eq!(
+            docker.pull_policy.as_ref().unwrap().to_vec(),
+            ["always", "if-not-present"]
+        );
         assert_eq!(
             config.unsupported_keys(),
             [
                 "log_level",
-                "runners[ci-1].docker",
-                "runners[ci-1].token_obtained_at"
+                "runners[ci-1].token_obtained_at",
+                "runners[ci-1].docker.shm_size"
             ]
         );
+    }
+
+    #[test]
+    fn a_broken_config_names_file_line_and_column() {
+        let text = "concurrent = 2\n[[runners]]\n  name = \"x\"\n  limit = \"many\"\n";
+        let err = Config::parse(Path::new("/etc/wharf/config.toml"), text)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.starts_with("/etc/wharf/config.toml:4:11: "), "{err}");
+        assert!(err.contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn removing_a_runner_keeps_comments_other_entries_unknown_keys_and_mode_0600() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config.toml");
-        config.save(&path).unwrap();
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600);
-        let again = Config::load(&path).unwrap();
-        assert_eq!(again.unsupported_keys(), config.unsupported_keys());
-        assert_eq!(again.runners[0].token, "glrt-abc");
+        std::fs::write(&path, GITLAB_RUNNER_CONFIG).unwrap();
+        let removed =
+            remove_runners(&path, |name, token| name == "ci-1" && token == "glrt-abc").unwrap();
+        assert_eq!(removed, 1);
+        assert_eq!(mode(&path), 0o600);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("\n# Written by gitlab-runner; edited by hand.\n"));
+        assert!(text.contains("log_level = \"info\""), "{text}");
+        assert!(
+            text.contains("  # the old one\n  name = \"ci-2\""),
+            "{text}"
+        );
+        assert!(
+            !text.contains("ci-1") && !text.contains("glrt-abc"),
+            "{text}"
+        );
+        let config = Config::parse(&path, &text).unwrap();
+        assert_eq!(config.runners.len(), 1);
+        assert_eq!(config.runners[0].token, "legacy-token");
+    }
+
+    #[test]
+    fn appending_a_runner_creates_a_private_file_and_keeps_an_existing_ones_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("etc/config.toml");
+        let runner = NewRunner {
+            name: "new",
+            url: "https://gitlab.example.com",
+            id: 7,
+            token: "glrt-new",
+            token_expires_at: None,
+            executor: "shell",
+        };
+        append_runner(&path, &runner).unwrap();
+        assert_eq!(mode(&path), 0o600);
+        let config = Config::load(&path).unwrap();
+        assert_eq!(config.concurrent, 1);
+        assert_eq!(config.runners[0].id, 7);
+
+        std::fs::write(&path, GITLAB_RUNNER_CONFIG).unwrap();
+        append_runner(&path, &runner).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with(GITLAB_RUNNER_CONFIG), "{text}");
+        assert_eq!(Config::load(&path).unwrap().runners[2].name, "new");
     }
 }

@@ -123,7 +123,9 @@ pub enum UpdateResult {
     Rejected,
 }
 
-/// A runner's identity at one GitLab: its URL and authentication token.
+/// A runner's identity at one GitLab: its URL and authentication token. Cloned for each job a
+/// runner runs at once (the HTTP client inside is shared).
+#[derive(Clone)]
 pub struct RunnerClient {
     pub(super) http: reqwest::Client,
     /// `<url>/api/v4/`.
@@ -152,6 +154,13 @@ struct RunnerRequest<'a> {
     system_id: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     last_update: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct UnregisterRequest<'a> {
+    token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    system_id: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -288,6 +297,41 @@ impl RunnerClient {
             url: url.to_string(),
             reason: e.to_string(),
         })
+    }
+
+    /// Remove this runner from GitLab, as `gitlab-runner unregister` (`network/gitlab.go`
+    /// `UnregisterRunnerManager` / `UnregisterRunner`): a runner authentication token (`glrt-`)
+    /// removes only this machine's runner manager (`DELETE runners/managers` with the
+    /// `system_id` its job requests used; the runner stays in GitLab's UI), a legacy token the
+    /// whole runner (`DELETE runners`). GitLab answers 204.
+    pub async fn unregister(&self) -> Result<(), RunnerError> {
+        let created_in_ui = self.token.secret().starts_with("glrt-");
+        let (path, system_id) = if created_in_ui {
+            ("runners/managers", Some(self.system_id.as_str()))
+        } else {
+            ("runners", None)
+        };
+        let url = self.endpoint(path);
+        let request = self
+            .http
+            .delete(url.clone())
+            .header(self.token.header_name(), self.token.secret())
+            .json(&UnregisterRequest {
+                token: self.token.secret(),
+                system_id,
+            });
+        let answer = self.send("DELETE", &url, request).await?;
+        match answer.status().as_u16() {
+            204 => Ok(()),
+            403 => Err(status_error(
+                "DELETE",
+                &url,
+                answer,
+                "GitLab does not know this token (the runner was removed in GitLab, or the token was reset): delete its [[runners]] entry from the config file by hand",
+            )
+            .await),
+            _ => Err(status_error("DELETE", &url, answer, "").await),
+        }
     }
 
     /// `POST jobs/request`: a job (201), or none (204). A 403 means the token is no longer

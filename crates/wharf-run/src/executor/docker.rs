@@ -381,14 +381,17 @@ impl Executor for DockerExecutor<'_> {
                 format!("{}/{file_name}", layout.tmp_dir_in_job),
             ],
             env: script.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
-            binds: vec![
+            binds: [
                 format!(
                     "{}:{}",
                     layout.build_dir.display(),
                     layout.project_dir_in_job
                 ),
                 format!("{}:{}", layout.tmp_dir.display(), layout.tmp_dir_in_job),
-            ],
+            ]
+            .into_iter()
+            .chain(self.context.opts.volumes.iter().cloned())
+            .collect(),
             working_dir: layout.project_dir_in_job.clone(),
             labels: self.names.labels.clone(),
             user: prepared.container_user.clone(),

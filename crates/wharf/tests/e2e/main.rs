@@ -5,6 +5,7 @@
 //!   token auth) and skopeo. Marked `#[ignore]`; `scripts/test-all.sh` runs them with
 //!   `--include-ignored` after starting what they need.
 //! - `runner`: `wharf runner` against a GitLab coordinator we did not write (gitlab-runner-mock).
+//! - `runner_fleet`: `wharf runner run` with a config file: limits, reload, unregister.
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
@@ -22,6 +23,7 @@ mod pipeline;
 mod registry;
 mod runner;
 mod runner_artifacts;
+mod runner_fleet;
 mod sandbox;
 mod sandbox_services;
 mod services;

@@ -31,7 +31,7 @@ pub(crate) fn job_builder(
 }
 
 /// A shell job with `script` and the variables given (`(key, value, masked)`), enqueued.
-fn shell_job(
+pub(crate) fn shell_job(
     mock: &GitlabRunnerMock,
     script: &[&str],
     variables: &[(&str, &str, bool)],
@@ -73,7 +73,7 @@ fn runner(project: &Project, mock: &GitlabRunnerMock) -> tokio::process::Child {
 
 /// Polls `ready` until it holds (a guard of one minute against a hung runner, not a timing
 /// assertion: the caller asserts what it waited for).
-async fn wait_until(ready: impl Fn() -> bool) {
+pub(crate) async fn wait_until(ready: impl Fn() -> bool) {
     for _ in 0..600 {
         if ready() {
             return;
@@ -87,7 +87,7 @@ fn terminate(child: &tokio::process::Child) {
     signal(child, "-TERM");
 }
 
-fn signal(child: &tokio::process::Child, which: &str) {
+pub(crate) fn signal(child: &tokio::process::Child, which: &str) {
     let pid = child.id().unwrap().to_string();
     let killed = std::process::Command::new("kill")
         .args([which, &pid])
@@ -222,16 +222,18 @@ async fn a_job_canceled_in_gitlab_stops_on_the_runner() {
 }
 
 /// A stand-in GitLab written here, declared as such: the mock above answers neither 416 with a
-/// `Range` nor 202 to the final update, does not show the update's fields, and names a
-/// repository that does not exist. This one hands out one job whose sources come from a local
+/// `Range` nor 202 to the final update, does not show the update's fields, names a
+/// repository that does not exist, and has no `runners/verify` nor unregister endpoints. This one hands out one job whose sources come from a local
 /// bare repository (served as git's "dumb" HTTP, only with the job token as Basic credentials),
 /// answers the first trace patch with 416 and the first final updates with 500, then 202.
-mod stand_in {
+pub(crate) mod stand_in {
     use std::path::PathBuf;
     use std::sync::{Arc, Mutex};
 
     pub const JOB_TOKEN: &str = "stand-in-job-token-5150";
     pub const RUNNER_TOKEN: &str = "glrt-stand-in-runner-token";
+    /// A registration-token-era runner token (no `glrt-`): unregistered with `DELETE runners`.
+    pub const LEGACY_TOKEN: &str = "stand-in-legacy-runner-token";
 
     #[derive(Default)]
     pub struct Seen {
@@ -242,6 +244,8 @@ mod stand_in {
         pub git_requests: usize,
         pub git_refused: usize,
         pub job_given: bool,
+        /// `DELETE` unregister calls that GitLab accepted: the path and the body.
+        pub unregistered: Vec<(String, serde_json::Value)>,
     }
 
     pub struct Coordinator {
@@ -264,6 +268,21 @@ mod stand_in {
     ) -> Coordinator {
         let image =
             image.map(|name| serde_json::json!({"name": name, "pull_policy": ["if-not-present"]}));
+        start_with(
+            repo,
+            sha,
+            script,
+            serde_json::json!({"image": image, "credentials": credentials}),
+        )
+    }
+
+    /// As [`start`], with more fields of the job payload (`image`, `cache`...).
+    pub fn start_with(
+        repo: PathBuf,
+        sha: String,
+        script: Vec<String>,
+        payload_fields: serde_json::Value,
+    ) -> Coordinator {
         let server = tiny_http::Server::http("127.0.0.1:0").unwrap();
         let port = server.server_addr().to_ip().unwrap().port();
         let url = format!("http://127.0.0.1:{port}");
@@ -289,7 +308,7 @@ mod stand_in {
                 ) {
                     ("POST", "/api/v4/jobs/request") if !seen.job_given => {
                         seen.job_given = true;
-                        let payload = serde_json::json!({
+                        let mut payload = serde_json::json!({
                             "id": 1, "token": JOB_TOKEN,
                             "job_info": {"name": "from-git", "stage": "test", "project_id": 9, "project_full_path": "group/project"},
                             "git_info": {"repo_url": repo_url, "ref": "main", "sha": sha, "ref_type": "branch",
@@ -297,11 +316,14 @@ mod stand_in {
                             "runner_info": {"timeout": 600},
                             "variables": [{"key": "CI_JOB_TOKEN", "value": JOB_TOKEN, "masked": true, "public": false}],
                             "steps": [{"name": "script", "script": script, "timeout": 600, "when": "on_success"}],
-                            "image": image,
-                            "credentials": credentials,
                             "features": {"trace_sections": true, "token_mask_prefixes": ["glpat-"],
                                          "failure_reasons": ["script_failure", "unknown_failure", "runner_interrupted"]}
                         });
+                        if let Some(fields) = payload_fields.as_object() {
+                            for (key, value) in fields {
+                                payload[key] = value.clone();
+                            }
+                        }
                         (201, vec![], payload.to_string().into_bytes())
                     }
                     ("POST", "/api/v4/jobs/request") => (204, vec![], vec![]),
@@ -312,6 +334,26 @@ mod stand_in {
                         {
                             let answer = serde_json::json!({"id": 42, "token": RUNNER_TOKEN, "token_expires_at": null});
                             (200, vec![], answer.to_string().into_bytes())
+                        } else {
+                            (403, vec![], br#"{"message":"403 Forbidden"}"#.to_vec())
+                        }
+                    }
+                    ("DELETE", path @ ("/api/v4/runners/managers" | "/api/v4/runners")) => {
+                        // As gitlab-runner's own test handlers: the header and body tokens
+                        // match; a runner manager is named by a system_id.
+                        let request: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                        let token = request["token"].as_str().unwrap_or_default().to_string();
+                        let known = if path.ends_with("managers") {
+                            token == RUNNER_TOKEN
+                                && request["system_id"].as_str().is_some_and(|id| {
+                                    id.len() == 14 && (id.starts_with("s_") || id.starts_with("r_"))
+                                })
+                        } else {
+                            token == LEGACY_TOKEN
+                        };
+                        if header("RUNNER-TOKEN").as_deref() == Some(token.as_str()) && known {
+                            seen.unregistered.push((path.to_string(), request));
+                            (204, vec![], vec![])
                         } else {
                             (403, vec![], br#"{"message":"403 Forbidden"}"#.to_vec())
                         }
@@ -398,7 +440,7 @@ mod stand_in {
 }
 
 /// A bare repository holding `hello.txt`, ready for git's dumb HTTP; its commit.
-fn bare_repository(root: &std::path::Path) -> (std::path::PathBuf, String) {
+pub(crate) fn bare_repository(root: &std::path::Path) -> (std::path::PathBuf, String) {
     use crate::support::git;
     let work = root.join("work");
     std::fs::create_dir_all(&work).unwrap();

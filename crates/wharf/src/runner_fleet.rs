@@ -1,0 +1,325 @@
+//! `wharf runner run`: every runner of a config file, each in a job loop of its own
+//! (`take_jobs`), under one `concurrent` bound. The file is read again when its modification
+//! time changes (checked every 3 s, as gitlab-runner's `ReloadConfigInterval`) or on SIGHUP:
+//! runners are matched by URL and token; new ones start, removed ones take no new jobs (their
+//! running jobs finish), changed settings apply to each runner's next job. A file that does
+//! not load is reported with its file:line:column and the runners keep the previous one.
+
+use crate::runner_cmd::{
+    JobSlots, RunnerSettings, Signals, Slots, environment_of, executor_name, executor_of, take_jobs,
+};
+use crate::runner_config::{Config, RunnerConfig};
+use crate::runner_docker::DockerSettings;
+use anyhow::{Context, Result, bail};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::watch;
+use wharf_gitlab::runner::RunnerClient;
+
+/// How often the file's modification time is looked at.
+const RELOAD_CHECK: Duration = Duration::from_secs(3);
+
+/// A runner is the same runner across reloads when its URL and token are.
+#[derive(PartialEq, Eq, Hash, Clone)]
+struct Identity {
+    url: String,
+    token: String,
+}
+
+struct Member {
+    name: String,
+    settings: watch::Sender<Arc<RunnerSettings>>,
+    stop: watch::Sender<bool>,
+    own: Arc<Slots>,
+    task: tokio::task::JoinHandle<ExitCode>,
+}
+
+struct Fleet {
+    path: PathBuf,
+    signals: Signals,
+    global: Arc<Slots>,
+    members: HashMap<Identity, Member>,
+    /// Loops of removed runners, finishing their jobs.
+    leaving: Vec<tokio::task::JoinHandle<ExitCode>>,
+    /// Warnings already given (unsupported keys...): each is said once.
+    said: HashSet<String>,
+}
+
+pub(crate) async fn run(path: PathBuf, config: Config, signals: Signals) -> Result<ExitCode> {
+    let mut fleet = Fleet {
+        global: Slots::new(config.concurrent),
+        path,
+        signals: signals.clone(),
+        members: HashMap::new(),
+        leaving: Vec::new(),
+        said: HashSet::new(),
+    };
+    fleet.apply(config)?;
+    let mut seen = modified(&fleet.path);
+    let mut quitting = signals.quitting.clone();
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(RELOAD_CHECK) => {
+                let now = modified(&fleet.path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+            }
+            () = signals.reload.notified() => {
+                eprintln!("SIGHUP: reading {} again", fleet.path.display());
+                seen = modified(&fleet.path);
+            }
+            _ = quitting.wait_for(|q| *q) => break,
+        }
+        match Config::load(&fleet.path).and_then(|config| fleet.apply(config)) {
+            Ok(()) => {}
+            Err(e) => eprintln!(
+                "ERROR: {e:#}\n  the runners keep the configuration loaded before; fix the file and save it (or send SIGHUP)"
+            ),
+        }
+    }
+    for (_, member) in fleet.members.drain() {
+        fleet.leaving.push(member.task);
+    }
+    for task in fleet.leaving {
+        let _ = task.await;
+    }
+    Ok(if *signals.interrupted.borrow() {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// A runner's settings from its entry, checked; errors name the file and the runner.
+fn settings_of(path: &Path, config: &Config, runner: &RunnerConfig) -> Result<RunnerSettings> {
+    let at = || format!("{}: runner {}", path.display(), runner.name);
+    let Some(executor) = executor_of(&runner.executor) else {
+        bail!(
+            "{}: executor `{}` is not one of wharf's (shell, docker, sandbox, auto)",
+            at(),
+            runner.executor
+        );
+    };
+    let docker = match &runner.docker {
+        Some(docker) => DockerSettings::of(docker, &runner.url, &runner.token).with_context(at)?,
+        None => DockerSettings::default(),
+    };
+    let shared_cache = match &runner.cache {
+        Some(cache) => Some(Arc::new(
+            crate::runner_cache::SharedCache::of(cache, &runner.token).with_context(at)?,
+        )),
+        None => None,
+    };
+    let script = |text: &Option<String>| text.clone().filter(|t| !t.trim().is_empty());
+    Ok(RunnerSettings {
+        output_limit: match runner.output_limit {
+            Some(0) | None => wharf_gitlab::runner::trace::DEFAULT_OUTPUT_LIMIT,
+            Some(kib) => kib.saturating_mul(1024),
+        },
+        pre_build_script: script(&runner.pre_build_script),
+        post_build_script: script(&runner.post_build_script),
+        shared_cache,
+        executor,
+        builds_dir: std::path::absolute(
+            runner
+                .builds_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("builds")),
+        )
+        .with_context(at)?,
+        check_interval: Duration::from_secs(if config.check_interval == 0 {
+            3
+        } else {
+            config.check_interval
+        }),
+        max_builds: 0,
+        wait_timeout: 0,
+        environment: environment_of(&runner.environment).with_context(at)?,
+        docker,
+    })
+}
+
+impl Fleet {
+    fn say_once(&mut self, warning: String) {
+        if self.said.insert(warning.clone()) {
+            eprintln!("WARNING: {warning}");
+        }
+    }
+
+    /// Make the running runners those of `config`. Nothing changes unless every runner's
+    /// settings are good.
+    fn apply(&mut self, config: Config) -> Result<()> {
+        let mut wanted = Vec::new();
+        let mut identities = HashSet::new();
+        for runner in &config.runners {
+            let settings = settings_of(&self.path, &config, runner)?;
+            let identity = Identity {
+                url: runner.url.clone(),
+                token: runner.token.clone(),
+            };
+            if !identities.insert(identity.clone()) {
+                bail!(
+                    "{}: runner {}: another [[runners]] entry has the same url and token",
+                    self.path.display(),
+                    runner.name
+                );
+            }
+            let client =
+                RunnerClient::new(&runner.url, &runner.token, executor_name(settings.executor))
+                    .with_context(|| format!("{}: runner {}", self.path.display(), runner.name))?;
+            wanted.push((identity, runner, settings, client));
+        }
+        for key in config.unsupported_keys() {
+            self.say_once(format!(
+                "{}: `{key}` is not supported by wharf and has no effect",
+                self.path.display()
+            ));
+        }
+        for (_, runner, settings, _) in &wanted {
+            if settings.docker.has_volumes()
+                && !matches!(settings.executor, crate::Executor::Docker)
+            {
+                self.say_once(format!(
+                    "{}: runner {}: `docker.volumes` apply to the Docker executor only (executor `{}`: jobs in the sandbox or the shell do not get them)",
+                    self.path.display(),
+                    runner.name,
+                    executor_name(settings.executor)
+                ));
+            }
+            if settings.docker.privileged {
+                self.say_once(format!(
+                    "{}: runner {}: `privileged = true`: wharf runs no privileged containers; jobs that need one (docker-in-docker) fail",
+                    self.path.display(),
+                    runner.name
+                ));
+            }
+        }
+        self.global.set_limit(config.concurrent);
+        let mut added = Vec::new();
+        let mut kept = HashSet::new();
+        for (identity, runner, settings, client) in wanted {
+            kept.insert(identity.clone());
+            let settings = Arc::new(settings);
+            if let Some(member) = self.members.get_mut(&identity) {
+                member.name = runner.name.clone();
+                member.own.set_limit(runner.limit);
+                let _ = member.settings.send(settings);
+                continue;
+            }
+            let (settings_tx, settings_rx) = watch::channel(settings);
+            let (stop_tx, stop_rx) = watch::channel(false);
+            let own = Slots::new(runner.limit);
+            let slots = JobSlots {
+                own: own.clone(),
+                global: self.global.clone(),
+            };
+            let task = tokio::spawn(take_jobs(
+                client,
+                settings_rx,
+                self.signals.clone(),
+                stop_rx,
+                slots,
+            ));
+            added.push(runner.name.clone());
+            self.members.insert(
+                identity,
+                Member {
+                    name: runner.name.clone(),
+                    settings: settings_tx,
+                    stop: stop_tx,
+                    own,
+                    task,
+                },
+            );
+        }
+        let gone: Vec<Identity> = self
+            .members
+            .keys()
+            .filter(|k| !kept.contains(*k))
+            .cloned()
+            .collect();
+        for identity in gone {
+            if let Some(member) = self.members.remove(&identity) {
+                eprintln!(
+                    "Runner {} left {}: it takes no new jobs; its running jobs finish",
+                    member.name,
+                    self.path.display()
+                );
+                let _ = member.stop.send(true);
+                self.leaving.push(member.task);
+            }
+        }
+        self.leaving.retain(|task| !task.is_finished());
+        eprintln!(
+            "Configuration loaded from {}: {} runner(s), concurrent = {}{}",
+            self.path.display(),
+            self.members.len(),
+            config.concurrent,
+            if added.is_empty() {
+                String::new()
+            } else {
+                format!(", started: {}", added.join(", "))
+            }
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot if one is free now: tokio's timeout polls the future once before looking at
+    /// its (zero) delay, so nothing here depends on time.
+    async fn free(slots: &Arc<Slots>) -> Option<crate::runner_cmd::Slot> {
+        tokio::time::timeout(Duration::ZERO, slots.acquire())
+            .await
+            .ok()
+    }
+
+    #[tokio::test]
+    async fn a_lowered_limit_waits_for_running_jobs_and_a_raised_one_frees_waiters() {
+        let slots = Slots::new(2);
+        let first = free(&slots).await.expect("1 of 2");
+        let second = free(&slots).await.expect("2 of 2");
+        assert!(free(&slots).await.is_none());
+        // A reload lowers the limit to 1: both running jobs keep their slots, and one slot
+        // comes free only when both are done.
+        slots.set_limit(1);
+        drop(first);
+        assert!(free(&slots).await.is_none());
+        drop(second);
+        let only = free(&slots).await.expect("1 of 1");
+        // Raised again: a waiting job starts without anything finishing.
+        let waiting = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.acquire().await }
+        });
+        slots.set_limit(2);
+        let _second = tokio::time::timeout(Duration::from_secs(60), waiting)
+            .await
+            .expect("the waiter was woken")
+            .unwrap();
+        drop(only);
+        // 0: no limit.
+        slots.set_limit(0);
+        let _many: Vec<_> = take_free(&slots, 5).await;
+    }
+
+    async fn take_free(slots: &Arc<Slots>, n: usize) -> Vec<crate::runner_cmd::Slot> {
+        let mut taken = Vec::new();
+        for _ in 0..n {
+            taken.push(free(slots).await.expect("unlimited"));
+        }
+        taken
+    }
+}
