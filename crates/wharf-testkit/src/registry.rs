@@ -71,9 +71,14 @@ impl Registry {
             yaml_str(&s3.endpoint),
             yaml_str(&s3.bucket),
         );
-        Self::start(false, AuthKind::Open, String::new(), None, Some(storage), |_| {
-            Ok(())
-        })
+        Self::start(
+            false,
+            AuthKind::Open,
+            String::new(),
+            None,
+            Some(storage),
+            |_| Ok(()),
+        )
     }
 
     /// A registry with htpasswd (bcrypt) authentication for `users`, realm `basic-realm`.
@@ -152,7 +157,14 @@ impl Registry {
             .ctx(|| "creating the registry temp dir".to_string())?;
         prepare(dir.path())?;
         let port = free_port()?;
-        let config = config_yaml(dir.path(), port, kind, &realm, storage.as_deref(), access_log);
+        let config = config_yaml(
+            dir.path(),
+            port,
+            kind,
+            &realm,
+            storage.as_deref(),
+            access_log,
+        );
         let config_path = dir.path().join("config.yml");
         fs::write(&config_path, config).ctx(|| format!("writing {}", config_path.display()))?;
 
