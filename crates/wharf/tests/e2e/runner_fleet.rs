@@ -43,10 +43,12 @@ fn save(path: &Path, text: &str) {
     std::fs::rename(&aside, path).unwrap();
 }
 
-/// Jobs that mark `marks/started-<n>` and wait for `marks/release`.
+/// Jobs that mark `marks/started-<n>` and wait for `marks/release`. They also stop waiting
+/// when `marks` is gone (the test's temporary folder removed): a failing test kills its runner
+/// with SIGKILL, which leaves shell jobs running, and they must not loop forever.
 fn waiting_jobs(mock: &GitlabRunnerMock, marks: &Path, count: usize) -> Vec<MockJob> {
     std::fs::create_dir_all(marks).unwrap();
-    let script = "pwd > \"$MARKS/dir-$MARK\"; touch \"$MARKS/started-$MARK\"; while [ ! -e \"$MARKS/release\" ]; do sleep 0.1; done; echo released $MARK";
+    let script = "pwd > \"$MARKS/dir-$MARK\"; touch \"$MARKS/started-$MARK\"; while [ -d \"$MARKS\" ] && [ ! -e \"$MARKS/release\" ]; do sleep 0.1; done; echo released $MARK";
     (1..=count)
         .map(|n| {
             shell_job(
