@@ -711,3 +711,38 @@ async fn job_calls_follow_redirects_only_within_gitlab() {
     assert!(requests[2].url.starts_with("/api/v4/jobs/1/trace-moved"));
     assert_eq!(requests[2].header("JOB-TOKEN"), Some("secret-job-token"));
 }
+
+/// `createUpdateJobResult`: the answer to a `PUT jobs/:id` carries `Job-Status`, and a
+/// `canceled` there is a cancel request (`CancelRequested`) even with 200. The keep-alive of a
+/// job printing nothing is how such a job hears of its cancel.
+#[tokio::test]
+async fn the_keep_alive_update_reads_gitlabs_job_status() {
+    let server = serve(
+        "127.0.0.1",
+        vec![
+            (200, vec![("Job-Status", "running".into())], vec![]),
+            (200, vec![("Job-Status", "canceling".into())], vec![]),
+            (200, vec![("Job-Status", "canceled".into())], vec![]),
+            (404, vec![], vec![]),
+        ],
+    );
+    let client = RunnerClient::new(&server.url, "runner-token", "shell").unwrap();
+    let job = payload(1, "token");
+    let mut heard = Vec::new();
+    for _ in 0..4 {
+        heard.push(client.touch_job(&job).await.unwrap());
+    }
+    assert_eq!(
+        heard,
+        [
+            RemoteJobStatus::Running,
+            RemoteJobStatus::Canceling,
+            RemoteJobStatus::Aborted,
+            RemoteJobStatus::Aborted
+        ]
+    );
+    let requests = server.requests();
+    assert_eq!(requests[0].method, "PUT");
+    assert_eq!(requests[0].json()["state"], "running");
+    assert!(requests[0].json().get("output").is_none());
+}

@@ -427,6 +427,41 @@ impl RunnerClient {
         outcome: &JobOutcome,
         output: Option<TraceOutput>,
     ) -> Result<UpdateResult, RunnerError> {
+        let (answer, url) = self.put_job(job, outcome, output).await?;
+        match answer.status().as_u16() {
+            200 => Ok(UpdateResult::Accepted),
+            202 | 412 => Ok(UpdateResult::TryAgain {
+                interval: update_interval(answer.headers()),
+            }),
+            403 | 404 => Ok(UpdateResult::Rejected),
+            _ => Err(status_error("PUT", &url, answer, "").await),
+        }
+    }
+
+    /// The keep-alive of a job with no new output: `PUT jobs/:id` with `state=running`.
+    /// GitLab's answer carries `Job-Status`, so a job canceled in GitLab while it prints nothing
+    /// learns it here (gitlab-runner's `UpdateJobResult.CancelRequested`); trace patches, the
+    /// other carrier, are only sent when there is output.
+    pub async fn touch_job(&self, job: &JobPayload) -> Result<RemoteJobStatus, RunnerError> {
+        let running = JobOutcome {
+            state: JobState::Running,
+            failure_reason: None,
+            exit_code: None,
+        };
+        let (answer, url) = self.put_job(job, &running, None).await?;
+        match answer.status().as_u16() {
+            200 | 202 | 412 => Ok(RemoteJobStatus::from_headers(answer.headers())),
+            403 | 404 => Ok(RemoteJobStatus::Aborted),
+            _ => Err(status_error("PUT", &url, answer, "").await),
+        }
+    }
+
+    async fn put_job(
+        &self,
+        job: &JobPayload,
+        outcome: &JobOutcome,
+        output: Option<TraceOutput>,
+    ) -> Result<(reqwest::Response, Url), RunnerError> {
         let url = self.endpoint(&format!("jobs/{}", job.id));
         let body = UpdateRequest {
             info: &self.info,
@@ -444,14 +479,7 @@ impl RunnerClient {
             .header(job.token.header_name(), job.token.secret())
             .json(&body);
         let answer = self.send("PUT", &url, request).await?;
-        match answer.status().as_u16() {
-            200 => Ok(UpdateResult::Accepted),
-            202 | 412 => Ok(UpdateResult::TryAgain {
-                interval: update_interval(answer.headers()),
-            }),
-            403 | 404 => Ok(UpdateResult::Rejected),
-            _ => Err(status_error("PUT", &url, answer, "").await),
-        }
+        Ok((answer, url))
     }
 }
 

@@ -195,17 +195,7 @@ impl<'a> TraceSender<'a> {
             return Ok(RemoteJobStatus::Running);
         }
         self.last_contact = Instant::now();
-        let running = JobOutcome {
-            state: JobState::Running,
-            failure_reason: None,
-            exit_code: None,
-        };
-        Ok(
-            match self.client.update_job(self.job, &running, None).await? {
-                UpdateResult::Rejected => RemoteJobStatus::Aborted,
-                _ => RemoteJobStatus::Running,
-            },
-        )
+        self.client.touch_job(self.job).await
     }
 
     /// The final update: the rest of the log, then the job's state with the log's checksum,

@@ -246,6 +246,9 @@ pub(crate) mod stand_in {
         pub job_given: bool,
         /// `DELETE` unregister calls that GitLab accepted: the path and the body.
         pub unregistered: Vec<(String, serde_json::Value)>,
+        /// Set by a test: trace patches are answered `Job-Status: canceled` (the job was
+        /// canceled in GitLab's UI).
+        pub cancel: bool,
     }
 
     pub struct Coordinator {
@@ -379,7 +382,10 @@ pub(crate) mod stand_in {
                                 vec![
                                     ("Range", format!("0-{size}")),
                                     ("X-GitLab-Trace-Update-Interval", "1".into()),
-                                    ("Job-Status", "running".into()),
+                                    (
+                                        "Job-Status",
+                                        if seen.cancel { "canceled" } else { "running" }.into(),
+                                    ),
                                 ],
                                 vec![],
                             )
@@ -396,11 +402,11 @@ pub(crate) mod stand_in {
                             2 => 202,
                             _ => 200,
                         };
-                        (
-                            status,
-                            vec![("X-GitLab-Trace-Update-Interval", "1".into())],
-                            vec![],
-                        )
+                        let mut headers = vec![("X-GitLab-Trace-Update-Interval", "1".into())];
+                        if seen.cancel {
+                            headers.push(("Job-Status", "canceled".into()));
+                        }
+                        (status, headers, vec![])
                     }
                     ("GET", git_path) if git_path.starts_with("/group/project.git/") => {
                         seen.git_requests += 1;
@@ -774,5 +780,96 @@ async fn the_payloads_registry_credentials_pull_a_private_image_into_the_sandbox
     );
     for shown in [&trace, &text(&out.stdout), &text(&out.stderr)] {
         assert!(!shown.contains(PASS), "{shown}");
+    }
+}
+
+/// A Docker job from GitLab whose private image and service come from a registry with
+/// htpasswd: the payload's registry credentials are wrong and `DOCKER_AUTH_CONFIG` (a job
+/// variable) is right, so the pull works only if `DOCKER_AUTH_CONFIG` comes first, as in
+/// gitlab-runner. Canceled in GitLab mid-script, the job stops and its containers (script and
+/// service) are removed; no password reaches the trace or the runner's output. The job prints
+/// nothing after `started`, so no trace patch tells it: the keep-alive `PUT` (every 30 s, as
+/// gitlab-runner) must read GitLab's `Job-Status`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs dockerd and docker-registry: run by scripts/test-all.sh"]
+async fn a_private_docker_job_with_a_service_canceled_in_gitlab_leaves_no_container() {
+    const USER: &str = "ci-puller";
+    const PASS: &str = "right-registry-s3cr3t";
+    const WRONG: &str = "stale-payload-s3cr3t";
+    let reg = wharf_testkit::Registry::start_basic(&[(USER, PASS)]).unwrap();
+    let image = format!("{}/group/project/ci:1", reg.host());
+    let layout = tempfile::tempdir().unwrap();
+    crate::support::unique_seed_layout(layout.path())
+        .push(&image, Some((USER, PASS)))
+        .unwrap();
+    let project = Project::new(&[]);
+    let (repo, sha) = bare_repository(project.home.path());
+    let job_name = format!(
+        "cancel-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let auth = crate::support::b64(&format!("{USER}:{PASS}"));
+    let docker_auth_config = format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host());
+    let coordinator = stand_in::start_with(
+        repo,
+        sha,
+        vec![
+            "cat hello.txt".into(),
+            "echo started; sleep 300; echo never printed".into(),
+        ],
+        serde_json::json!({
+            "job_info": {"name": job_name, "stage": "test", "project_id": 9,
+                         "project_full_path": "group/project"},
+            "image": {"name": image, "pull_policy": ["if-not-present"]},
+            "services": [{"name": image, "alias": "helper-svc", "command": ["sleep", "300"]}],
+            "credentials": [
+                {"type": "registry", "url": reg.host(), "username": USER, "password": WRONG}
+            ],
+            "variables": [
+                {"key": "CI_JOB_TOKEN", "value": stand_in::JOB_TOKEN, "masked": true, "public": false},
+                {"key": "DOCKER_AUTH_CONFIG", "value": docker_auth_config, "masked": false, "public": false}
+            ],
+        }),
+    );
+    let args = [ONE_JOB, &["--executor", "docker"]].concat();
+    let runner = spawn_runner(&project, &coordinator.url, stand_in::RUNNER_TOKEN, &args);
+    let job_containers = || {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+            .arg(format!("label=wharf.job={job_name}"))
+            .output()
+            .unwrap();
+        text(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    wait_until(|| text(&coordinator.seen.lock().unwrap().trace).contains("\nstarted\n")).await;
+    let running = job_containers();
+    assert!(
+        running.len() >= 2 && running.iter().any(|name| name.contains("helper-svc")),
+        "the job's and the service's containers: {running:?}\n{}",
+        text(&coordinator.seen.lock().unwrap().trace)
+    );
+    coordinator.seen.lock().unwrap().cancel = true;
+    let out = finished(runner).await;
+    let seen = coordinator.seen.lock().unwrap();
+    let trace = text(&seen.trace);
+    assert!(out.status.success(), "{}\n{trace}", text(&out.stderr));
+    assert!(
+        trace.contains("Authenticating with credentials from $DOCKER_AUTH_CONFIG"),
+        "{trace}"
+    );
+    assert!(trace.contains("\nhello from git\n"), "{trace}");
+    assert!(!trace.contains("\nnever printed"), "{trace}");
+    assert_eq!(job_containers(), Vec::<String>::new(), "containers left");
+    for shown in [&trace, &text(&out.stdout), &text(&out.stderr)] {
+        for secret in [PASS, WRONG, auth.as_str(), stand_in::JOB_TOKEN] {
+            assert!(!shown.contains(secret), "{secret} shown: {shown}");
+        }
     }
 }
