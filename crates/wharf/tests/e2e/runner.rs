@@ -445,6 +445,17 @@ pub(crate) mod stand_in {
     }
 }
 
+/// A registry with htpasswd (`user`, `pass` only) holding a seed image, and that image's name.
+fn private_ci_image(user: &str, pass: &str) -> (wharf_testkit::Registry, String) {
+    let reg = wharf_testkit::Registry::start_basic(&[(user, pass)]).unwrap();
+    let image = format!("{}/group/project/ci:1", reg.host());
+    let layout = tempfile::tempdir().unwrap();
+    crate::support::unique_seed_layout(layout.path())
+        .push(&image, Some((user, pass)))
+        .unwrap();
+    (reg, image)
+}
+
 /// A bare repository holding `hello.txt`, ready for git's dumb HTTP; its commit.
 pub(crate) fn bare_repository(root: &std::path::Path) -> (std::path::PathBuf, String) {
     use crate::support::git;
@@ -732,12 +743,7 @@ async fn a_token_gitlab_refuses_stops_the_runner_with_the_fix_and_without_the_to
 async fn the_payloads_registry_credentials_pull_a_private_image_into_the_sandbox() {
     const USER: &str = "gitlab-ci-token";
     const PASS: &str = "job-registry-s3cr3t";
-    let reg = wharf_testkit::Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let image = format!("{}/group/project/ci:1", reg.host());
-    let layout = tempfile::tempdir().unwrap();
-    crate::support::unique_seed_layout(layout.path())
-        .push(&image, Some((USER, PASS)))
-        .unwrap();
+    let (reg, image) = private_ci_image(USER, PASS);
     let project = Project::new(&[]);
     let (repo, sha) = bare_repository(project.home.path());
     let credentials = serde_json::json!([
@@ -796,12 +802,7 @@ async fn a_private_docker_job_with_a_service_canceled_in_gitlab_leaves_no_contai
     const USER: &str = "ci-puller";
     const PASS: &str = "right-registry-s3cr3t";
     const WRONG: &str = "stale-payload-s3cr3t";
-    let reg = wharf_testkit::Registry::start_basic(&[(USER, PASS)]).unwrap();
-    let image = format!("{}/group/project/ci:1", reg.host());
-    let layout = tempfile::tempdir().unwrap();
-    crate::support::unique_seed_layout(layout.path())
-        .push(&image, Some((USER, PASS)))
-        .unwrap();
+    let (reg, image) = private_ci_image(USER, PASS);
     let project = Project::new(&[]);
     let (repo, sha) = bare_repository(project.home.path());
     let job_name = format!(
