@@ -359,7 +359,7 @@ fn main() -> ExitCode {
             Command::Doctor(args) => doctor::run(args).await,
             Command::Pull(args) => image_cmd::pull(args).await,
             Command::Images(args) => image_cmd::images(args),
-            Command::Runner(command) => runner_cmd::run(command).await,
+            Command::Runner(command) => runner_fleet::dispatch(command).await,
         }
     });
     match result {

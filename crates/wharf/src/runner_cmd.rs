@@ -75,7 +75,7 @@ pub(crate) struct RegisterArgs {
 pub(crate) struct RunArgs {
     /// Default: $XDG_CONFIG_HOME/wharf/config.toml.
     #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -122,17 +122,6 @@ pub(crate) struct RunSingleArgs {
     environment: Vec<String>,
 }
 
-pub(crate) async fn run(command: RunnerCommand) -> Result<ExitCode> {
-    match command {
-        RunnerCommand::RunSingle(args) => run_single(args).await,
-        RunnerCommand::Verify(args) => verify(args).await,
-        RunnerCommand::Register(args) => register(args).await,
-        RunnerCommand::Run(args) => run_config(args).await,
-        RunnerCommand::List(args) => list(args),
-        RunnerCommand::Unregister(args) => unregister(args).await,
-    }
-}
-
 pub(crate) fn executor_name(executor: Executor) -> &'static str {
     match executor {
         Executor::Docker => "docker",
@@ -153,7 +142,7 @@ pub(crate) fn executor_of(name: &str) -> Option<Executor> {
     .find(|e| executor_name(*e) == name)
 }
 
-async fn register(args: RegisterArgs) -> Result<ExitCode> {
+pub(crate) async fn register(args: RegisterArgs) -> Result<ExitCode> {
     let executor = executor_name(args.executor);
     let client = RunnerClient::new(&args.connect.url, &args.connect.token, executor)?;
     let verified = client.verify().await?;
@@ -189,7 +178,9 @@ async fn register(args: RegisterArgs) -> Result<ExitCode> {
 }
 
 /// `--config`, else the default file, loaded.
-fn load_config(given: Option<PathBuf>) -> Result<(PathBuf, crate::runner_config::Config)> {
+pub(crate) fn load_config(
+    given: Option<PathBuf>,
+) -> Result<(PathBuf, crate::runner_config::Config)> {
     let path = match given {
         Some(p) => p,
         None => crate::runner_config::default_path()?,
@@ -198,7 +189,7 @@ fn load_config(given: Option<PathBuf>) -> Result<(PathBuf, crate::runner_config:
     Ok((path, config))
 }
 
-fn list(args: RunArgs) -> Result<ExitCode> {
+pub(crate) fn list(args: RunArgs) -> Result<ExitCode> {
     let (path, config) = load_config(args.config)?;
     println!("{} (concurrent = {})", path.display(), config.concurrent);
     for runner in &config.runners {
@@ -210,20 +201,9 @@ fn list(args: RunArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_config(args: RunArgs) -> Result<ExitCode> {
-    let (path, config) = load_config(args.config)?;
-    if config.runners.is_empty() {
-        anyhow::bail!(
-            "{}: no [[runners]]: add one with `wharf runner register`",
-            path.display()
-        );
-    }
-    crate::runner_fleet::run(path, config, Signals::listen()).await
-}
-
 /// `wharf runner unregister`: GitLab first, then the file; a runner GitLab did not let go of
 /// stays in the file.
-async fn unregister(args: UnregisterArgs) -> Result<ExitCode> {
+pub(crate) async fn unregister(args: UnregisterArgs) -> Result<ExitCode> {
     let (path, config) = load_config(args.config)?;
     let chosen: Vec<_> = match &args.name {
         Some(name) => {
@@ -272,7 +252,7 @@ async fn unregister(args: UnregisterArgs) -> Result<ExitCode> {
     })
 }
 
-async fn verify(args: ConnectArgs) -> Result<ExitCode> {
+pub(crate) async fn verify(args: ConnectArgs) -> Result<ExitCode> {
     let client = RunnerClient::new(&args.url, &args.token, "shell")?;
     let runner = client.verify().await?;
     println!("Runner {} is valid at {}", runner.id, args.url);
@@ -322,7 +302,7 @@ pub(crate) fn environment_of(entries: &[String]) -> Result<Vec<FileVariable>> {
         .collect()
 }
 
-async fn run_single(args: RunSingleArgs) -> Result<ExitCode> {
+pub(crate) async fn run_single(args: RunSingleArgs) -> Result<ExitCode> {
     let executor = executor_name(args.executor);
     let client = RunnerClient::new(&args.connect.url, &args.connect.token, executor)?;
     let settings = RunnerSettings {
@@ -537,7 +517,7 @@ pub(crate) struct Signals {
 }
 
 impl Signals {
-    fn listen() -> Signals {
+    pub(crate) fn listen() -> Signals {
         let (interrupt_tx, interrupted) = watch::channel(false);
         let (quit_tx, quitting) = watch::channel(false);
         let reload = Arc::new(tokio::sync::Notify::new());

@@ -6,7 +6,8 @@
 //! not load is reported with its file:line:column and the runners keep the previous one.
 
 use crate::runner_cmd::{
-    JobSlots, RunnerSettings, Signals, Slots, environment_of, executor_name, executor_of, take_jobs,
+    self, JobSlots, RunnerCommand, RunnerSettings, Signals, Slots, environment_of, executor_name,
+    executor_of, take_jobs,
 };
 use crate::runner_config::{Config, RunnerConfig};
 use crate::runner_docker::DockerSettings;
@@ -18,6 +19,30 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::watch;
 use wharf_gitlab::runner::RunnerClient;
+
+/// `wharf runner ...`: each subcommand to its place (`run`, the fleet, is here; the others and
+/// the job engine in `runner_cmd`).
+pub(crate) async fn dispatch(command: RunnerCommand) -> Result<ExitCode> {
+    match command {
+        RunnerCommand::RunSingle(args) => runner_cmd::run_single(args).await,
+        RunnerCommand::Verify(args) => runner_cmd::verify(args).await,
+        RunnerCommand::Register(args) => runner_cmd::register(args).await,
+        RunnerCommand::Run(args) => run_config(args).await,
+        RunnerCommand::List(args) => runner_cmd::list(args),
+        RunnerCommand::Unregister(args) => runner_cmd::unregister(args).await,
+    }
+}
+
+async fn run_config(args: runner_cmd::RunArgs) -> Result<ExitCode> {
+    let (path, config) = runner_cmd::load_config(args.config)?;
+    if config.runners.is_empty() {
+        anyhow::bail!(
+            "{}: no [[runners]]: add one with `wharf runner register`",
+            path.display()
+        );
+    }
+    run(path, config, Signals::listen()).await
+}
 
 /// How often the file's modification time is looked at.
 const RELOAD_CHECK: Duration = Duration::from_secs(3);
