@@ -220,14 +220,28 @@ async fn run_with(ctx: &Ctx<'_>, job: &Job, mut executor: impl Executor) -> JobR
         }
         if let Some(transfer) = &ctx.opts.artifact_transfer {
             let build = build_folder(ctx, &vars, &layout);
-            if let Err(failure) = transfer.upload(&build, ok, &mut log).await {
-                let status = JobStatus::Failed {
-                    reason: failure.reason,
-                    exit_code: failure.exit_code,
-                };
-                JobFailure::from(failure).log(&mut log);
-                if matches!(outcome, JobStatus::Passed) {
-                    outcome = status;
+            // A cancel stops an upload in progress (a slow GitLab, a big archive), as it stops
+            // a dependency download.
+            let mut cancel = ctx.opts.cancel.clone();
+            let uploaded = tokio::select! {
+                result = transfer.upload(&build, ok, &mut log) => Some(result),
+                Ok(_) = cancel.wait_for(|canceled| *canceled) => None,
+            };
+            match uploaded {
+                Some(Ok(())) => {}
+                Some(Err(failure)) => {
+                    let status = JobStatus::Failed {
+                        reason: failure.reason,
+                        exit_code: failure.exit_code,
+                    };
+                    JobFailure::from(failure).log(&mut log);
+                    if matches!(outcome, JobStatus::Passed) {
+                        outcome = status;
+                    }
+                }
+                None => {
+                    log.warn("Uploading artifacts stopped: the job was canceled");
+                    outcome = JobStatus::Canceled;
                 }
             }
         }

@@ -288,6 +288,21 @@ mod stand_in {
         upload_statuses: Vec<u16>,
         stall: bool,
     ) -> Coordinator {
+        start_with_modes(jobs, upload_statuses, stall, false)
+    }
+
+    /// As [`start`]; artifact uploads are received but never answered, and once one arrived
+    /// GitLab cancels the job (`Job-Status: canceled` in its trace and update answers).
+    pub fn start_holding_uploads(jobs: Vec<(u64, String, serde_json::Value)>) -> Coordinator {
+        start_with_modes(jobs, Vec::new(), false, true)
+    }
+
+    fn start_with_modes(
+        jobs: Vec<(u64, String, serde_json::Value)>,
+        upload_statuses: Vec<u16>,
+        stall: bool,
+        hold_uploads: bool,
+    ) -> Coordinator {
         let seen = Arc::new(Mutex::new(Seen::default()));
         // Object storage on another origin (`localhost`, not `127.0.0.1`).
         let storage = tiny_http::Server::http("localhost:0").unwrap();
@@ -344,6 +359,7 @@ mod stand_in {
             jobs.into_iter().map(|(_, _, p)| p).collect();
         let mut upload_statuses: std::collections::VecDeque<u16> = upload_statuses.into();
         std::thread::spawn(move || {
+            let mut held = Vec::new();
             for mut request in server.incoming_requests() {
                 let mut body = Vec::new();
                 let _ = request.as_reader().read_to_end(&mut body);
@@ -373,7 +389,12 @@ mod stand_in {
                         ("PUT", ["jobs", _]) => {
                             let update: serde_json::Value = serde_json::from_slice(&body).unwrap();
                             if update.get("output").is_none() {
-                                (200, vec![])
+                                let status = if hold_uploads && !seen.uploads.is_empty() {
+                                    "canceled"
+                                } else {
+                                    "running"
+                                };
+                                (200, vec![("Job-Status", status.into())])
                             } else {
                                 // Two-phase commit: "not yet" twice, then taken.
                                 let finals = seen.final_updates.entry(job_id.unwrap()).or_default();
@@ -386,7 +407,8 @@ mod stand_in {
                             let trace = seen.traces.entry(job_id.unwrap()).or_default();
                             trace.extend_from_slice(&body);
                             let size = trace.len();
-                            let status = if stall { "canceled" } else { "running" };
+                            let canceled = stall || (hold_uploads && !seen.uploads.is_empty());
+                            let status = if canceled { "canceled" } else { "running" };
                             (
                                 202,
                                 vec![
@@ -403,6 +425,11 @@ mod stand_in {
                                 .entry(job_id.unwrap())
                                 .or_default()
                                 .push((query.clone(), archive));
+                            if hold_uploads {
+                                // Held unanswered until the test ends.
+                                held.push(request);
+                                continue;
+                            }
                             (upload_statuses.pop_front().unwrap_or(201), vec![])
                         }
                         // GitLab answers with a presigned object storage URL.
@@ -727,4 +754,38 @@ async fn canceling_the_job_in_gitlab_stops_a_stalled_dependency_download() {
     // GitLab already holds the job as canceled: the runner only ends it on its side.
     let stderr = text(&out.stderr);
     assert!(stderr.contains("Job 2 finished: failed"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canceling_the_job_in_gitlab_stops_an_artifacts_upload_gitlab_does_not_answer() {
+    let artifacts = serde_json::json!([{"paths": ["out.txt"], "artifact_type": "archive", "artifact_format": "zip"}]);
+    let job = stand_in::payload(
+        1,
+        PRODUCER_TOKEN,
+        "upload",
+        &["echo made > out.txt; echo quiet from here"],
+        None,
+        artifacts,
+        serde_json::json!([]),
+    );
+    let coordinator = stand_in::start_holding_uploads(vec![job]);
+    let project = Project::new(&[]);
+    // Without the cancel, the runner would wait for GitLab's answer forever (`finished` guards).
+    let out = finished(spawn_runner(
+        &project,
+        &coordinator.url,
+        "glrt-stand-in",
+        ONE_JOB,
+    ))
+    .await;
+    let seen = coordinator.seen.lock().unwrap();
+    let trace = text(&seen.traces[&1]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(seen.uploads[&1].len(), 1, "{trace}");
+    assert!(
+        trace.contains("Uploading artifacts stopped: the job was canceled"),
+        "{trace}"
+    );
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("Job 1 finished: failed"), "{stderr}");
 }
