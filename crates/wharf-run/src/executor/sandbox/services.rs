@@ -40,6 +40,8 @@ struct RunningService {
     child: tokio::process::Child,
     /// The end of its output (stdout and stderr).
     output: Arc<Mutex<VecDeque<u8>>>,
+    /// The task copying its output into `output`: it ends when the service's pipes close.
+    output_copier: Option<tokio::task::JoinHandle<()>>,
     /// Ports waited for.
     ports: Vec<u16>,
 }
@@ -76,7 +78,43 @@ impl SandboxServices {
     }
 }
 
+/// How long an exited service's last output may take to reach us: its pipes close at its exit,
+/// unless a process it left behind holds them.
+const OUTPUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl RunningService {
+    /// Take the child's output pipes and keep the end of what they carry.
+    fn new(planned: PlannedService, mut child: tokio::process::Child, ports: Vec<u16>) -> Self {
+        let output = Arc::new(Mutex::new(VecDeque::new()));
+        let mut chunks = crate::executor::output_of(&mut child);
+        let kept = output.clone();
+        let output_copier = tokio::spawn(async move {
+            while let Some(chunk) = chunks.recv().await {
+                if let Ok(mut out) = kept.lock() {
+                    out.extend(chunk.bytes);
+                    let excess = out.len().saturating_sub(OUTPUT_KEPT);
+                    out.drain(..excess);
+                }
+            }
+        });
+        RunningService {
+            planned,
+            child,
+            output,
+            output_copier: Some(output_copier),
+            ports,
+        }
+    }
+
+    /// Wait (bounded) until the output written before the service exited has been read: the
+    /// exit is seen by `try_wait` before the copier has read the pipes' last bytes, and those
+    /// are the lines that say why it exited.
+    async fn drain_output(&mut self) {
+        if let Some(copier) = self.output_copier.take() {
+            let _ = tokio::time::timeout(OUTPUT_DRAIN, copier).await;
+        }
+    }
+
     fn last_lines(&self) -> String {
         let bytes: Vec<u8> = self
             .output
@@ -244,21 +282,9 @@ async fn start_one(
         // Services get no limits, as in GitLab (a service's are its own settings).
         cgroups: Vec::new(),
     };
-    let mut child = wharf_sandbox::spawn(&spec, setup.init)
+    let child = wharf_sandbox::spawn(&spec, setup.init)
         .await
         .map_err(|e| e.to_string())?;
-    let output = Arc::new(Mutex::new(VecDeque::new()));
-    let mut chunks = crate::executor::output_of(&mut child);
-    let kept = output.clone();
-    tokio::spawn(async move {
-        while let Some(chunk) = chunks.recv().await {
-            if let Ok(mut out) = kept.lock() {
-                out.extend(chunk.bytes);
-                let excess = out.len().saturating_sub(OUTPUT_KEPT);
-                out.drain(..excess);
-            }
-        }
-    });
     let ports = match svc.healthcheck_port {
         Some(p) => vec![p],
         None => {
@@ -270,12 +296,7 @@ async fn start_one(
             common::exposed_tcp_ports(&exposed)
         }
     };
-    Ok(RunningService {
-        planned: svc.clone(),
-        child,
-        output,
-        ports,
-    })
+    Ok(RunningService::new(svc.clone(), child, ports))
 }
 
 /// `/etc/hosts` for the job's sandboxes: `base` (the host's file) or the usual localhost lines,
@@ -316,6 +337,7 @@ async fn wait_ready(
         for i in pending {
             let service = &mut services.running[i];
             if let Ok(Some(status)) = service.child.try_wait() {
+                service.drain_output().await;
                 log.warn(&common::not_started(
                     &service.planned,
                     &format!(
@@ -360,6 +382,45 @@ async fn wait_ready(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: CI saw "the service exited early" with no output, because the exit was seen
+    /// before the copier task had read the pipes. On a current-thread runtime the copier cannot
+    /// run until we await, so without `drain_output` the output here is always empty.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_exited_services_last_output_is_read_before_it_is_shown() {
+        let child = tokio::process::Command::new("sh")
+            .args([
+                "-c",
+                "echo SERVICE_WORD=goodbye; echo to-stderr >&2; exit 3",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let planned = PlannedService {
+            image: "busybox".into(),
+            image_ref: wharf_oci::ImageRef::parse("busybox").unwrap(),
+            pull_policy: Vec::new(),
+            aliases: vec!["quitter".into()],
+            entrypoint: None,
+            command: Vec::new(),
+            env: Vec::new(),
+            healthcheck_port: None,
+        };
+        let mut service = RunningService::new(planned, child, Vec::new());
+        // Block the thread (no await) until the process has exited.
+        let status = loop {
+            if let Some(status) = service.child.try_wait().unwrap() {
+                break status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert_eq!(status.code(), Some(3));
+        service.drain_output().await;
+        let lines = service.last_lines();
+        assert!(lines.contains("SERVICE_WORD=goodbye"), "{lines:?}");
+        assert!(lines.contains("to-stderr"), "{lines:?}");
+    }
 
     #[test]
     fn hosts_put_every_alias_on_loopback() {
