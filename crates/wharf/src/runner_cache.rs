@@ -8,14 +8,19 @@
 //! per-key locks): before the job, a key found in S3 replaces the local folder; after it, the
 //! folder the job saved is uploaded. The archive is a gzipped tar of that folder (not
 //! gitlab-runner's `cache.zip`): wharf runners share caches with each other, not with
-//! gitlab-runner. The secret key is never logged; signed URLs are not either.
+//! gitlab-runner. Archives go through a temporary file beside the local caches, never whole
+//! in memory (a job decides how big its cache is; another runner wrote what is downloaded),
+//! and `MaxUploadedArchiveSize` bounds both directions. The secret key is never logged; signed
+//! URLs are not either.
 
 use crate::runner_config::CacheConfig;
 use anyhow::{Context, Result, bail};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::signer::Signer as _;
+use std::io::Seek as _;
 use std::path::Path;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt as _;
 use wharf_ci::{CachePolicy, Job};
 use wharf_run::Console;
 
@@ -28,6 +33,8 @@ pub(crate) struct SharedCache {
     bucket: String,
     /// `Path`, then `runner/<short token>` unless `Shared`.
     prefix: String,
+    /// `MaxUploadedArchiveSize`: 0 is no limit.
+    max_archive_size: u64,
     http: reqwest::Client,
 }
 
@@ -51,8 +58,12 @@ fn short_token(token: &str) -> &str {
 }
 
 impl SharedCache {
-    /// From `[runners.cache]`; errors name the key (the caller adds the file and runner).
-    pub fn of(config: &CacheConfig, token: &str) -> Result<SharedCache> {
+    /// From `[runners.cache]`: `None` without a `Type` (the local cache only, as gitlab-runner);
+    /// errors name the key (the caller adds the file and runner).
+    pub fn of(config: &CacheConfig, token: &str) -> Result<Option<SharedCache>> {
+        if config.kind.is_empty() {
+            return Ok(None);
+        }
         if !config.kind.eq_ignore_ascii_case("s3") {
             bail!(
                 "cache.Type `{}`: wharf's distributed cache speaks S3 only (`Type = \"s3\"`); gcs and azure are not supported",
@@ -96,15 +107,16 @@ impl SharedCache {
         if !config.shared {
             prefix.extend(["runner", short_token(token)]);
         }
-        Ok(SharedCache {
+        Ok(Some(SharedCache {
             store,
             bucket: s3.bucket_name.clone(),
             prefix: prefix.join("/"),
+            max_archive_size: config.max_uploaded_archive_size,
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(15))
                 .build()
                 .context("starting the HTTP client of the shared cache")?,
-        })
+        }))
     }
 
     /// The object of `key` for project `project_id`; `None` when the key would climb out of
@@ -169,7 +181,7 @@ impl SharedCache {
             bail!("the key climbs out of the project's folder: remove `../` from it");
         };
         let url = self.signed(http::Method::GET, &object).await?;
-        let answer =
+        let mut answer =
             self.http.get(url).send().await.map_err(|e| {
                 anyhow::anyhow!("GET from bucket {}: {}", self.bucket, e.without_url())
             })?;
@@ -178,14 +190,42 @@ impl SharedCache {
             200 => {}
             status => bail!("GET from bucket {}: HTTP {status}", self.bucket),
         }
-        let bytes = answer
-            .bytes()
+        if let Some(size) = answer.content_length() {
+            self.check_size(size)?;
+        }
+        let mut file = tokio::fs::File::from_std(archive_file(wharf_dir)?);
+        let mut size = 0u64;
+        while let Some(chunk) = answer
+            .chunk()
             .await
-            .map_err(|e| anyhow::anyhow!("GET from bucket {}: {}", self.bucket, e.without_url()))?;
+            .map_err(|e| anyhow::anyhow!("GET from bucket {}: {}", self.bucket, e.without_url()))?
+        {
+            size += chunk.len() as u64;
+            self.check_size(size)?;
+            file.write_all(&chunk)
+                .await
+                .context("writing the downloaded archive to a temporary file")?;
+        }
+        let mut file = file.into_std().await;
         let wharf_dir = wharf_dir.to_path_buf();
         let key = key.to_string();
-        tokio::task::spawn_blocking(move || unpack(&bytes, &wharf_dir, &key)).await??;
+        tokio::task::spawn_blocking(move || {
+            file.rewind()?;
+            unpack(std::io::BufReader::new(file), &wharf_dir, &key)
+        })
+        .await??;
         Ok(true)
+    }
+
+    /// An archive over `MaxUploadedArchiveSize` is not moved, either way.
+    fn check_size(&self, size: u64) -> Result<()> {
+        if self.max_archive_size != 0 && size > self.max_archive_size {
+            bail!(
+                "the archive is over MaxUploadedArchiveSize ({} bytes) of [runners.cache]: raise it, or cache fewer paths",
+                self.max_archive_size
+            );
+        }
+        Ok(())
     }
 
     /// After the job: each cache it pushes (and whose `when` matches), from the local cache
@@ -222,7 +262,7 @@ impl SharedCache {
         }
     }
 
-    async fn upload_one(&self, project_id: u64, key: &str, wharf_dir: &Path) -> Result<usize> {
+    async fn upload_one(&self, project_id: u64, key: &str, wharf_dir: &Path) -> Result<u64> {
         let Some(object) = self.object(project_id, key) else {
             bail!("the key climbs out of the project's folder: remove `../` from it");
         };
@@ -231,12 +271,21 @@ impl SharedCache {
             let key = key.to_string();
             tokio::task::spawn_blocking(move || pack(&wharf_dir, &key)).await??
         };
-        let size = archive.len();
+        let size = archive.metadata()?.len();
+        self.check_size(size)?;
         let url = self.signed(http::Method::PUT, &object).await?;
-        let answer =
-            self.http.put(url).body(archive).send().await.map_err(|e| {
-                anyhow::anyhow!("PUT to bucket {}: {}", self.bucket, e.without_url())
-            })?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(
+            tokio::fs::File::from_std(archive),
+        ));
+        // S3 takes no chunked bodies on a presigned PUT: the length is said up front.
+        let answer = self
+            .http
+            .put(url)
+            .header(http::header::CONTENT_LENGTH, size)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("PUT to bucket {}: {}", self.bucket, e.without_url()))?;
         if !answer.status().is_success() {
             bail!(
                 "PUT to bucket {}: HTTP {}",
@@ -248,22 +297,38 @@ impl SharedCache {
     }
 }
 
-/// The local folder of `key`, as a gzipped tar (read under the key's shared lock).
-fn pack(wharf_dir: &Path, key: &str) -> Result<Vec<u8>> {
+/// An anonymous temporary file beside the local caches (not in a `/tmp` that may be memory).
+fn archive_file(wharf_dir: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(wharf_dir)
+        .with_context(|| format!("creating {}", wharf_dir.display()))?;
+    tempfile::tempfile_in(wharf_dir)
+        .with_context(|| format!("creating a temporary file in {}", wharf_dir.display()))
+}
+
+/// The local folder of `key`, as a gzipped tar in a temporary file, at its start (read under
+/// the key's shared lock).
+fn pack(wharf_dir: &Path, key: &str) -> Result<std::fs::File> {
     let _lock = wharf_run::cache::lock_key(wharf_dir, key, false)?;
     let dir = wharf_run::cache::key_dir(wharf_dir, key);
-    let gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let file = std::io::BufWriter::new(archive_file(wharf_dir)?);
+    let gzip = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
     let mut archive = tar::Builder::new(gzip);
     archive.follow_symlinks(false);
     archive
         .append_dir_all(".", &dir)
         .with_context(|| format!("archiving {}", dir.display()))?;
-    Ok(archive.into_inner()?.finish()?)
+    let mut file = archive
+        .into_inner()?
+        .finish()?
+        .into_inner()
+        .map_err(|e| e.into_error())?;
+    file.rewind()?;
+    Ok(file)
 }
 
 /// An archive from S3 replaces the local folder of `key` (under the key's exclusive lock):
 /// unpacked aside, then renamed, so a restore never sees half of it.
-fn unpack(bytes: &[u8], wharf_dir: &Path, key: &str) -> Result<()> {
+fn unpack(archive: impl std::io::Read, wharf_dir: &Path, key: &str) -> Result<()> {
     let _lock = wharf_run::cache::lock_key(wharf_dir, key, true)?;
     let dir = wharf_run::cache::key_dir(wharf_dir, key);
     let parent = dir.parent().context("the cache folder has no parent")?;
@@ -272,7 +337,7 @@ fn unpack(bytes: &[u8], wharf_dir: &Path, key: &str) -> Result<()> {
         .prefix(".download-")
         .tempdir_in(parent)
         .with_context(|| format!("creating a folder in {}", parent.display()))?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(archive));
     archive.set_preserve_permissions(true);
     // `unpack` keeps every entry inside the folder (no absolute paths, no `..`).
     archive
@@ -292,7 +357,7 @@ mod tests {
 
     fn cache(text: &str) -> Result<SharedCache> {
         let config: CacheConfig = toml::from_str(text).unwrap();
-        SharedCache::of(&config, "glrt-abcdefghijklmnop")
+        SharedCache::of(&config, "glrt-abcdefghijklmnop").map(|c| c.expect("a Type"))
     }
 
     const S3: &str = "[s3]\nServerAddress = \"127.0.0.1:7480\"\nAccessKey = \"a\"\nSecretKey = \"s\"\nBucketName = \"b\"\nInsecure = true\n";
@@ -312,6 +377,62 @@ mod tests {
         assert!(shared.object(12, "../../other").is_none());
         assert_eq!(short_token("legacy-token-1234"), "legacy-t");
         assert!(!format!("{own:?}").contains("\"s\""));
+    }
+
+    /// Regression: `gitlab-runner register` writes this cache section into every runner; wharf
+    /// refused to start on it ("cache.Type ``: S3 only").
+    #[test]
+    fn the_cache_section_gitlab_runner_register_writes_means_the_local_cache() {
+        let text = r#"
+concurrent = 1
+[[runners]]
+  name = "runner-v2"
+  url = "http://gitlab.local/"
+  id = 2
+  token = "glrt-abcdefghijklmnop"
+  executor = "shell"
+  [runners.cache]
+    MaxUploadedArchiveSize = 0
+    [runners.cache.s3]
+    [runners.cache.gcs]
+    [runners.cache.azure]
+"#;
+        let config = crate::runner_config::Config::parse(Path::new("config.toml"), text).unwrap();
+        let runner = &config.runners[0];
+        let cache = runner.cache.as_ref().unwrap();
+        assert!(SharedCache::of(cache, &runner.token).unwrap().is_none());
+        // Empty tables hold nothing to act on; `MaxUploadedArchiveSize` is acted on.
+        let unsupported = config.unsupported_keys();
+        assert!(
+            !unsupported.iter().any(|k| k.contains(".cache.")),
+            "{unsupported:?}"
+        );
+        let with_gcs = text.replace(
+            "[runners.cache.gcs]",
+            "[runners.cache.gcs]\n      BucketName = \"b\"",
+        );
+        let config =
+            crate::runner_config::Config::parse(Path::new("config.toml"), &with_gcs).unwrap();
+        assert!(
+            config
+                .unsupported_keys()
+                .contains(&"runners[runner-v2].cache.gcs".to_string()),
+            "{:?}",
+            config.unsupported_keys()
+        );
+    }
+
+    #[test]
+    fn an_archive_over_the_limit_is_not_moved() {
+        let shared = cache(&format!(
+            "Type = \"s3\"\nMaxUploadedArchiveSize = 100\n{S3}"
+        ))
+        .unwrap();
+        assert!(shared.check_size(100).is_ok());
+        let err = shared.check_size(101).unwrap_err().to_string();
+        assert!(err.contains("MaxUploadedArchiveSize (100 bytes)"), "{err}");
+        let unlimited = cache(&format!("Type = \"s3\"\n{S3}")).unwrap();
+        assert!(unlimited.check_size(u64::MAX).is_ok());
     }
 
     #[test]
@@ -336,7 +457,7 @@ mod tests {
         let old = wharf_run::cache::key_dir(to.path(), "k/1");
         std::fs::create_dir_all(&old).unwrap();
         std::fs::write(old.join("stale"), "old").unwrap();
-        unpack(&archive, to.path(), "k/1").unwrap();
+        unpack(archive, to.path(), "k/1").unwrap();
         assert_eq!(
             std::fs::read_to_string(old.join("deps/file")).unwrap(),
             "cached"

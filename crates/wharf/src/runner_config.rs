@@ -104,7 +104,9 @@ pub(crate) struct DockerConfig {
 }
 
 /// `[runners.cache]` (gitlab-runner `cache/cacheconfig`): the distributed cache. wharf knows
-/// `Type = "s3"`. No `Debug`: it holds the secret key.
+/// `Type = "s3"`; no `Type` (what `gitlab-runner register` writes: the section with
+/// `MaxUploadedArchiveSize = 0` and empty `s3`/`gcs`/`azure` tables) means the local cache only.
+/// No `Debug`: it holds the secret key.
 #[derive(Deserialize, Clone)]
 pub(crate) struct CacheConfig {
     #[serde(rename = "Type", default)]
@@ -115,6 +117,9 @@ pub(crate) struct CacheConfig {
     /// Runners share caches (no per-runner namespace).
     #[serde(rename = "Shared", default)]
     pub shared: bool,
+    /// The largest archive uploaded (and downloaded), in bytes; 0: no limit.
+    #[serde(rename = "MaxUploadedArchiveSize", default)]
+    pub max_uploaded_archive_size: u64,
     #[serde(rename = "s3", default)]
     pub s3: Option<S3CacheConfig>,
     #[serde(flatten)]
@@ -231,11 +236,15 @@ impl Config {
                     .map(|k| format!("runners[{}].{k}", runner.name)),
             );
             if let Some(cache) = &runner.cache {
+                // `register` writes empty `[runners.cache.gcs]` and `[runners.cache.azure]`
+                // tables: nothing in them to act on.
+                let empty_table = |v: &toml::Value| v.as_table().is_some_and(|t| t.is_empty());
                 keys.extend(
                     cache
                         .other
-                        .keys()
-                        .map(|k| format!("runners[{}].cache.{k}", runner.name)),
+                        .iter()
+                        .filter(|(_, v)| !empty_table(v))
+                        .map(|(k, _)| format!("runners[{}].cache.{k}", runner.name)),
                 );
                 if let Some(s3) = &cache.s3 {
                     keys.extend(

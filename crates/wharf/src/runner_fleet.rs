@@ -139,9 +139,9 @@ fn settings_of(path: &Path, config: &Config, runner: &RunnerConfig) -> Result<Ru
         None => DockerSettings::default(),
     };
     let shared_cache = match &runner.cache {
-        Some(cache) => Some(Arc::new(
-            crate::runner_cache::SharedCache::of(cache, &runner.token).with_context(at)?,
-        )),
+        Some(cache) => crate::runner_cache::SharedCache::of(cache, &runner.token)
+            .with_context(at)?
+            .map(Arc::new),
         None => None,
     };
     let script = |text: &Option<String>| text.clone().filter(|t| !t.trim().is_empty());

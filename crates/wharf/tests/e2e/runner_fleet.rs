@@ -432,7 +432,7 @@ async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_throug
     let project = Project::new(&[]);
     let (repo, sha) = bare_repository(project.home.path());
     // The same runner (token) on two machines: each its own builds folder and config.
-    let run_one = |name: &str, script: &str| {
+    let run_one = |name: &str, script: &str, cache_settings: &str| {
         let coordinator = stand_in::start_with(
             repo.clone(),
             sha.clone(),
@@ -446,7 +446,7 @@ async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_throug
         save(
             &config,
             &format!(
-                "[[runners]]\nname = \"{name}\"\nurl = \"{}\"\ntoken = \"{}\"\nexecutor = \"shell\"\nbuilds_dir = \"{name}-builds\"\n[runners.cache]\nType = \"s3\"\nPath = \"ci\"\n[runners.cache.s3]\nServerAddress = \"{endpoint}\"\nAccessKey = \"{}\"\nSecretKey = \"{}\"\nBucketName = \"{bucket}\"\nInsecure = true\n",
+                "[[runners]]\nname = \"{name}\"\nurl = \"{}\"\ntoken = \"{}\"\nexecutor = \"shell\"\nbuilds_dir = \"{name}-builds\"\n[runners.cache]\nType = \"s3\"\nPath = \"ci\"\n{cache_settings}\n[runners.cache.s3]\nServerAddress = \"{endpoint}\"\nAccessKey = \"{}\"\nSecretKey = \"{}\"\nBucketName = \"{bucket}\"\nInsecure = true\n",
                 coordinator.url,
                 stand_in::RUNNER_TOKEN,
                 rgw.access_key(),
@@ -456,14 +456,23 @@ async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_throug
         (coordinator, config)
     };
     let mut traces = Vec::new();
-    for (name, script) in [
+    // 12 MiB that gzip cannot shrink: the archive streams through a file both ways, in many
+    // pieces, with its length said to S3 up front.
+    let big = "head -c 12582912 /dev/urandom > deps/big";
+    for (name, script, cache_settings) in [
         (
             "first",
-            "mkdir -p deps && echo made by the first runner > deps/file",
+            &*format!("mkdir -p deps && echo made by the first runner > deps/file && {big}"),
+            "",
         ),
-        ("second", "cat deps/file"),
+        ("second", "cat deps/file && wc -c < deps/big", ""),
+        (
+            "capped",
+            &*format!("mkdir -p deps && {big}"),
+            "MaxUploadedArchiveSize = 4096",
+        ),
     ] {
-        let (coordinator, config) = run_one(name, script);
+        let (coordinator, config) = run_one(name, script, cache_settings);
         let (child, log) = run_config(&project, &config);
         let done = || !coordinator.seen.lock().unwrap().final_updates.is_empty();
         wait_until(done).await;
@@ -498,10 +507,20 @@ async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_throug
         traces[1]
     );
     assert!(
-        traces[1].contains("\nmade by the first runner\n"),
+        traces[1].contains("\nmade by the first runner\n12582912\n"),
         "{}",
         traces[1]
     );
+    // A runner whose MaxUploadedArchiveSize is smaller moves the archive neither way.
+    for direction in ["not downloaded", "not uploaded"] {
+        assert!(
+            traces[2].contains(&format!(
+                "shared cache \"deps-main\" {direction}: the archive is over MaxUploadedArchiveSize (4096 bytes)"
+            )),
+            "{}",
+            traces[2]
+        );
+    }
     // gitlab-runner's object name: <Path>/runner/<token after glrt-, 9 characters>/project/<id>/<key>.
     let listing = rgw
         .s3_request("GET", &format!("/{bucket}?list-type=2"))
