@@ -208,6 +208,21 @@ pub fn files_digest(project_dir: &Path, snapshot: &[PathBuf], patterns: &[String
     digest
 }
 
+/// Caches shared beyond this machine (`wharf runner`'s `[runners.cache]`: S3). The engine calls
+/// it inside its cache phases, so what it says lands in the job's log under "Restoring cache"
+/// and "Saving cache ...", before the job's last line, as gitlab-runner's do. It moves the
+/// local cache folder of a key (`key_dir`, under the key's lock) and never fails
+/// a job: problems are warnings in the log. Its methods block (the cache phases run on a
+/// blocking thread).
+pub trait CacheTransfer: Send + Sync {
+    /// Before restoring `key`: replace its local folder with the shared copy, if there is one
+    /// (a key missing there keeps the local folder as it is).
+    fn fetch(&self, key: &str, wharf_dir: &Path, log: &mut JobLog);
+
+    /// After the job saved `key` into its local folder: send that folder to the shared place.
+    fn send(&self, key: &str, wharf_dir: &Path, log: &mut JobLog);
+}
+
 /// The keys to try when restoring, in order: the key, `fallback_keys`, then the runner-wide
 /// `CACHE_FALLBACK_KEY` variable, sanitised as the key; empty and repeated ones are dropped.
 pub fn restore_candidates(key: &str, cache: &Cache, vars: &VarSet) -> Vec<String> {
@@ -228,11 +243,13 @@ pub fn restore_candidates(key: &str, cache: &Cache, vars: &VarSet) -> Vec<String
     out
 }
 
-/// Restore every cache whose policy pulls, into the build folder.
+/// Restore every cache whose policy pulls, into the build folder; each key tried is first
+/// fetched from `shared` (when there is one), so a shared copy wins over a local one.
 pub fn restore(
     caches: &[Cache],
     vars: &VarSet,
     dirs: &JobDirs<'_>,
+    shared: Option<&dyn CacheTransfer>,
     log: &mut JobLog,
 ) -> Result<(), FilesError> {
     if caches.is_empty() {
@@ -248,6 +265,9 @@ pub fn restore(
         };
         let mut restored = false;
         for (i, candidate) in restore_candidates(&key, cache, vars).iter().enumerate() {
+            if let Some(shared) = shared {
+                shared.fetch(candidate, dirs.wharf_dir, log);
+            }
             let dir = dirs.cache_dir(candidate);
             let _lock = lock_key(dirs.wharf_dir, candidate, false)?;
             if !dir.is_dir() {
@@ -289,9 +309,16 @@ pub fn when_matches(when: CacheWhen, ok: bool) -> bool {
     }
 }
 
-/// Save every cache whose policy pushes and whose `when` matches the job's outcome. Problems are
-/// warnings: a cache never fails a job.
-pub fn save(caches: &[Cache], vars: &VarSet, dirs: &JobDirs<'_>, ok: bool, log: &mut JobLog) {
+/// Save every cache whose policy pushes and whose `when` matches the job's outcome, then send it
+/// to `shared` (when there is one). Problems are warnings: a cache never fails a job.
+pub fn save(
+    caches: &[Cache],
+    vars: &VarSet,
+    dirs: &JobDirs<'_>,
+    ok: bool,
+    shared: Option<&dyn CacheTransfer>,
+    log: &mut JobLog,
+) {
     for cache in caches {
         if cache.policy == CachePolicy::Pull || !when_matches(cache.when, ok) {
             continue;
@@ -304,8 +331,13 @@ pub fn save(caches: &[Cache], vars: &VarSet, dirs: &JobDirs<'_>, ok: bool, log: 
         let Some(key) = key_of(cache, vars, dirs, log) else {
             continue;
         };
-        if let Err(e) = save_one(cache, &key, vars, dirs, log) {
-            log.warn(&format!("cache not saved: {e}"));
+        match save_one(cache, &key, vars, dirs, log) {
+            Ok(()) => {
+                if let Some(shared) = shared {
+                    shared.send(&key, dirs.wharf_dir, log);
+                }
+            }
+            Err(e) => log.warn(&format!("cache not saved: {e}")),
         }
     }
 }
@@ -538,7 +570,7 @@ mod tests {
             build_dir: &build,
         };
         let mut log = test_log(d.path());
-        restore(&[c.clone()], &VarSet::default(), &dirs, &mut log).unwrap();
+        restore(&[c.clone()], &VarSet::default(), &dirs, None, &mut log).unwrap();
         assert_eq!(
             std::fs::read_to_string(build.join("deps/from.txt")).unwrap(),
             "second"
@@ -550,8 +582,108 @@ mod tests {
         std::fs::remove_dir_all(&build).unwrap();
         std::fs::create_dir_all(&build).unwrap();
         c.policy = CachePolicy::Push;
-        restore(&[c], &VarSet::default(), &dirs, &mut log).unwrap();
+        restore(&[c], &VarSet::default(), &dirs, None, &mut log).unwrap();
         assert!(!build.join("deps").exists());
+    }
+
+    /// A shared place holding `held` keys: fetching one writes it into the local cache.
+    struct SharedStandIn {
+        held: Vec<&'static str>,
+        calls: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl CacheTransfer for SharedStandIn {
+        fn fetch(&self, key: &str, wharf_dir: &Path, log: &mut JobLog) {
+            self.calls.lock().unwrap().push(format!("fetch {key}"));
+            if self.held.contains(&key) {
+                write(&key_dir(wharf_dir, key), "deps/from.txt", "shared");
+                log.info(&format!("Downloaded shared cache \"{key}\""));
+            }
+        }
+
+        fn send(&self, key: &str, wharf_dir: &Path, log: &mut JobLog) {
+            let sent = key_dir(wharf_dir, key).join("deps/lib.a").exists();
+            self.calls
+                .lock()
+                .unwrap()
+                .push(format!("send {key} {sent}"));
+            log.info(&format!("Uploaded shared cache \"{key}\""));
+        }
+    }
+
+    #[test]
+    fn a_shared_cache_is_fetched_per_candidate_key_and_sent_after_the_local_save() {
+        let d = tempfile::tempdir().unwrap();
+        let wharf = d.path().join(".wharf");
+        // Locally only `second`; the shared place has `third`, which `second` precedes.
+        write(&wharf.join("cache/second"), "deps/from.txt", "local");
+        let build = d.path().join("build");
+        write(&build, "deps/lib.a", "lib");
+        let dirs = JobDirs {
+            wharf_dir: &wharf,
+            project_dir: d.path(),
+            snapshot: &[],
+            build_dir: &build,
+        };
+        let shared = SharedStandIn {
+            held: vec!["third"],
+            calls: Default::default(),
+        };
+        let mut c = cache("missing");
+        c.paths = vec!["deps".into()];
+        c.fallback_keys = vec!["second".into(), "third".into()];
+        let mut log = test_log(d.path());
+        restore(
+            &[c.clone()],
+            &VarSet::default(),
+            &dirs,
+            Some(&shared),
+            &mut log,
+        )
+        .unwrap();
+        // Each key is fetched before it is looked for; the first found (locally) ends the search.
+        assert_eq!(
+            *shared.calls.lock().unwrap(),
+            ["fetch missing", "fetch second"]
+        );
+        assert_eq!(
+            std::fs::read_to_string(build.join("deps/from.txt")).unwrap(),
+            "local"
+        );
+        // A shared copy replaces a local one of the same key.
+        write(&wharf.join("cache/third"), "deps/from.txt", "stale");
+        c.fallback_keys = vec!["third".into()];
+        shared.calls.lock().unwrap().clear();
+        restore(
+            &[c.clone()],
+            &VarSet::default(),
+            &dirs,
+            Some(&shared),
+            &mut log,
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(build.join("deps/from.txt")).unwrap(),
+            "shared"
+        );
+        // Sent after the local save (the folder holds the job's files), inside the job's log.
+        shared.calls.lock().unwrap().clear();
+        save(
+            &[c],
+            &VarSet::default(),
+            &dirs,
+            true,
+            Some(&shared),
+            &mut log,
+        );
+        assert_eq!(*shared.calls.lock().unwrap(), ["send missing true"]);
+        let text = std::fs::read_to_string(d.path().join("job.log")).unwrap();
+        let saving = text.find("Saving cache for successful job").unwrap();
+        assert!(
+            text[saving..].contains("Uploaded shared cache \"missing\""),
+            "{text}"
+        );
+        assert!(text.contains("Downloaded shared cache \"third\""), "{text}");
     }
 
     #[test]
@@ -586,6 +718,7 @@ mod tests {
             &vars,
             &dirs,
             true,
+            None,
             &mut log,
         );
         assert!(!wharf.join("cache/pull-only").exists());
@@ -595,7 +728,7 @@ mod tests {
         assert!(wharf.join("cache/untracked/out/app").exists());
         assert!(!wharf.join("cache/untracked/src/main.c").exists());
 
-        save(&[on_failure], &vars, &dirs, false, &mut log);
+        save(&[on_failure], &vars, &dirs, false, None, &mut log);
         assert!(wharf.join("cache/on-failure/deps/lib.a").exists());
     }
 
@@ -654,6 +787,7 @@ mod tests {
                         &VarSet::default(),
                         &dirs,
                         true,
+                        None,
                         &mut log,
                     );
                     let text = std::fs::read_to_string(root.join(format!("log-{n}"))).unwrap();

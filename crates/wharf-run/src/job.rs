@@ -209,7 +209,8 @@ async fn run_with(ctx: &Ctx<'_>, job: &Job, mut executor: impl Executor) -> JobR
         // File copies are blocking: keep the other jobs' output flowing meanwhile.
         let dirs = job_dirs(ctx, &layout);
         let uploaded = tokio::task::block_in_place(|| {
-            crate::cache::save(&job.cache, &vars, &dirs, ok, &mut log);
+            let shared = ctx.opts.cache_transfer.as_deref();
+            crate::cache::save(&job.cache, &vars, &dirs, ok, shared, &mut log);
             artifacts::upload(job, &vars, &dirs, &layout.project_dir_in_job, ok, &mut log)
         });
         if let Err(failure) = uploaded {
@@ -396,7 +397,8 @@ fn prepare_build(
     ));
 
     // Caches (crate::cache): keys, fallback keys, per-key locks.
-    crate::cache::restore(&job.cache, vars, &job_dirs(ctx, layout), log).map_err(fail)?;
+    let shared = ctx.opts.cache_transfer.as_deref();
+    crate::cache::restore(&job.cache, vars, &job_dirs(ctx, layout), shared, log).map_err(fail)?;
 
     let deps: Vec<&Job> = artifacts::dependency_jobs(ctx.pipeline, job);
     let with_artifacts: Vec<(&Job, PathBuf)> = deps
@@ -629,6 +631,7 @@ mod tests {
             sandbox_network: Default::default(),
             token_mask_prefixes: Vec::new(),
             artifact_transfer: None,
+            cache_transfer: None,
         };
         let engine = OnceCell::new();
         let sources = crate::vars::VarSources::default();

@@ -96,6 +96,9 @@ pub struct RunOptions {
     /// Where dependencies' artifacts come from and the job's own go besides `.wharf/artifacts/`
     /// (`wharf runner`: GitLab); `None` for `wharf run`.
     pub artifact_transfer: Option<Arc<dyn crate::transfer::ArtifactTransfer>>,
+    /// Where caches are shared with other machines besides `.wharf/cache/` (`wharf runner`'s
+    /// `[runners.cache]`); `None` for `wharf run`.
+    pub cache_transfer: Option<Arc<dyn crate::cache::CacheTransfer>>,
 }
 
 /// The network a sandbox job with `services:` and its services share (jobs without services

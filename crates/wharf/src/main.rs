@@ -538,6 +538,7 @@ async fn run(args: RunArgs) -> Result<ExitCode> {
         },
         token_mask_prefixes: Vec::new(),
         artifact_transfer: None,
+        cache_transfer: None,
     };
     let report = match wharf_run::run_pipeline(&opened.loaded.pipeline, &opts).await {
         Ok(r) => r,

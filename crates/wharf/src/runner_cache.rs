@@ -5,8 +5,9 @@
 //! `<Path>/project/<id>/<key>` when `Shared`.
 //!
 //! It syncs the runner's local cache (wharf-run's `.wharf/cache/<key>/` folders, under the same
-//! per-key locks): before the job, a key found in S3 replaces the local folder; after it, the
-//! folder the job saved is uploaded. The archive is a gzipped tar of that folder (not
+//! per-key locks) through the job engine's `CacheTransfer` seam: each key the job tries to
+//! restore is first fetched (a key found in S3 replaces the local folder), and each folder the
+//! job saved is uploaded. The archive is a gzipped tar of that folder (not
 //! gitlab-runner's `cache.zip`): wharf runners share caches with each other, not with
 //! gitlab-runner. Archives go through a temporary file beside the local caches, never whole
 //! in memory (a job decides how big its cache is; another runner wrote what is downloaded),
@@ -19,10 +20,11 @@ use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::signer::Signer as _;
 use std::io::Seek as _;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
-use wharf_ci::{CachePolicy, Job};
-use wharf_run::Console;
+use wharf_run::cache::CacheTransfer;
+use wharf_run::log::JobLog;
 
 /// How long a signed URL is good for (gitlab-runner: the job's timeout; one transfer here).
 const URL_EXPIRY: Duration = Duration::from_secs(3600);
@@ -147,35 +149,6 @@ impl SharedCache {
             .map_err(|e| anyhow::anyhow!("signing a URL in bucket {}: {e}", self.bucket))
     }
 
-    /// Before the job: each cache it pulls, from S3 into the local cache folder.
-    pub async fn download(
-        &self,
-        job: &Job,
-        keys: &[String],
-        project_id: u64,
-        wharf_dir: &Path,
-        console: &Console,
-    ) {
-        for (cache, key) in job.cache.iter().zip(keys) {
-            if cache.policy == CachePolicy::Push || key.is_empty() {
-                continue;
-            }
-            match self.download_one(project_id, key, wharf_dir).await {
-                Ok(true) => console.line(&format!(
-                    "Downloaded cache \"{key}\" from the shared cache (bucket {})",
-                    self.bucket
-                )),
-                Ok(false) => console.line(&format!(
-                    "No cache \"{key}\" in the shared cache (bucket {}) yet",
-                    self.bucket
-                )),
-                Err(e) => console.line(&format!(
-                    "WARNING: shared cache \"{key}\" not downloaded: {e:#}"
-                )),
-            }
-        }
-    }
-
     async fn download_one(&self, project_id: u64, key: &str, wharf_dir: &Path) -> Result<bool> {
         let Some(object) = self.object(project_id, key) else {
             bail!("the key climbs out of the project's folder: remove `../` from it");
@@ -228,40 +201,6 @@ impl SharedCache {
         Ok(())
     }
 
-    /// After the job: each cache it pushes (and whose `when` matches), from the local cache
-    /// folder the job saved to S3.
-    pub async fn upload(
-        &self,
-        job: &Job,
-        keys: &[String],
-        passed: bool,
-        project_id: u64,
-        wharf_dir: &Path,
-        console: &Console,
-    ) {
-        for (cache, key) in job.cache.iter().zip(keys) {
-            if cache.policy == CachePolicy::Pull
-                || key.is_empty()
-                || !wharf_run::cache::when_matches(cache.when, passed)
-            {
-                continue;
-            }
-            let dir = wharf_run::cache::key_dir(wharf_dir, key);
-            if !dir.is_dir() {
-                continue;
-            }
-            match self.upload_one(project_id, key, wharf_dir).await {
-                Ok(size) => console.line(&format!(
-                    "Uploaded cache \"{key}\" to the shared cache (bucket {}, {size} bytes)",
-                    self.bucket
-                )),
-                Err(e) => console.line(&format!(
-                    "WARNING: shared cache \"{key}\" not uploaded: {e:#}"
-                )),
-            }
-        }
-    }
-
     async fn upload_one(&self, project_id: u64, key: &str, wharf_dir: &Path) -> Result<u64> {
         let Some(object) = self.object(project_id, key) else {
             bail!("the key climbs out of the project's folder: remove `../` from it");
@@ -294,6 +233,59 @@ impl SharedCache {
             );
         }
         Ok(size)
+    }
+}
+
+/// The shared cache as one job of project `project_id` sees it: the job engine fetches each
+/// key it restores and sends each key it saves, in the job's log.
+pub(crate) struct ProjectCache {
+    shared: Arc<SharedCache>,
+    project_id: u64,
+}
+
+impl ProjectCache {
+    pub fn new(shared: Arc<SharedCache>, project_id: u64) -> Arc<ProjectCache> {
+        Arc::new(ProjectCache { shared, project_id })
+    }
+}
+
+// The engine calls these on a blocking thread of the runtime (`block_in_place`), where
+// `Handle::block_on` may wait for the transfer.
+impl CacheTransfer for ProjectCache {
+    fn fetch(&self, key: &str, wharf_dir: &Path, log: &mut JobLog) {
+        let shared = &self.shared;
+        let fetched = tokio::runtime::Handle::current().block_on(shared.download_one(
+            self.project_id,
+            key,
+            wharf_dir,
+        ));
+        match fetched {
+            Ok(true) => log.info(&format!(
+                "Downloaded cache \"{key}\" from the shared cache (bucket {})",
+                shared.bucket
+            )),
+            Ok(false) => log.info(&format!(
+                "No cache \"{key}\" in the shared cache (bucket {}) yet",
+                shared.bucket
+            )),
+            Err(e) => log.warn(&format!("shared cache \"{key}\" not downloaded: {e:#}")),
+        }
+    }
+
+    fn send(&self, key: &str, wharf_dir: &Path, log: &mut JobLog) {
+        let shared = &self.shared;
+        let sent = tokio::runtime::Handle::current().block_on(shared.upload_one(
+            self.project_id,
+            key,
+            wharf_dir,
+        ));
+        match sent {
+            Ok(size) => log.info(&format!(
+                "Uploaded cache \"{key}\" to the shared cache (bucket {}, {size} bytes)",
+                shared.bucket
+            )),
+            Err(e) => log.warn(&format!("shared cache \"{key}\" not uploaded: {e:#}")),
+        }
     }
 }
 

@@ -711,6 +711,10 @@ async fn run_payload(
             artifacts,
             payload.clone(),
         )),
+        cache_transfer: settings.shared_cache.as_ref().map(|shared| {
+            crate::runner_cache::ProjectCache::new(shared.clone(), payload.job_info.project_id)
+                as Arc<dyn wharf_run::cache::CacheTransfer>
+        }),
     };
     let wharf_dir = wharf_dir_of(builds_dir, &project_dir);
     let mut job = job_of(payload);
@@ -739,27 +743,8 @@ async fn run_payload(
             return failed(FailureReason::RunnerConfigurationError, &console, refusal.0);
         }
     }
-    let cache_keys: Vec<String> = job
-        .cache
-        .iter()
-        .map(|c| wharf_run::cache::sanitize_key(expand(&c.key).trim()).unwrap_or_default())
-        .collect();
-    let project_id = payload.job_info.project_id;
-    if let Some(shared) = &settings.shared_cache {
-        shared
-            .download(&job, &cache_keys, project_id, &wharf_dir, &console)
-            .await;
-    }
     match wharf_run::run_single_job(&job, variables, &opts, wharf_dir.clone()).await {
-        Ok(report) => {
-            if let Some(shared) = &settings.shared_cache {
-                let passed = matches!(report.status, JobStatus::Passed);
-                shared
-                    .upload(&job, &cache_keys, passed, project_id, &wharf_dir, &console)
-                    .await;
-            }
-            outcome_of(&report.status, *interrupted.borrow())
-        }
+        Ok(report) => outcome_of(&report.status, *interrupted.borrow()),
         Err(e) => failed(FailureReason::RunnerSystemFailure, &console, e.to_string()),
     }
 }

@@ -496,13 +496,19 @@ async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_throug
         "{}",
         traces[0]
     );
+    // In the job's log, in its sections, before its last line (as gitlab-runner's).
+    let uploaded = traces[0].find("Uploaded cache \"deps-main\"");
+    let saving = traces[0].find("Saving cache for successful job");
+    let succeeded = traces[0].find("Job succeeded");
     assert!(
-        traces[0].contains("Uploaded cache \"deps-main\""),
+        saving < uploaded && uploaded < succeeded && saving.is_some(),
         "{}",
         traces[0]
     );
+    let restoring = traces[1].find("Restoring cache");
+    let downloaded = traces[1].find("Downloaded cache \"deps-main\"");
     assert!(
-        traces[1].contains("Downloaded cache \"deps-main\""),
+        restoring.is_some() && restoring < downloaded,
         "{}",
         traces[1]
     );
