@@ -633,39 +633,20 @@ mod tests {
         c.paths = vec!["deps".into()];
         c.fallback_keys = vec!["second".into(), "third".into()];
         let mut log = test_log(d.path());
-        restore(
-            &[c.clone()],
-            &VarSet::default(),
-            &dirs,
-            Some(&shared),
-            &mut log,
-        )
-        .unwrap();
+        let restored = |c: &Cache, log: &mut JobLog| {
+            restore(&[c.clone()], &VarSet::default(), &dirs, Some(&shared), log).unwrap();
+            std::fs::read_to_string(build.join("deps/from.txt")).unwrap()
+        };
         // Each key is fetched before it is looked for; the first found (locally) ends the search.
+        assert_eq!(restored(&c, &mut log), "local");
         assert_eq!(
             *shared.calls.lock().unwrap(),
             ["fetch missing", "fetch second"]
         );
-        assert_eq!(
-            std::fs::read_to_string(build.join("deps/from.txt")).unwrap(),
-            "local"
-        );
         // A shared copy replaces a local one of the same key.
         write(&wharf.join("cache/third"), "deps/from.txt", "stale");
         c.fallback_keys = vec!["third".into()];
-        shared.calls.lock().unwrap().clear();
-        restore(
-            &[c.clone()],
-            &VarSet::default(),
-            &dirs,
-            Some(&shared),
-            &mut log,
-        )
-        .unwrap();
-        assert_eq!(
-            std::fs::read_to_string(build.join("deps/from.txt")).unwrap(),
-            "shared"
-        );
+        assert_eq!(restored(&c, &mut log), "shared");
         // Sent after the local save (the folder holds the job's files), inside the job's log.
         shared.calls.lock().unwrap().clear();
         save(
