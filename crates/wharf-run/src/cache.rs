@@ -634,7 +634,14 @@ mod tests {
         c.fallback_keys = vec!["second".into(), "third".into()];
         let mut log = test_log(d.path());
         let restored = |c: &Cache, log: &mut JobLog| {
-            restore(&[c.clone()], &VarSet::default(), &dirs, Some(&shared), log).unwrap();
+            restore(
+                std::slice::from_ref(c),
+                &VarSet::default(),
+                &dirs,
+                Some(&shared),
+                log,
+            )
+            .unwrap();
             std::fs::read_to_string(build.join("deps/from.txt")).unwrap()
         };
         // Each key is fetched before it is looked for; the first found (locally) ends the search.
