@@ -111,7 +111,12 @@ pub struct ProxyConfig {
     /// Cached manifests (and their tags) not pulled for this long are removed by gc.
     #[serde(default, deserialize_with = "optional_duration")]
     pub expire_unpulled: Option<Duration>,
-    /// Credentials: a Docker `config.json` (its `auths`, `credsStore` or `credHelpers`)...
+    /// Tags asked of the upstream per page of its tag list (`n`); every page is read (following
+    /// `Link: <...>; rel="next"`), at most 1000 pages.
+    #[serde(default = "default_tag_page_size")]
+    pub tag_page_size: usize,
+    /// Credentials: a Docker `config.json` (its `auths`, `credsStore` or `credHelpers`), read
+    /// again when its modification time changes...
     #[serde(default)]
     pub docker_config: Option<PathBuf>,
     /// ...or a credential helper (`pass` runs `docker-credential-pass`)...
@@ -165,6 +170,11 @@ impl ProxyConfig {
             ));
         }
         self.upstream = self.upstream.trim_end_matches('/').to_string();
+        if self.tag_page_size == 0 {
+            return Err(format!(
+                "{name}: tag_page_size must be at least 1 (tags per page of the upstream's tag list)"
+            ));
+        }
         let sources = [
             self.docker_config.is_some(),
             self.credential_helper.is_some(),
@@ -328,6 +338,9 @@ fn one_hour() -> Duration {
 }
 fn one_minute() -> Duration {
     Duration::from_secs(60)
+}
+fn default_tag_page_size() -> usize {
+    100
 }
 fn five_minutes() -> Duration {
     Duration::from_secs(5 * 60)

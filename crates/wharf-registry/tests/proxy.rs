@@ -30,6 +30,11 @@ struct Canned {
     body: Vec<u8>,
     /// Announce `body.len()` but send only this many bytes, then close: a cut stream.
     cut_after: Option<usize>,
+    /// Send this many bytes, wait this long, then send the rest: a slow upstream, so a download
+    /// is still running when the next request comes.
+    pause_after: Option<(usize, Duration)>,
+    /// A `Link` header (the next page of a tag list).
+    link: Option<&'static str>,
 }
 
 /// A stand-in upstream registry (not a registry: a few canned answers over HTTP/1.1 on
@@ -78,7 +83,12 @@ impl StandIn {
                             .entry(path.clone())
                             .or_insert(0) += 1;
                     }
-                    let (status, canned) = match answers.get(&path) {
+                    // An answer for the path with its query (a page of a tag list), else for the
+                    // path alone (`tags/list?n=100` as `tags/list`).
+                    let answer = answers
+                        .get(&path)
+                        .or_else(|| answers.get(path.split('?').next().unwrap_or("")));
+                    let (status, canned) = match answer {
                         _ if limited.load(std::sync::atomic::Ordering::SeqCst) => (
                             "429 Too Many Requests",
                             Canned {
@@ -86,6 +96,8 @@ impl StandIn {
                                 body: br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit"}]}"#
                                     .to_vec(),
                                 cut_after: None,
+                                pause_after: None,
+                                link: None,
                             },
                         ),
                         Some(c) => ("200 OK", c.clone()),
@@ -95,6 +107,8 @@ impl StandIn {
                                 content_type: "application/json",
                                 body: b"{}".to_vec(),
                                 cut_after: None,
+                                pause_after: None,
+                                link: None,
                             },
                         ),
                         None => (
@@ -105,6 +119,8 @@ impl StandIn {
                                     br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"unknown"}]}"#
                                         .to_vec(),
                                 cut_after: None,
+                                pause_after: None,
+                                link: None,
                             },
                         ),
                     };
@@ -113,6 +129,9 @@ impl StandIn {
                         canned.content_type,
                         canned.body.len()
                     );
+                    if let Some(link) = canned.link {
+                        head.push_str(&format!("Link: {link}\r\n"));
+                    }
                     if path.contains("/manifests/") {
                         head.push_str(&format!(
                             "Docker-Content-Digest: {}\r\n",
@@ -123,7 +142,15 @@ impl StandIn {
                     let _ = stream.write_all(head.as_bytes());
                     if method != "HEAD" {
                         let end = canned.cut_after.unwrap_or(canned.body.len());
-                        let _ = stream.write_all(&canned.body[..end]);
+                        let mut from = 0;
+                        if let Some((first, pause)) = canned.pause_after {
+                            let first = first.min(end);
+                            let _ = stream.write_all(&canned.body[..first]);
+                            let _ = stream.flush();
+                            std::thread::sleep(pause);
+                            from = first;
+                        }
+                        let _ = stream.write_all(&canned.body[from..end]);
                     }
                     let _ = stream.flush();
                 });
@@ -191,6 +218,8 @@ fn fixture(layer_sent: Canned) -> Fixture {
         content_type: "application/octet-stream",
         body,
         cut_after: None,
+        pause_after: None,
+        link: None,
     };
     let mut answers = HashMap::new();
     answers.insert(
@@ -199,6 +228,8 @@ fn fixture(layer_sent: Canned) -> Fixture {
             content_type: common::OCI_MANIFEST,
             body: manifest.clone(),
             cut_after: None,
+            pause_after: None,
+            link: None,
         },
     );
     answers.insert(
@@ -212,6 +243,8 @@ fn fixture(layer_sent: Canned) -> Fixture {
             content_type: "application/json",
             body: br#"{"name":"team/app","tags":["1","2-upstream-only"]}"#.to_vec(),
             cut_after: None,
+            pause_after: None,
+            link: None,
         },
     );
     Fixture {
@@ -227,6 +260,8 @@ fn good_layer() -> Canned {
         content_type: "application/octet-stream",
         body: vec![7u8; 300_000],
         cut_after: None,
+        pause_after: None,
+        link: None,
     }
 }
 
@@ -318,6 +353,17 @@ fn walkdir(dir: std::path::PathBuf) -> Vec<String> {
     out
 }
 
+/// Waits (up to 10 s) for `path` to be written: a manifest fetched from the upstream is
+/// answered at once and stored (tag, revision, pull record) in the background.
+async fn wait_until_stored(path: &Path) {
+    for _ in 0..1000 {
+        if path.exists() && (path.is_file() || !walkdir(path.to_path_buf()).is_empty()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Pulls the fixture's manifest and its layer through wharf; returns the layer answer.
 async fn pull_layer(app: &axum::Router, f: &Fixture) -> (StatusCode, Result<Vec<u8>, String>) {
     let (status, manifest) = get_through(app, "/v2/hub/team/app/manifests/1").await;
@@ -362,6 +408,8 @@ async fn a_wrong_digest_from_the_upstream_leaves_no_blob_in_storage() {
         content_type: "application/octet-stream",
         body: vec![8u8; 300_000],
         cut_after: None,
+        pause_after: None,
+        link: None,
     })
     .await;
 }
@@ -372,6 +420,8 @@ async fn a_cut_upstream_stream_leaves_no_blob_in_storage() {
         content_type: "application/octet-stream",
         body: vec![7u8; 300_000],
         cut_after: Some(100_000),
+        pause_after: None,
+        link: None,
     })
     .await;
 }
@@ -384,6 +434,8 @@ async fn a_good_upstream_blob_is_cached_and_served_from_storage() {
         content_type: "application/octet-stream",
         body: layer.clone(),
         cut_after: None,
+        pause_after: None,
+        link: None,
     });
     let upstream = StandIn::start(f.answers.clone());
     let dir = tempfile::tempdir().expect("tempdir");
@@ -420,6 +472,64 @@ async fn a_good_upstream_blob_is_cached_and_served_from_storage() {
         )),
         0
     );
+}
+
+/// A download running for one proxied repository is joined through another repository only
+/// once the upstream said that repository has the blob too: no one gets a blob through a
+/// repository they could not pull it from upstream.
+#[tokio::test]
+async fn a_running_download_is_joined_through_another_repository_only_if_its_upstream_has_it() {
+    let layer = vec![7u8; 300_000];
+    let slow = Canned {
+        content_type: "application/octet-stream",
+        body: layer.clone(),
+        cut_after: None,
+        pause_after: Some((100_000, Duration::from_millis(1500))),
+        link: None,
+    };
+    let mut f = fixture(slow.clone());
+    let in_app = format!("/v2/team/app/blobs/{}", f.layer_digest);
+    let in_mirror = format!("/v2/team/mirror/blobs/{}", f.layer_digest);
+    f.answers.insert(in_mirror.clone(), slow);
+    let upstream = StandIn::start(f.answers.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_with(dir.path(), vec![proxy_entry("hub/", &upstream.url())]);
+    let app = open_app(&config);
+
+    let first = {
+        let app = app.clone();
+        let uri = format!("/v2/hub/team/app/blobs/{}", f.layer_digest);
+        tokio::spawn(async move { get_through(&app, &uri).await })
+    };
+    for _ in 0..500 {
+        if upstream.gets(&in_app) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(upstream.gets(&in_app), 1, "the download started");
+
+    // team/other does not have the blob upstream: refused, not joined.
+    let (status, body) = get_through(
+        &app,
+        &format!("/v2/hub/team/other/blobs/{}", f.layer_digest),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body:?}");
+    // team/mirror has it upstream: joins the running download (no second GET upstream).
+    let (status, body) = get_through(
+        &app,
+        &format!("/v2/hub/team/mirror/blobs/{}", f.layer_digest),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.expect("layer"), layer);
+    assert_eq!(upstream.gets(&in_mirror), 0, "joined, not fetched again");
+
+    let (status, body) = first.await.expect("first pull");
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.expect("layer"), layer);
+    assert_eq!(upstream.gets(&in_app), 1);
 }
 
 #[tokio::test]
@@ -504,7 +614,7 @@ async fn tag_lists_merge_the_upstream_and_the_cache() {
         f,
         upstream,
         config,
-        dir: _dir,
+        dir,
     } = cache_of(good_layer(), |_| {});
     let app = open_app(&config);
     let tags = |r: common::Resp| r.json()["tags"].clone();
@@ -520,6 +630,11 @@ async fn tag_lists_merge_the_upstream_and_the_cache() {
     assert_eq!(tags(listed), serde_json::json!(["1", "2-upstream-only"]));
     let (status, _) = pull_layer(&app, &f).await;
     assert_eq!(status, StatusCode::OK);
+    wait_until_stored(
+        &dir.path()
+            .join("repositories/hub/team/app/_manifests/tags/1"),
+    )
+    .await;
     // The upstream rate-limits: the cached tags still list.
     upstream
         .rate_limited
@@ -536,6 +651,62 @@ async fn tag_lists_merge_the_upstream_and_the_cache() {
     assert_eq!(tags(listed), serde_json::json!(["1"]));
     let message = bad_gateway(&app, "/v2/hub/team/other/tags/list").await;
     assert!(message.contains("429"), "{message}");
+}
+
+/// Every page of the upstream's tag list, `tag_page_size` tags each, following its `Link`
+/// headers. (A stand-in: Debian's docker-registry 2.8 ignores `n` and sends one page.)
+#[tokio::test]
+async fn every_page_of_the_upstream_tag_list_is_listed() {
+    let page = |tags: &str, link: Option<&'static str>| Canned {
+        content_type: "application/json",
+        body: format!(r#"{{"name":"team/app","tags":{tags}}}"#).into_bytes(),
+        cut_after: None,
+        pause_after: None,
+        link,
+    };
+    let pages = [
+        (
+            "/v2/team/app/tags/list?n=2",
+            page(
+                r#"["a","b"]"#,
+                Some(r#"</v2/team/app/tags/list?last=b&n=2>; rel="next""#),
+            ),
+        ),
+        (
+            "/v2/team/app/tags/list?last=b&n=2",
+            page(
+                r#"["c","d"]"#,
+                Some(r#"</v2/team/app/tags/list?last=d&n=2>; rel="next""#),
+            ),
+        ),
+        ("/v2/team/app/tags/list?last=d&n=2", page(r#"["e"]"#, None)),
+    ];
+    let upstream = StandIn::start(
+        pages
+            .iter()
+            .map(|(path, answer)| (path.to_string(), answer.clone()))
+            .collect(),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut entry = proxy_entry("hub/", &upstream.url());
+    entry.tag_page_size = 2;
+    let app = open_app(&config_with(dir.path(), vec![entry]));
+    let listed = common::send(
+        &app,
+        Method::GET,
+        "/v2/hub/team/app/tags/list",
+        &[],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(
+        listed.json()["tags"],
+        serde_json::json!(["a", "b", "c", "d", "e"])
+    );
+    for (path, _) in pages {
+        assert_eq!(upstream.gets(path), 1, "{path}");
+    }
 }
 
 #[tokio::test]
@@ -579,10 +750,11 @@ async fn gc_expires_cached_manifests_not_pulled_for_expire_unpulled() {
     let (status, body) = pull_layer(&app, &f).await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.is_ok());
-    // A pull record whose manifest went otherwise (deleted, swept untagged) goes too.
     let pulled = dir
         .path()
         .join("repositories/hub/team/app/_proxy/pulled/sha256");
+    wait_until_stored(&pulled).await;
+    // A pull record whose manifest went otherwise (deleted, swept untagged) goes too.
     std::fs::write(pulled.join(&digest_of(b"gone")[7..]), "").expect("stray record");
 
     let opts = wharf_registry::GcOptions {
@@ -809,7 +981,7 @@ fn a_tag_is_refreshed_from_the_upstream_after_its_ttl() {
 
 #[test]
 #[ignore = "needs docker-registry, skopeo, busybox-static, apache2-utils"]
-fn twenty_concurrent_cold_pulls_fetch_each_blob_once_from_the_upstream() {
+fn twenty_concurrent_cold_pulls_fetch_the_manifest_and_each_blob_once_from_the_upstream() {
     let (upstream, work) = upstream_with_image(&vec![b'x'; 4 << 20]);
     let wharf = Wharf::start(&upstream, |_| {});
     let reference = format!("{}/hub/team/busybox:1", wharf.host());
@@ -835,6 +1007,16 @@ fn twenty_concurrent_cold_pulls_fetch_each_blob_once_from_the_upstream() {
         blobs.push(layer["digest"].as_str().expect("digest").to_string());
     }
     let log = upstream.access_log();
+    // The tag's manifest too: one GET upstream, however many clients asked at once.
+    let manifest_gets = log
+        .lines()
+        // Answered 200: the first request of a client goes out anonymous and gets a 401.
+        .filter(|l| l.contains("\"GET /v2/team/busybox/manifests/") && l.contains("\" 200 "))
+        .count();
+    assert_eq!(
+        manifest_gets, 1,
+        "the manifest was fetched {manifest_gets} times:\n{log}"
+    );
     for blob in &blobs {
         let gets = log
             .lines()
@@ -878,6 +1060,43 @@ fn wrong_upstream_credentials_name_the_upstream_and_the_source_not_the_secret() 
     assert!(err.contains("502"), "{err}");
     assert!(!err.contains(wrong), "{err}");
     eprintln!("{text}");
+}
+
+#[test]
+#[ignore = "needs docker-registry, skopeo, busybox-static, apache2-utils"]
+fn a_changed_docker_config_is_read_again_without_a_restart() {
+    let (upstream, work) = upstream_with_image(b"one");
+    let config_json = work.path().join("upstream-auth.json");
+    let write = |password: &str| {
+        std::fs::write(
+            &config_json,
+            wharf_oci::auth_config_json(&upstream.host(), UPSTREAM_USER.0, password),
+        )
+        .expect("write auth file");
+    };
+    write("wrong-pw");
+    let wharf = Wharf::start(&upstream, |e| {
+        e.username = None;
+        e.password = None;
+        e.docker_config = Some(config_json.clone());
+    });
+    let manifest = "/v2/hub/team/busybox/manifests/1";
+    assert_eq!(wharf.get(manifest).status, StatusCode::BAD_GATEWAY);
+    write(UPSTREAM_USER.1);
+    // A later modification time, even on a file system with coarse timestamps.
+    let later = std::time::SystemTime::now() + Duration::from_secs(2);
+    std::fs::File::options()
+        .write(true)
+        .open(&config_json)
+        .and_then(|f| f.set_modified(later))
+        .expect("set mtime");
+    let r = wharf.get(manifest);
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
 }
 
 #[test]

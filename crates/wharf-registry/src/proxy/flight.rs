@@ -2,6 +2,13 @@
 //! upstream; every request for the same blob while it runs (the first included) reads the bytes
 //! as they arrive, from memory, so no one waits for the whole blob before its first byte.
 //!
+//! Readers end as soon as every byte is in and the digest checked ([`Flight::verified`]), not
+//! once the blob is durably stored: a client that reuses its connection for its next request
+//! does not wait for the storage's fsync. The flight stays joinable until it is stored.
+//!
+//! A flight remembers the repository that started it: a request through another repository
+//! must first learn from its own upstream that it may have the blob (see `Proxies::blob`).
+//!
 //! Memory: bytes every reader has passed are dropped once more than [`RETAIN_BYTES`] are held,
 //! so a large layer is not held whole. A request that arrives after that cannot start from the
 //! first byte: it waits for the end of the fetch and reads the blob from storage.
@@ -47,6 +54,8 @@ struct FlightState {
     /// The next chunk number of every reader, by reader id.
     readers: HashMap<u64, usize>,
     next_reader: u64,
+    /// Every byte is in and has the expected digest: readers end here.
+    verified: bool,
     outcome: Option<Result<(), FlightError>>,
 }
 
@@ -74,6 +83,8 @@ impl FlightState {
 
 /// One blob being fetched; readers follow it through [`Flight::reader`].
 pub(crate) struct Flight {
+    /// The (local) repository whose request started the fetch.
+    repository: String,
     state: Mutex<FlightState>,
     /// Bumped on every change of `state`, so readers wait without polling.
     changed: watch::Sender<()>,
@@ -100,6 +111,17 @@ impl Flight {
             s.chunks.push_back(chunk);
             s.trim();
         });
+    }
+
+    /// The repository whose request started the fetch.
+    pub(crate) fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// Every byte arrived and has the expected digest: readers end normally now, before the
+    /// blob is stored.
+    pub(crate) fn verified(&self) {
+        self.update(|s| s.verified = true);
     }
 
     /// The end: `Ok` once the blob is verified and stored.
@@ -132,7 +154,7 @@ impl Flight {
     /// Every byte of the blob from the start, as it arrives; `None` when the first bytes were
     /// already dropped (then wait for [`Flight::ended`] and read the blob from storage). Ends
     /// with an error (the client's connection is then cut, so it never takes a short or wrong
-    /// blob for a whole one) when the fetch fails; ends normally once the blob is verified.
+    /// blob for a whole one) when the fetch fails; ends normally once all bytes are verified.
     pub(crate) fn reader(self: Arc<Self>) -> Option<ByteStream> {
         let id = {
             let mut s = self.state();
@@ -162,6 +184,8 @@ impl Flight {
                         {
                             s.readers.insert(reader.id, next + 1);
                             Some(Ok(chunk))
+                        } else if s.verified {
+                            return None;
                         } else {
                             match &s.outcome {
                                 Some(Ok(())) => return None,
@@ -224,14 +248,15 @@ pub(crate) struct Flights {
 }
 
 impl Flights {
-    /// The running fetch of `digest`, or a new one (then `true`: the caller starts it and calls
-    /// [`Flights::done`] when it ends).
-    pub(crate) fn join_or_create(&self, digest: &Digest) -> (Arc<Flight>, bool) {
+    /// The running fetch of `digest`, or a new one for `repository` (then `true`: the caller
+    /// starts it and calls [`Flights::done`] when it ends).
+    pub(crate) fn join_or_create(&self, digest: &Digest, repository: &str) -> (Arc<Flight>, bool) {
         let mut running = self.running.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(flight) = running.get(digest) {
             return (flight.clone(), false);
         }
         let flight = Arc::new(Flight {
+            repository: repository.to_string(),
             state: Mutex::new(FlightState::default()),
             changed: watch::channel(()).0,
         });
@@ -288,14 +313,15 @@ impl Drop for Ending {
 mod tests {
     use super::*;
     use futures_util::StreamExt;
+    use std::time::Duration;
 
     #[tokio::test]
     async fn readers_get_bytes_as_they_arrive_and_late_readers_from_the_start() {
         let flights = Flights::default();
         let digest = Digest::of(b"abcdef");
-        let (flight, first) = flights.join_or_create(&digest);
+        let (flight, first) = flights.join_or_create(&digest, "r");
         assert!(first);
-        let (joined, again) = flights.join_or_create(&digest);
+        let (joined, again) = flights.join_or_create(&digest, "r");
         assert!(!again && Arc::ptr_eq(&flight, &joined));
         flight.started(Some(6));
         flight.push(Bytes::from_static(b"abc"));
@@ -311,13 +337,16 @@ mod tests {
         assert_eq!(all.concat(), b"abcdef");
         assert_eq!(flight.wait_started().await, Ok(Some(6)));
         flights.done(&digest);
-        assert!(flights.join_or_create(&digest).1, "a new fetch after done");
+        assert!(
+            flights.join_or_create(&digest, "r").1,
+            "a new fetch after done"
+        );
     }
 
     #[tokio::test]
     async fn passed_bytes_are_dropped_beyond_the_limit_and_late_readers_wait_for_storage() {
         let flights = Flights::default();
-        let (flight, _) = flights.join_or_create(&Digest::of(b"big"));
+        let (flight, _) = flights.join_or_create(&Digest::of(b"big"), "r");
         flight.started(None);
         let mut reader = flight.clone().reader().expect("from the start");
         let chunk = Bytes::from(vec![0u8; 1 << 20]);
@@ -346,19 +375,35 @@ mod tests {
     async fn a_fetch_dropped_without_an_outcome_fails_its_readers_and_is_forgotten() {
         let flights = Arc::new(Flights::default());
         let digest = Digest::of(b"y");
-        let (flight, _) = flights.join_or_create(&digest);
+        let (flight, _) = flights.join_or_create(&digest, "r");
         drop(Ending::new(flights.clone(), flight.clone(), digest.clone()));
         assert!(matches!(
             flight.wait_started().await,
             Err(FlightError::Failed(_))
         ));
-        assert!(flights.join_or_create(&digest).1);
+        assert!(flights.join_or_create(&digest, "r").1);
+    }
+
+    #[tokio::test]
+    async fn readers_end_once_the_bytes_are_verified_before_the_blob_is_stored() {
+        let flights = Flights::default();
+        let (flight, _) = flights.join_or_create(&Digest::of(b"v"), "r");
+        flight.started(Some(1));
+        flight.push(Bytes::from_static(b"v"));
+        let reader = flight.clone().reader().expect("from the start");
+        flight.verified();
+        // No outcome yet (the storage is still writing): the reader ends all the same.
+        let all: Vec<_> = tokio::time::timeout(Duration::from_secs(10), reader.collect())
+            .await
+            .expect("the reader ends before the blob is stored");
+        assert_eq!(all.len(), 1);
+        assert!(all[0].is_ok());
     }
 
     #[tokio::test]
     async fn a_failed_fetch_ends_every_reader_with_an_error() {
         let flights = Flights::default();
-        let (flight, _) = flights.join_or_create(&Digest::of(b"x"));
+        let (flight, _) = flights.join_or_create(&Digest::of(b"x"), "r");
         flight.started(None);
         flight.push(Bytes::from_static(b"partial"));
         let reader = flight.clone().reader().expect("from the start");

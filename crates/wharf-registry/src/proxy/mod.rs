@@ -4,14 +4,18 @@
 //! - Manifests by tag are served from storage while younger than the entry's `ttl` (the age of
 //!   the stored tag document); after that the upstream is asked (HEAD; GET only when the digest
 //!   moved). When it is down, rate-limits or refuses, the cached manifest is served and the log
-//!   says so; with nothing cached the client gets an error naming the upstream.
+//!   says so; with nothing cached the client gets an error naming the upstream. Concurrent
+//!   requests for the same manifest send one request upstream ([`refresh`]); a fetched
+//!   manifest is answered at once and stored in the background.
 //! - Blobs are fetched once per process however many clients ask at the same time
 //!   ([`flight`]), streamed to all of them as they arrive, and written into storage on the way;
-//!   the blob becomes visible only once its digest is verified.
+//!   the blob becomes visible only once its digest is verified. A request through another
+//!   repository joins a running fetch only once its own upstream repository has the blob.
 //! - Everything is stored as if pushed (tags, revisions, links), so reads, access control and
 //!   gc treat cached content like any other; writes to a proxied repository are refused.
 
 mod flight;
+mod refresh;
 mod upstream;
 
 use std::sync::Arc;
@@ -32,8 +36,10 @@ use crate::services::uploads::hash_in_background;
 use crate::services::{Registry, keys};
 use crate::storage::{ByteStream, Storage, StorageError};
 
-/// Chunks queued between the upstream download and the storage write.
-const STORE_QUEUE_DEPTH: usize = 16;
+/// Chunks queued between the upstream download and the storage write: enough that a slow disk
+/// (an fsync of the background flusher) does not hold the clients' bytes back. The chunks are
+/// the same `Bytes` the flight holds for its readers, not copies.
+const STORE_QUEUE_DEPTH: usize = 64;
 
 /// Every `[[proxy]]` entry of the configuration, and the blob fetches running now.
 #[derive(Default)]
@@ -41,6 +47,16 @@ pub struct Proxies {
     /// Longest prefix first, so `hub/private/` wins over `hub/`.
     upstreams: Vec<Arc<Upstream>>,
     flights: Arc<Flights>,
+    manifest_flights: Arc<refresh::ManifestFlights>,
+}
+
+/// What storage holds for a manifest request of a proxied repository.
+enum Cached {
+    /// Servable as is: by digest, or a tag younger than the TTL.
+    Fresh((StoredManifest, Bytes)),
+    /// A tag past its TTL: the upstream is asked whether it moved.
+    Stale((StoredManifest, Bytes)),
+    Missing,
 }
 
 /// A repository of a pull-through cache: its upstream and the name there.
@@ -73,6 +89,7 @@ impl Proxies {
         Proxies {
             upstreams,
             flights: Arc::default(),
+            manifest_flights: Arc::default(),
         }
     }
 
@@ -99,7 +116,8 @@ impl Proxies {
     }
 
     /// The manifest `reference` of proxied `repo`, from storage or the upstream (see the
-    /// module docs for when each).
+    /// module docs for when each). Requests that need the upstream for the same manifest at
+    /// the same time share one upstream request ([`refresh`]).
     pub async fn manifest(
         &self,
         registry: &Registry,
@@ -107,94 +125,148 @@ impl Proxies {
         target: &Target,
         reference: &Reference,
     ) -> Result<(StoredManifest, Bytes), RegistryError> {
-        let upstream = &target.upstream;
-        let cached = match registry.get_manifest(repo, reference).await {
-            Ok(found) => Some(found),
-            Err(RegistryError::ManifestUnknown { .. }) => None,
+        if let Cached::Fresh(found) = self.cached(registry, repo, target, reference).await? {
+            return Ok(found);
+        }
+        let key = match reference {
+            Reference::Digest(digest) => format!("{repo}@{digest}"),
+            Reference::Tag(tag) => format!("{repo}:{tag}"),
+        };
+        self.manifest_flights
+            .run(key, |hold| async move {
+                // Looked up again by the request that leads: a refresh that ended (and stored
+                // its manifest) between the lookup above and joining would otherwise be
+                // followed by a second one.
+                let cached = match self.cached(registry, repo, target, reference).await {
+                    Ok(Cached::Fresh(found)) => {
+                        return refresh::Outcome::new(Ok(found), Some(hold));
+                    }
+                    Ok(Cached::Stale(found)) => Some(found),
+                    Ok(Cached::Missing) => None,
+                    Err(e) => return refresh::Outcome::new(Err(e), Some(hold)),
+                };
+                let (answer, hold) = self
+                    .refresh_manifest(registry, repo, target, reference, cached, hold)
+                    .await;
+                refresh::Outcome::new(answer, hold)
+            })
+            .await
+    }
+
+    /// The stored manifest `reference` of proxied `repo`, and whether it may be served without
+    /// asking the upstream (by digest always, by tag within the TTL); a pull is recorded then.
+    async fn cached(
+        &self,
+        registry: &Registry,
+        repo: &RepoName,
+        target: &Target,
+        reference: &Reference,
+    ) -> Result<Cached, RegistryError> {
+        let found = match registry.get_manifest(repo, reference).await {
+            Ok(found) => found,
+            Err(RegistryError::ManifestUnknown { .. }) => return Ok(Cached::Missing),
             Err(e) => return Err(e),
         };
+        let fresh = match reference {
+            Reference::Digest(_) => true,
+            Reference::Tag(tag) => registry
+                .storage()
+                .meta_info(&keys::tag(repo, tag))
+                .await?
+                .is_some_and(|info| younger_than(info.modified, target.upstream.config.ttl)),
+        };
+        if !fresh {
+            return Ok(Cached::Stale(found));
+        }
+        self.record_pull(registry, repo, target, &found.0.digest)
+            .await;
+        Ok(Cached::Fresh(found))
+    }
+
+    /// Asks the upstream for a manifest not cached, or cached by a tag past its TTL (the only
+    /// request doing so for this manifest now). The hold comes back unless a background write
+    /// took it, to be released once every waiter has the answer.
+    async fn refresh_manifest(
+        &self,
+        registry: &Registry,
+        repo: &RepoName,
+        target: &Target,
+        reference: &Reference,
+        cached: Option<(StoredManifest, Bytes)>,
+        hold: refresh::Hold,
+    ) -> (refresh::Answer, Option<refresh::Hold>) {
+        let upstream = &target.upstream;
+        let limit = registry.limits().manifest_max_bytes;
         let tag = match reference {
             Reference::Digest(digest) => {
-                if let Some(found) = cached {
-                    self.record_pull(registry, repo, target, &found.0.digest)
-                        .await;
-                    return Ok(found);
-                }
-                let fetched = upstream
-                    .manifest(
-                        &target.repository,
-                        &digest.to_string(),
-                        registry.limits().manifest_max_bytes,
-                    )
+                let fetched = match upstream
+                    .manifest(&target.repository, &digest.to_string(), limit)
                     .await
-                    .map_err(|e| upstream_error(e, repo, reference))?;
+                {
+                    Ok(fetched) => fetched,
+                    Err(e) => return (Err(upstream_error(e, repo, reference)), Some(hold)),
+                };
                 let actual = Digest::of(&fetched.body);
                 if actual != *digest {
-                    return Err(RegistryError::Upstream {
-                        message: format!(
-                            "upstream {} of the pull-through cache {} sent a manifest with digest {actual} for {digest}: nothing was cached",
-                            upstream.config.upstream, upstream.config.prefix
-                        ),
-                    });
+                    let message = format!(
+                        "upstream {} of the pull-through cache {} sent a manifest with digest {actual} for {digest}: nothing was cached",
+                        upstream.config.upstream, upstream.config.prefix
+                    );
+                    return (Err(RegistryError::Upstream { message }), Some(hold));
                 }
-                return self
-                    .store_manifest(registry, repo, target, None, fetched)
-                    .await;
+                let stored = self.store_manifest(registry, repo, target, None, fetched, hold);
+                return (Ok(stored), None);
             }
             Reference::Tag(tag) => tag,
         };
 
         if let Some(found) = &cached {
-            let fresh = registry
-                .storage()
-                .meta_info(&keys::tag(repo, tag))
-                .await?
-                .is_some_and(|info| younger_than(info.modified, upstream.config.ttl));
-            if fresh {
-                self.record_pull(registry, repo, target, &found.0.digest)
-                    .await;
-                return Ok(found.clone());
-            }
             match upstream.manifest_digest(&target.repository, tag).await {
                 Ok(Some(digest)) if digest == found.0.digest.to_string() => {
-                    // Unchanged upstream: the tag is fresh again.
-                    registry
-                        .storage()
-                        .meta_put(&keys::tag(repo, tag), Bytes::from(digest))
-                        .await?;
+                    // Unchanged upstream: the tag is fresh again (written in the background,
+                    // the flight held until then).
+                    let storage = registry.storage().clone();
+                    let key = keys::tag(repo, tag);
+                    tokio::spawn(async move {
+                        if let Err(e) = storage.meta_put(&key, Bytes::from(digest)).await {
+                            tracing::warn!(key, error = %e, "marking a pull-through tag fresh");
+                        }
+                        drop(hold);
+                    });
                     self.record_pull(registry, repo, target, &found.0.digest)
                         .await;
-                    return Ok(found.clone());
+                    return (Ok(found.clone()), None);
                 }
                 Ok(_) => {}
                 Err(UpstreamError::NotFound(message)) => {
-                    return Err(RegistryError::ManifestUnknown {
+                    let e = RegistryError::ManifestUnknown {
                         reference: format!("{tag} ({message})"),
-                    });
+                    };
+                    return (Err(e), Some(hold));
                 }
                 Err(UpstreamError::Unavailable(message)) => {
-                    return Ok(self
+                    let stale = self
                         .serve_stale(registry, repo, target, found, &message)
-                        .await);
+                        .await;
+                    return (Ok(stale), Some(hold));
                 }
             }
         }
-        let fetched = upstream
-            .manifest(
-                &target.repository,
-                tag,
-                registry.limits().manifest_max_bytes,
-            )
-            .await;
-        match (fetched, &cached) {
+        match (
+            upstream.manifest(&target.repository, tag, limit).await,
+            &cached,
+        ) {
             (Ok(fetched), _) => {
-                self.store_manifest(registry, repo, target, Some(tag), fetched)
-                    .await
+                let stored = self.store_manifest(registry, repo, target, Some(tag), fetched, hold);
+                (Ok(stored), None)
             }
-            (Err(UpstreamError::Unavailable(message)), Some(found)) => Ok(self
-                .serve_stale(registry, repo, target, found, &message)
-                .await),
-            (Err(e), _) => Err(upstream_error(e, repo, reference)),
+            (Err(UpstreamError::Unavailable(message)), Some(found)) => {
+                let stale = self
+                    .serve_stale(registry, repo, target, found, &message)
+                    .await;
+                (Ok(stale), Some(hold))
+            }
+            (Err(e), _) => (Err(upstream_error(e, repo, reference)), Some(hold)),
         }
     }
 
@@ -218,15 +290,18 @@ impl Proxies {
     }
 
     /// Stores a manifest fetched from the upstream as if it had been pushed (without requiring
-    /// its blobs: they are fetched when asked for).
-    async fn store_manifest(
+    /// its blobs: they are fetched when asked for), in the background: the answer does not
+    /// wait for the durable writes. `hold` keeps the flight open (under the digest too) until
+    /// they are done, so requests meanwhile get this answer rather than ask the upstream again.
+    fn store_manifest(
         &self,
         registry: &Registry,
         repo: &RepoName,
         target: &Target,
         tag: Option<&str>,
         fetched: upstream::UpstreamManifest,
-    ) -> Result<(StoredManifest, Bytes), RegistryError> {
+        mut hold: refresh::Hold,
+    ) -> (StoredManifest, Bytes) {
         let digest = Digest::of(&fetched.body);
         let media_type = fetched
             .media_type
@@ -241,42 +316,53 @@ impl Proxies {
                     .map(str::to_string)
             })
             .unwrap_or_else(|| OCI_MANIFEST.to_string());
-        // The three writes at once, not one after the other: each is durable (fsync) on the
-        // filesystem, and a first pull waits for them. A crash between them leaves a tag or
-        // revision without content, which reads as not cached and is fetched again.
-        let storage = registry.storage();
-        let content = async {
-            if storage.blob_info(&digest).await?.is_none() {
-                storage.blob_put(&digest, fetched.body.clone()).await
-            } else {
-                storage.blob_touch(&digest).await
-            }
-        };
-        let revision_key = keys::revision(repo, &digest);
-        let revision = storage.meta_put(&revision_key, Bytes::from(media_type.clone()));
-        let tagged = async {
-            match tag {
-                Some(tag) => {
-                    storage
-                        .meta_put(&keys::tag(repo, tag), Bytes::from(digest.to_string()))
-                        .await
+        hold.also_under(format!("{repo}@{digest}"));
+        let storage = registry.storage().clone();
+        let expire_unpulled = target.upstream.config.expire_unpulled;
+        let (repo, tag) = (repo.clone(), tag.map(str::to_string));
+        let (body, stored_digest, stored_type) =
+            (fetched.body.clone(), digest.clone(), media_type.clone());
+        tokio::spawn(async move {
+            // The three writes at once: each is durable (fsync) on the filesystem. A crash
+            // between them leaves a tag or revision without content, which reads as not cached
+            // and is fetched again.
+            let digest = stored_digest;
+            let content = async {
+                if storage.blob_info(&digest).await?.is_none() {
+                    storage.blob_put(&digest, body).await
+                } else {
+                    storage.blob_touch(&digest).await
                 }
-                None => Ok(()),
+            };
+            let revision_key = keys::revision(&repo, &digest);
+            let revision = storage.meta_put(&revision_key, Bytes::from(stored_type));
+            let tagged = async {
+                match &tag {
+                    Some(tag) => {
+                        storage
+                            .meta_put(&keys::tag(&repo, tag), Bytes::from(digest.to_string()))
+                            .await
+                    }
+                    None => Ok(()),
+                }
+            };
+            let (content, revision, tagged) = tokio::join!(content, revision, tagged);
+            if let Err(e) = content.and(revision).and(tagged) {
+                tracing::warn!(repository = %repo, %digest, error = %e,
+                    "storing a pull-through manifest; it is fetched again on its next pull");
+            } else {
+                record_pull(&*storage, &repo, expire_unpulled, &digest).await;
             }
-        };
-        let (content, revision, tagged) = tokio::join!(content, revision, tagged);
-        content?;
-        revision?;
-        tagged?;
-        self.record_pull(registry, repo, target, &digest).await;
-        Ok((
+            drop(hold);
+        });
+        (
             StoredManifest {
                 digest,
                 media_type,
                 size: fetched.body.len() as u64,
             },
             fetched.body,
-        ))
+        )
     }
 
     /// Notes that a manifest was pulled, for `expire_unpulled`: at most once per 1/20 of the
@@ -288,22 +374,11 @@ impl Proxies {
         target: &Target,
         digest: &Digest,
     ) {
-        let Some(expiry) = target.upstream.config.expire_unpulled else {
-            return;
-        };
-        let every = (expiry / 20).min(Duration::from_secs(3600));
-        let key = keys::pulled(repo, digest);
-        let storage = registry.storage();
-        let recent = matches!(storage.meta_info(&key).await,
-            Ok(Some(info)) if younger_than(info.modified, every));
-        if !recent {
-            if let Err(e) = storage.meta_put(&key, Bytes::new()).await {
-                tracing::warn!(repository = %repo, error = %e, "recording the pull time");
-            }
-        }
+        let expiry = target.upstream.config.expire_unpulled;
+        record_pull(&**registry.storage(), repo, expiry, digest).await;
     }
 
-    /// The tags of proxied `repo`: the upstream's (its first page) and the cached ones; only the
+    /// The tags of proxied `repo`: the upstream's (every page) and the cached ones; only the
     /// cached ones, with a warning, when the upstream is unusable.
     pub async fn tags(
         &self,
@@ -349,39 +424,50 @@ impl Proxies {
         head: bool,
     ) -> Result<BlobAnswer, RegistryError> {
         let storage = registry.storage();
-        let linked = storage
-            .meta_info(&keys::layer_link(repo, digest))
-            .await?
-            .is_some()
-            || storage
-                .meta_info(&keys::revision(repo, digest))
-                .await?
-                .is_some();
-        let stored = storage.blob_info(digest).await?;
+        // At once, not one after the other: each is a trip to a blocking thread (or to S3).
+        let (link_key, revision_key) =
+            (keys::layer_link(repo, digest), keys::revision(repo, digest));
+        let (layer_link, revision, stored) = tokio::join!(
+            storage.meta_info(&link_key),
+            storage.meta_info(&revision_key),
+            storage.blob_info(digest),
+        );
+        let linked = layer_link?.is_some() || revision?.is_some();
+        let stored = stored?;
         let unknown = |message: String| RegistryError::BlobUnknown {
             digest: format!("{digest} ({message})"),
         };
         if stored.is_some() && linked {
             return Ok(BlobAnswer::Stored);
         }
-        if stored.is_some() || head {
-            // Stored for another repository (the upstream must say this one has it too), or a
-            // HEAD, which need not fetch anything.
-            let length = target
+        // Whether this repository's upstream has the blob, with this repository's credentials.
+        let upstream_length = || async {
+            target
                 .upstream
                 .blob_length(&target.repository, &digest.to_string())
                 .await
                 .map_err(|e| match e {
                     UpstreamError::NotFound(m) => unknown(m),
                     UpstreamError::Unavailable(message) => RegistryError::Upstream { message },
-                })?;
+                })
+        };
+        if stored.is_some() || head {
+            // Stored for another repository (the upstream must say this one has it too), or a
+            // HEAD, which need not fetch anything.
+            let length = upstream_length().await?;
             if stored.is_none() {
                 return Ok(BlobAnswer::Length(length));
             }
             registry.link_blob(repo, digest).await?;
             return Ok(BlobAnswer::Stored);
         }
-        let (flight, start) = self.flights.join_or_create(digest);
+        let repo_name = repo.to_string();
+        let (flight, start) = self.flights.join_or_create(digest, &repo_name);
+        if !start && flight.repository() != repo_name {
+            // Started through another repository: join only once this one's upstream says it
+            // has the blob, as if it were stored for the other repository (above).
+            upstream_length().await?;
+        }
         if start {
             let task = FetchTask {
                 flight: flight.clone(),
@@ -437,6 +523,25 @@ fn upstream_error(e: UpstreamError, repo: &RepoName, reference: &Reference) -> R
                 }
             ),
         },
+    }
+}
+
+/// [`Proxies::record_pull`], for a background task.
+async fn record_pull(
+    storage: &dyn Storage,
+    repo: &RepoName,
+    expire_unpulled: Option<Duration>,
+    digest: &Digest,
+) {
+    let Some(expiry) = expire_unpulled else {
+        return;
+    };
+    let every = (expiry / 20).min(Duration::from_secs(3600));
+    let key = keys::pulled(repo, digest);
+    let recent = matches!(storage.meta_info(&key).await,
+        Ok(Some(info)) if younger_than(info.modified, every));
+    if !recent && let Err(e) = storage.meta_put(&key, Bytes::new()).await {
+        tracing::warn!(repository = %repo, error = %e, "recording the pull time");
     }
 }
 
@@ -542,6 +647,11 @@ impl FetchTask {
         let actual = Digest::parse(&format!("sha256:{}", hex::encode(hasher.finalize())))
             .map_err(|e| FlightError::Failed(e.to_string()))?;
         let verified = failure.is_none() && actual == self.digest;
+        if verified {
+            // The readers have every byte, checked: they end now, not after the storage's
+            // fsync and rename below (a client waits for the end before reusing its connection).
+            self.flight.verified();
+        }
         drop(tx);
         let written = writer
             .await

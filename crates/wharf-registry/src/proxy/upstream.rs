@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use wharf_image::ImageError;
@@ -38,7 +39,13 @@ pub(crate) struct Upstream {
     /// One HTTP client (TLS roots loaded once, one connection pool) for every repository.
     http: Option<reqwest::Client>,
     clients: Mutex<HashMap<String, Arc<RegistryClient>>>,
+    /// The `docker_config` file's modification time and length when the clients were made:
+    /// a change makes new clients with the credentials read again, without a restart.
+    docker_config_stamp: Mutex<Option<(SystemTime, u64)>>,
 }
+
+/// Pages of an upstream's tag list read at most (each of `tag_page_size` tags).
+const MAX_TAG_PAGES: usize = 1000;
 
 impl Upstream {
     pub(crate) fn new(config: ProxyConfig) -> Upstream {
@@ -66,6 +73,7 @@ impl Upstream {
             insecure,
             config,
             clients: Mutex::new(HashMap::new()),
+            docker_config_stamp: Mutex::new(None),
         }
     }
 
@@ -129,11 +137,41 @@ impl Upstream {
         Ok(None)
     }
 
-    /// The client for `repository`, made (and its credentials resolved) on first use.
+    /// Forgets the clients (their credentials and tokens) when the `docker_config` file changed
+    /// since they were made: the next requests resolve the credentials again.
+    fn forget_clients_if_credentials_changed(&self) {
+        let Some(path) = &self.config.docker_config else {
+            return;
+        };
+        // A missing file reads as "no stamp": its error is reported when the credentials are
+        // resolved.
+        let stamp = std::fs::metadata(path)
+            .ok()
+            .map(|m| (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()));
+        let mut known = self
+            .docker_config_stamp
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if *known != stamp {
+            if known.is_some() {
+                tracing::info!(upstream = %self.config.upstream, file = %path.display(),
+                    "the upstream credentials file changed: reading it again");
+            }
+            *known = stamp;
+            self.clients
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clear();
+        }
+    }
+
+    /// The client for `repository`, made (and its credentials resolved) on first use, and again
+    /// after the `docker_config` file changed.
     pub(crate) async fn client(
         &self,
         repository: &str,
     ) -> Result<Arc<RegistryClient>, UpstreamError> {
+        self.forget_clients_if_credentials_changed();
         if let Some(client) = self
             .clients
             .lock()
@@ -278,7 +316,8 @@ impl Upstream {
         })
     }
 
-    /// The upstream's tags of `repository` (its first page: what one `GET tags/list` answers).
+    /// The upstream's tags of `repository`: every page of its tag list, `tag_page_size` tags
+    /// each, following the `Link` header, at most [`MAX_TAG_PAGES`] pages.
     pub(crate) async fn tags(&self, repository: &str) -> Result<Vec<String>, UpstreamError> {
         #[derive(serde::Deserialize)]
         struct TagList {
@@ -286,19 +325,34 @@ impl Upstream {
             tags: Option<Vec<String>>,
         }
         let client = self.client(repository).await?;
-        let Fetch { response, url } = client
-            .get("tags/list", &[])
-            .await
-            .map_err(|e| self.classify(e))?;
-        let list: TagList = response.json().await.map_err(|e| {
-            UpstreamError::Unavailable(format!(
-                "upstream {} of the pull-through cache {}: {url} is not a tag list: {}",
-                self.config.upstream,
-                self.config.prefix,
-                wharf_oci::describe_http_error(&e)
-            ))
-        })?;
-        Ok(list.tags.unwrap_or_default())
+        let mut tags = Vec::new();
+        let mut page = format!("tags/list?n={}", self.config.tag_page_size);
+        for _ in 0..MAX_TAG_PAGES {
+            let Fetch { response, url } =
+                client.get(&page, &[]).await.map_err(|e| self.classify(e))?;
+            let next = next_page(response.headers(), &url, repository);
+            let list: TagList = response.json().await.map_err(|e| {
+                UpstreamError::Unavailable(format!(
+                    "upstream {} of the pull-through cache {}: {url} is not a tag list: {}",
+                    self.config.upstream,
+                    self.config.prefix,
+                    wharf_oci::describe_http_error(&e)
+                ))
+            })?;
+            tags.extend(list.tags.unwrap_or_default());
+            match next {
+                Some(next) => page = next,
+                None => return Ok(tags),
+            }
+        }
+        tracing::warn!(
+            upstream = %self.config.upstream,
+            repository,
+            "the upstream's tag list has more than {MAX_TAG_PAGES} pages of {}: listing the first {} tags",
+            self.config.tag_page_size,
+            tags.len()
+        );
+        Ok(tags)
     }
 
     /// `HEAD` of a blob: its length, if the upstream has it.
@@ -341,4 +395,80 @@ impl Upstream {
 
 fn accept() -> [(&'static str, String); 1] {
     [("Accept", wharf_image::manifest::ACCEPT.to_string())]
+}
+
+/// The next page of a tag list, from `Link: <URL>; rel="next"` (`URL` relative to the page at
+/// `url`, or absolute), as the path after `/v2/<repository>/`: `None` on the last page, and for
+/// a link to another registry or repository (not followed).
+fn next_page(headers: &reqwest::header::HeaderMap, url: &str, repository: &str) -> Option<String> {
+    let page = url::Url::parse(url).ok()?;
+    headers
+        .get_all(reqwest::header::LINK)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|link| {
+            let (target, params) = link.trim().split_once(';')?;
+            let is_next = params.split(';').any(|p| {
+                p.trim()
+                    .strip_prefix("rel=")
+                    .is_some_and(|rel| rel.trim_matches('"') == "next")
+            });
+            if !is_next {
+                return None;
+            }
+            let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+            let next = page.join(target).ok()?;
+            let same_registry = next.origin() == page.origin();
+            let path = format!("/v2/{repository}/tags/list");
+            (same_registry && next.path() == path)
+                .then(|| format!("tags/list?{}", next.query().unwrap_or("")))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn link(value: &str) -> reqwest::header::HeaderMap {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(reqwest::header::LINK, value.parse().expect("header"));
+        headers
+    }
+
+    #[test]
+    fn the_next_tag_page_comes_from_the_link_header_of_the_same_repository_only() {
+        let url = "http://127.0.0.1:5000/v2/team/app/tags/list?n=2";
+        assert_eq!(
+            next_page(
+                &link(r#"</v2/team/app/tags/list?last=b&n=2>; rel="next""#),
+                url,
+                "team/app"
+            ),
+            Some("tags/list?last=b&n=2".to_string())
+        );
+        assert_eq!(
+            next_page(
+                &link(r#"<http://127.0.0.1:5000/v2/team/app/tags/list?last=b&n=2>; rel=next"#),
+                url,
+                "team/app"
+            ),
+            Some("tags/list?last=b&n=2".to_string())
+        );
+        for elsewhere in [
+            r#"<http://evil.example/v2/team/app/tags/list?last=b>; rel="next""#,
+            r#"</v2/team/other/tags/list?last=b>; rel="next""#,
+            r#"</v2/team/app/tags/list?last=b>; rel="prev""#,
+        ] {
+            assert_eq!(
+                next_page(&link(elsewhere), url, "team/app"),
+                None,
+                "{elsewhere}"
+            );
+        }
+        assert_eq!(
+            next_page(&reqwest::header::HeaderMap::new(), url, "team/app"),
+            None
+        );
+    }
 }
