@@ -41,11 +41,16 @@ pub(crate) struct RunnerConfig {
     pub url: String,
     #[serde(default)]
     pub id: u64,
+    /// Empty or missing: the runner does not start (the error says where to get one).
+    #[serde(default)]
     pub token: String,
-    /// GitLab's, written by `register`; known so that it is not reported as unsupported.
+    /// GitLab's, written by `register`; known so that they are not reported as unsupported.
     #[serde(default)]
     #[allow(dead_code)]
     pub token_expires_at: Option<toml::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub token_obtained_at: Option<toml::Value>,
     #[serde(default = "shell")]
     pub executor: String,
     /// Jobs of this runner at once; 0: no limit of its own (only `concurrent`).
@@ -225,45 +230,116 @@ impl Config {
         Ok(config)
     }
 
-    /// Keys wharf does not act on, as `section.key` (said once at start).
+    /// Keys wharf does not act on and whose value would change what gitlab-runner does, as
+    /// `section.key` (said once at start). See [`changed_keys`] for the rule.
     pub fn unsupported_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.other.keys().cloned().collect();
+        let mut keys = Vec::new();
+        changed_keys("", &self.other, &mut keys);
         for runner in &self.runners {
-            keys.extend(
-                runner
-                    .other
-                    .keys()
-                    .map(|k| format!("runners[{}].{k}", runner.name)),
-            );
+            let at = format!("runners[{}].", runner.name);
+            changed_keys(&at, &runner.other, &mut keys);
+            // A cache `Type` wharf does not speak is the runner's own warning (settings_of).
             if let Some(cache) = &runner.cache {
-                // `register` writes empty `[runners.cache.gcs]` and `[runners.cache.azure]`
-                // tables: nothing in them to act on.
-                let empty_table = |v: &toml::Value| v.as_table().is_some_and(|t| t.is_empty());
-                keys.extend(
-                    cache
-                        .other
-                        .iter()
-                        .filter(|(_, v)| !empty_table(v))
-                        .map(|(k, _)| format!("runners[{}].cache.{k}", runner.name)),
-                );
+                changed_keys(&format!("{at}cache."), &cache.other, &mut keys);
                 if let Some(s3) = &cache.s3 {
-                    keys.extend(
-                        s3.other
-                            .keys()
-                            .map(|k| format!("runners[{}].cache.s3.{k}", runner.name)),
-                    );
+                    changed_keys(&format!("{at}cache.s3."), &s3.other, &mut keys);
                 }
             }
             if let Some(docker) = &runner.docker {
-                keys.extend(
-                    docker
-                        .other
-                        .keys()
-                        .map(|k| format!("runners[{}].docker.{k}", runner.name)),
-                );
+                changed_keys(&format!("{at}docker."), &docker.other, &mut keys);
             }
         }
         keys
+    }
+}
+
+/// The rule for reporting keys wharf does not act on: a key is reported when its value would
+/// make gitlab-runner behave differently from a file without it. `gitlab-runner register`
+/// writes many keys with their default values (`tls_verify = false`, `shm_size = 0`, an empty
+/// `[runners.custom_build_dir]`, `[session_server] session_timeout = 1800`...): those change
+/// nothing, so reporting them as "not supported" would only be noise that hides the keys that
+/// matter. A value is gitlab-runner's default when it is
+/// - Go's zero value (`false`, `0`, `""`, an empty list or table), which is what gitlab-runner
+///   reads for a missing key, except for the keys in [`ZERO_IS_NOT_DEFAULT`], which
+///   gitlab-runner reads into pointers: there an explicit zero differs from a missing key;
+/// - or the value gitlab-runner puts in place of a missing key ([`NON_ZERO_DEFAULTS`],
+///   feature flags from [`FEATURE_FLAGS_ON_BY_DEFAULT`]).
+///
+/// Tables are looked into: each key below is judged on its own and named with its path
+/// (`session_server.listen_address`), so an empty `[runners.cache.gcs]` says nothing.
+fn changed_keys(prefix: &str, table: &BTreeMap<String, toml::Value>, keys: &mut Vec<String>) {
+    for (key, value) in table {
+        changed_leaves(format!("{prefix}{key}"), key, value, keys);
+    }
+}
+
+fn changed_leaves(path: String, key: &str, value: &toml::Value, keys: &mut Vec<String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (inner, value) in table {
+                changed_leaves(format!("{path}.{inner}"), inner, value, keys);
+            }
+        }
+        _ if is_gitlab_runner_default(&path, key, value) => {}
+        _ => keys.push(path),
+    }
+}
+
+/// gitlab-runner reads these into pointers (`*int`, `*bool`): an explicit `0` or `false` is
+/// not the same as a missing key (`services_limit = 0` allows no service at all,
+/// `clean_git_config = false` keeps the job's git config).
+const ZERO_IS_NOT_DEFAULT: &[&str] = &["services_limit", "clean_git_config", "safe_directory_checkout"];
+
+/// Keys whose missing value gitlab-runner replaces with something other than the zero value,
+/// and that `register` or the docs write with it (`common/config.go`, `commands/register.go`).
+const NON_ZERO_DEFAULTS: &[(&str, &[&str])] = &[
+    ("session_timeout", &["1800"]),
+    ("connection_max_age", &["\"15m0s\"", "\"15m\""]),
+    ("log_level", &["\"info\""]),
+    ("log_format", &["\"runner\""]),
+    ("request_concurrency", &["1"]),
+    // wharf's shell executor runs bash as gitlab-runner's does on Linux.
+    ("shell", &["\"bash\""]),
+];
+
+/// gitlab-runner's feature flags that are on unless turned off (`helpers/featureflags/flags.go`);
+/// every other flag is off by default.
+const FEATURE_FLAGS_ON_BY_DEFAULT: &[&str] = &[
+    "FF_USE_DIRECT_DOWNLOAD",
+    "FF_USE_FASTZIP",
+    "FF_USE_POD_ACTIVE_DEADLINE_SECONDS",
+    "FF_SECRET_RESOLVING_FAILS_IF_MISSING",
+    "FF_USE_GIT_BUNDLE_URIS",
+    "FF_USE_DOCKER_AUTOSCALER_DIAL_STDIO",
+    "FF_TIMESTAMPS",
+    "FF_MASK_ALL_DEFAULT_TOKENS",
+    "FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY",
+    "FF_USE_ADAPTIVE_REQUEST_CONCURRENCY",
+    "FF_USE_GITALY_CORRELATION_ID",
+    "FF_ENABLE_JOB_INPUTS_INTERPOLATION",
+];
+
+fn is_gitlab_runner_default(path: &str, key: &str, value: &toml::Value) -> bool {
+    if path.contains("feature_flags.") {
+        let on_by_default = FEATURE_FLAGS_ON_BY_DEFAULT.contains(&key);
+        return value.as_bool() == Some(on_by_default);
+    }
+    if let Some((_, defaults)) = NON_ZERO_DEFAULTS.iter().find(|(name, _)| *name == key)
+        && defaults.contains(&value.to_string().as_str())
+    {
+        return true;
+    }
+    if ZERO_IS_NOT_DEFAULT.contains(&key) {
+        return false;
+    }
+    match value {
+        toml::Value::Boolean(b) => !b,
+        toml::Value::Integer(i) => *i == 0,
+        toml::Value::Float(f) => *f == 0.0,
+        toml::Value::String(s) => s.is_empty(),
+        toml::Value::Array(items) => items.is_empty(),
+        toml::Value::Table(table) => table.is_empty(),
+        toml::Value::Datetime(_) => false,
     }
 }
 

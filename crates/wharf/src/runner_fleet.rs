@@ -124,28 +124,50 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// A runner's settings from its entry, checked; errors name the file and the runner.
-fn settings_of(path: &Path, config: &Config, runner: &RunnerConfig) -> Result<RunnerSettings> {
+/// A runner's settings from its entry, checked; errors name the file and the runner and say
+/// the fix. Warnings (things the runner does without) come back with the settings.
+fn settings_of(
+    path: &Path,
+    config: &Config,
+    runner: &RunnerConfig,
+) -> Result<(RunnerSettings, Vec<String>)> {
     let at = || format!("{}: runner {}", path.display(), runner.name);
+    let mut warnings = Vec::new();
     let Some(executor) = executor_of(&runner.executor) else {
         bail!(
-            "{}: executor `{}` is not one of wharf's (shell, docker, sandbox, auto)",
+            "{}: executor `{}` is not one of wharf's: set `executor` to shell, docker, sandbox or auto (they run jobs on this machine), or leave this runner to gitlab-runner and take its [[runners]] entry out of the file wharf reads",
             at(),
             runner.executor
         );
     };
+    if runner.token.trim().is_empty() {
+        bail!(
+            "{}: `token` is empty: put the runner's authentication token (glrt-...) there, or add the runner with `wharf runner register --url URL --token glrt-... --config {}`",
+            at(),
+            path.display()
+        );
+    }
     let docker = match &runner.docker {
         Some(docker) => DockerSettings::of(docker, &runner.url, &runner.token).with_context(at)?,
         None => DockerSettings::default(),
     };
+    // gitlab-runner never fails a job over its distributed cache: a cache it cannot use is a
+    // warning and the job goes on with the local cache. wharf says it once, at start.
     let shared_cache = match &runner.cache {
-        Some(cache) => crate::runner_cache::SharedCache::of(cache, &runner.token)
-            .with_context(at)?
-            .map(Arc::new),
+        Some(cache) => match crate::runner_cache::SharedCache::of(cache, &runner.token) {
+            Ok(shared) => shared.map(Arc::new),
+            Err(e) => {
+                warnings.push(format!(
+                    "{}: {e:#}: this runner's jobs use the local cache only",
+                    at()
+                ));
+                None
+            }
+        },
         None => None,
     };
     let script = |text: &Option<String>| text.clone().filter(|t| !t.trim().is_empty());
-    Ok(RunnerSettings {
+    let settings = RunnerSettings {
         output_limit: match runner.output_limit {
             Some(0) | None => wharf_gitlab::runner::trace::DEFAULT_OUTPUT_LIMIT,
             Some(kib) => kib.saturating_mul(1024),
@@ -154,10 +176,12 @@ fn settings_of(path: &Path, config: &Config, runner: &RunnerConfig) -> Result<Ru
         post_build_script: script(&runner.post_build_script),
         shared_cache,
         executor,
+        // `builds_dir = ""` is gitlab-runner's default, as a missing key.
         builds_dir: std::path::absolute(
             runner
                 .builds_dir
                 .clone()
+                .filter(|dir| !dir.as_os_str().is_empty())
                 .unwrap_or_else(|| PathBuf::from("builds")),
         )
         .with_context(at)?,
@@ -170,7 +194,8 @@ fn settings_of(path: &Path, config: &Config, runner: &RunnerConfig) -> Result<Ru
         wait_timeout: 0,
         environment: environment_of(&runner.environment).with_context(at)?,
         docker,
-    })
+    };
+    Ok((settings, warnings))
 }
 
 impl Fleet {
@@ -184,9 +209,11 @@ impl Fleet {
     /// settings are good.
     fn apply(&mut self, config: Config) -> Result<()> {
         let mut wanted = Vec::new();
+        let mut runner_warnings = Vec::new();
         let mut identities = HashSet::new();
         for runner in &config.runners {
-            let settings = settings_of(&self.path, &config, runner)?;
+            let (settings, warnings) = settings_of(&self.path, &config, runner)?;
+            runner_warnings.extend(warnings);
             let identity = Identity {
                 url: runner.url.clone(),
                 token: runner.token.clone(),
@@ -208,6 +235,9 @@ impl Fleet {
                 "{}: `{key}` is not supported by wharf and has no effect",
                 self.path.display()
             ));
+        }
+        for warning in runner_warnings {
+            self.say_once(warning);
         }
         for (_, runner, settings, _) in &wanted {
             if settings.docker.has_volumes()
