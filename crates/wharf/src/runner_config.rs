@@ -234,7 +234,20 @@ impl Config {
     /// `section.key` (said once at start). See [`changed_keys`] for the rule.
     pub fn unsupported_keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
-        changed_keys("", &self.other, &mut keys);
+        // gitlab-runner starts no session server without `listen_address` ("session endpoints
+        // disabled"): the rest of the section then changes nothing.
+        let session_server_off = |key: &String, value: &toml::Value| {
+            key == "session_server"
+                && value
+                    .get("listen_address")
+                    .and_then(toml::Value::as_str)
+                    .is_none_or(str::is_empty)
+        };
+        for (key, value) in &self.other {
+            if !session_server_off(key, value) {
+                changed_leaves(key.clone(), key, value, &mut keys);
+            }
+        }
         for runner in &self.runners {
             let at = format!("runners[{}].", runner.name);
             changed_keys(&at, &runner.other, &mut keys);
@@ -277,7 +290,7 @@ fn changed_leaves(path: String, key: &str, value: &toml::Value, keys: &mut Vec<S
     match value {
         toml::Value::Table(table) => {
             for (inner, value) in table {
-                changed_leaves(format!("{path}.{inner}"), inner, value, keys);
+                changed_leaves(format!("{path}.{}", toml_key(inner)), inner, value, keys);
             }
         }
         _ if is_gitlab_runner_default(&path, key, value) => {}
@@ -285,10 +298,27 @@ fn changed_leaves(path: String, key: &str, value: &toml::Value, keys: &mut Vec<S
     }
 }
 
+/// `key` as TOML writes it: quoted unless bare (`sysctls."net.ipv4.ip_forward"`).
+fn toml_key(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
+}
+
 /// gitlab-runner reads these into pointers (`*int`, `*bool`): an explicit `0` or `false` is
 /// not the same as a missing key (`services_limit = 0` allows no service at all,
 /// `clean_git_config = false` keeps the job's git config).
-const ZERO_IS_NOT_DEFAULT: &[&str] = &["services_limit", "clean_git_config", "safe_directory_checkout"];
+const ZERO_IS_NOT_DEFAULT: &[&str] = &[
+    "services_limit",
+    "clean_git_config",
+    "safe_directory_checkout",
+];
 
 /// Keys whose missing value gitlab-runner replaces with something other than the zero value,
 /// and that `register` or the docs write with it (`common/config.go`, `commands/register.go`).
@@ -496,14 +526,168 @@ log_level = "info"
             docker.pull_policy.as_ref().unwrap().to_vec(),
             ["always", "if-not-present"]
         );
+        // `log_level = "info"`, `token_obtained_at` and `shm_size = 0` change nothing.
+        assert!(config.unsupported_keys().is_empty());
+    }
+
+    /// What `gitlab-runner register` (17.x) writes for a Docker runner: every key it adds on
+    /// its own has gitlab-runner's default value.
+    const REGISTER_WRITTEN: &str = r#"
+concurrent = 1
+check_interval = 0
+shutdown_timeout = 0
+connection_max_age = "15m0s"
+log_level = "info"
+log_format = "runner"
+
+[session_server]
+  session_timeout = 1800
+
+[[runners]]
+  name = "build-box"
+  url = "https://gitlab.example.com"
+  id = 42
+  token = "glrt-t3_example"
+  token_obtained_at = 2025-06-01T10:00:00Z
+  token_expires_at = 0001-01-01T00:00:00Z
+  executor = "docker"
+  request_concurrency = 1
+  shell = "bash"
+  clone_url = ""
+  [runners.custom_build_dir]
+  [runners.cache]
+    MaxUploadedArchiveSize = 0
+    [runners.cache.s3]
+    [runners.cache.gcs]
+    [runners.cache.azure]
+  [runners.feature_flags]
+    FF_NETWORK_PER_BUILD = false
+    FF_USE_FASTZIP = true
+  [runners.docker]
+    tls_verify = false
+    image = "alpine:latest"
+    privileged = false
+    disable_entrypoint_overwrite = false
+    oom_kill_disable = false
+    disable_cache = false
+    volumes = ["/cache"]
+    shm_size = 0
+    network_mtu = 0
+    cache_dir = ""
+    [runners.docker.tmpfs]
+"#;
+
+    #[test]
+    fn keys_register_writes_with_default_values_are_not_reported() {
+        let config = Config::parse(Path::new("config.toml"), REGISTER_WRITTEN).unwrap();
+        assert_eq!(config.unsupported_keys(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn keys_whose_values_change_what_gitlab_runner_does_are_reported_by_path() {
+        let text = r#"
+log_format = "json"
+listen_address = ":9252"
+[session_server]
+  listen_address = "0.0.0.0:8093"
+  session_timeout = 1800
+[[runners]]
+  name = "r"
+  url = "https://gitlab.example.com"
+  token = "glrt-x"
+  executor = "docker"
+  request_concurrency = 4
+  shell = "pwsh"
+  [runners.custom_build_dir]
+    enabled = true
+  [runners.feature_flags]
+    FF_NETWORK_PER_BUILD = true
+    FF_TIMESTAMPS = false
+    FF_USE_FASTZIP = true
+  [runners.cache]
+    [runners.cache.gcs]
+      BucketName = "team-cache"
+  [runners.docker]
+    services_limit = 0
+    shm_size = 268435456
+    network_mode = "ci-net"
+    dns = []
+    [runners.docker.sysctls]
+      "net.ipv4.ip_forward" = "1"
+    [[runners.docker.services]]
+      name = "postgres:16"
+"#;
+        let config = Config::parse(Path::new("config.toml"), text).unwrap();
         assert_eq!(
             config.unsupported_keys(),
             [
-                "log_level",
-                "runners[ci-1].token_obtained_at",
-                "runners[ci-1].docker.shm_size"
+                "listen_address",
+                "log_format",
+                "session_server.listen_address",
+                "runners[r].custom_build_dir.enabled",
+                "runners[r].feature_flags.FF_NETWORK_PER_BUILD",
+                "runners[r].feature_flags.FF_TIMESTAMPS",
+                "runners[r].request_concurrency",
+                "runners[r].shell",
+                "runners[r].cache.gcs.BucketName",
+                "runners[r].docker.network_mode",
+                "runners[r].docker.services",
+                // 0 is "no service at all" for gitlab-runner, not its default.
+                "runners[r].docker.services_limit",
+                "runners[r].docker.shm_size",
+                "runners[r].docker.sysctls.\"net.ipv4.ip_forward\"",
             ]
         );
+    }
+
+    #[test]
+    fn a_session_server_without_listen_address_is_off_whatever_its_timeout() {
+        let text = "[session_server]\n  session_timeout = 4000\n";
+        let config = Config::parse(Path::new("config.toml"), text).unwrap();
+        assert!(config.unsupported_keys().is_empty());
+    }
+
+    #[test]
+    fn gitlab_runner_value_types_are_read() {
+        // Types gitlab-runner's own structs take, as its docs write them.
+        let text = r#"
+concurrent = 8
+[[runners]]
+  name = "typed"
+  url = "https://gitlab.example.com"
+  token = "glrt-x"
+  token_obtained_at = 2025-06-01T10:00:00Z
+  executor = "docker"
+  limit = 3
+  output_limit = 8192
+  environment = ["A=1", "B=two words"]
+  [runners.docker]
+    pull_policy = "if-not-present"
+    memory = "1g"
+    cpus = "1.5"
+    pids_limit = -1
+    shm_size = 300000
+    helper_image = "registry.example.com/helper:x86_64-latest"
+    extra_hosts = ["gitlab.example.com:10.0.0.2"]
+    dns = ["10.0.0.53"]
+    volumes = ["/cache", "/srv/data:/data:ro"]
+"#;
+        let config = Config::parse(Path::new("config.toml"), text).unwrap();
+        let runner = &config.runners[0];
+        assert_eq!((runner.limit, runner.output_limit), (3, Some(8192)));
+        let docker = runner.docker.as_ref().unwrap();
+        assert_eq!(
+            docker.pull_policy.as_ref().unwrap().to_vec(),
+            ["if-not-present"]
+        );
+        assert_eq!(docker.memory.as_deref(), Some("1g"));
+    }
+
+    #[test]
+    fn a_runner_without_token_reads_so_that_the_check_can_name_it() {
+        let text = "[[runners]]\n  name = \"todo\"\n  url = \"https://gitlab.example.com\"\n";
+        let config = Config::parse(Path::new("config.toml"), text).unwrap();
+        assert_eq!(config.runners[0].token, "");
     }
 
     #[test]

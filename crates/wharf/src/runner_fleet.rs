@@ -370,6 +370,68 @@ mod tests {
         let _many: Vec<_> = take_free(&slots, 5).await;
     }
 
+    /// The first runner of `text` through the checks `wharf runner run` makes at start.
+    fn first_runner(text: &str) -> Result<(RunnerSettings, Vec<String>)> {
+        let path = Path::new("/etc/wharf/config.toml");
+        let config = Config::parse(path, text).unwrap();
+        settings_of(path, &config, &config.runners[0])
+    }
+
+    fn runner_with(entries: &str) -> String {
+        format!(
+            "[[runners]]\n  name = \"box\"\n  url = \"https://gitlab.example.com\"\n  token = \"glrt-x\"\n  executor = \"docker\"\n{entries}"
+        )
+    }
+
+    #[test]
+    fn empty_strings_gitlab_runner_reads_as_its_defaults_start_the_runner() {
+        let (settings, warnings) = first_runner(&runner_with(
+            "  builds_dir = \"\"\n  [runners.docker]\n    memory = \"\"\n",
+        ))
+        .unwrap();
+        assert_eq!(settings.builds_dir, std::path::absolute("builds").unwrap());
+        assert_eq!(settings.docker.limits.memory, None);
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_cache_wharf_cannot_use_is_a_warning_and_the_local_cache_as_in_gitlab_runner() {
+        for cache in [
+            "  [runners.cache]\n    Type = \"gcs\"\n    [runners.cache.gcs]\n      BucketName = \"b\"\n",
+            // IAM credentials from the machine: wharf needs the keys in the file.
+            "  [runners.cache]\n    Type = \"s3\"\n    [runners.cache.s3]\n      ServerAddress = \"s3.amazonaws.com\"\n      BucketName = \"b\"\n      AuthenticationType = \"iam\"\n",
+        ] {
+            let (settings, warnings) = first_runner(&runner_with(cache)).unwrap();
+            assert!(settings.shared_cache.is_none());
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(
+                warnings[0].starts_with("/etc/wharf/config.toml: runner box: cache")
+                    && warnings[0].ends_with("this runner's jobs use the local cache only"),
+                "{}",
+                warnings[0]
+            );
+        }
+    }
+
+    #[test]
+    fn a_runner_without_token_or_with_a_foreign_executor_is_refused_with_the_fix() {
+        let text = "[[runners]]\n  name = \"todo\"\n  url = \"https://gitlab.example.com\"\n  token = \"\"\n";
+        for text in [text.to_string(), text.replace("  token = \"\"\n", "")] {
+            let err = format!("{:#}", first_runner(&text).err().unwrap());
+            assert!(
+                err.starts_with("/etc/wharf/config.toml: runner todo: `token` is empty: ")
+                    && err.contains("wharf runner register --url URL --token glrt-... --config /etc/wharf/config.toml"),
+                "{err}"
+            );
+        }
+        let text = runner_with("").replace("\"docker\"", "\"docker+machine\"");
+        let err = format!("{:#}", first_runner(&text).err().unwrap());
+        assert!(
+            err.starts_with("/etc/wharf/config.toml: runner box: executor `docker+machine` is not one of wharf's: set `executor` to shell, docker, sandbox or auto"),
+            "{err}"
+        );
+    }
+
     async fn take_free(slots: &Arc<Slots>, n: usize) -> Vec<crate::runner_cmd::Slot> {
         let mut taken = Vec::new();
         for _ in 0..n {
