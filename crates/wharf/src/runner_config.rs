@@ -258,7 +258,13 @@ impl Config {
                     changed_keys(&format!("{at}cache.s3."), &s3.other, &mut keys);
                 }
             }
-            if let Some(docker) = &runner.docker {
+            // gitlab-runner's shell executor, as wharf's, reads nothing of [runners.docker]: a
+            // section left over from another executor changes nothing.
+            if let Some(docker) = runner
+                .docker
+                .as_ref()
+                .filter(|_| runner.executor != "shell")
+            {
                 changed_keys(&format!("{at}docker."), &docker.other, &mut keys);
             }
         }
@@ -637,6 +643,19 @@ listen_address = ":9252"
                 "runners[r].docker.shm_size",
                 "runners[r].docker.sysctls.\"net.ipv4.ip_forward\"",
             ]
+        );
+    }
+
+    #[test]
+    fn a_docker_section_left_in_a_shell_runner_is_not_reported() {
+        let text = "[[runners]]\n  name = \"sh\"\n  url = \"https://gitlab.example.com\"\n  token = \"glrt-x\"\n  executor = \"shell\"\n  [runners.docker]\n    network_mode = \"host\"\n";
+        let config = Config::parse(Path::new("config.toml"), text).unwrap();
+        assert!(config.unsupported_keys().is_empty());
+        let docker = text.replace("\"shell\"", "\"docker\"");
+        let config = Config::parse(Path::new("config.toml"), &docker).unwrap();
+        assert_eq!(
+            config.unsupported_keys(),
+            ["runners[sh].docker.network_mode"]
         );
     }
 

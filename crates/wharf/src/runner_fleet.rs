@@ -166,6 +166,22 @@ fn settings_of(
         },
         None => None,
     };
+    // The shell executor reads nothing of [runners.docker], as gitlab-runner's.
+    if !matches!(executor, crate::Executor::Shell) {
+        if docker.has_volumes() && !matches!(executor, crate::Executor::Docker) {
+            warnings.push(format!(
+                "{}: `docker.volumes` apply to the Docker executor only (executor `{}`: jobs in the sandbox do not get them)",
+                at(),
+                executor_name(executor)
+            ));
+        }
+        if docker.privileged {
+            warnings.push(format!(
+                "{}: `privileged = true`: wharf runs no privileged containers; jobs that need one (docker-in-docker) fail",
+                at()
+            ));
+        }
+    }
     let script = |text: &Option<String>| text.clone().filter(|t| !t.trim().is_empty());
     let settings = RunnerSettings {
         output_limit: match runner.output_limit {
@@ -238,25 +254,6 @@ impl Fleet {
         }
         for warning in runner_warnings {
             self.say_once(warning);
-        }
-        for (_, runner, settings, _) in &wanted {
-            if settings.docker.has_volumes()
-                && !matches!(settings.executor, crate::Executor::Docker)
-            {
-                self.say_once(format!(
-                    "{}: runner {}: `docker.volumes` apply to the Docker executor only (executor `{}`: jobs in the sandbox or the shell do not get them)",
-                    self.path.display(),
-                    runner.name,
-                    executor_name(settings.executor)
-                ));
-            }
-            if settings.docker.privileged {
-                self.say_once(format!(
-                    "{}: runner {}: `privileged = true`: wharf runs no privileged containers; jobs that need one (docker-in-docker) fail",
-                    self.path.display(),
-                    runner.name
-                ));
-            }
         }
         self.global.set_limit(config.concurrent);
         let mut added = Vec::new();
@@ -392,6 +389,18 @@ mod tests {
         assert_eq!(settings.builds_dir, std::path::absolute("builds").unwrap());
         assert_eq!(settings.docker.limits.memory, None);
         assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_docker_section_left_in_a_shell_runner_warns_of_nothing() {
+        let docker = "  [runners.docker]\n    privileged = true\n    volumes = [\"/cache\"]\n";
+        let shell = runner_with(docker).replace("\"docker\"", "\"shell\"");
+        assert_eq!(first_runner(&shell).unwrap().1, Vec::<String>::new());
+        let sandbox = runner_with(docker).replace("\"docker\"", "\"sandbox\"");
+        let warnings = first_runner(&sandbox).unwrap().1;
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("`docker.volumes` apply to the Docker executor only"));
+        assert!(warnings[1].contains("`privileged = true`"));
     }
 
     #[test]
