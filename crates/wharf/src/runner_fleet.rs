@@ -124,6 +124,26 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// The executor of a runner wharf can serve; else why not (an executor wharf does not have,
+/// no token), naming the file and the runner and saying the fix. gitlab-runner would start
+/// such a runner with the others: wharf leaves it out and starts the others.
+fn servable(path: &Path, runner: &RunnerConfig) -> Result<crate::Executor, String> {
+    let at = format!("{}: runner {}", path.display(), runner.name);
+    let Some(executor) = executor_of(&runner.executor) else {
+        return Err(format!(
+            "{at}: executor `{}` is not one of wharf's: set `executor` to shell, docker, sandbox or auto (they run jobs on this machine), or leave this runner to gitlab-runner and take its [[runners]] entry out of the file wharf reads",
+            runner.executor
+        ));
+    };
+    if runner.token.trim().is_empty() {
+        return Err(format!(
+            "{at}: `token` is empty: put the runner's authentication token (glrt-...) there, or add the runner with `wharf runner register --url URL --token glrt-... --config {}`",
+            path.display()
+        ));
+    }
+    Ok(executor)
+}
+
 /// A runner's settings from its entry, checked; errors name the file and the runner and say
 /// the fix. Warnings (things the runner does without) come back with the settings.
 fn settings_of(
@@ -133,20 +153,7 @@ fn settings_of(
 ) -> Result<(RunnerSettings, Vec<String>)> {
     let at = || format!("{}: runner {}", path.display(), runner.name);
     let mut warnings = Vec::new();
-    let Some(executor) = executor_of(&runner.executor) else {
-        bail!(
-            "{}: executor `{}` is not one of wharf's: set `executor` to shell, docker, sandbox or auto (they run jobs on this machine), or leave this runner to gitlab-runner and take its [[runners]] entry out of the file wharf reads",
-            at(),
-            runner.executor
-        );
-    };
-    if runner.token.trim().is_empty() {
-        bail!(
-            "{}: `token` is empty: put the runner's authentication token (glrt-...) there, or add the runner with `wharf runner register --url URL --token glrt-... --config {}`",
-            at(),
-            path.display()
-        );
-    }
+    let executor = servable(path, runner).map_err(anyhow::Error::msg)?;
     let docker = match &runner.docker {
         Some(docker) => DockerSettings::of(docker, &runner.url, &runner.token).with_context(at)?,
         None => DockerSettings::default(),
@@ -222,12 +229,18 @@ impl Fleet {
     }
 
     /// Make the running runners those of `config`. Nothing changes unless every runner's
-    /// settings are good.
+    /// settings are good; runners wharf cannot serve at all are left out (said once), and a
+    /// file with no other runner is refused.
     fn apply(&mut self, config: Config) -> Result<()> {
         let mut wanted = Vec::new();
         let mut runner_warnings = Vec::new();
+        let mut left_out = Vec::new();
         let mut identities = HashSet::new();
         for runner in &config.runners {
+            if let Err(reason) = servable(&self.path, runner) {
+                left_out.push(reason);
+                continue;
+            }
             let (settings, warnings) = settings_of(&self.path, &config, runner)?;
             runner_warnings.extend(warnings);
             let identity = Identity {
@@ -250,6 +263,14 @@ impl Fleet {
             self.say_once(format!(
                 "{}: `{key}` is not supported by wharf and has no effect",
                 self.path.display()
+            ));
+        }
+        if wanted.is_empty() && !left_out.is_empty() {
+            bail!("{}", left_out.join("\n"));
+        }
+        for reason in left_out {
+            self.say_once(format!(
+                "{reason}\n  this runner is not started; the file's other runners are"
             ));
         }
         for warning in runner_warnings {
