@@ -231,16 +231,25 @@ impl Fleet {
     /// Make the running runners those of `config`. Nothing changes unless every runner's
     /// settings are good; runners wharf cannot serve at all are left out (said once), and a
     /// file with no other runner is refused.
-    fn apply(&mut self, config: Config) -> Result<()> {
+    fn apply(&mut self, mut config: Config) -> Result<()> {
+        // Left-out runners are not looked at further: their keys are not reported either.
+        let mut left_out = Vec::new();
+        config
+            .runners
+            .retain(|runner| match servable(&self.path, runner) {
+                Ok(_) => true,
+                Err(reason) => {
+                    left_out.push(reason);
+                    false
+                }
+            });
+        if config.runners.is_empty() && !left_out.is_empty() {
+            bail!("{}", left_out.join("\n"));
+        }
         let mut wanted = Vec::new();
         let mut runner_warnings = Vec::new();
-        let mut left_out = Vec::new();
         let mut identities = HashSet::new();
         for runner in &config.runners {
-            if let Err(reason) = servable(&self.path, runner) {
-                left_out.push(reason);
-                continue;
-            }
             let (settings, warnings) = settings_of(&self.path, &config, runner)?;
             runner_warnings.extend(warnings);
             let identity = Identity {
@@ -264,9 +273,6 @@ impl Fleet {
                 "{}: `{key}` is not supported by wharf and has no effect",
                 self.path.display()
             ));
-        }
-        if wanted.is_empty() && !left_out.is_empty() {
-            bail!("{}", left_out.join("\n"));
         }
         for reason in left_out {
             self.say_once(format!(
