@@ -1,12 +1,13 @@
 //! gitlab-runner's `config.toml` (`common/config.go`), the part wharf acts on: `concurrent`,
 //! `check_interval` and `[[runners]]` with `name`, `url`, `id`, `token`, `executor`, `limit`,
-//! `builds_dir`, `environment`, `output_limit`, `pre_build_script`, `post_build_script`, `[runners.cache]` (S3)
-//! and `[runners.docker]` (`image`, `pull_policy`,
+//! `builds_dir`, `environment`, `output_limit`, `pre_build_script`, `post_build_script`,
+//! `[runners.cache]` (S3) and `[runners.docker]` (`image`, `pull_policy`,
 //! `allowed_pull_policies`, `allowed_images`, `allowed_services`, `volumes`, `memory`,
-//! `pids_limit`, `privileged`). Every other key is reported once when the runners start, never
-//! ignored silently. `register` and `unregister` edit the file in place (toml_edit): comments,
-//! order and keys wharf does not know stay as written. The file holds runner tokens: it is
-//! always written with mode 0600.
+//! `pids_limit`, `privileged`). Every other key whose value would change what gitlab-runner
+//! does is reported once when the runners start, never ignored silently; one set to
+//! gitlab-runner's default is not (see `changed_keys`). `register` and `unregister` edit the
+//! file in place (toml_edit): comments, order and keys wharf does not know stay as written.
+//! The file holds runner tokens: it is always written with mode 0600.
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
