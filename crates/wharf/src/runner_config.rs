@@ -335,6 +335,11 @@ const NON_ZERO_DEFAULTS: &[(&str, &[&str])] = &[
     ("log_level", &["\"info\""]),
     ("log_format", &["\"runner\""]),
     ("request_concurrency", &["1"]),
+    ("shutdown_timeout", &["30"]),
+    ("services_limit", &["-1"]),
+    ("wait_for_services_timeout", &["30"]),
+    ("cpu_shares", &["1024"]),
+    ("DualStack", &["true"]),
     // wharf's shell executor runs bash as gitlab-runner's does on Linux.
     ("shell", &["\"bash\""]),
 ];
@@ -581,6 +586,9 @@ log_format = "runner"
     shm_size = 0
     network_mtu = 0
     cache_dir = ""
+    services_limit = -1
+    wait_for_services_timeout = 30
+    cpu_shares = 1024
     [runners.docker.tmpfs]
 "#;
 
