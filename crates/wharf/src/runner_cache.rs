@@ -408,7 +408,7 @@ concurrent = 1
         assert!(
             config
                 .unsupported_keys()
-                .contains(&"runners[runner-v2].cache.gcs".to_string()),
+                .contains(&"runners[runner-v2].cache.gcs.BucketName".to_string()),
             "{:?}",
             config.unsupported_keys()
         );

@@ -1,12 +1,13 @@
 //! gitlab-runner's `config.toml` (`common/config.go`), the part wharf acts on: `concurrent`,
 //! `check_interval` and `[[runners]]` with `name`, `url`, `id`, `token`, `executor`, `limit`,
-//! `builds_dir`, `environment`, `output_limit`, `pre_build_script`, `post_build_script`, `[runners.cache]` (S3)
-//! and `[runners.docker]` (`image`, `pull_policy`,
+//! `builds_dir`, `environment`, `output_limit`, `pre_build_script`, `post_build_script`,
+//! `[runners.cache]` (S3) and `[runners.docker]` (`image`, `pull_policy`,
 //! `allowed_pull_policies`, `allowed_images`, `allowed_services`, `volumes`, `memory`,
-//! `pids_limit`, `privileged`). Every other key is reported once when the runners start, never
-//! ignored silently. `register` and `unregister` edit the file in place (toml_edit): comments,
-//! order and keys wharf does not know stay as written. The file holds runner tokens: it is
-//! always written with mode 0600.
+//! `pids_limit`, `privileged`). Every other key whose value would change what gitlab-runner
+//! does is reported once when the runners start, never ignored silently; one set to
+//! gitlab-runner's default is not (see `changed_keys`). `register` and `unregister` edit the
+//! file in place (toml_edit): comments, order and keys wharf does not know stay as written.
+//! The file holds runner tokens: it is always written with mode 0600.
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
@@ -41,11 +42,16 @@ pub(crate) struct RunnerConfig {
     pub url: String,
     #[serde(default)]
     pub id: u64,
+    /// Empty or missing: the runner does not start (the error says where to get one).
+    #[serde(default)]
     pub token: String,
-    /// GitLab's, written by `register`; known so that it is not reported as unsupported.
+    /// GitLab's, written by `register`; known so that they are not reported as unsupported.
     #[serde(default)]
     #[allow(dead_code)]
     pub token_expires_at: Option<toml::Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    pub token_obtained_at: Option<toml::Value>,
     #[serde(default = "shell")]
     pub executor: String,
     /// Jobs of this runner at once; 0: no limit of its own (only `concurrent`).
@@ -225,45 +231,157 @@ impl Config {
         Ok(config)
     }
 
-    /// Keys wharf does not act on, as `section.key` (said once at start).
+    /// Keys wharf does not act on and whose value would change what gitlab-runner does, as
+    /// `section.key` (said once at start). See [`changed_keys`] for the rule.
     pub fn unsupported_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.other.keys().cloned().collect();
+        let mut keys = Vec::new();
+        // gitlab-runner starts no session server without `listen_address` ("session endpoints
+        // disabled"): the rest of the section then changes nothing.
+        let session_server_off = |key: &String, value: &toml::Value| {
+            key == "session_server"
+                && value
+                    .get("listen_address")
+                    .and_then(toml::Value::as_str)
+                    .is_none_or(str::is_empty)
+        };
+        for (key, value) in &self.other {
+            if !session_server_off(key, value) {
+                changed_leaves(key.clone(), key, value, &mut keys);
+            }
+        }
         for runner in &self.runners {
-            keys.extend(
-                runner
-                    .other
-                    .keys()
-                    .map(|k| format!("runners[{}].{k}", runner.name)),
-            );
+            let at = format!("runners[{}].", runner.name);
+            changed_keys(&at, &runner.other, &mut keys);
+            // A cache `Type` wharf does not speak is the runner's own warning (settings_of).
             if let Some(cache) = &runner.cache {
-                // `register` writes empty `[runners.cache.gcs]` and `[runners.cache.azure]`
-                // tables: nothing in them to act on.
-                let empty_table = |v: &toml::Value| v.as_table().is_some_and(|t| t.is_empty());
-                keys.extend(
-                    cache
-                        .other
-                        .iter()
-                        .filter(|(_, v)| !empty_table(v))
-                        .map(|(k, _)| format!("runners[{}].cache.{k}", runner.name)),
-                );
+                changed_keys(&format!("{at}cache."), &cache.other, &mut keys);
                 if let Some(s3) = &cache.s3 {
-                    keys.extend(
-                        s3.other
-                            .keys()
-                            .map(|k| format!("runners[{}].cache.s3.{k}", runner.name)),
-                    );
+                    changed_keys(&format!("{at}cache.s3."), &s3.other, &mut keys);
                 }
             }
-            if let Some(docker) = &runner.docker {
-                keys.extend(
-                    docker
-                        .other
-                        .keys()
-                        .map(|k| format!("runners[{}].docker.{k}", runner.name)),
-                );
+            // gitlab-runner's shell executor, as wharf's, reads nothing of [runners.docker]: a
+            // section left over from another executor changes nothing.
+            if let Some(docker) = runner
+                .docker
+                .as_ref()
+                .filter(|_| runner.executor != "shell")
+            {
+                changed_keys(&format!("{at}docker."), &docker.other, &mut keys);
             }
         }
         keys
+    }
+}
+
+/// The rule for reporting keys wharf does not act on: a key is reported when its value would
+/// make gitlab-runner behave differently from a file without it. `gitlab-runner register`
+/// writes many keys with their default values (`tls_verify = false`, `shm_size = 0`, an empty
+/// `[runners.custom_build_dir]`, `[session_server] session_timeout = 1800`...): those change
+/// nothing, so reporting them as "not supported" would only be noise that hides the keys that
+/// matter. A value is gitlab-runner's default when it is
+/// - Go's zero value (`false`, `0`, `""`, an empty list or table), which is what gitlab-runner
+///   reads for a missing key, except for the keys in [`ZERO_IS_NOT_DEFAULT`], which
+///   gitlab-runner reads into pointers: there an explicit zero differs from a missing key;
+/// - or the value gitlab-runner puts in place of a missing key ([`NON_ZERO_DEFAULTS`],
+///   feature flags from [`FEATURE_FLAGS_ON_BY_DEFAULT`]).
+///
+/// Tables are looked into: each key below is judged on its own and named with its path
+/// (`session_server.listen_address`), so an empty `[runners.cache.gcs]` says nothing.
+fn changed_keys(prefix: &str, table: &BTreeMap<String, toml::Value>, keys: &mut Vec<String>) {
+    for (key, value) in table {
+        changed_leaves(format!("{prefix}{key}"), key, value, keys);
+    }
+}
+
+fn changed_leaves(path: String, key: &str, value: &toml::Value, keys: &mut Vec<String>) {
+    match value {
+        toml::Value::Table(table) => {
+            for (inner, value) in table {
+                changed_leaves(format!("{path}.{}", toml_key(inner)), inner, value, keys);
+            }
+        }
+        _ if is_gitlab_runner_default(&path, key, value) => {}
+        _ => keys.push(path),
+    }
+}
+
+/// `key` as TOML writes it: quoted unless bare (`sysctls."net.ipv4.ip_forward"`).
+fn toml_key(key: &str) -> String {
+    if !key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+/// gitlab-runner reads these into pointers (`*int`, `*bool`): an explicit `0` or `false` is
+/// not the same as a missing key (`services_limit = 0` allows no service at all,
+/// `clean_git_config = false` keeps the job's git config).
+const ZERO_IS_NOT_DEFAULT: &[&str] = &[
+    "services_limit",
+    "clean_git_config",
+    "safe_directory_checkout",
+];
+
+/// Keys whose missing value gitlab-runner replaces with something other than the zero value,
+/// and that `register` or the docs write with it (`common/config.go`, `commands/register.go`).
+const NON_ZERO_DEFAULTS: &[(&str, &[&str])] = &[
+    ("session_timeout", &["1800"]),
+    ("connection_max_age", &["\"15m0s\"", "\"15m\""]),
+    ("log_level", &["\"info\""]),
+    ("log_format", &["\"runner\""]),
+    ("request_concurrency", &["1"]),
+    ("shutdown_timeout", &["30"]),
+    ("services_limit", &["-1"]),
+    ("wait_for_services_timeout", &["30"]),
+    ("cpu_shares", &["1024"]),
+    ("DualStack", &["true"]),
+    // wharf's shell executor runs bash as gitlab-runner's does on Linux.
+    ("shell", &["\"bash\""]),
+];
+
+/// gitlab-runner's feature flags that are on unless turned off (`helpers/featureflags/flags.go`);
+/// every other flag is off by default.
+const FEATURE_FLAGS_ON_BY_DEFAULT: &[&str] = &[
+    "FF_USE_DIRECT_DOWNLOAD",
+    "FF_USE_FASTZIP",
+    "FF_USE_POD_ACTIVE_DEADLINE_SECONDS",
+    "FF_SECRET_RESOLVING_FAILS_IF_MISSING",
+    "FF_USE_GIT_BUNDLE_URIS",
+    "FF_USE_DOCKER_AUTOSCALER_DIAL_STDIO",
+    "FF_TIMESTAMPS",
+    "FF_MASK_ALL_DEFAULT_TOKENS",
+    "FF_USE_EXPONENTIAL_BACKOFF_STAGE_RETRY",
+    "FF_USE_ADAPTIVE_REQUEST_CONCURRENCY",
+    "FF_USE_GITALY_CORRELATION_ID",
+    "FF_ENABLE_JOB_INPUTS_INTERPOLATION",
+];
+
+fn is_gitlab_runner_default(path: &str, key: &str, value: &toml::Value) -> bool {
+    if path.contains("feature_flags.") {
+        let on_by_default = FEATURE_FLAGS_ON_BY_DEFAULT.contains(&key);
+        return value.as_bool() == Some(on_by_default);
+    }
+    if let Some((_, defaults)) = NON_ZERO_DEFAULTS.iter().find(|(name, _)| *name == key)
+        && defaults.contains(&value.to_string().as_str())
+    {
+        return true;
+    }
+    if ZERO_IS_NOT_DEFAULT.contains(&key) {
+        return false;
+    }
+    match value {
+        toml::Value::Boolean(b) => !b,
+        toml::Value::Integer(i) => *i == 0,
+        toml::Value::Float(f) => *f == 0.0,
+        toml::Value::String(s) => s.is_empty(),
+        toml::Value::Array(items) => items.is_empty(),
+        toml::Value::Table(table) => table.is_empty(),
+        toml::Value::Datetime(_) => false,
     }
 }
 
@@ -420,14 +538,184 @@ log_level = "info"
             docker.pull_policy.as_ref().unwrap().to_vec(),
             ["always", "if-not-present"]
         );
+        // `log_level = "info"`, `token_obtained_at` and `shm_size = 0` change nothing.
+        assert!(config.unsupported_keys().is_empty());
+    }
+
+    /// What `gitlab-runner register` (17.x) writes for a Docker runner: every key it adds on
+    /// its own has gitlab-runner's default value.
+    const REGISTER_WRITTEN: &str = r#"
+concurrent = 1
+check_interval = 0
+shutdown_timeout = 0
+connection_max_age = "15m0s"
+log_level = "info"
+log_format = "runner"
+
+[session_server]
+  session_timeout = 1800
+
+[[runners]]
+  name = "build-box"
+  url = "https://gitlab.example.com"
+  id = 42
+  token = "glrt-t3_example"
+  token_obtained_at = 2025-06-01T10:00:00Z
+  token_expires_at = 0001-01-01T00:00:00Z
+  executor = "docker"
+  request_concurrency = 1
+  shell = "bash"
+  clone_url = ""
+  [runners.custom_build_dir]
+  [runners.cache]
+    MaxUploadedArchiveSize = 0
+    [runners.cache.s3]
+    [runners.cache.gcs]
+    [runners.cache.azure]
+  [runners.feature_flags]
+    FF_NETWORK_PER_BUILD = false
+    FF_USE_FASTZIP = true
+  [runners.docker]
+    tls_verify = false
+    image = "alpine:latest"
+    privileged = false
+    disable_entrypoint_overwrite = false
+    oom_kill_disable = false
+    disable_cache = false
+    volumes = ["/cache"]
+    shm_size = 0
+    network_mtu = 0
+    cache_dir = ""
+    services_limit = -1
+    wait_for_services_timeout = 30
+    cpu_shares = 1024
+    [runners.docker.tmpfs]
+"#;
+
+    #[test]
+    fn keys_register_writes_with_default_values_are_not_reported() {
+        let config = Config::parse(Path::new("config.toml"), REGISTER_WRITTEN).unwrap();
+        assert_eq!(config.unsupported_keys(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn keys_whose_values_change_what_gitlab_runner_does_are_reported_by_path() {
+        let text = r#"
+log_format = "json"
+listen_address = ":9252"
+[session_server]
+  listen_address = "0.0.0.0:8093"
+  session_timeout = 1800
+[[runners]]
+  name = "r"
+  url = "https://gitlab.example.com"
+  token = "glrt-x"
+  executor = "docker"
+  request_concurrency = 4
+  shell = "pwsh"
+  [runners.custom_build_dir]
+    enabled = true
+  [runners.feature_flags]
+    FF_NETWORK_PER_BUILD = true
+    FF_TIMESTAMPS = false
+    FF_USE_FASTZIP = true
+  [runners.cache]
+    [runners.cache.gcs]
+      BucketName = "team-cache"
+  [runners.docker]
+    services_limit = 0
+    shm_size = 268435456
+    network_mode = "ci-net"
+    dns = []
+    [runners.docker.sysctls]
+      "net.ipv4.ip_forward" = "1"
+    [[runners.docker.services]]
+      name = "postgres:16"
+"#;
+        let config = Config::parse(Path::new("config.toml"), text).unwrap();
         assert_eq!(
             config.unsupported_keys(),
             [
-                "log_level",
-                "runners[ci-1].token_obtained_at",
-                "runners[ci-1].docker.shm_size"
+                "listen_address",
+                "log_format",
+                "session_server.listen_address",
+                "runners[r].custom_build_dir.enabled",
+                "runners[r].feature_flags.FF_NETWORK_PER_BUILD",
+                "runners[r].feature_flags.FF_TIMESTAMPS",
+                "runners[r].request_concurrency",
+                "runners[r].shell",
+                "runners[r].cache.gcs.BucketName",
+                "runners[r].docker.network_mode",
+                "runners[r].docker.services",
+                // 0 is "no service at all" for gitlab-runner, not its default.
+                "runners[r].docker.services_limit",
+                "runners[r].docker.shm_size",
+                "runners[r].docker.sysctls.\"net.ipv4.ip_forward\"",
             ]
         );
+    }
+
+    #[test]
+    fn a_docker_section_left_in_a_shell_runner_is_not_reported() {
+        let text = "[[runners]]\n  name = \"sh\"\n  url = \"https://gitlab.example.com\"\n  token = \"glrt-x\"\n  executor = \"shell\"\n  [runners.docker]\n    network_mode = \"host\"\n";
+        let config = Config::parse(Path::new("config.toml"), text).unwrap();
+        assert!(config.unsupported_keys().is_empty());
+        let docker = text.replace("\"shell\"", "\"docker\"");
+        let config = Config::parse(Path::new("config.toml"), &docker).unwrap();
+        assert_eq!(
+            config.unsupported_keys(),
+            ["runners[sh].docker.network_mode"]
+        );
+    }
+
+    #[test]
+    fn a_session_server_without_listen_address_is_off_whatever_its_timeout() {
+        let text = "[session_server]\n  session_timeout = 4000\n";
+        let config = Config::parse(Path::new("config.toml"), text).unwrap();
+        assert!(config.unsupported_keys().is_empty());
+    }
+
+    #[test]
+    fn gitlab_runner_value_types_are_read() {
+        // Types gitlab-runner's own structs take, as its docs write them.
+        let text = r#"
+concurrent = 8
+[[runners]]
+  name = "typed"
+  url = "https://gitlab.example.com"
+  token = "glrt-x"
+  token_obtained_at = 2025-06-01T10:00:00Z
+  executor = "docker"
+  limit = 3
+  output_limit = 8192
+  environment = ["A=1", "B=two words"]
+  [runners.docker]
+    pull_policy = "if-not-present"
+    memory = "1g"
+    cpus = "1.5"
+    pids_limit = -1
+    shm_size = 300000
+    helper_image = "registry.example.com/helper:x86_64-latest"
+    extra_hosts = ["gitlab.example.com:10.0.0.2"]
+    dns = ["10.0.0.53"]
+    volumes = ["/cache", "/srv/data:/data:ro"]
+"#;
+        let config = Config::parse(Path::new("config.toml"), text).unwrap();
+        let runner = &config.runners[0];
+        assert_eq!((runner.limit, runner.output_limit), (3, Some(8192)));
+        let docker = runner.docker.as_ref().unwrap();
+        assert_eq!(
+            docker.pull_policy.as_ref().unwrap().to_vec(),
+            ["if-not-present"]
+        );
+        assert_eq!(docker.memory.as_deref(), Some("1g"));
+    }
+
+    #[test]
+    fn a_runner_without_token_reads_so_that_the_check_can_name_it() {
+        let text = "[[runners]]\n  name = \"todo\"\n  url = \"https://gitlab.example.com\"\n";
+        let config = Config::parse(Path::new("config.toml"), text).unwrap();
+        assert_eq!(config.runners[0].token, "");
     }
 
     #[test]

@@ -71,7 +71,8 @@ impl DockerSettings {
         )?;
         globs("docker.allowed_images", &docker.allowed_images)?;
         globs("docker.allowed_services", &docker.allowed_services)?;
-        let memory = match &docker.memory {
+        // `memory = ""` is gitlab-runner's "no limit", as a missing key.
+        let memory = match docker.memory.as_deref().filter(|m| !m.is_empty()) {
             Some(text) => Some(
                 wharf_run::parse_memory_size(text)
                     .map_err(|e| anyhow::anyhow!("docker.memory: {e}"))?,

@@ -124,28 +124,73 @@ fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
-/// A runner's settings from its entry, checked; errors name the file and the runner.
-fn settings_of(path: &Path, config: &Config, runner: &RunnerConfig) -> Result<RunnerSettings> {
-    let at = || format!("{}: runner {}", path.display(), runner.name);
+/// The executor of a runner wharf can serve; else why not (an executor wharf does not have,
+/// no token), naming the file and the runner and saying the fix. gitlab-runner would start
+/// such a runner with the others: wharf leaves it out and starts the others.
+fn servable(path: &Path, runner: &RunnerConfig) -> Result<crate::Executor, String> {
+    let at = format!("{}: runner {}", path.display(), runner.name);
     let Some(executor) = executor_of(&runner.executor) else {
-        bail!(
-            "{}: executor `{}` is not one of wharf's (shell, docker, sandbox, auto)",
-            at(),
+        return Err(format!(
+            "{at}: executor `{}` is not one of wharf's: set `executor` to shell, docker, sandbox or auto (they run jobs on this machine), or leave this runner to gitlab-runner and take its [[runners]] entry out of the file wharf reads",
             runner.executor
-        );
+        ));
     };
+    if runner.token.trim().is_empty() {
+        return Err(format!(
+            "{at}: `token` is empty: put the runner's authentication token (glrt-...) there, or add the runner with `wharf runner register --url URL --token glrt-... --config {}`",
+            path.display()
+        ));
+    }
+    Ok(executor)
+}
+
+/// A runner's settings from its entry, checked; errors name the file and the runner and say
+/// the fix. Warnings (things the runner does without) come back with the settings.
+fn settings_of(
+    path: &Path,
+    config: &Config,
+    runner: &RunnerConfig,
+) -> Result<(RunnerSettings, Vec<String>)> {
+    let at = || format!("{}: runner {}", path.display(), runner.name);
+    let mut warnings = Vec::new();
+    let executor = servable(path, runner).map_err(anyhow::Error::msg)?;
     let docker = match &runner.docker {
         Some(docker) => DockerSettings::of(docker, &runner.url, &runner.token).with_context(at)?,
         None => DockerSettings::default(),
     };
+    // gitlab-runner never fails a job over its distributed cache: a cache it cannot use is a
+    // warning and the job goes on with the local cache. wharf says it once, at start.
     let shared_cache = match &runner.cache {
-        Some(cache) => crate::runner_cache::SharedCache::of(cache, &runner.token)
-            .with_context(at)?
-            .map(Arc::new),
+        Some(cache) => match crate::runner_cache::SharedCache::of(cache, &runner.token) {
+            Ok(shared) => shared.map(Arc::new),
+            Err(e) => {
+                warnings.push(format!(
+                    "{}: {e:#}: this runner's jobs use the local cache only",
+                    at()
+                ));
+                None
+            }
+        },
         None => None,
     };
+    // The shell executor reads nothing of [runners.docker], as gitlab-runner's.
+    if !matches!(executor, crate::Executor::Shell) {
+        if docker.has_volumes() && !matches!(executor, crate::Executor::Docker) {
+            warnings.push(format!(
+                "{}: `docker.volumes` apply to the Docker executor only (executor `{}`: jobs in the sandbox do not get them)",
+                at(),
+                executor_name(executor)
+            ));
+        }
+        if docker.privileged {
+            warnings.push(format!(
+                "{}: `privileged = true`: wharf runs no privileged containers; jobs that need one (docker-in-docker) fail",
+                at()
+            ));
+        }
+    }
     let script = |text: &Option<String>| text.clone().filter(|t| !t.trim().is_empty());
-    Ok(RunnerSettings {
+    let settings = RunnerSettings {
         output_limit: match runner.output_limit {
             Some(0) | None => wharf_gitlab::runner::trace::DEFAULT_OUTPUT_LIMIT,
             Some(kib) => kib.saturating_mul(1024),
@@ -154,10 +199,12 @@ fn settings_of(path: &Path, config: &Config, runner: &RunnerConfig) -> Result<Ru
         post_build_script: script(&runner.post_build_script),
         shared_cache,
         executor,
+        // `builds_dir = ""` is gitlab-runner's default, as a missing key.
         builds_dir: std::path::absolute(
             runner
                 .builds_dir
                 .clone()
+                .filter(|dir| !dir.as_os_str().is_empty())
                 .unwrap_or_else(|| PathBuf::from("builds")),
         )
         .with_context(at)?,
@@ -170,7 +217,8 @@ fn settings_of(path: &Path, config: &Config, runner: &RunnerConfig) -> Result<Ru
         wait_timeout: 0,
         environment: environment_of(&runner.environment).with_context(at)?,
         docker,
-    })
+    };
+    Ok((settings, warnings))
 }
 
 impl Fleet {
@@ -181,12 +229,29 @@ impl Fleet {
     }
 
     /// Make the running runners those of `config`. Nothing changes unless every runner's
-    /// settings are good.
-    fn apply(&mut self, config: Config) -> Result<()> {
+    /// settings are good; runners wharf cannot serve at all are left out (said once), and a
+    /// file with no other runner is refused.
+    fn apply(&mut self, mut config: Config) -> Result<()> {
+        // Left-out runners are not looked at further: their keys are not reported either.
+        let mut left_out = Vec::new();
+        config
+            .runners
+            .retain(|runner| match servable(&self.path, runner) {
+                Ok(_) => true,
+                Err(reason) => {
+                    left_out.push(reason);
+                    false
+                }
+            });
+        if config.runners.is_empty() && !left_out.is_empty() {
+            bail!("{}", left_out.join("\n"));
+        }
         let mut wanted = Vec::new();
+        let mut runner_warnings = Vec::new();
         let mut identities = HashSet::new();
         for runner in &config.runners {
-            let settings = settings_of(&self.path, &config, runner)?;
+            let (settings, warnings) = settings_of(&self.path, &config, runner)?;
+            runner_warnings.extend(warnings);
             let identity = Identity {
                 url: runner.url.clone(),
                 token: runner.token.clone(),
@@ -209,24 +274,13 @@ impl Fleet {
                 self.path.display()
             ));
         }
-        for (_, runner, settings, _) in &wanted {
-            if settings.docker.has_volumes()
-                && !matches!(settings.executor, crate::Executor::Docker)
-            {
-                self.say_once(format!(
-                    "{}: runner {}: `docker.volumes` apply to the Docker executor only (executor `{}`: jobs in the sandbox or the shell do not get them)",
-                    self.path.display(),
-                    runner.name,
-                    executor_name(settings.executor)
-                ));
-            }
-            if settings.docker.privileged {
-                self.say_once(format!(
-                    "{}: runner {}: `privileged = true`: wharf runs no privileged containers; jobs that need one (docker-in-docker) fail",
-                    self.path.display(),
-                    runner.name
-                ));
-            }
+        for reason in left_out {
+            self.say_once(format!(
+                "{reason}\n  this runner is not started; the file's other runners are"
+            ));
+        }
+        for warning in runner_warnings {
+            self.say_once(warning);
         }
         self.global.set_limit(config.concurrent);
         let mut added = Vec::new();
@@ -338,6 +392,80 @@ mod tests {
         // 0: no limit.
         slots.set_limit(0);
         let _many: Vec<_> = take_free(&slots, 5).await;
+    }
+
+    /// The first runner of `text` through the checks `wharf runner run` makes at start.
+    fn first_runner(text: &str) -> Result<(RunnerSettings, Vec<String>)> {
+        let path = Path::new("/etc/wharf/config.toml");
+        let config = Config::parse(path, text).unwrap();
+        settings_of(path, &config, &config.runners[0])
+    }
+
+    fn runner_with(entries: &str) -> String {
+        format!(
+            "[[runners]]\n  name = \"box\"\n  url = \"https://gitlab.example.com\"\n  token = \"glrt-x\"\n  executor = \"docker\"\n{entries}"
+        )
+    }
+
+    #[test]
+    fn empty_strings_gitlab_runner_reads_as_its_defaults_start_the_runner() {
+        let (settings, warnings) = first_runner(&runner_with(
+            "  builds_dir = \"\"\n  [runners.docker]\n    memory = \"\"\n",
+        ))
+        .unwrap();
+        assert_eq!(settings.builds_dir, std::path::absolute("builds").unwrap());
+        assert_eq!(settings.docker.limits.memory, None);
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn a_docker_section_left_in_a_shell_runner_warns_of_nothing() {
+        let docker = "  [runners.docker]\n    privileged = true\n    volumes = [\"/cache\"]\n";
+        let shell = runner_with(docker).replace("\"docker\"", "\"shell\"");
+        assert_eq!(first_runner(&shell).unwrap().1, Vec::<String>::new());
+        let sandbox = runner_with(docker).replace("\"docker\"", "\"sandbox\"");
+        let warnings = first_runner(&sandbox).unwrap().1;
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("`docker.volumes` apply to the Docker executor only"));
+        assert!(warnings[1].contains("`privileged = true`"));
+    }
+
+    #[test]
+    fn a_cache_wharf_cannot_use_is_a_warning_and_the_local_cache_as_in_gitlab_runner() {
+        for cache in [
+            "  [runners.cache]\n    Type = \"gcs\"\n    [runners.cache.gcs]\n      BucketName = \"b\"\n",
+            // IAM credentials from the machine: wharf needs the keys in the file.
+            "  [runners.cache]\n    Type = \"s3\"\n    [runners.cache.s3]\n      ServerAddress = \"s3.amazonaws.com\"\n      BucketName = \"b\"\n      AuthenticationType = \"iam\"\n",
+        ] {
+            let (settings, warnings) = first_runner(&runner_with(cache)).unwrap();
+            assert!(settings.shared_cache.is_none());
+            assert_eq!(warnings.len(), 1, "{warnings:?}");
+            assert!(
+                warnings[0].starts_with("/etc/wharf/config.toml: runner box: cache")
+                    && warnings[0].ends_with("this runner's jobs use the local cache only"),
+                "{}",
+                warnings[0]
+            );
+        }
+    }
+
+    #[test]
+    fn a_runner_without_token_or_with_a_foreign_executor_is_refused_with_the_fix() {
+        let text = "[[runners]]\n  name = \"todo\"\n  url = \"https://gitlab.example.com\"\n  token = \"\"\n";
+        for text in [text.to_string(), text.replace("  token = \"\"\n", "")] {
+            let err = format!("{:#}", first_runner(&text).err().unwrap());
+            assert!(
+                err.starts_with("/etc/wharf/config.toml: runner todo: `token` is empty: ")
+                    && err.contains("wharf runner register --url URL --token glrt-... --config /etc/wharf/config.toml"),
+                "{err}"
+            );
+        }
+        let text = runner_with("").replace("\"docker\"", "\"docker+machine\"");
+        let err = format!("{:#}", first_runner(&text).err().unwrap());
+        assert!(
+            err.starts_with("/etc/wharf/config.toml: runner box: executor `docker+machine` is not one of wharf's: set `executor` to shell, docker, sandbox or auto"),
+            "{err}"
+        );
     }
 
     async fn take_free(slots: &Arc<Slots>, n: usize) -> Vec<crate::runner_cmd::Slot> {

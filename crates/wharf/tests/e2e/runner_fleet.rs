@@ -208,6 +208,50 @@ async fn the_config_is_read_again_on_change_and_sighup_and_a_broken_one_keeps_th
     }
 }
 
+/// A gitlab-runner file mixing runners wharf serves with ones it cannot (another executor, a
+/// token never filled in): the others start, each left-out one is named with the fix; a file
+/// of only such runners is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn runners_wharf_cannot_serve_are_left_out_and_the_others_take_jobs() {
+    let mock = GitlabRunnerMock::start().await;
+    let project = Project::new(&[]);
+    let config = project.path().join("config.toml");
+    let elsewhere = "[[runners]]\nname = \"k8s\"\nurl = \"https://gitlab.example.com\"\ntoken = \"glrt-k8s\"\nexecutor = \"kubernetes\"\n[runners.kubernetes]\nnamespace = \"ci\"\n";
+    let unfilled = "[[runners]]\nname = \"todo\"\nurl = \"https://gitlab.example.com\"\ntoken = \"\"\nexecutor = \"docker\"\n";
+    save(
+        &config,
+        &format!(
+            "check_interval = 1\n{elsewhere}{}{unfilled}",
+            runner_entry("here", &mock, "")
+        ),
+    );
+    let (child, log) = run_config(&project, &config);
+    let job = shell_job(&mock, &["echo served"], &[]);
+    wait_until(|| job.finished()).await;
+    assert_eq!(job.state(), MockJobState::Success, "{}", read(&log));
+    let said = read(&log);
+    let at = config.display();
+    assert!(
+        said.contains(&format!("WARNING: {at}: runner k8s: executor `kubernetes` is not one of wharf's: set `executor` to shell, docker, sandbox or auto"))
+            && said.contains(&format!("WARNING: {at}: runner todo: `token` is empty: "))
+            && said.contains("this runner is not started; the file's other runners are"),
+        "{said}"
+    );
+    signal(&child, "-TERM");
+    finished(child).await;
+
+    save(&config, &format!("{elsewhere}{unfilled}"));
+    let (child, log) = run_config(&project, &config);
+    let out = finished(child).await;
+    let said = read(&log);
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("runner k8s: executor `kubernetes`")
+            && said.contains("runner todo: `token` is empty"),
+        "{said}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_image_outside_allowed_images_is_refused_as_gitlab_runner_refuses_it() {
     let project = Project::new(&[]);
