@@ -6,11 +6,45 @@
 //! period leave their repository, and unmarked blobs older than the grace period are deleted,
 //! with their repository links. Expired uploads and stale temporary files go too.
 //!
-//! Safety with concurrent pushes: a blob's modification time is refreshed whenever something
-//! starts to depend on it (upload commit writes it, manifest push and mount "touch" it before
-//! checking it exists), and the sweep re-reads that time just before deleting. So a push either
-//! sees the blob gone (and fails cleanly with `MANIFEST_BLOB_UNKNOWN`) or gc sees it as young.
-//! Likewise a manifest revision is re-read before it leaves its repository, and kept if it was
+//! # Deleting a blob while other replicas push
+//!
+//! The processes share only the storage (a folder, a bucket), whose single operations are
+//! atomic and strongly consistent; nothing else is assumed to be. Whatever starts to depend on
+//! a blob (a manifest push, for its config, layers, children and own body; a mount; an upload
+//! whose blob already exists or that just committed it) calls [`Registry::use_blob`]:
+//!
+//! ```text
+//! user  U1 touch the blob (its time becomes now)      gc  G1 write flag _gc/deleting/<hex>/<run>
+//!       U2 read the flags of the blob                     G2 re-read the blob's time: young -> keep
+//!          any live flag: wait until none, back to U1     G3 set the blob aside (out of sight)
+//!       U3 re-read that the blob exists                   G4 re-read its time: young -> restore it
+//!       -> depend on it (link, commit the manifest)       G5 drop it for good (or restore), then
+//!                                                            remove the flag
+//! ```
+//!
+//! Why no accepted push loses its blob, interleaving by interleaving (times are the order of the
+//! operations on the storage):
+//! - U2 before G1: then U1 < G1 < G2, so G2 sees U1's touch and keeps the blob, provided the
+//!   push's U1 is younger than the grace period at G2 (the one timing assumption: a push takes
+//!   less than the grace period from touching a blob to committing its manifest; the mark phase
+//!   of any later gc then sees the manifest).
+//! - U2 inside G1..G5: the push sees the flag and waits for G5; it then starts over, and finds
+//!   the blob restored (and touches it again) or gone (`MANIFEST_BLOB_UNKNOWN`, a clean refusal;
+//!   a mount answers "not mounted" and the client uploads). This is the pause the old protocol
+//!   lost blobs in: a push between gc's last re-read and its delete.
+//! - U2 after G5 (the flag is gone): U3 > G5, so U3 sees the blob gone if G5 dropped it, even
+//!   when the touch U1 landed on the copy set aside (a touch is "check it exists, then write
+//!   its time", not atomic).
+//! - A touch between G2 and G3 (the old window): it lands on the blob (the filesystem renames
+//!   the same inode aside; S3 keeps the separate touch object), so G4 sees it and restores.
+//!
+//! A new upload of the same content during a hold writes a fresh blob under the blob's name;
+//! G5 drops only the copy set aside, never that one. A gc that dies during a hold leaves its
+//! flag: pushes ignore flags older than [`STALE_FLAG`] (and then find the blob gone or there),
+//! and the next gc restores what such a gc had set aside. Two gc runs at once hold with
+//! different flags, so one's end never clears the other's.
+//!
+//! Manifest revisions are re-read before they leave their repository, and kept if they were
 //! pushed again since the mark phase or a tag points to it now; the sweep never deletes tags.
 //! All times are the storage's, so this holds across replicas sharing one bucket.
 
@@ -19,12 +53,23 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+
 use crate::config::Config;
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
 use crate::services::{Limits, Registry, digests_of, keys};
-use crate::storage::Storage;
 use crate::storage::fs::FsStorage;
+use crate::storage::{Storage, StorageError};
+
+/// How long a user of a blob waits for a gc deciding whether to delete it (a few storage
+/// requests, or a server-side copy of the blob on S3) before answering "try again".
+const GC_WAIT: Duration = Duration::from_secs(60);
+/// How often a waiting user looks at the flags again.
+const GC_POLL: Duration = Duration::from_millis(25);
+/// A deletion flag this old belongs to a gc that died during its hold: users ignore it, and the
+/// next gc restores what it had set aside and removes it.
+pub const STALE_FLAG: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct GcOptions {
@@ -142,6 +187,131 @@ fn older_than(t: SystemTime, now: SystemTime, grace: Duration) -> bool {
 }
 
 impl Registry {
+    /// Makes `digest` safe to depend on, against a gc on any process sharing the storage (the
+    /// user's side of the protocol in the module docs): touches it, waits while a gc decides
+    /// about it, and confirms it is still there. Returns whether the blob exists; when it
+    /// returns true, no gc deletes it within the grace period.
+    pub(crate) async fn use_blob(&self, digest: &Digest) -> Result<bool, RegistryError> {
+        let deadline = tokio::time::Instant::now() + GC_WAIT;
+        loop {
+            let touched = match self.storage.blob_touch(digest).await {
+                Ok(()) => true,
+                Err(StorageError::BlobUnknown(_)) => false,
+                Err(e) => return Err(e.into()),
+            };
+            if !self.gc_deciding(digest).await? {
+                return Ok(touched && self.storage.blob_info(digest).await?.is_some());
+            }
+            while self.gc_deciding(digest).await? {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(RegistryError::TooManyRequests {
+                        message: format!(
+                            "blob {digest} is being garbage-collected on this registry's storage \
+                             (flag {}); try again in a minute",
+                            keys::gc_deleting_all(digest)
+                        ),
+                        retry_after: Some(GC_WAIT.as_secs()),
+                    });
+                }
+                tokio::time::sleep(GC_POLL).await;
+            }
+        }
+    }
+
+    /// Whether a live gc has flagged `digest` (stale flags of dead ones aside).
+    async fn gc_deciding(&self, digest: &Digest) -> Result<bool, RegistryError> {
+        let storage = self.storage.as_ref();
+        for run in storage.meta_list(&keys::gc_deleting_all(digest)).await? {
+            let flag = keys::gc_deleting(digest, &run);
+            if let Some(info) = storage.meta_info(&flag).await?
+                && !older_than(info.modified, SystemTime::now(), STALE_FLAG)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// gc's side of the protocol (module docs): deletes `digest` unless something used it within
+    /// `grace`, under the flag of this `run`. Returns whether it deleted it.
+    async fn delete_blob_unless_used(
+        &self,
+        digest: &Digest,
+        grace: Duration,
+        run: &str,
+    ) -> Result<bool, RegistryError> {
+        let storage = self.storage.as_ref();
+        let flag = keys::gc_deleting(digest, run);
+        storage
+            .meta_put(&flag, Bytes::from(run.to_string()))
+            .await?;
+        let decided = self.delete_flagged_blob(digest, grace).await;
+        // Removed whatever happened: users of the blob wait while it is there.
+        let unflagged = storage.meta_delete(&flag).await;
+        let deleted = decided?;
+        unflagged?;
+        Ok(deleted)
+    }
+
+    async fn delete_flagged_blob(
+        &self,
+        digest: &Digest,
+        grace: Duration,
+    ) -> Result<bool, RegistryError> {
+        let storage = self.storage.as_ref();
+        let unused = |t: SystemTime| older_than(t, SystemTime::now(), grace);
+        // G2: after the flag, so a use that did not see the flag shows here.
+        match storage.blob_info(digest).await? {
+            Some(fresh) if unused(fresh.modified) => {}
+            _ => return Ok(false),
+        }
+        // G3, G4: a touch that came between the re-read and now shows on the copy set aside.
+        if !storage.blob_set_aside(digest).await? {
+            return Ok(false);
+        }
+        match storage.blob_aside_last_use(digest).await? {
+            Some(last) if unused(last) => {
+                storage.blob_drop_aside(digest).await?;
+                Ok(true)
+            }
+            Some(_) => {
+                storage.blob_restore(digest).await?;
+                Ok(false)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Restores what gc runs that died during a hold had set aside (their flags are older than
+    /// [`STALE_FLAG`]), and removes those flags. Returns how many blobs it looked at.
+    async fn recover_abandoned_holds(&self) -> Result<usize, RegistryError> {
+        let storage = self.storage.as_ref();
+        let mut recovered = 0;
+        for digest in digests_of(storage.meta_list(&keys::gc_deleting_root()).await?) {
+            let runs = storage.meta_list(&keys::gc_deleting_all(&digest)).await?;
+            let mut stale = Vec::new();
+            for run in runs {
+                let flag = keys::gc_deleting(&digest, &run);
+                match storage.meta_info(&flag).await? {
+                    Some(info) if older_than(info.modified, SystemTime::now(), STALE_FLAG) => {
+                        stale.push(flag);
+                    }
+                    Some(_) => {}
+                    None => continue,
+                }
+            }
+            if stale.is_empty() || self.gc_deciding(&digest).await? {
+                continue;
+            }
+            storage.blob_restore(&digest).await?;
+            for flag in stale {
+                storage.meta_delete(&flag).await?;
+            }
+            recovered += 1;
+        }
+        Ok(recovered)
+    }
+
     /// Removes manifest `rev` from `repo` unless it was pushed again since the mark phase (by a
     /// client of this or another replica): its revision is re-read, young ones stay, and so do
     /// ones a tag points to now. Tags are never deleted here, so a concurrent push's tag is never
@@ -237,6 +407,9 @@ impl Registry {
             dry_run: opts.dry_run,
             ..GcReport::default()
         };
+        if !opts.dry_run {
+            self.recover_abandoned_holds().await?;
+        }
         let repos: Vec<RepoName> = self
             .catalog()
             .await?
@@ -309,21 +482,21 @@ impl Registry {
             }
         }
 
-        // Sweep blobs, re-checking each one's time just before deleting it.
+        // Sweep blobs, each under a deletion flag (see the module docs).
+        let run = format!("{:032x}", rand::random::<u128>());
         for (digest, info) in storage.blob_list().await? {
             if marked_blobs.contains(&digest) || !older_than(info.modified, now, opts.grace) {
                 report.blobs_kept += 1;
                 continue;
             }
             if !opts.dry_run {
-                match storage.blob_info(&digest).await? {
-                    Some(fresh) if older_than(fresh.modified, SystemTime::now(), opts.grace) => {}
-                    _ => {
-                        report.blobs_kept += 1;
-                        continue;
-                    }
+                if !self
+                    .delete_blob_unless_used(&digest, opts.grace, &run)
+                    .await?
+                {
+                    report.blobs_kept += 1;
+                    continue;
                 }
-                storage.blob_delete(&digest).await?;
                 for repo in &repos {
                     storage
                         .meta_delete(&keys::layer_link(repo, &digest))
@@ -394,6 +567,21 @@ mod tests {
         }
         async fn blob_delete(&self, d: &Digest) -> Result<bool, StorageError> {
             self.inner.blob_delete(d).await
+        }
+        async fn blob_set_aside(&self, d: &Digest) -> Result<bool, StorageError> {
+            self.inner.blob_set_aside(d).await
+        }
+        async fn blob_aside_last_use(
+            &self,
+            d: &Digest,
+        ) -> Result<Option<SystemTime>, StorageError> {
+            self.inner.blob_aside_last_use(d).await
+        }
+        async fn blob_restore(&self, d: &Digest) -> Result<(), StorageError> {
+            self.inner.blob_restore(d).await
+        }
+        async fn blob_drop_aside(&self, d: &Digest) -> Result<(), StorageError> {
+            self.inner.blob_drop_aside(d).await
         }
         async fn blob_list(&self) -> Result<Vec<(Digest, ObjectInfo)>, StorageError> {
             self.inner.blob_list().await

@@ -179,16 +179,12 @@ impl Registry {
         };
 
         for (blob, size) in &blobs {
-            // Touch before checking: a gc running now either already deleted the blob (and the
-            // check below fails) or sees it as recently used and keeps it.
-            match self.storage.blob_touch(blob).await {
-                Ok(()) => {}
-                Err(crate::storage::StorageError::BlobUnknown(_)) => {
-                    return Err(RegistryError::ManifestBlobUnknown {
-                        digest: blob.to_string(),
-                    });
-                }
-                Err(e) => return Err(e.into()),
+            // A gc running now (on any replica) either deleted the blob already, and this push
+            // is refused, or keeps it (see `services::gc`).
+            if !self.use_blob(blob).await? {
+                return Err(RegistryError::ManifestBlobUnknown {
+                    digest: blob.to_string(),
+                });
             }
             let linked = self
                 .storage
@@ -218,20 +214,19 @@ impl Registry {
                 .meta_info(&keys::revision(repo, child))
                 .await?
                 .is_none()
+                || !self.use_blob(child).await?
             {
                 return Err(RegistryError::ManifestBlobUnknown {
                     digest: child.to_string(),
                 });
             }
-            let _ = self.storage.blob_touch(child).await;
         }
 
         // Content first, then the repository's link, then the referrer entry, then the tag: a
-        // crash between steps leaves nothing pointing at missing content.
-        if self.storage.blob_info(&digest).await?.is_none() {
+        // crash between steps leaves nothing pointing at missing content. Stored when missing
+        // (or just taken by a gc): a blob written now is young, so no gc takes it.
+        if !self.use_blob(&digest).await? {
             self.storage.blob_put(&digest, body.clone()).await?;
-        } else {
-            self.storage.blob_touch(&digest).await?;
         }
         self.storage
             .meta_put(

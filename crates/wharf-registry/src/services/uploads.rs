@@ -223,6 +223,22 @@ impl Registry {
         }
         self.storage.upload_commit(id, digest).await?;
         self.sessions_map().remove(id);
+        self.use_committed_blob(repo, digest).await
+    }
+
+    /// Links a blob an upload just stored into `repo`, once it is safe from a concurrent gc
+    /// (`services::gc`): on S3, a commit of content that was already there only touches it.
+    async fn use_committed_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        if !self.use_blob(digest).await? {
+            return Err(RegistryError::BlobUploadInvalid(format!(
+                "blob {digest} was garbage-collected on another server as this upload finished \
+                 (it had been stored before and was unused): upload it again"
+            )));
+        }
         self.link_blob(repo, digest).await
     }
 
@@ -244,7 +260,7 @@ impl Registry {
             self.sessions_map().remove(id);
         }
         match result {
-            Ok(_) => self.link_blob(repo, digest).await,
+            Ok(_) => self.use_committed_blob(repo, digest).await,
             Err(StorageError::DigestMismatch { actual, .. }) => Err(RegistryError::DigestInvalid(
                 format!("upload has digest {actual}, not {digest}"),
             )),
