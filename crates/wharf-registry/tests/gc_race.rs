@@ -334,7 +334,7 @@ async fn gc_racing_a_push(pause: Pause) -> Race {
         .expect("gc");
     // A push still waiting for gc goes on now; wait for its answer.
     for _ in 0..2000 {
-        if pushed.lock().expect("result").is_some() {
+        if !hook_ran.load(Ordering::SeqCst) || pushed.lock().expect("result").is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
