@@ -726,4 +726,41 @@ mod tests {
             );
         }
     }
+
+    /// A gc that died while it held a blob aside (its flag is stale) loses nothing: the next
+    /// gc puts the blob back and removes the flag, and pushes meanwhile ignore that flag.
+    #[tokio::test]
+    async fn the_next_gc_restores_a_blob_a_dead_gc_had_set_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).expect("storage"));
+        let registry = Registry::new(storage.clone(), Limits::default());
+        let repo = RepoName::parse("team/app").expect("name");
+        push(&registry, &repo, b"{\"v\":1}", b"layer one").await;
+        let layer = Digest::of(b"layer one");
+
+        // What the dead gc left: the layer out of sight, its flag written long ago.
+        assert!(storage.blob_set_aside(&layer).await.expect("aside"));
+        let flag = keys::gc_deleting(&layer, "dead");
+        storage
+            .meta_put(&flag, Bytes::from_static(b"dead"))
+            .await
+            .expect("flag");
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join(&flag))
+            .and_then(|f| f.set_modified(SystemTime::now() - STALE_FLAG * 2))
+            .expect("age the flag");
+        assert!(!registry.gc_deciding(&layer).await.expect("flags"));
+
+        registry
+            .collect_garbage(&GcOptions::default(), SystemTime::now())
+            .await
+            .expect("gc");
+        assert!(registry.has_blob(&repo, &layer).await.expect("blob"));
+        assert_eq!(
+            storage.blob_aside_last_use(&layer).await.expect("aside"),
+            None
+        );
+        assert_eq!(storage.meta_info(&flag).await.expect("flag"), None);
+    }
 }
