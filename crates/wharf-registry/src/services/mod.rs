@@ -8,6 +8,7 @@
 pub mod blobs;
 pub mod gc;
 pub mod manifests;
+mod resumable_sha256;
 mod sessions;
 pub mod tags;
 pub mod uploads;

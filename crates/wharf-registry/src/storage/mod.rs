@@ -144,6 +144,25 @@ pub trait Storage: Send + Sync + 'static {
         data: ByteStream,
     ) -> Result<u64, StorageError>;
     async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError>;
+    /// Keeps `state`, the hash of the upload's first `offset` bytes, with the session, so the
+    /// server that gets its next request continues hashing instead of reading it all back at
+    /// commit. Only where [`Storage::shared_between_servers`]; elsewhere nothing is kept.
+    async fn upload_save_hash(
+        &self,
+        _id: &str,
+        _offset: u64,
+        _state: Bytes,
+    ) -> Result<(), StorageError> {
+        Ok(())
+    }
+    /// The state [`Storage::upload_save_hash`] kept for exactly `offset` bytes, if any.
+    async fn upload_saved_hash(
+        &self,
+        _id: &str,
+        _offset: u64,
+    ) -> Result<Option<Bytes>, StorageError> {
+        Ok(None)
+    }
     /// Atomically makes the upload's content visible as blob `digest` (verified by the caller)
     /// and removes the session. Concurrent commits of the same digest are safe.
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError>;

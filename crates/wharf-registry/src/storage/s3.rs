@@ -9,6 +9,8 @@
 //! <prefix>/_gc/...                         gc's deletion flags (metadata documents)
 //! <prefix>/uploads/<id>/info               an upload session's info document
 //! <prefix>/uploads/<id>/chunks/<offset>    its chunks, one object each, named by start offset
+//! <prefix>/uploads/<id>/hash-<offset>      the hash state of its first <offset> bytes, so the
+//!                                          replica that gets the next request goes on hashing
 //! <prefix>/multipart/<random>              a multipart upload in progress (key and id),
 //!                                          rewritten with every part, so upkeep can abort one
 //!                                          whose writer died
@@ -274,6 +276,11 @@ impl S3Storage {
             return Err(StorageError::UploadUnknown(id.to_string()));
         }
         self.path(&format!("uploads/{id}/{rest}"))
+    }
+
+    fn hash_path(&self, id: &str, offset: u64) -> Result<Path, StorageError> {
+        // Not a number: `upload_state` takes only numbers for chunks.
+        self.upload_path(id, &format!("hash-{offset:020}"))
     }
 
     fn chunk_path(&self, id: &str, offset: u64) -> Result<Path, StorageError> {
@@ -878,6 +885,32 @@ impl Storage for S3Storage {
         Ok(self.chunks_stream(chunks))
     }
 
+    async fn upload_save_hash(
+        &self,
+        id: &str,
+        offset: u64,
+        state: Bytes,
+    ) -> Result<(), StorageError> {
+        self.put_bytes(&self.hash_path(id, offset)?, state).await
+    }
+
+    async fn upload_saved_hash(
+        &self,
+        id: &str,
+        offset: u64,
+    ) -> Result<Option<Bytes>, StorageError> {
+        let path = self.hash_path(id, offset)?;
+        match self.store.get(&path).await {
+            Ok(got) => got
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| os_error("GET", &self.name(&path), e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(os_error("GET", &self.name(&path), e)),
+        }
+    }
+
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError> {
         let Some((_, chunks)) = self.upload_state(id).await? else {
             return Err(StorageError::UploadUnknown(id.to_string()));
@@ -955,7 +988,12 @@ impl Storage for S3Storage {
                 size: 0,
                 modified: info.modified,
             });
-            if meta.location.filename() != Some("info") {
+            // Chunks only (named by their offset), not the info document or hash states.
+            if meta
+                .location
+                .filename()
+                .is_some_and(|n| n.parse::<u64>().is_ok())
+            {
                 entry.size += info.size;
             }
             entry.modified = entry.modified.max(info.modified);
