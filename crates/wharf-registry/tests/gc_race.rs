@@ -61,12 +61,16 @@ async fn age_everything(config: &wharf_registry::Config) -> Duration {
         return Duration::from_secs(3);
     }
     let past = SystemTime::now() - Duration::from_secs(7200);
-    for entry in walk(&config.root.join("blobs")) {
+    let files = [
+        walk(&config.root.join("blobs")),
+        walk(&config.root.join("repositories")),
+    ];
+    for entry in files.iter().flatten() {
         std::fs::File::options()
             .write(true)
-            .open(&entry)
+            .open(entry)
             .and_then(|f| f.set_modified(past))
-            .expect("set a blob's time back");
+            .expect("set a file's time back");
     }
     Duration::from_secs(60)
 }
@@ -125,6 +129,7 @@ struct Race {
     layer: Digest,
     /// The registry the pushing replica serves, and whether its push was accepted.
     pusher: Arc<Registry>,
+    pusher_storage: Arc<common::interposed::Interposed>,
     pushed: Arc<Mutex<Option<Result<Digest, RegistryError>>>>,
     hook_ran: Arc<AtomicBool>,
     _reg: Reg,
@@ -132,7 +137,10 @@ struct Race {
 
 /// An unreferenced, old layer; gc collecting it pauses at `pause` while another replica
 /// pushes a manifest (tag `new`, a fresh config) that references it. Returns after gc.
+/// With [`Pause::BeforeRemovingRevision`], the old image is only untagged instead, and the push
+/// is the same manifest again (tag `new`) as gc removes its revision.
 async fn gc_racing_a_push(pause: Pause) -> Race {
+    let again = pause == Pause::BeforeRemovingRevision;
     let reg = registry();
     let direct = Registry::new(reg.storage.clone(), Limits::default());
     let repo = RepoName::parse("team/app").expect("name");
@@ -141,22 +149,27 @@ async fn gc_racing_a_push(pause: Pause) -> Race {
     let old = put_image(&direct, &repo, "old", b"{\"v\":1}", &layer_bytes)
         .await
         .expect("first push");
+    let (removed, watched) = if again {
+        (Reference::Tag("old".into()), old)
+    } else {
+        (Reference::Digest(old), layer.clone())
+    };
     direct
-        .delete_manifest(&repo, &Reference::Digest(old))
+        .delete_manifest(&repo, &removed)
         .await
-        .expect("delete the first image");
+        .expect("delete the first image or its tag");
     let grace = age_everything(&reg.config).await;
 
     // The pushing replica: its own connection to the same storage.
     let pusher_storage = Arc::new(interposed(
         wharf_registry::open_storage(&reg.config).expect("storage"),
-        &layer,
+        &watched,
         None,
     ));
     let flags_read = pusher_storage.flags_read.clone();
-    let pusher = Arc::new(Registry::new(pusher_storage, Limits::default()));
+    let pusher = Arc::new(Registry::new(pusher_storage.clone(), Limits::default()));
 
-    let gc_storage = Arc::new(interposed(reg.storage.clone(), &layer, Some(pause)));
+    let gc_storage = Arc::new(interposed(reg.storage.clone(), &watched, Some(pause)));
     let pushed = Arc::new(Mutex::new(None));
     let hook_ran = Arc::new(AtomicBool::new(false));
     let (client, name, result, ran) = (
@@ -170,11 +183,13 @@ async fn gc_racing_a_push(pause: Pause) -> Race {
             ran.store(true, Ordering::SeqCst);
             // As a client does: the layer is there (HEAD), so only the new config is uploaded.
             let push = tokio::spawn(async move {
-                let config = b"{\"v\":2}";
+                let config: &[u8] = if again { b"{\"v\":1}" } else { b"{\"v\":2}" };
                 let outcome = async {
-                    client
-                        .import_blob(&name, Bytes::from_static(config))
-                        .await?;
+                    if !again {
+                        client
+                            .import_blob(&name, Bytes::from_static(config))
+                            .await?;
+                    }
                     let manifest = image(config, &layer_bytes);
                     let tag = Reference::Tag("new".into());
                     let pushed = client
@@ -211,6 +226,7 @@ async fn gc_racing_a_push(pause: Pause) -> Race {
         repo,
         layer,
         pusher,
+        pusher_storage,
         pushed,
         hook_ran,
         _reg: reg,
@@ -236,6 +252,10 @@ async fn a_push_between_gc_reading_a_blob_and_deleting_it_keeps_the_blob() {
     pull_whole(&race.pusher, &race.repo, "new")
         .await
         .expect("the image pushed during gc pulls whole");
+    assert!(
+        race.pusher_storage.flags_seen.load(Ordering::SeqCst) > 0,
+        "the push saw gc's flag and waited for its decision"
+    );
 }
 
 /// The push lands when gc has the layer out of sight, before its last check: the push waits for
@@ -264,7 +284,27 @@ async fn a_push_while_gc_holds_a_blob_aside_is_refused_cleanly() {
     assert_eq!(tag, None, "no tag points at an image missing a layer");
 }
 
+/// The old image was only untagged: gc is removing its manifest from the repository when
+/// another replica pushes the same manifest again with a tag, between gc's re-read of the
+/// revision and its removal. The push is accepted, and the tag pulls whole.
+async fn a_manifest_pushed_again_while_gc_removes_it_from_its_repository_stays() {
+    let race = gc_racing_a_push(Pause::BeforeRemovingRevision).await;
+    assert!(
+        race.hook_ran.load(Ordering::SeqCst),
+        "gc reached the manifest"
+    );
+    let pushed = race.pushed.lock().expect("result").take();
+    assert!(
+        matches!(pushed, Some(Ok(_))),
+        "the push is accepted: {pushed:?}"
+    );
+    pull_whole(&race.pusher, &race.repo, "new")
+        .await
+        .expect("the manifest pushed again during gc pulls whole");
+}
+
 on_each_backend!(
     a_push_between_gc_reading_a_blob_and_deleting_it_keeps_the_blob,
     a_push_while_gc_holds_a_blob_aside_is_refused_cleanly,
+    a_manifest_pushed_again_while_gc_removes_it_from_its_repository_stays,
 );

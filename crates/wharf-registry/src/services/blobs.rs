@@ -80,7 +80,7 @@ impl Registry {
             return Ok(false);
         }
         // So that a concurrent gc keeps the content we are about to link (`services::gc`).
-        if !self.use_blob(digest).await? {
+        if self.use_blob(digest).await?.is_none() {
             return Ok(false);
         }
         self.link_blob(target, digest).await?;
@@ -129,7 +129,7 @@ impl Registry {
         data: bytes::Bytes,
     ) -> Result<Digest, RegistryError> {
         let digest = Digest::of(&data);
-        if !self.use_blob(&digest).await? {
+        if self.use_blob(&digest).await?.is_none() {
             self.storage.blob_put(&digest, data).await?;
         }
         self.link_blob(repo, &digest).await?;

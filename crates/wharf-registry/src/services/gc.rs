@@ -11,7 +11,8 @@
 //! The processes share only the storage (a folder, a bucket), whose single operations are
 //! atomic and strongly consistent; nothing else is assumed to be. Whatever starts to depend on
 //! a blob (a manifest push, for its config, layers, children and own body; a mount; an upload
-//! whose blob already exists or that just committed it) calls [`Registry::use_blob`]:
+//! whose blob already exists or that just committed it) calls [`Registry::use_blob`] (an upload's
+//! commit, whose write is already the touch U1, calls `use_written_blob`):
 //!
 //! ```text
 //! user  U1 touch the blob (its time becomes now)      gc  G1 write flag _gc/deleting/<hex>/<run>
@@ -44,9 +45,12 @@
 //! and the next gc restores what such a gc had set aside. Two gc runs at once hold with
 //! different flags, so one's end never clears the other's.
 //!
-//! Manifest revisions are re-read before they leave their repository, and kept if they were
-//! pushed again since the mark phase or a tag points to it now; the sweep never deletes tags.
-//! All times are the storage's, so this holds across replicas sharing one bucket.
+//! A manifest leaves its repository the same way, under a flag on its digest: gc re-reads its
+//! revision (young: pushed again since the mark phase) and the tags (one points to it now), then
+//! removes the revision. A push writes its revision (and an index push rewrites its children's)
+//! with [`Registry::keep_revision`]: write, read the flags (wait, write again), re-read that it
+//! is there. The sweep never deletes tags. All times are the storage's, so this holds across
+//! replicas sharing one bucket.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -60,7 +64,7 @@ use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
 use crate::services::{Limits, Registry, digests_of, keys};
 use crate::storage::fs::FsStorage;
-use crate::storage::{Storage, StorageError};
+use crate::storage::{ObjectInfo, Storage, StorageError};
 
 /// How long a user of a blob waits for a gc deciding whether to delete it (a few storage
 /// requests, or a server-side copy of the blob on S3) before answering "try again".
@@ -189,33 +193,94 @@ fn older_than(t: SystemTime, now: SystemTime, grace: Duration) -> bool {
 impl Registry {
     /// Makes `digest` safe to depend on, against a gc on any process sharing the storage (the
     /// user's side of the protocol in the module docs): touches it, waits while a gc decides
-    /// about it, and confirms it is still there. Returns whether the blob exists; when it
-    /// returns true, no gc deletes it within the grace period.
-    pub(crate) async fn use_blob(&self, digest: &Digest) -> Result<bool, RegistryError> {
+    /// about it, and confirms it is still there. Returns the blob's size and time, `None` when
+    /// it does not exist; when it does, no gc deletes it within the grace period.
+    pub(crate) async fn use_blob(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<ObjectInfo>, RegistryError> {
+        self.use_blob_touched(digest, false).await
+    }
+
+    /// [`Self::use_blob`] for a blob the caller has just written or touched itself (an upload's
+    /// commit): that write was the touch.
+    pub(crate) async fn use_written_blob(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<ObjectInfo>, RegistryError> {
+        self.use_blob_touched(digest, true).await
+    }
+
+    async fn use_blob_touched(
+        &self,
+        digest: &Digest,
+        mut touched_already: bool,
+    ) -> Result<Option<ObjectInfo>, RegistryError> {
         let deadline = tokio::time::Instant::now() + GC_WAIT;
         loop {
-            let touched = match self.storage.blob_touch(digest).await {
-                Ok(()) => true,
-                Err(StorageError::BlobUnknown(_)) => false,
-                Err(e) => return Err(e.into()),
+            let touched = if std::mem::take(&mut touched_already) {
+                true
+            } else {
+                match self.storage.blob_touch(digest).await {
+                    Ok(()) => true,
+                    Err(StorageError::BlobUnknown(_)) => false,
+                    Err(e) => return Err(e.into()),
+                }
             };
             if !self.gc_deciding(digest).await? {
-                return Ok(touched && self.storage.blob_info(digest).await?.is_some());
-            }
-            while self.gc_deciding(digest).await? {
-                if tokio::time::Instant::now() >= deadline {
-                    return Err(RegistryError::TooManyRequests {
-                        message: format!(
-                            "blob {digest} is being garbage-collected on this registry's storage \
-                             (flag {}); try again in a minute",
-                            keys::gc_deleting_all(digest)
-                        ),
-                        retry_after: Some(GC_WAIT.as_secs()),
-                    });
+                if !touched {
+                    return Ok(None);
                 }
-                tokio::time::sleep(GC_POLL).await;
+                return Ok(self.storage.blob_info(digest).await?);
             }
+            self.wait_for_gc(digest, deadline).await?;
         }
+    }
+
+    /// Writes manifest `digest`'s revision in `repo` (its media type) so that no gc removes it:
+    /// the same protocol as [`Self::use_blob`], the write being the touch. Also keeps the
+    /// revision of an index's child that a push is about to depend on.
+    pub(crate) async fn keep_revision(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        media_type: Bytes,
+    ) -> Result<(), RegistryError> {
+        let key = keys::revision(repo, digest);
+        let deadline = tokio::time::Instant::now() + GC_WAIT;
+        loop {
+            self.storage.meta_put(&key, media_type.clone()).await?;
+            if !self.gc_deciding(digest).await? {
+                if self.storage.meta_info(&key).await?.is_some() {
+                    return Ok(());
+                }
+                // Removed by a gc that finished just now: write it again.
+                continue;
+            }
+            self.wait_for_gc(digest, deadline).await?;
+        }
+    }
+
+    /// Waits until no live gc flags `digest`, or fails at `deadline`.
+    async fn wait_for_gc(
+        &self,
+        digest: &Digest,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), RegistryError> {
+        while self.gc_deciding(digest).await? {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RegistryError::TooManyRequests {
+                    message: format!(
+                        "{digest} is being garbage-collected on this registry's storage \
+                         (flag {}); try again in a minute",
+                        keys::gc_deleting_all(digest)
+                    ),
+                    retry_after: Some(GC_WAIT.as_secs()),
+                });
+            }
+            tokio::time::sleep(GC_POLL).await;
+        }
+        Ok(())
     }
 
     /// Whether a live gc has flagged `digest` (stale flags of dead ones aside).
@@ -240,17 +305,28 @@ impl Registry {
         grace: Duration,
         run: &str,
     ) -> Result<bool, RegistryError> {
+        self.holding(digest, run, self.delete_flagged_blob(digest, grace))
+            .await
+    }
+
+    /// Runs `decide` (gc deciding whether `digest` goes) under this `run`'s flag on it.
+    async fn holding<T>(
+        &self,
+        digest: &Digest,
+        run: &str,
+        decide: impl Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, RegistryError> {
         let storage = self.storage.as_ref();
         let flag = keys::gc_deleting(digest, run);
         storage
             .meta_put(&flag, Bytes::from(run.to_string()))
             .await?;
-        let decided = self.delete_flagged_blob(digest, grace).await;
-        // Removed whatever happened: users of the blob wait while it is there.
+        let decided = decide.await;
+        // Removed whatever happened: users of the digest wait while it is there.
         let unflagged = storage.meta_delete(&flag).await;
-        let deleted = decided?;
+        let decided = decided?;
         unflagged?;
-        Ok(deleted)
+        Ok(decided)
     }
 
     async fn delete_flagged_blob(
@@ -313,10 +389,22 @@ impl Registry {
     }
 
     /// Removes manifest `rev` from `repo` unless it was pushed again since the mark phase (by a
-    /// client of this or another replica): its revision is re-read, young ones stay, and so do
-    /// ones a tag points to now. Tags are never deleted here, so a concurrent push's tag is never
-    /// lost. Returns whether it was removed.
+    /// client of this or another replica): under a flag on `rev` (module docs; a push writes
+    /// its revision with [`Self::keep_revision`]), its revision is re-read, young ones stay, and
+    /// so do ones a tag points to now. Tags are never deleted here, so a concurrent push's tag
+    /// is never lost. Returns whether it was removed.
     async fn remove_unused_manifest(
+        &self,
+        repo: &RepoName,
+        rev: &Digest,
+        grace: Duration,
+        run: &str,
+    ) -> Result<bool, RegistryError> {
+        self.holding(rev, run, self.remove_flagged_manifest(repo, rev, grace))
+            .await
+    }
+
+    async fn remove_flagged_manifest(
         &self,
         repo: &RepoName,
         rev: &Digest,
@@ -469,21 +557,25 @@ impl Registry {
             }
         }
 
-        // Sweep manifests out of repositories.
+        // Sweep manifests out of repositories, then blobs, each under a flag (module docs).
+        let run = format!("{:032x}", rand::random::<u128>());
         for repo in &repos {
             for rev in revisions.get(repo).into_iter().flatten() {
                 if marked_manifests.contains(&(repo.clone(), rev.clone())) {
                     continue;
                 }
-                if !opts.dry_run && !self.remove_unused_manifest(repo, rev, opts.grace).await? {
+                if !opts.dry_run
+                    && !self
+                        .remove_unused_manifest(repo, rev, opts.grace, &run)
+                        .await?
+                {
                     continue;
                 }
                 report.manifests_removed.push(format!("{repo}@{rev}"));
             }
         }
 
-        // Sweep blobs, each under a deletion flag (see the module docs).
-        let run = format!("{:032x}", rand::random::<u128>());
+        // Sweep blobs.
         for (digest, info) in storage.blob_list().await? {
             if marked_blobs.contains(&digest) || !older_than(info.modified, now, opts.grace) {
                 report.blobs_kept += 1;
@@ -692,11 +784,16 @@ mod tests {
             hook: Mutex::new(None),
         });
         let (client, again) = (direct.clone(), repo.clone());
+        let pushing = Arc::new(Mutex::new(None));
+        let started = pushing.clone();
         *storage.hook.lock().expect("hook") = Some(Box::new(move || {
             let (client, repo) = (client.clone(), again.clone());
-            Box::pin(async move {
+            // Another client: it may have to wait for gc's decision (its flag), so gc goes on.
+            let push = tokio::spawn(async move {
                 push(&client, &repo, b"{\"v\":1}", b"layer one").await;
-            })
+            });
+            *started.lock().expect("push") = Some(push);
+            Box::pin(async {})
         }));
         let gc = Registry::new(storage.clone(), Limits::default());
         let opts = GcOptions {
@@ -706,7 +803,9 @@ mod tests {
         // Everything looks old to the mark phase.
         let later = SystemTime::now() + Duration::from_secs(7200);
         gc.collect_garbage(&opts, later).await.expect("gc");
-        assert_eq!(storage.reads.load(Ordering::SeqCst), 2, "the push ran");
+        assert_eq!(storage.reads.load(Ordering::SeqCst), 2, "the push started");
+        let push = pushing.lock().expect("push").take().expect("push started");
+        push.await.expect("the push");
 
         assert_eq!(
             direct.tag_target(&repo, "latest").await.expect("tag"),

@@ -260,7 +260,7 @@ impl Registry {
         repo: &RepoName,
         digest: &Digest,
     ) -> Result<(), RegistryError> {
-        if !self.use_blob(digest).await? {
+        if self.use_written_blob(digest).await?.is_none() {
             return Err(RegistryError::BlobUploadInvalid(format!(
                 "blob {digest} was garbage-collected on another server as this upload finished \
                  (it had been stored before and was unused): upload it again"

@@ -18,6 +18,8 @@ pub enum Pause {
     BeforeRemoving,
     /// After the blob is out of sight, before gc re-reads its last use.
     BeforeTheLastCheck,
+    /// After gc's re-read of the manifest `watched` in its repository, before it removes it.
+    BeforeRemovingRevision,
 }
 
 pub type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
@@ -32,6 +34,8 @@ pub struct Interposed {
     pub hook: Mutex<Option<Hook>>,
     pub flags_read: Arc<tokio::sync::Notify>,
     pub upload_reads: AtomicUsize,
+    /// Reads of `watched`'s gc flags that found one.
+    pub flags_seen: AtomicUsize,
 }
 
 impl Interposed {
@@ -141,11 +145,17 @@ impl Storage for Interposed {
         self.inner.meta_info(key).await
     }
     async fn meta_delete(&self, key: &str) -> Result<bool, StorageError> {
+        if key.contains("/_manifests/revisions/") && key.ends_with(self.watched.hex()) {
+            self.at(Pause::BeforeRemovingRevision, &self.watched).await;
+        }
         self.inner.meta_delete(key).await
     }
     async fn meta_list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let listed = self.inner.meta_list(prefix).await;
         if prefix.starts_with("_gc/") && prefix.contains(self.watched.hex()) {
+            if listed.as_ref().is_ok_and(|names| !names.is_empty()) {
+                self.flags_seen.fetch_add(1, Ordering::SeqCst);
+            }
             self.flags_read.notify_one();
         }
         listed
@@ -163,5 +173,6 @@ pub fn interposed(inner: Arc<dyn Storage>, watched: &Digest, pause: Option<Pause
         hook: Mutex::new(None),
         flags_read: Arc::new(tokio::sync::Notify::new()),
         upload_reads: AtomicUsize::new(0),
+        flags_seen: AtomicUsize::new(0),
     }
 }
