@@ -25,7 +25,7 @@ pub enum Pause {
 pub type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
 /// Forwards to `inner`. gc's side runs `hook` at its `pause` on `watched`; a pusher's side
-/// raises `flags_read` when it reads the gc flags of `watched`. Counts `upload_read`s (the
+/// raises `flags_read` when it finds a gc flag on `watched` (and will wait for gc). Counts `upload_read`s (the
 /// commit reading an upload back to verify it).
 pub struct Interposed {
     pub inner: Arc<dyn Storage>,
@@ -155,8 +155,8 @@ impl Storage for Interposed {
         if prefix.starts_with("_gc/") && prefix.contains(self.watched.hex()) {
             if listed.as_ref().is_ok_and(|names| !names.is_empty()) {
                 self.flags_seen.fetch_add(1, Ordering::SeqCst);
+                self.flags_read.notify_one();
             }
-            self.flags_read.notify_one();
         }
         listed
     }
