@@ -137,10 +137,10 @@ struct Race {
 
 /// An unreferenced, old layer; gc collecting it pauses at `pause` while another replica
 /// pushes a manifest (tag `new`, a fresh config) that references it. Returns after gc.
-/// With [`Pause::BeforeRemovingRevision`], the old image is only untagged instead, and the push
+/// With [`Pause::RevisionReRead`], the old image is only untagged instead, and the push
 /// is the same manifest again (tag `new`) as gc removes its revision.
 async fn gc_racing_a_push(pause: Pause) -> Race {
-    let again = pause == Pause::BeforeRemovingRevision;
+    let again = pause == Pause::RevisionReRead;
     let reg = registry();
     let direct = Registry::new(reg.storage.clone(), Limits::default());
     let repo = RepoName::parse("team/app").expect("name");
@@ -236,7 +236,7 @@ async fn gc_racing_a_push(pause: Pause) -> Race {
 /// The push lands between gc's last re-read of the layer and its delete (what lost referenced
 /// blobs before the two-step delete): it is accepted, the layer stays, the image pulls whole.
 async fn a_push_between_gc_reading_a_blob_and_deleting_it_keeps_the_blob() {
-    let race = gc_racing_a_push(Pause::BeforeRemoving).await;
+    let race = gc_racing_a_push(Pause::BlobReRead).await;
     assert!(race.hook_ran.load(Ordering::SeqCst), "gc reached the layer");
     let pushed = race.pushed.lock().expect("result").take();
     assert!(
@@ -262,7 +262,7 @@ async fn a_push_between_gc_reading_a_blob_and_deleting_it_keeps_the_blob() {
 /// gc, finds the layer gone and is refused with MANIFEST_BLOB_UNKNOWN (the client uploads it
 /// again); nothing points at missing content.
 async fn a_push_while_gc_holds_a_blob_aside_is_refused_cleanly() {
-    let race = gc_racing_a_push(Pause::BeforeTheLastCheck).await;
+    let race = gc_racing_a_push(Pause::BlobSetAside).await;
     assert!(race.hook_ran.load(Ordering::SeqCst), "gc reached the layer");
     let pushed = race.pushed.lock().expect("result").take();
     assert!(
@@ -288,7 +288,7 @@ async fn a_push_while_gc_holds_a_blob_aside_is_refused_cleanly() {
 /// another replica pushes the same manifest again with a tag, between gc's re-read of the
 /// revision and its removal. The push is accepted, and the tag pulls whole.
 async fn a_manifest_pushed_again_while_gc_removes_it_from_its_repository_stays() {
-    let race = gc_racing_a_push(Pause::BeforeRemovingRevision).await;
+    let race = gc_racing_a_push(Pause::RevisionReRead).await;
     assert!(
         race.hook_ran.load(Ordering::SeqCst),
         "gc reached the manifest"

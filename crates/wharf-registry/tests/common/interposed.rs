@@ -15,11 +15,11 @@ use wharf_registry::storage::{ByteStream, ObjectInfo, Storage, StorageError};
 pub enum Pause {
     /// After gc's last re-read of the blob, before it removes anything (its first destructive
     /// call: setting the blob aside; `blob_delete` in the protocol this replaced).
-    BeforeRemoving,
+    BlobReRead,
     /// After the blob is out of sight, before gc re-reads its last use.
-    BeforeTheLastCheck,
+    BlobSetAside,
     /// After gc's re-read of the manifest `watched` in its repository, before it removes it.
-    BeforeRemovingRevision,
+    RevisionReRead,
 }
 
 pub type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
@@ -67,15 +67,15 @@ impl Storage for Interposed {
         self.inner.blob_touch(d).await
     }
     async fn blob_delete(&self, d: &Digest) -> Result<bool, StorageError> {
-        self.at(Pause::BeforeRemoving, d).await;
+        self.at(Pause::BlobReRead, d).await;
         self.inner.blob_delete(d).await
     }
     async fn blob_set_aside(&self, d: &Digest) -> Result<bool, StorageError> {
-        self.at(Pause::BeforeRemoving, d).await;
+        self.at(Pause::BlobReRead, d).await;
         self.inner.blob_set_aside(d).await
     }
     async fn blob_aside_last_use(&self, d: &Digest) -> Result<Option<SystemTime>, StorageError> {
-        self.at(Pause::BeforeTheLastCheck, d).await;
+        self.at(Pause::BlobSetAside, d).await;
         self.inner.blob_aside_last_use(d).await
     }
     async fn blob_restore(&self, d: &Digest) -> Result<(), StorageError> {
@@ -146,17 +146,18 @@ impl Storage for Interposed {
     }
     async fn meta_delete(&self, key: &str) -> Result<bool, StorageError> {
         if key.contains("/_manifests/revisions/") && key.ends_with(self.watched.hex()) {
-            self.at(Pause::BeforeRemovingRevision, &self.watched).await;
+            self.at(Pause::RevisionReRead, &self.watched).await;
         }
         self.inner.meta_delete(key).await
     }
     async fn meta_list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
         let listed = self.inner.meta_list(prefix).await;
-        if prefix.starts_with("_gc/") && prefix.contains(self.watched.hex()) {
-            if listed.as_ref().is_ok_and(|names| !names.is_empty()) {
-                self.flags_seen.fetch_add(1, Ordering::SeqCst);
-                self.flags_read.notify_one();
-            }
+        if prefix.starts_with("_gc/")
+            && prefix.contains(self.watched.hex())
+            && listed.as_ref().is_ok_and(|names| !names.is_empty())
+        {
+            self.flags_seen.fetch_add(1, Ordering::SeqCst);
+            self.flags_read.notify_one();
         }
         listed
     }
