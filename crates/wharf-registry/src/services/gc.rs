@@ -73,7 +73,7 @@ const GC_WAIT: Duration = Duration::from_secs(60);
 const GC_POLL: Duration = Duration::from_millis(25);
 /// A deletion flag this old belongs to a gc that died during its hold: users ignore it, and the
 /// next gc restores what it had set aside and removes it.
-pub const STALE_FLAG: Duration = Duration::from_secs(600);
+pub(crate) const STALE_FLAG: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct GcOptions {
