@@ -725,8 +725,10 @@ mod tests {
         async fn meta_list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
             self.inner.meta_list(prefix).await
         }
-        async fn clean_temporary(&self, older_than: SystemTime) -> Result<usize, StorageError> {
-            self.inner.clean_temporary(older_than).await
+        async fn clean_temporary(&self, _older_than: SystemTime) -> Result<usize, StorageError> {
+            // The test's gc runs two hours ahead ("everything looks old"), so it would take the
+            // temporary files of the push running beside it; temporary files are not its topic.
+            Ok(0)
         }
     }
 
