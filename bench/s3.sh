@@ -6,7 +6,8 @@
 #   RUNS=3 MIB=64 bash bench/s3.sh # quick check
 #   PARTS="skopeo download" bash bench/s3.sh
 #
-# Parts: `raw`, a raw MIB MiB (256) POST+PUT with curl; `skopeo`, a `skopeo copy` push of an
+# Parts: `raw`, a raw MIB MiB (256) POST+PUT with curl; `hop`, a chunked MIB MiB upload whose
+# PATCH goes to a second wharf replica (timed against the same upload on one replica); `skopeo`, a `skopeo copy` push of an
 # image with one SKOPEO_MIB MiB (50) layer; `download`, a DOWNLOAD_MIB MiB (1024) blob fetched
 # with curl through wharf's 307 to a presigned URL and through a second wharf replica started
 # with --s3-stream-blobs, comparing the registry process's CPU time (utime + stime of
@@ -251,6 +252,47 @@ cpu_r, cpu_s = sum(rc) / tick, sum(sc) / tick
 print(f"{mib} MiB blob download, {len(rt)} runs: redirect median {statistics.median(rt):.2f} s, "
       f"registry CPU {cpu_r:.2f} s in all; streamed median {statistics.median(st):.2f} s, "
       f"registry CPU {cpu_s:.2f} s in all; redirect CPU = {100 * cpu_r / cpu_s if cpu_s else 0:.1f}% of streamed")
+PY
+fi
+url_path() { # URL -> its path and query, to send the same request to another replica
+  python3 -c 'import sys, urllib.parse as u; p = u.urlsplit(sys.argv[1]); print(p.path + ("?" + p.query if p.query else ""))' "$1"
+}
+location_of() { awk 'tolower($1)=="location:"{print $2}' | tr -d '\r'; }
+chunked() { # POST_PORT PATCH_PORT PUT_PORT FILE -> seconds for POST, one PATCH with FILE, PUT
+  local file=$4 digest location start end code sep
+  digest="sha256:$(sha256sum "$file" | cut -d' ' -f1)"
+  start=$(date +%s.%N)
+  location="$(curl -sfS -X POST -D - -o /dev/null "http://127.0.0.1:$1/v2/bench/hop/blobs/uploads/" | location_of)"
+  location="$(curl -sfS -X PATCH -D - -o /dev/null -H 'Content-Type: application/octet-stream' \
+    -T "$file" "http://127.0.0.1:$2$(url_path "$location")" | location_of)"
+  location="$(url_path "$location")"
+  sep='?'
+  [[ "$location" == *\?* ]] && sep='&'
+  code="$(curl -sS -o /dev/null -w '%{http_code}' -X PUT "http://127.0.0.1:$3$location${sep}digest=$digest")"
+  end=$(date +%s.%N)
+  [[ "$code" == 201 ]] || { echo "chunked upload answered $code" >&2; exit 1; }
+  python3 -c "print(f'{$end-$start:.3f}')"
+}
+
+if want hop; then
+  # The two wharf servers above share the bucket: replicas. The closing PUT lands on a replica
+  # that did not receive the bytes; it continues from the hash state the other one saved with the
+  # session (before: it read the whole upload back from S3 to verify the digest).
+  say "chunked upload: POST, PATCH, PUT on one replica vs the PATCH on another ($MIB MiB)"
+  declare -a ONE HOP
+  for i in $(seq 1 "$RUNS"); do
+    head -c "$((MIB * 1024 * 1024))" /dev/urandom >"$WORK/blob"
+    ONE+=("$(chunked "$WHARF_PORT" "$WHARF_PORT" "$WHARF_PORT" "$WORK/blob")")
+    head -c "$((MIB * 1024 * 1024))" /dev/urandom >"$WORK/blob"
+    HOP+=("$(chunked "$WHARF_PORT" "$STREAM_PORT" "$WHARF_PORT" "$WORK/blob")")
+    echo "run $i: one replica ${ONE[-1]} s, PATCH on another ${HOP[-1]} s"
+  done
+  python3 - "${ONE[*]}" "${HOP[*]}" "$MIB" <<'PY'
+import statistics, sys
+one, hop = ([float(x) for x in a.split()] for a in sys.argv[1:3])
+mo, mh = statistics.median(one), statistics.median(hop)
+print(f"chunked {sys.argv[3]} MiB upload, median of {len(one)}: one replica {mo:.2f} s, "
+      f"PATCH on another replica {mh:.2f} s ({mh / mo:.2f}x)")
 PY
 fi
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -79,11 +79,9 @@ impl Registry {
         {
             return Ok(false);
         }
-        // Touch first so a concurrent gc keeps the content we are about to link.
-        match self.storage.blob_touch(digest).await {
-            Ok(()) => {}
-            Err(StorageError::BlobUnknown(_)) => return Ok(false),
-            Err(e) => return Err(e.into()),
+        // So that a concurrent gc keeps the content we are about to link (`services::gc`).
+        if self.use_blob(digest).await?.is_none() {
+            return Ok(false);
         }
         self.link_blob(target, digest).await?;
         Ok(true)
@@ -131,7 +129,7 @@ impl Registry {
         data: bytes::Bytes,
     ) -> Result<Digest, RegistryError> {
         let digest = Digest::of(&data);
-        if self.storage.blob_info(&digest).await?.is_none() {
+        if self.use_blob(&digest).await?.is_none() {
             self.storage.blob_put(&digest, data).await?;
         }
         self.link_blob(repo, &digest).await?;

@@ -6,25 +6,74 @@
 //! period leave their repository, and unmarked blobs older than the grace period are deleted,
 //! with their repository links. Expired uploads and stale temporary files go too.
 //!
-//! Safety with concurrent pushes: a blob's modification time is refreshed whenever something
-//! starts to depend on it (upload commit writes it, manifest push and mount "touch" it before
-//! checking it exists), and the sweep re-reads that time just before deleting. So a push either
-//! sees the blob gone (and fails cleanly with `MANIFEST_BLOB_UNKNOWN`) or gc sees it as young.
-//! Likewise a manifest revision is re-read before it leaves its repository, and kept if it was
-//! pushed again since the mark phase or a tag points to it now; the sweep never deletes tags.
-//! All times are the storage's, so this holds across replicas sharing one bucket.
+//! # Deleting a blob while other replicas push
+//!
+//! The processes share only the storage (a folder, a bucket), whose single operations are
+//! atomic and strongly consistent; nothing else is assumed to be. Whatever starts to depend on
+//! a blob (a manifest push, for its config, layers, children and own body; a mount; an upload
+//! whose blob already exists or that just committed it) calls [`Registry::use_blob`] (an upload's
+//! commit, whose write is already the touch U1, calls `use_written_blob`):
+//!
+//! ```text
+//! user  U1 touch the blob (its time becomes now)      gc  G1 write flag _gc/deleting/<hex>/<run>
+//!       U2 read the flags of the blob                     G2 re-read the blob's time: young -> keep
+//!          any live flag: wait until none, back to U1     G3 set the blob aside (out of sight)
+//!       U3 re-read that the blob exists                   G4 re-read its time: young -> restore it
+//!       -> depend on it (link, commit the manifest)       G5 drop it for good (or restore), then
+//!                                                            remove the flag
+//! ```
+//!
+//! Why no accepted push loses its blob, interleaving by interleaving (times are the order of the
+//! operations on the storage):
+//! - U2 before G1: then U1 < G1 < G2, so G2 sees U1's touch and keeps the blob, provided the
+//!   push's U1 is younger than the grace period at G2 (the one timing assumption: a push takes
+//!   less than the grace period from touching a blob to committing its manifest; the mark phase
+//!   of any later gc then sees the manifest).
+//! - U2 inside G1..G5: the push sees the flag and waits for G5; it then starts over, and finds
+//!   the blob restored (and touches it again) or gone (`MANIFEST_BLOB_UNKNOWN`, a clean refusal;
+//!   a mount answers "not mounted" and the client uploads). This is the pause the old protocol
+//!   lost blobs in: a push between gc's last re-read and its delete.
+//! - U2 after G5 (the flag is gone): U3 > G5, so U3 sees the blob gone if G5 dropped it, even
+//!   when the touch U1 landed on the copy set aside (a touch is "check it exists, then write
+//!   its time", not atomic).
+//! - A touch between G2 and G3 (the old window): it lands on the blob (the filesystem renames
+//!   the same inode aside; S3 keeps the separate touch object), so G4 sees it and restores.
+//!
+//! A new upload of the same content during a hold writes a fresh blob under the blob's name;
+//! G5 drops only the copy set aside, never that one. A gc that dies during a hold leaves its
+//! flag: pushes ignore flags older than [`STALE_FLAG`] (and then find the blob gone or there),
+//! and the next gc restores what such a gc had set aside. Two gc runs at once hold with
+//! different flags, so one's end never clears the other's.
+//!
+//! A manifest leaves its repository the same way, under a flag on its digest: gc re-reads its
+//! revision (young: pushed again since the mark phase) and the tags (one points to it now), then
+//! removes the revision. A push writes its revision (and an index push rewrites its children's)
+//! with [`Registry::keep_revision`]: write, read the flags (wait, write again), re-read that it
+//! is there. The sweep never deletes tags. All times are the storage's, so this holds across
+//! replicas sharing one bucket.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+
 use crate::config::Config;
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
 use crate::services::{Limits, Registry, digests_of, keys};
-use crate::storage::Storage;
 use crate::storage::fs::FsStorage;
+use crate::storage::{ObjectInfo, Storage, StorageError};
+
+/// How long a user of a blob waits for a gc deciding whether to delete it (a few storage
+/// requests, or a server-side copy of the blob on S3) before answering "try again".
+const GC_WAIT: Duration = Duration::from_secs(60);
+/// How often a waiting user looks at the flags again.
+const GC_POLL: Duration = Duration::from_millis(25);
+/// A deletion flag this old belongs to a gc that died during its hold: users ignore it, and the
+/// next gc restores what it had set aside and removes it.
+pub(crate) const STALE_FLAG: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Clone)]
 pub struct GcOptions {
@@ -142,11 +191,220 @@ fn older_than(t: SystemTime, now: SystemTime, grace: Duration) -> bool {
 }
 
 impl Registry {
+    /// Makes `digest` safe to depend on, against a gc on any process sharing the storage (the
+    /// user's side of the protocol in the module docs): touches it, waits while a gc decides
+    /// about it, and confirms it is still there. Returns the blob's size and time, `None` when
+    /// it does not exist; when it does, no gc deletes it within the grace period.
+    pub(crate) async fn use_blob(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<ObjectInfo>, RegistryError> {
+        self.use_blob_touched(digest, false).await
+    }
+
+    /// [`Self::use_blob`] for a blob the caller has just written or touched itself (an upload's
+    /// commit): that write was the touch.
+    pub(crate) async fn use_written_blob(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<ObjectInfo>, RegistryError> {
+        self.use_blob_touched(digest, true).await
+    }
+
+    async fn use_blob_touched(
+        &self,
+        digest: &Digest,
+        mut touched_already: bool,
+    ) -> Result<Option<ObjectInfo>, RegistryError> {
+        let deadline = tokio::time::Instant::now() + GC_WAIT;
+        loop {
+            let touched = if std::mem::take(&mut touched_already) {
+                true
+            } else {
+                match self.storage.blob_touch(digest).await {
+                    Ok(()) => true,
+                    Err(StorageError::BlobUnknown(_)) => false,
+                    Err(e) => return Err(e.into()),
+                }
+            };
+            if !self.gc_deciding(digest).await? {
+                if !touched {
+                    return Ok(None);
+                }
+                return Ok(self.storage.blob_info(digest).await?);
+            }
+            self.wait_for_gc(digest, deadline).await?;
+        }
+    }
+
+    /// Writes manifest `digest`'s revision in `repo` (its media type) so that no gc removes it:
+    /// the same protocol as [`Self::use_blob`], the write being the touch. Also keeps the
+    /// revision of an index's child that a push is about to depend on.
+    pub(crate) async fn keep_revision(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        media_type: Bytes,
+    ) -> Result<(), RegistryError> {
+        let key = keys::revision(repo, digest);
+        let deadline = tokio::time::Instant::now() + GC_WAIT;
+        loop {
+            self.storage.meta_put(&key, media_type.clone()).await?;
+            if !self.gc_deciding(digest).await? {
+                if self.storage.meta_info(&key).await?.is_some() {
+                    return Ok(());
+                }
+                // Removed by a gc that finished just now: write it again.
+                continue;
+            }
+            self.wait_for_gc(digest, deadline).await?;
+        }
+    }
+
+    /// Waits until no live gc flags `digest`, or fails at `deadline`.
+    async fn wait_for_gc(
+        &self,
+        digest: &Digest,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), RegistryError> {
+        while self.gc_deciding(digest).await? {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RegistryError::TooManyRequests {
+                    message: format!(
+                        "{digest} is being garbage-collected on this registry's storage \
+                         (flag {}); try again in a minute",
+                        keys::gc_deleting_all(digest)
+                    ),
+                    retry_after: Some(GC_WAIT.as_secs()),
+                });
+            }
+            tokio::time::sleep(GC_POLL).await;
+        }
+        Ok(())
+    }
+
+    /// Whether a live gc has flagged `digest` (stale flags of dead ones aside).
+    async fn gc_deciding(&self, digest: &Digest) -> Result<bool, RegistryError> {
+        let storage = self.storage.as_ref();
+        for run in storage.meta_list(&keys::gc_deleting_all(digest)).await? {
+            let flag = keys::gc_deleting(digest, &run);
+            if let Some(info) = storage.meta_info(&flag).await?
+                && !older_than(info.modified, SystemTime::now(), STALE_FLAG)
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// gc's side of the protocol (module docs): deletes `digest` unless something used it within
+    /// `grace`, under the flag of this `run`. Returns whether it deleted it.
+    async fn delete_blob_unless_used(
+        &self,
+        digest: &Digest,
+        grace: Duration,
+        run: &str,
+    ) -> Result<bool, RegistryError> {
+        self.holding(digest, run, self.delete_flagged_blob(digest, grace))
+            .await
+    }
+
+    /// Runs `decide` (gc deciding whether `digest` goes) under this `run`'s flag on it.
+    async fn holding<T>(
+        &self,
+        digest: &Digest,
+        run: &str,
+        decide: impl Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, RegistryError> {
+        let storage = self.storage.as_ref();
+        let flag = keys::gc_deleting(digest, run);
+        storage
+            .meta_put(&flag, Bytes::from(run.to_string()))
+            .await?;
+        let decided = decide.await;
+        // Removed whatever happened: users of the digest wait while it is there.
+        let unflagged = storage.meta_delete(&flag).await;
+        let decided = decided?;
+        unflagged?;
+        Ok(decided)
+    }
+
+    async fn delete_flagged_blob(
+        &self,
+        digest: &Digest,
+        grace: Duration,
+    ) -> Result<bool, RegistryError> {
+        let storage = self.storage.as_ref();
+        let unused = |t: SystemTime| older_than(t, SystemTime::now(), grace);
+        // G2: after the flag, so a use that did not see the flag shows here.
+        match storage.blob_info(digest).await? {
+            Some(fresh) if unused(fresh.modified) => {}
+            _ => return Ok(false),
+        }
+        // G3, G4: a touch that came between the re-read and now shows on the copy set aside.
+        if !storage.blob_set_aside(digest).await? {
+            return Ok(false);
+        }
+        match storage.blob_aside_last_use(digest).await? {
+            Some(last) if unused(last) => {
+                storage.blob_drop_aside(digest).await?;
+                Ok(true)
+            }
+            Some(_) => {
+                storage.blob_restore(digest).await?;
+                Ok(false)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Restores what gc runs that died during a hold had set aside (their flags are older than
+    /// [`STALE_FLAG`]), and removes those flags. Returns how many blobs it looked at.
+    async fn recover_abandoned_holds(&self) -> Result<usize, RegistryError> {
+        let storage = self.storage.as_ref();
+        let mut recovered = 0;
+        for digest in digests_of(storage.meta_list(&keys::gc_deleting_root()).await?) {
+            let runs = storage.meta_list(&keys::gc_deleting_all(&digest)).await?;
+            let mut stale = Vec::new();
+            for run in runs {
+                let flag = keys::gc_deleting(&digest, &run);
+                match storage.meta_info(&flag).await? {
+                    Some(info) if older_than(info.modified, SystemTime::now(), STALE_FLAG) => {
+                        stale.push(flag);
+                    }
+                    Some(_) => {}
+                    None => continue,
+                }
+            }
+            if stale.is_empty() || self.gc_deciding(&digest).await? {
+                continue;
+            }
+            storage.blob_restore(&digest).await?;
+            for flag in stale {
+                storage.meta_delete(&flag).await?;
+            }
+            recovered += 1;
+        }
+        Ok(recovered)
+    }
+
     /// Removes manifest `rev` from `repo` unless it was pushed again since the mark phase (by a
-    /// client of this or another replica): its revision is re-read, young ones stay, and so do
-    /// ones a tag points to now. Tags are never deleted here, so a concurrent push's tag is never
-    /// lost. Returns whether it was removed.
+    /// client of this or another replica): under a flag on `rev` (module docs; a push writes
+    /// its revision with [`Self::keep_revision`]), its revision is re-read, young ones stay, and
+    /// so do ones a tag points to now. Tags are never deleted here, so a concurrent push's tag
+    /// is never lost. Returns whether it was removed.
     async fn remove_unused_manifest(
+        &self,
+        repo: &RepoName,
+        rev: &Digest,
+        grace: Duration,
+        run: &str,
+    ) -> Result<bool, RegistryError> {
+        self.holding(rev, run, self.remove_flagged_manifest(repo, rev, grace))
+            .await
+    }
+
+    async fn remove_flagged_manifest(
         &self,
         repo: &RepoName,
         rev: &Digest,
@@ -237,6 +495,9 @@ impl Registry {
             dry_run: opts.dry_run,
             ..GcReport::default()
         };
+        if !opts.dry_run {
+            self.recover_abandoned_holds().await?;
+        }
         let repos: Vec<RepoName> = self
             .catalog()
             .await?
@@ -296,34 +557,38 @@ impl Registry {
             }
         }
 
-        // Sweep manifests out of repositories.
+        // Sweep manifests out of repositories, then blobs, each under a flag (module docs).
+        let run = format!("{:032x}", rand::random::<u128>());
         for repo in &repos {
             for rev in revisions.get(repo).into_iter().flatten() {
                 if marked_manifests.contains(&(repo.clone(), rev.clone())) {
                     continue;
                 }
-                if !opts.dry_run && !self.remove_unused_manifest(repo, rev, opts.grace).await? {
+                if !opts.dry_run
+                    && !self
+                        .remove_unused_manifest(repo, rev, opts.grace, &run)
+                        .await?
+                {
                     continue;
                 }
                 report.manifests_removed.push(format!("{repo}@{rev}"));
             }
         }
 
-        // Sweep blobs, re-checking each one's time just before deleting it.
+        // Sweep blobs.
         for (digest, info) in storage.blob_list().await? {
             if marked_blobs.contains(&digest) || !older_than(info.modified, now, opts.grace) {
                 report.blobs_kept += 1;
                 continue;
             }
             if !opts.dry_run {
-                match storage.blob_info(&digest).await? {
-                    Some(fresh) if older_than(fresh.modified, SystemTime::now(), opts.grace) => {}
-                    _ => {
-                        report.blobs_kept += 1;
-                        continue;
-                    }
+                if !self
+                    .delete_blob_unless_used(&digest, opts.grace, &run)
+                    .await?
+                {
+                    report.blobs_kept += 1;
+                    continue;
                 }
-                storage.blob_delete(&digest).await?;
                 for repo in &repos {
                     storage
                         .meta_delete(&keys::layer_link(repo, &digest))
@@ -395,6 +660,21 @@ mod tests {
         async fn blob_delete(&self, d: &Digest) -> Result<bool, StorageError> {
             self.inner.blob_delete(d).await
         }
+        async fn blob_set_aside(&self, d: &Digest) -> Result<bool, StorageError> {
+            self.inner.blob_set_aside(d).await
+        }
+        async fn blob_aside_last_use(
+            &self,
+            d: &Digest,
+        ) -> Result<Option<SystemTime>, StorageError> {
+            self.inner.blob_aside_last_use(d).await
+        }
+        async fn blob_restore(&self, d: &Digest) -> Result<(), StorageError> {
+            self.inner.blob_restore(d).await
+        }
+        async fn blob_drop_aside(&self, d: &Digest) -> Result<(), StorageError> {
+            self.inner.blob_drop_aside(d).await
+        }
         async fn blob_list(&self) -> Result<Vec<(Digest, ObjectInfo)>, StorageError> {
             self.inner.blob_list().await
         }
@@ -445,8 +725,10 @@ mod tests {
         async fn meta_list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
             self.inner.meta_list(prefix).await
         }
-        async fn clean_temporary(&self, older_than: SystemTime) -> Result<usize, StorageError> {
-            self.inner.clean_temporary(older_than).await
+        async fn clean_temporary(&self, _older_than: SystemTime) -> Result<usize, StorageError> {
+            // The test's gc runs two hours ahead ("everything looks old"), so it would take the
+            // temporary files of the push running beside it; temporary files are not its topic.
+            Ok(0)
         }
     }
 
@@ -504,11 +786,16 @@ mod tests {
             hook: Mutex::new(None),
         });
         let (client, again) = (direct.clone(), repo.clone());
+        let pushing = Arc::new(Mutex::new(None));
+        let started = pushing.clone();
         *storage.hook.lock().expect("hook") = Some(Box::new(move || {
             let (client, repo) = (client.clone(), again.clone());
-            Box::pin(async move {
+            // Another client: it may have to wait for gc's decision (its flag), so gc goes on.
+            let push = tokio::spawn(async move {
                 push(&client, &repo, b"{\"v\":1}", b"layer one").await;
-            })
+            });
+            *started.lock().expect("push") = Some(push);
+            Box::pin(async {})
         }));
         let gc = Registry::new(storage.clone(), Limits::default());
         let opts = GcOptions {
@@ -518,7 +805,9 @@ mod tests {
         // Everything looks old to the mark phase.
         let later = SystemTime::now() + Duration::from_secs(7200);
         gc.collect_garbage(&opts, later).await.expect("gc");
-        assert_eq!(storage.reads.load(Ordering::SeqCst), 2, "the push ran");
+        assert_eq!(storage.reads.load(Ordering::SeqCst), 2, "the push started");
+        let push = pushing.lock().expect("push").take().expect("push started");
+        push.await.expect("the push");
 
         assert_eq!(
             direct.tag_target(&repo, "latest").await.expect("tag"),
@@ -537,5 +826,42 @@ mod tests {
                     .expect("blob")
             );
         }
+    }
+
+    /// A gc that died while it held a blob aside (its flag is stale) loses nothing: the next
+    /// gc puts the blob back and removes the flag, and pushes meanwhile ignore that flag.
+    #[tokio::test]
+    async fn the_next_gc_restores_a_blob_a_dead_gc_had_set_aside() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).expect("storage"));
+        let registry = Registry::new(storage.clone(), Limits::default());
+        let repo = RepoName::parse("team/app").expect("name");
+        push(&registry, &repo, b"{\"v\":1}", b"layer one").await;
+        let layer = Digest::of(b"layer one");
+
+        // What the dead gc left: the layer out of sight, its flag written long ago.
+        assert!(storage.blob_set_aside(&layer).await.expect("aside"));
+        let flag = keys::gc_deleting(&layer, "dead");
+        storage
+            .meta_put(&flag, Bytes::from_static(b"dead"))
+            .await
+            .expect("flag");
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join(&flag))
+            .and_then(|f| f.set_modified(SystemTime::now() - STALE_FLAG * 2))
+            .expect("age the flag");
+        assert!(!registry.gc_deciding(&layer).await.expect("flags"));
+
+        registry
+            .collect_garbage(&GcOptions::default(), SystemTime::now())
+            .await
+            .expect("gc");
+        assert!(registry.has_blob(&repo, &layer).await.expect("blob"));
+        assert_eq!(
+            storage.blob_aside_last_use(&layer).await.expect("aside"),
+            None
+        );
+        assert_eq!(storage.meta_info(&flag).await.expect("flag"), None);
     }
 }

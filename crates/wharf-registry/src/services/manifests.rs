@@ -179,23 +179,14 @@ impl Registry {
         };
 
         for (blob, size) in &blobs {
-            // Touch before checking: a gc running now either already deleted the blob (and the
-            // check below fails) or sees it as recently used and keeps it.
-            match self.storage.blob_touch(blob).await {
-                Ok(()) => {}
-                Err(crate::storage::StorageError::BlobUnknown(_)) => {
-                    return Err(RegistryError::ManifestBlobUnknown {
-                        digest: blob.to_string(),
-                    });
-                }
-                Err(e) => return Err(e.into()),
-            }
+            // A gc running now (on any replica) either deleted the blob already, and this push
+            // is refused, or keeps it (see `services::gc`).
+            let info = self.use_blob(blob).await?;
             let linked = self
                 .storage
                 .meta_info(&keys::layer_link(repo, blob))
                 .await?
                 .is_some();
-            let info = self.storage.blob_info(blob).await?;
             match info {
                 Some(info) if linked => {
                     if u64::try_from(*size).ok() != Some(info.size) {
@@ -213,31 +204,28 @@ impl Registry {
             }
         }
         for child in &children {
-            if self
+            let unknown = || RegistryError::ManifestBlobUnknown {
+                digest: child.to_string(),
+            };
+            let media_type = self
                 .storage
-                .meta_info(&keys::revision(repo, child))
+                .meta_get(&keys::revision(repo, child))
                 .await?
-                .is_none()
-            {
-                return Err(RegistryError::ManifestBlobUnknown {
-                    digest: child.to_string(),
-                });
+                .ok_or_else(unknown)?;
+            if self.use_blob(child).await?.is_none() {
+                return Err(unknown());
             }
-            let _ = self.storage.blob_touch(child).await;
+            // Kept like the blobs above: a gc must not take the child out of the repository.
+            self.keep_revision(repo, child, media_type).await?;
         }
 
         // Content first, then the repository's link, then the referrer entry, then the tag: a
-        // crash between steps leaves nothing pointing at missing content.
-        if self.storage.blob_info(&digest).await?.is_none() {
+        // crash between steps leaves nothing pointing at missing content. Stored when missing
+        // (or just taken by a gc): a blob written now is young, so no gc takes it.
+        if self.use_blob(&digest).await?.is_none() {
             self.storage.blob_put(&digest, body.clone()).await?;
-        } else {
-            self.storage.blob_touch(&digest).await?;
         }
-        self.storage
-            .meta_put(
-                &keys::revision(repo, &digest),
-                Bytes::from(media_type.clone()),
-            )
+        self.keep_revision(repo, &digest, Bytes::from(media_type.clone()))
             .await?;
         if let (Some(subject), Some(_)) = (&subject, &doc.subject) {
             let artifact_type = doc.artifact_type.clone().or_else(|| {

@@ -8,6 +8,7 @@
 pub mod blobs;
 pub mod gc;
 pub mod manifests;
+mod resumable_sha256;
 mod sessions;
 pub mod tags;
 pub mod uploads;
@@ -79,6 +80,16 @@ pub(crate) mod keys {
     }
     pub fn pulled_all(repo: &RepoName) -> String {
         format!("repositories/{repo}/_proxy/pulled/sha256")
+    }
+    /// A gc run's flag "deciding whether to delete this blob" (see `services::gc`).
+    pub fn gc_deleting(digest: &Digest, run: &str) -> String {
+        format!("{}/{run}", gc_deleting_all(digest))
+    }
+    pub fn gc_deleting_all(digest: &Digest) -> String {
+        format!("{}/{}", gc_deleting_root(), digest.hex())
+    }
+    pub fn gc_deleting_root() -> String {
+        format!("{}/deleting/sha256", crate::storage::GC_META_ROOT)
     }
     pub fn referrers(repo: &RepoName, subject: &Digest) -> String {
         format!(

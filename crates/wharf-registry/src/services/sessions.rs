@@ -6,11 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::Sha256;
-
 use crate::error::RegistryError;
 use crate::limits::Limits;
 use crate::names::RepoName;
+use crate::services::resumable_sha256::UploadHasher;
 
 /// The in-memory state of one upload session.
 #[derive(Debug)]
@@ -19,7 +18,7 @@ pub struct UploadSession {
     pub repo: RepoName,
     pub size: u64,
     /// Hash of the first `size` bytes; `None` when unknown (after a restart or a failed chunk).
-    pub(crate) hasher: Option<Sha256>,
+    pub(crate) hasher: Option<UploadHasher>,
 }
 
 /// Open upload sessions, and how many each repository and subject holds (a client must not

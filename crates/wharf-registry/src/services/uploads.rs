@@ -1,7 +1,10 @@
 //! Upload sessions: monolithic, POST+PUT and chunked (PATCH with `Content-Range`) uploads.
 //!
-//! Bytes are hashed as they stream into storage, so finishing an upload needs no second read;
-//! after a restart the hash state is gone and the upload is re-read once at commit instead.
+//! Bytes are hashed as they stream into storage, so finishing an upload needs no second read.
+//! Where replicas share sessions (S3), the hash state is saved with the session after every
+//! chunk, and the replica that gets the next request picks it up. Only when no state fits (a
+//! restart on the filesystem, a failed chunk, a replica that died before saving) is the upload
+//! re-read once at commit instead.
 
 use std::sync::{Arc, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -9,10 +12,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use sha2::digest::Update;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
+use crate::services::resumable_sha256::UploadHasher;
 use crate::services::sessions::{Sessions, UploadSession, VANISHED_GRACE};
 use crate::services::{Registry, keys};
 use crate::storage::{ByteStream, StorageError};
@@ -33,10 +38,10 @@ const HASH_QUEUE_DEPTH: usize = 16;
 /// blocking thread; the task returns the hasher once the stream is dropped. sha256 was half the
 /// server's CPU on a large upload: done inline it ran in turn with reading the socket on one
 /// task, on its own thread it overlaps with it. With no hasher the stream is returned as is.
-pub(crate) fn hash_in_background(
+pub(crate) fn hash_in_background<H: Update + Send + 'static>(
     stream: ByteStream,
-    hasher: Option<Sha256>,
-) -> (ByteStream, tokio::task::JoinHandle<Option<Sha256>>) {
+    hasher: Option<H>,
+) -> (ByteStream, tokio::task::JoinHandle<Option<H>>) {
     let Some(mut hasher) = hasher else {
         return (stream, tokio::task::spawn(async { None }));
     };
@@ -84,7 +89,7 @@ impl Registry {
             id: id.clone(),
             repo: repo.clone(),
             size: 0,
-            hasher: Some(Sha256::new()),
+            hasher: Some(UploadHasher::new(self.storage.shared_between_servers())),
         };
         {
             // Counted before it exists on disk, so parallel starts cannot overshoot the limits.
@@ -121,12 +126,9 @@ impl Registry {
                 };
                 {
                     let mut session = s.lock().await;
-                    if session.size != object.size {
+                    if session.size != object.size || session.hasher.is_none() {
                         session.size = object.size;
-                        session.hasher = None;
-                    }
-                    if session.size == 0 && session.hasher.is_none() {
-                        session.hasher = Some(Sha256::new());
+                        session.hasher = self.saved_hasher(id, object.size).await?;
                     }
                 }
                 s
@@ -140,9 +142,7 @@ impl Registry {
                     id: id.to_string(),
                     repo,
                     size: object.size,
-                    // Nothing received yet (a POST served by another replica, or before a
-                    // restart): hash on the fly instead of re-reading at commit.
-                    hasher: (object.size == 0).then(Sha256::new),
+                    hasher: self.saved_hasher(id, object.size).await?,
                 };
                 self.sessions_map().insert(id, session, &info.subject)
             }
@@ -152,6 +152,22 @@ impl Registry {
             return Err(unknown());
         }
         Ok(session)
+    }
+
+    /// A hasher that continues session `id` after its first `size` bytes: a fresh one when
+    /// nothing was received yet (a POST served by another replica, or before a restart), the
+    /// state another replica saved, else none (the commit re-reads the upload).
+    async fn saved_hasher(
+        &self,
+        id: &str,
+        size: u64,
+    ) -> Result<Option<UploadHasher>, RegistryError> {
+        let shared = self.storage.shared_between_servers();
+        if size == 0 {
+            return Ok(Some(UploadHasher::new(shared)));
+        }
+        let saved = self.storage.upload_saved_hash(id, size).await?;
+        Ok(saved.and_then(|state| UploadHasher::resume(&state)))
     }
 
     /// Bytes received so far.
@@ -176,7 +192,18 @@ impl Registry {
     ) -> Result<u64, RegistryError> {
         let session = self.session(repo, id).await?;
         let mut session = session.lock().await;
-        append_locked(self, &mut session, range, body).await
+        let size = append_locked(self, &mut session, range, body).await?;
+        if let Some(state) = session.hasher.as_ref().and_then(UploadHasher::saved) {
+            // Best effort: without it, the commit reads the upload back once.
+            if let Err(e) = self
+                .storage
+                .upload_save_hash(id, size, Bytes::from(state))
+                .await
+            {
+                tracing::warn!(upload = %id, error = %e, "saving an upload's hash state");
+            }
+        }
+        Ok(size)
     }
 
     /// Finishes an upload with an optional last chunk: verifies the digest and makes the blob
@@ -199,7 +226,7 @@ impl Registry {
             append_locked(self, &mut session, range, body).await?;
         }
         let actual = match session.hasher.take() {
-            Some(h) => Digest::from_hasher(h),
+            Some(h) => h.finish(),
             None => {
                 let mut h = Sha256::new();
                 let mut stream = self.storage.upload_read(id).await?;
@@ -209,7 +236,7 @@ impl Registry {
                         path: id.to_string(),
                         source: e,
                     })?;
-                    h.update(&chunk);
+                    sha2::Digest::update(&mut h, &chunk);
                 }
                 Digest::from_hasher(h)
             }
@@ -223,6 +250,22 @@ impl Registry {
         }
         self.storage.upload_commit(id, digest).await?;
         self.sessions_map().remove(id);
+        self.use_committed_blob(repo, digest).await
+    }
+
+    /// Links a blob an upload just stored into `repo`, once it is safe from a concurrent gc
+    /// (`services::gc`): on S3, a commit of content that was already there only touches it.
+    async fn use_committed_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        if self.use_written_blob(digest).await?.is_none() {
+            return Err(RegistryError::BlobUploadInvalid(format!(
+                "blob {digest} was garbage-collected on another server as this upload finished \
+                 (it had been stored before and was unused): upload it again"
+            )));
+        }
         self.link_blob(repo, digest).await
     }
 
@@ -244,7 +287,7 @@ impl Registry {
             self.sessions_map().remove(id);
         }
         match result {
-            Ok(_) => self.link_blob(repo, digest).await,
+            Ok(_) => self.use_committed_blob(repo, digest).await,
             Err(StorageError::DigestMismatch { actual, .. }) => Err(RegistryError::DigestInvalid(
                 format!("upload has digest {actual}, not {digest}"),
             )),

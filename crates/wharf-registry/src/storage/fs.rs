@@ -5,6 +5,9 @@
 //! <root>/uploads/<id>/data, info                upload sessions
 //! <root>/repositories/...                       metadata documents (keys map to paths)
 //! <root>/tmp/                                   temporary files, renamed into place
+//! <root>/aside/<hex>                             a blob gc is deleting (renamed out of sight
+//!                                                until it decides; see `services::gc`)
+//! <root>/_gc/...                                 gc's deletion flags (metadata documents)
 //! ```
 //!
 //! Every visible file appears by `rename(2)` from `tmp/` (or from an upload's `data`) after an
@@ -128,6 +131,19 @@ fn rename_into_place(from: &Path, to: &Path) -> Result<(), StorageError> {
     fsync_dir(parent)
 }
 
+/// [`rename_into_place`], or false when `from` does not exist.
+fn rename_if_there(from: &Path, to: &Path) -> Result<bool, StorageError> {
+    match rename_into_place(from, to) {
+        Ok(()) => Ok(true),
+        Err(StorageError::Io { source, .. })
+            if source.kind() == io::ErrorKind::NotFound && !from.exists() =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn not_found_is_none<T>(r: io::Result<T>) -> io::Result<Option<T>> {
     match r {
         Ok(v) => Ok(Some(v)),
@@ -172,7 +188,7 @@ impl FsStorage {
     /// Opens (creating if needed) a storage root.
     pub fn open(root: impl Into<PathBuf>) -> Result<FsStorage, StorageError> {
         let root = root.into();
-        for sub in ["blobs/sha256", "uploads", "repositories", "tmp"] {
+        for sub in ["blobs/sha256", "uploads", "repositories", "tmp", "aside"] {
             let dir = root.join(sub);
             fs::create_dir_all(&dir).map_err(io_err("create folder", &dir))?;
         }
@@ -186,6 +202,10 @@ impl FsStorage {
     fn blob_path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
         self.root.join("blobs/sha256").join(&hex[..2]).join(hex)
+    }
+
+    fn aside_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("aside").join(digest.hex())
     }
 
     fn upload_dir(&self, id: &str) -> Result<PathBuf, StorageError> {
@@ -305,6 +325,39 @@ impl Storage for FsStorage {
             Ok(not_found_is_none(fs::remove_file(&path))
                 .map_err(io_err("remove", &path))?
                 .is_some())
+        })
+        .await
+    }
+
+    async fn blob_set_aside(&self, digest: &Digest) -> Result<bool, StorageError> {
+        // A rename keeps the inode, so a touch that opened the blob before still lands on it.
+        let (from, to) = (self.blob_path(digest), self.aside_path(digest));
+        blocking(move || rename_if_there(&from, &to)).await
+    }
+
+    async fn blob_aside_last_use(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<SystemTime>, StorageError> {
+        let path = self.aside_path(digest);
+        blocking(move || {
+            let meta = not_found_is_none(fs::metadata(&path)).map_err(io_err("stat", &path))?;
+            Ok(meta.map(|m| info_of(&m).modified))
+        })
+        .await
+    }
+
+    async fn blob_restore(&self, digest: &Digest) -> Result<(), StorageError> {
+        // Over a copy stored meanwhile is harmless: the same verified bytes.
+        let (from, to) = (self.aside_path(digest), self.blob_path(digest));
+        blocking(move || rename_if_there(&from, &to).map(|_| ())).await
+    }
+
+    async fn blob_drop_aside(&self, digest: &Digest) -> Result<(), StorageError> {
+        let path = self.aside_path(digest);
+        blocking(move || {
+            not_found_is_none(fs::remove_file(&path)).map_err(io_err("remove", &path))?;
+            Ok(())
         })
         .await
     }
@@ -475,6 +528,10 @@ impl Storage for FsStorage {
             else {
                 return Err(StorageError::UploadUnknown(id));
             };
+            // Its time is its last write, which may be long ago (an upload left idle before
+            // its closing request): a blob is new when it appears, or gc may take it at once.
+            file.set_modified(SystemTime::now())
+                .map_err(io_err("touch", &data))?;
             file.sync_all().map_err(io_err("fsync", &data))?;
             drop(file);
             // Renaming over an existing blob (a concurrent push of the same content) is atomic

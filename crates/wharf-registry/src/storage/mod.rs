@@ -99,6 +99,22 @@ pub trait Storage: Send + Sync + 'static {
     /// Marks a blob as recently used, so a concurrent gc keeps it (see `services::gc`).
     async fn blob_touch(&self, digest: &Digest) -> Result<(), StorageError>;
     async fn blob_delete(&self, digest: &Digest) -> Result<bool, StorageError>;
+    /// gc's revocable delete, step 1: moves the blob out of sight (reads, touches and
+    /// [`Storage::blob_info`] no longer find it) to a place of its own, keeping what
+    /// [`Storage::blob_aside_last_use`] needs. Returns false when there was no blob. Followed by
+    /// [`Storage::blob_restore`] or [`Storage::blob_drop_aside`] (see `services::gc`).
+    async fn blob_set_aside(&self, digest: &Digest) -> Result<bool, StorageError>;
+    /// The last use of a blob set aside, including a touch that raced with setting it aside;
+    /// `None` when nothing of that digest is set aside.
+    async fn blob_aside_last_use(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<SystemTime>, StorageError>;
+    /// Puts a blob set aside back where it was (if the same content was stored there meanwhile,
+    /// that copy stays); nothing when nothing is set aside.
+    async fn blob_restore(&self, digest: &Digest) -> Result<(), StorageError>;
+    /// Deletes a blob set aside, for good; never the blob stored under its name meanwhile.
+    async fn blob_drop_aside(&self, digest: &Digest) -> Result<(), StorageError>;
     async fn blob_list(&self) -> Result<Vec<(Digest, ObjectInfo)>, StorageError>;
     /// A URL the client may fetch the blob from itself with `method` (GET or HEAD), instead of
     /// through the registry (S3's presigned URLs); `None` streams it (the default).
@@ -128,6 +144,25 @@ pub trait Storage: Send + Sync + 'static {
         data: ByteStream,
     ) -> Result<u64, StorageError>;
     async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError>;
+    /// Keeps `state`, the hash of the upload's first `offset` bytes, with the session, so the
+    /// server that gets its next request continues hashing instead of reading it all back at
+    /// commit. Only where [`Storage::shared_between_servers`]; elsewhere nothing is kept.
+    async fn upload_save_hash(
+        &self,
+        _id: &str,
+        _offset: u64,
+        _state: Bytes,
+    ) -> Result<(), StorageError> {
+        Ok(())
+    }
+    /// The state [`Storage::upload_save_hash`] kept for exactly `offset` bytes, if any.
+    async fn upload_saved_hash(
+        &self,
+        _id: &str,
+        _offset: u64,
+    ) -> Result<Option<Bytes>, StorageError> {
+        Ok(None)
+    }
     /// Atomically makes the upload's content visible as blob `digest` (verified by the caller)
     /// and removes the session. Concurrent commits of the same digest are safe.
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError>;
@@ -160,13 +195,18 @@ pub trait Storage: Send + Sync + 'static {
     async fn clean_temporary(&self, older_than: SystemTime) -> Result<usize, StorageError>;
 }
 
+/// Where gc's own metadata documents live (its deletion flags), beside `repositories/`.
+pub(crate) const GC_META_ROOT: &str = "_gc";
+
 /// Defense in depth for metadata keys: they come from validated names, but never let one leave
-/// the `repositories/` tree or carry an empty, `.` or `..` component.
+/// the `repositories/` tree (or gc's [`GC_META_ROOT`]) or carry an empty, `.` or `..` component.
 pub(crate) fn valid_meta_key(key: &str) -> Result<(), StorageError> {
     let ok = key
         .split('/')
         .all(|c| !c.is_empty() && c != "." && c != ".." && !c.contains(['\\', '\0']))
-        && (key == "repositories" || key.starts_with("repositories/"));
+        && ["repositories", GC_META_ROOT]
+            .iter()
+            .any(|root| key == *root || key.strip_prefix(root).is_some_and(|r| r.starts_with('/')));
     if ok {
         Ok(())
     } else {

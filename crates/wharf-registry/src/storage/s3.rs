@@ -4,8 +4,13 @@
 //! <prefix>/blobs/sha256/<hex>              content, appears whole (PUT, copy or multipart complete)
 //! <prefix>/touch/sha256/<hex>              empty; its time is the blob's last use (S3 objects
 //!                                          cannot be touched), gc takes the later of the two
+//! <prefix>/aside/sha256/<hex>              a blob gc is deleting, copied out of sight until it
+//!                                          decides (see `services::gc`)
+//! <prefix>/_gc/...                         gc's deletion flags (metadata documents)
 //! <prefix>/uploads/<id>/info               an upload session's info document
 //! <prefix>/uploads/<id>/chunks/<offset>    its chunks, one object each, named by start offset
+//! <prefix>/uploads/<id>/hash-<offset>      the hash state of its first <offset> bytes, so the
+//!                                          replica that gets the next request goes on hashing
 //! <prefix>/multipart/<random>              a multipart upload in progress (key and id),
 //!                                          rewritten with every part, so upkeep can abort one
 //!                                          whose writer died
@@ -232,11 +237,50 @@ impl S3Storage {
         self.path(&format!("touch/sha256/{}", digest.hex()))
     }
 
+    fn aside_path(&self, digest: &Digest) -> Result<Path, StorageError> {
+        self.path(&format!("aside/sha256/{}", digest.hex()))
+    }
+
+    /// Copies the object `from` (of `size` bytes) to `to`: server-side when S3 allows it
+    /// (CopyObject stops at 5 GiB), else read back and written part by part.
+    async fn copy_object(&self, from: &Path, to: &Path, size: u64) -> Result<(), StorageError> {
+        if size <= COPY_LIMIT {
+            return self
+                .store
+                .copy(from, to)
+                .await
+                .map_err(|e| os_error("COPY", &self.name(to), e));
+        }
+        let got = self
+            .store
+            .get(from)
+            .await
+            .map_err(|e| os_error("GET", &self.name(from), e))?;
+        let stream: ByteStream = Box::pin(got.into_stream().map_err(io::Error::other));
+        let (_, stream_error) = self.write_stream(to, stream, false, None, None).await?;
+        match stream_error {
+            None => Ok(()),
+            Some(e) => {
+                let _ = self.delete_quietly(to).await;
+                Err(StorageError::Io {
+                    op: "copy",
+                    path: self.name(from),
+                    source: e,
+                })
+            }
+        }
+    }
+
     fn upload_path(&self, id: &str, rest: &str) -> Result<Path, StorageError> {
         if !valid_upload_id(id) {
             return Err(StorageError::UploadUnknown(id.to_string()));
         }
         self.path(&format!("uploads/{id}/{rest}"))
+    }
+
+    fn hash_path(&self, id: &str, offset: u64) -> Result<Path, StorageError> {
+        // Not a number: `upload_state` takes only numbers for chunks.
+        self.upload_path(id, &format!("hash-{offset:020}"))
     }
 
     fn chunk_path(&self, id: &str, offset: u64) -> Result<Path, StorageError> {
@@ -667,6 +711,56 @@ impl Storage for S3Storage {
         Ok(existed)
     }
 
+    async fn blob_set_aside(&self, digest: &Digest) -> Result<bool, StorageError> {
+        let (blob, aside) = (self.blob_path(digest)?, self.aside_path(digest)?);
+        let Some(meta) = self.head(&blob).await? else {
+            return Ok(false);
+        };
+        // The touch object stays: a touch racing with this lands there, and it is what
+        // `blob_aside_last_use` reads (the copy's own time is now, not the blob's).
+        match self.copy_object(&blob, &aside, meta.size).await {
+            Ok(()) => {}
+            // Gone meanwhile (another gc): nothing to set aside.
+            Err(StorageError::Io { .. }) if self.head(&blob).await?.is_none() => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        self.delete_quietly(&blob).await?;
+        Ok(true)
+    }
+
+    async fn blob_aside_last_use(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<SystemTime>, StorageError> {
+        let (aside, touch) = (self.aside_path(digest)?, self.touch_path(digest)?);
+        if self.head(&aside).await?.is_none() {
+            return Ok(None);
+        }
+        // gc sets a blob aside only after finding its last use old: only a touch can be newer.
+        let touched = self.head(&touch).await?.map(|t| info_of(&t).modified);
+        Ok(Some(touched.unwrap_or(SystemTime::UNIX_EPOCH)))
+    }
+
+    async fn blob_restore(&self, digest: &Digest) -> Result<(), StorageError> {
+        let (blob, aside) = (self.blob_path(digest)?, self.aside_path(digest)?);
+        let Some(meta) = self.head(&aside).await? else {
+            return Ok(());
+        };
+        if self.head(&blob).await?.is_none() {
+            self.copy_object(&aside, &blob, meta.size).await?;
+        }
+        self.delete_quietly(&aside).await
+    }
+
+    async fn blob_drop_aside(&self, digest: &Digest) -> Result<(), StorageError> {
+        self.delete_quietly(&self.aside_path(digest)?).await?;
+        // The touch object belongs to the blob stored under this name meanwhile, if any.
+        if self.head(&self.blob_path(digest)?).await?.is_none() {
+            self.delete_quietly(&self.touch_path(digest)?).await?;
+        }
+        Ok(())
+    }
+
     async fn blob_list(&self) -> Result<Vec<(Digest, ObjectInfo)>, StorageError> {
         let (blob_dir, touch_dir) = (self.path("blobs/sha256")?, self.path("touch/sha256")?);
         let (blobs, touches) = tokio::join!(self.list_all(&blob_dir), self.list_all(&touch_dir));
@@ -791,6 +885,32 @@ impl Storage for S3Storage {
         Ok(self.chunks_stream(chunks))
     }
 
+    async fn upload_save_hash(
+        &self,
+        id: &str,
+        offset: u64,
+        state: Bytes,
+    ) -> Result<(), StorageError> {
+        self.put_bytes(&self.hash_path(id, offset)?, state).await
+    }
+
+    async fn upload_saved_hash(
+        &self,
+        id: &str,
+        offset: u64,
+    ) -> Result<Option<Bytes>, StorageError> {
+        let path = self.hash_path(id, offset)?;
+        match self.store.get(&path).await {
+            Ok(got) => got
+                .bytes()
+                .await
+                .map(Some)
+                .map_err(|e| os_error("GET", &self.name(&path), e)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(os_error("GET", &self.name(&path), e)),
+        }
+    }
+
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError> {
         let Some((_, chunks)) = self.upload_state(id).await? else {
             return Err(StorageError::UploadUnknown(id.to_string()));
@@ -868,7 +988,12 @@ impl Storage for S3Storage {
                 size: 0,
                 modified: info.modified,
             });
-            if meta.location.filename() != Some("info") {
+            // Chunks only (named by their offset), not the info document or hash states.
+            if meta
+                .location
+                .filename()
+                .is_some_and(|n| n.parse::<u64>().is_ok())
+            {
                 entry.size += info.size;
             }
             entry.modified = entry.modified.max(info.modified);
