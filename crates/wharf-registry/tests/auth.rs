@@ -383,7 +383,7 @@ async fn mount_works_with_a_token_for_the_scopes_its_challenge_names() {
     let reg = registry(TOKEN, &[("alice", "pw")]);
     let alice = Some(("alice", "pw"));
     let blob = b"a layer both repositories share";
-    let digest = format!("sha256:{:x}", sha2::Sha256::digest(blob));
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(blob)));
     push_base_blob(&reg, blob, &digest).await;
 
     let mount = format!("/v2/team/app/blobs/uploads/?mount={digest}&from=team/base");

@@ -8,9 +8,9 @@
 pub mod blobs;
 pub mod gc;
 pub mod manifests;
-mod resumable_sha256;
 mod sessions;
 pub mod tags;
+mod upload_hasher;
 pub mod uploads;
 
 pub use crate::limits::Limits;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::error::RegistryError;
 use crate::limits::Limits;
 use crate::names::RepoName;
-use crate::services::resumable_sha256::UploadHasher;
+use crate::services::upload_hasher::UploadHasher;
 
 /// The in-memory state of one upload session.
 #[derive(Debug)]

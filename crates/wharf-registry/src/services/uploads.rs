@@ -17,8 +17,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
-use crate::services::resumable_sha256::UploadHasher;
 use crate::services::sessions::{Sessions, UploadSession, VANISHED_GRACE};
+use crate::services::upload_hasher::UploadHasher;
 use crate::services::{Registry, keys};
 use crate::storage::{ByteStream, StorageError};
 
