@@ -26,40 +26,6 @@ struct SessionInfo {
     subject: String,
 }
 
-/// Chunks queued between the request body and the hashing thread.
-const HASH_QUEUE_DEPTH: usize = 16;
-
-/// Passes every chunk of `stream` on unchanged and feeds it, in order, to `hasher` on a
-/// blocking thread; the task returns the hasher once the stream is dropped. sha256 was half the
-/// server's CPU on a large upload: done inline it ran in turn with reading the socket on one
-/// task, on its own thread it overlaps with it. With no hasher the stream is returned as is.
-pub(crate) fn hash_in_background(
-    stream: ByteStream,
-    hasher: Option<Sha256>,
-) -> (ByteStream, tokio::task::JoinHandle<Option<Sha256>>) {
-    let Some(mut hasher) = hasher else {
-        return (stream, tokio::task::spawn(async { None }));
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE_DEPTH);
-    let task = tokio::task::spawn_blocking(move || {
-        while let Some(chunk) = rx.blocking_recv() {
-            hasher.update(&chunk);
-        }
-        Some(hasher)
-    });
-    let stream = stream.then(move |item| {
-        let tx = tx.clone();
-        async move {
-            if let Ok(chunk) = &item {
-                // Fails only if the hashing thread died; its join error then drops the hash.
-                let _ = tx.send(chunk.clone()).await;
-            }
-            item
-        }
-    });
-    (Box::pin(stream), task)
-}
-
 impl Registry {
     /// Opens a new upload session in `repo` for `subject` (the user, or the client address
     /// when anonymous); returns its id. Refused with `TOOMANYREQUESTS` when the subject, the
@@ -329,15 +295,12 @@ async fn append_locked(
             });
         }
     }
-    let (body, hashed) = hash_in_background(body, session.hasher.take());
     let result = registry
         .storage
-        .upload_append(&session.id, session.size, body)
+        .upload_append_hashed(&session.id, session.size, body, session.hasher.take())
         .await;
-    // The body stream is dropped by now, so the hashing thread has seen every chunk and ends.
-    let hasher = hashed.await.ok().flatten();
     match result {
-        Ok(size) => {
+        Ok((size, hasher)) => {
             session.size = size;
             session.hasher = hasher;
             Ok(size)

@@ -1,0 +1,274 @@
+//! Appending to an upload's file on the filesystem: each chunk is hashed, copied into a large
+//! page-aligned block while it is still in the CPU's cache, and the blocks are written by a
+//! second thread with `O_DIRECT`.
+//!
+//! Why: on a 256 MiB upload the kernel's copy of every byte into the page cache cost as much CPU
+//! as sha256 itself (perf: `copy_folio_from_iter_atomic` 29 %, `digest_blocks` 30 %), and the
+//! commit has to get all of it onto the disk anyway (fsync before the rename). With `O_DIRECT`
+//! the disk reads the blocks straight from our memory, and the upload's data is on the disk
+//! while it arrives. A filesystem that refuses `O_DIRECT`, an append that starts at an unaligned
+//! offset, and the unaligned tail of an append go through the page cache instead (flushed in the
+//! background as they grow, so the commit's fsync finds little left to do).
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use bytes::Bytes;
+use sha2::{Digest as _, Sha256};
+
+/// What `O_DIRECT` needs the buffer address, file offset and length to be multiples of (the
+/// device's logical block size: 512 or 4096 on the devices we meet).
+pub(super) const DIRECT_ALIGN: u64 = 4096;
+/// One write to the disk. `dd oflag=direct` on the reference VM: 1.5-1.6 GB/s with 4-8 MiB
+/// writes, 1.0-1.4 GB/s with 1 MiB ones.
+const BLOCK_SIZE: usize = 4 * 1024 * 1024;
+/// Blocks per append: one being filled, one being written, one queued, so hashing does not wait
+/// for the disk unless the disk is slower than hashing.
+const BLOCKS: usize = 3;
+/// Page-cache bytes written between background flushes (see [`BackgroundFlusher`]).
+const EARLY_FLUSH_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Opens `path` for `O_DIRECT` writes, or `None` where the filesystem does not allow them.
+pub(super) fn open_direct(path: &Path) -> Option<File> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(
+        path,
+        OFlags::WRONLY | OFlags::DIRECT | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()
+    .map(File::from)
+}
+
+/// Appends every chunk `chunks` delivers to `file` (whose length is `offset`), feeding it to
+/// `hasher` first; `direct`, if given, is the same file opened by [`open_direct`]. Returns the
+/// number of bytes written, stopping at the first write error, and the hasher. Chunks already
+/// received when the sender goes away (a body cut off mid-upload) are written too: they stay in
+/// the session for the client to resume after.
+pub(super) fn append(
+    file: File,
+    direct: Option<File>,
+    offset: u64,
+    mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    mut hasher: Option<Sha256>,
+) -> (io::Result<u64>, Option<Sha256>) {
+    std::thread::scope(|scope| {
+        let (full_tx, full_rx) = sync_channel::<AlignedBlock>(1);
+        let (free_tx, free_rx) = sync_channel::<AlignedBlock>(BLOCKS);
+        let writer = std::thread::Builder::new()
+            .name("upload-write".into())
+            .spawn_scoped(scope, move || {
+                write_blocks(Sink::new(file, direct, offset), full_rx, free_tx)
+            });
+        let writer = match writer {
+            Ok(writer) => writer,
+            Err(e) => return (Err(e), None),
+        };
+        let mut block = AlignedBlock::new();
+        let mut allocated = 1;
+        'receive: while let Some(chunk) = chunks.blocking_recv() {
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&chunk);
+            }
+            let mut rest = &chunk[..];
+            while !rest.is_empty() {
+                rest = &rest[block.fill(rest)..];
+                if block.is_full() {
+                    let next = match free_rx.try_recv() {
+                        Ok(free) => free,
+                        Err(_) if allocated < BLOCKS => {
+                            allocated += 1;
+                            AlignedBlock::new()
+                        }
+                        Err(_) => match free_rx.recv() {
+                            Ok(free) => free,
+                            Err(_) => break 'receive, // the writer failed
+                        },
+                    };
+                    if full_tx.send(std::mem::replace(&mut block, next)).is_err() {
+                        break 'receive;
+                    }
+                }
+            }
+        }
+        // Stop the body's sender at once if the writer failed (it sees the channel closed).
+        drop(chunks);
+        if block.len > 0 {
+            let _ = full_tx.send(block);
+        }
+        drop(full_tx);
+        let written = writer
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the upload writer thread panicked")));
+        (written, hasher)
+    })
+}
+
+/// The writer thread: writes the full blocks in order and hands them back for reuse.
+fn write_blocks(
+    mut sink: Sink,
+    full: Receiver<AlignedBlock>,
+    free: SyncSender<AlignedBlock>,
+) -> io::Result<u64> {
+    for mut block in full {
+        sink.write(block.filled())?;
+        block.len = 0;
+        // Never full (at most BLOCKS blocks exist); closed only once the filler is done.
+        let _ = free.try_send(block);
+    }
+    Ok(sink.written)
+}
+
+/// A `BLOCK_SIZE` buffer starting at a `DIRECT_ALIGN` address, filled from its start.
+struct AlignedBlock {
+    memory: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBlock {
+    fn new() -> AlignedBlock {
+        let align = DIRECT_ALIGN as usize;
+        let memory = vec![0u8; BLOCK_SIZE + align];
+        let start = (align - memory.as_ptr() as usize % align) % align;
+        AlignedBlock {
+            memory,
+            start,
+            len: 0,
+        }
+    }
+
+    /// Copies as much of `data` as fits; returns how much.
+    fn fill(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(BLOCK_SIZE - self.len);
+        let at = self.start + self.len;
+        self.memory[at..at + n].copy_from_slice(&data[..n]);
+        self.len += n;
+        n
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == BLOCK_SIZE
+    }
+
+    fn filled(&self) -> &[u8] {
+        &self.memory[self.start..self.start + self.len]
+    }
+}
+
+/// Where the blocks go: through the `O_DIRECT` handle while it works and the offset is aligned,
+/// else (and for an unaligned tail) through the page cache.
+struct Sink {
+    buffered: File,
+    direct: Option<File>,
+    offset: u64,
+    written: u64,
+    flusher: Option<BackgroundFlusher>,
+    unflushed: u64,
+}
+
+impl Sink {
+    fn new(buffered: File, direct: Option<File>, offset: u64) -> Sink {
+        Sink {
+            buffered,
+            direct,
+            offset,
+            written: 0,
+            flusher: None,
+            unflushed: 0,
+        }
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+        let aligned_len = data.len() - data.len() % DIRECT_ALIGN as usize;
+        if let Some(direct) = &self.direct {
+            if aligned_len > 0 && self.offset % DIRECT_ALIGN == 0 {
+                match direct.write_at(&data[..aligned_len], self.offset) {
+                    Ok(n) => {
+                        self.advance(n);
+                        data = &data[n..];
+                        // A short write (a full disk, say) leaves an unaligned offset: the rest,
+                        // and the error if there is one, go through the page cache.
+                        if n < aligned_len {
+                            self.direct = None;
+                        }
+                    }
+                    // Alignment stricter than ours, or no O_DIRECT after all: page cache from
+                    // here on (its error, if any, is the one to report).
+                    Err(_) => self.direct = None,
+                }
+            }
+        }
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.buffered.write_all_at(data, self.offset)?;
+        self.advance(data.len());
+        self.unflushed += data.len() as u64;
+        if self.unflushed >= EARLY_FLUSH_BYTES {
+            self.flusher
+                .get_or_insert_with(|| BackgroundFlusher::new(&self.buffered))
+                .flush_soon();
+            self.unflushed = 0;
+        }
+        Ok(())
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.offset += n as u64;
+        self.written += n as u64;
+    }
+}
+
+/// Flushes a file's data to disk on its own thread, on request, while writes go on. The commit
+/// must fsync the whole upload before the rename; flushing page-cache writes as they arrive
+/// overlaps that disk work with the network instead of paying all of it at the end (a 256 MiB
+/// upload spent half its time in that fsync). Only a speed aid: durability still comes from the
+/// fsync at commit, so a failed flush here is ignored.
+struct BackgroundFlusher {
+    request: Option<SyncSender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundFlusher {
+    fn new(file: &File) -> BackgroundFlusher {
+        let Ok(file) = file.try_clone() else {
+            return BackgroundFlusher {
+                request: None,
+                thread: None,
+            };
+        };
+        let (tx, rx) = sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("upload-flush".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    let _ = file.sync_data();
+                }
+            })
+            .ok();
+        BackgroundFlusher {
+            request: thread.as_ref().map(|_| tx),
+            thread,
+        }
+    }
+
+    /// Asks for a flush; dropped when one is already pending (it will cover these bytes too).
+    fn flush_soon(&self) {
+        if let Some(tx) = &self.request {
+            let _ = tx.try_send(());
+        }
+    }
+}
+
+impl Drop for BackgroundFlusher {
+    fn drop(&mut self) {
+        self.request = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
