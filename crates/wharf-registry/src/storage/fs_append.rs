@@ -272,3 +272,138 @@ impl Drop for BackgroundFlusher {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use bytes::Bytes;
+    use sha2::{Digest as _, Sha256};
+
+    use super::BLOCK_SIZE;
+    use crate::storage::fs::FsStorage;
+    use crate::storage::{ByteStream, Storage, StorageError};
+
+    /// Deterministic, incompressible-looking bytes.
+    fn content(len: usize) -> Vec<u8> {
+        let mut state = 0x2545_f491_u32;
+        (0..len)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                state as u8
+            })
+            .collect()
+    }
+
+    /// `data` in chunks of `chunk` bytes (the last one shorter), then `tail` if given.
+    fn chunked(data: &[u8], chunk: usize, tail: Option<io::Error>) -> ByteStream {
+        let mut items: Vec<Result<Bytes, io::Error>> = data
+            .chunks(chunk)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        items.extend(tail.map(Err));
+        Box::pin(futures_util::stream::iter(items))
+    }
+
+    async fn session(storage: &FsStorage) -> &'static str {
+        let id = "0123456789abcdef";
+        storage
+            .upload_create(id, Bytes::from_static(b"{}"))
+            .await
+            .expect("create");
+        id
+    }
+
+    fn stored(storage: &FsStorage, id: &str) -> Vec<u8> {
+        std::fs::read(storage.root().join("uploads").join(id).join("data")).expect("read")
+    }
+
+    /// Several whole blocks, chunks that straddle block boundaries, an unaligned tail: the file
+    /// holds exactly the bytes in order and the hash is theirs.
+    #[tokio::test]
+    async fn chunks_across_block_boundaries_are_stored_and_hashed_in_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = FsStorage::open(dir.path()).expect("open");
+        let id = session(&storage).await;
+        let data = content(2 * BLOCK_SIZE + 3 * 4096 + 123);
+        let (size, hasher) = storage
+            .upload_append_hashed(id, 0, chunked(&data, 100_003, None), Some(Sha256::new()))
+            .await
+            .expect("append");
+        assert_eq!(size, data.len() as u64);
+        assert_eq!(
+            hasher.expect("hasher").finalize(),
+            Sha256::digest(&data),
+            "hash of what was appended"
+        );
+        assert!(stored(&storage, id) == data, "stored bytes differ");
+    }
+
+    /// A second append continues at the unaligned end of the first one (the page-cache path),
+    /// a third at an aligned end again.
+    #[tokio::test]
+    async fn appends_at_unaligned_and_aligned_offsets_continue_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = FsStorage::open(dir.path()).expect("open");
+        let id = session(&storage).await;
+        let data = content(3 * BLOCK_SIZE);
+        let cuts = [0, 5, BLOCK_SIZE, data.len()];
+        for pair in cuts.windows(2) {
+            let part = &data[pair[0]..pair[1]];
+            let (size, _) = storage
+                .upload_append_hashed(id, pair[0] as u64, chunked(part, 65_536, None), None)
+                .await
+                .expect("append");
+            assert_eq!(size, pair[1] as u64);
+        }
+        assert!(stored(&storage, id) == data, "stored bytes differ");
+    }
+
+    /// A body cut off mid-block: everything received is stored (the client resumes after it),
+    /// the error says the body failed, and a wrong offset is refused.
+    #[tokio::test]
+    async fn a_cut_body_keeps_what_arrived_and_the_upload_resumes_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = FsStorage::open(dir.path()).expect("open");
+        let id = session(&storage).await;
+        let data = content(2 * BLOCK_SIZE);
+        let received = BLOCK_SIZE + 70_001;
+        let cut = io::Error::new(io::ErrorKind::ConnectionReset, "client went away");
+        let result = storage
+            .upload_append_hashed(
+                id,
+                0,
+                chunked(&data[..received], 30_000, Some(cut)),
+                Some(Sha256::new()),
+            )
+            .await;
+        assert!(
+            matches!(result, Err(StorageError::Stream(_))),
+            "{:?}",
+            result.map(|(size, _)| size)
+        );
+        let (_, info) = storage
+            .upload_info(id)
+            .await
+            .expect("info")
+            .expect("session");
+        assert_eq!(info.size, received as u64);
+        assert!(
+            matches!(
+                storage
+                    .upload_append(id, 0, chunked(&data, 4096, None))
+                    .await,
+                Err(StorageError::OffsetMismatch { .. })
+            ),
+            "an append must start where the upload ends"
+        );
+        let size = storage
+            .upload_append(id, received as u64, chunked(&data[received..], 4096, None))
+            .await
+            .expect("resume");
+        assert_eq!(size, data.len() as u64);
+        assert!(stored(&storage, id) == data, "stored bytes differ");
+    }
+}
