@@ -96,7 +96,7 @@ pub(super) fn append(
         }
         // Stop the body's sender at once if the writer failed (it sees the channel closed).
         drop(chunks);
-        if block.len > 0 {
+        if block.len() > 0 {
             let _ = full_tx.send(block);
         }
         drop(full_tx);
@@ -115,47 +115,50 @@ fn write_blocks(
 ) -> io::Result<u64> {
     for mut block in full {
         sink.write(block.filled())?;
-        block.len = 0;
+        block.clear();
         // Never full (at most BLOCKS blocks exist); closed only once the filler is done.
         let _ = free.try_send(block);
     }
     Ok(sink.written)
 }
 
-/// A `BLOCK_SIZE` buffer starting at a `DIRECT_ALIGN` address, filled from its start.
+/// A `BLOCK_SIZE` buffer starting at a `DIRECT_ALIGN` address, filled from its start. Its
+/// memory is reserved, not zeroed: a small upload touches only the pages it fills.
 struct AlignedBlock {
     memory: Vec<u8>,
     start: usize,
-    len: usize,
 }
 
 impl AlignedBlock {
     fn new() -> AlignedBlock {
         let align = DIRECT_ALIGN as usize;
-        let memory = vec![0u8; BLOCK_SIZE + align];
+        let mut memory = Vec::with_capacity(BLOCK_SIZE + align);
         let start = (align - memory.as_ptr() as usize % align) % align;
-        AlignedBlock {
-            memory,
-            start,
-            len: 0,
-        }
+        memory.resize(start, 0);
+        AlignedBlock { memory, start }
+    }
+
+    fn len(&self) -> usize {
+        self.memory.len() - self.start
     }
 
     /// Copies as much of `data` as fits; returns how much.
     fn fill(&mut self, data: &[u8]) -> usize {
-        let n = data.len().min(BLOCK_SIZE - self.len);
-        let at = self.start + self.len;
-        self.memory[at..at + n].copy_from_slice(&data[..n]);
-        self.len += n;
+        let n = data.len().min(BLOCK_SIZE - self.len());
+        self.memory.extend_from_slice(&data[..n]);
         n
     }
 
     fn is_full(&self) -> bool {
-        self.len == BLOCK_SIZE
+        self.len() == BLOCK_SIZE
     }
 
     fn filled(&self) -> &[u8] {
-        &self.memory[self.start..self.start + self.len]
+        &self.memory[self.start..]
+    }
+
+    fn clear(&mut self) {
+        self.memory.truncate(self.start);
     }
 }
 
