@@ -15,6 +15,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
@@ -28,6 +29,10 @@ const BLOCK_SIZE: usize = 4 * 1024 * 1024;
 /// Blocks per append: one being filled, one being written, one queued, so hashing does not wait
 /// for the disk unless the disk is slower than hashing.
 const BLOCKS: usize = 3;
+/// Blocks kept for the next upload once one ends. Without them, every blocking thread that had
+/// run an upload kept its blocks' memory in its own malloc arena: 60-80 MiB resident after the
+/// registry bench instead of 23 (freed memory of that size stays with the arena it came from).
+const SPARE_BLOCKS_MAX: usize = BLOCKS;
 /// Page-cache bytes written between background flushes (see [`BackgroundFlusher`]).
 const EARLY_FLUSH_BYTES: u64 = 8 * 1024 * 1024;
 
@@ -67,7 +72,7 @@ pub(super) fn append(
             Ok(writer) => writer,
             Err(e) => return (Err(e), None),
         };
-        let mut block = AlignedBlock::new();
+        let mut block = AlignedBlock::take();
         let mut allocated = 1;
         'receive: while let Some(chunk) = chunks.blocking_recv() {
             if let Some(hasher) = hasher.as_mut() {
@@ -81,7 +86,7 @@ pub(super) fn append(
                         Ok(free) => free,
                         Err(_) if allocated < BLOCKS => {
                             allocated += 1;
-                            AlignedBlock::new()
+                            AlignedBlock::take()
                         }
                         Err(_) => match free_rx.recv() {
                             Ok(free) => free,
@@ -103,6 +108,7 @@ pub(super) fn append(
         let written = writer
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the upload writer thread panicked")));
+        free_rx.try_iter().for_each(AlignedBlock::give_back);
         (written, hasher)
     })
 }
@@ -129,7 +135,28 @@ struct AlignedBlock {
     start: usize,
 }
 
+/// See [`SPARE_BLOCKS_MAX`].
+static SPARE_BLOCKS: Mutex<Vec<AlignedBlock>> = Mutex::new(Vec::new());
+
 impl AlignedBlock {
+    /// A spare block, or a new one.
+    fn take() -> AlignedBlock {
+        let spare = SPARE_BLOCKS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        spare.unwrap_or_else(AlignedBlock::new)
+    }
+
+    /// Keeps `block` for the next upload, if fewer than [`SPARE_BLOCKS_MAX`] are kept.
+    fn give_back(mut block: AlignedBlock) {
+        block.clear();
+        let mut spare = SPARE_BLOCKS.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < SPARE_BLOCKS_MAX {
+            spare.push(block);
+        }
+    }
+
     fn new() -> AlignedBlock {
         let align = DIRECT_ALIGN as usize;
         let mut memory = Vec::with_capacity(BLOCK_SIZE + align);
