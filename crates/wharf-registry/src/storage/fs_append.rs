@@ -103,6 +103,11 @@ pub(super) fn append(
         drop(chunks);
         if block.len() > 0 {
             let _ = full_tx.send(block);
+        } else {
+            // Kept, not freed: freeing a block this large raises glibc's mmap threshold above
+            // it, and from then on hyper's 400 KiB read buffers stay in the malloc arenas
+            // (29 MiB more resident after a few uploads).
+            AlignedBlock::give_back(block);
         }
         drop(full_tx);
         let written = writer
