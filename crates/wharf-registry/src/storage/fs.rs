@@ -30,9 +30,6 @@ use crate::names::Digest;
 
 /// Read size for streaming blobs out: large enough that per-chunk overhead is negligible.
 const READ_CHUNK: usize = 512 * 1024;
-/// Chunks in flight between the network side and the hashing and writing thread.
-const CHANNEL_DEPTH: usize = 16;
-
 #[derive(Debug, Clone)]
 pub struct FsStorage {
     root: PathBuf,
@@ -367,7 +364,7 @@ impl Storage for FsStorage {
         })
         .await?;
 
-        let (tx, rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
+        let (tx, rx) = fs_append::chunk_queue();
         let writer = tokio::task::spawn_blocking(move || {
             fs_append::append(file, direct, offset, rx, hasher)
         });

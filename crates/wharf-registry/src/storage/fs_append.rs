@@ -15,10 +15,13 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
+use tokio::sync::Semaphore;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 /// What `O_DIRECT` needs the buffer address, file offset and length to be multiples of (the
 /// device's logical block size: 512 or 4096 on the devices we meet).
@@ -35,6 +38,96 @@ const BLOCKS: usize = 3;
 const SPARE_BLOCKS_MAX: usize = BLOCKS;
 /// Page-cache bytes written between background flushes (see [`BackgroundFlusher`]).
 const EARLY_FLUSH_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Received bytes waiting to be hashed, at most: beyond it the request body waits.
+const QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// Room in the queue is given back in steps this large, so the body's side is woken once per
+/// step and not after every chunk: per-chunk wakeups, two thread switches each, were a tenth of
+/// the server's CPU on an upload (perf: `finish_task_switch`, eventfd writes, futexes).
+const ROOM_STEP: usize = 1024 * 1024;
+
+/// The queue from the request body (async) to the hashing thread, bounded in bytes.
+pub(super) fn chunk_queue() -> (ChunkSender, ChunkReceiver) {
+    let (chunks, receiver) = unbounded_channel();
+    let room = Arc::new(Semaphore::new(QUEUE_BYTES));
+    let sender = ChunkSender {
+        chunks,
+        room: room.clone(),
+    };
+    let receiver = ChunkReceiver {
+        chunks: receiver,
+        room,
+        unreleased: 0,
+        last_cost: 0,
+    };
+    (sender, receiver)
+}
+
+/// The room a chunk takes in the queue. Capped so that one huge chunk still fits while the
+/// receiver holds back less than a step.
+fn queue_cost(chunk: &Bytes) -> usize {
+    chunk.len().min(QUEUE_BYTES - ROOM_STEP)
+}
+
+pub(super) struct ChunkSender {
+    chunks: UnboundedSender<Bytes>,
+    room: Arc<Semaphore>,
+}
+
+impl ChunkSender {
+    /// Queues `chunk` once there is room; `Err` when the receiver is gone (the writer failed).
+    pub(super) async fn send(&self, chunk: Bytes) -> Result<(), Bytes> {
+        let Ok(cost) = u32::try_from(queue_cost(&chunk)) else {
+            return Err(chunk);
+        };
+        match self.room.acquire_many(cost).await {
+            Ok(permit) => permit.forget(),
+            Err(_) => return Err(chunk),
+        }
+        self.chunks.send(chunk).map_err(|e| e.0)
+    }
+}
+
+pub(super) struct ChunkReceiver {
+    chunks: UnboundedReceiver<Bytes>,
+    room: Arc<Semaphore>,
+    /// Room taken by chunks already processed, not yet given back.
+    unreleased: usize,
+    /// Room taken by the chunk returned last (processed once the next one is asked for).
+    last_cost: usize,
+}
+
+impl ChunkReceiver {
+    /// The next chunk, waiting for it; `None` once the sender is gone and the queue is empty.
+    fn blocking_recv(&mut self) -> Option<Bytes> {
+        self.unreleased += std::mem::take(&mut self.last_cost);
+        if self.unreleased >= ROOM_STEP {
+            self.release();
+        }
+        let chunk = match self.chunks.try_recv() {
+            Ok(chunk) => chunk,
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {
+                // About to sleep: the sender may have all the room.
+                self.release();
+                self.chunks.blocking_recv()?
+            }
+        };
+        self.last_cost = queue_cost(&chunk);
+        Some(chunk)
+    }
+
+    fn release(&mut self) {
+        self.room.add_permits(std::mem::take(&mut self.unreleased));
+    }
+}
+
+impl Drop for ChunkReceiver {
+    /// Wakes a sender waiting for room that will never come.
+    fn drop(&mut self) {
+        self.room.close();
+    }
+}
 
 /// Opens `path` for `O_DIRECT` writes, or `None` where the filesystem does not allow them.
 pub(super) fn open_direct(path: &Path) -> Option<File> {
@@ -57,7 +150,7 @@ pub(super) fn append(
     file: File,
     direct: Option<File>,
     offset: u64,
-    mut chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    mut chunks: ChunkReceiver,
     mut hasher: Option<Sha256>,
 ) -> (io::Result<u64>, Option<Sha256>) {
     std::thread::scope(|scope| {
@@ -315,7 +408,7 @@ mod tests {
     use bytes::Bytes;
     use sha2::{Digest as _, Sha256};
 
-    use super::BLOCK_SIZE;
+    use super::{BLOCK_SIZE, QUEUE_BYTES, ROOM_STEP, chunk_queue};
     use crate::storage::fs::FsStorage;
     use crate::storage::{ByteStream, Storage, StorageError};
 
@@ -440,5 +533,46 @@ mod tests {
             .expect("resume");
         assert_eq!(size, data.len() as u64);
         assert!(stored(&storage, id) == data, "stored bytes differ");
+    }
+
+    /// A chunk larger than the whole queue still goes through, between small ones.
+    #[tokio::test]
+    async fn a_chunk_larger_than_the_queue_is_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = FsStorage::open(dir.path()).expect("open");
+        let id = session(&storage).await;
+        let data = content(QUEUE_BYTES + BLOCK_SIZE + 10);
+        let parts = vec![
+            Ok(Bytes::copy_from_slice(&data[..10])),
+            Ok(Bytes::copy_from_slice(&data[10..QUEUE_BYTES + BLOCK_SIZE])),
+            Ok(Bytes::copy_from_slice(&data[QUEUE_BYTES + BLOCK_SIZE..])),
+        ];
+        let size = storage
+            .upload_append(id, 0, Box::pin(futures_util::stream::iter(parts)))
+            .await
+            .expect("append");
+        assert_eq!(size, data.len() as u64);
+        assert!(stored(&storage, id) == data, "stored bytes differ");
+    }
+
+    /// A body waiting for room in the queue is released, with its chunk refused, when the
+    /// hashing thread goes away (as it does when a write fails).
+    #[tokio::test]
+    async fn a_sender_waiting_for_room_fails_when_the_receiver_goes() {
+        let (sender, receiver) = chunk_queue();
+        let full = Bytes::from(vec![0u8; QUEUE_BYTES - ROOM_STEP]);
+        sender.send(full.clone()).await.expect("room for the first");
+        let waiting = tokio::spawn(async move { sender.send(full).await.is_err() });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "the second chunk must wait for room"
+        );
+        drop(receiver);
+        let refused = tokio::time::timeout(std::time::Duration::from_secs(30), waiting)
+            .await
+            .expect("the waiting send must end")
+            .expect("join");
+        assert!(refused, "the send must fail");
     }
 }
