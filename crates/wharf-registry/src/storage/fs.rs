@@ -20,9 +20,8 @@ use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
-
 use sha2::Sha256;
+use tokio::sync::mpsc;
 
 use super::fs_append::{self, DIRECT_ALIGN};
 use super::{ByteStream, ObjectInfo, Storage, StorageError, valid_meta_key};
