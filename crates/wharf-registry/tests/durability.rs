@@ -120,6 +120,81 @@ async fn interrupted_pushes_never_make_a_partial_blob_visible() {
     );
 }
 
+/// A push of several MiB cut off mid-body in its closing PUT (larger than the filesystem's 4 MiB
+/// write blocks, the cut inside one): no blob appears, the session reports what arrived, and
+/// the client finishes from there with a digest checked over the whole upload. Filesystem only:
+/// S3 takes a whole upload in its closing request straight to the blob, and a cut there leaves
+/// the session empty (see `put_whole_upload`).
+#[tokio::test]
+async fn a_big_push_cut_mid_body_resumes_from_what_arrived() {
+    let reg = registry();
+    let full: Vec<u8> = (0..9 * 1024 * 1024 + 321)
+        .map(|i: u32| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let digest = digest_of(&full);
+    let arrived = 5 * 1024 * 1024 + 777;
+    let location = reg
+        .call(Method::POST, "/v2/app/blobs/uploads/", &[], b"")
+        .await
+        .header("location")
+        .to_string();
+    let mut chunks: Vec<Result<Bytes, io::Error>> = full[..arrived]
+        .chunks(64 * 1024 + 1)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    chunks.push(Err(io::Error::new(
+        io::ErrorKind::ConnectionReset,
+        "client went away",
+    )));
+    let r = reg
+        .send(
+            Method::PUT,
+            &with_digest(&location, &digest),
+            &[],
+            Body::from_stream(futures_util::stream::iter(chunks)),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{digest}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let status = reg.get(&location).await;
+    assert_eq!(status.header("range"), format!("0-{}", arrived - 1));
+
+    let rest = format!("{arrived}-{}", full.len() - 1);
+    let r = reg
+        .send(
+            Method::PATCH,
+            &location,
+            &[("content-range", &rest)],
+            Body::from(full[arrived..].to_vec()),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = reg
+        .send(
+            Method::PUT,
+            &with_digest(&location, &digest),
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let got = reg.get(&format!("/v2/app/blobs/{digest}")).await;
+    assert!(got.body[..] == full[..], "the blob's bytes differ");
+}
+
 /// What a kill -9 leaves on the filesystem: a temporary file and an upload folder. Neither is
 /// ever served, and gc removes them once stale. (On S3: the multipart uploads of `s3.rs`.)
 #[tokio::test]

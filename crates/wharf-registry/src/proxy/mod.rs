@@ -32,9 +32,8 @@ use crate::error::RegistryError;
 use crate::names::{Digest, Reference, RepoName};
 use crate::services::manifests::StoredManifest;
 use crate::services::manifests::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
-use crate::services::uploads::hash_in_background;
 use crate::services::{Registry, keys};
-use crate::storage::{ByteStream, Storage, StorageError};
+use crate::storage::{ByteStream, Storage, StorageError, hash_in_background};
 
 /// Chunks queued between the upstream download and the storage write: enough that a slow disk
 /// (an fsync of the background flusher) does not hold the clients' bytes back. The chunks are

@@ -39,6 +39,17 @@ impl UploadHasher {
         self.shared.then(|| self.hasher.serialize().to_vec())
     }
 
+    /// The `sha2` hasher and whether replicas share the session, for a storage that hashes
+    /// where it writes the bytes (`Storage::upload_append_hashed`); [`Self::from_parts`] is
+    /// the way back.
+    pub fn into_parts(self) -> (Sha256, bool) {
+        (self.hasher, self.shared)
+    }
+
+    pub fn from_parts(hasher: Sha256, shared: bool) -> Self {
+        UploadHasher { hasher, shared }
+    }
+
     pub fn finish(self) -> Digest {
         Digest::from_hasher(self.hasher)
     }

@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
-use sha2::digest::Update;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::RegistryError;
@@ -29,40 +28,6 @@ struct SessionInfo {
     /// Who opened it (user, or client address when anonymous); absent in older sessions.
     #[serde(default)]
     subject: String,
-}
-
-/// Chunks queued between the request body and the hashing thread.
-const HASH_QUEUE_DEPTH: usize = 16;
-
-/// Passes every chunk of `stream` on unchanged and feeds it, in order, to `hasher` on a
-/// blocking thread; the task returns the hasher once the stream is dropped. sha256 was half the
-/// server's CPU on a large upload: done inline it ran in turn with reading the socket on one
-/// task, on its own thread it overlaps with it. With no hasher the stream is returned as is.
-pub(crate) fn hash_in_background<H: Update + Send + 'static>(
-    stream: ByteStream,
-    hasher: Option<H>,
-) -> (ByteStream, tokio::task::JoinHandle<Option<H>>) {
-    let Some(mut hasher) = hasher else {
-        return (stream, tokio::task::spawn(async { None }));
-    };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE_DEPTH);
-    let task = tokio::task::spawn_blocking(move || {
-        while let Some(chunk) = rx.blocking_recv() {
-            hasher.update(&chunk);
-        }
-        Some(hasher)
-    });
-    let stream = stream.then(move |item| {
-        let tx = tx.clone();
-        async move {
-            if let Ok(chunk) = &item {
-                // Fails only if the hashing thread died; its join error then drops the hash.
-                let _ = tx.send(chunk.clone()).await;
-            }
-            item
-        }
-    });
-    (Box::pin(stream), task)
 }
 
 impl Registry {
@@ -372,17 +337,17 @@ async fn append_locked(
             });
         }
     }
-    let (body, hashed) = hash_in_background(body, session.hasher.take());
+    let (hasher, shared) = session.hasher.take().map(UploadHasher::into_parts).unzip();
     let result = registry
         .storage
-        .upload_append(&session.id, session.size, body)
+        .upload_append_hashed(&session.id, session.size, body, hasher)
         .await;
-    // The body stream is dropped by now, so the hashing thread has seen every chunk and ends.
-    let hasher = hashed.await.ok().flatten();
     match result {
-        Ok(size) => {
+        Ok((size, hasher)) => {
             session.size = size;
-            session.hasher = hasher;
+            session.hasher = hasher
+                .zip(shared)
+                .map(|(hasher, shared)| UploadHasher::from_parts(hasher, shared));
             Ok(size)
         }
         Err(StorageError::UploadUnknown(_)) => Err(RegistryError::BlobUploadUnknown {

@@ -12,8 +12,9 @@
 //!
 //! Every visible file appears by `rename(2)` from `tmp/` (or from an upload's `data`) after an
 //! fsync, so a crash (even `kill -9`) leaves either the old state or the new one, never a partial
-//! blob or tag. Blocking file IO runs on tokio's blocking pool; big streams are moved through a
-//! bounded channel to a blocking thread so hashing/network and disk IO overlap without copies.
+//! blob or tag. Blocking file IO runs on tokio's blocking pool; an upload's bytes are moved
+//! through a bounded channel to a blocking thread that hashes them and hands large blocks to a
+//! writer thread (`O_DIRECT`, see `fs_append.rs`), so network, hashing and disk IO overlap.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -22,67 +23,15 @@ use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
+use sha2::Sha256;
 use tokio::sync::mpsc;
 
+use super::fs_append::{self, DIRECT_ALIGN};
 use super::{ByteStream, ObjectInfo, Storage, StorageError, valid_meta_key};
 use crate::names::Digest;
 
 /// Read size for streaming blobs out: large enough that per-chunk overhead is negligible.
 const READ_CHUNK: usize = 512 * 1024;
-/// Chunks in flight between the network side and the disk thread.
-const CHANNEL_DEPTH: usize = 16;
-/// Upload bytes written between background flushes. The commit must fsync the whole upload
-/// before the rename; flushing as the data arrives overlaps that disk work with the network
-/// instead of paying all of it at the end (a 256 MiB upload spent half its time in that fsync).
-const EARLY_FLUSH_BYTES: u64 = 8 * 1024 * 1024;
-
-/// Flushes a file's data to disk on its own thread, on request, while writes go on. Only a speed
-/// aid: durability still comes from the fsync at commit, so a failed flush here is ignored.
-struct BackgroundFlusher {
-    request: Option<std::sync::mpsc::SyncSender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl BackgroundFlusher {
-    fn new(file: &File) -> BackgroundFlusher {
-        let Ok(file) = file.try_clone() else {
-            return BackgroundFlusher {
-                request: None,
-                thread: None,
-            };
-        };
-        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
-        let thread = std::thread::Builder::new()
-            .name("upload-flush".into())
-            .spawn(move || {
-                while rx.recv().is_ok() {
-                    let _ = file.sync_data();
-                }
-            })
-            .ok();
-        BackgroundFlusher {
-            request: thread.as_ref().map(|_| tx),
-            thread,
-        }
-    }
-
-    /// Asks for a flush; dropped when one is already pending (it will cover these bytes too).
-    fn flush_soon(&self) {
-        if let Some(tx) = &self.request {
-            let _ = tx.try_send(());
-        }
-    }
-}
-
-impl Drop for BackgroundFlusher {
-    fn drop(&mut self) {
-        self.request = None;
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct FsStorage {
     root: PathBuf,
@@ -430,13 +379,24 @@ impl Storage for FsStorage {
         &self,
         id: &str,
         offset: u64,
-        mut data: ByteStream,
+        data: ByteStream,
     ) -> Result<u64, StorageError> {
+        let (size, _) = self.upload_append_hashed(id, offset, data, None).await?;
+        Ok(size)
+    }
+
+    async fn upload_append_hashed(
+        &self,
+        id: &str,
+        offset: u64,
+        mut data: ByteStream,
+        hasher: Option<Sha256>,
+    ) -> Result<(u64, Option<Sha256>), StorageError> {
         let path = self.upload_dir(id)?.join("data");
         let id_owned = id.to_string();
         let open_path = path.clone();
-        let file = blocking(move || {
-            let Some(file) = not_found_is_none(OpenOptions::new().append(true).open(&open_path))
+        let (file, direct) = blocking(move || {
+            let Some(file) = not_found_is_none(OpenOptions::new().write(true).open(&open_path))
                 .map_err(io_err("open", &open_path))?
             else {
                 return Err(StorageError::UploadUnknown(id_owned));
@@ -449,27 +409,16 @@ impl Storage for FsStorage {
                     actual,
                 });
             }
-            Ok(file)
+            let direct = (offset % DIRECT_ALIGN == 0)
+                .then(|| fs_append::open_direct(&open_path))
+                .flatten();
+            Ok((file, direct))
         })
         .await?;
 
-        let (tx, mut rx) = mpsc::channel::<Bytes>(CHANNEL_DEPTH);
-        let write_path = path.clone();
+        let (tx, rx) = fs_append::chunk_queue();
         let writer = tokio::task::spawn_blocking(move || {
-            let mut file = file;
-            let flusher = BackgroundFlusher::new(&file);
-            let mut written = 0u64;
-            let mut unflushed = 0u64;
-            while let Some(chunk) = rx.blocking_recv() {
-                file.write_all(&chunk)?;
-                written += chunk.len() as u64;
-                unflushed += chunk.len() as u64;
-                if unflushed >= EARLY_FLUSH_BYTES {
-                    flusher.flush_soon();
-                    unflushed = 0;
-                }
-            }
-            Ok::<u64, io::Error>(written)
+            fs_append::append(file, direct, offset, rx, hasher)
         });
         let mut stream_error = None;
         while let Some(item) = data.next().await {
@@ -487,18 +436,14 @@ impl Storage for FsStorage {
             }
         }
         drop(tx);
-        let written = match writer.await {
-            Ok(Ok(n)) => n,
-            Ok(Err(e)) => return Err(io_err("write", &write_path)(e)),
-            Err(join) => {
-                return Err(io_err("write", &write_path)(io::Error::other(
-                    join.to_string(),
-                )));
-            }
+        let (written, hasher) = match writer.await {
+            Ok(done) => done,
+            Err(join) => (Err(io::Error::other(join.to_string())), None),
         };
+        let written = written.map_err(io_err("write", &path))?;
         match stream_error {
             Some(e) => Err(StorageError::Stream(e)),
-            None => Ok(offset + written),
+            None => Ok((offset + written, hasher)),
         }
     }
 

@@ -12,6 +12,7 @@
 //! Digests are verified by the services (hashing on the fly), never trusted from the backend.
 
 pub mod fs;
+mod fs_append;
 pub mod s3;
 
 use std::io;
@@ -19,7 +20,8 @@ use std::pin::Pin;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest as _, Sha256};
 
 use crate::names::Digest;
 
@@ -143,6 +145,23 @@ pub trait Storage: Send + Sync + 'static {
         offset: u64,
         data: ByteStream,
     ) -> Result<u64, StorageError>;
+    /// [`Storage::upload_append`] that also feeds every byte it appends, in order, to `hasher`
+    /// and hands the hasher back. A backend may hash where it touches the bytes anyway (the
+    /// filesystem does, on its write thread); by default they are hashed on a thread of their
+    /// own. After an error the hasher is gone: it may have seen bytes that were not stored.
+    async fn upload_append_hashed(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+        hasher: Option<Sha256>,
+    ) -> Result<(u64, Option<Sha256>), StorageError> {
+        let (data, hashed) = hash_in_background(data, hasher);
+        let result = self.upload_append(id, offset, data).await;
+        // The stream is dropped by now, so the hashing thread has seen every chunk and ends.
+        let hasher = hashed.await.ok().flatten();
+        result.map(|size| (size, hasher))
+    }
     async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError>;
     /// Keeps `state`, the hash of the upload's first `offset` bytes, with the session, so the
     /// server that gets its next request continues hashing instead of reading it all back at
@@ -197,6 +216,40 @@ pub trait Storage: Send + Sync + 'static {
 
 /// Where gc's own metadata documents live (its deletion flags), beside `repositories/`.
 pub(crate) const GC_META_ROOT: &str = "_gc";
+
+/// Chunks queued between a stream and its hashing thread.
+const HASH_QUEUE_DEPTH: usize = 16;
+
+/// Passes every chunk of `stream` on unchanged and feeds it, in order, to `hasher` on a
+/// blocking thread; the task returns the hasher once the stream is dropped. sha256 was half the
+/// server's CPU on a large upload: done inline it ran in turn with reading the socket on one
+/// task, on its own thread it overlaps with it. With no hasher the stream is returned as is.
+pub(crate) fn hash_in_background(
+    stream: ByteStream,
+    hasher: Option<Sha256>,
+) -> (ByteStream, tokio::task::JoinHandle<Option<Sha256>>) {
+    let Some(mut hasher) = hasher else {
+        return (stream, tokio::task::spawn(async { None }));
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(HASH_QUEUE_DEPTH);
+    let task = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = rx.blocking_recv() {
+            hasher.update(&chunk);
+        }
+        Some(hasher)
+    });
+    let stream = stream.then(move |item| {
+        let tx = tx.clone();
+        async move {
+            if let Ok(chunk) = &item {
+                // Fails only if the hashing thread died; its join error then drops the hash.
+                let _ = tx.send(chunk.clone()).await;
+            }
+            item
+        }
+    });
+    (Box::pin(stream), task)
+}
 
 /// Defense in depth for metadata keys: they come from validated names, but never let one leave
 /// the `repositories/` tree (or gc's [`GC_META_ROOT`]) or carry an empty, `.` or `..` component.
