@@ -434,7 +434,8 @@ impl S3Storage {
                 }
                 writer.complete().await?;
             }
-            None if pending_len > 0 => {
+            // An empty blob is an object too (an empty upload chunk is not).
+            None if pending_len > 0 || verify.is_some() => {
                 let mode = if create_only {
                     PutMode::Create
                 } else {
