@@ -754,6 +754,12 @@ async fn gc_expires_cached_manifests_not_pulled_for_expire_unpulled() {
         .path()
         .join("repositories/hub/team/app/_proxy/pulled/sha256");
     wait_until_stored(&pulled).await;
+    // The answers end once the bytes are verified; the blobs are committed just after (under
+    // load, after gc had already run: it then found no layer to remove).
+    for digest in [digest_of(&f.manifest), f.layer_digest.clone()] {
+        let hex = &digest["sha256:".len()..];
+        wait_until_stored(&dir.path().join("blobs/sha256").join(&hex[..2]).join(hex)).await;
+    }
     // A pull record whose manifest went otherwise (deleted, swept untagged) goes too.
     std::fs::write(pulled.join(&digest_of(b"gone")[7..]), "").expect("stray record");
 
