@@ -87,13 +87,19 @@ impl ManifestFlights {
         Fut: Future<Output = Outcome>,
     {
         let cell = self.lock().entry(key.clone()).or_default().clone();
-        let hold = Hold {
-            flights: self.clone(),
-            keys: vec![key],
-            cell: cell.clone(),
-        };
         // Whoever comes first runs `refresh`; a waiter takes over if its request is dropped.
-        let outcome = cell.get_or_init(|| refresh(hold)).await;
+        // Only the one that runs it makes a hold: a waiter's, dropped as it got the answer,
+        // closed the flight while the background write was still going (a request then found
+        // neither the flight nor the stored manifest and asked the upstream again).
+        let outcome = cell
+            .get_or_init(|| {
+                refresh(Hold {
+                    flights: self.clone(),
+                    keys: vec![key],
+                    cell: cell.clone(),
+                })
+            })
+            .await;
         let released = outcome
             .hold
             .lock()
@@ -217,6 +223,59 @@ mod tests {
             0,
             "not asked again while held"
         );
+        drop(hold);
+        assert!(flights.lock().is_empty());
+    }
+
+    /// Regression (seen under load in the 20-pull test: two upstream GETs): a waiter's answer
+    /// must not close a flight its leader keeps open for a background write.
+    #[tokio::test]
+    async fn a_waiter_getting_its_answer_leaves_the_held_flight_open() {
+        let flights = Arc::new(ManifestFlights::default());
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let (tx, rx) = tokio::sync::oneshot::channel::<Hold>();
+        let leader = tokio::spawn({
+            let flights = flights.clone();
+            async move {
+                flights
+                    .run("r:1".into(), |hold| async move {
+                        let _ = wait.await;
+                        // The answer goes out; the hold stays with the "background write".
+                        let _ = tx.send(hold);
+                        Outcome::new(answer("{\"a\":1}"), None)
+                    })
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        let waiter = tokio::spawn({
+            let flights = flights.clone();
+            async move {
+                flights
+                    .run("r:1".into(), |hold| async move {
+                        Outcome::new(answer("{}"), Some(hold))
+                    })
+                    .await
+            }
+        });
+        tokio::task::yield_now().await;
+        let _ = go.send(());
+        let first = leader.await.expect("task").expect("ok");
+        assert_eq!(waiter.await.expect("task").expect("ok").1, first.1);
+        let hold = rx.await.expect("hold");
+        let asked = Arc::new(AtomicUsize::new(0));
+        let later = flights
+            .run("r:1".into(), {
+                let asked = asked.clone();
+                |hold| async move {
+                    asked.fetch_add(1, Ordering::SeqCst);
+                    Outcome::new(answer("{}"), Some(hold))
+                }
+            })
+            .await
+            .expect("ok");
+        assert_eq!(later.1, first.1);
+        assert_eq!(asked.load(Ordering::SeqCst), 0, "the held flight answered");
         drop(hold);
         assert!(flights.lock().is_empty());
     }
