@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::error::RegistryError;
 use crate::limits::Limits;
 use crate::names::RepoName;
-use crate::services::upload_hasher::UploadHasher;
+use sha2::Sha256;
 
 /// The in-memory state of one upload session.
 #[derive(Debug)]
@@ -18,7 +18,7 @@ pub struct UploadSession {
     pub repo: RepoName,
     pub size: u64,
     /// Hash of the first `size` bytes; `None` when unknown (after a restart or a failed chunk).
-    pub(crate) hasher: Option<UploadHasher>,
+    pub(crate) hasher: Option<Sha256>,
 }
 
 /// Open upload sessions, and how many each repository and subject holds (a client must not

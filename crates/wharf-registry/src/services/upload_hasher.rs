@@ -4,67 +4,25 @@
 //! back. The state is `sha2`'s own (`SerializableState`: the hasher's words, the length and the
 //! incomplete block), so it is the same SHA-NI code everywhere.
 
+use sha2::Sha256;
 use sha2::digest::common::hazmat::{SerializableState, SerializedState};
-use sha2::{Digest as _, Sha256};
 
-use crate::names::Digest;
-
-#[derive(Clone, Debug)]
-pub(crate) struct UploadHasher {
-    hasher: Sha256,
-    /// Replicas share the session: its state is saved after every chunk.
-    shared: bool,
+/// The state of `hasher`, to store with the session for the replica that gets the next request.
+pub(crate) fn saved_state(hasher: &Sha256) -> Vec<u8> {
+    hasher.serialize().to_vec()
 }
 
-impl UploadHasher {
-    pub fn new(shared: bool) -> Self {
-        UploadHasher {
-            hasher: Sha256::new(),
-            shared,
-        }
-    }
-
-    /// Picks up a state [`Self::saved`] wrote; `None` for bytes it did not write.
-    pub fn resume(saved: &[u8]) -> Option<Self> {
-        let state = SerializedState::<Sha256>::try_from(saved).ok()?;
-        let hasher = Sha256::deserialize(&state).ok()?;
-        Some(UploadHasher {
-            hasher,
-            shared: true,
-        })
-    }
-
-    /// The state to store with the session, for the replica that gets the next request.
-    pub fn saved(&self) -> Option<Vec<u8>> {
-        self.shared.then(|| self.hasher.serialize().to_vec())
-    }
-
-    /// The `sha2` hasher and whether replicas share the session, for a storage that hashes
-    /// where it writes the bytes (`Storage::upload_append_hashed`); [`Self::from_parts`] is
-    /// the way back.
-    pub fn into_parts(self) -> (Sha256, bool) {
-        (self.hasher, self.shared)
-    }
-
-    pub fn from_parts(hasher: Sha256, shared: bool) -> Self {
-        UploadHasher { hasher, shared }
-    }
-
-    pub fn finish(self) -> Digest {
-        Digest::from_hasher(self.hasher)
-    }
-}
-
-impl sha2::digest::Update for UploadHasher {
-    fn update(&mut self, data: &[u8]) {
-        sha2::Digest::update(&mut self.hasher, data);
-    }
+/// Picks up a state [`saved_state`] wrote; `None` for bytes it did not write.
+pub(crate) fn resumed(saved: &[u8]) -> Option<Sha256> {
+    let state = SerializedState::<Sha256>::try_from(saved).ok()?;
+    Sha256::deserialize(&state).ok()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sha2::digest::Update as _;
+    use crate::names::Digest;
+    use sha2::Digest as _;
 
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
@@ -77,26 +35,28 @@ mod tests {
             let expected = Digest::of(&data);
             for split in [0, 1, 3, 63, 64, 65, len / 2, len] {
                 let split = split.min(len);
-                let mut first = UploadHasher::new(true);
+                let mut first = Sha256::new();
                 first.update(&data[..split]);
-                let saved = first.saved().expect("a shared session saves its state");
-                let mut resumed = UploadHasher::resume(&saved).expect("its own bytes");
+                let mut resumed = resumed(&saved_state(&first)).expect("its own bytes");
                 for piece in data[split..].chunks(17) {
                     resumed.update(piece);
                 }
-                assert_eq!(resumed.finish(), expected, "len {len}, split {split}");
+                assert_eq!(
+                    Digest::from_hasher(resumed),
+                    expected,
+                    "len {len}, split {split}"
+                );
             }
         }
     }
 
     #[test]
-    fn only_shared_sessions_save_and_foreign_bytes_are_refused() {
-        assert_eq!(UploadHasher::new(false).saved(), None);
-        assert!(UploadHasher::resume(b"short").is_none());
-        let mut h = UploadHasher::new(true);
+    fn foreign_bytes_are_refused() {
+        assert!(resumed(b"short").is_none());
+        let mut h = Sha256::new();
         h.update(b"abc");
-        let mut bytes = h.saved().unwrap();
+        let mut bytes = saved_state(&h);
         bytes.pop();
-        assert!(UploadHasher::resume(&bytes).is_none());
+        assert!(resumed(&bytes).is_none());
     }
 }

@@ -17,7 +17,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
 use crate::services::sessions::{Sessions, UploadSession, VANISHED_GRACE};
-use crate::services::upload_hasher::UploadHasher;
+use crate::services::upload_hasher;
 use crate::services::{Registry, keys};
 use crate::storage::{ByteStream, StorageError};
 
@@ -54,7 +54,7 @@ impl Registry {
             id: id.clone(),
             repo: repo.clone(),
             size: 0,
-            hasher: Some(UploadHasher::new(self.storage.shared_between_servers())),
+            hasher: Some(Sha256::new()),
         };
         {
             // Counted before it exists on disk, so parallel starts cannot overshoot the limits.
@@ -122,17 +122,12 @@ impl Registry {
     /// A hasher that continues session `id` after its first `size` bytes: a fresh one when
     /// nothing was received yet (a POST served by another replica, or before a restart), the
     /// state another replica saved, else none (the commit re-reads the upload).
-    async fn saved_hasher(
-        &self,
-        id: &str,
-        size: u64,
-    ) -> Result<Option<UploadHasher>, RegistryError> {
-        let shared = self.storage.shared_between_servers();
+    async fn saved_hasher(&self, id: &str, size: u64) -> Result<Option<Sha256>, RegistryError> {
         if size == 0 {
-            return Ok(Some(UploadHasher::new(shared)));
+            return Ok(Some(Sha256::new()));
         }
         let saved = self.storage.upload_saved_hash(id, size).await?;
-        Ok(saved.and_then(|state| UploadHasher::resume(&state)))
+        Ok(saved.and_then(|state| upload_hasher::resumed(&state)))
     }
 
     /// Bytes received so far.
@@ -158,7 +153,11 @@ impl Registry {
         let session = self.session(repo, id).await?;
         let mut session = session.lock().await;
         let size = append_locked(self, &mut session, range, body).await?;
-        if let Some(state) = session.hasher.as_ref().and_then(UploadHasher::saved) {
+        // Only where replicas share sessions: elsewhere no other process continues it.
+        let saved = (session.hasher.as_ref())
+            .filter(|_| self.storage.shared_between_servers())
+            .map(upload_hasher::saved_state);
+        if let Some(state) = saved {
             // Best effort: without it, the commit reads the upload back once.
             if let Err(e) = self
                 .storage
@@ -191,7 +190,7 @@ impl Registry {
             append_locked(self, &mut session, range, body).await?;
         }
         let actual = match session.hasher.take() {
-            Some(h) => h.finish(),
+            Some(h) => Digest::from_hasher(h),
             None => {
                 let mut h = Sha256::new();
                 let mut stream = self.storage.upload_read(id).await?;
@@ -337,17 +336,14 @@ async fn append_locked(
             });
         }
     }
-    let (hasher, shared) = session.hasher.take().map(UploadHasher::into_parts).unzip();
     let result = registry
         .storage
-        .upload_append_hashed(&session.id, session.size, body, hasher)
+        .upload_append_hashed(&session.id, session.size, body, session.hasher.take())
         .await;
     match result {
         Ok((size, hasher)) => {
             session.size = size;
-            session.hasher = hasher
-                .zip(shared)
-                .map(|(hasher, shared)| UploadHasher::from_parts(hasher, shared));
+            session.hasher = hasher;
             Ok(size)
         }
         Err(StorageError::UploadUnknown(_)) => Err(RegistryError::BlobUploadUnknown {
