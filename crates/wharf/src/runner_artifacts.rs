@@ -18,10 +18,10 @@ use wharf_run::FailureReason;
 use wharf_run::log::JobLog;
 use wharf_run::transfer::{ArtifactTransfer, BuildFolder, Patterns, TransferFailure};
 
-/// The most a dependency's archive may hold once unpacked (and its download weigh): a bound
-/// against archives that would fill the runner's disk, far above GitLab's default maximum
-/// artifacts size (100 MB compressed).
-const MAX_DEPENDENCY_BYTES: u64 = 16 * 1024 * 1024 * 1024;
+/// The most a dependency's or a shared cache's archive may hold once unpacked (and a
+/// dependency's download weigh): a bound against archives that would fill the runner's disk,
+/// far above GitLab's default maximum artifacts size (100 MB compressed).
+pub(crate) const MAX_UNPACKED_BYTES: u64 = 16 * 1024 * 1024 * 1024;
 
 /// Tries of one upload or download when GitLab answers 5xx or cannot be reached
 /// (gitlab-runner's `defaultTries`; `serviceUnavailableTries` for 503).
@@ -112,7 +112,7 @@ impl GitLabArtifacts {
         );
         self.with_retries(&what, log, || {
             self.client
-                .download(dependency, &archive, MAX_DEPENDENCY_BYTES)
+                .download(dependency, &archive, MAX_UNPACKED_BYTES)
         })
         .await
         .map_err(|e| {
@@ -131,7 +131,7 @@ impl GitLabArtifacts {
                     source,
                 })?;
                 let dest = Root::open(&files, Resolve::NoSymlinks)?;
-                unpack_zip(&archive, &dest, MAX_DEPENDENCY_BYTES)
+                unpack_zip(&archive, &dest, MAX_UNPACKED_BYTES)
             })
             .await
             .map_err(|e| TransferFailure::system(format!("unpacking artifacts: {e}")))?

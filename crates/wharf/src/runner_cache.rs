@@ -184,7 +184,12 @@ impl SharedCache {
         let key = key.to_string();
         tokio::task::spawn_blocking(move || {
             file.rewind()?;
-            unpack(std::io::BufReader::new(file), &wharf_dir, &key)
+            unpack(
+                std::io::BufReader::new(file),
+                &wharf_dir,
+                &key,
+                crate::runner_artifacts::MAX_UNPACKED_BYTES,
+            )
         })
         .await??;
         Ok(true)
@@ -319,8 +324,11 @@ fn pack(wharf_dir: &Path, key: &str) -> Result<std::fs::File> {
 }
 
 /// An archive from S3 replaces the local folder of `key` (under the key's exclusive lock):
-/// unpacked aside, then renamed, so a restore never sees half of it.
-fn unpack(archive: impl std::io::Read, wharf_dir: &Path, key: &str) -> Result<()> {
+/// unpacked aside, then renamed, so a restore never sees half of it. Another runner's job
+/// wrote it: it fails whole past `max_bytes` unpacked (a few KiB of gzip can claim terabytes),
+/// and files get their permission bits only, never set-user-ID, set-group-ID or sticky (tar's
+/// owner is not kept either: everything belongs to the runner's user).
+fn unpack(archive: impl std::io::Read, wharf_dir: &Path, key: &str, max_bytes: u64) -> Result<()> {
     let _lock = wharf_run::cache::lock_key(wharf_dir, key, true)?;
     let dir = wharf_run::cache::key_dir(wharf_dir, key);
     let parent = dir.parent().context("the cache folder has no parent")?;
@@ -329,9 +337,14 @@ fn unpack(archive: impl std::io::Read, wharf_dir: &Path, key: &str) -> Result<()
         .prefix(".download-")
         .tempdir_in(parent)
         .with_context(|| format!("creating a folder in {}", parent.display()))?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(archive));
-    archive.set_preserve_permissions(true);
-    // `unpack` keeps every entry inside the folder (no absolute paths, no `..`).
+    let mut archive = tar::Archive::new(AtMost {
+        inner: flate2::read::GzDecoder::new(archive),
+        left: max_bytes,
+    });
+    // Not `set_preserve_permissions`: it would keep set-user-ID bits on files root owns.
+    archive.set_preserve_permissions(false);
+    // `unpack` keeps every entry inside the folder (no absolute paths, no `..`, no writing
+    // through a symlink an earlier entry made).
     archive
         .unpack(aside.path())
         .context("unpacking the shared cache's archive")?;
@@ -341,6 +354,29 @@ fn unpack(archive: impl std::io::Read, wharf_dir: &Path, key: &str) -> Result<()
     std::fs::rename(aside.keep(), &dir)
         .with_context(|| format!("renaming to {}", dir.display()))?;
     Ok(())
+}
+
+/// A reader that fails (rather than ends) once more than `left` bytes came through: a cut-off
+/// tar would unpack as a smaller folder without a word.
+struct AtMost<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for AtMost<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::FileTooLarge,
+                format!(
+                    "it unpacks to more than {} GiB: the runner refuses it so as not to fill its disk; if a job made it, clear the caches (the project's Pipelines page, \"Clear runner caches\")",
+                    crate::runner_artifacts::MAX_UNPACKED_BYTES >> 30
+                ),
+            )
+        })?;
+        Ok(n)
+    }
 }
 
 #[cfg(test)]
@@ -449,11 +485,67 @@ concurrent = 1
         let old = wharf_run::cache::key_dir(to.path(), "k/1");
         std::fs::create_dir_all(&old).unwrap();
         std::fs::write(old.join("stale"), "old").unwrap();
-        unpack(archive, to.path(), "k/1").unwrap();
+        unpack(archive, to.path(), "k/1", 1 << 20).unwrap();
         assert_eq!(
             std::fs::read_to_string(old.join("deps/file")).unwrap(),
             "cached"
         );
         assert!(!old.join("stale").exists());
+    }
+
+    fn archive_of(entries: &[(&str, u32, &[u8])]) -> std::fs::File {
+        let mut file = tempfile::tempfile().unwrap();
+        {
+            let gzip = flate2::write::GzEncoder::new(&mut file, flate2::Compression::best());
+            let mut tar = tar::Builder::new(gzip);
+            for (name, mode, data) in entries {
+                let mut header = tar::Header::new_gnu();
+                header.set_size(data.len() as u64);
+                header.set_mode(*mode);
+                header.set_entry_type(tar::EntryType::Regular);
+                tar.append_data(&mut header, name, *data).unwrap();
+            }
+            tar.into_inner().unwrap().finish().unwrap();
+        }
+        file.rewind().unwrap();
+        file
+    }
+
+    /// Regression: a few KiB of gzip unpacked to whatever it claimed, into the runner's disk.
+    #[test]
+    fn an_archive_unpacking_past_the_bound_fails_and_keeps_the_local_folder() {
+        let zeros = vec![0u8; 4 << 20];
+        let bomb = archive_of(&[("big", 0o644, &zeros)]);
+        assert!(bomb.metadata().unwrap().len() < 64 << 10);
+        let to = tempfile::tempdir().unwrap();
+        let old = wharf_run::cache::key_dir(to.path(), "k");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("kept"), "old").unwrap();
+        let err = format!("{:#}", unpack(bomb, to.path(), "k", 1 << 20).unwrap_err());
+        assert!(err.contains("unpacks to more than"), "{err}");
+        assert_eq!(std::fs::read_to_string(old.join("kept")).unwrap(), "old");
+        let left: Vec<_> = std::fs::read_dir(old.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "only the key's folder stays: {left:?}");
+    }
+
+    /// Regression: `set_preserve_permissions` kept set-user-ID bits on root's files.
+    #[test]
+    fn unpacked_files_keep_their_permission_bits_but_never_set_id_bits() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let archive = archive_of(&[("tool", 0o4755, b"#!/bin/sh\n"), ("data", 0o2640, b"x")]);
+        let to = tempfile::tempdir().unwrap();
+        unpack(archive, to.path(), "k", 1 << 20).unwrap();
+        let dir = wharf_run::cache::key_dir(to.path(), "k");
+        let mode = |name: &str| {
+            std::fs::metadata(dir.join(name))
+                .unwrap()
+                .permissions()
+                .mode()
+        };
+        assert_eq!(mode("tool") & 0o7777, 0o755);
+        assert_eq!(mode("data") & 0o7777, 0o640);
     }
 }
