@@ -28,6 +28,8 @@ use wharf_run::log::JobLog;
 
 /// How long a signed URL is good for (gitlab-runner: the job's timeout; one transfer here).
 const URL_EXPIRY: Duration = Duration::from_secs(3600);
+/// A download that receives nothing for this long has failed.
+const STALLED_AFTER: Duration = Duration::from_secs(300);
 
 pub(crate) struct SharedCache {
     store: AmazonS3,
@@ -116,6 +118,8 @@ impl SharedCache {
             max_archive_size: config.max_uploaded_archive_size,
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(15))
+                // A server that stops sending ends the download with a warning, not never.
+                .read_timeout(STALLED_AFTER)
                 .build()
                 .context("starting the HTTP client of the shared cache")?,
         }))
@@ -243,14 +247,37 @@ impl SharedCache {
 
 /// The shared cache as one job of project `project_id` sees it: the job engine fetches each
 /// key it restores and sends each key it saves, in the job's log.
+/// A cancel of the job in GitLab stops a transfer in progress (a slow or silent bucket, a big
+/// archive): a download stopped midway leaves the local folder as it was (it is unpacked aside
+/// first), an upload stopped midway leaves no object (S3 writes one whole or not at all).
 pub(crate) struct ProjectCache {
     shared: Arc<SharedCache>,
     project_id: u64,
+    cancel: tokio::sync::watch::Receiver<bool>,
 }
 
 impl ProjectCache {
-    pub fn new(shared: Arc<SharedCache>, project_id: u64) -> Arc<ProjectCache> {
-        Arc::new(ProjectCache { shared, project_id })
+    pub fn new(
+        shared: Arc<SharedCache>,
+        project_id: u64,
+        cancel: tokio::sync::watch::Receiver<bool>,
+    ) -> Arc<ProjectCache> {
+        Arc::new(ProjectCache {
+            shared,
+            project_id,
+            cancel,
+        })
+    }
+
+    /// Runs `transfer` to its end, or `None` once the job is canceled.
+    fn unless_canceled<T>(&self, transfer: impl Future<Output = T>) -> Option<T> {
+        let mut cancel = self.cancel.clone();
+        tokio::runtime::Handle::current().block_on(async {
+            tokio::select! {
+                done = transfer => Some(done),
+                Ok(_) = cancel.wait_for(|canceled| *canceled) => None,
+            }
+        })
     }
 }
 
@@ -259,11 +286,13 @@ impl ProjectCache {
 impl CacheTransfer for ProjectCache {
     fn fetch(&self, key: &str, wharf_dir: &Path, log: &mut JobLog) {
         let shared = &self.shared;
-        let fetched = tokio::runtime::Handle::current().block_on(shared.download_one(
-            self.project_id,
-            key,
-            wharf_dir,
-        ));
+        let fetched = self.unless_canceled(shared.download_one(self.project_id, key, wharf_dir));
+        let Some(fetched) = fetched else {
+            log.warn(&format!(
+                "shared cache \"{key}\" not downloaded: the job was canceled"
+            ));
+            return;
+        };
         match fetched {
             Ok(true) => log.info(&format!(
                 "Downloaded cache \"{key}\" from the shared cache (bucket {})",
@@ -279,11 +308,13 @@ impl CacheTransfer for ProjectCache {
 
     fn send(&self, key: &str, wharf_dir: &Path, log: &mut JobLog) {
         let shared = &self.shared;
-        let sent = tokio::runtime::Handle::current().block_on(shared.upload_one(
-            self.project_id,
-            key,
-            wharf_dir,
-        ));
+        let sent = self.unless_canceled(shared.upload_one(self.project_id, key, wharf_dir));
+        let Some(sent) = sent else {
+            log.warn(&format!(
+                "shared cache \"{key}\" not uploaded: the job was canceled"
+            ));
+            return;
+        };
         match sent {
             Ok(size) => log.info(&format!(
                 "Uploaded cache \"{key}\" to the shared cache (bucket {}, {size} bytes)",
@@ -529,6 +560,55 @@ concurrent = 1
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(left.len(), 1, "only the key's folder stays: {left:?}");
+    }
+
+    /// Regression: a bucket that accepted the connection and never answered held the job (and
+    /// its cancel) until the runner stopped.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_cancel_stops_a_transfer_the_bucket_never_answers() {
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = silent.local_addr().unwrap();
+        let shared = Arc::new(
+            cache(&format!(
+                "Type = \"s3\"\n[s3]\nServerAddress = \"{address}\"\nAccessKey = \"a\"\nSecretKey = \"s\"\nBucketName = \"b\"\nInsecure = true\n"
+            ))
+            .unwrap(),
+        );
+        let (cancel_tx, cancel) = tokio::sync::watch::channel(false);
+        let project = ProjectCache::new(shared, 7, cancel);
+        let dir = tempfile::tempdir().unwrap();
+        let kept = wharf_run::cache::key_dir(dir.path(), "deps");
+        std::fs::create_dir_all(&kept).unwrap();
+        std::fs::write(kept.join("file"), "local").unwrap();
+        let canceler = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            cancel_tx.send(true).unwrap();
+            cancel_tx
+        });
+        let log_path = dir.path().join("job.log");
+        let console = wharf_run::log::Console::new(false, Box::new(std::io::sink()));
+        let mut log = JobLog::create(
+            console,
+            &log_path,
+            wharf_run::mask::Masker::new(Vec::<String>::new()),
+        )
+        .unwrap();
+        tokio::task::block_in_place(|| {
+            project.fetch("deps", dir.path(), &mut log);
+            project.send("deps", dir.path(), &mut log);
+        });
+        drop(log);
+        let _cancel_tx = canceler.await.unwrap();
+        let text = std::fs::read_to_string(&log_path).unwrap();
+        assert!(
+            text.contains("\"deps\" not downloaded: the job was canceled"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"deps\" not uploaded: the job was canceled"),
+            "{text}"
+        );
+        assert_eq!(std::fs::read_to_string(kept.join("file")).unwrap(), "local");
     }
 
     /// Regression: `set_preserve_permissions` kept set-user-ID bits on root's files.

@@ -693,7 +693,7 @@ async fn run_payload(
             ..runner_env()
         },
         console: console.clone(),
-        cancel,
+        cancel: cancel.clone(),
         pull_retry_delays: vec![Duration::from_secs(2), Duration::from_secs(4)],
         token_mask_prefixes: payload.features.token_mask_prefixes.clone(),
         limits: if uses_images {
@@ -712,8 +712,11 @@ async fn run_payload(
             payload.clone(),
         )),
         cache_transfer: settings.shared_cache.as_ref().map(|shared| {
-            crate::runner_cache::ProjectCache::new(shared.clone(), payload.job_info.project_id)
-                as Arc<dyn wharf_run::cache::CacheTransfer>
+            crate::runner_cache::ProjectCache::new(
+                shared.clone(),
+                payload.job_info.project_id,
+                cancel.clone(),
+            ) as Arc<dyn wharf_run::cache::CacheTransfer>
         }),
     };
     let wharf_dir = wharf_dir_of(builds_dir, &project_dir);
