@@ -50,17 +50,6 @@ impl std::fmt::Debug for SharedCache {
     }
 }
 
-/// gitlab-runner's `helpers.ShortenToken`: the token's first characters after its prefix.
-fn short_token(token: &str) -> &str {
-    let after =
-        |prefix: &str, len: usize| token.strip_prefix(prefix).and_then(|rest| rest.get(..len));
-    after("glrt-", 9)
-        .or_else(|| after("glrtr-", 9))
-        .or_else(|| after("glcbt-", 9))
-        .or_else(|| token.get(..8))
-        .unwrap_or(token)
-}
-
 impl SharedCache {
     /// From `[runners.cache]`: `None` without a `Type` (the local cache only, as gitlab-runner);
     /// errors name the key (the caller adds the file and runner).
@@ -109,7 +98,7 @@ impl SharedCache {
             .map_err(|e| anyhow::anyhow!("cache.s3: {e}"))?;
         let mut prefix: Vec<&str> = config.path.split('/').filter(|p| !p.is_empty()).collect();
         if !config.shared {
-            prefix.extend(["runner", short_token(token)]);
+            prefix.extend(["runner", crate::runner_config::short_token(token)]);
         }
         Ok(Some(SharedCache {
             store,
@@ -434,7 +423,10 @@ mod tests {
             "project/12/feature/x"
         );
         assert!(shared.object(12, "../../other").is_none());
-        assert_eq!(short_token("legacy-token-1234"), "legacy-t");
+        assert_eq!(
+            crate::runner_config::short_token("legacy-token-1234"),
+            "legacy-t"
+        );
         assert!(!format!("{own:?}").contains("\"s\""));
     }
 

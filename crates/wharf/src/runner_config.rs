@@ -38,6 +38,9 @@ fn shell() -> String {
 /// One `[[runners]]` entry. No `Debug`: it holds the token.
 #[derive(Deserialize, Clone)]
 pub(crate) struct RunnerConfig {
+    /// Optional, as in gitlab-runner; a runner without one is named by its short token (see
+    /// [`Config::parse`]).
+    #[serde(default)]
     pub name: String,
     pub url: String,
     #[serde(default)]
@@ -212,7 +215,7 @@ impl Config {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
             let at = match e.span() {
                 Some(span) => position(path, text, span.start),
                 None => path.display().to_string(),
@@ -227,6 +230,15 @@ impl Config {
                 "{}: concurrent = 0 would never run a job: set it to 1 or more",
                 path.display()
             );
+        }
+        // gitlab-runner's logs name such a runner by its short token; so do wharf's messages.
+        for (index, runner) in config.runners.iter_mut().enumerate() {
+            if runner.name.is_empty() {
+                runner.name = match short_token(&runner.token) {
+                    "" => format!("#{} (no name)", index + 1),
+                    short => short.to_string(),
+                };
+            }
         }
         Ok(config)
     }
@@ -487,6 +499,17 @@ fn edit(path: &Path, change: impl FnOnce(&mut toml_edit::DocumentMut) -> Result<
         let _ = std::fs::remove_file(&tmp);
     }
     written
+}
+
+/// gitlab-runner's `helpers.ShortenToken`: the token's first characters after its prefix.
+pub(crate) fn short_token(token: &str) -> &str {
+    let after =
+        |prefix: &str, len: usize| token.strip_prefix(prefix).and_then(|rest| rest.get(..len));
+    after("glrt-", 9)
+        .or_else(|| after("glrtr-", 9))
+        .or_else(|| after("glcbt-", 9))
+        .or_else(|| token.get(..8))
+        .unwrap_or(token)
 }
 
 #[cfg(test)]

@@ -221,6 +221,41 @@ fn settings_of(
     Ok((settings, warnings))
 }
 
+/// Takes out of `runners` those wharf cannot serve and returns why, one message each.
+fn leave_out_unservable(path: &Path, runners: &mut Vec<RunnerConfig>) -> Vec<String> {
+    let mut left_out = Vec::new();
+    // gitlab-runner starts two entries with one url and token (two workers polling for the
+    // same jobs); one is enough, and the file's other runners still start.
+    let mut first_with: HashMap<Identity, String> = HashMap::new();
+    runners.retain(|runner| {
+        let refused = servable(path, runner).err().or_else(|| {
+            let identity = Identity {
+                url: runner.url.clone(),
+                token: runner.token.clone(),
+            };
+            match first_with.get(&identity) {
+                Some(first) => Some(format!(
+                    "{}: runner {}: runner {first} has the same url and token (GitLab would give both the same jobs)",
+                    path.display(),
+                    runner.name
+                )),
+                None => {
+                    first_with.insert(identity, runner.name.clone());
+                    None
+                }
+            }
+        });
+        match refused {
+            None => true,
+            Some(reason) => {
+                left_out.push(reason);
+                false
+            }
+        }
+    });
+    left_out
+}
+
 impl Fleet {
     fn say_once(&mut self, warning: String) {
         if self.said.insert(warning.clone()) {
@@ -233,22 +268,12 @@ impl Fleet {
     /// file with no other runner is refused.
     fn apply(&mut self, mut config: Config) -> Result<()> {
         // Left-out runners are not looked at further: their keys are not reported either.
-        let mut left_out = Vec::new();
-        config
-            .runners
-            .retain(|runner| match servable(&self.path, runner) {
-                Ok(_) => true,
-                Err(reason) => {
-                    left_out.push(reason);
-                    false
-                }
-            });
+        let left_out = leave_out_unservable(&self.path, &mut config.runners);
         if config.runners.is_empty() && !left_out.is_empty() {
             bail!("{}", left_out.join("\n"));
         }
         let mut wanted = Vec::new();
         let mut runner_warnings = Vec::new();
-        let mut identities = HashSet::new();
         for runner in &config.runners {
             let (settings, warnings) = settings_of(&self.path, &config, runner)?;
             runner_warnings.extend(warnings);
@@ -256,13 +281,6 @@ impl Fleet {
                 url: runner.url.clone(),
                 token: runner.token.clone(),
             };
-            if !identities.insert(identity.clone()) {
-                bail!(
-                    "{}: runner {}: another [[runners]] entry has the same url and token",
-                    self.path.display(),
-                    runner.name
-                );
-            }
             let client =
                 RunnerClient::new(&runner.url, &runner.token, executor_name(settings.executor))
                     .with_context(|| format!("{}: runner {}", self.path.display(), runner.name))?;
@@ -465,6 +483,34 @@ mod tests {
         assert!(
             err.starts_with("/etc/wharf/config.toml: runner box: executor `docker+machine` is not one of wharf's: set `executor` to shell, docker, sandbox or auto"),
             "{err}"
+        );
+    }
+
+    /// Regression: two entries with one url and token refused the whole file (gitlab-runner
+    /// starts both), and an entry without `name` was not a configuration at all.
+    #[test]
+    fn a_second_entry_with_the_same_url_and_token_is_left_out_and_names_are_optional() {
+        let path = Path::new("/etc/wharf/config.toml");
+        let entry = |name: &str, token: &str| {
+            format!(
+                "[[runners]]\n{name}  url = \"https://gitlab.example.com\"\n  token = \"{token}\"\n  executor = \"shell\"\n"
+            )
+        };
+        let text = [
+            entry("  name = \"first\"\n", "glrt-abcdefghijklmnop"),
+            entry("", "glrt-abcdefghijklmnop"),
+            entry("", "glrt-zyxwvutsrqponmlk"),
+        ]
+        .concat();
+        let mut config = Config::parse(path, &text).unwrap();
+        let left_out = leave_out_unservable(path, &mut config.runners);
+        let names: Vec<&str> = config.runners.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["first", "zyxwvutsr"]);
+        assert_eq!(
+            left_out,
+            [
+                "/etc/wharf/config.toml: runner abcdefghi: runner first has the same url and token (GitLab would give both the same jobs)"
+            ]
         );
     }
 
