@@ -231,7 +231,7 @@ pub(crate) async fn unregister(args: UnregisterArgs) -> Result<ExitCode> {
         match client.unregister().await {
             Ok(()) => {
                 println!("Runner {} unregistered from {}", runner.name, runner.url);
-                done.push((runner.name.clone(), runner.token.clone()));
+                done.push(runner.token.clone());
             }
             Err(e) => {
                 failed += 1;
@@ -240,8 +240,10 @@ pub(crate) async fn unregister(args: UnregisterArgs) -> Result<ExitCode> {
         }
     }
     if !done.is_empty() {
-        crate::runner_config::remove_runners(&path, |name, token| {
-            done.iter().any(|(n, t)| n == name && t == token)
+        // By token: every entry with a token GitLab let go of is dead (an entry without
+        // `name` in the file is named by its token here).
+        crate::runner_config::remove_runners(&path, |_name, token| {
+            done.iter().any(|t| t == token)
         })?;
         println!("Updated {}", path.display());
     }
