@@ -603,6 +603,46 @@ concurrent = 1
         assert_eq!(std::fs::read_to_string(kept.join("file")).unwrap(), "local");
     }
 
+    /// Another runner's job made the archive: links in it never lead a write (or a hard link)
+    /// outside the key's folder.
+    #[test]
+    fn links_in_an_archive_never_reach_outside_the_folder() {
+        for (kind, link_name, written) in [
+            (tar::EntryType::Symlink, "up", "up/secret"),
+            (tar::EntryType::Link, "hard", "hard"),
+        ] {
+            let outside = tempfile::tempdir().unwrap();
+            let secret = outside.path().join("secret");
+            std::fs::write(&secret, "host file").unwrap();
+            let target = match kind {
+                tar::EntryType::Symlink => outside.path().to_path_buf(),
+                _ => secret.clone(),
+            };
+            let mut file = tempfile::tempfile().unwrap();
+            {
+                let gzip = flate2::write::GzEncoder::new(&mut file, flate2::Compression::fast());
+                let mut tar = tar::Builder::new(gzip);
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(kind);
+                header.set_size(0);
+                header.set_mode(0o777);
+                tar.append_link(&mut header, link_name, &target).unwrap();
+                let mut header = tar::Header::new_gnu();
+                header.set_size(7);
+                header.set_mode(0o644);
+                tar.append_data(&mut header, written, &b"written"[..])
+                    .unwrap();
+                tar.into_inner().unwrap().finish().unwrap();
+            }
+            file.rewind().unwrap();
+            let to = tempfile::tempdir().unwrap();
+            let result = unpack(file, to.path(), "k", 1 << 20);
+            assert!(result.is_err(), "{kind:?}: the archive unpacked whole");
+            assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host file");
+            assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+        }
+    }
+
     /// Regression: `set_preserve_permissions` kept set-user-ID bits on root's files.
     #[test]
     fn unpacked_files_keep_their_permission_bits_but_never_set_id_bits() {
