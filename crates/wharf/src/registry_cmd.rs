@@ -236,8 +236,31 @@ fn init_logging() {
         .try_init();
 }
 
+/// Keeps buffers up to 8 MiB in glibc's heap instead of a fresh `mmap` each. hyper reads a
+/// request body into ~400 KiB buffers, a new one each time the last is still queued; glibc
+/// maps every allocation at least as large as the largest mapped block freed so far, so each
+/// came as fresh pages, zeroed and faulted in while the kernel copied the socket's bytes in:
+/// 16,000-32,000 page faults per 256 MiB upload. Measured on the release build (`perf stat`,
+/// 5 alternating pairs of 5 uploads, busy machine): 261 → 221 ms CPU per upload (−15 %),
+/// faults ~25,000 → ~1,200, peak RSS +2-3 MiB.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
+fn keep_request_buffers_in_the_heap() {
+    // SAFETY: mallopt only changes the allocator's thresholds (thread-safe in glibc); no
+    // pointer is passed and no memory is touched.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
+        // Free memory at the heap's top is given back beyond this, not after every request.
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_request_buffers_in_the_heap() {}
+
 async fn serve(args: ServeArgs) -> Result<ExitCode> {
     init_logging();
+    keep_request_buffers_in_the_heap();
     let (mut config, base) = load_config(args.config.as_deref())?;
     if let Some(addr) = args.addr {
         config.addr = addr;
