@@ -329,7 +329,7 @@ async fn append_fed_by_hand(
     let storage = reg.storage.clone();
     (
         tx,
-        tokio::spawn(async move { storage.upload_append(id, 0, body).await }),
+        tokio::spawn(async move { storage.upload_append(id, 0, body).await.map(|a| a.size) }),
     )
 }
 
@@ -530,7 +530,8 @@ async fn concurrent_appends_at_one_offset_cannot_both_win() {
             reg.storage
                 .upload_append(id, 0, quick)
                 .await
-                .expect("append"),
+                .expect("append")
+                .size,
             7
         );
         drop(tx);
@@ -542,13 +543,124 @@ async fn concurrent_appends_at_one_offset_cannot_both_win() {
             }) => {}
             other => panic!("expected an offset mismatch, got {other:?}"),
         }
-        let (_, info) = reg
+        let status = reg
             .storage
             .upload_info(id)
             .await
             .expect("info")
             .expect("session");
-        assert_eq!(info.size, 7, "the winner's chunk only");
+        assert_eq!(status.object.size, 7, "the winner's chunk only");
+    })
+    .await
+}
+
+/// Issue 11: two replicas append a chunk of 8 MiB or more at one offset at once (a client's
+/// retry through the balancer). Such a chunk is a multipart upload, whose completion S3 does not
+/// make conditional: the last one completed is the chunk, while the hash state saved last may be
+/// the other replica's. The commit must verify the bytes stored, never the other ones: before
+/// the hash state carried the upload's version, the replica that closed the upload took the
+/// state of the replaced bytes (accepting their digest for the stored chunk, a blob under the
+/// wrong name, and refusing the stored one's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn a_hash_state_of_a_replaced_chunk_is_not_used_to_verify_the_upload() {
+    use common::interposed::Pause;
+    use wharf_registry::error::RegistryError;
+    use wharf_registry::names::{Digest, RepoName};
+    use wharf_registry::services::{Limits, Registry};
+    on_s3(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let nothing = Digest::of(b"");
+        let storage = |pause| {
+            let inner = wharf_registry::open_storage(&config).expect("storage");
+            Arc::new(common::interposed::interposed(inner, &nothing, pause))
+        };
+        let repo = RepoName::parse("team/app").expect("name");
+        let len = 9 * 1024 * 1024;
+        let replaced = pattern(len, 21);
+        let stored = pattern(len, 22);
+        for (claimed, accepted) in [(&replaced, false), (&stored, true)] {
+            // `slow` saves its hash state only once `quick` is done with everything.
+            let slow_storage = storage(Some(Pause::UploadHashSave));
+            let (reached_tx, reached) = tokio::sync::oneshot::channel::<()>();
+            let (release, released) = tokio::sync::oneshot::channel::<()>();
+            *slow_storage.hook.lock().expect("hook") = Some(Box::new(move || {
+                Box::pin(async move {
+                    let _ = reached_tx.send(());
+                    let _ = released.await;
+                })
+            }));
+            let slow = Arc::new(Registry::new(slow_storage, Limits::default()));
+            let quick = Arc::new(Registry::new(storage(None), Limits::default()));
+            let closing = Registry::new(storage(None), Limits::default());
+            let id = closing.start_upload(&repo, "tester").await.expect("start");
+            let range = Some((0, len as u64 - 1));
+
+            // `quick`'s request has checked the offset and is receiving its body...
+            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+            let body: wharf_registry::storage::ByteStream =
+                Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|item| (item, rx))
+                }));
+            let quick_append = {
+                let (quick, repo, id) = (quick.clone(), repo.clone(), id.clone());
+                tokio::spawn(async move { quick.append_upload(&repo, &id, range, body).await })
+            };
+            let mib = 1024 * 1024;
+            for piece in 0..2 {
+                let bytes = Bytes::copy_from_slice(&stored[piece * mib..(piece + 1) * mib]);
+                tx.send(Ok(bytes)).await.expect("quick takes its body");
+            }
+            // ...while `slow` appends its whole chunk at the same offset...
+            let slow_append = {
+                let (slow, repo, id) = (slow.clone(), repo.clone(), id.clone());
+                let body: wharf_registry::storage::ByteStream = Box::pin(
+                    futures_util::stream::iter([Ok(Bytes::copy_from_slice(&replaced))]),
+                );
+                tokio::spawn(async move { slow.append_upload(&repo, &id, range, body).await })
+            };
+            reached
+                .await
+                .expect("slow's chunk is stored, its hash state not yet");
+            // ...then `quick` completes, replacing `slow`'s chunk, and saves its state...
+            for piece in stored[2 * mib..].chunks(mib) {
+                tx.send(Ok(Bytes::copy_from_slice(piece)))
+                    .await
+                    .expect("quick takes its body");
+            }
+            drop(tx);
+            let appended = quick_append.await.expect("task").expect("quick's append");
+            assert_eq!(appended, len as u64);
+            // ...and `slow` saves its state last, of the bytes replaced.
+            release.send(()).expect("slow waits");
+            slow_append.await.expect("task").expect("slow's append");
+
+            let result = closing
+                .finish_upload(&repo, &id, &Digest::of(claimed), None, None)
+                .await;
+            if accepted {
+                result.expect("the stored bytes' digest is accepted");
+                let got = closing
+                    .storage()
+                    .blob_read_small(&Digest::of(&stored), len as u64)
+                    .await
+                    .expect("blob");
+                assert!(got == stored, "the blob holds the stored chunk");
+            } else {
+                match result {
+                    Err(RegistryError::DigestInvalid(_)) => {}
+                    other => panic!("the replaced bytes' digest must be refused: {other:?}"),
+                }
+                assert!(
+                    !closing
+                        .has_blob(&repo, &Digest::of(&replaced))
+                        .await
+                        .expect("has"),
+                    "no blob under the replaced bytes' digest"
+                );
+            }
+        }
     })
     .await
 }

@@ -624,7 +624,7 @@ impl Registry {
 mod tests {
     use super::*;
     use crate::names::Reference;
-    use crate::storage::{ByteStream, ObjectInfo, StorageError};
+    use crate::storage::{Appended, ByteStream, ObjectInfo, StorageError, UploadStatus};
     use bytes::Bytes;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -681,7 +681,7 @@ mod tests {
         async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError> {
             self.inner.upload_create(id, info).await
         }
-        async fn upload_info(&self, id: &str) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
+        async fn upload_info(&self, id: &str) -> Result<Option<UploadStatus>, StorageError> {
             self.inner.upload_info(id).await
         }
         async fn upload_append(
@@ -689,7 +689,7 @@ mod tests {
             id: &str,
             offset: u64,
             data: ByteStream,
-        ) -> Result<u64, StorageError> {
+        ) -> Result<Appended, StorageError> {
             self.inner.upload_append(id, offset, data).await
         }
         async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {

@@ -8,7 +8,9 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use wharf_registry::names::Digest;
-use wharf_registry::storage::{ByteStream, ObjectInfo, Storage, StorageError};
+use wharf_registry::storage::{
+    Appended, ByteStream, ObjectInfo, Storage, StorageError, UploadStatus,
+};
 
 /// Where gc pauses, on the watched blob.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -20,6 +22,8 @@ pub enum Pause {
     BlobSetAside,
     /// After gc's re-read of the manifest `watched` in its repository, before it removes it.
     RevisionReRead,
+    /// Before an upload's hash state is saved (any upload: `watched` plays no part).
+    UploadHashSave,
 }
 
 pub type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
@@ -90,7 +94,7 @@ impl Storage for Interposed {
     async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError> {
         self.inner.upload_create(id, info).await
     }
-    async fn upload_info(&self, id: &str) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
+    async fn upload_info(&self, id: &str) -> Result<Option<UploadStatus>, StorageError> {
         self.inner.upload_info(id).await
     }
     async fn upload_append(
@@ -98,7 +102,7 @@ impl Storage for Interposed {
         id: &str,
         offset: u64,
         data: ByteStream,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<Appended, StorageError> {
         self.inner.upload_append(id, offset, data).await
     }
     async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {
@@ -111,6 +115,12 @@ impl Storage for Interposed {
         offset: u64,
         state: Bytes,
     ) -> Result<(), StorageError> {
+        if self.pause == Some(Pause::UploadHashSave) {
+            let hook = self.hook.lock().expect("hook").take();
+            if let Some(hook) = hook {
+                hook().await;
+            }
+        }
         self.inner.upload_save_hash(id, offset, state).await
     }
     async fn upload_saved_hash(
