@@ -199,7 +199,7 @@ impl Registry {
         &self,
         digest: &Digest,
     ) -> Result<Option<ObjectInfo>, RegistryError> {
-        self.use_blob_touched(digest, false).await
+        use_blob(&*self.storage, digest, false).await
     }
 
     /// [`Self::use_blob`] for a blob the caller has just written or touched itself (an upload's
@@ -208,33 +208,7 @@ impl Registry {
         &self,
         digest: &Digest,
     ) -> Result<Option<ObjectInfo>, RegistryError> {
-        self.use_blob_touched(digest, true).await
-    }
-
-    async fn use_blob_touched(
-        &self,
-        digest: &Digest,
-        mut touched_already: bool,
-    ) -> Result<Option<ObjectInfo>, RegistryError> {
-        let deadline = tokio::time::Instant::now() + GC_WAIT;
-        loop {
-            let touched = if std::mem::take(&mut touched_already) {
-                true
-            } else {
-                match self.storage.blob_touch(digest).await {
-                    Ok(()) => true,
-                    Err(StorageError::BlobUnknown(_)) => false,
-                    Err(e) => return Err(e.into()),
-                }
-            };
-            if !self.gc_deciding(digest).await? {
-                if !touched {
-                    return Ok(None);
-                }
-                return Ok(self.storage.blob_info(digest).await?);
-            }
-            self.wait_for_gc(digest, deadline).await?;
-        }
+        use_blob(&*self.storage, digest, true).await
     }
 
     /// Writes manifest `digest`'s revision in `repo` (its media type) so that no gc removes it:
@@ -246,55 +220,12 @@ impl Registry {
         digest: &Digest,
         media_type: Bytes,
     ) -> Result<(), RegistryError> {
-        let key = keys::revision(repo, digest);
-        let deadline = tokio::time::Instant::now() + GC_WAIT;
-        loop {
-            self.storage.meta_put(&key, media_type.clone()).await?;
-            if !self.gc_deciding(digest).await? {
-                if self.storage.meta_info(&key).await?.is_some() {
-                    return Ok(());
-                }
-                // Removed by a gc that finished just now: write it again.
-                continue;
-            }
-            self.wait_for_gc(digest, deadline).await?;
-        }
-    }
-
-    /// Waits until no live gc flags `digest`, or fails at `deadline`.
-    async fn wait_for_gc(
-        &self,
-        digest: &Digest,
-        deadline: tokio::time::Instant,
-    ) -> Result<(), RegistryError> {
-        while self.gc_deciding(digest).await? {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(RegistryError::TooManyRequests {
-                    message: format!(
-                        "{digest} is being garbage-collected on this registry's storage \
-                         (flag {}); try again in a minute",
-                        keys::gc_deleting_all(digest)
-                    ),
-                    retry_after: Some(GC_WAIT.as_secs()),
-                });
-            }
-            tokio::time::sleep(GC_POLL).await;
-        }
-        Ok(())
+        keep_revision(&*self.storage, repo, digest, media_type).await
     }
 
     /// Whether a live gc has flagged `digest` (stale flags of dead ones aside).
     async fn gc_deciding(&self, digest: &Digest) -> Result<bool, RegistryError> {
-        let storage = self.storage.as_ref();
-        for run in storage.meta_list(&keys::gc_deleting_all(digest)).await? {
-            let flag = keys::gc_deleting(digest, &run);
-            if let Some(info) = storage.meta_info(&flag).await?
-                && !older_than(info.modified, SystemTime::now(), STALE_FLAG)
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        gc_deciding(&*self.storage, digest).await
     }
 
     /// gc's side of the protocol (module docs): deletes `digest` unless something used it within
@@ -618,6 +549,91 @@ impl Registry {
         }
         Ok(report)
     }
+}
+
+/// [`Registry::use_blob`] on `storage` (for writers without a `Registry`: the pull-through
+/// cache's background stores); `touched_already` when the caller's own write was the touch.
+pub(crate) async fn use_blob(
+    storage: &dyn Storage,
+    digest: &Digest,
+    mut touched_already: bool,
+) -> Result<Option<ObjectInfo>, RegistryError> {
+    let deadline = tokio::time::Instant::now() + GC_WAIT;
+    loop {
+        let touched = if std::mem::take(&mut touched_already) {
+            true
+        } else {
+            match storage.blob_touch(digest).await {
+                Ok(()) => true,
+                Err(StorageError::BlobUnknown(_)) => false,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if !gc_deciding(storage, digest).await? {
+            if !touched {
+                return Ok(None);
+            }
+            return Ok(storage.blob_info(digest).await?);
+        }
+        wait_for_gc(storage, digest, deadline).await?;
+    }
+}
+
+/// [`Registry::keep_revision`] on `storage` (for writers without a `Registry`).
+pub(crate) async fn keep_revision(
+    storage: &dyn Storage,
+    repo: &RepoName,
+    digest: &Digest,
+    media_type: Bytes,
+) -> Result<(), RegistryError> {
+    let key = keys::revision(repo, digest);
+    let deadline = tokio::time::Instant::now() + GC_WAIT;
+    loop {
+        storage.meta_put(&key, media_type.clone()).await?;
+        if !gc_deciding(storage, digest).await? {
+            if storage.meta_info(&key).await?.is_some() {
+                return Ok(());
+            }
+            // Removed by a gc that finished just now: write it again.
+            continue;
+        }
+        wait_for_gc(storage, digest, deadline).await?;
+    }
+}
+
+/// Waits until no live gc flags `digest`, or fails at `deadline`.
+async fn wait_for_gc(
+    storage: &dyn Storage,
+    digest: &Digest,
+    deadline: tokio::time::Instant,
+) -> Result<(), RegistryError> {
+    while gc_deciding(storage, digest).await? {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RegistryError::TooManyRequests {
+                message: format!(
+                    "{digest} is being garbage-collected on this registry's storage \
+                     (flag {}); try again in a minute",
+                    keys::gc_deleting_all(digest)
+                ),
+                retry_after: Some(GC_WAIT.as_secs()),
+            });
+        }
+        tokio::time::sleep(GC_POLL).await;
+    }
+    Ok(())
+}
+
+/// Whether a live gc has flagged `digest` (stale flags of dead ones aside).
+async fn gc_deciding(storage: &dyn Storage, digest: &Digest) -> Result<bool, RegistryError> {
+    for run in storage.meta_list(&keys::gc_deleting_all(digest)).await? {
+        let flag = keys::gc_deleting(digest, &run);
+        if let Some(info) = storage.meta_info(&flag).await?
+            && !older_than(info.modified, SystemTime::now(), STALE_FLAG)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 #[cfg(test)]

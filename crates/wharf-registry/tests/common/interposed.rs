@@ -24,6 +24,8 @@ pub enum Pause {
     RevisionReRead,
     /// Before an upload's hash state is saved (any upload: `watched` plays no part).
     UploadHashSave,
+    /// Before the watched blob is stored whole (`blob_put`: a manifest's content).
+    BlobPut,
 }
 
 pub type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
@@ -65,6 +67,7 @@ impl Storage for Interposed {
         self.inner.blob_read_small(d, limit).await
     }
     async fn blob_put(&self, d: &Digest, data: Bytes) -> Result<(), StorageError> {
+        self.at(Pause::BlobPut, d).await;
         self.inner.blob_put(d, data).await
     }
     async fn blob_touch(&self, d: &Digest) -> Result<(), StorageError> {
