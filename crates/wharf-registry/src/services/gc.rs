@@ -586,18 +586,43 @@ pub(crate) async fn keep_revision(
     digest: &Digest,
     media_type: Bytes,
 ) -> Result<(), RegistryError> {
-    let key = keys::revision(repo, digest);
     let deadline = tokio::time::Instant::now() + GC_WAIT;
+    keep_revision_until(storage, repo, digest, media_type, deadline).await
+}
+
+/// [`keep_revision`], giving up at `deadline`.
+async fn keep_revision_until(
+    storage: &dyn Storage,
+    repo: &RepoName,
+    digest: &Digest,
+    media_type: Bytes,
+    deadline: tokio::time::Instant,
+) -> Result<(), RegistryError> {
+    let key = keys::revision(repo, digest);
     loop {
         storage.meta_put(&key, media_type.clone()).await?;
-        if !gc_deciding(storage, digest).await? {
-            if storage.meta_info(&key).await?.is_some() {
-                return Ok(());
-            }
-            // Removed by a gc that finished just now: write it again.
+        if gc_deciding(storage, digest).await? {
+            wait_for_gc(storage, digest, deadline).await?;
             continue;
         }
-        wait_for_gc(storage, digest, deadline).await?;
+        if storage.meta_info(&key).await?.is_some() {
+            return Ok(());
+        }
+        // Removed right after the write: by a gc that finished just now (written again: it
+        // has no flag now), or by something that removes it each time (a client's DELETE of
+        // the manifest in a loop): not forever, nor in a busy loop.
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RegistryError::TooManyRequests {
+                message: format!(
+                    "the revision {key} of manifest {digest} was removed each time it was \
+                     written for {} s (a DELETE of the manifest, or garbage collection on this \
+                     registry's storage): try again",
+                    GC_WAIT.as_secs()
+                ),
+                retry_after: Some(GC_WAIT.as_secs()),
+            });
+        }
+        tokio::time::sleep(GC_POLL).await;
     }
 }
 
@@ -654,6 +679,8 @@ mod tests {
         watched: String,
         reads: AtomicUsize,
         hook: Mutex<Option<Hook>>,
+        /// `watched` is never found (a revision removed as soon as it is written).
+        hide_watched: bool,
     }
 
     #[async_trait::async_trait]
@@ -733,6 +760,9 @@ mod tests {
                     hook().await;
                 }
             }
+            if self.hide_watched && key == self.watched {
+                return Ok(None);
+            }
             self.inner.meta_info(key).await
         }
         async fn meta_delete(&self, key: &str) -> Result<bool, StorageError> {
@@ -800,6 +830,7 @@ mod tests {
             watched: keys::revision(&repo, &old_digest),
             reads: AtomicUsize::new(0),
             hook: Mutex::new(None),
+            hide_watched: false,
         });
         let (client, again) = (direct.clone(), repo.clone());
         let pushing = Arc::new(Mutex::new(None));
@@ -842,6 +873,37 @@ mod tests {
                     .expect("blob")
             );
         }
+    }
+
+    /// A revision removed right after each write (here: never found again) is written again,
+    /// but not forever: `keep_revision` ends with an error at its deadline. Before, it went
+    /// round its loop without a pause or a deadline, holding the push (or the pull-through
+    /// cache's store) and hammering the storage for as long as the removals went on.
+    #[tokio::test]
+    async fn a_revision_removed_each_time_it_is_written_is_not_written_forever() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).expect("storage"));
+        let repo = RepoName::parse("team/app").expect("name");
+        let digest = Digest::of(b"a manifest");
+        let storage = PushDuringSweep {
+            inner,
+            watched: keys::revision(&repo, &digest),
+            reads: AtomicUsize::new(0),
+            hook: Mutex::new(None),
+            hide_watched: true,
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        let kept = tokio::time::timeout(
+            Duration::from_secs(20),
+            keep_revision_until(&storage, &repo, &digest, Bytes::from_static(b"x"), deadline),
+        )
+        .await
+        .expect("keep_revision ends");
+        assert!(
+            matches!(&kept, Err(RegistryError::TooManyRequests { message, .. }) if message.contains("removed each time")),
+            "{kept:?}"
+        );
+        assert!(storage.reads.load(Ordering::SeqCst) >= 2, "written again");
     }
 
     /// A gc that died while it held a blob aside (its flag is stale) loses nothing: the next
