@@ -456,6 +456,54 @@ async fn upkeep_leaves_a_slow_but_live_multipart_upload_alone() {
     .await
 }
 
+/// gc's grace period is for content; a multipart upload in progress (another replica's push)
+/// is aborted only once its writer looks dead for the upload expiry, as upkeep does. Before, a
+/// gc with a short grace period (the three-replica test runs it with 8 s) aborted a live
+/// writer's multipart upload when its record was older than the grace period: the push failed.
+#[tokio::test]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn gc_with_a_short_grace_period_leaves_a_live_multipart_upload_alone() {
+    use wharf_registry::GcOptions;
+    use wharf_registry::services::{Limits, Registry};
+    on_s3(async {
+        let reg = registry();
+        let (tx, writer) = append_fed_by_hand(&reg, "0123456789abcdef0123456789abcdee").await;
+        let mib = 1024 * 1024;
+        for i in 0..9 {
+            tx.send(Ok(Bytes::from(pattern(mib, i))))
+                .await
+                .expect("the writer takes data");
+        }
+        let mut waited = 0;
+        while open_multipart_uploads(&reg) == 0 {
+            waited += 1;
+            assert!(waited < 300, "the multipart upload was never started");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // gc on another replica, its grace period shorter than the record's age.
+        let gc = Registry::new(
+            wharf_registry::open_storage(&reg.config).expect("storage"),
+            Limits::default(),
+        );
+        let opts = GcOptions {
+            grace: Duration::ZERO,
+            upload_expiry: Duration::from_secs(3600),
+            dry_run: false,
+        };
+        gc.collect_garbage(&opts, SystemTime::now() + Duration::from_secs(10))
+            .await
+            .expect("gc");
+        assert_eq!(open_multipart_uploads(&reg), 1, "the live upload stays");
+        tx.send(Ok(Bytes::from_static(b"the end")))
+            .await
+            .expect("data");
+        drop(tx);
+        let size = writer.await.expect("join").expect("the upload completes");
+        assert_eq!(size, 9 * mib as u64 + 7);
+    })
+    .await
+}
+
 /// A chunk cut off mid-body on one replica (the client or the replica went away): what arrived is
 /// stored, the other replica reports it, and the client resumes there; no partial blob is ever
 /// visible.

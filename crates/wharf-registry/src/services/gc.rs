@@ -540,11 +540,12 @@ impl Registry {
                 .count();
         } else {
             report.uploads_removed = self.expire_uploads(now).await?;
+            // Leftovers include the records of multipart uploads (S3), whose writer may be a
+            // live push on another replica: dead only after the upload expiry, as for upkeep,
+            // however short the grace period for content.
+            let stale = opts.grace.max(opts.upload_expiry);
             report.temporary_files_removed = storage
-                .clean_temporary(
-                    now.checked_sub(opts.grace)
-                        .unwrap_or(SystemTime::UNIX_EPOCH),
-                )
+                .clean_temporary(now.checked_sub(stale).unwrap_or(SystemTime::UNIX_EPOCH))
                 .await?;
         }
         Ok(report)
