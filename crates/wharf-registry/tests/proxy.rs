@@ -539,14 +539,7 @@ async fn manifest_cached(
 async fn a_shutdown_right_after_a_cold_manifest_pull_waits_for_its_store() {
     use common::interposed::Pause;
     let cache = cache_through(Some(Pause::BlobPut));
-    let (reached_tx, reached) = tokio::sync::oneshot::channel::<()>();
-    let (release, released) = tokio::sync::oneshot::channel::<()>();
-    *cache.storage.hook.lock().expect("hook") = Some(Box::new(move || {
-        Box::pin(async move {
-            let _ = reached_tx.send(());
-            let _ = released.await;
-        })
-    }));
+    let (reached, release) = cache.storage.gate();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

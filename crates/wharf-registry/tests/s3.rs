@@ -631,14 +631,7 @@ async fn a_hash_state_of_a_replaced_chunk_is_not_used_to_verify_the_upload() {
         for (claimed, accepted) in [(&replaced, false), (&stored, true)] {
             // `slow` saves its hash state only once `quick` is done with everything.
             let slow_storage = storage(Some(Pause::UploadHashSave));
-            let (reached_tx, reached) = tokio::sync::oneshot::channel::<()>();
-            let (release, released) = tokio::sync::oneshot::channel::<()>();
-            *slow_storage.hook.lock().expect("hook") = Some(Box::new(move || {
-                Box::pin(async move {
-                    let _ = reached_tx.send(());
-                    let _ = released.await;
-                })
-            }));
+            let (reached, release) = slow_storage.gate();
             let slow = Arc::new(Registry::new(slow_storage, Limits::default()));
             let quick = Arc::new(Registry::new(storage(None), Limits::default()));
             let closing = Registry::new(storage(None), Limits::default());

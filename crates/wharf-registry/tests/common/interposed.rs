@@ -45,6 +45,25 @@ pub struct Interposed {
 }
 
 impl Interposed {
+    /// Makes the pause a gate: the first receiver is told when the pause is reached, and the
+    /// paused operation goes on once the sender is used (or dropped).
+    pub fn gate(
+        &self,
+    ) -> (
+        tokio::sync::oneshot::Receiver<()>,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let (reached_tx, reached) = tokio::sync::oneshot::channel::<()>();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        *self.hook.lock().expect("hook") = Some(Box::new(move || {
+            Box::pin(async move {
+                let _ = reached_tx.send(());
+                let _ = released.await;
+            })
+        }));
+        (reached, release)
+    }
+
     async fn at(&self, pause: Pause, digest: &Digest) {
         if self.pause == Some(pause) && *digest == self.watched {
             let hook = self.hook.lock().expect("hook").take();
