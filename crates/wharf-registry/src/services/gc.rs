@@ -40,10 +40,11 @@
 //!   the same inode aside; S3 keeps the separate touch object), so G4 sees it and restores.
 //!
 //! A new upload of the same content during a hold writes a fresh blob under the blob's name;
-//! G5 drops only the copy set aside, never that one. A gc that dies during a hold leaves its
-//! flag: pushes ignore flags older than [`STALE_FLAG`] (and then find the blob gone or there),
-//! and the next gc restores what such a gc had set aside. Two gc runs at once hold with
-//! different flags, so one's end never clears the other's.
+//! G5 drops only the copy set aside, never that one. A storage error during a hold makes gc
+//! put the blob back before it removes its flag; if that fails too, it leaves the flag, as a gc
+//! that dies during a hold does. Pushes ignore flags older than [`STALE_FLAG`] (and then find
+//! the blob gone or there), and the next gc restores what such a gc had set aside. Two gc runs
+//! at once hold with different flags, so one's end never clears the other's.
 //!
 //! A manifest leaves its repository the same way, under a flag on its digest: gc re-reads its
 //! revision (young: pushed again since the mark phase) and the tags (one points to it now), then
@@ -240,31 +241,39 @@ impl Registry {
             .await
     }
 
-    /// Runs `decide` (gc deciding whether `digest` goes) under this `run`'s flag on it.
+    /// Runs `decide` (gc deciding whether `digest` goes) under this `run`'s flag on it. The
+    /// flag is removed whatever happened, except after a failure that may have left the blob
+    /// set aside ([`Held::Aside`]): then it stays, so the next gc puts the blob back once the
+    /// flag is stale (users wait on it meanwhile, and are refused cleanly rather than lose it).
     async fn holding<T>(
         &self,
         digest: &Digest,
         run: &str,
-        decide: impl Future<Output = Result<T, RegistryError>>,
+        decide: impl Future<Output = Result<T, Held>>,
     ) -> Result<T, RegistryError> {
         let storage = self.storage.as_ref();
         let flag = keys::gc_deleting(digest, run);
         storage
             .meta_put(&flag, Bytes::from(run.to_string()))
             .await?;
-        let decided = decide.await;
-        // Removed whatever happened: users of the digest wait while it is there.
+        let decided = match decide.await {
+            Ok(decided) => Ok(decided),
+            Err(Held::Failed(e)) => Err(e),
+            Err(Held::Aside(e)) => {
+                tracing::error!(%digest, flag, error = %e,
+                    "garbage collection failed with the blob set aside and could not put it back: \
+                     the next gc does, once the flag is stale");
+                return Err(e);
+            }
+        };
+        // Users of the digest wait while it is there.
         let unflagged = storage.meta_delete(&flag).await;
         let decided = decided?;
         unflagged?;
         Ok(decided)
     }
 
-    async fn delete_flagged_blob(
-        &self,
-        digest: &Digest,
-        grace: Duration,
-    ) -> Result<bool, RegistryError> {
+    async fn delete_flagged_blob(&self, digest: &Digest, grace: Duration) -> Result<bool, Held> {
         let storage = self.storage.as_ref();
         let unused = |t: SystemTime| older_than(t, SystemTime::now(), grace);
         // G2: after the flag, so a use that did not see the flag shows here.
@@ -276,16 +285,29 @@ impl Registry {
         if !storage.blob_set_aside(digest).await? {
             return Ok(false);
         }
-        match storage.blob_aside_last_use(digest).await? {
-            Some(last) if unused(last) => {
-                storage.blob_drop_aside(digest).await?;
-                Ok(true)
+        let decided: Result<bool, StorageError> = async {
+            match storage.blob_aside_last_use(digest).await? {
+                Some(last) if unused(last) => {
+                    storage.blob_drop_aside(digest).await?;
+                    Ok(true)
+                }
+                Some(_) => {
+                    storage.blob_restore(digest).await?;
+                    Ok(false)
+                }
+                None => Ok(false),
             }
-            Some(_) => {
-                storage.blob_restore(digest).await?;
-                Ok(false)
-            }
-            None => Ok(false),
+        }
+        .await;
+        match decided {
+            Ok(decided) => Ok(decided),
+            // Whatever failed, the blob must not stay out of sight: nothing else would put it
+            // back once the flag is gone (dropping it is the last step, and restoring nothing
+            // is harmless).
+            Err(e) => match storage.blob_restore(digest).await {
+                Ok(()) => Err(Held::Failed(e.into())),
+                Err(_) => Err(Held::Aside(e.into())),
+            },
         }
     }
 
@@ -340,7 +362,7 @@ impl Registry {
         repo: &RepoName,
         rev: &Digest,
         grace: Duration,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<bool, Held> {
         let storage = self.storage.as_ref();
         match storage.meta_info(&keys::revision(repo, rev)).await? {
             Some(fresh) if older_than(fresh.modified, SystemTime::now(), grace) => {}
@@ -552,6 +574,26 @@ impl Registry {
     }
 }
 
+/// How a decision under a gc flag failed ([`Registry::holding`]).
+enum Held {
+    /// Nothing is out of sight: the flag goes.
+    Failed(RegistryError),
+    /// The blob may still be set aside: the flag stays for the next gc's recovery.
+    Aside(RegistryError),
+}
+
+impl From<RegistryError> for Held {
+    fn from(e: RegistryError) -> Held {
+        Held::Failed(e)
+    }
+}
+
+impl From<StorageError> for Held {
+    fn from(e: StorageError) -> Held {
+        Held::Failed(e.into())
+    }
+}
+
 /// [`Registry::use_blob`] on `storage` (for writers without a `Registry`: the pull-through
 /// cache's background stores); `touched_already` when the caller's own write was the touch.
 pub(crate) async fn use_blob(
@@ -674,18 +716,34 @@ mod tests {
     type Hook = Box<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
 
     /// A storage that runs `hook` (another client's push) when gc reads the revision `watched`
-    /// for the second time: after the mark phase, as the sweep is about to remove it.
-    struct PushDuringSweep {
+    /// for the second time: after the mark phase, as the sweep is about to remove it; and fails
+    /// the operations the test tells it to.
+    struct Scripted {
         inner: Arc<dyn Storage>,
         watched: String,
         reads: AtomicUsize,
         hook: Mutex<Option<Hook>>,
         /// `watched` is never found (a revision removed as soon as it is written).
         hide_watched: bool,
+        /// How many of the next `blob_aside_last_use` and `blob_restore` calls fail.
+        failing_aside_reads: AtomicUsize,
+        failing_restores: AtomicUsize,
+    }
+
+    /// Counts one call of an operation failing `failing` more times: its error, if it fails.
+    fn scripted_failure(failing: &AtomicUsize, op: &'static str) -> Result<(), StorageError> {
+        match failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+            Ok(_) => Err(StorageError::Io {
+                op,
+                path: "scripted".to_string(),
+                source: std::io::Error::other("the storage failed (scripted)"),
+            }),
+            Err(_) => Ok(()),
+        }
     }
 
     #[async_trait::async_trait]
-    impl Storage for PushDuringSweep {
+    impl Storage for Scripted {
         async fn blob_info(&self, d: &Digest) -> Result<Option<ObjectInfo>, StorageError> {
             self.inner.blob_info(d).await
         }
@@ -711,9 +769,11 @@ mod tests {
             &self,
             d: &Digest,
         ) -> Result<Option<SystemTime>, StorageError> {
+            scripted_failure(&self.failing_aside_reads, "read the last use of")?;
             self.inner.blob_aside_last_use(d).await
         }
         async fn blob_restore(&self, d: &Digest) -> Result<(), StorageError> {
+            scripted_failure(&self.failing_restores, "restore")?;
             self.inner.blob_restore(d).await
         }
         async fn blob_drop_aside(&self, d: &Digest) -> Result<(), StorageError> {
@@ -826,12 +886,14 @@ mod tests {
         push(&direct, &repo, b"{\"v\":2}", b"layer two").await;
         let old_digest = Digest::of(&old);
 
-        let storage = Arc::new(PushDuringSweep {
+        let storage = Arc::new(Scripted {
             inner,
             watched: keys::revision(&repo, &old_digest),
             reads: AtomicUsize::new(0),
             hook: Mutex::new(None),
             hide_watched: false,
+            failing_aside_reads: AtomicUsize::new(0),
+            failing_restores: AtomicUsize::new(0),
         });
         let (client, again) = (direct.clone(), repo.clone());
         let pushing = Arc::new(Mutex::new(None));
@@ -886,12 +948,14 @@ mod tests {
         let inner: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).expect("storage"));
         let repo = RepoName::parse("team/app").expect("name");
         let digest = Digest::of(b"a manifest");
-        let storage = PushDuringSweep {
+        let storage = Scripted {
             inner,
             watched: keys::revision(&repo, &digest),
             reads: AtomicUsize::new(0),
             hook: Mutex::new(None),
             hide_watched: true,
+            failing_aside_reads: AtomicUsize::new(0),
+            failing_restores: AtomicUsize::new(0),
         };
         let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
         let kept = tokio::time::timeout(
@@ -905,6 +969,75 @@ mod tests {
             "{kept:?}"
         );
         assert!(storage.reads.load(Ordering::SeqCst) >= 2, "written again");
+    }
+
+    /// A storage failure while gc holds a blob aside (reading its last use) fails the gc but
+    /// leaves the blob where it was; when putting it back fails too, gc's flag stays, so the
+    /// next gc puts it back. Before, the flag went whatever happened and the blob stayed out of
+    /// sight for good: a blob a push had touched meanwhile was lost.
+    #[tokio::test]
+    async fn a_failure_while_gc_holds_a_blob_aside_does_not_lose_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).expect("storage"));
+        let repo = RepoName::parse("team/app").expect("name");
+        let direct = Registry::new(inner.clone(), Limits::default());
+        let opts = GcOptions {
+            grace: Duration::from_secs(60),
+            ..GcOptions::default()
+        };
+        // Unreferenced and old (aged below): gc sets it aside.
+        let later = SystemTime::now();
+        for restores_failing in [0, 1] {
+            let blob = Digest::of(&[restores_failing as u8; 100]);
+            direct
+                .import_blob(&repo, Bytes::from(vec![restores_failing as u8; 100]))
+                .await
+                .expect("blob");
+            std::fs::File::options()
+                .write(true)
+                .open(
+                    dir.path()
+                        .join("blobs/sha256")
+                        .join(&blob.hex()[..2])
+                        .join(blob.hex()),
+                )
+                .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(7200)))
+                .expect("age the blob");
+            let storage = Arc::new(Scripted {
+                inner: inner.clone(),
+                watched: String::new(),
+                reads: AtomicUsize::new(0),
+                hook: Mutex::new(None),
+                hide_watched: false,
+                failing_aside_reads: AtomicUsize::new(1),
+                failing_restores: AtomicUsize::new(restores_failing),
+            });
+            let gc = Registry::new(storage.clone(), Limits::default());
+            gc.collect_garbage(&opts, later)
+                .await
+                .expect_err("the storage failed");
+            let flagged = !inner
+                .meta_list(&keys::gc_deleting_all(&blob))
+                .await
+                .expect("flags")
+                .is_empty();
+            if restores_failing == 0 {
+                assert!(
+                    inner.blob_info(&blob).await.expect("info").is_some(),
+                    "put back"
+                );
+                assert!(!flagged, "nothing left to recover: the flag goes");
+            } else {
+                assert!(
+                    inner.blob_info(&blob).await.expect("info").is_none(),
+                    "still aside"
+                );
+                assert!(
+                    flagged,
+                    "the flag stays for the next gc to recover the blob"
+                );
+            }
+        }
     }
 
     /// A gc that died while it held a blob aside (its flag is stale) loses nothing: the next
