@@ -11,9 +11,10 @@
 //! other's object. Each replica then saves a state of its own bytes, in either order, so the
 //! saved state may describe bytes that are no longer stored. The version (from the chunks'
 //! ETags) tells: a state whose version differs is ignored and the commit reads the upload back
-//! once. Making the second append fail instead would need a conditional multipart completion,
-//! which `object_store` does not offer for parts (and Ceph RGW before Squid ignores); the version
-//! keeps resumes on other replicas as cheap as before.
+//! once. Making the second append fail instead would need a conditional multipart completion
+//! (`If-None-Match: *` on CompleteMultipartUpload), which `object_store` does not expose and not
+//! every S3 server enforces; the version keeps resumes on other replicas as cheap as before (the
+//! ETags come with the listing each request makes anyway).
 
 use sha2::Sha256;
 use sha2::digest::common::hazmat::{SerializableState, SerializedState};
