@@ -55,7 +55,10 @@ impl Registry {
             repo: repo.clone(),
             size: 0,
             hasher: Some(Sha256::new()),
-            version: (self.storage.shared_between_servers()).then_some(UploadVersion::EMPTY),
+            version: self
+                .storage
+                .shared_between_servers()
+                .then_some(UploadVersion::EMPTY),
         };
         {
             // Counted before it exists on disk, so parallel starts cannot overshoot the limits.
@@ -117,7 +120,9 @@ impl Registry {
                     id: id.to_string(),
                     repo,
                     size: status.object.size,
-                    hasher: (self.saved_hasher(id, status.object.size, status.version)).await?,
+                    hasher: self
+                        .saved_hasher(id, status.object.size, status.version)
+                        .await?,
                     version: status.version,
                 };
                 self.sessions_map().insert(id, session, &info.subject)
