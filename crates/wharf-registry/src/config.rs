@@ -5,7 +5,7 @@
 //! root = "/var/lib/wharf-registry"
 //! upload_expiry = "1h"       # idle upload sessions are removed after this
 //! gc_grace = "1h"            # gc never removes what was written or used more recently
-//! shutdown_timeout = "60s"   # how long in-flight requests may finish after SIGTERM
+//! shutdown_timeout = "60s"   # how long in-flight requests (then pull-through writes) may finish after SIGTERM
 //! metrics = true             # serve Prometheus metrics at /metrics
 //! allow_plain_http = false   # plain HTTP on a non-loopback address needs this
 //!

@@ -125,6 +125,7 @@ pub async fn serve_on(
         return Err(ServeError::PlainHttpNotLoopback(local));
     }
     let registry = state.registry.clone();
+    let proxy = state.proxy.clone();
     let app = if config.metrics {
         router(state, extra)
     } else {
@@ -263,9 +264,17 @@ pub async fn serve_on(
     drop(listener);
     tracing::info!("shutting down: waiting for in-flight requests");
     stopping.cancel();
+    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
     tokio::select! {
         () = table.wait_empty() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(config.shutdown_timeout) => tracing::warn!("shutdown timeout: closing remaining connections"),
+        () = tokio::time::sleep_until(deadline) => tracing::warn!("shutdown timeout: closing remaining connections"),
+    }
+    // Answers already given may still be being stored (a pull-through manifest): within the
+    // same timeout, they are.
+    if !proxy.finish_background_writes(deadline).await {
+        tracing::warn!(
+            "shutdown timeout: pull-through cache writes still running are dropped (fetched again on their next pull)"
+        );
     }
     reaper.abort();
     upkeep.abort();

@@ -19,6 +19,7 @@ use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 use wharf_registry::auth::AllowAll;
 use wharf_registry::config::{ProxyConfig, Secret};
+use wharf_registry::storage::Storage as _;
 use wharf_registry::{Config, app_state, router};
 
 use common::{digest_of, image_manifest};
@@ -472,6 +473,170 @@ async fn a_good_upstream_blob_is_cached_and_served_from_storage() {
         )),
         0
     );
+}
+
+/// The parts of a pull-through cache of the fixture with a storage of the test's: the
+/// manifest's digest, the storage the cache writes through (pausing as `pause` says on the
+/// manifest), its state, and the storage underneath.
+struct Interposed {
+    f: Fixture,
+    _upstream: StandIn,
+    _dir: tempfile::TempDir,
+    config: Config,
+    manifest: wharf_registry::names::Digest,
+    storage: Arc<common::interposed::Interposed>,
+    state: wharf_registry::AppState,
+}
+
+fn cache_through(pause: Option<common::interposed::Pause>) -> Interposed {
+    use wharf_registry::services::{Limits, Registry};
+    let f = fixture(good_layer());
+    let upstream = StandIn::start(f.answers.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_with(dir.path(), vec![proxy_entry("hub/", &upstream.url())]);
+    let manifest = wharf_registry::names::Digest::parse(&digest_of(&f.manifest)).expect("digest");
+    let inner = wharf_registry::open_storage(&config).expect("storage");
+    let storage = Arc::new(common::interposed::interposed(inner, &manifest, pause));
+    let state = wharf_registry::AppState {
+        registry: Arc::new(Registry::new(storage.clone(), Limits::default())),
+        authorizer: Arc::new(AllowAll),
+        metrics: Arc::default(),
+        proxy: Arc::new(wharf_registry::proxy::Proxies::new(&config.proxy)),
+    };
+    Interposed {
+        f,
+        _upstream: upstream,
+        _dir: dir,
+        config,
+        manifest,
+        storage,
+        state,
+    }
+}
+
+/// Whether the manifest `digest` is cached in `hub/team/app`: content and revision.
+async fn manifest_cached(
+    storage: &dyn wharf_registry::storage::Storage,
+    digest: &wharf_registry::names::Digest,
+) -> bool {
+    let revision = format!(
+        "repositories/hub/team/app/_manifests/revisions/sha256/{}",
+        digest.hex()
+    );
+    storage.blob_info(digest).await.expect("blob").is_some()
+        && storage
+            .meta_info(&revision)
+            .await
+            .expect("revision")
+            .is_some()
+}
+
+/// Issue 11: a fetched manifest is answered at once and stored in the background. A graceful
+/// shutdown (SIGTERM) right after a cold pull waits for that store: the manifest is in storage
+/// when the server has stopped. Before, the server stopped once the connections were closed,
+/// and the store died with the process.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_right_after_a_cold_manifest_pull_waits_for_its_store() {
+    use common::interposed::Pause;
+    let cache = cache_through(Some(Pause::BlobPut));
+    let (reached, release) = cache.storage.gate();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut config = cache.config.clone();
+    config.shutdown_timeout = Duration::from_secs(120);
+    let server = tokio::spawn(wharf_registry::serve_on(
+        listener,
+        config,
+        cache.state.clone(),
+        axum::Router::new(),
+        async {
+            let _ = stopped.await;
+        },
+    ));
+
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+        write!(
+            stream,
+            "GET /v2/hub/team/app/manifests/1 HTTP/1.1\r\nHost: {addr}\r\nAccept: {}\r\nConnection: close\r\n\r\n",
+            common::OCI_MANIFEST
+        )
+        .expect("request");
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer).expect("answer");
+        answer
+    })
+    .await
+    .expect("client");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    reached
+        .await
+        .expect("the manifest is being stored in the background");
+
+    // SIGTERM: the server stops accepting; the manifest's store is still running.
+    stop.send(()).expect("server runs");
+    let releasing = tokio::spawn(async move {
+        // Gives a server that does not wait time to stop first.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let _ = release.send(());
+    });
+    tokio::time::timeout(Duration::from_secs(60), server)
+        .await
+        .expect("the server stops once the store is done")
+        .expect("server task")
+        .expect("server");
+    assert!(
+        manifest_cached(&*cache.storage.inner, &cache.manifest).await,
+        "the manifest answered before the shutdown is stored"
+    );
+    releasing.await.expect("release");
+    drop(cache.f);
+}
+
+/// Issue 11: the cache stores a fetched manifest as a push does, through gc's protocol
+/// (`services::gc`): while a gc on another replica is deciding about its digest (a live
+/// deletion flag), the store waits, then writes. Before, it wrote the content and revision
+/// regardless, which a gc about to remove them would not have seen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_manifest_is_stored_with_gc_s_protocol() {
+    let cache = cache_through(None);
+    let flag = format!(
+        "_gc/deleting/sha256/{}/another-replica",
+        cache.manifest.hex()
+    );
+    cache
+        .storage
+        .meta_put(&flag, bytes::Bytes::new())
+        .await
+        .expect("a gc's flag");
+    let flags_read = cache.storage.flags_read.clone();
+    let waiting = flags_read.notified();
+    let app = router(cache.state.clone(), axum::Router::new());
+    let (status, body) = get_through(&app, "/v2/hub/team/app/manifests/1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.expect("body"), cache.f.manifest);
+    tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the store reads gc's flags on the manifest");
+    assert!(
+        cache
+            .storage
+            .blob_info(&cache.manifest)
+            .await
+            .expect("blob")
+            .is_none(),
+        "no content written while a gc decides about it"
+    );
+    cache.storage.meta_delete(&flag).await.expect("gc done");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    assert!(
+        cache.state.proxy.finish_background_writes(deadline).await,
+        "the store ends once the gc is done"
+    );
+    assert!(manifest_cached(&*cache.storage.inner, &cache.manifest).await);
 }
 
 /// A download running for one proxied repository is joined through another repository only

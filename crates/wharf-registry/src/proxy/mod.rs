@@ -6,13 +6,18 @@
 //!   moved). When it is down, rate-limits or refuses, the cached manifest is served and the log
 //!   says so; with nothing cached the client gets an error naming the upstream. Concurrent
 //!   requests for the same manifest send one request upstream ([`refresh`]); a fetched
-//!   manifest is answered at once and stored in the background.
+//!   manifest is answered at once and stored in the background, with gc's protocol
+//!   (`services::gc`: its content used, its revision kept) like a push.
 //! - Blobs are fetched once per process however many clients ask at the same time
 //!   ([`flight`]), streamed to all of them as they arrive, and written into storage on the way;
 //!   the blob becomes visible only once its digest is verified. A request through another
 //!   repository joins a running fetch only once its own upstream repository has the blob.
 //! - Everything is stored as if pushed (tags, revisions, links), so reads, access control and
 //!   gc treat cached content like any other; writes to a proxied repository are refused.
+//! - Writes in the background (manifests, fresh tags, links, blob fetches and their commits) are
+//!   tracked: a graceful shutdown waits for them, within its timeout
+//!   ([`Proxies::finish_background_writes`]), so a manifest answered just before a SIGTERM is
+//!   stored.
 
 mod flight;
 mod refresh;
@@ -32,7 +37,7 @@ use crate::error::RegistryError;
 use crate::names::{Digest, Reference, RepoName};
 use crate::services::manifests::StoredManifest;
 use crate::services::manifests::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
-use crate::services::{Registry, keys};
+use crate::services::{Registry, gc, keys};
 use crate::storage::{ByteStream, Storage, StorageError, hash_in_background};
 
 /// Chunks queued between the upstream download and the storage write: enough that a slow disk
@@ -47,6 +52,8 @@ pub struct Proxies {
     upstreams: Vec<Arc<Upstream>>,
     flights: Arc<Flights>,
     manifest_flights: Arc<refresh::ManifestFlights>,
+    /// The writes running in the background, for the shutdown to wait for.
+    background: tokio_util::task::TaskTracker,
 }
 
 /// What storage holds for a manifest request of a proxied repository.
@@ -89,7 +96,18 @@ impl Proxies {
             upstreams,
             flights: Arc::default(),
             manifest_flights: Arc::default(),
+            background: tokio_util::task::TaskTracker::new(),
         }
+    }
+
+    /// Waits until the writes running in the background are done, or until `deadline`; true
+    /// when they are. For a graceful shutdown, once no request runs: what is not done by then
+    /// is lost with the process (fetched again on its next pull).
+    pub async fn finish_background_writes(&self, deadline: tokio::time::Instant) -> bool {
+        self.background.close();
+        tokio::time::timeout_at(deadline, self.background.wait())
+            .await
+            .is_ok()
     }
 
     /// The upstream `repo` mirrors, if it is under a `[[proxy]]` prefix.
@@ -226,7 +244,7 @@ impl Proxies {
                     // the flight held until then).
                     let storage = registry.storage().clone();
                     let key = keys::tag(repo, tag);
-                    tokio::spawn(async move {
+                    self.background.spawn(async move {
                         if let Err(e) = storage.meta_put(&key, Bytes::from(digest)).await {
                             tracing::warn!(key, error = %e, "marking a pull-through tag fresh");
                         }
@@ -321,28 +339,27 @@ impl Proxies {
         let (repo, tag) = (repo.clone(), tag.map(str::to_string));
         let (body, stored_digest, stored_type) =
             (fetched.body.clone(), digest.clone(), media_type.clone());
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             // The three writes at once: each is durable (fsync) on the filesystem. A crash
             // between them leaves a tag or revision without content, which reads as not cached
-            // and is fetched again.
+            // and is fetched again. Content and revision go through gc's protocol as a push's
+            // do (`services::gc`), so a gc running on any replica keeps them or this store
+            // fails (and the manifest is fetched again).
             let digest = stored_digest;
             let content = async {
-                if storage.blob_info(&digest).await?.is_none() {
-                    storage.blob_put(&digest, body).await
-                } else {
-                    storage.blob_touch(&digest).await
+                // Stored when missing (or just taken by a gc): a blob written now is young.
+                if gc::use_blob(&*storage, &digest, false).await?.is_none() {
+                    storage.blob_put(&digest, body).await?;
                 }
+                Ok::<(), RegistryError>(())
             };
-            let revision_key = keys::revision(&repo, &digest);
-            let revision = storage.meta_put(&revision_key, Bytes::from(stored_type));
+            let revision = gc::keep_revision(&*storage, &repo, &digest, Bytes::from(stored_type));
             let tagged = async {
                 match &tag {
-                    Some(tag) => {
-                        storage
-                            .meta_put(&keys::tag(&repo, tag), Bytes::from(digest.to_string()))
-                            .await
-                    }
-                    None => Ok(()),
+                    Some(tag) => Ok(storage
+                        .meta_put(&keys::tag(&repo, tag), Bytes::from(digest.to_string()))
+                        .await?),
+                    None => Ok::<(), RegistryError>(()),
                 }
             };
             let (content, revision, tagged) = tokio::join!(content, revision, tagged);
@@ -475,7 +492,7 @@ impl Proxies {
                 target: target.clone(),
                 digest: digest.clone(),
             };
-            tokio::spawn(task.run());
+            self.background.spawn(task.run());
         }
         // A link without content is harmless (reads check both), and linking here means
         // whoever finishes the fetch need not know every repository that asked. Written in the
@@ -485,7 +502,7 @@ impl Proxies {
             let storage = storage.clone();
             let key = keys::layer_link(repo, digest);
             let value = Bytes::from(digest.to_string());
-            tokio::spawn(async move {
+            self.background.spawn(async move {
                 if let Err(e) = storage.meta_put(&key, value).await {
                     tracing::warn!(key, error = %e, "linking a pull-through blob");
                 }

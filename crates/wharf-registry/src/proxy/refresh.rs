@@ -5,7 +5,8 @@
 //! A fetched manifest is answered at once and stored in the background (each storage write is
 //! durable: an fsync a first pull would otherwise wait for). Until that write is done the
 //! flight stays open, under the tag and under the digest, so later requests get the same
-//! answer from memory instead of asking the upstream again.
+//! answer from memory instead of asking the upstream again. A graceful shutdown waits for the
+//! write (`Proxies::finish_background_writes`).
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -40,10 +40,11 @@
 //!   the same inode aside; S3 keeps the separate touch object), so G4 sees it and restores.
 //!
 //! A new upload of the same content during a hold writes a fresh blob under the blob's name;
-//! G5 drops only the copy set aside, never that one. A gc that dies during a hold leaves its
-//! flag: pushes ignore flags older than [`STALE_FLAG`] (and then find the blob gone or there),
-//! and the next gc restores what such a gc had set aside. Two gc runs at once hold with
-//! different flags, so one's end never clears the other's.
+//! G5 drops only the copy set aside, never that one. A storage error during a hold makes gc
+//! put the blob back before it removes its flag; if that fails too, it leaves the flag, as a gc
+//! that dies during a hold does. Pushes ignore flags older than [`STALE_FLAG`] (and then find
+//! the blob gone or there), and the next gc restores what such a gc had set aside. Two gc runs
+//! at once hold with different flags, so one's end never clears the other's.
 //!
 //! A manifest leaves its repository the same way, under a flag on its digest: gc re-reads its
 //! revision (young: pushed again since the mark phase) and the tags (one points to it now), then
@@ -199,7 +200,7 @@ impl Registry {
         &self,
         digest: &Digest,
     ) -> Result<Option<ObjectInfo>, RegistryError> {
-        self.use_blob_touched(digest, false).await
+        use_blob(&*self.storage, digest, false).await
     }
 
     /// [`Self::use_blob`] for a blob the caller has just written or touched itself (an upload's
@@ -208,33 +209,7 @@ impl Registry {
         &self,
         digest: &Digest,
     ) -> Result<Option<ObjectInfo>, RegistryError> {
-        self.use_blob_touched(digest, true).await
-    }
-
-    async fn use_blob_touched(
-        &self,
-        digest: &Digest,
-        mut touched_already: bool,
-    ) -> Result<Option<ObjectInfo>, RegistryError> {
-        let deadline = tokio::time::Instant::now() + GC_WAIT;
-        loop {
-            let touched = if std::mem::take(&mut touched_already) {
-                true
-            } else {
-                match self.storage.blob_touch(digest).await {
-                    Ok(()) => true,
-                    Err(StorageError::BlobUnknown(_)) => false,
-                    Err(e) => return Err(e.into()),
-                }
-            };
-            if !self.gc_deciding(digest).await? {
-                if !touched {
-                    return Ok(None);
-                }
-                return Ok(self.storage.blob_info(digest).await?);
-            }
-            self.wait_for_gc(digest, deadline).await?;
-        }
+        use_blob(&*self.storage, digest, true).await
     }
 
     /// Writes manifest `digest`'s revision in `repo` (its media type) so that no gc removes it:
@@ -246,55 +221,12 @@ impl Registry {
         digest: &Digest,
         media_type: Bytes,
     ) -> Result<(), RegistryError> {
-        let key = keys::revision(repo, digest);
-        let deadline = tokio::time::Instant::now() + GC_WAIT;
-        loop {
-            self.storage.meta_put(&key, media_type.clone()).await?;
-            if !self.gc_deciding(digest).await? {
-                if self.storage.meta_info(&key).await?.is_some() {
-                    return Ok(());
-                }
-                // Removed by a gc that finished just now: write it again.
-                continue;
-            }
-            self.wait_for_gc(digest, deadline).await?;
-        }
-    }
-
-    /// Waits until no live gc flags `digest`, or fails at `deadline`.
-    async fn wait_for_gc(
-        &self,
-        digest: &Digest,
-        deadline: tokio::time::Instant,
-    ) -> Result<(), RegistryError> {
-        while self.gc_deciding(digest).await? {
-            if tokio::time::Instant::now() >= deadline {
-                return Err(RegistryError::TooManyRequests {
-                    message: format!(
-                        "{digest} is being garbage-collected on this registry's storage \
-                         (flag {}); try again in a minute",
-                        keys::gc_deleting_all(digest)
-                    ),
-                    retry_after: Some(GC_WAIT.as_secs()),
-                });
-            }
-            tokio::time::sleep(GC_POLL).await;
-        }
-        Ok(())
+        keep_revision(&*self.storage, repo, digest, media_type).await
     }
 
     /// Whether a live gc has flagged `digest` (stale flags of dead ones aside).
     async fn gc_deciding(&self, digest: &Digest) -> Result<bool, RegistryError> {
-        let storage = self.storage.as_ref();
-        for run in storage.meta_list(&keys::gc_deleting_all(digest)).await? {
-            let flag = keys::gc_deleting(digest, &run);
-            if let Some(info) = storage.meta_info(&flag).await?
-                && !older_than(info.modified, SystemTime::now(), STALE_FLAG)
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        gc_deciding(&*self.storage, digest).await
     }
 
     /// gc's side of the protocol (module docs): deletes `digest` unless something used it within
@@ -309,31 +241,39 @@ impl Registry {
             .await
     }
 
-    /// Runs `decide` (gc deciding whether `digest` goes) under this `run`'s flag on it.
+    /// Runs `decide` (gc deciding whether `digest` goes) under this `run`'s flag on it. The
+    /// flag is removed whatever happened, except after a failure that may have left the blob
+    /// set aside ([`Held::Aside`]): then it stays, so the next gc puts the blob back once the
+    /// flag is stale (users wait on it meanwhile, and are refused cleanly rather than lose it).
     async fn holding<T>(
         &self,
         digest: &Digest,
         run: &str,
-        decide: impl Future<Output = Result<T, RegistryError>>,
+        decide: impl Future<Output = Result<T, Held>>,
     ) -> Result<T, RegistryError> {
         let storage = self.storage.as_ref();
         let flag = keys::gc_deleting(digest, run);
         storage
             .meta_put(&flag, Bytes::from(run.to_string()))
             .await?;
-        let decided = decide.await;
-        // Removed whatever happened: users of the digest wait while it is there.
+        let decided = match decide.await {
+            Ok(decided) => Ok(decided),
+            Err(Held::Failed(e)) => Err(e),
+            Err(Held::Aside(e)) => {
+                tracing::error!(%digest, flag, error = %e,
+                    "garbage collection failed with the blob set aside and could not put it back: \
+                     the next gc does, once the flag is stale");
+                return Err(e);
+            }
+        };
+        // Users of the digest wait while it is there.
         let unflagged = storage.meta_delete(&flag).await;
         let decided = decided?;
         unflagged?;
         Ok(decided)
     }
 
-    async fn delete_flagged_blob(
-        &self,
-        digest: &Digest,
-        grace: Duration,
-    ) -> Result<bool, RegistryError> {
+    async fn delete_flagged_blob(&self, digest: &Digest, grace: Duration) -> Result<bool, Held> {
         let storage = self.storage.as_ref();
         let unused = |t: SystemTime| older_than(t, SystemTime::now(), grace);
         // G2: after the flag, so a use that did not see the flag shows here.
@@ -345,16 +285,29 @@ impl Registry {
         if !storage.blob_set_aside(digest).await? {
             return Ok(false);
         }
-        match storage.blob_aside_last_use(digest).await? {
-            Some(last) if unused(last) => {
-                storage.blob_drop_aside(digest).await?;
-                Ok(true)
+        let decided: Result<bool, StorageError> = async {
+            match storage.blob_aside_last_use(digest).await? {
+                Some(last) if unused(last) => {
+                    storage.blob_drop_aside(digest).await?;
+                    Ok(true)
+                }
+                Some(_) => {
+                    storage.blob_restore(digest).await?;
+                    Ok(false)
+                }
+                None => Ok(false),
             }
-            Some(_) => {
-                storage.blob_restore(digest).await?;
-                Ok(false)
-            }
-            None => Ok(false),
+        }
+        .await;
+        match decided {
+            Ok(decided) => Ok(decided),
+            // Whatever failed, the blob must not stay out of sight: nothing else would put it
+            // back once the flag is gone (dropping it is the last step, and restoring nothing
+            // is harmless).
+            Err(e) => match storage.blob_restore(digest).await {
+                Ok(()) => Err(Held::Failed(e.into())),
+                Err(_) => Err(Held::Aside(e.into())),
+            },
         }
     }
 
@@ -409,7 +362,7 @@ impl Registry {
         repo: &RepoName,
         rev: &Digest,
         grace: Duration,
-    ) -> Result<bool, RegistryError> {
+    ) -> Result<bool, Held> {
         let storage = self.storage.as_ref();
         match storage.meta_info(&keys::revision(repo, rev)).await? {
             Some(fresh) if older_than(fresh.modified, SystemTime::now(), grace) => {}
@@ -609,22 +562,153 @@ impl Registry {
                 .count();
         } else {
             report.uploads_removed = self.expire_uploads(now).await?;
+            // Leftovers include the records of multipart uploads (S3), whose writer may be a
+            // live push on another replica: dead only after the upload expiry, as for upkeep,
+            // however short the grace period for content.
+            let stale = opts.grace.max(opts.upload_expiry);
             report.temporary_files_removed = storage
-                .clean_temporary(
-                    now.checked_sub(opts.grace)
-                        .unwrap_or(SystemTime::UNIX_EPOCH),
-                )
+                .clean_temporary(now.checked_sub(stale).unwrap_or(SystemTime::UNIX_EPOCH))
                 .await?;
         }
         Ok(report)
     }
 }
 
+/// How a decision under a gc flag failed ([`Registry::holding`]).
+enum Held {
+    /// Nothing is out of sight: the flag goes.
+    Failed(RegistryError),
+    /// The blob may still be set aside: the flag stays for the next gc's recovery.
+    Aside(RegistryError),
+}
+
+impl From<RegistryError> for Held {
+    fn from(e: RegistryError) -> Held {
+        Held::Failed(e)
+    }
+}
+
+impl From<StorageError> for Held {
+    fn from(e: StorageError) -> Held {
+        Held::Failed(e.into())
+    }
+}
+
+/// [`Registry::use_blob`] on `storage` (for writers without a `Registry`: the pull-through
+/// cache's background stores); `touched_already` when the caller's own write was the touch.
+pub(crate) async fn use_blob(
+    storage: &dyn Storage,
+    digest: &Digest,
+    mut touched_already: bool,
+) -> Result<Option<ObjectInfo>, RegistryError> {
+    let deadline = tokio::time::Instant::now() + GC_WAIT;
+    loop {
+        let touched = if std::mem::take(&mut touched_already) {
+            true
+        } else {
+            match storage.blob_touch(digest).await {
+                Ok(()) => true,
+                Err(StorageError::BlobUnknown(_)) => false,
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if !gc_deciding(storage, digest).await? {
+            if !touched {
+                return Ok(None);
+            }
+            return Ok(storage.blob_info(digest).await?);
+        }
+        wait_for_gc(storage, digest, deadline).await?;
+    }
+}
+
+/// [`Registry::keep_revision`] on `storage` (for writers without a `Registry`).
+pub(crate) async fn keep_revision(
+    storage: &dyn Storage,
+    repo: &RepoName,
+    digest: &Digest,
+    media_type: Bytes,
+) -> Result<(), RegistryError> {
+    let deadline = tokio::time::Instant::now() + GC_WAIT;
+    keep_revision_until(storage, repo, digest, media_type, deadline).await
+}
+
+/// [`keep_revision`], giving up at `deadline`.
+async fn keep_revision_until(
+    storage: &dyn Storage,
+    repo: &RepoName,
+    digest: &Digest,
+    media_type: Bytes,
+    deadline: tokio::time::Instant,
+) -> Result<(), RegistryError> {
+    let key = keys::revision(repo, digest);
+    loop {
+        storage.meta_put(&key, media_type.clone()).await?;
+        if gc_deciding(storage, digest).await? {
+            wait_for_gc(storage, digest, deadline).await?;
+            continue;
+        }
+        if storage.meta_info(&key).await?.is_some() {
+            return Ok(());
+        }
+        // Removed right after the write: by a gc that finished just now (written again: it
+        // has no flag now), or by something that removes it each time (a client's DELETE of
+        // the manifest in a loop): not forever, nor in a busy loop.
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RegistryError::TooManyRequests {
+                message: format!(
+                    "the revision {key} of manifest {digest} was removed each time it was \
+                     written for {} s (a DELETE of the manifest, or garbage collection on this \
+                     registry's storage): try again",
+                    GC_WAIT.as_secs()
+                ),
+                retry_after: Some(GC_WAIT.as_secs()),
+            });
+        }
+        tokio::time::sleep(GC_POLL).await;
+    }
+}
+
+/// Waits until no live gc flags `digest`, or fails at `deadline`.
+async fn wait_for_gc(
+    storage: &dyn Storage,
+    digest: &Digest,
+    deadline: tokio::time::Instant,
+) -> Result<(), RegistryError> {
+    while gc_deciding(storage, digest).await? {
+        if tokio::time::Instant::now() >= deadline {
+            return Err(RegistryError::TooManyRequests {
+                message: format!(
+                    "{digest} is being garbage-collected on this registry's storage \
+                     (flag {}); try again in a minute",
+                    keys::gc_deleting_all(digest)
+                ),
+                retry_after: Some(GC_WAIT.as_secs()),
+            });
+        }
+        tokio::time::sleep(GC_POLL).await;
+    }
+    Ok(())
+}
+
+/// Whether a live gc has flagged `digest` (stale flags of dead ones aside).
+async fn gc_deciding(storage: &dyn Storage, digest: &Digest) -> Result<bool, RegistryError> {
+    for run in storage.meta_list(&keys::gc_deleting_all(digest)).await? {
+        let flag = keys::gc_deleting(digest, &run);
+        if let Some(info) = storage.meta_info(&flag).await?
+            && !older_than(info.modified, SystemTime::now(), STALE_FLAG)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::names::Reference;
-    use crate::storage::{ByteStream, ObjectInfo, StorageError};
+    use crate::storage::{Appended, ByteStream, ObjectInfo, StorageError, UploadStatus};
     use bytes::Bytes;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -632,16 +716,34 @@ mod tests {
     type Hook = Box<dyn Fn() -> futures_util::future::BoxFuture<'static, ()> + Send + Sync>;
 
     /// A storage that runs `hook` (another client's push) when gc reads the revision `watched`
-    /// for the second time: after the mark phase, as the sweep is about to remove it.
-    struct PushDuringSweep {
+    /// for the second time: after the mark phase, as the sweep is about to remove it; and fails
+    /// the operations the test tells it to.
+    struct Scripted {
         inner: Arc<dyn Storage>,
         watched: String,
         reads: AtomicUsize,
         hook: Mutex<Option<Hook>>,
+        /// `watched` is never found (a revision removed as soon as it is written).
+        hide_watched: bool,
+        /// How many of the next `blob_aside_last_use` and `blob_restore` calls fail.
+        failing_aside_reads: AtomicUsize,
+        failing_restores: AtomicUsize,
+    }
+
+    /// Counts one call of an operation failing `failing` more times: its error, if it fails.
+    fn scripted_failure(failing: &AtomicUsize, op: &'static str) -> Result<(), StorageError> {
+        match failing.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+            Ok(_) => Err(StorageError::Io {
+                op,
+                path: "scripted".to_string(),
+                source: std::io::Error::other("the storage failed (scripted)"),
+            }),
+            Err(_) => Ok(()),
+        }
     }
 
     #[async_trait::async_trait]
-    impl Storage for PushDuringSweep {
+    impl Storage for Scripted {
         async fn blob_info(&self, d: &Digest) -> Result<Option<ObjectInfo>, StorageError> {
             self.inner.blob_info(d).await
         }
@@ -667,9 +769,11 @@ mod tests {
             &self,
             d: &Digest,
         ) -> Result<Option<SystemTime>, StorageError> {
+            scripted_failure(&self.failing_aside_reads, "read the last use of")?;
             self.inner.blob_aside_last_use(d).await
         }
         async fn blob_restore(&self, d: &Digest) -> Result<(), StorageError> {
+            scripted_failure(&self.failing_restores, "restore")?;
             self.inner.blob_restore(d).await
         }
         async fn blob_drop_aside(&self, d: &Digest) -> Result<(), StorageError> {
@@ -681,7 +785,7 @@ mod tests {
         async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError> {
             self.inner.upload_create(id, info).await
         }
-        async fn upload_info(&self, id: &str) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
+        async fn upload_info(&self, id: &str) -> Result<Option<UploadStatus>, StorageError> {
             self.inner.upload_info(id).await
         }
         async fn upload_append(
@@ -689,7 +793,7 @@ mod tests {
             id: &str,
             offset: u64,
             data: ByteStream,
-        ) -> Result<u64, StorageError> {
+        ) -> Result<Appended, StorageError> {
             self.inner.upload_append(id, offset, data).await
         }
         async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {
@@ -716,6 +820,9 @@ mod tests {
                 if let Some(hook) = hook {
                     hook().await;
                 }
+            }
+            if self.hide_watched && key == self.watched {
+                return Ok(None);
             }
             self.inner.meta_info(key).await
         }
@@ -779,11 +886,14 @@ mod tests {
         push(&direct, &repo, b"{\"v\":2}", b"layer two").await;
         let old_digest = Digest::of(&old);
 
-        let storage = Arc::new(PushDuringSweep {
+        let storage = Arc::new(Scripted {
             inner,
             watched: keys::revision(&repo, &old_digest),
             reads: AtomicUsize::new(0),
             hook: Mutex::new(None),
+            hide_watched: false,
+            failing_aside_reads: AtomicUsize::new(0),
+            failing_restores: AtomicUsize::new(0),
         });
         let (client, again) = (direct.clone(), repo.clone());
         let pushing = Arc::new(Mutex::new(None));
@@ -825,6 +935,108 @@ mod tests {
                     .await
                     .expect("blob")
             );
+        }
+    }
+
+    /// A revision removed right after each write (here: never found again) is written again,
+    /// but not forever: `keep_revision` ends with an error at its deadline. Before, it went
+    /// round its loop without a pause or a deadline, holding the push (or the pull-through
+    /// cache's store) and hammering the storage for as long as the removals went on.
+    #[tokio::test]
+    async fn a_revision_removed_each_time_it_is_written_is_not_written_forever() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).expect("storage"));
+        let repo = RepoName::parse("team/app").expect("name");
+        let digest = Digest::of(b"a manifest");
+        let storage = Scripted {
+            inner,
+            watched: keys::revision(&repo, &digest),
+            reads: AtomicUsize::new(0),
+            hook: Mutex::new(None),
+            hide_watched: true,
+            failing_aside_reads: AtomicUsize::new(0),
+            failing_restores: AtomicUsize::new(0),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        let kept = tokio::time::timeout(
+            Duration::from_secs(20),
+            keep_revision_until(&storage, &repo, &digest, Bytes::from_static(b"x"), deadline),
+        )
+        .await
+        .expect("keep_revision ends");
+        assert!(
+            matches!(&kept, Err(RegistryError::TooManyRequests { message, .. }) if message.contains("removed each time")),
+            "{kept:?}"
+        );
+        assert!(storage.reads.load(Ordering::SeqCst) >= 2, "written again");
+    }
+
+    /// A storage failure while gc holds a blob aside (reading its last use) fails the gc but
+    /// leaves the blob where it was; when putting it back fails too, gc's flag stays, so the
+    /// next gc puts it back. Before, the flag went whatever happened and the blob stayed out of
+    /// sight for good: a blob a push had touched meanwhile was lost.
+    #[tokio::test]
+    async fn a_failure_while_gc_holds_a_blob_aside_does_not_lose_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).expect("storage"));
+        let repo = RepoName::parse("team/app").expect("name");
+        let direct = Registry::new(inner.clone(), Limits::default());
+        let opts = GcOptions {
+            grace: Duration::from_secs(60),
+            ..GcOptions::default()
+        };
+        // Unreferenced and old (aged below): gc sets it aside.
+        let later = SystemTime::now();
+        for restores_failing in [0, 1] {
+            let blob = Digest::of(&[restores_failing as u8; 100]);
+            direct
+                .import_blob(&repo, Bytes::from(vec![restores_failing as u8; 100]))
+                .await
+                .expect("blob");
+            std::fs::File::options()
+                .write(true)
+                .open(
+                    dir.path()
+                        .join("blobs/sha256")
+                        .join(&blob.hex()[..2])
+                        .join(blob.hex()),
+                )
+                .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(7200)))
+                .expect("age the blob");
+            let storage = Arc::new(Scripted {
+                inner: inner.clone(),
+                watched: String::new(),
+                reads: AtomicUsize::new(0),
+                hook: Mutex::new(None),
+                hide_watched: false,
+                failing_aside_reads: AtomicUsize::new(1),
+                failing_restores: AtomicUsize::new(restores_failing),
+            });
+            let gc = Registry::new(storage.clone(), Limits::default());
+            gc.collect_garbage(&opts, later)
+                .await
+                .expect_err("the storage failed");
+            let flagged = !inner
+                .meta_list(&keys::gc_deleting_all(&blob))
+                .await
+                .expect("flags")
+                .is_empty();
+            if restores_failing == 0 {
+                assert!(
+                    inner.blob_info(&blob).await.expect("info").is_some(),
+                    "put back"
+                );
+                assert!(!flagged, "nothing left to recover: the flag goes");
+            } else {
+                assert!(
+                    inner.blob_info(&blob).await.expect("info").is_none(),
+                    "still aside"
+                );
+                assert!(
+                    flagged,
+                    "the flag stays for the next gc to recover the blob"
+                );
+            }
         }
     }
 

@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::error::RegistryError;
 use crate::limits::Limits;
 use crate::names::RepoName;
+use crate::storage::UploadVersion;
 use sha2::Sha256;
 
 /// The in-memory state of one upload session.
@@ -19,6 +20,8 @@ pub struct UploadSession {
     pub size: u64,
     /// Hash of the first `size` bytes; `None` when unknown (after a restart or a failed chunk).
     pub(crate) hasher: Option<Sha256>,
+    /// Where storage is shared: the upload's version `hasher` hashed (see `upload_hasher`).
+    pub(crate) version: Option<UploadVersion>,
 }
 
 /// Open upload sessions, and how many each repository and subject holds (a client must not
@@ -162,6 +165,7 @@ mod tests {
             repo: RepoName::parse(repo).expect("valid name"),
             size: 0,
             hasher: None,
+            version: None,
         }
     }
 

@@ -19,7 +19,7 @@ use crate::names::{Digest, RepoName};
 use crate::services::sessions::{Sessions, UploadSession, VANISHED_GRACE};
 use crate::services::upload_hasher;
 use crate::services::{Registry, keys};
-use crate::storage::{ByteStream, StorageError};
+use crate::storage::{ByteStream, StorageError, UploadVersion};
 
 #[derive(Serialize, Deserialize)]
 struct SessionInfo {
@@ -55,6 +55,10 @@ impl Registry {
             repo: repo.clone(),
             size: 0,
             hasher: Some(Sha256::new()),
+            version: self
+                .storage
+                .shared_between_servers()
+                .then_some(UploadVersion::EMPTY),
         };
         {
             // Counted before it exists on disk, so parallel starts cannot overshoot the limits.
@@ -83,31 +87,43 @@ impl Registry {
         let cached = self.sessions_map().get(id);
         let session = match cached {
             Some(s) if self.storage.shared_between_servers() => {
-                // Another replica may have appended since this one last saw the session: the
-                // stored size is the truth, and a hash that missed bytes is useless.
-                let Some((_, object)) = self.storage.upload_info(id).await? else {
+                // Another replica may have appended since this one last saw the session (or
+                // replaced the chunk this one appended): the stored size and version are the
+                // truth, and a hash of other bytes is useless.
+                let Some(status) = self.storage.upload_info(id).await? else {
                     self.sessions_map().remove(id);
                     return Err(unknown());
                 };
                 {
                     let mut session = s.lock().await;
-                    if session.size != object.size || session.hasher.is_none() {
-                        session.size = object.size;
-                        session.hasher = self.saved_hasher(id, object.size).await?;
+                    if session.size != status.object.size
+                        || session.hasher.is_none()
+                        || session.version.is_none()
+                        || session.version != status.version
+                    {
+                        session.size = status.object.size;
+                        session.hasher = self
+                            .saved_hasher(id, status.object.size, status.version)
+                            .await?;
+                        session.version = status.version;
                     }
                 }
                 s
             }
             Some(s) => s,
             None => {
-                let (info, object) = self.storage.upload_info(id).await?.ok_or_else(unknown)?;
-                let info: SessionInfo = serde_json::from_slice(&info).map_err(|_| unknown())?;
+                let status = self.storage.upload_info(id).await?.ok_or_else(unknown)?;
+                let info: SessionInfo =
+                    serde_json::from_slice(&status.info).map_err(|_| unknown())?;
                 let repo = RepoName::parse(&info.repo).map_err(|_| unknown())?;
                 let session = UploadSession {
                     id: id.to_string(),
                     repo,
-                    size: object.size,
-                    hasher: self.saved_hasher(id, object.size).await?,
+                    size: status.object.size,
+                    hasher: self
+                        .saved_hasher(id, status.object.size, status.version)
+                        .await?,
+                    version: status.version,
                 };
                 self.sessions_map().insert(id, session, &info.subject)
             }
@@ -121,13 +137,22 @@ impl Registry {
 
     /// A hasher that continues session `id` after its first `size` bytes: a fresh one when
     /// nothing was received yet (a POST served by another replica, or before a restart), the
-    /// state another replica saved, else none (the commit re-reads the upload).
-    async fn saved_hasher(&self, id: &str, size: u64) -> Result<Option<Sha256>, RegistryError> {
+    /// state another replica saved for the upload at `version`, else none (the commit re-reads
+    /// the upload).
+    async fn saved_hasher(
+        &self,
+        id: &str,
+        size: u64,
+        version: Option<UploadVersion>,
+    ) -> Result<Option<Sha256>, RegistryError> {
         if size == 0 {
             return Ok(Some(Sha256::new()));
         }
+        let Some(version) = version else {
+            return Ok(None);
+        };
         let saved = self.storage.upload_saved_hash(id, size).await?;
-        Ok(saved.and_then(|state| upload_hasher::resumed(&state)))
+        Ok(saved.and_then(|state| upload_hasher::resumed(&state, &version)))
     }
 
     /// Bytes received so far.
@@ -155,8 +180,9 @@ impl Registry {
         let size = append_locked(self, &mut session, range, body).await?;
         // Only where replicas share sessions: elsewhere no other process continues it.
         let saved = (session.hasher.as_ref())
+            .zip(session.version.as_ref())
             .filter(|_| self.storage.shared_between_servers())
-            .map(upload_hasher::saved_state);
+            .map(|(hasher, version)| upload_hasher::saved_state(hasher, version));
         if let Some(state) = saved {
             // Best effort: without it, the commit reads the upload back once.
             if let Err(e) = self
@@ -341,20 +367,24 @@ async fn append_locked(
         .upload_append_hashed(&session.id, session.size, body, session.hasher.take())
         .await;
     match result {
-        Ok((size, hasher)) => {
-            session.size = size;
-            session.hasher = hasher;
-            Ok(size)
+        Ok((appended, hasher)) => {
+            session.size = appended.size;
+            // The hash continued is of this chunk's bytes only if it was of the upload this
+            // chunk was appended to (another replica may have replaced a chunk meanwhile).
+            session.hasher = hasher.filter(|_| appended.before == session.version);
+            session.version = appended.after;
+            Ok(appended.size)
         }
         Err(StorageError::UploadUnknown(_)) => Err(RegistryError::BlobUploadUnknown {
             id: session.id.clone(),
         }),
         Err(e) => {
             // Part of the chunk may be on disk: learn the real size, re-hash at commit.
-            if let Ok(Some((_, info))) = registry.storage.upload_info(&session.id).await {
-                session.size = info.size;
+            if let Ok(Some(status)) = registry.storage.upload_info(&session.id).await {
+                session.size = status.object.size;
             }
             session.hasher = None;
+            session.version = None;
             Err(e.into())
         }
     }

@@ -27,7 +27,9 @@ use sha2::Sha256;
 use tokio::sync::mpsc;
 
 use super::fs_append::{self, DIRECT_ALIGN};
-use super::{ByteStream, ObjectInfo, Storage, StorageError, valid_meta_key};
+use super::{
+    Appended, ByteStream, ObjectInfo, Storage, StorageError, UploadStatus, valid_meta_key,
+};
 use crate::names::Digest;
 
 /// Read size for streaming blobs out: large enough that per-chunk overhead is negligible.
@@ -352,7 +354,7 @@ impl Storage for FsStorage {
         .await
     }
 
-    async fn upload_info(&self, id: &str) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
+    async fn upload_info(&self, id: &str) -> Result<Option<UploadStatus>, StorageError> {
         let dir = match self.upload_dir(id) {
             Ok(dir) => dir,
             Err(_) => return Ok(None),
@@ -370,7 +372,11 @@ impl Storage for FsStorage {
             else {
                 return Ok(None);
             };
-            Ok(Some((Bytes::from(info), info_of(&meta))))
+            Ok(Some(UploadStatus {
+                info: Bytes::from(info),
+                object: info_of(&meta),
+                version: None,
+            }))
         })
         .await
     }
@@ -380,9 +386,9 @@ impl Storage for FsStorage {
         id: &str,
         offset: u64,
         data: ByteStream,
-    ) -> Result<u64, StorageError> {
-        let (size, _) = self.upload_append_hashed(id, offset, data, None).await?;
-        Ok(size)
+    ) -> Result<Appended, StorageError> {
+        let (appended, _) = self.upload_append_hashed(id, offset, data, None).await?;
+        Ok(appended)
     }
 
     async fn upload_append_hashed(
@@ -391,7 +397,7 @@ impl Storage for FsStorage {
         offset: u64,
         mut data: ByteStream,
         hasher: Option<Sha256>,
-    ) -> Result<(u64, Option<Sha256>), StorageError> {
+    ) -> Result<(Appended, Option<Sha256>), StorageError> {
         let path = self.upload_dir(id)?.join("data");
         let id_owned = id.to_string();
         let open_path = path.clone();
@@ -443,7 +449,7 @@ impl Storage for FsStorage {
         let written = written.map_err(io_err("write", &path))?;
         match stream_error {
             Some(e) => Err(StorageError::Stream(e)),
-            None => Ok((offset + written, hasher)),
+            None => Ok((Appended::unversioned(offset + written), hasher)),
         }
     }
 

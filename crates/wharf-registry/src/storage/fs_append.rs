@@ -457,11 +457,11 @@ mod tests {
         let storage = FsStorage::open(dir.path()).expect("open");
         let id = session(&storage).await;
         let data = content(2 * BLOCK_SIZE + 3 * 4096 + 123);
-        let (size, hasher) = storage
+        let (appended, hasher) = storage
             .upload_append_hashed(id, 0, chunked(&data, 100_003, None), Some(Sha256::new()))
             .await
             .expect("append");
-        assert_eq!(size, data.len() as u64);
+        assert_eq!(appended.size, data.len() as u64);
         assert_eq!(
             hasher.expect("hasher").finalize(),
             Sha256::digest(&data),
@@ -481,11 +481,11 @@ mod tests {
         let cuts = [0, 5, BLOCK_SIZE, data.len()];
         for pair in cuts.windows(2) {
             let part = &data[pair[0]..pair[1]];
-            let (size, _) = storage
+            let (appended, _) = storage
                 .upload_append_hashed(id, pair[0] as u64, chunked(part, 65_536, None), None)
                 .await
                 .expect("append");
-            assert_eq!(size, pair[1] as u64);
+            assert_eq!(appended.size, pair[1] as u64);
         }
         assert!(stored(&storage, id) == data, "stored bytes differ");
     }
@@ -511,14 +511,14 @@ mod tests {
         assert!(
             matches!(result, Err(StorageError::Stream(_))),
             "{:?}",
-            result.map(|(size, _)| size)
+            result.map(|(appended, _)| appended.size)
         );
-        let (_, info) = storage
+        let status = storage
             .upload_info(id)
             .await
             .expect("info")
             .expect("session");
-        assert_eq!(info.size, received as u64);
+        assert_eq!(status.object.size, received as u64);
         assert!(
             matches!(
                 storage
@@ -531,7 +531,8 @@ mod tests {
         let size = storage
             .upload_append(id, received as u64, chunked(&data[received..], 4096, None))
             .await
-            .expect("resume");
+            .expect("resume")
+            .size;
         assert_eq!(size, data.len() as u64);
         assert!(stored(&storage, id) == data, "stored bytes differ");
     }
@@ -551,7 +552,8 @@ mod tests {
         let size = storage
             .upload_append(id, 0, Box::pin(futures_util::stream::iter(parts)))
             .await
-            .expect("append");
+            .expect("append")
+            .size;
         assert_eq!(size, data.len() as u64);
         assert!(stored(&storage, id) == data, "stored bytes differ");
     }

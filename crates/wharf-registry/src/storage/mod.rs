@@ -67,6 +67,71 @@ pub struct ObjectInfo {
     pub modified: SystemTime,
 }
 
+/// Names the exact bytes an upload holds where servers share uploads (S3): a chain over its
+/// chunks' ETags, so it changes with every chunk written, including one that overwrote another
+/// (two replicas completing multipart uploads at one offset: S3 cannot make that conditional).
+/// A saved hash state is used only with the version it was computed on (`services::uploads`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UploadVersion([u8; 32]);
+
+impl UploadVersion {
+    /// An upload with no bytes yet.
+    pub const EMPTY: UploadVersion = UploadVersion([0; 32]);
+    /// Length of [`UploadVersion::as_bytes`].
+    pub const LEN: usize = 32;
+
+    /// The version after the chunk at `offset` whose stored object is tagged `chunk_tag`.
+    pub fn then(&self, offset: u64, chunk_tag: &str) -> UploadVersion {
+        let mut h = Sha256::new();
+        h.update(self.0);
+        h.update(offset.to_be_bytes());
+        h.update(chunk_tag.as_bytes());
+        UploadVersion(h.finalize().into())
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> UploadVersion {
+        UploadVersion(bytes)
+    }
+}
+
+/// What [`Storage::upload_info`] knows of a session.
+#[derive(Debug, Clone)]
+pub struct UploadStatus {
+    /// The info document given to [`Storage::upload_create`].
+    pub info: Bytes,
+    /// Its size (bytes received) and last write.
+    pub object: ObjectInfo,
+    /// Where [`Storage::shared_between_servers`]: the bytes it holds now.
+    pub version: Option<UploadVersion>,
+}
+
+/// What [`Storage::upload_append`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The upload's size after the chunk.
+    pub size: u64,
+    /// Where [`Storage::shared_between_servers`]: the upload's version the chunk was appended to
+    /// (as this append found it) and the version with exactly this request's chunk. A hash of
+    /// the bytes before is continued into a hash of `after` only if it was of `before`.
+    pub before: Option<UploadVersion>,
+    pub after: Option<UploadVersion>,
+}
+
+impl Appended {
+    /// An append where uploads are not shared (no versions).
+    pub fn unversioned(size: u64) -> Appended {
+        Appended {
+            size,
+            before: None,
+            after: None,
+        }
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Storage: Send + Sync + 'static {
     // --- blobs ---
@@ -135,16 +200,17 @@ pub trait Storage: Send + Sync + 'static {
         false
     }
     async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError>;
-    /// The session's info document and current size, if the session exists.
-    async fn upload_info(&self, id: &str) -> Result<Option<(Bytes, ObjectInfo)>, StorageError>;
-    /// Appends `data` if the upload is exactly `offset` bytes long; returns the new size. On a
-    /// stream error, what was received stays appended (the size tells the client where to resume).
+    /// The session's info document, current size and version, if the session exists.
+    async fn upload_info(&self, id: &str) -> Result<Option<UploadStatus>, StorageError>;
+    /// Appends `data` if the upload is exactly `offset` bytes long; returns the new size (and
+    /// versions where shared). On a stream error, what was received stays appended (the size
+    /// tells the client where to resume).
     async fn upload_append(
         &self,
         id: &str,
         offset: u64,
         data: ByteStream,
-    ) -> Result<u64, StorageError>;
+    ) -> Result<Appended, StorageError>;
     /// [`Storage::upload_append`] that also feeds every byte it appends, in order, to `hasher`
     /// and hands the hasher back. A backend may hash where it touches the bytes anyway (the
     /// filesystem does, on its write thread); by default they are hashed on a thread of their
@@ -155,17 +221,18 @@ pub trait Storage: Send + Sync + 'static {
         offset: u64,
         data: ByteStream,
         hasher: Option<Sha256>,
-    ) -> Result<(u64, Option<Sha256>), StorageError> {
+    ) -> Result<(Appended, Option<Sha256>), StorageError> {
         let (data, hashed) = hash_in_background(data, hasher);
         let result = self.upload_append(id, offset, data).await;
         // The stream is dropped by now, so the hashing thread has seen every chunk and ends.
         let hasher = hashed.await.ok().flatten();
-        result.map(|size| (size, hasher))
+        result.map(|appended| (appended, hasher))
     }
     async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError>;
     /// Keeps `state`, the hash of the upload's first `offset` bytes, with the session, so the
     /// server that gets its next request continues hashing instead of reading it all back at
     /// commit. Only where [`Storage::shared_between_servers`]; elsewhere nothing is kept.
+    /// `state` is opaque here: the services put the [`UploadVersion`] it is of in it.
     async fn upload_save_hash(
         &self,
         _id: &str,

@@ -24,7 +24,10 @@
 //! upload with parts of `PART_SIZE` (8 MiB). An upload sent whole in its closing request skips
 //! the chunk and goes straight to the blob, completed only once its digest matches. A chunk is
 //! written with `If-None-Match: *` when small (most are), so two replicas appending at the same
-//! offset cannot both win.
+//! offset cannot both win. A chunk of a part or more is a multipart upload, whose completion S3
+//! does not make conditional: the last one completed replaces the other. The upload's version
+//! ([`UploadVersion`], a chain over the chunks' ETags) then tells the services that a hash state
+//! saved for the replaced bytes is not of the upload (see `services::upload_hasher`).
 //!
 //! The client is configured explicitly, never from the environment: a machine's unrelated
 //! `AWS_*` variables (`AWS_CA_BUNDLE`...) must not change how the registry talks to S3.
@@ -45,7 +48,10 @@ use object_store::{
 };
 use sha2::{Digest as _, Sha256};
 
-use super::{ByteStream, ObjectInfo, Storage, StorageError, valid_meta_key};
+use super::{
+    Appended, ByteStream, ObjectInfo, Storage, StorageError, UploadStatus, UploadVersion,
+    valid_meta_key,
+};
 use crate::config::{Secret, StorageConfig};
 use crate::names::Digest;
 
@@ -147,6 +153,29 @@ fn later(a: Option<ObjectInfo>, touched: Option<SystemTime>) -> Option<ObjectInf
         }
         info
     })
+}
+
+/// An object's ETag without the quotes some servers put around it in one answer and not another.
+fn bare_e_tag(e_tag: &str) -> &str {
+    e_tag.trim_matches('"')
+}
+
+/// The version of an upload with these chunks (in order); `None` if one has no ETag.
+fn version_of(chunks: &[(u64, ObjectMeta)]) -> Option<UploadVersion> {
+    chunks
+        .iter()
+        .try_fold(UploadVersion::EMPTY, |version, (offset, meta)| {
+            Some(version.then(*offset, bare_e_tag(meta.e_tag.as_deref()?)))
+        })
+}
+
+/// What [`S3Storage::write_stream`] wrote.
+struct Written {
+    bytes: u64,
+    /// The request body failed after `bytes` (which are stored).
+    stream_error: Option<io::Error>,
+    /// The ETag of the object written, if one was (and the server said).
+    e_tag: Option<String>,
 }
 
 /// Upload ids are made by the services from random hex; anything else names no object.
@@ -257,8 +286,8 @@ impl S3Storage {
             .await
             .map_err(|e| os_error("GET", &self.name(from), e))?;
         let stream: ByteStream = Box::pin(got.into_stream().map_err(io::Error::other));
-        let (_, stream_error) = self.write_stream(to, stream, false, None, None).await?;
-        match stream_error {
+        let written = self.write_stream(to, stream, false, None, None).await?;
+        match written.stream_error {
             None => Ok(()),
             Some(e) => {
                 let _ = self.delete_quietly(to).await;
@@ -354,8 +383,8 @@ impl S3Storage {
 
     /// Streams `data` into the object at `path`: one PUT if it fits in a part (conditional on
     /// the object not existing when `create_only`), else a multipart upload. What arrived
-    /// before a stream error is still written. Returns the bytes written and that error.
-    /// With `hasher`, every byte is hashed on the way.
+    /// before a stream error is still written. Returns the bytes written, that error and the
+    /// object's ETag. With `hasher`, every byte is hashed on the way.
     async fn write_stream(
         &self,
         path: &Path,
@@ -363,7 +392,7 @@ impl S3Storage {
         create_only: bool,
         mut hasher: Option<&mut Sha256>,
         verify: Option<&Digest>,
-    ) -> Result<(u64, Option<io::Error>), StorageError> {
+    ) -> Result<Written, StorageError> {
         let mut pending: Vec<Bytes> = Vec::new();
         let mut pending_len = 0usize;
         let mut written = 0u64;
@@ -423,7 +452,7 @@ impl S3Storage {
                 return Err(problem);
             }
         }
-        match multipart {
+        let e_tag = match multipart {
             Some(mut writer) => {
                 if pending_len > 0 {
                     let part = PutPayload::from_iter(pending);
@@ -432,7 +461,7 @@ impl S3Storage {
                         return Err(e);
                     }
                 }
-                writer.complete().await?;
+                writer.complete().await?
             }
             // An empty blob is an object too (an empty upload chunk is not).
             None if pending_len > 0 || verify.is_some() => {
@@ -450,7 +479,7 @@ impl S3Storage {
                     .put_opts(path, PutPayload::from_iter(pending), opts)
                     .await
                 {
-                    Ok(_) => {}
+                    Ok(done) => done.e_tag,
                     Err(object_store::Error::AlreadyExists { .. }) => {
                         return Err(StorageError::Io {
                             op: "PUT",
@@ -464,9 +493,13 @@ impl S3Storage {
                     Err(e) => return Err(os_error("PUT", &self.name(path), e)),
                 }
             }
-            None => {}
-        }
-        Ok((written, stream_error))
+            None => None,
+        };
+        Ok(Written {
+            bytes: written,
+            stream_error,
+            e_tag,
+        })
     }
 
     /// The chunks of an upload, read back in order as one stream.
@@ -574,7 +607,8 @@ impl MultipartWriter {
         Ok(())
     }
 
-    async fn complete(mut self) -> Result<(), StorageError> {
+    /// Returns the object's ETag, if the server gave one.
+    async fn complete(mut self) -> Result<Option<String>, StorageError> {
         let result = async {
             while !self.in_flight.is_empty() {
                 self.finish_one().await?;
@@ -593,9 +627,9 @@ impl MultipartWriter {
         }
         .await;
         match result {
-            Ok(_) => {
+            Ok(done) => {
                 let _ = self.storage.delete_quietly(&self.record).await;
-                Ok(())
+                Ok(done.e_tag)
             }
             Err(e) => {
                 self.abort().await;
@@ -690,10 +724,10 @@ impl Storage for S3Storage {
     ) -> Result<u64, StorageError> {
         let target = self.blob_path(digest)?;
         let mut hasher = Sha256::new();
-        let (written, _) = self
+        let written = self
             .write_stream(&target, data, false, Some(&mut hasher), Some(digest))
             .await?;
-        Ok(written)
+        Ok(written.bytes)
     }
 
     async fn blob_touch(&self, digest: &Digest) -> Result<(), StorageError> {
@@ -811,7 +845,7 @@ impl Storage for S3Storage {
         self.put_bytes(&self.upload_path(id, "info")?, info).await
     }
 
-    async fn upload_info(&self, id: &str) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
+    async fn upload_info(&self, id: &str) -> Result<Option<UploadStatus>, StorageError> {
         if !valid_upload_id(id) {
             return Ok(None);
         }
@@ -833,7 +867,11 @@ impl Storage for S3Storage {
             object.size += chunk.size;
             object.modified = object.modified.max(info_of(chunk).modified);
         }
-        Ok(Some((doc, object)))
+        Ok(Some(UploadStatus {
+            info: doc,
+            object,
+            version: version_of(&chunks),
+        }))
     }
 
     async fn upload_append(
@@ -841,10 +879,11 @@ impl Storage for S3Storage {
         id: &str,
         offset: u64,
         data: ByteStream,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<Appended, StorageError> {
         let Some((_, chunks)) = self.upload_state(id).await? else {
             return Err(StorageError::UploadUnknown(id.to_string()));
         };
+        let before = version_of(&chunks);
         let actual: u64 = chunks.iter().map(|(_, c)| c.size).sum();
         if actual != offset {
             return Err(StorageError::OffsetMismatch {
@@ -854,7 +893,7 @@ impl Storage for S3Storage {
             });
         }
         let path = self.chunk_path(id, offset)?;
-        let (written, stream_error) = match self.write_stream(&path, data, true, None, None).await {
+        let written = match self.write_stream(&path, data, true, None, None).await {
             Ok(done) => done,
             // Another request (on another replica) appended at this offset meanwhile: to the
             // client, the same as a chunk that does not continue the upload.
@@ -873,9 +912,23 @@ impl Storage for S3Storage {
             }
             Err(e) => return Err(e),
         };
-        match stream_error {
+        // A chunk of 8 MiB or more is a multipart upload, whose completion S3 cannot make
+        // conditional: a concurrent one at this offset may replace it, and the ETag is how the
+        // versions tell the two apart.
+        let after = if written.bytes == 0 {
+            before
+        } else {
+            before
+                .zip(written.e_tag)
+                .map(|(before, e_tag)| before.then(offset, bare_e_tag(&e_tag)))
+        };
+        match written.stream_error {
             Some(e) => Err(StorageError::Stream(e)),
-            None => Ok(offset + written),
+            None => Ok(Appended {
+                size: offset + written.bytes,
+                before,
+                after,
+            }),
         }
     }
 
@@ -932,11 +985,11 @@ impl Storage for S3Storage {
         } else {
             let mut hasher = Sha256::new();
             let stream = self.chunks_stream(chunks);
-            let (_, stream_error) = self
+            let written = self
                 .write_stream(&target, stream, false, Some(&mut hasher), None)
                 .await?;
             let written_digest = Digest::from_hasher(hasher);
-            if let Some(e) = stream_error {
+            if let Some(e) = written.stream_error {
                 let _ = self.delete_quietly(&target).await;
                 return Err(StorageError::Io {
                     op: "read upload",

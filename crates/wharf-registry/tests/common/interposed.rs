@@ -8,7 +8,9 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use wharf_registry::names::Digest;
-use wharf_registry::storage::{ByteStream, ObjectInfo, Storage, StorageError};
+use wharf_registry::storage::{
+    Appended, ByteStream, ObjectInfo, Storage, StorageError, UploadStatus,
+};
 
 /// Where gc pauses, on the watched blob.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -20,6 +22,10 @@ pub enum Pause {
     BlobSetAside,
     /// After gc's re-read of the manifest `watched` in its repository, before it removes it.
     RevisionReRead,
+    /// Before an upload's hash state is saved (any upload: `watched` plays no part).
+    UploadHashSave,
+    /// Before the watched blob is stored whole (`blob_put`: a manifest's content).
+    BlobPut,
 }
 
 pub type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
@@ -39,6 +45,25 @@ pub struct Interposed {
 }
 
 impl Interposed {
+    /// Makes the pause a gate: the first receiver is told when the pause is reached, and the
+    /// paused operation goes on once the sender is used (or dropped).
+    pub fn gate(
+        &self,
+    ) -> (
+        tokio::sync::oneshot::Receiver<()>,
+        tokio::sync::oneshot::Sender<()>,
+    ) {
+        let (reached_tx, reached) = tokio::sync::oneshot::channel::<()>();
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        *self.hook.lock().expect("hook") = Some(Box::new(move || {
+            Box::pin(async move {
+                let _ = reached_tx.send(());
+                let _ = released.await;
+            })
+        }));
+        (reached, release)
+    }
+
     async fn at(&self, pause: Pause, digest: &Digest) {
         if self.pause == Some(pause) && *digest == self.watched {
             let hook = self.hook.lock().expect("hook").take();
@@ -61,6 +86,7 @@ impl Storage for Interposed {
         self.inner.blob_read_small(d, limit).await
     }
     async fn blob_put(&self, d: &Digest, data: Bytes) -> Result<(), StorageError> {
+        self.at(Pause::BlobPut, d).await;
         self.inner.blob_put(d, data).await
     }
     async fn blob_touch(&self, d: &Digest) -> Result<(), StorageError> {
@@ -90,7 +116,7 @@ impl Storage for Interposed {
     async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError> {
         self.inner.upload_create(id, info).await
     }
-    async fn upload_info(&self, id: &str) -> Result<Option<(Bytes, ObjectInfo)>, StorageError> {
+    async fn upload_info(&self, id: &str) -> Result<Option<UploadStatus>, StorageError> {
         self.inner.upload_info(id).await
     }
     async fn upload_append(
@@ -98,7 +124,7 @@ impl Storage for Interposed {
         id: &str,
         offset: u64,
         data: ByteStream,
-    ) -> Result<u64, StorageError> {
+    ) -> Result<Appended, StorageError> {
         self.inner.upload_append(id, offset, data).await
     }
     async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {
@@ -111,6 +137,12 @@ impl Storage for Interposed {
         offset: u64,
         state: Bytes,
     ) -> Result<(), StorageError> {
+        if self.pause == Some(Pause::UploadHashSave) {
+            let hook = self.hook.lock().expect("hook").take();
+            if let Some(hook) = hook {
+                hook().await;
+            }
+        }
         self.inner.upload_save_hash(id, offset, state).await
     }
     async fn upload_saved_hash(
