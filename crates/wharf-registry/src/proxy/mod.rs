@@ -619,7 +619,12 @@ impl FetchTask {
 
         let (tx, rx) =
             tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(STORE_QUEUE_DEPTH);
-        let writer = tokio::spawn(write_blob(self.storage.clone(), self.digest.clone(), rx));
+        let writer = tokio::spawn(write_blob(
+            self.storage.clone(),
+            self.digest.clone(),
+            rx,
+            self.flight.clone(),
+        ));
         let mut failure = None;
         while let Some(item) = body.next().await {
             match item {
@@ -710,10 +715,13 @@ enum Written {
     Upload(String),
 }
 
+/// Writes the download into storage; where the upload can be read while it is written, the
+/// flight's readers that fall behind read it from there (see [`Flight::backed_by`]).
 async fn write_blob(
     storage: Arc<dyn Storage>,
     digest: Digest,
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    flight: Arc<Flight>,
 ) -> Result<Written, (StorageError, Option<String>)> {
     let stream: ByteStream = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -738,7 +746,21 @@ async fn write_blob(
     {
         return Err((e, None));
     }
-    match storage.upload_append(&id, 0, stream).await {
+    let appended = if storage.reads_uploads_while_appending() {
+        let (progress, readable) = tokio::sync::watch::channel(0);
+        let file = flight::FileBacking {
+            storage: storage.clone(),
+            digest,
+            session: id.clone(),
+        };
+        flight.backed_by(file, readable);
+        storage
+            .upload_append_reporting(&id, 0, stream, progress)
+            .await
+    } else {
+        storage.upload_append(&id, 0, stream).await
+    };
+    match appended {
         Ok(_) => Ok(Written::Upload(id)),
         Err(e) => Err((e, Some(id))),
     }

@@ -24,7 +24,7 @@ use std::time::SystemTime;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use sha2::Sha256;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::fs_append::{self, DIRECT_ALIGN};
 use super::{ByteStream, ObjectInfo, Storage, StorageError, valid_meta_key};
@@ -177,6 +177,71 @@ impl FsStorage {
         self.root
             .join("tmp")
             .join(format!("{:032x}", rand::random::<u128>()))
+    }
+
+    /// Appends `data` to upload `id` (see [`Storage::upload_append_hashed`]), telling
+    /// `progress` the upload's size whenever more of it is written (readable by others).
+    async fn append(
+        &self,
+        id: &str,
+        offset: u64,
+        mut data: ByteStream,
+        hasher: Option<Sha256>,
+        progress: Option<watch::Sender<u64>>,
+    ) -> Result<(u64, Option<Sha256>), StorageError> {
+        let path = self.upload_dir(id)?.join("data");
+        let id_owned = id.to_string();
+        let open_path = path.clone();
+        let (file, direct) = blocking(move || {
+            let Some(file) = not_found_is_none(OpenOptions::new().write(true).open(&open_path))
+                .map_err(io_err("open", &open_path))?
+            else {
+                return Err(StorageError::UploadUnknown(id_owned));
+            };
+            let actual = file.metadata().map_err(io_err("stat", &open_path))?.len();
+            if actual != offset {
+                return Err(StorageError::OffsetMismatch {
+                    id: id_owned,
+                    expected: offset,
+                    actual,
+                });
+            }
+            let direct = (offset % DIRECT_ALIGN == 0)
+                .then(|| fs_append::open_direct(&open_path))
+                .flatten();
+            Ok((file, direct))
+        })
+        .await?;
+
+        let (tx, rx) = fs_append::chunk_queue();
+        let writer = tokio::task::spawn_blocking(move || {
+            fs_append::append(file, direct, offset, rx, hasher, progress)
+        });
+        let mut stream_error = None;
+        while let Some(item) = data.next().await {
+            match item {
+                Ok(chunk) if chunk.is_empty() => {}
+                Ok(chunk) => {
+                    if tx.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    stream_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let (written, hasher) = match writer.await {
+            Ok(done) => done,
+            Err(join) => (Err(io::Error::other(join.to_string())), None),
+        };
+        let written = written.map_err(io_err("write", &path))?;
+        match stream_error {
+            Some(e) => Err(StorageError::Stream(e)),
+            None => Ok((offset + written, hasher)),
+        }
     }
 
     /// Writes `data` to a temporary file, fsyncs it, and renames it to `to`.
@@ -389,62 +454,47 @@ impl Storage for FsStorage {
         &self,
         id: &str,
         offset: u64,
-        mut data: ByteStream,
+        data: ByteStream,
         hasher: Option<Sha256>,
     ) -> Result<(u64, Option<Sha256>), StorageError> {
+        self.append(id, offset, data, hasher, None).await
+    }
+
+    fn reads_uploads_while_appending(&self) -> bool {
+        true
+    }
+
+    async fn upload_append_reporting(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+        progress: watch::Sender<u64>,
+    ) -> Result<u64, StorageError> {
+        let (size, _) = self.append(id, offset, data, None, Some(progress)).await?;
+        Ok(size)
+    }
+
+    async fn upload_read_range(
+        &self,
+        id: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream, StorageError> {
         let path = self.upload_dir(id)?.join("data");
-        let id_owned = id.to_string();
-        let open_path = path.clone();
-        let (file, direct) = blocking(move || {
-            let Some(file) = not_found_is_none(OpenOptions::new().write(true).open(&open_path))
-                .map_err(io_err("open", &open_path))?
+        let id = id.to_string();
+        let file = blocking(move || {
+            let Some(mut file) =
+                not_found_is_none(File::open(&path)).map_err(io_err("open", &path))?
             else {
-                return Err(StorageError::UploadUnknown(id_owned));
+                return Err(StorageError::UploadUnknown(id));
             };
-            let actual = file.metadata().map_err(io_err("stat", &open_path))?.len();
-            if actual != offset {
-                return Err(StorageError::OffsetMismatch {
-                    id: id_owned,
-                    expected: offset,
-                    actual,
-                });
-            }
-            let direct = (offset % DIRECT_ALIGN == 0)
-                .then(|| fs_append::open_direct(&open_path))
-                .flatten();
-            Ok((file, direct))
+            file.seek(SeekFrom::Start(offset))
+                .map_err(io_err("seek", &path))?;
+            Ok(file)
         })
         .await?;
-
-        let (tx, rx) = fs_append::chunk_queue();
-        let writer = tokio::task::spawn_blocking(move || {
-            fs_append::append(file, direct, offset, rx, hasher)
-        });
-        let mut stream_error = None;
-        while let Some(item) = data.next().await {
-            match item {
-                Ok(chunk) if chunk.is_empty() => {}
-                Ok(chunk) => {
-                    if tx.send(chunk).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Err(e) => {
-                    stream_error = Some(e);
-                    break;
-                }
-            }
-        }
-        drop(tx);
-        let (written, hasher) = match writer.await {
-            Ok(done) => done,
-            Err(join) => (Err(io::Error::other(join.to_string())), None),
-        };
-        let written = written.map_err(io_err("write", &path))?;
-        match stream_error {
-            Some(e) => Err(StorageError::Stream(e)),
-            None => Ok((offset + written, hasher)),
-        }
+        Ok(stream_file(file, len))
     }
 
     async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {

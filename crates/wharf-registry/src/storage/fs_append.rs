@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
-use tokio::sync::Semaphore;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::{Semaphore, watch};
 
 /// What `O_DIRECT` needs the buffer address, file offset and length to be multiples of (the
 /// device's logical block size: 512 or 4096 on the devices we meet).
@@ -146,13 +146,15 @@ pub(super) fn open_direct(path: &Path) -> Option<File> {
 /// `hasher` first; `direct`, if given, is the same file opened by [`open_direct`]. Returns the
 /// number of bytes written, stopping at the first write error, and the hasher. Chunks already
 /// received when the sender goes away (a body cut off mid-upload) are written too: they stay in
-/// the session for the client to resume after.
+/// the session for the client to resume after. `progress`, if given, learns the file's length
+/// after every write: the bytes up to it can be read by others.
 pub(super) fn append(
     file: File,
     direct: Option<File>,
     offset: u64,
     mut chunks: ChunkReceiver,
     mut hasher: Option<Sha256>,
+    progress: Option<watch::Sender<u64>>,
 ) -> (io::Result<u64>, Option<Sha256>) {
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = sync_channel::<AlignedBlock>(1);
@@ -160,7 +162,7 @@ pub(super) fn append(
         let writer = std::thread::Builder::new()
             .name("upload-write".into())
             .spawn_scoped(scope, move || {
-                write_blocks(Sink::new(file, direct, offset), full_rx, free_tx)
+                write_blocks(Sink::new(file, direct, offset, progress), full_rx, free_tx)
             });
         let writer = match writer {
             Ok(writer) => writer,
@@ -297,10 +299,17 @@ struct Sink {
     written: u64,
     flusher: Option<BackgroundFlusher>,
     unflushed: u64,
+    /// Told the file's length after each write.
+    progress: Option<watch::Sender<u64>>,
 }
 
 impl Sink {
-    fn new(buffered: File, direct: Option<File>, offset: u64) -> Sink {
+    fn new(
+        buffered: File,
+        direct: Option<File>,
+        offset: u64,
+        progress: Option<watch::Sender<u64>>,
+    ) -> Sink {
         Sink {
             buffered,
             direct,
@@ -308,6 +317,7 @@ impl Sink {
             written: 0,
             flusher: None,
             unflushed: 0,
+            progress,
         }
     }
 
@@ -349,6 +359,9 @@ impl Sink {
     fn advance(&mut self, n: usize) {
         self.offset += n as u64;
         self.written += n as u64;
+        if let Some(progress) = &self.progress {
+            progress.send_replace(self.offset);
+        }
     }
 }
 
