@@ -8,7 +8,8 @@
 //!   requests for the same manifest send one request upstream ([`refresh`]); a fetched
 //!   manifest is answered at once and stored in the background.
 //! - Blobs are fetched once per process however many clients ask at the same time
-//!   ([`flight`]), streamed to all of them as they arrive, and written into storage on the way;
+//!   ([`flight`]), streamed to all of them as they arrive (from the download's upload file for
+//!   bytes no longer held in memory), and written into storage on the way;
 //!   the blob becomes visible only once its digest is verified. A request through another
 //!   repository joins a running fetch only once its own upstream repository has the blob.
 //! - Everything is stored as if pushed (tags, revisions, links), so reads, access control and
