@@ -565,8 +565,7 @@ fn patterned(len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// What the stand-in sends before it stalls: more than the flight keeps in memory (2 MiB), and
-/// whole 4 MiB blocks of the filesystem's upload writer.
+/// What the stand-in sends before it stalls: far more than the flight keeps in memory (2 MiB).
 const SENT_BEFORE_STALL: usize = 8 << 20;
 
 /// A 12 MiB layer the stand-in sends up to [`SENT_BEFORE_STALL`], then holds until

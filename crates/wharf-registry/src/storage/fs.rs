@@ -133,6 +133,15 @@ fn stream_file(mut file: File, mut len: u64) -> ByteStream {
     }))
 }
 
+/// How [`FsStorage::append`] writes.
+enum AppendHow {
+    /// In large blocks with `O_DIRECT`, hashing on the way (uploads).
+    Blocks(Option<Sha256>),
+    /// Each chunk as it comes, reporting the readable length (see
+    /// [`fs_append::append_each_chunk`]).
+    EachChunk(watch::Sender<u64>),
+}
+
 impl FsStorage {
     /// Opens (creating if needed) a storage root.
     pub fn open(root: impl Into<PathBuf>) -> Result<FsStorage, StorageError> {
@@ -179,16 +188,15 @@ impl FsStorage {
             .join(format!("{:032x}", rand::random::<u128>()))
     }
 
-    /// Appends `data` to upload `id` (see [`Storage::upload_append_hashed`]), telling
-    /// `progress` the upload's size whenever more of it is written (readable by others).
+    /// Appends `data` to upload `id` (see [`Storage::upload_append_hashed`]).
     async fn append(
         &self,
         id: &str,
         offset: u64,
         mut data: ByteStream,
-        hasher: Option<Sha256>,
-        progress: Option<watch::Sender<u64>>,
+        how: AppendHow,
     ) -> Result<(u64, Option<Sha256>), StorageError> {
+        let blocks = matches!(how, AppendHow::Blocks(_));
         let path = self.upload_dir(id)?.join("data");
         let id_owned = id.to_string();
         let open_path = path.clone();
@@ -206,7 +214,7 @@ impl FsStorage {
                     actual,
                 });
             }
-            let direct = (offset % DIRECT_ALIGN == 0)
+            let direct = (blocks && offset % DIRECT_ALIGN == 0)
                 .then(|| fs_append::open_direct(&open_path))
                 .flatten();
             Ok((file, direct))
@@ -214,8 +222,12 @@ impl FsStorage {
         .await?;
 
         let (tx, rx) = fs_append::chunk_queue();
-        let writer = tokio::task::spawn_blocking(move || {
-            fs_append::append(file, direct, offset, rx, hasher, progress)
+        let writer = tokio::task::spawn_blocking(move || match how {
+            AppendHow::Blocks(hasher) => fs_append::append(file, direct, offset, rx, hasher),
+            AppendHow::EachChunk(progress) => (
+                fs_append::append_each_chunk(file, offset, rx, progress),
+                None,
+            ),
         });
         let mut stream_error = None;
         while let Some(item) = data.next().await {
@@ -457,7 +469,8 @@ impl Storage for FsStorage {
         data: ByteStream,
         hasher: Option<Sha256>,
     ) -> Result<(u64, Option<Sha256>), StorageError> {
-        self.append(id, offset, data, hasher, None).await
+        self.append(id, offset, data, AppendHow::Blocks(hasher))
+            .await
     }
 
     fn reads_uploads_while_appending(&self) -> bool {
@@ -471,7 +484,8 @@ impl Storage for FsStorage {
         data: ByteStream,
         progress: watch::Sender<u64>,
     ) -> Result<u64, StorageError> {
-        let (size, _) = self.append(id, offset, data, None, Some(progress)).await?;
+        let how = AppendHow::EachChunk(progress);
+        let (size, _) = self.append(id, offset, data, how).await?;
         Ok(size)
     }
 

@@ -146,15 +146,13 @@ pub(super) fn open_direct(path: &Path) -> Option<File> {
 /// `hasher` first; `direct`, if given, is the same file opened by [`open_direct`]. Returns the
 /// number of bytes written, stopping at the first write error, and the hasher. Chunks already
 /// received when the sender goes away (a body cut off mid-upload) are written too: they stay in
-/// the session for the client to resume after. `progress`, if given, learns the file's length
-/// after every write: the bytes up to it can be read by others.
+/// the session for the client to resume after.
 pub(super) fn append(
     file: File,
     direct: Option<File>,
     offset: u64,
     mut chunks: ChunkReceiver,
     mut hasher: Option<Sha256>,
-    progress: Option<watch::Sender<u64>>,
 ) -> (io::Result<u64>, Option<Sha256>) {
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = sync_channel::<AlignedBlock>(1);
@@ -162,7 +160,7 @@ pub(super) fn append(
         let writer = std::thread::Builder::new()
             .name("upload-write".into())
             .spawn_scoped(scope, move || {
-                write_blocks(Sink::new(file, direct, offset, progress), full_rx, free_tx)
+                write_blocks(Sink::new(file, direct, offset, None), full_rx, free_tx)
             });
         let writer = match writer {
             Ok(writer) => writer,
@@ -212,6 +210,24 @@ pub(super) fn append(
         free_rx.try_iter().for_each(AlignedBlock::give_back);
         (written, hasher)
     })
+}
+
+/// Appends every chunk `chunks` delivers to `file` (whose length is `offset`) as it comes,
+/// through the page cache, and tells `progress` the file's length after each: for a download
+/// that other requests read while it is written (the pull-through cache). Blocks would keep up
+/// to 4 MiB unreadable until they fill (and those bytes held in memory for the readers), and
+/// their fresh pages were most of a cold pull's page faults. Returns the bytes written.
+pub(super) fn append_each_chunk(
+    file: File,
+    offset: u64,
+    mut chunks: ChunkReceiver,
+    progress: watch::Sender<u64>,
+) -> io::Result<u64> {
+    let mut sink = Sink::new(file, None, offset, Some(progress));
+    while let Some(chunk) = chunks.blocking_recv() {
+        sink.write(&chunk)?;
+    }
+    Ok(sink.written)
 }
 
 /// The writer thread: writes the full blocks in order and hands them back for reuse.
