@@ -9,6 +9,10 @@
 //! while it arrives. A filesystem that refuses `O_DIRECT`, an append that starts at an unaligned
 //! offset, and the unaligned tail of an append go through the page cache instead (flushed in the
 //! background as they grow, so the commit's fsync finds little left to do).
+//!
+//! A pull-through download is written differently ([`append_each_chunk`]): each chunk through
+//! the page cache as it comes, so that requests reading the download while it runs find every
+//! byte received in the file at once.
 
 use std::fs::File;
 use std::io;
