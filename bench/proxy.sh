@@ -4,6 +4,7 @@
 #
 #   bash bench/proxy.sh                 # ~50 MB image of 5 layers, RUNS=10
 #   RUNS=3 MIB=10 bash bench/proxy.sh   # quick check
+#   PERF_RUNS=10 bash bench/proxy.sh    # also wharf's CPU and page faults per cold pull
 #
 # Every pull is `skopeo copy docker://... oci:<fresh dir>` (the target folder is removed before
 # each run, untimed). Compared:
@@ -165,3 +166,34 @@ print(f"cached pull-through vs pushed to wharf: {speed:.2f}x the speed (target >
 print(f"cold pull-through vs the upstream directly: {cold:.2f}x the time (target <= 1.2x): {'ok' if cold <= 1.2 else 'MISSED'}")
 PY
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# CPU and page faults of the cold wharf during one cold pull (perf stat attached to it once it
+# answers, detached when the pull ends): figures the machine's load hardly changes.
+PERF_RUNS="${PERF_RUNS:-0}"
+if ((PERF_RUNS > 0)); then
+  command -v perf >/dev/null || { echo "missing perf: apt-get install linux-perf" >&2; exit 1; }
+  say "wharf's CPU per cold pull, $PERF_RUNS runs (perf stat -p)"
+  for run in $(seq 1 "$PERF_RUNS"); do
+    bash "$WORK/restart-cold.sh"
+    perf stat -x, -e task-clock,page-faults -p "$(cat "$WORK/cold.pid")" -o "$WORK/perf-$run.csv" &
+    PERF_PID=$!
+    sleep 0.2 # perf attaches
+    eval "$(pull "127.0.0.1:$COLD_PORT/hub/bench/img:1")"
+    kill -INT "$PERF_PID"
+    wait "$PERF_PID" || true
+  done
+  python3 - "$WORK" "$PERF_RUNS" <<'PY'
+import statistics, sys
+work, runs = sys.argv[1], int(sys.argv[2])
+clock, faults = [], []
+for run in range(1, runs + 1):
+    for line in open(f"{work}/perf-{run}.csv"):
+        f = line.strip().split(",")
+        if len(f) > 2 and f[2] == "task-clock":
+            clock.append(float(f[0]))
+        elif len(f) > 2 and f[2].startswith("page-faults"):
+            faults.append(int(float(f[0])))
+print(f"wharf task-clock per cold pull: median {statistics.median(clock):.1f} ms (min {min(clock):.1f}, max {max(clock):.1f})")
+print(f"wharf page faults per cold pull: median {statistics.median(faults):.0f} (min {min(faults)}, max {max(faults)})")
+PY
+fi

@@ -34,6 +34,8 @@ struct Canned {
     /// Send this many bytes, wait this long, then send the rest: a slow upstream, so a download
     /// is still running when the next request comes.
     pause_after: Option<(usize, Duration)>,
+    /// Send this many bytes, then nothing until the flag is set: a stall the test ends.
+    stall_after: Option<(usize, Arc<std::sync::atomic::AtomicBool>)>,
     /// A `Link` header (the next page of a tag list).
     link: Option<&'static str>,
 }
@@ -98,6 +100,7 @@ impl StandIn {
                                     .to_vec(),
                                 cut_after: None,
                                 pause_after: None,
+                                stall_after: None,
                                 link: None,
                             },
                         ),
@@ -109,6 +112,7 @@ impl StandIn {
                                 body: b"{}".to_vec(),
                                 cut_after: None,
                                 pause_after: None,
+                                stall_after: None,
                                 link: None,
                             },
                         ),
@@ -121,6 +125,7 @@ impl StandIn {
                                         .to_vec(),
                                 cut_after: None,
                                 pause_after: None,
+                                stall_after: None,
                                 link: None,
                             },
                         ),
@@ -149,6 +154,15 @@ impl StandIn {
                             let _ = stream.write_all(&canned.body[..first]);
                             let _ = stream.flush();
                             std::thread::sleep(pause);
+                            from = first;
+                        }
+                        if let Some((first, released)) = &canned.stall_after {
+                            let first = (*first).min(end);
+                            let _ = stream.write_all(&canned.body[..first]);
+                            let _ = stream.flush();
+                            while !released.load(std::sync::atomic::Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
                             from = first;
                         }
                         let _ = stream.write_all(&canned.body[from..end]);
@@ -203,10 +217,14 @@ struct Fixture {
 }
 
 fn fixture(layer_sent: Canned) -> Fixture {
+    fixture_with_layer(&[7u8; 300_000], layer_sent)
+}
+
+/// An image whose layer is `layer`, which the stand-in serves as `layer_sent`.
+fn fixture_with_layer(layer: &[u8], layer_sent: Canned) -> Fixture {
     let config_blob =
         br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
-    let layer = vec![7u8; 300_000];
-    let layer_digest = digest_of(&layer);
+    let layer_digest = digest_of(layer);
     let config_digest = digest_of(config_blob);
     let manifest = image_manifest(
         &config_digest,
@@ -220,6 +238,7 @@ fn fixture(layer_sent: Canned) -> Fixture {
         body,
         cut_after: None,
         pause_after: None,
+        stall_after: None,
         link: None,
     };
     let mut answers = HashMap::new();
@@ -230,6 +249,7 @@ fn fixture(layer_sent: Canned) -> Fixture {
             body: manifest.clone(),
             cut_after: None,
             pause_after: None,
+            stall_after: None,
             link: None,
         },
     );
@@ -245,6 +265,7 @@ fn fixture(layer_sent: Canned) -> Fixture {
             body: br#"{"name":"team/app","tags":["1","2-upstream-only"]}"#.to_vec(),
             cut_after: None,
             pause_after: None,
+            stall_after: None,
             link: None,
         },
     );
@@ -262,6 +283,7 @@ fn good_layer() -> Canned {
         body: vec![7u8; 300_000],
         cut_after: None,
         pause_after: None,
+        stall_after: None,
         link: None,
     }
 }
@@ -410,6 +432,7 @@ async fn a_wrong_digest_from_the_upstream_leaves_no_blob_in_storage() {
         body: vec![8u8; 300_000],
         cut_after: None,
         pause_after: None,
+        stall_after: None,
         link: None,
     })
     .await;
@@ -422,6 +445,7 @@ async fn a_cut_upstream_stream_leaves_no_blob_in_storage() {
         body: vec![7u8; 300_000],
         cut_after: Some(100_000),
         pause_after: None,
+        stall_after: None,
         link: None,
     })
     .await;
@@ -436,6 +460,7 @@ async fn a_good_upstream_blob_is_cached_and_served_from_storage() {
         body: layer.clone(),
         cut_after: None,
         pause_after: None,
+        stall_after: None,
         link: None,
     });
     let upstream = StandIn::start(f.answers.clone());
@@ -650,6 +675,7 @@ async fn a_running_download_is_joined_through_another_repository_only_if_its_ups
         body: layer.clone(),
         cut_after: None,
         pause_after: Some((100_000, Duration::from_millis(1500))),
+        stall_after: None,
         link: None,
     };
     let mut f = fixture(slow.clone());
@@ -695,6 +721,186 @@ async fn a_running_download_is_joined_through_another_repository_only_if_its_ups
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body.expect("layer"), layer);
     assert_eq!(upstream.gets(&in_app), 1);
+}
+
+/// Bytes that differ from one offset to the next (a reordered or repeated chunk shows).
+fn patterned(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i % 251) as u8 ^ (i >> 16) as u8)
+        .collect()
+}
+
+/// What the stand-in sends before it stalls: far more than the flight keeps in memory (2 MiB).
+const SENT_BEFORE_STALL: usize = 8 << 20;
+
+/// A 12 MiB layer the stand-in sends up to [`SENT_BEFORE_STALL`], then holds until
+/// `released`, then sends up to `cut_after` (all of it if `None`) and closes.
+fn stalled_layer_cache(
+    cut_after: Option<usize>,
+    released: &Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<u8>, Cache) {
+    let layer = patterned(12 << 20);
+    let f = fixture_with_layer(
+        &layer,
+        Canned {
+            content_type: "application/octet-stream",
+            body: layer.clone(),
+            cut_after,
+            pause_after: None,
+            stall_after: Some((SENT_BEFORE_STALL, released.clone())),
+            link: None,
+        },
+    );
+    let upstream = StandIn::start(f.answers.clone());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config_with(dir.path(), vec![proxy_entry("hub/", &upstream.url())]);
+    (
+        layer,
+        Cache {
+            f,
+            upstream,
+            dir,
+            config,
+        },
+    )
+}
+
+/// Starts a GET through the router: its status and body, to read as it arrives.
+async fn start_get(app: &axum::Router, uri: &str) -> (StatusCode, Body) {
+    let response = app
+        .clone()
+        .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+        .await
+        .expect("infallible");
+    (response.status(), response.into_body())
+}
+
+/// Reads `body` until at least `want` bytes or its end; fails the test if that takes a minute
+/// (the bytes are there: only a reader waiting for the stalled upstream takes that long).
+async fn read_at_least(body: &mut Body, want: usize, what: &str) -> Vec<u8> {
+    let read = async {
+        let mut got = Vec::new();
+        while got.len() < want {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        got.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => panic!("{what}: the body failed after {} bytes: {e}", got.len()),
+                None => break,
+            }
+        }
+        got
+    };
+    tokio::time::timeout(Duration::from_secs(60), read)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: fewer than {want} bytes while the upstream stalls"))
+}
+
+/// The rest of `body`, or its error.
+async fn read_rest(body: Body) -> Result<Vec<u8>, String> {
+    body.collect()
+        .await
+        .map(|b| b.to_bytes().to_vec())
+        .map_err(|e| e.to_string())
+}
+
+/// Waits (up to a minute) until the download's upload file holds `len` bytes: the writer has
+/// written them, so the flight no longer holds them all in memory.
+async fn wait_until_written(root: &Path, len: u64) {
+    for _ in 0..6000 {
+        let written = std::fs::read_dir(root.join("uploads"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::metadata(e.path().join("data")).ok())
+            .any(|m| m.len() >= len);
+        if written {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the download's upload file never reached {len} bytes");
+}
+
+/// A client that asks for a blob when far more of it than the flight keeps in memory has
+/// passed gets every byte from the first, in order, while the upstream is still stalled (the
+/// bytes already written come from the download's file), then the rest as it arrives.
+#[tokio::test]
+async fn a_late_joiner_gets_the_bytes_already_downloaded_before_the_upstream_goes_on() {
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (layer, cache) = stalled_layer_cache(None, &released);
+    let app = open_app(&cache.config);
+    let uri = format!("/v2/hub/team/app/blobs/{}", cache.f.layer_digest);
+
+    let (status, mut first) = start_get(&app, &uri).await;
+    assert_eq!(status, StatusCode::OK);
+    let first_bytes = read_at_least(&mut first, SENT_BEFORE_STALL, "the first client").await;
+    wait_until_written(cache.dir.path(), SENT_BEFORE_STALL as u64).await;
+
+    let (status, mut late) = start_get(&app, &uri).await;
+    assert_eq!(status, StatusCode::OK);
+    let late_bytes = read_at_least(&mut late, SENT_BEFORE_STALL, "the late joiner").await;
+    assert!(
+        late_bytes[..] == layer[..late_bytes.len()],
+        "the late joiner's first {} bytes differ from the blob's",
+        late_bytes.len()
+    );
+
+    released.store(true, std::sync::atomic::Ordering::SeqCst);
+    let late_all = [late_bytes, read_rest(late).await.expect("the rest")].concat();
+    let first_all = [first_bytes, read_rest(first).await.expect("the rest")].concat();
+    assert!(late_all == layer, "the late joiner's blob is not the layer");
+    assert!(
+        first_all == layer,
+        "the first client's blob is not the layer"
+    );
+    assert_eq!(
+        cache
+            .upstream
+            .gets(&format!("/v2/team/app/blobs/{}", cache.f.layer_digest)),
+        1,
+        "one download for both"
+    );
+}
+
+/// A late joiner reading the bytes already written when the upstream then cuts the stream:
+/// its answer ends in an error (never a short blob taken for a whole one), nothing is stored.
+#[tokio::test]
+async fn a_late_joiner_of_a_download_the_upstream_cuts_gets_an_error_and_nothing_is_stored() {
+    let released = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (_, cache) = stalled_layer_cache(Some(10 << 20), &released);
+    let app = open_app(&cache.config);
+    let uri = format!("/v2/hub/team/app/blobs/{}", cache.f.layer_digest);
+
+    let (status, mut first) = start_get(&app, &uri).await;
+    assert_eq!(status, StatusCode::OK);
+    read_at_least(&mut first, SENT_BEFORE_STALL, "the first client").await;
+    wait_until_written(cache.dir.path(), SENT_BEFORE_STALL as u64).await;
+    let (status, mut late) = start_get(&app, &uri).await;
+    assert_eq!(status, StatusCode::OK);
+    read_at_least(&mut late, SENT_BEFORE_STALL, "the late joiner").await;
+
+    released.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        read_rest(late).await.is_err(),
+        "the late joiner's answer must fail"
+    );
+    assert!(
+        read_rest(first).await.is_err(),
+        "the first answer must fail"
+    );
+    let layer_hex = &cache.f.layer_digest[7..];
+    assert!(
+        !stored_blob_names(cache.dir.path())
+            .iter()
+            .any(|n| n == layer_hex)
+    );
+    assert!(
+        walkdir(cache.dir.path().join("uploads")).is_empty(),
+        "no session left"
+    );
 }
 
 #[tokio::test]
@@ -827,6 +1033,7 @@ async fn every_page_of_the_upstream_tag_list_is_listed() {
         body: format!(r#"{{"name":"team/app","tags":{tags}}}"#).into_bytes(),
         cut_after: None,
         pause_after: None,
+        stall_after: None,
         link,
     };
     let pages = [

@@ -1,6 +1,6 @@
 //! Single-flight blob fetches: the first request for a blob starts one download from the
 //! upstream; every request for the same blob while it runs (the first included) reads the bytes
-//! as they arrive, from memory, so no one waits for the whole blob before its first byte.
+//! as they arrive, so no one waits for the whole blob before its first byte.
 //!
 //! Readers end as soon as every byte is in and the digest checked ([`Flight::verified`]), not
 //! once the blob is durably stored: a client that reuses its connection for its next request
@@ -9,19 +9,32 @@
 //! A flight remembers the repository that started it: a request through another repository
 //! must first learn from its own upstream that it may have the blob (see `Proxies::blob`).
 //!
-//! Memory: bytes every reader has passed are dropped once more than [`RETAIN_BYTES`] are held,
-//! so a large layer is not held whole. A request that arrives after that cannot start from the
-//! first byte: it waits for the end of the fetch and reads the blob from storage.
+//! Memory: where the storage can read an upload while it is written (the filesystem, see
+//! [`Flight::backed_by`]), the flight keeps only the bytes not yet readable from the download's
+//! upload file and the last [`WINDOW_BYTES`] for readers close behind. A reader further behind
+//! (one that joined late, or a slow client) reads the bytes already written from that file,
+//! waits for the writer's progress when it catches up with it, and goes on from memory when it
+//! reaches the window again: every reader gets every byte from the first, as they arrive,
+//! however late it joins, and holds no memory of the flight's. Keeping up to 64 MiB of every
+//! download in memory instead put every byte of a cold pull in freshly faulted pages (the
+//! bench's 50 MiB image: 20,000-21,800 page faults per cold pull then, 9,000-9,900 now;
+//! bench/README.md, "Late joiners read the download file").
+//!
+//! Where the storage cannot (S3: the parts of a multipart upload in flight are not readable),
+//! bytes every reader has passed are dropped once more than [`RETAIN_BYTES`] are held, so a
+//! large layer is not held whole; a request that arrives after that cannot start from the first
+//! byte: it waits for the end of the fetch and reads the blob from storage.
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use tokio::sync::watch;
 
 use crate::names::Digest;
-use crate::storage::ByteStream;
+use crate::storage::{ByteStream, Storage, StorageError};
 
 /// Why a fetch gave nothing usable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,19 +53,56 @@ impl FlightError {
     }
 }
 
-/// Up to this much of a blob is kept for readers that may still join from the first byte.
+/// Without a readable download file: up to this much of a blob is kept for readers that may
+/// still join from the first byte.
 pub(crate) const RETAIN_BYTES: usize = 64 << 20;
+
+/// With a readable download file: the bytes kept in memory, beyond those not yet readable
+/// there, for readers close behind (and for whole small blobs).
+pub(crate) const WINDOW_BYTES: usize = 2 << 20;
+
+/// Where the bytes of a download can be read back while it runs.
+#[derive(Clone)]
+pub(crate) struct FileBacking {
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) digest: Digest,
+    /// The upload session being written.
+    pub(crate) session: String,
+}
+
+impl FileBacking {
+    /// `len` bytes from `offset`, all reported readable: from the session, or from the blob
+    /// once the session was committed.
+    async fn read(&self, offset: u64, len: u64) -> Result<ByteStream, StorageError> {
+        match self
+            .storage
+            .upload_read_range(&self.session, offset, len)
+            .await
+        {
+            Err(StorageError::UploadUnknown(_)) => {
+                // Committed (or removed after a failure: then there is no blob either).
+                self.storage.blob_read(&self.digest, offset, len).await
+            }
+            other => other,
+        }
+    }
+}
 
 #[derive(Default)]
 struct FlightState {
     /// Set once the upstream answered: `Some(length)` when it sent one.
     started: Option<Option<u64>>,
-    /// The chunks from number `first` on (the earlier ones were dropped).
-    chunks: VecDeque<Bytes>,
-    first: usize,
+    /// The chunks held, each with the offset of its first byte (the earlier ones were dropped).
+    chunks: VecDeque<(u64, Bytes)>,
+    /// The offset of the first byte not received yet.
+    received: u64,
     held_bytes: usize,
-    /// The next chunk number of every reader, by reader id.
-    readers: HashMap<u64, usize>,
+    /// Where readers behind the chunks held read, once the download file exists.
+    file: Option<FileBacking>,
+    /// How much of `file` is readable.
+    readable: u64,
+    /// The next offset of every reader, by reader id.
+    readers: HashMap<u64, u64>,
     next_reader: u64,
     /// Every byte is in and has the expected digest: readers end here.
     verified: bool,
@@ -60,8 +110,26 @@ struct FlightState {
 }
 
 impl FlightState {
-    /// Drops the chunks every reader has passed, once more than [`RETAIN_BYTES`] are held.
+    /// The offset of the first byte held in memory.
+    fn first_held(&self) -> u64 {
+        self.chunks.front().map_or(self.received, |(at, _)| *at)
+    }
+
+    /// Drops chunks from the front: with a file, those readable there beyond the window;
+    /// without, those every reader has passed, once more than [`RETAIN_BYTES`] are held.
     fn trim(&mut self) {
+        if self.file.is_some() {
+            while self.held_bytes > WINDOW_BYTES {
+                match self.chunks.front() {
+                    Some((at, chunk)) if at + chunk.len() as u64 <= self.readable => {
+                        self.held_bytes -= chunk.len();
+                        self.chunks.pop_front();
+                    }
+                    _ => break,
+                }
+            }
+            return;
+        }
         if self.held_bytes <= RETAIN_BYTES {
             return;
         }
@@ -70,15 +138,63 @@ impl FlightState {
             .values()
             .copied()
             .min()
-            .unwrap_or(self.first + self.chunks.len());
-        while self.first < passed {
-            let Some(chunk) = self.chunks.pop_front() else {
+            .unwrap_or(self.received);
+        while let Some((at, chunk)) = self.chunks.front() {
+            if at + chunk.len() as u64 > passed {
                 break;
-            };
+            }
             self.held_bytes -= chunk.len();
-            self.first += 1;
+            self.chunks.pop_front();
         }
     }
+
+    /// The bytes held from `offset` on, up to the end of the chunk holding it.
+    fn held_from(&self, offset: u64) -> Option<Bytes> {
+        if offset < self.first_held() || offset >= self.received {
+            return None;
+        }
+        let index = self.chunks.partition_point(|(at, _)| *at <= offset) - 1;
+        let (at, chunk) = &self.chunks[index];
+        Some(chunk.slice((offset - at) as usize..))
+    }
+
+    /// What a reader at `offset` does next.
+    fn next_step(&self, offset: u64) -> Step {
+        if let Some(Err(e)) = &self.outcome {
+            // Also a reader still behind, reading the file: what it got so far is no blob.
+            return Step::Fail(e.message().to_string());
+        }
+        if let Some(chunk) = self.held_from(offset) {
+            return Step::Send(chunk);
+        }
+        if offset < self.first_held() {
+            return match &self.file {
+                Some(file) if offset < self.readable => {
+                    Step::ReadFile(file.clone(), self.readable.min(self.first_held()) - offset)
+                }
+                // Dropped before the file existed (every reader then had passed them): the
+                // writer reports them readable soon.
+                Some(_) => Step::Wait,
+                // Without a file only chunks every reader has passed are dropped.
+                None => Step::Fail("the bytes of a running fetch were dropped".into()),
+            };
+        }
+        if self.verified || matches!(self.outcome, Some(Ok(()))) {
+            return Step::End;
+        }
+        Step::Wait
+    }
+}
+
+/// What a reader does next.
+enum Step {
+    Send(Bytes),
+    /// Read this many bytes from the file: they are no longer held.
+    ReadFile(FileBacking, u64),
+    End,
+    Fail(String),
+    /// Wait for the next change of the flight.
+    Wait,
 }
 
 /// One blob being fetched; readers follow it through [`Flight::reader`].
@@ -107,9 +223,29 @@ impl Flight {
 
     pub(crate) fn push(&self, chunk: Bytes) {
         self.update(|s| {
+            let at = s.received;
+            s.received += chunk.len() as u64;
             s.held_bytes += chunk.len();
-            s.chunks.push_back(chunk);
+            s.chunks.push_back((at, chunk));
             s.trim();
+        });
+    }
+
+    /// The download is being written to `file`: from now on the flight holds only what is
+    /// not readable there yet and the window, and `progress` (the readable length, from the
+    /// storage's writer) moves that line. Follows `progress` until the writer drops it.
+    pub(crate) fn backed_by(self: &Arc<Self>, file: FileBacking, progress: watch::Receiver<u64>) {
+        self.update(|s| s.file = Some(file));
+        let flight = self.clone();
+        let mut progress = progress;
+        tokio::spawn(async move {
+            while progress.changed().await.is_ok() {
+                let readable = *progress.borrow_and_update();
+                flight.update(|s| {
+                    s.readable = readable;
+                    s.trim();
+                });
+            }
         });
     }
 
@@ -151,14 +287,16 @@ impl Flight {
         }
     }
 
-    /// Every byte of the blob from the start, as it arrives; `None` when the first bytes were
-    /// already dropped (then wait for [`Flight::ended`] and read the blob from storage). Ends
-    /// with an error (the client's connection is then cut, so it never takes a short or wrong
-    /// blob for a whole one) when the fetch fails; ends normally once all bytes are verified.
+    /// Every byte of the blob from the start, as it arrives (from the download file for what
+    /// is no longer held); `None` when the first bytes were already dropped and there is no
+    /// file to read them from (then wait for [`Flight::ended`] and read the blob from storage).
+    /// Ends with an error (the client's connection is then cut, so it never takes a short or
+    /// wrong blob for a whole one) when the fetch fails; ends normally once all bytes are
+    /// verified.
     pub(crate) fn reader(self: Arc<Self>) -> Option<ByteStream> {
         let id = {
             let mut s = self.state();
-            if s.first > 0 {
+            if s.first_held() > 0 && s.file.is_none() {
                 return None;
             }
             let id = s.next_reader;
@@ -167,48 +305,19 @@ impl Flight {
             id
         };
         let rx = self.changed.subscribe();
-        let reader = Reader { flight: self, id };
+        let reader = Reader {
+            flight: self,
+            id,
+            rx,
+            offset: 0,
+            from_file: None,
+            done: false,
+        };
         Some(Box::pin(futures_util::stream::unfold(
-            (reader, rx, 0usize, false),
-            |(reader, mut rx, next, done)| async move {
-                if done {
-                    return None;
-                }
-                loop {
-                    let item = {
-                        let mut s = reader.flight.state();
-                        if let Some(chunk) = next
-                            .checked_sub(s.first)
-                            .and_then(|i| s.chunks.get(i))
-                            .cloned()
-                        {
-                            s.readers.insert(reader.id, next + 1);
-                            Some(Ok(chunk))
-                        } else if s.verified {
-                            return None;
-                        } else {
-                            match &s.outcome {
-                                Some(Ok(())) => return None,
-                                Some(Err(e)) => {
-                                    Some(Err(io::Error::other(e.message().to_string())))
-                                }
-                                None => None,
-                            }
-                        }
-                    };
-                    match item {
-                        Some(Ok(chunk)) => {
-                            return Some((Ok(chunk), (reader, rx, next + 1, false)));
-                        }
-                        Some(Err(e)) => return Some((Err(e), (reader, rx, next, true))),
-                        None => {
-                            if rx.changed().await.is_err() {
-                                let e = io::Error::other("the upstream fetch stopped");
-                                return Some((Err(e), (reader, rx, next, true)));
-                            }
-                        }
-                    }
-                }
+            reader,
+            |mut reader| async move {
+                let item = reader.next().await?;
+                Some((item, reader))
             },
         )))
     }
@@ -231,6 +340,68 @@ impl Flight {
 struct Reader {
     flight: Arc<Flight>,
     id: u64,
+    rx: watch::Receiver<()>,
+    /// The offset of the next byte to send.
+    offset: u64,
+    /// Bytes being read from the download file (no longer held).
+    from_file: Option<ByteStream>,
+    done: bool,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Option<Result<Bytes, io::Error>> {
+        if self.done {
+            return None;
+        }
+        loop {
+            if let Some(file) = &mut self.from_file {
+                match file.next().await {
+                    Some(Ok(chunk)) => return Some(Ok(self.sent(chunk))),
+                    Some(Err(e)) => return self.fail(e.to_string()),
+                    None => self.from_file = None,
+                }
+                continue;
+            }
+            let step = self.flight.state().next_step(self.offset);
+            match step {
+                Step::Send(chunk) => return Some(Ok(self.sent(chunk))),
+                Step::ReadFile(file, len) => match file.read(self.offset, len).await {
+                    Ok(stream) => self.from_file = Some(stream),
+                    Err(e) => {
+                        // Removed after a failed fetch: its outcome says why.
+                        let failed = self.flight.state().next_step(self.offset);
+                        return match failed {
+                            Step::Fail(message) => self.fail(message),
+                            _ => self.fail(format!("reading the download so far: {e}")),
+                        };
+                    }
+                },
+                Step::End => {
+                    self.done = true;
+                    return None;
+                }
+                Step::Fail(message) => return self.fail(message),
+                Step::Wait => {
+                    if self.rx.changed().await.is_err() {
+                        return self.fail("the upstream fetch stopped".into());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves past `chunk`, which is sent now.
+    fn sent(&mut self, chunk: Bytes) -> Bytes {
+        self.offset += chunk.len() as u64;
+        let mut s = self.flight.state();
+        s.readers.insert(self.id, self.offset);
+        chunk
+    }
+
+    fn fail(&mut self, message: String) -> Option<Result<Bytes, io::Error>> {
+        self.done = true;
+        Some(Err(io::Error::other(message)))
+    }
 }
 
 impl Drop for Reader {
@@ -408,8 +579,119 @@ mod tests {
         flight.push(Bytes::from_static(b"partial"));
         let reader = flight.clone().reader().expect("from the start");
         flight.finish(Err(FlightError::Failed("cut".into())));
+        // The error comes at once: the bytes of a failed fetch are no use to anyone.
         let items: Vec<_> = reader.collect().await;
-        assert_eq!(items.len(), 2);
-        assert!(items[1].is_err());
+        assert_eq!(items.len(), 1);
+        assert!(items[0].is_err());
+    }
+
+    /// A flight writing its download the way `FetchTask` does: to an upload session of a
+    /// filesystem storage, reporting progress. Returns the flight, the sender of the download's
+    /// chunks to the writer, and the writer.
+    async fn flight_writing_to_a_file(
+        storage: Arc<crate::storage::fs::FsStorage>,
+        digest: &Digest,
+    ) -> (
+        Arc<Flight>,
+        tokio::sync::mpsc::Sender<Result<Bytes, io::Error>>,
+        tokio::task::JoinHandle<Result<u64, StorageError>>,
+    ) {
+        let flights = Flights::default();
+        let (flight, _) = flights.join_or_create(digest, "r");
+        flight.started(None);
+        let session = "00112233445566778899aabbccddeeff".to_string();
+        storage
+            .upload_create(&session, Bytes::from_static(b"{}"))
+            .await
+            .expect("session");
+        let (progress, readable) = watch::channel(0);
+        let file = FileBacking {
+            storage: storage.clone(),
+            digest: digest.clone(),
+            session: session.clone(),
+        };
+        flight.backed_by(file, readable);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, io::Error>>(4);
+        let body: ByteStream = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        }));
+        let writer = tokio::spawn(async move {
+            storage
+                .upload_append_reporting(&session, 0, body, progress)
+                .await
+        });
+        (flight, tx, writer)
+    }
+
+    /// Waits until `readable` bytes of the flight's file are readable.
+    async fn wait_readable(flight: &Flight, readable: u64) {
+        let mut rx = flight.changed.subscribe();
+        while flight.state().readable < readable {
+            tokio::time::timeout(Duration::from_secs(30), rx.changed())
+                .await
+                .expect("the writer reports progress")
+                .expect("flight");
+        }
+    }
+
+    /// Once written, only the window stays in memory, even with a reader that has read
+    /// nothing; that reader and one joining now get every byte from the first, in order,
+    /// before the download goes on (from the file, then from memory).
+    #[tokio::test]
+    async fn written_bytes_leave_memory_and_readers_behind_read_them_from_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Arc::new(crate::storage::fs::FsStorage::open(dir.path()).expect("open"));
+        let data: Vec<u8> = (0..12 << 20).map(|i: usize| (i % 253) as u8).collect();
+        let digest = Digest::of(&data);
+        let (flight, to_writer, writer) = flight_writing_to_a_file(storage, &digest).await;
+        let mut early = flight.clone().reader().expect("from the start");
+        // Not a multiple of any block size: every byte received is readable from the file
+        // before the download goes on, not only whole blocks.
+        let before_stall = (8 << 20) + 12_345;
+        for chunk in data[..before_stall].chunks(300_000) {
+            let chunk = Bytes::copy_from_slice(chunk);
+            flight.push(chunk.clone());
+            to_writer.send(Ok(chunk)).await.expect("writer");
+        }
+        wait_readable(&flight, before_stall as u64).await;
+        assert!(
+            flight.state().held_bytes <= WINDOW_BYTES,
+            "{} bytes held",
+            flight.state().held_bytes
+        );
+        let mut late = flight
+            .clone()
+            .reader()
+            .expect("a late reader from the file");
+        for reader in [&mut early, &mut late] {
+            let mut got = Vec::new();
+            while got.len() < before_stall {
+                let chunk = tokio::time::timeout(Duration::from_secs(30), reader.next())
+                    .await
+                    .expect("the written bytes without waiting for the download")
+                    .expect("more")
+                    .expect("ok");
+                got.extend_from_slice(&chunk);
+            }
+            assert!(got[..] == data[..before_stall], "the first bytes in order");
+        }
+        for chunk in data[before_stall..].chunks(300_000) {
+            let chunk = Bytes::copy_from_slice(chunk);
+            flight.push(chunk.clone());
+            to_writer.send(Ok(chunk)).await.expect("writer");
+        }
+        flight.verified();
+        drop(to_writer);
+        for reader in [early, late] {
+            let rest: Vec<Bytes> = reader.map(|c| c.expect("ok")).collect().await;
+            assert!(
+                rest.concat()[..] == data[before_stall..],
+                "the rest in order"
+            );
+        }
+        assert_eq!(
+            writer.await.expect("join").expect("written"),
+            data.len() as u64
+        );
     }
 }

@@ -9,7 +9,8 @@
 //!   manifest is answered at once and stored in the background, with gc's protocol
 //!   (`services::gc`: its content used, its revision kept) like a push.
 //! - Blobs are fetched once per process however many clients ask at the same time
-//!   ([`flight`]), streamed to all of them as they arrive, and written into storage on the way;
+//!   ([`flight`]), streamed to all of them as they arrive (from the download's upload file for
+//!   bytes no longer held in memory), and written into storage on the way;
 //!   the blob becomes visible only once its digest is verified. A request through another
 //!   repository joins a running fetch only once its own upstream repository has the blob.
 //! - Everything is stored as if pushed (tags, revisions, links), so reads, access control and
@@ -636,7 +637,12 @@ impl FetchTask {
 
         let (tx, rx) =
             tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(STORE_QUEUE_DEPTH);
-        let writer = tokio::spawn(write_blob(self.storage.clone(), self.digest.clone(), rx));
+        let writer = tokio::spawn(write_blob(
+            self.storage.clone(),
+            self.digest.clone(),
+            rx,
+            self.flight.clone(),
+        ));
         let mut failure = None;
         while let Some(item) = body.next().await {
             match item {
@@ -727,10 +733,13 @@ enum Written {
     Upload(String),
 }
 
+/// Writes the download into storage; where the upload can be read while it is written, the
+/// flight's readers that fall behind read it from there (see [`Flight::backed_by`]).
 async fn write_blob(
     storage: Arc<dyn Storage>,
     digest: Digest,
     rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    flight: Arc<Flight>,
 ) -> Result<Written, (StorageError, Option<String>)> {
     let stream: ByteStream = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -755,7 +764,24 @@ async fn write_blob(
     {
         return Err((e, None));
     }
-    match storage.upload_append(&id, 0, stream).await {
+    let appended = if storage.reads_uploads_while_appending() {
+        let (progress, readable) = tokio::sync::watch::channel(0);
+        let file = flight::FileBacking {
+            storage: storage.clone(),
+            digest,
+            session: id.clone(),
+        };
+        flight.backed_by(file, readable);
+        storage
+            .upload_append_reporting(&id, 0, stream, progress)
+            .await
+    } else {
+        storage
+            .upload_append(&id, 0, stream)
+            .await
+            .map(|appended| appended.size)
+    };
+    match appended {
         Ok(_) => Ok(Written::Upload(id)),
         Err(e) => Err((e, Some(id))),
     }

@@ -24,7 +24,7 @@ use std::time::SystemTime;
 use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
 use sha2::Sha256;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::fs_append::{self, DIRECT_ALIGN};
 use super::{
@@ -135,6 +135,15 @@ fn stream_file(mut file: File, mut len: u64) -> ByteStream {
     }))
 }
 
+/// How [`FsStorage::append`] writes.
+enum AppendHow {
+    /// In large blocks with `O_DIRECT`, hashing on the way (uploads).
+    Blocks(Option<Sha256>),
+    /// Each chunk as it comes, reporting the readable length (see
+    /// [`fs_append::append_each_chunk`]).
+    EachChunk(watch::Sender<u64>),
+}
+
 impl FsStorage {
     /// Opens (creating if needed) a storage root.
     pub fn open(root: impl Into<PathBuf>) -> Result<FsStorage, StorageError> {
@@ -179,6 +188,74 @@ impl FsStorage {
         self.root
             .join("tmp")
             .join(format!("{:032x}", rand::random::<u128>()))
+    }
+
+    /// Appends `data` to upload `id` (see [`Storage::upload_append_hashed`]).
+    async fn append(
+        &self,
+        id: &str,
+        offset: u64,
+        mut data: ByteStream,
+        how: AppendHow,
+    ) -> Result<(u64, Option<Sha256>), StorageError> {
+        let blocks = matches!(how, AppendHow::Blocks(_));
+        let path = self.upload_dir(id)?.join("data");
+        let id_owned = id.to_string();
+        let open_path = path.clone();
+        let (file, direct) = blocking(move || {
+            let Some(file) = not_found_is_none(OpenOptions::new().write(true).open(&open_path))
+                .map_err(io_err("open", &open_path))?
+            else {
+                return Err(StorageError::UploadUnknown(id_owned));
+            };
+            let actual = file.metadata().map_err(io_err("stat", &open_path))?.len();
+            if actual != offset {
+                return Err(StorageError::OffsetMismatch {
+                    id: id_owned,
+                    expected: offset,
+                    actual,
+                });
+            }
+            let direct = (blocks && offset % DIRECT_ALIGN == 0)
+                .then(|| fs_append::open_direct(&open_path))
+                .flatten();
+            Ok((file, direct))
+        })
+        .await?;
+
+        let (tx, rx) = fs_append::chunk_queue();
+        let writer = tokio::task::spawn_blocking(move || match how {
+            AppendHow::Blocks(hasher) => fs_append::append(file, direct, offset, rx, hasher),
+            AppendHow::EachChunk(progress) => (
+                fs_append::append_each_chunk(file, offset, rx, progress),
+                None,
+            ),
+        });
+        let mut stream_error = None;
+        while let Some(item) = data.next().await {
+            match item {
+                Ok(chunk) if chunk.is_empty() => {}
+                Ok(chunk) => {
+                    if tx.send(chunk).await.is_err() {
+                        break; // the writer failed; its error is reported below
+                    }
+                }
+                Err(e) => {
+                    stream_error = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(tx);
+        let (written, hasher) = match writer.await {
+            Ok(done) => done,
+            Err(join) => (Err(io::Error::other(join.to_string())), None),
+        };
+        let written = written.map_err(io_err("write", &path))?;
+        match stream_error {
+            Some(e) => Err(StorageError::Stream(e)),
+            None => Ok((offset + written, hasher)),
+        }
     }
 
     /// Writes `data` to a temporary file, fsyncs it, and renames it to `to`.
@@ -395,62 +472,51 @@ impl Storage for FsStorage {
         &self,
         id: &str,
         offset: u64,
-        mut data: ByteStream,
+        data: ByteStream,
         hasher: Option<Sha256>,
     ) -> Result<(Appended, Option<Sha256>), StorageError> {
+        let (size, hasher) = self
+            .append(id, offset, data, AppendHow::Blocks(hasher))
+            .await?;
+        Ok((Appended::unversioned(size), hasher))
+    }
+
+    fn reads_uploads_while_appending(&self) -> bool {
+        true
+    }
+
+    async fn upload_append_reporting(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+        progress: watch::Sender<u64>,
+    ) -> Result<u64, StorageError> {
+        let how = AppendHow::EachChunk(progress);
+        let (size, _) = self.append(id, offset, data, how).await?;
+        Ok(size)
+    }
+
+    async fn upload_read_range(
+        &self,
+        id: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<ByteStream, StorageError> {
         let path = self.upload_dir(id)?.join("data");
-        let id_owned = id.to_string();
-        let open_path = path.clone();
-        let (file, direct) = blocking(move || {
-            let Some(file) = not_found_is_none(OpenOptions::new().write(true).open(&open_path))
-                .map_err(io_err("open", &open_path))?
+        let id = id.to_string();
+        let file = blocking(move || {
+            let Some(mut file) =
+                not_found_is_none(File::open(&path)).map_err(io_err("open", &path))?
             else {
-                return Err(StorageError::UploadUnknown(id_owned));
+                return Err(StorageError::UploadUnknown(id));
             };
-            let actual = file.metadata().map_err(io_err("stat", &open_path))?.len();
-            if actual != offset {
-                return Err(StorageError::OffsetMismatch {
-                    id: id_owned,
-                    expected: offset,
-                    actual,
-                });
-            }
-            let direct = (offset % DIRECT_ALIGN == 0)
-                .then(|| fs_append::open_direct(&open_path))
-                .flatten();
-            Ok((file, direct))
+            file.seek(SeekFrom::Start(offset))
+                .map_err(io_err("seek", &path))?;
+            Ok(file)
         })
         .await?;
-
-        let (tx, rx) = fs_append::chunk_queue();
-        let writer = tokio::task::spawn_blocking(move || {
-            fs_append::append(file, direct, offset, rx, hasher)
-        });
-        let mut stream_error = None;
-        while let Some(item) = data.next().await {
-            match item {
-                Ok(chunk) if chunk.is_empty() => {}
-                Ok(chunk) => {
-                    if tx.send(chunk).await.is_err() {
-                        break; // the writer failed; its error is reported below
-                    }
-                }
-                Err(e) => {
-                    stream_error = Some(e);
-                    break;
-                }
-            }
-        }
-        drop(tx);
-        let (written, hasher) = match writer.await {
-            Ok(done) => done,
-            Err(join) => (Err(io::Error::other(join.to_string())), None),
-        };
-        let written = written.map_err(io_err("write", &path))?;
-        match stream_error {
-            Some(e) => Err(StorageError::Stream(e)),
-            None => Ok((Appended::unversioned(offset + written), hasher)),
-        }
+        Ok(stream_file(file, len))
     }
 
     async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {

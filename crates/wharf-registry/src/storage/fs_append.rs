@@ -9,6 +9,10 @@
 //! while it arrives. A filesystem that refuses `O_DIRECT`, an append that starts at an unaligned
 //! offset, and the unaligned tail of an append go through the page cache instead (flushed in the
 //! background as they grow, so the commit's fsync finds little left to do).
+//!
+//! A pull-through download is written differently ([`append_each_chunk`]): each chunk through
+//! the page cache as it comes, so that requests reading the download while it runs find every
+//! byte received in the file at once.
 
 use std::fs::File;
 use std::io;
@@ -19,9 +23,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use sha2::{Digest as _, Sha256};
-use tokio::sync::Semaphore;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+use tokio::sync::{Semaphore, watch};
 
 /// What `O_DIRECT` needs the buffer address, file offset and length to be multiples of (the
 /// device's logical block size: 512 or 4096 on the devices we meet).
@@ -160,7 +164,7 @@ pub(super) fn append(
         let writer = std::thread::Builder::new()
             .name("upload-write".into())
             .spawn_scoped(scope, move || {
-                write_blocks(Sink::new(file, direct, offset), full_rx, free_tx)
+                write_blocks(Sink::new(file, direct, offset, None), full_rx, free_tx)
             });
         let writer = match writer {
             Ok(writer) => writer,
@@ -210,6 +214,24 @@ pub(super) fn append(
         free_rx.try_iter().for_each(AlignedBlock::give_back);
         (written, hasher)
     })
+}
+
+/// Appends every chunk `chunks` delivers to `file` (whose length is `offset`) as it comes,
+/// through the page cache, and tells `progress` the file's length after each: for a download
+/// that other requests read while it is written (the pull-through cache). Blocks would keep up
+/// to 4 MiB unreadable until they fill (and those bytes held in memory for the readers), and
+/// their fresh pages were most of a cold pull's page faults. Returns the bytes written.
+pub(super) fn append_each_chunk(
+    file: File,
+    offset: u64,
+    mut chunks: ChunkReceiver,
+    progress: watch::Sender<u64>,
+) -> io::Result<u64> {
+    let mut sink = Sink::new(file, None, offset, Some(progress));
+    while let Some(chunk) = chunks.blocking_recv() {
+        sink.write(&chunk)?;
+    }
+    Ok(sink.written)
 }
 
 /// The writer thread: writes the full blocks in order and hands them back for reuse.
@@ -297,10 +319,17 @@ struct Sink {
     written: u64,
     flusher: Option<BackgroundFlusher>,
     unflushed: u64,
+    /// Told the file's length after each write.
+    progress: Option<watch::Sender<u64>>,
 }
 
 impl Sink {
-    fn new(buffered: File, direct: Option<File>, offset: u64) -> Sink {
+    fn new(
+        buffered: File,
+        direct: Option<File>,
+        offset: u64,
+        progress: Option<watch::Sender<u64>>,
+    ) -> Sink {
         Sink {
             buffered,
             direct,
@@ -308,6 +337,7 @@ impl Sink {
             written: 0,
             flusher: None,
             unflushed: 0,
+            progress,
         }
     }
 
@@ -349,6 +379,9 @@ impl Sink {
     fn advance(&mut self, n: usize) {
         self.offset += n as u64;
         self.written += n as u64;
+        if let Some(progress) = &self.progress {
+            progress.send_replace(self.offset);
+        }
     }
 }
 

@@ -228,6 +228,40 @@ pub trait Storage: Send + Sync + 'static {
         let hasher = hashed.await.ok().flatten();
         result.map(|appended| (appended, hasher))
     }
+    /// Whether the bytes an append has reported ([`Storage::upload_append_reporting`]) can be
+    /// read ([`Storage::upload_read_range`]) while the append goes on: the filesystem, not S3
+    /// (the parts of a multipart upload in flight cannot be read).
+    fn reads_uploads_while_appending(&self) -> bool {
+        false
+    }
+    /// [`Storage::upload_append`] that sets `progress` to the upload's size each time more of
+    /// it is readable with [`Storage::upload_read_range`]. By default only the end is reported.
+    async fn upload_append_reporting(
+        &self,
+        id: &str,
+        offset: u64,
+        data: ByteStream,
+        progress: tokio::sync::watch::Sender<u64>,
+    ) -> Result<u64, StorageError> {
+        let size = self.upload_append(id, offset, data).await?.size;
+        progress.send_replace(size);
+        Ok(size)
+    }
+    /// `len` bytes of upload `id` from `offset`, all of them reported readable by an append
+    /// that may still be running; only where [`Storage::reads_uploads_while_appending`].
+    /// [`StorageError::UploadUnknown`] once the session is gone (committed or deleted).
+    async fn upload_read_range(
+        &self,
+        id: &str,
+        _offset: u64,
+        _len: u64,
+    ) -> Result<ByteStream, StorageError> {
+        Err(StorageError::Io {
+            op: "read while appending",
+            path: id.to_string(),
+            source: io::ErrorKind::Unsupported.into(),
+        })
+    }
     async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError>;
     /// Keeps `state`, the hash of the upload's first `offset` bytes, with the session, so the
     /// server that gets its next request continues hashing instead of reading it all back at
