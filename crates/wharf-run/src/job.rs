@@ -223,11 +223,9 @@ async fn run_with(ctx: &Ctx<'_>, job: &Job, mut executor: impl Executor) -> JobR
             let build = build_folder(ctx, &vars, &layout);
             // A cancel stops an upload in progress (a slow GitLab, a big archive), as it stops
             // a dependency download.
-            let mut cancel = ctx.opts.cancel.clone();
-            let uploaded = tokio::select! {
-                result = transfer.upload(&build, ok, &mut log) => Some(result),
-                Ok(_) = cancel.wait_for(|canceled| *canceled) => None,
-            };
+            let uploaded =
+                crate::unless_canceled(&ctx.opts.cancel, transfer.upload(&build, ok, &mut log))
+                    .await;
             match uploaded {
                 Some(Ok(())) => {}
                 Some(Err(failure)) => {
@@ -314,13 +312,11 @@ async fn prepare_and_run(
     if let Some(transfer) = &ctx.opts.artifact_transfer {
         let build = build_folder(ctx, vars, &layout);
         // A cancel (or the job's timeout) stops a long download.
-        let mut cancel = ctx.opts.cancel.clone();
-        let downloaded = tokio::select! {
-            result = transfer.download(&build, log) => {
-                result.map_err(|failure| Stop::from(JobFailure::from(failure)))
-            }
-            Ok(_) = cancel.wait_for(|canceled| *canceled) => Err(Stop::Canceled),
-        };
+        let downloaded =
+            match crate::unless_canceled(&ctx.opts.cancel, transfer.download(&build, log)).await {
+                Some(result) => result.map_err(|failure| Stop::from(JobFailure::from(failure))),
+                None => Err(Stop::Canceled),
+            };
         if let Err(stop) = downloaded {
             executor.cleanup(log).await;
             return Err(stop);

@@ -26,7 +26,7 @@ pub mod vars;
 pub use log::Console;
 pub use options::{
     DotenvLimits, ExecutorChoice, Limits, RunError, RunOptions, RunnerEnv, SandboxNetwork,
-    parse_memory_size,
+    parse_memory_size, unless_canceled,
 };
 pub use pipeline::{DEFAULT_TIMEOUT, load_options, plan_pipeline, run_pipeline, run_single_job};
 pub use plan::Selection;

@@ -101,6 +101,19 @@ pub struct RunOptions {
     pub cache_transfer: Option<Arc<dyn crate::cache::CacheTransfer>>,
 }
 
+/// Runs `work` to its end, or stops it (`None`) once `cancel` ([`RunOptions::cancel`]) turns
+/// true. A sender that goes away never cancels: `work` then runs to its end.
+pub async fn unless_canceled<T>(
+    cancel: &watch::Receiver<bool>,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let mut cancel = cancel.clone();
+    tokio::select! {
+        done = work => Some(done),
+        Ok(_) = cancel.wait_for(|canceled| *canceled) => None,
+    }
+}
+
 /// The network a sandbox job with `services:` and its services share (jobs without services
 /// always use the host's network).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -275,13 +275,8 @@ impl ProjectCache {
 
     /// Runs `transfer` to its end, or `None` once the job is canceled.
     fn unless_canceled<T>(&self, transfer: impl Future<Output = T>) -> Option<T> {
-        let mut cancel = self.cancel.clone();
-        tokio::runtime::Handle::current().block_on(async {
-            tokio::select! {
-                done = transfer => Some(done),
-                Ok(_) = cancel.wait_for(|canceled| *canceled) => None,
-            }
-        })
+        tokio::runtime::Handle::current()
+            .block_on(wharf_run::unless_canceled(&self.cancel, transfer))
     }
 }
 
