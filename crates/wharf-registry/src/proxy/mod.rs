@@ -764,24 +764,20 @@ async fn write_blob(
     {
         return Err((e, None));
     }
-    let appended = if storage.reads_uploads_while_appending() {
-        let (progress, readable) = tokio::sync::watch::channel(0);
+    let (progress, readable) = tokio::sync::watch::channel(0);
+    if storage.reads_uploads_while_appending() {
         let file = flight::FileBacking {
             storage: storage.clone(),
             digest,
             session: id.clone(),
         };
         flight.backed_by(file, readable);
-        storage
-            .upload_append_reporting(&id, 0, stream, progress)
-            .await
-    } else {
-        storage
-            .upload_append(&id, 0, stream)
-            .await
-            .map(|appended| appended.size)
-    };
-    match appended {
+    }
+    // Elsewhere (S3) the progress is reported at the end only, and nobody follows it.
+    match storage
+        .upload_append_reporting(&id, 0, stream, progress)
+        .await
+    {
         Ok(_) => Ok(Written::Upload(id)),
         Err(e) => Err((e, Some(id))),
     }

@@ -224,11 +224,6 @@ impl Registry {
         keep_revision(&*self.storage, repo, digest, media_type).await
     }
 
-    /// Whether a live gc has flagged `digest` (stale flags of dead ones aside).
-    async fn gc_deciding(&self, digest: &Digest) -> Result<bool, RegistryError> {
-        gc_deciding(&*self.storage, digest).await
-    }
-
     /// gc's side of the protocol (module docs): deletes `digest` unless something used it within
     /// `grace`, under the flag of this `run`. Returns whether it deleted it.
     async fn delete_blob_unless_used(
@@ -329,7 +324,7 @@ impl Registry {
                     None => continue,
                 }
             }
-            if stale.is_empty() || self.gc_deciding(&digest).await? {
+            if stale.is_empty() || gc_deciding(storage, &digest).await? {
                 continue;
             }
             storage.blob_restore(&digest).await?;
@@ -1063,7 +1058,11 @@ mod tests {
             .open(dir.path().join(&flag))
             .and_then(|f| f.set_modified(SystemTime::now() - STALE_FLAG * 2))
             .expect("age the flag");
-        assert!(!registry.gc_deciding(&layer).await.expect("flags"));
+        assert!(
+            !gc_deciding(&*registry.storage, &layer)
+                .await
+                .expect("flags")
+        );
 
         registry
             .collect_garbage(&GcOptions::default(), SystemTime::now())
