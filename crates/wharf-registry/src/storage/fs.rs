@@ -135,6 +135,28 @@ fn stream_file(mut file: File, mut len: u64) -> ByteStream {
     }))
 }
 
+/// `len` bytes of the file at `path` from `offset`; `missing` when there is no such file.
+async fn read_range(
+    path: PathBuf,
+    offset: u64,
+    len: u64,
+    missing: StorageError,
+) -> Result<ByteStream, StorageError> {
+    let file = blocking(move || {
+        let Some(mut file) = not_found_is_none(File::open(&path)).map_err(io_err("open", &path))?
+        else {
+            return Err(missing);
+        };
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))
+                .map_err(io_err("seek", &path))?;
+        }
+        Ok(file)
+    })
+    .await?;
+    Ok(stream_file(file, len))
+}
+
 /// How [`FsStorage::append`] writes.
 enum AppendHow {
     /// In large blocks with `O_DIRECT`, hashing on the way (uploads).
@@ -291,22 +313,8 @@ impl Storage for FsStorage {
         offset: u64,
         len: u64,
     ) -> Result<ByteStream, StorageError> {
-        let path = self.blob_path(digest);
-        let digest = digest.clone();
-        let file = blocking(move || {
-            let Some(mut file) =
-                not_found_is_none(File::open(&path)).map_err(io_err("open", &path))?
-            else {
-                return Err(StorageError::BlobUnknown(digest));
-            };
-            if offset > 0 {
-                file.seek(SeekFrom::Start(offset))
-                    .map_err(io_err("seek", &path))?;
-            }
-            Ok(file)
-        })
-        .await?;
-        Ok(stream_file(file, len))
+        let missing = StorageError::BlobUnknown(digest.clone());
+        read_range(self.blob_path(digest), offset, len, missing).await
     }
 
     async fn blob_read_small(&self, digest: &Digest, limit: u64) -> Result<Bytes, StorageError> {
@@ -503,20 +511,8 @@ impl Storage for FsStorage {
         offset: u64,
         len: u64,
     ) -> Result<ByteStream, StorageError> {
-        let path = self.upload_dir(id)?.join("data");
-        let id = id.to_string();
-        let file = blocking(move || {
-            let Some(mut file) =
-                not_found_is_none(File::open(&path)).map_err(io_err("open", &path))?
-            else {
-                return Err(StorageError::UploadUnknown(id));
-            };
-            file.seek(SeekFrom::Start(offset))
-                .map_err(io_err("seek", &path))?;
-            Ok(file)
-        })
-        .await?;
-        Ok(stream_file(file, len))
+        let missing = StorageError::UploadUnknown(id.to_string());
+        read_range(self.upload_dir(id)?.join("data"), offset, len, missing).await
     }
 
     async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {
