@@ -223,9 +223,11 @@ async fn run_with(ctx: &Ctx<'_>, job: &Job, mut executor: impl Executor) -> JobR
             let build = build_folder(ctx, &vars, &layout);
             // A cancel stops an upload in progress (a slow GitLab, a big archive), as it stops
             // a dependency download.
-            let uploaded =
-                crate::unless_canceled(&ctx.opts.cancel, transfer.upload(&build, ok, &mut log))
-                    .await;
+            let uploaded = crate::options::unless_canceled(
+                &ctx.opts.cancel,
+                transfer.upload(&build, ok, &mut log),
+            )
+            .await;
             match uploaded {
                 Some(Ok(())) => {}
                 Some(Err(failure)) => {
@@ -313,7 +315,9 @@ async fn prepare_and_run(
         let build = build_folder(ctx, vars, &layout);
         // A cancel (or the job's timeout) stops a long download.
         let downloaded =
-            match crate::unless_canceled(&ctx.opts.cancel, transfer.download(&build, log)).await {
+            match crate::options::unless_canceled(&ctx.opts.cancel, transfer.download(&build, log))
+                .await
+            {
                 Some(result) => result.map_err(|failure| Stop::from(JobFailure::from(failure))),
                 None => Err(Stop::Canceled),
             };
