@@ -5,6 +5,7 @@
 #   bash bench/proxy.sh                 # ~50 MB image of 5 layers, RUNS=10
 #   RUNS=3 MIB=10 bash bench/proxy.sh   # quick check
 #   PERF_RUNS=10 bash bench/proxy.sh    # also wharf's CPU and page faults per cold pull
+#   PIN=1 bash bench/proxy.sh           # skopeo on CPU 0, the registries on the other CPUs
 #
 # Every pull is `skopeo copy docker://... oci:<fresh dir>` (the target folder is removed before
 # each run, untimed). Compared:
@@ -14,6 +15,9 @@
 #   cached           through the cache after one warm-up pull: everything from wharf's storage
 #   wharf-direct     the same image pushed to wharf directly (outside the proxied prefix)
 # Targets: cached >= 0.9x the speed of wharf-direct; cold <= 1.2x the time of upstream-direct.
+# With PIN=1 the client gets a CPU of its own and the registries share the others (taskset), as
+# when the cache runs on another machine than the CI job pulling through it; by default all
+# three share every CPU, so the cache's own CPU competes with the client's on a small machine.
 # Everything runs on 127.0.0.1; everything started here is killed on exit, by pid.
 set -euo pipefail
 
@@ -22,6 +26,13 @@ ROOT="$(cd "$BENCH/.." && pwd)"
 RUNS="${RUNS:-10}"
 MIB="${MIB:-50}"
 WHARF="${WHARF:-$ROOT/target/release/wharf}"
+PIN="${PIN:-0}"
+CLIENT_CPU=() SERVER_CPUS=()
+if [[ "$PIN" == 1 ]]; then
+  CPUS="$(nproc)"
+  ((CPUS >= 2)) || { echo "PIN=1 needs 2 CPUs or more" >&2; exit 1; }
+  CLIENT_CPU=(taskset -c 0) SERVER_CPUS=(taskset -c "1-$((CPUS - 1))")
+fi
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 free_port() {
@@ -97,7 +108,7 @@ log: {level: warn, accesslog: {disabled: true}}
 storage: {filesystem: {rootdirectory: $WORK/up-root}, delete: {enabled: true}}
 http: {addr: 127.0.0.1:$UP_PORT}
 YML
-docker-registry serve "$WORK/up.yml" >"$WORK/up.log" 2>&1 &
+${SERVER_CPUS[@]} docker-registry serve "$WORK/up.yml" >"$WORK/up.log" 2>&1 &
 PIDS+=($!)
 wait_ready "$UP_PORT"
 
@@ -114,7 +125,7 @@ TOML
   echo "$WORK/wharf-$1.toml"
 }
 WARM_PORT="$(free_port)"
-"$WHARF" registry serve --config "$(wharf_config "$WARM_PORT" "$WORK/warm-root")" --auth none \
+${SERVER_CPUS[@]} "$WHARF" registry serve --config "$(wharf_config "$WARM_PORT" "$WORK/warm-root")" --auth none \
   >"$WORK/warm.log" 2>&1 &
 PIDS+=($!)
 wait_ready "$WARM_PORT"
@@ -125,7 +136,7 @@ cat >"$WORK/restart-cold.sh" <<SH
 set -e
 [ -f "$WORK/cold.pid" ] && kill "\$(cat "$WORK/cold.pid")" 2>/dev/null && sleep 0.2 || true
 rm -rf "$WORK/cold-root" "$WORK/out"
-"$WHARF" registry serve --config "$COLD_CONFIG" --auth none >>"$WORK/cold.log" 2>&1 &
+${SERVER_CPUS[*]} "$WHARF" registry serve --config "$COLD_CONFIG" --auth none >>"$WORK/cold.log" 2>&1 &
 echo \$! >"$WORK/cold.pid"
 for _ in \$(seq 1 200); do
   [ "\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$COLD_PORT/v2/ || true)" = 200 ] && exit 0
@@ -137,7 +148,7 @@ SH
 push() { skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/image:t" "docker://$1"; }
 push "127.0.0.1:$UP_PORT/bench/img:1"
 push "127.0.0.1:$WARM_PORT/direct/img:1"
-pull() { echo "skopeo copy --quiet --src-tls-verify=false docker://$1 oci:$WORK/out:t"; }
+pull() { echo "${CLIENT_CPU[*]} skopeo copy --quiet --src-tls-verify=false docker://$1 oci:$WORK/out:t"; }
 # Checked once (and the cache warmed) before timing.
 bash "$WORK/restart-cold.sh"
 for ref in "127.0.0.1:$UP_PORT/bench/img:1" "127.0.0.1:$COLD_PORT/hub/bench/img:1" \
