@@ -773,3 +773,68 @@ async fn a_chunked_upload_hopping_replicas_is_not_read_back_to_verify_it() {
     })
     .await
 }
+
+/// One PATCH streaming longer than the upload expiry keeps its upload alive for every replica:
+/// another replica's expiry run (its upkeep, or `wharf registry gc`) meanwhile leaves it alone
+/// and the chunk is stored, while an idle upload beside it expires. Before, the other replica
+/// judged the upload by its latest stored object, the info document (a chunk is stored only
+/// when its request ends), and removed it under its writer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn a_patch_streaming_longer_than_the_expiry_is_not_expired_by_another_replica() {
+    use wharf_registry::names::{Digest, RepoName};
+    use wharf_registry::services::{Limits, Registry};
+    on_s3(async {
+        let reg = registry();
+        let replica = || {
+            let limits = Limits {
+                upload_expiry: Duration::from_secs(4),
+                ..Limits::default()
+            };
+            let storage = wharf_registry::open_storage(&reg.config).expect("storage");
+            Arc::new(Registry::new(storage, limits))
+        };
+        let (writer, other) = (replica(), replica());
+        let repo = RepoName::parse("app").expect("name");
+        let streaming = writer.start_upload(&repo, "tester").await.expect("upload");
+        let idle = writer.start_upload(&repo, "tester").await.expect("upload");
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let body: wharf_registry::storage::ByteStream =
+            Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            }));
+        let append = tokio::spawn({
+            let (writer, repo, id) = (writer.clone(), repo.clone(), streaming.clone());
+            async move { writer.append_upload(&repo, &id, None, body).await }
+        });
+        // Pieces over seven seconds: well past the expiry, in one request.
+        let mut sent = Vec::new();
+        for i in 0..7 {
+            let piece = pattern(1000, i);
+            sent.extend_from_slice(&piece);
+            tx.send(Ok(Bytes::from(piece)))
+                .await
+                .expect("the writer takes data");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let removed = other
+            .expire_uploads(SystemTime::now())
+            .await
+            .expect("the other replica's expiry run");
+        assert_eq!(removed, 1, "only the idle upload expires");
+        let last = pattern(1000, 99);
+        sent.extend_from_slice(&last);
+        tx.send(Ok(Bytes::from(last))).await.expect("data");
+        drop(tx);
+        let size = append.await.expect("join").expect("the chunk is stored");
+        assert_eq!(size, sent.len() as u64);
+        let digest = Digest::of(&sent);
+        other
+            .finish_upload(&repo, &streaming, &digest, None, None)
+            .await
+            .expect("the upload finishes, on any replica");
+        assert!(other.has_blob(&repo, &digest).await.expect("blob"));
+        assert!(writer.upload_size(&repo, &idle).await.is_err(), "expired");
+    })
+    .await
+}

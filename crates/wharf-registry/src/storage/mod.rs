@@ -283,11 +283,19 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Option<Bytes>, StorageError> {
         Ok(None)
     }
+    /// Marks upload `id` as in use now: a request is streaming into it (or committing it).
+    /// Where servers share uploads, another server's upkeep judges an upload's idleness by its
+    /// latest stored write ([`Storage::upload_list`]), and a chunk on its way is stored only
+    /// when it ends; the services call this while such a request lasts (`services::uploads`).
+    /// [`Storage::upload_delete`] removes the mark with the session. Nothing by default.
+    async fn upload_keep_alive(&self, _id: &str) -> Result<(), StorageError> {
+        Ok(())
+    }
     /// Atomically makes the upload's content visible as blob `digest` (verified by the caller)
     /// and removes the session. Concurrent commits of the same digest are safe.
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError>;
     async fn upload_delete(&self, id: &str) -> Result<(), StorageError>;
-    /// Every session with its last write time.
+    /// Every session with its last write time (a [`Storage::upload_keep_alive`] mark included).
     async fn upload_list(&self) -> Result<Vec<(String, ObjectInfo)>, StorageError>;
 
     // --- small metadata documents ---

@@ -11,6 +11,8 @@
 //! <prefix>/uploads/<id>/chunks/<offset>    its chunks, one object each, named by start offset
 //! <prefix>/uploads/<id>/hash-<offset>      the hash state of its first <offset> bytes, so the
 //!                                          replica that gets the next request goes on hashing
+//! <prefix>/uploads/<id>/alive              empty, rewritten while a request streams into the
+//!                                          upload: its time keeps the upload from looking idle
 //! <prefix>/multipart/<random>              a multipart upload in progress (key and id),
 //!                                          rewritten with every part, so upkeep can abort one
 //!                                          whose writer died
@@ -755,7 +757,7 @@ impl Storage for S3Storage {
         // `blob_aside_last_use` reads (the copy's own time is now, not the blob's).
         match self.copy_object(&blob, &aside, meta.size).await {
             Ok(()) => {}
-            // Gone meanwhile (another gc): nothing to set aside.
+            // Gone meanwhile (set aside by another gc, which decides about it): nothing to do.
             Err(StorageError::Io { .. }) if self.head(&blob).await?.is_none() => return Ok(false),
             Err(e) => return Err(e),
         }
@@ -782,7 +784,15 @@ impl Storage for S3Storage {
             return Ok(());
         };
         if self.head(&blob).await?.is_none() {
-            self.copy_object(&aside, &blob, meta.size).await?;
+            match self.copy_object(&aside, &blob, meta.size).await {
+                Ok(()) => {}
+                // Another gc (a recovery beside this one) restored it or, deciding, dropped it
+                // meanwhile: nothing is out of sight any more, which is what a restore is for.
+                Err(StorageError::Io { .. }) if self.head(&aside).await?.is_none() => {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.delete_quietly(&aside).await
     }
@@ -963,6 +973,13 @@ impl Storage for S3Storage {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(os_error("GET", &self.name(&path), e)),
         }
+    }
+
+    async fn upload_keep_alive(&self, id: &str) -> Result<(), StorageError> {
+        // `upload_list` takes the latest time of anything under the upload; `upload_state` reads
+        // only `info` and the chunks (numbers), so this name is safe beside them.
+        self.put_bytes(&self.upload_path(id, "alive")?, Bytes::new())
+            .await
     }
 
     async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError> {
