@@ -839,6 +839,25 @@ mod tests {
         failing_aside_reads: AtomicUsize,
         failing_restores: AtomicUsize,
         failing_set_asides: AtomicUsize,
+        /// Runs once, right after gc removes one of its flags (the end of a hold).
+        unflagged_hook: Mutex<Option<Hook>>,
+    }
+
+    impl Scripted {
+        /// Forwards everything to `inner`: no hook, nothing watched, nothing failing.
+        fn over(inner: Arc<dyn Storage>) -> Scripted {
+            Scripted {
+                inner,
+                watched: String::new(),
+                reads: AtomicUsize::new(0),
+                hook: Mutex::new(None),
+                hide_watched: false,
+                failing_aside_reads: AtomicUsize::new(0),
+                failing_restores: AtomicUsize::new(0),
+                failing_set_asides: AtomicUsize::new(0),
+                unflagged_hook: Mutex::new(None),
+            }
+        }
     }
 
     /// Counts one call of an operation failing `failing` more times: its error, if it fails.
@@ -939,7 +958,14 @@ mod tests {
             self.inner.meta_info(key).await
         }
         async fn meta_delete(&self, key: &str) -> Result<bool, StorageError> {
-            self.inner.meta_delete(key).await
+            let deleted = self.inner.meta_delete(key).await;
+            if key.starts_with(&keys::gc_deleting_root()) {
+                let hook = self.unflagged_hook.lock().expect("hook").take();
+                if let Some(hook) = hook {
+                    hook().await;
+                }
+            }
+            deleted
         }
         async fn meta_list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
             self.inner.meta_list(prefix).await
@@ -1031,14 +1057,8 @@ mod tests {
         let old_digest = Digest::of(&old);
 
         let storage = Arc::new(Scripted {
-            inner,
             watched: keys::revision(&repo, &old_digest),
-            reads: AtomicUsize::new(0),
-            hook: Mutex::new(None),
-            hide_watched: false,
-            failing_aside_reads: AtomicUsize::new(0),
-            failing_restores: AtomicUsize::new(0),
-            failing_set_asides: AtomicUsize::new(0),
+            ..Scripted::over(inner)
         });
         let (client, again) = (direct.clone(), repo.clone());
         let pushing = Arc::new(Mutex::new(None));
@@ -1094,14 +1114,9 @@ mod tests {
         let repo = RepoName::parse("team/app").expect("name");
         let digest = Digest::of(b"a manifest");
         let storage = Scripted {
-            inner,
             watched: keys::revision(&repo, &digest),
-            reads: AtomicUsize::new(0),
-            hook: Mutex::new(None),
             hide_watched: true,
-            failing_aside_reads: AtomicUsize::new(0),
-            failing_restores: AtomicUsize::new(0),
-            failing_set_asides: AtomicUsize::new(0),
+            ..Scripted::over(inner)
         };
         let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
         let kept = tokio::time::timeout(
@@ -1141,14 +1156,9 @@ mod tests {
                 .expect("blob");
             age_blob(dir.path(), &blob);
             let storage = Arc::new(Scripted {
-                inner: inner.clone(),
-                watched: String::new(),
-                reads: AtomicUsize::new(0),
-                hook: Mutex::new(None),
-                hide_watched: false,
                 failing_aside_reads: AtomicUsize::new(1),
                 failing_restores: AtomicUsize::new(restores_failing),
-                failing_set_asides: AtomicUsize::new(0),
+                ..Scripted::over(inner.clone())
             });
             let gc = Registry::new(storage.clone(), Limits::default());
             gc.collect_garbage(&opts, later)
@@ -1231,14 +1241,8 @@ mod tests {
         let mut blobs = old_unused_blobs(&direct, dir.path(), &repo, &[1, 2]).await;
         blobs.sort();
         let storage = Arc::new(Scripted {
-            inner: inner.clone(),
-            watched: String::new(),
-            reads: AtomicUsize::new(0),
-            hook: Mutex::new(None),
-            hide_watched: false,
-            failing_aside_reads: AtomicUsize::new(0),
-            failing_restores: AtomicUsize::new(0),
             failing_set_asides: AtomicUsize::new(1),
+            ..Scripted::over(inner.clone())
         });
         let gc = Registry::new(storage, Limits::default());
         let opts = GcOptions {
@@ -1316,5 +1320,49 @@ mod tests {
             "left alone while the other run held it"
         );
         assert_eq!(report.blobs_removed, vec![blob]);
+    }
+
+    /// A deleted blob's repository links go while gc still holds it: an upload of the same
+    /// content that stored and linked the blob anew right after gc's hold keeps its link.
+    /// Before, gc removed the links after its flag, so a push right then kept its blob but lost
+    /// its link (the repository no longer had the layer it had just pushed).
+    #[tokio::test]
+    async fn a_blob_uploaded_again_right_after_gc_deleted_it_stays_linked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).expect("storage"));
+        let repo = RepoName::parse("team/app").expect("name");
+        let direct = Arc::new(Registry::new(inner.clone(), Limits::default()));
+        let blob = old_unused_blobs(&direct, dir.path(), &repo, &[9])
+            .await
+            .remove(0);
+        let storage = Arc::new(Scripted::over(inner));
+        let (client, name) = (direct.clone(), repo.clone());
+        *storage.unflagged_hook.lock().expect("hook") = Some(Box::new(move || {
+            let (client, name) = (client.clone(), name.clone());
+            Box::pin(async move {
+                client
+                    .import_blob(&name, Bytes::from(vec![9u8; 100]))
+                    .await
+                    .expect("uploaded again");
+            })
+        }));
+        let gc = Registry::new(storage.clone(), Limits::default());
+        let opts = GcOptions {
+            grace: Duration::from_secs(60),
+            ..GcOptions::default()
+        };
+        let report = gc
+            .collect_garbage(&opts, SystemTime::now())
+            .await
+            .expect("gc");
+        assert_eq!(report.blobs_removed, vec![blob.clone()]);
+        assert!(
+            storage.unflagged_hook.lock().expect("hook").is_none(),
+            "the upload ran"
+        );
+        assert!(
+            direct.has_blob(&repo, &blob).await.expect("blob"),
+            "the upload's link stays"
+        );
     }
 }
