@@ -884,3 +884,93 @@ async fn two_restores_of_one_blob_at_once_both_succeed() {
     })
     .await
 }
+
+/// A late request at offset 0 (a client's retry that went to another replica) whose multipart
+/// chunk completes after the upload was verified and before the commit copies its only chunk:
+/// S3 lets that completion replace the chunk. The commit then refuses cleanly (the client sends
+/// the upload again), and no blob holds the late bytes under the verified digest. Before, the
+/// commit copied whatever the chunk held by then. The pause before the commit is a storage
+/// wrapper's: nothing else makes the late completion land in that window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn a_chunk_replaced_after_verification_is_not_committed_under_the_digest() {
+    use common::interposed::{Pause, interposed};
+    use wharf_registry::error::RegistryError;
+    use wharf_registry::names::{Digest, RepoName};
+    use wharf_registry::services::{Limits, Registry};
+    on_s3(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let nothing = Digest::of(b"");
+        let storage = |pause| {
+            let inner = wharf_registry::open_storage(&config).expect("storage");
+            Arc::new(interposed(inner, &nothing, pause))
+        };
+        let committing = storage(Some(Pause::UploadCommit));
+        let closing = Registry::new(committing.clone(), Limits::default());
+        let late = Arc::new(Registry::new(storage(None), Limits::default()));
+        let repo = RepoName::parse("team/app").expect("name");
+        let (mib, len) = (1024 * 1024, 9 * 1024 * 1024);
+        let verified = pattern(len, 31);
+        let late_bytes = pattern(len, 32);
+        let id = closing.start_upload(&repo, "tester").await.expect("start");
+        let range = Some((0, len as u64 - 1));
+
+        // The late request has checked the offset and is receiving its body...
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+        let body: wharf_registry::storage::ByteStream =
+            Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|item| (item, rx))
+            }));
+        let late_append = {
+            let (late, repo, id) = (late.clone(), repo.clone(), id.clone());
+            tokio::spawn(async move { late.append_upload(&repo, &id, range, body).await })
+        };
+        for piece in late_bytes[..2 * mib].chunks(mib) {
+            tx.send(Ok(Bytes::copy_from_slice(piece)))
+                .await
+                .expect("the late request takes its body");
+        }
+        // ...while the client's own request stores the chunk that gets verified...
+        let own: wharf_registry::storage::ByteStream = Box::pin(futures_util::stream::iter([Ok(
+            Bytes::copy_from_slice(&verified),
+        )]));
+        closing
+            .append_upload(&repo, &id, range, own)
+            .await
+            .expect("the client's chunk");
+        // ...and the late one completes, replacing it, just before the commit.
+        *committing.hook.lock().expect("hook") = Some(Box::new(move || {
+            Box::pin(async move {
+                for piece in late_bytes[2 * mib..].chunks(mib) {
+                    tx.send(Ok(Bytes::copy_from_slice(piece)))
+                        .await
+                        .expect("the late request takes its body");
+                }
+                drop(tx);
+                late_append
+                    .await
+                    .expect("task")
+                    .expect("the late chunk completes");
+            })
+        }));
+        let digest = Digest::of(&verified);
+        let result = closing
+            .finish_upload(&repo, &id, &digest, None, None)
+            .await;
+        assert!(
+            committing.hook.lock().expect("hook").is_none(),
+            "the late chunk completed before the commit"
+        );
+        assert!(
+            matches!(&result, Err(RegistryError::BlobUploadInvalid(m)) if m.contains("send it again")),
+            "the commit is refused cleanly: {result:?}"
+        );
+        assert_eq!(
+            closing.storage().blob_info(&digest).await.expect("info"),
+            None,
+            "no blob of other bytes under the verified digest"
+        );
+    })
+    .await
+}

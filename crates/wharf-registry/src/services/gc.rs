@@ -817,7 +817,9 @@ async fn gc_deciding_besides(
 mod tests {
     use super::*;
     use crate::names::Reference;
-    use crate::storage::{Appended, ByteStream, ObjectInfo, StorageError, UploadStatus};
+    use crate::storage::{
+        Appended, ByteStream, ObjectInfo, StorageError, UploadStatus, UploadVersion,
+    };
     use bytes::Bytes;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -930,8 +932,13 @@ mod tests {
         async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {
             self.inner.upload_read(id).await
         }
-        async fn upload_commit(&self, id: &str, d: &Digest) -> Result<(), StorageError> {
-            self.inner.upload_commit(id, d).await
+        async fn upload_commit(
+            &self,
+            id: &str,
+            d: &Digest,
+            verified: Option<UploadVersion>,
+        ) -> Result<(), StorageError> {
+            self.inner.upload_commit(id, d, verified).await
         }
         async fn upload_delete(&self, id: &str) -> Result<(), StorageError> {
             self.inner.upload_delete(id).await

@@ -242,12 +242,16 @@ impl Registry {
             )));
         }
         // Reading many chunks back into the blob takes a while: meanwhile they must stay.
-        self.keeping_alive(
-            id,
-            session.last_write,
-            self.storage.upload_commit(id, digest),
-        )
-        .await?;
+        let commit = self.storage.upload_commit(id, digest, session.version);
+        match self.keeping_alive(id, session.last_write, commit).await {
+            Ok(()) => {}
+            // The session stays: the client's next attempt verifies what it holds now.
+            Err(e @ StorageError::UploadChanged { .. }) => {
+                session.version = None;
+                return Err(RegistryError::BlobUploadInvalid(e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.sessions_map().remove(id);
         self.use_committed_blob(repo, digest).await
     }

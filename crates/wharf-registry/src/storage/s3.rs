@@ -29,7 +29,11 @@
 //! offset cannot both win. A chunk of a part or more is a multipart upload, whose completion S3
 //! does not make conditional: the last one completed replaces the other. The upload's version
 //! ([`UploadVersion`], a chain over the chunks' ETags) then tells the services that a hash state
-//! saved for the replaced bytes is not of the upload (see `services::upload_hasher`).
+//! saved for the replaced bytes is not of the upload (see `services::upload_hasher`), and the
+//! commit stores only the version that was verified: it checks the listed chunks against it,
+//! and after the server-side copy of a single chunk that the copy has that chunk's ETag (else
+//! it hashes the copy), so a late completion between verification and commit fails the commit
+//! (`UploadChanged`) instead of putting other bytes under the digest.
 //!
 //! The client is configured explicitly, never from the environment: a machine's unrelated
 //! `AWS_*` variables (`AWS_CA_BUNDLE`...) must not change how the registry talks to S3.
@@ -502,6 +506,38 @@ impl S3Storage {
             stream_error,
             e_tag,
         })
+    }
+
+    /// Whether the object at `target`, just copied from `chunk` (as listed when its digest was
+    /// verified), holds the verified bytes: its ETag is the chunk's (Ceph RGW keeps the ETag,
+    /// a multipart one included, through a copy), else read back and hashed (a server that
+    /// gives copies ETags of their own costs one read, never a wrong blob).
+    async fn copied_verified(
+        &self,
+        target: &Path,
+        chunk: &ObjectMeta,
+        digest: &Digest,
+    ) -> Result<bool, StorageError> {
+        let copied = self.head(target).await?;
+        let e_tag = |meta: &ObjectMeta| meta.e_tag.as_deref().map(bare_e_tag).map(str::to_string);
+        if copied
+            .as_ref()
+            .and_then(e_tag)
+            .is_some_and(|t| Some(t) == e_tag(chunk))
+        {
+            return Ok(true);
+        }
+        let got = match self.store.get(target).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(os_error("GET", &self.name(target), e)),
+        };
+        let mut stream = got.into_stream();
+        let mut hasher = Sha256::new();
+        while let Some(bytes) = stream.next().await {
+            hasher.update(bytes.map_err(|e| os_error("GET", &self.name(target), e))?);
+        }
+        Ok(Digest::from_hasher(hasher) == *digest)
     }
 
     /// The chunks of an upload, read back in order as one stream.
@@ -982,10 +1018,21 @@ impl Storage for S3Storage {
             .await
     }
 
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError> {
+    async fn upload_commit(
+        &self,
+        id: &str,
+        digest: &Digest,
+        verified: Option<UploadVersion>,
+    ) -> Result<(), StorageError> {
         let Some((_, chunks)) = self.upload_state(id).await? else {
             return Err(StorageError::UploadUnknown(id.to_string()));
         };
+        let changed = || StorageError::UploadChanged { id: id.to_string() };
+        // A chunk of a part or more completes unconditionally (module docs): a late request at
+        // its offset may have replaced it since the caller hashed it.
+        if verified.is_some() && version_of(&chunks) != verified {
+            return Err(changed());
+        }
         let target = self.blob_path(digest)?;
         if self.head(&target).await?.is_some() {
             // Pushed before (or by a concurrent commit): the same verified bytes. Mark it used.
@@ -999,6 +1046,12 @@ impl Storage for S3Storage {
                 .copy(&only.location, &target)
                 .await
                 .map_err(|e| os_error("COPY", &self.name(&target), e))?;
+            // The chunk may have been replaced between the listing and the copy: then what was
+            // copied is not what was verified, and must not stay under this name.
+            if verified.is_some() && !self.copied_verified(&target, only, digest).await? {
+                let _ = self.delete_quietly(&target).await;
+                return Err(changed());
+            }
         } else {
             let mut hasher = Sha256::new();
             let stream = self.chunks_stream(chunks);
