@@ -308,6 +308,28 @@ async fn blobs_stream_through_the_registry_when_redirects_are_off() {
     .await
 }
 
+/// The storage of another replica on `config`'s bucket, pausing at `pause` (of any upload).
+fn replica_storage(
+    config: &wharf_registry::Config,
+    pause: Option<common::interposed::Pause>,
+) -> Arc<common::interposed::Interposed> {
+    let inner = wharf_registry::open_storage(config).expect("storage");
+    let any = wharf_registry::names::Digest::of(b"");
+    Arc::new(common::interposed::interposed(inner, &any, pause))
+}
+
+/// A request body that is whatever is sent on the returned channel, until it is dropped.
+fn body_fed_by_hand() -> (
+    tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    wharf_registry::storage::ByteStream,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    let body = Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    (tx, body)
+}
+
 /// A new upload session `id` and an append at offset 0 running in a task, its body whatever is
 /// sent on the returned channel until the channel is dropped.
 async fn append_fed_by_hand(
@@ -321,11 +343,7 @@ async fn append_fed_by_hand(
         .upload_create(id, Bytes::from_static(b"{}"))
         .await
         .expect("create");
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-    let body: wharf_registry::storage::ByteStream =
-        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        }));
+    let (tx, body) = body_fed_by_hand();
     let storage = reg.storage.clone();
     (
         tx,
@@ -619,11 +637,7 @@ async fn a_hash_state_of_a_replaced_chunk_is_not_used_to_verify_the_upload() {
     on_s3(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config(dir.path());
-        let nothing = Digest::of(b"");
-        let storage = |pause| {
-            let inner = wharf_registry::open_storage(&config).expect("storage");
-            Arc::new(common::interposed::interposed(inner, &nothing, pause))
-        };
+        let storage = |pause| replica_storage(&config, pause);
         let repo = RepoName::parse("team/app").expect("name");
         let len = 9 * 1024 * 1024;
         let replaced = pattern(len, 21);
@@ -639,11 +653,7 @@ async fn a_hash_state_of_a_replaced_chunk_is_not_used_to_verify_the_upload() {
             let range = Some((0, len as u64 - 1));
 
             // `quick`'s request has checked the offset and is receiving its body...
-            let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-            let body: wharf_registry::storage::ByteStream =
-                Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-                    rx.recv().await.map(|item| (item, rx))
-                }));
+            let (tx, body) = body_fed_by_hand();
             let quick_append = {
                 let (quick, repo, id) = (quick.clone(), repo.clone(), id.clone());
                 tokio::spawn(async move { quick.append_upload(&repo, &id, range, body).await })
@@ -717,13 +727,7 @@ async fn a_chunked_upload_hopping_replicas_is_not_read_back_to_verify_it() {
     on_s3(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config(dir.path());
-        let nothing = Digest::of(b"");
-        let storages: Vec<_> = (0..4)
-            .map(|_| {
-                let inner = wharf_registry::open_storage(&config).expect("storage");
-                Arc::new(common::interposed::interposed(inner, &nothing, None))
-            })
-            .collect();
+        let storages: Vec<_> = (0..4).map(|_| replica_storage(&config, None)).collect();
         let replicas: Vec<_> = storages
             .iter()
             .map(|s| Registry::new(s.clone(), Limits::default()))
@@ -798,11 +802,7 @@ async fn a_patch_streaming_longer_than_the_expiry_is_not_expired_by_another_repl
         let repo = RepoName::parse("app").expect("name");
         let streaming = writer.start_upload(&repo, "tester").await.expect("upload");
         let idle = writer.start_upload(&repo, "tester").await.expect("upload");
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-        let body: wharf_registry::storage::ByteStream =
-            Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|item| (item, rx))
-            }));
+        let (tx, body) = body_fed_by_hand();
         let append = tokio::spawn({
             let (writer, repo, id) = (writer.clone(), repo.clone(), streaming.clone());
             async move { writer.append_upload(&repo, &id, None, body).await }
@@ -894,18 +894,14 @@ async fn two_restores_of_one_blob_at_once_both_succeed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_chunk_replaced_after_verification_is_not_committed_under_the_digest() {
-    use common::interposed::{Pause, interposed};
+    use common::interposed::Pause;
     use wharf_registry::error::RegistryError;
     use wharf_registry::names::{Digest, RepoName};
     use wharf_registry::services::{Limits, Registry};
     on_s3(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = config(dir.path());
-        let nothing = Digest::of(b"");
-        let storage = |pause| {
-            let inner = wharf_registry::open_storage(&config).expect("storage");
-            Arc::new(interposed(inner, &nothing, pause))
-        };
+        let storage = |pause| replica_storage(&config, pause);
         let committing = storage(Some(Pause::UploadCommit));
         let closing = Registry::new(committing.clone(), Limits::default());
         let late = Arc::new(Registry::new(storage(None), Limits::default()));
@@ -917,11 +913,7 @@ async fn a_chunk_replaced_after_verification_is_not_committed_under_the_digest()
         let range = Some((0, len as u64 - 1));
 
         // The late request has checked the offset and is receiving its body...
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
-        let body: wharf_registry::storage::ByteStream =
-            Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|item| (item, rx))
-            }));
+        let (tx, body) = body_fed_by_hand();
         let late_append = {
             let (late, repo, id) = (late.clone(), repo.clone(), id.clone());
             tokio::spawn(async move { late.append_upload(&repo, &id, range, body).await })

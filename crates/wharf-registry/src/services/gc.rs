@@ -984,6 +984,15 @@ mod tests {
         }
     }
 
+    /// One gc pass by `gc`, now, with a minute's grace period.
+    async fn gc_pass(gc: &Registry) -> Result<GcReport, RegistryError> {
+        let opts = GcOptions {
+            grace: Duration::from_secs(60),
+            ..GcOptions::default()
+        };
+        gc.collect_garbage(&opts, SystemTime::now()).await
+    }
+
     /// Makes blob `digest` of the filesystem registry at `root` two hours old.
     fn age_blob(root: &Path, digest: &Digest) {
         std::fs::File::options()
@@ -1252,14 +1261,7 @@ mod tests {
             ..Scripted::over(inner.clone())
         });
         let gc = Registry::new(storage, Limits::default());
-        let opts = GcOptions {
-            grace: Duration::from_secs(60),
-            ..GcOptions::default()
-        };
-        let report = gc
-            .collect_garbage(&opts, SystemTime::now())
-            .await
-            .expect("the pass goes on");
+        let report = gc_pass(&gc).await.expect("the pass goes on");
         // The sweep goes in digest order: the first one's setting aside failed.
         assert_eq!(report.blobs_skipped, vec![blobs[0].clone()]);
         assert_eq!(report.blobs_removed, vec![blobs[1].clone()]);
@@ -1270,10 +1272,7 @@ mod tests {
         );
         assert!(!gc_deciding(&*inner, &blobs[0]).await.expect("flags"));
 
-        let next = gc
-            .collect_garbage(&opts, SystemTime::now())
-            .await
-            .expect("gc");
+        let next = gc_pass(&gc).await.expect("gc");
         assert_eq!(next.blobs_removed, vec![blobs[0].clone()]);
         assert!(next.blobs_skipped.is_empty());
     }
@@ -1314,14 +1313,7 @@ mod tests {
                 untouched
             }
         });
-        let opts = GcOptions {
-            grace: Duration::from_secs(60),
-            ..GcOptions::default()
-        };
-        let report = registry
-            .collect_garbage(&opts, SystemTime::now())
-            .await
-            .expect("gc");
+        let report = gc_pass(&registry).await.expect("gc");
         assert!(
             other_run.await.expect("the other run"),
             "left alone while the other run held it"
@@ -1354,14 +1346,7 @@ mod tests {
             })
         }));
         let gc = Registry::new(storage.clone(), Limits::default());
-        let opts = GcOptions {
-            grace: Duration::from_secs(60),
-            ..GcOptions::default()
-        };
-        let report = gc
-            .collect_garbage(&opts, SystemTime::now())
-            .await
-            .expect("gc");
+        let report = gc_pass(&gc).await.expect("gc");
         assert_eq!(report.blobs_removed, vec![blob.clone()]);
         assert!(
             storage.unflagged_hook.lock().expect("hook").is_none(),
