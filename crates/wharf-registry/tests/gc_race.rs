@@ -308,3 +308,73 @@ on_each_backend!(
     a_push_while_gc_holds_a_blob_aside_is_refused_cleanly,
     a_manifest_pushed_again_while_gc_removes_it_from_its_repository_stays,
 );
+
+/// Two gc runs at once on one bucket (two replicas' upkeep, or `wharf registry gc` beside a
+/// server), round after round: both passes succeed, every tagged image still pulls whole, and
+/// the unused old blobs are gone, none left set aside. The runs take turns on each digest
+/// (`services::gc`, two gc runs at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn two_gc_runs_at_once_on_s3_lose_nothing_and_fail_nothing() {
+    on_s3(async {
+        let reg = registry();
+        let direct = Registry::new(reg.storage.clone(), Limits::default());
+        let repo = RepoName::parse("team/app").expect("name");
+        let replica = || {
+            let storage = wharf_registry::open_storage(&reg.config).expect("storage");
+            Registry::new(storage, Limits::default())
+        };
+        for round in 0..3u8 {
+            let layer = vec![round; 5000];
+            let config = format!("{{\"v\":{round}}}");
+            put_image(
+                &direct,
+                &repo,
+                &format!("v{round}"),
+                config.as_bytes(),
+                &layer,
+            )
+            .await
+            .expect("push");
+            let mut unused = Vec::new();
+            for i in 0..8u8 {
+                let blob = Bytes::from(vec![round * 16 + i; 3000]);
+                unused.push(direct.import_blob(&repo, blob).await.expect("blob"));
+            }
+            let grace = age_everything(&reg.config).await;
+            let (first, second) = (replica(), replica());
+            let opts = GcOptions {
+                grace,
+                ..GcOptions::default()
+            };
+            let now = SystemTime::now();
+            let (a, b) = tokio::join!(
+                first.collect_garbage(&opts, now),
+                second.collect_garbage(&opts, now)
+            );
+            let (a, b) = (a.expect("the first run"), b.expect("the second run"));
+            for tag in 0..=round {
+                pull_whole(&direct, &repo, &format!("v{tag}"))
+                    .await
+                    .expect("a tagged image pulls whole after two gc runs");
+            }
+            for blob in &unused {
+                assert!(
+                    reg.storage.blob_info(blob).await.expect("info").is_none(),
+                    "round {round}: {blob} is gone"
+                );
+                assert_eq!(
+                    reg.storage.blob_aside_last_use(blob).await.expect("aside"),
+                    None,
+                    "round {round}: nothing of {blob} left aside"
+                );
+                assert!(
+                    a.blobs_removed.contains(blob) || b.blobs_removed.contains(blob),
+                    "round {round}: one of the runs removed {blob}"
+                );
+            }
+            assert!(a.blobs_skipped.is_empty() && b.blobs_skipped.is_empty());
+        }
+    })
+    .await
+}

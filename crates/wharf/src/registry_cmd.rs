@@ -418,13 +418,14 @@ async fn gc(args: GcArgs) -> Result<ExitCode> {
         "removed"
     };
     println!(
-        "{location}: {verb} {} blobs ({} bytes), {} manifests, {} upload sessions, {} temporary files; kept {} blobs",
+        "{location}: {verb} {} blobs ({} bytes), {} manifests, {} upload sessions, {} temporary files; kept {} blobs, skipped {} (a storage error, logged: left for the next gc)",
         report.blobs_removed.len(),
         report.bytes_freed,
         report.manifests_removed.len(),
         report.uploads_removed,
         report.temporary_files_removed,
-        report.blobs_kept
+        report.blobs_kept,
+        report.blobs_skipped.len()
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -693,7 +693,8 @@ impl FetchTask {
             Ok(Written::Blob) => Ok(()),
             Ok(Written::Upload(id)) => self
                 .storage
-                .upload_commit(&id, &self.digest)
+                // This writer's own session: no other request appends to it.
+                .upload_commit(&id, &self.digest, None)
                 .await
                 .map_err(|e| FlightError::Failed(format!("storing blob {}: {e}", self.digest))),
             Err((e, id)) => {

@@ -43,8 +43,39 @@
 //! G5 drops only the copy set aside, never that one. A storage error during a hold makes gc
 //! put the blob back before it removes its flag; if that fails too, it leaves the flag, as a gc
 //! that dies during a hold does. Pushes ignore flags older than [`STALE_FLAG`] (and then find
-//! the blob gone or there), and the next gc restores what such a gc had set aside. Two gc runs
-//! at once hold with different flags, so one's end never clears the other's.
+//! the blob gone or there), and the next gc restores what such a gc had set aside. A failure
+//! to set a blob aside (S3's copy) leaves it where it was (restored if half done), counted in
+//! the report as skipped: the next gc decides about it, and the pass goes on. A deleted blob's
+//! repository links go under the flag too, so a push that waited on it and then linked the
+//! blob anew (a new upload of the same content) keeps its link.
+//!
+//! # Two gc runs at once
+//!
+//! Two runs (two replicas' upkeep, `wharf registry gc` beside a server) hold with different
+//! flags, so one's end never clears the other's, and they take turns on a digest: a run writes
+//! its flag, then reads the flags; when another live run's flag is there, it removes its own,
+//! waits until no live flag is left and starts over (deciding anew: the other may have deleted
+//! the blob, or a use may have made it young). Of two runs flagging a digest at once, at least
+//! one sees the other: each reads after its own write, so if R1's read came before R2's write,
+//! R2's read comes after R1's write. So at most one run holds a digest at a time, and within a
+//! hold the argument above is unchanged. Two runs that saw each other both step back; a random
+//! pause before they flag again breaks the tie (a run still waiting after [`GC_WAIT`] leaves
+//! the digest to the other and counts it as kept). What can still meet a hold, and why it is
+//! harmless (S3: set aside = copy, then delete the blob; restore = copy back unless the blob is
+//! there, then delete the aside; drop = delete the aside; the filesystem renames, atomically):
+//! - The recovery of abandoned holds, of this run or another: it acts only when no live flag
+//!   is there, and only restores. A hold that begins after its check finds the blob out of
+//!   sight (G2 sees none: kept), or restored: by a copy whose time is now on S3 (young: kept),
+//!   by one rename on the filesystem (done before the hold touches it). Two
+//!   recoveries at once both restore: each copy back either succeeds (the same bytes twice) or
+//!   fails because the other already removed the aside, which a restore counts as done:
+//!   nothing is out of sight any more (the other put it back).
+//! - A run whose flag went stale while it still held (a hold longer than [`STALE_FLAG`]: gc
+//!   assumes it dead, as users do): a restore whose copy fails because that run dropped the
+//!   aside counts as done too (that run decided on an old last use, as a single run does); a
+//!   set aside whose copy fails because the blob is gone (that run has it aside) keeps its hands
+//!   off and leaves the decision to it. Neither fails the pass, and neither deletes a blob a run
+//!   decided to keep: only a drop deletes content, and only the copy set aside.
 //!
 //! A manifest leaves its repository the same way, under a flag on its digest: gc re-reads its
 //! revision (young: pushed again since the mark phase) and the tags (one points to it now), then
@@ -107,6 +138,9 @@ pub struct GcReport {
     pub manifests_removed: Vec<String>,
     pub uploads_removed: usize,
     pub temporary_files_removed: usize,
+    /// Unused blobs left for the next gc because setting them aside failed (a storage error,
+    /// logged with the digest); never deleted, never out of sight.
+    pub blobs_skipped: Vec<Digest>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -224,34 +258,65 @@ impl Registry {
         keep_revision(&*self.storage, repo, digest, media_type).await
     }
 
-    /// gc's side of the protocol (module docs): deletes `digest` unless something used it within
-    /// `grace`, under the flag of this `run`. Returns whether it deleted it.
+    /// gc's side of the protocol (module docs): deletes `digest` and its links from `repos`
+    /// unless something used it within `grace`, under the flag of this `run`.
     async fn delete_blob_unless_used(
         &self,
         digest: &Digest,
         grace: Duration,
         run: &str,
-    ) -> Result<bool, RegistryError> {
-        self.holding(digest, run, self.delete_flagged_blob(digest, grace))
-            .await
+        repos: &[RepoName],
+    ) -> Result<Swept, RegistryError> {
+        let decided = self
+            .holding(digest, run, || {
+                self.delete_flagged_blob(digest, grace, repos)
+            })
+            .await?;
+        // Another run decided about it (module docs: two gc runs at once).
+        Ok(decided.unwrap_or(Swept::Kept))
     }
 
-    /// Runs `decide` (gc deciding whether `digest` goes) under this `run`'s flag on it. The
-    /// flag is removed whatever happened, except after a failure that may have left the blob
-    /// set aside ([`Held::Aside`]): then it stays, so the next gc puts the blob back once the
-    /// flag is stale (users wait on it meanwhile, and are refused cleanly rather than lose it).
-    async fn holding<T>(
+    /// Runs `decide` (gc deciding whether `digest` goes) under this `run`'s flag on it, once no
+    /// other live run holds the digest (module docs: two gc runs at once); `None` when another
+    /// run held it for all of [`GC_WAIT`]. The flag is removed whatever happened, except after
+    /// a failure that may have left the blob set aside ([`Held::Aside`]): then it stays, so the
+    /// next gc puts the blob back once the flag is stale (users wait on it meanwhile, and are
+    /// refused cleanly rather than lose it).
+    async fn holding<T, F>(
         &self,
         digest: &Digest,
         run: &str,
-        decide: impl Future<Output = Result<T, Held>>,
-    ) -> Result<T, RegistryError> {
+        decide: impl Fn() -> F,
+    ) -> Result<Option<T>, RegistryError>
+    where
+        F: Future<Output = Result<T, Held>>,
+    {
         let storage = self.storage.as_ref();
         let flag = keys::gc_deleting(digest, run);
-        storage
-            .meta_put(&flag, Bytes::from(run.to_string()))
-            .await?;
-        let decided = match decide.await {
+        let deadline = tokio::time::Instant::now() + GC_WAIT;
+        loop {
+            storage
+                .meta_put(&flag, Bytes::from(run.to_string()))
+                .await?;
+            // Read after the write: of two runs flagging at once, one sees the other.
+            if !gc_deciding_besides(storage, digest, Some(run)).await? {
+                break;
+            }
+            storage.meta_delete(&flag).await?;
+            while gc_deciding(storage, digest).await? {
+                if tokio::time::Instant::now() >= deadline {
+                    return Ok(None);
+                }
+                tokio::time::sleep(GC_POLL).await;
+            }
+            // Two runs that saw each other's flags must not flag again in step forever.
+            let jitter = rand::random::<u64>() % (GC_POLL.as_millis() as u64 + 1);
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+        }
+        let decided = match decide().await {
             Ok(decided) => Ok(decided),
             Err(Held::Failed(e)) => Err(e),
             Err(Held::Aside(e)) => {
@@ -265,32 +330,52 @@ impl Registry {
         let unflagged = storage.meta_delete(&flag).await;
         let decided = decided?;
         unflagged?;
-        Ok(decided)
+        Ok(Some(decided))
     }
 
-    async fn delete_flagged_blob(&self, digest: &Digest, grace: Duration) -> Result<bool, Held> {
+    async fn delete_flagged_blob(
+        &self,
+        digest: &Digest,
+        grace: Duration,
+        repos: &[RepoName],
+    ) -> Result<Swept, Held> {
         let storage = self.storage.as_ref();
         let unused = |t: SystemTime| older_than(t, SystemTime::now(), grace);
         // G2: after the flag, so a use that did not see the flag shows here.
         match storage.blob_info(digest).await? {
             Some(fresh) if unused(fresh.modified) => {}
-            _ => return Ok(false),
+            _ => return Ok(Swept::Kept),
         }
         // G3, G4: a touch that came between the re-read and now shows on the copy set aside.
-        if !storage.blob_set_aside(digest).await? {
-            return Ok(false);
+        match storage.blob_set_aside(digest).await {
+            Ok(true) => {}
+            Ok(false) => return Ok(Swept::Kept),
+            // A copy that failed (S3) left the blob where it was; a delete that failed after it
+            // left both copies: the restore makes sure the blob is in sight, and the next gc
+            // decides again. One blob's trouble must not stop the whole pass.
+            Err(e) => {
+                return match storage.blob_restore(digest).await {
+                    Ok(()) => Ok(Swept::Left(e)),
+                    Err(_) => Err(Held::Aside(e.into())),
+                };
+            }
         }
-        let decided: Result<bool, StorageError> = async {
+        let decided: Result<Swept, StorageError> = async {
             match storage.blob_aside_last_use(digest).await? {
                 Some(last) if unused(last) => {
                     storage.blob_drop_aside(digest).await?;
-                    Ok(true)
+                    // Under the flag: a push that waited on it links the blob anew afterwards
+                    // (a new upload of the same content), and must not lose that link to us.
+                    for repo in repos {
+                        storage.meta_delete(&keys::layer_link(repo, digest)).await?;
+                    }
+                    Ok(Swept::Deleted)
                 }
                 Some(_) => {
                     storage.blob_restore(digest).await?;
-                    Ok(false)
+                    Ok(Swept::Kept)
                 }
-                None => Ok(false),
+                None => Ok(Swept::Kept),
             }
         }
         .await;
@@ -348,8 +433,11 @@ impl Registry {
         grace: Duration,
         run: &str,
     ) -> Result<bool, RegistryError> {
-        self.holding(rev, run, self.remove_flagged_manifest(repo, rev, grace))
-            .await
+        let removed = self
+            .holding(rev, run, || self.remove_flagged_manifest(repo, rev, grace))
+            .await?;
+        // Another run decided about it.
+        Ok(removed.unwrap_or(false))
     }
 
     async fn remove_flagged_manifest(
@@ -530,17 +618,22 @@ impl Registry {
                 continue;
             }
             if !opts.dry_run {
-                if !self
-                    .delete_blob_unless_used(&digest, opts.grace, &run)
+                match self
+                    .delete_blob_unless_used(&digest, opts.grace, &run, &repos)
                     .await?
                 {
-                    report.blobs_kept += 1;
-                    continue;
-                }
-                for repo in &repos {
-                    storage
-                        .meta_delete(&keys::layer_link(repo, &digest))
-                        .await?;
+                    Swept::Deleted => {}
+                    Swept::Kept => {
+                        report.blobs_kept += 1;
+                        continue;
+                    }
+                    Swept::Left(e) => {
+                        tracing::warn!(%digest, error = %e,
+                            "garbage collection left an unused blob for its next pass: setting it \
+                             aside failed");
+                        report.blobs_skipped.push(digest);
+                        continue;
+                    }
                 }
             }
             report.bytes_freed += info.size;
@@ -567,6 +660,15 @@ impl Registry {
         }
         Ok(report)
     }
+}
+
+/// What the sweep did with an unused blob ([`Registry::delete_blob_unless_used`]).
+enum Swept {
+    Deleted,
+    /// Used meanwhile, gone meanwhile, or decided by another gc run.
+    Kept,
+    /// Setting it aside failed: it stays where it was, for the next gc.
+    Left(StorageError),
 }
 
 /// How a decision under a gc flag failed ([`Registry::holding`]).
@@ -688,7 +790,19 @@ async fn wait_for_gc(
 
 /// Whether a live gc has flagged `digest` (stale flags of dead ones aside).
 async fn gc_deciding(storage: &dyn Storage, digest: &Digest) -> Result<bool, RegistryError> {
+    gc_deciding_besides(storage, digest, None).await
+}
+
+/// Whether a live gc other than the run `own` has flagged `digest`.
+async fn gc_deciding_besides(
+    storage: &dyn Storage,
+    digest: &Digest,
+    own: Option<&str>,
+) -> Result<bool, RegistryError> {
     for run in storage.meta_list(&keys::gc_deleting_all(digest)).await? {
+        if Some(run.as_str()) == own {
+            continue;
+        }
         let flag = keys::gc_deleting(digest, &run);
         if let Some(info) = storage.meta_info(&flag).await?
             && !older_than(info.modified, SystemTime::now(), STALE_FLAG)
@@ -703,7 +817,9 @@ async fn gc_deciding(storage: &dyn Storage, digest: &Digest) -> Result<bool, Reg
 mod tests {
     use super::*;
     use crate::names::Reference;
-    use crate::storage::{Appended, ByteStream, ObjectInfo, StorageError, UploadStatus};
+    use crate::storage::{
+        Appended, ByteStream, ObjectInfo, StorageError, UploadStatus, UploadVersion,
+    };
     use bytes::Bytes;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -720,9 +836,30 @@ mod tests {
         hook: Mutex<Option<Hook>>,
         /// `watched` is never found (a revision removed as soon as it is written).
         hide_watched: bool,
-        /// How many of the next `blob_aside_last_use` and `blob_restore` calls fail.
+        /// How many of the next `blob_aside_last_use`, `blob_restore` and `blob_set_aside`
+        /// calls fail.
         failing_aside_reads: AtomicUsize,
         failing_restores: AtomicUsize,
+        failing_set_asides: AtomicUsize,
+        /// Runs once, right after gc removes one of its flags (the end of a hold).
+        unflagged_hook: Mutex<Option<Hook>>,
+    }
+
+    impl Scripted {
+        /// Forwards everything to `inner`: no hook, nothing watched, nothing failing.
+        fn over(inner: Arc<dyn Storage>) -> Scripted {
+            Scripted {
+                inner,
+                watched: String::new(),
+                reads: AtomicUsize::new(0),
+                hook: Mutex::new(None),
+                hide_watched: false,
+                failing_aside_reads: AtomicUsize::new(0),
+                failing_restores: AtomicUsize::new(0),
+                failing_set_asides: AtomicUsize::new(0),
+                unflagged_hook: Mutex::new(None),
+            }
+        }
     }
 
     /// Counts one call of an operation failing `failing` more times: its error, if it fails.
@@ -758,6 +895,7 @@ mod tests {
             self.inner.blob_delete(d).await
         }
         async fn blob_set_aside(&self, d: &Digest) -> Result<bool, StorageError> {
+            scripted_failure(&self.failing_set_asides, "set aside")?;
             self.inner.blob_set_aside(d).await
         }
         async fn blob_aside_last_use(
@@ -794,8 +932,13 @@ mod tests {
         async fn upload_read(&self, id: &str) -> Result<ByteStream, StorageError> {
             self.inner.upload_read(id).await
         }
-        async fn upload_commit(&self, id: &str, d: &Digest) -> Result<(), StorageError> {
-            self.inner.upload_commit(id, d).await
+        async fn upload_commit(
+            &self,
+            id: &str,
+            d: &Digest,
+            verified: Option<UploadVersion>,
+        ) -> Result<(), StorageError> {
+            self.inner.upload_commit(id, d, verified).await
         }
         async fn upload_delete(&self, id: &str) -> Result<(), StorageError> {
             self.inner.upload_delete(id).await
@@ -822,7 +965,14 @@ mod tests {
             self.inner.meta_info(key).await
         }
         async fn meta_delete(&self, key: &str) -> Result<bool, StorageError> {
-            self.inner.meta_delete(key).await
+            let deleted = self.inner.meta_delete(key).await;
+            if key.starts_with(&keys::gc_deleting_root()) {
+                let hook = self.unflagged_hook.lock().expect("hook").take();
+                if let Some(hook) = hook {
+                    hook().await;
+                }
+            }
+            deleted
         }
         async fn meta_list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
             self.inner.meta_list(prefix).await
@@ -832,6 +982,47 @@ mod tests {
             // temporary files of the push running beside it; temporary files are not its topic.
             Ok(0)
         }
+    }
+
+    /// One gc pass by `gc`, now, with a minute's grace period.
+    async fn gc_pass(gc: &Registry) -> Result<GcReport, RegistryError> {
+        let opts = GcOptions {
+            grace: Duration::from_secs(60),
+            ..GcOptions::default()
+        };
+        gc.collect_garbage(&opts, SystemTime::now()).await
+    }
+
+    /// Makes blob `digest` of the filesystem registry at `root` two hours old.
+    fn age_blob(root: &Path, digest: &Digest) {
+        std::fs::File::options()
+            .write(true)
+            .open(
+                root.join("blobs/sha256")
+                    .join(&digest.hex()[..2])
+                    .join(digest.hex()),
+            )
+            .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(7200)))
+            .expect("age the blob");
+    }
+
+    /// Unused blobs of `repo` holding each of `bytes` (100 of it), old enough for gc.
+    async fn old_unused_blobs(
+        registry: &Registry,
+        root: &Path,
+        repo: &RepoName,
+        bytes: &[u8],
+    ) -> Vec<Digest> {
+        let mut blobs = Vec::new();
+        for byte in bytes {
+            let blob = registry
+                .import_blob(repo, Bytes::from(vec![*byte; 100]))
+                .await
+                .expect("blob");
+            age_blob(root, &blob);
+            blobs.push(blob);
+        }
+        blobs
     }
 
     async fn push(registry: &Registry, repo: &RepoName, config: &[u8], layer: &[u8]) -> Bytes {
@@ -882,13 +1073,8 @@ mod tests {
         let old_digest = Digest::of(&old);
 
         let storage = Arc::new(Scripted {
-            inner,
             watched: keys::revision(&repo, &old_digest),
-            reads: AtomicUsize::new(0),
-            hook: Mutex::new(None),
-            hide_watched: false,
-            failing_aside_reads: AtomicUsize::new(0),
-            failing_restores: AtomicUsize::new(0),
+            ..Scripted::over(inner)
         });
         let (client, again) = (direct.clone(), repo.clone());
         let pushing = Arc::new(Mutex::new(None));
@@ -944,13 +1130,9 @@ mod tests {
         let repo = RepoName::parse("team/app").expect("name");
         let digest = Digest::of(b"a manifest");
         let storage = Scripted {
-            inner,
             watched: keys::revision(&repo, &digest),
-            reads: AtomicUsize::new(0),
-            hook: Mutex::new(None),
             hide_watched: true,
-            failing_aside_reads: AtomicUsize::new(0),
-            failing_restores: AtomicUsize::new(0),
+            ..Scripted::over(inner)
         };
         let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
         let kept = tokio::time::timeout(
@@ -988,24 +1170,11 @@ mod tests {
                 .import_blob(&repo, Bytes::from(vec![restores_failing as u8; 100]))
                 .await
                 .expect("blob");
-            std::fs::File::options()
-                .write(true)
-                .open(
-                    dir.path()
-                        .join("blobs/sha256")
-                        .join(&blob.hex()[..2])
-                        .join(blob.hex()),
-                )
-                .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(7200)))
-                .expect("age the blob");
+            age_blob(dir.path(), &blob);
             let storage = Arc::new(Scripted {
-                inner: inner.clone(),
-                watched: String::new(),
-                reads: AtomicUsize::new(0),
-                hook: Mutex::new(None),
-                hide_watched: false,
                 failing_aside_reads: AtomicUsize::new(1),
                 failing_restores: AtomicUsize::new(restores_failing),
+                ..Scripted::over(inner.clone())
             });
             let gc = Registry::new(storage.clone(), Limits::default());
             gc.collect_garbage(&opts, later)
@@ -1074,5 +1243,118 @@ mod tests {
             None
         );
         assert_eq!(storage.meta_info(&flag).await.expect("flag"), None);
+    }
+
+    /// A storage failure setting an unused blob aside (S3's copy failing transiently) leaves
+    /// that blob where it was, counted as skipped, for the next pass, which deletes it; the pass
+    /// goes on with the other blobs and succeeds. Before, the error failed the whole pass.
+    #[tokio::test]
+    async fn a_failure_setting_a_blob_aside_leaves_it_for_the_next_pass() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).expect("storage"));
+        let repo = RepoName::parse("team/app").expect("name");
+        let direct = Registry::new(inner.clone(), Limits::default());
+        let mut blobs = old_unused_blobs(&direct, dir.path(), &repo, &[1, 2]).await;
+        blobs.sort();
+        let storage = Arc::new(Scripted {
+            failing_set_asides: AtomicUsize::new(1),
+            ..Scripted::over(inner.clone())
+        });
+        let gc = Registry::new(storage, Limits::default());
+        let report = gc_pass(&gc).await.expect("the pass goes on");
+        // The sweep goes in digest order: the first one's setting aside failed.
+        assert_eq!(report.blobs_skipped, vec![blobs[0].clone()]);
+        assert_eq!(report.blobs_removed, vec![blobs[1].clone()]);
+        assert!(direct.has_blob(&repo, &blobs[0]).await.expect("blob"));
+        assert_eq!(
+            inner.blob_aside_last_use(&blobs[0]).await.expect("aside"),
+            None
+        );
+        assert!(!gc_deciding(&*inner, &blobs[0]).await.expect("flags"));
+
+        let next = gc_pass(&gc).await.expect("gc");
+        assert_eq!(next.blobs_removed, vec![blobs[0].clone()]);
+        assert!(next.blobs_skipped.is_empty());
+    }
+
+    /// Two gc runs take turns on a digest: while another live run's flag is on an unused blob,
+    /// this run leaves the blob alone, and decides about it once that flag is gone. Before, both
+    /// held it at once (two replicas' upkeep, or `wharf registry gc` beside a server), and on S3
+    /// one run's restore could remove the copy the other had just set aside. The other run is
+    /// its flag here: the filesystem cannot stop a real one in the middle of its hold.
+    #[tokio::test]
+    async fn a_gc_run_waits_for_another_run_holding_the_same_blob() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).expect("storage"));
+        let registry = Registry::new(storage.clone(), Limits::default());
+        let repo = RepoName::parse("team/app").expect("name");
+        let blob = old_unused_blobs(&registry, dir.path(), &repo, &[7])
+            .await
+            .remove(0);
+        let other = keys::gc_deleting(&blob, "other");
+        storage
+            .meta_put(&other, Bytes::from_static(b"other"))
+            .await
+            .expect("the other run's flag");
+        let other_run = tokio::spawn({
+            let (storage, blob) = (storage.clone(), blob.clone());
+            async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                let untouched = storage.blob_info(&blob).await.expect("info").is_some()
+                    && storage
+                        .blob_aside_last_use(&blob)
+                        .await
+                        .expect("aside")
+                        .is_none();
+                storage
+                    .meta_delete(&other)
+                    .await
+                    .expect("the other run ends");
+                untouched
+            }
+        });
+        let report = gc_pass(&registry).await.expect("gc");
+        assert!(
+            other_run.await.expect("the other run"),
+            "left alone while the other run held it"
+        );
+        assert_eq!(report.blobs_removed, vec![blob]);
+    }
+
+    /// A deleted blob's repository links go while gc still holds it: an upload of the same
+    /// content that stored and linked the blob anew right after gc's hold keeps its link.
+    /// Before, gc removed the links after its flag, so a push right then kept its blob but lost
+    /// its link (the repository no longer had the layer it had just pushed).
+    #[tokio::test]
+    async fn a_blob_uploaded_again_right_after_gc_deleted_it_stays_linked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inner: Arc<dyn Storage> = Arc::new(FsStorage::open(dir.path()).expect("storage"));
+        let repo = RepoName::parse("team/app").expect("name");
+        let direct = Arc::new(Registry::new(inner.clone(), Limits::default()));
+        let blob = old_unused_blobs(&direct, dir.path(), &repo, &[9])
+            .await
+            .remove(0);
+        let storage = Arc::new(Scripted::over(inner));
+        let (client, name) = (direct.clone(), repo.clone());
+        *storage.unflagged_hook.lock().expect("hook") = Some(Box::new(move || {
+            let (client, name) = (client.clone(), name.clone());
+            Box::pin(async move {
+                client
+                    .import_blob(&name, Bytes::from(vec![9u8; 100]))
+                    .await
+                    .expect("uploaded again");
+            })
+        }));
+        let gc = Registry::new(storage.clone(), Limits::default());
+        let report = gc_pass(&gc).await.expect("gc");
+        assert_eq!(report.blobs_removed, vec![blob.clone()]);
+        assert!(
+            storage.unflagged_hook.lock().expect("hook").is_none(),
+            "the upload ran"
+        );
+        assert!(
+            direct.has_blob(&repo, &blob).await.expect("blob"),
+            "the upload's link stays"
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::error::RegistryError;
 use crate::limits::Limits;
@@ -22,6 +22,9 @@ pub struct UploadSession {
     pub(crate) hasher: Option<Sha256>,
     /// Where storage is shared: the upload's version `hasher` hashed (see `upload_hasher`).
     pub(crate) version: Option<UploadVersion>,
+    /// Where storage is shared: the time of the upload's latest stored write as last read, what
+    /// other servers judge its idleness by (see `Registry::keeping_alive`).
+    pub(crate) last_write: Option<SystemTime>,
 }
 
 /// Open upload sessions, and how many each repository and subject holds (a client must not
@@ -166,6 +169,7 @@ mod tests {
             size: 0,
             hasher: None,
             version: None,
+            last_write: None,
         }
     }
 

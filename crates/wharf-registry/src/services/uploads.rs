@@ -59,6 +59,7 @@ impl Registry {
                 .storage
                 .shared_between_servers()
                 .then_some(UploadVersion::EMPTY),
+            last_write: self.storage.shared_between_servers().then(SystemTime::now),
         };
         {
             // Counted before it exists on disk, so parallel starts cannot overshoot the limits.
@@ -107,6 +108,7 @@ impl Registry {
                             .await?;
                         session.version = status.version;
                     }
+                    session.last_write = Some(status.object.modified);
                 }
                 s
             }
@@ -124,6 +126,7 @@ impl Registry {
                         .saved_hasher(id, status.object.size, status.version)
                         .await?,
                     version: status.version,
+                    last_write: Some(status.object.modified),
                 };
                 self.sessions_map().insert(id, session, &info.subject)
             }
@@ -238,7 +241,17 @@ impl Registry {
                 "upload has digest {actual}, not {digest}"
             )));
         }
-        self.storage.upload_commit(id, digest).await?;
+        // Reading many chunks back into the blob takes a while: meanwhile they must stay.
+        let commit = self.storage.upload_commit(id, digest, session.version);
+        match self.keeping_alive(id, session.last_write, commit).await {
+            Ok(()) => {}
+            // The session stays: the client's next attempt verifies what it holds now.
+            Err(e @ StorageError::UploadChanged { .. }) => {
+                session.version = None;
+                return Err(RegistryError::BlobUploadInvalid(e.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.sessions_map().remove(id);
         self.use_committed_blob(repo, digest).await
     }
@@ -344,6 +357,47 @@ impl Registry {
     }
 }
 
+/// The shortest interval between [`Storage::upload_keep_alive`] marks, however short the upload
+/// expiry (tests use seconds).
+const KEEP_ALIVE_MIN: Duration = Duration::from_millis(250);
+
+impl Registry {
+    /// Runs `work`, a request streaming into upload `id` or committing it, and meanwhile keeps
+    /// the upload from looking idle where other servers judge that ([`Storage::upload_keep_alive`]
+    /// every quarter of the upload expiry, the first time once the upload's latest stored write,
+    /// `last_write`, is that old): one PATCH streaming longer than the expiry must not be expired
+    /// under its writer by another replica's upkeep, or by `wharf registry gc`. A replica with a
+    /// request in progress skips its own sessions ([`Self::expire_uploads`]); others cannot see it.
+    async fn keeping_alive<T>(
+        &self,
+        id: &str,
+        last_write: Option<SystemTime>,
+        work: impl Future<Output = T>,
+    ) -> T {
+        let Some(last_write) = last_write.filter(|_| self.storage.shared_between_servers()) else {
+            return work.await;
+        };
+        let every = (self.limits.upload_expiry / 4).max(KEEP_ALIVE_MIN);
+        let idle = SystemTime::now()
+            .duration_since(last_write)
+            .unwrap_or(Duration::ZERO);
+        let beat = async {
+            tokio::time::sleep(every.saturating_sub(idle)).await;
+            loop {
+                // Best effort: a missed mark only risks what happened without them.
+                if let Err(e) = self.storage.upload_keep_alive(id).await {
+                    tracing::warn!(upload = %id, error = %e, "marking an upload in use");
+                }
+                tokio::time::sleep(every).await;
+            }
+        };
+        tokio::select! {
+            done = work => done,
+            () = beat => unreachable!("the marks go on until the work ends"),
+        }
+    }
+}
+
 async fn append_locked(
     registry: &Registry,
     session: &mut UploadSession,
@@ -362,12 +416,18 @@ async fn append_locked(
             });
         }
     }
+    let append = registry.storage.upload_append_hashed(
+        &session.id,
+        session.size,
+        body,
+        session.hasher.take(),
+    );
     let result = registry
-        .storage
-        .upload_append_hashed(&session.id, session.size, body, session.hasher.take())
+        .keeping_alive(&session.id, session.last_write, append)
         .await;
     match result {
         Ok((appended, hasher)) => {
+            session.last_write = session.last_write.map(|_| SystemTime::now());
             session.size = appended.size;
             // The hash continued is of this chunk's bytes only if it was of the upload this
             // chunk was appended to (another replica may have replaced a chunk meanwhile).

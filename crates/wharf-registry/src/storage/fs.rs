@@ -28,7 +28,8 @@ use tokio::sync::{mpsc, watch};
 
 use super::fs_append::{self, DIRECT_ALIGN};
 use super::{
-    Appended, ByteStream, ObjectInfo, Storage, StorageError, UploadStatus, valid_meta_key,
+    Appended, ByteStream, ObjectInfo, Storage, StorageError, UploadStatus, UploadVersion,
+    valid_meta_key,
 };
 use crate::names::Digest;
 
@@ -530,7 +531,13 @@ impl Storage for FsStorage {
         Ok(stream_file(file, len))
     }
 
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError> {
+    async fn upload_commit(
+        &self,
+        id: &str,
+        digest: &Digest,
+        // Only one server writes an upload here, and it holds the session's lock.
+        _verified: Option<UploadVersion>,
+    ) -> Result<(), StorageError> {
         let dir = self.upload_dir(id)?;
         let target = self.blob_path(digest);
         let id = id.to_string();

@@ -55,6 +55,13 @@ pub enum StorageError {
     /// was stored.
     #[error("the content has digest {actual}, not {expected}")]
     DigestMismatch { expected: Digest, actual: Digest },
+    /// The upload's bytes are no longer those its digest was verified on: a late request at
+    /// the same offset (a client's retry on another replica) replaced a chunk. Nothing stored.
+    #[error(
+        "upload {id} changed after its digest was verified (a late request replaced a chunk): \
+         send it again"
+    )]
+    UploadChanged { id: String },
     /// The configured location or client settings are unusable; the message says the fix.
     #[error("{0}")]
     Config(String),
@@ -283,11 +290,27 @@ pub trait Storage: Send + Sync + 'static {
     ) -> Result<Option<Bytes>, StorageError> {
         Ok(None)
     }
+    /// Marks upload `id` as in use now: a request is streaming into it (or committing it).
+    /// Where servers share uploads, another server's upkeep judges an upload's idleness by its
+    /// latest stored write ([`Storage::upload_list`]), and a chunk on its way is stored only
+    /// when it ends; the services call this while such a request lasts (`services::uploads`).
+    /// [`Storage::upload_delete`] removes the mark with the session. Nothing by default.
+    async fn upload_keep_alive(&self, _id: &str) -> Result<(), StorageError> {
+        Ok(())
+    }
     /// Atomically makes the upload's content visible as blob `digest` (verified by the caller)
-    /// and removes the session. Concurrent commits of the same digest are safe.
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError>;
+    /// and removes the session. Concurrent commits of the same digest are safe. `verified` is
+    /// the version the caller hashed, where [`Storage::shared_between_servers`]: the commit
+    /// stores exactly those bytes, or fails with [`StorageError::UploadChanged`] when a late
+    /// request (another replica's) replaced a chunk since.
+    async fn upload_commit(
+        &self,
+        id: &str,
+        digest: &Digest,
+        verified: Option<UploadVersion>,
+    ) -> Result<(), StorageError>;
     async fn upload_delete(&self, id: &str) -> Result<(), StorageError>;
-    /// Every session with its last write time.
+    /// Every session with its last write time (a [`Storage::upload_keep_alive`] mark included).
     async fn upload_list(&self) -> Result<Vec<(String, ObjectInfo)>, StorageError>;
 
     // --- small metadata documents ---

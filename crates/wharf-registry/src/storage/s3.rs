@@ -11,6 +11,8 @@
 //! <prefix>/uploads/<id>/chunks/<offset>    its chunks, one object each, named by start offset
 //! <prefix>/uploads/<id>/hash-<offset>      the hash state of its first <offset> bytes, so the
 //!                                          replica that gets the next request goes on hashing
+//! <prefix>/uploads/<id>/alive              empty, rewritten while a request streams into the
+//!                                          upload: its time keeps the upload from looking idle
 //! <prefix>/multipart/<random>              a multipart upload in progress (key and id),
 //!                                          rewritten with every part, so upkeep can abort one
 //!                                          whose writer died
@@ -27,7 +29,11 @@
 //! offset cannot both win. A chunk of a part or more is a multipart upload, whose completion S3
 //! does not make conditional: the last one completed replaces the other. The upload's version
 //! ([`UploadVersion`], a chain over the chunks' ETags) then tells the services that a hash state
-//! saved for the replaced bytes is not of the upload (see `services::upload_hasher`).
+//! saved for the replaced bytes is not of the upload (see `services::upload_hasher`), and the
+//! commit stores only the version that was verified: it checks the listed chunks against it,
+//! and after the server-side copy of a single chunk that the copy has that chunk's ETag (else
+//! it hashes the copy), so a late completion between verification and commit fails the commit
+//! (`UploadChanged`) instead of putting other bytes under the digest.
 //!
 //! The client is configured explicitly, never from the environment: a machine's unrelated
 //! `AWS_*` variables (`AWS_CA_BUNDLE`...) must not change how the registry talks to S3.
@@ -502,6 +508,38 @@ impl S3Storage {
         })
     }
 
+    /// Whether the object at `target`, just copied from `chunk` (as listed when its digest was
+    /// verified), holds the verified bytes: its ETag is the chunk's (Ceph RGW keeps the ETag,
+    /// a multipart one included, through a copy), else read back and hashed (a server that
+    /// gives copies ETags of their own costs one read, never a wrong blob).
+    async fn copied_verified(
+        &self,
+        target: &Path,
+        chunk: &ObjectMeta,
+        digest: &Digest,
+    ) -> Result<bool, StorageError> {
+        let copied = self.head(target).await?;
+        let e_tag = |meta: &ObjectMeta| meta.e_tag.as_deref().map(bare_e_tag).map(str::to_string);
+        if copied
+            .as_ref()
+            .and_then(e_tag)
+            .is_some_and(|t| Some(t) == e_tag(chunk))
+        {
+            return Ok(true);
+        }
+        let got = match self.store.get(target).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(false),
+            Err(e) => return Err(os_error("GET", &self.name(target), e)),
+        };
+        let mut stream = got.into_stream();
+        let mut hasher = Sha256::new();
+        while let Some(bytes) = stream.next().await {
+            hasher.update(bytes.map_err(|e| os_error("GET", &self.name(target), e))?);
+        }
+        Ok(Digest::from_hasher(hasher) == *digest)
+    }
+
     /// The chunks of an upload, read back in order as one stream.
     fn chunks_stream(&self, chunks: Vec<(u64, ObjectMeta)>) -> ByteStream {
         let this = self.clone();
@@ -755,7 +793,7 @@ impl Storage for S3Storage {
         // `blob_aside_last_use` reads (the copy's own time is now, not the blob's).
         match self.copy_object(&blob, &aside, meta.size).await {
             Ok(()) => {}
-            // Gone meanwhile (another gc): nothing to set aside.
+            // Gone meanwhile (set aside by another gc, which decides about it): nothing to do.
             Err(StorageError::Io { .. }) if self.head(&blob).await?.is_none() => return Ok(false),
             Err(e) => return Err(e),
         }
@@ -782,7 +820,15 @@ impl Storage for S3Storage {
             return Ok(());
         };
         if self.head(&blob).await?.is_none() {
-            self.copy_object(&aside, &blob, meta.size).await?;
+            match self.copy_object(&aside, &blob, meta.size).await {
+                Ok(()) => {}
+                // Another gc (a recovery beside this one) restored it or, deciding, dropped it
+                // meanwhile: nothing is out of sight any more, which is what a restore is for.
+                Err(StorageError::Io { .. }) if self.head(&aside).await?.is_none() => {
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            }
         }
         self.delete_quietly(&aside).await
     }
@@ -965,10 +1011,28 @@ impl Storage for S3Storage {
         }
     }
 
-    async fn upload_commit(&self, id: &str, digest: &Digest) -> Result<(), StorageError> {
+    async fn upload_keep_alive(&self, id: &str) -> Result<(), StorageError> {
+        // `upload_list` takes the latest time of anything under the upload; `upload_state` reads
+        // only `info` and the chunks (numbers), so this name is safe beside them.
+        self.put_bytes(&self.upload_path(id, "alive")?, Bytes::new())
+            .await
+    }
+
+    async fn upload_commit(
+        &self,
+        id: &str,
+        digest: &Digest,
+        verified: Option<UploadVersion>,
+    ) -> Result<(), StorageError> {
         let Some((_, chunks)) = self.upload_state(id).await? else {
             return Err(StorageError::UploadUnknown(id.to_string()));
         };
+        let changed = || StorageError::UploadChanged { id: id.to_string() };
+        // A chunk of a part or more completes unconditionally (module docs): a late request at
+        // its offset may have replaced it since the caller hashed it.
+        if verified.is_some() && version_of(&chunks) != verified {
+            return Err(changed());
+        }
         let target = self.blob_path(digest)?;
         if self.head(&target).await?.is_some() {
             // Pushed before (or by a concurrent commit): the same verified bytes. Mark it used.
@@ -982,6 +1046,12 @@ impl Storage for S3Storage {
                 .copy(&only.location, &target)
                 .await
                 .map_err(|e| os_error("COPY", &self.name(&target), e))?;
+            // The chunk may have been replaced between the listing and the copy: then what was
+            // copied is not what was verified, and must not stay under this name.
+            if verified.is_some() && !self.copied_verified(&target, only, digest).await? {
+                let _ = self.delete_quietly(&target).await;
+                return Err(changed());
+            }
         } else {
             let mut hasher = Sha256::new();
             let stream = self.chunks_stream(chunks);

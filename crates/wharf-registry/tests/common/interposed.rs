@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use wharf_registry::names::Digest;
 use wharf_registry::storage::{
-    Appended, ByteStream, ObjectInfo, Storage, StorageError, UploadStatus,
+    Appended, ByteStream, ObjectInfo, Storage, StorageError, UploadStatus, UploadVersion,
 };
 
 /// Where gc pauses, on the watched blob.
@@ -26,6 +26,8 @@ pub enum Pause {
     UploadHashSave,
     /// Before the watched blob is stored whole (`blob_put`: a manifest's content).
     BlobPut,
+    /// Before an upload is committed, its digest verified (any upload).
+    UploadCommit,
 }
 
 pub type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
@@ -65,7 +67,14 @@ impl Interposed {
     }
 
     async fn at(&self, pause: Pause, digest: &Digest) {
-        if self.pause == Some(pause) && *digest == self.watched {
+        if *digest == self.watched {
+            self.at_any(pause).await;
+        }
+    }
+
+    /// At `pause`, whatever it concerns.
+    async fn at_any(&self, pause: Pause) {
+        if self.pause == Some(pause) {
             let hook = self.hook.lock().expect("hook").take();
             if let Some(hook) = hook {
                 hook().await;
@@ -137,12 +146,7 @@ impl Storage for Interposed {
         offset: u64,
         state: Bytes,
     ) -> Result<(), StorageError> {
-        if self.pause == Some(Pause::UploadHashSave) {
-            let hook = self.hook.lock().expect("hook").take();
-            if let Some(hook) = hook {
-                hook().await;
-            }
-        }
+        self.at_any(Pause::UploadHashSave).await;
         self.inner.upload_save_hash(id, offset, state).await
     }
     async fn upload_saved_hash(
@@ -158,8 +162,14 @@ impl Storage for Interposed {
     fn puts_verified_blobs(&self) -> bool {
         self.inner.puts_verified_blobs()
     }
-    async fn upload_commit(&self, id: &str, d: &Digest) -> Result<(), StorageError> {
-        self.inner.upload_commit(id, d).await
+    async fn upload_commit(
+        &self,
+        id: &str,
+        d: &Digest,
+        verified: Option<UploadVersion>,
+    ) -> Result<(), StorageError> {
+        self.at_any(Pause::UploadCommit).await;
+        self.inner.upload_commit(id, d, verified).await
     }
     async fn upload_delete(&self, id: &str) -> Result<(), StorageError> {
         self.inner.upload_delete(id).await
