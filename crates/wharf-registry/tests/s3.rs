@@ -778,6 +778,64 @@ async fn a_chunked_upload_hopping_replicas_is_not_read_back_to_verify_it() {
     .await
 }
 
+/// A chunk of a part or more is a multipart upload, whose completion Ceph RGW answers with an
+/// empty ETag: the upload's version must still be that of the stored chunk, so that the closing
+/// request commits it, on the replica that received it (the commit refused it as replaced
+/// before) and on another one, which continues the saved hash state instead of reading the
+/// chunk back (it could not match the listed version before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn a_multipart_chunk_is_committed_on_its_replica_and_on_another() {
+    use wharf_registry::names::{Digest, RepoName};
+    use wharf_registry::services::{Limits, Registry};
+    on_s3(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let storages: Vec<_> = (0..2).map(|_| replica_storage(&config, None)).collect();
+        let replicas: Vec<_> = storages
+            .iter()
+            .map(|s| Registry::new(s.clone(), Limits::default()))
+            .collect();
+        let repo = RepoName::parse("team/app").expect("name");
+        for (seed, closing) in [(41, 0), (42, 1)] {
+            let blob = pattern(9 * 1024 * 1024 + 17, seed);
+            let digest = Digest::of(&blob);
+            let id = replicas[0]
+                .start_upload(&repo, "tester")
+                .await
+                .expect("start");
+            let body: wharf_registry::storage::ByteStream =
+                Box::pin(futures_util::stream::iter([Ok(Bytes::copy_from_slice(
+                    &blob,
+                ))]));
+            let range = Some((0, blob.len() as u64 - 1));
+            replicas[0]
+                .append_upload(&repo, &id, range, body)
+                .await
+                .expect("the chunk");
+            let reads_before: usize = storages
+                .iter()
+                .map(|s| s.upload_reads.load(std::sync::atomic::Ordering::SeqCst))
+                .sum();
+            replicas[closing]
+                .finish_upload(&repo, &id, &digest, None, None)
+                .await
+                .unwrap_or_else(|e| panic!("closing on replica {closing}: {e}"));
+            let reads: usize = storages
+                .iter()
+                .map(|s| s.upload_reads.load(std::sync::atomic::Ordering::SeqCst))
+                .sum();
+            assert_eq!(reads, reads_before, "replica {closing} read the chunk back");
+            let info = replicas[1 - closing]
+                .stat_blob(&repo, &digest)
+                .await
+                .expect("stat");
+            assert_eq!(info.size, blob.len() as u64);
+        }
+    })
+    .await
+}
+
 /// One PATCH streaming longer than the upload expiry keeps its upload alive for every replica:
 /// another replica's expiry run (its upkeep, or `wharf registry gc`) meanwhile leaves it alone
 /// and the chunk is stored, while an idle upload beside it expires. Before, the other replica

@@ -417,15 +417,20 @@ async fn gc(args: GcArgs) -> Result<ExitCode> {
     } else {
         "removed"
     };
+    let skipped = match report.blobs_skipped.len() {
+        0 => String::new(),
+        n => format!(
+            "; left {n} unused blobs for the next gc (a storage error, logged with each digest)"
+        ),
+    };
     println!(
-        "{location}: {verb} {} blobs ({} bytes), {} manifests, {} upload sessions, {} temporary files; kept {} blobs, skipped {} (a storage error, logged: left for the next gc)",
+        "{location}: {verb} {} blobs ({} bytes), {} manifests, {} upload sessions, {} temporary files; kept {} blobs{skipped}",
         report.blobs_removed.len(),
         report.bytes_freed,
         report.manifests_removed.len(),
         report.uploads_removed,
         report.temporary_files_removed,
         report.blobs_kept,
-        report.blobs_skipped.len()
     );
     Ok(ExitCode::SUCCESS)
 }

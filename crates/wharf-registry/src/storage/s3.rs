@@ -961,11 +961,24 @@ impl Storage for S3Storage {
         // A chunk of 8 MiB or more is a multipart upload, whose completion S3 cannot make
         // conditional: a concurrent one at this offset may replace it, and the ETag is how the
         // versions tell the two apart.
+        let e_tag = match written.e_tag.filter(|t| !bare_e_tag(t).is_empty()) {
+            Some(e_tag) => Some(e_tag),
+            // Ceph RGW answers a multipart completion with an empty ETag: read it from the
+            // chunk (it must have this chunk's size). Left open: a replacement of the same size
+            // completing in the instant between the completion and this read would be taken
+            // for this chunk, its version for the one these bytes were hashed at.
+            None if written.bytes > 0 => self
+                .head(&path)
+                .await?
+                .filter(|meta| meta.size == written.bytes)
+                .and_then(|meta| meta.e_tag),
+            None => None,
+        };
         let after = if written.bytes == 0 {
             before
         } else {
             before
-                .zip(written.e_tag)
+                .zip(e_tag)
                 .map(|(before, e_tag)| before.then(offset, bare_e_tag(&e_tag)))
         };
         match written.stream_error {
