@@ -443,6 +443,7 @@ async fn same_answers_as_docker_registry_on_the_same_rgw() {
     let ours = on_s3(registry_on_socket()).await;
     let ours_addr = ours.socket.as_ref().expect("socket").addr;
     let theirs_addr: SocketAddr = theirs.host().parse().expect("addr");
+    eprintln!("wharf on {ours_addr}, docker-registry on {theirs_addr}");
 
     let wharf = scenario(ours_addr).await;
     let docker = scenario(theirs_addr).await;

@@ -409,8 +409,13 @@ pub async fn send_over_socket(
     request.push_str("\r\n");
     let exchange = async {
         let mut conn = tokio::net::TcpStream::connect(addr).await?;
-        conn.write_all(request.as_bytes()).await?;
-        conn.write_all(&body).await?;
+        // One write, so that a small body arrives with the head: a server that answers
+        // without reading the body (docker-registry's monolithic POST) and closes finds it
+        // already read, and closes with a FIN instead of resetting the connection (a reset can
+        // reach us before its answer, which is then lost).
+        let mut head_and_body = request.into_bytes();
+        head_and_body.extend_from_slice(&body);
+        conn.write_all(&head_and_body).await?;
         let mut response = Vec::new();
         conn.read_to_end(&mut response).await?;
         Ok::<_, std::io::Error>(response)
@@ -419,7 +424,7 @@ pub async fn send_over_socket(
     let response = tokio::time::timeout(std::time::Duration::from_secs(30), exchange)
         .await
         .expect("the server answers")
-        .expect("exchange");
+        .unwrap_or_else(|e| panic!("{method} {uri} on {addr}: {e}"));
     parse_response(&response)
 }
 
