@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod body_pacing;
 pub mod config;
 pub mod conn;
 mod drain;

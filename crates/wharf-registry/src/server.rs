@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::Authorizer;
 use crate::backend::open_storage;
+use crate::body_pacing::{BodyPacing, PacedIo};
 use crate::config::{Config, StorageLocation};
 use crate::conn::{AcceptBackoff, Admission, Connection, ConnectionTable, GuardedBody, TrackedIo};
 use crate::drain::call_keeping_connection;
@@ -231,9 +232,9 @@ pub async fn serve_on(
         let table = table.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
-            let io = TrackedIo::new(stream, task.conn.clone());
             match tls {
                 Some(acceptor) => {
+                    let io = TrackedIo::new(stream, task.conn.clone());
                     let handshake = tokio::time::timeout(timing.header, acceptor.accept(io));
                     let stream = tokio::select! {
                         done = handshake => match done {
@@ -253,10 +254,15 @@ pub async fn serve_on(
                         if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
                             task.conn.set_http2();
                         }
-                        task.run(stream).await;
+                        task.run(stream, None).await;
                     }
                 }
-                None => task.run(io).await,
+                None => {
+                    let pacing = Arc::new(BodyPacing::default());
+                    let io =
+                        TrackedIo::new(PacedIo::new(stream, pacing.clone()), task.conn.clone());
+                    task.run(io, Some(pacing)).await;
+                }
             }
             table.remove(id);
         });
@@ -299,7 +305,8 @@ struct ConnectionTask {
 impl ConnectionTask {
     /// Serves HTTP/1 or HTTP/2 on `io` until the client leaves, the table closes the
     /// connection (timeouts, eviction), or the server stops (gracefully: requests finish).
-    async fn run<I>(self, io: I)
+    /// `pacing`: the plain TCP connection's [`BodyPacing`], offered to HTTP/1 requests.
+    async fn run<I>(self, io: I, pacing: Option<Arc<BodyPacing>>)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -309,11 +316,18 @@ impl ConnectionTask {
         let service = tower::service_fn(move |req: http::Request<hyper::body::Incoming>| {
             let app = app.clone();
             let conn = conn.clone();
+            // HTTP/2 multiplexes bodies on one socket: its reads are never paced.
+            let pacing = pacing
+                .clone()
+                .filter(|_| req.version() <= http::Version::HTTP_11);
             async move {
                 let handling = conn.begin_request();
                 let mut req = req.map(axum::body::Body::new);
                 req.extensions_mut()
                     .insert(axum::extract::ConnectInfo(conn.peer));
+                if let Some(pacing) = pacing {
+                    req.extensions_mut().insert(pacing);
+                }
                 let response = call_keeping_connection(app, req, timing.idle, timing.header).await;
                 let streaming = conn.begin_response();
                 drop(handling);

@@ -22,6 +22,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("proxy", 4),
     ("routes", 5),
     ("conn", 5),
+    ("body_pacing", 5),
     ("drain", 5),
     ("server", 6),
     ("", 7),

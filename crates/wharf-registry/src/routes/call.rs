@@ -10,6 +10,7 @@ use http::request::Parts;
 use http::{HeaderMap, Method, header};
 
 use crate::auth::{Access, Action, AuthErrorCode, AuthOutcome, Authorizer, Identity, ResourceKind};
+use crate::body_pacing::BodyPacing;
 use crate::error::RegistryError;
 use crate::metrics::Metrics;
 use crate::names::RepoName;
@@ -80,9 +81,18 @@ impl Call<'_> {
     }
 }
 
-/// A request body as a stream into storage.
-pub(super) fn body_stream(body: Body) -> ByteStream {
-    Box::pin(body.into_data_stream().map(|r| r.map_err(io::Error::other)))
+/// A request body as a stream into storage. A body of known length on a plain HTTP/1
+/// connection is read with [`BodyPacing`] (fewer, larger reads) while the stream lives.
+pub(super) fn body_stream(body: Body, parts: &Parts) -> ByteStream {
+    let pacing = parts
+        .extensions
+        .get::<Arc<BodyPacing>>()
+        .zip(content_length(&parts.headers))
+        .map(|(pacing, length)| pacing.expect_body(length));
+    Box::pin(body.into_data_stream().map(move |r| {
+        let _paced_while_read = &pacing;
+        r.map_err(io::Error::other)
+    }))
 }
 
 pub(super) fn query_pairs(parts: &Parts) -> Vec<(String, String)> {

@@ -58,7 +58,7 @@ pub(super) async fn start(
     if let Some(digest) = call.query("digest") {
         let digest = Digest::parse(digest)?;
         call.registry()
-            .upload_monolithic(repo, &subject, &digest, body_stream(body))
+            .upload_monolithic(repo, &subject, &digest, body_stream(body, &call.parts))
             .await?;
         return Ok(BlobCreated { repo, digest }.into_response());
     }
@@ -97,7 +97,7 @@ pub(super) async fn session(
             }
             let size = call
                 .registry()
-                .append_upload(repo, id, range, body_stream(body))
+                .append_upload(repo, id, range, body_stream(body, &call.parts))
                 .await?;
             Ok(UploadAccepted::new(StatusCode::ACCEPTED, repo, id, size).into_response())
         }
@@ -108,7 +108,13 @@ pub(super) async fn session(
             let digest = Digest::parse(digest)?;
             let range = parse_content_range(call.headers())?;
             call.registry()
-                .finish_upload(repo, id, &digest, range, Some(body_stream(body)))
+                .finish_upload(
+                    repo,
+                    id,
+                    &digest,
+                    range,
+                    Some(body_stream(body, &call.parts)),
+                )
                 .await?;
             Ok(BlobCreated { repo, digest }.into_response())
         }
