@@ -508,34 +508,37 @@ impl S3Storage {
         })
     }
 
-    /// Whether the object at `target`, just copied from `chunk` (as listed when its digest was
-    /// verified), holds the verified bytes: its ETag is the chunk's (Ceph RGW keeps the ETag,
-    /// a multipart one included, through a copy), else read back and hashed (a server that
-    /// gives copies ETags of their own costs one read, never a wrong blob).
+    /// Whether the object at `copy`, just copied from `chunk` (as listed after its digest was
+    /// verified at that version), holds the verified bytes: its ETag is the chunk's (Ceph RGW
+    /// keeps the ETag, a multipart one included, through a copy), else read back and hashed (a
+    /// server that gives copies ETags of their own costs one read, never a wrong blob). Without
+    /// a verified version (`chunk` None) the listed ETag proves nothing: always hashed.
     async fn copied_verified(
         &self,
-        target: &Path,
-        chunk: &ObjectMeta,
+        copy: &Path,
+        chunk: Option<&ObjectMeta>,
         digest: &Digest,
     ) -> Result<bool, StorageError> {
-        let copied = self.head(target).await?;
         let e_tag = |meta: &ObjectMeta| meta.e_tag.as_deref().map(bare_e_tag).map(str::to_string);
-        if copied
-            .as_ref()
-            .and_then(e_tag)
-            .is_some_and(|t| Some(t) == e_tag(chunk))
-        {
-            return Ok(true);
+        if let Some(chunk) = chunk {
+            let copied = self.head(copy).await?;
+            if copied
+                .as_ref()
+                .and_then(e_tag)
+                .is_some_and(|t| Some(t) == e_tag(chunk))
+            {
+                return Ok(true);
+            }
         }
-        let got = match self.store.get(target).await {
+        let got = match self.store.get(copy).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(e) => return Err(os_error("GET", &self.name(target), e)),
+            Err(e) => return Err(os_error("GET", &self.name(copy), e)),
         };
         let mut stream = got.into_stream();
         let mut hasher = Sha256::new();
         while let Some(bytes) = stream.next().await {
-            hasher.update(bytes.map_err(|e| os_error("GET", &self.name(target), e))?);
+            hasher.update(bytes.map_err(|e| os_error("GET", &self.name(copy), e))?);
         }
         Ok(Digest::from_hasher(hasher) == *digest)
     }
@@ -1054,42 +1057,54 @@ impl Storage for S3Storage {
         } else if let [(_, only)] = chunks.as_slice()
             && only.size <= COPY_LIMIT
         {
-            // One chunk (monolithic and POST+PUT uploads): a server-side copy, atomic for readers.
+            // One chunk (monolithic and POST+PUT uploads): server-side copies, each atomic for
+            // readers. The chunk may have been replaced between the listing and the copy, so it
+            // is copied to a staging object of this commit and checked there; only verified
+            // bytes are copied on to the blob's name (module docs).
+            let staging =
+                self.upload_path(id, &format!("commit-{:032x}", rand::random::<u128>()))?;
             self.store
-                .copy(&only.location, &target)
+                .copy(&only.location, &staging)
                 .await
-                .map_err(|e| os_error("COPY", &self.name(&target), e))?;
-            // The chunk may have been replaced between the listing and the copy: then what was
-            // copied is not what was verified, and must not stay under this name.
-            if verified.is_some() && !self.copied_verified(&target, only, digest).await? {
-                let _ = self.delete_quietly(&target).await;
-                return Err(changed());
+                .map_err(|e| os_error("COPY", &self.name(&staging), e))?;
+            let listed = verified.is_some().then_some(only);
+            let stored = match self.copied_verified(&staging, listed, digest).await {
+                Ok(true) => self
+                    .store
+                    .copy(&staging, &target)
+                    .await
+                    .map_err(|e| os_error("COPY", &self.name(&target), e)),
+                Ok(false) => Err(changed()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = stored {
+                // The session stays for the client's next attempt; on success `upload_delete`
+                // below removes the staging object with the rest of the upload.
+                let _ = self.delete_quietly(&staging).await;
+                return Err(e);
             }
         } else {
+            // Several chunks (or one past CopyObject's limit) are read back into the blob,
+            // hashed on the way and checked before the object appears: the PUT, or the
+            // multipart completion, is sent only for the verified digest, else nothing is.
             let mut hasher = Sha256::new();
             let stream = self.chunks_stream(chunks);
-            let written = self
-                .write_stream(&target, stream, false, Some(&mut hasher), None)
-                .await?;
-            let written_digest = Digest::from_hasher(hasher);
-            if let Some(e) = written.stream_error {
-                let _ = self.delete_quietly(&target).await;
-                return Err(StorageError::Io {
-                    op: "read upload",
-                    path: self.name(&self.upload_path(id, "chunks")?),
-                    source: e,
-                });
-            }
-            if written_digest != *digest {
-                // The chunks changed under us: never leave a blob under the wrong name.
-                let _ = self.delete_quietly(&target).await;
-                return Err(StorageError::Io {
-                    op: "commit upload",
-                    path: self.name(&target),
-                    source: io::Error::other(format!(
-                        "the stored chunks have digest {written_digest}"
-                    )),
-                });
+            match self
+                .write_stream(&target, stream, false, Some(&mut hasher), Some(digest))
+                .await
+            {
+                Ok(_) => {}
+                // The caller verified these chunks (at `verified`, or by reading them back):
+                // other bytes now means a late request replaced one since.
+                Err(StorageError::DigestMismatch { .. }) => return Err(changed()),
+                Err(StorageError::Stream(e)) => {
+                    return Err(StorageError::Io {
+                        op: "read upload",
+                        path: self.name(&self.upload_path(id, "chunks")?),
+                        source: e,
+                    });
+                }
+                Err(e) => return Err(e),
             }
         }
         self.upload_delete(id).await
@@ -1099,10 +1114,20 @@ impl Storage for S3Storage {
         let dir = self.upload_path(id, "")?;
         let objects = self.list_all(&dir).await?;
         // The info document last: a half-deleted session still lists as one and expires.
-        let (info, chunks): (Vec<_>, Vec<_>) = objects
+        let (info, rest): (Vec<_>, Vec<_>) = objects
             .into_iter()
             .partition(|m| m.location.filename() == Some("info"));
-        for meta in chunks.iter().chain(info.iter()) {
+        // The rest (chunks, hash states, a commit's staging object) in one DeleteObjects
+        // request: a commit ends with this, and its cost is per request.
+        let rest = futures_util::stream::iter(rest.into_iter().map(|m| Ok(m.location))).boxed();
+        let mut deleted = self.store.delete_stream(rest);
+        while let Some(done) = deleted.next().await {
+            match done {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(os_error("DELETE", &self.name(&dir), e)),
+            }
+        }
+        for meta in &info {
             self.delete_quietly(&meta.location).await?;
         }
         Ok(())
