@@ -13,6 +13,8 @@
 //!                                          replica that gets the next request goes on hashing
 //! <prefix>/uploads/<id>/alive              empty, rewritten while a request streams into the
 //!                                          upload: its time keeps the upload from looking idle
+//! <prefix>/uploads/<id>/commit-<random>    a commit's copy of a single chunk, checked before it
+//!                                          is copied on to the blob (removed with the upload)
 //! <prefix>/multipart/<random>              a multipart upload in progress (key and id),
 //!                                          rewritten with every part, so upkeep can abort one
 //!                                          whose writer died
@@ -21,19 +23,34 @@
 //!
 //! Everything lives in the bucket, so any number of replicas can serve one registry: any request
 //! of an upload may land on any of them. Chunks are their own objects because S3 refuses
-//! multipart parts under 5 MiB (and `object_store` has no UploadPartCopy to stitch them): the
-//! commit reads them back in order into the final blob, a single PUT when small, else a multipart
-//! upload with parts of `PART_SIZE` (8 MiB). An upload sent whole in its closing request skips
-//! the chunk and goes straight to the blob, completed only once its digest matches. A chunk is
-//! written with `If-None-Match: *` when small (most are), so two replicas appending at the same
-//! offset cannot both win. A chunk of a part or more is a multipart upload, whose completion S3
-//! does not make conditional: the last one completed replaces the other. The upload's version
-//! ([`UploadVersion`], a chain over the chunks' ETags) then tells the services that a hash state
-//! saved for the replaced bytes is not of the upload (see `services::upload_hasher`), and the
-//! commit stores only the version that was verified: it checks the listed chunks against it,
-//! and after the server-side copy of a single chunk that the copy has that chunk's ETag (else
-//! it hashes the copy), so a late completion between verification and commit fails the commit
-//! (`UploadChanged`) instead of putting other bytes under the digest.
+//! multipart parts under 5 MiB (and `object_store` has no UploadPartCopy to stitch them). An
+//! upload sent whole in its closing request skips the chunk and goes straight to the blob,
+//! completed only once its digest matches. A chunk is written with `If-None-Match: *` when
+//! small (most are), so two replicas appending at the same offset cannot both win. A chunk of a
+//! part or more is a multipart upload, whose completion S3 does not make conditional: the last
+//! one completed replaces the other. The upload's version ([`UploadVersion`], a chain over the
+//! chunks' ETags) then tells the services that a hash state saved for the replaced bytes is not
+//! of the upload (see `services::upload_hasher`).
+//!
+//! The commit puts only verified bytes under `blobs/sha256/<hex>`, ever: readers, and other
+//! commits of the same digest (which find the blob there and only touch it), trust whatever
+//! is there. It checks the listed chunks against the version the caller verified; a late
+//! completion can still replace a chunk after that listing, so:
+//! - a single chunk (monolithic and POST+PUT uploads) is copied server-side to a staging object
+//!   of the upload (`commit-<random>`, its own per commit), checked there (the copy keeps the
+//!   listed chunk's ETag, else it is read back and hashed; always hashed when the caller gave
+//!   no version), and only then copied on to the blob's name: CopyObject is atomic for readers.
+//!   One copy more than a direct one; the staging object goes in `upload_delete`'s single
+//!   DeleteObjects request with the chunks, and on a failed check at once.
+//! - several chunks, or one past CopyObject's 5 GiB limit, are read back in order and written
+//!   to the blob's name (a single PUT when small, else a multipart upload with parts of
+//!   `PART_SIZE`, 8 MiB), hashed on the way: the PUT, or the multipart completion, is sent
+//!   only when the digest matches, else the multipart upload is aborted and nothing appears.
+//!
+//! A mismatch found by either is the upload changing after its verification (the caller
+//! verified these bytes, at its version or by reading them back): `UploadChanged`, which the
+//! services answer with "send it again", keeping the session. Nothing is ever deleted from the
+//! blob's name on a failed commit, so a concurrent correct commit's blob stays.
 //!
 //! The client is configured explicitly, never from the environment: a machine's unrelated
 //! `AWS_*` variables (`AWS_CA_BUNDLE`...) must not change how the registry talks to S3.

@@ -35,11 +35,13 @@ impl Seen {
 }
 
 type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+/// Whether to hold a request, given it and the requests before it.
+type Matcher = Box<dyn Fn(&Seen, &[Seen]) -> bool + Send>;
 
 /// Holds the first request for which `when` (given it and the requests before it) is true
 /// until `hook` has run; then the rule is spent.
 struct Rule {
-    when: Box<dyn Fn(&Seen, &[Seen]) -> bool + Send>,
+    when: Matcher,
     hook: Hook,
 }
 
