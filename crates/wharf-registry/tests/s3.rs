@@ -968,46 +968,19 @@ async fn a_chunk_replaced_after_verification_is_not_committed_under_the_digest()
         let closing = Registry::new(committing.clone(), Limits::default());
         let late = Arc::new(Registry::new(storage(None), Limits::default()));
         let repo = RepoName::parse("team/app").expect("name");
-        let (mib, len) = (1024 * 1024, 9 * 1024 * 1024);
+        let len = 9 * 1024 * 1024;
         let verified = pattern(len, 31);
-        let late_bytes = pattern(len, 32);
         let id = closing.start_upload(&repo, "tester").await.expect("start");
-        let range = Some((0, len as u64 - 1));
 
         // The late request has checked the offset and is receiving its body...
-        let (tx, body) = body_fed_by_hand();
-        let late_append = {
-            let (late, repo, id) = (late.clone(), repo.clone(), id.clone());
-            tokio::spawn(async move { late.append_upload(&repo, &id, range, body).await })
-        };
-        for piece in late_bytes[..2 * mib].chunks(mib) {
-            tx.send(Ok(Bytes::copy_from_slice(piece)))
-                .await
-                .expect("the late request takes its body");
-        }
+        let complete_late = late_request(late, &repo, &id, 0, pattern(len, 32)).await;
         // ...while the client's own request stores the chunk that gets verified...
-        let own: wharf_registry::storage::ByteStream = Box::pin(futures_util::stream::iter([Ok(
-            Bytes::copy_from_slice(&verified),
-        )]));
         closing
-            .append_upload(&repo, &id, range, own)
+            .append_upload(&repo, &id, Some((0, len as u64 - 1)), one_piece(&verified))
             .await
             .expect("the client's chunk");
         // ...and the late one completes, replacing it, just before the commit.
-        *committing.hook.lock().expect("hook") = Some(Box::new(move || {
-            Box::pin(async move {
-                for piece in late_bytes[2 * mib..].chunks(mib) {
-                    tx.send(Ok(Bytes::copy_from_slice(piece)))
-                        .await
-                        .expect("the late request takes its body");
-                }
-                drop(tx);
-                late_append
-                    .await
-                    .expect("task")
-                    .expect("the late chunk completes");
-            })
-        }));
+        *committing.hook.lock().expect("hook") = Some(Box::new(complete_late));
         let digest = Digest::of(&verified);
         let result = closing
             .finish_upload(&repo, &id, &digest, None, None)
@@ -1392,6 +1365,72 @@ async fn s3_requests_of_a_commit() {
                 "{name}: {log:#?}"
             );
         }
+    })
+    .await
+}
+
+/// A commit that dies after copying a single chunk to its staging object (a replica killed
+/// there) leaves that object under the upload: it is no chunk (the upload's size and version
+/// are the chunk's), the session lists with it, and expiry removes it with the session.
+#[tokio::test]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn a_commit_that_died_after_staging_leaves_nothing_expiry_keeps() {
+    use wharf_registry::names::Digest;
+    use wharf_registry::services::{Limits, Registry};
+    on_s3(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let (dying, relay) = relayed(&config).await;
+        let direct = wharf_registry::open_storage(&config).expect("storage");
+        let id = "0123456789abcdef0123456789abcdef";
+        let data = pattern(3000, 81);
+        dying
+            .upload_create(id, Bytes::from_static(b"{}"))
+            .await
+            .expect("create");
+        let appended = dying
+            .upload_append(id, 0, one_piece(&data))
+            .await
+            .expect("chunk");
+        let (reached, at_staging) = tokio::sync::oneshot::channel::<()>();
+        relay.hold(
+            |seen, _| seen.method == "HEAD" && seen.target.contains("/commit-"),
+            move || {
+                Box::pin(async move {
+                    let _ = reached.send(());
+                    std::future::pending::<()>().await
+                })
+            },
+        );
+        let mut commit = tokio::spawn({
+            let digest = Digest::of(&data);
+            async move { dying.upload_commit(id, &digest, appended.after).await }
+        });
+        tokio::select! {
+            reached = at_staging => reached.expect("the commit copied its chunk"),
+            done = &mut commit => panic!("the commit ended without a staging copy: {done:?}"),
+        }
+        commit.abort();
+
+        let status = direct
+            .upload_info(id)
+            .await
+            .expect("info")
+            .expect("session");
+        assert_eq!(status.object.size, data.len() as u64);
+        assert_eq!(status.version, appended.after);
+        let listed = direct.upload_list().await.expect("list");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].1.size, data.len() as u64);
+        let upkeep = Registry::new(direct, Limits::default());
+        let removed = upkeep
+            .expire_uploads(SystemTime::now() + Duration::from_secs(365 * 24 * 3600))
+            .await
+            .expect("expiry");
+        assert_eq!(removed, 1);
+        // Lists every object under `uploads/`, grouped by session: the staging object too.
+        let left = upkeep.storage().upload_list().await.expect("list");
+        assert!(left.is_empty(), "left under uploads/: {left:?}");
     })
     .await
 }
