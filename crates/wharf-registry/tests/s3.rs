@@ -1434,3 +1434,30 @@ async fn a_commit_that_died_after_staging_leaves_nothing_expiry_keeps() {
     })
     .await
 }
+
+/// Regression: `upload_commit` of an upload with no chunk wrote no object (an empty stream
+/// wrote nothing) and reported success. The HTTP routes do not get there today (an empty
+/// closing PUT goes through `blob_put_verified`), but the trait promises the blob; the checked
+/// write now stores it.
+#[tokio::test]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn an_upload_committed_with_no_chunk_stores_the_empty_blob() {
+    use wharf_registry::names::Digest;
+    use wharf_registry::storage::UploadVersion;
+    on_s3(async {
+        let reg = registry();
+        let id = "ffeeddccbbaa99887766554433221100";
+        reg.storage
+            .upload_create(id, Bytes::from_static(b"{}"))
+            .await
+            .expect("create");
+        let empty = Digest::of(b"");
+        reg.storage
+            .upload_commit(id, &empty, Some(UploadVersion::EMPTY))
+            .await
+            .expect("commit");
+        let info = reg.storage.blob_info(&empty).await.expect("info");
+        assert_eq!(info.map(|i| i.size), Some(0));
+    })
+    .await
+}
