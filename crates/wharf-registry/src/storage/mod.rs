@@ -302,7 +302,9 @@ pub trait Storage: Send + Sync + 'static {
     /// and removes the session. Concurrent commits of the same digest are safe. `verified` is
     /// the version the caller hashed, where [`Storage::shared_between_servers`]: the commit
     /// stores exactly those bytes, or fails with [`StorageError::UploadChanged`] when a late
-    /// request (another replica's) replaced a chunk since.
+    /// request (another replica's) replaced a chunk since. Other bytes never appear under the
+    /// digest, not even briefly, and a failed commit removes nothing stored there (another
+    /// commit of the same digest may have stored, or only touched, it meanwhile).
     async fn upload_commit(
         &self,
         id: &str,

@@ -13,6 +13,8 @@
 //!                                          replica that gets the next request goes on hashing
 //! <prefix>/uploads/<id>/alive              empty, rewritten while a request streams into the
 //!                                          upload: its time keeps the upload from looking idle
+//! <prefix>/uploads/<id>/commit-<random>    a commit's copy of a single chunk, checked before it
+//!                                          is copied on to the blob (removed with the upload)
 //! <prefix>/multipart/<random>              a multipart upload in progress (key and id),
 //!                                          rewritten with every part, so upkeep can abort one
 //!                                          whose writer died
@@ -21,19 +23,34 @@
 //!
 //! Everything lives in the bucket, so any number of replicas can serve one registry: any request
 //! of an upload may land on any of them. Chunks are their own objects because S3 refuses
-//! multipart parts under 5 MiB (and `object_store` has no UploadPartCopy to stitch them): the
-//! commit reads them back in order into the final blob, a single PUT when small, else a multipart
-//! upload with parts of `PART_SIZE` (8 MiB). An upload sent whole in its closing request skips
-//! the chunk and goes straight to the blob, completed only once its digest matches. A chunk is
-//! written with `If-None-Match: *` when small (most are), so two replicas appending at the same
-//! offset cannot both win. A chunk of a part or more is a multipart upload, whose completion S3
-//! does not make conditional: the last one completed replaces the other. The upload's version
-//! ([`UploadVersion`], a chain over the chunks' ETags) then tells the services that a hash state
-//! saved for the replaced bytes is not of the upload (see `services::upload_hasher`), and the
-//! commit stores only the version that was verified: it checks the listed chunks against it,
-//! and after the server-side copy of a single chunk that the copy has that chunk's ETag (else
-//! it hashes the copy), so a late completion between verification and commit fails the commit
-//! (`UploadChanged`) instead of putting other bytes under the digest.
+//! multipart parts under 5 MiB (and `object_store` has no UploadPartCopy to stitch them). An
+//! upload sent whole in its closing request skips the chunk and goes straight to the blob,
+//! completed only once its digest matches. A chunk is written with `If-None-Match: *` when
+//! small (most are), so two replicas appending at the same offset cannot both win. A chunk of a
+//! part or more is a multipart upload, whose completion S3 does not make conditional: the last
+//! one completed replaces the other. The upload's version ([`UploadVersion`], a chain over the
+//! chunks' ETags) then tells the services that a hash state saved for the replaced bytes is not
+//! of the upload (see `services::upload_hasher`).
+//!
+//! The commit puts only verified bytes under `blobs/sha256/<hex>`, ever: readers, and other
+//! commits of the same digest (which find the blob there and only touch it), trust whatever
+//! is there. It checks the listed chunks against the version the caller verified; a late
+//! completion can still replace a chunk after that listing, so:
+//! - a single chunk (monolithic and POST+PUT uploads) is copied server-side to a staging object
+//!   of the upload (`commit-<random>`, its own per commit), checked there (the copy keeps the
+//!   listed chunk's ETag, else it is read back and hashed; always hashed when the caller gave
+//!   no version), and only then copied on to the blob's name: CopyObject is atomic for readers.
+//!   One copy more than a direct one; the staging object goes in `upload_delete`'s single
+//!   DeleteObjects request with the chunks, and on a failed check at once.
+//! - several chunks, or one past CopyObject's 5 GiB limit, are read back in order and written
+//!   to the blob's name (a single PUT when small, else a multipart upload with parts of
+//!   `PART_SIZE`, 8 MiB), hashed on the way: the PUT, or the multipart completion, is sent
+//!   only when the digest matches, else the multipart upload is aborted and nothing appears.
+//!
+//! A mismatch found by either is the upload changing after its verification (the caller
+//! verified these bytes, at its version or by reading them back): `UploadChanged`, which the
+//! services answer with "send it again", keeping the session. Nothing is ever deleted from the
+//! blob's name on a failed commit, so a concurrent correct commit's blob stays.
 //!
 //! The client is configured explicitly, never from the environment: a machine's unrelated
 //! `AWS_*` variables (`AWS_CA_BUNDLE`...) must not change how the registry talks to S3.
@@ -508,34 +525,37 @@ impl S3Storage {
         })
     }
 
-    /// Whether the object at `target`, just copied from `chunk` (as listed when its digest was
-    /// verified), holds the verified bytes: its ETag is the chunk's (Ceph RGW keeps the ETag,
-    /// a multipart one included, through a copy), else read back and hashed (a server that
-    /// gives copies ETags of their own costs one read, never a wrong blob).
+    /// Whether the object at `copy`, just copied from `chunk` (as listed after its digest was
+    /// verified at that version), holds the verified bytes: its ETag is the chunk's (Ceph RGW
+    /// keeps the ETag, a multipart one included, through a copy), else read back and hashed (a
+    /// server that gives copies ETags of their own costs one read, never a wrong blob). Without
+    /// a verified version (`chunk` None) the listed ETag proves nothing: always hashed.
     async fn copied_verified(
         &self,
-        target: &Path,
-        chunk: &ObjectMeta,
+        copy: &Path,
+        chunk: Option<&ObjectMeta>,
         digest: &Digest,
     ) -> Result<bool, StorageError> {
-        let copied = self.head(target).await?;
         let e_tag = |meta: &ObjectMeta| meta.e_tag.as_deref().map(bare_e_tag).map(str::to_string);
-        if copied
-            .as_ref()
-            .and_then(e_tag)
-            .is_some_and(|t| Some(t) == e_tag(chunk))
-        {
-            return Ok(true);
+        if let Some(chunk) = chunk {
+            let copied = self.head(copy).await?;
+            if copied
+                .as_ref()
+                .and_then(e_tag)
+                .is_some_and(|t| Some(t) == e_tag(chunk))
+            {
+                return Ok(true);
+            }
         }
-        let got = match self.store.get(target).await {
+        let got = match self.store.get(copy).await {
             Ok(got) => got,
             Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(e) => return Err(os_error("GET", &self.name(target), e)),
+            Err(e) => return Err(os_error("GET", &self.name(copy), e)),
         };
         let mut stream = got.into_stream();
         let mut hasher = Sha256::new();
         while let Some(bytes) = stream.next().await {
-            hasher.update(bytes.map_err(|e| os_error("GET", &self.name(target), e))?);
+            hasher.update(bytes.map_err(|e| os_error("GET", &self.name(copy), e))?);
         }
         Ok(Digest::from_hasher(hasher) == *digest)
     }
@@ -1054,42 +1074,54 @@ impl Storage for S3Storage {
         } else if let [(_, only)] = chunks.as_slice()
             && only.size <= COPY_LIMIT
         {
-            // One chunk (monolithic and POST+PUT uploads): a server-side copy, atomic for readers.
+            // One chunk (monolithic and POST+PUT uploads): server-side copies, each atomic for
+            // readers. The chunk may have been replaced between the listing and the copy, so it
+            // is copied to a staging object of this commit and checked there; only verified
+            // bytes are copied on to the blob's name (module docs).
+            let staging =
+                self.upload_path(id, &format!("commit-{:032x}", rand::random::<u128>()))?;
             self.store
-                .copy(&only.location, &target)
+                .copy(&only.location, &staging)
                 .await
-                .map_err(|e| os_error("COPY", &self.name(&target), e))?;
-            // The chunk may have been replaced between the listing and the copy: then what was
-            // copied is not what was verified, and must not stay under this name.
-            if verified.is_some() && !self.copied_verified(&target, only, digest).await? {
-                let _ = self.delete_quietly(&target).await;
-                return Err(changed());
+                .map_err(|e| os_error("COPY", &self.name(&staging), e))?;
+            let listed = verified.is_some().then_some(only);
+            let stored = match self.copied_verified(&staging, listed, digest).await {
+                Ok(true) => self
+                    .store
+                    .copy(&staging, &target)
+                    .await
+                    .map_err(|e| os_error("COPY", &self.name(&target), e)),
+                Ok(false) => Err(changed()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = stored {
+                // The session stays for the client's next attempt; on success `upload_delete`
+                // below removes the staging object with the rest of the upload.
+                let _ = self.delete_quietly(&staging).await;
+                return Err(e);
             }
         } else {
+            // Several chunks (or one past CopyObject's limit) are read back into the blob,
+            // hashed on the way and checked before the object appears: the PUT, or the
+            // multipart completion, is sent only for the verified digest, else nothing is.
             let mut hasher = Sha256::new();
             let stream = self.chunks_stream(chunks);
-            let written = self
-                .write_stream(&target, stream, false, Some(&mut hasher), None)
-                .await?;
-            let written_digest = Digest::from_hasher(hasher);
-            if let Some(e) = written.stream_error {
-                let _ = self.delete_quietly(&target).await;
-                return Err(StorageError::Io {
-                    op: "read upload",
-                    path: self.name(&self.upload_path(id, "chunks")?),
-                    source: e,
-                });
-            }
-            if written_digest != *digest {
-                // The chunks changed under us: never leave a blob under the wrong name.
-                let _ = self.delete_quietly(&target).await;
-                return Err(StorageError::Io {
-                    op: "commit upload",
-                    path: self.name(&target),
-                    source: io::Error::other(format!(
-                        "the stored chunks have digest {written_digest}"
-                    )),
-                });
+            match self
+                .write_stream(&target, stream, false, Some(&mut hasher), Some(digest))
+                .await
+            {
+                Ok(_) => {}
+                // The caller verified these chunks (at `verified`, or by reading them back):
+                // other bytes now means a late request replaced one since.
+                Err(StorageError::DigestMismatch { .. }) => return Err(changed()),
+                Err(StorageError::Stream(e)) => {
+                    return Err(StorageError::Io {
+                        op: "read upload",
+                        path: self.name(&self.upload_path(id, "chunks")?),
+                        source: e,
+                    });
+                }
+                Err(e) => return Err(e),
             }
         }
         self.upload_delete(id).await
@@ -1099,10 +1131,20 @@ impl Storage for S3Storage {
         let dir = self.upload_path(id, "")?;
         let objects = self.list_all(&dir).await?;
         // The info document last: a half-deleted session still lists as one and expires.
-        let (info, chunks): (Vec<_>, Vec<_>) = objects
+        let (info, rest): (Vec<_>, Vec<_>) = objects
             .into_iter()
             .partition(|m| m.location.filename() == Some("info"));
-        for meta in chunks.iter().chain(info.iter()) {
+        // The rest (chunks, hash states, a commit's staging object) in one DeleteObjects
+        // request: a commit ends with this, and its cost is per request.
+        let rest = futures_util::stream::iter(rest.into_iter().map(|m| Ok(m.location))).boxed();
+        let mut deleted = self.store.delete_stream(rest);
+        while let Some(done) = deleted.next().await {
+            match done {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(os_error("DELETE", &self.name(&dir), e)),
+            }
+        }
+        for meta in &info {
             self.delete_quietly(&meta.location).await?;
         }
         Ok(())

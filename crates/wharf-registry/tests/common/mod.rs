@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod interposed;
+pub mod s3_relay;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
