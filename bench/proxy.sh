@@ -6,6 +6,7 @@
 #   RUNS=3 MIB=10 bash bench/proxy.sh   # quick check
 #   PERF_RUNS=10 bash bench/proxy.sh    # also wharf's CPU and page faults per cold pull
 #   PIN=1 bash bench/proxy.sh           # skopeo on CPU 0, the registries on the other CPUs
+#   PEERS=1 bash bench/proxy.sh         # also the peers below, for what a relay costs here
 #
 # Every pull is `skopeo copy docker://... oci:<fresh dir>` (the target folder is removed before
 # each run, untimed). Compared:
@@ -14,6 +15,11 @@
 #                    before each run (untimed): every blob comes from the upstream
 #   cached           through the cache after one warm-up pull: everything from wharf's storage
 #   wharf-direct     the same image pushed to wharf directly (outside the proxied prefix)
+# With PEERS=1, two more:
+#   relay            through haproxy in TCP mode in front of the upstream: bytes relayed in the
+#                    kernel (splice), nothing stored or hashed, the cheapest any cache could be
+#   registry-cold    through Docker's registry as a pull-through cache (`proxy: remoteurl`) of
+#                    the upstream, wiped and restarted before each run like wharf's cold one
 # Targets: cached >= 0.9x the speed of wharf-direct; cold <= 1.2x the time of upstream-direct.
 # With PIN=1 the client gets a CPU of its own and the registries share the others (taskset), as
 # when the cache runs on another machine than the CI job pulling through it; by default all
@@ -38,7 +44,10 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
-for bin in docker-registry skopeo hyperfine curl python3; do
+PEERS="${PEERS:-0}"
+NEEDED=(docker-registry skopeo hyperfine curl python3)
+[[ "$PEERS" == 1 ]] && NEEDED+=(haproxy)
+for bin in "${NEEDED[@]}"; do
   command -v "$bin" >/dev/null || {
     echo "missing $bin: apt-get install docker-registry skopeo hyperfine curl python3" >&2
     exit 1
@@ -52,6 +61,7 @@ cleanup() {
   local rc=$?
   set +e
   [[ -f "$WORK/cold.pid" ]] && kill "$(cat "$WORK/cold.pid")" 2>/dev/null
+  [[ -f "$WORK/peer-cold.pid" ]] && kill "$(cat "$WORK/peer-cold.pid")" 2>/dev/null
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
   rm -rf "$WORK"
@@ -145,6 +155,49 @@ done
 exit 1
 SH
 
+PEER_RUNS=()
+if [[ "$PEERS" == 1 ]]; then
+  RELAY_PORT="$(free_port)"
+  cat >"$WORK/relay.cfg" <<CFG
+global
+  maxconn 200
+defaults
+  mode tcp
+  option splice-auto
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend relay
+  bind 127.0.0.1:$RELAY_PORT
+  default_backend upstream
+backend upstream
+  server up 127.0.0.1:$UP_PORT
+CFG
+  ${SERVER_CPUS[@]} haproxy -f "$WORK/relay.cfg" -db >"$WORK/relay.log" 2>&1 &
+  PIDS+=($!)
+  wait_ready "$RELAY_PORT"
+  PEER_PORT="$(free_port)"
+  cat >"$WORK/peer-cold.yml" <<YML
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $WORK/peer-cold-root}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$PEER_PORT}
+proxy: {remoteurl: "http://127.0.0.1:$UP_PORT"}
+YML
+  cat >"$WORK/restart-peer-cold.sh" <<SH
+set -e
+[ -f "$WORK/peer-cold.pid" ] && kill "\$(cat "$WORK/peer-cold.pid")" 2>/dev/null && sleep 0.2 || true
+rm -rf "$WORK/peer-cold-root" "$WORK/out"
+${SERVER_CPUS[*]} docker-registry serve "$WORK/peer-cold.yml" >>"$WORK/peer-cold.log" 2>&1 &
+echo \$! >"$WORK/peer-cold.pid"
+for _ in \$(seq 1 200); do
+  [ "\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$PEER_PORT/v2/ || true)" = 200 ] && exit 0
+  sleep 0.05
+done
+exit 1
+SH
+fi
+
 push() { skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/image:t" "docker://$1"; }
 push "127.0.0.1:$UP_PORT/bench/img:1"
 push "127.0.0.1:$WARM_PORT/direct/img:1"
@@ -156,6 +209,15 @@ for ref in "127.0.0.1:$UP_PORT/bench/img:1" "127.0.0.1:$COLD_PORT/hub/bench/img:
   rm -rf "$WORK/out"
   eval "$(pull "$ref")"
 done
+if [[ "$PEERS" == 1 ]]; then
+  bash "$WORK/restart-peer-cold.sh"
+  for ref in "127.0.0.1:$RELAY_PORT/bench/img:1" "127.0.0.1:$PEER_PORT/bench/img:1"; do
+    rm -rf "$WORK/out"
+    eval "$(pull "$ref")"
+  done
+  PEER_RUNS=(-n relay --prepare "rm -rf $WORK/out" "$(pull "127.0.0.1:$RELAY_PORT/bench/img:1")"
+    -n registry-cold --prepare "bash $WORK/restart-peer-cold.sh" "$(pull "127.0.0.1:$PEER_PORT/bench/img:1")")
+fi
 
 say "pulls, $RUNS runs each"
 mkdir -p "$BENCH/results"
@@ -164,7 +226,8 @@ hyperfine --runs "$RUNS" --warmup 1 --export-json "$BENCH/results/proxy.json" \
   -n upstream-direct --prepare "rm -rf $WORK/out" "$(pull "127.0.0.1:$UP_PORT/bench/img:1")" \
   -n cold --prepare "bash $WORK/restart-cold.sh" "$(pull "127.0.0.1:$COLD_PORT/hub/bench/img:1")" \
   -n cached --prepare "rm -rf $WORK/out" "$(pull "127.0.0.1:$WARM_PORT/hub/bench/img:1")" \
-  -n wharf-direct --prepare "rm -rf $WORK/out" "$(pull "127.0.0.1:$WARM_PORT/direct/img:1")"
+  -n wharf-direct --prepare "rm -rf $WORK/out" "$(pull "127.0.0.1:$WARM_PORT/direct/img:1")" \
+  "${PEER_RUNS[@]}"
 
 python3 - "$BENCH/results/proxy.json" <<'PY'
 import json, sys
@@ -175,6 +238,10 @@ speed = m["wharf-direct"] / m["cached"]
 cold = m["cold"] / m["upstream-direct"]
 print(f"cached pull-through vs pushed to wharf: {speed:.2f}x the speed (target >= 0.9x): {'ok' if speed >= 0.9 else 'MISSED'}")
 print(f"cold pull-through vs the upstream directly: {cold:.2f}x the time (target <= 1.2x): {'ok' if cold <= 1.2 else 'MISSED'}")
+if "relay" in m:
+    up = m["upstream-direct"]
+    print(f"peers vs the upstream directly: relay (haproxy, TCP) {m['relay'] / up:.2f}x, "
+          f"Docker's registry cold {m['registry-cold'] / up:.2f}x, wharf cold {cold:.2f}x the time")
 PY
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
