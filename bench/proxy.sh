@@ -141,19 +141,26 @@ PIDS+=($!)
 wait_ready "$WARM_PORT"
 COLD_PORT="$(free_port)"
 COLD_CONFIG="$(wharf_config "$COLD_PORT" "$WORK/cold-root")"
-# Untimed before each cold run: stop the cold wharf, wipe its storage, start it again.
-cat >"$WORK/restart-cold.sh" <<SH
+# restart_script NAME PORT COMMAND...: writes $WORK/restart-NAME.sh, run untimed before each cold
+# run: stops NAME's server, wipes its storage ($WORK/NAME-root) and the pull's target, starts
+# COMMAND again and waits until it answers on PORT.
+restart_script() {
+  local name=$1 port=$2
+  shift 2
+  cat >"$WORK/restart-$name.sh" <<SH
 set -e
-[ -f "$WORK/cold.pid" ] && kill "\$(cat "$WORK/cold.pid")" 2>/dev/null && sleep 0.2 || true
-rm -rf "$WORK/cold-root" "$WORK/out"
-${SERVER_CPUS[*]} "$WHARF" registry serve --config "$COLD_CONFIG" --auth none >>"$WORK/cold.log" 2>&1 &
-echo \$! >"$WORK/cold.pid"
+[ -f "$WORK/$name.pid" ] && kill "\$(cat "$WORK/$name.pid")" 2>/dev/null && sleep 0.2 || true
+rm -rf "$WORK/$name-root" "$WORK/out"
+${SERVER_CPUS[*]} $(printf "%q " "$@")>>"$WORK/$name.log" 2>&1 &
+echo \$! >"$WORK/$name.pid"
 for _ in \$(seq 1 200); do
-  [ "\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$COLD_PORT/v2/ || true)" = 200 ] && exit 0
+  [ "\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/v2/ || true)" = 200 ] && exit 0
   sleep 0.05
 done
 exit 1
 SH
+}
+restart_script cold "$COLD_PORT" "$WHARF" registry serve --config "$COLD_CONFIG" --auth none
 
 PEER_RUNS=()
 if [[ "$PEERS" == 1 ]]; then
@@ -184,18 +191,7 @@ storage: {filesystem: {rootdirectory: $WORK/peer-cold-root}, delete: {enabled: t
 http: {addr: 127.0.0.1:$PEER_PORT}
 proxy: {remoteurl: "http://127.0.0.1:$UP_PORT"}
 YML
-  cat >"$WORK/restart-peer-cold.sh" <<SH
-set -e
-[ -f "$WORK/peer-cold.pid" ] && kill "\$(cat "$WORK/peer-cold.pid")" 2>/dev/null && sleep 0.2 || true
-rm -rf "$WORK/peer-cold-root" "$WORK/out"
-${SERVER_CPUS[*]} docker-registry serve "$WORK/peer-cold.yml" >>"$WORK/peer-cold.log" 2>&1 &
-echo \$! >"$WORK/peer-cold.pid"
-for _ in \$(seq 1 200); do
-  [ "\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$PEER_PORT/v2/ || true)" = 200 ] && exit 0
-  sleep 0.05
-done
-exit 1
-SH
+  restart_script peer-cold "$PEER_PORT" docker-registry serve "$WORK/peer-cold.yml"
 fi
 
 push() { skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/image:t" "docker://$1"; }
