@@ -1070,11 +1070,12 @@ async fn relayed(
 /// only touched it and was told it was stored, and the first commit's clean-up then deleted
 /// it. Now the copy goes to a staging object of the upload, is checked there and only then
 /// copied to the blob's name: the wrong bytes never appear under the digest, and the second
-/// session's blob stays.
+/// session's blob stays. And since the blob the first commit was for is then stored (by the
+/// second session), the first commit is done too, not refused (it was "send it again", and the
+/// client's retry then failed on the late bytes although the registry had the blob).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_failed_commit_never_shows_other_bytes_nor_deletes_a_concurrent_commits_blob() {
-    use wharf_registry::error::RegistryError;
     use wharf_registry::names::{Digest, RepoName};
     use wharf_registry::services::{Limits, Registry};
     on_s3(async {
@@ -1117,9 +1118,7 @@ async fn a_failed_commit_never_shows_other_bytes_nor_deletes_a_concurrent_commit
         // session commits, before the first one checks what it copied.
         let under_digest: Arc<std::sync::Mutex<Option<Option<Bytes>>>> = Arc::default();
         relay.hold(
-            |seen, before| {
-                seen.method == "HEAD" && before.iter().any(|s| s.copy_source.is_some())
-            },
+            |seen, before| seen.method == "HEAD" && before.iter().any(|s| s.copy_source.is_some()),
             {
                 let (other, repo, second, digest) =
                     (other.clone(), repo.clone(), second.clone(), digest.clone());
@@ -1136,13 +1135,11 @@ async fn a_failed_commit_never_shows_other_bytes_nor_deletes_a_concurrent_commit
                 }
             },
         );
-        let result = closing
-            .finish_upload(&repo, &id, &digest, None, None)
-            .await;
+        let result = closing.finish_upload(&repo, &id, &digest, None, None).await;
         assert_eq!(relay.pending(), 0, "both interleavings happened");
         assert!(
-            matches!(&result, Err(RegistryError::BlobUploadInvalid(m)) if m.contains("send it again")),
-            "the first commit is refused cleanly: {result:?}"
+            result.is_ok(),
+            "the blob the first commit was for is stored (by the second session): {result:?}"
         );
         let seen = under_digest.lock().expect("seen").clone().expect("read");
         assert!(
@@ -1154,7 +1151,10 @@ async fn a_failed_commit_never_shows_other_bytes_nor_deletes_a_concurrent_commit
             .into_iter()
             .filter(|s| s.writes() && s.is_on(&blob_key))
             .collect();
-        assert!(writes.is_empty(), "the failed commit wrote the blob: {writes:?}");
+        assert!(
+            writes.is_empty(),
+            "the failed commit wrote the blob: {writes:?}"
+        );
         assert!(other.has_blob(&repo, &digest).await.expect("has"));
         let stored = other
             .storage()
@@ -1162,14 +1162,7 @@ async fn a_failed_commit_never_shows_other_bytes_nor_deletes_a_concurrent_commit
             .await
             .expect("the second session's blob is still there");
         assert_eq!(Digest::of(&stored), digest);
-        // The first client's next attempt finds the late bytes, and is told so.
-        let retry = closing
-            .finish_upload(&repo, &id, &digest, None, None)
-            .await;
-        assert!(
-            matches!(&retry, Err(RegistryError::DigestInvalid(_))),
-            "{retry:?}"
-        );
+        assert!(closing.has_blob(&repo, &digest).await.expect("has"));
     })
     .await
 }

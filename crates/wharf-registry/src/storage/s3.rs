@@ -50,7 +50,10 @@
 //! A mismatch found by either is the upload changing after its verification (the caller
 //! verified these bytes, at its version or by reading them back): `UploadChanged`, which the
 //! services answer with "send it again", keeping the session. Nothing is ever deleted from the
-//! blob's name on a failed commit, so a concurrent correct commit's blob stays.
+//! blob's name on a failed commit, so a concurrent correct commit's blob stays; and a commit
+//! that fails while another commit of the same digest stored it (another session's, or this
+//! session's retried on another replica, whose end removed this one's staging object) is done:
+//! the blob it was for is there, with verified bytes.
 //!
 //! The client is configured explicitly, never from the environment: a machine's unrelated
 //! `AWS_*` variables (`AWS_CA_BUNDLE`...) must not change how the registry talks to S3.
@@ -560,6 +563,68 @@ impl S3Storage {
         Ok(Digest::from_hasher(hasher) == *digest)
     }
 
+    /// Stores the upload's `chunks`, verified by the caller (at `verified`, or by reading them
+    /// back), under `target`, putting nothing there unless its digest is `digest` (module docs).
+    async fn store_verified_blob(
+        &self,
+        id: &str,
+        digest: &Digest,
+        target: &Path,
+        chunks: Vec<(u64, ObjectMeta)>,
+        verified: Option<UploadVersion>,
+    ) -> Result<(), StorageError> {
+        let changed = || StorageError::UploadChanged { id: id.to_string() };
+        if let [(_, only)] = chunks.as_slice()
+            && only.size <= COPY_LIMIT
+        {
+            // One chunk (monolithic and POST+PUT uploads): server-side copies, each atomic for
+            // readers. The chunk may have been replaced between the listing and the copy, so it
+            // is copied to a staging object of this commit and checked there; only verified
+            // bytes are copied on to the blob's name.
+            let staging =
+                self.upload_path(id, &format!("commit-{:032x}", rand::random::<u128>()))?;
+            self.store
+                .copy(&only.location, &staging)
+                .await
+                .map_err(|e| os_error("COPY", &self.name(&staging), e))?;
+            let listed = verified.is_some().then_some(only);
+            let stored = match self.copied_verified(&staging, listed, digest).await {
+                Ok(true) => self
+                    .store
+                    .copy(&staging, target)
+                    .await
+                    .map_err(|e| os_error("COPY", &self.name(target), e)),
+                Ok(false) => Err(changed()),
+                Err(e) => Err(e),
+            };
+            if stored.is_err() {
+                // The session stays for the client's next attempt; on success `upload_delete`
+                // removes the staging object with the rest of the upload.
+                let _ = self.delete_quietly(&staging).await;
+            }
+            return stored;
+        }
+        // Several chunks (or one past CopyObject's limit) are read back into the blob, hashed
+        // on the way and checked before the object appears: the PUT, or the multipart
+        // completion, is sent only for the verified digest, else nothing is.
+        let mut hasher = Sha256::new();
+        let stream = self.chunks_stream(chunks);
+        match self
+            .write_stream(target, stream, false, Some(&mut hasher), Some(digest))
+            .await
+        {
+            Ok(_) => Ok(()),
+            // Other bytes than the caller verified: a late request replaced a chunk since.
+            Err(StorageError::DigestMismatch { .. }) => Err(changed()),
+            Err(StorageError::Stream(e)) => Err(StorageError::Io {
+                op: "read upload",
+                path: self.name(&self.upload_path(id, "chunks")?),
+                source: e,
+            }),
+            Err(e) => Err(e),
+        }
+    }
+
     /// The chunks of an upload, read back in order as one stream.
     fn chunks_stream(&self, chunks: Vec<(u64, ObjectMeta)>) -> ByteStream {
         let this = self.clone();
@@ -1067,62 +1132,25 @@ impl Storage for S3Storage {
             return Err(changed());
         }
         let target = self.blob_path(digest)?;
-        if self.head(&target).await?.is_some() {
-            // Pushed before (or by a concurrent commit): the same verified bytes. Mark it used.
-            self.put_bytes(&self.touch_path(digest)?, Bytes::new())
-                .await?;
-        } else if let [(_, only)] = chunks.as_slice()
-            && only.size <= COPY_LIMIT
-        {
-            // One chunk (monolithic and POST+PUT uploads): server-side copies, each atomic for
-            // readers. The chunk may have been replaced between the listing and the copy, so it
-            // is copied to a staging object of this commit and checked there; only verified
-            // bytes are copied on to the blob's name (module docs).
-            let staging =
-                self.upload_path(id, &format!("commit-{:032x}", rand::random::<u128>()))?;
-            self.store
-                .copy(&only.location, &staging)
+        let present = self.head(&target).await?.is_some();
+        if !present
+            && let Err(e) = self
+                .store_verified_blob(id, digest, &target, chunks, verified)
                 .await
-                .map_err(|e| os_error("COPY", &self.name(&staging), e))?;
-            let listed = verified.is_some().then_some(only);
-            let stored = match self.copied_verified(&staging, listed, digest).await {
-                Ok(true) => self
-                    .store
-                    .copy(&staging, &target)
-                    .await
-                    .map_err(|e| os_error("COPY", &self.name(&target), e)),
-                Ok(false) => Err(changed()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = stored {
-                // The session stays for the client's next attempt; on success `upload_delete`
-                // below removes the staging object with the rest of the upload.
-                let _ = self.delete_quietly(&staging).await;
+        {
+            // Another commit of this digest may have stored it meanwhile: another session's, or
+            // this one's retried on another replica (whose end removed this commit's staging
+            // object or chunks). Only verified bytes are ever under the name, so the blob this
+            // commit was for is there, and the commit is done.
+            if !matches!(self.head(&target).await, Ok(Some(_))) {
                 return Err(e);
             }
-        } else {
-            // Several chunks (or one past CopyObject's limit) are read back into the blob,
-            // hashed on the way and checked before the object appears: the PUT, or the
-            // multipart completion, is sent only for the verified digest, else nothing is.
-            let mut hasher = Sha256::new();
-            let stream = self.chunks_stream(chunks);
-            match self
-                .write_stream(&target, stream, false, Some(&mut hasher), Some(digest))
-                .await
-            {
-                Ok(_) => {}
-                // The caller verified these chunks (at `verified`, or by reading them back):
-                // other bytes now means a late request replaced one since.
-                Err(StorageError::DigestMismatch { .. }) => return Err(changed()),
-                Err(StorageError::Stream(e)) => {
-                    return Err(StorageError::Io {
-                        op: "read upload",
-                        path: self.name(&self.upload_path(id, "chunks")?),
-                        source: e,
-                    });
-                }
-                Err(e) => return Err(e),
-            }
+        }
+        // Pushed before, or by a concurrent commit: the same verified bytes. Mark it used (a
+        // blob just stored has a fresh time of its own; the mark costs one small PUT).
+        if present {
+            self.put_bytes(&self.touch_path(digest)?, Bytes::new())
+                .await?;
         }
         self.upload_delete(id).await
     }
