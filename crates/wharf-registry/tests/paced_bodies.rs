@@ -100,3 +100,73 @@ async fn a_large_upload_whose_end_comes_late_is_answered_and_the_connection_goes
         .await
         .expect("the server answers every request");
 }
+
+/// curl, a client we did not write, as the registry bench and most scripts use it: `-T` sends
+/// the body with its `Content-Length` (so it is paced) in 64 KiB writes after `Expect:
+/// 100-continue`. Once at full speed and once held to 2 MB/s (a slow link: the mark is never
+/// reached, and every paced wait ends at its limit), each upload followed by a GET on the same
+/// connection (`--next`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_uploads_at_full_speed_and_slowly_are_stored_and_the_connection_goes_on() {
+    let found = std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(found, "this test needs curl (apt-get install curl)");
+    let reg = registry_on_socket().await;
+    let addr = reg.socket.as_ref().expect("socket").addr;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (round, rate) in [(1u8, None), (2, Some("2M"))] {
+        let blob: Vec<u8> = (0..5 * MIB + 77).map(|i| (i % 253) as u8 ^ round).collect();
+        let digest = digest_of(&blob);
+        let file = dir.path().join(format!("blob-{round}"));
+        std::fs::write(&file, &blob).expect("write");
+        let started = reg
+            .call(http::Method::POST, "/v2/team/app/blobs/uploads/", &[], b"")
+            .await;
+        assert_eq!(started.status.as_u16(), 202);
+        let location = with_digest(started.header("location"), &digest);
+        let base = format!("http://{addr}");
+        let read_back = dir.path().join(format!("read-{round}"));
+        let mut curl = tokio::process::Command::new("curl");
+        curl.args([
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{num_connects}\\n",
+        ]);
+        if let Some(rate) = rate {
+            curl.args(["--limit-rate", rate]);
+        }
+        curl.arg("-T")
+            .arg(&file)
+            .args(["-H", "Content-Type: application/octet-stream"])
+            .arg(format!("{base}{location}"))
+            .arg("--next")
+            .args(["-sS", "-w", "%{http_code} %{num_connects}\\n", "-o"])
+            .arg(&read_back)
+            .arg(format!("{base}/v2/team/app/blobs/{digest}"));
+        // A guard against a hung upload (the failure this test looks for), not a timing
+        // assertion: the slow round takes about 3 s.
+        let out = tokio::time::timeout(Duration::from_secs(60), curl.output())
+            .await
+            .expect("curl ends")
+            .expect("curl runs");
+        let answers = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "round {round}: {answers} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            answers.lines().collect::<Vec<_>>(),
+            ["201 1", "200 0"],
+            "round {round}: the upload is stored, and the GET reuses its connection"
+        );
+        assert!(
+            std::fs::read(&read_back).expect("read back") == blob,
+            "round {round}: the blob reads back whole"
+        );
+    }
+}
