@@ -5,6 +5,7 @@
 #   bash bench/registry.sh               # everything
 #   RUNS=3 bash bench/registry.sh        # fewer hyperfine runs (quick check)
 #   BIG_MIB=512 bash bench/registry.sh   # smaller "2 GB" memory push (quick check)
+#   SERVICE_SESSIONS=1 bash bench/registry.sh  # each server in its own session, like a service
 #
 # Both servers listen on 127.0.0.1 (free ports picked at run time) with temporary roots and the
 # same htpasswd file; four servers run: wharf and docker-registry, each with htpasswd auth and
@@ -73,6 +74,13 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# SERVICE_SESSIONS=1: every server in a session of its own (setsid), as a service manager starts
+# a daemon. With the kernel's autogroup scheduling (sched_autogroup_enabled=1), the CPU is then
+# shared between sessions first: a load started beside the bench (`yes > /dev/null`) competes
+# with each server as a whole, not thread by thread. Default 0: everything in the bench's session.
+AS_SERVICE=()
+[[ "${SERVICE_SESSIONS:-0}" == 1 ]] && AS_SERVICE=(setsid)
+
 LOAD_BEFORE="$(uptime)"
 
 htpasswd -Bbn -C "$HTPASSWD_COST" "$USER_NAME" "$USER_PASS" >"$WORK/htpasswd"
@@ -95,7 +103,7 @@ start_wharf() {
   mkdir -p "$WORK/$name"
   local args=(registry serve --addr "127.0.0.1:$port" --root "$WORK/$name/root" --auth "$auth")
   [[ "$auth" == basic ]] && args+=(--htpasswd "$WORK/htpasswd")
-  "$WHARF" "${args[@]}" >"$WORK/$name.log" 2>&1 &
+  ${AS_SERVICE[@]} "$WHARF" "${args[@]}" >"$WORK/$name.log" 2>&1 &
   remember_server "$name" "$port" $! "$WORK/$name/root/blobs/sha256"
 }
 
@@ -111,7 +119,7 @@ start_dr() {
     echo "http: {addr: 127.0.0.1:$port}"
     [[ "$auth" == basic ]] && echo "auth: {htpasswd: {realm: r, path: $WORK/htpasswd}}"
   } >"$WORK/$name.yml"
-  docker-registry serve "$WORK/$name.yml" >"$WORK/$name.log" 2>&1 &
+  ${AS_SERVICE[@]} docker-registry serve "$WORK/$name.yml" >"$WORK/$name.log" 2>&1 &
   remember_server "$name" "$port" $! "$WORK/$name/root/docker/registry/v2/blobs/sha256"
 }
 
