@@ -1125,32 +1125,26 @@ impl Storage for S3Storage {
         let Some((_, chunks)) = self.upload_state(id).await? else {
             return Err(StorageError::UploadUnknown(id.to_string()));
         };
-        let changed = || StorageError::UploadChanged { id: id.to_string() };
         // A chunk of a part or more completes unconditionally (module docs): a late request at
         // its offset may have replaced it since the caller hashed it.
         if verified.is_some() && version_of(&chunks) != verified {
-            return Err(changed());
+            return Err(StorageError::UploadChanged { id: id.to_string() });
         }
         let target = self.blob_path(digest)?;
-        let present = self.head(&target).await?.is_some();
-        if !present
-            && let Err(e) = self
-                .store_verified_blob(id, digest, &target, chunks, verified)
-                .await
-        {
+        if self.head(&target).await?.is_some() {
+            // Pushed before (or by a concurrent commit): the same verified bytes. Mark it used.
+            self.put_bytes(&self.touch_path(digest)?, Bytes::new())
+                .await?;
+        } else if let Err(e) = self
+            .store_verified_blob(id, digest, &target, chunks, verified)
+            .await
             // Another commit of this digest may have stored it meanwhile: another session's, or
             // this one's retried on another replica (whose end removed this commit's staging
             // object or chunks). Only verified bytes are ever under the name, so the blob this
             // commit was for is there, and the commit is done.
-            if !matches!(self.head(&target).await, Ok(Some(_))) {
-                return Err(e);
-            }
-        }
-        // Pushed before, or by a concurrent commit: the same verified bytes. Mark it used (a
-        // blob just stored has a fresh time of its own; the mark costs one small PUT).
-        if present {
-            self.put_bytes(&self.touch_path(digest)?, Bytes::new())
-                .await?;
+            && !matches!(self.head(&target).await, Ok(Some(_)))
+        {
+            return Err(e);
         }
         self.upload_delete(id).await
     }
