@@ -249,6 +249,110 @@ async fn a_request_body_that_stalls_ends_at_the_idle_timeout() {
     );
 }
 
+/// One request on its own connection with a raw head (`Connection: close` added) and body; the
+/// whole answer as text.
+async fn raw_exchange(addr: SocketAddr, head: &str, body: &[u8]) -> String {
+    let exchange = async {
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        conn.write_all(body).await.unwrap();
+        let mut raw = Vec::new();
+        conn.read_to_end(&mut raw).await.unwrap();
+        String::from_utf8_lossy(&raw).into_owned()
+    };
+    tokio::time::timeout(GUARD, exchange)
+        .await
+        .expect("the server answers")
+}
+
+fn header_of<'a>(answer: &'a str, name: &str) -> &'a str {
+    answer
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+        .unwrap_or_else(|| panic!("no {name} in {answer:?}"))
+}
+
+/// A body large enough to be read paced (`body_pacing`: its end is megabytes away, so reads wait
+/// for 1 MiB at a time) that stops mid-way: the paced wait must not hide the silence from the
+/// idle timeout. The connection is closed, the session holds every byte sent, and the client
+/// resumes from there: the blob then completes with the right digest.
+async fn a_large_paced_chunk_that_stalls_mid_way_ends_at_the_idle_timeout_and_resumes() {
+    const MIB: usize = 1024 * 1024;
+    let s = server("basic", quick_timeouts()).await;
+    let alice = basic("alice", ALICE_PW);
+    let blob: Vec<u8> = (0..8 * MIB).map(|i| (i % 253) as u8).collect();
+    let digest = common::digest_of(&blob);
+    let answer = raw_exchange(
+        s.addr,
+        &format!(
+            "POST /v2/team/a/blobs/uploads/ HTTP/1.1\r\nHost: x\r\nAuthorization: {alice}\r\nContent-Length: 0\r\n"
+        ),
+        b"",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let location = header_of(&answer, "location").to_string();
+    let patch = |from: usize, length: usize| {
+        format!(
+            "PATCH {location} HTTP/1.1\r\nHost: x\r\nAuthorization: {alice}\r\n\
+             Content-Type: application/octet-stream\r\nContent-Range: {from}-{}\r\n\
+             Content-Length: {length}\r\n",
+            from + length - 1
+        )
+    };
+    let answer = raw_exchange(s.addr, &patch(0, MIB), &blob[..MIB]).await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+
+    // Promise the other 7 MiB, send 3 MiB, then nothing.
+    let mut conn = TcpStream::connect(s.addr).await.unwrap();
+    conn.write_all(format!("{}\r\n", patch(MIB, 7 * MIB)).as_bytes())
+        .await
+        .unwrap();
+    conn.write_all(&blob[MIB..4 * MIB]).await.unwrap();
+    let mut raw = Vec::new();
+    let closed = tokio::time::timeout(GUARD, conn.read_to_end(&mut raw)).await;
+    assert!(closed.is_ok(), "a stalled paced body held its connection");
+    let text = String::from_utf8_lossy(&raw);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 400"),
+        "{text}"
+    );
+
+    // The session says how much it holds; resuming from there completes the blob.
+    let status = raw_exchange(
+        s.addr,
+        &format!("GET {location} HTTP/1.1\r\nHost: x\r\nAuthorization: {alice}\r\n"),
+        b"",
+    )
+    .await;
+    assert!(status.starts_with("HTTP/1.1 204"), "{status}");
+    let held: usize = header_of(&status, "range")
+        .strip_prefix("0-")
+        .and_then(|end| end.parse::<usize>().ok())
+        .map(|end| end + 1)
+        .unwrap_or_else(|| panic!("no range in {status}"));
+    // Every byte that reached the registry before the stall is kept: the paced read's last
+    // bytes (below its 1 MiB mark) were read once its wait ran out.
+    assert_eq!(held, 4 * MIB, "the session holds what was sent");
+    let answer = raw_exchange(s.addr, &patch(held, blob.len() - held), &blob[held..]).await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let separator = if location.contains('?') { '&' } else { '?' };
+    let answer = raw_exchange(
+        s.addr,
+        &format!(
+            "PUT {location}{separator}digest={digest} HTTP/1.1\r\nHost: x\r\nAuthorization: {alice}\r\nContent-Length: 0\r\n"
+        ),
+        b"",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+}
+
 async fn idle_keep_alive_connections_are_closed_but_not_before_the_idle_timeout() {
     let s = server(
         "basic",
@@ -647,6 +751,7 @@ on_each_backend!(
     a_request_head_that_never_ends_is_cut_at_the_header_timeout,
     a_head_dripped_a_byte_at_a_time_is_cut_at_the_header_timeout,
     a_request_body_that_stalls_ends_at_the_idle_timeout,
+    a_large_paced_chunk_that_stalls_mid_way_ends_at_the_idle_timeout_and_resumes,
     idle_keep_alive_connections_are_closed_but_not_before_the_idle_timeout,
     a_flood_of_silent_sockets_does_not_lock_legitimate_clients_out,
     upload_sessions_are_capped_per_subject_and_per_repository,
