@@ -904,45 +904,58 @@ async fn a_patch_streaming_longer_than_the_expiry_is_not_expired_by_another_repl
 /// Two restores of one blob set aside, at once (two gc runs recovering what a dead one left):
 /// both succeed and the blob is back, nothing left aside, whichever copy back lost the race.
 /// Before, a copy back that failed because the other restore had already removed the copy set
-/// aside was an error, failing that gc pass. RGW on loopback rarely loses that race (the copy
-/// is quick next to the other's HEADs), so this guards the outcome more than it reproduces the
-/// failure; the interleavings are argued in `services::gc`.
+/// aside was an error, failing that gc pass. RGW on loopback rarely loses that race on its own,
+/// so a relay in front of RGW holds the first restore's copy back until the second restore has
+/// finished (removed the aside copy included): the first copy then finds no source.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn two_restores_of_one_blob_at_once_both_succeed() {
     use wharf_registry::names::Digest;
     on_s3(async {
-        let reg = registry();
-        let other = wharf_registry::open_storage(&reg.config).expect("storage");
-        for round in 0..12 {
-            let data = pattern(2000, round);
-            let digest = Digest::of(&data);
-            reg.storage
-                .blob_put(&digest, Bytes::from(data))
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let (relayed_storage, relay) = relayed(&config).await;
+        let other = wharf_registry::open_storage(&config).expect("storage");
+        let data = pattern(2000, 7);
+        let digest = Digest::of(&data);
+        other
+            .blob_put(&digest, Bytes::from(data.clone()))
+            .await
+            .expect("blob");
+        assert!(other.blob_set_aside(&digest).await.expect("aside"));
+        relay.hold(|seen, _| seen.copy_source.is_some(), {
+            let (other, digest) = (other.clone(), digest.clone());
+            move || {
+                Box::pin(async move {
+                    other
+                        .blob_restore(&digest)
+                        .await
+                        .expect("the second restore");
+                })
+            }
+        });
+        relayed_storage
+            .blob_restore(&digest)
+            .await
+            .expect("the first restore, whose copy back found no source");
+        assert_eq!(
+            relay.pending(),
+            0,
+            "the second restore ran during the first"
+        );
+        assert_eq!(
+            other
+                .blob_read_small(&digest, u64::MAX)
                 .await
-                .expect("blob");
-            assert!(reg.storage.blob_set_aside(&digest).await.expect("aside"));
-            let (a, b) = tokio::join!(
-                reg.storage.blob_restore(&digest),
-                other.blob_restore(&digest)
-            );
-            a.expect("the first restore");
-            b.expect("the second restore");
-            assert!(
-                reg.storage
-                    .blob_info(&digest)
-                    .await
-                    .expect("info")
-                    .is_some()
-            );
-            assert_eq!(
-                reg.storage
-                    .blob_aside_last_use(&digest)
-                    .await
-                    .expect("aside"),
-                None
-            );
-        }
+                .expect("the blob is back")
+                .as_ref(),
+            &data[..]
+        );
+        assert_eq!(
+            other.blob_aside_last_use(&digest).await.expect("aside"),
+            None,
+            "nothing is left aside"
+        );
     })
     .await
 }
