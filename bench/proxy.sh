@@ -13,6 +13,9 @@
 #   upstream-direct  from the upstream (Debian's docker-registry) itself
 #   cold             through wharf's pull-through cache, its storage wiped and wharf restarted
 #                    before each run (untimed): every blob comes from the upstream
+#   cold-live        through a running wharf (the one serving cached and wharf-direct), its
+#                    `live/` entry's tag moved upstream to an image nobody pulled yet before each
+#                    run (untimed): the first pull of a new release, as a long-lived cache sees it
 #   cached           through the cache after one warm-up pull: everything from wharf's storage
 #   wharf-direct     the same image pushed to wharf directly (outside the proxied prefix)
 # With PEERS=1, two more:
@@ -20,7 +23,8 @@
 #                    kernel (splice), nothing stored or hashed, the cheapest any cache could be
 #   registry-cold    through Docker's registry as a pull-through cache (`proxy: remoteurl`) of
 #                    the upstream, wiped and restarted before each run like wharf's cold one
-# Targets: cached >= 0.9x the speed of wharf-direct; cold <= 1.2x the time of upstream-direct.
+# Targets: cached >= 0.9x the speed of wharf-direct; cold and cold-live <= 1.2x the time of
+# upstream-direct.
 # With PIN=1 the client gets a CPU of its own and the registries share the others (taskset), as
 # when the cache runs on another machine than the CI job pulling through it; by default all
 # three share every CPU, so the cache's own CPU competes with the client's on a small machine.
@@ -79,35 +83,39 @@ wait_ready() { # PORT
   return 1
 }
 
-say "image: $MIB MiB in 5 layers (random bytes, uncompressed tar layers)"
-python3 - "$WORK/image" "$MIB" <<'PY'
+PERF_RUNS="${PERF_RUNS:-0}"
+# Distinct images for cold-live: one per timed run, the warm-up, the check and each perf run.
+LIVE_IMAGES=$((RUNS + 2 + PERF_RUNS))
+say "image: $MIB MiB in 5 layers (random bytes, uncompressed tar layers), and $LIVE_IMAGES more like it"
+python3 - "$WORK/image" "$MIB" "$LIVE_IMAGES" <<'PY'
 import hashlib, io, json, os, sys, tarfile
-out, mib = sys.argv[1], int(sys.argv[2])
+out, mib, live = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 blobs = os.path.join(out, "blobs", "sha256")
 os.makedirs(blobs)
 def put(data):
     d = hashlib.sha256(data).hexdigest()
     open(os.path.join(blobs, d), "wb").write(data)
     return "sha256:" + d
-layers = []
-for i in range(5):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
-        payload = os.urandom(mib * 1024 * 1024 // 5)
-        info = tarfile.TarInfo(f"data/layer{i}.bin"); info.size = len(payload); info.mtime = 0
-        t.addfile(info, io.BytesIO(payload))
-    data = buf.getvalue()
-    layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": put(data), "size": len(data)})
-config = json.dumps({"architecture": "amd64", "os": "linux",
-    "rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers]}}).encode()
-manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(config), "size": len(config)},
-    "layers": layers}).encode()
-md = put(manifest)
+index = []
+for name in ["t"] + [f"c{k}" for k in range(1, live + 1)]:
+    layers = []
+    for i in range(5):
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+            payload = os.urandom(mib * 1024 * 1024 // 5)
+            info = tarfile.TarInfo(f"data/layer{i}.bin"); info.size = len(payload); info.mtime = 0
+            t.addfile(info, io.BytesIO(payload))
+        data = buf.getvalue()
+        layers.append({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": put(data), "size": len(data)})
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers]}}).encode()
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": put(config), "size": len(config)},
+        "layers": layers}).encode()
+    index.append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": put(manifest), "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": name}})
 json.dump({"imageLayoutVersion": "1.0.0"}, open(os.path.join(out, "oci-layout"), "w"))
-json.dump({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-    "digest": md, "size": len(manifest), "annotations": {"org.opencontainers.image.ref.name": "t"}}]},
-    open(os.path.join(out, "index.json"), "w"))
+json.dump({"schemaVersion": 2, "manifests": index}, open(os.path.join(out, "index.json"), "w"))
 PY
 
 say "upstream (docker-registry) and wharf"
@@ -131,6 +139,12 @@ root = "$2"
 prefix = "hub/"
 upstream = "http://127.0.0.1:$UP_PORT"
 ttl = "1h"
+
+# cold-live: its tag is checked upstream again after a second, and moved to a new image there.
+[[proxy]]
+prefix = "live/"
+upstream = "http://127.0.0.1:$UP_PORT"
+ttl = "1s"
 TOML
   echo "$WORK/wharf-$1.toml"
 }
@@ -138,6 +152,7 @@ WARM_PORT="$(free_port)"
 ${SERVER_CPUS[@]} "$WHARF" registry serve --config "$(wharf_config "$WARM_PORT" "$WORK/warm-root")" --auth none \
   >"$WORK/warm.log" 2>&1 &
 PIDS+=($!)
+echo $! >"$WORK/warm.pid"
 wait_ready "$WARM_PORT"
 COLD_PORT="$(free_port)"
 COLD_CONFIG="$(wharf_config "$COLD_PORT" "$WORK/cold-root")"
@@ -197,6 +212,26 @@ fi
 push() { skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/image:t" "docker://$1"; }
 push "127.0.0.1:$UP_PORT/bench/img:1"
 push "127.0.0.1:$WARM_PORT/direct/img:1"
+mkdir "$WORK/live-manifests"
+for k in $(seq 1 "$LIVE_IMAGES"); do
+  skopeo copy --quiet --dest-tls-verify=false "oci:$WORK/image:c$k" "docker://127.0.0.1:$UP_PORT/bench/live:c$k"
+  # As the upstream holds it (skopeo compressed the layers on the way).
+  curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' -o "$WORK/live-manifests/c$k.json" \
+    "http://127.0.0.1:$UP_PORT/v2/bench/live/manifests/c$k"
+done
+# Untimed before each cold-live run: the upstream's bench/live:1 moves to the next image nobody
+# pulled yet, and the wait outlasts the live/ entry's 1 s ttl, so the running wharf fetches the
+# new manifest and every blob from the upstream, as on the first pull of a new release.
+echo 0 >"$WORK/live-next"
+cat >"$WORK/next-live.sh" <<SH
+set -e
+k=\$((\$(cat "$WORK/live-next") + 1))
+echo "\$k" >"$WORK/live-next"
+curl -sf -o /dev/null -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \\
+  --data-binary "@$WORK/live-manifests/c\$k.json" "http://127.0.0.1:$UP_PORT/v2/bench/live/manifests/1"
+rm -rf "$WORK/out"
+sleep 1.1
+SH
 pull() { echo "${CLIENT_CPU[*]} skopeo copy --quiet --src-tls-verify=false docker://$1 oci:$WORK/out:t"; }
 # Checked once (and the cache warmed) before timing.
 bash "$WORK/restart-cold.sh"
@@ -205,6 +240,8 @@ for ref in "127.0.0.1:$UP_PORT/bench/img:1" "127.0.0.1:$COLD_PORT/hub/bench/img:
   rm -rf "$WORK/out"
   eval "$(pull "$ref")"
 done
+bash "$WORK/next-live.sh"
+eval "$(pull "127.0.0.1:$WARM_PORT/live/bench/live:1")"
 if [[ "$PEERS" == 1 ]]; then
   bash "$WORK/restart-peer-cold.sh"
   for ref in "127.0.0.1:$RELAY_PORT/bench/img:1" "127.0.0.1:$PEER_PORT/bench/img:1"; do
@@ -221,6 +258,7 @@ hyperfine --runs "$RUNS" --warmup 1 --export-json "$BENCH/results/proxy.json" \
   --export-markdown "$BENCH/results/proxy.md" \
   -n upstream-direct --prepare "rm -rf $WORK/out" "$(pull "127.0.0.1:$UP_PORT/bench/img:1")" \
   -n cold --prepare "bash $WORK/restart-cold.sh" "$(pull "127.0.0.1:$COLD_PORT/hub/bench/img:1")" \
+  -n cold-live --prepare "bash $WORK/next-live.sh" "$(pull "127.0.0.1:$WARM_PORT/live/bench/live:1")" \
   -n cached --prepare "rm -rf $WORK/out" "$(pull "127.0.0.1:$WARM_PORT/hub/bench/img:1")" \
   -n wharf-direct --prepare "rm -rf $WORK/out" "$(pull "127.0.0.1:$WARM_PORT/direct/img:1")" \
   "${PEER_RUNS[@]}"
@@ -234,6 +272,8 @@ speed = m["wharf-direct"] / m["cached"]
 cold = m["cold"] / m["upstream-direct"]
 print(f"cached pull-through vs pushed to wharf: {speed:.2f}x the speed (target >= 0.9x): {'ok' if speed >= 0.9 else 'MISSED'}")
 print(f"cold pull-through vs the upstream directly: {cold:.2f}x the time (target <= 1.2x): {'ok' if cold <= 1.2 else 'MISSED'}")
+live = m["cold-live"] / m["upstream-direct"]
+print(f"cold pull-through on a running wharf vs the upstream directly: {live:.2f}x the time (target <= 1.2x): {'ok' if live <= 1.2 else 'MISSED'}")
 if "relay" in m:
     up = m["upstream-direct"]
     print(f"peers vs the upstream directly: relay (haproxy, TCP) {m['relay'] / up:.2f}x, "
@@ -243,31 +283,39 @@ echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # CPU and page faults of the cold wharf during one cold pull (perf stat attached to it once it
 # answers, detached when the pull ends): figures the machine's load hardly changes.
-PERF_RUNS="${PERF_RUNS:-0}"
 if ((PERF_RUNS > 0)); then
   command -v perf >/dev/null || { echo "missing perf: apt-get install linux-perf" >&2; exit 1; }
-  say "wharf's CPU per cold pull, $PERF_RUNS runs (perf stat -p)"
-  for run in $(seq 1 "$PERF_RUNS"); do
-    bash "$WORK/restart-cold.sh"
-    perf stat -x, -e task-clock,page-faults -p "$(cat "$WORK/cold.pid")" -o "$WORK/perf-$run.csv" &
-    PERF_PID=$!
-    sleep 0.2 # perf attaches
-    eval "$(pull "127.0.0.1:$COLD_PORT/hub/bench/img:1")"
-    kill -INT "$PERF_PID"
-    wait "$PERF_PID" || true
-  done
+  # perf_pulls NAME PREPARE PID-FILE REF: perf stat on the wharf whose pid is in PID-FILE (read
+  # after PREPARE ran) during each of PERF_RUNS pulls of REF.
+  perf_pulls() {
+    local name=$1 prepare=$2 pid_file=$3 ref=$4
+    for run in $(seq 1 "$PERF_RUNS"); do
+      bash "$prepare"
+      perf stat -x, -e task-clock,page-faults -p "$(cat "$pid_file")" -o "$WORK/perf-$name-$run.csv" &
+      PERF_PID=$!
+      sleep 0.2 # perf attaches
+      eval "$(pull "$ref")"
+      kill -INT "$PERF_PID"
+      wait "$PERF_PID" || true
+    done
+  }
+  say "wharf's CPU per cold pull, $PERF_RUNS runs each (perf stat -p)"
+  perf_pulls cold "$WORK/restart-cold.sh" "$WORK/cold.pid" "127.0.0.1:$COLD_PORT/hub/bench/img:1"
+  perf_pulls cold-live "$WORK/next-live.sh" "$WORK/warm.pid" "127.0.0.1:$WARM_PORT/live/bench/live:1"
   python3 - "$WORK" "$PERF_RUNS" <<'PY'
 import statistics, sys
 work, runs = sys.argv[1], int(sys.argv[2])
-clock, faults = [], []
-for run in range(1, runs + 1):
-    for line in open(f"{work}/perf-{run}.csv"):
-        f = line.strip().split(",")
-        if len(f) > 2 and f[2] == "task-clock":
-            clock.append(float(f[0]))
-        elif len(f) > 2 and f[2].startswith("page-faults"):
-            faults.append(int(float(f[0])))
-print(f"wharf task-clock per cold pull: median {statistics.median(clock):.1f} ms (min {min(clock):.1f}, max {max(clock):.1f})")
-print(f"wharf page faults per cold pull: median {statistics.median(faults):.0f} (min {min(faults)}, max {max(faults)})")
+for name, what in (("cold", "restarted before each pull"), ("cold-live", "running, a new image each pull")):
+    clock, faults = [], []
+    for run in range(1, runs + 1):
+        for line in open(f"{work}/perf-{name}-{run}.csv"):
+            f = line.strip().split(",")
+            if len(f) > 2 and f[2] == "task-clock":
+                clock.append(float(f[0]))
+            elif len(f) > 2 and f[2].startswith("page-faults"):
+                faults.append(int(float(f[0])))
+    print(f"{name} ({what}): wharf task-clock per pull median {statistics.median(clock):.1f} ms "
+          f"(min {min(clock):.1f}, max {max(clock):.1f}); page faults median {statistics.median(faults):.0f} "
+          f"(min {min(faults)}, max {max(faults)})")
 PY
 fi
