@@ -1015,6 +1015,79 @@ async fn a_chunk_replaced_after_verification_is_not_committed_under_the_digest()
     .await
 }
 
+/// Two 128-byte messages with one MD5 (Wang and Yu's published collision): with the same bytes
+/// after them, any prefix-aligned part holding them has one MD5 too.
+const MD5_TWINS: [&str; 2] = [
+    "d131dd02c5e6eec4693d9a0698aff95c2fcab58712467eab4004583eb8fb7f8955ad340609f4b30283e488832571415a085125e8f7cdc99fd91dbdf280373c5bd8823e3156348f5bae6dacd436c919c6dd53e2b487da03fd02396306d248cda0e99f33420f577ee8ce54b67080a80d1ec69821bcb6a8839396f9652b6ff72a70",
+    "d131dd02c5e6eec4693d9a0698aff95c2fcab50712467eab4004583eb8fb7f8955ad340609f4b30283e4888325f1415a085125e8f7cdc99fd91dbd7280373c5bd8823e3156348f5bae6dacd436c919c6dd53e23487da03fd02396306d248cda0e99f33420f577ee8ce54b67080280d1ec69821bcb6a8839396f965ab6ff72a70",
+];
+
+/// Regression (a hostile pusher): the late request of the test above, but with bytes made to
+/// give the replacement the verified chunk's ETag. S3's multipart ETag is an MD5 of the parts'
+/// MD5s, so two chunks that differ only in MD5-colliding blocks, sent in the same pieces (the
+/// same part boundaries), have one ETag: the commit took the ETag for the verified bytes and
+/// stored the replacement under the verified digest. Now a multipart chunk that another
+/// multipart write of its offset ever targeted is hashed, not vouched for by its ETag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn a_replacement_with_md5_colliding_parts_is_not_committed_under_the_digest() {
+    use common::interposed::Pause;
+    use wharf_registry::error::RegistryError;
+    use wharf_registry::names::{Digest, RepoName};
+    use wharf_registry::services::{Limits, Registry};
+    on_s3(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let storage = |pause| replica_storage(&config, pause);
+        let committing = storage(Some(Pause::UploadCommit));
+        let closing = Registry::new(committing.clone(), Limits::default());
+        let late = Arc::new(Registry::new(storage(None), Limits::default()));
+        let repo = RepoName::parse("team/app").expect("name");
+        let len = 9 * 1024 * 1024;
+        let rest = pattern(len - 128, 33);
+        let [verified, hostile] =
+            MD5_TWINS.map(|twin| [hex::decode(twin).expect("hex"), rest.clone()].concat());
+        assert_ne!(Digest::of(&verified), Digest::of(&hostile));
+        let id = closing.start_upload(&repo, "tester").await.expect("start");
+
+        let complete_late = late_request(late, &repo, &id, 0, hostile.clone()).await;
+        // In 1 MiB pieces like the late request's body: the same parts, so the same ETag.
+        let pieces: Vec<_> = verified
+            .chunks(1024 * 1024)
+            .map(|piece| Ok(Bytes::copy_from_slice(piece)))
+            .collect();
+        closing
+            .append_upload(
+                &repo,
+                &id,
+                Some((0, len as u64 - 1)),
+                Box::pin(futures_util::stream::iter(pieces)),
+            )
+            .await
+            .expect("the client's chunk");
+        *committing.hook.lock().expect("hook") = Some(Box::new(complete_late));
+        let digest = Digest::of(&verified);
+        let result = closing
+            .finish_upload(&repo, &id, &digest, None, None)
+            .await;
+        assert!(
+            committing.hook.lock().expect("hook").is_none(),
+            "the late chunk completed before the commit"
+        );
+        match closing.storage().blob_read_small(&digest, u64::MAX).await {
+            Ok(stored) => assert!(
+                stored.as_ref() == verified.as_slice(),
+                "other bytes stored under the verified digest (commit: {result:?})"
+            ),
+            Err(_) => assert!(
+                matches!(&result, Err(RegistryError::BlobUploadInvalid(m)) if m.contains("send it again")),
+                "nothing stored, and the commit is refused cleanly: {result:?}"
+            ),
+        }
+    })
+    .await
+}
+
 /// A request at `offset` of upload `id` sent through `late` (another replica) that has checked
 /// the offset and is receiving its body: the returned hook sends the rest, and ends once the
 /// chunk is stored (a multipart completion, which S3 does not make conditional: it replaces

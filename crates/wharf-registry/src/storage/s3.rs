@@ -15,6 +15,9 @@
 //!                                          upload: its time keeps the upload from looking idle
 //! <prefix>/uploads/<id>/commit-<random>    a commit's copy of a single chunk, checked before it
 //!                                          is copied on to the blob (removed with the upload)
+//! <prefix>/uploads/<id>/attempts/<offset>/a-<random>
+//!                                          empty, left by every multipart write of the chunk at
+//!                                          <offset> before it starts (removed with the upload)
 //! <prefix>/multipart/<random>              a multipart upload in progress (key and id),
 //!                                          rewritten with every part, so upkeep can abort one
 //!                                          whose writer died
@@ -40,6 +43,10 @@
 //!   of the upload (`commit-<random>`, its own per commit), checked there (the copy keeps the
 //!   listed chunk's ETag, else it is read back and hashed; always hashed when the caller gave
 //!   no version), and only then copied on to the blob's name: CopyObject is atomic for readers.
+//!   The ETag vouches for a multipart chunk only if it was the only multipart write of its
+//!   offset (its `attempts` marks, listed after the copy): a multipart ETag is an MD5 of the
+//!   parts' MD5s, which a hostile client can make collide for other bytes (a test does, with a
+//!   published MD5 collision) and send as a late request replacing the verified chunk.
 //!   One copy more than a direct one; the staging object goes in `upload_delete`'s single
 //!   DeleteObjects request with the chunks, and on a failed check at once.
 //! - several chunks, or one past CopyObject's 5 GiB limit, are read back in order and written
@@ -312,7 +319,9 @@ impl S3Storage {
             .await
             .map_err(|e| os_error("GET", &self.name(from), e))?;
         let stream: ByteStream = Box::pin(got.into_stream().map_err(io::Error::other));
-        let written = self.write_stream(to, stream, false, None, None).await?;
+        let written = self
+            .write_stream(to, stream, false, None, None, None)
+            .await?;
         match written.stream_error {
             None => Ok(()),
             Some(e) => {
@@ -336,6 +345,12 @@ impl S3Storage {
     fn hash_path(&self, id: &str, offset: u64) -> Result<Path, StorageError> {
         // Not a number: `upload_state` takes only numbers for chunks.
         self.upload_path(id, &format!("hash-{offset:020}"))
+    }
+
+    /// Where every multipart write of the chunk at `offset` leaves a mark before it starts
+    /// (see `multipart_rivals`).
+    fn attempts_path(&self, id: &str, offset: u64) -> Result<Path, StorageError> {
+        self.upload_path(id, &format!("attempts/{offset:020}"))
     }
 
     fn chunk_path(&self, id: &str, offset: u64) -> Result<Path, StorageError> {
@@ -418,6 +433,7 @@ impl S3Storage {
         create_only: bool,
         mut hasher: Option<&mut Sha256>,
         verify: Option<&Digest>,
+        multipart_marker: Option<&Path>,
     ) -> Result<Written, StorageError> {
         let mut pending: Vec<Bytes> = Vec::new();
         let mut pending_len = 0usize;
@@ -437,7 +453,12 @@ impl S3Storage {
                     if pending_len >= PART_SIZE {
                         let writer = match multipart.as_mut() {
                             Some(w) => w,
-                            None => multipart.insert(MultipartWriter::start(self, path).await?),
+                            None => {
+                                if let Some(marker) = multipart_marker {
+                                    self.put_bytes(marker, Bytes::new()).await?;
+                                }
+                                multipart.insert(MultipartWriter::start(self, path).await?)
+                            }
                         };
                         let part = PutPayload::from_iter(std::mem::take(&mut pending));
                         pending_len = 0;
@@ -563,6 +584,22 @@ impl S3Storage {
         Ok(Digest::from_hasher(hasher) == *digest)
     }
 
+    /// Whether the chunk at `offset`, listed as `chunk`, may have been replaced by another
+    /// request's multipart write: it is a multipart object (only those complete
+    /// unconditionally) and more than one multipart write of that offset left its mark.
+    async fn multipart_rivals(
+        &self,
+        id: &str,
+        offset: u64,
+        chunk: &ObjectMeta,
+    ) -> Result<bool, StorageError> {
+        if chunk.size < PART_SIZE as u64 {
+            return Ok(false);
+        }
+        let marks = self.list_all(&self.attempts_path(id, offset)?).await?;
+        Ok(marks.len() > 1)
+    }
+
     /// Stores the upload's `chunks`, verified by the caller (at `verified`, or by reading them
     /// back), under `target`, putting nothing there unless its digest is `digest` (module docs).
     async fn store_verified_blob(
@@ -574,7 +611,7 @@ impl S3Storage {
         verified: Option<UploadVersion>,
     ) -> Result<(), StorageError> {
         let changed = || StorageError::UploadChanged { id: id.to_string() };
-        if let [(_, only)] = chunks.as_slice()
+        if let [(offset, only)] = chunks.as_slice()
             && only.size <= COPY_LIMIT
         {
             // One chunk (monolithic and POST+PUT uploads): server-side copies, each atomic for
@@ -587,7 +624,14 @@ impl S3Storage {
                 .copy(&only.location, &staging)
                 .await
                 .map_err(|e| os_error("COPY", &self.name(&staging), e))?;
-            let listed = verified.is_some().then_some(only);
+            // The listed ETag vouches for the copy only if no other multipart write ever went
+            // to this offset: a replacement whose parts collide in MD5 would carry the same
+            // ETag. Asked after the copy, so a replacement the copy could have read shows.
+            let listed = if verified.is_some() && !self.multipart_rivals(id, *offset, only).await? {
+                Some(only)
+            } else {
+                None
+            };
             let stored = match self.copied_verified(&staging, listed, digest).await {
                 Ok(true) => self
                     .store
@@ -610,7 +654,7 @@ impl S3Storage {
         let mut hasher = Sha256::new();
         let stream = self.chunks_stream(chunks);
         match self
-            .write_stream(target, stream, false, Some(&mut hasher), Some(digest))
+            .write_stream(target, stream, false, Some(&mut hasher), Some(digest), None)
             .await
         {
             Ok(_) => Ok(()),
@@ -848,7 +892,7 @@ impl Storage for S3Storage {
         let target = self.blob_path(digest)?;
         let mut hasher = Sha256::new();
         let written = self
-            .write_stream(&target, data, false, Some(&mut hasher), Some(digest))
+            .write_stream(&target, data, false, Some(&mut hasher), Some(digest), None)
             .await?;
         Ok(written.bytes)
     }
@@ -1024,7 +1068,15 @@ impl Storage for S3Storage {
             });
         }
         let path = self.chunk_path(id, offset)?;
-        let written = match self.write_stream(&path, data, true, None, None).await {
+        // Named so that no listing of the upload takes it for a chunk (those are numbers).
+        let marker = self.upload_path(
+            id,
+            &format!("attempts/{offset:020}/a-{:032x}", rand::random::<u128>()),
+        )?;
+        let written = match self
+            .write_stream(&path, data, true, None, None, Some(&marker))
+            .await
+        {
             Ok(done) => done,
             // Another request (on another replica) appended at this offset meanwhile: to the
             // client, the same as a chunk that does not continue the upload.
