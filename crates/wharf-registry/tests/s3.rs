@@ -1528,6 +1528,72 @@ async fn a_commit_that_died_after_staging_leaves_nothing_expiry_keeps() {
     .await
 }
 
+/// Regression: a session's deletion removed its chunks first and its info document last. An
+/// append that listed the session in between found it live with no chunk at 0 and stored one:
+/// a chunk where the deletion had just removed the verified one, which a commit of the same
+/// session that listed it before (on another replica) could copy as the verified bytes. Now
+/// the info document goes first: an append held into the deletion's last request finds no
+/// session, and nothing is left under the upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn no_chunk_is_written_into_a_session_being_deleted() {
+    use wharf_registry::storage::StorageError;
+    on_s3(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let (deleting, relay) = relayed(&config).await;
+        let other = wharf_registry::open_storage(&config).expect("storage");
+        let id = "0123456789abcdef0123456789abcdef";
+        other
+            .upload_create(id, Bytes::from_static(b"{}"))
+            .await
+            .expect("create");
+        other
+            .upload_append(id, 0, one_piece(&pattern(3000, 91)))
+            .await
+            .expect("chunk");
+        // The deletion's last request waits for an append at offset 0 on another replica:
+        // object_store deletes with DeleteObjects requests (`POST ?delete`), one for the info
+        // document and one for the rest, so the second of them, whichever order they come in.
+        let is_delete = |seen: &common::s3_relay::Seen| {
+            seen.method == "POST" && seen.target.ends_with("?delete")
+        };
+        let appended: Arc<std::sync::Mutex<Option<Result<u64, String>>>> = Arc::default();
+        relay.hold(
+            move |seen, before| {
+                is_delete(seen) && before.iter().filter(|s| is_delete(s)).count() == 1
+            },
+            {
+                let (other, appended) = (other.clone(), appended.clone());
+                move || {
+                    Box::pin(async move {
+                        let result = other
+                            .upload_append(id, 0, one_piece(&pattern(3000, 92)))
+                            .await
+                            .map(|a| a.size)
+                            .map_err(|e| format!("{e:?}"));
+                        *appended.lock().expect("appended") = Some(result);
+                    })
+                }
+            },
+        );
+        deleting.upload_delete(id).await.expect("delete");
+        assert_eq!(relay.pending(), 0, "the append ran during the deletion");
+        let result = appended.lock().expect("appended").clone().expect("ran");
+        assert!(
+            result.is_err(),
+            "an append was stored in a session being deleted"
+        );
+        assert!(matches!(
+            other.upload_info(id).await,
+            Ok(None) | Err(StorageError::UploadUnknown(_))
+        ));
+        let left = other.upload_list().await.expect("list");
+        assert!(left.is_empty(), "left under uploads/: {left:?}");
+    })
+    .await
+}
+
 /// Regression: `upload_commit` of an upload with no chunk wrote no object (an empty stream
 /// wrote nothing) and reported success. The HTTP routes do not get there today (an empty
 /// closing PUT goes through `blob_put_verified`), but the trait promises the blob; the checked

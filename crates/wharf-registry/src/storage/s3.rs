@@ -1204,10 +1204,17 @@ impl Storage for S3Storage {
     async fn upload_delete(&self, id: &str) -> Result<(), StorageError> {
         let dir = self.upload_path(id, "")?;
         let objects = self.list_all(&dir).await?;
-        // The info document last: a half-deleted session still lists as one and expires.
+        // The info document first: from then on no request takes the session for a live one,
+        // so none can write a chunk where this deletion removed one. (With the info last, an
+        // append listing in between found the session with no chunk at 0 and stored one, a
+        // chunk a commit that listed the session before could then copy as the verified one.)
+        // What is left of a session deleted halfway still lists (`upload_list`) and expires.
         let (info, rest): (Vec<_>, Vec<_>) = objects
             .into_iter()
             .partition(|m| m.location.filename() == Some("info"));
+        for meta in &info {
+            self.delete_quietly(&meta.location).await?;
+        }
         // The rest (chunks, hash states, a commit's staging object) in one DeleteObjects
         // request: a commit ends with this, and its cost is per request.
         let rest = futures_util::stream::iter(rest.into_iter().map(|m| Ok(m.location))).boxed();
@@ -1217,9 +1224,6 @@ impl Storage for S3Storage {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(os_error("DELETE", &self.name(&dir), e)),
             }
-        }
-        for meta in &info {
-            self.delete_quietly(&meta.location).await?;
         }
         Ok(())
     }
