@@ -1339,6 +1339,79 @@ fn pulls_through_then_from_the_cache_with_the_upstream_down() {
     assert!(String::from_utf8_lossy(&missing.body).contains(&upstream.url()));
 }
 
+/// Docker Hub's shape as the upstream: Docker token authentication, and blobs on S3 that a blob
+/// GET answers with a 307 to a presigned URL of the S3 server (Debian's docker-registry on the
+/// Ceph RGW; Hub redirects to its CDN the same way). The cache follows the redirect to another
+/// host, without the registry's bearer token, and serves the image byte for byte.
+#[test]
+#[ignore = "needs Ceph RGW, docker-registry, skopeo, busybox-static: run by scripts/test-all.sh"]
+fn an_upstream_with_tokens_and_blobs_redirected_to_s3_is_pulled_through() {
+    let rgw = wharf_testkit::rgw::Rgw::shared().expect("Ceph RGW");
+    let upstream = wharf_testkit::Registry::start_token_on_s3(
+        &[UPSTREAM_USER],
+        &wharf_testkit::S3Bucket {
+            endpoint: rgw.endpoint().to_string(),
+            region: wharf_testkit::rgw::REGION.to_string(),
+            bucket: rgw.bucket().expect("bucket"),
+            access_key: rgw.access_key().to_string(),
+            secret_key: rgw.secret_key().to_string(),
+        },
+    )
+    .expect("docker-registry with tokens on S3");
+    let work = tempfile::tempdir().expect("tempdir");
+    push_fixture(&upstream, work.path(), b"hub-shaped");
+
+    // The premise: the upstream sends blob GETs to the S3 server.
+    let token = upstream
+        .issue_token(UPSTREAM_USER.0, "repository:team/busybox:pull")
+        .expect("token");
+    let bearer = format!("Bearer {token}");
+    let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+    let manifest = wharf_testkit::http::get(
+        &format!("{}/v2/team/busybox/manifests/1", upstream.url()),
+        &[("Authorization", &bearer), ("Accept", accept)],
+    )
+    .expect("manifest");
+    assert_eq!(manifest.status, 200, "{}", manifest.text());
+    let layer = manifest.json().expect("json")["layers"][0]["digest"]
+        .as_str()
+        .expect("a layer")
+        .to_string();
+    let blob = wharf_testkit::http::get(
+        &format!("{}/v2/team/busybox/blobs/{layer}", upstream.url()),
+        &[("Authorization", &bearer)],
+    )
+    .expect("blob");
+    assert_eq!(blob.status, 307, "{}", blob.text());
+    let location = blob.header("location").expect("location").to_string();
+    assert!(location.starts_with(rgw.endpoint()), "{location}");
+    // And S3 refuses the presigned URL if the registry's token comes along (two ways to
+    // authenticate): a client that forwards it cannot pull.
+    let with_token =
+        wharf_testkit::http::get(&location, &[("Authorization", &bearer)]).expect("s3");
+    assert_eq!(with_token.status, 400, "{}", with_token.text());
+    let without = wharf_testkit::http::get(&location, &[]).expect("s3");
+    assert_eq!(without.status, 200, "{}", without.text());
+
+    let wharf = Wharf::start(&upstream, |_| {});
+    let reference = format!("{}/hub/team/busybox:1", wharf.host());
+    skopeo_pull(&reference, &work.path().join("through")).expect("pull through wharf");
+    let through = wharf_testkit::inspect_raw(&reference, None).expect("inspect via wharf");
+    let direct = wharf_testkit::inspect_raw(
+        &format!("{}/team/busybox:1", upstream.host()),
+        Some(UPSTREAM_USER),
+    )
+    .expect("inspect upstream");
+    assert_eq!(through, direct, "the manifest is served byte for byte");
+    let cached = wharf.get(&format!("/v2/hub/team/busybox/blobs/{layer}"));
+    assert_eq!(cached.status, StatusCode::OK, "the layer is cached");
+    assert_eq!(
+        digest_of(&cached.body),
+        layer,
+        "the cached layer is the upstream's"
+    );
+}
+
 #[test]
 #[ignore = "needs docker-registry, skopeo, busybox-static, apache2-utils"]
 fn a_tag_is_refreshed_from_the_upstream_after_its_ttl() {

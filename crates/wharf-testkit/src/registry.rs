@@ -61,24 +61,21 @@ impl Registry {
     /// default redirects of blob GET/HEAD to presigned URLs), for comparisons with wharf on the
     /// same S3 server. It runs without `AWS_CA_BUNDLE`, which makes its driver panic at start.
     pub fn start_open_on_s3(s3: &S3Bucket) -> Result<Registry, Error> {
-        let storage = format!(
-            "storage:\n  s3:\n    accesskey: {}\n    secretkey: {}\n    region: {}\n    \
-             regionendpoint: {}\n    bucket: {}\n    secure: false\n    v4auth: true\n    \
-             rootdirectory: /registry\n",
-            yaml_str(&s3.access_key),
-            yaml_str(&s3.secret_key),
-            yaml_str(&s3.region),
-            yaml_str(&s3.endpoint),
-            yaml_str(&s3.bucket),
-        );
         Self::start(
             false,
             AuthKind::Open,
             String::new(),
             None,
-            Some(storage),
+            Some(s3.storage_yaml()),
             |_| Ok(()),
         )
+    }
+
+    /// Docker Hub's shape: Docker token authentication (as [`Registry::start_token`]) and the
+    /// blobs on an S3 bucket, a blob GET answered with a 307 to a presigned URL of the S3
+    /// server, which a client must fetch without the registry's `Authorization` header.
+    pub fn start_token_on_s3(users: &[(&str, &str)], s3: &S3Bucket) -> Result<Registry, Error> {
+        Self::token(users, Some(s3.storage_yaml()))
     }
 
     /// A registry with htpasswd (bcrypt) authentication for `users`, realm `basic-realm`.
@@ -126,6 +123,10 @@ impl Registry {
     /// A registry with Docker token authentication, backed by an in-process token server
     /// that knows `users` (they get pull and push on every repository; anonymous gets nothing).
     pub fn start_token(users: &[(&str, &str)]) -> Result<Registry, Error> {
+        Self::token(users, None)
+    }
+
+    fn token(users: &[(&str, &str)], storage: Option<String>) -> Result<Registry, Error> {
         let server = TokenServer::start(users)?;
         let cert = server.state.signer.cert_pem().to_string();
         let realm = server.realm();
@@ -134,7 +135,7 @@ impl Registry {
             AuthKind::Token,
             realm,
             Some(server),
-            None,
+            storage,
             move |dir: &Path| {
                 let file = dir.join("token-root.pem");
                 fs::write(&file, &cert).ctx(|| format!("writing {}", file.display()))?;
@@ -352,7 +353,8 @@ fn yaml_str(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
 
-/// An S3 bucket for [`Registry::start_open_on_s3`] (path-style, plain http).
+/// An S3 bucket for [`Registry::start_open_on_s3`] and [`Registry::start_token_on_s3`]
+/// (path-style, plain http).
 #[derive(Clone)]
 pub struct S3Bucket {
     pub endpoint: String,
@@ -360,6 +362,22 @@ pub struct S3Bucket {
     pub bucket: String,
     pub access_key: String,
     pub secret_key: String,
+}
+
+impl S3Bucket {
+    /// The registry config's `storage:` section for this bucket (distribution's S3 driver).
+    fn storage_yaml(&self) -> String {
+        format!(
+            "storage:\n  s3:\n    accesskey: {}\n    secretkey: {}\n    region: {}\n    \
+             regionendpoint: {}\n    bucket: {}\n    secure: false\n    v4auth: true\n    \
+             rootdirectory: /registry\n",
+            yaml_str(&self.access_key),
+            yaml_str(&self.secret_key),
+            yaml_str(&self.region),
+            yaml_str(&self.endpoint),
+            yaml_str(&self.bucket),
+        )
+    }
 }
 
 /// `storage`: a YAML `storage:` section replacing the filesystem one.
