@@ -347,10 +347,20 @@ impl S3Storage {
         self.upload_path(id, &format!("hash-{offset:020}"))
     }
 
-    /// Where every multipart write of the chunk at `offset` leaves a mark before it starts
-    /// (see `multipart_rivals`).
-    fn attempts_path(&self, id: &str, offset: u64) -> Result<Path, StorageError> {
-        self.upload_path(id, &format!("attempts/{offset:020}"))
+    /// The folder where every multipart write of the chunk at `offset` leaves a mark before it
+    /// starts (see `multipart_rivals`), or with `mark`, that write's mark. Marks are named so
+    /// that no listing of the upload takes one for a chunk (those are numbers).
+    fn attempts_path(
+        &self,
+        id: &str,
+        offset: u64,
+        mark: Option<u128>,
+    ) -> Result<Path, StorageError> {
+        let dir = format!("attempts/{offset:020}");
+        match mark {
+            Some(mark) => self.upload_path(id, &format!("{dir}/a-{mark:032x}")),
+            None => self.upload_path(id, &dir),
+        }
     }
 
     fn chunk_path(&self, id: &str, offset: u64) -> Result<Path, StorageError> {
@@ -596,7 +606,9 @@ impl S3Storage {
         if chunk.size < PART_SIZE as u64 {
             return Ok(false);
         }
-        let marks = self.list_all(&self.attempts_path(id, offset)?).await?;
+        let marks = self
+            .list_all(&self.attempts_path(id, offset, None)?)
+            .await?;
         Ok(marks.len() > 1)
     }
 
@@ -1068,11 +1080,7 @@ impl Storage for S3Storage {
             });
         }
         let path = self.chunk_path(id, offset)?;
-        // Named so that no listing of the upload takes it for a chunk (those are numbers).
-        let marker = self.upload_path(
-            id,
-            &format!("attempts/{offset:020}/a-{:032x}", rand::random::<u128>()),
-        )?;
+        let marker = self.attempts_path(id, offset, Some(rand::random()))?;
         let written = match self
             .write_stream(&path, data, true, None, None, Some(&marker))
             .await
