@@ -969,50 +969,78 @@ async fn two_restores_of_one_blob_at_once_both_succeed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_chunk_replaced_after_verification_is_not_committed_under_the_digest() {
-    use common::interposed::Pause;
     use wharf_registry::error::RegistryError;
-    use wharf_registry::names::{Digest, RepoName};
-    use wharf_registry::services::{Limits, Registry};
     on_s3(async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = config(dir.path());
-        let storage = |pause| replica_storage(&config, pause);
-        let committing = storage(Some(Pause::UploadCommit));
-        let closing = Registry::new(committing.clone(), Limits::default());
-        let late = Arc::new(Registry::new(storage(None), Limits::default()));
-        let repo = RepoName::parse("team/app").expect("name");
         let len = 9 * 1024 * 1024;
         let verified = pattern(len, 31);
-        let id = closing.start_upload(&repo, "tester").await.expect("start");
-
-        // The late request has checked the offset and is receiving its body...
-        let complete_late = late_request(late, &repo, &id, 0, pattern(len, 32)).await;
-        // ...while the client's own request stores the chunk that gets verified...
-        closing
-            .append_upload(&repo, &id, Some((0, len as u64 - 1)), one_piece(&verified))
-            .await
-            .expect("the client's chunk");
-        // ...and the late one completes, replacing it, just before the commit.
-        *committing.hook.lock().expect("hook") = Some(Box::new(complete_late));
-        let digest = Digest::of(&verified);
-        let result = closing
-            .finish_upload(&repo, &id, &digest, None, None)
-            .await;
-        assert!(
-            committing.hook.lock().expect("hook").is_none(),
-            "the late chunk completed before the commit"
-        );
+        let (result, storage) =
+            commit_with_a_late_replacement(&verified, pattern(len, 32), len).await;
         assert!(
             matches!(&result, Err(RegistryError::BlobUploadInvalid(m)) if m.contains("send it again")),
             "the commit is refused cleanly: {result:?}"
         );
         assert_eq!(
-            closing.storage().blob_info(&digest).await.expect("info"),
+            storage
+                .blob_info(&wharf_registry::names::Digest::of(&verified))
+                .await
+                .expect("info"),
             None,
             "no blob of other bytes under the verified digest"
         );
     })
     .await
+}
+
+/// The client's own request stores `verified` in `piece`-byte pieces at offset 0 of a new upload
+/// while a late request at the same offset (another replica's) receives `late`; the late one
+/// completes, replacing the chunk, just before the commit of `verified`'s digest. Returns the
+/// commit's result and the storage.
+async fn commit_with_a_late_replacement(
+    verified: &[u8],
+    late: Vec<u8>,
+    piece: usize,
+) -> (
+    Result<(), wharf_registry::error::RegistryError>,
+    Arc<dyn wharf_registry::storage::Storage>,
+) {
+    use common::interposed::Pause;
+    use wharf_registry::names::{Digest, RepoName};
+    use wharf_registry::services::{Limits, Registry};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = config(dir.path());
+    let storage = |pause| replica_storage(&config, pause);
+    let committing = storage(Some(Pause::UploadCommit));
+    let closing = Registry::new(committing.clone(), Limits::default());
+    let late_replica = Arc::new(Registry::new(storage(None), Limits::default()));
+    let repo = RepoName::parse("team/app").expect("name");
+    let id = closing.start_upload(&repo, "tester").await.expect("start");
+
+    // The late request has checked the offset and is receiving its body...
+    let complete_late = late_request(late_replica, &repo, &id, 0, late).await;
+    // ...while the client's own request stores the chunk that gets verified...
+    let pieces: Vec<_> = verified
+        .chunks(piece)
+        .map(|p| Ok(Bytes::copy_from_slice(p)))
+        .collect();
+    closing
+        .append_upload(
+            &repo,
+            &id,
+            Some((0, verified.len() as u64 - 1)),
+            Box::pin(futures_util::stream::iter(pieces)),
+        )
+        .await
+        .expect("the client's chunk");
+    // ...and the late one completes, replacing it, just before the commit.
+    *committing.hook.lock().expect("hook") = Some(Box::new(complete_late));
+    let result = closing
+        .finish_upload(&repo, &id, &Digest::of(verified), None, None)
+        .await;
+    assert!(
+        committing.hook.lock().expect("hook").is_none(),
+        "the late chunk completed before the commit"
+    );
+    (result, closing.storage().clone())
 }
 
 /// Two 128-byte messages with one MD5 (Wang and Yu's published collision): with the same bytes
@@ -1031,50 +1059,21 @@ const MD5_TWINS: [&str; 2] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_replacement_with_md5_colliding_parts_is_not_committed_under_the_digest() {
-    use common::interposed::Pause;
     use wharf_registry::error::RegistryError;
-    use wharf_registry::names::{Digest, RepoName};
-    use wharf_registry::services::{Limits, Registry};
+    use wharf_registry::names::Digest;
     on_s3(async {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let config = config(dir.path());
-        let storage = |pause| replica_storage(&config, pause);
-        let committing = storage(Some(Pause::UploadCommit));
-        let closing = Registry::new(committing.clone(), Limits::default());
-        let late = Arc::new(Registry::new(storage(None), Limits::default()));
-        let repo = RepoName::parse("team/app").expect("name");
         let len = 9 * 1024 * 1024;
         let rest = pattern(len - 128, 33);
         let [verified, hostile] =
             MD5_TWINS.map(|twin| [hex::decode(twin).expect("hex"), rest.clone()].concat());
         assert_ne!(Digest::of(&verified), Digest::of(&hostile));
-        let id = closing.start_upload(&repo, "tester").await.expect("start");
-
-        let complete_late = late_request(late, &repo, &id, 0, hostile.clone()).await;
         // In 1 MiB pieces like the late request's body: the same parts, so the same ETag.
-        let pieces: Vec<_> = verified
-            .chunks(1024 * 1024)
-            .map(|piece| Ok(Bytes::copy_from_slice(piece)))
-            .collect();
-        closing
-            .append_upload(
-                &repo,
-                &id,
-                Some((0, len as u64 - 1)),
-                Box::pin(futures_util::stream::iter(pieces)),
-            )
+        let (result, storage) =
+            commit_with_a_late_replacement(&verified, hostile, 1024 * 1024).await;
+        match storage
+            .blob_read_small(&Digest::of(&verified), u64::MAX)
             .await
-            .expect("the client's chunk");
-        *committing.hook.lock().expect("hook") = Some(Box::new(complete_late));
-        let digest = Digest::of(&verified);
-        let result = closing
-            .finish_upload(&repo, &id, &digest, None, None)
-            .await;
-        assert!(
-            committing.hook.lock().expect("hook").is_none(),
-            "the late chunk completed before the commit"
-        );
-        match closing.storage().blob_read_small(&digest, u64::MAX).await {
+        {
             Ok(stored) => assert!(
                 stored.as_ref() == verified.as_slice(),
                 "other bytes stored under the verified digest (commit: {result:?})"
