@@ -432,14 +432,8 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
 #[ignore = "needs Ceph RGW and docker-registry: run by scripts/test-all.sh"]
 async fn same_answers_as_docker_registry_on_the_same_rgw() {
     let rgw = wharf_testkit::rgw::Rgw::shared().expect("Ceph RGW");
-    let theirs = wharf_testkit::Registry::start_open_on_s3(&wharf_testkit::S3Bucket {
-        endpoint: rgw.endpoint().to_string(),
-        region: wharf_testkit::rgw::REGION.to_string(),
-        bucket: rgw.bucket().expect("bucket"),
-        access_key: rgw.access_key().to_string(),
-        secret_key: rgw.secret_key().to_string(),
-    })
-    .expect("docker-registry on S3");
+    let theirs = wharf_testkit::Registry::start_open_on_s3(&rgw.new_s3_bucket().expect("bucket"))
+        .expect("docker-registry on S3");
     let ours = on_s3(registry_on_socket()).await;
     let ours_addr = ours.socket.as_ref().expect("socket").addr;
     let theirs_addr: SocketAddr = theirs.host().parse().expect("addr");

@@ -1253,6 +1253,25 @@ fn push_fixture(upstream: &wharf_testkit::Registry, dir: &Path, extra: &[u8]) ->
     image.manifest_digest
 }
 
+/// `skopeo` pulls the fixture (`team/busybox:1`) through `wharf`'s `hub/` into `into`, and the
+/// manifest it serves is the upstream's byte for byte; returns that manifest.
+fn pulls_through_byte_for_byte(
+    wharf: &Wharf,
+    upstream: &wharf_testkit::Registry,
+    into: &Path,
+) -> String {
+    let reference = format!("{}/hub/team/busybox:1", wharf.host());
+    skopeo_pull(&reference, into).expect("pull through wharf");
+    let through = wharf_testkit::inspect_raw(&reference, None).expect("inspect via wharf");
+    let direct = wharf_testkit::inspect_raw(
+        &format!("{}/team/busybox:1", upstream.host()),
+        Some(UPSTREAM_USER),
+    )
+    .expect("inspect upstream");
+    assert_eq!(through, direct, "the manifest is served byte for byte");
+    through
+}
+
 /// `docker pull` through the daemon (127.0.0.0/8 registries are plain http to it by default).
 fn docker_pull(reference: &str) {
     let out = Command::new("docker")
@@ -1299,14 +1318,7 @@ fn pulls_through_then_from_the_cache_with_the_upstream_down() {
     let (mut upstream, work) = upstream_with_image(b"one");
     let wharf = Wharf::start(&upstream, |e| e.ttl = Duration::from_secs(1));
     let reference = format!("{}/hub/team/busybox:1", wharf.host());
-    skopeo_pull(&reference, &work.path().join("first")).expect("first pull through wharf");
-    let through = wharf_testkit::inspect_raw(&reference, None).expect("inspect via wharf");
-    let direct = wharf_testkit::inspect_raw(
-        &format!("{}/team/busybox:1", upstream.host()),
-        Some(UPSTREAM_USER),
-    )
-    .expect("inspect upstream");
-    assert_eq!(through, direct, "the manifest is served byte for byte");
+    let through = pulls_through_byte_for_byte(&wharf, &upstream, &work.path().join("first"));
     let docker = docker_available();
     if docker {
         docker_pull(&reference);
@@ -1349,13 +1361,7 @@ fn an_upstream_with_tokens_and_blobs_redirected_to_s3_is_pulled_through() {
     let rgw = wharf_testkit::rgw::Rgw::shared().expect("Ceph RGW");
     let upstream = wharf_testkit::Registry::start_token_on_s3(
         &[UPSTREAM_USER],
-        &wharf_testkit::S3Bucket {
-            endpoint: rgw.endpoint().to_string(),
-            region: wharf_testkit::rgw::REGION.to_string(),
-            bucket: rgw.bucket().expect("bucket"),
-            access_key: rgw.access_key().to_string(),
-            secret_key: rgw.secret_key().to_string(),
-        },
+        &rgw.new_s3_bucket().expect("bucket"),
     )
     .expect("docker-registry with tokens on S3");
     let work = tempfile::tempdir().expect("tempdir");
@@ -1394,15 +1400,7 @@ fn an_upstream_with_tokens_and_blobs_redirected_to_s3_is_pulled_through() {
     assert_eq!(without.status, 200, "{}", without.text());
 
     let wharf = Wharf::start(&upstream, |_| {});
-    let reference = format!("{}/hub/team/busybox:1", wharf.host());
-    skopeo_pull(&reference, &work.path().join("through")).expect("pull through wharf");
-    let through = wharf_testkit::inspect_raw(&reference, None).expect("inspect via wharf");
-    let direct = wharf_testkit::inspect_raw(
-        &format!("{}/team/busybox:1", upstream.host()),
-        Some(UPSTREAM_USER),
-    )
-    .expect("inspect upstream");
-    assert_eq!(through, direct, "the manifest is served byte for byte");
+    pulls_through_byte_for_byte(&wharf, &upstream, &work.path().join("through"));
     let cached = wharf.get(&format!("/v2/hub/team/busybox/blobs/{layer}"));
     assert_eq!(cached.status, StatusCode::OK, "the layer is cached");
     assert_eq!(

@@ -189,6 +189,18 @@ impl Rgw {
         Ok(name)
     }
 
+    /// A new bucket (as [`Rgw::bucket`]) with this gateway's address and keys, for a
+    /// docker-registry on S3 ([`crate::Registry::start_open_on_s3`]).
+    pub fn new_s3_bucket(&self) -> Result<crate::S3Bucket, Error> {
+        Ok(crate::S3Bucket {
+            endpoint: self.endpoint().to_string(),
+            region: REGION.to_string(),
+            bucket: self.bucket()?,
+            access_key: self.access_key().to_string(),
+            secret_key: self.secret_key().to_string(),
+        })
+    }
+
     /// A signed request without a body (curl's SigV4); fails unless the answer is 2xx.
     pub fn s3_request(&self, method: &str, path: &str) -> Result<String, Error> {
         // SHA-256 of the empty payload: RGW wants the header, curl does not send it by itself.
