@@ -43,10 +43,10 @@
 //!   of the upload (`commit-<random>`, its own per commit), checked there (the copy keeps the
 //!   listed chunk's ETag, else it is read back and hashed; always hashed when the caller gave
 //!   no version), and only then copied on to the blob's name: CopyObject is atomic for readers.
-//!   The ETag vouches for a multipart chunk only if it was the only multipart write of its
-//!   offset (its `attempts` marks, listed after the copy): a multipart ETag is an MD5 of the
-//!   parts' MD5s, which a hostile client can make collide for other bytes (a test does, with a
-//!   published MD5 collision) and send as a late request replacing the verified chunk.
+//!   The ETag vouches for the chunk only if no other multipart write went to its offset (the
+//!   `attempts` marks, listed after the copy): a multipart ETag is an MD5 of the parts' MD5s,
+//!   which a hostile client can make collide for other bytes (a test does, with a published
+//!   MD5 collision) and send as a late request replacing the verified chunk.
 //!   One copy more than a direct one; the staging object goes in `upload_delete`'s single
 //!   DeleteObjects request with the chunks, and on a failed check at once.
 //! - several chunks, or one past CopyObject's 5 GiB limit, are read back in order and written
@@ -595,21 +595,21 @@ impl S3Storage {
     }
 
     /// Whether the chunk at `offset`, listed as `chunk`, may have been replaced by another
-    /// request's multipart write: it is a multipart object (only those complete
-    /// unconditionally) and more than one multipart write of that offset left its mark.
+    /// request's multipart write (only those complete unconditionally): a multipart write of
+    /// that offset left its mark besides the one that stored `chunk`, if that was one (a chunk
+    /// of a part or more). Whatever the chunk's size: a small chunk's plain MD5 ETag is no
+    /// safer to compare with a server's multipart ETag than two multipart ones.
     async fn multipart_rivals(
         &self,
         id: &str,
         offset: u64,
         chunk: &ObjectMeta,
     ) -> Result<bool, StorageError> {
-        if chunk.size < PART_SIZE as u64 {
-            return Ok(false);
-        }
+        let own_marks = usize::from(chunk.size >= PART_SIZE as u64);
         let marks = self
             .list_all(&self.attempts_path(id, offset, None)?)
             .await?;
-        Ok(marks.len() > 1)
+        Ok(marks.len() > own_marks)
     }
 
     /// Stores the upload's `chunks`, verified by the caller (at `verified`, or by reading them
