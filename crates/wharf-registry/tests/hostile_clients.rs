@@ -93,25 +93,11 @@ async fn connect_from(addr: SocketAddr, from: Ipv4Addr) -> TcpStream {
     socket.connect(addr).await.unwrap()
 }
 
-/// One request on its own connection (`Connection: close`); returns status and body.
-async fn request_from(
-    addr: SocketAddr,
-    from: Ipv4Addr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, String) {
+/// Sends `head` (whole, with `Connection: close` and the blank line) and `body` on a connection
+/// of its own from `from`; the whole answer as text.
+async fn exchange_from(addr: SocketAddr, from: Ipv4Addr, head: &str, body: &[u8]) -> String {
     let exchange = async {
         let mut conn = connect_from(addr, from).await;
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
         conn.write_all(head.as_bytes()).await.unwrap();
         conn.write_all(body).await.unwrap();
         let mut raw = Vec::new();
@@ -121,7 +107,27 @@ async fn request_from(
     let raw = tokio::time::timeout(GUARD, exchange)
         .await
         .expect("the server answers");
-    let text = String::from_utf8_lossy(&raw).into_owned();
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// One request on its own connection (`Connection: close`); returns status and body.
+async fn request_from(
+    addr: SocketAddr,
+    from: Ipv4Addr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let text = exchange_from(addr, from, &head, body).await;
     let status = text
         .split(' ')
         .nth(1)
@@ -252,19 +258,8 @@ async fn a_request_body_that_stalls_ends_at_the_idle_timeout() {
 /// One request on its own connection with a raw head (`Connection: close` added) and body; the
 /// whole answer as text.
 async fn raw_exchange(addr: SocketAddr, head: &str, body: &[u8]) -> String {
-    let exchange = async {
-        let mut conn = TcpStream::connect(addr).await.unwrap();
-        conn.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
-            .await
-            .unwrap();
-        conn.write_all(body).await.unwrap();
-        let mut raw = Vec::new();
-        conn.read_to_end(&mut raw).await.unwrap();
-        String::from_utf8_lossy(&raw).into_owned()
-    };
-    tokio::time::timeout(GUARD, exchange)
-        .await
-        .expect("the server answers")
+    let head = format!("{head}Connection: close\r\n\r\n");
+    exchange_from(addr, Ipv4Addr::LOCALHOST, &head, body).await
 }
 
 fn header_of<'a>(answer: &'a str, name: &str) -> &'a str {
