@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Sets up every real component the tests need on a fresh Debian machine, then runs the whole
 # suite: unit tests, and the tiers that need a Docker daemon, Debian's docker-registry, skopeo and
-# Ceph's RADOS gateway
+# Ceph's RADOS gateway, and moto's S3 server
 # (marked #[ignore] so plain `cargo test` stays fast; run here with --include-ignored).
-# Needs root (apt-get, dockerd). Network use: apt and crates.io only; tests talk to loopback.
+# Needs root (apt-get, dockerd). Network use: apt, crates.io and PyPI (moto) only; tests talk to
+# loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,8 +12,8 @@ need_pkgs=()
 # iproute2: the sandbox brings up loopback in a job's network namespace; util-linux (setpriv) is essential.
 # ceph-mon ceph-osd radosgw ceph-common: a real S3 (Ceph's RADOS gateway on a memstore cluster on
 # loopback) for the registry's S3 storage tier (crates/wharf-testkit/src/rgw.rs); haproxy: replicas
-# behind a round-robin load balancer.
-for pkg in docker.io docker-registry skopeo podman busybox-static apache2-utils python3 golang-go git curl ca-certificates iproute2 uidmap ceph-mon ceph-osd radosgw ceph-common haproxy; do
+# behind a round-robin load balancer; python3-venv: moto's virtualenv below.
+for pkg in docker.io docker-registry skopeo podman busybox-static apache2-utils python3 python3-venv golang-go git curl ca-certificates iproute2 uidmap ceph-mon ceph-osd radosgw ceph-common haproxy; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -21,6 +22,19 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
+
+# moto's S3 server: a second S3 implementation for the registry's S3 tier (`moto::` tests,
+# crates/wharf-testkit/src/moto.rs). Not packaged by Debian: pinned from PyPI into a virtualenv
+# outside the checkout, made once (about 30 s).
+MOTO_VERSION=5.2.6
+moto_env="${XDG_CACHE_HOME:-$HOME/.cache}/wharf-tests/moto-$MOTO_VERSION"
+if [ ! -x "$moto_env/bin/moto_server" ]; then
+  echo "== installing moto[server]==$MOTO_VERSION from PyPI in $moto_env"
+  rm -rf "$moto_env"
+  python3 -m venv "$moto_env"
+  "$moto_env/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+fi
+export WHARF_TEST_MOTO_SERVER="$moto_env/bin/moto_server"
 
 started_dockerd=""
 cleanup() {

@@ -431,7 +431,7 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
 #[tokio::test]
 #[ignore = "needs Ceph RGW and docker-registry: run by scripts/test-all.sh"]
 async fn same_answers_as_docker_registry_on_the_same_rgw() {
-    let rgw = wharf_testkit::rgw::Rgw::shared().expect("Ceph RGW");
+    let rgw = wharf_testkit::rgw::shared().expect("Ceph RGW");
     let theirs = wharf_testkit::Registry::start_open_on_s3(&rgw.new_s3_bucket().expect("bucket"))
         .expect("docker-registry on S3");
     let ours = on_s3(registry_on_socket()).await;

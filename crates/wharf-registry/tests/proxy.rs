@@ -1358,7 +1358,7 @@ fn pulls_through_then_from_the_cache_with_the_upstream_down() {
 #[test]
 #[ignore = "needs Ceph RGW, docker-registry, skopeo, busybox-static: run by scripts/test-all.sh"]
 fn an_upstream_with_tokens_and_blobs_redirected_to_s3_is_pulled_through() {
-    let rgw = wharf_testkit::rgw::Rgw::shared().expect("Ceph RGW");
+    let rgw = wharf_testkit::rgw::shared().expect("Ceph RGW");
     let upstream = wharf_testkit::Registry::start_token_on_s3(
         &[UPSTREAM_USER],
         &rgw.new_s3_bucket().expect("bucket"),

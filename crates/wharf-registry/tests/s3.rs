@@ -1,8 +1,10 @@
-//! What only the S3 backend does, on a real Ceph RGW (an `#[ignore]`d tier run by
+//! What only the S3 backend does, on a real Ceph RGW (`rgw::` tests) and on moto's S3 server, a
+//! second implementation (`moto::` tests; both `#[ignore]`d tiers run by
 //! `scripts/test-all.sh`): replicas sharing a bucket continue each other's chunked uploads (chunks
 //! from 1 KB to over a multipart part, S3 refusing parts under 5 MiB), blobs stream through the
 //! registry when redirects are off, and upkeep aborts the multipart uploads of a writer that died.
-//! The API and conformance suites also run on S3 (`s3::` tests of `api.rs`, `conformance.rs`).
+//! The API and conformance suites also run on both (`s3::` and `moto::` tests of `api.rs`,
+//! `conformance.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -51,7 +53,7 @@ fn open_multipart_uploads(reg: &Reg) -> usize {
 
 /// Multipart uploads open in the bucket of `config`.
 fn open_multipart_uploads_in(config: &wharf_registry::Config) -> usize {
-    let rgw = wharf_testkit::rgw::Rgw::shared().expect("rgw");
+    let server = s3_server();
     let bucket = config
         .storage
         .url
@@ -59,7 +61,8 @@ fn open_multipart_uploads_in(config: &wharf_registry::Config) -> usize {
         .and_then(|u| u.strip_prefix("s3://"))
         .and_then(|u| u.split('/').next())
         .expect("bucket");
-    rgw.s3_request("GET", &format!("/{bucket}?uploads="))
+    server
+        .s3_request("GET", &format!("/{bucket}?uploads="))
         .expect("ListMultipartUploads")
         .matches("<UploadId>")
         .count()
@@ -67,8 +70,6 @@ fn open_multipart_uploads_in(config: &wharf_registry::Config) -> usize {
 
 /// An upload sent whole in its closing request goes straight to its blob (no copy), and only if
 /// the digest matches: a wrong one leaves no object and no open multipart upload.
-#[tokio::test]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_whole_upload_in_one_request_is_verified_before_it_appears() {
     on_s3(async {
         let reg = registry();
@@ -100,8 +101,6 @@ async fn a_whole_upload_in_one_request_is_verified_before_it_appears() {
 /// Regression: an empty blob pushed in its closing request was answered 201 but never written
 /// (an empty stream wrote no object), so it could not be pulled; gc's check after the commit
 /// then refused the push.
-#[tokio::test]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn an_empty_blob_pushed_whole_is_stored() {
     on_s3(async {
         let reg = registry();
@@ -123,8 +122,6 @@ async fn an_empty_blob_pushed_whole_is_stored() {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn chunked_upload_hops_between_replicas_on_one_bucket() {
     on_s3(async {
         let one = registry_on_socket().await;
@@ -243,8 +240,6 @@ async fn chunked_upload_hops_between_replicas_on_one_bucket() {
     .await
 }
 
-#[tokio::test]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn blobs_stream_through_the_registry_when_redirects_are_off() {
     on_s3(async {
         let mut config = config(tempfile::tempdir().expect("tempdir").path());
@@ -358,8 +353,6 @@ async fn append_fed_by_hand(
 /// A chunk bigger than a part is sent as a multipart upload; if its writer dies (here: the
 /// request is dropped mid-body, as a killed replica would leave it), the multipart upload stays
 /// open in S3, costing storage, until upkeep aborts it.
-#[tokio::test]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn upkeep_aborts_multipart_uploads_of_a_writer_that_died() {
     on_s3(async {
         let reg = registry();
@@ -405,13 +398,13 @@ async fn upkeep_aborts_multipart_uploads_of_a_writer_that_died() {
 /// The times of the multipart records in `reg`'s bucket (S3's ListObjects, signed by curl), as
 /// `LastModified` strings.
 fn multipart_record_times(reg: &Reg) -> Vec<String> {
-    let rgw = wharf_testkit::rgw::Rgw::shared().expect("rgw");
+    let server = s3_server();
     let url = reg.config.storage.url.as_deref().expect("an S3 registry");
     let (bucket, prefix) = url
         .trim_start_matches("s3://")
         .split_once('/')
         .expect("s3://bucket/prefix");
-    let listing = rgw
+    let listing = server
         // `/` escaped: curl signs the query as written, S3 checks it canonically escaped.
         .s3_request("GET", &format!("/{bucket}?prefix={prefix}%2Fmultipart%2F"))
         .expect("list");
@@ -429,8 +422,6 @@ fn multipart_record_times(reg: &Reg) -> Vec<String> {
 /// (or gc, on any replica) with a threshold between the upload's start and its latest part leaves
 /// it alone and the upload completes. Before, the record kept its first time and an upload
 /// longer than the threshold was aborted under its writer.
-#[tokio::test]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn upkeep_leaves_a_slow_but_live_multipart_upload_alone() {
     on_s3(async {
         let reg = registry();
@@ -482,8 +473,6 @@ async fn upkeep_leaves_a_slow_but_live_multipart_upload_alone() {
 /// is aborted only once its writer looks dead for the upload expiry, as upkeep does. Before, a
 /// gc with a short grace period (the three-replica test runs it with 8 s) aborted a live
 /// writer's multipart upload when its record was older than the grace period: the push failed.
-#[tokio::test]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn gc_with_a_short_grace_period_leaves_a_live_multipart_upload_alone() {
     use wharf_registry::GcOptions;
     use wharf_registry::services::{Limits, Registry};
@@ -529,8 +518,6 @@ async fn gc_with_a_short_grace_period_leaves_a_live_multipart_upload_alone() {
 /// A chunk cut off mid-body on one replica (the client or the replica went away): what arrived is
 /// stored, the other replica reports it, and the client resumes there; no partial blob is ever
 /// visible.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn an_interrupted_chunk_resumes_on_another_replica() {
     on_s3(async {
         let one = registry();
@@ -581,8 +568,6 @@ async fn an_interrupted_chunk_resumes_on_another_replica() {
 /// Two requests appending at the same offset at once (on two replicas): the chunk object is
 /// created with `If-None-Match: *`, so one wins and the other is told the upload moved on
 /// (416 to the client), never a silent overwrite or a 500.
-#[tokio::test]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn concurrent_appends_at_one_offset_cannot_both_win() {
     on_s3(async {
         let reg = registry();
@@ -631,8 +616,6 @@ async fn concurrent_appends_at_one_offset_cannot_both_win() {
 /// the hash state carried the upload's version, the replica that closed the upload took the
 /// state of the replaced bytes (accepting their digest for the stored chunk, a blob under the
 /// wrong name, and refusing the stored one's).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_hash_state_of_a_replaced_chunk_is_not_used_to_verify_the_upload() {
     use common::interposed::Pause;
     use wharf_registry::error::RegistryError;
@@ -723,8 +706,6 @@ async fn a_hash_state_of_a_replaced_chunk_is_not_used_to_verify_the_upload() {
 /// Issue 11: a chunked upload whose every request lands on another replica is verified from
 /// the hash state each replica saves with the session, not by reading the chunks back at commit
 /// (the commit still reads them once, to write the blob: S3 has no copy of parts from objects).
-#[tokio::test]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_chunked_upload_hopping_replicas_is_not_read_back_to_verify_it() {
     use wharf_registry::names::{Digest, RepoName};
     use wharf_registry::services::{Limits, Registry};
@@ -787,8 +768,6 @@ async fn a_chunked_upload_hopping_replicas_is_not_read_back_to_verify_it() {
 /// request commits it, on the replica that received it (the commit refused it as replaced
 /// before) and on another one, which continues the saved hash state instead of reading the
 /// chunk back (it could not match the listed version before).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_multipart_chunk_is_committed_on_its_replica_and_on_another() {
     use wharf_registry::names::{Digest, RepoName};
     use wharf_registry::services::{Limits, Registry};
@@ -845,8 +824,6 @@ async fn a_multipart_chunk_is_committed_on_its_replica_and_on_another() {
 /// and the chunk is stored, while an idle upload beside it expires. Before, the other replica
 /// judged the upload by its latest stored object, the info document (a chunk is stored only
 /// when its request ends), and removed it under its writer.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_patch_streaming_longer_than_the_expiry_is_not_expired_by_another_replica() {
     use wharf_registry::names::{Digest, RepoName};
     use wharf_registry::services::{Limits, Registry};
@@ -907,8 +884,6 @@ async fn a_patch_streaming_longer_than_the_expiry_is_not_expired_by_another_repl
 /// aside was an error, failing that gc pass. RGW on loopback rarely loses that race on its own,
 /// so a relay in front of RGW holds the first restore's copy back until the second restore has
 /// finished (removed the aside copy included): the first copy then finds no source.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn two_restores_of_one_blob_at_once_both_succeed() {
     use wharf_registry::names::Digest;
     on_s3(async {
@@ -966,8 +941,6 @@ async fn two_restores_of_one_blob_at_once_both_succeed() {
 /// the upload again), and no blob holds the late bytes under the verified digest. Before, the
 /// commit copied whatever the chunk held by then. The pause before the commit is a storage
 /// wrapper's: nothing else makes the late completion land in that window.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_chunk_replaced_after_verification_is_not_committed_under_the_digest() {
     use wharf_registry::error::RegistryError;
     on_s3(async {
@@ -1056,8 +1029,6 @@ const MD5_TWINS: [&str; 2] = [
 /// same part boundaries), have one ETag: the commit took the ETag for the verified bytes and
 /// stored the replacement under the verified digest. Now a multipart chunk that another
 /// multipart write of its offset ever targeted is hashed, not vouched for by its ETag.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_replacement_with_md5_colliding_parts_is_not_committed_under_the_digest() {
     use wharf_registry::error::RegistryError;
     use wharf_registry::names::Digest;
@@ -1140,8 +1111,8 @@ async fn relayed(
     Arc<dyn wharf_registry::storage::Storage>,
     common::s3_relay::Relay,
 ) {
-    let rgw = wharf_testkit::rgw::Rgw::shared().expect("rgw");
-    let relay = common::s3_relay::Relay::start(rgw.endpoint()).await;
+    let server = s3_server();
+    let relay = common::s3_relay::Relay::start(server.endpoint()).await;
     let mut relayed = config.clone();
     relayed.storage.endpoint = Some(relay.endpoint.clone());
     let storage = wharf_registry::open_storage(&relayed).expect("storage");
@@ -1158,8 +1129,6 @@ async fn relayed(
 /// session's blob stays. And since the blob the first commit was for is then stored (by the
 /// second session), the first commit is done too, not refused (it was "send it again", and the
 /// client's retry then failed on the late bytes although the registry had the blob).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_failed_commit_never_shows_other_bytes_nor_deletes_a_concurrent_commits_blob() {
     use wharf_registry::names::{Digest, RepoName};
     use wharf_registry::services::{Limits, Registry};
@@ -1257,8 +1226,6 @@ async fn a_failed_commit_never_shows_other_bytes_nor_deletes_a_concurrent_commit
 /// same event on a single chunk answers 400 BLOB_UPLOAD_INVALID "send it again" and keeps the
 /// session; and the rewritten blob appeared under the digest before its check. Now the digest
 /// is checked before the blob's multipart upload completes, and the answer is the same.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_chunk_of_several_replaced_during_the_commit_answers_send_it_again() {
     use wharf_registry::error::RegistryError;
     use wharf_registry::names::{Digest, RepoName};
@@ -1337,8 +1304,6 @@ async fn a_chunk_of_several_replaced_during_the_commit_answers_send_it_again() {
 /// several chunks the mismatch was a storage error (500). Now the staged copy of a single
 /// chunk is hashed before it is copied on, and both answer `UploadChanged` (the client's
 /// digest was right when the caller checked it), the session kept, nothing under the digest.
-#[tokio::test]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_commit_without_a_verified_version_checks_what_it_stores() {
     use wharf_registry::names::Digest;
     use wharf_registry::storage::StorageError;
@@ -1385,8 +1350,6 @@ async fn a_commit_without_a_verified_version_checks_what_it_stores() {
 /// What a commit costs in S3 requests (the relay's log), printed for the bench notes: the
 /// single-chunk commit makes one server-side copy more than a direct one (to its staging
 /// object and on), several chunks none; each writes the blob's name exactly once.
-#[tokio::test]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn s3_requests_of_a_commit() {
     use wharf_registry::names::Digest;
     on_s3(async {
@@ -1464,8 +1427,6 @@ async fn s3_requests_of_a_commit() {
 /// A commit that dies after copying a single chunk to its staging object (a replica killed
 /// there) leaves that object under the upload: it is no chunk (the upload's size and version
 /// are the chunk's), the session lists with it, and expiry removes it with the session.
-#[tokio::test]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn a_commit_that_died_after_staging_leaves_nothing_expiry_keeps() {
     use wharf_registry::names::Digest;
     use wharf_registry::services::{Limits, Registry};
@@ -1533,8 +1494,6 @@ async fn a_commit_that_died_after_staging_leaves_nothing_expiry_keeps() {
 /// session that listed it before (on another replica) could copy as the verified bytes. Now
 /// the info document goes first: an append held into the deletion's last request finds no
 /// session, and nothing is left under the upload.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn no_chunk_is_written_into_a_session_being_deleted() {
     use wharf_registry::storage::StorageError;
     on_s3(async {
@@ -1597,8 +1556,6 @@ async fn no_chunk_is_written_into_a_session_being_deleted() {
 /// wrote nothing) and reported success. The HTTP routes do not get there today (an empty
 /// closing PUT goes through `blob_put_verified`), but the trait promises the blob; the checked
 /// write now stores it.
-#[tokio::test]
-#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
 async fn an_upload_committed_with_no_chunk_stores_the_empty_blob() {
     use wharf_registry::names::Digest;
     use wharf_registry::storage::UploadVersion;
@@ -1619,3 +1576,29 @@ async fn an_upload_committed_with_no_chunk_stores_the_empty_blob() {
     })
     .await
 }
+
+on_each_s3_server!(
+    a_whole_upload_in_one_request_is_verified_before_it_appears,
+    an_empty_blob_pushed_whole_is_stored,
+    chunked_upload_hops_between_replicas_on_one_bucket,
+    blobs_stream_through_the_registry_when_redirects_are_off,
+    upkeep_aborts_multipart_uploads_of_a_writer_that_died,
+    upkeep_leaves_a_slow_but_live_multipart_upload_alone,
+    gc_with_a_short_grace_period_leaves_a_live_multipart_upload_alone,
+    an_interrupted_chunk_resumes_on_another_replica,
+    concurrent_appends_at_one_offset_cannot_both_win,
+    a_hash_state_of_a_replaced_chunk_is_not_used_to_verify_the_upload,
+    a_chunked_upload_hopping_replicas_is_not_read_back_to_verify_it,
+    a_multipart_chunk_is_committed_on_its_replica_and_on_another,
+    a_patch_streaming_longer_than_the_expiry_is_not_expired_by_another_replica,
+    two_restores_of_one_blob_at_once_both_succeed,
+    a_chunk_replaced_after_verification_is_not_committed_under_the_digest,
+    a_replacement_with_md5_colliding_parts_is_not_committed_under_the_digest,
+    a_failed_commit_never_shows_other_bytes_nor_deletes_a_concurrent_commits_blob,
+    a_chunk_of_several_replaced_during_the_commit_answers_send_it_again,
+    a_commit_without_a_verified_version_checks_what_it_stores,
+    s3_requests_of_a_commit,
+    a_commit_that_died_after_staging_leaves_nothing_expiry_keeps,
+    no_chunk_is_written_into_a_session_being_deleted,
+    an_upload_committed_with_no_chunk_stores_the_empty_blob,
+);

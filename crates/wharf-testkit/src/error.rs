@@ -20,9 +20,11 @@ pub enum Error {
         status: String,
         stderr: String,
     },
-    /// The registry did not answer `GET /v2/` in time, or exited while starting.
-    #[error("registry on {addr} did not become ready: {reason}\n--- registry stderr ---\n{stderr}")]
+    /// A server (a registry, Ceph's RGW, moto's S3 server) did not answer in time, or exited
+    /// while starting.
+    #[error("{server} on {addr} did not become ready: {reason}\n--- its output ---\n{stderr}")]
     NotReady {
+        server: &'static str,
         addr: String,
         reason: String,
         stderr: String,

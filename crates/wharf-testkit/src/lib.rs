@@ -12,7 +12,8 @@
 //! - [`http`]: a minimal loopback-only HTTP client for probing the registry.
 //! - [`gitlab`]: a stand-in GitLab (files, projects, tags, releases and templates APIs, raw
 //!   URLs, `git http-backend`) over TLS on loopback, for include-fetching tests.
-//! - [`rgw`]: Ceph's RADOS gateway (a real S3) on a single-node memstore cluster on loopback.
+//! - [`rgw`]: Ceph's RADOS gateway (a real S3) on a single-node memstore cluster on loopback;
+//!   [`moto`]: moto's S3 server, a second implementation; both give an [`S3Server`].
 //! - [`layers`]: a crate's modules checked as a one-way stack (its `tests/architecture.rs`).
 //!
 //! Everything is synchronous and listens on, or talks to, 127.0.0.1 only.
@@ -22,8 +23,10 @@ pub mod gitlab;
 pub mod http;
 mod image;
 pub mod layers;
+pub mod moto;
 mod registry;
 pub mod rgw;
+mod s3_server;
 mod token;
 
 pub use error::Error;
@@ -34,4 +37,5 @@ pub use image::{
 pub use registry::{
     AuthKind, BASIC_REALM, READY_TIMEOUT, REGISTRY_BIN, Registry, S3Bucket, free_port,
 };
+pub use s3_server::{REGION, S3Server};
 pub use token::{Access, EXPIRES_IN, ISSUER, SERVICE, TokenRequestLog};

@@ -222,6 +222,7 @@ impl Registry {
 
     fn not_ready(&self, reason: String) -> Error {
         Error::NotReady {
+            server: "registry",
             addr: self.host(),
             reason,
             stderr: self.stderr_tail(),

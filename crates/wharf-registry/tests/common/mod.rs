@@ -2,7 +2,8 @@
 //! temp dir driven through the router with tower's `oneshot`, and small request/response helpers.
 //!
 //! Tests listed in [`on_each_backend!`] run once per storage backend: `fs::<name>` on the
-//! filesystem, `s3::<name>` on a fresh bucket of a real Ceph RGW (an `#[ignore]`d tier, run by
+//! filesystem, `s3::<name>` on a fresh bucket of a real Ceph RGW and `moto::<name>` on one of
+//! moto's S3 server, a second implementation (`#[ignore]`d tiers, run by
 //! `scripts/test-all.sh`), with blob GET/HEAD redirected to presigned URLs as in production.
 
 // Each test binary compiles this module and uses only part of it.
@@ -47,8 +48,18 @@ pub enum Backend {
     S3,
 }
 
+/// Which S3 server a test on S3 uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Implementation {
+    /// Ceph's RADOS gateway: strict like AWS.
+    Rgw,
+    /// moto's server: a second implementation, modelled on AWS's answers.
+    Moto,
+}
+
 tokio::task_local! {
     static BACKEND: Backend;
+    static S3_IMPLEMENTATION: S3Implementation;
 }
 
 /// The backend of the running test (set by [`on_each_backend!`]; the filesystem otherwise).
@@ -56,9 +67,35 @@ pub fn backend() -> Backend {
     BACKEND.try_with(|b| *b).unwrap_or(Backend::Fs)
 }
 
-/// Runs `test` with registries on S3.
+/// The S3 server of the running test: moto's inside [`on_moto`], Ceph's RGW otherwise.
+pub fn s3_server() -> &'static wharf_testkit::S3Server {
+    match S3_IMPLEMENTATION
+        .try_with(|i| *i)
+        .unwrap_or(S3Implementation::Rgw)
+    {
+        S3Implementation::Rgw => {
+            wharf_testkit::rgw::shared().expect("Ceph RGW (ceph-mon ceph-osd radosgw)")
+        }
+        S3Implementation::Moto => wharf_testkit::moto::shared()
+            .expect("moto's S3 server (scripts/test-all.sh installs it)"),
+    }
+}
+
+/// Runs `test` with registries on S3: on the server [`on_moto`] chose around it, else on RGW.
 pub async fn on_s3<F: std::future::Future>(test: F) -> F::Output {
-    BACKEND.scope(Backend::S3, test).await
+    let implementation = S3_IMPLEMENTATION
+        .try_with(|i| *i)
+        .unwrap_or(S3Implementation::Rgw);
+    BACKEND
+        .scope(Backend::S3, S3_IMPLEMENTATION.scope(implementation, test))
+        .await
+}
+
+/// Runs `test` with registries on moto's S3 server (an `on_s3` inside stays there).
+pub async fn on_moto<F: std::future::Future>(test: F) -> F::Output {
+    S3_IMPLEMENTATION
+        .scope(S3Implementation::Moto, on_s3(test))
+        .await
 }
 
 /// Declares the `fs::` and `s3::` variants of plain `async fn` tests of this file.
@@ -79,6 +116,41 @@ macro_rules! on_each_backend {
                 #[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
                 async fn $name() {
                     super::common::on_s3(super::$name()).await
+                }
+            )*
+        }
+        mod moto {
+            $(
+                #[tokio::test]
+                #[ignore = "needs moto's S3 server: run by scripts/test-all.sh"]
+                async fn $name() {
+                    super::common::on_moto(super::$name()).await
+                }
+            )*
+        }
+    };
+}
+
+/// Declares the `rgw::` and `moto::` variants of plain `async fn` tests of this file that run
+/// on S3 only (each wraps its body in [`on_s3`], which keeps the server chosen here).
+#[macro_export]
+macro_rules! on_each_s3_server {
+    ($($name:ident),* $(,)?) => {
+        mod rgw {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+                async fn $name() {
+                    super::$name().await
+                }
+            )*
+        }
+        mod moto {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs moto's S3 server: run by scripts/test-all.sh"]
+                async fn $name() {
+                    super::common::on_moto(super::$name()).await
                 }
             )*
         }
@@ -127,21 +199,21 @@ impl Resp {
 }
 
 /// A configuration for the current [`backend`]: `root` for the filesystem, a fresh bucket on
-/// the test binary's RGW for S3 (with `root` still holding local files such as auth keys).
+/// the test's [`s3_server`] for S3 (with `root` still holding local files such as auth keys).
 pub fn config(root: &Path) -> Config {
     let mut config = Config {
         root: root.to_path_buf(),
         ..Config::default()
     };
     if backend() == Backend::S3 {
-        let rgw = wharf_testkit::rgw::Rgw::shared().expect("Ceph RGW (ceph-mon ceph-osd radosgw)");
-        let bucket = rgw.bucket().expect("a fresh bucket");
+        let server = s3_server();
+        let bucket = server.bucket().expect("a fresh bucket");
         config.storage = StorageConfig {
             url: Some(format!("s3://{bucket}/registry")),
-            endpoint: Some(rgw.endpoint().to_string()),
-            region: Some(wharf_testkit::rgw::REGION.to_string()),
-            access_key_id: Some(Secret::new(rgw.access_key())),
-            secret_access_key: Some(Secret::new(rgw.secret_key())),
+            endpoint: Some(server.endpoint().to_string()),
+            region: Some(wharf_testkit::REGION.to_string()),
+            access_key_id: Some(Secret::new(server.access_key())),
+            secret_access_key: Some(Secret::new(server.secret_key())),
             ..StorageConfig::default()
         };
     }

@@ -534,7 +534,7 @@ fn podman_pulls_from_our_registry() {
 /// `N` token-auth `wharf registry serve` replicas on a fresh bucket of the test binary's Ceph
 /// RGW (under `prefix`, "" or "/p"), credentials in the environment with `extra_env`.
 fn s3_replicas<const N: usize>(prefix: &str, extra_env: &[(&str, &str)]) -> [Served; N] {
-    let rgw = wharf_testkit::rgw::Rgw::shared().unwrap();
+    let rgw = wharf_testkit::rgw::shared().unwrap();
     let bucket = rgw.bucket().unwrap();
     let args = [
         "--storage".to_string(),
@@ -588,7 +588,7 @@ fn pull_to_layout(reference: &str) {
 #[test]
 #[ignore = "needs Ceph RGW and skopeo: run by scripts/test-all.sh"]
 fn replicas_on_one_s3_bucket_share_tokens_and_images() {
-    let rgw = wharf_testkit::rgw::Rgw::shared().unwrap();
+    let rgw = wharf_testkit::rgw::shared().unwrap();
     let [one, two] = s3_replicas(
         "/registry",
         &[
@@ -1116,7 +1116,7 @@ fn gc_on_one_replica_while_two_others_take_pushes_loses_nothing() {
     const GC_GRACE: Duration = Duration::from_secs(12);
     const S3_TIME_RESOLUTION: Duration = Duration::from_secs(1);
     const GC_PASS_LIMIT: Duration = Duration::from_secs(240);
-    let rgw = wharf_testkit::rgw::Rgw::shared().unwrap();
+    let rgw = wharf_testkit::rgw::shared().unwrap();
     let bucket = rgw.bucket().unwrap();
     let args = [
         "--storage".to_string(),

@@ -469,7 +469,7 @@ async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_throug
         wharf_testkit::rgw::rgw_available(),
         "Ceph's daemons are not installed"
     );
-    let rgw = wharf_testkit::rgw::Rgw::shared().expect("rgw");
+    let rgw = wharf_testkit::rgw::shared().expect("rgw");
     let bucket = rgw.bucket().unwrap();
     let cache = serde_json::json!([{"key": "deps-$CI_COMMIT_REF_NAME", "paths": ["deps"],
                                     "policy": "pull-push", "when": "on_success"}]);
