@@ -1081,6 +1081,69 @@ async fn every_page_of_the_upstream_tag_list_is_listed() {
     }
 }
 
+/// Regression: an upstream's tag list was read whole, however large, so an upstream sending a
+/// huge or endless one made the cache hold all of it. Now all pages together are read up to
+/// 16 MiB: a page past that ends the list at the pages before it, and a first page past it is
+/// a clear error. (A stand-in: no registry sends such a list.)
+#[tokio::test]
+async fn a_huge_upstream_tag_list_is_cut_at_its_limit_not_held_whole() {
+    const LIMIT: usize = 16 << 20;
+    let canned = |body: Vec<u8>, link: Option<&'static str>| Canned {
+        content_type: "application/json",
+        body,
+        cut_after: None,
+        pause_after: None,
+        stall_after: None,
+        link,
+    };
+    let huge = || {
+        let mut body = br#"{"name":"team/app","tags":[""#.to_vec();
+        body.resize(body.len() + LIMIT, b'x');
+        body.extend_from_slice(br#""]}"#);
+        body
+    };
+    let upstream = StandIn::start(HashMap::from([
+        (
+            "/v2/team/app/tags/list?n=2".to_string(),
+            canned(
+                br#"{"name":"team/app","tags":["a","b"]}"#.to_vec(),
+                Some(r#"</v2/team/app/tags/list?last=b&n=2>; rel="next""#),
+            ),
+        ),
+        (
+            "/v2/team/app/tags/list?last=b&n=2".to_string(),
+            canned(huge(), None),
+        ),
+        (
+            "/v2/team/big/tags/list?n=2".to_string(),
+            canned(huge(), None),
+        ),
+    ]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut entry = proxy_entry("hub/", &upstream.url());
+    entry.tag_page_size = 2;
+    let app = open_app(&config_with(dir.path(), vec![entry]));
+
+    let listed = common::send(
+        &app,
+        Method::GET,
+        "/v2/hub/team/app/tags/list",
+        &[],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK);
+    assert_eq!(listed.json()["tags"], serde_json::json!(["a", "b"]));
+
+    let message = bad_gateway(&app, "/v2/hub/team/big/tags/list").await;
+    assert!(
+        message.contains(&upstream.url())
+            && message.contains("/v2/team/big/tags/list")
+            && message.contains(&format!("larger than the tag list limit of {LIMIT} bytes")),
+        "{message}"
+    );
+}
+
 #[tokio::test]
 async fn a_rate_limited_upstream_is_stood_in_for_by_the_cache() {
     let Cache {

@@ -47,6 +47,11 @@ pub(crate) struct Upstream {
 /// Pages of an upstream's tag list read at most (each of `tag_page_size` tags).
 const MAX_TAG_PAGES: usize = 1000;
 
+/// Bytes of an upstream's tag list read at most, all pages together: about 300,000 tags (an
+/// upstream may ignore `n` and send them all in one page), and a bound on what an upstream that
+/// sends an endless or huge list can make the cache hold.
+pub(crate) const MAX_TAG_LIST_BYTES: usize = 16 << 20;
+
 impl Upstream {
     pub(crate) fn new(config: ProxyConfig) -> Upstream {
         let insecure = config.insecure || config.upstream.starts_with("http://");
@@ -287,19 +292,27 @@ impl Upstream {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
+        let body = self
+            .read_body(&mut response, &url, limit)
+            .await?
+            .ok_or_else(|| self.too_large(&url, "the manifest limit", limit))?;
+        Ok(UpstreamManifest { body, media_type })
+    }
+
+    /// The body of `response` (from `url`); `None` once it is over `limit` bytes, without
+    /// reading further.
+    async fn read_body(
+        &self,
+        response: &mut reqwest::Response,
+        url: &str,
+        limit: usize,
+    ) -> Result<Option<Bytes>, UpstreamError> {
         let mut body = BytesMut::new();
         loop {
             match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > limit {
-                        return Err(UpstreamError::Unavailable(format!(
-                            "upstream {} of the pull-through cache {}: {url} is larger than the manifest limit of {limit} bytes",
-                            self.config.upstream, self.config.prefix
-                        )));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
+                Ok(Some(chunk)) if body.len() + chunk.len() > limit => return Ok(None),
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                Ok(None) => return Ok(Some(body.freeze())),
                 Err(e) => {
                     return Err(UpstreamError::Unavailable(format!(
                         "upstream {} of the pull-through cache {}: reading {url}: {}",
@@ -310,14 +323,19 @@ impl Upstream {
                 }
             }
         }
-        Ok(UpstreamManifest {
-            body: body.freeze(),
-            media_type,
-        })
+    }
+
+    fn too_large(&self, url: &str, what: &str, limit: usize) -> UpstreamError {
+        UpstreamError::Unavailable(format!(
+            "upstream {} of the pull-through cache {}: {url} is larger than {what} of {limit} bytes",
+            self.config.upstream, self.config.prefix
+        ))
     }
 
     /// The upstream's tags of `repository`: every page of its tag list, `tag_page_size` tags
-    /// each, following the `Link` header, at most [`MAX_TAG_PAGES`] pages.
+    /// each, following the `Link` header, at most [`MAX_TAG_PAGES`] pages and
+    /// [`MAX_TAG_LIST_BYTES`] in all. Past either bound the pages read so far are the list (with
+    /// a warning); a first page over the byte bound is an error.
     pub(crate) async fn tags(&self, repository: &str) -> Result<Vec<String>, UpstreamError> {
         #[derive(serde::Deserialize)]
         struct TagList {
@@ -327,16 +345,31 @@ impl Upstream {
         let client = self.client(repository).await?;
         let mut tags = Vec::new();
         let mut page = format!("tags/list?n={}", self.config.tag_page_size);
-        for _ in 0..MAX_TAG_PAGES {
-            let Fetch { response, url } =
+        let mut read = 0;
+        for pages in 0..MAX_TAG_PAGES {
+            let Fetch { mut response, url } =
                 client.get(&page, &[]).await.map_err(|e| self.classify(e))?;
             let next = next_page(response.headers(), &url, repository);
-            let list: TagList = response.json().await.map_err(|e| {
+            let Some(body) = self
+                .read_body(&mut response, &url, MAX_TAG_LIST_BYTES - read)
+                .await?
+            else {
+                if pages == 0 {
+                    return Err(self.too_large(&url, "the tag list limit", MAX_TAG_LIST_BYTES));
+                }
+                tracing::warn!(
+                    upstream = %self.config.upstream,
+                    repository,
+                    "the upstream's tag list is larger than {MAX_TAG_LIST_BYTES} bytes: listing the first {} tags",
+                    tags.len()
+                );
+                return Ok(tags);
+            };
+            read += body.len();
+            let list: TagList = serde_json::from_slice(&body).map_err(|e| {
                 UpstreamError::Unavailable(format!(
-                    "upstream {} of the pull-through cache {}: {url} is not a tag list: {}",
-                    self.config.upstream,
-                    self.config.prefix,
-                    wharf_oci::describe_http_error(&e)
+                    "upstream {} of the pull-through cache {}: {url} is not a tag list: {e}",
+                    self.config.upstream, self.config.prefix,
                 ))
             })?;
             tags.extend(list.tags.unwrap_or_default());
