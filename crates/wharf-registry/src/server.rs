@@ -36,6 +36,8 @@ use crate::throttle::{LoginThrottle, throttle_logins};
 pub enum ServeError {
     #[error("opening the storage: {0}")]
     Storage(#[from] StorageError),
+    #[error("checking the storage server: {0}")]
+    StorageServer(StorageError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -125,6 +127,14 @@ pub async fn serve_on(
     if tls.is_none() && !local.ip().is_loopback() && !config.allow_plain_http {
         return Err(ServeError::PlainHttpNotLoopback(local));
     }
+    // Before the first request: a storage server that lacks what replicas rely on is refused
+    // at start, with the fix, not found out by a lost race later.
+    state
+        .registry
+        .storage()
+        .check_server()
+        .await
+        .map_err(ServeError::StorageServer)?;
     let registry = state.registry.clone();
     let proxy = state.proxy.clone();
     let app = if config.metrics {

@@ -1577,6 +1577,72 @@ async fn an_upload_committed_with_no_chunk_stores_the_empty_blob() {
     .await
 }
 
+/// A server that ignores `If-None-Match: *` is refused when a replica starts, naming the
+/// storage, the server and the fix: replicas rely on conditional writes (two appends at one
+/// offset, the token signing key), and such a server would not say it ignored one. The lax
+/// server is moto behind a relay that drops the header (moto checks no signatures, so the
+/// request stays valid without it: a stand-in for servers without conditional writes). The same
+/// server with the header passes, and the check leaves no object behind.
+#[tokio::test]
+#[ignore = "needs moto's S3 server: run by scripts/test-all.sh"]
+async fn a_server_that_ignores_conditional_writes_is_refused_at_start() {
+    on_moto(async {
+        let reg = registry();
+        reg.storage
+            .check_server()
+            .await
+            .expect("moto honours If-None-Match");
+
+        let (storage, relay) = relayed(&reg.config).await;
+        relay.drop_header("If-None-Match");
+        let message = storage
+            .check_server()
+            .await
+            .expect_err("a server ignoring If-None-Match")
+            .to_string();
+        let bucket = reg.config.storage.url.clone().expect("url");
+        for part in [
+            "If-None-Match",
+            &relay.endpoint,
+            &bucket,
+            "conditional writes",
+        ] {
+            assert!(message.contains(part), "{part:?} in {message}");
+        }
+
+        let mut lax = reg.config.clone();
+        lax.storage.endpoint = Some(relay.endpoint.clone());
+        let state = app_state(&lax, Arc::new(AllowAll)).expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let served = tokio::time::timeout(
+            Duration::from_secs(30),
+            wharf_registry::serve_on(listener, lax, state, Router::new(), std::future::pending()),
+        )
+        .await
+        .expect("serve_on returns at once");
+        let refused = served
+            .expect_err("serving on a server ignoring If-None-Match")
+            .to_string();
+        assert!(refused.contains("If-None-Match"), "{refused}");
+
+        let bucket_name = bucket
+            .trim_start_matches("s3://")
+            .split('/')
+            .next()
+            .expect("bucket");
+        let left = s3_server()
+            .s3_request(
+                "GET",
+                &format!("/{bucket_name}?list-type=2&prefix=registry/_probe/"),
+            )
+            .expect("ListObjectsV2");
+        assert!(!left.contains("<Key>"), "{left}");
+    })
+    .await
+}
+
 on_each_s3_server!(
     a_whole_upload_in_one_request_is_verified_before_it_appears,
     an_empty_blob_pushed_whole_is_stored,

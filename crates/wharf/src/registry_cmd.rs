@@ -340,6 +340,9 @@ Create the file with: wharf registry user add USER --htpasswd FILE"
 async fn shared_signing_key(config: &Config) -> Result<Option<PathBuf>> {
     use std::os::unix::fs::DirBuilderExt as _;
     let storage = wharf_registry::open_storage(config)?;
+    // The key is created with a conditional write: check the server honours them first (the
+    // server checks again when it starts serving).
+    storage.check_server().await?;
     let fresh = wharf_registry::auth::jwt::SigningKey::generate_pem()?;
     let Some(pem) = storage
         .shared_document("token-signing-key.pem", fresh.into())

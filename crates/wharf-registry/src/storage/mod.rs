@@ -206,6 +206,11 @@ pub trait Storage: Send + Sync + 'static {
     fn shared_between_servers(&self) -> bool {
         false
     }
+    /// Checks, once at start, that the storage server does what this backend relies on; the
+    /// error says what is missing and the fix. The filesystem needs nothing.
+    async fn check_server(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
     async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError>;
     /// The session's info document, current size and version, if the session exists.
     async fn upload_info(&self, id: &str) -> Result<Option<UploadStatus>, StorageError>;

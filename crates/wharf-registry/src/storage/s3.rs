@@ -22,6 +22,8 @@
 //!                                          rewritten with every part, so upkeep can abort one
 //!                                          whose writer died
 //! <prefix>/repositories/...                metadata documents (keys map to object names)
+//! <prefix>/_probe/conditional-put-<random> a start-up check's object (`check_server`), deleted
+//!                                          at once; upkeep removes one a crash left
 //! ```
 //!
 //! Everything lives in the bucket, so any number of replicas can serve one registry: any request
@@ -154,6 +156,8 @@ pub struct S3Storage {
     prefix: String,
     /// `s3://bucket[/prefix]`, for messages.
     location: String,
+    /// The endpoint, or `AWS S3 (region R)`, for messages.
+    server: String,
     redirect: Option<Duration>,
 }
 
@@ -266,6 +270,13 @@ impl S3Storage {
                 format!("{}/", settings.prefix)
             },
             location,
+            server: match &settings.endpoint {
+                Some(endpoint) => endpoint.clone(),
+                None => format!(
+                    "AWS S3 (region {})",
+                    settings.region.as_deref().unwrap_or("us-east-1")
+                ),
+            },
             redirect: settings.redirect,
         })
     }
@@ -1028,6 +1039,48 @@ impl Storage for S3Storage {
         true
     }
 
+    /// The server must honour `If-None-Match: *` on PUT (AWS S3 has since August 2024; Ceph
+    /// RGW does): without it, two replicas appending at one offset would both be told they
+    /// won, and two replicas starting at once could each keep a token signing key of their
+    /// own. A server that ignores the header says nothing; only a second create-only PUT of
+    /// one object shows it.
+    async fn check_server(&self) -> Result<(), StorageError> {
+        let probe = self.path(&format!(
+            "_probe/conditional-put-{:032x}",
+            rand::random::<u128>()
+        ))?;
+        let create_only = || PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(&probe, PutPayload::from_static(b"1"), create_only())
+            .await
+            .map_err(|e| os_error("PUT", &self.name(&probe), e))?;
+        let again = self
+            .store
+            .put_opts(&probe, PutPayload::from_static(b"2"), create_only())
+            .await;
+        if let Err(e) = self.store.delete(&probe).await {
+            tracing::warn!(object = %self.name(&probe), error = %e,
+                "removing the start-up check's object (upkeep removes it later)");
+        }
+        match again {
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Ok(()),
+            Ok(_) => Err(StorageError::Config(format!(
+                "S3 storage {} on {}: the server ignores `If-None-Match: *` (a create-only PUT \
+                 replaced an existing object). Replicas rely on it so that two of them cannot \
+                 both append at one offset of an upload or both create the token signing key: \
+                 use a server with conditional writes (AWS S3, Ceph RGW), or upgrade this one",
+                self.location, self.server
+            ))),
+            Err(e) => Err(os_error("PUT", &self.name(&probe), e)),
+        }
+    }
+
     async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError> {
         self.put_bytes(&self.upload_path(id, "info")?, info).await
     }
@@ -1393,6 +1446,13 @@ impl Storage for S3Storage {
             }
             self.delete_quietly(&meta.location).await?;
             aborted += 1;
+        }
+        // A start-up check's object that a crash left (it is deleted at once otherwise).
+        for meta in self.list_all(&self.path("_probe")?).await? {
+            if info_of(&meta).modified < older_than {
+                self.delete_quietly(&meta.location).await?;
+                aborted += 1;
+            }
         }
         Ok(aborted)
     }

@@ -2,7 +2,9 @@
 //! storage whose endpoint is the relay has its requests logged, and one matching a rule is held
 //! until the rule's hook has run (another client's work, a late request completing). A storage
 //! call makes its requests one after another, so holding one also says the earlier ones are
-//! answered. Request bodies must carry a `Content-Length` (object_store's always do); answers
+//! answered. It can also drop a request header on the way ([`Relay::drop_header`]): in front
+//! of a server that checks no signatures (moto's), that stands in for a server ignoring the
+//! header. Request bodies must carry a `Content-Length` (object_store's always do); answers
 //! are relayed as they come.
 
 use std::sync::{Arc, Mutex};
@@ -51,6 +53,8 @@ pub struct Relay {
     pub endpoint: String,
     rules: Arc<Mutex<Vec<Rule>>>,
     log: Arc<Mutex<Vec<Seen>>>,
+    /// Request headers (lowercase names) not passed on.
+    dropped_headers: Arc<Mutex<Vec<String>>>,
 }
 
 impl Relay {
@@ -67,6 +71,7 @@ impl Relay {
             endpoint,
             rules: Arc::default(),
             log: Arc::default(),
+            dropped_headers: Arc::default(),
         };
         let serving = relay.clone();
         tokio::spawn(async move {
@@ -92,6 +97,14 @@ impl Relay {
             when: Box::new(when),
             hook: Box::new(hook),
         });
+    }
+
+    /// Drops the request header `name` from every request from now on.
+    pub fn drop_header(&self, name: &str) {
+        self.dropped_headers
+            .lock()
+            .expect("dropped headers")
+            .push(name.to_ascii_lowercase());
     }
 
     /// Rules not spent yet.
@@ -158,6 +171,20 @@ impl Relay {
             if let Some(hook) = hook {
                 hook().await;
             }
+            let head = {
+                let dropped = self.dropped_headers.lock().expect("dropped headers");
+                if dropped.is_empty() {
+                    head
+                } else {
+                    text.split_inclusive("\r\n")
+                        .filter(|line| {
+                            let name = line.split(':').next().unwrap_or("");
+                            !dropped.contains(&name.trim().to_ascii_lowercase())
+                        })
+                        .collect::<String>()
+                        .into_bytes()
+                }
+            };
             if server_write.write_all(&head).await.is_err() {
                 return;
             }
