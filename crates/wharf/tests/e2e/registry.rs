@@ -534,17 +534,25 @@ fn podman_pulls_from_our_registry() {
 /// `N` token-auth `wharf registry serve` replicas on a fresh bucket of the test binary's Ceph
 /// RGW (under `prefix`, "" or "/p"), credentials in the environment with `extra_env`.
 fn s3_replicas<const N: usize>(prefix: &str, extra_env: &[(&str, &str)]) -> [Served; N] {
-    let rgw = wharf_testkit::rgw::shared().unwrap();
-    let bucket = rgw.bucket().unwrap();
+    s3_replicas_on(wharf_testkit::rgw::shared().unwrap(), prefix, extra_env)
+}
+
+/// [`s3_replicas`] on `server`'s S3.
+fn s3_replicas_on<const N: usize>(
+    server: &wharf_testkit::S3Server,
+    prefix: &str,
+    extra_env: &[(&str, &str)],
+) -> [Served; N] {
+    let bucket = server.bucket().unwrap();
     let args = [
         "--storage".to_string(),
         format!("s3://{bucket}{prefix}"),
         "--s3-endpoint".to_string(),
-        rgw.endpoint().to_string(),
+        server.endpoint().to_string(),
     ];
     let mut env = vec![
-        ("AWS_ACCESS_KEY_ID", rgw.access_key()),
-        ("AWS_SECRET_ACCESS_KEY", rgw.secret_key()),
+        ("AWS_ACCESS_KEY_ID", server.access_key()),
+        ("AWS_SECRET_ACCESS_KEY", server.secret_key()),
     ];
     env.extend_from_slice(extra_env);
     std::array::from_fn(|_| Served::start_with("token", &args, &env))
@@ -702,11 +710,23 @@ fn podman(args: &[&str]) -> Run {
 #[test]
 #[ignore = "needs Ceph RGW, haproxy, skopeo, podman and dockerd: run by scripts/test-all.sh"]
 fn docker_podman_skopeo_through_haproxy_round_robin_over_three_s3_replicas() {
+    real_clients_through_haproxy_over_three_replicas_on(wharf_testkit::rgw::shared().unwrap());
+}
+
+/// The same on moto's S3 server, a second implementation of the API (its ETags, listings and
+/// presigned URLs), with the clients nobody here wrote.
+#[test]
+#[ignore = "needs dockerd, podman, skopeo, haproxy and moto's S3 server: run by scripts/test-all.sh"]
+fn docker_podman_skopeo_through_haproxy_round_robin_over_three_replicas_on_moto() {
+    real_clients_through_haproxy_over_three_replicas_on(wharf_testkit::moto::shared().unwrap());
+}
+
+fn real_clients_through_haproxy_over_three_replicas_on(server: &wharf_testkit::S3Server) {
     assert!(
         docker_answers(),
         "dockerd does not answer: run through scripts/test-all.sh"
     );
-    let replicas: [Served; 3] = s3_replicas("", &[("WHARF_LOG", "info")]);
+    let replicas: [Served; 3] = s3_replicas_on(server, "", &[("WHARF_LOG", "info")]);
     let lb = RoundRobin::start(&replicas.iter().collect::<Vec<_>>());
     let host = lb.host();
     let creds = format!("{USER}:{PASS}");
@@ -727,7 +747,12 @@ fn docker_podman_skopeo_through_haproxy_round_robin_over_three_s3_replicas() {
         .assert_code(0)
         .assert_contains("Login Succeeded");
     let layout_dir = tempfile::tempdir().unwrap();
-    let local = format!("wharf-e2e-balanced-src:{}", std::process::id());
+    // Unique to this test and this balancer: the RGW and moto variants run at once.
+    let local = format!(
+        "wharf-e2e-balanced-src:{}-{}",
+        std::process::id(),
+        host.rsplit(':').next().unwrap_or("")
+    );
     unique_seed_layout(layout_dir.path())
         .load_into_docker(&local)
         .unwrap();
