@@ -50,7 +50,7 @@ const MAX_TAG_PAGES: usize = 1000;
 /// Bytes of an upstream's tag list read at most, all pages together: about 300,000 tags (an
 /// upstream may ignore `n` and send them all in one page), and a bound on what an upstream that
 /// sends an endless or huge list can make the cache hold.
-pub(crate) const MAX_TAG_LIST_BYTES: usize = 16 << 20;
+const MAX_TAG_LIST_BYTES: usize = 16 << 20;
 
 impl Upstream {
     pub(crate) fn new(config: ProxyConfig) -> Upstream {
