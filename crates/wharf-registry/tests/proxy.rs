@@ -1024,35 +1024,24 @@ async fn tag_lists_merge_the_upstream_and_the_cache() {
     assert!(message.contains("429"), "{message}");
 }
 
-/// Every page of the upstream's tag list, `tag_page_size` tags each, following its `Link`
-/// headers. (A stand-in: Debian's docker-registry 2.8 ignores `n` and sends one page.)
-#[tokio::test]
-async fn every_page_of_the_upstream_tag_list_is_listed() {
-    let page = |tags: &str, link: Option<&'static str>| Canned {
+/// A tag list page: `{"name":"team/app","tags":<tags>}` (`tags` a JSON array), with `link`.
+fn tag_page(tags: &[u8], link: Option<&'static str>) -> Canned {
+    let mut body = br#"{"name":"team/app","tags":"#.to_vec();
+    body.extend_from_slice(tags);
+    body.push(b'}');
+    Canned {
         content_type: "application/json",
-        body: format!(r#"{{"name":"team/app","tags":{tags}}}"#).into_bytes(),
+        body,
         cut_after: None,
         pause_after: None,
         stall_after: None,
         link,
-    };
-    let pages = [
-        (
-            "/v2/team/app/tags/list?n=2",
-            page(
-                r#"["a","b"]"#,
-                Some(r#"</v2/team/app/tags/list?last=b&n=2>; rel="next""#),
-            ),
-        ),
-        (
-            "/v2/team/app/tags/list?last=b&n=2",
-            page(
-                r#"["c","d"]"#,
-                Some(r#"</v2/team/app/tags/list?last=d&n=2>; rel="next""#),
-            ),
-        ),
-        ("/v2/team/app/tags/list?last=d&n=2", page(r#"["e"]"#, None)),
-    ];
+    }
+}
+
+/// A stand-in upstream answering `pages` (by path and query), and a cache of it under `hub/`
+/// listing its tags 2 at a time.
+fn tag_pages_cache(pages: &[(&str, Canned)]) -> (StandIn, tempfile::TempDir, axum::Router) {
     let upstream = StandIn::start(
         pages
             .iter()
@@ -1063,17 +1052,50 @@ async fn every_page_of_the_upstream_tag_list_is_listed() {
     let mut entry = proxy_entry("hub/", &upstream.url());
     entry.tag_page_size = 2;
     let app = open_app(&config_with(dir.path(), vec![entry]));
+    (upstream, dir, app)
+}
+
+/// The tags `GET /v2/<repo>/tags/list` answers with, expecting 200.
+async fn listed_tags(app: &axum::Router, repo: &str) -> serde_json::Value {
     let listed = common::send(
-        &app,
+        app,
         Method::GET,
-        "/v2/hub/team/app/tags/list",
+        &format!("/v2/{repo}/tags/list"),
         &[],
         Body::empty(),
     )
     .await;
     assert_eq!(listed.status, StatusCode::OK);
+    listed.json()["tags"].clone()
+}
+
+/// Every page of the upstream's tag list, `tag_page_size` tags each, following its `Link`
+/// headers. (A stand-in: Debian's docker-registry 2.8 ignores `n` and sends one page.)
+#[tokio::test]
+async fn every_page_of_the_upstream_tag_list_is_listed() {
+    let pages = [
+        (
+            "/v2/team/app/tags/list?n=2",
+            tag_page(
+                br#"["a","b"]"#,
+                Some(r#"</v2/team/app/tags/list?last=b&n=2>; rel="next""#),
+            ),
+        ),
+        (
+            "/v2/team/app/tags/list?last=b&n=2",
+            tag_page(
+                br#"["c","d"]"#,
+                Some(r#"</v2/team/app/tags/list?last=d&n=2>; rel="next""#),
+            ),
+        ),
+        (
+            "/v2/team/app/tags/list?last=d&n=2",
+            tag_page(br#"["e"]"#, None),
+        ),
+    ];
+    let (upstream, _dir, app) = tag_pages_cache(&pages);
     assert_eq!(
-        listed.json()["tags"],
+        listed_tags(&app, "hub/team/app").await,
         serde_json::json!(["a", "b", "c", "d", "e"])
     );
     for (path, _) in pages {
@@ -1088,52 +1110,27 @@ async fn every_page_of_the_upstream_tag_list_is_listed() {
 #[tokio::test]
 async fn a_huge_upstream_tag_list_is_cut_at_its_limit_not_held_whole() {
     const LIMIT: usize = 16 << 20;
-    let canned = |body: Vec<u8>, link: Option<&'static str>| Canned {
-        content_type: "application/json",
-        body,
-        cut_after: None,
-        pause_after: None,
-        stall_after: None,
-        link,
-    };
     let huge = || {
-        let mut body = br#"{"name":"team/app","tags":[""#.to_vec();
-        body.resize(body.len() + LIMIT, b'x');
-        body.extend_from_slice(br#""]}"#);
-        body
+        let mut tags = b"[\"".to_vec();
+        tags.resize(tags.len() + LIMIT, b'x');
+        tags.extend_from_slice(b"\"]");
+        tag_page(&tags, None)
     };
-    let upstream = StandIn::start(HashMap::from([
+    let (upstream, _dir, app) = tag_pages_cache(&[
         (
-            "/v2/team/app/tags/list?n=2".to_string(),
-            canned(
-                br#"{"name":"team/app","tags":["a","b"]}"#.to_vec(),
+            "/v2/team/app/tags/list?n=2",
+            tag_page(
+                br#"["a","b"]"#,
                 Some(r#"</v2/team/app/tags/list?last=b&n=2>; rel="next""#),
             ),
         ),
-        (
-            "/v2/team/app/tags/list?last=b&n=2".to_string(),
-            canned(huge(), None),
-        ),
-        (
-            "/v2/team/big/tags/list?n=2".to_string(),
-            canned(huge(), None),
-        ),
-    ]));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut entry = proxy_entry("hub/", &upstream.url());
-    entry.tag_page_size = 2;
-    let app = open_app(&config_with(dir.path(), vec![entry]));
-
-    let listed = common::send(
-        &app,
-        Method::GET,
-        "/v2/hub/team/app/tags/list",
-        &[],
-        Body::empty(),
-    )
-    .await;
-    assert_eq!(listed.status, StatusCode::OK);
-    assert_eq!(listed.json()["tags"], serde_json::json!(["a", "b"]));
+        ("/v2/team/app/tags/list?last=b&n=2", huge()),
+        ("/v2/team/big/tags/list?n=2", huge()),
+    ]);
+    assert_eq!(
+        listed_tags(&app, "hub/team/app").await,
+        serde_json::json!(["a", "b"])
+    );
 
     let message = bad_gateway(&app, "/v2/hub/team/big/tags/list").await;
     assert!(
