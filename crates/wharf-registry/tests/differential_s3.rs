@@ -431,10 +431,22 @@ const KNOWN_DIFFERENCES: &[(&str, &str)] = &[
 #[tokio::test]
 #[ignore = "needs Ceph RGW and docker-registry: run by scripts/test-all.sh"]
 async fn same_answers_as_docker_registry_on_the_same_rgw() {
-    let rgw = wharf_testkit::rgw::shared().expect("Ceph RGW");
-    let theirs = wharf_testkit::Registry::start_open_on_s3(&rgw.new_s3_bucket().expect("bucket"))
-        .expect("docker-registry on S3");
-    let ours = on_s3(registry_on_socket()).await;
+    same_answers_as_docker_registry(on_s3(registry_on_socket()).await).await
+}
+
+/// The same on moto's S3 server, a second implementation under both registries.
+#[tokio::test]
+#[ignore = "needs moto's S3 server and docker-registry: run by scripts/test-all.sh"]
+async fn same_answers_as_docker_registry_on_the_same_moto_server() {
+    on_moto(async { same_answers_as_docker_registry(registry_on_socket().await).await }).await
+}
+
+/// `ours` (a wharf on a bucket of the test's S3 server) and docker-registry on another bucket
+/// of the same server answer the scenario alike, but for [`KNOWN_DIFFERENCES`].
+async fn same_answers_as_docker_registry(ours: Reg) {
+    let theirs =
+        wharf_testkit::Registry::start_open_on_s3(&s3_server().new_s3_bucket().expect("bucket"))
+            .expect("docker-registry on S3");
     let ours_addr = ours.socket.as_ref().expect("socket").addr;
     let theirs_addr: SocketAddr = theirs.host().parse().expect("addr");
     eprintln!("wharf on {ours_addr}, docker-registry on {theirs_addr}");

@@ -469,8 +469,18 @@ async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_throug
         wharf_testkit::rgw::rgw_available(),
         "Ceph's daemons are not installed"
     );
-    let rgw = wharf_testkit::rgw::shared().expect("rgw");
-    let bucket = rgw.bucket().unwrap();
+    share_a_cache_through_s3(wharf_testkit::rgw::shared().expect("rgw")).await;
+}
+
+/// The same on moto's S3 server, a second implementation of the API.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "needs moto's S3 server: run by scripts/test-all.sh"]
+async fn two_runner_processes_share_a_cache_through_s3_on_moto() {
+    share_a_cache_through_s3(wharf_testkit::moto::shared().expect("moto's S3 server")).await;
+}
+
+async fn share_a_cache_through_s3(s3: &wharf_testkit::S3Server) {
+    let bucket = s3.bucket().unwrap();
     let cache = serde_json::json!([{"key": "deps-$CI_COMMIT_REF_NAME", "paths": ["deps"],
                                     "policy": "pull-push", "when": "on_success"}]);
     let project = Project::new(&[]);
@@ -486,15 +496,15 @@ async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_throug
             ]}),
         );
         let config = project.path().join(format!("{name}.toml"));
-        let endpoint = rgw.endpoint().trim_start_matches("http://");
+        let endpoint = s3.endpoint().trim_start_matches("http://");
         save(
             &config,
             &format!(
                 "[[runners]]\nname = \"{name}\"\nurl = \"{}\"\ntoken = \"{}\"\nexecutor = \"shell\"\nbuilds_dir = \"{name}-builds\"\n[runners.cache]\nType = \"s3\"\nPath = \"ci\"\n{cache_settings}\n[runners.cache.s3]\nServerAddress = \"{endpoint}\"\nAccessKey = \"{}\"\nSecretKey = \"{}\"\nBucketName = \"{bucket}\"\nInsecure = true\n",
                 coordinator.url,
                 stand_in::RUNNER_TOKEN,
-                rgw.access_key(),
-                rgw.secret_key()
+                s3.access_key(),
+                s3.secret_key()
             ),
         );
         (coordinator, config)
@@ -530,7 +540,7 @@ async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_throug
             .unwrap_or_else(|| panic!("no final update: {}", read(&log)));
         assert_eq!(last["state"], "success", "{trace}\n{}", read(&log));
         for shown in [&trace, &read(&log)] {
-            assert!(!shown.contains(rgw.secret_key()), "{shown}");
+            assert!(!shown.contains(s3.secret_key()), "{shown}");
             assert!(!shown.contains("X-Amz-Signature"), "{shown}");
         }
         traces.push(trace);
@@ -572,7 +582,7 @@ async fn two_runner_processes_with_their_own_builds_folders_share_a_cache_throug
         );
     }
     // gitlab-runner's object name: <Path>/runner/<token after glrt-, 9 characters>/project/<id>/<key>.
-    let listing = rgw
+    let listing = s3
         .s3_request("GET", &format!("/{bucket}?list-type=2"))
         .unwrap();
     let short = &stand_in::RUNNER_TOKEN["glrt-".len().."glrt-".len() + 9];
