@@ -1577,6 +1577,58 @@ async fn an_upload_committed_with_no_chunk_stores_the_empty_blob() {
     .await
 }
 
+/// A bucket that does not exist is found at start (the check's first write), not by the first
+/// push: the message names the bucket and the fix, not the server's XML.
+async fn a_missing_bucket_is_refused_at_start_naming_it() {
+    on_s3(async {
+        let mut config = registry().config;
+        config.storage.url = Some("s3://no-such-bucket-here/registry".to_string());
+        let storage = wharf_registry::open_storage(&config).expect("storage");
+        let message = storage
+            .check_server()
+            .await
+            .expect_err("a missing bucket")
+            .to_string();
+        let endpoint = config.storage.endpoint.clone().expect("endpoint");
+        for part in [
+            "s3://no-such-bucket-here/registry",
+            &endpoint,
+            "the bucket no-such-bucket-here does not exist: create it",
+        ] {
+            assert!(message.contains(part), "{part:?} in {message}");
+        }
+        assert!(!message.contains("<Error>"), "{message}");
+    })
+    .await
+}
+
+/// Credentials the server refuses are found at start too, naming where they come from and
+/// never the secret. (RGW only: moto checks no signatures.)
+#[tokio::test]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn refused_credentials_are_found_at_start_without_the_secret() {
+    on_s3(async {
+        let mut config = registry().config;
+        let wrong = "wrong-secret-key-0123456789";
+        config.storage.secret_access_key = Some(wharf_registry::config::Secret::new(wrong));
+        let storage = wharf_registry::open_storage(&config).expect("storage");
+        let message = storage
+            .check_server()
+            .await
+            .expect_err("a wrong secret key")
+            .to_string();
+        for part in [
+            "refused to let these credentials write",
+            "AWS_SECRET_ACCESS_KEY",
+            "secret_access_key in [storage]",
+        ] {
+            assert!(message.contains(part), "{part:?} in {message}");
+        }
+        assert!(!message.contains(wrong), "{message}");
+    })
+    .await
+}
+
 /// A server that ignores `If-None-Match: *` is refused when a replica starts, naming the
 /// storage, the server and the fix: replicas rely on conditional writes (two appends at one
 /// offset, the token signing key), and such a server would not say it ignored one. The lax
@@ -1644,6 +1696,7 @@ async fn a_server_that_ignores_conditional_writes_is_refused_at_start() {
 }
 
 on_each_s3_server!(
+    a_missing_bucket_is_refused_at_start_naming_it,
     a_whole_upload_in_one_request_is_verified_before_it_appears,
     an_empty_blob_pushed_whole_is_stored,
     chunked_upload_hops_between_replicas_on_one_bucket,

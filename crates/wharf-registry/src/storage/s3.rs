@@ -281,6 +281,32 @@ impl S3Storage {
         })
     }
 
+    /// Why the start-up check's first write failed, with the fix for the usual causes.
+    fn unusable(&self, probe: &Path, e: object_store::Error) -> StorageError {
+        let bucket = self
+            .location
+            .trim_start_matches("s3://")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        let storage = format!("S3 storage {} on {}", self.location, self.server);
+        match e {
+            object_store::Error::NotFound { .. } => StorageError::Config(format!(
+                "{storage}: the bucket {bucket} does not exist: create it, or name an existing \
+                 one in --storage or [storage] url"
+            )),
+            // The server's answer is left out: it adds nothing to the fix.
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => StorageError::Config(format!(
+                "{storage}: the server refused to let these credentials write to the bucket \
+                 {bucket}: check the access key id and secret (AWS_ACCESS_KEY_ID and \
+                 AWS_SECRET_ACCESS_KEY, or access_key_id and secret_access_key in [storage]) \
+                 and that the key may write there"
+            )),
+            e => os_error("PUT", &self.name(probe), e),
+        }
+    }
+
     /// `s3://bucket[/prefix]`.
     pub fn location(&self) -> &str {
         &self.location
@@ -1056,7 +1082,7 @@ impl Storage for S3Storage {
         self.store
             .put_opts(&probe, PutPayload::from_static(b"1"), create_only())
             .await
-            .map_err(|e| os_error("PUT", &self.name(&probe), e))?;
+            .map_err(|e| self.unusable(&probe, e))?;
         let again = self
             .store
             .put_opts(&probe, PutPayload::from_static(b"2"), create_only())
