@@ -28,11 +28,13 @@ fi
 # outside the checkout, made once (about 30 s).
 MOTO_VERSION=5.2.6
 moto_env="${XDG_CACHE_HOME:-$HOME/.cache}/wharf-tests/moto-$MOTO_VERSION"
-if [ ! -x "$moto_env/bin/moto_server" ]; then
+# The marker is written last: an install cut short is made again, not half used.
+if [ ! -f "$moto_env/.installed" ]; then
   echo "== installing moto[server]==$MOTO_VERSION from PyPI in $moto_env"
   rm -rf "$moto_env"
   python3 -m venv "$moto_env"
   "$moto_env/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  touch "$moto_env/.installed"
 fi
 export WHARF_TEST_MOTO_SERVER="$moto_env/bin/moto_server"
 
@@ -57,7 +59,7 @@ if ! docker version >/dev/null 2>&1; then
 fi
 
 echo "== cargo test (all tiers)"
-# The suite takes 12-15 minutes. A test that hangs would hold CI until its own limit and print
+# The suite takes 13-16 minutes (moto's tier adds about one). A test that hangs would hold CI until its own limit and print
 # nothing of why: past SUITE_LIMIT seconds, show what is still running and stop the test
 # binaries (cargo then reports them failed and goes on).
 cargo test --workspace --all-targets --no-fail-fast -- --include-ignored &
