@@ -59,9 +59,9 @@ if ! docker version >/dev/null 2>&1; then
 fi
 
 echo "== cargo test (all tiers)"
-# The suite takes 13-16 minutes (moto's tier adds about one). A test that hangs would hold CI until its own limit and print
-# nothing of why: past SUITE_LIMIT seconds, show what is still running and stop the test
-# binaries (cargo then reports them failed and goes on).
+# The suite takes 13-16 minutes (moto's tier adds about one). A test that hangs would hold CI
+# until its own limit and print nothing of why: past SUITE_LIMIT seconds, show what is still
+# running and stop the test binaries (cargo then reports them failed and goes on).
 cargo test --workspace --all-targets --no-fail-fast -- --include-ignored &
 suite=$!
 (
