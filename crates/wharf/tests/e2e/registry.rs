@@ -704,6 +704,40 @@ fn podman(args: &[&str]) -> Run {
     Run::from(Command::new("podman").args(args).output().unwrap())
 }
 
+/// `wharf registry serve` on a bucket that does not exist stops at start, naming the bucket,
+/// the endpoint and the fix (it used to start and fail every push with the server's XML); in
+/// token mode too, where the shared signing key is read from the bucket before the server
+/// starts.
+#[test]
+#[ignore = "needs moto's S3 server: run by scripts/test-all.sh"]
+fn serve_on_a_missing_bucket_stops_at_start_naming_it() {
+    let s3 = wharf_testkit::moto::shared().unwrap();
+    for auth in ["none", "token"] {
+        let dir = tempfile::tempdir().unwrap();
+        let htpasswd = dir.path().join("htpasswd");
+        add_user(&htpasswd, USER, PASS).assert_code(0);
+        let run = Run::from(
+            wharf()
+                .args(["registry", "serve", "--auth", auth, "--addr", "127.0.0.1:0"])
+                .arg("--root")
+                .arg(dir.path().join("root"))
+                .arg("--htpasswd")
+                .arg(&htpasswd)
+                .args(["--storage", "s3://no-such-bucket-here/registry"])
+                .args(["--s3-endpoint", s3.endpoint()])
+                .env("AWS_ACCESS_KEY_ID", s3.access_key())
+                .env("AWS_SECRET_ACCESS_KEY", s3.secret_key())
+                .stdin(Stdio::null())
+                .output()
+                .unwrap(),
+        );
+        run.assert_code(2)
+            .assert_contains("the bucket no-such-bucket-here does not exist: create it")
+            .assert_contains(s3.endpoint())
+            .assert_lacks("<Error>");
+    }
+}
+
 /// Issue 11, section 2: three replicas on one bucket behind haproxy round-robin, no session
 /// affinity: skopeo, docker (through dockerd) and podman push and pull through it; their upload
 /// requests land on every replica.
