@@ -1577,18 +1577,23 @@ async fn an_upload_committed_with_no_chunk_stores_the_empty_blob() {
     .await
 }
 
+/// The error of the start-up check of a storage on `config`, which must fail.
+async fn start_check_error(config: &wharf_registry::Config) -> String {
+    let storage = wharf_registry::open_storage(config).expect("storage");
+    storage
+        .check_server()
+        .await
+        .expect_err("the start-up check fails")
+        .to_string()
+}
+
 /// A bucket that does not exist is found at start (the check's first write), not by the first
 /// push: the message names the bucket and the fix, not the server's XML.
 async fn a_missing_bucket_is_refused_at_start_naming_it() {
     on_s3(async {
         let mut config = registry().config;
         config.storage.url = Some("s3://no-such-bucket-here/registry".to_string());
-        let storage = wharf_registry::open_storage(&config).expect("storage");
-        let message = storage
-            .check_server()
-            .await
-            .expect_err("a missing bucket")
-            .to_string();
+        let message = start_check_error(&config).await;
         let endpoint = config.storage.endpoint.clone().expect("endpoint");
         for part in [
             "s3://no-such-bucket-here/registry",
@@ -1611,12 +1616,7 @@ async fn refused_credentials_are_found_at_start_without_the_secret() {
         let mut config = registry().config;
         let wrong = "wrong-secret-key-0123456789";
         config.storage.secret_access_key = Some(wharf_registry::config::Secret::new(wrong));
-        let storage = wharf_registry::open_storage(&config).expect("storage");
-        let message = storage
-            .check_server()
-            .await
-            .expect_err("a wrong secret key")
-            .to_string();
+        let message = start_check_error(&config).await;
         for part in [
             "refused to let these credentials write",
             "AWS_SECRET_ACCESS_KEY",

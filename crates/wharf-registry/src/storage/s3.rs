@@ -283,12 +283,7 @@ impl S3Storage {
 
     /// Why the start-up check's first write failed, with the fix for the usual causes.
     fn unusable(&self, probe: &Path, e: object_store::Error) -> StorageError {
-        let bucket = self
-            .location
-            .trim_start_matches("s3://")
-            .split('/')
-            .next()
-            .unwrap_or("");
+        let bucket = self.bucket();
         let storage = format!("S3 storage {} on {}", self.location, self.server);
         match e {
             object_store::Error::NotFound { .. } => StorageError::Config(format!(
@@ -317,15 +312,18 @@ impl S3Storage {
             .map_err(|_| StorageError::InvalidKey(rel.to_string()))
     }
 
-    /// `s3://bucket/<key>` of a path, for messages.
-    fn name(&self, path: &Path) -> String {
-        let bucket = self
-            .location
+    /// The bucket's name, for messages.
+    fn bucket(&self) -> &str {
+        self.location
             .trim_start_matches("s3://")
             .split('/')
             .next()
-            .unwrap_or("");
-        format!("s3://{bucket}/{path}")
+            .unwrap_or("")
+    }
+
+    /// `s3://bucket/<key>` of a path, for messages.
+    fn name(&self, path: &Path) -> String {
+        format!("s3://{}/{path}", self.bucket())
     }
 
     fn blob_path(&self, digest: &Digest) -> Result<Path, StorageError> {
