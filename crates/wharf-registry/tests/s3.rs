@@ -1618,7 +1618,7 @@ async fn refused_credentials_are_found_at_start_without_the_secret() {
         config.storage.secret_access_key = Some(wharf_registry::config::Secret::new(wrong));
         let message = start_check_error(&config).await;
         for part in [
-            "refused to let these credentials write",
+            "the server refused these credentials (PUT s3://",
             "AWS_SECRET_ACCESS_KEY",
             "secret_access_key in [storage]",
         ] {

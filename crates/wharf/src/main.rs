@@ -12,6 +12,7 @@ use wharf_ci::{FileVariable, PullPolicy};
 use wharf_run::{Console, ExecutorChoice, RunOptions, RunnerEnv, Selection};
 
 mod doctor;
+mod error_text;
 mod image_cmd;
 mod includes;
 mod registry_cmd;
@@ -365,7 +366,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text::error_text(&e));
             ExitCode::from(2)
         }
     }

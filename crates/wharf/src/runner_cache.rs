@@ -15,6 +15,7 @@
 //! and `MaxUploadedArchiveSize` bounds both directions. The secret key is never logged; signed
 //! URLs are not either.
 
+use crate::error_text::error_text;
 use crate::runner_config::CacheConfig;
 use anyhow::{Context, Result, bail};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
@@ -306,7 +307,10 @@ impl CacheTransfer for ProjectCache {
                 "No cache \"{key}\" in the shared cache (bucket {}) yet",
                 shared.bucket
             )),
-            Err(e) => log.warn(&format!("shared cache \"{key}\" not downloaded: {e:#}")),
+            Err(e) => log.warn(&format!(
+                "shared cache \"{key}\" not downloaded: {}",
+                error_text(&e)
+            )),
         }
     }
 
@@ -324,7 +328,10 @@ impl CacheTransfer for ProjectCache {
                 "Uploaded cache \"{key}\" to the shared cache (bucket {}, {size} bytes)",
                 shared.bucket
             )),
-            Err(e) => log.warn(&format!("shared cache \"{key}\" not uploaded: {e:#}")),
+            Err(e) => log.warn(&format!(
+                "shared cache \"{key}\" not uploaded: {}",
+                error_text(&e)
+            )),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! running jobs finish), changed settings apply to each runner's next job. A file that does
 //! not load is reported with its file:line:column and the runners keep the previous one.
 
+use crate::error_text::error_text;
 use crate::runner_cmd::{
     self, JobSlots, RunnerCommand, RunnerSettings, Signals, Slots, environment_of, executor_name,
     executor_of, take_jobs,
@@ -103,7 +104,8 @@ pub(crate) async fn run(path: PathBuf, config: Config, signals: Signals) -> Resu
         match Config::load(&fleet.path).and_then(|config| fleet.apply(config)) {
             Ok(()) => {}
             Err(e) => eprintln!(
-                "ERROR: {e:#}\n  the runners keep the configuration loaded before; fix the file and save it (or send SIGHUP)"
+                "ERROR: {}\n  the runners keep the configuration loaded before; fix the file and save it (or send SIGHUP)",
+                error_text(&e)
             ),
         }
     }
@@ -165,8 +167,9 @@ fn settings_of(
             Ok(shared) => shared.map(Arc::new),
             Err(e) => {
                 warnings.push(format!(
-                    "{}: {e:#}: this runner's jobs use the local cache only",
-                    at()
+                    "{}: {}: this runner's jobs use the local cache only",
+                    at(),
+                    error_text(&e)
                 ));
                 None
             }

@@ -168,6 +168,24 @@ struct MultipartRecord {
     id: String,
 }
 
+/// A bucket that does not exist, with the fix (and without the server's XML).
+fn missing_bucket(storage: &str, bucket: &str) -> StorageError {
+    StorageError::Config(format!(
+        "{storage}: the bucket {bucket} does not exist: create it, or name an existing one in \
+         --storage or [storage] url"
+    ))
+}
+
+/// Credentials the server refused for `op` on `object`, with where they come from; the
+/// server's answer adds nothing to the fix.
+fn refused_credentials(storage: &str, bucket: &str, op: &str, object: &str) -> StorageError {
+    StorageError::Config(format!(
+        "{storage}: the server refused these credentials ({op} {object}): check the access key \
+         id and secret (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or access_key_id and \
+         secret_access_key in [storage]) and that the key may read and write the bucket {bucket}"
+    ))
+}
+
 fn os_error(op: &'static str, key: &str, e: object_store::Error) -> StorageError {
     StorageError::Io {
         op,
@@ -281,24 +299,33 @@ impl S3Storage {
         })
     }
 
-    /// Why the start-up check's first write failed, with the fix for the usual causes.
-    fn unusable(&self, probe: &Path, e: object_store::Error) -> StorageError {
+    /// A failed `op` on `path`: a missing bucket and refused credentials, the usual set-up
+    /// mistakes, are said with their fix (and without the server's XML); others as they come.
+    fn request_error(&self, op: &'static str, path: &Path, e: object_store::Error) -> StorageError {
         let bucket = self.bucket();
         let storage = format!("S3 storage {} on {}", self.location, self.server);
+        // object_store reports some failures (a LIST's) as generic: the S3 error code in the
+        // server's answer still says which.
+        let text = e.to_string();
+        let code = |name: &str| text.contains(&format!("<Code>{name}</Code>"));
         match e {
-            object_store::Error::NotFound { .. } => StorageError::Config(format!(
-                "{storage}: the bucket {bucket} does not exist: create it, or name an existing \
-                 one in --storage or [storage] url"
-            )),
-            // The server's answer is left out: it adds nothing to the fix.
+            _ if code("NoSuchBucket") => missing_bucket(&storage, bucket),
+            _ if [
+                "AccessDenied",
+                "InvalidAccessKeyId",
+                "SignatureDoesNotMatch",
+            ]
+            .into_iter()
+            .any(code) =>
+            {
+                refused_credentials(&storage, bucket, op, &self.name(path))
+            }
+            object_store::Error::NotFound { .. } => missing_bucket(&storage, bucket),
             object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => StorageError::Config(format!(
-                "{storage}: the server refused to let these credentials write to the bucket \
-                 {bucket}: check the access key id and secret (AWS_ACCESS_KEY_ID and \
-                 AWS_SECRET_ACCESS_KEY, or access_key_id and secret_access_key in [storage]) \
-                 and that the key may write there"
-            )),
-            e => os_error("PUT", &self.name(probe), e),
+            | object_store::Error::Unauthenticated { .. } => {
+                refused_credentials(&storage, bucket, op, &self.name(path))
+            }
+            e => os_error(op, &self.name(path), e),
         }
     }
 
@@ -416,7 +443,8 @@ impl S3Storage {
             .list(Some(prefix))
             .try_collect()
             .await
-            .map_err(|e| os_error("LIST", &self.name(prefix), e))
+            // A LIST answered 404 is a missing bucket (an empty prefix lists nothing).
+            .map_err(|e| self.request_error("LIST", prefix, e))
     }
 
     async fn delete_quietly(&self, path: &Path) -> Result<(), StorageError> {
@@ -1080,7 +1108,7 @@ impl Storage for S3Storage {
         self.store
             .put_opts(&probe, PutPayload::from_static(b"1"), create_only())
             .await
-            .map_err(|e| self.unusable(&probe, e))?;
+            .map_err(|e| self.request_error("PUT", &probe, e))?;
         let again = self
             .store
             .put_opts(&probe, PutPayload::from_static(b"2"), create_only())
@@ -1385,7 +1413,7 @@ impl Storage for S3Storage {
             .store
             .list_with_delimiter(Some(&path))
             .await
-            .map_err(|e| os_error("LIST", &self.name(&path), e))?;
+            .map_err(|e| self.request_error("LIST", &path, e))?;
         let mut names: Vec<String> = listed
             .common_prefixes
             .iter()

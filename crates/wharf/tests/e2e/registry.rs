@@ -707,15 +707,17 @@ fn podman(args: &[&str]) -> Run {
 /// `wharf registry serve` on a bucket that does not exist stops at start, naming the bucket,
 /// the endpoint and the fix (it used to start and fail every push with the server's XML); in
 /// token mode too, where the shared signing key is read from the bucket before the server
-/// starts.
+/// starts. `wharf registry gc` says the same, once (the error's causes were printed once per
+/// level, the server's XML six times).
 #[test]
 #[ignore = "needs moto's S3 server: run by scripts/test-all.sh"]
-fn serve_on_a_missing_bucket_stops_at_start_naming_it() {
+fn serve_and_gc_on_a_missing_bucket_stop_naming_it() {
+    const MISSING: &str = "the bucket no-such-bucket-here does not exist: create it";
     let s3 = wharf_testkit::moto::shared().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let htpasswd = dir.path().join("htpasswd");
+    add_user(&htpasswd, USER, PASS).assert_code(0);
     for auth in ["none", "token"] {
-        let dir = tempfile::tempdir().unwrap();
-        let htpasswd = dir.path().join("htpasswd");
-        add_user(&htpasswd, USER, PASS).assert_code(0);
         let run = Run::from(
             wharf()
                 .args(["registry", "serve", "--auth", auth, "--addr", "127.0.0.1:0"])
@@ -732,10 +734,32 @@ fn serve_on_a_missing_bucket_stops_at_start_naming_it() {
                 .unwrap(),
         );
         run.assert_code(2)
-            .assert_contains("the bucket no-such-bucket-here does not exist: create it")
+            .assert_contains(MISSING)
             .assert_contains(s3.endpoint())
             .assert_lacks("<Error>");
     }
+
+    let config = dir.path().join("registry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = {:?}\n[storage]\nurl = \"s3://no-such-bucket-here/registry\"\nendpoint = {:?}\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
+            dir.path().join("root"),
+            s3.endpoint(),
+            s3.access_key(),
+            s3.secret_key()
+        ),
+    )
+    .unwrap();
+    let gc = Run::from(
+        wharf()
+            .args(["registry", "gc", "--dry-run", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap(),
+    );
+    gc.assert_code(2).assert_lacks("<Error>");
+    assert_eq!(gc.stderr.matches(MISSING).count(), 1, "{}", gc.stderr);
 }
 
 /// Issue 11, section 2: three replicas on one bucket behind haproxy round-robin, no session
