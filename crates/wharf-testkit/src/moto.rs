@@ -8,10 +8,9 @@
 //! One server per test binary ([`shared`], under a second to start), a fresh bucket per test.
 //! The binary is `$WHARF_TEST_MOTO_SERVER`, else `moto_server` on `PATH`.
 
-use std::net::TcpStream;
 use std::process::Child;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::Error;
 use crate::error::IoContext as _;
@@ -49,29 +48,10 @@ fn start(children: &mut Vec<Child>) -> Result<S3Server, Error> {
         "pip install 'moto[server]', or run scripts/test-all.sh, which installs it; \
          WHARF_TEST_MOTO_SERVER names the binary",
     )?);
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if let Some(status) = children
-            .last_mut()
-            .and_then(|c| c.try_wait().ok().flatten())
-        {
-            return Err(Error::NotReady {
-                server: "moto's S3 server",
-                addr: format!("127.0.0.1:{port}"),
-                reason: format!("{bin} exited ({status})"),
-                stderr: std::fs::read_to_string(&log).unwrap_or_default(),
-            });
-        }
-        if Instant::now() > deadline {
-            return Err(Error::NotReady {
-                server: "moto's S3 server",
-                addr: format!("127.0.0.1:{port}"),
-                reason: format!("{bin} is not listening"),
-                stderr: std::fs::read_to_string(&log).unwrap_or_default(),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let started = children.last_mut().expect("just pushed");
+    s3_server::wait_listening("moto's S3 server", started, port, READY_TIMEOUT, || {
+        std::fs::read_to_string(&log).unwrap_or_default()
+    })?;
     // moto checks no signatures: any keys will do, and these name themselves in a log.
     Ok(S3Server::new(
         format!("http://127.0.0.1:{port}"),

@@ -7,11 +7,10 @@
 //! ([`S3Server::bucket`]). The daemons die with the test binary (see [`crate::s3_server`]); a
 //! small watcher removes the cluster's folder afterwards.
 
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::Error;
 use crate::error::IoContext as _;
@@ -101,18 +100,10 @@ fn start(children: &mut Vec<Child>) -> Result<S3Server, Error> {
         "radosgw",
         &["-c", &conf, "-n", "client.rgw.a", "-f"],
     )?);
-    let deadline = Instant::now() + READY_TIMEOUT;
-    while TcpStream::connect(("127.0.0.1", rgw_port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(Error::NotReady {
-                server: "Ceph RGW",
-                addr: format!("127.0.0.1:{rgw_port}"),
-                reason: "the RADOS gateway is not listening".to_string(),
-                stderr: logs_tail(&dir),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let radosgw = children.last_mut().expect("just pushed");
+    s3_server::wait_listening("Ceph RGW", radosgw, rgw_port, READY_TIMEOUT, || {
+        logs_tail(&dir)
+    })?;
     let keys = phase("user")?;
     let (access_key, secret_key) = keys
         .split_once(' ')

@@ -7,10 +7,12 @@
 //! `setpriv --pdeathsig KILL`, so they die with the test binary even though a `static` is never
 //! dropped.
 
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::error::IoContext as _;
@@ -150,6 +152,35 @@ pub(crate) fn daemon(log: &Path, bin: &str, args: &[&str], packages: &str) -> Re
         .stderr(err)
         .spawn()
         .ctx(|| format!("starting {bin} ({packages})"))
+}
+
+/// Waits until `child`, started as `server`, listens on 127.0.0.1:`port`. An error with
+/// `output()` (its logs) if it exits first or `timeout` passes.
+pub(crate) fn wait_listening(
+    server: &'static str,
+    child: &mut Child,
+    port: u16,
+    timeout: Duration,
+    output: impl Fn() -> String,
+) -> Result<(), Error> {
+    let deadline = Instant::now() + timeout;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let reason = if let Ok(Some(status)) = child.try_wait() {
+            format!("it exited ({status})")
+        } else if Instant::now() > deadline {
+            format!("it is not listening after {} s", timeout.as_secs())
+        } else {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        return Err(Error::NotReady {
+            server,
+            addr: format!("127.0.0.1:{port}"),
+            reason,
+            stderr: output(),
+        });
+    }
+    Ok(())
 }
 
 /// Removes `dir` once this process has exited (a `static` fixture is never dropped).
