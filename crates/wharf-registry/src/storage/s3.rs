@@ -302,31 +302,34 @@ impl S3Storage {
     /// A failed `op` on `path`: a missing bucket and refused credentials, the usual set-up
     /// mistakes, are said with their fix (and without the server's XML); others as they come.
     fn request_error(&self, op: &'static str, path: &Path, e: object_store::Error) -> StorageError {
-        let bucket = self.bucket();
-        let storage = format!("S3 storage {} on {}", self.location, self.server);
         // object_store reports some failures (a LIST's) as generic: the S3 error code in the
         // server's answer still says which.
         let text = e.to_string();
         let code = |name: &str| text.contains(&format!("<Code>{name}</Code>"));
-        match e {
-            _ if code("NoSuchBucket") => missing_bucket(&storage, bucket),
-            _ if [
-                "AccessDenied",
-                "InvalidAccessKeyId",
-                "SignatureDoesNotMatch",
-            ]
-            .into_iter()
-            .any(code) =>
-            {
-                refused_credentials(&storage, bucket, op, &self.name(path))
-            }
-            object_store::Error::NotFound { .. } => missing_bucket(&storage, bucket),
+        let missing = matches!(e, object_store::Error::NotFound { .. }) || code("NoSuchBucket");
+        let refused = matches!(
+            e,
             object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. } => {
-                refused_credentials(&storage, bucket, op, &self.name(path))
-            }
-            e => os_error(op, &self.name(path), e),
+                | object_store::Error::Unauthenticated { .. }
+        ) || [
+            "AccessDenied",
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+        ]
+        .into_iter()
+        .any(code);
+        if missing {
+            missing_bucket(&self.described(), self.bucket())
+        } else if refused {
+            refused_credentials(&self.described(), self.bucket(), op, &self.name(path))
+        } else {
+            os_error(op, &self.name(path), e)
         }
+    }
+
+    /// `S3 storage s3://bucket[/prefix] on <endpoint>`, the start of messages about set-up.
+    fn described(&self) -> String {
+        format!("S3 storage {} on {}", self.location, self.server)
     }
 
     /// `s3://bucket[/prefix]`.
@@ -1123,11 +1126,11 @@ impl Storage for S3Storage {
                 | object_store::Error::Precondition { .. },
             ) => Ok(()),
             Ok(_) => Err(StorageError::Config(format!(
-                "S3 storage {} on {}: the server ignores `If-None-Match: *` (a create-only PUT \
-                 replaced an existing object). Replicas rely on it so that two of them cannot \
-                 both append at one offset of an upload or both create the token signing key: \
-                 use a server with conditional writes (AWS S3, Ceph RGW), or upgrade this one",
-                self.location, self.server
+                "{}: the server ignores `If-None-Match: *` (a create-only PUT replaced an \
+                 existing object). Replicas rely on it so that two of them cannot both append \
+                 at one offset of an upload or both create the token signing key: use a server \
+                 with conditional writes (AWS S3, Ceph RGW), or upgrade this one",
+                self.described()
             ))),
             Err(e) => Err(os_error("PUT", &self.name(&probe), e)),
         }
