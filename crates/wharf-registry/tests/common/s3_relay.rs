@@ -176,13 +176,16 @@ impl Relay {
                 if dropped.is_empty() {
                     head
                 } else {
-                    text.split_inclusive("\r\n")
+                    // The bytes as received, less the dropped lines (not a lossy re-encoding).
+                    head.split_inclusive(|&b| b == b'\n')
                         .filter(|line| {
-                            let name = line.split(':').next().unwrap_or("");
-                            !dropped.contains(&name.trim().to_ascii_lowercase())
+                            let name = line.split(|&b| b == b':').next().unwrap_or_default();
+                            let name = String::from_utf8_lossy(name).trim().to_ascii_lowercase();
+                            !dropped.contains(&name)
                         })
-                        .collect::<String>()
-                        .into_bytes()
+                        .flatten()
+                        .copied()
+                        .collect()
                 }
             };
             if server_write.write_all(&head).await.is_err() {
