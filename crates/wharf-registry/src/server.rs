@@ -37,7 +37,7 @@ pub enum ServeError {
     #[error("opening the storage: {0}")]
     Storage(#[from] StorageError),
     #[error("checking the storage server: {0}")]
-    StorageServer(StorageError),
+    StorageServer(#[source] StorageError),
     #[error("listening on {addr}: {source}")]
     Bind {
         addr: SocketAddr,

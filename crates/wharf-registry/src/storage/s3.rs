@@ -80,6 +80,7 @@ use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
     GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -152,6 +153,9 @@ impl S3Settings {
 #[derive(Debug, Clone)]
 pub struct S3Storage {
     store: Arc<AmazonS3>,
+    /// The same store with few retries, for the start-up check: a wrong endpoint is said in
+    /// about a second instead of after object_store's 10 retries (up to half a minute).
+    checking: Arc<AmazonS3>,
     /// `""` or `"<prefix>/"`.
     prefix: String,
     /// `s3://bucket[/prefix]`, for messages.
@@ -184,6 +188,28 @@ fn refused_credentials(storage: &str, bucket: &str, op: &str, object: &str) -> S
          id and secret (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or access_key_id and \
          secret_access_key in [storage]) and that the key may read and write the bucket {bucket}"
     ))
+}
+
+/// A request that never reached the server (connection refused, unknown host, TLS handshake):
+/// object_store's message ends at "error sending request", so the deepest cause says which.
+fn unreachable_server(storage: &str, e: &object_store::Error) -> Option<StorageError> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut connecting = false;
+    let mut deepest = String::new();
+    while let Some(c) = cause {
+        if let Some(http) = c.downcast_ref::<reqwest::Error>() {
+            connecting |= http.is_connect();
+        }
+        deepest = c.to_string();
+        cause = c.source();
+    }
+    connecting.then(|| {
+        StorageError::Config(format!(
+            "{storage}: cannot connect to the server ({deepest}): check the endpoint \
+             (--s3-endpoint, or endpoint in [storage]), that the server is running, and that \
+             this machine can reach it"
+        ))
+    })
 }
 
 fn os_error(op: &'static str, key: &str, e: object_store::Error) -> StorageError {
@@ -279,9 +305,19 @@ impl S3Storage {
             }
         }
         // The builder's errors name settings, not their values (checked by a test).
+        let checking = builder
+            .clone()
+            .with_retry(RetryConfig {
+                max_retries: 4,
+                retry_timeout: Duration::from_secs(10),
+                ..RetryConfig::default()
+            })
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
         let store = builder.build().map_err(|e| fail(e.to_string()))?;
         Ok(S3Storage {
             store: Arc::new(store),
+            checking: Arc::new(checking),
             prefix: if settings.prefix.is_empty() {
                 String::new()
             } else {
@@ -299,8 +335,8 @@ impl S3Storage {
         })
     }
 
-    /// A failed `op` on `path`: a missing bucket and refused credentials, the usual set-up
-    /// mistakes, are said with their fix (and without the server's XML); others as they come.
+    /// A failed `op` on `path`: a missing bucket, refused credentials and an unreachable
+    /// server, the usual set-up mistakes, are said with their fix (and without the server's XML); others as they come.
     fn request_error(&self, op: &'static str, path: &Path, e: object_store::Error) -> StorageError {
         // object_store reports some failures (a LIST's) as generic: the S3 error code in the
         // server's answer still says which.
@@ -322,6 +358,8 @@ impl S3Storage {
             missing_bucket(&self.described(), self.bucket())
         } else if refused {
             refused_credentials(&self.described(), self.bucket(), op, &self.name(path))
+        } else if let Some(unreachable) = unreachable_server(&self.described(), &e) {
+            unreachable
         } else {
             os_error(op, &self.name(path), e)
         }
@@ -1108,7 +1146,8 @@ impl Storage for S3Storage {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        self.store
+        // The first request to the server: a wrong endpoint or a server not running shows here.
+        self.checking
             .put_opts(&probe, PutPayload::from_static(b"1"), create_only())
             .await
             .map_err(|e| self.request_error("PUT", &probe, e))?;

@@ -762,6 +762,57 @@ fn serve_and_gc_on_a_missing_bucket_stop_naming_it() {
     assert_eq!(gc.stderr.matches(MISSING).count(), 1, "{}", gc.stderr);
 }
 
+/// An S3 endpoint nobody listens on (a wrong port, a server not started): `serve` and `gc` stop
+/// with the endpoint, the cause and the fix. object_store's own message ended at "error sending
+/// request", and the cause was cut off below "checking the storage server".
+#[test]
+fn serve_and_gc_on_an_unreachable_s3_endpoint_say_why() {
+    const SECRET: &str = "not-a-real-secret-4711";
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("registry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "root = {:?}\n[storage]\nurl = \"s3://bucket/registry\"\nendpoint = {endpoint:?}\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = {SECRET:?}\n",
+            dir.path().join("root"),
+        ),
+    )
+    .unwrap();
+    let serve = Run::from(
+        wharf()
+            .args([
+                "registry",
+                "serve",
+                "--auth",
+                "none",
+                "--addr",
+                "127.0.0.1:0",
+                "--config",
+            ])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap(),
+    );
+    let gc = Run::from(
+        wharf()
+            .args(["registry", "gc", "--dry-run", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap(),
+    );
+    for run in [serve, gc] {
+        run.assert_code(2)
+            .assert_contains(&format!("on {endpoint}: cannot connect to the server"))
+            .assert_contains("Connection refused")
+            .assert_contains("check the endpoint (--s3-endpoint, or endpoint in [storage])")
+            .assert_lacks(SECRET);
+    }
+}
+
 /// Issue 11, section 2: three replicas on one bucket behind haproxy round-robin, no session
 /// affinity: skopeo, docker (through dockerd) and podman push and pull through it; their upload
 /// requests land on every replica.
