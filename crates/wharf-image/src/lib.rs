@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod pull;
 pub mod store;
 pub mod unpack;
+pub mod zstd_frames;
 
 pub use error::ImageError;
 pub use manifest::Platform;

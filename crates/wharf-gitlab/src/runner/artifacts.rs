@@ -26,6 +26,8 @@ pub enum ArchiveError {
     Confined(#[from] wharf_fs::Error),
     #[error("{}: not a readable zip archive: {reason}", archive.display())]
     Zip { archive: PathBuf, reason: String },
+    #[error("{}: not a readable tar archive: {reason}", archive.display())]
+    Tar { archive: PathBuf, reason: String },
     #[error(
         "{}: unpacks to more than {limit} bytes: refused\n  fix: make the dependency's artifacts smaller (artifacts:paths, artifacts:exclude)",
         archive.display()
@@ -254,79 +256,240 @@ pub fn unpack_zip(archive: &Path, dest: &Root, max_bytes: u64) -> Result<Unpacke
     };
     let file = std::fs::File::open(archive).map_err(io_error("opening", archive))?;
     let mut zip = zip::ZipArchive::new(file).map_err(zip_error)?;
-    let mut unpacked = Unpacked::default();
-    let mut written: u64 = 0;
+    let mut unpacker = Unpacker::new(archive, dest, max_bytes);
     for index in 0..zip.len() {
         let mut entry = zip.by_index(index).map_err(zip_error)?;
-        let name = String::from_utf8_lossy(entry.name_raw()).into_owned();
-        let path = match entry_path(entry.name_raw()) {
-            Ok(path) => path,
-            Err(why) => {
-                unpacked.refused.push((name, why.to_string()));
-                continue;
-            }
-        };
-        let mode = entry.unix_mode().unwrap_or(0o644) & 0o777;
-        let made = if entry.is_dir() {
-            dest.create_dir_all(&path, 0o755)
-                .map_err(ArchiveError::from)
+        let name = entry.name_raw().to_vec();
+        let mode = entry.unix_mode().unwrap_or(0o644);
+        let kind = if entry.is_dir() {
+            EntryKind::Dir
+        } else if entry.is_symlink() {
+            // A zip keeps a link's target as its content.
+            let mut target = Vec::new();
+            (&mut entry)
+                .take(4096)
+                .read_to_end(&mut target)
+                .map_err(io_error("reading", archive))?;
+            EntryKind::Symlink(target)
         } else {
-            let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
-            let parent_made = match parent {
-                Some(parent) => dest.create_dir_all(parent, 0o755),
-                None => Ok(()),
-            };
-            match parent_made {
-                Err(e) => Err(e.into()),
-                Ok(()) if entry.is_symlink() => {
-                    let mut target = Vec::new();
-                    (&mut entry)
-                        .take(4096)
-                        .read_to_end(&mut target)
-                        .map_err(io_error("reading", archive))?;
-                    use std::os::unix::ffi::OsStrExt as _;
-                    replace_entry(dest, &path)
-                        .and_then(|()| dest.symlink(std::ffi::OsStr::from_bytes(&target), &path))
-                        .map_err(ArchiveError::from)
-                }
-                Ok(()) => {
-                    let room = max_bytes.saturating_sub(written);
-                    if entry.size() > room {
-                        return Err(ArchiveError::TooLarge {
-                            archive: archive.to_path_buf(),
-                            limit: max_bytes,
-                        });
-                    }
-                    match replace_entry(dest, &path)
-                        .and_then(|()| dest.create_new(&path, mode | 0o600))
-                    {
-                        Err(e) => Err(e.into()),
-                        Ok(mut out) => {
-                            // One byte past the room tells a lying size from a fitting one.
-                            let copied = io::copy(&mut (&mut entry).take(room + 1), &mut out)
-                                .map_err(io_error("unpacking", archive))?;
-                            if copied > room {
-                                return Err(ArchiveError::TooLarge {
-                                    archive: archive.to_path_buf(),
-                                    limit: max_bytes,
-                                });
-                            }
-                            written += copied;
-                            unpacked.files += 1;
-                            Ok(())
-                        }
-                    }
-                }
+            EntryKind::File {
+                declared: entry.size(),
             }
         };
-        if let Err(e) = made {
-            match e {
-                ArchiveError::Confined(e) => unpacked.refused.push((name, e.to_string())),
-                other => return Err(other),
-            }
+        unpacker.entry(&name, kind, mode, &mut entry)?;
+    }
+    Ok(unpacker.unpacked)
+}
+
+/// Unpack the tar stream `tar` (read from `archive`, named in messages) into `dest`, with the
+/// rules of [`unpack_zip`]: gitlab-runner's `tarzstd` cache archives, once decompressed.
+/// Folders, files and symbolic links are unpacked, and a hard link to an earlier file of the
+/// archive as a copy of it; devices and FIFOs are refused and listed (gitlab-runner's archiver
+/// writes none).
+pub fn unpack_tar(
+    tar: impl Read,
+    archive: &Path,
+    dest: &Root,
+    max_bytes: u64,
+) -> Result<Unpacked, ArchiveError> {
+    let tar_error = |e: io::Error| {
+        if e.kind() == io::ErrorKind::FileTooLarge {
+            return ArchiveError::TooLarge {
+                archive: archive.to_path_buf(),
+                limit: max_bytes,
+            };
+        }
+        ArchiveError::Tar {
+            archive: archive.to_path_buf(),
+            reason: e.to_string(),
+        }
+    };
+    // The tar stream itself is bounded too: the tar reader reads through the content of
+    // entries it does not unpack, and a few KiB of zstd can decode to terabytes of it. Headers
+    // and padding take at most 1 KiB per entry beside its content (16 GiB unpacked, the
+    // runner's bound, leaves room for millions of entries).
+    let mut tar = tar::Archive::new(Bounded {
+        inner: tar,
+        left: max_bytes.saturating_mul(2).saturating_add(1 << 20),
+    });
+    let mut unpacker = Unpacker::new(archive, dest, max_bytes);
+    for entry in tar.entries().map_err(tar_error)? {
+        let mut entry = entry.map_err(tar_error)?;
+        let name = entry.path_bytes().into_owned();
+        let header = entry.header();
+        let mode = header.mode().map_err(tar_error)?;
+        let kind = match header.entry_type() {
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File {
+                declared: entry.size(),
+            },
+            tar::EntryType::Symlink => match entry.link_name_bytes() {
+                Some(target) => EntryKind::Symlink(target.into_owned()),
+                None => EntryKind::Refused("a link without a target"),
+            },
+            // Extended headers the tar reader already applied to the entries they describe.
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
+            tar::EntryType::Link => match entry.link_name_bytes() {
+                Some(target) => EntryKind::HardLink(target.into_owned()),
+                None => EntryKind::Refused("a link without a target"),
+            },
+            _ => EntryKind::Refused("a device, FIFO or other special file"),
+        };
+        unpacker.entry(&name, kind, mode, &mut entry)?;
+    }
+    Ok(unpacker.unpacked)
+}
+
+/// A stream that fails with [`io::ErrorKind::FileTooLarge`] past `left` bytes.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::FileTooLarge,
+                "the archive's stream is too long",
+            )
+        })?;
+        Ok(n)
+    }
+}
+
+/// What an archive's entry makes, as unpacking sees it.
+enum EntryKind {
+    Dir,
+    /// `declared`: the size the archive claims (checked against the bytes actually read).
+    File {
+        declared: u64,
+    },
+    /// The link's target.
+    Symlink(Vec<u8>),
+    /// A second name of a file an earlier entry made (GNU tar writes them): unpacked as a
+    /// copy of it, so it is bounded and confined like any file.
+    HardLink(Vec<u8>),
+    /// Never unpacked, with why.
+    Refused(&'static str),
+}
+
+/// One archive being unpacked: the same confinement and size rules for every format.
+struct Unpacker<'a> {
+    archive: &'a Path,
+    dest: &'a Root,
+    max_bytes: u64,
+    written: u64,
+    unpacked: Unpacked,
+}
+
+impl<'a> Unpacker<'a> {
+    fn new(archive: &'a Path, dest: &'a Root, max_bytes: u64) -> Self {
+        Unpacker {
+            archive,
+            dest,
+            max_bytes,
+            written: 0,
+            unpacked: Unpacked::default(),
         }
     }
-    Ok(unpacked)
+
+    fn too_large(&self) -> ArchiveError {
+        ArchiveError::TooLarge {
+            archive: self.archive.to_path_buf(),
+            limit: self.max_bytes,
+        }
+    }
+
+    /// The entry `name` of `kind` (a file's bytes read from `content`) made in the folder, or
+    /// listed as refused when it would leave it or write through a link. Only the permission
+    /// bits of `mode` are kept.
+    fn entry(
+        &mut self,
+        name: &[u8],
+        kind: EntryKind,
+        mode: u32,
+        content: &mut dyn Read,
+    ) -> Result<(), ArchiveError> {
+        let shown = String::from_utf8_lossy(name).into_owned();
+        let path = match (entry_path(name), &kind) {
+            (Err(why), _) | (Ok(_), &EntryKind::Refused(why)) => {
+                self.unpacked.refused.push((shown, why.to_string()));
+                return Ok(());
+            }
+            (Ok(path), _) => path,
+        };
+        let dest = self.dest;
+        let made = match kind {
+            EntryKind::Refused(_) => Ok(()),
+            EntryKind::Dir => dest
+                .create_dir_all(&path, 0o755)
+                .map_err(ArchiveError::from),
+            EntryKind::Symlink(target) => {
+                use std::os::unix::ffi::OsStrExt as _;
+                self.parent_made(&path)
+                    .and_then(|()| replace_entry(dest, &path))
+                    .and_then(|()| dest.symlink(std::ffi::OsStr::from_bytes(&target), &path))
+                    .map_err(ArchiveError::from)
+            }
+            EntryKind::HardLink(target) => match entry_path(&target) {
+                Err(why) => {
+                    self.unpacked
+                        .refused
+                        .push((shown, format!("a hard link to {why}")));
+                    return Ok(());
+                }
+                Ok(target) => match dest.open_read(&target) {
+                    Err(e) => Err(e.into()),
+                    Ok(mut earlier) => self.file(&path, mode, 0, &mut earlier),
+                },
+            },
+            EntryKind::File { declared } => self.file(&path, mode, declared, content),
+        };
+        match made {
+            Err(ArchiveError::Confined(e)) => self.unpacked.refused.push((shown, e.to_string())),
+            other => other?,
+        }
+        Ok(())
+    }
+
+    /// The file `path` made from `content`, which the archive says is `declared` bytes long
+    /// (whatever it says, no more than the bound is written).
+    fn file(
+        &mut self,
+        path: &Path,
+        mode: u32,
+        declared: u64,
+        content: &mut dyn Read,
+    ) -> Result<(), ArchiveError> {
+        let room = self.max_bytes.saturating_sub(self.written);
+        if declared > room {
+            return Err(self.too_large());
+        }
+        self.parent_made(path)?;
+        replace_entry(self.dest, path)?;
+        let mut out = self.dest.create_new(path, (mode & 0o777) | 0o600)?;
+        // One byte past the room tells a lying size from a fitting one.
+        let copied = match io::copy(&mut content.take(room + 1), &mut out) {
+            Err(e) if e.kind() == io::ErrorKind::FileTooLarge => return Err(self.too_large()),
+            copied => copied.map_err(io_error("unpacking", self.archive))?,
+        };
+        if copied > room {
+            return Err(self.too_large());
+        }
+        self.written += copied;
+        self.unpacked.files += 1;
+        Ok(())
+    }
+
+    /// The folders above `path`.
+    fn parent_made(&self, path: &Path) -> Result<(), wharf_fs::Error> {
+        match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(parent) => self.dest.create_dir_all(parent, 0o755),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A file or link an earlier entry made at `path` is replaced (a later entry wins, as when
