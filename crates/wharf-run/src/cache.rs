@@ -220,7 +220,8 @@ pub trait CacheTransfer: Send + Sync {
     fn fetch(&self, key: &str, wharf_dir: &Path, log: &mut JobLog);
 
     /// After the job saved `key` into its local folder: send that folder to the shared place.
-    fn send(&self, key: &str, wharf_dir: &Path, log: &mut JobLog);
+    /// `vars` are the job's (gitlab-runner reads `CACHE_COMPRESSION_FORMAT` from them).
+    fn send(&self, key: &str, wharf_dir: &Path, vars: &VarSet, log: &mut JobLog);
 }
 
 /// The keys to try when restoring, in order: the key, `fallback_keys`, then the runner-wide
@@ -334,7 +335,7 @@ pub fn save(
         match save_one(cache, &key, vars, dirs, log) {
             Ok(()) => {
                 if let Some(shared) = shared {
-                    shared.send(&key, dirs.wharf_dir, log);
+                    shared.send(&key, dirs.wharf_dir, vars, log);
                 }
             }
             Err(e) => log.warn(&format!("cache not saved: {e}")),
@@ -601,7 +602,7 @@ mod tests {
             }
         }
 
-        fn send(&self, key: &str, wharf_dir: &Path, log: &mut JobLog) {
+        fn send(&self, key: &str, wharf_dir: &Path, _vars: &VarSet, log: &mut JobLog) {
             let sent = key_dir(wharf_dir, key).join("deps/lib.a").exists();
             self.calls
                 .lock()

@@ -26,11 +26,12 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use wharf_fs::{Resolve, Root};
 use wharf_gitlab::runner::artifacts::{
-    ArchiveError, ArchiveFormat, Unpacked, unpack_tar, unpack_zip, write_archive,
+    ArchiveError, ArchiveFormat, Unpacked, unpack_tar, unpack_zip, write_archive, write_tar,
 };
 use wharf_image::zstd_frames::{ZSTD_MAGIC, ZstdFrames};
 use wharf_run::cache::CacheTransfer;
 use wharf_run::log::JobLog;
+use wharf_run::vars::VarSet;
 
 /// How long a signed URL is good for (gitlab-runner: the job's timeout; one transfer here).
 const URL_EXPIRY: Duration = Duration::from_secs(3600);
@@ -218,14 +219,20 @@ impl SharedCache {
         Ok(())
     }
 
-    async fn upload_one(&self, project_id: u64, key: &str, wharf_dir: &Path) -> Result<u64> {
+    async fn upload_one(
+        &self,
+        project_id: u64,
+        key: &str,
+        wharf_dir: &Path,
+        format: CacheArchive,
+    ) -> Result<u64> {
         let Some(object) = self.object(project_id, key) else {
             bail!("the key climbs out of the project's folder: remove `../` from it");
         };
         let archive = {
             let wharf_dir = wharf_dir.to_path_buf();
             let key = key.to_string();
-            tokio::task::spawn_blocking(move || pack(&wharf_dir, &key)).await??
+            tokio::task::spawn_blocking(move || pack(&wharf_dir, &key, format)).await??
         };
         let size = archive.as_file().metadata()?.len();
         self.check_size(size)?;
@@ -317,9 +324,10 @@ impl CacheTransfer for ProjectCache {
         }
     }
 
-    fn send(&self, key: &str, wharf_dir: &Path, log: &mut JobLog) {
+    fn send(&self, key: &str, wharf_dir: &Path, vars: &VarSet, log: &mut JobLog) {
         let shared = &self.shared;
-        let sent = self.unless_canceled(shared.upload_one(self.project_id, key, wharf_dir));
+        let format = CacheArchive::of(vars, log);
+        let sent = self.unless_canceled(shared.upload_one(self.project_id, key, wharf_dir, format));
         let Some(sent) = sent else {
             log.warn(&format!(
                 "shared cache \"{key}\" not uploaded: the job was canceled"
@@ -350,10 +358,41 @@ fn archive_file(wharf_dir: &Path) -> Result<tempfile::NamedTempFile> {
         .with_context(|| format!("creating a temporary file in {}", wharf_dir.display()))
 }
 
+/// The archive formats of gitlab-runner's cache (`CACHE_COMPRESSION_FORMAT`). Both are
+/// uploaded under one name; a reader tells them apart by their first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CacheArchive {
+    Zip,
+    /// A tar compressed with zstd.
+    TarZstd,
+}
+
+impl CacheArchive {
+    /// As gitlab-runner's cache-archiver reads the job's variable: `tarzstd` (in any case) is
+    /// a zstd tar, anything else a zip. `zipzstd` (zip entries compressed with zstd) is made
+    /// as a zip with deflate, which every gitlab-runner reads too, and the log says so.
+    fn of(vars: &VarSet, log: &mut JobLog) -> CacheArchive {
+        let asked = vars
+            .resolved("CACHE_COMPRESSION_FORMAT")
+            .unwrap_or_default();
+        match asked.trim().to_ascii_lowercase().as_str() {
+            "tarzstd" => CacheArchive::TarZstd,
+            "zipzstd" => {
+                log.info(
+                    "CACHE_COMPRESSION_FORMAT=zipzstd: wharf makes the cache a zip with deflate \
+                     (gitlab-runner reads both); set tarzstd for zstd",
+                );
+                CacheArchive::Zip
+            }
+            _ => CacheArchive::Zip,
+        }
+    }
+}
+
 /// The local folder of `key` as gitlab-runner's `cache.zip` (paths relative to the project
-/// folder), in a temporary file (read under the key's shared lock, through the folder: a link
-/// in it is archived as a link, never followed).
-fn pack(wharf_dir: &Path, key: &str) -> Result<tempfile::NamedTempFile> {
+/// folder) in `format`, in a temporary file (read under the key's shared lock, through the
+/// folder: a link in it is archived as a link, never followed).
+fn pack(wharf_dir: &Path, key: &str, format: CacheArchive) -> Result<tempfile::NamedTempFile> {
     let _lock = wharf_run::cache::lock_key(wharf_dir, key, false)?;
     let dir = wharf_run::cache::key_dir(wharf_dir, key);
     let root = Root::open(&dir, Resolve::NoSymlinks)?;
@@ -365,14 +404,101 @@ fn pack(wharf_dir: &Path, key: &str) -> Result<tempfile::NamedTempFile> {
     entries.sort();
     let mut archive = archive_file(wharf_dir)?;
     let path = archive.path().to_path_buf();
-    write_archive(
-        ArchiveFormat::Zip,
-        &root,
-        &entries,
-        archive.as_file_mut(),
-        &path,
-    )?;
+    match format {
+        CacheArchive::Zip => {
+            write_archive(
+                ArchiveFormat::Zip,
+                &root,
+                &entries,
+                archive.as_file_mut(),
+                &path,
+            )?;
+        }
+        CacheArchive::TarZstd => {
+            let mut tar = archive_file(wharf_dir)?;
+            let tar_path = tar.path().to_path_buf();
+            write_tar(
+                &root,
+                &entries,
+                &mut std::io::BufWriter::new(tar.as_file_mut()),
+                &tar_path,
+            )?;
+            std::io::Seek::rewind(tar.as_file_mut())?;
+            compress_zstd(tar.as_file_mut(), archive.as_file_mut()).with_context(|| {
+                format!("compressing the cache archive into {}", path.display())
+            })?;
+        }
+    }
     Ok(archive)
+}
+
+/// `source` compressed with zstd into `out`, as one frame. ruzstd's encoder panics on an I/O
+/// error, so both ends go through [`KeepingError`]: the first error ends the input (reading) or
+/// drops the rest of the output (writing), and is returned here.
+fn compress_zstd(source: &mut std::fs::File, out: &mut std::fs::File) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut reading = KeepingError::new(std::io::BufReader::new(source));
+    let mut writing = KeepingError::new(std::io::BufWriter::new(out));
+    ruzstd::encoding::compress(
+        &mut reading,
+        &mut writing,
+        ruzstd::encoding::CompressionLevel::Fastest,
+    );
+    if let Some(e) = reading.error.take() {
+        return Err(e);
+    }
+    let flushed = writing.inner.flush();
+    writing.error.take().map_or(flushed, Err)
+}
+
+/// A reader or writer that keeps its first error instead of returning it.
+struct KeepingError<T> {
+    inner: T,
+    error: Option<std::io::Error>,
+}
+
+impl<T> KeepingError<T> {
+    fn new(inner: T) -> Self {
+        KeepingError { inner, error: None }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for KeepingError<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.error.is_some() {
+            return Ok(0);
+        }
+        loop {
+            match self.inner.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.error = Some(e);
+                    return Ok(0);
+                }
+                read => return read,
+            }
+        }
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for KeepingError<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.error.is_none() {
+            if let Err(e) = self.inner.write_all(buf) {
+                self.error = Some(e);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.error.is_none() {
+            if let Err(e) = self.inner.flush() {
+                self.error = Some(e);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Unpack `archive` as gitlab-runner's cache extractor does: whatever its name (always
@@ -534,29 +660,146 @@ concurrent = 1
         );
     }
 
-    #[test]
-    fn an_archive_replaces_the_local_folder_of_its_key() {
-        let from = tempfile::tempdir().unwrap();
-        let dir = wharf_run::cache::key_dir(from.path(), "k/1");
-        std::fs::create_dir_all(dir.join("deps")).unwrap();
+    /// A key's folder with a file, an executable, a long path and a link, in `wharf_dir`.
+    fn cached_folder(wharf_dir: &Path, key: &str) -> String {
+        let dir = wharf_run::cache::key_dir(wharf_dir, key);
+        let long = format!("deps/{}/lib.rs", "nested-".repeat(20));
+        std::fs::create_dir_all(dir.join(&long).parent().unwrap()).unwrap();
+        std::fs::write(dir.join(&long), "pub fn f() {}\n").unwrap();
         std::fs::write(dir.join("deps/file"), "cached").unwrap();
+        std::fs::write(dir.join("deps/tool"), "#!/bin/sh\n").unwrap();
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(
+            dir.join("deps/tool"),
+            std::fs::Permissions::from_mode(0o750),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("deps/file", dir.join("link")).unwrap();
-        let archive = pack(from.path(), "k/1").unwrap();
-        let to = tempfile::tempdir().unwrap();
-        let old = wharf_run::cache::key_dir(to.path(), "k/1");
-        std::fs::create_dir_all(&old).unwrap();
-        std::fs::write(old.join("stale"), "old").unwrap();
-        let refused = unpack(archive.path(), to.path(), "k/1", 1 << 20).unwrap();
-        assert!(refused.is_empty(), "{refused:?}");
+        long
+    }
+
+    /// What [`cached_folder`] made, unpacked under `key` of `wharf_dir`.
+    fn assert_cached_folder(wharf_dir: &Path, key: &str, long: &str) {
+        let dir = wharf_run::cache::key_dir(wharf_dir, key);
         assert_eq!(
-            std::fs::read_to_string(old.join("deps/file")).unwrap(),
+            std::fs::read_to_string(dir.join("deps/file")).unwrap(),
             "cached"
         );
         assert_eq!(
-            std::fs::read_link(old.join("link")).unwrap(),
+            std::fs::read_to_string(dir.join(long)).unwrap(),
+            "pub fn f() {}\n"
+        );
+        assert_eq!(
+            std::fs::read_link(dir.join("link")).unwrap(),
             Path::new("deps/file")
         );
-        assert!(!old.join("stale").exists());
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir.join("deps/tool"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o750);
+    }
+
+    #[test]
+    fn an_archive_replaces_the_local_folder_of_its_key() {
+        for format in [CacheArchive::Zip, CacheArchive::TarZstd] {
+            let from = tempfile::tempdir().unwrap();
+            let long = cached_folder(from.path(), "k/1");
+            let archive = pack(from.path(), "k/1", format).unwrap();
+            let magic = std::fs::read(archive.path()).unwrap()[..4].to_vec();
+            match format {
+                CacheArchive::Zip => assert_eq!(magic, b"PK\x03\x04"),
+                CacheArchive::TarZstd => assert_eq!(magic, ZSTD_MAGIC),
+            }
+            let to = tempfile::tempdir().unwrap();
+            let old = wharf_run::cache::key_dir(to.path(), "k/1");
+            std::fs::create_dir_all(&old).unwrap();
+            std::fs::write(old.join("stale"), "old").unwrap();
+            let refused = unpack(archive.path(), to.path(), "k/1", 1 << 20).unwrap();
+            assert!(refused.is_empty(), "{format:?}: {refused:?}");
+            assert_cached_folder(to.path(), "k/1", &long);
+            assert!(!old.join("stale").exists());
+        }
+    }
+
+    fn quiet_log(dir: &Path) -> JobLog {
+        let console = wharf_run::log::Console::new(false, Box::new(std::io::sink()));
+        JobLog::create(
+            console,
+            &dir.join("job.log"),
+            wharf_run::mask::Masker::new(Vec::<String>::new()),
+        )
+        .unwrap()
+    }
+
+    /// gitlab-runner's reading of the variable: `tarzstd` in any case; `zipzstd` is a zip
+    /// here, and the job's log says so; anything else a zip.
+    #[test]
+    fn cache_compression_format_picks_the_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = quiet_log(dir.path());
+        let of = |value: Option<&str>, log: &mut JobLog| {
+            let mut vars = VarSet::default();
+            if let Some(value) = value {
+                vars.set_plain("CACHE_COMPRESSION_FORMAT", value);
+            }
+            CacheArchive::of(&vars, log)
+        };
+        assert_eq!(of(Some("tarzstd"), &mut log), CacheArchive::TarZstd);
+        assert_eq!(of(Some(" TarZstd "), &mut log), CacheArchive::TarZstd);
+        assert_eq!(of(None, &mut log), CacheArchive::Zip);
+        assert_eq!(of(Some("zip"), &mut log), CacheArchive::Zip);
+        assert_eq!(of(Some("rar"), &mut log), CacheArchive::Zip);
+        assert_eq!(of(Some("zipzstd"), &mut log), CacheArchive::Zip);
+        drop(log);
+        let said = std::fs::read_to_string(dir.path().join("job.log")).unwrap();
+        assert_eq!(
+            said.matches("CACHE_COMPRESSION_FORMAT=zipzstd").count(),
+            1,
+            "{said}"
+        );
+    }
+
+    /// ruzstd's encoder panics on an I/O error: a full disk fails the archive instead.
+    #[test]
+    fn a_full_disk_fails_the_compression_without_a_panic() {
+        let mut source = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut source, &vec![1u8; 1 << 20]).unwrap();
+        std::io::Seek::rewind(&mut source).unwrap();
+        let mut full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        let err = compress_zstd(&mut source, &mut full).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    }
+
+    /// The other way round: GNU tar (through the `zstd` tool) reads the tarzstd archive wharf
+    /// uploads, as gitlab-runner's extractor (Go's archive/tar and klauspost's zstd) does.
+    #[test]
+    #[ignore = "needs GNU tar and zstd: run by scripts/test-all.sh"]
+    fn gnu_tar_reads_wharfs_tarzstd_archive() {
+        let from = tempfile::tempdir().unwrap();
+        let long = cached_folder(from.path(), "k");
+        let archive = pack(from.path(), "k", CacheArchive::TarZstd).unwrap();
+        let to = tempfile::tempdir().unwrap();
+        let dest = wharf_run::cache::key_dir(to.path(), "k");
+        std::fs::create_dir_all(&dest).unwrap();
+        let out = std::process::Command::new("tar")
+            .arg("--zstd")
+            .arg("-xf")
+            .arg(archive.path())
+            .arg("-C")
+            .arg(&dest)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_cached_folder(to.path(), "k", &long);
     }
 
     enum Entry<'a> {
@@ -815,6 +1058,36 @@ concurrent = 1
         }
     }
 
+    /// gitlab-runner's `zipzstd` (zip entries compressed with zstd, method 93) is not read:
+    /// the restore fails whole with the archive's reason, and the local folder stays.
+    #[test]
+    fn a_zipzstd_archive_is_refused_whole_and_keeps_the_local_folder() {
+        use std::io::Write as _;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let mut zip = zip::ZipWriter::new(file.reopen().unwrap());
+        let stored = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        zip.start_file("deps/file", stored).unwrap();
+        zip.write_all(b"hello").unwrap();
+        zip.finish().unwrap();
+        // The method, 0 (stored), becomes 93 (zstd) in the local and the central header.
+        let mut bytes = std::fs::read(file.path()).unwrap();
+        bytes[8..10].copy_from_slice(&93u16.to_le_bytes());
+        let central = bytes.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
+        bytes[central + 10..central + 12].copy_from_slice(&93u16.to_le_bytes());
+        std::fs::write(file.path(), bytes).unwrap();
+        let to = tempfile::tempdir().unwrap();
+        let old = wharf_run::cache::key_dir(to.path(), "k");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("kept"), "old").unwrap();
+        let err = format!(
+            "{:#}",
+            unpack(file.path(), to.path(), "k", 1 << 20).unwrap_err()
+        );
+        assert!(err.contains("not a readable zip archive"), "{err}");
+        assert_eq!(std::fs::read_to_string(old.join("kept")).unwrap(), "old");
+    }
+
     #[test]
     fn gitlab_runners_cache_zip_unpacks_into_the_keys_folder() {
         let archive = zip_of(&[
@@ -921,16 +1194,10 @@ concurrent = 1
             cancel_tx
         });
         let log_path = dir.path().join("job.log");
-        let console = wharf_run::log::Console::new(false, Box::new(std::io::sink()));
-        let mut log = JobLog::create(
-            console,
-            &log_path,
-            wharf_run::mask::Masker::new(Vec::<String>::new()),
-        )
-        .unwrap();
+        let mut log = quiet_log(dir.path());
         tokio::task::block_in_place(|| {
             project.fetch("deps", dir.path(), &mut log);
-            project.send("deps", dir.path(), &mut log);
+            project.send("deps", dir.path(), &VarSet::default(), &mut log);
         });
         drop(log);
         let _cancel_tx = canceler.await.unwrap();

@@ -148,6 +148,58 @@ pub fn write_archive(
     }
 }
 
+/// The tar of `entries` (files, links, folders relative to `root`, read through it) written
+/// to `out`, as gitlab-runner's `tarzstd` cache archiver writes its tar before compressing it:
+/// paths relative to `root`, links as links, permission bits and modification times; FIFOs,
+/// sockets and devices skipped. The number of files archived.
+pub fn write_tar(
+    root: &Root,
+    entries: &[PathBuf],
+    out: &mut impl Write,
+    out_path: &Path,
+) -> Result<usize, ArchiveError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut tar = tar::Builder::new(out);
+    let mut files = 0;
+    for (path, kind) in expand_entries(root, entries)? {
+        let meta = root.metadata(&path)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(meta.permissions().mode() & 0o777);
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok());
+        header.set_mtime(modified.map_or(0, |d| d.as_secs()));
+        header.set_size(0);
+        match kind {
+            FileKind::Dir => {
+                header.set_entry_type(tar::EntryType::Directory);
+                tar.append_data(&mut header, &path, io::empty())
+            }
+            FileKind::Symlink => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                let target = root.read_link(&path)?;
+                tar.append_link(&mut header, &path, target)
+            }
+            FileKind::File => {
+                let file = root.open_read(&path)?;
+                let size = file.metadata().map_err(io_error("reading", &path))?.len();
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(size);
+                files += 1;
+                // The tar writer copies what it is given whatever the header says: no more
+                // than the size written in it.
+                tar.append_data(&mut header, &path, file.take(size))
+            }
+            // As in a zip: no place in an archive.
+            _ => continue,
+        }
+        .map_err(io_error("writing", out_path))?;
+    }
+    tar.finish().map_err(io_error("writing", out_path))?;
+    Ok(files)
+}
+
 /// Zip names use `/` whatever the platform; folders end with one.
 fn zip_name(path: &Path) -> String {
     path.to_string_lossy().into_owned()

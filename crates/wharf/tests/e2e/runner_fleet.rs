@@ -486,13 +486,14 @@ async fn share_a_cache_through_s3(s3: &wharf_testkit::S3Server) {
     let project = Project::new(&[]);
     let (repo, sha) = bare_repository(project.home.path());
     // The same runner (token) on two machines: each its own builds folder and config.
-    let run_one = |name: &str, script: &str, cache_settings: &str| {
+    let run_one = |name: &str, script: &str, cache_settings: &str, format: &str| {
         let coordinator = stand_in::start_with(
             repo.clone(),
             sha.clone(),
             vec![script.to_string()],
             serde_json::json!({"cache": cache, "variables": [
                 {"key": "CI_COMMIT_REF_NAME", "value": "main", "public": true},
+                {"key": "CACHE_COMPRESSION_FORMAT", "value": format, "public": true},
             ]}),
         );
         let config = project.path().join(format!("{name}.toml"));
@@ -513,20 +514,23 @@ async fn share_a_cache_through_s3(s3: &wharf_testkit::S3Server) {
     // 12 MiB that gzip cannot shrink: the archive streams through a file both ways, in many
     // pieces, with its length said to S3 up front.
     let big = "head -c 12582912 /dev/urandom > deps/big";
-    for (name, script, cache_settings) in [
+    // The first job asks for gitlab-runner's tarzstd archive; the others take the default.
+    for (name, script, cache_settings, format) in [
         (
             "first",
             &*format!("mkdir -p deps && echo made by the first runner > deps/file && {big}"),
             "",
+            "tarzstd",
         ),
-        ("second", "cat deps/file && wc -c < deps/big", ""),
+        ("second", "cat deps/file && wc -c < deps/big", "", ""),
         (
             "capped",
             &*format!("mkdir -p deps && {big}"),
             "MaxUploadedArchiveSize = 4096",
+            "",
         ),
     ] {
-        let (coordinator, config) = run_one(name, script, cache_settings);
+        let (coordinator, config) = run_one(name, script, cache_settings, format);
         let (child, log) = run_config(&project, &config);
         let done = || !coordinator.seen.lock().unwrap().final_updates.is_empty();
         wait_until(done).await;
@@ -544,6 +548,23 @@ async fn share_a_cache_through_s3(s3: &wharf_testkit::S3Server) {
             assert!(!shown.contains("X-Amz-Signature"), "{shown}");
         }
         traces.push(trace);
+        if format == "tarzstd" {
+            // The job's CACHE_COMPRESSION_FORMAT: a zstd stream (28 b5 2f fd, read here as
+            // lossy text) under gitlab-runner's object name, not a zip's "PK" (the next job
+            // uploads a zip over it).
+            let short = &stand_in::RUNNER_TOKEN["glrt-".len().."glrt-".len() + 9];
+            let object = s3
+                .s3_request(
+                    "GET",
+                    &format!("/{bucket}/ci/runner/{short}/project/9/deps-main"),
+                )
+                .unwrap();
+            assert!(
+                object.starts_with("(\u{fffd}/\u{fffd}"),
+                "{:?}",
+                &object[..8.min(object.len())]
+            );
+        }
     }
     assert!(
         traces[0].contains("No cache \"deps-main\" in the shared cache"),
