@@ -49,6 +49,43 @@ fn mirrored_hosts() -> Vec<String> {
     hosts
 }
 
+/// `folder` copied under `into` as the one commit of a git repository of its own, on branch
+/// main. Run in place, the pipelines' `rules:changes` saw wharf's own work tree: an edited or
+/// new `*.sh` or `*.py` file anywhere in it created GNOME/glib's `sh-and-py-check` job.
+fn committed_copy(folder: &Path, into: &Path) -> PathBuf {
+    let copy = into.join(folder.file_name().unwrap());
+    for entry in walkdir::WalkDir::new(folder) {
+        let entry = entry.unwrap();
+        let to = copy.join(entry.path().strip_prefix(folder).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &[
+            "-c",
+            "user.name=corpus",
+            "-c",
+            "user.email=corpus@example.invalid",
+            "commit",
+            "-qm",
+            "corpus",
+        ],
+    ] {
+        let status = Command::new("git")
+            .args(args)
+            .current_dir(&copy)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?} in {}", copy.display());
+    }
+    copy
+}
+
 /// Stage -> jobs, as `wharf list --json` says GitLab would create them.
 fn job_set(list_json: &str) -> String {
     let mut by_stage: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -87,8 +124,9 @@ fn every_network_pipeline_of_the_public_corpus_loads_through_the_stand_in_gitlab
     let cache = tempfile::tempdir().unwrap();
     let hosts = mirrored_hosts();
     let mut refused = Vec::new();
+    let projects = tempfile::tempdir().unwrap();
     for (repo, gitlab_url) in &entries {
-        let folder = corpus().join(repo.replace('/', "__"));
+        let folder = committed_copy(&corpus().join(repo.replace('/', "__")), projects.path());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
         cmd.args(["list", "--json", "-C"])
             .arg(&folder)
@@ -100,8 +138,7 @@ fn every_network_pipeline_of_the_public_corpus_loads_through_the_stand_in_gitlab
             .env_remove("CI_JOB_TOKEN")
             .env_remove("CI_SERVER_URL")
             .env("HOME", cache.path());
-        // The corpus sits in wharf's own repository: without these, the pipelines' rules would
-        // see the branch this checkout is on (a feature branch creates fewer jobs than main).
+        // The pipelines' rules see branch main, as in the snapshots.
         for pinned in [
             "CI_COMMIT_BRANCH",
             "CI_COMMIT_REF_NAME",
