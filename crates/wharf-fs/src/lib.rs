@@ -25,8 +25,12 @@
 //!
 //! The root directory itself is opened by its path, following symbolic links: the caller trusts
 //! that path. Sub-trees are opened with [`Root::open_dir`], confined like any other path.
+//!
+//! [`read_limit`] bounds what the tar reader may hold in memory between two entries of a
+//! hostile archive, for the unpackers that write through a [`Root`].
 
 mod error;
+pub mod read_limit;
 mod resolve;
 mod special;
 mod tree;

@@ -24,6 +24,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use wharf_fs::read_limit::{LimitedReader, OVERSIZED_TAR_HEADER, TAR_HEADER_ALLOWANCE};
 use wharf_fs::{FileKind, Root};
 
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -79,12 +80,15 @@ pub fn apply_layer(
     root: &Root,
     as_root: bool,
 ) -> Result<(LayerReport, Vec<LowerLink>), UnpackError> {
+    let (reader, limit) = LimitedReader::new(reader, TAR_HEADER_ALLOWANCE, OVERSIZED_TAR_HEADER);
     let mut archive = tar::Archive::new(reader);
     let mut report = LayerReport::default();
     let mut dirs: HashMap<PathBuf, DirMeta> = HashMap::new();
     let mut lower_links = Vec::new();
     for entry in archive.entries()? {
         let mut entry = entry?;
+        // Reading the next entry may go through the rest of this one, then headers only.
+        limit.after_tar_entry(entry.raw_file_position(), entry.size());
         report.entries += 1;
         // A PAX global header (`git archive` writes one) describes the archive, not a file.
         if entry.header().entry_type() == tar::EntryType::XGlobalHeader {

@@ -152,3 +152,63 @@ fn escaping_entries_land_inside_the_layer() {
         b"y"
     );
 }
+
+/// A reader that counts what is read from it.
+struct Counted<R> {
+    inner: R,
+    read: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: std::io::Read> std::io::Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read.set(self.read.get() + n as u64);
+        Ok(n)
+    }
+}
+
+/// A tar whose first entry is an extension of `kind` claiming 1 GiB (a few KiB once
+/// compressed), then a file: the stream is generated as it is read, never held here.
+fn huge_extension_then_a_file(kind: tar::EntryType) -> impl std::io::Read {
+    let mut extension = tar::Header::new_gnu();
+    extension.set_entry_type(kind);
+    extension.set_size(1 << 30);
+    extension.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    extension.set_cksum();
+    let mut file = Layer::new();
+    let file = file.file("after", b"data", 0o644).finish();
+    std::io::Read::chain(
+        std::io::Read::chain(
+            std::io::Cursor::new(extension.as_bytes().to_vec()),
+            std::io::Read::take(std::io::repeat(b'a'), 1 << 30),
+        ),
+        std::io::Cursor::new(file),
+    )
+}
+
+/// Regression: the tar reader read a GNU long name or a PAX extension whole into memory,
+/// whatever size its header claimed, before handing over the entry: a layer of a few KiB of
+/// zstd made `wharf pull` allocate gigabytes. Now the stream stops a few MiB past the last
+/// entry, and the layer is refused naming why.
+#[test]
+fn an_oversized_long_name_or_pax_extension_is_refused_before_it_is_read_whole() {
+    for kind in [
+        tar::EntryType::GNULongName,
+        tar::EntryType::GNULongLink,
+        tar::EntryType::XHeader,
+    ] {
+        let base = tempfile::tempdir().expect("tempdir");
+        let root = Root::open(base.path(), Resolve::InRoot).expect("root");
+        let read = std::rc::Rc::new(std::cell::Cell::new(0));
+        let layer = Counted {
+            inner: huge_extension_then_a_file(kind),
+            read: read.clone(),
+        };
+        let err = unpack::apply_layer(layer, &root, false).expect_err("an oversized header");
+        assert!(
+            err.to_string().contains("larger than 4 MiB"),
+            "{kind:?}: {err}"
+        );
+        assert!(read.get() < 8 << 20, "{kind:?}: {} bytes read", read.get());
+    }
+}

@@ -975,6 +975,46 @@ concurrent = 1
         }
     }
 
+    /// Regression: the tar reader held a GNU long name or a PAX extension whole in memory,
+    /// whatever size it claimed (a few KiB of zstd can claim gigabytes); now past 4 MiB the
+    /// archive is refused naming why, and the local folder stays.
+    #[test]
+    fn a_tarzstd_archive_with_an_oversized_header_is_refused() {
+        for kind in [tar::EntryType::GNULongName, tar::EntryType::XHeader] {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(kind);
+            header.set_size(16 << 20);
+            header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+            header.set_cksum();
+            let mut plain = header.as_bytes().to_vec();
+            plain.resize(plain.len() + (16 << 20), b'a');
+            plain.extend([0; 1024]);
+            let archive = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(
+                archive.path(),
+                ruzstd::encoding::compress_to_vec(
+                    &plain[..],
+                    ruzstd::encoding::CompressionLevel::Fastest,
+                ),
+            )
+            .unwrap();
+            let to = tempfile::tempdir().unwrap();
+            let old = wharf_run::cache::key_dir(to.path(), "k");
+            std::fs::create_dir_all(&old).unwrap();
+            std::fs::write(old.join("kept"), "old").unwrap();
+            let err = format!(
+                "{:#}",
+                unpack(archive.path(), to.path(), "k", 1 << 30).unwrap_err()
+            );
+            assert!(
+                err.contains("larger than 4 MiB"),
+                "{kind:?}: {}",
+                &err[..err.len().min(300)]
+            );
+            assert_eq!(std::fs::read_to_string(old.join("kept")).unwrap(), "old");
+        }
+    }
+
     /// The zip rules hold for a tarzstd archive: nothing written through a link or outside
     /// the folder, no hard link to a file outside it, no devices, no set-user-ID bits.
     #[test]

@@ -11,6 +11,7 @@ use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 use url::Url;
+use wharf_fs::read_limit::{LimitedReader, OVERSIZED_TAR_HEADER, TAR_HEADER_ALLOWANCE};
 use wharf_fs::{FileKind, Root};
 
 /// Why an archive could not be made or unpacked. Messages name the archive and the entry.
@@ -360,13 +361,18 @@ pub fn unpack_tar(
     // entries it does not unpack, and a few KiB of zstd can decode to terabytes of it. Headers
     // and padding take at most 1 KiB per entry beside its content (16 GiB unpacked, the
     // runner's bound, leaves room for millions of entries).
-    let mut tar = tar::Archive::new(Bounded {
+    let bounded = Bounded {
         inner: tar,
         left: max_bytes.saturating_mul(2).saturating_add(1 << 20),
-    });
+    };
+    // And the tar reader holds a long name or a PAX extension whole in memory: between two
+    // entries, it may read a few MiB of headers, no more.
+    let (limited, limit) = LimitedReader::new(bounded, TAR_HEADER_ALLOWANCE, OVERSIZED_TAR_HEADER);
+    let mut tar = tar::Archive::new(limited);
     let mut unpacker = Unpacker::new(archive, dest, max_bytes);
     for entry in tar.entries().map_err(tar_error)? {
         let mut entry = entry.map_err(tar_error)?;
+        limit.after_tar_entry(entry.raw_file_position(), entry.size());
         let name = entry.path_bytes().into_owned();
         let header = entry.header();
         let mode = header.mode().map_err(tar_error)?;
