@@ -173,7 +173,7 @@ fn huge_extension_then_a_file(kind: tar::EntryType) -> impl std::io::Read {
     let mut extension = tar::Header::new_gnu();
     extension.set_entry_type(kind);
     extension.set_size(1 << 30);
-    extension.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    extension.as_gnu_mut().expect("a GNU header").name[..13].copy_from_slice(b"././@LongLink");
     extension.set_cksum();
     let mut file = Layer::new();
     let file = file.file("after", b"data", 0o644).finish();
