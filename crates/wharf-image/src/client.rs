@@ -316,7 +316,7 @@ impl RegistryClient {
 
 /// The registry's own error message (`{"errors":[{"message":..}]}`), shortened, as `: <msg>`.
 async fn registry_message(response: reqwest::Response) -> String {
-    let body = response.text().await.unwrap_or_default();
+    let body = wharf_oci::text_of(response).await;
     wharf_oci::login::server_message(&body, "")
         .map(|m| format!(": {m}"))
         .unwrap_or_default()

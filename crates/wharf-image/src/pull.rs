@@ -365,7 +365,7 @@ async fn fetch_manifest(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
-    let body = read_body(client, fetch).await?;
+    let body = read_body(client, fetch, "manifest", MAX_MANIFEST_BYTES).await?;
     let digest = manifest::sha256_digest(&body);
     if let Some(expected) = expected
         && expected != digest
@@ -381,26 +381,39 @@ async fn fetch_manifest(
     Ok((digest, body, content_type))
 }
 
-/// A whole (small) response body; a broken transfer is a network error naming the URL.
+/// The most a manifest may weigh, as registries (Docker's distribution, wharf's) accept.
+const MAX_MANIFEST_BYTES: usize = 4 << 20;
+/// The most an image config may weigh: a few KiB usually, far more than any real one.
+const MAX_CONFIG_BYTES: usize = 16 << 20;
+
+/// A whole (small) response body, `what` of at most `limit` bytes; a broken transfer is a
+/// network error naming the URL, and a longer body is refused without reading it all (the
+/// registry decides how long it is).
 async fn read_body(
     client: &RegistryClient,
-    fetch: crate::client::Fetch,
+    mut fetch: crate::client::Fetch,
+    what: &str,
+    limit: usize,
 ) -> Result<Vec<u8>, ImageError> {
-    fetch
-        .response
-        .bytes()
-        .await
-        .map(|b| b.to_vec())
-        .map_err(|e| ImageError::Network {
+    match wharf_oci::body_up_to(&mut fetch.response, limit).await {
+        Ok(Some(body)) => Ok(body),
+        Ok(None) => Err(ImageError::Protocol {
+            registry: client.registry().to_owned(),
+            what: what.to_owned(),
+            image: client.image().to_owned(),
+            detail: format!("{} is larger than {} MiB: refused", fetch.url, limit >> 20),
+        }),
+        Err(e) => Err(ImageError::Network {
             image: client.image().to_owned(),
             registry: client.registry().to_owned(),
             detail: format!("{}: {}", fetch.url, wharf_oci::describe_http_error(&e)),
-        })
+        }),
+    }
 }
 
 async fn fetch_small_blob(client: &RegistryClient, digest: &str) -> Result<Vec<u8>, ImageError> {
     let fetch = client.get(&format!("blobs/{digest}"), &[]).await?;
-    let body = read_body(client, fetch).await?;
+    let body = read_body(client, fetch, "image config", MAX_CONFIG_BYTES).await?;
     let actual = manifest::sha256_digest(&body);
     if actual != digest {
         return Err(ImageError::DigestMismatch {

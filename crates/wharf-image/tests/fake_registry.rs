@@ -511,3 +511,86 @@ fn a_killed_pull_leaves_nothing_half_done() {
         300_000
     );
 }
+
+/// A registry whose manifest answers never end: `/manifests/big` a 200, anything else a 404,
+/// each with a chunked body of spaces (at most 256 MiB, then it closes). Returns its host and
+/// the bytes it managed to send.
+fn endless_registry() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host = listener.local_addr().expect("addr").to_string();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let counter = counter.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                let _ = reader.read_line(&mut request_line);
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let path = request_line.split(' ').nth(1).unwrap_or("");
+                if path == "/v2/" {
+                    let _ = stream.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                    );
+                    return;
+                }
+                let status = if path.ends_with("/manifests/big") {
+                    "200 OK\r\nContent-Type: application/vnd.oci.image.manifest.v1+json"
+                } else {
+                    "404 Not Found\r\nContent-Type: application/json"
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                );
+                if stream.write_all(head.as_bytes()).is_err() {
+                    return;
+                }
+                let chunk = format!("10000\r\n{}\r\n", " ".repeat(0x10000));
+                for _ in 0..4096 {
+                    if stream.write_all(chunk.as_bytes()).is_err() {
+                        return;
+                    }
+                    counter.fetch_add(0x10000, Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (host, sent)
+}
+
+/// Regression: a manifest, an image config and an error answer were read whole, whatever
+/// their length: a registry streaming an endless one made `wharf pull` hold all of it. Now a
+/// manifest stops at 4 MiB (refused, naming the URL) and an error's message at 1 MiB.
+#[test]
+fn an_endless_manifest_or_error_answer_is_cut_not_held() {
+    for (tag, expected) in [
+        ("big", "is larger than 4 MiB: refused"),
+        ("missing", "not found on registry"),
+    ] {
+        let (host, sent) = endless_registry();
+        let (_home, store) = fresh_store();
+        let (result, _) = pull(
+            &store,
+            &format!("{host}/team/app:{tag}"),
+            &PullOptions::default(),
+        );
+        let err = result.expect_err("refused").to_string();
+        assert!(
+            err.contains(expected),
+            "{tag}: {}",
+            &err[..err.len().min(400)]
+        );
+        assert!(err.len() < 2000, "{tag}: a message of {} bytes", err.len());
+        // The server goes on until its writes fail: the client stopped reading.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let sent = sent.load(Ordering::SeqCst);
+        assert!(sent < 32 << 20, "{tag}: {sent} bytes sent");
+    }
+}

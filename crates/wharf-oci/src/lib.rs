@@ -21,8 +21,9 @@ pub use authconfig::{
 };
 pub use helper::{CredentialHelper, HelperError};
 pub use login::{
-    AuthScheme, Challenge, Endpoint, LoginError, LoginOutcome, LoginRequest, bearer_token,
-    describe_http_error, endpoint, login, parse_www_authenticate,
+    AuthScheme, Challenge, Endpoint, LoginError, LoginOutcome, LoginRequest, MAX_MESSAGE_BODY,
+    bearer_token, body_up_to, describe_http_error, endpoint, login, parse_www_authenticate,
+    text_of,
 };
 pub use reference::DOCKER_HUB;
 pub use resolve::{

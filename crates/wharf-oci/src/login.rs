@@ -440,7 +440,7 @@ async fn fetch_token(
         .await
         .map_err(|e| connect_error(&token_url, &e, target))?;
     let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
+    let body = text_of(response).await;
     match status {
         200..=299 => {}
         401 | 403 => {
@@ -640,7 +640,7 @@ pub async fn bearer_token(
         hint: String::new(),
     })?;
     let status = response.status().as_u16();
-    let body = response.text().await.unwrap_or_default();
+    let body = text_of(response).await;
     match status {
         200..=299 => {}
         401 | 403 => {
@@ -664,6 +664,40 @@ pub async fn bearer_token(
         }
     }
     TokenResponse::parse(&body, &token_url)?.token(&token_url)
+}
+
+/// What an error answer's body is read up to: enough for any registry's or token server's
+/// JSON message, and a server streaming an endless one costs no more.
+pub const MAX_MESSAGE_BODY: usize = 1 << 20;
+
+/// The body of `response` if it is at most `limit` bytes; `Ok(None)` as soon as it is longer,
+/// without reading the rest (a registry decides how long its answers are).
+pub async fn body_up_to(
+    response: &mut reqwest::Response,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// The first [`MAX_MESSAGE_BODY`] bytes of an answer's body as text, for messages and small
+/// JSON documents; what could not be read is left out.
+pub async fn text_of(mut response: reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        let room = MAX_MESSAGE_BODY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if chunk.len() >= room {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
 }
 
 /// reqwest's error with its causes (connection refused, certificate not trusted, ...), without

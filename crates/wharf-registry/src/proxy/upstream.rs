@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use wharf_image::ImageError;
 use wharf_image::client::{Fetch, RegistryClient};
 
@@ -307,21 +307,14 @@ impl Upstream {
         url: &str,
         limit: usize,
     ) -> Result<Option<Bytes>, UpstreamError> {
-        let mut body = BytesMut::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) if body.len() + chunk.len() > limit => return Ok(None),
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                Ok(None) => return Ok(Some(body.freeze())),
-                Err(e) => {
-                    return Err(UpstreamError::Unavailable(format!(
-                        "upstream {} of the pull-through cache {}: reading {url}: {}",
-                        self.config.upstream,
-                        self.config.prefix,
-                        wharf_oci::describe_http_error(&e)
-                    )));
-                }
-            }
+        match wharf_oci::body_up_to(response, limit).await {
+            Ok(body) => Ok(body.map(Bytes::from)),
+            Err(e) => Err(UpstreamError::Unavailable(format!(
+                "upstream {} of the pull-through cache {}: reading {url}: {}",
+                self.config.upstream,
+                self.config.prefix,
+                wharf_oci::describe_http_error(&e)
+            ))),
         }
     }
 
