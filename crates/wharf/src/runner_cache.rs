@@ -802,6 +802,7 @@ concurrent = 1
         assert_cached_folder(to.path(), "k", &long);
     }
 
+    #[derive(Clone, Copy)]
     enum Entry<'a> {
         Dir(&'a str),
         File(&'a str, u32, &'a [u8]),
@@ -877,53 +878,89 @@ concurrent = 1
         file
     }
 
-    /// `CACHE_COMPRESSION_FORMAT: tarzstd` makes gitlab-runner upload a zstd tar under the
-    /// same `cache.zip` name: a wharf runner on the same bucket restores it (it failed as "not
-    /// a readable zip archive"). Two frames, as a parallel compressor writes them.
-    #[test]
-    fn gitlab_runners_tarzstd_cache_unpacks_into_the_keys_folder() {
-        let long = format!("node_modules/{}/index.js", "deep".repeat(30));
-        let archive = tar_zstd_of(
-            &[
-                Entry::Dir("node_modules/"),
-                Entry::Dir("node_modules/left-pad/"),
-                Entry::File(
-                    "node_modules/left-pad/index.js",
-                    0o644,
-                    b"module.exports = 1;\n",
-                ),
-                Entry::File("node_modules/.bin-tool", 0o755, b"#!/bin/sh\n"),
-                Entry::Link("node_modules/pad", "left-pad"),
-                Entry::Special(
-                    "node_modules/again.js",
-                    tar::EntryType::Link,
-                    "./node_modules/left-pad/index.js",
-                    b"",
-                ),
-                Entry::File(&long, 0o644, &[7u8; 300_000]),
-            ],
-            2,
-        );
-        let to = tempfile::tempdir().unwrap();
-        let refused = unpack(archive.path(), to.path(), "deps-main", 1 << 20).unwrap();
-        assert!(refused.is_empty(), "{refused:?}");
-        let dir = wharf_run::cache::key_dir(to.path(), "deps-main");
-        assert_eq!(
-            std::fs::read_to_string(dir.join("node_modules/pad/index.js")).unwrap(),
-            "module.exports = 1;\n"
-        );
-        assert_eq!(std::fs::read(dir.join(&long)).unwrap(), [7u8; 300_000]);
-        assert_eq!(
-            std::fs::read_to_string(dir.join("node_modules/again.js")).unwrap(),
-            "module.exports = 1;\n",
-            "a hard link is a copy of the file it names"
-        );
+    /// The permission bits (set-ID bits included) of the file at `path`.
+    fn mode_of(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(dir.join("node_modules/.bin-tool"))
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+    }
+
+    /// Restoring `archive` into key `k` fails, the local folder of the key stays as it was,
+    /// and nothing is left beside it. The error's text.
+    fn failed_restore_keeps_the_folder(archive: &Path, max_bytes: u64) -> String {
+        let to = tempfile::tempdir().unwrap();
+        let old = wharf_run::cache::key_dir(to.path(), "k");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::write(old.join("kept"), "old").unwrap();
+        let err = format!(
+            "{:#}",
+            unpack(archive, to.path(), "k", max_bytes).unwrap_err()
+        );
+        assert_eq!(std::fs::read_to_string(old.join("kept")).unwrap(), "old");
+        let left: Vec<_> = std::fs::read_dir(old.parent().unwrap())
             .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o755);
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 1, "only the key's folder stays: {left:?}");
+        // A hostile archive's text can be long: messages are read in part.
+        err.chars().take(400).collect()
+    }
+
+    /// gitlab-runner's `cache.zip` in either format: paths relative to the project folder,
+    /// folders as `name/` entries. `CACHE_COMPRESSION_FORMAT: tarzstd` makes gitlab-runner
+    /// upload a zstd tar under the same name; a wharf runner on the same bucket restores it
+    /// (it failed as "not a readable zip archive"), here in two frames, as a parallel
+    /// compressor writes them, with a long name, a link and a hard link.
+    #[test]
+    fn gitlab_runners_cache_unpacks_into_the_keys_folder() {
+        let long = format!("node_modules/{}/index.js", "deep".repeat(30));
+        let common = [
+            Entry::Dir("node_modules/"),
+            Entry::Dir("node_modules/left-pad/"),
+            Entry::File(
+                "node_modules/left-pad/index.js",
+                0o644,
+                b"module.exports = 1;\n",
+            ),
+            Entry::File("node_modules/.bin-tool", 0o755, b"#!/bin/sh\n"),
+        ];
+        let tar_only = [
+            Entry::Link("node_modules/pad", "left-pad"),
+            Entry::Special(
+                "node_modules/again.js",
+                tar::EntryType::Link,
+                "./node_modules/left-pad/index.js",
+                b"",
+            ),
+            Entry::File(&long, 0o644, &[7u8; 300_000]),
+        ];
+        for (archive, is_tar) in [
+            (zip_of(&common), false),
+            (tar_zstd_of(&[&common[..], &tar_only[..]].concat(), 2), true),
+        ] {
+            let to = tempfile::tempdir().unwrap();
+            let refused = unpack(archive.path(), to.path(), "deps-main", 1 << 20).unwrap();
+            assert!(refused.is_empty(), "{refused:?}");
+            let dir = wharf_run::cache::key_dir(to.path(), "deps-main");
+            let index = dir.join("node_modules/left-pad/index.js");
+            assert_eq!(
+                std::fs::read_to_string(index).unwrap(),
+                "module.exports = 1;\n"
+            );
+            assert_eq!(mode_of(&dir.join("node_modules/.bin-tool")), 0o755);
+            if is_tar {
+                let through_link = dir.join("node_modules/pad/index.js");
+                assert_eq!(
+                    std::fs::read_to_string(through_link).unwrap(),
+                    "module.exports = 1;\n"
+                );
+                assert_eq!(std::fs::read(dir.join(&long)).unwrap(), [7u8; 300_000]);
+                assert_eq!(
+                    std::fs::read_to_string(dir.join("node_modules/again.js")).unwrap(),
+                    "module.exports = 1;\n",
+                    "a hard link is a copy of the file it names"
+                );
+            }
+        }
     }
 
     /// An archive nobody here wrote: GNU tar piping through the `zstd` tool (long names in
@@ -990,111 +1027,35 @@ concurrent = 1
             plain.resize(plain.len() + (16 << 20), b'a');
             plain.extend([0; 1024]);
             let archive = tempfile::NamedTempFile::new().unwrap();
-            std::fs::write(
-                archive.path(),
-                ruzstd::encoding::compress_to_vec(
-                    &plain[..],
-                    ruzstd::encoding::CompressionLevel::Fastest,
-                ),
-            )
-            .unwrap();
-            let to = tempfile::tempdir().unwrap();
-            let old = wharf_run::cache::key_dir(to.path(), "k");
-            std::fs::create_dir_all(&old).unwrap();
-            std::fs::write(old.join("kept"), "old").unwrap();
-            let err = format!(
-                "{:#}",
-                unpack(archive.path(), to.path(), "k", 1 << 30).unwrap_err()
+            let compressed = ruzstd::encoding::compress_to_vec(
+                &plain[..],
+                ruzstd::encoding::CompressionLevel::Fastest,
             );
-            assert!(
-                err.contains("larger than 4 MiB"),
-                "{kind:?}: {}",
-                &err[..err.len().min(300)]
-            );
-            assert_eq!(std::fs::read_to_string(old.join("kept")).unwrap(), "old");
+            std::fs::write(archive.path(), compressed).unwrap();
+            let err = failed_restore_keeps_the_folder(archive.path(), 1 << 30);
+            assert!(err.contains("larger than 4 MiB"), "{kind:?}: {err}");
         }
     }
 
-    /// The zip rules hold for a tarzstd archive: nothing written through a link or outside
-    /// the folder, no hard link to a file outside it, no devices, no set-user-ID bits.
+    /// A few KiB of zip or zstd unpack to whatever they say: past the bound the archive fails
+    /// whole, whether the bytes are a file's or those of a tar entry never unpacked (which the
+    /// tar reader reads through), and the local folder stays (regression: a few KiB of gzip
+    /// unpacked to whatever it claimed, into the runner's disk).
     #[test]
-    fn a_tarzstd_archive_never_writes_outside_and_makes_no_special_files() {
-        let outside = tempfile::tempdir().unwrap();
-        let secret = outside.path().join("secret");
-        std::fs::write(&secret, "host file").unwrap();
-        let secret_path = secret.to_str().unwrap();
-        let archive = tar_zstd_of(
-            &[
-                Entry::Link("up", outside.path().to_str().unwrap()),
-                Entry::File("up/secret", 0o644, b"written"),
-                Entry::File("../escape", 0o644, b"written"),
-                Entry::File("/tmp/absolute-escape", 0o644, b"written"),
-                Entry::Special("hard", tar::EntryType::Link, secret_path, b""),
-                Entry::Special("hard-through-link", tar::EntryType::Link, "up/secret", b""),
-                Entry::Special("hard-up", tar::EntryType::Link, "../../etc/passwd", b""),
-                Entry::Special("fifo", tar::EntryType::Fifo, "", b""),
-                Entry::File("tool", 0o4755, b"#!/bin/sh\n"),
-            ],
-            1,
-        );
-        let to = tempfile::tempdir().unwrap();
-        let refused = unpack(archive.path(), to.path(), "k", 1 << 20).unwrap();
-        let names: Vec<&str> = refused.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(
-            names,
-            [
-                "up/secret",
-                "../escape",
-                "/tmp/absolute-escape",
-                "hard",
-                "hard-through-link",
-                "hard-up",
-                "fifo"
-            ],
-            "{refused:?}"
-        );
-        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host file");
-        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
-        assert!(!Path::new("/tmp/absolute-escape").exists());
-        let dir = wharf_run::cache::key_dir(to.path(), "k");
-        for special in ["hard", "hard-through-link", "hard-up", "fifo"] {
-            assert!(
-                std::fs::symlink_metadata(dir.join(special)).is_err(),
-                "{special}"
-            );
-        }
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(dir.join("tool"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o7777, 0o755);
-    }
-
-    /// A few KiB of zstd decode to whatever they say: past the bound the archive fails whole,
-    /// whether the bytes are a file's or those of an entry never unpacked (which the tar
-    /// reader reads through), and the local folder stays.
-    #[test]
-    fn a_tarzstd_archive_past_the_bound_fails_whole() {
+    fn an_archive_unpacking_past_the_bound_fails_and_keeps_the_local_folder() {
         let zeros = vec![0u8; 4 << 20];
+        let big = [Entry::File("big", 0o644, &zeros)];
         for bomb in [
-            tar_zstd_of(&[Entry::File("big", 0o644, &zeros)], 1),
+            zip_of(&big),
+            tar_zstd_of(&big, 1),
             tar_zstd_of(
                 &[Entry::Special("fifo", tar::EntryType::Fifo, "", &zeros)],
                 1,
             ),
         ] {
             assert!(bomb.as_file().metadata().unwrap().len() < 64 << 10);
-            let to = tempfile::tempdir().unwrap();
-            let old = wharf_run::cache::key_dir(to.path(), "k");
-            std::fs::create_dir_all(&old).unwrap();
-            std::fs::write(old.join("kept"), "old").unwrap();
-            let err = format!(
-                "{:#}",
-                unpack(bomb.path(), to.path(), "k", 1 << 20).unwrap_err()
-            );
+            let err = failed_restore_keeps_the_folder(bomb.path(), 1 << 20);
             assert!(err.contains("unpacks to more than 1048576 bytes"), "{err}");
-            assert_eq!(std::fs::read_to_string(old.join("kept")).unwrap(), "old");
         }
     }
 
@@ -1102,112 +1063,68 @@ concurrent = 1
     /// the restore fails whole with the archive's reason, and the local folder stays.
     #[test]
     fn a_zipzstd_archive_is_refused_whole_and_keeps_the_local_folder() {
-        use std::io::Write as _;
-        let file = tempfile::NamedTempFile::new().unwrap();
-        let mut zip = zip::ZipWriter::new(file.reopen().unwrap());
-        let stored = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored);
-        zip.start_file("deps/file", stored).unwrap();
-        zip.write_all(b"hello").unwrap();
-        zip.finish().unwrap();
-        // The method, 0 (stored), becomes 93 (zstd) in the local and the central header.
+        let file = zip_of(&[Entry::File("deps/file", 0o644, b"hello")]);
+        // The method, 8 (deflate), becomes 93 (zstd) in the local and the central header.
         let mut bytes = std::fs::read(file.path()).unwrap();
         bytes[8..10].copy_from_slice(&93u16.to_le_bytes());
         let central = bytes.windows(4).position(|w| w == b"PK\x01\x02").unwrap();
         bytes[central + 10..central + 12].copy_from_slice(&93u16.to_le_bytes());
         std::fs::write(file.path(), bytes).unwrap();
-        let to = tempfile::tempdir().unwrap();
-        let old = wharf_run::cache::key_dir(to.path(), "k");
-        std::fs::create_dir_all(&old).unwrap();
-        std::fs::write(old.join("kept"), "old").unwrap();
-        let err = format!(
-            "{:#}",
-            unpack(file.path(), to.path(), "k", 1 << 20).unwrap_err()
-        );
+        let err = failed_restore_keeps_the_folder(file.path(), 1 << 20);
         assert!(err.contains("not a readable zip archive"), "{err}");
-        assert_eq!(std::fs::read_to_string(old.join("kept")).unwrap(), "old");
     }
 
-    #[test]
-    fn gitlab_runners_cache_zip_unpacks_into_the_keys_folder() {
-        let archive = zip_of(&[
-            Entry::Dir("node_modules/"),
-            Entry::Dir("node_modules/left-pad/"),
-            Entry::File(
-                "node_modules/left-pad/index.js",
-                0o644,
-                b"module.exports = 1;\n",
-            ),
-            Entry::File("node_modules/.bin-tool", 0o755, b"#!/bin/sh\n"),
-        ]);
-        let to = tempfile::tempdir().unwrap();
-        let refused = unpack(archive.path(), to.path(), "deps-main", 1 << 20).unwrap();
-        assert!(refused.is_empty(), "{refused:?}");
-        let dir = wharf_run::cache::key_dir(to.path(), "deps-main");
-        assert_eq!(
-            std::fs::read_to_string(dir.join("node_modules/left-pad/index.js")).unwrap(),
-            "module.exports = 1;\n"
-        );
-        use std::os::unix::fs::PermissionsExt as _;
-        let mode = std::fs::metadata(dir.join("node_modules/.bin-tool"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o755);
-    }
-
-    /// Regression: a few KiB of gzip unpacked to whatever it claimed, into the runner's disk.
-    #[test]
-    fn an_archive_unpacking_past_the_bound_fails_and_keeps_the_local_folder() {
-        let zeros = vec![0u8; 4 << 20];
-        let bomb = zip_of(&[Entry::File("big", 0o644, &zeros)]);
-        assert!(bomb.as_file().metadata().unwrap().len() < 64 << 10);
-        let to = tempfile::tempdir().unwrap();
-        let old = wharf_run::cache::key_dir(to.path(), "k");
-        std::fs::create_dir_all(&old).unwrap();
-        std::fs::write(old.join("kept"), "old").unwrap();
-        let err = format!(
-            "{:#}",
-            unpack(bomb.path(), to.path(), "k", 1 << 20).unwrap_err()
-        );
-        assert!(err.contains("unpacks to more than 1048576 bytes"), "{err}");
-        assert_eq!(std::fs::read_to_string(old.join("kept")).unwrap(), "old");
-        let left: Vec<_> = std::fs::read_dir(old.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(left.len(), 1, "only the key's folder stays: {left:?}");
-    }
-
-    /// Another runner's job made the archive: a link in it never leads a write outside the
-    /// key's folder, and set-user-ID bits are never kept (regression: the tar unpacking kept
-    /// them on files root owns).
+    /// Another runner's job made the archive, zip or tarzstd: a link in it never leads a write
+    /// outside the key's folder, nor does a name with `..` or an absolute one, and set-user-ID
+    /// bits are never kept (regression: the tar unpacking kept them on files root owns). A
+    /// tar's hard link to a file outside, devices and FIFOs are refused too.
     #[test]
     fn links_never_lead_outside_and_set_id_bits_are_dropped() {
         let outside = tempfile::tempdir().unwrap();
         let secret = outside.path().join("secret");
         std::fs::write(&secret, "host file").unwrap();
-        let target = outside.path().to_str().unwrap();
-        let archive = zip_of(&[
-            Entry::Link("up", target),
+        let secret_path = secret.to_str().unwrap();
+        let common = [
+            Entry::Link("up", outside.path().to_str().unwrap()),
             Entry::File("up/secret", 0o644, b"written"),
             Entry::File("../escape", 0o644, b"written"),
+            Entry::File("/tmp/absolute-escape", 0o644, b"written"),
             Entry::File("tool", 0o4755, b"#!/bin/sh\n"),
-        ]);
-        let to = tempfile::tempdir().unwrap();
-        let refused = unpack(archive.path(), to.path(), "k", 1 << 20).unwrap();
-        let names: Vec<&str> = refused.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["up/secret", "../escape"], "{refused:?}");
-        assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host file");
-        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
-        assert!(!to.path().join("escape").exists());
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = wharf_run::cache::key_dir(to.path(), "k");
-        let mode = std::fs::metadata(dir.join("tool"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o7777, 0o755);
+        ];
+        let tar_only = [
+            Entry::Special("hard", tar::EntryType::Link, secret_path, b""),
+            Entry::Special("hard-through-link", tar::EntryType::Link, "up/secret", b""),
+            Entry::Special("hard-up", tar::EntryType::Link, "../../etc/passwd", b""),
+            Entry::Special("fifo", tar::EntryType::Fifo, "", b""),
+        ];
+        let refused_by_both = ["up/secret", "../escape", "/tmp/absolute-escape"];
+        let refused_by_tar = ["hard", "hard-through-link", "hard-up", "fifo"];
+        for (archive, also_refused) in [
+            (zip_of(&common), &[][..]),
+            (
+                tar_zstd_of(&[&common[..], &tar_only[..]].concat(), 1),
+                &refused_by_tar[..],
+            ),
+        ] {
+            let to = tempfile::tempdir().unwrap();
+            let refused = unpack(archive.path(), to.path(), "k", 1 << 20).unwrap();
+            let names: Vec<&str> = refused.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(
+                names,
+                [&refused_by_both[..], also_refused].concat(),
+                "{refused:?}"
+            );
+            assert_eq!(std::fs::read_to_string(&secret).unwrap(), "host file");
+            assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 1);
+            assert!(!to.path().join("escape").exists());
+            assert!(!Path::new("/tmp/absolute-escape").exists());
+            let dir = wharf_run::cache::key_dir(to.path(), "k");
+            for special in also_refused {
+                let made = std::fs::symlink_metadata(dir.join(special));
+                assert!(made.is_err(), "{special}");
+            }
+            assert_eq!(mode_of(&dir.join("tool")), 0o755);
+        }
     }
 
     /// Regression: a bucket that accepted the connection and never answered held the job (and

@@ -739,27 +739,39 @@ fn serve_and_gc_on_a_missing_bucket_stop_naming_it() {
             .assert_lacks("<Error>");
     }
 
-    let config = dir.path().join("registry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "root = {:?}\n[storage]\nurl = \"s3://no-such-bucket-here/registry\"\nendpoint = {:?}\naccess_key_id = {:?}\nsecret_access_key = {:?}\n",
-            dir.path().join("root"),
-            s3.endpoint(),
-            s3.access_key(),
-            s3.secret_key()
-        ),
-    )
-    .unwrap();
-    let gc = Run::from(
-        wharf()
-            .args(["registry", "gc", "--dry-run", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap(),
+    let config = s3_config(
+        dir.path(),
+        "s3://no-such-bucket-here/registry",
+        s3.endpoint(),
+        s3.access_key(),
+        s3.secret_key(),
     );
+    let gc = gc_dry_run(&config);
     gc.assert_code(2).assert_lacks("<Error>");
     assert_eq!(gc.stderr.matches(MISSING).count(), 1, "{}", gc.stderr);
+}
+
+/// A registry config file in `dir` whose storage is `url` on the S3 `endpoint`, with these
+/// credentials.
+fn s3_config(dir: &Path, url: &str, endpoint: &str, key: &str, secret: &str) -> PathBuf {
+    let config = dir.join("registry.toml");
+    let text = format!(
+        "root = {:?}\n[storage]\nurl = {url:?}\nendpoint = {endpoint:?}\naccess_key_id = {key:?}\nsecret_access_key = {secret:?}\n",
+        dir.join("root"),
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// `wharf registry gc --dry-run --config <config>`.
+fn gc_dry_run(config: &Path) -> Run {
+    Run::from(
+        wharf()
+            .args(["registry", "gc", "--dry-run", "--config"])
+            .arg(config)
+            .output()
+            .unwrap(),
+    )
 }
 
 /// An S3 endpoint nobody listens on (a wrong port, a server not started): `serve` and `gc` stop
@@ -772,15 +784,13 @@ fn serve_and_gc_on_an_unreachable_s3_endpoint_say_why() {
     let endpoint = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("registry.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "root = {:?}\n[storage]\nurl = \"s3://bucket/registry\"\nendpoint = {endpoint:?}\naccess_key_id = \"AKIDEXAMPLE\"\nsecret_access_key = {SECRET:?}\n",
-            dir.path().join("root"),
-        ),
-    )
-    .unwrap();
+    let config = s3_config(
+        dir.path(),
+        "s3://bucket/registry",
+        &endpoint,
+        "AKIDEXAMPLE",
+        SECRET,
+    );
     let serve = Run::from(
         wharf()
             .args([
@@ -797,13 +807,7 @@ fn serve_and_gc_on_an_unreachable_s3_endpoint_say_why() {
             .output()
             .unwrap(),
     );
-    let gc = Run::from(
-        wharf()
-            .args(["registry", "gc", "--dry-run", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap(),
-    );
+    let gc = gc_dry_run(&config);
     for run in [serve, gc] {
         run.assert_code(2)
             .assert_contains(&format!("on {endpoint}: cannot connect to the server"))
