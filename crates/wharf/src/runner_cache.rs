@@ -417,12 +417,7 @@ fn pack(wharf_dir: &Path, key: &str, format: CacheArchive) -> Result<tempfile::N
         CacheArchive::TarZstd => {
             let mut tar = archive_file(wharf_dir)?;
             let tar_path = tar.path().to_path_buf();
-            write_tar(
-                &root,
-                &entries,
-                &mut std::io::BufWriter::new(tar.as_file_mut()),
-                &tar_path,
-            )?;
+            tar_into(&root, &entries, tar.as_file_mut(), &tar_path)?;
             std::io::Seek::rewind(tar.as_file_mut())?;
             compress_zstd(tar.as_file_mut(), archive.as_file_mut()).with_context(|| {
                 format!("compressing the cache archive into {}", path.display())
@@ -430,6 +425,22 @@ fn pack(wharf_dir: &Path, key: &str, format: CacheArchive) -> Result<tempfile::N
         }
     }
     Ok(archive)
+}
+
+/// The tar of `entries` (relative to `root`) written to `out` through a buffer, flushed here
+/// and not when dropped (which drops its error): a full disk fails the archive, never cuts it.
+fn tar_into(
+    root: &Root,
+    entries: &[std::path::PathBuf],
+    out: impl std::io::Write,
+    path: &Path,
+) -> Result<()> {
+    use std::io::Write as _;
+    let mut buffered = std::io::BufWriter::new(out);
+    write_tar(root, entries, &mut buffered, path)?;
+    buffered
+        .flush()
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// `source` compressed with zstd into `out`, as one frame. ruzstd's encoder panics on an I/O
@@ -758,6 +769,47 @@ concurrent = 1
             said.matches("CACHE_COMPRESSION_FORMAT=zipzstd").count(),
             1,
             "{said}"
+        );
+    }
+
+    /// A writer that takes `room` bytes, then fails every write (a disk filling up).
+    struct FillingUp {
+        room: usize,
+    }
+
+    impl std::io::Write for FillingUp {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if buf.len() > self.room {
+                return Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.room -= buf.len();
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Regression: the tar went through a buffer whose last flush happened when it was
+    /// dropped, which drops the error: a disk full at that moment cut the tar, and the cut
+    /// archive was uploaded. Here the disk fills up exactly at that last flush.
+    #[test]
+    fn a_disk_full_at_the_tars_last_bytes_fails_the_archive() {
+        let from = tempfile::tempdir().unwrap();
+        cached_folder(from.path(), "k");
+        let dir = wharf_run::cache::key_dir(from.path(), "k");
+        let root = Root::open(&dir, Resolve::NoSymlinks).unwrap();
+        let entries = [std::path::PathBuf::from("deps"), "link".into()];
+        let mut whole = Vec::new();
+        tar_into(&root, &entries, &mut whole, &dir).unwrap();
+        let full = FillingUp {
+            room: whole.len() - 1,
+        };
+        let err = tar_into(&root, &entries, full, &dir).unwrap_err();
+        assert_eq!(
+            err.root_cause().to_string(),
+            std::io::Error::from_raw_os_error(libc::ENOSPC).to_string()
         );
     }
 
