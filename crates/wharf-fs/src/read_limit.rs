@@ -48,16 +48,23 @@ impl ReadLimit {
     }
 }
 
-/// `inner`, failing with [`io::ErrorKind::InvalidData`] and `refusal` past the limit.
+/// `inner`, failing with an error of `kind` saying `refusal` past the limit.
 pub struct LimitedReader<R> {
     inner: R,
     limit: ReadLimit,
+    kind: io::ErrorKind,
     refusal: &'static str,
 }
 
 impl<R> LimitedReader<R> {
-    /// Reads up to `limit` are allowed until the owner moves it through the returned handle.
-    pub fn new(inner: R, limit: u64, refusal: &'static str) -> (Self, ReadLimit) {
+    /// Reads up to `limit` are allowed until the owner moves it through the returned handle
+    /// (or for good, when it drops the handle).
+    pub fn new(
+        inner: R,
+        limit: u64,
+        kind: io::ErrorKind,
+        refusal: &'static str,
+    ) -> (Self, ReadLimit) {
         let handle = ReadLimit {
             position: Rc::new(Cell::new(0)),
             limit: Rc::new(Cell::new(limit)),
@@ -65,9 +72,21 @@ impl<R> LimitedReader<R> {
         let reader = LimitedReader {
             inner,
             limit: handle.clone(),
+            kind,
             refusal,
         };
         (reader, handle)
+    }
+
+    /// A tar stream whose reader may first read [`TAR_HEADER_ALLOWANCE`] bytes; the owner
+    /// calls [`ReadLimit::after_tar_entry`] for each entry. Past it: [`OVERSIZED_TAR_HEADER`].
+    pub fn tar_headers(inner: R) -> (Self, ReadLimit) {
+        LimitedReader::new(
+            inner,
+            TAR_HEADER_ALLOWANCE,
+            io::ErrorKind::InvalidData,
+            OVERSIZED_TAR_HEADER,
+        )
     }
 }
 
@@ -76,7 +95,7 @@ impl<R: Read> Read for LimitedReader<R> {
         let position = self.limit.position.get();
         let room = self.limit.limit.get().saturating_sub(position);
         if room == 0 && !buf.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, self.refusal));
+            return Err(io::Error::new(self.kind, self.refusal));
         }
         let want = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
         let n = self.inner.read(&mut buf[..want])?;
@@ -92,7 +111,8 @@ mod tests {
     #[test]
     fn reads_stop_at_the_limit_and_go_on_when_it_moves() {
         let data = vec![7u8; 10_000];
-        let (mut reader, limit) = LimitedReader::new(&data[..], 1000, "too far");
+        let (mut reader, limit) =
+            LimitedReader::new(&data[..], 1000, io::ErrorKind::InvalidData, "too far");
         let mut first = vec![0; 4096];
         assert_eq!(reader.read(&mut first).unwrap(), 1000);
         let err = reader.read(&mut first).unwrap_err();

@@ -24,7 +24,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use wharf_fs::read_limit::{LimitedReader, OVERSIZED_TAR_HEADER, TAR_HEADER_ALLOWANCE};
+use wharf_fs::read_limit::LimitedReader;
 use wharf_fs::{FileKind, Root};
 
 pub const WHITEOUT_PREFIX: &str = ".wh.";
@@ -80,7 +80,7 @@ pub fn apply_layer(
     root: &Root,
     as_root: bool,
 ) -> Result<(LayerReport, Vec<LowerLink>), UnpackError> {
-    let (reader, limit) = LimitedReader::new(reader, TAR_HEADER_ALLOWANCE, OVERSIZED_TAR_HEADER);
+    let (reader, limit) = LimitedReader::tar_headers(reader);
     let mut archive = tar::Archive::new(reader);
     let mut report = LayerReport::default();
     let mut dirs: HashMap<PathBuf, DirMeta> = HashMap::new();

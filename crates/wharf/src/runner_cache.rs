@@ -26,7 +26,8 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt as _;
 use wharf_fs::{Resolve, Root};
 use wharf_gitlab::runner::artifacts::{
-    ArchiveError, ArchiveFormat, Unpacked, unpack_tar, unpack_zip, write_archive, write_tar,
+    ArchiveError, ArchiveFormat, Unpacked, io_error, unpack_tar, unpack_zip, write_archive,
+    write_tar,
 };
 use wharf_image::zstd_frames::{ZSTD_MAGIC, ZstdFrames};
 use wharf_run::cache::CacheTransfer;
@@ -516,21 +517,12 @@ impl<W: std::io::Write> std::io::Write for KeepingError<W> {
 /// `cache.zip`), a zstd stream is a `tarzstd` archive (`CACHE_COMPRESSION_FORMAT`), anything
 /// else a zip.
 fn unpack_archive(archive: &Path, into: &Root, max_bytes: u64) -> Result<Unpacked, ArchiveError> {
-    use std::io::Read as _;
-    let opened = std::fs::File::open(archive).map_err(|source| ArchiveError::Io {
-        action: "opening",
-        path: archive.to_path_buf(),
-        source,
-    })?;
-    let mut magic = [0; 4];
-    let starts_with_zstd = (&opened).read_exact(&mut magic).is_ok() && magic == ZSTD_MAGIC;
-    if starts_with_zstd {
-        let mut file = std::io::BufReader::new(opened);
-        std::io::Seek::rewind(&mut file).map_err(|source| ArchiveError::Io {
-            action: "reading",
-            path: archive.to_path_buf(),
-            source,
-        })?;
+    use std::io::BufRead as _;
+    let opened = std::fs::File::open(archive).map_err(io_error("opening", archive))?;
+    let mut file = std::io::BufReader::new(opened);
+    // As the image puller tells its layers apart: by the first bytes, read once.
+    let head = file.fill_buf().map_err(io_error("reading", archive))?;
+    if head.starts_with(&ZSTD_MAGIC) {
         unpack_tar(ZstdFrames::new(file), archive, into, max_bytes)
     } else {
         unpack_zip(archive, into, max_bytes)

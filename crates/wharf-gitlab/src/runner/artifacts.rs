@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 use url::Url;
-use wharf_fs::read_limit::{LimitedReader, OVERSIZED_TAR_HEADER, TAR_HEADER_ALLOWANCE};
+use wharf_fs::read_limit::LimitedReader;
 use wharf_fs::{FileKind, Root};
 
 /// Why an archive could not be made or unpacked. Messages name the archive and the entry.
@@ -44,7 +44,8 @@ pub enum ArchiveError {
     UnknownFormat(String),
 }
 
-fn io_error<'p>(
+/// An I/O error while `action` (opening, reading, writing...) the file at `path`.
+pub fn io_error<'p>(
     action: &'static str,
     path: &'p Path,
 ) -> impl FnOnce(io::Error) -> ArchiveError + 'p {
@@ -361,13 +362,15 @@ pub fn unpack_tar(
     // entries it does not unpack, and a few KiB of zstd can decode to terabytes of it. Headers
     // and padding take at most 1 KiB per entry beside its content (16 GiB unpacked, the
     // runner's bound, leaves room for millions of entries).
-    let bounded = Bounded {
-        inner: tar,
-        left: max_bytes.saturating_mul(2).saturating_add(1 << 20),
-    };
+    let (bounded, _for_good) = LimitedReader::new(
+        tar,
+        max_bytes.saturating_mul(2).saturating_add(1 << 20),
+        io::ErrorKind::FileTooLarge,
+        "the archive's stream is too long",
+    );
     // And the tar reader holds a long name or a PAX extension whole in memory: between two
     // entries, it may read a few MiB of headers, no more.
-    let (limited, limit) = LimitedReader::new(bounded, TAR_HEADER_ALLOWANCE, OVERSIZED_TAR_HEADER);
+    let (limited, limit) = LimitedReader::tar_headers(bounded);
     let mut tar = tar::Archive::new(limited);
     let mut unpacker = Unpacker::new(archive, dest, max_bytes);
     for entry in tar.entries().map_err(tar_error)? {
@@ -396,25 +399,6 @@ pub fn unpack_tar(
         unpacker.entry(&name, kind, mode, &mut entry)?;
     }
     Ok(unpacker.unpacked)
-}
-
-/// A stream that fails with [`io::ErrorKind::FileTooLarge`] past `left` bytes.
-struct Bounded<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for Bounded<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.left = self.left.checked_sub(n as u64).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::FileTooLarge,
-                "the archive's stream is too long",
-            )
-        })?;
-        Ok(n)
-    }
 }
 
 /// What an archive's entry makes, as unpacking sees it.
