@@ -193,15 +193,16 @@ fn refused_credentials(storage: &str, bucket: &str, op: &str, object: &str) -> S
 /// A request that never reached the server (connection refused, unknown host, TLS handshake):
 /// object_store's message ends at "error sending request", so the deepest cause says which.
 fn unreachable_server(storage: &str, e: &object_store::Error) -> Option<StorageError> {
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut deepest: &(dyn std::error::Error + 'static) = e;
     let mut connecting = false;
-    let mut deepest = String::new();
-    while let Some(c) = cause {
-        if let Some(http) = c.downcast_ref::<reqwest::Error>() {
+    loop {
+        if let Some(http) = deepest.downcast_ref::<reqwest::Error>() {
             connecting |= http.is_connect();
         }
-        deepest = c.to_string();
-        cause = c.source();
+        match deepest.source() {
+            Some(cause) => deepest = cause,
+            None => break,
+        }
     }
     connecting.then(|| {
         StorageError::Config(format!(
