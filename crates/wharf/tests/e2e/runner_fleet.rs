@@ -511,6 +511,8 @@ async fn share_a_cache_through_s3(s3: &wharf_testkit::S3Server) {
         (coordinator, config)
     };
     let mut traces = Vec::new();
+    // gitlab-runner's object name: <Path>/runner/<token after glrt-, 9 characters>/project/<id>/<key>.
+    let short = &stand_in::RUNNER_TOKEN["glrt-".len().."glrt-".len() + 9];
     // 12 MiB that gzip cannot shrink: the archive streams through a file both ways, in many
     // pieces, with its length said to S3 up front.
     let big = "head -c 12582912 /dev/urandom > deps/big";
@@ -552,7 +554,6 @@ async fn share_a_cache_through_s3(s3: &wharf_testkit::S3Server) {
             // The job's CACHE_COMPRESSION_FORMAT: a zstd stream (28 b5 2f fd, read here as
             // lossy text) under gitlab-runner's object name, not a zip's "PK" (the next job
             // uploads a zip over it).
-            let short = &stand_in::RUNNER_TOKEN["glrt-".len().."glrt-".len() + 9];
             let object = s3
                 .s3_request(
                     "GET",
@@ -602,11 +603,9 @@ async fn share_a_cache_through_s3(s3: &wharf_testkit::S3Server) {
             traces[2]
         );
     }
-    // gitlab-runner's object name: <Path>/runner/<token after glrt-, 9 characters>/project/<id>/<key>.
     let listing = s3
         .s3_request("GET", &format!("/{bucket}?list-type=2"))
         .unwrap();
-    let short = &stand_in::RUNNER_TOKEN["glrt-".len().."glrt-".len() + 9];
     assert!(
         listing.contains(&format!("<Key>ci/runner/{short}/project/9/deps-main</Key>")),
         "{listing}"
