@@ -32,6 +32,7 @@
 //! upstream_prefix = ""       # prepended to the upstream repository name
 //! ttl = "5m"                 # a cached tag is checked against the upstream after this
 //! expire_unpulled = "30d"    # gc drops cached manifests not pulled for this long (default: never)
+//! max_blob_size = "32GiB"    # largest blob fetched from the upstream (or a number of bytes)
 //! docker_config = "/etc/wharf/hub-config.json"  # credentials: a Docker config.json,
 //! # or credential_helper = "pass" (docker-credential-pass), or username + password inline
 //! ```
@@ -115,6 +116,11 @@ pub struct ProxyConfig {
     /// `Link: <...>; rel="next"`), at most 1000 pages.
     #[serde(default = "default_tag_page_size")]
     pub tag_page_size: usize,
+    /// The largest blob fetched from the upstream (`"32GiB"`, or a number of bytes): a bigger
+    /// `Content-Length` is refused before a byte is read, and an answer without one is cut
+    /// there, so an upstream sending an endless blob cannot fill the cache's storage.
+    #[serde(default = "default_max_blob_size")]
+    pub max_blob_size: bytesize::ByteSize,
     /// Credentials: a Docker `config.json` (its `auths`, `credsStore` or `credHelpers`), read
     /// again when its modification time changes...
     #[serde(default)]
@@ -187,6 +193,11 @@ impl ProxyConfig {
         }
         if self.password.is_some() && self.username.is_none() {
             return Err(format!("{name}: a password needs a username"));
+        }
+        if self.max_blob_size.as_u64() == 0 {
+            return Err(format!(
+                "{name}: max_blob_size must be more than 0 bytes (like \"32GiB\")"
+            ));
         }
         if self.ttl.is_zero() {
             return Err(format!(
@@ -341,6 +352,11 @@ fn one_minute() -> Duration {
 }
 fn default_tag_page_size() -> usize {
     100
+}
+/// Larger than the layers of CUDA and other machine-learning images (a few GiB each), smaller
+/// than a disk an endless upstream answer would fill.
+fn default_max_blob_size() -> bytesize::ByteSize {
+    bytesize::ByteSize::gib(32)
 }
 fn five_minutes() -> Duration {
     Duration::from_secs(5 * 60)
@@ -541,7 +557,7 @@ mod tests {
     #[test]
     fn proxy_entries_are_normalised_and_checked() {
         let c = Config::parse(
-            "[[proxy]]\nprefix = \"/hub\"\nupstream = \"https://registry-1.docker.io/\"\nupstream_prefix = \"library\"\nttl = \"10m\"\nexpire_unpulled = \"30d\"\ndocker_config = \"hub.json\"\n\n[[proxy]]\nprefix = \"local/\"\nupstream = \"http://127.0.0.1:5001\"\nusername = \"u\"\npassword = \"hunter2-secret\"\n",
+            "[[proxy]]\nprefix = \"/hub\"\nupstream = \"https://registry-1.docker.io/\"\nupstream_prefix = \"library\"\nttl = \"10m\"\nexpire_unpulled = \"30d\"\ndocker_config = \"hub.json\"\nmax_blob_size = \"500MiB\"\n\n[[proxy]]\nprefix = \"local/\"\nupstream = \"http://127.0.0.1:5001\"\nmax_blob_size = 4096\nusername = \"u\"\npassword = \"hunter2-secret\"\n",
             Path::new("/etc/wharf/r.toml"),
         )
         .expect("valid");
@@ -551,6 +567,7 @@ mod tests {
         assert_eq!(hub.upstream_prefix, "library/");
         assert_eq!(hub.ttl, Duration::from_secs(600));
         assert_eq!(hub.expire_unpulled, Some(Duration::from_secs(30 * 86400)));
+        assert_eq!(hub.max_blob_size.as_u64(), 500 << 20);
         assert_eq!(
             hub.docker_config.as_deref(),
             Some(Path::new("/etc/wharf/hub.json"))
@@ -558,6 +575,7 @@ mod tests {
         let local = &c.proxy[1];
         assert_eq!(local.ttl, Duration::from_secs(300));
         assert_eq!(local.expire_unpulled, None);
+        assert_eq!(local.max_blob_size.as_u64(), 4096);
         assert!(!format!("{c:?}").contains("hunter2"));
 
         let bad = |text: &str, needle: &str| {
@@ -580,6 +598,14 @@ mod tests {
             "needs a username",
         );
         bad(&entry("upstream = \"https://x\"\nttl = 0"), "ttl");
+        bad(
+            &entry("upstream = \"https://x\"\nmax_blob_size = 0"),
+            "max_blob_size must be more than 0",
+        );
+        bad(
+            &entry("upstream = \"https://x\"\nmax_blob_size = \"lots\""),
+            "max_blob_size",
+        );
         bad(
             "[[proxy]]\nprefix = \"UPPER/\"\nupstream = \"https://x\"",
             "start of repository names",

@@ -25,7 +25,7 @@ use wharf_registry::{Config, app_state, router};
 use common::{digest_of, image_manifest};
 
 /// One canned answer of the stand-in upstream.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 struct Canned {
     content_type: &'static str,
     body: Vec<u8>,
@@ -38,6 +38,8 @@ struct Canned {
     stall_after: Option<(usize, Arc<std::sync::atomic::AtomicBool>)>,
     /// A `Link` header (the next page of a tag list).
     link: Option<&'static str>,
+    /// No `Content-Length`: `body` sent again and again until the client stops reading.
+    endless: bool,
 }
 
 /// A stand-in upstream registry (not a registry: a few canned answers over HTTP/1.1 on
@@ -47,6 +49,8 @@ struct StandIn {
     gets: Arc<Mutex<HashMap<String, usize>>>,
     /// When set, every request is answered `429 Too Many Requests` (Docker Hub's rate limit).
     rate_limited: Arc<std::sync::atomic::AtomicBool>,
+    /// Bytes of endless answers written so far.
+    endless_sent: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl StandIn {
@@ -57,6 +61,8 @@ impl StandIn {
         let counted = gets.clone();
         let rate_limited = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let limited = rate_limited.clone();
+        let endless_sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let sent = endless_sent.clone();
         let answers = Arc::new(answers);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
@@ -64,6 +70,7 @@ impl StandIn {
                 let answers = answers.clone();
                 let counted = counted.clone();
                 let limited = limited.clone();
+                let sent = sent.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
                     let mut request_line = String::new();
@@ -98,10 +105,7 @@ impl StandIn {
                                 content_type: "application/json",
                                 body: br#"{"errors":[{"code":"TOOMANYREQUESTS","message":"pull rate limit"}]}"#
                                     .to_vec(),
-                                cut_after: None,
-                                pause_after: None,
-                                stall_after: None,
-                                link: None,
+                                ..Canned::default()
                             },
                         ),
                         Some(c) => ("200 OK", c.clone()),
@@ -110,10 +114,7 @@ impl StandIn {
                             Canned {
                                 content_type: "application/json",
                                 body: b"{}".to_vec(),
-                                cut_after: None,
-                                pause_after: None,
-                                stall_after: None,
-                                link: None,
+                                ..Canned::default()
                             },
                         ),
                         None => (
@@ -123,18 +124,17 @@ impl StandIn {
                                 body:
                                     br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"unknown"}]}"#
                                         .to_vec(),
-                                cut_after: None,
-                                pause_after: None,
-                                stall_after: None,
-                                link: None,
+                                ..Canned::default()
                             },
                         ),
                     };
                     let mut head = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                        "HTTP/1.1 {status}\r\nContent-Type: {}\r\nConnection: close\r\n",
                         canned.content_type,
-                        canned.body.len()
                     );
+                    if !canned.endless {
+                        head.push_str(&format!("Content-Length: {}\r\n", canned.body.len()));
+                    }
                     if let Some(link) = canned.link {
                         head.push_str(&format!("Link: {link}\r\n"));
                     }
@@ -146,7 +146,14 @@ impl StandIn {
                     }
                     head.push_str("\r\n");
                     let _ = stream.write_all(head.as_bytes());
-                    if method != "HEAD" {
+                    if method != "HEAD" && canned.endless {
+                        while stream.write_all(&canned.body).is_ok() {
+                            sent.fetch_add(
+                                canned.body.len() as u64,
+                                std::sync::atomic::Ordering::SeqCst,
+                            );
+                        }
+                    } else if method != "HEAD" {
                         let end = canned.cut_after.unwrap_or(canned.body.len());
                         let mut from = 0;
                         if let Some((first, pause)) = canned.pause_after {
@@ -175,6 +182,7 @@ impl StandIn {
             port,
             gets,
             rate_limited,
+            endless_sent,
         }
     }
 
@@ -236,10 +244,7 @@ fn fixture_with_layer(layer: &[u8], layer_sent: Canned) -> Fixture {
     let blob = |body: Vec<u8>| Canned {
         content_type: "application/octet-stream",
         body,
-        cut_after: None,
-        pause_after: None,
-        stall_after: None,
-        link: None,
+        ..Canned::default()
     };
     let mut answers = HashMap::new();
     answers.insert(
@@ -247,10 +252,7 @@ fn fixture_with_layer(layer: &[u8], layer_sent: Canned) -> Fixture {
         Canned {
             content_type: common::OCI_MANIFEST,
             body: manifest.clone(),
-            cut_after: None,
-            pause_after: None,
-            stall_after: None,
-            link: None,
+            ..Canned::default()
         },
     );
     answers.insert(
@@ -263,10 +265,7 @@ fn fixture_with_layer(layer: &[u8], layer_sent: Canned) -> Fixture {
         Canned {
             content_type: "application/json",
             body: br#"{"name":"team/app","tags":["1","2-upstream-only"]}"#.to_vec(),
-            cut_after: None,
-            pause_after: None,
-            stall_after: None,
-            link: None,
+            ..Canned::default()
         },
     );
     Fixture {
@@ -281,10 +280,7 @@ fn good_layer() -> Canned {
     Canned {
         content_type: "application/octet-stream",
         body: vec![7u8; 300_000],
-        cut_after: None,
-        pause_after: None,
-        stall_after: None,
-        link: None,
+        ..Canned::default()
     }
 }
 
@@ -395,15 +391,19 @@ async fn pull_layer(app: &axum::Router, f: &Fixture) -> (StatusCode, Result<Vec<
     get_through(app, &format!("/v2/hub/team/app/blobs/{}", f.layer_digest)).await
 }
 
-/// Pulls through a stand-in that sends `layer_sent` for the fixture's layer: the client never
-/// gets a whole answer, and neither the blob nor an upload session stays in storage.
-async fn assert_a_bad_upstream_blob_leaves_nothing(layer_sent: Canned) {
+/// Pulls through a stand-in that sends `layer_sent` for the fixture's layer (to a cache with
+/// `tweak` applied to its entry): the client never gets a whole answer, and neither the blob
+/// nor an upload session stays in storage. Returns the stand-in.
+async fn assert_a_bad_upstream_blob_leaves_nothing(
+    layer_sent: Canned,
+    tweak: impl FnOnce(&mut ProxyConfig),
+) -> StandIn {
     let Cache {
         f,
         upstream,
         dir,
         config,
-    } = cache_of(layer_sent, |_| {});
+    } = cache_of(layer_sent, tweak);
     let app = open_app(&config);
     let (status, body) = pull_layer(&app, &f).await;
     // The first bytes may already be on their way: the answer is then cut, never completed.
@@ -423,32 +423,100 @@ async fn assert_a_bad_upstream_blob_leaves_nothing(layer_sent: Canned) {
         upstream.gets(&format!("/v2/team/app/blobs/{}", f.layer_digest)),
         2
     );
+    upstream
 }
 
 #[tokio::test]
 async fn a_wrong_digest_from_the_upstream_leaves_no_blob_in_storage() {
-    assert_a_bad_upstream_blob_leaves_nothing(Canned {
-        content_type: "application/octet-stream",
-        body: vec![8u8; 300_000],
-        cut_after: None,
-        pause_after: None,
-        stall_after: None,
-        link: None,
-    })
+    assert_a_bad_upstream_blob_leaves_nothing(
+        Canned {
+            content_type: "application/octet-stream",
+            body: vec![8u8; 300_000],
+            ..Canned::default()
+        },
+        |_| {},
+    )
     .await;
 }
 
 #[tokio::test]
 async fn a_cut_upstream_stream_leaves_no_blob_in_storage() {
-    assert_a_bad_upstream_blob_leaves_nothing(Canned {
+    assert_a_bad_upstream_blob_leaves_nothing(
+        Canned {
+            content_type: "application/octet-stream",
+            body: vec![7u8; 300_000],
+            cut_after: Some(100_000),
+            ..Canned::default()
+        },
+        |_| {},
+    )
+    .await;
+}
+
+/// Regression: a blob from the upstream had no bound: an answer without a `Content-Length`
+/// that never ended filled the cache's storage. Now `max_blob_size` cuts it, and nothing is
+/// stored. (A stand-in: no registry sends such an answer.)
+#[tokio::test]
+async fn an_endless_upstream_blob_is_cut_at_max_blob_size_and_nothing_is_stored() {
+    let endless = Canned {
         content_type: "application/octet-stream",
-        body: vec![7u8; 300_000],
-        cut_after: Some(100_000),
-        pause_after: None,
-        stall_after: None,
-        link: None,
+        body: vec![7u8; 64 << 10],
+        endless: true,
+        ..Canned::default()
+    };
+    let upstream = assert_a_bad_upstream_blob_leaves_nothing(endless, |e| {
+        e.max_blob_size = bytesize::ByteSize::mib(1)
     })
     .await;
+    // Both pulls stopped reading (and closed) near the limit, not after the socket buffers
+    // filled: what the stand-in managed to write stays small and stops growing.
+    let sent = upstream
+        .endless_sent
+        .load(std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let later = upstream
+        .endless_sent
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent < 32 << 20, "the upstream sent {sent} bytes");
+    assert_eq!(sent, later, "the upstream is still being read");
+}
+
+/// A `Content-Length` over `max_blob_size` is refused before the body is read, naming the
+/// entry and the fix; one at the limit is fetched.
+#[tokio::test]
+async fn an_upstream_blob_announced_over_max_blob_size_is_refused_naming_the_fix() {
+    let Cache {
+        f,
+        upstream,
+        dir,
+        config,
+    } = cache_of(good_layer(), |e| {
+        e.max_blob_size = bytesize::ByteSize::b(299_999)
+    });
+    let app = open_app(&config);
+    let (status, manifest) = get_through(&app, "/v2/hub/team/app/manifests/1").await;
+    assert_eq!(
+        (status, manifest.expect("manifest")),
+        (StatusCode::OK, f.manifest.clone())
+    );
+    let message = bad_gateway(&app, &format!("/v2/hub/team/app/blobs/{}", f.layer_digest)).await;
+    for part in [
+        upstream.url().as_str(),
+        f.layer_digest.as_str(),
+        "larger than max_blob_size (299999 bytes): it announces 300000 bytes",
+        "raise max_blob_size in the [[proxy]] entry with prefix \"hub/\"",
+    ] {
+        assert!(message.contains(part), "{part:?} not in {message}");
+    }
+    let layer_hex = &f.layer_digest[7..];
+    assert!(!stored_blob_names(dir.path()).iter().any(|n| n == layer_hex));
+
+    let at_limit = cache_of(good_layer(), |e| {
+        e.max_blob_size = bytesize::ByteSize::b(300_000)
+    });
+    let (status, body) = pull_layer(&open_app(&at_limit.config), &at_limit.f).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.expect("layer").len(), 300_000);
 }
 
 on_each_backend!(a_good_upstream_blob_is_cached_and_served_from_storage);
@@ -458,10 +526,7 @@ async fn a_good_upstream_blob_is_cached_and_served_from_storage() {
     let f = fixture(Canned {
         content_type: "application/octet-stream",
         body: layer.clone(),
-        cut_after: None,
-        pause_after: None,
-        stall_after: None,
-        link: None,
+        ..Canned::default()
     });
     let upstream = StandIn::start(f.answers.clone());
     let dir = tempfile::tempdir().expect("tempdir");
@@ -673,10 +738,8 @@ async fn a_running_download_is_joined_through_another_repository_only_if_its_ups
     let slow = Canned {
         content_type: "application/octet-stream",
         body: layer.clone(),
-        cut_after: None,
         pause_after: Some((100_000, Duration::from_millis(1500))),
-        stall_after: None,
-        link: None,
+        ..Canned::default()
     };
     let mut f = fixture(slow.clone());
     let in_app = format!("/v2/team/app/blobs/{}", f.layer_digest);
@@ -746,9 +809,8 @@ fn stalled_layer_cache(
             content_type: "application/octet-stream",
             body: layer.clone(),
             cut_after,
-            pause_after: None,
             stall_after: Some((SENT_BEFORE_STALL, released.clone())),
-            link: None,
+            ..Canned::default()
         },
     );
     let upstream = StandIn::start(f.answers.clone());
@@ -1032,10 +1094,8 @@ fn tag_page(tags: &[u8], link: Option<&'static str>) -> Canned {
     Canned {
         content_type: "application/json",
         body,
-        cut_after: None,
-        pause_after: None,
-        stall_after: None,
         link,
+        ..Canned::default()
     }
 }
 

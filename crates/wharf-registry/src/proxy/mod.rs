@@ -613,22 +613,34 @@ impl FetchTask {
                 UpstreamError::Unavailable(m) => FlightError::Failed(m),
             })?;
         let response = fetch.response;
+        // hyper reads no further than a Content-Length; without one, the count below stops it.
+        let limit = upstream.config.max_blob_size.as_u64();
+        if let Some(length) = response.content_length()
+            && length > limit
+        {
+            return Err(FlightError::Failed(upstream.blob_too_large(
+                &fetch.url,
+                &format!("it announces {length} bytes"),
+            )));
+        }
         self.flight.started(response.content_length());
-        let read = (response, upstream.clone(), fetch.url);
+        let read = (response, upstream.clone(), fetch.url, 0u64);
         let body: ByteStream = Box::pin(futures_util::stream::unfold(
             read,
-            |(mut response, upstream, url)| async move {
-                match response.chunk().await {
-                    Ok(Some(chunk)) => Some((Ok(chunk), (response, upstream, url))),
-                    Ok(None) => None,
-                    Err(e) => {
-                        let message = upstream.read_failed(&url, &e);
-                        Some((
-                            Err(std::io::Error::other(message)),
-                            (response, upstream, url),
-                        ))
-                    }
-                }
+            move |(mut response, upstream, url, received)| async move {
+                let item =
+                    match response.chunk().await {
+                        Ok(Some(chunk)) if received + chunk.len() as u64 > limit => Err(upstream
+                            .blob_too_large(&url, "it sends more, without a Content-Length")),
+                        Ok(Some(chunk)) => Ok(chunk),
+                        Ok(None) => return None,
+                        Err(e) => Err(upstream.read_failed(&url, &e)),
+                    };
+                let received = received + item.as_ref().map_or(0, |c| c.len() as u64);
+                Some((
+                    item.map_err(std::io::Error::other),
+                    (response, upstream, url, received),
+                ))
             },
         ));
         // Hashed on a blocking thread, as uploads are: inline it would hold an async worker

@@ -408,6 +408,20 @@ impl Upstream {
             .map_err(|e| self.classify(e))
     }
 
+    /// A blob answer from `url` past the entry's `max_blob_size` (`what`: "it announces N bytes").
+    pub(crate) fn blob_too_large(&self, url: &str, what: &str) -> String {
+        let c = &self.config;
+        format!(
+            "upstream {} of the pull-through cache {}: the blob at {url} is larger than \
+             max_blob_size ({} bytes): {what}; nothing was stored. If the image really has a \
+             layer this large, raise max_blob_size in the [[proxy]] entry with prefix {:?}",
+            c.upstream,
+            c.prefix,
+            c.max_blob_size.as_u64(),
+            c.prefix,
+        )
+    }
+
     /// A failure while reading a blob's body.
     pub(crate) fn read_failed(&self, url: &str, e: &reqwest::Error) -> String {
         format!(
