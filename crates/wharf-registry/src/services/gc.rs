@@ -196,6 +196,14 @@ fn gc_on(
             .map_err(GcError::Runtime)?;
         runtime.block_on(async {
             let storage = open().map_err(&wrap)?;
+            // A wrong endpoint or credentials said at once, with the fix, not after retrying
+            // every LIST; a real gc deletes, so it checks it may write too.
+            let checked = if opts.dry_run {
+                storage.check_reachable().await
+            } else {
+                storage.check_server().await
+            };
+            checked.map_err(|e| wrap(e.into()))?;
             let limits = Limits {
                 upload_expiry: opts.upload_expiry,
                 ..Limits::default()

@@ -211,6 +211,11 @@ pub trait Storage: Send + Sync + 'static {
     async fn check_server(&self) -> Result<(), StorageError> {
         Ok(())
     }
+    /// The read-only part of [`Storage::check_server`]: the server answers, and these
+    /// credentials may read (for `gc --dry-run`, which must not write).
+    async fn check_reachable(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
     async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError>;
     /// The session's info document, current size and version, if the session exists.
     async fn upload_info(&self, id: &str) -> Result<Option<UploadStatus>, StorageError>;

@@ -74,13 +74,13 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesOrdered, StreamExt, TryStreamExt};
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
 use object_store::signer::Signer;
 use object_store::{
-    GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
-    RetryConfig,
+    ClientConfigKey, GetOptions, GetRange, ObjectMeta, ObjectStore, ObjectStoreExt, PutMode,
+    PutOptions, PutPayload, RetryConfig,
 };
 use sha2::{Digest as _, Sha256};
 
@@ -90,6 +90,9 @@ use super::{
 };
 use crate::config::{Secret, StorageConfig};
 use crate::names::Digest;
+
+/// How long the start-up check waits for the server's answer (see `check_server`).
+const CHECK_TIMEOUT: &str = "10s";
 
 /// Size of a multipart part (S3's minimum is 5 MiB for all but the last). Up to
 /// [`PARTS_IN_FLIGHT`] + 1 of these are buffered per upload request.
@@ -190,27 +193,33 @@ fn refused_credentials(storage: &str, bucket: &str, op: &str, object: &str) -> S
     ))
 }
 
-/// A request that never reached the server (connection refused, unknown host, TLS handshake):
-/// object_store's message ends at "error sending request", so the deepest cause says which.
+/// A request that never reached the server (connection refused, unknown host, TLS handshake),
+/// or that a server accepting connections never answered: object_store's message ends at
+/// "error sending request", so the deepest cause says which.
 fn unreachable_server(storage: &str, e: &object_store::Error) -> Option<StorageError> {
     let mut deepest: &(dyn std::error::Error + 'static) = e;
-    let mut connecting = false;
+    let (mut connecting, mut timed_out) = (false, false);
     loop {
         if let Some(http) = deepest.downcast_ref::<reqwest::Error>() {
             connecting |= http.is_connect();
+            timed_out |= http.is_timeout();
         }
         match deepest.source() {
             Some(cause) => deepest = cause,
             None => break,
         }
     }
-    connecting.then(|| {
-        StorageError::Config(format!(
-            "{storage}: cannot connect to the server ({deepest}): check the endpoint \
-             (--s3-endpoint, or endpoint in [storage]), that the server is running, and that \
-             this machine can reach it"
-        ))
-    })
+    let failure = if connecting {
+        "cannot connect to the server"
+    } else if timed_out {
+        "the server accepted the connection but did not answer in time"
+    } else {
+        return None;
+    };
+    Some(StorageError::Config(format!(
+        "{storage}: {failure} ({deepest}): check the endpoint (--s3-endpoint, or endpoint in \
+         [storage]), that the server is running, and that this machine can reach it"
+    )))
 }
 
 fn os_error(op: &'static str, key: &str, e: object_store::Error) -> StorageError {
@@ -306,8 +315,14 @@ impl S3Storage {
             }
         }
         // The builder's errors name settings, not their values (checked by a test).
+        // A server that accepts connections and never answers (a half-open port, a stopped
+        // process) holds the start-up check for this long, not object_store's 30 s per try.
         let checking = builder
             .clone()
+            .with_config(
+                AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
+                CHECK_TIMEOUT,
+            )
             .with_retry(RetryConfig {
                 max_retries: 4,
                 retry_timeout: Duration::from_secs(10),
@@ -1131,6 +1146,17 @@ impl Storage for S3Storage {
 
     fn shared_between_servers(&self) -> bool {
         true
+    }
+
+    /// A LIST (of the start-up check's folder, small): unlike a HEAD, it also says a missing
+    /// bucket.
+    async fn check_reachable(&self) -> Result<(), StorageError> {
+        let probes = self.path("_probe")?;
+        self.checking
+            .list_with_delimiter(Some(&probes))
+            .await
+            .map(drop)
+            .map_err(|e| self.request_error("LIST", &probes, e))
     }
 
     /// The server must honour `If-None-Match: *` on PUT (AWS S3 has since August 2024; Ceph

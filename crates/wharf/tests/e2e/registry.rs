@@ -763,15 +763,45 @@ fn s3_config(dir: &Path, url: &str, endpoint: &str, key: &str, secret: &str) -> 
     config
 }
 
+/// `wharf registry gc [--dry-run] --config <config>`, started.
+fn gc_started(config: &Path, dry_run: bool) -> std::process::Child {
+    wharf()
+        .args(["registry", "gc", "--config"])
+        .arg(config)
+        .args(dry_run.then_some("--dry-run"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// `wharf registry gc --dry-run --config <config>`.
 fn gc_dry_run(config: &Path) -> Run {
-    Run::from(
-        wharf()
-            .args(["registry", "gc", "--dry-run", "--config"])
-            .arg(config)
-            .output()
-            .unwrap(),
-    )
+    Run::from(gc_started(config, true).wait_with_output().unwrap())
+}
+
+/// `wharf registry serve` on the S3 storage of `config`, and both kinds of gc, at once: each
+/// must stop at its start-up check.
+fn serve_and_gc_at_start(config: &Path) -> [Run; 3] {
+    let serve = wharf()
+        .args([
+            "registry",
+            "serve",
+            "--auth",
+            "none",
+            "--addr",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    [serve, gc_started(config, true), gc_started(config, false)]
+        .map(|child| Run::from(child.wait_with_output().unwrap()))
 }
 
 /// An S3 endpoint nobody listens on (a wrong port, a server not started): `serve` and `gc` stop
@@ -791,30 +821,39 @@ fn serve_and_gc_on_an_unreachable_s3_endpoint_say_why() {
         "AKIDEXAMPLE",
         SECRET,
     );
-    let serve = Run::from(
-        wharf()
-            .args([
-                "registry",
-                "serve",
-                "--auth",
-                "none",
-                "--addr",
-                "127.0.0.1:0",
-                "--config",
-            ])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap(),
-    );
-    let gc = gc_dry_run(&config);
-    for run in [serve, gc] {
+    for run in serve_and_gc_at_start(&config) {
         run.assert_code(2)
             .assert_contains(&format!("on {endpoint}: cannot connect to the server"))
             .assert_contains("Connection refused")
             .assert_contains("check the endpoint (--s3-endpoint, or endpoint in [storage])")
             .assert_lacks(SECRET);
     }
+}
+
+/// A server that accepts connections and never answers (the kernel completes the handshake
+/// on a listening socket nobody accepts from): serve and gc give up at their start-up check
+/// (after its own 10 s, not object_store's 30 s per try, retried for 3 minutes by gc before)
+/// and say the server did not answer.
+#[test]
+fn serve_and_gc_on_an_s3_endpoint_that_never_answers_say_so() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let config = s3_config(
+        dir.path(),
+        "s3://bucket/registry",
+        &endpoint,
+        "AKIDEXAMPLE",
+        "not-a-real-secret-4711",
+    );
+    for run in serve_and_gc_at_start(&config) {
+        run.assert_code(2)
+            .assert_contains(&format!(
+                "on {endpoint}: the server accepted the connection but did not answer in time"
+            ))
+            .assert_contains("check the endpoint (--s3-endpoint, or endpoint in [storage])");
+    }
+    drop(silent);
 }
 
 /// Issue 11, section 2: three replicas on one bucket behind haproxy round-robin, no session
