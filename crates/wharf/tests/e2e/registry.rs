@@ -781,9 +781,20 @@ fn gc_dry_run(config: &Path) -> Run {
     Run::from(gc_started(config, true).wait_with_output().unwrap())
 }
 
-/// `wharf registry serve` on the S3 storage of `config`, and both kinds of gc, at once: each
-/// must stop at its start-up check.
-fn serve_and_gc_at_start(config: &Path) -> [Run; 3] {
+/// A secret access key that must never be printed.
+const FAKE_S3_SECRET: &str = "not-a-real-secret-4711";
+
+/// `wharf registry serve` on an S3 storage at `endpoint` (with [`FAKE_S3_SECRET`]), and both
+/// kinds of gc, at once: each must stop at its start-up check.
+fn serve_and_gc_at_start(endpoint: &str) -> [Run; 3] {
+    let dir = tempfile::tempdir().unwrap();
+    let config = s3_config(
+        dir.path(),
+        "s3://bucket/registry",
+        endpoint,
+        "AKIDEXAMPLE",
+        FAKE_S3_SECRET,
+    );
     let serve = wharf()
         .args([
             "registry",
@@ -794,13 +805,13 @@ fn serve_and_gc_at_start(config: &Path) -> [Run; 3] {
             "127.0.0.1:0",
             "--config",
         ])
-        .arg(config)
+        .arg(&config)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    [serve, gc_started(config, true), gc_started(config, false)]
+    [serve, gc_started(&config, true), gc_started(&config, false)]
         .map(|child| Run::from(child.wait_with_output().unwrap()))
 }
 
@@ -809,24 +820,15 @@ fn serve_and_gc_at_start(config: &Path) -> [Run; 3] {
 /// request", and the cause was cut off below "checking the storage server".
 #[test]
 fn serve_and_gc_on_an_unreachable_s3_endpoint_say_why() {
-    const SECRET: &str = "not-a-real-secret-4711";
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let dir = tempfile::tempdir().unwrap();
-    let config = s3_config(
-        dir.path(),
-        "s3://bucket/registry",
-        &endpoint,
-        "AKIDEXAMPLE",
-        SECRET,
-    );
-    for run in serve_and_gc_at_start(&config) {
+    for run in serve_and_gc_at_start(&endpoint) {
         run.assert_code(2)
             .assert_contains(&format!("on {endpoint}: cannot connect to the server"))
             .assert_contains("Connection refused")
             .assert_contains("check the endpoint (--s3-endpoint, or endpoint in [storage])")
-            .assert_lacks(SECRET);
+            .assert_lacks(FAKE_S3_SECRET);
     }
 }
 
@@ -838,20 +840,13 @@ fn serve_and_gc_on_an_unreachable_s3_endpoint_say_why() {
 fn serve_and_gc_on_an_s3_endpoint_that_never_answers_say_so() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", silent.local_addr().unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let config = s3_config(
-        dir.path(),
-        "s3://bucket/registry",
-        &endpoint,
-        "AKIDEXAMPLE",
-        "not-a-real-secret-4711",
-    );
-    for run in serve_and_gc_at_start(&config) {
+    for run in serve_and_gc_at_start(&endpoint) {
         run.assert_code(2)
             .assert_contains(&format!(
                 "on {endpoint}: the server accepted the connection but did not answer in time"
             ))
-            .assert_contains("check the endpoint (--s3-endpoint, or endpoint in [storage])");
+            .assert_contains("check the endpoint (--s3-endpoint, or endpoint in [storage])")
+            .assert_lacks(FAKE_S3_SECRET);
     }
     drop(silent);
 }
