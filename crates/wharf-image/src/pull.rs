@@ -653,6 +653,20 @@ async fn download(
     let mut fetch = client.get(&format!("blobs/{}", desc.digest), &[]).await?;
     let result = loop {
         match fetch.response.chunk().await {
+            // The manifest gives the size (containerd refuses a blob of another size too);
+            // without this, a registry sending an endless layer would fill the disk. A size of
+            // 0 is "not given", as for containerd.
+            Ok(Some(chunk)) if desc.size > 0 && offset + chunk.len() as u64 > desc.size => {
+                break Err(ImageError::Protocol {
+                    image: client.image().to_owned(),
+                    registry: client.registry().to_owned(),
+                    what: format!("layer {}", desc.digest),
+                    detail: format!(
+                        "{}: more than the {} bytes the manifest gives for it: refused, nothing kept",
+                        fetch.url, desc.size
+                    ),
+                });
+            }
             Ok(Some(chunk)) => {
                 hasher.update(&chunk);
                 file.write_all(&chunk)

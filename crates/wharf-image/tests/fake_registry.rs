@@ -27,6 +27,9 @@ enum Blobs {
     ExpiringTokens,
     /// The first layer GET (of any layer) sends half, then stalls for a minute.
     StallOnce,
+    /// Every layer GET sends the layer without a `Content-Length`, then more bytes until the
+    /// client stops reading.
+    Endless,
 }
 
 /// Manifests by tag or digest: (content type, body).
@@ -38,6 +41,8 @@ struct Fake {
     blobs: Arc<Mutex<HashMap<String, Vec<u8>>>>,
     range_requests: Arc<AtomicUsize>,
     tokens_issued: Arc<AtomicUsize>,
+    /// Bytes sent past the layers' ends ([`Blobs::Endless`]).
+    sent_past_the_end: Arc<AtomicUsize>,
 }
 
 fn sha(data: &[u8]) -> String {
@@ -52,6 +57,8 @@ impl Fake {
         let blobs: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
         let range_requests = Arc::new(AtomicUsize::new(0));
         let tokens_issued = Arc::new(AtomicUsize::new(0));
+        let sent_past_the_end = Arc::new(AtomicUsize::new(0));
+        let past_the_end = sent_past_the_end.clone();
         let tokens = tokens_issued.clone();
         let realm = format!("http://{host}/token");
         let cut: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
@@ -171,6 +178,18 @@ impl Fake {
                                 drop(stream);
                             });
                         }
+                        None if mode == Blobs::Endless && is_layer => {
+                            let head = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n";
+                            let _ = stream.write_all(head.as_bytes());
+                            let _ = stream.write_all(&body);
+                            let past_the_end = past_the_end.clone();
+                            std::thread::spawn(move || {
+                                let more = [0u8; 1 << 16];
+                                while stream.write_all(&more).is_ok() {
+                                    past_the_end.fetch_add(more.len(), Ordering::SeqCst);
+                                }
+                            });
+                        }
                         None => reply(&mut stream, "200 OK", "", &body, body.len()),
                     }
                 } else {
@@ -184,6 +203,7 @@ impl Fake {
             blobs,
             range_requests,
             tokens_issued,
+            sent_past_the_end,
         }
     }
 
@@ -313,6 +333,37 @@ fn a_corrupted_layer_is_refused_and_nothing_is_stored() {
         "{err}"
     );
     assert!(store_is_empty(home.path()));
+}
+
+/// Regression: a layer was read for as long as the registry sent it and the unpacker took it,
+/// past the size its manifest gives: a registry sending an endless compressed file filled the
+/// disk. Now the size bounds the download (and so what it can unpack to). Here the bytes past
+/// the end follow a whole layer; the pull is refused as soon as they start.
+#[test]
+fn a_layer_longer_than_its_manifest_says_is_cut_there_and_nothing_is_stored() {
+    let (fake, _layout) = serving_big_layers(Blobs::Endless);
+    let (home, store) = fresh_store();
+    let (result, _) = pull(
+        &store,
+        &format!("{}/bad/app:1", fake.host),
+        &PullOptions::default(),
+    );
+    let err = result.expect_err("refused").to_string();
+    assert!(
+        err.contains("bytes the manifest gives for it: refused, nothing kept"),
+        "{err}"
+    );
+    assert!(store_is_empty(home.path()));
+    // The server writes until its writes fail: the client stopped reading near the end.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let past = fake.sent_past_the_end.load(Ordering::SeqCst);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        past,
+        fake.sent_past_the_end.load(Ordering::SeqCst),
+        "still read"
+    );
+    assert!(past < 32 << 20, "{past} bytes past the end");
 }
 
 #[test]
