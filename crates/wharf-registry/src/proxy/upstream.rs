@@ -307,15 +307,10 @@ impl Upstream {
         url: &str,
         limit: usize,
     ) -> Result<Option<Bytes>, UpstreamError> {
-        match wharf_oci::body_up_to(response, limit).await {
-            Ok(body) => Ok(body.map(Bytes::from)),
-            Err(e) => Err(UpstreamError::Unavailable(format!(
-                "upstream {} of the pull-through cache {}: reading {url}: {}",
-                self.config.upstream,
-                self.config.prefix,
-                wharf_oci::describe_http_error(&e)
-            ))),
-        }
+        wharf_oci::body_up_to(response, limit)
+            .await
+            .map(|body| body.map(Bytes::from))
+            .map_err(|e| UpstreamError::Unavailable(self.read_failed(url, &e)))
     }
 
     fn too_large(&self, url: &str, what: &str, limit: usize) -> UpstreamError {

@@ -91,8 +91,9 @@ use super::{
 use crate::config::{Secret, StorageConfig};
 use crate::names::Digest;
 
-/// How long the start-up check waits for the server's answer (see `check_server`).
-const CHECK_TIMEOUT: &str = "10s";
+/// How long the start-up checks (`check_server`, `check_reachable`) wait for the server: for
+/// one answer, and for all their retries together.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Size of a multipart part (S3's minimum is 5 MiB for all but the last). Up to
 /// [`PARTS_IN_FLIGHT`] + 1 of these are buffered per upload request.
@@ -156,8 +157,9 @@ impl S3Settings {
 #[derive(Debug, Clone)]
 pub struct S3Storage {
     store: Arc<AmazonS3>,
-    /// The same store with few retries, for the start-up check: a wrong endpoint is said in
-    /// about a second instead of after object_store's 10 retries (up to half a minute).
+    /// The same store with few retries and [`CHECK_TIMEOUT`], for the start-up checks: a wrong
+    /// endpoint is said in about a second, a silent server in 10 s, instead of after
+    /// object_store's 10 retries of up to 30 s each.
     checking: Arc<AmazonS3>,
     /// `""` or `"<prefix>/"`.
     prefix: String,
@@ -321,11 +323,11 @@ impl S3Storage {
             .clone()
             .with_config(
                 AmazonS3ConfigKey::Client(ClientConfigKey::Timeout),
-                CHECK_TIMEOUT,
+                format!("{}s", CHECK_TIMEOUT.as_secs()),
             )
             .with_retry(RetryConfig {
                 max_retries: 4,
-                retry_timeout: Duration::from_secs(10),
+                retry_timeout: CHECK_TIMEOUT,
                 ..RetryConfig::default()
             })
             .build()
@@ -351,8 +353,9 @@ impl S3Storage {
         })
     }
 
-    /// A failed `op` on `path`: a missing bucket, refused credentials and an unreachable
-    /// server, the usual set-up mistakes, are said with their fix (and without the server's XML); others as they come.
+    /// A failed `op` on `path`: a missing bucket, refused credentials and an unreachable or
+    /// silent server, the usual set-up mistakes, are said with their fix (and without the
+    /// server's XML); others as they come.
     fn request_error(&self, op: &'static str, path: &Path, e: object_store::Error) -> StorageError {
         // object_store reports some failures (a LIST's) as generic: the S3 error code in the
         // server's answer still says which.
