@@ -39,10 +39,17 @@ pub enum RegistryError {
     SizeInvalid(String),
     #[error("invalid pagination parameter: {0}")]
     PaginationInvalid(String),
+    /// `why` is the error's `detail` (see `AuthOutcome::Challenge`).
     #[error("authentication required")]
-    Unauthorized { www_authenticate: String },
+    Unauthorized {
+        www_authenticate: String,
+        why: String,
+    },
     #[error("requested access to the resource is denied")]
-    Denied { www_authenticate: Option<String> },
+    Denied {
+        www_authenticate: Option<String>,
+        why: String,
+    },
     #[error("the operation is unsupported: {0}")]
     Unsupported(String),
     #[error("method {method} not allowed on this endpoint")]
@@ -137,8 +144,16 @@ impl IntoResponse for RegistryError {
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
+        let detail = match &self {
+            RegistryError::Unauthorized { why, .. } | RegistryError::Denied { why, .. }
+                if !why.is_empty() =>
+            {
+                serde_json::Value::from(why.as_str())
+            }
+            _ => serde_json::Value::Null,
+        };
         let body = serde_json::json!({
-            "errors": [{ "code": code, "message": self.to_string(), "detail": serde_json::Value::Null }]
+            "errors": [{ "code": code, "message": self.to_string(), "detail": detail }]
         });
         let mut response = Response::new(Body::from(body.to_string()));
         *response.status_mut() = status;
@@ -148,8 +163,12 @@ impl IntoResponse for RegistryError {
             HeaderValue::from_static("application/json"),
         );
         let challenge = match &self {
-            RegistryError::Unauthorized { www_authenticate } => Some(www_authenticate.as_str()),
-            RegistryError::Denied { www_authenticate } => www_authenticate.as_deref(),
+            RegistryError::Unauthorized {
+                www_authenticate, ..
+            } => Some(www_authenticate.as_str()),
+            RegistryError::Denied {
+                www_authenticate, ..
+            } => www_authenticate.as_deref(),
             _ => None,
         };
         if let Some(value) = challenge

@@ -753,11 +753,13 @@ impl Authorizer for Recorder {
             AuthOutcome::Challenge {
                 www_authenticate: "Basic realm=\"test\"".to_string(),
                 error: AuthErrorCode::Unauthorized,
+                why: String::new(),
             }
         } else if wanted.iter().any(|a| a.name.starts_with("secret")) {
             AuthOutcome::Challenge {
                 www_authenticate: String::new(),
                 error: AuthErrorCode::Denied,
+                why: String::new(),
             }
         } else {
             AuthOutcome::Allowed(Identity {

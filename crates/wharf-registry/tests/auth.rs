@@ -51,6 +51,16 @@ impl Resp {
             .unwrap_or("")
             .to_string()
     }
+    /// The first error's `detail`, "" when it has none.
+    fn detail(&self) -> String {
+        self.json()["errors"][0]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
 }
 
 fn basic(user: &str, pass: &str) -> String {
@@ -190,22 +200,32 @@ async fn basic_mode_challenges_checks_and_denies() {
         "Basic realm=\"wharf-registry\""
     );
     assert_eq!(r.code(), "UNAUTHORIZED");
+    // The message is every registry's; the detail says what was wrong, never a secret.
+    assert_eq!(r.json()["errors"][0]["message"], "authentication required");
+    assert_eq!(
+        r.detail(),
+        "no credentials were sent: log in with a user of this registry"
+    );
 
     let good = basic("alice", "pw");
     assert_eq!(reg.get("/v2/", Some(&good)).await.status, StatusCode::OK);
-    let r = reg.get("/v2/", Some(&basic("alice", "nope"))).await;
+    for wrong in [basic("alice", "nope"), basic("eve", "pw")] {
+        let r = reg.get("/v2/", Some(&wrong)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(r.detail(), "wrong user name or password");
+        assert!(!r.text().contains("nope"), "{}", r.text());
+    }
+    let r = reg.get("/v2/", Some("Basic %%%")).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        reg.get("/v2/", Some(&basic("eve", "pw"))).await.status,
-        StatusCode::UNAUTHORIZED
+        r.detail(),
+        "malformed Basic credentials: base64 of user:password expected"
     );
+    let r = reg.get("/v2/", Some("Bearer abc")).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        reg.get("/v2/", Some("Basic %%%")).await.status,
-        StatusCode::UNAUTHORIZED
-    );
-    assert_eq!(
-        reg.get("/v2/", Some("Bearer abc")).await.status,
-        StatusCode::UNAUTHORIZED
+        r.detail(),
+        "the Authorization scheme Bearer is not accepted here"
     );
 
     // Without a policy every user may do everything, the catalog included.
@@ -216,9 +236,11 @@ async fn basic_mode_challenges_checks_and_denies() {
         StatusCode::OK
     );
     // ...and anonymous nothing.
+    let r = reg.get("/v2/team/app/tags/list", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert_eq!(
-        reg.get("/v2/team/app/tags/list", None).await.status,
-        StatusCode::UNAUTHORIZED
+        r.detail(),
+        "no credentials were sent: log in with a user of this registry (the request needs repository:team/app:pull)"
     );
 }
 
@@ -445,6 +467,11 @@ async fn tokens_open_exactly_their_scope() {
         challenge.ends_with("error=\"insufficient_scope\""),
         "{challenge}"
     );
+    // A client that kept a pull token for a push (oras-py's token backend does) is told why.
+    assert_eq!(
+        r.detail(),
+        "the bearer token does not grant repository:team/app:pull,push: ask the token service for a token with this scope (the scope in WWW-Authenticate)"
+    );
     let r = reg.get("/v2/team/other/tags/list", Some(&pull)).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 
@@ -467,6 +494,17 @@ async fn tokens_open_exactly_their_scope() {
     assert!(
         r.header("www-authenticate")
             .ends_with("error=\"invalid_token\"")
+    );
+    assert!(
+        r.detail().starts_with("the bearer token was refused (")
+            && r.detail()
+                .ends_with("): ask the token service for a new one"),
+        "{}",
+        r.detail()
+    );
+    assert!(
+        !r.text().contains(&forged["Bearer ".len()..]),
+        "the token is not echoed"
     );
 }
 
@@ -816,6 +854,10 @@ async fn access_matrix_in_basic_mode() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.code(), "DENIED");
+    assert_eq!(
+        r.detail(),
+        "user mallory is not allowed repository:team/app:pull,push by this registry's access policy"
+    );
 }
 
 async fn access_matrix_in_token_mode() {

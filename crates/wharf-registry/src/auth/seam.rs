@@ -55,6 +55,10 @@ pub enum AuthOutcome {
     Challenge {
         www_authenticate: String,
         error: AuthErrorCode,
+        /// Why, for the client: the error's `detail` (the message stays the one every registry
+        /// sends, which clients may match). Names what was missing and the scope the request
+        /// needs; never a credential. Empty for no detail.
+        why: String,
     },
 }
 

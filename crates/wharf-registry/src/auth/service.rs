@@ -133,15 +133,35 @@ impl AccessControl {
         }
     }
 
+    /// A 401 with the challenge for `wanted`; `why` is for the client (see
+    /// `AuthOutcome::Challenge`).
     fn unauthorized(
         &self,
         headers: &http::HeaderMap,
         wanted: &[Access],
         error: Option<&str>,
+        why: String,
     ) -> AuthOutcome {
         AuthOutcome::Challenge {
             www_authenticate: self.challenge(headers, wanted, error),
             error: AuthErrorCode::Unauthorized,
+            why,
+        }
+    }
+
+    /// Why a request without credentials is refused, and what to send.
+    fn no_credentials(&self, wanted: &[Access]) -> String {
+        let fix = match self.mode {
+            Mode::Basic { .. } => "log in with a user of this registry",
+            Mode::Token(_) => "send a token from the realm in WWW-Authenticate",
+        };
+        if wanted.is_empty() {
+            format!("no credentials were sent: {fix}")
+        } else {
+            format!(
+                "no credentials were sent: {fix} (the request needs {})",
+                scopes_text(wanted)
+            )
         }
     }
 
@@ -151,10 +171,12 @@ impl AccessControl {
                 subject: Some(user.to_string()),
             });
         }
-        tracing::warn!(user, scopes = %scopes_text(wanted), "access denied by policy");
+        let scopes = scopes_text(wanted);
+        tracing::warn!(user, scopes = %scopes, "access denied by policy");
         AuthOutcome::Challenge {
             www_authenticate: String::new(),
             error: AuthErrorCode::Denied,
+            why: format!("user {user} is not allowed {scopes} by this registry's access policy"),
         }
     }
 
@@ -164,27 +186,33 @@ impl AccessControl {
                 return AuthOutcome::Allowed(Identity::default());
             }
             tracing::info!(user = "anonymous", scopes = %scopes_text(wanted), "authentication required");
-            return self.unauthorized(headers, wanted, None);
+            return self.unauthorized(headers, wanted, None, self.no_credentials(wanted));
         };
         let Ok(value) = value.to_str() else {
             tracing::warn!("refused a request with an unreadable Authorization header");
-            return self.unauthorized(headers, wanted, None);
+            let why = "the Authorization header is not readable text".to_string();
+            return self.unauthorized(headers, wanted, None, why);
         };
         let scheme = value.split_whitespace().next().unwrap_or_default();
         if scheme.eq_ignore_ascii_case("basic") {
             let Some(passwords) = &self.passwords else {
                 tracing::warn!("refused Basic credentials: this registry has no password users");
-                return self.unauthorized(headers, wanted, None);
+                let why = "Basic credentials are not accepted: this registry has no password users"
+                    .to_string();
+                return self.unauthorized(headers, wanted, None, why);
             };
             return match passwords.check_header(value).await {
                 Checked::Valid(user) => self.by_policy(&user, wanted),
                 Checked::Invalid { user } => {
                     tracing::warn!(user, scopes = %scopes_text(wanted), "wrong user name or password");
-                    self.unauthorized(headers, wanted, None)
+                    let why = "wrong user name or password".to_string();
+                    self.unauthorized(headers, wanted, None, why)
                 }
                 Checked::Malformed => {
                     tracing::warn!("refused a malformed Basic Authorization header");
-                    self.unauthorized(headers, wanted, None)
+                    let why =
+                        "malformed Basic credentials: base64 of user:password expected".to_string();
+                    self.unauthorized(headers, wanted, None, why)
                 }
             };
         }
@@ -203,7 +231,8 @@ impl AccessControl {
             "(unrecognised)"
         };
         tracing::warn!(scheme, "refused an unsupported Authorization scheme");
-        self.unauthorized(headers, wanted, None)
+        let why = format!("the Authorization scheme {scheme} is not accepted here");
+        self.unauthorized(headers, wanted, None, why)
     }
 
     fn bearer(
@@ -232,7 +261,10 @@ impl AccessControl {
                     }
                     Err(e) => {
                         tracing::warn!(reason = %e, scopes = %scopes_text(wanted), "refused a bearer token");
-                        return self.unauthorized(headers, wanted, Some("invalid_token"));
+                        let why = format!(
+                            "the bearer token was refused ({e}): ask the token service for a new one"
+                        );
+                        return self.unauthorized(headers, wanted, Some("invalid_token"), why);
                     }
                 }
             }
@@ -242,12 +274,16 @@ impl AccessControl {
                 subject: claims.subject().map(str::to_string),
             });
         }
+        let scopes = scopes_text(wanted);
         tracing::warn!(
             user = claims.subject().unwrap_or("anonymous"),
-            scopes = %scopes_text(wanted),
+            scopes = %scopes,
             "bearer token lacks the scope"
         );
-        self.unauthorized(headers, wanted, Some("insufficient_scope"))
+        let why = format!(
+            "the bearer token does not grant {scopes}: ask the token service for a token with this scope (the scope in WWW-Authenticate)"
+        );
+        self.unauthorized(headers, wanted, Some("insufficient_scope"), why)
     }
 }
 

@@ -121,12 +121,18 @@ async fn authorize(
         AuthOutcome::Challenge {
             www_authenticate,
             error: AuthErrorCode::Unauthorized,
-        } => Err(RegistryError::Unauthorized { www_authenticate }),
+            why,
+        } => Err(RegistryError::Unauthorized {
+            www_authenticate,
+            why,
+        }),
         AuthOutcome::Challenge {
             www_authenticate,
             error: AuthErrorCode::Denied,
+            why,
         } => Err(RegistryError::Denied {
             www_authenticate: Some(www_authenticate),
+            why,
         }),
     }
 }

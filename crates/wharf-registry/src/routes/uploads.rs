@@ -26,7 +26,7 @@ pub(super) async fn start(
     let target = repo_access(repo, &[Action::Pull, Action::Push]);
     match call.authorize(std::slice::from_ref(&target)).await {
         Ok(()) => {}
-        Err(RegistryError::Unauthorized { www_authenticate }) => {
+        Err(unauthorized @ RegistryError::Unauthorized { .. }) => {
             // A mount also reads `from`: name its pull scope in the challenge too, so a client
             // that asks for the scopes the challenge lists gets a token good for the mount (as
             // Docker's registry does). Not required: without it the mount falls back to an
@@ -37,11 +37,11 @@ pub(super) async fn start(
                 .and_then(|f| RepoName::parse(f).ok())
                 .filter(|from| from != repo);
             let Some(source) = source else {
-                return Err(RegistryError::Unauthorized { www_authenticate });
+                return Err(unauthorized);
             };
             call.authorize(&[target, repo_access(&source, &[Action::Pull])])
                 .await?;
-            return Err(RegistryError::Unauthorized { www_authenticate });
+            return Err(unauthorized);
         }
         Err(e) => return Err(e),
     }
