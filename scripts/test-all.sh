@@ -3,7 +3,7 @@
 # suite: unit tests, and the tiers that need a Docker daemon, Debian's docker-registry, skopeo and
 # Ceph's RADOS gateway, and moto's S3 server
 # (marked #[ignore] so plain `cargo test` stays fast; run here with --include-ignored).
-# Needs root (apt-get, dockerd). Network use: apt, crates.io and PyPI (moto) only; tests talk to
+# Needs root (apt-get, dockerd). Network use: apt, crates.io and PyPI (moto, oras) only; tests talk to
 # loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +38,21 @@ if [ ! -f "$moto_env/.installed" ]; then
   touch "$moto_env/.installed"
 fi
 export WHARF_TEST_MOTO_SERVER="$moto_env/bin/moto_server"
+
+# oras-py, the ORAS project's Python SDK: a registry client nobody here wrote, on `requests`
+# (crates/wharf/tests/e2e/clients/oras_round_trip.py). Pinned, with its HTTP stack, into its
+# own virtualenv, made once (a few seconds).
+ORAS_VERSION=0.2.43
+REQUESTS_VERSION=2.34.2
+oras_env="${XDG_CACHE_HOME:-$HOME/.cache}/wharf-tests/oras-$ORAS_VERSION-requests-$REQUESTS_VERSION"
+if [ ! -f "$oras_env/.installed" ]; then
+  echo "== installing oras==$ORAS_VERSION from PyPI in $oras_env"
+  rm -rf "$oras_env"
+  python3 -m venv "$oras_env"
+  "$oras_env/bin/pip" install -q --disable-pip-version-check "oras==$ORAS_VERSION" "requests==$REQUESTS_VERSION"
+  touch "$oras_env/.installed"
+fi
+export WHARF_TEST_ORAS_PYTHON="$oras_env/bin/python"
 
 started_dockerd=""
 cleanup() {

@@ -543,6 +543,16 @@ fn s3_replicas_on<const N: usize>(
     prefix: &str,
     extra_env: &[(&str, &str)],
 ) -> [Served; N] {
+    s3_replicas_in("token", server, prefix, extra_env)
+}
+
+/// [`s3_replicas_on`] in authentication mode `auth`.
+fn s3_replicas_in<const N: usize>(
+    auth: &str,
+    server: &wharf_testkit::S3Server,
+    prefix: &str,
+    extra_env: &[(&str, &str)],
+) -> [Served; N] {
     let bucket = server.bucket().unwrap();
     let args = [
         "--storage".to_string(),
@@ -555,7 +565,7 @@ fn s3_replicas_on<const N: usize>(
         ("AWS_SECRET_ACCESS_KEY", server.secret_key()),
     ];
     env.extend_from_slice(extra_env);
-    std::array::from_fn(|_| Served::start_with("token", &args, &env))
+    std::array::from_fn(|_| Served::start_with(auth, &args, &env))
 }
 
 /// A Bearer token of the test user for `scope` (`repository:team/x:pull,push`), from `served`'s
@@ -942,6 +952,65 @@ fn real_clients_through_haproxy_over_three_replicas_on(server: &wharf_testkit::S
         );
         served.assert_log_has_no_secrets();
     }
+}
+
+/// oras-py, the ORAS project's Python SDK (on `requests`; pinned by scripts/test-all.sh into
+/// `$WHARF_TEST_ORAS_PYTHON`'s virtualenv): a client nobody here wrote. Through haproxy
+/// round-robin over three Basic-mode replicas on one moto bucket, and against one replica on the
+/// filesystem: a wrong password refused, a push in one request per blob and one in 1 MiB
+/// chunks (every request on the next replica), pulls compared byte for byte (blobs by 307 to
+/// the bucket), the tag list, a tag deleted. In token mode, oras-py's default backend fails its
+/// push (it keeps its first token whatever the scope), and the error it raises carries wharf's
+/// reason. What the script checks: `tests/e2e/clients/`.
+#[test]
+#[ignore = "needs oras-py, haproxy and moto's S3 server: run by scripts/test-all.sh"]
+fn oras_py_pushes_and_pulls_through_haproxy_over_three_replicas_and_on_the_filesystem() {
+    let python = std::env::var("WHARF_TEST_ORAS_PYTHON").expect(
+        "WHARF_TEST_ORAS_PYTHON names a python with oras-py installed: run scripts/test-all.sh, which installs it",
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/clients/oras_round_trip.py");
+    let oras = |host: &str, mode: &[&str]| {
+        let work = tempfile::tempdir().unwrap();
+        Run::from(
+            Command::new(&python)
+                .arg(&script)
+                .args([host, USER, PASS])
+                .arg(work.path())
+                .args(mode)
+                .output()
+                .unwrap(),
+        )
+    };
+    let round_trip = |host: &str| {
+        oras(host, &[])
+            .assert_code(0)
+            .assert_contains("oras round trip ok");
+    };
+
+    let server = wharf_testkit::moto::shared().unwrap();
+    let replicas: [Served; 3] = s3_replicas_in("basic", server, "", &[("WHARF_LOG", "info")]);
+    let lb = RoundRobin::start(&replicas.iter().collect::<Vec<_>>());
+    round_trip(&lb.host());
+    for served in &replicas {
+        let log = served.log();
+        assert!(
+            log.contains("PATCH") && log.contains("/blobs/uploads/"),
+            "every replica took part of the chunked upload:\n{log}"
+        );
+        served.assert_log_has_no_secrets();
+    }
+
+    let on_disk = Served::start("basic");
+    round_trip(&on_disk.host());
+    on_disk.assert_log_has_no_secrets();
+
+    // Its default token backend reuses its first (pull) token for the push: refused, and the
+    // error it raises says why (the error's detail).
+    let token_mode = Served::start("token");
+    oras(&token_mode.host(), &["token"])
+        .assert_code(0)
+        .assert_contains("oras token push refused");
+    token_mode.assert_log_has_no_secrets();
 }
 
 /// `url` with `digest=` added to its query.
