@@ -746,3 +746,133 @@ async fn the_keep_alive_update_reads_gitlabs_job_status() {
     assert_eq!(requests[0].json()["state"], "running");
     assert!(requests[0].json().get("output").is_none());
 }
+
+/// A coordinator answering every request with `head` (status line and headers, without the
+/// blank line) and then what `body` writes, counting the bytes in its second argument, until it
+/// is done or a write fails (the client stopped reading). Returns its URL and, once the last
+/// answer's body ended, the bytes of it sent.
+fn raw_coordinator(
+    head: &'static str,
+    body: impl Fn(&mut std::net::TcpStream, &mut u64) -> std::io::Result<()> + Send + 'static,
+) -> (String, Arc<Mutex<Option<u64>>>) {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = Arc::new(Mutex::new(None));
+    let counted = sent.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            // The whole request (its head and JSON body), so that closing sends no reset.
+            let mut request = Vec::new();
+            let mut buf = [0u8; 16 * 1024];
+            let complete = |r: &[u8]| {
+                let Some(end) = r.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    return false;
+                };
+                let head = String::from_utf8_lossy(&r[..end]).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                r.len() >= end + 4 + length
+            };
+            while !complete(&request) {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = stream.write_all(format!("{head}\r\n\r\n").as_bytes());
+            let mut n = 0;
+            let _ = body(&mut stream, &mut n);
+            *counted.lock().unwrap() = Some(n);
+        }
+    });
+    (url, sent)
+}
+
+/// A job's answer that breaks off mid-body is a failed request, worth another try, said as
+/// such: it used to be read as an empty body and reported as JSON the runner did not expect.
+#[tokio::test]
+async fn a_job_answer_that_breaks_off_is_a_transient_error_not_bad_json() {
+    use std::io::Write as _;
+    let (url, _) = raw_coordinator(
+        "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 1000",
+        |stream, _| stream.write_all(b"{\"id\": 10, \"token\": \"job-tok"),
+    );
+    let mut client = RunnerClient::new(&url, "valid", "shell").unwrap();
+    let err = client.request_job().await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("the answer broke off before its end"),
+        "{text}"
+    );
+    assert!(err.is_transient(), "{err:?}");
+    assert!(!text.contains("job-tok"), "{text}");
+}
+
+/// A job's answer without end (chunked, or announced larger than any GitLab answer) is refused
+/// at 64 MiB, naming the bound, and the runner stops reading: it used to read until the memory
+/// was full.
+#[tokio::test]
+async fn a_job_answer_without_end_is_refused_at_the_bound() {
+    use std::io::Write as _;
+    const BOUND: u64 = 64 << 20;
+    let (url, sent) = raw_coordinator(
+        "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked",
+        |stream, n| {
+            let spaces = vec![b' '; 64 * 1024];
+            let chunk = [
+                format!("{:x}\r\n", spaces.len()).as_bytes(),
+                &spaces,
+                b"\r\n",
+            ]
+            .concat();
+            stream.write_all(b"1\r\n[\r\n")?;
+            *n = 1;
+            // Until the runner closes the connection (or far past the bound, as a guard).
+            while *n < 4 * BOUND {
+                stream.write_all(&chunk)?;
+                *n += spaces.len() as u64;
+            }
+            Ok(())
+        },
+    );
+    let mut client = RunnerClient::new(&url, "valid", "shell").unwrap();
+    let err = client.request_job().await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("larger than 64 MiB, which no GitLab answer is: refused unread"),
+        "{text}"
+    );
+    assert!(!err.is_transient(), "{err:?}");
+    drop(client);
+    // The coordinator's writes fail once the runner is gone: it sent about the bound, no more.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let sent = loop {
+        if let Some(sent) = *sent.lock().unwrap() {
+            break sent;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the coordinator is still sending"
+        );
+        // Awaited: the connection's task must run to close the socket.
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(
+        sent < BOUND + (16 << 20),
+        "the runner read on: {sent} bytes sent"
+    );
+
+    // Announced over the bound: refused before a byte of the body.
+    let (url, _) = raw_coordinator(
+        "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: 1000000000",
+        |_, _| Ok(()),
+    );
+    let mut client = RunnerClient::new(&url, "valid", "shell").unwrap();
+    let text = client.request_job().await.unwrap_err().to_string();
+    assert!(text.contains("larger than 64 MiB"), "{text}");
+}

@@ -291,12 +291,7 @@ impl RunnerClient {
         if !answer.status().is_success() {
             return Err(status_error("POST", &url, answer, "").await);
         }
-        let text = answer.text().await.unwrap_or_default();
-        serde_json::from_str::<VerifiedRunner>(&text).map_err(|e| RunnerError::BadBody {
-            method: "POST",
-            url: url.to_string(),
-            reason: e.to_string(),
-        })
+        json_answer("POST", &url, answer).await
     }
 
     /// Remove this runner from GitLab, as `gitlab-runner unregister` (`network/gitlab.go`
@@ -346,16 +341,7 @@ impl RunnerClient {
             .json(&self.runner_request());
         let answer = self.send("POST", &url, request).await?;
         match answer.status().as_u16() {
-            201 => {
-                let text = answer.text().await.unwrap_or_default();
-                serde_json::from_str(&text)
-                    .map(Some)
-                    .map_err(|e| RunnerError::BadBody {
-                        method: "POST",
-                        url: url.to_string(),
-                        reason: e.to_string(),
-                    })
-            }
+            201 => json_answer("POST", &url, answer).await.map(Some),
             204 => {
                 if let Some(last) = answer
                     .headers()
@@ -499,10 +485,12 @@ pub(super) async fn status_error(
     hint: &'static str,
 ) -> RunnerError {
     let status = answer.status().as_u16();
-    let text = answer.text().await.unwrap_or_default();
-    // GitLab's errors are `{"message": ...}`; anything else is not quoted (it may be long).
-    let message = serde_json::from_str::<serde_json::Value>(&text)
+    // GitLab's errors are `{"message": ...}`; anything else is not quoted (it may be long). A
+    // body that breaks off or runs past the bound is no message: the status still says it.
+    let message = body_up_to(answer, MAX_ERROR_BODY)
+        .await
         .ok()
+        .and_then(|body| serde_json::from_slice::<serde_json::Value>(&body).ok())
         .and_then(|v| v.get("message").map(|m| m.to_string()));
     RunnerError::Status {
         method,
@@ -511,6 +499,78 @@ pub(super) async fn status_error(
         message,
         hint,
     }
+}
+
+/// The most of a JSON answer read (a job's payload, a runner check). GitLab's job payloads are
+/// kilobytes, tens of them with many variables; gitlab-runner reads them without a bound. A body
+/// past this is a broken coordinator or something between, not a job: refused before it fills
+/// the memory.
+const MAX_JSON_ANSWER: usize = 64 << 20;
+/// The most of an error answer read for its message.
+const MAX_ERROR_BODY: usize = 64 << 10;
+
+/// Why a body was not read whole.
+enum BodyError {
+    /// Past the bound.
+    TooLarge,
+    /// The connection broke (or timed out) before the end.
+    Broken(String),
+}
+
+/// `answer`'s body, at most `limit` bytes.
+async fn body_up_to(mut answer: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if answer
+        .content_length()
+        .is_some_and(|announced| announced > limit as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = answer
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Broken(error_chain(&e)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// `answer`'s body (to `method` `url`) as the JSON of a `T`, at most [`MAX_JSON_ANSWER`] bytes.
+/// A body that breaks off is [`RunnerError::Unreachable`] (worth another try), not a JSON error.
+async fn json_answer<T: serde::de::DeserializeOwned>(
+    method: &'static str,
+    url: &Url,
+    answer: reqwest::Response,
+) -> Result<T, RunnerError> {
+    let body = match body_up_to(answer, MAX_JSON_ANSWER).await {
+        Ok(body) => body,
+        Err(BodyError::Broken(reason)) => {
+            return Err(RunnerError::Unreachable {
+                method,
+                url: url.to_string(),
+                reason: format!("the answer broke off before its end: {reason}"),
+            });
+        }
+        Err(BodyError::TooLarge) => {
+            return Err(RunnerError::BadBody {
+                method,
+                url: url.to_string(),
+                reason: format!(
+                    "larger than {} MiB, which no GitLab answer is: refused unread (is something between this runner and GitLab?)",
+                    MAX_JSON_ANSWER >> 20
+                ),
+            });
+        }
+    };
+    serde_json::from_slice(&body).map_err(|e| RunnerError::BadBody {
+        method,
+        url: url.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
