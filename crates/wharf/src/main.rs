@@ -16,6 +16,7 @@ mod error_text;
 mod image_cmd;
 mod includes;
 mod registry_cmd;
+mod registry_import;
 mod runner_artifacts;
 mod runner_cache;
 mod runner_cmd;

@@ -453,76 +453,7 @@ async fn import(args: ImportArgs) -> Result<ExitCode> {
         .with_context(|| format!("`{}`: give the name as repository:tag", args.name))?;
     let repo = RepoName::parse(repo).with_context(|| format!("repository `{repo}`"))?;
     let reference = Reference::parse(tag).with_context(|| format!("tag `{tag}`"))?;
-    let layout = &args.layout;
-    let blob = |digest: &str| -> Result<Vec<u8>> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
-            .with_context(|| format!("{}: unsupported digest `{digest}`", layout.display()))?;
-        let path = layout.join("blobs/sha256").join(hex);
-        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
-    };
-    let index_path = layout.join("index.json");
-    let index: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(&index_path).with_context(|| format!("reading {}", index_path.display()))?,
-    )
-    .with_context(|| format!("{}: not JSON", index_path.display()))?;
-    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
-    let [entry] = manifests.as_slice() else {
-        bail!(
-            "{}: expected one manifest, found {}",
-            index_path.display(),
-            manifests.len()
-        );
-    };
-    let manifest_digest = entry["digest"].as_str().unwrap_or_default();
-    let manifest = blob(manifest_digest)?;
-    let doc: serde_json::Value = serde_json::from_slice(&manifest)
-        .with_context(|| format!("manifest {manifest_digest}: not JSON"))?;
-    let location = config
-        .storage_location()
-        .map_err(anyhow::Error::msg)?
-        .to_string();
-    let storage = wharf_registry::open_storage(&config)
-        .with_context(|| format!("registry storage {location}"))?;
-    let registry = wharf_registry::services::Registry::new(
-        storage,
-        wharf_registry::services::Limits::default(),
-    );
-    let mut wanted: Vec<String> = doc["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|l| l["digest"].as_str().map(str::to_string))
-        .collect();
-    wanted.extend(doc["config"]["digest"].as_str().map(str::to_string));
-    // Every blob is read and checked before anything is written: a bad layout imports nothing.
-    let mut blobs = Vec::new();
-    for digest in &wanted {
-        let data = blob(digest)?;
-        let actual = wharf_registry::names::Digest::of(&data);
-        if actual.to_string() != *digest {
-            bail!("{}: blob {digest} has digest {actual}", layout.display());
-        }
-        blobs.push(data);
-    }
-    for data in blobs {
-        registry.import_blob(&repo, data.into()).await?;
-    }
-    let media_type = doc["mediaType"]
-        .as_str()
-        .or(entry["mediaType"].as_str())
-        .map(str::to_string);
-    let pushed = registry
-        .put_manifest(&repo, &reference, media_type.as_deref(), manifest.into())
-        .await?;
-    println!(
-        "{location}: imported {} as {}:{tag} ({} blobs, manifest {})",
-        layout.display(),
-        repo,
-        wanted.len(),
-        pushed.digest
-    );
+    crate::registry_import::import(&config, &args.layout, &repo, &reference).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -121,8 +121,24 @@ impl Registry {
 }
 
 impl Registry {
-    /// Store `data` as a blob of `repo` without an upload session (an offline import, e.g. of an
-    /// OCI layout): its digest, computed here.
+    /// Stores blob `digest` of `repo` from `body` without a client (an offline import, e.g. of
+    /// an OCI layout): streamed through an upload session and checked against `digest` as a push
+    /// is, so a blob of any size takes no more memory than a push. A blob already stored is only
+    /// linked, and `body` is not read.
+    pub async fn import_blob_stream(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        body: ByteStream,
+    ) -> Result<(), RegistryError> {
+        if self.use_blob(digest).await?.is_some() {
+            return self.link_blob(repo, digest).await;
+        }
+        self.upload_monolithic(repo, "import", digest, body).await
+    }
+
+    /// Store `data` as a blob of `repo` without an upload session (for tests that need blobs
+    /// in place): its digest, computed here.
     pub async fn import_blob(
         &self,
         repo: &RepoName,

@@ -173,3 +173,115 @@ fn an_imported_oci_layout_is_served_and_a_corrupt_one_is_refused() {
     .assert_code(2)
     .assert_contains("not found");
 }
+
+/// `wharf registry import` of `layout` into the storage at `root` as `name`, stopped (and the
+/// test failed) if it has not ended within 60 s: a layout that names a FIFO or a device must
+/// not hang it.
+fn import_within_a_minute(root: &Path, layout: &Path, name: &str) -> Run {
+    let mut child = wharf()
+        .args(["registry", "import", "--root"])
+        .arg(root)
+        .arg(layout)
+        .arg(name)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("`wharf registry import` of {} hangs", layout.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Run::from(child.wait_with_output().unwrap())
+}
+
+/// Regular files under `root` (none if it does not exist).
+fn files_under(root: &Path) -> usize {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file())
+        .count()
+}
+
+/// A layout is input like a push: a blob that is a link to `/dev/zero` (it was read until the
+/// memory ran out), a FIFO (it waited for a writer forever), a layer longer than its
+/// descriptor says, a manifest that is not what `index.json` names, and an `index.json` past
+/// its bound are each refused with the file and the reason, and nothing is written. The same
+/// layout, restored, then imports.
+#[test]
+fn a_hostile_oci_layout_is_refused_without_hanging_and_imports_nothing() {
+    let root_dir = tempfile::tempdir().unwrap();
+    let root = root_dir.path().join("registry");
+    let layout_dir = tempfile::tempdir().unwrap();
+    let layout = unique_seed_layout(layout_dir.path());
+    let blobs = layout.path.join("blobs/sha256");
+    let layer = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    let layer_bytes = std::fs::read(&layer).unwrap();
+    let manifest = blobs.join(layout.manifest_digest.trim_start_matches("sha256:"));
+    let manifest_bytes = std::fs::read(&manifest).unwrap();
+    let index = layout.path.join("index.json");
+    let index_bytes = std::fs::read(&index).unwrap();
+
+    let refused = |expected: &str| {
+        import_within_a_minute(&root, &layout.path, "team/hostile:1")
+            .assert_code(2)
+            .assert_contains(expected);
+        assert_eq!(files_under(&root), 0, "nothing is written");
+    };
+
+    std::fs::remove_file(&layer).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &layer).unwrap();
+    refused("not a regular file (a device): refused, nothing imported");
+
+    std::fs::remove_file(&layer).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&layer)
+            .status()
+            .unwrap()
+            .success()
+    );
+    refused("not a regular file (a FIFO): refused, nothing imported");
+
+    std::fs::remove_file(&layer).unwrap();
+    let mut longer = layer_bytes.clone();
+    longer.push(0);
+    std::fs::write(&layer, &longer).unwrap();
+    refused(&format!(
+        "is {} bytes, the manifest says {}: refused, nothing imported",
+        longer.len(),
+        layer_bytes.len()
+    ));
+    std::fs::write(&layer, &layer_bytes).unwrap();
+
+    let mut other = manifest_bytes.clone();
+    other.push(b'\n');
+    std::fs::write(&manifest, &other).unwrap();
+    refused(&format!(
+        "manifest {} has digest sha256:",
+        layout.manifest_digest
+    ));
+    std::fs::write(&manifest, &manifest_bytes).unwrap();
+
+    let mut huge = vec![b' '; 5 << 20];
+    huge.extend_from_slice(&index_bytes);
+    let huge_len = huge.len();
+    std::fs::write(&index, huge).unwrap();
+    refused(&format!(
+        "index of {huge_len} bytes, more than the 4194304 allowed"
+    ));
+    std::fs::write(&index, &index_bytes).unwrap();
+
+    import_within_a_minute(&root, &layout.path, "team/hostile:1")
+        .assert_code(0)
+        .assert_contains(&layout.manifest_digest);
+    assert!(files_under(&root) > 0);
+}

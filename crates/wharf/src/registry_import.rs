@@ -1,0 +1,238 @@
+//! `wharf registry import`: an OCI image layout into a registry's storage, offline.
+//!
+//! The layout is input like a push: every file it names is opened as a regular file only (a
+//! FIFO would hang the import, a device such as `/dev/zero` would never end), checked against
+//! the size its descriptor gives, and streamed, so a layer of any size takes no more memory
+//! than a push does. Every blob is hashed before anything is written: a bad layout imports
+//! nothing.
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use sha2::{Digest as _, Sha256};
+use wharf_registry::names::{Digest, Reference, RepoName};
+use wharf_registry::storage::ByteStream;
+
+/// `index.json` at most: one manifest's entry is a few hundred bytes.
+const MAX_INDEX_BYTES: u64 = 4 << 20;
+/// Read size while hashing and importing.
+const CHUNK: usize = 1 << 20;
+
+/// One blob the manifest names: its digest, and its size when the descriptor gives one.
+struct Wanted {
+    digest: Digest,
+    size: Option<u64>,
+}
+
+/// Opens `path` for reading if it is a regular file; returns it and its length. `O_NONBLOCK`
+/// so that opening a FIFO does not wait for a writer (it has no effect on a regular file).
+fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("opening {}", path.display()))?;
+    let file = std::fs::File::from(fd);
+    let meta = file
+        .metadata()
+        .with_context(|| format!("reading {}", path.display()))?;
+    if !meta.is_file() {
+        bail!(
+            "{}: not a regular file ({}): refused, nothing imported",
+            path.display(),
+            file_kind(&meta)
+        );
+    }
+    Ok((file, meta.len()))
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a folder"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
+}
+
+/// The whole of the small file `path` (`what`, for messages), at most `limit` bytes.
+fn read_small(path: &Path, what: &str, limit: u64) -> Result<Vec<u8>> {
+    let (file, len) = open_regular(path)?;
+    if len > limit {
+        bail!(
+            "{}: {what} of {len} bytes, more than the {limit} allowed: refused, nothing imported",
+            path.display()
+        );
+    }
+    let mut data = Vec::new();
+    file.take(limit)
+        .read_to_end(&mut data)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(data)
+}
+
+/// Where blob `digest` is in `layout`: a checked digest, so never outside `blobs/sha256/`.
+fn blob_path(layout: &Path, digest: &Digest) -> PathBuf {
+    layout.join("blobs/sha256").join(digest.hex())
+}
+
+/// A digest named in `file` (for messages); only sha256, the one the registry stores.
+fn parse_digest(text: &str, layout: &Path, file: &str) -> Result<Digest> {
+    Digest::parse(text)
+        .map_err(|e| anyhow::anyhow!("{}: {file}: digest `{text}`: {e}", layout.display()))
+}
+
+/// Checks `wanted`'s file in `layout`: a regular file, of the size its descriptor gives, with
+/// that digest (hashed as it is read, `CHUNK` at a time). Returns its length.
+fn verify(layout: &Path, wanted: &Wanted) -> Result<u64> {
+    let path = blob_path(layout, &wanted.digest);
+    let (mut file, len) = open_regular(&path)?;
+    if let Some(size) = wanted.size.filter(|&size| size != len) {
+        bail!(
+            "{}: blob {} is {len} bytes, the manifest says {size}: refused, nothing imported",
+            layout.display(),
+            wanted.digest
+        );
+    }
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut read = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        read += n as u64;
+        hasher.update(&buf[..n]);
+    }
+    let actual = Digest::from_hasher(hasher);
+    if read != len || actual != wanted.digest {
+        bail!(
+            "{}: blob {} has digest {actual}: refused, nothing imported",
+            layout.display(),
+            wanted.digest
+        );
+    }
+    Ok(len)
+}
+
+/// The `len` bytes of blob `digest` of `layout` as a stream.
+async fn stream_blob(layout: &Path, digest: &Digest, len: u64) -> Result<ByteStream> {
+    use tokio::io::AsyncReadExt as _;
+    let (file, _) = open_regular(&blob_path(layout, digest))?;
+    let file = tokio::fs::File::from_std(file).take(len);
+    Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+        file, CHUNK,
+    )))
+}
+
+/// `wharf registry import`: `layout` into `config`'s storage as `repo:reference`. Prints what
+/// was imported.
+pub(crate) async fn import(
+    config: &wharf_registry::Config,
+    layout: &Path,
+    repo: &RepoName,
+    reference: &Reference,
+) -> Result<()> {
+    let index_path = layout.join("index.json");
+    let index: serde_json::Value =
+        serde_json::from_slice(&read_small(&index_path, "index", MAX_INDEX_BYTES)?)
+            .with_context(|| format!("{}: not JSON", index_path.display()))?;
+    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
+    let [entry] = manifests.as_slice() else {
+        bail!(
+            "{}: expected one manifest, found {}",
+            index_path.display(),
+            manifests.len()
+        );
+    };
+    let manifest_digest = parse_digest(
+        entry["digest"].as_str().unwrap_or_default(),
+        layout,
+        "index.json",
+    )?;
+    let limits = wharf_registry::services::Limits::default();
+    let manifest = read_small(
+        &blob_path(layout, &manifest_digest),
+        "manifest",
+        limits.manifest_max_bytes as u64,
+    )?;
+    let actual = Digest::of(&manifest);
+    if actual != manifest_digest {
+        bail!(
+            "{}: manifest {manifest_digest} has digest {actual}: refused, nothing imported",
+            layout.display()
+        );
+    }
+    let doc: serde_json::Value = serde_json::from_slice(&manifest)
+        .with_context(|| format!("manifest {manifest_digest}: not JSON"))?;
+    let descriptors = doc["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(doc.get("config"));
+    let mut wanted = Vec::new();
+    for descriptor in descriptors {
+        let Some(text) = descriptor["digest"].as_str() else {
+            continue;
+        };
+        wanted.push(Wanted {
+            digest: parse_digest(text, layout, &format!("manifest {manifest_digest}"))?,
+            size: descriptor["size"].as_u64(),
+        });
+    }
+
+    // Every blob checked before anything is written. Off the async threads: it reads files.
+    let layout_owned = layout.to_path_buf();
+    let (wanted, lengths) = tokio::task::spawn_blocking(move || {
+        let lengths = wanted
+            .iter()
+            .map(|w| verify(&layout_owned, w))
+            .collect::<Result<Vec<u64>>>();
+        (wanted, lengths)
+    })
+    .await
+    .context("checking the layout's blobs")?;
+    let lengths = lengths?;
+
+    let location = config
+        .storage_location()
+        .map_err(anyhow::Error::msg)?
+        .to_string();
+    let storage = wharf_registry::open_storage(config)
+        .with_context(|| format!("registry storage {location}"))?;
+    let registry = wharf_registry::services::Registry::new(storage, limits);
+    for (w, len) in wanted.iter().zip(lengths) {
+        let body = stream_blob(layout, &w.digest, len).await?;
+        registry
+            .import_blob_stream(repo, &w.digest, body)
+            .await
+            .with_context(|| format!("{}: importing blob {}", layout.display(), w.digest))?;
+    }
+    let media_type = doc["mediaType"]
+        .as_str()
+        .or(entry["mediaType"].as_str())
+        .map(str::to_string);
+    let pushed = registry
+        .put_manifest(repo, reference, media_type.as_deref(), manifest.into())
+        .await?;
+    println!(
+        "{location}: imported {} as {repo}:{reference} ({} blobs, manifest {})",
+        layout.display(),
+        wanted.len(),
+        pushed.digest
+    );
+    Ok(())
+}
