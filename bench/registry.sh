@@ -6,6 +6,7 @@
 #   RUNS=3 bash bench/registry.sh        # fewer hyperfine runs (quick check)
 #   BIG_MIB=512 bash bench/registry.sh   # smaller "2 GB" memory push (quick check)
 #   SERVICE_SESSIONS=1 bash bench/registry.sh  # each server in its own session, like a service
+#   WHARF=/tmp/wharf-b bash bench/registry.sh  # another build (no cargo build)
 #
 # Both servers listen on 127.0.0.1 (free ports picked at run time) with temporary roots and the
 # same htpasswd file; four servers run: wharf and docker-registry, each with htpasswd auth and
@@ -45,9 +46,15 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(printf '%s\n' "${need_apt[@]}" | sort -u)
 fi
 
-say "building wharf (release)"
-(cd "$ROOT" && cargo build --release -p wharf)
-WHARF="$ROOT/target/release/wharf"
+# WHARF=/path/to/wharf: that binary (to compare two builds in alternating runs); else the
+# checkout's release build.
+if [[ -n "${WHARF:-}" ]]; then
+  say "wharf: $WHARF"
+else
+  say "building wharf (release)"
+  (cd "$ROOT" && cargo build --release -p wharf)
+  WHARF="$ROOT/target/release/wharf"
+fi
 WHARF_VERSION="$("$WHARF" --version) at $(git -C "$ROOT" rev-parse --short HEAD)"
 DR_VERSION="$(docker-registry --version 2>/dev/null | head -1)"
 echo "$WHARF_VERSION; $DR_VERSION"
