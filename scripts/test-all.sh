@@ -24,34 +24,34 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
+# Python tools from PyPI that Debian does not package, each pinned into a virtualenv of its own
+# outside the checkout, made once. The marker is written last: an install cut short is made
+# again, not half used. Prints the virtualenv's folder.
+pinned_venv() {
+  local name=$1
+  shift
+  local env="${XDG_CACHE_HOME:-$HOME/.cache}/wharf-tests/$name"
+  if [ ! -f "$env/.installed" ]; then
+    echo "== installing $* from PyPI in $env" >&2
+    rm -rf "$env"
+    python3 -m venv "$env" >&2
+    "$env/bin/pip" install -q --disable-pip-version-check "$@" >&2
+    touch "$env/.installed"
+  fi
+  echo "$env"
+}
+
 # moto's S3 server: a second S3 implementation for the registry's S3 tier (`moto::` tests,
-# crates/wharf-testkit/src/moto.rs). Not packaged by Debian: pinned from PyPI into a virtualenv
-# outside the checkout, made once (about 30 s).
+# crates/wharf-testkit/src/moto.rs); about 30 s to install.
 MOTO_VERSION=5.2.6
-moto_env="${XDG_CACHE_HOME:-$HOME/.cache}/wharf-tests/moto-$MOTO_VERSION"
-# The marker is written last: an install cut short is made again, not half used.
-if [ ! -f "$moto_env/.installed" ]; then
-  echo "== installing moto[server]==$MOTO_VERSION from PyPI in $moto_env"
-  rm -rf "$moto_env"
-  python3 -m venv "$moto_env"
-  "$moto_env/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION"
-  touch "$moto_env/.installed"
-fi
+moto_env="$(pinned_venv "moto-$MOTO_VERSION" "moto[server]==$MOTO_VERSION")"
 export WHARF_TEST_MOTO_SERVER="$moto_env/bin/moto_server"
 
 # oras-py, the ORAS project's Python SDK: a registry client nobody here wrote, on `requests`
-# (crates/wharf/tests/e2e/clients/oras_round_trip.py). Pinned, with its HTTP stack, into its
-# own virtualenv, made once (a few seconds).
+# (crates/wharf/tests/e2e/clients/oras_round_trip.py), pinned with its HTTP stack.
 ORAS_VERSION=0.2.43
 REQUESTS_VERSION=2.34.2
-oras_env="${XDG_CACHE_HOME:-$HOME/.cache}/wharf-tests/oras-$ORAS_VERSION-requests-$REQUESTS_VERSION"
-if [ ! -f "$oras_env/.installed" ]; then
-  echo "== installing oras==$ORAS_VERSION from PyPI in $oras_env"
-  rm -rf "$oras_env"
-  python3 -m venv "$oras_env"
-  "$oras_env/bin/pip" install -q --disable-pip-version-check "oras==$ORAS_VERSION" "requests==$REQUESTS_VERSION"
-  touch "$oras_env/.installed"
-fi
+oras_env="$(pinned_venv "oras-$ORAS_VERSION-requests-$REQUESTS_VERSION" "oras==$ORAS_VERSION" "requests==$REQUESTS_VERSION")"
 export WHARF_TEST_ORAS_PYTHON="$oras_env/bin/python"
 
 started_dockerd=""

@@ -116,6 +116,15 @@ fn pull_from_wharf_registry_with_token_auth() {
     pull_cycle("token");
 }
 
+/// The file of `layout`'s (one, gzip) layer: its largest blob.
+fn layer_of(layout: &wharf_testkit::OciLayout) -> std::path::PathBuf {
+    std::fs::read_dir(layout.path.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap()
+}
+
 /// `wharf registry import` puts an OCI layout into a registry's storage (here while the server
 /// runs, as an air-gapped seeding would before it starts): the image then pulls with
 /// credentials; a layout whose blob does not match its digest is refused and imports nothing.
@@ -150,12 +159,7 @@ fn an_imported_oci_layout_is_served_and_a_corrupt_one_is_refused() {
     .assert_contains(&format!("Pulled {image}"));
 
     // Corrupt the (gzip) layer blob: its content no longer has the digest the manifest names.
-    let blobs = layout.path.join("blobs/sha256");
-    let biggest = std::fs::read_dir(&blobs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
+    let biggest = layer_of(&layout);
     let mut bytes = std::fs::read(&biggest).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
@@ -219,11 +223,7 @@ fn a_hostile_oci_layout_is_refused_without_hanging_and_imports_nothing() {
     let layout_dir = tempfile::tempdir().unwrap();
     let layout = unique_seed_layout(layout_dir.path());
     let blobs = layout.path.join("blobs/sha256");
-    let layer = std::fs::read_dir(&blobs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
-        .unwrap();
+    let layer = layer_of(&layout);
     let layer_bytes = std::fs::read(&layer).unwrap();
     let manifest = blobs.join(layout.manifest_digest.trim_start_matches("sha256:"));
     let manifest_bytes = std::fs::read(&manifest).unwrap();
