@@ -47,7 +47,8 @@ enum RegistryCommand {
     User(UserArgs),
     /// Import an OCI image layout (a folder with `index.json` and `blobs/`, as `skopeo copy
     /// oci:` or `docker buildx --output type=oci` write) into the registry's storage as NAME:TAG,
-    /// without a running server or a push client. Digests are checked.
+    /// without a running server or a push client. Every digest and size is checked before
+    /// anything is written; blobs are streamed, not held in memory.
     Import(ImportArgs),
 }
 
