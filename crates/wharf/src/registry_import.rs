@@ -108,12 +108,12 @@ fn verify(layout: &Path, wanted: &Wanted) -> Result<u64> {
     let mut buf = vec![0u8; CHUNK];
     let mut read = 0u64;
     loop {
-        let n = file
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
         read += n as u64;
         hasher.update(&buf[..n]);
     }
