@@ -47,8 +47,9 @@ enum RegistryCommand {
     User(UserArgs),
     /// Import an OCI image layout (a folder with `index.json` and `blobs/`, as `skopeo copy
     /// oci:` or `docker buildx --output type=oci` write) into the registry's storage as NAME:TAG,
-    /// without a running server or a push client. Every digest and size is checked before
-    /// anything is written; blobs are streamed, not held in memory.
+    /// without a running server or a push client. An image index (`skopeo copy --all`) comes
+    /// with its platforms' manifests. Every digest and size is checked before anything is
+    /// written; blobs are streamed, not held in memory.
     Import(ImportArgs),
 }
 
@@ -58,6 +59,10 @@ struct ImportArgs {
     target: GcTarget,
     /// The OCI image layout folder.
     layout: PathBuf,
+    /// The entry of the layout's `index.json` to import, by its ref name (the REF of `skopeo
+    /// copy ... oci:DIR:REF`); needed when it lists more than one.
+    #[arg(long = "ref", value_name = "REF")]
+    layout_ref: Option<String>,
     /// Where it goes: `repository/name:tag`.
     name: String,
 }
@@ -454,7 +459,14 @@ async fn import(args: ImportArgs) -> Result<ExitCode> {
         .with_context(|| format!("`{}`: give the name as repository:tag", args.name))?;
     let repo = RepoName::parse(repo).with_context(|| format!("repository `{repo}`"))?;
     let reference = Reference::parse(tag).with_context(|| format!("tag `{tag}`"))?;
-    crate::registry_import::import(&config, &args.layout, &repo, &reference).await?;
+    crate::registry_import::import(
+        &config,
+        &args.layout,
+        args.layout_ref.as_deref(),
+        &repo,
+        &reference,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

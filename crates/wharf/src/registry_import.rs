@@ -4,7 +4,8 @@
 //! FIFO would hang the import, a device such as `/dev/zero` would never end), checked against
 //! the size its descriptor gives, and streamed, so a layer of any size takes no more memory
 //! than a push does. Every blob is hashed before anything is written: a bad layout imports
-//! nothing.
+//! nothing. An image index (a multi-platform image, as `skopeo copy --all` writes it) is
+//! imported with its children, each child manifest stored before the index that names it.
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -138,11 +139,139 @@ async fn stream_blob(layout: &Path, digest: &Digest, len: u64) -> Result<ByteStr
     )))
 }
 
-/// `wharf registry import`: `layout` into `config`'s storage as `repo:reference`. Prints what
-/// was imported.
+/// How deep image indexes may nest (an index of indexes...): real layouts have one level.
+const MAX_INDEX_DEPTH: usize = 4;
+/// The annotation of `index.json` that names an entry (`skopeo copy ... oci:DIR:REF`).
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// A manifest of the layout, read and checked against its digest.
+struct Manifest {
+    digest: Digest,
+    bytes: Vec<u8>,
+    media_type: Option<String>,
+}
+
+/// What an import writes: the blobs, then the manifests in order (an index after its children).
+#[derive(Default)]
+struct Plan {
+    blobs: Vec<Wanted>,
+    manifests: Vec<Manifest>,
+}
+
+impl Plan {
+    /// Reads the manifest `descriptor` names (`from` says where, for messages) and, for an
+    /// image index, its children before it; adds each image manifest's blobs (once each).
+    fn add(
+        &mut self,
+        layout: &Path,
+        descriptor: &serde_json::Value,
+        from: &str,
+        depth: usize,
+    ) -> Result<()> {
+        let digest = parse_digest(
+            descriptor["digest"].as_str().unwrap_or_default(),
+            layout,
+            from,
+        )?;
+        let limit = wharf_registry::services::Limits::default().manifest_max_bytes as u64;
+        let bytes = read_small(&blob_path(layout, &digest), "manifest", limit)?;
+        let actual = Digest::of(&bytes);
+        if actual != digest {
+            bail!(
+                "{}: manifest {digest} has digest {actual}: refused, nothing imported",
+                layout.display()
+            );
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{}: manifest {digest}: not JSON", layout.display()))?;
+        if let Some(children) = doc["manifests"].as_array() {
+            if depth >= MAX_INDEX_DEPTH {
+                bail!(
+                    "{}: manifest {digest}: image indexes nested more than {MAX_INDEX_DEPTH} deep: refused",
+                    layout.display()
+                );
+            }
+            for child in children {
+                self.add(layout, child, &format!("index {digest}"), depth + 1)?;
+            }
+        } else {
+            let descriptors = doc["layers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(doc.get("config"));
+            for d in descriptors {
+                let Some(text) = d["digest"].as_str() else {
+                    continue;
+                };
+                let blob = parse_digest(text, layout, &format!("manifest {digest}"))?;
+                if !self.blobs.iter().any(|w| w.digest == blob) {
+                    self.blobs.push(Wanted {
+                        digest: blob,
+                        size: d["size"].as_u64(),
+                    });
+                }
+            }
+        }
+        if !self.manifests.iter().any(|m| m.digest == digest) {
+            let media_type = doc["mediaType"]
+                .as_str()
+                .or(descriptor["mediaType"].as_str())
+                .map(str::to_string);
+            self.manifests.push(Manifest {
+                digest,
+                bytes,
+                media_type,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The entry of `index.json` to import: the only one, or the one whose ref name is `wanted`.
+fn pick_entry<'a>(
+    index_path: &Path,
+    entries: &'a [serde_json::Value],
+    wanted: Option<&str>,
+) -> Result<&'a serde_json::Value> {
+    let ref_of = |e: &serde_json::Value| e["annotations"][REF_NAME].as_str().map(str::to_string);
+    let refs = || {
+        let names: Vec<String> = entries.iter().filter_map(ref_of).collect();
+        if names.is_empty() {
+            "none has a ref name".to_string()
+        } else {
+            format!("refs: {}", names.join(", "))
+        }
+    };
+    match (wanted, entries) {
+        (_, []) => bail!("{}: no manifest in it", index_path.display()),
+        (None, [only]) => Ok(only),
+        (None, _) => bail!(
+            "{}: {} manifests ({}): choose one with --ref",
+            index_path.display(),
+            entries.len(),
+            refs()
+        ),
+        (Some(name), _) => entries
+            .iter()
+            .find(|e| ref_of(e).as_deref() == Some(name))
+            .with_context(|| {
+                format!(
+                    "{}: no manifest with ref {name} ({})",
+                    index_path.display(),
+                    refs()
+                )
+            }),
+    }
+}
+
+/// `wharf registry import`: `layout` (its entry with ref name `layout_ref`, or its only one)
+/// into `config`'s storage as `repo:reference`. An image index is imported with its children.
+/// Prints what was imported.
 pub(crate) async fn import(
     config: &wharf_registry::Config,
     layout: &Path,
+    layout_ref: Option<&str>,
     repo: &RepoName,
     reference: &Reference,
 ) -> Result<()> {
@@ -150,58 +279,16 @@ pub(crate) async fn import(
     let index: serde_json::Value =
         serde_json::from_slice(&read_small(&index_path, "index", MAX_INDEX_BYTES)?)
             .with_context(|| format!("{}: not JSON", index_path.display()))?;
-    let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
-    let [entry] = manifests.as_slice() else {
-        bail!(
-            "{}: expected one manifest, found {}",
-            index_path.display(),
-            manifests.len()
-        );
-    };
-    let manifest_digest = parse_digest(
-        entry["digest"].as_str().unwrap_or_default(),
-        layout,
-        "index.json",
-    )?;
-    let limits = wharf_registry::services::Limits::default();
-    let manifest = read_small(
-        &blob_path(layout, &manifest_digest),
-        "manifest",
-        limits.manifest_max_bytes as u64,
-    )?;
-    let actual = Digest::of(&manifest);
-    if actual != manifest_digest {
-        bail!(
-            "{}: manifest {manifest_digest} has digest {actual}: refused, nothing imported",
-            layout.display()
-        );
-    }
-    let doc: serde_json::Value = serde_json::from_slice(&manifest)
-        .with_context(|| format!("manifest {manifest_digest}: not JSON"))?;
-    let descriptors = doc["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(doc.get("config"));
-    let mut wanted = Vec::new();
-    for descriptor in descriptors {
-        let Some(text) = descriptor["digest"].as_str() else {
-            continue;
-        };
-        wanted.push(Wanted {
-            digest: parse_digest(text, layout, &format!("manifest {manifest_digest}"))?,
-            size: descriptor["size"].as_u64(),
-        });
-    }
+    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
+    let entry = pick_entry(&index_path, &entries, layout_ref)?;
+    let mut plan = Plan::default();
+    plan.add(layout, entry, "index.json", 0)?;
 
     // Every blob checked before anything is written. Off the async threads: it reads files.
     let layout_owned = layout.to_path_buf();
-    let (wanted, lengths) = tokio::task::spawn_blocking(move || {
-        let lengths = wanted
-            .iter()
-            .map(|w| verify(&layout_owned, w))
-            .collect::<Result<Vec<u64>>>();
-        (wanted, lengths)
+    let (blobs, lengths) = tokio::task::spawn_blocking(move || {
+        let lengths = plan_blobs_lengths(&layout_owned, &plan.blobs);
+        (plan.blobs, lengths)
     })
     .await
     .context("checking the layout's blobs")?;
@@ -213,26 +300,52 @@ pub(crate) async fn import(
         .to_string();
     let storage = wharf_registry::open_storage(config)
         .with_context(|| format!("registry storage {location}"))?;
+    let limits = wharf_registry::services::Limits::default();
     let registry = wharf_registry::services::Registry::new(storage, limits);
-    for (w, len) in wanted.iter().zip(lengths) {
+    for (w, len) in blobs.iter().zip(lengths) {
         let body = stream_blob(layout, &w.digest, len).await?;
         registry
             .import_blob_stream(repo, &w.digest, body)
             .await
             .with_context(|| format!("{}: importing blob {}", layout.display(), w.digest))?;
     }
-    let media_type = doc["mediaType"]
-        .as_str()
-        .or(entry["mediaType"].as_str())
-        .map(str::to_string);
+    let Some((top, children)) = plan.manifests.split_last() else {
+        bail!("{}: nothing to import", layout.display());
+    };
+    for child in children {
+        registry
+            .put_manifest(
+                repo,
+                &Reference::Digest(child.digest.clone()),
+                child.media_type.as_deref(),
+                child.bytes.clone().into(),
+            )
+            .await
+            .with_context(|| format!("{}: manifest {}", layout.display(), child.digest))?;
+    }
     let pushed = registry
-        .put_manifest(repo, reference, media_type.as_deref(), manifest.into())
+        .put_manifest(
+            repo,
+            reference,
+            top.media_type.as_deref(),
+            top.bytes.clone().into(),
+        )
         .await?;
+    let children = if children.is_empty() {
+        String::new()
+    } else {
+        format!(", {} child manifests", children.len())
+    };
     println!(
-        "{location}: imported {} as {repo}:{reference} ({} blobs, manifest {})",
+        "{location}: imported {} as {repo}:{reference} ({} blobs{children}, manifest {})",
         layout.display(),
-        wanted.len(),
+        blobs.len(),
         pushed.digest
     );
     Ok(())
+}
+
+/// [`verify`] of every blob, in order: their lengths, or the first failure.
+fn plan_blobs_lengths(layout: &Path, blobs: &[Wanted]) -> Result<Vec<u64>> {
+    blobs.iter().map(|w| verify(layout, w)).collect()
 }

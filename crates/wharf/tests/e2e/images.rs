@@ -285,3 +285,117 @@ fn a_hostile_oci_layout_is_refused_without_hanging_and_imports_nothing() {
         .assert_contains(&layout.manifest_digest);
     assert!(files_under(&root) > 0);
 }
+
+/// A layout holding a multi-platform image (an image index over two images, as `skopeo copy
+/// --all` writes one) beside a second entry in `index.json`: without `--ref` the import is
+/// refused naming the refs; with it, each platform's manifest is stored before the index, the
+/// tag pulls (wharf picks this machine's platform) and the other platform's manifest is there
+/// by digest.
+#[test]
+fn an_image_index_layout_imports_with_its_platforms_and_ref_picks_the_entry() {
+    use wharf_registry::names::Digest;
+    let served = Served::start("basic");
+    let dir = tempfile::tempdir().unwrap();
+    let here = unique_seed_layout(&dir.path().join("here"));
+    let other = unique_seed_layout(&dir.path().join("other"));
+    let blobs = here.path.join("blobs/sha256");
+    for entry in std::fs::read_dir(other.path.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), blobs.join(entry.file_name())).unwrap();
+    }
+    let host_arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let descriptor = |layout: &wharf_testkit::OciLayout, arch: &str| {
+        let hex = layout.manifest_digest.trim_start_matches("sha256:");
+        serde_json::json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": layout.manifest_digest,
+            "size": std::fs::metadata(blobs.join(hex)).unwrap().len(),
+            "platform": {"architecture": arch, "os": "linux"},
+        })
+    };
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [descriptor(&here, host_arch), descriptor(&other, "s390x")],
+    }))
+    .unwrap();
+    let index_digest = Digest::of(&index);
+    std::fs::write(blobs.join(index_digest.hex()), &index).unwrap();
+    let mut single = descriptor(&here, host_arch);
+    single["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": "single"});
+    std::fs::write(
+        here.path.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "digest": index_digest.to_string(),
+                    "size": index.len(),
+                    "annotations": {"org.opencontainers.image.ref.name": "multi"},
+                },
+                single,
+            ],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let import = |extra: &[&str], name: &str| {
+        Run::from(
+            wharf()
+                .args(["registry", "import", "--root"])
+                .arg(served.root())
+                .args(extra)
+                .arg(&here.path)
+                .arg(name)
+                .output()
+                .unwrap(),
+        )
+    };
+
+    import(&[], "team/multi:1")
+        .assert_code(2)
+        .assert_contains("2 manifests (refs: multi, single): choose one with --ref");
+    import(&["--ref", "nope"], "team/multi:1")
+        .assert_code(2)
+        .assert_contains("no manifest with ref nope (refs: multi, single)");
+    import(&["--ref", "multi"], "team/multi:1")
+        .assert_code(0)
+        .assert_contains("(4 blobs, 2 child manifests, manifest ")
+        .assert_contains(&index_digest.to_string());
+
+    let home = tempfile::tempdir().unwrap();
+    let image = format!("{}/team/multi:1", served.host());
+    pull(
+        home.path(),
+        &image,
+        Some(&auth_config(&served.host(), USER, PASS)),
+    )
+    .assert_code(0)
+    .assert_contains(&format!("Pulled {image}"));
+    let other_manifest = wharf_testkit::http::get(
+        &format!(
+            "http://{}/v2/team/multi/manifests/{}",
+            served.host(),
+            other.manifest_digest
+        ),
+        &[
+            (
+                "Authorization",
+                &format!("Basic {}", b64(&format!("{USER}:{PASS}"))),
+            ),
+            ("Accept", "application/vnd.oci.image.manifest.v1+json"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(other_manifest.status, 200, "{}", other_manifest.text());
+
+    // The single image of the same layout, by its ref.
+    import(&["--ref", "single"], "team/single:1")
+        .assert_code(0)
+        .assert_contains(&format!("(2 blobs, manifest {})", here.manifest_digest));
+}
