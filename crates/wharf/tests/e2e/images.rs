@@ -116,6 +116,33 @@ fn pull_from_wharf_registry_with_token_auth() {
     pull_cycle("token");
 }
 
+/// `wharf registry import [EXTRA...] LAYOUT NAME` into the storage at `root`.
+fn import_layout(root: &Path, extra: &[&str], layout: &Path, name: &str) -> Run {
+    Run::from(
+        wharf()
+            .args(["registry", "import", "--root"])
+            .arg(root)
+            .args(extra)
+            .arg(layout)
+            .arg(name)
+            .output()
+            .unwrap(),
+    )
+}
+
+/// `wharf pull` of `name` from `served`, with the test user's credentials, succeeds.
+fn assert_pulls(served: &Served, name: &str) {
+    let home = tempfile::tempdir().unwrap();
+    let image = format!("{}/{name}", served.host());
+    pull(
+        home.path(),
+        &image,
+        Some(&auth_config(&served.host(), USER, PASS)),
+    )
+    .assert_code(0)
+    .assert_contains(&format!("Pulled {image}"));
+}
+
 /// The file of `layout`'s (one, gzip) layer: its largest blob.
 fn layer_of(layout: &wharf_testkit::OciLayout) -> std::path::PathBuf {
     std::fs::read_dir(layout.path.join("blobs/sha256"))
@@ -133,30 +160,12 @@ fn an_imported_oci_layout_is_served_and_a_corrupt_one_is_refused() {
     let served = Served::start("basic");
     let layout_dir = tempfile::tempdir().unwrap();
     let layout = unique_seed_layout(layout_dir.path());
-    let import = |name: &str| {
-        Run::from(
-            wharf()
-                .args(["registry", "import", "--root"])
-                .arg(served.root())
-                .arg(&layout.path)
-                .arg(name)
-                .output()
-                .unwrap(),
-        )
-    };
+    let import = |name: &str| import_layout(&served.root(), &[], &layout.path, name);
     import("team/imported:1")
         .assert_code(0)
         .assert_contains("imported")
         .assert_contains(&layout.manifest_digest);
-    let home = tempfile::tempdir().unwrap();
-    let image = format!("{}/team/imported:1", served.host());
-    pull(
-        home.path(),
-        &image,
-        Some(&auth_config(&served.host(), USER, PASS)),
-    )
-    .assert_code(0)
-    .assert_contains(&format!("Pulled {image}"));
+    assert_pulls(&served, "team/imported:1");
 
     // Corrupt the (gzip) layer blob: its content no longer has the digest the manifest names.
     let biggest = layer_of(&layout);
@@ -344,18 +353,8 @@ fn an_image_index_layout_imports_with_its_platforms_and_ref_picks_the_entry() {
         .unwrap(),
     )
     .unwrap();
-    let import = |extra: &[&str], name: &str| {
-        Run::from(
-            wharf()
-                .args(["registry", "import", "--root"])
-                .arg(served.root())
-                .args(extra)
-                .arg(&here.path)
-                .arg(name)
-                .output()
-                .unwrap(),
-        )
-    };
+    let import =
+        |extra: &[&str], name: &str| import_layout(&served.root(), extra, &here.path, name);
 
     import(&[], "team/multi:1")
         .assert_code(2)
@@ -368,15 +367,7 @@ fn an_image_index_layout_imports_with_its_platforms_and_ref_picks_the_entry() {
         .assert_contains("(4 blobs, 2 child manifests, manifest ")
         .assert_contains(&index_digest.to_string());
 
-    let home = tempfile::tempdir().unwrap();
-    let image = format!("{}/team/multi:1", served.host());
-    pull(
-        home.path(),
-        &image,
-        Some(&auth_config(&served.host(), USER, PASS)),
-    )
-    .assert_code(0)
-    .assert_contains(&format!("Pulled {image}"));
+    assert_pulls(&served, "team/multi:1");
     let other_manifest = wharf_testkit::http::get(
         &format!(
             "http://{}/v2/team/multi/manifests/{}",
