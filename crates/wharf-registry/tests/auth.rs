@@ -333,6 +333,16 @@ actions = [\"pull\"]
     assert!(j["refresh_token"].as_str().is_some_and(|t| !t.is_empty()));
     assert_eq!(r.header("content-type"), "application/json");
 
+    // Another service's name: refused, naming the one this token service serves.
+    let r = reg
+        .token("service=other-registry", Some(&basic("alice", "pw")))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.json()["error_description"],
+        "unknown service: this token service issues tokens for service \"wharf-registry\" (the service in the registry's WWW-Authenticate)"
+    );
+
     // No refresh token unless asked.
     let r = reg
         .token("service=wharf-registry", Some(&basic("alice", "pw")))

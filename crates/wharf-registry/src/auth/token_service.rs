@@ -138,7 +138,10 @@ impl TokenService {
             Answer::error(
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
-                "unknown service",
+                &format!(
+                    "unknown service: this token service issues tokens for service {:?} (the service in the registry's WWW-Authenticate)",
+                    self.issuer.service
+                ),
             )
         })
     }
