@@ -141,6 +141,9 @@ async fn stream_blob(layout: &Path, digest: &Digest, len: u64) -> Result<ByteStr
 
 /// How deep image indexes may nest (an index of indexes...): real layouts have one level.
 const MAX_INDEX_DEPTH: usize = 4;
+/// Manifests in one import at most: a multi-platform image has a few dozen (platforms and their
+/// attestations). They are held in memory until written, up to 4 MiB each.
+const MAX_MANIFESTS: usize = 1000;
 /// The annotation of `index.json` that names an entry (`skopeo copy ... oci:DIR:REF`).
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
@@ -173,6 +176,15 @@ impl Plan {
             layout,
             from,
         )?;
+        if self.manifests.iter().any(|m| m.digest == digest) {
+            return Ok(()); // named twice: read and planned once
+        }
+        if self.manifests.len() >= MAX_MANIFESTS {
+            bail!(
+                "{}: {from}: more than {MAX_MANIFESTS} manifests: refused, nothing imported",
+                layout.display()
+            );
+        }
         let limit = wharf_registry::services::Limits::default().manifest_max_bytes as u64;
         let bytes = read_small(&blob_path(layout, &digest), "manifest", limit)?;
         let actual = Digest::of(&bytes);
@@ -213,17 +225,15 @@ impl Plan {
                 }
             }
         }
-        if !self.manifests.iter().any(|m| m.digest == digest) {
-            let media_type = doc["mediaType"]
-                .as_str()
-                .or(descriptor["mediaType"].as_str())
-                .map(str::to_string);
-            self.manifests.push(Manifest {
-                digest,
-                bytes,
-                media_type,
-            });
-        }
+        let media_type = doc["mediaType"]
+            .as_str()
+            .or(descriptor["mediaType"].as_str())
+            .map(str::to_string);
+        self.manifests.push(Manifest {
+            digest,
+            bytes,
+            media_type,
+        });
         Ok(())
     }
 }

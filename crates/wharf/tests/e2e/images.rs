@@ -222,9 +222,9 @@ fn files_under(root: &Path) -> usize {
 
 /// A layout is input like a push: a blob that is a link to `/dev/zero` (it was read until the
 /// memory ran out), a FIFO (it waited for a writer forever), a layer longer than its
-/// descriptor says, a manifest that is not what `index.json` names, and an `index.json` past
-/// its bound are each refused with the file and the reason, and nothing is written. The same
-/// layout, restored, then imports.
+/// descriptor says, a manifest that is not what `index.json` names, an image index over more
+/// than 1,000 manifests and an `index.json` past its bound are each refused with the file and
+/// the reason, and nothing is written. The same layout, restored, then imports.
 #[test]
 fn a_hostile_oci_layout_is_refused_without_hanging_and_imports_nothing() {
     let root_dir = tempfile::tempdir().unwrap();
@@ -279,6 +279,45 @@ fn a_hostile_oci_layout_is_refused_without_hanging_and_imports_nothing() {
         layout.manifest_digest
     ));
     std::fs::write(&manifest, &manifest_bytes).unwrap();
+
+    // An image index over more manifests than any real image has.
+    let base: serde_json::Value = serde_json::from_slice(&manifest_bytes).unwrap();
+    let children: Vec<serde_json::Value> = (0..1001)
+        .map(|n| {
+            let mut child = base.clone();
+            child["annotations"] = serde_json::json!({ "n": n.to_string() });
+            let bytes = serde_json::to_vec(&child).unwrap();
+            let digest = wharf_registry::names::Digest::of(&bytes);
+            std::fs::write(blobs.join(digest.hex()), &bytes).unwrap();
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": digest.to_string(),
+                "size": bytes.len(),
+            })
+        })
+        .collect();
+    let wide = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": children,
+    }))
+    .unwrap();
+    let wide_digest = wharf_registry::names::Digest::of(&wide);
+    std::fs::write(blobs.join(wide_digest.hex()), &wide).unwrap();
+    std::fs::write(
+        &index,
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": wide_digest.to_string(),
+                "size": wide.len(),
+            }],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    refused("more than 1000 manifests: refused, nothing imported");
 
     let mut huge = vec![b' '; 5 << 20];
     huge.extend_from_slice(&index_bytes);
