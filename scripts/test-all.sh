@@ -26,17 +26,19 @@ fi
 
 # Python tools from PyPI that Debian does not package, each pinned into a virtualenv of its own
 # outside the checkout, made once. The marker is written last: an install cut short is made
-# again, not half used. Prints the virtualenv's folder.
+# again, not half used. Prints the virtualenv's folder. Each step is checked by hand: `set -e`
+# does not hold inside the command substitution that calls this.
 pinned_venv() {
   local name=$1
   shift
   local env="${XDG_CACHE_HOME:-$HOME/.cache}/wharf-tests/$name"
   if [ ! -f "$env/.installed" ]; then
     echo "== installing $* from PyPI in $env" >&2
-    rm -rf "$env"
-    python3 -m venv "$env" >&2
-    "$env/bin/pip" install -q --disable-pip-version-check "$@" >&2
-    touch "$env/.installed"
+    rm -rf "$env" &&
+      python3 -m venv "$env" >&2 &&
+      "$env/bin/pip" install -q --disable-pip-version-check "$@" >&2 &&
+      touch "$env/.installed" ||
+      { echo "installing $* in $env failed" >&2; return 1; }
   fi
   echo "$env"
 }
