@@ -130,7 +130,7 @@ impl Http {
             }
             let response = request.send().await.map_err(|e| Error::Unreachable {
                 url: url.to_string(),
-                reason: describe_reqwest(&e),
+                reason: error_chain(&e),
             })?;
             let status = response.status();
             if status.is_redirection() && status.as_u16() != 304 {
@@ -188,29 +188,54 @@ impl Http {
         })
     }
 
-    async fn read_bounded(
-        &self,
-        url: &Url,
-        mut response: reqwest::Response,
-    ) -> Result<Vec<u8>, Error> {
-        let mut bytes = Vec::new();
-        loop {
-            let chunk = response.chunk().await.map_err(|e| Error::Unreachable {
-                url: url.to_string(),
-                reason: describe_reqwest(&e),
-            })?;
-            let Some(chunk) = chunk else {
-                return Ok(bytes);
-            };
-            if bytes.len() + chunk.len() > self.max_bytes {
-                return Err(Error::TooLarge {
+    async fn read_bounded(&self, url: &Url, response: reqwest::Response) -> Result<Vec<u8>, Error> {
+        body_up_to(response, self.max_bytes)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => Error::TooLarge {
                     url: url.to_string(),
                     limit: self.max_bytes,
-                });
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+                },
+                BodyError::Broken(reason) => Error::Unreachable {
+                    url: url.to_string(),
+                    reason,
+                },
+            })
     }
+}
+
+/// Why a body was not read whole.
+pub(crate) enum BodyError {
+    /// Past the bound (announced, or read).
+    TooLarge,
+    /// The connection broke (or timed out) before the end: the error with its causes.
+    Broken(String),
+}
+
+/// `response`'s body, at most `limit` bytes: a larger `Content-Length` is refused before the
+/// body is read, and a body without one stops being read at the bound.
+pub(crate) async fn body_up_to(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|announced| announced > limit as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Broken(error_chain(&e)))?
+    {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 impl Drop for Http {
@@ -233,10 +258,10 @@ fn gitlab_message(body: &[u8]) -> Option<String> {
     })
 }
 
-/// reqwest's error with its causes (the top level alone says only "error sending request").
-fn describe_reqwest(error: &reqwest::Error) -> String {
+/// An error with its causes (reqwest's top level alone says only "error sending request").
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
+    let mut source = error.source();
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());

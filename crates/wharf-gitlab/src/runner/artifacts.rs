@@ -5,8 +5,9 @@
 //! (`GET jobs/:id/artifacts` with the dependency's token, redirects to object storage followed
 //! without the token), and unpacking a downloaded zip without ever writing outside its folder.
 
-use super::client::{RunnerClient, RunnerError, error_chain, request_id, status_error};
+use super::client::{RunnerClient, RunnerError, request_id, status_error};
 use super::spec::{Dependency, JobPayload};
+use crate::http::error_chain;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //! quotes a body of ours or a header.
 
 use super::spec::{JobOutcome, JobPayload, JobState, RunnerDescription};
+use crate::http::{BodyError, body_up_to, error_chain};
 use crate::settings::{Token, TokenKind};
 use serde::Serialize;
 use std::time::Duration;
@@ -509,36 +510,6 @@ const MAX_JSON_ANSWER: usize = 64 << 20;
 /// The most of an error answer read for its message.
 const MAX_ERROR_BODY: usize = 64 << 10;
 
-/// Why a body was not read whole.
-enum BodyError {
-    /// Past the bound.
-    TooLarge,
-    /// The connection broke (or timed out) before the end.
-    Broken(String),
-}
-
-/// `answer`'s body, at most `limit` bytes.
-async fn body_up_to(mut answer: reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
-    if answer
-        .content_length()
-        .is_some_and(|announced| announced > limit as u64)
-    {
-        return Err(BodyError::TooLarge);
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = answer
-        .chunk()
-        .await
-        .map_err(|e| BodyError::Broken(error_chain(&e)))?
-    {
-        if body.len() + chunk.len() > limit {
-            return Err(BodyError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 /// `answer`'s body (to `method` `url`) as the JSON of a `T`, at most [`MAX_JSON_ANSWER`] bytes.
 /// A body that breaks off is [`RunnerError::Unreachable`] (worth another try), not a JSON error.
 async fn json_answer<T: serde::de::DeserializeOwned>(
@@ -571,17 +542,6 @@ async fn json_answer<T: serde::de::DeserializeOwned>(
         url: url.to_string(),
         reason: e.to_string(),
     })
-}
-
-pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// A correlation id per request (gitlab-runner sends one too): time and a counter, hex.
