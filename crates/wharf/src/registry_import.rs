@@ -44,26 +44,10 @@ fn open_regular(path: &Path) -> Result<(std::fs::File, u64)> {
         bail!(
             "{}: not a regular file ({}): refused, nothing imported",
             path.display(),
-            file_kind(&meta)
+            wharf_fs::FileKind::from(meta.file_type()).describe()
         );
     }
     Ok((file, meta.len()))
-}
-
-fn file_kind(meta: &std::fs::Metadata) -> &'static str {
-    use std::os::unix::fs::FileTypeExt as _;
-    let t = meta.file_type();
-    if t.is_dir() {
-        "a folder"
-    } else if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_char_device() || t.is_block_device() {
-        "a device"
-    } else if t.is_socket() {
-        "a socket"
-    } else {
-        "not a file"
-    }
 }
 
 /// The whole of the small file `path` (`what`, for messages), at most `limit` bytes.

@@ -248,7 +248,7 @@ fn a_hostile_oci_layout_is_refused_without_hanging_and_imports_nothing() {
 
     std::fs::remove_file(&layer).unwrap();
     std::os::unix::fs::symlink("/dev/zero", &layer).unwrap();
-    refused("not a regular file (a device): refused, nothing imported");
+    refused("not a regular file (a character device): refused, nothing imported");
 
     std::fs::remove_file(&layer).unwrap();
     assert!(
@@ -258,7 +258,7 @@ fn a_hostile_oci_layout_is_refused_without_hanging_and_imports_nothing() {
             .unwrap()
             .success()
     );
-    refused("not a regular file (a FIFO): refused, nothing imported");
+    refused("not a regular file (a FIFO (named pipe)): refused, nothing imported");
 
     std::fs::remove_file(&layer).unwrap();
     let mut longer = layer_bytes.clone();
