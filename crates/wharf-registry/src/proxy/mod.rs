@@ -675,8 +675,7 @@ impl FetchTask {
             }
         }
         drop(body);
-        let actual = Digest::parse(&format!("sha256:{}", hex::encode(hasher.finalize())))
-            .map_err(|e| FlightError::Failed(e.to_string()))?;
+        let actual = Digest::from_hasher(hasher);
         let verified = failure.is_none() && actual == self.digest;
         if verified {
             // The readers have every byte, checked: they end now, not after the storage's
