@@ -273,15 +273,19 @@ pub(crate) async fn import(
     let index: serde_json::Value =
         serde_json::from_slice(&read_small(&index_path, "index", MAX_INDEX_BYTES)?)
             .with_context(|| format!("{}: not JSON", index_path.display()))?;
-    let entries = index["manifests"].as_array().cloned().unwrap_or_default();
-    let entry = pick_entry(&index_path, &entries, layout_ref)?;
+    let entries = index["manifests"].as_array().map_or(&[][..], Vec::as_slice);
+    let entry = pick_entry(&index_path, entries, layout_ref)?;
     let mut plan = Plan::default();
     plan.add(layout, entry, "index.json", 0)?;
 
     // Every blob checked before anything is written. Off the async threads: it reads files.
     let layout_owned = layout.to_path_buf();
     let (blobs, lengths) = tokio::task::spawn_blocking(move || {
-        let lengths = plan_blobs_lengths(&layout_owned, &plan.blobs);
+        let lengths: Result<Vec<u64>> = plan
+            .blobs
+            .iter()
+            .map(|w| verify(&layout_owned, w))
+            .collect();
         (plan.blobs, lengths)
     })
     .await
@@ -303,32 +307,29 @@ pub(crate) async fn import(
             .await
             .with_context(|| format!("{}: importing blob {}", layout.display(), w.digest))?;
     }
-    let Some((top, children)) = plan.manifests.split_last() else {
+    let mut children = plan.manifests;
+    let Some(top) = children.pop() else {
         bail!("{}: nothing to import", layout.display());
     };
+    let child_count = children.len();
     for child in children {
         registry
             .put_manifest(
                 repo,
                 &Reference::Digest(child.digest.clone()),
                 child.media_type.as_deref(),
-                child.bytes.clone().into(),
+                child.bytes.into(),
             )
             .await
             .with_context(|| format!("{}: manifest {}", layout.display(), child.digest))?;
     }
     let pushed = registry
-        .put_manifest(
-            repo,
-            reference,
-            top.media_type.as_deref(),
-            top.bytes.clone().into(),
-        )
+        .put_manifest(repo, reference, top.media_type.as_deref(), top.bytes.into())
         .await?;
-    let children = if children.is_empty() {
+    let children = if child_count == 0 {
         String::new()
     } else {
-        format!(", {} child manifests", children.len())
+        format!(", {child_count} child manifests")
     };
     println!(
         "{location}: imported {} as {repo}:{reference} ({} blobs{children}, manifest {})",
@@ -337,9 +338,4 @@ pub(crate) async fn import(
         pushed.digest
     );
     Ok(())
-}
-
-/// [`verify`] of every blob, in order: their lengths, or the first failure.
-fn plan_blobs_lengths(layout: &Path, blobs: &[Wanted]) -> Result<Vec<u64>> {
-    blobs.iter().map(|w| verify(layout, w)).collect()
 }
