@@ -559,13 +559,54 @@ async fn a_wrong_password_flood_is_throttled_without_locking_the_user_out() {
     for (status, body) in futures_util::future::join_all(parallel).await {
         assert_eq!(status, 200, "{body}");
     }
+    // A client resending one wrong password (containerd tries each request five times, several
+    // at once) is told 401 every time, and spends one failure, not sixty: new guesses from
+    // that address are still checked.
+    let typo_host = Ipv4Addr::new(127, 0, 0, 7);
+    let typo = basic("bob", "bob-pq");
+    let typo = [("Authorization", typo.as_str())];
+    for _ in 0..2 {
+        let resent = (0..30).map(|_| request_from(s.addr, typo_host, "GET", "/v2/", &typo, b""));
+        for (status, body) in futures_util::future::join_all(resent).await {
+            assert_eq!(
+                status, 401,
+                "a resent wrong password is refused, not throttled: {body}"
+            );
+        }
+    }
+    for guess in ["bob-pw1", "bob-pw2", "bob-pw3"] {
+        let other = basic("bob", guess);
+        let (status, body) = request_from(
+            s.addr,
+            typo_host,
+            "GET",
+            "/v2/",
+            &[("Authorization", &other)],
+            b"",
+        )
+        .await;
+        assert_eq!(status, 401, "a new guess is checked: {body}");
+    }
+
     let attacker = Ipv4Addr::new(127, 0, 0, 66);
-    let wrong = basic("alice", "guess");
-    let auth = [("Authorization", wrong.as_str())];
-    // 30 parallel wrong-password connections, three times over.
+    // 30 parallel connections, each with another guess, three times over.
     let mut throttled = 0;
-    for _ in 0..3 {
-        let attempts = (0..30).map(|_| request_from(s.addr, attacker, "GET", "/v2/", &auth, b""));
+    for wave in 0..3 {
+        let guesses: Vec<[(&str, String); 1]> = (0..30)
+            .map(|n| {
+                [(
+                    "Authorization",
+                    basic("alice", &format!("guess-{wave}-{n}")),
+                )]
+            })
+            .collect();
+        let headers: Vec<[(&str, &str); 1]> = guesses
+            .iter()
+            .map(|[(name, value)]| [(*name, value.as_str())])
+            .collect();
+        let attempts = headers
+            .iter()
+            .map(|auth| request_from(s.addr, attacker, "GET", "/v2/", auth, b""));
         for (status, body) in futures_util::future::join_all(attempts).await {
             match status {
                 401 => {}

@@ -1,6 +1,11 @@
-//! Password checks as the HTTP layer needs them: parse `Authorization: Basic`, look the header's
-//! hash up in the cache, and otherwise run bcrypt on a blocking thread (once per header, however
-//! many requests carry it at the same time).
+//! Password checks as the HTTP layer needs them: parse `Authorization: Basic`, look the
+//! credential's hash up in the cache, and otherwise run bcrypt on a blocking thread (once per
+//! credential, however many requests carry it at the same time).
+//!
+//! A refused credential is remembered too, for [`WRONG_PASSWORD_MEMORY_SECONDS`] and only as its
+//! hash: clients resend a wrong password several times per command (containerd up to five times
+//! per request), and each resend would otherwise cost a bcrypt check. A change of the credential
+//! files forgets it, like the verified ones.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,12 +14,14 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::cache::{VerifiedCache, key_of};
+use super::cache::{Key, VerifiedCache, key_of};
 use super::credentials::Credentials;
 use super::jwt::unix_now;
 
 /// How often, at most, the credential files are checked for changes on cache hits.
 const RELOAD_CHECK_EVERY_SECONDS: u64 = 1;
+/// How long a refused credential is answered from memory instead of by bcrypt.
+pub const WRONG_PASSWORD_MEMORY_SECONDS: u64 = 60;
 
 /// The outcome of a password check. `user` is the name the client claimed (safe to log).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +37,8 @@ pub enum Checked {
 pub struct Passwords {
     credentials: Arc<Credentials>,
     cache: VerifiedCache<String>,
+    /// Credentials bcrypt refused (their hashes), with nothing else.
+    refused: VerifiedCache<()>,
     last_reload_check: AtomicU64,
 }
 
@@ -38,6 +47,7 @@ impl std::fmt::Debug for Passwords {
         f.debug_struct("Passwords")
             .field("credentials", &self.credentials)
             .field("cached", &self.cache.len())
+            .field("refused", &self.refused.len())
             .finish()
     }
 }
@@ -59,11 +69,18 @@ pub fn basic_header(user: &str, password: &str) -> String {
     format!("Basic {}", BASE64.encode(format!("{user}:{password}")))
 }
 
+/// The fingerprint a credential is cached and throttled under: the SHA-256 of its canonical
+/// Basic header, the same whichever way (header spelling, token form) it was sent.
+pub fn credential_key(user: &str, password: &str) -> Key {
+    key_of(basic_header(user, password).as_bytes())
+}
+
 impl Passwords {
     pub fn new(credentials: Arc<Credentials>, ttl: Duration) -> Passwords {
         Passwords {
             credentials,
             cache: VerifiedCache::new(ttl),
+            refused: VerifiedCache::new(Duration::from_secs(WRONG_PASSWORD_MEMORY_SECONDS)),
             last_reload_check: AtomicU64::new(0),
         }
     }
@@ -74,6 +91,11 @@ impl Passwords {
 
     pub fn cached(&self) -> usize {
         self.cache.len()
+    }
+
+    /// How many refused credentials are remembered.
+    pub fn refused(&self) -> usize {
+        self.refused.len()
     }
 
     /// Check an `Authorization: Basic ...` header value.
@@ -93,8 +115,11 @@ impl Passwords {
             let creds = self.credentials.clone();
             let _ = tokio::task::spawn_blocking(move || creds.reload_if_changed()).await;
         }
-        let key = key_of(value.trim().as_bytes());
+        let key = credential_key(&user, &password);
         let generation = self.credentials.generation();
+        if self.refused.get(&key, generation).is_some() {
+            return Checked::Invalid { user };
+        }
         let ttl = self.cache.ttl();
         let creds = self.credentials.clone();
         let claimed = user.clone();
@@ -110,7 +135,11 @@ impl Passwords {
             .await;
         match verified {
             Some(u) => Checked::Valid(u),
-            None => Checked::Invalid { user: claimed },
+            None => {
+                let until = Instant::now() + Duration::from_secs(WRONG_PASSWORD_MEMORY_SECONDS);
+                self.refused.insert(key, (), until, generation);
+                Checked::Invalid { user: claimed }
+            }
         }
     }
 
@@ -160,7 +189,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn only_valid_credentials_are_cached() {
+    async fn valid_and_refused_credentials_are_remembered_apart() {
         let (_d, p) = passwords();
         assert_eq!(
             p.check_header(&basic_header("alice", "bad")).await,
@@ -168,7 +197,21 @@ mod tests {
                 user: "alice".into()
             }
         );
-        assert_eq!(p.cached(), 0);
+        assert_eq!((p.cached(), p.refused()), (0, 1));
+        // Sent again, as a header spelled another way or as a token form: the same memory.
+        assert_eq!(
+            p.check_header("basic  YWxpY2U6YmFk ").await,
+            Checked::Invalid {
+                user: "alice".into()
+            }
+        );
+        assert_eq!(
+            p.check("alice", "bad").await,
+            Checked::Invalid {
+                user: "alice".into()
+            }
+        );
+        assert_eq!((p.cached(), p.refused()), (0, 1));
         assert_eq!(
             p.check_header(&basic_header("alice", "pw")).await,
             Checked::Valid("alice".into())
@@ -178,5 +221,37 @@ mod tests {
         assert_eq!(p.check("alice", "pw").await, Checked::Valid("alice".into()));
         assert_eq!(p.cached(), 1);
         assert_eq!(p.check_header("Bearer x").await, Checked::Malformed);
+    }
+
+    #[tokio::test]
+    async fn a_refused_password_is_forgotten_when_the_credential_files_change() {
+        let (d, p) = passwords();
+        let new = basic_header("alice", "new-pw");
+        for _ in 0..2 {
+            assert_eq!(
+                p.check_header(&new).await,
+                Checked::Invalid {
+                    user: "alice".into()
+                }
+            );
+        }
+        assert_eq!(p.refused(), 1, "refused once, then answered from memory");
+        // The admin sets alice's password to it (a new file renamed over the old one).
+        let next = d.path().join("htpasswd.new");
+        std::fs::write(
+            &next,
+            format!(
+                "alice:{}\n",
+                super::super::htpasswd::hash_password("new-pw", 4).unwrap()
+            ),
+        )
+        .unwrap();
+        std::fs::rename(&next, d.path().join("htpasswd")).unwrap();
+        p.credentials().reload_if_changed();
+        assert_eq!(
+            p.check_header(&new).await,
+            Checked::Valid("alice".into()),
+            "the memory of refusals went with the old file"
+        );
     }
 }
