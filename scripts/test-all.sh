@@ -14,7 +14,7 @@ need_pkgs=()
 # loopback) for the registry's S3 storage tier (crates/wharf-testkit/src/rgw.rs); haproxy: replicas
 # behind a round-robin load balancer; python3-venv: moto's virtualenv below; tar and zstd: a
 # cache archive made by tools wharf did not write (GNU tar --zstd).
-for pkg in docker.io docker-registry skopeo podman busybox-static apache2-utils python3 python3-venv golang-go git curl ca-certificates iproute2 uidmap ceph-mon ceph-osd radosgw ceph-common haproxy tar zstd; do
+for pkg in docker.io containerd docker-registry skopeo podman busybox-static apache2-utils python3 python3-venv golang-go git curl ca-certificates iproute2 uidmap ceph-mon ceph-osd radosgw ceph-common haproxy tar zstd; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then

@@ -10,6 +10,7 @@
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod containerd;
 mod corpus;
 mod docker;
 mod docker_user;

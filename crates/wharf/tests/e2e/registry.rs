@@ -116,11 +116,11 @@ impl Served {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.host())
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
@@ -547,7 +547,7 @@ fn s3_replicas_on<const N: usize>(
 }
 
 /// [`s3_replicas_on`] in authentication mode `auth`.
-fn s3_replicas_in<const N: usize>(
+pub(crate) fn s3_replicas_in<const N: usize>(
     auth: &str,
     server: &wharf_testkit::S3Server,
     prefix: &str,
@@ -660,14 +660,14 @@ fn readme_shows_the_haproxy_config_the_tests_use() {
 
 /// `haproxy -db` (foreground) on a free loopback port with [`haproxy_config`] over `backends`;
 /// killed when dropped.
-struct RoundRobin {
+pub(crate) struct RoundRobin {
     child: Child,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl RoundRobin {
-    fn start(backends: &[&Served]) -> RoundRobin {
+    pub(crate) fn start(backends: &[&Served]) -> RoundRobin {
         let dir = tempfile::tempdir().unwrap();
         let port = wharf_testkit::free_port().unwrap();
         let hosts: Vec<String> = backends.iter().map(|b| b.host()).collect();
@@ -694,11 +694,11 @@ impl RoundRobin {
         }
     }
 
-    fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.host())
     }
 }
