@@ -8,6 +8,7 @@
 //! shutdown_timeout = "60s"   # how long in-flight requests (then pull-through writes) may finish after SIGTERM
 //! metrics = true             # serve Prometheus metrics at /metrics
 //! allow_plain_http = false   # plain HTTP on a non-loopback address needs this
+//! trusted_proxies = ["10.0.0.0/24"]  # load balancers whose X-Forwarded-For names the client
 //!
 //! [tls]
 //! cert = "cert.pem"          # PEM chain
@@ -50,6 +51,15 @@ use crate::duration::duration;
 pub use crate::duration::parse_duration;
 use crate::limits::LimitsConfig;
 
+fn trusted_proxies<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|entry| {
+            crate::client_addr::parse_trusted_proxy(entry).map_err(serde::de::Error::custom)
+        })
+        .collect()
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("reading {path}: {source}")]
@@ -78,6 +88,10 @@ pub struct Config {
     pub metrics: bool,
     #[serde(default)]
     pub allow_plain_http: bool,
+    /// Load balancers (addresses or networks) whose `X-Forwarded-For` names the client that the
+    /// per-address limits count: see [`crate::client_addr`].
+    #[serde(default, deserialize_with = "trusted_proxies")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
     /// The `[auth]` table, kept raw: the auth module owns its schema.
@@ -381,6 +395,7 @@ impl Default for Config {
             shutdown_timeout: one_minute(),
             metrics: true,
             allow_plain_http: false,
+            trusted_proxies: Vec::new(),
             tls: None,
             auth: toml::Table::new(),
             limits: LimitsConfig::default(),
@@ -481,6 +496,29 @@ mod tests {
         assert_eq!(tls.cert, PathBuf::from("/etc/wharf/c.pem"));
         assert_eq!(tls.key, PathBuf::from("/k.pem"));
         assert_eq!(c.auth.get("mode").and_then(|v| v.as_str()), Some("basic"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_networks() {
+        let c = Config::parse(
+            "trusted_proxies = [\"10.0.0.5\", \"fd00::/8\"]",
+            Path::new("r.toml"),
+        )
+        .expect("valid");
+        let shown: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["10.0.0.5/32", "fd00::/8"]);
+        assert!(
+            Config::parse("", Path::new("r.toml"))
+                .expect("valid")
+                .trusted_proxies
+                .is_empty()
+        );
+        let e = Config::parse("trusted_proxies = [\"lb.internal\"]", Path::new("r.toml"))
+            .expect_err("a host name is not an address");
+        assert!(
+            e.to_string().contains("r.toml") && e.to_string().contains("\"lb.internal\""),
+            "{e}"
+        );
     }
 
     #[test]

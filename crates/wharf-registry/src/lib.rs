@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod backend;
 pub mod body_pacing;
+pub mod client_addr;
 pub mod config;
 pub mod conn;
 mod drain;

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authorizer;
 use crate::backend::open_storage;
 use crate::body_pacing::{BodyPacing, PacedIo};
+use crate::client_addr::{TrustedProxies, resolve_client_addr};
 use crate::config::{Config, StorageLocation};
 use crate::conn::{AcceptBackoff, Admission, Connection, ConnectionTable, GuardedBody, TrackedIo};
 use crate::drain::call_keeping_connection;
@@ -150,10 +151,16 @@ pub async fn serve_on(
         limits.login_failures_per_address,
         limits.login_failures_before_backoff,
     ));
-    let app = app.layer(axum::middleware::from_fn_with_state(
-        throttle,
-        throttle_logins,
-    ));
+    let app = app
+        .layer(axum::middleware::from_fn_with_state(
+            throttle,
+            throttle_logins,
+        ))
+        // Outermost: the throttle and the handlers count the client, not the balancer.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
+            resolve_client_addr,
+        ));
 
     // Upkeep: expire idle upload sessions and old temporary files.
     let upkeep = {
@@ -204,6 +211,7 @@ pub async fn serve_on(
         max_connections = table.cap(),
         header_timeout_s = timing.header.as_secs(),
         idle_timeout_s = timing.idle.as_secs(),
+        trusted_proxies = ?config.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "registry listening"
     );
     let stopping = CancellationToken::new();

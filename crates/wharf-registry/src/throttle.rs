@@ -22,12 +22,12 @@
 //! one address never delays `alice` logging in from another. IPv6 addresses count per /64.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{Method, StatusCode, header};
@@ -36,6 +36,7 @@ use http_body_util::BodyExt as _;
 use crate::auth::cache::Key;
 use crate::auth::passwords::{WRONG_PASSWORD_MEMORY_SECONDS, credential_key, parse_basic};
 use crate::auth::token_service::TOKEN_PATH;
+use crate::client_addr::ClientAddr;
 use crate::error::RegistryError;
 
 /// One unit of an address's budget comes back this often.
@@ -295,11 +296,7 @@ pub async fn throttle_logins(
     req: Request,
     next: Next,
 ) -> Response {
-    let Some(ip) = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-    else {
+    let Some(ip) = req.extensions().get::<ClientAddr>().map(|c| c.0) else {
         return next.run(req).await;
     };
     let (req, user) = match login_user(req).await {

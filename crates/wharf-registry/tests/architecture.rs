@@ -11,6 +11,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("names", 0),
     ("duration", 0),
     ("limits", 1),
+    ("client_addr", 1),
     ("metrics", 1),
     ("config", 2),
     ("storage", 2),

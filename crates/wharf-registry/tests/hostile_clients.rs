@@ -36,6 +36,15 @@ struct Server {
 /// A registry with users `alice`, `bob` and `long` (72-byte password) in `mode` (basic or
 /// token), serving on 127.0.0.1 with `limits`.
 async fn server(mode: &str, limits: LimitsConfig) -> Server {
+    server_with(mode, limits, Vec::new()).await
+}
+
+/// [`server`], believing `X-Forwarded-For` from `trusted_proxies`.
+async fn server_with(
+    mode: &str,
+    limits: LimitsConfig,
+    trusted_proxies: Vec<ipnet::IpNet>,
+) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let users = [("alice", ALICE_PW), ("bob", "bob-pw"), ("long", LONG_PW)];
     let lines: String = users
@@ -61,6 +70,7 @@ async fn server(mode: &str, limits: LimitsConfig) -> Server {
     // The filesystem, or a fresh bucket when the test runs on S3 (see `common`).
     let mut config = common::config(&root);
     config.limits = limits;
+    config.trusted_proxies = trusted_proxies;
     let state = app_state(&config, setup.authorizer).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(wharf_registry::serve_on(
@@ -673,6 +683,84 @@ async fn a_wrong_password_flood_is_throttled_without_locking_the_user_out() {
     );
 }
 
+/// Behind a load balancer every connection comes from the balancer. Trusting it
+/// (`trusted_proxies`), the limits count the client its `X-Forwarded-For` names: a guesser out
+/// of failed logins does not put alice out, and a header sent by anyone else (here straight from
+/// 127.0.0.66, forging alice's address) is ignored. Without trusting it, the same flood put
+/// alice out: that is what the setting is for.
+async fn behind_a_trusted_balancer_each_client_is_counted_apart() {
+    let limits = || LimitsConfig {
+        login_failures_per_address: 10,
+        login_failures_before_backoff: 5,
+        ..LimitsConfig::default()
+    };
+    let balancer = Ipv4Addr::LOCALHOST;
+    // What haproxy's `option forwardfor` sends: the client's address, appended.
+    let through = |client: &'static str, auth: String| {
+        [
+            ("X-Forwarded-For", client.to_string()),
+            ("Authorization", auth),
+        ]
+    };
+    let status_of = |s: SocketAddr, from: Ipv4Addr, headers: [(&'static str, String); 2]| async move {
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        request_from(s, from, "GET", "/v2/", &headers, b"").await.0
+    };
+    let guesses = |n: usize| (0..n).map(|i| basic("alice", &format!("guess-{i}")));
+
+    for trusted in [true, false] {
+        let nets = if trusted {
+            vec!["127.0.0.1/32".parse().unwrap()]
+        } else {
+            Vec::new()
+        };
+        let s = server_with("basic", limits(), nets).await;
+        let mut refused = Vec::new();
+        for guess in guesses(15) {
+            refused.push(status_of(s.addr, balancer, through("198.51.100.66", guess)).await);
+        }
+        assert!(
+            refused.contains(&429),
+            "the guesser runs out of attempts: {refused:?}"
+        );
+        let alice = status_of(
+            s.addr,
+            balancer,
+            through("198.51.100.5", basic("alice", ALICE_PW)),
+        )
+        .await;
+        if trusted {
+            assert_eq!(alice, 200, "alice, another client of the balancer, logs in");
+        } else {
+            assert_eq!(
+                alice, 429,
+                "without trusting the balancer, everyone behind it shares one budget"
+            );
+            continue;
+        }
+        // Straight to the replica, forging alice's address: counted under the real peer.
+        let forger = Ipv4Addr::new(127, 0, 0, 66);
+        let mut forged = Vec::new();
+        for guess in guesses(15) {
+            forged.push(status_of(s.addr, forger, through("198.51.100.5", guess)).await);
+        }
+        assert!(
+            forged.contains(&429),
+            "the forger's own address runs out of attempts: {forged:?}"
+        );
+        let alice = status_of(
+            s.addr,
+            balancer,
+            through("198.51.100.5", basic("alice", ALICE_PW)),
+        )
+        .await;
+        assert_eq!(
+            alice, 200,
+            "a forged X-Forwarded-For spent nothing of alice's"
+        );
+    }
+}
+
 async fn token_requests_are_bounded() {
     let s = server("token", LimitsConfig::default()).await;
     let alice = basic("alice", ALICE_PW);
@@ -794,6 +882,7 @@ on_each_backend!(
     finished_and_cancelled_sessions_make_room_again,
     passwords_past_72_bytes_never_log_in_on_any_path,
     a_wrong_password_flood_is_throttled_without_locking_the_user_out,
+    behind_a_trusted_balancer_each_client_is_counted_apart,
     token_requests_are_bounded,
     python_keep_alive_client_survives_early_answers_in_both_auth_modes,
     go_keep_alive_client_survives_early_answers_in_both_auth_modes,

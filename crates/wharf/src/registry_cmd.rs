@@ -136,6 +136,11 @@ struct ServeArgs {
     /// upload_sessions_per_repository`) [default: 1000].
     #[arg(long, value_name = "N")]
     upload_sessions_per_repository: Option<usize>,
+    /// A load balancer in front of this replica (an address, or a network like 10.0.0.0/24;
+    /// repeat for several): its `X-Forwarded-For` names the client that failed logins and
+    /// anonymous upload sessions are counted against. Replaces `trusted_proxies` of the config.
+    #[arg(long = "trusted-proxy", value_name = "ADDR|NET", value_parser = wharf_registry::client_addr::parse_trusted_proxy)]
+    trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Args)]
@@ -277,6 +282,9 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
         config.root = absolute(root.clone())?;
     }
     apply_storage_flags(&mut config, &args)?;
+    if !args.trusted_proxies.is_empty() {
+        config.trusted_proxies = args.trusted_proxies.clone();
+    }
     let limits = &mut config.limits;
     if let Some(n) = args.max_connections {
         limits.max_connections = n;

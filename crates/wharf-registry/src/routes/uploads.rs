@@ -171,9 +171,9 @@ fn upload_subject(call: &Call<'_>) -> String {
     match call
         .parts
         .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .get::<crate::client_addr::ClientAddr>()
     {
-        Some(peer) => format!("address {}", crate::throttle::address_key(peer.0.ip())),
+        Some(client) => format!("address {}", crate::throttle::address_key(client.0)),
         None => "anonymous".to_string(),
     }
 }

@@ -559,6 +559,9 @@ pub(crate) fn s3_replicas_in<const N: usize>(
         format!("s3://{bucket}{prefix}"),
         "--s3-endpoint".to_string(),
         server.endpoint().to_string(),
+        // As README's deployment says: haproxy (RoundRobin) is a trusted proxy.
+        "--trusted-proxy".to_string(),
+        "127.0.0.1".to_string(),
     ];
     let mut env = vec![
         ("AWS_ACCESS_KEY_ID", server.access_key()),
@@ -633,7 +636,7 @@ fn replicas_on_one_s3_bucket_share_tokens_and_images() {
 /// connection is retried on another replica at once, health checks take it out within a second).
 fn haproxy_config(port: u16, backends: &[String]) -> String {
     let mut cfg = format!(
-        "defaults\n  mode http\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  \
+        "defaults\n  mode http\n  option forwardfor\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n  \
          retries 3\n  option redispatch 1\n\
          frontend registry\n  bind 127.0.0.1:{port}\n  default_backend replicas\n\
          backend replicas\n  balance roundrobin\n"
@@ -656,6 +659,64 @@ fn readme_shows_the_haproxy_config_the_tests_use() {
         readme.contains(&expected),
         "README's \"Deployment with haproxy\" should show:\n{expected}"
     );
+}
+
+/// `curl` of `GET /v2/` at `host` with `user:password`, its connection from `from` (a
+/// 127.0.0.0/8 address: another client on loopback); the status code.
+fn curl_v2_from(from: &str, host: &str, user: &str, password: &str) -> u16 {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--interface",
+            from,
+        ])
+        .args(["-u", &format!("{user}:{password}")])
+        .arg(format!("http://{host}/v2/"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Through haproxy (`option forwardfor`) every connection a replica sees comes from haproxy.
+/// With `--trusted-proxy 127.0.0.1` the replica counts failed logins per client that haproxy
+/// names: a guesser (127.0.0.66) runs out of attempts, alice (127.0.0.5) still logs in. The same
+/// replica without the flag puts alice out with the guesser.
+#[test]
+#[ignore = "needs haproxy and curl: run by scripts/test-all.sh"]
+fn through_haproxy_a_guesser_out_of_logins_does_not_put_another_client_out() {
+    for trusted in [true, false] {
+        let args: Vec<String> = if trusted {
+            vec!["--trusted-proxy".into(), "127.0.0.1".into()]
+        } else {
+            Vec::new()
+        };
+        let served = Served::start_with("basic", &args, &[]);
+        let lb = RoundRobin::start(&[&served]);
+        let guesses: Vec<u16> = (0..40)
+            .map(|i| curl_v2_from("127.0.0.66", &lb.host(), USER, &format!("guess-{i}")))
+            .collect();
+        assert!(
+            guesses.contains(&429),
+            "the guesser runs out of attempts: {guesses:?}"
+        );
+        let alice = curl_v2_from("127.0.0.5", &lb.host(), USER, PASS);
+        if trusted {
+            assert_eq!(alice, 200, "another client behind haproxy logs in");
+        } else {
+            assert_eq!(
+                alice, 429,
+                "without --trusted-proxy, all of haproxy's clients share one budget"
+            );
+        }
+        served.assert_log_has_no_secrets();
+    }
 }
 
 /// `haproxy -db` (foreground) on a free loopback port with [`haproxy_config`] over `backends`;
