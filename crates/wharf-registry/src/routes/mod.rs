@@ -65,6 +65,11 @@ async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) 
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let request_bytes = content_length(req.headers()).unwrap_or(0);
+    // The address the limits count (behind a trusted balancer, the client it names).
+    let client = req
+        .extensions()
+        .get::<crate::client_addr::ClientAddr>()
+        .map(|c| c.0.to_string());
     let mut response = next.run(req).await;
     response
         .headers_mut()
@@ -84,6 +89,7 @@ async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) 
         bytes = response_bytes,
         duration_ms = elapsed.as_secs_f64() * 1000.0,
         subject = subject.as_deref().unwrap_or("-"),
+        client = client.as_deref().unwrap_or("-"),
     );
     metrics.observe(
         method.as_str(),

@@ -697,7 +697,7 @@ fn through_haproxy_a_guesser_out_of_logins_does_not_put_another_client_out() {
         } else {
             Vec::new()
         };
-        let served = Served::start_with("basic", &args, &[]);
+        let served = Served::start_with("basic", &args, &[("WHARF_LOG", "info")]);
         let lb = RoundRobin::start(&[&served]);
         let guesses: Vec<u16> = (0..40)
             .map(|i| curl_v2_from("127.0.0.66", &lb.host(), USER, &format!("guess-{i}")))
@@ -707,8 +707,13 @@ fn through_haproxy_a_guesser_out_of_logins_does_not_put_another_client_out() {
             "the guesser runs out of attempts: {guesses:?}"
         );
         let alice = curl_v2_from("127.0.0.5", &lb.host(), USER, PASS);
+        let log = served.log();
         if trusted {
             assert_eq!(alice, 200, "another client behind haproxy logs in");
+            assert!(
+                log.contains("client=\"127.0.0.5\"") && log.contains("client=\"127.0.0.66\""),
+                "the access log names each client, not haproxy:\n{log}"
+            );
         } else {
             assert_eq!(
                 alice, 429,
