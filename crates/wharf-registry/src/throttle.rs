@@ -61,12 +61,23 @@ struct Budget {
     updated: Instant,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Backoff {
     failures: u32,
     until: Instant,
     /// The pair's last wrong credentials (fingerprints) and when each was first refused.
     recent_wrong: Vec<(Key, Instant)>,
+}
+
+/// Without the fingerprints: hashes of near-miss passwords have no place in any output.
+impl std::fmt::Debug for Backoff {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backoff")
+            .field("failures", &self.failures)
+            .field("until", &self.until)
+            .field("recent_wrong", &self.recent_wrong.len())
+            .finish()
+    }
 }
 
 impl Backoff {
@@ -439,5 +450,18 @@ mod tests {
         let pair = &ledger.pairs[&(ATTACKER, "alice".to_string())];
         assert_eq!(pair.failures, RECENT_WRONG as u32 + 2);
         assert_eq!(pair.recent_wrong.len(), RECENT_WRONG);
+    }
+
+    #[test]
+    fn debug_output_holds_no_fingerprint_of_a_wrong_password() {
+        let t = LoginThrottle::new(10, 10);
+        let wrong = key(7);
+        t.failed(ATTACKER, "alice", &wrong, Instant::now());
+        let shown = format!("{t:?}");
+        assert!(shown.contains("recent_wrong: 1"), "{shown}");
+        let as_bytes = format!("{wrong:?}");
+        let inner = as_bytes.trim_start_matches('[').trim_end_matches(']');
+        assert!(!shown.contains(inner), "{shown}");
+        assert!(!shown.contains(&hex::encode(wrong)), "{shown}");
     }
 }
