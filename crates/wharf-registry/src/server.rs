@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::Authorizer;
 use crate::backend::open_storage;
 use crate::body_pacing::{BodyPacing, PacedIo};
-use crate::client_addr::{TrustedProxies, resolve_client_addr};
+use crate::client_addr::TrustedProxies;
 use crate::config::{Config, StorageLocation};
 use crate::conn::{AcceptBackoff, Admission, Connection, ConnectionTable, GuardedBody, TrackedIo};
 use crate::drain::call_keeping_connection;
@@ -31,7 +31,7 @@ use crate::proxy::Proxies;
 use crate::routes::{AppState, router};
 use crate::services::{Limits, Registry};
 use crate::storage::StorageError;
-use crate::throttle::{LoginThrottle, throttle_logins};
+use crate::throttle::LoginThrottle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -67,6 +67,11 @@ pub fn app_state(config: &Config, authorizer: Arc<dyn Authorizer>) -> Result<App
         authorizer,
         metrics: Arc::new(Metrics::default()),
         proxy: Arc::new(Proxies::new(&config.proxy)),
+        throttle: Arc::new(LoginThrottle::new(
+            config.limits.login_failures_per_address,
+            config.limits.login_failures_before_backoff,
+        )),
+        trusted_proxies: Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
     })
 }
 
@@ -147,20 +152,6 @@ pub async fn serve_on(
         )
     };
     let limits = &config.limits;
-    let throttle = Arc::new(LoginThrottle::new(
-        limits.login_failures_per_address,
-        limits.login_failures_before_backoff,
-    ));
-    let app = app
-        .layer(axum::middleware::from_fn_with_state(
-            throttle,
-            throttle_logins,
-        ))
-        // Outermost: the throttle and the handlers count the client, not the balancer.
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(TrustedProxies::new(config.trusted_proxies.clone())),
-            resolve_client_addr,
-        ));
 
     // Upkeep: expire idle upload sessions and old temporary files.
     let upkeep = {

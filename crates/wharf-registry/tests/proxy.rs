@@ -592,6 +592,8 @@ fn cache_through(pause: Option<common::interposed::Pause>) -> Interposed {
         authorizer: Arc::new(AllowAll),
         metrics: Arc::default(),
         proxy: Arc::new(wharf_registry::proxy::Proxies::new(&config.proxy)),
+        throttle: Arc::new(wharf_registry::throttle::LoginThrottle::new(30, 5)),
+        trusted_proxies: Arc::default(),
     };
     Interposed {
         f,

@@ -11,12 +11,14 @@ use http::{HeaderMap, Method, header};
 
 use crate::auth::{Access, Action, AuthErrorCode, AuthOutcome, Authorizer, Identity, ResourceKind};
 use crate::body_pacing::BodyPacing;
+use crate::client_addr::TrustedProxies;
 use crate::error::RegistryError;
 use crate::metrics::Metrics;
 use crate::names::RepoName;
 use crate::proxy::Proxies;
 use crate::services::Registry;
 use crate::storage::ByteStream;
+use crate::throttle::LoginThrottle;
 
 /// What the routes need: the registry, who may do what, and the metrics.
 #[derive(Clone)]
@@ -26,6 +28,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The `[[proxy]]` pull-through caches.
     pub proxy: Arc<Proxies>,
+    /// The failed-login throttle (`[limits]`).
+    pub throttle: Arc<LoginThrottle>,
+    /// Whose `X-Forwarded-For` names the client (`trusted_proxies`).
+    pub trusted_proxies: Arc<TrustedProxies>,
 }
 
 /// One request on its way through an endpoint: its head (the body goes separately to the

@@ -14,6 +14,8 @@ mod reply;
 mod tags;
 mod uploads;
 
+use crate::client_addr::resolve_client_addr;
+use crate::throttle::throttle_logins;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -39,6 +41,8 @@ const API_VERSION: HeaderName = HeaderName::from_static("docker-distribution-api
 pub fn router(state: AppState, extra: Router) -> Router {
     let metrics = state.metrics.clone();
     let metrics_for_route = state.metrics.clone();
+    let throttle = state.throttle.clone();
+    let trusted_proxies = state.trusted_proxies.clone();
     Router::new()
         .route("/v2", any(dispatch))
         .route("/v2/", any(dispatch))
@@ -55,7 +59,14 @@ pub fn router(state: AppState, extra: Router) -> Router {
             }
             .into_response()
         })
+        // Inside the access log and the metrics, so a throttled login (429) shows in both.
+        .layer(middleware::from_fn_with_state(throttle, throttle_logins))
         .layer(middleware::from_fn_with_state(metrics, observe))
+        // Outermost: the throttle, the log and the handlers see the client, not the balancer.
+        .layer(middleware::from_fn_with_state(
+            trusted_proxies,
+            resolve_client_addr,
+        ))
 }
 
 /// Access log (one line per request, never the `Authorization` header or query), metrics, and

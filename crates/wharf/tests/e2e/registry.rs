@@ -714,6 +714,11 @@ fn through_haproxy_a_guesser_out_of_logins_does_not_put_another_client_out() {
                 log.contains("client=\"127.0.0.5\"") && log.contains("client=\"127.0.0.66\""),
                 "the access log names each client, not haproxy:\n{log}"
             );
+            assert!(
+                log.lines()
+                    .any(|l| l.contains("status=429") && l.contains("client=\"127.0.0.66\"")),
+                "a throttled login is in the access log:\n{log}"
+            );
         } else {
             assert_eq!(
                 alice, 429,
