@@ -9,6 +9,7 @@
 //! metrics = true             # serve Prometheus metrics at /metrics
 //! allow_plain_http = false   # plain HTTP on a non-loopback address needs this
 //! trusted_proxies = ["10.0.0.0/24"]  # load balancers whose X-Forwarded-For names the client
+//! proxy_protocol = false     # connections from trusted_proxies start with a PROXY protocol header
 //!
 //! [tls]
 //! cert = "cert.pem"          # PEM chain
@@ -92,6 +93,10 @@ pub struct Config {
     /// per-address limits count: see [`crate::client_addr`].
     #[serde(default, deserialize_with = "trusted_proxies")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Connections from `trusted_proxies` start with a PROXY protocol header (v1 or v2) naming
+    /// the client: for balancers in TCP mode. See [`crate::proxy_header`].
+    #[serde(default)]
+    pub proxy_protocol: bool,
     #[serde(default)]
     pub tls: Option<TlsConfig>,
     /// The `[auth]` table, kept raw: the auth module owns its schema.
@@ -396,6 +401,7 @@ impl Default for Config {
             metrics: true,
             allow_plain_http: false,
             trusted_proxies: Vec::new(),
+            proxy_protocol: false,
             tls: None,
             auth: toml::Table::new(),
             limits: LimitsConfig::default(),

@@ -31,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug)]
 pub struct Connection {
     pub peer: SocketAddr,
+    /// The client a trusted balancer's PROXY protocol header named, if any.
+    proxied_client: std::sync::OnceLock<SocketAddr>,
     start: Instant,
     last_io: AtomicU64,
     head_started: AtomicU64,
@@ -66,6 +68,16 @@ impl Connection {
     /// Marks the connection as speaking HTTP/2 (its control frames are no request head).
     pub fn set_http2(&self) {
         self.http2.store(true, Ordering::Release);
+    }
+
+    /// The client a trusted balancer named in its PROXY protocol header (set once).
+    pub fn set_proxied_client(&self, client: SocketAddr) {
+        let _ = self.proxied_client.set(client);
+    }
+
+    /// Whom the connection is from: the client a PROXY protocol header named, else the peer.
+    pub fn client(&self) -> SocketAddr {
+        self.proxied_client.get().copied().unwrap_or(self.peer)
     }
 
     /// Closed when the table evicts or reaps the connection.
@@ -213,6 +225,7 @@ impl ConnectionTable {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(Connection {
             peer,
+            proxied_client: std::sync::OnceLock::new(),
             start: self.start,
             last_io: AtomicU64::new(0),
             head_started: AtomicU64::new(0),

@@ -21,6 +21,7 @@ pub mod limits;
 pub mod metrics;
 pub mod names;
 pub mod proxy;
+pub mod proxy_header;
 pub mod routes;
 pub mod server;
 pub mod services;

@@ -28,6 +28,7 @@ use crate::conn::{AcceptBackoff, Admission, Connection, ConnectionTable, Guarded
 use crate::drain::call_keeping_connection;
 use crate::metrics::Metrics;
 use crate::proxy::Proxies;
+use crate::proxy_header::read_proxy_header;
 use crate::routes::{AppState, router};
 use crate::services::{Limits, Registry};
 use crate::storage::StorageError;
@@ -50,6 +51,10 @@ pub enum ServeError {
         "refusing plain HTTP on {0}, which is not a loopback address: configure [tls] cert and key, or set allow_plain_http = true"
     )]
     PlainHttpNotLoopback(SocketAddr),
+    #[error(
+        "proxy_protocol = true needs trusted_proxies: the balancers whose PROXY protocol header is believed (--trusted-proxy ADDR|NET)"
+    )]
+    ProxyProtocolWithoutTrustedProxies,
 }
 
 /// Everything a running registry shares between requests.
@@ -130,6 +135,15 @@ pub async fn serve_on(
         source,
     })?;
     let tls = tls_acceptor(&config)?;
+    if config.proxy_protocol && config.trusted_proxies.is_empty() {
+        return Err(ServeError::ProxyProtocolWithoutTrustedProxies);
+    }
+    // Which connections must start with a PROXY protocol header.
+    let proxy_protocol_from = Arc::new(if config.proxy_protocol {
+        TrustedProxies::new(config.trusted_proxies.clone())
+    } else {
+        TrustedProxies::default()
+    });
     if tls.is_none() && !local.ip().is_loopback() && !config.allow_plain_http {
         return Err(ServeError::PlainHttpNotLoopback(local));
     }
@@ -203,6 +217,7 @@ pub async fn serve_on(
         header_timeout_s = timing.header.as_secs(),
         idle_timeout_s = timing.idle.as_secs(),
         trusted_proxies = ?config.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        proxy_protocol = config.proxy_protocol,
         "registry listening"
     );
     let stopping = CancellationToken::new();
@@ -240,7 +255,35 @@ pub async fn serve_on(
         };
         let table = table.clone();
         let tls = tls.clone();
+        let proxy_protocol_from = proxy_protocol_from.clone();
         tokio::spawn(async move {
+            let mut stream = stream;
+            if proxy_protocol_from.trusts(peer.ip()) {
+                let header = tokio::time::timeout(timing.header, read_proxy_header(&mut stream));
+                let read = tokio::select! {
+                    read = header => read,
+                    () = task.conn.closed().cancelled() => {
+                        table.remove(id);
+                        return;
+                    }
+                };
+                match read {
+                    Ok(Ok(Some(client))) => task.conn.set_proxied_client(client),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => {
+                        // Only a trusted balancer gets here: a misconfigured one (without
+                        // send-proxy) must not fail silently.
+                        tracing::warn!(%peer, error = %e, "closed a connection from a trusted proxy");
+                        table.remove(id);
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::warn!(%peer, "no PROXY protocol header within the header timeout: closed");
+                        table.remove(id);
+                        return;
+                    }
+                }
+            }
             match tls {
                 Some(acceptor) => {
                     let io = TrackedIo::new(stream, task.conn.clone());
@@ -333,7 +376,7 @@ impl ConnectionTask {
                 let handling = conn.begin_request();
                 let mut req = req.map(axum::body::Body::new);
                 req.extensions_mut()
-                    .insert(axum::extract::ConnectInfo(conn.peer));
+                    .insert(axum::extract::ConnectInfo(conn.client()));
                 if let Some(pacing) = pacing {
                     req.extensions_mut().insert(pacing);
                 }

@@ -24,6 +24,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("routes", 5),
     ("conn", 5),
     ("body_pacing", 5),
+    ("proxy_header", 5),
     ("drain", 5),
     ("server", 6),
     ("", 7),

@@ -45,6 +45,15 @@ async fn server_with(
     limits: LimitsConfig,
     trusted_proxies: Vec<ipnet::IpNet>,
 ) -> Server {
+    server_configured(mode, |config| {
+        config.limits = limits;
+        config.trusted_proxies = trusted_proxies;
+    })
+    .await
+}
+
+/// [`server`], with `tweak` applied to its config.
+async fn server_configured(mode: &str, tweak: impl FnOnce(&mut wharf_registry::Config)) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let users = [("alice", ALICE_PW), ("bob", "bob-pw"), ("long", LONG_PW)];
     let lines: String = users
@@ -69,8 +78,7 @@ async fn server_with(
     .unwrap();
     // The filesystem, or a fresh bucket when the test runs on S3 (see `common`).
     let mut config = common::config(&root);
-    config.limits = limits;
-    config.trusted_proxies = trusted_proxies;
+    tweak(&mut config);
     let state = app_state(&config, setup.authorizer).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(wharf_registry::serve_on(
@@ -761,6 +769,91 @@ async fn behind_a_trusted_balancer_each_client_is_counted_apart() {
     }
 }
 
+/// A balancer in TCP mode sends a PROXY protocol header first (`proxy_protocol = true`): the
+/// client it names is counted, as with `X-Forwarded-For`. A trusted peer without the header is
+/// closed unanswered; an untrusted peer's "header" is read as HTTP and refused; an untrusted
+/// peer without one is served as usual.
+async fn a_proxy_protocol_header_from_a_trusted_balancer_names_the_client() {
+    let s = server_configured("basic", |config| {
+        config.limits = LimitsConfig {
+            login_failures_per_address: 10,
+            login_failures_before_backoff: 5,
+            ..LimitsConfig::default()
+        };
+        config.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+        config.proxy_protocol = true;
+    })
+    .await;
+    let balancer = Ipv4Addr::LOCALHOST;
+    let v2 = |client: [u8; 4]| {
+        let mut h = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+        h.extend_from_slice(&client);
+        h.extend_from_slice(&[127, 0, 0, 1, 0xc8, 0x01, 0x13, 0x88]);
+        h
+    };
+    let get = |auth: &str| {
+        format!(
+            "GET /v2/ HTTP/1.1\r\nHost: r\r\nConnection: close\r\nAuthorization: {auth}\r\n\r\n"
+        )
+    };
+    let status = |answer: &str| -> u16 {
+        answer
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut guesses = Vec::new();
+    for i in 0..15 {
+        // Version 1 for the guesser, version 2 for alice: both are read.
+        let head = format!(
+            "PROXY TCP4 198.51.100.66 127.0.0.1 5{i:04} 5000\r\n{}",
+            get(&basic("alice", &format!("guess-{i}")))
+        );
+        guesses.push(status(&exchange_from(s.addr, balancer, &head, b"").await));
+    }
+    assert!(guesses.contains(&429), "the guesser runs out: {guesses:?}");
+    let mut alice = v2([198, 51, 100, 5]);
+    alice.extend_from_slice(get(&basic("alice", ALICE_PW)).as_bytes());
+    let answer = exchange_from(s.addr, balancer, "", &alice).await;
+    assert_eq!(
+        status(&answer),
+        200,
+        "alice behind the same balancer: {answer}"
+    );
+
+    // The balancer without the header: closed (or reset), nothing answered.
+    let mut conn = connect_from(s.addr, balancer).await;
+    conn.write_all(get(&basic("alice", ALICE_PW)).as_bytes())
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let read = tokio::time::timeout(GUARD, conn.read_to_end(&mut raw))
+        .await
+        .expect("the server closes");
+    assert!(
+        read.is_err() || raw.is_empty(),
+        "a trusted peer must send the header: {}",
+        String::from_utf8_lossy(&raw)
+    );
+    // Anyone else sending one: it is not HTTP.
+    let forged = format!(
+        "PROXY TCP4 198.51.100.5 127.0.0.1 1 5000\r\n{}",
+        get(&basic("alice", ALICE_PW))
+    );
+    let answer = exchange_from(s.addr, Ipv4Addr::new(127, 0, 0, 9), &forged, b"").await;
+    assert_eq!(status(&answer), 400, "{answer}");
+    // And served as usual without one.
+    let answer = exchange_from(
+        s.addr,
+        Ipv4Addr::new(127, 0, 0, 9),
+        &get(&basic("alice", ALICE_PW)),
+        b"",
+    )
+    .await;
+    assert_eq!(status(&answer), 200, "{answer}");
+}
+
 async fn token_requests_are_bounded() {
     let s = server("token", LimitsConfig::default()).await;
     let alice = basic("alice", ALICE_PW);
@@ -883,6 +976,7 @@ on_each_backend!(
     passwords_past_72_bytes_never_log_in_on_any_path,
     a_wrong_password_flood_is_throttled_without_locking_the_user_out,
     behind_a_trusted_balancer_each_client_is_counted_apart,
+    a_proxy_protocol_header_from_a_trusted_balancer_names_the_client,
     token_requests_are_bounded,
     python_keep_alive_client_survives_early_answers_in_both_auth_modes,
     go_keep_alive_client_survives_early_answers_in_both_auth_modes,

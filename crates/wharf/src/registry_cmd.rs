@@ -141,6 +141,10 @@ struct ServeArgs {
     /// anonymous upload sessions are counted against. Replaces `trusted_proxies` of the config.
     #[arg(long = "trusted-proxy", value_name = "ADDR|NET", value_parser = wharf_registry::client_addr::parse_trusted_proxy)]
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// Connections from the trusted proxies start with a PROXY protocol header (v1 or v2, as
+    /// haproxy's send-proxy-v2 sends) naming the client: for balancers in TCP mode.
+    #[arg(long)]
+    proxy_protocol: bool,
 }
 
 #[derive(Args)]
@@ -284,6 +288,9 @@ async fn serve(args: ServeArgs) -> Result<ExitCode> {
     apply_storage_flags(&mut config, &args)?;
     if !args.trusted_proxies.is_empty() {
         config.trusted_proxies = args.trusted_proxies.clone();
+    }
+    if args.proxy_protocol {
+        config.proxy_protocol = true;
     }
     let limits = &mut config.limits;
     if let Some(n) = args.max_connections {
