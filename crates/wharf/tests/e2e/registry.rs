@@ -729,6 +729,57 @@ fn through_haproxy_a_guesser_out_of_logins_does_not_put_another_client_out() {
     }
 }
 
+/// haproxy in TCP mode (as in front of replicas that hold the TLS certificate) over `backend`,
+/// connecting from 127.0.0.2 and sending `send_proxy` (`send-proxy` for the PROXY protocol's
+/// version 1, `send-proxy-v2` for version 2), health checks included.
+fn haproxy_tcp_config(port: u16, backend: &str, send_proxy: &str) -> String {
+    format!(
+        "defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 60s\n  timeout server 60s\n\
+         frontend registry\n  bind 127.0.0.1:{port}\n  default_backend replicas\n\
+         backend replicas\n  source 127.0.0.2\n  \
+         server replica0 {backend} {send_proxy} check check-send-proxy inter 1s\n"
+    )
+}
+
+/// haproxy in TCP mode cannot add `X-Forwarded-For`: with `--proxy-protocol` and the balancer
+/// trusted, a replica takes the client from the PROXY protocol header (version 1 and 2). A
+/// guesser (127.0.0.66) runs out of attempts, alice (127.0.0.5) logs in, the access log names
+/// both, and skopeo pushes and pulls through it. The replica's own readiness probe comes from
+/// 127.0.0.1, which is not trusted, so it needs no header.
+#[test]
+#[ignore = "needs haproxy, curl and skopeo: run by scripts/test-all.sh"]
+fn through_haproxy_in_tcp_mode_the_proxy_protocol_header_names_each_client() {
+    for send_proxy in ["send-proxy", "send-proxy-v2"] {
+        let args: Vec<String> = ["--trusted-proxy", "127.0.0.2", "--proxy-protocol"]
+            .map(String::from)
+            .to_vec();
+        let served = Served::start_with("basic", &args, &[("WHARF_LOG", "info")]);
+        let lb =
+            RoundRobin::start_with(|port| haproxy_tcp_config(port, &served.host(), send_proxy));
+        let guesses: Vec<u16> = (0..40)
+            .map(|i| curl_v2_from("127.0.0.66", &lb.host(), USER, &format!("guess-{i}")))
+            .collect();
+        assert!(
+            guesses.contains(&429),
+            "{send_proxy}: the guesser runs out of attempts: {guesses:?}"
+        );
+        let alice = curl_v2_from("127.0.0.5", &lb.host(), USER, PASS);
+        assert_eq!(
+            alice, 200,
+            "{send_proxy}: another client behind haproxy logs in"
+        );
+        let log = served.log();
+        assert!(
+            log.contains("client=\"127.0.0.5\"") && log.contains("client=\"127.0.0.66\""),
+            "{send_proxy}: the access log names each client:\n{log}"
+        );
+        let reference = format!("{}/team/proxied:v1", lb.host());
+        seed_layout().push(&reference, Some((USER, PASS))).unwrap();
+        pull_to_layout(&reference);
+        served.assert_log_has_no_secrets();
+    }
+}
+
 /// `haproxy -db` (foreground) on a free loopback port with [`haproxy_config`] over `backends`;
 /// killed when dropped.
 pub(crate) struct RoundRobin {
@@ -739,11 +790,16 @@ pub(crate) struct RoundRobin {
 
 impl RoundRobin {
     pub(crate) fn start(backends: &[&Served]) -> RoundRobin {
+        let hosts: Vec<String> = backends.iter().map(|b| b.host()).collect();
+        RoundRobin::start_with(|port| haproxy_config(port, &hosts))
+    }
+
+    /// haproxy with the configuration `config` makes for its frontend port.
+    fn start_with(config: impl FnOnce(u16) -> String) -> RoundRobin {
         let dir = tempfile::tempdir().unwrap();
         let port = wharf_testkit::free_port().unwrap();
-        let hosts: Vec<String> = backends.iter().map(|b| b.host()).collect();
         let file = dir.path().join("haproxy.cfg");
-        std::fs::write(&file, haproxy_config(port, &hosts)).unwrap();
+        std::fs::write(&file, config(port)).unwrap();
         let child = Command::new("haproxy")
             .arg("-db")
             .arg("-f")
@@ -1335,64 +1391,93 @@ impl RawPusher<'_> {
             .clone()
     }
 
-    /// Uploads the blobs `repo` lacks; returns the digests uploaded.
+    /// Uploads the blobs `repo` lacks; returns the digests uploaded. An upload refused because
+    /// gc removed the same (unused) content as it finished is uploaded again, as the error says
+    /// and as docker does (it retries a failed layer).
     fn upload_missing(&mut self, repo: &str, image: &RawImage, chunked: bool) -> Vec<String> {
-        let auth = self.auth(repo);
-        let base = self.served.url();
         let mut uploaded = Vec::new();
         for blob in &image.blobs {
             let digest = wharf_registry::names::Digest::of(blob).to_string();
-            let head = http::request(
-                "HEAD",
-                &format!("{base}/v2/{repo}/blobs/{digest}"),
-                &[("Authorization", &auth)],
-                None,
-            )
-            .unwrap();
-            if head.status != 404 {
-                assert!([200, 307].contains(&head.status), "HEAD: {}", head.status);
-                continue;
+            for attempt in 1.. {
+                match self.upload_if_missing(repo, blob, &digest, chunked) {
+                    Ok(true) => uploaded.push(digest.clone()),
+                    Ok(false) => {}
+                    Err(refused) => {
+                        assert!(
+                            attempt < 5 && refused.contains("upload it again"),
+                            "{repo}@{digest} (attempt {attempt}): {refused}"
+                        );
+                        continue;
+                    }
+                }
+                break;
             }
+        }
+        uploaded
+    }
+
+    /// Uploads `blob` unless `repo` has it: whether it did, or the refusal of its closing `PUT`.
+    fn upload_if_missing(
+        &mut self,
+        repo: &str,
+        blob: &[u8],
+        digest: &str,
+        chunked: bool,
+    ) -> Result<bool, String> {
+        let auth = self.auth(repo);
+        let base = self.served.url();
+        let head = http::request(
+            "HEAD",
+            &format!("{base}/v2/{repo}/blobs/{digest}"),
+            &[("Authorization", &auth)],
+            None,
+        )
+        .unwrap();
+        if head.status != 404 {
+            assert!([200, 307].contains(&head.status), "HEAD: {}", head.status);
+            return Ok(false);
+        }
+        let r = http::request(
+            "POST",
+            &format!("{base}/v2/{repo}/blobs/uploads/"),
+            &[("Authorization", &auth)],
+            Some(b""),
+        )
+        .unwrap();
+        assert_eq!(r.status, 202, "{}", r.text());
+        let mut location = r.header("location").unwrap().to_string();
+        let mut rest: &[u8] = blob;
+        if chunked {
+            let half = blob.len() / 2;
             let r = http::request(
-                "POST",
-                &format!("{base}/v2/{repo}/blobs/uploads/"),
-                &[("Authorization", &auth)],
-                Some(b""),
+                "PATCH",
+                &format!("{base}{location}"),
+                &[
+                    ("Authorization", &auth),
+                    ("Content-Range", &format!("0-{}", half - 1)),
+                ],
+                Some(&blob[..half]),
             )
             .unwrap();
             assert_eq!(r.status, 202, "{}", r.text());
-            let mut location = r.header("location").unwrap().to_string();
-            let mut rest: &[u8] = blob;
-            if chunked {
-                let half = blob.len() / 2;
-                let r = http::request(
-                    "PATCH",
-                    &format!("{base}{location}"),
-                    &[
-                        ("Authorization", &auth),
-                        ("Content-Range", &format!("0-{}", half - 1)),
-                    ],
-                    Some(&blob[..half]),
-                )
-                .unwrap();
-                assert_eq!(r.status, 202, "{}", r.text());
-                location = r.header("location").unwrap().to_string();
-                rest = &blob[half..];
-            }
-            let r = http::request(
-                "PUT",
-                &with_digest(&format!("{base}{location}"), &digest),
-                &[
-                    ("Authorization", &auth),
-                    ("Content-Type", "application/octet-stream"),
-                ],
-                Some(rest),
-            )
-            .unwrap();
-            assert_eq!(r.status, 201, "{repo}@{digest}: {}", r.text());
-            uploaded.push(digest);
+            location = r.header("location").unwrap().to_string();
+            rest = &blob[half..];
         }
-        uploaded
+        let r = http::request(
+            "PUT",
+            &with_digest(&format!("{base}{location}"), digest),
+            &[
+                ("Authorization", &auth),
+                ("Content-Type", "application/octet-stream"),
+            ],
+            Some(rest),
+        )
+        .unwrap();
+        if r.status == 400 && r.text().contains("BLOB_UPLOAD_INVALID") {
+            return Err(r.text());
+        }
+        assert_eq!(r.status, 201, "{repo}@{digest}: {}", r.text());
+        Ok(true)
     }
 
     fn put_manifest(&mut self, repo: &str, tag: &str, image: &RawImage) -> http::Response {
