@@ -74,14 +74,16 @@ impl TrustedProxies {
         if !self.trusts(peer) {
             return peer;
         }
-        let hops: Vec<&str> = headers
+        // From the right, without collecting: a client may send a long header of its own.
+        let hops_from_the_right = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .collect();
+            .rev()
+            // A value that is not text is a hop that is not an address (the walk stops there),
+            // never one to skip: skipping would reach what the client wrote further left.
+            .flat_map(|value| value.to_str().unwrap_or("(not text)").rsplit(','));
         let mut client = peer;
-        for hop in hops.iter().rev().take(MAX_HOPS) {
+        for hop in hops_from_the_right.take(MAX_HOPS) {
             // A hop a trusted proxy wrote that is not an address: its proxy is the last one
             // known, and is counted as the client.
             let Some(ip) = parse_hop(hop) else {
@@ -213,6 +215,21 @@ mod tests {
         assert_eq!(t.client_of(ip("10.0.0.6"), &h), ip("10.0.0.5"));
         let h = forwarded(&["garbage"]);
         assert_eq!(t.client_of(ip("10.0.0.6"), &h), ip("10.0.0.6"));
+    }
+
+    #[test]
+    fn a_value_that_is_not_text_stops_the_walk_instead_of_being_skipped() {
+        let t = trusted(&["10.0.0.0/24"]);
+        let mut h = forwarded(&["198.51.100.5"]);
+        h.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"\xff, 10.0.0.5").unwrap(),
+        );
+        assert_eq!(
+            t.client_of(ip("10.0.0.6"), &h),
+            ip("10.0.0.6"),
+            "the forged 198.51.100.5 further left is not reached"
+        );
     }
 
     #[test]
