@@ -68,6 +68,16 @@ impl Containerd {
         }
     }
 
+    /// A containerd holding the seed image as `wharf-e2e/seed:latest` in namespace `src`; the
+    /// layout's folder lives as long as the last value.
+    fn with_seed() -> (Containerd, wharf_testkit::OciLayout, tempfile::TempDir) {
+        let ctd = Containerd::start();
+        let layout_dir = tempfile::tempdir().unwrap();
+        let seed = unique_seed_layout(layout_dir.path());
+        ctd.import_layout("src", &seed.path, "wharf-e2e/seed");
+        (ctd, seed, layout_dir)
+    }
+
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("containerd.log")).unwrap_or_default()
     }
@@ -210,10 +220,7 @@ fn assert_copy_was_mounted(log: &str) {
 #[test]
 #[ignore = "needs containerd (ctr): run by scripts/test-all.sh"]
 fn containerd_pushes_pulls_and_mounts_across_repositories_in_both_auth_modes() {
-    let ctd = Containerd::start();
-    let layout_dir = tempfile::tempdir().unwrap();
-    let seed = unique_seed_layout(layout_dir.path());
-    ctd.import_layout("src", &seed.path, "wharf-e2e/seed");
+    let (ctd, seed, _layout_dir) = Containerd::with_seed();
 
     for mode in ["basic", "token"] {
         let served = Served::start_with(mode, &[], &[("WHARF_LOG", "info")]);
@@ -253,10 +260,7 @@ fn containerd_pushes_pulls_and_mounts_across_repositories_in_both_auth_modes() {
 #[test]
 #[ignore = "needs containerd (ctr), haproxy and moto's S3 server: run by scripts/test-all.sh"]
 fn containerd_through_haproxy_over_three_s3_replicas_and_through_a_pull_through_cache() {
-    let ctd = Containerd::start();
-    let layout_dir = tempfile::tempdir().unwrap();
-    let seed = unique_seed_layout(layout_dir.path());
-    ctd.import_layout("src", &seed.path, "wharf-e2e/seed");
+    let (ctd, seed, _layout_dir) = Containerd::with_seed();
 
     let server = wharf_testkit::moto::shared().unwrap();
     let replicas: [Served; 3] = s3_replicas_in("token", server, "", &[("WHARF_LOG", "info")]);

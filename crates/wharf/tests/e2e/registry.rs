@@ -684,6 +684,19 @@ fn curl_v2_from(from: &str, host: &str, user: &str, password: &str) -> u16 {
         .unwrap_or(0)
 }
 
+/// Through the balancer at `host`: a guesser (127.0.0.66) sends 40 wrong passwords for the test
+/// user and must run out of attempts; then the status of the user's own login from 127.0.0.5.
+fn alice_after_a_guesser(host: &str, setup: &str) -> u16 {
+    let guesses: Vec<u16> = (0..40)
+        .map(|i| curl_v2_from("127.0.0.66", host, USER, &format!("guess-{i}")))
+        .collect();
+    assert!(
+        guesses.contains(&429),
+        "{setup}: the guesser runs out of attempts: {guesses:?}"
+    );
+    curl_v2_from("127.0.0.5", host, USER, PASS)
+}
+
 /// Through haproxy (`option forwardfor`) every connection a replica sees comes from haproxy.
 /// With `--trusted-proxy 127.0.0.1` the replica counts failed logins per client that haproxy
 /// names: a guesser (127.0.0.66) runs out of attempts, alice (127.0.0.5) still logs in. The same
@@ -699,14 +712,7 @@ fn through_haproxy_a_guesser_out_of_logins_does_not_put_another_client_out() {
         };
         let served = Served::start_with("basic", &args, &[("WHARF_LOG", "info")]);
         let lb = RoundRobin::start(&[&served]);
-        let guesses: Vec<u16> = (0..40)
-            .map(|i| curl_v2_from("127.0.0.66", &lb.host(), USER, &format!("guess-{i}")))
-            .collect();
-        assert!(
-            guesses.contains(&429),
-            "the guesser runs out of attempts: {guesses:?}"
-        );
-        let alice = curl_v2_from("127.0.0.5", &lb.host(), USER, PASS);
+        let alice = alice_after_a_guesser(&lb.host(), "option forwardfor");
         let log = served.log();
         if trusted {
             assert_eq!(alice, 200, "another client behind haproxy logs in");
@@ -756,14 +762,7 @@ fn through_haproxy_in_tcp_mode_the_proxy_protocol_header_names_each_client() {
         let served = Served::start_with("basic", &args, &[("WHARF_LOG", "info")]);
         let lb =
             RoundRobin::start_with(|port| haproxy_tcp_config(port, &served.host(), send_proxy));
-        let guesses: Vec<u16> = (0..40)
-            .map(|i| curl_v2_from("127.0.0.66", &lb.host(), USER, &format!("guess-{i}")))
-            .collect();
-        assert!(
-            guesses.contains(&429),
-            "{send_proxy}: the guesser runs out of attempts: {guesses:?}"
-        );
-        let alice = curl_v2_from("127.0.0.5", &lb.host(), USER, PASS);
+        let alice = alice_after_a_guesser(&lb.host(), send_proxy);
         assert_eq!(
             alice, 200,
             "{send_proxy}: another client behind haproxy logs in"
