@@ -11,10 +11,10 @@ cd "$(dirname "$0")/.."
 need_pkgs=()
 # iproute2: the sandbox brings up loopback in a job's network namespace; util-linux (setpriv) is essential.
 # ceph-mon ceph-osd radosgw ceph-common: a real S3 (Ceph's RADOS gateway on a memstore cluster on
-# loopback) for the registry's S3 storage tier (crates/wharf-testkit/src/rgw.rs); haproxy: replicas
-# behind a round-robin load balancer; python3-venv: moto's virtualenv below; tar and zstd: a
+# loopback) for the registry's S3 storage tier (crates/wharf-testkit/src/rgw.rs); haproxy and
+# nginx-light: replicas behind a load balancer; containerd: its ctr CLI as a registry client; python3-venv: moto's virtualenv below; tar and zstd: a
 # cache archive made by tools wharf did not write (GNU tar --zstd).
-for pkg in docker.io containerd docker-registry skopeo podman busybox-static apache2-utils python3 python3-venv golang-go git curl ca-certificates iproute2 uidmap ceph-mon ceph-osd radosgw ceph-common haproxy tar zstd; do
+for pkg in docker.io containerd docker-registry skopeo podman busybox-static apache2-utils python3 python3-venv golang-go git curl ca-certificates iproute2 uidmap ceph-mon ceph-osd radosgw ceph-common haproxy nginx-light tar zstd; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
@@ -22,6 +22,17 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  # On a machine with systemd, these packages start a service at install (nginx on port 80 of
+  # every address, docker-registry on 5000): the tests start their own on loopback, so the
+  # ones installed just now are stopped and left disabled.
+  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+    for pkg in "${need_pkgs[@]}"; do
+      case "$pkg" in
+        nginx-light) systemctl disable --now nginx >/dev/null 2>&1 || true ;;
+        docker-registry | haproxy) systemctl disable --now "$pkg" >/dev/null 2>&1 || true ;;
+      esac
+    done
+  fi
 fi
 
 # Python tools from PyPI that Debian does not package, each pinned into a virtualenv of its own

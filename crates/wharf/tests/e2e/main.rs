@@ -20,6 +20,7 @@ mod images;
 mod includes;
 mod limits;
 mod network_corpus;
+mod nginx;
 mod pipeline;
 mod registry;
 mod runner;

@@ -588,7 +588,7 @@ fn bearer(served: &Served, scope: &str) -> String {
 }
 
 /// `skopeo copy` of `reference` (with the test user's credentials) into a throwaway OCI layout.
-fn pull_to_layout(reference: &str) {
+pub(crate) fn pull_to_layout(reference: &str) {
     let back = tempfile::tempdir().unwrap();
     skopeo(&[
         "copy",
@@ -661,9 +661,9 @@ fn readme_shows_the_haproxy_config_the_tests_use() {
     );
 }
 
-/// `curl` of `GET /v2/` at `host` with `user:password`, its connection from `from` (a
+/// `curl` of `GET <path>` at `host` with `user:password`, its connection from `from` (a
 /// 127.0.0.0/8 address: another client on loopback); the status code.
-fn curl_v2_from(from: &str, host: &str, user: &str, password: &str) -> u16 {
+fn curl_from(from: &str, host: &str, path: &str, user: &str, password: &str) -> u16 {
     let out = Command::new("curl")
         .args([
             "-s",
@@ -675,7 +675,7 @@ fn curl_v2_from(from: &str, host: &str, user: &str, password: &str) -> u16 {
             from,
         ])
         .args(["-u", &format!("{user}:{password}")])
-        .arg(format!("http://{host}/v2/"))
+        .arg(format!("http://{host}{path}"))
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -685,16 +685,17 @@ fn curl_v2_from(from: &str, host: &str, user: &str, password: &str) -> u16 {
 }
 
 /// Through the balancer at `host`: a guesser (127.0.0.66) sends 40 wrong passwords for the test
-/// user and must run out of attempts; then the status of the user's own login from 127.0.0.5.
-fn alice_after_a_guesser(host: &str, setup: &str) -> u16 {
+/// user to `path` (`/v2/` in Basic mode, the token service in token mode) and must run out of
+/// attempts; then the status of the user's own login there from 127.0.0.5.
+pub(crate) fn alice_after_a_guesser(host: &str, path: &str, setup: &str) -> u16 {
     let guesses: Vec<u16> = (0..40)
-        .map(|i| curl_v2_from("127.0.0.66", host, USER, &format!("guess-{i}")))
+        .map(|i| curl_from("127.0.0.66", host, path, USER, &format!("guess-{i}")))
         .collect();
     assert!(
         guesses.contains(&429),
         "{setup}: the guesser runs out of attempts: {guesses:?}"
     );
-    curl_v2_from("127.0.0.5", host, USER, PASS)
+    curl_from("127.0.0.5", host, path, USER, PASS)
 }
 
 /// Through haproxy (`option forwardfor`) every connection a replica sees comes from haproxy.
@@ -712,7 +713,7 @@ fn through_haproxy_a_guesser_out_of_logins_does_not_put_another_client_out() {
         };
         let served = Served::start_with("basic", &args, &[("WHARF_LOG", "info")]);
         let lb = RoundRobin::start(&[&served]);
-        let alice = alice_after_a_guesser(&lb.host(), "option forwardfor");
+        let alice = alice_after_a_guesser(&lb.host(), "/v2/", "option forwardfor");
         let log = served.log();
         if trusted {
             assert_eq!(alice, 200, "another client behind haproxy logs in");
@@ -762,7 +763,7 @@ fn through_haproxy_in_tcp_mode_the_proxy_protocol_header_names_each_client() {
         let served = Served::start_with("basic", &args, &[("WHARF_LOG", "info")]);
         let lb =
             RoundRobin::start_with(|port| haproxy_tcp_config(port, &served.host(), send_proxy));
-        let alice = alice_after_a_guesser(&lb.host(), send_proxy);
+        let alice = alice_after_a_guesser(&lb.host(), "/v2/", send_proxy);
         assert_eq!(
             alice, 200,
             "{send_proxy}: another client behind haproxy logs in"
