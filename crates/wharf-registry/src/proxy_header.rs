@@ -28,6 +28,9 @@ const V2_MAX_PAYLOAD: usize = 4096;
 pub enum ProxyHeaderError {
     #[error("reading the PROXY protocol header: {0}")]
     Io(#[from] std::io::Error),
+    /// Closed before its first byte: a balancer's plain TCP health check.
+    #[error("the connection closed before sending anything")]
+    ClosedBeforeHeader,
     #[error(
         "the connection does not start with a PROXY protocol header (proxy_protocol = true: the balancer must send one, as haproxy's send-proxy or send-proxy-v2 does)"
     )]
@@ -43,7 +46,14 @@ pub async fn read_proxy_header<S: AsyncRead + Unpin>(
     stream: &mut S,
 ) -> Result<Option<SocketAddr>, ProxyHeaderError> {
     let mut start = [0u8; 5];
-    stream.read_exact(&mut start).await?;
+    start[0] = match stream.read_u8().await {
+        Ok(byte) => byte,
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(ProxyHeaderError::ClosedBeforeHeader);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    stream.read_exact(&mut start[1..]).await?;
     if &start == b"PROXY" {
         let mut line = start.to_vec();
         while !line.ends_with(b"\r\n") {
@@ -177,6 +187,11 @@ mod tests {
         assert!(
             matches!(got, Err(ProxyHeaderError::Io(_))),
             "cut short: {got:?}"
+        );
+        let (got, _) = read(b"").await;
+        assert!(
+            matches!(got, Err(ProxyHeaderError::ClosedBeforeHeader)),
+            "a health check: {got:?}"
         );
     }
 }

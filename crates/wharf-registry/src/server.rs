@@ -14,7 +14,7 @@ use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls;
 use tokio_util::sync::CancellationToken;
@@ -28,7 +28,7 @@ use crate::conn::{AcceptBackoff, Admission, Connection, ConnectionTable, Guarded
 use crate::drain::call_keeping_connection;
 use crate::metrics::Metrics;
 use crate::proxy::Proxies;
-use crate::proxy_header::read_proxy_header;
+use crate::proxy_header::{ProxyHeaderError, read_proxy_header};
 use crate::routes::{AppState, router};
 use crate::services::{Limits, Registry};
 use crate::storage::StorageError;
@@ -258,31 +258,11 @@ pub async fn serve_on(
         let proxy_protocol_from = proxy_protocol_from.clone();
         tokio::spawn(async move {
             let mut stream = stream;
-            if proxy_protocol_from.trusts(peer.ip()) {
-                let header = tokio::time::timeout(timing.header, read_proxy_header(&mut stream));
-                let read = tokio::select! {
-                    read = header => read,
-                    () = task.conn.closed().cancelled() => {
-                        table.remove(id);
-                        return;
-                    }
-                };
-                match read {
-                    Ok(Ok(Some(client))) => task.conn.set_proxied_client(client),
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) => {
-                        // Only a trusted balancer gets here: a misconfigured one (without
-                        // send-proxy) must not fail silently.
-                        tracing::warn!(%peer, error = %e, "closed a connection from a trusted proxy");
-                        table.remove(id);
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::warn!(%peer, "no PROXY protocol header within the header timeout: closed");
-                        table.remove(id);
-                        return;
-                    }
-                }
+            if proxy_protocol_from.trusts(peer.ip())
+                && !take_proxy_header(&mut stream, &task.conn, timing.header).await
+            {
+                table.remove(id);
+                return;
             }
             match tls {
                 Some(acceptor) => {
@@ -337,6 +317,33 @@ pub async fn serve_on(
     reaper.abort();
     upkeep.abort();
     Ok(())
+}
+
+/// Reads the PROXY protocol header a trusted balancer starts `stream` with, within `timeout`,
+/// and makes the client it names the connection's; `false` when the connection is to be closed.
+async fn take_proxy_header(stream: &mut TcpStream, conn: &Connection, timeout: Duration) -> bool {
+    let peer = conn.peer;
+    let read = tokio::select! {
+        read = tokio::time::timeout(timeout, read_proxy_header(stream)) => read,
+        () = conn.closed().cancelled() => return false,
+    };
+    match read {
+        Ok(Ok(Some(client))) => conn.set_proxied_client(client),
+        Ok(Ok(None)) => {}
+        // A TCP health check: connected and closed.
+        Ok(Err(ProxyHeaderError::ClosedBeforeHeader)) => return false,
+        Ok(Err(e)) => {
+            // Only a trusted balancer gets here: a misconfigured one (without send-proxy)
+            // must not fail silently.
+            tracing::warn!(%peer, error = %e, "closed a connection from a trusted proxy");
+            return false;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "no PROXY protocol header within the header timeout: closed");
+            return false;
+        }
+    }
+    true
 }
 
 #[derive(Debug, Clone, Copy)]
