@@ -62,6 +62,16 @@ impl TrustedProxies {
         &self.0
     }
 
+    /// Entries that trust every address of their family (`0.0.0.0/0`, `::/0`): with one, any
+    /// client picks the address it is counted under by sending `X-Forwarded-For`.
+    pub fn everyone(&self) -> Vec<IpNet> {
+        self.0
+            .iter()
+            .filter(|net| net.prefix_len() == 0)
+            .copied()
+            .collect()
+    }
+
     /// Whether `ip` is one of the trusted proxies.
     pub fn trusts(&self, ip: IpAddr) -> bool {
         let ip = ip.to_canonical();
@@ -240,6 +250,14 @@ mod tests {
         let h = forwarded(&[&chain.join(",")]);
         let client = t.client_of(ip("10.9.9.9"), &h);
         assert!(t.trusts(client), "stopped inside the chain at {client}");
+    }
+
+    #[test]
+    fn entries_that_trust_everyone_are_named() {
+        assert!(trusted(&["10.0.0.0/8", "::1"]).everyone().is_empty());
+        let all = trusted(&["10.0.0.0/8", "0.0.0.0/0", "::/0"]).everyone();
+        let shown: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["0.0.0.0/0", "::/0"]);
     }
 
     #[test]

@@ -138,6 +138,12 @@ pub async fn serve_on(
     if config.proxy_protocol && config.trusted_proxies.is_empty() {
         return Err(ServeError::ProxyProtocolWithoutTrustedProxies);
     }
+    for net in TrustedProxies::new(config.trusted_proxies.clone()).everyone() {
+        tracing::warn!(
+            %net,
+            "trusted_proxies trusts every address: any client can choose the address the limits count it under by sending X-Forwarded-For; list only the balancers"
+        );
+    }
     // Which connections must start with a PROXY protocol header.
     let proxy_protocol_from = Arc::new(if config.proxy_protocol {
         TrustedProxies::new(config.trusted_proxies.clone())
