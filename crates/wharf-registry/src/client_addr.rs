@@ -54,14 +54,6 @@ impl TrustedProxies {
         TrustedProxies(nets)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn nets(&self) -> &[IpNet] {
-        &self.0
-    }
-
     /// Entries that trust every address of their family (`0.0.0.0/0`, `::/0`): with one, any
     /// client picks the address it is counted under by sending `X-Forwarded-For`.
     pub fn everyone(&self) -> Vec<IpNet> {

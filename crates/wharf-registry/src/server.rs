@@ -138,18 +138,14 @@ pub async fn serve_on(
     if config.proxy_protocol && config.trusted_proxies.is_empty() {
         return Err(ServeError::ProxyProtocolWithoutTrustedProxies);
     }
-    for net in TrustedProxies::new(config.trusted_proxies.clone()).everyone() {
+    for net in state.trusted_proxies.everyone() {
         tracing::warn!(
             %net,
             "trusted_proxies trusts every address: any client can choose the address the limits count it under by sending X-Forwarded-For; list only the balancers"
         );
     }
-    // Which connections must start with a PROXY protocol header.
-    let proxy_protocol_from = Arc::new(if config.proxy_protocol {
-        TrustedProxies::new(config.trusted_proxies.clone())
-    } else {
-        TrustedProxies::default()
-    });
+    // Connections from these must start with a PROXY protocol header.
+    let proxy_protocol_from = config.proxy_protocol.then(|| state.trusted_proxies.clone());
     if tls.is_none() && !local.ip().is_loopback() && !config.allow_plain_http {
         return Err(ServeError::PlainHttpNotLoopback(local));
     }
@@ -264,7 +260,9 @@ pub async fn serve_on(
         let proxy_protocol_from = proxy_protocol_from.clone();
         tokio::spawn(async move {
             let mut stream = stream;
-            if proxy_protocol_from.trusts(peer.ip())
+            if proxy_protocol_from
+                .as_ref()
+                .is_some_and(|trusted| trusted.trusts(peer.ip()))
                 && !take_proxy_header(&mut stream, &task.conn, timing.header).await
             {
                 table.remove(id);
