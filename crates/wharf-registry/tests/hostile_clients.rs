@@ -714,7 +714,22 @@ async fn behind_a_trusted_balancer_each_client_is_counted_apart() {
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         request_from(s, from, "GET", "/v2/", &headers, b"").await.0
     };
-    let guesses = |n: usize| (0..n).map(|i| basic("alice", &format!("guess-{i}")));
+    // 15 guesses of alice's password from `from`, claiming to be `claimed`: their statuses.
+    let guesses_from = |s: SocketAddr, from: Ipv4Addr, claimed: &'static str| async move {
+        let mut statuses = Vec::new();
+        for i in 0..15 {
+            let guess = basic("alice", &format!("guess-{i}"));
+            statuses.push(status_of(s, from, through(claimed, guess)).await);
+        }
+        statuses
+    };
+    let alice_logs_in = |s: SocketAddr| {
+        status_of(
+            s,
+            balancer,
+            through("198.51.100.5", basic("alice", ALICE_PW)),
+        )
+    };
 
     for trusted in [true, false] {
         let nets = if trusted {
@@ -723,20 +738,12 @@ async fn behind_a_trusted_balancer_each_client_is_counted_apart() {
             Vec::new()
         };
         let s = server_with("basic", limits(), nets).await;
-        let mut refused = Vec::new();
-        for guess in guesses(15) {
-            refused.push(status_of(s.addr, balancer, through("198.51.100.66", guess)).await);
-        }
+        let refused = guesses_from(s.addr, balancer, "198.51.100.66").await;
         assert!(
             refused.contains(&429),
             "the guesser runs out of attempts: {refused:?}"
         );
-        let alice = status_of(
-            s.addr,
-            balancer,
-            through("198.51.100.5", basic("alice", ALICE_PW)),
-        )
-        .await;
+        let alice = alice_logs_in(s.addr).await;
         if trusted {
             assert_eq!(alice, 200, "alice, another client of the balancer, logs in");
         } else {
@@ -747,21 +754,12 @@ async fn behind_a_trusted_balancer_each_client_is_counted_apart() {
             continue;
         }
         // Straight to the replica, forging alice's address: counted under the real peer.
-        let forger = Ipv4Addr::new(127, 0, 0, 66);
-        let mut forged = Vec::new();
-        for guess in guesses(15) {
-            forged.push(status_of(s.addr, forger, through("198.51.100.5", guess)).await);
-        }
+        let forged = guesses_from(s.addr, Ipv4Addr::new(127, 0, 0, 66), "198.51.100.5").await;
         assert!(
             forged.contains(&429),
             "the forger's own address runs out of attempts: {forged:?}"
         );
-        let alice = status_of(
-            s.addr,
-            balancer,
-            through("198.51.100.5", basic("alice", ALICE_PW)),
-        )
-        .await;
+        let alice = alice_logs_in(s.addr).await;
         assert_eq!(
             alice, 200,
             "a forged X-Forwarded-For spent nothing of alice's"

@@ -3,7 +3,9 @@
 //! request bodies and answers by default and limits bodies to 1 MiB; a registry needs all of
 //! that off, and the client's `Host` passed on (the token realm is built from it).
 
-use crate::registry::{PASS, Served, USER, alice_after_a_guesser, pull_to_layout};
+use crate::registry::{
+    PASS, Served, USER, alice_after_a_guesser, assert_readme_shows, pull_to_layout,
+};
 use crate::support::*;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -122,11 +124,5 @@ fn through_nginx_skopeo_pushes_and_pulls_and_each_client_is_counted() {
 /// README shows the block this test runs.
 #[test]
 fn readme_shows_the_nginx_config_the_tests_use() {
-    let readme = include_str!("../../../../README.md");
-    let backends: Vec<String> = (5001..=5003).map(|p| format!("127.0.0.1:{p}")).collect();
-    let expected = format!("```nginx\n{}```", nginx_http_block(5000, &backends));
-    assert!(
-        readme.contains(&expected),
-        "README's \"Deployment with nginx\" should show:\n{expected}"
-    );
+    assert_readme_shows("nginx", "Deployment with nginx", nginx_http_block);
 }

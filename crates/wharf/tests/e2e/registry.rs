@@ -652,12 +652,22 @@ fn haproxy_config(port: u16, backends: &[String]) -> String {
 /// README shows the configuration the tests run, for three replicas.
 #[test]
 fn readme_shows_the_haproxy_config_the_tests_use() {
+    assert_readme_shows("", "Deployment with haproxy", haproxy_config);
+}
+
+/// README's section `section` shows, in a code block of language `language`, the config that
+/// `config` makes for a balancer on port 5000 over replicas on 5001-5003.
+pub(crate) fn assert_readme_shows(
+    language: &str,
+    section: &str,
+    config: fn(u16, &[String]) -> String,
+) {
     let readme = include_str!("../../../../README.md");
     let backends: Vec<String> = (5001..=5003).map(|p| format!("127.0.0.1:{p}")).collect();
-    let expected = format!("```\n{}```", haproxy_config(5000, &backends));
+    let expected = format!("```{language}\n{}```", config(5000, &backends));
     assert!(
         readme.contains(&expected),
-        "README's \"Deployment with haproxy\" should show:\n{expected}"
+        "README's \"{section}\" should show:\n{expected}"
     );
 }
 
