@@ -1159,12 +1159,19 @@ async fn a_failed_commit_never_shows_other_bytes_nor_deletes_a_concurrent_commit
             .await
             .expect("the second client's chunk");
 
-        // The late chunk lands after the commit listed the upload (its first look at the
-        // blob's name comes next)...
+        // The late chunk lands after the commit listed the upload (its look at the blob's
+        // name comes next; an earlier look, before the listing, checks whether the content
+        // is stored already)...
         relay.hold(
             {
                 let key = blob_key.clone();
-                move |seen, _| seen.method == "HEAD" && seen.is_on(&key)
+                move |seen, before| {
+                    seen.method == "HEAD"
+                        && seen.is_on(&key)
+                        && before
+                            .last()
+                            .is_some_and(|s| s.target.contains("list-type="))
+                }
             },
             complete_late,
         );
@@ -1217,6 +1224,87 @@ async fn a_failed_commit_never_shows_other_bytes_nor_deletes_a_concurrent_commit
             .expect("the second session's blob is still there");
         assert_eq!(Digest::of(&stored), digest);
         assert!(closing.has_blob(&repo, &digest).await.expect("has"));
+    })
+    .await
+}
+
+/// Regression: a chunked upload of content already stored, unused, committed as a gc on another
+/// replica dropped that blob: the commit found the blob, touched it and removed the session,
+/// but gc had read the blob's last use before the touch landed (a touch is "check it exists,
+/// then write its time"), so the blob was gone and the client was told to upload it again
+/// (a flake of the gc-during-pushes test). Now the commit depends on the blob before it lets
+/// go of the upload's bytes: finding it gone, it stores them, and the push succeeds.
+async fn an_upload_of_content_gc_drops_as_it_commits_is_stored_anew() {
+    use wharf_registry::GcOptions;
+    use wharf_registry::names::{Digest, RepoName};
+    use wharf_registry::services::{Limits, Registry};
+    on_s3(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = config(dir.path());
+        let (relayed_storage, relay) = relayed(&config).await;
+        let pusher = Registry::new(relayed_storage, Limits::default());
+        let gc = Arc::new(Registry::new(
+            wharf_registry::open_storage(&config).expect("storage"),
+            Limits::default(),
+        ));
+        let repo = RepoName::parse("team/app").expect("name");
+        let layer = pattern(300 * 1024, 91);
+        let digest = gc
+            .import_blob(&repo, Bytes::from(layer.clone()))
+            .await
+            .expect("the layer, stored before and unused since");
+        // S3's times have whole seconds: past a grace of 3 s, the blob is old for gc.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let grace = Duration::from_secs(3);
+
+        let id = pusher.start_upload(&repo, "tester").await.expect("start");
+        pusher
+            .append_upload(&repo, &id, None, one_piece(&layer))
+            .await
+            .expect("the layer in one chunk");
+        // The commit's first touch of the blob waits until a whole gc has run on another
+        // replica: gc reads the old last use, sets the blob aside and drops it.
+        let removed: Arc<std::sync::Mutex<Option<Vec<Digest>>>> = Arc::default();
+        let touch_key = format!("touch/sha256/{}", digest.hex());
+        relay.hold(
+            move |seen, _| seen.method == "PUT" && seen.is_on(&touch_key),
+            {
+                let (gc, removed) = (gc.clone(), removed.clone());
+                move || {
+                    Box::pin(async move {
+                        let opts = GcOptions {
+                            grace,
+                            ..GcOptions::default()
+                        };
+                        let report = gc
+                            .collect_garbage(&opts, SystemTime::now())
+                            .await
+                            .expect("gc");
+                        *removed.lock().expect("report") = Some(report.blobs_removed);
+                    })
+                }
+            },
+        );
+        let result = pusher.finish_upload(&repo, &id, &digest, None, None).await;
+        assert_eq!(relay.pending(), 0, "the commit touched the blob");
+        let removed = removed.lock().expect("report").clone();
+        assert_eq!(
+            removed,
+            Some(vec![digest.clone()]),
+            "gc dropped the blob as the upload committed"
+        );
+        assert!(result.is_ok(), "the upload is stored: {result:?}");
+        assert!(pusher.has_blob(&repo, &digest).await.expect("has"));
+        let stored = gc
+            .storage()
+            .blob_read_small(&digest, u64::MAX)
+            .await
+            .expect("the blob is there again");
+        assert_eq!(Digest::of(&stored), digest);
+        assert!(
+            gc.storage().upload_info(&id).await.expect("info").is_none(),
+            "the session is gone with the commit"
+        );
     })
     .await
 }
@@ -1714,6 +1802,7 @@ on_each_s3_server!(
     a_chunk_replaced_after_verification_is_not_committed_under_the_digest,
     a_replacement_with_md5_colliding_parts_is_not_committed_under_the_digest,
     a_failed_commit_never_shows_other_bytes_nor_deletes_a_concurrent_commits_blob,
+    an_upload_of_content_gc_drops_as_it_commits_is_stored_anew,
     a_chunk_of_several_replaced_during_the_commit_answers_send_it_again,
     a_commit_without_a_verified_version_checks_what_it_stores,
     s3_requests_of_a_commit,

@@ -12,7 +12,9 @@
 //! atomic and strongly consistent; nothing else is assumed to be. Whatever starts to depend on
 //! a blob (a manifest push, for its config, layers, children and own body; a mount; an upload
 //! whose blob already exists or that just committed it) calls [`Registry::use_blob`] (an upload's
-//! commit, whose write is already the touch U1, calls `use_written_blob`):
+//! commit, whose write is already the touch U1, calls `use_written_blob`; where that write is
+//! only a touch of content already stored, the commit calls `use_blob` first, while it still
+//! holds the upload's bytes to store anew if gc took the blob):
 //!
 //! ```text
 //! user  U1 touch the blob (its time becomes now)      gc  G1 write flag _gc/deleting/<hex>/<run>

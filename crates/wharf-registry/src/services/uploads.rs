@@ -241,6 +241,10 @@ impl Registry {
                 "upload has digest {actual}, not {digest}"
             )));
         }
+        if self.storage.shared_between_servers() {
+            let settled = self.use_blob_if_stored(digest);
+            self.keeping_alive(id, session.last_write, settled).await?;
+        }
         // Reading many chunks back into the blob takes a while: meanwhile they must stay.
         let commit = self.storage.upload_commit(id, digest, session.version);
         match self.keeping_alive(id, session.last_write, commit).await {
@@ -254,6 +258,20 @@ impl Registry {
         }
         self.sessions_map().remove(id);
         self.use_committed_blob(repo, digest).await
+    }
+
+    /// Where servers share the storage, a commit of content already stored there only touches
+    /// the blob and removes the session, and a gc on another replica that read the blob's last
+    /// use just before that touch landed still drops it (`services::gc`: a touch is "check it
+    /// exists, then write its time"); the upload's own bytes are gone by then, and the client
+    /// had to upload them again. Depending on the blob first, as a manifest push does, settles
+    /// it while those bytes are still here: the blob is kept, or it is gone and the commit
+    /// stores it anew.
+    async fn use_blob_if_stored(&self, digest: &Digest) -> Result<(), RegistryError> {
+        if self.storage.blob_info(digest).await?.is_some() {
+            self.use_blob(digest).await?;
+        }
+        Ok(())
     }
 
     /// Links a blob an upload just stored into `repo`, once it is safe from a concurrent gc
