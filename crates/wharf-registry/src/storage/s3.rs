@@ -286,11 +286,21 @@ impl S3Storage {
             .with_bucket_name(&settings.bucket)
             .with_region(settings.region.as_deref().unwrap_or("us-east-1"));
         if let Some(endpoint) = &settings.endpoint {
+            let shown = without_userinfo(endpoint);
             let url = url::Url::parse(endpoint).map_err(|e| {
                 fail(format!(
-                    "endpoint `{endpoint}` is not a URL ({e}): give e.g. http://127.0.0.1:7480"
+                    "endpoint `{shown}` is not a URL ({e}): give e.g. http://127.0.0.1:7480"
                 ))
             })?;
+            // The endpoint is in messages and logs (and object_store's errors carry request
+            // URLs): credentials in it would show there.
+            if !url.username().is_empty() || url.password().is_some() {
+                return Err(fail(format!(
+                    "endpoint `{shown}` carries credentials (`user:password@`): remove them from \
+                     it and set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or access_key_id \
+                     and secret_access_key in [storage]"
+                )));
+            }
             builder = builder
                 .with_endpoint(endpoint.trim_end_matches('/'))
                 .with_virtual_hosted_style_request(false)
@@ -1582,6 +1592,22 @@ impl Storage for S3Storage {
     }
 }
 
+/// `endpoint` with any `user:password@` after the scheme cut out, for messages about an
+/// endpoint that may not even parse.
+fn without_userinfo(endpoint: &str) -> String {
+    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return endpoint.to_string();
+    };
+    let host_and_path = &rest[at + 1..];
+    if scheme.is_empty() {
+        format!("…@{host_and_path}")
+    } else {
+        format!("{scheme}://…@{host_and_path}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1646,5 +1672,18 @@ mod tests {
         let e = S3Storage::open(&bad).expect_err("bad endpoint");
         assert!(e.to_string().contains("not a url"), "{e}");
         assert!(!e.to_string().contains("very-secret"), "{e}");
+        for (endpoint, shown) in [
+            ("http://admin:pass-very-secret@127.0.0.1:7480", "http://…@127.0.0.1:7480"),
+            ("http://key-very-secret@s3.local/", "http://…@s3.local/"),
+            ("http://admin:pass very-secret@127.0.0.1:7480", "http://…@127.0.0.1:7480"),
+        ] {
+            let with_credentials = S3Settings {
+                endpoint: Some(endpoint.into()),
+                ..bad.clone()
+            };
+            let e = S3Storage::open(&with_credentials).expect_err("credentials in the endpoint");
+            assert!(!e.to_string().contains("very-secret"), "{e}");
+            assert!(e.to_string().contains(shown), "{e}");
+        }
     }
 }
