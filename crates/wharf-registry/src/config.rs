@@ -177,10 +177,10 @@ impl ProxyConfig {
         } else {
             format!("{upstream_prefix}/")
         };
+        let shown = without_userinfo(&self.upstream);
         let url = url::Url::parse(&self.upstream).map_err(|e| {
             format!(
-                "{name}: upstream {:?} is not a URL ({e}); write it like \"https://registry-1.docker.io\"",
-                self.upstream
+                "{name}: upstream {shown:?} is not a URL ({e}); write it like \"https://registry-1.docker.io\""
             )
         })?;
         if !matches!(url.scheme(), "https" | "http")
@@ -188,10 +188,10 @@ impl ProxyConfig {
             || !url.path().trim_matches('/').is_empty()
             || url.query().is_some()
             || !url.username().is_empty()
+            || url.password().is_some()
         {
             return Err(format!(
-                "{name}: upstream {:?} must be https://host[:port] or http://host[:port], without a path or credentials",
-                self.upstream
+                "{name}: upstream {shown:?} must be https://host[:port] or http://host[:port], without a path or credentials (those go in the entry's username and password, docker_config or credential_helper)"
             ));
         }
         self.upstream = self.upstream.trim_end_matches('/').to_string();
@@ -486,6 +486,22 @@ impl Config {
     }
 }
 
+/// `url` with any `user:password@` after the scheme cut out, for messages about a URL that
+/// may not even parse.
+pub(crate) fn without_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let host_and_path = &rest[at + 1..];
+    if scheme.is_empty() {
+        format!("…@{host_and_path}")
+    } else {
+        format!("{scheme}://…@{host_and_path}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -633,6 +649,17 @@ mod tests {
         bad(&entry("upstream = \"ftp://x\""), "https://host");
         bad(&entry("upstream = \"https://x/v2/\""), "without a path");
         bad(&entry("upstream = \"registry-1.docker.io\""), "not a URL");
+        // Credentials in the URL: refused, and never echoed (a password alone too).
+        for upstream in [
+            "https://u:pw-very-secret@x",
+            "https://:pw-very-secret@x",
+            "https://u:pw very-secret@x/v2",
+        ] {
+            let text = entry(&format!("upstream = \"{upstream}\""));
+            let e = Config::parse(&text, Path::new("r.toml")).expect_err(&text);
+            assert!(e.to_string().contains("https://…@x"), "{e}");
+            assert!(!e.to_string().contains("very-secret"), "{e}");
+        }
         bad(
             &entry("upstream = \"https://x\"\nusername = \"u\"\ncredential_helper = \"pass\""),
             "one credential source",

@@ -88,7 +88,7 @@ use super::{
     Appended, ByteStream, ObjectInfo, Storage, StorageError, UploadStatus, UploadVersion,
     valid_meta_key,
 };
-use crate::config::{Secret, StorageConfig};
+use crate::config::{Secret, StorageConfig, without_userinfo};
 use crate::names::Digest;
 
 /// How long the start-up checks (`check_server`, `check_reachable`) wait for the server: for
@@ -1592,22 +1592,6 @@ impl Storage for S3Storage {
     }
 }
 
-/// `endpoint` with any `user:password@` after the scheme cut out, for messages about an
-/// endpoint that may not even parse.
-fn without_userinfo(endpoint: &str) -> String {
-    let (scheme, rest) = endpoint.split_once("://").unwrap_or(("", endpoint));
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return endpoint.to_string();
-    };
-    let host_and_path = &rest[at + 1..];
-    if scheme.is_empty() {
-        format!("…@{host_and_path}")
-    } else {
-        format!("{scheme}://…@{host_and_path}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1673,9 +1657,15 @@ mod tests {
         assert!(e.to_string().contains("not a url"), "{e}");
         assert!(!e.to_string().contains("very-secret"), "{e}");
         for (endpoint, shown) in [
-            ("http://admin:pass-very-secret@127.0.0.1:7480", "http://…@127.0.0.1:7480"),
+            (
+                "http://admin:pass-very-secret@127.0.0.1:7480",
+                "http://…@127.0.0.1:7480",
+            ),
             ("http://key-very-secret@s3.local/", "http://…@s3.local/"),
-            ("http://admin:pass very-secret@127.0.0.1:7480", "http://…@127.0.0.1:7480"),
+            (
+                "http://admin:pass very-secret@127.0.0.1:7480",
+                "http://…@127.0.0.1:7480",
+            ),
         ] {
             let with_credentials = S3Settings {
                 endpoint: Some(endpoint.into()),
