@@ -943,6 +943,14 @@ async fn python_keep_alive_client_survives_early_answers_in_both_auth_modes() {
     outside_client_passes_in_both_auth_modes("python3", &[script.as_os_str()], &[], GUARD).await;
 }
 
+/// Node's two HTTP clients: `node:http` on one keep-alive socket, and `fetch` (undici) with
+/// buffered and streamed bodies (`node` from Debian's nodejs).
+async fn node_keep_alive_clients_survive_early_answers_in_both_auth_modes() {
+    installed("node", "nodejs");
+    let script = client("keepalive_after_401.mjs");
+    outside_client_passes_in_both_auth_modes("node", &[script.as_os_str()], &[], GUARD).await;
+}
+
 /// Go's net/http, the client of containerd, ORAS, crane and the OCI conformance suite: the
 /// client the issue saw break after a 401 (`go` from Debian's golang-go, run with `go run`).
 async fn go_keep_alive_client_survives_early_answers_in_both_auth_modes() {
@@ -978,4 +986,5 @@ on_each_backend!(
     token_requests_are_bounded,
     python_keep_alive_client_survives_early_answers_in_both_auth_modes,
     go_keep_alive_client_survives_early_answers_in_both_auth_modes,
+    node_keep_alive_clients_survive_early_answers_in_both_auth_modes,
 );

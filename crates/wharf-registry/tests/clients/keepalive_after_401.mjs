@@ -1,0 +1,140 @@
+// Two keep-alive clients that are not ours, Node's: `node:http` with a one-socket keep-alive
+// agent, and the global `fetch` (undici, another HTTP/1.1 implementation), against wharf's
+// registry. The same steps as keepalive_after_401.py: for each body size, start an upload with
+// credentials, PUT the body without credentials (401 expected), then again with credentials
+// (201 expected); fetch also sends a streamed body (no Content-Length, chunked), which it cannot
+// send twice, so a connection the server left unusable shows as a failed next request.
+// Then 404, 400 and 413 answers to requests with bodies, each followed by a request.
+//
+// usage: node keepalive_after_401.mjs HOST:PORT basic|token USER PASSWORD
+// Prints one line per step; exits non-zero on the first failure.
+
+import { createHash } from "node:crypto";
+import http from "node:http";
+
+const [addr, mode, user, password] = process.argv.slice(2);
+const base = `http://${addr}`;
+const repo = "hostile/keepalive-node";
+const basic = "Basic " + Buffer.from(`${user}:${password}`).toString("base64");
+const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+let connections = 0;
+const createConnection = agent.createConnection.bind(agent);
+agent.createConnection = (...args) => {
+  connections += 1;
+  return createConnection(...args);
+};
+
+function exchange(method, path, body, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      `${base}${path}`,
+      { method, agent, headers: { ...headers, "Content-Length": body ? body.length : 0 } },
+      (response) => {
+        const parts = [];
+        response.on("data", (part) => parts.push(part));
+        response.on("end", () => resolve({ status: response.statusCode, headers: response.headers, data: Buffer.concat(parts) }));
+        response.on("error", reject);
+      },
+    );
+    request.setTimeout(20000, () => request.destroy(new Error(`${method} ${path}: no answer in 20 s`)));
+    request.on("error", reject);
+    request.end(body);
+  });
+}
+
+function expect(answer, status, what) {
+  if (answer.status !== status) {
+    console.log(`FAIL ${what}: ${answer.status} ${String(answer.data).slice(0, 300)}`);
+    process.exit(1);
+  }
+  console.log(`ok ${what}: ${answer.status} (connection: ${answer.headers.connection ?? "-"})`);
+}
+
+async function credentials() {
+  if (mode === "basic") return { Authorization: basic };
+  const scope = encodeURIComponent(`repository:${repo}:pull,push`);
+  const answer = await exchange("GET", `/token?service=wharf-registry&scope=${scope}`, null, { Authorization: basic });
+  expect(answer, 200, `${mode} token`);
+  return { Authorization: "Bearer " + JSON.parse(answer.data).token };
+}
+
+function pattern(size) {
+  const body = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) body[i] = (i * 7 + size) % 251;
+  return body;
+}
+
+function putPath(location, body) {
+  const digest = "sha256:" + createHash("sha256").update(body).digest("hex");
+  const path = location.startsWith("http") ? new URL(location).pathname + new URL(location).search : location;
+  return `${path}${path.includes("?") ? "&" : "?"}digest=${encodeURIComponent(digest)}`;
+}
+
+async function main() {
+  const auth = await credentials();
+  const plain = { "Content-Type": "application/octet-stream" };
+  const sizes = [0, 2000, 300 * 1024, 1024 * 1024, 8 * 1024 * 1024];
+
+  // node:http, one socket.
+  for (const size of sizes) {
+    const body = pattern(size);
+    const started = await exchange("POST", `/v2/${repo}/blobs/uploads/`, null, auth);
+    expect(started, 202, `http: ${mode} start upload for ${size} B`);
+    const put = putPath(started.headers.location, body);
+    expect(await exchange("PUT", put, body, plain), 401, `http: ${mode} PUT ${size} B without credentials`);
+    expect(await exchange("PUT", put, body, { ...plain, ...auth }), 201, `http: ${mode} PUT ${size} B again with credentials`);
+  }
+  for (const size of [2000, 300 * 1024]) {
+    const body = Buffer.alloc(size, "x");
+    expect(await exchange("PATCH", `/v2/${repo}/blobs/uploads/nosuchsession`, body, auth), 404, `http: ${mode} PATCH ${size} B to an unknown session`);
+    expect(await exchange("GET", "/v2/", null, auth), 200, `http: ${mode} GET /v2/ after the 404`);
+    expect(await exchange("PUT", `/v2/${repo}/manifests/BAD%20TAG`, body, auth), 400, `http: ${mode} PUT ${size} B manifest with a bad tag`);
+    expect(await exchange("GET", "/v2/", null, auth), 200, `http: ${mode} GET /v2/ after the 400`);
+  }
+  const big = Buffer.concat([Buffer.from("{"), Buffer.alloc(5 * 1024 * 1024, " "), Buffer.from("}")]);
+  expect(
+    await exchange("PUT", `/v2/${repo}/manifests/big`, big, { ...auth, "Content-Type": "application/vnd.oci.image.manifest.v1+json" }),
+    413,
+    `http: ${mode} PUT 5 MiB manifest`,
+  );
+  expect(await exchange("GET", "/v2/", null, auth), 200, `http: ${mode} GET /v2/ after the 413`);
+  console.log(`http: ${connections} connection(s) for all of it`);
+
+  // fetch (undici): buffered and streamed bodies.
+  const fetched = async (method, path, body, headers, streamed) => {
+    const init = { method, headers, body };
+    if (streamed && body) {
+      init.body = new ReadableStream({
+        start(controller) {
+          for (let at = 0; at < body.length; at += 64 * 1024) controller.enqueue(body.subarray(at, at + 64 * 1024));
+          controller.close();
+        },
+      });
+      init.duplex = "half";
+    }
+    const response = await fetch(`${base}${path}`, init);
+    const data = Buffer.from(await response.arrayBuffer());
+    return { status: response.status, headers: { connection: response.headers.get("connection"), location: response.headers.get("location") }, data };
+  };
+  for (const streamed of [false, true]) {
+    const how = streamed ? "streamed" : "buffered";
+    for (const size of sizes.filter((s) => s > 0)) {
+      const body = pattern(size);
+      const started = await fetched("POST", `/v2/${repo}/blobs/uploads/`, null, auth, false);
+      expect(started, 202, `fetch: ${mode} start upload for ${size} B`);
+      const put = putPath(started.headers.location, body);
+      expect(await fetched("PUT", put, body, plain, streamed), 401, `fetch: ${mode} PUT ${size} B ${how} without credentials`);
+      expect(await fetched("PUT", put, body, { ...plain, ...auth }, streamed), 201, `fetch: ${mode} PUT ${size} B ${how} again with credentials`);
+      expect(await fetched("GET", "/v2/", null, auth, false), 200, `fetch: ${mode} GET /v2/ after it`);
+    }
+  }
+  console.log("all ok");
+}
+
+main().then(
+  () => process.exit(0),
+  (error) => {
+    console.log(`FAIL: ${error && error.stack ? error.stack : error}`);
+    process.exit(1);
+  },
+);
