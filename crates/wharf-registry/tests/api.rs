@@ -80,6 +80,31 @@ async fn monolithic_blob_push_then_head_get_and_ranges() {
         format!("bytes */{}", data.len())
     );
 
+    // RFC 9110 14.2: a range unit other than bytes is ignored, and so are several ranges
+    // (as S3 does): the whole blob, 200. A last byte past the end means the end.
+    for ignored in ["items=0-1", "bytes=0-1,4-5"] {
+        let whole = reg
+            .call(
+                Method::GET,
+                &format!("/v2/team/app/blobs/{digest}"),
+                &[("range", ignored)],
+                b"",
+            )
+            .await;
+        assert_eq!(whole.status, StatusCode::OK, "{ignored}");
+        assert_eq!(&whole.body[..], data, "{ignored}");
+    }
+    let to_the_end = reg
+        .call(
+            Method::GET,
+            &format!("/v2/team/app/blobs/{digest}"),
+            &[("range", "bytes=6-99999999999999999999")],
+            b"",
+        )
+        .await;
+    assert_eq!(to_the_end.status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(&to_the_end.body[..], &data[6..]);
+
     // Blobs are per repository: another repository does not serve it.
     let other = reg.get(&format!("/v2/other/blobs/{digest}")).await;
     assert_eq!(other.status, StatusCode::NOT_FOUND);

@@ -58,16 +58,20 @@ pub(super) async fn handle(
         }
     }
     let info = registry.stat_blob(repo, &digest).await?;
-    let range = match call.headers().get(header::RANGE) {
-        Some(range) => Some(parse_range(range, info.size)?),
+    let asked_range = call.headers().get(header::RANGE);
+    let range = match asked_range {
+        Some(range) => parse_range(range, info.size)?,
         None => None,
     };
     // After the access, link and range checks: the URL lets anyone holding it read the blob until it
-    // expires. A `Range` header is re-sent by the client to the URL (S3 answers 206 itself).
-    if let Some(url) = registry
-        .storage()
-        .blob_redirect(&digest, call.method())
-        .await?
+    // expires. A `Range` header is re-sent by the client to the URL (S3 answers 206 itself); one
+    // this registry ignores is answered here, whole, as S3 servers differ on it.
+    let ignored_range = asked_range.is_some() && range.is_none();
+    if !ignored_range
+        && let Some(url) = registry
+            .storage()
+            .blob_redirect(&digest, call.method())
+            .await?
     {
         let mut r = Empty(StatusCode::TEMPORARY_REDIRECT).into_response();
         let h = r.headers_mut();
@@ -152,43 +156,59 @@ impl IntoResponse for BlobReply {
     }
 }
 
-/// A `Range: bytes=...` request header against a blob of `size` bytes: `(offset, len)`.
-fn parse_range(value: &HeaderValue, size: u64) -> Result<(u64, u64), RegistryError> {
+/// A `Range: bytes=...` request header against a blob of `size` bytes: `(offset, len)`, or
+/// `None` for a header to ignore and answer with the whole blob (200), as RFC 9110 (14.2) has
+/// it: a range unit other than bytes must be ignored, and several ranges may be (S3 ignores
+/// them too, so the redirect answers alike). A last byte past the end, however many digits it
+/// has, means the end. A malformed or unsatisfiable range is refused with 416.
+fn parse_range(value: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, RegistryError> {
     let bad = |message: &str| RegistryError::RangeInvalid {
         message: message.to_string(),
         size,
         upload: false,
     };
     let s = value.to_str().map_err(|_| bad("not ASCII"))?.trim();
-    let spec = s
-        .strip_prefix("bytes=")
-        .ok_or_else(|| bad("only bytes ranges are supported"))?;
-    if spec.contains(',') {
-        return Err(bad("multiple ranges are not supported"));
+    let Some((unit, spec)) = s.split_once('=') else {
+        return Err(bad("expected bytes=<start>-<end>"));
+    };
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
+        return Ok(None);
     }
     let (a, b) = spec
         .split_once('-')
         .ok_or_else(|| bad("expected bytes=<start>-<end>"))?;
     let (a, b) = (a.trim(), b.trim());
+    let digits = |text: &str| !text.is_empty() && text.bytes().all(|c| c.is_ascii_digit());
+    // Digits only (Rust's parse takes a `+`); past u64, further than any blob reaches.
+    let number = |text: &str, what: &str| {
+        if digits(text) {
+            Ok(text.parse::<u64>().unwrap_or(u64::MAX))
+        } else {
+            Err(bad(what))
+        }
+    };
     let (start, end) = if a.is_empty() {
-        let suffix: u64 = b.parse().map_err(|_| bad("invalid suffix length"))?;
+        let suffix = number(b, "invalid suffix length")?;
         if suffix == 0 {
             return Err(bad("empty suffix range"));
         }
         (size.saturating_sub(suffix), size.saturating_sub(1))
     } else {
-        let start: u64 = a.parse().map_err(|_| bad("invalid start"))?;
-        let end: u64 = if b.is_empty() {
+        let start = number(a, "invalid start")?;
+        let end = if b.is_empty() {
             size.saturating_sub(1)
         } else {
-            b.parse().map_err(|_| bad("invalid end"))?
+            number(b, "invalid end")?
         };
+        if end < start {
+            return Err(bad("the range ends before it starts"));
+        }
         (start, end.min(size.saturating_sub(1)))
     };
-    if size == 0 || start >= size || end < start {
+    if size == 0 || start >= size {
         return Err(bad("range outside the blob"));
     }
-    Ok((start, end - start + 1))
+    Ok(Some((start, end - start + 1)))
 }
 
 #[cfg(test)]
@@ -197,14 +217,36 @@ mod tests {
 
     #[test]
     fn ranges() {
-        let r = |s: &str, size| parse_range(&HeaderValue::from_str(s).expect("ascii"), size).ok();
-        assert_eq!(r("bytes=0-9", 100), Some((0, 10)));
-        assert_eq!(r("bytes=90-", 100), Some((90, 10)));
-        assert_eq!(r("bytes=-10", 100), Some((90, 10)));
-        assert_eq!(r("bytes=50-1000", 100), Some((50, 50)));
-        assert_eq!(r("bytes=100-", 100), None);
-        assert_eq!(r("bytes=5-2", 100), None);
-        assert_eq!(r("items=0-1", 100), None);
-        assert_eq!(r("bytes=0-1,4-5", 100), None);
+        let r = |s: &str, size| parse_range(&HeaderValue::from_str(s).expect("ascii"), size);
+        let served = |s: &str, size| r(s, size).expect(s);
+        let refused = |s: &str, size| {
+            assert!(
+                matches!(r(s, size), Err(RegistryError::RangeInvalid { .. })),
+                "{s}: {:?}",
+                r(s, size)
+            )
+        };
+        assert_eq!(served("bytes=0-9", 100), Some((0, 10)));
+        assert_eq!(served("bytes=90-", 100), Some((90, 10)));
+        assert_eq!(served("bytes=-10", 100), Some((90, 10)));
+        assert_eq!(served("bytes=-1000", 100), Some((0, 100)));
+        assert_eq!(served("bytes=50-1000", 100), Some((50, 50)));
+        assert_eq!(served("Bytes=0-1", 100), Some((0, 2)));
+        assert_eq!(served("bytes= 0-1", 100), Some((0, 2)));
+        // RFC 9110: a last byte past the end means the end, however large the number.
+        assert_eq!(served("bytes=0-99999999999999999999", 100), Some((0, 100)));
+        assert_eq!(served("bytes=-99999999999999999999", 100), Some((0, 100)));
+        // An unknown unit must be ignored, several ranges may be: the whole blob, 200.
+        assert_eq!(served("items=0-1", 100), None);
+        assert_eq!(served("bytes=0-1,4-5", 100), None);
+        assert_eq!(served("bytes=0-0,1-1,2-2", 100), None);
+        refused("bytes=100-", 100);
+        refused("bytes=99999999999999999999-", 100);
+        refused("bytes=5-2", 100);
+        refused("bytes=a-b", 100);
+        refused("bytes=-0", 100);
+        refused("bytes=0-1", 0);
+        refused("bytes", 100);
+        refused("bytes=+1-2", 100);
     }
 }
