@@ -299,27 +299,36 @@ pub enum StorageLocation {
 impl StorageLocation {
     /// Parses `s3://BUCKET[/PREFIX]` or `file:///path`.
     pub fn parse(url: &str) -> Result<StorageLocation, String> {
+        // Messages show the URL without any `user:password@` written into it.
+        let shown = without_userinfo(url);
         if let Some(path) = url.strip_prefix("file://") {
             if !path.starts_with('/') {
                 return Err(format!(
-                    "storage `{url}`: a file URL needs an absolute path (file:///var/lib/wharf-registry)"
+                    "storage `{shown}`: a file URL needs an absolute path (file:///var/lib/wharf-registry)"
                 ));
             }
             return Ok(StorageLocation::File(PathBuf::from(path)));
         }
         let Some(rest) = url.strip_prefix("s3://") else {
             return Err(format!(
-                "storage `{url}`: expected s3://BUCKET[/PREFIX] or file:///path"
+                "storage `{shown}`: expected s3://BUCKET[/PREFIX] or file:///path"
             ));
         };
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.contains('@') {
+            return Err(format!(
+                "storage `{shown}`: credentials do not go in the storage URL: set \
+                 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or access_key_id and \
+                 secret_access_key in [storage]"
+            ));
+        }
         let bucket_ok = (3..=63).contains(&bucket.len())
             && bucket
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
         if !bucket_ok {
             return Err(format!(
-                "storage `{url}`: `{bucket}` is not a bucket name (3-63 lowercase letters, digits, `-`, `.`)"
+                "storage `{shown}`: `{bucket}` is not a bucket name (3-63 lowercase letters, digits, `-`, `.`)"
             ));
         }
         let prefix = prefix.trim_matches('/');
@@ -328,7 +337,7 @@ impl StorageLocation {
             .any(|c| c == "." || c == ".." || (c.is_empty() && !prefix.is_empty()))
         {
             return Err(format!(
-                "storage `{url}`: the prefix `{prefix}` has an empty, `.` or `..` component"
+                "storage `{shown}`: the prefix `{prefix}` has an empty, `.` or `..` component"
             ));
         }
         Ok(StorageLocation::S3 {
@@ -581,9 +590,17 @@ mod tests {
             "http://x",
             "s3://bucket/a//b",
             "s3://bucket/../x",
+            "s3://AKIAKEY:very-secret@bucket/prefix",
         ] {
             assert!(StorageLocation::parse(bad).is_err(), "{bad}");
         }
+        let e = StorageLocation::parse("s3://AKIAKEY:very-secret@bucket").expect_err("userinfo");
+        assert!(
+            e.contains("s3://…@bucket")
+                && e.contains("AWS_ACCESS_KEY_ID")
+                && !e.contains("very-secret"),
+            "{e}"
+        );
         let c = Config::parse("root = \"data\"", Path::new("/etc/r.toml")).expect("valid");
         assert_eq!(
             c.storage_location(),

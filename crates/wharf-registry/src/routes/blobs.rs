@@ -158,9 +158,9 @@ impl IntoResponse for BlobReply {
 
 /// A `Range: bytes=...` request header against a blob of `size` bytes: `(offset, len)`, or
 /// `None` for a header to ignore and answer with the whole blob (200), as RFC 9110 (14.2) has
-/// it: a range unit other than bytes must be ignored, and several ranges may be (S3 ignores
-/// them too, so the redirect answers alike). A last byte past the end, however many digits it
-/// has, means the end. A malformed or unsatisfiable range is refused with 416.
+/// it: a range unit other than bytes must be ignored, and several ranges may be (AWS S3
+/// ignores them too). A last byte past the end, however many digits it has, means the end. A
+/// malformed or unsatisfiable range is refused with 416.
 fn parse_range(value: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, RegistryError> {
     let bad = |message: &str| RegistryError::RangeInvalid {
         message: message.to_string(),
