@@ -68,7 +68,7 @@ pub fn instance_url(flag: Option<&str>, ci_server_url: Option<&str>) -> Result<U
         .or(ci_server_url.filter(|v| !v.is_empty()))
         .unwrap_or(DEFAULT_GITLAB_URL);
     let bad = |reason: &str| SettingsError::Url {
-        url: given.to_string(),
+        url: strip_userinfo(given),
         reason: reason.to_string(),
     };
     let mut url = Url::parse(given.trim_end_matches('/')).map_err(|e| bad(&e.to_string()))?;
@@ -77,10 +77,31 @@ pub fn instance_url(flag: Option<&str>, ci_server_url: Option<&str>) -> Result<U
             "expected an http(s) URL such as https://gitlab.example.com",
         ));
     }
+    // The URL is in every message about a request: credentials in it would show there.
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "credentials do not go in the URL: give the token with --gitlab-token-file or \
+             CI_JOB_TOKEN",
+        ));
+    }
     if url.path() == "/" {
         url.set_path("");
     }
     Ok(url)
+}
+
+/// For messages: `url` with any `user:password@` before its host removed, even when it does
+/// not parse.
+pub(crate) fn strip_userinfo(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{}{}", &url[..scheme_end], &rest[at + 1..]),
+        None => url.to_string(),
+    }
 }
 
 /// The default cache folder: `$XDG_CACHE_HOME/wharf/includes`, else `~/.cache/wharf/includes`.
@@ -206,4 +227,27 @@ pub enum GitTransport {
     #[default]
     Https,
     Ssh,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_in_the_gitlab_url_are_refused_and_never_shown() {
+        for given in [
+            "https://root:pw-very-secret@gitlab.example.com",
+            "https://:pw-very-secret@gitlab.example.com",
+            "https://root:pw very-secret@gitlab example.com/x@y",
+        ] {
+            let e = instance_url(Some(given), None).expect_err(given);
+            assert!(!e.to_string().contains("very-secret"), "{e}");
+            assert!(e.to_string().contains("gitlab"), "{e}");
+        }
+        assert_eq!(
+            strip_userinfo("https://u:p@host/a@b?c=@d"),
+            "https://host/a@b?c=@d"
+        );
+        assert_eq!(strip_userinfo("no scheme u:p@host"), "no scheme u:p@host");
+    }
 }

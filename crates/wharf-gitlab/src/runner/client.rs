@@ -4,7 +4,7 @@
 
 use super::spec::{JobOutcome, JobPayload, JobState, RunnerDescription};
 use crate::http::{BodyError, body_up_to, error_chain};
-use crate::settings::{Token, TokenKind};
+use crate::settings::{Token, TokenKind, strip_userinfo};
 use serde::Serialize;
 use std::time::Duration;
 use url::Url;
@@ -205,12 +205,18 @@ impl RunnerClient {
     /// A client for the GitLab at `url` (its root, e.g. `https://gitlab.example.com`).
     pub fn new(url: &str, token: &str, executor: &str) -> Result<RunnerClient, RunnerError> {
         let bad = |reason: &str| RunnerError::Url {
-            url: url.to_string(),
+            url: strip_userinfo(url),
             reason: reason.to_string(),
         };
         let root = Url::parse(url.trim_end_matches('/')).map_err(|e| bad(&e.to_string()))?;
         if !matches!(root.scheme(), "http" | "https") {
             return Err(bad("expected an http:// or https:// URL"));
+        }
+        // The URL is in every message about a request: credentials in it would show there.
+        if !root.username().is_empty() || root.password().is_some() {
+            return Err(bad(
+                "credentials do not go in the URL: the runner authenticates with its token",
+            ));
         }
         if token.is_empty() {
             return Err(bad("the runner token is empty"));
@@ -621,5 +627,19 @@ mod tests {
             client.endpoint("jobs/request").as_str(),
             "https://gitlab.example.com/api/v4/jobs/request"
         );
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_and_never_shown() {
+        for url in [
+            "https://root:pw-very-secret@gitlab.example.com",
+            "https://:pw-very-secret@gitlab.example.com/",
+            "ftp://root:pw-very-secret@gitlab.example.com",
+            "https://root:pw very-secret@gitlab example.com",
+        ] {
+            let e = RunnerClient::new(url, "glrt-secret", "shell").expect_err(url);
+            assert!(!e.to_string().contains("very-secret"), "{e}");
+            assert!(e.to_string().contains("gitlab"), "{e}");
+        }
     }
 }

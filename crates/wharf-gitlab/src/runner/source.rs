@@ -4,6 +4,7 @@
 //! through git's environment (`GIT_CONFIG_*`), never on a command line or in the remote URL.
 
 use super::spec::JobPayload;
+use crate::settings::strip_userinfo;
 use base64::Engine as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -174,16 +175,6 @@ fn split_credentials(repo_url: &str) -> Result<(String, Option<String>), SourceE
     let _ = url.set_username("");
     let _ = url.set_password(None);
     Ok((url.to_string(), user))
-}
-
-/// For messages: the URL with any `user:password@` removed, even when it does not parse.
-fn strip_userinfo(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            format!("{}{}", &url[..scheme_end + 3], &url[at + 1..])
-        }
-        _ => url.to_string(),
-    }
 }
 
 #[cfg(test)]
