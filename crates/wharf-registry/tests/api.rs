@@ -50,14 +50,12 @@ async fn monolithic_blob_push_then_head_get_and_ranges() {
     assert_eq!(get.status, StatusCode::OK);
     assert_eq!(&get.body[..], data);
 
-    let part = reg
-        .call(
-            Method::GET,
-            &format!("/v2/team/app/blobs/{digest}"),
-            &[("range", "bytes=6-9")],
-            b"",
-        )
-        .await;
+    let blob = format!("/v2/team/app/blobs/{digest}");
+    let (reg, blob) = (&reg, blob.as_str());
+    let ranged = move |range: &'static str| async move {
+        reg.call(Method::GET, blob, &[("range", range)], b"").await
+    };
+    let part = ranged("bytes=6-9").await;
     assert_eq!(part.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(&part.body[..], b"blob");
     assert_eq!(
@@ -65,14 +63,7 @@ async fn monolithic_blob_push_then_head_get_and_ranges() {
         format!("bytes 6-9/{}", data.len())
     );
 
-    let bad = reg
-        .call(
-            Method::GET,
-            &format!("/v2/team/app/blobs/{digest}"),
-            &[("range", "bytes=100-200")],
-            b"",
-        )
-        .await;
+    let bad = ranged("bytes=100-200").await;
     assert_eq!(bad.status, StatusCode::RANGE_NOT_SATISFIABLE);
     assert_eq!(bad.code(), "RANGE_INVALID");
     assert_eq!(
@@ -83,25 +74,11 @@ async fn monolithic_blob_push_then_head_get_and_ranges() {
     // RFC 9110 14.2: a range unit other than bytes is ignored, and so are several ranges
     // (as S3 does): the whole blob, 200. A last byte past the end means the end.
     for ignored in ["items=0-1", "bytes=0-1,4-5"] {
-        let whole = reg
-            .call(
-                Method::GET,
-                &format!("/v2/team/app/blobs/{digest}"),
-                &[("range", ignored)],
-                b"",
-            )
-            .await;
+        let whole = ranged(ignored).await;
         assert_eq!(whole.status, StatusCode::OK, "{ignored}");
         assert_eq!(&whole.body[..], data, "{ignored}");
     }
-    let to_the_end = reg
-        .call(
-            Method::GET,
-            &format!("/v2/team/app/blobs/{digest}"),
-            &[("range", "bytes=6-99999999999999999999")],
-            b"",
-        )
-        .await;
+    let to_the_end = ranged("bytes=6-99999999999999999999").await;
     assert_eq!(to_the_end.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(&to_the_end.body[..], &data[6..]);
 
