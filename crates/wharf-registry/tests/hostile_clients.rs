@@ -943,8 +943,9 @@ async fn python_keep_alive_client_survives_early_answers_in_both_auth_modes() {
     outside_client_passes_in_both_auth_modes("python3", &[script.as_os_str()], &[], GUARD).await;
 }
 
-/// Node's two HTTP clients: `node:http` on one keep-alive socket, and `fetch` (undici) with
-/// buffered and streamed bodies (`node` from Debian's nodejs).
+/// Node's HTTP clients: `node:http` on one keep-alive socket, `fetch` (undici) with buffered
+/// and streamed bodies, and `node:http2` on one cleartext HTTP/2 session (`node` from Debian's
+/// nodejs).
 async fn node_keep_alive_clients_survive_early_answers_in_both_auth_modes() {
     installed("node", "nodejs");
     let script = client("keepalive_after_401.mjs");

@@ -1,9 +1,10 @@
-// Two keep-alive clients that are not ours, Node's: `node:http` with a one-socket keep-alive
-// agent, and the global `fetch` (undici, another HTTP/1.1 implementation), against wharf's
-// registry. The same steps as keepalive_after_401.py: for each body size, start an upload with
+// Three clients that are not ours, Node's: `node:http` with a one-socket keep-alive agent, the
+// global `fetch` (undici, another HTTP/1.1 implementation), and `node:http2` on one cleartext
+// HTTP/2 session (prior knowledge, as wharf serves it without TLS), against wharf's registry. The same steps as keepalive_after_401.py: for each body size, start an upload with
 // credentials, PUT the body without credentials (401 expected), then again with credentials
 // (201 expected); fetch also sends a streamed body (no Content-Length, chunked), which it cannot
-// send twice, so a connection the server left unusable shows as a failed next request.
+// send twice, so a connection the server left unusable shows as a failed next request. Over
+// HTTP/2 an early answer ends one stream, never the session the next requests use.
 // Then 404, 400 and 413 answers to requests with bodies, each followed by a request.
 //
 // usage: node keepalive_after_401.mjs HOST:PORT basic|token USER PASSWORD
@@ -11,6 +12,7 @@
 
 import { createHash } from "node:crypto";
 import http from "node:http";
+import http2 from "node:http2";
 
 const [addr, mode, user, password] = process.argv.slice(2);
 const base = `http://${addr}`;
@@ -128,6 +130,40 @@ async function main() {
       expect(await fetched("GET", "/v2/", null, auth, false), 200, `fetch: ${mode} GET /v2/ after it`);
     }
   }
+
+  // node:http2: every request a stream of one session, which must outlive the early answers.
+  const session = http2.connect(base);
+  let sessionError = null;
+  session.on("error", (error) => {
+    sessionError = error;
+  });
+  const streamed = (method, path, body, headers) =>
+    new Promise((resolve, reject) => {
+      const length = body ? { "content-length": body.length } : {};
+      const request = session.request({ ":method": method, ":path": path, ...headers, ...length });
+      let answer = { status: 0, headers: {} };
+      const parts = [];
+      request.on("response", (h) => {
+        answer = { status: h[":status"], headers: { connection: "h2", location: h.location } };
+      });
+      request.on("data", (part) => parts.push(part));
+      request.on("end", () => resolve({ ...answer, data: Buffer.concat(parts) }));
+      request.on("error", (error) => reject(new Error(`${method} ${path} over HTTP/2: ${error.message}`)));
+      request.setTimeout(20000, () => request.close(http2.constants.NGHTTP2_CANCEL));
+      request.end(body ?? undefined);
+    });
+  for (const size of sizes) {
+    const body = pattern(size);
+    const started = await streamed("POST", `/v2/${repo}/blobs/uploads/`, null, auth);
+    expect(started, 202, `http2: ${mode} start upload for ${size} B`);
+    const put = putPath(started.headers.location, body);
+    expect(await streamed("PUT", put, body, plain), 401, `http2: ${mode} PUT ${size} B without credentials`);
+    expect(await streamed("PUT", put, body, { ...plain, ...auth }), 201, `http2: ${mode} PUT ${size} B again with credentials`);
+  }
+  expect(await streamed("PATCH", `/v2/${repo}/blobs/uploads/nosuchsession`, pattern(300 * 1024), auth), 404, `http2: ${mode} PATCH to an unknown session`);
+  expect(await streamed("GET", "/v2/", null, auth), 200, `http2: ${mode} GET /v2/ after the 404`);
+  session.close();
+  if (sessionError) throw new Error(`the HTTP/2 session failed: ${sessionError.message}`);
   console.log("all ok");
 }
 
