@@ -952,6 +952,15 @@ async fn node_keep_alive_clients_survive_early_answers_in_both_auth_modes() {
     outside_client_passes_in_both_auth_modes("node", &[script.as_os_str()], &[], GUARD).await;
 }
 
+/// HTTP/2 "rapid reset" (CVE-2023-44487) from Node's `node:http2`: 20,000 streams opened and
+/// cancelled at once on one session end that session (GOAWAY), and the server still answers
+/// another client.
+async fn an_http2_rapid_reset_flood_ends_that_session_and_others_are_served() {
+    installed("node", "nodejs");
+    let script = client("h2_rapid_reset.mjs");
+    outside_client_passes_in_both_auth_modes("node", &[script.as_os_str()], &[], GUARD).await;
+}
+
 /// Go's net/http, the client of containerd, ORAS, crane and the OCI conformance suite: the
 /// client the issue saw break after a 401 (`go` from Debian's golang-go, run with `go run`).
 async fn go_keep_alive_client_survives_early_answers_in_both_auth_modes() {
@@ -988,4 +997,5 @@ on_each_backend!(
     python_keep_alive_client_survives_early_answers_in_both_auth_modes,
     go_keep_alive_client_survives_early_answers_in_both_auth_modes,
     node_keep_alive_clients_survive_early_answers_in_both_auth_modes,
+    an_http2_rapid_reset_flood_ends_that_session_and_others_are_served,
 );
