@@ -12,8 +12,10 @@ need_pkgs=()
 # iproute2: the sandbox brings up loopback in a job's network namespace; util-linux (setpriv) is essential.
 # ceph-mon ceph-osd radosgw ceph-common: a real S3 (Ceph's RADOS gateway on a memstore cluster on
 # loopback) for the registry's S3 storage tier (crates/wharf-testkit/src/rgw.rs); haproxy and
-# nginx-light: replicas behind a load balancer; containerd: its ctr CLI as a registry client; nodejs: Node's http and fetch as registry clients; python3-venv: moto's virtualenv below; tar and zstd: a
-# cache archive made by tools wharf did not write (GNU tar --zstd).
+# nginx-light: replicas behind a load balancer; containerd: its ctr CLI as a registry client;
+# nodejs: Node's http, fetch and http2 as registry clients (and an HTTP/2 rapid-reset flood);
+# python3-venv: moto's virtualenv below; tar and zstd: a cache archive made by tools wharf did
+# not write (GNU tar --zstd).
 for pkg in docker.io containerd docker-registry skopeo podman busybox-static apache2-utils python3 python3-venv nodejs golang-go git curl ca-certificates iproute2 uidmap ceph-mon ceph-osd radosgw ceph-common haproxy nginx-light tar zstd; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_pkgs+=("$pkg")
 done
