@@ -7,6 +7,11 @@
 //! - The reaper closes a connection whose request head takes longer than the header timeout, and
 //!   one without traffic and without a request in progress for the idle timeout (hyper has no
 //!   idle timeout, and its header timeout would also cut idle keep-alive connections short).
+//!   It also closes a busy one whose client has stopped reading an answer for the idle timeout
+//!   (nginx's `send_timeout`): an answer body that handed hyper a frame and was not asked for
+//!   the next one since, because the client's TCP window (HTTP/1.1) or its stream's flow-control
+//!   window (HTTP/2) is shut. Without this, a client that requested `max_connections` blobs
+//!   and read none of them held every connection for good, and the registry refused everyone.
 //! - [`AcceptBackoff`]: accept errors (out of file descriptors) wait 10 ms doubling to 1 s and
 //!   are logged once, then at most every 10 s with a count, instead of spinning and flooding.
 
@@ -40,6 +45,9 @@ pub struct Connection {
     streaming: AtomicUsize,
     http2: AtomicBool,
     close: CancellationToken,
+    /// The answer bodies being sent: when each last handed hyper a frame that hyper has not
+    /// come back for (0: none owed). See the module docs.
+    answers: Mutex<Vec<std::sync::Weak<AtomicU64>>>,
 }
 
 impl Connection {
@@ -104,10 +112,35 @@ impl Connection {
         }
     }
 
+    /// Registers an answer body's "frame owed since" mark (see the module docs).
+    fn track_answer(&self) -> Arc<AtomicU64> {
+        let owed = Arc::new(AtomicU64::new(0));
+        let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        // Bodies of earlier requests on a keep-alive connection are gone: forget them here, so
+        // the list holds about as many entries as answers in flight.
+        answers.retain(|a| a.strong_count() > 0);
+        answers.push(Arc::downgrade(&owed));
+        owed
+    }
+
+    /// The oldest time an answer body has been waiting for hyper to ask for its next frame.
+    fn oldest_unread_answer(&self) -> Option<u64> {
+        let answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+        answers
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .map(|owed| owed.load(Ordering::Acquire))
+            .filter(|&since| since != 0)
+            .min()
+    }
+
     /// Why the reaper should close this connection now, if it should.
     fn overdue(&self, now: u64, header_timeout: u64, idle_timeout: u64) -> Option<&'static str> {
         if self.busy() {
-            return None;
+            let stalled = self
+                .oldest_unread_answer()
+                .is_some_and(|since| now.saturating_sub(since) > idle_timeout);
+            return stalled.then_some("the client stopped reading the answer");
         }
         let head = self.head_started.load(Ordering::Acquire);
         if head != 0
@@ -233,6 +266,7 @@ impl ConnectionTable {
             streaming: AtomicUsize::new(0),
             http2: AtomicBool::new(false),
             close: CancellationToken::new(),
+            answers: Mutex::new(Vec::new()),
         });
         conn.on_write();
         open.insert(id, conn.clone());
@@ -412,18 +446,39 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for TrackedIo<T> {
     }
 }
 
-/// A response body that keeps its connection counted as busy until it is dropped.
+/// The most an answer body hands hyper at once. hyper asks for the next frame once it has room
+/// for it, so a client must read this much per idle timeout to count as reading: 64 KiB a
+/// minute by default, about 1 KB/s (a blob file is read in 512 KiB pieces).
+const ANSWER_FRAME_MAX: usize = 64 * 1024;
+
+/// A response body that keeps its connection counted as busy until it is dropped, and tells
+/// the reaper when hyper stops asking it for frames (the client stopped reading).
 pub struct GuardedBody {
     inner: Body,
-    _guard: ActivityGuard,
+    guard: ActivityGuard,
+    /// When this body last handed hyper a frame that hyper has not come back for (0: none).
+    owed_since: Arc<AtomicU64>,
+    /// The rest of a data frame larger than [`ANSWER_FRAME_MAX`], handed out next.
+    rest: Bytes,
 }
 
 impl GuardedBody {
     pub fn new(inner: Body, guard: ActivityGuard) -> GuardedBody {
+        let owed_since = guard.conn.track_answer();
         GuardedBody {
             inner,
-            _guard: guard,
+            guard,
+            owed_since,
+            rest: Bytes::new(),
         }
+    }
+
+    /// At most [`ANSWER_FRAME_MAX`] bytes of `data`, the rest kept for the next poll.
+    fn slice(&mut self, mut data: Bytes) -> Frame<Bytes> {
+        if data.len() > ANSWER_FRAME_MAX {
+            self.rest = data.split_off(ANSWER_FRAME_MAX);
+        }
+        Frame::data(data)
     }
 }
 
@@ -435,15 +490,41 @@ impl HttpBody for GuardedBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        // Asked again: whatever was handed out was taken. A body waiting for its own data (a
+        // pull-through download) owes nothing and is never the client's stall.
+        self.owed_since.store(0, Ordering::Release);
+        let polled = if self.rest.is_empty() {
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => Poll::Ready(Some(Ok(self.slice(data)))),
+                    Err(other) => Poll::Ready(Some(Ok(other))),
+                },
+                other => other,
+            }
+        } else {
+            let rest = std::mem::take(&mut self.rest);
+            Poll::Ready(Some(Ok(self.slice(rest))))
+        };
+        if let Poll::Ready(Some(Ok(_))) = &polled {
+            let now = self.guard.conn.now();
+            self.owed_since.store(now, Ordering::Release);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.rest.is_empty() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        let inner = self.inner.size_hint();
+        let rest = self.rest.len() as u64;
+        let mut hint = SizeHint::new();
+        hint.set_lower(inner.lower() + rest);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
 }
 
@@ -547,6 +628,72 @@ mod tests {
         assert_eq!(table.reap(), 1);
         assert!(idle.closed().is_cancelled());
         assert!(!busy.closed().is_cancelled());
+    }
+
+    #[test]
+    fn reaper_closes_a_busy_connection_whose_client_stopped_reading_its_answer() {
+        let table = ConnectionTable::new(10, Duration::from_secs(10), Duration::from_millis(60));
+        let (_, reading) = admitted(table.admit(peer(1)));
+        let (_, stalled) = admitted(table.admit(peer(2)));
+        let (_, waiting) = admitted(table.admit(peer(3)));
+        let body = || {
+            Body::from_stream(futures_util::stream::iter(
+                (0..3).map(|_| Ok::<_, io::Error>(Bytes::from_static(b"frame"))),
+            ))
+        };
+        let mut read_on = GuardedBody::new(body(), reading.begin_response());
+        let mut never_asked_again = GuardedBody::new(body(), stalled.begin_response());
+        // Its own data has not come (an upstream's): nothing is owed, however long it takes.
+        let mut still_coming = GuardedBody::new(
+            Body::from_stream(futures_util::stream::pending::<Result<Bytes, io::Error>>()),
+            waiting.begin_response(),
+        );
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut poll = |b: &mut GuardedBody| Pin::new(b).poll_frame(&mut cx).is_ready();
+        assert!(poll(&mut read_on));
+        assert!(poll(&mut never_asked_again));
+        assert!(!poll(&mut still_coming));
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(poll(&mut read_on), "the reading client's next frame");
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(table.reap(), 1);
+        assert!(
+            stalled.closed().is_cancelled(),
+            "no frame asked for in 80 ms"
+        );
+        assert!(!reading.closed().is_cancelled());
+        assert!(!waiting.closed().is_cancelled());
+    }
+
+    #[test]
+    fn answer_frames_are_handed_out_in_bounded_slices_and_add_up() {
+        let table = ConnectionTable::new(10, Duration::from_secs(10), Duration::from_secs(60));
+        let (_, conn) = admitted(table.admit(peer(1)));
+        let whole: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let parts = vec![
+            Bytes::from(whole[..200_000].to_vec()),
+            Bytes::from(whole[200_000..].to_vec()),
+        ];
+        let inner = Body::from_stream(futures_util::stream::iter(
+            parts.into_iter().map(Ok::<_, io::Error>),
+        ));
+        let mut body = GuardedBody::new(inner, conn.begin_response());
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut received = Vec::new();
+        loop {
+            match Pin::new(&mut body).poll_frame(&mut cx) {
+                Poll::Ready(Some(frame)) => {
+                    let data = frame.expect("frame").into_data().expect("data");
+                    assert!(data.len() <= ANSWER_FRAME_MAX, "{}", data.len());
+                    received.extend_from_slice(&data);
+                }
+                Poll::Ready(None) => break,
+                Poll::Pending => panic!("a ready stream's body waits"),
+            }
+        }
+        assert_eq!(received, whole);
     }
 
     #[test]

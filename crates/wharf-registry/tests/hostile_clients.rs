@@ -428,6 +428,125 @@ async fn a_flood_of_silent_sockets_does_not_lock_legitimate_clients_out() {
     drop(flood);
 }
 
+/// Regression: a client that requested `max_connections` blobs and read none of them held
+/// every connection for good (each busy sending an answer), and the registry refused everyone
+/// else. An answer the client stops reading for the idle timeout now closes its connection,
+/// as nginx's `send_timeout` does.
+async fn a_client_that_stops_reading_its_downloads_does_not_lock_others_out() {
+    let s = server_for_stalled_downloads().await;
+    let auth = basic("alice", ALICE_PW);
+    let blob = pushed_blob(&s, &auth).await;
+    let digest = wharf_registry::names::Digest::of(&blob).to_string();
+
+    let mut stalled = Vec::new();
+    for _ in 0..4 {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut conn = socket.connect(s.addr).await.unwrap();
+        let head = format!(
+            "GET /v2/team/app/blobs/{digest} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let mut start = [0u8; 64];
+        let n = conn.read(&mut start).await.unwrap();
+        assert!(
+            start[..n].starts_with(b"HTTP/1.1 200"),
+            "{:?}",
+            String::from_utf8_lossy(&start[..n])
+        );
+        stalled.push(conn);
+    }
+    // Past the idle timeout (1 s) and the reaper's next round.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    for i in 0..3 {
+        let (status, body) = request(s.addr, "GET", "/v2/", Some(&auth), b"").await;
+        assert_eq!(status, 200, "another client, request {i}: {body}");
+    }
+    // Each stalled answer was cut: what the kernel had buffered, then the end.
+    for mut conn in stalled {
+        let mut received = 0usize;
+        let mut buf = vec![0u8; 1 << 16];
+        let read_all = tokio::time::timeout(GUARD, async {
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => received += n,
+                }
+            }
+        });
+        read_all
+            .await
+            .expect("the server closed the stalled connection");
+        assert!(
+            received < blob.len(),
+            "the whole blob came after all ({received} bytes)"
+        );
+    }
+}
+
+/// A server for the stalled-download tests: 4 connections at most, an idle timeout of 1 s, and
+/// blobs streamed through the registry on S3 too (not redirected).
+async fn server_for_stalled_downloads() -> Server {
+    server_configured("basic", |config| {
+        config.limits = LimitsConfig {
+            max_connections: 4,
+            idle_timeout: Duration::from_secs(1),
+            ..LimitsConfig::default()
+        };
+        config.storage.redirect = false;
+    })
+    .await
+}
+
+/// Pushes a 16 MiB blob to `team/app`; returns its bytes.
+async fn pushed_blob(s: &Server, auth: &str) -> Vec<u8> {
+    let blob: Vec<u8> = (0..16u32 << 20).map(|i| (i % 251) as u8).collect();
+    let digest = wharf_registry::names::Digest::of(&blob);
+    let (status, body) = request(
+        s.addr,
+        "POST",
+        &format!("/v2/team/app/blobs/uploads/?digest={digest}"),
+        Some(auth),
+        &blob,
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    blob
+}
+
+/// [`a_client_that_stops_reading_its_downloads_does_not_lock_others_out`] over HTTP/2, where
+/// the stall is a stream's flow-control window, not the socket (Node's `node:http2`).
+async fn http2_downloads_a_client_stops_reading_do_not_lock_others_out() {
+    installed("node", "nodejs");
+    let s = server_for_stalled_downloads().await;
+    let auth = basic("alice", ALICE_PW);
+    let blob = pushed_blob(&s, &auth).await;
+    let digest = wharf_registry::names::Digest::of(&blob).to_string();
+    let run = tokio::process::Command::new("node")
+        .arg(client("h2_stalled_downloads.mjs"))
+        .args([
+            &s.addr.to_string(),
+            "alice",
+            ALICE_PW,
+            "team/app",
+            &digest,
+            "4",
+            "2500",
+        ])
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(GUARD, run)
+        .await
+        .expect("the node client finishes")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("all ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 async fn upload_sessions_are_capped_per_subject_and_per_repository() {
     let s = server(
         "basic",
@@ -987,6 +1106,8 @@ on_each_backend!(
     a_large_paced_chunk_that_stalls_mid_way_ends_at_the_idle_timeout_and_resumes,
     idle_keep_alive_connections_are_closed_but_not_before_the_idle_timeout,
     a_flood_of_silent_sockets_does_not_lock_legitimate_clients_out,
+    a_client_that_stops_reading_its_downloads_does_not_lock_others_out,
+    http2_downloads_a_client_stops_reading_do_not_lock_others_out,
     upload_sessions_are_capped_per_subject_and_per_repository,
     finished_and_cancelled_sessions_make_room_again,
     passwords_past_72_bytes_never_log_in_on_any_path,
