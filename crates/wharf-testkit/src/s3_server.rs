@@ -156,7 +156,7 @@ pub(crate) fn daemon(log: &Path, bin: &str, args: &[&str], packages: &str) -> Re
 
 /// Waits until `child`, started as `server`, listens on 127.0.0.1:`port`. An error with
 /// `output()` (its logs) if it exits first or `timeout` passes.
-pub(crate) fn wait_listening(
+pub fn wait_listening(
     server: &'static str,
     child: &mut Child,
     port: u16,

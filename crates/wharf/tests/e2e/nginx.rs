@@ -8,7 +8,7 @@ use crate::registry::{
 };
 use crate::support::*;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The `http` block README shows: nginx on `port` over `backends`, passing the client's address
 /// in `X-Forwarded-For` (the replicas list nginx in `trusted_proxies`).
@@ -52,7 +52,7 @@ impl Nginx {
         );
         let file = dir.path().join("nginx.conf");
         std::fs::write(&file, config).unwrap();
-        let child = Command::new("nginx")
+        let mut child = Command::new("nginx")
             .arg("-c")
             .arg(&file)
             .arg("-p")
@@ -62,15 +62,10 @@ impl Nginx {
             .stderr(Stdio::null())
             .spawn()
             .expect("nginx (Debian package nginx-light)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "nginx did not listen: {}",
-                std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wharf_testkit::wait_listening("nginx", &mut child, port, Duration::from_secs(10), || {
+            std::fs::read_to_string(dir.path().join("error.log")).unwrap_or_default()
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
         Nginx {
             child,
             port,

@@ -810,7 +810,7 @@ impl RoundRobin {
         let port = wharf_testkit::free_port().unwrap();
         let file = dir.path().join("haproxy.cfg");
         std::fs::write(&file, config(port)).unwrap();
-        let child = Command::new("haproxy")
+        let mut child = Command::new("haproxy")
             .arg("-db")
             .arg("-f")
             .arg(&file)
@@ -819,11 +819,16 @@ impl RoundRobin {
             .stderr(Stdio::null())
             .spawn()
             .expect("haproxy (Debian package haproxy)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "haproxy did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // Its output goes nowhere: `-db` keeps it in the foreground, and the tests read the
+        // replicas' logs instead.
+        wharf_testkit::wait_listening(
+            "haproxy",
+            &mut child,
+            port,
+            Duration::from_secs(10),
+            String::new,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         RoundRobin {
             child,
             port,
