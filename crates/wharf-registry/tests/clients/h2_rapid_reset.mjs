@@ -7,6 +7,7 @@
 // answering.
 
 import http2 from "node:http2";
+import { versionCheckStatus } from "./h2_version_check.mjs";
 
 const [addr, , user, password] = process.argv.slice(2);
 const base = `http://${addr}`;
@@ -40,26 +41,13 @@ const flood = () =>
     }, 10000);
   });
 
-const check = () =>
-  new Promise((resolve, reject) => {
-    const session = http2.connect(base);
-    session.on("error", reject);
-    const request = session.request({ ":path": "/v2/", authorization: basic });
-    request.on("response", (h) => {
-      resolve(h[":status"]);
-      session.close();
-    });
-    request.on("error", reject);
-    request.end();
-  });
-
 const seen = await flood();
 console.log(`flood: ${seen.opened} streams opened, GOAWAY ${seen.goaway}, closed by the server: ${seen.closed}`);
 if (seen.goaway === null && !seen.closed) {
   console.log("FAIL: the flooding session was neither sent GOAWAY nor closed");
   process.exit(1);
 }
-const status = await check();
+const status = await versionCheckStatus(base, basic);
 console.log(`another session afterwards: ${status}`);
 // The version check takes a Basic login in both modes (`mode` changes nothing here).
 if (status !== 200) {

@@ -8,6 +8,7 @@
 // Prints what happened; exits non-zero on a failure.
 
 import http2 from "node:http2";
+import { versionCheckStatus } from "./h2_version_check.mjs";
 
 const [addr, user, password, repository, digest, count, waitMs] = process.argv.slice(2);
 const base = `http://${addr}`;
@@ -41,17 +42,7 @@ if (open > 0) {
   console.log("FAIL: a session whose download stalled was left open");
   process.exit(1);
 }
-const status = await new Promise((resolve, reject) => {
-  const session = http2.connect(base);
-  session.on("error", reject);
-  const request = session.request({ ":path": "/v2/", authorization: auth });
-  request.on("response", (h) => {
-    resolve(h[":status"]);
-    session.close();
-  });
-  request.on("error", reject);
-  request.end();
-});
+const status = await versionCheckStatus(base, auth);
 console.log(`another client afterwards: ${status}`);
 if (status !== 200) {
   console.log("FAIL: another client is not served");
