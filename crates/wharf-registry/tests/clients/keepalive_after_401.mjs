@@ -77,15 +77,22 @@ async function main() {
   const plain = { "Content-Type": "application/octet-stream" };
   const sizes = [0, 2000, 300 * 1024, 1024 * 1024, 8 * 1024 * 1024];
 
+  // For each size, with `send` (one client): start an upload, PUT the body without
+  // credentials (401), then again with them (201); then `after`, if given.
+  const uploadsAfterA401 = async (label, send, sizes, after) => {
+    for (const size of sizes) {
+      const body = pattern(size);
+      const started = await send("POST", `/v2/${repo}/blobs/uploads/`, null, auth);
+      expect(started, 202, `${label}: ${mode} start upload for ${size} B`);
+      const put = putPath(started.headers.location, body);
+      expect(await send("PUT", put, body, plain), 401, `${label}: ${mode} PUT ${size} B without credentials`);
+      expect(await send("PUT", put, body, { ...plain, ...auth }), 201, `${label}: ${mode} PUT ${size} B again with credentials`);
+      if (after) await after(label);
+    }
+  };
+
   // node:http, one socket.
-  for (const size of sizes) {
-    const body = pattern(size);
-    const started = await exchange("POST", `/v2/${repo}/blobs/uploads/`, null, auth);
-    expect(started, 202, `http: ${mode} start upload for ${size} B`);
-    const put = putPath(started.headers.location, body);
-    expect(await exchange("PUT", put, body, plain), 401, `http: ${mode} PUT ${size} B without credentials`);
-    expect(await exchange("PUT", put, body, { ...plain, ...auth }), 201, `http: ${mode} PUT ${size} B again with credentials`);
-  }
+  await uploadsAfterA401("http", exchange, sizes);
   for (const size of [2000, 300 * 1024]) {
     const body = Buffer.alloc(size, "x");
     expect(await exchange("PATCH", `/v2/${repo}/blobs/uploads/nosuchsession`, body, auth), 404, `http: ${mode} PATCH ${size} B to an unknown session`);
@@ -119,16 +126,10 @@ async function main() {
     return { status: response.status, headers: { connection: response.headers.get("connection"), location: response.headers.get("location") }, data };
   };
   for (const streamed of [false, true]) {
-    const how = streamed ? "streamed" : "buffered";
-    for (const size of sizes.filter((s) => s > 0)) {
-      const body = pattern(size);
-      const started = await fetched("POST", `/v2/${repo}/blobs/uploads/`, null, auth, false);
-      expect(started, 202, `fetch: ${mode} start upload for ${size} B`);
-      const put = putPath(started.headers.location, body);
-      expect(await fetched("PUT", put, body, plain, streamed), 401, `fetch: ${mode} PUT ${size} B ${how} without credentials`);
-      expect(await fetched("PUT", put, body, { ...plain, ...auth }, streamed), 201, `fetch: ${mode} PUT ${size} B ${how} again with credentials`);
-      expect(await fetched("GET", "/v2/", null, auth, false), 200, `fetch: ${mode} GET /v2/ after it`);
-    }
+    const label = `fetch, ${streamed ? "streamed" : "buffered"}`;
+    const send = (method, path, body, headers) => fetched(method, path, body, headers, streamed);
+    const versionCheck = async () => expect(await fetched("GET", "/v2/", null, auth, false), 200, `${label}: ${mode} GET /v2/ after it`);
+    await uploadsAfterA401(label, send, sizes.filter((s) => s > 0), versionCheck);
   }
 
   // node:http2: every request a stream of one session, which must outlive the early answers.
@@ -152,14 +153,7 @@ async function main() {
       request.setTimeout(20000, () => request.close(http2.constants.NGHTTP2_CANCEL));
       request.end(body ?? undefined);
     });
-  for (const size of sizes) {
-    const body = pattern(size);
-    const started = await streamed("POST", `/v2/${repo}/blobs/uploads/`, null, auth);
-    expect(started, 202, `http2: ${mode} start upload for ${size} B`);
-    const put = putPath(started.headers.location, body);
-    expect(await streamed("PUT", put, body, plain), 401, `http2: ${mode} PUT ${size} B without credentials`);
-    expect(await streamed("PUT", put, body, { ...plain, ...auth }), 201, `http2: ${mode} PUT ${size} B again with credentials`);
-  }
+  await uploadsAfterA401("http2", streamed, sizes);
   expect(await streamed("PATCH", `/v2/${repo}/blobs/uploads/nosuchsession`, pattern(300 * 1024), auth), 404, `http2: ${mode} PATCH to an unknown session`);
   expect(await streamed("GET", "/v2/", null, auth), 200, `http2: ${mode} GET /v2/ after the 404`);
   session.close();
