@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
+use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode};
 use wharf_registry::auth::{
     Access, Action, AllowAll, AuthErrorCode, AuthOutcome, Authorizer, Identity, ResourceKind,
@@ -14,6 +15,9 @@ use wharf_registry::auth::{
 mod common;
 
 use common::*;
+use wharf_registry::names::{Digest, RepoName};
+use wharf_registry::services::Limits;
+use wharf_registry::services::Registry;
 
 async fn ping_answers_with_the_api_version() {
     let reg = registry();
@@ -738,6 +742,76 @@ async fn cross_repository_mount() {
     assert_eq!(r.code(), "NAME_INVALID");
 }
 
+/// A mount without `from` may be sent by anyone allowed to push, and its search for a source
+/// repository must not cost a storage call per repository (on S3 each is a request): with 400
+/// repositories, the search stops within its budget, and the mount is an ordinary upload when
+/// it found no source within it.
+async fn a_mount_without_from_looks_through_a_bounded_number_of_repositories() {
+    let reg = registry();
+    // Listed first and walked last (the walk takes the last name listed first).
+    let digest = reg.push_blob("aaa/holder", b"the shared layer").await;
+    let other = Digest::parse(&digest_of(b"another layer")).expect("digest");
+    for i in 0..400 {
+        let repo = RepoName::parse(&format!("filler/r{i:03}")).expect("name");
+        reg.storage
+            .meta_put(
+                &format!("repositories/{repo}/_layers/sha256/{}", other.hex()),
+                Bytes::from(other.to_string()),
+            )
+            .await
+            .expect("link");
+    }
+    let counting = Arc::new(common::interposed::interposed(
+        reg.storage.clone(),
+        &other,
+        None,
+    ));
+    let mut state = wharf_registry::app_state(&reg.config, Arc::new(AllowAll)).expect("state");
+    state.registry = Arc::new(Registry::new(counting.clone(), Limits::default()));
+    let app = wharf_registry::router(state, axum::Router::new());
+
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/v2/dst/blobs/uploads/?mount={digest}"),
+        &[],
+        Body::empty(),
+    )
+    .await;
+    let lookups = counting
+        .meta_lookups
+        .load(std::sync::atomic::Ordering::SeqCst);
+    // 256 for the search, a few for the mount or the upload session.
+    assert!(
+        lookups <= 270,
+        "a mount without `from` made {lookups} lookups"
+    );
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "no source within the budget"
+    );
+    assert!(r.header("location").starts_with("/v2/dst/blobs/uploads/"));
+
+    // With `from`, the same mount looks at that repository only.
+    counting
+        .meta_lookups
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let r = send(
+        &app,
+        Method::POST,
+        &format!("/v2/dst/blobs/uploads/?mount={digest}&from=aaa/holder"),
+        &[],
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let lookups = counting
+        .meta_lookups
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(lookups <= 10, "a mount with `from` made {lookups} lookups");
+}
+
 /// Records what was asked, refuses anything touching `secret/` and anonymous requests.
 #[derive(Default)]
 struct Recorder {
@@ -930,6 +1004,7 @@ on_each_backend!(
     deletes_of_tags_manifests_and_blobs,
     referrers_with_subject_and_artifact_type_filter,
     cross_repository_mount,
+    a_mount_without_from_looks_through_a_bounded_number_of_repositories,
     every_request_is_authorized_with_the_scopes_it_implies,
     metrics_count_requests,
 );

@@ -11,6 +11,7 @@ use super::reply::{DOCKER_CONTENT_DIGEST, Empty, hv};
 use crate::auth::{Action, AuthOutcome, Identity};
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
+use crate::services::tags::RepoWalk;
 
 const DOCKER_UPLOAD_UUID: HeaderName = HeaderName::from_static("docker-upload-uuid");
 
@@ -125,8 +126,16 @@ pub(super) async fn session(
     }
 }
 
+/// How many storage calls (folder listings and link checks) a mount without `from` may spend
+/// looking for a repository that holds the blob: about 128 repositories. Any client allowed to
+/// push may send such mounts, so their cost must not grow with the number of repositories (on S3
+/// each call is a request). Clients that know the source send `from` (docker, podman, skopeo,
+/// containerd), and a mount that finds none is an ordinary upload, as the spec allows.
+const AUTO_MOUNT_STORAGE_CALLS: usize = 256;
+
 /// Cross-repository mount. With `from`, the caller must be allowed to pull from it; without,
-/// any repository holding the blob that the caller may pull from will do.
+/// any repository holding the blob that the caller may pull from will do, among those a bounded
+/// search reaches (`AUTO_MOUNT_STORAGE_CALLS`).
 async fn try_mount(
     call: &Call<'_>,
     target: &RepoName,
@@ -137,26 +146,34 @@ async fn try_mount(
     if registry.has_blob(target, digest).await? {
         return Ok(true);
     }
-    let candidates = match from {
-        Some(from) => vec![from],
-        None => registry.repos_with_blob(digest).await?,
-    };
-    for source in candidates {
-        if source == *target {
-            continue;
-        }
-        let allowed = matches!(
-            call.state
-                .authorizer
-                .authorize(call.headers(), &[repo_access(&source, &[Action::Pull])])
-                .await,
-            AuthOutcome::Allowed(_)
-        );
-        if allowed && registry.mount_blob(target, digest, &source).await? {
+    if let Some(source) = from {
+        return Ok(source != *target
+            && may_pull(call, &source).await
+            && registry.mount_blob(target, digest, &source).await?);
+    }
+    if registry.storage().blob_info(digest).await?.is_none() {
+        return Ok(false);
+    }
+    let mut walk = RepoWalk::with_budget(AUTO_MOUNT_STORAGE_CALLS);
+    while let Some(source) = registry.next_repo_with_blob(&mut walk, digest).await? {
+        if source != *target
+            && may_pull(call, &source).await
+            && registry.mount_blob(target, digest, &source).await?
+        {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+async fn may_pull(call: &Call<'_>, repo: &RepoName) -> bool {
+    matches!(
+        call.state
+            .authorizer
+            .authorize(call.headers(), &[repo_access(repo, &[Action::Pull])])
+            .await,
+        AuthOutcome::Allowed(_)
+    )
 }
 
 /// Whom an upload session is counted against: the user, else the client's address.

@@ -2,6 +2,7 @@
 
 use crate::error::RegistryError;
 use crate::names::{Digest, RepoName};
+use crate::services::tags::RepoWalk;
 use crate::services::{Registry, keys};
 use crate::storage::{ByteStream, ObjectInfo, StorageError};
 
@@ -97,26 +98,31 @@ impl Registry {
             && self.storage.blob_info(digest).await?.is_some())
     }
 
-    /// Repositories holding `digest` as a blob: the candidates for a mount without `from`.
-    pub async fn repos_with_blob(&self, digest: &Digest) -> Result<Vec<RepoName>, RegistryError> {
-        if self.storage.blob_info(digest).await?.is_none() {
-            return Ok(Vec::new());
-        }
-        let mut out = Vec::new();
-        for name in self.catalog().await? {
+    /// The next repository of `walk` that holds `digest` as a blob: a candidate source for a
+    /// mount without `from`. Each link checked is charged to the walk's budget, like its
+    /// listings, so the search ends when the budget is spent.
+    pub async fn next_repo_with_blob(
+        &self,
+        walk: &mut RepoWalk,
+        digest: &Digest,
+    ) -> Result<Option<RepoName>, RegistryError> {
+        while let Some(name) = walk.next(self).await? {
             let Ok(repo) = RepoName::parse(&name) else {
                 continue;
             };
+            if !walk.spend() {
+                return Ok(None);
+            }
             if self
                 .storage
                 .meta_info(&keys::layer_link(&repo, digest))
                 .await?
                 .is_some()
             {
-                out.push(repo);
+                return Ok(Some(repo));
             }
         }
-        Ok(out)
+        Ok(None)
     }
 }
 

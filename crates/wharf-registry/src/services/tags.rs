@@ -67,18 +67,64 @@ impl Registry {
     /// Every repository name, sorted. A folder is a repository when it holds `_manifests` or
     /// `_layers`; names never contain components starting with `_`, so the two cannot collide.
     pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
+        let mut walk = RepoWalk::unbounded();
         let mut out = Vec::new();
-        let mut stack = vec![String::new()];
-        while let Some(prefix) = stack.pop() {
+        while let Some(name) = walk.next(self).await? {
+            out.push(name);
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// The repository names, one at a time and in no particular order: one storage listing per
+/// folder, made only when the walk gets there. A walk may be given a budget of storage calls
+/// (its own listings and whatever its user charges with [`RepoWalk::spend`]) and then ends when
+/// the budget is spent, so that a request may look through the repositories without its cost
+/// growing with their number.
+#[derive(Debug)]
+pub struct RepoWalk {
+    /// Folders still to list: "" is the root.
+    pending: Vec<String>,
+    calls_left: usize,
+}
+
+impl RepoWalk {
+    pub fn unbounded() -> Self {
+        Self::with_budget(usize::MAX)
+    }
+
+    pub fn with_budget(storage_calls: usize) -> Self {
+        Self {
+            pending: vec![String::new()],
+            calls_left: storage_calls,
+        }
+    }
+
+    /// Charges one storage call made on the walk's behalf; false when the budget is spent.
+    pub fn spend(&mut self) -> bool {
+        if self.calls_left == 0 {
+            return false;
+        }
+        self.calls_left -= 1;
+        true
+    }
+
+    /// The next repository name, or `None` when all were seen or the budget is spent.
+    pub async fn next(&mut self, registry: &Registry) -> Result<Option<String>, RegistryError> {
+        while let Some(prefix) = self.pending.pop() {
+            if !self.spend() {
+                self.pending.clear();
+                return Ok(None);
+            }
             let key = if prefix.is_empty() {
                 "repositories".to_string()
             } else {
                 format!("repositories/{prefix}")
             };
-            let children = self.storage.meta_list(&key).await?;
-            if !prefix.is_empty() && children.iter().any(|c| c == "_manifests" || c == "_layers") {
-                out.push(prefix.clone());
-            }
+            let children = registry.storage.meta_list(&key).await?;
+            let is_repo =
+                !prefix.is_empty() && children.iter().any(|c| c == "_manifests" || c == "_layers");
             for child in children.into_iter().filter(|c| !c.starts_with('_')) {
                 let name = if prefix.is_empty() {
                     child
@@ -87,12 +133,14 @@ impl Registry {
                 };
                 // Only descend into names that could be repositories (never `..` or odd files).
                 if RepoName::parse(&name).is_ok() {
-                    stack.push(name);
+                    self.pending.push(name);
                 }
             }
+            if is_repo {
+                return Ok(Some(prefix));
+            }
         }
-        out.sort();
-        Ok(out)
+        Ok(None)
     }
 }
 

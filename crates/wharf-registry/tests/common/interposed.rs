@@ -44,6 +44,8 @@ pub struct Interposed {
     pub upload_reads: AtomicUsize,
     /// Reads of `watched`'s gc flags that found one.
     pub flags_seen: AtomicUsize,
+    /// Metadata lookups of any kind (`meta_info`, `meta_list`): what walking the repositories costs.
+    pub meta_lookups: AtomicUsize,
 }
 
 impl Interposed {
@@ -184,6 +186,7 @@ impl Storage for Interposed {
         self.inner.meta_get(key).await
     }
     async fn meta_info(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
+        self.meta_lookups.fetch_add(1, Ordering::SeqCst);
         self.inner.meta_info(key).await
     }
     async fn meta_delete(&self, key: &str) -> Result<bool, StorageError> {
@@ -193,6 +196,7 @@ impl Storage for Interposed {
         self.inner.meta_delete(key).await
     }
     async fn meta_list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        self.meta_lookups.fetch_add(1, Ordering::SeqCst);
         let listed = self.inner.meta_list(prefix).await;
         if prefix.starts_with("_gc/")
             && prefix.contains(self.watched.hex())
@@ -217,5 +221,6 @@ pub fn interposed(inner: Arc<dyn Storage>, watched: &Digest, pause: Option<Pause
         flags_read: Arc::new(tokio::sync::Notify::new()),
         upload_reads: AtomicUsize::new(0),
         flags_seen: AtomicUsize::new(0),
+        meta_lookups: AtomicUsize::new(0),
     }
 }
