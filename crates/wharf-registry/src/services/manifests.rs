@@ -1,6 +1,8 @@
 //! Manifests: push (validated, with every referenced blob/manifest present), get, delete, and the
 //! referrers index fed by `subject`.
 
+use std::collections::HashSet;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
@@ -178,6 +180,13 @@ impl Registry {
             None => None,
         };
 
+        // A manifest may name one blob many times (a 4 MiB manifest holds about 28,000
+        // descriptors): each check below is several storage calls (on S3, requests, one a
+        // write), so each distinct descriptor is checked once.
+        let mut seen = HashSet::new();
+        blobs.retain(|blob| seen.insert(blob.clone()));
+        let mut seen = HashSet::new();
+        children.retain(|child| seen.insert(child.clone()));
         for (blob, size) in &blobs {
             // A gc running now (on any replica) either deleted the blob already, and this push
             // is refused, or keeps it (see `services::gc`).
