@@ -27,6 +27,7 @@
 //! secret_access_key = "..."
 //! redirect = true            # blob GET/HEAD answer 307 to a presigned URL (false: stream)
 //! redirect_expiry = "20m"
+//! max_upload_chunks = 10000  # chunks (PATCH requests) one upload may have on S3
 //!
 //! [[proxy]]                  # a pull-through cache: repositories under `prefix` mirror `upstream`
 //! prefix = "hub/"            # hub/library/node -> library/node upstream
@@ -248,6 +249,10 @@ pub struct StorageConfig {
     pub redirect: bool,
     #[serde(default = "twenty_minutes", deserialize_with = "duration")]
     pub redirect_expiry: Duration,
+    /// S3 only: the most chunks (PATCH requests with a body) one upload may have. Each append
+    /// lists the upload's chunks, so an upload of many tiny chunks would cost more with each.
+    #[serde(default = "ten_thousand")]
+    pub max_upload_chunks: usize,
 }
 
 impl Default for StorageConfig {
@@ -261,6 +266,7 @@ impl Default for StorageConfig {
             session_token: None,
             redirect: true,
             redirect_expiry: twenty_minutes(),
+            max_upload_chunks: ten_thousand(),
         }
     }
 }
@@ -395,6 +401,11 @@ fn optional_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Du
 fn twenty_minutes() -> Duration {
     Duration::from_secs(20 * 60)
 }
+/// S3's own limit of parts per multipart upload.
+fn ten_thousand() -> usize {
+    10_000
+}
+
 fn yes() -> bool {
     true
 }
@@ -446,6 +457,12 @@ impl Config {
                     proxy.prefix
                 )));
             }
+        }
+        if config.storage.max_upload_chunks == 0 {
+            return Err(parse_error(
+                "[storage] max_upload_chunks must be at least 1 (chunks one upload may have)"
+                    .to_string(),
+            ));
         }
         if let Some(base) = path.parent() {
             config.resolve_paths(base);
@@ -617,6 +634,10 @@ mod tests {
         .expect("valid");
         assert_eq!(c.storage.redirect_expiry, Duration::from_secs(300));
         assert!(c.storage.redirect);
+        assert_eq!(c.storage.max_upload_chunks, 10_000);
+        let e = Config::parse("[storage]\nmax_upload_chunks = 0\n", Path::new("r.toml"))
+            .expect_err("no chunks at all");
+        assert!(e.to_string().contains("max_upload_chunks"), "{e}");
         assert_eq!(
             c.storage.secret_access_key.as_ref().map(Secret::expose),
             Some("hunter2-very-secret")

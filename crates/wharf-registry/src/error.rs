@@ -132,7 +132,9 @@ impl RegistryError {
             E::Storage(StorageError::OffsetMismatch { .. }) => {
                 ("RANGE_INVALID", StatusCode::RANGE_NOT_SATISFIABLE)
             }
-            E::Storage(StorageError::Stream(_)) => ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST),
+            E::Storage(StorageError::Stream(_) | StorageError::TooManyChunks { .. }) => {
+                ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST)
+            }
             E::Storage(_) => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }

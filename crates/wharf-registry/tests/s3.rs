@@ -1159,18 +1159,25 @@ async fn a_failed_commit_never_shows_other_bytes_nor_deletes_a_concurrent_commit
             .await
             .expect("the second client's chunk");
 
-        // The late chunk lands after the commit listed the upload (its look at the blob's
-        // name comes next; an earlier look, before the listing, checks whether the content
-        // is stored already)...
+        // The late chunk lands after the commit listed the upload (the listing of its chunks,
+        // then a look at its info; its look at the blob's name comes next; an earlier look,
+        // before the listing, checks whether the content is stored already)...
         relay.hold(
             {
                 let key = blob_key.clone();
                 move |seen, before| {
+                    let [.., listing, info] = before else {
+                        return false;
+                    };
                     seen.method == "HEAD"
                         && seen.is_on(&key)
-                        && before
-                            .last()
-                            .is_some_and(|s| s.target.contains("list-type="))
+                        && listing.target.contains("list-type=")
+                        && info.method == "HEAD"
+                        && info
+                            .target
+                            .split('?')
+                            .next()
+                            .is_some_and(|p| p.ends_with("/info"))
                 }
             },
             complete_late,
@@ -1783,6 +1790,115 @@ async fn a_server_that_ignores_conditional_writes_is_refused_at_start() {
     .await
 }
 
+/// An upload of many small chunks: each append lists the upload's chunks, so their number is
+/// bounded (`[storage] max_upload_chunks`, 40 here): one more is refused with the setting named,
+/// nothing is written, and the upload still completes with what it has. The commit reads small
+/// chunks ahead of their turn and large ones (over 1 MiB) in turn: the blob reads back byte for
+/// byte, in order.
+async fn an_upload_has_at_most_max_upload_chunks_and_its_small_chunks_read_back_in_order() {
+    on_s3(at_most_max_upload_chunks()).await
+}
+
+async fn at_most_max_upload_chunks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = config(dir.path());
+    config.storage.max_upload_chunks = 40;
+    let app = router(
+        app_state(&config, Arc::new(AllowAll)).expect("state"),
+        Router::new(),
+    );
+    let call =
+        |method: Method, uri: String, headers: Vec<(&'static str, String)>, body: Vec<u8>| {
+            let app = app.clone();
+            async move {
+                let headers: Vec<(&str, &str)> =
+                    headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                send(&app, method, &uri, &headers, axum::body::Body::from(body)).await
+            }
+        };
+    let r = call(
+        Method::POST,
+        "/v2/team/app/blobs/uploads/".into(),
+        vec![],
+        vec![],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED);
+    let mut location = r.header("location").to_string();
+    // Mostly a few bytes; one of 1 MiB (still read ahead) and two over it (read in turn).
+    let sizes: Vec<usize> = (0..40)
+        .map(|i| match i {
+            10 => (2 << 20) + 5,
+            20 => 1 << 20,
+            30 => (1 << 20) + 1,
+            _ => 1 + (i * 37) % 500,
+        })
+        .collect();
+    let data = pattern(sizes.iter().sum::<usize>() + 1, 41);
+    let mut offset = 0;
+    for (i, size) in sizes.iter().enumerate() {
+        let r = call(
+            Method::PATCH,
+            location.clone(),
+            vec![
+                ("content-range", format!("{offset}-{}", offset + size - 1)),
+                ("content-type", "application/octet-stream".into()),
+            ],
+            data[offset..offset + size].to_vec(),
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::ACCEPTED, "chunk {i}");
+        offset += size;
+        location = r.header("location").to_string();
+    }
+    let r = call(
+        Method::PATCH,
+        location.clone(),
+        vec![
+            ("content-range", format!("{offset}-{offset}")),
+            ("content-type", "application/octet-stream".into()),
+        ],
+        data[offset..].to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "the 41st chunk");
+    assert_eq!(r.code(), "BLOB_UPLOAD_INVALID");
+    let message = r.json()["errors"][0]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        message.contains("max_upload_chunks") && message.contains("40 chunks"),
+        "{message}"
+    );
+    let status = call(Method::GET, location.clone(), vec![], vec![]).await;
+    assert_eq!(
+        status.header("range"),
+        format!("0-{}", offset - 1),
+        "nothing written"
+    );
+
+    let stored = &data[..offset];
+    let digest = digest_of(stored);
+    let r = call(Method::PUT, with_digest(&location, &digest), vec![], vec![]).await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let r = call(
+        Method::GET,
+        format!("/v2/team/app/blobs/{digest}"),
+        vec![],
+        vec![],
+    )
+    .await;
+    let r = follow_blob_redirect(r, Method::GET, &[]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.body == stored, "the blob reads back as uploaded");
+}
+
 on_each_s3_server!(
     a_missing_bucket_is_refused_at_start_naming_it,
     a_whole_upload_in_one_request_is_verified_before_it_appears,
@@ -1809,4 +1925,5 @@ on_each_s3_server!(
     a_commit_that_died_after_staging_leaves_nothing_expiry_keeps,
     no_chunk_is_written_into_a_session_being_deleted,
     an_upload_committed_with_no_chunk_stores_the_empty_blob,
+    an_upload_has_at_most_max_upload_chunks_and_its_small_chunks_read_back_in_order,
 );

@@ -62,6 +62,13 @@ pub enum StorageError {
          send it again"
     )]
     UploadChanged { id: String },
+    /// An upload on S3 storage already has as many chunks as one may have
+    /// (`[storage] max_upload_chunks`); nothing was written.
+    #[error(
+        "upload {id} already has {max} chunks, the most one upload may have here \
+         ([storage] max_upload_chunks): upload the blob again in larger chunks, or in one request"
+    )]
+    TooManyChunks { id: String, max: usize },
     /// The configured location or client settings are unusable; the message says the fix.
     #[error("{0}")]
     Config(String),
