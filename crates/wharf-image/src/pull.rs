@@ -17,6 +17,10 @@ use crate::store::{ImageRecord, LayerMeta, LayerRecord, Store};
 use crate::unpack::{self, LayerReport, LowerLink};
 use crate::zstd_frames::{ZSTD_MAGIC, ZstdFrames};
 
+/// The most layers an image may stack: Docker's limit (moby's `maxLayerDepth`), past which it
+/// answers "max depth exceeded".
+pub const MAX_LAYERS: usize = 125;
+
 /// GitLab's pull policies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullPolicy {
@@ -230,6 +234,22 @@ async fn pull_from_registry(
             detail: "an index inside an index".into(),
         });
     };
+    // A stack deeper than Docker's is refused before anything is fetched: each layer is a
+    // folder of its own and a lower layer of every mount, so a registry that sends thousands
+    // of layers (a 4 MiB manifest holds about 28,000) would fill the disk and the mount table.
+    if layers.len() > MAX_LAYERS {
+        return Err(ImageError::Protocol {
+            image: image.to_owned(),
+            registry: reference.registry.clone(),
+            what: "manifest".into(),
+            detail: format!(
+                "{} layers, more than the {MAX_LAYERS} an image may stack (Docker refuses it too: \
+                 \"max depth exceeded\"); rebuild the image with fewer layers, e.g. by merging \
+                 RUN steps or with a multi-stage build",
+                layers.len()
+            ),
+        });
+    }
     on_event(PullEvent::Manifest(manifest_digest.clone()));
     let endpoint = client.base().await;
     if let Some(record) = local

@@ -366,6 +366,61 @@ fn a_layer_longer_than_its_manifest_says_is_cut_there_and_nothing_is_stored() {
     assert!(past < 32 << 20, "{past} bytes past the end");
 }
 
+/// Docker stacks at most 125 layers ("max depth exceeded"); so does wharf, and a deeper image
+/// is refused before anything is fetched: each layer is a folder of its own and a lower layer
+/// of every mount, and a 4 MiB manifest can name about 28,000.
+#[test]
+fn an_image_of_more_than_125_layers_is_refused_before_anything_is_fetched() {
+    let fake = Fake::start(Blobs::AsStored);
+    let layers = |n: usize| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                Layer::new()
+                    .file(&format!("layer-{i:03}"), format!("{i}").as_bytes(), 0o644)
+                    .finish()
+            })
+            .collect()
+    };
+    let deepest_dir = tempfile::tempdir().expect("tempdir");
+    fake.serve_layout(&write_layout(deepest_dir.path(), &layers(125)), "deepest");
+    let deeper_dir = tempfile::tempdir().expect("tempdir");
+    fake.serve_layout(&write_layout(deeper_dir.path(), &layers(126)), "too-deep");
+
+    let (home, store) = fresh_store();
+    let record = pull(
+        &store,
+        &format!("{}/deep/app:deepest", fake.host),
+        &PullOptions::default(),
+    )
+    .0
+    .expect("125 layers pull");
+    let merged = home.path().join("merged");
+    store.flatten(&record, &merged).expect("flatten");
+    assert!(merged.join("layer-000").is_file() && merged.join("layer-124").is_file());
+
+    let (home, store) = fresh_store();
+    let (result, events) = pull(
+        &store,
+        &format!("{}/deep/app:too-deep", fake.host),
+        &PullOptions::default(),
+    );
+    let err = result.expect_err("126 layers");
+    let message = err.to_string();
+    assert!(
+        message.contains("126 layers, more than the 125")
+            && message.contains("max depth exceeded")
+            && message.contains("deep/app:too-deep"),
+        "{message}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, PullEvent::LayerStart { .. } | PullEvent::Manifest(_))),
+        "nothing fetched past the manifest"
+    );
+    assert!(store_is_empty(home.path()));
+}
+
 #[test]
 fn an_index_gives_the_asked_platform_and_schema1_is_refused() {
     let fake = Fake::start(Blobs::AsStored);
