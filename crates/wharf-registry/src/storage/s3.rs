@@ -540,14 +540,44 @@ impl S3Storage {
         &self,
         id: &str,
     ) -> Result<Option<(ObjectMeta, Vec<(u64, ObjectMeta)>)>, StorageError> {
+        Ok(self
+            .upload_state_reading(id, false)
+            .await?
+            .map(|(info, _, chunks)| (info, chunks)))
+    }
+
+    /// [`Self::upload_state`], with the info document's content too when `read_doc` (a GET
+    /// instead of a HEAD: one request either way).
+    async fn upload_state_reading(
+        &self,
+        id: &str,
+        read_doc: bool,
+    ) -> Result<Option<(ObjectMeta, Option<Bytes>, Vec<(u64, ObjectMeta)>)>, StorageError> {
         let mut chunks = BTreeMap::new();
         for meta in self.list_all(&self.upload_path(id, "chunks")?).await? {
             if let Some(offset) = meta.location.filename().and_then(|n| n.parse::<u64>().ok()) {
                 chunks.insert(offset, meta);
             }
         }
-        let Some(info) = self.head(&self.upload_path(id, "info")?).await? else {
-            return Ok(None);
+        let info_path = self.upload_path(id, "info")?;
+        let (info, doc) = if read_doc {
+            match self.store.get(&info_path).await {
+                Ok(got) => {
+                    let meta = got.meta.clone();
+                    let doc = got
+                        .bytes()
+                        .await
+                        .map_err(|e| os_error("GET", &self.name(&info_path), e))?;
+                    (meta, Some(doc))
+                }
+                Err(object_store::Error::NotFound { .. }) => return Ok(None),
+                Err(e) => return Err(os_error("GET", &self.name(&info_path), e)),
+            }
+        } else {
+            match self.head(&info_path).await? {
+                Some(meta) => (meta, None),
+                None => return Ok(None),
+            }
         };
         let mut expected = 0;
         let mut ordered = Vec::with_capacity(chunks.len());
@@ -564,7 +594,7 @@ impl S3Storage {
             expected += meta.size;
             ordered.push((offset, meta));
         }
-        Ok(Some((info, ordered)))
+        Ok(Some((info, doc, ordered)))
     }
 
     /// Streams `data` into the object at `path`: one PUT if it fits in a part (conditional on
@@ -1243,17 +1273,8 @@ impl Storage for S3Storage {
         if !valid_upload_id(id) {
             return Ok(None);
         }
-        let Some((info, chunks)) = self.upload_state(id).await? else {
+        let Some((info, Some(doc), chunks)) = self.upload_state_reading(id, true).await? else {
             return Ok(None);
-        };
-        let doc = match self.store.get(&info.location).await {
-            Ok(got) => got
-                .bytes()
-                .await
-                .map_err(|e| os_error("GET", &self.name(&info.location), e))?,
-            // Deleted between the listing and now: gone.
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(os_error("GET", &self.name(&info.location), e)),
         };
         let mut object = info_of(&info);
         object.size = 0;
