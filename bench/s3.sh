@@ -11,7 +11,8 @@
 # image with one SKOPEO_MIB MiB (50) layer; `download`, a DOWNLOAD_MIB MiB (1024) blob fetched
 # with curl through wharf's 307 to a presigned URL and through a second wharf replica started
 # with --s3-stream-blobs, comparing the registry process's CPU time (utime + stime of
-# /proc/PID/stat, before and after). Each part uploads fresh random bytes per run, so no registry
+# /proc/PID/stat, before and after); `chunks`, one blob sent as CHUNKS (1000) PATCHes of one
+# byte each by bench/small_chunks.py (not in the default parts: about 8 minutes). Each part uploads fresh random bytes per run, so no registry
 # can skip a blob it has. The gateway keeps everything in memory (4 GiB): all three parts fit
 # with RUNS=3; with RUNS=5 run `raw` on its own (PARTS=raw, then PARTS="skopeo download").
 #
@@ -302,5 +303,15 @@ mo, mh = statistics.median(one), statistics.median(hop)
 print(f"chunked {sys.argv[3]} MiB upload, median of {len(one)}: one replica {mo:.2f} s, "
       f"PATCH on another replica {mh:.2f} s ({mh / mo:.2f}x)")
 PY
+fi
+if want chunks; then
+  # Not a size test: what each append costs as an upload's chunks grow in number, and the
+  # closing PUT that reads them all back. Each line is a mean over 250 PATCHes.
+  CHUNKS="${CHUNKS:-1000}"
+  say "upload of $CHUNKS one-byte chunks"
+  echo "wharf:"
+  python3 "$BENCH/small_chunks.py" "$WHARF_PORT" "$CHUNKS"
+  echo "docker-registry:"
+  python3 "$BENCH/small_chunks.py" "$DR_PORT" "$CHUNKS"
 fi
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
