@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RegistryError;
@@ -86,6 +87,9 @@ fn parse_descriptor_digest(d: &Descriptor, what: &str) -> Result<Digest, Registr
         ))
     })
 }
+
+/// How many referrer documents a referrers listing reads at once.
+const REFERRERS_READ_AHEAD: usize = 16;
 
 impl Registry {
     pub async fn put_manifest(
@@ -374,27 +378,28 @@ impl Registry {
         subject: &Digest,
         artifact_type: Option<&str>,
     ) -> Result<Vec<Descriptor>, RegistryError> {
-        let mut out = Vec::new();
-        for referrer in digests_of(
+        let referrers = digests_of(
             self.storage
                 .meta_list(&keys::referrers(repo, subject))
                 .await?,
-        ) {
-            let Some(json) = self
-                .storage
-                .meta_get(&keys::referrer(repo, subject, &referrer))
-                .await?
-            else {
-                continue;
-            };
-            let Ok(descriptor) = serde_json::from_slice::<Descriptor>(&json) else {
-                continue;
-            };
-            if artifact_type.is_none_or(|t| descriptor.artifact_type.as_deref() == Some(t)) {
-                out.push(descriptor);
-            }
-        }
-        Ok(out)
+        );
+        // One small document per referrer: read REFERRERS_READ_AHEAD at once (on S3 each is a
+        // request), in listing order.
+        let documents: Vec<Option<Bytes>> = futures_util::stream::iter(referrers)
+            .map(|referrer| async move {
+                self.storage
+                    .meta_get(&keys::referrer(repo, subject, &referrer))
+                    .await
+            })
+            .buffered(REFERRERS_READ_AHEAD)
+            .try_collect()
+            .await?;
+        Ok(documents
+            .into_iter()
+            .flatten()
+            .filter_map(|json| serde_json::from_slice::<Descriptor>(&json).ok())
+            .filter(|d| artifact_type.is_none_or(|t| d.artifact_type.as_deref() == Some(t)))
+            .collect())
     }
 
     /// The digests a manifest refers to (config, layers, child manifests, subject): for gc.
