@@ -846,8 +846,7 @@ impl S3Storage {
         }
     }
 
-    /// The chunks of an upload, read back in order as one stream.
-    /// An upload's chunks as one stream. Small chunks are fetched up to `CHUNK_READ_AHEAD` at
+    /// An upload's chunks, read back in order as one stream. Small chunks are fetched up to `CHUNK_READ_AHEAD` at
     /// once, whole: a client that sent 2,000 chunks of a few bytes made the commit 2,000 GETs
     /// one after another (62 s on RGW here). A large chunk is fetched only when its turn comes,
     /// so no response sits unread while the ones before it are copied.
