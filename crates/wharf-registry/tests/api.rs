@@ -17,8 +17,7 @@ mod common;
 
 use common::*;
 use wharf_registry::names::{Digest, RepoName};
-use wharf_registry::services::Limits;
-use wharf_registry::services::Registry;
+use wharf_registry::services::{Limits, Registry};
 
 async fn ping_answers_with_the_api_version() {
     let reg = registry();
