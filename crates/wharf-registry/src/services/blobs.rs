@@ -106,10 +106,7 @@ impl Registry {
         walk: &mut RepoWalk,
         digest: &Digest,
     ) -> Result<Option<RepoName>, RegistryError> {
-        while let Some(name) = walk.next(self).await? {
-            let Ok(repo) = RepoName::parse(&name) else {
-                continue;
-            };
+        while let Some(repo) = walk.next(self).await? {
             if !walk.spend() {
                 return Ok(None);
             }

@@ -69,8 +69,8 @@ impl Registry {
     pub async fn catalog(&self) -> Result<Vec<String>, RegistryError> {
         let mut walk = RepoWalk::unbounded();
         let mut out = Vec::new();
-        while let Some(name) = walk.next(self).await? {
-            out.push(name);
+        while let Some(repo) = walk.next(self).await? {
+            out.push(repo.to_string());
         }
         out.sort();
         Ok(out)
@@ -84,8 +84,8 @@ impl Registry {
 /// growing with their number.
 #[derive(Debug)]
 pub struct RepoWalk {
-    /// Folders still to list: "" is the root.
-    pending: Vec<String>,
+    /// Folders still to list: `None` is the root.
+    pending: Vec<Option<RepoName>>,
     calls_left: usize,
 }
 
@@ -96,7 +96,7 @@ impl RepoWalk {
 
     pub fn with_budget(storage_calls: usize) -> Self {
         Self {
-            pending: vec![String::new()],
+            pending: vec![None],
             calls_left: storage_calls,
         }
     }
@@ -110,34 +110,32 @@ impl RepoWalk {
         true
     }
 
-    /// The next repository name, or `None` when all were seen or the budget is spent.
-    pub async fn next(&mut self, registry: &Registry) -> Result<Option<String>, RegistryError> {
-        while let Some(prefix) = self.pending.pop() {
+    /// The next repository, or `None` when all were seen or the budget is spent.
+    pub async fn next(&mut self, registry: &Registry) -> Result<Option<RepoName>, RegistryError> {
+        while let Some(folder) = self.pending.pop() {
             if !self.spend() {
                 self.pending.clear();
                 return Ok(None);
             }
-            let key = if prefix.is_empty() {
-                "repositories".to_string()
-            } else {
-                format!("repositories/{prefix}")
+            let key = match &folder {
+                None => "repositories".to_string(),
+                Some(repo) => keys::repo(repo),
             };
             let children = registry.storage.meta_list(&key).await?;
             let is_repo =
-                !prefix.is_empty() && children.iter().any(|c| c == "_manifests" || c == "_layers");
+                folder.is_some() && children.iter().any(|c| c == "_manifests" || c == "_layers");
             for child in children.into_iter().filter(|c| !c.starts_with('_')) {
-                let name = if prefix.is_empty() {
-                    child
-                } else {
-                    format!("{prefix}/{child}")
+                let name = match &folder {
+                    None => child,
+                    Some(repo) => format!("{repo}/{child}"),
                 };
                 // Only descend into names that could be repositories (never `..` or odd files).
-                if RepoName::parse(&name).is_ok() {
-                    self.pending.push(name);
+                if let Ok(repo) = RepoName::parse(&name) {
+                    self.pending.push(Some(repo));
                 }
             }
             if is_repo {
-                return Ok(Some(prefix));
+                return Ok(folder);
             }
         }
         Ok(None)
