@@ -1803,28 +1803,8 @@ async fn at_most_max_upload_chunks() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = config(dir.path());
     config.storage.max_upload_chunks = 40;
-    let app = router(
-        app_state(&config, Arc::new(AllowAll)).expect("state"),
-        Router::new(),
-    );
-    let call =
-        |method: Method, uri: String, headers: Vec<(&'static str, String)>, body: Vec<u8>| {
-            let app = app.clone();
-            async move {
-                let headers: Vec<(&str, &str)> =
-                    headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                send(&app, method, &uri, &headers, axum::body::Body::from(body)).await
-            }
-        };
-    let r = call(
-        Method::POST,
-        "/v2/team/app/blobs/uploads/".into(),
-        vec![],
-        vec![],
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::ACCEPTED);
-    let mut location = r.header("location").to_string();
+    let reg = registry_configured(dir, config, Arc::new(AllowAll));
+    let mut location = start_upload(&reg, "team/app").await;
     // Mostly a few bytes; one of 1 MiB (still read ahead) and two over it (read in turn).
     let sizes: Vec<usize> = (0..40)
         .map(|i| match i {
@@ -1835,32 +1815,26 @@ async fn at_most_max_upload_chunks() {
         })
         .collect();
     let data = pattern(sizes.iter().sum::<usize>() + 1, 41);
+    let patch = |location: String, offset: usize, chunk: &[u8]| {
+        let range = format!("{offset}-{}", offset + chunk.len() - 1);
+        let chunk = chunk.to_vec();
+        let reg = &reg;
+        async move {
+            let headers = [
+                ("content-range", range.as_str()),
+                ("content-type", "application/octet-stream"),
+            ];
+            reg.call(Method::PATCH, &location, &headers, &chunk).await
+        }
+    };
     let mut offset = 0;
     for (i, size) in sizes.iter().enumerate() {
-        let r = call(
-            Method::PATCH,
-            location.clone(),
-            vec![
-                ("content-range", format!("{offset}-{}", offset + size - 1)),
-                ("content-type", "application/octet-stream".into()),
-            ],
-            data[offset..offset + size].to_vec(),
-        )
-        .await;
+        let r = patch(location.clone(), offset, &data[offset..offset + size]).await;
         assert_eq!(r.status, StatusCode::ACCEPTED, "chunk {i}");
         offset += size;
         location = r.header("location").to_string();
     }
-    let r = call(
-        Method::PATCH,
-        location.clone(),
-        vec![
-            ("content-range", format!("{offset}-{offset}")),
-            ("content-type", "application/octet-stream".into()),
-        ],
-        data[offset..].to_vec(),
-    )
-    .await;
+    let r = patch(location.clone(), offset, &data[offset..]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "the 41st chunk");
     assert_eq!(r.code(), "BLOB_UPLOAD_INVALID");
     let message = r.json()["errors"][0]["message"]
@@ -1871,7 +1845,7 @@ async fn at_most_max_upload_chunks() {
         message.contains("max_upload_chunks") && message.contains("40 chunks"),
         "{message}"
     );
-    let status = call(Method::GET, location.clone(), vec![], vec![]).await;
+    let status = reg.get(&location).await;
     assert_eq!(
         status.header("range"),
         format!("0-{}", offset - 1),
@@ -1880,20 +1854,16 @@ async fn at_most_max_upload_chunks() {
 
     let stored = &data[..offset];
     let digest = digest_of(stored);
-    let r = call(Method::PUT, with_digest(&location, &digest), vec![], vec![]).await;
+    let r = reg
+        .call(Method::PUT, &with_digest(&location, &digest), &[], b"")
+        .await;
     assert_eq!(
         r.status,
         StatusCode::CREATED,
         "{}",
         String::from_utf8_lossy(&r.body)
     );
-    let r = call(
-        Method::GET,
-        format!("/v2/team/app/blobs/{digest}"),
-        vec![],
-        vec![],
-    )
-    .await;
+    let r = reg.get(&format!("/v2/team/app/blobs/{digest}")).await;
     let r = follow_blob_redirect(r, Method::GET, &[]).await;
     assert_eq!(r.status, StatusCode::OK);
     assert!(r.body == stored, "the blob reads back as uploaded");

@@ -235,6 +235,15 @@ pub fn registry() -> Reg {
 pub fn registry_with(auth: Arc<dyn Authorizer>) -> Reg {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path());
+    registry_configured(dir, config, auth)
+}
+
+/// A registry started with `config` (made by [`config`] for `dir`, then changed by the test).
+pub fn registry_configured(
+    dir: tempfile::TempDir,
+    config: Config,
+    auth: Arc<dyn Authorizer>,
+) -> Reg {
     let state: AppState = app_state(&config, auth).expect("state");
     Reg {
         storage: state.registry.storage().clone(),
