@@ -135,11 +135,13 @@ pub fn parse_www_authenticate(header: &str) -> Vec<Challenge> {
         skip(&mut i, b" \t,");
         let scheme = word(&mut i);
         if scheme.is_empty() {
-            // Not a token (stray quote or `=`): skip the byte and resynchronise.
-            if i >= b.len() {
+            // Not a token (stray quote, `=`, any other character): skip it and resynchronise.
+            // A whole character: a header is ASCII once `to_str` accepted it, but this takes
+            // any text, and a byte inside a character would be no place to slice at.
+            let Some(c) = header[i..].chars().next() else {
                 break;
-            }
-            i += 1;
+            };
+            i += c.len_utf8();
             continue;
         }
         let mut challenge = Challenge {
@@ -804,6 +806,13 @@ mod tests {
                 )],
             ),
             ("", vec![]),
+            // Found by fuzzing (fuzz/fuzz_targets/auth_config.rs): a character that is no
+            // token, of more than one byte, made the parser slice inside it and panic.
+            ("ѻ", vec![]),
+            (
+                "\"é Bearer realm=\"ü\"",
+                vec![("Bearer", vec![("realm", "ü")])],
+            ),
             (
                 r#"Bearer realm="unterminated"#,
                 vec![("Bearer", vec![("realm", "unterminated")])],
