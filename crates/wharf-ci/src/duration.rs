@@ -60,7 +60,9 @@ pub(crate) fn parse(text: &str) -> Result<Duration, String> {
             .find(|c: char| !c.is_ascii_alphabetic())
             .unwrap_or(rest.len());
         if word_len == 0 {
-            return Err(format!("unexpected `{}`", &rest[..1]));
+            // A whole character: the text is the user's, and may be any Unicode.
+            let c = rest.chars().next().unwrap_or_default();
+            return Err(format!("unexpected `{c}`"));
         }
         let word = &rest[..word_len];
         rest = &rest[word_len..];

@@ -1664,6 +1664,16 @@ fn keyword_errors_table() {
             "`start_in` of job `j` is not a duration: `soon` is not a unit of time",
         ),
         ("timeout: 2 months", "must be at most"),
+        // Found by fuzzing (fuzz/fuzz_targets/load_pipeline.rs): a character of more than one
+        // byte where a number or unit was expected made the duration parser slice inside it.
+        (
+            "timeout: 1 \u{fffd}tes",
+            "`timeout` of job `j` is not a duration: unexpected `\u{fffd}`",
+        ),
+        (
+            "when: delayed\n  start_in: 5 ✓ minutes",
+            "`start_in` of job `j` is not a duration: unexpected `✓`",
+        ),
         (
             "retry: 3",
             "`retry` of job `j` must be 0, 1 or 2 (GitLab's limit), found 3",
