@@ -51,7 +51,9 @@ pub(super) fn psych_number(text: &str) -> Option<Psych> {
             if v > 59 {
                 return None;
             }
-            total = total * 60 + v;
+            // Past i128, as a decimal integer past it (below): not read as a number. Ruby
+            // would keep a bignum; no pipeline writes one, and wrapping would be wrong.
+            total = total.checked_mul(60)?.checked_add(v)?;
         }
         return match frac {
             None => Some(Psych::Int(sign(total))),
@@ -214,6 +216,12 @@ mod tests {
             ("v1.10", "v1.10"),
             (".inf", "Infinity"),
             ("0", "0"),
+            // Found by fuzzing: base 60 past i128 overflowed (a panic in a debug build, a
+            // wrapped number in a release one). Kept as written, as a decimal past i128 is.
+            (
+                "55000008888888888888888888888888888888:8:58",
+                "55000008888888888888888888888888888888:8:58",
+            ),
         ];
         for (written, ruby) in cases {
             assert_eq!(plain(written).ruby_text(), ruby, "{written}");
