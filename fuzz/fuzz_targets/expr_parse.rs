@@ -8,7 +8,11 @@ fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);
     if let Ok(e) = wharf_ci::expr::parse(&text) {
         let printed = e.to_string();
-        assert_eq!(wharf_ci::expr::parse(&printed).as_ref(), Ok(&e), "{printed}");
+        assert_eq!(
+            wharf_ci::expr::parse(&printed).as_ref(),
+            Ok(&e),
+            "{printed}"
+        );
         let lookup = |name: &str| (name.len() % 2 == 0).then(|| name.to_lowercase());
         let _ = e.evaluate(&lookup);
     }

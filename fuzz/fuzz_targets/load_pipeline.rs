@@ -12,7 +12,10 @@ impl Loader for Mem {
     fn load(&self, path: &str) -> Result<String, std::io::Error> {
         match path {
             ".gitlab-ci.yml" | "other.yml" => Ok(self.0.clone()),
-            _ => Err(std::io::Error::new(std::io::ErrorKind::NotFound, path.to_string())),
+            _ => Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                path.to_string(),
+            )),
         }
     }
 
