@@ -134,13 +134,6 @@ impl Pattern {
         } else {
             format!("(?{flags}){body}")
         };
-        // A pipeline repeats its patterns (rules copied by `extends`, anchors, `!reference`),
-        // and compiling one costs far more than parsing the rest of a job: compile each
-        // distinct source once per thread (a `Regex` clone shares the compiled program).
-        thread_local! {
-            static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Regex>> =
-                std::cell::RefCell::default();
-        }
         if let Some(regex) = COMPILED.with(|c| c.borrow().get(&source).cloned()) {
             return Ok(Self {
                 written: written.to_string(),
@@ -155,12 +148,28 @@ impl Pattern {
             let why = why.strip_prefix("error: ").unwrap_or(why);
             format!("invalid regular expression {written}: {why}")
         })?;
-        COMPILED.with(|c| c.borrow_mut().insert(source, regex.clone()));
+        COMPILED.with(|c| {
+            let mut compiled = c.borrow_mut();
+            if compiled.len() >= COMPILED_MAX {
+                compiled.clear();
+            }
+            compiled.insert(source, regex.clone())
+        });
         Ok(Self {
             written: written.to_string(),
             regex,
         })
     }
+}
+
+// A pipeline repeats its patterns (rules copied by `extends`, anchors, `!reference`), and
+// compiling one costs far more than parsing the rest of a job: each distinct source is compiled
+// once per thread (a `Regex` clone shares the compiled program). Bounded: a process that loads
+// pipeline after pipeline (or the fuzzer, which grew it past 2 GiB) starts over when full.
+const COMPILED_MAX: usize = 1024;
+thread_local! {
+    static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Regex>> =
+        std::cell::RefCell::default();
 }
 
 /// A syntax error: where (0-based character column in the expression) and what.
@@ -705,6 +714,20 @@ mod tests {
 
     fn var(n: &str) -> Operand {
         Operand::Variable(n.into())
+    }
+
+    /// Found by fuzzing (expr_parse ran out of 2 GiB after 350,000 distinct patterns): the
+    /// cache of compiled patterns grew with every distinct one a process ever saw.
+    #[test]
+    fn the_compiled_pattern_cache_is_bounded() {
+        for n in 0..COMPILED_MAX + 10 {
+            parse(&format!("$A =~ /p{n}/")).unwrap();
+        }
+        let cached = COMPILED.with(|c| c.borrow().len());
+        assert!(cached <= COMPILED_MAX, "{cached} patterns cached");
+        // And the cache still serves: a pattern parsed again matches as before.
+        let e = parse("$A =~ /p3/").unwrap();
+        assert!(e.evaluate(&|_| Some("xp3".to_string())));
     }
 
     #[test]
