@@ -154,13 +154,13 @@ impl Masker {
                 return out;
             }
             for s in &self.secrets {
-                if buf[i..].starts_with(s) {
+                if rest.starts_with(s) {
                     out.extend_from_slice(MASK);
                     i += s.len();
                     continue 'scan;
                 }
             }
-            match self.prefixed_token(&buf[i..], at_end) {
+            match self.prefixed_token(rest, at_end) {
                 PrefixedToken::Whole { prefix, token } => {
                     out.extend_from_slice(&buf[i..i + prefix]);
                     out.extend_from_slice(MASK);
@@ -168,7 +168,7 @@ impl Masker {
                     continue 'scan;
                 }
                 PrefixedToken::Unfinished => {
-                    self.pending = buf[i..].to_vec();
+                    self.pending = rest.to_vec();
                     return out;
                 }
                 PrefixedToken::None => {}
