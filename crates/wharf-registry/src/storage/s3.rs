@@ -513,6 +513,21 @@ impl S3Storage {
         }
     }
 
+    /// The whole object at `path` with its metadata, or `None` when there is none.
+    async fn get(&self, path: &Path) -> Result<Option<(ObjectMeta, Bytes)>, StorageError> {
+        let got = match self.store.get(path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(os_error("GET", &self.name(path), e)),
+        };
+        let meta = got.meta.clone();
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(|e| os_error("GET", &self.name(path), e))?;
+        Ok(Some((meta, bytes)))
+    }
+
     async fn list_all(&self, prefix: &Path) -> Result<Vec<ObjectMeta>, StorageError> {
         self.store
             .list(Some(prefix))
@@ -561,17 +576,9 @@ impl S3Storage {
         }
         let info_path = self.upload_path(id, "info")?;
         let (info, doc) = if read_doc {
-            match self.store.get(&info_path).await {
-                Ok(got) => {
-                    let meta = got.meta.clone();
-                    let doc = got
-                        .bytes()
-                        .await
-                        .map_err(|e| os_error("GET", &self.name(&info_path), e))?;
-                    (meta, Some(doc))
-                }
-                Err(object_store::Error::NotFound { .. }) => return Ok(None),
-                Err(e) => return Err(os_error("GET", &self.name(&info_path), e)),
+            match self.get(&info_path).await? {
+                Some((meta, doc)) => (meta, Some(doc)),
+                None => return Ok(None),
             }
         } else {
             match self.head(&info_path).await? {
@@ -846,10 +853,10 @@ impl S3Storage {
         }
     }
 
-    /// An upload's chunks, read back in order as one stream. Small chunks are fetched up to `CHUNK_READ_AHEAD` at
-    /// once, whole: a client that sent 2,000 chunks of a few bytes made the commit 2,000 GETs
-    /// one after another (62 s on RGW here). A large chunk is fetched only when its turn comes,
-    /// so no response sits unread while the ones before it are copied.
+    /// An upload's chunks, read back in order as one stream. Small chunks are fetched up to
+    /// `CHUNK_READ_AHEAD` at once, whole: a client that sent 2,000 chunks of a few bytes made
+    /// the commit 2,000 GETs one after another (62 s on RGW here). A large chunk is fetched
+    /// only when its turn comes, so no response sits unread while the ones before it are copied.
     fn chunks_stream(&self, chunks: Vec<(u64, ObjectMeta)>) -> ByteStream {
         let this = self.clone();
         let stream = futures_util::stream::iter(chunks)
@@ -1414,15 +1421,7 @@ impl Storage for S3Storage {
         offset: u64,
     ) -> Result<Option<Bytes>, StorageError> {
         let path = self.hash_path(id, offset)?;
-        match self.store.get(&path).await {
-            Ok(got) => got
-                .bytes()
-                .await
-                .map(Some)
-                .map_err(|e| os_error("GET", &self.name(&path), e)),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(os_error("GET", &self.name(&path), e)),
-        }
+        Ok(self.get(&path).await?.map(|(_, state)| state))
     }
 
     async fn upload_keep_alive(&self, id: &str) -> Result<(), StorageError> {
@@ -1530,15 +1529,7 @@ impl Storage for S3Storage {
     async fn meta_get(&self, key: &str) -> Result<Option<Bytes>, StorageError> {
         valid_meta_key(key)?;
         let path = self.path(key)?;
-        match self.store.get(&path).await {
-            Ok(got) => Ok(Some(
-                got.bytes()
-                    .await
-                    .map_err(|e| os_error("GET", &self.name(&path), e))?,
-            )),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(os_error("GET", &self.name(&path), e)),
-        }
+        Ok(self.get(&path).await?.map(|(_, doc)| doc))
     }
 
     async fn meta_info(&self, key: &str) -> Result<Option<ObjectInfo>, StorageError> {
@@ -1589,17 +1580,7 @@ impl Storage for S3Storage {
             return Err(StorageError::InvalidKey(name.to_string()));
         }
         let path = self.path(&format!("shared/{name}"))?;
-        let read = || async {
-            match self.store.get(&path).await {
-                Ok(got) => got
-                    .bytes()
-                    .await
-                    .map(Some)
-                    .map_err(|e| os_error("GET", &self.name(&path), e)),
-                Err(object_store::Error::NotFound { .. }) => Ok(None),
-                Err(e) => Err(os_error("GET", &self.name(&path), e)),
-            }
-        };
+        let read = || async { self.get(&path).await.map(|got| got.map(|(_, doc)| doc)) };
         if let Some(existing) = read().await? {
             return Ok(Some(existing));
         }
