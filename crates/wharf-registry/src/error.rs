@@ -2,7 +2,7 @@
 //!
 //! Services return [`RegistryError`]; the routes turn it into the spec's error body
 //! `{"errors":[{"code","message","detail"}]}`. Bad input from clients is always a 4xx: only
-//! failures of the server's own storage are 500.
+//! failures of the server's own storage are 500, or 507 when it is full.
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
@@ -135,7 +135,31 @@ impl RegistryError {
             E::Storage(StorageError::Stream(_) | StorageError::TooManyChunks { .. }) => {
                 ("BLOB_UPLOAD_INVALID", StatusCode::BAD_REQUEST)
             }
+            E::Storage(e) if e.is_full() => ("UNKNOWN", StatusCode::INSUFFICIENT_STORAGE),
             E::Storage(_) => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    }
+}
+
+impl RegistryError {
+    /// What the client reads. A failure of the storage is the registry operator's to fix:
+    /// the client learns what failed, never the server's paths, bucket or endpoint (the log
+    /// has them).
+    fn client_message(&self) -> String {
+        match self {
+            RegistryError::Storage(e) if e.is_full() => "the registry's storage is full: \
+                 nothing of this request was kept. Its operator must free space \
+                 (`wharf registry gc` removes blobs no manifest uses) or add capacity; \
+                 then push again"
+                .to_string(),
+            RegistryError::Storage(StorageError::Io { op, .. }) => format!(
+                "the registry's storage failed ({op}); its log names the cause: try again, \
+                 or tell the registry's operator if it goes on"
+            ),
+            RegistryError::Storage(StorageError::Config(_)) => "the registry cannot use its \
+                 storage; its log names the cause: tell the registry's operator"
+                .to_string(),
+            _ => self.to_string(),
         }
     }
 }
@@ -155,7 +179,7 @@ impl IntoResponse for RegistryError {
             _ => serde_json::Value::Null,
         };
         let body = serde_json::json!({
-            "errors": [{ "code": code, "message": self.to_string(), "detail": detail }]
+            "errors": [{ "code": code, "message": self.client_message(), "detail": detail }]
         });
         let mut response = Response::new(Body::from(body.to_string()));
         *response.status_mut() = status;

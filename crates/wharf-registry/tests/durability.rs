@@ -578,3 +578,194 @@ on_each_backend!(
     interrupted_pushes_never_make_a_partial_blob_visible,
     gc_keeps_the_tagged_closure_and_removes_the_rest
 );
+
+/// A tmpfs of `size` mounted on a fresh temporary folder, unmounted when dropped (before the
+/// folder itself goes).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mounting a tmpfs needs root");
+        SmallDisk { dir }
+    }
+
+    /// Fills what is left with one file, until the disk refuses more.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write as _;
+        let path = self.dir.path().join("filler");
+        let mut file = std::fs::File::create(&path).expect("filler");
+        let block = vec![7u8; 64 * 1024];
+        loop {
+            match file.write(&block) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A full disk (regression, found by pushing to a registry on a small tmpfs): a push that
+/// filled it kept the bytes it got onto disk in its session until the session expired, so
+/// every later write (manifests, tags, other blobs) failed too; the client read a `500` naming
+/// the server's paths. Now the failed request keeps nothing (the session is where the client
+/// last saw it and accepts the same chunk again once there is room), the answer is `507` with
+/// what to do, and tags written before are untouched by a manifest write the disk refused.
+#[tokio::test]
+#[ignore = "needs root (mounts a tmpfs): run by scripts/test-all.sh"]
+async fn a_full_disk_keeps_nothing_of_the_refused_request_and_says_so() {
+    let disk = SmallDisk::mount("8m");
+    let root = disk.dir.path().join("registry");
+    let reg = registry_configured(
+        tempfile::tempdir().expect("tempdir"),
+        config(&root),
+        Arc::new(AllowAll),
+    );
+    let before = reg.push_image("app", "v1", b"layer one").await;
+    let big: Vec<u8> = (0..12 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let root_text = root.display().to_string();
+    let says_full = |r: &Resp| {
+        let body = String::from_utf8_lossy(&r.body);
+        assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+        assert!(body.contains("storage is full"), "{body}");
+        assert!(body.contains("wharf registry gc"), "{body}");
+        assert!(
+            !body.contains(&root_text),
+            "a server path reached the client: {body}"
+        );
+    };
+
+    // A chunked push larger than the disk: refused, and its session keeps none of it.
+    let location = reg
+        .call(Method::POST, "/v2/app/blobs/uploads/", &[], b"")
+        .await
+        .header("location")
+        .to_string();
+    let id = location.rsplit('/').next().expect("id").to_string();
+    says_full(&reg.call(Method::PATCH, &location, &[], &big).await);
+    let status = reg
+        .storage
+        .upload_info(&id)
+        .await
+        .expect("info")
+        .expect("session");
+    assert_eq!(status.object.size, 0, "the refused chunk's bytes stayed");
+    // The same session takes a chunk that fits, and finishes with a checked digest.
+    let small = &big[..64 * 1024];
+    let r = reg.call(Method::PATCH, &location, &[], small).await;
+    assert_eq!(
+        r.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let done = reg
+        .call(
+            Method::PUT,
+            &with_digest(&location, &digest_of(small)),
+            &[],
+            b"",
+        )
+        .await;
+    assert_eq!(
+        done.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&done.body)
+    );
+
+    // A monolithic push larger than the disk: refused, no blob, no session left behind.
+    let digest = digest_of(&big);
+    says_full(
+        &reg.call(
+            Method::POST,
+            &format!("/v2/app/blobs/uploads/?digest={digest}"),
+            &[],
+            &big,
+        )
+        .await,
+    );
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{digest}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let sessions = reg.storage.upload_list().await.expect("list");
+    assert!(sessions.is_empty(), "sessions left: {sessions:?}");
+
+    // With no room at all, a manifest write is refused and the tag keeps its manifest.
+    let filler = disk.fill();
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    let c = digest_of(config);
+    let l = digest_of(b"layer one");
+    let changed = image_manifest(
+        &c,
+        config.len(),
+        &l,
+        9,
+        Some((&digest_of(&before), before.len())),
+    );
+    says_full(&reg.push_manifest("app", "v1", OCI_MANIFEST, &changed).await);
+    assert_eq!(&reg.get("/v2/app/manifests/v1").await.body[..], &before[..]);
+
+    // Room again: the same write succeeds.
+    std::fs::remove_file(filler).expect("remove filler");
+    let r = reg.push_manifest("app", "v1", OCI_MANIFEST, &changed).await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(
+        &reg.get("/v2/app/manifests/v1").await.body[..],
+        &changed[..]
+    );
+}
+
+/// A storage failure other than a full disk (here a file where the registry needs a folder) is
+/// a `500` that says which operation failed; the server's paths stay in its log (regression:
+/// the client read the whole path, and on S3 the endpoint, bucket and key).
+#[tokio::test]
+async fn a_storage_failure_names_the_operation_but_no_server_path() {
+    let reg = registry();
+    let blob = reg.push_blob("app", b"layer").await;
+    std::fs::write(
+        reg.root().join("repositories").join("other"),
+        b"not a folder",
+    )
+    .expect("plant a file");
+    let r = reg
+        .call(
+            Method::POST,
+            &format!("/v2/other/blobs/uploads/?mount={blob}&from=app"),
+            &[],
+            b"",
+        )
+        .await;
+    let body = String::from_utf8_lossy(&r.body);
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(body.contains("the registry's storage failed ("), "{body}");
+    let root = reg.root().display().to_string();
+    assert!(
+        !body.contains(&root),
+        "a server path reached the client: {body}"
+    );
+}

@@ -274,7 +274,27 @@ impl FsStorage {
             Ok(done) => done,
             Err(join) => (Err(io::Error::other(join.to_string())), None),
         };
-        let written = written.map_err(io_err("write", &path))?;
+        let written = match written {
+            Ok(written) => written,
+            Err(e) => {
+                // A request whose write failed leaves the upload as the client last saw it: the
+                // bytes it got onto disk go. On a full disk that gives the space back now, not
+                // when the session expires, so smaller writes (manifests, tags) still succeed.
+                let data = path.clone();
+                let rolled_back = blocking(move || {
+                    OpenOptions::new()
+                        .write(true)
+                        .open(&data)
+                        .and_then(|file| file.set_len(offset))
+                        .map_err(io_err("truncate", &data))
+                })
+                .await;
+                if let Err(undo) = rolled_back {
+                    tracing::warn!(upload = %id, "rolling back a failed append: {undo}");
+                }
+                return Err(io_err("write", &path)(e));
+            }
+        };
         match stream_error {
             Some(e) => Err(StorageError::Stream(e)),
             None => Ok((offset + written, hasher)),

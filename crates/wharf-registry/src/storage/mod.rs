@@ -74,6 +74,15 @@ pub enum StorageError {
     Config(String),
 }
 
+impl StorageError {
+    /// The storage has no room left: a full disk or a quota. The filesystem backend keeps
+    /// nothing of the request that hit it (a failed append is rolled back).
+    pub fn is_full(&self) -> bool {
+        matches!(self, StorageError::Io { source, .. }
+            if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObjectInfo {
     pub size: u64,
