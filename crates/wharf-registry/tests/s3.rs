@@ -1897,3 +1897,75 @@ on_each_s3_server!(
     an_upload_committed_with_no_chunk_stores_the_empty_blob,
     an_upload_has_at_most_max_upload_chunks_and_its_small_chunks_read_back_in_order,
 );
+
+fn bucket_of(config: &wharf_registry::Config) -> String {
+    config
+        .storage
+        .url
+        .as_deref()
+        .and_then(|u| u.strip_prefix("s3://"))
+        .and_then(|u| u.split('/').next())
+        .expect("bucket")
+        .to_string()
+}
+
+/// A bucket over its quota (Ceph RGW's bucket quota: `403 QuotaExceeded`) was reported as
+/// refused credentials, telling the operator to check keys that were fine, and answered `500`.
+/// Now it is a full storage like a full disk: `507`, the quota named in the log, and nothing of
+/// the refused request kept in the bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Ceph RGW: run by scripts/test-all.sh"]
+async fn a_bucket_over_its_quota_is_a_full_storage() {
+    on_s3(async {
+        let reg = registry();
+        reg.push_image("app", "v1", b"layer one").await;
+        s3_server()
+            .limit_bucket(&bucket_of(&reg.config), 2 * 1024 * 1024)
+            .expect("quota");
+        let bucket = bucket_of(&reg.config);
+        let says_full = |r: &Resp| {
+            let body = String::from_utf8_lossy(&r.body);
+            assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+            assert!(body.contains("storage is full"), "{body}");
+            assert!(
+                !body.contains(&bucket),
+                "the bucket reached the client: {body}"
+            );
+        };
+        // One PUT per chunk, and a multipart upload (a chunk of 8 MiB or more).
+        for size in [3 * 1024 * 1024, 12 * 1024 * 1024] {
+            let blob = pattern(size, 3);
+            let location = start_upload(&reg, "app").await;
+            let id = location.rsplit('/').next().expect("id").to_string();
+            says_full(&reg.call(Method::PATCH, &location, &[], &blob).await);
+            let status = reg
+                .storage
+                .upload_info(&id)
+                .await
+                .expect("info")
+                .expect("session");
+            assert_eq!(status.object.size, 0, "a chunk of {size} bytes");
+            assert_eq!(open_multipart_uploads(&reg), 0);
+
+            let digest = digest_of(&blob);
+            says_full(
+                &reg.call(
+                    Method::POST,
+                    &format!("/v2/app/blobs/uploads/?digest={digest}"),
+                    &[],
+                    &blob,
+                )
+                .await,
+            );
+            assert_eq!(
+                reg.get(&format!("/v2/app/blobs/{digest}")).await.status,
+                StatusCode::NOT_FOUND
+            );
+            assert_eq!(open_multipart_uploads(&reg), 0);
+        }
+        // What was pushed before is still whole.
+        let r = reg.get("/v2/app/manifests/v1").await;
+        assert_eq!(r.status, StatusCode::OK);
+    })
+    .await
+}

@@ -112,7 +112,8 @@ fn start(children: &mut Vec<Child>) -> Result<S3Server, Error> {
         format!("http://127.0.0.1:{rgw_port}"),
         access_key,
         secret_key,
-    ))
+    )
+    .with_ceph_conf(dir.join("ceph.conf")))
 }
 
 /// Starts one of the cluster's daemons, its output in the cluster's log folder.

@@ -26,6 +26,8 @@ pub struct S3Server {
     access_key: String,
     secret_key: String,
     buckets: AtomicU32,
+    /// Ceph's config file, for `radosgw-admin` (RGW only).
+    ceph_conf: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for S3Server {
@@ -45,7 +47,59 @@ impl S3Server {
             access_key: access_key.to_string(),
             secret_key: secret_key.to_string(),
             buckets: AtomicU32::new(0),
+            ceph_conf: None,
         }
+    }
+
+    /// The same, for a Ceph RGW administered with `conf`.
+    pub(crate) fn with_ceph_conf(mut self, conf: std::path::PathBuf) -> S3Server {
+        self.ceph_conf = Some(conf);
+        self
+    }
+
+    /// Limits `bucket` to `max_bytes` with an RGW bucket quota (`radosgw-admin quota`). Errors
+    /// on a server without quotas (moto).
+    pub fn limit_bucket(&self, bucket: &str, max_bytes: u64) -> Result<(), Error> {
+        let conf = self
+            .ceph_conf
+            .as_ref()
+            .ok_or_else(|| Error::Invalid(format!("{} has no bucket quotas", self.endpoint)))?;
+        let max_size = max_bytes.to_string();
+        let steps: [&[&str]; 2] = [
+            &[
+                "quota",
+                "set",
+                "--quota-scope=bucket",
+                "--bucket",
+                bucket,
+                "--max-size",
+                &max_size,
+            ],
+            &[
+                "quota",
+                "enable",
+                "--quota-scope=bucket",
+                "--bucket",
+                bucket,
+            ],
+        ];
+        for args in steps {
+            let out = Command::new("radosgw-admin")
+                .arg("-c")
+                .arg(conf)
+                .args(args)
+                .stdin(Stdio::null())
+                .output()
+                .ctx(|| "running radosgw-admin".to_string())?;
+            if !out.status.success() {
+                return Err(Error::Command {
+                    command: format!("radosgw-admin {}", args.join(" ")),
+                    status: out.status.to_string(),
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The server in `cell`, started by `start` on first use (`what` names it in errors).

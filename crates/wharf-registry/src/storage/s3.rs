@@ -229,11 +229,35 @@ fn unreachable_server(storage: &str, e: &object_store::Error) -> Option<StorageE
 }
 
 fn os_error(op: &'static str, key: &str, e: object_store::Error) -> StorageError {
+    let source = if over_quota(&e) {
+        // object_store calls RGW's `403 QuotaExceeded` a lack of privileges: the fix is room
+        // in the bucket, not other keys.
+        io::Error::new(
+            io::ErrorKind::QuotaExceeded,
+            format!("the bucket is over its quota, or the server out of space: {e}"),
+        )
+    } else {
+        io::Error::other(e)
+    };
     StorageError::Io {
         op,
         path: key.to_string(),
-        source: io::Error::other(e),
+        source,
     }
+}
+
+/// The server refused a write for want of room: a bucket quota (Ceph RGW, MinIO) or a full
+/// server (MinIO's `507`). Known only from the S3 error code in the answer's text.
+fn over_quota(e: &object_store::Error) -> bool {
+    let text = e.to_string();
+    [
+        "<Code>QuotaExceeded</Code>",
+        "<Code>XMinioStorageFull</Code>",
+        "<Code>XMinioAdminBucketQuotaExceeded</Code>",
+        "507 Insufficient Storage",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 fn info_of(meta: &ObjectMeta) -> ObjectInfo {
@@ -390,6 +414,8 @@ impl S3Storage {
         .any(code);
         if missing {
             missing_bucket(&self.described(), self.bucket())
+        } else if over_quota(&e) {
+            os_error(op, &self.name(path), e)
         } else if refused {
             refused_credentials(&self.described(), self.bucket(), op, &self.name(path))
         } else if let Some(unreachable) = unreachable_server(&self.described(), &e) {
