@@ -310,7 +310,9 @@ pub async fn sandbox_runs(init_exe: &Path, scratch: &Path) -> Finding {
         Ok(child) => child.wait_with_output().await.map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    let _ = std::fs::remove_dir_all(scratch);
+    // Rootless, overlayfs leaves its `work/work` folder mode 0000 owned by the user, which
+    // a plain removal cannot list: removed as the sandbox removes a job's folders.
+    let _ = crate::state::remove_tree(scratch, ids, init_exe);
     match outcome {
         Ok(out) if out.status.success() => {
             let how = match ids {

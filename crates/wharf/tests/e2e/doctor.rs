@@ -3,7 +3,13 @@
 
 use std::process::Command;
 
+/// Runs `wharf doctor` with a temporary folder of its own, and checks that it leaves nothing
+/// there (regression: run rootless, every run left overlayfs's `work/work`, mode 0000, in
+/// `/tmp`).
 fn doctor(as_nobody: bool) -> (i32, String) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let wharf = env!("CARGO_BIN_EXE_wharf");
     let mut cmd = if as_nobody {
         let mut c = Command::new("setpriv");
@@ -16,9 +22,14 @@ fn doctor(as_nobody: bool) -> (i32, String) {
         .arg("doctor")
         .env("HOME", "/tmp")
         .env_remove("DOCKER_HOST")
-        .env("TMPDIR", "/tmp")
+        .env("TMPDIR", tmp.path())
         .output()
         .unwrap();
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(left.is_empty(), "wharf doctor left {left:?}");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
