@@ -341,11 +341,17 @@ fn the_corpus_unpacks_without_root() {
         "run as root: it drops to nobody itself"
     );
     let exe = std::env::current_exe().expect("test binary");
+    // nobody cannot remove the 0000 folders its tests unpack: they go in a folder that is
+    // removed here, as root (they were left in the system's temporary folder by every run).
+    let scratch = tempfile::tempdir().expect("tempdir");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod");
     let out = std::process::Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
         .arg(&exe)
         .args(["--skip", "the_corpus_unpacks_without_root"])
-        .env("TMPDIR", std::env::temp_dir())
+        .env("TMPDIR", scratch.path())
         .output()
         .expect("setpriv");
     let text =

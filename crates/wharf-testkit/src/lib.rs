@@ -37,5 +37,5 @@ pub use image::{
 pub use registry::{
     AuthKind, BASIC_REALM, READY_TIMEOUT, REGISTRY_BIN, Registry, S3Bucket, free_port,
 };
-pub use s3_server::{REGION, S3Server, wait_listening};
+pub use s3_server::{REGION, S3Server, process_tempdir, wait_listening};
 pub use token::{Access, EXPIRES_IN, ISSUER, SERVICE, TokenRequestLog};

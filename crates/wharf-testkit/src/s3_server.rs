@@ -237,6 +237,19 @@ pub fn wait_listening(
     Ok(())
 }
 
+/// A new temporary folder named `prefix` and a random tail, removed once this process has
+/// exited: for a fixture kept in a `static`, which is never dropped (a `TempDir` there was left
+/// in the temporary folder by every run of the tests).
+pub fn process_tempdir(prefix: &str) -> Result<std::path::PathBuf, Error> {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .ctx(|| format!("creating a temporary folder {prefix}*"))?
+        .keep();
+    watch_and_remove(&dir);
+    Ok(dir)
+}
+
 /// Removes `dir` once this process has exited (a `static` fixture is never dropped).
 pub(crate) fn watch_and_remove(dir: &Path) {
     let _ = Command::new("setsid")

@@ -21,44 +21,38 @@ http:
 /// busybox + Debian's `docker-registry` (a Go binary linked to libc only) with `EXPOSE 5000`,
 /// as an OCI layout, built once.
 fn registry_service_layout() -> &'static wharf_testkit::OciLayout {
-    static LAYOUT: OnceLock<(tempfile::TempDir, wharf_testkit::OciLayout)> = OnceLock::new();
-    &LAYOUT
-        .get_or_init(|| {
-            let read = |p: &str| {
-                std::fs::read(p).unwrap_or_else(|e| {
-                    panic!("{p}: {e} (install docker-registry: scripts/test-all.sh does)")
-                })
-            };
-            let binary = read("/usr/bin/docker-registry");
-            let libc = read("/lib/x86_64-linux-gnu/libc.so.6");
-            let loader = read("/lib64/ld-linux-x86-64.so.2");
-            let files: [(&str, &[u8], u32); 4] = [
-                ("/usr/bin/docker-registry", &binary, 0o755),
-                ("/lib/x86_64-linux-gnu/libc.so.6", &libc, 0o755),
-                ("/lib64/ld-linux-x86-64.so.2", &loader, 0o755),
-                (
-                    "/etc/docker/registry/config.yml",
-                    REGISTRY_CONFIG.as_bytes(),
-                    0o644,
-                ),
-            ];
-            let config = json!({
-                "ExposedPorts": {"5000/tcp": {}},
-                "Cmd": ["docker-registry", "serve", "/etc/docker/registry/config.yml"],
-            });
-            let dir = tempfile::Builder::new()
-                .prefix("wharf-registry-service-")
-                .tempdir()
-                .unwrap();
-            let layout = wharf_testkit::build_busybox_image_with_config(
-                dir.path(),
-                &files,
-                config.as_object().unwrap().clone(),
-            )
-            .unwrap();
-            (dir, layout)
-        })
-        .1
+    static LAYOUT: OnceLock<wharf_testkit::OciLayout> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let read = |p: &str| {
+            std::fs::read(p).unwrap_or_else(|e| {
+                panic!("{p}: {e} (install docker-registry: scripts/test-all.sh does)")
+            })
+        };
+        let binary = read("/usr/bin/docker-registry");
+        let libc = read("/lib/x86_64-linux-gnu/libc.so.6");
+        let loader = read("/lib64/ld-linux-x86-64.so.2");
+        let files: [(&str, &[u8], u32); 4] = [
+            ("/usr/bin/docker-registry", &binary, 0o755),
+            ("/lib/x86_64-linux-gnu/libc.so.6", &libc, 0o755),
+            ("/lib64/ld-linux-x86-64.so.2", &loader, 0o755),
+            (
+                "/etc/docker/registry/config.yml",
+                REGISTRY_CONFIG.as_bytes(),
+                0o644,
+            ),
+        ];
+        let config = json!({
+            "ExposedPorts": {"5000/tcp": {}},
+            "Cmd": ["docker-registry", "serve", "/etc/docker/registry/config.yml"],
+        });
+        let dir = wharf_testkit::process_tempdir("wharf-registry-service-").unwrap();
+        wharf_testkit::build_busybox_image_with_config(
+            &dir,
+            &files,
+            config.as_object().unwrap().clone(),
+        )
+        .unwrap()
+    })
 }
 
 /// The job image (the seed's busybox) and the registry service image, pushed to `reg`.

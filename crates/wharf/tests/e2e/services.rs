@@ -19,17 +19,11 @@ struct Images {
 /// The busybox fixture without npm: an image of its own, so loading and removing it never races
 /// with the other Docker tests' tags of the seed image.
 fn services_layout() -> &'static OciLayout {
-    static LAYOUT: OnceLock<(tempfile::TempDir, OciLayout)> = OnceLock::new();
-    &LAYOUT
-        .get_or_init(|| {
-            let dir = tempfile::Builder::new()
-                .prefix("wharf-svc-fixture-")
-                .tempdir()
-                .unwrap();
-            let layout = build_busybox_image(dir.path(), &[]).unwrap();
-            (dir, layout)
-        })
-        .1
+    static LAYOUT: OnceLock<OciLayout> = OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let dir = wharf_testkit::process_tempdir("wharf-svc-fixture-").unwrap();
+        build_busybox_image(&dir, &[]).unwrap()
+    })
 }
 
 impl Images {

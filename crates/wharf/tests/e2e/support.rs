@@ -209,19 +209,12 @@ pub fn unique_seed_layout(dir: &std::path::Path) -> wharf_testkit::OciLayout {
 }
 
 pub fn seed_layout() -> &'static wharf_testkit::OciLayout {
-    static LAYOUT: std::sync::OnceLock<(tempfile::TempDir, wharf_testkit::OciLayout)> =
-        std::sync::OnceLock::new();
-    &LAYOUT
-        .get_or_init(|| {
-            let dir = tempfile::Builder::new()
-                .prefix("wharf-fixture-")
-                .tempdir()
-                .unwrap();
-            let npm = ("/usr/local/bin/npm", wharf_testkit::npm_stand_in(), 0o755);
-            let layout = wharf_testkit::build_busybox_image(dir.path(), &[npm]).unwrap();
-            (dir, layout)
-        })
-        .1
+    static LAYOUT: std::sync::OnceLock<wharf_testkit::OciLayout> = std::sync::OnceLock::new();
+    LAYOUT.get_or_init(|| {
+        let dir = wharf_testkit::process_tempdir("wharf-fixture-").unwrap();
+        let npm = ("/usr/local/bin/npm", wharf_testkit::npm_stand_in(), 0o755);
+        wharf_testkit::build_busybox_image(&dir, &[npm]).unwrap()
+    })
 }
 
 /// Builds the busybox test image and loads it into dockerd as `tag`; fails (not skips) the
