@@ -579,50 +579,6 @@ on_each_backend!(
     gc_keeps_the_tagged_closure_and_removes_the_rest
 );
 
-/// A tmpfs of `size` mounted on a fresh temporary folder, unmounted when dropped (before the
-/// folder itself goes).
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> SmallDisk {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "mounting a tmpfs needs root");
-        SmallDisk { dir }
-    }
-
-    /// Fills what is left with one file, until the disk refuses more.
-    fn fill(&self) -> std::path::PathBuf {
-        use std::io::Write as _;
-        let path = self.dir.path().join("filler");
-        let mut file = std::fs::File::create(&path).expect("filler");
-        let block = vec![7u8; 64 * 1024];
-        loop {
-            match file.write(&block) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-                Err(e) => panic!("filling the disk: {e}"),
-            }
-        }
-        path
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
-
 /// A full disk (regression, found by pushing to a registry on a small tmpfs): a push that
 /// filled it kept the bytes it got onto disk in its session until the session expired, so
 /// every later write (manifests, tags, other blobs) failed too; the client read a `500` naming
@@ -710,8 +666,15 @@ async fn a_full_disk_keeps_nothing_of_the_refused_request_and_says_so() {
     let sessions = reg.storage.upload_list().await.expect("list");
     assert!(sessions.is_empty(), "sessions left: {sessions:?}");
 
-    // With no room at all, a manifest write is refused and the tag keeps its manifest.
+    // With no room at all, an upload cannot start, and leaves no session without its info;
+    // a manifest write is refused and the tag keeps its manifest.
     let filler = disk.fill();
+    says_full(
+        &reg.call(Method::POST, "/v2/app/blobs/uploads/", &[], b"")
+            .await,
+    );
+    let sessions = reg.storage.upload_list().await.expect("list");
+    assert!(sessions.is_empty(), "sessions left: {sessions:?}");
     let config = br#"{"architecture":"amd64","os":"linux"}"#;
     let c = digest_of(config);
     let l = digest_of(b"layer one");

@@ -1783,3 +1783,59 @@ actions = ["*"]
         StatusCode::FORBIDDEN
     );
 }
+
+/// Pull-through onto a full disk (regression, found pulling through a cache on a small tmpfs):
+/// when the storage refused the download, the fetch stopped reading the upstream, so every
+/// client's pull was cut short, and the log blamed the upstream for the digest of the part
+/// received. Now the clients get the whole blob, checked, a client behind the bytes held reads
+/// the part written from the download's file, and nothing is stored or left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root (mounts a tmpfs): run by scripts/test-all.sh"]
+async fn a_full_disk_still_serves_pulls_through_the_cache() {
+    let disk = common::SmallDisk::mount("4m");
+    let layer = patterned(12 << 20);
+    let f = fixture_with_layer(
+        &layer,
+        Canned {
+            content_type: "application/octet-stream",
+            body: layer.clone(),
+            ..Canned::default()
+        },
+    );
+    let upstream = StandIn::start(f.answers.clone());
+    let root = disk.dir.path().join("registry");
+    let config = config_with(&root, vec![proxy_entry("hub/", &upstream.url())]);
+    let app = open_app(&config);
+    let (status, manifest) = get_through(&app, "/v2/hub/team/app/manifests/1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(manifest.expect("manifest"), f.manifest);
+    let uri = format!("/v2/hub/team/app/blobs/{}", f.layer_digest);
+
+    // A slow client: its first MiB, then nothing while the download fills the disk.
+    let (status, mut slow) = start_get(&app, &uri).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut slow_got = read_at_least(&mut slow, 1 << 20, "the slow client").await;
+    // A client that reads as fast as it can, meanwhile.
+    let (status, fast) = get_through(&app, &uri).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        fast.expect("the fast client's body") == layer,
+        "the fast client's blob differs"
+    );
+    slow_got.extend(read_rest(slow).await.expect("the slow client's body"));
+    assert!(slow_got == layer, "the slow client's blob differs");
+
+    // Nothing stored, and the download's session goes once its readers are done.
+    for _ in 0..500 {
+        if walkdir(root.join("uploads")).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(walkdir(root.join("uploads")), Vec::<String>::new());
+    assert!(!stored_blob_names(&root).contains(&f.layer_digest[7..].to_string()));
+    // And the next pull is served again, from the upstream.
+    let (status, again) = get_through(&app, &uri).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(again.expect("body") == layer);
+}

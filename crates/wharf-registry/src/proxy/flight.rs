@@ -106,6 +106,8 @@ struct FlightState {
     next_reader: u64,
     /// Every byte is in and has the expected digest: readers end here.
     verified: bool,
+    /// The storage stopped writing the download (see [`Flight::unstored`]).
+    unstored: bool,
     outcome: Option<Result<(), FlightError>>,
 }
 
@@ -116,7 +118,8 @@ impl FlightState {
     }
 
     /// Drops chunks from the front: with a file, those readable there beyond the window;
-    /// without, those every reader has passed, once more than [`RETAIN_BYTES`] are held.
+    /// without (or past the end of a file no longer written), those every reader has passed,
+    /// once more than [`RETAIN_BYTES`] are held.
     fn trim(&mut self) {
         if self.file.is_some() {
             while self.held_bytes > WINDOW_BYTES {
@@ -128,7 +131,9 @@ impl FlightState {
                     _ => break,
                 }
             }
-            return;
+            if !self.unstored {
+                return;
+            }
         }
         if self.held_bytes <= RETAIN_BYTES {
             return;
@@ -160,8 +165,12 @@ impl FlightState {
 
     /// What a reader at `offset` does next.
     fn next_step(&self, offset: u64) -> Step {
-        if let Some(Err(e)) = &self.outcome {
-            // Also a reader still behind, reading the file: what it got so far is no blob.
+        // Also a reader still behind, reading the file: what it got so far is no blob. Once
+        // every byte is in and checked, a failure to store them fails no reader: the rest of
+        // what it needs is in memory, or its read of the file fails by itself.
+        if let Some(Err(e)) = &self.outcome
+            && !self.verified
+        {
             return Step::Fail(e.message().to_string());
         }
         if let Some(chunk) = self.held_from(offset) {
@@ -247,6 +256,26 @@ impl Flight {
                 });
             }
         });
+    }
+
+    /// The download file is no longer written (the storage failed): what is readable there
+    /// stays so, and from its end on the flight keeps what some reader has not passed, as
+    /// where storage cannot be read while written.
+    pub(crate) fn unstored(&self) {
+        self.update(|s| {
+            s.unstored = true;
+            s.trim();
+        });
+    }
+
+    /// Waits until no reader is left (each has ended, failed or gone away).
+    pub(crate) async fn readers_gone(&self) {
+        let mut rx = self.changed.subscribe();
+        while !self.state().readers.is_empty() {
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
     }
 
     /// The repository whose request started the fetch.
@@ -406,9 +435,11 @@ impl Reader {
 
 impl Drop for Reader {
     fn drop(&mut self) {
-        let mut s = self.flight.state();
-        s.readers.remove(&self.id);
-        s.trim();
+        // Through `update`: `readers_gone` waits for this.
+        self.flight.update(|s| {
+            s.readers.remove(&self.id);
+            s.trim();
+        });
     }
 }
 

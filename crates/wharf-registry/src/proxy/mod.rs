@@ -590,7 +590,7 @@ impl FetchTask {
             tracing::warn!(
                 digest = %self.digest,
                 upstream = %self.target.upstream.config.upstream,
-                "pull-through fetch failed, nothing stored: {}",
+                "pull-through cache: nothing stored: {}",
                 e.message()
             );
         }
@@ -657,13 +657,19 @@ impl FetchTask {
             self.flight.clone(),
         ));
         let mut failure = None;
+        let mut storing = true;
         while let Some(item) = body.next().await {
             match item {
                 Ok(chunk) => {
                     hasher.update(&chunk);
                     self.flight.push(chunk.clone());
-                    if tx.send(Ok(chunk)).await.is_err() {
-                        break;
+                    if storing && tx.send(Ok(chunk)).await.is_err() {
+                        // The storage writer failed (a full disk): the clients still get the
+                        // whole blob, checked; only the cache goes without it. Stopping here
+                        // cut every client's pull short, and the digest of the part received
+                        // was then logged as the upstream's fault.
+                        storing = false;
+                        self.flight.unstored();
                     }
                 }
                 Err(e) => {
@@ -706,9 +712,14 @@ impl FetchTask {
                 .await
                 .map_err(|e| FlightError::Failed(format!("storing blob {}: {e}", self.digest))),
             Err((e, id)) => {
-                discard(&*self.storage, id).await;
+                // Readers behind may still be reading the part written: removed after them.
+                let (flight, storage) = (self.flight.clone(), self.storage.clone());
+                tokio::spawn(async move {
+                    flight.readers_gone().await;
+                    discard(&*storage, id).await;
+                });
                 Err(FlightError::Failed(format!(
-                    "storing blob {}: {e}",
+                    "blob {} was served but not cached: storing it failed: {e}",
                     self.digest
                 )))
             }

@@ -276,6 +276,9 @@ impl FsStorage {
         };
         let written = match written {
             Ok(written) => written,
+            // A pull-through download's file is read by requests behind it: its fetch
+            // removes it once they are done.
+            Err(e) if !blocks => return Err(io_err("write", &path)(e)),
             Err(e) => {
                 // A request whose write failed leaves the upload as the client last saw it: the
                 // bytes it got onto disk go. On a full disk that gives the space back now, not
@@ -452,10 +455,17 @@ impl Storage for FsStorage {
         let dir = self.upload_dir(id)?;
         blocking(move || {
             fs::create_dir_all(&dir).map_err(io_err("create folder", &dir))?;
-            let data = dir.join("data");
-            File::create(&data).map_err(io_err("create", &data))?;
-            let info_path = dir.join("info");
-            fs::write(&info_path, &info).map_err(io_err("write", &info_path))
+            let created = (|| {
+                let data = dir.join("data");
+                File::create(&data).map_err(io_err("create", &data))?;
+                let info_path = dir.join("info");
+                fs::write(&info_path, &info).map_err(io_err("write", &info_path))
+            })();
+            if created.is_err() {
+                // A full disk took the info's bytes: no session without its info.
+                let _ = fs::remove_dir_all(&dir);
+            }
+            created
         })
         .await
     }
