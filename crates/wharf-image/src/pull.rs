@@ -670,6 +670,7 @@ async fn download(
     let mut hasher = Sha256::new();
     let mut offset: u64 = 0;
     let mut resumes = 0;
+    let mut unpacker_failed = false;
     let mut fetch = client.get(&format!("blobs/{}", desc.digest), &[]).await?;
     let result = loop {
         match fetch.response.chunk().await {
@@ -689,15 +690,19 @@ async fn download(
             }
             Ok(Some(chunk)) => {
                 hasher.update(&chunk);
-                file.write_all(&chunk)
-                    .map_err(store_err(&temp, "writing the blob"))?;
+                if let Err(e) = file.write_all(&chunk) {
+                    break Err(store_err(&temp, "writing the blob")(e));
+                }
                 offset += chunk.len() as u64;
                 on_event(PullEvent::LayerProgress {
                     digest: desc.digest.clone(),
                     bytes: offset,
                 });
-                if tx.send(chunk.to_vec()).await.is_err() {
-                    break Ok(()); // the unpacker failed: its error is the one to report
+                // After the unpacker failed, the rest is still read and hashed: bytes damaged
+                // on the way are a digest mismatch; a layer that arrives whole and still
+                // cannot be unpacked (or a full disk) is the unpacker's error to report.
+                if !unpacker_failed && tx.send(chunk.to_vec()).await.is_err() {
+                    unpacker_failed = true;
                 }
             }
             Ok(None) => break Ok(()),
@@ -748,6 +753,11 @@ async fn download(
                 expected: desc.digest.clone(),
                 actual,
             });
+        }
+        if unpacker_failed {
+            // Its error follows (`fetch_layer`); the blob of a layer that failed is not kept.
+            let _ = std::fs::remove_file(&temp);
+            return Ok(());
         }
         store.publish_blob(&temp, &desc.digest)
     });

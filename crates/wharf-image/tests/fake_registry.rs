@@ -700,3 +700,40 @@ fn an_endless_manifest_or_error_answer_is_cut_not_held() {
         assert!(sent < 32 << 20, "{tag}: {sent} bytes sent");
     }
 }
+
+/// Regression: a layer that arrives whole (its digest checks) but is no tar was reported as
+/// "does not match its digest ... a broken proxy or a corrupt registry": the download stopped
+/// when the unpacker failed and checked the digest of the part it had. The unpacker's error is
+/// the one reported now (bytes damaged on the way are still a digest mismatch, above), and
+/// nothing is stored. Its header's bytes reach the message: `wharf` prints it through
+/// `wharf_oci::printable`, so the escape sequences in it are no terminal commands.
+#[test]
+fn a_whole_layer_that_is_no_tar_reports_the_unpacker_s_error() {
+    let mut header = vec![0u8; 512];
+    header[..5].copy_from_slice(b"hello");
+    header[148..156].copy_from_slice(b"\x1b]0;pwn\x07");
+    // Long enough (and incompressible) to still be arriving when the unpacker gives up.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    header.extend((0..4 << 20).map(|_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state as u8
+    }));
+    let fake = Fake::start(Blobs::AsStored);
+    let layout_dir = tempfile::tempdir().expect("tempdir");
+    let layout = write_layout(layout_dir.path(), &[header]);
+    fake.serve_layout(&layout, "1");
+    let (home, store) = fresh_store();
+    let (result, _) = pull(
+        &store,
+        &format!("{}/notar/app:1", fake.host),
+        &PullOptions::default(),
+    );
+    let err = result.expect_err("no tar");
+    assert!(matches!(err, ImageError::Layer { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("\u{1b}]0;pwn"), "the premise: {text:?}");
+    assert!(!wharf_oci::printable(&text).contains('\u{1b}'));
+    assert!(store_is_empty(home.path()));
+}

@@ -282,10 +282,41 @@ pub fn secrets_in_auth_config(json: &str) -> Vec<String> {
     resolve::secrets_in_auth_config_impl(json)
 }
 
+/// `text` with its control characters other than newline and tab written as escapes
+/// (`\u{1b}`): what a registry, an archive or a file put in a message never reaches a terminal
+/// as a command (a cursor move, a title change, a hidden line).
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use base64::Engine as _;
+
+    #[test]
+    fn printable_escapes_terminal_commands_and_keeps_the_rest() {
+        assert!(matches!(
+            printable("plain ✓\n\tline"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            printable("a\u{1b}]0;pwned\u{7}b\rc\u{9b}2Jd"),
+            "a\\u{1b}]0;pwned\\u{7}b\\rc\\u{9b}2Jd"
+        );
+    }
 
     #[test]
     fn x_registry_auth_is_base64url_json_of_the_entry() {

@@ -176,7 +176,10 @@ impl JobLog {
 
     /// One line written by wharf itself.
     pub fn message(&mut self, level: Level, text: &str) {
-        let text = self.masker.mask_str(text);
+        // wharf's own messages may quote a registry or an archive: no terminal commands in them
+        // (the job's own output, in `output`, is the job's to color).
+        let masked = self.masker.mask_str(text);
+        let text = wharf_oci::printable(&masked);
         let (color, prefix) = match level {
             Level::Section => (BOLD_CYAN, ""),
             Level::Info => ("", ""),
@@ -402,6 +405,24 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "Running\none\ntwo\nthree"
         );
+    }
+
+    /// wharf's own messages can quote a registry's or an archive's bytes (an image pull's
+    /// error): their terminal commands are escaped, on the console and in the file.
+    #[test]
+    fn messages_escape_terminal_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Shared::default();
+        let console = Console::new(false, Box::new(sink.clone()));
+        let path = dir.path().join("j.log");
+        let mut log = JobLog::create(console, &path, Masker::new(Vec::<String>::new())).unwrap();
+        log.error("pull failed: header \u{1b}]0;pwned\u{7}");
+        drop(log);
+        let console = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        let file = std::fs::read_to_string(&path).unwrap();
+        for text in [&console, &file] {
+            assert!(text.contains("header \\u{1b}]0;pwned\\u{7}"), "{text:?}");
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! when its text is not already in what was said, so a context added with `.context(...)` (whose
 //! message does not include its cause) is still followed by it.
 
-/// `e` and those of its causes not already said, joined with ": ".
+/// `e` and those of its causes not already said, joined with ": ", safe for a terminal.
 pub(crate) fn error_text(e: &anyhow::Error) -> String {
     let mut said = String::new();
     for cause in e.chain() {
@@ -19,7 +19,8 @@ pub(crate) fn error_text(e: &anyhow::Error) -> String {
         }
         said.push_str(&text);
     }
-    said
+    // A cause can quote what a registry or an archive sent (a tar header's bytes).
+    wharf_oci::printable(&said).into_owned()
 }
 
 #[cfg(test)]
@@ -43,6 +44,16 @@ mod tests {
         fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
             Some(&*self.source)
         }
+    }
+
+    #[test]
+    fn terminal_commands_in_a_cause_are_escaped() {
+        let e = anyhow::Error::new(std::io::Error::other("header \u{1b}]0;pwned\u{7} bad"))
+            .context("unpacking layer sha256:ab");
+        assert_eq!(
+            error_text(&e),
+            "unpacking layer sha256:ab: header \\u{1b}]0;pwned\\u{7} bad"
+        );
     }
 
     #[test]
