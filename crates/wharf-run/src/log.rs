@@ -68,7 +68,10 @@ pub enum Level {
 
 pub struct JobLog {
     console: Arc<Console>,
-    file: Option<File>,
+    file: File,
+    path: std::path::PathBuf,
+    /// Bytes the file could not take since its last good write (a full disk), and why.
+    unwritten: Option<(u64, String)>,
     masker: Masker,
     console_strip: AnsiStripper,
     file_strip: AnsiStripper,
@@ -115,7 +118,9 @@ impl JobLog {
         };
         Ok(Self {
             console,
-            file: Some(file),
+            file,
+            path: path.to_path_buf(),
+            unwritten: None,
             masker,
             console_strip: AnsiStripper::default(),
             file_strip: AnsiStripper::default(),
@@ -257,11 +262,34 @@ impl JobLog {
         self.write_file(&plain);
     }
 
+    /// A full disk must not kill the job, and must not cut its log file short in silence: the
+    /// console says the file is incomplete, and once the file takes bytes again it first says
+    /// how much is missing there (the console still has every byte).
     fn write_file(&mut self, bytes: &[u8]) {
-        if let Some(f) = &mut self.file {
-            if f.write_all(bytes).is_err() {
-                // A full disk must not kill the job; the console still has the log.
-                self.file = None;
+        if let Some((lost, why)) = &self.unwritten {
+            let note = format!(
+                "\n[wharf: up to {lost} bytes of this job's output could not be written to this \
+                 file ({why}); the console had them]\n"
+            );
+            if self.file.write_all(note.as_bytes()).is_ok() {
+                self.unwritten = None;
+            }
+        }
+        let result = match self.unwritten {
+            Some(_) => Err(None),
+            None => self.file.write_all(bytes).map_err(Some),
+        };
+        if let Err(e) = result {
+            let (lost, why) = self.unwritten.get_or_insert_with(|| (0, String::new()));
+            *lost += bytes.len() as u64;
+            if let Some(e) = e {
+                *why = e.to_string();
+                let warning = format!(
+                    "WARNING: the job log {} is incomplete from here: {e}; this console has the \
+                     whole output\n",
+                    self.path.display()
+                );
+                self.write_console(warning.as_bytes());
             }
         }
     }
@@ -405,6 +433,57 @@ mod tests {
             std::fs::read_to_string(&path).unwrap(),
             "Running\none\ntwo\nthree"
         );
+    }
+
+    /// Regression: a job that filled the disk lost the rest of its log file in silence, even
+    /// after it freed the space again. Now the console says so at once, and the file says what
+    /// is missing where it is missing, then goes on.
+    #[test]
+    #[ignore = "needs root (mounts a tmpfs): run by scripts/test-all.sh"]
+    fn a_full_disk_leaves_a_note_in_the_log_file_and_a_warning_on_the_console() {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mounting a tmpfs needs root");
+        struct Unmount<'a>(&'a Path);
+        impl Drop for Unmount<'_> {
+            fn drop(&mut self) {
+                let _ = std::process::Command::new("umount").arg(self.0).status();
+            }
+        }
+        let _unmount = Unmount(dir.path());
+        let sink = Shared::default();
+        let console = Console::new(false, Box::new(sink.clone()));
+        let path = dir.path().join("j.log");
+        let mut log = JobLog::create(console, &path, Masker::new(Vec::<String>::new())).unwrap();
+        log.output(b"before\n");
+        let filler = dir.path().join("filler");
+        let _ = std::fs::write(&filler, vec![0u8; 128 << 10]);
+        // More than the page the file already has (tmpfs fills a page it holds).
+        let padding = "x".repeat(200);
+        for i in 0..100 {
+            log.output(format!("lost line {i} {padding}\n").as_bytes());
+        }
+        std::fs::remove_file(&filler).unwrap();
+        log.output(b"after\n");
+        drop(log);
+        let console = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            console.matches("is incomplete from here").count(),
+            1,
+            "{console}"
+        );
+        assert!(console.contains("lost line 99"), "{console}");
+        let file = std::fs::read_to_string(&path).unwrap();
+        assert!(file.starts_with("before\n"), "{file}");
+        assert!(
+            file.contains("bytes of this job's output could not be written"),
+            "{file}"
+        );
+        assert!(file.ends_with("after\n"), "{file}");
     }
 
     /// wharf's own messages can quote a registry's or an archive's bytes (an image pull's
