@@ -588,7 +588,7 @@ on_each_backend!(
 #[tokio::test]
 #[ignore = "needs root (mounts a tmpfs): run by scripts/test-all.sh"]
 async fn a_full_disk_keeps_nothing_of_the_refused_request_and_says_so() {
-    let disk = SmallDisk::mount("8m");
+    let disk = SmallDisk::mount("size=8m");
     let root = disk.dir.path().join("registry");
     let reg = registry_configured(
         tempfile::tempdir().expect("tempdir"),
@@ -730,5 +730,62 @@ async fn a_storage_failure_names_the_operation_but_no_server_path() {
     assert!(
         !body.contains(&root),
         "a server path reached the client: {body}"
+    );
+}
+
+/// gc on a full disk (regression): it wrote each flag of its protocol with the run's id in it
+/// and removed expired uploads only after the blobs, so on a full disk it failed at its first
+/// flag and freed nothing, exactly when it was needed. Now the flags are empty (no data block)
+/// and expired uploads go first: gc frees a full disk. When even an empty file cannot be
+/// made (no inode left), it says so and what to do.
+#[tokio::test]
+#[ignore = "needs root (mounts a tmpfs): run by scripts/test-all.sh"]
+async fn gc_frees_a_full_disk() {
+    let disk = SmallDisk::mount("size=8m,nr_inodes=400");
+    let root = disk.dir.path().join("registry");
+    let reg = registry_configured(
+        tempfile::tempdir().expect("tempdir"),
+        config(&root),
+        Arc::new(AllowAll),
+    );
+    let kept = reg.push_image("app", "v1", b"layer one").await;
+    let orphan: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let orphan = reg.push_blob("app", &orphan).await;
+    let filler = disk.fill();
+    let now = GcOptions {
+        dry_run: false,
+        grace: Duration::ZERO,
+        upload_expiry: Duration::from_secs(3600),
+    };
+    let report = wharf_registry::gc_with_config(&reg.config, &now).expect("gc on a full disk");
+    assert_eq!(
+        report
+            .blobs_removed
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>(),
+        vec![orphan.clone()]
+    );
+    assert_eq!(&reg.get("/v2/app/manifests/v1").await.body[..], &kept[..]);
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{orphan}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    std::fs::remove_file(filler).expect("remove filler");
+
+    // No inode left at all: gc cannot make its flags, and says so.
+    let orphan = reg.push_blob("app", b"another unused blob").await;
+    let mut made = 0;
+    while std::fs::write(disk.dir.path().join(format!("inode-{made}")), b"").is_ok() {
+        made += 1;
+    }
+    let err = wharf_registry::gc_with_config(&reg.config, &now).expect_err("no inode left");
+    let text = err.to_string();
+    assert!(text.contains("the storage is full"), "{text}");
+    assert!(text.contains("free a few MiB more"), "{text}");
+    assert_eq!(
+        reg.get(&format!("/v2/app/blobs/{orphan}")).await.status,
+        StatusCode::OK,
+        "a gc that failed removed nothing"
     );
 }

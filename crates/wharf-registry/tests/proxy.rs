@@ -1792,7 +1792,7 @@ actions = ["*"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root (mounts a tmpfs): run by scripts/test-all.sh"]
 async fn a_full_disk_still_serves_pulls_through_the_cache() {
-    let disk = common::SmallDisk::mount("4m");
+    let disk = common::SmallDisk::mount("size=4m");
     let layer = patterned(12 << 20);
     let f = fixture_with_layer(
         &layer,

@@ -149,6 +149,13 @@ pub struct GcReport {
 pub enum GcError {
     #[error("garbage collection of {root}: {source}")]
     Registry { root: String, source: RegistryError },
+    #[error(
+        "garbage collection of {root}: the storage is full, and refused even the empty flag gc \
+         writes for each blob or manifest it removes (so that pushes running meanwhile never \
+         lose one): {source}. Expired upload sessions and temporary files were removed first; \
+         free a few MiB more and run gc again"
+    )]
+    Full { root: String, source: RegistryError },
     #[error("garbage collection could not start its runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -187,9 +194,15 @@ fn gc_on(
     open: impl FnOnce() -> Result<Arc<dyn Storage>, RegistryError> + Send + 'static,
 ) -> Result<GcReport, GcError> {
     let opts = opts.clone();
-    let wrap = move |source| GcError::Registry {
-        root: name.clone(),
-        source,
+    let wrap = move |source: RegistryError| match &source {
+        RegistryError::Storage(e) if e.is_full() => GcError::Full {
+            root: name.clone(),
+            source,
+        },
+        _ => GcError::Registry {
+            root: name.clone(),
+            source,
+        },
     };
     let thread = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -305,9 +318,9 @@ impl Registry {
         let flag = keys::gc_deleting(digest, run);
         let deadline = tokio::time::Instant::now() + GC_WAIT;
         loop {
-            storage
-                .meta_put(&flag, Bytes::from(run.to_string()))
-                .await?;
+            // Empty: only its name (which holds the run) and its time are read, and an empty
+            // file takes no data block, so gc can still free a full disk.
+            storage.meta_put(&flag, Bytes::new()).await?;
             // Read after the write: of two runs flagging at once, one sees the other.
             if !gc_deciding_besides(storage, digest, Some(run)).await? {
                 break;
@@ -603,6 +616,26 @@ impl Registry {
             }
         }
 
+        // Expired uploads and leftovers of interrupted writes first: they go without a flag,
+        // so on a full disk they make the room the flags below need.
+        if opts.dry_run {
+            report.uploads_removed = storage
+                .upload_list()
+                .await?
+                .iter()
+                .filter(|(_, info)| older_than(info.modified, now, opts.upload_expiry))
+                .count();
+        } else {
+            report.uploads_removed = self.expire_uploads(now).await?;
+            // Leftovers include the records of multipart uploads (S3), whose writer may be a
+            // live push on another replica: dead only after the upload expiry, as for upkeep,
+            // however short the grace period for content.
+            let stale = opts.grace.max(opts.upload_expiry);
+            report.temporary_files_removed = storage
+                .clean_temporary(now.checked_sub(stale).unwrap_or(SystemTime::UNIX_EPOCH))
+                .await?;
+        }
+
         // Sweep manifests out of repositories, then blobs, each under a flag (module docs).
         let run = format!("{:032x}", rand::random::<u128>());
         for repo in &repos {
@@ -650,24 +683,6 @@ impl Registry {
             report.blobs_removed.push(digest);
         }
 
-        // Expired uploads and leftovers of interrupted writes.
-        if opts.dry_run {
-            report.uploads_removed = storage
-                .upload_list()
-                .await?
-                .iter()
-                .filter(|(_, info)| older_than(info.modified, now, opts.upload_expiry))
-                .count();
-        } else {
-            report.uploads_removed = self.expire_uploads(now).await?;
-            // Leftovers include the records of multipart uploads (S3), whose writer may be a
-            // live push on another replica: dead only after the upload expiry, as for upkeep,
-            // however short the grace period for content.
-            let stale = opts.grace.max(opts.upload_expiry);
-            report.temporary_files_removed = storage
-                .clean_temporary(now.checked_sub(stale).unwrap_or(SystemTime::UNIX_EPOCH))
-                .await?;
-        }
         Ok(report)
     }
 }

@@ -567,17 +567,17 @@ fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     }
 }
 
-/// A tmpfs of `size` mounted on a fresh temporary folder, unmounted when dropped (before the
-/// folder itself goes).
+/// A tmpfs mounted with `options` (`size=8m`, `nr_inodes=...`) on a fresh temporary folder,
+/// unmounted when dropped (before the folder itself goes).
 pub struct SmallDisk {
     pub dir: tempfile::TempDir,
 }
 
 impl SmallDisk {
-    pub fn mount(size: &str) -> SmallDisk {
+    pub fn mount(options: &str) -> SmallDisk {
         let dir = tempfile::tempdir().expect("tempdir");
         let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
             .arg(dir.path())
             .status()
             .expect("run mount");
