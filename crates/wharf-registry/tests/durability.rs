@@ -598,32 +598,16 @@ async fn a_full_disk_keeps_nothing_of_the_refused_request_and_says_so() {
     let before = reg.push_image("app", "v1", b"layer one").await;
     let big: Vec<u8> = (0..12 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
     let root_text = root.display().to_string();
-    let says_full = |r: &Resp| {
-        let body = String::from_utf8_lossy(&r.body);
-        assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
-        assert!(body.contains("storage is full"), "{body}");
-        assert!(body.contains("wharf registry gc"), "{body}");
-        assert!(
-            !body.contains(&root_text),
-            "a server path reached the client: {body}"
-        );
-    };
+    let says_full = |r: &Resp| assert_storage_full(r, &root_text);
 
     // A chunked push larger than the disk: refused, and its session keeps none of it.
-    let location = reg
-        .call(Method::POST, "/v2/app/blobs/uploads/", &[], b"")
-        .await
-        .header("location")
-        .to_string();
-    let id = location.rsplit('/').next().expect("id").to_string();
-    says_full(&reg.call(Method::PATCH, &location, &[], &big).await);
-    let status = reg
-        .storage
-        .upload_info(&id)
-        .await
-        .expect("info")
-        .expect("session");
-    assert_eq!(status.object.size, 0, "the refused chunk's bytes stayed");
+    let (location, r) = reg.patch_new_upload("app", &big).await;
+    says_full(&r);
+    assert_eq!(
+        reg.upload_size(&location).await,
+        0,
+        "the refused chunk's bytes stayed"
+    );
     // The same session takes a chunk that fits, and finishes with a checked digest.
     let small = &big[..64 * 1024];
     let r = reg.call(Method::PATCH, &location, &[], small).await;

@@ -1923,28 +1923,17 @@ async fn a_bucket_over_its_quota_is_a_full_storage() {
             .limit_bucket(&bucket_of(&reg.config), 2 * 1024 * 1024)
             .expect("quota");
         let bucket = bucket_of(&reg.config);
-        let says_full = |r: &Resp| {
-            let body = String::from_utf8_lossy(&r.body);
-            assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
-            assert!(body.contains("storage is full"), "{body}");
-            assert!(
-                !body.contains(&bucket),
-                "the bucket reached the client: {body}"
-            );
-        };
+        let says_full = |r: &Resp| assert_storage_full(r, &bucket);
         // One PUT per chunk, and a multipart upload (a chunk of 8 MiB or more).
         for size in [3 * 1024 * 1024, 12 * 1024 * 1024] {
             let blob = pattern(size, 3);
-            let location = start_upload(&reg, "app").await;
-            let id = location.rsplit('/').next().expect("id").to_string();
-            says_full(&reg.call(Method::PATCH, &location, &[], &blob).await);
-            let status = reg
-                .storage
-                .upload_info(&id)
-                .await
-                .expect("info")
-                .expect("session");
-            assert_eq!(status.object.size, 0, "a chunk of {size} bytes");
+            let (location, r) = reg.patch_new_upload("app", &blob).await;
+            says_full(&r);
+            assert_eq!(
+                reg.upload_size(&location).await,
+                0,
+                "a chunk of {size} bytes"
+            );
             assert_eq!(open_multipart_uploads(&reg), 0);
 
             let digest = digest_of(&blob);

@@ -380,6 +380,45 @@ impl Reg {
     }
 }
 
+/// `r` answers a request a full storage refused: `507`, what to do, and nothing of `hidden`
+/// (the server's root folder, its bucket).
+pub fn assert_storage_full(r: &Resp, hidden: &str) {
+    let body = String::from_utf8_lossy(&r.body);
+    assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE, "{body}");
+    assert!(body.contains("storage is full"), "{body}");
+    assert!(body.contains("wharf registry gc"), "{body}");
+    assert!(
+        !body.contains(hidden),
+        "{hidden} reached the client: {body}"
+    );
+}
+
+impl Reg {
+    /// Starts a chunked upload in `repo`, sends `chunk` to it and returns its location and the
+    /// answer to that `PATCH`.
+    pub async fn patch_new_upload(&self, repo: &str, chunk: &[u8]) -> (String, Resp) {
+        let location = self
+            .call(
+                Method::POST,
+                &format!("/v2/{repo}/blobs/uploads/"),
+                &[],
+                b"",
+            )
+            .await
+            .header("location")
+            .to_string();
+        let r = self.call(Method::PATCH, &location, &[], chunk).await;
+        (location, r)
+    }
+
+    /// How many bytes the storage holds for the upload at `location`.
+    pub async fn upload_size(&self, location: &str) -> u64 {
+        let id = location.rsplit('/').next().expect("id");
+        let status = self.storage.upload_info(id).await.expect("info");
+        status.expect("the upload session").object.size
+    }
+}
+
 /// Follows a `307` to storage (S3's presigned blob URLs) as clients do: same method, the same
 /// headers (`Range`...) but no credentials. The registry's `Docker-Content-Digest` was on the
 /// redirect, which the client saw too: kept when storage's answer has none.
