@@ -416,6 +416,12 @@ async fn serve_on_loopback(
             let _ = stop_rx.await;
         },
     ));
+    // Ready once `/v2/` answers, as clients and load balancers see it: on S3 the server first
+    // checks the bucket, and a cold RGW can take longer than a test's pauses (a stop sent
+    // before then ends a server that never served, and its queued connections with it).
+    // (The listener queues the request until then.)
+    let ready = send_over_socket(addr, Method::GET, "/v2/", &[], Body::empty()).await;
+    assert_eq!(ready.status, StatusCode::OK);
     (addr, stop_tx, server)
 }
 
