@@ -181,6 +181,11 @@ impl FlightState {
                 Some(file) if offset < self.readable => {
                     Step::ReadFile(file.clone(), self.readable.min(self.first_held()) - offset)
                 }
+                // Past the end of a file no longer written: dropped once every reader had
+                // passed them, and never readable again.
+                Some(_) if self.unstored => Step::Fail(
+                    "the storage failed, and the bytes of a running fetch were dropped".into(),
+                ),
                 // Dropped before the file existed (every reader then had passed them): the
                 // writer reports them readable soon.
                 Some(_) => Step::Wait,
@@ -325,7 +330,10 @@ impl Flight {
     pub(crate) fn reader(self: Arc<Self>) -> Option<ByteStream> {
         let id = {
             let mut s = self.state();
-            if s.first_held() > 0 && s.file.is_none() {
+            // Bytes dropped that no file holds: without one, or past the end of one the storage
+            // stopped writing (see `unstored`).
+            let gap = s.file.is_none() || (s.unstored && s.first_held() > s.readable);
+            if s.first_held() > 0 && gap {
                 return None;
             }
             let id = s.next_reader;
@@ -663,6 +671,65 @@ mod tests {
                 .expect("the writer reports progress")
                 .expect("flight");
         }
+    }
+
+    /// After the storage failed mid-download, a reader behind still reads the part written
+    /// from the file and the rest from memory; once every reader has passed more than
+    /// [`RETAIN_BYTES`] beyond the file's end, those bytes go, and a reader joining then is
+    /// refused (it waits for the end and reads storage) instead of waiting forever for a
+    /// writer that will never report them.
+    #[tokio::test]
+    async fn after_the_storage_failed_a_late_joiner_is_refused_not_left_waiting() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Arc::new(crate::storage::fs::FsStorage::open(dir.path()).expect("open"));
+        // More than `RETAIN_BYTES` past the part written.
+        let data: Vec<u8> = (0..70 << 20).map(|i: usize| (i % 251) as u8).collect();
+        let digest = Digest::of(&data);
+        let (flight, to_writer, writer) = flight_writing_to_a_file(storage, &digest).await;
+        let mut behind = flight.clone().reader().expect("from the start");
+        let written = 3 << 20;
+        for chunk in data[..written].chunks(256 << 10) {
+            let chunk = Bytes::copy_from_slice(chunk);
+            flight.push(chunk.clone());
+            to_writer.send(Ok(chunk)).await.expect("writer");
+        }
+        wait_readable(&flight, written as u64).await;
+        // The writer stops: the storage failed.
+        drop(to_writer);
+        writer.await.expect("join").expect("written");
+        flight.unstored();
+        let mut fast = flight.clone().reader().expect("from the file, then memory");
+        let mut fast_got = Vec::new();
+        let mut behind_got = Vec::new();
+        for chunk in data[written..].chunks(256 << 10) {
+            flight.push(Bytes::copy_from_slice(chunk));
+            while let Some(Ok(c)) = futures_util::FutureExt::now_or_never(fast.next()).flatten() {
+                fast_got.extend_from_slice(&c);
+            }
+        }
+        // `behind` has read nothing: everything from the file's end on is still held.
+        assert!(flight.state().held_bytes >= data.len() - written);
+        assert!(flight.clone().reader().is_some(), "nothing dropped yet");
+        while behind_got.len() < data.len() {
+            let c = tokio::time::timeout(Duration::from_secs(30), behind.next())
+                .await
+                .expect("bytes")
+                .expect("more")
+                .expect("no error");
+            behind_got.extend_from_slice(&c);
+        }
+        while fast_got.len() < data.len() {
+            let c = fast.next().await.expect("more").expect("no error");
+            fast_got.extend_from_slice(&c);
+        }
+        assert!(behind_got == data && fast_got == data);
+        // Both passed everything: all but `RETAIN_BYTES` beyond the file's end went.
+        flight.push(Bytes::from_static(b"+"));
+        assert!(flight.state().first_held() > written as u64);
+        assert!(
+            flight.clone().reader().is_none(),
+            "a late joiner would wait forever for the dropped bytes"
+        );
     }
 
     /// Once written, only the window stays in memory, even with a reader that has read
