@@ -139,9 +139,7 @@ impl RegistryError {
             E::Storage(_) => ("UNKNOWN", StatusCode::INTERNAL_SERVER_ERROR),
         }
     }
-}
 
-impl RegistryError {
     /// What the client reads. A failure of the storage is the registry operator's to fix:
     /// the client learns what failed, never the server's paths, bucket or endpoint (the log
     /// has them).

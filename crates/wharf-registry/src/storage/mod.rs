@@ -76,7 +76,8 @@ pub enum StorageError {
 
 impl StorageError {
     /// The storage has no room left: a full disk or a quota. The filesystem backend keeps
-    /// nothing of the request that hit it (a failed append is rolled back).
+    /// nothing of an upload's request that hit it (the append is rolled back); a pull-through
+    /// download's file stays for its readers, and its fetch removes it.
     pub fn is_full(&self) -> bool {
         matches!(self, StorageError::Io { source, .. }
             if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
