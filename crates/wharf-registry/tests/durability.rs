@@ -594,8 +594,8 @@ on_each_backend!(
 #[tokio::test]
 #[ignore = "needs root (mounts a tmpfs): run by scripts/test-all.sh"]
 async fn a_full_disk_keeps_nothing_of_the_refused_request_and_says_so() {
-    let disk = SmallDisk::mount("size=8m");
-    let root = disk.dir.path().join("registry");
+    let disk = wharf_testkit::Tmpfs::mount("size=8m").expect("a tmpfs");
+    let root = disk.path().join("registry");
     let reg = registry_configured(
         tempfile::tempdir().expect("tempdir"),
         config(&root),
@@ -658,7 +658,7 @@ async fn a_full_disk_keeps_nothing_of_the_refused_request_and_says_so() {
 
     // With no room at all, an upload cannot start, and leaves no session without its info;
     // a manifest write is refused and the tag keeps its manifest.
-    let filler = disk.fill();
+    let filler = disk.fill().expect("fill the disk");
     says_full(
         &reg.call(Method::POST, "/v2/app/blobs/uploads/", &[], b"")
             .await,
@@ -731,8 +731,8 @@ async fn a_storage_failure_names_the_operation_but_no_server_path() {
 #[tokio::test]
 #[ignore = "needs root (mounts a tmpfs): run by scripts/test-all.sh"]
 async fn gc_frees_a_full_disk() {
-    let disk = SmallDisk::mount("size=8m,nr_inodes=400");
-    let root = disk.dir.path().join("registry");
+    let disk = wharf_testkit::Tmpfs::mount("size=8m,nr_inodes=400").expect("a tmpfs");
+    let root = disk.path().join("registry");
     let reg = registry_configured(
         tempfile::tempdir().expect("tempdir"),
         config(&root),
@@ -741,7 +741,7 @@ async fn gc_frees_a_full_disk() {
     let kept = reg.push_image("app", "v1", b"layer one").await;
     let orphan: Vec<u8> = (0..3 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
     let orphan = reg.push_blob("app", &orphan).await;
-    let filler = disk.fill();
+    let filler = disk.fill().expect("fill the disk");
     let now = GcOptions {
         dry_run: false,
         grace: Duration::ZERO,
@@ -766,7 +766,7 @@ async fn gc_frees_a_full_disk() {
     // No inode left at all: gc cannot make its flags, and says so.
     let orphan = reg.push_blob("app", b"another unused blob").await;
     let mut made = 0;
-    while std::fs::write(disk.dir.path().join(format!("inode-{made}")), b"").is_ok() {
+    while std::fs::write(disk.path().join(format!("inode-{made}")), b"").is_ok() {
         made += 1;
     }
     let err = wharf_registry::gc_with_config(&reg.config, &now).expect_err("no inode left");

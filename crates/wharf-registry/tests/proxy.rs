@@ -1792,7 +1792,7 @@ actions = ["*"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs root (mounts a tmpfs): run by scripts/test-all.sh"]
 async fn a_full_disk_still_serves_pulls_through_the_cache() {
-    let disk = common::SmallDisk::mount("size=4m");
+    let disk = wharf_testkit::Tmpfs::mount("size=4m").expect("a tmpfs");
     let layer = patterned(12 << 20);
     let f = fixture_with_layer(
         &layer,
@@ -1803,7 +1803,7 @@ async fn a_full_disk_still_serves_pulls_through_the_cache() {
         },
     );
     let upstream = StandIn::start(f.answers.clone());
-    let root = disk.dir.path().join("registry");
+    let root = disk.path().join("registry");
     let config = config_with(&root, vec![proxy_entry("hub/", &upstream.url())]);
     let app = open_app(&config);
     let (status, manifest) = get_through(&app, "/v2/hub/team/app/manifests/1").await;

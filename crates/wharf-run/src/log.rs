@@ -441,27 +441,13 @@ mod tests {
     #[test]
     #[ignore = "needs root (mounts a tmpfs): run by scripts/test-all.sh"]
     fn a_full_disk_leaves_a_note_in_the_log_file_and_a_warning_on_the_console() {
-        let dir = tempfile::tempdir().unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .unwrap();
-        assert!(mounted.success(), "mounting a tmpfs needs root");
-        struct Unmount<'a>(&'a Path);
-        impl Drop for Unmount<'_> {
-            fn drop(&mut self) {
-                let _ = std::process::Command::new("umount").arg(self.0).status();
-            }
-        }
-        let _unmount = Unmount(dir.path());
+        let dir = wharf_testkit::Tmpfs::mount("size=64k").expect("a tmpfs");
         let sink = Shared::default();
         let console = Console::new(false, Box::new(sink.clone()));
         let path = dir.path().join("j.log");
         let mut log = JobLog::create(console, &path, Masker::new(Vec::<String>::new())).unwrap();
         log.output(b"before\n");
-        let filler = dir.path().join("filler");
-        let _ = std::fs::write(&filler, vec![0u8; 128 << 10]);
+        let filler = dir.fill().expect("fill the disk");
         // More than the page the file already has (tmpfs fills a page it holds).
         let padding = "x".repeat(200);
         for i in 0..100 {

@@ -15,6 +15,7 @@
 //! - [`rgw`]: Ceph's RADOS gateway (a real S3) on a single-node memstore cluster on loopback;
 //!   [`moto`]: moto's S3 server, a second implementation; both give an [`S3Server`].
 //! - [`layers`]: a crate's modules checked as a one-way stack (its `tests/architecture.rs`).
+//! - [`Tmpfs`]: a small tmpfs of a test's own, to fill up (root only).
 //!
 //! Everything is synchronous and listens on, or talks to, 127.0.0.1 only.
 
@@ -27,6 +28,7 @@ pub mod moto;
 mod registry;
 pub mod rgw;
 mod s3_server;
+mod tmpfs;
 mod token;
 
 pub use error::Error;
@@ -38,4 +40,5 @@ pub use registry::{
     AuthKind, BASIC_REALM, READY_TIMEOUT, REGISTRY_BIN, Registry, S3Bucket, free_port,
 };
 pub use s3_server::{REGION, S3Server, process_tempdir, wait_listening};
+pub use tmpfs::Tmpfs;
 pub use token::{Access, EXPIRES_IN, ISSUER, SERVICE, TokenRequestLog};
