@@ -275,22 +275,20 @@ impl JobLog {
                 self.unwritten = None;
             }
         }
-        let result = match self.unwritten {
-            Some(_) => Err(None),
-            None => self.file.write_all(bytes).map_err(Some),
-        };
-        if let Err(e) = result {
-            let (lost, why) = self.unwritten.get_or_insert_with(|| (0, String::new()));
+        if self.unwritten.is_none() {
+            let Err(e) = self.file.write_all(bytes) else {
+                return;
+            };
+            let warning = format!(
+                "WARNING: the job log {} is incomplete from here: {e}; this console has the \
+                 whole output\n",
+                self.path.display()
+            );
+            self.write_console(warning.as_bytes());
+            self.unwritten = Some((0, e.to_string()));
+        }
+        if let Some((lost, _)) = &mut self.unwritten {
             *lost += bytes.len() as u64;
-            if let Some(e) = e {
-                *why = e.to_string();
-                let warning = format!(
-                    "WARNING: the job log {} is incomplete from here: {e}; this console has the \
-                     whole output\n",
-                    self.path.display()
-                );
-                self.write_console(warning.as_bytes());
-            }
         }
     }
 }
