@@ -224,6 +224,134 @@ j:
 }
 
 // ---------------------------------------------------------------------------------------------
+// indentation inside flow collections and quoted scalars: libyaml (GitLab's parser, through
+// Psych) does not check it
+
+fn needs_of<'a>(loaded: &'a Loaded, name: &str) -> Vec<&'a str> {
+    let needs = job(&loaded.pipeline, name).needs.as_ref().unwrap();
+    needs.iter().map(|n| n.job.as_str()).collect()
+}
+
+fn refused(yaml: &str) -> Vec<Diagnostic> {
+    match load_pipeline(FILE, &mem(&[(FILE, yaml)])) {
+        Ok(_) => panic!("GitLab refuses this, wharf loaded it:\n{yaml}"),
+        Err(e) => e.0,
+    }
+}
+
+#[test]
+fn a_flow_list_closed_under_its_key_loads() {
+    // The shape of oly-exams/exam_tools' .gitlab/ci/test.yml:119 (public corpus).
+    let loaded = load(
+        r#"
+build: {stage: build, script: [x]}
+lint: {stage: build, script: [x]}
+test:
+    stage: test
+    script: [x]
+    needs: [
+        "build",
+        "lint",
+    ]
+    variables:
+        AFTER: "the block goes on"
+"#,
+    );
+    assert_eq!(needs_of(&loaded, "test"), ["build", "lint"]);
+    assert_eq!(
+        vars(&job(&loaded.pipeline, "test").variables),
+        [("AFTER", "the block goes on")]
+    );
+}
+
+#[test]
+fn flow_entries_at_or_left_of_their_key_load() {
+    let loaded = load(
+        r#"
+test:
+  script: [
+  echo one,
+"echo two",
+  ]
+  variables: {
+  A: a,
+B: b
+  }
+"#,
+    );
+    let test = job(&loaded.pipeline, "test");
+    assert_eq!(test.script, ["echo one", "echo two"]);
+    assert_eq!(vars(&test.variables), [("A", "a"), ("B", "b")]);
+}
+
+#[test]
+fn a_quoted_scalar_continued_left_of_its_block_folds_as_gitlab_does() {
+    let loaded = load(
+        r#"
+test:
+  script:
+    - "echo one
+  two"
+    - 'echo it''s
+three'
+"#,
+    );
+    assert_eq!(
+        job(&loaded.pipeline, "test").script,
+        ["echo one two", "echo it's three"]
+    );
+}
+
+#[test]
+fn an_error_on_a_line_indented_for_the_parser_points_where_it_was_written() {
+    let errors = refused(
+        "
+test:
+  script: [x]
+  needs: [
+  nope ]
+",
+    );
+    let error = errors.iter().find(|d| d.message.contains("nope")).unwrap();
+    let span = error.span.as_ref().unwrap();
+    assert_eq!((span.line, span.column), (5, 3), "{}", error.message);
+}
+
+#[test]
+fn a_file_that_would_be_read_again_too_often_is_refused_with_the_fix() {
+    // Each line left of `needs` costs one more read of the whole file; wharf stops at 16 MiB
+    // read again (here after about 1,100 of the 3,000 lines) instead of reading on.
+    let yaml = format!(
+        "test:\n  script: [x]\n  needs: [\n{}  ]\n",
+        "  a,\n".repeat(3000)
+    );
+    let errors = refused(&yaml);
+    assert!(
+        errors[0]
+            .message
+            .starts_with("invalid YAML: invalid indentation")
+    );
+    let help = errors[0].help.as_deref().unwrap_or_default();
+    assert!(help.contains("indent the lines inside"), "{help}");
+}
+
+#[test]
+fn a_block_indented_wrongly_is_still_an_error() {
+    for yaml in [
+        "a:\n  b: 1\n c: 2\n",
+        "test:\n  script: [x,\n  y\nother: 1\n",
+        "test:\n  script: \"never closed\n",
+    ] {
+        let errors = refused(yaml);
+        assert!(
+            errors[0].message.starts_with("invalid YAML"),
+            "{yaml:?}: {}",
+            errors[0].message
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // retry, parallel, dependencies
 
 #[test]

@@ -13,6 +13,7 @@ use crate::diagnostic::{Diagnostic, Diags};
 use crate::limits::{Limits, raise_with};
 use crate::span::Span;
 use saphyr_parser::{Event, ScalarStyle, SpannedEventReceiver};
+use std::collections::BTreeMap;
 
 /// Budget (in nodes) for alias expansion during loading: generous for real pipelines (which
 /// alias a few hundred nodes at most) and small enough that a "billion laughs" file fails fast.
@@ -23,6 +24,9 @@ pub(crate) struct SourceMap<'a> {
     file: &'a str,
     text: &'a str,
     line_starts: Vec<usize>,
+    /// Spaces put before lines (1-based) of the text saphyr read (see [`Relaxed`]): its columns
+    /// on those lines are this many further right than in `text`.
+    pads: BTreeMap<usize, usize>,
 }
 
 impl<'a> SourceMap<'a> {
@@ -33,7 +37,14 @@ impl<'a> SourceMap<'a> {
             file,
             text,
             line_starts,
+            pads: BTreeMap::new(),
         }
+    }
+
+    /// The column (0-based, in characters) in `text` of a marker of the text saphyr read.
+    fn column(&self, m: &saphyr_parser::Marker) -> usize {
+        let pad = self.pads.get(&m.line()).copied().unwrap_or(0);
+        m.col().saturating_sub(pad)
     }
 
     fn byte_offset(&self, m: &saphyr_parser::Marker) -> usize {
@@ -44,15 +55,22 @@ impl<'a> SourceMap<'a> {
         start
             + line
                 .char_indices()
-                .nth(m.col())
+                .nth(self.column(m))
                 .map_or(line.len(), |(i, _)| i)
+    }
+
+    /// The character just before `m` on its line, if any.
+    fn char_before(&self, m: &saphyr_parser::Marker) -> Option<char> {
+        let col = self.column(m).checked_sub(1)?;
+        let start = *self.line_starts.get(m.line().checked_sub(1)?)?;
+        self.text[start..].chars().nth(col)
     }
 
     pub fn marker(&self, m: &saphyr_parser::Marker) -> Span {
         Span {
             file: self.file.to_string(),
             line: m.line().max(1),
-            column: m.col() + 1,
+            column: self.column(m) + 1,
             offset: self.byte_offset(m),
             len: 0,
         }
@@ -74,7 +92,7 @@ pub(crate) fn parse(
     limits: &Limits,
     diags: &mut Diags,
 ) -> Option<Vec<Node>> {
-    let map = SourceMap::new(file, text);
+    let mut map = SourceMap::new(file, text);
     let start = map.marker(&saphyr_parser::Marker::new(0, 1, 0));
     if text.len() > limits.max_yaml_bytes {
         diags
@@ -89,32 +107,18 @@ pub(crate) fn parse(
             .help(raise_with("--max-yaml-size BYTES"));
         return None;
     }
-    let mut guard = DepthGuard {
-        inner: TreeLoader::new(ALIAS_NODE_LIMIT),
-        depth: 0,
-        max: limits.depth(),
-        skipping: 0,
-        too_deep: None,
-    };
-    let mut parser = saphyr_parser::Parser::new_from_str(text);
-    // Events are pulled here rather than with `Parser::load`, which recurses once per nesting
-    // level and so would exhaust the stack on deep input before the guard could stop it.
-    let mut result = Ok(());
-    while let Some(next) = parser.next_event() {
-        match next {
-            Ok((event, span)) => {
-                let end = event == Event::StreamEnd;
-                guard.on_event(event, span);
-                if end || guard.too_deep.is_some() {
-                    break;
-                }
-            }
-            Err(e) => {
-                result = Err(e);
-                break;
+    let mut relaxed = Relaxed::default();
+    let (guard, result) = loop {
+        let read = relaxed.text.as_deref().unwrap_or(text);
+        let (guard, result) = read_events(read, limits);
+        if let Err(e) = &result {
+            if guard.too_deep.is_none() && relaxed.indent_further(text, e, &guard.open) {
+                continue;
             }
         }
-    }
+        break (guard, result);
+    };
+    map.pads = relaxed.pads;
     if let Some(at) = guard.too_deep {
         diags
             .push(depth_error(file, map.span(&at), limits))
@@ -148,10 +152,18 @@ pub(crate) fn parse(
         Ok(()) => loader.error.clone(),
     };
     if let Some((at, info)) = error {
-        diags.push(Diagnostic::error(
+        let pushed = diags.push(Diagnostic::error(
             Some(map.marker(&at)),
             format!("invalid YAML: {info}"),
         ));
+        if RELAXED_ERRORS.contains(&info.as_str()) {
+            // Only past the re-read budget: GitLab would take the file.
+            pushed.help(
+                "GitLab accepts this indentation, but the file has too many such lines for \
+                 wharf to read it again line by line: indent the lines inside `[...]`, \
+                 `{...}` or quotes past the key they belong to",
+            );
+        }
         return None;
     }
     let mut builder = Builder {
@@ -160,6 +172,167 @@ pub(crate) fn parse(
         diags,
     };
     Some(loader.docs.iter().map(|d| builder.build(d, 0)).collect())
+}
+
+/// Reads `text`'s events into a [`DepthGuard`]; the error that stopped saphyr, if any.
+fn read_events(text: &str, limits: &Limits) -> (DepthGuard, Result<(), saphyr_parser::ScanError>) {
+    let mut guard = DepthGuard {
+        inner: TreeLoader::new(ALIAS_NODE_LIMIT),
+        depth: 0,
+        max: limits.depth(),
+        skipping: 0,
+        too_deep: None,
+        open: Vec::new(),
+    };
+    let mut parser = saphyr_parser::Parser::new_from_str(text);
+    // Events are pulled here rather than with `Parser::load`, which recurses once per nesting
+    // level and so would exhaust the stack on deep input before the guard could stop it.
+    while let Some(next) = parser.next_event() {
+        match next {
+            Ok((event, span)) => {
+                let end = event == Event::StreamEnd;
+                guard.on_event(event, span);
+                if end || guard.too_deep.is_some() {
+                    break;
+                }
+            }
+            Err(e) => return (guard, Err(e)),
+        }
+    }
+    (guard, Ok(()))
+}
+
+/// saphyr's messages for the three indentations [`Relaxed`] lets through.
+const RELAXED_ERRORS: [&str; 3] = [
+    "invalid indentation",
+    "invalid indentation in flow construct",
+    "invalid indentation in quoted scalar",
+];
+
+/// How much more [`Relaxed`] may read again, in bytes, before it lets saphyr's error stand:
+/// each line it indents costs a read of the whole file, and a hostile file could ask for one per
+/// line. 256 reads of a 64 KiB pipeline; 8 of one at GitLab's 2 MiB limit.
+const MAX_RELAXED_BYTES: usize = 16 << 20;
+
+/// saphyr refuses three indentations that libyaml, the parser GitLab reads pipelines with
+/// (through Psych), never checks:
+/// - inside a flow collection (`[`, `{`), a line that starts at or left of the block around it,
+///   like the closing `]` of a `needs: [` list written under `needs`;
+/// - the same for a plain scalar there;
+/// - a line of a multi-line quoted scalar left of the block around it.
+///
+/// In both places a line's leading spaces mean nothing (YAML folds them away, and flow
+/// collections have no indentation), so such a line is indented past the block and the file is
+/// read again; [`SourceMap`] gives spans in the text as written.
+#[derive(Default)]
+struct Relaxed {
+    /// The text with the lines indented further; `None` until a line needed it.
+    text: Option<String>,
+    /// Spaces added before each of those lines (1-based).
+    pads: BTreeMap<usize, usize>,
+    /// Bytes read again so far.
+    reread: usize,
+}
+
+impl Relaxed {
+    /// Indents the lines that `error` is about, when it is one of the three and they can be
+    /// found; false to let the error stand. `error` and `open` (the collections open where saphyr
+    /// stopped, see [`DepthGuard::open`]) come from reading [`Self::text`], else `original`.
+    fn indent_further(
+        &mut self,
+        original: &str,
+        error: &saphyr_parser::ScanError,
+        open: &[saphyr_parser::Span],
+    ) -> bool {
+        let read = self.text.as_deref().unwrap_or(original);
+        if self.reread + read.len() > MAX_RELAXED_BYTES {
+            return false;
+        }
+        self.reread += read.len();
+        let map = SourceMap::new("", read);
+        // The block the flow collection or the scalar is in: the innermost open collection that
+        // is not a flow one. Its column is the indentation saphyr holds the lines to.
+        let Some(block) = open.iter().rev().find_map(|span| {
+            match map.char_before(&span.end) {
+                Some('[' | '{') => None,
+                // An indentless sequence's start covers its `-`.
+                Some('-') => Some(span.end.col().saturating_sub(1)),
+                _ => Some(span.end.col()),
+            }
+        }) else {
+            return false;
+        };
+        let wanted = block + 1;
+        let at = error.marker();
+        let lines: Vec<usize> = match error.info() {
+            "invalid indentation" | "invalid indentation in flow construct" => {
+                // Only inside a flow collection that began on an earlier line: the whole line is
+                // in it (or in one of its scalars), from its first character.
+                let line = at.line();
+                match first_column(read, &map, line) {
+                    Some(col) if col <= at.col() && col < wanted => vec![line],
+                    _ => return false,
+                }
+            }
+            "invalid indentation in quoted scalar" => {
+                let Some(last) = closing_quote_line(read, &map, at) else {
+                    return false;
+                };
+                (at.line() + 1..=last)
+                    .filter(|&line| first_column(read, &map, line).is_some_and(|c| c < wanted))
+                    .collect()
+            }
+            _ => return false,
+        };
+        if lines.is_empty() || lines.iter().any(|line| self.pads.contains_key(line)) {
+            return false;
+        }
+        let mut out = String::with_capacity(read.len() + lines.len() * wanted);
+        for (index, line_text) in read.split_inclusive('\n').enumerate() {
+            let line = index + 1;
+            if lines.contains(&line) {
+                let pad = wanted - first_column(read, &map, line).unwrap_or(wanted);
+                out.extend(std::iter::repeat_n(' ', pad));
+                self.pads.insert(line, pad);
+            }
+            out.push_str(line_text);
+        }
+        self.text = Some(out);
+        true
+    }
+}
+
+/// The column (0-based, in characters) of the first character of `line` (1-based) that is not
+/// a space or a tab; `None` for a blank line or one past the end.
+fn first_column(text: &str, map: &SourceMap<'_>, line: usize) -> Option<usize> {
+    let start = *map.line_starts.get(line.checked_sub(1)?)?;
+    let line_text = text[start..].split('\n').next().unwrap_or("");
+    let line_text = line_text.strip_suffix('\r').unwrap_or(line_text);
+    line_text.chars().position(|c| c != ' ' && c != '\t')
+}
+
+/// The line (1-based) of the quote that closes the quoted scalar opening at `open`.
+fn closing_quote_line(
+    text: &str,
+    map: &SourceMap<'_>,
+    open: &saphyr_parser::Marker,
+) -> Option<usize> {
+    let start = map.byte_offset(open);
+    let mut chars = text[start..].chars().peekable();
+    let quote = chars.next()?;
+    let mut line = open.line();
+    while let Some(c) = chars.next() {
+        match c {
+            '\n' => line += 1,
+            // An escaped character, a line break included.
+            '\\' if quote == '"' => line += usize::from(chars.next()? == '\n'),
+            // `''` is a quote inside a single-quoted scalar.
+            '\'' if quote == '\'' && chars.next_if_eq(&'\'').is_some() => {}
+            c if c == quote => return Some(line),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// How deep saphyr's scanner lets flow collections (`[`, `{`) nest.
@@ -190,12 +363,19 @@ struct DepthGuard {
     skipping: usize,
     /// Where the first collection too deep starts.
     too_deep: Option<saphyr_parser::Span>,
+    /// Every collection open around the current event (the cut ones too), outermost first.
+    open: Vec<saphyr_parser::Span>,
 }
 
 impl<'input> SpannedEventReceiver<'input> for DepthGuard {
     fn on_event(&mut self, ev: Event<'input>, span: saphyr_parser::Span) {
         let opens = matches!(ev, Event::SequenceStart(..) | Event::MappingStart(..));
         let closes = matches!(ev, Event::SequenceEnd | Event::MappingEnd);
+        if opens {
+            self.open.push(span);
+        } else if closes {
+            self.open.pop();
+        }
         if self.skipping > 0 {
             if opens {
                 self.skipping += 1;
