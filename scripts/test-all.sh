@@ -3,7 +3,7 @@
 # suite: unit tests, and the tiers that need a Docker daemon, Debian's docker-registry, skopeo and
 # Ceph's RADOS gateway, and moto's S3 server
 # (marked #[ignore] so plain `cargo test` stays fast; run here with --include-ignored).
-# Needs root (apt-get, dockerd). Network use: apt, crates.io and PyPI (moto, oras) only; tests talk to
+# Needs root (apt-get, dockerd). Network use: apt, crates.io and PyPI (moto, oras, PyYAML) only; tests talk to
 # loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,6 +68,12 @@ ORAS_VERSION=0.2.43
 REQUESTS_VERSION=2.34.2
 oras_env="$(pinned_venv "oras-$ORAS_VERSION-requests-$REQUESTS_VERSION" "oras==$ORAS_VERSION" "requests==$REQUESTS_VERSION")"
 export WHARF_TEST_ORAS_PYTHON="$oras_env/bin/python"
+
+# PyYAML on libyaml, the C parser GitLab reads pipelines with (through Ruby's Psych): the reference
+# for wharf-ci's YAML differential tier (crates/wharf-ci/tests/libyaml_differential.rs).
+PYYAML_VERSION=6.0.3
+pyyaml_env="$(pinned_venv "pyyaml-$PYYAML_VERSION" "PyYAML==$PYYAML_VERSION")"
+export WHARF_TEST_LIBYAML_PYTHON="$pyyaml_env/bin/python"
 
 started_dockerd=""
 cleanup() {
