@@ -768,3 +768,30 @@ other:
     let other = p.jobs.iter().find(|j| j.name == "other").unwrap();
     assert_eq!(other.before_script, ["echo given"]);
 }
+
+#[test]
+fn in_a_file_of_one_document_a_job_called_spec_is_a_job() {
+    // gitlab-org/release-tools' .gitlab-ci.yml (2016, public corpus): an rspec job. GitLab reads
+    // a header only when a second document follows (`Yaml::Documents#has_header?`).
+    let p = ok(
+        &[(
+            MAIN,
+            "before_script: [bundle install]\nspec:\n  script: [bundle exec rake]\n",
+        )],
+        &[],
+    );
+    assert_eq!(names(&p), ["spec"]);
+    let spec = job(&p, "spec");
+    assert_eq!(
+        (&spec.before_script, &spec.script),
+        (
+            &vec!["bundle install".to_string()],
+            &vec!["bundle exec rake".to_string()]
+        )
+    );
+    // What can only be a header still says that its `---` is missing.
+    assert_eq!(
+        errors(&[(MAIN, "spec:\n  inputs:\n    a:\n")]),
+        [".gitlab-ci.yml:1:1: a `spec:` header must be followed by `---` and the configuration"]
+    );
+}

@@ -130,7 +130,15 @@ pub(crate) fn content(
         return Some(None);
     };
     let Some(content) = second else {
-        if let Some(spec) = first.as_map().and_then(|m| m.get("spec")) {
+        // GitLab reads a header only when a second document follows
+        // (`Yaml::Documents#has_header?`); in a file of one document `spec:` is a job like any
+        // other key (an rspec job is often called `spec`). Only what can be nothing but a header
+        // is refused, saying what is missing, where GitLab would complain about a job.
+        if let Some(spec) = first.as_map().and_then(|m| m.get("spec"))
+            && spec.value.as_map().is_some_and(|m| {
+                !m.is_empty() && m.iter().all(|(k, _)| HEADER_KEYS.contains(&k.as_str()))
+            })
+        {
             d.error(&spec.key_span, "a `spec:` header must be followed by `---` and the configuration")
                 .help("GitLab reads `spec:` as a header only in a file's first YAML document; end the header with a line `---`");
             return None;
@@ -182,6 +190,9 @@ pub(crate) fn content(
     .node(content);
     (!d.0[errors_before..].iter().any(|x| x.is_error())).then_some(Some(content))
 }
+
+/// The keys of GitLab's `spec:` header.
+const HEADER_KEYS: [&str; 3] = ["inputs", "include", "component"];
 
 /// `spec:` -> its inputs, in order.
 fn spec_inputs(spec: &Node, d: &mut Diags) -> Option<Vec<Input>> {
