@@ -46,6 +46,12 @@ const STILL_REFUSED: &[(&str, &str)] = &[
          sits at the parent key's indentation: saphyr says `invalid indentation in quoted \
          scalar`, libyaml (GitLab's Psych) accepts it",
     ),
+    (
+        "acidburn0zzz/gitlab-org-release-tools",
+        "a one-document file with a job named `spec` (line 8): GitLab reads `spec:` as a header \
+         only when a second document follows, else it is a job; wharf says `a spec: header must \
+         be followed by ---`",
+    ),
 ];
 
 fn corpus() -> PathBuf {
