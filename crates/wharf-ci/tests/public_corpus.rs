@@ -52,6 +52,18 @@ const STILL_REFUSED: &[(&str, &str)] = &[
          only when a second document follows, else it is a job; wharf says `a spec: header must \
          be followed by ---`",
     ),
+    (
+        "espressif/esp-modbus",
+        "`needs:` written as one map (`needs: {job: build_idf_latest, artifacts: true}`, \
+         .gitlab-ci.yml:299): GitLab's Entry::Needs takes a Hash or an Array and wraps a Hash; \
+         wharf says `needs ... must be a list of job names or maps, found a map`",
+    ),
+    (
+        "erniehub/imagedeploy",
+        "a double-quoted scalar over two lines whose second line sits at the parent key's \
+         indentation (.gitlab/ci/test.gitlab-ci.yml:398-399): saphyr says `invalid \
+         indentation in quoted scalar`, libyaml (GitLab's Psych) accepts it",
+    ),
 ];
 
 fn corpus() -> PathBuf {
