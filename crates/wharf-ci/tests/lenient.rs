@@ -202,6 +202,29 @@ t:
 }
 
 #[test]
+fn a_single_map_of_needs_is_one_need() {
+    // espressif/esp-modbus' .gitlab-ci.yml:299 (public corpus).
+    let loaded = load(
+        "
+stages: [build, test]
+build: {stage: build, script: [x]}
+test:
+  stage: test
+  script: [x]
+  needs:
+    job: build
+    artifacts: false
+",
+    );
+    let needs = job(&loaded.pipeline, "test").needs.as_ref().unwrap();
+    let needs: Vec<(&str, bool)> = needs
+        .iter()
+        .map(|n| (n.job.as_str(), n.artifacts))
+        .collect();
+    assert_eq!(needs, [("build", false)]);
+}
+
+#[test]
 fn cache_from_an_alias_list_is_flattened() {
     let loaded = load(
         "

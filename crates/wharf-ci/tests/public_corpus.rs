@@ -34,37 +34,7 @@ impl Loader for Folder {
 
 /// Files GitLab accepts that wharf still refuses, with why; the test fails when one of them
 /// starts loading, so the list stays honest.
-const STILL_REFUSED: &[(&str, &str)] = &[
-    (
-        "oly-exams/exam_tools",
-        "a flow sequence (`needs: [`...`]`) whose continuation lines sit at the parent key's \
-         indentation: saphyr says `invalid indentation`, libyaml (GitLab's Psych) accepts it",
-    ),
-    (
-        "OS2mo/os2mo",
-        "a single-quoted scalar over several lines (.gitlab-ci.yml:115-125) whose closing line \
-         sits at the parent key's indentation: saphyr says `invalid indentation in quoted \
-         scalar`, libyaml (GitLab's Psych) accepts it",
-    ),
-    (
-        "acidburn0zzz/gitlab-org-release-tools",
-        "a one-document file with a job named `spec` (line 8): GitLab reads `spec:` as a header \
-         only when a second document follows, else it is a job; wharf says `a spec: header must \
-         be followed by ---`",
-    ),
-    (
-        "espressif/esp-modbus",
-        "`needs:` written as one map (`needs: {job: build_idf_latest, artifacts: true}`, \
-         .gitlab-ci.yml:299): GitLab's Entry::Needs takes a Hash or an Array and wraps a Hash; \
-         wharf says `needs ... must be a list of job names or maps, found a map`",
-    ),
-    (
-        "erniehub/imagedeploy",
-        "a double-quoted scalar over two lines whose second line sits at the parent key's \
-         indentation (.gitlab/ci/test.gitlab-ci.yml:398-399): saphyr says `invalid \
-         indentation in quoted scalar`, libyaml (GitLab's Psych) accepts it",
-    ),
-];
+const STILL_REFUSED: &[(&str, &str)] = &[];
 
 fn corpus() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/public-corpus")

@@ -31,8 +31,9 @@ pub(crate) fn needs(
         // GitLab reads `[@config].flatten` and drops nulls: nested lists from aliases
         // (`needs: [*common, build]`) are spliced in, and an empty entry is no need.
         Value::Seq(_) => flattened(n).into_iter().filter(|i| !i.is_null()).collect(),
-        // A single string is accepted by GitLab too.
-        Value::Scalar(_) => vec![n],
+        // A single string or a single map is accepted by GitLab too (`Entry::Needs` takes a
+        // Hash or an Array and composes `[@config].flatten`).
+        Value::Scalar(_) | Value::Map(_) => vec![n],
         _ => {
             d.error(
                 &n.span,
