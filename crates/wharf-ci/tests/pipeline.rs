@@ -601,6 +601,29 @@ b:
 }
 
 #[test]
+fn needs_is_a_list_or_one_map_as_gitlab_s_entry_needs_takes_it() {
+    // `Entry::Needs`: "can only be a Hash or an Array", "can not be an empty Hash".
+    let errs = brief(
+        "
+a: {script: [x]}
+b:
+  script: [x]
+  needs: a
+c:
+  script: [x]
+  needs: {}
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "5:10: `needs` of job `b` must be a list or a map, found the single name `a` (GitLab refuses it)",
+            "8:10: `needs` of job `c` cannot be an empty map (GitLab refuses it)",
+        ]
+    );
+}
+
+#[test]
 fn image_and_cache_type_errors() {
     let errs = brief(
         "

@@ -31,9 +31,25 @@ pub(crate) fn needs(
         // GitLab reads `[@config].flatten` and drops nulls: nested lists from aliases
         // (`needs: [*common, build]`) are spliced in, and an empty entry is no need.
         Value::Seq(_) => flattened(n).into_iter().filter(|i| !i.is_null()).collect(),
-        // A single string or a single map is accepted by GitLab too (`Entry::Needs` takes a
-        // Hash or an Array and composes `[@config].flatten`).
-        Value::Scalar(_) | Value::Map(_) => vec![n],
+        // A single map is one need: `Entry::Needs` takes a Hash or an Array and composes
+        // `[@config].flatten`. It refuses anything else, a lone job name included.
+        Value::Map(m) if !m.is_empty() => vec![n],
+        Value::Map(_) => {
+            d.error(
+                &n.span,
+                format!("{what} cannot be an empty map (GitLab refuses it)"),
+            )
+            .help("list the jobs, `needs: [build]`, or `needs: []` to start at once");
+            return None;
+        }
+        Value::Scalar(s) => {
+            d.error(
+                &n.span,
+                format!("{what} must be a list or a map, found the single name `{}` (GitLab refuses it)", s.text),
+            )
+            .help(format!("write it as a list: `needs: [{}]`", s.text));
+            return None;
+        }
         _ => {
             d.error(
                 &n.span,
