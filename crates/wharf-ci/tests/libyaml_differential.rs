@@ -1,6 +1,6 @@
 //! wharf's YAML reading against libyaml, the parser GitLab reads pipelines with (Ruby's Psych
 //! wraps it), on generated pipelines: flow lists and maps whose lines start anywhere, plain and
-//! quoted scalars over several lines. libyaml runs through PyYAML's `CSafeLoader`
+//! quoted scalars over several lines, literal and folded scripts, Windows line ends. libyaml runs through PyYAML's `CSafeLoader`
 //! (`tests/libyaml/load.py`, in the virtualenv `scripts/test-all.sh` pins as
 //! `$WHARF_TEST_LIBYAML_PYTHON`). What libyaml accepts must load with the same script and
 //! variables; what it refuses must be refused.
@@ -116,6 +116,10 @@ fn document(rng: &mut Rng) -> String {
     } else {
         doc += &format!("{pad}script:\n");
         for _ in 0..items {
+            if rng.percent(45) {
+                doc += &block_scalar(rng, base + 2);
+                continue;
+            }
             // A block entry: only its quoted scalars may go on over several lines here.
             let mut item = scalar(rng, max);
             if !item.starts_with(['"', '\'']) {
@@ -137,7 +141,50 @@ fn document(rng: &mut Rng) -> String {
     if rng.percent(3) {
         doc = doc.replacen(']', "", 1);
     }
+    // Files written on Windows.
+    if rng.percent(15) {
+        doc = doc.replace('\n', "\r\n");
+    }
     doc
+}
+
+/// A block sequence entry at column `dash` holding a literal or folded scalar: any chomping,
+/// sometimes an explicit indentation, lines more indented than the first, blank lines holding
+/// a few spaces, tabs and trailing spaces inside lines, a comment after it.
+fn block_scalar(rng: &mut Rng, dash: usize) -> String {
+    let mut header = rng.pick(&["|", ">"]).to_string();
+    if rng.percent(20) {
+        header += &(1 + rng.below(4)).to_string();
+    }
+    header += rng.pick(&["", "", "-", "+"]);
+    let content = dash + 2 + rng.below(2);
+    let mut out = format!("{}- {header}\n", " ".repeat(dash));
+    for line in 0..1 + rng.below(4) {
+        if line > 0 && rng.percent(20) {
+            out += &format!("{}\n", rng.spaces(content + 2));
+        }
+        let extra = if line > 0 && rng.percent(25) {
+            1 + rng.below(2)
+        } else {
+            0
+        };
+        let mut text = rng.pick(WORDS).to_string();
+        if rng.percent(30) {
+            text += rng.pick(&[" ", "\t", "  "]);
+            text += rng.pick(WORDS);
+        }
+        if rng.percent(10) {
+            text += " ";
+        }
+        out += &format!("{}{text}\n", " ".repeat(content + extra));
+    }
+    if rng.percent(20) {
+        out += &format!("{}\n", rng.spaces(content));
+    }
+    if rng.percent(15) {
+        out += &format!("{}# a comment\n", rng.spaces(dash));
+    }
+    out
 }
 
 /// What libyaml made of each document: `Ok(the document)` or `Err(its message)`.
