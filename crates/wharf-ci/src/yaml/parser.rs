@@ -118,7 +118,7 @@ pub(crate) fn parse(
         }
         break (guard, result);
     };
-    map.pads = relaxed.pads;
+    map.pads = std::mem::take(&mut relaxed.pads);
     if let Some(at) = guard.too_deep {
         diags
             .push(depth_error(file, map.span(&at), limits))
@@ -156,8 +156,8 @@ pub(crate) fn parse(
             Some(map.marker(&at)),
             format!("invalid YAML: {info}"),
         ));
-        if RELAXED_ERRORS.contains(&info.as_str()) {
-            // Only past the re-read budget: GitLab would take the file.
+        if relaxed.out_of_budget {
+            // GitLab would take the file.
             pushed.help(
                 "GitLab accepts this indentation, but the file has too many such lines for \
                  wharf to read it again line by line: indent the lines inside `[...]`, \
@@ -232,6 +232,9 @@ struct Relaxed {
     pads: BTreeMap<usize, usize>,
     /// Bytes read again so far.
     reread: usize,
+    /// An indentation GitLab accepts was left refused: re-reading would have passed
+    /// [`MAX_RELAXED_BYTES`].
+    out_of_budget: bool,
 }
 
 impl Relaxed {
@@ -244,8 +247,12 @@ impl Relaxed {
         error: &saphyr_parser::ScanError,
         open: &[saphyr_parser::Span],
     ) -> bool {
+        if !RELAXED_ERRORS.contains(&error.info()) {
+            return false;
+        }
         let read = self.text.as_deref().unwrap_or(original);
         if self.reread + read.len() > MAX_RELAXED_BYTES {
+            self.out_of_budget = true;
             return false;
         }
         self.reread += read.len();
