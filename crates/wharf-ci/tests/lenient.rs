@@ -326,6 +326,20 @@ three'
 }
 
 #[test]
+fn a_tab_between_a_key_and_its_value_separates_like_a_space() {
+    let loaded = load(
+        "image:\tpython:3.10\ntest:\n  stage:\ttest\n  script:\t[echo a]\n  variables:\n    A:\t\t-x\n",
+    );
+    let test = job(&loaded.pipeline, "test");
+    assert_eq!(test.image.as_ref().unwrap().name, "python:3.10");
+    assert_eq!(
+        (test.stage.as_str(), &test.script[..]),
+        ("test", &["echo a".to_string()][..])
+    );
+    assert_eq!(vars(&test.variables), [("A", "-x")]);
+}
+
+#[test]
 fn an_error_on_a_line_indented_for_the_parser_points_where_it_was_written() {
     let errors = refused(
         "

@@ -1,6 +1,7 @@
 //! wharf's YAML reading against libyaml, the parser GitLab reads pipelines with (Ruby's Psych
 //! wraps it), on generated pipelines: flow lists and maps whose lines start anywhere, plain and
-//! quoted scalars over several lines, literal and folded scripts, Windows line ends. libyaml runs through PyYAML's `CSafeLoader`
+//! quoted scalars over several lines, literal and folded scripts, Windows line ends, tabs after
+//! a key's `:`. libyaml runs through PyYAML's `CSafeLoader`
 //! (`tests/libyaml/load.py`, in the virtualenv `scripts/test-all.sh` pins as
 //! `$WHARF_TEST_LIBYAML_PYTHON`). What libyaml accepts must load with the same script and
 //! variables; what it refuses must be refused.
@@ -108,11 +109,12 @@ fn document(rng: &mut Rng) -> String {
     let base = if rng.percent(50) { 2 } else { 4 };
     let pad = " ".repeat(base);
     let max = base + 3;
-    let mut doc = format!("test:\n{pad}stage: test\n");
+    let mut doc = format!("test:\n{pad}stage:{}test\n", separator(rng));
     let items = 1 + rng.below(3);
     if rng.percent(65) {
         let entries = (0..items).map(|_| scalar(rng, max)).collect();
-        doc += &format!("{pad}script: {}\n", flow(rng, "[", "]", entries, max));
+        let script = flow(rng, "[", "]", entries, max);
+        doc += &format!("{pad}script:{}{script}\n", separator(rng));
     } else {
         doc += &format!("{pad}script:\n");
         for _ in 0..items {
@@ -130,7 +132,10 @@ fn document(rng: &mut Rng) -> String {
     }
     if rng.percent(70) {
         let entries = (0..1 + rng.below(3))
-            .map(|i| format!("{}{i}: {}", rng.pick(KEYS), scalar(rng, max)))
+            .map(|i| {
+                let key = rng.pick(KEYS);
+                format!("{key}{i}:{}{}", separator(rng), scalar(rng, max))
+            })
             .collect();
         doc += &format!("{pad}variables: {}\n", flow(rng, "{", "}", entries, max));
     }
@@ -146,6 +151,11 @@ fn document(rng: &mut Rng) -> String {
         doc = doc.replace('\n', "\r\n");
     }
     doc
+}
+
+/// What separates a key's `:` from its value: a space, mostly; tabs too.
+fn separator(rng: &mut Rng) -> &'static str {
+    rng.pick(&[" ", " ", " ", "\t", " \t", "\t\t"])
 }
 
 /// A block sequence entry at column `dash` holding a literal or folded scalar: any chomping,

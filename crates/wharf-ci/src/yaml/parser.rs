@@ -159,9 +159,9 @@ pub(crate) fn parse(
         if relaxed.out_of_budget {
             // GitLab would take the file.
             pushed.help(
-                "GitLab accepts this indentation, but the file has too many such lines for \
-                 wharf to read it again line by line: indent the lines inside `[...]`, \
-                 `{...}` or quotes past the key they belong to",
+                "GitLab accepts this, but the file has too many such places for wharf to read \
+                 it again for each: indent the lines inside `[...]`, `{...}` or quotes past \
+                 the key they belong to, and separate values from their `:` with spaces",
             );
         }
         return None;
@@ -202,12 +202,16 @@ fn read_events(text: &str, limits: &Limits) -> (DepthGuard, Result<(), saphyr_pa
     (guard, Ok(()))
 }
 
-/// saphyr's messages for the three indentations [`Relaxed`] lets through.
-const RELAXED_ERRORS: [&str; 3] = [
+/// saphyr's messages for what [`Relaxed`] lets through.
+const RELAXED_ERRORS: [&str; 4] = [
     "invalid indentation",
     "invalid indentation in flow construct",
     "invalid indentation in quoted scalar",
+    TAB_AFTER_COLON,
 ];
+
+/// saphyr's message for a tab between a `:` and a value that starts with a letter or a `-`.
+const TAB_AFTER_COLON: &str = "':' must be followed by a valid YAML whitespace";
 
 /// How much more [`Relaxed`] may read again, in bytes, before it lets saphyr's error stand:
 /// each line it indents costs a read of the whole file, and a hostile file could ask for one per
@@ -224,6 +228,9 @@ const MAX_RELAXED_BYTES: usize = 16 << 20;
 /// In both places a line's leading spaces mean nothing (YAML folds them away, and flow
 /// collections have no indentation), so such a line is indented past the block and the file is
 /// read again; [`SourceMap`] gives spans in the text as written.
+///
+/// saphyr also refuses a tab between a mapping's `:` and its value (`image:\tpython:3.10`),
+/// which libyaml separates like a space: those tabs become spaces, column for column.
 #[derive(Default)]
 struct Relaxed {
     /// The text with the lines indented further; `None` until a line needed it.
@@ -257,6 +264,21 @@ impl Relaxed {
         }
         self.reread += read.len();
         let map = SourceMap::new("", read);
+        let at = error.marker();
+        if error.info() == TAB_AFTER_COLON {
+            // The marker is the value's first character; a tab is one character, as a space.
+            let value = map.byte_offset(at);
+            let key = read[..value].trim_end_matches([' ', '\t']);
+            if !key.ends_with(':') {
+                return false;
+            }
+            let mut out = String::with_capacity(read.len());
+            out.push_str(key);
+            out.extend(std::iter::repeat_n(' ', value - key.len()));
+            out.push_str(&read[value..]);
+            self.text = Some(out);
+            return true;
+        }
         // The block the flow collection or the scalar is in: the innermost open collection that
         // is not a flow one. Its column is the indentation saphyr holds the lines to.
         let Some(block) = open.iter().rev().find_map(|span| {
@@ -270,7 +292,6 @@ impl Relaxed {
             return false;
         };
         let wanted = block + 1;
-        let at = error.marker();
         let lines: Vec<usize> = match error.info() {
             "invalid indentation" | "invalid indentation in flow construct" => {
                 // Only inside a flow collection that began on an earlier line: the whole line is
