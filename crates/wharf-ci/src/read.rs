@@ -40,6 +40,20 @@ fn not_a_string_list(n: &Node, what: &str, d: &mut Diags) {
     );
 }
 
+/// A list of strings where GitLab takes nothing else (its `array_of_strings` validator): a
+/// lone string is refused, with how to write it as a list.
+pub(crate) fn strict_string_list(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<String>> {
+    if let Value::Scalar(s) = &n.value {
+        d.error(
+            &n.span,
+            format!("{what} must be a list of strings, found {}", n.kind()),
+        )
+        .help(format!("write it as a list: `[{}]`", s.text));
+        return None;
+    }
+    string_list(n, what, d)
+}
+
 /// A string or a list of strings.
 pub(crate) fn string_list(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<String>> {
     match &n.value {

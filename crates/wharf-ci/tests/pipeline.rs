@@ -624,6 +624,32 @@ c:
 }
 
 #[test]
+fn a_lone_name_where_gitlab_wants_a_list_is_refused() {
+    // `validates :dependencies, array_of_strings: true`; `Entry::Policy` (only, except): "has to
+    // be either an array of conditions or a hash".
+    let errs = brief(
+        "
+stages: [build, test]
+a: {stage: build, script: [x]}
+b:
+  stage: test
+  script: [x]
+  dependencies: a
+  only: main
+  except: tags
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "7:17: `dependencies` of job `b` must be a list of strings, found a string",
+            "8:9: `only` of job `b` must be a list of refs or a map, found a string (GitLab refuses it)",
+            "9:11: `except` of job `b` must be a list of refs or a map, found a string (GitLab refuses it)",
+        ]
+    );
+}
+
+#[test]
 fn image_and_cache_type_errors() {
     let errs = brief(
         "

@@ -328,7 +328,18 @@ pub(crate) fn only_except(
 ) -> Option<OnlyExcept> {
     let what = format!("`{key}` of job `{job}`");
     match &n.value {
-        Value::Scalar(_) | Value::Seq(_) => Some(OnlyExcept {
+        // GitLab's `Entry::Policy` takes a list of refs or a map, nothing else.
+        Value::Scalar(s) => {
+            d.error(
+                &n.span,
+                format!(
+                    "{what} must be a list of refs or a map, found a string (GitLab refuses it)"
+                ),
+            )
+            .help(format!("write it as a list: `{key}: [{}]`", s.text));
+            None
+        }
+        Value::Seq(_) => Some(OnlyExcept {
             refs: string_list(n, &what, d)?,
             ..OnlyExcept::default()
         }),

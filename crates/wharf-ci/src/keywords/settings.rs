@@ -165,15 +165,7 @@ fn exit_code_list(n: &Node, what: &str, d: &mut Diags) -> Vec<i64> {
 
 /// `tags:` must be a list of strings in GitLab.
 pub(crate) fn tags(n: &Node, what: &str, d: &mut Diags) -> Vec<String> {
-    if !matches!(n.value, Value::Seq(_)) {
-        d.error(
-            &n.span,
-            format!("{what} must be a list of strings, found {}", n.kind()),
-        )
-        .help("write `tags: [name]`");
-        return Vec::new();
-    }
-    string_list(n, what, d).unwrap_or_default()
+    strict_string_list(n, what, d).unwrap_or_default()
 }
 
 /// `coverage: /regex/` -> the regex without its slashes, checked.

@@ -14,7 +14,7 @@ use super::trigger::trigger;
 use super::variables::variables;
 use crate::diagnostic::Diags;
 use crate::model::When;
-use crate::read::{boolean, item_spans, one_of, script, string, string_list};
+use crate::read::{boolean, item_spans, one_of, script, strict_string_list, string};
 use crate::yaml::{Node, Value};
 
 /// Where a keyword may be written.
@@ -288,7 +288,8 @@ fn stage(j: &mut JobDraft, v: &Node, what: &str, d: &mut Diags) {
 }
 
 fn dependencies(j: &mut JobDraft, v: &Node, what: &str, d: &mut Diags) {
-    let list = string_list(v, what, d).unwrap_or_default();
+    // GitLab: `validates :dependencies, array_of_strings: true`.
+    let list = strict_string_list(v, what, d).unwrap_or_default();
     for (dep, span) in list.iter().zip(item_spans(v)) {
         j.refs.dependencies.push((dep.clone(), span));
     }
