@@ -626,7 +626,8 @@ c:
 #[test]
 fn a_lone_name_where_gitlab_wants_a_list_is_refused() {
     // `validates :dependencies, array_of_strings: true`; `Entry::Policy` (only, except): "has to
-    // be either an array of conditions or a hash".
+    // be either an array of conditions or a hash"; artifacts' `paths` and `exclude`, the cache's
+    // `Entry::Paths` and `fallback_keys`: arrays of strings.
     let errs = brief(
         "
 stages: [build, test]
@@ -637,6 +638,8 @@ b:
   dependencies: a
   only: main
   except: tags
+  artifacts: {paths: dist, exclude: dist/*.map}
+  cache: {paths: deps, fallback_keys: main}
 ",
     );
     assert_eq!(
@@ -645,6 +648,10 @@ b:
             "7:17: `dependencies` of job `b` must be a list of strings, found a string",
             "8:9: `only` of job `b` must be a list of refs or a map, found a string (GitLab refuses it)",
             "9:11: `except` of job `b` must be a list of refs or a map, found a string (GitLab refuses it)",
+            "10:22: `artifacts` of job `b` `paths` must be a list of strings, found a string",
+            "10:37: `artifacts` of job `b` `exclude` must be a list of strings, found a string",
+            "11:18: `cache` of job `b` `paths` must be a list of strings, found a string",
+            "11:39: `cache` of job `b` `fallback_keys` must be a list of strings, found a string",
         ]
     );
 }

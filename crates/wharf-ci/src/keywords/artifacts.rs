@@ -103,7 +103,8 @@ fn cache(
                 }
                 _ => c.key = string(v, &what, d).unwrap_or(c.key),
             },
-            "paths" => c.paths = string_list(v, &what, d).unwrap_or_default(),
+            // GitLab's `Entry::Paths` and `ArrayOfStrings`: a list, never a lone string.
+            "paths" => c.paths = strict_string_list(v, &what, d).unwrap_or_default(),
             "untracked" => c.untracked = boolean(v, &what, d).unwrap_or(false),
             "policy" => match &v.value {
                 // `policy: $VAR` is expanded at run time by GitLab: not done yet.
@@ -128,7 +129,7 @@ fn cache(
                 c.when = one_of(v, &what, CACHE_WHEN_CHOICES, d).unwrap_or(CacheWhen::OnSuccess);
             }
             "fallback_keys" => {
-                c.fallback_keys = string_list(v, &what, d).unwrap_or_default();
+                c.fallback_keys = strict_string_list(v, &what, d).unwrap_or_default();
                 if c.fallback_keys.len() > 5 {
                     d.error(
                         &v.span,
@@ -184,8 +185,9 @@ pub(crate) fn artifacts(
         let v = &e.value;
         let what = format!("{what} `{k}`");
         match k.as_str() {
-            "paths" => a.paths = string_list(v, &what, d).unwrap_or_default(),
-            "exclude" => a.exclude = string_list(v, &what, d).unwrap_or_default(),
+            // `validates :paths / :exclude, array_of_strings: true`.
+            "paths" => a.paths = strict_string_list(v, &what, d).unwrap_or_default(),
+            "exclude" => a.exclude = strict_string_list(v, &what, d).unwrap_or_default(),
             "untracked" => a.untracked = boolean(v, &what, d).unwrap_or(false),
             "when" => {
                 a.when = one_of(v, &what, CACHE_WHEN_CHOICES, d).unwrap_or(CacheWhen::OnSuccess);
