@@ -654,6 +654,30 @@ b:
             "11:39: `cache` of job `b` `fallback_keys` must be a list of strings, found a string",
         ]
     );
+    // rules: `changes` and its `paths` are lists; `exists` may be one glob, its `paths` not.
+    let errs = brief(
+        "
+r:
+  script: [x]
+  rules:
+    - changes: src/*
+    - changes: {paths: src/*}
+    - exists: Makefile
+    - exists: {paths: Makefile}
+o:
+  script: [x]
+  only: {refs: main}
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "5:16: `changes` in a rule of `rules` of job `r` must be a list of strings, found a string",
+            "6:24: `changes` in a rule of `rules` of job `r` `paths` must be a list of strings, found a string",
+            "8:23: `exists` in a rule of `rules` of job `r` `paths` must be a list of strings, found a string",
+            "11:16: `only` of job `o` `refs` must be a list of strings, found a string",
+        ]
+    );
 }
 
 #[test]

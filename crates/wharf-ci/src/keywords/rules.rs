@@ -258,13 +258,14 @@ pub(crate) fn expression_span(n: &Node, text: &str, plain: bool, column: usize) 
     span
 }
 
-/// `changes:` as a list of globs or `{paths, compare_to}`.
+/// `changes:` as a list of globs or `{paths, compare_to}`; GitLab takes no lone string there
+/// (`Rules::Rule::Changes`: "should be an array or a hash", its `paths` an array of strings).
 fn changes(n: &Node, what: &str, d: &mut Diags) -> (Option<Vec<String>>, Option<String>) {
     match &n.value {
         Value::Map(m) => {
             check_keys(m, what, &["paths", "compare_to"], d);
             let paths = match m.get("paths") {
-                Some(e) => string_list(&e.value, &format!("{what} `paths`"), d),
+                Some(e) => strict_string_list(&e.value, &format!("{what} `paths`"), d),
                 None => {
                     d.error(&n.span, format!("{what} as a map needs `paths`"));
                     None
@@ -275,11 +276,12 @@ fn changes(n: &Node, what: &str, d: &mut Diags) -> (Option<Vec<String>>, Option<
                 .and_then(|e| string(&e.value, &format!("{what} `compare_to`"), d));
             (paths, compare_to)
         }
-        _ => (string_list(n, what, d), None),
+        _ => (strict_string_list(n, what, d), None),
     }
 }
 
-/// `exists:` as a list of globs or `{paths, project, ref}` (another project: not offline).
+/// `exists:` as a glob, a list of globs or `{paths, project, ref}` (another project: not
+/// offline). GitLab takes a lone string for `exists:` itself but not for its `paths`.
 fn exists(
     n: &Node,
     what: &str,
@@ -295,7 +297,7 @@ fn exists(
                 }
             }
             match m.get("paths") {
-                Some(e) => string_list(&e.value, &format!("{what} `paths`"), d),
+                Some(e) => strict_string_list(&e.value, &format!("{what} `paths`"), d),
                 None => {
                     d.error(&n.span, format!("{what} as a map needs `paths`"));
                     None
@@ -350,7 +352,8 @@ pub(crate) fn only_except(
                 let v = &e.value;
                 let field = format!("{what} `{k}`");
                 match k.as_str() {
-                    "refs" => out.refs = string_list(v, &field, d).unwrap_or_default(),
+                    // `ComplexPolicy`: `array_of_strings_or_regexps`.
+                    "refs" => out.refs = strict_string_list(v, &field, d).unwrap_or_default(),
                     "variables" => {
                         out.variables = expressions(v, &field, d);
                     }
