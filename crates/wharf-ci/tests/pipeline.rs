@@ -655,6 +655,7 @@ b:
         ]
     );
     // rules: `changes` and its `paths` are lists; `exists` may be one glob, its `paths` not.
+    // An image's `entrypoint`, a service's `entrypoint` and `command`: arrays of strings.
     let errs = brief(
         "
 r:
@@ -667,6 +668,10 @@ r:
 o:
   script: [x]
   only: {refs: main}
+i:
+  script: [x]
+  image: {name: alpine, entrypoint: sh}
+  services: [{name: postgres, command: postgres}]
 ",
     );
     assert_eq!(
@@ -676,6 +681,8 @@ o:
             "6:24: `changes` in a rule of `rules` of job `r` `paths` must be a list of strings, found a string",
             "8:23: `exists` in a rule of `rules` of job `r` `paths` must be a list of strings, found a string",
             "11:16: `only` of job `o` `refs` must be a list of strings, found a string",
+            "14:37: `image` of job `i` `entrypoint` must be a list of strings, found a string",
+            "15:40: `services` of job `i` `command` must be a list of strings, found a string",
         ]
     );
 }

@@ -65,7 +65,12 @@ pub(crate) fn image(
     };
     let entrypoint = match m.get("entrypoint") {
         Some(e) if !e.value.is_null() => {
-            Some(string_list(&e.value, &format!("{what} `entrypoint`"), d)?)
+            // GitLab: `validates :entrypoint, array_of_strings: true`.
+            Some(strict_string_list(
+                &e.value,
+                &format!("{what} `entrypoint`"),
+                d,
+            )?)
         }
         _ => None,
     };
@@ -153,7 +158,8 @@ pub(crate) fn services(
         let opt_list = |key: &str, d: &mut Diags| {
             m.get(key)
                 .filter(|e| !e.value.is_null())
-                .and_then(|e| string_list(&e.value, &format!("{what} `{key}`"), d))
+                // `entrypoint` and `command`: arrays of strings on GitLab.
+                .and_then(|e| strict_string_list(&e.value, &format!("{what} `{key}`"), d))
         };
         let alias = m
             .get("alias")
