@@ -655,7 +655,8 @@ b:
         ]
     );
     // rules: `changes` and its `paths` are lists; `exists` may be one glob, its `paths` not.
-    // An image's `entrypoint`, a service's `entrypoint` and `command`: arrays of strings.
+    // An image's `entrypoint`, a service's `entrypoint` and `command`, a variable's `options`:
+    // arrays of strings.
     let errs = brief(
         "
 r:
@@ -672,6 +673,8 @@ i:
   script: [x]
   image: {name: alpine, entrypoint: sh}
   services: [{name: postgres, command: postgres}]
+variables:
+  ENV: {value: dev, options: dev}
 ",
     );
     assert_eq!(
@@ -683,6 +686,7 @@ i:
             "11:16: `only` of job `o` `refs` must be a list of strings, found a string",
             "14:37: `image` of job `i` `entrypoint` must be a list of strings, found a string",
             "15:40: `services` of job `i` `command` must be a list of strings, found a string",
+            "17:30: variable `ENV` `options` must be a list of strings, found a string",
         ]
     );
 }

@@ -35,7 +35,8 @@ pub(crate) fn variables(n: &Node, scope: &str, d: &mut Diags) -> Vec<Variable> {
                     None => Some(true),
                 };
                 if let Some(o) = vm.get("options") {
-                    string_list(&o.value, &format!("{what} `options`"), d);
+                    // GitLab: `validates :config_options, array_of_strings: true`.
+                    strict_string_list(&o.value, &format!("{what} `options`"), d);
                 }
                 (value, expand)
             }
