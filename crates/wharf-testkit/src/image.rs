@@ -12,7 +12,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::Error;
-use crate::error::IoContext as _;
+use crate::error::{IoContext as _, command_output};
 
 /// The busybox binary copied into fixture images (Debian package busybox-static).
 pub const BUSYBOX: &str = "/usr/bin/busybox";
@@ -201,19 +201,11 @@ pub fn build_busybox_image_with_config(
 }
 
 fn busybox_applets() -> Result<Vec<String>, Error> {
-    let out = Command::new(BUSYBOX)
-        .arg("--list")
-        .stdin(Stdio::null())
-        .output()
-        .ctx(|| format!("running {BUSYBOX} --list"))?;
-    if !out.status.success() {
-        return Err(Error::Command {
-            command: format!("{BUSYBOX} --list"),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
+    let out = command_output(
+        Command::new(BUSYBOX).arg("--list").stdin(Stdio::null()),
+        || format!("{BUSYBOX} --list"),
+    )?;
+    Ok(out
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.contains('/'))
@@ -308,7 +300,7 @@ fn authfile(registry: &str, creds: Option<(&str, &str)>) -> Result<tempfile::Nam
 
 /// Run skopeo; errors quote the arguments (which never hold secrets) and stderr.
 fn skopeo(args: &[&str]) -> Result<String, Error> {
-    crate::error::command_output(
+    command_output(
         Command::new("skopeo")
             .arg("--insecure-policy")
             .args(args)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::error::IoContext as _;
+use crate::error::{IoContext as _, command_output};
 use crate::token::{ISSUER, SERVICE, TokenRequestLog, TokenServer};
 use crate::{Error, http};
 
@@ -333,20 +333,13 @@ pub fn free_port() -> Result<u16, Error> {
 }
 
 fn htpasswd_entry(user: &str, password: &str) -> Result<String, Error> {
-    let out = Command::new("htpasswd")
-        .args(["-Bbn", user, password])
-        .stdin(Stdio::null())
-        .output()
-        .ctx(|| "running htpasswd (Debian package apache2-utils)".to_string())?;
-    if !out.status.success() {
-        return Err(Error::Command {
-            command: format!("htpasswd -Bbn {user} <redacted>"),
-            status: out.status.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        });
-    }
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    Ok(format!("{line}\n"))
+    let out = command_output(
+        Command::new("htpasswd")
+            .args(["-Bbn", user, password])
+            .stdin(Stdio::null()),
+        || format!("htpasswd -Bbn {user} <redacted> (Debian package apache2-utils)"),
+    )?;
+    Ok(format!("{}\n", out.trim()))
 }
 
 fn yaml_str(s: &str) -> String {

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::error::IoContext as _;
+use crate::error::{IoContext as _, command_output};
 
 /// The region the test clients sign for (both servers accept any).
 pub const REGION: &str = "us-east-1";
@@ -84,20 +84,14 @@ impl S3Server {
             ],
         ];
         for args in steps {
-            let out = Command::new("radosgw-admin")
-                .arg("-c")
-                .arg(conf)
-                .args(args)
-                .stdin(Stdio::null())
-                .output()
-                .ctx(|| "running radosgw-admin".to_string())?;
-            if !out.status.success() {
-                return Err(Error::Command {
-                    command: format!("radosgw-admin {}", args.join(" ")),
-                    status: out.status.to_string(),
-                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-                });
-            }
+            command_output(
+                Command::new("radosgw-admin")
+                    .arg("-c")
+                    .arg(conf)
+                    .args(args)
+                    .stdin(Stdio::null()),
+                || format!("radosgw-admin {}", args.join(" ")),
+            )?;
         }
         Ok(())
     }

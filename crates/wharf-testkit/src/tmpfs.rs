@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::Error;
-use crate::error::IoContext as _;
+use crate::error::{IoContext as _, command_output};
 
 /// A tmpfs mounted with `options` (`size=8m`, `nr_inodes=...`) on a fresh temporary folder,
 /// unmounted when dropped (before the folder itself goes).
@@ -17,18 +17,12 @@ impl Tmpfs {
     /// Mounts it; needs root.
     pub fn mount(options: &str) -> Result<Tmpfs, Error> {
         let dir = tempfile::tempdir().ctx(|| "creating the mount point".to_string())?;
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .ctx(|| "running mount".to_string())?;
-        if !out.status.success() {
-            return Err(Error::Command {
-                command: format!("mount -t tmpfs -o {options} (needs root)"),
-                status: out.status.to_string(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            });
-        }
+        command_output(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+                .arg(dir.path()),
+            || format!("mount -t tmpfs -o {options} (needs root)"),
+        )?;
         Ok(Tmpfs { dir })
     }
 
