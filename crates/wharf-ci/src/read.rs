@@ -30,16 +30,6 @@ pub(crate) fn set_entries(m: &Map) -> impl Iterator<Item = (&String, &Entry)> {
     m.iter().filter(|(_, e)| !e.value.is_null())
 }
 
-fn not_a_string_list(n: &Node, what: &str, d: &mut Diags) {
-    d.error(
-        &n.span,
-        format!(
-            "{what} must be a string or a list of strings, found {}",
-            n.kind()
-        ),
-    );
-}
-
 /// A list of strings where GitLab takes nothing else (its `array_of_strings` validator): a
 /// lone string is refused, with how to write it as a list.
 pub(crate) fn strict_string_list(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<String>> {
@@ -51,11 +41,17 @@ pub(crate) fn strict_string_list(n: &Node, what: &str, d: &mut Diags) -> Option<
         .help(format!("write it as a list: `[{}]`", s.text));
         return None;
     }
-    string_list(n, what, d)
+    strings(n, what, "a list of strings", d)
 }
 
 /// A string or a list of strings.
 pub(crate) fn string_list(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<String>> {
+    strings(n, what, "a string or a list of strings", d)
+}
+
+/// A lone string as a one-item list, or a list of strings; `wanted` names what the caller
+/// takes, for the messages.
+fn strings(n: &Node, what: &str, wanted: &str, d: &mut Diags) -> Option<Vec<String>> {
     match &n.value {
         Value::Scalar(s) => Some(vec![s.text.clone()]),
         Value::Seq(items) => {
@@ -68,10 +64,7 @@ pub(crate) fn string_list(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<Str
                         ok = false;
                         d.error(
                             &item.span,
-                            format!(
-                                "{what} must be a string or a list of strings, found {} in the list",
-                                item.kind()
-                            ),
+                            format!("{what} must be {wanted}, found {} in the list", item.kind()),
                         );
                     }
                 }
@@ -79,7 +72,10 @@ pub(crate) fn string_list(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<Str
             ok.then_some(out)
         }
         _ => {
-            not_a_string_list(n, what, d);
+            d.error(
+                &n.span,
+                format!("{what} must be {wanted}, found {}", n.kind()),
+            );
             None
         }
     }
@@ -120,7 +116,13 @@ pub(crate) fn script(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<String>>
                 false
             }
             _ => {
-                not_a_string_list(n, what, d);
+                d.error(
+                    &n.span,
+                    format!(
+                        "{what} must be a string or a list of strings, found {}",
+                        n.kind()
+                    ),
+                );
                 false
             }
         }

@@ -692,6 +692,57 @@ variables:
 }
 
 #[test]
+fn only_and_except_maps_take_what_gitlab_s_complex_policy_takes() {
+    // `Entry::Policy::ComplexPolicy`: `validates :config, presence: true`; `variables` and
+    // `changes` with `array_of_strings` (no `{paths, compare_to}` map as in `rules:`);
+    // `kubernetes` with `allowed_values: %w[active]`.
+    let errs = brief(
+        r#"
+a:
+  script: [x]
+  only: {}
+b:
+  script: [x]
+  except: {}
+c:
+  script: [x]
+  only: {changes: {paths: [src/*]}}
+d:
+  script: [x]
+  only: {variables: '$CI == "1"'}
+e:
+  script: [x]
+  except: {kubernetes: inactive}
+"#,
+    );
+    assert_eq!(
+        errs,
+        [
+            "4:9: `only` of job `a` is an empty map (GitLab refuses it: \"can't be blank\")",
+            "7:11: `except` of job `b` is an empty map (GitLab refuses it: \"can't be blank\")",
+            "10:19: `only` of job `c` `changes` must be a list of strings, found a map",
+            "13:21: `only` of job `d` `variables` must be a list of strings, found a string",
+            "16:24: `except` of job `e` `kubernetes` must be one of active, found `inactive`",
+        ]
+    );
+    // What GitLab takes loads.
+    let l = load(
+        r#"
+a:
+  script: [x]
+  only: {changes: [src/*], variables: ['$CI == "1"'], refs: [main]}
+  except: {refs: ~}
+"#,
+    )
+    .expect("loads");
+    let job = &l.pipeline.jobs[0];
+    let only = job.only.as_ref().expect("only");
+    assert_eq!(only.changes, ["src/*"]);
+    assert_eq!(only.variables, [r#"$CI == "1""#]);
+    assert_eq!(only.refs, ["main"]);
+}
+
+#[test]
 fn image_and_cache_type_errors() {
     let errs = brief(
         "

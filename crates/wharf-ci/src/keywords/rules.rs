@@ -345,21 +345,40 @@ pub(crate) fn only_except(
             refs: string_list(n, &what, d)?,
             ..OnlyExcept::default()
         }),
+        // `ComplexPolicy`: `validates :config, presence: true`.
+        Value::Map(m) if m.is_empty() => {
+            d.error(
+                &n.span,
+                format!("{what} is an empty map (GitLab refuses it: \"can't be blank\")"),
+            )
+            .help(format!(
+                "remove `{key}:`, or give it `refs`, `variables` or `changes`"
+            ));
+            None
+        }
         Value::Map(m) => {
             check_keys(m, &what, ONLY_EXCEPT_KEYS, d);
             let mut out = OnlyExcept::default();
             for (k, e) in set_entries(m) {
                 let v = &e.value;
                 let field = format!("{what} `{k}`");
+                // `ComplexPolicy` validates `refs` with `array_of_strings_or_regexps`, `variables`
+                // and `changes` with `array_of_strings` (no `{paths, compare_to}` map as in a
+                // rule), and `kubernetes` with `allowed_values: %w[active]`.
                 match k.as_str() {
-                    // `ComplexPolicy`: `array_of_strings_or_regexps`.
                     "refs" => out.refs = strict_string_list(v, &field, d).unwrap_or_default(),
                     "variables" => {
-                        out.variables = expressions(v, &field, d);
+                        if let (Some(_), Value::Seq(items)) =
+                            (strict_string_list(v, &field, d), &v.value)
+                        {
+                            out.variables = expressions(items, &field, d);
+                        }
                     }
-                    "changes" => out.changes = changes(v, &field, d).0.unwrap_or_default(),
+                    "changes" => out.changes = strict_string_list(v, &field, d).unwrap_or_default(),
                     "kubernetes" => {
-                        unsupported.push((format!("{key}:kubernetes"), e.key_span.clone()));
+                        if one_of(v, &field, &[("active", ())], d).is_some() {
+                            unsupported.push((format!("{key}:kubernetes"), e.key_span.clone()));
+                        }
                     }
                     _ => {}
                 }
@@ -380,13 +399,9 @@ pub(crate) fn only_except(
 }
 
 /// A list of expressions (`only:variables`), each checked like `if:`.
-fn expressions(n: &Node, what: &str, d: &mut Diags) -> Vec<String> {
-    let items: Vec<&Node> = match &n.value {
-        Value::Seq(items) => items.iter().collect(),
-        _ => vec![n],
-    };
+fn expressions(items: &[Node], what: &str, d: &mut Diags) -> Vec<String> {
     items
-        .into_iter()
+        .iter()
         .filter_map(|i| if_expression(i, what, d))
         .collect()
 }
