@@ -46,28 +46,67 @@ fn sources(src: &Path) -> BTreeMap<String, String> {
 }
 
 /// The text without comments (doc links name modules without importing them), without string
-/// literals' contents, and without the unit tests at the end (`#[cfg(test)] mod tests`, whose
-/// `super` is the file itself).
+/// and character literals' contents, and without the unit tests at the end (`#[cfg(test)] mod
+/// tests`, whose `super` is the file itself). Strings may run over several lines (with `\`
+/// continuations), and hold `//`, `;` or `use `.
 fn code_only(text: &str) -> String {
     let text = text.split("#[cfg(test)]").next().unwrap_or(text);
-    let mut out = String::new();
-    for line in text.lines() {
-        let line = match line.find("//") {
-            Some(i) => &line[..i],
-            None => line,
-        };
-        let mut in_string = false;
-        let mut prev = ' ';
-        for c in line.chars() {
-            if c == '"' && prev != '\\' {
-                in_string = !in_string;
-                out.push('"');
-            } else if !in_string {
-                out.push(c);
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        let after_word = i > 0 && (chars[i - 1].is_alphanumeric() || chars[i - 1] == '_');
+        if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
             }
-            prev = c;
+            continue;
         }
-        out.push('\n');
+        if c == '"' {
+            out.push_str("\"\"");
+            i += 1;
+            while i < chars.len() && chars[i] != '"' {
+                i += if chars[i] == '\\' { 2 } else { 1 };
+            }
+            i += 1;
+            continue;
+        }
+        // A raw string: `r"..."`, `r#"..."#`.
+        if c == 'r' && !after_word && matches!(next, Some('"' | '#')) {
+            let hashes = chars[i + 1..].iter().take_while(|&&h| h == '#').count();
+            if chars.get(i + 1 + hashes) == Some(&'"') {
+                let close: Vec<char> = std::iter::once('"')
+                    .chain(std::iter::repeat_n('#', hashes))
+                    .collect();
+                i += 2 + hashes;
+                while i < chars.len() && !chars[i..].starts_with(&close) {
+                    i += 1;
+                }
+                i += close.len();
+                out.push_str("\"\"");
+                continue;
+            }
+        }
+        // A character literal (`'"'`, `'\''`); a lifetime (`'a`) has no closing quote.
+        if c == '\'' {
+            let len = if next == Some('\\') {
+                chars[i + 2..]
+                    .iter()
+                    .position(|&q| q == '\'')
+                    .map(|p| p + 3)
+            } else {
+                (chars.get(i + 2) == Some(&'\'')).then_some(3)
+            };
+            if let Some(len) = len {
+                out.push_str("' '");
+                i += len;
+                continue;
+            }
+        }
+        out.push(c);
+        i += 1;
     }
     out
 }
@@ -338,5 +377,27 @@ mod tests {
             ),
         ]);
         assert!(violations(&quiet, LAYERS).is_empty());
+        // Nor do strings over several lines (which once read `use ` inside a message as an
+        // import, and panicked on one), raw strings and character literals; code after them
+        // still counts.
+        let literals = "const A: &str = \"a \\\"quoted\\\" word \\\n  use crate::load::x; // no\";\n\
+             const B: &str = r#\"use crate::load; \"# ;\nconst C: char = '\"';\n\
+             const D: char = '\\'';\nfn f<'a>(_: &'a str) {}\n";
+        let only_literals = files(&[
+            ("", "mod span;\nmod load;\n"),
+            ("span", literals),
+            ("load", ""),
+        ]);
+        assert!(violations(&only_literals, LAYERS).is_empty());
+        let then_code = format!("{literals}fn g() {{ crate::load::go() }}\n");
+        let then_code = files(&[
+            ("", "mod span;\nmod load;\n"),
+            ("span", &then_code),
+            ("load", ""),
+        ]);
+        assert_eq!(
+            violations(&then_code, LAYERS),
+            ["`span` (layer 0) imports `load` (layer 5), a higher layer"]
+        );
     }
 }
