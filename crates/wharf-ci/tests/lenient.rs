@@ -340,6 +340,62 @@ fn a_tab_between_a_key_and_its_value_separates_like_a_space() {
 }
 
 #[test]
+fn a_tab_after_a_block_indicator_is_refused_as_libyaml_refuses_it() {
+    // libyaml skips tabs only where no key may start: after `-`, `?` and a `:` that starts its
+    // line, a tab can only be indentation ("found character that cannot start any token").
+    // saphyr read it as a space, so `wharf lint` passed files that fail on GitLab.
+    for (yaml, at, indicator) in [
+        ("test:\n  script:\n    -\techo a\n", (3, 6), '-'),
+        (
+            "test:\n  script:\n    - echo a\n    -  \techo b\n",
+            (4, 8),
+            '-',
+        ),
+        ("test:\n  script:\n    - - \techo a\n", (3, 9), '-'),
+        ("test:\n  script:\n    -\t\n", (3, 6), '-'),
+        (
+            "test:\n  script: [x]\n  variables:\n    ? A\n    : \tb\n",
+            (5, 7),
+            ':',
+        ),
+    ] {
+        let errors = refused(yaml);
+        let span = errors[0].span.as_ref().unwrap();
+        assert_eq!(
+            (span.line, span.column),
+            at,
+            "{yaml:?}: {}",
+            errors[0].message
+        );
+        assert!(
+            errors[0]
+                .message
+                .contains(&format!("a tab after `{indicator}`")),
+            "{yaml:?}: {}",
+            errors[0].message
+        );
+    }
+    // The same characters as text (in a script, a quoted or plain scalar running on, a comment),
+    // and tabs libyaml skips (after a key's `:`, after an anchor, inside a flow list), load.
+    let loaded = load(
+        "test:\n  script:\n    - |\n      -\tliteral\n    - \"quoted\n      -\tgoes on\"\n    - plain\n      -\tgoes on\n    - &a\tanchored  # -\tcomment\n    - [\tflow,\n      \tlist]\n  variables:\n    A:\tb\n",
+    );
+    let test = job(&loaded.pipeline, "test");
+    assert_eq!(
+        test.script,
+        [
+            "-\tliteral\n",
+            "quoted -\tgoes on",
+            "plain -\tgoes on",
+            "anchored",
+            "flow",
+            "list"
+        ]
+    );
+    assert_eq!(vars(&test.variables), [("A", "b")]);
+}
+
+#[test]
 fn an_error_on_a_line_indented_for_the_parser_points_where_it_was_written() {
     let errors = refused(
         "

@@ -1,7 +1,7 @@
 //! wharf's YAML reading against libyaml, the parser GitLab reads pipelines with (Ruby's Psych
 //! wraps it), on generated pipelines: flow lists and maps whose lines start anywhere, plain and
 //! quoted scalars over several lines, literal and folded scripts, Windows line ends, tabs after
-//! a key's `:`. libyaml runs through PyYAML's `CSafeLoader`
+//! a key's `:` and after a block entry's `-`, lines inside scalars that start like block entries. libyaml runs through PyYAML's `CSafeLoader`
 //! (`tests/libyaml/load.py`, in the virtualenv `scripts/test-all.sh` pins as
 //! `$WHARF_TEST_LIBYAML_PYTHON`). What libyaml accepts must load with the same script and
 //! variables; what it refuses must be refused.
@@ -59,7 +59,13 @@ fn scalar(rng: &mut Rng, max_indent: usize) -> String {
     let lines = |rng: &mut Rng| {
         let mut text = words.clone();
         if rng.percent(35) {
-            text = format!("{text}\n{}{}", rng.spaces(max_indent), rng.pick(WORDS));
+            // A next line may start like a block entry: inside a scalar it is text.
+            let dash = rng.pick(&["", "", "", "- ", "-\t"]);
+            text = format!(
+                "{text}\n{}{dash}{}",
+                rng.spaces(max_indent),
+                rng.pick(WORDS)
+            );
         }
         text
     };
@@ -127,7 +133,7 @@ fn document(rng: &mut Rng) -> String {
             if !item.starts_with(['"', '\'']) {
                 item = item.replace('\n', " ");
             }
-            doc += &format!("{pad}  - {item}\n");
+            doc += &format!("{pad}  -{}{item}\n", entry_separator(rng));
         }
     }
     if rng.percent(70) {
@@ -158,6 +164,12 @@ fn separator(rng: &mut Rng) -> &'static str {
     rng.pick(&[" ", " ", " ", "\t", " \t", "\t\t"])
 }
 
+/// What separates a block entry's `-` from its value: a space, mostly; a tab (which libyaml
+/// refuses) now and then.
+fn entry_separator(rng: &mut Rng) -> &'static str {
+    rng.pick(&[" ", " ", " ", " ", " ", " ", "  ", "\t", " \t"])
+}
+
 /// A block sequence entry at column `dash` holding a literal or folded scalar: any chomping,
 /// sometimes an explicit indentation, lines more indented than the first, blank lines holding
 /// a few spaces, tabs and trailing spaces inside lines, a comment after it.
@@ -168,7 +180,7 @@ fn block_scalar(rng: &mut Rng, dash: usize) -> String {
     }
     header += rng.pick(&["", "", "-", "+"]);
     let content = dash + 2 + rng.below(2);
-    let mut out = format!("{}- {header}\n", " ".repeat(dash));
+    let mut out = format!("{}-{}{header}\n", " ".repeat(dash), entry_separator(rng));
     for line in 0..1 + rng.below(4) {
         if line > 0 && rng.percent(20) {
             out += &format!("{}\n", rng.spaces(content + 2));
@@ -178,7 +190,12 @@ fn block_scalar(rng: &mut Rng, dash: usize) -> String {
         } else {
             0
         };
-        let mut text = rng.pick(WORDS).to_string();
+        // A line of a script may start like a block entry: it is text.
+        let mut text = format!(
+            "{}{}",
+            rng.pick(&["", "", "", "- ", "-\t"]),
+            rng.pick(WORDS)
+        );
         if rng.percent(30) {
             text += rng.pick(&[" ", "\t", "  "]);
             text += rng.pick(WORDS);

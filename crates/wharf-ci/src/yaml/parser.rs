@@ -125,7 +125,7 @@ pub(crate) fn parse(
             .help(raise_with("--max-yaml-depth N"));
         return None;
     }
-    let loader = guard.inner;
+    let loader = &guard.inner;
     if let Some(e) = result.as_ref().err() {
         // saphyr counts flow nesting (`[[[`) in a byte and scans ahead, so this can come before
         // the guard sees the depth limit.
@@ -147,9 +147,17 @@ pub(crate) fn parse(
             return None;
         }
     }
+    let read = relaxed.text.as_deref().unwrap_or(text);
     let error = match result {
+        // Left by [`Relaxed`] only where libyaml refuses it too (a `:` starting its line).
+        Err(e) if e.info() == TAB_AFTER_COLON && !relaxed.out_of_budget => {
+            Some((*e.marker(), refused_tab(':')))
+        }
         Err(e) => Some((*e.marker(), e.info().to_string())),
-        Ok(()) => loader.error.clone(),
+        Ok(()) => loader.error.clone().or_else(|| {
+            tab_after_indicator(read, guard.content)
+                .map(|(at, indicator)| (at, refused_tab(indicator)))
+        }),
     };
     if let Some((at, info)) = error {
         let pushed = diags.push(Diagnostic::error(
@@ -183,6 +191,8 @@ fn read_events(text: &str, limits: &Limits) -> (DepthGuard, Result<(), saphyr_pa
         skipping: 0,
         too_deep: None,
         open: Vec::new(),
+        flow_starts: Vec::new(),
+        content: Vec::new(),
     };
     let mut parser = saphyr_parser::Parser::new_from_str(text);
     // Events are pulled here rather than with `Parser::load`, which recurses once per nesting
@@ -200,6 +210,67 @@ fn read_events(text: &str, limits: &Limits) -> (DepthGuard, Result<(), saphyr_pa
         }
     }
     (guard, Ok(()))
+}
+
+fn refused_tab(indicator: char) -> String {
+    format!(
+        "a tab after `{indicator}`: GitLab's YAML parser (libyaml) refuses it (\"found character \
+         that cannot start any token\"); use spaces there"
+    )
+}
+
+/// The first tab right after a block indicator (`-`, `?`, or `:` starting a line, and
+/// `- - `, `- ? ` chains after them), and that indicator. saphyr reads such a tab as a space;
+/// libyaml, GitLab's parser, refuses it, since a tab there could only be indentation. `content`
+/// (character ranges of `text`, see [`DepthGuard::content`]) is skipped: a `-` in a script or a
+/// flow list is not an indicator.
+fn tab_after_indicator(
+    text: &str,
+    mut content: Vec<(usize, usize)>,
+) -> Option<(saphyr_parser::Marker, char)> {
+    content.sort_unstable();
+    // Merged into disjoint ranges: a flow collection holds scalars of its own.
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(content.len());
+    for (start, end) in content {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    let in_content = |at: usize| {
+        let i = merged.partition_point(|&(start, _)| start <= at);
+        i > 0 && at < merged[i - 1].1
+    };
+    let blank = |b: Option<&u8>| matches!(b, None | Some(b' ' | b'\t' | b'\r' | b'\n'));
+    let mut line_start = 0; // in characters
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let bytes = line.as_bytes();
+        // Up to the tab, everything looked at is ASCII: byte offsets are character columns.
+        let mut at = bytes.iter().take_while(|&&b| b == b' ').count();
+        if !in_content(line_start + at) {
+            let mut first = true;
+            while let Some(&b) = bytes.get(at) {
+                let indicator = match b {
+                    b'-' | b'?' => b,
+                    // `:` as an indicator of its own only starts a line (an explicit value).
+                    b':' if first => b,
+                    _ => break,
+                };
+                if !blank(bytes.get(at + 1)) {
+                    break;
+                }
+                at += 1;
+                at += bytes[at..].iter().take_while(|&&b| b == b' ').count();
+                if bytes.get(at) == Some(&b'\t') {
+                    let marker = saphyr_parser::Marker::new(line_start + at, index + 1, at);
+                    return Some((marker, char::from(indicator)));
+                }
+                first = false;
+            }
+        }
+        line_start += line.chars().count();
+    }
+    None
 }
 
 /// saphyr's messages for what [`Relaxed`] lets through.
@@ -269,7 +340,10 @@ impl Relaxed {
             // The marker is the value's first character; a tab is one character, as a space.
             let value = map.byte_offset(at);
             let key = read[..value].trim_end_matches([' ', '\t']);
-            if !key.ends_with(':') {
+            let line = &key[key.rfind('\n').map_or(0, |i| i + 1)..];
+            // A `:` that starts its line is an explicit value (after `? key`), and libyaml
+            // refuses a tab after it as after `-` (see [`tab_after_indicator`]).
+            if !key.ends_with(':') || line.trim_start_matches(' ') == ":" {
                 return false;
             }
             let mut out = String::with_capacity(read.len());
@@ -393,6 +467,11 @@ struct DepthGuard {
     too_deep: Option<saphyr_parser::Span>,
     /// Every collection open around the current event (the cut ones too), outermost first.
     open: Vec<saphyr_parser::Span>,
+    /// For each of `open`, where it starts if it is a flow collection (`[`, `{`).
+    flow_starts: Vec<Option<saphyr_parser::Marker>>,
+    /// What the text holds as content rather than structure: every scalar, and every flow
+    /// collection from its bracket to its closing one (see [`tab_after_indicator`]).
+    content: Vec<(usize, usize)>,
 }
 
 impl<'input> SpannedEventReceiver<'input> for DepthGuard {
@@ -401,8 +480,16 @@ impl<'input> SpannedEventReceiver<'input> for DepthGuard {
         let closes = matches!(ev, Event::SequenceEnd | Event::MappingEnd);
         if opens {
             self.open.push(span);
+            // A flow collection's start covers its bracket; a block one's is empty.
+            let flow = span.end.index() > span.start.index();
+            self.flow_starts.push(flow.then_some(span.start));
         } else if closes {
             self.open.pop();
+            if let Some(Some(start)) = self.flow_starts.pop() {
+                self.content.push((start.index(), span.end.index()));
+            }
+        } else if matches!(ev, Event::Scalar(..)) && span.end.index() > span.start.index() {
+            self.content.push((span.start.index(), span.end.index()));
         }
         if self.skipping > 0 {
             if opens {
