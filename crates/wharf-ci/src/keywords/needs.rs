@@ -111,21 +111,15 @@ pub(crate) fn needs(
                             continue;
                         };
                         // `parallel: matrix`: specific instances of a matrix job, by the names
-                        // GitLab gives them; an unknown combination is then "not a job".
+                        // GitLab gives them; an unknown combination is then "not a job", unless
+                        // the need is `optional` (GitLab's normalizer gives each instance the
+                        // need's `optional`; `Need::JobHash` takes both together).
                         let names = match m.get("parallel").filter(|p| !p.value.is_null()) {
                             None => vec![job],
-                            Some(p) => {
-                                if optional {
-                                    d.error(
-                                        &p.key_span,
-                                        format!("{what}: `optional` cannot be used with `parallel: matrix` (GitLab rejects it)"),
-                                    );
-                                }
-                                match need_instances(&job, &p.value, what, d) {
-                                    Some(names) => names,
-                                    None => continue,
-                                }
-                            }
+                            Some(p) => match need_instances(&job, &p.value, what, d) {
+                                Some(names) => names,
+                                None => continue,
+                            },
                         };
                         for job in names {
                             refs.needs
