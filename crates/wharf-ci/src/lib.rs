@@ -4,7 +4,7 @@
 //!
 //! A one-way stack; each layer uses only the ones below it (ARCHITECTURE.md has the map, and
 //! tests/architecture.rs holds the line):
-//! basics (`span`, `diagnostic`, `suggest`, `duration`, `expr`, `limits`) -> `model` and
+//! basics (`span`, `diagnostic`, `suggest`, `duration`, `re2`, `expr`, `limits`) -> `model` and
 //! `evaluate` -> `yaml` (tree, parser, deep merge, writer) -> `read` (generic node readers) ->
 //! `keywords` (one converter per keyword family, declared once in `keywords::table`) -> `load`
 //! (include, inputs, extends, reference, parallel, pipeline, checks) -> this file.
@@ -17,6 +17,7 @@ mod keywords;
 mod limits;
 mod load;
 pub mod model;
+pub mod re2;
 mod read;
 mod span;
 pub mod suggest;

@@ -12,6 +12,7 @@ const LAYERS: &[(&str, usize)] = &[
     ("diagnostic", 0),
     ("suggest", 0),
     ("duration", 0),
+    ("re2", 0),
     ("expr", 0),
     ("limits", 0),
     ("model", 1),

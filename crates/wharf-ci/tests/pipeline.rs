@@ -743,6 +743,75 @@ a:
 }
 
 #[test]
+fn patterns_are_read_in_re2_s_syntax_as_gitlab_reads_them() {
+    // GitLab compiles `coverage:` and `=~` patterns with RE2, which reads a `{` that starts no
+    // repetition as a brace and quotes `\Q...\E`; the regex crate refused both.
+    let l = load(
+        r#"
+a:
+  script: [x]
+  coverage: '/"pct": {(\d+)/'
+  rules:
+    - if: $CI_COMMIT_MESSAGE =~ /{skip}/
+      when: never
+    - if: $V =~ /\Qa.b\E/
+b:
+  script: [x]
+  coverage: //
+c:
+  script: [x]
+  coverage: /total (\d+)%/i
+"#,
+    )
+    .expect("loads");
+    assert_eq!(
+        job(&l.pipeline, "a").coverage.as_deref(),
+        Some(r#""pct": {(\d+)"#)
+    );
+    // `Coverage#value` is the text without its first and last character.
+    assert_eq!(job(&l.pipeline, "b").coverage.as_deref(), Some(""));
+    assert_eq!(
+        job(&l.pipeline, "c").coverage.as_deref(),
+        Some(r"total (\d+)%/")
+    );
+    let warning = l
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("without the `i` flags"))
+        .expect("a warning about the flags");
+    assert_eq!(warning.span.as_ref().unwrap().line, 14);
+    let rule = &job(&l.pipeline, "a").rules[0];
+    let holds = |message: &str| {
+        let message = message.to_string();
+        let variables = move |name: &str| (name == "CI_COMMIT_MESSAGE").then(|| message.clone());
+        let ctx = wharf_ci::RuleContext {
+            variables: &variables,
+            changed_files: &|_| None,
+            project_files: &[],
+            default_when: wharf_ci::When::OnSuccess,
+        };
+        wharf_ci::rule_holds(rule, &ctx)
+    };
+    assert_eq!((holds("docs {skip}"), holds("docs skip")), (true, false));
+}
+
+#[test]
+fn an_empty_allow_failure_map_is_a_job_that_may_not_fail() {
+    // `AllowFailure`: no key is required, and `exit_codes` may be null.
+    for yaml in [
+        "j: {script: [x], allow_failure: {}}\n",
+        "j: {script: [x], allow_failure: {exit_codes: null}}\n",
+    ] {
+        let l = load(yaml).expect(yaml);
+        let j = job(&l.pipeline, "j");
+        assert!(
+            !j.allow_failure && j.allow_failure_exit_codes.is_empty(),
+            "{yaml}"
+        );
+    }
+}
+
+#[test]
 fn image_and_cache_type_errors() {
     let errs = brief(
         "

@@ -343,7 +343,8 @@ fn finish(job: &Job, started: Instant, status: JobStatus) -> JobReport {
 fn coverage_of(job: &Job, log_path: &Path) -> Option<String> {
     let pattern = job.coverage.as_ref()?;
     use std::io::BufRead as _;
-    let re = regex::Regex::new(pattern).ok()?;
+    // RE2's syntax, as GitLab reads it (`/{(\d+)%/` is valid there).
+    let re = wharf_ci::re2::compile(pattern).ok()?;
     let number = regex::Regex::new(r"\d+(?:\.\d+)?").ok()?;
     // Line by line: a job's log can be far larger than memory should hold.
     let mut reader = std::io::BufReader::new(std::fs::File::open(log_path).ok()?);

@@ -142,13 +142,14 @@ pub(crate) fn retry(n: &Node, what: &str, d: &mut Diags) -> Retry {
 }
 
 /// `allow_failure: {exit_codes: 1 | [1, 2]}`.
-pub(crate) fn exit_codes(n: &Node, m: &crate::yaml::Map, what: &str, d: &mut Diags) -> Vec<i64> {
+/// `allow_failure: {exit_codes: ...}`. GitLab's `AllowFailure` requires no key and lets
+/// `exit_codes` be null (`allow_nil`): `{}` and `{exit_codes: null}` are a job that may not fail.
+pub(crate) fn exit_codes(m: &crate::yaml::Map, what: &str, d: &mut Diags) -> Vec<i64> {
     check_keys(m, what, &["exit_codes"], d);
-    let Some(e) = m.get("exit_codes") else {
-        d.error(&n.span, format!("{what} as a map needs `exit_codes`"));
-        return Vec::new();
-    };
-    exit_code_list(&e.value, &format!("{what} `exit_codes`"), d)
+    match m.get("exit_codes").filter(|e| !e.value.is_null()) {
+        Some(e) => exit_code_list(&e.value, &format!("{what} `exit_codes`"), d),
+        None => Vec::new(),
+    }
 }
 
 /// `exit_codes: 137` or `exit_codes: [137, 255]` (of `allow_failure` and `retry`).
@@ -168,14 +169,17 @@ pub(crate) fn tags(n: &Node, what: &str, d: &mut Diags) -> Vec<String> {
     strict_string_list(n, what, d).unwrap_or_default()
 }
 
-/// `coverage: /regex/` -> the regex without its slashes, checked.
+/// `coverage: /regex/` -> the pattern GitLab keeps, checked as GitLab checks it: the text must
+/// be `/body/flags` (`RubySyntax`, flags among `ismU`) with an RE2 body, and GitLab keeps the
+/// text without its first and last character (`Coverage#value`), so `/foo/i` is the pattern
+/// `foo/` (a warning says so) and `//` is an empty pattern, which finds no coverage.
 pub(crate) fn coverage(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
     let text = string(n, what, d)?;
-    let Some(pattern) = text
+    let written = text
         .strip_prefix('/')
-        .and_then(|t| t.strip_suffix('/'))
-        .filter(|p| !p.is_empty())
-    else {
+        .and_then(|t| t.rsplit_once('/'))
+        .filter(|(_, flags)| flags.chars().all(|f| "ismU".contains(f)));
+    let Some((body, flags)) = written else {
         d.error(
             &n.span,
             format!("{what} must be a regular expression between slashes, found `{text}`"),
@@ -183,14 +187,29 @@ pub(crate) fn coverage(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
         .help("write it like `coverage: '/Total: \\d+\\.\\d+%/'`");
         return None;
     };
-    if let Err(e) = regex::Regex::new(pattern) {
+    let source = if flags.is_empty() {
+        crate::re2::to_rust(body)
+    } else {
+        format!("(?{flags}){}", crate::re2::to_rust(body))
+    };
+    if let Err(e) = regex::Regex::new(&source) {
         d.error(
             &n.span,
             format!("{what} is not a valid regular expression: {e}"),
         );
         return None;
     }
-    Some(pattern.to_string())
+    let kept = &text[1..text.len() - 1];
+    if !flags.is_empty() {
+        d.warning(
+            &n.span,
+            format!(
+                "{what}: GitLab drops only the first and last character, so it looks for `{kept}`, without the `{flags}` flags"
+            ),
+        )
+        .help(format!("write the flags inside the slashes: `/(?{flags}){body}/`"));
+    }
+    Some(kept.to_string())
 }
 
 /// `environment: name` or `{name, url, action, ...}` -> `(name, url)`. Both are recorded as

@@ -274,7 +274,7 @@ fn allow_failure(j: &mut JobDraft, v: &Node, what: &str, d: &mut Diags) {
     match &v.value {
         Value::Map(m) => {
             j.job.allow_failure = false;
-            j.job.allow_failure_exit_codes = exit_codes(v, m, what, d);
+            j.job.allow_failure_exit_codes = exit_codes(m, what, d);
         }
         _ => j.job.allow_failure = boolean(v, what, d).unwrap_or(false),
     }

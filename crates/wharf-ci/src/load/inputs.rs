@@ -338,7 +338,7 @@ fn input(name: &str, e: &Entry, d: &mut Diags) -> Option<Input> {
             );
         } else {
             match &r.value.value {
-                Value::Scalar(s) => match regex::Regex::new(&s.text) {
+                Value::Scalar(s) => match crate::re2::compile(&s.text) {
                     Ok(re) => input.regex = Some(re),
                     Err(e) => {
                         d.error(

@@ -432,6 +432,11 @@ fn coverage_is_read_from_the_log_and_shown_in_the_summary() {
         .assert_code(0)
         .assert_contains("coverage")
         .assert_contains("87.5%");
+    // GitLab reads the pattern with RE2, where a `{` that starts no repetition is a brace.
+    let p = Project::pipeline(
+        "test:\n  coverage: '/\"lines\": {\"pct\": \\d+/'\n  script:\n    - 'echo \"{\\\"lines\\\": {\\\"pct\\\": 93}}\"'\n",
+    );
+    p.run(&["run"]).assert_code(0).assert_contains("93%");
 }
 
 #[test]

@@ -1,0 +1,162 @@
+//! RE2's pattern syntax in the `regex` crate's. GitLab compiles a pipeline's patterns (`coverage:`,
+//! `=~` in `rules: if:`, `only: refs` patterns, an input's `regex:`) with RE2, through
+//! `Gitlab::UntrustedRegexp`. The two syntaxes are nearly one, but RE2 reads some text
+//! literally where the crate refuses it or reads it another way:
+//! - a `{` that does not start a repetition (`{n}`, `{n,}`, `{n,m}`): `/"pct": {(\d+)/`, `/{skip}/`;
+//! - `\Q...\E`, which quotes everything between;
+//! - inside a character class, a `[` that does not start `[:name:]`, and `&&`, `--`, `~~`
+//!   (set operations in the crate, literal characters in RE2).
+//!
+//! [`to_rust`] rewrites those into the crate's escapes, so a pattern GitLab takes compiles here
+//! and matches the same text.
+
+/// `pattern` (RE2 syntax) written for the `regex` crate.
+pub fn to_rust(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut in_class = false;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\\' if chars.get(i + 1) == Some(&'Q') => {
+                i += 2;
+                while i < chars.len() && !(chars[i] == '\\' && chars.get(i + 1) == Some(&'E')) {
+                    let mut buf = [0; 4];
+                    out.push_str(&regex::escape(chars[i].encode_utf8(&mut buf)));
+                    i += 1;
+                }
+                i += 2; // past `\E` (or the end: RE2 quotes to the end without one)
+                continue;
+            }
+            '\\' => {
+                out.push(c);
+                if let Some(&next) = chars.get(i + 1) {
+                    out.push(next);
+                }
+                i += 2;
+                continue;
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push('[');
+                i += 1;
+                if chars.get(i) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                // A `]` first in a class is one of its characters.
+                if chars.get(i) == Some(&']') {
+                    out.push_str("\\]");
+                    i += 1;
+                }
+                continue;
+            }
+            '[' if chars.get(i + 1) == Some(&':') => {
+                // `[:alpha:]` inside a class: the same in both.
+                let end = (i + 2..chars.len().saturating_sub(1))
+                    .find(|&j| chars[j] == ':' && chars[j + 1] == ']');
+                match end {
+                    Some(end) => {
+                        out.extend(&chars[i..end + 2]);
+                        i = end + 2;
+                    }
+                    None => {
+                        out.push_str("\\[");
+                        i += 1;
+                    }
+                }
+                continue;
+            }
+            '[' => out.push_str("\\["),
+            ']' if in_class => {
+                in_class = false;
+                out.push(']');
+            }
+            '&' | '~' if in_class => {
+                out.push('\\');
+                out.push(c);
+            }
+            '-' if in_class && chars.get(i + 1) == Some(&'-') => out.push_str("\\-"),
+            '{' if !in_class => match repetition_len(&chars[i..]) {
+                Some(len) => {
+                    out.extend(&chars[i..i + len]);
+                    i += len;
+                    continue;
+                }
+                None => out.push_str("\\{"),
+            },
+            '}' if !in_class => out.push_str("\\}"),
+            _ => out.push(c),
+        }
+        i += 1;
+    }
+    out
+}
+
+/// The length of the repetition `{n}`, `{n,}` or `{n,m}` that `text` starts with, if it does
+/// (RE2's `MaybeParseRepeat`: anything else is a literal `{`).
+fn repetition_len(text: &[char]) -> Option<usize> {
+    let digits = |from: usize| {
+        text[from..]
+            .iter()
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
+    let mut at = 1;
+    let min = digits(at);
+    if min == 0 {
+        return None;
+    }
+    at += min;
+    if text.get(at) == Some(&',') {
+        at += 1;
+        at += digits(at);
+    }
+    (text.get(at) == Some(&'}')).then_some(at + 1)
+}
+
+/// `pattern` (RE2 syntax) compiled.
+pub fn compile(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&to_rust(pattern))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_re2_reads_literally_is_escaped_and_the_rest_kept() {
+        for (re2, rust) in [
+            (r#""pct": {(\d+)"#, r#""pct": \{(\d+)"#),
+            ("{skip}", r"\{skip\}"),
+            ("a{,5}", r"a\{,5\}"),
+            ("a{2", r"a\{2"),
+            ("a{2}b{1,}c{3,4}", "a{2}b{1,}c{3,4}"),
+            (r"\Qa.b\E+", r"a\.b+"),
+            (r"\Qa{b", r"a\{b"),
+            ("[[]", r"[\[]"),
+            ("[]a]", r"[\]a]"),
+            ("[^]a]", r"[^\]a]"),
+            ("[[:alpha:]x]", "[[:alpha:]x]"),
+            ("[a-z&&b]", r"[a-z\&\&b]"),
+            ("[a~~b]", r"[a\~\~b]"),
+            (r"\{\}\[", r"\{\}\["),
+            (r"^v\d+\.\d+$", r"^v\d+\.\d+$"),
+        ] {
+            assert_eq!(to_rust(re2), rust, "{re2}");
+            assert!(compile(re2).is_ok(), "{re2} -> {rust}");
+        }
+    }
+
+    #[test]
+    fn the_translation_matches_what_re2_matches() {
+        let m = |re: &str, text: &str| compile(re).unwrap().is_match(text);
+        assert!(m(r#""pct": {(\d+)"#, r#"{"pct": {93"#));
+        assert!(m("{skip}", "ci {skip} please"));
+        assert!(!m("{skip}", "ci skip"));
+        assert!(m(r"\Qa.b\E", "a.b") && !m(r"\Qa.b\E", "axb"));
+        assert!(m("[a&]", "&") && m("[[]", "["));
+        assert!(m("x{2}", "xx") && !m("^x{2}$", "x"));
+    }
+}
