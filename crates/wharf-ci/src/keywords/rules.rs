@@ -376,9 +376,10 @@ pub(crate) fn only_except(
                     }
                     "changes" => out.changes = strict_string_list(v, &field, d).unwrap_or_default(),
                     "kubernetes" => {
-                        if one_of(v, &field, &[("active", ())], d).is_some() {
-                            unsupported.push((format!("{key}:kubernetes"), e.key_span.clone()));
+                        if one_of(v, &field, &[("active", ())], d).is_none() {
+                            continue;
                         }
+                        unsupported.push((format!("{key}:kubernetes"), e.key_span.clone()));
                     }
                     _ => {}
                 }
