@@ -1205,6 +1205,40 @@ fn include_nesting_duplicates_cycles_and_limits() {
 }
 
 #[test]
+fn an_include_s_other_keys_and_null_rules_are_ignored_as_gitlab_ignores_them() {
+    // `External::Processor` drops `include:` once its files are merged, so `Entry::Include`'s
+    // key check never runs on it; `External::Rules` includes a file whose `rules:` is null.
+    let main = "include:
+  - local: a.yml
+    rules:
+  - local: b.yml
+    ruls: [{if: $X}]
+";
+    let loaded = load_files(
+        &[
+            (FILE, main),
+            ("a.yml", "a: {script: [x]}\n"),
+            ("b.yml", "b: {script: [x]}\n"),
+        ],
+        &[],
+    )
+    .expect("loads");
+    let names: Vec<&str> = loaded
+        .pipeline
+        .jobs
+        .iter()
+        .map(|j| j.name.as_str())
+        .collect();
+    assert_eq!(names, ["a", "b"]);
+    let warning = loaded
+        .warnings
+        .iter()
+        .find(|w| w.message.contains("unknown key `ruls` in `include`"))
+        .expect("a warning for the typo");
+    assert_eq!(warning.help.as_deref(), Some("did you mean `rules`?"));
+}
+
+#[test]
 fn include_offline_kinds_and_bad_files_are_errors_at_their_place() {
     let main = "include:
   - remote: https://example.com/ci.yml
@@ -1236,7 +1270,6 @@ j: {script: [x]}
             ".gitlab-ci.yml:8:12: included file `missing.yml` does not exist",
             ".gitlab-ci.yml:9:12: included file `notes.txt` does not have a YAML extension (.yml or .yaml)",
             ".gitlab-ci.yml:10:12: included file `empty.yml` is empty",
-            ".gitlab-ci.yml:12:5: unknown key `locl` in `include`",
             ".gitlab-ci.yml:12:5: `include` needs one of `local`, `remote`, `project`, `template` or `component`",
             "list.yml:1:1: included file `list.yml` must be a map of keywords and jobs, found a list",
         ]

@@ -358,14 +358,23 @@ impl<'a, 'd> Includer<'a, 'd> {
         project: Option<&(String, String)>,
         out: &mut Vec<Target>,
     ) {
+        // GitLab reads an include's source keys and `rules` (`External::Mapper`) and drops the
+        // `include:` key once files are merged, so `Entry::Include`'s key check never sees it:
+        // another key is ignored, not refused. A typo is still worth saying.
         for (k, e) in m {
             if !INCLUDE_KEYS.contains(&k.as_str()) {
                 self.d
-                    .error(&e.key_span, format!("unknown key `{k}` in `include`"))
+                    .warning(
+                        &e.key_span,
+                        format!(
+                            "unknown key `{k}` in `include`: GitLab ignores it, and so does wharf"
+                        ),
+                    )
                     .help_opt(did_you_mean(k, INCLUDE_KEYS.iter().copied()));
             }
         }
-        if let Some(rules) = m.get("rules") {
+        // `External::Rules`: no rules (`rules:` null) include the file.
+        if let Some(rules) = m.get("rules").filter(|r| !r.value.is_null()) {
             match self.rules_include(&rules.value) {
                 Some(true) => {}
                 // Excluded by its rules, or the rules are wrong (reported).
@@ -392,10 +401,15 @@ impl<'a, 'd> Includer<'a, 'd> {
             return;
         }
         let Some(kind) = kinds.first() else {
-            self.d.error(
-                &item.span,
-                "`include` needs one of `local`, `remote`, `project`, `template` or `component`",
-            );
+            let typo = m
+                .keys()
+                .find_map(|k| did_you_mean(k, INCLUDE_KEYS.iter().copied()));
+            self.d
+                .error(
+                    &item.span,
+                    "`include` needs one of `local`, `remote`, `project`, `template` or `component`",
+                )
+                .help_opt(typo);
             return;
         };
         let e = &m[*kind];
