@@ -796,6 +796,34 @@ c:
 }
 
 #[test]
+fn workflow_rules_take_a_job_rule_s_allow_failure_and_needs_and_ignore_them() {
+    // GitLab's `Workflow` lets them through (gitlab#436473); a rule list shared with jobs
+    // through `!reference` carries them.
+    let l = load(
+        "workflow:\n  rules:\n    - if: $X\n      allow_failure: true\n      needs: [j]\n    - when: always\nj: {script: [x]}\n",
+    )
+    .expect("loads");
+    let warned: Vec<(usize, &str)> = l
+        .warnings
+        .iter()
+        .map(|w| (w.span.as_ref().unwrap().line, w.message.as_str()))
+        .collect();
+    assert_eq!(
+        warned,
+        [
+            (
+                4,
+                "`allow_failure` has no effect in a rule of `workflow` (GitLab accepts it and ignores it)"
+            ),
+            (
+                5,
+                "`needs` has no effect in a rule of `workflow` (GitLab accepts it and ignores it)"
+            ),
+        ]
+    );
+}
+
+#[test]
 fn an_empty_allow_failure_map_is_a_job_that_may_not_fail() {
     // `AllowFailure`: no key is required, and `exit_codes` may be null.
     for yaml in [

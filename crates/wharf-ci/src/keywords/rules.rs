@@ -43,6 +43,9 @@ const JOB_RULE_KEYS: &[&str] = &[
     "interruptible",
 ];
 
+/// GitLab's `Workflow` takes a job rule's `allow_failure`, `needs` and `start_in` too ("should
+/// not be allowed but we can't break this behavior now", gitlab#436473); they do nothing there,
+/// and `start_in` still needs a `when: delayed` that workflow rules cannot have.
 const WORKFLOW_RULE_KEYS: &[&str] = &[
     "if",
     "changes",
@@ -50,6 +53,9 @@ const WORKFLOW_RULE_KEYS: &[&str] = &[
     "when",
     "variables",
     "auto_cancel",
+    "allow_failure",
+    "needs",
+    "start_in",
 ];
 
 const WORKFLOW_KEYS: &[&str] = &["rules", "name", "auto_cancel"];
@@ -144,6 +150,16 @@ fn rule(
         JOB_RULE_KEYS
     };
     check_keys(m, &format!("a rule of {what}"), known, d);
+    if workflow {
+        for key in ["allow_failure", "needs"] {
+            if let Some(e) = m.get(key) {
+                d.warning(
+                    &e.key_span,
+                    format!("`{key}` has no effect in a rule of {what} (GitLab accepts it and ignores it)"),
+                );
+            }
+        }
+    }
     let mut r = Rule {
         if_expr: None,
         changes: None,
