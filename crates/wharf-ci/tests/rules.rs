@@ -167,6 +167,23 @@ j:
 }
 
 #[test]
+fn an_empty_exists_map_is_a_rule_that_never_holds() {
+    // GitLab's `Exists` reads `{}` as a blank `SimpleExists`; its clause has no globs, and
+    // `satisfied_by?` returns false for none.
+    let p = ok("j:\n  script: [x]\n  rules:\n    - exists: {}\n    - when: manual\n");
+    let mut env = Env::new(&[]);
+    env.files = vec!["README.md".into()];
+    assert_eq!(env.rules(job(&p, "j")).matched, Some(1));
+}
+
+#[test]
+fn an_empty_cache_policy_is_the_default() {
+    // `Cache`: `validates :policy, allow_blank: true`.
+    let p = ok("j:\n  script: [x]\n  cache: {paths: [a], policy: ''}\n");
+    assert_eq!(job(&p, "j").cache[0].policy, CachePolicy::PullPush);
+}
+
+#[test]
 fn if_errors_point_at_the_column_inside_the_scalar() {
     let yaml = "j:\n  script: [x]\n  rules:\n    - if: $A == \n    - if: '$B =~ /x/'\n    - if: \"$C && \"\n";
     let e = brief(yaml);

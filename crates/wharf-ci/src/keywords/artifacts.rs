@@ -111,6 +111,8 @@ fn cache(
                 Value::Scalar(s) if s.text.starts_with('$') => {
                     unsupported.push(("cache:policy:variable".into(), e.key_span.clone()));
                 }
+                // `Cache`: `validates :policy, allow_blank: true`; the runner's default then.
+                Value::Scalar(s) if s.text.is_empty() => {}
                 _ => {
                     c.policy = one_of(
                         v,

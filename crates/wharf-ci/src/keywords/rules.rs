@@ -305,6 +305,8 @@ fn exists(
     d: &mut Diags,
 ) -> Option<Vec<String>> {
     match &n.value {
+        // `Exists` takes a blank config as `SimpleExists` (no paths): a rule that never holds.
+        Value::Map(m) if m.is_empty() => Some(Vec::new()),
         Value::Map(m) => {
             check_keys(m, what, &["paths", "project", "ref"], d);
             for key in ["project", "ref"] {
