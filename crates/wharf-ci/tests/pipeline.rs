@@ -1897,6 +1897,58 @@ fn keyword_values_table() {
 }
 
 #[test]
+fn a_trigger_job_takes_only_what_gitlab_s_bridge_takes() {
+    // `Entry::Bridge`: `allowed_keys: ALLOWED_KEYS + PROCESSABLE_ALLOWED_KEYS`, so a key that
+    // `extends` brings in (a shared template's `tags:`) fails the pipeline on GitLab.
+    let errs = brief(
+        "
+.base:
+  tags: [docker]
+  retry: 1
+trig:
+  extends: .base
+  trigger: {include: child.yml}
+both:
+  script: [x]
+  trigger: {include: child.yml}
+late:
+  trigger: {include: child.yml}
+  when: delayed
+  start_in: 1 minute
+picky:
+  trigger: {include: child.yml}
+  allow_failure: {exit_codes: [3]}
+  parallel: 2
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "3:3: trigger job `trig` cannot use `tags` (GitLab: \"config contains unknown keys\")",
+            "4:3: trigger job `trig` cannot use `retry` (GitLab: \"config contains unknown keys\")",
+            "9:3: job `both` has both `trigger` and `script` (GitLab refuses them together)",
+            "13:9: `when` of trigger job `late` must be one of on_success, on_failure, always, manual, found `delayed`",
+            "14:3: trigger job `late` cannot use `start_in` (GitLab: \"config contains unknown keys\")",
+            "17:18: `allow_failure` of trigger job `picky` must be true or false (GitLab takes no `exit_codes` there)",
+            "18:13: `parallel` of trigger job `picky` must be `matrix:` (GitLab: cannot use \"parallel: <number>\")",
+        ]
+    );
+    // `default:` gives a trigger job only what `Entry::Bridge` has an entry for.
+    let p = ok("
+default:
+  image: alpine
+  tags: [docker]
+  interruptible: true
+build: {script: [x]}
+trig:
+  trigger: {include: child.yml}
+");
+    let trig = job(&p, "trig");
+    assert!(trig.image.is_none() && trig.tags.is_empty(), "{trig:?}");
+    assert!(trig.interruptible);
+}
+
+#[test]
 fn trigger_child_pipelines() {
     let p = ok("
 child:

@@ -4,7 +4,97 @@ use crate::diagnostic::Diags;
 use crate::model::*;
 use crate::read::*;
 use crate::span::Span;
-use crate::yaml::{Node, Value};
+use crate::yaml::{Map, Node, Value};
+
+/// What a trigger job may hold: GitLab's `Bridge::ALLOWED_KEYS` and
+/// `Processable::PROCESSABLE_ALLOWED_KEYS` (no `script`, `image`, `tags`, `retry`...).
+const BRIDGE_KEYS: &[&str] = &[
+    "trigger",
+    "parallel",
+    "extends",
+    "stage",
+    "only",
+    "except",
+    "rules",
+    "variables",
+    "inherit",
+    "allow_failure",
+    "when",
+    "needs",
+    "resource_group",
+    "environment",
+    "interruptible",
+];
+
+/// Whether GitLab reads job `m` (`extends` applied) as a trigger job (`Entry::Bridge`): it
+/// has `trigger:` and neither `script:` nor `run:` (with one, it is an `Entry::Job`).
+pub(crate) fn is_bridge(m: &Map) -> bool {
+    m.contains_key("trigger") && !m.contains_key("script") && !m.contains_key("run")
+}
+
+/// Whether a trigger job inherits key `k` of `default:`: only what `Entry::Bridge` has an entry
+/// for takes a default.
+pub(crate) fn bridge_takes(k: &str) -> bool {
+    BRIDGE_KEYS.contains(&k)
+}
+
+/// GitLab's checks of a trigger job `m` (`extends` applied, `default:` not): its keys, and the
+/// `when`, `allow_failure` and `parallel` forms `Entry::Bridge` narrows; and `trigger:` beside
+/// `script:` or `run:` in a job (`mutually_exclusive_keys`).
+pub(crate) fn check_trigger_job(name: &str, m: &Map, d: &mut Diags) {
+    if !m.contains_key("trigger") {
+        return;
+    }
+    for other in ["script", "run"] {
+        if let Some(e) = m.get(other) {
+            d.error(
+                &e.key_span,
+                format!("job `{name}` has both `trigger` and `{other}` (GitLab refuses them together)"),
+            )
+            .help("a trigger job starts a downstream pipeline and runs no script of its own: move the script to another job");
+            return;
+        }
+    }
+    for (k, e) in m {
+        if !BRIDGE_KEYS.contains(&k.as_str()) {
+            d.error(
+                &e.key_span,
+                format!("trigger job `{name}` cannot use `{k}` (GitLab: \"config contains unknown keys\")"),
+            )
+            .help(format!(
+                "a trigger job takes only {}; if `{k}` comes from `extends:`, keep it out of the template the trigger job extends",
+                BRIDGE_KEYS.join(", ")
+            ));
+        }
+    }
+    let set = |k: &str| m.get(k).filter(|e| !e.value.is_null());
+    if let Some(e) = set("when") {
+        if let Value::Scalar(s) = &e.value.value {
+            if !["on_success", "on_failure", "always", "manual"].contains(&s.text.as_str()) {
+                d.error(
+                    &e.value.span,
+                    format!("`when` of trigger job `{name}` must be one of on_success, on_failure, always, manual, found `{}`", s.text),
+                );
+            }
+        }
+    }
+    if let Some(e) = set("allow_failure") {
+        if matches!(e.value.value, Value::Map(_)) {
+            d.error(
+                &e.value.span,
+                format!("`allow_failure` of trigger job `{name}` must be true or false (GitLab takes no `exit_codes` there)"),
+            );
+        }
+    }
+    if let Some(e) = set("parallel") {
+        if matches!(e.value.value, Value::Scalar(_)) {
+            d.error(
+                &e.value.span,
+                format!("`parallel` of trigger job `{name}` must be `matrix:` (GitLab: cannot use \"parallel: <number>\")"),
+            );
+        }
+    }
+}
 
 /// Keys of a `trigger: include:` entry that names a local file.
 const TRIGGER_INCLUDE_KEYS: &[&str] = &["local", "inputs"];

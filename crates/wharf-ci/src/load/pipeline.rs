@@ -242,9 +242,12 @@ pub(crate) fn build(config: Config, limits: &Limits, d: &mut Diags) -> Option<Pi
             continue;
         };
         let inherit = keywords::inherit(own.get("inherit"), name, d);
+        keywords::check_trigger_job(name, own, d);
+        let bridge = keywords::is_bridge(own);
         let mut job = own.clone();
         for (k, v) in &default {
-            if inherit.default.allows(k) && !job.contains_key(k) {
+            let takes = !bridge || keywords::bridge_takes(k);
+            if takes && inherit.default.allows(k) && !job.contains_key(k) {
                 job.insert(k.clone(), v.clone());
             }
         }
