@@ -274,7 +274,6 @@ c:
 #[test]
 fn default_is_inherited_unless_set() {
     let p = ok("
-image: legacy-global
 default:
   image: ruby:3
   before_script: [setup]
@@ -301,6 +300,17 @@ b:
     let p = ok("image: node\nbefore_script: [npm ci]\nt:\n  script: [npm test]\n");
     assert_eq!(p.jobs[0].image.as_ref().unwrap().name, "node");
     assert_eq!(p.jobs[0].before_script, ["npm ci"]);
+    // Both forms at once fail on GitLab (`Default#overwrite_entry` raises `InheritError`);
+    // a null in `default:` lets the top-level one through.
+    let errs = brief("image: node\ndefault:\n  image: ruby:3\nt:\n  script: [x]\n");
+    assert_eq!(
+        errs,
+        [
+            "1:1: `image` is set both at the top level and in `default:` (GitLab refuses it: \"image is defined in top-level and `default:` entry\")"
+        ]
+    );
+    let p = ok("image: node\ndefault:\n  image:\nt:\n  script: [x]\n");
+    assert_eq!(p.jobs[0].image.as_ref().unwrap().name, "node");
 }
 
 #[test]

@@ -355,12 +355,18 @@ fn default_map(root: &Map, d: &mut Diags) -> Map {
     }
     for k in keywords::legacy_default_keywords() {
         if let Some(v) = root.get(k) {
-            if out.contains_key(k) {
-                d.warning(
+            // `Default#overwrite_entry`: the top-level value fills a `default:` that does not
+            // set it, and both set raise `InheritError`, which fails the pipeline.
+            let in_default = out.get(k).is_some_and(|e| !e.value.is_null());
+            if in_default && !v.value.is_null() {
+                d.error(
                     &v.key_span,
-                    format!("top-level `{k}` is ignored because `default:` sets it"),
-                );
-            } else {
+                    format!(
+                        "`{k}` is set both at the top level and in `default:` (GitLab refuses it: \"{k} is defined in top-level and `default:` entry\")"
+                    ),
+                )
+                .help(format!("keep one: the top-level `{k}` is the older form of `default: {k}:`"));
+            } else if !in_default {
                 out.insert(k.to_string(), v.clone());
             }
         }
