@@ -543,7 +543,7 @@ b:
     exit_codes: [3]
 t:
   script: [x]
-  needs: [b, {job: b, artifacts: true}, {job: gone, optional: true}]
+  needs: [u, {job: b, artifacts: true}, {job: gone, optional: true}]
   dependencies: [b]
 u:
   stage: build
@@ -576,9 +576,53 @@ u:
     assert!(b.unsupported.is_empty(), "{:?}", b.unsupported);
     let t = job(&p, "t");
     let need_names: Vec<&str> = t.needs.iter().flatten().map(|n| n.job.as_str()).collect();
-    assert_eq!(need_names, ["b", "b"]);
+    assert_eq!(need_names, ["u", "b"]);
     assert_eq!(t.dependencies.as_deref(), Some(&["b".to_string()][..]));
     assert_eq!(job(&p, "u").needs, Some(vec![]));
+}
+
+#[test]
+fn needs_are_listed_once_and_hold_every_dependency() {
+    // `validate_needs_specification!`: "has the following needs duplicated"; `Job` (on
+    // composed): with `needs:`, each of `dependencies:` "should be part of needs".
+    let errs = brief(
+        "
+stages: [build, test]
+a: {stage: build, script: [x]}
+b: {stage: build, script: [x], parallel: {matrix: [{P: [x, y]}]}}
+t:
+  script: [x]
+  needs: [a, {job: a, artifacts: false}]
+u:
+  script: [x]
+  needs: [a]
+  dependencies: [a, b]
+r:
+  script: [x]
+  rules: [{needs: [a, a]}]
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "7:20: job `t` needs `a` twice (GitLab refuses duplicated needs)",
+            "11:21: job `u` depends on `b`, which is not in its `needs:` (GitLab: \"should be part of needs\")",
+            "14:23: `needs` in a rule of `rules` of job `r` names `a` twice (GitLab refuses duplicated needs)",
+        ]
+    );
+    // A need on a matrix instance names its job; without `needs:` any dependency goes.
+    ok("
+stages: [build, test]
+a: {stage: build, script: [x]}
+b: {stage: build, script: [x], parallel: {matrix: [{P: [x, y]}]}}
+t:
+  script: [x]
+  needs: [{job: b, parallel: {matrix: [{P: x}]}}]
+  dependencies: [b]
+u:
+  script: [x]
+  dependencies: [a, b]
+");
 }
 
 #[test]

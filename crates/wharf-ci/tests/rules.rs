@@ -88,6 +88,9 @@ stages: [build, test]
 a:
   stage: build
   script: [x]
+c:
+  stage: build
+  script: [x]
 b:
   script: [x]
   when: manual
@@ -99,7 +102,7 @@ b:
       when: manual
     - if: $VARS
       variables: {DEPLOY: "yes", N: 3}
-      needs: [a, {job: a, artifacts: false, optional: true}]
+      needs: [a, {job: c, artifacts: false, optional: true}]
     - when: never
 "#);
     let b = job(&p, "b");

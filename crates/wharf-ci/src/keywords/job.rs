@@ -2,7 +2,7 @@
 //! the [`super::table`].
 
 use super::draft::JobDraft;
-use super::needs::JobRefs;
+use super::needs::{JobRefs, needed_jobs};
 use super::rules::check_job_conflicts;
 use super::table::{Reader, job_keyword, job_keywords};
 use crate::diagnostic::Diags;
@@ -83,8 +83,31 @@ pub(crate) fn job(
             "add `script:` with at least one command, or start the name with `.` to make it a hidden template",
         );
     }
+    check_dependencies_are_needed(name, m, &refs, d);
     check_stage(&job, &refs, stages, d);
     (count_errors(d) == errors_before).then_some((job, refs))
+}
+
+/// GitLab's `Job` (`validate on: :composed`): with both `needs:` and `dependencies:`, every
+/// dependency must be among the needed jobs ("should be part of needs"), by the names written
+/// (a `parallel: matrix` need names its job).
+fn check_dependencies_are_needed(name: &str, m: &Map, refs: &JobRefs, d: &mut Diags) {
+    let needed = m
+        .get("needs")
+        .map(|e| needed_jobs(&e.value))
+        .unwrap_or_default();
+    if needed.is_empty() {
+        return;
+    }
+    for (dep, span) in &refs.dependencies {
+        if !needed.contains(dep) {
+            d.error(
+                span,
+                format!("job `{name}` depends on `{dep}`, which is not in its `needs:` (GitLab: \"should be part of needs\")"),
+            )
+            .help(format!("add `{dep}` to `needs:`, or drop it from `dependencies:`"));
+        }
+    }
 }
 
 fn count_errors(d: &Diags) -> usize {

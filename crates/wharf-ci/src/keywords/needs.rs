@@ -20,6 +20,29 @@ pub(crate) struct JobRefs {
     pub parallel: Option<parallel::Spec>,
 }
 
+/// The job names `needs:` node `n` writes (lone names and maps' `job:`, lists from aliases
+/// spliced in); cross-project and cross-pipeline needs are not jobs of this pipeline.
+pub(crate) fn needed_jobs(n: &Node) -> Vec<String> {
+    let items = match &n.value {
+        Value::Seq(_) => flattened(n),
+        Value::Map(_) => vec![n],
+        _ => Vec::new(),
+    };
+    items
+        .into_iter()
+        .filter_map(|item| match &item.value {
+            Value::Scalar(s) => Some(s.text.clone()),
+            Value::Map(m) if !m.contains_key("project") && !m.contains_key("pipeline") => {
+                match &m.get("job")?.value.value {
+                    Value::Scalar(s) => Some(s.text.clone()),
+                    _ => None,
+                }
+            }
+            _ => None,
+        })
+        .collect()
+}
+
 pub(crate) fn needs(
     n: &Node,
     what: &str,

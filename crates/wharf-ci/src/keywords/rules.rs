@@ -335,7 +335,18 @@ fn needs(
     d: &mut Diags,
 ) -> Option<Vec<Need>> {
     let mut refs = JobRefs::default();
-    job_needs(n, what, &mut refs, unsupported, d)
+    let needs = job_needs(n, what, &mut refs, unsupported, d);
+    // `validate_needs_specification!` runs on each rule's needs too.
+    let mut seen = std::collections::HashSet::new();
+    for (need, span, _) in &refs.needs {
+        if !seen.insert(need.as_str()) {
+            d.error(
+                span,
+                format!("{what} names `{need}` twice (GitLab refuses duplicated needs)"),
+            );
+        }
+    }
+    needs
 }
 
 /// `only:` or `except:` (`key` says which) of job `job`.

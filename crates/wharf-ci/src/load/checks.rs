@@ -46,6 +46,20 @@ pub(super) fn check_references(jobs: &mut [(Job, JobRefs)], stages: &[String], d
                 Some(_) => {}
             }
         }
+        // `validate_needs_specification!`: "has the following needs duplicated".
+        let mut seen = std::collections::HashSet::new();
+        for (need, span, _) in &refs.needs {
+            if !seen.insert(need.as_str()) {
+                d.error(
+                    span,
+                    format!(
+                        "job `{}` needs `{need}` twice (GitLab refuses duplicated needs)",
+                        job.name
+                    ),
+                )
+                .help("list each job once; an anchor or `!reference` may have brought it in again");
+            }
+        }
         if let Some(needs) = &mut job.needs {
             needs.retain(|n| !dropped.contains(&n.job));
         }
