@@ -50,16 +50,25 @@ pub(crate) fn string_list(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<Str
 }
 
 /// A lone string as a one-item list, or a list of strings; `wanted` names what the caller
-/// takes, for the messages.
+/// takes, for the messages. As in GitLab's validators (`validate_string`: a `String` or a
+/// `Symbol`), a number or a boolean is not a string.
 fn strings(n: &Node, what: &str, wanted: &str, d: &mut Diags) -> Option<Vec<String>> {
     match &n.value {
-        Value::Scalar(s) => Some(vec![s.text.clone()]),
+        Value::Scalar(s) => {
+            typed_as_string(n, s, what, wanted, "", d).then(|| vec![s.text.clone()])
+        }
         Value::Seq(items) => {
             let mut out = Vec::new();
             let mut ok = true;
             for item in items {
                 match &item.value {
-                    Value::Scalar(s) => out.push(s.text.clone()),
+                    Value::Scalar(s) => {
+                        if typed_as_string(item, s, what, wanted, " in the list", d) {
+                            out.push(s.text.clone());
+                        } else {
+                            ok = false;
+                        }
+                    }
                     _ => {
                         ok = false;
                         d.error(
@@ -81,11 +90,41 @@ fn strings(n: &Node, what: &str, wanted: &str, d: &mut Diags) -> Option<Vec<Stri
     }
 }
 
+/// Whether GitLab reads scalar `s` (at `n`) as a string; if not, says so: a plain `1.0`,
+/// `42` or `yes` is a number or a boolean to Psych, and GitLab's string validators refuse it.
+pub(crate) fn typed_as_string(
+    n: &Node,
+    s: &crate::yaml::Scalar,
+    what: &str,
+    wanted: &str,
+    place: &str,
+    d: &mut Diags,
+) -> bool {
+    let kind = match s.psych() {
+        Psych::Str => return true,
+        Psych::Bool(_) => "a boolean",
+        Psych::Int(_) | Psych::Float(_) => "a number",
+    };
+    d.error(
+        &n.span,
+        format!(
+            "{what} must be {wanted}, found `{}` ({kind} to GitLab's YAML reader){place}",
+            s.text
+        ),
+    )
+    .help(format!("quote it to keep the text: `'{}'`", s.text));
+    false
+}
+
 /// `script`-like: a string, or a list whose items are strings or (from anchors) nested lists,
 /// which GitLab flattens.
 pub(crate) fn script(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<String>> {
     fn walk(n: &Node, what: &str, depth: usize, out: &mut Vec<String>, d: &mut Diags) -> bool {
         match &n.value {
+            // GitLab's `Commands` takes strings only: `- true` is a boolean, `- 1` a number.
+            Value::Scalar(s) if s.psych() != Psych::Str => {
+                typed_as_string(n, s, what, "a string or a list of strings", "", d)
+            }
             Value::Scalar(s) => {
                 out.push(s.text.clone());
                 true

@@ -489,7 +489,7 @@ j:
       if true; then
         echo yes
       fi
-    - yes
+    - 'yes'
     - 'quoted: colon'
   after_script: [[a, b], c]
 ");
@@ -511,6 +511,22 @@ j:
     assert_eq!(
         e[0].help.as_deref(),
         Some("a line containing `: ` is read as a map; quote the whole line")
+    );
+    // GitLab's `Commands` takes strings only: a plain `yes` or `1` is a boolean or a number
+    // to Psych ("should be a string or a nested array of strings"), and so is refused.
+    let errs = brief("j:\n  script: [echo, yes, 1]\n  before_script: true\n");
+    assert_eq!(
+        errs,
+        [
+            "2:18: `script` of job `j` must be a string or a list of strings, found `yes` (a boolean to GitLab's YAML reader)",
+            "2:23: `script` of job `j` must be a string or a list of strings, found `1` (a number to GitLab's YAML reader)",
+            "3:18: `before_script` of job `j` must be a string or a list of strings, found `true` (a boolean to GitLab's YAML reader)",
+        ]
+    );
+    let errs = brief("j:\n  script: ' '\n");
+    assert_eq!(
+        errs,
+        ["2:11: `script` of job `j` is empty (GitLab: \"can't be blank\")"]
     );
 }
 
@@ -873,6 +889,24 @@ fn workflow_rules_take_a_job_rule_s_allow_failure_and_needs_and_ignore_them() {
                 5,
                 "`needs` has no effect in a rule of `workflow` (GitLab accepts it and ignores it)"
             ),
+        ]
+    );
+}
+
+#[test]
+fn stages_is_a_list_and_types_is_gone() {
+    // `Stages`: `nested_array_of_strings` (a lone name is not an array); `types:` left
+    // `Root`'s keywords in GitLab 15.0, so it is read as a job, which it cannot be.
+    let errs = brief("stages: build\nj: {stage: build, script: [x]}\n");
+    assert_eq!(
+        errs,
+        ["1:9: `stages` must be a list of stage names, found a string"]
+    );
+    let errs = brief("types: [build]\nj: {stage: build, script: [x]}\n");
+    assert_eq!(
+        errs,
+        [
+            "1:1: `types` is no longer a keyword (GitLab removed it in 15.0), so GitLab reads it as a job and refuses it"
         ]
     );
 }
@@ -1585,7 +1619,7 @@ m:
         STACK: [monitoring, app1]
       - PROVIDER: [gcp, vultr]
         STACK: [data, processing]
-      - VERSION: 3.10
+      - VERSION: 010
 after:
   stage: test
   script: [x]
@@ -1604,7 +1638,7 @@ after:
             "m: [gcp, processing]",
             "m: [vultr, data]",
             "m: [vultr, processing]",
-            "m: [3.1]",
+            "m: [8]",
             "after",
         ]
     );
@@ -2172,14 +2206,35 @@ j:
         Some("quote it to keep the text: \"1.10\"")
     );
     // Booleans are variable values, as Ruby's `to_s` writes them: tests/lenient.rs.
-    // Numbers are text in string fields; stages keep their written text.
-    let p =
-        ok("stages: [1.0, build]\nj:\n  stage: 1.0\n  script: [echo 1]\n  image: python:3.10\n");
+    // Where GitLab wants a string (`Stages`, `Stage`, a list of strings), a number is refused
+    // ("should be a string"); quoted, it is the text written.
+    let errs =
+        brief("stages: [1.0, build]\nj:\n  stage: 1.0\n  script: [echo 1]\n  tags: [2024]\n");
+    assert_eq!(
+        errs,
+        [
+            "1:10: `stages` must be a string or a list of strings, found `1.0` (a number to GitLab's YAML reader)",
+            "3:10: `stage` of job `j` must be a string, found `1.0` (a number to GitLab's YAML reader)",
+            "5:10: `tags` of job `j` must be a list of strings, found `2024` (a number to GitLab's YAML reader) in the list",
+        ]
+    );
+    let p = ok(
+        "stages: ['1.0', build]\nj:\n  stage: '1.0'\n  script: [echo 1]\n  image: python:3.10\n",
+    );
     assert_eq!(p.stages, [".pre", "1.0", "build", ".post"]);
     assert_eq!(p.jobs[0].stage, "1.0");
-    // Matrix values are variables too.
-    let p = ok("j:\n  script: [x]\n  parallel:\n    matrix:\n      - PY: [3.9, 3.10, '3.10']\n");
-    assert_eq!(names(&p), ["j: [3.9]", "j: [3.1]", "j: [3.10]"]);
+    // Matrix values may be integers (as Ruby writes them), not floats
+    // (`validate_array_value_variables`).
+    let p = ok("j:\n  script: [x]\n  parallel:\n    matrix:\n      - PY: [3, 010, '3.10']\n");
+    assert_eq!(names(&p), ["j: [3]", "j: [8]", "j: [3.10]"]);
+    let errs = brief("j:\n  script: [x]\n  parallel:\n    matrix:\n      - PY: [3.9, true]\n");
+    assert_eq!(
+        errs,
+        [
+            "5:14: `parallel` of job `j` `matrix` values must be strings or integers, found `3.9` (a float to GitLab's YAML reader)",
+            "5:19: `parallel` of job `j` `matrix` values must be strings or integers, found `true` (a boolean to GitLab's YAML reader)",
+        ]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,6 +14,8 @@ pub(crate) struct JobDraft {
     pub start_in_span: Option<Span>,
     /// A script that is there but wrong is reported as such, not also as missing.
     pub script_invalid: bool,
+    /// `stage:` was written but is no stage name (already reported).
+    pub stage_invalid: bool,
 }
 
 impl JobDraft {
@@ -57,6 +59,7 @@ impl JobDraft {
             allow_failure_set: false,
             start_in_span: None,
             script_invalid: false,
+            stage_invalid: false,
         }
     }
 }

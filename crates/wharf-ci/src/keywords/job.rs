@@ -55,6 +55,7 @@ pub(crate) fn job(
         allow_failure_set,
         start_in_span,
         script_invalid,
+        stage_invalid,
     } = draft;
     check_job_conflicts(name, m, d);
     match (&start_in_span, job.when) {
@@ -84,7 +85,9 @@ pub(crate) fn job(
         );
     }
     check_dependencies_are_needed(name, m, &refs, d);
-    check_stage(&job, &refs, stages, d);
+    if !stage_invalid {
+        check_stage(&job, &refs, stages, d);
+    }
     (count_errors(d) == errors_before).then_some((job, refs))
 }
 

@@ -4,7 +4,7 @@
 use crate::diagnostic::Diags;
 use crate::read::*;
 use crate::span::Span;
-use crate::yaml::{Node, Value};
+use crate::yaml::{Node, Psych, Scalar, Value};
 
 /// GitLab's bounds: `parallel: N` is 1..=200 (its `Parallel` entry's numericality check) and
 /// a matrix makes at most 200 jobs.
@@ -76,12 +76,21 @@ fn matrix(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
         let mut product: Vec<Vec<(String, String, Span)>> = vec![Vec::new()];
         for (name, e) in m {
             let values: Vec<(String, Span)> = match &e.value.value {
-                Value::Scalar(s) => vec![(s.ruby_text(), e.value.span.clone())],
+                Value::Scalar(s) => match matrix_value(&e.value, s, what, d) {
+                    Some(v) => vec![v],
+                    None => {
+                        ok = false;
+                        continue;
+                    }
+                },
                 Value::Seq(items) => {
                     let mut vals = Vec::new();
                     for i in items {
                         match &i.value {
-                            Value::Scalar(s) => vals.push((s.ruby_text(), i.span.clone())),
+                            Value::Scalar(s) => match matrix_value(i, s, what, d) {
+                                Some(v) => vals.push(v),
+                                None => ok = false,
+                            },
                             _ => {
                                 d.error(
                                     &i.span,
@@ -141,4 +150,23 @@ fn matrix(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
 /// GitLab's name for one `parallel: matrix` instance: `deploy: [aws, app1]`.
 pub(crate) fn instance_name<'a>(base: &str, values: impl Iterator<Item = &'a str>) -> String {
     format!("{base}: [{}]", values.collect::<Vec<_>>().join(", "))
+}
+
+/// A matrix value as GitLab's `validate_array_value_variables` takes it: a String, a Symbol or
+/// an Integer (as Ruby writes it: `010` is 8); a float (`3.10`) or a boolean is refused.
+fn matrix_value(n: &Node, s: &Scalar, what: &str, d: &mut Diags) -> Option<(String, Span)> {
+    let kind = match s.psych() {
+        Psych::Float(_) => "a float",
+        Psych::Bool(_) => "a boolean",
+        Psych::Str | Psych::Int(_) => return Some((s.ruby_text(), n.span.clone())),
+    };
+    d.error(
+        &n.span,
+        format!(
+            "{what} values must be strings or integers, found `{}` ({kind} to GitLab's YAML reader)",
+            s.text
+        ),
+    )
+    .help(format!("quote it to keep the text: `'{}'`", s.text));
+    None
 }

@@ -14,7 +14,9 @@ use super::trigger::trigger;
 use super::variables::variables;
 use crate::diagnostic::Diags;
 use crate::model::When;
-use crate::read::{boolean, item_spans, one_of, script, strict_string_list, string};
+use crate::read::{
+    boolean, item_spans, one_of, script, strict_string_list, string, typed_as_string,
+};
 use crate::yaml::{Node, Value};
 
 /// Where a keyword may be written.
@@ -166,6 +168,15 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
         "script",
         JOB,
         J(|j, v, what, d| match script(v, what, d) {
+            // `Job`: `validates :script, presence: true`; a blank string is not present.
+            Some(_) if matches!(&v.value, Value::Scalar(s) if s.text.trim().is_empty()) => {
+                d.error(
+                    &v.span,
+                    format!("{what} is empty (GitLab: \"can't be blank\")"),
+                )
+                .help("give it a command, such as `script: [make test]`");
+                j.script_invalid = true;
+            }
             Some(lines) => j.job.script = lines,
             None => j.script_invalid = true,
         }),
@@ -282,6 +293,13 @@ fn allow_failure(j: &mut JobDraft, v: &Node, what: &str, d: &mut Diags) {
 
 fn stage(j: &mut JobDraft, v: &Node, what: &str, d: &mut Diags) {
     j.refs.stage_span = Some(v.span.clone());
+    // `Stage`: `validates :config, type: String` (a plain `1.0` is a float there).
+    if let Value::Scalar(s) = &v.value {
+        if !typed_as_string(v, s, what, "a string", "", d) {
+            j.stage_invalid = true;
+            return;
+        }
+    }
     if let Some(s) = string(v, what, d) {
         j.job.stage = s;
     }

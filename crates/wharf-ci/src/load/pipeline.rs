@@ -297,15 +297,34 @@ fn too_many_jobs(count: usize, start: &Span, limits: &Limits, d: &mut Diags) {
 
 /// `stages:` with GitLab's `.pre` first and `.post` last.
 fn stages(root: &Map, d: &mut Diags) -> Vec<String> {
-    let entry = match (root.get("stages"), root.get("types")) {
-        (Some(e), _) => Some(e),
-        (None, Some(e)) => {
-            d.warning(&e.key_span, "`types` is deprecated: use `stages`");
-            Some(e)
-        }
-        (None, None) => None,
-    };
+    // GitLab removed `types:` (15.0): it is no longer a keyword, so it is read as a job, which
+    // fails ("should implement the script:, run:, or trigger: keyword").
+    if let Some(e) = root.get("types") {
+        d.error(
+            &e.key_span,
+            "`types` is no longer a keyword (GitLab removed it in 15.0), so GitLab reads it as a job and refuses it",
+        )
+        .help("rename `types:` to `stages:`");
+    }
+    // Jobs are still checked against what was meant, so one mistake gives one error.
+    let entry = root.get("stages").or_else(|| root.get("types"));
     let listed: Vec<String> = match entry {
+        // `Stages`: `nested_array_of_strings`; a lone name is not a list.
+        Some(Entry {
+            value:
+                Node {
+                    value: Value::Scalar(s),
+                    span,
+                },
+            ..
+        }) => {
+            d.error(
+                span,
+                "`stages` must be a list of stage names, found a string",
+            )
+            .help(format!("write it as a list: `stages: [{}]`", s.text));
+            vec![s.text.clone()]
+        }
         Some(e) if !e.value.is_null() => {
             // Lists of stages may be spliced in from anchors: flatten like scripts.
             read::script(&e.value, "`stages`", d).unwrap_or_default()

@@ -182,7 +182,7 @@ fn the_groups_of_a_wharf_killed_with_kill_9_are_removed_by_the_next_run() {
     killed.kill().unwrap(); // SIGKILL: none of wharf's cleanup runs
     killed.wait().unwrap();
     // The job dies with wharf (PR_SET_PDEATHSIG); its empty group stays until the next run.
-    let p2 = Project::pipeline(&format!("quick:\n  image: {image}\n  script: [true]\n"));
+    let p2 = Project::pipeline(&format!("quick:\n  image: {image}\n  script: ['true']\n"));
     sandbox_run(
         &p2,
         home.path(),

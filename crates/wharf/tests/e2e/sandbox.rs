@@ -233,7 +233,7 @@ fn start_beside_quick(name: &str, script: &[&str]) -> StartedJob {
     for line in script {
         pipeline += &format!("    - {line}\n");
     }
-    pipeline += &format!("quick:\n  image: {image}\n  script: [true]\n");
+    pipeline += &format!("quick:\n  image: {image}\n  script: ['true']\n");
     let project = Project::pipeline(&pipeline);
     let home = tempfile::tempdir().unwrap();
     let var = format!("DOCKER_AUTH_CONFIG={}", auth_json(&registry.host()));
@@ -386,7 +386,7 @@ fn a_non_root_image_user_gets_the_job_folders_and_its_results_are_collected() {
     let reg = Registry::start_basic(&[(USER, PASS)]).unwrap();
     let image = image_with_builder_user(&reg);
     let p = Project::pipeline(&format!(
-        "{}ghost:\n  image:\n    name: {image}\n    docker:\n      user: ghost\n  script: [true]\n",
+        "{}ghost:\n  image:\n    name: {image}\n    docker:\n      user: ghost\n  script: ['true']\n",
         builder_job(&image)
     ));
     let home = tempfile::tempdir().unwrap();
