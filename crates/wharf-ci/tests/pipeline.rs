@@ -894,6 +894,27 @@ fn workflow_rules_take_a_job_rule_s_allow_failure_and_needs_and_ignore_them() {
 }
 
 #[test]
+fn durations_are_text_and_more_than_zero() {
+    // `validate_duration`: `return false unless value.is_a?(String)`; ChronicDuration returns
+    // nil for zero ("should be a duration").
+    let errs = brief(
+        "j:\n  script: [x]\n  timeout: 3600\n  artifacts: {paths: [a], expire_in: 7}\nk:\n  script: [x]\n  timeout: 0s\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "3:12: `timeout` of job `j` must be a duration written as text, found `3600` (a number to GitLab's YAML reader, which GitLab refuses)",
+            "4:38: `artifacts` of job `j` `expire_in` must be a duration such as `1 week`, found `7` (a number to GitLab's YAML reader)",
+            "7:12: `timeout` of job `k` is zero, which GitLab does not take as a duration, found `0s`",
+        ]
+    );
+    let p = ok(
+        "j:\n  script: [x]\n  timeout: 3600 seconds\n  artifacts: {paths: [a], expire_in: '7'}\n",
+    );
+    assert_eq!(job(&p, "j").timeout.map(|t| t.as_secs()), Some(3600));
+}
+
+#[test]
 fn stages_is_a_list_and_types_is_gone() {
     // `Stages`: `nested_array_of_strings` (a lone name is not an array); `types:` left
     // `Root`'s keywords in GitLab 15.0, so it is read as a job, which it cannot be.

@@ -195,7 +195,15 @@ pub(crate) fn artifacts(
                 a.when = one_of(v, &what, CACHE_WHEN_CHOICES, d).unwrap_or(CacheWhen::OnSuccess);
             }
             "name" => a.name = string(v, &what, d),
-            "expire_in" => a.expire_in = string(v, &what, d),
+            // `validates :expire_in, duration:`, which takes text only.
+            "expire_in" => {
+                if let Value::Scalar(s) = &v.value {
+                    if !typed_as_string(v, s, &what, "a duration such as `1 week`", "", d) {
+                        continue;
+                    }
+                }
+                a.expire_in = string(v, &what, d);
+            }
             "reports" => reports(v, &what, &mut a, d),
             "expose_as" | "public" | "access" => {
                 unsupported.push((format!("artifacts:{k}"), e.key_span.clone()));

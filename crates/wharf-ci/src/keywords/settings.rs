@@ -6,7 +6,7 @@ use crate::duration;
 use crate::model::*;
 use crate::read::*;
 use crate::suggest::did_you_mean;
-use crate::yaml::{Node, Value};
+use crate::yaml::{Node, Psych, Value};
 use std::time::Duration;
 
 /// `retry: when` values: `always` and every failure reason GitLab knows, the keys of
@@ -61,9 +61,29 @@ const MAX_START_IN: Duration = Duration::from_secs(7 * 24 * 3600);
 const MAX_TIMEOUT: Duration = Duration::from_secs(2_629_746);
 
 /// A GitLab duration ("1 hour and 30 minutes", "90m", "3600").
+/// A duration as GitLab's `DurationValidator` takes it: text (`validate_duration` returns false
+/// for anything but a `String`, so a plain `3600` is refused) that ChronicDuration reads as more
+/// than zero (it returns nil for zero, "should be a duration"), within `max`.
 pub(crate) fn duration(n: &Node, what: &str, max: Duration, d: &mut Diags) -> Option<Duration> {
+    if let Value::Scalar(s) = &n.value {
+        if s.psych() != Psych::Str {
+            d.error(
+                &n.span,
+                format!("{what} must be a duration written as text, found `{}` (a number to GitLab's YAML reader, which GitLab refuses)", s.text),
+            )
+            .help(format!("write the unit: `{} seconds`, or `1h 30m`", s.text));
+            return None;
+        }
+    }
     let text = string(n, what, d)?;
     match duration::parse(&text) {
+        Ok(v) if v.is_zero() => {
+            d.error(
+                &n.span,
+                format!("{what} is zero, which GitLab does not take as a duration, found `{text}`"),
+            );
+            None
+        }
         Ok(v) if v > max => {
             d.error(
                 &n.span,
