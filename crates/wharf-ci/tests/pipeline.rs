@@ -894,6 +894,30 @@ fn workflow_rules_take_a_job_rule_s_allow_failure_and_needs_and_ignore_them() {
 }
 
 #[test]
+fn reports_take_gitlab_s_report_names_and_coverage_report_its_two_keys() {
+    // `Reports::ALLOWED_KEYS`; `Reports::CoverageReport`: `coverage_format` (cobertura or
+    // jacoco) and `path`, both present.
+    let errs = brief(
+        "j:\n  script: [x]\n  artifacts:\n    reports:\n      junitt: a.xml\n      coverage_report: {path: c.xml}\nk:\n  script: [x]\n  artifacts: {reports: {coverage_report: {coverage_format: lcov, path: c.xml}}}\n",
+    );
+    assert_eq!(
+        errs,
+        [
+            "5:7: unknown key `junitt` in `artifacts` of job `j` `reports`",
+            "6:24: `artifacts` of job `j` `reports` `coverage_report` needs `coverage_format` (cobertura or jacoco)",
+            "9:60: `artifacts` of job `k` `reports` `coverage_report` `coverage_format` must be one of cobertura, jacoco, found `lcov`",
+        ]
+    );
+    let p = ok(
+        "j:\n  script: [x]\n  artifacts: {reports: {junit: a.xml, coverage_report: {coverage_format: jacoco, path: c.xml}}}\n",
+    );
+    assert_eq!(
+        job(&p, "j").artifacts.as_ref().unwrap().reports_other,
+        ["a.xml", "c.xml"]
+    );
+}
+
+#[test]
 fn durations_are_text_and_more_than_zero() {
     // `validate_duration`: `return false unless value.is_a?(String)`; ChronicDuration returns
     // nil for zero ("should be a duration").
@@ -915,21 +939,26 @@ fn durations_are_text_and_more_than_zero() {
 }
 
 #[test]
-fn stages_is_a_list_and_types_is_gone() {
-    // `Stages`: `nested_array_of_strings` (a lone name is not an array); `types:` left
-    // `Root`'s keywords in GitLab 15.0, so it is read as a job, which it cannot be.
+fn stages_is_a_list_and_removed_keywords_warn() {
+    // `Stages`: `nested_array_of_strings` (a lone name is not an array).
     let errs = brief("stages: build\nj: {stage: build, script: [x]}\n");
     assert_eq!(
         errs,
         ["1:9: `stages` must be a list of stage names, found a string"]
     );
-    let errs = brief("types: [build]\nj: {stage: build, script: [x]}\n");
+    // Older pipelines still write `types:` and `reports: cobertura:`, both removed in GitLab
+    // 15.0: they load, with a warning that GitLab refuses them now (`lint --strict` fails).
+    let l = load("types: [build]\nj:\n  stage: build\n  script: [x]\n  artifacts: {reports: {cobertura: c.xml}}\n")
+        .expect("loads");
+    let warned: Vec<&str> = l.warnings.iter().map(|w| w.message.as_str()).collect();
     assert_eq!(
-        errs,
+        warned,
         [
-            "1:1: `types` is no longer a keyword (GitLab removed it in 15.0), so GitLab reads it as a job and refuses it"
+            "`types` was removed in GitLab 15.0, which reads it as a job now and refuses it",
+            "`artifacts` of job `j` `reports` `cobertura` was removed in GitLab 15.0, which refuses it now",
         ]
     );
+    assert_eq!(l.pipeline.stages, [".pre", "build", ".post"]);
 }
 
 #[test]

@@ -220,25 +220,94 @@ fn reports(n: &Node, what: &str, a: &mut Artifacts, d: &mut Diags) {
     let Some(m) = map(n, what, d) else {
         return;
     };
-    for (k, e) in set_entries(m) {
+    // `cobertura:` left GitLab in 15.0 (now `coverage_report:`); older pipelines still write
+    // it, so it stays readable, with a warning that GitLab refuses it now.
+    let mut current = m.clone();
+    if let Some(e) = current.shift_remove("cobertura") {
+        d.warning(
+            &e.key_span,
+            format!("{what} `cobertura` was removed in GitLab 15.0, which refuses it now"),
+        )
+        .help("write `coverage_report: {coverage_format: cobertura, path: <file>}`");
+        a.reports_other
+            .extend(string_list(&e.value, &format!("{what} `cobertura`"), d).unwrap_or_default());
+    }
+    check_keys(&current, what, REPORT_KEYS, d);
+    for (k, e) in set_entries(&current) {
         let v = &e.value;
         let what = format!("{what} `{k}`");
-        match (k.as_str(), &v.value) {
-            ("dotenv", _) => a
+        match k.as_str() {
+            "dotenv" => a
                 .reports_dotenv
                 .extend(string_list(v, &what, d).unwrap_or_default()),
-            // `coverage_report: {coverage_format, path}`.
-            (_, Value::Map(rm)) => match rm.get("path") {
-                Some(p) => a.reports_other.extend(
-                    string_list(&p.value, &format!("{what} `path`"), d).unwrap_or_default(),
-                ),
-                None => {
-                    d.error(&v.span, format!("{what} needs `path`"));
+            "coverage_report" => {
+                if let Some(path) = coverage_report(v, &what, d) {
+                    a.reports_other.push(path);
                 }
-            },
-            _ => a
+            }
+            _ if REPORT_KEYS.contains(&k.as_str()) => a
                 .reports_other
                 .extend(string_list(v, &what, d).unwrap_or_default()),
+            _ => {}
         }
     }
+}
+
+/// GitLab's `Reports::ALLOWED_KEYS`.
+const REPORT_KEYS: &[&str] = &[
+    "junit",
+    "codequality",
+    "sast",
+    "secret_detection",
+    "dependency_scanning",
+    "container_scanning",
+    "dast",
+    "performance",
+    "browser_performance",
+    "load_performance",
+    "license_scanning",
+    "metrics",
+    "lsif",
+    "dotenv",
+    "terraform",
+    "accessibility",
+    "coverage_fuzzing",
+    "api_fuzzing",
+    "cluster_image_scanning",
+    "requirements",
+    "requirements_v2",
+    "coverage_report",
+    "cyclonedx",
+    "annotations",
+    "repository_xray",
+];
+
+/// `coverage_report: {coverage_format, path}` (`Reports::CoverageReport`: both present, the
+/// format `cobertura` or `jacoco`, the path one string) -> its path.
+fn coverage_report(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
+    let m = map(n, what, d)?;
+    check_keys(m, what, &["coverage_format", "path"], d);
+    let format = match m.get("coverage_format").filter(|e| !e.value.is_null()) {
+        Some(e) => one_of(
+            &e.value,
+            &format!("{what} `coverage_format`"),
+            &[("cobertura", ()), ("jacoco", ())],
+            d,
+        ),
+        None => {
+            d.error(
+                &n.span,
+                format!("{what} needs `coverage_format` (cobertura or jacoco)"),
+            );
+            None
+        }
+    };
+    let path = match m.get("path").filter(|e| !e.value.is_null()) {
+        Some(e) => string(&e.value, &format!("{what} `path`"), d),
+        None => {
+            d.error(&n.span, format!("{what} needs `path`"));
+            None
+        }
+    };
+    format.and(path)
 }

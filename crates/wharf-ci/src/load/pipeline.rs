@@ -297,12 +297,12 @@ fn too_many_jobs(count: usize, start: &Span, limits: &Limits, d: &mut Diags) {
 
 /// `stages:` with GitLab's `.pre` first and `.post` last.
 fn stages(root: &Map, d: &mut Diags) -> Vec<String> {
-    // GitLab removed `types:` (15.0): it is no longer a keyword, so it is read as a job, which
-    // fails ("should implement the script:, run:, or trigger: keyword").
+    // GitLab removed `types:` in 15.0 (it is now read as a job, which fails). Older pipelines
+    // still write it, so it stays readable as `stages:`, with a warning (`--strict`: an error).
     if let Some(e) = root.get("types") {
-        d.error(
+        d.warning(
             &e.key_span,
-            "`types` is no longer a keyword (GitLab removed it in 15.0), so GitLab reads it as a job and refuses it",
+            "`types` was removed in GitLab 15.0, which reads it as a job now and refuses it",
         )
         .help("rename `types:` to `stages:`");
     }
