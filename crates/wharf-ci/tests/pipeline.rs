@@ -918,6 +918,44 @@ fn reports_take_gitlab_s_report_names_and_coverage_report_its_two_keys() {
 }
 
 #[test]
+fn environments_are_checked_as_gitlab_checks_them() {
+    // `Environment`: `environment_name_regex`, `action` and `deployment_tier` among GitLab's;
+    // `validate_on_stop_job!`: the stop job exists, has the same environment, `action: stop`.
+    let errs = brief(
+        "
+a: {script: [x], environment: 'prod:eu'}
+b: {script: [x], environment: {name: review/, action: deploy, deployment_tier: prod}}
+c: {script: [x], environment: {name: review/$CI_COMMIT_REF_SLUG, on_stop: stop_c}}
+stop_c: {script: [x], when: manual, environment: {name: review/$CI_COMMIT_REF_SLUG}}
+d: {script: [x], environment: {name: staging, on_stop: nope}}
+e: {script: [x], environment: {name: staging, on_stop: stop_e}}
+stop_e: {script: [x], environment: {name: other, action: stop}}
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "2:31: `environment` of job `a` `prod:eu` is not a name GitLab takes: letters, digits and `_`, `-`, `.`, `$`, `{`, `}`, spaces and `/`, but no `/` first or last",
+            "3:38: `environment` of job `b` `name` `review/` is not a name GitLab takes: letters, digits and `_`, `-`, `.`, `$`, `{`, `}`, spaces and `/`, but no `/` first or last",
+            "3:55: `environment` of job `b` `action` must be one of start, stop, prepare, verify, access, found `deploy`",
+            "3:80: `environment` of job `b` `deployment_tier` must be one of production, staging, testing, development, other, found `prod`",
+            "4:75: `on_stop` job `stop_c` of job `c` needs to have `action: stop` in its environment (GitLab refuses the pipeline)",
+            "6:56: `on_stop` job `nope` of job `d` is not defined (GitLab refuses the pipeline)",
+            "7:56: `on_stop` job `stop_e` of job `e` has environment `other`, another name (GitLab refuses the pipeline)",
+        ]
+    );
+    ok("
+deploy:
+  script: [x]
+  environment: {name: 'review/${CI_COMMIT_REF_SLUG}', on_stop: stop, deployment_tier: staging}
+stop:
+  script: [x]
+  when: manual
+  environment: {name: 'review/${CI_COMMIT_REF_SLUG}', action: stop}
+");
+}
+
+#[test]
 fn durations_are_text_and_more_than_zero() {
     // `validate_duration`: `return false unless value.is_a?(String)`; ChronicDuration returns
     // nil for zero ("should be a duration").

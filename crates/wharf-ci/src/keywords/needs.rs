@@ -18,6 +18,10 @@ pub(crate) struct JobRefs {
     pub stage_span: Option<Span>,
     /// `parallel:`, expanded once every job is converted ([`parallel::expand`]).
     pub parallel: Option<parallel::Spec>,
+    /// `environment: action:` (`None`: `start`).
+    pub environment_action: Option<String>,
+    /// `environment: on_stop:`, the job that stops the environment, and where it is named.
+    pub on_stop: Option<(String, Span)>,
 }
 
 /// The job names `needs:` node `n` writes (lone names and maps' `job:`, lists from aliases

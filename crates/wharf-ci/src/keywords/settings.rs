@@ -232,9 +232,23 @@ pub(crate) fn coverage(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
     Some(kept.to_string())
 }
 
-/// `environment: name` or `{name, url, action, ...}` -> `(name, url)`. Both are recorded as
-/// written; the runner expands them with the job's variables, as GitLab does.
-pub(crate) fn environment(n: &Node, what: &str, d: &mut Diags) -> (Option<String>, Option<String>) {
+/// What `environment:` says, as far as wharf uses or checks it.
+#[derive(Default)]
+pub(crate) struct EnvironmentEntry {
+    pub name: Option<String>,
+    pub url: Option<String>,
+    /// `action:` (`start` when not written).
+    pub action: Option<String>,
+    /// `on_stop:` and where it is written, checked against the other jobs.
+    pub on_stop: Option<(String, Span)>,
+}
+
+/// `environment: name` or `{name, url, action, ...}`, checked as GitLab's `Environment`
+/// checks it: a name of letters, digits and `_/${}. -` that neither starts nor ends with `/`,
+/// an `action` GitLab knows, a `deployment_tier` among GitLab's tiers. Name and URL are
+/// recorded as written; the runner expands them with the job's variables, as GitLab does.
+pub(crate) fn environment(n: &Node, what: &str, d: &mut Diags) -> EnvironmentEntry {
+    let mut out = EnvironmentEntry::default();
     match &n.value {
         Value::Map(m) => {
             check_keys(
@@ -251,18 +265,58 @@ pub(crate) fn environment(n: &Node, what: &str, d: &mut Diags) -> (Option<String
                 ],
                 d,
             );
-            let url = m
-                .get("url")
-                .and_then(|e| string(&e.value, &format!("{what} `url`"), d));
-            let name = match m.get("name") {
-                Some(e) => string(&e.value, &format!("{what} `name`"), d),
+            let set = |k: &str| m.get(k).filter(|e| !e.value.is_null());
+            out.url = set("url").and_then(|e| string(&e.value, &format!("{what} `url`"), d));
+            match set("name") {
+                Some(e) => out.name = environment_name(&e.value, &format!("{what} `name`"), d),
                 None => {
                     d.error(&n.span, format!("{what} needs `name`"));
-                    None
                 }
-            };
-            (name, url)
+            }
+            if let Some(e) = set("action") {
+                out.action = one_of(
+                    &e.value,
+                    &format!("{what} `action`"),
+                    &[
+                        ("start", "start"),
+                        ("stop", "stop"),
+                        ("prepare", "prepare"),
+                        ("verify", "verify"),
+                        ("access", "access"),
+                    ],
+                    d,
+                )
+                .map(str::to_string);
+            }
+            if let Some(e) = set("deployment_tier") {
+                let tiers = ["production", "staging", "testing", "development", "other"];
+                let choices: Vec<(&str, ())> = tiers.iter().map(|t| (*t, ())).collect();
+                one_of(&e.value, &format!("{what} `deployment_tier`"), &choices, d);
+            }
+            if let Some(e) = set("on_stop") {
+                out.on_stop = string(&e.value, &format!("{what} `on_stop`"), d)
+                    .map(|job| (job, e.value.span.clone()));
+            }
         }
-        _ => (string(n, what, d), None),
+        _ => out.name = environment_name(n, what, d),
     }
+    out
+}
+
+/// GitLab's `environment_name_regex`: `[a-zA-Z0-9_${}. -]`, and `/` anywhere but first and last.
+fn environment_name(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
+    let name = string(n, what, d)?;
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_${}. -".contains(c);
+    let valid = !name.is_empty()
+        && name.chars().all(|c| plain(c) || c == '/')
+        && !name.starts_with('/')
+        && !name.ends_with('/');
+    if !valid {
+        d.error(
+            &n.span,
+            format!("{what} `{name}` is not a name GitLab takes: letters, digits and `_`, `-`, `.`, `$`, `{{`, `}}`, spaces and `/`, but no `/` first or last"),
+        );
+        return None;
+    }
+    Some(name)
 }

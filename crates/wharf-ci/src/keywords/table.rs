@@ -102,7 +102,12 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw(
         "environment",
         JOB,
-        J(|j, v, what, d| (j.job.environment, j.job.environment_url) = environment(v, what, d)),
+        J(|j, v, what, d| {
+            let env = environment(v, what, d);
+            (j.job.environment, j.job.environment_url) = (env.name, env.url);
+            j.refs.environment_action = env.action;
+            j.refs.on_stop = env.on_stop;
+        }),
     ),
     kw(
         "except",

@@ -87,7 +87,40 @@ pub(super) fn check_references(jobs: &mut [(Job, JobRefs)], stages: &[String], d
             }
         }
     }
+    check_on_stop(jobs, d);
     check_needs_cycles(jobs, d);
+}
+
+/// GitLab's `validate_on_stop_job!`: the job an environment's `on_stop` names exists, has an
+/// environment of the same name, and `action: stop`.
+fn check_on_stop(jobs: &[(Job, JobRefs)], d: &mut Diags) {
+    let by_name: HashMap<&str, &(Job, JobRefs)> =
+        jobs.iter().map(|jr| (jr.0.name.as_str(), jr)).collect();
+    for (job, refs) in jobs {
+        let Some((stop, span)) = &refs.on_stop else {
+            continue;
+        };
+        let problem = match by_name.get(stop.as_str()) {
+            None => "is not defined".to_string(),
+            Some((stop_job, stop_refs)) => match &stop_job.environment {
+                None => "does not have environment defined".to_string(),
+                Some(name) if Some(name) != job.environment.as_ref() => {
+                    format!("has environment `{name}`, another name")
+                }
+                Some(_) if stop_refs.environment_action.as_deref() != Some("stop") => {
+                    "needs to have `action: stop` in its environment".to_string()
+                }
+                Some(_) => continue,
+            },
+        };
+        d.error(
+            span,
+            format!(
+                "`on_stop` job `{stop}` of job `{}` {problem} (GitLab refuses the pipeline)",
+                job.name
+            ),
+        );
+    }
 }
 
 /// GitLab rejects circular `needs:`; without this check the scheduler would wait forever.
