@@ -170,6 +170,41 @@ j:
 }
 
 #[test]
+fn rule_shapes_gitlab_refuses_are_refused() {
+    // `Rules::Rule` and `Rules`: presence; `Changes`/`Exists`: at most 50 paths, `compare_to` a
+    // String; `Processable`: `start_in` is a job key only without `rules`.
+    let many: Vec<String> = (0..51).map(|i| format!("f{i}")).collect();
+    let errs = brief(&format!(
+        "
+workflow:
+  rules: []
+a:
+  script: [x]
+  rules:
+    - {{}}
+    - changes: [{}]
+    - changes: {{paths: [a], compare_to: 1}}
+b:
+  script: [x]
+  when: delayed
+  start_in: 1 minute
+  rules: [{{when: delayed, start_in: 2 minutes}}]
+",
+        many.join(", ")
+    ));
+    assert_eq!(
+        errs,
+        [
+            "3:10: `rules` of `workflow` can't be blank: GitLab refuses the pipeline",
+            "7:7: a rule of `rules` of job `a` is empty (GitLab: \"can't be blank\")",
+            "8:16: `changes` in a rule of `rules` of job `a` has 51 paths, more than GitLab's 50",
+            "9:41: `changes` in a rule of `rules` of job `a` `compare_to` must be a ref, found `1` (a number to GitLab's YAML reader)",
+            "13:3: job `b` uses `start_in` and `rules`: GitLab does not allow both",
+        ]
+    );
+}
+
+#[test]
 fn an_empty_exists_map_is_a_rule_that_never_holds() {
     // GitLab's `Exists` reads `{}` as a blank `SimpleExists`; its clause has no globs, and
     // `satisfied_by?` returns false for none.

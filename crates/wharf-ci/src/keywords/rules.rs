@@ -144,6 +144,15 @@ fn rule(
         );
         return None;
     };
+    // `Rules::Rule`: `validates :config, presence: true`.
+    if m.is_empty() {
+        d.error(
+            &n.span,
+            format!("a rule of {what} is empty (GitLab: \"can't be blank\")"),
+        )
+        .help("give it `if:`, `changes:`, `exists:` or `when:`, or remove it");
+        return None;
+    }
     let known = if workflow {
         WORKFLOW_RULE_KEYS
     } else {
@@ -287,13 +296,42 @@ fn changes(n: &Node, what: &str, d: &mut Diags) -> (Option<Vec<String>>, Option<
                     None
                 }
             };
-            let compare_to = m
-                .get("compare_to")
-                .and_then(|e| string(&e.value, &format!("{what} `compare_to`"), d));
-            (paths, compare_to)
+            let compare_to = m.get("compare_to").and_then(|e| {
+                let what = format!("{what} `compare_to`");
+                match &e.value.value {
+                    Value::Scalar(s) if !typed_as_string(&e.value, s, &what, "a ref", "", d) => {
+                        None
+                    }
+                    _ => string(&e.value, &what, d),
+                }
+            });
+            (at_most_50_paths(paths, n, what, d), compare_to)
         }
-        _ => (strict_string_list(n, what, d), None),
+        _ => (
+            at_most_50_paths(strict_string_list(n, what, d), n, what, d),
+            None,
+        ),
     }
+}
+
+/// `Rules::Rule::Changes` and `Exists` take at most 50 paths (`length: { maximum: 50 }`,
+/// `MAX_PATHS`).
+fn at_most_50_paths(
+    paths: Option<Vec<String>>,
+    n: &Node,
+    what: &str,
+    d: &mut Diags,
+) -> Option<Vec<String>> {
+    let paths = paths?;
+    if paths.len() > 50 {
+        d.error(
+            &n.span,
+            format!("{what} has {} paths, more than GitLab's 50", paths.len()),
+        )
+        .help("use globs (`src/**/*`) to cover several paths with one");
+        return None;
+    }
+    Some(paths)
 }
 
 /// `exists:` as a glob, a list of globs or `{paths, project, ref}` (another project: not
@@ -315,14 +353,19 @@ fn exists(
                 }
             }
             match m.get("paths") {
-                Some(e) => strict_string_list(&e.value, &format!("{what} `paths`"), d),
+                Some(e) => at_most_50_paths(
+                    strict_string_list(&e.value, &format!("{what} `paths`"), d),
+                    n,
+                    what,
+                    d,
+                ),
                 None => {
                     d.error(&n.span, format!("{what} as a map needs `paths`"));
                     None
                 }
             }
         }
-        _ => string_list(n, what, d),
+        _ => at_most_50_paths(string_list(n, what, d), n, what, d),
     }
 }
 
@@ -441,13 +484,18 @@ pub(crate) fn check_job_conflicts(job: &str, m: &Map, d: &mut Diags) {
     if m.get("rules").is_none_or(|e| e.value.is_null()) {
         return;
     }
-    for key in ["only", "except"] {
+    // `Processable`: `disallowed_keys: { in: %i[only except start_in] }, if: :has_rules_value?`.
+    for key in ["only", "except", "start_in"] {
         if let Some(e) = m.get(key).filter(|e| !e.value.is_null()) {
             d.error(
                 &e.key_span,
                 format!("job `{job}` uses `{key}` and `rules`: GitLab does not allow both"),
             )
-            .help("express the condition as a rule instead");
+            .help(if key == "start_in" {
+                "give the rule `when: delayed` and `start_in:` instead"
+            } else {
+                "express the condition as a rule instead"
+            });
         }
     }
 }
@@ -466,6 +514,14 @@ pub(crate) fn workflow(n: &Node, d: &mut Diags) -> Option<Workflow> {
         match k.as_str() {
             "name" => out.name = string(v, "`workflow` `name`", d),
             "rules" => {
+                // `Rules`: `validates :config, presence: true`.
+                if matches!(&v.value, Value::Seq(items) if items.is_empty()) {
+                    d.error(
+                        &v.span,
+                        "`rules` of `workflow` can't be blank: GitLab refuses the pipeline",
+                    )
+                    .help("remove `rules:` to always run pipelines");
+                }
                 out.rules = rule_list(v, "`workflow`", true, &mut unsupported, d);
             }
             "auto_cancel" => unsupported.push(("workflow:auto_cancel".into(), e.key_span.clone())),
