@@ -956,6 +956,40 @@ stop:
 }
 
 #[test]
+fn cache_keys_and_counts_are_checked_as_gitlab_checks_them() {
+    // `KeyValidator` (key and prefix): a string without `/` (also as `%2F`), not `.` or `..`;
+    // `Files`: a list; `Caches::MULTIPLE_CACHE_LIMIT`: 4.
+    let errs = brief(
+        "
+a:
+  script: [x]
+  cache:
+    - {key: $CI_JOB_NAME/$CI_COMMIT_REF_SLUG, paths: [a]}
+    - {key: 'x%2Fy', paths: [a]}
+    - {key: .., paths: [a]}
+    - {key: 1, paths: [a]}
+    - {key: {files: Gemfile.lock}, paths: [a]}
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "5:5: `cache` of job `a` lists 5 caches; GitLab creates no more than 4",
+            "5:13: `cache` of job `a` `key` `$CI_JOB_NAME/$CI_COMMIT_REF_SLUG` cannot contain the \"/\" character (GitLab refuses it)",
+            "6:13: `cache` of job `a` `key` `x%2Fy` cannot contain the \"/\" character (GitLab refuses it)",
+            "7:13: `cache` of job `a` `key` `..` cannot be \".\" or \"..\" (GitLab refuses it)",
+            "8:13: `cache` of job `a` `key` must be a string, found `1` (a number to GitLab's YAML reader)",
+            "9:21: `cache` of job `a` `key` `files` must be a list of strings, found a string",
+        ]
+    );
+    let p = ok("a:\n  script: [x]\n  cache: {key: $CI_JOB_NAME-$CI_COMMIT_REF_SLUG, paths: [a]}\n");
+    assert_eq!(
+        job(&p, "a").cache[0].key,
+        "$CI_JOB_NAME-$CI_COMMIT_REF_SLUG"
+    );
+}
+
+#[test]
 fn durations_are_text_and_more_than_zero() {
     // `validate_duration`: `return false unless value.is_a?(String)`; ChronicDuration returns
     // nil for zero ("should be a duration").

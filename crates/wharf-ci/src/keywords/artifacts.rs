@@ -21,12 +21,77 @@ pub(crate) fn caches(
     match &n.value {
         // `[@config].flatten`, as GitLab reads it: `cache: [*cached_go]` where the alias is a
         // list of caches is that list.
-        Value::Seq(_) => flattened(n)
-            .into_iter()
-            .filter_map(|i| cache(i, what, unsupported, d))
-            .collect(),
+        Value::Seq(_) => {
+            let items = flattened(n);
+            // `Caches::MULTIPLE_CACHE_LIMIT`.
+            if items.len() > 4 {
+                d.error(
+                    &n.span,
+                    format!(
+                        "{what} lists {} caches; GitLab creates no more than 4",
+                        items.len()
+                    ),
+                );
+            }
+            items
+                .into_iter()
+                .filter_map(|i| cache(i, what, unsupported, d))
+                .collect()
+        }
         _ => cache(n, what, unsupported, d).into_iter().collect(),
     }
+}
+
+/// A cache key or prefix as GitLab's `KeyValidator` takes it: a string that, URL-decoded
+/// (`CGI.unescape`), holds no `/` and is not `.` or `..` (it names a folder on the runner).
+fn cache_key(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
+    if let Value::Scalar(s) = &n.value {
+        if !typed_as_string(n, s, what, "a string", "", d) {
+            return None;
+        }
+    }
+    let key = string(n, what, d)?;
+    let decoded = url_decoded(&key);
+    let problem = if decoded.contains('/') {
+        "cannot contain the \"/\" character"
+    } else if decoded == "." || decoded == ".." {
+        "cannot be \".\" or \"..\""
+    } else {
+        return Some(key);
+    };
+    d.error(
+        &n.span,
+        format!("{what} `{key}` {problem} (GitLab refuses it)"),
+    )
+    .help("use `-` or `_` between the parts of a key: `$CI_JOB_NAME-$CI_COMMIT_REF_SLUG`");
+    None
+}
+
+/// `%XX` escapes decoded and `+` as a space, as Ruby's `CGI.unescape` reads them.
+fn url_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn cache(
@@ -79,29 +144,31 @@ fn cache(
                     c.key = km
                         .get("prefix")
                         .filter(|p| !p.value.is_null())
-                        .and_then(|p| string(&p.value, &format!("{what} `prefix`"), d))
+                        .and_then(|p| cache_key(&p.value, &format!("{what} `prefix`"), d))
                         .unwrap_or_default();
                     match km.get("files") {
                         Some(f) => {
-                            let files = string_list(&f.value, &format!("{what} `files`"), d)
-                                .unwrap_or_default();
-                            if files.is_empty() || files.len() > 2 {
-                                d.error(
-                                    &f.value.span,
-                                    format!(
-                                        "{what} `files` must list one or two files, found {}",
-                                        files.len()
-                                    ),
-                                );
+                            // `Files`: `array_of_strings`, one or two.
+                            let what = format!("{what} `files`");
+                            if let Some(files) = strict_string_list(&f.value, &what, d) {
+                                if files.is_empty() || files.len() > 2 {
+                                    d.error(
+                                        &f.value.span,
+                                        format!(
+                                            "{what} must list one or two files, found {}",
+                                            files.len()
+                                        ),
+                                    );
+                                }
+                                c.key_files = files;
                             }
-                            c.key_files = files;
                         }
                         None => {
                             d.error(&v.span, format!("{what} as a map needs `files`"));
                         }
                     }
                 }
-                _ => c.key = string(v, &what, d).unwrap_or(c.key),
+                _ => c.key = cache_key(v, &what, d).unwrap_or(c.key),
             },
             // GitLab's `Entry::Paths` and `ArrayOfStrings`: a list, never a lone string.
             "paths" => c.paths = strict_string_list(v, &what, d).unwrap_or_default(),
@@ -140,7 +207,9 @@ fn cache(
                 }
             }
             "unprotect" => {
-                unsupported.push((format!("cache:{k}"), e.key_span.clone()));
+                if boolean(v, &what, d).is_some() {
+                    unsupported.push((format!("cache:{k}"), e.key_span.clone()));
+                }
             }
             _ => {}
         }
