@@ -207,9 +207,9 @@ fn cache(
                 }
             }
             "unprotect" => {
-                if boolean(v, &what, d).is_some() {
-                    unsupported.push((format!("cache:{k}"), e.key_span.clone()));
-                }
+                // `entry :unprotect, Boolean`; recorded as unsupported once it is one.
+                let valid = boolean(v, &what, d).is_some();
+                unsupported.extend(valid.then(|| (format!("cache:{k}"), e.key_span.clone())));
             }
             _ => {}
         }
