@@ -241,7 +241,7 @@ b:
 c:
   extends: .tempalte
   script: [x]
-.template: {}
+.template: {script: [x]}
 ",
     );
     assert_eq!(
@@ -986,6 +986,24 @@ a:
     assert_eq!(
         job(&p, "a").cache[0].key,
         "$CI_JOB_NAME-$CI_COMMIT_REF_SLUG"
+    );
+}
+
+#[test]
+fn hidden_jobs_are_not_blank_and_tags_fewer_than_50() {
+    // `Hidden`: presence (a null reads as `{}`); `Tags::TAGS_LIMIT`.
+    let tags: Vec<String> = (0..50).map(|i| format!("t{i}")).collect();
+    let errs = brief(&format!(
+        ".empty:\n.also: {{}}\n.anchor: &v 1.0\nj:\n  script: [x]\n  tags: [{}]\n",
+        tags.join(", ")
+    ));
+    assert_eq!(
+        errs,
+        [
+            "1:1: hidden job `.empty` is empty (GitLab: \"config can't be blank\")",
+            "2:1: hidden job `.also` is empty (GitLab: \"config can't be blank\")",
+            "6:9: `tags` of job `j` lists 50 tags; GitLab takes fewer than 50",
+        ]
     );
 }
 

@@ -186,7 +186,18 @@ fn exit_code_list(n: &Node, what: &str, d: &mut Diags) -> Vec<i64> {
 
 /// `tags:` must be a list of strings in GitLab.
 pub(crate) fn tags(n: &Node, what: &str, d: &mut Diags) -> Vec<String> {
-    strict_string_list(n, what, d).unwrap_or_default()
+    let tags = strict_string_list(n, what, d).unwrap_or_default();
+    // `Tags::TAGS_LIMIT`: "must be less than the limit of 50 tags".
+    if tags.len() >= 50 {
+        d.error(
+            &n.span,
+            format!(
+                "{what} lists {} tags; GitLab takes fewer than 50",
+                tags.len()
+            ),
+        );
+    }
+    tags
 }
 
 /// `coverage: /regex/` -> the pattern GitLab keeps, checked as GitLab checks it: the text must

@@ -227,6 +227,14 @@ pub(crate) fn build(config: Config, limits: &Limits, d: &mut Diags) -> Option<Pi
 
     let mut converted: Vec<(Job, JobRefs)> = Vec::new();
     for (name, e) in root {
+        if is_job_key(name) && name.starts_with('.') && blank(&e.value) {
+            // `Hidden`: `validates :config, presence: true` (a null reads as `{}`).
+            d.error(
+                &e.key_span,
+                format!("hidden job `{name}` is empty (GitLab: \"config can't be blank\")"),
+            )
+            .help("give it content, or remove it");
+        }
         if !is_visible_job(name) {
             continue;
         }
@@ -278,6 +286,17 @@ pub(crate) fn build(config: Config, limits: &Limits, d: &mut Diags) -> Option<Pi
         workflow,
         includes,
     })
+}
+
+/// Ruby's `blank?` for a YAML value: null, an empty string, list or map, or `false`.
+fn blank(n: &Node) -> bool {
+    match &n.value {
+        Value::Null => true,
+        Value::Scalar(s) => s.text.trim().is_empty() || s.as_bool() == Some(false),
+        Value::Seq(items) => items.is_empty(),
+        Value::Map(m) => m.is_empty(),
+        Value::Tagged(..) => false,
+    }
 }
 
 fn is_visible_job(name: &str) -> bool {
