@@ -1008,6 +1008,41 @@ fn hidden_jobs_are_not_blank_and_tags_fewer_than_50() {
 }
 
 #[test]
+fn variable_data_keys_depend_on_where_the_variable_is() {
+    // `Variable::ComplexVariable` with `allowed_value_data`: the pipeline's variables take
+    // `description` and `options` (whose list must hold the value), a job's `value` and
+    // `expand` only, a rule's and a service's no map at all.
+    let errs = brief(
+        "
+variables:
+  ENV: {value: dev, options: [staging, prod]}
+j:
+  script: [x]
+  variables:
+    A: {value: a, description: the a}
+  rules:
+    - variables: {B: {value: b}, C: null}
+  services:
+    - name: db
+      variables: {D: {value: d}}
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "3:30: variable `ENV` `options` must include its value `dev` (GitLab: \"value must be present in options\")",
+            "7:19: variable `A` of job `j` cannot have `description` (GitLab: \"uses invalid data keys\"); only the pipeline's `variables:` can",
+            "9:22: variable `B` of rule (`rules` of job `j`) must be a string (GitLab takes `value:` maps only in `variables:` of the pipeline and of jobs)",
+            "9:37: variable `C` of rule (`rules` of job `j`) has no value (GitLab: \"must be a string\")",
+            "12:22: variable `D` of service `db` must be a string (GitLab takes `value:` maps only in `variables:` of the pipeline and of jobs)",
+        ]
+    );
+    ok(
+        "variables:\n  ENV: {value: dev, options: [dev, prod], description: where}\nj:\n  script: [x]\n  variables: {A: {value: a, expand: false}}\n",
+    );
+}
+
+#[test]
 fn durations_are_text_and_more_than_zero() {
     // `validate_duration`: `return false unless value.is_a?(String)`; ChronicDuration returns
     // nil for zero ("should be a duration").

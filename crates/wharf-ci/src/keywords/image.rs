@@ -1,6 +1,6 @@
 //! `image:`, `services:` and their `pull_policy`.
 
-use super::variables::variables;
+use super::variables::{Scope, variables};
 use crate::diagnostic::Diags;
 use crate::model::*;
 use crate::read::*;
@@ -177,7 +177,7 @@ pub(crate) fn services(
         let command = opt_list("command", d);
         let vars = m
             .get("variables")
-            .map(|e| variables(&e.value, &format!("service `{name}`"), d))
+            .map(|e| variables(&e.value, &format!("service `{name}`"), Scope::PlainOnly, d))
             .unwrap_or_default();
         let pull_policy = m
             .get("pull_policy")

@@ -25,5 +25,5 @@ pub(crate) use table::{
     default_keywords, is_default_keyword, is_top_level, legacy_default_keywords, top_level,
 };
 pub(crate) use trigger::{bridge_takes, check_trigger_job, is_bridge};
-pub(crate) use variables::variables;
+pub(crate) use variables::{Scope as VariableScope, variables};
 pub(crate) use variables_file::parse as variables_file;

@@ -197,7 +197,12 @@ fn rule(
             "when" => r.when = one_of(v, &field, RULE_WHEN, d),
             "allow_failure" => r.allow_failure = boolean(v, &field, d),
             "variables" => {
-                r.variables = super::variables::variables(v, &format!("rule ({what})"), d)
+                r.variables = super::variables::variables(
+                    v,
+                    &format!("rule ({what})"),
+                    super::variables::Scope::PlainOnly,
+                    d,
+                )
             }
             "needs" => r.needs = needs(v, &field, unsupported, d),
             "start_in" => {

@@ -11,7 +11,7 @@ use super::parallel;
 use super::rules::{job_rules, only_except};
 use super::settings::{coverage, environment, exit_codes, retry, start_in, tags, timeout};
 use super::trigger::trigger;
-use super::variables::variables;
+use super::variables::{Scope, variables};
 use crate::diagnostic::Diags;
 use crate::model::When;
 use crate::read::{
@@ -221,7 +221,9 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw(
         "variables",
         JOB_TOP,
-        J(|j, v, _, d| j.job.variables = variables(v, &format!("job `{}`", j.job.name), d)),
+        J(|j, v, _, d| {
+            j.job.variables = variables(v, &format!("job `{}`", j.job.name), Scope::Job, d)
+        }),
     ),
     kw("when", JOB, J(when)),
     kw("workflow", TOP, L),

@@ -5,12 +5,25 @@ use crate::model::*;
 use crate::read::*;
 use crate::yaml::{Node, Psych, Value};
 
-/// `variables:` (global or job): `NAME: scalar` or `NAME: {value, description, expand, options}`.
-pub(crate) fn variables(n: &Node, scope: &str, d: &mut Diags) -> Vec<Variable> {
+/// Where a `variables:` is written: GitLab's `Variable` takes different data keys in each
+/// (`allowed_value_data`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// The top level: `value`, `description`, `expand`, `options`.
+    Global,
+    /// A job: `value` and `expand` (`Processable`).
+    Job,
+    /// A rule or a service: plain values only ("must be a string").
+    PlainOnly,
+}
+
+/// `variables:`: `NAME: scalar` or `NAME: {value, description, expand, options}` where `scope`
+/// takes those keys (`scope_name` names it in messages).
+pub(crate) fn variables(n: &Node, scope_name: &str, scope: Scope, d: &mut Diags) -> Vec<Variable> {
     if n.is_null() {
         return Vec::new();
     }
-    let Some(m) = map(n, &format!("{scope} variables"), d) else {
+    let Some(m) = map(n, &format!("{scope_name} variables"), d) else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -19,8 +32,34 @@ pub(crate) fn variables(n: &Node, scope: &str, d: &mut Diags) -> Vec<Variable> {
         let v = &e.value;
         let (value, expand) = match &v.value {
             Value::Scalar(s) => (variable_value(s, &e.value, &what, d), Some(true)),
+            Value::Map(_) if scope == Scope::PlainOnly => {
+                d.error(
+                    &v.span,
+                    format!("{what} of {scope_name} must be a string (GitLab takes `value:` maps only in `variables:` of the pipeline and of jobs)"),
+                );
+                (None, None)
+            }
             Value::Map(vm) => {
-                check_keys(vm, &what, &["value", "description", "expand", "options"], d);
+                let keys: &[&str] = match scope {
+                    Scope::Global => &["value", "description", "expand", "options"],
+                    _ => &["value", "expand"],
+                };
+                for (k, ke) in vm {
+                    if !keys.contains(&k.as_str())
+                        && ["description", "options"].contains(&k.as_str())
+                    {
+                        d.error(
+                            &ke.key_span,
+                            format!("{what} of {scope_name} cannot have `{k}` (GitLab: \"uses invalid data keys\"); only the pipeline's `variables:` can"),
+                        );
+                    }
+                }
+                let known: Vec<&str> = keys
+                    .iter()
+                    .chain(["description", "options"].iter())
+                    .copied()
+                    .collect();
+                check_keys(vm, &what, &known, d);
                 let value = match vm.get("value") {
                     Some(ve) if ve.value.is_null() => Some(String::new()),
                     Some(ve) => match &ve.value.value {
@@ -34,11 +73,29 @@ pub(crate) fn variables(n: &Node, scope: &str, d: &mut Diags) -> Vec<Variable> {
                     Some(x) => boolean(&x.value, &format!("{what} `expand`"), d),
                     None => Some(true),
                 };
-                if let Some(o) = vm.get("options") {
-                    // GitLab: `validates :config_options, array_of_strings: true`.
-                    strict_string_list(&o.value, &format!("{what} `options`"), d);
+                if let Some(o) = vm.get("options").filter(|_| scope == Scope::Global) {
+                    // GitLab: `validates :config_options, array_of_strings: true`, and "value
+                    // must be present in options".
+                    let options = strict_string_list(&o.value, &format!("{what} `options`"), d);
+                    if let (Some(options), Some(value)) = (options, &value) {
+                        if !options.is_empty() && !options.contains(value) {
+                            d.error(
+                                &o.value.span,
+                                format!("{what} `options` must include its value `{value}` (GitLab: \"value must be present in options\")"),
+                            );
+                        }
+                    }
                 }
                 (value, expand)
+            }
+            // A null reads as `{}` there, which a rule's or a service's variable refuses.
+            Value::Null if scope == Scope::PlainOnly => {
+                d.error(
+                    &v.span,
+                    format!("{what} of {scope_name} has no value (GitLab: \"must be a string\")"),
+                )
+                .help("write `\"\"` for an empty value");
+                (None, None)
             }
             Value::Null => {
                 // GitLab turns nil into "" (Ruby's `nil.to_s`). A written `null` or `~` reads as

@@ -221,7 +221,7 @@ pub(crate) fn build(config: Config, limits: &Limits, d: &mut Diags) -> Option<Pi
     let stages = stages(root, d);
     let variables = root
         .get("variables")
-        .map(|e| keywords::variables(&e.value, "global", d))
+        .map(|e| keywords::variables(&e.value, "global", keywords::VariableScope::Global, d))
         .unwrap_or_default();
     let default = default_map(root, d);
 
