@@ -25,6 +25,17 @@ pub(crate) fn string(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
     }
 }
 
+/// A string where GitLab's entry says `type: String`: a plain number or boolean is refused
+/// (Psych does not read it as a string), where [`string`] keeps what is written.
+pub(crate) fn typed_string(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
+    if let Value::Scalar(s) = &n.value {
+        if !typed_as_string(n, s, what, "a string", "", d) {
+            return None;
+        }
+    }
+    string(n, what, d)
+}
+
 /// The entries of `m` that are set: GitLab reads `key:` (null) as if the key were not written.
 pub(crate) fn set_entries(m: &Map) -> impl Iterator<Item = (&String, &Entry)> {
     m.iter().filter(|(_, e)| !e.value.is_null())

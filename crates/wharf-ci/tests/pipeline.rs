@@ -1043,6 +1043,34 @@ j:
 }
 
 #[test]
+fn names_gitlab_types_as_strings_are_strings() {
+    // `Imageable`: `validates :name, type: String, presence: true`; `Service`: `alias` a
+    // String; `Processable`: `resource_group`; `Artifacts`: `name`; `Environment`: `name`.
+    let errs = brief(
+        "
+a:
+  script: [x]
+  image: ''
+  services: [{name: ' '}, {name: db, alias: 5}]
+  resource_group: 123
+  artifacts: {paths: [a], name: 1.0}
+  environment: 1
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "4:10: `image` of job `a` is empty (GitLab: \"can't be blank\")",
+            "5:21: `services` of job `a` `name` is empty (GitLab: \"can't be blank\")",
+            "5:45: `services` of job `a` `alias` must be a string, found `5` (a number to GitLab's YAML reader)",
+            "6:19: `resource_group` of job `a` must be a string, found `123` (a number to GitLab's YAML reader)",
+            "7:33: `artifacts` of job `a` `name` must be a string, found `1.0` (a number to GitLab's YAML reader)",
+            "8:16: `environment` of job `a` must be a string, found `1` (a number to GitLab's YAML reader)",
+        ]
+    );
+}
+
+#[test]
 fn durations_are_text_and_more_than_zero() {
     // `validate_duration`: `return false unless value.is_a?(String)`; ChronicDuration returns
     // nil for zero ("should be a duration").

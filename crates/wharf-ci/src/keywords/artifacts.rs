@@ -263,7 +263,8 @@ pub(crate) fn artifacts(
             "when" => {
                 a.when = one_of(v, &what, CACHE_WHEN_CHOICES, d).unwrap_or(CacheWhen::OnSuccess);
             }
-            "name" => a.name = string(v, &what, d),
+            // `Artifacts`: `validates :name, type: String`.
+            "name" => a.name = typed_string(v, &what, d),
             // `validates :expire_in, duration:`, which takes text only.
             "expire_in" => {
                 if let Value::Scalar(s) = &v.value {

@@ -8,15 +8,34 @@ use crate::span::Span;
 use crate::suggest::did_you_mean;
 use crate::yaml::{Node, Value};
 
+/// An image's name as GitLab's `Imageable` takes it: `validates :name, type: String,
+/// presence: true` (a number, `""` or spaces are refused).
+fn image_name(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
+    if let Value::Scalar(s) = &n.value {
+        if !typed_as_string(n, s, what, "an image name", "", d) {
+            return None;
+        }
+    }
+    let name = string(n, what, d)?;
+    if name.trim().is_empty() {
+        d.error(
+            &n.span,
+            format!("{what} is empty (GitLab: \"can't be blank\")"),
+        );
+        return None;
+    }
+    Some(name)
+}
+
 pub(crate) fn image(
     n: &Node,
     what: &str,
     unsupported: &mut Vec<(String, Span)>,
     d: &mut Diags,
 ) -> Option<Image> {
-    if let Value::Scalar(s) = &n.value {
+    if let Value::Scalar(_) = &n.value {
         return Some(Image {
-            name: s.text.clone(),
+            name: image_name(n, what, d)?,
             entrypoint: None,
             pull_policy: Vec::new(),
             docker_user: None,
@@ -57,7 +76,7 @@ pub(crate) fn image(
         }
     }
     let name = match m.get("name") {
-        Some(e) => string(&e.value, &format!("{what} `name`"), d)?,
+        Some(e) => image_name(&e.value, &format!("{what} `name`"), d)?,
         None => {
             d.error(&n.span, format!("{what} has no `name`"));
             return None;
@@ -104,9 +123,12 @@ pub(crate) fn services(
     };
     let mut out = Vec::new();
     for item in items {
-        if let Value::Scalar(s) = &item.value {
+        if let Value::Scalar(_) = &item.value {
+            let Some(name) = image_name(item, what, d) else {
+                continue;
+            };
             out.push(Service {
-                name: s.text.clone(),
+                name,
                 alias: Vec::new(),
                 entrypoint: None,
                 command: None,
@@ -148,7 +170,7 @@ pub(crate) fn services(
         }
         let Some(name) = m
             .get("name")
-            .and_then(|e| string(&e.value, &format!("{what} `name`"), d))
+            .and_then(|e| image_name(&e.value, &format!("{what} `name`"), d))
         else {
             if !m.contains_key("name") {
                 d.error(&item.span, format!("{what}: a service needs `name`"));
@@ -164,6 +186,13 @@ pub(crate) fn services(
         let alias = m
             .get("alias")
             .filter(|e| !e.value.is_null())
+            .filter(|e| match &e.value.value {
+                // `Service`: `validates :alias, type: String`.
+                Value::Scalar(s) => {
+                    typed_as_string(&e.value, s, &format!("{what} `alias`"), "a string", "", d)
+                }
+                _ => true,
+            })
             .and_then(|e| string(&e.value, &format!("{what} `alias`"), d))
             .map(|a| {
                 // GitLab accepts several aliases separated by commas or spaces.

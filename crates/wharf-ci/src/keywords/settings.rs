@@ -316,7 +316,7 @@ pub(crate) fn environment(n: &Node, what: &str, d: &mut Diags) -> EnvironmentEnt
 
 /// GitLab's `environment_name_regex`: `[a-zA-Z0-9_${}. -]`, and `/` anywhere but first and last.
 fn environment_name(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
-    let name = string(n, what, d)?;
+    let name = typed_string(n, what, d)?;
     let plain = |c: char| c.is_ascii_alphanumeric() || "_${}. -".contains(c);
     let valid = !name.is_empty()
         && name.chars().all(|c| plain(c) || c == '/')

@@ -15,7 +15,7 @@ use super::variables::{Scope, variables};
 use crate::diagnostic::Diags;
 use crate::model::When;
 use crate::read::{
-    boolean, item_spans, one_of, script, strict_string_list, string, typed_as_string,
+    boolean, item_spans, one_of, script, strict_string_list, string, typed_as_string, typed_string,
 };
 use crate::yaml::{Node, Value};
 
@@ -156,7 +156,8 @@ pub(crate) const KEYWORDS: &[Keyword] = &[
     kw(
         "resource_group",
         JOB,
-        J(|j, v, what, d| j.job.resource_group = string(v, what, d)),
+        // `Processable`: `validates :resource_group, type: String`.
+        J(|j, v, what, d| j.job.resource_group = typed_string(v, what, d)),
     ),
     kw(
         "retry",
