@@ -379,7 +379,7 @@ fn unknown_keyword_did_you_mean_and_unsupported_keywords() {
     assert_eq!((s.line, s.column, s.offset, s.len), (2, 3, 9, 6));
 
     let p = ok(
-        "j:\n  script: [x]\n  release: {tag_name: v1}\n  services: [db]\n  tags: [t]\n  timeout: 1h\n  pages: true\n",
+        "j:\n  script: [x]\n  release: {tag_name: v1, description: x}\n  services: [db]\n  tags: [t]\n  timeout: 1h\n  pages: true\n",
     );
     let un: Vec<_> = p.jobs[0]
         .unsupported
@@ -1067,6 +1067,43 @@ a:
             "7:33: `artifacts` of job `a` `name` must be a string, found `1.0` (a number to GitLab's YAML reader)",
             "8:16: `environment` of job `a` must be a string, found `1` (a number to GitLab's YAML reader)",
         ]
+    );
+}
+
+#[test]
+fn keywords_wharf_only_records_are_still_checked_as_gitlab_checks_them() {
+    // `Release` (tag_name and description present), `Pages` (hash or boolean, its keys),
+    // `IdToken` (`aud` only), `Hooks` (`pre_get_sources_script`), `Job` (`script` and `run`
+    // exclusive; `publish` only in a pages job).
+    let errs = brief(
+        "
+a:
+  script: [x]
+  release: {tag_name: v1}
+  pages: {foo: 1}
+  id_tokens: {T: {aud: x, foo: 1}}
+  hooks: {pre_clone: [x]}
+b:
+  script: [x]
+  run: [{name: s, script: x}]
+c:
+  script: [x]
+  publish: public
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "4:12: `release` of job `a` needs `description` (GitLab: \"can't be blank\")",
+            "5:11: unknown key `foo` in `pages` of job `a`",
+            "6:27: unknown key `foo` in `id_tokens` of job `a` `T`",
+            "7:11: unknown key `pre_clone` in `hooks` of job `a`",
+            "10:3: job `b` has both `script` and `run` (GitLab refuses them together)",
+            "13:3: `publish` of job `c` can only be used within a `pages` job (GitLab refuses it)",
+        ]
+    );
+    ok(
+        "pages:\n  script: [x]\n  publish: public\n  release: {tag_name: v1, description: d}\n  id_tokens: {T: {aud: [a, b]}}\n",
     );
 }
 
@@ -2162,7 +2199,7 @@ fn keyword_values_table() {
             },
         ),
         (
-            "release: {tag_name: v1}\n  pages: true\n  secrets: {}\n  id_tokens: {}\n  hooks: {}\n  identity: google_cloud\n  dast_configuration: {}\n  manual_confirmation: sure?",
+            "release: {tag_name: v1, description: x}\n  pages: true\n  secrets: {}\n  id_tokens: {}\n  hooks: {}\n  identity: google_cloud\n  dast_configuration: {}\n  manual_confirmation: sure?",
             |j| {
                 let un: Vec<&str> = j.unsupported.iter().map(|(k, _)| k.as_str()).collect();
                 assert_eq!(

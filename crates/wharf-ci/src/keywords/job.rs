@@ -9,7 +9,7 @@ use crate::diagnostic::Diags;
 use crate::model::{Job, When};
 use crate::span::Span;
 use crate::suggest::did_you_mean;
-use crate::yaml::Map;
+use crate::yaml::{Map, Value};
 
 /// Convert one resolved (extends + default applied) job.
 pub(crate) fn job(
@@ -34,6 +34,9 @@ pub(crate) fn job(
         let read = match keyword.reader {
             Reader::Job(read) => read,
             Reader::Unsupported => {
+                if !v.is_null() {
+                    super::recorded::check(key, v, &format!("`{key}` of job `{name}`"), d);
+                }
                 draft
                     .job
                     .unsupported
@@ -77,6 +80,29 @@ pub(crate) fn job(
     // GitLab: manual jobs (without rules) may fail without failing the pipeline.
     if !allow_failure_set && job.when == When::Manual {
         job.allow_failure = true;
+    }
+    // `Job`: `mutually_exclusive_keys: %i[script run]`; `publish` "can only be used within a
+    // `pages` job" (one named `pages` or with `pages:`).
+    if let (Some(_), Some(run)) = (m.get("script"), m.get("run")) {
+        d.error(
+            &run.key_span,
+            format!("job `{name}` has both `script` and `run` (GitLab refuses them together)"),
+        );
+    }
+    if let Some(publish) = m.get("publish") {
+        let pages_job = name == "pages"
+            || m.get("pages").is_some_and(|p| match &p.value.value {
+                Value::Null => false,
+                Value::Scalar(s) => s.as_bool() != Some(false),
+                _ => true,
+            });
+        if !pages_job {
+            d.error(
+                &publish.key_span,
+                format!("`publish` of job `{name}` can only be used within a `pages` job (GitLab refuses it)"),
+            )
+            .help("name the job `pages`, or give it `pages: true`");
+        }
     }
     let has_alternative = m.contains_key("trigger") || m.contains_key("run");
     if !has_alternative && job.script.is_empty() && !script_invalid {

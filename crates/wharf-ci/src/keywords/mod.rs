@@ -9,6 +9,7 @@ mod inherit;
 mod job;
 mod needs;
 mod parallel;
+mod recorded;
 mod rules;
 mod settings;
 mod table;
