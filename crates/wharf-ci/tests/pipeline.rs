@@ -1921,12 +1921,20 @@ after:
             "parallel: {matrix: [{A: [{x: 1}]}]}",
             "values must be strings, found a map",
         ),
-        ("parallel: {matrix: []}", "makes no jobs"),
     ];
     for (yaml, want) in cases {
         let errs = brief(&format!("j:\n  script: [x]\n  {yaml}\n"));
         assert!(errs.iter().any(|e| e.contains(want)), "{yaml}: {errs:?}");
     }
+    // `Product::Matrix` takes `[]` (`array_of_hashes`); the normalizer then makes no job.
+    let l =
+        load("j:\n  script: [x]\n  parallel: {matrix: []}\nk:\n  script: [x]\n").expect("loads");
+    assert_eq!(names(&l.pipeline), ["k"]);
+    assert!(
+        l.warnings[0]
+            .message
+            .contains("makes no jobs, so the job is not created")
+    );
     let big: Vec<String> = (0..15).map(|i| i.to_string()).collect();
     let yaml = format!(
         "j:\n  script: [x]\n  parallel:\n    matrix:\n      - A: [{0}]\n        B: [{0}]\n",
