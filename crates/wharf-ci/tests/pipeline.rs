@@ -1595,6 +1595,34 @@ fn an_include_s_other_keys_and_null_rules_are_ignored_as_gitlab_ignores_them() {
 }
 
 #[test]
+fn include_rules_gitlab_refuses_are_refused() {
+    // `Include::Rules` and its rules: presence; `changes:` a list or a map.
+    let main = "include:
+  - local: a.yml
+    rules: []
+  - local: b.yml
+    rules: [{}]
+  - local: c.yml
+    rules: [{changes: c.yml}]
+j: {script: [x]}
+";
+    let files = [
+        (FILE, main),
+        ("a.yml", "a: {script: [x]}\n"),
+        ("b.yml", "b: {script: [x]}\n"),
+        ("c.yml", "c: {script: [x]}\n"),
+    ];
+    assert_eq!(
+        brief_files(&files),
+        [
+            ".gitlab-ci.yml:3:12: `include` `rules` can't be blank (GitLab refuses the pipeline)",
+            ".gitlab-ci.yml:5:13: an `include` rule is empty (GitLab: \"can't be blank\")",
+            ".gitlab-ci.yml:7:23: `changes` in an `include` rule must be a list of paths or a map with `paths`, found a string",
+        ]
+    );
+}
+
+#[test]
 fn include_offline_kinds_and_bad_files_are_errors_at_their_place() {
     let main = "include:
   - remote: https://example.com/ci.yml

@@ -205,6 +205,34 @@ b:
 }
 
 #[test]
+fn workflow_name_and_auto_cancel_take_what_gitlab_takes() {
+    // `Workflow`: `name` 1 to 255 characters; `AutoCancel`: its two keys' values; a rule's
+    // `interruptible` a boolean.
+    let errs = brief(
+        "
+workflow:
+  name: ''
+  auto_cancel: {on_new_commit: always}
+  rules:
+    - auto_cancel: {on_job_failure: some}
+      when: always
+j:
+  script: [x]
+  rules: [{interruptible: maybe}]
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "3:9: `workflow` `name` must be 1 to 255 characters long",
+            "4:32: `workflow` `auto_cancel` `on_new_commit` must be one of conservative, interruptible, none, found `always`",
+            "6:37: `auto_cancel` in a rule of `workflow` `on_job_failure` must be one of none, all, found `some`",
+            "10:27: `interruptible` in a rule of `rules` of job `j` must be true or false, found `maybe`",
+        ]
+    );
+}
+
+#[test]
 fn an_empty_exists_map_is_a_rule_that_never_holds() {
     // GitLab's `Exists` reads `{}` as a blank `SimpleExists`; its clause has no globs, and
     // `satisfied_by?` returns false for none.

@@ -209,7 +209,13 @@ fn rule(
                 start_in_span = Some(v.span.clone());
                 r.start_in = start_in(v, &field, d);
             }
-            "interruptible" | "auto_cancel" => {
+            // `Rules::Rule`: `interruptible` a boolean, `auto_cancel` an `AutoCancel`.
+            "interruptible" => {
+                let valid = boolean(v, &field, d).is_some();
+                unsupported.extend(valid.then(|| (format!("rules:{k}"), e.key_span.clone())));
+            }
+            "auto_cancel" => {
+                auto_cancel(v, &field, d);
                 unsupported.push((format!("rules:{k}"), e.key_span.clone()));
             }
             _ => {}
@@ -505,6 +511,27 @@ pub(crate) fn check_job_conflicts(job: &str, m: &Map, d: &mut Diags) {
     }
 }
 
+/// `auto_cancel:` as GitLab's `AutoCancel` takes it: `on_new_commit` among conservative,
+/// interruptible, none; `on_job_failure` among none, all.
+fn auto_cancel(n: &Node, what: &str, d: &mut Diags) {
+    let Some(m) = map(n, what, d) else {
+        return;
+    };
+    check_keys(m, what, &["on_new_commit", "on_job_failure"], d);
+    for (key, values) in [
+        (
+            "on_new_commit",
+            &["conservative", "interruptible", "none"][..],
+        ),
+        ("on_job_failure", &["none", "all"][..]),
+    ] {
+        if let Some(e) = m.get(key).filter(|e| !e.value.is_null()) {
+            let choices: Vec<(&str, ())> = values.iter().map(|v| (*v, ())).collect();
+            one_of(&e.value, &format!("{what} `{key}`"), &choices, d);
+        }
+    }
+}
+
 /// `workflow:`. Keys GitLab has but wharf does not act on are warnings.
 pub(crate) fn workflow(n: &Node, d: &mut Diags) -> Option<Workflow> {
     if n.is_null() {
@@ -517,7 +544,19 @@ pub(crate) fn workflow(n: &Node, d: &mut Diags) -> Option<Workflow> {
     for (k, e) in set_entries(m) {
         let v = &e.value;
         match k.as_str() {
-            "name" => out.name = string(v, "`workflow` `name`", d),
+            // `Workflow`: `validates :name, length: { minimum: 1, maximum: 255 }`.
+            "name" => {
+                out.name = typed_string(v, "`workflow` `name`", d).filter(|name| {
+                    let fits = (1..=255).contains(&name.chars().count());
+                    if !fits {
+                        d.error(
+                            &v.span,
+                            "`workflow` `name` must be 1 to 255 characters long",
+                        );
+                    }
+                    fits
+                });
+            }
             "rules" => {
                 // `Rules`: `validates :config, presence: true`.
                 if matches!(&v.value, Value::Seq(items) if items.is_empty()) {
@@ -529,7 +568,10 @@ pub(crate) fn workflow(n: &Node, d: &mut Diags) -> Option<Workflow> {
                 }
                 out.rules = rule_list(v, "`workflow`", true, &mut unsupported, d);
             }
-            "auto_cancel" => unsupported.push(("workflow:auto_cancel".into(), e.key_span.clone())),
+            "auto_cancel" => {
+                auto_cancel(v, "`workflow` `auto_cancel`", d);
+                unsupported.push(("workflow:auto_cancel".into(), e.key_span.clone()));
+            }
             _ => {}
         }
     }

@@ -604,6 +604,16 @@ impl<'a, 'd> Includer<'a, 'd> {
             );
             return None;
         };
+        // `Include::Rules` and `Include::Rules::Rule`: `validates :config, presence: true`.
+        if rules.is_empty() {
+            self.d
+                .error(
+                    &n.span,
+                    "`include` `rules` can't be blank (GitLab refuses the pipeline)",
+                )
+                .help("remove `rules:` to always include the file");
+            return None;
+        }
         let mut valid = true;
         let mut decision = None;
         for rule in flatten(rules) {
@@ -615,6 +625,23 @@ impl<'a, 'd> Includer<'a, 'd> {
                 valid = false;
                 continue;
             };
+            if m.is_empty() {
+                self.d.error(
+                    &rule.span,
+                    "an `include` rule is empty (GitLab: \"can't be blank\")",
+                );
+                valid = false;
+                continue;
+            }
+            // `Rules::Rule::Changes`: a list or `{paths, compare_to}`, never a lone string.
+            if let Some(e) = m.get("changes") {
+                if let Value::Scalar(s) = &e.value.value {
+                    self.d
+                        .error(&e.value.span, "`changes` in an `include` rule must be a list of paths or a map with `paths`, found a string")
+                        .help(format!("write it as a list: `[{}]`", s.text));
+                    valid = false;
+                }
+            }
             for (k, e) in m {
                 if !INCLUDE_RULE_KEYS.contains(&k.as_str()) {
                     self.d
