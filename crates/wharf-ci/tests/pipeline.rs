@@ -1579,13 +1579,7 @@ fn an_include_s_other_keys_and_null_rules_are_ignored_as_gitlab_ignores_them() {
         &[],
     )
     .expect("loads");
-    let names: Vec<&str> = loaded
-        .pipeline
-        .jobs
-        .iter()
-        .map(|j| j.name.as_str())
-        .collect();
-    assert_eq!(names, ["a", "b"]);
+    assert_eq!(names(&loaded.pipeline), ["a", "b"]);
     let warning = loaded
         .warnings
         .iter()

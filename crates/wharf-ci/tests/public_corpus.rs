@@ -4,9 +4,11 @@
 //! projects, components or remote URLs are listed in the manifest only (issue 8 part 2).
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use wharf_ci::{Loader, load_pipeline};
+
+mod common;
+use common::job_set;
 
 /// A fixture repository on disk: paths are relative to its folder.
 struct Folder(PathBuf);
@@ -55,24 +57,6 @@ fn offline_entries() -> Vec<(String, PathBuf)> {
             (repo, folder)
         })
         .collect()
-}
-
-/// The job set as GitLab would create it: stages in order, each with its jobs.
-fn job_set(pipeline: &wharf_ci::Pipeline) -> String {
-    let mut by_stage: BTreeMap<usize, Vec<&str>> = BTreeMap::new();
-    for job in &pipeline.jobs {
-        let stage = pipeline.stages.iter().position(|s| *s == job.stage);
-        by_stage
-            .entry(stage.unwrap_or(usize::MAX))
-            .or_default()
-            .push(&job.name);
-    }
-    let mut out = String::new();
-    for (stage, jobs) in by_stage {
-        let name = pipeline.stages.get(stage).map_or("?", String::as_str);
-        out.push_str(&format!("{name}: {}\n", jobs.join(", ")));
-    }
-    out
 }
 
 #[test]

@@ -110,3 +110,27 @@ pub fn brief(yaml: &str) -> Vec<String> {
         Err(e) => errors_at(&e),
     }
 }
+
+/// The job set as GitLab would create it: stages in order, each with its jobs, without the job
+/// named `skip` (`""`: none). The public corpus and GitLab's templates keep it as snapshots.
+pub fn job_set_without(pipeline: &Pipeline, skip: &str) -> String {
+    let mut by_stage: std::collections::BTreeMap<usize, Vec<&str>> = Default::default();
+    for job in pipeline.jobs.iter().filter(|j| j.name != skip) {
+        let stage = pipeline.stages.iter().position(|s| *s == job.stage);
+        by_stage
+            .entry(stage.unwrap_or(usize::MAX))
+            .or_default()
+            .push(&job.name);
+    }
+    let mut out = String::new();
+    for (stage, jobs) in by_stage {
+        let name = pipeline.stages.get(stage).map_or("?", String::as_str);
+        out.push_str(&format!("{name}: {}\n", jobs.join(", ")));
+    }
+    out
+}
+
+/// [`job_set_without`] of every job.
+pub fn job_set(pipeline: &Pipeline) -> String {
+    job_set_without(pipeline, "")
+}
