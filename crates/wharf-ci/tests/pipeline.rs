@@ -1108,6 +1108,40 @@ c:
 }
 
 #[test]
+fn artifact_exposure_image_options_and_job_names_as_gitlab_checks_them() {
+    // `Artifacts`: `access` values, not beside `public`; `expose_as` a word name with `paths`
+    // free of `*`. `executor_opts.json`: `docker.user` a non-empty string. `PullPolicy`: a list
+    // is present. `Processable`: a name of at most 255 characters.
+    let long = "j".repeat(256);
+    let errs = brief(&format!(
+        "
+a:
+  script: [x]
+  artifacts: {{paths: ['*.txt'], access: all, public: true, expose_as: 'my report!'}}
+b:
+  script: [x]
+  image: {{name: alpine, docker: {{user: ''}}, pull_policy: []}}
+{long}:
+  script: [x]
+"
+    ));
+    assert_eq!(
+        errs,
+        [
+            "4:23: `artifacts` of job `a` `paths` can't contain '*' when used with `expose_as` (GitLab refuses it)",
+            "4:46: `artifacts` of job `a` has both `access` and `public` (GitLab refuses them together)",
+            "4:71: `artifacts` of job `a` `expose_as` `my report!` can contain only letters, digits, '-', '_' and spaces (at most 100), as GitLab requires",
+            "7:40: `image` of job `b` `docker` `user` is empty (GitLab's schema wants a user)",
+            "7:58: `image` of job `b` `pull_policy` is an empty list (GitLab: \"can't be blank\")",
+            "8:1: job name `jjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjj...` is 256 characters long, more than GitLab's 255",
+        ]
+    );
+    ok(
+        "a:\n  script: [x]\n  artifacts: {paths: [out/report.html], access: developer, expose_as: 'My report'}\n",
+    );
+}
+
+#[test]
 fn durations_are_text_and_more_than_zero() {
     // `validate_duration`: `return false unless value.is_a?(String)`; ChronicDuration returns
     // nil for zero ("should be a duration").

@@ -4,7 +4,7 @@ use crate::diagnostic::Diags;
 use crate::model::*;
 use crate::read::*;
 use crate::span::Span;
-use crate::yaml::{Node, Value};
+use crate::yaml::{Map, Node, Value};
 
 const CACHE_WHEN_CHOICES: &[(&str, CacheWhen)] = &[
     ("on_success", CacheWhen::OnSuccess),
@@ -281,7 +281,66 @@ pub(crate) fn artifacts(
             _ => {}
         }
     }
+    artifacts_exposure(m, what, d);
     Some(a)
+}
+
+/// GitLab's `Artifacts` checks of what wharf records but does not serve: `access` among none,
+/// developer, all, and not beside `public` (a boolean); `expose_as` a name of word characters,
+/// `-` and spaces (at most 100), with `paths:` and no `*` in them.
+fn artifacts_exposure(m: &Map, what: &str, d: &mut Diags) {
+    let set = |k: &str| m.get(k).filter(|e| !e.value.is_null());
+    if let Some(e) = set("access") {
+        let choices = [("none", ()), ("developer", ()), ("all", ())];
+        one_of(&e.value, &format!("{what} `access`"), &choices, d);
+        if let Some(public) = m.get("public") {
+            d.error(
+                &public.key_span,
+                format!("{what} has both `access` and `public` (GitLab refuses them together)"),
+            )
+            .help("keep `access:`, which replaces `public:`");
+        }
+    }
+    if let Some(e) = set("public") {
+        boolean(&e.value, &format!("{what} `public`"), d);
+    }
+    let Some(e) = set("expose_as") else {
+        return;
+    };
+    let label = format!("{what} `expose_as`");
+    if let Some(name) = typed_string(&e.value, &label, d) {
+        let mut chars = name.chars();
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let valid = chars.next().is_some_and(word)
+            && chars.all(|c| word(c) || c == '-' || c == ' ')
+            && name.chars().count() <= 100;
+        if !valid {
+            d.error(
+                &e.value.span,
+                format!("{label} `{name}` can contain only letters, digits, '-', '_' and spaces (at most 100), as GitLab requires"),
+            );
+        }
+    }
+    match set("paths") {
+        None => {
+            d.error(
+                &e.key_span,
+                format!("{label} needs `paths:` (GitLab: \"paths can't be blank\")"),
+            );
+        }
+        Some(p) => {
+            if let Value::Seq(items) = &p.value.value {
+                for item in items {
+                    if matches!(&item.value, Value::Scalar(s) if s.text.contains('*')) {
+                        d.error(
+                            &item.span,
+                            format!("{what} `paths` can't contain '*' when used with `expose_as` (GitLab refuses it)"),
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `artifacts: reports:`: `dotenv` files feed later jobs; the other reports' paths are kept with

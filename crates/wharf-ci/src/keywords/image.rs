@@ -67,9 +67,19 @@ pub(crate) fn image(
         let what = format!("{what} `docker`");
         if let Some(dm) = map(&e.value, &what, d) {
             check_keys(dm, &what, &["user", "platform"], d);
-            docker_user = dm
-                .get("user")
-                .and_then(|u| string(&u.value, &format!("{what} `user`"), d));
+            // `executor_opts.json`: `docker.user` a string of at least one character.
+            docker_user = dm.get("user").and_then(|u| {
+                let what = format!("{what} `user`");
+                let user = typed_string(&u.value, &what, d)?;
+                if user.is_empty() {
+                    d.error(
+                        &u.value.span,
+                        format!("{what} is empty (GitLab's schema wants a user)"),
+                    );
+                    return None;
+                }
+                Some(user)
+            });
             docker_platform = dm
                 .get("platform")
                 .and_then(|p| string(&p.value, &format!("{what} `platform`"), d));
@@ -227,6 +237,15 @@ pub(crate) fn services(
 }
 
 pub(crate) fn pull_policies(n: &Node, what: &str, d: &mut Diags) -> Vec<PullPolicy> {
+    // `PullPolicy`: `validates :config, presence: true, if: :array?`.
+    if matches!(&n.value, Value::Seq(items) if items.is_empty()) {
+        d.error(
+            &n.span,
+            format!("{what} is an empty list (GitLab: \"can't be blank\")"),
+        )
+        .help("remove it for the runner's default, or list `always`, `if-not-present` or `never`");
+        return Vec::new();
+    }
     let list = string_list(n, what, d).unwrap_or_default();
     let mut out = Vec::new();
     for (p, span) in list.iter().zip(item_spans(n)) {

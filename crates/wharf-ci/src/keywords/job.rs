@@ -20,6 +20,17 @@ pub(crate) fn job(
     d: &mut Diags,
 ) -> Option<(Job, JobRefs)> {
     let errors_before = count_errors(d);
+    // `Processable`: `validates :name, length: { maximum: 255 }`.
+    if name.chars().count() > 255 {
+        d.error(
+            span,
+            format!(
+                "job name `{}...` is {} characters long, more than GitLab's 255",
+                name.chars().take(40).collect::<String>(),
+                name.chars().count()
+            ),
+        );
+    }
     let mut draft = JobDraft::new(name, span);
     for (key, e) in m {
         let v = &e.value;
