@@ -2531,6 +2531,10 @@ j:
     // (`validate_array_value_variables`).
     let p = ok("j:\n  script: [x]\n  parallel:\n    matrix:\n      - PY: [3, 010, '3.10']\n");
     assert_eq!(names(&p), ["j: [3]", "j: [8]", "j: [3.10]"]);
+    // A list one level down (an alias spliced in) passes GitLab's `flatten(1)` check and
+    // becomes one value, Ruby's `Array#to_s`.
+    let p = ok("j:\n  script: [x]\n  parallel:\n    matrix:\n      - V: [[1, a], '3']\n");
+    assert_eq!(names(&p), ["j: [[1, \"a\"]]", "j: [3]"]);
     let errs = brief("j:\n  script: [x]\n  parallel:\n    matrix:\n      - PY: [3.9, true]\n");
     assert_eq!(
         errs,

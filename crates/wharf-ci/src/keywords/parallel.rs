@@ -91,6 +91,13 @@ fn matrix(n: &Node, what: &str, d: &mut Diags) -> Option<Spec> {
                                 Some(v) => vals.push(v),
                                 None => ok = false,
                             },
+                            // `values.flatten(1)` is what GitLab checks, so a list one level
+                            // down (from an alias: `[*versions, "3.12"]`) passes, and
+                            // `Array(value).map(&:to_s)` makes it one value, Ruby's inspect.
+                            Value::Seq(inner) => match nested_matrix_value(i, inner, what, d) {
+                                Some(v) => vals.push(v),
+                                None => ok = false,
+                            },
                             _ => {
                                 d.error(
                                     &i.span,
@@ -173,4 +180,70 @@ fn matrix_value(n: &Node, s: &Scalar, what: &str, d: &mut Diags) -> Option<(Stri
     )
     .help(format!("quote it to keep the text: `'{}'`", s.text));
     None
+}
+
+/// A list inside a matrix value's list, as GitLab turns it into one value: Ruby's
+/// `Array#to_s` (`[1, "a"]`), after checking its items as `flatten(1)` does (strings and
+/// integers only).
+fn nested_matrix_value(
+    n: &Node,
+    items: &[Node],
+    what: &str,
+    d: &mut Diags,
+) -> Option<(String, Span)> {
+    let mut shown = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::Scalar(s) = &item.value else {
+            d.error(
+                &item.span,
+                format!(
+                    "{what} values must be strings or integers, found {} two lists deep",
+                    item.kind()
+                ),
+            );
+            return None;
+        };
+        let (text, _) = matrix_value(item, s, what, d)?;
+        shown.push(match s.psych() {
+            Psych::Int(_) => text,
+            _ => ruby_inspect(&text),
+        });
+    }
+    Some((format!("[{}]", shown.join(", ")), n.span.clone()))
+}
+
+/// Ruby's `String#inspect` for the characters a matrix value may hold.
+fn ruby_inspect(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{1b}' => out.push_str("\\e"),
+            '#' if matches!(chars.peek(), Some('{' | '$' | '@')) => out.push_str("\\#"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ruby_inspect;
+
+    #[test]
+    fn strings_are_shown_as_ruby_s_inspect_shows_them() {
+        assert_eq!(ruby_inspect("a"), r#""a""#);
+        assert_eq!(ruby_inspect("say \"hi\"\\"), r#""say \"hi\"\\""#);
+        assert_eq!(ruby_inspect("a\nb\t\u{1b}"), r#""a\nb\t\e""#);
+        assert_eq!(ruby_inspect("#{x} #$y #@z #a"), r#""\#{x} \#$y \#@z #a""#);
+        assert_eq!(ruby_inspect("\u{1}"), r#""\u0001""#);
+    }
 }
