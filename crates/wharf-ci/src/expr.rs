@@ -129,6 +129,9 @@ impl Pattern {
             .ok_or_else(|| "a regular expression must be written as /pattern/flags".to_string())?;
         let body = caps.get(1).map_or("", |m| m.as_str());
         let flags = caps.get(2).map_or("", |m| m.as_str());
+        if let Some(why) = crate::re2::refused(body) {
+            return Err(format!("invalid regular expression {written}: {why}"));
+        }
         let body = crate::re2::to_rust(body);
         let source = if flags.is_empty() {
             body

@@ -116,9 +116,98 @@ fn repetition_len(text: &[char]) -> Option<usize> {
     (text.get(at) == Some(&'}')).then_some(at + 1)
 }
 
-/// `pattern` (RE2 syntax) compiled.
-pub fn compile(pattern: &str) -> Result<regex::Regex, regex::Error> {
-    regex::Regex::new(&to_rust(pattern))
+/// Why RE2 refuses `pattern` where the `regex` crate would take it, if it does: a repetition
+/// of a repetition (`a**`, `a+*`; `a*?` is lazy and fine), a count over RE2's 1000
+/// (`a{1001}`), a flag RE2 does not have (`(?x)`: it knows `i`, `m`, `s`, `U`).
+pub fn refused(pattern: &str) -> Option<String> {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut in_class = false;
+    let mut i = 0;
+    // Where the last repetition operator ended, to see one follow it.
+    let mut after_repetition = None;
+    while i < chars.len() {
+        let c = chars[i];
+        if in_class {
+            match c {
+                '\\' => i += 1,
+                ']' => in_class = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        let repetition = match c {
+            '*' | '+' | '?' => Some(1),
+            '{' => repetition_len(&chars[i..]),
+            _ => None,
+        };
+        if let Some(len) = repetition {
+            if after_repetition == Some(i) {
+                let op: String = chars[i..i + len].iter().collect();
+                return Some(format!("bad repetition operator: {op}"));
+            }
+            if c == '{' {
+                let counts: String = chars[i + 1..i + len - 1].iter().collect();
+                if counts
+                    .split(',')
+                    .any(|n| n.parse::<u32>().is_ok_and(|n| n > 1000))
+                {
+                    return Some(format!("bad repetition operator: {{{counts}}}"));
+                }
+            }
+            i += len;
+            // A lazy `?` belongs to the operator.
+            if chars.get(i) == Some(&'?') {
+                i += 1;
+            }
+            after_repetition = Some(i);
+            continue;
+        }
+        match c {
+            '\\' if chars.get(i + 1) == Some(&'Q') => {
+                i += 2;
+                while i < chars.len() && !(chars[i] == '\\' && chars.get(i + 1) == Some(&'E')) {
+                    i += 1;
+                }
+                i += 2;
+                continue;
+            }
+            '\\' => i += 1,
+            '[' => {
+                in_class = true;
+                if chars.get(i + 1) == Some(&'^') {
+                    i += 1;
+                }
+                if chars.get(i + 1) == Some(&']') {
+                    i += 1;
+                }
+            }
+            '(' if chars.get(i + 1) == Some(&'?') => {
+                let flags: String = chars[i + 2..]
+                    .iter()
+                    .take_while(|f| f.is_ascii_alphabetic() || **f == '-')
+                    .collect();
+                let ends = matches!(chars.get(i + 2 + flags.len()), Some(')' | ':'));
+                let named = flags.starts_with('P') || chars.get(i + 2) == Some(&'<');
+                if ends && !named {
+                    if let Some(f) = flags.chars().find(|f| !"imsU-".contains(*f)) {
+                        return Some(format!("invalid or unsupported Perl syntax: (?{f}"));
+                    }
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `pattern` (RE2 syntax) compiled; `Err` says why RE2 or the crate refuses it.
+pub fn compile(pattern: &str) -> Result<regex::Regex, String> {
+    if let Some(why) = refused(pattern) {
+        return Err(why);
+    }
+    regex::Regex::new(&to_rust(pattern)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -146,6 +235,33 @@ mod tests {
         ] {
             assert_eq!(to_rust(re2), rust, "{re2}");
             assert!(compile(re2).is_ok(), "{re2} -> {rust}");
+        }
+    }
+
+    #[test]
+    fn what_re2_refuses_is_refused_though_the_crate_takes_it() {
+        for (pattern, why) in [
+            ("a**", "bad repetition operator: *"),
+            ("a+*", "bad repetition operator: *"),
+            ("a*??", "bad repetition operator: ?"),
+            ("a{2}{3}", "bad repetition operator: {3}"),
+            ("a{1001}", "bad repetition operator: {1001}"),
+            ("a{1,1001}", "bad repetition operator: {1,1001}"),
+            ("(?x)a b", "invalid or unsupported Perl syntax: (?x"),
+            ("(?ix:a)", "invalid or unsupported Perl syntax: (?x"),
+        ] {
+            assert_eq!(refused(pattern).as_deref(), Some(why), "{pattern}");
+            assert!(
+                regex::Regex::new(&to_rust(pattern)).is_ok(),
+                "the crate takes {pattern}"
+            );
+        }
+        for fine in [
+            "a*?", "a+?b", "a??", "a{2}?", "a{1000}", "(?i)a", "(?-s:a.)", "(?P<n>a)", "(?<n>a)",
+            "(?:a)*", r"\**", "[*+]+", r"\Qa**\E", "x{skip}*",
+        ] {
+            assert_eq!(refused(fine), None, "{fine}");
+            assert!(compile(fine).is_ok(), "{fine}");
         }
     }
 

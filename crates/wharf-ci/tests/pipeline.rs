@@ -863,6 +863,17 @@ c:
         wharf_ci::rule_holds(rule, &ctx)
     };
     assert_eq!((holds("docs {skip}"), holds("docs skip")), (true, false));
+    // The other way round, RE2 refuses what the crate would take: a repeated repetition, a
+    // count over 1000, a flag it does not have.
+    let errs =
+        brief("a:\n  script: [x]\n  coverage: '/a**/'\n  rules:\n    - if: $V =~ /(?x)a b/\n");
+    assert_eq!(
+        errs,
+        [
+            "3:13: `coverage` of job `a` is not a valid regular expression for GitLab (RE2): bad repetition operator: *",
+            "5:17: invalid expression in `if` in a rule of `rules` of job `a`: invalid regular expression /(?x)a b/: invalid or unsupported Perl syntax: (?x",
+        ]
+    );
 }
 
 #[test]

@@ -218,6 +218,13 @@ pub(crate) fn coverage(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
         .help("write it like `coverage: '/Total: \\d+\\.\\d+%/'`");
         return None;
     };
+    if let Some(why) = crate::re2::refused(body) {
+        d.error(
+            &n.span,
+            format!("{what} is not a valid regular expression for GitLab (RE2): {why}"),
+        );
+        return None;
+    }
     let source = if flags.is_empty() {
         crate::re2::to_rust(body)
     } else {
