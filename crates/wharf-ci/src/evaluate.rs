@@ -214,12 +214,10 @@ fn ref_matches(pattern: &str, ctx: &RefContext<'_>) -> bool {
         return false;
     }
     if pattern.starts_with('/') {
-        // `/regex/flags` (RE2); a pattern that does not compile is compared as a name.
-        if let Ok(expr::Expr::Match {
-            right: expr::MatchTarget::Pattern(p),
-            ..
-        }) = expr::parse(&format!("$R =~ {pattern}"))
-        {
+        // `/regex/flags` as `RubySyntax` reads it: the text between the first and the last
+        // `/` (`/^staging/.*$/` is `^staging/.*$`), RE2. One that does not compile (the loader
+        // refuses it) is compared as a name.
+        if let Ok(p) = expr::Pattern::compile(pattern) {
             return p.is_match(ctx.ref_name);
         }
     }

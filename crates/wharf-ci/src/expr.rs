@@ -118,7 +118,7 @@ impl Pattern {
     /// GitLab's `RubySyntax.fabricate`: `\/` becomes `/`, then the text must be
     /// `/body/flags` on one line; the body is compiled with the flags as `(?flags)body`.
     /// `Err` holds why it is not a pattern.
-    fn compile(written: &str) -> Result<Self, String> {
+    pub(crate) fn compile(written: &str) -> Result<Self, String> {
         // `(?m)`: Ruby's `^`/`$` are line anchors and its `.` stops at newlines.
         static RUBY_SYNTAX: LazyLock<Regex> = LazyLock::new(|| {
             Regex::new(r"(?m)^/(.*)/([ismU]*)$").expect("constant regex is valid")

@@ -233,6 +233,19 @@ j:
 }
 
 #[test]
+fn a_refs_pattern_gitlab_cannot_compile_is_refused() {
+    // `ComplexPolicy`/`RefsPolicy`: `array_of_strings_or_regexps` checks each `/.../` entry.
+    let errs = brief("j:\n  script: [x]\n  only: [main, '/[/']\n  except: {refs: ['/a**/']}\n");
+    assert_eq!(
+        errs,
+        [
+            "3:16: `only` of job `j`: invalid regular expression /[/: unclosed character class",
+            "4:19: `except` of job `j` `refs`: invalid regular expression /a**/: bad repetition operator: *",
+        ]
+    );
+}
+
+#[test]
 fn an_empty_exists_map_is_a_rule_that_never_holds() {
     // GitLab's `Exists` reads `{}` as a blank `SimpleExists`; its clause has no globs, and
     // `satisfied_by?` returns false for none.
@@ -377,7 +390,7 @@ fn only_except_refs_keywords_regexes_variables_changes() {
 default_job: {script: [x]}
 main_only:
   script: [x]
-  only: [main, /^release-\d+$/i]
+  only: [main, /^release-\d+$/i, /^staging/.*$/]
 no_schedules:
   script: [x]
   except: [schedules, tags]
@@ -420,6 +433,10 @@ scoped:
     assert!(eval("main_only", &ctx("RELEASE-12", false, "push")));
     assert!(!eval("main_only", &ctx("release-12x", false, "push")));
     assert!(!eval("main_only", &ctx("feature", false, "push")));
+    // `RubySyntax` takes the text between the first and the last `/`: `/^staging/.*$/` is
+    // `^staging/.*$` (freedesktop/bustle writes it so).
+    assert!(eval("main_only", &ctx("staging/eu", false, "push")));
+    assert!(!eval("main_only", &ctx("staging", false, "push")));
     assert!(eval("no_schedules", &ctx("main", false, "push")));
     assert!(!eval("no_schedules", &ctx("main", false, "schedule")));
     assert!(!eval("no_schedules", &ctx("v1", true, "push")));

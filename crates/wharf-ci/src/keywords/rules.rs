@@ -425,7 +425,7 @@ pub(crate) fn only_except(
             None
         }
         Value::Seq(_) => Some(OnlyExcept {
-            refs: string_list(n, &what, d)?,
+            refs: checked_refs(n, string_list(n, &what, d)?, &what, d),
             ..OnlyExcept::default()
         }),
         // `ComplexPolicy`: `validates :config, presence: true`.
@@ -449,7 +449,10 @@ pub(crate) fn only_except(
                 // and `changes` with `array_of_strings` (no `{paths, compare_to}` map as in a
                 // rule), and `kubernetes` with `allowed_values: %w[active]`.
                 match k.as_str() {
-                    "refs" => out.refs = strict_string_list(v, &field, d).unwrap_or_default(),
+                    "refs" => {
+                        let refs = strict_string_list(v, &field, d).unwrap_or_default();
+                        out.refs = checked_refs(v, refs, &field, d);
+                    }
                     "variables" => {
                         if let (Some(_), Value::Seq(items)) =
                             (strict_string_list(v, &field, d), &v.value)
@@ -480,6 +483,27 @@ pub(crate) fn only_except(
             None
         }
     }
+}
+
+/// `only`/`except` refs as `ComplexPolicy` checks them (`array_of_strings_or_regexps`): an
+/// entry written `/pattern/flags` must be a valid RE2 pattern.
+fn checked_refs(n: &Node, refs: Vec<String>, what: &str, d: &mut Diags) -> Vec<String> {
+    for (entry, span) in refs.iter().zip(item_spans(n)) {
+        let looks_like_pattern = entry.starts_with('/')
+            && entry.rsplit_once('/').is_some_and(|(body, flags)| {
+                !body.is_empty() && flags.chars().all(|f| "ismU".contains(f))
+            });
+        if !looks_like_pattern {
+            continue;
+        }
+        // `RubySyntax`: the text between the first and the last `/`, so `/^staging/.*$/`
+        // is the pattern `^staging/.*$`.
+        if let Err(e) = expr::Pattern::compile(entry) {
+            d.error(&span, format!("{what}: {e}"))
+                .help("GitLab compiles `/.../` refs as RE2 patterns; quote the ref's name without slashes to match it as written");
+        }
+    }
+    refs
 }
 
 /// A list of expressions (`only:variables`), each checked like `if:`.
