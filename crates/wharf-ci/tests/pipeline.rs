@@ -1162,7 +1162,7 @@ fn durations_are_text_and_more_than_zero() {
     assert_eq!(
         errs,
         [
-            "3:12: `timeout` of job `j` must be a duration written as text, found `3600` (a number to GitLab's YAML reader, which GitLab refuses)",
+            "3:12: `timeout` of job `j` must be a duration written as text, found `3600` (a number to GitLab's YAML reader)",
             "4:38: `artifacts` of job `j` `expire_in` must be a duration such as `1 week`, found `7` (a number to GitLab's YAML reader)",
             "7:12: `timeout` of job `k` is zero, which GitLab does not take as a duration, found `0s`",
         ]

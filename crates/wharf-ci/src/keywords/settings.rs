@@ -6,7 +6,7 @@ use crate::duration;
 use crate::model::*;
 use crate::read::*;
 use crate::suggest::did_you_mean;
-use crate::yaml::{Node, Psych, Value};
+use crate::yaml::{Node, Value};
 use std::time::Duration;
 
 /// `retry: when` values: `always` and every failure reason GitLab knows, the keys of
@@ -60,18 +60,12 @@ const MAX_START_IN: Duration = Duration::from_secs(7 * 24 * 3600);
 /// GitLab's cap on a job `timeout` (one month as Rails counts it).
 const MAX_TIMEOUT: Duration = Duration::from_secs(2_629_746);
 
-/// A GitLab duration ("1 hour and 30 minutes", "90m", "3600").
-/// A duration as GitLab's `DurationValidator` takes it: text (`validate_duration` returns false
+/// A GitLab duration ("1 hour and 30 minutes", "90m", "3600") as GitLab's `DurationValidator` takes it: text (`validate_duration` returns false
 /// for anything but a `String`, so a plain `3600` is refused) that ChronicDuration reads as more
 /// than zero (it returns nil for zero, "should be a duration"), within `max`.
 pub(crate) fn duration(n: &Node, what: &str, max: Duration, d: &mut Diags) -> Option<Duration> {
     if let Value::Scalar(s) = &n.value {
-        if s.psych() != Psych::Str {
-            d.error(
-                &n.span,
-                format!("{what} must be a duration written as text, found `{}` (a number to GitLab's YAML reader, which GitLab refuses)", s.text),
-            )
-            .help(format!("write the unit: `{} seconds`, or `1h 30m`", s.text));
+        if !typed_as_string(n, s, what, "a duration written as text", "", d) {
             return None;
         }
     }
@@ -161,8 +155,7 @@ pub(crate) fn retry(n: &Node, what: &str, d: &mut Diags) -> Retry {
     r
 }
 
-/// `allow_failure: {exit_codes: 1 | [1, 2]}`.
-/// `allow_failure: {exit_codes: ...}`. GitLab's `AllowFailure` requires no key and lets
+/// `allow_failure: {exit_codes: 1 | [1, 2]}`. GitLab's `AllowFailure` requires no key and lets
 /// `exit_codes` be null (`allow_nil`): `{}` and `{exit_codes: null}` are a job that may not fail.
 pub(crate) fn exit_codes(m: &crate::yaml::Map, what: &str, d: &mut Diags) -> Vec<i64> {
     check_keys(m, what, &["exit_codes"], d);
