@@ -28,8 +28,13 @@ pub(crate) fn string(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
 /// A string where GitLab's entry says `type: String`: a plain number or boolean is refused
 /// (Psych does not read it as a string), where [`string`] keeps what is written.
 pub(crate) fn typed_string(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
+    typed_string_as(n, what, "a string", d)
+}
+
+/// [`typed_string`], whose message names what is wanted (`"a ref"`, `"an image name"`).
+pub(crate) fn typed_string_as(n: &Node, what: &str, wanted: &str, d: &mut Diags) -> Option<String> {
     if let Value::Scalar(s) = &n.value {
-        if !typed_as_string(n, s, what, "a string", "", d) {
+        if !typed_as_string(n, s, what, wanted, "", d) {
             return None;
         }
     }

@@ -45,12 +45,7 @@ pub(crate) fn caches(
 /// A cache key or prefix as GitLab's `KeyValidator` takes it: a string that, URL-decoded
 /// (`CGI.unescape`), holds no `/` and is not `.` or `..` (it names a folder on the runner).
 fn cache_key(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
-    if let Value::Scalar(s) = &n.value {
-        if !typed_as_string(n, s, what, "a string", "", d) {
-            return None;
-        }
-    }
-    let key = string(n, what, d)?;
+    let key = typed_string(n, what, d)?;
     let decoded = url_decoded(&key);
     let problem = if decoded.contains('/') {
         "cannot contain the \"/\" character"
@@ -267,12 +262,7 @@ pub(crate) fn artifacts(
             "name" => a.name = typed_string(v, &what, d),
             // `validates :expire_in, duration:`, which takes text only.
             "expire_in" => {
-                if let Value::Scalar(s) = &v.value {
-                    if !typed_as_string(v, s, &what, "a duration such as `1 week`", "", d) {
-                        continue;
-                    }
-                }
-                a.expire_in = string(v, &what, d);
+                a.expire_in = typed_string_as(v, &what, "a duration such as `1 week`", d);
             }
             "reports" => reports(v, &what, &mut a, d),
             "expose_as" | "public" | "access" => {

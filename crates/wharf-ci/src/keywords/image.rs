@@ -11,12 +11,7 @@ use crate::yaml::{Node, Value};
 /// An image's name as GitLab's `Imageable` takes it: `validates :name, type: String,
 /// presence: true` (a number, `""` or spaces are refused).
 fn image_name(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
-    if let Value::Scalar(s) = &n.value {
-        if !typed_as_string(n, s, what, "an image name", "", d) {
-            return None;
-        }
-    }
-    let name = string(n, what, d)?;
+    let name = typed_string_as(n, what, "an image name", d)?;
     if name.trim().is_empty() {
         d.error(
             &n.span,
@@ -196,14 +191,8 @@ pub(crate) fn services(
         let alias = m
             .get("alias")
             .filter(|e| !e.value.is_null())
-            .filter(|e| match &e.value.value {
-                // `Service`: `validates :alias, type: String`.
-                Value::Scalar(s) => {
-                    typed_as_string(&e.value, s, &format!("{what} `alias`"), "a string", "", d)
-                }
-                _ => true,
-            })
-            .and_then(|e| string(&e.value, &format!("{what} `alias`"), d))
+            // `Service`: `validates :alias, type: String`.
+            .and_then(|e| typed_string(&e.value, &format!("{what} `alias`"), d))
             .map(|a| {
                 // GitLab accepts several aliases separated by commas or spaces.
                 a.split(|c: char| c == ',' || c.is_whitespace())

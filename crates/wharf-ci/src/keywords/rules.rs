@@ -308,13 +308,7 @@ fn changes(n: &Node, what: &str, d: &mut Diags) -> (Option<Vec<String>>, Option<
                 }
             };
             let compare_to = m.get("compare_to").and_then(|e| {
-                let what = format!("{what} `compare_to`");
-                match &e.value.value {
-                    Value::Scalar(s) if !typed_as_string(&e.value, s, &what, "a ref", "", d) => {
-                        None
-                    }
-                    _ => string(&e.value, &what, d),
-                }
+                typed_string_as(&e.value, &format!("{what} `compare_to`"), "a ref", d)
             });
             (at_most_50_paths(paths, n, what, d), compare_to)
         }

@@ -60,16 +60,12 @@ const MAX_START_IN: Duration = Duration::from_secs(7 * 24 * 3600);
 /// GitLab's cap on a job `timeout` (one month as Rails counts it).
 const MAX_TIMEOUT: Duration = Duration::from_secs(2_629_746);
 
-/// A GitLab duration ("1 hour and 30 minutes", "90m", "3600") as GitLab's `DurationValidator` takes it: text (`validate_duration` returns false
-/// for anything but a `String`, so a plain `3600` is refused) that ChronicDuration reads as more
-/// than zero (it returns nil for zero, "should be a duration"), within `max`.
+/// A GitLab duration ("1 hour and 30 minutes", "90m", "3600") as GitLab's `DurationValidator`
+/// takes it: text (`validate_duration` returns false for anything but a `String`, so a plain
+/// `3600` is refused) that ChronicDuration reads as more than zero (it returns nil for zero,
+/// "should be a duration"), within `max`.
 pub(crate) fn duration(n: &Node, what: &str, max: Duration, d: &mut Diags) -> Option<Duration> {
-    if let Value::Scalar(s) = &n.value {
-        if !typed_as_string(n, s, what, "a duration written as text", "", d) {
-            return None;
-        }
-    }
-    let text = string(n, what, d)?;
+    let text = typed_string_as(n, what, "a duration written as text", d)?;
     match duration::parse(&text) {
         Ok(v) if v.is_zero() => {
             d.error(
