@@ -19,7 +19,7 @@ mod variables_file;
 
 pub(crate) use inherit::inherit;
 pub(crate) use job::job;
-pub(crate) use needs::JobRefs;
+pub(crate) use needs::{JobRefs, repeated_needs};
 pub(crate) use parallel::{Spec, instance_name};
 pub(crate) use rules::workflow;
 pub(crate) use table::{

@@ -24,6 +24,18 @@ pub(crate) struct JobRefs {
     pub on_stop: Option<(String, Span)>,
 }
 
+/// Each need `refs` names again after its first time, where it is written again: GitLab's
+/// `validate_needs_specification!` ("has the following needs duplicated") refuses them, for a
+/// job's `needs:` and a rule's alike.
+pub(crate) fn repeated_needs(refs: &JobRefs) -> Vec<(&str, &Span)> {
+    let mut seen = std::collections::HashSet::new();
+    refs.needs
+        .iter()
+        .filter(|(need, _, _)| !seen.insert(need.as_str()))
+        .map(|(need, span, _)| (need.as_str(), span))
+        .collect()
+}
+
 /// The job names `needs:` node `n` writes (lone names and maps' `job:`, lists from aliases
 /// spliced in); cross-project and cross-pipeline needs are not jobs of this pipeline.
 pub(crate) fn needed_jobs(n: &Node) -> Vec<String> {

@@ -22,7 +22,7 @@
 //! FNM_EXTGLOB` as GitLab uses it: `*` stays inside one folder, `**/` crosses folders, dot files
 //! match, `{a,b}` alternates. `$VAR`/`${VAR}` in them are expanded (unknown ones become empty).
 
-use super::needs::{JobRefs, needs as job_needs};
+use super::needs::{JobRefs, needs as job_needs, repeated_needs};
 use super::settings::start_in;
 use crate::diagnostic::Diags;
 use crate::expr;
@@ -384,15 +384,11 @@ fn needs(
 ) -> Option<Vec<Need>> {
     let mut refs = JobRefs::default();
     let needs = job_needs(n, what, &mut refs, unsupported, d);
-    // `validate_needs_specification!` runs on each rule's needs too.
-    let mut seen = std::collections::HashSet::new();
-    for (need, span, _) in &refs.needs {
-        if !seen.insert(need.as_str()) {
-            d.error(
-                span,
-                format!("{what} names `{need}` twice (GitLab refuses duplicated needs)"),
-            );
-        }
+    for (need, span) in repeated_needs(&refs) {
+        d.error(
+            span,
+            format!("{what} names `{need}` twice (GitLab refuses duplicated needs)"),
+        );
     }
     needs
 }

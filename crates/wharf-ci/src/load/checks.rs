@@ -2,7 +2,7 @@
 //! stages, and `needs:` form no cycle.
 
 use crate::diagnostic::Diags;
-use crate::keywords::JobRefs;
+use crate::keywords::{self, JobRefs};
 use crate::model::Job;
 use crate::span::Span;
 use crate::suggest::did_you_mean;
@@ -46,19 +46,15 @@ pub(super) fn check_references(jobs: &mut [(Job, JobRefs)], stages: &[String], d
                 Some(_) => {}
             }
         }
-        // `validate_needs_specification!`: "has the following needs duplicated".
-        let mut seen = std::collections::HashSet::new();
-        for (need, span, _) in &refs.needs {
-            if !seen.insert(need.as_str()) {
-                d.error(
-                    span,
-                    format!(
-                        "job `{}` needs `{need}` twice (GitLab refuses duplicated needs)",
-                        job.name
-                    ),
-                )
-                .help("list each job once; an anchor or `!reference` may have brought it in again");
-            }
+        for (need, span) in keywords::repeated_needs(refs) {
+            d.error(
+                span,
+                format!(
+                    "job `{}` needs `{need}` twice (GitLab refuses duplicated needs)",
+                    job.name
+                ),
+            )
+            .help("list each job once; an anchor or `!reference` may have brought it in again");
         }
         if let Some(needs) = &mut job.needs {
             needs.retain(|n| !dropped.contains(&n.job));
