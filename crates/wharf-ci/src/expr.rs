@@ -129,15 +129,8 @@ impl Pattern {
             .ok_or_else(|| "a regular expression must be written as /pattern/flags".to_string())?;
         let body = caps.get(1).map_or("", |m| m.as_str());
         let flags = caps.get(2).map_or("", |m| m.as_str());
-        if let Some(why) = crate::re2::refused(body) {
-            return Err(format!("invalid regular expression {written}: {why}"));
-        }
-        let body = crate::re2::to_rust(body);
-        let source = if flags.is_empty() {
-            body
-        } else {
-            format!("(?{flags}){body}")
-        };
+        let source = crate::re2::rust_source(body, flags)
+            .map_err(|why| format!("invalid regular expression {written}: {why}"))?;
         if let Some(regex) = COMPILED.with(|c| c.borrow().get(&source).cloned()) {
             return Ok(Self {
                 written: written.to_string(),

@@ -202,12 +202,31 @@ pub fn refused(pattern: &str) -> Option<String> {
     None
 }
 
-/// `pattern` (RE2 syntax) compiled; `Err` says why RE2 or the crate refuses it.
-pub fn compile(pattern: &str) -> Result<regex::Regex, String> {
-    if let Some(why) = refused(pattern) {
+/// `(body, flags)` of `text` written `/body/flags` (flags among `imsU`), as GitLab's
+/// `RubySyntax` tells a pattern from a name: the body runs to the last `/`.
+pub fn ruby_syntax(text: &str) -> Option<(&str, &str)> {
+    text.strip_prefix('/')
+        .and_then(|t| t.rsplit_once('/'))
+        .filter(|(_, flags)| flags.chars().all(|f| "ismU".contains(f)))
+}
+
+/// `body` (RE2 syntax) with Ruby's `flags` (`imsU`, written `/body/flags`) as the `regex`
+/// crate's source, `(?flags)` in front; `Err` is why RE2 refuses it (see [`refused`]).
+pub fn rust_source(body: &str, flags: &str) -> Result<String, String> {
+    if let Some(why) = refused(body) {
         return Err(why);
     }
-    regex::Regex::new(&to_rust(pattern)).map_err(|e| e.to_string())
+    let body = to_rust(body);
+    Ok(if flags.is_empty() {
+        body
+    } else {
+        format!("(?{flags}){body}")
+    })
+}
+
+/// `pattern` (RE2 syntax) compiled; `Err` says why RE2 or the crate refuses it.
+pub fn compile(pattern: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(&rust_source(pattern, "")?).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

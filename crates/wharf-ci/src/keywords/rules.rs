@@ -479,11 +479,7 @@ pub(crate) fn only_except(
 /// entry written `/pattern/flags` must be a valid RE2 pattern.
 fn checked_refs(n: &Node, refs: Vec<String>, what: &str, d: &mut Diags) -> Vec<String> {
     for (entry, span) in refs.iter().zip(item_spans(n)) {
-        let looks_like_pattern = entry.starts_with('/')
-            && entry.rsplit_once('/').is_some_and(|(body, flags)| {
-                !body.is_empty() && flags.chars().all(|f| "ismU".contains(f))
-            });
-        if !looks_like_pattern {
+        if crate::re2::ruby_syntax(entry).is_none() {
             continue;
         }
         // `RubySyntax`: the text between the first and the last `/`, so `/^staging/.*$/`

@@ -195,11 +195,7 @@ pub(crate) fn tags(n: &Node, what: &str, d: &mut Diags) -> Vec<String> {
 /// `foo/` (a warning says so) and `//` is an empty pattern, which finds no coverage.
 pub(crate) fn coverage(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
     let text = string(n, what, d)?;
-    let written = text
-        .strip_prefix('/')
-        .and_then(|t| t.rsplit_once('/'))
-        .filter(|(_, flags)| flags.chars().all(|f| "ismU".contains(f)));
-    let Some((body, flags)) = written else {
+    let Some((body, flags)) = crate::re2::ruby_syntax(&text) else {
         d.error(
             &n.span,
             format!("{what} must be a regular expression between slashes, found `{text}`"),
@@ -207,17 +203,15 @@ pub(crate) fn coverage(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
         .help("write it like `coverage: '/Total: \\d+\\.\\d+%/'`");
         return None;
     };
-    if let Some(why) = crate::re2::refused(body) {
-        d.error(
-            &n.span,
-            format!("{what} is not a valid regular expression for GitLab (RE2): {why}"),
-        );
-        return None;
-    }
-    let source = if flags.is_empty() {
-        crate::re2::to_rust(body)
-    } else {
-        format!("(?{flags}){}", crate::re2::to_rust(body))
+    let source = match crate::re2::rust_source(body, flags) {
+        Ok(source) => source,
+        Err(why) => {
+            d.error(
+                &n.span,
+                format!("{what} is not a valid regular expression for GitLab (RE2): {why}"),
+            );
+            return None;
+        }
     };
     if let Err(e) = regex::Regex::new(&source) {
         d.error(
