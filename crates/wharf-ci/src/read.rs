@@ -46,6 +46,11 @@ pub(crate) fn set_entries(m: &Map) -> impl Iterator<Item = (&String, &Entry)> {
     m.iter().filter(|(_, e)| !e.value.is_null())
 }
 
+/// Entry `key` of `m` if it is set (see [`set_entries`]).
+pub(crate) fn set_entry<'m>(m: &'m Map, key: &str) -> Option<&'m Entry> {
+    m.get(key).filter(|e| !e.value.is_null())
+}
+
 /// A list of strings where GitLab takes nothing else (its `array_of_strings` validator): a
 /// lone string is refused, with how to write it as a list.
 pub(crate) fn strict_string_list(n: &Node, what: &str, d: &mut Diags) -> Option<Vec<String>> {

@@ -279,8 +279,7 @@ pub(crate) fn artifacts(
 /// developer, all, and not beside `public` (a boolean); `expose_as` a name of word characters,
 /// `-` and spaces (at most 100), with `paths:` and no `*` in them.
 fn artifacts_exposure(m: &Map, what: &str, d: &mut Diags) {
-    let set = |k: &str| m.get(k).filter(|e| !e.value.is_null());
-    if let Some(e) = set("access") {
+    if let Some(e) = set_entry(m, "access") {
         let choices = [("none", ()), ("developer", ()), ("all", ())];
         one_of(&e.value, &format!("{what} `access`"), &choices, d);
         if let Some(public) = m.get("public") {
@@ -291,10 +290,10 @@ fn artifacts_exposure(m: &Map, what: &str, d: &mut Diags) {
             .help("keep `access:`, which replaces `public:`");
         }
     }
-    if let Some(e) = set("public") {
+    if let Some(e) = set_entry(m, "public") {
         boolean(&e.value, &format!("{what} `public`"), d);
     }
-    let Some(e) = set("expose_as") else {
+    let Some(e) = set_entry(m, "expose_as") else {
         return;
     };
     let label = format!("{what} `expose_as`");
@@ -311,7 +310,7 @@ fn artifacts_exposure(m: &Map, what: &str, d: &mut Diags) {
             );
         }
     }
-    match set("paths") {
+    match set_entry(m, "paths") {
         None => {
             d.error(
                 &e.key_span,
@@ -406,7 +405,7 @@ const REPORT_KEYS: &[&str] = &[
 fn coverage_report(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
     let m = map(n, what, d)?;
     check_keys(m, what, &["coverage_format", "path"], d);
-    let format = match m.get("coverage_format").filter(|e| !e.value.is_null()) {
+    let format = match set_entry(m, "coverage_format") {
         Some(e) => one_of(
             &e.value,
             &format!("{what} `coverage_format`"),
@@ -421,7 +420,7 @@ fn coverage_report(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
             None
         }
     };
-    let path = match m.get("path").filter(|e| !e.value.is_null()) {
+    let path = match set_entry(m, "path") {
         Some(e) => string(&e.value, &format!("{what} `path`"), d),
         None => {
             d.error(&n.span, format!("{what} needs `path`"));

@@ -58,7 +58,7 @@ pub(crate) fn image(
         unsupported.push(("image:kubernetes".into(), e.key_span.clone()));
     }
     let (mut docker_user, mut docker_platform) = (None, None);
-    if let Some(e) = m.get("docker").filter(|e| !e.value.is_null()) {
+    if let Some(e) = set_entry(m, "docker") {
         let what = format!("{what} `docker`");
         if let Some(dm) = map(&e.value, &what, d) {
             check_keys(dm, &what, &["user", "platform"], d);

@@ -115,10 +115,10 @@ pub(crate) fn retry(n: &Node, what: &str, d: &mut Diags) -> Retry {
     let max_node = match &n.value {
         Value::Map(m) => {
             check_keys(m, what, &["max", "when", "exit_codes"], d);
-            if let Some(e) = m.get("exit_codes").filter(|e| !e.value.is_null()) {
+            if let Some(e) = set_entry(m, "exit_codes") {
                 r.exit_codes = Some(exit_code_list(&e.value, &format!("{what} `exit_codes`"), d));
             }
-            if let Some(e) = m.get("when").filter(|e| !e.value.is_null()) {
+            if let Some(e) = set_entry(m, "when") {
                 let whens = string_list(&e.value, &format!("{what} `when`"), d).unwrap_or_default();
                 for (w, span) in whens.iter().zip(item_spans(&e.value)) {
                     if !RETRY_REASONS.contains(&w.as_str()) {
@@ -155,7 +155,7 @@ pub(crate) fn retry(n: &Node, what: &str, d: &mut Diags) -> Retry {
 /// `exit_codes` be null (`allow_nil`): `{}` and `{exit_codes: null}` are a job that may not fail.
 pub(crate) fn exit_codes(m: &crate::yaml::Map, what: &str, d: &mut Diags) -> Vec<i64> {
     check_keys(m, what, &["exit_codes"], d);
-    match m.get("exit_codes").filter(|e| !e.value.is_null()) {
+    match set_entry(m, "exit_codes") {
         Some(e) => exit_code_list(&e.value, &format!("{what} `exit_codes`"), d),
         None => Vec::new(),
     }
@@ -266,15 +266,15 @@ pub(crate) fn environment(n: &Node, what: &str, d: &mut Diags) -> EnvironmentEnt
                 ],
                 d,
             );
-            let set = |k: &str| m.get(k).filter(|e| !e.value.is_null());
-            out.url = set("url").and_then(|e| string(&e.value, &format!("{what} `url`"), d));
-            match set("name") {
+            out.url =
+                set_entry(m, "url").and_then(|e| string(&e.value, &format!("{what} `url`"), d));
+            match set_entry(m, "name") {
                 Some(e) => out.name = environment_name(&e.value, &format!("{what} `name`"), d),
                 None => {
                     d.error(&n.span, format!("{what} needs `name`"));
                 }
             }
-            if let Some(e) = set("action") {
+            if let Some(e) = set_entry(m, "action") {
                 out.action = one_of(
                     &e.value,
                     &format!("{what} `action`"),
@@ -289,12 +289,12 @@ pub(crate) fn environment(n: &Node, what: &str, d: &mut Diags) -> EnvironmentEnt
                 )
                 .map(str::to_string);
             }
-            if let Some(e) = set("deployment_tier") {
+            if let Some(e) = set_entry(m, "deployment_tier") {
                 let tiers = ["production", "staging", "testing", "development", "other"];
                 let choices: Vec<(&str, ())> = tiers.iter().map(|t| (*t, ())).collect();
                 one_of(&e.value, &format!("{what} `deployment_tier`"), &choices, d);
             }
-            if let Some(e) = set("on_stop") {
+            if let Some(e) = set_entry(m, "on_stop") {
                 out.on_stop = string(&e.value, &format!("{what} `on_stop`"), d)
                     .map(|job| (job, e.value.span.clone()));
             }

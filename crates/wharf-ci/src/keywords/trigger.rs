@@ -67,8 +67,7 @@ pub(crate) fn check_trigger_job(name: &str, m: &Map, d: &mut Diags) {
             ));
         }
     }
-    let set = |k: &str| m.get(k).filter(|e| !e.value.is_null());
-    if let Some(e) = set("when") {
+    if let Some(e) = set_entry(m, "when") {
         if let Value::Scalar(s) = &e.value.value {
             if !["on_success", "on_failure", "always", "manual"].contains(&s.text.as_str()) {
                 d.error(
@@ -78,7 +77,7 @@ pub(crate) fn check_trigger_job(name: &str, m: &Map, d: &mut Diags) {
             }
         }
     }
-    if let Some(e) = set("allow_failure") {
+    if let Some(e) = set_entry(m, "allow_failure") {
         if matches!(e.value.value, Value::Map(_)) {
             d.error(
                 &e.value.span,
@@ -86,7 +85,7 @@ pub(crate) fn check_trigger_job(name: &str, m: &Map, d: &mut Diags) {
             );
         }
     }
-    if let Some(e) = set("parallel") {
+    if let Some(e) = set_entry(m, "parallel") {
         if matches!(e.value.value, Value::Scalar(_)) {
             d.error(
                 &e.value.span,
@@ -131,7 +130,7 @@ pub(crate) fn trigger(
         d,
     );
     let mut depend = false;
-    if let Some(e) = m.get("strategy").filter(|e| !e.value.is_null()) {
+    if let Some(e) = set_entry(m, "strategy") {
         match string(&e.value, &format!("{what} `strategy`"), d).as_deref() {
             Some("depend") => depend = true,
             Some("mirror") => depend = true,

@@ -3,6 +3,7 @@
 
 use crate::diagnostic::Diags;
 use crate::keywords;
+use crate::read::set_entry;
 use crate::span::Span;
 use crate::suggest::did_you_mean;
 use crate::yaml::{Map, Value, deep_merge};
@@ -57,7 +58,7 @@ impl<'a, 'd> Resolver<'a, 'd> {
         own: &Map,
         chain: &mut Vec<String>,
     ) -> Option<(Map, Vec<String>)> {
-        let Some(ext) = own.get("extends").filter(|e| !e.value.is_null()) else {
+        let Some(ext) = set_entry(own, "extends") else {
             return Some((own.clone(), vec![name.to_string()]));
         };
         let targets: Vec<(String, Span)> = match &ext.value.value {

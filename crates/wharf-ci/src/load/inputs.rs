@@ -23,7 +23,7 @@
 use super::interpolate::{Interpolator, to_text};
 use super::options::LoadOptions;
 use crate::diagnostic::Diags;
-use crate::read::check_keys;
+use crate::read::{check_keys, set_entry};
 use crate::span::Span;
 use crate::suggest::did_you_mean;
 use crate::yaml::{Entry, Map, Node, Psych, Value};
@@ -225,7 +225,7 @@ fn spec_inputs(spec: &Node, d: &mut Diags) -> Option<Vec<Input>> {
             }
         }
     }
-    let Some(inputs) = m.get("inputs").filter(|e| !e.value.is_null()) else {
+    let Some(inputs) = set_entry(m, "inputs") else {
         return ok.then_some(Vec::new());
     };
     let Some(inputs) = inputs.value.as_map() else {
