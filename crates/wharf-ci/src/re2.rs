@@ -5,9 +5,10 @@
 //! - a `{` that does not start a repetition (`{n}`, `{n,}`, `{n,m}`): `/"pct": {(\d+)/`, `/{skip}/`;
 //! - `\Q...\E`, which quotes everything between;
 //! - inside a character class, a `[` that does not start `[:name:]`, and `&&`, `--`, `~~`
-//!   (set operations in the crate, literal characters in RE2).
+//!   (set operations in the crate, literal characters in RE2);
+//! - `\d`, `\w`, `\s`, `\b` and their negations, ASCII in RE2 and Unicode in the crate.
 //!
-//! [`to_rust`] rewrites those into the crate's escapes, so a pattern GitLab takes compiles here
+//! [`to_rust`] rewrites those into the crate's escapes and ASCII sets, so a pattern GitLab takes compiles here
 //! and matches the same text.
 
 /// `pattern` (RE2 syntax) written for the `regex` crate.
@@ -30,9 +31,13 @@ pub fn to_rust(pattern: &str) -> String {
                 continue;
             }
             '\\' => {
-                out.push(c);
-                if let Some(&next) = chars.get(i + 1) {
-                    out.push(next);
+                let next = chars.get(i + 1).copied();
+                match next.and_then(|n| ascii_class(n, in_class)) {
+                    Some(set) => out.push_str(set),
+                    None => {
+                        out.push(c);
+                        out.extend(next);
+                    }
                 }
                 i += 2;
                 continue;
@@ -92,6 +97,24 @@ pub fn to_rust(pattern: &str) -> String {
         i += 1;
     }
     out
+}
+
+/// What RE2's Perl classes and word boundaries mean, in the crate's syntax: RE2 reads `\d`,
+/// `\w`, `\s` and `\b` as ASCII (`[0-9]`, `[0-9A-Za-z_]`, `[\t\n\f\r ]`), the crate as
+/// Unicode, so `\d` would match `٣` and `\w` `é` where GitLab's do not. Inside a class the
+/// set is written as a nested class, which the crate unites with the rest.
+fn ascii_class(letter: char, in_class: bool) -> Option<&'static str> {
+    Some(match (letter, in_class) {
+        ('d', _) => "[0-9]",
+        ('D', _) => "[^0-9]",
+        ('w', _) => "[0-9A-Za-z_]",
+        ('W', _) => "[^0-9A-Za-z_]",
+        ('s', _) => r"[\t\n\x0C\r ]",
+        ('S', _) => r"[^\t\n\x0C\r ]",
+        ('b', false) => r"(?-u:\b)",
+        ('B', false) => r"(?-u:\B)",
+        _ => return None,
+    })
 }
 
 /// The length of the repetition `{n}`, `{n,}` or `{n,m}` that `text` starts with, if it does
@@ -236,7 +259,7 @@ mod tests {
     #[test]
     fn what_re2_reads_literally_is_escaped_and_the_rest_kept() {
         for (re2, rust) in [
-            (r#""pct": {(\d+)"#, r#""pct": \{(\d+)"#),
+            (r#""pct": {(\d+)"#, r#""pct": \{([0-9]+)"#),
             ("{skip}", r"\{skip\}"),
             ("a{,5}", r"a\{,5\}"),
             ("a{2", r"a\{2"),
@@ -250,7 +273,13 @@ mod tests {
             ("[a-z&&b]", r"[a-z\&\&b]"),
             ("[a~~b]", r"[a\~\~b]"),
             (r"\{\}\[", r"\{\}\["),
-            (r"^v\d+\.\d+$", r"^v\d+\.\d+$"),
+            (r"^v\d+\.\d+$", r"^v[0-9]+\.[0-9]+$"),
+            (r"[\w.-]+\s\bx", r"[[0-9A-Za-z_].-]+[\t\n\x0C\r ](?-u:\b)x"),
+            (
+                r"[^\D]\S\W\B",
+                r"[^[^0-9]][^\t\n\x0C\r ][^0-9A-Za-z_](?-u:\B)",
+            ),
+            (r"\.\\d", r"\.\\d"),
         ] {
             assert_eq!(to_rust(re2), rust, "{re2}");
             assert!(compile(re2).is_ok(), "{re2} -> {rust}");
@@ -293,5 +322,21 @@ mod tests {
         assert!(m(r"\Qa.b\E", "a.b") && !m(r"\Qa.b\E", "axb"));
         assert!(m("[a&]", "&") && m("[[]", "["));
         assert!(m("x{2}", "xx") && !m("^x{2}$", "x"));
+    }
+
+    #[test]
+    fn perl_classes_and_word_boundaries_are_ascii_as_in_re2() {
+        let m = |re: &str, text: &str| compile(re).unwrap().is_match(text);
+        // RE2: `\d` is [0-9], `\w` [0-9A-Za-z_], `\s` [\t\n\f\r ], `\b` between ASCII word
+        // characters and the rest; the `regex` crate's are Unicode.
+        assert!(m(r"^\d+$", "42") && !m(r"^\d+$", "٤٢"));
+        assert!(m(r"^\w+$", "abc_9") && !m(r"^\w+$", "café"));
+        assert!(m(r"^\W$", "é") && m(r"^\D$", "٣"));
+        assert!(m(r"^\s$", "\x0C") && !m(r"^\s$", "\u{a0}") && !m(r"^\s$", "\x0B"));
+        assert!(m(r"^\S$", "\u{a0}"));
+        assert!(m(r"\bfoo", "éfoo") && !m(r"\Bfoo", "éfoo"));
+        assert!(m(r"^[\d.]+$", "1.2") && !m(r"^[\d.]+$", "١.٢"));
+        assert!(m(r"^[^\w]$", "é") && !m(r"^[^\w]$", "e"));
+        assert!(m(r"(?i)^\w+$", "ABC") && m(r"^\d+\s\w$", "12 x"));
     }
 }

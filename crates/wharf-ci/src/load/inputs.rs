@@ -78,7 +78,8 @@ struct Input {
     kind: Type,
     default: Option<Node>,
     options: Option<Vec<Node>>,
-    regex: Option<regex::Regex>,
+    /// The pattern as written (shown in messages) and compiled.
+    regex: Option<(String, regex::Regex)>,
 }
 
 /// Where a file's input values come from.
@@ -339,7 +340,7 @@ fn input(name: &str, e: &Entry, d: &mut Diags) -> Option<Input> {
         } else {
             match &r.value.value {
                 Value::Scalar(s) => match crate::re2::compile(&s.text) {
-                    Ok(re) => input.regex = Some(re),
+                    Ok(re) => input.regex = Some((s.text.clone(), re)),
                     Err(e) => {
                         d.error(
                             &r.value.span,
@@ -489,12 +490,11 @@ fn problem(input: &Input, v: &Node) -> Option<String> {
             ));
         }
     }
-    if let (Some(re), Value::Scalar(s)) = (&input.regex, &v.value) {
+    if let (Some((written, re)), Value::Scalar(s)) = (&input.regex, &v.value) {
         if !re.is_match(&s.text) {
             return Some(format!(
-                "is `{}`, which does not match the input's `regex` `{}`",
-                s.text,
-                re.as_str()
+                "is `{}`, which does not match the input's `regex` `{written}`",
+                s.text
             ));
         }
     }
