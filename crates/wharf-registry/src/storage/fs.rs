@@ -75,10 +75,46 @@ fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
         .map_err(io_err("fsync", dir))
 }
 
+/// Creates `dir` and the folders missing above it, making each new folder durable in its
+/// parent: a file renamed into a new folder (a blob's `sha256/ab/`, a new repository's
+/// `_manifests/tags/v1/`) is only as durable as the folder's own entry, and fsyncing the file's
+/// folder does not write that entry. Returns the parents fsynced, outermost first.
+fn create_dir_durably(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
+    let mut missing = Vec::new();
+    let mut at = dir;
+    loop {
+        match fs::metadata(at) {
+            Ok(_) => break,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                missing.push(at);
+                match at.parent() {
+                    Some(parent) => at = parent,
+                    None => break,
+                }
+            }
+            Err(e) => return Err(io_err("stat", at)(e)),
+        }
+    }
+    let mut synced = Vec::with_capacity(missing.len());
+    for new in missing.into_iter().rev() {
+        match fs::create_dir(new) {
+            Ok(()) => {}
+            // Another request made it a moment ago and may not have synced its parent yet:
+            // syncing it here too keeps this request's answer honest.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_err("create folder", new)(e)),
+        }
+        let parent = new.parent().unwrap_or(Path::new("/"));
+        fsync_dir(parent)?;
+        synced.push(parent.to_path_buf());
+    }
+    Ok(synced)
+}
+
 /// Renames `from` to `to`, creating `to`'s folder, and makes the rename durable.
 fn rename_into_place(from: &Path, to: &Path) -> Result<(), StorageError> {
     let parent = to.parent().unwrap_or(Path::new("/"));
-    fs::create_dir_all(parent).map_err(io_err("create folder", parent))?;
+    create_dir_durably(parent)?;
     fs::rename(from, to).map_err(io_err("rename into", to))?;
     fsync_dir(parent)
 }
@@ -172,8 +208,7 @@ impl FsStorage {
     pub fn open(root: impl Into<PathBuf>) -> Result<FsStorage, StorageError> {
         let root = root.into();
         for sub in ["blobs/sha256", "uploads", "repositories", "tmp", "aside"] {
-            let dir = root.join(sub);
-            fs::create_dir_all(&dir).map_err(io_err("create folder", &dir))?;
+            create_dir_durably(&root.join(sub))?;
         }
         Ok(FsStorage { root })
     }
@@ -719,5 +754,53 @@ impl Storage for FsStorage {
             Ok(removed)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_new_folder_is_synced_in_its_parent_and_existing_ones_are_left_alone() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path();
+        let deep = root.join("repositories/team/app/_manifests/tags/v1");
+        let synced = create_dir_durably(&deep).expect("create");
+        let expected: Vec<PathBuf> = [
+            "",
+            "repositories",
+            "repositories/team",
+            "repositories/team/app",
+            "repositories/team/app/_manifests",
+            "repositories/team/app/_manifests/tags",
+        ]
+        .iter()
+        .map(|sub| {
+            if sub.is_empty() {
+                root.to_path_buf()
+            } else {
+                root.join(sub)
+            }
+        })
+        .collect();
+        assert_eq!(synced, expected);
+        assert!(deep.is_dir());
+
+        // A sibling under folders that exist: only its own parent is synced.
+        let sibling = root.join("repositories/team/app/_manifests/tags/v2");
+        assert_eq!(
+            create_dir_durably(&sibling).expect("create"),
+            vec![sibling.parent().expect("parent").to_path_buf()]
+        );
+        assert_eq!(
+            create_dir_durably(&deep).expect("again"),
+            Vec::<PathBuf>::new()
+        );
+
+        // A file where a folder should be is an error naming it, not a silent success.
+        fs::write(root.join("blobs"), b"not a folder").expect("file");
+        let err = create_dir_durably(&root.join("blobs/sha256")).expect_err("a file in the way");
+        assert!(err.to_string().contains("blobs"), "{err}");
     }
 }
