@@ -108,9 +108,13 @@ pub async fn unless_canceled<T>(
     work: impl std::future::Future<Output = T>,
 ) -> Option<T> {
     let mut cancel = cancel.clone();
+    // The cancel first: `select!` polls its branches in a random order, and a first poll of
+    // `work` may start what outlives it (a cache pack on a blocking thread, taking the key's
+    // lock) for a job that was already canceled.
     tokio::select! {
-        done = work => Some(done),
+        biased;
         Ok(_) = cancel.wait_for(|canceled| *canceled) => None,
+        done = work => Some(done),
     }
 }
 
@@ -211,5 +215,22 @@ mod tests {
         for bad in ["", "m", "12x", "1..2g", "0", "-1g", "99999999999p"] {
             assert!(parse_memory_size(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Regression: `select!` polled the work first half of the time, so a job canceled before
+    /// its cache upload still started packing it (and took the key's lock) on a blocking thread.
+    #[tokio::test]
+    async fn canceled_work_is_never_started() {
+        let (_tx, cancel) = watch::channel(true);
+        for _ in 0..64 {
+            let started = std::sync::atomic::AtomicBool::new(false);
+            let work = async {
+                started.store(true, std::sync::atomic::Ordering::SeqCst);
+            };
+            assert_eq!(unless_canceled(&cancel, work).await, None);
+            assert!(!started.load(std::sync::atomic::Ordering::SeqCst));
+        }
+        let (_tx, running) = watch::channel(false);
+        assert_eq!(unless_canceled(&running, async { 7 }).await, Some(7));
     }
 }
