@@ -514,9 +514,13 @@ async fn an_upstream_blob_announced_over_max_blob_size_is_refused_naming_the_fix
     let at_limit = cache_of(good_layer(), |e| {
         e.max_blob_size = bytesize::ByteSize::b(300_000)
     });
-    let (status, body) = pull_layer(&open_app(&at_limit.config), &at_limit.f).await;
+    let state = app_state(&at_limit.config, Arc::new(AllowAll)).expect("state");
+    let (status, body) = pull_layer(&router(state.clone(), axum::Router::new()), &at_limit.f).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body.expect("layer").len(), 300_000);
+    // The link is written in the background: done before the storage folder goes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    assert!(state.proxy.finish_background_writes(deadline).await);
 }
 
 on_each_backend!(a_good_upstream_blob_is_cached_and_served_from_storage);
