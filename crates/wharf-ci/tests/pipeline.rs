@@ -955,6 +955,38 @@ stop_e: {script: [x], environment: {name: other, action: stop}}
             "7:56: `on_stop` job `stop_e` of job `e` has environment `other`, another name (GitLab refuses the pipeline)",
         ]
     );
+    // `Entry::Kubernetes`: a map, not blank, of three strings; `namespace` and `agent` beside
+    // `flux_resource_path`.
+    let errs = brief(
+        "
+a: {script: [x], environment: {name: a, kubernetes: {}}}
+b: {script: [x], environment: {name: b, kubernetes: {namespace: 1, cluster: x}}}
+c: {script: [x], environment: {name: c, kubernetes: {flux_resource_path: p, agent: ''}}}
+",
+    );
+    assert_eq!(
+        errs,
+        [
+            "2:53: `environment` of job `a` `kubernetes` is empty (GitLab: \"can't be blank\")",
+            "3:65: `environment` of job `b` `kubernetes` `namespace` must be a string, found `1` (a number to GitLab's YAML reader)",
+            "3:68: unknown key `cluster` in `environment` of job `b` `kubernetes`",
+            "4:53: `environment` of job `c` `kubernetes` `namespace` is needed beside `flux_resource_path` (GitLab: \"can't be blank\")",
+            "4:53: `environment` of job `c` `kubernetes` `agent` is needed beside `flux_resource_path` (GitLab: \"can't be blank\")",
+        ]
+    );
+    ok("
+deploy:
+  script: [x]
+  environment:
+    name: production
+    kubernetes:
+      namespace: prod
+      agent: group/project:agent
+      flux_resource_path: helm-controller/v1/namespaces/flux-system/helmreleases/app
+review:
+  script: [x]
+  environment: {name: review, kubernetes: {namespace: review}}
+");
     ok("
 deploy:
   script: [x]
@@ -1134,6 +1166,12 @@ b:
   image: {{name: alpine, docker: {{user: ''}}, pull_policy: []}}
 {long}:
   script: [x]
+c:
+  script: [x]
+  image: {{name: alpine, kubernetes: {{user: '', uid: 1}}}}
+  services:
+    - {{name: db, docker: {{platform: {long}}}, kubernetes: {{user: true}}}}
+    - {{name: db, kubernetes: 1000}}
 "
     ));
     assert_eq!(
@@ -1142,14 +1180,27 @@ b:
             "4:23: `artifacts` of job `a` `paths` can't contain '*' when used with `expose_as` (GitLab refuses it)",
             "4:46: `artifacts` of job `a` has both `access` and `public` (GitLab refuses them together)",
             "4:71: `artifacts` of job `a` `expose_as` `my report!` can contain only letters, digits, '-', '_' and spaces (at most 100), as GitLab requires",
-            "7:40: `image` of job `b` `docker` `user` is empty (GitLab's schema wants a user)",
+            "7:40: `image` of job `b` `docker` `user` is empty (GitLab's schema wants 1 to 255 characters)",
             "7:58: `image` of job `b` `pull_policy` is an empty list (GitLab: \"can't be blank\")",
             "8:1: job name `jjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjjj...` is 256 characters long, more than GitLab's 255",
+            "12:44: `image` of job `c` `kubernetes` `user` is empty (GitLab's schema wants 1 to 255 characters)",
+            "12:48: unknown key `uid` in `image` of job `c` `kubernetes`",
+            "14:37: `services` of job `c` `docker` `platform` is 256 characters long, more than GitLab's schema's 64",
+            "14:315: `services` of job `c` `kubernetes` `user` must be a user name or UID, found `true` (a boolean to GitLab's YAML reader)",
+            "15:30: `services` of job `c` `kubernetes` must be a map, found a number",
         ]
     );
     ok(
         "a:\n  script: [x]\n  artifacts: {paths: [out/report.html], access: developer, expose_as: 'My report'}\n",
     );
+    // `kubernetes: user` takes a UID or `UID:GID`; a null option is dropped (`compact`).
+    ok("
+a:
+  script: [x]
+  image: {name: alpine, kubernetes: {user: 1000}, docker: null}
+  services:
+    - {name: db, kubernetes: {user: '1000:1000'}, docker: {platform: linux/arm64, user: db}}
+");
 }
 
 #[test]

@@ -22,6 +22,60 @@ fn image_name(n: &Node, what: &str, d: &mut Diags) -> Option<String> {
     Some(name)
 }
 
+/// `docker:` of an image or a service, as GitLab's `executor_opts.json` takes it: a map with
+/// `user` (1 to 255 characters) and `platform` (1 to 64); `(user, platform)`.
+fn docker_options(n: &Node, what: &str, d: &mut Diags) -> (Option<String>, Option<String>) {
+    let what = format!("{what} `docker`");
+    let Some(m) = map(n, &what, d) else {
+        return (None, None);
+    };
+    check_keys(m, &what, &["user", "platform"], d);
+    let mut option = |key: &str, max: usize| {
+        let e = m.get(key)?;
+        let what = format!("{what} `{key}`");
+        let text = typed_string(&e.value, &what, d)?;
+        let fits = schema_length(&text, &what, &e.value, max, d);
+        fits.then_some(text)
+    };
+    (option("user", 255), option("platform", 64))
+}
+
+/// `kubernetes:` of an image or a service, which wharf records without using, checked as
+/// GitLab's `executor_opts.json` checks it: a map with only `user`, an integer (a UID) or a
+/// string of 1 to 255 characters (`1000:1000`).
+fn kubernetes_options(n: &Node, what: &str, d: &mut Diags) {
+    let what = format!("{what} `kubernetes`");
+    let Some(m) = map(n, &what, d) else { return };
+    check_keys(m, &what, &["user"], d);
+    let Some(user) = m.get("user") else { return };
+    let what = format!("{what} `user`");
+    if let Value::Scalar(s) = &user.value.value {
+        if matches!(s.psych(), crate::yaml::Psych::Int(_)) {
+            return;
+        }
+    }
+    if let Some(text) = typed_string_as(&user.value, &what, "a user name or UID", d) {
+        schema_length(&text, &what, &user.value, 255, d);
+    }
+}
+
+/// Whether `text` has GitLab's schema's `minLength: 1` and `maxLength: max`; says why not.
+fn schema_length(text: &str, what: &str, n: &Node, max: usize, d: &mut Diags) -> bool {
+    let len = text.chars().count();
+    if len == 0 {
+        d.error(
+            &n.span,
+            format!("{what} is empty (GitLab's schema wants 1 to {max} characters)"),
+        );
+    } else if len > max {
+        d.error(
+            &n.span,
+            format!("{what} is {len} characters long, more than GitLab's schema's {max}"),
+        );
+    }
+    (1..=max).contains(&len)
+}
+
 pub(crate) fn image(
     n: &Node,
     what: &str,
@@ -54,32 +108,14 @@ pub(crate) fn image(
         &["name", "entrypoint", "pull_policy", "docker", "kubernetes"],
         d,
     );
-    if let Some(e) = m.get("kubernetes") {
+    if let Some(e) = set_entry(m, "kubernetes") {
+        kubernetes_options(&e.value, what, d);
         unsupported.push(("image:kubernetes".into(), e.key_span.clone()));
     }
-    let (mut docker_user, mut docker_platform) = (None, None);
-    if let Some(e) = set_entry(m, "docker") {
-        let what = format!("{what} `docker`");
-        if let Some(dm) = map(&e.value, &what, d) {
-            check_keys(dm, &what, &["user", "platform"], d);
-            // `executor_opts.json`: `docker.user` a string of at least one character.
-            docker_user = dm.get("user").and_then(|u| {
-                let what = format!("{what} `user`");
-                let user = typed_string(&u.value, &what, d)?;
-                if user.is_empty() {
-                    d.error(
-                        &u.value.span,
-                        format!("{what} is empty (GitLab's schema wants a user)"),
-                    );
-                    return None;
-                }
-                Some(user)
-            });
-            docker_platform = dm
-                .get("platform")
-                .and_then(|p| string(&p.value, &format!("{what} `platform`"), d));
-        }
-    }
+    let (docker_user, docker_platform) = match set_entry(m, "docker") {
+        Some(e) => docker_options(&e.value, what, d),
+        None => (None, None),
+    };
     let name = match m.get("name") {
         Some(e) => image_name(&e.value, &format!("{what} `name`"), d)?,
         None => {
@@ -168,8 +204,14 @@ pub(crate) fn services(
             ],
             d,
         );
+        if let Some(e) = set_entry(m, "docker") {
+            docker_options(&e.value, what, d);
+        }
+        if let Some(e) = set_entry(m, "kubernetes") {
+            kubernetes_options(&e.value, what, d);
+        }
         for key in ["docker", "kubernetes"] {
-            if let Some(e) = m.get(key) {
+            if let Some(e) = set_entry(m, key) {
                 unsupported.push((format!("services:{key}"), e.key_span.clone()));
             }
         }

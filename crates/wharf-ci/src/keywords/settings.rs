@@ -294,6 +294,9 @@ pub(crate) fn environment(n: &Node, what: &str, d: &mut Diags) -> EnvironmentEnt
                 let choices: Vec<(&str, ())> = tiers.iter().map(|t| (*t, ())).collect();
                 one_of(&e.value, &format!("{what} `deployment_tier`"), &choices, d);
             }
+            if let Some(e) = set_entry(m, "kubernetes") {
+                environment_kubernetes(&e.value, &format!("{what} `kubernetes`"), d);
+            }
             if let Some(e) = set_entry(m, "on_stop") {
                 out.on_stop = string(&e.value, &format!("{what} `on_stop`"), d)
                     .map(|job| (job, e.value.span.clone()));
@@ -302,6 +305,35 @@ pub(crate) fn environment(n: &Node, what: &str, d: &mut Diags) -> EnvironmentEnt
         _ => out.name = environment_name(n, what, d),
     }
     out
+}
+
+/// An environment's `kubernetes:` (recorded by GitLab for its deployments, unused by wharf),
+/// checked as GitLab's `Entry::Kubernetes` checks it: a map, not empty, of `namespace`, `agent`
+/// and `flux_resource_path` strings, the first two required beside the third.
+fn environment_kubernetes(n: &Node, what: &str, d: &mut Diags) {
+    let Some(m) = map(n, what, d) else { return };
+    if m.is_empty() {
+        d.error(
+            &n.span,
+            format!("{what} is empty (GitLab: \"can't be blank\")"),
+        );
+        return;
+    }
+    check_keys(m, what, &["namespace", "agent", "flux_resource_path"], d);
+    let mut text = |key: &str| {
+        set_entry(m, key).and_then(|e| typed_string(&e.value, &format!("{what} `{key}`"), d))
+    };
+    let (namespace, agent, flux) = (text("namespace"), text("agent"), text("flux_resource_path"));
+    if flux.is_some_and(|f| !f.trim().is_empty()) {
+        for (key, value) in [("namespace", namespace), ("agent", agent)] {
+            if value.is_none_or(|v| v.trim().is_empty()) {
+                d.error(
+                    &n.span,
+                    format!("{what} `{key}` is needed beside `flux_resource_path` (GitLab: \"can't be blank\")"),
+                );
+            }
+        }
+    }
 }
 
 /// GitLab's `environment_name_regex`: `[a-zA-Z0-9_${}. -]`, and `/` anywhere but first and last.
