@@ -616,6 +616,10 @@ u:
 r:
   script: [x]
   rules: [{needs: [a, a]}]
+p:
+  script: [x]
+  needs: [{pipeline: $PARENT_PIPELINE_ID, job: gen}]
+  dependencies: [a]
 ",
     );
     assert_eq!(
@@ -624,8 +628,21 @@ r:
             "7:20: job `t` needs `a` twice (GitLab refuses duplicated needs)",
             "11:21: job `u` depends on `b`, which is not in its `needs:` (GitLab: \"should be part of needs\")",
             "14:23: `needs` in a rule of `rules` of job `r` names `a` twice (GitLab refuses duplicated needs)",
+            "17:10: job `p` has `dependencies:`, but its `needs:` name only jobs of other pipelines (GitLab: \"needs corresponding to dependencies must be from the same pipeline\")",
         ]
     );
+    // Beside a need in this pipeline, a parent pipeline's job may be needed too.
+    ok("
+a: {stage: build, script: [x]}
+p:
+  script: [x]
+  needs: [a, {pipeline: $PARENT_PIPELINE_ID, job: gen}]
+  dependencies: [a]
+q:
+  script: [x]
+  needs: [{pipeline: $PARENT_PIPELINE_ID, job: gen}]
+  dependencies: []
+");
     // A need on a matrix instance names its job; without `needs:` any dependency goes.
     ok("
 stages: [build, test]

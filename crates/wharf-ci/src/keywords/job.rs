@@ -7,6 +7,7 @@ use super::rules::check_job_conflicts;
 use super::table::{Reader, job_keyword, job_keywords};
 use crate::diagnostic::Diags;
 use crate::model::{Job, When};
+use crate::read::{flattened, set_entry};
 use crate::span::Span;
 use crate::suggest::did_you_mean;
 use crate::yaml::{Map, Value};
@@ -131,12 +132,25 @@ pub(crate) fn job(
 /// GitLab's `Job` (`validate on: :composed`): with both `needs:` and `dependencies:`, every
 /// dependency must be among the needed jobs ("should be part of needs"), by the names written
 /// (a `parallel: matrix` need names its job).
+/// With needs on other pipelines' jobs only, no dependency can be among them ("must be from
+/// the same pipeline").
 fn check_dependencies_are_needed(name: &str, m: &Map, refs: &JobRefs, d: &mut Diags) {
-    let needed = m
-        .get("needs")
-        .map(|e| needed_jobs(&e.value))
-        .unwrap_or_default();
+    let Some(needs) = set_entry(m, "needs") else {
+        return;
+    };
+    let needed = needed_jobs(&needs.value);
     if needed.is_empty() {
+        let other_pipelines = flattened(&needs.value).into_iter().any(|item| {
+            item.as_map()
+                .is_some_and(|n| n.contains_key("project") || n.contains_key("pipeline"))
+        });
+        if other_pipelines && !refs.dependencies.is_empty() {
+            d.error(
+                &needs.value.span,
+                format!("job `{name}` has `dependencies:`, but its `needs:` name only jobs of other pipelines (GitLab: \"needs corresponding to dependencies must be from the same pipeline\")"),
+            )
+            .help("add the jobs of `dependencies:` to `needs:`, or drop `dependencies:`");
+        }
         return;
     }
     for (dep, span) in &refs.dependencies {
