@@ -151,8 +151,15 @@ const SPEC_VALID: &[&str] = &[
     "Rust.gitlab-ci.yml",
     "Scala.gitlab-ci.yml",
     "Security/Cluster-Image-Scanning.gitlab-ci.yml",
+    // Its fuzzing jobs are hidden (`.fuzz_base`, stage fuzz); its one visible job is in `.pre`.
+    "Security/Coverage-Fuzzing.gitlab-ci.yml",
+    // These three declare `stages` with `dast` themselves ("intended for internal GitLab use").
+    "Security/DAST-On-Demand-API-Scan.gitlab-ci.yml",
+    "Security/DAST-On-Demand-Scan.gitlab-ci.yml",
+    "Security/DAST-Runner-Validation.gitlab-ci.yml",
     "Security/Fortify-FoD-sast.gitlab-ci.yml",
     "Security/SAST-IaC.gitlab-ci.yml",
+    "Security/Secure-Binaries.gitlab-ci.yml",
     "Swift.gitlab-ci.yml",
     // An older templates_spec.rb (22e9f240) excluded this one by name; the newer one (8bee0028)
     // no longer does.
@@ -172,6 +179,7 @@ const SPEC_VALID: &[&str] = &[
 /// GitLab refuses them ("jobs config should contain at least one visible job", Entry::Jobs).
 const SPEC_VALID_HIDDEN_JOBS_ONLY: &[&str] = &[
     "Katalon.gitlab-ci.yml",
+    "Security/API-Discovery.gitlab-ci.yml",
     // Removed from GitLab since; templates_spec.rb validated it while it existed.
     "Serverless.gitlab-ci.yml",
 ];
@@ -187,14 +195,37 @@ const WITHOUT_DEFAULT_STAGES: &[&str] = &[
 ];
 
 /// templates_spec.rb's `exceptions`: templates it does not include with the default stages,
-/// with its reason. Each is loaded as a project's whole `.gitlab-ci.yml` (its own `stages`), and
-/// as the spec includes it, which GitLab refuses: the user's job names stage `test`, not in the
-/// template's `stages`, or the template's job names a stage the default stages lack.
-const SPEC_EXCEPTIONS: &[(&str, &str)] = &[
-    ("Diffblue-Cover.gitlab-ci.yml", "no auto-devops"),
+/// with its reason and the stages its "with defined stages" contexts add. Each is loaded as
+/// those contexts do (the template, those stages, the user's job; no stages: the template as a
+/// project's whole `.gitlab-ci.yml`), and as the spec includes it with the default stages,
+/// which GitLab refuses: the user's job names stage `test`, not in the template's `stages`, or
+/// the template's job names a stage the default stages lack.
+const SPEC_EXCEPTIONS: &[(&str, &str, &[&str])] = &[
+    ("Diffblue-Cover.gitlab-ci.yml", "no auto-devops", &[]),
+    (
+        "Security/API-Fuzzing.gitlab-ci.yml",
+        "no auto-devops",
+        &["build", "test", "deploy", "fuzz"],
+    ),
+    (
+        "Security/API-Security.gitlab-ci.yml",
+        "no auto-decops",
+        &["build", "test", "deploy", "dast"],
+    ),
+    (
+        "Security/DAST-API.gitlab-ci.yml",
+        "no auto-devops",
+        &["build", "test", "deploy", "dast"],
+    ),
+    (
+        "Security/DAST.gitlab-ci.yml",
+        "DAST stage is defined inside AutoDevops yml",
+        &["build", "test", "deploy", "dast"],
+    ),
     (
         "ThemeKit.gitlab-ci.yml",
         "(no reason given; its stages are deploy:staging and deploy:production)",
+        &[],
     ),
 ];
 
@@ -259,7 +290,6 @@ const INCLUDED_ONLY: &[(&str, &str)] = &[
     ),
     ("OpenTofu/Base.latest.gitlab-ci.yml", "OpenTofu.latest"),
     ("Security/Container-Scanning.gitlab-ci.yml", "Auto-DevOps"),
-    ("Security/DAST.gitlab-ci.yml", "Auto-DevOps"),
     ("Security/Dependency-Scanning.gitlab-ci.yml", "Auto-DevOps"),
     ("Security/License-Scanning.gitlab-ci.yml", "Auto-DevOps"),
     ("Security/SAST.gitlab-ci.yml", "Auto-DevOps"),
@@ -306,7 +336,28 @@ const INCLUDED_WITH_STAGE_NAMES: &[(&str, &[&str])] = &[
         "Jobs/Load-Performance-Testing.gitlab-ci.yml",
         &["build", "test", "deploy", "performance"],
     ),
+    (
+        "Security/API-Fuzzing.latest.gitlab-ci.yml",
+        &["build", "test", "deploy", "fuzz"],
+    ),
+    (
+        "Security/API-Security.latest.gitlab-ci.yml",
+        &["build", "test", "deploy", "dast"],
+    ),
+    (
+        "Security/BAS.latest.gitlab-ci.yml",
+        &["build", "test", "deploy", "dast"],
+    ),
     ("Security/Container-Scanning.latest.gitlab-ci.yml", &[]),
+    ("Security/Coverage-Fuzzing.latest.gitlab-ci.yml", &[]),
+    (
+        "Security/DAST-API.latest.gitlab-ci.yml",
+        &["build", "test", "deploy", "dast"],
+    ),
+    (
+        "Security/DAST.latest.gitlab-ci.yml",
+        &["build", "test", "deploy", "dast"],
+    ),
     (
         "Security/Multi-Container-Scanning.latest.gitlab-ci.yml",
         &[],
@@ -452,7 +503,7 @@ fn sources_list_every_template_and_nothing_else() {
         let places = [
             SPEC_VALID.contains(&path),
             SPEC_VALID_HIDDEN_JOBS_ONLY.contains(&path),
-            SPEC_EXCEPTIONS.iter().any(|(t, _)| *t == path),
+            SPEC_EXCEPTIONS.iter().any(|(t, _, _)| *t == path),
             STANDALONE_JOBS.contains(&path),
             STANDALONE_OTHER.contains(&path),
             INCLUDED_ONLY.iter().any(|(t, _)| *t == path),
@@ -471,7 +522,10 @@ fn every_template_gitlab_validates_loads() {
     let mut loaded = 0;
     let mut warnings = 0;
     // Each template with the main file that loads it: itself, or a pipeline giving its stages.
-    let exceptions = SPEC_EXCEPTIONS.iter().map(|(t, _)| t);
+    let exceptions = SPEC_EXCEPTIONS
+        .iter()
+        .filter(|(_, _, stages)| stages.is_empty())
+        .map(|(t, _, _)| t);
     let standalone = SPEC_VALID
         .iter()
         .chain(exceptions)
@@ -484,8 +538,14 @@ fn every_template_gitlab_validates_loads() {
     let with_stages = INCLUDED_WITH_STAGES
         .iter()
         .map(|(template, main)| (*template, main.to_string()));
+    let exceptions_with_stages = SPEC_EXCEPTIONS
+        .iter()
+        .filter(|(_, _, stages)| !stages.is_empty())
+        .map(|(template, _, stages)| (template, stages));
     let with_stage_names = INCLUDED_WITH_STAGE_NAMES
         .iter()
+        .map(|(template, stages)| (template, stages))
+        .chain(exceptions_with_stages)
         .map(|(template, stages)| (*template, with_stage_names(template, stages)));
     for (template, main) in standalone.chain(with_stages).chain(with_stage_names) {
         let expected_refusal = STILL_REFUSED.iter().find(|(t, _, _)| *t == template);
@@ -561,7 +621,7 @@ fn every_template_loads_as_gitlabs_spec_includes_it() {
 #[test]
 fn what_gitlab_refuses_is_refused() {
     let mut accepted = Vec::new();
-    for (template, _) in SPEC_EXCEPTIONS {
+    for (template, _, _) in SPEC_EXCEPTIONS {
         if load(wrapped(template)).is_ok() {
             accepted.push(format!("{template}, included as templates_spec.rb does"));
         }
