@@ -2840,3 +2840,32 @@ fn circular_needs_are_rejected_with_the_chain() {
     assert!(text.contains("circular needs: a -> c -> b -> a"), "{text}");
     assert_eq!(text.matches("circular needs").count(), 1, "{text}");
 }
+
+#[test]
+fn a_lone_last_when_rule_without_workflow_rules_is_warned_as_gitlab_warns() {
+    // `Processable#validate_against_warnings`, run unless `workflow:` has `rules`: the last
+    // rule's keys are exactly `[:when]` and its value is not `never`.
+    let yaml = "
+.tpl: {rules: [{if: $CI_COMMIT_TAG, when: never}, {when: on_success}]}
+a: {extends: .tpl, script: [x]}
+b: {script: [x], rules: [{if: $X}, {when: never}]}
+c: {script: [x], rules: [{when: manual, allow_failure: true}]}
+d: {script: [x], rules: [[{when: always}]]}
+e: {script: [x]}
+";
+    let warned = |yaml: &str| -> Vec<(String, usize)> {
+        load(yaml)
+            .expect("loads")
+            .warnings
+            .iter()
+            .filter(|w| w.message.contains("multiple pipelines"))
+            .map(|w| {
+                let at = w.span.as_ref().map_or(0, |s| s.line);
+                (w.message.split('`').nth(1).unwrap_or("").to_string(), at)
+            })
+            .collect()
+    };
+    assert_eq!(warned(yaml), [("a".to_string(), 2), ("d".to_string(), 6)]);
+    let with_workflow = format!("workflow: {{rules: [{{when: always}}]}}\n{yaml}");
+    assert_eq!(warned(&with_workflow), []);
+}

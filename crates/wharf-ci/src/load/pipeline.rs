@@ -218,6 +218,12 @@ pub(crate) fn build(config: Config, limits: &Limits, d: &mut Diags) -> Option<Pi
         .get("workflow")
         .and_then(|e| keywords::workflow(&e.value, d));
 
+    // GitLab's `has_workflow_rules`: the key is written, whatever its rules.
+    let has_workflow_rules = root
+        .get("workflow")
+        .and_then(|e| e.value.as_map())
+        .is_some_and(|w| w.contains_key("rules"));
+
     let stages = stages(root, d);
     let variables = root
         .get("variables")
@@ -261,6 +267,9 @@ pub(crate) fn build(config: Config, limits: &Limits, d: &mut Diags) -> Option<Pi
         }
         if let Some((mut j, refs)) = keywords::job(name, &e.key_span, &job, &stages, d) {
             j.inherit_variables = inherit.variables.into_option();
+            if !has_workflow_rules {
+                warn_of_unconditional_last_rule(name, &job, d);
+            }
             converted.push((j, refs));
         }
     }
@@ -286,6 +295,35 @@ pub(crate) fn build(config: Config, limits: &Limits, d: &mut Diags) -> Option<Pi
         workflow,
         includes,
     })
+}
+
+/// GitLab's `Processable#validate_against_warnings`, without `workflow: rules`: a job whose
+/// last rule is a lone `when:` (not `never`) runs in a branch pipeline and in a merge request
+/// pipeline for the same push. GitLab shows it as a warning, and so does wharf.
+fn warn_of_unconditional_last_rule(name: &str, job: &crate::yaml::Map, d: &mut Diags) {
+    let Some(rules) = job
+        .get("rules")
+        .filter(|e| matches!(e.value.value, Value::Seq(_)))
+    else {
+        return;
+    };
+    let Some(last) = crate::read::flattened(&rules.value).pop() else {
+        return;
+    };
+    let Some(rule) = last.as_map() else { return };
+    let lone_when = rule.len() == 1
+        && rule
+            .get("when")
+            .is_some_and(|w| matches!(&w.value.value, Value::Scalar(s) if s.text != "never"));
+    if lone_when {
+        d.warning(
+            &last.span,
+            format!(
+                "job `{name}` may allow multiple pipelines to run for a single action due to `rules:when` clause with no `workflow:rules` (GitLab warns the same)"
+            ),
+        )
+        .help("a push to a branch with an open merge request then starts a branch pipeline and a merge request pipeline, both running this job; add `workflow: rules` that choose one, or a condition to this last rule");
+    }
 }
 
 /// Ruby's `blank?` for a YAML value: null, an empty string, list or map, or `false`.
