@@ -86,8 +86,7 @@ pub async fn run_pipeline(
     let workflow = match &plan.workflow {
         Ok(w) => w.clone(),
         Err(why) => {
-            opts.console
-                .line(&format!("Pipeline not created: workflow: rules: {why}"));
+            opts.console.line(&format!("Pipeline not created: {why}"));
             let report = PipelineReport {
                 not_created: Some(why.clone()),
                 ..Default::default()
@@ -571,9 +570,7 @@ async fn run_trigger(shared: Arc<Shared>, job: Job, i: usize, tx: mpsc::Unbounde
         }
     };
     if let Err(why) = &child_plan.workflow {
-        let r = fail(format!(
-            "child pipeline not created: workflow: rules: {why}"
-        ));
+        let r = fail(format!("child pipeline not created: {why}"));
         job_finished_event(&shared, &r);
         let _ = tx.send(Msg::Finished(i, r));
         let _ = tx.send(Msg::ChildDone);

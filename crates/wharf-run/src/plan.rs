@@ -84,7 +84,9 @@ pub fn plan(
         project_dir,
         files: &files,
     };
-    let workflow = evaluate_workflow(pipeline, &env).map_err(PlanError::Rules)?;
+    let workflow = evaluate_workflow(pipeline, &env)
+        .map_err(PlanError::Rules)?
+        .map_err(|why| format!("workflow: rules: {why}"));
     let mut sources = sources.clone();
     if let Ok(w) = &workflow {
         sources.workflow = w.variables.clone();
@@ -127,10 +129,31 @@ pub fn plan(
     }
     let mut plan = Plan { workflow, jobs };
     if plan.workflow.is_ok() {
+        if let Some(why) = nothing_to_create(&plan.jobs) {
+            plan.workflow = Err(why);
+        }
+    }
+    if plan.workflow.is_ok() {
         select(&mut plan, selection);
         resolve_needs(&mut plan, selection)?;
     }
     Ok(plan)
+}
+
+/// Why GitLab creates no pipeline of these jobs, if it does not (`Chain::Populate`): no job is
+/// left once the rules ran, or only jobs of `.pre` and `.post`, which "alone are not considered
+/// a complete pipeline". A selection does not count: it picks from the pipeline GitLab makes.
+fn nothing_to_create(jobs: &[PlannedJob]) -> Option<String> {
+    let included = || jobs.iter().filter(|j| j.outcome.included);
+    if included().next().is_none() {
+        return Some(
+            "the rules configuration prevented any jobs from being added to the pipeline".into(),
+        );
+    }
+    let edges_only = included().all(|j| matches!(j.job.stage.as_str(), ".pre" | ".post"));
+    edges_only.then(|| {
+        "only `.pre` and `.post` jobs would run, and GitLab creates no pipeline of those alone (add a job of another stage, or check its rules)".into()
+    })
 }
 
 /// GitLab expands `environment: name` and then `url` with the job's variables; the url may use

@@ -578,7 +578,7 @@ fn list(args: ListArgs) -> Result<ExitCode> {
     };
     let created = plan.workflow.is_ok();
     if let Err(why) = &plan.workflow {
-        eprintln!("Pipeline not created: workflow: rules: {why}");
+        eprintln!("Pipeline not created: {why}");
     }
     let pipeline = &opened.loaded.pipeline;
     let rows: Vec<[String; 6]> = plan
