@@ -86,7 +86,7 @@ pub async fn run_pipeline(
     let workflow = match &plan.workflow {
         Ok(w) => w.clone(),
         Err(why) => {
-            opts.console.line(&format!("Pipeline not created: {why}"));
+            // Said once, by the report's summary, which `wharf run` prints.
             let report = PipelineReport {
                 not_created: Some(why.clone()),
                 ..Default::default()
