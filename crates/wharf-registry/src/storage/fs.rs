@@ -75,23 +75,26 @@ fn fsync_dir(dir: &Path) -> Result<(), StorageError> {
         .map_err(io_err("fsync", dir))
 }
 
-/// Creates `dir` and the folders missing above it, making each new folder durable in its
-/// parent: a file renamed into a new folder (a blob's `sha256/ab/`, a new repository's
-/// `_manifests/tags/v1/`) is only as durable as the folder's own entry, and fsyncing the file's
-/// folder does not write that entry. Returns the parents fsynced, outermost first.
-fn create_dir_durably(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
+/// Creates `dir` (under `root`) and the folders missing above it, making each new folder
+/// durable in its parent: a file renamed into a new folder (a blob's `sha256/ab/`, a new
+/// repository's `_manifests/tags/v1/`) is only as durable as the folder's own entry, and
+/// fsyncing the file's folder does not write that entry. Returns the parents fsynced, outermost
+/// first. The root itself is never made here: a root that is gone (an unmounted volume) is an
+/// error naming it, not a fresh empty registry written where the volume was.
+fn create_dir_durably(root: &Path, dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
     let mut missing = Vec::new();
     let mut at = dir;
     loop {
         match fs::metadata(at) {
             Ok(_) => break,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && at != root => {
                 missing.push(at);
                 match at.parent() {
                     Some(parent) => at = parent,
                     None => break,
                 }
             }
+            Err(e) if at == root => return Err(io_err("open the storage root", at)(e)),
             Err(e) => return Err(io_err("stat", at)(e)),
         }
     }
@@ -111,17 +114,20 @@ fn create_dir_durably(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
     Ok(synced)
 }
 
-/// Renames `from` to `to`, creating `to`'s folder, and makes the rename durable.
-fn rename_into_place(from: &Path, to: &Path) -> Result<(), StorageError> {
+/// Renames `from` to `to` (under `root`), creating `to`'s folder, and makes the rename durable.
+fn rename_into_place(root: &Path, from: &Path, to: &Path) -> Result<(), StorageError> {
     let parent = to.parent().unwrap_or(Path::new("/"));
-    create_dir_durably(parent)?;
+    create_dir_durably(root, parent)?;
     fs::rename(from, to).map_err(io_err("rename into", to))?;
     fsync_dir(parent)
 }
 
 /// [`rename_into_place`], or false when `from` does not exist.
-fn rename_if_there(from: &Path, to: &Path) -> Result<bool, StorageError> {
-    match rename_into_place(from, to) {
+fn rename_if_there(root: &Path, from: &Path, to: &Path) -> Result<bool, StorageError> {
+    if !from.exists() {
+        return Ok(false);
+    }
+    match rename_into_place(root, from, to) {
         Ok(()) => Ok(true),
         Err(StorageError::Io { source, .. })
             if source.kind() == io::ErrorKind::NotFound && !from.exists() =>
@@ -207,8 +213,12 @@ impl FsStorage {
     /// Opens (creating if needed) a storage root.
     pub fn open(root: impl Into<PathBuf>) -> Result<FsStorage, StorageError> {
         let root = root.into();
+        if !root.is_dir() {
+            fs::create_dir_all(&root).map_err(io_err("create folder", &root))?;
+            fsync_dir(root.parent().unwrap_or(Path::new("/")))?;
+        }
         for sub in ["blobs/sha256", "uploads", "repositories", "tmp", "aside"] {
-            create_dir_durably(&root.join(sub))?;
+            create_dir_durably(&root, &root.join(sub))?;
         }
         Ok(FsStorage { root })
     }
@@ -346,7 +356,7 @@ impl FsStorage {
             let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
             f.write_all(data).map_err(io_err("write", &tmp))?;
             f.sync_all().map_err(io_err("fsync", &tmp))?;
-            rename_into_place(&tmp, to)
+            rename_into_place(&self.root, &tmp, to)
         })();
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
@@ -427,7 +437,8 @@ impl Storage for FsStorage {
     async fn blob_set_aside(&self, digest: &Digest) -> Result<bool, StorageError> {
         // A rename keeps the inode, so a touch that opened the blob before still lands on it.
         let (from, to) = (self.blob_path(digest), self.aside_path(digest));
-        blocking(move || rename_if_there(&from, &to)).await
+        let root = self.root.clone();
+        blocking(move || rename_if_there(&root, &from, &to)).await
     }
 
     async fn blob_aside_last_use(
@@ -445,7 +456,8 @@ impl Storage for FsStorage {
     async fn blob_restore(&self, digest: &Digest) -> Result<(), StorageError> {
         // Over a copy stored meanwhile is harmless: the same verified bytes.
         let (from, to) = (self.aside_path(digest), self.blob_path(digest));
-        blocking(move || rename_if_there(&from, &to).map(|_| ())).await
+        let root = self.root.clone();
+        blocking(move || rename_if_there(&root, &from, &to).map(|_| ())).await
     }
 
     async fn blob_drop_aside(&self, digest: &Digest) -> Result<(), StorageError> {
@@ -489,7 +501,14 @@ impl Storage for FsStorage {
     async fn upload_create(&self, id: &str, info: Bytes) -> Result<(), StorageError> {
         let dir = self.upload_dir(id)?;
         blocking(move || {
-            fs::create_dir_all(&dir).map_err(io_err("create folder", &dir))?;
+            // Not `create_dir_all`: `uploads/` was made with the root, and a root that is gone
+            // is an error, not made again (see `create_dir_durably`).
+            match fs::create_dir(&dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                    return Err(io_err("create folder", &dir)(e));
+                }
+                _ => {}
+            }
             let created = (|| {
                 let data = dir.join("data");
                 File::create(&data).map_err(io_err("create", &data))?;
@@ -605,7 +624,7 @@ impl Storage for FsStorage {
     ) -> Result<(), StorageError> {
         let dir = self.upload_dir(id)?;
         let target = self.blob_path(digest);
-        let id = id.to_string();
+        let (id, root) = (id.to_string(), self.root.clone());
         blocking(move || {
             let data = dir.join("data");
             let Some(file) = not_found_is_none(OpenOptions::new().write(true).open(&data))
@@ -621,7 +640,7 @@ impl Storage for FsStorage {
             drop(file);
             // Renaming over an existing blob (a concurrent push of the same content) is atomic
             // and harmless: both files hold the same verified bytes.
-            rename_into_place(&data, &target)?;
+            rename_into_place(&root, &data, &target)?;
             let _ = fs::remove_dir_all(&dir);
             Ok(())
         })
@@ -766,7 +785,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let root = tmp.path();
         let deep = root.join("repositories/team/app/_manifests/tags/v1");
-        let synced = create_dir_durably(&deep).expect("create");
+        let synced = create_dir_durably(root, &deep).expect("create");
         let expected: Vec<PathBuf> = [
             "",
             "repositories",
@@ -790,17 +809,54 @@ mod tests {
         // A sibling under folders that exist: only its own parent is synced.
         let sibling = root.join("repositories/team/app/_manifests/tags/v2");
         assert_eq!(
-            create_dir_durably(&sibling).expect("create"),
+            create_dir_durably(root, &sibling).expect("create"),
             vec![sibling.parent().expect("parent").to_path_buf()]
         );
         assert_eq!(
-            create_dir_durably(&deep).expect("again"),
+            create_dir_durably(root, &deep).expect("again"),
             Vec::<PathBuf>::new()
         );
 
         // A file where a folder should be is an error naming it, not a silent success.
         fs::write(root.join("blobs"), b"not a folder").expect("file");
-        let err = create_dir_durably(&root.join("blobs/sha256")).expect_err("a file in the way");
+        let err =
+            create_dir_durably(root, &root.join("blobs/sha256")).expect_err("a file in the way");
         assert!(err.to_string().contains("blobs"), "{err}");
+    }
+
+    /// Regression: a root that went away (an unmounted volume, a test's removed folder) was
+    /// made again, empty, by the next write, which then stored blobs where the volume had been.
+    #[tokio::test]
+    async fn a_root_that_is_gone_is_an_error_naming_it_and_is_not_made_again() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path().join("registry");
+        let storage = FsStorage::open(&root).expect("open");
+        storage
+            .upload_create("abc1", Bytes::new())
+            .await
+            .expect("upload");
+        fs::remove_dir_all(&root).expect("the volume goes");
+
+        let err = storage
+            .upload_create("abc2", Bytes::new())
+            .await
+            .expect_err("no uploads/ any more");
+        assert!(err.to_string().contains("uploads"), "{err}");
+        // gc restoring a blob it had set aside: nothing to restore, and no folder made for it.
+        let digest = Digest::parse(&format!("sha256:{}", "ab".repeat(32))).expect("digest");
+        storage
+            .blob_restore(&digest)
+            .await
+            .expect("nothing to restore");
+        let dir = root.join("blobs/sha256/ab");
+        let err = create_dir_durably(&root, &dir).expect_err("the root is gone");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "open the storage root {}: No such file or directory (os error 2)",
+                root.display()
+            )
+        );
+        assert!(!root.exists(), "nothing made the root again");
     }
 }
